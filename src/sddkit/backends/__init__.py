@@ -1,0 +1,7 @@
+"""Back-ends: classifiers on front-end features (AASIST, LCNN, ResNet, pooled linear)."""
+
+from sddkit.registry import Registry
+
+BACKENDS = Registry("backend")
+
+__all__ = ["BACKENDS"]

@@ -1,0 +1,49 @@
+"""``sdd``: the command-line entry point.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``, which adds an
+argparse parser whose ``func(args) -> int`` runs it. Deliberate errors (``SddkitError``)
+print one clear line and exit with status 2; anything else is a bug and shows a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from sddkit import __version__
+from sddkit.errors import SddkitError
+
+# One module per subcommand, in the order `sdd --help` lists them.
+COMMAND_MODULES: tuple[str, ...] = ("sddkit.cli.list_cmd",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sdd", description="sddkit: generalizable speech deepfake detection (higher score = more bona fide)."
+    )
+    parser.add_argument("--version", action="version", version=f"sddkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub at run time
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SddkitError as exc:
+        print(f"sdd {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"sdd {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

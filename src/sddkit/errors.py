@@ -1,0 +1,75 @@
+"""Typed errors.
+
+Every error sddkit raises on purpose derives from :class:`SddkitError`, so the CLI and the
+HTTP service can turn them into a clear message (exit code 2 / a 4xx answer) instead of a
+traceback. Subclasses also derive from the closest built-in (``ValueError``,
+``FileNotFoundError``) so plain ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+
+class SddkitError(Exception):
+    """Base class of every deliberate sddkit error."""
+
+
+class ConfigError(SddkitError, ValueError):
+    """A configuration or recipe is invalid (unknown key, wrong type, bad value)."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A registry lookup used a name that is not registered."""
+
+    def __init__(self, family: str, name: str, choices: list[str]):
+        self.family, self.name, self.choices = family, name, choices
+        super().__init__(f"unknown {family} {name!r}; registered: {', '.join(choices) or '(none)'}")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return self.args[0]
+
+
+class ProtocolError(SddkitError, ValueError):
+    """A protocol, manifest or score file is malformed."""
+
+
+# --- audio -------------------------------------------------------------------------------
+
+
+class AudioError(SddkitError, ValueError):
+    """Base class of audio loading/validation errors. ``path`` names the file if any."""
+
+    def __init__(self, message: str, path: str | None = None):
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class AudioNotFoundError(AudioError, FileNotFoundError):
+    """The audio file does not exist."""
+
+
+class AudioDecodeError(AudioError):
+    """The file exists but no decoder could read it (corrupt, unsupported, not audio)."""
+
+
+class EmptyAudioError(AudioError):
+    """The file decodes to zero samples."""
+
+
+class SilentAudioError(AudioError):
+    """Every sample is (numerically) zero."""
+
+
+class NonFiniteAudioError(AudioError):
+    """The signal contains NaN or infinite samples."""
+
+
+class AudioTooShortError(AudioError):
+    """The signal is shorter than the configured minimum duration."""
+
+
+class AudioTooLongError(AudioError):
+    """The signal is longer than the configured maximum duration."""
+
+
+class CheckpointError(SddkitError, ValueError):
+    """A model directory or checkpoint is missing, incomplete or incompatible."""

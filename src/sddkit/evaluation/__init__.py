@@ -1,0 +1,1 @@
+"""sddkit.evaluation"""

@@ -1,0 +1,154 @@
+"""Small explicit registries for pluggable families.
+
+Each family (encoder, frontend, backend, router, gate, augmentation, strategy, protocol)
+has one :class:`Registry`. An entry is a *builder function* plus an optional typed config
+dataclass; the stable entry name is what checkpoints and recipes record. Variants are
+further builder functions (e.g. ``aasist`` and ``aasist_l``), never copied classes.
+
+    BACKENDS = Registry("backend")
+
+    @BACKENDS.register("lcnn", config=LCNNConfig)
+    def build_lcnn(cfg: LCNNConfig, **ctx) -> nn.Module: ...
+
+    spec = BACKENDS.parse({"name": "lcnn", "channels": 32})   # strict, typed
+    module = BACKENDS.build(spec, in_dim=80)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sddkit.errors import ConfigError, UnknownNameError
+
+# family -> package whose import registers every entry of that family
+_FAMILY_PACKAGES: dict[str, str] = {
+    "encoder": "sddkit.frontends",
+    "frontend": "sddkit.frontends",
+    "router": "sddkit.frontends",
+    "backend": "sddkit.backends",
+    "gate": "sddkit.detectors",
+    "augmentation": "sddkit.augment",
+    "strategy": "sddkit.training",
+    "protocol": "sddkit.data",
+}
+
+_REGISTRIES: dict[str, Registry] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    name: str
+    builder: Callable[..., Any]
+    config_cls: type | None
+    description: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentSpec:
+    """A parsed registry reference: the entry name and its typed config (or None)."""
+
+    family: str
+    name: str
+    config: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        from sddkit.config import to_dict
+
+        out: dict[str, Any] = {"name": self.name}
+        if self.config is not None:
+            out.update(to_dict(self.config))
+        return out
+
+
+class Registry:
+    """Name -> builder map for one family. Names are stable identifiers; never rename one."""
+
+    def __init__(self, family: str):
+        if family in _REGISTRIES:
+            raise RuntimeError(f"registry {family!r} already exists")
+        self.family = family
+        self._entries: dict[str, Entry] = {}
+        _REGISTRIES[family] = self
+
+    def register(
+        self, name: str, *, config: type | None = None, description: str | None = None
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self._entries:
+                raise RuntimeError(f"{self.family} {name!r} registered twice")
+            doc = description or (fn.__doc__ or "").strip().splitlines()[0:1]
+            text = doc if isinstance(doc, str) else (doc[0] if doc else "")
+            self._entries[name] = Entry(name, fn, config, text)
+            return fn
+
+        return deco
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def entries(self) -> list[Entry]:
+        return [self._entries[n] for n in self.names()]
+
+    def get(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(self.family, name, self.names()) from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def parse(self, value: Any, path: str | None = None) -> ComponentSpec:
+        """``"name"`` or ``{"name": ..., **params}`` (or a ComponentSpec) -> ComponentSpec."""
+        from sddkit.config import from_dict
+
+        where = path or self.family
+        if isinstance(value, ComponentSpec):
+            if value.family != self.family:
+                raise ConfigError(f"{where}: expected a {self.family}, got a {value.family}")
+            return value
+        if isinstance(value, str):
+            name, params = value, {}
+        elif isinstance(value, Mapping):
+            if "name" not in value:
+                raise ConfigError(f"{where}: a {self.family} needs a 'name' (one of {self.names()})")
+            params = {k: v for k, v in value.items() if k != "name"}
+            name = value["name"]
+        else:
+            raise ConfigError(f"{where}: expected a {self.family} name or mapping, got {value!r}")
+        try:
+            entry = self.get(name)
+        except UnknownNameError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if entry.config_cls is None:
+            if params:
+                raise ConfigError(f"{where}: {self.family} {name!r} takes no parameters")
+            return ComponentSpec(self.family, name, None)
+        return ComponentSpec(self.family, name, from_dict(entry.config_cls, params, where))
+
+    def build(self, spec: Any, **context: Any) -> Any:
+        """Parse ``spec`` and call the builder: ``builder(config, **context)``."""
+        spec = self.parse(spec)
+        entry = self.get(spec.name)
+        if entry.config_cls is None:
+            return entry.builder(**context)
+        return entry.builder(spec.config, **context)
+
+
+def get_registry(family: str) -> Registry:
+    """The registry of ``family``, with every entry of it registered."""
+    package = _FAMILY_PACKAGES.get(family)
+    if package is None:
+        raise UnknownNameError("registry family", family, sorted(_FAMILY_PACKAGES))
+    importlib.import_module(package)
+    if family not in _REGISTRIES:
+        raise RuntimeError(f"{package} did not create the {family!r} registry")
+    return _REGISTRIES[family]
+
+
+def all_registries() -> dict[str, Registry]:
+    """Every family's registry, fully populated (used by ``sdd list``)."""
+    return {family: get_registry(family) for family in sorted(_FAMILY_PACKAGES)}

@@ -1,0 +1,7 @@
+"""Training: the trainer (loop, checkpoints, logging) and strategies (one optimisation step)."""
+
+from sddkit.registry import Registry
+
+STRATEGIES = Registry("strategy")
+
+__all__ = ["STRATEGIES"]
