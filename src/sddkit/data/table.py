@@ -1,0 +1,144 @@
+"""The utterance table: the common currency between protocol readers, datasets, scoring and evaluation.
+
+One row per utterance with these columns (every reader fills all of them):
+
+| column     | meaning                                                                 |
+|------------|-------------------------------------------------------------------------|
+| utt_id     | unique id (ASVspoof utterance id, or the path stem / relative path)     |
+| path       | audio file path ('' when the protocol has no audio next to it)          |
+| label      | 'bonafide' or 'spoof'                                                   |
+| attack     | attack / generator system ('bonafide' for real speech, '' if unknown)   |
+| source     | domain: the dataset part, demo page or corpus subset it came from       |
+| speaker    | speaker id ('' if unknown)                                              |
+| corpus     | corpus name (asvspoof2019_la, in_the_wild, sddbench, ...)               |
+| duration_s | duration in seconds (NaN when the protocol does not say)                |
+
+Optional columns kept when present: partition, attack_type, codec, transmission, language, vocoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sddkit.errors import ProtocolError
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("utt_id", "path", "label", "attack", "source", "speaker", "corpus", "duration_s")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("partition", "attack_type", "codec", "transmission", "language", "vocoder")
+LABELS: tuple[str, str] = ("spoof", "bonafide")  # index = class id: 1 = bona fide
+
+
+class UtteranceTable:
+    """A validated, immutable-by-convention wrapper around a pandas DataFrame."""
+
+    def __init__(self, df: pd.DataFrame, *, validate: bool = True):
+        df = df.copy()
+        for col in REQUIRED_COLUMNS:
+            if col not in df.columns:
+                if col in ("utt_id", "label"):
+                    raise ProtocolError(f"utterance table lacks the required column {col!r}")
+                df[col] = np.nan if col == "duration_s" else ""
+        string_cols = [c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in df.columns and c != "duration_s"]
+        for col in string_cols:
+            df[col] = df[col].fillna("").astype(str)
+        df["duration_s"] = pd.to_numeric(df["duration_s"], errors="coerce").astype(float)
+        ordered = list(REQUIRED_COLUMNS) + [c for c in df.columns if c not in REQUIRED_COLUMNS]
+        self._df = df[ordered].reset_index(drop=True)
+        if validate:
+            self.validate()
+
+    # --- construction / persistence ---------------------------------------------------------
+    @classmethod
+    def from_records(cls, records: Iterable[dict]) -> UtteranceTable:
+        return cls(pd.DataFrame(list(records), columns=None))
+
+    @classmethod
+    def load(cls, path: str | Path) -> UtteranceTable:
+        """Read a table written by :meth:`save` (CSV or Parquet, chosen by the suffix)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ProtocolError(f"{path}: no such utterance table")
+        try:
+            if path.suffix.lower() in (".parquet", ".pq"):
+                df = pd.read_parquet(path)
+            else:
+                df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except (ValueError, OSError, pd.errors.ParserError) as exc:
+            raise ProtocolError(f"{path}: cannot read utterance table: {exc}") from None
+        return cls(df)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() in (".parquet", ".pq"):
+            self._df.to_parquet(path, index=False)
+        else:
+            self._df.to_csv(path, index=False)
+        return path
+
+    # --- access -----------------------------------------------------------------------------
+    @property
+    def df(self) -> pd.DataFrame:
+        """The underlying frame (a copy: tables are not mutated in place)."""
+        return self._df.copy()
+
+    def __len__(self) -> int:
+        return len(self._df)
+
+    def __repr__(self) -> str:
+        n_bona = int((self._df["label"] == "bonafide").sum())
+        return f"UtteranceTable({len(self)} utterances: {n_bona} bonafide, {len(self) - n_bona} spoof)"
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(N,) int64 class ids: 1 = bona fide, 0 = spoof."""
+        return (self._df["label"].to_numpy() == "bonafide").astype(np.int64)
+
+    def column(self, name: str) -> np.ndarray:
+        if name not in self._df.columns:
+            raise ProtocolError(f"utterance table has no column {name!r}; columns: {list(self._df.columns)}")
+        return self._df[name].to_numpy()
+
+    def has_column(self, name: str) -> bool:
+        return name in self._df.columns and bool((self._df[name].astype(str) != "").any())
+
+    # --- derived tables ---------------------------------------------------------------------
+    def where(self, **equals: str | Iterable[str]) -> UtteranceTable:
+        """Rows whose columns equal the given value (or are in the given collection)."""
+        mask = np.ones(len(self._df), dtype=bool)
+        for col, value in equals.items():
+            values = [value] if isinstance(value, str) else list(value)
+            mask &= self._df[self._require(col)].isin(values).to_numpy()
+        return UtteranceTable(self._df[mask], validate=False)
+
+    def subset(self, mask_or_index: np.ndarray) -> UtteranceTable:
+        return UtteranceTable(
+            self._df.iloc[np.flatnonzero(mask_or_index)]
+            if np.asarray(mask_or_index).dtype == bool
+            else self._df.iloc[mask_or_index],
+            validate=False,
+        )
+
+    @staticmethod
+    def concat(tables: Iterable[UtteranceTable]) -> UtteranceTable:
+        return UtteranceTable(pd.concat([t._df for t in tables], ignore_index=True))
+
+    def _require(self, col: str) -> str:
+        if col not in self._df.columns:
+            raise ProtocolError(f"utterance table has no column {col!r}")
+        return col
+
+    # --- checks -----------------------------------------------------------------------------
+    def validate(self) -> None:
+        bad = ~self._df["label"].isin(LABELS)
+        if bad.any():
+            examples = self._df.loc[bad, "label"].unique()[:5].tolist()
+            raise ProtocolError(f"labels must be 'bonafide' or 'spoof'; found {examples}")
+        if (self._df["utt_id"] == "").any():
+            raise ProtocolError("every utterance needs a non-empty utt_id")
+        dup = self._df["utt_id"].duplicated()
+        if dup.any():
+            raise ProtocolError(f"duplicate utt_id(s): {self._df.loc[dup, 'utt_id'].head(5).tolist()}")

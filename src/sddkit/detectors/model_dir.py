@@ -1,0 +1,192 @@
+"""Model directories: ``config.json`` (resolved config) + ``model.safetensors`` (weights). Never pickles.
+
+    config.json = {
+      "format": "sddkit-model", "format_version": 1, "sddkit_version": "...",
+      "architecture": "detector",          # key into ARCHITECTURES (e.g. "detector", "mixture")
+      "model": {...},                       # the architecture's resolved config (to_dict form)
+      "weights": "full" | "trainable",     # "trainable": frozen pretrained weights come from `model` paths
+      "inference": {...},                   # sample rate, windows, threshold, calibration (scoring owns it)
+      "metadata": {...}                     # provenance: data, seed, git commit, metrics...
+    }
+
+Both files are written atomically (temporary file + ``os.replace``) so a crash never leaves a
+half-written model behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from sddkit import __version__
+from sddkit.errors import CheckpointError, ConfigError
+
+FORMAT = "sddkit-model"
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def _build_detector(model_cfg: dict[str, Any]) -> nn.Module:
+    from sddkit.config import from_dict
+    from sddkit.detectors.detector import DetectorConfig, build_detector
+
+    return build_detector(from_dict(DetectorConfig, model_cfg, "model"))
+
+
+# architecture name -> builder(model_config_dict) -> nn.Module. Mixtures register here too.
+ARCHITECTURES: dict[str, Callable[[dict[str, Any]], nn.Module]] = {"detector": _build_detector}
+
+
+@dataclass
+class ModelDir:
+    """A loaded model directory."""
+
+    model: nn.Module
+    architecture: str
+    model_config: dict[str, Any]
+    inference: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        # clone: safetensors refuses shared/non-contiguous storage (tied weights, views)
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def state_to_save(model: nn.Module, trainable_only: bool) -> dict[str, torch.Tensor]:
+    """Full state dict, or only trainable parameters plus buffers (frozen pretrained weights excluded)."""
+    state = model.state_dict()
+    if not trainable_only:
+        return state
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    return {k: v for k, v in state.items() if k not in frozen}
+
+
+def save_model_dir(
+    directory: str | Path,
+    model: nn.Module,
+    *,
+    model_config: dict[str, Any],
+    architecture: str = "detector",
+    trainable_only: bool = False,
+    inference: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` and its resolved config to ``directory`` (created if needed)."""
+    if architecture not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
+    directory = Path(directory)
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "sddkit_version": __version__,
+        "architecture": architecture,
+        "model": model_config,
+        "weights": "trainable" if trainable_only else "full",
+        "inference": inference or {},
+        "metadata": metadata or {},
+    }
+    atomic_save_safetensors(state_to_save(model, trainable_only), directory / WEIGHTS_NAME)
+    atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(config, indent=2, sort_keys=False) + "\n").encode())
+    return directory
+
+
+def read_model_config(directory: str | Path) -> dict[str, Any]:
+    directory = Path(directory)
+    cfg_path = directory / CONFIG_NAME
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: not a model directory")
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{directory}: missing {CONFIG_NAME}")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{cfg_path}: invalid JSON: {exc}") from None
+    if config.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_path}: not an sddkit model config (format={config.get('format')!r})")
+    if int(config.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(f"{cfg_path}: format version {config['format_version']} is newer than this sddkit")
+    return config
+
+
+def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> ModelDir:
+    """Build the model from ``config.json`` and load ``model.safetensors`` strictly."""
+    directory = Path(directory)
+    config = read_model_config(directory)
+    arch = config.get("architecture")
+    if arch not in ARCHITECTURES:
+        raise CheckpointError(f"{directory}: unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
+    model = ARCHITECTURES[arch](config["model"])
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{directory}: missing {WEIGHTS_NAME}")
+    try:
+        state = load_file(str(weights), device=map_location)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{weights}: unreadable weights: {exc}") from None
+    load_state_checked(model, state, partial=config.get("weights") == "trainable", where=str(weights))
+    model.eval()
+    return ModelDir(
+        model=model,
+        architecture=arch,
+        model_config=config["model"],
+        inference=config.get("inference", {}),
+        metadata=config.get("metadata", {}),
+        path=directory,
+    )
+
+
+def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], *, partial: bool, where: str) -> None:
+    """Load strictly; with ``partial`` only frozen parameters (from pretrained files) may be missing."""
+    expected = model.state_dict()
+    unexpected = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(state))
+    if partial:
+        frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+        missing = [k for k in missing if k not in frozen]
+    if unexpected or missing:
+        raise CheckpointError(
+            f"{where}: weights do not match the model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
+    bad_shapes = [k for k in state if state[k].shape != expected[k].shape]
+    if bad_shapes:
+        k = bad_shapes[0]
+        raise CheckpointError(f"{where}: shape mismatch for {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}")
+    model.load_state_dict(state, strict=not partial)
