@@ -15,3 +15,8 @@ __all__ = [
     "FrontendOutput",
     "build_detector",
 ]
+
+from sddkit.detectors import gates  # noqa: E402,F401  (registers the gates)
+from sddkit.detectors.mixture import DetectorMixture, MixtureConfig, build_mixture  # noqa: E402
+
+__all__ += ["DetectorMixture", "MixtureConfig", "build_mixture"]

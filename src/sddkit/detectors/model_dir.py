@@ -44,8 +44,17 @@ def _build_detector(model_cfg: dict[str, Any]) -> nn.Module:
     return build_detector(from_dict(DetectorConfig, model_cfg, "model"))
 
 
-# architecture name -> builder(model_config_dict) -> nn.Module. Mixtures register here too.
-ARCHITECTURES: dict[str, Callable[[dict[str, Any]], nn.Module]] = {"detector": _build_detector}
+def _build_mixture(model_cfg: dict[str, Any]) -> nn.Module:
+    from sddkit.detectors.mixture import _build_mixture_from_dict
+
+    return _build_mixture_from_dict(model_cfg)
+
+
+# architecture name -> builder(model_config_dict) -> nn.Module
+ARCHITECTURES: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
+    "detector": _build_detector,
+    "mixture": _build_mixture,
+}
 
 
 @dataclass

@@ -1,0 +1,166 @@
+"""Gating networks for mixtures of whole detectors (registry ``gate``).
+
+A gate maps what it sees of an input to expert weights ``(B, E)`` that sum to one:
+
+- ``classic`` (MELE, ICASSP 2025 baseline): a linear layer on the input. The input is the
+  utterance's log-Mel spectrogram summarised by its per-bin mean and standard deviation over
+  time (2 x 80 values), so the gate works for any input length.
+- ``enhanced_mlp`` (MELE "enhanced" gate): each expert's embedding is projected on its own,
+  then a shared batch norm and LeakyReLU; an element-wise product of the projected embeddings,
+  scaled by a learnt scalar, joins them; then FC / dropout / batch norm / LeakyReLU / FC / softmax.
+- ``attention`` (MILE, WIFS 2025): a 2-layer transformer encoder whose tokens are the experts'
+  projected embeddings (plus a learnt per-expert token embedding); a linear read-out per token
+  gives one logit per expert.
+- ``average``: uniform weights, no parameters: the average-ensemble baseline.
+
+Every gate has the same call signature so the mixture never needs to know which one it holds:
+``gate(waveform (B, T), embeddings: list of (B, D_e)) -> (B, E) weights``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from sddkit.detectors import GATES
+
+
+class Gate(nn.Module):
+    """Base: ``forward(waveform, embeddings) -> (B, E)`` weights on the simplex."""
+
+    num_experts: int
+
+
+class AverageGate(Gate):
+    """Uniform weights: the average-ensemble baseline."""
+
+    def __init__(self, num_experts: int):
+        super().__init__()
+        self.num_experts = num_experts
+
+    def forward(self, waveform: Tensor, embeddings: list[Tensor]) -> Tensor:
+        return waveform.new_full((waveform.shape[0], self.num_experts), 1.0 / self.num_experts)
+
+
+@dataclass
+class ClassicGateConfig:
+    n_mels: int = 80
+    temperature: float = 1.0
+
+    def __post_init__(self):
+        if self.n_mels <= 0 or self.temperature <= 0:
+            raise ValueError("n_mels and temperature must be positive")
+
+
+class ClassicGate(Gate):
+    """Linear layer on the input's log-Mel statistics (mean and std over time)."""
+
+    def __init__(self, num_experts: int, cfg: ClassicGateConfig):
+        super().__init__()
+        from sddkit.features.spectral import LogMel, LogMelConfig
+
+        self.num_experts = num_experts
+        self.temperature = cfg.temperature
+        self.features = LogMel(LogMelConfig(n_mels=cfg.n_mels))
+        self.norm = nn.BatchNorm1d(2 * cfg.n_mels)
+        self.linear = nn.Linear(2 * cfg.n_mels, num_experts)
+
+    def forward(self, waveform: Tensor, embeddings: list[Tensor]) -> Tensor:
+        spec = self.features(waveform)  # (B, F, frames)
+        stats = torch.cat([spec.mean(dim=-1), spec.std(dim=-1)], dim=-1)  # (B, 2F)
+        return torch.softmax(self.linear(self.norm(stats)) / self.temperature, dim=-1)
+
+
+@dataclass
+class EnhancedMLPGateConfig:
+    hidden: int = 128
+    dropout: float = 0.3
+    negative_slope: float = 0.01
+    product_scale_init: float = 0.1
+
+    def __post_init__(self):
+        if self.hidden <= 0 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError("hidden must be positive and dropout in [0, 1)")
+
+
+class EnhancedMLPGate(Gate):
+    """Per-expert projections + shared BN + LeakyReLU, a scaled element-wise product, then an MLP."""
+
+    def __init__(self, embedding_dims: list[int], cfg: EnhancedMLPGateConfig):
+        super().__init__()
+        self.num_experts = len(embedding_dims)
+        h = cfg.hidden
+        self.proj = nn.ModuleList(nn.Linear(d, h) for d in embedding_dims)
+        self.shared_norm = nn.BatchNorm1d(h)  # shared: puts every expert's projection on one scale
+        self.act = nn.LeakyReLU(cfg.negative_slope)
+        self.product_scale = nn.Parameter(torch.tensor(float(cfg.product_scale_init)))
+        self.mlp = nn.Sequential(
+            nn.Linear(h * (self.num_experts + 1), h),
+            nn.Dropout(cfg.dropout),
+            nn.BatchNorm1d(h),
+            nn.LeakyReLU(cfg.negative_slope),
+            nn.Linear(h, self.num_experts),
+        )
+
+    def forward(self, waveform: Tensor, embeddings: list[Tensor]) -> Tensor:
+        z = [self.act(self.shared_norm(p(e))) for p, e in zip(self.proj, embeddings, strict=True)]  # E x (B, h)
+        product = torch.stack(z, dim=0).prod(dim=0) * self.product_scale  # interaction between experts' views
+        return torch.softmax(self.mlp(torch.cat([*z, product], dim=-1)), dim=-1)
+
+
+@dataclass
+class AttentionGateConfig:
+    d_model: int = 128
+    heads: int = 4
+    layers: int = 2
+    ff_dim: int = 256
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        if self.d_model % self.heads:
+            raise ValueError("d_model must be divisible by heads")
+
+
+class AttentionGate(Gate):
+    """Transformer encoder over the experts' embeddings as tokens; one logit per expert token."""
+
+    def __init__(self, embedding_dims: list[int], cfg: AttentionGateConfig):
+        super().__init__()
+        self.num_experts = len(embedding_dims)
+        self.proj = nn.ModuleList(nn.Linear(d, cfg.d_model) for d in embedding_dims)
+        # tells tokens apart: attention alone is permutation-equivariant
+        self.expert_embedding = nn.Parameter(torch.zeros(self.num_experts, cfg.d_model))
+        nn.init.normal_(self.expert_embedding, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            cfg.d_model, cfg.heads, cfg.ff_dim, cfg.dropout, batch_first=True, norm_first=True
+        )
+        # enable_nested_tensor is a padding-mask fast path we never use; turning it off avoids a warning
+        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.readout = nn.Linear(cfg.d_model, 1)
+
+    def forward(self, waveform: Tensor, embeddings: list[Tensor]) -> Tensor:
+        tokens = torch.stack([p(e) for p, e in zip(self.proj, embeddings, strict=True)], dim=1)  # (B, E, d)
+        tokens = self.encoder(tokens + self.expert_embedding)
+        return torch.softmax(self.readout(tokens).squeeze(-1), dim=-1)  # (B, E)
+
+
+@GATES.register("average", description="uniform weights: the average-ensemble baseline")
+def build_average(*, num_experts: int, embedding_dims: list[int]) -> Gate:
+    return AverageGate(num_experts)
+
+
+@GATES.register("classic", config=ClassicGateConfig, description="linear layer on the input's log-Mel statistics")
+def build_classic(cfg: ClassicGateConfig, *, num_experts: int, embedding_dims: list[int]) -> Gate:
+    return ClassicGate(num_experts, cfg)
+
+
+@GATES.register("enhanced_mlp", config=EnhancedMLPGateConfig, description="MLP on the experts' embeddings")
+def build_enhanced_mlp(cfg: EnhancedMLPGateConfig, *, num_experts: int, embedding_dims: list[int]) -> Gate:
+    return EnhancedMLPGate(embedding_dims, cfg)
+
+
+@GATES.register("attention", config=AttentionGateConfig, description="transformer over the experts' embeddings")
+def build_attention(cfg: AttentionGateConfig, *, num_experts: int, embedding_dims: list[int]) -> Gate:
+    return AttentionGate(embedding_dims, cfg)

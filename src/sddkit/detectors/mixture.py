@@ -1,0 +1,141 @@
+"""``DetectorMixture(experts=[...], gate=...)``: a mixture of whole detectors (MELE / MILE).
+
+Each expert is any sddkit detector (returns a ``DetectorOutput``). The gate gives per-input
+weights ``w (B, E)`` on the simplex; the mixture's class probabilities are the weighted sum of
+the experts' class probabilities,
+
+    p(c | x) = sum_e w_e(x) * softmax(logits_e(x))_c,
+
+computed in log space (``logsumexp``) and returned as ``logits = log p``. So ``softmax(logits)``
+is exactly the mixture probability and ``score = log p_bona - log p_spoof`` is a proper log-odds.
+The reference implementation applied a softmax to already-softmaxed outputs; that squashes the
+scores towards 0 and is not reproduced here.
+
+MELE: experts of one architecture, one per domain, each trained on its own domain first.
+MILE: experts of different architectures, all trained on the same pooled data.
+In both, the gate is then trained on pooled data with the experts frozen (default) or fine-tuned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sddkit.config import component_field, from_dict, to_dict
+from sddkit.detectors.detector import DetectorConfig, build_detector
+from sddkit.detectors.outputs import DetectorOutput
+from sddkit.registry import ComponentSpec, get_registry
+
+_LOG_EPS = 1e-12
+
+
+class DetectorMixture(nn.Module):
+    """Gate-weighted mixture of detectors' class probabilities.
+
+    experts: E detectors; gate: a ``Gate`` (``(waveform, embeddings) -> (B, E)`` weights).
+    freeze_experts: experts get no gradient and stay in eval mode (batch-norm statistics fixed).
+    """
+
+    def __init__(self, *, experts: Sequence[nn.Module], gate: nn.Module, freeze_experts: bool = True):
+        super().__init__()
+        if len(experts) < 1:
+            raise ValueError("a mixture needs at least one expert")
+        if getattr(gate, "num_experts", len(experts)) != len(experts):
+            raise ValueError(f"gate is built for {gate.num_experts} experts, got {len(experts)}")
+        self.experts = nn.ModuleList(experts)
+        self.gate = gate
+        self.freeze_experts = freeze_experts
+        if freeze_experts:
+            self.experts.requires_grad_(False)
+            self.experts.eval()
+
+    def train(self, mode: bool = True) -> DetectorMixture:
+        super().train(mode)
+        if self.freeze_experts:
+            self.experts.eval()  # frozen experts must not update batch-norm statistics
+        return self
+
+    def forward(self, waveform: Tensor) -> DetectorOutput:
+        """waveform (B, T) -> DetectorOutput; stats carry ``gate_weights`` and ``expert_scores`` (B, E)."""
+        outs: list[DetectorOutput] = [expert(waveform) for expert in self.experts]
+        weights = self.gate(waveform, [o.embedding for o in outs])  # (B, E)
+        expert_log_probs = torch.stack([torch.log_softmax(o.logits, dim=-1) for o in outs], dim=1)  # (B, E, 2)
+        log_w = weights.clamp_min(_LOG_EPS).log().unsqueeze(-1)  # (B, E, 1)
+        logits = torch.logsumexp(log_w + expert_log_probs, dim=1)  # (B, 2) = log p(c | x)
+        aux = {f"expert{i}/{k}": v for i, o in enumerate(outs) for k, v in o.aux_losses.items()}
+        stats: dict[str, Tensor] = {
+            "gate_weights": weights,
+            "expert_scores": torch.stack([o.score for o in outs], dim=1),
+        }
+        for i, o in enumerate(outs):
+            stats.update({f"expert{i}/{k}": v for k, v in o.stats.items()})
+        return DetectorOutput(
+            logits=logits,
+            score=logits[:, 1] - logits[:, 0],
+            embedding=torch.cat([o.embedding for o in outs], dim=-1),
+            aux_losses=aux,
+            stats=stats,
+        )
+
+
+@dataclass
+class MixtureConfig:
+    """A mixture as recorded in recipes and model directories.
+
+    experts: each expert's detector config; expert_dirs: optional model directories whose
+    trained weights initialise the experts (same order; MELE/MILE stage 2).
+    """
+
+    experts: list[DetectorConfig] = field(default_factory=list)
+    gate: ComponentSpec = component_field("gate", default="average")
+    freeze_experts: bool = True
+    expert_dirs: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.experts and not self.expert_dirs:
+            raise ValueError("a mixture needs experts (configs) or expert_dirs (trained model directories)")
+        if self.experts and self.expert_dirs and len(self.experts) != len(self.expert_dirs):
+            raise ValueError("experts and expert_dirs must have the same length")
+
+
+def embedding_dim(detector: nn.Module, sample_rate: int = 16000) -> int:
+    """Size of a detector's embedding: ``backend.embedding_dim`` if declared, else one dry forward."""
+    declared = getattr(getattr(detector, "backend", None), "embedding_dim", None)
+    if declared is not None:
+        return int(declared)
+    was_training = detector.training
+    detector.eval()
+    with torch.no_grad():
+        dim = detector(torch.zeros(1, sample_rate)).embedding.shape[-1]
+    detector.train(was_training)
+    return int(dim)
+
+
+def build_mixture(cfg: MixtureConfig) -> DetectorMixture:
+    """Build (and, with ``expert_dirs``, load) the experts, then a gate sized for them."""
+    from sddkit.detectors.model_dir import load_model_dir
+
+    if cfg.expert_dirs:
+        experts = [load_model_dir(d).model for d in cfg.expert_dirs]
+    else:
+        experts = [build_detector(c) for c in cfg.experts]
+    gate = get_registry("gate").build(
+        cfg.gate, num_experts=len(experts), embedding_dims=[embedding_dim(e) for e in experts]
+    )
+    return DetectorMixture(experts=experts, gate=gate, freeze_experts=cfg.freeze_experts)
+
+
+def resolved_mixture_config(cfg: MixtureConfig) -> dict[str, Any]:
+    """Self-contained config for a model directory: expert configs inline, no expert_dirs needed."""
+    from sddkit.detectors.model_dir import read_model_config
+
+    experts = cfg.experts or [from_dict(DetectorConfig, read_model_config(d)["model"]) for d in cfg.expert_dirs]
+    return to_dict(MixtureConfig(experts=list(experts), gate=cfg.gate, freeze_experts=cfg.freeze_experts))
+
+
+def _build_mixture_from_dict(model_cfg: dict[str, Any]) -> nn.Module:
+    return build_mixture(from_dict(MixtureConfig, model_cfg, "model"))

@@ -1,0 +1,60 @@
+"""Gate-weight analysis for detector mixtures: mean expert weight per source and per attack.
+
+Input: the utterance table of the scored files and their gate weights ``(N, E)`` (from
+``DetectorOutput.stats["gate_weights"]`` or the ``gate_w*`` columns of ``sdd score`` output).
+Output: a table (rows = group values, columns = experts, plus the count), a CSV, and a heatmap PNG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sddkit.data.table import UtteranceTable
+from sddkit.errors import ProtocolError
+
+
+def gate_weight_table(
+    table: UtteranceTable, weights: np.ndarray, by: str = "source", expert_names: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Mean gate weight of each expert for each value of column ``by`` (and an ``all`` row)."""
+    weights = np.asarray(weights, dtype=float)
+    if weights.ndim != 2 or weights.shape[0] != len(table):
+        raise ProtocolError(f"gate weights must be (N={len(table)}, E); got {weights.shape}")
+    names = list(expert_names) if expert_names is not None else [f"expert{i}" for i in range(weights.shape[1])]
+    if len(names) != weights.shape[1]:
+        raise ProtocolError(f"{len(names)} expert names for {weights.shape[1]} experts")
+    df = pd.DataFrame(weights, columns=names)
+    df[by] = table.column(by)
+    grouped = df.groupby(by, sort=True)
+    out = grouped[names].mean()
+    out["n"] = grouped.size()
+    total = pd.DataFrame([[*weights.mean(axis=0), len(df)]], columns=[*names, "n"], index=["all"])
+    return pd.concat([out, total]).rename_axis(by)
+
+
+def plot_gate_heatmap(weights_table: pd.DataFrame, path: str | Path, title: str = "mean gate weight") -> Path:
+    """Heatmap PNG of a :func:`gate_weight_table` (the ``n`` column is left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = weights_table.drop(columns=["n"], errors="ignore")
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * data.shape[1], 1.0 + 0.4 * data.shape[0]))
+    im = ax.imshow(data.to_numpy(), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(data.shape[1]), data.columns, rotation=30, ha="right")
+    ax.set_yticks(range(data.shape[0]), [str(i) for i in data.index])
+    for (r, c), v in np.ndenumerate(data.to_numpy()):
+        ax.text(c, r, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.6 else "k", fontsize=8)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
