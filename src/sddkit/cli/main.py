@@ -17,7 +17,13 @@ from sddkit import __version__
 from sddkit.errors import SddkitError
 
 # One module per subcommand, in the order `sdd --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("sddkit.cli.list_cmd",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "sddkit.cli.list_cmd",
+    "sddkit.cli.describe_cmd",
+    "sddkit.cli.eval_cmd",
+    "sddkit.cli.demo_cmd",
+    "sddkit.cli.score_cmd",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,1 +1,41 @@
-"""sddkit.features"""
+"""Pure-torch spectral features (log-Mel, linear log spectrogram, LFCC) and their building blocks."""
+
+from sddkit.features.spectral import (
+    LFCC,
+    LFCCConfig,
+    LinearSpectrogram,
+    LinearSpectrogramConfig,
+    LogMel,
+    LogMelConfig,
+    dct_matrix,
+    deltas,
+    hz_to_mel,
+    linear_filterbank,
+    mel_filterbank,
+    mel_to_hz,
+    power_spectrogram,
+    pre_emphasis,
+    stft,
+    triangular_filterbank,
+    window_function,
+)
+
+__all__ = [
+    "LFCC",
+    "LFCCConfig",
+    "LinearSpectrogram",
+    "LinearSpectrogramConfig",
+    "LogMel",
+    "LogMelConfig",
+    "dct_matrix",
+    "deltas",
+    "hz_to_mel",
+    "linear_filterbank",
+    "mel_filterbank",
+    "mel_to_hz",
+    "power_spectrogram",
+    "pre_emphasis",
+    "stft",
+    "triangular_filterbank",
+    "window_function",
+]

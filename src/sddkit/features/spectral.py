@@ -1,0 +1,419 @@
+"""Pure-torch spectral features: log-Mel, linear log-power spectrogram, LFCC.
+
+Everything is batched, differentiable and runs on any device (no torchaudio): a waveform
+(..., T) becomes features (..., F, frames). With ``center=True`` (the default) frames are
+centred on ``t * hop_length`` (reflect padding), so ``frames = 1 + T // hop_length``; 4 s at
+16 kHz with a 160-sample hop gives 401 frames.
+
+Mel filterbank: ``mel_scale="htk"`` (default) uses mel = 2595 log10(1 + f/700) and filters
+with unit peak, as torchaudio's ``MelSpectrogram`` default and HTK/Kaldi-style fbanks;
+``"slaney"`` uses the Slaney/Auditory-Toolbox scale (linear below 1 kHz, logarithmic above),
+and ``mel_norm="slaney"`` scales each filter to unit area (librosa's default, use both for
+librosa-compatible features). Filters are triangles on the FFT bin frequencies between
+consecutive band edges; rows of a filterbank are filters: (n_filters, n_fft // 2 + 1).
+
+Spectra are power spectra ``|STFT|^2`` computed as ``re^2 + im^2`` (finite gradients at 0).
+Features are computed in float32 with autocast disabled: under fp16 the log of small powers
+and the FFT would lose too much precision.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "LFCC",
+    "LFCCConfig",
+    "LinearSpectrogram",
+    "LinearSpectrogramConfig",
+    "LogMel",
+    "LogMelConfig",
+    "dct_matrix",
+    "deltas",
+    "hz_to_mel",
+    "linear_filterbank",
+    "mel_filterbank",
+    "mel_to_hz",
+    "power_spectrogram",
+    "pre_emphasis",
+    "stft",
+    "triangular_filterbank",
+    "window_function",
+]
+
+MelScale = Literal["htk", "slaney"]
+MelNorm = Literal["none", "slaney"]
+WindowKind = Literal["hann", "hamming"]
+
+# Slaney scale: linear (200/3 Hz per mel) below 1 kHz, logarithmic above.
+_SLANEY_F_SP = 200.0 / 3.0
+_SLANEY_MIN_LOG_HZ = 1000.0
+_SLANEY_MIN_LOG_MEL = _SLANEY_MIN_LOG_HZ / _SLANEY_F_SP
+_SLANEY_LOGSTEP = math.log(6.4) / 27.0
+
+
+# --- functional pieces ------------------------------------------------------------------------
+
+
+def hz_to_mel(freq: Tensor, scale: MelScale = "htk") -> Tensor:
+    """Frequencies in Hz -> mel (same shape)."""
+    freq = torch.as_tensor(freq, dtype=torch.float64)
+    if scale == "htk":
+        return 2595.0 * torch.log10(1.0 + freq / 700.0)
+    if scale != "slaney":
+        raise ValueError(f"unknown mel scale {scale!r}; use 'htk' or 'slaney'")
+    linear = freq / _SLANEY_F_SP
+    log_part = (
+        _SLANEY_MIN_LOG_MEL + torch.log(freq.clamp_min(_SLANEY_MIN_LOG_HZ) / _SLANEY_MIN_LOG_HZ) / _SLANEY_LOGSTEP
+    )
+    return torch.where(freq >= _SLANEY_MIN_LOG_HZ, log_part, linear)
+
+
+def mel_to_hz(mel: Tensor, scale: MelScale = "htk") -> Tensor:
+    """Mel -> Hz, the inverse of :func:`hz_to_mel`."""
+    mel = torch.as_tensor(mel, dtype=torch.float64)
+    if scale == "htk":
+        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+    if scale != "slaney":
+        raise ValueError(f"unknown mel scale {scale!r}; use 'htk' or 'slaney'")
+    linear = mel * _SLANEY_F_SP
+    log_part = _SLANEY_MIN_LOG_HZ * torch.exp(_SLANEY_LOGSTEP * (mel - _SLANEY_MIN_LOG_MEL))
+    return torch.where(mel >= _SLANEY_MIN_LOG_MEL, log_part, linear)
+
+
+def triangular_filterbank(edges_hz: Tensor, *, n_fft: int, sample_rate: int) -> Tensor:
+    """Triangles on the rFFT bin frequencies: (n_filters, n_fft // 2 + 1) float32.
+
+    Filter i rises from ``edges_hz[i]`` to a peak of 1 at ``edges_hz[i + 1]`` and falls to 0 at
+    ``edges_hz[i + 2]``; ``edges_hz`` has n_filters + 2 increasing values.
+    """
+    edges = torch.as_tensor(edges_hz, dtype=torch.float64)
+    if edges.dim() != 1 or edges.numel() < 3 or not bool((edges[1:] > edges[:-1]).all()):
+        raise ValueError("edges_hz must be a 1-D increasing sequence of at least 3 frequencies")
+    bins = torch.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1, dtype=torch.float64)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bins[None, :] - lower) / (centre - lower)
+    falling = (upper - bins[None, :]) / (upper - centre)
+    return torch.minimum(rising, falling).clamp_min(0.0).to(torch.float32)
+
+
+def mel_filterbank(
+    *,
+    n_mels: int,
+    n_fft: int,
+    sample_rate: int,
+    f_min: float = 0.0,
+    f_max: float | None = None,
+    scale: MelScale = "htk",
+    norm: MelNorm = "none",
+) -> Tensor:
+    """Mel triangular filterbank (n_mels, n_fft // 2 + 1); edges equally spaced in mel.
+
+    ``norm="slaney"`` divides each filter by half its bandwidth in Hz (unit area, librosa).
+    """
+    f_max = sample_rate / 2.0 if f_max is None else f_max
+    _check_band(f_min, f_max, sample_rate)
+    lo, hi = hz_to_mel(torch.tensor([f_min, f_max]), scale).tolist()
+    edges = mel_to_hz(torch.linspace(lo, hi, n_mels + 2, dtype=torch.float64), scale)
+    fb = triangular_filterbank(edges, n_fft=n_fft, sample_rate=sample_rate)
+    if norm == "slaney":
+        fb = fb * (2.0 / (edges[2:] - edges[:-2])).to(torch.float32)[:, None]
+    elif norm != "none":
+        raise ValueError(f"unknown mel norm {norm!r}; use 'none' or 'slaney'")
+    return fb
+
+
+def linear_filterbank(
+    *, n_filters: int, n_fft: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None
+) -> Tensor:
+    """Linearly spaced triangular filterbank (n_filters, n_fft // 2 + 1), as in LFCC."""
+    f_max = sample_rate / 2.0 if f_max is None else f_max
+    _check_band(f_min, f_max, sample_rate)
+    edges = torch.linspace(f_min, f_max, n_filters + 2, dtype=torch.float64)
+    return triangular_filterbank(edges, n_fft=n_fft, sample_rate=sample_rate)
+
+
+def dct_matrix(n_in: int, n_out: int) -> Tensor:
+    """Orthonormal DCT-II basis (n_out, n_in): ``coeffs = dct_matrix(N, K) @ x`` (MATLAB's ``dct``)."""
+    if not 0 < n_out <= n_in:
+        raise ValueError(f"need 0 < n_out <= n_in, got n_out={n_out}, n_in={n_in}")
+    n = torch.arange(n_in, dtype=torch.float64)
+    k = torch.arange(n_out, dtype=torch.float64)[:, None]
+    basis = torch.cos(math.pi / n_in * (n + 0.5) * k) * math.sqrt(2.0 / n_in)
+    basis[0] /= math.sqrt(2.0)
+    return basis.to(torch.float32)
+
+
+def window_function(kind: WindowKind, win_length: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Periodic (DFT-even) Hann or Hamming window (win_length,)."""
+    if kind == "hann":
+        return torch.hann_window(win_length, periodic=True, dtype=dtype)
+    if kind == "hamming":
+        return torch.hamming_window(win_length, periodic=True, dtype=dtype)
+    raise ValueError(f"unknown window {kind!r}; use 'hann' or 'hamming'")
+
+
+def pre_emphasis(x: Tensor, coef: float) -> Tensor:
+    """y[t] = x[t] - coef * x[t-1] along the last axis (y[0] = x[0]); (..., T) -> (..., T)."""
+    if coef == 0.0:
+        return x
+    return torch.cat([x[..., :1], x[..., 1:] - coef * x[..., :-1]], dim=-1)
+
+
+def stft(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor, center: bool = True) -> Tensor:
+    """Complex STFT (..., T) -> (..., n_fft // 2 + 1, frames).
+
+    ``window`` (win_length <= n_fft) is zero-padded on both sides to n_fft, as torch.stft does.
+    Frames: ``1 + T // hop_length`` with ``center`` (reflect padding of n_fft // 2, constant
+    padding when the signal is too short to reflect), else ``1 + (T - n_fft) // hop_length``.
+    """
+    lead, length = x.shape[:-1], x.shape[-1]
+    if not center and length < n_fft:
+        raise ValueError(f"signal of {length} samples is shorter than n_fft={n_fft} (use center=True)")
+    flat = x.reshape(-1, length)
+    pad_mode = "reflect" if length > n_fft // 2 else "constant"
+    spec = torch.stft(
+        flat,
+        n_fft=n_fft,
+        hop_length=hop_length,
+        win_length=window.shape[0],
+        window=window.to(device=x.device, dtype=x.dtype),
+        center=center,
+        pad_mode=pad_mode,
+        return_complex=True,
+    )
+    return spec.reshape(*lead, *spec.shape[-2:])
+
+
+def power_spectrogram(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor, center: bool = True) -> Tensor:
+    """|STFT|^2 (..., T) -> (..., n_fft // 2 + 1, frames), real."""
+    spec = stft(x, n_fft=n_fft, hop_length=hop_length, window=window, center=center)
+    return spec.real.square() + spec.imag.square()
+
+
+def deltas(x: Tensor, width: int = 3) -> Tensor:
+    """Regression deltas along the last (time) axis: (..., F, frames) -> same shape.
+
+    d[t] = sum_{k=1..h} k * (x[t+k] - x[t-k]), h = width // 2, edges replicated. As in the
+    ASVspoof baseline's ``deltas.m`` there is no 2 * sum(k^2) normalisation.
+    """
+    if width < 3 or width % 2 == 0:
+        raise ValueError(f"delta width must be odd and >= 3, got {width}")
+    h = width // 2
+    frames = x.shape[-1]
+    flat = x.reshape(-1, 1, frames)
+    padded = F.pad(flat, (h, h), mode="replicate")
+    out = torch.zeros_like(flat)
+    for k in range(1, h + 1):
+        out = out + k * (padded[..., h + k : h + k + frames] - padded[..., h - k : h - k + frames])
+    return out.reshape(x.shape)
+
+
+def _check_band(f_min: float, f_max: float, sample_rate: int) -> None:
+    if not 0.0 <= f_min < f_max <= sample_rate / 2.0:
+        raise ValueError(f"need 0 <= f_min < f_max <= sample_rate/2 = {sample_rate / 2}, got {f_min}, {f_max}")
+
+
+# --- configs ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _FramingConfig:
+    """STFT framing shared by every spectral feature (sizes in samples)."""
+
+    sample_rate: int = 16000
+    n_fft: int = 512
+    win_length: int = 400
+    hop_length: int = 160
+    window: WindowKind = "hann"
+    center: bool = True
+    pre_emphasis: float = 0.97
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0:
+            raise ValueError(f"sample_rate must be > 0, got {self.sample_rate}")
+        if self.n_fft < 2:
+            raise ValueError(f"n_fft must be >= 2, got {self.n_fft}")
+        if not 0 < self.win_length <= self.n_fft:
+            raise ValueError(f"win_length must be in [1, n_fft={self.n_fft}], got {self.win_length}")
+        if self.hop_length <= 0:
+            raise ValueError(f"hop_length must be > 0, got {self.hop_length}")
+        if not 0.0 <= self.pre_emphasis < 1.0:
+            raise ValueError(f"pre_emphasis must be in [0, 1), got {self.pre_emphasis}")
+
+
+@dataclass
+class LogMelConfig(_FramingConfig):
+    """Log-Mel filterbank energies: 25 ms Hann window, 10 ms hop, 80 HTK-mel bands over 20-7600 Hz."""
+
+    n_mels: int = 80
+    f_min: float = 20.0
+    f_max: float | None = 7600.0
+    mel_scale: MelScale = "htk"
+    mel_norm: MelNorm = "none"
+    log_floor: float = 1e-6
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_mels <= 0:
+            raise ValueError(f"n_mels must be > 0, got {self.n_mels}")
+        _check_band(self.f_min, self.sample_rate / 2.0 if self.f_max is None else self.f_max, self.sample_rate)
+        if self.log_floor <= 0:
+            raise ValueError(f"log_floor must be > 0, got {self.log_floor}")
+
+
+@dataclass
+class LinearSpectrogramConfig(_FramingConfig):
+    """Log power spectrogram, n_fft // 2 + 1 bins (257 for n_fft 512).
+
+    The floor sits below 16-bit quantisation noise power per bin (~1e-8), so quiet passages
+    keep their shape instead of being clipped.
+    """
+
+    log_floor: float = 1e-10
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.log_floor <= 0:
+            raise ValueError(f"log_floor must be > 0, got {self.log_floor}")
+
+
+@dataclass
+class LFCCConfig(_FramingConfig):
+    """LFCC as in the ASVspoof 2019 LFCC-GMM baseline (Sahidullah et al., Interspeech 2015).
+
+    Pre-emphasis 0.97, 20 ms Hamming window, 10 ms hop, 512-point FFT, 20 linear triangular
+    filters over 0..sample_rate/2, log10 of the filter energies, orthonormal DCT-II keeping 20
+    coefficients (c0 included), then deltas and double deltas (width 3, unnormalised) -> 60
+    dims ordered [static, delta, double delta]. Unlike the MATLAB code (non-centred 'nodelay'
+    framing) frames are centred like every other feature here; per-frame values are the same.
+    """
+
+    win_length: int = 320
+    window: WindowKind = "hamming"
+    n_filters: int = 20
+    n_coeffs: int = 20
+    f_min: float = 0.0
+    f_max: float | None = None
+    with_deltas: bool = True
+    delta_width: int = 3
+    log_floor: float = 1e-10
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_filters <= 0 or not 0 < self.n_coeffs <= self.n_filters:
+            raise ValueError(f"need 0 < n_coeffs <= n_filters, got {self.n_coeffs}, {self.n_filters}")
+        _check_band(self.f_min, self.sample_rate / 2.0 if self.f_max is None else self.f_max, self.sample_rate)
+        if self.delta_width < 3 or self.delta_width % 2 == 0:
+            raise ValueError(f"delta_width must be odd and >= 3, got {self.delta_width}")
+        if self.log_floor <= 0:
+            raise ValueError(f"log_floor must be > 0, got {self.log_floor}")
+
+
+# --- modules ------------------------------------------------------------------------------------
+
+
+class _PowerSpectrum(nn.Module):
+    """Shared front part: float32 pre-emphasis + windowed power spectrum."""
+
+    def __init__(self, cfg: _FramingConfig):
+        super().__init__()
+        self.cfg = cfg
+        # Derived from the config, so not part of checkpoints (persistent=False).
+        self.register_buffer("window", window_function(cfg.window, cfg.win_length), persistent=False)
+
+    def power(self, waveform: Tensor) -> Tensor:
+        """(..., T) -> (..., n_fft // 2 + 1, frames) power, float32 (float64 kept for float64 input)."""
+        if waveform.dtype != torch.float64:
+            waveform = waveform.float()
+        cfg = self.cfg
+        x = pre_emphasis(waveform, cfg.pre_emphasis)
+        return power_spectrogram(x, n_fft=cfg.n_fft, hop_length=cfg.hop_length, window=self.window, center=cfg.center)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced for a signal of ``num_samples``."""
+        cfg = self.cfg
+        if cfg.center:
+            return 1 + num_samples // cfg.hop_length
+        return 1 + (num_samples - cfg.n_fft) // cfg.hop_length
+
+
+class LogMel(_PowerSpectrum):
+    """Log-Mel energies: waveform (..., T) -> (..., n_mels, frames)."""
+
+    def __init__(self, cfg: LogMelConfig | None = None):
+        cfg = cfg or LogMelConfig()
+        super().__init__(cfg)
+        fb = mel_filterbank(
+            n_mels=cfg.n_mels,
+            n_fft=cfg.n_fft,
+            sample_rate=cfg.sample_rate,
+            f_min=cfg.f_min,
+            f_max=cfg.f_max,
+            scale=cfg.mel_scale,
+            norm=cfg.mel_norm,
+        )
+        self.register_buffer("filterbank", fb, persistent=False)
+
+    @property
+    def output_dim(self) -> int:
+        return self.cfg.n_mels
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            power = self.power(waveform)
+            mel = torch.matmul(self.filterbank.to(power.dtype), power)
+            return torch.log(mel + self.cfg.log_floor)
+
+
+class LinearSpectrogram(_PowerSpectrum):
+    """Natural-log power spectrogram: waveform (..., T) -> (..., n_fft // 2 + 1, frames)."""
+
+    def __init__(self, cfg: LinearSpectrogramConfig | None = None):
+        cfg = cfg or LinearSpectrogramConfig()
+        super().__init__(cfg)
+
+    @property
+    def output_dim(self) -> int:
+        return self.cfg.n_fft // 2 + 1
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            return torch.log(self.power(waveform) + self.cfg.log_floor)
+
+
+class LFCC(_PowerSpectrum):
+    """Linear-frequency cepstral coefficients: waveform (..., T) -> (..., output_dim, frames).
+
+    output_dim = n_coeffs * 3 with deltas (60 by default), else n_coeffs.
+    """
+
+    def __init__(self, cfg: LFCCConfig | None = None):
+        cfg = cfg or LFCCConfig()
+        super().__init__(cfg)
+        fb = linear_filterbank(
+            n_filters=cfg.n_filters, n_fft=cfg.n_fft, sample_rate=cfg.sample_rate, f_min=cfg.f_min, f_max=cfg.f_max
+        )
+        self.register_buffer("filterbank", fb, persistent=False)
+        self.register_buffer("dct", dct_matrix(cfg.n_filters, cfg.n_coeffs), persistent=False)
+
+    @property
+    def output_dim(self) -> int:
+        return self.cfg.n_coeffs * (3 if self.cfg.with_deltas else 1)
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            power = self.power(waveform)
+            energies = torch.matmul(self.filterbank.to(power.dtype), power)
+            ceps = torch.matmul(self.dct.to(power.dtype), torch.log10(energies + self.cfg.log_floor))
+            if not self.cfg.with_deltas:
+                return ceps
+            d1 = deltas(ceps, self.cfg.delta_width)
+            d2 = deltas(d1, self.cfg.delta_width)
+            return torch.cat([ceps, d1, d2], dim=-2)
