@@ -1,1 +1,61 @@
-"""sddkit.metrics"""
+"""Evaluation metrics of the field (numpy; higher score = more bona fide; label 1 = bona fide).
+
+Every metric takes ``(labels, scores)`` (a-DCF takes target/nontarget/spoof SASV scores),
+validates them (:class:`MetricError` on one class, NaN/inf or bad shapes), and returns a
+float or a small frozen dataclass that also converts with ``float()``.
+"""
+
+from sddkit.metrics.adcf import ADCFCost, ADCFResult, a_dcf
+from sddkit.metrics.bootstrap import bootstrap_ci
+from sddkit.metrics.classification import (
+    ThresholdMetrics,
+    accuracy,
+    balanced_accuracy,
+    roc_auc,
+    threshold_metrics,
+)
+from sddkit.metrics.cllr import cllr, min_cllr
+from sddkit.metrics.dcf import DCFCost, DCFResult, act_dcf, min_dcf, min_dcf_from_curve
+from sddkit.metrics.det import DetCurve, EERResult, det_curve, eer, eer_from_curve
+from sddkit.metrics.inputs import MetricError
+from sddkit.metrics.tdcf import (
+    ASVRates,
+    TDCFCost,
+    TDCFResult,
+    min_tdcf_2019,
+    min_tdcf_2021,
+    tdcf_2019_from_curve,
+    tdcf_2021_from_curve,
+)
+
+__all__ = [
+    "ADCFCost",
+    "ADCFResult",
+    "ASVRates",
+    "DCFCost",
+    "DCFResult",
+    "DetCurve",
+    "EERResult",
+    "MetricError",
+    "TDCFCost",
+    "TDCFResult",
+    "ThresholdMetrics",
+    "a_dcf",
+    "accuracy",
+    "act_dcf",
+    "balanced_accuracy",
+    "bootstrap_ci",
+    "cllr",
+    "det_curve",
+    "eer",
+    "eer_from_curve",
+    "min_cllr",
+    "min_dcf",
+    "min_dcf_from_curve",
+    "min_tdcf_2019",
+    "min_tdcf_2021",
+    "roc_auc",
+    "tdcf_2019_from_curve",
+    "tdcf_2021_from_curve",
+    "threshold_metrics",
+]

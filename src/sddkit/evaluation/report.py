@@ -1,0 +1,384 @@
+"""Evaluation reports: pooled metrics, breakdowns per attack/source/corpus/codec, files and plots.
+
+``evaluate(table, scores) -> Report`` computes everything; ``write_report(report, out_dir)``
+writes::
+
+    report.json     machine-readable; pooled EER in PERCENT at pooled.eer (CI at pooled.eer_ci)
+    report.md       the same as readable tables
+    per_attack.csv  each spoof attack/system against all bona fide trials
+    per_source.csv  each source (domain) on its own trials
+    per_corpus.csv  each corpus (only when there is more than one)
+    per_codec.csv   each codec condition (only when the protocol has a codec column)
+    det.png         DET curves, pooled + per source
+    roc.png         ROC curves, pooled + per source
+
+Units: every EER in the report is in percent; DCFs are normalised (1 = no better than a
+trivial system); Cllr is in bits; thresholds follow "bona fide iff score >= threshold".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sddkit.config import to_dict
+from sddkit.data.table import UtteranceTable
+from sddkit.errors import ProtocolError
+from sddkit.evaluation.scores import ScoreFile, match_scores
+from sddkit.metrics import (
+    ASVRates,
+    DCFCost,
+    DetCurve,
+    TDCFCost,
+    act_dcf,
+    bootstrap_ci,
+    cllr,
+    det_curve,
+    eer,
+    eer_from_curve,
+    min_cllr,
+    min_dcf_from_curve,
+    roc_auc,
+    tdcf_2019_from_curve,
+    tdcf_2021_from_curve,
+    threshold_metrics,
+)
+
+SCHEMA = "sddkit.report/1"
+GROUP_METRICS = ("eer", "threshold", "auc", "min_dcf", "act_dcf", "cllr")
+
+
+@dataclass
+class EvalConfig:
+    """What ``evaluate`` computes. Costs default to the ASVspoof 5 constants."""
+
+    bootstrap: int = 200  # replicates for the pooled-EER confidence interval; 0 = no CI
+    alpha: float = 0.05  # CI level is 1 - alpha
+    seed: int = 0
+    decision_threshold: float = 0.0  # for accuracy/TPR/TNR (0 = even odds on log-odds scores)
+    max_plot_sources: int = 10  # DET/ROC plots show the pooled curve and up to this many sources
+    dcf: DCFCost = field(default_factory=DCFCost)
+    tdcf: TDCFCost = field(default_factory=TDCFCost)
+    asv: ASVRates = field(default_factory=ASVRates)
+
+    def __post_init__(self) -> None:
+        if self.bootstrap < 0:
+            raise ValueError(f"bootstrap must be >= 0, got {self.bootstrap}")
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+
+
+@dataclass
+class Report:
+    """Results of one evaluation; ``to_dict()`` is what ``report.json`` holds."""
+
+    pooled: dict[str, Any]
+    per_attack: list[dict[str, Any]]
+    per_source: list[dict[str, Any]]
+    per_corpus: list[dict[str, Any]]
+    per_codec: list[dict[str, Any]] | None
+    mean_over_sources: dict[str, Any]
+    matching: dict[str, Any] | None
+    config: EvalConfig
+    curves: dict[str, DetCurve] = field(default_factory=dict, repr=False)
+    aucs: dict[str, float] = field(default_factory=dict, repr=False)
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.matching["warnings"]) if self.matching else []
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(
+            {
+                "schema": SCHEMA,
+                "units": {"eer": "percent", "dcf": "normalised", "cllr": "bits", "decision": "score >= threshold"},
+                "pooled": self.pooled,
+                "mean_over_sources": self.mean_over_sources,
+                "per_attack": self.per_attack,
+                "per_source": self.per_source,
+                "per_corpus": self.per_corpus,
+                "per_codec": self.per_codec,
+                "matching": self.matching,
+                "config": to_dict(self.config),
+            }
+        )
+
+    def summary(self) -> str:
+        """One line: pooled EER (with CI), minDCF, actDCF, AUC and the trial counts."""
+        p = self.pooled
+        ci = p.get("eer_ci")
+        ci_text = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+        return (
+            f"pooled EER {p['eer']:.2f}%{ci_text}  minDCF {p['min_dcf']:.4f}  actDCF {p['act_dcf']:.4f}  "
+            f"AUC {p['auc']:.4f}  ({p['n_bonafide']} bona fide, {p['n_spoof']} spoof)"
+        )
+
+
+# --- computing --------------------------------------------------------------------------------
+
+
+def _group_metrics(labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> dict[str, Any]:
+    n_bona = int(labels.sum())
+    row: dict[str, Any] = {"n": int(labels.size), "n_bonafide": n_bona, "n_spoof": int(labels.size - n_bona)}
+    if n_bona == 0 or n_bona == labels.size:
+        row.update({name: None for name in GROUP_METRICS})
+        row["note"] = "needs both bona fide and spoof trials"
+        return row
+    curve = det_curve(labels, scores)
+    point = eer_from_curve(curve)
+    row.update(
+        eer=100.0 * point.eer,
+        threshold=point.threshold,
+        auc=roc_auc(labels, scores),
+        min_dcf=min_dcf_from_curve(curve, cfg.dcf).dcf,
+        act_dcf=act_dcf(labels, scores, cfg.dcf).dcf,
+        cllr=cllr(labels, scores),
+        note="",
+    )
+    return row
+
+
+def _pooled(labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> tuple[dict[str, Any], DetCurve]:
+    curve = det_curve(labels, scores)  # raises MetricError when a class is missing
+    point = eer_from_curve(curve)
+    mindcf = min_dcf_from_curve(curve, cfg.dcf)
+    actdcf = act_dcf(labels, scores, cfg.dcf)
+    decisions = threshold_metrics(labels, scores, cfg.decision_threshold)
+    pooled: dict[str, Any] = {
+        "n": int(labels.size),
+        "n_bonafide": int(labels.sum()),
+        "n_spoof": int(labels.size - labels.sum()),
+        "eer": 100.0 * point.eer,
+        "eer_ci": None,
+        "eer_ci_level": None,
+        "threshold": point.threshold,
+        "auc": roc_auc(labels, scores),
+        "min_dcf": mindcf.dcf,
+        "min_dcf_threshold": mindcf.threshold,
+        "act_dcf": actdcf.dcf,
+        "act_dcf_threshold": actdcf.threshold,
+        "cllr": cllr(labels, scores),
+        "min_cllr": min_cllr(labels, scores),
+        "min_tdcf": {
+            "2019": tdcf_2019_from_curve(curve, cfg.asv, cfg.tdcf).tdcf,
+            "2021": tdcf_2021_from_curve(curve, cfg.asv, cfg.tdcf).tdcf,
+        },
+        "at_threshold": {
+            "threshold": decisions.threshold,
+            "accuracy": decisions.accuracy,
+            "tpr": decisions.tpr,
+            "tnr": decisions.tnr,
+            "balanced_accuracy": decisions.balanced_accuracy,
+        },
+    }
+    if cfg.bootstrap > 0:
+        _, low, high = bootstrap_ci(
+            lambda y, s: eer(y, s).eer, labels, scores, n=cfg.bootstrap, alpha=cfg.alpha, seed=cfg.seed
+        )
+        pooled["eer_ci"] = [100.0 * low, 100.0 * high]
+        pooled["eer_ci_level"] = 1.0 - cfg.alpha
+    return pooled, curve
+
+
+def _groups(values: np.ndarray, empty: str) -> list[tuple[str, np.ndarray]]:
+    values = np.where(values.astype(str) == "", empty, values.astype(str))
+    return [(name, values == name) for name in sorted(set(values.tolist()))]
+
+
+def _per_group(
+    column: str, values: np.ndarray, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig
+) -> list[dict[str, Any]]:
+    return [{column: name, **_group_metrics(labels[m], scores[m], cfg)} for name, m in _groups(values, "unknown")]
+
+
+def _per_attack(table: UtteranceTable, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> list[dict]:
+    """Each spoof attack's trials together with every bona fide trial."""
+    bona = labels == 1
+    attacks = table.column("attack").astype(str)
+    rows = []
+    for name, mask in _groups(np.where(bona, "", attacks), "unknown"):
+        if name == "unknown" and not (mask & ~bona).any():
+            continue  # only the bona fide rows fell into this bucket
+        m = (mask & ~bona) | bona
+        rows.append({"attack": name, **_group_metrics(labels[m], scores[m], cfg)})
+    return rows
+
+
+def _mean_over(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    usable = [r for r in rows if r.get("eer") is not None]
+    out: dict[str, Any] = {"n_groups": len(usable), "n_skipped": len(rows) - len(usable)}
+    for name in ("eer", "auc", "min_dcf", "act_dcf", "cllr"):
+        out[name] = float(np.mean([r[name] for r in usable])) if usable else None
+    return out
+
+
+def _aligned_scores(table: UtteranceTable, scores: ScoreFile | Sequence[float] | np.ndarray):
+    if isinstance(scores, ScoreFile):
+        match = match_scores(table, scores)
+        return match.table, match.scores, match.to_dict()
+    arr = np.asarray(scores, dtype=np.float64)
+    if arr.shape != (len(table),):
+        raise ProtocolError(f"got {arr.shape[0] if arr.ndim else 0} scores for {len(table)} protocol rows")
+    return table, arr, None
+
+
+def evaluate(
+    table: UtteranceTable, scores: ScoreFile | Sequence[float] | np.ndarray, config: EvalConfig | None = None
+) -> Report:
+    """Evaluate ``scores`` (a read score file, or an array aligned with ``table``) against ``table``."""
+    cfg = config or EvalConfig()
+    table, s, matching = _aligned_scores(table, scores)
+    y = table.labels
+    pooled, pooled_curve = _pooled(y, s, cfg)
+    per_source = _per_group("source", table.column("source"), y, s, cfg)
+    per_corpus = _per_group("corpus", table.column("corpus"), y, s, cfg)
+    per_codec = _per_group("codec", table.column("codec"), y, s, cfg) if table.has_column("codec") else None
+
+    curves = {"pooled": pooled_curve}
+    aucs = {"pooled": pooled["auc"]}
+    if len(per_source) > 1:
+        usable = sorted((r for r in per_source if r["eer"] is not None), key=lambda r: -r["n"])
+        sources = np.where(table.column("source").astype(str) == "", "unknown", table.column("source").astype(str))
+        for row in usable[: cfg.max_plot_sources]:
+            m = sources == row["source"]
+            curves[row["source"]] = det_curve(y[m], s[m])
+            aucs[row["source"]] = row["auc"]
+    return Report(
+        pooled=pooled,
+        per_attack=_per_attack(table, y, s, cfg),
+        per_source=per_source,
+        per_corpus=per_corpus,
+        per_codec=per_codec,
+        mean_over_sources=_mean_over(per_source),
+        matching=matching,
+        config=cfg,
+        curves=curves,
+        aucs=aucs,
+    )
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def _json_safe(obj: Any) -> Any:
+    """Plain JSON types; NaN/inf become null so report.json is strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def _fmt(value: Any, digits: int) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+_MD_COLUMNS = (  # (key, header, digits)
+    ("n_bonafide", "bona fide", 0),
+    ("n_spoof", "spoof", 0),
+    ("eer", "EER %", 3),
+    ("min_dcf", "minDCF", 4),
+    ("act_dcf", "actDCF", 4),
+    ("auc", "AUC", 4),
+    ("cllr", "Cllr", 4),
+)
+
+
+def _md_table(rows: Sequence[dict[str, Any]], key: str) -> list[str]:
+    headers = [key] + [h for _, h, _ in _MD_COLUMNS]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for r in rows:
+        cells = [str(r[key])] + [_fmt(r.get(k), d) for k, _, d in _MD_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_markdown(report: Report) -> str:
+    p = report.pooled
+    ci = p["eer_ci"]
+    ci_text = f" ({100 * p['eer_ci_level']:.0f}% CI {ci[0]:.3f} to {ci[1]:.3f})" if ci else ""
+    lines = [
+        "# sddkit evaluation report",
+        "",
+        f"{p['n']} trials: {p['n_bonafide']} bona fide, {p['n_spoof']} spoof. "
+        "Higher score = more bona fide; EER in percent; DCFs normalised.",
+        "",
+        "## Pooled",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| EER % | {p['eer']:.3f}{ci_text} |",
+        f"| EER threshold | {p['threshold']:.4f} |",
+        f"| ROC AUC | {p['auc']:.4f} |",
+        f"| minDCF (P_spoof {report.config.dcf.p_spoof}, C_miss {report.config.dcf.c_miss}, "
+        f"C_fa {report.config.dcf.c_fa}) | {p['min_dcf']:.4f} |",
+        f"| actDCF (threshold {p['act_dcf_threshold']:.4f}) | {p['act_dcf']:.4f} |",
+        f"| Cllr (bits) | {p['cllr']:.4f} |",
+        f"| minCllr (bits) | {p['min_cllr']:.4f} |",
+        f"| min t-DCF (ASVspoof 2019 form) | {p['min_tdcf']['2019']:.4f} |",
+        f"| min t-DCF (ASVspoof 2021 form) | {p['min_tdcf']['2021']:.4f} |",
+        f"| balanced accuracy at {p['at_threshold']['threshold']:g} | {p['at_threshold']['balanced_accuracy']:.4f} |",
+        "",
+    ]
+    m = report.mean_over_sources
+    if m["n_groups"]:
+        lines += [
+            f"Mean over {m['n_groups']} source(s): EER {m['eer']:.3f}%, minDCF {m['min_dcf']:.4f}, AUC {m['auc']:.4f}.",
+            "",
+        ]
+    sections = [
+        ("Per attack (each attack vs all bona fide)", report.per_attack, "attack"),
+        ("Per source", report.per_source, "source"),
+    ]
+    if len(report.per_corpus) > 1:
+        sections.append(("Per corpus", report.per_corpus, "corpus"))
+    if report.per_codec is not None:
+        sections.append(("Per codec condition", report.per_codec, "codec"))
+    for title, rows, key in sections:
+        lines += [f"## {title}", "", *_md_table(rows, key), ""]
+    if report.warnings:
+        lines += ["## Warnings", "", *[f"- {w}" for w in report.warnings], ""]
+    lines += ["## Plots", "", "![DET](det.png)", "", "![ROC](roc.png)", ""]
+    return "\n".join(lines)
+
+
+def _write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    pd.DataFrame(list(rows)).to_csv(path, index=False)
+    return path
+
+
+def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
+    """Write report.json, report.md, the CSV tables and det.png/roc.png; returns name -> path."""
+    from sddkit.evaluation.plots import plot_det, plot_roc
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    paths["report.json"] = out / "report.json"
+    paths["report.json"].write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n")
+    paths["report.md"] = out / "report.md"
+    paths["report.md"].write_text(render_markdown(report))
+    paths["per_attack.csv"] = _write_csv(report.per_attack, out / "per_attack.csv")
+    paths["per_source.csv"] = _write_csv(report.per_source, out / "per_source.csv")
+    if len(report.per_corpus) > 1:
+        paths["per_corpus.csv"] = _write_csv(report.per_corpus, out / "per_corpus.csv")
+    if report.per_codec is not None:
+        paths["per_codec.csv"] = _write_csv(report.per_codec, out / "per_codec.csv")
+    paths["det.png"] = plot_det(report.curves, out / "det.png")
+    paths["roc.png"] = plot_roc(report.curves, out / "roc.png", aucs=report.aucs)
+    return paths

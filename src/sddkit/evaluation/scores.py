@@ -1,0 +1,366 @@
+"""Score files: reading the formats of the field and joining them with a protocol.
+
+Formats (``format=None`` detects them from the first non-comment line):
+
+| name              | layout                                                         | id is   |
+|-------------------|----------------------------------------------------------------|---------|
+| asvspoof2019      | ``UTT SOURCE KEY SCORE`` (4 columns, KEY bonafide/spoof) or ``UTT SCORE`` | utt_id |
+| asvspoof2021      | ``UTT SCORE`` (whitespace separated)                           | utt_id  |
+| asvspoof5         | TSV with header ``filename<TAB>cm-score[<TAB>...]``            | utt_id  |
+| asvspoof5_keyed   | ``SPEAKER UTT SCORE KEY`` (the ASVspoof 5 package's keyed score file) | utt_id |
+| csv               | CSV with header ``path,score`` or ``utt_id,score`` (more columns ignored) | path / utt_id |
+
+Lines starting with ``#`` and blank lines are skipped. Malformed lines, duplicate ids and
+non-finite scores raise :class:`ProtocolError` naming ``file:line``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from sddkit.data.table import UtteranceTable
+from sddkit.errors import ProtocolError
+
+KEYS = ("bonafide", "spoof")
+
+
+@dataclass(frozen=True)
+class ScoreFile:
+    """Scores read from one file.
+
+    ids: (N,) str utterance ids or paths, as written; scores: (N,) float64 (higher = bona fide);
+    keys: (N,) 'bonafide'/'spoof' when the file carries labels, else None.
+    """
+
+    path: str
+    format: str
+    ids: np.ndarray
+    scores: np.ndarray
+    id_kind: str = "utt_id"  # 'utt_id' or 'path': what the id column is documented to hold
+    keys: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+# --- line parsing ----------------------------------------------------------------------------
+
+
+def _data_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, stripped line) of every non-blank, non-comment line."""
+    with path.open("r", encoding="utf-8-sig", newline="") as fh:
+        for number, raw in enumerate(fh, start=1):
+            line = raw.strip()
+            if line and not line.startswith("#"):
+                yield number, line
+
+
+def _score(token: str, where: str) -> float:
+    try:
+        value = float(token)
+    except ValueError:
+        raise ProtocolError(f"{where}: score {token!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ProtocolError(f"{where}: non-finite score {token!r}")
+    return value
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+class _Collector:
+    """Accumulates (id, score[, key]) rows, refusing duplicate ids."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.ids: list[str] = []
+        self.scores: list[float] = []
+        self.keys: list[str] = []
+        self._first_line: dict[str, int] = {}
+
+    def add(self, line: int, utt: str, score: float, key: str | None = None) -> None:
+        if not utt:
+            raise ProtocolError(f"{self.path}:{line}: empty utterance id")
+        if utt in self._first_line:
+            raise ProtocolError(f"{self.path}:{line}: duplicate id {utt!r} (first on line {self._first_line[utt]})")
+        self._first_line[utt] = line
+        self.ids.append(utt)
+        self.scores.append(score)
+        if key is not None:
+            if key not in KEYS:
+                raise ProtocolError(f"{self.path}:{line}: key {key!r} is not 'bonafide' or 'spoof'")
+            self.keys.append(key)
+
+    def result(self, fmt: str, id_kind: str = "utt_id") -> ScoreFile:
+        if not self.ids:
+            raise ProtocolError(f"{self.path}: no scores in file")
+        keys = np.array(self.keys, dtype=object) if self.keys and len(self.keys) == len(self.ids) else None
+        return ScoreFile(
+            path=str(self.path),
+            format=fmt,
+            ids=np.array(self.ids, dtype=object),
+            scores=np.array(self.scores, dtype=np.float64),
+            id_kind=id_kind,
+            keys=keys,
+        )
+
+
+# --- readers -----------------------------------------------------------------------------------
+
+
+def _read_whitespace(path: Path, fmt: str, allowed: tuple[int, ...]) -> ScoreFile:
+    out = _Collector(path)
+    for number, line in _data_lines(path):
+        parts = line.split()
+        where = f"{path}:{number}"
+        if len(parts) not in allowed:
+            want = " or ".join(map(str, allowed))
+            raise ProtocolError(f"{where}: expected {want} whitespace-separated columns, got {len(parts)}: {line!r}")
+        if len(parts) == 2:
+            out.add(number, parts[0], _score(parts[1], where))
+        elif fmt == "asvspoof5_keyed":  # SPEAKER UTT SCORE KEY
+            out.add(number, parts[1], _score(parts[2], where), parts[3])
+        else:  # UTT SOURCE KEY SCORE
+            out.add(number, parts[0], _score(parts[3], where), parts[2])
+    return out.result(fmt)
+
+
+def read_asvspoof2019(path: str | Path) -> ScoreFile:
+    """``UTT SOURCE KEY SCORE`` or ``UTT SCORE`` lines (ASVspoof 2019 CM scores)."""
+    return _read_whitespace(Path(path), "asvspoof2019", (4, 2))
+
+
+def read_asvspoof2021(path: str | Path) -> ScoreFile:
+    """``UTT SCORE`` lines (ASVspoof 2021 submissions)."""
+    return _read_whitespace(Path(path), "asvspoof2021", (2,))
+
+
+def read_asvspoof5_keyed(path: str | Path) -> ScoreFile:
+    """``SPEAKER UTT SCORE KEY`` lines (keyed CM scores of the ASVspoof 5 evaluation package)."""
+    return _read_whitespace(Path(path), "asvspoof5_keyed", (4,))
+
+
+def _read_delimited(path: Path, fmt: str, delimiter: str, id_columns: tuple[str, ...], score_columns: tuple[str, ...]):
+    out = _Collector(path)
+    lines = _data_lines(path)
+    first = next(lines, None)
+    if first is None:
+        raise ProtocolError(f"{path}: no scores in file")
+    header_line, header_text = first
+    header = [h.strip().lower() for h in next(csv.reader([header_text], delimiter=delimiter))]
+    id_col = next((c for c in id_columns if c in header), None)
+    score_col = next((c for c in score_columns if c in header), None)
+    if id_col is None or score_col is None:
+        raise ProtocolError(
+            f"{path}:{header_line}: header {header} needs an id column ({' or '.join(id_columns)}) "
+            f"and a score column ({' or '.join(score_columns)})"
+        )
+    i_id, i_score = header.index(id_col), header.index(score_col)
+    i_key = header.index("label") if "label" in header else None
+    for number, line in lines:
+        row = next(csv.reader([line], delimiter=delimiter))
+        where = f"{path}:{number}"
+        if len(row) != len(header):
+            raise ProtocolError(f"{where}: expected {len(header)} columns like the header, got {len(row)}: {line!r}")
+        key = row[i_key].strip() if i_key is not None else None
+        out.add(number, row[i_id].strip(), _score(row[i_score].strip(), where), key)
+    return out.result(fmt, id_kind="path" if id_col == "path" else "utt_id")
+
+
+def read_asvspoof5(path: str | Path) -> ScoreFile:
+    """TSV with a header naming ``filename`` and ``cm-score`` (ASVspoof 5 submissions)."""
+    return _read_delimited(Path(path), "asvspoof5", "\t", ("filename",), ("cm-score", "cm_score", "score"))
+
+
+def read_csv_scores(path: str | Path) -> ScoreFile:
+    """CSV with a header naming ``path`` or ``utt_id`` and ``score`` (an optional ``label`` is kept)."""
+    return _read_delimited(Path(path), "csv", ",", ("utt_id", "path", "filename"), ("score", "cm-score"))
+
+
+SCORE_READERS: dict[str, Callable[[str | Path], ScoreFile]] = {
+    "asvspoof2019": read_asvspoof2019,
+    "asvspoof2021": read_asvspoof2021,
+    "asvspoof5": read_asvspoof5,
+    "asvspoof5_keyed": read_asvspoof5_keyed,
+    "csv": read_csv_scores,
+}
+
+
+def detect_score_format(path: str | Path) -> str:
+    """Name of the score format of ``path``, from its first non-comment line."""
+    path = Path(path)
+    first = next(_data_lines(path), None)
+    if first is None:
+        raise ProtocolError(f"{path}: no scores in file")
+    number, line = first
+    lower = line.lower()
+    if "\t" in line and "filename" in lower.split("\t"):
+        return "asvspoof5"
+    if "," in line:
+        return "csv"
+    parts = line.split()
+    if len(parts) == 2 and _is_number(parts[1]):
+        return "asvspoof2021"
+    if len(parts) == 4 and _is_number(parts[3]):
+        return "asvspoof2019"
+    if len(parts) == 4 and _is_number(parts[2]) and parts[3] in KEYS:
+        return "asvspoof5_keyed"
+    raise ProtocolError(
+        f"{path}:{number}: cannot tell the score format from {line!r}; expected 'UTT SCORE', "
+        "'UTT SOURCE KEY SCORE', a 'filename<TAB>cm-score' TSV header or a 'path,score' CSV header "
+        f"(or pass the format explicitly: {', '.join(SCORE_READERS)})"
+    )
+
+
+def read_scores(path: str | Path, format: str | None = None) -> ScoreFile:
+    """Read a score file; ``format`` is one of :data:`SCORE_READERS` or None to detect it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProtocolError(f"{path}: no such score file")
+    fmt = format or detect_score_format(path)
+    reader = SCORE_READERS.get(fmt)
+    if reader is None:
+        raise ProtocolError(f"unknown score format {fmt!r}; known: {', '.join(SCORE_READERS)}")
+    return reader(path)
+
+
+# --- joining with a protocol ----------------------------------------------------------------
+
+
+@dataclass
+class ScoreMatch:
+    """Protocol rows that have a score, in protocol order, and what did not match.
+
+    table: matched rows; scores: (len(table),) aligned scores; matched_by: 'utt_id', 'path'
+    or 'stem'; warnings: human-readable notes on partial matches or key disagreements.
+    """
+
+    table: UtteranceTable
+    scores: np.ndarray
+    matched_by: str
+    n_scores: int
+    n_protocol: int
+    n_unmatched_scores: int
+    n_unmatched_protocol: int
+    unmatched_score_examples: list[str] = field(default_factory=list)
+    unmatched_protocol_examples: list[str] = field(default_factory=list)
+    n_key_disagreements: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "matched_by": self.matched_by,
+            "n_scores": self.n_scores,
+            "n_protocol": self.n_protocol,
+            "n_matched": len(self.table),
+            "n_unmatched_scores": self.n_unmatched_scores,
+            "n_unmatched_protocol": self.n_unmatched_protocol,
+            "unmatched_score_examples": self.unmatched_score_examples,
+            "unmatched_protocol_examples": self.unmatched_protocol_examples,
+            "n_key_disagreements": self.n_key_disagreements,
+            "warnings": self.warnings,
+        }
+
+
+def _stem(value: str) -> str:
+    return PurePosixPath(value.replace("\\", "/")).stem
+
+
+def _norm_path(value: str) -> str:
+    return os.path.normpath(value.replace("\\", "/")) if value else ""
+
+
+def _protocol_keys(table: UtteranceTable, how: str) -> np.ndarray:
+    utt = table.column("utt_id").astype(str)
+    paths = table.column("path").astype(str)
+    if how == "utt_id":
+        return utt
+    if how == "path":
+        return np.array([_norm_path(p) for p in paths], dtype=object)
+    return np.array([_stem(p) if p else u for p, u in zip(paths, utt)], dtype=object)
+
+
+def _score_keys(ids: np.ndarray, how: str) -> np.ndarray:
+    if how == "utt_id":
+        return ids.astype(str)
+    if how == "path":
+        return np.array([_norm_path(i) for i in ids], dtype=object)
+    return np.array([_stem(i) for i in ids], dtype=object)
+
+
+def _try_match(table: UtteranceTable, scores: ScoreFile, how: str) -> dict[int, int] | None:
+    """protocol row -> score row for one key kind; None when the keys are ambiguous."""
+    proto = _protocol_keys(table, how)
+    sk = _score_keys(scores.ids, how)
+    proto_index = {k: i for i, k in enumerate(proto) if k}
+    score_index = {k: j for j, k in enumerate(sk) if k}
+    if len(proto_index) != int((proto != "").sum()) or len(score_index) != len(sk):
+        return None  # two rows share a key (e.g. equal stems in different folders): not usable
+    return {proto_index[k]: j for k, j in score_index.items() if k in proto_index}
+
+
+def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
+    """Join scores with protocol rows by utt_id, else path, else path stem (the best-covering wins).
+
+    Raises ProtocolError when no score matches; a partial match is reported in the result's
+    ``warnings`` (and as a UserWarning) and only the matched rows are kept.
+    """
+    best: tuple[str, dict[int, int]] | None = None
+    for how in ("utt_id", "path", "stem"):
+        pairs = _try_match(table, scores, how)
+        if pairs and (best is None or len(pairs) > len(best[1])):
+            best = (how, pairs)
+    if best is None:
+        raise ProtocolError(
+            f"{scores.path}: none of its {len(scores)} score ids matches the protocol's {len(table)} utterances "
+            f"by utt_id, path or file stem; score ids look like {list(scores.ids[:3])}, protocol utt_ids like "
+            f"{list(table.column('utt_id')[:3])} and paths like {list(table.column('path')[:3])}"
+        )
+    how, pairs = best
+    rows = np.array(sorted(pairs), dtype=np.int64)
+    score_rows = np.array([pairs[r] for r in rows], dtype=np.int64)
+    matched_scores = set(score_rows.tolist())
+    unmatched_score = [str(scores.ids[j]) for j in range(len(scores)) if j not in matched_scores]
+    proto_mask = np.ones(len(table), dtype=bool)
+    proto_mask[rows] = False
+    unmatched_proto = table.column("utt_id")[proto_mask].astype(str).tolist()
+    matched = table.subset(rows)
+    notes = []
+    if unmatched_score:
+        notes.append(f"{len(unmatched_score)} of {len(scores)} scores have no protocol entry (ignored)")
+    if unmatched_proto:
+        notes.append(f"{len(unmatched_proto)} of {len(table)} protocol utterances have no score (not evaluated)")
+    n_disagree = 0
+    if scores.keys is not None:
+        file_keys = scores.keys[score_rows].astype(str)
+        n_disagree = int((file_keys != matched.column("label").astype(str)).sum())
+        if n_disagree:
+            notes.append(f"{n_disagree} score-file keys disagree with the protocol labels (protocol labels used)")
+    for note in notes:
+        warnings.warn(f"{scores.path}: {note}", UserWarning, stacklevel=2)
+    return ScoreMatch(
+        table=matched,
+        scores=scores.scores[score_rows],
+        matched_by=how,
+        n_scores=len(scores),
+        n_protocol=len(table),
+        n_unmatched_scores=len(unmatched_score),
+        n_unmatched_protocol=len(unmatched_proto),
+        unmatched_score_examples=unmatched_score[:5],
+        unmatched_protocol_examples=unmatched_proto[:5],
+        n_key_disagreements=n_disagree,
+        warnings=notes,
+    )

@@ -1,0 +1,46 @@
+"""Log-likelihood-ratio cost (Cllr) and its calibration-free minimum (minCllr).
+
+    Cllr = 1 / (2 ln 2) * ( mean_bona log(1 + e^-s) + mean_spoof log(1 + e^s) )
+
+in bits, for scores ``s`` read as natural-log LLRs of bona fide vs spoof. A system that
+always outputs 0 (no information) has Cllr = 1; perfect, confident LLRs approach 0.
+minCllr is the Cllr after the optimal monotone recalibration (pool-adjacent-violators on the
+scores, converted back to LLRs by removing the empirical prior), so ``Cllr - minCllr`` is
+the calibration loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+
+from sddkit.metrics.inputs import check_binary, split_classes
+
+
+def _cllr(bona: np.ndarray, spoof: np.ndarray) -> float:
+    # logaddexp(0, x) = log(1 + e^x) without overflow for large |x|
+    bona_cost = np.logaddexp(0.0, -bona).mean()
+    spoof_cost = np.logaddexp(0.0, spoof).mean()
+    return float((bona_cost + spoof_cost) / (2.0 * math.log(2.0)))
+
+
+def cllr(labels: object, scores: object) -> float:
+    """Cllr in bits of LLR ``scores`` (natural log, higher = bona fide)."""
+    bona, spoof = split_classes(labels, scores)
+    return _cllr(bona, spoof)
+
+
+def min_cllr(labels: object, scores: object) -> float:
+    """Cllr after optimal monotone (PAV) calibration; always <= :func:`cllr` of any monotone map."""
+    y, s = check_binary(labels, scores)
+    # isotonic regression of the 0/1 labels on the scores gives the PAV posterior P(bona | s);
+    # tied scores are pooled into one block, as a monotone map must treat them alike
+    posterior = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True).fit_transform(s, y.astype(np.float64))
+    n_bona = int(y.sum())
+    prior_log_odds = math.log(n_bona / (len(y) - n_bona))
+    with np.errstate(divide="ignore"):
+        # posterior 0 or 1 gives infinite LLRs only on trials whose cost they make 0
+        llr = np.log(posterior) - np.log1p(-posterior) - prior_log_odds
+    return _cllr(llr[y], llr[~y])

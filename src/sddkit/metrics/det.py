@@ -1,0 +1,81 @@
+"""DET curve and equal error rate, following the ASVspoof evaluation packages.
+
+The official ``compute_det_curve`` sorts all scores and, after each sorted score, counts the
+bona fide trials rejected (miss) and the spoof trials still accepted (false alarm); the EER
+is the mean of miss and false-alarm rate at the operating point where ``|miss - fa|`` is
+smallest. That walk visits one point per *trial*, so tied scores produce operating points no
+threshold can realise (and an all-tied score set can come out at 100 % EER). Here the walk is
+over *distinct* score values instead; on tie-free scores the curve and the EER are identical
+to the official ones.
+
+Decision rule used throughout sddkit: a trial is accepted as bona fide iff
+``score >= threshold``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sddkit.metrics.inputs import check_binary
+
+
+@dataclass(frozen=True)
+class DetCurve:
+    """Operating points of a detector, from "accept everything" to "reject everything".
+
+    miss: (K+1,) fraction of bona fide trials rejected (score < threshold), non-decreasing.
+    fa: (K+1,) fraction of spoof trials accepted (score >= threshold), non-increasing.
+    thresholds: (K+1,) threshold of each point for the rule ``score >= threshold``; the last
+        one lies just above the highest score. K is the number of distinct scores.
+    """
+
+    miss: np.ndarray
+    fa: np.ndarray
+    thresholds: np.ndarray
+    n_bonafide: int
+    n_spoof: int
+
+
+def det_curve(labels: object, scores: object) -> DetCurve:
+    """DET curve of ``scores`` (higher = bona fide) against ``labels`` (1 = bona fide)."""
+    y, s = check_binary(labels, scores)
+    order = np.argsort(s)
+    s_sorted, y_sorted = s[order], y[order]
+    n_bona = int(y.sum())
+    n_spoof = len(y) - n_bona
+    # index of the last trial of every run of equal scores: operating points sit between runs
+    last = np.flatnonzero(np.r_[s_sorted[1:] != s_sorted[:-1], True])
+    bona_at_or_below = np.cumsum(y_sorted)[last]
+    spoof_at_or_below = last + 1 - bona_at_or_below
+    miss = np.r_[0.0, bona_at_or_below / n_bona]
+    fa = np.r_[1.0, (n_spoof - spoof_at_or_below) / n_spoof]
+    distinct = s_sorted[last]
+    thresholds = np.r_[distinct, np.nextafter(distinct[-1], np.inf)]
+    return DetCurve(miss=miss, fa=fa, thresholds=thresholds, n_bonafide=n_bona, n_spoof=n_spoof)
+
+
+@dataclass(frozen=True)
+class EERResult:
+    """Equal error rate as a fraction in [0, 1] and its threshold (accept iff score >= threshold)."""
+
+    eer: float
+    threshold: float
+
+    def __float__(self) -> float:
+        return self.eer
+
+
+def eer_from_curve(curve: DetCurve) -> EERResult:
+    """EER at the point where |miss - fa| is smallest (first such point on ties, as np.argmin)."""
+    idx = int(np.argmin(np.abs(curve.miss - curve.fa)))
+    return EERResult(eer=float((curve.miss[idx] + curve.fa[idx]) / 2), threshold=float(curve.thresholds[idx]))
+
+
+def eer(labels: object, scores: object) -> EERResult:
+    """Equal error rate (fraction) of ``scores`` against ``labels`` (1 = bona fide, 0 = spoof).
+
+    Raises MetricError with only one class or non-finite scores.
+    """
+    return eer_from_curve(det_curve(labels, scores))

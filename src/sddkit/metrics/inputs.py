@@ -1,0 +1,63 @@
+"""Input checks shared by every metric.
+
+Convention: ``labels`` are class ids, 1 = bona fide (the positive / target class) and
+0 = spoof; ``scores`` are real numbers where higher means more bona fide. Every metric
+validates its inputs here so that a NaN score or a one-class subset fails loudly instead of
+producing a silently meaningless number.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sddkit.errors import SddkitError
+
+
+class MetricError(SddkitError, ValueError):
+    """A metric cannot be computed from the given labels/scores (one class, NaN, bad shape)."""
+
+
+def as_scores(scores: object, name: str = "scores") -> np.ndarray:
+    """(N,) float64 copy of ``scores``; raises MetricError if not 1-D or not finite."""
+    arr = np.asarray(scores, dtype=np.float64)
+    if arr.ndim != 1:
+        raise MetricError(f"{name} must be a 1-D array, got shape {arr.shape}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise MetricError(f"{name} contain {int(bad.sum())} non-finite value(s) (NaN or inf), e.g. {arr[bad][:3]}")
+    return arr
+
+
+def check_binary(labels: object, scores: object) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a labelled score set: ``(labels (N,) bool, scores (N,) float64)``.
+
+    Raises MetricError on a length mismatch, labels other than 0/1, non-finite scores, or
+    when either class is missing (every metric here needs both).
+    """
+    y = np.asarray(labels)
+    s = as_scores(scores)
+    if y.ndim != 1 or y.shape != s.shape:
+        raise MetricError(f"labels {y.shape} and scores {s.shape} must be 1-D arrays of the same length")
+    if y.dtype != bool:
+        if not np.isin(y, (0, 1)).all():
+            raise MetricError(f"labels must be 0 (spoof) or 1 (bona fide); found {np.unique(y)[:5].tolist()}")
+        y = y.astype(bool)
+    n_bona = int(y.sum())
+    if n_bona == 0 or n_bona == len(y):
+        present = "bona fide" if n_bona else "spoof"
+        raise MetricError(f"need both bona fide and spoof trials; only {present} given ({len(y)} trials)")
+    return y, s
+
+
+def split_classes(labels: object, scores: object) -> tuple[np.ndarray, np.ndarray]:
+    """Checked ``(bona fide scores, spoof scores)``."""
+    y, s = check_binary(labels, scores)
+    return s[y], s[~y]
+
+
+def from_classes(bona: object, spoof: object) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`split_classes`: ``(labels (N,) int64, scores (N,) float64)``."""
+    b = as_scores(bona, "bona fide scores")
+    f = as_scores(spoof, "spoof scores")
+    labels = np.concatenate([np.ones(b.size, dtype=np.int64), np.zeros(f.size, dtype=np.int64)])
+    return labels, np.concatenate([b, f])

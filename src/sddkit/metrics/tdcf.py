@@ -1,0 +1,128 @@
+"""Tandem detection cost function (t-DCF) of a countermeasure (CM) placed before a fixed ASV system.
+
+Two forms, both minimised over the CM threshold along the DET curve:
+
+* ASVspoof 2019 (legacy; Kinnunen et al., Odyssey 2018), the official ``compute_tDCF_legacy``::
+
+      C1 = P_tar (C_miss_cm - C_miss_asv Pmiss_asv) - P_non C_fa_asv Pfa_asv
+      C2 = C_fa_cm P_spoof (1 - Pmiss_spoof_asv)
+      t-DCF_norm(t) = (C1 Pmiss_cm(t) + C2 Pfa_cm(t)) / min(C1, C2)
+
+  (The ASVspoof 5 evaluation package reports its "min t-DCF" with this form.)
+
+* ASVspoof 2021 (revised; Kinnunen et al., IEEE/ACM TASLP 2020), the official ``compute_tDCF``::
+
+      C0 = P_tar C_miss Pmiss_asv + P_non C_fa Pfa_asv
+      C1 = P_tar C_miss - C0
+      C2 = P_spoof C_fa_spoof Pfa_spoof_asv
+      t-DCF_norm(t) = (C0 + C1 Pmiss_cm(t) + C2 Pfa_cm(t)) / (C0 + min(C1, C2))
+
+The ASV error rates are inputs. The defaults are the ASVspoof 5 organisers' pooled ASV rates
+hard-coded in the ASVspoof 5 evaluation package (``calculate_metrics.py``):
+Pfa_asv = 0.01881016557566423, Pmiss_asv = 0.01880141010575793,
+Pfa_spoof_asv = 0.4607082907604729 (so Pmiss_spoof_asv = 1 - that).
+
+Costs (one dataclass for both forms): the 2021 ``C_miss``, ``C_fa``, ``C_fa_spoof`` are used
+in the legacy form as ``C_miss_asv = C_miss_cm = c_miss``, ``C_fa_asv = c_fa`` and
+``C_fa_cm = c_fa_spoof``, which reproduces both official cost models (1, 10, 1, 10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sddkit.metrics.det import DetCurve, det_curve
+from sddkit.metrics.inputs import MetricError
+
+
+def _check_rate(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a rate in [0, 1], got {value}")
+
+
+@dataclass
+class ASVRates:
+    """Error rates of the fixed ASV system at its operating point (fractions, not percent)."""
+
+    pfa: float = 0.01881016557566423  # nontargets (zero-effort impostors) accepted
+    pmiss: float = 0.01880141010575793  # targets rejected
+    pfa_spoof: float = 0.4607082907604729  # spoofs accepted
+
+    def __post_init__(self) -> None:
+        for name in ("pfa", "pmiss", "pfa_spoof"):
+            _check_rate(name, getattr(self, name))
+
+    @property
+    def pmiss_spoof(self) -> float:
+        """Spoofs rejected by the ASV system (the legacy form's input)."""
+        return 1.0 - self.pfa_spoof
+
+
+@dataclass
+class TDCFCost:
+    """Priors and costs of the t-DCF (defaults: ASVspoof 2019/2021/5, P_spoof = 0.05)."""
+
+    p_tar: float = 0.95 * 0.99
+    p_non: float = 0.95 * 0.01
+    p_spoof: float = 0.05
+    c_miss: float = 1.0
+    c_fa: float = 10.0
+    c_fa_spoof: float = 10.0
+
+    def __post_init__(self) -> None:
+        priors = (self.p_tar, self.p_non, self.p_spoof)
+        if min(priors) < 0 or abs(sum(priors) - 1.0) > 1e-10:
+            raise ValueError(f"priors p_tar, p_non, p_spoof must be non-negative and sum to 1, got {priors}")
+        if min(self.c_miss, self.c_fa, self.c_fa_spoof) < 0:
+            raise ValueError("t-DCF costs must be non-negative")
+
+
+@dataclass(frozen=True)
+class TDCFResult:
+    """Minimum normalised t-DCF and the CM threshold attaining it (accept iff score >= threshold)."""
+
+    tdcf: float
+    threshold: float
+
+    def __float__(self) -> float:
+        return self.tdcf
+
+
+def _minimum(curve: DetCurve, values: np.ndarray) -> TDCFResult:
+    idx = int(np.argmin(values))
+    return TDCFResult(tdcf=float(values[idx]), threshold=float(curve.thresholds[idx]))
+
+
+def tdcf_2019_from_curve(curve: DetCurve, asv: ASVRates | None = None, cost: TDCFCost | None = None) -> TDCFResult:
+    asv, cost = asv or ASVRates(), cost or TDCFCost()
+    c1 = cost.p_tar * (cost.c_miss - cost.c_miss * asv.pmiss) - cost.p_non * cost.c_fa * asv.pfa
+    c2 = cost.c_fa_spoof * cost.p_spoof * (1.0 - asv.pmiss_spoof)
+    if c1 <= 0 or c2 <= 0:
+        raise MetricError(f"t-DCF weights must be positive (C1={c1:.4g}, C2={c2:.4g}); check the ASV error rates")
+    return _minimum(curve, (c1 * curve.miss + c2 * curve.fa) / min(c1, c2))
+
+
+def tdcf_2021_from_curve(curve: DetCurve, asv: ASVRates | None = None, cost: TDCFCost | None = None) -> TDCFResult:
+    asv, cost = asv or ASVRates(), cost or TDCFCost()
+    c0 = cost.p_tar * cost.c_miss * asv.pmiss + cost.p_non * cost.c_fa * asv.pfa
+    c1 = cost.p_tar * cost.c_miss - c0
+    c2 = cost.p_spoof * cost.c_fa_spoof * asv.pfa_spoof
+    if c1 < 0 or c2 < 0 or c0 + min(c1, c2) <= 0:
+        raise MetricError(f"t-DCF weights must be non-negative (C0={c0:.4g}, C1={c1:.4g}, C2={c2:.4g})")
+    return _minimum(curve, (c0 + c1 * curve.miss + c2 * curve.fa) / (c0 + min(c1, c2)))
+
+
+def min_tdcf_2019(
+    labels: object, scores: object, asv: ASVRates | None = None, cost: TDCFCost | None = None
+) -> TDCFResult:
+    """Minimum normalised t-DCF, ASVspoof 2019 (legacy) form, of CM ``scores``."""
+    return tdcf_2019_from_curve(det_curve(labels, scores), asv, cost)
+
+
+def min_tdcf_2021(
+    labels: object, scores: object, asv: ASVRates | None = None, cost: TDCFCost | None = None
+) -> TDCFResult:
+    """Minimum normalised t-DCF, ASVspoof 2021 (revised) form, of CM ``scores``."""
+    return tdcf_2021_from_curve(det_curve(labels, scores), asv, cost)

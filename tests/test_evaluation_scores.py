@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from sddkit.data.table import UtteranceTable
+from sddkit.errors import ProtocolError
+from sddkit.evaluation.scores import detect_score_format, match_scores, read_scores
+
+
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _table(n=4, paths=True):
+    return UtteranceTable.from_records(
+        {
+            "utt_id": f"LA_E_{i}",
+            "path": f"/data/flac/LA_E_{i}.flac" if paths else "",
+            "label": "bonafide" if i % 2 == 0 else "spoof",
+            "attack": "bonafide" if i % 2 == 0 else "A07",
+        }
+        for i in range(n)
+    )
+
+
+# --- readers ------------------------------------------------------------------------------------
+
+
+def test_asvspoof2019_four_and_two_columns(tmp_path):
+    path = _write(tmp_path, "cm.txt", "# comment\nLA_E_1 - bonafide 1.5\n\nLA_E_2 A07 spoof -2.25\n")
+    sf = read_scores(path)
+    assert sf.format == "asvspoof2019" and list(sf.ids) == ["LA_E_1", "LA_E_2"]
+    np.testing.assert_array_equal(sf.scores, [1.5, -2.25])
+    assert list(sf.keys) == ["bonafide", "spoof"]
+    two = read_scores(_write(tmp_path, "two.txt", "LA_E_1 1.5\nLA_E_2 -2\n"), format="asvspoof2019")
+    assert two.keys is None and list(two.scores) == [1.5, -2.0]
+
+
+def test_asvspoof2021_two_columns(tmp_path):
+    sf = read_scores(_write(tmp_path, "s.txt", "DF_E_2000011 -3.5e-1\nDF_E_2000012 4\n"))
+    assert sf.format == "asvspoof2021" and list(sf.ids) == ["DF_E_2000011", "DF_E_2000012"]
+    np.testing.assert_allclose(sf.scores, [-0.35, 4.0])
+
+
+def test_asvspoof5_tsv(tmp_path):
+    text = "filename\tcm-score\tasv-score\tsasv-score\nE_0001\t0.5\t1\t2\nE_0002\t-1.25\t1\t2\n"
+    sf = read_scores(_write(tmp_path, "score.tsv", text))
+    assert sf.format == "asvspoof5" and list(sf.ids) == ["E_0001", "E_0002"]
+    np.testing.assert_array_equal(sf.scores, [0.5, -1.25])
+
+
+def test_asvspoof5_keyed(tmp_path):
+    sf = read_scores(_write(tmp_path, "k.txt", "LA_0015 LA_E_1 6.96 bonafide\nLA_0007 LA_E_2 -2.3 spoof\n"))
+    assert sf.format == "asvspoof5_keyed" and list(sf.ids) == ["LA_E_1", "LA_E_2"]
+    assert list(sf.keys) == ["bonafide", "spoof"]
+
+
+def test_csv_path_and_utt_id(tmp_path):
+    sf = read_scores(_write(tmp_path, "s.csv", 'path,score\n"a/x,1.wav",0.25\nb/y.wav,-1\n'))
+    assert sf.format == "csv" and sf.id_kind == "path" and list(sf.ids) == ["a/x,1.wav", "b/y.wav"]
+    sf = read_scores(_write(tmp_path, "u.csv", "utt_id,score,label\nu1,1,bonafide\nu2,2,spoof\n"))
+    assert sf.id_kind == "utt_id" and list(sf.keys) == ["bonafide", "spoof"]
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("LA_E_1 - bonafide 1.0\nLA_E_2 spoof 1.0\n", r"bad\.txt:2: expected 4 or 2"),
+        ("LA_E_1 1.0\nLA_E_2 abc\n", r"bad\.txt:2: score 'abc' is not a number"),
+        ("LA_E_1 1.0\nLA_E_1 2.0\n", r"bad\.txt:2: duplicate id 'LA_E_1' \(first on line 1\)"),
+        ("LA_E_1 1.0\nLA_E_2 nan\n", r"bad\.txt:2: non-finite score 'nan'"),
+        ("LA_E_1 inf\n", r"bad\.txt:1: non-finite score 'inf'"),
+        ("LA_E_1 - real 1.0\n", r"bad\.txt:1: key 'real'"),
+        ("# only a comment\n", "no scores"),
+        ("one two three\n", "cannot tell the score format"),
+    ],
+)
+def test_malformed_score_files(tmp_path, text, match):
+    with pytest.raises(ProtocolError, match=match):
+        read_scores(_write(tmp_path, "bad.txt", text))
+
+
+def test_csv_errors_and_unknown_format(tmp_path):
+    with pytest.raises(ProtocolError, match="needs an id column"):
+        read_scores(_write(tmp_path, "a.csv", "name,score\nx,1\n"))
+    with pytest.raises(ProtocolError, match=r"b\.csv:3: expected 2 columns"):
+        read_scores(_write(tmp_path, "b.csv", "path,score\nx,1\ny,2,3\n"))
+    with pytest.raises(ProtocolError, match="unknown score format 'xml'"):
+        read_scores(_write(tmp_path, "c.txt", "u 1\n"), format="xml")
+    with pytest.raises(ProtocolError, match="no such score file"):
+        read_scores(tmp_path / "missing.txt")
+    assert detect_score_format(_write(tmp_path, "d.txt", "u A01 spoof 1\n")) == "asvspoof2019"
+
+
+# --- joining ------------------------------------------------------------------------------------
+
+
+def test_match_by_utt_id_keeps_protocol_order(tmp_path):
+    sf = read_scores(_write(tmp_path, "s.txt", "LA_E_3 3\nLA_E_0 0\nLA_E_2 2\nLA_E_1 1\n"))
+    match = match_scores(_table(), sf)
+    assert match.matched_by == "utt_id" and list(match.table.column("utt_id")) == [f"LA_E_{i}" for i in range(4)]
+    np.testing.assert_array_equal(match.scores, [0, 1, 2, 3])
+    assert match.n_unmatched_scores == 0 and match.n_unmatched_protocol == 0 and match.warnings == []
+
+
+def test_match_by_path_and_by_stem(tmp_path):
+    by_path = read_scores(_write(tmp_path, "p.csv", "path,score\n/data/flac/LA_E_1.flac,1\n/data/flac/LA_E_0.flac,0\n"))
+    with pytest.warns(UserWarning, match="2 of 4 protocol utterances have no score"):
+        match = match_scores(_table(), by_path)
+    assert match.matched_by == "path" and list(match.scores) == [0.0, 1.0]
+    assert match.n_unmatched_protocol == 2 and match.unmatched_protocol_examples == ["LA_E_2", "LA_E_3"]
+    # scored under another folder and format: only the file stem matches
+    by_stem = read_scores(_write(tmp_path, "s.csv", "path,score\nwav/LA_E_0.wav,0\nwav/LA_E_1.wav,1\n"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert match_scores(_table(), by_stem).matched_by == "stem"
+        # a table without paths falls back to the utt_id for the stem
+        assert match_scores(_table(paths=False), by_stem).matched_by == "stem"
+
+
+def test_partial_and_no_overlap_and_key_disagreement(tmp_path):
+    sf = read_scores(_write(tmp_path, "s.txt", "LA_E_0 - bonafide 0\nLA_E_1 - bonafide 1\nX_9 - spoof 2\n"))
+    with pytest.warns(UserWarning) as record:
+        match = match_scores(_table(), sf)
+    assert match.n_unmatched_scores == 1 and match.unmatched_score_examples == ["X_9"]
+    assert match.n_key_disagreements == 1  # LA_E_1 is spoof in the protocol
+    assert len(match.warnings) == 3 and len(record) == 3
+    assert match.to_dict()["n_matched"] == 2
+    other = read_scores(_write(tmp_path, "o.txt", "Z_1 1\nZ_2 2\n"))
+    with pytest.raises(ProtocolError, match="none of its 2 score ids matches"):
+        match_scores(_table(), other)
