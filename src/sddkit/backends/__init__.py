@@ -5,3 +5,5 @@ from sddkit.registry import Registry
 BACKENDS = Registry("backend")
 
 __all__ = ["BACKENDS"]
+
+from sddkit.backends import aasist, lcnn, linear, resnet, ssl_aasist  # noqa: F401,E402

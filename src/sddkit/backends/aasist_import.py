@@ -1,0 +1,228 @@
+"""Import the published AASIST / AASIST-L weights (clovaai/aasist state dicts) as sddkit model directories.
+
+The published files are plain ``state_dict``s of the reference ``Model``. They are read with
+``torch.load(weights_only=True)`` (tensors only, never arbitrary pickled objects), renamed with
+the explicit prefix table :data:`REFERENCE_PREFIXES`, loaded *strictly* into
+``Detector(frontend=raw, backend=aasist|aasist_l(reference_compat=True))`` and written with
+:func:`~sddkit.detectors.model_dir.save_model_dir`. The published label convention (class 1 =
+bona fide) is sddkit's, so the output layer is kept as is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sddkit.config import to_dict
+from sddkit.detectors.detector import Detector, DetectorConfig, build_detector
+from sddkit.detectors.model_dir import CONFIG_NAME, load_state_checked, save_model_dir
+from sddkit.errors import CheckpointError
+from sddkit.registry import get_registry
+from sddkit.scoring.inference import InferenceConfig
+
+VARIANTS = ("aasist", "aasist_l")
+SAMPLE_RATE = 16000
+WINDOW_SAMPLES = 64600  # the published training/evaluation window: 4.0375 s at 16 kHz
+DEFAULT_THRESHOLD = 0.0  # score = bona fide log-odds; 0 = even odds
+
+# (reference prefix, sddkit prefix), most specific first. A key is renamed by the first entry
+# whose prefix it starts with (an entry without a trailing dot must match the whole key).
+# Everything below a prefix keeps its name (GAT/HS-GAL/pool/residual internals match the reference).
+REFERENCE_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("first_bn.", "input_bn."),
+    *(
+        pair
+        for i in range(6)
+        for pair in (
+            (f"encoder.{i}.0.conv_downsample.", f"encoder.{i}.downsample."),
+            (f"encoder.{i}.0.", f"encoder.{i}."),
+        )
+    ),
+    ("pos_S", "graph.spectral_pos"),
+    ("GAT_layer_S.", "graph.gat_spectral."),
+    ("GAT_layer_T.", "graph.gat_temporal."),
+    ("pool_S.", "graph.pool_spectral."),
+    ("pool_T.", "graph.pool_temporal."),
+    ("master1", "graph.branches.0.master"),
+    ("HtrgGAT_layer_ST11.", "graph.branches.0.hsgal1."),
+    ("pool_hS1.", "graph.branches.0.pool_spectral."),
+    ("pool_hT1.", "graph.branches.0.pool_temporal."),
+    ("HtrgGAT_layer_ST12.", "graph.branches.0.hsgal2."),
+    ("master2", "graph.branches.1.master"),
+    ("HtrgGAT_layer_ST21.", "graph.branches.1.hsgal1."),
+    ("pool_hS2.", "graph.branches.1.pool_spectral."),
+    ("pool_hT2.", "graph.branches.1.pool_temporal."),
+    ("HtrgGAT_layer_ST22.", "graph.branches.1.hsgal2."),
+    ("out_layer.", "classifier."),
+)
+
+
+def _rename(key: str, table: list[tuple[str, str]]) -> str | None:
+    for src, dst in table:
+        if src.endswith("."):
+            if key.startswith(src):
+                return dst + key[len(src) :]
+        elif key == src:
+            return dst
+    return None
+
+
+def _rename_all(state: Mapping[str, Tensor], table: list[tuple[str, str]], where: str) -> dict[str, Tensor]:
+    out: dict[str, Tensor] = {}
+    unknown = []
+    for key, value in state.items():
+        new = _rename(key, table)
+        if new is None:
+            unknown.append(key)
+        else:
+            out[new] = value
+    if unknown:
+        raise CheckpointError(f"{where}: not an AASIST state dict: unexpected key(s) {unknown[:5]}")
+    return out
+
+
+def reference_to_sddkit(state: Mapping[str, Tensor], where: str = "state dict") -> dict[str, Tensor]:
+    """Rename published (clovaai/aasist) keys to :class:`~sddkit.backends.aasist.AASIST` keys."""
+    return _rename_all(state, list(REFERENCE_PREFIXES), where)
+
+
+def sddkit_to_reference(state: Mapping[str, Tensor], where: str = "state dict") -> dict[str, Tensor]:
+    """Inverse of :func:`reference_to_sddkit` (used to write published-layout files, e.g. in tests)."""
+    inverse = sorted(((dst, src) for src, dst in REFERENCE_PREFIXES), key=lambda p: -len(p[0]))
+    return _rename_all(state, inverse, where)
+
+
+def load_reference_state(path: str | Path) -> dict[str, Tensor]:
+    """Read a published AASIST ``.pth`` as a ``{name: tensor}`` dict (tensors only, no code).
+
+    Also accepts the usual wrappers ``{"state_dict": ...}`` / ``{"model": ...}`` and the
+    ``module.`` prefix that ``nn.DataParallel`` adds.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weights file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path}: not a PyTorch file of plain tensors (not a torch file, or it holds objects that "
+            "would need arbitrary unpickling, which is refused)"
+        ) from None
+    except Exception as exc:  # torch.load raises many types on corrupt or truncated files
+        detail = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise CheckpointError(
+            f"{path}: not a PyTorch file of plain tensors (torch.load with weights_only=True failed: "
+            f"{type(exc).__name__}: {detail})"
+        ) from None
+    if isinstance(obj, Mapping):
+        for wrapper in ("state_dict", "model"):
+            if isinstance(obj.get(wrapper), Mapping):
+                obj = obj[wrapper]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{path}: expected a non-empty state dict, got {type(obj).__name__}")
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: expected a state dict of named tensors; bad entries {bad[:5]}")
+    state = dict(obj)
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def detector_config(variant: str) -> DetectorConfig:
+    """``raw`` front-end + ``variant`` back-end in reference-compatible mode."""
+    if variant not in VARIANTS:
+        raise CheckpointError(f"unknown AASIST variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    return DetectorConfig(
+        frontend=get_registry("frontend").parse({"name": "raw", "normalize": False}),
+        backend=get_registry("backend").parse({"name": variant, "reference_compat": True}),
+    )
+
+
+def _expected_shapes(variant: str) -> dict[str, tuple[int, ...]]:
+    backend = get_registry("backend").build(detector_config(variant).backend)
+    return {k: tuple(v.shape) for k, v in sddkit_to_reference(backend.state_dict()).items()}
+
+
+def _mismatches(state: Mapping[str, Tensor], expected: dict[str, tuple[int, ...]]) -> list[str]:
+    problems = [f"missing {k}" for k in expected if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in expected]
+    problems += [
+        f"{k}: shape {tuple(state[k].shape)} vs {expected[k]}"
+        for k in state
+        if k in expected and tuple(state[k].shape) != expected[k]
+    ]
+    return problems
+
+
+def detect_variant(state: Mapping[str, Tensor], where: str = "state dict") -> str:
+    """The variant whose published layout (key names and tensor shapes) ``state`` matches exactly."""
+    report = {}
+    for variant in VARIANTS:
+        problems = _mismatches(state, _expected_shapes(variant))
+        if not problems:
+            return variant
+        report[variant] = problems
+    details = "; ".join(f"{v}: {len(p)} mismatch(es), e.g. {', '.join(p[:3])}" for v, p in report.items())
+    raise CheckpointError(f"{where}: matches no published AASIST variant ({details})")
+
+
+@dataclass
+class ImportResult:
+    directory: Path
+    variant: str
+    num_parameters: int
+    detector: Detector
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def import_aasist(
+    weights: str | Path, out: str | Path, *, variant: str = "auto", overwrite: bool = False
+) -> ImportResult:
+    """Convert a published AASIST ``.pth`` into an sddkit model directory at ``out``."""
+    weights, out = Path(weights), Path(out)
+    if (out / CONFIG_NAME).exists() and not overwrite:
+        raise CheckpointError(f"{out}: already holds a model (overwrite it with --force / overwrite=True)")
+    state = load_reference_state(weights)
+    if variant == "auto":
+        variant = detect_variant(state, str(weights))
+    else:
+        problems = _mismatches(state, _expected_shapes(variant)) if variant in VARIANTS else []
+        if problems:
+            raise CheckpointError(f"{weights}: does not match {variant}: {'; '.join(problems[:5])}")
+    cfg = detector_config(variant)
+    detector = build_detector(cfg)
+    full = {f"backend.{k}": v for k, v in reference_to_sddkit(state, str(weights)).items()}
+    # the raw front-end has no published weights: keep whatever state it builds with (usually none)
+    full.update({f"frontend.{k}": v for k, v in detector.frontend.state_dict().items()})
+    load_state_checked(detector, full, partial=False, where=str(weights))
+    detector.eval()
+    inference = InferenceConfig(
+        sample_rate=SAMPLE_RATE, window_samples=WINDOW_SAMPLES, threshold=DEFAULT_THRESHOLD
+    ).to_dict()
+    metadata: dict[str, Any] = {
+        "source": "clovaai/aasist published weights (Jung et al., ICASSP 2022)",
+        "imported_from": weights.name,
+        "sha256": _sha256(weights),
+        "variant": variant,
+        "window_seconds": WINDOW_SAMPLES / SAMPLE_RATE,
+        "label_convention": "class 0 = spoof, class 1 = bona fide (as published)",
+    }
+    save_model_dir(out, detector, model_config=to_dict(cfg), inference=inference, metadata=metadata)
+    num_parameters = sum(p.numel() for p in detector.parameters())
+    return ImportResult(directory=out, variant=variant, num_parameters=num_parameters, detector=detector)

@@ -1,0 +1,124 @@
+"""LCNN: light CNN with max-feature-map activations (Lavrentyeva et al., Interspeech 2019), as in the
+ASVspoof 2021 LFCC-LCNN baseline (asvspoof-challenge/2021 ``LA/Baseline-LFCC-LCNN``, X. Wang).
+
+spectral features (B, F, T), seen as an image (B, 1, T, F)
+  -> 9 convolutions, each followed by max-feature-map (MFM: split the channels in two halves and
+     keep the element-wise max, halving them), with 2x2 max-pools after conv 1, 3, 5 and 9 and
+     non-affine batch norms in between, then dropout                 -> (B, C, T // 16, F // 16)
+  -> per frame, the C * (F // 16) values as one vector                -> (B, T // 16, E)
+  -> ``lstm_layers`` bidirectional LSTMs (E -> E) with a residual, mean over frames (any length)
+  -> embedding (B, E) -> linear -> logits (B, 2)
+
+With the baseline's 60 LFCC coefficients and ``channels=32``: E = 32 * 3 = 96. The baseline
+outputs one sigmoid logit (BCE); here the output layer gives two logits (spoof, bona fide).
+``channels`` scales every width (baseline: 32, i.e. MFM outputs 32, 32, 48, 48, 64, 64, 32, 32, 32).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from sddkit.backends import BACKENDS
+from sddkit.detectors.outputs import BackendOutput
+from sddkit.errors import ConfigError
+
+DOWNSAMPLE = 16  # four 2x2 max-pools
+
+
+class MaxFeatureMap(nn.Module):
+    """(B, 2C, ...) -> (B, C, ...): element-wise max of the two channel halves."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        a, b = x.chunk(2, dim=1)
+        return torch.maximum(a, b)
+
+
+def _mfm_conv(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
+    """A convolution producing 2 * c_out channels, reduced to c_out by max-feature-map."""
+    return [nn.Conv2d(c_in, 2 * c_out, kernel, padding=kernel // 2), MaxFeatureMap()]
+
+
+def _norm(c: int) -> nn.Module:
+    return nn.BatchNorm2d(c, affine=False)
+
+
+@dataclass
+class LCNNConfig:
+    channels: int = 32  # MFM width of the first block; later blocks use 1.5x and 2x
+    lstm_layers: int = 2  # bidirectional LSTMs over frames before pooling (0: plain mean over frames)
+    dropout: float = 0.7  # after the convolutions (baseline value)
+
+    def __post_init__(self):
+        if self.channels <= 0 or self.channels % 2:
+            raise ValueError(f"channels must be a positive even number, got {self.channels}")
+        if self.lstm_layers < 0:
+            raise ValueError(f"lstm_layers must be >= 0, got {self.lstm_layers}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+class BiLSTM(nn.Module):
+    """(B, T, D) -> (B, T, D): one bidirectional LSTM layer with D // 2 units per direction."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.lstm = nn.LSTM(dim, dim // 2, batch_first=True, bidirectional=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.lstm(x)[0]
+
+
+class LCNN(nn.Module):
+    """Spectral features (B, F, T) -> BackendOutput(logits (B, 2), embedding (B, channels * (F // 16)))."""
+
+    def __init__(self, in_dim: int, cfg: LCNNConfig):
+        super().__init__()
+        c, c15, c2 = cfg.channels, 3 * cfg.channels // 2, 2 * cfg.channels
+        pool = nn.MaxPool2d(2, 2)
+        self.in_dim = in_dim
+        self.convs = nn.Sequential(
+            *_mfm_conv(1, c, 5),
+            pool,
+            *_mfm_conv(c, c, 1),
+            _norm(c),
+            *_mfm_conv(c, c15, 3),
+            pool,
+            _norm(c15),
+            *_mfm_conv(c15, c15, 1),
+            _norm(c15),
+            *_mfm_conv(c15, c2, 3),
+            pool,
+            *_mfm_conv(c2, c2, 1),
+            _norm(c2),
+            *_mfm_conv(c2, c, 3),
+            _norm(c),
+            *_mfm_conv(c, c, 1),
+            _norm(c),
+            *_mfm_conv(c, c, 3),
+            pool,
+            nn.Dropout(cfg.dropout),
+        )
+        self.embedding_dim = c * (in_dim // DOWNSAMPLE)
+        self.lstm = nn.Sequential(*(BiLSTM(self.embedding_dim) for _ in range(cfg.lstm_layers)))
+        self.classifier = nn.Linear(self.embedding_dim, 2)
+
+    def forward(self, features: Tensor) -> BackendOutput:
+        if features.dim() != 3 or features.shape[1] != self.in_dim:
+            raise ValueError(f"expected spectral features (B, {self.in_dim}, T), got shape {tuple(features.shape)}")
+        if features.shape[2] < DOWNSAMPLE:
+            raise ValueError(f"LCNN needs at least {DOWNSAMPLE} frames, got {features.shape[2]}")
+        x = self.convs(features.transpose(1, 2).unsqueeze(1))  # (B, C, T', F')
+        frames = x.permute(0, 2, 1, 3).flatten(2)  # (B, T', C * F')
+        pooled = (self.lstm(frames) + frames).mean(dim=1) if len(self.lstm) else frames.mean(dim=1)
+        return BackendOutput(logits=self.classifier(pooled), embedding=pooled)
+
+
+@BACKENDS.register("lcnn", config=LCNNConfig)
+def build_lcnn(cfg: LCNNConfig, *, in_dim: int | None = None, **_: object) -> LCNN:
+    """LCNN with max-feature-map (LFCC-LCNN baseline) on spectral features (B, F, T)."""
+    if in_dim is None or in_dim < DOWNSAMPLE:
+        raise ConfigError(f"backend 'lcnn' needs spectral features with at least {DOWNSAMPLE} bins, got {in_dim}")
+    return LCNN(in_dim, cfg)
