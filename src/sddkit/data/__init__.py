@@ -5,3 +5,6 @@ from sddkit.registry import Registry
 PROTOCOLS = Registry("protocol")
 
 __all__ = ["PROTOCOLS"]
+
+from sddkit.data import protocols  # noqa: F401,E402
+from sddkit.data.protocols import detect_format, read_protocol  # noqa: F401,E402

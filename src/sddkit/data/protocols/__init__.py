@@ -1,1 +1,69 @@
-"""sddkit.data.protocols"""
+"""Corpus protocol readers (registry ``protocol``): every reader returns an :class:`UtteranceTable`.
+
+Registered readers (``sdd list protocol``): ``asvspoof2019_la``, ``asvspoof2021_la``,
+``asvspoof2021_df``, ``asvspoof5``, ``in_the_wild``, ``fake_or_real``, ``mlaad``, ``add2022``,
+``fakeavceleb``, ``librispeech``, ``ljspeech``, ``vctk``, ``common_voice``, ``folder`` (generic
+``bonafide/``+``spoof/``), ``sddbench`` and ``utterance_table``. Each is a builder
+``read_x(cfg: XConfig) -> UtteranceTable``; configs name the protocol file ``protocol`` and the
+audio folder ``root``.
+
+:func:`read_protocol` is the one-call entry point: it detects the format of a file or folder
+(:func:`detect_format`) and passes the path as the reader's ``protocol`` (or ``root``).
+Malformed input raises :class:`~sddkit.errors.ProtocolError` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from sddkit.data.protocols import (  # noqa: F401  (importing registers the readers)
+    add2022,
+    asvspoof,
+    bonafide,
+    fake_or_real,
+    fakeavceleb,
+    folder,
+    in_the_wild,
+    mlaad,
+    sddbench,
+    table_file,
+)
+from sddkit.data.protocols.detect import detect_format
+from sddkit.data.table import UtteranceTable
+
+__all__ = ["detect_format", "read_protocol"]
+
+# list-valued options that a caller may give as one string (partitions="train")
+_LIST_OPTIONS = ("partitions", "phases", "splits", "languages", "versions", "categories", "codecs")
+
+
+def read_protocol(path: str | Path, format: str | None = None, **options: Any) -> UtteranceTable:
+    """Read any supported protocol file or corpus folder into an UtteranceTable.
+
+    ``format``: a registered protocol name; ``None`` detects it from the file's first line or the
+    folder's layout. ``options`` are the reader's config fields (``root=`` audio folder,
+    ``partitions=["train"]``, ...); unknown ones raise ``ConfigError`` listing the valid keys.
+    A metadata file of a folder corpus (LJSpeech ``metadata.csv``, FakeAVCeleb ``meta_data.csv``,
+    a Common Voice ``<split>.tsv``) stands for its folder.
+    """
+    from sddkit.data import PROTOCOLS
+
+    fmt = format or detect_format(path)
+    entry = PROTOCOLS.get(fmt)
+    fields = {f.name for f in dataclasses.fields(entry.config_cls)} if entry.config_cls else set()
+    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
+    for key in _LIST_OPTIONS:
+        if isinstance(params.get(key), str):
+            params[key] = [params[key]]
+    p = Path(path)
+    if "protocol" in fields:
+        params.setdefault("protocol", str(p))
+    elif p.is_file():
+        params.setdefault("root", str(p.parent))
+        if fmt == "common_voice":
+            params.setdefault("splits", [p.stem])
+    else:
+        params.setdefault("root", str(p))
+    return PROTOCOLS.build({"name": fmt, **params})

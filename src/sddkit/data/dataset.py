@@ -1,0 +1,267 @@
+"""Torch datasets over an :class:`UtteranceTable`: decoded, cropped, optionally augmented waveforms.
+
+Each item is ``{"waveform": (crop_samples,) float32, "label": () int64 (1 = bona fide),
+"domain": () int64, "index": () int64}``.
+
+Determinism: a training item's crop and augmentation draw from
+``numpy.random.default_rng([seed, epoch, index])``, so an item depends only on (seed, epoch,
+index): not on the worker that loads it, the loading order or what ran before; resuming at an
+epoch reproduces it exactly. :meth:`UtteranceDataset.set_epoch` writes the epoch into a
+shared-memory tensor, so it also reaches DataLoader workers that are already running
+(``persistent_workers=True``) before the next ``iter(loader)``. Evaluation items are fixed: the
+first ``crop_samples`` samples (repeat-padded when shorter) or, with ``crop_samples=None``, the
+whole file (batch those with :func:`collate_pad`).
+
+Caching: ``cache=True`` keeps each decoded file in a per-process dict (each DataLoader worker
+fills its own); :class:`CachedWaveforms` decodes a whole small table once into one flat float32
+buffer that forked workers share copy-free (sddbench: 1,683 files, ~3.3 h -> ~0.8 GB at 16 kHz).
+Audio errors are never skipped: they raise with the file's path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from sddkit.audio.crop import random_crop, repeat_pad
+from sddkit.audio.io import load_audio
+from sddkit.data.table import UtteranceTable
+from sddkit.errors import AudioDecodeError, AudioError, ProtocolError
+
+__all__ = ["CachedWaveforms", "UtteranceDataset", "collate_pad", "load_table_audio"]
+
+Augment = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+
+
+def load_table_audio(path: str, utt_id: str, *, sample_rate: int, max_duration: float | None) -> np.ndarray:
+    """Decode one utterance; every failure is an AudioError that names the file (never skipped)."""
+    if not path:
+        raise ProtocolError(f"utterance {utt_id!r} has no audio path (was the protocol read without an audio root?)")
+    try:
+        return load_audio(path, sample_rate=sample_rate, max_duration=max_duration)
+    except AudioError:
+        raise
+    except Exception as exc:  # a decoder bug must still say which file triggered it
+        raise AudioDecodeError(f"{type(exc).__name__}: {exc}", path=path) from exc
+
+
+class CachedWaveforms:
+    """Decoded waveforms of a whole table, held once: a flat float32 buffer plus offsets per utt_id.
+
+    One buffer (rather than one array per file) keeps forked DataLoader workers from touching
+    per-object reference counts, so the pages stay shared instead of being copied per worker.
+    """
+
+    def __init__(self, ids: Sequence[str], buffer: np.ndarray, offsets: np.ndarray, sample_rate: int):
+        offsets = np.asarray(offsets, dtype=np.int64)
+        if len(offsets) != len(ids) + 1 or offsets[0] != 0 or offsets[-1] != len(buffer):
+            raise ValueError("offsets must be (N+1,) from 0 to len(buffer)")
+        self.ids = list(ids)
+        self.buffer = np.ascontiguousarray(buffer, dtype=np.float32)
+        self.offsets = offsets
+        self.sample_rate = int(sample_rate)
+        self._pos = {u: i for i, u in enumerate(self.ids)}
+
+    @classmethod
+    def from_table(
+        cls,
+        table: UtteranceTable,
+        *,
+        sample_rate: int = 16000,
+        max_duration: float | None = 600.0,
+        num_threads: int = 0,
+    ) -> CachedWaveforms:
+        """Decode every file of ``table`` (``num_threads`` > 0 decodes in a thread pool)."""
+        ids = [str(u) for u in table.column("utt_id")]
+        paths = [str(p) for p in table.column("path")]
+
+        def load(i: int) -> np.ndarray:
+            return load_table_audio(paths[i], ids[i], sample_rate=sample_rate, max_duration=max_duration)
+
+        if num_threads > 0:
+            with ThreadPoolExecutor(max_workers=num_threads) as pool:
+                arrays = list(pool.map(load, range(len(ids))))
+        else:
+            arrays = [load(i) for i in range(len(ids))]
+        offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+        np.cumsum([len(a) for a in arrays], out=offsets[1:])
+        buffer = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.float32)
+        return cls(ids, buffer, offsets, sample_rate)
+
+    def save(self, path: str | Path) -> Path:
+        """Write an ``.npz`` (no pickles) that :meth:`load` reads back."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as fh:
+            np.savez(
+                fh,
+                buffer=self.buffer,
+                offsets=self.offsets,
+                ids=np.array(self.ids, dtype=str),
+                sample_rate=self.sample_rate,
+            )
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> CachedWaveforms:
+        with np.load(Path(path), allow_pickle=False) as z:
+            return cls(z["ids"].tolist(), z["buffer"], z["offsets"], int(z["sample_rate"]))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, utt_id: object) -> bool:
+        return utt_id in self._pos
+
+    def get(self, utt_id: str) -> np.ndarray | None:
+        """(T,) float32 view of ``utt_id``'s waveform, or None when it is not cached."""
+        i = self._pos.get(utt_id)
+        if i is None:
+            return None
+        return self.buffer[self.offsets[i] : self.offsets[i + 1]]
+
+    def __getitem__(self, utt_id: str) -> np.ndarray:
+        x = self.get(utt_id)
+        if x is None:
+            raise KeyError(utt_id)
+        return x
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.buffer.nbytes)
+
+
+class UtteranceDataset(Dataset):
+    """Waveform items of an UtteranceTable for training (random crops) or evaluation (fixed crops).
+
+    crop_samples: crop length (64600 = 4.04 s at 16 kHz, as in AASIST); None = whole files.
+    train: random crops + ``augment`` (called ``augment(x, sample_rate, rng) -> x`` on the crop)
+        vs. deterministic first-``crop_samples`` crops and no augmentation.
+    domain_column: table column whose value becomes the item's ``domain`` index, through
+        ``domain_to_index`` (default: the column's sorted distinct values); a value missing
+        from a given mapping (an attack unseen in training) gives -1.
+    cache / waveforms: per-process decode cache / a preloaded :class:`CachedWaveforms`
+        (looked up by utt_id; utterances not in it are decoded from disk).
+    """
+
+    def __init__(
+        self,
+        table: UtteranceTable,
+        *,
+        crop_samples: int | None = 64600,
+        train: bool,
+        seed: int = 0,
+        augment: Augment | None = None,
+        domain_column: str = "attack",
+        domain_to_index: Mapping[str, int] | None = None,
+        sample_rate: int = 16000,
+        max_duration: float | None = 600.0,
+        cache: bool = False,
+        waveforms: CachedWaveforms | None = None,
+    ):
+        if crop_samples is not None and (isinstance(crop_samples, bool) or int(crop_samples) <= 0):
+            raise ValueError(f"crop_samples must be a positive integer or None, got {crop_samples!r}")
+        if waveforms is not None and waveforms.sample_rate != sample_rate:
+            raise ValueError(f"cached waveforms are at {waveforms.sample_rate} Hz, dataset wants {sample_rate} Hz")
+        self.table = table
+        self.crop_samples = None if crop_samples is None else int(crop_samples)
+        self.train = bool(train)
+        self.seed = int(seed)
+        self.augment = augment
+        self.sample_rate = int(sample_rate)
+        self.max_duration = max_duration
+        self.domain_column = domain_column
+        self._ids = [str(u) for u in table.column("utt_id")]
+        self._paths = [str(p) for p in table.column("path")]
+        self.labels = table.labels
+        values = [str(v) for v in table.column(domain_column)]
+        if domain_to_index is None:
+            domain_to_index = {v: i for i, v in enumerate(sorted(set(values)))}
+        self.domain_to_index = dict(domain_to_index)
+        self.domains = np.array([self.domain_to_index.get(v, -1) for v in values], dtype=np.int64)
+        self.waveforms = waveforms
+        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+        # shared memory: set_epoch in the main process is seen by already-running workers
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    # --- epoch ------------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.item())
+
+    @property
+    def domain_names(self) -> list[str]:
+        """Domain value of each index 0..D-1."""
+        return [v for v, _ in sorted(self.domain_to_index.items(), key=lambda kv: kv[1])]
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    # --- items ------------------------------------------------------------------------------
+    def rng(self, index: int, epoch: int | None = None) -> np.random.Generator:
+        """The generator of item ``index`` at ``epoch`` (default: the current epoch)."""
+        return np.random.default_rng([self.seed, self.epoch if epoch is None else int(epoch), int(index)])
+
+    def load(self, index: int) -> np.ndarray:
+        """The whole decoded waveform of row ``index``: (T,) float32 (a cached array: do not modify)."""
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
+        x = self.waveforms.get(self._ids[index]) if self.waveforms is not None else None
+        if x is None:
+            x = load_table_audio(
+                self._paths[index], self._ids[index], sample_rate=self.sample_rate, max_duration=self.max_duration
+            )
+            if self._cache is not None:
+                self._cache[index] = x
+        return x
+
+    def waveform(self, index: int) -> np.ndarray:
+        """The model input of row ``index``: (crop_samples,) or (T,) float32, a fresh array."""
+        x = self.load(index)
+        crop = self.crop_samples
+        if not self.train:
+            return np.array(x if crop is None else repeat_pad(x, crop), dtype=np.float32)
+        rng = self.rng(index)
+        x = np.array(x if crop is None else random_crop(x, crop, rng), dtype=np.float32)
+        if self.augment is not None:
+            x = np.asarray(self.augment(x, self.sample_rate, rng), dtype=np.float32)
+            if crop is not None and x.shape[-1] != crop:  # e.g. a codec that adds priming samples
+                x = np.array(repeat_pad(x, crop), dtype=np.float32)
+        return x
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} utterances")
+        return {
+            "waveform": torch.from_numpy(self.waveform(index)),
+            "label": torch.tensor(int(self.labels[index]), dtype=torch.int64),
+            "domain": torch.tensor(int(self.domains[index]), dtype=torch.int64),
+            "index": torch.tensor(index, dtype=torch.int64),
+        }
+
+
+def collate_pad(items: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Batch items of different lengths: waveform (B, T_max) zero-padded at the end, lengths (B,).
+
+    The other keys (label, domain, index) are stacked to (B,).
+    """
+    if not items:
+        raise ValueError("cannot collate an empty batch")
+    lengths = torch.tensor([int(it["waveform"].shape[-1]) for it in items], dtype=torch.int64)
+    wave = torch.zeros(len(items), int(lengths.max()), dtype=torch.float32)
+    for i, it in enumerate(items):
+        wave[i, : lengths[i]] = it["waveform"]
+    out = {"waveform": wave, "lengths": lengths}
+    for key in items[0]:
+        if key != "waveform":
+            out[key] = torch.stack([it[key] for it in items])
+    return out

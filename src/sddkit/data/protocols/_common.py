@@ -1,0 +1,242 @@
+"""Shared helpers of the protocol readers: line/CSV iteration with file:line errors, label maps,
+audio-folder resolution, recursive audio listing and table assembly.
+
+Every reader reports a malformed input as ``ProtocolError("<file>:<line>: <what>")`` so a user
+can open the exact line; folder readers name the folder instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from sddkit.data.table import REQUIRED_COLUMNS, UtteranceTable
+from sddkit.errors import ProtocolError
+
+AUDIO_EXTENSIONS: tuple[str, ...] = (
+    ".wav",
+    ".flac",
+    ".mp3",
+    ".m4a",
+    ".ogg",
+    ".opus",
+    ".aac",
+    ".aif",
+    ".aiff",
+    ".webm",
+)
+"""Suffixes (lower case) that folder readers treat as audio files."""
+
+ASVSPOOF_LABELS: dict[str, str] = {"bonafide": "bonafide", "spoof": "spoof"}
+
+# ASVspoof 2019 LA attack families (Wang et al., "ASVspoof 2019: a large-scale public database ...",
+# Table 1); A16 and A19 reuse A04 and A06. ASVspoof 2021 LA/DF eval reuses A07-A19.
+ASVSPOOF2019_ATTACK_TYPES: dict[str, str] = {
+    "A01": "tts",
+    "A02": "tts",
+    "A03": "tts",
+    "A04": "tts",
+    "A05": "vc",
+    "A06": "vc",
+    "A07": "tts",
+    "A08": "tts",
+    "A09": "tts",
+    "A10": "tts",
+    "A11": "tts",
+    "A12": "tts",
+    "A13": "tts+vc",
+    "A14": "tts+vc",
+    "A15": "tts+vc",
+    "A16": "tts",
+    "A17": "vc",
+    "A18": "vc",
+    "A19": "vc",
+}
+
+
+def located(path: str | Path, lineno: int | None, message: str) -> ProtocolError:
+    """A ProtocolError that names the file (and line, 1-based) it is about."""
+    where = f"{path}:{lineno}" if lineno is not None else f"{path}"
+    return ProtocolError(f"{where}: {message}")
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise ProtocolError(f"{p}: no such {what} file")
+    return p
+
+
+def require_dir(path: str | Path, what: str) -> Path:
+    p = Path(path)
+    if not p.is_dir():
+        raise ProtocolError(f"{p}: no such {what} folder")
+    return p
+
+
+def _open_text(path: Path):
+    # utf-8-sig drops a BOM that spreadsheet exports often put in front of the header
+    return path.open("r", encoding="utf-8-sig", newline="")
+
+
+def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, stripped text) of every non-blank, non-``#`` line of a text protocol."""
+    p = require_file(path, "protocol")
+    try:
+        with _open_text(p) as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                line = raw.strip()
+                if line and not line.startswith("#"):
+                    yield lineno, line
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"{p}: not a UTF-8 text file ({exc.reason})") from None
+
+
+def split_fields(path: Path, lineno: int, line: str, counts: int | Sequence[int], layout: str) -> list[str]:
+    """Whitespace-split ``line``; the field count must be one of ``counts`` (else a file:line error)."""
+    fields = line.split()
+    allowed = (counts,) if isinstance(counts, int) else tuple(counts)
+    if len(fields) not in allowed:
+        want = " or ".join(str(c) for c in allowed)
+        raise located(path, lineno, f"expected {want} fields ({layout}), got {len(fields)}: {line!r}")
+    return fields
+
+
+def map_label(value: str, mapping: Mapping[str, str], path: Path, lineno: int | None) -> str:
+    """Protocol label -> 'bonafide'/'spoof'; anything else is a ProtocolError naming file:line."""
+    label = mapping.get(value.strip().lower())
+    if label is None:
+        raise located(path, lineno, f"unknown label {value!r}; expected one of {sorted(set(mapping))}")
+    return label
+
+
+def iter_csv(
+    path: str | Path,
+    *,
+    delimiter: str = ",",
+    required: Iterable[str] = (),
+    what: str = "metadata",
+    quoting: int = csv.QUOTE_MINIMAL,
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row dict) of a headed CSV; a missing column or a ragged row is a ProtocolError."""
+    p = require_file(path, what)
+    try:
+        with _open_text(p) as fh:
+            reader = csv.reader(fh, delimiter=delimiter, quoting=quoting)
+            header = next(reader, None)
+            if header is None:
+                raise located(p, 1, f"empty {what} file (no header line)")
+            header = [h.strip() for h in header]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise located(p, 1, f"header lacks column(s) {missing}; header is {header}")
+            for row in reader:
+                lineno = reader.line_num
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                if len(row) != len(header):
+                    raise located(p, lineno, f"expected {len(header)} fields, got {len(row)}")
+                yield lineno, {h: cell.strip() for h, cell in zip(header, row)}
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"{p}: not a UTF-8 text file ({exc.reason})") from None
+    except csv.Error as exc:
+        raise ProtocolError(f"{p}: malformed CSV: {exc}") from None
+
+
+def _holds_suffix(folder: Path, suffix: str) -> bool:
+    """Whether ``folder`` directly contains a ``*<suffix>`` file (stops at the first one)."""
+    try:
+        with os.scandir(folder) as it:
+            return any(e.name.lower().endswith(suffix) for e in it)
+    except OSError:
+        return False
+
+
+def _audio_dir_in(base: Path, candidates: Sequence[str], suffix: str) -> Path | None:
+    # '.' (the base itself) counts only if it directly holds audio: accepting any folder there
+    # would turn every typo into a table of missing files
+    for c in candidates:
+        if c in ("", "."):
+            if base.is_dir() and _holds_suffix(base, suffix):
+                return base
+        elif (base / c).is_dir():
+            return base / c
+    return None
+
+
+def resolve_audio_dir(
+    root: str | Path | None,
+    candidates: Sequence[str],
+    fallback_roots: Sequence[Path] = (),
+    suffix: str = ".flac",
+) -> str:
+    """The folder holding a partition's audio, as a string ('' when there is no audio root).
+
+    With ``root`` given, the first of ``root/<candidate>`` that exists is used ('.' = the root
+    itself, if it holds ``*<suffix>`` files) and none existing is an error (a typo in a recipe
+    should not silently produce a table without audio). Without it, the same candidates except
+    '.' are tried under ``fallback_roots`` (e.g. the protocol's folder); '' = "no audio known".
+    """
+    if root is not None:
+        base = require_dir(root, "audio root")
+        found = _audio_dir_in(base, candidates, suffix)
+        if found is None:
+            tried = ", ".join(str(base / c) for c in candidates)
+            raise ProtocolError(f"{base}: no audio folder found under the audio root; tried {tried}")
+        return str(found)
+    sub = [c for c in candidates if c not in ("", ".")]
+    for base in fallback_roots:
+        found = _audio_dir_in(base, sub, suffix)
+        if found is not None:
+            return str(found)
+    return ""
+
+
+def audio_path(folder: str, utt_id: str, suffix: str) -> str:
+    return os.path.join(folder, utt_id + suffix) if folder else ""
+
+
+def list_audio_files(root: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> list[Path]:
+    """Every audio file under ``root`` (recursively, symlinks followed), in a stable sorted order."""
+    exts = {e.lower() for e in extensions}
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in exts:
+                out.append(Path(dirpath) / name)
+    return out
+
+
+def relative_id(path: Path, root: Path) -> str:
+    """A stable utterance id: the path relative to ``root`` in POSIX form, without its last suffix."""
+    rel = path.relative_to(root).as_posix()
+    stem, _ = os.path.splitext(rel)
+    return stem
+
+
+def as_list(value: str | Sequence[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+def build_table(records: list[dict], where: str | Path) -> UtteranceTable:
+    """Records -> validated UtteranceTable; validation errors are prefixed with ``where``."""
+    if not records:
+        raise ProtocolError(f"{where}: no utterances found")
+    df = pd.DataFrame.from_records(records)
+    front = [c for c in REQUIRED_COLUMNS if c in df.columns]
+    df = df[front + [c for c in df.columns if c not in front]]
+    # readers that add a column only to some records leave NaN in the others: those mean ''
+    for col in df.columns:
+        if col != "duration_s" and df[col].dtype == object:
+            df[col] = df[col].fillna("")
+    try:
+        return UtteranceTable(df)
+    except ProtocolError as exc:
+        raise ProtocolError(f"{where}: {exc}") from None

@@ -1,0 +1,286 @@
+"""ASVspoof protocol readers: 2019 LA CM protocols, 2021 LA/DF keys, ASVspoof 5 metadata.
+
+Formats (whitespace-separated, one trial per line):
+
+- 2019 LA CM (``ASVspoof2019.LA.cm.{train.trn,dev.trl,eval.trl}.txt``)::
+
+      SPEAKER UTTERANCE - ATTACK KEY          LA_0079 LA_T_1138215 - - bonafide
+
+  audio ``<root>/ASVspoof2019_LA_{train,dev,eval}/flac/<utt>.flac``.
+- 2021 LA key (``keys/LA/CM/trial_metadata.txt``)::
+
+      SPEAKER UTT CODEC TRANSMISSION ATTACK KEY TRIM PHASE
+      LA_0009 LA_E_9332881 alaw ita_tx A07 spoof notrim eval
+
+- 2021 DF key (``keys/DF/CM/trial_metadata.txt``)::
+
+      SPEAKER UTT CODEC SOURCE ATTACK KEY TRIM PHASE VOCODER TASK TEAM GENDER_PAIR LANGUAGE
+      LA_0023 DF_E_2000011 nocodec asvspoof A14 spoof notrim progress traditional_vocoder - - - -
+
+  audio ``<root>/ASVspoof2021_{LA,DF}_eval/flac/<utt>.flac``; PHASE (eval/progress/hidden) -> partition.
+- ASVspoof 5 (``ASVspoof5.train.tsv``, ``ASVspoof5.dev.track_1.tsv``, ``ASVspoof5.eval.track_1.tsv``;
+  space-separated despite the suffix)::
+
+      SPEAKER_ID FLAC_FILE_NAME SPEAKER_GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK_LABEL KEY TMP
+      T_4850 T_0000000000 F - - - AC3 A05 spoof -
+
+  audio ``<root>/flac_{T,D,E_eval}/<utt>.flac``. The 6-column pre-release layout
+  ``SPEAKER UTT GENDER CODEC ATTACK KEY`` is read too.
+
+Without ``root`` the reader looks for the audio folders next to the protocol (its folder and the
+one above); when none is there, ``path`` is ''.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sddkit.data import PROTOCOLS
+from sddkit.data.protocols._common import (
+    ASVSPOOF2019_ATTACK_TYPES,
+    ASVSPOOF_LABELS,
+    audio_path,
+    build_table,
+    iter_lines,
+    located,
+    map_label,
+    require_file,
+    resolve_audio_dir,
+    split_fields,
+)
+from sddkit.data.table import UtteranceTable
+from sddkit.errors import ProtocolError
+
+_PARTITION_CODE = re.compile(r"(?:^|_)([TDE])_[0-9A-Za-z]")
+_PARTITIONS = {"T": "train", "D": "dev", "E": "eval"}
+
+
+def partition_from_id(utt_id: str) -> str:
+    """ASVspoof ids carry the partition: LA_T_* / T_* = train, *_D_* = dev, *_E_* = eval ('' if none)."""
+    m = _PARTITION_CODE.search(utt_id)
+    return _PARTITIONS[m.group(1)] if m else ""
+
+
+def _none_if_dash(value: str) -> str:
+    return "" if value == "-" else value
+
+
+class _AudioDirs:
+    """Per-partition audio folder lookup, resolved once per partition (not per file)."""
+
+    def __init__(self, root: str | None, protocol: Path, candidates):
+        self.root, self.protocol, self.candidates = root, protocol, candidates
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, partition: str, lineno: int) -> str:
+        if partition not in self._cache:
+            if not partition and self.root is not None:
+                raise located(self.protocol, lineno, "cannot tell the partition of this trial; set `partition`")
+            self._cache[partition] = resolve_audio_dir(
+                self.root, self.candidates(partition), (self.protocol.parent, self.protocol.parent.parent)
+            )
+        return self._cache[partition]
+
+
+# --- ASVspoof 2019 LA ------------------------------------------------------------------------
+
+
+@dataclass
+class ASVspoof2019Config:
+    """protocol: a CM protocol file; root: the LA folder (or a folder holding flac/ or the .flac files)."""
+
+    protocol: str
+    root: str | None = None
+    partition: str | None = None  # train/dev/eval; by default read from the utterance id (LA_T_/LA_D_/LA_E_)
+    corpus: str = "asvspoof2019_la"
+
+
+def _dirs_2019(partition: str) -> list[str]:
+    return [f"ASVspoof2019_LA_{partition}/flac", f"LA/ASVspoof2019_LA_{partition}/flac", "flac", "."]
+
+
+@PROTOCOLS.register("asvspoof2019_la", config=ASVspoof2019Config)
+def read_asvspoof2019_la(cfg: ASVspoof2019Config, **_: object) -> UtteranceTable:
+    """ASVspoof 2019 LA CM protocol: SPEAKER UTTERANCE - ATTACK KEY."""
+    proto = require_file(cfg.protocol, "ASVspoof 2019 protocol")
+    dirs = _AudioDirs(cfg.root, proto, _dirs_2019)
+    records = []
+    for lineno, line in iter_lines(proto):
+        speaker, utt, _, attack, key = split_fields(proto, lineno, line, 5, "SPEAKER UTTERANCE - ATTACK KEY")
+        label = map_label(key, ASVSPOOF_LABELS, proto, lineno)
+        partition = cfg.partition or partition_from_id(utt)
+        attack = "bonafide" if label == "bonafide" else _none_if_dash(attack)
+        records.append(
+            {
+                "utt_id": utt,
+                "path": audio_path(dirs(partition, lineno), utt, ".flac"),
+                "label": label,
+                "attack": attack,
+                "source": cfg.corpus,
+                "speaker": speaker,
+                "corpus": cfg.corpus,
+                "partition": partition,
+                "attack_type": ASVSPOOF2019_ATTACK_TYPES.get(attack, ""),
+            }
+        )
+    return build_table(records, proto)
+
+
+# --- ASVspoof 2021 LA / DF --------------------------------------------------------------------
+
+
+@dataclass
+class ASVspoof2021Config:
+    """protocol: keys/{LA,DF}/CM/trial_metadata.txt; root: folder holding ASVspoof2021_{LA,DF}_eval/flac."""
+
+    protocol: str
+    root: str | None = None
+    phases: list[str] | None = None  # keep only these PHASE values (eval, progress, hidden)
+    corpus: str | None = None  # default asvspoof2021_la / asvspoof2021_df
+
+
+def _dirs_2021(track: str):
+    def candidates(_: str) -> list[str]:
+        return [f"ASVspoof2021_{track}_eval/flac", f"ASVspoof2021_{track}_eval", "flac", "."]
+
+    return candidates
+
+
+def _record_2021(cfg_corpus: str, dirs: _AudioDirs, lineno: int, speaker: str, utt: str, attack: str, label: str):
+    attack = "bonafide" if label == "bonafide" else _none_if_dash(attack)
+    return {
+        "utt_id": utt,
+        "path": audio_path(dirs("eval", lineno), utt, ".flac"),
+        "label": label,
+        "attack": attack,
+        "speaker": speaker,
+        "corpus": cfg_corpus,
+    }
+
+
+@PROTOCOLS.register("asvspoof2021_la", config=ASVspoof2021Config)
+def read_asvspoof2021_la(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable:
+    """ASVspoof 2021 LA key: SPEAKER UTT CODEC TRANSMISSION ATTACK KEY TRIM PHASE."""
+    proto = require_file(cfg.protocol, "ASVspoof 2021 LA key")
+    corpus = cfg.corpus or "asvspoof2021_la"
+    dirs = _AudioDirs(cfg.root, proto, _dirs_2021("LA"))
+    layout = "SPEAKER UTT CODEC TRANSMISSION ATTACK KEY TRIM PHASE"
+    records = []
+    for lineno, line in iter_lines(proto):
+        speaker, utt, codec, transmission, attack, key, trim, phase = split_fields(proto, lineno, line, 8, layout)
+        label = map_label(key, ASVSPOOF_LABELS, proto, lineno)
+        if cfg.phases is not None and phase not in cfg.phases:
+            continue
+        rec = _record_2021(corpus, dirs, lineno, speaker, utt, attack, label)
+        rec.update(
+            source=corpus,
+            partition=phase,
+            codec=codec,
+            transmission=transmission,
+            trim=trim,
+            attack_type=ASVSPOOF2019_ATTACK_TYPES.get(rec["attack"], ""),
+        )
+        records.append(rec)
+    return build_table(records, proto)
+
+
+_DF_LAYOUT = "SPEAKER UTT CODEC SOURCE ATTACK KEY TRIM PHASE VOCODER TASK TEAM GENDER_PAIR LANGUAGE"
+
+
+@PROTOCOLS.register("asvspoof2021_df", config=ASVspoof2021Config)
+def read_asvspoof2021_df(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable:
+    """ASVspoof 2021 DF key: SPEAKER UTT CODEC SOURCE ATTACK KEY TRIM PHASE VOCODER + 4 VCC fields."""
+    proto = require_file(cfg.protocol, "ASVspoof 2021 DF key")
+    corpus = cfg.corpus or "asvspoof2021_df"
+    dirs = _AudioDirs(cfg.root, proto, _dirs_2021("DF"))
+    records = []
+    for lineno, line in iter_lines(proto):
+        fields = split_fields(proto, lineno, line, 13, _DF_LAYOUT)
+        speaker, utt, codec, source, attack, key, trim, phase, vocoder, task, team, pair, lang = fields
+        label = map_label(key, ASVSPOOF_LABELS, proto, lineno)
+        if cfg.phases is not None and phase not in cfg.phases:
+            continue
+        rec = _record_2021(corpus, dirs, lineno, speaker, utt, attack, label)
+        # VCC attacks are voice-conversion systems ("Task1-team20"); ASVspoof ones use the 2019 table
+        attack_type = "vc" if source.startswith("vcc") and label == "spoof" else ""
+        rec.update(
+            source=source,
+            partition=phase,
+            codec=codec,
+            vocoder=vocoder,
+            trim=trim,
+            attack_type=ASVSPOOF2019_ATTACK_TYPES.get(rec["attack"], attack_type),
+            vcc_task=_none_if_dash(task),
+            vcc_team=_none_if_dash(team),
+            vcc_gender_pair=_none_if_dash(pair),
+            vcc_language=_none_if_dash(lang),
+        )
+        records.append(rec)
+    return build_table(records, proto)
+
+
+# --- ASVspoof 5 -------------------------------------------------------------------------------
+
+
+@dataclass
+class ASVspoof5Config:
+    """protocol: ASVspoof5.{train,dev.track_1,eval.track_1}.tsv; root: folder holding flac_T/flac_D/flac_E_eval."""
+
+    protocol: str
+    root: str | None = None
+    partition: str | None = None  # train/dev/eval; by default from the id prefix (T_/D_/E_)
+    corpus: str = "asvspoof5"
+    codecs: list[str] | None = field(default=None)  # keep only these CODEC values ('none' = uncoded)
+
+
+_ASV5_DIRS = {"train": ["flac_T"], "dev": ["flac_D"], "eval": ["flac_E_eval", "flac_E"]}
+
+
+def _dirs_asv5(partition: str) -> list[str]:
+    names = _ASV5_DIRS.get(partition, [])
+    return [p for n in names for p in (f"{n}/{n}", n)] + ["flac", "."]
+
+
+_ASV5_LAYOUT = "SPEAKER_ID FLAC_FILE_NAME SPEAKER_GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK_LABEL KEY TMP"
+
+
+@PROTOCOLS.register("asvspoof5", config=ASVspoof5Config)
+def read_asvspoof5(cfg: ASVspoof5Config, **_: object) -> UtteranceTable:
+    """ASVspoof 5 metadata TSV: SPEAKER_ID FLAC_FILE_NAME GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK KEY TMP."""
+    proto = require_file(cfg.protocol, "ASVspoof 5 protocol")
+    dirs = _AudioDirs(cfg.root, proto, _dirs_asv5)
+    records = []
+    for lineno, line in iter_lines(proto):
+        fields = split_fields(proto, lineno, line, (10, 6), _ASV5_LAYOUT)
+        if len(fields) == 10:
+            speaker, utt, gender, codec, codec_q, codec_seed, attack_tag, attack, key, _tmp = fields
+        else:  # pre-release layout: SPEAKER UTT GENDER CODEC ATTACK KEY
+            speaker, utt, gender, codec, attack, key = fields
+            codec_q = codec_seed = attack_tag = "-"
+        label = map_label(key, ASVSPOOF_LABELS, proto, lineno)
+        codec = "none" if codec == "-" else codec
+        if cfg.codecs is not None and codec not in cfg.codecs:
+            continue
+        partition = cfg.partition or partition_from_id(utt)
+        records.append(
+            {
+                "utt_id": utt,
+                "path": audio_path(dirs(partition, lineno), utt, ".flac"),
+                "label": label,
+                "attack": "bonafide" if label == "bonafide" else _none_if_dash(attack),
+                "source": cfg.corpus,
+                "speaker": speaker,
+                "corpus": cfg.corpus,
+                "partition": partition,
+                "codec": codec,
+                "codec_q": _none_if_dash(codec_q),
+                "codec_seed": _none_if_dash(codec_seed),
+                "attack_tag": _none_if_dash(attack_tag),
+                "gender": _none_if_dash(gender),
+            }
+        )
+    if not records:
+        raise ProtocolError(f"{proto}: no trials left (codecs filter {cfg.codecs})")
+    return build_table(records, proto)

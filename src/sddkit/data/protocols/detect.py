@@ -1,0 +1,150 @@
+"""Tell a protocol's format from a file's first line or a folder's layout.
+
+Files: an sddkit utterance table (``utt_id`` and ``label`` columns, or Parquet), the sddbench
+manifest, In-the-Wild ``meta.csv``, FakeAVCeleb ``meta_data.csv``, Common Voice ``*.tsv``,
+LJSpeech ``metadata.csv`` and, by their whitespace-separated field layout, ASVspoof 2019 LA
+(5 fields), 2021 LA (8) / DF (13), ASVspoof 5 (10, or the 6-field pre-release) and ADD 2022
+(``<file> genuine|fake``). Folders: sddbench (``manifest.csv``), generic ``bonafide/``+``spoof/``,
+FakeAVCeleb, In-the-Wild, LJSpeech, VCTK, Common Voice, MLAAD, LibriSpeech, Fake-or-Real.
+Anything else is a :class:`ProtocolError` that says what was seen and lists the formats.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+from sddkit.data.protocols.fake_or_real import find_for_splits
+from sddkit.data.protocols.fakeavceleb import FAKEAVCELEB_CATEGORIES, FAKEAVCELEB_META_COLUMNS
+from sddkit.data.protocols.folder import label_folders
+from sddkit.data.protocols.sddbench import SDDBENCH_REQUIRED
+from sddkit.errors import ProtocolError
+
+_LABELS = {"bonafide", "spoof"}
+_TRIM = {"trim", "notrim"}
+_ASV5_ID = re.compile(r"^[TDE]_\d+$")
+
+
+def _first_line(path: Path) -> tuple[int, str] | None:
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                line = raw.strip()
+                if line and not line.startswith("#"):
+                    return lineno, line
+    except UnicodeDecodeError:
+        raise ProtocolError(f"{path}: not a UTF-8 text protocol (and not .parquet); cannot tell its format") from None
+    return None
+
+
+def _csv_header(line: str, delimiter: str) -> set[str]:
+    return {h.strip() for h in next(csv.reader([line], delimiter=delimiter))}
+
+
+def _detect_headed(path: Path, line: str) -> str | None:
+    comma = _csv_header(line, ",")
+    if {"utt_id", "label"} <= comma:
+        return "utterance_table"
+    if set(SDDBENCH_REQUIRED) <= comma:
+        return "sddbench"
+    if {"file", "speaker", "label"} <= comma:
+        return "in_the_wild"
+    if [h.strip() for h in line.split(",")][: len(FAKEAVCELEB_META_COLUMNS)] == list(FAKEAVCELEB_META_COLUMNS):
+        return "fakeavceleb"
+    if {"client_id", "path"} <= set(line.split("\t")):
+        return "common_voice"
+    if {"path", "model_name"} <= set(line.split("|")):
+        raise ProtocolError(f"{path}: an MLAAD meta.csv; read the MLAAD root folder (holding fake/) instead")
+    if path.name == "metadata.csv" and len(line.split("|")) in (2, 3):
+        return "ljspeech"
+    return None
+
+
+def _detect_fields(tokens: list[str]) -> str | None:
+    n = len(tokens)
+    if n == 5 and tokens[4].lower() in _LABELS:
+        return "asvspoof2019_la"
+    if n == 8 and tokens[5].lower() in _LABELS and tokens[6] in _TRIM:
+        return "asvspoof2021_la"
+    if n == 13 and tokens[5].lower() in _LABELS and tokens[6] in _TRIM:
+        return "asvspoof2021_df"
+    if n == 10 and tokens[8].lower() in _LABELS:
+        return "asvspoof5"
+    if n == 6 and tokens[5].lower() in _LABELS and _ASV5_ID.match(tokens[1]):
+        return "asvspoof5"
+    if n == 2 and tokens[1].lower() in {"genuine", "fake"}:
+        return "add2022"
+    return None
+
+
+def detect_file_format(path: Path) -> str:
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return "utterance_table"
+    first = _first_line(path)
+    if first is None:
+        raise ProtocolError(f"{path}: empty file; cannot tell its protocol format")
+    lineno, line = first
+    fmt = _detect_headed(path, line) or _detect_fields(line.split())
+    if fmt is None:
+        raise ProtocolError(
+            f"{path}:{lineno}: cannot tell the protocol format from this line ({len(line.split())} fields): "
+            f"{line[:120]!r}; pass format= explicitly (see `sdd list protocol`)"
+        )
+    return fmt
+
+
+def _is_mlaad(d: Path) -> bool:
+    fake = d / "fake"
+    if not fake.is_dir() or (d / "real").is_dir():
+        return False
+    return any(m.is_dir() for lang in fake.iterdir() if lang.is_dir() for m in lang.iterdir())
+
+
+def _is_librispeech(d: Path) -> bool:
+    return any(d.glob("*/*/*.trans.txt")) or any(d.glob("*/*/*/*.trans.txt"))
+
+
+def detect_folder_format(d: Path) -> str:
+    manifest = d / "manifest.csv"
+    if manifest.is_file():
+        first = _first_line(manifest)
+        if first is not None and set(SDDBENCH_REQUIRED) <= _csv_header(first[1], ","):
+            return "sddbench"
+    names = {label for _, label in label_folders(d)}
+    has_generic = (d / "bonafide").is_dir() or (d / "spoof").is_dir() or {"bonafide", "spoof"} <= names
+    if has_generic:
+        return "folder"
+    if any((d / c).is_dir() for c in FAKEAVCELEB_CATEGORIES):
+        return "fakeavceleb"
+    if (d / "meta.csv").is_file():
+        return "in_the_wild"
+    if (d / "metadata.csv").is_file() and (d / "wavs").is_dir():
+        return "ljspeech"
+    if (d / "wav48_silence_trimmed").is_dir() or (d / "wav48").is_dir():
+        return "vctk"
+    if (d / "clips").is_dir() and any(d.glob("*.tsv")):
+        return "common_voice"
+    if _is_mlaad(d):
+        return "mlaad"
+    if _is_librispeech(d):
+        return "librispeech"
+    if find_for_splits(d):
+        return "fake_or_real"
+    if (d / "ASVspoof2019_LA_cm_protocols").is_dir() or (d / "LA").is_dir():
+        raise ProtocolError(f"{d}: an ASVspoof folder; pass a protocol file (e.g. ASVspoof2019.LA.cm.train.trn.txt)")
+    raise ProtocolError(
+        f"{d}: cannot tell the corpus layout of this folder (no manifest.csv, bonafide/+spoof/, meta.csv, "
+        "FakeAVCeleb, LJSpeech, VCTK, Common Voice, MLAAD, LibriSpeech or Fake-or-Real structure); "
+        "pass format= explicitly"
+    )
+
+
+def detect_format(path: str | Path) -> str:
+    """The registered protocol name that reads ``path`` (a file or a folder)."""
+    p = Path(path)
+    if p.is_dir():
+        return detect_folder_format(p)
+    if not p.is_file():
+        raise ProtocolError(f"{p}: no such protocol file or folder")
+    return detect_file_format(p)

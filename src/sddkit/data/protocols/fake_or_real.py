@@ -1,0 +1,83 @@
+"""Fake-or-Real (FoR, Reimao & Tzerpos 2019): a folder tree, no protocol file.
+
+Layout: ``<version>/{training,validation,testing}/{real,fake}/*.wav`` with versions ``for-norm``,
+``for-2sec`` (``for-2seconds``), ``for-rerec`` (``for-rerecorded``) and ``for-original``, possibly
+nested one level more (``for-norm/for-norm/training/...``) as the archives unpack. ``root`` may be
+one version folder or a folder holding several. Partitions are named train/val/test; ``source``
+is the version folder name; the generators are not labelled per file (``attack`` = '').
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sddkit.data import PROTOCOLS
+from sddkit.data.protocols._common import build_table, list_audio_files, relative_id, require_dir
+from sddkit.data.table import UtteranceTable
+from sddkit.errors import ProtocolError
+
+FOR_SPLITS = {"training": "train", "validation": "val", "testing": "test"}
+FOR_LABELS = {"real": "bonafide", "fake": "spoof"}
+_MAX_DEPTH = 3
+
+
+@dataclass
+class FakeOrRealConfig:
+    root: str
+    versions: list[str] | None = None  # keep only these version folders (e.g. ["for-norm"])
+    partitions: list[str] | None = None  # train/val/test (or training/validation/testing)
+    corpus: str = "fake_or_real"
+
+
+def _is_split_dir(d: Path) -> bool:
+    return d.name.lower() in FOR_SPLITS and any((d / n).is_dir() for n in FOR_LABELS)
+
+
+def find_for_splits(root: Path, max_depth: int = _MAX_DEPTH) -> list[Path]:
+    """Every training/validation/testing folder (holding real/ or fake/) at most ``max_depth`` below root."""
+    found: list[Path] = []
+    frontier = [root]
+    for _ in range(max_depth + 1):
+        nxt: list[Path] = []
+        for d in frontier:
+            if _is_split_dir(d):
+                found.append(d)
+            else:
+                nxt.extend(sorted(p for p in d.iterdir() if p.is_dir()))
+        frontier = nxt
+    return found
+
+
+@PROTOCOLS.register("fake_or_real", config=FakeOrRealConfig)
+def read_fake_or_real(cfg: FakeOrRealConfig, **_: object) -> UtteranceTable:
+    """Fake-or-Real folder tree: <version>/{training,validation,testing}/{real,fake}/*.wav."""
+    root = require_dir(cfg.root, "Fake-or-Real")
+    splits = find_for_splits(root)
+    if not splits:
+        raise ProtocolError(f"{root}: no training/validation/testing folder with real/ or fake/ inside")
+    wanted = None if cfg.partitions is None else {FOR_SPLITS.get(p, p) for p in cfg.partitions}
+    records = []
+    for split_dir in splits:
+        partition = FOR_SPLITS[split_dir.name.lower()]
+        version = split_dir.parent.name
+        if (wanted is not None and partition not in wanted) or (
+            cfg.versions is not None and version not in cfg.versions
+        ):
+            continue
+        for label_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and p.name.lower() in FOR_LABELS):
+            label = FOR_LABELS[label_dir.name.lower()]
+            for f in list_audio_files(label_dir):
+                records.append(
+                    {
+                        "utt_id": relative_id(f, root),
+                        "path": str(f),
+                        "label": label,
+                        "attack": "bonafide" if label == "bonafide" else "",
+                        "source": version,
+                        "speaker": "",
+                        "corpus": cfg.corpus,
+                        "partition": partition,
+                    }
+                )
+    return build_table(records, root)

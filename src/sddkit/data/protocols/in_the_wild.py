@@ -1,0 +1,54 @@
+"""In-the-Wild (Müller et al., 2022): ``release_in_the_wild/meta.csv`` next to the audio files.
+
+``meta.csv`` is a comma-separated file with the header ``file,speaker,label``; ``label`` is
+``bona-fide`` or ``spoof``, ``file`` is the audio file name (``0.wav`` ...) in the same folder.
+The spoofs come from unknown generators, so ``attack`` is '' for them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sddkit.data import PROTOCOLS
+from sddkit.data.protocols._common import build_table, iter_csv, located, map_label, require_dir
+from sddkit.data.table import UtteranceTable
+
+ITW_LABELS = {"bona-fide": "bonafide", "bonafide": "bonafide", "spoof": "spoof"}
+
+
+@dataclass
+class InTheWildConfig:
+    """protocol: meta.csv (or its folder); root: the audio folder (default: the folder of meta.csv)."""
+
+    protocol: str
+    root: str | None = None
+    corpus: str = "in_the_wild"
+
+
+@PROTOCOLS.register("in_the_wild", config=InTheWildConfig)
+def read_in_the_wild(cfg: InTheWildConfig, **_: object) -> UtteranceTable:
+    """In-the-Wild meta.csv: file,speaker,label (bona-fide / spoof)."""
+    meta = Path(cfg.protocol)
+    if meta.is_dir():
+        meta = meta / "meta.csv"
+    root = require_dir(cfg.root, "audio root") if cfg.root is not None else meta.parent
+    records = []
+    for lineno, row in iter_csv(meta, required=("file", "speaker", "label"), what="In-the-Wild meta.csv"):
+        name = row["file"]
+        if not name:
+            raise located(meta, lineno, "empty file name")
+        label = map_label(row["label"], ITW_LABELS, meta, lineno)
+        records.append(
+            {
+                "utt_id": os.path.splitext(name)[0],
+                "path": str(root / name),
+                "label": label,
+                "attack": "bonafide" if label == "bonafide" else "",
+                "source": cfg.corpus,
+                "speaker": row["speaker"],
+                "corpus": cfg.corpus,
+            }
+        )
+    return build_table(records, meta)

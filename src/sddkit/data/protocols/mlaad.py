@@ -1,0 +1,177 @@
+"""MLAAD (Multi-Language Audio Anti-Spoofing Dataset) plus optional M-AILABS bona fide speech.
+
+MLAAD layout: ``<root>/fake/<language>/<model folder>/*.wav`` with a pipe-separated ``meta.csv``
+per model folder, header ``path|original_file|language|is_original_language|duration|
+training_data|model_name|architecture|transcript`` (newer releases append ``reference_speaker``).
+``path`` is relative to the MLAAD root (``./fake/de/<model>/<file>.wav``); ``original_file`` is the
+M-AILABS utterance whose text was synthesised (``de_DE/by_book/female/<speaker>/<book>/wavs/<f>.wav``).
+``attack`` = ``model_name``; a model folder without ``meta.csv`` is listed from its files
+(attack = folder name).
+
+MLAAD holds only spoofs: its bona fide counterpart is M-AILABS, laid out
+``<lang>_<REGION>/by_book/{female,male}/<speaker>/<book>/wavs/*.wav`` (and ``by_book/mix/<book>/wavs``).
+Pass it as ``bonafide_root``; ``bonafide: referenced`` keeps only the M-AILABS files some MLAAD
+row names as ``original_file`` (same texts on both sides), ``all`` keeps every file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from sddkit.data import PROTOCOLS
+from sddkit.data.protocols._common import (
+    build_table,
+    iter_csv,
+    list_audio_files,
+    located,
+    relative_id,
+    require_dir,
+)
+from sddkit.data.table import UtteranceTable
+from sddkit.errors import ProtocolError
+
+
+@dataclass
+class MLAADConfig:
+    root: str  # the MLAAD folder holding fake/ (or the fake/ folder itself)
+    bonafide_root: str | None = None  # an M-AILABS root: <lang>/by_book/...
+    bonafide: Literal["all", "referenced"] = "all"
+    languages: list[str] | None = None  # ISO codes as in MLAAD's language folders ("de", "en", ...)
+    corpus: str = "mlaad"
+
+
+def mailabs_key(path: str | PurePosixPath) -> str:
+    """Comparable key of an M-AILABS path: from the language folder on (``de_DE/by_book/...``)."""
+    parts = [p for p in PurePosixPath(str(path).replace("\\", "/")).parts if p not in (".", "/")]
+    if "by_book" in parts:
+        i = parts.index("by_book")
+        parts = parts[max(i - 1, 0) :]
+    return "/".join(parts)
+
+
+def _float_or_nan(value: str, meta: Path, lineno: int) -> float:
+    if value in ("", "-"):
+        return math.nan
+    try:
+        return float(value)
+    except ValueError:
+        raise located(meta, lineno, f"duration {value!r} is not a number") from None
+
+
+def _fake_dir(root: Path) -> Path:
+    return root / "fake" if (root / "fake").is_dir() else root
+
+
+def _model_dirs(fake: Path, languages: set[str] | None) -> list[tuple[str, Path]]:
+    out = []
+    for lang_dir in sorted(p for p in fake.iterdir() if p.is_dir()):
+        if languages is not None and lang_dir.name not in languages:
+            continue
+        out.extend((lang_dir.name, m) for m in sorted(p for p in lang_dir.iterdir() if p.is_dir()))
+    return out
+
+
+def _read_model_meta(meta: Path, model_dir: Path, root: Path, lang: str, corpus: str) -> list[dict]:
+    records = []
+    for lineno, row in iter_csv(meta, delimiter="|", required=("path", "model_name"), what="MLAAD meta.csv"):
+        if not row["path"]:
+            raise located(meta, lineno, "empty path")
+        rel = PurePosixPath(row["path"].replace("\\", "/"))
+        # `path` is relative to the MLAAD root; if it points elsewhere (moved copies), trust the folder
+        candidate = root / Path(*[p for p in rel.parts if p != "."])
+        path = candidate if candidate.parent == model_dir else model_dir / rel.name
+        records.append(
+            {
+                "utt_id": relative_id(path, root),
+                "path": str(path),
+                "label": "spoof",
+                "attack": row["model_name"] or model_dir.name,
+                "source": corpus,
+                "speaker": row.get("reference_speaker", ""),
+                "corpus": corpus,
+                "duration_s": _float_or_nan(row.get("duration", ""), meta, lineno),
+                "attack_type": "tts",
+                "language": row.get("language") or lang,
+                "architecture": row.get("architecture", ""),
+                "training_data": row.get("training_data", ""),
+                "is_original_language": row.get("is_original_language", ""),
+                "original_file": row.get("original_file", ""),
+            }
+        )
+    return records
+
+
+def _list_model_dir(model_dir: Path, root: Path, lang: str, corpus: str) -> list[dict]:
+    return [
+        {
+            "utt_id": relative_id(f, root),
+            "path": str(f),
+            "label": "spoof",
+            "attack": model_dir.name,
+            "source": corpus,
+            "speaker": "",
+            "corpus": corpus,
+            "attack_type": "tts",
+            "language": lang,
+        }
+        for f in list_audio_files(model_dir)
+    ]
+
+
+def _mailabs_records(bona_root: Path, languages: set[str] | None, referenced: set[str] | None) -> list[dict]:
+    records = []
+    for f in list_audio_files(bona_root):
+        rel = f.relative_to(bona_root)
+        key = mailabs_key(rel.as_posix())
+        if referenced is not None and key not in referenced:
+            continue
+        parts = key.split("/")
+        lang = parts[0].split("_")[0].lower()
+        if languages is not None and lang not in languages:
+            continue
+        # <lang>/by_book/<gender>/<speaker>/<book>/wavs/<f> ; mix recordings have no speaker level
+        speaker = parts[3] if len(parts) >= 7 and parts[1] == "by_book" and parts[2] != "mix" else ""
+        records.append(
+            {
+                "utt_id": "m-ailabs/" + relative_id(f, bona_root),
+                "path": str(f),
+                "label": "bonafide",
+                "attack": "bonafide",
+                "source": "m-ailabs",
+                "speaker": speaker,
+                "corpus": "m-ailabs",
+                "language": lang,
+            }
+        )
+    return records
+
+
+@PROTOCOLS.register("mlaad", config=MLAADConfig)
+def read_mlaad(cfg: MLAADConfig, **_: object) -> UtteranceTable:
+    """MLAAD fake/<language>/<model>/ (+ meta.csv), optionally with M-AILABS bona fide speech."""
+    root = require_dir(cfg.root, "MLAAD")
+    fake = _fake_dir(root)
+    base = fake.parent if fake != root else root
+    languages = set(cfg.languages) if cfg.languages is not None else None
+    records: list[dict] = []
+    for lang, model_dir in _model_dirs(fake, languages):
+        meta = model_dir / "meta.csv"
+        if meta.is_file():
+            records.extend(_read_model_meta(meta, model_dir, base, lang, cfg.corpus))
+        else:
+            records.extend(_list_model_dir(model_dir, base, lang, cfg.corpus))
+    if not records:
+        raise ProtocolError(f"{fake}: no MLAAD model folders (fake/<language>/<model>/) found")
+    if cfg.bonafide_root is not None:
+        bona_root = require_dir(cfg.bonafide_root, "M-AILABS")
+        referenced = None
+        if cfg.bonafide == "referenced":
+            referenced = {mailabs_key(r["original_file"]) for r in records if r.get("original_file")}
+        bona = _mailabs_records(bona_root, languages, referenced)
+        if not bona:
+            raise ProtocolError(f"{bona_root}: no M-AILABS bona fide files selected (bonafide={cfg.bonafide!r})")
+        records.extend(bona)
+    return build_table(records, root)

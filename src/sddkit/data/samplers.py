@@ -1,0 +1,332 @@
+"""Balanced, deterministic, DDP-aware samplers.
+
+All samplers draw from ``numpy.random.default_rng([seed, epoch])``: the same (seed, epoch) gives
+the same order on every run and on every rank, so after ``set_epoch(epoch)`` a resumed run sees
+the batches it would have seen. Under DDP each rank takes every ``world_size``-th element of that
+one global order (``rank``/``world_size`` default to torch.distributed's, else 0/1), so ranks
+never share a position and together cover the epoch; ``len()`` is the per-rank length.
+
+- :class:`ClassBalancedSampler`: each position is bona fide or spoof with equal probability
+  (exactly half of the epoch each), so every batch has equal classes in expectation.
+- :class:`DomainBalancedSampler`: the same with one share per domain (attack, source, ...).
+- :class:`DomainBatchSampler`: batches grouped by domain for MLDG (format below).
+
+Within a group, items are drawn without replacement: a group is cycled through in a fresh random
+order each time it is used up, so a small group is repeated only as often as its share requires.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+__all__ = [
+    "ClassBalancedSampler",
+    "DomainBalancedSampler",
+    "DomainBatchSampler",
+    "GroupBalancedSampler",
+    "split_domain_batch",
+]
+
+# distinct stream for the fixed bona fide partition of DomainBatchSampler (independent of epoch)
+_PARTITION_STREAM = 0x4D4C4447
+
+
+def _dist_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if rank is None or world_size is None:
+        initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if rank is None:
+            rank = torch.distributed.get_rank() if initialized else 0
+        if world_size is None:
+            world_size = torch.distributed.get_world_size() if initialized else 1
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+    return int(rank), int(world_size)
+
+
+def _groups(values: Sequence[object] | np.ndarray) -> tuple[list[str], list[np.ndarray]]:
+    """Sorted distinct values (as strings) and the item indices of each."""
+    keys = np.array([str(v) for v in values])
+    names = sorted(set(keys.tolist()))
+    return names, [np.flatnonzero(keys == n) for n in names]
+
+
+class _Cycler:
+    """Draws items of one pool without replacement, reshuffling each time the pool is used up."""
+
+    def __init__(self, pool: np.ndarray, rng: np.random.Generator):
+        self.pool, self.rng = np.asarray(pool, dtype=np.int64), rng
+        self.order = rng.permutation(self.pool)
+        self.pos = 0
+
+    def take(self, n: int) -> np.ndarray:
+        out = []
+        while n > 0:
+            if self.pos == len(self.order):
+                self.order, self.pos = self.rng.permutation(self.pool), 0
+            k = min(n, len(self.order) - self.pos)
+            out.append(self.order[self.pos : self.pos + k])
+            self.pos, n = self.pos + k, n - k
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+class _EpochSampler:
+    def __init__(self, seed: int, rank: int | None, world_size: int | None):
+        self.seed = int(seed)
+        self.epoch = 0
+        self.rank, self.world_size = _dist_rank_world(rank, world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _rng(self) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch])
+
+
+def _split(total: int, parts: int, rng: np.random.Generator) -> np.ndarray:
+    """``total`` as ``parts`` near-equal integers; the remainder goes to randomly chosen parts."""
+    quota = np.full(parts, total // parts)
+    quota[rng.permutation(parts)[: total % parts]] += 1
+    return quota
+
+
+class GroupBalancedSampler(_EpochSampler, Sampler[int]):
+    """Equal share of every group per epoch, shuffled; yields dataset indices.
+
+    groups: (N,) group value of each item. num_samples: global epoch length (default N).
+    Without ``strata`` each of the G groups gets ``num_samples // G`` positions (the remainder
+    goes to randomly chosen groups). With ``strata`` ((N,), e.g. the labels) the epoch is first
+    split equally among the strata, then each stratum's share equally among the groups present
+    in it. The positions are shuffled together.
+    """
+
+    def __init__(
+        self,
+        groups: Sequence[object] | np.ndarray,
+        *,
+        strata: Sequence[object] | np.ndarray | None = None,
+        num_samples: int | None = None,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
+        super().__init__(seed, rank, world_size)
+        keys = np.array([str(v) for v in groups])
+        if len(keys) == 0:
+            raise ValueError("cannot sample from an empty dataset")
+        levels = np.zeros(len(keys), dtype=np.int64) if strata is None else np.asarray(strata)
+        if len(levels) != len(keys):
+            raise ValueError(f"strata ({len(levels)}) and groups ({len(keys)}) differ in length")
+        self.stratum_names, stratum_items = _groups(levels)
+        # per stratum: (group names, item indices of each group)
+        self.strata = []
+        for items in stratum_items:
+            names, pools = _groups(keys[items])
+            self.strata.append((names, [items[p] for p in pools]))
+        self.num_samples = int(num_samples) if num_samples is not None else len(keys)
+        if self.num_samples <= 0:
+            raise ValueError(f"num_samples must be positive, got {self.num_samples}")
+
+    def global_order(self) -> np.ndarray:
+        """The epoch's indices before sharding: (num_samples,) int64."""
+        rng = self._rng()
+        picks = []
+        for (_, pools), share in zip(self.strata, _split(self.num_samples, len(self.strata), rng)):
+            for pool, q in zip(pools, _split(int(share), len(pools), rng)):
+                picks.append(_Cycler(pool, rng).take(int(q)))
+        return rng.permutation(np.concatenate(picks))
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.global_order()
+        padded = math.ceil(len(order) / self.world_size) * self.world_size
+        order = np.concatenate([order, order[: padded - len(order)]])  # every rank gets as many
+        return iter(order[self.rank :: self.world_size].tolist())
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_samples / self.world_size)
+
+
+class ClassBalancedSampler(GroupBalancedSampler):
+    """Half bona fide, half spoof per epoch (labels: (N,) 1 = bona fide, 0 = spoof), shuffled."""
+
+    def __init__(self, labels: Sequence[int] | np.ndarray, **kwargs):
+        labels = np.asarray(labels)
+        if set(np.unique(labels).tolist()) != {0, 1}:
+            raise ValueError("a class-balanced sampler needs both bona fide (1) and spoof (0) items")
+        super().__init__(labels, **kwargs)
+
+
+class DomainBalancedSampler(GroupBalancedSampler):
+    """One equal share per domain value (e.g. the ``attack`` or ``source`` column), shuffled.
+
+    With ``labels`` the epoch is half bona fide, half spoof, and each half is shared equally by
+    the domains present in it (domains = attacks: the spoof half split evenly over the attacks).
+    """
+
+    def __init__(self, domains: Sequence[object] | np.ndarray, labels: Sequence[int] | np.ndarray | None = None, **kw):
+        super().__init__(domains, strata=labels, **kw)
+
+
+class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
+    """Batches grouped by domain, for MLDG's meta-train / meta-test split of domains.
+
+    Domains are the distinct ``domains`` values of the SPOOF items (with ``domains`` = the attack
+    column: one domain per attack system). As in the published MLDG recipe for spoofing
+    detection, the bona fide items are partitioned at random (fixed by ``seed``, the same every
+    epoch) into one disjoint share per domain; ``share_bonafide=True`` lets every domain draw from
+    all bona fide items instead. ``bonafide_by_domain=True`` first keeps a bona fide item in the
+    domain whose name its own ``domains`` value matches (e.g. domains = the ``source`` column:
+    a demo page's real recordings stay with its fakes) and partitions only the others.
+
+    Batch format: each step yields ``n_domains_per_step * per_domain`` dataset indices, in
+    contiguous blocks of ``per_domain``: block k holds ``round(per_domain * bonafide_fraction)``
+    bona fide and the rest spoof items of the k-th domain drawn for that step (domains drawn
+    without replacement, in random order). :func:`split_domain_batch` cuts a collated batch back
+    into these blocks, so a strategy can use e.g. the first blocks as meta-train and the last as
+    meta-test. ``steps_per_epoch`` (per rank) defaults to about one pass over the items.
+
+    Size: ``per_domain`` (and ``n_domains_per_step``, default all domains), or ``batch_size``:
+    then ``n_domains_per_step`` defaults to the most domains that divide the batch into blocks
+    of at least 2 items (one bona fide + one spoof), e.g. 14 attacks, batch 8 -> 4 domains x 2.
+    """
+
+    def __init__(
+        self,
+        domains: Sequence[object] | np.ndarray,
+        labels: Sequence[int] | np.ndarray,
+        *,
+        per_domain: int | None = None,
+        batch_size: int | None = None,
+        n_domains_per_step: int | None = None,
+        bonafide_fraction: float = 0.5,
+        share_bonafide: bool = False,
+        bonafide_by_domain: bool = False,
+        steps_per_epoch: int | None = None,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
+        super().__init__(seed, rank, world_size)
+        labels = np.asarray(labels).astype(np.int64)
+        values = np.array([str(v) for v in domains])
+        if len(values) != len(labels):
+            raise ValueError(f"domains ({len(values)}) and labels ({len(labels)}) differ in length")
+        spoof = np.flatnonzero(labels == 0)
+        bona = np.flatnonzero(labels == 1)
+        self.domain_names = sorted(set(values[spoof].tolist()))
+        n_dom = len(self.domain_names)
+        if n_dom < 2:
+            raise ValueError(f"MLDG needs at least 2 spoof domains, found {self.domain_names}")
+        if not 0.0 <= bonafide_fraction < 1.0:
+            raise ValueError(f"bonafide_fraction must be in [0, 1), got {bonafide_fraction}")
+        min_per = 2 if bonafide_fraction > 0 else 1
+        if per_domain is None:
+            if batch_size is None:
+                raise ValueError("give per_domain (items per domain block) or batch_size")
+            if n_domains_per_step is None:
+                n_domains_per_step = _domains_per_step(int(batch_size), n_dom, min_per)
+            if batch_size % n_domains_per_step:
+                raise ValueError(
+                    f"batch_size {batch_size} is not a multiple of n_domains_per_step {n_domains_per_step}"
+                )
+            per_domain = batch_size // n_domains_per_step
+        self.n_domains_per_step = n_dom if n_domains_per_step is None else int(n_domains_per_step)
+        if not 2 <= self.n_domains_per_step <= n_dom:
+            raise ValueError(f"n_domains_per_step must be in [2, {n_dom}], got {n_domains_per_step}")
+        if batch_size is not None and batch_size != per_domain * self.n_domains_per_step:
+            raise ValueError(f"batch_size {batch_size} != per_domain {per_domain} x {self.n_domains_per_step} domains")
+        self.per_domain = int(per_domain)
+        self.n_bonafide = int(round(self.per_domain * bonafide_fraction))
+        self.n_spoof = self.per_domain - self.n_bonafide
+        if self.n_spoof < 1:
+            raise ValueError(f"per_domain={per_domain} with bonafide_fraction={bonafide_fraction} leaves no spoof item")
+        if self.n_bonafide > 0 and len(bona) == 0:
+            raise ValueError("bonafide_fraction > 0 but there is no bona fide item")
+        self.share_bonafide = bool(share_bonafide)
+        self.spoof_pools = [spoof[values[spoof] == d] for d in self.domain_names]
+        if self.share_bonafide:
+            self.bonafide_pools = [bona] * n_dom
+        else:
+            self.bonafide_pools = self._partition_bonafide(bona, values, bool(bonafide_by_domain))
+            empty = [d for d, p in zip(self.domain_names, self.bonafide_pools) if len(p) == 0]
+            if self.n_bonafide > 0 and empty:
+                raise ValueError(f"{len(bona)} bona fide items cannot be split among {n_dom} domains: share_bonafide")
+        self.batch_size = self.n_domains_per_step * self.per_domain
+        if steps_per_epoch is None:
+            steps_per_epoch = max(1, math.ceil(len(labels) / self.batch_size / self.world_size))
+        self.steps_per_epoch = int(steps_per_epoch)
+        if self.steps_per_epoch <= 0:
+            raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
+
+    def _partition_bonafide(self, bona: np.ndarray, values: np.ndarray, by_domain: bool) -> list[np.ndarray]:
+        """One disjoint bona fide share per domain, fixed by the seed (the same every epoch)."""
+        names = self.domain_names
+        own = [bona[values[bona] == d] if by_domain else bona[:0] for d in names]
+        rest = bona[~np.isin(bona, np.concatenate(own))] if by_domain else bona
+        perm = np.random.default_rng([self.seed, _PARTITION_STREAM]).permutation(rest)
+        return [np.sort(np.concatenate([o, part])) for o, part in zip(own, np.array_split(perm, len(names)))]
+
+    def global_steps(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every rank's steps of the epoch, in global order: (domain ids (K,), indices (K*per_domain,))."""
+        rng = self._rng()
+        spoof = [_Cycler(p, rng) for p in self.spoof_pools]
+        if self.share_bonafide:
+            shared = _Cycler(self.bonafide_pools[0], rng)  # one cycler: no repeat inside a step
+            bona = [shared] * len(self.domain_names)
+        else:
+            bona = [_Cycler(p, rng) for p in self.bonafide_pools]
+        steps = []
+        for _ in range(self.steps_per_epoch * self.world_size):
+            chosen = rng.choice(len(self.domain_names), size=self.n_domains_per_step, replace=False)
+            blocks = []
+            for d in chosen:
+                block = np.concatenate([bona[d].take(self.n_bonafide), spoof[d].take(self.n_spoof)])
+                blocks.append(rng.permutation(block))
+            steps.append((chosen.astype(np.int64), np.concatenate(blocks)))
+        return steps
+
+    def __iter__(self) -> Iterator[list[int]]:
+        steps = self.global_steps()[self.rank :: self.world_size]
+        return iter([idx.tolist() for _, idx in steps])
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+
+def _domains_per_step(batch_size: int, n_domains: int, min_per_domain: int) -> int:
+    for k in range(min(n_domains, batch_size // min_per_domain), 1, -1):
+        if batch_size % k == 0:
+            return k
+    raise ValueError(
+        f"batch_size {batch_size} cannot hold blocks of >= {min_per_domain} items for 2 or more of "
+        f"{n_domains} domains; give per_domain and n_domains_per_step"
+    )
+
+
+def split_domain_batch(batch: Mapping[str, torch.Tensor], n_domains: int) -> list[dict[str, torch.Tensor]]:
+    """Cut a collated :class:`DomainBatchSampler` batch into its ``n_domains`` per-domain blocks.
+
+    Every tensor whose first dimension is the batch size B is split into B / n_domains rows per
+    block; other entries are shared by all blocks.
+    """
+    sizes = {int(v.shape[0]) for v in batch.values() if isinstance(v, torch.Tensor) and v.dim() > 0}
+    if "waveform" in batch:
+        sizes = {int(batch["waveform"].shape[0])}
+    if len(sizes) != 1:
+        raise ValueError(f"cannot tell the batch size from the batch's tensors (first dims {sorted(sizes)})")
+    size = sizes.pop()
+    if n_domains <= 0 or size % n_domains:
+        raise ValueError(f"a batch of {size} items does not split into {n_domains} equal domain blocks")
+    per = size // n_domains
+    blocks: list[dict[str, torch.Tensor]] = []
+    for k in range(n_domains):
+        block = {}
+        for key, v in batch.items():
+            is_batched = isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == size
+            block[key] = v[k * per : (k + 1) * per] if is_batched else v
+        blocks.append(block)
+    return blocks
