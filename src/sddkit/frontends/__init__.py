@@ -7,3 +7,5 @@ FRONTENDS = Registry("frontend")
 ROUTERS = Registry("router")
 
 __all__ = ["ENCODERS", "FRONTENDS", "ROUTERS"]
+
+from sddkit.frontends import encoders, routers, spectral, ssl  # noqa: F401,E402

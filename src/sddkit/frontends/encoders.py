@@ -1,0 +1,710 @@
+"""Pretrained speech encoders (registry ``encoder``): wav2vec 2.0 / XLS-R, HuBERT, WavLM, Whisper.
+
+An encoder maps a 16 kHz waveform ``(B, T)`` to frame features ``(B, N, D)``. Each registry entry
+is a *preset*: an architecture as published (``xlsr_300m`` = facebook/wav2vec2-xls-r-300m, ...)
+plus tiny 2-layer variants (``*_tiny``) for tests. With ``pretrained: <local HF directory>`` the
+weights (and the architecture) come from that directory, offline; without it the model is
+randomly initialised (tests, parameter counting under ``torch.device("meta")``).
+
+Choices made here, and why:
+
+- **Layer drop is always 0** (``layerdrop`` / ``encoder_layerdrop``). Dropping random layers in
+  training makes two forwards of the same batch run different graphs: MLDG's meta-gradient
+  then differentiates through a different network than the one it updates, and DDP sees
+  parameters that got no gradient on some ranks. Dropout stays as the model config says
+  (or as ``dropout`` sets it).
+- **SpecAugment masking is off** unless ``spec_augment: true``: it draws its masks from
+  numpy's global generator (not torch's), so runs are not reproducible from torch seeds.
+- **``layer: k``** returns the hidden state after transformer layer ``k`` (0 = the input of the
+  first layer), exactly ``hidden_states[k]`` of the Hugging Face model. The layers above ``k``
+  are removed at build time: they would cost compute and, when adapted, hold parameters that
+  never get a gradient (which DDP rejects).
+- **``layer: weighted``** is a learned softmax-weighted sum of all ``L + 1`` hidden states; the
+  last one is the model output (after the final LayerNorm of pre-norm models, as transformers
+  4 returned it; transformers 5 returns it before that LayerNorm).
+- **Whisper** uses the encoder only. Log-Mel features are computed in torch with Whisper's
+  recipe, and inputs shorter than 30 s use the first ``N`` positional embeddings instead of
+  being padded to 3000 frames (``transformers``' forward insists on 3000).
+- **WavLM** attention hands its projection *weights* to ``F.multi_head_attention_forward``, so
+  modules that replace ``q_proj`` etc. (LoRA, MoLEx) would be silently bypassed.
+  :meth:`SpeechEncoder.projection_slots` switches such attention modules to an equivalent
+  implementation that calls the projection modules.
+
+transformers is imported lazily: it takes seconds, and ``sdd list`` should not pay for it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sddkit.errors import AudioTooLongError, AudioTooShortError, ConfigError
+from sddkit.frontends import ENCODERS
+
+FAMILIES = ("wav2vec2", "hubert", "wavlm", "whisper")
+
+# Adaptable projections, by family-neutral target name -> path inside one transformer layer.
+PROJECTION_TARGETS = ("q", "k", "v", "out", "ffn_in", "ffn_out")
+_W2V_PATHS = {
+    "q": "attention.q_proj",
+    "k": "attention.k_proj",
+    "v": "attention.v_proj",
+    "out": "attention.out_proj",
+    "ffn_in": "feed_forward.intermediate_dense",
+    "ffn_out": "feed_forward.output_dense",
+}
+_PROJECTION_PATHS: dict[str, dict[str, str]] = {
+    "wav2vec2": _W2V_PATHS,
+    "hubert": _W2V_PATHS,
+    "wavlm": _W2V_PATHS,
+    "whisper": {
+        "q": "self_attn.q_proj",
+        "k": "self_attn.k_proj",
+        "v": "self_attn.v_proj",
+        "out": "self_attn.out_proj",
+        "ffn_in": "fc1",
+        "ffn_out": "fc2",
+    },
+}
+
+# family -> (transformers config class, model class), as "module:name"
+_HF_CLASSES = {
+    "wav2vec2": ("transformers:Wav2Vec2Config", "transformers:Wav2Vec2Model"),
+    "hubert": ("transformers:HubertConfig", "transformers:HubertModel"),
+    "wavlm": ("transformers:WavLMConfig", "transformers:WavLMModel"),
+    "whisper": ("transformers:WhisperConfig", "transformers.models.whisper.modeling_whisper:WhisperEncoder"),
+}
+_W2V_ARCH_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+_ARCH_KEYS = {
+    "wav2vec2": _W2V_ARCH_KEYS,
+    "hubert": _W2V_ARCH_KEYS,
+    "wavlm": _W2V_ARCH_KEYS,
+    "whisper": ("d_model", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim", "num_mel_bins"),
+}
+_W2V_DROPOUT_KEYS = ("hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout")
+_DROPOUT_KEYS = {
+    "wav2vec2": _W2V_DROPOUT_KEYS,
+    "hubert": _W2V_DROPOUT_KEYS,
+    "wavlm": _W2V_DROPOUT_KEYS,
+    "whisper": ("dropout", "attention_dropout", "activation_dropout"),
+}
+_LAYERDROP_KEYS = ("layerdrop", "encoder_layerdrop")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named architecture: the family and the transformers config values that define it."""
+
+    family: str
+    arch: dict[str, Any]
+    description: str
+
+
+_XLSR_COMMON: dict[str, Any] = {
+    # as in the published facebook/wav2vec2-xls-r-* config.json files
+    "num_attention_heads": 16,
+    "feat_extract_norm": "layer",
+    "do_stable_layer_norm": True,
+    "conv_bias": True,
+    "conv_dim": (512,) * 7,
+    "conv_kernel": (10, 3, 3, 3, 3, 2, 2),
+    "conv_stride": (5, 2, 2, 2, 2, 2, 2),
+    "num_conv_pos_embeddings": 128,
+    "num_conv_pos_embedding_groups": 16,
+    "feat_extract_activation": "gelu",
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-5,
+    "hidden_dropout": 0.1,
+    "attention_dropout": 0.1,
+    "activation_dropout": 0.0,
+    "feat_proj_dropout": 0.1,
+    "mask_time_prob": 0.075,
+    "mask_time_length": 10,
+}
+_BASE_COMMON: dict[str, Any] = {
+    # the 12-layer "base" models: group-norm feature extractor, post-norm transformer
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "feat_extract_norm": "group",
+    "do_stable_layer_norm": False,
+    "conv_bias": False,
+    "conv_dim": (512,) * 7,
+    "conv_kernel": (10, 3, 3, 3, 3, 2, 2),
+    "conv_stride": (5, 2, 2, 2, 2, 2, 2),
+    "num_conv_pos_embeddings": 128,
+    "num_conv_pos_embedding_groups": 16,
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-5,
+    "hidden_dropout": 0.1,
+    "attention_dropout": 0.1,
+    "activation_dropout": 0.0,
+    "feat_proj_dropout": 0.1,
+    "mask_time_prob": 0.05,
+}
+_TINY_W2V: dict[str, Any] = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "conv_dim": (32, 32, 32),
+    "conv_kernel": (10, 3, 3),
+    "conv_stride": (5, 2, 2),
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 4,
+    "conv_bias": True,
+    "hidden_dropout": 0.1,
+    "attention_dropout": 0.1,
+    "activation_dropout": 0.0,
+    "feat_proj_dropout": 0.0,
+    "mask_time_prob": 0.05,
+}
+
+PRESETS: dict[str, Preset] = {
+    "xlsr_300m": Preset(
+        "wav2vec2",
+        {**_XLSR_COMMON, "hidden_size": 1024, "num_hidden_layers": 24, "intermediate_size": 4096},
+        "XLS-R 300M (wav2vec 2.0, 24 layers, 1024 dim)",
+    ),
+    "xlsr_1b": Preset(
+        "wav2vec2",
+        {**_XLSR_COMMON, "hidden_size": 1280, "num_hidden_layers": 48, "intermediate_size": 5120},
+        "XLS-R 1B (wav2vec 2.0, 48 layers, 1280 dim)",
+    ),
+    "xlsr_2b": Preset(
+        "wav2vec2",
+        {**_XLSR_COMMON, "hidden_size": 1920, "num_hidden_layers": 48, "intermediate_size": 7680},
+        "XLS-R 2B (wav2vec 2.0, 48 layers, 1920 dim)",
+    ),
+    "wav2vec2_base": Preset("wav2vec2", dict(_BASE_COMMON), "wav2vec 2.0 base (12 layers, 768 dim)"),
+    "hubert_base": Preset(
+        "hubert",
+        {**_BASE_COMMON, "activation_dropout": 0.1, "feat_proj_layer_norm": True},
+        "HuBERT base (12 layers, 768 dim)",
+    ),
+    "wavlm_base": Preset(
+        "wavlm",
+        {**_BASE_COMMON, "num_buckets": 320, "max_bucket_distance": 800},
+        "WavLM base (12 layers, 768 dim)",
+    ),
+    "whisper_base": Preset(
+        "whisper",
+        {
+            "d_model": 512,
+            "encoder_layers": 6,
+            "encoder_attention_heads": 8,
+            "encoder_ffn_dim": 2048,
+            "num_mel_bins": 80,
+            "max_source_positions": 1500,
+            "activation_function": "gelu",
+            "dropout": 0.0,
+            "attention_dropout": 0.0,
+            "activation_dropout": 0.0,
+            "scale_embedding": False,
+            "decoder_layers": 1,  # the decoder is never built; keeps the config small
+        },
+        "Whisper base encoder (6 layers, 512 dim, log-Mel input)",
+    ),
+    "wav2vec2_tiny": Preset(
+        "wav2vec2",
+        {**_TINY_W2V, "feat_extract_norm": "layer", "do_stable_layer_norm": True},
+        "random 2-layer wav2vec 2.0 with XLS-R's layout, for tests",
+    ),
+    "hubert_tiny": Preset(
+        "hubert",
+        {**_TINY_W2V, "feat_extract_norm": "group", "do_stable_layer_norm": False, "conv_bias": False},
+        "random 2-layer HuBERT (base layout), for tests",
+    ),
+    "wavlm_tiny": Preset(
+        "wavlm",
+        {
+            **_TINY_W2V,
+            "feat_extract_norm": "group",
+            "do_stable_layer_norm": False,
+            "conv_bias": False,
+            "num_buckets": 32,
+            "max_bucket_distance": 64,
+        },
+        "random 2-layer WavLM (base layout), for tests",
+    ),
+    "whisper_tiny": Preset(
+        "whisper",
+        {
+            "d_model": 32,
+            "encoder_layers": 2,
+            "encoder_attention_heads": 2,
+            "encoder_ffn_dim": 64,
+            "num_mel_bins": 80,
+            "max_source_positions": 1500,
+            "dropout": 0.1,
+            "decoder_layers": 1,
+        },
+        "random 2-layer Whisper encoder, for tests (not OpenAI's whisper-tiny)",
+    ),
+}
+
+
+@dataclass
+class EncoderConfig:
+    """Configuration shared by every encoder preset.
+
+    pretrained: local Hugging Face model directory (``config.json`` + weights), loaded offline;
+        None = random initialisation with the preset's architecture.
+    overrides: transformers config values to change (e.g. ``{attention_dropout: 0.0}``).
+    layer: ``last``, an int ``k`` (hidden state after layer ``k``; 0 = input of the first layer)
+        or ``weighted`` (learned softmax-weighted sum of all hidden states).
+    freeze: freeze every encoder weight (adapters and layer weights stay trainable);
+        False = full fine-tuning.
+    freeze_feature_encoder: with ``freeze: false``, still keep the convolutional waveform
+        encoder (wav2vec2 family) or the mel convolutions (Whisper) frozen.
+    gradient_checkpointing: recompute transformer layers in backward to save memory.
+    dropout: set every dropout probability of the transformer; None = as the model config.
+    normalize: zero-mean unit-variance waveform per utterance (wav2vec2 family); None = as the
+        model was trained (models with a layer-norm feature extractor, i.e. XLS-R / large).
+    spec_augment: apply the model config's SpecAugment time masking in training.
+    """
+
+    pretrained: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    layer: int | Literal["last", "weighted"] = "last"
+    freeze: bool = True
+    freeze_feature_encoder: bool = False
+    gradient_checkpointing: bool = False
+    dropout: float | None = None
+    normalize: bool | None = None
+    spec_augment: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layer, int) and self.layer < 0:
+            raise ValueError(f"layer must be >= 0, 'last' or 'weighted', got {self.layer}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for key in _LAYERDROP_KEYS:
+            if self.overrides.get(key, 0.0) not in (0, 0.0):
+                raise ValueError(
+                    f"overrides.{key} must stay 0: random layer drop changes the graph between forwards, "
+                    "which breaks MLDG meta-gradients and DDP"
+                )
+
+
+# --- WavLM: attention that calls its projection modules ---------------------------------------
+
+
+class _ModuleProjectionAttention:
+    """Mixin for WavLM attention: same maths as ``F.multi_head_attention_forward``, but the
+    q/k/v/out projections are *called* as modules, so LoRA / MoLEx replacements take effect."""
+
+    def torch_multi_head_self_attention(
+        self, hidden_states: Tensor, attention_mask: Tensor | None, gated_position_bias: Tensor
+    ) -> tuple[Tensor, None]:
+        """hidden_states (B, N, D); gated_position_bias (B * H, N, N) -> (B, N, D), no weights."""
+        bsz, n, _ = hidden_states.shape
+        heads = self.num_heads
+
+        def split(t: Tensor) -> Tensor:  # (B, N, D) -> (B, H, N, D / H)
+            return t.view(bsz, n, heads, -1).transpose(1, 2)
+
+        q = split(self.q_proj(hidden_states))
+        k = split(self.k_proj(hidden_states))
+        v = split(self.v_proj(hidden_states))
+        bias = gated_position_bias.view(bsz, heads, n, n)
+        if attention_mask is not None:  # 1 = keep, as in WavLM's own call
+            bias = bias.masked_fill(attention_mask.ne(1)[:, None, None, :], float("-inf"))
+        dropout = self.dropout if self.training else 0.0
+        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+        return self.out_proj(ctx.transpose(1, 2).reshape(bsz, n, -1)), None
+
+
+@functools.cache
+def _wavlm_module_attention_class() -> type:
+    from transformers.models.wavlm.modeling_wavlm import WavLMAttention
+
+    return type("WavLMModuleProjectionAttention", (_ModuleProjectionAttention, WavLMAttention), {})
+
+
+# --- Whisper log-Mel features in torch ------------------------------------------------------
+
+
+class WhisperLogMel(nn.Module):
+    """Whisper's log-Mel features: waveform (B, T) at 16 kHz -> (B, n_mels, T // 160).
+
+    Same recipe as ``transformers.WhisperFeatureExtractor`` (n_fft 400, hop 160, Slaney mel
+    scale and norm, log10, clamp to max - 8, (x + 4) / 4), computed on the unpadded input:
+    the right edge is zero-padded as if the signal continued with the 30 s padding.
+    """
+
+    def __init__(self, n_mels: int = 80, sample_rate: int = 16000, n_fft: int = 400, hop_length: int = 160):
+        super().__init__()
+        from transformers.audio_utils import mel_filter_bank
+
+        self.n_fft, self.hop_length = n_fft, hop_length
+        fb = mel_filter_bank(
+            num_frequency_bins=1 + n_fft // 2,
+            num_mel_filters=n_mels,
+            min_frequency=0.0,
+            max_frequency=sample_rate / 2,
+            sampling_rate=sample_rate,
+            norm="slaney",
+            mel_scale="slaney",
+        )
+        # Constants, rebuilt from the arguments: kept out of the state dict.
+        self.register_buffer("mel_filters", torch.as_tensor(fb.T, dtype=torch.float32), persistent=False)
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        half = self.n_fft // 2
+        if waveform.shape[-1] < self.n_fft:
+            raise AudioTooShortError(f"Whisper needs at least {self.n_fft} samples, got {waveform.shape[-1]}")
+        # Left: reflect, as torch.stft(center=True). Right: zeros, as the extractor's 30 s padding.
+        x = F.pad(waveform.unsqueeze(1), (half, 0), mode="reflect").squeeze(1)
+        x = F.pad(x, (0, half))
+        spec = torch.stft(x, self.n_fft, self.hop_length, window=self.window, center=False, return_complex=True)
+        power = spec[..., :-1].abs().pow(2)  # the extractor drops the last frame
+        log_spec = torch.matmul(self.mel_filters, power).clamp_min(1e-10).log10()
+        peak = log_spec.amax(dim=(1, 2), keepdim=True)
+        return (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
+
+
+# --- encoders ---------------------------------------------------------------------------------
+
+
+class SpeechEncoder(nn.Module):
+    """A pretrained speech encoder: waveform (B, T) at 16 kHz -> frame features (B, N, D).
+
+    ``model`` is the transformers module. Subclasses implement :meth:`_run`; this class does
+    the layer selection (last / k / weighted), truncation, freezing and projection lookup.
+    """
+
+    family: str = ""
+
+    def __init__(self, *, model: nn.Module, layer: int | str = "last"):
+        super().__init__()
+        self.model = model
+        self.total_layers = len(self.transformer_layers())
+        if isinstance(layer, int) and layer > self.total_layers:
+            raise ConfigError(f"layer {layer} does not exist: the encoder has {self.total_layers} layers")
+        self.layer = layer
+        if isinstance(layer, int) and layer < self.total_layers:
+            self._truncate(layer)
+        if layer == "weighted":
+            # zeros -> uniform average of all L + 1 hidden states at the start
+            self.layer_weights = nn.Parameter(torch.zeros(self.total_layers + 1))
+
+    @property
+    def output_dim(self) -> int:
+        raise NotImplementedError
+
+    def transformer_layers(self) -> nn.ModuleList:
+        raise NotImplementedError
+
+    def _truncate(self, k: int) -> None:
+        """Keep layers 0..k-1; the output is then HF's ``hidden_states[k]`` (see module doc)."""
+        raise NotImplementedError
+
+    def _run(self, waveform: Tensor, all_states: bool) -> Tensor | list[Tensor]:
+        """(B, T) -> last hidden state (B, N, D), or all L + 1 hidden states if ``all_states``."""
+        raise NotImplementedError
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        """waveform: (B, T) float at 16 kHz -> (B, N, D)."""
+        if waveform.dim() != 2:
+            raise ValueError(f"expected a (batch, samples) waveform, got shape {tuple(waveform.shape)}")
+        if self.layer != "weighted":
+            return self._run(waveform, all_states=False)
+        states = torch.stack(self._run(waveform, all_states=True))  # (L + 1, B, N, D)
+        weights = torch.softmax(self.layer_weights, dim=0)
+        return torch.einsum("l,lbnd->bnd", weights, states)
+
+    def set_trainable(self, *, freeze: bool, freeze_feature_encoder: bool = False) -> None:
+        """Frozen: every transformers weight gets ``requires_grad=False`` (layer weights stay)."""
+        self.model.requires_grad_(not freeze)
+        if freeze or freeze_feature_encoder:
+            self._freeze_feature_encoder()
+
+    def _freeze_feature_encoder(self) -> None:
+        raise NotImplementedError
+
+    def projection_slots(self, targets: list[str] | tuple[str, ...]) -> list[tuple[str, nn.Module, str]]:
+        """Where adapters go: ``(name, parent module, attribute)`` for each layer and target.
+
+        ``name`` is ``"layers.{i}.{target}"``. Calling this declares that the projections will be
+        replaced by modules, so attention implementations that bypass the modules (WavLM) are
+        switched to one that calls them.
+        """
+        unknown = sorted(set(targets) - set(PROJECTION_TARGETS))
+        if unknown:
+            raise ConfigError(f"unknown adapter target(s) {unknown}; valid: {list(PROJECTION_TARGETS)}")
+        paths = _PROJECTION_PATHS[self.family]
+        slots = []
+        for i, layer in enumerate(self.transformer_layers()):
+            for target in targets:
+                parent_path, _, attr = paths[target].rpartition(".")
+                parent = layer.get_submodule(parent_path) if parent_path else layer
+                if not isinstance(getattr(parent, attr), nn.Linear):
+                    raise ConfigError(f"layers.{i}.{target} is already adapted")
+                slots.append((f"layers.{i}.{target}", parent, attr))
+        return slots
+
+
+def _min_samples(kernels: tuple[int, ...], strides: tuple[int, ...]) -> int:
+    """Shortest input that leaves one frame after the convolution stack."""
+    n = 1
+    for k, s in zip(reversed(kernels), reversed(strides)):
+        n = (n - 1) * s + k
+    return n
+
+
+class Wav2Vec2FamilyEncoder(SpeechEncoder):
+    """wav2vec 2.0 / XLS-R, HuBERT and WavLM (``transformers`` ``*Model`` classes)."""
+
+    def __init__(self, *, model: nn.Module, family: str, layer: int | str = "last", normalize: bool = False):
+        super().__init__(model=model, layer=layer)
+        self.family = family
+        self.normalize = normalize
+        cfg = model.config
+        self.min_samples = _min_samples(tuple(cfg.conv_kernel), tuple(cfg.conv_stride))
+
+    @property
+    def output_dim(self) -> int:
+        return self.model.config.hidden_size
+
+    def transformer_layers(self) -> nn.ModuleList:
+        return self.model.encoder.layers
+
+    def _truncate(self, k: int) -> None:
+        del self.model.encoder.layers[k:]
+        self.model.config.num_hidden_layers = k
+        if self.model.config.do_stable_layer_norm:
+            # Pre-norm models apply a final LayerNorm after the last layer; HF's hidden_states[k]
+            # for k < L is taken before it.
+            self.model.encoder.layer_norm = nn.Identity()
+
+    def _freeze_feature_encoder(self) -> None:
+        # Also stops the extractor from marking its input as requiring grad in training, which
+        # would build an autograd graph through the whole frozen model.
+        self.model.feature_extractor._freeze_parameters()
+
+    def _run(self, waveform: Tensor, all_states: bool) -> Tensor | list[Tensor]:
+        if waveform.shape[-1] < self.min_samples:
+            got = waveform.shape[-1]
+            raise AudioTooShortError(f"{self.family} needs at least {self.min_samples} samples, got {got}")
+        if self.normalize:
+            mean = waveform.mean(dim=-1, keepdim=True)
+            var = waveform.var(dim=-1, keepdim=True, unbiased=False)
+            waveform = (waveform - mean) / torch.sqrt(var + 1e-7)
+        out = self.model(waveform, output_hidden_states=all_states)
+        if not all_states:
+            return out.last_hidden_state
+        # transformers 5 leaves hidden_states[-1] before the final LayerNorm of pre-norm models;
+        # use the model output there, as for Whisper (and as transformers 4 did).
+        return [*out.hidden_states[:-1], out.last_hidden_state]
+
+    def projection_slots(self, targets: list[str] | tuple[str, ...]) -> list[tuple[str, nn.Module, str]]:
+        slots = super().projection_slots(targets)
+        if self.family == "wavlm" and set(targets) & {"q", "k", "v", "out"}:
+            module_attention = _wavlm_module_attention_class()
+            for layer in self.transformer_layers():
+                layer.attention.__class__ = module_attention
+        return slots
+
+
+class WhisperFamilyEncoder(SpeechEncoder):
+    """The encoder of Whisper, on log-Mel features computed in torch, for inputs up to 30 s."""
+
+    family = "whisper"
+
+    def __init__(self, *, model: nn.Module, layer: int | str = "last"):
+        super().__init__(model=model, layer=layer)
+        self.log_mel = WhisperLogMel(n_mels=model.config.num_mel_bins)
+
+    @property
+    def output_dim(self) -> int:
+        return self.model.config.d_model
+
+    def transformer_layers(self) -> nn.ModuleList:
+        return self.model.layers
+
+    def _truncate(self, k: int) -> None:
+        del self.model.layers[k:]
+        self.model.config.encoder_layers = k
+        self.model.layer_norm = nn.Identity()  # hidden_states[k] for k < L precedes the final LayerNorm
+
+    def set_trainable(self, *, freeze: bool, freeze_feature_encoder: bool = False) -> None:
+        super().set_trainable(freeze=freeze, freeze_feature_encoder=freeze_feature_encoder)
+        self.model.embed_positions.requires_grad_(False)  # fixed sinusoids, frozen by Whisper itself
+
+    def _freeze_feature_encoder(self) -> None:
+        for module in (self.model.conv1, self.model.conv2):
+            module.requires_grad_(False)
+
+    def _run(self, waveform: Tensor, all_states: bool) -> Tensor | list[Tensor]:
+        enc = self.model
+        feats = self.log_mel(waveform)  # (B, n_mels, F)
+        x = F.gelu(enc.conv1(feats))
+        x = F.gelu(enc.conv2(x)).transpose(1, 2)  # (B, N, D), N = ceil(F / 2)
+        n = x.shape[1]
+        limit = enc.embed_positions.num_embeddings
+        if n > limit:
+            seconds = limit * enc.conv2.stride[0] * self.log_mel.hop_length / 16000
+            raise AudioTooLongError(f"Whisper encodes at most {seconds:.0f} s, got {waveform.shape[-1] / 16000:.1f} s")
+        # Slicing the sinusoidal table is what padding to 30 s would give on these frames.
+        x = x + enc.embed_positions.weight[:n]
+        x = F.dropout(x, p=enc.dropout, training=self.training)
+        states = [x]
+        for layer in enc.layers:
+            x = layer(x, None)
+            if all_states:
+                states.append(x)
+        x = enc.layer_norm(x)
+        if not all_states:
+            return x
+        states[-1] = x  # as transformers: the last hidden state is after the final LayerNorm
+        return states
+
+
+# --- building -----------------------------------------------------------------------------------
+
+
+def _import(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _hf_class(family: str, which: int) -> type:
+    return _import(_HF_CLASSES[family][which])
+
+
+def _read_pretrained_config(path: str, preset_name: str, preset: Preset) -> tuple[Path, dict[str, Any]]:
+    """The directory and its raw ``config.json``, after checking it holds the preset's family."""
+    directory = Path(path).expanduser()
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise ConfigError(
+            f"encoder.pretrained: {path!r} is not a local Hugging Face model directory (no config.json there); "
+            "weights are never downloaded"
+        )
+    try:
+        raw = json.loads(config_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"encoder.pretrained: cannot read {config_file}: {exc}") from None
+    if raw.get("model_type") != preset.family:
+        raise ConfigError(
+            f"encoder {preset_name!r} expects a {preset.family} model, "
+            f"the pretrained directory holds a {raw.get('model_type', '?')!r} model"
+        )
+    return directory, raw
+
+
+def _apply_settings(hf_cfg: Any, preset: Preset, cfg: EncoderConfig) -> None:
+    """Overrides, dropout, layer drop 0 and SpecAugment on a transformers config (in place)."""
+    defaults = _hf_class(preset.family, 0)()
+    unknown = sorted(k for k in cfg.overrides if not hasattr(defaults, k))
+    if unknown:
+        raise ConfigError(f"encoder.overrides: {unknown} are not {preset.family} config keys")
+    for key, value in cfg.overrides.items():
+        setattr(hf_cfg, key, value)
+    if cfg.dropout is not None:
+        for key in _DROPOUT_KEYS[preset.family]:
+            setattr(hf_cfg, key, cfg.dropout)
+    for key in _LAYERDROP_KEYS:
+        if hasattr(hf_cfg, key):
+            setattr(hf_cfg, key, 0.0)
+    if preset.family != "whisper":
+        hf_cfg.apply_spec_augment = cfg.spec_augment
+
+
+def _check_architecture(hf_cfg: Any, preset_name: str, preset: Preset) -> None:
+    diffs = [
+        f"{k}={getattr(hf_cfg, k, None)!r} (preset: {preset.arch[k]!r})"
+        for k in _ARCH_KEYS[preset.family]
+        if k in preset.arch and getattr(hf_cfg, k, None) != preset.arch[k]
+    ]
+    if diffs:
+        raise ConfigError(f"encoder {preset_name!r}: the pretrained model differs from the preset: {', '.join(diffs)}")
+
+
+def _load_pretrained(model_cls: type, directory: Path, hf_cfg: Any) -> nn.Module:
+    try:
+        model, info = model_cls.from_pretrained(
+            directory, config=hf_cfg, local_files_only=True, dtype=torch.float32, output_loading_info=True
+        )
+    except OSError as exc:
+        raise ConfigError(f"encoder.pretrained: cannot load weights from {directory}: {exc}") from None
+    # masked_spec_embed only exists in some checkpoints; it is a SpecAugment constant.
+    missing = [k for k in info.get("missing_keys", []) if "masked_spec_embed" not in k]
+    if missing:
+        raise ConfigError(
+            f"encoder.pretrained: {directory} lacks {len(missing)} weight(s) of the model "
+            f"(e.g. {sorted(missing)[:3]}); refusing to fill them with random values"
+        )
+    return model
+
+
+def _build_hf_model(preset_name: str, preset: Preset, cfg: EncoderConfig) -> nn.Module:
+    config_cls, model_cls = _hf_class(preset.family, 0), _hf_class(preset.family, 1)
+    if cfg.pretrained is None:
+        hf_cfg = config_cls(**preset.arch)
+        _apply_settings(hf_cfg, preset, cfg)
+        return model_cls(hf_cfg)
+    directory, raw = _read_pretrained_config(cfg.pretrained, preset_name, preset)
+    hf_cfg = config_cls.from_pretrained(directory, local_files_only=True)
+    _check_architecture(hf_cfg, preset_name, preset)
+    _apply_settings(hf_cfg, preset, cfg)
+    if preset.family == "whisper":
+        architectures = raw.get("architectures") or []
+        if architectures and "WhisperEncoder" not in architectures:
+            # a full Whisper checkpoint: load it and keep its encoder
+            full = _load_pretrained(_import("transformers:WhisperModel"), directory, hf_cfg)
+            return full.get_encoder()
+    return _load_pretrained(model_cls, directory, hf_cfg)
+
+
+def build_encoder(cfg: EncoderConfig, *, preset: str, **context: Any) -> SpeechEncoder:
+    """Build preset ``preset`` with ``cfg`` (random weights, or ``cfg.pretrained``)."""
+    spec = PRESETS[preset]
+    model = _build_hf_model(preset, spec, cfg)
+    if spec.family == "whisper":
+        encoder: SpeechEncoder = WhisperFamilyEncoder(model=model, layer=cfg.layer)
+    else:
+        normalize = cfg.normalize if cfg.normalize is not None else model.config.feat_extract_norm == "layer"
+        encoder = Wav2Vec2FamilyEncoder(model=model, family=spec.family, layer=cfg.layer, normalize=normalize)
+    encoder.set_trainable(freeze=cfg.freeze, freeze_feature_encoder=cfg.freeze_feature_encoder)
+    if not cfg.spec_augment and getattr(model, "masked_spec_embed", None) is not None:
+        model.masked_spec_embed.requires_grad_(False)  # unused without masking: no DDP "unused" error
+    if cfg.gradient_checkpointing:
+        # non-reentrant: works with frozen inputs and with the MoLEx collector (see molex.py)
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    return encoder
+
+
+for _name, _preset in PRESETS.items():
+    ENCODERS.register(_name, config=EncoderConfig, description=_preset.description)(
+        functools.partial(build_encoder, preset=_name)
+    )
+del _name, _preset
+
+__all__ = [
+    "FAMILIES",
+    "PRESETS",
+    "PROJECTION_TARGETS",
+    "EncoderConfig",
+    "Preset",
+    "SpeechEncoder",
+    "Wav2Vec2FamilyEncoder",
+    "WhisperFamilyEncoder",
+    "WhisperLogMel",
+    "build_encoder",
+]

@@ -1,0 +1,161 @@
+"""LoRA (low-rank adaptation) of an encoder's linear projections; our own implementation.
+
+``LoRALinear`` replaces an ``nn.Linear`` and computes
+
+    y = x W^T + b + scale * dropout(x) A^T B^T,   A: (r, in), B: (out, r), scale = alpha / r
+
+with A Kaiming-uniform and B zero, so a fresh adapter leaves the model unchanged. It takes
+over the Linear's own ``weight`` and ``bias`` Parameters (same objects, same state-dict keys
+``...q_proj.weight``), so pretrained weights load the same with or without adapters.
+
+Mechanism: the projection *module* is replaced (``replace_projections``) rather than its
+weight parametrised, because input dropout and MoLEx's per-token routing need the input
+``x``. WavLM's attention, which would bypass replaced modules, is switched to an equivalent
+module-calling implementation by ``SpeechEncoder.projection_slots`` (see encoders.py).
+
+``merge()`` folds ``scale * B A`` into ``W`` for inference (the forward is then a plain
+``F.linear``: no cost over the bare encoder); ``unmerge()`` subtracts it again. Train
+unmerged: while merged, A and B are not used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sddkit.frontends.encoders import PROJECTION_TARGETS, SpeechEncoder
+
+
+@dataclass
+class LoRAConfig:
+    """rank r, alpha (scale = alpha / r), dropout on the adapter input, projections to adapt.
+
+    targets: any of ``q, k, v, out`` (attention) and ``ffn_in, ffn_out`` (feed-forward);
+    mapped per family (wav2vec2/HuBERT/WavLM ``attention.*_proj``,
+    ``feed_forward.{intermediate,output}_dense``; Whisper ``self_attn.*_proj``, ``fc1``, ``fc2``).
+    """
+
+    rank: int = 8
+    alpha: float = 2.0
+    dropout: float = 0.0
+    targets: list[str] = field(default_factory=lambda: ["q", "k", "v", "out"])
+
+    def __post_init__(self) -> None:
+        check_adapter_shape(self.rank, self.alpha, self.dropout, self.targets)
+
+
+def check_adapter_shape(rank: int, alpha: float, dropout: float, targets: Sequence[str]) -> None:
+    if rank < 1:
+        raise ValueError(f"rank must be >= 1, got {rank}")
+    if alpha <= 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    if not targets:
+        raise ValueError("targets must name at least one projection")
+    unknown = sorted(set(targets) - set(PROJECTION_TARGETS))
+    if unknown:
+        raise ValueError(f"unknown target(s) {unknown}; valid: {list(PROJECTION_TARGETS)}")
+    if len(set(targets)) != len(targets):
+        raise ValueError(f"targets repeat a projection: {list(targets)}")
+
+
+def kaiming_uniform_rows_(t: Tensor, fan_in: int) -> Tensor:
+    """In place: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), i.e. ``nn.Linear``'s Kaiming-uniform
+    (a = sqrt(5)), also for stacked (E, r, in) expert tensors, whose fan-in torch would misread."""
+    bound = 1.0 / math.sqrt(fan_in)
+    with torch.no_grad():
+        return t.uniform_(-bound, bound)
+
+
+class AdaptedLinear(nn.Module):
+    """Base of the adapted projections: holds the replaced Linear's own weight and bias."""
+
+    def __init__(self, base: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight = base.weight  # (out, in), the same Parameter object
+        self.bias = base.bias  # (out,) or None
+
+    def base_forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+class LoRALinear(AdaptedLinear):
+    """A Linear plus a rank-r update: x (..., in) -> (..., out)."""
+
+    def __init__(self, base: nn.Linear, *, rank: int, alpha: float, dropout: float = 0.0):
+        super().__init__(base)
+        factory = {"device": base.weight.device, "dtype": base.weight.dtype}
+        self.rank, self.alpha = rank, alpha
+        self.scale = alpha / rank
+        self.lora_A = nn.Parameter(torch.empty(rank, self.in_features, **factory))
+        self.lora_B = nn.Parameter(torch.zeros(self.out_features, rank, **factory))
+        kaiming_uniform_rows_(self.lora_A, self.in_features)
+        self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.merged = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.linear(x, self.weight, self.bias)
+        if self.merged:
+            return y
+        return y + self.scale * F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B)
+
+    def delta_weight(self) -> Tensor:
+        """scale * B A: (out, in)."""
+        return self.scale * (self.lora_B @ self.lora_A)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        if not self.merged:
+            self.weight.add_(self.delta_weight())
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if self.merged:
+            self.weight.sub_(self.delta_weight())
+            self.merged = False
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}, "
+            f"alpha={self.alpha}, merged={self.merged}"
+        )
+
+
+def replace_projections(
+    encoder: SpeechEncoder, targets: Sequence[str], make: Callable[[nn.Linear], nn.Module]
+) -> list[tuple[str, nn.Module]]:
+    """Replace each target projection of every layer by ``make(linear)``.
+
+    Returns ``[(name, new_module)]`` in layer order, names ``"layers.{i}.{target}"``.
+    """
+    adapted = []
+    for name, parent, attr in encoder.projection_slots(list(targets)):
+        module = make(getattr(parent, attr))
+        setattr(parent, attr, module)
+        adapted.append((name, module))
+    return adapted
+
+
+def apply_lora(encoder: SpeechEncoder, cfg: LoRAConfig) -> list[tuple[str, LoRALinear]]:
+    """Put a LoRA adapter on ``cfg.targets`` in every layer of ``encoder`` (in place)."""
+    return replace_projections(
+        encoder, cfg.targets, lambda lin: LoRALinear(lin, rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout)
+    )
+
+
+__all__ = [
+    "AdaptedLinear",
+    "LoRAConfig",
+    "LoRALinear",
+    "apply_lora",
+    "kaiming_uniform_rows_",
+    "replace_projections",
+]

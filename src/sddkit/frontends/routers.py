@@ -1,0 +1,155 @@
+"""Routers of MoLEx layers (registry ``router``): input -> weights over E LoRA experts.
+
+A router is a linear map to E logits followed by a gating rule:
+
+- ``softmax``: soft weights over all experts.
+- ``topk``: the k most probable experts, their probabilities renormalised to sum to one.
+  ``mode: weighted`` back-propagates through those renormalised weights (with k = 1 the weight
+  is the constant 1, so only the auxiliary losses train the router); ``mode: straight_through``
+  uses the same forward values but passes the dense softmax gradient to every logit.
+
+``level: token`` routes every frame; ``level: utterance`` routes once per utterance from the
+mean of its frames (the gates then broadcast over frames).
+
+The logit weight is stored in row blocks (one per group of experts) so :meth:`Router.add_experts`
+can freeze the rows of old experts and train only the new rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sddkit.errors import ConfigError
+from sddkit.frontends import ROUTERS
+from sddkit.frontends.lora import kaiming_uniform_rows_
+
+
+@dataclass
+class SoftmaxRouterConfig:
+    """level: route per ``token`` (frame) or per ``utterance`` (mean frame); temperature > 0."""
+
+    level: Literal["token", "utterance"] = "token"
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+
+@dataclass
+class TopKRouterConfig(SoftmaxRouterConfig):
+    """k experts per token (or utterance); ``weighted`` or ``straight_through`` gradients."""
+
+    k: int = 2
+    mode: Literal["weighted", "straight_through"] = "weighted"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+
+
+@dataclass
+class RouterOutput:
+    """gates: weights applied to the experts, (B, N, E) per token or (B, 1, E) per utterance;
+    each row sums to one. probs: the full softmax (same shape), for load balancing."""
+
+    gates: Tensor
+    probs: Tensor
+
+
+class Router(nn.Module):
+    """x (B, N, in) -> RouterOutput with E experts."""
+
+    def __init__(
+        self,
+        in_features: int,
+        num_experts: int,
+        *,
+        level: str = "token",
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        straight_through: bool = False,
+    ):
+        super().__init__()
+        if num_experts < 1:
+            raise ConfigError(f"a router needs at least one expert, got {num_experts}")
+        if top_k is not None and top_k > num_experts:
+            raise ConfigError(f"top-k router: k={top_k} exceeds the number of experts ({num_experts})")
+        self.in_features = in_features
+        self.level, self.temperature = level, temperature
+        self.top_k, self.straight_through = top_k, straight_through
+        weight = kaiming_uniform_rows_(torch.empty(num_experts, in_features), in_features)
+        self.weights = nn.ParameterList([nn.Parameter(weight)])
+        self.biases = nn.ParameterList([nn.Parameter(torch.zeros(num_experts))])
+
+    @property
+    def num_experts(self) -> int:
+        return sum(w.shape[0] for w in self.weights)
+
+    def logits(self, x: Tensor) -> Tensor:
+        """x (..., in) -> (..., E)."""
+        if len(self.weights) == 1:
+            return F.linear(x, self.weights[0], self.biases[0])
+        return F.linear(x, torch.cat(list(self.weights)), torch.cat(list(self.biases)))
+
+    def forward(self, x: Tensor) -> RouterOutput:
+        if self.level == "utterance":
+            if x.dim() != 3:
+                raise ValueError(f"utterance-level routing expects (batch, frames, features), got {tuple(x.shape)}")
+            x = x.mean(dim=1, keepdim=True)  # (B, 1, in)
+        probs = torch.softmax(self.logits(x) / self.temperature, dim=-1)
+        if self.top_k is None:
+            return RouterOutput(gates=probs, probs=probs)
+        top, index = probs.topk(self.top_k, dim=-1)
+        kept = torch.zeros_like(probs).scatter(-1, index, top)
+        gates = kept / kept.sum(dim=-1, keepdim=True)
+        if self.straight_through:
+            # forward: the renormalised top-k weights; backward: the dense softmax's gradient
+            gates = gates.detach() + probs - probs.detach()
+        return RouterOutput(gates=gates, probs=probs)
+
+    def add_experts(self, n: int, bias: float) -> None:
+        """Append ``n`` experts: old rows frozen, new rows trainable with weight 0 and ``bias``.
+
+        A very negative ``bias`` gives the new experts ~0 weight at first, so the layer's
+        output barely changes until they are trained.
+        """
+        if n < 1:
+            raise ConfigError(f"add_experts needs n >= 1, got {n}")
+        for p in (*self.weights, *self.biases):
+            p.requires_grad_(False)
+        ref = self.weights[0]
+        self.weights.append(nn.Parameter(torch.zeros(n, self.in_features, device=ref.device, dtype=ref.dtype)))
+        self.biases.append(nn.Parameter(torch.full((n,), float(bias), device=ref.device, dtype=ref.dtype)))
+
+    def extra_repr(self) -> str:
+        gating = "softmax" if self.top_k is None else f"top{self.top_k}" + ("-st" if self.straight_through else "")
+        return f"in_features={self.in_features}, experts={self.num_experts}, level={self.level}, gating={gating}"
+
+
+@ROUTERS.register("softmax", config=SoftmaxRouterConfig)
+def build_softmax_router(cfg: SoftmaxRouterConfig, *, in_features: int, num_experts: int, **_: Any) -> Router:
+    """Soft weights over all experts (per token or per utterance)."""
+    return Router(in_features, num_experts, level=cfg.level, temperature=cfg.temperature)
+
+
+@ROUTERS.register("topk", config=TopKRouterConfig)
+def build_topk_router(cfg: TopKRouterConfig, *, in_features: int, num_experts: int, **_: Any) -> Router:
+    """The k most probable experts, renormalised (weighted or straight-through gradients)."""
+    return Router(
+        in_features,
+        num_experts,
+        level=cfg.level,
+        temperature=cfg.temperature,
+        top_k=cfg.k,
+        straight_through=cfg.mode == "straight_through",
+    )
+
+
+__all__ = ["Router", "RouterOutput", "SoftmaxRouterConfig", "TopKRouterConfig"]

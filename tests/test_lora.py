@@ -1,0 +1,126 @@
+"""LoRA: the adapter maths, and per encoder family that it really reaches the model."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from sddkit.frontends.lora import LoRAConfig, LoRALinear
+from sddkit.frontends.ssl import SSLFrontend, num_params
+from sddkit.registry import get_registry
+
+ALL_TARGETS = ["q", "k", "v", "out", "ffn_in", "ffn_out"]
+
+
+def test_lora_linear_maths_merge_and_unmerge():
+    base = nn.Linear(6, 5)
+    reference = copy.deepcopy(base)
+    lora = LoRALinear(base, rank=2, alpha=4.0)
+    assert lora.weight is base.weight and lora.bias is base.bias  # same Parameters, same state-dict keys
+    assert lora.scale == 2.0 and torch.all(lora.lora_B == 0)
+    assert lora.lora_A.abs().max() <= 1 / 6**0.5  # Kaiming-uniform bound of nn.Linear
+    x = torch.randn(3, 4, 6)
+    torch.testing.assert_close(lora(x), reference(x))  # B = 0: the base model
+    with torch.no_grad():
+        lora.lora_B.normal_()
+    a, b = lora.lora_A.detach(), lora.lora_B.detach()
+    expected = reference(x) + 2.0 * (x @ a.T @ b.T)
+    torch.testing.assert_close(lora(x), expected)
+    lora.merge()
+    assert lora.merged and not torch.allclose(lora.weight, reference.weight)
+    torch.testing.assert_close(lora(x), expected, atol=1e-5, rtol=1e-5)
+    lora.merge()  # idempotent
+    torch.testing.assert_close(lora(x), expected, atol=1e-5, rtol=1e-5)
+    lora.unmerge()
+    torch.testing.assert_close(lora.weight, reference.weight, atol=1e-6, rtol=0)
+    torch.testing.assert_close(lora(x), expected)
+
+
+def test_lora_dropout_only_in_training():
+    lora = LoRALinear(nn.Linear(8, 8), rank=2, alpha=2.0, dropout=0.5)
+    with torch.no_grad():
+        lora.lora_B.normal_()
+    x = torch.randn(4, 8)
+    lora.eval()
+    torch.testing.assert_close(lora(x), lora(x))
+    lora.train()
+    assert not torch.allclose(lora(x), lora(x))
+
+
+def test_lora_config_validation():
+    from sddkit.config import from_dict
+    from sddkit.errors import ConfigError
+
+    assert from_dict(LoRAConfig, {}).targets == ["q", "k", "v", "out"] and LoRAConfig().alpha == 2.0
+    for bad in ({"rank": 0}, {"targets": ["q", "query"]}, {"targets": []}, {"dropout": 1.0}):
+        with pytest.raises(ConfigError):
+            from_dict(LoRAConfig, bad)
+
+
+@pytest.mark.parametrize("family", ["wav2vec2", "hubert", "wavlm", "whisper"])
+def test_lora_reaches_every_projection(family):
+    """B = 0 leaves the encoder as it was; with B != 0 every A and B gets a gradient and moves the output.
+
+    For WavLM this fails if the attention bypasses the projection modules (see encoders.py).
+    """
+    plain = get_registry("frontend").build({"name": "ssl", "encoder": {"name": f"{family}_tiny", "dropout": 0.0}})
+    plain.eval()
+    front = SSLFrontend(
+        encoder=copy.deepcopy(plain.encoder), adapter="lora", lora=LoRAConfig(rank=2, targets=ALL_TARGETS)
+    ).eval()
+    assert len(front.adapted_names) == 2 * len(ALL_TARGETS)
+    trainable = [n for n, p in front.named_parameters() if p.requires_grad]
+    assert trainable and all(n.endswith(("lora_A", "lora_B")) for n in trainable)
+    assert num_params(front, trainable_only=True) == sum(
+        m.lora_A.numel() + m.lora_B.numel() for _, m in front.adapted_modules()
+    )
+
+    x = torch.randn(2, 4000)
+    with torch.no_grad():
+        base_out = plain(x).features
+        torch.testing.assert_close(front(x).features, base_out, atol=1e-5, rtol=1e-5)
+        for _, m in front.adapted_modules():
+            m.lora_B.normal_(std=0.1)
+    out = front(x).features
+    assert (out - base_out).abs().max() > 1e-3
+    (out * torch.randn_like(out)).sum().backward()
+    for name, m in front.adapted_modules():
+        assert m.lora_A.grad is not None and m.lora_A.grad.abs().sum() > 0, name
+        assert m.lora_B.grad is not None and m.lora_B.grad.abs().sum() > 0, name
+    assert all(p.grad is None for n, p in front.named_parameters() if "lora_" not in n)
+
+    weights = {n: m.weight.detach().clone() for n, m in front.adapted_modules()}
+    with torch.no_grad():
+        unmerged = front(x).features
+        front.merge()
+        torch.testing.assert_close(front(x).features, unmerged, atol=1e-5, rtol=1e-5)
+        front.unmerge()
+    for n, m in front.adapted_modules():
+        torch.testing.assert_close(m.weight, weights[n], atol=1e-6, rtol=0)
+
+
+def test_lora_with_full_fine_tuning_trains_the_base_too():
+    front = get_registry("frontend").build(
+        {"name": "ssl", "encoder": {"name": "hubert_tiny", "freeze": False}, "adapter": "lora"}
+    )
+    names = {n for n, p in front.named_parameters() if p.requires_grad}
+    assert any("lora_A" in n for n in names) and "encoder.model.encoder.layers.0.attention.q_proj.weight" in names
+
+
+def test_xlsr_300m_parameter_counts_on_meta():
+    """LoRA r=2 on q, k, v, out of XLS-R 300M: 24 layers * 4 * r * (1024 + 1024) = 393,216."""
+    frontends = get_registry("frontend")
+    with torch.device("meta"):
+        frozen = frontends.build({"name": "ssl", "encoder": {"name": "xlsr_300m"}})
+        lora = frontends.build(
+            {"name": "ssl", "encoder": {"name": "xlsr_300m"}, "adapter": "lora", "lora": {"rank": 2}}
+        )
+        full = frontends.build({"name": "ssl", "encoder": {"name": "xlsr_300m", "freeze": False}})
+    assert num_params(frozen) == 315_438_720 and num_params(frozen, trainable_only=True) == 0
+    assert num_params(lora, trainable_only=True) == 24 * 4 * 2 * (1024 + 1024) == 393_216
+    assert num_params(lora) - num_params(frozen) == 393_216
+    # full fine-tuning: everything but SpecAugment's 1024-dim mask vector (unused without masking)
+    assert num_params(full, trainable_only=True) == 315_438_720 - 1024
