@@ -1,0 +1,147 @@
+"""The augmentation contract, its base class, and small helpers shared by every augmentation.
+
+An augmentation is a picklable object ``aug(x, sr, rng) -> y`` with
+
+* ``x``: (T,) float32 mono waveform at ``sr`` Hz (16 kHz in sddkit),
+* ``y``: (T,) float32, the same length and sample rate, finite,
+* ``rng``: a ``np.random.Generator``; every random choice is drawn from it, so the output
+  is a pure function of ``(x, sr, rng state)``.
+
+Each one is registered in ``AUGMENTATIONS`` with a typed config dataclass whose random
+parameters are ``(low, high)`` ranges sampled uniformly with ``rng``, plus a probability
+``p`` of being applied at all. Feature-domain augmentations (SpecAugment) set
+``domain = "features"`` and follow their own call signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+Range = tuple[float, float]
+
+# Silence has no level to match an SNR or RMS against; treat anything quieter than this
+# power (-100 dBFS) as silent so divisions stay finite.
+SILENCE_POWER = 1e-10
+
+
+def check_range(name: str, value: Sequence[float], lo: float | None = None, hi: float | None = None) -> None:
+    """Validate a ``(low, high)`` parameter range (``ValueError`` -> ``ConfigError`` in ``from_dict``)."""
+    if len(value) != 2:
+        raise ValueError(f"{name} must be a (low, high) pair, got {value!r}")
+    a, b = value
+    if not (np.isfinite(a) and np.isfinite(b)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if a > b:
+        raise ValueError(f"{name}: low {a} is above high {b}")
+    if lo is not None and a < lo:
+        raise ValueError(f"{name}: values must be >= {lo}, got {value!r}")
+    if hi is not None and b > hi:
+        raise ValueError(f"{name}: values must be <= {hi}, got {value!r}")
+
+
+def check_probability(p: float) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be in [0, 1], got {p}")
+
+
+@dataclass
+class ProbabilityConfig:
+    """The config of augmentations whose only parameter is ``p``, the probability of applying them."""
+
+    p: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_probability(self.p)
+
+
+def uniform(rng: np.random.Generator, value: Sequence[float]) -> float:
+    """One draw from a ``(low, high)`` range. Always consumes one number, even when low == high,
+    so the random stream (and thus every later draw) does not depend on whether a range is fixed."""
+    lo, hi = float(value[0]), float(value[1])
+    u = float(rng.random())
+    return lo + (hi - lo) * u
+
+
+def uniform_int(rng: np.random.Generator, value: Sequence[float]) -> int:
+    """An integer uniformly drawn from the inclusive range ``[low, high]`` (one draw)."""
+    lo, hi = int(value[0]), int(value[1])
+    return int(rng.integers(lo, hi + 1))
+
+
+def as_waveform(x: Any) -> np.ndarray:
+    """``x`` as a (T,) float32 contiguous array (no copy when it already is one); rejects non-mono shapes."""
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise ValueError(f"an augmentation takes a mono (T,) waveform, got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def fit_length(y: np.ndarray, length: int) -> np.ndarray:
+    """Crop or zero-pad the end of ``y`` to exactly ``length`` samples."""
+    if len(y) >= length:
+        return y[:length]
+    return np.concatenate([y, np.zeros(length - len(y), dtype=y.dtype)])
+
+
+def power(x: np.ndarray) -> float:
+    """Mean square of ``x`` (float64 accumulation)."""
+    if len(x) == 0:
+        return 0.0
+    return float(np.mean(np.square(x, dtype=np.float64)))
+
+
+def to_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
+    """Accept a Generator (used as is) or an int seed; ``None`` is refused because it would be irreproducible."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng))
+    raise TypeError(f"augmentations need a np.random.Generator (or an int seed), got {type(rng).__name__}")
+
+
+def item_rng(seed: int, index: int, epoch: int = 0) -> np.random.Generator:
+    """The generator for one dataset item: independent streams per (seed, epoch, index).
+
+    Seeding by item (not by worker) makes the augmented data identical whatever the number of
+    DataLoader workers or the order in which they pick items, and new at every epoch.
+    """
+    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch), int(index)]))
+
+
+class Augmentation:
+    """Base class of waveform augmentations: handles ``p``, input checks and the output contract.
+
+    Subclasses hold their config in ``self.cfg`` and implement :meth:`apply`, which may
+    return any float array of about the right length; ``__call__`` casts it to float32
+    and checks that it has exactly ``T`` samples and only finite values.
+    """
+
+    domain: ClassVar[str] = "waveform"
+
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+
+    def __call__(self, x: np.ndarray, sr: int, rng: np.random.Generator | int) -> np.ndarray:
+        """x: (T,) float32 at ``sr`` Hz -> (T,) float32 at ``sr`` Hz."""
+        x = as_waveform(x)
+        rng = to_generator(rng)
+        # Always draw the gate so the stream consumed does not depend on p.
+        if rng.random() >= getattr(self.cfg, "p", 1.0) or len(x) == 0:
+            return x.copy()
+        y = np.asarray(self.apply(x, int(sr), rng))
+        if y.shape != x.shape:
+            raise RuntimeError(f"{type(self).__name__} returned shape {y.shape} for input {x.shape}")
+        y = y.astype(np.float32, copy=False)
+        if not np.isfinite(y).all():
+            raise RuntimeError(f"{type(self).__name__} produced non-finite samples")
+        return y
+
+    def apply(self, x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.cfg!r})"

@@ -1,0 +1,194 @@
+"""Composition: ``compose`` (in series), ``one_of`` (a random choice), and the per-item pipeline.
+
+A pipeline is written as a list of specs, e.g. in a recipe::
+
+    augment:
+      - {name: rawboost, p: 0.5, algo: 5}
+      - name: one_of
+        choices:
+          - {name: codec, codec: mp3, bitrate_kbps: [16, 64]}
+          - {name: codec, codec: opus, bitrate_kbps: [8, 32]}
+      - {name: noise, snr_db: [5, 30], p: 0.3}
+
+``AugmentationPipeline(specs, seed)`` is cheap to build and picklable (configs and small
+objects only), so a Dataset can own one and call it in DataLoader workers; items are seeded
+by ``(seed, epoch, index)`` with :func:`~sddkit.augment.base.item_rng`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sddkit.augment import AUGMENTATIONS
+from sddkit.augment.base import (
+    Augmentation,
+    ProbabilityConfig,
+    as_waveform,
+    check_probability,
+    item_rng,
+    to_generator,
+)
+from sddkit.config import to_dict
+from sddkit.errors import ConfigError
+from sddkit.registry import ComponentSpec
+
+
+def build_augmentation(spec: Any) -> Augmentation:
+    """``"name"``, ``{"name": ..., **params}`` or a ComponentSpec -> a waveform augmentation."""
+    aug = AUGMENTATIONS.build(spec)
+    if getattr(aug, "domain", "waveform") != "waveform":
+        name = AUGMENTATIONS.parse(spec).name
+        raise ConfigError(f"augmentation {name!r} works on {aug.domain}, not waveforms; apply it to features instead")
+    return aug
+
+
+def _parse_specs(values: Sequence[Any], key: str) -> list[ComponentSpec]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ValueError(f"{key} must be a list of augmentation specs, got {values!r}")
+    return [AUGMENTATIONS.parse(v, path=f"{key}[{i}]") for i, v in enumerate(values)]
+
+
+@dataclass
+class ComposeConfig:
+    """augmentations: specs applied in series (each with its own ``p``); p: probability of the whole chain."""
+
+    augmentations: list[Any] = field(default_factory=list)
+    p: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.augmentations = _parse_specs(self.augmentations, "augmentations")
+        check_probability(self.p)
+
+
+@dataclass
+class OneOfConfig:
+    """choices: specs of which exactly one is applied; weights: relative odds (default equal); p: probability."""
+
+    choices: list[Any] = field(default_factory=list)
+    weights: list[float] | None = None
+    p: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.choices = _parse_specs(self.choices, "choices")
+        if not self.choices:
+            raise ValueError("one_of needs at least one choice")
+        if self.weights is not None:
+            if len(self.weights) != len(self.choices):
+                raise ValueError(f"{len(self.weights)} weights for {len(self.choices)} choices")
+            if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
+                raise ValueError("weights must be >= 0 with a positive sum")
+        check_probability(self.p)
+
+
+class Compose(Augmentation):
+    """Apply augmentations in series. Each child gets its own generator spawned from ``rng``, so
+    changing one child's parameters never changes the random draws of the others."""
+
+    def __init__(self, augmentations: Sequence[Augmentation], p: float = 1.0):
+        super().__init__(ProbabilityConfig(p=p))
+        self.augmentations = list(augmentations)
+
+    @classmethod
+    def from_specs(cls, specs: Sequence[Any], p: float = 1.0) -> Compose:
+        """Build from a list of specs (``[{name: rawboost, p: 0.5, algo: 5}, ...]``)."""
+        parsed = _parse_specs_or_raise(specs)
+        return cls([build_augmentation(s) for s in parsed], p=p)
+
+    def apply(self, x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+        y = x
+        for aug, child in zip(self.augmentations, rng.spawn(len(self.augmentations))):
+            y = aug(y, sr, child)
+        return y
+
+    def __repr__(self) -> str:
+        return f"Compose({self.augmentations!r}, p={self.cfg.p})"
+
+
+class OneOf(Augmentation):
+    """Apply exactly one of the augmentations, chosen with the given weights."""
+
+    def __init__(self, augmentations: Sequence[Augmentation], weights: Sequence[float] | None = None, p: float = 1.0):
+        if not augmentations:
+            raise ConfigError("one_of needs at least one choice")
+        super().__init__(ProbabilityConfig(p=p))
+        self.augmentations = list(augmentations)
+        w = np.ones(len(self.augmentations)) if weights is None else np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(self.augmentations),) or (w < 0).any() or w.sum() <= 0:
+            raise ConfigError(f"invalid one_of weights {weights!r} for {len(self.augmentations)} choices")
+        self.weights = w / w.sum()
+
+    def apply(self, x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+        k = int(rng.choice(len(self.augmentations), p=self.weights))
+        return self.augmentations[k](x, sr, rng)
+
+    def __repr__(self) -> str:
+        return f"OneOf({self.augmentations!r}, weights={self.weights.tolist()}, p={self.cfg.p})"
+
+
+class Identity(Augmentation):
+    """Returns the input unchanged (the ``clean`` condition, or a no-op choice inside ``one_of``)."""
+
+    def apply(self, x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+        return x.copy()
+
+
+def _parse_specs_or_raise(specs: Sequence[Any]) -> list[ComponentSpec]:
+    try:
+        return _parse_specs(specs, "augmentations")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+@AUGMENTATIONS.register("compose", config=ComposeConfig)
+def build_compose(cfg: ComposeConfig, **_: object) -> Compose:
+    """Apply a list of augmentations in series."""
+    return Compose([build_augmentation(s) for s in cfg.augmentations], p=cfg.p)
+
+
+@AUGMENTATIONS.register("one_of", config=OneOfConfig)
+def build_one_of(cfg: OneOfConfig, **_: object) -> OneOf:
+    """Apply one augmentation chosen at random (optionally weighted) from a list."""
+    return OneOf([build_augmentation(s) for s in cfg.choices], weights=cfg.weights, p=cfg.p)
+
+
+@AUGMENTATIONS.register("clean", config=ProbabilityConfig)
+def build_identity(cfg: ProbabilityConfig, **_: object) -> Identity:
+    """No change (the clean condition; a no-op choice for one_of)."""
+    return Identity(cfg)
+
+
+class AugmentationPipeline:
+    """A list of augmentation specs applied in series, seeded per dataset item.
+
+    pipe = AugmentationPipeline([{"name": "rawboost", "p": 0.5, "algo": 5}], seed=1234)
+    y = pipe(x, 16000, index=i, epoch=e)       # (T,) float32 -> (T,) float32
+    y = pipe.apply(x, 16000, rng)              # or with an explicit generator
+    """
+
+    def __init__(self, specs: Sequence[Any] = (), seed: int = 0):
+        self.specs = _parse_specs_or_raise(specs)
+        self.seed = int(seed)
+        self.compose = Compose([build_augmentation(s) for s in self.specs])
+
+    def __call__(self, x: np.ndarray, sr: int, index: int, epoch: int = 0) -> np.ndarray:
+        """Augment dataset item ``index`` at ``epoch`` (deterministic in (seed, epoch, index))."""
+        return self.apply(x, sr, item_rng(self.seed, index, epoch))
+
+    def apply(self, x: np.ndarray, sr: int, rng: np.random.Generator | int) -> np.ndarray:
+        if not self.specs:
+            return as_waveform(x).copy()
+        return self.compose(x, sr, to_generator(rng))
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """The specs as plain dicts (what a recipe or checkpoint records)."""
+        return [to_dict(s) for s in self.specs]
+
+    def __repr__(self) -> str:
+        return f"AugmentationPipeline({self.to_list()!r}, seed={self.seed})"
