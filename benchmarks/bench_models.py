@@ -90,9 +90,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     results = {}
-    print(
-        f"| model | params | {' | '.join(f'batch {b} (ms)' for b in args.batches)} | x real time (batch {args.batches[-1]}) |"
-    )
+    header = " | ".join(f"batch {b} (ms)" for b in args.batches)
+    print(f"| model | params | {header} | x real time (batch {args.batches[-1]}) |")
     print("|---|---:|" + "---:|" * len(args.batches) + "---:|")
     for name, (cfg, merge) in model_zoo(args.large).items():
         if args.only and not any(s in name for s in args.only):
