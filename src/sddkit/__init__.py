@@ -5,4 +5,13 @@ Score convention everywhere: higher = more bona fide.
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load_detector"]
+
+
+def __getattr__(name: str):
+    # Lazy: `import sddkit` stays light (no torch) until the scoring API is actually used.
+    if name == "load_detector":
+        from sddkit.scoring.api import load_detector
+
+        return load_detector
+    raise AttributeError(f"module 'sddkit' has no attribute {name!r}")

@@ -20,9 +20,13 @@ from sddkit.errors import SddkitError
 COMMAND_MODULES: tuple[str, ...] = (
     "sddkit.cli.list_cmd",
     "sddkit.cli.describe_cmd",
+    "sddkit.cli.train_cmd",
     "sddkit.cli.eval_cmd",
     "sddkit.cli.demo_cmd",
     "sddkit.cli.score_cmd",
+    "sddkit.cli.serve_cmd",
+    "sddkit.cli.export_cmd",
+    "sddkit.cli.import_aasist_cmd",
 )
 
 

@@ -5,3 +5,5 @@ from sddkit.registry import Registry
 STRATEGIES = Registry("strategy")
 
 __all__ = ["STRATEGIES"]
+
+from sddkit.training import erm, mldg  # noqa: F401,E402  (register the strategies)
