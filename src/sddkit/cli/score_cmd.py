@@ -1,0 +1,151 @@
+"""``sdd score INPUTS... --out FILE.csv|FILE.jsonl``: score audio files with a model.
+
+INPUTS are audio files, folders (searched recursively) and manifests (CSV with a ``path``
+column, one path per line, or a protocol file). One row per file:
+``path,score,probability,decision,duration_s,n_windows,raw_score[,gate_w0,...],error``.
+Re-running with the same ``--out`` resumes (paths already written are skipped). Under
+torchrun (``WORLD_SIZE > 1``) each rank scores a shard and rank 0 merges them into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="score audio files/folders/manifests into a CSV or JSONL file")
+    p.add_argument("inputs", nargs="*", help="audio files, folders, or manifests (CSV with 'path', list, protocol)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model directory, or .onnx file with --backend onnx (default: the bundled default model)",
+    )
+    p.add_argument("--out", required=True, help="output file: .csv or .jsonl (resumed when it exists)")
+    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
+    p.add_argument("--workers", type=int, default=2, help="decoding threads (0 = decode in the main thread)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all available cores)")
+    p.add_argument("--windows", action="store_true", help="also write per-window scores (sidecar or JSON field)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    p.add_argument(
+        "--max-duration-s",
+        type=float,
+        default=600.0,
+        help="files longer than this get an error row (0 = no limit; default 600)",
+    )
+    p.add_argument("--merge", action="store_true", help="only merge finished shard files OUT.rank<r> into OUT")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sddkit.errors import ConfigError
+    from sddkit.scoring import batch
+
+    out = Path(args.out)
+    if args.merge:
+        rows = batch.merge_shards(out, order=batch.expand_inputs(args.inputs) if args.inputs else None)
+        print(f"merged {rows} rows into {out}", file=sys.stderr)
+        return 0
+    if not args.inputs:
+        raise ConfigError("sdd score needs at least one input (file, folder or manifest)")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    _set_threads(args.threads)
+
+    from sddkit.scoring.api import load_detector
+
+    rank, world = batch.dist_env()
+    if world > 1:
+        _init_process_group(rank, world)
+    paths = batch.expand_inputs(args.inputs)
+    detector = load_detector(args.model, device=args.device, backend=args.backend, batch_size=args.batch_size)
+    columns = batch.output_columns(detector.weight_columns())
+    target = batch.shard_path(out, rank) if world > 1 else out
+    mine = batch.shard_of(paths, rank, world)
+
+    with batch.ScoreWriter(target, columns, windows=args.windows) as writer:
+        if world > 1 and out.is_file():  # rows merged by an earlier run count as done too
+            writer.done |= {str(r.get("path")) for r in batch.read_rows(out)[1]}
+        summary = batch.score_files(
+            detector,
+            mine,
+            writer,
+            workers=args.workers,
+            max_duration=args.max_duration_s or None,
+            progress=not args.quiet and rank == 0,
+        )
+    print(
+        json.dumps(
+            {
+                "rank": rank,
+                "out": str(target),
+                "files": summary.total,
+                "skipped": summary.skipped,
+                "scored": summary.scored,
+                "failed": summary.failed,
+                "audio_s": round(summary.audio_s, 3),
+            }
+        ),
+        file=sys.stderr,
+    )
+    if world > 1:
+        batch.mark_shard_done(out, rank, world, summary.scored + summary.failed)
+        _merge_after_shards(out, rank, world, paths)
+    return 0
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(max(1, threads))
+
+
+def _init_process_group(rank: int, world: int) -> None:
+    """A CPU (gloo) process group when torchrun's rendezvous variables are set; else file-based merging."""
+    import torch.distributed as dist
+
+    if not (os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT")) or not dist.is_available():
+        return
+    if not dist.is_initialized():
+        # long timeout: the final barrier waits for the slowest shard, which may take hours
+        dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(hours=12))
+
+
+def _merge_after_shards(out: Path, rank: int, world: int, paths: list[str]) -> None:
+    """Rank 0 merges after a gloo barrier; without a process group, the last rank to finish merges."""
+    import torch.distributed as dist
+
+    from sddkit.scoring import batch
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+            if rank == 0:
+                rows = batch.merge_shards(out, order=paths)
+                print(f"merged {rows} rows from {world} shards into {out}", file=sys.stderr)
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
+        return
+    _, missing = batch.complete_shards(out)
+    if missing:
+        return  # another rank is still scoring; the last one to finish merges
+    lock = Path(f"{out}.merge.lock")
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return  # another rank finished at the same moment and is merging
+    try:
+        os.close(fd)
+        rows = batch.merge_shards(out, order=paths)
+        print(f"merged {rows} rows from {world} shards into {out}", file=sys.stderr)
+    finally:
+        lock.unlink(missing_ok=True)

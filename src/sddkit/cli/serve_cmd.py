@@ -1,0 +1,44 @@
+"""``sdd serve [--model DIR]``: run the HTTP scoring service (FastAPI + uvicorn) with its web page."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the HTTP scoring service and web page (POST /v1/score, GET /)")
+    p.add_argument("--model", default=None, help="model directory (default: the bundled default model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
+    p.add_argument("--max-duration-s", type=float, default=600.0, help="longest accepted audio (default 600 s)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass of one request")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sddkit.service.app import create_app
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    app = create_app(
+        args.model,
+        max_upload_mb=args.max_upload_mb,
+        max_duration_s=args.max_duration_s,
+        device=args.device,
+        backend=args.backend,
+        batch_size=args.batch_size,
+    )
+    print(f"sdd serve: http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0

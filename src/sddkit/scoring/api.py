@@ -1,0 +1,379 @@
+"""The Python scoring API: ``sddkit.load_detector(path).score(waveform, sample_rate)``.
+
+A :class:`ScoringDetector` turns audio of any length into one calibrated score:
+
+1. the waveform is checked (finite, not empty, not silent), mixed to mono and resampled (soxr)
+   to the model's rate;
+2. it is cut into fixed windows of ``window_samples`` every ``hop_samples`` (the last window is
+   aligned to the end); a shorter input is repeat-padded to one window;
+3. all windows (of one or many inputs) run through the model in batches;
+4. window scores ``logits[:, 1] - logits[:, 0]`` are aggregated (mean of window logits by
+   default), calibrated to an LLR ``a * raw + b``, and thresholded.
+
+The model runs behind a *runner*: PyTorch (:class:`TorchRunner`) or ONNX Runtime
+(``sddkit.scoring.onnx_export.OnnxRunner``), both mapping ``(N, W)`` float32 windows to
+``(N, 2)`` logits plus per-window statistics (e.g. a mixture's ``gate_weights``).
+
+Thread safety: a ScoringDetector holds no per-call state; calls run under
+``torch.inference_mode`` and may come from several threads at once (the HTTP service does).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soxr
+import torch
+from torch import Tensor, nn
+
+from sddkit.errors import AudioError, CheckpointError, ConfigError
+from sddkit.scoring.inference import InferenceConfig, parse_inference
+
+# Per-window statistics wider than this (e.g. hidden features someone logged) are not reported.
+MAX_STAT_WIDTH = 64
+# Column prefixes for well-known statistics; others use "<name>_" with "/" replaced by "_".
+_STAT_PREFIXES = {"gate_weights": "gate_w", "expert_scores": "expert_score"}
+DEFAULT_BATCH_SIZE = 16
+_RESAMPLE_QUALITY = "HQ"
+
+Runner = Callable[[np.ndarray], tuple[np.ndarray, dict[str, np.ndarray]]]
+
+
+@dataclass
+class ScoreResult:
+    """The score of one input.
+
+    score: calibrated LLR (higher = more bona fide); probability: ``sigmoid(score)``, the
+    posterior of bona fide at prior 0.5; decision: ``'bonafide'`` if ``score >= threshold``;
+    raw_score: the aggregated uncalibrated score (what calibration is fitted on);
+    window_scores: calibrated LLR of every window, which spans ``[window_starts_s[i],
+    window_ends_s[i])`` seconds; weights: per-window statistics of the model (e.g. a mixture's
+    ``gate_weights``, one value per expert) averaged over the windows.
+    """
+
+    score: float
+    probability: float
+    decision: str
+    threshold: float
+    duration_s: float
+    raw_score: float
+    window_scores: list[float] = field(default_factory=list)
+    window_starts_s: list[float] = field(default_factory=list)
+    window_ends_s: list[float] = field(default_factory=list)
+    weights: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def n_windows(self) -> int:
+        return len(self.window_scores)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["n_windows"] = self.n_windows
+        return out
+
+
+@dataclass
+class PreparedAudio:
+    """One input cut into windows: windows (N, W) float32, starts (N,) samples, num_samples T."""
+
+    windows: np.ndarray
+    starts: np.ndarray
+    num_samples: int
+
+
+def stat_columns(name: str, width: int) -> list[str]:
+    """Flat column names of a statistic of ``width`` values (``gate_weights`` -> ``gate_w0..``)."""
+    prefix = _STAT_PREFIXES.get(name, name.replace("/", "_").replace(" ", "_") + "_")
+    return [f"{prefix}{k}" for k in range(width)]
+
+
+def per_window_stats(stats: dict[str, Tensor], n: int) -> dict[str, Tensor]:
+    """Keep the statistics that have one entry per window, as (N, K) float tensors.
+
+    A stat of shape (N,) becomes (N, 1); (N, ..., K) is averaged over the middle axes (e.g.
+    per-frame router probabilities -> mean use per expert). Batch-level scalars cannot be
+    attributed to one input and are dropped, as are stats wider than ``MAX_STAT_WIDTH``.
+    """
+    out: dict[str, Tensor] = {}
+    for name, value in stats.items():
+        if not isinstance(value, Tensor) or value.dim() == 0 or value.shape[0] != n:
+            continue
+        v = value.detach().float()
+        v = v.reshape(n, 1) if v.dim() == 1 else v.reshape(n, -1, v.shape[-1]).mean(dim=1)
+        if v.shape[1] <= MAX_STAT_WIDTH:
+            out[name] = v
+    return out
+
+
+class TorchRunner:
+    """Runs a PyTorch detector on (N, W) windows -> ((N, 2) logits, {name: (N, K)} stats)."""
+
+    def __init__(self, model: nn.Module, device: str | torch.device = "cpu"):
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+
+    def __call__(self, windows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
+            out = self.model(x)
+            stats = per_window_stats(getattr(out, "stats", {}) or {}, x.shape[0])
+            return out.logits.float().cpu().numpy(), {k: v.cpu().numpy() for k, v in stats.items()}
+
+
+class ScoringDetector:
+    """A detector ready to score audio; build it with :func:`load_detector`.
+
+    runner: windows (N, W) -> (logits (N, 2), stats); inference: the model directory's settings;
+    batch_size: windows per forward; info: a JSON-able description (architecture, model config,
+    parameter count) shown by ``GET /v1/model``.
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        inference: InferenceConfig,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        info: dict[str, Any] | None = None,
+    ):
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.runner = runner
+        self.inference = inference
+        self.batch_size = batch_size
+        self.info = dict(info or {})
+        self._stat_widths: dict[str, int] | None = None
+        self._probe_lock = threading.Lock()
+
+    # --- settings -------------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.inference.sample_rate
+
+    @property
+    def threshold(self) -> float:
+        return self.inference.threshold
+
+    def stat_widths(self) -> dict[str, int]:
+        """Name -> width of the per-window statistics the model reports (probe forwards, cached).
+
+        Two probes of 2 and 3 windows: a statistic counts as per-window only if its first axis
+        follows the batch in both (a batch-level (E,) vector could match one batch size by chance).
+        """
+        with self._probe_lock:
+            if self._stat_widths is None:
+                rng = np.random.default_rng(0)
+                widths = []
+                for n in (2, 3):
+                    probe = (0.1 * rng.standard_normal((n, self.inference.window_samples))).astype(np.float32)
+                    widths.append({k: int(v.shape[1]) for k, v in self.runner(probe)[1].items()})
+                self._stat_widths = {k: w for k, w in widths[0].items() if widths[1].get(k) == w}
+            return dict(self._stat_widths)
+
+    def weight_columns(self) -> list[str]:
+        """Flat column names of every reported statistic, in a stable order."""
+        return [c for name, width in self.stat_widths().items() for c in stat_columns(name, width)]
+
+    # --- scoring --------------------------------------------------------------------------
+    def score(self, waveform: np.ndarray | Tensor, sample_rate: int) -> ScoreResult:
+        """Score one waveform: (T,) mono, or (C, T) / (T, C) multi-channel (averaged)."""
+        x = self.to_model_rate(waveform, sample_rate)
+        return self.score_prepared([self.prepare(x)])[0]
+
+    def score_file(self, path: str | Path, *, max_duration: float | None = 600.0) -> ScoreResult:
+        """Decode ``path`` (any format :func:`sddkit.audio.load_audio` reads) and score it."""
+        from sddkit.audio.io import load_audio
+
+        x = load_audio(path, sample_rate=self.sample_rate, max_duration=max_duration)
+        return self.score_prepared([self.prepare(x)])[0]
+
+    def score_many(self, waveforms: Sequence[np.ndarray]) -> list[ScoreResult]:
+        """Score several (T_i,) waveforms already at the model's rate, windows batched together."""
+        return self.score_prepared([self.prepare(x) for x in waveforms])
+
+    def to_model_rate(self, waveform: np.ndarray | Tensor, sample_rate: int) -> np.ndarray:
+        """Validate, mix to mono and resample: -> (T,) float32 at ``self.sample_rate``."""
+        from sddkit.audio.io import validate_waveform
+
+        if isinstance(waveform, Tensor):
+            waveform = waveform.detach().cpu().numpy()
+        x = _to_mono(np.asarray(waveform))
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+            raise AudioError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        x = validate_waveform(x, int(sample_rate))
+        if sample_rate != self.sample_rate:
+            x = soxr.resample(x, int(sample_rate), self.sample_rate, quality=_RESAMPLE_QUALITY).astype(np.float32)
+        return x
+
+    def prepare(self, x: np.ndarray) -> PreparedAudio:
+        """(T,) float32 at the model rate -> its windows (repeat-padded when shorter than a window)."""
+        from sddkit.audio.crop import fixed_windows, window_starts
+
+        cfg = self.inference
+        starts = window_starts(x.shape[0], cfg.window_samples, cfg.hop_samples)
+        windows = fixed_windows(x, cfg.window_samples, cfg.hop_samples)
+        return PreparedAudio(np.asarray(windows, dtype=np.float32), starts, int(x.shape[0]))
+
+    def score_prepared(self, items: Sequence[PreparedAudio]) -> list[ScoreResult]:
+        """Run the windows of all ``items`` in batches of ``batch_size`` and build one result each."""
+        if not items:
+            return []
+        windows = np.concatenate([it.windows for it in items], axis=0)
+        raw, stats = self._run_batched(windows)
+        results, offset = [], 0
+        for it in items:
+            n = it.windows.shape[0]
+            sl = slice(offset, offset + n)
+            results.append(self._result(it, raw[sl], {k: v[sl] for k, v in stats.items()}))
+            offset += n
+        return results
+
+    # --- internals ------------------------------------------------------------------------
+    def _run_batched(self, windows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(N, W) -> raw window scores (N,) float64 and stats {name: (N, K)} for :meth:`stat_widths`."""
+        widths = self.stat_widths()
+        scores, stats = [], {k: [] for k in widths}
+        for i in range(0, windows.shape[0], self.batch_size):
+            chunk = windows[i : i + self.batch_size]
+            logits, st = self.runner(chunk)
+            logits = np.asarray(logits, dtype=np.float64)
+            if logits.shape != (chunk.shape[0], 2):
+                raise CheckpointError(f"the model returned logits of shape {logits.shape}, expected (N, 2)")
+            scores.append(logits[:, 1] - logits[:, 0])
+            for k, width in widths.items():
+                v = np.asarray(st.get(k, np.full((chunk.shape[0], width), np.nan)), dtype=np.float64)
+                stats[k].append(v if v.shape == (chunk.shape[0], width) else np.full((chunk.shape[0], width), np.nan))
+        return np.concatenate(scores), {k: np.concatenate(v) for k, v in stats.items()}
+
+    def _result(self, it: PreparedAudio, raw: np.ndarray, stats: dict[str, np.ndarray]) -> ScoreResult:
+        cfg = self.inference
+        agg = _AGGREGATIONS[cfg.aggregation](raw)
+        llr = float(cfg.calibration.apply(agg))
+        window_llr = cfg.calibration.apply(raw)
+        sr = cfg.sample_rate
+        ends = np.minimum(it.starts + cfg.window_samples, it.num_samples)
+        return ScoreResult(
+            score=llr,
+            probability=_sigmoid(llr),
+            decision="bonafide" if llr >= cfg.threshold else "spoof",
+            threshold=cfg.threshold,
+            duration_s=it.num_samples / sr,
+            raw_score=float(agg),
+            window_scores=[float(v) for v in window_llr],
+            window_starts_s=[float(s) / sr for s in it.starts],
+            window_ends_s=[float(e) / sr for e in ends],
+            weights={k: [float(x) for x in v.mean(axis=0)] for k, v in stats.items()},
+        )
+
+
+_AGGREGATIONS: dict[str, Callable[[np.ndarray], float]] = {
+    "mean": lambda s: float(np.mean(s)),  # = score of the mean window logits (the score is linear in them)
+    "median": lambda s: float(np.median(s)),
+    "min": lambda s: float(np.min(s)),
+    "max": lambda s: float(np.max(s)),
+}
+
+
+def _sigmoid(x: float) -> float:
+    return float(np.exp(-np.logaddexp(0.0, -x)))
+
+
+def _to_mono(x: np.ndarray) -> np.ndarray:
+    """(T,), (1, T), (T, 1), (C, T) or (T, C) with C <= 8 -> (T,) (channels averaged)."""
+    if x.ndim == 1:
+        return x
+    if x.ndim != 2:
+        raise AudioError(f"expected a (samples,) or (channels, samples) waveform, got shape {x.shape}")
+    if x.shape[0] <= 8 and x.shape[0] < x.shape[1]:
+        axis = 0
+    elif x.shape[1] <= 8:
+        axis = 1
+    else:
+        raise AudioError(f"cannot tell the channel axis of a waveform of shape {x.shape}; pass (channels, samples)")
+    if x.dtype.kind in "iu":  # keep integer PCM as PCM, so validation scales it to [-1, 1)
+        return np.round(x.mean(axis=axis, dtype=np.float64)).astype(x.dtype)
+    return x.mean(axis=axis, dtype=np.float32)
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def default_model_dir() -> Path:
+    """Where the bundled default model lives (``sddkit/assets/default_model``)."""
+    return Path(__file__).resolve().parent.parent / "assets" / "default_model"
+
+
+def resolve_model_path(path: str | Path | None) -> Path:
+    """``path`` as given, or the bundled default model (a clear CheckpointError when absent)."""
+    if path is not None:
+        return Path(path)
+    default = default_model_dir()
+    if not (default / "config.json").is_file():
+        raise CheckpointError(
+            f"no default model is bundled with this sddkit installation (looked in {default}); "
+            "pass --model DIR with a trained sddkit model directory (or `sdd import-aasist` published weights)"
+        )
+    return default
+
+
+def load_detector(
+    path: str | Path | None = None,
+    device: str = "cpu",
+    *,
+    backend: str = "torch",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> ScoringDetector:
+    """Load a model directory (``backend="torch"``) or an exported ONNX file (``backend="onnx"``).
+
+    path: a model directory (``config.json`` + ``model.safetensors``), an ``.onnx`` file, or a
+    directory holding ``model.onnx``; None = the bundled default model.
+    """
+    path = resolve_model_path(path)
+    if backend == "onnx":
+        from sddkit.scoring.onnx_export import load_onnx_detector
+
+        return load_onnx_detector(path, batch_size=batch_size)
+    if backend != "torch":
+        raise CheckpointError(f"unknown scoring backend {backend!r}; use 'torch' or 'onnx'")
+    from sddkit.detectors.model_dir import load_model_dir
+
+    md = load_model_dir(path, map_location="cpu")
+    inference = parse_inference(md.inference, f"{path}: inference")
+    info = model_info(md.model, architecture=md.architecture, model_config=md.model_config, path=path)
+    info["metadata"] = md.metadata
+    return ScoringDetector(TorchRunner(md.model, device), inference, batch_size=batch_size, info=info)
+
+
+def model_info(model: nn.Module, *, architecture: str, model_config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A JSON-able summary of a model: where it came from, what it is, how big."""
+    return {
+        "path": str(path),
+        "name": path.name,
+        "architecture": architecture,
+        "components": _component_names(model_config),
+        "model": model_config,
+        "num_parameters": int(sum(p.numel() for p in model.parameters())),
+        "backend": "torch",
+    }
+
+
+def _component_names(model_config: dict[str, Any]) -> dict[str, Any]:
+    """frontend/backend names of a detector; per-expert names and the gate of a mixture."""
+
+    def name(spec: Any) -> Any:
+        return spec.get("name") if isinstance(spec, dict) else spec
+
+    if "experts" in model_config:
+        return {
+            "experts": [
+                {"frontend": name(e.get("frontend")), "backend": name(e.get("backend"))}
+                for e in model_config.get("experts", [])
+            ],
+            "gate": name(model_config.get("gate")),
+        }
+    return {"frontend": name(model_config.get("frontend")), "backend": name(model_config.get("backend"))}

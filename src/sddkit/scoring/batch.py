@@ -1,0 +1,497 @@
+"""Batch scoring of many files (``sdd score``): inputs, resumable outputs, shards.
+
+Inputs: audio files, folders (searched recursively for audio extensions), and manifests: a
+CSV/TSV with a ``path`` column, a text file with one path per line, or a protocol file that
+:func:`sddkit.data.protocols.read_protocol` understands. Relative paths in a manifest are taken
+relative to the manifest's folder when they exist there, else as given.
+
+Output: one row per file, CSV or JSONL (by the suffix of ``out``), with the columns
+:func:`output_columns` lists. An unreadable file gets a row with an ``error`` and no score;
+it never stops the batch. Rows are appended and flushed one by one (fsync every few seconds),
+so an interrupted run restarted with the same ``out`` skips every path already written; a
+partially written last line (the process died mid-write) is cut off first.
+
+Windows (``windows=True``): per-window scores go to a sidecar ``<out stem>.windows.csv``
+(columns ``path,window,start_s,end_s,score``), or to a ``windows`` list in each JSONL row.
+
+Shards: with ``WORLD_SIZE > 1`` (torchrun), rank ``r`` scores every ``WORLD_SIZE``-th path into
+``<out>.rank<r>`` and marks it complete with ``<out>.rank<r>.done``; rank 0 then merges all
+shards into ``out`` after a gloo barrier (or, without a process group, the last rank to finish
+does). ``merge_shards(out)`` (``sdd score --merge``) merges complete shards by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sddkit.errors import ProtocolError, SddkitError
+from sddkit.scoring.api import PreparedAudio, ScoreResult, ScoringDetector
+
+AUDIO_EXTENSIONS: frozenset[str] = frozenset(
+    {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac", ".aif", ".aiff", ".webm", ".mp4", ".wma"}
+)
+BASE_COLUMNS: tuple[str, ...] = ("path", "score", "probability", "decision", "duration_s", "n_windows", "raw_score")
+WINDOW_COLUMNS: tuple[str, ...] = ("path", "window", "start_s", "end_s", "score")
+FSYNC_EVERY_S = 5.0
+
+
+# --- inputs --------------------------------------------------------------------------------
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
+    """Audio files, folders and manifests -> a de-duplicated list of audio paths, in input order."""
+    paths: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+            paths.extend(str(f) for f in found)
+        elif p.suffix.lower() in AUDIO_EXTENSIONS:
+            paths.append(str(p))  # a missing audio file becomes an error row, not a failed run
+        elif p.is_file():
+            paths.extend(read_manifest(p))
+        else:
+            raise ProtocolError(f"{p}: no such file or folder")
+    return list(dict.fromkeys(paths))
+
+
+def read_manifest(path: Path) -> list[str]:
+    """Paths listed by a CSV/TSV with a ``path`` column, a protocol file, or a one-path-per-line text."""
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    first = text.split("\n", 1)[0]
+    if path.suffix.lower() in (".csv", ".tsv") or "," in first or "\t" in first:
+        delimiter = "\t" if "\t" in first and "," not in first else ","
+        reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+        if reader.fieldnames and "path" in [f.strip() for f in reader.fieldnames]:
+            rows = [{k.strip(): v for k, v in r.items() if k is not None} for r in reader]
+            return [_resolve(path, r["path"].strip()) for r in rows if (r.get("path") or "").strip()]
+    table = _try_protocol(path)
+    if table is not None:
+        return [_resolve(path, p) for p in table.column("path") if p]
+    lines = [ln.strip() for ln in text.splitlines()]
+    listed = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not listed:
+        raise ProtocolError(f"{path}: the manifest lists no paths")
+    bad = [ln for ln in listed if Path(ln.split()[0]).suffix.lower() not in AUDIO_EXTENSIONS]
+    if bad and len(bad) == len(listed):
+        raise ProtocolError(
+            f"{path}: not a manifest sddkit understands (no 'path' column, not a known protocol, "
+            f"and lines like {bad[0]!r} are not audio paths)"
+        )
+    return [_resolve(path, ln) for ln in listed]
+
+
+def _try_protocol(path: Path):
+    """The utterance table of a protocol file, or None when no reader recognises it."""
+    try:
+        from sddkit.data.protocols import read_protocol
+    except ImportError:
+        return None
+    try:
+        return read_protocol(path)
+    except SddkitError:
+        return None
+
+
+def _resolve(manifest: Path, entry: str) -> str:
+    p = Path(entry)
+    if not p.is_absolute() and (manifest.parent / p).exists():
+        return str(manifest.parent / p)
+    return entry
+
+
+# --- output files --------------------------------------------------------------------------
+
+
+def output_format(out: str | Path) -> str:
+    """'jsonl' for ``*.jsonl`` (also inside shard names like ``x.jsonl.rank0``), else 'csv'."""
+    name = Path(out).name.lower()
+    return "jsonl" if name.endswith(".jsonl") or ".jsonl.rank" in name else "csv"
+
+
+def windows_path(out: str | Path) -> Path:
+    """The per-window sidecar of a CSV output: ``scores.csv`` -> ``scores.windows.csv``."""
+    out = Path(out)
+    name = out.name
+    base, _, rank = name.partition(".rank")  # keep shard suffixes at the end
+    stem = base[: -len(".csv")] if base.lower().endswith(".csv") else base
+    return out.with_name(f"{stem}.windows.csv" + (f".rank{rank}" if rank else ""))
+
+
+def output_columns(weight_columns: Sequence[str]) -> list[str]:
+    return [*BASE_COLUMNS, *weight_columns, "error"]
+
+
+def repair_partial_line(path: Path) -> None:
+    """Cut a last line without its newline (a write interrupted mid-row)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data.endswith(b"\n"):
+            return
+        cut = data.rfind(b"\n") + 1
+        f.truncate(cut)
+
+
+def read_rows(path: Path) -> tuple[list[str] | None, list[dict[str, Any]]]:
+    """(CSV header or None for JSONL, rows) of an output file written by :class:`ScoreWriter`."""
+    if not path.is_file():
+        return None, []
+    if output_format(path) == "jsonl":
+        rows = []
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ProtocolError(f"{path}:{lineno}: not a JSON line ({exc}); fix or remove it") from None
+        return None, rows
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        return list(reader.fieldnames or []), rows
+
+
+class ScoreWriter:
+    """Appends result rows to a CSV/JSONL file (and the windows sidecar); resumable.
+
+    ``done`` holds the paths already present when the writer was opened.
+    """
+
+    def __init__(self, out: str | Path, columns: Sequence[str], *, windows: bool = False):
+        self.out = Path(out)
+        self.columns = list(columns)
+        self.format = output_format(self.out)
+        self.windows = windows
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        repair_partial_line(self.out)
+        header, rows = read_rows(self.out)
+        if header is not None and header and header != self.columns:
+            raise ProtocolError(
+                f"{self.out} was written with other columns ({','.join(header)}); "
+                f"this model writes {','.join(self.columns)}: choose another --out"
+            )
+        self.done: set[str] = {str(r.get("path", "")) for r in rows}
+        self._sidecar = None
+        if windows and self.format == "csv":
+            self._sidecar = self._open_sidecar(windows_path(self.out))
+        self._f = open(self.out, "a", newline="", encoding="utf-8")
+        self._csv = csv.writer(self._f, lineterminator="\n") if self.format == "csv" else None
+        if self._csv is not None and self._f.tell() == 0:
+            self._csv.writerow(self.columns)
+            self._f.flush()
+        self._last_sync = time.monotonic()
+        self.rows_written = 0
+
+    def _open_sidecar(self, path: Path):
+        """Open the sidecar for appending, keeping only windows of rows already in the main file."""
+        repair_partial_line(path)
+        _, rows = read_rows(path)
+        kept = [r for r in rows if r.get("path") in self.done]
+        if len(kept) != len(rows):  # windows of a file whose main row was never written: drop them
+            _atomic_write_csv(path, WINDOW_COLUMNS, kept)
+        f = open(path, "a", newline="", encoding="utf-8")
+        writer = csv.writer(f, lineterminator="\n")
+        if f.tell() == 0:
+            writer.writerow(WINDOW_COLUMNS)
+        return f, writer
+
+    def write(self, path: str, result: ScoreResult | None, error: str | None = None) -> None:
+        """One file's row (``result`` None and ``error`` set for a failed file)."""
+        row = result_row(path, result, self.columns, error)
+        if self._sidecar is not None and result is not None:
+            f, writer = self._sidecar
+            for i, (s, e, v) in enumerate(zip(result.window_starts_s, result.window_ends_s, result.window_scores)):
+                writer.writerow([path, i, _fmt(s), _fmt(e), _fmt(v)])
+            f.flush()  # windows first: a main row is only ever written after its windows
+        if self._csv is not None:
+            self._csv.writerow(["" if row[c] is None else _fmt(row[c]) for c in self.columns])
+        else:
+            if self.windows and result is not None:
+                row["windows"] = [
+                    {"start_s": s, "end_s": e, "score": v}
+                    for s, e, v in zip(result.window_starts_s, result.window_ends_s, result.window_scores)
+                ]
+            self._f.write(json.dumps(row) + "\n")
+        self._f.flush()
+        self.done.add(path)
+        self.rows_written += 1
+        if time.monotonic() - self._last_sync > FSYNC_EVERY_S:
+            self.sync()
+
+    def sync(self) -> None:
+        for f in (self._f, self._sidecar[0] if self._sidecar else None):
+            if f is not None and not f.closed:
+                f.flush()
+                os.fsync(f.fileno())
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        self.sync()
+        self._f.close()
+        if self._sidecar is not None:
+            self._sidecar[0].close()
+
+    def __enter__(self) -> ScoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def result_row(path: str, result: ScoreResult | None, columns: Sequence[str], error: str | None) -> dict[str, Any]:
+    """A flat row: CSV cells are strings (numbers with 7 significant digits), JSON keeps numbers."""
+    row: dict[str, Any] = {c: None for c in columns}
+    row["path"] = path
+    row["error"] = error or ("" if result is not None else "unknown error")
+    if result is None:
+        return row
+    row.update(
+        score=result.score,
+        probability=result.probability,
+        decision=result.decision,
+        duration_s=result.duration_s,
+        n_windows=result.n_windows,
+        raw_score=result.raw_score,
+    )
+    from sddkit.scoring.api import stat_columns
+
+    for name, values in result.weights.items():
+        for col, v in zip(stat_columns(name, len(values)), values):
+            if col in row:
+                row[col] = v
+    return row
+
+
+def _fmt(v: Any) -> Any:
+    return format(v, ".7g") if isinstance(v, float) else v
+
+
+def _atomic_write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+    from sddkit.detectors.model_dir import atomic_write_bytes
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for r in rows:
+        writer.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
+    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+
+
+def _atomic_write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    from sddkit.detectors.model_dir import atomic_write_bytes
+
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode("utf-8"))
+
+
+# --- scoring loop --------------------------------------------------------------------------
+
+
+@dataclass
+class ScoreSummary:
+    total: int = 0
+    skipped: int = 0
+    scored: int = 0
+    failed: int = 0
+    audio_s: float = 0.0
+
+
+def _decode(detector: ScoringDetector, path: str, max_duration: float | None) -> PreparedAudio | str:
+    """Decode and window one file in a worker thread; an error message instead of raising."""
+    from sddkit.audio.io import load_audio
+
+    try:
+        x = load_audio(path, sample_rate=detector.sample_rate, max_duration=max_duration)
+        return detector.prepare(x)
+    except SddkitError as exc:
+        return str(exc)
+    except Exception as exc:  # any other decode failure is still this file's problem, not the batch's
+        return f"{path}: {type(exc).__name__}: {exc}"
+
+
+def _decoded_in_order(
+    detector: ScoringDetector, paths: Sequence[str], workers: int, max_duration: float | None
+) -> Iterator[tuple[str, PreparedAudio | str]]:
+    """(path, windows or error) in input order, decoded ``workers`` at a time ahead of the model."""
+    if workers <= 0:
+        for p in paths:
+            yield p, _decode(detector, p, max_duration)
+        return
+    ahead = max(2, 2 * workers)  # bounded look-ahead keeps memory flat on long lists
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sdd-decode") as pool:
+        pending: list[tuple[str, Future]] = []
+        it = iter(paths)
+        for p in it:
+            pending.append((p, pool.submit(_decode, detector, p, max_duration)))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            p, fut = pending.pop(0)
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(_decode, detector, nxt, max_duration)))
+            yield p, fut.result()
+
+
+def score_files(
+    detector: ScoringDetector,
+    paths: Sequence[str],
+    writer: ScoreWriter,
+    *,
+    workers: int = 2,
+    max_duration: float | None = 600.0,
+    progress: bool = True,
+) -> ScoreSummary:
+    """Score every path not already in ``writer.done``; rows are written as batches finish.
+
+    Windows of consecutive files are gathered until ``detector.batch_size`` windows are ready,
+    then run in one go, while the worker threads decode the next files.
+    """
+    from tqdm.auto import tqdm
+
+    todo = [p for p in paths if p not in writer.done]
+    summary = ScoreSummary(total=len(paths), skipped=len(paths) - len(todo))
+    bar = tqdm(total=len(todo), unit="file", desc="sdd score", disable=not progress, dynamic_ncols=True)
+    # decoded files wait here until a batch of windows is full; failed ones keep their place, so
+    # rows come out in input order
+    pending: list[tuple[str, PreparedAudio | str]] = []
+
+    def flush() -> None:
+        ready = [item for _, item in pending if not isinstance(item, str)]
+        results = iter(detector.score_prepared(ready))
+        for p, item in pending:
+            if isinstance(item, str):
+                writer.write(p, None, error=item)
+                summary.failed += 1
+                continue
+            res = next(results)
+            writer.write(p, res)
+            summary.scored += 1
+            summary.audio_s += res.duration_s
+        bar.update(len(pending))
+        pending.clear()
+
+    try:
+        n_windows = 0
+        for path, item in _decoded_in_order(detector, todo, workers, max_duration):
+            pending.append((path, item))
+            n_windows += 0 if isinstance(item, str) else item.windows.shape[0]
+            if n_windows >= detector.batch_size:
+                flush()
+                n_windows = 0
+        if pending:
+            flush()
+    finally:
+        bar.close()
+        writer.sync()
+    return summary
+
+
+# --- shards --------------------------------------------------------------------------------
+
+
+def shard_path(out: str | Path, rank: int) -> Path:
+    return Path(f"{out}.rank{rank}")
+
+
+def _marker(out: str | Path, rank: int) -> Path:
+    return Path(f"{out}.rank{rank}.done")
+
+
+def mark_shard_done(out: str | Path, rank: int, world_size: int, rows: int) -> None:
+    from sddkit.detectors.model_dir import atomic_write_bytes
+
+    info = {"rank": rank, "world_size": world_size, "rows": rows}
+    atomic_write_bytes(_marker(out, rank), json.dumps(info).encode())
+
+
+def complete_shards(out: str | Path) -> tuple[int, list[int]]:
+    """(world size recorded by the markers, ranks whose marker is missing); (0, []) if none."""
+    out = Path(out)
+    markers = sorted(out.parent.glob(f"{out.name}.rank*.done"))
+    if not markers:
+        return 0, []
+    sizes = {json.loads(m.read_text())["world_size"] for m in markers}
+    if len(sizes) != 1:
+        raise ProtocolError(f"{out}: shard markers disagree on the world size ({sorted(sizes)}); remove stale ones")
+    world = sizes.pop()
+    return world, [r for r in range(world) if not _marker(out, r).is_file()]
+
+
+def merge_shards(out: str | Path, order: Sequence[str] | None = None) -> int:
+    """Merge complete ``out.rank*`` shards (plus rows already in ``out``) into ``out``; returns rows.
+
+    ``order``: input paths, to write rows in input order (others keep file order after them).
+    Shard files and markers are removed once ``out`` is written.
+    """
+    out = Path(out)
+    world, missing = complete_shards(out)
+    if world == 0:
+        raise ProtocolError(f"{out}: no finished shards to merge (no {out.name}.rank<r>.done files)")
+    if missing:
+        raise ProtocolError(f"{out}: shards of rank(s) {missing} of {world} are not finished; run them first")
+    sources = [out] + [shard_path(out, r) for r in range(world)]
+    header, rows = _merge_rows(sources)
+    rank_of = {p: i for i, p in enumerate(order or [])}
+    rows.sort(key=lambda r: rank_of.get(r.get("path"), len(rank_of)))  # stable: file order among unknown
+    if output_format(out) == "jsonl":
+        _atomic_write_jsonl(out, rows)
+    else:
+        _atomic_write_csv(out, header or [], rows)
+        w_sources = [windows_path(out)] + [windows_path(shard_path(out, r)) for r in range(world)]
+        if any(p.is_file() for p in w_sources):
+            kept = {r["path"] for r in rows}
+            _, w_rows = _merge_rows(w_sources, key=("path", "window"))
+            w_rows.sort(key=lambda r: rank_of.get(r.get("path"), len(rank_of)))
+            _atomic_write_csv(windows_path(out), WINDOW_COLUMNS, [r for r in w_rows if r["path"] in kept])
+            for p in w_sources[1:]:
+                p.unlink(missing_ok=True)
+    for r in range(world):
+        shard_path(out, r).unlink(missing_ok=True)
+        _marker(out, r).unlink(missing_ok=True)
+    return len(rows)
+
+
+def _merge_rows(sources: Sequence[Path], key: tuple[str, ...] = ("path",)) -> tuple[list[str] | None, list[dict]]:
+    header: list[str] | None = None
+    seen: set[tuple] = set()
+    rows: list[dict] = []
+    for src in sources:
+        repair_partial_line(src)
+        h, rs = read_rows(src)
+        if h:
+            if header is not None and h != header:
+                raise ProtocolError(f"{src}: columns differ from the other shards; cannot merge")
+            header = h
+        for r in rs:
+            k = tuple(str(r.get(c)) for c in key)
+            if k not in seen:
+                seen.add(k)
+                rows.append(r)
+    return header, rows
+
+
+def shard_of(paths: Sequence[str], rank: int, world_size: int) -> list[str]:
+    """Every ``world_size``-th path starting at ``rank`` (balanced when durations are mixed)."""
+    return list(paths[rank::world_size])
+
+
+def dist_env() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) when not sharded."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    rank = int(os.environ.get("RANK", "0") or 0)
+    if world < 1 or not 0 <= rank < world:
+        raise ProtocolError(f"invalid RANK={rank} / WORLD_SIZE={world}")
+    return rank, world

@@ -1,0 +1,146 @@
+"""Logistic score calibration: ``llr = a * raw + b``.
+
+A detector's raw score (``logits[:, 1] - logits[:, 0]``) ranks well but its scale is arbitrary.
+Calibration maps it affinely to a log-likelihood ratio ``log p(x | bona fide) / p(x | spoof)``
+so that thresholds and probabilities mean something, and Cllr / actDCF are good.
+
+The map is fitted on validation scores by *prior-weighted* logistic regression, as in the
+BOSARIS toolkit and the ASVspoof 5 evaluation practice. For a target (bona fide) prior ``P``
+with ``lo = logit(P)`` the objective is
+
+    C(a, b) = P     * mean_bonafide[ log(1 + exp(-(llr + lo))) ]
+            + (1-P) * mean_spoof   [ log(1 + exp(  llr + lo )) ]     (divided by log 2)
+
+i.e. the posterior log-odds at prior ``P`` is ``llr + lo``. Weighting each class by its prior
+(not its count) makes the fit independent of the class balance of the validation set, and
+because ``logit(P)`` is added inside the loss (equivalently: subtracted from the fitted
+intercept) the returned ``a, b`` give a **prior-free** LLR: the prior only chooses which
+operating region the fit cares most about. At ``P = 0.5`` the objective is exactly Cllr.
+
+A small L2 penalty on the slope keeps the fit finite when the validation scores separate the
+classes perfectly (the unpenalised optimum is then at ``a -> inf``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+
+from sddkit.errors import ProtocolError
+
+_LOG2 = float(np.log(2.0))
+
+
+@dataclass
+class Calibration:
+    """An affine map from raw detector scores to calibrated LLRs (higher = more bona fide).
+
+    ``prior``, ``n_bonafide`` and ``n_spoof`` record how the map was fitted (``prior`` is None
+    for the identity map that an uncalibrated model carries).
+    """
+
+    a: float = 1.0
+    b: float = 0.0
+    prior: float | None = None
+    n_bonafide: int = 0
+    n_spoof: int = 0
+
+    def __post_init__(self):
+        if not (np.isfinite(self.a) and np.isfinite(self.b)):
+            raise ValueError(f"calibration a, b must be finite, got a={self.a}, b={self.b}")
+        if self.a <= 0:
+            # a non-positive slope would flip the score convention (higher = more bona fide)
+            raise ValueError(f"calibration slope a must be positive, got {self.a}")
+        if self.prior is not None and not 0.0 < self.prior < 1.0:
+            raise ValueError(f"calibration prior must be in (0, 1), got {self.prior}")
+
+    @property
+    def is_identity(self) -> bool:
+        return self.a == 1.0 and self.b == 0.0
+
+    def apply(self, raw):
+        """raw score(s) -> calibrated LLR(s); works on floats, numpy arrays and torch tensors."""
+        return raw * self.a + self.b
+
+
+def logit(p: float) -> float:
+    return float(np.log(p) - np.log1p(-p))
+
+
+def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    if scores.shape != labels.shape:
+        raise ProtocolError(f"{scores.size} scores but {labels.size} labels")
+    if not np.isfinite(scores).all():
+        raise ProtocolError("calibration scores must be finite (found NaN or inf)")
+    if labels.dtype.kind in "US":
+        bad = ~np.isin(labels, ["bonafide", "spoof"])
+        if bad.any():
+            raise ProtocolError(f"labels must be 'bonafide'/'spoof' or 1/0; found {np.unique(labels[bad])[:5]}")
+        is_bona = labels == "bonafide"
+    else:
+        if not np.isin(labels, [0, 1]).all():
+            raise ProtocolError("numeric labels must be 1 (bona fide) or 0 (spoof)")
+        is_bona = labels == 1
+    tar, non = scores[is_bona], scores[~is_bona]
+    if tar.size == 0 or non.size == 0:
+        raise ProtocolError(f"calibration needs both classes; got {tar.size} bona fide and {non.size} spoof scores")
+    return tar, non
+
+
+def weighted_cllr(llr_bonafide, llr_spoof, prior: float = 0.5) -> float:
+    """Prior-weighted logistic cost (bits) of LLRs; equals Cllr at ``prior = 0.5``."""
+    lo = logit(prior)
+    tar = np.asarray(llr_bonafide, dtype=np.float64) + lo
+    non = np.asarray(llr_spoof, dtype=np.float64) + lo
+    cost = prior * np.mean(np.logaddexp(0.0, -tar)) + (1 - prior) * np.mean(np.logaddexp(0.0, non))
+    return float(cost / _LOG2)
+
+
+def fit_calibration(scores, labels, *, prior: float = 0.5, l2: float = 1e-6) -> Calibration:
+    """Fit ``llr = a * raw + b`` by prior-weighted logistic regression (see module docstring).
+
+    scores: (N,) raw scores; labels: (N,) 1/0 or 'bonafide'/'spoof'; prior: target (bona fide)
+    prior of the objective, in (0, 1); l2: penalty on the slope of the standardised score.
+    Returns a prior-free :class:`Calibration`.
+    """
+    if not 0.0 < prior < 1.0:
+        raise ProtocolError(f"calibration prior must be in (0, 1), got {prior}")
+    tar, non = _split(scores, labels)
+    # standardise for conditioning; the fitted (w, c) on z are mapped back to (a, b) on raw
+    pooled = np.concatenate([tar, non])
+    mu, sigma = float(pooled.mean()), float(pooled.std())
+    if sigma == 0.0:
+        raise ProtocolError("calibration scores are all equal; cannot fit a slope")
+    zt, zn = (tar - mu) / sigma, (non - mu) / sigma
+    lo = logit(prior)
+    wt, wn = prior / tar.size, (1 - prior) / non.size
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, c = theta
+        st = w * zt + c + lo  # posterior log-odds at the chosen prior
+        sn = w * zn + c + lo
+        loss = wt * np.logaddexp(0.0, -st).sum() + wn * np.logaddexp(0.0, sn).sum() + l2 * w * w
+        # d/ds softplus(-s) = -sigmoid(-s); d/ds softplus(s) = sigmoid(s)
+        gt = -wt * _sigmoid(-st)
+        gn = wn * _sigmoid(sn)
+        grad = np.array([(gt * zt).sum() + (gn * zn).sum() + 2 * l2 * w, gt.sum() + gn.sum()])
+        return float(loss), grad
+
+    res = minimize(objective, x0=np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+    w, c = (float(v) for v in res.x)
+    if not (np.isfinite(w) and np.isfinite(c)):
+        raise ProtocolError(f"calibration fit diverged: {res.message}")
+    if w <= 0:
+        raise ProtocolError(
+            f"calibration fit gives a non-positive slope ({w:.4g}): the raw scores are not higher for bona fide "
+            "speech on this validation set (wrong labels, or an untrained/inverted model)"
+        )
+    return Calibration(a=w / sigma, b=c - w * mu / sigma, prior=prior, n_bonafide=int(tar.size), n_spoof=int(non.size))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -x))

@@ -1,0 +1,103 @@
+"""The ``inference`` section of a model directory's ``config.json``: how to score with the model.
+
+    "inference": {
+      "sample_rate": 16000,        # the model's input rate; audio is resampled to it
+      "window_samples": 64600,     # fixed window the model sees (~4 s at 16 kHz, as AASIST)
+      "hop_samples": 32300,        # step between windows of long inputs (default: half a window)
+      "aggregation": "mean",       # how window scores make a file score (mean of window logits)
+      "threshold": 0.0,            # decision threshold on the calibrated LLR (0 = Bayes at prior 0.5)
+      "calibration": {"a": 1.0, "b": 0.0, "prior": null, "n_bonafide": 0, "n_spoof": 0}
+    }
+
+An empty or missing section means these defaults (an uncalibrated model). Unknown keys are an
+error, like everywhere else in sddkit, so a typo never silently changes how a model scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sddkit.config import from_dict, to_dict
+from sddkit.errors import CheckpointError, ConfigError
+from sddkit.scoring.calibration import Calibration
+
+Aggregation = Literal["mean", "median", "min", "max"]
+
+
+@dataclass
+class InferenceConfig:
+    """How a model directory is scored (see the module docstring for the JSON form).
+
+    aggregation: ``mean`` averages window logits, so the file score is the mean window score
+    (the default: robust, and what window-level training optimises); ``min`` flags a file as
+    spoof as soon as one window looks spoofed (partially spoofed audio); ``max``/``median`` for
+    completeness.
+    """
+
+    sample_rate: int = 16000
+    window_samples: int = 64600
+    hop_samples: int | None = None
+    aggregation: Aggregation = "mean"
+    threshold: float = 0.0
+    calibration: Calibration = field(default_factory=Calibration)
+
+    def __post_init__(self):
+        if self.sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+        if self.window_samples <= 0:
+            raise ValueError(f"window_samples must be positive, got {self.window_samples}")
+        if self.hop_samples is None:
+            self.hop_samples = max(1, self.window_samples // 2)
+        if not 0 < self.hop_samples <= self.window_samples:
+            raise ValueError(f"hop_samples must be in [1, window_samples], got {self.hop_samples}")
+
+    @property
+    def window_s(self) -> float:
+        return self.window_samples / self.sample_rate
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def parse_inference(section: dict[str, Any] | None, where: str = "inference") -> InferenceConfig:
+    """The (possibly empty) ``inference`` mapping of a model config -> InferenceConfig."""
+    try:
+        return from_dict(InferenceConfig, section or {}, where)
+    except ConfigError as exc:
+        raise CheckpointError(f"invalid inference section: {exc}") from None
+
+
+def read_inference(model_dir: str | Path) -> InferenceConfig:
+    """The inference settings stored in ``model_dir/config.json``."""
+    from sddkit.detectors.model_dir import read_model_config
+
+    return parse_inference(read_model_config(model_dir).get("inference"), f"{Path(model_dir)}: inference")
+
+
+def write_inference(model_dir: str | Path, inference: InferenceConfig | dict[str, Any]) -> InferenceConfig:
+    """Replace the ``inference`` section of ``model_dir/config.json`` (atomically); weights are untouched."""
+    import json
+
+    from sddkit.detectors.model_dir import CONFIG_NAME, atomic_write_bytes, read_model_config
+
+    model_dir = Path(model_dir)
+    cfg = inference if isinstance(inference, InferenceConfig) else parse_inference(inference)
+    config = read_model_config(model_dir)
+    config["inference"] = cfg.to_dict()
+    atomic_write_bytes(model_dir / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+    return cfg
+
+
+def calibrate_model_dir(model_dir: str | Path, scores, labels, *, prior: float = 0.5) -> InferenceConfig:
+    """Fit the calibration on raw validation ``scores``/``labels`` and store it in ``model_dir``.
+
+    scores must be *raw* (uncalibrated) scores of this model, e.g. from
+    ``ScoringDetector.score(...).raw_score``. Returns the updated inference settings.
+    """
+    from sddkit.scoring.calibration import fit_calibration
+
+    cfg = read_inference(model_dir)
+    cfg.calibration = fit_calibration(scores, labels, prior=prior)
+    return write_inference(model_dir, cfg)

@@ -1,0 +1,257 @@
+"""ONNX export of a model directory, and scoring with ONNX Runtime.
+
+``export_onnx(model_dir, out)`` exports the detector's forward on one fixed window with a
+dynamic batch axis::
+
+    input  "waveform"  (batch, window_samples) float32 at the model's sample rate
+    output "logits"    (batch, 2)              (spoof, bona fide)
+    output "stat:<name>" (batch, K)            per-window statistics, e.g. "stat:gate_weights"
+
+Everything needed to score like the PyTorch model travels *inside* the .onnx file as metadata
+(``sddkit.inference``: windows, aggregation, threshold, calibration; ``sddkit.info``: what the
+model is), so ``sdd score --backend onnx --model FILE.onnx`` windows, aggregates and calibrates
+exactly as ``--backend torch`` does, from the one file.
+
+The TorchScript-based exporter (opset 17) is used first; when it cannot export a model (e.g.
+complex-valued STFTs) and ``onnxscript`` is installed, the ``torch.export``-based exporter is
+tried. The result is always checked against PyTorch on random windows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from sddkit.errors import CheckpointError
+from sddkit.scoring.api import DEFAULT_BATCH_SIZE, ScoringDetector, model_info, per_window_stats
+from sddkit.scoring.inference import parse_inference
+
+INPUT_NAME = "waveform"
+LOGITS_NAME = "logits"
+STAT_PREFIX = "stat:"
+META_INFERENCE = "sddkit.inference"
+META_INFO = "sddkit.info"
+DEFAULT_OPSET = 17
+ONNX_NAME = "model.onnx"
+
+
+class _ExportWrapper(nn.Module):
+    """detector -> (logits (B, 2), *per-window stats (B, K)) with a fixed stat order (ONNX needs tuples)."""
+
+    def __init__(self, model: nn.Module, stat_names: list[str]):
+        super().__init__()
+        self.model = model
+        self.stat_names = stat_names
+
+    def forward(self, waveform: Tensor) -> tuple[Tensor, ...]:
+        out = self.model(waveform)
+        stats = per_window_stats(out.stats, waveform.shape[0])
+        return (out.logits, *[stats[n] for n in self.stat_names])
+
+
+def export_onnx(
+    model_dir: str | Path,
+    out: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    check_atol: float = 1e-4,
+) -> dict[str, Any]:
+    """Export ``model_dir`` to ``out`` (.onnx); returns a report (exporter, outputs, max |diff| vs torch).
+
+    Raises CheckpointError when the model cannot be exported or the exported graph disagrees
+    with PyTorch by more than ``check_atol`` on the logits.
+    """
+    from sddkit.detectors.model_dir import load_model_dir
+
+    model_dir, out = Path(model_dir), Path(out)
+    md = load_model_dir(model_dir)
+    inference = parse_inference(md.inference, f"{model_dir}: inference")
+    model = md.model.eval()
+    example = _example(inference.window_samples, batch=2, seed=0)
+    with torch.inference_mode():
+        stat_names = list(per_window_stats(model(example).stats, example.shape[0]))
+    wrapper = _ExportWrapper(model, stat_names).eval()
+    output_names = [LOGITS_NAME, *[STAT_PREFIX + n for n in stat_names]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    exporter, opset = _export(wrapper, example, out, output_names, opset)
+
+    info = model_info(model, architecture=md.architecture, model_config=md.model_config, path=model_dir)
+    info.update(backend="onnx", exported_from=str(model_dir), exporter=exporter, opset=opset)
+    _add_metadata(out, {META_INFERENCE: inference.to_dict(), META_INFO: info})
+
+    check = _example(inference.window_samples, batch=3, seed=1)
+    diff = _max_logit_diff(wrapper, out, check)
+    if not diff <= check_atol:
+        raise CheckpointError(f"{out}: ONNX logits differ from PyTorch by {diff:.3g} (> {check_atol}); not usable")
+    return {"out": str(out), "exporter": exporter, "opset": opset, "outputs": output_names, "max_abs_diff": diff}
+
+
+def _example(window: int, batch: int, seed: int) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return 0.1 * torch.randn(batch, window, generator=g)
+
+
+@contextlib.contextmanager
+def _quiet_output():
+    """Silence file descriptors 1 and 2 while exporting: the exporters print graph dumps and C++ logs
+    (on failure too, e.g. before falling back to the other exporter); the outcome is reported instead."""
+    libc = ctypes.CDLL(None)
+    saved = []
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    libc.fflush(None)  # C stdio buffers (the C++ logs write through them) go out before the switch
+    try:
+        with open(os.devnull, "wb") as devnull:
+            for fd in (1, 2):
+                saved.append((fd, os.dup(fd)))
+                os.dup2(devnull.fileno(), fd)
+            try:
+                yield
+            finally:
+                for stream in (sys.stdout, sys.stderr):
+                    stream.flush()
+                libc.fflush(None)
+                for fd, copy in saved:
+                    os.dup2(copy, fd)
+    finally:
+        for _, copy in saved:
+            os.close(copy)
+
+
+def _export(wrapper: nn.Module, example: Tensor, out: Path, output_names: list[str], opset: int) -> tuple[str, int]:
+    """Export with the TorchScript exporter, falling back to torch.export (dynamo).
+
+    Returns (the exporter that worked, the opset used: the dynamo exporter needs 18 or later).
+    """
+    dynamic_axes = {name: {0: "batch"} for name in [INPUT_NAME, *output_names]}
+    errors = []
+    try:
+        with _quiet_output(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecation and tracer warnings: the result is checked below
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(out),
+                dynamo=False,
+                input_names=[INPUT_NAME],
+                output_names=output_names,
+                dynamic_axes=dynamic_axes,
+                opset_version=opset,
+                do_constant_folding=True,
+            )
+        return "torchscript", opset
+    except Exception as exc:  # the exporter raises many types for unsupported operators
+        errors.append(f"torchscript exporter: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    try:
+        import onnxscript  # noqa: F401  (the dynamo exporter needs it)
+    except ImportError:
+        errors.append("torch.export exporter: needs the 'onnxscript' package (pip install onnxscript)")
+        raise CheckpointError("cannot export this model to ONNX: " + "; ".join(errors)) from None
+    try:
+        batch = torch.export.Dim("batch", min=1)
+        dynamo_opset = max(opset, 18)
+        with _quiet_output(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                wrapper,
+                (example,),
+                dynamo=True,
+                verbose=False,
+                input_names=[INPUT_NAME],
+                output_names=output_names,
+                dynamic_shapes=({0: batch},),
+                opset_version=dynamo_opset,
+            )
+        program.save(str(out), external_data=False)
+        return "dynamo", dynamo_opset
+    except Exception as exc:
+        errors.append(f"torch.export exporter: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        raise CheckpointError("cannot export this model to ONNX: " + "; ".join(errors)) from None
+
+
+def _add_metadata(path: Path, meta: dict[str, Any]) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    keep = [p for p in proto.metadata_props if p.key not in meta]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    tmp = path.with_name(path.name + ".tmp")
+    onnx.save(proto, str(tmp))
+    tmp.replace(path)
+
+
+def _max_logit_diff(wrapper: nn.Module, path: Path, x: Tensor) -> float:
+    with torch.inference_mode():
+        ref = wrapper(x)[0].numpy()
+    got = OnnxRunner(path)(x.numpy())[0]
+    return float(np.max(np.abs(ref - got)))
+
+
+class OnnxRunner:
+    """ONNX Runtime session: (N, W) windows -> ((N, 2) logits, {name: (N, K)} stats); thread-safe."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # warnings about unused initialisers are noise here
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for invalid files
+            raise CheckpointError(f"{path}: not a loadable ONNX model: {exc}") from None
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        if LOGITS_NAME not in self.output_names:
+            raise CheckpointError(f"{path}: the ONNX model has no '{LOGITS_NAME}' output (not exported by sddkit?)")
+
+    def __call__(self, windows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        outs = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(windows, dtype=np.float32)})
+        named = dict(zip(self.output_names, outs))
+        stats = {k[len(STAT_PREFIX) :]: v for k, v in named.items() if k.startswith(STAT_PREFIX)}
+        return named[LOGITS_NAME], stats
+
+    def metadata(self) -> dict[str, Any]:
+        raw = self.session.get_modelmeta().custom_metadata_map
+        out = {}
+        for key in (META_INFERENCE, META_INFO):
+            if key in raw:
+                out[key] = json.loads(raw[key])
+        return out
+
+
+def resolve_onnx_path(path: str | Path) -> Path:
+    """An .onnx file, or a folder holding ``model.onnx``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / ONNX_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such ONNX model (export one with `sdd export-onnx --model DIR --out FILE`)")
+    return path
+
+
+def load_onnx_detector(path: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE) -> ScoringDetector:
+    """A ScoringDetector running an sddkit-exported ONNX file with ONNX Runtime."""
+    path = resolve_onnx_path(path)
+    runner = OnnxRunner(path, threads=torch.get_num_threads())
+    meta = runner.metadata()
+    if META_INFERENCE not in meta:
+        raise CheckpointError(f"{path}: no '{META_INFERENCE}' metadata; export it with `sdd export-onnx`")
+    inference = parse_inference(meta[META_INFERENCE], f"{path}: {META_INFERENCE}")
+    info = dict(meta.get(META_INFO, {}))
+    info.update(path=str(path), name=path.stem, backend="onnx")
+    return ScoringDetector(runner, inference, batch_size=batch_size, info=info)

@@ -1,0 +1,334 @@
+"""The HTTP scoring service: ``create_app(model_dir)`` -> a FastAPI app (``sdd serve`` runs it).
+
+Endpoints:
+
+| method | path | what |
+|---|---|---|
+| POST | ``/v1/score`` | multipart upload (field ``file``) -> score, probability, decision, windows, weights |
+| GET | ``/v1/model`` | the model: components, parameters, sample rate, windows, threshold, calibration |
+| GET | ``/healthz`` | liveness: ``{"status": "ok"}`` once the model is loaded |
+| GET | ``/`` | a small offline web page to upload a file and see the result |
+| GET | ``/openapi.json``, ``/docs`` | the API description |
+
+The model is loaded once, when the app starts (lifespan). Uploads are bounded before they are
+read: a ``Content-Length`` over the limit is refused at once, and the body is streamed with a cap,
+so a client can never make the server buffer more than ``max_upload_mb`` (plus the multipart
+envelope). Decoding stops as soon as the audio passes ``max_duration_s``. Every deliberate error
+is a JSON ``{"error": {"type": ..., "message": ...}}`` with a 4xx status (413 too large, 415 not
+multipart, 400 malformed body, 422 missing field or unusable audio), and the server keeps serving.
+Decoding and inference run in the thread pool, so concurrent requests do not block the event loop.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
+
+from sddkit import __version__
+from sddkit.errors import AudioError, CheckpointError, SddkitError
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+# room for the multipart envelope (boundaries, part headers, a few small fields) around the file
+_ENVELOPE_BYTES = 64 * 1024
+_TOO_LARGE_MSG = "upload exceeds the limit of {mb:g} MB"
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": {"type", "message"}}`` with ``status``."""
+
+    def __init__(self, status: int, type_: str, message: str):
+        super().__init__(message)
+        self.status, self.type, self.message = status, type_, message
+
+
+class WindowOut(BaseModel):
+    start_s: float
+    end_s: float
+    score: float
+
+
+class ScoreResponse(BaseModel):
+    """The score of one uploaded file (``score`` is a calibrated LLR; higher = more bona fide)."""
+
+    filename: str | None = None
+    score: float = Field(description="calibrated log-likelihood ratio, bona fide vs spoof")
+    probability: float = Field(description="posterior probability of bona fide at prior 0.5 (sigmoid of score)")
+    decision: str = Field(description="'bonafide' if score >= threshold else 'spoof'")
+    threshold: float
+    duration_s: float
+    raw_score: float
+    n_windows: int
+    windows: list[WindowOut]
+    weights: dict[str, list[float]] = Field(description="per-window model statistics, e.g. mixture gate weights")
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in (
+        (400, "malformed request body"),
+        (413, "upload too large"),
+        (415, "not a multipart/form-data request"),
+        (422, "missing 'file' field, or audio that cannot be scored (undecodable, empty, silent, too long)"),
+    )
+}
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary", "description": "an audio file"}},
+                }
+            }
+        },
+    }
+}
+
+
+_HTTP_TYPES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_type(exc: BaseException) -> str:
+    """``AudioTooLongError`` -> ``audio_too_long_error``: stable, machine-readable error types."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+
+
+def create_app(
+    model_dir: str | Path | None = None,
+    *,
+    max_upload_mb: float = 20.0,
+    max_duration_s: float = 600.0,
+    device: str = "cpu",
+    backend: str = "torch",
+    batch_size: int = 16,
+) -> FastAPI:
+    """The scoring service for ``model_dir`` (None = the bundled default model).
+
+    The model directory is checked now (a clear error before any server starts) and loaded at
+    start-up. max_upload_mb bounds the uploaded file, max_duration_s the decoded audio.
+    """
+    from sddkit.scoring.api import resolve_model_path
+
+    if max_upload_mb <= 0 or max_duration_s <= 0:
+        raise CheckpointError("max_upload_mb and max_duration_s must be positive")
+    path = resolve_model_path(model_dir)
+    if backend == "torch":
+        from sddkit.detectors.model_dir import read_model_config
+
+        read_model_config(path)  # fail fast on a wrong path
+    elif not path.exists():
+        raise CheckpointError(f"{path}: no such ONNX model")
+    max_bytes = int(max_upload_mb * 1024 * 1024)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from sddkit.scoring.api import load_detector
+
+        detector = await run_in_threadpool(load_detector, path, device, backend=backend, batch_size=batch_size)
+        await run_in_threadpool(detector.stat_widths)  # probe once now, not on the first request
+        app.state.detector = detector
+        yield
+        app.state.detector = None
+
+    app = FastAPI(
+        title="sddkit scoring service",
+        version=__version__,
+        description="Speech deepfake detection: upload audio, get a calibrated score (higher = more bona fide).",
+        lifespan=lifespan,
+    )
+    app.state.detector = None
+    app.state.limits = {"max_upload_mb": max_upload_mb, "max_duration_s": max_duration_s}
+    _install_error_handlers(app)
+
+    def detector_or_503(request: Request):
+        det = request.app.state.detector
+        if det is None:
+            raise ApiError(503, "not_ready", "the model is not loaded yet")
+        return det
+
+    @app.get("/healthz", summary="liveness and readiness")
+    async def healthz(request: Request) -> dict[str, Any]:
+        ready = request.app.state.detector is not None
+        if not ready:
+            return JSONResponse({"status": "starting", "model_loaded": False}, status_code=503)
+        return {"status": "ok", "model_loaded": True}
+
+    @app.get("/v1/model", summary="the served model: components, windows, threshold, calibration")
+    async def model(request: Request) -> dict[str, Any]:
+        det = detector_or_503(request)
+        return model_summary(det, request.app.state.limits)
+
+    @app.post(
+        "/v1/score",
+        summary="score one uploaded audio file",
+        response_model=ScoreResponse,
+        responses=_ERRORS,
+        openapi_extra=_UPLOAD_BODY,
+    )
+    async def score(request: Request) -> ScoreResponse:
+        det = detector_or_503(request)
+        upload_name, data = await _read_upload(request, max_bytes, max_upload_mb)
+        result = await run_in_threadpool(_score_bytes, det, data, upload_name, max_duration_s)
+        return ScoreResponse(
+            filename=upload_name,
+            score=result.score,
+            probability=result.probability,
+            decision=result.decision,
+            threshold=result.threshold,
+            duration_s=result.duration_s,
+            raw_score=result.raw_score,
+            n_windows=result.n_windows,
+            windows=[
+                WindowOut(start_s=s, end_s=e, score=v)
+                for s, e, v in zip(result.window_starts_s, result.window_ends_s, result.window_scores)
+            ],
+            weights=result.weights,
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def model_summary(det: Any, limits: dict[str, float]) -> dict[str, Any]:
+    """What ``GET /v1/model`` answers."""
+    cfg = det.inference
+    info = det.info
+    return {
+        "name": info.get("name"),
+        "path": info.get("path"),
+        "backend": info.get("backend"),
+        "architecture": info.get("architecture"),
+        "components": info.get("components"),
+        "num_parameters": info.get("num_parameters"),
+        "sample_rate": cfg.sample_rate,
+        "window_samples": cfg.window_samples,
+        "window_s": cfg.window_s,
+        "hop_samples": cfg.hop_samples,
+        "aggregation": cfg.aggregation,
+        "threshold": cfg.threshold,
+        "calibration": cfg.to_dict()["calibration"],
+        "outputs": det.stat_widths(),
+        "limits": dict(limits),
+        "model": info.get("model"),
+        "metadata": info.get("metadata", {}),
+        "sddkit_version": __version__,
+    }
+
+
+async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -> tuple[str | None, bytes]:
+    """The uploaded ``file`` part, never buffering more than the limit (plus the envelope)."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send the audio as multipart/form-data with a 'file' field (got {content_type or 'no content type'!r})",
+        )
+    cap = max_bytes + _ENVELOPE_BYTES
+    too_large = ApiError(413, "payload_too_large", _TOO_LARGE_MSG.format(mb=max_upload_mb))
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise ApiError(400, "bad_request", f"invalid Content-Length {declared!r}")
+        if int(declared) > cap:
+            raise too_large  # refused before reading a byte of the body
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > cap:
+            raise too_large
+        chunks.append(chunk)
+    body = b"".join(chunks)
+
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=4, max_fields=16)
+    except MultiPartException as exc:
+        raise ApiError(400, "bad_request", f"malformed multipart body: {exc.message}") from None
+    except StarletteHTTPException as exc:  # e.g. no boundary in the content type
+        raise ApiError(400, "bad_request", f"malformed multipart body: {exc.detail}") from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            fields = ", ".join(sorted(set(form.keys()))) or "none"
+            raise ApiError(422, "missing_field", f"no file in the form field 'file' (fields sent: {fields})")
+        data = await upload.read()
+        if len(data) > max_bytes:
+            raise too_large
+        return upload.filename, data
+    finally:
+        await form.close()
+
+
+def _score_bytes(det: Any, data: bytes, name: str | None, max_duration_s: float):
+    """Decode (bounded) and score in a worker thread."""
+    from sddkit.audio.io import decode_audio_bytes
+
+    x = decode_audio_bytes(data, sample_rate=det.sample_rate, max_duration=max_duration_s, name=name)
+    return det.score_prepared([det.prepare(x)])[0]
+
+
+def _error(status: int, type_: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.type, exc.message)
+
+    @app.exception_handler(AudioError)
+    async def audio_error(_: Request, exc: AudioError) -> JSONResponse:
+        return _error(422, error_type(exc), str(exc))
+
+    @app.exception_handler(SddkitError)
+    async def sddkit_error(_: Request, exc: SddkitError) -> JSONResponse:
+        return _error(422, error_type(exc), str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_ = _HTTP_TYPES.get(exc.status_code, f"http_{exc.status_code}")
+        return _error(exc.status_code, type_, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, "validation_error", str(exc.errors()))
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+        return _error(500, "internal_error", f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,170 @@
+// sddkit web page: upload a file to /v1/score and show the result. No external resources.
+(function () {
+  "use strict";
+  const $ = (id) => document.getElementById(id);
+  const fmt = (x, digits) => (typeof x === "number" && isFinite(x) ? x.toFixed(digits) : String(x));
+
+  function setError(message) {
+    const el = $("error");
+    el.textContent = message || "";
+    el.hidden = !message;
+  }
+
+  function row(dl, key, value) {
+    const dt = document.createElement("dt");
+    dt.textContent = key;
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    dl.append(dt, dd);
+  }
+
+  function describeComponents(c) {
+    if (!c) return "?";
+    if (c.experts) {
+      const ex = c.experts.map((e) => e.frontend + "+" + e.backend).join(", ");
+      return "mixture of [" + ex + "] with gate " + c.gate;
+    }
+    return c.frontend + " + " + c.backend;
+  }
+
+  async function loadModel() {
+    try {
+      const res = await fetch("v1/model");
+      const m = await res.json();
+      if (!res.ok) throw new Error((m.error && m.error.message) || res.statusText);
+      const dl = document.createElement("dl");
+      dl.className = "model";
+      row(dl, "name", m.name);
+      row(dl, "architecture", describeComponents(m.components));
+      row(dl, "parameters", m.num_parameters != null ? m.num_parameters.toLocaleString() : "?");
+      row(dl, "window", fmt(m.window_s, 2) + " s, hop " + fmt(m.hop_samples / m.sample_rate, 2) + " s, " + m.aggregation);
+      const cal = m.calibration || {};
+      row(dl, "calibration", cal.prior == null ? "none (raw scores)" : "a=" + fmt(cal.a, 3) + ", b=" + fmt(cal.b, 3));
+      row(dl, "threshold", fmt(m.threshold, 3));
+      row(dl, "limits", m.limits.max_upload_mb + " MB, " + m.limits.max_duration_s + " s");
+      $("model-info").replaceChildren(dl);
+    } catch (err) {
+      $("model-info").textContent = "could not load the model description: " + err.message;
+    }
+  }
+
+  function plotWindows(windows, threshold) {
+    const svg = $("windows-plot");
+    const ns = "http://www.w3.org/2000/svg";
+    svg.replaceChildren();
+    if (!windows.length) return;
+    const W = 600, H = 140, pad = 8;
+    const t0 = 0, t1 = Math.max(...windows.map((w) => w.end_s));
+    const scores = windows.map((w) => w.score).concat([threshold]);
+    let lo = Math.min(...scores), hi = Math.max(...scores);
+    if (hi - lo < 1e-6) { lo -= 1; hi += 1; }
+    const x = (t) => pad + ((t - t0) / (t1 - t0 || 1)) * (W - 2 * pad);
+    const y = (s) => H - pad - ((s - lo) / (hi - lo)) * (H - 2 * pad);
+    const thr = document.createElementNS(ns, "line");
+    thr.setAttribute("x1", x(t0)); thr.setAttribute("x2", x(t1));
+    thr.setAttribute("y1", y(threshold)); thr.setAttribute("y2", y(threshold));
+    thr.setAttribute("stroke", "#999"); thr.setAttribute("stroke-dasharray", "4 3");
+    svg.append(thr);
+    const label = (text, xPos, yPos, anchor) => {
+      const t = document.createElementNS(ns, "text");
+      t.setAttribute("x", xPos); t.setAttribute("y", yPos); t.setAttribute("text-anchor", anchor);
+      t.setAttribute("font-size", "10"); t.setAttribute("fill", "#6b7480");
+      t.textContent = text;
+      svg.append(t);
+    };
+    label("threshold " + fmt(threshold, 2), W - pad, y(threshold) - 3, "end");
+    label(fmt(hi, 2), pad, pad + 8, "start");
+    label(fmt(lo, 2), pad, H - pad - 2, "start");
+    for (const w of windows) {
+      const seg = document.createElementNS(ns, "line");
+      seg.setAttribute("x1", x(w.start_s)); seg.setAttribute("x2", x(w.end_s));
+      seg.setAttribute("y1", y(w.score)); seg.setAttribute("y2", y(w.score));
+      seg.setAttribute("stroke", w.score >= threshold ? "#1f7a3a" : "#b3261e");
+      seg.setAttribute("stroke-width", "3");
+      const title = document.createElementNS(ns, "title");
+      title.textContent = fmt(w.start_s, 2) + "-" + fmt(w.end_s, 2) + " s: " + fmt(w.score, 3);
+      seg.append(title);
+      svg.append(seg);
+    }
+  }
+
+  function showWeights(weights) {
+    const box = $("weights");
+    box.replaceChildren();
+    const names = Object.keys(weights || {});
+    $("weights-block").hidden = names.length === 0;
+    for (const name of names) {
+      const values = weights[name];
+      // bars only for weights on the simplex (gate weights, expert use); other statistics as numbers
+      const sum = values.reduce((a, b) => a + b, 0);
+      const isSimplex = values.every((v) => v >= 0 && v <= 1) && Math.abs(sum - 1) < 1e-3;
+      const h = document.createElement("h3");
+      h.textContent = name;
+      box.append(h);
+      values.forEach((v, i) => {
+        const r = document.createElement("div");
+        r.className = "bar-row";
+        r.dataset.name = name;
+        const label = document.createElement("span");
+        label.textContent = (name.startsWith("gate") || name.startsWith("expert") ? "expert " : name + " ") + i;
+        const bar = document.createElement("div");
+        bar.className = "bar";
+        const fill = document.createElement("span");
+        fill.style.width = 100 * v + "%";
+        bar.append(fill);
+        bar.hidden = !isSimplex;
+        const val = document.createElement("span");
+        val.className = "weight-value";
+        val.textContent = fmt(v, 3);
+        r.append(label, bar, val);
+        box.append(r);
+      });
+    }
+  }
+
+  function showResult(r) {
+    $("filename").textContent = r.filename ? "(" + r.filename + ")" : "";
+    const d = $("decision");
+    d.textContent = r.decision === "bonafide" ? "bona fide" : "spoof";
+    d.className = "decision " + r.decision;
+    d.dataset.decision = r.decision;
+    $("score").textContent = fmt(r.score, 3);
+    $("probability").textContent = fmt(r.probability, 3);
+    $("threshold").textContent = fmt(r.threshold, 3);
+    $("duration").textContent = fmt(r.duration_s, 2) + " s";
+    $("n-windows").textContent = String(r.n_windows);
+    plotWindows(r.windows || [], r.threshold);
+    showWeights(r.weights);
+    $("result").hidden = false;
+  }
+
+  async function onSubmit(ev) {
+    ev.preventDefault();
+    setError("");
+    const file = $("file").files[0];
+    if (!file) { setError("Choose an audio file first."); return; }
+    const body = new FormData();
+    body.append("file", file, file.name);
+    $("submit").disabled = true;
+    $("status").textContent = "scoring " + file.name + "\u2026";
+    try {
+      const res = await fetch("v1/score", { method: "POST", body });
+      const data = await res.json().catch(() => ({}));
+      if (!res.ok) {
+        const e = data.error || {};
+        throw new Error((e.type ? e.type + ": " : "") + (e.message || res.statusText));
+      }
+      showResult(data);
+      $("status").textContent = "done";
+    } catch (err) {
+      $("result").hidden = true;
+      $("status").textContent = "";
+      setError(err.message);
+    } finally {
+      $("submit").disabled = false;
+    }
+  }
+
+  $("upload-form").addEventListener("submit", onSubmit);
+  loadModel();
+})();

@@ -1,0 +1,166 @@
+"""End-to-end test of the web page: uvicorn on 127.0.0.1, headless Chromium driven by Selenium.
+
+Chromium and its driver come from Debian (``apt-get install chromium chromium-driver``); the test
+installs them when missing and skips, saying why, only when they cannot be installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import uvicorn
+
+from sddkit.config import from_dict, to_dict
+from sddkit.detectors.mixture import MixtureConfig, build_mixture
+from sddkit.detectors.model_dir import save_model_dir
+from sddkit.scoring.api import load_detector
+from sddkit.service.app import create_app
+
+SR = 16000
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--window-size=1000,1400",
+)
+
+
+def _browser_paths() -> tuple[str | None, str | None]:
+    return shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+
+
+def _ensure_chromium() -> tuple[str, str]:
+    """Chromium + chromedriver paths, installing the Debian packages when missing (else skip)."""
+    browser, driver = _browser_paths()
+    if browser and driver:
+        return browser, driver
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        pytest.skip("chromium/chromium-driver are missing and cannot be installed here (no apt-get or not root)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]
+    try:
+        if subprocess.run(install, env=env, capture_output=True, timeout=600).returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=300)
+            done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
+            if done.returncode != 0:
+                pytest.skip(f"apt-get could not install chromium: {done.stderr.strip()[-300:]}")
+    except subprocess.TimeoutExpired:
+        pytest.skip("installing chromium with apt-get timed out")
+    browser, driver = _browser_paths()
+    if not (browser and driver):
+        pytest.skip("chromium/chromedriver still missing after apt-get install")
+    return browser, driver
+
+
+@contextlib.contextmanager
+def _uvicorn(app):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def mixture_dir(tmp_path_factory):
+    """A real two-expert mixture (log-Mel+LCNN, LFCC+linear) with an MLP gate: it reports gate weights."""
+    spec = {
+        "experts": [
+            {
+                "frontend": {"name": "logmel", "n_mels": 32},
+                "backend": {"name": "lcnn", "channels": 8, "lstm_layers": 0},
+            },
+            {"frontend": {"name": "lfcc"}, "backend": {"name": "linear"}},
+        ],
+        "gate": {"name": "enhanced_mlp"},
+    }
+    cfg = from_dict(MixtureConfig, spec)
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("web") / "mixture"
+    save_model_dir(
+        d,
+        build_mixture(cfg).eval(),
+        model_config=to_dict(cfg),
+        architecture="mixture",
+        inference={"window_samples": 8000},
+    )
+    return d
+
+
+def test_upload_in_browser_shows_decision_and_gate_weights(tmp_path, mixture_dir, monkeypatch):
+    browser, driver_path = _ensure_chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never try to download a driver
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, (0.1 * np.random.default_rng(0).standard_normal(int(1.2 * SR))).astype(np.float32), SR)
+    junk = tmp_path / "notes.wav"
+    junk.write_bytes(b"definitely not audio" * 20)
+    expected = load_detector(mixture_dir).score_file(wav)
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chrome-profile'}")
+    with _uvicorn(create_app(mixture_dir)) as url:
+        drv = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+        try:
+            wait = WebDriverWait(drv, 60)
+            drv.get(url)
+            wait.until(ec.text_to_be_present_in_element((By.ID, "model-info"), "mixture"))
+            drv.find_element(By.ID, "file").send_keys(str(wav))
+            drv.find_element(By.ID, "submit").click()
+            wait.until(lambda d: d.find_element(By.ID, "decision").get_attribute("data-decision"))
+            decision = drv.find_element(By.ID, "decision")
+            assert decision.get_attribute("data-decision") == expected.decision
+            assert decision.text == ("bona fide" if expected.decision == "bonafide" else "spoof")
+            assert drv.find_element(By.ID, "score").text == f"{expected.score:.3f}"
+            assert drv.find_element(By.ID, "probability").text == f"{expected.probability:.3f}"
+            assert drv.find_element(By.ID, "n-windows").text == str(expected.n_windows) == "4"
+            gate_rows = drv.find_elements(By.CSS_SELECTOR, '.bar-row[data-name="gate_weights"] .weight-value')
+            shown = [float(e.text) for e in gate_rows]
+            assert shown == pytest.approx(expected.weights["gate_weights"], abs=6e-4)
+            assert sum(shown) == pytest.approx(1.0, abs=2e-3)
+            drv.save_screenshot(str(tmp_path / "page.png"))
+            # a bad file: the page shows the service's error, and the next good upload works again
+            drv.find_element(By.ID, "file").send_keys(str(junk))
+            drv.find_element(By.ID, "submit").click()
+            wait.until(ec.visibility_of_element_located((By.ID, "error")))
+            assert "audio_decode_error" in drv.find_element(By.ID, "error").text
+            assert not drv.find_element(By.ID, "result").is_displayed()
+            drv.find_element(By.ID, "file").send_keys(str(wav))
+            drv.find_element(By.ID, "submit").click()
+            wait.until(ec.visibility_of_element_located((By.ID, "result")))
+            assert drv.find_element(By.ID, "decision").get_attribute("data-decision") == expected.decision
+        finally:
+            drv.quit()
