@@ -1,0 +1,591 @@
+"""Robustness evaluation: a detector scored under named degradations (post-processing, laundering).
+
+Every utterance of a protocol is decoded once; each named test condition of
+:mod:`sddkit.augment.conditions` is applied to it and the result scored with a
+:class:`~sddkit.scoring.api.ScoringDetector`. Two modes, as in the SAFE challenge's
+post-processing and laundering tasks:
+
+* ``all``: every utterance is degraded (the channel hits real and fake speech alike);
+* ``spoof_only``: only spoofs are degraded and bona fide speech stays clean, so a detector
+  cannot win by flagging "degraded" as "spoof" (an attacker launders fakes; real speech is as is).
+
+``clean`` is always evaluated and is the reference row of both modes. Per (condition, mode) row:
+EER (%) and minDCF (threshold-free), and balanced accuracy / TPR / TNR at the model's stored
+decision threshold (the one deployment would use).
+
+Determinism: condition ``c`` on utterance ``u`` draws its randomness from
+``condition_seed(seed, c, u)``, a hash of the three (not Python's salted ``hash``), so a run is
+reproducible and a degraded utterance does not depend on thread scheduling, on the subset or on
+which other conditions run. Bona fide scores of ``spoof_only`` *are* the clean scores (not a
+second scoring of the same audio), and spoof scores are shared by both modes.
+
+Files written by :func:`write_robustness` into the output folder::
+
+    robustness.csv / robustness.json / robustness.md   one row per (condition, mode)
+    robustness.png                                     EER per condition, one bar per mode
+    scores_<mode>.csv                                  utt_id, label, condition, score per trial
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from sddkit.config import to_dict
+from sddkit.data.table import UtteranceTable
+from sddkit.errors import ConfigError, ProtocolError, SddkitError
+from sddkit.metrics import DCFCost, det_curve, eer_from_curve, min_dcf_from_curve, threshold_metrics
+
+SCHEMA = "sddkit.robustness/1"
+MODES: tuple[str, ...] = ("all", "spoof_only")
+MODE_CHOICES: tuple[str, ...] = ("both", *MODES)
+CLEAN = "clean"
+ROW_COLUMNS: tuple[str, ...] = (
+    "condition",
+    "mode",
+    "n",
+    "n_bonafide",
+    "n_spoof",
+    "n_failed",
+    "eer",
+    "eer_delta",
+    "balanced_accuracy",
+    "tpr",
+    "tnr",
+    "min_dcf",
+    "note",
+)
+MAX_REPORTED_ERRORS = 50  # error messages kept per kind in robustness.json (all are counted)
+
+
+# --- conditions -------------------------------------------------------------------------------
+
+
+def resolve_conditions(value: str | Sequence[str] | None) -> list[str]:
+    """``"all"``, ``"mp3_64k,noise_white_10db"`` or a list -> validated names, ``clean`` first.
+
+    Duplicates are dropped; ``all`` expands to every condition. Unknown names raise
+    :class:`~sddkit.errors.ConfigError` listing the valid ones.
+    """
+    from sddkit.augment.conditions import condition_names
+
+    if value is None:
+        value = "all"
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = [str(v).strip() for v in items if str(v).strip()]
+    if not names:
+        raise ConfigError(f"no conditions given; use 'all' or some of: {', '.join(condition_names())}")
+    valid = condition_names()
+    resolved: list[str] = [CLEAN]
+    for name in names:
+        expanded = valid if name == "all" else [name]
+        for n in expanded:
+            if n not in valid:
+                raise ConfigError(f"unknown condition {n!r}; valid conditions: all, {', '.join(valid)}")
+            if n not in resolved:
+                resolved.append(n)
+    return resolved
+
+
+def condition_seed(seed: int, condition: str, utt_id: str) -> int:
+    """A 63-bit seed that depends only on (seed, condition, utt_id), stable across processes."""
+    digest = hashlib.blake2b(f"{seed}\x00{condition}\x00{utt_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+@cache
+def _fast_condition(name: str):
+    """Condition ``name`` with the codecs' cheaper encoder search (same bitstream format)."""
+    from sddkit.augment.conditions import condition_spec
+    from sddkit.augment.pipeline import build_augmentation
+
+    spec = condition_spec(name)
+    if spec["name"] == "codec":
+        spec["fast"] = True
+    elif spec["name"] == "launder_chain":
+        spec["fast_codec"] = True
+    return build_augmentation(spec)
+
+
+def degrade(name: str, x: np.ndarray, sr: int, seed: int, *, fast_codecs: bool = False) -> np.ndarray:
+    """Apply condition ``name`` to (T,) ``x``: :func:`~sddkit.augment.conditions.apply_condition`,
+    or its fast-codec variant. Deterministic in its arguments. (T,) -> (T,) float32."""
+    from sddkit.augment.base import as_waveform
+    from sddkit.augment.conditions import apply_condition
+
+    if name == CLEAN:
+        return as_waveform(x)
+    if not fast_codecs:
+        return apply_condition(name, x, sr, seed=seed)
+    return _fast_condition(name)(as_waveform(x), sr, np.random.default_rng(seed))
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+@dataclass
+class RobustnessConfig:
+    """What :func:`run_robustness` evaluates.
+
+    conditions: names or ``"all"`` (resolved on construction, ``clean`` first); mode: ``both``,
+    ``all`` or ``spoof_only``; seed: degradation seed; workers: decoding + degradation threads
+    (0 = in the scoring thread); limit: evaluate a seeded, label-stratified subset of this many
+    utterances; fast_codecs: cheaper codec encoder search (faster, not bit-identical to the
+    named conditions); max_duration: longer files are counted as failures (None = no limit).
+    """
+
+    conditions: list[str] = field(default_factory=lambda: ["all"])
+    mode: Literal["both", "all", "spoof_only"] = "both"
+    seed: int = 0
+    workers: int = 2
+    limit: int | None = None
+    fast_codecs: bool = False
+    max_duration: float | None = 600.0
+    dcf: DCFCost = field(default_factory=DCFCost)
+
+    def __post_init__(self) -> None:
+        self.conditions = resolve_conditions(self.conditions)
+        if self.mode not in MODE_CHOICES:
+            raise ConfigError(f"mode must be one of {list(MODE_CHOICES)}, got {self.mode!r}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.limit is not None and self.limit < 2:
+            raise ValueError(f"limit must be >= 2 (one bona fide and one spoof utterance), got {self.limit}")
+        if self.max_duration is not None and self.max_duration <= 0:
+            raise ValueError(f"max_duration must be positive or None, got {self.max_duration}")
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return MODES if self.mode == "both" else (self.mode,)
+
+
+def select_utterances(table: UtteranceTable, limit: int | None, seed: int = 0) -> UtteranceTable:
+    """At most ``limit`` utterances, drawn with ``seed`` and stratified by label (both classes kept
+    whenever the table has both), in protocol order. ``None`` or a large limit: the whole table."""
+    if limit is None or limit >= len(table):
+        return table
+    labels = table.labels
+    rng = np.random.default_rng(seed)
+    bona, spoof = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    n_bona = int(round(limit * len(bona) / len(labels)))
+    if len(bona) and len(spoof):
+        n_bona = min(max(n_bona, 1), limit - 1)
+    n_bona = min(n_bona, len(bona))
+    n_spoof = min(limit - n_bona, len(spoof))
+    chosen = np.concatenate([rng.permutation(bona)[:n_bona], rng.permutation(spoof)[:n_spoof]])
+    mask = np.zeros(len(table), dtype=bool)
+    mask[chosen] = True
+    return table.subset(mask)
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RobustnessResult:
+    """Scores and summary rows of one robustness run.
+
+    utt_ids, labels: (N,) the selected utterances (1 = bona fide); scores: condition -> (N,)
+    calibrated scores of the degraded audio (NaN where it was not needed or failed: bona fide
+    utterances are only degraded for mode ``all``); failures: decode errors (whole utterance
+    lost); condition_errors: condition -> errors of degrading/scoring one utterance; rows: one
+    per (condition, mode), see ``ROW_COLUMNS``; info: model/protocol description for the report.
+    """
+
+    config: RobustnessConfig
+    threshold: float
+    utt_ids: list[str]
+    labels: np.ndarray
+    scores: dict[str, np.ndarray]
+    failures: list[str]
+    condition_errors: dict[str, list[str]]
+    rows: list[dict[str, Any]]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def decoded(self) -> np.ndarray:
+        """(N,) bool: utterances that were decoded (their clean score exists)."""
+        return np.isfinite(self.scores[CLEAN])
+
+    def mode_scores(self, mode: str, condition: str) -> np.ndarray:
+        """(N,) scores of ``condition`` in ``mode`` (spoof_only: bona fide keep their clean score)."""
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {list(MODES)}, got {mode!r}")
+        degraded = self.scores[condition]
+        if mode == "all":
+            return degraded
+        return np.where(self.labels == 1, self.scores[CLEAN], degraded)
+
+    def row(self, condition: str, mode: str) -> dict[str, Any]:
+        for r in self.rows:
+            if r["condition"] == condition and r["mode"] == mode:
+                return r
+        raise KeyError(f"no row for condition {condition!r} in mode {mode!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        n_decoded = int(self.decoded.sum())
+        return _json_safe(
+            {
+                "schema": SCHEMA,
+                "units": {"eer": "percent", "min_dcf": "normalised", "decision": "score >= threshold"},
+                "info": self.info,
+                "threshold": self.threshold,
+                "seed": self.config.seed,
+                "modes": list(self.config.modes),
+                "conditions": list(self.config.conditions),
+                "fast_codecs": self.config.fast_codecs,
+                "dcf": to_dict(self.config.dcf),
+                "n_utterances": len(self.utt_ids),
+                "n_decoded": n_decoded,
+                "n_bonafide": int(self.labels[self.decoded].sum()),
+                "n_spoof": int(n_decoded - self.labels[self.decoded].sum()),
+                "n_failed_files": len(self.failures),
+                "failed_files": self.failures[:MAX_REPORTED_ERRORS],
+                "condition_errors": {
+                    c: {"count": len(e), "examples": e[:MAX_REPORTED_ERRORS]} for c, e in self.condition_errors.items()
+                },
+                "rows": self.rows,
+            }
+        )
+
+
+@dataclass
+class _Utterance:
+    """One decoded utterance: its index and, per needed condition, its windows or an error."""
+
+    index: int
+    variants: list[tuple[str, Any]]  # (condition, PreparedAudio | error message)
+
+
+def _process(detector: Any, table_row: dict[str, Any], index: int, cfg: RobustnessConfig) -> _Utterance | str:
+    """Decode one file and window every degradation of it; the error text if it cannot be decoded."""
+    from sddkit.audio.io import load_audio
+
+    path, utt_id = str(table_row["path"]), str(table_row["utt_id"])
+    if not path:
+        return f"{utt_id}: the protocol gives no audio path"
+    try:
+        x = load_audio(path, sample_rate=detector.sample_rate, max_duration=cfg.max_duration)
+    except SddkitError as exc:
+        return str(exc)
+    except Exception as exc:  # any decoder failure is this file's problem, not the run's
+        return f"{path}: {type(exc).__name__}: {exc}"
+    bona = table_row["label"] == "bonafide"
+    variants: list[tuple[str, Any]] = []
+    for name in cfg.conditions:
+        if bona and name != CLEAN and "all" not in cfg.modes:
+            continue  # spoof_only alone never degrades bona fide speech
+        try:
+            y = degrade(
+                name, x, detector.sample_rate, condition_seed(cfg.seed, name, utt_id), fast_codecs=cfg.fast_codecs
+            )
+            variants.append((name, detector.prepare(y)))
+        except Exception as exc:  # e.g. a codec missing from this FFmpeg build: counted per condition
+            variants.append((name, f"{utt_id}: {type(exc).__name__}: {exc}"))
+    return _Utterance(index, variants)
+
+
+def _processed_in_order(
+    detector: Any, records: Sequence[dict[str, Any]], cfg: RobustnessConfig
+) -> Iterator[tuple[int, _Utterance | str]]:
+    """(index, decoded utterance or error) in protocol order, ``cfg.workers`` threads ahead of the model."""
+    if cfg.workers == 0:
+        for i, rec in enumerate(records):
+            yield i, _process(detector, rec, i, cfg)
+        return
+    ahead = max(2, 2 * cfg.workers)  # bounded look-ahead: every condition's windows of few files in memory
+    with ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="sdd-robust") as pool:
+        pending: list[tuple[int, Future]] = []
+        next_index = 0
+        while next_index < len(records) and len(pending) < ahead:
+            pending.append((next_index, pool.submit(_process, detector, records[next_index], next_index, cfg)))
+            next_index += 1
+        while pending:
+            i, fut = pending.pop(0)
+            if next_index < len(records):
+                pending.append((next_index, pool.submit(_process, detector, records[next_index], next_index, cfg)))
+                next_index += 1
+            yield i, fut.result()
+
+
+def run_robustness(
+    detector: Any,
+    table: UtteranceTable,
+    config: RobustnessConfig | None = None,
+    *,
+    progress: bool = True,
+    info: dict[str, Any] | None = None,
+) -> RobustnessResult:
+    """Score ``table`` under every condition of ``config`` with ``detector`` (a ScoringDetector).
+
+    Decoding and degradation run in ``config.workers`` threads while this thread runs the model
+    on batches of ``detector.batch_size`` windows. Unreadable files are counted, not fatal; a
+    ProtocolError is raised when no file can be decoded or the decoded ones lack a class.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = config or RobustnessConfig()
+    table = select_utterances(table, cfg.limit, cfg.seed)
+    if len(table) == 0:
+        raise ProtocolError("the protocol has no utterances to evaluate")
+    records = table.df[["utt_id", "path", "label"]].to_dict("records")
+    n = len(records)
+    scores = {name: np.full(n, np.nan) for name in cfg.conditions}
+    failures: list[str] = []
+    condition_errors: dict[str, list[str]] = {}
+    pending: list[tuple[int, str, Any]] = []  # (utterance index, condition, PreparedAudio) awaiting the model
+
+    def flush() -> None:
+        results = detector.score_prepared([p for _, _, p in pending])
+        for (i, name, _), res in zip(pending, results):
+            scores[name][i] = res.score
+        pending.clear()
+
+    bar = tqdm(total=n, unit="file", desc="sdd robustness", disable=not progress, dynamic_ncols=True)
+    try:
+        n_windows = 0
+        for i, item in _processed_in_order(detector, records, cfg):
+            bar.update(1)
+            if isinstance(item, str):
+                failures.append(item)
+                continue
+            for name, prepared in item.variants:
+                if isinstance(prepared, str):
+                    condition_errors.setdefault(name, []).append(prepared)
+                    continue
+                pending.append((i, name, prepared))
+                n_windows += prepared.windows.shape[0]
+            if n_windows >= detector.batch_size:
+                flush()
+                n_windows = 0
+        if pending:
+            flush()
+    finally:
+        bar.close()
+
+    labels = table.labels
+    decoded = np.isfinite(scores[CLEAN])
+    if not decoded.any():
+        first = f"; first error: {failures[0]}" if failures else ""
+        raise ProtocolError(f"none of the {n} files could be decoded and scored{first}")
+    if labels[decoded].min() == labels[decoded].max():
+        which = "bona fide" if labels[decoded][0] == 1 else "spoof"
+        raise ProtocolError(
+            f"only {which} utterances could be scored ({int(decoded.sum())} of {n}); "
+            "a robustness evaluation needs both bona fide and spoof speech"
+        )
+    result = RobustnessResult(
+        config=cfg,
+        threshold=float(detector.threshold),
+        utt_ids=[str(r["utt_id"]) for r in records],
+        labels=labels,
+        scores=scores,
+        failures=failures,
+        condition_errors=condition_errors,
+        rows=[],
+        info=dict(info or {}),
+    )
+    result.rows = summarize(result)
+    return result
+
+
+# --- summarising ------------------------------------------------------------------------------
+
+
+def condition_row(
+    labels: np.ndarray, scores: np.ndarray, *, threshold: float, dcf: DCFCost | None = None
+) -> dict[str, Any]:
+    """Counts and metrics of one set of trials; NaN scores (failed trials) are left out."""
+    ok = np.isfinite(scores)
+    y, s = labels[ok], scores[ok]
+    n_bona = int(y.sum())
+    row: dict[str, Any] = {"n": int(y.size), "n_bonafide": n_bona, "n_spoof": int(y.size - n_bona)}
+    metrics = ("eer", "balanced_accuracy", "tpr", "tnr", "min_dcf")
+    if n_bona == 0 or n_bona == y.size:
+        row.update({k: None for k in metrics})
+        row["note"] = "needs both bona fide and spoof trials"
+        return row
+    curve = det_curve(y, s)
+    at = threshold_metrics(y, s, threshold)
+    row.update(
+        eer=100.0 * eer_from_curve(curve).eer,
+        balanced_accuracy=at.balanced_accuracy,
+        tpr=at.tpr,
+        tnr=at.tnr,
+        min_dcf=min_dcf_from_curve(curve, dcf or DCFCost()).dcf,
+        note="",
+    )
+    return row
+
+
+def summarize(result: RobustnessResult) -> list[dict[str, Any]]:
+    """One row per (condition, mode), conditions in config order; ``eer_delta`` is relative to clean."""
+    decoded = result.decoded
+    rows = []
+    for name in result.config.conditions:
+        for mode in result.config.modes:
+            s = result.mode_scores(mode, name)
+            metrics = condition_row(result.labels, s, threshold=result.threshold, dcf=result.config.dcf)
+            # decoded utterances this (condition, mode) could not score
+            n_failed = int((decoded & ~np.isfinite(s)).sum())
+            rows.append({"condition": name, "mode": mode, **metrics, "n_failed": n_failed, "eer_delta": None})
+    clean_eer = {r["mode"]: r["eer"] for r in rows if r["condition"] == CLEAN}
+    for r in rows:
+        ref = clean_eer.get(r["mode"])
+        if r["eer"] is not None and ref is not None:
+            r["eer_delta"] = r["eer"] - ref
+    return [{k: r.get(k) for k in ROW_COLUMNS} for r in rows]
+
+
+def score_rows(result: RobustnessResult, mode: str) -> pd.DataFrame:
+    """Per-trial scores of ``mode``: utt_id, label, condition, score (failed trials left out)."""
+    frames = []
+    label_names = np.where(result.labels == 1, "bonafide", "spoof")
+    ids = np.asarray(result.utt_ids, dtype=object)
+    for name in result.config.conditions:
+        s = result.mode_scores(mode, name)
+        ok = np.isfinite(s)
+        frames.append(pd.DataFrame({"utt_id": ids[ok], "label": label_names[ok], "condition": name, "score": s[ok]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def _json_safe(obj: Any) -> Any:
+    """Plain JSON types; NaN/inf become null so robustness.json is strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _fmt(value: Any, digits: int, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The per-(condition, mode) rows as a Markdown table."""
+    headers = ["condition", "mode", "n", "EER %", "ΔEER", "bal. acc.", "TPR", "TNR", "minDCF", "failed"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for r in rows:
+        cells = [
+            r["condition"],
+            r["mode"],
+            str(r["n"]),
+            _fmt(r["eer"], 2),
+            _fmt(r["eer_delta"], 2, signed=True),
+            _fmt(r["balanced_accuracy"], 4),
+            _fmt(r["tpr"], 4),
+            _fmt(r["tnr"], 4),
+            _fmt(r["min_dcf"], 4),
+            str(r["n_failed"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(result: RobustnessResult) -> str:
+    d = result.to_dict()
+    cfg = result.config
+    lines = ["# sddkit robustness report", ""]
+    if result.info.get("model"):
+        lines += [f"Model: `{result.info['model']}`.", ""]
+    lines += [
+        f"{d['n_decoded']} of {d['n_utterances']} utterances scored ({d['n_bonafide']} bona fide, "
+        f"{d['n_spoof']} spoof) under {len(cfg.conditions)} conditions, seed {cfg.seed}"
+        f"{', fast codecs' if cfg.fast_codecs else ''}.",
+        "",
+        "Modes: `all` degrades every utterance; `spoof_only` degrades only the spoofs (bona fide stays "
+        "clean, as in SAFE). EER in percent, ΔEER relative to `clean` in the same mode; balanced accuracy, "
+        f"TPR (bona fide accepted) and TNR (spoof rejected) at the model's threshold {result.threshold:g}; "
+        f"minDCF normalised (P_spoof {cfg.dcf.p_spoof}, C_miss {cfg.dcf.c_miss}, C_fa {cfg.dcf.c_fa}).",
+        "",
+        markdown_table(result.rows),
+        "",
+    ]
+    if result.failures or result.condition_errors:
+        lines += ["## Errors", ""]
+        if result.failures:
+            lines.append(f"{len(result.failures)} file(s) could not be decoded and are left out of every row:")
+            lines += [f"- {e}" for e in result.failures[:10]]
+            if len(result.failures) > 10:
+                lines.append(f"- ... ({len(result.failures) - 10} more in robustness.json)")
+            lines.append("")
+        for name, errors in result.condition_errors.items():
+            lines.append(f"- `{name}`: {len(errors)} utterance(s) failed, e.g. {errors[0]}")
+        if result.condition_errors:
+            lines.append("")
+    lines += ["![EER per condition](robustness.png)", ""]
+    return "\n".join(lines)
+
+
+def plot_robustness(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "EER per condition") -> Path:
+    """Grouped bars of EER (%) per condition, one bar per mode, with the clean EER as a dashed line."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    conditions = list(dict.fromkeys(r["condition"] for r in rows))
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    eer = {(r["condition"], r["mode"]): r["eer"] for r in rows}
+    fig = Figure(figsize=(max(7.0, 0.22 * len(conditions) * len(modes) + 3.5), 4.8), layout="tight")
+    ax = fig.add_subplot()
+    x = np.arange(len(conditions))
+    width = 0.8 / len(modes)
+    for j, mode in enumerate(modes):
+        heights = [np.nan if eer.get((c, mode)) is None else eer[(c, mode)] for c in conditions]
+        ax.bar(x - 0.4 + width * (j + 0.5), heights, width, label=mode)
+    clean = [eer.get((CLEAN, m)) for m in modes if eer.get((CLEAN, m)) is not None]
+    if clean:
+        ax.axhline(clean[0], color="0.4", lw=0.8, ls="--", label=f"clean ({clean[0]:.2f}%)")
+    ax.set_xticks(x)
+    ax.set_xticklabels(conditions, rotation=60, ha="right", fontsize="small")
+    ax.set_xlim(-0.6, len(conditions) - 0.4)
+    ax.set_ylabel("EER (%)")
+    ax.set_title(title)
+    ax.grid(True, axis="y", color="0.9")
+    ax.set_axisbelow(True)
+    # outside the axes: with many conditions any corner inside would hide bars
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def write_robustness(result: RobustnessResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write robustness.{csv,json,md,png} and scores_<mode>.csv into ``out_dir``; returns name -> path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / name for name in ("robustness.csv", "robustness.json", "robustness.md", "robustness.png")}
+    pd.DataFrame(result.rows, columns=list(ROW_COLUMNS)).to_csv(paths["robustness.csv"], index=False)
+    paths["robustness.json"].write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
+    paths["robustness.md"].write_text(render_markdown(result))
+    plot_robustness(result.rows, paths["robustness.png"])
+    for mode in result.config.modes:
+        name = f"scores_{mode}.csv"
+        paths[name] = out / name
+        score_rows(result, mode).to_csv(paths[name], index=False)  # full precision: exact re-analysis
+    return paths
