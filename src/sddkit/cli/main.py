@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sddkit.cli.describe_cmd",
     "sddkit.cli.train_cmd",
     "sddkit.cli.eval_cmd",
+    "sddkit.cli.robustness_cmd",
     "sddkit.cli.demo_cmd",
     "sddkit.cli.score_cmd",
     "sddkit.cli.serve_cmd",

@@ -1,0 +1,251 @@
+"""Training checkpoints: safetensors + JSON, written atomically, never pickled.
+
+    out_dir/checkpoints/
+      step-00000400/
+        state.safetensors     every tensor: model weights, optimizer moments, torch RNG states, ...
+        state.json            everything else: recipe, optimizer/scheduler scalars, epoch/step,
+                              python/numpy RNG states, best-EER bookkeeping; tensors appear as
+                              {"__tensor__": key} references into state.safetensors
+      latest                  one line: the name of the newest complete checkpoint directory
+
+A checkpoint is written into a hidden temporary directory which is renamed into place when
+complete; the ``latest`` pointer is replaced (atomically) only after that, and old checkpoints
+are pruned only after the pointer moved. A crash at any point therefore leaves ``latest``
+naming a complete checkpoint (or no ``latest`` at all before the first save).
+
+State encoding (:func:`encode_state`): nested dicts/lists/tuples of scalars, strings, tensors,
+numpy arrays and bytes map to JSON plus a flat ``{key: tensor}`` dict; tuples, integer dict
+keys, arrays and bytes are tagged so :func:`decode_state` restores them exactly (python's
+``random.getstate()`` and optimizer ``betas`` are tuples; optimizer state is keyed by int).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from sddkit.detectors.model_dir import atomic_write_bytes
+from sddkit.errors import CheckpointError
+
+STATE_JSON = "state.json"
+STATE_TENSORS = "state.safetensors"
+LATEST = "latest"
+FORMAT = "sddkit-checkpoint"
+FORMAT_VERSION = 1
+_TMP_PREFIX = ".tmp-"
+
+
+# --- nested state <-> (JSON, tensors) -------------------------------------------------------------
+def _child(path: str, key: Any) -> str:
+    return f"{path}/{key}" if path else str(key)
+
+
+def encode_state(obj: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:
+    """JSON-serialisable form of ``obj``; tensors are moved into ``tensors`` under their path
+    (``model/frontend.proj.weight``, ``optimizer/state/0/exp_avg``, ...)."""
+    if isinstance(obj, torch.Tensor):
+        key = path or "root"
+        tensors[key] = obj.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
+    if isinstance(obj, (bytes, bytearray)):
+        return {"__bytes__": base64.b64encode(bytes(obj)).decode("ascii")}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, tuple):
+        return {"__tuple__": [encode_state(v, tensors, _child(path, i)) for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [encode_state(v, tensors, _child(path, i)) for i, v in enumerate(obj)]
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            if any(k.startswith("__") and k.endswith("__") for k in obj):
+                return {"__items__": [[k, encode_state(v, tensors, _child(path, k))] for k, v in obj.items()]}
+            return {k: encode_state(v, tensors, _child(path, k)) for k, v in obj.items()}
+        return {"__items__": [[k, encode_state(v, tensors, _child(path, k))] for k, v in obj.items()]}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise CheckpointError(f"cannot store a {type(obj).__name__} in a checkpoint (at {path or 'root'})")
+
+
+def decode_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`encode_state`."""
+    if isinstance(obj, list):
+        return [decode_state(v, tensors) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "__tensor__" in obj:
+        key = obj["__tensor__"]
+        if key not in tensors:
+            raise CheckpointError(f"checkpoint tensor {key!r} is missing from {STATE_TENSORS}")
+        return tensors[key]
+    if "__ndarray__" in obj:
+        return np.asarray(obj["__ndarray__"], dtype=obj["dtype"])
+    if "__bytes__" in obj:
+        return base64.b64decode(obj["__bytes__"])
+    if "__tuple__" in obj:
+        return tuple(decode_state(v, tensors) for v in obj["__tuple__"])
+    if "__items__" in obj:
+        return {k: decode_state(v, tensors) for k, v in obj["__items__"]}
+    return {k: decode_state(v, tensors) for k, v in obj.items()}
+
+
+# --- RNG states ----------------------------------------------------------------------------------
+def capture_rng_state() -> dict[str, Any]:
+    """python, numpy and torch (CPU and every CUDA device) generator states."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = state["cuda"]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+# --- directory layout --------------------------------------------------------------------------
+def _write_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """The safetensors writer (separate so tests can make it fail mid-save)."""
+    # clone: safetensors refuses tensors sharing storage (tied weights, views)
+    save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(path))
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(root: str | Path, name: str, state: dict[str, Any], *, update_latest: bool = True) -> Path:
+    """Write ``state`` (any nested mix of tensors and plain values) as ``root/name`` atomically.
+
+    Returns the checkpoint directory. Leftover temporary directories of earlier crashes are removed.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(f"{_TMP_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = root / f"{_TMP_PREFIX}{name}-{os.getpid()}"
+    final = root / name
+    tensors: dict[str, torch.Tensor] = {}
+    document = {"format": FORMAT, "format_version": FORMAT_VERSION, "state": encode_state(state, tensors)}
+    try:
+        tmp.mkdir(parents=True)
+        _write_tensors(tensors, tmp / STATE_TENSORS)
+        atomic_write_bytes(tmp / STATE_JSON, (json.dumps(document, indent=1) + "\n").encode())
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving a step (e.g. after a resume): move the old copy out of the way first
+            trash = root / f"{_TMP_PREFIX}old-{name}-{os.getpid()}"
+            os.replace(final, trash)
+            os.replace(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if update_latest:
+        atomic_write_bytes(root / LATEST, (name + "\n").encode())
+    return final
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    """The directory ``root/latest`` names, or None when there is no checkpoint yet."""
+    root = Path(root)
+    pointer = root / LATEST
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text().strip()
+    if not name or "/" in name or name.startswith("."):
+        raise CheckpointError(f"{pointer}: invalid checkpoint pointer {name!r}")
+    path = root / name
+    if not path.is_dir():
+        raise CheckpointError(f"{pointer} names {name!r}, which does not exist")
+    return path
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint directory back into the nested state given to :func:`save_checkpoint`."""
+    path = Path(path)
+    doc_path, tensor_path = path / STATE_JSON, path / STATE_TENSORS
+    if not doc_path.is_file() or not tensor_path.is_file():
+        raise CheckpointError(f"{path}: not a complete checkpoint (needs {STATE_JSON} and {STATE_TENSORS})")
+    try:
+        document = json.loads(doc_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{doc_path}: invalid JSON: {exc}") from None
+    if document.get("format") != FORMAT:
+        raise CheckpointError(f"{doc_path}: not an sddkit checkpoint")
+    if int(document.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(f"{doc_path}: checkpoint format {document['format_version']} is newer than sddkit")
+    try:
+        tensors = load_file(str(tensor_path), device=str(map_location))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{tensor_path}: unreadable tensors: {exc}") from None
+    return decode_state(document["state"], tensors)
+
+
+def load_checkpoint_tensors(path: str | Path, prefix: str, *, map_location: str = "cpu") -> dict[str, torch.Tensor]:
+    """Only the tensors stored under ``prefix`` (e.g. ``model/``), keys without it; skips the rest of the file."""
+    from safetensors import safe_open
+
+    tensor_path = Path(path) / STATE_TENSORS
+    try:
+        with safe_open(str(tensor_path), framework="pt", device=map_location) as f:
+            return {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{tensor_path}: unreadable tensors: {exc}") from None
+
+
+def prune_checkpoints(root: str | Path, keep: set[str]) -> list[str]:
+    """Delete checkpoint directories of ``root`` not named in ``keep`` (never the one ``latest`` names)."""
+    root = Path(root)
+    latest = latest_checkpoint(root)
+    keep = set(keep) | ({latest.name} if latest is not None else set())
+    removed = []
+    for child in sorted(root.iterdir()):
+        if child.is_dir() and not child.name.startswith(".") and child.name not in keep:
+            shutil.rmtree(child, ignore_errors=True)
+            removed.append(child.name)
+    return removed
+
+
+# --- optimizer state ---------------------------------------------------------------------------------
+def optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """``optimizer.state_dict()`` (tensors -> safetensors, scalars -> JSON via :func:`encode_state`)."""
+    return optimizer.state_dict()
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"optimizer state does not match the trainable parameters: {exc}") from None

@@ -1,0 +1,121 @@
+"""Training data plumbing: protocol specs -> tables -> datasets -> per-epoch, per-rank batch samplers.
+
+Batches are fixed per ``(seed, epoch, rank)``: the sampler is rebuilt for every epoch from those
+numbers only, so a resumed run skips the batches it already took (indices only, no audio is
+loaded) and then sees exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from torch.utils.data import BatchSampler, Dataset, DistributedSampler
+
+from sddkit.data.table import UtteranceTable
+from sddkit.errors import ConfigError
+from sddkit.training.distributed import DistInfo
+from sddkit.training.recipe import DataConfig, ProtocolSpec, as_specs
+
+
+def read_tables(specs: ProtocolSpec | Sequence[ProtocolSpec] | None, what: str = "data") -> UtteranceTable | None:
+    """Read and concatenate the protocols of ``specs`` (``None`` when there are none)."""
+    from sddkit.data.protocols import read_protocol
+
+    tables = []
+    for i, spec in enumerate(as_specs(specs)):  # type: ignore[arg-type]
+        table = read_protocol(spec.protocol, spec.format, **spec.options)
+        if spec.where:
+            table = table.where(**spec.where)
+        if len(table) == 0:
+            raise ConfigError(f"{what}[{i}]: {spec.protocol} has no utterances (after where={spec.where})")
+        tables.append(table)
+    if not tables:
+        return None
+    return tables[0] if len(tables) == 1 else UtteranceTable.concat(tables)
+
+
+def build_dataset(table: UtteranceTable, cfg: DataConfig, *, train: bool, seed: int) -> Dataset:
+    """An ``UtteranceDataset``: random crops + augmentation for training, fixed crops for evaluation."""
+    from sddkit.data.dataset import UtteranceDataset
+
+    crop = cfg.crop_samples if train else (cfg.val_crop_samples or cfg.crop_samples)
+    augment = None
+    if train and cfg.augment:
+        from sddkit.augment.pipeline import AugmentationPipeline
+
+        # the dataset calls augment(x, sr, rng) with its own per-(seed, epoch, item) generator
+        augment = AugmentationPipeline(cfg.augment_specs, seed=seed).apply
+    return UtteranceDataset(
+        table, crop_samples=crop, train=train, seed=seed, augment=augment, domain_column=cfg.domain_column
+    )
+
+
+class SkipBatches:
+    """A batch sampler without its first ``skip`` batches (resuming mid-epoch; indices only)."""
+
+    def __init__(self, batches: Iterable[list[int]], skip: int = 0):
+        self.batches = batches
+        self.skip = skip
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return itertools.islice(iter(self.batches), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(0, len(self.batches) - self.skip)  # type: ignore[arg-type]
+
+
+def _set_epoch(obj: Any, epoch: int) -> None:
+    if hasattr(obj, "set_epoch"):
+        obj.set_epoch(epoch)
+
+
+def epoch_batches(dataset: Dataset, cfg: DataConfig, *, seed: int, epoch: int, info: DistInfo) -> Iterable[list[int]]:
+    """This rank's batches (lists of dataset indices) for ``epoch``; every rank gets the same number."""
+    _set_epoch(dataset, epoch)
+    if cfg.sampler == "random":
+        sampler = DistributedSampler(
+            dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed, drop_last=True
+        )
+        sampler.set_epoch(epoch)
+        batches: Iterable[list[int]] = BatchSampler(sampler, cfg.batch_size, drop_last=True)
+    else:
+        batches = _library_batch_sampler(dataset, cfg, seed=seed, epoch=epoch, info=info)
+    if len(batches) == 0:  # type: ignore[arg-type]
+        raise ConfigError(
+            f"the training set ({len(dataset)} utterances) gives no full batch of {cfg.batch_size} "  # type: ignore[arg-type]
+            f"per process over {info.world_size} process(es)"
+        )
+    return batches
+
+
+def _library_batch_sampler(
+    dataset: Dataset, cfg: DataConfig, *, seed: int, epoch: int, info: DistInfo
+) -> Iterable[list[int]]:
+    """The class-/domain-balanced samplers of ``sddkit.data.samplers``, sharded by rank."""
+    from sddkit.data import samplers
+
+    labels = getattr(dataset, "labels", None)
+    domains = getattr(dataset, "domains", None)
+    if labels is None or domains is None:
+        raise ConfigError(f"data.sampler {cfg.sampler!r} needs a dataset exposing 'labels' and 'domains'")
+    options = dict(cfg.sampler_options)
+    common = {"seed": seed, "rank": info.rank, "world_size": info.world_size}
+    if cfg.sampler == "domain_batch":
+        batches = samplers.DomainBatchSampler(domains, labels, batch_size=cfg.batch_size, **common, **options)
+    elif cfg.sampler == "class_balanced":
+        sampler = samplers.ClassBalancedSampler(labels, **common, **options)
+        batches = BatchSampler(sampler, cfg.batch_size, drop_last=True)
+    else:
+        sampler = samplers.DomainBalancedSampler(domains, labels, **common, **options)
+        batches = BatchSampler(sampler, cfg.batch_size, drop_last=True)
+    _set_epoch(batches, epoch)
+    _set_epoch(getattr(batches, "sampler", None), epoch)
+    return batches
+
+
+def eval_batches(n: int, batch_size: int, info: DistInfo) -> list[list[int]]:
+    """This rank's share (every ``world_size``-th item) of ``range(n)``, in order, in batches."""
+    mine = list(range(info.rank, n, info.world_size))
+    return [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]

@@ -1,0 +1,117 @@
+"""Data-parallel helpers: process-group set-up from torchrun's environment, device choice, collectives.
+
+``torchrun --standalone --nproc_per_node=N -m sddkit.cli.main train RECIPE.yaml`` sets RANK,
+WORLD_SIZE and LOCAL_RANK; the trainer then joins a process group (NCCL on GPU, gloo on CPU),
+wraps the detector in ``DistributedDataParallel``, shards the training batches by rank, and lets
+only rank 0 log and write checkpoints. Without those variables everything runs in one process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from sddkit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job (``world_size == 1``: not distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_info_from_env() -> DistInfo:
+    """Read torchrun's RANK / WORLD_SIZE / LOCAL_RANK (defaults: a single process)."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError as exc:
+        raise ConfigError(f"invalid distributed environment variable: {exc}") from None
+    if world < 1 or not 0 <= rank < world:
+        raise ConfigError(f"invalid distributed environment: RANK={rank}, WORLD_SIZE={world}")
+    return DistInfo(rank=rank, world_size=world, local_rank=local)
+
+
+def select_device(preference: str, info: DistInfo) -> torch.device:
+    """``auto`` -> CUDA when available; under DDP each process takes GPU ``local_rank``."""
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device is 'cuda' but no CUDA device is available")
+    use_cuda = preference == "cuda" or (preference == "auto" and torch.cuda.is_available())
+    if not use_cuda:
+        return torch.device("cpu")
+    index = info.local_rank % max(1, torch.cuda.device_count())
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+def init_process_group(info: DistInfo, device: torch.device) -> bool:
+    """Join the job's process group if needed; returns True when this call created it."""
+    if not info.enabled or dist.is_initialized():
+        return False
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
+    return True
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``obj`` on every rank (identity when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_reduce_gradients(params: Sequence[nn.Parameter], world_size: int) -> None:
+    """Average ``.grad`` over ranks in one flat collective (used where DDP's own hooks are bypassed).
+
+    A parameter without a gradient on any rank keeps ``grad = None`` so the optimiser skips it,
+    exactly as it would in a single process; one with a gradient on some ranks only is averaged
+    with zeros from the others, as DDP does.
+    """
+    if world_size <= 1 or not params:
+        return
+    device = params[0].device
+    present = torch.tensor([float(p.grad is not None) for p in params], device=device)
+    pieces = [(p.grad if p.grad is not None else torch.zeros_like(p)).float().reshape(-1) for p in params]
+    flat = torch.cat([*pieces, present])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    offset = 0
+    counts = flat[-len(params) :].tolist()
+    for p, count in zip(params, counts):
+        n = p.numel()
+        if count > 0:
+            p.grad = (flat[offset : offset + n] / world_size).view_as(p).to(p.dtype)
+        offset += n

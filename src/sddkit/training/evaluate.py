@@ -1,0 +1,134 @@
+"""Validation pass: scores, EER, loss and per-utterance statistics, sharded over DDP ranks."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from sddkit.detectors.outputs import DetectorOutput
+from sddkit.training.data import eval_batches
+from sddkit.training.distributed import DistInfo, all_gather_objects
+
+
+@dataclass
+class EvalResult:
+    """Scores of a whole evaluation set, in dataset order (gathered from every rank).
+
+    eer: equal error rate as a fraction (None when the set lacks one class); loss: mean CE;
+    stats: per-utterance ``(N, K)`` arrays reduced from ``DetectorOutput.stats`` entries shaped
+    ``(B, ..., K)`` (mean over the middle axes), e.g. router probabilities per expert.
+    """
+
+    eer: float | None
+    loss: float
+    labels: np.ndarray
+    scores: np.ndarray
+    indices: np.ndarray
+    stats: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.labels.size)
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Run a block without moving the python/numpy/torch generators (validation has no side effects)."""
+    py, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def _per_utterance(stat: Tensor, batch: int) -> np.ndarray | None:
+    """(B, ..., K) -> (B, K) float64 by averaging the middle axes; None for batch-level statistics."""
+    if stat.dim() < 2 or stat.shape[0] != batch:
+        return None
+    return stat.detach().float().reshape(batch, -1, stat.shape[-1]).mean(dim=1).cpu().numpy().astype(np.float64)
+
+
+@torch.no_grad()
+def evaluate(
+    module: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    device: torch.device,
+    loss_fn: Callable[[DetectorOutput, Tensor], Any],
+    info: DistInfo | None = None,
+    autocast: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+    collect_stats: bool = False,
+    num_workers: int = 0,
+) -> EvalResult:
+    """Score ``dataset`` with ``module`` in eval mode; every rank gets the full, gathered result."""
+    from sddkit.metrics import MetricError, eer
+
+    info = info or DistInfo()
+    was_training = module.training
+    module.eval()
+    labels, scores, indices, losses = [], [], [], []
+    stats: dict[str, list[np.ndarray]] = {}
+    batches = eval_batches(len(dataset), batch_size, info)  # type: ignore[arg-type]
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers)
+    try:
+        with preserved_rng():
+            for batch in loader:
+                wave = batch["waveform"].to(device, non_blocking=True)
+                y = batch["label"].to(device)
+                with autocast():
+                    out = module(wave)
+                losses.append(float(loss_fn(out, y).ce) * len(y))
+                labels.append(batch["label"].numpy())
+                scores.append(out.score.float().cpu().numpy().astype(np.float64))
+                indices.append(batch["index"].numpy())
+                if collect_stats:
+                    for key, value in out.stats.items():
+                        per = _per_utterance(value, len(y))
+                        if per is not None:
+                            stats.setdefault(key, []).append(per)
+    finally:
+        module.train(was_training)
+
+    local = {
+        "labels": np.concatenate(labels) if labels else np.zeros(0, np.int64),
+        "scores": np.concatenate(scores) if scores else np.zeros(0),
+        "indices": np.concatenate(indices) if indices else np.zeros(0, np.int64),
+        "loss": float(sum(losses)),
+        "stats": {k: np.concatenate(v) for k, v in stats.items()},
+    }
+    parts = all_gather_objects(local)
+    all_idx = np.concatenate([p["indices"] for p in parts])
+    order = np.argsort(all_idx, kind="stable")
+    y = np.concatenate([p["labels"] for p in parts])[order]
+    s = np.concatenate([p["scores"] for p in parts])[order]
+    # a statistic only some ranks produced cannot be aligned with the gathered order: keep common ones
+    keys = sorted(set.intersection(*(set(p["stats"]) for p in parts)))
+    gathered = {k: np.concatenate([p["stats"][k] for p in parts])[order] for k in keys}
+    try:
+        value: float | None = float(eer(y, s))
+    except MetricError:
+        value = None
+    n = max(1, int(y.size))
+    return EvalResult(
+        eer=value,
+        loss=sum(p["loss"] for p in parts) / n,
+        labels=y,
+        scores=s,
+        indices=all_idx[order],
+        stats=gathered,
+    )

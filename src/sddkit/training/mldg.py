@@ -1,0 +1,188 @@
+"""``mldg``: first-order meta-learning domain generalisation (Li et al., 2018), as used for LoRA on SSL
+encoders (Laakkonen, Kukanov, Hautamäki, 2025). Domains are attack systems (the dataset's ``domain``).
+
+One step on a batch holding several domains:
+
+1. split the batch's spoof domains at random into meta-train and meta-test (``n_meta_test`` domains
+   go to meta-test); bona fide rows that belong to no attack go to both halves with
+   ``share_bonafide``, else they are dealt at random between the halves (:func:`split_domains`);
+2. meta-train loss ``L_tr(θ)`` and its gradient ``g_tr`` at the current parameters θ;
+3. a COPY θ' of the trainable parameters only takes one inner Adam step on ``g_tr``
+   (``inner_lr`` 1e-3, fresh Adam state every step, as published);
+4. meta-test loss ``L_te(θ')``, evaluated with ``torch.func.functional_call`` on the module with the
+   adapted trainable tensors; the frozen parameters (e.g. a 300M-parameter encoder) are the module's
+   own tensors, never copied;
+5. first order: the applied gradient is ``g_tr + beta * ∇_θ' L_te(θ')`` (no second derivatives), and
+   the outer optimiser (AdamW) applies it to θ.
+
+The meta-test pass works on clones of the buffers, so running statistics (batch norm) are updated by
+the meta-train pass only, exactly as in a pooled step on the meta-train rows; with ``beta = 0`` a step
+is bit-for-bit the ERM step on the meta-train rows.
+
+DDP: both passes run on the un-wrapped module inside ``no_sync`` (DDP's hooks would otherwise
+all-reduce ``g_tr`` mid-step and could not see the adapted copies at all); each rank forms its own
+``g_tr + beta * g_te`` on its shard and one flat all-reduce averages that sum before the optimiser
+step, so the replicas' parameters stay identical (buffers such as batch-norm statistics are not
+broadcast on this path; rank 0's are the ones checkpointed). The collective pattern is the same
+on every rank, including the fall-back below, so ranks can never wait on different collectives.
+
+A batch with too few domains to split (fewer than ``n_meta_test + 1``) takes a plain step on the
+meta-train loss of the whole batch (reported as ``mldg/fallback``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.func import functional_call
+
+from sddkit.training import STRATEGIES
+from sddkit.training.distributed import all_reduce_gradients
+from sddkit.training.strategy import Batch, StepContext, StepResult, subset
+
+
+@dataclass
+class MLDGConfig:
+    """First-order MLDG settings.
+
+    beta: weight of the meta-test gradient (published: 1). inner_lr, inner_betas, inner_eps: the
+    inner Adam step (published lr 1e-3). n_meta_test: domains held out per step. share_bonafide:
+    bona fide rows of no attack domain take part in both halves (else they are dealt between them).
+    seed: the split generator's seed (default: the recipe seed).
+    """
+
+    beta: float = 1.0
+    inner_lr: float = 1e-3
+    inner_betas: tuple[float, float] = (0.9, 0.999)
+    inner_eps: float = 1e-8
+    n_meta_test: int = 1
+    share_bonafide: bool = True
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
+        if self.inner_lr <= 0:
+            raise ValueError(f"inner_lr must be positive, got {self.inner_lr}")
+        if self.n_meta_test < 1:
+            raise ValueError(f"n_meta_test must be >= 1, got {self.n_meta_test}")
+        if not all(0.0 <= b < 1.0 for b in self.inner_betas):
+            raise ValueError(f"inner_betas must be in [0, 1), got {self.inner_betas}")
+
+
+def split_domains(
+    labels: Tensor, domains: Tensor, *, n_meta_test: int, share_bonafide: bool, generator: torch.Generator
+) -> tuple[Tensor, Tensor] | None:
+    """Row indices ``(meta_train, meta_test)`` of a batch, or None if it has too few domains.
+
+    labels, domains: (B,) int64. The domains split are those of the spoofed rows; every row of a
+    held-out domain (bona fide ones included, e.g. a corpus's real recordings with domain =
+    source) goes to meta-test, the others' rows to meta-train. Bona fide rows of no spoof domain
+    (domain = attack: "bonafide") go to both halves with ``share_bonafide``, else they are dealt
+    at random in proportion to the halves' numbers of domains. Draws from ``generator`` (on CPU).
+    """
+    labels, domains = labels.cpu(), domains.cpu()
+    candidates = torch.unique(domains[labels == 0])
+    if candidates.numel() < n_meta_test + 1:
+        return None
+    order = torch.randperm(candidates.numel(), generator=generator)
+    in_test = torch.isin(domains, candidates[order[:n_meta_test]])
+    in_train = torch.isin(domains, candidates[order[n_meta_test:]])
+    orphans = torch.nonzero((labels == 1) & ~in_test & ~in_train).flatten()
+    if share_bonafide:
+        in_test[orphans] = True
+        in_train[orphans] = True
+    elif orphans.numel():
+        dealt = orphans[torch.randperm(orphans.numel(), generator=generator)]
+        n_test = round(orphans.numel() * n_meta_test / candidates.numel())
+        in_test[dealt[:n_test]] = True
+        in_train[dealt[n_test:]] = True
+    return torch.nonzero(in_train).flatten(), torch.nonzero(in_test).flatten()
+
+
+class MLDG:
+    """First-order MLDG step (see the module docstring)."""
+
+    name = "mldg"
+
+    def __init__(self, cfg: MLDGConfig, seed: int = 0):
+        self.cfg = cfg
+        self.generator = torch.Generator().manual_seed(cfg.seed if cfg.seed is not None else seed)
+
+    def split(self, labels: Tensor, domains: Tensor) -> tuple[Tensor, Tensor] | None:
+        return split_domains(
+            labels,
+            domains,
+            n_meta_test=self.cfg.n_meta_test,
+            share_bonafide=self.cfg.share_bonafide,
+            generator=self.generator,
+        )
+
+    def step(self, batch: Batch, ctx: StepContext) -> StepResult:
+        cfg = self.cfg
+        module = ctx.module
+        split = self.split(batch["label"], batch["domain"])
+        device = batch["waveform"].device
+        train_rows = split[0].to(device) if split is not None else None
+        params = ctx.trainable()
+        ctx.optimizer.zero_grad(set_to_none=True)
+
+        with ctx.no_sync():
+            # meta-train at θ: gradients land in p.grad (local to this rank: no DDP hooks on this path)
+            meta_train = batch if train_rows is None else subset(batch, train_rows)
+            with ctx.autocast():
+                out_tr = module(meta_train["waveform"])
+            parts_tr = ctx.loss_fn(out_tr, meta_train["label"])
+            parts_tr.total.backward()
+            loss = parts_tr.total.detach()
+            metrics = {f"meta_train/{k}": v for k, v in parts_tr.detached().items()}
+
+            if split is not None:
+                meta_test = subset(batch, split[1].to(device))
+                adapted = self._inner_step(params)
+                # clones: the meta-test pass must not move running statistics (see module docstring)
+                buffers = {n: b.clone() for n, b in module.named_buffers()}
+                with ctx.autocast():
+                    out_te = functional_call(module, {**adapted, **buffers}, (meta_test["waveform"],))
+                parts_te = ctx.loss_fn(out_te, meta_test["label"])
+                grads_te = torch.autograd.grad(parts_te.total, list(adapted.values()), allow_unused=True)
+                for (_, p), g in zip(params, grads_te):
+                    if g is None:
+                        continue
+                    p.grad = cfg.beta * g if p.grad is None else p.grad + cfg.beta * g
+                loss = loss + cfg.beta * parts_te.total.detach()
+                metrics.update({f"meta_test/{k}": v for k, v in parts_te.detached().items()})
+
+        all_reduce_gradients([p for _, p in params], ctx.world_size)
+        grad_norm = ctx.clip_and_step()
+        metrics.update({"loss": loss, "grad_norm": grad_norm, "mldg/fallback": torch.tensor(float(split is None))})
+        return StepResult(loss=loss, metrics=metrics)
+
+    def _inner_step(self, params: list[tuple[str, torch.nn.Parameter]]) -> dict[str, Tensor]:
+        """θ' = one fresh-state Adam step from θ on the meta-train gradient; trainable copies only."""
+        cfg = self.cfg
+        adapted: dict[str, Tensor] = {}
+        for name, p in params:
+            fast = p.detach().clone().requires_grad_(True)
+            fast.grad = None if p.grad is None else p.grad.detach().clone()
+            adapted[name] = fast
+        inner = torch.optim.Adam(list(adapted.values()), lr=cfg.inner_lr, betas=cfg.inner_betas, eps=cfg.inner_eps)
+        inner.step()  # skips tensors without a gradient: they stay at θ
+        for fast in adapted.values():
+            fast.grad = None
+        return adapted
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+@STRATEGIES.register("mldg", config=MLDGConfig)
+def build_mldg(cfg: MLDGConfig, *, seed: int = 0, **context: Any) -> MLDG:
+    """First-order MLDG over attack-system domains (inner Adam step on trainable copies only)."""
+    return MLDG(cfg, seed=seed)

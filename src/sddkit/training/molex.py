@@ -1,0 +1,126 @@
+"""MoLEx training support: growing a trained front-end by new experts, and the expert/forgetting report.
+
+Expert addition (``init_from: DIR`` + ``molex: {add_experts: n}``): the front-end's
+``add_experts(n)`` appends experts and router rows. Only what is new is trained: new tensors get
+``requires_grad``; everything else is frozen, except the back-end when ``train_backend`` is set.
+A front-end that grows an existing tensor in place instead (e.g. a router weight ``(E, D) ->
+(E + n, D)``) is handled too: the grown tensor is trainable, but an optimiser pre-step hook zeroes
+the gradient of its old region and a post-step hook writes the old values back, so neither the
+gradient nor AdamW's decoupled weight decay can move what the old experts learned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from sddkit.errors import ConfigError
+
+
+@dataclass
+class _Grown:
+    """A parameter that grew: ``old`` indexes its pre-existing region, ``snapshot`` holds those values."""
+
+    name: str
+    param: nn.Parameter
+    old: tuple[slice, ...]
+    snapshot: Tensor
+
+
+class ExpertAddition:
+    """Grow ``detector.frontend`` by ``n`` experts and make only the new parts trainable."""
+
+    def __init__(self, detector: nn.Module, n: int, *, train_backend: bool = False):
+        frontend = getattr(detector, "frontend", None)
+        if frontend is None or not callable(getattr(frontend, "add_experts", None)):
+            raise ConfigError(
+                f"molex.add_experts needs a front-end with add_experts(n); {type(frontend).__name__} has none"
+            )
+        before = {name: tuple(p.shape) for name, p in detector.named_parameters()}
+        frontend.add_experts(n)
+        self.added = n
+        self.new: list[str] = []
+        self.grown: list[_Grown] = []
+        for name, p in detector.named_parameters():
+            old_shape = before.get(name)
+            if old_shape is None:
+                p.requires_grad_(True)
+                self.new.append(name)
+            elif old_shape == tuple(p.shape):
+                p.requires_grad_(train_backend and name.startswith("backend."))
+            else:
+                if len(old_shape) != p.dim() or any(o > s for o, s in zip(old_shape, p.shape)):
+                    raise ConfigError(f"add_experts changed {name} from {old_shape} to {tuple(p.shape)}: not a growth")
+                old = tuple(slice(0, o) for o in old_shape)
+                p.requires_grad_(True)
+                self.grown.append(_Grown(name, p, old, p.detach()[old].clone()))
+        if not self.new and not self.grown:
+            raise ConfigError("add_experts added no parameters: nothing to train")
+
+    @property
+    def trainable_names(self) -> list[str]:
+        return self.new + [g.name for g in self.grown]
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        """Register the hooks that keep the old regions of grown parameters fixed."""
+        optimizer.register_step_pre_hook(self._mask_gradients)
+        optimizer.register_step_post_hook(self._restore_old)
+
+    def _mask_gradients(self, *_: Any) -> None:
+        for g in self.grown:
+            if g.param.grad is not None:
+                g.param.grad[g.old] = 0
+
+    @torch.no_grad()
+    def _restore_old(self, *_: Any) -> None:
+        for g in self.grown:
+            g.param[g.old] = g.snapshot.to(g.param.device)
+
+
+def grown_frontend_config(frontend_config: dict[str, Any], frontend: nn.Module) -> dict[str, Any]:
+    """The front-end config after ``add_experts``: what rebuilds the grown module from scratch.
+
+    The front-end reports it through ``config_after_growth(config) -> config`` when it has one;
+    otherwise its ``num_experts`` attribute replaces the config's ``num_experts`` entry.
+    """
+    updater = getattr(frontend, "config_after_growth", None)
+    if callable(updater):
+        return updater(dict(frontend_config))
+    count = getattr(frontend, "num_experts", None)
+    if count is None or "num_experts" not in frontend_config:
+        raise ConfigError(
+            f"cannot record the grown front-end: {type(frontend).__name__} has neither config_after_growth() "
+            "nor a num_experts attribute matching its config"
+        )
+    return {**frontend_config, "num_experts": int(count)}
+
+
+# --- report ------------------------------------------------------------------------------------------
+def eer_by_attack(labels: np.ndarray, scores: np.ndarray, attacks: np.ndarray) -> dict[str, Any]:
+    """Pooled EER and, per attack system, the EER of its spoofs against all bona fide trials."""
+    from sddkit.metrics import MetricError, eer
+
+    def safe(y: np.ndarray, s: np.ndarray) -> float | None:
+        try:
+            return float(eer(y, s))
+        except MetricError:
+            return None
+
+    bona = labels == 1
+    per = {}
+    for attack in sorted(set(attacks[~bona].tolist())):
+        rows = bona | ((attacks == attack) & ~bona)
+        per[str(attack)] = safe(labels[rows], scores[rows])
+    return {"eer": safe(labels, scores), "per_attack": per, "n": int(labels.size)}
+
+
+def expert_use_by_attack(stats: dict[str, np.ndarray], attacks: np.ndarray) -> dict[str, dict[str, list[float]]]:
+    """For every per-utterance statistic ``(N, K)`` (e.g. router weights over experts), its mean per attack."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for key, values in stats.items():
+        out[key] = {str(a): values[attacks == a].mean(axis=0).round(6).tolist() for a in sorted(set(attacks.tolist()))}
+    return out

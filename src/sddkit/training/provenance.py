@@ -1,0 +1,73 @@
+"""Run provenance and reproducibility switches: seeds, determinism, package versions, git commit."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import random
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import sddkit
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def configure_determinism(enabled: bool) -> None:
+    """Deterministic kernels (and no cuDNN autotuning) when ``enabled``; off restores the defaults.
+
+    On CUDA, cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG`` set before its first use for deterministic GEMMs.
+    """
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = False
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of the packages a result depends on (``None`` when one is not installed)."""
+    out: dict[str, str | None] = {"python": platform.python_version(), "sddkit": sddkit.__version__}
+    for name in ("torch", "transformers", "numpy", "safetensors"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    out["cuda"] = torch.version.cuda
+    return out
+
+
+def git_commit(path: str | Path | None = None) -> dict[str, Any] | None:
+    """``{"commit": sha, "dirty": bool}`` of the git checkout holding ``path`` (default: sddkit's source)."""
+    where = Path(path) if path is not None else Path(sddkit.__file__).resolve().parent
+    return _git_commit(str(where))
+
+
+@functools.lru_cache(maxsize=8)
+def _git_commit(where: str) -> dict[str, Any] | None:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": sha, "dirty": bool(status.strip())} if sha else None

@@ -1,0 +1,249 @@
+"""``TrainRecipe``: the typed, strict training recipe (``sdd train RECIPE.yaml [key=value ...]``).
+
+    seed: 1234
+    model: {frontend: {...}, backend: {...}}      # a DetectorConfig (or init_from: an sddkit model dir)
+    data: {train: {protocol: ..., format: sddbench, options: {partitions: [train]}}, val: ..., ...}
+    strategy: {name: mldg, beta: 1.0}             # one optimisation step (registry `strategy`)
+    optimizer: {lr: 1e-5, weight_decay: 1e-4}     # AdamW over the trainable parameters only
+    schedule: {name: cyclic, base_lr: 1e-7, max_lr: 1e-5, step_size: 2000}
+    loss: {class_weights: [0.1, 0.9]}             # weighted CE over (spoof, bona fide)
+    trainer: {epochs: 10, val_every: 500, patience: 5, out_dir: runs/x}
+    molex: {add_experts: 2, old_eval: [...]}      # optional: MoLEx expert addition / report
+
+Every section is a dataclass parsed by :func:`sddkit.config.from_dict`: unknown keys raise
+``ConfigError`` naming the dotted path and the valid keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sddkit.config import apply_overrides, component_field, from_dict, load_yaml
+from sddkit.detectors.detector import DetectorConfig
+from sddkit.registry import ComponentSpec, get_registry
+
+
+@dataclass
+class ProtocolSpec:
+    """One protocol/manifest read with ``sddkit.data.protocols.read_protocol(protocol, format, **options)``.
+
+    options: the reader's own settings (``root`` audio folder, ``partitions``, ...). ``where`` keeps
+    only rows whose column value is listed, e.g. ``{attack: [A01, A02]}``. Relative paths are
+    resolved against the working directory (run ``sdd train`` from the repo root).
+    """
+
+    protocol: str
+    format: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    where: dict[str, str | list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """Training/validation data, crops, batching and augmentation.
+
+    train, val: one protocol spec or a list of them (concatenated); a single spec can be
+    overridden key by key (``data.train.protocol=/data/LA/...``).
+    sampler: ``random`` (shuffled, sharded over DDP ranks), or one of the samplers of
+    ``sddkit.data.samplers``: ``class_balanced``, ``domain_balanced``, ``domain_batch`` (MLDG
+    batches holding several domains); ``sampler_options`` go to that sampler's constructor.
+    augment: augmentation specs (registry ``augmentation``) applied to training crops only.
+    """
+
+    train: ProtocolSpec | list[ProtocolSpec] | None = None
+    val: ProtocolSpec | list[ProtocolSpec] | None = None
+    crop_samples: int = 64600
+    val_crop_samples: int | None = None
+    batch_size: int = 8
+    val_batch_size: int | None = None
+    sampler: Literal["random", "class_balanced", "domain_balanced", "domain_batch"] = "random"
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    domain_column: str = "attack"
+    num_workers: int = 0
+    augment: list[Any] = field(default_factory=list)  # names or {name: ..., **params}
+
+    def __post_init__(self) -> None:
+        if self.crop_samples <= 0:
+            raise ValueError(f"crop_samples must be positive, got {self.crop_samples}")
+        if self.batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        registry = get_registry("augmentation")
+        # parse now so a typo in an augmentation fails when the recipe is read, not mid-run
+        self.augment_specs: list[ComponentSpec] = [
+            registry.parse(a, path=f"data.augment[{i}]") for i, a in enumerate(self.augment)
+        ]
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW over the trainable parameters. With the ``cyclic`` schedule, ``lr`` is replaced by it."""
+
+    name: Literal["adamw"] = "adamw"
+    lr: float = 1e-5
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be in [0, 1), got {self.betas}")
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule, stepped once per optimisation step.
+
+    cyclic: ``torch.optim.lr_scheduler.CyclicLR`` between ``base_lr`` and ``max_lr``; ``step_size``
+    is the half-cycle in steps (the published recipe: triangular, 1e-7 .. 1e-5).
+    cosine: linear warm-up over ``warmup_steps`` to ``optimizer.lr``, then cosine decay to
+    ``min_lr_ratio * lr`` at the last step (``trainer.max_steps`` or epochs x steps per epoch).
+    constant: ``optimizer.lr`` throughout (after the optional warm-up).
+    """
+
+    name: Literal["cyclic", "cosine", "constant"] = "constant"
+    base_lr: float = 1e-7
+    max_lr: float = 1e-5
+    step_size: int = 2000
+    cyclic_mode: Literal["triangular", "triangular2", "exp_range"] = "triangular"
+    gamma: float = 1.0
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.name == "cyclic" and not 0 < self.base_lr <= self.max_lr:
+            raise ValueError(f"cyclic needs 0 < base_lr <= max_lr, got {self.base_lr}, {self.max_lr}")
+        if self.step_size <= 0:
+            raise ValueError(f"step_size must be positive, got {self.step_size}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+
+
+@dataclass
+class LossConfig:
+    """Weighted cross-entropy over (spoof, bona fide) plus the detector's auxiliary losses.
+
+    class_weights: e.g. ``[0.1, 0.9]`` (spoof, bona fide) as published for ASVspoof 2019 LA,
+    where spoofs outnumber bona fide about 9:1; ``None`` = unweighted.
+    """
+
+    class_weights: tuple[float, float] | None = None
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.class_weights is not None and (min(self.class_weights) < 0 or sum(self.class_weights) <= 0):
+            raise ValueError(f"class_weights must be non-negative and not all zero, got {self.class_weights}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+
+@dataclass
+class TrainerConfig:
+    """The loop: length, validation, early stopping, checkpoints, logging, device.
+
+    val_every: validate every N steps (``None``: at the end of every epoch). patience: stop after
+    this many validations without a lower EER (``None``: never). keep_top_k: best checkpoints kept
+    on disk (the latest one is always kept too, for ``--resume``). average_top_k: if >= 2, the
+    exported ``final/`` model is the average of the best k checkpoints' weights.
+    save_every: also checkpoint every N steps (``None``: only when validating and at the end).
+    bf16: bfloat16 autocast, applied on GPU only.
+    """
+
+    epochs: int = 10
+    max_steps: int | None = None
+    val_every: int | None = None
+    patience: int | None = None
+    keep_top_k: int = 1
+    average_top_k: int = 1
+    save_every: int | None = None
+    grad_clip: float | None = None
+    log_every: int = 10
+    out_dir: str = "runs/train"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = True
+    deterministic: bool = False
+    progress: bool = True
+    find_unused_parameters: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "keep_top_k", "average_top_k", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_steps", "val_every", "patience", "save_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 (or null), got {value}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be positive (or null), got {self.grad_clip}")
+        if self.average_top_k > self.keep_top_k:
+            raise ValueError(f"average_top_k ({self.average_top_k}) needs keep_top_k >= it ({self.keep_top_k})")
+
+
+@dataclass
+class MolexConfig:
+    """MoLEx expert addition and reporting (needs a front-end with ``add_experts``).
+
+    add_experts: with ``init_from``, grow the front-end by this many experts and train only the new
+    experts and the new router rows (plus the back-end if ``train_backend``).
+    old_eval: protocols of the previously learned domains, scored before and after training to
+    measure forgetting (EER) in ``out_dir/molex_report.json``; expert use per attack system is
+    reported on the validation data (and on ``old_eval``).
+    """
+
+    add_experts: int = 0
+    train_backend: bool = False
+    old_eval: ProtocolSpec | list[ProtocolSpec] | None = None
+
+    def __post_init__(self) -> None:
+        if self.add_experts < 0:
+            raise ValueError(f"add_experts must be >= 0, got {self.add_experts}")
+
+
+def as_specs(value: ProtocolSpec | list[ProtocolSpec] | None) -> list[ProtocolSpec]:
+    """A spec field (one, a list, or None) as a list."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, ProtocolSpec) else list(value)
+
+
+def _default_strategy() -> ComponentSpec:
+    return get_registry("strategy").parse("erm")
+
+
+@dataclass
+class TrainRecipe:
+    """A complete training run. ``model`` is required unless ``init_from`` names a model directory."""
+
+    seed: int = 0
+    model: DetectorConfig | None = None
+    init_from: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    strategy: ComponentSpec = component_field("strategy", default_factory=_default_strategy)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    molex: MolexConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.model is None and self.init_from is None:
+            raise ValueError("a recipe needs either 'model' (a detector config) or 'init_from' (a model directory)")
+        if self.model is not None and self.init_from is not None:
+            raise ValueError("give either 'model' or 'init_from', not both: init_from takes its model config")
+        if self.molex is not None and self.molex.add_experts > 0 and self.init_from is None:
+            raise ValueError("molex.add_experts needs 'init_from' (the model directory to grow)")
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainRecipe:
+    """Read a YAML recipe, apply ``key=value`` overrides, and parse it strictly."""
+    data = apply_overrides(load_yaml(path), list(overrides))
+    return from_dict(TrainRecipe, data)

@@ -1,0 +1,87 @@
+"""The strategy contract: a strategy owns ONE optimisation step; the trainer owns everything else.
+
+    result = strategy.step(batch, ctx)     # zero grads, forward(s), backward(s), clip, optimizer.step()
+
+``batch`` is the collated dataset dict already on the device: ``waveform`` (B, T) float32,
+``label`` (B,) int64 (1 = bona fide), ``domain`` (B,) int64, ``index`` (B,) int64.
+A strategy with random choices of its own keeps them in a ``torch.Generator`` and exposes
+``state_dict()``/``load_state_dict()`` so checkpoints resume it exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from sddkit.detectors.outputs import DetectorOutput
+from sddkit.training.losses import LossParts
+
+Batch = dict[str, Tensor]
+
+
+@dataclass
+class StepContext:
+    """What a strategy may use for one step.
+
+    model: what a pooled forward calls (the ``DistributedDataParallel`` wrapper under DDP, so its
+    backward all-reduces gradients); module: the un-wrapped detector (for functional calls and
+    steps that synchronise gradients themselves); world_size: number of data-parallel replicas.
+    """
+
+    model: nn.Module
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: Callable[[DetectorOutput, Tensor], LossParts]
+    grad_clip: float | None = None
+    autocast: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+    world_size: int = 1
+
+    def trainable(self) -> list[tuple[str, nn.Parameter]]:
+        """(name, parameter) of the trainable parameters of the un-wrapped module, in order."""
+        return [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
+
+    def no_sync(self) -> AbstractContextManager[Any]:
+        """DDP's ``no_sync`` when the model is wrapped, else a no-op."""
+        sync = getattr(self.model, "no_sync", None)
+        return sync() if callable(sync) and self.model is not self.module else contextlib.nullcontext()
+
+    def clip_and_step(self) -> Tensor:
+        """Clip the trainable gradients' global norm (if configured), step the optimiser; returns the norm."""
+        params = [p for _, p in self.trainable() if p.grad is not None]
+        if self.grad_clip is not None and params:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        elif params:
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.float()) for p in params]))
+        else:
+            norm = torch.zeros(())
+        self.optimizer.step()
+        return norm.detach()
+
+
+@dataclass
+class StepResult:
+    """loss: the optimised objective (detached scalar); metrics: named detached scalars to log."""
+
+    loss: Tensor
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Strategy(Protocol):
+    name: str
+
+    def step(self, batch: Batch, ctx: StepContext) -> StepResult: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def subset(batch: Batch, index: Tensor) -> Batch:
+    """The rows ``index`` of every (B, ...) tensor of ``batch``."""
+    return {k: v[index] for k, v in batch.items()}

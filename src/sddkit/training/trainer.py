@@ -1,0 +1,627 @@
+"""``Trainer``: the training loop around a strategy's single optimisation step.
+
+The trainer owns everything but the step itself: building the model, data, optimiser and
+schedule from a :class:`~sddkit.training.recipe.TrainRecipe`; validation (EER, lower is better),
+early stopping, best-checkpoint selection, averaging of the top-k checkpoints; checkpoints and
+``--resume``; TensorBoard logging and a tqdm progress bar; DDP; exporting ``best/`` and
+``final/`` model directories.
+
+    out_dir/
+      run.json           seed, resolved recipe, package versions, git commit, one entry per (re)start
+      metrics.jsonl      one line per validation
+      tb/                TensorBoard event files
+      checkpoints/       see sddkit.training.checkpoint (``latest`` + the top-k by validation EER)
+      best/  final/      sddkit model directories (``sdd score``-ready), val EER in metadata
+      molex_report.json  with a ``molex`` section: forgetting and expert use per attack system
+
+Reproducibility: the data order is a function of (seed, epoch, rank); the python/numpy/torch
+generators, optimiser, schedule and strategy states are checkpointed; validation runs with the
+generators preserved. A run resumed from a checkpoint therefore continues bit-for-bit like an
+uninterrupted run on CPU (single process). Under DDP only rank 0's generator states are saved,
+so a resumed multi-process run is equivalent in distribution but not bitwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from sddkit.config import to_dict
+from sddkit.data.table import UtteranceTable
+from sddkit.detectors.model_dir import atomic_write_bytes, load_state_checked, save_model_dir
+from sddkit.errors import CheckpointError, ConfigError
+from sddkit.registry import get_registry
+from sddkit.training import checkpoint as ckpt
+from sddkit.training.data import SkipBatches, build_dataset, epoch_batches, read_tables
+from sddkit.training.distributed import (
+    DistInfo,
+    barrier,
+    broadcast_object,
+    dist_info_from_env,
+    init_process_group,
+    select_device,
+)
+from sddkit.training.evaluate import EvalResult, evaluate
+from sddkit.training.losses import DetectionLoss
+from sddkit.training.molex import ExpertAddition, eer_by_attack, expert_use_by_attack, grown_frontend_config
+from sddkit.training.provenance import configure_determinism, git_commit, package_versions, seed_everything
+from sddkit.training.recipe import TrainRecipe
+from sddkit.training.schedules import build_optimizer, build_scheduler, trainable_parameters
+from sddkit.training.strategy import StepContext, StepResult
+
+log = logging.getLogger("sddkit.training")
+
+
+@dataclass
+class TrainState:
+    """The loop's counters and model-selection bookkeeping (saved in every checkpoint)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_eer: float | None = None
+    best_step: int | None = None
+    bad_validations: int = 0
+    stopped_early: bool = False
+    ranked: list[dict[str, Any]] = field(default_factory=list)  # top-k {"name", "step", "eer"}, best first
+    last_saved_step: int = -1
+    molex_before: dict[str, Any] | None = None  # old-domain results before expert addition (molex report)
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    out_dir: Path
+    step: int
+    epoch: int
+    best_eer: float | None
+    best_step: int | None
+    stopped_early: bool
+    best_dir: Path | None
+    final_dir: Path | None
+    final_eer: float | None
+    history: list[dict[str, Any]]
+
+
+def _has_pretrained(config: Any) -> bool:
+    """True when a (nested) model config names a ``pretrained`` weights directory."""
+    if isinstance(config, dict):
+        if isinstance(config.get("pretrained"), str) and config["pretrained"]:
+            return True
+        return any(_has_pretrained(v) for v in config.values())
+    if isinstance(config, list):
+        return any(_has_pretrained(v) for v in config)
+    return False
+
+
+class Trainer:
+    """Train a detector as a recipe says.
+
+    Components may be injected instead of built from the recipe (tests, notebooks): ``model``
+    (with ``model_config``, the dict that rebuilds it through ``architecture`` in model
+    directories), ``train_data`` / ``val_data`` (datasets yielding the ``UtteranceDataset`` item
+    dict) with their tables ``train_table`` / ``val_table`` (needed only for sampler/report
+    features that look at table columns).
+    """
+
+    def __init__(
+        self,
+        recipe: TrainRecipe,
+        *,
+        model: nn.Module | None = None,
+        model_config: dict[str, Any] | None = None,
+        architecture: str = "detector",
+        train_data: Dataset | None = None,
+        val_data: Dataset | None = None,
+        val_table: UtteranceTable | None = None,
+        resume: bool = False,
+    ):
+        self.recipe = recipe
+        self.cfg = recipe.trainer
+        self._model = model
+        self.model_config = model_config
+        self.architecture = architecture
+        self._train_data = train_data
+        self._val_data = val_data
+        self.val_table = val_table
+        self.resume = resume
+        self.out_dir = Path(self.cfg.out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.state = TrainState()
+        self.history: list[dict[str, Any]] = []
+        self.expert_addition: ExpertAddition | None = None
+        self._writer: Any = None
+        self._created_group = False
+        self._completed = False
+        self._window: dict[str, list[torch.Tensor]] = {}
+
+    # --- public ----------------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        """Train (or resume), then export ``best/`` and ``final/``; returns the outcome."""
+        try:
+            self._setup()
+            self._loop()
+            result = self._finish()
+            self._molex_report(self.state.molex_before)
+            self._completed = True
+            return result
+        finally:
+            self._teardown()
+
+    # --- set-up -----------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        r, cfg = self.recipe, self.cfg
+        self.info: DistInfo = dist_info_from_env()
+        self.device = select_device(cfg.device, self.info)
+        self._created_group = init_process_group(self.info, self.device)
+        configure_determinism(cfg.deterministic)
+        seed_everything(r.seed)  # identical initial weights on every rank
+        self.module = self._build_model().to(self.device)
+        self.loss_fn = DetectionLoss(r.loss)
+        resuming = self.resume and ckpt.latest_checkpoint(self.ckpt_dir) is not None
+        # old-domain results of the model as it was, before any expert is added (a resume has them saved)
+        molex_before = None if resuming else self._molex_before()
+        self._grow(self.module)
+        seed_everything(r.seed + self.info.rank)  # then distinct dropout/augmentation streams per rank
+
+        self._build_data()
+        self.strategy = get_registry("strategy").build(r.strategy, seed=r.seed)
+        self.optimizer = build_optimizer(trainable_parameters(self.module), r.optimizer)
+        if self.expert_addition is not None:
+            self.expert_addition.attach(self.optimizer)
+        self.steps_per_epoch = len(
+            epoch_batches(self.train_data, r.data, seed=r.seed, epoch=0, info=self.info)  # type: ignore[arg-type]
+        )
+        planned = cfg.epochs * self.steps_per_epoch
+        self.total_steps = min(planned, cfg.max_steps) if cfg.max_steps else planned
+        self.scheduler = build_scheduler(self.optimizer, r.schedule, self.total_steps)
+        resumed_from = self._load_latest() if self.resume else None
+        if resumed_from is None:
+            self.state.molex_before = molex_before
+
+        self.model: nn.Module = self.module
+        if self.info.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model = DistributedDataParallel(
+                self.module,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=cfg.find_unused_parameters,
+            )
+        self.ctx = StepContext(
+            model=self.model,
+            module=self.module,
+            optimizer=self.optimizer,
+            loss_fn=self.loss_fn,
+            grad_clip=cfg.grad_clip,
+            autocast=self._autocast,
+            world_size=self.info.world_size,
+        )
+        if self.info.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._write_run_info(resumed_from)
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.out_dir / "tb"), purge_step=self.state.step + 1)
+
+    def _autocast(self) -> AbstractContextManager[Any]:
+        if self.cfg.bf16 and self.device.type == "cuda":
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _build_model(self) -> nn.Module:
+        r = self.recipe
+        if self._model is not None:
+            model = self._model
+            if self.model_config is None and r.model is not None:
+                self.model_config = to_dict(r.model)
+        elif r.init_from is not None:
+            return self._init_from(r.init_from)
+        else:
+            from sddkit.detectors.detector import build_detector
+
+            model = build_detector(r.model)  # type: ignore[arg-type]
+            self.model_config = to_dict(r.model)
+        # Parameters frozen by the builder come back from their pretrained files when the model is
+        # rebuilt; checkpoints and exports then store the rest only ("trainable" model dirs).
+        frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+        self._reloadable = frozen if frozen and _has_pretrained(self.model_config) else set()
+        return model
+
+    def _init_from(self, directory: str) -> nn.Module:
+        """Start from a model directory; what reloads from pretrained files is what that directory omits."""
+        from safetensors import safe_open
+
+        from sddkit.detectors.model_dir import WEIGHTS_NAME, load_model_dir
+
+        loaded = load_model_dir(directory)
+        model, self.model_config, self.architecture = loaded.model, dict(loaded.model_config), loaded.architecture
+        model.train()
+        with safe_open(str(Path(directory) / WEIGHTS_NAME), framework="pt") as f:
+            stored = set(f.keys())
+        # e.g. experts frozen by an earlier add_experts are frozen at build but NOT in pretrained files
+        self._reloadable = {n for n, p in model.named_parameters() if not p.requires_grad and n not in stored}
+        return model
+
+    def _grow(self, model: nn.Module) -> None:
+        """MoLEx expert addition (``molex.add_experts``): grow the front-end, freeze all but the new parts."""
+        r = self.recipe
+        if r.molex is None or r.molex.add_experts == 0:
+            return
+        self.expert_addition = ExpertAddition(model, r.molex.add_experts, train_backend=r.molex.train_backend)
+        if self.model_config is not None and "frontend" in self.model_config:
+            front = grown_frontend_config(self.model_config["frontend"], model.frontend)  # type: ignore[arg-type]
+            self.model_config = {**self.model_config, "frontend": front}
+
+    def _build_data(self) -> None:
+        r = self.recipe
+        self.train_table = None
+        if self._train_data is not None:
+            self.train_data = self._train_data
+        else:
+            self.train_table = read_tables(r.data.train, "data.train")
+            if self.train_table is None:
+                raise ConfigError("data.train is empty: give at least one protocol to train on")
+            self.train_data = build_dataset(self.train_table, r.data, train=True, seed=r.seed)
+        if self._val_data is not None:
+            self.val_data: Dataset | None = self._val_data
+        else:
+            self.val_table = read_tables(r.data.val, "data.val")
+            self.val_data = (
+                None if self.val_table is None else build_dataset(self.val_table, r.data, train=False, seed=r.seed)
+            )
+
+    # --- the loop --------------------------------------------------------------------------------------------
+    def _done(self) -> bool:
+        s, cfg = self.state, self.cfg
+        return s.stopped_early or s.epoch >= cfg.epochs or (cfg.max_steps is not None and s.step >= cfg.max_steps)
+
+    def _loop(self) -> None:
+        r, cfg, s = self.recipe, self.cfg, self.state
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=self.total_steps,
+            initial=min(s.step, self.total_steps),
+            disable=not (self.info.is_main and cfg.progress),
+            dynamic_ncols=True,
+            desc="train",
+        )
+        try:
+            while not self._done():
+                batches = epoch_batches(self.train_data, r.data, seed=r.seed, epoch=s.epoch, info=self.info)
+                n_batches = len(batches)  # type: ignore[arg-type]
+                loader = DataLoader(
+                    self.train_data,
+                    batch_sampler=SkipBatches(batches, s.batch_in_epoch),
+                    num_workers=r.data.num_workers,
+                    pin_memory=self.device.type == "cuda",
+                    # worker seeds depend on (seed, epoch) only, never on the global generator
+                    generator=torch.Generator().manual_seed(r.seed * 100_003 + s.epoch),
+                )
+                for batch in loader:
+                    self._one_step(batch)
+                    bar.update(1)
+                    epoch_end = s.batch_in_epoch >= n_batches
+                    if epoch_end:
+                        s.epoch, s.batch_in_epoch = s.epoch + 1, 0
+                    validate = (cfg.val_every is not None and s.step % cfg.val_every == 0) or (
+                        cfg.val_every is None and epoch_end
+                    )
+                    result = self._validate() if validate else None
+                    if result is not None:
+                        bar.set_postfix(val_eer=f"{result.eer:.4f}" if result.eer is not None else "n/a")
+                    periodic = cfg.save_every is not None and s.step % cfg.save_every == 0
+                    if validate or periodic or self._done():
+                        self._save(result)
+                    if self._done() or epoch_end:
+                        break
+                else:  # an epoch resumed at its very end yields no batch: close it here
+                    if s.batch_in_epoch >= n_batches:
+                        s.epoch, s.batch_in_epoch = s.epoch + 1, 0
+            if s.last_saved_step != s.step:
+                self._save(None)
+        finally:
+            bar.close()
+
+    def _one_step(self, batch: dict[str, torch.Tensor]) -> None:
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+        self.module.train()
+        result: StepResult = self.strategy.step(batch, self.ctx)
+        self.scheduler.step()
+        self.state.step += 1
+        self.state.batch_in_epoch += 1
+        if not torch.isfinite(result.loss):
+            raise FloatingPointError(f"non-finite training loss {float(result.loss)} at step {self.state.step}")
+        for k, v in result.metrics.items():
+            self._window.setdefault(k, []).append(v.detach().float().reshape(()))
+        if self.state.step % self.cfg.log_every == 0:
+            self._flush_log()
+
+    def _flush_log(self) -> None:
+        if self.info.is_main and self._writer is not None and self._window:
+            for k, values in self._window.items():
+                self._writer.add_scalar(f"train/{k}", float(torch.stack(values).mean()), self.state.step)
+            self._writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.state.step)
+        self._window = {}
+
+    # --- validation and model selection --------------------------------------------------------------------
+    def _evaluate(self, dataset: Dataset, collect_stats: bool = False) -> EvalResult:
+        data = self.recipe.data
+        return evaluate(
+            self.module,
+            dataset,
+            batch_size=data.val_batch_size or data.batch_size,
+            device=self.device,
+            loss_fn=self.loss_fn,
+            info=self.info,
+            autocast=self._autocast,
+            collect_stats=collect_stats,
+            num_workers=data.num_workers,
+        )
+
+    def _validate(self) -> EvalResult | None:
+        if self.val_data is None:
+            return None
+        s, cfg = self.state, self.cfg
+        result = self._evaluate(self.val_data)
+        record = {"step": s.step, "epoch": s.epoch, "val_eer": result.eer, "val_loss": result.loss, "n": result.n}
+        self.history.append(record)
+        if result.eer is not None:
+            if s.best_eer is None or result.eer < s.best_eer:
+                s.best_eer, s.best_step, s.bad_validations = result.eer, s.step, 0
+            else:
+                s.bad_validations += 1
+                if cfg.patience is not None and s.bad_validations >= cfg.patience:
+                    s.stopped_early = True
+                    log.info("early stopping at step %d: no better val EER for %d validations", s.step, cfg.patience)
+        if self.info.is_main:
+            if self._writer is not None:
+                if result.eer is not None:
+                    self._writer.add_scalar("val/eer", result.eer, s.step)
+                self._writer.add_scalar("val/loss", result.loss, s.step)
+            with open(self.out_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        return result
+
+    def _model_state(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.module.state_dict().items() if k not in self._reloadable}
+
+    def _save(self, result: EvalResult | None) -> None:
+        s = self.state
+        name = f"step-{s.step:08d}"
+        if result is not None and result.eer is not None:
+            entries = [e for e in s.ranked if e["name"] != name] + [{"name": name, "step": s.step, "eer": result.eer}]
+            entries.sort(key=lambda e: (e["eer"], e["step"]))
+            s.ranked = entries[: self.cfg.keep_top_k]
+        s.last_saved_step = s.step
+        self._flush_log()
+        if self.info.is_main:
+            state = {
+                "recipe": to_dict(self.recipe),
+                "model_config": self.model_config,
+                "architecture": self.architecture,
+                "model": self._model_state(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "strategy": self.strategy.state_dict(),
+                "rng": ckpt.capture_rng_state(),
+                "trainer": dataclasses.asdict(s),
+                "history": self.history,
+                "world_size": self.info.world_size,
+            }
+            ckpt.save_checkpoint(self.ckpt_dir, name, state)
+            ckpt.prune_checkpoints(self.ckpt_dir, {e["name"] for e in s.ranked})
+        barrier()
+
+    def _load_latest(self) -> str | None:
+        path = ckpt.latest_checkpoint(self.ckpt_dir)
+        if path is None:
+            log.info("no checkpoint under %s: starting from scratch", self.ckpt_dir)
+            return None
+        state = ckpt.load_checkpoint(path)
+        if state.get("recipe", {}).get("model") != to_dict(self.recipe).get("model"):
+            log.warning("%s was written with a different model config; loading its weights anyway", path)
+        load_state_checked(self.module, state["model"], partial=bool(self._reloadable), where=str(path))
+        ckpt.load_optimizer_state(self.optimizer, state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.strategy.load_state_dict(state["strategy"])
+        ckpt.restore_rng_state(state["rng"])
+        try:
+            self.state = TrainState(**state["trainer"])
+        except TypeError as exc:
+            raise CheckpointError(f"{path}: incompatible trainer state: {exc}") from None
+        self.history = list(state.get("history", []))
+        log.info("resumed from %s (step %d, epoch %d)", path, self.state.step, self.state.epoch)
+        return path.name
+
+    # --- the end ----------------------------------------------------------------------------------------------
+    def _load_weights(self, tensors: dict[str, torch.Tensor]) -> None:
+        load_state_checked(self.module, tensors, partial=bool(self._reloadable), where="checkpoint")
+
+    def _averaged_weights(self, names: list[str]) -> dict[str, torch.Tensor]:
+        """Mean of the floating-point tensors of checkpoints ``names``; integer buffers from the first (best)."""
+        states = [ckpt.load_checkpoint_tensors(self.ckpt_dir / n, "model/") for n in names]
+        out = {}
+        for key, first in states[0].items():
+            if first.is_floating_point():
+                out[key] = (torch.stack([st[key].double() for st in states]).mean(dim=0)).to(first.dtype)
+            else:
+                out[key] = first
+        return out
+
+    @contextlib.contextmanager
+    def _export_flags(self) -> Iterator[None]:
+        """requires_grad = "not reloadable" while exporting, so ``trainable_only`` keeps exactly that."""
+        saved = {n: p.requires_grad for n, p in self.module.named_parameters()}
+        try:
+            for n, p in self.module.named_parameters():
+                p.requires_grad_(n not in self._reloadable)
+            yield
+        finally:
+            for n, p in self.module.named_parameters():
+                p.requires_grad_(saved[n])
+
+    def _export(self, name: str, metadata: dict[str, Any]) -> Path | None:
+        if not self.info.is_main:
+            return None
+        if self.model_config is None:
+            log.warning("no model config known: not exporting %s/", name)
+            return None
+        data = self.recipe.data
+        inference = {"sample_rate": 16000, "window_samples": data.val_crop_samples or data.crop_samples}
+        commit = git_commit()
+        meta = {
+            "seed": self.recipe.seed,
+            "git_commit": commit["commit"] if commit else None,
+            "steps": self.state.step,
+            **metadata,
+            "train_recipe": to_dict(self.recipe),
+        }
+        with self._export_flags():
+            return save_model_dir(
+                self.out_dir / name,
+                self.module,
+                model_config=self.model_config,
+                architecture=self.architecture,
+                trainable_only=bool(self._reloadable),
+                inference=inference,
+                metadata=meta,
+            )
+
+    def _finish(self) -> TrainResult:
+        s, cfg = self.state, self.cfg
+        self._flush_log()
+        barrier()
+        # final/: the average of the top-k checkpoints, or the last weights
+        k = min(cfg.average_top_k, len(s.ranked))
+        if k >= 2:
+            names = [e["name"] for e in s.ranked[:k]]
+            self._load_weights(self._averaged_weights(names))
+            selection: dict[str, Any] = {"selection": f"average of the top {k} checkpoints", "checkpoints": names}
+        else:
+            selection = {"selection": "last step"}
+        final_eval = self._evaluate(self.val_data) if self.val_data is not None else None
+        final_eer = final_eval.eer if final_eval is not None else None
+        final_dir = self._export("final", {**selection, "val_eer": final_eer})
+        # best/: the checkpoint with the lowest validation EER (the last weights without validation)
+        if s.ranked:
+            best = s.ranked[0]
+            self._load_weights(ckpt.load_checkpoint_tensors(self.ckpt_dir / best["name"], "model/"))
+            best_meta = {"selection": "lowest val EER", "checkpoint": best["name"], "val_eer": best["eer"]}
+            best_meta["best_step"] = best["step"]
+        else:
+            best_meta = {"selection": "last step (no validation EER)", "val_eer": final_eer}
+        best_dir = self._export("best", best_meta)
+        barrier()
+        return TrainResult(
+            out_dir=self.out_dir,
+            step=s.step,
+            epoch=s.epoch,
+            best_eer=s.best_eer,
+            best_step=s.best_step,
+            stopped_early=s.stopped_early,
+            best_dir=best_dir,
+            final_dir=final_dir,
+            final_eer=final_eer,
+            history=list(self.history),
+        )
+
+    def _write_run_info(self, resumed_from: str | None) -> None:
+        path = self.out_dir / "run.json"
+        sessions: list[dict[str, Any]] = []
+        if path.is_file():
+            try:
+                sessions = list(json.loads(path.read_text()).get("sessions", []))
+            except (json.JSONDecodeError, AttributeError):
+                sessions = []
+        sessions.append(
+            {
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "resumed_from": resumed_from,
+                "start_step": self.state.step,
+                "world_size": self.info.world_size,
+                "device": str(self.device),
+            }
+        )
+        info = {
+            "seed": self.recipe.seed,
+            "recipe": to_dict(self.recipe),
+            "model_config": self.model_config,
+            "versions": package_versions(),
+            "git": git_commit(),
+            "sessions": sessions,
+        }
+        atomic_write_bytes(path, (json.dumps(info, indent=2) + "\n").encode())
+
+    def _teardown(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._created_group:
+            import torch.distributed as dist
+
+            if self._completed:
+                barrier()  # no rank tears the group (and rank 0 its store) down while another still uses it
+            dist.destroy_process_group()
+            self._created_group = False
+
+    # --- MoLEx ---------------------------------------------------------------------------------------------
+    def _old_eval(self) -> tuple[UtteranceTable, Dataset] | None:
+        molex = self.recipe.molex
+        if molex is None or not molex.old_eval:
+            return None
+        if not hasattr(self, "_old_eval_data"):
+            table = read_tables(molex.old_eval, "molex.old_eval")
+            self._old_eval_data = (table, build_dataset(table, self.recipe.data, train=False, seed=self.recipe.seed))
+        return self._old_eval_data
+
+    def _molex_before(self) -> dict[str, Any] | None:
+        old = self._old_eval()
+        if old is None:
+            return None
+        table, dataset = old
+        result = self._evaluate(dataset, collect_stats=True)
+        return self._describe(result, table)
+
+    def _describe(self, result: EvalResult, table: UtteranceTable) -> dict[str, Any]:
+        attacks = np.asarray(table.column("attack"), dtype=str)[result.indices]
+        return {
+            **eer_by_attack(result.labels, result.scores, attacks),
+            "expert_use": expert_use_by_attack(result.stats, attacks),
+        }
+
+    def _molex_report(self, before: dict[str, Any] | None) -> None:
+        molex = self.recipe.molex
+        if molex is None:
+            return
+        report: dict[str, Any] = {
+            "added_experts": molex.add_experts,
+            "trainable": self.expert_addition.trainable_names if self.expert_addition else None,
+            "weights": "best" if self.state.ranked else "last",
+        }
+        old = self._old_eval()
+        if old is not None:
+            after = self._describe(self._evaluate(old[1], collect_stats=True), old[0])
+            report["old_domains"] = {"before": before, "after": after}
+            if before is not None and before["eer"] is not None and after["eer"] is not None:
+                report["old_domains"]["forgetting_eer"] = after["eer"] - before["eer"]
+        if self.val_data is not None and self.val_table is not None:
+            report["new_domain"] = self._describe(self._evaluate(self.val_data, collect_stats=True), self.val_table)
+        report = broadcast_object(report)
+        if self.info.is_main:
+            atomic_write_bytes(self.out_dir / "molex_report.json", (json.dumps(report, indent=2) + "\n").encode())

@@ -1,0 +1,270 @@
+"""Recipe parsing, loss, schedules and the Trainer loop (validation, selection, averaging, exports)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_train_support import (
+    TINY_MODEL,
+    SyntheticDataset,
+    install_tiny,
+    one_thread,  # noqa: F401  (autouse fixture: one intra-op thread)
+    tiny_detector,
+    write_corpus,
+)
+
+from sddkit.config import from_dict
+from sddkit.detectors.model_dir import load_model_dir
+from sddkit.detectors.outputs import DetectorOutput
+from sddkit.errors import ConfigError
+from sddkit.training import checkpoint as ckpt
+from sddkit.training.erm import ERM
+from sddkit.training.losses import DetectionLoss
+from sddkit.training.recipe import LossConfig, ScheduleConfig, TrainRecipe, load_recipe
+from sddkit.training.schedules import build_optimizer, build_scheduler
+from sddkit.training.strategy import StepContext
+from sddkit.training.trainer import Trainer
+
+
+def _recipe(tmp_path, **sections) -> TrainRecipe:
+    data = {
+        "seed": 3,
+        "model": TINY_MODEL,
+        "optimizer": {"lr": 1e-2},
+        "data": {"batch_size": 8},
+        "trainer": {"epochs": 2, "out_dir": str(tmp_path / "run"), "progress": False, "log_every": 2},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return from_dict(TrainRecipe, data)
+
+
+# --- recipe ------------------------------------------------------------------------------------------------
+def test_recipe_is_strict_and_typed(tmp_path, monkeypatch):
+    install_tiny(monkeypatch)
+    r = _recipe(tmp_path)
+    assert r.strategy.name == "erm" and r.schedule.name == "constant" and r.optimizer.betas == (0.9, 0.999)
+    with pytest.raises(ConfigError, match=r"trainer: unknown key\(s\) 'epoch'"):
+        from_dict(TrainRecipe, {"model": TINY_MODEL, "trainer": {"epoch": 3}})
+    with pytest.raises(ConfigError, match="needs either 'model'"):
+        from_dict(TrainRecipe, {})
+    with pytest.raises(ConfigError, match="add_experts needs 'init_from'"):
+        from_dict(TrainRecipe, {"model": TINY_MODEL, "molex": {"add_experts": 2}})
+    with pytest.raises(ConfigError, match="average_top_k"):
+        from_dict(TrainRecipe, {"model": TINY_MODEL, "trainer": {"average_top_k": 3, "keep_top_k": 1}})
+    with pytest.raises(ConfigError, match="unknown strategy 'sgd'"):
+        from_dict(TrainRecipe, {"model": TINY_MODEL, "strategy": "sgd"})
+    with pytest.raises(ConfigError, match="unknown augmentation"):
+        from_dict(TrainRecipe, {"model": TINY_MODEL, "data": {"augment": [{"name": "no_such_augmentation"}]}})
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "model:\n  frontend: tiny_test\n  backend: tiny_test_head\nstrategy: mldg\nloss: {class_weights: [0.1, 0.9]}\n"
+    )
+    r = load_recipe(path, ["strategy.beta=0.5", "trainer.max_steps=7", "model.frontend.dim=4"])
+    assert r.strategy.name == "mldg" and r.strategy.config.beta == 0.5
+    assert r.trainer.max_steps == 7 and r.model.frontend.config.dim == 4 and r.loss.class_weights == (0.1, 0.9)
+
+
+# --- loss ---------------------------------------------------------------------------------------------------
+def test_weighted_cross_entropy_and_aux_losses_by_hand():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    labels = torch.tensor([0, 1, 1])
+    aux = {"balance": torch.tensor(0.25), "z": torch.tensor([0.5])}
+    out = DetectorOutput(logits=logits, score=logits[:, 1] - logits[:, 0], embedding=logits, aux_losses=aux)
+    parts = DetectionLoss(LossConfig(class_weights=(0.1, 0.9)))(out, labels)
+    nll = [math.log(1 + math.exp(-2.0)), math.log(1 + math.exp(-1.0)), math.log(2.0)]
+    expected_ce = (0.1 * nll[0] + 0.9 * nll[1] + 0.9 * nll[2]) / (0.1 + 0.9 + 0.9)
+    assert float(parts.ce) == pytest.approx(expected_ce, rel=1e-6)
+    assert float(parts.total) == pytest.approx(expected_ce + 0.75, rel=1e-6)
+    smooth = DetectionLoss(LossConfig(label_smoothing=0.2))(out, labels)
+    # smoothing 0.2 over 2 classes: target 0.9 on the label, 0.1 on the other
+    lp = torch.log_softmax(logits, dim=1)
+    expected = -(0.9 * lp[torch.arange(3), labels] + 0.1 * lp[torch.arange(3), 1 - labels]).mean()
+    assert float(smooth.ce) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_aux_loss_gradient_reaches_the_parameters():
+    batch = SyntheticDataset(n=8)
+    batch = {k: torch.stack([batch[i][k] for i in range(8)]) for k in ("waveform", "label", "domain")}
+    grads = {}
+    for weight in (0.0, 0.5):
+        torch.manual_seed(0)
+        model = tiny_detector(aux_weight=weight)
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
+        ctx = StepContext(model=model, module=model, optimizer=opt, loss_fn=DetectionLoss(LossConfig()))
+        ERM().step(batch, ctx)
+        grads[weight] = (model.frontend.adapter.weight.grad.clone(), model.frontend.adapter.weight.detach().clone())
+    # aux = 0.5 * ||W||^2  ->  its gradient is W
+    (g0, w), (g1, _) = grads[0.0], grads[0.5]
+    torch.testing.assert_close(g1 - g0, w, rtol=1e-5, atol=1e-6)
+
+
+# --- schedules -------------------------------------------------------------------------------------------------
+def _lrs(cfg: ScheduleConfig, steps: int, total: int, lr: float = 1e-3) -> list[float]:
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = build_scheduler(opt, cfg, total)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_schedules():
+    cyc = _lrs(ScheduleConfig(name="cyclic", base_lr=1e-7, max_lr=1e-5, step_size=4), 10, 100)
+    assert cyc[0] == pytest.approx(1e-7) and cyc[4] == pytest.approx(1e-5) and cyc[8] == pytest.approx(1e-7)
+    assert cyc[2] == pytest.approx(1e-7 + 0.5 * (1e-5 - 1e-7))
+    cos = _lrs(ScheduleConfig(name="cosine", warmup_steps=2, min_lr_ratio=0.1), 12, 10)
+    assert cos[0] == pytest.approx(0.5e-3) and cos[1] == pytest.approx(1e-3)
+    assert cos[6] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5))))
+    assert cos[10] == pytest.approx(1e-4) and cos[11] == pytest.approx(1e-4)
+    assert all(a >= b for a, b in zip(cos[1:], cos[2:]))
+    assert _lrs(ScheduleConfig(name="constant"), 3, 3) == [1e-3] * 3
+    with pytest.raises(ConfigError):
+        build_optimizer([], from_dict(TrainRecipe, {"init_from": "x"}).optimizer)
+
+
+# --- the trainer ------------------------------------------------------------------------------------------------
+def test_trainer_end_to_end_artifacts(tmp_path, monkeypatch):
+    install_tiny(monkeypatch)
+    model_cfg = {
+        "frontend": {"name": "tiny_test", "pretrained": "stands-for-a-pretrained-dir"},
+        "backend": "tiny_test_head",
+    }
+    r = _recipe(tmp_path, model=model_cfg, trainer={"epochs": 3, "keep_top_k": 2}, strategy={"name": "mldg"})
+    trainer = Trainer(r, train_data=SyntheticDataset(48), val_data=SyntheticDataset(24, seed=9))
+    result = trainer.fit()
+    out = tmp_path / "run"
+    # 48 items / batch 8 = 6 steps per epoch; validation at every epoch end
+    assert result.step == 18 and result.epoch == 3 and [h["step"] for h in result.history] == [6, 12, 18]
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [6, 12, 18]
+    assert result.best_eer == min(h["val_eer"] for h in result.history)
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    run = json.loads((out / "run.json").read_text())
+    assert run["seed"] == 3 and run["recipe"]["strategy"]["name"] == "mldg"
+    assert {"torch", "transformers", "numpy", "sddkit"} <= set(run["versions"]) and "git" in run
+    # optimizer: trainable parameters only
+    n_trainable = sum(1 for p in trainer.module.parameters() if p.requires_grad)
+    assert sum(len(g["params"]) for g in trainer.optimizer.param_groups) == n_trainable == 4
+    # checkpoints: the top 2 by EER plus the latest survive
+    ranked = sorted(result.history, key=lambda h: (h["val_eer"], h["step"]))[:2]
+    kept = {p.name for p in (out / "checkpoints").iterdir() if p.is_dir()}
+    assert kept == {f"step-{h['step']:08d}" for h in ranked} | {"step-00000018"}
+    assert ckpt.latest_checkpoint(out / "checkpoints").name == "step-00000018"
+    # exports: loadable model dirs, trainable weights only (the frozen encoder comes from "pretrained")
+    best = load_model_dir(out / "best")
+    assert best.metadata["val_eer"] == result.best_eer and best.metadata["best_step"] == result.best_step
+    stored = load_file(str(out / "best" / "model.safetensors"))
+    assert "frontend.encoder.weight" not in stored and "frontend.adapter.weight" in stored
+    best_ckpt = ckpt.load_checkpoint_tensors(out / "checkpoints" / f"step-{result.best_step:08d}", "model/")
+    for k, v in best_ckpt.items():
+        assert torch.equal(best.model.state_dict()[k], v), k
+    final = load_model_dir(out / "final")
+    assert final.metadata["selection"] == "last step" and final.metadata["val_eer"] == result.final_eer
+    # the frozen encoder never moved
+    assert torch.equal(final.model.frontend.encoder.weight, tiny_detector().frontend.encoder.weight)
+    assert torch.equal(trainer.module.frontend.encoder.weight, tiny_detector().frontend.encoder.weight)
+
+
+def test_final_model_averages_the_top_k_checkpoints(tmp_path, monkeypatch):
+    install_tiny(monkeypatch)
+    r = _recipe(tmp_path, trainer={"epochs": 4, "keep_top_k": 3, "average_top_k": 3})
+    result = Trainer(r, train_data=SyntheticDataset(32), val_data=SyntheticDataset(24, seed=9)).fit()
+    out = tmp_path / "run"
+    final = load_model_dir(out / "final")
+    names = final.metadata["checkpoints"]
+    ranked = sorted(result.history, key=lambda h: (h["val_eer"], h["step"]))[:3]
+    assert names == [f"step-{h['step']:08d}" for h in ranked]
+    states = [ckpt.load_checkpoint(out / "checkpoints" / n)["model"] for n in names]
+    stored = load_file(str(out / "final" / "model.safetensors"))  # no "pretrained": full weights
+    assert "frontend.encoder.weight" in stored
+    for key in ("frontend.adapter.weight", "backend.head.bias"):
+        expected = sum(s[key].double() for s in states) / 3
+        torch.testing.assert_close(stored[key].double(), expected, rtol=0, atol=1e-7)
+        assert not torch.equal(stored[key], states[0][key])
+    assert final.metadata["val_eer"] == result.final_eer
+
+
+def test_early_stopping_on_validation_eer(tmp_path, monkeypatch):
+    install_tiny(monkeypatch)
+    # a learning rate this small leaves the scores' order, hence the EER, unchanged: never "better"
+    r = _recipe(
+        tmp_path, optimizer={"lr": 1e-12}, trainer={"epochs": 50, "val_every": 2, "patience": 3, "save_every": 5}
+    )
+    result = Trainer(r, train_data=SyntheticDataset(48), val_data=SyntheticDataset(24, seed=9)).fit()
+    assert result.stopped_early
+    assert [h["step"] for h in result.history] == [2, 4, 6, 8]  # best at the first, then 3 without improvement
+    assert result.best_step == 2 and result.step == 8
+    assert load_model_dir(tmp_path / "run" / "best").metadata["best_step"] == 2
+
+
+def test_training_without_validation_exports_the_last_weights(tmp_path, monkeypatch):
+    install_tiny(monkeypatch)
+    r = _recipe(tmp_path, trainer={"epochs": 5, "max_steps": 5})
+    trainer = Trainer(r, train_data=SyntheticDataset(48))
+    result = trainer.fit()
+    assert result.step == 5 and result.best_eer is None and result.history == []
+    for name in ("best", "final"):
+        loaded = load_model_dir(tmp_path / "run" / name)
+        for k, v in trainer.module.state_dict().items():
+            assert torch.equal(loaded.model.state_dict()[k], v)
+
+
+def test_sdd_train_cli_with_overrides_and_resume(tmp_path, monkeypatch, capsys):
+    from sddkit.cli.main import main
+
+    install_tiny(monkeypatch)
+    train = write_corpus(tmp_path / "corpus", n=12, samples=800)
+    val = write_corpus(tmp_path / "corpus", n=9, samples=800, seed=1, partition="val")
+    out = tmp_path / "run"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"""
+model: {{frontend: tiny_test, backend: tiny_test_head}}
+data:
+  train: {{protocol: {train}, format: utterance_table}}
+  val: {{protocol: {val}, format: utterance_table}}
+  crop_samples: 640
+  batch_size: 4
+  sampler: class_balanced
+trainer: {{epochs: 5, out_dir: {out}, progress: false}}
+"""
+    )
+    assert main(["train", str(recipe), "trainer.max_steps=2", "--print-config"]) == 0
+    assert '"max_steps": 2' in capsys.readouterr().out and not out.exists()
+    assert main(["train", str(recipe), "trainer.max_steps=2"]) == 0
+    assert "trained 2 steps" in capsys.readouterr().out
+    assert main(["train", str(recipe), "trainer.max_steps=4", "--resume"]) == 0
+    assert "trained 4 steps" in capsys.readouterr().out
+    sessions = json.loads((out / "run.json").read_text())["sessions"]
+    assert [s["resumed_from"] for s in sessions] == [None, "step-00000002"]
+    assert load_model_dir(out / "final").metadata["steps"] == 4
+    assert main(["train", str(recipe), "trainer.epoch=3"]) == 2
+    assert "unknown key(s) 'epoch'" in capsys.readouterr().err
+
+
+def test_training_dataset_applies_the_recipe_augmentation_deterministically(tmp_path):
+    from sddkit.training.data import build_dataset, read_tables
+
+    path = write_corpus(tmp_path, n=6, samples=800)
+    cfg = from_dict(
+        TrainRecipe,
+        {"init_from": "x", "data": {"train": {"protocol": str(path)}, "crop_samples": 800, "augment": ["gain"]}},
+    ).data
+    table = read_tables(cfg.train)
+    plain = build_dataset(table, from_dict(type(cfg), {"crop_samples": 800}), train=True, seed=1)
+    augmented = build_dataset(table, cfg, train=True, seed=1)
+    x, y = plain[1]["waveform"], augmented[1]["waveform"]
+    ratio = float(y.abs().max() / x.abs().max())
+    assert ratio != pytest.approx(1.0) and 10 ** (-12 / 20) - 1e-4 <= ratio <= 10 ** (6 / 20) + 1e-4  # a gain
+    torch.testing.assert_close(y, x * ratio, rtol=1e-4, atol=1e-4)
+    assert torch.equal(build_dataset(table, cfg, train=True, seed=1)[1]["waveform"], y)  # same (seed, epoch, item)
+    augmented.set_epoch(1)
+    assert not torch.equal(augmented[1]["waveform"], y)  # new draw next epoch
+    evaluation = build_dataset(table, cfg, train=False, seed=1)  # never augmented
+    assert torch.equal(evaluation[1]["waveform"], build_dataset(table, cfg, train=False, seed=2)[1]["waveform"])
