@@ -14,3 +14,19 @@ def test_sdd_list_json(capsys):
 def test_sdd_list_unknown_family_is_clean_error(capsys):
     assert main(["list", "nope"]) == 2
     assert "unknown registry family 'nope'" in capsys.readouterr().err
+
+
+def test_describe_builds_every_shipped_recipe_on_the_meta_device(capsys):
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
+    assert len(recipes) >= 15
+    for recipe in recipes:
+        if "init_from" in recipe.read_text():
+            continue  # starts from a trained model directory that a user's earlier run produces
+        text = recipe.read_text()
+        # pretrained weights are the user's (never in tests): same architecture, random weights
+        overrides = ["model.frontend.encoder.pretrained=null"] if "pretrained:" in text else []
+        assert main(["describe", str(recipe), *overrides]) == 0, recipe
+        data = json.loads(capsys.readouterr().out)
+        assert data["trainable_params"] > 0 and data["total_params"] >= data["trainable_params"]

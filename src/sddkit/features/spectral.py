@@ -63,7 +63,7 @@ _SLANEY_LOGSTEP = math.log(6.4) / 27.0
 
 def hz_to_mel(freq: Tensor, scale: MelScale = "htk") -> Tensor:
     """Frequencies in Hz -> mel (same shape)."""
-    freq = torch.as_tensor(freq, dtype=torch.float64)
+    freq = torch.as_tensor(freq, dtype=torch.float64, device="cpu")
     if scale == "htk":
         return 2595.0 * torch.log10(1.0 + freq / 700.0)
     if scale != "slaney":
@@ -77,7 +77,7 @@ def hz_to_mel(freq: Tensor, scale: MelScale = "htk") -> Tensor:
 
 def mel_to_hz(mel: Tensor, scale: MelScale = "htk") -> Tensor:
     """Mel -> Hz, the inverse of :func:`hz_to_mel`."""
-    mel = torch.as_tensor(mel, dtype=torch.float64)
+    mel = torch.as_tensor(mel, dtype=torch.float64, device="cpu")
     if scale == "htk":
         return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
     if scale != "slaney":
@@ -93,10 +93,10 @@ def triangular_filterbank(edges_hz: Tensor, *, n_fft: int, sample_rate: int) -> 
     Filter i rises from ``edges_hz[i]`` to a peak of 1 at ``edges_hz[i + 1]`` and falls to 0 at
     ``edges_hz[i + 2]``; ``edges_hz`` has n_filters + 2 increasing values.
     """
-    edges = torch.as_tensor(edges_hz, dtype=torch.float64)
+    edges = torch.as_tensor(edges_hz, dtype=torch.float64, device="cpu")
     if edges.dim() != 1 or edges.numel() < 3 or not bool((edges[1:] > edges[:-1]).all()):
         raise ValueError("edges_hz must be a 1-D increasing sequence of at least 3 frequencies")
-    bins = torch.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1, dtype=torch.float64)
+    bins = torch.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1, dtype=torch.float64, device="cpu")
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (bins[None, :] - lower) / (centre - lower)
     falling = (upper - bins[None, :]) / (upper - centre)
@@ -119,8 +119,8 @@ def mel_filterbank(
     """
     f_max = sample_rate / 2.0 if f_max is None else f_max
     _check_band(f_min, f_max, sample_rate)
-    lo, hi = hz_to_mel(torch.tensor([f_min, f_max]), scale).tolist()
-    edges = mel_to_hz(torch.linspace(lo, hi, n_mels + 2, dtype=torch.float64), scale)
+    lo, hi = hz_to_mel(torch.tensor([f_min, f_max], device="cpu"), scale).tolist()
+    edges = mel_to_hz(torch.linspace(lo, hi, n_mels + 2, dtype=torch.float64, device="cpu"), scale)
     fb = triangular_filterbank(edges, n_fft=n_fft, sample_rate=sample_rate)
     if norm == "slaney":
         fb = fb * (2.0 / (edges[2:] - edges[:-2])).to(torch.float32)[:, None]
@@ -135,7 +135,7 @@ def linear_filterbank(
     """Linearly spaced triangular filterbank (n_filters, n_fft // 2 + 1), as in LFCC."""
     f_max = sample_rate / 2.0 if f_max is None else f_max
     _check_band(f_min, f_max, sample_rate)
-    edges = torch.linspace(f_min, f_max, n_filters + 2, dtype=torch.float64)
+    edges = torch.linspace(f_min, f_max, n_filters + 2, dtype=torch.float64, device="cpu")
     return triangular_filterbank(edges, n_fft=n_fft, sample_rate=sample_rate)
 
 
@@ -143,8 +143,8 @@ def dct_matrix(n_in: int, n_out: int) -> Tensor:
     """Orthonormal DCT-II basis (n_out, n_in): ``coeffs = dct_matrix(N, K) @ x`` (MATLAB's ``dct``)."""
     if not 0 < n_out <= n_in:
         raise ValueError(f"need 0 < n_out <= n_in, got n_out={n_out}, n_in={n_in}")
-    n = torch.arange(n_in, dtype=torch.float64)
-    k = torch.arange(n_out, dtype=torch.float64)[:, None]
+    n = torch.arange(n_in, dtype=torch.float64, device="cpu")
+    k = torch.arange(n_out, dtype=torch.float64, device="cpu")[:, None]
     basis = torch.cos(math.pi / n_in * (n + 0.5) * k) * math.sqrt(2.0 / n_in)
     basis[0] /= math.sqrt(2.0)
     return basis.to(torch.float32)
@@ -153,9 +153,9 @@ def dct_matrix(n_in: int, n_out: int) -> Tensor:
 def window_function(kind: WindowKind, win_length: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """Periodic (DFT-even) Hann or Hamming window (win_length,)."""
     if kind == "hann":
-        return torch.hann_window(win_length, periodic=True, dtype=dtype)
+        return torch.hann_window(win_length, periodic=True, dtype=dtype, device="cpu")
     if kind == "hamming":
-        return torch.hamming_window(win_length, periodic=True, dtype=dtype)
+        return torch.hamming_window(win_length, periodic=True, dtype=dtype, device="cpu")
     raise ValueError(f"unknown window {kind!r}; use 'hann' or 'hamming'")
 
 
