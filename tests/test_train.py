@@ -50,7 +50,7 @@ def test_recipe_is_strict_and_typed(tmp_path, monkeypatch):
     assert r.strategy.name == "erm" and r.schedule.name == "constant" and r.optimizer.betas == (0.9, 0.999)
     with pytest.raises(ConfigError, match=r"trainer: unknown key\(s\) 'epoch'"):
         from_dict(TrainRecipe, {"model": TINY_MODEL, "trainer": {"epoch": 3}})
-    with pytest.raises(ConfigError, match="needs either 'model'"):
+    with pytest.raises(ConfigError, match="needs exactly one of 'model'"):
         from_dict(TrainRecipe, {})
     with pytest.raises(ConfigError, match="add_experts needs 'init_from'"):
         from_dict(TrainRecipe, {"model": TINY_MODEL, "molex": {"add_experts": 2}})

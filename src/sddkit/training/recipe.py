@@ -1,7 +1,8 @@
 """``TrainRecipe``: the typed, strict training recipe (``sdd train RECIPE.yaml [key=value ...]``).
 
     seed: 1234
-    model: {frontend: {...}, backend: {...}}      # a DetectorConfig (or init_from: an sddkit model dir)
+    model: {frontend: {...}, backend: {...}}      # a DetectorConfig (or init_from: an sddkit model dir,
+                                                  # or mixture: {experts|expert_dirs, gate, freeze_experts})
     data: {train: {protocol: ..., format: sddbench, options: {partitions: [train]}}, val: ..., ...}
     strategy: {name: mldg, beta: 1.0}             # one optimisation step (registry `strategy`)
     optimizer: {lr: 1e-5, weight_decay: 1e-4}     # AdamW over the trainable parameters only
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 from sddkit.config import apply_overrides, component_field, from_dict, load_yaml
 from sddkit.detectors.detector import DetectorConfig
+from sddkit.detectors.mixture import MixtureConfig
 from sddkit.registry import ComponentSpec, get_registry
 
 
@@ -225,6 +227,7 @@ class TrainRecipe:
 
     seed: int = 0
     model: DetectorConfig | None = None
+    mixture: MixtureConfig | None = None
     init_from: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     strategy: ComponentSpec = component_field("strategy", default_factory=_default_strategy)
@@ -235,10 +238,12 @@ class TrainRecipe:
     molex: MolexConfig | None = None
 
     def __post_init__(self) -> None:
-        if self.model is None and self.init_from is None:
-            raise ValueError("a recipe needs either 'model' (a detector config) or 'init_from' (a model directory)")
-        if self.model is not None and self.init_from is not None:
-            raise ValueError("give either 'model' or 'init_from', not both: init_from takes its model config")
+        given = [k for k in ("model", "mixture", "init_from") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a recipe needs exactly one of 'model' (a detector config), 'mixture' (a detector mixture) "
+                f"or 'init_from' (a model directory); got {given or 'none'}"
+            )
         if self.molex is not None and self.molex.add_experts > 0 and self.init_from is None:
             raise ValueError("molex.add_experts needs 'init_from' (the model directory to grow)")
 

@@ -231,6 +231,14 @@ class Trainer:
                 self.model_config = to_dict(r.model)
         elif r.init_from is not None:
             return self._init_from(r.init_from)
+        elif r.mixture is not None:
+            from sddkit.detectors.mixture import build_mixture, resolved_mixture_config
+
+            model = build_mixture(r.mixture)
+            self.model_config, self.architecture = resolved_mixture_config(r.mixture), "mixture"
+            # frozen experts hold trained weights that no pretrained file restores: export everything
+            self._reloadable = set()
+            return model
         else:
             from sddkit.detectors.detector import build_detector
 
