@@ -6,9 +6,9 @@ import torch
 from test_train_support import one_thread, write_corpus  # noqa: F401  (autouse fixture)
 
 from sddkit.config import from_dict
-from sddkit.detectors.model_dir import load_model_dir, save_model_dir
 from sddkit.detectors.detector import DetectorConfig, build_detector
 from sddkit.detectors.mixture import DetectorMixture
+from sddkit.detectors.model_dir import load_model_dir, save_model_dir
 from sddkit.training.recipe import TrainRecipe
 from sddkit.training.trainer import Trainer
 
