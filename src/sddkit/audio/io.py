@@ -87,6 +87,23 @@ class AudioInfo:
 # --- public API ---------------------------------------------------------------------------
 
 
+def _check_file(path: str | Path) -> str:
+    """The path's label for messages, after checking it names a non-empty regular file."""
+    label = str(path)
+    p = Path(path)
+    if p.is_dir():
+        raise AudioNotFoundError("is a directory, not an audio file", path=label)
+    if not p.exists():
+        raise AudioNotFoundError("no such file", path=label)
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise AudioDecodeError(f"cannot stat file: {exc}", path=label) from None
+    if size == 0:
+        raise EmptyAudioError("file is empty (0 bytes)", path=label)
+    return label
+
+
 def load_audio(
     path: str | Path,
     *,
@@ -102,18 +119,7 @@ def load_audio(
     subclasses (plus ``ConfigError`` for invalid arguments).
     """
     _check_arguments(sample_rate, max_duration, min_duration)
-    label = str(path)
-    p = Path(path)
-    if p.is_dir():
-        raise AudioNotFoundError("is a directory, not an audio file", path=label)
-    if not p.exists():
-        raise AudioNotFoundError("no such file", path=label)
-    try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise AudioDecodeError(f"cannot stat file: {exc}", path=label) from None
-    if size == 0:
-        raise EmptyAudioError("file is empty (0 bytes)", path=label)
+    label = _check_file(path)
     mono, native_sr = _decode(label, label=label, max_duration=max_duration)
     return _finish(
         mono,
@@ -159,18 +165,7 @@ def decode_audio_bytes(
 
 def audio_info(path: str | Path) -> AudioInfo:
     """Header information of ``path`` without decoding the samples (when the header has a length)."""
-    label = str(path)
-    p = Path(path)
-    if p.is_dir():
-        raise AudioNotFoundError("is a directory, not an audio file", path=label)
-    if not p.exists():
-        raise AudioNotFoundError("no such file", path=label)
-    try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise AudioDecodeError(f"cannot stat file: {exc}", path=label) from None
-    if size == 0:
-        raise EmptyAudioError("file is empty (0 bytes)", path=label)
+    label = _check_file(path)
     failures: list[str] = []
     try:
         info = sf.info(label)
