@@ -34,7 +34,9 @@ def model_config_from(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """(architecture, model config) from a recipe, a detector or a mixture mapping."""
     from sddkit.errors import ConfigError
 
-    if "model" in data and isinstance(data["model"], dict):
+    if isinstance(data.get("mixture"), dict):  # a mixture recipe
+        data = data["mixture"]
+    elif isinstance(data.get("model"), dict):
         data = data["model"]
     if "experts" in data or "expert_dirs" in data:
         return "mixture", data

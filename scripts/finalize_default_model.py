@@ -1,0 +1,93 @@
+"""Calibrate a trained model directory on sddbench ``val``, set its threshold there, and install it.
+
+    python scripts/finalize_default_model.py runs/default_model/best \
+        [--out src/sddkit/assets/default_model] [--cache /work/cache/sddbench16k.npz]
+
+1. scores every ``val`` file as ``sdd score`` does (``sddkit.load_detector``: windows, hop and
+   aggregation of the model's ``inference`` section) and keeps the raw (uncalibrated) scores;
+2. fits the logistic calibration ``llr = a * raw + b`` on them
+   (``sddkit.scoring.inference.calibrate_model_dir``, prior 0.5);
+3. sets the threshold to the val EER operating point of the calibrated scores (bona fide iff
+   ``score >= threshold``), so errors on val are balanced between the two classes;
+4. records the val figures in ``metadata`` and copies ``config.json`` + ``model.safetensors`` to
+   ``--out`` (the bundled default model).
+
+Only ``val`` is read: the test partitions play no part in calibration or threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_MANIFEST = REPO.parent / "shared" / "data" / "sddbench" / "manifest.csv"
+DEFAULT_OUT = REPO / "src" / "sddkit" / "assets" / "default_model"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("model", help="trained model directory (e.g. runs/default_model/best)")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="where to install the finished model directory")
+    p.add_argument("--manifest", default=str(DEFAULT_MANIFEST), help="sddbench manifest.csv")
+    p.add_argument("--cache", default=None, help="CachedWaveforms .npz of the manifest at 16 kHz (skips decoding)")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from sddkit.audio.io import load_audio
+    from sddkit.data.dataset import CachedWaveforms
+    from sddkit.data.protocols import read_protocol
+    from sddkit.detectors.model_dir import CONFIG_NAME, WEIGHTS_NAME, atomic_write_bytes, read_model_config
+    from sddkit.metrics.det import eer
+    from sddkit.scoring.api import load_detector
+    from sddkit.scoring.inference import calibrate_model_dir, write_inference
+
+    model_dir = Path(args.model)
+    table = read_protocol(args.manifest, partitions=["val"])
+    labels = np.asarray(table.labels, dtype=np.int64)
+    cache = CachedWaveforms.load(args.cache) if args.cache else None
+    waves = []
+    for utt, path in zip(table.column("utt_id"), table.column("path")):
+        x = cache.get(str(utt)) if cache is not None else None
+        waves.append(np.asarray(x if x is not None else load_audio(path, sample_rate=16000), dtype=np.float32))
+
+    raw = np.asarray([r.raw_score for r in load_detector(model_dir).score_many(waves)], dtype=np.float64)
+    inference = calibrate_model_dir(model_dir, raw, labels, prior=0.5)
+    llr = inference.calibration.apply(raw)
+    val = eer(labels, llr)
+    inference.threshold = float(val.threshold)
+    write_inference(model_dir, inference)
+
+    config = read_model_config(model_dir)
+    config["metadata"]["val_calibrated"] = {
+        "partition": "sddbench val",
+        "n_bonafide": int((labels == 1).sum()),
+        "n_spoof": int((labels == 0).sum()),
+        "eer_whole_files": float(val.eer),
+        "threshold": "val EER operating point of the calibrated scores",
+    }
+    atomic_write_bytes(model_dir / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+
+    out = Path(args.out)
+    if out.resolve() != model_dir.resolve():
+        out.mkdir(parents=True, exist_ok=True)
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            shutil.copyfile(model_dir / name, out / name)
+    cal = inference.calibration
+    print(
+        f"val EER {100 * val.eer:.2f}% (whole files, {len(labels)} files); calibration a={cal.a:.4f} b={cal.b:.4f}; "
+        f"threshold {inference.threshold:.4f}; installed in {out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
