@@ -24,7 +24,7 @@ from sddkit.registry import get_registry
 from sddkit.training import mldg as mldg_module
 from sddkit.training.erm import ERM
 from sddkit.training.losses import DetectionLoss
-from sddkit.training.mldg import MLDG, MLDGConfig, split_domains
+from sddkit.training.mldg import MLDG, MLDGConfig, split_blocks, split_domains
 from sddkit.training.recipe import LossConfig
 from sddkit.training.strategy import StepContext, subset
 
@@ -84,6 +84,30 @@ def test_split_domains_shares_bonafide_and_holds_out_whole_domains():
     assert split_domains(one * 0, one, n_meta_test=1, share_bonafide=True, generator=g) is None
 
 
+def test_split_blocks_holds_out_whole_domain_blocks_with_their_bonafide_share():
+    # a DomainBatchSampler batch: 4 blocks of (1 bona fide + 1 spoof); bona fide rows carry the
+    # attack column's "bonafide" domain (id 9), yet each must stay with its block's attack
+    labels = torch.tensor([1, 0, 1, 0, 1, 0, 1, 0])
+    domains = torch.tensor([9, 0, 9, 1, 9, 2, 9, 3])
+    blocks = torch.arange(8) // 2
+    g = torch.Generator().manual_seed(0)
+    seen_test_blocks = set()
+    for _ in range(20):
+        train, test = split_blocks(blocks, n_meta_test=2, generator=g)
+        test_blocks = set(blocks[test].tolist())
+        assert len(test_blocks) == 2 and not test_blocks & set(blocks[train].tolist())
+        assert sorted(train.tolist() + test.tolist()) == list(range(8))
+        for b in test_blocks:  # the block's bona fide row goes to meta-test with its spoof row
+            assert {2 * b, 2 * b + 1} <= set(test.tolist())
+        seen_test_blocks |= test_blocks
+    assert seen_test_blocks == {0, 1, 2, 3}  # the held-out domains change from step to step
+    assert split_blocks(torch.zeros(4, dtype=torch.long), n_meta_test=1, generator=g) is None
+    # MLDG uses the blocks when the batch has them, whatever share_bonafide says
+    batch = {"label": labels, "domain": domains, "domain_block": blocks}
+    train, test = MLDG(MLDGConfig(n_meta_test=1, share_bonafide=True), seed=0).split(batch)
+    assert len(test) == 2 and labels[test].tolist().count(1) == 1 and len(train) == 6
+
+
 def test_beta_zero_is_exactly_the_erm_step_on_the_meta_train_rows():
     torch.manual_seed(0)
     model_m = _bn_detector()
@@ -94,7 +118,7 @@ def test_beta_zero_is_exactly_the_erm_step_on_the_meta_train_rows():
     erm = ERM()
     for step in range(3):
         batch = _batch(offset=12 * step)
-        train_rows, _ = splitter.split(batch["label"], batch["domain"])
+        train_rows, _ = splitter.split(batch)
         res_m = mldg.step(batch, _ctx(model_m, opt_m))
         res_e = erm.step(subset(batch, train_rows), _ctx(model_e, opt_e))
         assert torch.equal(res_m.loss, res_e.loss)
@@ -155,7 +179,7 @@ def test_applied_gradient_matches_hand_computed_first_order_mldg():
     batch = _batch(n=12)
     batch["waveform"] = batch["waveform"][:, :32] * 3
     cfg = MLDGConfig(beta=beta, inner_lr=lr, inner_eps=eps, n_meta_test=1)
-    train_rows, test_rows = MLDG(cfg, seed=11).split(batch["label"], batch["domain"])
+    train_rows, test_rows = MLDG(cfg, seed=11).split(batch)
 
     # by hand, in float64
     with torch.no_grad():

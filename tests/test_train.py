@@ -24,6 +24,7 @@ from sddkit.errors import ConfigError
 from sddkit.training import checkpoint as ckpt
 from sddkit.training.erm import ERM
 from sddkit.training.losses import DetectionLoss
+from sddkit.training.mldg import MLDG
 from sddkit.training.recipe import LossConfig, ScheduleConfig, TrainRecipe, load_recipe
 from sddkit.training.schedules import build_optimizer, build_scheduler
 from sddkit.training.strategy import StepContext
@@ -130,6 +131,33 @@ def test_schedules():
 
 
 # --- the trainer ------------------------------------------------------------------------------------------------
+def test_domain_batch_sampler_marks_domain_blocks_for_mldg(tmp_path, monkeypatch):
+    install_tiny(monkeypatch)
+    r = _recipe(
+        tmp_path,
+        data={"batch_size": 8, "sampler": "domain_batch", "sampler_options": {"bonafide_fraction": 0.5}},
+        trainer={"epochs": 1},
+        strategy={"name": "mldg", "n_meta_test": 1},
+    )
+    trainer = Trainer(r, train_data=SyntheticDataset(48), val_data=SyntheticDataset(24, seed=9))
+    seen = []
+    step = MLDG.step
+
+    def spy(self, batch, ctx):
+        seen.append({k: v.clone() for k, v in batch.items()})
+        return step(self, batch, ctx)
+
+    monkeypatch.setattr(MLDG, "step", spy)
+    trainer.fit()
+    assert seen
+    for batch in seen:
+        # 4 blocks of 2 rows (1 bona fide + 1 spoof of one attack), marked 0,0,1,1,2,2,3,3
+        assert batch["domain_block"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+        for b in range(4):
+            rows = batch["domain_block"] == b
+            assert sorted(batch["label"][rows].tolist()) == [0, 1]
+
+
 def test_trainer_end_to_end_artifacts(tmp_path, monkeypatch):
     install_tiny(monkeypatch)
     model_cfg = {

@@ -3,9 +3,14 @@ encoders (Laakkonen, Kukanov, Hautamäki, 2025). Domains are attack systems (the
 
 One step on a batch holding several domains:
 
-1. split the batch's spoof domains at random into meta-train and meta-test (``n_meta_test`` domains
-   go to meta-test); bona fide rows that belong to no attack go to both halves with
-   ``share_bonafide``, else they are dealt at random between the halves (:func:`split_domains`);
+1. split the batch's domains at random into meta-train and meta-test (``n_meta_test`` domains go to
+   meta-test). With the ``domain_batch`` sampler (the published set-up) every batch is made of
+   per-domain blocks, each holding that domain's own share of the bona fide files (the bona fide
+   files are partitioned once among the domains) plus its spoofs; the trainer marks each row's
+   block in ``batch["domain_block"]`` and whole blocks are held out (:func:`split_blocks`), so a
+   domain's bona fide share always goes with its attack. Other batches are split by their spoof
+   domains; bona fide rows of no attack go to both halves with ``share_bonafide``, else they are
+   dealt at random between the halves (:func:`split_domains`);
 2. meta-train loss ``L_tr(θ)`` and its gradient ``g_tr`` at the current parameters θ;
 3. a COPY θ' of the trainable parameters only takes one inner Adam step on ``g_tr``
    (``inner_lr`` 1e-3, fresh Adam state every step, as published);
@@ -50,7 +55,10 @@ class MLDGConfig:
 
     beta: weight of the meta-test gradient (published: 1). inner_lr, inner_betas, inner_eps: the
     inner Adam step (published lr 1e-3). n_meta_test: domains held out per step. share_bonafide:
-    bona fide rows of no attack domain take part in both halves (else they are dealt between them).
+    for batches without domain blocks only (any sampler but ``domain_batch``), bona fide rows of
+    no attack domain take part in both halves (else they are dealt between them); with
+    ``domain_batch`` the sampler's own ``share_bonafide`` option decides how bona fide files are
+    shared among domains.
     seed: the split generator's seed (default: the recipe seed).
     """
 
@@ -103,6 +111,22 @@ def split_domains(
     return torch.nonzero(in_train).flatten(), torch.nonzero(in_test).flatten()
 
 
+def split_blocks(blocks: Tensor, *, n_meta_test: int, generator: torch.Generator) -> tuple[Tensor, Tensor] | None:
+    """Row indices ``(meta_train, meta_test)`` holding out ``n_meta_test`` whole domain blocks.
+
+    blocks: (B,) int64 block id of every row (``DomainBatchSampler``: one block per domain drawn
+    for the step). None if the batch has fewer than ``n_meta_test + 1`` blocks. Draws from
+    ``generator`` (on CPU).
+    """
+    blocks = blocks.cpu()
+    ids = torch.unique(blocks)
+    if ids.numel() < n_meta_test + 1:
+        return None
+    order = torch.randperm(ids.numel(), generator=generator)
+    in_test = torch.isin(blocks, ids[order[:n_meta_test]])
+    return torch.nonzero(~in_test).flatten(), torch.nonzero(in_test).flatten()
+
+
 class MLDG:
     """First-order MLDG step (see the module docstring)."""
 
@@ -112,10 +136,13 @@ class MLDG:
         self.cfg = cfg
         self.generator = torch.Generator().manual_seed(cfg.seed if cfg.seed is not None else seed)
 
-    def split(self, labels: Tensor, domains: Tensor) -> tuple[Tensor, Tensor] | None:
+    def split(self, batch: Batch) -> tuple[Tensor, Tensor] | None:
+        """Meta-train / meta-test rows: whole domain blocks when the batch has them, else by domain."""
+        if "domain_block" in batch:
+            return split_blocks(batch["domain_block"], n_meta_test=self.cfg.n_meta_test, generator=self.generator)
         return split_domains(
-            labels,
-            domains,
+            batch["label"],
+            batch["domain"],
             n_meta_test=self.cfg.n_meta_test,
             share_bonafide=self.cfg.share_bonafide,
             generator=self.generator,
@@ -124,7 +151,7 @@ class MLDG:
     def step(self, batch: Batch, ctx: StepContext) -> StepResult:
         cfg = self.cfg
         module = ctx.module
-        split = self.split(batch["label"], batch["domain"])
+        split = self.split(batch)
         device = batch["waveform"].device
         train_rows = split[0].to(device) if split is not None else None
         params = ctx.trainable()

@@ -313,6 +313,8 @@ class Trainer:
             while not self._done():
                 batches = epoch_batches(self.train_data, r.data, seed=r.seed, epoch=s.epoch, info=self.info)
                 n_batches = len(batches)  # type: ignore[arg-type]
+                # domain_batch sampler: rows come in per-domain blocks that MLDG holds out whole
+                per_domain = getattr(batches, "per_domain", None)
                 loader = DataLoader(
                     self.train_data,
                     batch_sampler=SkipBatches(batches, s.batch_in_epoch),
@@ -322,6 +324,8 @@ class Trainer:
                     generator=torch.Generator().manual_seed(r.seed * 100_003 + s.epoch),
                 )
                 for batch in loader:
+                    if per_domain is not None:
+                        batch["domain_block"] = torch.arange(len(batch["label"])) // per_domain
                     self._one_step(batch)
                     bar.update(1)
                     epoch_end = s.batch_in_epoch >= n_batches
