@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_MANIFEST = "/work/shared/data/sddbench/manifest.csv"
+DEFAULT_MANIFEST = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sddbench" / "manifest.csv")
 
 
 def demo_model(kind: str, directory: Path) -> Path:

@@ -1,7 +1,7 @@
 """Training benchmark (issue 4): ERM LoRA vs MLDG LoRA vs MoLEx on sddbench with the real Whisper-base encoder.
 
     .venv/bin/python benchmarks/bench_training.py [--steps 120] [--val-every 30] [--seeds 1234]
-        [--crop-s 2] [--eval-crop-s 4] [--batch-size 8] [--threads 1] [--parallel]
+        [--crop-s 2] [--eval-crop-s 4] [--batch-size 8] [--threads 1] [--parallel | --jobs N]
         [--methods erm,mldg,molex] [--out-dir runs/bench_training] [--reuse | --summarise-only] [--json out.json]
 
 Every run goes through the real ``sdd train`` command with the shipped recipes
@@ -226,6 +226,7 @@ def main() -> int:
     p.add_argument("--val-batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
     p.add_argument("--parallel", action="store_true", help="run all (method, seed) jobs at once")
+    p.add_argument("--jobs", type=int, default=None, help="at most this many runs at once (default 1; --parallel: all)")
     p.add_argument("--out-dir", default="runs/bench_training")
     p.add_argument("--reuse", action="store_true", help="summarise runs whose out dir has best/ instead of training")
     p.add_argument("--summarise-only", action="store_true", help="train nothing: tabulate the finished runs only")
@@ -233,6 +234,7 @@ def main() -> int:
     args = p.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     jobs = [(m, int(s)) for s in args.seeds.split(",") for m in args.methods.split(",")]
+    limit = args.jobs if args.jobs is not None else (len(jobs) if args.parallel else 1)
     results = []
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     pending = list(jobs)
@@ -251,7 +253,7 @@ def main() -> int:
             print(f"{m} seed {s}: no finished run under {run_dir(args, m, s)}, left out", file=sys.stderr)
         pending = []
     while pending or running:
-        while pending and (args.parallel or not running):
+        while pending and len(running) < limit:
             m, s = pending.pop(0)
             running.append((m, s, *launch(args, m, s)))
         time.sleep(2)

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sddkit import __version__
+from sddkit.documents import read_versioned_json
 from sddkit.errors import CheckpointError, ConfigError
 
 FORMAT = "sddkit-model"
@@ -143,14 +144,7 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{directory}: not a model directory")
     if not cfg_path.is_file():
         raise CheckpointError(f"{directory}: missing {CONFIG_NAME}")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{cfg_path}: invalid JSON: {exc}") from None
-    if config.get("format") != FORMAT:
-        raise CheckpointError(f"{cfg_path}: not an sddkit model config (format={config.get('format')!r})")
-    if int(config.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{cfg_path}: format version {config['format_version']} is newer than this sddkit")
+    config = read_versioned_json(cfg_path, fmt=FORMAT, version=FORMAT_VERSION, what="model config")
     return config
 
 

@@ -35,6 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sddkit.detectors.model_dir import atomic_write_bytes
+from sddkit.documents import read_versioned_json
 from sddkit.errors import CheckpointError
 
 STATE_JSON = "state.json"
@@ -198,14 +199,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     doc_path, tensor_path = path / STATE_JSON, path / STATE_TENSORS
     if not doc_path.is_file() or not tensor_path.is_file():
         raise CheckpointError(f"{path}: not a complete checkpoint (needs {STATE_JSON} and {STATE_TENSORS})")
-    try:
-        document = json.loads(doc_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{doc_path}: invalid JSON: {exc}") from None
-    if document.get("format") != FORMAT:
-        raise CheckpointError(f"{doc_path}: not an sddkit checkpoint")
-    if int(document.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{doc_path}: checkpoint format {document['format_version']} is newer than sddkit")
+    document = read_versioned_json(doc_path, fmt=FORMAT, version=FORMAT_VERSION, what="checkpoint")
     try:
         tensors = load_file(str(tensor_path), device=str(map_location))
     except (SafetensorError, OSError) as exc:

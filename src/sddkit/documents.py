@@ -1,0 +1,41 @@
+"""Versioned JSON documents: the ``config.json`` of a model directory and a checkpoint's state JSON.
+
+Both carry ``"format"`` (what the document is) and ``"format_version"`` (an int); a reader accepts
+its own format at its version or older and refuses anything else with a :class:`CheckpointError`
+naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sddkit.errors import CheckpointError
+
+
+def read_versioned_json(path: str | Path, *, fmt: str, version: int, what: str) -> dict[str, Any]:
+    """Parse ``path`` and check its ``format`` is ``fmt`` and its ``format_version`` at most ``version``.
+
+    what: how errors name the document, e.g. ``"model config"`` or ``"checkpoint"``.
+    """
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: invalid JSON: {exc}") from None
+    if not isinstance(document, dict) or document.get("format") != fmt:
+        found = document.get("format") if isinstance(document, dict) else type(document).__name__
+        raise CheckpointError(f"{path}: not an sddkit {what} (format={found!r}, expected {fmt!r})")
+    try:
+        found_version = int(document.get("format_version", 0))
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: format_version {document.get('format_version')!r} is not an integer") from None
+    if found_version > version:
+        raise CheckpointError(
+            f"{path}: {what} format version {found_version} is newer than this sddkit reads ({version}); upgrade sddkit"
+        )
+    return document
+
+
+__all__ = ["read_versioned_json"]
