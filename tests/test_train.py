@@ -296,3 +296,32 @@ def test_training_dataset_applies_the_recipe_augmentation_deterministically(tmp_
     assert not torch.equal(augmented[1]["waveform"], y)  # new draw next epoch
     evaluation = build_dataset(table, cfg, train=False, seed=1)  # never augmented
     assert torch.equal(evaluation[1]["waveform"], build_dataset(table, cfg, train=False, seed=2)[1]["waveform"])
+
+
+def test_decode_cache_options_give_the_same_items(tmp_path, monkeypatch):
+    from sddkit.data import dataset as dataset_module
+    from sddkit.training.data import build_dataset, read_tables
+
+    path = write_corpus(tmp_path, n=6, samples=800)
+
+    def data_cfg(cache: str):
+        recipe = {"init_from": "x", "data": {"train": {"protocol": str(path)}, "crop_samples": 400}}
+        recipe["data"]["decode_cache"] = cache
+        return from_dict(TrainRecipe, recipe).data
+
+    table = read_tables(data_cfg("none").train)
+    reference = [build_dataset(table, data_cfg("none"), train=True, seed=1)[i]["waveform"] for i in range(6)]
+    preloaded = build_dataset(table, data_cfg("preload"), train=True, seed=1)
+    lazy = build_dataset(table, data_cfg("lazy"), train=True, seed=1)
+    assert preloaded.waveforms is not None and len(preloaded.waveforms.ids) == 6
+    # once cached, no file is decoded again
+    for i in range(6):
+        lazy[i]
+    calls = []
+    monkeypatch.setattr(dataset_module, "load_table_audio", lambda *a, **k: calls.append(a) or None)
+    for i in range(6):
+        assert torch.equal(preloaded[i]["waveform"], reference[i])
+        assert torch.equal(lazy[i]["waveform"], reference[i])
+    assert calls == []
+    with pytest.raises(ConfigError, match="decode_cache"):
+        data_cfg("disk")

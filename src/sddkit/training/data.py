@@ -38,7 +38,7 @@ def read_tables(specs: ProtocolSpec | Sequence[ProtocolSpec] | None, what: str =
 
 def build_dataset(table: UtteranceTable, cfg: DataConfig, *, train: bool, seed: int) -> Dataset:
     """An ``UtteranceDataset``: random crops + augmentation for training, fixed crops for evaluation."""
-    from sddkit.data.dataset import UtteranceDataset
+    from sddkit.data.dataset import CachedWaveforms, UtteranceDataset
 
     crop = cfg.crop_samples if train else (cfg.val_crop_samples or cfg.crop_samples)
     augment = None
@@ -47,8 +47,18 @@ def build_dataset(table: UtteranceTable, cfg: DataConfig, *, train: bool, seed: 
 
         # the dataset calls augment(x, sr, rng) with its own per-(seed, epoch, item) generator
         augment = AugmentationPipeline(cfg.augment_specs, seed=seed).apply
+    waveforms = None
+    if cfg.decode_cache == "preload":
+        waveforms = CachedWaveforms.from_table(table, num_threads=max(1, cfg.num_workers))
     return UtteranceDataset(
-        table, crop_samples=crop, train=train, seed=seed, augment=augment, domain_column=cfg.domain_column
+        table,
+        crop_samples=crop,
+        train=train,
+        seed=seed,
+        augment=augment,
+        domain_column=cfg.domain_column,
+        cache=cfg.decode_cache == "lazy",
+        waveforms=waveforms,
     )
 
 
