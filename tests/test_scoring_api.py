@@ -234,3 +234,37 @@ def test_import_sddkit_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_lora_adapters_are_merged_at_load_and_scores_do_not_change(tmp_path, monkeypatch):
+    cfg = from_dict(
+        DetectorConfig,
+        {
+            "frontend": {
+                "name": "ssl",
+                "encoder": {"name": "wav2vec2_tiny", "dropout": 0.0},
+                "adapter": "lora",
+                "lora": {"rank": 2, "alpha": 2.0},
+            },
+            "backend": {"name": "linear"},
+        },
+    )
+    torch.manual_seed(0)
+    model = build_detector(cfg).eval()
+    lora_layers = [m for m in model.modules() if type(m).__name__ == "LoRALinear"]
+    assert lora_layers
+    for layer in lora_layers:  # non-zero B: the adapters really change the output
+        torch.nn.init.normal_(layer.lora_B, std=0.5)
+    path = md.save_model_dir(tmp_path / "lora", model, model_config=to_dict(cfg))
+    x = (0.1 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32)
+    det = sddkit.load_detector(path)
+    assert det.info["merged_lora_layers"] == len(lora_layers)
+    loaded = [m for m in det.runner.model.modules() if type(m).__name__ == "LoRALinear"]
+    assert all(m.merged for m in loaded)
+    monkeypatch.setattr(api, "merge_lora_for_inference", lambda model: 0)
+    unmerged = sddkit.load_detector(path)
+    assert unmerged.info["merged_lora_layers"] == 0
+    assert not any(m.merged for m in unmerged.runner.model.modules() if type(m).__name__ == "LoRALinear")
+    expected = unmerged.score(x, SR).raw_score
+    assert det.score(x, SR).raw_score == pytest.approx(expected, abs=1e-5)
+    assert abs(expected) > 1e-3  # a real score, not a degenerate zero

@@ -344,9 +344,26 @@ def load_detector(
 
     md = load_model_dir(path, map_location="cpu")
     inference = parse_inference(md.inference, f"{path}: inference")
+    merged = merge_lora_for_inference(md.model)
     info = model_info(md.model, architecture=md.architecture, model_config=md.model_config, path=path)
     info["metadata"] = md.metadata
+    info["merged_lora_layers"] = merged
     return ScoringDetector(TorchRunner(md.model, device), inference, batch_size=batch_size, info=info)
+
+
+def merge_lora_for_inference(model: nn.Module) -> int:
+    """Fold every LoRA adapter of ``model`` (experts of a mixture included) into its base weights.
+
+    Scoring never trains, so the low-rank path is pure overhead: merged, a LoRA encoder costs what
+    the bare encoder costs. MoLEx experts depend on the input and stay as they are. Returns the
+    number of layers merged.
+    """
+    from sddkit.frontends.lora import LoRALinear
+
+    layers = [m for m in model.modules() if isinstance(m, LoRALinear) and not m.merged]
+    for layer in layers:
+        layer.merge()
+    return len(layers)
 
 
 def model_info(model: nn.Module, *, architecture: str, model_config: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -33,7 +33,13 @@ import torch
 from torch import Tensor, nn
 
 from sddkit.errors import CheckpointError
-from sddkit.scoring.api import DEFAULT_BATCH_SIZE, ScoringDetector, model_info, per_window_stats
+from sddkit.scoring.api import (
+    DEFAULT_BATCH_SIZE,
+    ScoringDetector,
+    merge_lora_for_inference,
+    model_info,
+    per_window_stats,
+)
 from sddkit.scoring.inference import parse_inference
 
 INPUT_NAME = "waveform"
@@ -77,6 +83,7 @@ def export_onnx(
     md = load_model_dir(model_dir)
     inference = parse_inference(md.inference, f"{model_dir}: inference")
     model = md.model.eval()
+    merge_lora_for_inference(model)  # one matmul per projection in the graph, as in torch scoring
     example = _example(inference.window_samples, batch=2, seed=0)
     with torch.inference_mode():
         stat_names = list(per_window_stats(model(example).stats, example.shape[0]))
