@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/bench_training.py [--steps 120] [--val-every 30] [--seeds 1234]
         [--crop-s 2] [--eval-crop-s 4] [--batch-size 8] [--threads 1] [--parallel | --jobs N]
-        [--methods erm,mldg,molex] [--out-dir runs/bench_training] [--reuse | --summarise-only] [--json out.json]
+        [--methods erm,mldg,molex] [--set KEY=VALUE ...] [--out-dir runs/bench_training]
+        [--reuse | --summarise-only] [--json out.json]
 
 Every run goes through the real ``sdd train`` command with the shipped recipes
 (recipes/sddbench/whisper_base_{lora_erm,lora_mldg,molex}.yaml) and ``key=value`` overrides only: a
@@ -63,6 +64,7 @@ def overrides(args: argparse.Namespace, seed: int, out_dir: Path) -> list[str]:
         "trainer.device=cpu",
         "trainer.progress=false",
         f"trainer.out_dir={out_dir}",
+        *args.set,
     ]
 
 
@@ -226,6 +228,7 @@ def main() -> int:
     p.add_argument("--val-batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
     p.add_argument("--parallel", action="store_true", help="run all (method, seed) jobs at once")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra override, every method")
     p.add_argument("--jobs", type=int, default=None, help="at most this many runs at once (default 1; --parallel: all)")
     p.add_argument("--out-dir", default="runs/bench_training")
     p.add_argument("--reuse", action="store_true", help="summarise runs whose out dir has best/ instead of training")

@@ -72,10 +72,9 @@ def test_topk_gradients_weighted_vs_straight_through():
     st = copy.deepcopy(weighted)
     st.straight_through = True
     probe = torch.randn(2, 6, 4)
-    (weighted(x).gates * probe).sum().backward()
+    # k = 1, weighted: the gate is the constant one-hot -> the task loss cannot train the router
+    assert not weighted(x).gates.requires_grad
     (st(x).gates * probe).sum().backward()
-    # k = 1, weighted: the gate is the constant 1 -> the task loss cannot train the router (up to rounding)
-    assert weighted.weights[0].grad.abs().max() < 1e-5
     # straight-through: the dense softmax gradient reaches every expert's row
     assert torch.all(st.weights[0].grad.abs().sum(-1) > 0)
 

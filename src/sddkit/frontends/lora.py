@@ -85,6 +85,18 @@ class AdaptedLinear(nn.Module):
     def base_forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)
 
+    def forward_plus_low_rank(self, x: Tensor, low: Tensor, b: Tensor, scale: float) -> Tensor:
+        """``x W^T + bias + scale * low b^T``: x (..., in), low (..., k), b (out, k) -> (..., out).
+
+        The low-rank term is added by one in-place ``addmm_`` into the fresh base output, with
+        ``scale`` as its ``alpha``: no separate passes to scale and add. Under autocast the base
+        output comes out in the lower precision and in-place ops are not cast, so ``low`` and
+        ``b`` are cast to its dtype (a no-op otherwise).
+        """
+        y = F.linear(x.reshape(-1, self.in_features), self.weight, self.bias)
+        y.addmm_(low.reshape(-1, low.shape[-1]).to(y.dtype), b.t().to(y.dtype), alpha=scale)
+        return y.view(*x.shape[:-1], self.out_features)
+
 
 class LoRALinear(AdaptedLinear):
     """A Linear plus a rank-r update: x (..., in) -> (..., out)."""
@@ -101,10 +113,9 @@ class LoRALinear(AdaptedLinear):
         self.merged = False
 
     def forward(self, x: Tensor) -> Tensor:
-        y = F.linear(x, self.weight, self.bias)
         if self.merged:
-            return y
-        return y + self.scale * F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B)
+            return F.linear(x, self.weight, self.bias)
+        return self.forward_plus_low_rank(x, F.linear(self.lora_dropout(x), self.lora_A), self.lora_B, self.scale)
 
     def delta_weight(self) -> Tensor:
         """scale * B A: (out, in)."""

@@ -5,7 +5,10 @@ B_e: (out, r)) and a router (registry ``router``) producing gates g (rows sum to
 
     y = x W^T + b + sum_e g_e(x) * scale * B_e A_e dropout(x),    scale = alpha / r
 
-computed with two matmuls over the stacked experts (no loop over experts).
+computed with two matmuls over the stacked experts (no loop over experts): the first gives the
+experts' low-rank activations and, when LoRA dropout is inactive (eval, or dropout 0), the router
+logits too (router weight rows appended to the stacked A); the second adds the gated update into
+the base output (see ``AdaptedLinear.forward_plus_low_rank``).
 
 Auxiliary losses (weights configurable, already weighted in the returned dict):
 
@@ -14,7 +17,8 @@ Auxiliary losses (weights configurable, already weighted in the returned dict):
   and P_e the mean router probability of e; averaged over adapted layers. It is 1 when use is
   uniform and grows to E when one expert takes everything.
 - orthogonality between experts: ``sum_{i<j} ||A_i A_j^T||_F^2`` (and/or ``||B_i^T B_j||_F^2``)
-  per layer, averaged over layers.
+  per layer, averaged over layers. It depends on the weights only, so the front-end computes it
+  only while gradients are recorded (not at inference).
 
 Per-expert statistics for analysis, per utterance and per adapted layer (M layers), so they can
 be averaged per attack or per layer: ``molex_gate_mean`` (B, M, E), the mean gate weight of each
@@ -48,7 +52,7 @@ from torch import Tensor, nn
 from sddkit.config import component_field
 from sddkit.frontends.encoders import SpeechEncoder
 from sddkit.frontends.lora import AdaptedLinear, check_adapter_shape, kaiming_uniform_rows_, replace_projections
-from sddkit.frontends.routers import RouterOutput
+from sddkit.frontends.routers import Router, RouterOutput
 from sddkit.registry import ComponentSpec, get_registry
 
 
@@ -101,7 +105,7 @@ class MoLExLinear(AdaptedLinear):
     """
 
     def __init__(
-        self, base: nn.Linear, *, num_experts: int, rank: int, alpha: float, router: nn.Module, dropout: float = 0.0
+        self, base: nn.Linear, *, num_experts: int, rank: int, alpha: float, router: Router, dropout: float = 0.0
     ):
         super().__init__(base)
         self.rank, self.alpha = rank, alpha
@@ -135,16 +139,27 @@ class MoLExLinear(AdaptedLinear):
         return self.lora_B[0] if len(self.lora_B) == 1 else torch.cat(list(self.lora_B))
 
     def forward(self, x: Tensor) -> Tensor:
-        route: RouterOutput = self.router(x)  # gates (B, N or 1, E)
-        a, b = self.experts_A(), self.experts_B()
+        router = self.router
+        a = self.experts_A()
         e, r = a.shape[0], self.rank
-        low = F.linear(self.lora_dropout(x), a.reshape(e * r, self.in_features))  # (..., E * r)
-        low = (low.unflatten(-1, (e, r)) * route.gates.unsqueeze(-1)).flatten(-2)
-        delta = F.linear(low, b.permute(1, 0, 2).reshape(self.out_features, e * r))  # sum_e g_e B_e A_e x
+        a = a.reshape(e * r, self.in_features)
+        if self.training and isinstance(self.lora_dropout, nn.Dropout):
+            # active dropout: the experts see the dropped input, the router the intact one
+            logits = router.logits(router.pool(x))
+            low = F.linear(self.lora_dropout(x), a)
+        else:
+            # one matmul for the experts' low-rank activations and the router logits; the router
+            # bias is added after pooling, equal (up to rounding) since the logits are linear in x
+            router_weight, router_bias = router.logit_params()
+            low, logits = F.linear(x, torch.cat([a, router_weight])).split([e * r, e], dim=-1)
+            logits = router.pool(logits) + router_bias
+        route: RouterOutput = router.route(logits)  # gates (B, N or 1, E)
+        gated = (low.unflatten(-1, (e, r)) * route.gates.unsqueeze(-1)).flatten(-2)  # (..., E * r)
+        b = torch.cat([b_e for group in self.lora_B for b_e in group.unbind(0)], dim=1)  # (out, E * r): B_1 | ... | B_E
         records = _RECORDS.get()
         if records is not None:
             records.append((self, route))
-        return F.linear(x, self.weight, self.bias) + self.scale * delta
+        return self.forward_plus_low_rank(x, gated, b, self.scale)  # + scale * sum_e g_e B_e A_e x
 
     def add_experts(self, n: int, *, bias: float) -> None:
         """Append ``n`` experts (A Kaiming-uniform, B zero) and freeze the existing ones."""
@@ -196,14 +211,21 @@ def collect_routing() -> Iterator[list[tuple[MoLExLinear, RouterOutput]]]:
         _RECORDS.reset(token)
 
 
-def load_balance_loss(probs: Tensor) -> Tensor:
+def top1_one_hot(probs: Tensor) -> Tensor:
+    """One-hot of each unit's most probable expert: probs (..., E) -> (..., E), no gradient."""
+    return torch.zeros_like(probs).scatter_(-1, probs.detach().argmax(dim=-1, keepdim=True), 1.0)
+
+
+def load_balance_loss(probs: Tensor, top1: Tensor | None = None) -> Tensor:
     """Switch load-balancing loss per layer: probs (M, U, E) over U routing units -> (M,).
 
     ``E * sum_e f_e P_e``, f_e = fraction of units whose argmax is e, P_e = mean probability.
-    Gradients flow through P only (f is a count).
+    Gradients flow through P only (f is a count). ``top1``: ``top1_one_hot(probs)`` if already
+    computed.
     """
     e = probs.shape[-1]
-    top1 = F.one_hot(probs.argmax(dim=-1), e).to(probs.dtype)
+    if top1 is None:
+        top1 = top1_one_hot(probs)
     return e * (top1.mean(dim=1) * probs.mean(dim=1)).sum(dim=-1)
 
 
@@ -263,11 +285,12 @@ def routing_summary(
         return RoutingSummary(layers[0].weight.new_zeros(()), gate_mean, top1_count)
     probs = torch.stack([by_layer[id(layers[i])].probs for i in ran])  # (M', B, F, E)
     gates = torch.stack([by_layer[id(layers[i])].gates for i in ran])
+    top1 = top1_one_hot(probs)  # one argmax for both the counts and the loss
     index = torch.tensor(ran, device=device)
     with torch.no_grad():
         gate_mean[:, index] = gates.mean(dim=2).transpose(0, 1).float()
-        top1_count[:, index] = F.one_hot(probs.argmax(dim=-1), e).sum(dim=2).transpose(0, 1)
-    return RoutingSummary(load_balance_loss(probs.flatten(1, 2)).mean(), gate_mean, top1_count)
+        top1_count[:, index] = top1.sum(dim=2, dtype=torch.long).transpose(0, 1)
+    return RoutingSummary(load_balance_loss(probs.flatten(1, 2), top1.flatten(1, 2)).mean(), gate_mean, top1_count)
 
 
 __all__ = [
@@ -280,4 +303,5 @@ __all__ = [
     "orthogonality_loss",
     "pairwise_orthogonality",
     "routing_summary",
+    "top1_one_hot",
 ]

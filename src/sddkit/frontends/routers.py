@@ -11,6 +11,10 @@ A router is a linear map to E logits followed by a gating rule:
 ``level: token`` routes every frame; ``level: utterance`` routes once per utterance from the
 mean of its frames (the gates then broadcast over frames).
 
+``Router.forward(x)`` is ``route(logits(pool(x)))``; the steps are public so that
+``MoLExLinear`` can get the logits from the same matmul as its experts' low-rank activations
+and then apply only :meth:`Router.route`.
+
 The logit weight is stored in row blocks (one per group of experts) so :meth:`Router.add_experts`
 can freeze the rows of old experts and train only the new rows.
 """
@@ -92,27 +96,51 @@ class Router(nn.Module):
     def num_experts(self) -> int:
         return sum(w.shape[0] for w in self.weights)
 
+    def logit_params(self) -> tuple[Tensor, Tensor]:
+        """The logit map as (weight (E, in), bias (E,)), all expert groups stacked."""
+        if len(self.weights) == 1:
+            return self.weights[0], self.biases[0]
+        return torch.cat(list(self.weights)), torch.cat(list(self.biases))
+
     def logits(self, x: Tensor) -> Tensor:
         """x (..., in) -> (..., E)."""
-        if len(self.weights) == 1:
-            return F.linear(x, self.weights[0], self.biases[0])
-        return F.linear(x, torch.cat(list(self.weights)), torch.cat(list(self.biases)))
+        return F.linear(x, *self.logit_params())
 
-    def forward(self, x: Tensor) -> RouterOutput:
-        if self.level == "utterance":
-            if x.dim() != 3:
-                raise ValueError(f"utterance-level routing expects (batch, frames, features), got {tuple(x.shape)}")
-            x = x.mean(dim=1, keepdim=True)  # (B, 1, in)
-        probs = torch.softmax(self.logits(x) / self.temperature, dim=-1)
+    def pool(self, x: Tensor) -> Tensor:
+        """The routing units of x (B, N, ...): every frame (token level) or the mean frame (B, 1, ...).
+
+        Logits are linear in x, so pooling the per-frame logits equals the logits of the pooled
+        frames (up to the bias, added after pooling): MoLExLinear relies on this.
+        """
+        if self.level != "utterance":
+            return x
+        if x.dim() != 3:
+            raise ValueError(f"utterance-level routing expects (batch, frames, features), got {tuple(x.shape)}")
+        return x.mean(dim=1, keepdim=True)
+
+    def route(self, logits: Tensor) -> RouterOutput:
+        """Gating rule: logits (..., E) of the routing units -> RouterOutput of the same shape."""
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
+        probs = torch.softmax(logits, dim=-1)
         if self.top_k is None:
             return RouterOutput(gates=probs, probs=probs)
-        top, index = probs.topk(self.top_k, dim=-1)
-        kept = torch.zeros_like(probs).scatter(-1, index, top)
-        gates = kept / kept.sum(dim=-1, keepdim=True)
+        if self.top_k == 1:
+            # one-hot on the most probable expert, which is what top-1 renormalised gives (p / p = 1),
+            # built with one scatter; constant, so in ``weighted`` mode no gradient flows through it
+            gates = torch.zeros_like(probs).scatter_(-1, probs.argmax(dim=-1, keepdim=True), 1.0)
+        else:
+            top, index = probs.topk(self.top_k, dim=-1)
+            kept = torch.zeros_like(probs).scatter(-1, index, top)
+            gates = kept / kept.sum(dim=-1, keepdim=True)
         if self.straight_through:
             # forward: the renormalised top-k weights; backward: the dense softmax's gradient
             gates = gates.detach() + probs - probs.detach()
         return RouterOutput(gates=gates, probs=probs)
+
+    def forward(self, x: Tensor) -> RouterOutput:
+        """x (B, N, in) -> RouterOutput, gates (B, N, E) per token or (B, 1, E) per utterance."""
+        return self.route(self.logits(self.pool(x)))
 
     def add_experts(self, n: int, bias: float) -> None:
         """Append ``n`` experts: old rows frozen, new rows trainable with weight 0 and ``bias``.

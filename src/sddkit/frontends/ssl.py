@@ -15,6 +15,9 @@ MoLEx auxiliary losses come back already weighted in ``aux_losses`` (``molex_loa
 ``molex_orthogonality``); ``stats`` holds ``molex_gate_mean`` and ``molex_top1_count``
 (B, M, E) per utterance and adapted layer (names in ``adapted_names``), plus the unweighted loss
 values as scalars (see molex.py for the per-call collection that carries them out of the encoder).
+The orthogonality loss depends on the expert weights only, not on the input, so it is computed
+only while gradients are recorded (training): under ``torch.no_grad``/``inference_mode`` both
+``aux_losses["molex_orthogonality"]`` and ``stats["molex_orthogonality"]`` are absent.
 """
 
 from __future__ import annotations
@@ -111,19 +114,20 @@ class SSLFrontend(nn.Module):
         cfg = self.molex_config
         layers: list[MoLExLinear] = self._adapted
         summary = routing_summary(layers, records, batch_size=features.shape[0])
-        with torch.set_grad_enabled(torch.is_grad_enabled() and cfg.orthogonality_weight > 0):
-            orth = orthogonality_loss(layers, cfg.orthogonality_on)
         aux: dict[str, Tensor] = {}
         if cfg.load_balance_weight > 0:
             aux["molex_load_balance"] = cfg.load_balance_weight * summary.load_balance
-        if cfg.orthogonality_weight > 0:
-            aux["molex_orthogonality"] = cfg.orthogonality_weight * orth
         stats = {
             "molex_gate_mean": summary.gate_mean,
             "molex_top1_count": summary.top1_count,
             "molex_load_balance": summary.load_balance.detach(),
-            "molex_orthogonality": orth.detach(),
         }
+        if torch.is_grad_enabled():  # a weight-only quantity: skipped at inference (see module doc)
+            with torch.set_grad_enabled(cfg.orthogonality_weight > 0):
+                orth = orthogonality_loss(layers, cfg.orthogonality_on)
+            if cfg.orthogonality_weight > 0:
+                aux["molex_orthogonality"] = cfg.orthogonality_weight * orth
+            stats["molex_orthogonality"] = orth.detach()
         return FrontendOutput(features=features, aux_losses=aux, stats=stats)
 
     # --- adapter management -----------------------------------------------------------------
