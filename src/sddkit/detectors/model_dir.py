@@ -144,8 +144,7 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{directory}: not a model directory")
     if not cfg_path.is_file():
         raise CheckpointError(f"{directory}: missing {CONFIG_NAME}")
-    config = read_versioned_json(cfg_path, fmt=FORMAT, version=FORMAT_VERSION, what="model config")
-    return config
+    return read_versioned_json(cfg_path, fmt=FORMAT, version=FORMAT_VERSION, what="model config")
 
 
 def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> ModelDir:

@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from sddkit.config import component_field
 from sddkit.frontends.encoders import SpeechEncoder
 from sddkit.frontends.lora import AdaptedLinear, check_adapter_shape, kaiming_uniform_rows_, replace_projections
-from sddkit.frontends.routers import Router, RouterOutput
+from sddkit.frontends.routers import Router, RouterOutput, top1_one_hot
 from sddkit.registry import ComponentSpec, get_registry
 
 
@@ -211,11 +211,6 @@ def collect_routing() -> Iterator[list[tuple[MoLExLinear, RouterOutput]]]:
         _RECORDS.reset(token)
 
 
-def top1_one_hot(probs: Tensor) -> Tensor:
-    """One-hot of each unit's most probable expert: probs (..., E) -> (..., E), no gradient."""
-    return torch.zeros_like(probs).scatter_(-1, probs.detach().argmax(dim=-1, keepdim=True), 1.0)
-
-
 def load_balance_loss(probs: Tensor, top1: Tensor | None = None) -> Tensor:
     """Switch load-balancing loss per layer: probs (M, U, E) over U routing units -> (M,).
 
@@ -303,5 +298,4 @@ __all__ = [
     "orthogonality_loss",
     "pairwise_orthogonality",
     "routing_summary",
-    "top1_one_hot",
 ]

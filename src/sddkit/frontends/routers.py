@@ -58,6 +58,11 @@ class TopKRouterConfig(SoftmaxRouterConfig):
             raise ValueError(f"k must be >= 1, got {self.k}")
 
 
+def top1_one_hot(probs: Tensor) -> Tensor:
+    """One-hot of each unit's most probable expert: probs (..., E) -> (..., E), no gradient."""
+    return torch.zeros_like(probs).scatter_(-1, probs.detach().argmax(dim=-1, keepdim=True), 1.0)
+
+
 @dataclass
 class RouterOutput:
     """gates: weights applied to the experts, (B, N, E) per token or (B, 1, E) per utterance;
@@ -128,7 +133,7 @@ class Router(nn.Module):
         if self.top_k == 1:
             # one-hot on the most probable expert, which is what top-1 renormalised gives (p / p = 1),
             # built with one scatter; constant, so in ``weighted`` mode no gradient flows through it
-            gates = torch.zeros_like(probs).scatter_(-1, probs.argmax(dim=-1, keepdim=True), 1.0)
+            gates = top1_one_hot(probs)
         else:
             top, index = probs.topk(self.top_k, dim=-1)
             kept = torch.zeros_like(probs).scatter(-1, index, top)
@@ -180,4 +185,4 @@ def build_topk_router(cfg: TopKRouterConfig, *, in_features: int, num_experts: i
     )
 
 
-__all__ = ["Router", "RouterOutput", "SoftmaxRouterConfig", "TopKRouterConfig"]
+__all__ = ["Router", "RouterOutput", "SoftmaxRouterConfig", "TopKRouterConfig", "top1_one_hot"]
