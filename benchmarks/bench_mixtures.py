@@ -149,7 +149,7 @@ def main() -> None:
     p.add_argument("--classic", action="store_true", help="also train MELE + classic gate")
     p.add_argument("--resnet-width", type=int, default=None, help="override the ResNet18 experts' width")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--cache", default="/work/cache/sddbench16k.npz")
+    p.add_argument("--cache", default=None, help="CachedWaveforms .npz of the manifest at 16 kHz (default: decode)")
     p.add_argument("--out", default="runs/bench_mixtures")
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
