@@ -105,10 +105,12 @@ def score(model_dir: Path, table: UtteranceTable, crop: int, cache: CachedWavefo
     return {"score": np.concatenate(scores), "weights": np.concatenate(weights) if weights else None}
 
 
-def save_rows(rows: list[dict[str, Any]], out: Path) -> None:
-    """Per-model results so far (partial results survive a stop)."""
+def save_rows(rows: list[dict[str, Any]], out: Path, per_file: list[pd.DataFrame] | None = None) -> None:
+    """Per-model results so far (partial results survive a stop); per-file scores for paired comparisons."""
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(out / "eer_per_seed.csv", index=False)
+    if per_file:
+        pd.concat(per_file, ignore_index=True).to_csv(out / "scores_per_file.csv", index=False)
 
 
 def evaluate(
@@ -120,12 +122,28 @@ def evaluate(
     args: argparse.Namespace,
     cache: CachedWaveforms | None,
     gate_tables: dict[tuple[str, str], list[pd.DataFrame]],
+    per_file: list[pd.DataFrame],
 ) -> dict[str, Any]:
-    """EER of one model on every table; a mixture's test_unseen gate weights go to ``gate_tables``."""
+    """EER of one model on every table; its per-file scores are appended to ``per_file`` and a mixture's
+    test_unseen gate weights go to ``gate_tables``."""
     row: dict[str, Any] = {"seed": seed, "model": name}
     for part, table in tables.items():
         s = score(model_dir, table, args.eval_crop, cache)
         row[f"eer_{part}"] = float(eer(table.labels, s["score"]).eer)
+        per_file.append(
+            pd.DataFrame(
+                {
+                    "seed": seed,
+                    "model": name,
+                    "partition": part,
+                    "utt_id": [str(u) for u in table.column("utt_id")],
+                    "label": np.asarray(table.labels, dtype=int),
+                    "source": [str(v) for v in table.column("source")],
+                    "attack": [str(v) for v in table.column("attack")],
+                    "score": s["score"],
+                }
+            )
+        )
         if part == "test_unseen" and s["weights"] is not None:
             for by in ("source", "attack"):
                 gate_tables.setdefault((name, by), []).append(
@@ -163,6 +181,7 @@ def main() -> None:
     tables = {part: read_protocol(MANIFEST, "sddbench", partitions=[part]) for part in ("val", "test_unseen")}
     out = Path(args.out)
     rows, gate_tables, log = [], {}, {}
+    per_file: list[pd.DataFrame] = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         run = out / f"seed{seed}"
         common = [
@@ -183,12 +202,12 @@ def main() -> None:
             if args.resnet_width and "resnet" in name:
                 ov.append(f"model.backend.width={args.resnet_width}")
             dirs[name] = train(name, name, ov, cache, slog)
-            rows.append(evaluate(seed, name, dirs[name], None, tables, args, cache, gate_tables))
-            save_rows(rows, out)
+            rows.append(evaluate(seed, name, dirs[name], None, tables, args, cache, gate_tables, per_file))
+            save_rows(rows, out, per_file)
         for name, experts in averages.items():
             dirs[name] = build_average(run / name / "best", [dirs[e] for e in experts])
-            rows.append(evaluate(seed, name, dirs[name], experts, tables, args, cache, gate_tables))
-            save_rows(rows, out)
+            rows.append(evaluate(seed, name, dirs[name], experts, tables, args, cache, gate_tables, per_file))
+            save_rows(rows, out, per_file)
         for name, (recipe_name, experts) in gates.items():
             expert_list = "[" + ",".join(str(dirs[e]) for e in experts) + "]"
             ov = [
@@ -198,8 +217,8 @@ def main() -> None:
                 f"mixture.expert_dirs={expert_list}",
             ]
             dirs[name] = train(name, recipe_name, ov, cache, slog)
-            rows.append(evaluate(seed, name, dirs[name], experts, tables, args, cache, gate_tables))
-            save_rows(rows, out)
+            rows.append(evaluate(seed, name, dirs[name], experts, tables, args, cache, gate_tables, per_file))
+            save_rows(rows, out, per_file)
     df = pd.DataFrame(rows)
     summary = df.groupby("model", sort=False).agg(["mean", "std", "count"]).drop(columns="seed")
     summary.to_csv(out / "eer_summary.csv")
