@@ -2,8 +2,9 @@
 
 Each input CSV is `sdd score` output (column `raw_score`) for the same sddbench files. Every model's raw scores
 get a logistic calibration fitted on `val` (``scoring.calibration.fit_calibration``, prior 0.5); the fusions are
-the average of the calibrated bona fide probabilities (the average ensemble of a detector mixture) and the sum
-of calibrated LLRs. Prints EER % per partition for each model and each fusion, as a markdown table.
+the average of the calibrated bona fide probabilities, the sum of calibrated LLRs, and the average of the
+uncalibrated probabilities (sigmoid of the raw log-odds), which is what an average-gate detector mixture
+computes. Prints EER % per partition for each model and each fusion, as a markdown table.
 
     python benchmarks/bench_score_fusion.py default=def.csv aasist5=a5.csv
 
@@ -49,10 +50,11 @@ def main() -> None:
     if not files["val"]:
         raise SystemExit("no val files scored by every model: calibration needs val")
 
-    llr = {}
+    llr, uncalibrated = {}, {}
     for name, s in raw.items():
         cal = fit_calibration(np.array([s[k] for k in files["val"]]), labels["val"])
-        llr[name] = {p: cal.apply(np.array([s[k] for k in ks])) for p, ks in files.items()}
+        uncalibrated[name] = {p: np.array([s[k] for k in ks]) for p, ks in files.items()}
+        llr[name] = {p: cal.apply(x) for p, x in uncalibrated[name].items()}
         print(f"calibration {name}: llr = {cal.a:.4g} * raw + {cal.b:.4g}")
 
     def prob(x: np.ndarray) -> np.ndarray:
@@ -61,6 +63,10 @@ def main() -> None:
     rows = {name: llr[name] for name in raw}
     rows["average of probabilities"] = {p: np.mean([prob(llr[n][p]) for n in raw], axis=0) for p in files}
     rows["sum of LLRs"] = {p: np.sum([llr[n][p] for n in raw], axis=0) for p in files}
+    # what an average-gate DetectorMixture computes: raw scores are log-odds, no per-expert calibration
+    rows["average of uncalibrated probabilities"] = {
+        p: np.mean([prob(uncalibrated[n][p]) for n in raw], axis=0) for p in files
+    }
 
     heads = [f"{p} EER % ({labels[p].sum()} / {(1 - labels[p]).sum()})" for p in args.partitions]
     print("\n| model | " + " | ".join(heads) + " |")
