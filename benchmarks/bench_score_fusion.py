@@ -14,12 +14,14 @@ Nothing here is fitted on a test partition: calibration uses `val` only.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 
+from sddkit.data.protocols import read_protocol
 from sddkit.metrics.det import eer
+from sddkit.scoring.batch import read_rows
 from sddkit.scoring.calibration import fit_calibration
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,9 +29,9 @@ MANIFEST = ROOT.parent / "shared" / "data" / "sddbench" / "manifest.csv"
 
 
 def read_scores(path: str) -> dict[str, float]:
-    """`sdd score` CSV -> {resolved path: raw score}; error rows are dropped."""
-    with open(path, newline="") as f:
-        return {str(Path(r["path"]).resolve()): float(r["raw_score"]) for r in csv.DictReader(f) if not r.get("error")}
+    """`sdd score` output (CSV or JSONL) -> {resolved path: raw score}; error rows are dropped."""
+    _, rows = read_rows(Path(path))
+    return {str(Path(r["path"]).resolve()): float(r["raw_score"]) for r in rows if not r.get("error")}
 
 
 def main() -> None:
@@ -39,14 +41,16 @@ def main() -> None:
     ap.add_argument("--partitions", nargs="+", default=["val", "test_unseen"])
     args = ap.parse_args()
 
-    root = Path(args.manifest).resolve().parent
-    with open(args.manifest, newline="") as f:
-        manifest = {str((root / r["path"]).resolve()): r for r in csv.DictReader(f)}
+    table = read_protocol(args.manifest, "sddbench", partitions=sorted({"val", *args.partitions}))
+    manifest = {  # resolved path -> (partition, label 1 = bona fide)
+        str(Path(path).resolve()): (part, int(label))
+        for path, part, label in zip(table.column("path"), table.column("partition"), table.labels)
+    }
     scores = dict(s.split("=", 1) for s in args.models)
     raw = {name: read_scores(path) for name, path in scores.items()}
     common = set.intersection(*(set(s) for s in raw.values())) & set(manifest)
-    files = {p: sorted(k for k in common if manifest[k]["partition"] == p) for p in {"val", *args.partitions}}
-    labels = {p: np.array([manifest[k]["label"] == "bonafide" for k in ks], dtype=int) for p, ks in files.items()}
+    files = {p: sorted(k for k in common if manifest[k][0] == p) for p in {"val", *args.partitions}}
+    labels = {p: np.array([manifest[k][1] for k in ks], dtype=int) for p, ks in files.items()}
     if not files["val"]:
         raise SystemExit("no val files scored by every model: calibration needs val")
 
@@ -57,15 +61,12 @@ def main() -> None:
         llr[name] = {p: cal.apply(x) for p, x in uncalibrated[name].items()}
         print(f"calibration {name}: llr = {cal.a:.4g} * raw + {cal.b:.4g}")
 
-    def prob(x: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-x))
-
     rows = {name: llr[name] for name in raw}
-    rows["average of probabilities"] = {p: np.mean([prob(llr[n][p]) for n in raw], axis=0) for p in files}
+    rows["average of probabilities"] = {p: np.mean([expit(llr[n][p]) for n in raw], axis=0) for p in files}
     rows["sum of LLRs"] = {p: np.sum([llr[n][p] for n in raw], axis=0) for p in files}
     # what an average-gate DetectorMixture computes: raw scores are log-odds, no per-expert calibration
     rows["average of uncalibrated probabilities"] = {
-        p: np.mean([prob(uncalibrated[n][p]) for n in raw], axis=0) for p in files
+        p: np.mean([expit(uncalibrated[n][p]) for n in raw], axis=0) for p in files
     }
 
     heads = [f"{p} EER % ({labels[p].sum()} / {(1 - labels[p]).sum()})" for p in args.partitions]
