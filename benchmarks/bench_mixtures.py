@@ -13,6 +13,11 @@ Every model's ``best/`` directory is then scored on sddbench ``val`` and ``test_
 samples of each file, repeat-padded: the trainer's validation windowing), and the script reports EER (mean ± std
 over seeds) and the mean gate weight per source and per attack system on ``test_unseen``.
 
+With ``--gate-holdout N``, sddbench ``train`` is split into N folds by pair/speaker group
+(``data.train.0.folds``, ``UtteranceTable.group_folds``): every expert and the joint model train on folds
+0..N-2 and the gates on fold N-1 only, so a gate learns which expert to trust on utterances no expert
+was fitted on (without it, the gate sees the experts' own training data, where they are overconfident).
+
 Audio comes from the decoded 16 kHz cache (``--cache``, ``CachedWaveforms``) when present: the datasets are
 built as ``training.data.build_dataset`` builds them, plus ``waveforms=cache``, and handed to the Trainer.
 
@@ -166,6 +171,13 @@ def main() -> None:
     p.add_argument("--no-augment", action="store_true", help="drop the recipes' codec/resample/noise augmentation")
     p.add_argument("--classic", action="store_true", help="also train MELE + classic gate")
     p.add_argument("--resnet-width", type=int, default=None, help="override the ResNet18 experts' width")
+    p.add_argument(
+        "--gate-holdout",
+        type=int,
+        default=0,
+        metavar="N",
+        help="split train into N group folds: experts/joint on the first N-1, gates on the last (0 = off)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", default=None, help="CachedWaveforms .npz of the manifest at 16 kHz (default: decode)")
     p.add_argument("--out", default="runs/bench_mixtures")
@@ -194,11 +206,16 @@ def main() -> None:
             "trainer.device=cpu",
             *(["data.augment=[]"] if args.no_augment else []),
         ]
+        stage1_data, gate_data = [], []
+        if args.gate_holdout:
+            n = args.gate_holdout
+            stage1_data = [f"data.train.0.folds={{n: {n}, keep: {list(range(n - 1))}}}"]
+            gate_data = [f"data.train.0.folds={{n: {n}, keep: [{n - 1}]}}"]
         dirs: dict[str, Path] = {}
         slog = log.setdefault(f"seed{seed}", {})
 
         for name in stage1:
-            ov = [*common, f"trainer.epochs={args.epochs}", f"trainer.out_dir={run / name}"]
+            ov = [*common, *stage1_data, f"trainer.epochs={args.epochs}", f"trainer.out_dir={run / name}"]
             if args.resnet_width and "resnet" in name:
                 ov.append(f"model.backend.width={args.resnet_width}")
             dirs[name] = train(name, name, ov, cache, slog)
@@ -212,6 +229,7 @@ def main() -> None:
             expert_list = "[" + ",".join(str(dirs[e]) for e in experts) + "]"
             ov = [
                 *common,
+                *gate_data,
                 f"trainer.epochs={args.gate_epochs}",
                 f"trainer.out_dir={run / name}",
                 f"mixture.expert_dirs={expert_list}",

@@ -66,6 +66,28 @@ def test_overrides():
         apply_overrides(base, ["novalue"])
 
 
+def test_overrides_index_lists():
+    base = {"data": {"train": [{"protocol": "a"}, {"protocol": "b"}], "augment": ["gain", {"name": "noise"}]}}
+    out = apply_overrides(
+        base,
+        [
+            "data.train.1.folds={n: 4, keep: [3]}",
+            "data.train.-2.protocol=z",
+            "data.augment.0.p=0.5",
+            "data.augment.1=x",
+        ],
+    )
+    assert out["data"]["train"] == [{"protocol": "z"}, {"protocol": "b", "folds": {"n": 4, "keep": [3]}}]
+    assert out["data"]["augment"] == [{"name": "gain", "p": 0.5}, "x"]
+    assert base["data"]["train"][1] == {"protocol": "b"}  # not mutated
+    with pytest.raises(ConfigError, match="use an integer"):
+        apply_overrides(base, ["data.train.protocol=c"])
+    with pytest.raises(ConfigError, match="out of range"):
+        apply_overrides(base, ["data.train.2.protocol=c"])
+    with pytest.raises(ConfigError, match="not a mapping"):
+        apply_overrides({"a": [1]}, ["a.0.b=2"])
+
+
 def test_load_yaml_errors(tmp_path):
     with pytest.raises(ConfigError, match="no such recipe"):
         load_yaml(tmp_path / "missing.yaml")

@@ -325,3 +325,30 @@ def test_decode_cache_options_give_the_same_items(tmp_path, monkeypatch):
     assert calls == []
     with pytest.raises(ConfigError, match="decode_cache"):
         data_cfg("disk")
+
+
+def test_protocol_folds_split_the_training_table_into_disjoint_group_folds(tmp_path):
+    from sddkit.training.data import read_tables
+    from sddkit.training.recipe import ProtocolSpec
+
+    rows = ["utt_id,label,attack,speaker,pair_id"]
+    rows += [
+        f"u{i},{'spoof' if i % 2 else 'bonafide'},{'A01' if i % 2 else 'bonafide'},s{i // 6},p{i // 3}"
+        for i in range(120)
+    ]
+    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
+
+    def spec(keep):
+        return from_dict(
+            ProtocolSpec,
+            {"protocol": str(tmp_path / "p.csv"), "format": "utterance_table", "folds": {"n": 4, "keep": keep}},
+        )
+
+    experts, gate = read_tables(spec([0, 1, 2])), read_tables(spec([3]))
+    ids_e, ids_g = set(experts.column("utt_id")), set(gate.column("utt_id"))
+    assert ids_e.isdisjoint(ids_g) and len(ids_e | ids_g) == 120 and len(ids_g) > 0
+    assert set(experts.column("pair_id")).isdisjoint(set(gate.column("pair_id")))  # groups never straddle
+    with pytest.raises(ConfigError, match="folds.keep"):
+        spec([4])
+    with pytest.raises(ConfigError, match="unknown key"):
+        from_dict(ProtocolSpec, {"protocol": "x", "folds": {"n": 4, "keep": [0], "shuffle": True}})

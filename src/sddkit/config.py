@@ -170,7 +170,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a nested mapping copy."""
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a nested mapping copy.
+
+    A part that is an integer indexes a list: ``data.train.0.folds={n: 4, keep: [3]}`` changes the
+    first protocol spec of a recipe that lists several.
+    """
     import copy
 
     out = copy.deepcopy(dict(data))
@@ -184,16 +188,38 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {item!r}: invalid value: {exc}") from None
-        node = out
+        node: Any = out
         parts = key.split(".")
         for part in parts[:-1]:
+            if isinstance(node, list):
+                index = _list_index(node, part, item)
+                child = node[index]
+                if isinstance(child, str):
+                    child = node[index] = {"name": child}
+                elif not isinstance(child, dict):
+                    raise ConfigError(f"override {item!r}: item {part} is not a mapping")
+                node = child
+                continue
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
             elif isinstance(child, str):  # a component given by name only: expand to a mapping
                 child = node[part] = {"name": child}
-            elif not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a mapping")
+            elif not isinstance(child, (dict, list)):
+                raise ConfigError(f"override {item!r}: {part!r} is not a mapping or a list")
             node = child
-        node[parts[-1]] = value
+        if isinstance(node, list):
+            node[_list_index(node, parts[-1], item)] = value
+        else:
+            node[parts[-1]] = value
     return out
+
+
+def _list_index(node: list, part: str, item: str) -> int:
+    try:
+        index = int(part)
+    except ValueError:
+        raise ConfigError(f"override {item!r}: {part!r} indexes a list; use an integer") from None
+    if not -len(node) <= index < len(node):
+        raise ConfigError(f"override {item!r}: index {index} is out of range for a list of {len(node)}")
+    return index

@@ -18,7 +18,8 @@ Optional columns kept when present: partition, attack_type, codec, transmission,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,23 @@ class UtteranceTable:
             values = [value] if isinstance(value, str) else list(value)
             mask &= self._df[self._require(col)].isin(values).to_numpy()
         return UtteranceTable(self._df[mask], validate=False)
+
+    def group_folds(self, by: Sequence[str], n: int) -> np.ndarray:
+        """Fold index in ``[0, n)`` of every row (N,), the same for all rows of one group.
+
+        A row's group is its first non-empty value among the columns ``by`` (e.g. ``pair_id`` then
+        ``speaker``), or its ``utt_id`` when all are empty. The fold is a hash of that key, so it does
+        not depend on the row order, on the other rows or on the Python process (unlike ``hash()``):
+        a held-out fold stays held out when the protocol grows or is read elsewhere.
+        """
+        if n < 2:
+            raise ValueError(f"group_folds needs n >= 2, got {n}")
+        keys = self._df["utt_id"].to_numpy(dtype=object).copy()
+        for col in reversed(list(by)):  # the first column listed wins, so it is written last
+            values = self._df[self._require(col)].to_numpy(dtype=object)
+            filled = values != ""
+            keys[filled] = [f"{col}={v}" for v in values[filled]]
+        return np.array([int.from_bytes(hashlib.sha1(str(k).encode()).digest()[:8], "big") % n for k in keys])
 
     def subset(self, mask_or_index: np.ndarray) -> UtteranceTable:
         return UtteranceTable(

@@ -11,6 +11,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 from torch.utils.data import BatchSampler, Dataset, DistributedSampler
 
 from sddkit.data.table import UtteranceTable
@@ -28,8 +29,12 @@ def read_tables(specs: ProtocolSpec | Sequence[ProtocolSpec] | None, what: str =
         table = read_protocol(spec.protocol, spec.format, **spec.options)
         if spec.where:
             table = table.where(**spec.where)
+        if spec.folds is not None:
+            table = table.subset(np.isin(table.group_folds(spec.folds.by, spec.folds.n), spec.folds.keep))
         if len(table) == 0:
-            raise ConfigError(f"{what}[{i}]: {spec.protocol} has no utterances (after where={spec.where})")
+            raise ConfigError(
+                f"{what}[{i}]: {spec.protocol} has no utterances (after where={spec.where}, folds={spec.folds})"
+            )
         tables.append(table)
     if not tables:
         return None

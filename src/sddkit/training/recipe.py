@@ -28,11 +28,33 @@ from sddkit.registry import ComponentSpec, get_registry
 
 
 @dataclass
+class FoldSpec:
+    """Keep some folds of a protocol split by groups (``UtteranceTable.group_folds``).
+
+    by: group columns, the first non-empty one per row decides its group (rows of one pair or speaker
+    never straddle folds). n: number of folds. keep: the fold indices kept. Two stages of a mixture take
+    complementary ``keep`` lists, e.g. experts ``[0, 1, 2]`` and the gate ``[3]``, so the gate learns on
+    utterances the experts never trained on.
+    """
+
+    n: int
+    keep: list[int]
+    by: list[str] = field(default_factory=lambda: ["pair_id", "speaker"])
+
+    def __post_init__(self) -> None:
+        if self.n < 2:
+            raise ValueError(f"folds.n must be >= 2, got {self.n}")
+        if not self.keep or any(not 0 <= k < self.n for k in self.keep):
+            raise ValueError(f"folds.keep must list fold indices in [0, {self.n}), got {self.keep}")
+
+
+@dataclass
 class ProtocolSpec:
     """One protocol/manifest read with ``sddkit.data.protocols.read_protocol(protocol, format, **options)``.
 
     options: the reader's own settings (``root`` audio folder, ``partitions``, ...). ``where`` keeps
-    only rows whose column value is listed, e.g. ``{attack: [A01, A02]}``. Relative paths are
+    only rows whose column value is listed, e.g. ``{attack: [A01, A02]}``; ``folds`` then keeps some
+    group folds (``FoldSpec``), e.g. ``{n: 4, keep: [3]}``. Relative paths are
     resolved against the working directory (run ``sdd train`` from the repo root).
     """
 
@@ -40,6 +62,7 @@ class ProtocolSpec:
     format: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     where: dict[str, str | list[str]] = field(default_factory=dict)
+    folds: FoldSpec | None = None
 
 
 @dataclass
