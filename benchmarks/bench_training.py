@@ -160,7 +160,7 @@ def summarise(args: argparse.Namespace, method: str, seed: int, out_dir: Path, w
 
 def paired_difference(args: argparse.Namespace, a: str, b: str, seeds: list[int], n: int = 2000) -> dict | None:
     """Paired stratified bootstrap of test_unseen EER(b) - EER(a), files resampled jointly, seed-averaged EERs."""
-    from sddkit.metrics import eer
+    from sddkit.metrics import eer, paired_bootstrap
 
     runs = []
     for seed in seeds:
@@ -170,24 +170,14 @@ def paired_difference(args: argparse.Namespace, a: str, b: str, seeds: list[int]
     if not runs:
         return None
     y = runs[0][0]["labels"].astype(np.int64)
-    classes = [np.flatnonzero(y == c) for c in (0, 1)]
-    rng = np.random.default_rng(0)
-
-    def diff(idx: np.ndarray) -> float:
-        return float(
-            np.mean([eer(y[idx], rb["scores"][idx]).eer - eer(y[idx], ra["scores"][idx]).eer for ra, rb in runs])
-        )
-
-    point = diff(np.arange(y.size))
-    reps = np.array([diff(np.concatenate([rng.choice(c, c.size) for c in classes])) for _ in range(n)])
-    low, high = np.quantile(reps, [0.025, 0.975])
+    d = paired_bootstrap(eer, y, [ra["scores"] for ra, _ in runs], [rb["scores"] for _, rb in runs], n=n)
     return {
         "a": a,
         "b": b,
         "seeds": len(runs),
-        "diff": point,
-        "ci95": [float(low), float(high)],
-        "p_b_not_better": float(np.mean(reps >= 0)),
+        "diff": d.diff,
+        "ci95": [d.low, d.high],
+        "p_b_not_better": d.p_b_not_better,
     }
 
 

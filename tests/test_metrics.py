@@ -24,6 +24,7 @@ from sddkit.metrics import (
     min_dcf,
     min_tdcf_2019,
     min_tdcf_2021,
+    paired_bootstrap,
     roc_auc,
     threshold_metrics,
 )
@@ -314,3 +315,25 @@ def test_bootstrap_ci_seeded_and_unstratified():
     assert bootstrap_ci(roc_auc, *tiny, n=50, stratified=False)[0] == 1.0
     with pytest.raises(MetricError):
         bootstrap_ci(roc_auc, labels, scores, n=0)
+
+
+def test_paired_bootstrap_of_an_eer_difference():
+    labels, a = _gauss(400, 9)
+    rng = np.random.default_rng(10)
+    same = paired_bootstrap(eer, labels, a, a, n=200)
+    assert (same.diff, same.low, same.high, same.p_b_not_better) == (0.0, 0.0, 0.0, 1.0)
+    better = a + 1.5 * labels  # more separation: lower EER
+    d = paired_bootstrap(eer, labels, a, better, n=300)
+    assert d.diff == pytest.approx(eer(labels, better).eer - eer(labels, a).eer) and d.diff < 0
+    assert d.low <= d.diff <= d.high < 0 and d.p_b_not_better < 0.05
+    # pairing: a nearly identical system gets a far narrower interval than either system alone
+    close = a + 0.05 * rng.normal(size=a.size)
+    paired = paired_bootstrap(eer, labels, a, close, n=300)
+    _, low_a, high_a = bootstrap_ci(eer, labels, a, n=300)
+    assert paired.high - paired.low < 0.5 * (high_a - low_a)
+    # several runs: the point difference is the mean of the per-run differences
+    runs_a, runs_b = np.stack([a, close]), np.stack([better, a])
+    expected = np.mean([eer(labels, rb).eer - eer(labels, ra).eer for ra, rb in zip(runs_a, runs_b)])
+    assert paired_bootstrap(eer, labels, runs_a, runs_b, n=50).diff == pytest.approx(expected)
+    with pytest.raises(MetricError, match="equal shapes"):
+        paired_bootstrap(eer, labels, runs_a, a, n=10)

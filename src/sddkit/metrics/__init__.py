@@ -6,7 +6,7 @@ float or a small frozen dataclass that also converts with ``float()``.
 """
 
 from sddkit.metrics.adcf import ADCFCost, ADCFResult, a_dcf
-from sddkit.metrics.bootstrap import bootstrap_ci
+from sddkit.metrics.bootstrap import PairedDifference, bootstrap_ci, paired_bootstrap
 from sddkit.metrics.classification import (
     ThresholdMetrics,
     accuracy,
@@ -45,6 +45,8 @@ __all__ = [
     "act_dcf",
     "balanced_accuracy",
     "bootstrap_ci",
+    "paired_bootstrap",
+    "PairedDifference",
     "cllr",
     "det_curve",
     "eer",

@@ -1,0 +1,110 @@
+"""Summarise one or more ``bench_mixtures.py`` output folders (e.g. one per seed) as markdown.
+
+Reads each folder's ``eer_per_seed.csv`` and ``scores_per_file.csv`` and prints:
+
+- EER % on val and test_unseen per model, mean ± std over the seeds, and the per-seed test values;
+- for every mixture, the paired bootstrap of its test_unseen EER minus that of the best single model
+  (the non-mixture with the lowest mean test_unseen EER: the strictest reference, chosen on the test set)
+  and minus that of the uniform average of the same experts, seeds paired with seeds and files resampled
+  jointly (``sddkit.metrics.paired_bootstrap``).
+
+    python benchmarks/mixture_summary.py runs/bench_mixtures_s0 runs/bench_mixtures_s1 runs/bench_mixtures_s2
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sddkit.metrics import eer, paired_bootstrap
+
+MIXTURE_PREFIXES = ("mele_average", "mile_average", "mele_gate", "mile_gate")
+
+
+def is_mixture(model: str) -> bool:
+    return model.startswith(MIXTURE_PREFIXES)
+
+
+def read_runs(dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    missing = [str(d) for d in dirs if not (d / "eer_per_seed.csv").is_file()]
+    if missing:
+        raise SystemExit(f"no eer_per_seed.csv in: {', '.join(missing)}")
+    eers = pd.concat([pd.read_csv(d / "eer_per_seed.csv") for d in dirs], ignore_index=True)
+    files = [d / "scores_per_file.csv" for d in dirs]
+    scores = pd.concat([pd.read_csv(f) for f in files if f.is_file()], ignore_index=True)
+    return eers, scores
+
+
+def eer_table(eers: pd.DataFrame) -> str:
+    lines = ["| model | val EER % | test_unseen EER % | per seed (test) |", "|---|---|---|---|"]
+    for model, g in eers.groupby("model", sort=False):
+        val, test = 100 * g["eer_val"], 100 * g["eer_test_unseen"]
+        per_seed = " / ".join(f"{v:.1f}" for v in test)
+        lines.append(
+            f"| {model} | {val.mean():.1f} ± {val.std():.1f} | {test.mean():.1f} ± {test.std():.1f} | {per_seed} |"
+        )
+    return "\n".join(lines)
+
+
+def score_matrix(scores: pd.DataFrame, model: str, seeds: list[int], partition: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (N,) and scores (seeds, N) of ``model`` on ``partition``, files in one order for every seed."""
+    rows = scores[(scores["model"] == model) & (scores["partition"] == partition)]
+    table = rows.pivot(index="utt_id", columns="seed", values="score")[seeds]
+    labels = rows.drop_duplicates("utt_id").set_index("utt_id").loc[table.index, "label"].to_numpy()
+    return labels, table.to_numpy().T
+
+
+def paired_table(eers: pd.DataFrame, scores: pd.DataFrame, n: int) -> str:
+    means = eers.groupby("model", sort=False)["eer_test_unseen"].mean()
+    singles = [m for m in means.index if not is_mixture(m)]
+    best = means[singles].idxmin()
+    lines = [
+        f"Reference: best single model on test_unseen = {best} ({100 * means[best]:.1f} %).",
+        "",
+        "| mixture | test_unseen EER % | minus best single (points) [95 % CI] | P(not better) "
+        "| minus its average ensemble [95 % CI] |",
+        "|---|---|---|---|---|",
+    ]
+    for model in [m for m in means.index if is_mixture(m)]:
+        seeds = sorted(
+            set(scores.loc[scores["model"] == model, "seed"]) & set(scores.loc[scores["model"] == best, "seed"])
+        )
+        if not seeds:
+            continue
+        y, s_mix = score_matrix(scores, model, seeds, "test_unseen")
+        y_best, s_best = score_matrix(scores, best, seeds, "test_unseen")
+        if not np.array_equal(y, y_best):
+            raise SystemExit(f"{model} and {best} were scored on different files")
+        d = paired_bootstrap(eer, y, s_best, s_mix, n=n)
+        avg = ("mele" if model.startswith("mele") else "mile") + "_average_ensemble"
+        vs_avg = "-"
+        if model != avg and avg in means.index:
+            _, s_avg = score_matrix(scores, avg, seeds, "test_unseen")
+            a = paired_bootstrap(eer, y, s_avg, s_mix, n=n)
+            vs_avg = f"{100 * a.diff:+.1f} [{100 * a.low:+.1f}, {100 * a.high:+.1f}]"
+        lines.append(
+            f"| {model} | {100 * means[model]:.1f} | {100 * d.diff:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}] "
+            f"| {d.p_b_not_better:.2f} | {vs_avg} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dirs", nargs="+", type=Path, help="bench_mixtures.py --out folders")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
+    args = p.parse_args()
+    eers, scores = read_runs(args.dirs)
+    print(eer_table(eers))
+    if scores.empty:
+        print("\n(no scores_per_file.csv: no paired comparison)")
+        return
+    print()
+    print(paired_table(eers, scores, args.bootstrap))
+
+
+if __name__ == "__main__":
+    main()
