@@ -192,26 +192,18 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         parts = key.split(".")
         for part in parts[:-1]:
             if isinstance(node, list):
-                index = _list_index(node, part, item)
-                child = node[index]
-                if isinstance(child, str):
-                    child = node[index] = {"name": child}
-                elif not isinstance(child, dict):
-                    raise ConfigError(f"override {item!r}: item {part} is not a mapping")
-                node = child
-                continue
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            elif isinstance(child, str):  # a component given by name only: expand to a mapping
-                child = node[part] = {"name": child}
+                slot: Any = _list_index(node, part, item)
+                child = node[slot]
+            else:
+                slot, child = part, node.get(part)
+                if child is None:
+                    child = node[part] = {}
+            if isinstance(child, str):  # a component given by name only: expand to a mapping
+                child = node[slot] = {"name": child}
             elif not isinstance(child, (dict, list)):
                 raise ConfigError(f"override {item!r}: {part!r} is not a mapping or a list")
             node = child
-        if isinstance(node, list):
-            node[_list_index(node, parts[-1], item)] = value
-        else:
-            node[parts[-1]] = value
+        node[_list_index(node, parts[-1], item) if isinstance(node, list) else parts[-1]] = value
     return out
 
 

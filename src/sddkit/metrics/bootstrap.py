@@ -32,10 +32,7 @@ def bootstrap_ci(
     counts (vectorised over blocks of replicates) and expanded in that sorted order, so the
     sort inside a curve-based metric (EER, minDCF) runs on already-sorted input.
     """
-    if n < 1:
-        raise MetricError(f"bootstrap needs n >= 1 replicates, got {n}")
-    if not 0.0 < alpha < 1.0:
-        raise MetricError(f"alpha must be in (0, 1), got {alpha}")
+    _check_replicates(n, alpha)
     y, s = check_binary(labels, scores)
     point = float(metric_fn(y.astype(np.int64), s))
     order = np.argsort(s, kind="stable")
@@ -84,10 +81,7 @@ def paired_bootstrap(
     runs) on that same resample, so trial difficulty cancels out of the difference: far tighter than
     comparing two independent intervals.
     """
-    if n < 1:
-        raise MetricError(f"bootstrap needs n >= 1 replicates, got {n}")
-    if not 0.0 < alpha < 1.0:
-        raise MetricError(f"alpha must be in (0, 1), got {alpha}")
+    _check_replicates(n, alpha)
     a, b = np.atleast_2d(np.asarray(scores_a, dtype=np.float64)), np.atleast_2d(np.asarray(scores_b, dtype=np.float64))
     if a.shape != b.shape:
         raise MetricError(f"paired scores need equal shapes, got {a.shape} and {b.shape}")
@@ -109,6 +103,13 @@ def paired_bootstrap(
     values = np.array([diff(np.repeat(positions, c)) for c in _replicate_counts(rng, y, n, stratified=True)])
     low, high = np.quantile(values, [alpha / 2.0, 1.0 - alpha / 2.0])
     return PairedDifference(point, float(low), float(high), float(np.mean(values >= 0)))
+
+
+def _check_replicates(n: int, alpha: float) -> None:
+    if n < 1:
+        raise MetricError(f"bootstrap needs n >= 1 replicates, got {n}")
+    if not 0.0 < alpha < 1.0:
+        raise MetricError(f"alpha must be in (0, 1), got {alpha}")
 
 
 def _counts(rng: np.random.Generator, size: int, m: int) -> np.ndarray:
