@@ -1,7 +1,7 @@
 """Training benchmark (issue 4): ERM LoRA vs MLDG LoRA vs MoLEx on sddbench with the real Whisper-base encoder.
 
     .venv/bin/python benchmarks/bench_training.py [--steps 120] [--val-every 30] [--seeds 1234]
-        [--crop-s 2] [--eval-crop-s 4] [--batch-size 8] [--threads 1] [--parallel | --jobs N]
+        [--crop-s 2] [--eval-crop-s 4] [--batch-size 8] [--threads 1] [--jobs N]
         [--methods erm,mldg,molex] [--set KEY=VALUE ...] [--out-dir runs/bench_training]
         [--reuse | --summarise-only] [--json out.json]
 
@@ -217,9 +217,8 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--val-batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
-    p.add_argument("--parallel", action="store_true", help="run all (method, seed) jobs at once")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra override, every method")
-    p.add_argument("--jobs", type=int, default=None, help="at most this many runs at once (default 1; --parallel: all)")
+    p.add_argument("--jobs", type=int, default=1, help="at most this many runs at once (0 = all)")
     p.add_argument("--out-dir", default="runs/bench_training")
     p.add_argument("--reuse", action="store_true", help="summarise runs whose out dir has best/ instead of training")
     p.add_argument("--summarise-only", action="store_true", help="train nothing: tabulate the finished runs only")
@@ -227,7 +226,7 @@ def main() -> int:
     args = p.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     jobs = [(m, int(s)) for s in args.seeds.split(",") for m in args.methods.split(",")]
-    limit = args.jobs if args.jobs is not None else (len(jobs) if args.parallel else 1)
+    limit = args.jobs if args.jobs > 0 else len(jobs)
     results = []
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     pending = list(jobs)
