@@ -1,0 +1,62 @@
+"""glibc malloc settings for long scoring runs on the CPU.
+
+A forward pass of a raw-waveform model (AASIST) allocates activations of tens of MB. glibc serves
+every block above its mmap threshold with a fresh ``mmap`` and returns it with ``munmap`` when freed,
+so each batch page-faults its activations in again: on 2 cores, scoring the published AASIST spent
+more system time than compute (docs/benchmarks.md, "glibc allocator"). Keeping freed memory in the
+heap instead (no mmap for large blocks, trimming only above 1 GiB of free memory) removes most of those
+faults. The cost is that the process keeps its peak memory until it exits, which a scoring process
+or service would reach again on the next batch anyway.
+
+Only glibc has ``mallopt``; elsewhere (musl, macOS, Windows) :func:`tune_malloc` does nothing. The
+environment variables glibc reads at start-up (``MALLOC_MMAP_MAX_``, ``MALLOC_TRIM_THRESHOLD_``,
+``MALLOC_MMAP_THRESHOLD_``) take precedence: when any is set, the user has chosen, and nothing changes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+from typing import Literal
+
+# mallopt parameters from glibc's <malloc.h>.
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+
+Allocator = Literal["tuned", "system"]
+ALLOCATORS: tuple[str, ...] = ("tuned", "system")
+USER_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
+
+
+def _glibc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    # musl has no mallopt and no gnu_get_libc_version; both identify glibc.
+    if not hasattr(libc, "mallopt") or not hasattr(libc, "gnu_get_libc_version"):
+        return None
+    return libc
+
+
+def tune_malloc(allocator: Allocator = "tuned", *, trim_threshold: int = 1 << 30) -> bool:
+    """Apply the scoring allocator settings; True when glibc accepted them.
+
+    ``allocator="system"`` leaves malloc as it is (and returns False), as does a non-glibc platform or
+    a ``MALLOC_*_`` variable in the environment.
+    """
+    if allocator not in ALLOCATORS:
+        raise ValueError(f"allocator must be one of {ALLOCATORS}, got {allocator!r}")
+    if allocator == "system" or any(name in os.environ for name in USER_SETTINGS):
+        return False
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    libc.mallopt.restype = ctypes.c_int
+    # mallopt returns 1 on success, 0 on error.
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim_threshold))
