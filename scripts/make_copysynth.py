@@ -6,7 +6,8 @@
 Each bona fide file of the chosen partitions gets one vocoded copy (16 kHz FLAC), labelled spoof, system
 ``copysynth-mel-gl`` or ``copysynth-linear-gl`` (alternating by file), with the original's source, speaker,
 pair_id and partition, so that a pair differs only in the vocoding. Add the output to a recipe's
-``data.train`` as a second ``sddbench`` protocol. The output must stay outside the repository.
+``data.train`` as a second ``sddbench`` protocol, e.g. with the override in docs/benchmarks.md ("Copy-synthesis
+training spoofs"). The output must stay outside the repository.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ def main(argv: list[str] | None = None) -> int:
 
     table = read_sddbench(SddbenchConfig(protocol=args.manifest, partitions=args.partitions))
     out = Path(args.out)
-    (out / "audio").mkdir(parents=True, exist_ok=True)
     rows = []
     bonafide = table.where(label="bonafide").df.fillna("").to_dict("records")
     for i, row in enumerate(bonafide):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sddkit.augment.dsp import match_rms, peak_normalize_if_over
 from sddkit.errors import ConfigError
 from sddkit.features.spectral import mel_filterbank
 
@@ -46,7 +47,6 @@ def griffin_lim(
     phase = torch.rand(magnitude.shape, generator=generator, dtype=magnitude.dtype) * (2 * torch.pi)
     angles = torch.polar(torch.ones_like(magnitude), phase)
     previous = torch.zeros_like(angles)
-    wave = torch.zeros(length, dtype=magnitude.dtype)
     for _ in range(n_iter):
         wave = torch.istft(magnitude * angles, n_fft, hop_length, window=window, length=length)
         rebuilt = torch.stft(wave, n_fft, hop_length, window=window, return_complex=True)
@@ -87,10 +87,5 @@ def copy_synthesis(
     generator = torch.Generator().manual_seed(seed)
     y = griffin_lim(mag, n_fft=n_fft, hop_length=hop_length, length=x.numel(), n_iter=n_iter, generator=generator)
     # Same RMS as the original: loudness must not tell the pair apart.
-    rms_x, rms_y = x.pow(2).mean().sqrt(), y.pow(2).mean().sqrt()
-    if rms_y > 0:
-        y = y * (rms_x / rms_y)
-    peak = y.abs().max()
-    if peak > 0.999:
-        y = y * (0.999 / peak)
-    return y.float().numpy()
+    out = match_rms(y.numpy(), x.numpy())
+    return peak_normalize_if_over(out, 0.999).astype(np.float32)
