@@ -18,6 +18,8 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from sddkit.scoring.allocator import add_allocator_argument
+
     p = sub.add_parser("score", help="score audio files/folders/manifests into a CSV or JSONL file")
     p.add_argument("inputs", nargs="*", help="audio files, folders, or manifests (CSV with 'path', list, protocol)")
     p.add_argument(
@@ -40,12 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--merge", action="store_true", help="only merge finished shard files OUT.rank<r> into OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--allocator",
-        choices=["tuned", "system"],
-        default="tuned",
-        help="glibc malloc: 'tuned' keeps freed memory for the next batch (fewer page faults), 'system' leaves it",
-    )
+    add_allocator_argument(p)
     p.set_defaults(func=run)
 
 

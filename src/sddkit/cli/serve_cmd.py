@@ -7,6 +7,8 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from sddkit.scoring.allocator import add_allocator_argument
+
     p = sub.add_parser("serve", help="run the HTTP scoring service and web page (POST /v1/score, GET /)")
     p.add_argument("--model", default=None, help="model directory (default: the bundled default model)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -18,12 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass of one request")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    p.add_argument(
-        "--allocator",
-        choices=["tuned", "system"],
-        default="tuned",
-        help="glibc malloc: 'tuned' keeps freed memory for the next batch (fewer page faults), 'system' leaves it",
-    )
+    add_allocator_argument(p)
     p.set_defaults(func=run)
 
 

@@ -15,6 +15,7 @@ environment variables glibc reads at start-up (``MALLOC_MMAP_MAX_``, ``MALLOC_TR
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import ctypes.util
 import os
@@ -60,3 +61,13 @@ def tune_malloc(allocator: Allocator = "tuned", *, trim_threshold: int = 1 << 30
     libc.mallopt.restype = ctypes.c_int
     # mallopt returns 1 on success, 0 on error.
     return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim_threshold))
+
+
+def add_allocator_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--allocator`` option of the scoring commands (``sdd score``, ``sdd serve``)."""
+    parser.add_argument(
+        "--allocator",
+        choices=ALLOCATORS,
+        default="tuned",
+        help="glibc malloc: 'tuned' keeps freed memory for the next batch (fewer page faults), 'system' leaves it",
+    )
