@@ -6,4 +6,4 @@ STRATEGIES = Registry("strategy")
 
 __all__ = ["STRATEGIES"]
 
-from sddkit.training import erm, mldg  # noqa: F401,E402  (register the strategies)
+from sddkit.training import erm, mldg, sam  # noqa: F401,E402  (register the strategies)

@@ -1,0 +1,114 @@
+"""``sam``: sharpness-aware minimisation (Foret et al., ICLR 2021) and its adaptive form ASAM
+(Kwon et al., ICML 2021), used for anti-spoofing generalisation by Shim et al. (Interspeech 2023).
+
+One step on a batch, with trainable parameters θ and the batch loss L:
+
+1. ``g = ∇L(θ)``;
+2. the ascent direction ``e = rho * T² g / ||T g||``, with ``T = 1`` (SAM) or ``T = |θ| + eta``
+   element-wise (ASAM, scale-invariant);
+3. ``g' = ∇L(θ + e)``: the gradient at the worst nearby point;
+4. θ is restored and the outer optimiser (AdamW) applies ``g'`` at θ (clipped like any step).
+
+The second pass must not change batch-norm running statistics a second time: buffers are
+snapshotted before it and restored after, so a step updates them exactly as one ERM forward does.
+With ``rho = 0`` the perturbation is zero and a step is the ERM step (two identical passes).
+
+DDP: both passes go through the wrapper, so ``g`` (hence ``e``) and ``g'`` are the all-reduced
+gradients and every replica perturbs and steps identically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sddkit.training import STRATEGIES
+from sddkit.training.strategy import Batch, StepContext, StepResult
+
+
+@dataclass
+class SAMConfig:
+    """rho: radius of the neighbourhood (published: 0.05 for SAM, 0.5-2 for ASAM).
+    adaptive: ASAM's parameter-scaled neighbourhood. eta: ASAM's offset keeping zero weights movable.
+    """
+
+    rho: float = 0.05
+    adaptive: bool = False
+    eta: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.rho < 0:
+            raise ValueError(f"rho must be >= 0, got {self.rho}")
+        if self.eta < 0:
+            raise ValueError(f"eta must be >= 0, got {self.eta}")
+
+
+class SAM:
+    """Two forward/backward passes per step: ascend to θ + e, take the gradient there, step at θ."""
+
+    name = "sam"
+
+    def __init__(self, cfg: SAMConfig):
+        self.cfg = cfg
+
+    def _loss_and_grads(self, batch: Batch, ctx: StepContext):
+        ctx.optimizer.zero_grad(set_to_none=True)
+        with ctx.autocast():
+            output = ctx.model(batch["waveform"])
+        parts = ctx.loss_fn(output, batch["label"])
+        parts.total.backward()
+        return parts
+
+    @torch.no_grad()
+    def _perturbation(self, params: list[torch.nn.Parameter]) -> tuple[list[Tensor | None], Tensor]:
+        """Per parameter ``e`` (None where it has no gradient) and the (scaled) gradient norm."""
+        scales = [(p.abs() + self.cfg.eta) if self.cfg.adaptive else None for p in params]
+        scaled = [None if p.grad is None else (p.grad if s is None else s * p.grad) for p, s in zip(params, scales)]
+        present = [g.float() for g in scaled if g is not None]
+        norm = (
+            torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in present])) if present else None
+        )
+        if norm is None or not torch.isfinite(norm) or norm == 0:
+            return [None] * len(params), torch.zeros(())
+        factor = self.cfg.rho / norm
+        perturb = [None if g is None else (g if s is None else s * g) * factor for g, s in zip(scaled, scales)]
+        return perturb, norm
+
+    def step(self, batch: Batch, ctx: StepContext) -> StepResult:
+        params = [p for _, p in ctx.trainable()]
+        first = self._loss_and_grads(batch, ctx)
+        perturb, norm = self._perturbation(params)
+        # θ and the buffers are copied, not recomputed as (θ + e) - e, so θ comes back bit-exact
+        saved = [(p, p.detach().clone()) for p, e in zip(params, perturb) if e is not None]
+        buffers = [(b, b.detach().clone()) for b in ctx.module.buffers()]
+        with torch.no_grad():
+            for p, e in zip(params, perturb):
+                if e is not None:
+                    p.add_(e.to(p.dtype))
+        second = self._loss_and_grads(batch, ctx)
+        with torch.no_grad():
+            for tensor, copy in saved + buffers:  # the second pass must not move running statistics again
+                tensor.copy_(copy)
+        grad_norm = ctx.clip_and_step()
+        metrics = {
+            **first.detached(),
+            "grad_norm": grad_norm,
+            "sam/loss_perturbed": second.total.detach(),
+            "sam/first_grad_norm": norm.detach(),
+        }
+        return StepResult(loss=first.total.detach(), metrics=metrics)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+@STRATEGIES.register("sam", config=SAMConfig)
+def build_sam(cfg: SAMConfig, **context: Any) -> SAM:
+    """Sharpness-aware minimisation (``adaptive: true`` for ASAM): a step takes the gradient at θ + e."""
+    return SAM(cfg)
