@@ -270,3 +270,39 @@ def test_frontend_params_context_and_normalize():
     spec = reg.parse({"name": "lfcc"})
     assert to_dict(spec.config)["normalize"] is False and spec.to_dict()["n_filters"] == 20
     assert reg.build(spec.to_dict()).output_dim == 60
+
+
+@pytest.mark.parametrize(
+    ("feature_cls", "cfg_cls", "db_per_unit"),
+    [(LogMel, LogMelConfig, 10 / np.log(10)), (LinearSpectrogram, LinearSpectrogramConfig, 10 / np.log(10))],
+)
+def test_top_db_floors_each_item_below_its_own_maximum(feature_cls, cfg_cls, db_per_unit):
+    g = torch.Generator().manual_seed(0)
+    speech = torch.randn(2, 16000, generator=g) * torch.tensor([[0.1], [0.001]])  # two levels, 40 dB apart
+    speech[:, 6000:10000] = 0.0  # digital silence in the middle
+    plain = feature_cls(cfg_cls())(speech)
+    clamped = feature_cls(cfg_cls(top_db=30.0))(speech)
+    for p, c in zip(plain, clamped):
+        floor = p.max() - 30.0 / db_per_unit
+        torch.testing.assert_close(c, torch.maximum(p, floor))  # per item, relative to its own loudest bin
+        assert c.min() >= floor - 1e-5 and (p < floor).any()  # the silence was below it, now it is not
+        assert torch.equal(c[p >= floor], p[p >= floor])  # what lies above the floor is untouched
+    # a quiet noise floor instead of digital silence reads the same once both are under top_db
+    hissy = speech.clone()
+    hissy[:, 6000:10000] = torch.randn(2, 4000, generator=g) * torch.tensor([[1e-4], [1e-6]])  # 60 dB down
+    away = torch.ones(clamped.shape[-1], dtype=torch.bool)  # frames whose window straddles an edge differ
+    for edge in (6000, 10000):
+        away[max(0, (edge - 512) // 160) : (edge + 512) // 160 + 1] = False
+    torch.testing.assert_close(feature_cls(cfg_cls(top_db=30.0))(hissy)[..., away], clamped[..., away])
+    assert (feature_cls(cfg_cls())(hissy) - plain).abs().max() > 1.0
+
+
+def test_top_db_in_lfcc_and_frontends_and_validation():
+    x = torch.randn(1, 16000, generator=torch.Generator().manual_seed(1)) * 0.05
+    x[:, 4000:12000] = 0.0
+    assert not torch.allclose(LFCC(LFCCConfig(top_db=20.0))(x), LFCC(LFCCConfig())(x))
+    front = get_registry("frontend").build({"name": "logmel", "normalize": False, "top_db": 25.0})
+    torch.testing.assert_close(front(x).features, LogMel(LogMelConfig(top_db=25.0))(x))
+    for cfg_cls in (LogMelConfig, LinearSpectrogramConfig, LFCCConfig):
+        with pytest.raises(ValueError, match="top_db"):
+            cfg_cls(top_db=0.0)

@@ -215,6 +215,30 @@ def deltas(x: Tensor, width: int = 3) -> Tensor:
     return out.reshape(x.shape)
 
 
+_DB_PER_NEPER = 10.0 / math.log(10.0)  # dB per natural-log unit of power
+
+
+def clamp_dynamic_range(log_power: Tensor, top_db: float | None, db_per_unit: float) -> Tensor:
+    """Raise every value of each item to at least its maximum minus ``top_db``: (..., F, frames) -> same.
+
+    ``log_power`` is a log power spectrum; ``db_per_unit`` converts its units to dB (10 / ln 10 for
+    natural logs, 10 for log10). The floor is relative to the item's own loudest bin, so it does
+    not depend on the recording level, and whatever lies below it (digital silence, a codec's
+    empty bands, a quiet noise floor) reads the same for every file: a model cannot learn the
+    depth of a recording's silences, which differs between corpora more than between classes.
+    ``None`` leaves the input unchanged.
+    """
+    if top_db is None:
+        return log_power
+    floor = log_power.amax(dim=(-2, -1), keepdim=True) - top_db / db_per_unit
+    return torch.maximum(log_power, floor)
+
+
+def _check_top_db(top_db: float | None) -> None:
+    if top_db is not None and not top_db > 0:
+        raise ValueError(f"top_db must be > 0 (or null), got {top_db}")
+
+
 def _check_band(f_min: float, f_max: float, sample_rate: int) -> None:
     if not 0.0 <= f_min < f_max <= sample_rate / 2.0:
         raise ValueError(f"need 0 <= f_min < f_max <= sample_rate/2 = {sample_rate / 2}, got {f_min}, {f_max}")
@@ -250,7 +274,11 @@ class _FramingConfig:
 
 @dataclass
 class LogMelConfig(_FramingConfig):
-    """Log-Mel filterbank energies: 25 ms Hann window, 10 ms hop, 80 HTK-mel bands over 20-7600 Hz."""
+    """Log-Mel filterbank energies: 25 ms Hann window, 10 ms hop, 80 HTK-mel bands over 20-7600 Hz.
+
+    top_db: if set, every band energy is floored at the input's loudest one minus ``top_db``
+    (:func:`clamp_dynamic_range`); the same option exists for the other log spectra.
+    """
 
     n_mels: int = 80
     f_min: float = 20.0
@@ -258,9 +286,11 @@ class LogMelConfig(_FramingConfig):
     mel_scale: MelScale = "htk"
     mel_norm: MelNorm = "none"
     log_floor: float = 1e-6
+    top_db: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check_top_db(self.top_db)
         if self.n_mels <= 0:
             raise ValueError(f"n_mels must be > 0, got {self.n_mels}")
         _check_band(self.f_min, self.sample_rate / 2.0 if self.f_max is None else self.f_max, self.sample_rate)
@@ -277,9 +307,11 @@ class LinearSpectrogramConfig(_FramingConfig):
     """
 
     log_floor: float = 1e-10
+    top_db: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check_top_db(self.top_db)
         if self.log_floor <= 0:
             raise ValueError(f"log_floor must be > 0, got {self.log_floor}")
 
@@ -304,9 +336,11 @@ class LFCCConfig(_FramingConfig):
     with_deltas: bool = True
     delta_width: int = 3
     log_floor: float = 1e-10
+    top_db: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check_top_db(self.top_db)
         if self.n_filters <= 0 or not 0 < self.n_coeffs <= self.n_filters:
             raise ValueError(f"need 0 < n_coeffs <= n_filters, got {self.n_coeffs}, {self.n_filters}")
         _check_band(self.f_min, self.sample_rate / 2.0 if self.f_max is None else self.f_max, self.sample_rate)
@@ -369,7 +403,7 @@ class LogMel(_PowerSpectrum):
         with torch.autocast(device_type=waveform.device.type, enabled=False):
             power = self.power(waveform)
             mel = torch.matmul(self.filterbank.to(power.dtype), power)
-            return torch.log(mel + self.cfg.log_floor)
+            return clamp_dynamic_range(torch.log(mel + self.cfg.log_floor), self.cfg.top_db, _DB_PER_NEPER)
 
 
 class LinearSpectrogram(_PowerSpectrum):
@@ -385,7 +419,8 @@ class LinearSpectrogram(_PowerSpectrum):
 
     def forward(self, waveform: Tensor) -> Tensor:
         with torch.autocast(device_type=waveform.device.type, enabled=False):
-            return torch.log(self.power(waveform) + self.cfg.log_floor)
+            log_power = torch.log(self.power(waveform) + self.cfg.log_floor)
+            return clamp_dynamic_range(log_power, self.cfg.top_db, _DB_PER_NEPER)
 
 
 class LFCC(_PowerSpectrum):
@@ -411,7 +446,8 @@ class LFCC(_PowerSpectrum):
         with torch.autocast(device_type=waveform.device.type, enabled=False):
             power = self.power(waveform)
             energies = torch.matmul(self.filterbank.to(power.dtype), power)
-            ceps = torch.matmul(self.dct.to(power.dtype), torch.log10(energies + self.cfg.log_floor))
+            log_energies = clamp_dynamic_range(torch.log10(energies + self.cfg.log_floor), self.cfg.top_db, 10.0)
+            ceps = torch.matmul(self.dct.to(power.dtype), log_energies)
             if not self.cfg.with_deltas:
                 return ceps
             d1 = deltas(ceps, self.cfg.delta_width)
