@@ -1,7 +1,7 @@
 """Latency and throughput of ``sdd serve`` with concurrent clients on 127.0.0.1 (JSON on stdout).
 
     python benchmarks/bench_service.py --model DIR [--clients 8] [--requests 160] [--max-seconds 120]
-                                       [--seconds 4] [--threads 2]
+                                       [--seconds 4] [--threads 2] [--allocator tuned|system]
     python benchmarks/bench_service.py --demo-model lcnn     # random-weight model, to check the script runs
 
 Starts ``sdd serve`` in a subprocess on a free loopback port, waits for ``/healthz``, sends a few
@@ -28,6 +28,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import soundfile as sf
+
+from sddkit.scoring.allocator import ALLOCATORS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_score import SR, demo_model, speech_like  # noqa: E402
@@ -64,6 +66,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=4.0, help="duration of the uploaded audio")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the server")
     ap.add_argument("--warmup", type=int, default=4)
+    ap.add_argument("--allocator", choices=ALLOCATORS, default="tuned", help="the server's --allocator")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench_service_") as tmp:
@@ -75,6 +78,7 @@ def main() -> int:
         url = f"http://127.0.0.1:{port}"
         cmd = [sys.executable, "-m", "sddkit.cli.main", "serve", "--model", str(model), "--host", "127.0.0.1"]
         cmd += ["--port", str(port), "--threads", str(args.threads), "--log-level", "warning"]
+        cmd += ["--allocator", args.allocator]
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         proc = subprocess.Popen(cmd, env=env)
         try:
@@ -96,6 +100,7 @@ def main() -> int:
         audio_seconds=args.seconds,
         clients=args.clients,
         server_threads=args.threads,
+        allocator=args.allocator,
     )
     print(json.dumps(result, indent=2))
     return 0 if result["errors"] == 0 else 1
