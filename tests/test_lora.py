@@ -60,6 +60,28 @@ def test_lora_config_validation():
             from_dict(LoRAConfig, bad)
 
 
+def test_ssl_config_records_only_the_chosen_adapter():
+    from sddkit.errors import ConfigError
+
+    frontends = get_registry("frontend")
+    lora = frontends.parse({"name": "ssl", "encoder": "hubert_tiny", "adapter": "lora", "lora": {"rank": 4}}).to_dict()
+    assert lora["lora"]["rank"] == 4 and lora["molex"] is None
+    molex = frontends.parse({"name": "ssl", "encoder": "hubert_tiny", "adapter": "molex"}).to_dict()
+    assert molex["lora"] is None and molex["molex"]["num_experts"] >= 1
+    bare = frontends.parse({"name": "ssl", "encoder": "hubert_tiny"}).to_dict()
+    assert bare["lora"] is None and bare["molex"] is None
+    # directories written before this change record both sections, the unused one at its defaults: they load
+    old = dict(
+        lora, molex=frontends.parse({"name": "ssl", "encoder": "hubert_tiny", "adapter": "molex"}).to_dict()["molex"]
+    )
+    assert frontends.parse(old).to_dict() == lora
+    # a tuned section that the adapter would ignore is a mistake in the recipe
+    with pytest.raises(ConfigError, match="'molex' section needs adapter: molex"):
+        frontends.parse({"name": "ssl", "encoder": "hubert_tiny", "adapter": "lora", "molex": {"num_experts": 8}})
+    with pytest.raises(ConfigError, match="'lora' section needs adapter: lora"):
+        frontends.parse({"name": "ssl", "encoder": "hubert_tiny", "lora": {"rank": 2}})
+
+
 @pytest.mark.parametrize("family", ["wav2vec2", "hubert", "wavlm", "whisper"])
 def test_lora_reaches_every_projection(family):
     """B = 0 leaves the encoder as it was; with B != 0 every A and B gets a gradient and moves the output.

@@ -306,3 +306,47 @@ def test_top_db_in_lfcc_and_frontends_and_validation():
     for cfg_cls in (LogMelConfig, LinearSpectrogramConfig, LFCCConfig):
         with pytest.raises(ValueError, match="top_db"):
             cfg_cls(top_db=0.0)
+
+
+@pytest.mark.parametrize("name", ["logmel", "logspec", "lfcc"])
+def test_spec_augment_masks_in_training_only(name):
+    frontends = get_registry("frontend")
+    plain = frontends.build({"name": name, "normalize": True})
+    masked = frontends.build(
+        {
+            "name": name,
+            "normalize": True,
+            "spec_augment": {"freq_width": [4, 4], "num_freq_masks": 1, "num_time_masks": 0},
+        }
+    )
+    wave = torch.randn(3, SR)
+    reference = plain(wave).features
+    masked.eval()  # scoring, validation and export never mask
+    assert torch.equal(masked(wave).features, reference)
+
+    masked.train()
+    torch.manual_seed(0)
+    first = masked(wave).features
+    torch.manual_seed(0)
+    assert torch.equal(masked(wave).features, first)  # the trainer's seed makes the masks reproducible
+    changed = (first != reference).any(dim=-1)  # (B, F): bins touched anywhere in time
+    zeroed = (first == 0).all(dim=-1)
+    # exactly one band of 4 bins per item, zeroed over all frames; every other bin is untouched
+    assert changed.sum(dim=1).tolist() == [4, 4, 4]
+    assert torch.equal(changed, zeroed)
+    bins = changed.nonzero()[:, 1].view(3, 4)
+    assert torch.equal(bins - bins[:, :1], torch.arange(4).expand(3, 4))
+
+
+def test_spec_augment_config_is_recorded_and_validated():
+    spec = {"name": "logmel", "spec_augment": {"freq_width": [0, 20], "num_time_masks": 0}}
+    frontend = get_registry("frontend").build(spec)
+    assert frontend.spec_augment.cfg.freq_width == (0, 20)
+    recorded = get_registry("frontend").parse({"name": "logmel", "spec_augment": {"num_time_masks": 0}}).to_dict()
+    recorded = recorded["spec_augment"]
+    assert recorded["num_time_masks"] == 0 and recorded["freq_width"] == [0, 15]
+    assert get_registry("frontend").build({"name": "logmel"}).spec_augment is None  # off by default
+    with pytest.raises(ConfigError, match="freq_width"):
+        get_registry("frontend").build({"name": "logmel", "spec_augment": {"freq_width": [9, 2]}})
+    with pytest.raises(ConfigError):
+        get_registry("frontend").build({"name": "lfcc", "spec_augment": {"frequency_width": [0, 9]}})

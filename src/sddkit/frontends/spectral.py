@@ -15,6 +15,12 @@ time (CMVN), the raw waveform zero mean / unit variance over samples. It is **of
 because the published set-ups these front-ends reproduce (LFCC-LCNN, log-Mel/LPS-LCNN, AASIST
 on raw audio) feed unnormalised features; the statistics span the whole (fixed-length) input,
 padding included.
+
+Optional SpecAugment masking of the spectral features (``spec_augment: {freq_width: [0, 20], ...}``,
+the :class:`~sddkit.augment.specaugment.SpecAugmentConfig` fields): applied **in training mode only**,
+after normalisation, so that a mask reads as "average" rather than as silence; ``model.eval()`` (scoring,
+validation, export) never masks. Masks come from torch's global generator, which the trainer seeds.
+It is off (``null``) by default.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from sddkit.augment.specaugment import SpecAugment, SpecAugmentConfig
 from sddkit.detectors.outputs import FrontendOutput
 from sddkit.features.spectral import (
     LFCC,
@@ -59,18 +66,24 @@ def utterance_normalize(x: Tensor, dim: int = -1, eps: float = _FEATURE_NORM_EPS
 
 
 class SpectralFrontend(nn.Module):
-    """A feature extractor as a front-end: waveform (B, T) -> features (B, F, frames)."""
+    """A feature extractor as a front-end: waveform (B, T) -> features (B, F, frames).
 
-    def __init__(self, *, features: nn.Module, normalize: bool = False):
+    ``spec_augment`` (optional) masks the features in training mode only.
+    """
+
+    def __init__(self, *, features: nn.Module, normalize: bool = False, spec_augment: SpecAugment | None = None):
         super().__init__()
         self.features = features
         self.normalize = normalize
+        self.spec_augment = spec_augment
         self.output_dim: int = features.output_dim
 
     def forward(self, waveform: Tensor) -> FrontendOutput:
         feats = self.features(waveform)
         if self.normalize:
             feats = utterance_normalize(feats, dim=-1)
+        if self.training and self.spec_augment is not None:
+            feats = self.spec_augment(feats)
         return FrontendOutput(features=feats)
 
 
@@ -90,23 +103,29 @@ class RawFrontend(nn.Module):
 
 @dataclass
 class LogMelFrontendConfig(LogMelConfig):
-    """:class:`~sddkit.features.spectral.LogMelConfig` plus per-utterance normalisation."""
+    """:class:`~sddkit.features.spectral.LogMelConfig` plus per-utterance normalisation and
+    training-only SpecAugment masking."""
 
     normalize: bool = False
+    spec_augment: SpecAugmentConfig | None = None
 
 
 @dataclass
 class LogSpecFrontendConfig(LinearSpectrogramConfig):
-    """:class:`~sddkit.features.spectral.LinearSpectrogramConfig` plus per-utterance normalisation."""
+    """:class:`~sddkit.features.spectral.LinearSpectrogramConfig` plus per-utterance normalisation and
+    training-only SpecAugment masking."""
 
     normalize: bool = False
+    spec_augment: SpecAugmentConfig | None = None
 
 
 @dataclass
 class LFCCFrontendConfig(LFCCConfig):
-    """:class:`~sddkit.features.spectral.LFCCConfig` plus per-utterance normalisation."""
+    """:class:`~sddkit.features.spectral.LFCCConfig` plus per-utterance normalisation and
+    training-only SpecAugment masking."""
 
     normalize: bool = False
+    spec_augment: SpecAugmentConfig | None = None
 
 
 @dataclass
@@ -116,29 +135,32 @@ class RawFrontendConfig:
     normalize: bool = False
 
 
-def _feature_config(cfg: Any, feature_cls: type) -> Any:
-    """The feature part of a front-end config (every field but ``normalize``)."""
-    return feature_cls(**{k: v for k, v in vars(cfg).items() if k != "normalize"})
+_FRONTEND_ONLY_FIELDS = ("normalize", "spec_augment")
+
+
+def _spectral_frontend(cfg: Any, feature_cls: type, config_cls: type) -> SpectralFrontend:
+    """The front-end of a spectral config: its feature fields build ``feature_cls``, the rest wrap it."""
+    features = feature_cls(config_cls(**{k: v for k, v in vars(cfg).items() if k not in _FRONTEND_ONLY_FIELDS}))
+    masking = SpecAugment(cfg.spec_augment) if cfg.spec_augment is not None else None
+    return SpectralFrontend(features=features, normalize=cfg.normalize, spec_augment=masking)
 
 
 @FRONTENDS.register("logmel", config=LogMelFrontendConfig)
 def build_logmel(cfg: LogMelFrontendConfig, **context: Any) -> SpectralFrontend:
     """Log-Mel filterbank energies (80 HTK-mel bands, 25/10 ms): (B, 80, frames)."""
-    return SpectralFrontend(features=LogMel(_feature_config(cfg, LogMelConfig)), normalize=cfg.normalize)
+    return _spectral_frontend(cfg, LogMel, LogMelConfig)
 
 
 @FRONTENDS.register("logspec", config=LogSpecFrontendConfig)
 def build_logspec(cfg: LogSpecFrontendConfig, **context: Any) -> SpectralFrontend:
     """Linear log power spectrogram (512-point FFT): (B, 257, frames)."""
-    return SpectralFrontend(
-        features=LinearSpectrogram(_feature_config(cfg, LinearSpectrogramConfig)), normalize=cfg.normalize
-    )
+    return _spectral_frontend(cfg, LinearSpectrogram, LinearSpectrogramConfig)
 
 
 @FRONTENDS.register("lfcc", config=LFCCFrontendConfig)
 def build_lfcc(cfg: LFCCFrontendConfig, **context: Any) -> SpectralFrontend:
     """LFCC with deltas, ASVspoof baseline settings (20 filters, 20 ms/10 ms): (B, 60, frames)."""
-    return SpectralFrontend(features=LFCC(_feature_config(cfg, LFCCConfig)), normalize=cfg.normalize)
+    return _spectral_frontend(cfg, LFCC, LFCCConfig)
 
 
 @FRONTENDS.register("raw", config=RawFrontendConfig)

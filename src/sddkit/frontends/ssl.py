@@ -23,7 +23,7 @@ only while gradients are recorded (training): under ``torch.no_grad``/``inferenc
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -48,12 +48,27 @@ from sddkit.registry import ComponentSpec, get_registry
 
 @dataclass
 class SSLFrontendConfig:
-    """encoder: an ``encoder`` registry component; adapter: none | lora | molex (their configs below)."""
+    """encoder: an ``encoder`` registry component; adapter: none | lora | molex.
+
+    Only the chosen adapter's section is kept (the other is ``None``), so a model directory records
+    what it uses. A section for an adapter that is not chosen is an error, except when it holds
+    only default values, as the directories written before 2026-12-01 record it.
+    """
 
     encoder: ComponentSpec = component_field("encoder")
     adapter: Literal["none", "lora", "molex"] = "none"
-    lora: LoRAConfig = field(default_factory=LoRAConfig)
-    molex: MoLExConfig = field(default_factory=MoLExConfig)
+    lora: LoRAConfig | None = None
+    molex: MoLExConfig | None = None
+
+    def __post_init__(self) -> None:
+        for name, default in (("lora", LoRAConfig), ("molex", MoLExConfig)):
+            section = getattr(self, name)
+            if self.adapter == name:
+                setattr(self, name, section if section is not None else default())
+            elif section is not None:
+                if section != default():
+                    raise ValueError(f"a '{name}' section needs adapter: {name} (the adapter is {self.adapter!r})")
+                setattr(self, name, None)
 
 
 def num_params(module: nn.Module, trainable_only: bool = False) -> int:
