@@ -350,3 +350,10 @@ def test_spec_augment_config_is_recorded_and_validated():
         get_registry("frontend").build({"name": "logmel", "spec_augment": {"freq_width": [9, 2]}})
     with pytest.raises(ConfigError):
         get_registry("frontend").build({"name": "lfcc", "spec_augment": {"frequency_width": [0, 9]}})
+
+
+@pytest.mark.parametrize("cfg_cls", [LogMelConfig, LinearSpectrogramConfig, LFCCConfig])
+def test_log_options_are_validated_alike(cfg_cls):
+    for bad, match in (({"log_floor": 0.0}, "log_floor"), ({"top_db": 0.0}, "top_db"), ({"top_db": -3.0}, "top_db")):
+        with pytest.raises(ConfigError, match=match):
+            from_dict(cfg_cls, bad)

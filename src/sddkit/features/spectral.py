@@ -234,7 +234,10 @@ def clamp_dynamic_range(log_power: Tensor, top_db: float | None, db_per_unit: fl
     return torch.maximum(log_power, floor)
 
 
-def _check_top_db(top_db: float | None) -> None:
+def _check_log_options(log_floor: float, top_db: float | None) -> None:
+    """The options every log spectrum shares: the floor inside the log and the dynamic-range floor."""
+    if log_floor <= 0:
+        raise ValueError(f"log_floor must be > 0, got {log_floor}")
     if top_db is not None and not top_db > 0:
         raise ValueError(f"top_db must be > 0 (or null), got {top_db}")
 
@@ -290,12 +293,10 @@ class LogMelConfig(_FramingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_top_db(self.top_db)
+        _check_log_options(self.log_floor, self.top_db)
         if self.n_mels <= 0:
             raise ValueError(f"n_mels must be > 0, got {self.n_mels}")
         _check_band(self.f_min, self.sample_rate / 2.0 if self.f_max is None else self.f_max, self.sample_rate)
-        if self.log_floor <= 0:
-            raise ValueError(f"log_floor must be > 0, got {self.log_floor}")
 
 
 @dataclass
@@ -311,9 +312,7 @@ class LinearSpectrogramConfig(_FramingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_top_db(self.top_db)
-        if self.log_floor <= 0:
-            raise ValueError(f"log_floor must be > 0, got {self.log_floor}")
+        _check_log_options(self.log_floor, self.top_db)
 
 
 @dataclass
@@ -340,14 +339,12 @@ class LFCCConfig(_FramingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_top_db(self.top_db)
+        _check_log_options(self.log_floor, self.top_db)
         if self.n_filters <= 0 or not 0 < self.n_coeffs <= self.n_filters:
             raise ValueError(f"need 0 < n_coeffs <= n_filters, got {self.n_coeffs}, {self.n_filters}")
         _check_band(self.f_min, self.sample_rate / 2.0 if self.f_max is None else self.f_max, self.sample_rate)
         if self.delta_width < 3 or self.delta_width % 2 == 0:
             raise ValueError(f"delta_width must be odd and >= 3, got {self.delta_width}")
-        if self.log_floor <= 0:
-            raise ValueError(f"log_floor must be > 0, got {self.log_floor}")
 
 
 # --- modules ------------------------------------------------------------------------------------
