@@ -14,9 +14,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from sddkit.detectors.outputs import DetectorOutput
 from sddkit.training.data import eval_batches
 from sddkit.training.distributed import DistInfo, all_gather_objects
+from sddkit.training.losses import DetectionLoss
 
 
 @dataclass
@@ -69,13 +69,16 @@ def evaluate(
     *,
     batch_size: int,
     device: torch.device,
-    loss_fn: Callable[[DetectorOutput, Tensor], Any],
+    loss_fn: DetectionLoss,
     info: DistInfo | None = None,
     autocast: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
     collect_stats: bool = False,
     num_workers: int = 0,
 ) -> EvalResult:
-    """Score ``dataset`` with ``module`` in eval mode; every rank gets the full, gathered result."""
+    """Score ``dataset`` with ``module`` in eval mode; every rank gets the full, gathered result.
+
+    The reported loss is ``loss_fn``'s cross-entropy alone (no auxiliary or alignment terms).
+    """
     from sddkit.metrics import MetricError, eer
 
     info = info or DistInfo()
@@ -92,7 +95,7 @@ def evaluate(
                 y = batch["label"].to(device)
                 with autocast():
                     out = module(wave)
-                losses.append(float(loss_fn(out, y).ce) * len(y))
+                losses.append(float(loss_fn.cross_entropy(out.logits, y)) * len(y))
                 labels.append(batch["label"].numpy())
                 scores.append(out.score.float().cpu().numpy().astype(np.float64))
                 indices.append(batch["index"].numpy())

@@ -1,4 +1,5 @@
-"""The training objective: weighted cross-entropy over (spoof, bona fide) + the detector's aux losses."""
+"""The training objective: weighted cross-entropy over (spoof, bona fide) + the detector's aux losses,
+plus, optionally, a class-conditional domain-alignment penalty on the embeddings."""
 
 from __future__ import annotations
 
@@ -27,6 +28,37 @@ class LossParts:
         return out
 
 
+def domain_spread(embedding: Tensor, labels: Tensor, domains: Tensor) -> Tensor:
+    """Between-domain spread of the class-conditional means of unit-normalised embeddings (a scalar).
+
+    embedding: (B, E); labels, domains: (B,) int64, domain -1 = unknown (ignored). Per class c with
+    items from at least two domains: ``sum_d (n_cd / n_c) * ||mu_cd - mu_c||^2``, where mu_cd is the mean
+    of the class-c items of domain d and mu_c their pooled mean; the result averages the classes that
+    qualify (0 if none). This is a first-moment (linear-kernel MMD) version of class-conditional domain
+    alignment: it is 0 exactly when every domain's bona fide items, and every domain's spoof items, share
+    one mean direction, so the score cannot depend on the domain through the class means. Embeddings are
+    normalised first so that shrinking them cannot lower the penalty.
+    """
+    known = domains >= 0
+    z = F.normalize(embedding.float()[known], dim=1)
+    y, d = labels[known], domains[known]
+    terms = []
+    for c in (0, 1):
+        rows = y == c
+        present, group = torch.unique(d[rows], return_inverse=True)
+        if len(present) < 2:
+            continue
+        zc = z[rows]
+        counts = torch.bincount(group, minlength=len(present)).to(zc.dtype)  # (G,)
+        means = torch.zeros(len(present), zc.shape[1], dtype=zc.dtype, device=zc.device).index_add_(0, group, zc)
+        means = means / counts[:, None]
+        pooled = zc.mean(dim=0)
+        terms.append((counts / counts.sum() * (means - pooled).pow(2).sum(dim=1)).sum())
+    if not terms:
+        return embedding.new_zeros((), dtype=torch.float32)
+    return torch.stack(terms).mean()
+
+
 class DetectionLoss:
     """``loss(output, labels) -> LossParts``; labels (B,) int64 with 1 = bona fide.
 
@@ -39,10 +71,18 @@ class DetectionLoss:
         self.cfg = cfg
         self._weight = None if cfg.class_weights is None else torch.tensor(cfg.class_weights, dtype=torch.float32)
 
-    def __call__(self, output: DetectorOutput, labels: Tensor) -> LossParts:
-        logits = output.logits.float()
+    def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """The (weighted, smoothed) cross-entropy alone: logits (B, 2), labels (B,) -> scalar."""
         weight = None if self._weight is None else self._weight.to(logits.device)
-        ce = F.cross_entropy(logits, labels, weight=weight, label_smoothing=self.cfg.label_smoothing)
+        return F.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=self.cfg.label_smoothing)
+
+    def __call__(self, output: DetectorOutput, labels: Tensor, domains: Tensor | None = None) -> LossParts:
+        """domains: (B,) int64 domain index per item (-1 unknown); used only with ``domain_alignment``."""
+        ce = self.cross_entropy(output.logits, labels)
         aux = {k: v.float().reshape(()) for k, v in output.aux_losses.items()}
+        if self.cfg.domain_alignment > 0:
+            if domains is None:
+                raise ValueError("loss.domain_alignment needs each item's domain (data.domain_column)")
+            aux["domain_alignment"] = self.cfg.domain_alignment * domain_spread(output.embedding, labels, domains)
         total = ce + torch.stack(list(aux.values())).sum() if aux else ce
         return LossParts(total=total, ce=ce, aux=aux)

@@ -162,7 +162,7 @@ class MLDG:
             meta_train = batch if train_rows is None else subset(batch, train_rows)
             with ctx.autocast():
                 out_tr = module(meta_train["waveform"])
-            parts_tr = ctx.loss_fn(out_tr, meta_train["label"])
+            parts_tr = ctx.loss_fn(out_tr, meta_train["label"], domains=meta_train.get("domain"))
             parts_tr.total.backward()
             loss = parts_tr.total.detach()
             metrics = {f"meta_train/{k}": v for k, v in parts_tr.detached().items()}
@@ -174,7 +174,7 @@ class MLDG:
                 buffers = {n: b.clone() for n, b in module.named_buffers()}
                 with ctx.autocast():
                     out_te = functional_call(module, {**adapted, **buffers}, (meta_test["waveform"],))
-                parts_te = ctx.loss_fn(out_te, meta_test["label"])
+                parts_te = ctx.loss_fn(out_te, meta_test["label"], domains=meta_test.get("domain"))
                 grads_te = torch.autograd.grad(parts_te.total, list(adapted.values()), allow_unused=True)
                 for (_, p), g in zip(params, grads_te):
                     if g is None:

@@ -165,16 +165,22 @@ class LossConfig:
 
     class_weights: e.g. ``[0.1, 0.9]`` (spoof, bona fide) as published for ASVspoof 2019 LA,
     where spoofs outnumber bona fide about 9:1; ``None`` = unweighted.
+    domain_alignment: weight of a class-conditional alignment penalty on the detector's embeddings
+    across the batch's domains (``data.domain_column``; see :func:`~sddkit.training.losses.domain_spread`);
+    0 (the default) leaves the objective as it was.
     """
 
     class_weights: tuple[float, float] | None = None
     label_smoothing: float = 0.0
+    domain_alignment: float = 0.0
 
     def __post_init__(self) -> None:
         if self.class_weights is not None and (min(self.class_weights) < 0 or sum(self.class_weights) <= 0):
             raise ValueError(f"class_weights must be non-negative and not all zero, got {self.class_weights}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.domain_alignment < 0:
+            raise ValueError(f"domain_alignment must be >= 0, got {self.domain_alignment}")
 
 
 @dataclass
