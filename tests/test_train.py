@@ -21,6 +21,7 @@ from sddkit.config import from_dict
 from sddkit.detectors.model_dir import load_model_dir
 from sddkit.detectors.outputs import DetectorOutput
 from sddkit.errors import ConfigError
+from sddkit.registry import get_registry
 from sddkit.training import checkpoint as ckpt
 from sddkit.training.erm import ERM
 from sddkit.training.losses import DetectionLoss
@@ -352,3 +353,17 @@ def test_protocol_folds_split_the_training_table_into_disjoint_group_folds(tmp_p
         spec([4])
     with pytest.raises(ConfigError, match="unknown key"):
         from_dict(ProtocolSpec, {"protocol": "x", "folds": {"n": 4, "keep": [0], "shuffle": True}})
+
+
+def test_resume_compares_the_recorded_model_in_todays_form():
+    from sddkit.config import to_dict
+    from sddkit.training.trainer import _recorded_model
+
+    frontend = {"name": "ssl", "encoder": "hubert_tiny", "adapter": "lora"}
+    today = to_dict(from_dict(TrainRecipe, {"model": {"frontend": frontend, "backend": "ssl_aasist"}}))
+    # written before 2026-12-01: the unused MoLEx section was recorded too, at its defaults
+    molex_defaults = get_registry("frontend").parse({**frontend, "adapter": "molex"}).to_dict()["molex"]
+    old = {**today, "model": {**today["model"], "frontend": {**today["model"]["frontend"], "molex": molex_defaults}}}
+    assert old["model"] != today["model"] and _recorded_model(old) == today["model"]
+    broken = {"model": {"frontend": "no_such_frontend"}}
+    assert _recorded_model(broken) == {"frontend": "no_such_frontend"}  # kept as recorded: the warning still fires

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from sddkit.config import to_dict
+from sddkit.config import from_dict, to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.detectors.model_dir import atomic_write_bytes, load_state_checked, save_model_dir
 from sddkit.errors import CheckpointError, ConfigError
@@ -106,6 +106,15 @@ def _has_pretrained(config: Any) -> bool:
     if isinstance(config, list):
         return any(_has_pretrained(v) for v in config)
     return False
+
+
+def _recorded_model(recipe: dict[str, Any]) -> Any:
+    """The model section of a checkpoint's recipe, parsed again so that sections written by an older
+    sddkit compare equal to today's form of the same model (as recorded if it no longer parses)."""
+    try:
+        return to_dict(from_dict(TrainRecipe, recipe)).get("model")
+    except (ConfigError, ValueError, TypeError):
+        return recipe.get("model")
 
 
 class Trainer:
@@ -446,7 +455,7 @@ class Trainer:
             log.info("no checkpoint under %s: starting from scratch", self.ckpt_dir)
             return None
         state = ckpt.load_checkpoint(path)
-        if state.get("recipe", {}).get("model") != to_dict(self.recipe).get("model"):
+        if _recorded_model(state.get("recipe", {})) != to_dict(self.recipe).get("model"):
             log.warning("%s was written with a different model config; loading its weights anyway", path)
         load_state_checked(self.module, state["model"], partial=bool(self._reloadable), where=str(path))
         ckpt.load_optimizer_state(self.optimizer, state["optimizer"])
