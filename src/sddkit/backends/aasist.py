@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from sddkit.backends import BACKENDS
 from sddkit.backends.graph import SpectroTemporalGraph
+from sddkit.backends.heads import ClassifierConfig, build_classifier
 from sddkit.detectors.outputs import BackendOutput
 from sddkit.errors import ConfigError
 
@@ -174,7 +175,7 @@ def check_channel_chain(pairs: list[Pair], first_in: int) -> None:
 
 
 @dataclass
-class AASISTConfig:
+class AASISTConfig(ClassifierConfig):
     """The published AASIST configuration (``AASIST.conf``: ``model_config``).
 
     filts: (number of sinc filters, then (in, out) channels of residual blocks 1-4; blocks 5 and 6
@@ -191,6 +192,7 @@ class AASISTConfig:
     reference_compat: bool = False  # reproduce the published forward exactly (see module docstring)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.first_conv <= 0 or self.filts[0] < 3:
             raise ValueError(f"need first_conv > 0 and at least 3 sinc filters, got {self.first_conv}, {self.filts[0]}")
         pairs = [tuple(p) for p in self.filts[1:]]
@@ -231,7 +233,7 @@ class AASIST(nn.Module):
             temperatures=cfg.temperatures,
         )
         self.dropout = nn.Dropout(cfg.dropout)
-        self.classifier = nn.Linear(self.graph.out_dim, 2)
+        self.classifier = build_classifier(cfg, self.graph.out_dim)
         self.embedding_dim = self.graph.out_dim
         # shortest input leaving one frame after the 3x max-pool and the encoder's six 3x pools
         self.min_samples = self.sinc.kernel_size - 1 + 3 ** (1 + len(pairs))

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from sddkit.backends import BACKENDS
+from sddkit.backends.heads import ClassifierConfig, build_classifier
 from sddkit.detectors.outputs import BackendOutput
 from sddkit.errors import ConfigError
 
@@ -46,12 +47,13 @@ def _norm(c: int) -> nn.Module:
 
 
 @dataclass
-class LCNNConfig:
+class LCNNConfig(ClassifierConfig):
     channels: int = 32  # MFM width of the first block; later blocks use 1.5x and 2x
     lstm_layers: int = 2  # bidirectional LSTMs over frames before pooling (0: plain mean over frames)
     dropout: float = 0.7  # after the convolutions (baseline value)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.channels <= 0 or self.channels % 2:
             raise ValueError(f"channels must be a positive even number, got {self.channels}")
         if self.lstm_layers < 0:
@@ -103,7 +105,7 @@ class LCNN(nn.Module):
         )
         self.embedding_dim = c * (in_dim // DOWNSAMPLE)
         self.lstm = nn.Sequential(*(BiLSTM(self.embedding_dim) for _ in range(cfg.lstm_layers)))
-        self.classifier = nn.Linear(self.embedding_dim, 2)
+        self.classifier = build_classifier(cfg, self.embedding_dim)
 
     def forward(self, features: Tensor) -> BackendOutput:
         if features.dim() != 3 or features.shape[1] != self.in_dim:

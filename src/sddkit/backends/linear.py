@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from sddkit.backends import BACKENDS
+from sddkit.backends.heads import ClassifierConfig, build_classifier
 from sddkit.detectors.outputs import BackendOutput
 from sddkit.errors import ConfigError
 
@@ -32,11 +33,12 @@ def mean_std_pool(x: Tensor, dim: int) -> Tensor:
 
 
 @dataclass
-class LinearHeadConfig:
+class LinearHeadConfig(ClassifierConfig):
     layout: Literal["auto", "frames", "spectral"] = "auto"  # frames: (B, N, D); spectral: (B, F, T)
     dropout: float = 0.0
 
     def __post_init__(self):
+        super().__post_init__()
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -50,7 +52,7 @@ class LinearHead(nn.Module):
         self.layout = cfg.layout
         self.dropout = nn.Dropout(cfg.dropout)
         self.embedding_dim = 2 * in_dim
-        self.classifier = nn.Linear(2 * in_dim, 2)
+        self.classifier = build_classifier(cfg, 2 * in_dim)
 
     def _time_axis(self, shape: torch.Size) -> int:
         if len(shape) != 3:

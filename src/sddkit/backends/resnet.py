@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sddkit.backends import BACKENDS
+from sddkit.backends.heads import ClassifierConfig, build_classifier
 from sddkit.detectors.outputs import BackendOutput
 from sddkit.errors import ConfigError
 
@@ -44,7 +45,7 @@ class BasicBlock(nn.Module):
 
 
 @dataclass
-class ResNetConfig:
+class ResNetConfig(ClassifierConfig):
     """ResNet-18 layout by default."""
 
     blocks: tuple[int, int, int, int] = (2, 2, 2, 2)
@@ -52,6 +53,7 @@ class ResNetConfig:
     dropout: float = 0.0  # on the pooled embedding, before the output layer
 
     def __post_init__(self):
+        super().__post_init__()
         if min(self.blocks) <= 0 or self.width <= 0:
             raise ValueError(f"blocks and width must be positive, got {self.blocks}, {self.width}")
         if not 0.0 <= self.dropout < 1.0:
@@ -84,7 +86,7 @@ class ResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(cfg.dropout)
         self.embedding_dim = c_in
-        self.classifier = nn.Linear(c_in, 2)
+        self.classifier = build_classifier(cfg, c_in)
 
     def forward(self, features: Tensor) -> BackendOutput:
         if features.dim() != 3 or features.shape[1] != self.in_dim:

@@ -29,12 +29,13 @@ from torch import Tensor, nn
 from sddkit.backends import BACKENDS
 from sddkit.backends.aasist import Pair, build_encoder, check_channel_chain, check_graph_config
 from sddkit.backends.graph import SpectroTemporalGraph
+from sddkit.backends.heads import ClassifierConfig, build_classifier
 from sddkit.detectors.outputs import BackendOutput
 from sddkit.errors import ConfigError
 
 
 @dataclass
-class SSLAASISTConfig:
+class SSLAASISTConfig(ClassifierConfig):
     """The reference SSL-AASIST head. filts: (in, out) channels of residual blocks 1-4 (5, 6 repeat 4)."""
 
     proj_dim: int = 128
@@ -47,6 +48,7 @@ class SSLAASISTConfig:
     reference_compat: bool = False
 
     def __post_init__(self):
+        super().__post_init__()
         if self.proj_dim < 3 or self.attention_dim <= 0:
             raise ValueError(f"need proj_dim >= 3 and attention_dim > 0, got {self.proj_dim}, {self.attention_dim}")
         pairs = [tuple(p) for p in self.filts]
@@ -83,7 +85,7 @@ class SSLAASISTHead(nn.Module):
             temperatures=cfg.temperatures,
         )
         self.dropout = nn.Dropout(cfg.dropout)
-        self.classifier = nn.Linear(self.graph.out_dim, 2)
+        self.classifier = build_classifier(cfg, self.graph.out_dim)
         self.embedding_dim = self.graph.out_dim
 
     def forward(self, features: Tensor) -> BackendOutput:

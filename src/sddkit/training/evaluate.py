@@ -77,7 +77,7 @@ def evaluate(
 ) -> EvalResult:
     """Score ``dataset`` with ``module`` in eval mode; every rank gets the full, gathered result.
 
-    The reported loss is ``loss_fn``'s cross-entropy alone (no auxiliary or alignment terms).
+    The reported loss is ``loss_fn``'s classification term alone (no auxiliary or alignment terms).
     """
     from sddkit.metrics import MetricError, eer
 
@@ -95,7 +95,7 @@ def evaluate(
                 y = batch["label"].to(device)
                 with autocast():
                     out = module(wave)
-                losses.append(float(loss_fn.cross_entropy(out.logits, y)) * len(y))
+                losses.append(float(loss_fn.classification(out.logits, y)) * len(y))
                 labels.append(batch["label"].numpy())
                 scores.append(out.score.float().cpu().numpy().astype(np.float64))
                 indices.append(batch["index"].numpy())

@@ -9,13 +9,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sddkit.backends.heads import CosineHead
 from sddkit.detectors.outputs import DetectorOutput
+from sddkit.errors import ConfigError
 from sddkit.training.recipe import LossConfig
 
 
 @dataclass
 class LossParts:
-    """total = ce + sum(aux); every entry a scalar tensor (``total`` keeps its graph)."""
+    """total = ce + sum(aux); every entry a scalar tensor (``total`` keeps its graph).
+
+    ``ce`` is the classification term: cross-entropy, or the OC-softmax loss with ``kind: oc_softmax``.
+    """
 
     total: Tensor
     ce: Tensor
@@ -71,14 +76,28 @@ class DetectionLoss:
         self.cfg = cfg
         self._weight = None if cfg.class_weights is None else torch.tensor(cfg.class_weights, dtype=torch.float32)
 
-    def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """The (weighted, smoothed) cross-entropy alone: logits (B, 2), labels (B,) -> scalar."""
+    def classification(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """The classification term alone (logged as ``ce``): logits (B, 2), labels (B,) -> scalar.
+
+        ``kind: ce``: (weighted, smoothed) cross-entropy. ``kind: oc_softmax``: the one-class loss on the
+        cosine score c = (bona fide log-odds) / oc_scale, with the same class weighting as cross-entropy.
+        """
+        logits = logits.float()
         weight = None if self._weight is None else self._weight.to(logits.device)
-        return F.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=self.cfg.label_smoothing)
+        if self.cfg.kind == "ce":
+            return F.cross_entropy(logits, labels, weight=weight, label_smoothing=self.cfg.label_smoothing)
+        scale, (m_spoof, m_bonafide) = self.cfg.oc_scale, self.cfg.oc_margins
+        log_odds = logits[:, 1] - logits[:, 0]  # = scale * c with a cosine head
+        bonafide = labels == 1
+        per_item = F.softplus(torch.where(bonafide, scale * m_bonafide - log_odds, log_odds - scale * m_spoof))
+        if weight is None:
+            return per_item.mean()
+        w = weight[labels]
+        return (w * per_item).sum() / w.sum()
 
     def __call__(self, output: DetectorOutput, labels: Tensor, domains: Tensor | None = None) -> LossParts:
         """domains: (B,) int64 domain index per item (-1 unknown); used only with ``domain_alignment``."""
-        ce = self.cross_entropy(output.logits, labels)
+        ce = self.classification(output.logits, labels)
         aux = {k: v.float().reshape(()) for k, v in output.aux_losses.items()}
         if self.cfg.domain_alignment > 0:
             if domains is None:
@@ -86,3 +105,16 @@ class DetectionLoss:
             aux["domain_alignment"] = self.cfg.domain_alignment * domain_spread(output.embedding, labels, domains)
         total = ce + torch.stack(list(aux.values())).sum() if aux else ce
         return LossParts(total=total, ce=ce, aux=aux)
+
+
+def check_loss_fits_model(cfg: LossConfig, model: torch.nn.Module) -> None:
+    """``kind: oc_softmax`` reads the score as ``oc_scale`` times a cosine: the model's output layers must be
+    cosine heads of that scale, or the margins would mean nothing. Raises ConfigError otherwise."""
+    if cfg.kind != "oc_softmax":
+        return
+    heads = [m for m in model.modules() if isinstance(m, CosineHead)]
+    if not heads:
+        raise ConfigError("loss.kind oc_softmax needs a back-end with head: cosine")
+    scales = sorted({h.scale for h in heads})
+    if scales != [cfg.oc_scale]:
+        raise ConfigError(f"loss.oc_scale is {cfg.oc_scale} but the cosine head_scale is {scales}: set them equal")

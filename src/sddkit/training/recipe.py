@@ -168,11 +168,18 @@ class LossConfig:
     domain_alignment: weight of a class-conditional alignment penalty on the detector's embeddings
     across the batch's domains (``data.domain_column``; see :func:`~sddkit.training.losses.domain_spread`);
     0 (the default) leaves the objective as it was.
+    kind: ``ce`` (cross-entropy) or ``oc_softmax`` (one-class softmax, Zhang et al. 2021), which needs a
+    back-end with ``head: cosine`` and ``head_scale`` equal to ``oc_scale``: with c the cosine score,
+    bona fide costs ``softplus(s * (m_bonafide - c))`` and spoof ``softplus(s * (c - m_spoof))``;
+    ``oc_margins`` = (m_spoof, m_bonafide), published (0.2, 0.9) with s = 20.
     """
 
     class_weights: tuple[float, float] | None = None
     label_smoothing: float = 0.0
     domain_alignment: float = 0.0
+    kind: Literal["ce", "oc_softmax"] = "ce"
+    oc_margins: tuple[float, float] = (0.2, 0.9)
+    oc_scale: float = 20.0
 
     def __post_init__(self) -> None:
         if self.class_weights is not None and (min(self.class_weights) < 0 or sum(self.class_weights) <= 0):
@@ -181,6 +188,15 @@ class LossConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.domain_alignment < 0:
             raise ValueError(f"domain_alignment must be >= 0, got {self.domain_alignment}")
+        spoof_margin, bonafide_margin = self.oc_margins
+        if not -1.0 <= spoof_margin < bonafide_margin <= 1.0:
+            raise ValueError(
+                f"oc_margins must be (m_spoof, m_bonafide) with -1 <= m_spoof < m_bonafide <= 1, got {self.oc_margins}"
+            )
+        if not self.oc_scale > 0:
+            raise ValueError(f"oc_scale must be > 0, got {self.oc_scale}")
+        if self.kind == "oc_softmax" and self.label_smoothing > 0:
+            raise ValueError("label_smoothing applies to kind: ce only, not to oc_softmax")
 
 
 @dataclass

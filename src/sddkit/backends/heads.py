@@ -1,0 +1,65 @@
+"""The output layer that every back-end ends with: embedding (B, E) -> logits (B, 2) (spoof, bona fide).
+
+- ``linear`` (default): ``nn.Linear(E, 2)``, as published for each back-end.
+- ``cosine``: one learnt direction w; with c = cos(w, x) the logits are (-s c / 2, +s c / 2), so the bona
+  fide log-odds is ``s * c``, bounded by the scale s (``head_scale``). Trained with plain cross-entropy it is
+  a normalised softmax; with ``loss.kind: oc_softmax`` it is the one-class (OC-softmax) set-up of Zhang,
+  Jiang and Duan (IEEE SPL 2021), whose score is c: bona fide embeddings gather around w, spoofs are
+  pushed away from it without being asked to form a cluster of their own.
+
+Back-end configs inherit :class:`ClassifierConfig`, so every back-end takes ``head`` and ``head_scale``
+and builds its output layer with :func:`build_classifier`. The layer is the back-end's ``classifier``
+attribute in both cases (state-dict keys ``classifier.weight`` [+ ``classifier.bias``]).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["ClassifierConfig", "CosineHead", "build_classifier"]
+
+
+@dataclass(kw_only=True)
+class ClassifierConfig:
+    """head: ``linear`` or ``cosine``; head_scale: s of the cosine head (its log-odds lie in [-s, s])."""
+
+    head: Literal["linear", "cosine"] = "linear"
+    head_scale: float = 20.0
+
+    def __post_init__(self) -> None:
+        if not self.head_scale > 0:
+            raise ValueError(f"head_scale must be > 0, got {self.head_scale}")
+
+
+class CosineHead(nn.Module):
+    """(B, E) -> logits (B, 2) = (-s c / 2, s c / 2), c = cos(w, x) with a learnt direction w (1, E)."""
+
+    def __init__(self, in_dim: int, scale: float):
+        super().__init__()
+        self.scale = float(scale)
+        self.weight = nn.Parameter(torch.empty(1, in_dim))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Linear's initialisation
+
+    def cosine(self, x: Tensor) -> Tensor:
+        """(B, E) -> (B,) cosine between each embedding and w."""
+        return F.linear(F.normalize(x, dim=-1), F.normalize(self.weight, dim=-1)).squeeze(-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        half = 0.5 * self.scale * self.cosine(x)
+        return torch.stack([-half, half], dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"in_dim={self.weight.shape[1]}, scale={self.scale}"
+
+
+def build_classifier(cfg: ClassifierConfig, in_dim: int) -> nn.Module:
+    """The output layer ``cfg.head`` asks for, on embeddings of size ``in_dim``."""
+    if cfg.head == "cosine":
+        return CosineHead(in_dim, cfg.head_scale)
+    return nn.Linear(in_dim, 2)
