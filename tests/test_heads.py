@@ -21,7 +21,7 @@ from sddkit.backends.heads import CosineHead
 from sddkit.config import from_dict
 from sddkit.detectors.outputs import DetectorOutput
 from sddkit.errors import ConfigError
-from sddkit.training.losses import DetectionLoss
+from sddkit.training.losses import DetectionLoss, check_loss_fits_model
 from sddkit.training.recipe import LossConfig
 from sddkit.training.trainer import Trainer
 
@@ -86,6 +86,8 @@ def test_oc_softmax_configuration_is_checked(tmp_path, monkeypatch):
             from_dict(LossConfig, bad)
     with pytest.raises(ConfigError, match="label_smoothing"):
         from_dict(LossConfig, {"kind": "oc_softmax", "label_smoothing": 0.1})
+    with pytest.raises(ConfigError, match="single detector"):  # e.g. a mixture: its output mixes probabilities
+        check_loss_fits_model(LossConfig(kind="oc_softmax"), torch.nn.ModuleList([CosineHead(4, 20.0)]))
     install_tiny(monkeypatch)
     data = {"train_data": SyntheticDataset(8), "val_data": SyntheticDataset(8, seed=9)}
     linear = {"frontend": {"name": "tiny_test"}, "backend": {"name": "linear"}}

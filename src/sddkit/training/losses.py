@@ -108,13 +108,13 @@ class DetectionLoss:
 
 
 def check_loss_fits_model(cfg: LossConfig, model: torch.nn.Module) -> None:
-    """``kind: oc_softmax`` reads the score as ``oc_scale`` times a cosine: the model's output layers must be
-    cosine heads of that scale, or the margins would mean nothing. Raises ConfigError otherwise."""
+    """``kind: oc_softmax`` reads the score as ``oc_scale`` times a cosine, so the model's own output layer
+    must be a cosine head of that scale (a detector with ``head: cosine``; not a mixture, whose output mixes
+    probabilities). Raises ConfigError otherwise."""
     if cfg.kind != "oc_softmax":
         return
-    heads = [m for m in model.modules() if isinstance(m, CosineHead)]
-    if not heads:
-        raise ConfigError("loss.kind oc_softmax needs a back-end with head: cosine")
-    scales = sorted({h.scale for h in heads})
-    if scales != [cfg.oc_scale]:
-        raise ConfigError(f"loss.oc_scale is {cfg.oc_scale} but the cosine head_scale is {scales}: set them equal")
+    head = getattr(getattr(model, "backend", None), "classifier", None)
+    if not isinstance(head, CosineHead):
+        raise ConfigError("loss.kind oc_softmax needs a single detector whose back-end has head: cosine")
+    if head.scale != cfg.oc_scale:
+        raise ConfigError(f"loss.oc_scale is {cfg.oc_scale} but the cosine head_scale is {head.scale}: set them equal")
