@@ -1,5 +1,6 @@
-"""The training objective: weighted cross-entropy over (spoof, bona fide) + the detector's aux losses,
-plus, optionally, a class-conditional domain-alignment penalty on the embeddings."""
+"""The training objective: a classification term over (spoof, bona fide), weighted cross-entropy or the
+one-class softmax (OC-softmax), + the detector's aux losses, plus, optionally, a class-conditional
+domain-alignment penalty on the embeddings."""
 
 from __future__ import annotations
 
