@@ -22,32 +22,31 @@ from sddkit.training.recipe import LossConfig
 from sddkit.training.strategy import StepContext
 from sddkit.training.trainer import Trainer
 
-# class 0 (spoof): domain 0 at (1, 0) and (3, 0), domain 1 at (0, 2); class 1 (bona fide): one domain only,
-# plus an item of unknown domain (-1), so it adds nothing.
-EMB = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.6, 0.8], [0.8, 0.6], [-1.0, 0.0]])
+# class 0 (spoof): two items of domain 0 at (1, 0), one of domain 1 at (0, 1); class 1 (bona fide): one
+# domain only, plus an item of unknown domain (-1), so it adds nothing.
+EMB = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.8, 0.6], [-1.0, 0.0]])
 LABELS = torch.tensor([0, 0, 0, 1, 1, 1])
 DOMAINS = torch.tensor([0, 0, 1, 2, 2, -1])
 
 
 def test_domain_spread_by_hand():
-    # spoof mean (4/3, 2/3); domain means (2, 0) and (0, 2): between = 2/3 * 8/9 + 1/3 * 32/9 = 16/9;
-    # total = (5/9 + 29/9 + 32/9) / 3 = 22/9; share between domains = 8/11
-    assert float(domain_spread(EMB, LABELS, DOMAINS)) == pytest.approx(8 / 11, rel=1e-6)
-    # a ratio of variances: scaling or shifting the embeddings changes nothing
-    assert float(domain_spread(7.0 * EMB, LABELS, DOMAINS)) == pytest.approx(8 / 11, rel=1e-6)
-    assert float(domain_spread(EMB + torch.tensor([5.0, -3.0]), LABELS, DOMAINS)) == pytest.approx(8 / 11, rel=1e-6)
-    # both classes count once each when both span two domains; bona fide: one item per domain -> all between
+    # spoof mean (2/3, 1/3): domain 0 is off by (1/3, -1/3), weight 2/3; domain 1 by (-2/3, 2/3), weight 1/3
+    expected = 2 / 3 * 2 / 9 + 1 / 3 * 8 / 9
+    assert float(domain_spread(EMB, LABELS, DOMAINS)) == pytest.approx(expected, rel=1e-6)
+    # the embeddings are normalised: scaling them changes nothing
+    assert float(domain_spread(7.0 * EMB, LABELS, DOMAINS)) == pytest.approx(expected, rel=1e-6)
+    # both classes count once each when both span two domains
     two = torch.tensor([0, 0, 1, 2, 3, -1])
-    assert float(domain_spread(EMB, LABELS, two)) == pytest.approx((8 / 11 + 1.0) / 2, rel=1e-6)
+    bona = (0.5 * (0.6 - 0.7) ** 2 * 2 + 0.5 * (0.8 - 0.7) ** 2 * 2) * 1.0  # two items, means (0.7, 0.7)
+    assert float(domain_spread(EMB, LABELS, two)) == pytest.approx((expected + bona) / 2, rel=1e-6)
 
 
 def test_domain_spread_is_zero_when_domains_share_class_means():
     emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.3, 0.4]])
     labels = torch.tensor([0, 0, 0, 0, 1])
-    domains = torch.tensor([0, 0, 1, 1, 1])  # each spoof domain holds one of each point
+    domains = torch.tensor([0, 0, 1, 1, 1])  # each spoof domain holds one of each direction
     assert float(domain_spread(emb, labels, domains)) == pytest.approx(0.0, abs=1e-7)
     assert float(domain_spread(emb, labels, torch.full((5,), -1))) == 0.0  # no known domain at all
-    assert float(domain_spread(torch.ones(5, 2), labels, domains)) == 0.0  # no variance at all: no penalty
 
 
 def test_loss_adds_the_weighted_penalty_and_zero_weight_changes_nothing():

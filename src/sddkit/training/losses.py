@@ -34,20 +34,19 @@ class LossParts:
         return out
 
 
-def domain_spread(embedding: Tensor, labels: Tensor, domains: Tensor, eps: float = 1e-8) -> Tensor:
-    """Share of each class's embedding variance that lies between domains, averaged over classes (a scalar).
+def domain_spread(embedding: Tensor, labels: Tensor, domains: Tensor) -> Tensor:
+    """Between-domain spread of the class-conditional means of unit-normalised embeddings (a scalar).
 
-    embedding: (B, E); labels, domains: (B,) int64, domain -1 = unknown (ignored). Per class c with items
-    from at least two domains: ``sum_d (n_cd / n_c) ||mu_cd - mu_c||^2 / mean_i ||z_i - mu_c||^2``, where
-    mu_cd is the mean of the class-c items of domain d and mu_c their pooled mean: the between-domain part
-    of the class's total variance, in [0, 1]. The result averages the classes that qualify (0 if none).
-    This is class-conditional domain alignment with a linear kernel: it is 0 exactly when every domain's bona
-    fide items, and every domain's spoof items, share one mean, and 1 when the domain alone fixes the
-    embedding. As a ratio it does not change when the embeddings are scaled or shifted, so neither can
-    lower it, and its weight means the same for every back-end.
+    embedding: (B, E); labels, domains: (B,) int64, domain -1 = unknown (ignored). Per class c with
+    items from at least two domains: ``sum_d (n_cd / n_c) * ||mu_cd - mu_c||^2``, where mu_cd is the mean
+    of the class-c items of domain d and mu_c their pooled mean; the result averages the classes that
+    qualify (0 if none). This is a first-moment (linear-kernel MMD) version of class-conditional domain
+    alignment: it is 0 exactly when every domain's bona fide items, and every domain's spoof items, share
+    one mean direction, so the score cannot depend on the domain through the class means. Embeddings are
+    normalised first so that shrinking them cannot lower the penalty.
     """
     known = domains >= 0
-    z = embedding.float()[known]
+    z = F.normalize(embedding.float()[known], dim=1)
     y, d = labels[known], domains[known]
     terms = []
     for c in (0, 1):
@@ -55,13 +54,12 @@ def domain_spread(embedding: Tensor, labels: Tensor, domains: Tensor, eps: float
         present, group = torch.unique(d[rows], return_inverse=True)
         if len(present) < 2:
             continue
-        zc = z[rows] - z[rows].mean(dim=0)  # centred on the class mean
+        zc = z[rows]
         counts = torch.bincount(group, minlength=len(present)).to(zc.dtype)  # (G,)
         means = torch.zeros(len(present), zc.shape[1], dtype=zc.dtype, device=zc.device).index_add_(0, group, zc)
-        means = means / counts[:, None]  # (G, E) domain means, relative to the class mean
-        between = (counts / counts.sum() * means.pow(2).sum(dim=1)).sum()
-        total = zc.pow(2).sum(dim=1).mean()
-        terms.append(between / (total + eps))
+        means = means / counts[:, None]
+        pooled = zc.mean(dim=0)
+        terms.append((counts / counts.sum() * (means - pooled).pow(2).sum(dim=1)).sum())
     if not terms:
         return embedding.new_zeros((), dtype=torch.float32)
     return torch.stack(terms).mean()
