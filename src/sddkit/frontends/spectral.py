@@ -18,7 +18,8 @@ padding included.
 
 Optional SpecAugment masking of the spectral features (``spec_augment: {freq_width: [0, 20], ...}``,
 the :class:`~sddkit.augment.specaugment.SpecAugmentConfig` fields): applied **in training mode only**,
-after normalisation, so that a mask reads as "average" rather than as silence; ``model.eval()`` (scoring,
+after normalisation, so that with ``normalize: true`` a zero mask reads as the utterance's average rather
+than as silence (without normalisation, ``mask_value: mean`` does that); ``model.eval()`` (scoring,
 validation, export) never masks. Masks come from torch's global generator, which the trainer seeds.
 It is off (``null``) by default.
 """
