@@ -19,9 +19,10 @@ from test_train_support import (
 from sddkit.backends import BACKENDS
 from sddkit.backends.heads import CosineHead
 from sddkit.config import from_dict
+from sddkit.detectors.detector import DetectorConfig, build_detector
 from sddkit.detectors.outputs import DetectorOutput
 from sddkit.errors import ConfigError
-from sddkit.training.losses import DetectionLoss, check_loss_fits_model
+from sddkit.training.losses import DetectionLoss
 from sddkit.training.recipe import LossConfig
 from sddkit.training.trainer import Trainer
 
@@ -56,7 +57,7 @@ def test_every_backend_takes_either_head(name):
 
 
 def test_oc_softmax_loss_by_hand():
-    cfg = LossConfig(kind="oc_softmax", oc_margins=(0.2, 0.9), oc_scale=20.0)
+    cfg = LossConfig(kind="oc_softmax", oc_margins=(0.2, 0.9))
     cos = torch.tensor([0.95, 0.3, 0.5, -0.4])
     labels = torch.tensor([1, 1, 0, 0])
     logits = torch.stack([-10.0 * cos, 10.0 * cos], dim=1)  # what a cosine head of scale 20 gives
@@ -71,31 +72,44 @@ def test_oc_softmax_loss_by_hand():
         softplus(20 * (0.5 - 0.2)),
         softplus(20 * (-0.4 - 0.2)),
     ]
-    parts = DetectionLoss(cfg)(out, labels)
+    parts = DetectionLoss(cfg, oc_scale=20.0)(out, labels)
     assert float(parts.ce) == pytest.approx(sum(per_item) / 4, rel=1e-5)
-    weighted = DetectionLoss(LossConfig(kind="oc_softmax", class_weights=(0.25, 0.75)))(out, labels)
+    weighted = DetectionLoss(LossConfig(kind="oc_softmax", class_weights=(0.25, 0.75)), oc_scale=20.0)(out, labels)
     expected = (0.75 * (per_item[0] + per_item[1]) + 0.25 * (per_item[2] + per_item[3])) / 2.0
     assert float(weighted.ce) == pytest.approx(expected, rel=1e-5)
     # validation reports the same term
-    assert float(DetectionLoss(cfg).classification(logits, labels)) == pytest.approx(sum(per_item) / 4, rel=1e-5)
+    assert float(DetectionLoss(cfg, oc_scale=20.0).classification(logits, labels)) == pytest.approx(
+        sum(per_item) / 4, rel=1e-5
+    )
 
 
 def test_oc_softmax_configuration_is_checked(tmp_path, monkeypatch):
-    for bad in ({"oc_margins": [0.9, 0.2]}, {"oc_margins": [0.2, 1.5]}, {"oc_scale": 0.0}):
-        with pytest.raises(ConfigError, match="oc_"):
+    for bad in ({"oc_margins": [0.9, 0.2]}, {"oc_margins": [0.2, 1.5]}):
+        with pytest.raises(ConfigError, match="oc_margins"):
             from_dict(LossConfig, bad)
+    with pytest.raises(ConfigError, match="oc_scale"):  # the scale is the head's (head_scale), not the loss's
+        from_dict(LossConfig, {"kind": "oc_softmax", "oc_scale": 20.0})
+    for scale in (None, 0.0):
+        with pytest.raises(ValueError, match="scale"):
+            DetectionLoss(LossConfig(kind="oc_softmax"), oc_scale=scale)
     with pytest.raises(ConfigError, match="label_smoothing"):
         from_dict(LossConfig, {"kind": "oc_softmax", "label_smoothing": 0.1})
     with pytest.raises(ConfigError, match="single detector"):  # e.g. a mixture: its output mixes probabilities
-        check_loss_fits_model(LossConfig(kind="oc_softmax"), torch.nn.ModuleList([CosineHead(4, 20.0)]))
+        DetectionLoss.for_model(LossConfig(kind="oc_softmax"), torch.nn.ModuleList([CosineHead(4, 20.0)]))
     install_tiny(monkeypatch)
     data = {"train_data": SyntheticDataset(8), "val_data": SyntheticDataset(8, seed=9)}
     linear = {"frontend": {"name": "tiny_test"}, "backend": {"name": "linear"}}
     with pytest.raises(ConfigError, match="head: cosine"):
         Trainer(_recipe(tmp_path, model=linear, loss={"kind": "oc_softmax"}), **data).fit()
-    cosine = {"frontend": {"name": "tiny_test"}, "backend": {"name": "linear", "head": "cosine", "head_scale": 10.0}}
-    with pytest.raises(ConfigError, match="oc_scale is 20.0 but the cosine head_scale is"):
-        Trainer(_recipe(tmp_path, model=cosine, loss={"kind": "oc_softmax"}), **data).fit()
+
+    # the loss takes its scale from the model's cosine head: at cosine 0.5 with head_scale 10, a spoof
+    # costs softplus(10 * (0.5 - 0.2)) (it would be softplus(20 * 0.3) at the default scale 20)
+    backend = {"name": "linear", "head": "cosine", "head_scale": 10.0}
+    detector = build_detector(from_dict(DetectorConfig, {"frontend": {"name": "tiny_test"}, "backend": backend}))
+    loss = DetectionLoss.for_model(LossConfig(kind="oc_softmax"), detector)
+    assert loss.oc_scale == 10.0
+    logits = torch.tensor([[-2.5, 2.5]])  # bona fide log-odds 5 = 10 * 0.5
+    assert float(loss.classification(logits, torch.tensor([0]))) == pytest.approx(math.log1p(math.exp(3.0)), rel=1e-6)
 
 
 def test_trainer_learns_with_oc_softmax(tmp_path, monkeypatch):

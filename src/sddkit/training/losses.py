@@ -71,23 +71,41 @@ class DetectionLoss:
     Logits are cast to float32 first so that a bf16-autocast forward still gets an fp32 loss.
     With class weights, torch's ``mean`` reduction divides by the summed weights of the batch's
     targets, so the loss scale does not depend on the class mix of a batch.
+
+    ``oc_scale``: with ``kind: oc_softmax``, the scale s of the model's cosine head (the loss reads the
+    bona fide log-odds as s times a cosine); build through :meth:`for_model` to take it from the model.
     """
 
-    def __init__(self, cfg: LossConfig):
+    def __init__(self, cfg: LossConfig, *, oc_scale: float | None = None):
+        if cfg.kind == "oc_softmax" and not (oc_scale is not None and oc_scale > 0):
+            raise ValueError(f"loss.kind oc_softmax needs the cosine head's scale (oc_scale > 0), got {oc_scale}")
         self.cfg = cfg
+        self.oc_scale = oc_scale
         self._weight = None if cfg.class_weights is None else torch.tensor(cfg.class_weights, dtype=torch.float32)
+
+    @classmethod
+    def for_model(cls, cfg: LossConfig, model: torch.nn.Module) -> DetectionLoss:
+        """The loss for training ``model``. ``kind: oc_softmax`` takes its scale from the model's own output
+        layer, which must be a cosine head (a detector with ``head: cosine``; not a mixture, whose output
+        mixes probabilities): raises ConfigError otherwise."""
+        if cfg.kind != "oc_softmax":
+            return cls(cfg)
+        head = getattr(getattr(model, "backend", None), "classifier", None)
+        if not isinstance(head, CosineHead):
+            raise ConfigError("loss.kind oc_softmax needs a single detector whose back-end has head: cosine")
+        return cls(cfg, oc_scale=head.scale)
 
     def classification(self, logits: Tensor, labels: Tensor) -> Tensor:
         """The classification term alone (logged as ``ce``): logits (B, 2), labels (B,) -> scalar.
 
         ``kind: ce``: (weighted, smoothed) cross-entropy. ``kind: oc_softmax``: the one-class loss on the
-        cosine score c = (bona fide log-odds) / oc_scale, with the same class weighting as cross-entropy.
+        cosine score c = (bona fide log-odds) / s, s the head's scale, with the same class weighting as cross-entropy.
         """
         logits = logits.float()
         weight = None if self._weight is None else self._weight.to(logits.device)
         if self.cfg.kind == "ce":
             return F.cross_entropy(logits, labels, weight=weight, label_smoothing=self.cfg.label_smoothing)
-        scale, (m_spoof, m_bonafide) = self.cfg.oc_scale, self.cfg.oc_margins
+        scale, (m_spoof, m_bonafide) = self.oc_scale, self.cfg.oc_margins
         log_odds = logits[:, 1] - logits[:, 0]  # = scale * c with a cosine head
         bonafide = labels == 1
         per_item = F.softplus(torch.where(bonafide, scale * m_bonafide - log_odds, log_odds - scale * m_spoof))
@@ -106,16 +124,3 @@ class DetectionLoss:
             aux["domain_alignment"] = self.cfg.domain_alignment * domain_spread(output.embedding, labels, domains)
         total = ce + torch.stack(list(aux.values())).sum() if aux else ce
         return LossParts(total=total, ce=ce, aux=aux)
-
-
-def check_loss_fits_model(cfg: LossConfig, model: torch.nn.Module) -> None:
-    """``kind: oc_softmax`` reads the score as ``oc_scale`` times a cosine, so the model's own output layer
-    must be a cosine head of that scale (a detector with ``head: cosine``; not a mixture, whose output mixes
-    probabilities). Raises ConfigError otherwise."""
-    if cfg.kind != "oc_softmax":
-        return
-    head = getattr(getattr(model, "backend", None), "classifier", None)
-    if not isinstance(head, CosineHead):
-        raise ConfigError("loss.kind oc_softmax needs a single detector whose back-end has head: cosine")
-    if head.scale != cfg.oc_scale:
-        raise ConfigError(f"loss.oc_scale is {cfg.oc_scale} but the cosine head_scale is {head.scale}: set them equal")

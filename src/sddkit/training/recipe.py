@@ -169,9 +169,9 @@ class LossConfig:
     across the batch's domains (``data.domain_column``; see :func:`~sddkit.training.losses.domain_spread`);
     0 (the default) leaves the objective as it was.
     kind: ``ce`` (cross-entropy) or ``oc_softmax`` (one-class softmax, Zhang et al. 2021), which needs a
-    back-end with ``head: cosine`` and ``head_scale`` equal to ``oc_scale``: with c the cosine score,
+    back-end with ``head: cosine``, whose ``head_scale`` is the loss's scale s: with c the cosine score,
     bona fide costs ``softplus(s * (m_bonafide - c))`` and spoof ``softplus(s * (c - m_spoof))``;
-    ``oc_margins`` = (m_spoof, m_bonafide), published (0.2, 0.9) with s = 20.
+    ``oc_margins`` = (m_spoof, m_bonafide), published (0.2, 0.9) with s = 20 (the default head_scale).
     """
 
     class_weights: tuple[float, float] | None = None
@@ -179,7 +179,6 @@ class LossConfig:
     domain_alignment: float = 0.0
     kind: Literal["ce", "oc_softmax"] = "ce"
     oc_margins: tuple[float, float] = (0.2, 0.9)
-    oc_scale: float = 20.0
 
     def __post_init__(self) -> None:
         if self.class_weights is not None and (min(self.class_weights) < 0 or sum(self.class_weights) <= 0):
@@ -193,8 +192,6 @@ class LossConfig:
             raise ValueError(
                 f"oc_margins must be (m_spoof, m_bonafide) with -1 <= m_spoof < m_bonafide <= 1, got {self.oc_margins}"
             )
-        if not self.oc_scale > 0:
-            raise ValueError(f"oc_scale must be > 0, got {self.oc_scale}")
         if self.kind == "oc_softmax" and self.label_smoothing > 0:
             raise ValueError("label_smoothing applies to kind: ce only, not to oc_softmax")
 

@@ -55,7 +55,7 @@ from sddkit.training.distributed import (
     select_device,
 )
 from sddkit.training.evaluate import EvalResult, evaluate
-from sddkit.training.losses import DetectionLoss, check_loss_fits_model
+from sddkit.training.losses import DetectionLoss
 from sddkit.training.molex import ExpertAddition, eer_by_attack, expert_use_by_attack, grown_frontend_config
 from sddkit.training.provenance import configure_determinism, git_commit, package_versions, seed_everything
 from sddkit.training.recipe import TrainRecipe
@@ -180,8 +180,7 @@ class Trainer:
         configure_determinism(cfg.deterministic)
         seed_everything(r.seed)  # identical initial weights on every rank
         self.module = self._build_model().to(self.device)
-        check_loss_fits_model(r.loss, self.module)
-        self.loss_fn = DetectionLoss(r.loss)
+        self.loss_fn = DetectionLoss.for_model(r.loss, self.module)
         resuming = self.resume and ckpt.latest_checkpoint(self.ckpt_dir) is not None
         # old-domain results of the model as it was, before any expert is added (a resume has them saved)
         molex_before = None if resuming else self._molex_before()
