@@ -6,19 +6,15 @@ installs them when missing and skips, saying why, only when they cannot be insta
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import socket
 import subprocess
-import threading
-import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import uvicorn
+from test_service import _uvicorn
 
 from sddkit.config import from_dict, to_dict
 from sddkit.detectors.mixture import MixtureConfig, build_mixture
@@ -67,25 +63,6 @@ def _ensure_chromium() -> tuple[str, str]:
     return browser, driver
 
 
-@contextlib.contextmanager
-def _uvicorn(app):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def mixture_dir(tmp_path_factory):
     """A real two-expert mixture (log-Mel+LCNN, LFCC+linear) with an MLP gate: it reports gate weights."""
@@ -132,7 +109,8 @@ def test_upload_in_browser_shows_decision_and_gate_weights(tmp_path, mixture_dir
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'chrome-profile'}")
-    with _uvicorn(create_app(mixture_dir)) as url:
+    with _uvicorn(create_app(mixture_dir)) as port:
+        url = f"http://127.0.0.1:{port}/"
         drv = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
         try:
             wait = WebDriverWait(drv, 60)

@@ -108,29 +108,35 @@ class Preset:
     description: str
 
 
-_XLSR_COMMON: dict[str, Any] = {
-    # as in the published facebook/wav2vec2-xls-r-* config.json files
-    "num_attention_heads": 16,
-    "feat_extract_norm": "layer",
-    "do_stable_layer_norm": True,
-    "conv_bias": True,
+_W2V_SHARED: dict[str, Any] = {
+    # what every published wav2vec 2.0 / XLS-R / HuBERT / WavLM config shares: the 7-layer conv feature
+    # extractor (20 ms hop at 16 kHz), the convolutional position embedding and the dropouts
     "conv_dim": (512,) * 7,
     "conv_kernel": (10, 3, 3, 3, 3, 2, 2),
     "conv_stride": (5, 2, 2, 2, 2, 2, 2),
     "num_conv_pos_embeddings": 128,
     "num_conv_pos_embedding_groups": 16,
-    "feat_extract_activation": "gelu",
     "hidden_act": "gelu",
     "layer_norm_eps": 1e-5,
     "hidden_dropout": 0.1,
     "attention_dropout": 0.1,
     "activation_dropout": 0.0,
     "feat_proj_dropout": 0.1,
+}
+_XLSR_COMMON: dict[str, Any] = {
+    # as in the published facebook/wav2vec2-xls-r-* config.json files
+    **_W2V_SHARED,
+    "num_attention_heads": 16,
+    "feat_extract_norm": "layer",
+    "do_stable_layer_norm": True,
+    "conv_bias": True,
+    "feat_extract_activation": "gelu",
     "mask_time_prob": 0.075,
     "mask_time_length": 10,
 }
 _BASE_COMMON: dict[str, Any] = {
     # the 12-layer "base" models: group-norm feature extractor, post-norm transformer
+    **_W2V_SHARED,
     "hidden_size": 768,
     "num_hidden_layers": 12,
     "num_attention_heads": 12,
@@ -138,17 +144,6 @@ _BASE_COMMON: dict[str, Any] = {
     "feat_extract_norm": "group",
     "do_stable_layer_norm": False,
     "conv_bias": False,
-    "conv_dim": (512,) * 7,
-    "conv_kernel": (10, 3, 3, 3, 3, 2, 2),
-    "conv_stride": (5, 2, 2, 2, 2, 2, 2),
-    "num_conv_pos_embeddings": 128,
-    "num_conv_pos_embedding_groups": 16,
-    "hidden_act": "gelu",
-    "layer_norm_eps": 1e-5,
-    "hidden_dropout": 0.1,
-    "attention_dropout": 0.1,
-    "activation_dropout": 0.0,
-    "feat_proj_dropout": 0.1,
     "mask_time_prob": 0.05,
 }
 _TINY_W2V: dict[str, Any] = {
