@@ -268,3 +268,23 @@ def test_lora_adapters_are_merged_at_load_and_scores_do_not_change(tmp_path, mon
     expected = unmerged.score(x, SR).raw_score
     assert det.score(x, SR).raw_score == pytest.approx(expected, abs=1e-5)
     assert abs(expected) > 1e-3  # a real score, not a degenerate zero
+
+
+def test_scoring_the_bundled_model_does_not_import_scipy(tmp_path):
+    """scipy's signal/stats/optimize stacks cost about 1.4 s of start-up; scoring needs none of them, so
+    one-file `sdd score` calls must not pay for them (they belong to training, augmentation and fitting)."""
+    import subprocess
+    import sys
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1, 16000)
+    code = (
+        "import sys\n"
+        "from sddkit.cli.main import main\n"
+        f"assert main(['score', {str(wav)!r}, '--out', {str(tmp_path / 's.csv')!r}, '--quiet']) == 0\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] == 'scipy'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "s.csv").read_text().count("\n") == 2  # header + the scored file

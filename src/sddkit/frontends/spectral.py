@@ -17,7 +17,7 @@ on raw audio) feed unnormalised features; the statistics span the whole (fixed-l
 padding included.
 
 Optional SpecAugment masking of the spectral features (``spec_augment: {freq_width: [0, 20], ...}``,
-the :class:`~sddkit.augment.specaugment.SpecAugmentConfig` fields): applied **in training mode only**,
+the :class:`~sddkit.features.specaugment.SpecAugmentConfig` fields): applied **in training mode only**,
 after normalisation, so that with ``normalize: true`` a zero mask reads as the utterance's average rather
 than as silence (without normalisation, ``mask_value: mean`` does that); ``model.eval()`` (scoring,
 validation, export) never masks. Masks come from torch's global generator, which the trainer seeds.
@@ -31,8 +31,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from sddkit.augment.specaugment import SpecAugment, SpecAugmentConfig
 from sddkit.detectors.outputs import FrontendOutput
+from sddkit.features.specaugment import SpecAugment, SpecAugmentConfig
 from sddkit.features.spectral import (
     LFCC,
     LFCCConfig,

@@ -26,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
 
 from sddkit.errors import ProtocolError
 
@@ -129,6 +128,8 @@ def fit_calibration(scores, labels, *, prior: float = 0.5, l2: float = 1e-6) -> 
         gn = wn * _sigmoid(sn)
         grad = np.array([(gt * zt).sum() + (gn * zn).sum() + 2 * l2 * w, gt.sum() + gn.sum()])
         return float(loss), grad
+
+    from scipy.optimize import minimize  # fitting only: scoring with a stored calibration needs no scipy
 
     res = minimize(objective, x0=np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
     w, c = (float(v) for v in res.x)
