@@ -109,8 +109,8 @@ class Preset:
 
 
 _W2V_SHARED: dict[str, Any] = {
-    # what every published wav2vec 2.0 / XLS-R / HuBERT / WavLM config shares: the 7-layer conv feature
-    # extractor (20 ms hop at 16 kHz), the convolutional position embedding and the dropouts
+    # what the XLS-R and 12-layer base presets below share: the 7-layer conv feature extractor (20 ms hop
+    # at 16 kHz), the convolutional position embedding, activations and dropouts
     "conv_dim": (512,) * 7,
     "conv_kernel": (10, 3, 3, 3, 3, 2, 2),
     "conv_stride": (5, 2, 2, 2, 2, 2, 2),
