@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sddkit.cli.list_cmd",
     "sddkit.cli.describe_cmd",
     "sddkit.cli.train_cmd",
+    "sddkit.cli.cv_cmd",
     "sddkit.cli.eval_cmd",
     "sddkit.cli.robustness_cmd",
     "sddkit.cli.demo_cmd",

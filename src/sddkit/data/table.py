@@ -115,6 +115,14 @@ class UtteranceTable:
             mask &= self._df[self._require(col)].isin(values).to_numpy()
         return UtteranceTable(self._df[mask], validate=False)
 
+    def exclude(self, **equals: str | Iterable[str]) -> UtteranceTable:
+        """Rows whose columns differ from the given value (or are not in the given collection)."""
+        mask = np.ones(len(self._df), dtype=bool)
+        for col, value in equals.items():
+            values = [value] if isinstance(value, str) else list(value)
+            mask &= ~self._df[self._require(col)].isin(values).to_numpy()
+        return UtteranceTable(self._df[mask], validate=False)
+
     def group_folds(self, by: Sequence[str], n: int) -> np.ndarray:
         """Fold index in ``[0, n)`` of every row (N,), the same for all rows of one group.
 

@@ -29,11 +29,14 @@ def read_tables(specs: ProtocolSpec | Sequence[ProtocolSpec] | None, what: str =
         table = read_protocol(spec.protocol, spec.format, **spec.options)
         if spec.where:
             table = table.where(**spec.where)
+        if spec.exclude:
+            table = table.exclude(**spec.exclude)
         if spec.folds is not None:
             table = table.subset(np.isin(table.group_folds(spec.folds.by, spec.folds.n), spec.folds.keep))
         if len(table) == 0:
             raise ConfigError(
-                f"{what}[{i}]: {spec.protocol} has no utterances (after where={spec.where}, folds={spec.folds})"
+                f"{what}[{i}]: {spec.protocol} has no utterances (after where={spec.where}, exclude={spec.exclude}, "
+                f"folds={spec.folds})"
             )
         tables.append(table)
     if not tables:

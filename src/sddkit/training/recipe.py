@@ -53,7 +53,8 @@ class ProtocolSpec:
     """One protocol/manifest read with ``sddkit.data.protocols.read_protocol(protocol, format, **options)``.
 
     options: the reader's own settings (``root`` audio folder, ``partitions``, ...). ``where`` keeps
-    only rows whose column value is listed, e.g. ``{attack: [A01, A02]}``; ``folds`` then keeps some
+    only rows whose column value is listed, e.g. ``{attack: [A01, A02]}``; ``exclude`` drops rows whose
+    column value is listed (``sdd cv`` holds sources out with it); ``folds`` then keeps some
     group folds (``FoldSpec``), e.g. ``{n: 4, keep: [3]}``. Relative paths are
     resolved against the working directory (run ``sdd train`` from the repo root).
     """
@@ -62,6 +63,7 @@ class ProtocolSpec:
     format: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     where: dict[str, str | list[str]] = field(default_factory=dict)
+    exclude: dict[str, str | list[str]] = field(default_factory=dict)
     folds: FoldSpec | None = None
 
 

@@ -1,0 +1,201 @@
+"""Leave-domains-out cross-validation of a recipe (``sdd cv``).
+
+A recipe's ``val`` shares its sources with ``train``, so it says how well a model fits the corpora it
+was trained on, not how it does on a corpus it never saw. Leave-one-domain-out validation asks the
+second question with training data alone: fold ``k`` holds out some values of a column (``source``,
+say), trains the recipe on the rest (its ``val`` loses the held-out rows too, so checkpoint selection
+sees none of them), and scores every held-out file of the recipe's ``train`` and ``val`` protocols with
+the selected checkpoint, whole files, the way ``sdd score`` does. The mean held-out EER over the folds is
+the recipe's score.
+
+Layout of ``out_dir``::
+
+    fold_<values>/               the fold's training run (trainer.out_dir): checkpoints/, best/, final/, ...
+    fold_<values>/held_out.csv   ``sdd score`` rows of the held-out files (appended, so a restart resumes)
+    fold_<values>/fold.json      the fold's figures, written last: a fold with it is done and is not rerun
+    cv.json                  all folds and the mean
+
+Nothing is lost on a crash: a fold interrupted in training resumes from its latest checkpoint, one
+interrupted while scoring skips the files already written.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sddkit.data.table import UtteranceTable
+from sddkit.errors import ConfigError
+from sddkit.training.recipe import ProtocolSpec, TrainRecipe, as_specs
+
+log = logging.getLogger(__name__)
+
+CV_NAME = "cv.json"
+FOLD_NAME = "fold.json"
+SCORES_NAME = "held_out.csv"
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """One fold: the values of ``column`` held out of training and validation."""
+
+    column: str
+    values: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.values)
+
+    @property
+    def dir_name(self) -> str:
+        """``fold_<values>``, named by what it holds out so that reordering the folds cannot mix runs up."""
+        return "fold_" + re.sub(r"[^A-Za-z0-9_.+-]", "_", self.name)
+
+
+def parse_folds(column: str, groups: Sequence[str]) -> list[HeldOut]:
+    """``["tortoise", "hifigan_demo,vits_demo"]`` -> one ``HeldOut`` per group (values comma-separated)."""
+    folds = [HeldOut(column, tuple(v.strip() for v in g.split(",") if v.strip())) for g in groups]
+    if len(folds) < 2:
+        raise ConfigError(f"cross-validation needs at least 2 held-out groups, got {len(folds)}")
+    seen: set[str] = set()
+    for fold in folds:
+        if not fold.values:
+            raise ConfigError(f"an empty held-out group in {list(groups)}")
+        again = seen.intersection(fold.values)
+        if again:
+            raise ConfigError(f"{sorted(again)} held out in more than one fold")
+        seen.update(fold.values)
+    return folds
+
+
+def _excluding(specs: ProtocolSpec | list[ProtocolSpec] | None, fold: HeldOut) -> list[ProtocolSpec]:
+    out = []
+    for spec in as_specs(specs):
+        spec = copy.deepcopy(spec)
+        already = spec.exclude.get(fold.column, [])
+        already = [already] if isinstance(already, str) else list(already)
+        spec.exclude[fold.column] = already + [v for v in fold.values if v not in already]
+        out.append(spec)
+    return out
+
+
+def fold_recipe(recipe: TrainRecipe, fold: HeldOut, out_dir: str | Path) -> TrainRecipe:
+    """The recipe of one fold: ``fold`` excluded from ``train`` and ``val``, the run written to ``out_dir``."""
+    r = copy.deepcopy(recipe)
+    r.data.train = _excluding(recipe.data.train, fold)
+    if recipe.data.val is not None:
+        r.data.val = _excluding(recipe.data.val, fold)
+    r.trainer.out_dir = str(out_dir)
+    return r
+
+
+def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
+    """The rows of the recipe's ``train`` and ``val`` protocols that ``fold`` holds out (duplicates once)."""
+    from sddkit.training.data import read_tables
+
+    specs = as_specs(recipe.data.train) + as_specs(recipe.data.val)
+    table = read_tables(specs, "data.train + data.val")
+    assert table is not None  # a recipe without train data fails in TrainRecipe itself
+    held = table.where(**{fold.column: list(fold.values)})
+    ids = held.column("utt_id")
+    _, first = np.unique(ids, return_index=True)
+    held = held.subset(np.sort(first))
+    labels = held.labels
+    if labels.size == 0:
+        raise ConfigError(f"no utterance has {fold.column} in {list(fold.values)}")
+    if labels.min() == labels.max():
+        kind = "bona fide" if labels[0] == 1 else "spoof"
+        raise ConfigError(f"held-out group {fold.name} has only {kind} files: its EER is undefined")
+    return held
+
+
+def _score_held_out(model_dir: Path, table: UtteranceTable, out_csv: Path, workers: int) -> np.ndarray:
+    """Raw scores (N,) of the table's files in table order, appended to ``out_csv`` as ``sdd score`` does."""
+    from sddkit.scoring.api import load_detector
+    from sddkit.scoring.batch import ScoreWriter, output_columns, read_rows, score_files
+
+    detector = load_detector(model_dir)
+    paths = [str(p) for p in table.column("path")]
+    with ScoreWriter(out_csv, output_columns(detector.weight_columns())) as writer:
+        score_files(detector, paths, writer, workers=workers, progress=False)
+    _, rows = read_rows(out_csv)
+    by_path = {row["path"]: row for row in rows}
+    failed = [p for p in paths if by_path.get(p, {}).get("error")]
+    if failed:
+        raise ConfigError(
+            f"{len(failed)} held-out files could not be scored, e.g. {failed[0]}: {by_path[failed[0]]['error']}"
+        )
+    return np.array([float(by_path[p]["score"]) for p in paths], dtype=np.float64)
+
+
+def run_fold(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path, *, workers: int = 2) -> dict[str, Any]:
+    """Train (or resume) one fold, score its held-out files with ``best/``, write ``fold.json``."""
+    from sddkit.metrics import eer
+    from sddkit.training.trainer import Trainer
+
+    done = fold_dir / FOLD_NAME
+    if done.exists():
+        figures = json.loads(done.read_text())
+        if figures.get("held_out") != list(fold.values) or figures.get("column") != fold.column:
+            raise ConfigError(f"{done} is the result of another fold ({figures.get('held_out')}); use a new out_dir")
+        log.info("fold %s already done (%s)", fold.name, done)
+        return figures
+    held = held_out_table(recipe, fold)  # fails before training when the group is unusable
+    result = Trainer(fold_recipe(recipe, fold, fold_dir), resume=True).fit()
+    if result.best_dir is None:
+        raise ConfigError(f"fold {fold.name}: the run exported no best/ model (does the recipe have val data?)")
+    scores = _score_held_out(result.best_dir, held, fold_dir / SCORES_NAME, workers)
+    labels = held.labels
+    per_value = {}
+    for value in fold.values:
+        mask = held.column(fold.column) == value
+        y = labels[mask]
+        per_value[value] = float(eer(y, scores[mask])) if y.size and 0 < y.sum() < y.size else None
+    figures = {
+        "held_out": list(fold.values),
+        "column": fold.column,
+        "n_bonafide": int(labels.sum()),
+        "n_spoof": int(labels.size - labels.sum()),
+        "eer": float(eer(labels, scores)),
+        "eer_per_value": per_value,
+        "val_eer": result.best_eer,
+        "best_step": result.best_step,
+        "steps": result.step,
+        "model_dir": str(result.best_dir),
+    }
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps(figures, indent=2))
+    tmp.replace(done)
+    return figures
+
+
+def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str | Path, *, workers: int = 2) -> dict:
+    """Run every fold in turn (finished folds are read back) and write ``cv.json``; returns its content."""
+    from sddkit.config import to_dict
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for k, fold in enumerate(folds):
+        log.info("fold %d/%d: holding out %s=%s", k + 1, len(folds), fold.column, fold.name)
+        results.append(run_fold(recipe, fold, out / fold.dir_name, workers=workers))
+    eers = np.array([r["eer"] for r in results])
+    summary = {
+        "column": folds[0].column,
+        "folds": results,
+        "mean_eer": float(eers.mean()),
+        "std_eer": float(eers.std(ddof=1)) if eers.size > 1 else 0.0,
+        "recipe": to_dict(recipe),
+    }
+    tmp = out / (CV_NAME + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(out / CV_NAME)
+    return summary

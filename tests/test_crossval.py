@@ -1,0 +1,144 @@
+"""Leave-domains-out cross-validation (``sdd cv``): folds, held-out data, resumption."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_train_support import one_thread, write_corpus  # noqa: F401  (autouse fixture)
+
+from sddkit.cli.main import main
+from sddkit.config import from_dict
+from sddkit.data.protocols import read_protocol
+from sddkit.errors import ConfigError
+from sddkit.training import crossval
+from sddkit.training.crossval import HeldOut, cross_validate, fold_recipe, held_out_table, parse_folds
+from sddkit.training.data import read_tables
+from sddkit.training.recipe import TrainRecipe
+
+TINY = {"frontend": {"name": "logmel", "n_mels": 32}, "backend": {"name": "lcnn", "channels": 4, "lstm_layers": 1}}
+
+
+def _corpus(tmp_path, partition: str, seed: int):
+    """A synthetic protocol whose rows spread over sources s0, s1, s2, each with both classes."""
+    csv = write_corpus(tmp_path / partition, n=18, samples=4000, seed=seed, partition=partition)
+    df = pd.read_csv(csv, keep_default_na=False)
+    df["source"] = [f"s{(i // 3) % 3}" for i in range(len(df))]  # every 3rd row is bona fide: each source has some
+    df.to_csv(csv, index=False)
+    return csv
+
+
+def _recipe(tmp_path, **trainer) -> TrainRecipe:
+    spec = lambda csv: {"protocol": str(csv), "format": "utterance_table"}  # noqa: E731
+    return from_dict(
+        TrainRecipe,
+        {
+            "seed": 0,
+            "model": TINY,
+            "data": {
+                "train": spec(_corpus(tmp_path, "train", 0)),
+                "val": spec(_corpus(tmp_path, "val", 1)),
+                "crop_samples": 4000,
+                "batch_size": 4,
+            },
+            "optimizer": {"lr": 1e-2},
+            "trainer": {"max_steps": 2, "out_dir": str(tmp_path / "unused"), "progress": False, **trainer},
+        },
+    )
+
+
+def test_table_exclude_is_the_complement_of_where(tmp_path):
+    table = read_protocol(_corpus(tmp_path, "train", 0), "utterance_table")
+    kept = table.exclude(source=["s0", "s2"])
+    assert set(kept.column("source")) == {"s1"}
+    assert len(kept) + len(table.where(source=["s0", "s2"])) == len(table)
+    assert len(table.exclude(source="s1")) == len(table) - len(table.where(source="s1"))
+
+
+def test_parse_folds_rejects_bad_groups():
+    folds = parse_folds("source", ["a", " b , c "])
+    assert folds == [HeldOut("source", ("a",)), HeldOut("source", ("b", "c"))]
+    assert folds[1].dir_name == "fold_b+c"
+    with pytest.raises(ConfigError, match="at least 2"):
+        parse_folds("source", ["a"])
+    with pytest.raises(ConfigError, match="more than one fold"):
+        parse_folds("source", ["a,b", "b"])
+    with pytest.raises(ConfigError, match="empty"):
+        parse_folds("source", ["a", ","])
+
+
+def test_fold_recipe_holds_the_group_out_of_train_and_val_only(tmp_path):
+    recipe = _recipe(tmp_path)
+    fold = HeldOut("source", ("s1",))
+    r = fold_recipe(recipe, fold, tmp_path / "f")
+    train, val = read_tables(r.data.train), read_tables(r.data.val)
+    assert set(train.column("source")) == {"s0", "s2"} and set(val.column("source")) == {"s0", "s2"}
+    assert r.trainer.out_dir == str(tmp_path / "f")
+    # the recipe given is not changed, and exclusions already in a spec are kept
+    assert set(read_tables(recipe.data.train).column("source")) == {"s0", "s1", "s2"}
+    r2 = fold_recipe(r, HeldOut("source", ("s2",)), tmp_path / "g")
+    assert set(read_tables(r2.data.train).column("source")) == {"s0"}
+
+    held = held_out_table(recipe, fold)
+    assert set(held.column("source")) == {"s1"}
+    assert set(held.column("partition")) == {"train", "val"}  # held-out files of train and val both count
+    assert len(held) == len(read_tables(recipe.data.train).where(source="s1")) * 2
+    with pytest.raises(ConfigError, match="no utterance"):
+        held_out_table(recipe, HeldOut("source", ("nowhere",)))
+
+
+def test_held_out_group_with_one_class_is_refused_before_training(tmp_path):
+    recipe = _recipe(tmp_path)
+    # a source of bona fide files only (like sddbench's resemblyzer) has no EER
+    for csv in (recipe.data.train.protocol, recipe.data.val.protocol):  # type: ignore[union-attr]
+        df = pd.read_csv(csv, keep_default_na=False)
+        df.loc[df["label"] == "bonafide", "source"] = "bona_only"
+        df.to_csv(csv, index=False)
+    with pytest.raises(ConfigError, match="only bona fide"):
+        held_out_table(recipe, HeldOut("source", ("bona_only",)))
+
+
+def test_cross_validate_trains_scores_and_resumes(tmp_path, monkeypatch):
+    recipe = _recipe(tmp_path, val_every=1)
+    folds = parse_folds("source", ["s0", "s1,s2"])
+    out = tmp_path / "cv"
+    summary = cross_validate(recipe, folds, out, workers=0)
+
+    assert [f["held_out"] for f in summary["folds"]] == [["s0"], ["s1", "s2"]]
+    written = json.loads((out / "cv.json").read_text())
+    assert written["mean_eer"] == pytest.approx(np.mean([f["eer"] for f in summary["folds"]]))
+    for fold, fig in zip(folds, summary["folds"]):
+        held = held_out_table(recipe, fold)
+        assert fig["n_bonafide"] + fig["n_spoof"] == len(held)
+        assert 0.0 <= fig["eer"] <= 1.0 and fig["val_eer"] is not None and fig["steps"] == 2
+        rows = pd.read_csv(out / fold.dir_name / "held_out.csv")
+        assert sorted(rows["path"]) == sorted(held.column("path"))  # every held-out file scored once
+        run = json.loads((out / fold.dir_name / "run.json").read_text())
+        for section in ("train", "val"):  # the fold's own run never saw its held-out sources
+            specs = run["recipe"]["data"][section]
+            specs = specs if isinstance(specs, list) else [specs]
+            assert all(s["exclude"] == {"source": list(fold.values)} for s in specs)
+
+    # a rerun reads finished folds back instead of training them again
+    def no_training(*a, **k):
+        raise AssertionError("a finished fold was trained again")
+
+    monkeypatch.setattr("sddkit.training.trainer.Trainer.fit", no_training)
+    again = cross_validate(recipe, folds, out, workers=0)
+    assert again["folds"] == summary["folds"]
+
+    # fold.json of another fold under the same name is an error, not a silent reuse
+    fig = json.loads((out / folds[0].dir_name / crossval.FOLD_NAME).read_text())
+    fig["held_out"] = ["other"]
+    (out / folds[0].dir_name / crossval.FOLD_NAME).write_text(json.dumps(fig))
+    with pytest.raises(ConfigError, match="another fold"):
+        cross_validate(recipe, folds, out, workers=0)
+
+
+def test_sdd_cv_needs_two_groups(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: {frontend: logmel, backend: lcnn}\n")
+    assert main(["cv", str(recipe), "--hold-out", "a", "--out", str(tmp_path / "o")]) == 2
+    assert "at least 2 held-out groups" in capsys.readouterr().err
