@@ -10,6 +10,7 @@ that registry into a :class:`~sddkit.registry.ComponentSpec`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -215,3 +216,24 @@ def _list_index(node: list, part: str, item: str) -> int:
     if not -len(node) <= index < len(node):
         raise ConfigError(f"override {item!r}: index {index} is out of range for a list of {len(node)}")
     return index
+
+
+# --- value checks shared by config dataclasses (a ValueError becomes a ConfigError in from_dict) ---------
+def check_range(name: str, value: Sequence[float], lo: float | None = None, hi: float | None = None) -> None:
+    """Validate a ``(low, high)`` parameter range: finite, ordered, within ``[lo, hi]`` when given."""
+    if len(value) != 2:
+        raise ValueError(f"{name} must be a (low, high) pair, got {value!r}")
+    a, b = value
+    if not (math.isfinite(a) and math.isfinite(b)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if a > b:
+        raise ValueError(f"{name}: low {a} is above high {b}")
+    if lo is not None and a < lo:
+        raise ValueError(f"{name}: values must be >= {lo}, got {value!r}")
+    if hi is not None and b > hi:
+        raise ValueError(f"{name}: values must be <= {hi}, got {value!r}")
+
+
+def check_probability(p: float) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be in [0, 1], got {p}")

@@ -21,31 +21,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from sddkit.config import check_probability, check_range  # noqa: F401  (re-exported: augmentations use them)
+
 Range = tuple[float, float]
 
 # Silence has no level to match an SNR or RMS against; treat anything quieter than this
 # power (-100 dBFS) as silent so divisions stay finite.
 SILENCE_POWER = 1e-10
-
-
-def check_range(name: str, value: Sequence[float], lo: float | None = None, hi: float | None = None) -> None:
-    """Validate a ``(low, high)`` parameter range (``ValueError`` -> ``ConfigError`` in ``from_dict``)."""
-    if len(value) != 2:
-        raise ValueError(f"{name} must be a (low, high) pair, got {value!r}")
-    a, b = value
-    if not (np.isfinite(a) and np.isfinite(b)):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if a > b:
-        raise ValueError(f"{name}: low {a} is above high {b}")
-    if lo is not None and a < lo:
-        raise ValueError(f"{name}: values must be >= {lo}, got {value!r}")
-    if hi is not None and b > hi:
-        raise ValueError(f"{name}: values must be <= {hi}, got {value!r}")
-
-
-def check_probability(p: float) -> None:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be in [0, 1], got {p}")
 
 
 @dataclass

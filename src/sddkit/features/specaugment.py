@@ -23,6 +23,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
+from sddkit.config import check_probability, check_range
+
 
 @dataclass
 class SpecAugmentConfig:
@@ -40,15 +42,12 @@ class SpecAugmentConfig:
 
     def __post_init__(self) -> None:
         for name in ("freq_width", "time_width"):
-            lo, hi = getattr(self, name)
-            if lo < 0 or lo > hi:
-                raise ValueError(f"{name} must be a (low, high) pair with 0 <= low <= high, got {(lo, hi)}")
+            check_range(name, getattr(self, name), lo=0)
         if self.num_freq_masks < 0 or self.num_time_masks < 0:
             raise ValueError("mask counts must be >= 0")
         if not 0.0 < self.max_time_fraction <= 1.0:
             raise ValueError(f"max_time_fraction must be in (0, 1], got {self.max_time_fraction}")
-        if not 0.0 <= self.p <= 1.0:
-            raise ValueError(f"p must be in [0, 1], got {self.p}")
+        check_probability(self.p)
 
 
 def _band_masks(
