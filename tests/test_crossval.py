@@ -142,3 +142,11 @@ def test_sdd_cv_needs_two_groups(tmp_path, capsys):
     recipe.write_text("model: {frontend: logmel, backend: lcnn}\n")
     assert main(["cv", str(recipe), "--hold-out", "a", "--out", str(tmp_path / "o")]) == 2
     assert "at least 2 held-out groups" in capsys.readouterr().err
+
+
+def test_cross_validation_refuses_torchrun(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(ConfigError, match="without torchrun"):
+        cross_validate(_recipe(tmp_path), parse_folds("source", ["s0", "s1"]), tmp_path / "cv")

@@ -180,7 +180,10 @@ def run_fold(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path, *, workers: int
 def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str | Path, *, workers: int = 2) -> dict:
     """Run every fold in turn (finished folds are read back) and write ``cv.json``; returns its content."""
     from sddkit.config import to_dict
+    from sddkit.training.distributed import dist_info_from_env
 
+    if dist_info_from_env().enabled:  # every rank would score the held-out files into the same CSV
+        raise ConfigError("sdd cv runs in one process; start it without torchrun")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = []

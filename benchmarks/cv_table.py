@@ -1,0 +1,69 @@
+"""Markdown table of ``sdd cv`` results, one row per recipe.
+
+    python benchmarks/cv_table.py R30=runs/cv_R30 R60=runs/cv_R60 [--reference R30=36.0 --reference R60=44.8]
+
+Columns: each fold's held-out EER, the mean over folds, and the fold runs' own validation EER (their
+checkpoint selection, on the recipe's ``val`` without the held-out sources). ``--reference NAME=EER``
+adds a column of another figure per recipe (e.g. its ``test_unseen`` EER in percent) and the Spearman
+rank correlation between it and the cross-validation mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise SystemExit(f"{what} must be NAME=VALUE, got {item!r}")
+        out[name] = value
+    return out
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Rank correlation (average ranks for ties)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("runs", nargs="+", metavar="NAME=DIR", help="sdd cv output folders")
+    p.add_argument("--reference", action="append", default=[], metavar="NAME=EER", help="another EER (%%) per recipe")
+    args = p.parse_args(argv)
+    runs = {name: json.loads((Path(d) / "cv.json").read_text()) for name, d in _pairs(args.runs, "a run").items()}
+    refs = {k: float(v) for k, v in _pairs(args.reference, "--reference").items()}
+    folds = [" + ".join(f["held_out"]) for f in next(iter(runs.values()))["folds"]]
+    for name, cv in runs.items():
+        if [" + ".join(f["held_out"]) for f in cv["folds"]] != folds:
+            raise SystemExit(f"{name} was run with other folds than the first recipe")
+    head = ["recipe", *[f"held out: {f}" for f in folds], "mean", "fold runs' val (mean)"]
+    if refs:
+        head.append("reference")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for name, cv in runs.items():
+        vals = [f["val_eer"] for f in cv["folds"] if f["val_eer"] is not None]
+        row = [name, *[f"{100 * f['eer']:.1f}" for f in cv["folds"]], f"**{100 * cv['mean_eer']:.1f}**"]
+        row.append(f"{100 * np.mean(vals):.1f}" if vals else "n/a")
+        if refs:
+            row.append(f"{refs[name]:.1f}" if name in refs else "")
+        print("| " + " | ".join(row) + " |")
+    common = [n for n in runs if n in refs]
+    if len(common) >= 3:
+        cv_mean = np.array([runs[n]["mean_eer"] for n in common])
+        ref = np.array([refs[n] for n in common])
+        print(f"\nSpearman(cv mean, reference) over {len(common)} recipes: {spearman(cv_mean, ref):+.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
