@@ -150,3 +150,25 @@ def test_cross_validation_refuses_torchrun(tmp_path, monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "0")
     with pytest.raises(ConfigError, match="without torchrun"):
         cross_validate(_recipe(tmp_path), parse_folds("source", ["s0", "s1"]), tmp_path / "cv")
+
+
+def test_unreadable_held_out_file_fails_the_fold_and_is_retried(tmp_path):
+    recipe = _recipe(tmp_path)
+    fold = HeldOut("source", ("s1",))
+    held = held_out_table(recipe, fold)
+    broken = held.column("path")[0]
+    good = open(broken, "rb").read()
+    run_dir = tmp_path / "cv" / fold.dir_name
+    train_paths = set(read_tables(fold_recipe(recipe, fold, run_dir).data.train).column("path"))
+    assert broken not in train_paths  # only the scoring of held-out files reads it
+    with open(broken, "wb") as fh:
+        fh.write(b"not audio")
+    with pytest.raises(ConfigError, match="could not be scored"):
+        crossval.run_fold(recipe, fold, run_dir, workers=0)
+    assert not (run_dir / crossval.FOLD_NAME).exists()
+    assert broken not in set(pd.read_csv(run_dir / crossval.SCORES_NAME)["path"])
+    with open(broken, "wb") as fh:  # mended: the rerun resumes training (already done) and scores it
+        fh.write(good)
+    fig = crossval.run_fold(recipe, fold, run_dir, workers=0)
+    assert fig["n_bonafide"] + fig["n_spoof"] == len(held)
+    assert broken in set(pd.read_csv(run_dir / crossval.SCORES_NAME)["path"])

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ConfigError
@@ -130,6 +131,9 @@ def _score_held_out(model_dir: Path, table: UtteranceTable, out_csv: Path, worke
     by_path = {row["path"]: row for row in rows}
     failed = [p for p in paths if by_path.get(p, {}).get("error")]
     if failed:
+        # drop the error rows, so that a rerun after the files are mended scores them instead of skipping them
+        kept = pd.read_csv(out_csv, keep_default_na=False)
+        kept[~kept["path"].isin(failed)].to_csv(out_csv, index=False)
         raise ConfigError(
             f"{len(failed)} held-out files could not be scored, e.g. {failed[0]}: {by_path[failed[0]]['error']}"
         )
