@@ -109,19 +109,19 @@ class UtteranceTable:
     # --- derived tables ---------------------------------------------------------------------
     def where(self, **equals: str | Iterable[str]) -> UtteranceTable:
         """Rows whose columns equal the given value (or are in the given collection)."""
-        mask = np.ones(len(self._df), dtype=bool)
-        for col, value in equals.items():
-            values = [value] if isinstance(value, str) else list(value)
-            mask &= self._df[self._require(col)].isin(values).to_numpy()
-        return UtteranceTable(self._df[mask], validate=False)
+        return UtteranceTable(self._df[self._matches(equals, keep=True)], validate=False)
 
     def exclude(self, **equals: str | Iterable[str]) -> UtteranceTable:
         """Rows whose columns differ from the given value (or are not in the given collection)."""
+        return UtteranceTable(self._df[self._matches(equals, keep=False)], validate=False)
+
+    def _matches(self, equals: dict[str, str | Iterable[str]], *, keep: bool) -> np.ndarray:
+        """(N,) bool: every column's value is listed (``keep``) or, for ``keep=False``, none is."""
         mask = np.ones(len(self._df), dtype=bool)
         for col, value in equals.items():
-            values = [value] if isinstance(value, str) else list(value)
-            mask &= ~self._df[self._require(col)].isin(values).to_numpy()
-        return UtteranceTable(self._df[mask], validate=False)
+            listed = self._df[self._require(col)].isin([value] if isinstance(value, str) else list(value))
+            mask &= listed.to_numpy() if keep else ~listed.to_numpy()
+        return mask
 
     def group_folds(self, by: Sequence[str], n: int) -> np.ndarray:
         """Fold index in ``[0, n)`` of every row (N,), the same for all rows of one group.
