@@ -85,6 +85,19 @@ def test_score_folder_csv_with_error_rows(tmp_path, model_dir, capsys):
     assert (summary["scored"], summary["failed"], summary["skipped"]) == (3, 2, 0)
 
 
+def test_drop_paths_removes_rows_so_a_rerun_scores_them_again(tmp_path, model_dir):
+    files = _corpus(tmp_path / "audio")
+    for out in (tmp_path / "s.csv", tmp_path / "s.jsonl"):
+        args = ["score", str(files["a"]), str(files["b"]), "--model", str(model_dir), "--out", str(out), "--quiet"]
+        assert main(args) == 0
+        header, before = batch.read_rows(out)
+        batch.drop_paths(out, [str(files["a"])])
+        header_after, after = batch.read_rows(out)
+        assert header_after == header and after == [r for r in before if r["path"] != str(files["a"])]
+        assert main(args) == 0  # the dropped file is no longer "done": it is scored again, once
+        assert sorted(r["path"] for r in batch.read_rows(out)[1]) == sorted(str(files[k]) for k in ("a", "b"))
+
+
 def test_manifests_list_csv_and_protocol(tmp_path, model_dir):
     files = _corpus(tmp_path / "audio")
     lst = tmp_path / "audio" / "list.txt"

@@ -275,6 +275,18 @@ def result_row(path: str, result: ScoreResult | None, columns: Sequence[str], er
     return row
 
 
+def drop_paths(path: Path, paths: Sequence[str]) -> None:
+    """Rewrite a :class:`ScoreWriter` output (CSV or JSONL) without the rows of ``paths`` (atomically), so that
+    the next run scores those files again instead of skipping them as done."""
+    header, rows = read_rows(path)
+    drop = set(paths)
+    kept = [r for r in rows if r.get("path") not in drop]
+    if header is None:
+        _atomic_write_jsonl(path, kept)
+    else:
+        _atomic_write_csv(path, header, kept)
+
+
 def _fmt(v: Any) -> Any:
     return format(v, ".7g") if isinstance(v, float) else v
 

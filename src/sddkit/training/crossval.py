@@ -13,7 +13,7 @@ Layout of ``out_dir``::
     fold_<values>/               the fold's training run (trainer.out_dir): checkpoints/, best/, final/, ...
     fold_<values>/held_out.csv   ``sdd score`` rows of the held-out files (appended, so a restart resumes)
     fold_<values>/fold.json      the fold's figures, written last: a fold with it is done and is not rerun
-    cv.json                  all folds and the mean
+    cv.json                      all folds and the mean
 
 Nothing is lost on a crash: a fold interrupted in training resumes from its latest checkpoint, one
 interrupted while scoring skips the files already written.
@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from sddkit.data.table import UtteranceTable
+from sddkit.detectors.model_dir import atomic_write_bytes
 from sddkit.errors import ConfigError
 from sddkit.training.recipe import ProtocolSpec, TrainRecipe, as_specs
 
@@ -121,7 +121,7 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
 def _score_held_out(model_dir: Path, table: UtteranceTable, out_csv: Path, workers: int) -> np.ndarray:
     """Raw scores (N,) of the table's files in table order, appended to ``out_csv`` as ``sdd score`` does."""
     from sddkit.scoring.api import load_detector
-    from sddkit.scoring.batch import ScoreWriter, output_columns, read_rows, score_files
+    from sddkit.scoring.batch import ScoreWriter, drop_paths, output_columns, read_rows, score_files
 
     detector = load_detector(model_dir)
     paths = [str(p) for p in table.column("path")]
@@ -131,9 +131,7 @@ def _score_held_out(model_dir: Path, table: UtteranceTable, out_csv: Path, worke
     by_path = {row["path"]: row for row in rows}
     failed = [p for p in paths if by_path.get(p, {}).get("error")]
     if failed:
-        # drop the error rows, so that a rerun after the files are mended scores them instead of skipping them
-        kept = pd.read_csv(out_csv, keep_default_na=False)
-        kept[~kept["path"].isin(failed)].to_csv(out_csv, index=False)
+        drop_paths(out_csv, failed)  # a rerun after the files are mended scores them instead of skipping them
         raise ConfigError(
             f"{len(failed)} held-out files could not be scored, e.g. {failed[0]}: {by_path[failed[0]]['error']}"
         )
@@ -175,9 +173,7 @@ def run_fold(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path, *, workers: int
         "steps": result.step,
         "model_dir": str(result.best_dir),
     }
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps(figures, indent=2))
-    tmp.replace(done)
+    atomic_write_bytes(done, (json.dumps(figures, indent=2) + "\n").encode())
     return figures
 
 
@@ -202,7 +198,5 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
         "std_eer": float(eers.std(ddof=1)) if eers.size > 1 else 0.0,
         "recipe": to_dict(recipe),
     }
-    tmp = out / (CV_NAME + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(out / CV_NAME)
+    atomic_write_bytes(out / CV_NAME, (json.dumps(summary, indent=2) + "\n").encode())
     return summary
