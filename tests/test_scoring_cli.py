@@ -98,6 +98,44 @@ def test_drop_paths_removes_rows_so_a_rerun_scores_them_again(tmp_path, model_di
         assert sorted(r["path"] for r in batch.read_rows(out)[1]) == sorted(str(files[k]) for k in ("a", "b"))
 
 
+@pytest.mark.parametrize("name", ["s.csv", "s.jsonl"])
+def test_retry_errors_scores_a_mended_file_again(tmp_path, model_dir, name):
+    files = _corpus(tmp_path / "audio")
+    broken = tmp_path / "audio" / "broken.wav"
+    out = tmp_path / name
+    args = ["score", str(files["a"]), str(broken), "--model", str(model_dir), "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    _wav(broken, 0.6, 9)  # the file is mended after the first run
+    assert main(args) == 0  # a plain resume keeps the error row: the file counts as done
+    assert batch.failed_paths(out) == [str(broken)]
+    assert main([*args, "--retry-errors"]) == 0
+    rows = batch.read_rows(out)[1]
+    assert sorted(r["path"] for r in rows) == sorted([str(files["a"]), str(broken)])  # one row each
+    assert batch.failed_paths(out) == []
+    row = next(r for r in rows if r["path"] == str(broken))
+    assert float(row["score"]) == pytest.approx(load_detector(model_dir).score_file(broken).score, rel=1e-5, abs=1e-6)
+
+
+def test_shard_merge_prefers_a_retried_success_over_the_merged_error_row(tmp_path, model_dir, monkeypatch):
+    files = _corpus(tmp_path / "audio")
+    broken = tmp_path / "audio" / "broken.wav"
+    out = tmp_path / "m.csv"
+    args = ["score", str(files["a"]), str(broken), "--model", str(model_dir), "--out", str(out), "--quiet"]
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        assert main(args) == 0
+    assert batch.failed_paths(out) == [str(broken)]  # merged, with its error row
+    _wav(broken, 0.6, 9)
+    for rank in ("0", "1"):  # the rank that owns the mended file rescores it; the merge keeps the success
+        monkeypatch.setenv("RANK", rank)
+        assert main([*args, "--retry-errors"]) == 0
+    rows = batch.read_rows(out)[1]
+    assert [r["path"] for r in rows] == [str(files["a"]), str(broken)]
+    assert batch.failed_paths(out) == [] and rows[1]["score"] != ""
+
+
 def test_manifests_list_csv_and_protocol(tmp_path, model_dir):
     files = _corpus(tmp_path / "audio")
     lst = tmp_path / "audio" / "list.txt"

@@ -3,7 +3,8 @@
 INPUTS are audio files, folders (searched recursively) and manifests (CSV with a ``path``
 column, one path per line, or a protocol file). One row per file:
 ``path,score,probability,decision,duration_s,n_windows,raw_score[,gate_w0,...],error``.
-Re-running with the same ``--out`` resumes (paths already written are skipped). Under
+Re-running with the same ``--out`` resumes (paths already written are skipped; with
+``--retry-errors`` the files whose row holds an error are scored again). Under
 torchrun (``WORLD_SIZE > 1``) each rank scores a shard and rank 0 merges them into ``--out``.
 """
 
@@ -40,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=600.0,
         help="files longer than this get an error row (0 = no limit; default 600)",
     )
+    p.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="on resume, score again the files whose earlier row holds an error (e.g. after mending them)",
+    )
     p.add_argument("--merge", action="store_true", help="only merge finished shard files OUT.rank<r> into OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_allocator_argument(p)
@@ -75,9 +81,12 @@ def run(args: argparse.Namespace) -> int:
     target = batch.shard_path(out, rank) if world > 1 else out
     mine = batch.shard_of(paths, rank, world)
 
+    if args.retry_errors:
+        batch.drop_paths(target, batch.failed_paths(target))
     with batch.ScoreWriter(target, columns, windows=args.windows) as writer:
         if world > 1 and out.is_file():  # rows merged by an earlier run count as done too
-            writer.done |= {str(r.get("path")) for r in batch.read_rows(out)[1]}
+            merged = batch.read_rows(out)[1]
+            writer.done |= {str(r.get("path")) for r in merged if not (args.retry_errors and r.get("error"))}
         summary = batch.score_files(
             detector,
             mine,

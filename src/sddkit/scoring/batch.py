@@ -275,11 +275,18 @@ def result_row(path: str, result: ScoreResult | None, columns: Sequence[str], er
     return row
 
 
+def failed_paths(path: Path) -> list[str]:
+    """Paths whose row in a :class:`ScoreWriter` output holds an error (none when the file does not exist)."""
+    return [str(r.get("path")) for r in read_rows(path)[1] if r.get("error")]
+
+
 def drop_paths(path: Path, paths: Sequence[str]) -> None:
     """Rewrite a :class:`ScoreWriter` output (CSV or JSONL) without the rows of ``paths`` (atomically), so that
     the next run scores those files again instead of skipping them as done."""
-    header, rows = read_rows(path)
     drop = set(paths)
+    if not drop:
+        return
+    header, rows = read_rows(path)
     kept = [r for r in rows if r.get("path") not in drop]
     if header is None:
         _atomic_write_jsonl(path, kept)
@@ -478,7 +485,7 @@ def merge_shards(out: str | Path, order: Sequence[str] | None = None) -> int:
 
 def _merge_rows(sources: Sequence[Path], key: tuple[str, ...] = ("path",)) -> tuple[list[str] | None, list[dict]]:
     header: list[str] | None = None
-    seen: set[tuple] = set()
+    at: dict[tuple, int] = {}  # key -> index in rows
     rows: list[dict] = []
     for src in sources:
         repair_partial_line(src)
@@ -489,9 +496,11 @@ def _merge_rows(sources: Sequence[Path], key: tuple[str, ...] = ("path",)) -> tu
             header = h
         for r in rs:
             k = tuple(str(r.get(c)) for c in key)
-            if k not in seen:
-                seen.add(k)
+            if k not in at:
+                at[k] = len(rows)
                 rows.append(r)
+            elif rows[at[k]].get("error") and not r.get("error"):
+                rows[at[k]] = r  # a file scored again after a failure (--retry-errors): the success wins
     return header, rows
 
 
