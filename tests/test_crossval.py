@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from test_train_support import one_thread, write_corpus  # noqa: F401  (autouse fixture)
 
 from sddkit.cli.main import main
-from sddkit.config import from_dict
+from sddkit.config import from_dict, to_dict
 from sddkit.data.protocols import read_protocol
 from sddkit.errors import ConfigError
 from sddkit.training import crossval
@@ -172,3 +173,40 @@ def test_unreadable_held_out_file_fails_the_fold_and_is_retried(tmp_path):
     fig = crossval.run_fold(recipe, fold, run_dir, workers=0)
     assert fig["n_bonafide"] + fig["n_spoof"] == len(held)
     assert broken in set(pd.read_csv(run_dir / crossval.SCORES_NAME)["path"])
+
+
+def test_several_seeds_average_each_fold_and_refuse_a_mixed_layout(tmp_path, monkeypatch, capsys):
+    recipe = _recipe(tmp_path, val_every=1)
+    folds = parse_folds("source", ["s0", "s1,s2"])
+    out = tmp_path / "cv"
+    summary = crossval.cross_validate_seeds(recipe, folds, out, [3, 4], workers=0)
+
+    per_seed = [json.loads((out / f"seed_{s}" / "cv.json").read_text()) for s in (3, 4)]
+    for s, run in zip((3, 4), per_seed):
+        assert run["recipe"]["seed"] == s and "seeds" not in run
+        fold_run = json.loads((out / f"seed_{s}" / folds[0].dir_name / "run.json").read_text())
+        assert fold_run["recipe"]["seed"] == s  # each seed really trained with its own seed
+    assert summary["seeds"] == [3, 4] and json.loads((out / "cv.json").read_text()) == summary
+    for k, fold in enumerate(summary["folds"]):
+        eers = [run["folds"][k]["eer"] for run in per_seed]
+        assert fold["eer_per_seed"] == eers and fold["eer"] == pytest.approx(np.mean(eers))
+    means = [run["mean_eer"] for run in per_seed]
+    assert summary["mean_eer_per_seed"] == means
+    assert summary["mean_eer"] == pytest.approx(np.mean(means))
+    assert summary["std_eer_over_seeds"] == pytest.approx(np.std(means, ddof=1))
+    assert summary["recipe"]["seed"] == recipe.seed  # the recipe as given
+
+    # the CLI reads every finished seed back without training
+    monkeypatch.setattr("sddkit.training.trainer.Trainer.fit", lambda *a, **k: pytest.fail("trained again"))
+    recipe_yaml = tmp_path / "r.yaml"
+    recipe_yaml.write_text(yaml.safe_dump(to_dict(recipe)))
+    args = ["cv", str(recipe_yaml), "--hold-out", "s0", "--hold-out", "s1,s2", "--out", str(out), "--workers", "0"]
+    assert main([*args, "--seeds", "3,4"]) == 0
+    assert "per seed:" in capsys.readouterr().out
+    assert main(args) == 2  # a single-seed run into the multi-seed folder is refused
+    assert "multi-seed" in capsys.readouterr().err
+    assert main([*args, "--seeds", "3"]) == 2
+    assert "at least 2 distinct seeds" in capsys.readouterr().err
+    assert main([*args, "--seeds", "3,x"]) == 2
+    with pytest.raises(ConfigError, match="single-seed"):
+        crossval.cross_validate_seeds(recipe, folds, out / "seed_3", [5, 6], workers=0)

@@ -1,4 +1,4 @@
-"""``sdd cv RECIPE.yaml --by source --hold-out A --hold-out B,C --out DIR [key=value ...]``.
+"""``sdd cv RECIPE.yaml --by source --hold-out A --hold-out B,C --out DIR [--seeds S,S] [key=value ...]``.
 
 Leave-domains-out cross-validation of a recipe (``sddkit.training.crossval``): one training run per
 held-out group, each scored on the held-out files of the recipe's own ``train`` and ``val`` data.
@@ -30,25 +30,45 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="one fold: the values held out together (repeat for each fold, at least 2)",
     )
     p.add_argument("--out", required=True, help="output folder (one sub-folder per fold, and cv.json)")
+    p.add_argument(
+        "--seeds",
+        default=None,
+        metavar="S,S[,...]",
+        help="run every fold once per seed (OUT/seed_<s>/) and average; default: the recipe's seed, once",
+    )
     p.add_argument("--workers", type=int, default=2, help="decoding threads while scoring held-out files")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sddkit.training.crossval import cross_validate, parse_folds
+    from sddkit.errors import ConfigError
+    from sddkit.training.crossval import cross_validate, cross_validate_seeds, parse_folds
     from sddkit.training.recipe import load_recipe
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     recipe = load_recipe(args.recipe, args.overrides)
     folds = parse_folds(args.by, args.hold_out)
-    summary = cross_validate(recipe, folds, args.out, workers=args.workers)
-    rows = [
-        {k: f[k] for k in ("held_out", "n_bonafide", "n_spoof", "eer", "val_eer", "best_step")}
-        for f in summary["folds"]
-    ]
+    if args.seeds is None:
+        summary = cross_validate(recipe, folds, args.out, workers=args.workers)
+    else:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+        summary = cross_validate_seeds(recipe, folds, args.out, seeds, workers=args.workers)
+    keys = ("held_out", "n_bonafide", "n_spoof", "eer", "eer_per_seed", "val_eer", "best_step")
+    rows = [{k: f[k] for k in keys if k in f} for f in summary["folds"]]
     print(json.dumps(rows, indent=1))
-    print(
-        f"mean held-out EER: {100 * summary['mean_eer']:.2f}% (std {100 * summary['std_eer']:.2f}) over "
-        f"{len(rows)} folds; {args.out}/cv.json"
-    )
+    if "seeds" in summary:
+        per_seed = ", ".join(f"{100 * e:.2f}" for e in summary["mean_eer_per_seed"])
+        print(
+            f"mean held-out EER: {100 * summary['mean_eer']:.2f}% over {len(rows)} folds and seeds "
+            f"{summary['seeds']} (per seed: {per_seed}; std over seeds {100 * summary['std_eer_over_seeds']:.2f}); "
+            f"{args.out}/cv.json"
+        )
+    else:
+        print(
+            f"mean held-out EER: {100 * summary['mean_eer']:.2f}% (std {100 * summary['std_eer']:.2f}) over "
+            f"{len(rows)} folds; {args.out}/cv.json"
+        )
     return 0

@@ -15,6 +15,11 @@ Layout of ``out_dir``::
     fold_<values>/fold.json      the fold's figures, written last: a fold with it is done and is not rerun
     cv.json                      all folds and the mean
 
+With several seeds (``cross_validate_seeds``) each seed's run is a folder of that layout,
+``seed_<s>/``, and ``out_dir/cv.json`` holds each fold's EER averaged over the seeds, the per-seed means
+and their spread: the figure to compare recipes with when seed-to-seed noise is as large as the
+differences (as it is on small corpora).
+
 Nothing is lost on a crash: a fold interrupted in training resumes from its latest checkpoint, one
 interrupted while scoring skips the files already written.
 """
@@ -185,6 +190,7 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
     if dist_info_from_env().enabled:  # every rank would score the held-out files into the same CSV
         raise ConfigError("sdd cv runs in one process; start it without torchrun")
     out = Path(out_dir)
+    _check_layout(out, seeds=False)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for k, fold in enumerate(folds):
@@ -198,5 +204,67 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
         "std_eer": float(eers.std(ddof=1)) if eers.size > 1 else 0.0,
         "recipe": to_dict(recipe),
     }
+    atomic_write_bytes(out / CV_NAME, (json.dumps(summary, indent=2) + "\n").encode())
+    return summary
+
+
+def _check_layout(out: Path, *, seeds: bool) -> None:
+    """Refuse to write a single-seed run where a multi-seed one lives, or the other way round."""
+    path = out / CV_NAME
+    if not path.is_file():
+        return
+    if ("seeds" in json.loads(path.read_text())) != seeds:
+        kind = "a multi-seed" if not seeds else "a single-seed"
+        raise ConfigError(f"{out} holds {kind} cross-validation (cv.json); use another --out")
+
+
+def cross_validate_seeds(
+    recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str | Path, seeds: Sequence[int], *, workers: int = 2
+) -> dict:
+    """:func:`cross_validate` once per seed (``recipe.seed`` replaced) into ``out_dir/seed_<s>/``.
+
+    ``cv.json`` keeps the single-seed keys (``folds``, ``mean_eer``) with each fold's figures averaged over
+    the seeds, adds ``eer_per_seed`` to each fold, and ``seeds``, ``mean_eer_per_seed`` and
+    ``std_eer_over_seeds`` (the spread of the per-seed means, ddof 1).
+    """
+    from sddkit.config import to_dict
+
+    seeds = list(seeds)
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds needs at least 2 distinct seeds, got {seeds}")
+    out = Path(out_dir)
+    _check_layout(out, seeds=True)
+    runs = []
+    for seed in seeds:
+        r = copy.deepcopy(recipe)
+        r.seed = int(seed)
+        log.info("seed %d (%d/%d)", seed, len(runs) + 1, len(seeds))
+        runs.append(cross_validate(r, folds, out / f"seed_{seed}", workers=workers))
+    per_seed = np.array([run["mean_eer"] for run in runs])
+    fold_rows = []
+    for k, fold in enumerate(folds):
+        figs = [run["folds"][k] for run in runs]
+        vals = [f["val_eer"] for f in figs if f["val_eer"] is not None]
+        fold_rows.append(
+            {
+                "held_out": list(fold.values),
+                "column": fold.column,
+                "n_bonafide": figs[0]["n_bonafide"],
+                "n_spoof": figs[0]["n_spoof"],
+                "eer": float(np.mean([f["eer"] for f in figs])),
+                "eer_per_seed": [f["eer"] for f in figs],
+                "val_eer": float(np.mean(vals)) if vals else None,
+            }
+        )
+    summary = {
+        "column": folds[0].column,
+        "seeds": seeds,
+        "folds": fold_rows,
+        "mean_eer": float(per_seed.mean()),
+        "mean_eer_per_seed": per_seed.tolist(),
+        "std_eer_over_seeds": float(per_seed.std(ddof=1)),
+        "recipe": to_dict(recipe),
+    }
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / CV_NAME, (json.dumps(summary, indent=2) + "\n").encode())
     return summary
