@@ -3,9 +3,10 @@
     python benchmarks/cv_table.py R30=runs/cv_R30 R60=runs/cv_R60 [--reference R30=36.0 --reference R60=44.8]
 
 Columns: each fold's held-out EER, the mean over folds, and the fold runs' own validation EER (their
-checkpoint selection, on the recipe's ``val`` without the held-out sources). ``--reference NAME=EER``
-adds a column of another figure per recipe (e.g. its ``test_unseen`` EER in percent) and the Spearman
-rank correlation between it and the cross-validation mean.
+checkpoint selection, on the recipe's ``val`` without the held-out sources). For a run of ``sdd cv --seeds``
+every figure is the mean over the seeds, and the mean column adds the standard deviation of the per-seed means.
+``--reference NAME=EER`` adds a column of another figure per recipe (e.g. its ``test_unseen`` EER in
+percent) and the Spearman rank correlation between it and the cross-validation mean.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "---|" * len(head))
     for name, cv in runs.items():
         vals = [f["val_eer"] for f in cv["folds"] if f["val_eer"] is not None]
-        row = [name, *[f"{100 * f['eer']:.1f}" for f in cv["folds"]], f"**{100 * cv['mean_eer']:.1f}**"]
+        mean = f"**{100 * cv['mean_eer']:.1f}**"
+        if "seeds" in cv:  # sdd cv --seeds: folds and mean are averaged over the seeds
+            mean += f" ± {100 * cv['std_eer_over_seeds']:.1f} ({len(cv['seeds'])} seeds)"
+        row = [name, *[f"{100 * f['eer']:.1f}" for f in cv["folds"]], mean]
         row.append(f"{100 * np.mean(vals):.1f}" if vals else "n/a")
         if refs:
             row.append(f"{refs[name]:.1f}" if name in refs else "")
