@@ -7,7 +7,9 @@ Trains, through the real ``Trainer`` with the shipped sddbench recipes (shortene
   also the MILE LCNN expert (``mile_expert_lcnn_logmel.yaml`` is the same recipe, so it is trained once);
 - MILE stage 1: ResNet18 + log-Mel and ResNet18 + log spectrogram on the pooled train sources;
 - stage 2: the average ensembles (built, nothing to train), MELE + enhanced_mlp gate, MILE + enhanced_mlp and
-  attention gates (and MELE + classic with ``--classic``), experts frozen.
+  attention gates (and MELE + classic with ``--classic``), experts frozen; with ``--generalist``, also the
+  MELE enhanced_mlp gate over the three source experts *and* the joint model (``mele_gate_generalist``), so
+  that the gate can fall back on the pooled-data model where no specialist fits.
 
 Every model's ``best/`` directory is then scored on sddbench ``val`` and ``test_unseen`` (first ``--eval-crop``
 samples of each file, repeat-padded: the trainer's validation windowing), and the script reports EER (mean ± std
@@ -170,6 +172,11 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-augment", action="store_true", help="drop the recipes' codec/resample/noise augmentation")
     p.add_argument("--classic", action="store_true", help="also train MELE + classic gate")
+    p.add_argument(
+        "--generalist",
+        action="store_true",
+        help="also train the MELE enhanced_mlp gate over the source experts plus the joint model",
+    )
     p.add_argument("--resnet-width", type=int, default=None, help="override the ResNet18 experts' width")
     p.add_argument(
         "--gate-holdout",
@@ -190,6 +197,8 @@ def main() -> None:
     gates = {k: v for k, v in GATES.items() if not (args.mele_only and k.startswith("mile"))}
     if args.classic:
         gates["mele_gate_classic"] = ("mele_gate_classic", MELE_EXPERTS)
+    if args.generalist:
+        gates["mele_gate_generalist"] = ("mele_gate_enhanced_mlp", [*MELE_EXPERTS, "joint_lcnn_logmel"])
     tables = {part: read_protocol(MANIFEST, "sddbench", partitions=[part]) for part in ("val", "test_unseen")}
     out = Path(args.out)
     rows, gate_tables, log = [], {}, {}
