@@ -108,6 +108,8 @@ def test_retry_errors_scores_a_mended_file_again(tmp_path, model_dir, name):
     _wav(broken, 0.6, 9)  # the file is mended after the first run
     assert main(args) == 0  # a plain resume keeps the error row: the file counts as done
     assert batch.failed_paths(out) == [str(broken)]
+    with open(out, "a") as f:  # a crash in the middle of a third row
+        f.write(str(tmp_path / "audio" / "c.wav")[:-3])
     assert main([*args, "--retry-errors"]) == 0
     rows = batch.read_rows(out)[1]
     assert sorted(r["path"] for r in rows) == sorted([str(files["a"]), str(broken)])  # one row each

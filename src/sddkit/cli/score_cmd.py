@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     mine = batch.shard_of(paths, rank, world)
 
     if args.retry_errors:
+        batch.repair_partial_line(target)  # a row cut by a crash must not be rewritten as a whole one
         batch.drop_paths(target, batch.failed_paths(target))
     with batch.ScoreWriter(target, columns, windows=args.windows) as writer:
         if world > 1 and out.is_file():  # rows merged by an earlier run count as done too
