@@ -81,10 +81,7 @@ def run(args: argparse.Namespace) -> int:
     target = batch.shard_path(out, rank) if world > 1 else out
     mine = batch.shard_of(paths, rank, world)
 
-    if args.retry_errors:
-        batch.repair_partial_line(target)  # a row cut by a crash must not be rewritten as a whole one
-        batch.drop_paths(target, batch.failed_paths(target))
-    with batch.ScoreWriter(target, columns, windows=args.windows) as writer:
+    with batch.ScoreWriter(target, columns, windows=args.windows, retry_errors=args.retry_errors) as writer:
         if world > 1 and out.is_file():  # rows merged by an earlier run count as done too
             merged = batch.read_rows(out)[1]
             writer.done |= {str(r.get("path")) for r in merged if not (args.retry_errors and r.get("error"))}

@@ -167,10 +167,11 @@ def read_rows(path: Path) -> tuple[list[str] | None, list[dict[str, Any]]]:
 class ScoreWriter:
     """Appends result rows to a CSV/JSONL file (and the windows sidecar); resumable.
 
-    ``done`` holds the paths already present when the writer was opened.
+    ``done`` holds the paths already present when the writer was opened. With ``retry_errors`` the rows
+    that hold an error are first removed from the file (atomically), so those files count as not done.
     """
 
-    def __init__(self, out: str | Path, columns: Sequence[str], *, windows: bool = False):
+    def __init__(self, out: str | Path, columns: Sequence[str], *, windows: bool = False, retry_errors: bool = False):
         self.out = Path(out)
         self.columns = list(columns)
         self.format = output_format(self.out)
@@ -183,6 +184,9 @@ class ScoreWriter:
                 f"{self.out} was written with other columns ({','.join(header)}); "
                 f"this model writes {','.join(self.columns)}: choose another --out"
             )
+        if retry_errors and any(r.get("error") for r in rows):
+            rows = [r for r in rows if not r.get("error")]
+            _rewrite_rows(self.out, header, rows)
         self.done: set[str] = {str(r.get("path", "")) for r in rows}
         self._sidecar = None
         if windows and self.format == "csv":
@@ -275,11 +279,6 @@ def result_row(path: str, result: ScoreResult | None, columns: Sequence[str], er
     return row
 
 
-def failed_paths(path: Path) -> list[str]:
-    """Paths whose row in a :class:`ScoreWriter` output holds an error (none when the file does not exist)."""
-    return [str(r.get("path")) for r in read_rows(path)[1] if r.get("error")]
-
-
 def drop_paths(path: Path, paths: Sequence[str]) -> None:
     """Rewrite a :class:`ScoreWriter` output (CSV or JSONL) without the rows of ``paths`` (atomically), so that
     the next run scores those files again instead of skipping them as done."""
@@ -287,11 +286,15 @@ def drop_paths(path: Path, paths: Sequence[str]) -> None:
     if not drop:
         return
     header, rows = read_rows(path)
-    kept = [r for r in rows if r.get("path") not in drop]
+    _rewrite_rows(path, header, [r for r in rows if r.get("path") not in drop])
+
+
+def _rewrite_rows(path: Path, header: list[str] | None, rows: Sequence[dict[str, Any]]) -> None:
+    """Replace an output file's rows atomically (``header`` None: JSONL), as :func:`read_rows` returned them."""
     if header is None:
-        _atomic_write_jsonl(path, kept)
+        _atomic_write_jsonl(path, rows)
     else:
-        _atomic_write_csv(path, header, kept)
+        _atomic_write_csv(path, header, rows)
 
 
 def _fmt(v: Any) -> Any:
