@@ -90,6 +90,15 @@ def test_score_folder_csv_with_error_rows(tmp_path, model_dir, capsys):
     assert (summary["scored"], summary["failed"], summary["skipped"]) == (3, 2, 0)
 
 
+def test_options_may_sit_between_input_files(tmp_path, model_dir):
+    """``sdd score a.wav --out x.csv c.wav``: argparse alone rejects a list positional split by an option."""
+    files = _corpus(tmp_path / "audio")
+    out = tmp_path / "scores.csv"
+    argv = ["score", str(files["a"]), "--model", str(model_dir), "--out", str(out), str(files["c"]), "--quiet"]
+    assert main(argv) == 0
+    assert sorted(Path(r["path"]).name for r in _rows(out)) == ["a.wav", "c.wav"]
+
+
 def test_drop_paths_removes_rows_so_a_rerun_scores_them_again(tmp_path, model_dir):
     files = _corpus(tmp_path / "audio")
     for out in (tmp_path / "s.csv", tmp_path / "s.jsonl"):

@@ -266,6 +266,10 @@ trainer: {{epochs: 5, out_dir: {out}, progress: false}}
     )
     assert main(["train", str(recipe), "trainer.max_steps=2", "--print-config"]) == 0
     assert '"max_steps": 2' in capsys.readouterr().out and not out.exists()
+    # the flag may also sit between overrides (plain argparse refuses: the list positional is split)
+    assert main(["train", str(recipe), "trainer.max_steps=3", "--print-config", "seed=7"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["trainer"]["max_steps"] == 3 and printed["seed"] == 7 and not out.exists()
     assert main(["train", str(recipe), "trainer.max_steps=2"]) == 0
     assert "trained 2 steps" in capsys.readouterr().out
     assert main(["train", str(recipe), "trainer.max_steps=4", "--resume"]) == 0

@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``sdd`` parser: one subparser per module of :data:`COMMAND_MODULES`."""
     parser = argparse.ArgumentParser(
         prog="sdd", description="sddkit: generalizable speech deepfake detection (higher score = more bona fide)."
     )
@@ -43,10 +44,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``, letting options and a command's list positionals interleave.
+
+    Plain ``parse_args`` rejects ``sdd train RECIPE --print-config k=v`` and ``sdd score a.wav --out x.csv
+    b.wav``: once an option splits a ``nargs="*"`` positional, argparse cannot resume it. The top-level
+    parser has no option that takes a value, so its first token not starting with ``-`` is the command;
+    its arguments go through the command's own parser with ``parse_intermixed_args``.
+    """
+    command_at = next((i for i, tok in enumerate(argv) if not tok.startswith("-")), None)
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if command_at is None or argv[command_at] not in subparsers.choices:
+        return parser.parse_args(argv)  # --help, --version, a missing or unknown command: argparse's own message
+    args = subparsers.choices[argv[command_at]].parse_intermixed_args(argv[command_at + 1 :])
+    args.command = argv[command_at]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub at run time
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(build_parser(), sys.argv[1:] if argv is None else list(argv))
     try:
         return int(args.func(args) or 0)
     except SddkitError as exc:
