@@ -22,6 +22,8 @@ import pandas as pd
 from sddkit.metrics import eer, paired_bootstrap
 
 MIXTURE_PREFIXES = ("mele_average", "mile_average", "mele_gate", "mile_gate")
+# bench_mixtures.py --generalist: the MELE source experts plus the jointly trained model
+GENERALIST_EXPERTS = ("mele_expert_tortoise", "mele_expert_yourtts", "mele_expert_vocoders", "joint_lcnn_logmel")
 
 
 def is_mixture(model: str) -> bool:
@@ -36,6 +38,32 @@ def read_runs(dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     files = [d / "scores_per_file.csv" for d in dirs]
     scores = pd.concat([pd.read_csv(f) for f in files if f.is_file()], ignore_index=True)
     return eers, scores
+
+
+def add_generalist_average(eers: pd.DataFrame, scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Add ``mele_average_generalist``, the uniform average of ``mele_gate_generalist``'s four experts.
+
+    ``bench_mixtures.py --generalist`` trains no such average, but none needs training: the average gate
+    outputs the mean of the experts' bona fide probabilities (as log-odds), so it follows exactly from their
+    per-file scores (each a bona fide log-odds). Without it, the generalist gate would be compared with
+    ``mele_average_ensemble``, which averages only three of its four experts.
+    """
+    experts = [*GENERALIST_EXPERTS]
+    if "mele_gate_generalist" not in set(scores["model"]) or not set(experts) <= set(scores["model"]):
+        return eers, scores
+    keys = ["seed", "partition", "utt_id"]
+    wide = scores[scores["model"].isin(experts)].pivot_table(index=keys, columns="model", values="score")
+    prob = 1.0 / (1.0 + np.exp(-wide[experts].to_numpy(dtype=np.float64)))
+    mean = np.clip(prob.mean(axis=1), 1e-12, 1 - 1e-12)
+    info = scores[scores["model"] == experts[0]].set_index(keys).drop(columns=["model", "score"])
+    avg = info.loc[wide.index].reset_index().assign(model="mele_average_generalist", score=np.log(mean / (1 - mean)))
+    rows = []
+    for seed, g in avg.groupby("seed"):
+        row = {"seed": seed, "model": "mele_average_generalist"}
+        for part, gp in g.groupby("partition"):
+            row[f"eer_{part}"] = float(eer(gp["label"].to_numpy(), gp["score"].to_numpy()).eer)
+        rows.append(row)
+    return pd.concat([eers, pd.DataFrame(rows)], ignore_index=True), pd.concat([scores, avg], ignore_index=True)
 
 
 def eer_table(eers: pd.DataFrame) -> str:
@@ -80,6 +108,8 @@ def paired_table(eers: pd.DataFrame, scores: pd.DataFrame, n: int) -> str:
             raise SystemExit(f"{model} and {best} were scored on different files")
         d = paired_bootstrap(eer, y, s_best, s_mix, n=n)
         avg = ("mele" if model.startswith("mele") else "mile") + "_average_ensemble"
+        if model == "mele_gate_generalist":
+            avg = "mele_average_generalist"  # same four experts (add_generalist_average)
         vs_avg = "-"
         if model != avg and avg in means.index:
             _, s_avg = score_matrix(scores, avg, seeds, "test_unseen")
@@ -98,10 +128,12 @@ def main() -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
     args = p.parse_args()
     eers, scores = read_runs(args.dirs)
-    print(eer_table(eers))
     if scores.empty:
+        print(eer_table(eers))
         print("\n(no scores_per_file.csv: no paired comparison)")
         return
+    eers, scores = add_generalist_average(eers, scores)
+    print(eer_table(eers))
     print()
     print(paired_table(eers, scores, args.bootstrap))
 
