@@ -97,6 +97,25 @@ def test_csv_errors_and_unknown_format(tmp_path):
     assert detect_score_format(_write(tmp_path, "d.txt", "u A01 spoof 1\n")) == "asvspoof2019"
 
 
+def test_sdd_score_error_rows_are_skipped_and_reported(tmp_path):
+    """`sdd score` writes a row with an empty score and an error message for a file it could not read."""
+    header = "path,score,probability,decision,duration_s,n_windows,raw_score,error\n"
+    text = header + "/data/flac/LA_E_0.flac,1.5,0.8,bonafide,1,1,1,\n/data/flac/LA_E_1.flac,,,,,,,cannot decode\n"
+    sf = read_scores(_write(tmp_path, "scores.csv", text))
+    assert list(sf.ids) == ["/data/flac/LA_E_0.flac"] and sf.failed == ("/data/flac/LA_E_1.flac",)
+    with pytest.warns(UserWarning) as record:
+        match = match_scores(_table(), sf)
+    assert any("1 file(s) could not be scored" in str(w.message) for w in record)
+    assert match.n_failed_scores == 1 and match.to_dict()["n_failed_scores"] == 1 and list(match.scores) == [1.5]
+    # only error rows: nothing to evaluate, said as such
+    only = header + "/data/flac/LA_E_1.flac,,,,,,,cannot decode\n"
+    with pytest.raises(ProtocolError, match="no scores in file .1 error rows"):
+        read_scores(_write(tmp_path, "only.csv", only))
+    # an empty score without an error message is still malformed
+    with pytest.raises(ProtocolError, match=r"bad\.csv:2: score '' is not a number"):
+        read_scores(_write(tmp_path, "bad.csv", header + "/data/flac/LA_E_1.flac,,,,,,,\n"))
+
+
 # --- joining ------------------------------------------------------------------------------------
 
 

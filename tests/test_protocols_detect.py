@@ -28,6 +28,7 @@ FILES = {
         "audio/a.flac,spoof,train,YourTTS,tts,yourtts_demo,s,p,en,,,FLAC,16000,1,1.0,r,p,c\n",
     ),
     "utterance_table": ("table.csv", "utt_id,path,label\na,a.wav,bonafide\n"),
+    "labels_csv": ("labels.csv", "path,label\na.wav,bonafide\n"),
 }
 
 
@@ -146,6 +147,7 @@ def test_every_registered_protocol_is_reachable():
         "fakeavceleb",
         "folder",
         "in_the_wild",
+        "labels_csv",
         "librispeech",
         "ljspeech",
         "mlaad",
@@ -153,3 +155,23 @@ def test_every_registered_protocol_is_reachable():
         "utterance_table",
         "vctk",
     }
+
+
+def test_labels_csv_reads_a_hand_written_path_label_file(tmp_path):
+    audio = tmp_path / "elsewhere"
+    audio.mkdir()
+    path = _write(
+        tmp_path / "labels.csv",
+        "path,label,attack\ncalls/1.wav,Real,\n/abs/2.flac,fake,VITS\ncalls/3.wav,bona-fide,\ncalls/4.wav,spoof,\n",
+    )
+    table = read_protocol(path)
+    assert list(table.column("utt_id")) == ["calls/1.wav", "/abs/2.flac", "calls/3.wav", "calls/4.wav"]
+    assert list(table.column("label")) == ["bonafide", "spoof", "bonafide", "spoof"]
+    assert list(table.column("attack")) == ["bonafide", "VITS", "bonafide", ""]
+    # relative paths are read from the CSV's folder, or from root=
+    assert table.column("path")[0] == str(tmp_path / "calls" / "1.wav") and table.column("path")[1] == "/abs/2.flac"
+    assert read_protocol(path, root=str(audio)).column("path")[2] == str(audio / "calls" / "3.wav")
+    with pytest.raises(ProtocolError, match=r"bad\.csv:3: unknown label 'maybe'"):
+        read_protocol(_write(tmp_path / "bad.csv", "path,label\na.wav,spoof\nb.wav,maybe\n"))
+    with pytest.raises(ProtocolError, match=r"empty path"):
+        read_protocol(_write(tmp_path / "empty.csv", "path,label\n,spoof\n"))

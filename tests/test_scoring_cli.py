@@ -99,6 +99,27 @@ def test_options_may_sit_between_input_files(tmp_path, model_dir):
     assert sorted(Path(r["path"]).name for r in _rows(out)) == ["a.wav", "c.wav"]
 
 
+def test_score_then_eval_with_a_path_label_csv(tmp_path, model_dir, capsys):
+    """The practitioner's loop: `sdd score` a folder, then `sdd eval` it against a hand-written labels CSV;
+    the error rows of unreadable files are reported, not fatal."""
+    _corpus(tmp_path / "audio")
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(tmp_path / "audio"), "--model", str(model_dir), "--out", str(out), "--quiet"]) == 0
+    labels = tmp_path / "labels.csv"
+    names = {"a.wav": "real", "sub/b.flac": "fake", "c.wav": "fake", "broken.wav": "real"}
+    labels.write_text("path,label\n" + "".join(f"{tmp_path / 'audio' / n},{lab}\n" for n, lab in names.items()))
+    report = tmp_path / "report"
+    assert (
+        main(["eval", "--scores", str(out), "--protocol", str(labels), "--out", str(report), "--bootstrap", "0"]) == 0
+    )
+    data = json.loads((report / "report.json").read_text())
+    matching = data["matching"]
+    assert matching["matched_by"] == "utt_id" and matching["n_matched"] == 3
+    assert matching["n_failed_scores"] == 2  # broken.wav and empty.wav
+    assert any("could not be scored" in w for w in matching["warnings"])
+    assert "could not be scored" in capsys.readouterr().err
+
+
 def test_drop_paths_removes_rows_so_a_rerun_scores_them_again(tmp_path, model_dir):
     files = _corpus(tmp_path / "audio")
     for out in (tmp_path / "s.csv", tmp_path / "s.jsonl"):

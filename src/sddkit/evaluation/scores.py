@@ -11,7 +11,10 @@ Formats (``format=None`` detects them from the first non-comment line):
 | csv               | CSV with header ``path,score`` or ``utt_id,score`` (more columns ignored) | path / utt_id |
 
 Lines starting with ``#`` and blank lines are skipped. Malformed lines, duplicate ids and
-non-finite scores raise :class:`ProtocolError` naming ``file:line``.
+non-finite scores raise :class:`ProtocolError` naming ``file:line``. The one exception is the error
+row of ``sdd score`` (a CSV with an ``error`` column: the message there, the score empty): the file
+could not be scored, so it has no score to evaluate; its id goes to :attr:`ScoreFile.failed` and the
+evaluation reports it as a warning instead of stopping.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class ScoreFile:
     scores: np.ndarray
     id_kind: str = "utt_id"  # 'utt_id' or 'path': what the id column is documented to hold
     keys: np.ndarray | None = None
+    failed: tuple[str, ...] = ()  # ids of `sdd score` error rows (no score): skipped, reported by match_scores
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -89,6 +93,7 @@ class _Collector:
         self.ids: list[str] = []
         self.scores: list[float] = []
         self.keys: list[str] = []
+        self.failed: list[str] = []
         self._first_line: dict[str, int] = {}
 
     def add(self, line: int, utt: str, score: float, key: str | None = None) -> None:
@@ -106,7 +111,8 @@ class _Collector:
 
     def result(self, fmt: str, id_kind: str = "utt_id") -> ScoreFile:
         if not self.ids:
-            raise ProtocolError(f"{self.path}: no scores in file")
+            failed = f" ({len(self.failed)} error rows, e.g. {self.failed[0]!r})" if self.failed else ""
+            raise ProtocolError(f"{self.path}: no scores in file{failed}")
         keys = np.array(self.keys, dtype=object) if self.keys and len(self.keys) == len(self.ids) else None
         return ScoreFile(
             path=str(self.path),
@@ -115,6 +121,7 @@ class _Collector:
             scores=np.array(self.scores, dtype=np.float64),
             id_kind=id_kind,
             keys=keys,
+            failed=tuple(self.failed),
         )
 
 
@@ -170,11 +177,15 @@ def _read_delimited(path: Path, fmt: str, delimiter: str, id_columns: tuple[str,
         )
     i_id, i_score = header.index(id_col), header.index(score_col)
     i_key = header.index("label") if "label" in header else None
+    i_error = header.index("error") if "error" in header else None
     for number, line in lines:
         row = next(csv.reader([line], delimiter=delimiter))
         where = f"{path}:{number}"
         if len(row) != len(header):
             raise ProtocolError(f"{where}: expected {len(header)} columns like the header, got {len(row)}: {line!r}")
+        if i_error is not None and row[i_error].strip() and not row[i_score].strip():
+            out.failed.append(row[i_id].strip())  # `sdd score` could not read this file: nothing to evaluate
+            continue
         key = row[i_key].strip() if i_key is not None else None
         out.add(number, row[i_id].strip(), _score(row[i_score].strip(), where), key)
     return out.result(fmt, id_kind="path" if id_col == "path" else "utt_id")
@@ -258,6 +269,7 @@ class ScoreMatch:
     unmatched_score_examples: list[str] = field(default_factory=list)
     unmatched_protocol_examples: list[str] = field(default_factory=list)
     n_key_disagreements: int = 0
+    n_failed_scores: int = 0  # `sdd score` error rows: files that could not be scored
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -271,6 +283,7 @@ class ScoreMatch:
             "unmatched_score_examples": self.unmatched_score_examples,
             "unmatched_protocol_examples": self.unmatched_protocol_examples,
             "n_key_disagreements": self.n_key_disagreements,
+            "n_failed_scores": self.n_failed_scores,
             "warnings": self.warnings,
         }
 
@@ -341,6 +354,9 @@ def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
     notes = []
     if unmatched_score:
         notes.append(f"{len(unmatched_score)} of {len(scores)} scores have no protocol entry (ignored)")
+    if scores.failed:
+        examples = list(scores.failed[:3])
+        notes.append(f"{len(scores.failed)} file(s) could not be scored (error rows, not evaluated), e.g. {examples}")
     if unmatched_proto:
         notes.append(f"{len(unmatched_proto)} of {len(table)} protocol utterances have no score (not evaluated)")
     n_disagree = 0
@@ -362,5 +378,6 @@ def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
         unmatched_score_examples=unmatched_score[:5],
         unmatched_protocol_examples=unmatched_proto[:5],
         n_key_disagreements=n_disagree,
+        n_failed_scores=len(scores.failed),
         warnings=notes,
     )

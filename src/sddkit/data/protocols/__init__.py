@@ -3,7 +3,7 @@
 Registered readers (``sdd list protocol``): ``asvspoof2019_la``, ``asvspoof2021_la``,
 ``asvspoof2021_df``, ``asvspoof5``, ``in_the_wild``, ``fake_or_real``, ``mlaad``, ``add2022``,
 ``fakeavceleb``, ``librispeech``, ``ljspeech``, ``vctk``, ``common_voice``, ``folder`` (generic
-``bonafide/``+``spoof/``), ``sddbench`` and ``utterance_table``. Each is a builder
+``bonafide/``+``spoof/``), ``sddbench``, ``utterance_table`` and ``labels_csv`` (``path,label``). Each is a builder
 ``read_x(cfg: XConfig) -> UtteranceTable``; configs name the protocol file ``protocol`` and the
 audio folder ``root``.
 
@@ -26,6 +26,7 @@ from sddkit.data.protocols import (  # noqa: F401  (importing registers the read
     fakeavceleb,
     folder,
     in_the_wild,
+    labels_csv,
     mlaad,
     sddbench,
     table_file,

@@ -1,7 +1,7 @@
 """Tell a protocol's format from a file's first line or a folder's layout.
 
 Files: an sddkit utterance table (``utt_id`` and ``label`` columns, or Parquet), the sddbench
-manifest, In-the-Wild ``meta.csv``, FakeAVCeleb ``meta_data.csv``, Common Voice ``*.tsv``,
+manifest, a plain ``path,label`` CSV, In-the-Wild ``meta.csv``, FakeAVCeleb ``meta_data.csv``, Common Voice ``*.tsv``,
 LJSpeech ``metadata.csv`` and, by their whitespace-separated field layout, ASVspoof 2019 LA
 (5 fields), 2021 LA (8) / DF (13), ASVspoof 5 (10, or the 6-field pre-release) and ADD 2022
 (``<file> genuine|fake``). Folders: sddbench (``manifest.csv``), generic ``bonafide/``+``spoof/``,
@@ -52,6 +52,8 @@ def _detect_headed(path: Path, line: str) -> str | None:
         return "in_the_wild"
     if [h.strip() for h in line.split(",")][: len(FAKEAVCELEB_META_COLUMNS)] == list(FAKEAVCELEB_META_COLUMNS):
         return "fakeavceleb"
+    if {"path", "label"} <= comma:
+        return "labels_csv"
     if {"client_id", "path"} <= set(line.split("\t")):
         return "common_voice"
     if {"path", "model_name"} <= set(line.split("|")):
