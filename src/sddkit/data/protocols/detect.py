@@ -24,6 +24,10 @@ from sddkit.errors import ProtocolError
 _LABELS = {"bonafide", "spoof"}
 _TRIM = {"trim", "notrim"}
 _ASV5_ID = re.compile(r"^[TDE]_\d+$")
+_NAME_THE_FORMAT = (
+    "name the format explicitly (`format:` in recipes and read_protocol, `--protocol-format` in `sdd eval` and "
+    "`sdd robustness`; `sdd list protocol` lists them)"
+)
 
 
 def _first_line(path: Path) -> tuple[int, str] | None:
@@ -91,7 +95,7 @@ def detect_file_format(path: Path) -> str:
     if fmt is None:
         raise ProtocolError(
             f"{path}:{lineno}: cannot tell the protocol format from this line ({len(line.split())} fields): "
-            f"{line[:120]!r}; pass format= explicitly (see `sdd list protocol`)"
+            f"{line[:120]!r}; {_NAME_THE_FORMAT}"
         )
     return fmt
 
@@ -138,7 +142,7 @@ def detect_folder_format(d: Path) -> str:
     raise ProtocolError(
         f"{d}: cannot tell the corpus layout of this folder (no manifest.csv, bonafide/+spoof/, meta.csv, "
         "FakeAVCeleb, LJSpeech, VCTK, Common Voice, MLAAD, LibriSpeech or Fake-or-Real structure); "
-        "pass format= explicitly"
+        f"{_NAME_THE_FORMAT}"
     )
 
 
