@@ -121,7 +121,7 @@ class _Collector:
             scores=np.array(self.scores, dtype=np.float64),
             id_kind=id_kind,
             keys=keys,
-            failed=tuple(self.failed),
+            failed=tuple(f for f in self.failed if f not in self._first_line),  # a later row may have scored it
         )
 
 

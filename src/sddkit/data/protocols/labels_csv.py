@@ -28,7 +28,7 @@ LABELS_CSV_LABELS = {
     "spoof": "spoof",
     "fake": "spoof",
 }
-OPTIONAL = ("attack", "source", "speaker")
+_EXTRA_COLUMNS = ("attack", "source", "speaker")  # optional; empty when absent
 
 
 @dataclass
@@ -49,7 +49,7 @@ def read_labels_csv(cfg: LabelsCSVConfig, **_: object) -> UtteranceTable:
         if not written:
             raise located(meta, lineno, "empty path")
         label = map_label(row["label"], LABELS_CSV_LABELS, meta, lineno)
-        extra = {col: row.get(col, "").strip() for col in OPTIONAL}
+        extra = {col: row.get(col, "").strip() for col in _EXTRA_COLUMNS}
         records.append(
             {
                 "utt_id": written,
