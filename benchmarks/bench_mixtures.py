@@ -53,6 +53,8 @@ from sddkit.training.trainer import Trainer
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "sddbench"
 MANIFEST = "../shared/data/sddbench/manifest.csv"
 MELE_EXPERTS = ["mele_expert_tortoise", "mele_expert_yourtts", "mele_expert_vocoders"]
+# --generalist: the MELE source experts plus the jointly trained model, under one enhanced_mlp gate
+GENERALIST_EXPERTS = [*MELE_EXPERTS, "joint_lcnn_logmel"]
 # the MILE LCNN expert is the joint model (identical recipes): trained once, used twice
 MILE_EXPERTS = ["joint_lcnn_logmel", "mile_expert_resnet18_logmel", "mile_expert_resnet18_logspec"]
 STAGE1 = [*MELE_EXPERTS, *MILE_EXPERTS]
@@ -198,7 +200,7 @@ def main() -> None:
     if args.classic:
         gates["mele_gate_classic"] = ("mele_gate_classic", MELE_EXPERTS)
     if args.generalist:
-        gates["mele_gate_generalist"] = ("mele_gate_enhanced_mlp", [*MELE_EXPERTS, "joint_lcnn_logmel"])
+        gates["mele_gate_generalist"] = ("mele_gate_enhanced_mlp", GENERALIST_EXPERTS)
     tables = {part: read_protocol(MANIFEST, "sddbench", partitions=[part]) for part in ("val", "test_unseen")}
     out = Path(args.out)
     rows, gate_tables, log = [], {}, {}

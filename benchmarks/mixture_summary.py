@@ -14,16 +14,20 @@ Reads each folder's ``eer_per_seed.csv`` and ``scores_per_file.csv`` and prints:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
+from sddkit.detectors.mixture import mix_log_probs
 from sddkit.metrics import eer, paired_bootstrap
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_mixtures import GENERALIST_EXPERTS  # noqa: E402
+
 MIXTURE_PREFIXES = ("mele_average", "mile_average", "mele_gate", "mile_gate")
-# bench_mixtures.py --generalist: the MELE source experts plus the jointly trained model
-GENERALIST_EXPERTS = ("mele_expert_tortoise", "mele_expert_yourtts", "mele_expert_vocoders", "joint_lcnn_logmel")
 
 
 def is_mixture(model: str) -> bool:
@@ -48,15 +52,18 @@ def add_generalist_average(eers: pd.DataFrame, scores: pd.DataFrame) -> tuple[pd
     per-file scores (each a bona fide log-odds). Without it, the generalist gate would be compared with
     ``mele_average_ensemble``, which averages only three of its four experts.
     """
-    experts = [*GENERALIST_EXPERTS]
+    experts = GENERALIST_EXPERTS
     if "mele_gate_generalist" not in set(scores["model"]) or not set(experts) <= set(scores["model"]):
         return eers, scores
     keys = ["seed", "partition", "utt_id"]
     wide = scores[scores["model"].isin(experts)].pivot_table(index=keys, columns="model", values="score")
-    prob = 1.0 / (1.0 + np.exp(-wide[experts].to_numpy(dtype=np.float64)))
-    mean = np.clip(prob.mean(axis=1), 1e-12, 1 - 1e-12)
+    # an expert's score s is its bona fide log-odds, i.e. the logits (0, s); mix them as DetectorMixture does
+    s = torch.tensor(wide[experts].to_numpy(dtype=np.float64))  # (N, E)
+    log_probs = torch.log_softmax(torch.stack([torch.zeros_like(s), s], dim=-1), dim=-1)  # (N, E, 2)
+    mixed = mix_log_probs(log_probs, torch.full_like(s, 1.0 / len(experts)))  # (N, 2)
     info = scores[scores["model"] == experts[0]].set_index(keys).drop(columns=["model", "score"])
-    avg = info.loc[wide.index].reset_index().assign(model="mele_average_generalist", score=np.log(mean / (1 - mean)))
+    score = (mixed[:, 1] - mixed[:, 0]).numpy()
+    avg = info.loc[wide.index].reset_index().assign(model="mele_average_generalist", score=score)
     rows = []
     for seed, g in avg.groupby("seed"):
         row = {"seed": seed, "model": "mele_average_generalist"}

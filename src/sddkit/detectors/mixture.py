@@ -33,6 +33,15 @@ from sddkit.registry import ComponentSpec, get_registry
 _LOG_EPS = 1e-12
 
 
+def mix_log_probs(expert_log_probs: Tensor, weights: Tensor) -> Tensor:
+    """Expert class log-probabilities (B, E, 2) and gate weights (B, E) -> the mixture's log p(c | x) (B, 2).
+
+    ``log sum_e w_e p_e(c | x)``, computed in log space; its bona fide log-odds is ``out[:, 1] - out[:, 0]``.
+    """
+    log_w = weights.clamp_min(_LOG_EPS).log().unsqueeze(-1)  # (B, E, 1)
+    return torch.logsumexp(log_w + expert_log_probs, dim=1)
+
+
 class DetectorMixture(nn.Module):
     """Gate-weighted mixture of detectors' class probabilities.
 
@@ -64,8 +73,7 @@ class DetectorMixture(nn.Module):
         outs: list[DetectorOutput] = [expert(waveform) for expert in self.experts]
         weights = self.gate(waveform, [o.embedding for o in outs])  # (B, E)
         expert_log_probs = torch.stack([torch.log_softmax(o.logits, dim=-1) for o in outs], dim=1)  # (B, E, 2)
-        log_w = weights.clamp_min(_LOG_EPS).log().unsqueeze(-1)  # (B, E, 1)
-        logits = torch.logsumexp(log_w + expert_log_probs, dim=1)  # (B, 2) = log p(c | x)
+        logits = mix_log_probs(expert_log_probs, weights)
         aux = {f"expert{i}/{k}": v for i, o in enumerate(outs) for k, v in o.aux_losses.items()}
         stats: dict[str, Tensor] = {
             "gate_weights": weights,
