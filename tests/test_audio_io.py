@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 import sddkit.audio.io as audio_io
-from sddkit.audio import AudioInfo, audio_info, decode_audio_bytes, load_audio, validate_waveform
+from sddkit.audio import MIN_SAMPLE_RATE, AudioInfo, audio_info, decode_audio_bytes, load_audio, validate_waveform
 from sddkit.errors import (
     AudioDecodeError,
     AudioError,
@@ -18,6 +18,7 @@ from sddkit.errors import (
     NonFiniteAudioError,
     SddkitError,
     SilentAudioError,
+    UnsupportedSampleRateError,
 )
 
 
@@ -223,6 +224,41 @@ def test_silent(tmp_path):
     assert np.abs(load_audio(quiet)).max() > 9e-4
 
 
+def test_near_silence_is_silent(tmp_path):
+    """Dither of a few 16-bit LSB, and stereo channels that cancel in the mono mix, hold no signal:
+    scoring them would give a confident decision about nothing."""
+    rng = np.random.default_rng(0)
+    dither = tmp_path / "dither.wav"
+    sf.write(str(dither), rng.integers(-2, 3, 16000).astype(np.int16), 16000, subtype="PCM_16")
+    with pytest.raises(SilentAudioError, match=r"dBFS, below -80 dBFS"):
+        load_audio(dither)
+    x = _sine(16000, 1.0, amp=0.5)
+    cancel = tmp_path / "antiphase.wav"  # the mono mix is zero, or an LSB where rounding differs
+    sf.write(str(cancel), np.stack([x, -x], axis=1), 16000, subtype="PCM_16")
+    with pytest.raises(SilentAudioError):
+        load_audio(cancel)
+    # -70 dBFS peak is very quiet but still a signal
+    quiet = tmp_path / "quiet.wav"
+    sf.write(str(quiet), _sine(16000, 1.0, amp=10 ** (-70 / 20)), 16000, subtype="FLOAT")
+    assert load_audio(quiet).shape == (16000,)
+
+
+@pytest.mark.parametrize("rate", [1, 100, 3999])
+def test_sample_rate_below_the_minimum_is_refused(tmp_path, rate):
+    path = tmp_path / "low.wav"
+    sf.write(str(path), np.random.default_rng(0).uniform(-0.5, 0.5, 400).astype(np.float32), rate)
+    with pytest.raises(UnsupportedSampleRateError, match=f"{rate} Hz"):
+        load_audio(path)
+    with pytest.raises(UnsupportedSampleRateError):
+        decode_audio_bytes(path.read_bytes(), name="low.wav")
+
+
+def test_lowest_accepted_sample_rate(tmp_path):
+    path = tmp_path / "4k.wav"
+    sf.write(str(path), _sine(MIN_SAMPLE_RATE, 1.0, freq=440.0), MIN_SAMPLE_RATE)
+    assert load_audio(path).shape == (16000,)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite(tmp_path, bad):
     x = _sine(22050, 0.5)
@@ -324,8 +360,10 @@ def test_validate_waveform():
         validate_waveform(np.full(100, 1e-7), 16000)
     assert validate_waveform(np.full(100, 1e-7), 16000, allow_silent=True).shape == (100,)
     with pytest.raises(AudioTooShortError):
-        validate_waveform(np.ones(100), 1000, min_duration=0.2)
+        validate_waveform(np.ones(800), 8000, min_duration=0.2)
     with pytest.raises(AudioTooLongError):
-        validate_waveform(np.ones(300), 1000, max_duration=0.2)
+        validate_waveform(np.ones(2400), 8000, max_duration=0.2)
     # one sample of slack absorbs resampling rounding
-    assert validate_waveform(np.ones(201), 1000, max_duration=0.2).shape == (201,)
+    assert validate_waveform(np.ones(1601), 8000, max_duration=0.2).shape == (1601,)
+    with pytest.raises(UnsupportedSampleRateError, match="1000 Hz is below the minimum 4000 Hz"):
+        validate_waveform(np.ones(300), 1000)

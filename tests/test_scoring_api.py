@@ -14,7 +14,13 @@ from sddkit.config import from_dict, to_dict
 from sddkit.detectors import model_dir as md
 from sddkit.detectors.detector import DetectorConfig, build_detector
 from sddkit.detectors.outputs import DetectorOutput
-from sddkit.errors import AudioError, CheckpointError, NonFiniteAudioError, SilentAudioError
+from sddkit.errors import (
+    AudioError,
+    CheckpointError,
+    NonFiniteAudioError,
+    SilentAudioError,
+    UnsupportedSampleRateError,
+)
 from sddkit.scoring import api
 from sddkit.scoring.inference import calibrate_model_dir, read_inference
 
@@ -148,6 +154,8 @@ def test_bad_waveforms_raise_typed_errors(mean_dir, bad, error):
         det.score(bad, SR)
     with pytest.raises(AudioError, match="sample_rate"):
         det.score(np.ones(10, np.float32), 0)
+    with pytest.raises(UnsupportedSampleRateError, match="100 Hz"):
+        det.score(np.full(400, 0.1, np.float32), 100)
 
 
 def _real_model_dir(path, **inference):

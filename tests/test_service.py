@@ -105,11 +105,16 @@ def test_score_upload_matches_the_python_api(client, model_dir, tmp_path):
         (b"", 422, "empty_audio_error"),
         (None, 422, "silent_audio_error"),  # filled in below: digital silence
         (None, 422, "audio_too_long_error"),  # 3 s > MAX_S
+        (None, 422, "unsupported_sample_rate_error"),  # a 1 Hz header
     ],
 )
 def test_bad_audio_is_a_4xx_json_error(client, data, status, type_):
     if type_ == "silent_audio_error":
         data = _wav_bytes(0.5, amplitude=0.0)
+    elif type_ == "unsupported_sample_rate_error":
+        buf = io.BytesIO()
+        sf.write(buf, np.full(100, 0.1, np.float32), 1, format="WAV")
+        data = buf.getvalue()
     elif type_ == "audio_too_long_error":
         data = _wav_bytes(3.0)
     _assert_error(_post(client, data), status, type_)

@@ -51,12 +51,16 @@ class AudioDecodeError(AudioError):
     """The file exists but no decoder could read it (corrupt, unsupported, not audio)."""
 
 
+class UnsupportedSampleRateError(AudioDecodeError):
+    """The audio's native sample rate is too low to hold speech (below ``audio.MIN_SAMPLE_RATE``)."""
+
+
 class EmptyAudioError(AudioError):
     """The file decodes to zero samples."""
 
 
 class SilentAudioError(AudioError):
-    """Every sample is (numerically) zero."""
+    """The signal is digital silence or dither: its peak is below ``audio.SILENCE_PEAK`` (-80 dBFS)."""
 
 
 class NonFiniteAudioError(AudioError):

@@ -2,6 +2,7 @@
 
 from sddkit.audio.crop import center_crop, fixed_windows, random_crop, repeat_pad, window_starts
 from sddkit.audio.io import (
+    MIN_SAMPLE_RATE,
     SILENCE_PEAK,
     AudioInfo,
     audio_info,
@@ -11,6 +12,7 @@ from sddkit.audio.io import (
 )
 
 __all__ = [
+    "MIN_SAMPLE_RATE",
     "SILENCE_PEAK",
     "AudioInfo",
     "audio_info",

@@ -15,8 +15,9 @@ is passed, so at most ``max_duration`` seconds of audio are ever decoded, whatev
 Every failure is one of the typed :mod:`sddkit.errors` audio errors; no numpy, soundfile or av
 exception escapes. Checks, in order: missing path / directory (``AudioNotFoundError``), 0-byte
 file (``EmptyAudioError``), undecodable (``AudioDecodeError``), too long from the header, zero
-decoded samples (``EmptyAudioError``), NaN/Inf (``NonFiniteAudioError``), too short / too long
-(``AudioTooShortError`` / ``AudioTooLongError``), silent (``SilentAudioError``).
+decoded samples (``EmptyAudioError``), a native rate below ``MIN_SAMPLE_RATE``
+(``UnsupportedSampleRateError``), NaN/Inf (``NonFiniteAudioError``), too short / too long
+(``AudioTooShortError`` / ``AudioTooLongError``), silent (``SilentAudioError``, peak below -80 dBFS).
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ from sddkit.errors import (
     EmptyAudioError,
     NonFiniteAudioError,
     SilentAudioError,
+    UnsupportedSampleRateError,
 )
 
 __all__ = [
+    "MIN_SAMPLE_RATE",
     "SILENCE_PEAK",
     "AudioInfo",
     "audio_info",
@@ -52,8 +55,14 @@ __all__ = [
     "validate_waveform",
 ]
 
-SILENCE_PEAK = 1e-6
-"""A waveform whose absolute peak is below this is considered silent (digital zero + dither noise)."""
+SILENCE_PEAK = 1e-4
+"""A waveform whose absolute peak is below this (-80 dBFS) is silent: digital zero, or dither of
+a few LSB of 16-bit PCM (1 LSB = 3.1e-5), e.g. a stereo file whose channels cancel in the mono
+mix. Speech, even recorded very quietly, peaks far above it."""
+
+MIN_SAMPLE_RATE = 4000
+"""Native sample rates below this (Hz) are rejected: such audio holds no speech band worth
+scoring (a 1 Hz header, say, is a broken file), and upsampling it would only invent a signal."""
 
 _RESAMPLE_QUALITY = "HQ"
 # A header duration only rejects a file when it is clearly over the limit: MP3/ADTS durations are
@@ -204,6 +213,7 @@ def validate_waveform(
     absorbs resampling rounding. ``path`` only labels error messages.
     """
     _check_arguments(sample_rate, max_duration, min_duration)
+    _check_native_rate(sample_rate, path)
     arr = np.asarray(x)
     if arr.ndim != 1:
         raise AudioError(f"expected a 1-D mono waveform, got shape {arr.shape}", path=path)
@@ -224,11 +234,22 @@ def validate_waveform(
         raise AudioTooLongError(f"duration {duration:.3f} s exceeds max_duration {max_duration} s", path=path)
     peak = float(np.abs(arr).max())
     if peak < SILENCE_PEAK and not allow_silent:
-        raise SilentAudioError(f"silent (peak {peak:.2e} < {SILENCE_PEAK:.0e}); pass allow_silent to accept", path=path)
+        level = f"{20 * math.log10(peak):.1f} dBFS" if peak > 0 else "digital zero"
+        raise SilentAudioError(
+            f"silent (peak {peak:.2e}, {level}, below -80 dBFS); pass allow_silent to accept", path=path
+        )
     return arr
 
 
 # --- decoding -------------------------------------------------------------------------------
+
+
+def _check_native_rate(sample_rate: int, path: str | None) -> None:
+    if sample_rate < MIN_SAMPLE_RATE:
+        raise UnsupportedSampleRateError(
+            f"sample rate {sample_rate} Hz is below the minimum {MIN_SAMPLE_RATE} Hz (no speech band to score)",
+            path=path,
+        )
 
 
 def _check_arguments(sample_rate: int, max_duration: float | None, min_duration: float) -> None:
@@ -253,6 +274,7 @@ def _finish(
     """Native-rate mono -> validated (T,) float32 at ``sample_rate``."""
     if mono.size == 0:
         raise EmptyAudioError("decodes to zero samples", path=label)
+    _check_native_rate(native_sr, label)
     # Checked before resampling: soxr would smear one NaN over the whole filter length.
     if not np.isfinite(mono).all():
         raise NonFiniteAudioError(f"{int((~np.isfinite(mono)).sum())} NaN/Inf sample(s)", path=label)
@@ -295,6 +317,7 @@ def _decode_soundfile(
         sr = int(f.samplerate)
         if sr <= 0:
             raise AudioDecodeError(f"invalid sample rate {sr} in header", path=label)
+        _check_native_rate(sr, label)  # before the duration guard: a 1 Hz header declares absurd lengths
         if 0 < f.frames < _UNKNOWN_FRAMES:
             _check_declared(f.frames / sr, max_duration, label)
         # Read at most one sample past the limit: enough to know the file is too long.
@@ -309,6 +332,8 @@ def _decode_soundfile(
 def _decode_pyav(file: str | io.BytesIO, *, label: str | None, max_duration: float | None) -> tuple[np.ndarray, int]:
     with av.open(file, metadata_errors="ignore") as container:
         stream = _first_audio_stream(container, label)
+        if stream.sample_rate:
+            _check_native_rate(int(stream.sample_rate), label)
         declared = _declared_duration(container, stream)
         if declared is not None:
             _check_declared(declared, max_duration, label)
