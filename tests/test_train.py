@@ -371,3 +371,23 @@ def test_resume_compares_the_recorded_model_in_todays_form():
     assert old["model"] != today["model"] and _recorded_model(old) == today["model"]
     broken = {"model": {"frontend": "no_such_frontend"}}
     assert _recorded_model(broken) == {"frontend": "no_such_frontend"}  # kept as recorded: the warning still fires
+
+
+def test_one_class_training_or_validation_data_is_a_config_error(tmp_path, monkeypatch):
+    install_tiny(monkeypatch)
+    csv = str(write_corpus(tmp_path / "corpus"))
+    spec = {"protocol": csv, "format": "utterance_table"}
+    only_bona = {**spec, "where": {"label": "bonafide"}}
+    with pytest.raises(ConfigError, match=r"data.train holds 8 bona fide and 0 spoof utterances"):
+        Trainer(_recipe(tmp_path, data={"batch_size": 4, "train": [only_bona]})).fit()
+    with pytest.raises(ConfigError, match=r"data.val holds 8 bona fide and 0 spoof"):
+        Trainer(_recipe(tmp_path, data={"batch_size": 4, "train": [spec], "val": [only_bona]})).fit()
+
+
+def test_sampler_argument_errors_name_the_recipe_keys(tmp_path, monkeypatch):
+    install_tiny(monkeypatch)
+    csv = str(write_corpus(tmp_path / "corpus"))
+    data = {"batch_size": 4, "train": [{"protocol": csv, "format": "utterance_table"}], "sampler": "class_balanced"}
+    trainer = Trainer(_recipe(tmp_path, data={**data, "sampler_options": {"num_samples": -3}}))
+    with pytest.raises(ConfigError, match=r"data.sampler 'class_balanced' .*num_samples must be positive"):
+        trainer.fit()

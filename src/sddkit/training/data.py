@@ -44,6 +44,17 @@ def read_tables(specs: ProtocolSpec | Sequence[ProtocolSpec] | None, what: str =
     return tables[0] if len(tables) == 1 else UtteranceTable.concat(tables)
 
 
+def require_both_classes(table: UtteranceTable, what: str) -> None:
+    """Training and model selection need bona fide and spoof utterances; say which is missing and why."""
+    n_bonafide = int((table.labels == 1).sum())
+    n_spoof = len(table) - n_bonafide
+    if n_bonafide == 0 or n_spoof == 0:
+        raise ConfigError(
+            f"{what} holds {n_bonafide} bona fide and {n_spoof} spoof utterances: a detector needs both classes "
+            "(check the protocols' partitions, where and exclude)"
+        )
+
+
 def build_dataset(table: UtteranceTable, cfg: DataConfig, *, train: bool, seed: int) -> Dataset:
     """An ``UtteranceDataset``: random crops + augmentation for training, fixed crops for evaluation."""
     from sddkit.data.dataset import CachedWaveforms, UtteranceDataset
@@ -120,14 +131,17 @@ def _library_batch_sampler(
         raise ConfigError(f"data.sampler {cfg.sampler!r} needs a dataset exposing 'labels' and 'domains'")
     options = dict(cfg.sampler_options)
     common = {"seed": seed, "rank": info.rank, "world_size": info.world_size}
-    if cfg.sampler == "domain_batch":
-        batches = samplers.DomainBatchSampler(domains, labels, batch_size=cfg.batch_size, **common, **options)
-    elif cfg.sampler == "class_balanced":
-        sampler = samplers.ClassBalancedSampler(labels, **common, **options)
-        batches = BatchSampler(sampler, cfg.batch_size, drop_last=True)
-    else:
-        sampler = samplers.DomainBalancedSampler(domains, labels, **common, **options)
-        batches = BatchSampler(sampler, cfg.batch_size, drop_last=True)
+    try:
+        if cfg.sampler == "domain_batch":
+            batches = samplers.DomainBatchSampler(domains, labels, batch_size=cfg.batch_size, **common, **options)
+        elif cfg.sampler == "class_balanced":
+            sampler = samplers.ClassBalancedSampler(labels, **common, **options)
+            batches = BatchSampler(sampler, cfg.batch_size, drop_last=True)
+        else:
+            sampler = samplers.DomainBalancedSampler(domains, labels, **common, **options)
+            batches = BatchSampler(sampler, cfg.batch_size, drop_last=True)
+    except (ValueError, TypeError) as exc:  # the samplers check their arguments; name the recipe key
+        raise ConfigError(f"data.sampler {cfg.sampler!r} (data.sampler_options {options}): {exc}") from None
     _set_epoch(batches, epoch)
     _set_epoch(getattr(batches, "sampler", None), epoch)
     return batches

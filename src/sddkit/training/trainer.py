@@ -45,7 +45,7 @@ from sddkit.detectors.model_dir import atomic_write_bytes, load_state_checked, s
 from sddkit.errors import CheckpointError, ConfigError
 from sddkit.registry import get_registry
 from sddkit.training import checkpoint as ckpt
-from sddkit.training.data import SkipBatches, build_dataset, epoch_batches, read_tables
+from sddkit.training.data import SkipBatches, build_dataset, epoch_batches, read_tables, require_both_classes
 from sddkit.training.distributed import (
     DistInfo,
     barrier,
@@ -293,11 +293,14 @@ class Trainer:
             self.train_table = read_tables(r.data.train, "data.train")
             if self.train_table is None:
                 raise ConfigError("data.train is empty: give at least one protocol to train on")
+            require_both_classes(self.train_table, "data.train")
             self.train_data = build_dataset(self.train_table, r.data, train=True, seed=r.seed)
         if self._val_data is not None:
             self.val_data: Dataset | None = self._val_data
         else:
             self.val_table = read_tables(r.data.val, "data.val")
+            if self.val_table is not None:
+                require_both_classes(self.val_table, "data.val")
             self.val_data = (
                 None if self.val_table is None else build_dataset(self.val_table, r.data, train=False, seed=r.seed)
             )
