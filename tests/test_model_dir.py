@@ -72,3 +72,19 @@ def test_errors(tmp_path, tiny_arch):
     (d / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="unreadable weights"):
         md.load_model_dir(d)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"thresold": 0.3}, r"unknown key\(s\) \['thresold'\]"),  # a hand-edited typo is not ignored
+        ({"weights": "partial"}, r"weights must be one of \['full', 'trainable'\]"),
+        ({"model": None}, r"missing key\(s\) \['model'\]"),
+    ],
+)
+def test_config_keys_are_checked(tmp_path, tiny_arch, edit, message):
+    d = md.save_model_dir(tmp_path / "m", tiny_arch({"width": 4}), model_config={"width": 4}, architecture="tiny_test")
+    cfg = {**json.loads((d / "config.json").read_text()), **edit}
+    (d / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if v is not None}))
+    with pytest.raises(CheckpointError, match=message):
+        md.load_model_dir(d)

@@ -34,6 +34,11 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``sdd`` parser: one subparser per module of :data:`COMMAND_MODULES`."""
+    return _build_parsers()[0]
+
+
+def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``sdd`` parser and each command's own parser, by command name."""
     parser = argparse.ArgumentParser(
         prog="sdd", description="sddkit: generalizable speech deepfake detection (higher score = more bona fide)."
     )
@@ -41,10 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
-    return parser
+    return parser, dict(sub.choices)
 
 
-def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+def parse_args(
+    parser: argparse.ArgumentParser, commands: dict[str, argparse.ArgumentParser], argv: list[str]
+) -> argparse.Namespace:
     """Parse ``argv``, letting options and a command's list positionals interleave.
 
     Plain ``parse_args`` rejects ``sdd train RECIPE --print-config k=v`` and ``sdd score a.wav --out x.csv
@@ -53,17 +60,16 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     its arguments go through the command's own parser with ``parse_intermixed_args``.
     """
     command_at = next((i for i, tok in enumerate(argv) if not tok.startswith("-")), None)
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if command_at is None or argv[command_at] not in subparsers.choices:
+    if command_at is None or argv[command_at] not in commands:
         return parser.parse_args(argv)  # --help, --version, a missing or unknown command: argparse's own message
-    args = subparsers.choices[argv[command_at]].parse_intermixed_args(argv[command_at + 1 :])
+    args = commands[argv[command_at]].parse_intermixed_args(argv[command_at + 1 :])
     args.command = argv[command_at]
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub at run time
-    args = parse_args(build_parser(), sys.argv[1:] if argv is None else list(argv))
+    args = parse_args(*_build_parsers(), sys.argv[1:] if argv is None else list(argv))
     try:
         return int(args.func(args) or 0)
     except SddkitError as exc:

@@ -36,6 +36,17 @@ FORMAT = "sddkit-model"
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+_CONFIG_KEYS = (
+    "format",
+    "format_version",
+    "sddkit_version",
+    "architecture",
+    "model",
+    "weights",
+    "inference",
+    "metadata",
+)
+_WEIGHTS_KINDS = ("full", "trainable")  # every tensor / only the trainable ones (frozen encoders load from disk)
 
 
 def _build_detector(model_cfg: dict[str, Any]) -> nn.Module:
@@ -144,7 +155,17 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{directory}: not a model directory")
     if not cfg_path.is_file():
         raise CheckpointError(f"{directory}: missing {CONFIG_NAME}")
-    return read_versioned_json(cfg_path, fmt=FORMAT, version=FORMAT_VERSION, what="model config")
+    config = read_versioned_json(cfg_path, fmt=FORMAT, version=FORMAT_VERSION, what="model config")
+    # A hand-edited key that nothing reads would otherwise be ignored without a word.
+    unknown = sorted(set(config) - set(_CONFIG_KEYS))
+    if unknown:
+        raise CheckpointError(f"{cfg_path}: unknown key(s) {unknown}; valid keys: {list(_CONFIG_KEYS)}")
+    missing = [key for key in ("architecture", "model") if key not in config]
+    if missing:
+        raise CheckpointError(f"{cfg_path}: missing key(s) {missing}")
+    if config.get("weights", "full") not in _WEIGHTS_KINDS:
+        raise CheckpointError(f"{cfg_path}: weights must be one of {list(_WEIGHTS_KINDS)}, got {config['weights']!r}")
+    return config
 
 
 def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> ModelDir:
