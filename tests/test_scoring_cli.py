@@ -198,6 +198,10 @@ def test_unknown_manifest_and_missing_input_are_clean_errors(tmp_path, model_dir
     assert "not a manifest" in capsys.readouterr().err
     assert main(["score", str(tmp_path / "nope"), "--model", str(model_dir), "--out", str(tmp_path / "o.csv")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+    for name in ("o.json", "o.txt", "o"):  # checked before any input is read
+        assert main(["score", str(junk), "--model", str(model_dir), "--out", str(tmp_path / name)]) == 2
+        assert "--out must name a .csv or .jsonl file" in capsys.readouterr().err
+        assert not (tmp_path / name).exists()
 
 
 def test_resume_skips_done_paths_and_repairs_a_partial_line(tmp_path, model_dir, capsys):

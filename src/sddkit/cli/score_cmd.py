@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from sddkit.scoring import batch
 
     out = Path(args.out)
+    if out.suffix.lower() not in (".csv", ".jsonl"):  # else "scores.json" would silently hold CSV
+        raise ConfigError(f"--out must name a .csv or .jsonl file (JSON output is JSON lines), got {out.name!r}")
     if args.merge:
         rows = batch.merge_shards(out, order=batch.expand_inputs(args.inputs) if args.inputs else None)
         print(f"merged {rows} rows into {out}", file=sys.stderr)
