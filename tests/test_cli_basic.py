@@ -34,3 +34,14 @@ def test_describe_builds_every_shipped_recipe_on_the_meta_device(capsys):
         assert main(["describe", str(recipe), *overrides]) == 0, recipe
         data = json.loads(capsys.readouterr().out)
         assert data["trainable_params"] > 0 and data["total_params"] >= data["trainable_params"]
+
+
+def test_sdd_serve_checks_its_options_before_loading_the_model(capsys):
+    # --model points nowhere: each option error must come first, as one clean line
+    for option, value, message in (
+        ("--port", "99999", "--port must be in 0..65535"),
+        ("--batch-size", "0", "--batch-size must be >= 1"),
+        ("--threads", "0", "--threads must be >= 1"),
+    ):
+        assert main(["serve", "--model", "/nonexistent", option, value]) == 2
+        assert message in capsys.readouterr().err

@@ -27,7 +27,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from sddkit.errors import ConfigError
     from sddkit.scoring.allocator import tune_malloc
+
+    # Checked before the model loads: uvicorn would fail only at bind time, with a traceback.
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be in 0..65535, got {args.port}")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     from sddkit.service.app import create_app
 
     tune_malloc(args.allocator)
