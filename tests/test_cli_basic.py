@@ -42,6 +42,7 @@ def test_sdd_serve_checks_its_options_before_loading_the_model(capsys):
         ("--port", "99999", "--port must be in 0..65535"),
         ("--batch-size", "0", "--batch-size must be >= 1"),
         ("--threads", "0", "--threads must be >= 1"),
+        ("--device", "foo", "unknown device 'foo'"),
     ):
         assert main(["serve", "--model", "/nonexistent", option, value]) == 2
         assert message in capsys.readouterr().err

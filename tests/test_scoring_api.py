@@ -17,6 +17,7 @@ from sddkit.detectors.outputs import DetectorOutput
 from sddkit.errors import (
     AudioError,
     CheckpointError,
+    ConfigError,
     NonFiniteAudioError,
     SilentAudioError,
     UnsupportedSampleRateError,
@@ -232,6 +233,26 @@ def test_missing_default_model_and_bad_backend(tmp_path, monkeypatch):
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="unknown key"):
         api.load_detector(d)
+
+
+def test_devices_that_do_not_exist_here_are_config_errors(tmp_path, monkeypatch):
+    d, _ = _real_model_dir(tmp_path / "lcnn")
+    with pytest.raises(ConfigError, match="unknown device 'foo'"):
+        api.load_detector(d, device="foo")
+    with pytest.raises(ConfigError, match="scoring runs on cpu, cuda or mps"):
+        api.load_detector(d, device="meta")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="sees no CUDA device"):
+        api.load_detector(d, device="cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ConfigError, match=r"only 2 CUDA device\(s\) here \(cuda:0..cuda:1\)"):
+        api.scoring_device("cuda:2")
+    assert api.scoring_device("cuda:1") == torch.device("cuda", 1)
+    assert api.load_detector(d, device="cpu").score(np.full(4000, 0.1, np.float32), SR).decision in (
+        "bonafide",
+        "spoof",
+    )
 
 
 def test_import_sddkit_stays_light():

@@ -67,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("sdd score needs at least one input (file, folder or manifest)")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.workers is not None and args.workers < 0:
+        raise ConfigError(f"--workers must be >= 0 (0 = decode in the main thread), got {args.workers}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    if args.max_duration_s < 0:
+        raise ConfigError(f"--max-duration-s must be >= 0 (0 = no limit), got {args.max_duration_s}")
     _set_threads(args.threads)
 
     from sddkit.scoring.allocator import tune_malloc

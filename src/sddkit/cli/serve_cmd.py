@@ -37,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    if args.backend == "torch":
+        from sddkit.scoring.api import scoring_device
+
+        scoring_device(args.device)
     from sddkit.service.app import create_app
 
     tune_malloc(args.allocator)

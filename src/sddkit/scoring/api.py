@@ -334,6 +334,7 @@ def load_detector(
     directory holding ``model.onnx``; None = the bundled default model.
     """
     path = resolve_model_path(path)
+    torch_device = scoring_device(device)
     if backend == "onnx":
         from sddkit.scoring.onnx_export import load_onnx_detector
 
@@ -348,7 +349,27 @@ def load_detector(
     info = model_info(md.model, architecture=md.architecture, model_config=md.model_config, path=path)
     info["metadata"] = md.metadata
     info["merged_lora_layers"] = merged
-    return ScoringDetector(TorchRunner(md.model, device), inference, batch_size=batch_size, info=info)
+    return ScoringDetector(TorchRunner(md.model, torch_device), inference, batch_size=batch_size, info=info)
+
+
+def scoring_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device that exists here, else a ``ConfigError`` (not torch's traceback)."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {device!r}: this torch sees no CUDA device; use cpu")
+        if resolved.index is not None and resolved.index >= count:
+            raise ConfigError(f"device {device!r}: only {count} CUDA device(s) here (cuda:0..cuda:{count - 1})")
+    elif resolved.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"device {device!r}: MPS is not available here; use cpu")
+    elif resolved.type != "cpu":
+        raise ConfigError(f"device {device!r}: scoring runs on cpu, cuda or mps")
+    return resolved
 
 
 def merge_lora_for_inference(model: nn.Module) -> int:
