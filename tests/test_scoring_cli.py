@@ -198,6 +198,15 @@ def test_unknown_manifest_and_missing_input_are_clean_errors(tmp_path, model_dir
     assert "not a manifest" in capsys.readouterr().err
     assert main(["score", str(tmp_path / "nope"), "--model", str(model_dir), "--out", str(tmp_path / "o.csv")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+    for option, value, message in (
+        ("--workers", "-1", "--workers must be >= 0"),
+        ("--threads", "0", "--threads must be >= 1"),
+        ("--max-duration-s", "-5", "--max-duration-s must be >= 0"),
+        ("--device", "foo", "unknown device 'foo'"),
+    ):
+        argv = ["score", str(junk), "--model", str(model_dir), "--out", str(tmp_path / "o.csv"), option, value]
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
     for name in ("o.json", "o.txt", "o"):  # checked before any input is read
         assert main(["score", str(junk), "--model", str(model_dir), "--out", str(tmp_path / name)]) == 2
         assert "--out must name a .csv or .jsonl file" in capsys.readouterr().err

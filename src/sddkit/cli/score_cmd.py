@@ -76,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
 
     from sddkit.scoring.allocator import tune_malloc
-    from sddkit.scoring.api import load_detector
+    from sddkit.scoring.api import load_detector, scoring_device
+
+    if args.backend == "torch":
+        scoring_device(args.device)  # before reading a large manifest
 
     tune_malloc(args.allocator)
 
