@@ -53,7 +53,7 @@ def _scores(path):
         (
             "logmel_lcnn",
             {
-                "frontend": {"name": "logmel", "n_mels": 32, "top_db": 50.0},  # the floor exports too
+                "frontend": {"name": "logmel", "n_mels": 32, "top_db": 50.0, "level_db": -27.0},  # both export
                 "backend": {"name": "lcnn", "channels": 8, "lstm_layers": 1, "head": "cosine"},  # and the cosine head
             },
             "dynamo",  # complex STFT: the TorchScript exporter cannot, torch.export can

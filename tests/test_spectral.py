@@ -357,3 +357,51 @@ def test_log_options_are_validated_alike(cfg_cls):
     for bad, match in (({"log_floor": 0.0}, "log_floor"), ({"top_db": 0.0}, "top_db"), ({"top_db": -3.0}, "top_db")):
         with pytest.raises(ConfigError, match=match):
             from_dict(cfg_cls, bad)
+
+
+def test_level_normalize_sets_the_rms_and_leaves_silence_quiet():
+    from sddkit.frontends.spectral import LEVEL_FLOOR_DB, level_normalize
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, SR, generator=g) * torch.tensor([[0.3], [0.003], [0.0]])
+    y = level_normalize(x, -27.0)
+    rms_db = 10 * torch.log10(y.pow(2).mean(dim=-1))
+    torch.testing.assert_close(rms_db[:2], torch.full((2,), -27.0), atol=1e-3, rtol=0)
+    assert torch.equal(y[2], x[2])  # digital silence stays silence
+    dither = torch.randn(1, SR, generator=g) * 10 ** ((LEVEL_FLOOR_DB - 20) / 20)  # 20 dB under the floor
+    raised = 10 * torch.log10(level_normalize(dither, -27.0).pow(2).mean())
+    assert raised.item() == pytest.approx(-27.0 - 20.0, abs=0.1)  # raised like the floor, not to -27 dBFS
+
+
+@pytest.mark.parametrize("name", ["logmel", "logspec", "lfcc"])
+def test_level_db_makes_features_gain_invariant(name):
+    """log(power + floor) is not gain-invariant, even after CMVN; scaling each input to one RMS first is."""
+    reg = get_registry("frontend")
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, SR, generator=g) * torch.linspace(0.0, 0.2, SR)  # quiet start: bins near the floor
+    gains = torch.tensor([[1.0], [0.1], [0.003]])
+    plain = reg.build({"name": name, "normalize": True})(x * gains).features
+    assert (plain[0] - plain[2]).abs().max() > 0.1  # the motivation: without it, the gain shows
+    levelled = reg.build({"name": name, "normalize": True, "level_db": -27.0})(x * gains).features
+    torch.testing.assert_close(levelled[1], levelled[0], atol=2e-3, rtol=1e-4)
+    torch.testing.assert_close(levelled[2], levelled[0], atol=2e-3, rtol=1e-4)
+    with pytest.raises(ConfigError, match="level_db must be in"):
+        reg.parse({"name": name, "level_db": 3.0})
+    assert to_dict(reg.parse({"name": name, "level_db": -20}).config)["level_db"] == -20.0
+
+
+def test_a_detector_with_level_db_scores_any_gain_alike():
+    from sddkit.detectors.detector import DetectorConfig, build_detector
+
+    cfg = {"frontend": {"name": "logmel", "n_mels": 32, "normalize": True}, "backend": {"name": "lcnn", "channels": 8}}
+    x = torch.randn(1, SR, generator=torch.Generator().manual_seed(2)) * torch.linspace(0.0, 0.2, SR)
+    batch = torch.cat([x, 0.01 * x, 3.0 * x])
+    spread = {}
+    for level_db in (None, -27.0):
+        torch.manual_seed(0)  # the same weights for both
+        front = {**cfg["frontend"], "level_db": level_db}
+        model = build_detector(from_dict(DetectorConfig, {**cfg, "frontend": front})).eval()
+        with torch.no_grad():
+            logits = model(batch).logits
+        spread[level_db] = (logits - logits[:1]).abs().max().item()
+    assert spread[-27.0] < 1e-5 and spread[None] > 30 * spread[-27.0], spread

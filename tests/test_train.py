@@ -391,3 +391,14 @@ def test_sampler_argument_errors_name_the_recipe_keys(tmp_path, monkeypatch):
     trainer = Trainer(_recipe(tmp_path, data={**data, "sampler_options": {"num_samples": -3}}))
     with pytest.raises(ConfigError, match=r"data.sampler 'class_balanced' .*num_samples must be positive"):
         trainer.fit()
+
+
+def test_a_crop_too_short_for_the_model_names_the_recipe_key(tmp_path):
+    csv = str(write_corpus(tmp_path / "corpus"))
+    spec = {"protocol": csv, "format": "utterance_table"}
+    lcnn = {"frontend": {"name": "logmel", "n_mels": 32}, "backend": {"name": "lcnn", "channels": 8, "lstm_layers": 0}}
+    data = {"batch_size": 4, "train": [spec], "val": [spec], "crop_samples": 100, "val_crop_samples": 4000}
+    with pytest.raises(ConfigError, match=r"data.crop_samples=100 is too short for this model: LCNN needs"):
+        Trainer(_recipe(tmp_path, model=lcnn, data=data)).fit()
+    with pytest.raises(ConfigError, match=r"data.val_crop_samples=200 is too short"):
+        Trainer(_recipe(tmp_path, model=lcnn, data={**data, "crop_samples": 4000, "val_crop_samples": 200})).fit()

@@ -16,6 +16,13 @@ because the published set-ups these front-ends reproduce (LFCC-LCNN, log-Mel/LPS
 on raw audio) feed unnormalised features; the statistics span the whole (fixed-length) input,
 padding included.
 
+Optional level normalisation (``level_db: -27``): each input waveform is scaled to that RMS level
+(dBFS) before anything else, so the features, hence the score, do not depend on the recording's gain.
+Without it, log spectra with an absolute floor (``log(mel + log_floor)``) are not gain-invariant even
+after CMVN: a quieter recording pushes more bins onto the floor. Inputs quieter than ``LEVEL_FLOOR_DB``
+RMS (digital silence, dither) are scaled as if they were at that floor, so silence is not amplified into
+noise. Off (``null``) by default; in training it applies to each crop, in scoring to each window.
+
 Optional SpecAugment masking of the spectral features (``spec_augment: {freq_width: [0, 20], ...}``,
 the :class:`~sddkit.features.specaugment.SpecAugmentConfig` fields): applied **in training mode only**,
 after normalisation, so that with ``normalize: true`` a zero mask reads as the utterance's average rather
@@ -49,7 +56,9 @@ __all__ = [
     "LogSpecFrontendConfig",
     "RawFrontend",
     "RawFrontendConfig",
+    "LEVEL_FLOOR_DB",
     "SpectralFrontend",
+    "level_normalize",
     "utterance_normalize",
 ]
 
@@ -57,6 +66,25 @@ __all__ = [
 # so their floor is the one of HF's wav2vec2 feature extractor.
 _FEATURE_NORM_EPS = 1e-5
 _WAVEFORM_NORM_EPS = 1e-7
+
+
+LEVEL_FLOOR_DB = -80.0
+"""Inputs below this RMS level (dBFS) are not raised further by ``level_normalize``: silence stays quiet."""
+
+
+def level_normalize(waveform: Tensor, level_db: float) -> Tensor:
+    """Scale each waveform of (B, T) to an RMS of ``level_db`` dBFS: (B, T) -> (B, T).
+
+    Exactly gain-invariant for inputs whose RMS is above ``LEVEL_FLOOR_DB``.
+    """
+    rms = waveform.float().pow(2).mean(dim=-1, keepdim=True).sqrt()
+    floor = 10.0 ** (LEVEL_FLOOR_DB / 20.0)
+    return waveform * (10.0 ** (level_db / 20.0) / rms.clamp_min(floor)).to(waveform.dtype)
+
+
+def _check_level_db(level_db: float | None) -> None:
+    if level_db is not None and not LEVEL_FLOOR_DB < level_db <= 0:
+        raise ValueError(f"level_db must be in ({LEVEL_FLOOR_DB:g}, 0] dBFS (or null), got {level_db}")
 
 
 def utterance_normalize(x: Tensor, dim: int = -1, eps: float = _FEATURE_NORM_EPS) -> Tensor:
@@ -69,17 +97,29 @@ def utterance_normalize(x: Tensor, dim: int = -1, eps: float = _FEATURE_NORM_EPS
 class SpectralFrontend(nn.Module):
     """A feature extractor as a front-end: waveform (B, T) -> features (B, F, frames).
 
-    ``spec_augment`` (optional) masks the features in training mode only.
+    ``level_db`` (optional) scales each input to that RMS first; ``spec_augment`` (optional) masks the
+    features in training mode only.
     """
 
-    def __init__(self, *, features: nn.Module, normalize: bool = False, spec_augment: SpecAugment | None = None):
+    def __init__(
+        self,
+        *,
+        features: nn.Module,
+        normalize: bool = False,
+        spec_augment: SpecAugment | None = None,
+        level_db: float | None = None,
+    ):
         super().__init__()
+        _check_level_db(level_db)
         self.features = features
         self.normalize = normalize
         self.spec_augment = spec_augment
+        self.level_db = level_db
         self.output_dim: int = features.output_dim
 
     def forward(self, waveform: Tensor) -> FrontendOutput:
+        if self.level_db is not None:
+            waveform = level_normalize(waveform, self.level_db)
         feats = self.features(waveform)
         if self.normalize:
             feats = utterance_normalize(feats, dim=-1)
@@ -103,30 +143,32 @@ class RawFrontend(nn.Module):
 
 
 @dataclass
-class LogMelFrontendConfig(LogMelConfig):
-    """:class:`~sddkit.features.spectral.LogMelConfig` plus per-utterance normalisation and
-    training-only SpecAugment masking."""
+class _FrontendOptions:
+    """What a spectral front-end adds to its feature config: level normalisation, per-utterance
+    normalisation and training-only SpecAugment masking (fields listed in ``_FRONTEND_ONLY_FIELDS``)."""
 
     normalize: bool = False
     spec_augment: SpecAugmentConfig | None = None
+    level_db: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()  # type: ignore[misc]  # the feature config's own checks
+        _check_level_db(self.level_db)
 
 
 @dataclass
-class LogSpecFrontendConfig(LinearSpectrogramConfig):
-    """:class:`~sddkit.features.spectral.LinearSpectrogramConfig` plus per-utterance normalisation and
-    training-only SpecAugment masking."""
-
-    normalize: bool = False
-    spec_augment: SpecAugmentConfig | None = None
+class LogMelFrontendConfig(_FrontendOptions, LogMelConfig):
+    """:class:`~sddkit.features.spectral.LogMelConfig` plus the front-end options."""
 
 
 @dataclass
-class LFCCFrontendConfig(LFCCConfig):
-    """:class:`~sddkit.features.spectral.LFCCConfig` plus per-utterance normalisation and
-    training-only SpecAugment masking."""
+class LogSpecFrontendConfig(_FrontendOptions, LinearSpectrogramConfig):
+    """:class:`~sddkit.features.spectral.LinearSpectrogramConfig` plus the front-end options."""
 
-    normalize: bool = False
-    spec_augment: SpecAugmentConfig | None = None
+
+@dataclass
+class LFCCFrontendConfig(_FrontendOptions, LFCCConfig):
+    """:class:`~sddkit.features.spectral.LFCCConfig` plus the front-end options."""
 
 
 @dataclass
@@ -136,14 +178,14 @@ class RawFrontendConfig:
     normalize: bool = False
 
 
-_FRONTEND_ONLY_FIELDS = ("normalize", "spec_augment")
+_FRONTEND_ONLY_FIELDS = ("normalize", "spec_augment", "level_db")
 
 
 def _spectral_frontend(cfg: Any, feature_cls: type, config_cls: type) -> SpectralFrontend:
     """The front-end of a spectral config: its feature fields build ``feature_cls``, the rest wrap it."""
     features = feature_cls(config_cls(**{k: v for k, v in vars(cfg).items() if k not in _FRONTEND_ONLY_FIELDS}))
     masking = SpecAugment(cfg.spec_augment) if cfg.spec_augment is not None else None
-    return SpectralFrontend(features=features, normalize=cfg.normalize, spec_augment=masking)
+    return SpectralFrontend(features=features, normalize=cfg.normalize, spec_augment=masking, level_db=cfg.level_db)
 
 
 @FRONTENDS.register("logmel", config=LogMelFrontendConfig)

@@ -187,6 +187,8 @@ class Trainer:
         self._grow(self.module)
         seed_everything(r.seed + self.info.rank)  # then distinct dropout/augmentation streams per rank
 
+        if self._train_data is None:
+            self._check_crop_lengths()  # before decoding a corpus that could not be used
         self._build_data()
         self.strategy = get_registry("strategy").build(r.strategy, seed=r.seed)
         self.optimizer = build_optimizer(trainable_parameters(self.module), r.optimizer)
@@ -304,6 +306,25 @@ class Trainer:
             self.val_data = (
                 None if self.val_table is None else build_dataset(self.val_table, r.data, train=False, seed=r.seed)
             )
+
+    def _check_crop_lengths(self) -> None:
+        """A crop too short for the model fails here, naming the recipe key, not inside the first step."""
+        d = self.recipe.data
+        lengths = {"data.crop_samples": d.crop_samples}
+        if self._val_data is None and d.val and d.val_crop_samples:
+            lengths["data.val_crop_samples"] = d.val_crop_samples
+        was_training = self.module.training
+        self.module.eval()  # no dropout: the check consumes no random numbers
+        try:
+            for key, n in lengths.items():
+                x = 0.01 * torch.randn(1, n, generator=torch.Generator().manual_seed(0))
+                try:
+                    with torch.no_grad():
+                        self.module(x.to(self.device))
+                except ValueError as exc:  # back-ends name the minimum they need
+                    raise ConfigError(f"{key}={n} is too short for this model: {exc}") from None
+        finally:
+            self.module.train(was_training)
 
     # --- the loop --------------------------------------------------------------------------------------------
     def _done(self) -> bool:
