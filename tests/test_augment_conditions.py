@@ -80,3 +80,9 @@ def test_unknown_condition():
     spec = condition_spec("mp3_64k")
     spec["bitrate_kbps"][0] = 1.0  # a copy: the registry of conditions is not mutated
     assert CONDITIONS["mp3_64k"]["bitrate_kbps"] == [64, 64]
+
+
+@pytest.mark.parametrize(("name", "db"), [("gain_-10db", -10.0), ("gain_-20db", -20.0), ("gain_-30db", -30.0)])
+def test_gain_conditions_attenuate_and_change_nothing_else(name, db):
+    x = signal()
+    np.testing.assert_allclose(apply_condition(name, x, SR, seed=5), x * 10 ** (db / 20), rtol=1e-6, atol=0)

@@ -83,7 +83,10 @@ _SPECS: dict[str, dict[str, Any]] = {
     "pitch_-2": {"name": "pitch_shift", "semitones": [-2.0, -2.0]},
     "stretch_1.1": {"name": "time_stretch", "rate": [1.1, 1.1]},
     "stretch_0.9": {"name": "time_stretch", "rate": [0.9, 0.9]},
-    # level
+    # level: attenuation alone changes no content; a gain-sensitive detector's scores move anyway
+    "gain_-10db": {"name": "gain", "gain_db": [-10.0, -10.0]},
+    "gain_-20db": {"name": "gain", "gain_db": [-20.0, -20.0]},
+    "gain_-30db": {"name": "gain", "gain_db": [-30.0, -30.0]},
     "clip_-6db": {"name": "clipping", "threshold_db": [-6.0, -6.0]},
 }
 
