@@ -20,8 +20,9 @@ Optional level normalisation (``level_db: -27``): each input waveform is scaled 
 (dBFS) before anything else, so the features, hence the score, do not depend on the recording's gain.
 Without it, log spectra with an absolute floor (``log(mel + log_floor)``) are not gain-invariant even
 after CMVN: a quieter recording pushes more bins onto the floor. Inputs quieter than ``LEVEL_FLOOR_DB``
-RMS (digital silence, dither) are scaled as if they were at that floor, so silence is not amplified into
-noise. Off (``null``) by default; in training it applies to each crop, in scoring to each window.
+RMS (digital silence, dither) get the gain of an input at that floor, so they stay far below speech
+level instead of being raised to it. Off (``null``) by default; in training it applies to each crop,
+in scoring to each window.
 
 Optional SpecAugment masking of the spectral features (``spec_augment: {freq_width: [0, 20], ...}``,
 the :class:`~sddkit.features.specaugment.SpecAugmentConfig` fields): applied **in training mode only**,
@@ -51,12 +52,12 @@ from sddkit.features.spectral import (
 from sddkit.frontends import FRONTENDS
 
 __all__ = [
+    "LEVEL_FLOOR_DB",
     "LFCCFrontendConfig",
     "LogMelFrontendConfig",
     "LogSpecFrontendConfig",
     "RawFrontend",
     "RawFrontendConfig",
-    "LEVEL_FLOOR_DB",
     "SpectralFrontend",
     "level_normalize",
     "utterance_normalize",
@@ -69,7 +70,7 @@ _WAVEFORM_NORM_EPS = 1e-7
 
 
 LEVEL_FLOOR_DB = -80.0
-"""Inputs below this RMS level (dBFS) are not raised further by ``level_normalize``: silence stays quiet."""
+"""``level_normalize`` gives inputs below this RMS level (dBFS) the gain of one at it: silence stays quiet."""
 
 
 def level_normalize(waveform: Tensor, level_db: float) -> Tensor:
