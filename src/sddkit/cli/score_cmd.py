@@ -125,11 +125,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _set_threads(threads: int | None) -> None:
+    """``threads`` (already checked >= 1 by ``run``), or every core this process may use."""
     import torch
 
     if threads is None:
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(threads)
 
 
 def _init_process_group(rank: int, world: int) -> None:
