@@ -46,3 +46,19 @@ def test_sdd_serve_checks_its_options_before_loading_the_model(capsys):
     ):
         assert main(["serve", "--model", "/nonexistent", option, value]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_check_minimums_names_the_flag_and_lets_automatic_values_pass():
+    import argparse
+
+    import pytest
+
+    from sddkit.cli.options import check_minimums
+    from sddkit.errors import ConfigError
+
+    args = argparse.Namespace(batch_size=1, threads=None, max_duration_s=0.0, workers=-2)
+    check_minimums(args, batch_size=1, threads=1, max_duration_s=0)  # at the minimum, or None: accepted
+    with pytest.raises(ConfigError, match=r"^--workers must be >= 0, got -2$"):
+        check_minimums(args, batch_size=1, workers=0)
+    with pytest.raises(ConfigError, match=r"^--max-duration-s must be >= 0.5, got 0$"):
+        check_minimums(args, max_duration_s=0.5)

@@ -145,6 +145,13 @@ def test_sdd_cv_needs_two_groups(tmp_path, capsys):
     assert "at least 2 held-out groups" in capsys.readouterr().err
 
 
+def test_sdd_cv_refuses_negative_workers_before_reading_the_recipe(tmp_path, capsys):
+    # checked first: otherwise the bad value would surface when the first fold is scored, after its training
+    argv = ["cv", str(tmp_path / "missing.yaml"), "--hold-out", "a", "--hold-out", "b", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--workers", "-1"]) == 2
+    assert "--workers must be >= 0, got -1" in capsys.readouterr().err
+
+
 def test_cross_validation_refuses_torchrun(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")

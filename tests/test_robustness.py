@@ -206,6 +206,21 @@ def test_unknown_condition_is_a_config_error(setup, tmp_path, capsys):
     assert not (tmp_path / "robustness.csv").exists()
 
 
+def test_bad_numeric_options_and_device_are_refused_before_the_protocol_is_read(tmp_path, capsys):
+    # --protocol points nowhere: each option error must come first, as one clean line
+    args = ["robustness", "--protocol", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]
+    for option, value, message in (
+        ("--threads", "0", "--threads must be >= 1, got 0"),  # was silently turned into 1
+        ("--workers", "-1", "--workers must be >= 0"),
+        ("--batch-size", "0", "--batch-size must be >= 1"),
+        ("--max-duration-s", "-1", "--max-duration-s must be >= 0"),
+        ("--device", "foo", "unknown device 'foo'"),
+    ):
+        assert main([*args, option, value]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_resolve_conditions_all_dedup_and_clean_first():
     assert resolve_conditions("all") == condition_names()
     assert resolve_conditions(["mulaw", "clean", "mulaw", " alaw "]) == ["clean", "mulaw", "alaw"]

@@ -41,10 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sddkit.cli.options import check_minimums
     from sddkit.errors import ConfigError
     from sddkit.training.crossval import cross_validate, cross_validate_seeds, parse_folds
     from sddkit.training.recipe import load_recipe
 
+    check_minimums(args, workers=0)  # else a bad value surfaces only when the first fold is scored, after its training
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     recipe = load_recipe(args.recipe, args.overrides)
     folds = parse_folds(args.by, args.hold_out)

@@ -68,18 +68,15 @@ def _partitions(values: list[str] | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sddkit.cli.options import check_minimums, set_torch_threads
     from sddkit.config import from_dict
     from sddkit.data.protocols import read_protocol
-    from sddkit.errors import ConfigError
     from sddkit.evaluation.robustness import RobustnessConfig, markdown_table, run_robustness, write_robustness
-    from sddkit.scoring.api import load_detector, resolve_model_path
+    from sddkit.scoring.api import load_detector, resolve_model_path, scoring_device
 
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(max(1, args.threads))
+    check_minimums(args, batch_size=1, workers=0, threads=1, max_duration_s=0)
+    scoring_device(args.device)
+    set_torch_threads(args.threads)
     # validate the cheap things (condition names, limits) before loading a model or reading audio
     config = from_dict(
         RobustnessConfig,

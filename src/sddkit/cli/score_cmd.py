@@ -53,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sddkit.cli.options import check_minimums
     from sddkit.errors import ConfigError
     from sddkit.scoring import batch
 
@@ -65,14 +66,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.inputs:
         raise ConfigError("sdd score needs at least one input (file, folder or manifest)")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.workers is not None and args.workers < 0:
-        raise ConfigError(f"--workers must be >= 0 (0 = decode in the main thread), got {args.workers}")
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-    if args.max_duration_s < 0:
-        raise ConfigError(f"--max-duration-s must be >= 0 (0 = no limit), got {args.max_duration_s}")
+    check_minimums(args, batch_size=1, workers=0, threads=1, max_duration_s=0)
     _set_threads(args.threads)
 
     from sddkit.scoring.allocator import tune_malloc

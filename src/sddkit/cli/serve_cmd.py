@@ -27,16 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from sddkit.cli.options import check_minimums, set_torch_threads
     from sddkit.errors import ConfigError
     from sddkit.scoring.allocator import tune_malloc
 
     # Checked before the model loads: uvicorn would fail only at bind time, with a traceback.
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be in 0..65535, got {args.port}")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    check_minimums(args, batch_size=1, threads=1)
     if args.backend == "torch":
         from sddkit.scoring.api import scoring_device
 
@@ -44,10 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from sddkit.service.app import create_app
 
     tune_malloc(args.allocator)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
 
     app = create_app(
         args.model,
