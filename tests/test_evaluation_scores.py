@@ -107,6 +107,13 @@ def test_sdd_score_error_rows_are_skipped_and_reported(tmp_path):
         match = match_scores(_table(), sf)
     assert any("1 file(s) could not be scored" in str(w.message) for w in record)
     assert match.n_failed_scores == 1 and match.to_dict()["n_failed_scores"] == 1 and list(match.scores) == [1.5]
+    unmatched = match.n_unmatched_protocol
+    # an error row for a file the protocol does not list is not a failure of this evaluation
+    extra = text + "/data/flac/not_in_protocol.flac,,,,,,,cannot decode\n"
+    with pytest.warns(UserWarning) as record:
+        match = match_scores(_table(), read_scores(_write(tmp_path, "extra.csv", extra)))
+    assert match.n_failed_scores == 1 and match.n_unmatched_protocol == unmatched
+    assert any("1 file(s) could not be scored" in str(w.message) for w in record)
     # a file that failed once and was scored on a later row (e.g. merged shards) counts as scored
     twice = header + "/data/flac/LA_E_1.flac,,,,,,,cannot decode\n/data/flac/LA_E_1.flac,0.5,0.6,bonafide,1,1,1,\n"
     again = read_scores(_write(tmp_path, "twice.csv", twice))

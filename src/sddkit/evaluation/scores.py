@@ -269,7 +269,9 @@ class ScoreMatch:
     unmatched_score_examples: list[str] = field(default_factory=list)
     unmatched_protocol_examples: list[str] = field(default_factory=list)
     n_key_disagreements: int = 0
-    n_failed_scores: int = 0  # `sdd score` error rows: files that could not be scored
+    # protocol utterances that `sdd score` could not score (error rows); not part of n_unmatched_protocol,
+    # which counts the protocol utterances the score file does not mention at all
+    n_failed_scores: int = 0
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -349,14 +351,18 @@ def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
     unmatched_score = [str(scores.ids[j]) for j in range(len(scores)) if j not in matched_scores]
     proto_mask = np.ones(len(table), dtype=bool)
     proto_mask[rows] = False
-    unmatched_proto = table.column("utt_id")[proto_mask].astype(str).tolist()
+    # error rows count only for files the protocol lists (by the same key kind as the scores)
+    proto_keys = _protocol_keys(table, how)
+    failed_keys = set(_score_keys(np.array(scores.failed, dtype=object), how)) if scores.failed else set()
+    failed_rows = proto_mask & np.array([k in failed_keys for k in proto_keys], dtype=bool)
+    failed = table.column("utt_id")[failed_rows].astype(str).tolist()
+    unmatched_proto = table.column("utt_id")[proto_mask & ~failed_rows].astype(str).tolist()
     matched = table.subset(rows)
     notes = []
     if unmatched_score:
         notes.append(f"{len(unmatched_score)} of {len(scores)} scores have no protocol entry (ignored)")
-    if scores.failed:
-        examples = list(scores.failed[:3])
-        notes.append(f"{len(scores.failed)} file(s) could not be scored (error rows, not evaluated), e.g. {examples}")
+    if failed:
+        notes.append(f"{len(failed)} file(s) could not be scored (error rows, not evaluated), e.g. {failed[:3]}")
     if unmatched_proto:
         notes.append(f"{len(unmatched_proto)} of {len(table)} protocol utterances have no score (not evaluated)")
     n_disagree = 0
@@ -378,6 +384,6 @@ def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
         unmatched_score_examples=unmatched_score[:5],
         unmatched_protocol_examples=unmatched_proto[:5],
         n_key_disagreements=n_disagree,
-        n_failed_scores=len(scores.failed),
+        n_failed_scores=len(failed),
         warnings=notes,
     )
