@@ -115,7 +115,7 @@ def test_stats_are_exported_as_outputs(tmp_path, monkeypatch):
     assert report["outputs"] == ["logits", "stat:gate_weights"]
     det_o, det_t = load_detector(tmp_path / "g.onnx", backend="onnx"), load_detector(d)
     assert det_o.weight_columns() == det_t.weight_columns() == ["gate_w0", "gate_w1", "gate_w2"]
-    x = np.sin(np.arange(1500) / 7.0).astype(np.float32)
+    x = np.sin(np.arange(2000) / 7.0).astype(np.float32)
     ro, rt = det_o.score(x, SR), det_t.score(x, SR)
     assert ro.weights["gate_weights"] == pytest.approx(rt.weights["gate_weights"], abs=1e-5)
     assert sum(ro.weights["gate_weights"]) == pytest.approx(1.0, abs=1e-5)

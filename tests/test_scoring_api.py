@@ -16,6 +16,7 @@ from sddkit.detectors.detector import DetectorConfig, build_detector
 from sddkit.detectors.outputs import DetectorOutput
 from sddkit.errors import (
     AudioError,
+    AudioTooShortError,
     CheckpointError,
     ConfigError,
     NonFiniteAudioError,
@@ -23,7 +24,7 @@ from sddkit.errors import (
     UnsupportedSampleRateError,
 )
 from sddkit.scoring import api
-from sddkit.scoring.inference import calibrate_model_dir, read_inference
+from sddkit.scoring.inference import calibrate_model_dir, read_inference, write_inference
 
 SR = 16000
 
@@ -52,7 +53,13 @@ class MeanModel(nn.Module):
 @pytest.fixture
 def mean_dir(tmp_path, monkeypatch):
     monkeypatch.setitem(md.ARCHITECTURES, "mean_test", lambda cfg: MeanModel(cfg["gain"]))
-    inference = {"window_samples": 100, "hop_samples": 40, "threshold": 0.5, "calibration": {"a": 2.0, "b": -1.0}}
+    inference = {
+        "window_samples": 100,
+        "hop_samples": 40,
+        "threshold": 0.5,
+        "calibration": {"a": 2.0, "b": -1.0},
+        "min_duration_s": 0.0,  # hand-checked inputs of a few samples
+    }
     return md.save_model_dir(
         tmp_path / "mean", MeanModel(10.0), model_config={"gain": 10.0}, architecture="mean_test", inference=inference
     )
@@ -97,6 +104,22 @@ def test_short_input_is_repeat_padded_and_decisions_follow_threshold(mean_dir):
     assert r.raw_score == pytest.approx(10 * tiled.mean(), rel=1e-5)
     assert r.decision == "bonafide"  # 2 * 2.0 - 1 = 3.0 >= 0.5
     assert det.score(-short, SR).decision == "spoof"
+
+
+def test_inputs_shorter_than_the_models_minimum_are_refused_not_scored(tmp_path):
+    path, _ = _real_model_dir(tmp_path / "m")
+    det = sddkit.load_detector(path)
+    assert det.inference.min_duration_s == 0.1  # the default of every model directory
+    rng = np.random.default_rng(0)
+    with pytest.raises(AudioTooShortError, match=r"6 ms of audio is too short to score .*minimum: 100 ms"):
+        det.score(0.1 * rng.standard_normal(100).astype(np.float32), SR)
+    wav = tmp_path / "click.wav"
+    sf.write(wav, 0.1 * rng.standard_normal(800), SR)  # 50 ms
+    with pytest.raises(AudioTooShortError, match=r"click\.wav: 50 ms"):
+        det.score_file(wav)
+    assert det.score(0.1 * rng.standard_normal(1600).astype(np.float32), SR).n_windows == 1  # 0.1 s: scored
+    with pytest.raises(CheckpointError, match="min_duration_s must be >= 0"):
+        write_inference(path, {"window_samples": 8000, "min_duration_s": -1})
 
 
 def test_aggregations_and_batching_do_not_change_results(mean_dir):

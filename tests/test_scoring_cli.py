@@ -63,6 +63,7 @@ def _corpus(root: Path) -> dict[str, Path]:
     (root / "notes.txt").write_text("not audio, ignored in folders\n")
     (root / "broken.wav").write_bytes(b"RIFF garbage, not a wave file")
     (root / "empty.wav").write_bytes(b"")
+    _wav(root / "click.wav", 0.02, 4)  # 20 ms: too short to score, an error row
     return files
 
 
@@ -72,7 +73,7 @@ def test_score_folder_csv_with_error_rows(tmp_path, model_dir, capsys):
     assert main(["score", str(tmp_path / "audio"), "--model", str(model_dir), "--out", str(out), "--quiet"]) == 0
     rows = {Path(r["path"]).name: r for r in _rows(out)}
     assert list(_rows(out)[0]) == COLUMNS
-    assert set(rows) == {"a.wav", "b.flac", "c.wav", "broken.wav", "empty.wav"}
+    assert set(rows) == {"a.wav", "b.flac", "c.wav", "broken.wav", "empty.wav", "click.wav"}
     det = load_detector(model_dir)
     for path in files.values():
         r = rows[path.name]
@@ -83,11 +84,12 @@ def test_score_folder_csv_with_error_rows(tmp_path, model_dir, capsys):
         assert r["decision"] == expected.decision and int(r["n_windows"]) == expected.n_windows
         assert float(r["duration_s"]) == pytest.approx(expected.duration_s, abs=1e-4)
     assert int(rows["b.flac"]["n_windows"]) == 4  # 1.2 s, 0.5 s windows every 0.25 s: starts 0, .25, .5, .7
-    for bad in ("broken.wav", "empty.wav"):
+    for bad in ("broken.wav", "empty.wav", "click.wav"):
         assert rows[bad]["score"] == "" and rows[bad]["decision"] == "" and rows[bad]["error"]
     assert "empty" in rows["empty.wav"]["error"]
+    assert "click.wav: 20 ms of audio is too short to score" in rows["click.wav"]["error"]
     summary = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
-    assert (summary["scored"], summary["failed"], summary["skipped"]) == (3, 2, 0)
+    assert (summary["scored"], summary["failed"], summary["skipped"]) == (3, 3, 0)
 
 
 def test_options_may_sit_between_input_files(tmp_path, model_dir):
@@ -226,11 +228,11 @@ def test_resume_skips_done_paths_and_repairs_a_partial_line(tmp_path, model_dir,
     second = ["score", str(tmp_path / "audio"), "--model", str(model_dir), "--out", str(out), "--quiet"]
     assert main(second) == 0
     summary = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
-    assert summary["skipped"] == 2 and summary["scored"] == 1 and summary["failed"] == 2
+    assert summary["skipped"] == 2 and summary["scored"] == 1 and summary["failed"] == 3  # broken, empty, click
     text = out.read_text()
     assert text.startswith(before)  # earlier rows untouched, header written once
     rows = _rows(out)
-    assert len(rows) == 5 and len({r["path"] for r in rows}) == 5
+    assert len(rows) == 6 and len({r["path"] for r in rows}) == 6
     c = next(r for r in rows if r["path"] == str(files["c"]))
     assert c["score"] != "0.123" and c["error"] == ""
     # a third run has nothing left to do

@@ -106,6 +106,7 @@ def test_score_upload_matches_the_python_api(client, model_dir, tmp_path):
         (None, 422, "silent_audio_error"),  # filled in below: digital silence
         (None, 422, "audio_too_long_error"),  # 3 s > MAX_S
         (None, 422, "unsupported_sample_rate_error"),  # a 1 Hz header
+        (None, 422, "audio_too_short_error"),  # 20 ms: below the model's min_duration_s
     ],
 )
 def test_bad_audio_is_a_4xx_json_error(client, data, status, type_):
@@ -117,6 +118,8 @@ def test_bad_audio_is_a_4xx_json_error(client, data, status, type_):
         data = buf.getvalue()
     elif type_ == "audio_too_long_error":
         data = _wav_bytes(3.0)
+    elif type_ == "audio_too_short_error":
+        data = _wav_bytes(0.02)
     _assert_error(_post(client, data), status, type_)
 
 

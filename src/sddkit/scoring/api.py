@@ -190,7 +190,7 @@ class ScoringDetector:
         from sddkit.audio.io import load_audio
 
         x = load_audio(path, sample_rate=self.sample_rate, max_duration=max_duration)
-        return self.score_prepared([self.prepare(x)])[0]
+        return self.score_prepared([self.prepare(x, path=str(path))])[0]
 
     def score_many(self, waveforms: Sequence[np.ndarray]) -> list[ScoreResult]:
         """Score several (T_i,) waveforms already at the model's rate, windows batched together."""
@@ -210,11 +210,22 @@ class ScoringDetector:
             x = soxr.resample(x, int(sample_rate), self.sample_rate, quality=_RESAMPLE_QUALITY).astype(np.float32)
         return x
 
-    def prepare(self, x: np.ndarray) -> PreparedAudio:
-        """(T,) float32 at the model rate -> its windows (repeat-padded when shorter than a window)."""
+    def prepare(self, x: np.ndarray, *, path: str | None = None) -> PreparedAudio:
+        """(T,) float32 at the model rate -> its windows (repeat-padded when shorter than a window).
+
+        Inputs shorter than the model's ``inference.min_duration_s`` raise ``AudioTooShortError``
+        (``path`` only labels the message).
+        """
         from sddkit.audio.crop import fixed_windows, window_starts
+        from sddkit.errors import AudioTooShortError
 
         cfg = self.inference
+        if x.shape[0] < cfg.min_duration_s * cfg.sample_rate:
+            raise AudioTooShortError(
+                f"{1000 * x.shape[0] / cfg.sample_rate:.0f} ms of audio is too short to score "
+                f"(this model's minimum: {1000 * cfg.min_duration_s:.0f} ms)",
+                path=path,
+            )
         starts = window_starts(x.shape[0], cfg.window_samples, cfg.hop_samples)
         windows = fixed_windows(x, cfg.window_samples, cfg.hop_samples)
         return PreparedAudio(np.asarray(windows, dtype=np.float32), starts, int(x.shape[0]))

@@ -336,7 +336,7 @@ def _decode(detector: ScoringDetector, path: str, max_duration: float | None) ->
 
     try:
         x = load_audio(path, sample_rate=detector.sample_rate, max_duration=max_duration)
-        return detector.prepare(x)
+        return detector.prepare(x, path=path)
     except SddkitError as exc:
         return str(exc)
     except Exception as exc:  # any other decode failure is still this file's problem, not the batch's

@@ -6,6 +6,7 @@
       "hop_samples": 32300,        # step between windows of long inputs (default: half a window)
       "aggregation": "mean",       # how window scores make a file score (mean of window logits)
       "threshold": 0.0,            # decision threshold on the calibrated LLR (0 = Bayes at prior 0.5)
+      "min_duration_s": 0.1,       # shorter inputs are refused, not scored (AudioTooShortError)
       "calibration": {"a": 1.0, "b": 0.0, "prior": null, "n_bonafide": 0, "n_spoof": 0}
     }
 
@@ -33,7 +34,9 @@ class InferenceConfig:
     aggregation: ``mean`` averages window logits, so the file score is the mean window score
     (the default: robust, and what window-level training optimises); ``min`` flags a file as
     spoof as soon as one window looks spoofed (partially spoofed audio); ``max``/``median`` for
-    completeness.
+    completeness. ``min_duration_s``: inputs shorter than this are refused rather than scored, since
+    repeat-padding a few milliseconds to a whole window makes a periodic buzz whose score says nothing
+    about the file (the shortest real utterances of sddbench, spoken digits, last 0.16 s).
     """
 
     sample_rate: int = 16000
@@ -42,8 +45,11 @@ class InferenceConfig:
     aggregation: Aggregation = "mean"
     threshold: float = 0.0
     calibration: Calibration = field(default_factory=Calibration)
+    min_duration_s: float = 0.1
 
     def __post_init__(self):
+        if not self.min_duration_s >= 0:
+            raise ValueError(f"min_duration_s must be >= 0, got {self.min_duration_s}")
         if self.sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
         if self.window_samples <= 0:

@@ -300,7 +300,7 @@ def _score_bytes(det: Any, data: bytes, name: str | None, max_duration_s: float)
     from sddkit.audio.io import decode_audio_bytes
 
     x = decode_audio_bytes(data, sample_rate=det.sample_rate, max_duration=max_duration_s, name=name)
-    return det.score_prepared([det.prepare(x)])[0]
+    return det.score_prepared([det.prepare(x, path=name)])[0]
 
 
 def _error(status: int, type_: str, message: str) -> JSONResponse:
