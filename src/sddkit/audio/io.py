@@ -235,9 +235,7 @@ def validate_waveform(
     peak = float(np.abs(arr).max())
     if peak < SILENCE_PEAK and not allow_silent:
         level = f"{20 * math.log10(peak):.1f} dBFS" if peak > 0 else "digital zero"
-        raise SilentAudioError(
-            f"silent (peak {peak:.2e}, {level}, below -80 dBFS); pass allow_silent to accept", path=path
-        )
+        raise SilentAudioError(f"silent (peak {peak:.2e}, {level}, below -80 dBFS): nothing to score", path=path)
     return arr
 
 
