@@ -42,6 +42,8 @@ def test_sdd_serve_checks_its_options_before_loading_the_model(capsys):
         ("--port", "99999", "--port must be in 0..65535"),
         ("--batch-size", "0", "--batch-size must be >= 1"),
         ("--threads", "0", "--threads must be >= 1"),
+        ("--max-upload-mb", "0", "--max-upload-mb must be > 0, got 0"),
+        ("--max-duration-s", "nan", "--max-duration-s must be > 0, got nan"),
         ("--device", "foo", "unknown device 'foo'"),
     ):
         assert main(["serve", "--model", "/nonexistent", option, value]) == 2
@@ -62,3 +64,5 @@ def test_check_minimums_names_the_flag_and_lets_automatic_values_pass():
         check_minimums(args, batch_size=1, workers=0)
     with pytest.raises(ConfigError, match=r"^--max-duration-s must be >= 0.5, got 0$"):
         check_minimums(args, max_duration_s=0.5)
+    with pytest.raises(ConfigError, match=r"^--max-duration-s must be >= 0, got nan$"):
+        check_minimums(argparse.Namespace(max_duration_s=float("nan")), max_duration_s=0)

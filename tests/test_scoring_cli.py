@@ -205,6 +205,7 @@ def test_unknown_manifest_and_missing_input_are_clean_errors(tmp_path, model_dir
         ("--workers", "-1", "--workers must be >= 0"),
         ("--threads", "0", "--threads must be >= 1"),
         ("--max-duration-s", "-5", "--max-duration-s must be >= 0"),
+        ("--max-duration-s", "nan", "--max-duration-s must be >= 0, got nan"),  # NaN compares false
         ("--device", "foo", "unknown device 'foo'"),
     ):
         argv = ["score", str(junk), "--model", str(model_dir), "--out", str(tmp_path / "o.csv"), option, value]

@@ -15,11 +15,12 @@ def check_minimums(args: argparse.Namespace, **minimums: float) -> None:
     """Refuse any option ``dest`` of ``args`` whose value is below ``minimums[dest]``.
 
     Keys are argparse destinations (``batch_size`` checks ``--batch-size``); a value of ``None``
-    (an option left at "automatic") passes. Raises ``ConfigError`` naming the first bad option.
+    (an option left at "automatic") passes, NaN does not. Raises ``ConfigError`` naming the first bad
+    option.
     """
     for dest, low in minimums.items():
         value = getattr(args, dest)
-        if value is not None and value < low:
+        if value is not None and not value >= low:  # `not >=` also refuses NaN, which compares false
             flag = "--" + dest.replace("_", "-")
             raise ConfigError(f"{flag} must be >= {low:g}, got {value:g}")
 
@@ -30,3 +31,11 @@ def set_torch_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def check_positive(args: argparse.Namespace, *dests: str) -> None:
+    """Refuse any option ``dest`` of ``args`` that is not strictly positive (NaN included)."""
+    for dest in dests:
+        value = getattr(args, dest)
+        if not value > 0:
+            raise ConfigError(f"--{dest.replace('_', '-')} must be > 0, got {value:g}")

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from sddkit.cli.options import check_minimums, set_torch_threads
+    from sddkit.cli.options import check_minimums, check_positive, set_torch_threads
     from sddkit.errors import ConfigError
     from sddkit.scoring.allocator import tune_malloc
 
@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be in 0..65535, got {args.port}")
     check_minimums(args, batch_size=1, threads=1)
+    check_positive(args, "max_upload_mb", "max_duration_s")
     if args.backend == "torch":
         from sddkit.scoring.api import scoring_device
 
