@@ -15,7 +15,7 @@ from sddkit.config import from_dict, to_dict
 from sddkit.detectors import model_dir as md
 from sddkit.detectors.detector import DetectorConfig, build_detector
 from sddkit.detectors.outputs import DetectorOutput
-from sddkit.errors import CheckpointError
+from sddkit.errors import CheckpointError, ConfigError
 from sddkit.scoring.api import load_detector
 from sddkit.scoring.onnx_export import META_INFERENCE, export_onnx
 
@@ -119,6 +119,28 @@ def test_stats_are_exported_as_outputs(tmp_path, monkeypatch):
     ro, rt = det_o.score(x, SR), det_t.score(x, SR)
     assert ro.weights["gate_weights"] == pytest.approx(rt.weights["gate_weights"], abs=1e-5)
     assert sum(ro.weights["gate_weights"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_graph_that_fails_the_parity_check_is_never_left_at_out(tmp_path, monkeypatch):
+    from sddkit.scoring import onnx_export
+
+    monkeypatch.setitem(md.ARCHITECTURES, "gated_test", lambda cfg: GatedMean())
+    d = md.save_model_dir(
+        tmp_path / "g", GatedMean(), model_config={}, architecture="gated_test", inference={"window_samples": 400}
+    )
+    out = tmp_path / "g.onnx"
+    out.write_bytes(b"an earlier, good export")
+    monkeypatch.setattr(onnx_export, "_max_logit_diff", lambda *a: 0.5)  # as if the graph disagreed with torch
+    with pytest.raises(CheckpointError, match="differ from PyTorch by 0.5 .*not written"):
+        export_onnx(d, out)
+    assert out.read_bytes() == b"an earlier, good export"  # untouched, and no temporary file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g", "g.onnx"]
+    with pytest.raises(ConfigError, match="check_atol must be >= 0"):
+        export_onnx(d, out, check_atol=float("nan"))
+    monkeypatch.undo()
+    monkeypatch.setitem(md.ARCHITECTURES, "gated_test", lambda cfg: GatedMean())
+    assert export_onnx(d, out)["max_abs_diff"] < 1e-4 and out.read_bytes() != b"an earlier, good export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g", "g.onnx"]
 
 
 def test_onnx_loading_errors(tmp_path):

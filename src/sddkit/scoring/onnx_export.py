@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sddkit.errors import CheckpointError
+from sddkit.errors import CheckpointError, ConfigError
 from sddkit.scoring.api import (
     DEFAULT_BATCH_SIZE,
     ScoringDetector,
@@ -75,10 +75,14 @@ def export_onnx(
     """Export ``model_dir`` to ``out`` (.onnx); returns a report (exporter, outputs, max |diff| vs torch).
 
     Raises CheckpointError when the model cannot be exported or the exported graph disagrees
-    with PyTorch by more than ``check_atol`` on the logits.
+    with PyTorch by more than ``check_atol`` on the logits. The graph is written next to ``out``
+    and moved there only once it passes that check, so ``out`` never holds a graph that failed it
+    (or half a file after a crash).
     """
     from sddkit.detectors.model_dir import load_model_dir
 
+    if not check_atol >= 0:  # NaN or negative: no graph could pass
+        raise ConfigError(f"check_atol must be >= 0, got {check_atol}")
     model_dir, out = Path(model_dir), Path(out)
     md = load_model_dir(model_dir)
     inference = parse_inference(md.inference, f"{model_dir}: inference")
@@ -90,16 +94,20 @@ def export_onnx(
     wrapper = _ExportWrapper(model, stat_names).eval()
     output_names = [LOGITS_NAME, *[STAT_PREFIX + n for n in stat_names]]
     out.parent.mkdir(parents=True, exist_ok=True)
-    exporter, opset = _export(wrapper, example, out, output_names, opset)
+    partial = out.with_name(out.name + ".partial")
+    try:
+        exporter, opset = _export(wrapper, example, partial, output_names, opset)
+        info = model_info(model, architecture=md.architecture, model_config=md.model_config, path=model_dir)
+        info.update(backend="onnx", exported_from=str(model_dir), exporter=exporter, opset=opset)
+        _add_metadata(partial, {META_INFERENCE: inference.to_dict(), META_INFO: info})
 
-    info = model_info(model, architecture=md.architecture, model_config=md.model_config, path=model_dir)
-    info.update(backend="onnx", exported_from=str(model_dir), exporter=exporter, opset=opset)
-    _add_metadata(out, {META_INFERENCE: inference.to_dict(), META_INFO: info})
-
-    check = _example(inference.window_samples, batch=3, seed=1)
-    diff = _max_logit_diff(wrapper, out, check)
-    if not diff <= check_atol:
-        raise CheckpointError(f"{out}: ONNX logits differ from PyTorch by {diff:.3g} (> {check_atol}); not usable")
+        check = _example(inference.window_samples, batch=3, seed=1)
+        diff = _max_logit_diff(wrapper, partial, check)
+        if not diff <= check_atol:
+            raise CheckpointError(f"{out}: ONNX logits differ from PyTorch by {diff:.3g} (> {check_atol}); not written")
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
     return {"out": str(out), "exporter": exporter, "opset": opset, "outputs": output_names, "max_abs_diff": diff}
 
 
