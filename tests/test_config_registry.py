@@ -57,6 +57,17 @@ def test_bad_values_raise(bad):
         from_dict(Outer, bad)
 
 
+def test_nan_is_not_a_number_anywhere_in_a_config():
+    import yaml
+
+    # YAML's .nan would pass every `x <= 0` style check of __post_init__ (NaN compares false)
+    with pytest.raises(ConfigError, match=r"inner.alpha: expected a number, got NaN"):
+        from_dict(Outer, {"name": "x", "inner": {"alpha": float("nan")}})
+    with pytest.raises(ConfigError, match=r"lr: .*NaN"):
+        from_dict(Outer, yaml.safe_load("name: x\nlr: .nan\n"))
+    assert from_dict(Outer, {"name": "x", "lr": float("inf")}).lr == float("inf")  # only NaN is refused
+
+
 def test_overrides():
     base = {"a": {"b": 1}, "c": "lcnn"}
     out = apply_overrides(base, ["a.b=2", "a.d=[1, 2]", "c.channels=16", "e=text"])
