@@ -274,13 +274,9 @@ def _process(detector: Any, table_row: dict[str, Any], index: int, cfg: Robustne
     path, utt_id = str(table_row["path"]), str(table_row["utt_id"])
     if not path:
         return f"{utt_id}: the protocol gives no audio path"
-    try:  # too short to score is the file's failure, not each condition's
-        x = load_audio(
-            path,
-            sample_rate=detector.sample_rate,
-            max_duration=cfg.max_duration,
-            min_duration=detector.inference.min_duration_s,
-        )
+    try:
+        x = load_audio(path, sample_rate=detector.sample_rate, max_duration=cfg.max_duration)
+        detector.check_duration(x, path=path)  # too short to score is the file's failure, not each condition's
     except SddkitError as exc:
         return str(exc)
     except Exception as exc:  # any decoder failure is this file's problem, not the run's

@@ -210,13 +210,9 @@ class ScoringDetector:
             x = soxr.resample(x, int(sample_rate), self.sample_rate, quality=_RESAMPLE_QUALITY).astype(np.float32)
         return x
 
-    def prepare(self, x: np.ndarray, *, path: str | None = None) -> PreparedAudio:
-        """(T,) float32 at the model rate -> its windows (repeat-padded when shorter than a window).
-
-        Inputs shorter than the model's ``inference.min_duration_s`` raise ``AudioTooShortError``
-        (``path`` only labels the message).
-        """
-        from sddkit.audio.crop import fixed_windows, window_starts
+    def check_duration(self, x: np.ndarray, *, path: str | None = None) -> None:
+        """``AudioTooShortError`` when (T,) ``x`` at the model rate is shorter than the model's
+        ``inference.min_duration_s`` (``path`` only labels the message)."""
         from sddkit.errors import AudioTooShortError
 
         cfg = self.inference
@@ -226,6 +222,16 @@ class ScoringDetector:
                 f"(this model's minimum: {1000 * cfg.min_duration_s:.0f} ms)",
                 path=path,
             )
+
+    def prepare(self, x: np.ndarray, *, path: str | None = None) -> PreparedAudio:
+        """(T,) float32 at the model rate -> its windows (repeat-padded when shorter than a window).
+
+        Inputs too short to score raise ``AudioTooShortError`` (:meth:`check_duration`).
+        """
+        from sddkit.audio.crop import fixed_windows, window_starts
+
+        self.check_duration(x, path=path)
+        cfg = self.inference
         starts = window_starts(x.shape[0], cfg.window_samples, cfg.hop_samples)
         windows = fixed_windows(x, cfg.window_samples, cfg.hop_samples)
         return PreparedAudio(np.asarray(windows, dtype=np.float32), starts, int(x.shape[0]))
