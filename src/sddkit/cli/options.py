@@ -21,8 +21,15 @@ def check_minimums(args: argparse.Namespace, **minimums: float) -> None:
     for dest, low in minimums.items():
         value = getattr(args, dest)
         if value is not None and not value >= low:  # `not >=` also refuses NaN, which compares false
-            flag = "--" + dest.replace("_", "-")
-            raise ConfigError(f"{flag} must be >= {low:g}, got {value:g}")
+            raise ConfigError(f"{_flag(dest)} must be >= {low:g}, got {value:g}")
+
+
+def check_positive(args: argparse.Namespace, *dests: str) -> None:
+    """Refuse any option ``dest`` of ``args`` that is not strictly positive (NaN included)."""
+    for dest in dests:
+        value = getattr(args, dest)
+        if not value > 0:
+            raise ConfigError(f"{_flag(dest)} must be > 0, got {value:g}")
 
 
 def set_torch_threads(threads: int | None) -> None:
@@ -33,9 +40,6 @@ def set_torch_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def check_positive(args: argparse.Namespace, *dests: str) -> None:
-    """Refuse any option ``dest`` of ``args`` that is not strictly positive (NaN included)."""
-    for dest in dests:
-        value = getattr(args, dest)
-        if not value > 0:
-            raise ConfigError(f"--{dest.replace('_', '-')} must be > 0, got {value:g}")
+def _flag(dest: str) -> str:
+    """The option an argparse destination comes from: ``max_duration_s`` -> ``--max-duration-s``."""
+    return "--" + dest.replace("_", "-")
