@@ -138,7 +138,7 @@ def create_app(
     """
     from sddkit.scoring.api import resolve_model_path
 
-    if max_upload_mb <= 0 or max_duration_s <= 0:
+    if not (max_upload_mb > 0 and max_duration_s > 0):  # written so that NaN fails too
         raise CheckpointError("max_upload_mb and max_duration_s must be positive")
     path = resolve_model_path(model_dir)
     if backend == "torch":
