@@ -24,6 +24,9 @@ def gate_weight_table(
     weights = np.asarray(weights, dtype=float)
     if weights.ndim != 2 or weights.shape[0] != len(table):
         raise ProtocolError(f"gate weights must be (N={len(table)}, E); got {weights.shape}")
+    if not np.isfinite(weights).all():
+        bad = int((~np.isfinite(weights).all(axis=1)).sum())
+        raise ProtocolError(f"gate weights must be finite; {bad} of {len(table)} rows hold NaN or inf")
     names = list(expert_names) if expert_names is not None else [f"expert{i}" for i in range(weights.shape[1])]
     if len(names) != weights.shape[1]:
         raise ProtocolError(f"{len(names)} expert names for {weights.shape[1]} experts")

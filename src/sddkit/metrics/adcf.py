@@ -18,6 +18,7 @@ P_spf = 0.05, C_miss = 1, C_fa_asv = C_fa_spoof = 10). Note the reference reposi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,8 @@ class ADCFCost:
 
     def __post_init__(self) -> None:
         priors = (self.p_tar, self.p_non, self.p_spf)
+        if not all(math.isfinite(v) for v in (*priors, self.c_miss, self.c_fa_asv, self.c_fa_spoof)):
+            raise ValueError(f"a-DCF priors and costs must be finite, got {self}")
         if min(priors) < 0 or abs(sum(priors) - 1.0) > 1e-10:
             raise ValueError(f"priors p_tar, p_non, p_spf must be non-negative and sum to 1, got {priors}")
         if min(self.c_miss, self.c_fa_asv, self.c_fa_spoof) <= 0:
@@ -82,6 +85,8 @@ def a_dcf(
     if threshold is None:
         distinct = np.unique(np.concatenate([tar, non, spf]))
         thresholds = np.r_[distinct, np.nextafter(distinct[-1], np.inf)]
+    elif math.isnan(threshold):
+        raise MetricError("a-DCF threshold is NaN")
     else:
         thresholds = np.array([float(threshold)])
     p_miss = 1.0 - _fraction_above(tar, thresholds)

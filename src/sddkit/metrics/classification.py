@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from scipy.stats import rankdata
 
-from sddkit.metrics.inputs import check_binary
+from sddkit.metrics.inputs import MetricError, check_binary
 
 
 def roc_auc(labels: object, scores: object) -> float:
@@ -42,6 +43,8 @@ class ThresholdMetrics:
 def threshold_metrics(labels: object, scores: object, threshold: float = 0.0) -> ThresholdMetrics:
     """Accuracy, TPR, TNR and balanced accuracy at ``threshold`` (0 = even odds for log-odds scores)."""
     y, s = check_binary(labels, scores)
+    if math.isnan(threshold):
+        raise MetricError("decision threshold is NaN")
     accept = s >= threshold
     tpr = float(accept[y].mean())
     tnr = float((~accept[~y]).mean())

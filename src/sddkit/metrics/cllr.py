@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.isotonic import IsotonicRegression
 
 from sddkit.metrics.inputs import check_binary, split_classes
@@ -36,8 +37,11 @@ def min_cllr(labels: object, scores: object) -> float:
     """Cllr after optimal monotone (PAV) calibration; always <= :func:`cllr` of any monotone map."""
     y, s = check_binary(labels, scores)
     # isotonic regression of the 0/1 labels on the scores gives the PAV posterior P(bona | s);
-    # tied scores are pooled into one block, as a monotone map must treat them alike
-    posterior = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True).fit_transform(s, y.astype(np.float64))
+    # tied scores are pooled into one block, as a monotone map must treat them alike. It is fitted on
+    # dense ranks: sklearn merges X values less than 1e-15 apart (absolute), which would pool distinct
+    # small-magnitude scores (e.g. probabilities near 0) as if they were ties
+    ranks = rankdata(s, method="dense")
+    posterior = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True).fit_transform(ranks, y.astype(np.float64))
     n_bona = int(y.sum())
     prior_log_odds = math.log(n_bona / (len(y) - n_bona))
     with np.errstate(divide="ignore"):

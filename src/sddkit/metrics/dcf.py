@@ -31,6 +31,8 @@ class DCFCost:
     c_fa: float = 10.0
 
     def __post_init__(self) -> None:
+        if not all(math.isfinite(v) for v in (self.p_spoof, self.c_miss, self.c_fa)):
+            raise ValueError(f"DCF priors and costs must be finite, got {self}")
         if not 0.0 < self.p_spoof < 1.0:
             raise ValueError(f"p_spoof must be in (0, 1), got {self.p_spoof}")
         if self.c_miss <= 0 or self.c_fa <= 0:

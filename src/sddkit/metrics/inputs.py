@@ -19,7 +19,10 @@ class MetricError(SddkitError, ValueError):
 
 def as_scores(scores: object, name: str = "scores") -> np.ndarray:
     """(N,) float64 copy of ``scores``; raises MetricError if not 1-D or not finite."""
-    arr = np.asarray(scores, dtype=np.float64)
+    try:
+        arr = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise MetricError(f"{name} are not numbers: {exc}") from None
     if arr.ndim != 1:
         raise MetricError(f"{name} must be a 1-D array, got shape {arr.shape}")
     bad = ~np.isfinite(arr)
@@ -42,6 +45,8 @@ def check_binary(labels: object, scores: object) -> tuple[np.ndarray, np.ndarray
         if not np.isin(y, (0, 1)).all():
             raise MetricError(f"labels must be 0 (spoof) or 1 (bona fide); found {np.unique(y)[:5].tolist()}")
         y = y.astype(bool)
+    if y.size == 0:
+        raise MetricError("no trials: labels and scores are empty")
     n_bona = int(y.sum())
     if n_bona == 0 or n_bona == len(y):
         present = "bona fide" if n_bona else "spoof"

@@ -29,6 +29,7 @@ in the legacy form as ``C_miss_asv = C_miss_cm = c_miss``, ``C_fa_asv = c_fa`` a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +74,8 @@ class TDCFCost:
 
     def __post_init__(self) -> None:
         priors = (self.p_tar, self.p_non, self.p_spoof)
+        if not all(math.isfinite(v) for v in (*priors, self.c_miss, self.c_fa, self.c_fa_spoof)):
+            raise ValueError(f"t-DCF priors and costs must be finite, got {self}")
         if min(priors) < 0 or abs(sum(priors) - 1.0) > 1e-10:
             raise ValueError(f"priors p_tar, p_non, p_spoof must be non-negative and sum to 1, got {priors}")
         if min(self.c_miss, self.c_fa, self.c_fa_spoof) < 0:
