@@ -1,4 +1,4 @@
-"""Review regression: NaN gate weights were averaged inconsistently instead of refused."""
+"""Gate-weight tables refuse NaN or inf weights instead of averaging them inconsistently."""
 
 from __future__ import annotations
 

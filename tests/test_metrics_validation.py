@@ -1,4 +1,4 @@
-"""Review regressions: minCllr on small-magnitude scores, non-finite costs/thresholds, odd inputs."""
+"""Metric input checks: minCllr on tiny scores, non-finite costs and thresholds, empty or non-numeric input."""
 
 from __future__ import annotations
 
