@@ -666,6 +666,9 @@ def _build_hf_model(preset_name: str, preset: Preset, cfg: EncoderConfig) -> nn.
 def build_encoder(cfg: EncoderConfig, *, preset: str, **context: Any) -> SpeechEncoder:
     """Build preset ``preset`` with ``cfg`` (random weights, or ``cfg.pretrained``)."""
     spec = PRESETS[preset]
+    if spec.family == "whisper" and (cfg.normalize or cfg.spec_augment):
+        # the Whisper encoder runs on log-Mel features and has no SpecAugment of its own
+        raise ConfigError(f"encoder {preset!r}: normalize and spec_augment apply to the wav2vec2 family, not whisper")
     model = _build_hf_model(preset, spec, cfg)
     if spec.family == "whisper":
         encoder: SpeechEncoder = WhisperFamilyEncoder(model=model, layer=cfg.layer)

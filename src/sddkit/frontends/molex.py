@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sddkit.config import component_field
+from sddkit.errors import ConfigError
 from sddkit.frontends.encoders import SpeechEncoder
 from sddkit.frontends.lora import AdaptedLinear, check_adapter_shape, kaiming_uniform_rows_, replace_projections
 from sddkit.frontends.routers import Router, RouterOutput, top1_one_hot
@@ -69,7 +70,8 @@ class MoLExConfig:
     load_balance_weight / orthogonality_weight: weights of the auxiliary losses (0 = off).
     orthogonality_on: which expert factors the orthogonality loss compares: A, B or both.
     new_expert_bias: router bias of experts added later by ``add_experts`` (their router
-        weight rows start at 0): very negative = ~0 gate at first, so old outputs barely move.
+        weight rows start at 0; a logit after the router temperature): very negative = ~0 gate
+        at first, so old outputs barely move.
     added_experts: sizes of expert groups appended after the first training by
         ``add_experts``; a model saved after ``add_experts(n)`` records them here so that it
         rebuilds with the same structure (all groups but the last are then frozen).
@@ -163,6 +165,8 @@ class MoLExLinear(AdaptedLinear):
 
     def add_experts(self, n: int, *, bias: float) -> None:
         """Append ``n`` experts (A Kaiming-uniform, B zero) and freeze the existing ones."""
+        if n < 1:
+            raise ConfigError(f"add_experts needs n >= 1, got {n}")
         for p in (*self.lora_A, *self.lora_B):
             p.requires_grad_(False)
         self._append_group(n)

@@ -151,15 +151,18 @@ class Router(nn.Module):
         """Append ``n`` experts: old rows frozen, new rows trainable with weight 0 and ``bias``.
 
         A very negative ``bias`` gives the new experts ~0 weight at first, so the layer's
-        output barely changes until they are trained.
+        output barely changes until they are trained. ``bias`` is the logit after the
+        temperature: the stored bias is ``bias * temperature``, so the start gate does not
+        depend on the temperature.
         """
         if n < 1:
             raise ConfigError(f"add_experts needs n >= 1, got {n}")
         for p in (*self.weights, *self.biases):
             p.requires_grad_(False)
         ref = self.weights[0]
+        start = float(bias) * self.temperature
         self.weights.append(nn.Parameter(torch.zeros(n, self.in_features, device=ref.device, dtype=ref.dtype)))
-        self.biases.append(nn.Parameter(torch.full((n,), float(bias), device=ref.device, dtype=ref.dtype)))
+        self.biases.append(nn.Parameter(torch.full((n,), start, device=ref.device, dtype=ref.dtype)))
 
     def extra_repr(self) -> str:
         gating = "softmax" if self.top_k is None else f"top{self.top_k}" + ("-st" if self.straight_through else "")

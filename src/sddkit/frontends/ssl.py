@@ -105,6 +105,11 @@ class SSLFrontend(nn.Module):
             adapted = []
         else:
             raise ConfigError(f"unknown adapter {adapter!r}; valid: none, lora, molex")
+        if adapter != "none" and not adapted:
+            raise ConfigError(
+                f"adapter {adapter!r}: the encoder keeps no transformer layer to adapt (layer: 0); "
+                "use adapter: none or a higher layer"
+            )
         # Plain lists (not registered again): the modules already live inside the encoder.
         self.adapted_names = [name for name, _ in adapted]
         self._adapted = [module for _, module in adapted]
