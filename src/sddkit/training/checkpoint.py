@@ -131,6 +131,11 @@ def _write_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(path))
 
 
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -160,6 +165,7 @@ def save_checkpoint(root: str | Path, name: str, state: dict[str, Any], *, updat
     try:
         tmp.mkdir(parents=True)
         _write_tensors(tensors, tmp / STATE_TENSORS)
+        _fsync_file(tmp / STATE_TENSORS)  # durable before the rename publishes it (state.json is fsynced too)
         atomic_write_bytes(tmp / STATE_JSON, (json.dumps(document, indent=1) + "\n").encode())
         _fsync_dir(tmp)
         if final.exists():  # re-saving a step (e.g. after a resume): move the old copy out of the way first
@@ -175,6 +181,7 @@ def save_checkpoint(root: str | Path, name: str, state: dict[str, Any], *, updat
         raise
     if update_latest:
         atomic_write_bytes(root / LATEST, (name + "\n").encode())
+        _fsync_dir(root)  # the pointer's rename is durable before older checkpoints may be pruned
     return final
 
 

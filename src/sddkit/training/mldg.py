@@ -21,8 +21,9 @@ One step on a batch holding several domains:
    the outer optimiser (AdamW) applies it to θ.
 
 The meta-test pass works on clones of the buffers, so running statistics (batch norm) are updated by
-the meta-train pass only, exactly as in a pooled step on the meta-train rows; with ``beta = 0`` a step
-is bit-for-bit the ERM step on the meta-train rows.
+the meta-train pass only, exactly as in a pooled step on the meta-train rows; with ``beta = 0`` the
+meta-test pass is skipped and a step is bit-for-bit the ERM step on the meta-train rows (random streams
+included, so a whole run is).
 
 DDP: both passes run on the un-wrapped module inside ``no_sync`` (DDP's hooks would otherwise
 all-reduce ``g_tr`` mid-step and could not see the adapted copies at all); each rank forms its own
@@ -167,7 +168,9 @@ class MLDG:
             loss = parts_tr.total.detach()
             metrics = {f"meta_train/{k}": v for k, v in parts_tr.detached().items()}
 
-            if split is not None:
+            # beta 0: the meta-test term is multiplied by zero; skipping its pass keeps the dropout
+            # stream (global generator) as in ERM on the meta-train rows, step after step
+            if split is not None and cfg.beta > 0:
                 meta_test = subset(batch, split[1].to(device))
                 adapted = self._inner_step(params)
                 # clones: the meta-test pass must not move running statistics (see module docstring)

@@ -102,6 +102,10 @@ class DataConfig:
             raise ValueError(f"crop_samples must be positive, got {self.crop_samples}")
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        for name in ("val_crop_samples", "val_batch_size"):  # 0 or less would silently mean "unset" or no batch
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive (or null), got {value}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         registry = get_registry("augmentation")

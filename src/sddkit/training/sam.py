@@ -11,7 +11,8 @@ One step on a batch, with trainable parameters θ and the batch loss L:
 
 The second pass must not change batch-norm running statistics a second time: buffers are
 snapshotted before it and restored after, so a step updates them exactly as one ERM forward does.
-With ``rho = 0`` the perturbation is zero and a step is the ERM step (two identical passes).
+Both passes draw the same random numbers (dropout masks), so ``g`` and ``g'`` are gradients of one
+loss. With ``rho = 0`` the perturbation is zero and a step is the ERM step (two identical passes).
 
 DDP: both passes go through the wrapper, so ``g`` (hence ``e``) and ``g'`` are the all-reduced
 gradients and every replica perturbs and steps identically.
@@ -79,7 +80,11 @@ class SAM:
 
     def step(self, batch: Batch, ctx: StepContext) -> StepResult:
         params = [p for _, p in ctx.trainable()]
-        first = self._loss_and_grads(batch, ctx)
+        # both passes draw the same dropout masks (one stochastic loss L_B, taken at θ and at θ + e); the
+        # generators then advance once per step, as in ERM
+        device = batch["waveform"].device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            first = self._loss_and_grads(batch, ctx)
         perturb, norm = self._perturbation(params)
         # θ and the buffers are copied, not recomputed as (θ + e) - e, so θ comes back bit-exact
         saved = [(p, p.detach().clone()) for p, e in zip(params, perturb) if e is not None]

@@ -225,6 +225,11 @@ class Trainer:
         if self.info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._write_run_info(resumed_from)
+            # this run's validations up to where it (re)starts: one logged before a crash mid-save, whose
+            # checkpoint never landed, is done again after the resume and must not be listed twice
+            metrics = self.out_dir / "metrics.jsonl"
+            if self.history or metrics.exists():
+                atomic_write_bytes(metrics, "".join(json.dumps(h) + "\n" for h in self.history).encode())
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(log_dir=str(self.out_dir / "tb"), purge_step=self.state.step + 1)
