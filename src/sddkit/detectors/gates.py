@@ -69,7 +69,9 @@ class ClassicGate(Gate):
 
     def forward(self, waveform: Tensor, embeddings: list[Tensor]) -> Tensor:
         spec = self.features(waveform)  # (B, F, frames)
-        stats = torch.cat([spec.mean(dim=-1), spec.std(dim=-1)], dim=-1)  # (B, 2F)
+        # unbiased std over time; a single frame (input shorter than one hop) has std 0, not NaN
+        std = spec.std(dim=-1, correction=1 if spec.shape[-1] > 1 else 0)
+        stats = torch.cat([spec.mean(dim=-1), std], dim=-1)  # (B, 2F)
         return torch.softmax(self.linear(self.norm(stats)) / self.temperature, dim=-1)
 
 

@@ -30,15 +30,16 @@ from sddkit.detectors.detector import DetectorConfig, build_detector
 from sddkit.detectors.outputs import DetectorOutput
 from sddkit.registry import ComponentSpec, get_registry
 
-_LOG_EPS = 1e-12
-
 
 def mix_log_probs(expert_log_probs: Tensor, weights: Tensor) -> Tensor:
     """Expert class log-probabilities (B, E, 2) and gate weights (B, E) -> the mixture's log p(c | x) (B, 2).
 
     ``log sum_e w_e p_e(c | x)``, computed in log space; its bona fide log-odds is ``out[:, 1] - out[:, 0]``.
     """
-    log_w = weights.clamp_min(_LOG_EPS).log().unsqueeze(-1)  # (B, E, 1)
+    # A zero weight is log 0 = -inf (the expert drops out exactly; clamping it to a small epsilon
+    # would cap the mixture's log-odds near -log(eps)); the clamp inside only keeps log's gradient finite.
+    tiny = torch.finfo(weights.dtype).tiny
+    log_w = torch.where(weights > 0, weights.clamp_min(tiny).log(), float("-inf")).unsqueeze(-1)  # (B, E, 1)
     return torch.logsumexp(log_w + expert_log_probs, dim=1)
 
 
