@@ -253,9 +253,9 @@ def _check_native_rate(sample_rate: int, path: str | None) -> None:
 def _check_arguments(sample_rate: int, max_duration: float | None, min_duration: float) -> None:
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
         raise ConfigError(f"sample_rate must be a positive integer, got {sample_rate!r}")
-    if min_duration < 0:
+    if math.isnan(min_duration) or min_duration < 0:  # NaN compares false: it would disable the bound
         raise ConfigError(f"min_duration must be >= 0, got {min_duration}")
-    if max_duration is not None and (max_duration <= 0 or max_duration < min_duration):
+    if max_duration is not None and (math.isnan(max_duration) or max_duration <= 0 or max_duration < min_duration):
         raise ConfigError(f"max_duration must be > 0 and >= min_duration, got {max_duration}")
 
 
@@ -319,7 +319,8 @@ def _decode_soundfile(
         if 0 < f.frames < _UNKNOWN_FRAMES:
             _check_declared(f.frames / sr, max_duration, label)
         # Read at most one sample past the limit: enough to know the file is too long.
-        frames = -1 if max_duration is None else math.floor((max_duration + _DURATION_EPS_S) * sr) + 1
+        limited = max_duration is not None and math.isfinite(max_duration)  # inf = no limit
+        frames = math.floor((max_duration + _DURATION_EPS_S) * sr) + 1 if limited else -1
         data = f.read(frames=frames, dtype="float32", always_2d=True)
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if max_duration is not None and mono.shape[0] / sr > max_duration + _DURATION_EPS_S:

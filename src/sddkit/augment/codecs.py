@@ -251,12 +251,19 @@ def _encode_decode(pcm: np.ndarray, codec: str, bit_rate: int | None, fast: bool
 
 
 def _raw_roundtrip(x: np.ndarray, sr: int, codec: str, bit_rate: int | None, fast: bool) -> np.ndarray:
-    """Resample -> encode -> decode -> resample, *without* delay compensation; output at ``sr``, any length."""
+    """Resample -> encode -> decode -> resample, *without* delay compensation; output at ``sr``, any length.
+
+    The codec-rate signal is scaled into [-1, 1] for the encoder and scaled back after decoding."""
     info = codec_info(codec)
     pcm = resample(x, sr, info.sample_rate)
-    pcm = np.concatenate([pcm, np.zeros(int(_TAIL_SECONDS * info.sample_rate), dtype=np.float32)])
+    # Scaled into [-1, 1] *after* resampling: band-limiting a full-scale input (e.g. a clipped
+    # recording) can overshoot its peak by tens of percent, which integer encoders would clip.
+    peak = float(np.max(np.abs(pcm))) if len(pcm) else 0.0
+    scale = peak / 0.99 if peak > 0.99 else 1.0
+    tail = np.zeros(int(_TAIL_SECONDS * info.sample_rate), dtype=np.float32)
+    pcm = np.concatenate([pcm / np.float32(scale), tail])
     decoded, out_rate = _encode_decode(pcm, codec, bit_rate, fast)
-    return resample(decoded, out_rate, sr)
+    return resample(decoded, out_rate, sr) * np.float32(scale)
 
 
 def calibration_signal(sr: int, seconds: float = 1.0) -> np.ndarray:
@@ -312,15 +319,13 @@ def codec_roundtrip(
     """
     bit_rate = resolve_bitrate(codec, bitrate_kbps)
     x = np.asarray(x, dtype=np.float32)
-    peak = float(np.max(np.abs(x))) if len(x) else 0.0
-    scale = peak / 0.99 if peak > 0.99 else 1.0
-    out = _raw_roundtrip(x / scale, sr, codec, bit_rate, fast)
+    out = _raw_roundtrip(x, sr, codec, bit_rate, fast)
     delay = codec_delay(codec, int(sr), bit_rate, fast)
     if delay >= 0:
         out = out[delay:]
     else:
         out = np.concatenate([np.zeros(-delay, dtype=np.float32), out])
-    return fit_length(out, len(x)) * scale
+    return fit_length(out, len(x))
 
 
 @dataclass

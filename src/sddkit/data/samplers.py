@@ -143,7 +143,7 @@ class GroupBalancedSampler(_EpochSampler, Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         order = self.global_order()
         padded = math.ceil(len(order) / self.world_size) * self.world_size
-        order = np.concatenate([order, order[: padded - len(order)]])  # every rank gets as many
+        order = np.resize(order, padded)  # cyclic padding: every rank gets as many, even if padded > 2 x len
         return iter(order[self.rank :: self.world_size].tolist())
 
     def __len__(self) -> int:

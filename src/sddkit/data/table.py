@@ -45,6 +45,11 @@ class UtteranceTable:
         string_cols = [c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in df.columns and c != "duration_s"]
         for col in string_cols:
             df[col] = df[col].fillna("").astype(str)
+        # other text columns present in only some rows (e.g. after concat) mean '' there, not NaN
+        for col in df.columns:
+            is_text = df[col].dtype == object or isinstance(df[col].dtype, pd.StringDtype)  # pandas 3: str
+            if col not in string_cols and col != "duration_s" and is_text:
+                df[col] = df[col].fillna("")
         df["duration_s"] = pd.to_numeric(df["duration_s"], errors="coerce").astype(float)
         ordered = list(REQUIRED_COLUMNS) + [c for c in df.columns if c not in REQUIRED_COLUMNS]
         self._df = df[ordered].reset_index(drop=True)
