@@ -164,6 +164,8 @@ def _merge_after_shards(out: Path, rank: int, world: int, paths: list[str]) -> N
         return  # another rank finished at the same moment and is merging
     try:
         os.close(fd)
+        if batch.complete_shards(out)[0] == 0:
+            return  # another rank saw every marker too and has merged (and removed them) already
         rows = batch.merge_shards(out, order=paths)
         print(f"merged {rows} rows from {world} shards into {out}", file=sys.stderr)
     finally:

@@ -42,6 +42,10 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 BASE_COLUMNS: tuple[str, ...] = ("path", "score", "probability", "decision", "duration_s", "n_windows", "raw_score")
 WINDOW_COLUMNS: tuple[str, ...] = ("path", "window", "start_s", "end_s", "score")
 FSYNC_EVERY_S = 5.0
+# A POSIX file name is bytes: one that is not UTF-8 (e.g. Latin-1) reaches Python with surrogates
+# (os.fsdecode), which CSV output writes back as the original bytes and reads again as the same str.
+# (JSONL needs nothing: json.dumps escapes them as \udcXX.)
+_PATH_ERRORS = "surrogateescape"
 
 
 # --- inputs --------------------------------------------------------------------------------
@@ -132,15 +136,21 @@ def output_columns(weight_columns: Sequence[str]) -> list[str]:
 
 
 def repair_partial_line(path: Path) -> None:
-    """Cut a last line without its newline (a write interrupted mid-row)."""
+    """Cut a last line without its newline (a write interrupted mid-row).
+
+    In CSV a quoted field (a path) may hold newlines, so the cut goes after the last newline that
+    is outside quotes (an even number of ``"`` before it), which ends the last whole record.
+    """
     if not path.is_file() or path.stat().st_size == 0:
         return
     with open(path, "rb+") as f:
         data = f.read()
-        if data.endswith(b"\n"):
-            return
         cut = data.rfind(b"\n") + 1
-        f.truncate(cut)
+        if output_format(path) == "csv":
+            while cut > 0 and data.count(b'"', 0, cut) % 2:
+                cut = data.rfind(b"\n", 0, cut - 1) + 1
+        if cut != len(data):
+            f.truncate(cut)
 
 
 def read_rows(path: Path) -> tuple[list[str] | None, list[dict[str, Any]]]:
@@ -158,7 +168,7 @@ def read_rows(path: Path) -> tuple[list[str] | None, list[dict[str, Any]]]:
                 except json.JSONDecodeError as exc:
                     raise ProtocolError(f"{path}:{lineno}: not a JSON line ({exc}); fix or remove it") from None
         return None, rows
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8", errors=_PATH_ERRORS) as f:
         reader = csv.DictReader(f)
         rows = list(reader)
         return list(reader.fieldnames or []), rows
@@ -191,7 +201,7 @@ class ScoreWriter:
         self._sidecar = None
         if windows and self.format == "csv":
             self._sidecar = self._open_sidecar(windows_path(self.out))
-        self._f = open(self.out, "a", newline="", encoding="utf-8")
+        self._f = open(self.out, "a", newline="", encoding="utf-8", errors=_PATH_ERRORS)
         self._csv = csv.writer(self._f, lineterminator="\n") if self.format == "csv" else None
         if self._csv is not None and self._f.tell() == 0:
             self._csv.writerow(self.columns)
@@ -206,7 +216,7 @@ class ScoreWriter:
         kept = [r for r in rows if r.get("path") in self.done]
         if len(kept) != len(rows):  # windows of a file whose main row was never written: drop them
             _atomic_write_csv(path, WINDOW_COLUMNS, kept)
-        f = open(path, "a", newline="", encoding="utf-8")
+        f = open(path, "a", newline="", encoding="utf-8", errors=_PATH_ERRORS)
         writer = csv.writer(f, lineterminator="\n")
         if f.tell() == 0:
             writer.writerow(WINDOW_COLUMNS)
@@ -309,7 +319,7 @@ def _atomic_write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict[st
     writer.writerow(columns)
     for r in rows:
         writer.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
-    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+    atomic_write_bytes(path, buf.getvalue().encode("utf-8", _PATH_ERRORS))
 
 
 def _atomic_write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -378,12 +388,17 @@ def score_files(
 ) -> ScoreSummary:
     """Score every path not already in ``writer.done``; rows are written as batches finish.
 
+    Paths are compared as absolute paths (relative ones taken from the current folder), without
+    resolving symlinks, so a restart that spells the inputs differently skips what is written.
+
     Windows of consecutive files are gathered until ``detector.batch_size`` windows are ready,
     then run in one go, while the worker threads decode the next files.
     """
     from tqdm.auto import tqdm
 
-    todo = [p for p in paths if p not in writer.done]
+    # the same file spelled relative in one run and absolute (or via "./", "..") in the next is done too
+    done = {os.path.abspath(d) for d in writer.done if d}
+    todo = [p for p in paths if os.path.abspath(p) not in done]
     summary = ScoreSummary(total=len(paths), skipped=len(paths) - len(todo))
     bar = tqdm(total=len(todo), unit="file", desc="sdd score", disable=not progress, dynamic_ncols=True)
     # decoded files wait here until a batch of windows is full; failed ones keep their place, so

@@ -140,6 +140,8 @@ def create_app(
 
     if not (max_upload_mb > 0 and max_duration_s > 0):  # written so that NaN fails too
         raise CheckpointError("max_upload_mb and max_duration_s must be positive")
+    if max_upload_mb == float("inf"):  # a limit is needed: the body is buffered up to it
+        raise CheckpointError("max_upload_mb must be finite")
     path = resolve_model_path(model_dir)
     if backend == "torch":
         from sddkit.detectors.model_dir import read_model_config
