@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sddkit.scoring.api import resolve_model_path
-    from sddkit.scoring.onnx_export import export_onnx
+    from sddkit.scoring.onnx_export import check_opset, export_onnx
 
+    check_opset(args.opset, "--opset")  # before the model loads: a bad value is one line, exit status 2
     report = export_onnx(resolve_model_path(args.model), args.out, opset=args.opset, check_atol=args.atol)
     print(json.dumps(report, indent=2))
     return 0

@@ -146,12 +146,15 @@ class UtteranceTable:
         return np.array([int.from_bytes(hashlib.sha1(str(k).encode()).digest()[:8], "big") % n for k in keys])
 
     def subset(self, mask_or_index: np.ndarray) -> UtteranceTable:
-        return UtteranceTable(
-            self._df.iloc[np.flatnonzero(mask_or_index)]
-            if np.asarray(mask_or_index).dtype == bool
-            else self._df.iloc[mask_or_index],
-            validate=False,
-        )
+        """The rows selected by a boolean mask (one entry per row) or by integer positions."""
+        as_array = np.asarray(mask_or_index)
+        if as_array.dtype == bool:
+            if as_array.ndim != 1 or as_array.shape[0] != len(self._df):
+                raise ProtocolError(
+                    f"boolean mask of shape {as_array.shape} does not match the table's {len(self._df)} rows"
+                )
+            return UtteranceTable(self._df.iloc[np.flatnonzero(as_array)], validate=False)
+        return UtteranceTable(self._df.iloc[mask_or_index], validate=False)
 
     @staticmethod
     def concat(tables: Iterable[UtteranceTable]) -> UtteranceTable:

@@ -70,7 +70,7 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
 
 def read_manifest(path: Path) -> list[str]:
     """Paths listed by a CSV/TSV with a ``path`` column, a protocol file, or a one-path-per-line text."""
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    text = path.read_text(encoding="utf-8-sig", errors=_PATH_ERRORS)  # non-UTF-8 paths survive
     first = text.split("\n", 1)[0]
     if path.suffix.lower() in (".csv", ".tsv") or "," in first or "\t" in first:
         delimiter = "\t" if "\t" in first and "," not in first else ","

@@ -81,6 +81,7 @@ def export_onnx(
     """
     from sddkit.detectors.model_dir import load_model_dir
 
+    check_opset(opset)
     if not check_atol >= 0:  # NaN or negative: no graph could pass
         raise ConfigError(f"check_atol must be >= 0, got {check_atol}")
     model_dir, out = Path(model_dir), Path(out)
@@ -109,6 +110,29 @@ def export_onnx(
     finally:
         partial.unlink(missing_ok=True)
     return {"out": str(out), "exporter": exporter, "opset": opset, "outputs": output_names, "max_abs_diff": diff}
+
+
+def supported_opsets() -> tuple[int, int]:
+    """(lowest, highest) ONNX opset the installed torch exporters accept (TorchScript, then torch.export)."""
+    try:
+        from torch.onnx import _constants
+
+        return int(_constants.ONNX_MIN_OPSET), int(_constants.ONNX_MAX_OPSET)
+    except (ImportError, AttributeError):  # private module: fall back to what every supported torch has
+        return 7, 18
+
+
+def check_opset(opset: int, name: str = "opset") -> None:
+    """Refuse an opset outside :func:`supported_opsets` (ConfigError naming ``name``), before any export.
+
+    Without this an opset the TorchScript exporter refuses (0, -1, 99) fell through to the
+    torch.export exporter, which silently used opset 18 instead.
+    """
+    low, high = supported_opsets()
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not low <= opset <= high:
+        raise ConfigError(
+            f"{name} must be an integer from {low} to {high} (the installed torch exporter), got {opset!r}"
+        )
 
 
 def _example(window: int, batch: int, seed: int) -> Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from sddkit.data import PROTOCOLS
 from sddkit.data.protocols._common import build_table, iter_lines, map_label, require_dir, require_file, split_fields
@@ -36,7 +37,9 @@ def read_add2022(cfg: ADD2022Config, **_: object) -> UtteranceTable:
         root = require_dir(cfg.root, "audio root")
     else:
         root = labels.parent / "wav" if (labels.parent / "wav").is_dir() else labels.parent
-    source = cfg.track if cfg.track is not None else f"{cfg.corpus}/{labels.parent.name}"
+    # the folder's real name, also for "label.txt" (parent ".") or "../label.txt" (parent "..")
+    folder = Path(os.path.abspath(labels)).parent.name
+    source = cfg.track if cfg.track is not None else (f"{cfg.corpus}/{folder}" if folder else cfg.corpus)
     records = []
     for lineno, line in iter_lines(labels):
         name, key = split_fields(labels, lineno, line, 2, "<file> genuine|fake")

@@ -49,20 +49,29 @@ class FakeAVCelebConfig:
 def read_fakeavceleb_meta(meta: Path) -> dict[tuple[str, ...], dict[str, str]]:
     """(type, race, gender, source id, file name) -> row of ``meta_data.csv`` (read by position)."""
     out: dict[tuple[str, ...], dict[str, str]] = {}
-    with meta.open("r", encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh)
-        header = [h.strip() for h in next(reader, [])]
-        if tuple(header[: len(FAKEAVCELEB_META_COLUMNS)]) != FAKEAVCELEB_META_COLUMNS:
-            raise located(meta, 1, f"expected the header {','.join(FAKEAVCELEB_META_COLUMNS)}, got {','.join(header)}")
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) < len(FAKEAVCELEB_META_COLUMNS):
+    try:
+        with meta.open("r", encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip() for h in next(reader, [])]
+            if tuple(header[: len(FAKEAVCELEB_META_COLUMNS)]) != FAKEAVCELEB_META_COLUMNS:
                 raise located(
-                    meta, reader.line_num, f"expected at least {len(FAKEAVCELEB_META_COLUMNS)} fields, got {len(row)}"
+                    meta, 1, f"expected the header {','.join(FAKEAVCELEB_META_COLUMNS)}, got {','.join(header)}"
                 )
-            rec = dict(zip(FAKEAVCELEB_META_COLUMNS, (c.strip() for c in row)))
-            out[(rec["type"], rec["race"], rec["gender"], rec["source"], rec["path"])] = rec
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue
+                if len(row) < len(FAKEAVCELEB_META_COLUMNS):
+                    raise located(
+                        meta,
+                        reader.line_num,
+                        f"expected at least {len(FAKEAVCELEB_META_COLUMNS)} fields, got {len(row)}",
+                    )
+                rec = dict(zip(FAKEAVCELEB_META_COLUMNS, (c.strip() for c in row)))
+                out[(rec["type"], rec["race"], rec["gender"], rec["source"], rec["path"])] = rec
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"{meta}: not a UTF-8 text file ({exc.reason})") from None
+    except csv.Error as exc:
+        raise ProtocolError(f"{meta}: malformed CSV: {exc}") from None
     return out
 
 
