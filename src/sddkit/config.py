@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,21 @@ from sddkit.errors import ConfigError
 T = TypeVar("T")
 
 _REGISTRY_KEY = "sddkit_registry"
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-5`` and ``1.0e5`` as floats, as YAML 1.2 does.
+
+    PyYAML follows YAML 1.1, whose floats need a dot and a signed exponent: ``lr: 1e-5`` would be
+    the string ``'1e-5'`` and fail the type check.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def component_field(family: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
@@ -50,7 +66,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
         raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {type(data).__name__}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=repr)  # YAML keys may be bools or numbers
     if unknown:
         where = path or cls.__name__
         raise ConfigError(
@@ -64,6 +80,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
         if family is not None:
             from sddkit.registry import get_registry
 
+            if value is None and not _allows_none(hints[name]):
+                raise ConfigError(f"{sub}: a {family} is required here, got null")
             kwargs[name] = None if value is None else get_registry(family).parse(value, path=sub)
         else:
             kwargs[name] = _convert(hints[name], value, sub)
@@ -73,6 +91,10 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
         raise ConfigError(f"{path or cls.__name__}: {exc}") from None
     except ValueError as exc:  # __post_init__ validation
         raise ConfigError(f"{path or cls.__name__}: {exc}") from None
+
+
+def _allows_none(tp: Any) -> bool:
+    return tp is Any or (get_origin(tp) in (Union, types.UnionType) and type(None) in get_args(tp))
 
 
 def _convert(tp: Any, value: Any, path: str) -> Any:
@@ -112,8 +134,8 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if origin in (dict, Mapping):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-        _, vt = get_args(tp) or (Any, Any)
-        return {k: _convert(vt, v, f"{path}.{k}") for k, v in value.items()}
+        kt, vt = get_args(tp) or (Any, Any)
+        return {_convert(kt, k, f"{path} key {k!r}"): _convert(vt, v, f"{path}.{k}") for k, v in value.items()}
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
@@ -162,7 +184,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: no such recipe file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if data is None:
@@ -188,7 +210,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         if not key:
             raise ConfigError(f"override {item!r} has an empty key")
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = yaml.load(raw, Loader=_Loader) if raw != "" else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {item!r}: invalid value: {exc}") from None
         node: Any = out

@@ -119,6 +119,8 @@ class Registry:
             name = value["name"]
         else:
             raise ConfigError(f"{where}: expected a {self.family} name or mapping, got {value!r}")
+        if not isinstance(name, str):  # a list or mapping would fail the lookup with a TypeError
+            raise ConfigError(f"{where}: a {self.family} 'name' must be a string (one of {self.names()}), got {name!r}")
         try:
             entry = self.get(name)
         except UnknownNameError as exc:

@@ -79,6 +79,11 @@ def parse_folds(column: str, groups: Sequence[str]) -> list[HeldOut]:
         if again:
             raise ConfigError(f"{sorted(again)} held out in more than one fold")
         seen.update(fold.values)
+    dirs: dict[str, HeldOut] = {}
+    for fold in folds:  # two folds in one folder would resume each other's checkpoints
+        other = dirs.setdefault(fold.dir_name, fold)
+        if other is not fold:
+            raise ConfigError(f"held-out groups {other.name!r} and {fold.name!r} share the folder {fold.dir_name}")
     return folds
 
 
@@ -110,6 +115,13 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
     specs = as_specs(recipe.data.train) + as_specs(recipe.data.val)
     table = read_tables(specs, "data.train + data.val")
     assert table is not None  # a recipe without train data fails in TrainRecipe itself
+    present = set(table.column(fold.column))
+    missing = [v for v in fold.values if v not in present]
+    if missing:  # a misspelt value would silently leave its group a value short
+        raise ConfigError(
+            f"no utterance has {fold.column} in {missing} (data.train + data.val); "
+            f"values there: {', '.join(sorted(map(str, present)))}"
+        )
     held = table.where(**{fold.column: list(fold.values)})
     ids = held.column("utt_id")
     _, first = np.unique(ids, return_index=True)
@@ -191,6 +203,9 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
         raise ConfigError("sdd cv runs in one process; start it without torchrun")
     out = Path(out_dir)
     _check_layout(out, seeds=False)
+    for fold in folds:  # every unfinished group is checked before the first fold trains, not hours later
+        if not (out / fold.dir_name / FOLD_NAME).exists():
+            held_out_table(recipe, fold)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for k, fold in enumerate(folds):
