@@ -217,3 +217,14 @@ def test_several_seeds_average_each_fold_and_refuse_a_mixed_layout(tmp_path, mon
     assert main([*args, "--seeds", "3,x"]) == 2
     with pytest.raises(ConfigError, match="single-seed"):
         crossval.cross_validate_seeds(recipe, folds, out / "seed_3", [5, 6], workers=0)
+
+
+def test_cross_validation_warns_when_folds_start_from_trained_models(tmp_path, caplog):
+    import dataclasses
+
+    recipe = _recipe(tmp_path)
+    with caplog.at_level("WARNING", logger="sddkit.training.crossval"):
+        crossval._warn_pretrained(recipe)  # trained from scratch: nothing to say
+        assert not caplog.records
+        crossval._warn_pretrained(dataclasses.replace(recipe, model=None, init_from="runs/pretrained/best"))
+    assert "runs/pretrained/best" in caplog.text and "optimistic" in caplog.text

@@ -203,6 +203,7 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
         raise ConfigError("sdd cv runs in one process; start it without torchrun")
     out = Path(out_dir)
     _check_layout(out, seeds=False)
+    _warn_pretrained(recipe)
     for fold in folds:  # every unfinished group is checked before the first fold trains, not hours later
         if not (out / fold.dir_name / FOLD_NAME).exists():
             held_out_table(recipe, fold)
@@ -221,6 +222,19 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
     }
     atomic_write_bytes(out / CV_NAME, (json.dumps(summary, indent=2) + "\n").encode())
     return summary
+
+
+def _warn_pretrained(recipe: TrainRecipe) -> None:
+    """Models a fold starts from were trained outside the fold: they may have seen its held-out rows."""
+    started = [recipe.init_from] if recipe.init_from else []
+    if recipe.mixture is not None:
+        started += list(recipe.mixture.expert_dirs)
+    if started:
+        log.warning(
+            "every fold starts from trained model(s) %s: if they saw the held-out values, the held-out EERs "
+            "are optimistic",
+            ", ".join(started),
+        )
 
 
 def _check_layout(out: Path, *, seeds: bool) -> None:
