@@ -1,0 +1,208 @@
+"""The user documents tell the truth about the CLI: README.md, the default model's card, docs/*.md.
+
+Every ``sdd`` command and flag they name exists with that spelling, every repository path they name
+exists, the defaults and output columns they state are the code's, and the bundled model's card
+matches its ``config.json``. Parsers and dataclasses only: nothing is trained, scored or downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from sddkit.cli.main import _build_parsers, main
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL_DIR = REPO / "src" / "sddkit" / "assets" / "default_model"
+DOCUMENTS = {
+    "README.md": REPO / "README.md",
+    "MODEL_CARD.md": MODEL_DIR / "MODEL_CARD.md",
+    "docs/architecture.md": REPO / "docs" / "architecture.md",
+    "docs/aasist.md": REPO / "docs" / "aasist.md",
+}
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+SDD_CALL = re.compile(r"(?<![\w./-])sdd ([a-z][a-z0-9-]*)")
+# flags of the repository's scripts that the documents name (not `sdd` options)
+SCRIPT_FLAGS = {"MODEL_CARD.md": {"--cache"}}  # scripts/finalize_default_model.py (checked below)
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    return _build_parsers()[1]
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    return {opt for action in parser._actions for opt in action.option_strings}
+
+
+def _code_snippets(text: str) -> list[str]:
+    """Inline code spans and the lines of fenced or indented code blocks, comments (`` # ...``) cut off."""
+    blocks = re.findall(r"```[^\n]*\n(.*?)```", text, flags=re.S)
+    rest = re.sub(r"```[^\n]*\n.*?```", "", text, flags=re.S)
+    lines = [line for block in blocks for line in block.splitlines()]
+    lines += re.findall(r"^ {4,}(sdd .*)$", rest, flags=re.M)  # indented code blocks
+    return [line.split(" #")[0] for line in lines] + re.findall(r"`([^`]+)`", rest)
+
+
+def _sdd_calls(snippet: str) -> list[tuple[str, str]]:
+    """(command, its argument text) for every ``sdd CMD ...`` in a snippet (split at ``&&``, ``|``, ``;``)."""
+    calls = []
+    for part in re.split(r"&&|\|\||;|\s\|\s", snippet):
+        for match in SDD_CALL.finditer(part):
+            tail = part[match.end() :]
+            following = SDD_CALL.search(tail)
+            calls.append((match.group(1), tail[: following.start()] if following else tail))
+    return calls
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTS))
+def test_every_sdd_command_and_flag_named_in_the_documents_exists(name):
+    commands = _commands()
+    text = DOCUMENTS[name].read_text()
+    problems = []
+    for snippet in _code_snippets(text):
+        for command, args in _sdd_calls(snippet):
+            if command not in commands:
+                problems.append(f"unknown command `sdd {command}` in {snippet!r}")
+                continue
+            known = _options(commands[command])
+            unknown = [flag for flag in FLAG.findall(args) if flag not in known]
+            problems += [f"`sdd {command}` has no {flag} ({snippet!r})" for flag in unknown]
+    assert not problems, f"{name}:\n" + "\n".join(problems)
+
+
+def test_flags_in_the_readme_command_table_belong_to_the_row_command():
+    """A row of README's command table names its command first; a bare ``--flag`` span in it is that command's."""
+    commands = _commands()
+    rows = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| `sdd ")]
+    assert len(rows) == len(commands), "one README table row per `sdd` command"
+    named = set()
+    problems = []
+    for row in rows:
+        command = SDD_CALL.search(row).group(1)
+        named.add(command)
+        known = _options(commands[command])
+        for span in re.findall(r"`([^`]+)`", row):
+            if span.startswith("--"):
+                problems += [f"`sdd {command}` has no {flag}" for flag in FLAG.findall(span) if flag not in known]
+    assert named == set(commands), f"README table misses {set(commands) - named}"
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTS))
+def test_every_flag_in_the_documents_is_an_option_somewhere(name):
+    known = set().union(*(_options(p) for p in _commands().values())) | SCRIPT_FLAGS.get(name, set())
+    unknown = sorted(set(FLAG.findall(DOCUMENTS[name].read_text())) - known)
+    assert not unknown, f"{name} names options no `sdd` command has: {unknown}"
+
+
+def test_finalize_script_takes_the_flags_the_card_names():
+    source = (REPO / "scripts" / "finalize_default_model.py").read_text()
+    for flag in SCRIPT_FLAGS["MODEL_CARD.md"]:
+        assert f'"{flag}"' in source
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTS))
+def test_every_repository_path_named_in_the_documents_exists(name):
+    text = DOCUMENTS[name].read_text()
+    top = r"(?:recipes|scripts|benchmarks|docs|src|examples|tests|\.ci)"
+    paths = set(re.findall(rf"(?<![\w./-])({top}/[\w./-]*\w/?)", text))
+    missing = sorted(p for p in paths if not (REPO / p).exists())
+    assert not missing, f"{name} names paths that do not exist: {missing}"
+
+
+def test_readme_install_and_test_commands_are_the_ci_ones():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    for command in ("bash scripts/setup.sh", ".venv/bin/python -m pytest -q"):
+        assert command in readme and command in ci, command
+    setup = (REPO / "scripts" / "setup.sh").read_text()
+    assert "torch==2.13.0" in setup and "torch 2.13.0" in readme
+    assert "scripts/main_job.sh" in setup
+
+
+def test_readme_defaults_are_the_code_defaults():
+    from sddkit.audio import io
+    from sddkit.backends.heads import ClassifierConfig
+    from sddkit.scoring.inference import InferenceConfig
+    from sddkit.training.recipe import LossConfig
+
+    commands = _commands()
+
+    def default(command, dest):
+        return commands[command].get_default(dest)
+
+    assert default("describe", "device") == "meta"  # "on the meta device"
+    assert (default("serve", "host"), default("serve", "port")) == ("127.0.0.1", 8000)
+    assert default("score", "allocator") == default("serve", "allocator") == "tuned"
+    assert default("cv", "by") == "source"
+    assert InferenceConfig().min_duration_s == 0.1
+    assert tuple(LossConfig().oc_margins) == (0.2, 0.9)
+    assert (ClassifierConfig().head, ClassifierConfig().head_scale) == ("linear", 20.0)
+    assert io.MIN_SAMPLE_RATE == 4000
+    assert "-80 dBFS" in (io.__doc__ or "")
+
+
+def test_readme_score_columns_are_the_written_ones():
+    from sddkit.scoring import batch
+
+    readme = (REPO / "README.md").read_text()
+    assert f"`{','.join(batch.BASE_COLUMNS)}`" in readme
+    assert batch.output_columns([])[-1] == "error" and "`error`" in readme
+
+
+def test_readme_override_examples_resolve(capsys):
+    overrides = [
+        "data.train.0.folds={n: 4, keep: [3]}",
+        "strategy={name: sam, rho: 0.05, adaptive: true}",
+        "loss.domain_alignment=1.0",
+        "model.backend.head=cosine",
+        "loss.kind=oc_softmax",
+        "model.frontend.level_db=-27",
+        "model.frontend.top_db=60",
+        "model.frontend.spec_augment={freq_width: [0, 16], num_time_masks: 0}",
+        "data.decode_cache=preload",
+    ]
+    assert main(["train", str(REPO / "recipes/sddbench/default_model.yaml"), "--print-config", *overrides]) == 0
+    recipe = json.loads(capsys.readouterr().out)
+    assert recipe["data"]["train"][0]["folds"]["n"] == 4
+    assert recipe["strategy"]["name"] == "sam" and recipe["strategy"]["adaptive"] is True
+    assert recipe["loss"]["kind"] == "oc_softmax" and recipe["model"]["backend"]["head"] == "cosine"
+    assert recipe["model"]["frontend"]["top_db"] == 60
+
+
+def _subset_diff(doc, ref, where=""):
+    """Where ``doc`` differs from ``ref`` on ``doc``'s keys (fields added to sddkit later are not differences)."""
+    if isinstance(doc, dict) and isinstance(ref, dict):
+        return [d for k in doc for d in _subset_diff(doc[k], ref.get(k, "<missing>"), f"{where}.{k}")]
+    return [] if doc == ref else [f"{where}: {doc!r} != {ref!r}"]
+
+
+def test_model_card_matches_the_bundled_config(capsys):
+    card = (MODEL_DIR / "MODEL_CARD.md").read_text()
+    config = json.loads((MODEL_DIR / "config.json").read_text())
+    inference = config["inference"]
+    assert f"threshold {inference['threshold']:.4f}" in card
+    cal = inference["calibration"]
+    assert f"llr = {cal['a']:.4f} * raw - {-cal['b']:.4f}" in card
+    assert f"({inference['window_samples']:,} samples)" in card
+    assert inference["hop_samples"] * 2 == inference["window_samples"] and "2 s hop" in card
+    assert inference.get("min_duration_s", 0.1) == 0.1 and "under 0.1 s (`inference.min_duration_s`" in card
+    assert config["model"]["frontend"]["level_db"] == -27 and "`level_db: -27`" in card
+    assert f"step {config['metadata']['best_step']} of {config['metadata']['steps']:,}" in card
+    # the parameter count the card states
+    assert main(["describe", str(MODEL_DIR)]) == 0
+    assert f"{json.loads(capsys.readouterr().out)['total_params']:,} parameters" in card
+    # "resolves to the committed recipe except for the output folder"
+    command = re.search(r"`sdd train (recipes/sddbench/default_model\.yaml [^`]*)`", card).group(1).split()
+    assert main(["train", str(REPO / command[0]), "--print-config", *command[1:]]) == 0
+    resolved = json.loads(capsys.readouterr().out)
+    assert not _subset_diff(config["metadata"]["train_recipe"], resolved)
+    assert main(["train", str(REPO / command[0]), "--print-config"]) == 0
+    committed = json.loads(capsys.readouterr().out)
+    assert _subset_diff(config["metadata"]["train_recipe"], committed) == [
+        f".trainer.out_dir: 'runs/lv_s1' != {committed['trainer']['out_dir']!r}"
+    ]
