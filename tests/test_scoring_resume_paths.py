@@ -8,30 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+import test_scoring_cli
+from test_scoring_cli import COLUMNS, SR
 
 from sddkit.cli import score_cmd
 from sddkit.cli.main import main
-from sddkit.config import from_dict, to_dict
-from sddkit.detectors.detector import DetectorConfig, build_detector
-from sddkit.detectors.model_dir import save_model_dir
 from sddkit.errors import SddkitError
 from sddkit.scoring import batch
 
-SR = 16000
-COLUMNS = ["path", "score", "probability", "decision", "duration_s", "n_windows", "raw_score", "error"]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    cfg = from_dict(
-        DetectorConfig,
-        {"frontend": {"name": "logmel", "n_mels": 32}, "backend": {"name": "lcnn", "channels": 8, "lstm_layers": 0}},
-    )
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("model") / "lcnn"
-    save_model_dir(d, build_detector(cfg).eval(), model_config=to_dict(cfg), inference={"window_samples": 8000})
-    return d
+model_dir = test_scoring_cli.model_dir  # the same tiny LCNN model directory fixture
 
 
 def _wav(path: str | Path, seconds: float = 0.5, seed: int = 0) -> str:
