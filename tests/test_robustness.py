@@ -290,3 +290,14 @@ def test_select_utterances_is_stratified_and_seeded():
     assert ids == sorted(ids)  # protocol order is kept
     assert select_utterances(table, 2, seed=0).labels.tolist().count(1) == 1  # never one class only
     assert len(select_utterances(table, None)) == 40
+
+
+def test_negative_seed_is_refused_up_front(tmp_path, capsys):
+    # A negative seed used to be accepted and then crash with a bare ValueError from
+    # np.random.default_rng in select_utterances (--limit), after the model was loaded.
+    with pytest.raises(ConfigError, match="seed must be >= 0"):
+        from_dict(RobustnessConfig, {"seed": -1, "limit": 4})
+    args = ["robustness", "--protocol", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]
+    assert main([*args, "--seed", "-1", "--limit", "4"]) == 2
+    assert "seed must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

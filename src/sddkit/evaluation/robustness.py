@@ -157,6 +157,8 @@ class RobustnessConfig:
         self.conditions = resolve_conditions(self.conditions)
         if self.mode not in MODE_CHOICES:
             raise ConfigError(f"mode must be one of {list(MODE_CHOICES)}, got {self.mode!r}")
+        if self.seed < 0:  # np.random.default_rng (the --limit draw) refuses negative seeds
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.limit is not None and self.limit < 2:
