@@ -53,13 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = Path(args.model)
     table = read_protocol(args.manifest, partitions=["val"])
     labels = np.asarray(table.labels, dtype=np.int64)
+    detector = load_detector(model_dir)
+    sample_rate = detector.sample_rate  # score_many takes waveforms at the model's rate
     cache = CachedWaveforms.load(args.cache) if args.cache else None
+    if cache is not None and cache.sample_rate != sample_rate:
+        raise SystemExit(f"--cache {args.cache} holds {cache.sample_rate} Hz audio; the model scores {sample_rate} Hz")
     waves = []
     for utt, path in zip(table.column("utt_id"), table.column("path")):
         x = cache.get(str(utt)) if cache is not None else None
-        waves.append(np.asarray(x if x is not None else load_audio(path, sample_rate=16000), dtype=np.float32))
+        waves.append(np.asarray(x if x is not None else load_audio(path, sample_rate=sample_rate), dtype=np.float32))
 
-    raw = np.asarray([r.raw_score for r in load_detector(model_dir).score_many(waves)], dtype=np.float64)
+    raw = np.asarray([r.raw_score for r in detector.score_many(waves)], dtype=np.float64)
     inference = calibrate_model_dir(model_dir, raw, labels, prior=0.5)
     llr = inference.calibration.apply(raw)
     val = eer(labels, llr)

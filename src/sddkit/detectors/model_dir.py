@@ -143,8 +143,10 @@ def save_model_dir(
         "inference": inference or {},
         "metadata": metadata or {},
     }
+    # serialise first: a config JSON cannot hold must fail before the weights are replaced
+    config_bytes = (json.dumps(config, indent=2, sort_keys=False) + "\n").encode()
     atomic_save_safetensors(state_to_save(model, trainable_only), directory / WEIGHTS_NAME)
-    atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(config, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(directory / CONFIG_NAME, config_bytes)
     return directory
 
 

@@ -4,13 +4,15 @@ Expert addition (``init_from: DIR`` + ``molex: {add_experts: n}``): the front-en
 ``add_experts(n)`` appends experts and router rows. Only what is new is trained: new tensors get
 ``requires_grad``; everything else is frozen, except the back-end when ``train_backend`` is set.
 A front-end that grows an existing tensor in place instead (e.g. a router weight ``(E, D) ->
-(E + n, D)``) is handled too: the grown tensor is trainable, but an optimiser pre-step hook zeroes
-the gradient of its old region and a post-step hook writes the old values back, so neither the
-gradient nor AdamW's decoupled weight decay can move what the old experts learned.
+(E + n, D)``) is handled too: the grown tensor is trainable, but a gradient hook (at backward, so
+gradient clipping sees only the new region) and an optimiser pre-step hook zero the gradient of its
+old region and a post-step hook writes the old values back, so neither the gradient nor AdamW's
+decoupled weight decay can move what the old experts learned.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +60,8 @@ class ExpertAddition:
                 old = tuple(slice(0, o) for o in old_shape)
                 p.requires_grad_(True)
                 self.grown.append(_Grown(name, p, old, p.detach()[old].clone()))
+                # mask at backward too, so gradient clipping (and its logged norm) never counts the old region
+                p.register_hook(functools.partial(_zero_region, region=old))
         if not self.new and not self.grown:
             raise ConfigError("add_experts added no parameters: nothing to train")
 
@@ -79,6 +83,12 @@ class ExpertAddition:
     def _restore_old(self, *_: Any) -> None:
         for g in self.grown:
             g.param[g.old] = g.snapshot.to(g.param.device)
+
+
+def _zero_region(grad: Tensor, *, region: tuple[slice, ...]) -> Tensor:
+    grad = grad.clone()
+    grad[region] = 0
+    return grad
 
 
 def grown_frontend_config(frontend_config: dict[str, Any], frontend: nn.Module) -> dict[str, Any]:
