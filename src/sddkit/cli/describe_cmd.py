@@ -49,6 +49,12 @@ def describe(data: dict[str, Any], device: str = "meta") -> dict[str, Any]:
     from sddkit.detectors.model_dir import ARCHITECTURES
 
     architecture, model_cfg = model_config_from(data)
+    if architecture == "mixture" and model_cfg.get("expert_dirs"):
+        from sddkit.config import from_dict
+        from sddkit.detectors.mixture import MixtureConfig, resolved_mixture_config
+
+        # the experts' stored configs give the shapes; loading their weights would read them all from disk
+        model_cfg = resolved_mixture_config(from_dict(MixtureConfig, model_cfg, "model"))
     with torch.device(device):
         model = ARCHITECTURES[architecture](model_cfg)
     out: dict[str, Any] = {"architecture": architecture, **count_params(model)}

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from sddkit.config import component_field, from_dict, to_dict
 from sddkit.detectors.detector import DetectorConfig, build_detector
 from sddkit.detectors.outputs import DetectorOutput
+from sddkit.errors import ConfigError
 from sddkit.registry import ComponentSpec, get_registry
 
 
@@ -124,11 +125,46 @@ def embedding_dim(detector: nn.Module, sample_rate: int = 16000) -> int:
     return int(dim)
 
 
+def expert_dir_configs(cfg: MixtureConfig) -> list[DetectorConfig]:
+    """The detector configs stored in ``cfg.expert_dirs``, checked (ConfigError) to be usable together.
+
+    Each directory must hold a detector; all must share one sample rate (the mixture feeds every
+    expert the same waveform; their scoring windows may differ, e.g. AASIST's 64,600 samples beside an
+    LCNN's 64,000, as the mixture scores with its own window); configs given in ``cfg.experts`` as well must
+    equal the stored ones (the experts are built from the directories, so a different config would
+    be recorded for a model that was never trained).
+    """
+    from sddkit.detectors.model_dir import read_model_config
+    from sddkit.scoring.inference import parse_inference
+
+    configs, settings = [], []
+    for i, d in enumerate(cfg.expert_dirs):
+        stored = read_model_config(d)
+        if stored["architecture"] != "detector":
+            raise ConfigError(
+                f"expert_dirs[{i}] {d}: a {stored['architecture']!r} model directory; experts are detectors"
+            )
+        configs.append(from_dict(DetectorConfig, stored["model"], f"expert_dirs[{i}] {d}: model"))
+        inference = parse_inference(stored.get("inference"), f"{d}: inference")
+        settings.append(inference.sample_rate)
+    if len(set(settings)) > 1:
+        listed = ", ".join(f"{d} ({sr} Hz)" for d, sr in zip(cfg.expert_dirs, settings, strict=True))
+        raise ConfigError(f"expert_dirs differ in sample rate: {listed}")
+    for i, (given, stored) in enumerate(zip(cfg.experts, configs, strict=True) if cfg.experts else ()):
+        if to_dict(given) != to_dict(stored):
+            raise ConfigError(
+                f"experts[{i}] differs from the config stored in expert_dirs[{i}] {cfg.expert_dirs[i]}; "
+                "give experts or expert_dirs, or the same configs in both"
+            )
+    return configs
+
+
 def build_mixture(cfg: MixtureConfig) -> DetectorMixture:
     """Build (and, with ``expert_dirs``, load) the experts, then a gate sized for them."""
     from sddkit.detectors.model_dir import load_model_dir
 
     if cfg.expert_dirs:
+        expert_dir_configs(cfg)  # checks the set-up before any weights load
         experts = [load_model_dir(d).model for d in cfg.expert_dirs]
     else:
         experts = [build_detector(c) for c in cfg.experts]
@@ -140,9 +176,7 @@ def build_mixture(cfg: MixtureConfig) -> DetectorMixture:
 
 def resolved_mixture_config(cfg: MixtureConfig) -> dict[str, Any]:
     """Self-contained config for a model directory: expert configs inline, no expert_dirs needed."""
-    from sddkit.detectors.model_dir import read_model_config
-
-    experts = cfg.experts or [from_dict(DetectorConfig, read_model_config(d)["model"]) for d in cfg.expert_dirs]
+    experts = expert_dir_configs(cfg) if cfg.expert_dirs else cfg.experts
     return to_dict(MixtureConfig(experts=list(experts), gate=cfg.gate, freeze_experts=cfg.freeze_experts))
 
 
