@@ -100,9 +100,14 @@ def _check_file(path: str | Path) -> str:
     """The path's label for messages, after checking it names a non-empty regular file."""
     label = str(path)
     p = Path(path)
-    if p.is_dir():
+    try:
+        is_dir = p.is_dir()
+        exists = is_dir or p.exists()
+    except OSError as exc:  # Path hides only "no such file": a name too long or an unsearchable folder raise
+        raise AudioDecodeError(f"cannot access file: {_reason(exc)}", path=label) from None
+    if is_dir:
         raise AudioNotFoundError("is a directory, not an audio file", path=label)
-    if not p.exists():
+    if not exists:
         raise AudioNotFoundError("no such file", path=label)
     try:
         size = p.stat().st_size
@@ -404,7 +409,10 @@ def _pcm_to_float(arr: np.ndarray) -> np.ndarray:
 def _first_audio_stream(container, label: str | None):
     if not container.streams.audio:
         raise AudioDecodeError("no audio stream in the file", path=label)
-    return container.streams.audio[0]
+    stream = container.streams.audio[0]
+    if stream.codec_context is None:  # a plain error: the caller adds it to the other decoders' reasons
+        raise ValueError("no decoder for the audio stream's codec")
+    return stream
 
 
 def _declared_duration(container, stream) -> float | None:

@@ -193,8 +193,13 @@ class ScoringDetector:
         return self.score_prepared([self.prepare(x, path=str(path))])[0]
 
     def score_many(self, waveforms: Sequence[np.ndarray]) -> list[ScoreResult]:
-        """Score several (T_i,) waveforms already at the model's rate, windows batched together."""
-        return self.score_prepared([self.prepare(x) for x in waveforms])
+        """Score several (T_i,) waveforms already at the model's rate, windows batched together.
+
+        Each is checked as :meth:`score` checks its input (finite, not empty, not silent; integer PCM scaled).
+        """
+        from sddkit.audio.io import validate_waveform
+
+        return self.score_prepared([self.prepare(validate_waveform(x, self.sample_rate)) for x in waveforms])
 
     def to_model_rate(self, waveform: np.ndarray | Tensor, sample_rate: int) -> np.ndarray:
         """Validate, mix to mono and resample: -> (T,) float32 at ``self.sample_rate``."""

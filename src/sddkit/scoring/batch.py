@@ -56,21 +56,34 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
     paths: list[str] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
+        try:
+            is_dir, is_file = p.is_dir(), p.is_file()
+        except OSError as exc:  # a name too long, an unsearchable folder: Path only hides "no such file"
+            if p.suffix.lower() not in AUDIO_EXTENSIONS:
+                raise ProtocolError(f"{p}: cannot access ({exc.strerror or exc})") from None
+            is_dir = is_file = False  # an audio path: its row says why it cannot be read
+        if is_dir:
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
             paths.extend(str(f) for f in found)
         elif p.suffix.lower() in AUDIO_EXTENSIONS:
             paths.append(str(p))  # a missing audio file becomes an error row, not a failed run
-        elif p.is_file():
+        elif is_file:
             paths.extend(read_manifest(p))
         else:
             raise ProtocolError(f"{p}: no such file or folder")
-    return list(dict.fromkeys(paths))
+    # one row per file: the same file spelled twice ("a.wav", "./a.wav", absolute) keeps its first spelling
+    unique: dict[str, str] = {}
+    for path in paths:
+        unique.setdefault(os.path.abspath(path), path)
+    return list(unique.values())
 
 
 def read_manifest(path: Path) -> list[str]:
     """Paths listed by a CSV/TSV with a ``path`` column, a protocol file, or a one-path-per-line text."""
-    text = path.read_text(encoding="utf-8-sig", errors=_PATH_ERRORS)  # non-UTF-8 paths survive
+    try:
+        text = path.read_text(encoding="utf-8-sig", errors=_PATH_ERRORS)  # non-UTF-8 paths survive
+    except OSError as exc:
+        raise ProtocolError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
     first = text.split("\n", 1)[0]
     if path.suffix.lower() in (".csv", ".tsv") or "," in first or "\t" in first:
         delimiter = "\t" if "\t" in first and "," not in first else ","
@@ -108,9 +121,11 @@ def _try_protocol(path: Path):
 
 def _resolve(manifest: Path, entry: str) -> str:
     p = Path(entry)
-    if not p.is_absolute() and (manifest.parent / p).exists():
-        return str(manifest.parent / p)
-    return entry
+    try:
+        local = not p.is_absolute() and (manifest.parent / p).exists()
+    except OSError:  # e.g. a name too long: the entry as given, whose row will say why
+        local = False
+    return str(manifest.parent / p) if local else entry
 
 
 # --- output files --------------------------------------------------------------------------
