@@ -66,3 +66,16 @@ def test_check_minimums_names_the_flag_and_lets_automatic_values_pass():
         check_minimums(args, max_duration_s=0.5)
     with pytest.raises(ConfigError, match=r"^--max-duration-s must be >= 0, got nan$"):
         check_minimums(argparse.Namespace(max_duration_s=float("nan")), max_duration_s=0)
+
+
+def test_a_file_named_like_an_option_is_scored_after_double_dash(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    sf.write("-leading.wav", (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
+    # before: "--" made parse_intermixed_args report "unrecognized arguments: -leading.wav"
+    assert main(["score", "--out", "s.csv", "--quiet", "--", "-leading.wav"]) == 0
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].split(",")[0] == "-leading.wav" and rows[1].split(",")[1] != ""  # scored

@@ -57,12 +57,15 @@ def parse_args(
     Plain ``parse_args`` rejects ``sdd train RECIPE --print-config k=v`` and ``sdd score a.wav --out x.csv
     b.wav``: once an option splits a ``nargs="*"`` positional, argparse cannot resume it. The top-level
     parser has no option that takes a value, so its first token not starting with ``-`` is the command;
-    its arguments go through the command's own parser with ``parse_intermixed_args``.
+    its arguments go through the command's own parser with ``parse_intermixed_args`` (or, when they hold
+    ``--``, plain ``parse_args``: options first, then ``--`` and the positionals).
     """
     command_at = next((i for i, tok in enumerate(argv) if not tok.startswith("-")), None)
     if command_at is None or argv[command_at] not in commands:
         return parser.parse_args(argv)  # --help, --version, a missing or unknown command: argparse's own message
-    args = commands[argv[command_at]].parse_intermixed_args(argv[command_at + 1 :])
+    rest, sub = argv[command_at + 1 :], commands[argv[command_at]]
+    # after "--" every token is positional (a file named "-x.wav"); parse_intermixed_args loses them
+    args = sub.parse_args(rest) if "--" in rest else sub.parse_intermixed_args(rest)
     args.command = argv[command_at]
     return args
 
