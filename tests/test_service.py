@@ -127,6 +127,9 @@ def test_request_shape_errors(client):
     _assert_error(_post(client, _wav_bytes(0.3), field="audio"), 422, "missing_field")
     as_text = client.post("/v1/score", data={"file": "just text"}, files={"other": ("o.bin", b"x")})
     _assert_error(as_text, 422, "missing_field")  # a text field named 'file' is not an upload
+    assert "a text value, not a file upload" in as_text.json()["error"]["message"]
+    two = [("file", ("a.wav", _wav_bytes(0.3), "audio/wav")), ("file", ("b.wav", _wav_bytes(0.4), "audio/wav"))]
+    _assert_error(client.post("/v1/score", files=two), 422, "too_many_files")  # before: scored b.wav only
     _assert_error(client.post("/v1/score", data={"file": "x"}), 415, "unsupported_media_type")  # url-encoded
     _assert_error(client.post("/v1/score", json={"file": "x"}), 415, "unsupported_media_type")
     bad = client.post("/v1/score", content=b"garbage", headers={"content-type": "multipart/form-data"})

@@ -89,7 +89,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "malformed request body"),
         (413, "upload too large"),
         (415, "not a multipart/form-data request"),
-        (422, "missing 'file' field, or audio that cannot be scored (undecodable, empty, silent, too long)"),
+        (422, "missing 'file' field or more than one file, or audio that cannot be scored (undecodable, empty, silent, too short or long)"),
     )
 }
 _UPLOAD_BODY = {
@@ -285,10 +285,14 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
     except StarletteHTTPException as exc:  # e.g. no boundary in the content type
         raise ApiError(400, "bad_request", f"malformed multipart body: {exc.detail}") from None
     try:
-        upload = form.get("file")
+        sent = form.getlist("file")
+        if len(sent) > 1:  # form.get would silently score the last one
+            raise ApiError(422, "too_many_files", f"send one file per request; the field 'file' holds {len(sent)}")
+        upload = sent[0] if sent else None
         if not isinstance(upload, UploadFile):
             fields = ", ".join(sorted(set(form.keys()))) or "none"
-            raise ApiError(422, "missing_field", f"no file in the form field 'file' (fields sent: {fields})")
+            what = "a text value, not a file upload" if sent else "nothing"
+            raise ApiError(422, "missing_field", f"the form field 'file' holds {what} (fields sent: {fields})")
         data = await upload.read()
         if len(data) > max_bytes:
             raise too_large
