@@ -89,7 +89,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "malformed request body"),
         (413, "upload too large"),
         (415, "not a multipart/form-data request"),
-        (422, "missing 'file' field or more than one file, or audio that cannot be scored (undecodable, empty, silent, too short or long)"),
+        (
+            422,
+            "missing 'file' field or more than one file, or audio that cannot be scored "
+            "(undecodable, empty, silent, too short or too long)",
+        ),
     )
 }
 _UPLOAD_BODY = {
