@@ -15,7 +15,7 @@ import numpy as np
 from torch.utils.data import BatchSampler, Dataset, DistributedSampler
 
 from sddkit.data.table import UtteranceTable
-from sddkit.errors import ConfigError
+from sddkit.errors import ConfigError, SddkitError
 from sddkit.training.distributed import DistInfo
 from sddkit.training.recipe import DataConfig, ProtocolSpec, as_specs
 
@@ -79,6 +79,20 @@ def build_dataset(table: UtteranceTable, cfg: DataConfig, *, train: bool, seed: 
         cache=cfg.decode_cache == "lazy",
         waveforms=waveforms,
     )
+
+
+def worker_errors(loader: Iterable[Any]) -> Iterator[Any]:
+    """``loader``'s batches; a deliberate sddkit error raised in a DataLoader worker (a missing or empty
+    audio file) keeps its own one-line message. The DataLoader re-raises it as the same type, but with
+    "Caught X in DataLoader worker process N. Original Traceback ..." and the worker's traceback as message."""
+    try:
+        yield from loader
+    except SddkitError as exc:
+        text = str(exc)
+        marker = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+        if text.startswith("Caught ") and "Original Traceback" in text and marker in text:
+            exc.args = (text[text.rfind(marker) + len(marker) :].rstrip("\n"),)
+        raise
 
 
 class SkipBatches:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from sddkit.training.data import eval_batches
+from sddkit.training.data import eval_batches, worker_errors
 from sddkit.training.distributed import DistInfo, all_gather_objects
 from sddkit.training.losses import DetectionLoss
 
@@ -90,7 +90,7 @@ def evaluate(
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers)
     try:
         with preserved_rng():
-            for batch in loader:
+            for batch in worker_errors(loader):
                 wave = batch["waveform"].to(device, non_blocking=True)
                 y = batch["label"].to(device)
                 with autocast():

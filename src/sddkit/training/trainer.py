@@ -45,7 +45,14 @@ from sddkit.detectors.model_dir import atomic_write_bytes, load_state_checked, s
 from sddkit.errors import CheckpointError, ConfigError
 from sddkit.registry import get_registry
 from sddkit.training import checkpoint as ckpt
-from sddkit.training.data import SkipBatches, build_dataset, epoch_batches, read_tables, require_both_classes
+from sddkit.training.data import (
+    SkipBatches,
+    build_dataset,
+    epoch_batches,
+    read_tables,
+    require_both_classes,
+    worker_errors,
+)
 from sddkit.training.distributed import (
     DistInfo,
     barrier,
@@ -223,7 +230,10 @@ class Trainer:
             world_size=self.info.world_size,
         )
         if self.info.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"trainer.out_dir={self.out_dir}: cannot create it ({exc.strerror})") from None
             self._write_run_info(resumed_from)
             # this run's validations up to where it (re)starts: one logged before a crash mid-save, whose
             # checkpoint never landed, is done again after the resume and must not be listed twice
@@ -361,7 +371,7 @@ class Trainer:
                     # worker seeds depend on (seed, epoch) only, never on the global generator
                     generator=torch.Generator().manual_seed(r.seed * 100_003 + s.epoch),
                 )
-                for batch in loader:
+                for batch in worker_errors(loader):
                     if per_domain is not None:
                         batch["domain_block"] = torch.arange(len(batch["label"])) // per_domain
                     self._one_step(batch)
