@@ -75,3 +75,13 @@ def test_an_out_dir_that_cannot_be_created_is_a_one_line_error(tmp_path, monkeyp
     for out in (blocker, blocker / "run"):
         err = _one_line_error(capsys, ["train", recipe, f"trainer.out_dir={out}"])
         assert "trainer.out_dir" in err and str(out) in err, err
+
+
+def test_mldg_batches_with_one_spoof_domain_name_the_domain(tmp_path, monkeypatch, capsys):
+    install_tiny(monkeypatch)
+    train = write_corpus(tmp_path / "c", n=12, samples=800, attacks=("A07",))
+    val = write_corpus(tmp_path / "c", n=9, samples=800, seed=1, partition="val")
+    recipe = _recipe(tmp_path, train, val, tmp_path / "run")
+    err = _one_line_error(capsys, ["train", recipe, "data.sampler=domain_batch"])
+    # before: "MLDG needs at least 2 spoof domains, found ['0']" (the dataset's internal domain index)
+    assert "'A07'" in err and "data.domain_column 'attack'" in err, err

@@ -145,6 +145,14 @@ def _library_batch_sampler(
         raise ConfigError(f"data.sampler {cfg.sampler!r} needs a dataset exposing 'labels' and 'domains'")
     options = dict(cfg.sampler_options)
     common = {"seed": seed, "rank": info.rank, "world_size": info.world_size}
+    if cfg.sampler == "domain_batch":  # checked here, where the domains' names are known (the sampler sees indices)
+        names = getattr(dataset, "domain_names", None)
+        spoof = sorted({names[int(d)] if names else str(d) for d, y in zip(domains, labels) if int(y) == 0})
+        if len(spoof) < 2:
+            raise ConfigError(
+                f"data.sampler 'domain_batch' needs spoofs of at least 2 domains (data.domain_column "
+                f"{cfg.domain_column!r}); found {spoof}"
+            )
     try:
         if cfg.sampler == "domain_batch":
             batches = samplers.DomainBatchSampler(domains, labels, batch_size=cfg.batch_size, **common, **options)
