@@ -79,3 +79,25 @@ def test_a_file_named_like_an_option_is_scored_after_double_dash(tmp_path, monke
     assert main(["score", "--out", "s.csv", "--quiet", "--", "-leading.wav"]) == 0
     rows = (tmp_path / "s.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].split(",")[0] == "-leading.wav" and rows[1].split(",")[1] != ""  # scored
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    # `sdd X | head`: once head exits, writes fail with EPIPE; before, that was a BrokenPipeError traceback
+    script = (
+        "import sys\n"
+        "from sddkit.cli import list_cmd\n"
+        "from sddkit.cli.main import main\n"
+        "def run(args):\n"
+        "    for i in range(200_000):\n"
+        "        print('line', i)\n"
+        "list_cmd.run = run\n"
+        "sys.exit(main(['list']))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(100).startswith(b"line 0")
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
