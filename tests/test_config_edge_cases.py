@@ -90,3 +90,15 @@ def test_groups_whose_folders_would_collide_are_refused():
         parse_folds("source", ["a b", "a_b"])
     with pytest.raises(ConfigError, match=r"fold_a\+b"):
         parse_folds("source", ["a+b", "a,b"])
+
+
+def test_yaml_syntax_errors_are_one_line_with_the_position(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  frontend: {name: logmel\ntrainer: {epochs: 1}\n")
+    with pytest.raises(ConfigError) as info:
+        load_yaml(bad)
+    message = str(info.value)
+    assert "\n" not in message and "line 3" in message and str(bad) in message, message
+    with pytest.raises(ConfigError) as info:
+        apply_overrides({}, ["a=[1, 2"])
+    assert "\n" not in str(info.value) and "override 'a=[1, 2'" in str(info.value)

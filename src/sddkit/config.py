@@ -178,6 +178,17 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message (with a source excerpt and caret) as one line: what, and where."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem is None:
+        return " ".join(str(exc).split())
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = getattr(exc, "context", None)
+    return f"{problem}{where}" + (f" ({context})" if context else "")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML recipe; an empty file is an empty mapping."""
     path = Path(path)
@@ -186,7 +197,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.load(path.read_text(), Loader=_Loader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{path}: invalid YAML: {_yaml_reason(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -212,7 +223,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         try:
             value = yaml.load(raw, Loader=_Loader) if raw != "" else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: invalid value: {exc}") from None
+            raise ConfigError(f"override {item!r}: invalid value: {_yaml_reason(exc)}") from None
         node: Any = out
         parts = key.split(".")
         for part in parts[:-1]:
