@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 import yaml
+from test_train_support import one_thread  # noqa: F401  (autouse fixture: one intra-op thread)
 
 from sddkit.cli.describe_cmd import describe
 from sddkit.cli.main import main
@@ -18,14 +19,6 @@ from sddkit.detectors.model_dir import load_model_dir, save_model_dir
 from sddkit.errors import ConfigError
 
 EXPERT = {"frontend": {"name": "logmel", "n_mels": 32}, "backend": {"name": "lcnn", "channels": 4, "lstm_layers": 1}}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _expert(path, sample_rate=16000, window=8000, cfg=EXPERT) -> str:
