@@ -250,3 +250,23 @@ def test_too_few_domains_falls_back_to_a_plain_step():
     assert not torch.equal(before["backend.head.weight"], model.state_dict()["backend.head.weight"])
     assert torch.equal(before["frontend.encoder.weight"], model.state_dict()["frontend.encoder.weight"])
     assert FRAME == 16
+
+
+def test_a_run_whose_batches_never_split_is_reported_once(caplog):
+    torch.manual_seed(3)
+    model = _bn_detector()
+    strategy, ctx = MLDG(MLDGConfig(), seed=0), _ctx(model, _adamw(model))
+    with caplog.at_level("WARNING", logger="sddkit.training.mldg"):
+        for _ in range(MLDG.WARN_AFTER - 1):
+            strategy.step(_batch(n=12, n_attacks=1), ctx)
+        assert not caplog.records  # not yet: a few unsplittable batches are normal
+        for _ in range(5):
+            strategy.step(_batch(n=12, n_attacks=1), ctx)
+    assert len(caplog.records) == 1 and "every step was a plain step" in caplog.text
+    caplog.clear()
+    mixed = MLDG(MLDGConfig(), seed=0)  # one splittable batch among them: no warning
+    with caplog.at_level("WARNING", logger="sddkit.training.mldg"):
+        mixed.step(_batch(n=12, n_attacks=4), ctx)
+        for _ in range(MLDG.WARN_AFTER):
+            mixed.step(_batch(n=12, n_attacks=1), ctx)
+    assert not caplog.records

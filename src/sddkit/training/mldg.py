@@ -33,11 +33,13 @@ broadcast on this path; rank 0's are the ones checkpointed). The collective patt
 on every rank, including the fall-back below, so ranks can never wait on different collectives.
 
 A batch with too few domains to split (fewer than ``n_meta_test + 1``) takes a plain step on the
-meta-train loss of the whole batch (reported as ``mldg/fallback``).
+meta-train loss of the whole batch (reported as ``mldg/fallback``); if the first 20 batches all do,
+a warning says so once (the run would be ERM in all but name).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +50,8 @@ from torch.func import functional_call
 from sddkit.training import STRATEGIES
 from sddkit.training.distributed import all_reduce_gradients
 from sddkit.training.strategy import Batch, StepContext, StepResult, subset
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -133,9 +137,13 @@ class MLDG:
 
     name = "mldg"
 
+    # after this many steps that all fell back to a plain step, say so once: the run is ERM in all but name
+    WARN_AFTER = 20
+
     def __init__(self, cfg: MLDGConfig, seed: int = 0):
         self.cfg = cfg
         self.generator = torch.Generator().manual_seed(cfg.seed if cfg.seed is not None else seed)
+        self._steps = self._fallbacks = 0  # this process's count, for the warning only (not checkpointed)
 
     def split(self, batch: Batch) -> tuple[Tensor, Tensor] | None:
         """Meta-train / meta-test rows: whole domain blocks when the batch has them, else by domain."""
@@ -153,6 +161,7 @@ class MLDG:
         cfg = self.cfg
         module = ctx.module
         split = self.split(batch)
+        self._count(split is None)
         device = batch["waveform"].device
         train_rows = split[0].to(device) if split is not None else None
         params = ctx.trainable()
@@ -190,6 +199,18 @@ class MLDG:
         grad_norm = ctx.clip_and_step()
         metrics.update({"loss": loss, "grad_norm": grad_norm, "mldg/fallback": torch.tensor(float(split is None))})
         return StepResult(loss=loss, metrics=metrics)
+
+    def _count(self, fell_back: bool) -> None:
+        self._steps += 1
+        self._fallbacks += int(fell_back)
+        if self._steps == self.WARN_AFTER and self._fallbacks == self._steps:
+            log.warning(
+                "MLDG: none of the first %d batches held the %d domains a split needs (strategy.n_meta_test + 1), "
+                "so every step was a plain step on the whole batch; use data.sampler domain_batch with more "
+                "domains per step, or a smaller n_meta_test",
+                self._steps,
+                self.cfg.n_meta_test + 1,
+            )
 
     def _inner_step(self, params: list[tuple[str, torch.nn.Parameter]]) -> dict[str, Tensor]:
         """θ' = one fresh-state Adam step from θ on the meta-train gradient; trainable copies only."""
