@@ -13,7 +13,7 @@ from test_scoring_cli import SR
 
 from sddkit.audio import load_audio
 from sddkit.cli.main import main
-from sddkit.errors import AudioDecodeError, AudioError, NonFiniteAudioError, SilentAudioError
+from sddkit.errors import AudioDecodeError, AudioError, AudioNotFoundError, NonFiniteAudioError, SilentAudioError
 from sddkit.scoring import batch
 from sddkit.scoring.api import load_detector
 
@@ -99,3 +99,18 @@ def test_an_unreadable_manifest_is_a_one_line_error(tmp_path, model_dir, monkeyp
     out = tmp_path / "scores.csv"
     assert main(["score", str(manifest), "--model", str(model_dir), "--out", str(out), "--quiet"]) == 2
     assert "cannot read the manifest (Permission denied)" in capsys.readouterr().err
+
+
+def test_a_dangling_or_looping_link_in_a_folder_gets_an_error_row(tmp_path):
+    from sddkit.scoring.batch import expand_inputs
+
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    (folder / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    (folder / "loop.wav").symlink_to(folder / "loop.wav")
+    (folder / "notes.txt").write_text("not audio\n")
+    # before: both links were left out of the folder's listing, so they had no row at all
+    assert sorted(os.path.basename(p) for p in expand_inputs([folder])) == ["gone.wav", "loop.wav"]
+    for name in ("gone.wav", "loop.wav"):
+        with pytest.raises(AudioNotFoundError, match="broken symbolic link"):
+            load_audio(folder / name)

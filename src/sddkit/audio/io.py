@@ -108,7 +108,8 @@ def _check_file(path: str | Path) -> str:
     if is_dir:
         raise AudioNotFoundError("is a directory, not an audio file", path=label)
     if not exists:
-        raise AudioNotFoundError("no such file", path=label)
+        broken = "a broken symbolic link (its target is missing, or the link loops)"
+        raise AudioNotFoundError(broken if p.is_symlink() else "no such file", path=label)
     try:
         size = p.stat().st_size
     except OSError as exc:

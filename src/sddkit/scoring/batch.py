@@ -63,7 +63,9 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
                 raise ProtocolError(f"{p}: cannot access ({exc.strerror or exc})") from None
             is_dir = is_file = False  # an audio path: its row says why it cannot be read
         if is_dir:
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+            # every audio-named entry that is not a folder: a dangling or looping link gets an error row,
+            # not silence about why a file is missing from the output
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS and not f.is_dir())
             paths.extend(str(f) for f in found)
         elif p.suffix.lower() in AUDIO_EXTENSIONS:
             paths.append(str(p))  # a missing audio file becomes an error row, not a failed run
