@@ -371,6 +371,8 @@ def test_level_normalize_sets_the_rms_and_leaves_silence_quiet():
     dither = torch.randn(1, SR, generator=g) * 10 ** ((LEVEL_FLOOR_DB - 20) / 20)  # 20 dB under the floor
     raised = 10 * torch.log10(level_normalize(dither, -27.0).pow(2).mean())
     assert raised.item() == pytest.approx(-27.0 - 20.0, abs=0.1)  # raised like the floor, not to -27 dBFS
+    huge = x[:1] * 1e20  # finite float32, but its squares overflow float32: before, scaled to all zeros
+    torch.testing.assert_close(level_normalize(huge, -27.0), y[:1], rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", ["logmel", "logspec", "lfcc"])

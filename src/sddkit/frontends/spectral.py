@@ -78,7 +78,9 @@ def level_normalize(waveform: Tensor, level_db: float) -> Tensor:
 
     Exactly gain-invariant for inputs whose RMS is above ``LEVEL_FLOOR_DB``.
     """
-    rms = waveform.float().pow(2).mean(dim=-1, keepdim=True).sqrt()
+    # squares in float64: in float32 they overflow for samples above ~1.8e19, the RMS becomes inf and
+    # the input is scaled to zeros (any finite float32 sample squares without overflow in float64)
+    rms = waveform.double().pow(2).mean(dim=-1, keepdim=True).sqrt()
     floor = 10.0 ** (LEVEL_FLOOR_DB / 20.0)
     return waveform * (10.0 ** (level_db / 20.0) / rms.clamp_min(floor)).to(waveform.dtype)
 
