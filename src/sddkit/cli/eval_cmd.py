@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Evaluate scores (higher = more bona fide) against a protocol; writes report.json, "
         "report.md, per-attack/source/codec CSV tables, det.png and roc.png into --out.",
     )
-    p.add_argument("--scores", required=True, help="score file (ASVspoof 2019/2021/5 formats or path,score CSV)")
+    p.add_argument("--scores", required=True, help="score file (ASVspoof 2019/2021/5, path,score CSV, sdd score JSONL)")
     p.add_argument("--protocol", required=True, help="protocol / key file of the evaluation set")
     p.add_argument("--out", required=True, help="output folder for the report")
     p.add_argument("--protocol-format", default=None, help="protocol reader name (default: detect)")

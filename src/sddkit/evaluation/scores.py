@@ -9,6 +9,7 @@ Formats (``format=None`` detects them from the first non-comment line):
 | asvspoof5         | TSV with header ``filename<TAB>cm-score[<TAB>...]``            | utt_id  |
 | asvspoof5_keyed   | ``SPEAKER UTT SCORE KEY`` (the ASVspoof 5 package's keyed score file) | utt_id |
 | csv               | CSV with header ``path,score`` or ``utt_id,score`` (more columns ignored) | path / utt_id |
+| jsonl             | JSON lines with ``path`` or ``utt_id`` and ``score`` (``sdd score`` JSONL)  | path / utt_id |
 
 Lines starting with ``#`` and blank lines are skipped. Malformed lines, duplicate ids and
 non-finite scores raise :class:`ProtocolError` naming ``file:line``. The one exception is the error
@@ -20,6 +21,7 @@ evaluation reports it as a warning instead of stopping.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import warnings
@@ -201,12 +203,41 @@ def read_csv_scores(path: str | Path) -> ScoreFile:
     return _read_delimited(Path(path), "csv", ",", ("utt_id", "path", "filename"), ("score", "cm-score"))
 
 
+def read_jsonl_scores(path: str | Path) -> ScoreFile:
+    """JSON lines with ``path``/``utt_id``/``filename`` and ``score`` (``sdd score``'s JSONL; error rows kept apart)."""
+    path = Path(path)
+    out = _Collector(path)
+    id_kind = "utt_id"
+    for number, line in _data_lines(path):
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ProtocolError(f"{where}: not a JSON object ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise ProtocolError(f"{where}: not a JSON object: {line!r}")
+        id_col = next((c for c in ("utt_id", "path", "filename") if c in row), None)
+        if id_col is None or "score" not in row:
+            raise ProtocolError(f"{where}: needs an id (utt_id, path or filename) and a score: {line!r}")
+        id_kind = "path" if id_col == "path" else "utt_id"
+        utt, score, error = str(row[id_col] or "").strip(), row["score"], row.get("error")
+        if error and score in (None, ""):
+            out.failed.append(utt)  # `sdd score` could not read this file: nothing to evaluate
+            continue
+        if isinstance(score, bool) or not isinstance(score, (int, float, str)):
+            raise ProtocolError(f"{where}: score {score!r} is not a number")
+        key = str(row["label"]).strip() if row.get("label") is not None else None
+        out.add(number, utt, _score(str(score).strip(), where), key)
+    return out.result("jsonl", id_kind=id_kind)
+
+
 SCORE_READERS: dict[str, Callable[[str | Path], ScoreFile]] = {
     "asvspoof2019": read_asvspoof2019,
     "asvspoof2021": read_asvspoof2021,
     "asvspoof5": read_asvspoof5,
     "asvspoof5_keyed": read_asvspoof5_keyed,
     "csv": read_csv_scores,
+    "jsonl": read_jsonl_scores,
 }
 
 
@@ -218,6 +249,8 @@ def detect_score_format(path: str | Path) -> str:
         raise ProtocolError(f"{path}: no scores in file")
     number, line = first
     lower = line.lower()
+    if line.startswith("{"):
+        return "jsonl"
     if "\t" in line and "filename" in lower.split("\t"):
         return "asvspoof5"
     if "," in line:
@@ -231,7 +264,7 @@ def detect_score_format(path: str | Path) -> str:
         return "asvspoof5_keyed"
     raise ProtocolError(
         f"{path}:{number}: cannot tell the score format from {line!r}; expected 'UTT SCORE', "
-        "'UTT SOURCE KEY SCORE', a 'filename<TAB>cm-score' TSV header or a 'path,score' CSV header "
+        "'UTT SOURCE KEY SCORE', a 'filename<TAB>cm-score' TSV header, a 'path,score' CSV header or JSON lines "
         f"(or pass the format explicitly: {', '.join(SCORE_READERS)})"
     )
 
@@ -295,7 +328,8 @@ def _stem(value: str) -> str:
 
 
 def _norm_path(value: str) -> str:
-    return os.path.normpath(value.replace("\\", "/")) if value else ""
+    # absolute, so `sdd score /abs/dir` paths meet a protocol's cwd-relative paths to the same files
+    return os.path.abspath(value.replace("\\", "/")) if value else ""
 
 
 def _protocol_keys(table: UtteranceTable, how: str) -> np.ndarray:
