@@ -261,6 +261,8 @@ def cross_validate_seeds(
     seeds = list(seeds)
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds needs at least 2 distinct seeds, got {seeds}")
+    if min(seeds) < 0:  # numpy's generators refuse them, but only once that seed's first fold starts training
+        raise ConfigError(f"--seeds must be non-negative integers, got {seeds}")
     out = Path(out_dir)
     _check_layout(out, seeds=True)
     runs = []

@@ -292,6 +292,8 @@ class TrainRecipe:
     molex: MolexConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.seed < 0:  # numpy's generators refuse it, deep inside data loading
+            raise ValueError(f"seed must be non-negative, got {self.seed}")
         given = [k for k in ("model", "mixture", "init_from") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
