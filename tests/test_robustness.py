@@ -111,6 +111,7 @@ def test_every_output_file(cli_out):
     report = json.loads((cli_out / "robustness.json").read_text())
     assert report["schema"] == "sddkit.robustness/1" and report["conditions"] == COND_LIST
     assert report["n_utterances"] == 2 * N_PER_CLASS and report["n_failed_files"] == 0 and report["seed"] == 3
+    assert report["limit"] is None and report["max_duration"] == 600.0  # a run on a subset would say so here
     assert len(report["rows"]) == len(table)
     for row, (_, csv_row) in zip(report["rows"], table.iterrows()):
         assert row["condition"] == csv_row["condition"] and row["eer"] == pytest.approx(csv_row["eer"])

@@ -246,6 +246,8 @@ class RobustnessResult:
                 "modes": list(self.config.modes),
                 "conditions": list(self.config.conditions),
                 "fast_codecs": self.config.fast_codecs,
+                "limit": self.config.limit,  # a subset of the protocol (drawn with seed), or null: all of it
+                "max_duration": self.config.max_duration,
                 "dcf": to_dict(self.config.dcf),
                 "n_utterances": len(self.utt_ids),
                 "n_decoded": n_decoded,
