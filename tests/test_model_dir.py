@@ -4,10 +4,11 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from sddkit.detectors import model_dir as md
-from sddkit.errors import CheckpointError
+from sddkit.errors import CheckpointError, ConfigError
 
 
 class Tiny(nn.Module):
@@ -88,3 +89,71 @@ def test_config_keys_are_checked(tmp_path, tiny_arch, edit, message):
     (d / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if v is not None}))
     with pytest.raises(CheckpointError, match=message):
         md.load_model_dir(d)
+
+
+def _pretrained_detector(tmp_path, encoder: str, frontend: dict):
+    """A detector whose encoder is read from a local Hugging Face directory (tiny, random)."""
+    from sddkit.config import from_dict
+    from sddkit.detectors.detector import DetectorConfig, build_detector
+    from sddkit.frontends.encoders import EncoderConfig, build_encoder
+
+    hf_dir = tmp_path / f"{encoder}_hf"
+    if not hf_dir.exists():
+        build_encoder(EncoderConfig(), preset=encoder).model.save_pretrained(hf_dir)
+    config = {
+        "frontend": {"name": "ssl", "encoder": {"name": encoder, "pretrained": str(hf_dir)}, **frontend},
+        "backend": {"name": "linear"},
+    }
+    return config, build_detector(from_dict(DetectorConfig, config, "model"))
+
+
+@pytest.mark.parametrize("encoder", ["wav2vec2_tiny", "wavlm_tiny"])
+def test_trainable_only_omits_exactly_the_pretrained_encoder_weights(tmp_path, encoder):
+    lora = {"adapter": "lora", "lora": {"rank": 2, "targets": ["q", "k", "v", "out"]}}
+    config, model = _pretrained_detector(tmp_path, encoder, lora)
+    with torch.no_grad():  # B = 0 at init: give the adapters a visible effect
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    d = md.save_model_dir(tmp_path / "m", model, model_config=config, trainable_only=True)
+    stored = set(load_file(str(d / "model.safetensors")))
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    # the encoder's weights (base projections included, also under WavLM's weight parametrization)
+    assert frozen and stored.isdisjoint(frozen)
+    assert any("lora_B" in n for n in stored) and any(n.startswith("backend.") for n in stored)
+    loaded = md.load_model_dir(d).model
+    model.eval()
+    x = torch.randn(1, 4000)
+    assert torch.allclose(loaded(x).logits, model(x).logits, atol=1e-6)
+
+
+def test_frozen_trained_experts_are_stored_and_required(tmp_path):
+    """Experts frozen by an expert addition hold trained values no pretrained file restores."""
+    from sddkit.training.molex import ExpertAddition, grown_frontend_config
+
+    molex = {"adapter": "molex", "molex": {"num_experts": 2, "rank": 2, "targets": ["q", "v"]}}
+    config, model = _pretrained_detector(tmp_path, "wav2vec2_tiny", molex)
+    ExpertAddition(model, 1)
+    config = {**config, "frontend": grown_frontend_config(config["frontend"], model.frontend)}
+    old_experts = {n for n, p in model.named_parameters() if ".lora_A.0" in n and not p.requires_grad}
+    assert old_experts  # frozen after the addition, and not from a pretrained file
+    d = md.save_model_dir(tmp_path / "grown", model, model_config=config, trainable_only=True)
+    stored = load_file(str(d / "model.safetensors"))
+    assert old_experts <= set(stored)
+    loaded = md.load_model_dir(d).model
+    for name in old_experts:
+        assert torch.equal(loaded.state_dict()[name], model.state_dict()[name])
+    del stored[sorted(old_experts)[0]]  # a directory that lacks one: refused, never random values
+    md.atomic_save_safetensors(stored, d / "model.safetensors")
+    with pytest.raises(CheckpointError, match="missing"):
+        md.load_model_dir(d)
+
+
+def test_a_model_with_merged_lora_is_not_saved(tmp_path):
+    lora = {"adapter": "lora", "lora": {"rank": 2, "targets": ["q", "v"]}}
+    config, model = _pretrained_detector(tmp_path, "wav2vec2_tiny", lora)
+    model.frontend.merge()
+    with pytest.raises(ConfigError, match="unmerge"):
+        md.save_model_dir(tmp_path / "m", model, model_config=config, trainable_only=True)
+    model.frontend.unmerge()
+    md.save_model_dir(tmp_path / "m", model, model_config=config, trainable_only=True)

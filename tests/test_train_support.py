@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from sddkit.detectors.outputs import BackendOutput, FrontendOutput
+from sddkit.pretrained import mark_pretrained
 from sddkit.registry import Entry, get_registry
 
 FRAME = 16
@@ -51,6 +52,8 @@ class TinyFrontend(nn.Module):
             self.encoder.weight.copy_(torch.randn(cfg.dim, FRAME, generator=g) * 0.3)
             self.encoder.bias.copy_(torch.randn(cfg.dim, generator=g) * 0.1)
         self.encoder.requires_grad_(False)
+        if cfg.pretrained:  # what a real encoder does when it reads its weights from a file
+            mark_pretrained(self.encoder)
         self.adapter = nn.Linear(cfg.dim, cfg.dim)
         self.drop = nn.Dropout(cfg.dropout)
         self.output_dim = cfg.dim

@@ -31,6 +31,7 @@ from torch import nn
 from sddkit import __version__
 from sddkit.documents import read_versioned_json
 from sddkit.errors import CheckpointError, ConfigError
+from sddkit.pretrained import reloadable_names
 
 FORMAT = "sddkit-model"
 FORMAT_VERSION = 1
@@ -111,12 +112,12 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metada
 
 
 def state_to_save(model: nn.Module, trainable_only: bool) -> dict[str, torch.Tensor]:
-    """Full state dict, or only trainable parameters plus buffers (frozen pretrained weights excluded)."""
+    """Full state dict, or everything but the frozen pretrained weights (:func:`reloadable_names`)."""
     state = model.state_dict()
     if not trainable_only:
         return state
-    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    return {k: v for k, v in state.items() if k not in frozen}
+    reloadable = reloadable_names(model)
+    return {k: v for k, v in state.items() if k not in reloadable}
 
 
 def save_model_dir(
@@ -133,6 +134,9 @@ def save_model_dir(
     if architecture not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
     directory = Path(directory)
+    if any(getattr(m, "merged", False) is True for m in model.modules()):
+        # the rebuilt model starts unmerged: merged base weights plus the stored A/B would add B A twice
+        raise ConfigError("the model has merged LoRA adapters: call unmerge() before saving it")
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -198,13 +202,14 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
 
 
 def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], *, partial: bool, where: str) -> None:
-    """Load strictly; with ``partial`` only frozen parameters (from pretrained files) may be missing."""
+    """Load strictly; with ``partial`` only frozen parameters read from pretrained files at build time
+    (:func:`reloadable_names`) may be missing."""
     expected = model.state_dict()
     unexpected = sorted(set(state) - set(expected))
     missing = sorted(set(expected) - set(state))
     if partial:
-        frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-        missing = [k for k in missing if k not in frozen]
+        reloadable = reloadable_names(model)
+        missing = [k for k in missing if k not in reloadable]
     if unexpected or missing:
         raise CheckpointError(
             f"{where}: weights do not match the model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "

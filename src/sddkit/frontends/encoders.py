@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from sddkit.errors import AudioTooLongError, AudioTooShortError, ConfigError
 from sddkit.frontends import ENCODERS
+from sddkit.pretrained import mark_pretrained
 
 FAMILIES = ("wav2vec2", "hubert", "wavlm", "whisper")
 
@@ -641,7 +642,8 @@ def _load_pretrained(model_cls: type, directory: Path, hf_cfg: Any) -> nn.Module
             f"encoder.pretrained: {directory} lacks {len(missing)} weight(s) of the model "
             f"(e.g. {sorted(missing)[:3]}); refusing to fill them with random values"
         )
-    return model
+    # what came from the file may be left out of trainable-only model directories (model_dir)
+    return mark_pretrained(model, except_names=set(info.get("missing_keys", [])))
 
 
 def _build_hf_model(preset_name: str, preset: Preset, cfg: EncoderConfig) -> nn.Module:

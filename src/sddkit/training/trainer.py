@@ -43,6 +43,7 @@ from sddkit.config import from_dict, to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.detectors.model_dir import atomic_write_bytes, load_state_checked, save_model_dir
 from sddkit.errors import CheckpointError, ConfigError
+from sddkit.pretrained import reloadable_names
 from sddkit.registry import get_registry
 from sddkit.training import checkpoint as ckpt
 from sddkit.training.data import (
@@ -102,17 +103,6 @@ class TrainResult:
     final_dir: Path | None
     final_eer: float | None
     history: list[dict[str, Any]]
-
-
-def _has_pretrained(config: Any) -> bool:
-    """True when a (nested) model config names a ``pretrained`` weights directory."""
-    if isinstance(config, dict):
-        if isinstance(config.get("pretrained"), str) and config["pretrained"]:
-            return True
-        return any(_has_pretrained(v) for v in config.values())
-    if isinstance(config, list):
-        return any(_has_pretrained(v) for v in config)
-    return False
 
 
 def _recorded_model(recipe: dict[str, Any]) -> Any:
@@ -270,10 +260,9 @@ class Trainer:
 
             model = build_detector(r.model)  # type: ignore[arg-type]
             self.model_config = to_dict(r.model)
-        # Parameters frozen by the builder come back from their pretrained files when the model is
-        # rebuilt; checkpoints and exports then store the rest only ("trainable" model dirs).
-        frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-        self._reloadable = frozen if frozen and _has_pretrained(self.model_config) else set()
+        # Frozen parameters the builder read from pretrained files come back from them when the model
+        # is rebuilt; checkpoints and exports then store the rest only ("trainable" model dirs).
+        self._reloadable = reloadable_names(model)
         return model
 
     def _init_from(self, directory: str) -> nn.Module:
@@ -287,8 +276,8 @@ class Trainer:
         model.train()
         with safe_open(str(Path(directory) / WEIGHTS_NAME), framework="pt") as f:
             stored = set(f.keys())
-        # e.g. experts frozen by an earlier add_experts are frozen at build but NOT in pretrained files
-        self._reloadable = {n for n, p in model.named_parameters() if not p.requires_grad and n not in stored}
+        # what the directory stored wins over the pretrained files (e.g. a full-weights directory)
+        self._reloadable = reloadable_names(model) - stored
         return model
 
     def _grow(self, model: nn.Module) -> None:

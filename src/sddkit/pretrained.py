@@ -1,0 +1,34 @@
+"""Which parameters a model's builder read from pretrained files.
+
+A ``weights: trainable`` model directory (``detectors.model_dir``) and the trainer's checkpoints
+leave out the frozen parameters that the builder reads from a pretrained file (a speech encoder's
+weights): a rebuild from the config restores them. The builder tags those parameters here, at build
+time. Anything else that is frozen (experts frozen by an expert addition, a frozen back-end) holds
+trained values that no file restores, so it is always stored.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+__all__ = ["mark_pretrained", "reloadable_names"]
+
+_PRETRAINED_ATTR = "_sddkit_from_pretrained"
+
+
+def mark_pretrained(module: nn.Module, *, except_names: set[str] | frozenset[str] = frozenset()) -> nn.Module:
+    """Tag ``module``'s parameters as read from a pretrained file (``except_names``: parameters the
+    file lacked, named relative to ``module``).
+
+    The tag is an attribute of the Parameter object, so it follows the tensor when an adapter wraps
+    its module (LoRA's base weight, a weight parametrization's ``original``).
+    """
+    for name, param in module.named_parameters():
+        if name not in except_names:
+            setattr(param, _PRETRAINED_ATTR, True)
+    return module
+
+
+def reloadable_names(model: nn.Module) -> set[str]:
+    """Frozen parameters the builder read from pretrained files: what a trainable-only save omits."""
+    return {n for n, p in model.named_parameters() if not p.requires_grad and getattr(p, _PRETRAINED_ATTR, False)}
