@@ -6,12 +6,16 @@ A gate maps what it sees of an input to expert weights ``(B, E)`` that sum to on
   utterance's log-Mel spectrogram summarised by its per-bin mean and standard deviation over
   time (2 x 80 values), so the gate works for any input length.
 - ``enhanced_mlp`` (MELE "enhanced" gate): each expert's embedding is projected on its own,
-  then a shared batch norm and LeakyReLU; an element-wise product of the projected embeddings,
-  scaled by a learnt scalar, joins them; then FC / dropout / batch norm / LeakyReLU / FC / softmax.
+  then a shared batch norm (one set of statistics over all experts' projections) and LeakyReLU;
+  an element-wise product of the projected embeddings, scaled by a learnt scalar, joins them;
+  then FC / dropout / batch norm / LeakyReLU / FC / softmax.
 - ``attention`` (MILE, WIFS 2025): a 2-layer transformer encoder whose tokens are the experts'
   projected embeddings (plus a learnt per-expert token embedding); a linear read-out per token
   gives one logit per expert.
 - ``average``: uniform weights, no parameters: the average-ensemble baseline.
+
+The gates' batch norms also train on a batch of one row (normalised with the running statistics,
+which it leaves unchanged; see :class:`BatchNorm1d`).
 
 Every gate has the same call signature so the mixture never needs to know which one it holds:
 ``gate(waveform (B, T), embeddings: list of (B, D_e)) -> (B, E) weights``.
@@ -22,9 +26,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sddkit.detectors import GATES
+
+
+class BatchNorm1d(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` (same parameters and state-dict keys) that also trains on a batch of one row.
+
+    One row has no batch variance (torch raises "Expected more than 1 value per channel"); such a
+    batch (``batch_size: 1``, an MLDG half holding one utterance) is normalised with the running
+    statistics, which it leaves unchanged, as in eval mode. Larger batches behave as usual.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] == 1 and self.track_running_stats:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
 
 
 class Gate(nn.Module):
@@ -64,7 +83,7 @@ class ClassicGate(Gate):
         self.num_experts = num_experts
         self.temperature = cfg.temperature
         self.features = LogMel(LogMelConfig(n_mels=cfg.n_mels))
-        self.norm = nn.BatchNorm1d(2 * cfg.n_mels)
+        self.norm = BatchNorm1d(2 * cfg.n_mels)
         self.linear = nn.Linear(2 * cfg.n_mels, num_experts)
 
     def forward(self, waveform: Tensor, embeddings: list[Tensor]) -> Tensor:
@@ -95,21 +114,27 @@ class EnhancedMLPGate(Gate):
         self.num_experts = len(embedding_dims)
         h = cfg.hidden
         self.proj = nn.ModuleList(nn.Linear(d, h) for d in embedding_dims)
-        self.shared_norm = nn.BatchNorm1d(h)  # shared: puts every expert's projection on one scale
+        # shared: one set of statistics over every expert's projection (all experts' rows of a batch are
+        # normalised together, so training and eval see the same normalisation), one scale for all
+        self.shared_norm = BatchNorm1d(h)
         self.act = nn.LeakyReLU(cfg.negative_slope)
         self.product_scale = nn.Parameter(torch.tensor(float(cfg.product_scale_init)))
         self.mlp = nn.Sequential(
             nn.Linear(h * (self.num_experts + 1), h),
             nn.Dropout(cfg.dropout),
-            nn.BatchNorm1d(h),
+            BatchNorm1d(h),
             nn.LeakyReLU(cfg.negative_slope),
             nn.Linear(h, self.num_experts),
         )
 
     def forward(self, waveform: Tensor, embeddings: list[Tensor]) -> Tensor:
-        z = [self.act(self.shared_norm(p(e))) for p, e in zip(self.proj, embeddings, strict=True)]  # E x (B, h)
-        product = torch.stack(z, dim=0).prod(dim=0) * self.product_scale  # interaction between experts' views
-        return torch.softmax(self.mlp(torch.cat([*z, product], dim=-1)), dim=-1)
+        projected = torch.stack([p(e) for p, e in zip(self.proj, embeddings, strict=True)], dim=0)  # (E, B, h)
+        e, b, h = projected.shape
+        # one batch norm call on all E * B rows: called once per expert, training would standardise each
+        # expert by its own batch statistics while eval used running statistics blended over the experts
+        z = self.act(self.shared_norm(projected.reshape(e * b, h))).reshape(e, b, h)
+        product = z.prod(dim=0) * self.product_scale  # interaction between experts' views
+        return torch.softmax(self.mlp(torch.cat([*z.unbind(0), product], dim=-1)), dim=-1)
 
 
 @dataclass
