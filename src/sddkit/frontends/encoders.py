@@ -550,8 +550,13 @@ class WhisperFamilyEncoder(SpeechEncoder):
         n = x.shape[1]
         limit = enc.embed_positions.num_embeddings
         if n > limit:
-            seconds = limit * enc.conv2.stride[0] * self.log_mel.hop_length / 16000
-            raise AudioTooLongError(f"Whisper encodes at most {seconds:.0f} s, got {waveform.shape[-1] / 16000:.1f} s")
+            hop = self.log_mel.hop_length
+            longest = (limit * enc.conv2.stride[0] + 1) * hop - 1  # the last length giving `limit` positions
+            got = waveform.shape[-1]
+            raise AudioTooLongError(
+                f"Whisper encodes at most {longest} samples ({limit * enc.conv2.stride[0] * hop / 16000:.0f} s "
+                f"at 16 kHz), got {got} ({got / 16000:.3f} s)"
+            )
         # Slicing the sinusoidal table is what padding to 30 s would give on these frames.
         x = x + enc.embed_positions.weight[:n]
         x = F.dropout(x, p=enc.dropout, training=self.training)
@@ -592,6 +597,8 @@ def _read_pretrained_config(path: str, preset_name: str, preset: Preset) -> tupl
         raw = json.loads(config_file.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"encoder.pretrained: cannot read {config_file}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"encoder.pretrained: {config_file} is not a JSON object (got {type(raw).__name__})")
     if raw.get("model_type") != preset.family:
         raise ConfigError(
             f"encoder {preset_name!r} expects a {preset.family} model, "
@@ -629,12 +636,20 @@ def _check_architecture(hf_cfg: Any, preset_name: str, preset: Preset) -> None:
 
 
 def _load_pretrained(model_cls: type, directory: Path, hf_cfg: Any) -> nn.Module:
+    import pickle
+
+    from safetensors import SafetensorError
+
     try:
         model, info = model_cls.from_pretrained(
             directory, config=hf_cfg, local_files_only=True, dtype=torch.float32, output_loading_info=True
         )
-    except OSError as exc:
-        raise ConfigError(f"encoder.pretrained: cannot load weights from {directory}: {exc}") from None
+    # no weights file (OSError), a truncated or corrupt one (SafetensorError, UnpicklingError, EOFError),
+    # tensors of other shapes (RuntimeError / ValueError): all name the directory
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError) as exc:
+        raise ConfigError(
+            f"encoder.pretrained: cannot load weights from {directory}: {type(exc).__name__}: {exc}"
+        ) from None
     # masked_spec_embed only exists in some checkpoints; it is a SpecAugment constant.
     missing = [k for k in info.get("missing_keys", []) if "masked_spec_embed" not in k]
     if missing:

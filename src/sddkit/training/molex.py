@@ -8,11 +8,18 @@ A front-end that grows an existing tensor in place instead (e.g. a router weight
 gradient clipping sees only the new region) and an optimiser pre-step hook zero the gradient of its
 old region and a post-step hook writes the old values back, so neither the gradient nor AdamW's
 decoupled weight decay can move what the old experts learned.
+Normalisation layers with running statistics (BatchNorm, e.g. in an AASIST back-end) outside the trained
+parts stay in eval mode, also when the detector is put in training mode: they normalise with their
+stored statistics and never update them. Those statistics are buffers, not parameters, so freezing
+parameters alone let every training step on the new domain move what the old domains are scored with;
+in eval mode the frozen parts also compute in training exactly the function the new experts meet at
+inference.
 """
 
 from __future__ import annotations
 
 import functools
+import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +71,7 @@ class ExpertAddition:
                 p.register_hook(functools.partial(_zero_region, region=old))
         if not self.new and not self.grown:
             raise ConfigError("add_experts added no parameters: nothing to train")
+        self.frozen_statistics = _freeze_running_statistics(detector, train_backend=train_backend)
 
     @property
     def trainable_names(self) -> list[str]:
@@ -83,6 +91,32 @@ class ExpertAddition:
     def _restore_old(self, *_: Any) -> None:
         for g in self.grown:
             g.param[g.old] = g.snapshot.to(g.param.device)
+
+
+def _stay_in_eval(module: nn.Module, mode: bool = True) -> nn.Module:
+    """``train`` of a frozen norm layer: always eval mode, whatever ``mode`` its parent passes down."""
+    return nn.Module.train(module, False)
+
+
+def _freeze_running_statistics(detector: nn.Module, *, train_backend: bool) -> list[str]:
+    """Keep every norm layer with running statistics outside the trained parts in eval mode; their names.
+
+    A layer is trained when one of its parameters is, or (parameter-free layers) when it belongs to the
+    back-end and ``train_backend`` is set.
+    """
+    frozen = []
+    for name, module in detector.named_modules():
+        if not isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)):
+            continue
+        if not module.track_running_stats or module.running_mean is None:
+            continue
+        params = list(module.parameters(recurse=False))
+        trained = any(p.requires_grad for p in params) or (not params and train_backend and name.startswith("backend."))
+        if not trained:
+            module.train = types.MethodType(_stay_in_eval, module)  # detector.train() reaches it through this
+            module.eval()
+            frozen.append(name)
+    return frozen
 
 
 def _zero_region(grad: Tensor, *, region: tuple[slice, ...]) -> Tensor:
