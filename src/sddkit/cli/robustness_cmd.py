@@ -38,7 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="degrade every utterance ('all'), only spoofs ('spoof_only'), or report both (default)",
     )
     p.add_argument("--protocol-format", default=None, help="protocol reader name (default: detect)")
-    p.add_argument("--partitions", nargs="+", default=None, help="partitions to keep (e.g. test_unseen)")
+    p.add_argument(
+        "--partitions",
+        nargs="+",
+        default=None,
+        help="partitions to keep (e.g. test_unseen); any protocol whose table has a partition column",
+    )
     p.add_argument("--limit", type=int, default=None, help="evaluate a seeded, label-stratified subset of N files")
     p.add_argument("--seed", type=int, default=0, help="seed of the degradations and of --limit (default 0)")
     p.add_argument("--workers", type=int, default=2, help="decoding + degradation threads (0 = in the main thread)")
@@ -67,10 +72,27 @@ def _partitions(values: list[str] | None) -> list[str] | None:
     return [p.strip() for v in values for p in v.split(",") if p.strip()]
 
 
+def read_partitions(protocol: str, fmt: str | None, partitions: list[str] | None):
+    """Read ``protocol``; keep ``partitions`` through the reader's own option where it has one
+    (sddbench, Fake-or-Real), else by the table's ``partition`` column (ASVspoof, utterance tables, ...)."""
+    import dataclasses
+
+    from sddkit.data import PROTOCOLS
+    from sddkit.data.protocols import detect_format, read_protocol
+    from sddkit.evaluation.robustness import select_partitions
+
+    fmt = fmt or detect_format(protocol)
+    config_cls = PROTOCOLS.get(fmt).config_cls
+    fields = {f.name for f in dataclasses.fields(config_cls)} if config_cls else set()
+    if partitions and "partitions" in fields:
+        return read_protocol(protocol, format=fmt, partitions=partitions)
+    table = read_protocol(protocol, format=fmt)
+    return select_partitions(table, partitions, what=f"{protocol} (format {fmt!r})")
+
+
 def run(args: argparse.Namespace) -> int:
     from sddkit.cli.options import check_minimums, set_torch_threads
     from sddkit.config import from_dict
-    from sddkit.data.protocols import read_protocol
     from sddkit.evaluation.robustness import RobustnessConfig, markdown_table, run_robustness, write_robustness
     from sddkit.scoring.api import load_detector, resolve_model_path, scoring_device
 
@@ -90,11 +112,8 @@ def run(args: argparse.Namespace) -> int:
             "max_duration": args.max_duration_s or None,
         },
     )
-    options = {}
     partitions = _partitions(args.partitions)
-    if partitions:
-        options["partitions"] = partitions
-    table = read_protocol(args.protocol, format=args.protocol_format, **options)
+    table = read_partitions(args.protocol, args.protocol_format, partitions)
     model_path = resolve_model_path(args.model)
     detector = load_detector(model_path, device=args.device, batch_size=args.batch_size)
     info = {

@@ -166,6 +166,8 @@ class UtteranceDataset(Dataset):
     ):
         if crop_samples is not None and (isinstance(crop_samples, bool) or int(crop_samples) <= 0):
             raise ValueError(f"crop_samples must be a positive integer or None, got {crop_samples!r}")
+        if int(seed) < 0:  # numpy's generators refuse it, inside a DataLoader worker
+            raise ValueError(f"seed must be non-negative, got {seed}")
         if waveforms is not None and waveforms.sample_rate != sample_rate:
             raise ValueError(f"cached waveforms are at {waveforms.sample_rate} Hz, dataset wants {sample_rate} Hz")
         self.table = table

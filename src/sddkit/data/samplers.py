@@ -76,6 +76,8 @@ class _Cycler:
 
 class _EpochSampler:
     def __init__(self, seed: int, rank: int | None, world_size: int | None):
+        if int(seed) < 0:  # numpy's generators refuse it, but only when an epoch is drawn
+            raise ValueError(f"seed must be non-negative, got {seed}")
         self.seed = int(seed)
         self.epoch = 0
         self.rank, self.world_size = _dist_rank_world(rank, world_size)

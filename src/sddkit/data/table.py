@@ -121,10 +121,17 @@ class UtteranceTable:
         return UtteranceTable(self._df[self._matches(equals, keep=False)], validate=False)
 
     def _matches(self, equals: dict[str, str | Iterable[str]], *, keep: bool) -> np.ndarray:
-        """(N,) bool: every column's value is listed (``keep``) or, for ``keep=False``, none is."""
+        """(N,) bool: every column's value is listed (``keep``) or, for ``keep=False``, none is.
+
+        Text columns compare as text, so numbers from a recipe (``sample_rate: [16000]``) match.
+        """
         mask = np.ones(len(self._df), dtype=bool)
         for col, value in equals.items():
-            listed = self._df[self._require(col)].isin([value] if isinstance(value, str) else list(value))
+            column = self._df[self._require(col)]
+            values = list(value) if isinstance(value, Iterable) and not isinstance(value, str) else [value]
+            if column.dtype == object or isinstance(column.dtype, pd.StringDtype):
+                values = [str(v) for v in values]
+            listed = column.isin(values)
             mask &= listed.to_numpy() if keep else ~listed.to_numpy()
         return mask
 
@@ -132,15 +139,22 @@ class UtteranceTable:
         """Fold index in ``[0, n)`` of every row (N,), the same for all rows of one group.
 
         A row's group is its first non-empty value among the columns ``by`` (e.g. ``pair_id`` then
-        ``speaker``), or its ``utt_id`` when all are empty. The fold is a hash of that key, so it does
-        not depend on the row order, on the other rows or on the Python process (unlike ``hash()``):
-        a held-out fold stays held out when the protocol grows or is read elsewhere.
+        ``speaker``), or its ``utt_id`` when all are empty. A column the table lacks counts as empty
+        (only sddbench has ``pair_id``), but at least one must exist. The fold is a hash of that key,
+        so it does not depend on the row order, on the other rows or on the Python process (unlike
+        ``hash()``): a held-out fold stays held out when the protocol grows or is read elsewhere.
         """
         if n < 2:
             raise ValueError(f"group_folds needs n >= 2, got {n}")
+        by = list(by)
+        present = [c for c in by if c in self._df.columns]
+        if by and not present:
+            raise ProtocolError(
+                f"utterance table has no column among the group columns {by}; columns: {list(self._df.columns)}"
+            )
         keys = self._df["utt_id"].to_numpy(dtype=object).copy()
-        for col in reversed(list(by)):  # the first column listed wins, so it is written last
-            values = self._df[self._require(col)].to_numpy(dtype=object)
+        for col in reversed(present):  # the first column listed wins, so it is written last
+            values = self._df[col].to_numpy(dtype=object)
             filled = values != ""
             keys[filled] = [f"{col}={v}" for v in values[filled]]
         return np.array([int.from_bytes(hashlib.sha1(str(k).encode()).digest()[:8], "big") % n for k in keys])

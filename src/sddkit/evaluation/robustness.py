@@ -171,6 +171,26 @@ class RobustnessConfig:
         return MODES if self.mode == "both" else (self.mode,)
 
 
+def select_partitions(
+    table: UtteranceTable, partitions: Sequence[str] | None, what: str = "the protocol"
+) -> UtteranceTable:
+    """The rows whose ``partition`` is listed (``None``: the whole table), for readers without a
+    ``partitions`` option. A table without a partition column, or a listed partition that no row has,
+    is a :class:`~sddkit.errors.ProtocolError` (a typo must not silently shrink the evaluation)."""
+    if partitions is None:
+        return table
+    wanted = list(dict.fromkeys(str(p) for p in partitions))
+    if not table.has_column("partition"):
+        raise ProtocolError(f"{what} has no partition column, so --partitions {' '.join(wanted)} cannot select rows")
+    present = set(table.column("partition").tolist()) - {""}
+    missing = [p for p in wanted if p not in present]
+    if missing:
+        raise ProtocolError(
+            f"{what}: no partitions {missing} in this protocol; partitions present: {', '.join(sorted(present))}"
+        )
+    return table.where(partition=wanted)
+
+
 def select_utterances(table: UtteranceTable, limit: int | None, seed: int = 0) -> UtteranceTable:
     """At most ``limit`` utterances, drawn with ``seed`` and stratified by label (both classes kept
     whenever the table has both), in protocol order. ``None`` or a large limit: the whole table."""

@@ -121,8 +121,11 @@ def iter_csv(
     required: Iterable[str] = (),
     what: str = "metadata",
     quoting: int = csv.QUOTE_MINIMAL,
+    lower_header: bool = False,
 ) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row dict) of a headed CSV; a missing column or a ragged row is a ProtocolError."""
+    """(line number, row dict) of a headed CSV; a missing column or a ragged row is a ProtocolError.
+
+    ``lower_header``: column names are lower-cased (hand-written files: ``Path,Label``)."""
     p = require_file(path, what)
     try:
         with _open_text(p) as fh:
@@ -130,7 +133,7 @@ def iter_csv(
             header = next(reader, None)
             if header is None:
                 raise located(p, 1, f"empty {what} file (no header line)")
-            header = [h.strip() for h in header]
+            header = [h.strip().lower() if lower_header else h.strip() for h in header]
             missing = [c for c in required if c not in header]
             if missing:
                 raise located(p, 1, f"header lacks column(s) {missing}; header is {header}")
@@ -147,7 +150,7 @@ def iter_csv(
         raise ProtocolError(f"{p}: malformed CSV: {exc}") from None
 
 
-def _holds_suffix(folder: Path, suffix: str) -> bool:
+def holds_suffix(folder: Path, suffix: str | tuple[str, ...]) -> bool:
     """Whether ``folder`` directly contains a ``*<suffix>`` file (stops at the first one)."""
     try:
         with os.scandir(folder) as it:
@@ -156,12 +159,12 @@ def _holds_suffix(folder: Path, suffix: str) -> bool:
         return False
 
 
-def _audio_dir_in(base: Path, candidates: Sequence[str], suffix: str) -> Path | None:
+def _audio_dir_in(base: Path, candidates: Sequence[str], suffix: str | tuple[str, ...]) -> Path | None:
     # '.' (the base itself) counts only if it directly holds audio: accepting any folder there
     # would turn every typo into a table of missing files
     for c in candidates:
         if c in ("", "."):
-            if base.is_dir() and _holds_suffix(base, suffix):
+            if base.is_dir() and holds_suffix(base, suffix):
                 return base
         elif (base / c).is_dir():
             return base / c
@@ -172,12 +175,12 @@ def resolve_audio_dir(
     root: str | Path | None,
     candidates: Sequence[str],
     fallback_roots: Sequence[Path] = (),
-    suffix: str = ".flac",
+    suffix: str | tuple[str, ...] = (".flac", ".wav"),
 ) -> str:
     """The folder holding a partition's audio, as a string ('' when there is no audio root).
 
     With ``root`` given, the first of ``root/<candidate>`` that exists is used ('.' = the root
-    itself, if it holds ``*<suffix>`` files) and none existing is an error (a typo in a recipe
+    itself, if it holds ``*<suffix>`` files: FLAC or WAV by default) and none existing is an error (a typo in a recipe
     should not silently produce a table without audio). Without it, the same candidates except
     '.' are tried under ``fallback_roots`` (e.g. the protocol's folder); '' = "no audio known".
     """
@@ -223,6 +226,19 @@ def as_list(value: str | Sequence[str] | None) -> list[str] | None:
     if value is None:
         return None
     return [value] if isinstance(value, str) else list(value)
+
+
+def check_selected(where: str | Path, option: str, wanted: Iterable[str] | None, present: Iterable[str]) -> None:
+    """A ProtocolError when a selection option (``partitions``, ``phases``, ...) names a value absent from
+    the data: a typo next to a valid name would otherwise silently drop that part of the corpus."""
+    if wanted is None:
+        return
+    known = set(present)
+    missing = [w for w in dict.fromkeys(wanted) if w not in known]
+    if missing:
+        raise ProtocolError(
+            f"{where}: no {option} {missing} in this protocol; {option} present: {', '.join(sorted(known)) or 'none'}"
+        )
 
 
 def build_table(records: list[dict], where: str | Path) -> UtteranceTable:

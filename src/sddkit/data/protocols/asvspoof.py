@@ -6,7 +6,10 @@ Formats (whitespace-separated, one trial per line):
 
       SPEAKER UTTERANCE - ATTACK KEY          LA_0079 LA_T_1138215 - - bonafide
 
-  audio ``<root>/ASVspoof2019_LA_{train,dev,eval}/flac/<utt>.flac``.
+  audio ``<root>/ASVspoof2019_LA_{train,dev,eval}/flac/<utt>.flac``. The 2019 PA CM protocols
+  (``PA_0079 PA_T_0000001 aaa - bonafide``: the third field is the replay environment, the attack
+  is the replay configuration ``AA``..``CC``) are read by the same reader: corpus ``asvspoof2019_pa``,
+  an ``environment`` column, audio in ``ASVspoof2019_PA_{train,dev,eval}/flac``.
 - 2021 LA key (``keys/LA/CM/trial_metadata.txt``)::
 
       SPEAKER UTT CODEC TRANSMISSION ATTACK KEY TRIM PHASE
@@ -17,7 +20,7 @@ Formats (whitespace-separated, one trial per line):
       SPEAKER UTT CODEC SOURCE ATTACK KEY TRIM PHASE VOCODER TASK TEAM GENDER_PAIR LANGUAGE
       LA_0023 DF_E_2000011 nocodec asvspoof A14 spoof notrim progress traditional_vocoder - - - -
 
-  audio ``<root>/ASVspoof2021_{LA,DF}_eval/flac/<utt>.flac``; PHASE (eval/progress/hidden) -> partition.
+  audio ``<root>/ASVspoof2021_{LA,DF}_eval/flac/<utt>.flac``; PHASE (eval/progress/hidden_track) -> partition.
 - ASVspoof 5 (``ASVspoof5.train.tsv``, ``ASVspoof5.dev.track_1.tsv``, ``ASVspoof5.eval.track_1.tsv``;
   space-separated despite the suffix)::
 
@@ -28,11 +31,13 @@ Formats (whitespace-separated, one trial per line):
   ``SPEAKER UTT GENDER CODEC ATTACK KEY`` is read too.
 
 Without ``root`` the reader looks for the audio folders next to the protocol (its folder and the
-one above); when none is there, ``path`` is ''.
+one above); when none is there, ``path`` is ''. Files are ``<utt>.flac``, or ``<utt>.wav`` where a
+partition's folder holds a WAV copy (told once per partition, from its first trial's file).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +48,8 @@ from sddkit.data.protocols._common import (
     ASVSPOOF_LABELS,
     audio_path,
     build_table,
+    check_selected,
+    holds_suffix,
     iter_lines,
     located,
     map_label,
@@ -68,20 +75,45 @@ def _none_if_dash(value: str) -> str:
 
 
 class _AudioDirs:
-    """Per-partition audio folder lookup, resolved once per partition (not per file)."""
+    """Per-partition audio folder and suffix lookup, resolved once per partition (not per file).
+
+    The suffix is ``.flac`` (as distributed) unless the folder holds the partition's first utterance,
+    or else only files, as ``.wav`` (a copy converted in place).
+    """
 
     def __init__(self, root: str | None, protocol: Path, candidates):
         self.root, self.protocol, self.candidates = root, protocol, candidates
         self._cache: dict[str, str] = {}
+        self._suffix: dict[str, str] = {}
+
+    def path(self, partition: str, lineno: int, utt: str) -> str:
+        """The audio path of ``utt`` ('' when no audio folder is known)."""
+        folder = self(partition, lineno)
+        if not folder:
+            return ""
+        if partition not in self._suffix:
+            self._suffix[partition] = _audio_suffix(folder, utt)
+        return audio_path(folder, utt, self._suffix[partition])
 
     def __call__(self, partition: str, lineno: int) -> str:
         if partition not in self._cache:
             if not partition and self.root is not None:
                 raise located(self.protocol, lineno, "cannot tell the partition of this trial; set `partition`")
+            # the folder above, lexically: Path("x.txt").parent.parent is "." again, not ".."
+            above = Path(os.path.normpath(self.protocol.parent / ".."))
             self._cache[partition] = resolve_audio_dir(
-                self.root, self.candidates(partition), (self.protocol.parent, self.protocol.parent.parent)
+                self.root, self.candidates(partition), (self.protocol.parent, above)
             )
         return self._cache[partition]
+
+
+def _audio_suffix(folder: str, utt: str) -> str:
+    for suffix in (".flac", ".wav"):
+        if os.path.isfile(os.path.join(folder, utt + suffix)):
+            return suffix
+    if not holds_suffix(Path(folder), ".flac") and holds_suffix(Path(folder), ".wav"):
+        return ".wav"
+    return ".flac"
 
 
 # --- ASVspoof 2019 LA ------------------------------------------------------------------------
@@ -89,42 +121,51 @@ class _AudioDirs:
 
 @dataclass
 class ASVspoof2019Config:
-    """protocol: a CM protocol file; root: the LA folder (or a folder holding flac/ or the .flac files)."""
+    """protocol: a CM protocol file; root: the LA (PA) folder (or a folder holding flac/ or the .flac files)."""
 
     protocol: str
     root: str | None = None
     partition: str | None = None  # train/dev/eval; by default read from the utterance id (LA_T_/LA_D_/LA_E_)
-    corpus: str = "asvspoof2019_la"
+    corpus: str | None = None  # default asvspoof2019_la, or asvspoof2019_pa for PA_ utterances
 
 
-def _dirs_2019(partition: str) -> list[str]:
-    return [f"ASVspoof2019_LA_{partition}/flac", f"LA/ASVspoof2019_LA_{partition}/flac", "flac", "."]
+def _dirs_2019(scenario: str):
+    def candidates(partition: str) -> list[str]:
+        name = f"ASVspoof2019_{scenario}_{partition}/flac"
+        return [name, f"{scenario}/{name}", "flac", "."]
+
+    return candidates
 
 
 @PROTOCOLS.register("asvspoof2019_la", config=ASVspoof2019Config)
 def read_asvspoof2019_la(cfg: ASVspoof2019Config, **_: object) -> UtteranceTable:
-    """ASVspoof 2019 LA CM protocol: SPEAKER UTTERANCE - ATTACK KEY."""
+    """ASVspoof 2019 LA (or PA) CM protocol: SPEAKER UTTERANCE -|ENVIRONMENT ATTACK KEY."""
     proto = require_file(cfg.protocol, "ASVspoof 2019 protocol")
-    dirs = _AudioDirs(cfg.root, proto, _dirs_2019)
+    dirs = {s: _AudioDirs(cfg.root, proto, _dirs_2019(s)) for s in ("LA", "PA")}
     records = []
     for lineno, line in iter_lines(proto):
-        speaker, utt, _, attack, key = split_fields(proto, lineno, line, 5, "SPEAKER UTTERANCE - ATTACK KEY")
+        speaker, utt, env, attack, key = split_fields(proto, lineno, line, 5, "SPEAKER UTTERANCE - ATTACK KEY")
         label = map_label(key, ASVSPOOF_LABELS, proto, lineno)
         partition = cfg.partition or partition_from_id(utt)
         attack = "bonafide" if label == "bonafide" else _none_if_dash(attack)
-        records.append(
-            {
-                "utt_id": utt,
-                "path": audio_path(dirs(partition, lineno), utt, ".flac"),
-                "label": label,
-                "attack": attack,
-                "source": cfg.corpus,
-                "speaker": speaker,
-                "corpus": cfg.corpus,
-                "partition": partition,
-                "attack_type": ASVSPOOF2019_ATTACK_TYPES.get(attack, ""),
-            }
-        )
+        physical = utt.startswith("PA_")  # PA trials: replay attacks, third field = environment
+        corpus = cfg.corpus or ("asvspoof2019_pa" if physical else "asvspoof2019_la")
+        rec = {
+            "utt_id": utt,
+            "path": dirs["PA" if physical else "LA"].path(partition, lineno, utt),
+            "label": label,
+            "attack": attack,
+            "source": corpus,
+            "speaker": speaker,
+            "corpus": corpus,
+            "partition": partition,
+            "attack_type": ("replay" if label == "spoof" else "")
+            if physical
+            else ASVSPOOF2019_ATTACK_TYPES.get(attack, ""),
+        }
+        if physical:
+            rec["environment"] = _none_if_dash(env)
+        records.append(rec)
     return build_table(records, proto)
 
 
@@ -137,7 +178,7 @@ class ASVspoof2021Config:
 
     protocol: str
     root: str | None = None
-    phases: list[str] | None = None  # keep only these PHASE values (eval, progress, hidden)
+    phases: list[str] | None = None  # keep only these PHASE values (eval, progress, hidden_track)
     corpus: str | None = None  # default asvspoof2021_la / asvspoof2021_df
 
 
@@ -152,7 +193,7 @@ def _record_2021(cfg_corpus: str, dirs: _AudioDirs, lineno: int, speaker: str, u
     attack = "bonafide" if label == "bonafide" else _none_if_dash(attack)
     return {
         "utt_id": utt,
-        "path": audio_path(dirs("eval", lineno), utt, ".flac"),
+        "path": dirs.path("eval", lineno, utt),
         "label": label,
         "attack": attack,
         "speaker": speaker,
@@ -167,10 +208,11 @@ def read_asvspoof2021_la(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
     corpus = cfg.corpus or "asvspoof2021_la"
     dirs = _AudioDirs(cfg.root, proto, _dirs_2021("LA"))
     layout = "SPEAKER UTT CODEC TRANSMISSION ATTACK KEY TRIM PHASE"
-    records = []
+    records, phases = [], set()
     for lineno, line in iter_lines(proto):
         speaker, utt, codec, transmission, attack, key, trim, phase = split_fields(proto, lineno, line, 8, layout)
         label = map_label(key, ASVSPOOF_LABELS, proto, lineno)
+        phases.add(phase)
         if cfg.phases is not None and phase not in cfg.phases:
             continue
         rec = _record_2021(corpus, dirs, lineno, speaker, utt, attack, label)
@@ -183,6 +225,7 @@ def read_asvspoof2021_la(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
             attack_type=ASVSPOOF2019_ATTACK_TYPES.get(rec["attack"], ""),
         )
         records.append(rec)
+    check_selected(proto, "phases", cfg.phases, phases)
     return build_table(records, proto)
 
 
@@ -195,11 +238,12 @@ def read_asvspoof2021_df(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
     proto = require_file(cfg.protocol, "ASVspoof 2021 DF key")
     corpus = cfg.corpus or "asvspoof2021_df"
     dirs = _AudioDirs(cfg.root, proto, _dirs_2021("DF"))
-    records = []
+    records, phases = [], set()
     for lineno, line in iter_lines(proto):
         fields = split_fields(proto, lineno, line, 13, _DF_LAYOUT)
         speaker, utt, codec, source, attack, key, trim, phase, vocoder, task, team, pair, lang = fields
         label = map_label(key, ASVSPOOF_LABELS, proto, lineno)
+        phases.add(phase)
         if cfg.phases is not None and phase not in cfg.phases:
             continue
         rec = _record_2021(corpus, dirs, lineno, speaker, utt, attack, label)
@@ -218,6 +262,7 @@ def read_asvspoof2021_df(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
             vcc_language=_none_if_dash(lang),
         )
         records.append(rec)
+    check_selected(proto, "phases", cfg.phases, phases)
     return build_table(records, proto)
 
 
@@ -267,7 +312,7 @@ def read_asvspoof5(cfg: ASVspoof5Config, **_: object) -> UtteranceTable:
         records.append(
             {
                 "utt_id": utt,
-                "path": audio_path(dirs(partition, lineno), utt, ".flac"),
+                "path": dirs.path(partition, lineno, utt),
                 "label": label,
                 "attack": "bonafide" if label == "bonafide" else _none_if_dash(attack),
                 "source": cfg.corpus,

@@ -21,6 +21,7 @@ from typing import Literal
 from sddkit.data import PROTOCOLS
 from sddkit.data.protocols._common import (
     build_table,
+    check_selected,
     iter_csv,
     iter_lines,
     list_audio_files,
@@ -68,6 +69,7 @@ def read_librispeech(cfg: LibriSpeechConfig, **_: object) -> UtteranceTable:
     else:
         split_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and _is_librispeech_split(d)]
     if cfg.splits is not None:
+        check_selected(root, "splits", cfg.splits, (d.name for d in split_dirs))
         split_dirs = [d for d in split_dirs if d.name in cfg.splits]
     if not split_dirs:
         raise ProtocolError(f"{root}: no LibriSpeech split (<split>/<speaker>/<chapter>/*.trans.txt) found")

@@ -1,11 +1,12 @@
 """Tell a protocol's format from a file's first line or a folder's layout.
 
 Files: an sddkit utterance table (``utt_id`` and ``label`` columns, or Parquet), the sddbench
-manifest, a plain ``path,label`` CSV, In-the-Wild ``meta.csv``, FakeAVCeleb ``meta_data.csv``, Common Voice ``*.tsv``,
-LJSpeech ``metadata.csv`` and, by their whitespace-separated field layout, ASVspoof 2019 LA
-(5 fields), 2021 LA (8) / DF (13), ASVspoof 5 (10, or the 6-field pre-release) and ADD 2022
-(``<file> genuine|fake``). Folders: sddbench (``manifest.csv``), generic ``bonafide/``+``spoof/``,
-FakeAVCeleb, In-the-Wild, LJSpeech, VCTK, Common Voice, MLAAD, LibriSpeech, Fake-or-Real.
+manifest, a plain ``path,label`` CSV (also ``;``- or tab-separated), In-the-Wild ``meta.csv``,
+FakeAVCeleb ``meta_data.csv``, Common Voice ``*.tsv``, LJSpeech ``metadata.csv`` and, by their
+whitespace-separated field layout, ASVspoof 2019 LA/PA (5 fields), 2021 LA (8) / DF (13),
+ASVspoof 5 (10, or the 6-field pre-release) and ADD 2022 (``<file> genuine|fake``). Folders:
+sddbench (``manifest.csv``), generic ``bonafide/``+``spoof/``, FakeAVCeleb, In-the-Wild, LJSpeech,
+VCTK, Common Voice, MLAAD, LibriSpeech, Fake-or-Real.
 Anything else is a :class:`ProtocolError` that says what was seen and lists the formats.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from sddkit.data.protocols.fake_or_real import find_for_splits
 from sddkit.data.protocols.fakeavceleb import FAKEAVCELEB_CATEGORIES, FAKEAVCELEB_META_COLUMNS
 from sddkit.data.protocols.folder import label_folders
+from sddkit.data.protocols.labels_csv import labels_csv_delimiter
 from sddkit.data.protocols.sddbench import SDDBENCH_REQUIRED
 from sddkit.errors import ProtocolError
 
@@ -64,6 +66,8 @@ def _detect_headed(path: Path, line: str) -> str | None:
         raise ProtocolError(f"{path}: an MLAAD meta.csv; read the MLAAD root folder (holding fake/) instead")
     if path.name == "metadata.csv" and len(line.split("|")) in (2, 3):
         return "ljspeech"
+    if labels_csv_delimiter(line) is not None:  # path;label (spreadsheet export) or path<TAB>label
+        return "labels_csv"
     return None
 
 

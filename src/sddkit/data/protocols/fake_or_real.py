@@ -13,19 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sddkit.data import PROTOCOLS
-from sddkit.data.protocols._common import build_table, list_audio_files, relative_id, require_dir
+from sddkit.data.protocols._common import build_table, check_selected, list_audio_files, relative_id, require_dir
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 
 FOR_SPLITS = {"training": "train", "validation": "val", "testing": "test"}
 FOR_LABELS = {"real": "bonafide", "fake": "spoof"}
+# archive name -> the folder it unpacks to; ``versions`` accepts either
+FOR_VERSION_FOLDERS = {"for-2sec": "for-2seconds", "for-rerec": "for-rerecorded"}
 _MAX_DEPTH = 3
 
 
 @dataclass
 class FakeOrRealConfig:
     root: str
-    versions: list[str] | None = None  # keep only these version folders (e.g. ["for-norm"])
+    versions: list[str] | None = None  # keep only these versions (e.g. ["for-norm"]; for-2sec = for-2seconds)
     partitions: list[str] | None = None  # train/val/test (or training/validation/testing)
     corpus: str = "fake_or_real"
 
@@ -49,6 +51,17 @@ def find_for_splits(root: Path, max_depth: int = _MAX_DEPTH) -> list[Path]:
     return found
 
 
+def _canonical(version: str) -> str:
+    return FOR_VERSION_FOLDERS.get(version, version)
+
+
+def _version_names(split_dir: Path, root: Path) -> set[str]:
+    """Canonical names of the folders from ``root`` (inclusive) down to ``split_dir``'s parent."""
+    parent = split_dir.parent
+    names = {parent.name, *parent.relative_to(root).parts} if parent != root else {root.name}
+    return {_canonical(n) for n in names}
+
+
 @PROTOCOLS.register("fake_or_real", config=FakeOrRealConfig)
 def read_fake_or_real(cfg: FakeOrRealConfig, **_: object) -> UtteranceTable:
     """Fake-or-Real folder tree: <version>/{training,validation,testing}/{real,fake}/*.wav."""
@@ -56,13 +69,21 @@ def read_fake_or_real(cfg: FakeOrRealConfig, **_: object) -> UtteranceTable:
     splits = find_for_splits(root)
     if not splits:
         raise ProtocolError(f"{root}: no training/validation/testing folder with real/ or fake/ inside")
-    wanted = None if cfg.partitions is None else {FOR_SPLITS.get(p, p) for p in cfg.partitions}
+    wanted = None if cfg.partitions is None else [FOR_SPLITS.get(p, p) for p in cfg.partitions]
+    check_selected(root, "partitions", wanted, (FOR_SPLITS[d.name.lower()] for d in splits))
+    # a split's version: any folder between root and it (for-norm/for-norm/training), by either name
+    split_versions = [_version_names(d, root) for d in splits]
+    if cfg.versions is not None:
+        unknown = [v for v in cfg.versions if not any(_canonical(v) in names for names in split_versions)]
+        present = sorted({n for names in split_versions for n in names})
+        if unknown:
+            raise ProtocolError(f"{root}: no versions {unknown} in this tree; versions present: {', '.join(present)}")
     records = []
-    for split_dir in splits:
+    for split_dir, names in zip(splits, split_versions):
         partition = FOR_SPLITS[split_dir.name.lower()]
         version = split_dir.parent.name
         if (wanted is not None and partition not in wanted) or (
-            cfg.versions is not None and version not in cfg.versions
+            cfg.versions is not None and not any(_canonical(v) in names for v in cfg.versions)
         ):
             continue
         for label_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and p.name.lower() in FOR_LABELS):

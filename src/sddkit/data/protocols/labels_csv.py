@@ -6,9 +6,12 @@
 
 ``label`` is ``bonafide`` / ``bona-fide`` / ``real`` or ``spoof`` / ``fake``. Optional columns ``attack``,
 ``source`` and ``speaker`` become the table's columns of those names (the evaluation's per-attack and
-per-source tables). ``utt_id`` is the path as written, so the ``path`` column of ``sdd score``'s output
-(scored with the same paths) matches it directly; relative paths are read from ``root`` (default: the
-CSV's folder).
+per-source tables); ``partition``, ``attack_type``, ``codec``, ``transmission``, ``language`` and
+``vocoder`` are kept too. Bona fide rows get the attack ``bonafide`` whatever the column says; a
+spoof's ``-`` means unknown (''). ``utt_id`` is the path as written, so the ``path`` column of
+``sdd score``'s output (scored with the same paths) matches it directly; relative paths are read from
+``root`` (default: the CSV's folder). The separator may be ``,``, ``;`` (spreadsheet exports in many
+locales) or a tab, told from the header line; column names are case-insensitive (``Path,Label``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from sddkit.data import PROTOCOLS
 from sddkit.data.protocols._common import build_table, iter_csv, located, map_label, require_dir
-from sddkit.data.table import UtteranceTable
+from sddkit.data.table import OPTIONAL_COLUMNS, UtteranceTable
 
 LABELS_CSV_LABELS = {
     "bonafide": "bonafide",
@@ -29,6 +32,28 @@ LABELS_CSV_LABELS = {
     "fake": "spoof",
 }
 _EXTRA_COLUMNS = ("attack", "source", "speaker")  # optional; empty when absent
+_KEPT_COLUMNS = OPTIONAL_COLUMNS  # partition, attack_type, ...: kept when present
+DELIMITERS = (",", ";", "\t")
+
+
+def labels_csv_delimiter(header_line: str) -> str | None:
+    """The separator (``,``, ``;`` or tab) under which ``header_line`` names ``path`` and ``label``."""
+    for delimiter in DELIMITERS:
+        names = {h.strip().strip('"').lower() for h in header_line.split(delimiter)}
+        if {"path", "label"} <= names:
+            return delimiter
+    return None
+
+
+def _header_line(path: Path) -> str:
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as fh:
+            for raw in fh:
+                if raw.strip():
+                    return raw.strip()
+    except (OSError, UnicodeDecodeError):
+        pass  # iter_csv reports a missing or undecodable file
+    return ""
 
 
 @dataclass
@@ -43,22 +68,26 @@ def read_labels_csv(cfg: LabelsCSVConfig, **_: object) -> UtteranceTable:
     """CSV with path,label (bonafide/spoof, real/fake) and optional attack, source, speaker columns."""
     meta = Path(cfg.protocol)
     root = require_dir(cfg.root, "audio root") if cfg.root is not None else meta.parent
+    delimiter = labels_csv_delimiter(_header_line(meta)) if meta.is_file() else None
     records = []
-    for lineno, row in iter_csv(meta, required=("path", "label"), what="labels CSV"):
+    rows = iter_csv(meta, delimiter=delimiter or ",", required=("path", "label"), what="labels CSV", lower_header=True)
+    for lineno, row in rows:
         written = row["path"].strip()
         if not written:
             raise located(meta, lineno, "empty path")
         label = map_label(row["label"], LABELS_CSV_LABELS, meta, lineno)
         extra = {col: row.get(col, "").strip() for col in _EXTRA_COLUMNS}
+        attack = "bonafide" if label == "bonafide" else ("" if extra["attack"] == "-" else extra["attack"])
         records.append(
             {
                 "utt_id": written,
                 "path": written if os.path.isabs(written) else str(root / written),
                 "label": label,
-                "attack": extra["attack"] or ("bonafide" if label == "bonafide" else ""),
+                "attack": attack,
                 "source": extra["source"] or cfg.corpus,
                 "speaker": extra["speaker"],
                 "corpus": cfg.corpus,
+                **{col: row[col].strip() for col in _KEPT_COLUMNS if col in row},
             }
         )
     return build_table(records, meta)

@@ -10,8 +10,11 @@ M-AILABS utterance whose text was synthesised (``de_DE/by_book/female/<speaker>/
 
 MLAAD holds only spoofs: its bona fide counterpart is M-AILABS, laid out
 ``<lang>_<REGION>/by_book/{female,male}/<speaker>/<book>/wavs/*.wav`` (and ``by_book/mix/<book>/wavs``).
-Pass it as ``bonafide_root``; ``bonafide: referenced`` keeps only the M-AILABS files some MLAAD
-row names as ``original_file`` (same texts on both sides), ``all`` keeps every file.
+Pass it as ``bonafide_root`` (the folder holding ``<lang>_<REGION>/`` or one such folder);
+``bonafide: referenced`` keeps only the M-AILABS files some MLAAD row names as ``original_file``
+(same texts on both sides), ``all`` keeps every file. ``pair_id`` is the M-AILABS reader
+(``de_DE/<speaker>``, or ``de_DE/mix/<book>``) of a bona fide file and of the text a spoof
+re-synthesises, so group folds keep a reader's recordings and every synthesis of their texts together.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Literal
 from sddkit.data import PROTOCOLS
 from sddkit.data.protocols._common import (
     build_table,
+    check_selected,
     iter_csv,
     list_audio_files,
     located,
@@ -37,7 +41,7 @@ from sddkit.errors import ProtocolError
 @dataclass
 class MLAADConfig:
     root: str  # the MLAAD folder holding fake/ (or the fake/ folder itself)
-    bonafide_root: str | None = None  # an M-AILABS root: <lang>/by_book/...
+    bonafide_root: str | None = None  # an M-AILABS root: <lang>/by_book/... (or one <lang> folder)
     bonafide: Literal["all", "referenced"] = "all"
     languages: list[str] | None = None  # ISO codes as in MLAAD's language folders ("de", "en", ...)
     corpus: str = "mlaad"
@@ -50,6 +54,17 @@ def mailabs_key(path: str | PurePosixPath) -> str:
         i = parts.index("by_book")
         parts = parts[max(i - 1, 0) :]
     return "/".join(parts)
+
+
+def mailabs_group(key: str) -> str:
+    """The reader of an M-AILABS key: ``de_DE/<speaker>`` (``by_book/<gender>/<speaker>/<book>/wavs/f``),
+    ``de_DE/mix/<book>`` for the mixed-speaker books, '' for any other path."""
+    parts = key.split("/")
+    if len(parts) < 5 or parts[1] != "by_book":
+        return ""
+    if parts[2] == "mix":
+        return f"{parts[0]}/mix/{parts[3]}"
+    return f"{parts[0]}/{parts[3]}" if len(parts) >= 7 else ""
 
 
 def _float_or_nan(value: str, meta: Path, lineno: int) -> float:
@@ -99,6 +114,7 @@ def _read_model_meta(meta: Path, model_dir: Path, root: Path, lang: str, corpus:
                 "training_data": row.get("training_data", ""),
                 "is_original_language": row.get("is_original_language", ""),
                 "original_file": row.get("original_file", ""),
+                "pair_id": mailabs_group(mailabs_key(row["original_file"])) if row.get("original_file") else "",
             }
         )
     return records
@@ -124,8 +140,11 @@ def _list_model_dir(model_dir: Path, root: Path, lang: str, corpus: str) -> list
 def _mailabs_records(bona_root: Path, languages: set[str] | None, referenced: set[str] | None) -> list[dict]:
     records = []
     for f in list_audio_files(bona_root):
-        rel = f.relative_to(bona_root)
-        key = mailabs_key(rel.as_posix())
+        # from the absolute path: bona_root may be one language's folder (de_DE, as each archive unpacks),
+        # whose name is the language part of the key
+        key = mailabs_key(f.as_posix())
+        if "by_book" not in key.split("/"):
+            key = mailabs_key(f.relative_to(bona_root).as_posix())
         if referenced is not None and key not in referenced:
             continue
         parts = key.split("/")
@@ -144,6 +163,7 @@ def _mailabs_records(bona_root: Path, languages: set[str] | None, referenced: se
                 "speaker": speaker,
                 "corpus": "m-ailabs",
                 "language": lang,
+                "pair_id": mailabs_group(key),
             }
         )
     return records
@@ -156,6 +176,8 @@ def read_mlaad(cfg: MLAADConfig, **_: object) -> UtteranceTable:
     fake = _fake_dir(root)
     base = fake.parent if fake != root else root
     languages = set(cfg.languages) if cfg.languages is not None else None
+    if fake.is_dir():
+        check_selected(fake, "languages", cfg.languages, (p.name for p in fake.iterdir() if p.is_dir()))
     records: list[dict] = []
     for lang, model_dir in _model_dirs(fake, languages):
         meta = model_dir / "meta.csv"

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sddkit.data import PROTOCOLS
-from sddkit.data.protocols._common import ASVSPOOF_LABELS, as_list, build_table, iter_csv, located, map_label
+from sddkit.data.protocols._common import (
+    ASVSPOOF_LABELS,
+    as_list,
+    build_table,
+    check_selected,
+    iter_csv,
+    located,
+    map_label,
+)
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 
@@ -58,6 +66,7 @@ def read_sddbench(cfg: SddbenchConfig, **_: object) -> UtteranceTable:
     stems = [os.path.splitext(os.path.basename(r["path"]))[0] for r in rows]
     unique_stems = len(set(stems)) == len(stems)
     wanted = as_list(cfg.partitions)
+    check_selected(manifest, "partitions", wanted, (r["partition"] for r in rows))
     records = []
     for row, stem in zip(rows, stems):
         if wanted is not None and row["partition"] not in wanted:
