@@ -17,7 +17,7 @@ Codecs (FFmpeg encoder -> decoder, codec sample rate):
 name           encoder                rate      bit rate
 =============  =====================  ========  ======================================
 mp3            libmp3lame             16 kHz    8-160 kb/s (MPEG-2 layer III, CBR)
-aac            aac (FFmpeg native)    16 kHz    8-128 kb/s (AAC-LC)
+aac            aac (FFmpeg native)    16 kHz    8-96 kb/s (AAC-LC)
 opus           libopus                16 kHz    6-256 kb/s (decoded at 48 kHz)
 vorbis         libvorbis              16 kHz    16-192 kb/s
 vorbis_native  vorbis (FFmpeg native) 16 kHz    encoder default (~80 kb/s on speech)
@@ -26,6 +26,11 @@ g722           g722                   16 kHz    64 kb/s fixed (sub-band ADPCM)
 mulaw          pcm_mulaw (G.711)      8 kHz     64 kb/s fixed
 alaw           pcm_alaw (G.711)       8 kHz     64 kb/s fixed
 =============  =====================  ========  ======================================
+
+Bit rates are requests to the encoder, and two saturate at the 16 kHz codec rate: FFmpeg's AAC
+encoder cannot exceed 96 kb/s on a 16 kHz mono stream (6144 bits per 1024-sample frame; it clamps
+higher requests, so the range stops there) and its rate control reaches only about 72-82 kb/s;
+libopus pads rather than clamps, and decoded speech stops changing at about 150 kb/s.
 
 The PyAV wheels ship FFmpeg without libvorbis, so ``vorbis`` raises
 :class:`CodecUnavailableError` there. ``vorbis_native`` is FFmpeg's experimental
@@ -84,7 +89,7 @@ CODECS: dict[str, CodecInfo] = {
         "aac",
         "aac",
         16000,
-        bitrate_kbps=(8.0, 128.0),
+        bitrate_kbps=(8.0, 96.0),  # the encoder's ceiling for 16 kHz mono (6144 bits per frame)
         default_kbps=32.0,
         fast_options=(("aac_coder", "fast"),),  # instead of the two-loop search
     ),

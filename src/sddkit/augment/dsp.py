@@ -45,15 +45,42 @@ def butter_sos(kind: FilterKind, cutoffs: tuple[float, ...], sr: int, order: int
     return signal.butter(order, wn, btype=kind, fs=sr, output="sos")
 
 
+def zero_phase_edges(kind: FilterKind, cutoffs: tuple[float, ...], sr: int, order: int) -> tuple[float, ...]:
+    """The single-pass Butterworth edges whose forward-backward response is -3 dB at ``cutoffs``.
+
+    A Butterworth is -3 dB at its edges per pass, hence -6 dB after two passes. In the prewarped
+    analog domain (``w = tan(pi f / sr)``, as ``scipy.signal.butter`` designs), putting the requested
+    frequency at ``q = (sqrt(2) - 1) ** (1 / (2 order))`` of the prototype's edge makes each pass
+    -1.5 dB there: the low-pass edge becomes ``w / q``, the high-pass one ``w q``, and a band-pass
+    (band-stop) keeps its geometric centre with its bandwidth divided (multiplied) by ``q``.
+    """
+    q = (np.sqrt(2.0) - 1.0) ** (1.0 / (2.0 * order))
+    w = [float(np.tan(np.pi * c / sr)) for c in cutoffs]
+    if kind == "lowpass":
+        warped = [w[0] / q]
+    elif kind == "highpass":
+        warped = [w[0] * q]
+    else:
+        centre_sq, width = w[0] * w[1], w[1] - w[0]
+        width = width / q if kind == "bandpass" else width * q
+        high = (width + np.sqrt(width * width + 4.0 * centre_sq)) / 2.0
+        warped = [centre_sq / high, high]
+    return tuple(float(sr / np.pi * np.arctan(v)) for v in warped)
+
+
 def butter_filter(x: np.ndarray, sr: int, kind: FilterKind, cutoffs: tuple[float, ...], order: int = 4) -> np.ndarray:
-    """Zero-phase Butterworth filtering (forward-backward, so the effective order is doubled). (T,) -> (T,)."""
+    """Zero-phase Butterworth filtering (forward-backward, so the effective order is doubled); each
+    cut-off is the -3 dB point of that two-pass response (see :func:`zero_phase_edges`). (T,) -> (T,)."""
     cutoffs = tuple(float(c) for c in cutoffs)
     if kind in ("bandpass", "bandstop"):
         if len(cutoffs) != 2 or cutoffs[0] >= cutoffs[1]:
             raise ValueError(f"{kind} needs (low, high) cut-offs with low < high, got {cutoffs}")
     elif len(cutoffs) != 1:
         raise ValueError(f"{kind} needs one cut-off, got {cutoffs}")
-    sos = butter_sos(kind, cutoffs, int(sr), int(order))
+    nyq = sr / 2.0
+    if any(not 0.0 < c < nyq for c in cutoffs):
+        raise ValueError(f"{kind} cut-off(s) {cutoffs} Hz must lie strictly between 0 and {nyq:g} Hz")
+    sos = butter_sos(kind, zero_phase_edges(kind, cutoffs, int(sr), int(order)), int(sr), int(order))
     # Pad by reflection with a length bounded by the signal so very short inputs still work.
     padlen = min(len(x) - 1, 3 * (2 * len(sos) + 1))
     if padlen < 1:

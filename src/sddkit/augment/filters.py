@@ -40,8 +40,9 @@ class Resample(Augmentation):
 class BandFilterConfig:
     """kind: lowpass / highpass / bandpass / bandstop Butterworth (zero-phase, so time-aligned);
     low_hz: range of the lower cut-off (highpass, bandpass, bandstop); high_hz: range of the upper
-    cut-off (lowpass, bandpass, bandstop); order: filter order per pass (applied forward and
-    backward, so the slope is 2 x order x 6 dB/octave); p: probability."""
+    cut-off (lowpass, bandpass, bandstop); each cut-off is a -3 dB point of the applied response;
+    order: filter order per pass (applied forward and backward, so the slope is 2 x order x 6
+    dB/octave); p: probability."""
 
     kind: FilterKind = "bandpass"
     low_hz: Range = (100.0, 400.0)

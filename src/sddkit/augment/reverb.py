@@ -7,7 +7,8 @@ Two synthetic models:
 * ``image_source`` — a small shoebox image-source model (Allen & Berkley 1979): a random
   room, source and microphone; wall reflection coefficients from Sabine's formula for the
   requested RT60; all images up to ``max_order`` reflections, continued by a noise tail
-  with the same decay once the image set is no longer complete.
+  with the same decay once the image set is no longer complete; high-passed at 30 Hz, as
+  in-phase reflections give the image set a DC gain that real rooms do not have.
 
 Every RIR is aligned so that its direct path is tap 0 (the output is not delayed) and the
 reverberant output is rescaled to the input's RMS level.
@@ -21,16 +22,18 @@ from typing import Literal
 
 import numpy as np
 import soundfile as sf
+from scipy import signal
 
 from sddkit.augment import AUGMENTATIONS
 from sddkit.augment.base import Augmentation, Range, check_probability, check_range, uniform
-from sddkit.augment.dsp import convolve_aligned, match_rms, resample
+from sddkit.augment.dsp import butter_sos, convolve_aligned, match_rms, resample
 from sddkit.augment.files import AudioFolder
 from sddkit.errors import AudioDecodeError
 
 SPEED_OF_SOUND = 343.0  # m/s
 _LN_1000 = np.log(1000.0)  # amplitude decays by 60 dB = a factor 1000 over RT60
 MAX_RIR_SECONDS = 2.0  # longer tails change nothing audible in 4 s crops and only cost time
+DC_BLOCK_HZ = 30.0  # high-pass of image-source RIRs: removes their DC build-up, below any voice
 
 
 def decay_envelope(n: int, sr: int, rt60: float) -> np.ndarray:
@@ -80,8 +83,10 @@ def image_source_rir(
     """Shoebox image-source RIR aligned to the direct path (tap 0, amplitude 1). (L,).
 
     Arrivals are rounded to the nearest sample. Images up to ``max_order + 1`` reflections are
-    generated; the response is exact up to the first arrival of order ``max_order + 1`` (``t_c``),
-    after which a decaying noise tail continues it at the energy density of the last 10 ms.
+    generated; the response (before a 30 Hz DC-blocking high-pass) is exact up to the first
+    arrival of order ``max_order + 1`` (``t_c``),
+    after which a decaying noise tail continues it at the energy density of the last 10 ms (the
+    diffuse-field density where that window holds no reflection, e.g. with ``max_order`` 0).
     """
     beta = sabine_reflection(room, rt60)
     order = max_order + 1
@@ -105,9 +110,21 @@ def image_source_rir(
     if c < n:
         win = max(int(0.01 * sr), 1)
         density = float(np.mean(h[max(c - win, 1) : c] ** 2)) if c > 1 else 0.0
+        if density <= 0.0:
+            # No reflection in that window (max_order 0, or sparse low orders in a large room): use the
+            # diffuse-field density of a complete image set instead, 4 pi C d0^2 / V per second relative
+            # to the direct path (C the speed of sound), decayed 60 dB per RT60 since its emission at
+            # t_c + d0 / C.
+            volume = float(np.prod(room))
+            emitted = t_c + d0 / SPEED_OF_SOUND
+            density = 4.0 * np.pi * SPEED_OF_SOUND * d0**2 / (volume * sr) * np.exp(-2.0 * _LN_1000 * emitted / rt60)
         tail = rng.standard_normal(n - c) * np.sqrt(density) * decay_envelope(n - c, sr, rt60)
         h[c:] = tail
-    return h
+    # With positive reflection coefficients every arrival adds in phase at 0 Hz, so the image set has
+    # a DC gain no room has (+15-20 dB below 20 Hz over the speech band). Allen & Berkley high-pass
+    # the response for this; a causal 2nd-order Butterworth keeps the direct path at tap 0.
+    h = signal.sosfilt(butter_sos("highpass", (DC_BLOCK_HZ,), int(sr), 2), h)
+    return h / h[0]
 
 
 @dataclass
