@@ -80,10 +80,12 @@ def datasets(recipe: TrainRecipe, cache: CachedWaveforms | None) -> dict[str, An
     return {"train_data": train, "val_data": val, "val_table": val_table}
 
 
-def train(name: str, recipe_name: str, overrides: list[str], cache: CachedWaveforms | None, log: dict) -> Path:
+def train(
+    name: str, recipe_name: str, overrides: list[str], cache: CachedWaveforms | None, log: dict, resume: bool = False
+) -> Path:
     recipe = load_recipe(RECIPES / f"{recipe_name}.yaml", overrides)
     t0 = time.time()
-    result = Trainer(recipe, **datasets(recipe, cache)).fit()
+    result = Trainer(recipe, resume=resume, **datasets(recipe, cache)).fit()
     log[name] = {"recipe": recipe_name, "overrides": overrides, "train_s": round(time.time() - t0, 1)}
     log[name]["best_val_eer"] = getattr(result, "best_eer", None)
     print(f"[bench] trained {name} in {log[name]['train_s']} s", flush=True)
@@ -187,6 +189,11 @@ def main() -> None:
         metavar="N",
         help="split train into N group folds: experts/joint on the first N-1, gates on the last (0 = off)",
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue every model from its out_dir's latest checkpoint (a finished one is only re-exported)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", default=None, help="CachedWaveforms .npz of the manifest at 16 kHz (default: decode)")
     p.add_argument("--out", default="runs/bench_mixtures")
@@ -229,7 +236,7 @@ def main() -> None:
             ov = [*common, *stage1_data, f"trainer.epochs={args.epochs}", f"trainer.out_dir={run / name}"]
             if args.resnet_width and "resnet" in name:
                 ov.append(f"model.backend.width={args.resnet_width}")
-            dirs[name] = train(name, name, ov, cache, slog)
+            dirs[name] = train(name, name, ov, cache, slog, args.resume)
             rows.append(evaluate(seed, name, dirs[name], None, tables, args, cache, gate_tables, per_file))
             save_rows(rows, out, per_file)
         for name, experts in averages.items():
@@ -245,7 +252,7 @@ def main() -> None:
                 f"trainer.out_dir={run / name}",
                 f"mixture.expert_dirs={expert_list}",
             ]
-            dirs[name] = train(name, recipe_name, ov, cache, slog)
+            dirs[name] = train(name, recipe_name, ov, cache, slog, args.resume)
             rows.append(evaluate(seed, name, dirs[name], experts, tables, args, cache, gate_tables, per_file))
             save_rows(rows, out, per_file)
     df = pd.DataFrame(rows)
