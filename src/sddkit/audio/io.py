@@ -9,21 +9,31 @@ by 2**(bits-1); float data is kept as is (not clipped).
 
 Duration guard: a header that declares a duration clearly over ``max_duration`` (more than
 ``_HEADER_MARGIN`` x the limit + ``_HEADER_SLACK_S``; bitrate-based estimates can be off) is
-rejected before any decoding. Otherwise decoding counts samples and stops as soon as the limit
-is passed, so at most ``max_duration`` seconds of audio are ever decoded, whatever the header says.
+rejected before any decoding, unless the file is too small to hold that much audio (under
+``_MIN_BYTES_PER_S`` bytes per declared second: a lying header, e.g. a broken VBR MP3) or the
+length is an estimate from the bitrate (MP3, ADTS AAC and other elementary streams: a VBR file
+without a Xing frame that opens with silence is overestimated several times over). MP3 is
+decoded by FFmpeg, which reads to the end of the file, where libsndfile stops at its estimate.
+Otherwise decoding counts samples and stops as soon as the limit is passed, so at most
+``max_duration`` seconds of audio are ever decoded, whatever the header says.
 
 Every failure is one of the typed :mod:`sddkit.errors` audio errors; no numpy, soundfile or av
-exception escapes. Checks, in order: missing path / directory (``AudioNotFoundError``), 0-byte
-file (``EmptyAudioError``), undecodable (``AudioDecodeError``), too long from the header, zero
+exception escapes. Checks, in order: missing path / directory (``AudioNotFoundError``), not a
+regular file (a FIFO or device: ``AudioDecodeError``, never opened), 0-byte file
+(``EmptyAudioError``), undecodable (``AudioDecodeError``), too long from the header, zero
 decoded samples (``EmptyAudioError``), a native rate below ``MIN_SAMPLE_RATE``
 (``UnsupportedSampleRateError``), NaN/Inf (``NonFiniteAudioError``), too short / too long
-(``AudioTooShortError`` / ``AudioTooLongError``), silent (``SilentAudioError``, peak below -80 dBFS).
+(``AudioTooShortError`` / ``AudioTooLongError``), silent (``SilentAudioError``: peak below -80 dBFS, or a
+constant DC offset whose variation around it is below -80 dBFS, judged at the native rate and at the
+target rate). A file that libsndfile decodes to zero samples (a WAV header declaring 0 data bytes,
+as a recorder that died leaves it) is read by FFmpeg to the end of the file.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,8 +79,20 @@ _RESAMPLE_QUALITY = "HQ"
 # estimated from the bitrate and can be off by a few percent; the decoded-sample count is exact.
 _HEADER_MARGIN = 1.02
 _HEADER_SLACK_S = 0.5
+# A header is only believed to reject a file when the file is big enough to hold what it declares at
+# this bitrate (4 kbit/s, below any speech codec in use but the rarest): a few kB that claim hours (a
+# broken VBR header, a truncated download) are decoded instead, which stops at the limit anyway.
+_MIN_BYTES_PER_S = 500
+# Elementary streams whose length FFmpeg (like libsndfile for MP3) estimates from the first frames'
+# bitrate when no Xing/VBRI frame gives it: a VBR file opening with silence is overestimated several
+# times over. Such a length never rejects a file; decoding counts (600 s of MP3 decode in about 1 s).
+_ESTIMATED_LENGTH_FORMATS = frozenset({"mp3", "aac", "ac3", "eac3", "dts", "amr", "amrnb", "amrwb"})
 # Comparisons of durations in seconds tolerate this much (far below one sample at 16 kHz).
 _DURATION_EPS_S = 1e-6
+# libsndfile's answer to an MPEG stream it cannot decode, even for a regular file or bytes in memory.
+_SF_NOT_A_FILE = "File does not exist or is not a regular file"
+# Frames per read of the soundfile decoder (a few MB even for many channels).
+_READ_BLOCK = 1 << 18
 # libsndfile reports an absurd frame count when the length is unknown (pipes, some streams).
 _UNKNOWN_FRAMES = 2**62
 
@@ -111,9 +133,12 @@ def _check_file(path: str | Path) -> str:
         broken = "a broken symbolic link (its target is missing, or the link loops)"
         raise AudioNotFoundError(broken if p.is_symlink() else "no such file", path=label)
     try:
-        size = p.stat().st_size
+        st = p.stat()
     except OSError as exc:
         raise AudioDecodeError(f"cannot stat file: {exc}", path=label) from None
+    if not stat.S_ISREG(st.st_mode):  # opening a FIFO would block; a device would read forever
+        raise AudioDecodeError("not a regular file (a named pipe, socket or device): nothing to decode", path=label)
+    size = st.st_size
     if size == 0:
         raise EmptyAudioError("file is empty (0 bytes)", path=label)
     return label
@@ -184,7 +209,8 @@ def audio_info(path: str | Path) -> AudioInfo:
     failures: list[str] = []
     try:
         info = sf.info(label)
-        if info.samplerate > 0 and 0 <= info.frames < _UNKNOWN_FRAMES:
+        # 0 frames: maybe a WAV header never finalised (see _decode); FFmpeg reads such a file to its end
+        if info.samplerate > 0 and 0 < info.frames < _UNKNOWN_FRAMES:
             return AudioInfo(
                 sample_rate=int(info.samplerate),
                 channels=int(info.channels),
@@ -192,7 +218,7 @@ def audio_info(path: str | Path) -> AudioInfo:
                 duration_s=info.frames / info.samplerate,
                 format=str(info.format).lower(),
             )
-        failures.append("soundfile: no usable length in header")
+        failures.append("soundfile: no usable length in header" if info.frames else "soundfile: 0 frames")
     except Exception as exc:  # libsndfile cannot open it: try FFmpeg
         failures.append(f"soundfile: {_reason(exc)}")
     try:
@@ -223,6 +249,14 @@ def validate_waveform(
     arr = np.asarray(x)
     if arr.ndim != 1:
         raise AudioError(f"expected a 1-D mono waveform, got shape {arr.shape}", path=path)
+    if arr.dtype.kind in "iu" and arr.dtype.itemsize == 8:
+        # no audio format stores 64-bit PCM: such an array (np.array of Python ints, say) holds 16- or
+        # 32-bit values, which scaled by 2**63 would read as "silent (-290 dBFS)"
+        raise AudioError(
+            f"64-bit integer samples ({arr.dtype}) are ambiguous: convert them to the PCM type they hold "
+            "(e.g. x.astype(np.int16)) or to float samples in [-1, 1]",
+            path=path,
+        )
     if arr.dtype.kind in "iu":
         arr = _pcm_to_float(arr)
     elif arr.dtype.kind != "f":
@@ -238,11 +272,37 @@ def validate_waveform(
         raise AudioTooShortError(f"duration {duration:.3f} s is below min_duration {min_duration} s", path=path)
     if max_duration is not None and n > max_duration * sample_rate + 1:
         raise AudioTooLongError(f"duration {duration:.3f} s exceeds max_duration {max_duration} s", path=path)
-    peak = float(np.abs(arr).max())
-    if peak < SILENCE_PEAK and not allow_silent:
-        level = f"{20 * math.log10(peak):.1f} dBFS" if peak > 0 else "digital zero"
-        raise SilentAudioError(f"silent (peak {peak:.2e}, {level}, below -80 dBFS): nothing to score", path=path)
+    if not allow_silent:
+        reason = _silence_reason(arr)
+        if reason is not None:
+            raise SilentAudioError(reason, path=path)
     return arr
+
+
+def _silence_reason(x: np.ndarray) -> str | None:
+    """Why (T,) float ``x`` holds nothing to score, or None when it holds a signal.
+
+    Silent: the peak is below ``SILENCE_PEAK``, or the signal around its offset is: half the
+    peak-to-peak swing (the peak left after removing the best constant offset) below
+    ``SILENCE_PEAK``. The second rule refuses a constant DC offset, with or without dither. An
+    offset does not change the half swing, so quiet speech riding on one is judged as without it;
+    and speech swings about as far below zero as above, so for it the half swing is about the peak
+    and the level that counts as silence (-80 dBFS) is the same as before. A peak rule rather
+    than an RMS one, on purpose: speech at the quietest level scored has an RMS near -100 dBFS,
+    below that of 16-bit dither around an offset, which an RMS threshold would then let through.
+    """
+    hi, lo = float(x.max()), float(x.min())
+    peak = max(hi, -lo)
+    if peak < SILENCE_PEAK:
+        level = f"{20 * math.log10(peak):.1f} dBFS" if peak > 0 else "digital zero"
+        return f"silent (peak {peak:.2e}, {level}, below -80 dBFS): nothing to score"
+    swing = (hi - lo) / 2
+    if swing < SILENCE_PEAK and x.size > 1:  # one sample has no variation: the length check tells more
+        return (
+            f"a constant DC offset ({(hi + lo) / 2:+.4f}) with no signal on it (it varies by {swing:.1e} "
+            "at most, below -80 dBFS): an offset carries no speech, nothing to score"
+        )
+    return None
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -282,16 +342,27 @@ def _finish(
     # Checked before resampling: soxr would smear one NaN over the whole filter length.
     if not np.isfinite(mono).all():
         raise NonFiniteAudioError(f"{int((~np.isfinite(mono)).sum())} NaN/Inf sample(s)", path=label)
+    # Judged at the native rate too: resampling a constant offset rings at both ends, which would
+    # pass for a signal. Raised after the duration checks, in validate_waveform's order.
+    native_silence = None if allow_silent else _silence_reason(mono)
     if native_sr != sample_rate:
+        n_native = mono.shape[0]
         mono = soxr.resample(mono, native_sr, sample_rate, quality=_RESAMPLE_QUALITY)
-    return validate_waveform(
+        if mono.shape[0] == 0:  # the file has samples, just too few to make one at the target rate
+            raise AudioTooShortError(
+                f"too short: {n_native} sample(s) at {native_sr} Hz make no sample at {sample_rate} Hz", path=label
+            )
+    out = validate_waveform(
         mono,
         sample_rate,
         min_duration=min_duration,
         max_duration=max_duration,
-        allow_silent=allow_silent,
+        allow_silent=allow_silent or native_silence is not None,
         path=label,
     )
+    if native_silence is not None:
+        raise SilentAudioError(native_silence, path=label)
+    return out
 
 
 def _decode(source: str | bytes, *, label: str | None, max_duration: float | None) -> tuple[np.ndarray, int]:
@@ -300,12 +371,62 @@ def _decode(source: str | bytes, *, label: str | None, max_duration: float | Non
     for name, decoder in (("soundfile", _decode_soundfile), ("pyav", _decode_pyav)):
         file = source if isinstance(source, str) else io.BytesIO(source)
         try:
-            return decoder(file, label=label, max_duration=max_duration)
+            decoded = decoder(file, label=label, max_duration=max_duration)
         except AudioError:
             raise
         except Exception as exc:  # decoders raise many types; each means "this decoder cannot read it"
-            failures.append(f"{name}: {_reason(exc)}")
+            reason = _reason(exc)
+            if reason.startswith(_SF_NOT_A_FILE):  # the file was checked (or is in memory): not a lost file
+                reason = "no decodable stream (e.g. an MPEG file without one valid frame)"
+            failures.append(f"{name}: {reason}")
+            continue
+        if decoded[0].size == 0 and name == "soundfile" and not _empty_data_chunk_is_genuine(source):
+            # A WAV whose recorder died before finalising the header declares 0 data bytes; libsndfile
+            # believes it, FFmpeg (like players) reads the samples that follow up to the end of the file.
+            try:
+                fallback = _decode_pyav(
+                    source if isinstance(source, str) else io.BytesIO(source), label=label, max_duration=max_duration
+                )
+            except AudioError:
+                raise
+            except Exception:  # FFmpeg cannot read it either: it really holds no samples
+                return decoded
+            return fallback if fallback[0].size else decoded
+        return decoded
     raise AudioDecodeError("not a readable audio file (" + "; ".join(failures) + ")", path=label)
+
+
+def _empty_data_chunk_is_genuine(source: str | bytes) -> bool:
+    """Whether a RIFF/WAVE file's 0-byte ``data`` chunk is really empty: nothing follows it, or another
+    chunk does (LIST, id3, ...: metadata FFmpeg would read as samples). False for anything else,
+    e.g. a header never finalised with the samples right after it, or a file that is not a WAV."""
+    try:
+        f = open(source, "rb") if isinstance(source, str) else io.BytesIO(source)
+        with f:
+            size = f.seek(0, io.SEEK_END)
+            f.seek(0)
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return False
+            pos = 12
+            for _ in range(256):  # chunks before the data: fmt, fact, LIST, bext, JUNK, ...
+                f.seek(pos)
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return False
+                ident, length = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if ident == b"data":
+                    if length != 0:
+                        return False
+                    nxt = f.read(8)
+                    if len(nxt) < 8:
+                        return True  # nothing after the empty data chunk
+                    plausible_id = all(32 <= c < 127 for c in nxt[:4])
+                    return plausible_id and pos + 16 + int.from_bytes(nxt[4:], "little") <= size + 1
+                pos += 8 + length + (length & 1)
+    except OSError:
+        return False
+    return False
 
 
 def _reason(exc: Exception) -> str:
@@ -322,16 +443,49 @@ def _decode_soundfile(
         if sr <= 0:
             raise AudioDecodeError(f"invalid sample rate {sr} in header", path=label)
         _check_native_rate(sr, label)  # before the duration guard: a 1 Hz header declares absurd lengths
-        if 0 < f.frames < _UNKNOWN_FRAMES:
-            _check_declared(f.frames / sr, max_duration, label)
-        # Read at most one sample past the limit: enough to know the file is too long.
+        if f.format == "MP3" or str(f.subtype).startswith("MPEG_LAYER"):
+            # libsndfile's MPEG length is only an estimate without a Xing/VBRI frame (from the first
+            # frames' bitrate), and it stops reading there: a VBR file that opens loud lost its end,
+            # silently. FFmpeg reads to the end of the file (gapless trimming included); libsndfile
+            # stays the fallback for what FFmpeg cannot read.
+            fallback = _decode_mpeg_with_pyav(file, label=label, max_duration=max_duration)
+            if fallback is not None:
+                return fallback
+        elif 0 < f.frames < _UNKNOWN_FRAMES:  # an MPEG estimate never rejects a file
+            _check_declared(f.frames / sr, max_duration, label, _source_size(file))
+        # Read at most one sample past the limit: enough to know the file is too long. Block by block,
+        # mixed to mono as it goes: one read of "the limit" would allocate all of it at the native
+        # rate and channel count up front, even for a small file whose header claims hours.
         limited = max_duration is not None and math.isfinite(max_duration)  # inf = no limit
-        frames = math.floor((max_duration + _DURATION_EPS_S) * sr) + 1 if limited else -1
-        data = f.read(frames=frames, dtype="float32", always_2d=True)
-    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+        left = math.floor((max_duration + _DURATION_EPS_S) * sr) + 1 if limited else -1
+        blocks: list[np.ndarray] = []
+        while left != 0:
+            want = _READ_BLOCK if left < 0 else min(_READ_BLOCK, left)
+            data = f.read(frames=want, dtype="float32", always_2d=True)
+            if data.shape[0] == 0:
+                break
+            blocks.append(data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0].copy())
+            left = left - data.shape[0] if left > 0 else left
+            if data.shape[0] < want:
+                break
+    mono = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
     if max_duration is not None and mono.shape[0] / sr > max_duration + _DURATION_EPS_S:
         raise AudioTooLongError(f"longer than max_duration {max_duration} s (decoding stopped there)", path=label)
     return np.ascontiguousarray(mono, dtype=np.float32), sr
+
+
+def _decode_mpeg_with_pyav(
+    file: str | io.BytesIO, *, label: str | None, max_duration: float | None
+) -> tuple[np.ndarray, int] | None:
+    """An MPEG audio file decoded by FFmpeg, or None when FFmpeg cannot decode any of it."""
+    source = file if isinstance(file, str) else io.BytesIO(file.getbuffer())
+    try:
+        decoded = _decode_pyav(source, label=label, max_duration=max_duration)
+    except AudioError:
+        raise
+    except Exception:  # FFmpeg cannot read it: libsndfile's reading is the best there is
+        return None
+    return decoded if decoded[0].size else None
 
 
 def _decode_pyav(file: str | io.BytesIO, *, label: str | None, max_duration: float | None) -> tuple[np.ndarray, int]:
@@ -340,8 +494,8 @@ def _decode_pyav(file: str | io.BytesIO, *, label: str | None, max_duration: flo
         if stream.sample_rate:
             _check_native_rate(int(stream.sample_rate), label)
         declared = _declared_duration(container, stream)
-        if declared is not None:
-            _check_declared(declared, max_duration, label)
+        if declared is not None and container.format.name.split(",")[0] not in _ESTIMATED_LENGTH_FORMATS:
+            _check_declared(declared, max_duration, label, _source_size(file))
         segments: list[tuple[int, list[np.ndarray]]] = []  # (rate, chunks): the rate may change mid-stream
         seconds = 0.0
         for chunk, rate in _iter_pyav_mono(container, stream):
@@ -425,9 +579,19 @@ def _declared_duration(container, stream) -> float | None:
     return None
 
 
-def _check_declared(declared_s: float, max_duration: float | None, label: str | None) -> None:
+def _source_size(file: str | io.BytesIO) -> int | None:
+    """Bytes in a path or an in-memory file (None when unknown)."""
+    try:
+        return file.getbuffer().nbytes if isinstance(file, io.BytesIO) else Path(file).stat().st_size
+    except (OSError, ValueError):
+        return None
+
+
+def _check_declared(declared_s: float, max_duration: float | None, label: str | None, size: int | None) -> None:
     if max_duration is None:
         return
+    if size is not None and declared_s * _MIN_BYTES_PER_S > size:
+        return  # the header claims more than the file can hold: decode (and count) instead
     if declared_s > max_duration * _HEADER_MARGIN + _HEADER_SLACK_S:
         raise AudioTooLongError(
             f"header declares {declared_s:.1f} s, over max_duration {max_duration} s (not decoded)", path=label

@@ -2,13 +2,16 @@
 
 A :class:`ScoringDetector` turns audio of any length into one calibrated score:
 
-1. the waveform is checked (finite, not empty, not silent), mixed to mono and resampled (soxr)
-   to the model's rate;
+1. the waveform is checked (finite, not empty, not silent, not a bare DC offset), mixed to mono
+   and resampled (soxr) to the model's rate; inputs shorter than the model's minimum, or holding
+   less sound than that (a click in silence), are refused (:meth:`ScoringDetector.check_duration`);
 2. it is cut into fixed windows of ``window_samples`` every ``hop_samples`` (the last window is
    aligned to the end); a shorter input is repeat-padded to one window;
 3. all windows (of one or many inputs) run through the model in batches;
 4. window scores ``logits[:, 1] - logits[:, 0]`` are aggregated (mean of window logits by
-   default), calibrated to an LLR ``a * raw + b``, and thresholded.
+   default), calibrated to an LLR ``a * raw + b``, and thresholded. A NaN/inf score is the model's
+   failure, never a decision: ``score*`` raise ``CheckpointError`` (:func:`checked_result`), and
+   ``sdd score`` writes an error row.
 
 The model runs behind a *runner*: PyTorch (:class:`TorchRunner`) or ONNX Runtime
 (``sddkit.scoring.onnx_export.OnnxRunner``), both mapping ``(N, W)`` float32 windows to
@@ -20,6 +23,7 @@ Thread safety: a ScoringDetector holds no per-call state; calls run under
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,6 +43,10 @@ MAX_STAT_WIDTH = 64
 # Column prefixes for well-known statistics; others use "<name>_" with "/" replaced by "_".
 _STAT_PREFIXES = {"gate_weights": "gate_w", "expert_scores": "expert_score"}
 DEFAULT_BATCH_SIZE = 16
+# Frames in which check_duration counts how much of an input holds sound.
+_SOUND_FRAME_S = 0.01
+# ... and a frame holds sound when it is within this ratio (-40 dB) of the loudest frame (or above -80 dBFS).
+_SOUND_RANGE = 0.01
 _RESAMPLE_QUALITY = "HQ"
 
 Runner = Callable[[np.ndarray], tuple[np.ndarray, dict[str, np.ndarray]]]
@@ -183,14 +191,14 @@ class ScoringDetector:
     def score(self, waveform: np.ndarray | Tensor, sample_rate: int) -> ScoreResult:
         """Score one waveform: (T,) mono, or (C, T) / (T, C) multi-channel (averaged)."""
         x = self.to_model_rate(waveform, sample_rate)
-        return self.score_prepared([self.prepare(x)])[0]
+        return checked_result(self.score_prepared([self.prepare(x)])[0])
 
     def score_file(self, path: str | Path, *, max_duration: float | None = 600.0) -> ScoreResult:
         """Decode ``path`` (any format :func:`sddkit.audio.load_audio` reads) and score it."""
         from sddkit.audio.io import load_audio
 
         x = load_audio(path, sample_rate=self.sample_rate, max_duration=max_duration)
-        return self.score_prepared([self.prepare(x, path=str(path))])[0]
+        return checked_result(self.score_prepared([self.prepare(x, path=str(path))])[0], path=str(path))
 
     def score_many(self, waveforms: Sequence[np.ndarray]) -> list[ScoreResult]:
         """Score several (T_i,) waveforms already at the model's rate, windows batched together.
@@ -199,14 +207,22 @@ class ScoringDetector:
         """
         from sddkit.audio.io import validate_waveform
 
-        return self.score_prepared([self.prepare(validate_waveform(x, self.sample_rate)) for x in waveforms])
+        prepared = []
+        for i, x in enumerate(waveforms):  # errors name the input: "waveforms[3]: silent ..."
+            label = f"waveforms[{i}]"
+            prepared.append(self.prepare(validate_waveform(x, self.sample_rate, path=label), path=label))
+        results = self.score_prepared(prepared)
+        return [checked_result(r, path=f"waveforms[{i}]") for i, r in enumerate(results)]
 
     def to_model_rate(self, waveform: np.ndarray | Tensor, sample_rate: int) -> np.ndarray:
         """Validate, mix to mono and resample: -> (T,) float32 at ``self.sample_rate``."""
         from sddkit.audio.io import validate_waveform
 
         if isinstance(waveform, Tensor):
-            waveform = waveform.detach().cpu().numpy()
+            waveform = waveform.detach().cpu()
+            if waveform.is_floating_point() and waveform.dtype not in (torch.float16, torch.float32, torch.float64):
+                waveform = waveform.float()  # bfloat16 (mixed-precision pipelines) has no numpy dtype
+            waveform = waveform.numpy()
         x = _to_mono(np.asarray(waveform))
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
             raise AudioError(f"sample_rate must be a positive integer, got {sample_rate!r}")
@@ -217,14 +233,42 @@ class ScoringDetector:
 
     def check_duration(self, x: np.ndarray, *, path: str | None = None) -> None:
         """``AudioTooShortError`` when (T,) ``x`` at the model rate is shorter than the model's
-        ``inference.min_duration_s`` (``path`` only labels the message)."""
+        ``inference.min_duration_s``, or holds less sound than that (``path`` only labels the message).
+
+        Sound is counted in 10 ms frames whose signal swings around its offset by at least
+        ``SILENCE_PEAK`` (-80 dBFS) or by 1/100 (-40 dB) of the loudest frame's swing, whichever is
+        less, so that the level of a recording never decides it: a click in a long digital silence
+        (or in dither) is 10 ms of sound, too little to score, as a 10 ms file is; a short word in
+        silence, and speech recorded at any level the silence check lets through, are not.
+        """
+        from sddkit.audio.io import SILENCE_PEAK
         from sddkit.errors import AudioTooShortError
 
         cfg = self.inference
-        if x.shape[0] < cfg.min_duration_s * cfg.sample_rate:
+        minimum = cfg.min_duration_s * cfg.sample_rate
+        limit = f"(this model's minimum: {1000 * cfg.min_duration_s:.0f} ms)"
+        if x.shape[0] < minimum:  # floored: 99.9 ms must not read as the 100 ms minimum
             raise AudioTooShortError(
-                f"{1000 * x.shape[0] / cfg.sample_rate:.0f} ms of audio is too short to score "
-                f"(this model's minimum: {1000 * cfg.min_duration_s:.0f} ms)",
+                f"{math.floor(1000 * x.shape[0] / cfg.sample_rate)} ms of audio is too short to score {limit}",
+                path=path,
+            )
+        if minimum <= 0:
+            return
+        frame = max(1, round(cfg.sample_rate * _SOUND_FRAME_S))
+        n = x.shape[0] // frame * frame
+        frames = x[:n].reshape(-1, frame)
+        swings = [(frames.max(axis=1) - frames.min(axis=1)) / 2]
+        sizes = [np.full(frames.shape[0], frame)]
+        if n < x.shape[0]:  # the last, partial frame
+            swings.append(np.array([(float(x[n:].max()) - float(x[n:].min())) / 2]))
+            sizes.append(np.array([x.shape[0] - n]))
+        swing, size = np.concatenate(swings), np.concatenate(sizes)
+        level = min(SILENCE_PEAK, _SOUND_RANGE * float(swing.max()))
+        sound = int(size[swing >= level].sum())
+        if sound < minimum:
+            raise AudioTooShortError(
+                f"only {math.floor(1000 * sound / cfg.sample_rate)} ms of sound in "
+                f"{x.shape[0] / cfg.sample_rate:.1f} s (the rest is silence): too little to score {limit}",
                 path=path,
             )
 
@@ -293,6 +337,29 @@ class ScoringDetector:
         )
 
 
+def non_finite_reason(result: ScoreResult) -> str | None:
+    """Why ``result`` cannot be reported (a NaN/inf score from the model), or None when it is finite.
+
+    A NaN score would otherwise read as decision "spoof" (NaN >= threshold is false) and break
+    strict JSON readers; it is the model's failure on this input (e.g. an fp16 overflow), not a score.
+    """
+    bad = sum(not math.isfinite(v) for v in result.window_scores)
+    if not bad and math.isfinite(result.score):
+        return None
+    return (
+        f"the model returned a non-finite score (NaN/inf in {bad} of {result.n_windows} window(s)): "
+        "no score can be reported for this input"
+    )
+
+
+def checked_result(result: ScoreResult, *, path: str | None = None) -> ScoreResult:
+    """``result``, or a ``CheckpointError`` when its score is not finite (:func:`non_finite_reason`)."""
+    reason = non_finite_reason(result)
+    if reason is not None:
+        raise CheckpointError(f"{path}: {reason}" if path else reason)
+    return result
+
+
 _AGGREGATIONS: dict[str, Callable[[np.ndarray], float]] = {
     "mean": lambda s: float(np.mean(s)),  # = score of the mean window logits (the score is linear in them)
     "median": lambda s: float(np.median(s)),
@@ -302,7 +369,8 @@ _AGGREGATIONS: dict[str, Callable[[np.ndarray], float]] = {
 
 
 def _sigmoid(x: float) -> float:
-    return float(np.exp(-np.logaddexp(0.0, -x)))
+    with np.errstate(invalid="ignore"):  # NaN in, NaN out (reported by non_finite_reason), no warning
+        return float(np.exp(-np.logaddexp(0.0, -x)))
 
 
 def _to_mono(x: np.ndarray) -> np.ndarray:

@@ -6,10 +6,11 @@ CSV/TSV with a ``path`` column, a text file with one path per line, or a protoco
 relative to the manifest's folder when they exist there, else as given.
 
 Output: one row per file, CSV or JSONL (by the suffix of ``out``), with the columns
-:func:`output_columns` lists. An unreadable file gets a row with an ``error`` and no score;
-it never stops the batch. Rows are appended and flushed one by one (fsync every few seconds),
-so an interrupted run restarted with the same ``out`` skips every path already written; a
-partially written last line (the process died mid-write) is cut off first.
+:func:`output_columns` lists. An unreadable file (or one the model answers with a NaN/inf score)
+gets a row with an ``error`` and no score; it never stops the batch. Rows are appended and
+flushed one by one (fsync every few seconds), so an interrupted run restarted with the same
+``out`` skips every path already written; a partially written last line (the process died
+mid-write) is cut off first.
 
 Windows (``windows=True``): per-window scores go to a sidecar ``<out stem>.windows.csv``
 (columns ``path,window,start_s,end_s,score``), or to a ``windows`` list in each JSONL row.
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from sddkit.errors import ProtocolError, SddkitError
-from sddkit.scoring.api import PreparedAudio, ScoreResult, ScoringDetector
+from sddkit.scoring.api import PreparedAudio, ScoreResult, ScoringDetector, non_finite_reason
 
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
     {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac", ".aif", ".aiff", ".webm", ".mp4", ".wma"}
@@ -431,6 +432,11 @@ def score_files(
                 summary.failed += 1
                 continue
             res = next(results)
+            reason = non_finite_reason(res)
+            if reason is not None:  # the model failed on this file: an error row, never a NaN "spoof"
+                writer.write(p, None, error=f"{p}: {reason}")
+                summary.failed += 1
+                continue
             writer.write(p, res)
             summary.scored += 1
             summary.audio_s += res.duration_s

@@ -15,7 +15,8 @@ read: a ``Content-Length`` over the limit is refused at once, and the body is st
 so a client can never make the server buffer more than ``max_upload_mb`` (plus the multipart
 envelope). Decoding stops as soon as the audio passes ``max_duration_s``. Every deliberate error
 is a JSON ``{"error": {"type": ..., "message": ...}}`` with a 4xx status (413 too large, 415 not
-multipart, 400 malformed body, 422 missing field or unusable audio), and the server keeps serving.
+multipart, 400 malformed body, 422 missing field or unusable audio), or 500 ``non_finite_score`` when
+the model returns NaN/inf for the audio rather than a score; the server keeps serving.
 Decoding and inference run in the thread pool, so concurrent requests do not block the event loop.
 """
 
@@ -92,8 +93,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (
             422,
             "missing 'file' field or more than one file, or audio that cannot be scored "
-            "(undecodable, empty, silent, too short or too long)",
+            "(undecodable, empty, silent or a bare DC offset, too short or too long)",
         ),
+        (500, "the model returned a non-finite (NaN/inf) score for this audio"),
     )
 }
 _UPLOAD_BODY = {
@@ -308,9 +310,14 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
 def _score_bytes(det: Any, data: bytes, name: str | None, max_duration_s: float):
     """Decode (bounded) and score in a worker thread."""
     from sddkit.audio.io import decode_audio_bytes
+    from sddkit.scoring.api import non_finite_reason
 
     x = decode_audio_bytes(data, sample_rate=det.sample_rate, max_duration=max_duration_s, name=name)
-    return det.score_prepared([det.prepare(x, path=name)])[0]
+    result = det.score_prepared([det.prepare(x, path=name)])[0]
+    reason = non_finite_reason(result)
+    if reason is not None:  # the model failed, not the upload: a server error, never a NaN "spoof"
+        raise ApiError(500, "non_finite_score", f"{name}: {reason}" if name else reason)
+    return result
 
 
 def _error(status: int, type_: str, message: str) -> JSONResponse:
