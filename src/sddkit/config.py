@@ -97,6 +97,20 @@ def _allows_none(tp: Any) -> bool:
     return tp is Any or (get_origin(tp) in (Union, types.UnionType) and type(None) in get_args(tp))
 
 
+def _fits(tp: Any, value: Any) -> bool:
+    """Whether ``value``'s shape (mapping, list or scalar) is one type ``tp`` can be parsed from."""
+    origin = get_origin(tp)
+    mapping_type = dataclasses.is_dataclass(tp) or origin in (dict, Mapping)
+    list_type = origin in (list, Sequence, tuple, typing.Sequence)
+    if tp is Any or origin in (Union, types.UnionType, Literal):
+        return True
+    if isinstance(value, Mapping) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
+        return mapping_type
+    if isinstance(value, (list, tuple)):
+        return list_type
+    return not (mapping_type or list_type)
+
+
 def _convert(tp: Any, value: Any, path: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
@@ -105,10 +119,14 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
+        alternatives = [a for a in args if a is not type(None)]
+        # the alternatives a value of this shape could be (a mapping: a section; a list: a list): when only one
+        # can, its own error is the whole story (not the value dumped and every alternative's complaint)
+        fitting = [a for a in alternatives if _fits(a, value)]
+        if len(fitting) == 1:
+            return _convert(fitting[0], value, path)
         errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        for arg in alternatives:
             try:
                 return _convert(arg, value, path)
             except ConfigError as exc:

@@ -2,7 +2,9 @@
 
 CONFIG is a YAML file holding a detector (``frontend``/``backend``), a mixture (``experts``/``gate``), or a
 recipe whose ``model`` key holds one of those; or a model directory. By default the model is built on
-PyTorch's ``meta`` device: shapes and counts without allocating memory (an XLS-R 2B costs nothing).
+PyTorch's ``meta`` device: shapes and counts without allocating memory (an XLS-R 2B costs nothing). On the
+meta device no weights are read: an encoder's ``pretrained`` directory is left aside and the preset's
+architecture, which a pretrained directory must match, gives the counts.
 """
 
 from __future__ import annotations
@@ -42,7 +44,23 @@ def model_config_from(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return "mixture", data
     if "frontend" in data or "backend" in data:
         return "detector", data
+    if isinstance(data.get("init_from"), str):  # a recipe that starts from an earlier run's model directory
+        grown = (data.get("molex") or {}).get("add_experts") if isinstance(data.get("molex"), dict) else None
+        extra = f", before molex.add_experts={grown} grows it" if grown else ""
+        raise ConfigError(
+            f"this recipe holds no model of its own: it starts from the model directory init_from="
+            f"{data['init_from']}; describe that directory (sdd describe {data['init_from']}){extra}"
+        )
     raise ConfigError("config holds no model: expected 'frontend'/'backend', 'experts'/'gate', or a 'model' key")
+
+
+def _without_pretrained(obj: Any) -> Any:
+    """``obj`` with every ``pretrained`` entry set to None (no weights are read on the meta device)."""
+    if isinstance(obj, dict):
+        return {k: (None if k == "pretrained" else _without_pretrained(v)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_without_pretrained(v) for v in obj]
+    return obj
 
 
 def describe(data: dict[str, Any], device: str = "meta") -> dict[str, Any]:
@@ -55,6 +73,9 @@ def describe(data: dict[str, Any], device: str = "meta") -> dict[str, Any]:
 
         # the experts' stored configs give the shapes; loading their weights would read them all from disk
         model_cfg = resolved_mixture_config(from_dict(MixtureConfig, model_cfg, "model"))
+    if device == "meta":
+        # transformers refuses to load weights under the meta device; the counts do not depend on them
+        model_cfg = _without_pretrained(model_cfg)
     with torch.device(device):
         model = ARCHITECTURES[architecture](model_cfg)
     out: dict[str, Any] = {"architecture": architecture, **count_params(model)}

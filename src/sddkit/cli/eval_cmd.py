@@ -55,6 +55,9 @@ def evaluate_files(
 
 
 def run(args: argparse.Namespace) -> int:
+    from sddkit.cli.options import check_minimums
+
+    check_minimums(args, bootstrap=0, seed=0)  # numpy's generators refuse a negative seed, mid-report
     return evaluate_files(
         args.scores,
         args.protocol,

@@ -30,7 +30,7 @@ import pandas as pd
 
 from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
-from sddkit.errors import ProtocolError
+from sddkit.errors import ConfigError, ProtocolError
 from sddkit.evaluation.scores import ScoreFile, match_scores
 from sddkit.metrics import (
     ASVRates,
@@ -71,6 +71,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.bootstrap < 0:
             raise ValueError(f"bootstrap must be >= 0, got {self.bootstrap}")
+        if self.seed < 0:  # numpy's generators refuse it, inside the bootstrap
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if not 0.0 < self.alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
 
@@ -367,7 +369,10 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
     from sddkit.evaluation.plots import plot_det, plot_roc
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a file of that name: one line, not a traceback
+        raise ConfigError(f"{out}: cannot create the report folder ({exc.strerror})") from None
     paths: dict[str, Path] = {}
     paths["report.json"] = out / "report.json"
     paths["report.json"].write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n")

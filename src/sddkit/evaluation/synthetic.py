@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sddkit.errors import ConfigError
+
 # attack -> separation d' from bona fide (larger = easier); names follow the ASVspoof 2019 LA eval set
 DEMO_ATTACKS: dict[str, float] = {"A07": 4.0, "A09": 3.5, "A10": 2.5, "A13": 3.0, "A17": 1.2, "A18": 2.0}
 BONAFIDE_MEAN = 2.0
@@ -44,7 +46,10 @@ def write_synthetic_example(
     numbers = rng.choice(9_000_000, size=n, replace=False) + 1_000_000  # unique 7-digit ids
     speakers = rng.integers(0, n_speakers, size=n) + 1
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a file of that name: one line, not a traceback
+        raise ConfigError(f"{out}: cannot create the example folder ({exc.strerror})") from None
     protocol_lines, score_lines = [], []
     for k, i in enumerate(order):
         utt = f"LA_E_{numbers[k]}"

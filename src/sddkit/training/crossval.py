@@ -135,6 +135,23 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
     return held
 
 
+def check_fold_data(recipe: TrainRecipe, fold: HeldOut) -> None:
+    """What the fold's run will train and validate on is there, with both classes (as the trainer requires)."""
+    from sddkit.training.data import read_tables, require_both_classes
+
+    r = fold_recipe(recipe, fold, "unused")
+    try:
+        train = read_tables(r.data.train, "data.train")
+        if train is None:
+            raise ConfigError("data.train is empty: give at least one protocol to train on")
+        require_both_classes(train, "data.train")
+        val = read_tables(r.data.val, "data.val")
+        if val is not None:
+            require_both_classes(val, "data.val")
+    except ConfigError as exc:
+        raise ConfigError(f"fold {fold.name}: {exc}") from None
+
+
 def _score_held_out(model_dir: Path, table: UtteranceTable, out_csv: Path, workers: int) -> np.ndarray:
     """Raw scores (N,) of the table's files in table order, appended to ``out_csv`` as ``sdd score`` does."""
     from sddkit.scoring.api import load_detector
@@ -204,10 +221,11 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
     out = Path(out_dir)
     _check_layout(out, seeds=False)
     _warn_pretrained(recipe)
-    for fold in folds:  # every unfinished group is checked before the first fold trains, not hours later
+    for fold in folds:  # every unfinished fold is checked before the first one trains, not hours later
         if not (out / fold.dir_name / FOLD_NAME).exists():
             held_out_table(recipe, fold)
-    out.mkdir(parents=True, exist_ok=True)
+            check_fold_data(recipe, fold)
+    _make_dir(out)
     results = []
     for k, fold in enumerate(folds):
         log.info("fold %d/%d: holding out %s=%s", k + 1, len(folds), fold.column, fold.name)
@@ -235,6 +253,13 @@ def _warn_pretrained(recipe: TrainRecipe) -> None:
             "are optimistic",
             ", ".join(started),
         )
+
+
+def _make_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a file of that name: one line, not a traceback
+        raise ConfigError(f"{out}: cannot create the cross-validation folder ({exc.strerror})") from None
 
 
 def _check_layout(out: Path, *, seeds: bool) -> None:
@@ -296,6 +321,6 @@ def cross_validate_seeds(
         "std_eer_over_seeds": float(per_seed.std(ddof=1)),
         "recipe": to_dict(recipe),
     }
-    out.mkdir(parents=True, exist_ok=True)
+    _make_dir(out)
     atomic_write_bytes(out / CV_NAME, (json.dumps(summary, indent=2) + "\n").encode())
     return summary

@@ -23,7 +23,8 @@ from sddkit.training.losses import DetectionLoss
 class EvalResult:
     """Scores of a whole evaluation set, in dataset order (gathered from every rank).
 
-    eer: equal error rate as a fraction (None when the set lacks one class); loss: mean CE;
+    eer: equal error rate as a fraction (None when the set lacks one class); loss: the classification
+    loss's mean over the whole set (weighted by the class weights, as in training), whatever the batch size;
     stats: per-utterance ``(N, K)`` arrays reduced from ``DetectorOutput.stats`` entries shaped
     ``(B, ..., K)`` (mean over the middle axes), e.g. router probabilities per expert.
     """
@@ -84,7 +85,7 @@ def evaluate(
     info = info or DistInfo()
     was_training = module.training
     module.eval()
-    labels, scores, indices, losses = [], [], [], []
+    labels, scores, indices, losses, weights = [], [], [], [], []
     stats: dict[str, list[np.ndarray]] = {}
     batches = eval_batches(len(dataset), batch_size, info)  # type: ignore[arg-type]
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers)
@@ -95,7 +96,10 @@ def evaluate(
                 y = batch["label"].to(device)
                 with autocast():
                     out = module(wave)
-                losses.append(float(loss_fn.classification(out.logits, y)) * len(y))
+                # a batch's loss is a (weighted) mean: undo its own denominator, divide by the set's below
+                weight = loss_fn.classification_weight(y)
+                losses.append(float(loss_fn.classification(out.logits, y)) * weight)
+                weights.append(weight)
                 labels.append(batch["label"].numpy())
                 scores.append(out.score.float().cpu().numpy().astype(np.float64))
                 indices.append(batch["index"].numpy())
@@ -112,6 +116,7 @@ def evaluate(
         "scores": np.concatenate(scores) if scores else np.zeros(0),
         "indices": np.concatenate(indices) if indices else np.zeros(0, np.int64),
         "loss": float(sum(losses)),
+        "loss_weight": float(sum(weights)),
         "stats": {k: np.concatenate(v) for k, v in stats.items()},
     }
     parts = all_gather_objects(local)
@@ -126,10 +131,10 @@ def evaluate(
         value: float | None = float(eer(y, s))
     except MetricError:
         value = None
-    n = max(1, int(y.size))
+    total_weight = sum(p["loss_weight"] for p in parts)
     return EvalResult(
         eer=value,
-        loss=sum(p["loss"] for p in parts) / n,
+        loss=sum(p["loss"] for p in parts) / total_weight if total_weight > 0 else 0.0,
         labels=y,
         scores=s,
         indices=all_idx[order],

@@ -114,6 +114,14 @@ class DetectionLoss:
         w = weight[labels]
         return (w * per_item).sum() / w.sum()
 
+    def classification_weight(self, labels: Tensor) -> float:
+        """What :meth:`classification` divides its sum over ``labels`` by: their summed class weights (their
+        number without class weights). ``classification(...) * classification_weight(labels)`` summed over
+        batches, over the sum of the weights, is the whole set's mean whatever the batch size."""
+        if self._weight is None:
+            return float(labels.numel())
+        return float(self._weight[labels.cpu()].sum())
+
     def __call__(self, output: DetectorOutput, labels: Tensor, domains: Tensor | None = None) -> LossParts:
         """domains: (B,) int64 domain index per item (-1 unknown); used only with ``domain_alignment``."""
         ce = self.classification(output.logits, labels)

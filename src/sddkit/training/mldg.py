@@ -188,10 +188,11 @@ class MLDG:
                     out_te = functional_call(module, {**adapted, **buffers}, (meta_test["waveform"],))
                 parts_te = ctx.loss_fn(out_te, meta_test["label"], domains=meta_test.get("domain"))
                 grads_te = torch.autograd.grad(parts_te.total, list(adapted.values()), allow_unused=True)
-                for (_, p), g in zip(params, grads_te):
-                    if g is None:
-                        continue
-                    p.grad = cfg.beta * g if p.grad is None else p.grad + cfg.beta * g
+                # accumulated into p.grad through autograd, so the parameters' own gradient hooks (e.g.
+                # MoLEx expert addition masking a grown tensor's old region) apply to this term too
+                pairs = [(p, cfg.beta * g) for (_, p), g in zip(params, grads_te) if g is not None]
+                if pairs:
+                    torch.autograd.backward([p for p, _ in pairs], grad_tensors=[g for _, g in pairs])
                 loss = loss + cfg.beta * parts_te.total.detach()
                 metrics.update({f"meta_test/{k}": v for k, v in parts_te.detached().items()})
 

@@ -17,8 +17,9 @@ early stopping, best-checkpoint selection, averaging of the top-k checkpoints; c
 Reproducibility: the data order is a function of (seed, epoch, rank); the python/numpy/torch
 generators, optimiser, schedule and strategy states are checkpointed; validation runs with the
 generators preserved. A run resumed from a checkpoint therefore continues bit-for-bit like an
-uninterrupted run on CPU (single process). Under DDP only rank 0's generator states are saved,
-so a resumed multi-process run is equivalent in distribution but not bitwise.
+uninterrupted run on CPU (single process). Under DDP every rank's generator states are saved and a
+resume with the same number of processes restores each rank's own (ERM on CPU continues bit-for-bit);
+with another number of processes the ranks after the first take fresh streams of their own.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from sddkit.training.data import (
 )
 from sddkit.training.distributed import (
     DistInfo,
+    all_gather_objects,
     barrier,
     broadcast_object,
     dist_info_from_env,
@@ -459,6 +461,9 @@ class Trainer:
             s.ranked = entries[: self.cfg.keep_top_k]
         s.last_saved_step = s.step
         self._flush_log()
+        # every rank's own generators (its dropout masks): restoring rank 0's everywhere would make the
+        # ranks draw the same numbers after a resume (a collective: every rank calls _save)
+        rng = all_gather_objects(ckpt.capture_rng_state()) if self.info.enabled else None
         if self.info.is_main:
             state = {
                 "recipe": to_dict(self.recipe),
@@ -468,7 +473,8 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "strategy": self.strategy.state_dict(),
-                "rng": ckpt.capture_rng_state(),
+                "rng": rng[0] if rng is not None else ckpt.capture_rng_state(),
+                "rng_by_rank": rng,
                 "trainer": dataclasses.asdict(s),
                 "history": self.history,
                 "world_size": self.info.world_size,
@@ -488,8 +494,18 @@ class Trainer:
         load_state_checked(self.module, state["model"], partial=bool(self._reloadable), where=str(path))
         ckpt.load_optimizer_state(self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.strategy.load_state_dict(state["strategy"])
-        ckpt.restore_rng_state(state["rng"])
+        recorded = (state.get("recipe", {}).get("strategy") or {}).get("name")
+        if recorded is not None and recorded != self.recipe.strategy.name:
+            # another strategy's state (e.g. none for ERM) cannot seed this one's: it starts afresh
+            log.warning(
+                "%s was written with strategy %r, the recipe now says %r: that strategy's state starts afresh",
+                path,
+                recorded,
+                self.recipe.strategy.name,
+            )
+        else:
+            self.strategy.load_state_dict(state["strategy"])
+        self._restore_rng(state)
         try:
             self.state = TrainState(**state["trainer"])
         except TypeError as exc:
@@ -497,6 +513,18 @@ class Trainer:
         self.history = list(state.get("history", []))
         log.info("resumed from %s (step %d, epoch %d)", path, self.state.step, self.state.epoch)
         return path.name
+
+    def _restore_rng(self, state: dict[str, Any]) -> None:
+        """This rank's generator states of a checkpoint (rank 0's in a single process)."""
+        rank = self.info.rank
+        by_rank = state.get("rng_by_rank")
+        if rank == 0 or (by_rank is not None and len(by_rank) == self.info.world_size):
+            ckpt.restore_rng_state(by_rank[rank] if by_rank is not None and rank > 0 else state["rng"])
+            return
+        # written by another number of processes (or before every rank's states were saved): a stream of this
+        # rank's own, distinct from rank 0's, as a fresh run's seed + rank gives
+        step = int((state.get("trainer") or {}).get("step", 0))
+        seed_everything(self.recipe.seed + rank + 1_000_003 * (step + 1))
 
     # --- the end ----------------------------------------------------------------------------------------------
     def _load_weights(self, tensors: dict[str, torch.Tensor]) -> None:
