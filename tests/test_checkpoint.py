@@ -213,3 +213,16 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path, monkeypatch):
     _fit(out, target, resume=True)
     _fit(tmp_path / "straight", target)
     _assert_same_training_state(tmp_path / "straight", out)
+
+
+def test_a_fresh_run_into_an_earlier_runs_out_dir_is_refused(tmp_path, monkeypatch):
+    """Without --resume, a new run there would prune the earlier run's checkpoints (nothing lost silently)."""
+    from sddkit.errors import ConfigError
+
+    install_tiny(monkeypatch)
+    _fit(tmp_path / "run", 6)
+    before = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    with pytest.raises(ConfigError, match="--resume"):
+        _fit(tmp_path / "run", 6)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == before
+    assert _fit(tmp_path / "run", 8, resume=True).state.step == 8  # continuing it is what --resume is for

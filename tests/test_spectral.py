@@ -392,6 +392,17 @@ def test_level_db_makes_features_gain_invariant(name):
     assert to_dict(reg.parse({"name": name, "level_db": -20}).config)["level_db"] == -20.0
 
 
+@pytest.mark.parametrize("name", ["logmel", "logspec", "lfcc"])
+def test_level_db_removes_a_dc_offset(name):
+    """An offset carries no speech: before, it counted in the RMS and scaled the speech on it down."""
+    reg = get_registry("frontend")
+    x = torch.randn(1, SR, generator=torch.Generator().manual_seed(3)) * 0.01
+    offsets = torch.tensor([[0.0], [0.3], [-0.5]])
+    levelled = reg.build({"name": name, "normalize": True, "level_db": -27.0})(x + offsets).features
+    torch.testing.assert_close(levelled[1], levelled[0], atol=5e-3, rtol=1e-4)
+    torch.testing.assert_close(levelled[2], levelled[0], atol=5e-3, rtol=1e-4)
+
+
 def test_a_detector_with_level_db_scores_any_gain_alike():
     from sddkit.detectors.detector import DetectorConfig, build_detector
 

@@ -60,3 +60,14 @@ def test_joint_fine_tuning_of_experts_from_configs(tmp_path):
     loaded = load_model_dir(tmp_path / "run" / "final")
     assert not loaded.model.freeze_experts
     assert all(p.requires_grad for p in loaded.model.parameters())
+
+
+def test_frozen_experts_given_only_as_configs_are_refused(tmp_path):
+    """They would be randomly initialised and never learn: the gate would train over noise."""
+    import pytest
+
+    from sddkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="expert_dirs"):
+        _recipe(tmp_path, {"experts": EXPERTS, "gate": "average"})
+    _recipe(tmp_path, {"experts": EXPERTS, "gate": "average", "freeze_experts": False})  # joint training: fine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import torch
@@ -65,7 +66,10 @@ def test_molex_training_then_expert_addition(tmp_path):
         tmp_path / "first" / "tb"
     )
     base = load_model_dir(result.best_dir)
-    init = Trainer(first)  # an untrained model from the same seed, for comparison
+    # an untrained model from the same seed, for comparison (in its own out_dir: that one holds a run)
+    init = Trainer(
+        dataclasses.replace(first, trainer=dataclasses.replace(first.trainer, out_dir=str(tmp_path / "init")))
+    )
     init._setup()
     untrained = dict(init.module.named_parameters())
     init._teardown()

@@ -74,15 +74,17 @@ LEVEL_FLOOR_DB = -80.0
 
 
 def level_normalize(waveform: Tensor, level_db: float) -> Tensor:
-    """Scale each waveform of (B, T) to an RMS of ``level_db`` dBFS: (B, T) -> (B, T).
+    """Remove each waveform's DC offset, then scale it to an RMS of ``level_db`` dBFS: (B, T) -> (B, T).
 
-    Exactly gain-invariant for inputs whose RMS is above ``LEVEL_FLOOR_DB``.
+    Exactly gain-invariant and offset-invariant for inputs whose RMS around their mean is above
+    ``LEVEL_FLOOR_DB``.
     """
-    # squares in float64: in float32 they overflow for samples above ~1.8e19, the RMS becomes inf and
-    # the input is scaled to zeros (any finite float32 sample squares without overflow in float64)
-    rms = waveform.double().pow(2).mean(dim=-1, keepdim=True).sqrt()
+    # An offset carries no speech but would count in the RMS: speech riding on a large one was scaled down.
+    # In float64: float32 squares overflow for samples above ~1.8e19 (the RMS became inf, the input zeros).
+    centred = waveform.double() - waveform.double().mean(dim=-1, keepdim=True)
+    rms = centred.pow(2).mean(dim=-1, keepdim=True).sqrt()
     floor = 10.0 ** (LEVEL_FLOOR_DB / 20.0)
-    return waveform * (10.0 ** (level_db / 20.0) / rms.clamp_min(floor)).to(waveform.dtype)
+    return (centred * (10.0 ** (level_db / 20.0) / rms.clamp_min(floor))).to(waveform.dtype)
 
 
 def _check_level_db(level_db: float | None) -> None:

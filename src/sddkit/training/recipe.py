@@ -300,6 +300,13 @@ class TrainRecipe:
                 "a recipe needs exactly one of 'model' (a detector config), 'mixture' (a detector mixture) "
                 f"or 'init_from' (a model directory); got {given or 'none'}"
             )
+        m = self.mixture
+        if m is not None and m.freeze_experts and not m.expert_dirs:
+            raise ValueError(
+                "mixture.freeze_experts with experts given only as configs would train the gate over randomly "
+                "initialised experts that never learn: give mixture.expert_dirs (the trained experts) or set "
+                "mixture.freeze_experts: false (experts and gate trained together)"
+            )
         if self.molex is not None and self.molex.add_experts > 0 and self.init_from is None:
             raise ValueError("molex.add_experts needs 'init_from' (the model directory to grow)")
 

@@ -173,6 +173,12 @@ class Trainer:
     # --- set-up -----------------------------------------------------------------------------------------
     def _setup(self) -> None:
         r, cfg = self.recipe, self.cfg
+        if not self.resume and (self.ckpt_dir / ckpt.LATEST).exists():
+            # a fresh run would prune the earlier run's checkpoints and a later --resume would mix the two
+            raise ConfigError(
+                f"trainer.out_dir={self.out_dir} holds the checkpoints of an earlier run: pass --resume to "
+                "continue it, or choose another trainer.out_dir (or delete that one) to start afresh"
+            )
         self.info: DistInfo = dist_info_from_env()
         self.device = select_device(cfg.device, self.info)
         self._created_group = init_process_group(self.info, self.device)
