@@ -26,6 +26,7 @@ from sddkit.evaluation.robustness import (
     resolve_conditions,
     run_robustness,
     select_utterances,
+    summarize,
 )
 from sddkit.metrics import eer, min_dcf, threshold_metrics
 from sddkit.scoring.inference import read_inference, write_inference
@@ -302,3 +303,23 @@ def test_negative_seed_is_refused_up_front(tmp_path, capsys):
     assert main([*args, "--seed", "-1", "--limit", "4"]) == 2
     assert "seed must be >= 0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_non_finite_model_score_is_a_condition_error_not_a_score(setup, monkeypatch):
+    import dataclasses
+
+    det = sddkit.load_detector(setup["model"])
+    real = det.score_prepared
+
+    def first_one_nan(items):
+        results = real(items)
+        return [dataclasses.replace(results[0], score=float("nan")), *results[1:]]
+
+    monkeypatch.setattr(det, "score_prepared", first_one_nan)
+    cfg = RobustnessConfig(conditions=["mulaw"], workers=0, mode="all")
+    result = run_robustness(det, read_protocol(setup["data"]), cfg, progress=False)
+    errors = [e for errs in result.condition_errors.values() for e in errs]
+    assert errors and all("non-finite score" in e for e in errors)
+    # each is counted (a clean one leaves its utterance undecoded, another a failed row), now with a reason
+    undecoded = len(result.labels) - int(result.decoded.sum())
+    assert sum(r["n_failed"] for r in summarize(result) if r["mode"] == "all") + undecoded == len(errors)

@@ -60,7 +60,8 @@ class EmptyAudioError(AudioError):
 
 
 class SilentAudioError(AudioError):
-    """The signal is digital silence or dither: its peak is below ``audio.SILENCE_PEAK`` (-80 dBFS)."""
+    """The signal is digital silence or dither: its peak is below ``audio.SILENCE_PEAK`` (-80 dBFS), or it is
+    a constant DC offset whose variation around it is below that."""
 
 
 class NonFiniteAudioError(AudioError):

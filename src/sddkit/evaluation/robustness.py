@@ -371,8 +371,14 @@ def run_robustness(
     pending: list[tuple[int, str, Any]] = []  # (utterance index, condition, PreparedAudio) awaiting the model
 
     def flush() -> None:
+        from sddkit.scoring.api import non_finite_reason
+
         results = detector.score_prepared([p for _, _, p in pending])
         for (i, name, _), res in zip(pending, results):
+            reason = non_finite_reason(res)
+            if reason is not None:  # a NaN would otherwise pass for a score (and always read as "spoof")
+                condition_errors.setdefault(name, []).append(f"{records[i]['utt_id']}: {reason}")
+                continue
             scores[name][i] = res.score
         pending.clear()
 

@@ -34,7 +34,8 @@ class FoldSpec:
     by: group columns, the first non-empty one per row decides its group (rows of one pair or speaker
     never straddle folds). n: number of folds. keep: the fold indices kept. Two stages of a mixture take
     complementary ``keep`` lists, e.g. experts ``[0, 1, 2]`` and the gate ``[3]``, so the gate learns on
-    utterances the experts never trained on.
+    utterances the experts never trained on. A ``by`` column the table lacks counts as empty (only
+    sddbench has ``pair_id``); at least one must exist.
     """
 
     n: int
@@ -252,7 +253,8 @@ class MolexConfig:
     experts and the new router rows (plus the back-end if ``train_backend``).
     old_eval: protocols of the previously learned domains, scored before and after training to
     measure forgetting (EER) in ``out_dir/molex_report.json``; expert use per attack system is
-    reported on the validation data (and on ``old_eval``).
+    reported on the validation data (and on ``old_eval``). The frozen parts' BatchNorm layers stay in
+    eval mode while the new experts train (their running statistics are not updated).
     """
 
     add_experts: int = 0
