@@ -130,7 +130,7 @@ def test_a_graph_that_fails_the_parity_check_is_never_left_at_out(tmp_path, monk
     )
     out = tmp_path / "g.onnx"
     out.write_bytes(b"an earlier, good export")
-    monkeypatch.setattr(onnx_export, "_max_logit_diff", lambda *a: 0.5)  # as if the graph disagreed with torch
+    monkeypatch.setattr(onnx_export, "_output_diffs", lambda *a: {"logits": 0.5})  # as if the graph disagreed
     with pytest.raises(CheckpointError, match="differ from PyTorch by 0.5 .*not written"):
         export_onnx(d, out)
     assert out.read_bytes() == b"an earlier, good export"  # untouched, and no temporary file left behind

@@ -9,9 +9,19 @@ import json
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export-onnx", help="export a model directory to ONNX (fixed window, dynamic batch)")
     p.add_argument("--model", default=None, help="model directory (default: the bundled default model)")
-    p.add_argument("--out", required=True, help="output .onnx file (inference settings are stored inside)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output .onnx file, or an existing directory (written as DIR/model.onnx); the inference settings "
+        "are stored inside",
+    )
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p.add_argument("--atol", type=float, default=1e-4, help="largest accepted |logit difference| vs PyTorch")
+    p.add_argument(
+        "--atol",
+        type=float,
+        default=1e-4,
+        help="largest accepted |difference| vs PyTorch (logits: else no export; a statistic: else left out)",
+    )
     p.set_defaults(func=run)
 
 
