@@ -110,6 +110,7 @@ def test_cross_validate_trains_scores_and_resumes(tmp_path, monkeypatch):
     assert [f["held_out"] for f in summary["folds"]] == [["s0"], ["s1", "s2"]]
     written = json.loads((out / "cv.json").read_text())
     assert written["mean_eer"] == pytest.approx(np.mean([f["eer"] for f in summary["folds"]]))
+    assert written["units"] == {"eer": "fraction"} and 0.0 <= written["mean_eer"] <= 1.0
     for fold, fig in zip(folds, summary["folds"]):
         held = held_out_table(recipe, fold)
         assert fig["n_bonafide"] + fig["n_spoof"] == len(held)

@@ -108,6 +108,7 @@ def test_molex_training_then_expert_addition(tmp_path):
     assert set(stored) == set(final.model.state_dict())  # no pretrained encoder: everything is stored
 
     report = json.loads((tmp_path / "second" / "molex_report.json").read_text())
+    assert report["units"] == {"eer": "fraction"}
     assert report["added_experts"] == 1
     old = report["old_domains"]
     assert set(old["before"]["per_attack"]) == set(old["after"]["per_attack"]) == {"A01", "A02"}
@@ -157,3 +158,20 @@ def test_expert_addition_keeps_the_old_region_of_a_tensor_grown_in_place():
     assert torch.equal(router[:2], old_router)  # gradient and weight decay never reach the old rows
     assert not torch.equal(router[2:], new_before) and not torch.equal(model.backend.weight, backend_before)
     assert torch.equal(model.frontend.other.detach(), old_other)
+
+
+def test_expert_addition_refuses_top_k_routers():
+    """The new experts start far below the old ones: a top-k router would never select (or train) them."""
+    import pytest
+
+    from sddkit.detectors.detector import DetectorConfig, build_detector
+    from sddkit.errors import ConfigError
+    from sddkit.training.molex import ExpertAddition
+
+    model = {**MOLEX_MODEL, "frontend": {**MOLEX_MODEL["frontend"]}}
+    model["frontend"]["molex"] = {**model["frontend"]["molex"], "router": {"name": "topk", "k": 1}}
+    detector = build_detector(from_dict(DetectorConfig, model))
+    before = {n: p.shape for n, p in detector.named_parameters()}
+    with pytest.raises(ConfigError, match="softmax routers"):
+        ExpertAddition(detector, 1)
+    assert {n: p.shape for n, p in detector.named_parameters()} == before  # refused before growing anything

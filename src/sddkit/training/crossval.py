@@ -236,6 +236,7 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
         "folds": results,
         "mean_eer": float(eers.mean()),
         "std_eer": float(eers.std(ddof=1)) if eers.size > 1 else 0.0,
+        "units": {"eer": "fraction"},  # as metrics.jsonl; sdd eval's report.json gives percent
         "recipe": to_dict(recipe),
     }
     atomic_write_bytes(out / CV_NAME, (json.dumps(summary, indent=2) + "\n").encode())
@@ -319,6 +320,7 @@ def cross_validate_seeds(
         "mean_eer": float(per_seed.mean()),
         "mean_eer_per_seed": per_seed.tolist(),
         "std_eer_over_seeds": float(per_seed.std(ddof=1)),
+        "units": {"eer": "fraction"},
         "recipe": to_dict(recipe),
     }
     _make_dir(out)

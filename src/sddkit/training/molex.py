@@ -49,6 +49,7 @@ class ExpertAddition:
             raise ConfigError(
                 f"molex.add_experts needs a front-end with add_experts(n); {type(frontend).__name__} has none"
             )
+        _refuse_top_k_routers(detector)
         before = {name: tuple(p.shape) for name, p in detector.named_parameters()}
         frontend.add_experts(n)
         self.added = n
@@ -91,6 +92,20 @@ class ExpertAddition:
     def _restore_old(self, *_: Any) -> None:
         for g in self.grown:
             g.param[g.old] = g.snapshot.to(g.param.device)
+
+
+def _refuse_top_k_routers(detector: nn.Module) -> None:
+    """New experts start with a very negative router bias (~0 weight, so the old outputs barely move).
+    A top-k router then never selects them: their gate is exactly 0, no gradient reaches them and the
+    addition trains nothing. Only a softmax router (every expert weighted) lets them learn."""
+    from sddkit.frontends.routers import Router
+
+    top_k = sorted({m.top_k for m in detector.modules() if isinstance(m, Router) and m.top_k is not None})
+    if top_k:
+        raise ConfigError(
+            f"molex.add_experts needs softmax routers; this model routes top-{top_k[0]}: the new experts start "
+            "below every old one, would never be selected and would never train"
+        )
 
 
 def _stay_in_eval(module: nn.Module, mode: bool = True) -> nn.Module:

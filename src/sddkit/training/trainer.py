@@ -696,6 +696,7 @@ class Trainer:
             "added_experts": molex.add_experts,
             "trainable": self.expert_addition.trainable_names if self.expert_addition else None,
             "weights": "best" if self.state.ranked else "last",
+            "units": {"eer": "fraction"},  # as metrics.jsonl; sdd eval's report.json gives percent
         }
         old = self._old_eval()
         if old is not None:
