@@ -14,6 +14,7 @@ import pytest
 import torch
 from test_train_support import one_thread, write_corpus  # noqa: F401  (one_thread: autouse fixture)
 
+from sddkit.cli.describe_cmd import without_pretrained
 from sddkit.config import from_dict, load_yaml, to_dict
 from sddkit.detectors.detector import DetectorConfig, build_detector
 from sddkit.detectors.model_dir import load_model_dir, save_model_dir
@@ -31,18 +32,9 @@ def _ids(path: Path) -> str:
     return f"{path.parent.name}/{path.stem}"
 
 
-def _without_pretrained(obj: Any) -> Any:
-    """The same config with every ``pretrained`` path dropped (tests never read ../shared or models/)."""
-    if isinstance(obj, dict):
-        return {k: (None if k == "pretrained" else _without_pretrained(v)) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_without_pretrained(v) for v in obj]
-    return obj
-
-
 def _tiny(model: dict[str, Any]) -> dict[str, Any]:
     """Pretrained encoders -> their family's tiny preset; other front-ends (spectral) stay as they are."""
-    model = _without_pretrained(copy.deepcopy(model))
+    model = without_pretrained(copy.deepcopy(model))
     frontend = model["frontend"]
     if isinstance(frontend, dict) and isinstance(frontend.get("encoder"), dict):
         frontend["encoder"]["name"] = TINY[frontend["encoder"]["name"]]
@@ -69,7 +61,7 @@ def test_recipe_builds_its_real_model_on_meta(path):
     if recipe.init_from is not None:  # the model comes from a model directory: checked by the next test
         assert recipe.molex is not None and recipe.molex.add_experts > 0
         return
-    cfg = _without_pretrained(to_dict(recipe.model))
+    cfg = without_pretrained(to_dict(recipe.model))
     if "encoder" not in cfg["frontend"]:  # a small spectral model (the bundled default model): build it for real
         model = build_detector(from_dict(DetectorConfig, cfg))
         assert _count(model, trainable=True) == _count(model) > 0

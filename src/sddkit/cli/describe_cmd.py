@@ -54,12 +54,12 @@ def model_config_from(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     raise ConfigError("config holds no model: expected 'frontend'/'backend', 'experts'/'gate', or a 'model' key")
 
 
-def _without_pretrained(obj: Any) -> Any:
+def without_pretrained(obj: Any) -> Any:
     """``obj`` with every ``pretrained`` entry set to None (no weights are read on the meta device)."""
     if isinstance(obj, dict):
-        return {k: (None if k == "pretrained" else _without_pretrained(v)) for k, v in obj.items()}
+        return {k: (None if k == "pretrained" else without_pretrained(v)) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_without_pretrained(v) for v in obj]
+        return [without_pretrained(v) for v in obj]
     return obj
 
 
@@ -75,7 +75,7 @@ def describe(data: dict[str, Any], device: str = "meta") -> dict[str, Any]:
         model_cfg = resolved_mixture_config(from_dict(MixtureConfig, model_cfg, "model"))
     if device == "meta":
         # transformers refuses to load weights under the meta device; the counts do not depend on them
-        model_cfg = _without_pretrained(model_cfg)
+        model_cfg = without_pretrained(model_cfg)
     with torch.device(device):
         model = ARCHITECTURES[architecture](model_cfg)
     out: dict[str, Any] = {"architecture": architecture, **count_params(model)}
