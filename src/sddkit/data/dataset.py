@@ -254,7 +254,9 @@ class UtteranceDataset(Dataset):
 def collate_pad(items: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Batch items of different lengths: waveform (B, T_max) zero-padded at the end, lengths (B,).
 
-    The other keys (label, domain, index) are stacked to (B,).
+    The other keys (label, domain, index) are stacked to (B,). No model takes ``lengths`` yet: the
+    front-ends (the SSL encoders and their MoLEx statistics included) would treat the padding as audio,
+    so training, validation and scoring all use fixed-length crops or windows instead.
     """
     if not items:
         raise ValueError("cannot collate an empty batch")
