@@ -383,15 +383,8 @@ def _decode(source: str | bytes, *, label: str | None, max_duration: float | Non
         if decoded[0].size == 0 and name == "soundfile" and not _empty_data_chunk_is_genuine(source):
             # A WAV whose recorder died before finalising the header declares 0 data bytes; libsndfile
             # believes it, FFmpeg (like players) reads the samples that follow up to the end of the file.
-            try:
-                fallback = _decode_pyav(
-                    source if isinstance(source, str) else io.BytesIO(source), label=label, max_duration=max_duration
-                )
-            except AudioError:
-                raise
-            except Exception:  # FFmpeg cannot read it either: it really holds no samples
-                return decoded
-            return fallback if fallback[0].size else decoded
+            # If FFmpeg cannot read any either, the file really holds no samples.
+            return _decode_pyav_or_none(source, label=label, max_duration=max_duration) or decoded
         return decoded
     raise AudioDecodeError("not a readable audio file (" + "; ".join(failures) + ")", path=label)
 
@@ -448,7 +441,7 @@ def _decode_soundfile(
             # frames' bitrate), and it stops reading there: a VBR file that opens loud lost its end,
             # silently. FFmpeg reads to the end of the file (gapless trimming included); libsndfile
             # stays the fallback for what FFmpeg cannot read.
-            fallback = _decode_mpeg_with_pyav(file, label=label, max_duration=max_duration)
+            fallback = _decode_pyav_or_none(file, label=label, max_duration=max_duration)
             if fallback is not None:
                 return fallback
         elif 0 < f.frames < _UNKNOWN_FRAMES:  # an MPEG estimate never rejects a file
@@ -474,11 +467,17 @@ def _decode_soundfile(
     return np.ascontiguousarray(mono, dtype=np.float32), sr
 
 
-def _decode_mpeg_with_pyav(
-    file: str | io.BytesIO, *, label: str | None, max_duration: float | None
+def _decode_pyav_or_none(
+    file: str | bytes | io.BytesIO, *, label: str | None, max_duration: float | None
 ) -> tuple[np.ndarray, int] | None:
-    """An MPEG audio file decoded by FFmpeg, or None when FFmpeg cannot decode any of it."""
-    source = file if isinstance(file, str) else io.BytesIO(file.getbuffer())
+    """``file`` decoded by FFmpeg, or None when FFmpeg cannot decode any of it (typed audio errors raise).
+
+    A fallback or a second opinion to libsndfile; an in-memory file is read from a fresh copy of its
+    buffer, whatever position the first decoder left it at."""
+    if isinstance(file, bytes):
+        source: str | io.BytesIO = io.BytesIO(file)
+    else:
+        source = file if isinstance(file, str) else io.BytesIO(file.getbuffer())
     try:
         decoded = _decode_pyav(source, label=label, max_duration=max_duration)
     except AudioError:
