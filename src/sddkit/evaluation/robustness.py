@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from sddkit.config import to_dict
+from sddkit.data.protocols._common import check_selected
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ConfigError, ProtocolError, SddkitError
 from sddkit.metrics import DCFCost, det_curve, eer_from_curve, min_dcf_from_curve, threshold_metrics
@@ -182,12 +183,7 @@ def select_partitions(
     wanted = list(dict.fromkeys(str(p) for p in partitions))
     if not table.has_column("partition"):
         raise ProtocolError(f"{what} has no partition column, so --partitions {' '.join(wanted)} cannot select rows")
-    present = set(table.column("partition").tolist()) - {""}
-    missing = [p for p in wanted if p not in present]
-    if missing:
-        raise ProtocolError(
-            f"{what}: no partitions {missing} in this protocol; partitions present: {', '.join(sorted(present))}"
-        )
+    check_selected(what, "partitions", wanted, set(table.column("partition").tolist()) - {""})
     return table.where(partition=wanted)
 
 
