@@ -118,8 +118,9 @@ def export_onnx(
             _add_metadata(partial, {META_INFERENCE: inference.to_dict(), META_INFO: info})
 
             diff, where, stat_diffs = 0.0, "", dict.fromkeys(stat_names, 0.0)
+            runner = OnnxRunner(partial)  # one session for every check batch
             for name, batch in _check_windows(inference.window_samples):
-                diffs = _output_diffs(wrapper, partial, batch)
+                diffs = _output_diffs(wrapper, runner, batch)
                 d = diffs.pop(LOGITS_NAME)
                 if not d <= diff:  # NaN included: it must fail the check, not hide behind a max
                     diff, where = d, name
@@ -296,7 +297,7 @@ def _add_metadata(path: Path, meta: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _output_diffs(wrapper: nn.Module, path: Path, x: Tensor) -> dict[str, float]:
+def _output_diffs(wrapper: nn.Module, runner: OnnxRunner, x: Tensor) -> dict[str, float]:
     """Largest |ONNX - PyTorch| on ``x`` per output: ``{"logits": d, stat name: d, ...}``.
 
     NaN when one side is not finite where the other is (a NaN score through onnxruntime is a
@@ -304,7 +305,7 @@ def _output_diffs(wrapper: nn.Module, path: Path, x: Tensor) -> dict[str, float]
     """
     with torch.inference_mode():
         ref = [r.numpy() for r in wrapper(x)]
-    logits, stats = OnnxRunner(path)(x.numpy())
+    logits, stats = runner(x.numpy())
     got = [logits, *[stats.get(n) for n in wrapper.stat_names]]
     return {name: _abs_diff(r, g) for name, r, g in zip([LOGITS_NAME, *wrapper.stat_names], ref, got)}
 
