@@ -137,17 +137,12 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
 
 def check_fold_data(recipe: TrainRecipe, fold: HeldOut) -> None:
     """What the fold's run will train and validate on is there, with both classes (as the trainer requires)."""
-    from sddkit.training.data import read_tables, require_both_classes
+    from sddkit.training.data import read_train_table, read_val_table
 
     r = fold_recipe(recipe, fold, "unused")
     try:
-        train = read_tables(r.data.train, "data.train")
-        if train is None:
-            raise ConfigError("data.train is empty: give at least one protocol to train on")
-        require_both_classes(train, "data.train")
-        val = read_tables(r.data.val, "data.val")
-        if val is not None:
-            require_both_classes(val, "data.val")
+        read_train_table(r.data)
+        read_val_table(r.data)
     except ConfigError as exc:
         raise ConfigError(f"fold {fold.name}: {exc}") from None
 

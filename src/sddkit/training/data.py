@@ -55,6 +55,23 @@ def require_both_classes(table: UtteranceTable, what: str) -> None:
         )
 
 
+def read_train_table(cfg: DataConfig) -> UtteranceTable:
+    """``data.train`` read and checked: at least one protocol, both classes."""
+    table = read_tables(cfg.train, "data.train")
+    if table is None:
+        raise ConfigError("data.train is empty: give at least one protocol to train on")
+    require_both_classes(table, "data.train")
+    return table
+
+
+def read_val_table(cfg: DataConfig) -> UtteranceTable | None:
+    """``data.val`` read and checked (both classes), or None when the recipe has none."""
+    table = read_tables(cfg.val, "data.val")
+    if table is not None:
+        require_both_classes(table, "data.val")
+    return table
+
+
 def build_dataset(table: UtteranceTable, cfg: DataConfig, *, train: bool, seed: int) -> Dataset:
     """An ``UtteranceDataset``: random crops + augmentation for training, fixed crops for evaluation."""
     from sddkit.data.dataset import CachedWaveforms, UtteranceDataset

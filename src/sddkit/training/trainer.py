@@ -52,7 +52,8 @@ from sddkit.training.data import (
     build_dataset,
     epoch_batches,
     read_tables,
-    require_both_classes,
+    read_train_table,
+    read_val_table,
     worker_errors,
 )
 from sddkit.training.distributed import (
@@ -304,17 +305,12 @@ class Trainer:
         if self._train_data is not None:
             self.train_data = self._train_data
         else:
-            self.train_table = read_tables(r.data.train, "data.train")
-            if self.train_table is None:
-                raise ConfigError("data.train is empty: give at least one protocol to train on")
-            require_both_classes(self.train_table, "data.train")
+            self.train_table = read_train_table(r.data)
             self.train_data = build_dataset(self.train_table, r.data, train=True, seed=r.seed)
         if self._val_data is not None:
             self.val_data: Dataset | None = self._val_data
         else:
-            self.val_table = read_tables(r.data.val, "data.val")
-            if self.val_table is not None:
-                require_both_classes(self.val_table, "data.val")
+            self.val_table = read_val_table(r.data)
             self.val_data = (
                 None if self.val_table is None else build_dataset(self.val_table, r.data, train=False, seed=r.seed)
             )
