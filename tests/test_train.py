@@ -232,6 +232,18 @@ def test_early_stopping_on_validation_eer(tmp_path, monkeypatch):
     assert load_model_dir(tmp_path / "run" / "best").metadata["best_step"] == 2
 
 
+def test_the_last_step_is_validated_when_val_every_does_not_divide_it(tmp_path, monkeypatch):
+    install_tiny(monkeypatch)
+    # 6 steps per epoch; max_steps 7 ends mid-epoch and after the last multiple of val_every
+    r = _recipe(tmp_path, trainer={"epochs": 5, "max_steps": 7, "val_every": 3})
+    result = Trainer(r, train_data=SyntheticDataset(48), val_data=SyntheticDataset(24, seed=9)).fit()
+    assert [h["step"] for h in result.history] == [3, 6, 7]
+    assert result.step == 7 and result.best_step in (3, 6, 7)
+    r = _recipe(tmp_path / "epochs", trainer={"epochs": 2, "max_steps": 9})  # val_every None: each epoch's end
+    result = Trainer(r, train_data=SyntheticDataset(48), val_data=SyntheticDataset(24, seed=9)).fit()
+    assert [h["step"] for h in result.history] == [6, 9]
+
+
 def test_training_without_validation_exports_the_last_weights(tmp_path, monkeypatch):
     install_tiny(monkeypatch)
     r = _recipe(tmp_path, trainer={"epochs": 5, "max_steps": 5})

@@ -141,8 +141,9 @@ class ScheduleConfig:
 
     cyclic: ``torch.optim.lr_scheduler.CyclicLR`` between ``base_lr`` and ``max_lr``; ``step_size``
     is the half-cycle in steps (the published recipe: triangular, 1e-7 .. 1e-5).
-    cosine: linear warm-up over ``warmup_steps`` to ``optimizer.lr``, then cosine decay to
-    ``min_lr_ratio * lr`` at the last step (``trainer.max_steps`` or epochs x steps per epoch).
+    cosine: linear warm-up over ``warmup_steps`` to ``optimizer.lr``, then cosine decay that reaches
+    ``min_lr_ratio * lr`` when the planned steps (``trainer.max_steps`` or epochs x steps per epoch)
+    are done, so the last step runs just above it (the convention of Hugging Face's cosine schedule).
     constant: ``optimizer.lr`` throughout (after the optional warm-up).
     """
 
@@ -207,7 +208,8 @@ class LossConfig:
 class TrainerConfig:
     """The loop: length, validation, early stopping, checkpoints, logging, device.
 
-    val_every: validate every N steps (``None``: at the end of every epoch). patience: stop after
+    val_every: validate every N steps (``None``: at the end of every epoch); the last step is always
+    validated too, so that the end of a run can be selected as best. patience: stop after
     this many validations without a lower EER (``None``: never). keep_top_k: best checkpoints kept
     on disk (the latest one is always kept too, for ``--resume``). average_top_k: if >= 2, the
     exported ``final/`` model is the average of the best k checkpoints' weights.

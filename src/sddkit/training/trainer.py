@@ -372,8 +372,12 @@ class Trainer:
                     epoch_end = s.batch_in_epoch >= n_batches
                     if epoch_end:
                         s.epoch, s.batch_in_epoch = s.epoch + 1, 0
-                    validate = (cfg.val_every is not None and s.step % cfg.val_every == 0) or (
-                        cfg.val_every is None and epoch_end
+                    # the last step is always validated: otherwise steps after the last multiple of
+                    # val_every (or a max_steps ending mid-epoch) could never be selected as best
+                    validate = (
+                        (cfg.val_every is not None and s.step % cfg.val_every == 0)
+                        or (cfg.val_every is None and epoch_end)
+                        or self._done()
                     )
                     result = self._validate() if validate else None
                     if result is not None:
