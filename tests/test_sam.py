@@ -75,9 +75,12 @@ def test_rho_zero_is_exactly_the_erm_step():
 def _reference_step(model: nn.Module, batch: dict[str, Tensor], rho: float, adaptive: bool, eta: float, lr: float):
     """SAM by hand with autograd: θ - lr * ∇L(θ + e), e = rho T² g / ||T g||; returns the new parameters."""
     loss_fn = DetectionLoss(LossConfig())
-    params = _trainable(model)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
     grads = torch.autograd.grad(loss_fn(model(batch["waveform"]), batch["label"]).total, params)
-    scales = [(p.detach().abs() + eta) if adaptive else torch.ones_like(p) for p in params]
+    # ASAM rescales weights only (the authors' code): biases keep T = 1
+    scales = [(p.detach().abs() + eta) if adaptive and "bias" not in n else torch.ones_like(p) for n, p in named]
+    assert any("bias" in n for n, _ in named) and any("bias" not in n for n, _ in named)
     norm = torch.sqrt(sum(((s * g) ** 2).sum() for s, g in zip(scales, grads)))
     ascended = copy.deepcopy(model)
     with torch.no_grad():

@@ -5,7 +5,8 @@ One step on a batch, with trainable parameters θ and the batch loss L:
 
 1. ``g = ∇L(θ)``;
 2. the ascent direction ``e = rho * T² g / ||T g||``, with ``T = 1`` (SAM) or ``T = |θ| + eta``
-   element-wise (ASAM, scale-invariant);
+   element-wise (ASAM, scale-invariant) for weights and ``T = 1`` for biases, as in the authors'
+   code: a bias sets an offset, not a scale, so rescaling the weights leaves it where it is;
 3. ``g' = ∇L(θ + e)``: the gradient at the worst nearby point;
 4. θ is restored and the outer optimiser (AdamW) applies ``g'`` at θ (clipped like any step).
 
@@ -33,7 +34,8 @@ from sddkit.training.strategy import Batch, StepContext, StepResult
 @dataclass
 class SAMConfig:
     """rho: radius of the neighbourhood (published: 0.05 for SAM, 0.5-2 for ASAM).
-    adaptive: ASAM's parameter-scaled neighbourhood. eta: ASAM's offset keeping zero weights movable.
+    adaptive: ASAM's parameter-scaled neighbourhood (weights only; biases keep SAM's). eta: ASAM's
+    offset keeping zero weights movable.
     """
 
     rho: float = 0.05
@@ -45,6 +47,11 @@ class SAMConfig:
             raise ValueError(f"rho must be >= 0, got {self.rho}")
         if self.eta < 0:
             raise ValueError(f"eta must be >= 0, got {self.eta}")
+
+
+def _is_bias(name: str) -> bool:
+    """A bias (``...bias``, ``...bias_ih_l0`` of an LSTM), which ASAM does not rescale."""
+    return name.rsplit(".", 1)[-1].startswith("bias")
 
 
 class SAM:
@@ -64,9 +71,10 @@ class SAM:
         return parts
 
     @torch.no_grad()
-    def _perturbation(self, params: list[torch.nn.Parameter]) -> tuple[list[Tensor | None], Tensor]:
+    def _perturbation(self, named: list[tuple[str, torch.nn.Parameter]]) -> tuple[list[Tensor | None], Tensor]:
         """Per parameter ``e`` (None where it has no gradient) and the (scaled) gradient norm."""
-        scales = [(p.abs() + self.cfg.eta) if self.cfg.adaptive else None for p in params]
+        params = [p for _, p in named]
+        scales = [(p.abs() + self.cfg.eta) if self.cfg.adaptive and not _is_bias(name) else None for name, p in named]
         scaled = [None if p.grad is None else (p.grad if s is None else s * p.grad) for p, s in zip(params, scales)]
         present = [g.float() for g in scaled if g is not None]
         norm = (
@@ -79,13 +87,14 @@ class SAM:
         return perturb, norm
 
     def step(self, batch: Batch, ctx: StepContext) -> StepResult:
-        params = [p for _, p in ctx.trainable()]
+        named = ctx.trainable()
+        params = [p for _, p in named]
         # both passes draw the same dropout masks (one stochastic loss L_B, taken at θ and at θ + e); the
         # generators then advance once per step, as in ERM
         device = batch["waveform"].device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             first = self._loss_and_grads(batch, ctx)
-        perturb, norm = self._perturbation(params)
+        perturb, norm = self._perturbation(named)
         # θ and the buffers are copied, not recomputed as (θ + e) - e, so θ comes back bit-exact
         saved = [(p, p.detach().clone()) for p, e in zip(params, perturb) if e is not None]
         buffers = [(b, b.detach().clone()) for b in ctx.module.buffers()]
