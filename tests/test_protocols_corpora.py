@@ -273,6 +273,18 @@ def test_generic_folder(tmp_path):
         read_protocol(tmp_path / "nothing", format="folder")
 
 
+def test_folder_links_are_followed_once_and_loops_end(tmp_path):
+    root = tmp_path / "mycorpus"
+    _write(root / "bonafide" / "a.wav")
+    _write(tmp_path / "elsewhere" / "b.wav")
+    _write(root / "spoof" / "tts" / "c.wav")
+    (root / "spoof" / "linked").symlink_to(tmp_path / "elsewhere")  # a folder on another disk, say
+    (root / "spoof" / "tts" / "up").symlink_to(root / "spoof")  # a loop
+    (root / "spoof" / "again").symlink_to(root / "spoof" / "tts")  # a second way into one folder
+    df = _required(read_protocol(root, format="folder"))
+    assert sorted(df["utt_id"]) == ["bonafide/a", "spoof/again/c", "spoof/linked/b"]
+
+
 def _tiny_manifest(tmp_path):
     rows = [
         "audio/yourtts_demo/spoof_YourTTS/a.flac,spoof,train,YourTTS,tts,yourtts_demo,vctk_p225,p1,en,,v,"
