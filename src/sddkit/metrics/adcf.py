@@ -43,6 +43,9 @@ class ADCFCost:
             raise ValueError(f"priors p_tar, p_non, p_spf must be non-negative and sum to 1, got {priors}")
         if min(self.c_miss, self.c_fa_asv, self.c_fa_spoof) <= 0:
             raise ValueError("a-DCF costs must be positive")
+        if self.normaliser <= 0:
+            # p_tar = 0 or p_non = p_spf = 0: one trivial system costs nothing, the normalised a-DCF is 0/0
+            raise ValueError(f"a-DCF needs p_tar > 0 and p_non + p_spf > 0, got {priors}")
 
     @property
     def normaliser(self) -> float:

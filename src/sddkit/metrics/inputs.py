@@ -43,7 +43,11 @@ def check_binary(labels: object, scores: object) -> tuple[np.ndarray, np.ndarray
         raise MetricError(f"labels {y.shape} and scores {s.shape} must be 1-D arrays of the same length")
     if y.dtype != bool:
         if not np.isin(y, (0, 1)).all():
-            raise MetricError(f"labels must be 0 (spoof) or 1 (bona fide); found {np.unique(y)[:5].tolist()}")
+            try:
+                found = np.unique(y)[:5].tolist()
+            except TypeError:  # an object array mixing types (e.g. None among ints) cannot be sorted
+                found = list(dict.fromkeys(map(repr, y.tolist())))[:5]
+            raise MetricError(f"labels must be 0 (spoof) or 1 (bona fide); found {found}")
         y = y.astype(bool)
     if y.size == 0:
         raise MetricError("no trials: labels and scores are empty")

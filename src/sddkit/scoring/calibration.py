@@ -75,6 +75,9 @@ def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
         raise ProtocolError(f"{scores.size} scores but {labels.size} labels")
     if not np.isfinite(scores).all():
         raise ProtocolError("calibration scores must be finite (found NaN or inf)")
+    if labels.dtype == object and any(isinstance(v, str) for v in labels.tolist()):
+        # e.g. a pandas column of 'bonafide'/'spoof' (object dtype): compare as strings, not numbers
+        labels = labels.astype(str)
     if labels.dtype.kind in "US":
         bad = ~np.isin(labels, ["bonafide", "spoof"])
         if bad.any():
@@ -92,9 +95,13 @@ def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
 
 def weighted_cllr(llr_bonafide, llr_spoof, prior: float = 0.5) -> float:
     """Prior-weighted logistic cost (bits) of LLRs; equals Cllr at ``prior = 0.5``."""
+    if not 0.0 < prior < 1.0:
+        raise ProtocolError(f"prior must be in (0, 1), got {prior}")
     lo = logit(prior)
     tar = np.asarray(llr_bonafide, dtype=np.float64) + lo
     non = np.asarray(llr_spoof, dtype=np.float64) + lo
+    if tar.size == 0 or non.size == 0:
+        raise ProtocolError(f"weighted Cllr needs both classes; got {tar.size} bona fide and {non.size} spoof LLRs")
     cost = prior * np.mean(np.logaddexp(0.0, -tar)) + (1 - prior) * np.mean(np.logaddexp(0.0, non))
     return float(cost / _LOG2)
 
@@ -111,9 +118,11 @@ def fit_calibration(scores, labels, *, prior: float = 0.5, l2: float = 1e-6) -> 
     tar, non = _split(scores, labels)
     # standardise for conditioning; the fitted (w, c) on z are mapped back to (a, b) on raw
     pooled = np.concatenate([tar, non])
-    mu, sigma = float(pooled.mean()), float(pooled.std())
-    if sigma == 0.0:
+    # all-equal is tested on the values: the rounded mean of equal values can differ from them, which
+    # leaves a std of ~1e-17 instead of 0 and would turn the fitted slope into ~1e16
+    if pooled.min() == pooled.max():
         raise ProtocolError("calibration scores are all equal; cannot fit a slope")
+    mu, sigma = float(pooled.mean()), float(pooled.std())
     zt, zn = (tar - mu) / sigma, (non - mu) / sigma
     lo = logit(prior)
     wt, wn = prior / tar.size, (1 - prior) / non.size
@@ -131,7 +140,11 @@ def fit_calibration(scores, labels, *, prior: float = 0.5, l2: float = 1e-6) -> 
 
     from scipy.optimize import minimize  # fitting only: scoring with a stored calibration needs no scipy
 
-    res = minimize(objective, x0=np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+    # tolerances far below scipy's defaults (gtol 1e-5): those stop up to ~0.03 nats of LLR away from
+    # the minimum when the objective is flat (priors far from 0.5); two parameters make this cheap
+    res = minimize(
+        objective, x0=np.array([1.0, 0.0]), jac=True, method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 1e-15}
+    )
     w, c = (float(v) for v in res.x)
     if not (np.isfinite(w) and np.isfinite(c)):
         raise ProtocolError(f"calibration fit diverged: {res.message}")
