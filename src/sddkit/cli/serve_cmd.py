@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         batch_size=args.batch_size,
     )
-    print(f"sdd serve: http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
+    host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address is bracketed in a URL
+    print(f"sdd serve: http://{host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -10,13 +10,15 @@ Endpoints:
 | GET | ``/`` | a small offline web page to upload a file and see the result |
 | GET | ``/openapi.json``, ``/docs`` | the API description |
 
-The model is loaded once, when the app starts (lifespan). Uploads are bounded before they are
-read: a ``Content-Length`` over the limit is refused at once, and the body is streamed with a cap,
-so a client can never make the server buffer more than ``max_upload_mb`` (plus the multipart
-envelope). Decoding stops as soon as the audio passes ``max_duration_s``. Every deliberate error
-is a JSON ``{"error": {"type": ..., "message": ...}}`` with a 4xx status (413 too large, 415 not
-multipart, 400 malformed body, 422 missing field or unusable audio), or 500 ``non_finite_score`` when
-the model returns NaN/inf for the audio rather than a score; the server keeps serving.
+The model is loaded once, by ``create_app`` (so a missing, corrupt or unloadable model is a clear
+error before any server starts, not a traceback at start-up), and served from the lifespan on.
+Uploads are bounded before they are read: a ``Content-Length`` over the limit is refused at once,
+and the body is streamed with a cap, so a client can never make the server buffer more than
+``max_upload_mb`` (plus the multipart envelope). Decoding stops as soon as the audio passes
+``max_duration_s``. Every deliberate error is a JSON ``{"error": {"type": ..., "message": ...}}``
+with a 4xx status (413 too large, 415 not multipart, 400 malformed body, 422 missing field or
+unusable audio), or a 500 when the model fails (``non_finite_score`` for NaN/inf rather than a
+score, ``checkpoint_error`` for a model that answers in the wrong shape); the server keeps serving.
 Decoding and inference run in the thread pool, so concurrent requests do not block the event loop.
 """
 
@@ -95,7 +97,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
             "missing 'file' field or more than one file, or audio that cannot be scored "
             "(undecodable, empty, silent or a bare DC offset, too short or too long)",
         ),
-        (500, "the model returned a non-finite (NaN/inf) score for this audio"),
+        (500, "the model failed on this audio: a non-finite (NaN/inf) score, or output of the wrong shape"),
     )
 }
 _UPLOAD_BODY = {
@@ -139,10 +141,11 @@ def create_app(
 ) -> FastAPI:
     """The scoring service for ``model_dir`` (None = the bundled default model).
 
-    The model directory is checked now (a clear error before any server starts) and loaded at
-    start-up. max_upload_mb bounds the uploaded file, max_duration_s the decoded audio.
+    The model is loaded now (a clear ``CheckpointError`` before any server starts, for a wrong path,
+    corrupt weights or a folder without ``model.onnx`` alike) and served once the app starts.
+    max_upload_mb bounds the uploaded file, max_duration_s the decoded audio.
     """
-    from sddkit.scoring.api import resolve_model_path
+    from sddkit.scoring.api import load_detector, resolve_model_path
 
     if not (max_upload_mb > 0 and max_duration_s > 0):  # written so that NaN fails too
         raise CheckpointError("max_upload_mb and max_duration_s must be positive")
@@ -156,13 +159,13 @@ def create_app(
     elif not path.exists():
         raise CheckpointError(f"{path}: no such ONNX model")
     max_bytes = int(max_upload_mb * 1024 * 1024)
+    # Loaded here, not in the lifespan: a model that fails to load (corrupt weights, a folder without
+    # model.onnx) used to surface as uvicorn's start-up traceback after `sdd serve` had announced its URL.
+    detector = load_detector(path, device, backend=backend, batch_size=batch_size)
+    detector.stat_widths()  # probe once now, not on the first request
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        from sddkit.scoring.api import load_detector
-
-        detector = await run_in_threadpool(load_detector, path, device, backend=backend, batch_size=batch_size)
-        await run_in_threadpool(detector.stat_widths)  # probe once now, not on the first request
         app.state.detector = detector
         yield
         app.state.detector = None
@@ -259,7 +262,8 @@ def model_summary(det: Any, limits: dict[str, float]) -> dict[str, Any]:
 async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -> tuple[str | None, bytes]:
     """The uploaded ``file`` part, never buffering more than the limit (plus the envelope)."""
     content_type = request.headers.get("content-type", "")
-    if not content_type.lower().startswith("multipart/form-data"):
+    # the media type itself, not a prefix: "multipart/form-dataX" would parse as an empty form
+    if content_type.split(";", 1)[0].strip().lower() != "multipart/form-data":
         raise ApiError(
             415,
             "unsupported_media_type",
@@ -269,9 +273,12 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
     too_large = ApiError(413, "payload_too_large", _TOO_LARGE_MSG.format(mb=max_upload_mb))
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.strip().isdigit():
-            raise ApiError(400, "bad_request", f"invalid Content-Length {declared!r}")
-        if int(declared) > cap:
+        digits = declared.strip()
+        if not re.fullmatch(r"[0-9]+", digits):  # ASCII digits only: str.isdigit() also takes "²"
+            raise ApiError(400, "bad_request", f"invalid Content-Length {declared[:40]!r}")
+        digits = digits.lstrip("0") or "0"
+        # compared by length first: int() refuses strings of over 4300 digits (a ValueError, a 500)
+        if len(digits) > len(str(cap)) or int(digits) > cap:
             raise too_large  # refused before reading a byte of the body
     chunks, total = [], 0
     async for chunk in request.stream():
@@ -280,6 +287,7 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
             raise too_large
         chunks.append(chunk)
     body = b"".join(chunks)
+    _check_closed(content_type, body)
 
     async def replay() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}
@@ -305,6 +313,21 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
         return upload.filename, data
     finally:
         await form.close()
+
+
+def _check_closed(content_type: str, body: bytes) -> None:
+    """A 400 for a multipart body without its closing delimiter (``--boundary--``): cut short.
+
+    Starlette's parser drops a part that never ends without a word, so a truncated upload read as
+    "the form field 'file' holds nothing", as if the client had named the field wrongly.
+    """
+    from starlette.formparsers import parse_options_header  # python-multipart's, whatever its module name
+
+    boundary = parse_options_header(content_type)[1].get(b"boundary")
+    if boundary and body and b"--" + boundary + b"--" not in body:
+        raise ApiError(
+            400, "bad_request", "malformed multipart body: it ends before its closing boundary (a cut-off upload?)"
+        )
 
 
 def _score_bytes(det: Any, data: bytes, name: str | None, max_duration_s: float):
@@ -335,7 +358,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SddkitError)
     async def sddkit_error(_: Request, exc: SddkitError) -> JSONResponse:
-        return _error(422, error_type(exc), str(exc))
+        # audio errors have their own 422 handler: any other (a CheckpointError from a model that
+        # answers in the wrong shape, say) is the server's failure, not the upload's
+        return _error(500, error_type(exc), str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -1,0 +1,158 @@
+"""Second review of the HTTP service: model loading, request-shape edge cases, error statuses."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from fastapi.testclient import TestClient
+
+from sddkit.config import from_dict, to_dict
+from sddkit.detectors.detector import DetectorConfig, build_detector
+from sddkit.detectors.model_dir import save_model_dir
+from sddkit.errors import CheckpointError
+from sddkit.service.app import create_app
+
+SR = 16000
+MAX_MB = 0.25
+BOUNDARY = "r2boundary"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    cfg = from_dict(
+        DetectorConfig,
+        {"frontend": {"name": "logmel", "n_mels": 32}, "backend": {"name": "lcnn", "channels": 8, "lstm_layers": 0}},
+    )
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("svc2") / "lcnn"
+    save_model_dir(d, build_detector(cfg).eval(), model_config=to_dict(cfg), inference={"window_samples": 8000})
+    return d
+
+
+@pytest.fixture(scope="module")
+def client(model_dir):
+    with TestClient(create_app(model_dir, max_upload_mb=MAX_MB, max_duration_s=2.0)) as c:
+        yield c
+
+
+def _wav(seconds: float = 0.5, seed: int = 0) -> bytes:
+    buf = io.BytesIO()
+    x = 0.1 * np.random.default_rng(seed).standard_normal(int(seconds * SR))
+    sf.write(buf, x.astype(np.float32), SR, format="WAV")
+    return buf.getvalue()
+
+
+def _part(data: bytes, name: str = "file", filename: str = "a.wav") -> bytes:
+    head = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+    return (head + "Content-Type: audio/wav\r\n\r\n").encode() + data + b"\r\n"
+
+
+def _close() -> bytes:
+    return f"--{BOUNDARY}--\r\n".encode()
+
+
+def _assert_error(resp, status: int, type_: str) -> None:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"} and body["error"]["type"] == type_ and body["error"]["message"]
+
+
+def test_a_model_that_cannot_load_is_refused_by_create_app(model_dir, tmp_path):
+    """create_app only read config.json (torch) or checked that the path existed (ONNX); the weights
+    were loaded in the lifespan, so corrupt weights or a folder without model.onnx passed create_app and
+    `sdd serve` announced its URL, then died in uvicorn's start-up with a traceback (exit code 3)."""
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a truncated download
+    with pytest.raises(CheckpointError, match="unreadable weights"):
+        create_app(broken)
+    with pytest.raises(CheckpointError, match="no such ONNX model"):
+        create_app(model_dir, backend="onnx")  # a model directory, but no model.onnx in it
+
+
+def test_the_sdd_serve_command_reports_an_unloadable_model_as_one_line(model_dir, tmp_path, monkeypatch, capsys):
+    """The same bug from the command line: a clean `sdd serve: error` (exit 2), and no server started."""
+    import uvicorn
+
+    from sddkit.cli.main import main
+
+    def no_server(*_a, **_k):
+        raise AssertionError("the server must not start")
+
+    monkeypatch.setattr(uvicorn, "run", no_server)
+    assert main(["serve", "--model", str(model_dir), "--backend", "onnx"]) == 2
+    err = capsys.readouterr().err
+    assert "no such ONNX model" in err and "Traceback" not in err and "http://" not in err
+
+
+def test_a_content_length_of_thousands_of_digits_is_413_not_a_500(client):
+    """int() refuses a decimal string over 4,300 digits: such a Content-Length raised ValueError, a 500
+    internal_error. It is a (very) large declared body: 413, refused before reading it."""
+    body = _part(_wav()) + _close()
+    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}", "content-length": "9" * 5000}
+    _assert_error(client.post("/v1/score", content=body, headers=headers), 413, "payload_too_large")
+    # leading zeros do not make a small body large
+    headers["content-length"] = "0" * 5000 + str(len(body))
+    assert client.post("/v1/score", content=body, headers=headers).status_code == 200
+
+
+def test_the_media_type_must_be_multipart_form_data_not_a_prefix_of_it(client):
+    """The content type was checked with startswith("multipart/form-data"): "multipart/form-dataX" passed,
+    Starlette parsed it as an empty form, and the client was told its 'file' field held nothing (422)."""
+    body = _part(_wav()) + _close()
+    resp = client.post(
+        "/v1/score", content=body, headers={"content-type": f"multipart/form-dataX; boundary={BOUNDARY}"}
+    )
+    _assert_error(resp, 415, "unsupported_media_type")
+    ok = client.post("/v1/score", content=body, headers={"content-type": f"Multipart/Form-Data; boundary={BOUNDARY}"})
+    assert ok.status_code == 200, ok.text  # media types are case-insensitive
+
+
+def test_a_cut_off_multipart_body_is_a_malformed_body_not_a_missing_field(client):
+    """Starlette drops a part that never ends, silently: an upload cut before its closing boundary
+    answered 422 missing_field "the form field 'file' holds nothing (fields sent: none)"."""
+    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+    full = _part(_wav()) + _close()
+    resp = client.post("/v1/score", content=full[: len(full) // 2], headers=headers)
+    _assert_error(resp, 400, "bad_request")
+    assert "closing boundary" in resp.json()["error"]["message"]
+    assert client.post("/v1/score", content=full, headers=headers).status_code == 200
+    # a complete but empty form is still the missing field it is
+    _assert_error(client.post("/v1/score", content=_close(), headers=headers), 422, "missing_field")
+
+
+def test_a_model_failure_during_scoring_is_a_500_not_a_422(model_dir):
+    """Every SddkitError that is not an AudioError was answered 422 ("the upload cannot be processed"):
+    a model that returns logits of the wrong shape (CheckpointError) is the server's failure."""
+    with TestClient(create_app(model_dir), raise_server_exceptions=False) as c:
+        det = c.app.state.detector
+        good = det.runner
+        det.runner = lambda windows: (np.zeros((windows.shape[0], 3), np.float32), {})
+        try:
+            _assert_error(c.post("/v1/score", files={"file": ("a.wav", _wav(), "audio/wav")}), 500, "checkpoint_error")
+        finally:
+            det.runner = good
+        ok = c.post("/v1/score", files={"file": ("a.wav", _wav(), "audio/wav")})
+        assert ok.status_code == 200 and c.get("/healthz").status_code == 200
+        _assert_error(
+            c.post("/v1/score", files={"file": ("a.wav", b"not audio", "audio/wav")}), 422, "audio_decode_error"
+        )
+
+
+def test_the_announced_url_brackets_an_ipv6_host(model_dir, monkeypatch, capsys):
+    """`sdd serve --host ::1` announced http://::1:8000/, which is not a URL (an IPv6 host is bracketed)."""
+    import uvicorn
+
+    from sddkit.cli.main import main
+
+    monkeypatch.setattr(uvicorn, "run", lambda *_a, **_k: None)
+    assert main(["serve", "--model", str(model_dir), "--host", "::1", "--port", "8123"]) == 0
+    assert "http://[::1]:8123/" in capsys.readouterr().err
+    assert main(["serve", "--model", str(model_dir), "--host", "127.0.0.1", "--port", "8123"]) == 0
+    assert "http://127.0.0.1:8123/" in capsys.readouterr().err
