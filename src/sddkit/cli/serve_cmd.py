@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
     )
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address is bracketed in a URL
-    print(f"sdd serve: http://{host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
+    print(
+        f"sdd serve: http://{host}:{args.port}/ (OpenAPI schema at /openapi.json, Swagger UI at /docs)", file=sys.stderr
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
