@@ -89,6 +89,15 @@ class _EpochSampler:
         return np.random.default_rng([self.seed, self.epoch])
 
 
+def _count(name: str, value: object) -> int:
+    """``value`` as an int; a fraction (``per_domain: 2.5``) or a bool is refused, not truncated."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, (float, np.floating)) and not float(value).is_integer():
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
 def _split(total: int, parts: int, rng: np.random.Generator) -> np.ndarray:
     """``total`` as ``parts`` near-equal integers; the remainder goes to randomly chosen parts."""
     quota = np.full(parts, total // parts)
@@ -129,7 +138,7 @@ class GroupBalancedSampler(_EpochSampler, Sampler[int]):
         for items in stratum_items:
             names, pools = _groups(keys[items])
             self.strata.append((names, [items[p] for p in pools]))
-        self.num_samples = int(num_samples) if num_samples is not None else len(keys)
+        self.num_samples = _count("num_samples", num_samples) if num_samples is not None else len(keys)
         if self.num_samples <= 0:
             raise ValueError(f"num_samples must be positive, got {self.num_samples}")
 
@@ -182,7 +191,8 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
     epoch) into one disjoint share per domain; ``share_bonafide=True`` lets every domain draw from
     all bona fide items instead. ``bonafide_by_domain=True`` first keeps a bona fide item in the
     domain whose name its own ``domains`` value matches (e.g. domains = the ``source`` column:
-    a demo page's real recordings stay with its fakes) and partitions only the others.
+    a demo page's real recordings stay with its fakes) and partitions only the others (not with
+    ``share_bonafide``).
 
     Batch format: each step yields ``n_domains_per_step * per_domain`` dataset indices, in
     contiguous blocks of ``per_domain``: block k holds ``round(per_domain * bonafide_fraction)``
@@ -226,11 +236,22 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
         if not 0.0 <= bonafide_fraction < 1.0:
             raise ValueError(f"bonafide_fraction must be in [0, 1), got {bonafide_fraction}")
         min_per = 2 if bonafide_fraction > 0 else 1
+        if share_bonafide and bonafide_by_domain:
+            raise ValueError(
+                "share_bonafide (every domain draws from all bona fide items) and bonafide_by_domain (a domain "
+                "keeps its own bona fide items) exclude each other: give one"
+            )
+        per_domain = None if per_domain is None else _count("per_domain", per_domain)
+        batch_size = None if batch_size is None else _count("batch_size", batch_size)
+        if n_domains_per_step is not None:
+            n_domains_per_step = _count("n_domains_per_step", n_domains_per_step)
+            if not 2 <= n_domains_per_step <= n_dom:  # before it divides batch_size (0: ZeroDivisionError)
+                raise ValueError(f"n_domains_per_step must be in [2, {n_dom}], got {n_domains_per_step}")
         if per_domain is None:
             if batch_size is None:
                 raise ValueError("give per_domain (items per domain block) or batch_size")
             if n_domains_per_step is None:
-                n_domains_per_step = _domains_per_step(int(batch_size), n_dom, min_per)
+                n_domains_per_step = _domains_per_step(batch_size, n_dom, min_per)
             if batch_size % n_domains_per_step:
                 raise ValueError(
                     f"batch_size {batch_size} is not a multiple of n_domains_per_step {n_domains_per_step}"
@@ -256,11 +277,17 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
             self.bonafide_pools = self._partition_bonafide(bona, values, bool(bonafide_by_domain))
             empty = [d for d, p in zip(self.domain_names, self.bonafide_pools) if len(p) == 0]
             if self.n_bonafide > 0 and empty:
+                if bonafide_by_domain:  # every bona fide item matched a domain: none left to hand out
+                    raise ValueError(
+                        f"bonafide_by_domain: domain(s) {empty[:5]} have no bona fide item of their own and no bona "
+                        "fide item of another domain value is left to share out; use share_bonafide, "
+                        "bonafide_by_domain: false or bonafide_fraction: 0"
+                    )
                 raise ValueError(f"{len(bona)} bona fide items cannot be split among {n_dom} domains: share_bonafide")
         self.batch_size = self.n_domains_per_step * self.per_domain
         if steps_per_epoch is None:
             steps_per_epoch = max(1, math.ceil(len(labels) / self.batch_size / self.world_size))
-        self.steps_per_epoch = int(steps_per_epoch)
+        self.steps_per_epoch = _count("steps_per_epoch", steps_per_epoch)
         if self.steps_per_epoch <= 0:
             raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
 

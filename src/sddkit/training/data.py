@@ -41,7 +41,28 @@ def read_tables(specs: ProtocolSpec | Sequence[ProtocolSpec] | None, what: str =
         tables.append(table)
     if not tables:
         return None
-    return tables[0] if len(tables) == 1 else UtteranceTable.concat(tables)
+    if len(tables) == 1:
+        return tables[0]
+    _check_distinct_ids(tables, as_specs(specs), what)  # type: ignore[arg-type]
+    return UtteranceTable.concat(tables)
+
+
+def _check_distinct_ids(tables: Sequence[UtteranceTable], specs: Sequence[ProtocolSpec], what: str) -> None:
+    """Name the two specs that share utt_ids (concat's own error lists the ids but not where they come from)."""
+    first: dict[str, int] = {}
+    for j, table in enumerate(tables):
+        ids = [str(u) for u in table.column("utt_id")]
+        clash = sorted({first[u] for u in ids if u in first})
+        if clash:
+            i = clash[0]
+            shared = [u for u in ids if first.get(u) == i]
+            raise ConfigError(
+                f"{what}[{j}] ({specs[j].protocol}) and {what}[{i}] ({specs[i].protocol}) share {len(shared)} "
+                f"utt_id(s), e.g. {shared[:3]}: every utterance must appear once (rows listed twice: drop them "
+                "with where/exclude/folds; two corpora whose ids collide: save one as an utterance table with "
+                "prefixed utt_ids)"
+            )
+        first.update(dict.fromkeys(ids, j))
 
 
 def require_both_classes(table: UtteranceTable, what: str) -> None:
