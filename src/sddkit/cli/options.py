@@ -1,4 +1,5 @@
-"""Checks of numeric options shared by several commands (``--batch-size``, ``--threads``, ``--workers``...).
+"""Options shared by several commands: checks of numeric ones (``--batch-size``, ``--threads``,
+``--workers``...) and ``--partitions`` (``sdd eval``, ``sdd robustness``).
 
 Each command calls :func:`check_minimums` first thing, so a bad value is one clean line (exit status 2)
 before a model loads, a manifest is read or a fold trains for an hour, and every command words it alike.
@@ -43,3 +44,28 @@ def set_torch_threads(threads: int | None) -> None:
 def _flag(dest: str) -> str:
     """The option an argparse destination comes from: ``max_duration_s`` -> ``--max-duration-s``."""
     return "--" + dest.replace("_", "-")
+
+
+def parse_partitions(values: list[str] | None) -> list[str] | None:
+    """``--partitions a b`` and ``--partitions a,b`` both mean [a, b]."""
+    if not values:
+        return None
+    return [p.strip() for v in values for p in v.split(",") if p.strip()]
+
+
+def read_partitions(protocol: str, fmt: str | None, partitions: list[str] | None):
+    """Read ``protocol``; keep ``partitions`` through the reader's own option where it has one
+    (sddbench, Fake-or-Real), else by the table's ``partition`` column (ASVspoof, utterance tables, ...)."""
+    import dataclasses
+
+    from sddkit.data import PROTOCOLS
+    from sddkit.data.protocols import detect_format, read_protocol
+    from sddkit.evaluation.robustness import select_partitions
+
+    fmt = fmt or detect_format(protocol)
+    config_cls = PROTOCOLS.get(fmt).config_cls
+    fields = {f.name for f in dataclasses.fields(config_cls)} if config_cls else set()
+    if partitions and "partitions" in fields:
+        return read_protocol(protocol, format=fmt, partitions=partitions)
+    table = read_protocol(protocol, format=fmt)
+    return select_partitions(table, partitions, what=f"{protocol} (format {fmt!r})")

@@ -65,33 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _partitions(values: list[str] | None) -> list[str] | None:
-    """``--partitions a b`` and ``--partitions a,b`` both mean [a, b]."""
-    if not values:
-        return None
-    return [p.strip() for v in values for p in v.split(",") if p.strip()]
-
-
-def read_partitions(protocol: str, fmt: str | None, partitions: list[str] | None):
-    """Read ``protocol``; keep ``partitions`` through the reader's own option where it has one
-    (sddbench, Fake-or-Real), else by the table's ``partition`` column (ASVspoof, utterance tables, ...)."""
-    import dataclasses
-
-    from sddkit.data import PROTOCOLS
-    from sddkit.data.protocols import detect_format, read_protocol
-    from sddkit.evaluation.robustness import select_partitions
-
-    fmt = fmt or detect_format(protocol)
-    config_cls = PROTOCOLS.get(fmt).config_cls
-    fields = {f.name for f in dataclasses.fields(config_cls)} if config_cls else set()
-    if partitions and "partitions" in fields:
-        return read_protocol(protocol, format=fmt, partitions=partitions)
-    table = read_protocol(protocol, format=fmt)
-    return select_partitions(table, partitions, what=f"{protocol} (format {fmt!r})")
-
-
 def run(args: argparse.Namespace) -> int:
-    from sddkit.cli.options import check_minimums, set_torch_threads
+    from sddkit.cli.options import check_minimums, parse_partitions, read_partitions, set_torch_threads
     from sddkit.config import from_dict
     from sddkit.evaluation.robustness import RobustnessConfig, markdown_table, run_robustness, write_robustness
     from sddkit.scoring.api import load_detector, resolve_model_path, scoring_device
@@ -112,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             "max_duration": args.max_duration_s or None,
         },
     )
-    partitions = _partitions(args.partitions)
+    partitions = parse_partitions(args.partitions)
     table = read_partitions(args.protocol, args.protocol_format, partitions)
     model_path = resolve_model_path(args.model)
     detector = load_detector(model_path, device=args.device, batch_size=args.batch_size)

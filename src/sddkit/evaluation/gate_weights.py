@@ -27,11 +27,20 @@ def gate_weight_table(
     if not np.isfinite(weights).all():
         bad = int((~np.isfinite(weights).all(axis=1)).sum())
         raise ProtocolError(f"gate weights must be finite; {bad} of {len(table)} rows hold NaN or inf")
+    if weights.shape[1] == 0:
+        raise ProtocolError("gate weights have no experts (shape (N, 0))")
     names = list(expert_names) if expert_names is not None else [f"expert{i}" for i in range(weights.shape[1])]
     if len(names) != weights.shape[1]:
         raise ProtocolError(f"{len(names)} expert names for {weights.shape[1]} experts")
+    names = [str(n) for n in names]
+    if len(set(names)) != len(names) or {"n", by} & set(names):
+        # a repeated name, or one equal to the count column or the group column, would merge columns
+        raise ProtocolError(f"expert names must be distinct and differ from 'n' and {by!r}; got {names}")
+    groups = table.column(by)
+    if "all" in {str(g) for g in groups}:  # the total row is named `all`: two rows of that name would be ambiguous
+        raise ProtocolError(f"column {by!r} has a group named 'all', the name of the table's total row; rename it")
     df = pd.DataFrame(weights, columns=names)
-    df[by] = table.column(by)
+    df[by] = groups
     grouped = df.groupby(by, sort=True)
     out = grouped[names].mean()
     out["n"] = grouped.size()
@@ -40,14 +49,20 @@ def gate_weight_table(
 
 
 def plot_gate_heatmap(weights_table: pd.DataFrame, path: str | Path, title: str = "mean gate weight") -> Path:
-    """Heatmap PNG of a :func:`gate_weight_table` (the ``n`` column is left out)."""
-    import matplotlib
+    """Heatmap PNG of a :func:`gate_weight_table` (the ``n`` column is left out).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on matplotlib's Agg canvas without pyplot, so it neither needs a display nor switches the
+    caller's backend (``matplotlib.use("Agg")`` did, e.g. turning off a notebook's inline plots).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     data = weights_table.drop(columns=["n"], errors="ignore")
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * data.shape[1], 1.0 + 0.4 * data.shape[0]))
+    if data.size == 0:
+        raise ProtocolError(f"nothing to draw: the gate-weight table is {data.shape[0]} x {data.shape[1]}")
+    fig = Figure(figsize=(1.2 + 1.1 * data.shape[1], 1.0 + 0.4 * data.shape[0]))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     im = ax.imshow(data.to_numpy(), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
     ax.set_xticks(range(data.shape[1]), data.columns, rotation=30, ha="right")
     ax.set_yticks(range(data.shape[0]), [str(i) for i in data.index])
@@ -59,5 +74,4 @@ def plot_gate_heatmap(weights_table: pd.DataFrame, path: str | Path, title: str 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

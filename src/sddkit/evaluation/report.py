@@ -3,11 +3,14 @@
 ``evaluate(table, scores) -> Report`` computes everything; ``write_report(report, out_dir)``
 writes::
 
-    report.json     machine-readable; pooled EER in PERCENT at pooled.eer (CI at pooled.eer_ci)
+    report.json     machine-readable; pooled EER in PERCENT at pooled.eer (CI at pooled.eer_ci; null,
+                    with the reason at pooled.eer_ci_note, when a class has fewer than 2 trials)
     report.md       the same as readable tables
     per_attack.csv  each spoof attack/system against all bona fide trials
     per_source.csv  each source (domain) on its own trials
     per_corpus.csv  each corpus (only when there is more than one)
+    per_partition.csv  each partition, e.g. ASVspoof 2021's eval/progress/hidden_track phases (only when
+                    there is more than one: the pooled figures then mix them; `sdd eval --partitions` selects)
     per_codec.csv   each codec condition (only when the protocol has a codec column)
     det.png         DET curves, pooled + per source
     roc.png         ROC curves, pooled + per source
@@ -20,6 +23,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +97,7 @@ class Report:
     config: EvalConfig
     curves: dict[str, DetCurve] = field(default_factory=dict, repr=False)
     aucs: dict[str, float] = field(default_factory=dict, repr=False)
+    per_partition: list[dict[str, Any]] | None = None  # None: the protocol has no partition column
 
     @property
     def warnings(self) -> list[str]:
@@ -106,6 +113,7 @@ class Report:
                 "per_attack": self.per_attack,
                 "per_source": self.per_source,
                 "per_corpus": self.per_corpus,
+                "per_partition": self.per_partition,
                 "per_codec": self.per_codec,
                 "matching": self.matching,
                 "config": to_dict(self.config),
@@ -160,6 +168,7 @@ def _pooled(labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> tuple[di
         "eer": 100.0 * point.eer,
         "eer_ci": None,
         "eer_ci_level": None,
+        "eer_ci_note": "",
         "threshold": point.threshold,
         "auc": roc_auc(labels, scores),
         "min_dcf": mindcf.dcf,
@@ -180,7 +189,11 @@ def _pooled(labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> tuple[di
             "balanced_accuracy": decisions.balanced_accuracy,
         },
     }
-    if cfg.bootstrap > 0:
+    if cfg.bootstrap > 0 and min(pooled["n_bonafide"], pooled["n_spoof"]) < 2:
+        # the stratified bootstrap redraws a one-trial class as itself in every replicate: the interval
+        # would leave that class's sampling error out (zero width for 1 + 1 trials), so none is given
+        pooled["eer_ci_note"] = "no CI: the bootstrap needs at least 2 trials of each class"
+    elif cfg.bootstrap > 0:
         _, low, high = bootstrap_ci(
             lambda y, s: eer(y, s).eer, labels, scores, n=cfg.bootstrap, alpha=cfg.alpha, seed=cfg.seed
         )
@@ -238,10 +251,21 @@ def evaluate(
     cfg = config or EvalConfig()
     table, s, matching = _aligned_scores(table, scores)
     y = table.labels
+    if matching is not None and int(y.sum()) in (0, y.size):
+        # say why (e.g. every spoof file was an error row of `sdd score`), not only that a class is missing
+        only = "spoof" if int(y.sum()) == 0 else "bona fide"
+        notes = "; ".join(matching["warnings"])
+        raise ProtocolError(
+            f"{scores.path}: the {y.size} protocol utterance(s) with a score are all {only}; the metrics need "
+            f"both bona fide and spoof trials" + (f" ({notes})" if notes else "")
+        )
     pooled, pooled_curve = _pooled(y, s, cfg)
     per_source = _per_group("source", table.column("source"), y, s, cfg)
     per_corpus = _per_group("corpus", table.column("corpus"), y, s, cfg)
     per_codec = _per_group("codec", table.column("codec"), y, s, cfg) if table.has_column("codec") else None
+    per_partition = (
+        _per_group("partition", table.column("partition"), y, s, cfg) if table.has_column("partition") else None
+    )
 
     curves = {"pooled": pooled_curve}
     aucs = {"pooled": pooled["auc"]}
@@ -263,6 +287,7 @@ def evaluate(
         config=cfg,
         curves=curves,
         aucs=aucs,
+        per_partition=per_partition,
     )
 
 
@@ -314,6 +339,8 @@ def render_markdown(report: Report) -> str:
     p = report.pooled
     ci = p["eer_ci"]
     ci_text = f" ({100 * p['eer_ci_level']:.0f}% CI {ci[0]:.3f} to {ci[1]:.3f})" if ci else ""
+    if not ci and p.get("eer_ci_note"):
+        ci_text = f" ({p['eer_ci_note']})"
     lines = [
         "# sddkit evaluation report",
         "",
@@ -349,6 +376,8 @@ def render_markdown(report: Report) -> str:
     ]
     if len(report.per_corpus) > 1:
         sections.append(("Per corpus", report.per_corpus, "corpus"))
+    if report.per_partition is not None and len(report.per_partition) > 1:
+        sections.append(("Per partition (the pooled figures above mix these)", report.per_partition, "partition"))
     if report.per_codec is not None:
         sections.append(("Per codec condition", report.per_codec, "codec"))
     for title, rows, key in sections:
@@ -359,31 +388,53 @@ def render_markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
-def _write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    pd.DataFrame(list(rows)).to_csv(path, index=False)
-    return path
+def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
+    return pd.DataFrame(list(rows)).to_csv(index=False)
+
+
+# written only when the evaluation has them; a rerun into the same folder removes the previous run's copy
+_OPTIONAL_OUTPUTS = ("per_corpus.csv", "per_partition.csv", "per_codec.csv")
 
 
 def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
-    """Write report.json, report.md, the CSV tables and det.png/roc.png; returns name -> path."""
+    """Write report.json, report.md, the CSV tables and det.png/roc.png; returns name -> path.
+
+    Every file is first written complete into a hidden staging folder inside ``out_dir`` and then moved
+    in place (``report.json`` last), so a crash or Ctrl-C leaves no half-written file and no new
+    report.json beside an older run's tables; a table of an earlier run that this report lacks
+    (per_corpus.csv, per_partition.csv, per_codec.csv) is removed rather than left to pass for this run's.
+    """
     from sddkit.evaluation.plots import plot_det, plot_roc
 
+    texts = {"report.md": render_markdown(report)}
+    texts["per_attack.csv"] = _csv_text(report.per_attack)
+    texts["per_source.csv"] = _csv_text(report.per_source)
+    if len(report.per_corpus) > 1:
+        texts["per_corpus.csv"] = _csv_text(report.per_corpus)
+    if report.per_partition is not None and len(report.per_partition) > 1:
+        texts["per_partition.csv"] = _csv_text(report.per_partition)
+    if report.per_codec is not None:
+        texts["per_codec.csv"] = _csv_text(report.per_codec)
+    texts["report.json"] = json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out, prefix=".report-", suffix=".tmp"))
     except OSError as exc:  # e.g. a file of that name: one line, not a traceback
         raise ConfigError(f"{out}: cannot create the report folder ({exc.strerror})") from None
-    paths: dict[str, Path] = {}
-    paths["report.json"] = out / "report.json"
-    paths["report.json"].write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n")
-    paths["report.md"] = out / "report.md"
-    paths["report.md"].write_text(render_markdown(report))
-    paths["per_attack.csv"] = _write_csv(report.per_attack, out / "per_attack.csv")
-    paths["per_source.csv"] = _write_csv(report.per_source, out / "per_source.csv")
-    if len(report.per_corpus) > 1:
-        paths["per_corpus.csv"] = _write_csv(report.per_corpus, out / "per_corpus.csv")
-    if report.per_codec is not None:
-        paths["per_codec.csv"] = _write_csv(report.per_codec, out / "per_codec.csv")
-    paths["det.png"] = plot_det(report.curves, out / "det.png")
-    paths["roc.png"] = plot_roc(report.curves, out / "roc.png", aucs=report.aucs)
-    return paths
+    try:
+        for name, text in texts.items():
+            (staging / name).write_text(text, encoding="utf-8")
+        plot_det(report.curves, staging / "det.png")
+        plot_roc(report.curves, staging / "roc.png", aucs=report.aucs)
+        names = [n for n in texts if n != "report.json"] + ["det.png", "roc.png", "report.json"]  # json last
+        for name in _OPTIONAL_OUTPUTS:
+            if name not in texts:
+                (out / name).unlink(missing_ok=True)
+        for name in names:
+            os.replace(staging / name, out / name)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {name: out / name for name in ["report.json", *names[:-1]]}

@@ -60,13 +60,17 @@ class ScoreFile:
 # --- line parsing ----------------------------------------------------------------------------
 
 
-def _data_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, stripped line) of every non-blank, non-comment line."""
+def _data_lines(path: Path, delimiter: str | None = None) -> Iterator[tuple[int, str]]:
+    """(1-based line number, stripped line) of every non-blank, non-comment line.
+
+    With a ``delimiter`` only the line end and spaces are stripped, never the delimiter itself: a TSV
+    row ``E_1<TAB>0.5<TAB><TAB>`` keeps its empty trailing cells (``strip()`` would drop the tabs).
+    """
     with path.open("r", encoding="utf-8-sig", newline="") as fh:
         for number, raw in enumerate(fh, start=1):
             line = raw.strip()
             if line and not line.startswith("#"):
-                yield number, line
+                yield number, line if delimiter is None else raw.rstrip("\r\n").strip(" ")
 
 
 def _score(token: str, where: str) -> float:
@@ -164,7 +168,7 @@ def read_asvspoof5_keyed(path: str | Path) -> ScoreFile:
 
 def _read_delimited(path: Path, fmt: str, delimiter: str, id_columns: tuple[str, ...], score_columns: tuple[str, ...]):
     out = _Collector(path)
-    lines = _data_lines(path)
+    lines = _data_lines(path, delimiter)
     first = next(lines, None)
     if first is None:
         raise ProtocolError(f"{path}: no scores in file")
@@ -188,7 +192,7 @@ def _read_delimited(path: Path, fmt: str, delimiter: str, id_columns: tuple[str,
         if i_error is not None and row[i_error].strip() and not row[i_score].strip():
             out.failed.append(row[i_id].strip())  # `sdd score` could not read this file: nothing to evaluate
             continue
-        key = row[i_key].strip() if i_key is not None else None
+        key = (row[i_key].strip() or None) if i_key is not None else None  # an empty cell: no label given
         out.add(number, row[i_id].strip(), _score(row[i_score].strip(), where), key)
     return out.result(fmt, id_kind="path" if id_col == "path" else "utt_id")
 
@@ -226,7 +230,7 @@ def read_jsonl_scores(path: str | Path) -> ScoreFile:
             continue
         if isinstance(score, bool) or not isinstance(score, (int, float, str)):
             raise ProtocolError(f"{where}: score {score!r} is not a number")
-        key = str(row["label"]).strip() if row.get("label") is not None else None
+        key = (str(row["label"]).strip() or None) if row.get("label") is not None else None
         out.add(number, utt, _score(str(score).strip(), where), key)
     return out.result("jsonl", id_kind=id_kind)
 
@@ -350,15 +354,37 @@ def _score_keys(ids: np.ndarray, how: str) -> np.ndarray:
     return np.array([_stem(i) for i in ids], dtype=object)
 
 
-def _try_match(table: UtteranceTable, scores: ScoreFile, how: str) -> dict[int, int] | None:
-    """protocol row -> score row for one key kind; None when the keys are ambiguous."""
+def _try_match(table: UtteranceTable, scores: ScoreFile, how: str) -> tuple[dict[int, int] | None, str]:
+    """(protocol row -> score row, "") for one key kind; (None, why) when the keys are ambiguous.
+
+    Raises ProtocolError when, by path, two score rows spelled differently ("data/a.wav" and
+    "./data/a.wav", or a relative and an absolute path) are the same protocol file: it was scored
+    twice, and which of its scores to evaluate cannot be told.
+    """
     proto = _protocol_keys(table, how)
     sk = _score_keys(scores.ids, how)
     proto_index = {k: i for i, k in enumerate(proto) if k}
-    score_index = {k: j for j, k in enumerate(sk) if k}
-    if len(proto_index) != int((proto != "").sum()) or len(score_index) != len(sk):
-        return None  # two rows share a key (e.g. equal stems in different folders): not usable
-    return {proto_index[k]: j for k, j in score_index.items() if k in proto_index}
+    score_index: dict[str, int] = {}
+    shared: dict[str, list[int]] = {}
+    for j, k in enumerate(sk):
+        if k in score_index:
+            shared.setdefault(k, [score_index[k]]).append(j)
+        elif k:
+            score_index[k] = j
+    if how == "path":
+        twice = [rows for k, rows in shared.items() if k in proto_index]
+        if twice:
+            spelled = [" and ".join(repr(str(scores.ids[j])) for j in rows) for rows in twice[:3]]
+            raise ProtocolError(
+                f"{scores.path}: {len(twice)} protocol file(s) appear more than once under different spellings of "
+                f"their path, e.g. {'; '.join(spelled)}; keep one score per file"
+            )
+    if len(proto_index) != int((proto != "").sum()):
+        return None, f"two protocol rows share a {how}"
+    if shared:  # e.g. equal stems in different folders: not usable
+        example = next(iter(shared.values()))
+        return None, f"score ids {[str(scores.ids[j]) for j in example[:2]]} share a {how}"
+    return {proto_index[k]: j for k, j in score_index.items() if k in proto_index}, ""
 
 
 def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
@@ -368,15 +394,19 @@ def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
     ``warnings`` (and as a UserWarning) and only the matched rows are kept.
     """
     best: tuple[str, dict[int, int]] | None = None
+    ambiguous: list[str] = []
     for how in ("utt_id", "path", "stem"):
-        pairs = _try_match(table, scores, how)
+        pairs, why = _try_match(table, scores, how)
+        if why:
+            ambiguous.append(why)
         if pairs and (best is None or len(pairs) > len(best[1])):
             best = (how, pairs)
     if best is None:
+        unusable = f" (not matched by a key that is not unique: {'; '.join(ambiguous)})" if ambiguous else ""
         raise ProtocolError(
             f"{scores.path}: none of its {len(scores)} score ids matches the protocol's {len(table)} utterances "
-            f"by utt_id, path or file stem; score ids look like {list(scores.ids[:3])}, protocol utt_ids like "
-            f"{list(table.column('utt_id')[:3])} and paths like {list(table.column('path')[:3])}"
+            f"by utt_id, path or file stem{unusable}; score ids look like {list(scores.ids[:3])}, protocol utt_ids "
+            f"like {list(table.column('utt_id')[:3])} and paths like {list(table.column('path')[:3])}"
         )
     how, pairs = best
     rows = np.array(sorted(pairs), dtype=np.int64)
