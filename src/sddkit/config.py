@@ -14,7 +14,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -32,7 +32,31 @@ class _Loader(yaml.SafeLoader):
 
     PyYAML follows YAML 1.1, whose floats need a dot and a signed exponent: ``lr: 1e-5`` would be
     the string ``'1e-5'`` and fail the type check.
+
+    A key written twice in one mapping is an error: PyYAML would silently keep the last value, so
+    ``trainer: {epochs: 1, ..., epochs: 50}`` would train 50 epochs with no word. Keys brought in by a
+    ``<<: *anchor`` merge may still be overridden (that is what merging is for).
     """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Node] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:  # an unhashable key: the base constructor reports it
+                    continue
+                if first is not key_node:
+                    raise yaml.constructor.ConstructorError(
+                        f"first at line {first.start_mark.line + 1}",
+                        node.start_mark,
+                        f"duplicate key {key!r}",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -70,8 +94,15 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
     if unknown:
         where = path or cls.__name__
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(sorted(fields))}"
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}{did_you_mean(unknown, fields)}; "
+            f"valid keys: {', '.join(sorted(fields))}"
         )
+    required = [
+        n for n, f in fields.items() if dataclasses.MISSING is f.default and dataclasses.MISSING is f.default_factory
+    ]
+    missing = [n for n in required if n not in data]
+    if missing:  # not the dataclass's own "__init__() missing 1 required positional argument"
+        raise ConfigError(f"{path or cls.__name__}: missing required key(s) {', '.join(map(repr, missing))}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         f = fields[name]
@@ -90,7 +121,31 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
     except TypeError as exc:  # missing required fields
         raise ConfigError(f"{path or cls.__name__}: {exc}") from None
     except ValueError as exc:  # __post_init__ validation
-        raise ConfigError(f"{path or cls.__name__}: {exc}") from None
+        raise ConfigError(_post_init_message(path, cls.__name__, str(exc), fields)) from None
+
+
+def _post_init_message(path: str, where: str, message: str, fields: Mapping[str, Any]) -> str:
+    """``where: message``, or one dotted key path when ``message`` starts with a key path (``field[2].key: ...``)
+    from one of the class's own fields.
+
+    A ``__post_init__`` that parses nested specs (augmentations, a sampler's options) or checks a range names
+    the field relative to its class (``augment[2].snr_db: ...``, ``snr_db: low 30 is above high 5``); prefixed
+    as it stands that would read ``data: augment[2]...``, not the path a recipe writer looks for.
+    """
+    match = re.match(r"([A-Za-z_]\w*)(?:\.[A-Za-z_]\w*|\[-?\d+\])*: ", message)
+    if match and match.group(1) in fields:
+        return f"{path}.{message}" if path else message
+    return f"{path or where}: {message}"
+
+
+def did_you_mean(given: Sequence[Any], choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to each misspelt string of ``given``, or ``""``."""
+    import difflib
+
+    options = list(choices)
+    close = [m[0] for g in given if isinstance(g, str) for m in [difflib.get_close_matches(g, options, n=1)] if m]
+    close = list(dict.fromkeys(close))
+    return f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
 
 
 def _allows_none(tp: Any) -> bool:
@@ -213,9 +268,18 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: no such recipe file")
     try:
-        data = yaml.load(path.read_text(), Loader=_Loader)
+        text = path.read_bytes().decode("utf-8")  # not the locale's encoding: a recipe reads the same everywhere
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the recipe: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line})") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {_yaml_reason(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -238,6 +302,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         key, raw = item.split("=", 1)
         if not key:
             raise ConfigError(f"override {item!r} has an empty key")
+        if "" in key.split("."):  # `a..b=1` or `a.=1` would create a key named '' (silently, inside an options mapping)
+            raise ConfigError(f"override {item!r}: the key {key!r} has an empty part")
         try:
             value = yaml.load(raw, Loader=_Loader) if raw != "" else ""
         except yaml.YAMLError as exc:

@@ -103,7 +103,7 @@ class Registry:
 
     def parse(self, value: Any, path: str | None = None) -> ComponentSpec:
         """``"name"`` or ``{"name": ..., **params}`` (or a ComponentSpec) -> ComponentSpec."""
-        from sddkit.config import from_dict
+        from sddkit.config import did_you_mean, from_dict
 
         where = path or self.family
         if isinstance(value, ComponentSpec):
@@ -124,7 +124,7 @@ class Registry:
         try:
             entry = self.get(name)
         except UnknownNameError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+            raise ConfigError(f"{where}: {exc}{did_you_mean([name], self.names())}") from None
         if entry.config_cls is None:
             if params:
                 raise ConfigError(f"{where}: {self.family} {name!r} takes no parameters")

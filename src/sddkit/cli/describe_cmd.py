@@ -36,6 +36,9 @@ def model_config_from(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """(architecture, model config) from a recipe, a detector or a mixture mapping."""
     from sddkit.errors import ConfigError
 
+    given = [k for k in ("model", "mixture", "init_from") if data.get(k) is not None]
+    if len(given) > 1:  # sdd train refuses such a recipe; describing one of its models would hide that
+        raise ConfigError(f"a recipe holds exactly one of 'model', 'mixture' or 'init_from'; this one has {given}")
     if isinstance(data.get("mixture"), dict):  # a mixture recipe
         data = data["mixture"]
     elif isinstance(data.get("model"), dict):

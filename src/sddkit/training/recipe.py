@@ -17,13 +17,16 @@ Every section is a dataclass parsed by :func:`sddkit.config.from_dict`: unknown 
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sddkit.config import apply_overrides, component_field, from_dict, load_yaml
+from sddkit.config import apply_overrides, component_field, did_you_mean, from_dict, load_yaml
 from sddkit.detectors.detector import DetectorConfig
 from sddkit.detectors.mixture import MixtureConfig
+from sddkit.errors import UnknownNameError
 from sddkit.registry import ComponentSpec, get_registry
 
 
@@ -67,6 +70,23 @@ class ProtocolSpec:
     exclude: dict[str, str | list[str]] = field(default_factory=dict)
     folds: FoldSpec | None = None
 
+    def __post_init__(self) -> None:
+        # a misspelt format or reader option fails when the recipe is read, not when training starts reading data
+        if self.format is None:
+            return
+        registry = get_registry("protocol")
+        try:
+            entry = registry.get(self.format)
+        except UnknownNameError as exc:
+            raise ValueError(f"format: {exc}{did_you_mean([self.format], registry.names())}") from None
+        valid = sorted(f.name for f in dataclasses.fields(entry.config_cls)) if entry.config_cls else []
+        unknown = sorted(set(self.options) - set(valid), key=repr)
+        if unknown:
+            raise ValueError(
+                f"options: unknown key(s) {', '.join(map(repr, unknown))}{did_you_mean(unknown, valid)} for format "
+                f"{self.format!r}; valid keys: {', '.join(valid) or '(none)'}"
+            )
+
 
 @dataclass
 class DataConfig:
@@ -109,11 +129,43 @@ class DataConfig:
                 raise ValueError(f"{name} must be positive (or null), got {value}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        self._check_sampler_options()
         registry = get_registry("augmentation")
-        # parse now so a typo in an augmentation fails when the recipe is read, not mid-run
+        # parse now so a typo in an augmentation fails when the recipe is read, not mid-run; the path is relative
+        # (``augment[2].snr_db``): from_dict puts the section's own path (``data.``) in front
         self.augment_specs: list[ComponentSpec] = [
-            registry.parse(a, path=f"data.augment[{i}]") for i, a in enumerate(self.augment)
+            registry.parse(a, path=f"augment[{i}]") for i, a in enumerate(self.augment)
         ]
+
+    def _check_sampler_options(self) -> None:
+        """Names in ``sampler_options`` that the sampler takes; checked now, not after the data has been read.
+
+        ``random`` takes none (its options would be silently ignored); the others take their constructor's keyword
+        arguments less those the trainer passes itself (seed, rank, world size, the batch size, labels, domains).
+        """
+        if not self.sampler_options:
+            return
+        if self.sampler == "random":
+            raise ValueError(
+                f"sampler_options: {sorted(self.sampler_options)} given, but sampler 'random' takes no options"
+            )
+        import inspect
+
+        from sddkit.data import samplers
+
+        cls = samplers.DomainBatchSampler if self.sampler == "domain_batch" else samplers.GroupBalancedSampler
+        supplied = {"seed", "rank", "world_size", "batch_size", "strata"}
+        valid = sorted(
+            name
+            for name, param in inspect.signature(cls.__init__).parameters.items()
+            if param.kind is inspect.Parameter.KEYWORD_ONLY and name not in supplied
+        )
+        unknown = sorted(set(self.sampler_options) - set(valid), key=repr)
+        if unknown:
+            raise ValueError(
+                f"sampler_options: unknown key(s) {', '.join(map(repr, unknown))}{did_you_mean(unknown, valid)} "
+                f"for sampler {self.sampler!r}; valid keys: {', '.join(valid)}"
+            )
 
 
 @dataclass
@@ -133,6 +185,10 @@ class OptimizerConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be in [0, 1), got {self.betas}")
+        if not 0 < self.eps < math.inf:  # 0 divides 0 by 0 for a parameter whose gradients are all zero: NaN weights
+            raise ValueError(f"eps must be positive and finite, got {self.eps}")
+        if not math.isfinite(self.lr) or not math.isfinite(self.weight_decay):
+            raise ValueError(f"lr and weight_decay must be finite, got {self.lr}, {self.weight_decay}")
 
 
 @dataclass
@@ -157,8 +213,10 @@ class ScheduleConfig:
     min_lr_ratio: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.name == "cyclic" and not 0 < self.base_lr <= self.max_lr:
-            raise ValueError(f"cyclic needs 0 < base_lr <= max_lr, got {self.base_lr}, {self.max_lr}")
+        if self.name == "cyclic" and not 0 < self.base_lr <= self.max_lr < math.inf:
+            raise ValueError(f"cyclic needs 0 < base_lr <= max_lr (finite), got {self.base_lr}, {self.max_lr}")
+        if not 0.0 < self.gamma <= 1.0:  # exp_range scales by gamma**step: above 1 it explodes, at or below 0 flips
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if self.step_size <= 0:
             raise ValueError(f"step_size must be positive, got {self.step_size}")
         if self.warmup_steps < 0:
