@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".jsonl"):  # else "scores.json" would silently hold CSV
         raise ConfigError(f"--out must name a .csv or .jsonl file (JSON output is JSON lines), got {out.name!r}")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; name a .csv or .jsonl file to write")
     if args.merge:
         rows = batch.merge_shards(out, order=batch.expand_inputs(args.inputs) if args.inputs else None)
         print(f"merged {rows} rows into {out}", file=sys.stderr)
@@ -79,17 +81,29 @@ def run(args: argparse.Namespace) -> int:
 
     rank, world = batch.dist_env()
     if world > 1:
+        _check_earlier_shards(out, world)
         _init_process_group(rank, world)
     paths = batch.expand_inputs(args.inputs)
     detector = load_detector(args.model, device=args.device, backend=args.backend, batch_size=args.batch_size)
     columns = batch.output_columns(detector.weight_columns())
     target = batch.shard_path(out, rank) if world > 1 else out
     mine = batch.shard_of(paths, rank, world)
+    run = batch.run_info(detector, windows=args.windows)
 
-    with batch.ScoreWriter(target, columns, windows=args.windows, retry_errors=args.retry_errors) as writer:
+    wanted = {os.path.abspath(q) for q in paths}
+    if world > 1:
+        # this rank scores again: a marker left by its earlier run must not let another rank merge meanwhile
+        batch.clear_shard_done(out, rank)
+    with batch.ScoreWriter(target, columns, windows=args.windows, retry_errors=args.retry_errors, run=run) as writer:
         if world > 1 and out.is_file():  # rows merged by an earlier run count as done too
             merged = batch.read_rows(out)[1]
+            if merged:
+                batch.check_run_info(out, {**run, "columns": columns})
             writer.done |= {str(r.get("path")) for r in merged if not (args.retry_errors and r.get("error"))}
+        # rows an earlier run wrote for files that are not among these inputs stay in the output: say so
+        others = len({os.path.abspath(d) for d in writer.done if d} - wanted)
+        if others:
+            print(f"sdd score: note: {target} keeps {others} row(s) of files not among these inputs", file=sys.stderr)
         summary = batch.score_files(
             detector,
             mine,
@@ -108,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
                 "scored": summary.scored,
                 "failed": summary.failed,
                 "audio_s": round(summary.audio_s, 3),
+                "other_rows": others,
             }
         ),
         file=sys.stderr,
@@ -116,6 +131,24 @@ def run(args: argparse.Namespace) -> int:
         batch.mark_shard_done(out, rank, world, summary.scored + summary.failed)
         _merge_after_shards(out, rank, world, paths)
     return 0
+
+
+def _check_earlier_shards(out: Path, world: int) -> None:
+    """Refuse, before any scoring, shard markers an earlier run with another WORLD_SIZE left for ``out``:
+    its shards would otherwise block (or be left out of) this run's merge after hours of work."""
+    from sddkit.errors import ProtocolError
+    from sddkit.scoring import batch
+
+    try:
+        recorded, _ = batch.complete_shards(out)
+    except ProtocolError as exc:
+        raise ProtocolError(f"{exc} (files {out.name}.rank*)") from None
+    if recorded not in (0, world):
+        raise ProtocolError(
+            f"{out}: shards of an earlier run with WORLD_SIZE={recorded} are here ({out.name}.rank*.done), "
+            f"this run has WORLD_SIZE={world}: finish that run and merge it (sdd score --merge --out {out}), "
+            f"or remove its {out.name}.rank* files"
+        )
 
 
 def _set_threads(threads: int | None) -> None:

@@ -10,7 +10,10 @@ Output: one row per file, CSV or JSONL (by the suffix of ``out``), with the colu
 gets a row with an ``error`` and no score; it never stops the batch. Rows are appended and
 flushed one by one (fsync every few seconds), so an interrupted run restarted with the same
 ``out`` skips every path already written; a partially written last line (the process died
-mid-write) is cut off first.
+mid-write) is cut off first. ``<out>.run.json`` records what the rows depend on (the model, identified by
+its scores of a fixed probe, its inference settings, the columns, ``windows``): a resume (or a shard
+merge) whose record differs is refused instead of mixing two models in one file. While a run writes
+``out`` it holds an flock on ``<out>.lock``, so a second run on the same output is refused.
 
 Windows (``windows=True``): per-window scores go to a sidecar ``<out stem>.windows.csv``
 (columns ``path,window,start_s,end_s,score``), or to a ``windows`` list in each JSONL row.
@@ -101,7 +104,10 @@ def read_manifest(path: Path) -> list[str]:
     listed = [ln for ln in lines if ln and not ln.startswith("#")]
     if not listed:
         raise ProtocolError(f"{path}: the manifest lists no paths")
-    bad = [ln for ln in listed if Path(ln.split()[0]).suffix.lower() not in AUDIO_EXTENSIONS]
+    # a whole line (a path may hold spaces: "My Recordings/a.wav") or its first field names an audio file
+    bad = [
+        ln for ln in listed if not ({Path(ln).suffix.lower(), Path(ln.split()[0]).suffix.lower()} & AUDIO_EXTENSIONS)
+    ]
     if bad and len(bad) == len(listed):
         raise ProtocolError(
             f"{path}: not a manifest sddkit understands (no 'path' column, not a known protocol, "
@@ -192,6 +198,124 @@ def read_rows(path: Path) -> tuple[list[str] | None, list[dict[str, Any]]]:
         return list(reader.fieldnames or []), rows
 
 
+def run_info_path(out: str | Path) -> Path:
+    """Where a run records what produced ``out`` (model, settings): ``scores.csv`` -> ``scores.csv.run.json``."""
+    return Path(f"{out}.run.json")
+
+
+def run_info(detector: ScoringDetector, *, windows: bool = False) -> dict[str, Any]:
+    """What an output's rows depend on, so that a resume never mixes two models or two settings.
+
+    The model is identified by its raw scores of a fixed probe signal (the same weights give the same
+    scores on any backend or device, up to rounding; other weights do not), plus its inference settings
+    (windows, calibration, threshold, aggregation) and whether per-window scores are written.
+    """
+    import math
+
+    import numpy as np
+
+    cfg = detector.inference
+    rng = np.random.default_rng(20240611)
+    probe = (0.1 * rng.standard_normal((2, cfg.window_samples))).astype(np.float32)
+    logits = np.asarray(detector.runner(probe)[0], dtype=np.float64)
+    raw = (logits[:, 1] - logits[:, 0]).tolist() if logits.shape == (2, 2) else []
+    return {
+        "model": str(detector.info.get("path", "")),  # for messages only: a model may move
+        "inference": json.loads(json.dumps(cfg.to_dict())),
+        "windows": bool(windows),
+        "probe": [float(v) if math.isfinite(v) else None for v in raw],
+    }
+
+
+def _run_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Which parts of two :func:`run_info` records differ (empty: the same run)."""
+    diffs = [k for k in ("columns", "inference", "windows") if k in earlier and k in now and earlier[k] != now[k]]
+    a, b = earlier.get("probe"), now.get("probe")
+    if a and b:
+        close = len(a) == len(b) and all(
+            x is None or y is None or abs(x - y) <= 1e-2 * (1.0 + abs(y)) for x, y in zip(a, b)
+        )
+        if not close:
+            diffs.append("model weights")
+    return diffs
+
+
+def check_run_info(out: str | Path, run: dict[str, Any]) -> None:
+    """Refuse to add rows of ``run`` to ``out`` when its recorded run (``out.run.json``) differs."""
+    path = run_info_path(out)
+    if not path.is_file():
+        return  # written before runs were recorded, or by hand: nothing to compare with
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ProtocolError(f"{path}: unreadable run record ({exc}); remove it to resume {out}") from None
+    diffs = _run_differences(earlier, run)
+    if diffs:
+        details = "; ".join(
+            f"{k}: earlier {earlier.get(k)!r}, now {run.get(k)!r}" for k in diffs if k != "model weights"
+        )
+        if "model weights" in diffs:
+            details = "; ".join(
+                filter(None, [f"the model differs (earlier {earlier.get('model')}, now {run.get('model')})", details])
+            )
+        raise ProtocolError(
+            f"{out} holds rows of another scoring run ({details}); resuming would mix them: "
+            f"choose another --out, or delete {Path(out).name} and {path.name} to start over"
+        )
+
+
+def write_run_info(out: str | Path, run: dict[str, Any]) -> None:
+    from sddkit.detectors.model_dir import atomic_write_bytes
+
+    atomic_write_bytes(run_info_path(out), (json.dumps(run, indent=1) + "\n").encode())
+
+
+class OutputLock:
+    """An exclusive lock on ``out`` (``out.lock``, flock): a second run writing the same file is refused.
+
+    The kernel drops the lock when its process dies (even by SIGKILL), so a crash leaves nothing stale.
+    On a file system without flock the run goes on unlocked.
+    """
+
+    def __init__(self, out: str | Path):
+        self.path = Path(f"{out}.lock")
+        self._fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # not POSIX
+            return
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:  # e.g. a read-only folder: writing the output will say what is wrong
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise ProtocolError(
+                    f"{out} is being written by another sdd score run (it holds {self.path.name}); "
+                    "wait for it to finish, or choose another --out"
+                ) from None
+            except OSError:  # no flock here (some network file systems)
+                os.close(fd)
+                return
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                return
+            os.close(fd)  # the holder removed the file as we opened it: lock the new one
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)  # while still holding it (see the loop above)
+            os.close(self._fd)
+            self._fd = None
+
+
 class ScoreWriter:
     """Appends result rows to a CSV/JSONL file (and the windows sidecar); resumable.
 
@@ -199,12 +323,30 @@ class ScoreWriter:
     that hold an error are first removed from the file (atomically), so those files count as not done.
     """
 
-    def __init__(self, out: str | Path, columns: Sequence[str], *, windows: bool = False, retry_errors: bool = False):
+    def __init__(
+        self,
+        out: str | Path,
+        columns: Sequence[str],
+        *,
+        windows: bool = False,
+        retry_errors: bool = False,
+        run: dict[str, Any] | None = None,
+    ):
         self.out = Path(out)
         self.columns = list(columns)
         self.format = output_format(self.out)
         self.windows = windows
+        if self.out.is_dir():
+            raise ProtocolError(f"{self.out} is a folder; name a .csv or .jsonl file to write")
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = OutputLock(self.out)
+        try:
+            self._open(retry_errors, run)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self, retry_errors: bool, run: dict[str, Any] | None) -> None:
         repair_partial_line(self.out)
         header, rows = read_rows(self.out)
         if header is not None and header and header != self.columns:
@@ -212,12 +354,17 @@ class ScoreWriter:
                 f"{self.out} was written with other columns ({','.join(header)}); "
                 f"this model writes {','.join(self.columns)}: choose another --out"
             )
+        if run is not None:
+            run = {**run, "columns": self.columns}
+            if rows:
+                check_run_info(self.out, run)
+            write_run_info(self.out, run)  # before any row, so every row is covered by it
         if retry_errors and any(r.get("error") for r in rows):
             rows = [r for r in rows if not r.get("error")]
             _rewrite_rows(self.out, header, rows)
         self.done: set[str] = {str(r.get("path", "")) for r in rows}
         self._sidecar = None
-        if windows and self.format == "csv":
+        if self.windows and self.format == "csv":
             self._sidecar = self._open_sidecar(windows_path(self.out))
         self._f = open(self.out, "a", newline="", encoding="utf-8", errors=_PATH_ERRORS)
         self._csv = csv.writer(self._f, lineterminator="\n") if self.format == "csv" else None
@@ -271,10 +418,13 @@ class ScoreWriter:
         self._last_sync = time.monotonic()
 
     def close(self) -> None:
-        self.sync()
-        self._f.close()
-        if self._sidecar is not None:
-            self._sidecar[0].close()
+        try:
+            self.sync()
+            self._f.close()
+            if self._sidecar is not None:
+                self._sidecar[0].close()
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> ScoreWriter:
         return self
@@ -470,6 +620,11 @@ def _marker(out: str | Path, rank: int) -> Path:
     return Path(f"{out}.rank{rank}.done")
 
 
+def clear_shard_done(out: str | Path, rank: int) -> None:
+    """Remove the marker an earlier run of ``rank`` left: while it scores again, the shard is not done."""
+    _marker(out, rank).unlink(missing_ok=True)
+
+
 def mark_shard_done(out: str | Path, rank: int, world_size: int, rows: int) -> None:
     from sddkit.detectors.model_dir import atomic_write_bytes
 
@@ -502,8 +657,17 @@ def merge_shards(out: str | Path, order: Sequence[str] | None = None) -> int:
         raise ProtocolError(f"{out}: no finished shards to merge (no {out.name}.rank<r>.done files)")
     if missing:
         raise ProtocolError(f"{out}: shards of rank(s) {missing} of {world} are not finished; run them first")
+    lock = OutputLock(out)
+    try:
+        return _merge_locked(out, world, order)
+    finally:
+        lock.release()
+
+
+def _merge_locked(out: Path, world: int, order: Sequence[str] | None) -> int:
     sources = [out] + [shard_path(out, r) for r in range(world)]
-    header, rows = _merge_rows(sources)
+    header, rows = _merge_rows(sources)  # first: it also cuts partial last lines
+    run = _merged_run_info(sources)
     rank_of = {p: i for i, p in enumerate(order or [])}
     rows.sort(key=lambda r: rank_of.get(r.get("path"), len(rank_of)))  # stable: file order among unknown
     if output_format(out) == "jsonl":
@@ -518,10 +682,36 @@ def merge_shards(out: str | Path, order: Sequence[str] | None = None) -> int:
             _atomic_write_csv(windows_path(out), WINDOW_COLUMNS, [r for r in w_rows if r["path"] in kept])
             for p in w_sources[1:]:
                 p.unlink(missing_ok=True)
+    if run is not None:
+        write_run_info(out, run)
     for r in range(world):
         shard_path(out, r).unlink(missing_ok=True)
+        run_info_path(shard_path(out, r)).unlink(missing_ok=True)
         _marker(out, r).unlink(missing_ok=True)
     return len(rows)
+
+
+def _merged_run_info(sources: Sequence[Path]) -> dict[str, Any] | None:
+    """The run record the merged output gets; a ProtocolError when the shards (or ``out``) disagree."""
+    merged: tuple[Path, dict[str, Any]] | None = None
+    for src in sources:
+        path = run_info_path(src)
+        if not path.is_file() or not read_rows(src)[1]:
+            continue  # no record, or no rows it would describe
+        try:
+            run = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ProtocolError(f"{path}: unreadable run record ({exc}); cannot merge") from None
+        if merged is None:
+            merged = (src, run)
+            continue
+        diffs = _run_differences(merged[1], run)
+        if diffs:
+            raise ProtocolError(
+                f"{src} and {merged[0]} were scored by different runs ({', '.join(diffs)} differ); "
+                "merging would mix them"
+            )
+    return None if merged is None else merged[1]
 
 
 def _merge_rows(sources: Sequence[Path], key: tuple[str, ...] = ("path",)) -> tuple[list[str] | None, list[dict]]:
