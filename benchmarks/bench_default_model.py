@@ -152,8 +152,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [f"## sddbench: `{results['model']}`", ""]
     lines.append(
         f"Scored as `sdd score` does: {results['inference']['window_samples']}-sample windows, hop "
-        f"{results['inference']['hop_samples']}, {results['inference']['aggregation']} aggregation, calibrated; "
-        f"threshold {results['inference']['threshold']:.3f} (chosen on val). EER in %, 95 % bootstrap interval "
+        f"{results['inference']['hop_samples']}, {results['inference']['aggregation']} aggregation, the model's stored "
+        f"calibration and threshold ({results['inference']['threshold']:.3f}). EER in %, 95 % bootstrap interval "
         f"({results['bootstrap']} stratified replicates)."
     )
     header = "| partition | variant | bona fide / spoof | EER % [95 % CI] | mean over sources | FRR @thr | FAR @thr |"

@@ -1,8 +1,8 @@
 """Typed errors.
 
 Every error sddkit raises on purpose derives from :class:`SddkitError`, so the CLI and the
-HTTP service can turn them into a clear message (exit code 2 / a 4xx answer) instead of a
-traceback. Subclasses also derive from the closest built-in (``ValueError``,
+HTTP service can turn them into a clear message (exit code 2; HTTP 422 for audio errors, 500 for
+the others) instead of a traceback. Subclasses also derive from the closest built-in (``ValueError``,
 ``FileNotFoundError``) so plain ``except ValueError`` keeps working.
 """
 
