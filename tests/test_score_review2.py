@@ -11,13 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import test_scoring_cli
-import torch
+from scoring_support import save_tiny_lcnn
 from test_scoring_cli import SR
 
 from sddkit.cli.main import main
-from sddkit.config import from_dict, to_dict
-from sddkit.detectors.detector import DetectorConfig, build_detector
-from sddkit.detectors.model_dir import save_model_dir
 from sddkit.scoring import batch
 from sddkit.scoring.inference import read_inference, write_inference
 
@@ -27,14 +24,7 @@ model_dir = test_scoring_cli.model_dir  # the tiny LCNN model directory (seed 0,
 @pytest.fixture(scope="module")
 def other_model_dir(tmp_path_factory):
     """The same architecture and settings as ``model_dir``, other (random) weights: same output columns."""
-    cfg = from_dict(
-        DetectorConfig,
-        {"frontend": {"name": "logmel", "n_mels": 32}, "backend": {"name": "lcnn", "channels": 8, "lstm_layers": 0}},
-    )
-    torch.manual_seed(1)
-    d = tmp_path_factory.mktemp("model2") / "lcnn"
-    save_model_dir(d, build_detector(cfg).eval(), model_config=to_dict(cfg), inference={"window_samples": 8000})
-    return d
+    return save_tiny_lcnn(tmp_path_factory.mktemp("model2") / "lcnn", seed=1)
 
 
 def _wav(path: Path, seconds: float = 0.5, seed: int = 0) -> Path:

@@ -11,12 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+from scoring_support import save_tiny_lcnn
 
 from sddkit.cli.main import main
-from sddkit.config import from_dict, to_dict
-from sddkit.detectors.detector import DetectorConfig, build_detector
-from sddkit.detectors.model_dir import save_model_dir
 from sddkit.scoring import batch
 from sddkit.scoring.api import load_detector
 
@@ -27,14 +24,7 @@ COLUMNS = ["path", "score", "probability", "decision", "duration_s", "n_windows"
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """logmel + small LCNN, 0.5 s windows with 0.25 s hop."""
-    cfg = from_dict(
-        DetectorConfig,
-        {"frontend": {"name": "logmel", "n_mels": 32}, "backend": {"name": "lcnn", "channels": 8, "lstm_layers": 0}},
-    )
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("model") / "lcnn"
-    save_model_dir(d, build_detector(cfg).eval(), model_config=to_dict(cfg), inference={"window_samples": 8000})
-    return d
+    return save_tiny_lcnn(tmp_path_factory.mktemp("model") / "lcnn")
 
 
 def _wav(path: Path, seconds: float, seed: int) -> Path:

@@ -11,13 +11,10 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 import uvicorn
 from fastapi.testclient import TestClient
+from scoring_support import save_tiny_lcnn
 
-from sddkit.config import from_dict, to_dict
-from sddkit.detectors.detector import DetectorConfig, build_detector
-from sddkit.detectors.model_dir import save_model_dir
 from sddkit.errors import CheckpointError
 from sddkit.scoring.api import load_detector
 from sddkit.service.app import STATIC_DIR, create_app, error_type
@@ -29,15 +26,8 @@ MAX_S = 2.0
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    cfg = from_dict(
-        DetectorConfig,
-        {"frontend": {"name": "logmel", "n_mels": 32}, "backend": {"name": "lcnn", "channels": 8, "lstm_layers": 0}},
-    )
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("svc") / "lcnn"
-    inference = {"window_samples": 8000, "threshold": 0.25, "calibration": {"a": 1.5, "b": 0.2, "prior": 0.5}}
-    save_model_dir(d, build_detector(cfg).eval(), model_config=to_dict(cfg), inference=inference)
-    return d
+    inference = {"threshold": 0.25, "calibration": {"a": 1.5, "b": 0.2, "prior": 0.5}}
+    return save_tiny_lcnn(tmp_path_factory.mktemp("svc") / "lcnn", inference=inference)
 
 
 @pytest.fixture(scope="module")

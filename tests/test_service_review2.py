@@ -8,12 +8,9 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from fastapi.testclient import TestClient
+from scoring_support import save_tiny_lcnn
 
-from sddkit.config import from_dict, to_dict
-from sddkit.detectors.detector import DetectorConfig, build_detector
-from sddkit.detectors.model_dir import save_model_dir
 from sddkit.errors import CheckpointError
 from sddkit.service.app import create_app
 
@@ -24,14 +21,7 @@ BOUNDARY = "r2boundary"
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    cfg = from_dict(
-        DetectorConfig,
-        {"frontend": {"name": "logmel", "n_mels": 32}, "backend": {"name": "lcnn", "channels": 8, "lstm_layers": 0}},
-    )
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("svc2") / "lcnn"
-    save_model_dir(d, build_detector(cfg).eval(), model_config=to_dict(cfg), inference={"window_samples": 8000})
-    return d
+    return save_tiny_lcnn(tmp_path_factory.mktemp("svc2") / "lcnn")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,23 @@
+"""The tiny scoring model shared by the scoring, service and resume tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sddkit.config import from_dict, to_dict
+from sddkit.detectors.detector import DetectorConfig, build_detector
+from sddkit.detectors.model_dir import save_model_dir
+
+TINY_LCNN = {"frontend": {"name": "logmel", "n_mels": 32}, "backend": {"name": "lcnn", "channels": 8, "lstm_layers": 0}}
+
+
+def save_tiny_lcnn(directory: Path, *, seed: int = 0, inference: dict[str, Any] | None = None) -> Path:
+    """A random-weight logmel + small LCNN model directory (0.5 s windows unless ``inference`` says otherwise)."""
+    cfg = from_dict(DetectorConfig, TINY_LCNN)
+    torch.manual_seed(seed)
+    settings = {"window_samples": 8000, **(inference or {})}
+    save_model_dir(directory, build_detector(cfg).eval(), model_config=to_dict(cfg), inference=settings)
+    return directory
