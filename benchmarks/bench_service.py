@@ -67,6 +67,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the server")
     ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--allocator", choices=ALLOCATORS, default="tuned", help="the server's --allocator")
+    ap.add_argument("--max-concurrent", type=int, default=2, help="the server's --max-concurrent")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench_service_") as tmp:
@@ -78,7 +79,7 @@ def main() -> int:
         url = f"http://127.0.0.1:{port}"
         cmd = [sys.executable, "-m", "sddkit.cli.main", "serve", "--model", str(model), "--host", "127.0.0.1"]
         cmd += ["--port", str(port), "--threads", str(args.threads), "--log-level", "warning"]
-        cmd += ["--allocator", args.allocator]
+        cmd += ["--allocator", args.allocator, "--max-concurrent", str(args.max_concurrent)]
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         proc = subprocess.Popen(cmd, env=env)
         try:
@@ -101,6 +102,7 @@ def main() -> int:
         clients=args.clients,
         server_threads=args.threads,
         allocator=args.allocator,
+        max_concurrent=args.max_concurrent,
     )
     print(json.dumps(result, indent=2))
     return 0 if result["errors"] == 0 else 1

@@ -60,7 +60,7 @@ def test_health_model_and_openapi(client, model_dir):
     assert m["threshold"] == 0.25 and m["calibration"]["a"] == 1.5 and m["calibration"]["b"] == 0.2
     assert m["sample_rate"] == SR and m["window_samples"] == 8000 and m["hop_samples"] == 4000
     assert m["num_parameters"] == load_detector(model_dir).info["num_parameters"] > 0
-    assert m["limits"] == {"max_upload_mb": MAX_MB, "max_duration_s": MAX_S}
+    assert m["limits"] == {"max_upload_mb": MAX_MB, "max_duration_s": MAX_S, "max_concurrent": 2}
     spec = client.get("/openapi.json").json()
     assert {"/v1/score", "/v1/model", "/healthz"} <= set(spec["paths"])
     body = spec["paths"]["/v1/score"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]

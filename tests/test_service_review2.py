@@ -146,3 +146,45 @@ def test_the_announced_url_brackets_an_ipv6_host(model_dir, monkeypatch, capsys)
     assert "http://[::1]:8123/" in capsys.readouterr().err
     assert main(["serve", "--model", str(model_dir), "--host", "127.0.0.1", "--port", "8123"]) == 0
     assert "http://127.0.0.1:8123/" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_at_most_max_concurrent_requests_score_at_once(model_dir, monkeypatch, slots):
+    """Every request used to decode and score at once (up to the thread pool's 40), each holding its decoded
+    audio and starting torch threads on the same cores; now at most ``max_concurrent`` do, the others wait."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sddkit.service import app as service
+
+    real, lock, state = service._score_bytes, threading.Lock(), {"now": 0, "most": 0}
+
+    def slow(*args, **kwargs):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        try:
+            time.sleep(0.3)  # long enough for every client's request to be in flight together
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    monkeypatch.setattr(service, "_score_bytes", slow)
+    with TestClient(create_app(model_dir, max_concurrent=slots)) as c:
+        assert c.get("/v1/model").json()["limits"]["max_concurrent"] == slots
+
+        def post(_):
+            return c.post("/v1/score", files={"file": ("a.wav", _wav(), "audio/wav")}).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            statuses = list(pool.map(post, range(6)))
+    assert statuses == [200] * 6  # waiting is not refusing
+    assert state["most"] == slots
+
+
+def test_max_concurrent_must_be_a_positive_integer(model_dir):
+    for bad in (0, -1, 1.5):
+        with pytest.raises(CheckpointError, match="max_concurrent"):
+            create_app(model_dir, max_concurrent=bad)

@@ -18,6 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass of one request")
+    p.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=2,
+        help="requests decoded and scored at once; more wait for a slot (default 2)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add_allocator_argument(p)
@@ -34,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     # Checked before the model loads: uvicorn would fail only at bind time, with a traceback.
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be in 0..65535, got {args.port}")
-    check_minimums(args, batch_size=1, threads=1)
+    check_minimums(args, batch_size=1, threads=1, max_concurrent=1)
     check_positive(args, "max_upload_mb", "max_duration_s")
     if args.backend == "torch":
         from sddkit.scoring.api import scoring_device
@@ -52,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         backend=args.backend,
         batch_size=args.batch_size,
+        max_concurrent=args.max_concurrent,
     )
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address is bracketed in a URL
     print(

@@ -24,6 +24,7 @@ Decoding and inference run in the thread pool, so concurrent requests do not blo
 
 from __future__ import annotations
 
+import asyncio
 import re
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -138,17 +139,23 @@ def create_app(
     device: str = "cpu",
     backend: str = "torch",
     batch_size: int = 16,
+    max_concurrent: int = 2,
 ) -> FastAPI:
     """The scoring service for ``model_dir`` (None = the bundled default model).
 
     The model is loaded now (a clear ``CheckpointError`` before any server starts, for a wrong path,
     corrupt weights or a folder without ``model.onnx`` alike) and served once the app starts.
-    max_upload_mb bounds the uploaded file, max_duration_s the decoded audio.
+    max_upload_mb bounds the uploaded file, max_duration_s the decoded audio. At most
+    ``max_concurrent`` requests decode and score at once; the others wait for a slot (holding only
+    their bounded upload), so a burst of clients cannot each hold a decoded 600 s file in memory and
+    start their own torch threads on the same cores.
     """
     from sddkit.scoring.api import load_detector, resolve_model_path
 
     if not (max_upload_mb > 0 and max_duration_s > 0):  # written so that NaN fails too
         raise CheckpointError("max_upload_mb and max_duration_s must be positive")
+    if not (isinstance(max_concurrent, int) and max_concurrent >= 1):
+        raise CheckpointError(f"max_concurrent must be an integer >= 1, got {max_concurrent!r}")
     if max_upload_mb == float("inf"):  # a limit is needed: the body is buffered up to it
         raise CheckpointError("max_upload_mb must be finite")
     path = resolve_model_path(model_dir)
@@ -166,6 +173,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # made here, in the serving event loop: an asyncio primitive belongs to the loop that waits on it
+        app.state.slots = asyncio.Semaphore(max_concurrent)
         app.state.detector = detector
         yield
         app.state.detector = None
@@ -177,7 +186,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.detector = None
-    app.state.limits = {"max_upload_mb": max_upload_mb, "max_duration_s": max_duration_s}
+    app.state.limits = {
+        "max_upload_mb": max_upload_mb,
+        "max_duration_s": max_duration_s,
+        "max_concurrent": max_concurrent,
+    }
     _install_error_handlers(app)
 
     def detector_or_503(request: Request):
@@ -208,7 +221,8 @@ def create_app(
     async def score(request: Request) -> ScoreResponse:
         det = detector_or_503(request)
         upload_name, data = await _read_upload(request, max_bytes, max_upload_mb)
-        result = await run_in_threadpool(_score_bytes, det, data, upload_name, max_duration_s)
+        async with request.app.state.slots:
+            result = await run_in_threadpool(_score_bytes, det, data, upload_name, max_duration_s)
         return ScoreResponse(
             filename=upload_name,
             score=result.score,
