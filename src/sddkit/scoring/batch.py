@@ -243,12 +243,9 @@ def _run_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str]:
 def check_run_info(out: str | Path, run: dict[str, Any]) -> None:
     """Refuse to add rows of ``run`` to ``out`` when its recorded run (``out.run.json``) differs."""
     path = run_info_path(out)
-    if not path.is_file():
+    earlier = _read_run_info(out, f"remove it to resume {out}")
+    if earlier is None:
         return  # written before runs were recorded, or by hand: nothing to compare with
-    try:
-        earlier = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ProtocolError(f"{path}: unreadable run record ({exc}); remove it to resume {out}") from None
     diffs = _run_differences(earlier, run)
     if diffs:
         details = "; ".join(
@@ -262,6 +259,17 @@ def check_run_info(out: str | Path, run: dict[str, Any]) -> None:
             f"{out} holds rows of another scoring run ({details}); resuming would mix them: "
             f"choose another --out, or delete {Path(out).name} and {path.name} to start over"
         )
+
+
+def _read_run_info(out: str | Path, remedy: str) -> dict[str, Any] | None:
+    """``out``'s run record, None when it has none; an unreadable one is a ProtocolError naming ``remedy``."""
+    path = run_info_path(out)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ProtocolError(f"{path}: unreadable run record ({exc}); {remedy}") from None
 
 
 def write_run_info(out: str | Path, run: dict[str, Any]) -> None:
@@ -666,8 +674,8 @@ def merge_shards(out: str | Path, order: Sequence[str] | None = None) -> int:
 
 def _merge_locked(out: Path, world: int, order: Sequence[str] | None) -> int:
     sources = [out] + [shard_path(out, r) for r in range(world)]
-    header, rows = _merge_rows(sources)  # first: it also cuts partial last lines
-    run = _merged_run_info(sources)
+    header, rows, with_rows = _merge_rows(sources)  # first: it also cuts partial last lines
+    run = _merged_run_info(with_rows)
     rank_of = {p: i for i, p in enumerate(order or [])}
     rows.sort(key=lambda r: rank_of.get(r.get("path"), len(rank_of)))  # stable: file order among unknown
     if output_format(out) == "jsonl":
@@ -677,7 +685,7 @@ def _merge_locked(out: Path, world: int, order: Sequence[str] | None) -> int:
         w_sources = [windows_path(out)] + [windows_path(shard_path(out, r)) for r in range(world)]
         if any(p.is_file() for p in w_sources):
             kept = {r["path"] for r in rows}
-            _, w_rows = _merge_rows(w_sources, key=("path", "window"))
+            _, w_rows, _ = _merge_rows(w_sources, key=("path", "window"))
             w_rows.sort(key=lambda r: rank_of.get(r.get("path"), len(rank_of)))
             _atomic_write_csv(windows_path(out), WINDOW_COLUMNS, [r for r in w_rows if r["path"] in kept])
             for p in w_sources[1:]:
@@ -692,16 +700,14 @@ def _merge_locked(out: Path, world: int, order: Sequence[str] | None) -> int:
 
 
 def _merged_run_info(sources: Sequence[Path]) -> dict[str, Any] | None:
-    """The run record the merged output gets; a ProtocolError when the shards (or ``out``) disagree."""
+    """The run record the merged output gets; a ProtocolError when the shards (or ``out``) disagree.
+
+    ``sources``: the files that hold rows (a record without rows describes nothing)."""
     merged: tuple[Path, dict[str, Any]] | None = None
     for src in sources:
-        path = run_info_path(src)
-        if not path.is_file() or not read_rows(src)[1]:
-            continue  # no record, or no rows it would describe
-        try:
-            run = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ProtocolError(f"{path}: unreadable run record ({exc}); cannot merge") from None
+        run = _read_run_info(src, "cannot merge")
+        if run is None:
+            continue
         if merged is None:
             merged = (src, run)
             continue
@@ -714,13 +720,19 @@ def _merged_run_info(sources: Sequence[Path]) -> dict[str, Any] | None:
     return None if merged is None else merged[1]
 
 
-def _merge_rows(sources: Sequence[Path], key: tuple[str, ...] = ("path",)) -> tuple[list[str] | None, list[dict]]:
+def _merge_rows(
+    sources: Sequence[Path], key: tuple[str, ...] = ("path",)
+) -> tuple[list[str] | None, list[dict], list[Path]]:
+    """(header, de-duplicated rows, the sources that held rows), each source read once."""
     header: list[str] | None = None
+    with_rows: list[Path] = []
     at: dict[tuple, int] = {}  # key -> index in rows
     rows: list[dict] = []
     for src in sources:
         repair_partial_line(src)
         h, rs = read_rows(src)
+        if rs:
+            with_rows.append(src)
         if h:
             if header is not None and h != header:
                 raise ProtocolError(f"{src}: columns differ from the other shards; cannot merge")
@@ -732,7 +744,7 @@ def _merge_rows(sources: Sequence[Path], key: tuple[str, ...] = ("path",)) -> tu
                 rows.append(r)
             elif rows[at[k]].get("error") and not r.get("error"):
                 rows[at[k]] = r  # a file scored again after a failure (--retry-errors): the success wins
-    return header, rows
+    return header, rows, with_rows
 
 
 def shard_of(paths: Sequence[str], rank: int, world_size: int) -> list[str]:
