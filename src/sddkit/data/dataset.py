@@ -208,9 +208,17 @@ class UtteranceDataset(Dataset):
         return len(self._ids)
 
     # --- items ------------------------------------------------------------------------------
-    def rng(self, index: int, epoch: int | None = None) -> np.random.Generator:
-        """The generator of item ``index`` at ``epoch`` (default: the current epoch)."""
-        return np.random.default_rng([self.seed, self.epoch if epoch is None else int(epoch), int(index)])
+    def rng(self, index: int, epoch: int | None = None, draw: int = 0) -> np.random.Generator:
+        """The generator of item ``index`` at ``epoch`` (default: the current epoch), for its ``draw``-th draw.
+
+        ``draw`` numbers the repeats of one item within an epoch (an oversampling sampler draws a file
+        twice): each repeat gets its own crop and augmentation. Draw 0 keeps the generator of the
+        plain ``(seed, epoch, index)`` key, so a run without repeats is unchanged.
+        """
+        key = [self.seed, self.epoch if epoch is None else int(epoch), int(index)]
+        if draw:
+            key.append(int(draw))
+        return np.random.default_rng(key)
 
     def load(self, index: int) -> np.ndarray:
         """The whole decoded waveform of row ``index``: (T,) float32 (a cached array: do not modify)."""
@@ -225,13 +233,16 @@ class UtteranceDataset(Dataset):
                 self._cache[index] = x
         return x
 
-    def waveform(self, index: int) -> np.ndarray:
-        """The model input of row ``index``: (crop_samples,) or (T,) float32, a fresh array."""
+    def waveform(self, index: int, draw: int = 0) -> np.ndarray:
+        """The model input of row ``index``: (crop_samples,) or (T,) float32, a fresh array.
+
+        draw: which draw of the item this is in the current epoch (training; see :meth:`rng`).
+        """
         x = self.load(index)
         crop = self.crop_samples
         if not self.train:
             return np.array(x if crop is None else repeat_pad(x, crop), dtype=np.float32)
-        rng = self.rng(index)
+        rng = self.rng(index, draw=draw)
         x = np.array(x if crop is None else random_crop(x, crop, rng), dtype=np.float32)
         if self.augment is not None:
             x = np.asarray(self.augment(x, self.sample_rate, rng), dtype=np.float32)
@@ -239,12 +250,20 @@ class UtteranceDataset(Dataset):
                 x = np.array(repeat_pad(x, crop), dtype=np.float32)
         return x
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        index = int(index)
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Item ``key``: a row index, or ``(index, draw)`` for the ``draw``-th draw of a row in this epoch
+        (:class:`sddkit.training.data.DistinctDraws`; training only, evaluation crops are fixed)."""
+        index, draw = (key, 0) if np.ndim(key) == 0 else key  # type: ignore[misc]
+        index, draw = int(index), int(draw)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} utterances")
+        if draw < 0 or (draw and not self.train):
+            raise ValueError(
+                f"draw {draw} of item {index}: draws number the repeats of a training item (>= 0); an evaluation "
+                "dataset has one fixed crop per item"
+            )
         return {
-            "waveform": torch.from_numpy(self.waveform(index)),
+            "waveform": torch.from_numpy(self.waveform(index, draw)),
             "label": torch.tensor(int(self.labels[index]), dtype=torch.int64),
             "domain": torch.tensor(int(self.domains[index]), dtype=torch.int64),
             "index": torch.tensor(index, dtype=torch.int64),

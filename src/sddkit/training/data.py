@@ -147,6 +147,44 @@ class SkipBatches:
         return max(0, len(self.batches) - self.skip)  # type: ignore[arg-type]
 
 
+class DistinctDraws:
+    """A batch sampler whose repeated items become ``(index, draw)`` pairs, so each repeat is a new draw.
+
+    An oversampling sampler (``class_balanced`` on a corpus with fewer bona fide files than spoofs)
+    draws some items twice in one epoch; the dataset keys an item's crop and augmentation by
+    ``(seed, epoch, index)``, so without this the repeat would be an exact copy. The ``k``-th
+    earlier occurrence of an index on this rank gets ``draw = k * world_size + rank``: distinct
+    across repeats and across ranks, and 0 for first draws on rank 0 (whose items are unchanged).
+    Counts start at every ``iter()`` (one epoch), so a resumed run (:class:`SkipBatches` on top)
+    sees the draws an uninterrupted run would.
+    """
+
+    def __init__(self, batches: Iterable[list[int]], *, rank: int = 0, world_size: int = 1):
+        self.batches = batches
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        seen: dict[int, int] = {}
+        for batch in self.batches:
+            out: list[Any] = []
+            for index in batch:
+                index = int(index)
+                k = seen.get(index, 0)
+                seen[index] = k + 1
+                draw = k * self.world_size + self.rank
+                out.append((index, draw) if draw else index)
+            yield out
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:  # per_domain and the like of the wrapped sampler
+        if name == "batches":  # not set yet (copy/unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.batches, name)
+
+
 def _set_epoch(obj: Any, epoch: int) -> None:
     if hasattr(obj, "set_epoch"):
         obj.set_epoch(epoch)
@@ -163,6 +201,8 @@ def epoch_batches(dataset: Dataset, cfg: DataConfig, *, seed: int, epoch: int, i
         batches: Iterable[list[int]] = BatchSampler(sampler, cfg.batch_size, drop_last=True)
     else:
         batches = _library_batch_sampler(dataset, cfg, seed=seed, epoch=epoch, info=info)
+    if cfg.distinct_draws:
+        batches = DistinctDraws(batches, rank=info.rank, world_size=info.world_size)
     if len(batches) == 0:  # type: ignore[arg-type]
         raise ConfigError(
             f"the training set ({len(dataset)} utterances) gives no full batch of {cfg.batch_size} "  # type: ignore[arg-type]

@@ -98,6 +98,10 @@ class DataConfig:
     ``sddkit.data.samplers``: ``class_balanced``, ``domain_balanced``, ``domain_batch`` (MLDG
     batches holding several domains); ``sampler_options`` go to that sampler's constructor.
     augment: augmentation specs (registry ``augmentation``) applied to training crops only.
+    distinct_draws: an item drawn twice in one epoch (the balanced samplers oversample the smaller
+        class or domain) gets a new crop and augmentation for each draw (:class:`DistinctDraws`).
+        ``false`` gives the behaviour before 2026-12-02, where a repeat was an exact copy of the
+        first draw; it exists to reproduce models trained then (the bundled default model).
     decode_cache: ``none`` decodes every file each time it is read; ``lazy`` keeps each decoded
         16 kHz file in its loader process after the first read (memory grows to the whole set per
         worker); ``preload`` decodes the whole set once before training (``num_workers`` threads,
@@ -117,6 +121,7 @@ class DataConfig:
     num_workers: int = 0
     augment: list[Any] = field(default_factory=list)  # names or {name: ..., **params}
     decode_cache: Literal["none", "lazy", "preload"] = "none"
+    distinct_draws: bool = True
 
     def __post_init__(self) -> None:
         if self.crop_samples <= 0:
