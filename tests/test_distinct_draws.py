@@ -126,3 +126,17 @@ def test_recipe_key_defaults_on_and_is_typed():
     assert from_dict(DataConfig, {"distinct_draws": False}).distinct_draws is False
     with pytest.raises(ConfigError, match="distinct_draws"):
         from_dict(DataConfig, {"distinct_draws": "sometimes"})
+
+
+def test_random_sampler_orders_are_not_shifted_copies_across_seeds(table):
+    """DistributedSampler seeds its shuffle with seed + epoch; the trainer spreads the seeds apart."""
+    ds = UtteranceDataset(table, crop_samples=1600, train=True)
+    cfg = DataConfig(batch_size=2, crop_samples=1600)
+
+    def order(seed: int, epoch: int) -> list:
+        return [k for b in epoch_batches(ds, cfg, seed=seed, epoch=epoch, info=DistInfo()) for k in b]
+
+    orders = {(s, e): order(s, e) for s in range(4) for e in range(4)}
+    shifted = [(s, e) for s in range(3) for e in range(1, 4) if orders[(s, e)] == orders[(s + 1, e - 1)]]
+    assert shifted == []
+    assert order(2, 3) == orders[(2, 3)]  # still a function of (seed, epoch) alone

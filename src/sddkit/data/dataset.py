@@ -149,6 +149,8 @@ class UtteranceDataset(Dataset):
         (looked up by utt_id; utterances not in it are decoded from disk).
     """
 
+    accepts_draws = True  # items may be keyed (index, draw): see __getitem__
+
     def __init__(
         self,
         table: UtteranceTable,

@@ -133,6 +133,9 @@ def worker_errors(loader: Iterable[Any]) -> Iterator[Any]:
         raise
 
 
+RANDOM_SAMPLER_SEED_STRIDE = 1_000_003
+
+
 class SkipBatches:
     """A batch sampler without its first ``skip`` batches (resuming mid-epoch; indices only)."""
 
@@ -156,7 +159,8 @@ class DistinctDraws:
     earlier occurrence of an index on this rank gets ``draw = k * world_size + rank``: distinct
     across repeats and across ranks, and 0 for first draws on rank 0 (whose items are unchanged).
     Counts start at every ``iter()`` (one epoch), so a resumed run (:class:`SkipBatches` on top)
-    sees the draws an uninterrupted run would.
+    sees the draws an uninterrupted run would. Used for datasets that declare ``accepts_draws``
+    (:class:`sddkit.data.dataset.UtteranceDataset`); other datasets get plain indices.
     """
 
     def __init__(self, batches: Iterable[list[int]], *, rank: int = 0, world_size: int = 1):
@@ -194,14 +198,21 @@ def epoch_batches(dataset: Dataset, cfg: DataConfig, *, seed: int, epoch: int, i
     """This rank's batches (lists of dataset indices) for ``epoch``; every rank gets the same number."""
     _set_epoch(dataset, epoch)
     if cfg.sampler == "random":
+        # DistributedSampler shuffles with seed + epoch: seed 1's epoch 1 would be seed 2's epoch 0. Spreading the
+        # seeds apart keeps every (seed, epoch) order distinct (for fewer than a million epochs)
         sampler = DistributedSampler(
-            dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed, drop_last=True
+            dataset,
+            num_replicas=info.world_size,
+            rank=info.rank,
+            shuffle=True,
+            seed=seed * RANDOM_SAMPLER_SEED_STRIDE,
+            drop_last=True,
         )
         sampler.set_epoch(epoch)
         batches: Iterable[list[int]] = BatchSampler(sampler, cfg.batch_size, drop_last=True)
     else:
         batches = _library_batch_sampler(dataset, cfg, seed=seed, epoch=epoch, info=info)
-    if cfg.distinct_draws:
+    if cfg.distinct_draws and getattr(dataset, "accepts_draws", False):  # a dataset that reads (index, draw) keys
         batches = DistinctDraws(batches, rank=info.rank, world_size=info.world_size)
     if len(batches) == 0:  # type: ignore[arg-type]
         raise ConfigError(
