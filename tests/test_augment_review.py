@@ -145,3 +145,20 @@ def test_image_source_rir_has_no_dc_boost():
         x, SR, np.random.default_rng(0)
     )
     assert abs(float(np.mean(y[SR // 2 :]))) < 0.01
+
+
+def test_noise_folder_follows_linked_subfolders_once(tmp_path):
+    import soundfile as sf
+
+    from sddkit.augment.files import AudioFolder
+
+    shared = tmp_path / "shared_noises"
+    shared.mkdir()
+    sf.write(shared / "hum.wav", np.zeros(160, dtype=np.float32) + 0.1, 16000)
+    root = tmp_path / "noise"
+    root.mkdir()
+    sf.write(root / "fan.wav", np.zeros(160, dtype=np.float32) + 0.1, 16000)
+    (root / "more").symlink_to(shared, target_is_directory=True)
+    (shared / "up").symlink_to(root, target_is_directory=True)  # a loop must not list files again
+    (root / "gone.wav").symlink_to(tmp_path / "missing.wav")  # dangling: not a noise file
+    assert [p.relative_to(root).as_posix() for p in AudioFolder(root).files] == ["fan.wav", "more/hum.wav"]

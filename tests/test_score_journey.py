@@ -101,6 +101,23 @@ def test_an_unreadable_manifest_is_a_one_line_error(tmp_path, model_dir, monkeyp
     assert "cannot read the manifest (Permission denied)" in capsys.readouterr().err
 
 
+def test_a_linked_subfolder_is_scored_once_even_through_a_loop(tmp_path):
+    from sddkit.scoring.batch import expand_inputs
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "b.wav").write_bytes(b"x")
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    (folder / "a.wav").write_bytes(b"x")
+    (folder / "._a.wav").write_bytes(b"x")  # macOS resource fork beside a copied file: not audio
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "back").symlink_to(folder, target_is_directory=True)  # a loop: audio/linked/back -> audio
+    # before: the linked folder's files had no row (rglob does not follow links to folders)
+    found = [os.path.relpath(p, folder) for p in expand_inputs([folder])]
+    assert sorted(found) == ["a.wav", os.path.join("linked", "b.wav")]
+
+
 def test_a_dangling_or_looping_link_in_a_folder_gets_an_error_row(tmp_path):
     from sddkit.scoring.batch import expand_inputs
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from sddkit.audio.files import list_audio_files
 from sddkit.augment.dsp import resample
 from sddkit.errors import AudioDecodeError, ConfigError
 
@@ -31,7 +32,7 @@ class AudioFolder:
     @property
     def files(self) -> list[Path]:
         if self._files is None:
-            found = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in self.extensions and p.is_file())
+            found = [p for p in list_audio_files(self.root, self.extensions) if p.is_file()]
             if not found:
                 raise ConfigError(f"no {'/'.join(self.extensions)} files under {self.root}")
             self._files = found

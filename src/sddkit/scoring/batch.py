@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sddkit.audio.files import list_audio_files
 from sddkit.errors import ProtocolError, SddkitError
 from sddkit.scoring.api import PreparedAudio, ScoreResult, ScoringDetector, non_finite_reason
 
@@ -67,10 +68,9 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
                 raise ProtocolError(f"{p}: cannot access ({exc.strerror or exc})") from None
             is_dir = is_file = False  # an audio path: its row says why it cannot be read
         if is_dir:
-            # every audio-named entry that is not a folder: a dangling or looping link gets an error row,
-            # not silence about why a file is missing from the output
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS and not f.is_dir())
-            paths.extend(str(f) for f in found)
+            # every audio-named entry that is not a folder, linked subfolders included (each folder once, so a
+            # link loop ends); a dangling link gets an error row, not silence about why a file is missing
+            paths.extend(str(f) for f in list_audio_files(p, AUDIO_EXTENSIONS))
         elif p.suffix.lower() in AUDIO_EXTENSIONS:
             paths.append(str(p))  # a missing audio file becomes an error row, not a failed run
         elif is_file:

@@ -14,22 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from sddkit.audio.files import AUDIO_EXTENSIONS, list_audio_files  # noqa: F401  (the readers import them from here)
 from sddkit.data.table import REQUIRED_COLUMNS, UtteranceTable
 from sddkit.errors import ProtocolError
-
-AUDIO_EXTENSIONS: tuple[str, ...] = (
-    ".wav",
-    ".flac",
-    ".mp3",
-    ".m4a",
-    ".ogg",
-    ".opus",
-    ".aac",
-    ".aif",
-    ".aiff",
-    ".webm",
-)
-"""Suffixes (lower case) that folder readers treat as audio files."""
 
 ASVSPOOF_LABELS: dict[str, str] = {"bonafide": "bonafide", "spoof": "spoof"}
 
@@ -201,33 +188,6 @@ def resolve_audio_dir(
 
 def audio_path(folder: str, utt_id: str, suffix: str) -> str:
     return os.path.join(folder, utt_id + suffix) if folder else ""
-
-
-def list_audio_files(root: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> list[Path]:
-    """Every audio file under ``root`` (recursively, symlinks followed), in a stable sorted order.
-
-    A folder reached a second time through a symbolic link (a link loop, or two links to one folder)
-    is listed only the first time: a loop would otherwise be walked until the path grows too long,
-    listing its files again at every level.
-    """
-    exts = {e.lower() for e in extensions}
-    out: list[Path] = []
-    seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        try:
-            st = os.stat(dirpath)
-        except OSError:  # vanished while walking: os.walk lists nothing in it either
-            dirnames.clear()
-            continue
-        if (st.st_dev, st.st_ino) in seen:
-            dirnames.clear()
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        dirnames.sort()
-        for name in sorted(filenames):
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in exts:
-                out.append(Path(dirpath) / name)
-    return out
 
 
 def relative_id(path: Path, root: Path) -> str:
