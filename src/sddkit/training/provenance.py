@@ -24,6 +24,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def rank_seed(seed: int, rank: int, restart_step: int | None = None) -> int:
+    """The seed of ``rank``'s dropout/augmentation streams: ``seed`` itself for rank 0 of a fresh run.
+
+    Other ranks, and a rank whose saved streams cannot be restored (``restart_step``: the step it
+    resumes at), get a value mixed from all three numbers. ``seed + rank`` would make rank 1 of
+    seed 1 draw exactly what rank 0 of seed 2 draws, so two "independent" seeds would share streams.
+    """
+    if rank == 0 and restart_step is None:
+        return int(seed)
+    key = [int(seed), int(rank), 0 if restart_step is None else int(restart_step) + 1]
+    return int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
 def configure_determinism(enabled: bool) -> None:
     """Deterministic kernels (and no cuDNN autotuning) when ``enabled``; off restores the defaults.
 

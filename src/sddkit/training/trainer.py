@@ -68,7 +68,13 @@ from sddkit.training.distributed import (
 from sddkit.training.evaluate import EvalResult, evaluate
 from sddkit.training.losses import DetectionLoss
 from sddkit.training.molex import ExpertAddition, eer_by_attack, expert_use_by_attack, grown_frontend_config
-from sddkit.training.provenance import configure_determinism, git_commit, package_versions, seed_everything
+from sddkit.training.provenance import (
+    configure_determinism,
+    git_commit,
+    package_versions,
+    rank_seed,
+    seed_everything,
+)
 from sddkit.training.recipe import TrainRecipe
 from sddkit.training.schedules import build_optimizer, build_scheduler, trainable_parameters
 from sddkit.training.strategy import StepContext, StepResult
@@ -191,7 +197,7 @@ class Trainer:
         # old-domain results of the model as it was, before any expert is added (a resume has them saved)
         molex_before = None if resuming else self._molex_before()
         self._grow(self.module)
-        seed_everything(r.seed + self.info.rank)  # then distinct dropout/augmentation streams per rank
+        seed_everything(rank_seed(r.seed, self.info.rank))  # then distinct dropout/augmentation streams per rank
 
         if self._train_data is None:
             self._check_crop_lengths()  # before decoding a corpus that could not be used
@@ -528,9 +534,9 @@ class Trainer:
             ckpt.restore_rng_state(by_rank[rank] if by_rank is not None and rank > 0 else state["rng"])
             return
         # written by another number of processes (or before every rank's states were saved): a stream of this
-        # rank's own, distinct from rank 0's, as a fresh run's seed + rank gives
+        # rank's own, distinct from rank 0's and from a fresh run's
         step = int((state.get("trainer") or {}).get("step", 0))
-        seed_everything(self.recipe.seed + rank + 1_000_003 * (step + 1))
+        seed_everything(rank_seed(self.recipe.seed, rank, restart_step=step))
 
     # --- the end ----------------------------------------------------------------------------------------------
     def _load_weights(self, tensors: dict[str, torch.Tensor]) -> None:

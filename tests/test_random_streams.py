@@ -1,6 +1,6 @@
-"""Repeated draws of one item within an epoch get their own crop and augmentation (DistinctDraws).
+"""Training randomness that must not repeat: draws of one item within an epoch, shuffles across seeds, rank streams.
 
-The class-balanced sampler draws the smaller class more than once per epoch; before, the item's
+The class-balanced sampler draws the smaller class more than once per epoch; before DistinctDraws, the item's
 generator was keyed by (seed, epoch, index) only, so a repeat was an exact copy of the first draw.
 """
 
@@ -140,3 +140,14 @@ def test_random_sampler_orders_are_not_shifted_copies_across_seeds(table):
     shifted = [(s, e) for s in range(3) for e in range(1, 4) if orders[(s, e)] == orders[(s + 1, e - 1)]]
     assert shifted == []
     assert order(2, 3) == orders[(2, 3)]  # still a function of (seed, epoch) alone
+
+
+def test_rank_streams_of_one_seed_are_not_another_seeds_streams():
+    from sddkit.training.provenance import rank_seed
+
+    assert rank_seed(7, 0) == 7  # a single-process run keeps its seed (earlier runs reproduce)
+    seeds = {(s, r): rank_seed(s, r) for s in range(8) for r in range(4)}
+    assert len(set(seeds.values())) == len(seeds)  # with seed + rank, (1, 1) and (2, 0) collided
+    assert rank_seed(3, 0, restart_step=10) not in seeds.values()
+    assert rank_seed(3, 0, restart_step=10) != rank_seed(3, 0, restart_step=11)
+    assert all(0 <= v < 2**63 for v in seeds.values())
