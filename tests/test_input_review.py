@@ -493,3 +493,23 @@ def test_mp3_with_exact_length_decodes_as_before(tmp_path):
     assert y.shape == x.shape  # gapless: encoder delay and padding removed
     ref, _ = sf.read(str(path), dtype="float32")
     np.testing.assert_allclose(y, ref, atol=1e-4)
+
+
+def test_a_truncated_flac_is_an_error_not_half_a_file(tmp_path):
+    """libsndfile decodes a FLAC cut off mid-way up to the cut, silently; its header says how long it was."""
+    import soundfile as sf
+
+    from sddkit.audio import decode_audio_bytes, load_audio
+    from sddkit.errors import AudioDecodeError
+
+    x = (0.1 * np.random.default_rng(0).standard_normal(4 * 16000)).astype(np.float32)
+    whole = tmp_path / "whole.flac"
+    sf.write(whole, x, 16000)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(data[: len(data) // 2])
+    assert load_audio(whole).shape == (4 * 16000,)
+    with pytest.raises(AudioDecodeError, match=r"truncated: the header declares 4.00 s, the audio data ends at"):
+        load_audio(cut)
+    with pytest.raises(AudioDecodeError, match="truncated"):
+        decode_audio_bytes(data[: len(data) // 2])  # an upload cut off on the way to the service

@@ -20,12 +20,12 @@ Otherwise decoding counts samples and stops as soon as the limit is passed, so a
 Every failure is one of the typed :mod:`sddkit.errors` audio errors; no numpy, soundfile or av
 exception escapes. Checks, in order: missing path / directory (``AudioNotFoundError``), not a
 regular file (a FIFO or device: ``AudioDecodeError``, never opened), 0-byte file
-(``EmptyAudioError``), undecodable (``AudioDecodeError``), too long from the header, zero
-decoded samples (``EmptyAudioError``), a native rate below ``MIN_SAMPLE_RATE``
-(``UnsupportedSampleRateError``), NaN/Inf (``NonFiniteAudioError``), too short / too long
-(``AudioTooShortError`` / ``AudioTooLongError``), silent (``SilentAudioError``: peak below -80 dBFS, or a
-constant DC offset whose variation around it is below -80 dBFS, judged at the native rate and at the
-target rate). A file that libsndfile decodes to zero samples (a WAV header declaring 0 data bytes,
+(``EmptyAudioError``), undecodable, or a FLAC whose audio ends before the sample count of its
+header (``AudioDecodeError``), too long from the header, zero decoded samples (``EmptyAudioError``),
+a native rate below ``MIN_SAMPLE_RATE`` (``UnsupportedSampleRateError``), NaN/Inf
+(``NonFiniteAudioError``), too short / too long (``AudioTooShortError`` / ``AudioTooLongError``),
+silent (``SilentAudioError``: peak below -80 dBFS, or a constant DC offset whose variation around it
+is below -80 dBFS, judged at the native rate and at the target rate). A file that libsndfile decodes to zero samples (a WAV header declaring 0 data bytes,
 as a recorder that died leaves it) is read by FFmpeg to the end of the file.
 """
 
@@ -461,10 +461,26 @@ def _decode_soundfile(
             left = left - data.shape[0] if left > 0 else left
             if data.shape[0] < want:
                 break
+        declared, exact = int(f.frames), str(f.format) == "FLAC"  # STREAMINFO counts every sample
     mono = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
     if max_duration is not None and mono.shape[0] / sr > max_duration + _DURATION_EPS_S:
         raise AudioTooLongError(f"longer than max_duration {max_duration} s (decoding stopped there)", path=label)
+    if exact and left != 0 and 0 < declared < _UNKNOWN_FRAMES:  # left == 0: stopped at the limit, not the end
+        _check_complete(mono.shape[0], declared, sr, label)
     return np.ascontiguousarray(mono, dtype=np.float32), sr
+
+
+def _check_complete(decoded: int, declared: int, sample_rate: int, label: str | None) -> None:
+    """A FLAC cut off mid-way (an incomplete download or copy) decodes up to the cut without a word from
+    libsndfile or FFmpeg, and half a file would be scored as a whole one. Its header counts every sample;
+    up to 1 % or 10 ms less is let through (a last frame lost to rounding)."""
+    missing = declared - decoded
+    if missing > 0.01 * declared and missing > 0.01 * sample_rate:
+        raise AudioDecodeError(
+            f"truncated: the header declares {declared / sample_rate:.2f} s, the audio data ends at "
+            f"{decoded / sample_rate:.2f} s (an incomplete download or copy?)",
+            path=label,
+        )
 
 
 def _decode_pyav_or_none(
@@ -509,6 +525,8 @@ def _decode_pyav(file: str | io.BytesIO, *, label: str | None, max_duration: flo
     if not segments:
         return np.zeros(0, dtype=np.float32), int(stream.sample_rate or 1)
     rate = segments[0][0]
+    if container.format.name == "flac" and declared is not None and len(segments) == 1:
+        _check_complete(sum(c.shape[0] for c in segments[0][1]), round(declared * rate), rate, label)
     parts = []
     for seg_rate, chunks in segments:
         seg = np.concatenate(chunks)
