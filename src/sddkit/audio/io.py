@@ -25,8 +25,9 @@ header (``AudioDecodeError``), too long from the header, zero decoded samples (`
 a native rate below ``MIN_SAMPLE_RATE`` (``UnsupportedSampleRateError``), NaN/Inf
 (``NonFiniteAudioError``), too short / too long (``AudioTooShortError`` / ``AudioTooLongError``),
 silent (``SilentAudioError``: peak below -80 dBFS, or a constant DC offset whose variation around it
-is below -80 dBFS, judged at the native rate and at the target rate). A file that libsndfile decodes to zero samples (a WAV header declaring 0 data bytes,
-as a recorder that died leaves it) is read by FFmpeg to the end of the file.
+is below -80 dBFS, judged at the native rate and at the target rate). A file that libsndfile decodes
+to zero samples (a WAV header declaring 0 data bytes, as a recorder that died leaves it) is read by
+FFmpeg to the end of the file.
 """
 
 from __future__ import annotations
