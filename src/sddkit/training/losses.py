@@ -70,7 +70,9 @@ class DetectionLoss:
 
     Logits are cast to float32 first so that a bf16-autocast forward still gets an fp32 loss.
     With class weights, torch's ``mean`` reduction divides by the summed weights of the batch's
-    targets, so the loss scale does not depend on the class mix of a batch.
+    targets, so the loss scale does not depend on the class mix of a batch. With label smoothing too,
+    an item's class weight scales its whole smoothed cross-entropy: the weights never move the
+    smoothed target (1 - eps/2 on the true class).
 
     ``oc_scale``: with ``kind: oc_softmax``, the scale s of the model's cosine head (the loss reads the
     bona fide log-odds as s times a cosine); build through :meth:`for_model` to take it from the model.
@@ -104,7 +106,15 @@ class DetectionLoss:
         logits = logits.float()
         weight = None if self._weight is None else self._weight.to(logits.device)
         if self.cfg.kind == "ce":
-            return F.cross_entropy(logits, labels, weight=weight, label_smoothing=self.cfg.label_smoothing)
+            smoothing = self.cfg.label_smoothing
+            if weight is None or smoothing == 0:
+                return F.cross_entropy(logits, labels, weight=weight, label_smoothing=smoothing)
+            # torch weights the smoothing term's classes by their own weights (pytorch/pytorch#104776), which
+            # moves the target: with weights (0.1, 0.9) and smoothing 0.1 a spoof item is pulled towards 32%
+            # bona fide. Weight each item's smoothed cross-entropy by its class weight instead.
+            per_item = F.cross_entropy(logits, labels, reduction="none", label_smoothing=smoothing)
+            w = weight[labels]
+            return (w * per_item).sum() / w.sum()
         scale, (m_spoof, m_bonafide) = self.oc_scale, self.cfg.oc_margins
         log_odds = logits[:, 1] - logits[:, 0]  # = scale * c with a cosine head
         bonafide = labels == 1

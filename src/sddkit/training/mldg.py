@@ -40,6 +40,7 @@ a warning says so once (the run would be ERM in all but name).
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,10 +77,13 @@ class MLDGConfig:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.beta < 0:
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
-        if self.inner_lr <= 0:
-            raise ValueError(f"inner_lr must be positive, got {self.inner_lr}")
+        if not 0 <= self.beta < math.inf:
+            raise ValueError(f"beta must be >= 0 and finite, got {self.beta}")
+        if not 0 < self.inner_lr < math.inf:
+            raise ValueError(f"inner_lr must be positive and finite, got {self.inner_lr}")
+        # eps 0 would make the inner Adam step 0/0 = NaN for every parameter whose gradient is exactly zero
+        if not 0 < self.inner_eps < math.inf:
+            raise ValueError(f"inner_eps must be positive and finite, got {self.inner_eps}")
         if self.n_meta_test < 1:
             raise ValueError(f"n_meta_test must be >= 1, got {self.n_meta_test}")
         if not all(0.0 <= b < 1.0 for b in self.inner_betas):

@@ -21,6 +21,7 @@ gradients and every replica perturbs and steps identically.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,10 +44,10 @@ class SAMConfig:
     eta: float = 0.01
 
     def __post_init__(self) -> None:
-        if self.rho < 0:
-            raise ValueError(f"rho must be >= 0, got {self.rho}")
-        if self.eta < 0:
-            raise ValueError(f"eta must be >= 0, got {self.eta}")
+        if not 0 <= self.rho < math.inf:
+            raise ValueError(f"rho must be >= 0 and finite, got {self.rho}")
+        if not 0 <= self.eta < math.inf:
+            raise ValueError(f"eta must be >= 0 and finite, got {self.eta}")
 
 
 def _is_bias(name: str) -> bool:

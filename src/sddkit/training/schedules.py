@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 
@@ -11,6 +12,8 @@ from torch.optim.lr_scheduler import CyclicLR, LambdaLR, LRScheduler
 
 from sddkit.errors import ConfigError
 from sddkit.training.recipe import OptimizerConfig, ScheduleConfig
+
+log = logging.getLogger(__name__)
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -40,6 +43,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, total
             cycle_momentum=False,
         )
     warmup = cfg.warmup_steps
+    _check_warmup(cfg, total_steps)
     if cfg.name == "constant":
 
         def constant(step: int) -> float:
@@ -57,3 +61,20 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, total
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return LambdaLR(optimizer, cosine)
+
+
+def _check_warmup(cfg: ScheduleConfig, total_steps: int) -> None:
+    """Warn when the warm-up outlasts the run: the lr would only ramp (a cosine would never decay).
+
+    A warning, not an error: a short trial of a full recipe (``trainer.max_steps``) is legitimate.
+    """
+    # constant reaches optimizer.lr on its last step when warmup == total; cosine then has no decay left
+    too_long = cfg.warmup_steps > total_steps if cfg.name == "constant" else cfg.warmup_steps >= total_steps
+    if cfg.warmup_steps and too_long:
+        log.warning(
+            "schedule.warmup_steps=%d but the run plans %d steps: the lr only ramps up to %.3g x optimizer.lr%s",
+            cfg.warmup_steps,
+            total_steps,
+            min(1.0, total_steps / cfg.warmup_steps),
+            "" if cfg.name == "constant" else " and the cosine decay never starts",
+        )

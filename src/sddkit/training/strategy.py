@@ -52,7 +52,10 @@ class StepContext:
         return sync() if callable(sync) and self.model is not self.module else contextlib.nullcontext()
 
     def clip_and_step(self) -> Tensor:
-        """Clip the trainable gradients' global norm (if configured), step the optimiser; returns the norm."""
+        """Clip the trainable gradients' global norm (if configured), step the optimiser; returns the norm.
+
+        Raises FloatingPointError, before the optimiser moves, when the gradient is not finite.
+        """
         params = [p for _, p in self.trainable() if p.grad is not None]
         if self.grad_clip is not None and params:
             norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
@@ -60,6 +63,10 @@ class StepContext:
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.float()) for p in params]))
         else:
             norm = torch.zeros(())
+        # a NaN/inf gradient (possible with a finite loss, e.g. sqrt at 0) would spoil the weights and the
+        # optimiser moments for good, and the next checkpoint with them; the norm is the same on every rank
+        if not torch.isfinite(norm):
+            raise FloatingPointError(f"non-finite gradient norm {float(norm)}: the optimiser step was not taken")
         self.optimizer.step()
         return norm.detach()
 
