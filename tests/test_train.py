@@ -414,3 +414,21 @@ def test_a_crop_too_short_for_the_model_names_the_recipe_key(tmp_path):
         Trainer(_recipe(tmp_path, model=lcnn, data=data)).fit()
     with pytest.raises(ConfigError, match=r"data.val_crop_samples=200 is too short"):
         Trainer(_recipe(tmp_path, model=lcnn, data={**data, "crop_samples": 4000, "val_crop_samples": 200})).fit()
+
+
+def test_a_diverging_run_stops_with_the_step_and_its_last_checkpoint(tmp_path, monkeypatch):
+    from sddkit.errors import TrainingDivergedError
+
+    install_tiny(monkeypatch)
+    # an absurd learning rate: the first step is finite, the weights it leaves give NaN/inf from then on
+    r = _recipe(tmp_path, optimizer={"lr": 1e30}, trainer={"epochs": 3, "save_every": 1})
+    trainer = Trainer(r, train_data=SyntheticDataset(48), val_data=SyntheticDataset(24, seed=9))
+    with pytest.raises(
+        TrainingDivergedError, match=r"step \d+: non-finite .*the last checkpoint is .*step-0+\d"
+    ) as info:
+        trainer.fit()
+    assert isinstance(info.value, FloatingPointError)  # what the trainer raised before (catchers keep working)
+    step = int(str(info.value).split(":")[0].removeprefix("step "))
+    assert trainer.state.step == step - 1  # the failed step is not counted, its optimiser step was not taken
+    named = str(info.value).split("the last checkpoint is ")[1].split(" (")[0]
+    assert named == str(ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints"))

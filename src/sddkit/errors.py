@@ -78,3 +78,7 @@ class AudioTooLongError(AudioError):
 
 class CheckpointError(SddkitError, ValueError):
     """A model directory or checkpoint is missing, incomplete or incompatible."""
+
+
+class TrainingDivergedError(SddkitError, FloatingPointError):
+    """A training step met a non-finite loss or gradient (NaN/inf): the run stops there."""

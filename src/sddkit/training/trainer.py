@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from sddkit.config import from_dict, to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.detectors.model_dir import atomic_write_bytes, load_state_checked, save_model_dir
-from sddkit.errors import CheckpointError, ConfigError
+from sddkit.errors import CheckpointError, ConfigError, TrainingDivergedError
 from sddkit.pretrained import reloadable_names
 from sddkit.registry import get_registry
 from sddkit.training import checkpoint as ckpt
@@ -404,16 +404,28 @@ class Trainer:
     def _one_step(self, batch: dict[str, torch.Tensor]) -> None:
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
         self.module.train()
-        result: StepResult = self.strategy.step(batch, self.ctx)
+        try:
+            result: StepResult = self.strategy.step(batch, self.ctx)
+        except FloatingPointError as exc:  # the strategy checks the gradient before the optimiser moves
+            raise self._diverged(str(exc)) from None
+        if not torch.isfinite(result.loss):
+            raise self._diverged(f"non-finite training loss {float(result.loss)}")
         self.scheduler.step()
         self.state.step += 1
         self.state.batch_in_epoch += 1
-        if not torch.isfinite(result.loss):
-            raise FloatingPointError(f"non-finite training loss {float(result.loss)} at step {self.state.step}")
         for k, v in result.metrics.items():
             self._window.setdefault(k, []).append(v.detach().float().reshape(()))
         if self.state.step % self.cfg.log_every == 0:
             self._flush_log()
+
+    def _diverged(self, what: str) -> TrainingDivergedError:
+        """The error for a step that met NaN/inf: which step, what is kept, what to try."""
+        latest = ckpt.latest_checkpoint(self.ckpt_dir)
+        kept = f"the last checkpoint is {latest}" if latest is not None else "no checkpoint was saved yet"
+        return TrainingDivergedError(
+            f"step {self.state.step + 1}: {what}; {kept} (resume from it with a lower optimizer.lr, a "
+            "trainer.grad_clip, or another seed)"
+        )
 
     def _flush_log(self) -> None:
         if self.info.is_main and self._writer is not None and self._window:
