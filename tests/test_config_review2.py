@@ -151,3 +151,22 @@ def test_describe_refuses_a_recipe_with_both_a_model_and_a_mixture():
     with pytest.raises(ConfigError, match=r"exactly one of .*\['model', 'mixture'\]"):
         model_config_from(recipe)
     assert model_config_from({"model": MODEL}) == ("detector", MODEL)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        {"name": "cyclic", "warmup_steps": 100},
+        {"name": "cyclic", "min_lr_ratio": 0.01},
+        {"name": "constant", "min_lr_ratio": 0.1},
+    ],
+)
+def test_schedule_values_the_schedule_never_reads_are_refused(schedule):
+    from sddkit.config import from_dict
+    from sddkit.errors import ConfigError
+    from sddkit.training.recipe import ScheduleConfig
+
+    key = next(k for k in schedule if k != "name")
+    with pytest.raises(ConfigError, match=rf"{key}: .* has no effect with schedule '{schedule['name']}'"):
+        from_dict(ScheduleConfig, schedule)
+    assert from_dict(ScheduleConfig, {**schedule, key: 0}).name == schedule["name"]

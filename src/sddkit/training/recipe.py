@@ -228,6 +228,11 @@ class ScheduleConfig:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        # values a schedule never reads would be silently ignored: a recipe saying one thing and training another
+        ignored = {"cyclic": ("warmup_steps", "min_lr_ratio"), "constant": ("min_lr_ratio",)}.get(self.name, ())
+        for key in ignored:
+            if getattr(self, key):
+                raise ValueError(f"{key}: {getattr(self, key)} has no effect with schedule {self.name!r} (set it to 0)")
 
 
 @dataclass
