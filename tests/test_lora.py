@@ -146,3 +146,152 @@ def test_xlsr_300m_parameter_counts_on_meta():
     assert num_params(lora) - num_params(frozen) == 393_216
     # full fine-tuning: everything but SpecAugment's 1024-dim mask vector (unused without masking)
     assert num_params(full, trainable_only=True) == 315_438_720 - 1024
+
+
+# --- input checks and merge bookkeeping -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"rank": 0, "alpha": 2.0}, "rank"),
+        ({"rank": -2, "alpha": 2.0}, "rank"),
+        ({"rank": 2, "alpha": 0.0}, "alpha"),
+        ({"rank": 2, "alpha": float("nan")}, "alpha"),
+        ({"rank": 2, "alpha": float("inf")}, "alpha"),
+        ({"rank": 2, "alpha": 2.0, "dropout": 1.0}, "dropout"),
+    ],
+)
+def test_lora_linear_rejects_a_bad_shape_with_a_value_error(kwargs, match):
+    """Built directly (not from a config), a bad rank or alpha is named, not a ZeroDivisionError or NaNs."""
+    with pytest.raises(ValueError, match=match):
+        LoRALinear(nn.Linear(4, 4), **kwargs)
+
+
+def test_lora_config_rejects_an_infinite_alpha():
+    """alpha = inf gives scale = inf, and inf * (B = 0) = NaN on every output."""
+    from sddkit.config import from_dict
+    from sddkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="alpha"):
+        from_dict(LoRAConfig, {"alpha": float("inf")})
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_unmerge_restores_the_weights(dtype):
+    """In half precision ``W + BA - BA`` rounds: about 1 weight in 10 came back 1 ulp off (bitwise
+    equal now); in float32 the subtraction is kept, exact to rounding."""
+    torch.manual_seed(0)
+    base = nn.Linear(64, 48).to(dtype)
+    w0 = base.weight.detach().clone()
+    lora = LoRALinear(base, rank=4, alpha=8.0)
+    with torch.no_grad():
+        lora.lora_B.normal_(std=0.05)
+    for _ in range(3):
+        lora.merge()
+        lora.merge()  # idempotent
+        assert lora.weight.dtype == dtype and not torch.equal(lora.weight, w0)
+        lora.unmerge()
+        lora.unmerge()
+        if dtype == torch.float32:
+            torch.testing.assert_close(lora.weight, w0, atol=1e-6, rtol=0)
+        else:
+            assert torch.equal(lora.weight, w0)
+
+
+def test_unmerge_keeps_base_training_done_while_merged():
+    """Full fine-tuning with LoRA, stepped while merged: unmerge removes B A only, not the update
+    (bfloat16: the copy of W that merge keeps is stale then)."""
+    base = nn.Linear(8, 8).to(torch.bfloat16)
+    lora = LoRALinear(base, rank=2, alpha=2.0)
+    with torch.no_grad():
+        lora.lora_B.normal_()
+    w0 = lora.weight.detach().clone()
+    lora.merge()
+    with torch.no_grad():
+        lora.weight.add_(1.0)  # an optimizer step on the base weight
+    lora.unmerge()
+    torch.testing.assert_close(lora.weight, w0 + 1.0, atol=1e-2, rtol=0)  # bfloat16 rounding at 1.0
+
+
+def _lora_pair(seed: int) -> LoRALinear:
+    torch.manual_seed(seed)
+    lora = LoRALinear(nn.Linear(8, 6), rank=2, alpha=4.0)
+    with torch.no_grad():
+        lora.lora_B.normal_()
+    return lora
+
+
+def test_state_dict_of_a_merged_lora_holds_the_base_weights():
+    """Saved merged, the weight held W + s B A next to A and B: a fresh model added B A twice."""
+    src = _lora_pair(0)
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        expected = src(x)
+    w0 = src.weight.detach().clone()
+    src.merge()
+    state = src.state_dict()
+    assert src.merged  # saving does not unmerge
+    torch.testing.assert_close(state["weight"], w0, atol=1e-6, rtol=0)
+    fresh = _lora_pair(1)
+    fresh.load_state_dict(state)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), expected)
+        torch.testing.assert_close(src(x), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("with_base", [True, False])
+def test_loading_into_a_merged_lora_uses_the_loaded_adapter(with_base):
+    """The loaded A, B (and W, if given) replace the merged ones; the layer stays merged.
+
+    Before, the merged layer kept computing with the old B A (or none, if W was loaded) and a
+    later unmerge subtracted the new B A from weights that never held it. ``with_base=False`` is
+    a trainable-only checkpoint (the frozen base comes from the pretrained files).
+    """
+    src, dst = _lora_pair(0), _lora_pair(1)
+    if not with_base:
+        dst.weight, dst.bias = copy.deepcopy(src.weight), copy.deepcopy(src.bias)
+    w_base = dst.weight.detach().clone()
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        expected = src(x)
+    state = src.state_dict()
+    if not with_base:
+        state = {k: v for k, v in state.items() if k.startswith("lora_")}
+    dst.merge()
+    dst.load_state_dict(state, strict=with_base)
+    assert dst.merged
+    with torch.no_grad():
+        torch.testing.assert_close(dst(x), expected, atol=1e-5, rtol=1e-5)
+        dst.unmerge()
+        torch.testing.assert_close(dst(x), expected)
+    torch.testing.assert_close(dst.weight, src.weight if with_base else w_base, atol=1e-6, rtol=0)
+
+
+def test_merged_frontend_round_trips_through_safetensors(tmp_path):
+    """A merged LoRA front-end saved with safetensors and loaded into a fresh (unmerged) build
+    gives the same features, and loading it into a merged build keeps that build merged."""
+    from safetensors.torch import load_file, save_file
+
+    spec = {"name": "ssl", "encoder": {"name": "hubert_tiny", "dropout": 0.0}, "adapter": "lora"}
+    frontends = get_registry("frontend")
+    torch.manual_seed(0)
+    front = frontends.build({**spec, "lora": {"rank": 2}}).eval()
+    for _, m in front.adapted_modules():
+        with torch.no_grad():
+            m.lora_B.normal_(std=0.1)
+    x = torch.randn(2, 4000)
+    with torch.no_grad():
+        expected = front(x).features
+    front.merge()
+    save_file({k: v.contiguous() for k, v in front.state_dict().items()}, tmp_path / "w.safetensors")
+    state = load_file(tmp_path / "w.safetensors")
+    for merged in (False, True):
+        torch.manual_seed(1)
+        fresh = frontends.build({**spec, "lora": {"rank": 2}}).eval()
+        if merged:
+            fresh.merge()
+        fresh.load_state_dict(state)
+        assert all(m.merged == merged for _, m in fresh.adapted_modules())
+        with torch.no_grad():
+            torch.testing.assert_close(fresh(x).features, expected, atol=1e-5, rtol=1e-5)

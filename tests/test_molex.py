@@ -261,3 +261,39 @@ def test_molex_config_round_trip():
     assert from_dict(SSLFrontendConfig, to_dict(cfg)) == cfg
     with pytest.raises(ConfigError):
         from_dict(MoLExConfig, {"num_experts": 0})
+
+
+# --- input checks -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"num_experts": 3, "rank": 0}, "rank"),
+        ({"num_experts": 3, "rank": 2, "alpha": float("inf")}, "alpha"),
+        ({"num_experts": 2, "rank": 2}, "router has 3 experts, the layer num_experts=2"),  # router built for 3
+        ({"num_experts": 3, "rank": 2, "in_features": 6}, "router reads 8 features, the layer 6"),
+    ],
+)
+def test_molex_linear_rejects_a_bad_shape_or_a_mismatched_router(kwargs, match):
+    """Before: a ZeroDivisionError, NaN outputs, or a split error deep in the first forward."""
+    kwargs = {"alpha": 2.0, **kwargs}
+    in_features = kwargs.pop("in_features", 8)
+    with pytest.raises(ValueError, match=match):
+        MoLExLinear(nn.Linear(in_features, 5), router=router("softmax", 8, 3), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("section", "match"),
+    [
+        ({"num_experts": 2, "router": {"name": "topk", "k": 3}}, "k=3"),
+        ({"new_expert_bias": float("-inf")}, "new_expert_bias"),
+        ({"alpha": float("inf")}, "alpha"),
+        ({"router": {"name": "softmax", "temperature": float("inf")}}, "temperature"),
+    ],
+)
+def test_molex_config_rejects_what_would_fail_or_stall_later(section, match):
+    """k > experts failed only when the model was built; a -inf new-expert bias gives the new
+    experts a gate of exactly 0, so they never get a gradient; inf alpha / temperature give NaNs."""
+    with pytest.raises(ConfigError, match=match):
+        from_dict(MoLExConfig, section)

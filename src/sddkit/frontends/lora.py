@@ -14,8 +14,10 @@ weight parametrised, because input dropout and MoLEx's per-token routing need th
 module-calling implementation by ``SpeechEncoder.projection_slots`` (see encoders.py).
 
 ``merge()`` folds ``scale * B A`` into ``W`` for inference (the forward is then a plain
-``F.linear``: no cost over the bare encoder); ``unmerge()`` subtracts it again. Train
-unmerged: while merged, A and B are not used.
+``F.linear``: no cost over the bare encoder); ``unmerge()`` takes it out again (bitwise in
+half precision, see ``merge``). Train unmerged: while merged, A and B are not used. The state
+dict always holds the unmerged ``W`` next to A and B, so a checkpoint of a merged layer loads
+into a fresh (unmerged) one, and loading into a merged layer folds the loaded A, B in.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -49,13 +52,19 @@ class LoRAConfig:
         check_adapter_shape(self.rank, self.alpha, self.dropout, self.targets)
 
 
-def check_adapter_shape(rank: int, alpha: float, dropout: float, targets: Sequence[str]) -> None:
+def check_low_rank(rank: int, alpha: float, dropout: float) -> None:
+    """The checks shared by the configs and the layers built directly (tests, notebooks)."""
     if rank < 1:
         raise ValueError(f"rank must be >= 1, got {rank}")
-    if alpha <= 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
+    # alpha = inf gives scale = inf and inf * (B = 0) = NaN: every output NaN from the first step
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha must be a finite number > 0, got {alpha}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+
+
+def check_adapter_shape(rank: int, alpha: float, dropout: float, targets: Sequence[str]) -> None:
+    check_low_rank(rank, alpha, dropout)
     if not targets:
         raise ValueError("targets must name at least one projection")
     unknown = sorted(set(targets) - set(PROJECTION_TARGETS))
@@ -102,6 +111,7 @@ class LoRALinear(AdaptedLinear):
     """A Linear plus a rank-r update: x (..., in) -> (..., out)."""
 
     def __init__(self, base: nn.Linear, *, rank: int, alpha: float, dropout: float = 0.0):
+        check_low_rank(rank, alpha, dropout)
         super().__init__(base)
         factory = {"device": base.weight.device, "dtype": base.weight.dtype}
         self.rank, self.alpha = rank, alpha
@@ -111,6 +121,9 @@ class LoRALinear(AdaptedLinear):
         kaiming_uniform_rows_(self.lora_A, self.in_features)
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
+        # set by merge() in half precision only: W before merging, and W's version right after
+        self._unmerged_weight: Tensor | None = None
+        self._merged_version = -1
 
     def forward(self, x: Tensor) -> Tensor:
         if self.merged:
@@ -123,15 +136,55 @@ class LoRALinear(AdaptedLinear):
 
     @torch.no_grad()
     def merge(self) -> None:
-        if not self.merged:
-            self.weight.add_(self.delta_weight())
-            self.merged = True
+        """Fold ``scale * B A`` into W; a no-op if merged.
+
+        In half precision ``W + BA - BA`` does not round back to W (about 1 weight in 10 comes
+        back 1 ulp off), so W is copied aside for :meth:`unmerge`. In float32 the subtraction is
+        exact to ~1e-7, and the copy (as large as the adapted weights) is not worth its memory.
+        """
+        if self.merged:
+            return
+        if self.weight.element_size() < 4:
+            self._unmerged_weight = self.weight.detach().clone()
+        self.weight.add_(self.delta_weight())
+        self._merged_version = self.weight._version
+        self.merged = True
 
     @torch.no_grad()
     def unmerge(self) -> None:
+        """Take ``scale * B A`` out of W again; a no-op if not merged."""
+        if not self.merged:
+            return
+        self.weight.copy_(self.unmerged_weight())
+        self._unmerged_weight = None
+        self.merged = False
+
+    @torch.no_grad()
+    def unmerged_weight(self) -> Tensor:
+        """W without the adapter's update, merged or not (not a copy when unmerged)."""
+        if not self.merged:
+            return self.weight
+        # the kept copy is stale if W was changed while merged (a step of full fine-tuning):
+        # subtracting then keeps that change
+        if self._unmerged_weight is not None and self.weight._version == self._merged_version:
+            return self._unmerged_weight
+        return self.weight - self.delta_weight()
+
+    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
         if self.merged:
-            self.weight.sub_(self.delta_weight())
-            self.merged = False
+            # a checkpoint holds W and A, B apart, as the unmerged layer a rebuild gives loads them;
+            # the merged W next to A, B would get B A added twice
+            destination[prefix + "weight"] = self.unmerged_weight().detach().clone()
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        # the state holds an unmerged W (or none, if trainable-only) and new A, B: load them into
+        # the unmerged layer and fold the loaded B A in again, rather than keep the old one
+        was_merged = self.merged
+        self.unmerge()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if was_merged:
+            self.merge()
 
     def extra_repr(self) -> str:
         return (
@@ -167,6 +220,7 @@ __all__ = [
     "LoRAConfig",
     "LoRALinear",
     "apply_lora",
+    "check_low_rank",
     "kaiming_uniform_rows_",
     "replace_projections",
 ]

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -52,7 +53,13 @@ from torch import Tensor, nn
 from sddkit.config import component_field
 from sddkit.errors import ConfigError
 from sddkit.frontends.encoders import SpeechEncoder
-from sddkit.frontends.lora import AdaptedLinear, check_adapter_shape, kaiming_uniform_rows_, replace_projections
+from sddkit.frontends.lora import (
+    AdaptedLinear,
+    check_adapter_shape,
+    check_low_rank,
+    kaiming_uniform_rows_,
+    replace_projections,
+)
 from sddkit.frontends.routers import Router, RouterOutput, top1_one_hot
 from sddkit.registry import ComponentSpec, get_registry
 
@@ -97,6 +104,13 @@ class MoLExConfig:
             raise ValueError("auxiliary loss weights must be >= 0")
         if any(n < 1 for n in self.added_experts):
             raise ValueError(f"added_experts sizes must be >= 1, got {self.added_experts}")
+        # -inf gives the added experts a gate of exactly 0: they and their router rows never get a gradient
+        if not math.isfinite(self.new_expert_bias):
+            raise ValueError(f"new_expert_bias must be finite, got {self.new_expert_bias}")
+        # checked here too (the router checks it when built) so a recipe fails when read, not at setup
+        k = getattr(self.router.config, "k", None)
+        if k is not None and k > self.num_experts:
+            raise ValueError(f"router k={k} exceeds num_experts ({self.num_experts})")
 
 
 class MoLExLinear(AdaptedLinear):
@@ -109,6 +123,14 @@ class MoLExLinear(AdaptedLinear):
     def __init__(
         self, base: nn.Linear, *, num_experts: int, rank: int, alpha: float, router: Router, dropout: float = 0.0
     ):
+        check_low_rank(rank, alpha, dropout)
+        if num_experts < 1:
+            raise ValueError(f"num_experts must be >= 1, got {num_experts}")
+        # a mismatched router would otherwise fail deep in the first forward (fused matmul split)
+        if router.num_experts != num_experts:
+            raise ValueError(f"the router has {router.num_experts} experts, the layer num_experts={num_experts}")
+        if router.in_features != base.in_features:
+            raise ValueError(f"the router reads {router.in_features} features, the layer {base.in_features}")
         super().__init__(base)
         self.rank, self.alpha = rank, alpha
         self.scale = alpha / rank

@@ -21,6 +21,7 @@ can freeze the rows of old experts and train only the new rows.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -41,8 +42,9 @@ class SoftmaxRouterConfig:
     temperature: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        # inf: every logit 0 (uniform gates) and add_experts' stored bias (bias * temperature) inf
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature}")
 
 
 @dataclass
