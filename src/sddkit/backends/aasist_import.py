@@ -191,11 +191,22 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _check_out_dir(out: Path) -> None:
+    """Refuse an ``out`` that is, or lies below, an existing file before the weights are read (writing the
+    model directory would fail in ``mkdir`` with a traceback)."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise CheckpointError(f"{out}: cannot write a model directory there: {path} is not a directory")
+            return
+
+
 def import_aasist(
     weights: str | Path, out: str | Path, *, variant: str = "auto", overwrite: bool = False
 ) -> ImportResult:
     """Convert a published AASIST ``.pth`` into an sddkit model directory at ``out``."""
     weights, out = Path(weights), Path(out)
+    _check_out_dir(out)
     if (out / CONFIG_NAME).exists() and not overwrite:
         raise CheckpointError(f"{out}: already holds a model (overwrite it with --force / overwrite=True)")
     state = load_reference_state(weights)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -12,8 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out",
         required=True,
-        help="output .onnx file, or an existing directory (written as DIR/model.onnx); the inference settings "
-        "are stored inside",
+        help="output .onnx file, or an existing directory (written as DIR/model.onnx; any other name is "
+        "refused); the inference settings are stored inside",
     )
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument(
@@ -25,11 +27,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_out(out: str) -> None:
+    """Refuse an ``--out`` that is neither an existing folder nor a ``.onnx`` file, or that lies below a file,
+    before the model loads.
+
+    Any other name would be written as the ONNX graph, replacing what is there (a protocol, a CSV), and
+    ``new_folder/`` would become a file named ``new_folder``; below a file the exporter fails in ``mkdir``
+    with a traceback.
+    """
+    from sddkit.errors import ConfigError
+
+    path = Path(out)
+    if path.is_dir():
+        return
+    if path.suffix.lower() != ".onnx" or out.endswith(("/", os.sep)):
+        raise ConfigError(f"--out must name a .onnx file or an existing folder, got {out}")
+    for above in path.parents:
+        if above.exists():
+            if not above.is_dir():
+                raise ConfigError(f"{out}: cannot write the ONNX model there: {above} is not a directory")
+            return
+
+
 def run(args: argparse.Namespace) -> int:
+    from sddkit.cli.options import check_minimums
     from sddkit.scoring.api import resolve_model_path
     from sddkit.scoring.onnx_export import check_opset, export_onnx
 
-    check_opset(args.opset, "--opset")  # before the model loads: a bad value is one line, exit status 2
+    # before the model loads: a bad value is one line, exit status 2, naming the flag (not the API argument)
+    check_opset(args.opset, "--opset")
+    check_minimums(args, atol=0)
+    check_out(args.out)
     report = export_onnx(resolve_model_path(args.model), args.out, opset=args.opset, check_atol=args.atol)
     print(json.dumps(report, indent=2))
     return 0

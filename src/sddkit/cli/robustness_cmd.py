@@ -68,7 +68,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from sddkit.cli.options import check_minimums, parse_partitions, read_partitions, set_torch_threads
     from sddkit.config import from_dict
-    from sddkit.evaluation.robustness import RobustnessConfig, markdown_table, run_robustness, write_robustness
+    from sddkit.evaluation.robustness import (
+        RobustnessConfig,
+        markdown_table,
+        prepare_out_dir,
+        run_robustness,
+        write_robustness,
+    )
     from sddkit.scoring.api import load_detector, resolve_model_path, scoring_device
 
     check_minimums(args, batch_size=1, workers=0, threads=1, max_duration_s=0)
@@ -99,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         "sample_rate": detector.sample_rate,
         "window_samples": detector.inference.window_samples,
     }
+    prepare_out_dir(args.out)  # an --out that cannot be written fails now, not after the scoring
     result = run_robustness(detector, table, config, progress=not args.quiet, info=info)
     paths = write_robustness(result, args.out)
     if not args.quiet:

@@ -602,10 +602,29 @@ def plot_robustness(rows: Sequence[dict[str, Any]], path: str | Path, title: str
     return path
 
 
-def write_robustness(result: RobustnessResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write robustness.{csv,json,md,png} and scores_<mode>.csv into ``out_dir``; returns name -> path."""
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    """Create the output folder ``out_dir``; a path that cannot be one is a ConfigError, not a traceback.
+
+    ``sdd robustness`` calls it before scoring, so an ``--out`` naming a file fails at once, not after
+    every condition of every file has been scored.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"{out}: cannot write the robustness report there: not a directory") from None
+    except OSError as exc:  # a file above it (NotADirectoryError), no permission...
+        raise ConfigError(f"{out}: cannot create the output folder ({(exc.strerror or str(exc)).lower()})") from None
+    return out
+
+
+def write_robustness(result: RobustnessResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write robustness.{csv,json,md,png} and scores_<mode>.csv into ``out_dir``; returns name -> path.
+
+    A ``scores_<mode>.csv`` of a mode this run did not evaluate (left by an earlier run into the same
+    folder) is removed: next to this run's report it would pass for this run's scores.
+    """
+    out = prepare_out_dir(out_dir)
     paths = {name: out / name for name in ("robustness.csv", "robustness.json", "robustness.md", "robustness.png")}
     pd.DataFrame(result.rows, columns=list(ROW_COLUMNS)).to_csv(paths["robustness.csv"], index=False)
     paths["robustness.json"].write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
@@ -615,4 +634,6 @@ def write_robustness(result: RobustnessResult, out_dir: str | Path) -> dict[str,
         name = f"scores_{mode}.csv"
         paths[name] = out / name
         score_rows(result, mode).to_csv(paths[name], index=False)  # full precision: exact re-analysis
+    for mode in set(MODES) - set(result.config.modes):
+        (out / f"scores_{mode}.csv").unlink(missing_ok=True)
     return paths

@@ -21,7 +21,9 @@ and their spread: the figure to compare recipes with when seed-to-seed noise is 
 differences (as it is on small corpora).
 
 Nothing is lost on a crash: a fold interrupted in training resumes from its latest checkpoint, one
-interrupted while scoring skips the files already written.
+interrupted while scoring skips the files already written. A rerun must be the same experiment: a fold
+that has trained (or finished) under a recipe other than the rerun's, compared on what the run computes
+(:data:`RUN_SETTINGS` may change), is refused rather than resumed or reported under the new recipe.
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ log = logging.getLogger(__name__)
 CV_NAME = "cv.json"
 FOLD_NAME = "fold.json"
 SCORES_NAME = "held_out.csv"
+RUN_NAME = "run.json"  # written by the fold's Trainer: the recipe it trained with
+
+# Recipe settings that change how a fold's run goes (where, how fast, how much it logs), not what it
+# computes: a rerun may change them (a resume on another machine, without a progress bar...).
+RUN_SETTINGS: dict[str, tuple[str, ...]] = {
+    "trainer": ("out_dir", "progress", "log_every", "device", "deterministic", "find_unused_parameters"),
+    "data": ("num_workers", "decode_cache"),
+}
 
 
 @dataclass(frozen=True)
@@ -167,11 +177,73 @@ def _score_held_out(model_dir: Path, table: UtteranceTable, out_csv: Path, worke
     return np.array([float(by_path[p]["score"]) for p in paths], dtype=np.float64)
 
 
+def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:
+    """``recipe`` (a ``to_dict`` form) without :data:`RUN_SETTINGS`, flattened to dotted keys."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, child in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), child)
+        else:
+            flat[prefix] = value
+
+    walk("", json.loads(json.dumps(recipe, default=str)))  # as run.json holds it: tuples are lists there
+    for section, keys in RUN_SETTINGS.items():
+        for key in keys:
+            flat.pop(f"{section}.{key}", None)
+    return flat
+
+
+def _recorded_recipe(fold_dir: Path) -> dict[str, Any] | None:
+    """The recipe the fold's run was trained with (``run.json``), in today's ``to_dict`` form; None if unknown."""
+    from sddkit.config import from_dict, to_dict
+
+    try:
+        recorded = json.loads((fold_dir / RUN_NAME).read_text())["recipe"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no run.json (a fold from before it was written): nothing to compare with
+    try:  # parsed again, so that a recipe written by an older sddkit compares equal to today's form
+        return to_dict(from_dict(TrainRecipe, recorded))
+    except (ConfigError, ValueError, TypeError):
+        return recorded if isinstance(recorded, dict) else None
+
+
+def check_fold_recipe(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path) -> None:
+    """Refuse to resume, or read back, a fold that trained under another recipe than ``recipe``.
+
+    Without this a rerun with other overrides (a seed, a learning rate) would report the old folds'
+    EERs under the new recipe in ``cv.json``, or continue the old run's checkpoints with new settings.
+    """
+    from sddkit.config import to_dict
+    from sddkit.training import checkpoint as ckpt
+
+    started = (fold_dir / FOLD_NAME).exists() or ckpt.latest_checkpoint(fold_dir / "checkpoints") is not None
+    recorded = _recorded_recipe(fold_dir) if started else None
+    if recorded is None:
+        return
+    before, now = _comparable(recorded), _comparable(to_dict(fold_recipe(recipe, fold, fold_dir)))
+    changed = [k for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)]
+    if changed:
+        shown = ", ".join(f"{k}: {_brief(before.get(k))} -> {_brief(now.get(k))}" for k in changed[:4])
+        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        raise ConfigError(
+            f"fold {fold.name}: {fold_dir} was trained with another recipe ({shown}{more}); rerun with the "
+            "recipe and overrides it was started with to resume it, or use a new --out"
+        )
+
+
+def _brief(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def run_fold(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path, *, workers: int = 2) -> dict[str, Any]:
     """Train (or resume) one fold, score its held-out files with ``best/``, write ``fold.json``."""
     from sddkit.metrics import eer
     from sddkit.training.trainer import Trainer
 
+    check_fold_recipe(recipe, fold, fold_dir)
     done = fold_dir / FOLD_NAME
     if done.exists():
         figures = json.loads(done.read_text())
@@ -216,7 +288,8 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
     out = Path(out_dir)
     _check_layout(out, seeds=False)
     _warn_pretrained(recipe)
-    for fold in folds:  # every unfinished fold is checked before the first one trains, not hours later
+    for fold in folds:  # every fold is checked before the first one trains, not hours later
+        check_fold_recipe(recipe, fold, out / fold.dir_name)
         if not (out / fold.dir_name / FOLD_NAME).exists():
             held_out_table(recipe, fold)
             check_fold_data(recipe, fold)
@@ -286,12 +359,16 @@ def cross_validate_seeds(
         raise ConfigError(f"--seeds must be non-negative integers, got {seeds}")
     out = Path(out_dir)
     _check_layout(out, seeds=True)
+    recipes: dict[int, TrainRecipe] = {}
+    for seed in seeds:
+        recipes[seed] = copy.deepcopy(recipe)
+        recipes[seed].seed = int(seed)
+        for fold in folds:  # a later seed's stale folds must not surface after the earlier seeds have trained
+            check_fold_recipe(recipes[seed], fold, out / f"seed_{seed}" / fold.dir_name)
     runs = []
     for seed in seeds:
-        r = copy.deepcopy(recipe)
-        r.seed = int(seed)
         log.info("seed %d (%d/%d)", seed, len(runs) + 1, len(seeds))
-        runs.append(cross_validate(r, folds, out / f"seed_{seed}", workers=workers))
+        runs.append(cross_validate(recipes[seed], folds, out / f"seed_{seed}", workers=workers))
     per_seed = np.array([run["mean_eer"] for run in runs])
     fold_rows = []
     for k, fold in enumerate(folds):
