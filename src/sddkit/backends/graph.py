@@ -41,9 +41,18 @@ def _pairwise_products(x: Tensor) -> Tensor:
 
 
 def _node_batch_norm(bn: nn.BatchNorm1d, x: Tensor) -> Tensor:
-    """Batch norm over every node of every graph: (B, N, D) -> (B, N, D)."""
+    """Batch norm over every node of every graph: (B, N, D) -> (B, N, D).
+
+    A single node in training (batch of one short input: AASIST at its minimum length has one
+    temporal node) has no batch variance and torch refuses it; it is normalised with the running
+    statistics, which it leaves unchanged, as in eval mode.
+    """
     b, n, d = x.shape
-    return bn(x.reshape(b * n, d)).reshape(b, n, d)
+    rows = x.reshape(b * n, d)
+    if bn.training and b * n == 1 and bn.track_running_stats:
+        out = F.batch_norm(rows, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        return out.reshape(b, n, d)
+    return bn(rows).reshape(b, n, d)
 
 
 class GraphAttentionLayer(nn.Module):

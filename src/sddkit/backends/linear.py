@@ -5,13 +5,15 @@ frames (B, N, D) or spectral features (B, F, T)
   -> dropout -> linear -> logits (B, 2)
 
 The time axis follows the front-end: axis 1 for encoder frames, axis 2 for spectral features.
-``layout="auto"`` picks the axis whose partner has size ``in_dim``; when both sizes equal
-``in_dim`` (e.g. 80 frames of 80 mel bins) the layout is ambiguous and must be set explicitly.
+``layout="auto"`` takes the front-end's layout when the detector knows it (every registered
+front-end declares one); a head built on its own picks the axis whose partner has size ``in_dim``,
+and when both sizes equal ``in_dim`` (e.g. 80 frames of 80 mel bins) the layout is ambiguous and
+must be set explicitly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -74,8 +76,16 @@ class LinearHead(nn.Module):
 
 
 @BACKENDS.register("linear", config=LinearHeadConfig)
-def build_linear(cfg: LinearHeadConfig, *, in_dim: int | None = None, **_: object) -> LinearHead:
-    """Mean+std pooling over time and a linear layer, on (B, N, D) or (B, F, T) features."""
+def build_linear(
+    cfg: LinearHeadConfig, *, in_dim: int | None = None, feature_layout: str | None = None, **_: object
+) -> LinearHead:
+    """Mean+std pooling over time and a linear layer, on (B, N, D) or (B, F, T) features.
+
+    feature_layout: the front-end's layout (``frames`` or ``spectral``) when it is known; it resolves
+    ``layout="auto"`` once, so an input with as many frames as feature bins is not refused as ambiguous.
+    """
     if in_dim is None:
         raise ConfigError("backend 'linear' needs frame or spectral features, not the raw waveform")
+    if cfg.layout == "auto" and feature_layout in ("frames", "spectral"):
+        cfg = replace(cfg, layout=feature_layout)
     return LinearHead(in_dim, cfg)

@@ -1,6 +1,6 @@
 """``Detector(frontend=..., backend=...)``: the single-model detector.
 
-front-end: waveform (B, T) at 16 kHz -> FrontendOutput (features + aux losses + stats)
+front-end: waveform (B, T) at 16 kHz, floating point in [-1, 1] -> FrontendOutput (features + aux losses + stats)
 back-end:  features -> BackendOutput (logits (B, 2), embedding (B, E))
 
 Front-ends expose ``output_dim`` (feature size D or F, ``None`` for raw waveform) so a
@@ -9,14 +9,46 @@ back-end can be built to match; both are built from registries by :func:`build_d
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from sddkit.config import component_field
 from sddkit.detectors.outputs import BackendOutput, DetectorOutput, FrontendOutput, bonafide_log_odds
 from sddkit.registry import ComponentSpec, get_registry
+
+
+def module_dtype(module: nn.Module) -> torch.dtype | None:
+    """The dtype of ``module``'s first floating-point parameter or buffer (None when it has none)."""
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
+
+
+def check_waveform(waveform: Tensor) -> None:
+    """Refuse, in one line, what no detector can score: not (B, T), no samples, integer PCM."""
+    if waveform.dim() != 2:
+        raise ValueError(f"expected a (batch, samples) waveform, got shape {tuple(waveform.shape)}")
+    if waveform.shape[1] == 0:
+        raise ValueError(f"the waveform has no samples (shape {tuple(waveform.shape)})")
+    if not waveform.is_floating_point():
+        # integer PCM scored as is would sit 90 dB above the [-1, 1] scale the models were trained on
+        raise ValueError(
+            f"expected a floating-point waveform in [-1, 1], got {waveform.dtype}; "
+            "divide 16-bit PCM by 32768 (or load with soundfile/torchaudio, which do)"
+        )
+
+
+def cast_floating(x: Tensor, dtype: torch.dtype | None) -> Tensor:
+    """A floating ``x`` in ``dtype`` (the dtype of the module it goes to; autocast still lowers the
+    operations it lowers, from the parameters' dtype as usual)."""
+    if dtype is None or x.dtype == dtype or not x.is_floating_point():
+        return x
+    return x.to(dtype)
 
 
 class Detector(nn.Module):
@@ -28,11 +60,17 @@ class Detector(nn.Module):
         self.backend = backend
 
     def forward(self, waveform: Tensor) -> DetectorOutput:
-        """waveform: (B, T) float32 at 16 kHz."""
-        if waveform.dim() != 2:
-            raise ValueError(f"expected a (batch, samples) waveform, got shape {tuple(waveform.shape)}")
+        """waveform: (B, T) floating point at 16 kHz, samples in [-1, 1].
+
+        Any floating dtype is accepted (soundfile and numpy give float64): the waveform is cast to the
+        model's dtype, and the features to the back-end's, so a float32 model scores a float64 file as
+        its float32 copy and a ``.double()`` model takes float32 input.
+        """
+        check_waveform(waveform)
+        backend_dtype = module_dtype(self.backend)
+        waveform = cast_floating(waveform, module_dtype(self.frontend) or backend_dtype)
         front: FrontendOutput = self.frontend(waveform)
-        back: BackendOutput = self.backend(front.features)
+        back: BackendOutput = self.backend(cast_floating(front.features, backend_dtype))
         return DetectorOutput(
             logits=back.logits,
             score=bonafide_log_odds(back.logits),
@@ -50,8 +88,27 @@ class DetectorConfig:
     backend: ComponentSpec = component_field("backend")
 
 
+def feature_layout(frontend: nn.Module) -> str | None:
+    """How ``frontend`` lays out its features: ``spectral`` (B, F, T), ``frames`` (B, N, D), None (raw).
+
+    A front-end may declare ``feature_layout``; otherwise the spectral front-ends are known by class
+    and any other front-end with an ``output_dim`` (the encoders) gives frames.
+    """
+    from sddkit.frontends.spectral import SpectralFrontend
+
+    declared = getattr(frontend, "feature_layout", None)
+    if declared is not None:
+        return declared
+    if getattr(frontend, "output_dim", None) is None:
+        return None
+    return "spectral" if isinstance(frontend, SpectralFrontend) else "frames"
+
+
 def build_detector(cfg: DetectorConfig, **context: Any) -> Detector:
-    """Build both parts from their registries; the back-end gets ``in_dim=frontend.output_dim``."""
+    """Build both parts from their registries; the back-end gets ``in_dim=frontend.output_dim`` and
+    ``feature_layout`` (see :func:`feature_layout`)."""
     frontend = get_registry("frontend").build(cfg.frontend, **context)
-    backend = get_registry("backend").build(cfg.backend, in_dim=getattr(frontend, "output_dim", None))
+    backend = get_registry("backend").build(
+        cfg.backend, in_dim=getattr(frontend, "output_dim", None), feature_layout=feature_layout(frontend)
+    )
     return Detector(frontend=frontend, backend=backend)

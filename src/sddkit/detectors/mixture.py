@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from sddkit.config import component_field, from_dict, to_dict
-from sddkit.detectors.detector import DetectorConfig, build_detector
+from sddkit.detectors.detector import DetectorConfig, build_detector, cast_floating, check_waveform, module_dtype
 from sddkit.detectors.outputs import DetectorOutput
 from sddkit.errors import ConfigError
 from sddkit.registry import ComponentSpec, get_registry
@@ -72,6 +72,9 @@ class DetectorMixture(nn.Module):
 
     def forward(self, waveform: Tensor) -> DetectorOutput:
         """waveform (B, T) -> DetectorOutput; stats carry ``gate_weights`` and ``expert_scores`` (B, E)."""
+        check_waveform(waveform)
+        # the experts cast for themselves; the gate reads the waveform too (log-Mel statistics)
+        waveform = cast_floating(waveform, module_dtype(self))
         outs: list[DetectorOutput] = [expert(waveform) for expert in self.experts]
         weights = self.gate(waveform, [o.embedding for o in outs])  # (B, E)
         expert_log_probs = torch.stack([torch.log_softmax(o.logits, dim=-1) for o in outs], dim=1)  # (B, E, 2)

@@ -10,7 +10,9 @@
     }
 
 Both files are written atomically (temporary file + ``os.replace``) so a crash never leaves a
-half-written model behind.
+half-written file behind. The pair is not replaced as one: overwriting a directory writes the
+weights first, then the config, so a reader (or a crash) between the two sees new weights under
+the old config; write a new model to a new directory when something may be reading the old one.
 """
 
 from __future__ import annotations
@@ -169,8 +171,13 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
     missing = [key for key in ("architecture", "model") if key not in config]
     if missing:
         raise CheckpointError(f"{cfg_path}: missing key(s) {missing}")
+    if not isinstance(config["architecture"], str):
+        raise CheckpointError(f"{cfg_path}: architecture must be a name, got {config['architecture']!r}")
     if config.get("weights", "full") not in _WEIGHTS_KINDS:
         raise CheckpointError(f"{cfg_path}: weights must be one of {list(_WEIGHTS_KINDS)}, got {config['weights']!r}")
+    for key in ("inference", "metadata"):  # read with .get(...) by scoring and model cards
+        if config.get(key) is not None and not isinstance(config[key], dict):
+            raise CheckpointError(f"{cfg_path}: {key} must be a JSON object, got {type(config[key]).__name__}")
     return config
 
 
@@ -181,7 +188,11 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
     arch = config.get("architecture")
     if arch not in ARCHITECTURES:
         raise CheckpointError(f"{directory}: unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
-    model = ARCHITECTURES[arch](config["model"])
+    try:
+        model = ARCHITECTURES[arch](config["model"])
+    except ConfigError as exc:
+        # several model directories may be in play (mixture experts, a service): say which one is wrong
+        raise ConfigError(f"{directory / CONFIG_NAME}: {exc}") from None
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{directory}: missing {WEIGHTS_NAME}")
@@ -195,8 +206,8 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
         model=model,
         architecture=arch,
         model_config=config["model"],
-        inference=config.get("inference", {}),
-        metadata=config.get("metadata", {}),
+        inference=config.get("inference") or {},
+        metadata=config.get("metadata") or {},
         path=directory,
     )
 

@@ -20,6 +20,7 @@ and the FFT would lose too much precision.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -122,6 +123,15 @@ def mel_filterbank(
     lo, hi = hz_to_mel(torch.tensor([f_min, f_max], device="cpu"), scale).tolist()
     edges = mel_to_hz(torch.linspace(lo, hi, n_mels + 2, dtype=torch.float64, device="cpu"), scale)
     fb = triangular_filterbank(edges, n_fft=n_fft, sample_rate=sample_rate)
+    empty = int((fb.sum(dim=1) == 0).sum())
+    if empty:
+        # narrow low bands can fall between two FFT bins: their log energy is then a constant row
+        warnings.warn(
+            f"{empty} of the {n_mels} mel filters cover no FFT bin (all zeros): use fewer mels, "
+            f"a larger n_fft (now {n_fft}) or a higher f_min",
+            UserWarning,
+            stacklevel=2,
+        )
     if norm == "slaney":
         fb = fb * (2.0 / (edges[2:] - edges[:-2])).to(torch.float32)[:, None]
     elif norm != "none":
