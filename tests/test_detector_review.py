@@ -198,3 +198,25 @@ def test_the_default_mel_filterbank_has_no_empty_filter(recwarn):
 
     LogMel()
     assert not [w for w in recwarn if "mel filters" in str(w.message)]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_holding_nan_or_inf_are_refused_when_loaded(saved, bad):
+    from safetensors.torch import load_file, save_file
+
+    directory, _ = saved
+    md.load_model_dir(directory)  # finite weights load
+    state = load_file(str(directory / md.WEIGHTS_NAME))
+    name = next(k for k, t in state.items() if t.is_floating_point() and t.numel() > 1)
+    state[name].view(-1)[1] = bad
+    save_file(state, str(directory / md.WEIGHTS_NAME))
+    with pytest.raises(CheckpointError, match=rf"{name} holds NaN or inf values"):
+        md.load_model_dir(directory)
+
+
+@pytest.mark.parametrize("version", ["1", 1.5, True, None])
+def test_a_format_version_that_is_not_an_integer_is_refused(saved, version):
+    directory, config = saved
+    _write_config(directory, {**config, "format_version": version})
+    with pytest.raises(CheckpointError, match="format_version .* is not an integer"):
+        md.load_model_dir(directory)

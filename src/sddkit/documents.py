@@ -27,10 +27,10 @@ def read_versioned_json(path: str | Path, *, fmt: str, version: int, what: str) 
     if not isinstance(document, dict) or document.get("format") != fmt:
         found = document.get("format") if isinstance(document, dict) else type(document).__name__
         raise CheckpointError(f"{path}: not an sddkit {what} (format={found!r}, expected {fmt!r})")
-    try:
-        found_version = int(document.get("format_version", 0))
-    except (TypeError, ValueError):
-        raise CheckpointError(f"{path}: format_version {document.get('format_version')!r} is not an integer") from None
+    found_version = document.get("format_version", 0)
+    # int() would read "1", 1.5 and true as versions: a hand-edited document must say what it means
+    if isinstance(found_version, bool) or not isinstance(found_version, int):
+        raise CheckpointError(f"{path}: format_version {found_version!r} is not an integer")
     if found_version > version:
         raise CheckpointError(
             f"{path}: {what} format version {found_version} is newer than this sddkit reads ({version}); upgrade sddkit"

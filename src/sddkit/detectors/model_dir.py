@@ -230,4 +230,8 @@ def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], *, part
     if bad_shapes:
         k = bad_shapes[0]
         raise CheckpointError(f"{where}: shape mismatch for {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}")
+    # weights saved from a run that diverged would load and score NaN for every file, without a word
+    bad = next((k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    if bad is not None:
+        raise CheckpointError(f"{where}: {bad} holds NaN or inf values (the weights of a diverged run?)")
     model.load_state_dict(state, strict=not partial)
