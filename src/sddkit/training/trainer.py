@@ -20,6 +20,12 @@ generators preserved. A run resumed from a checkpoint therefore continues bit-fo
 uninterrupted run on CPU (single process). Under DDP every rank's generator states are saved and a
 resume with the same number of processes restores each rank's own (ERM on CPU continues bit-for-bit);
 with another number of processes the ranks after the first take fresh streams of their own.
+
+A resume under a changed recipe logs one warning naming every changed key (``optimizer.lr: 0.01 -> 0.001``;
+more steps or epochs and the run settings of :data:`RESUME_SETTINGS` are not news). The new values apply
+from there on: the optimiser's moments and the schedule's position come from the checkpoint, its lr and
+hyperparameters from the recipe; another seed draws fresh random streams; another ``trainer.patience``
+decides anew whether the run has stopped early.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import dataclasses
 import json
 import logging
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -114,13 +121,58 @@ class TrainResult:
     history: list[dict[str, Any]]
 
 
-def _recorded_model(recipe: dict[str, Any]) -> Any:
-    """The model section of a checkpoint's recipe, parsed again so that sections written by an older
-    sddkit compare equal to today's form of the same model (as recorded if it no longer parses)."""
+def _recorded_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's recipe, parsed again so that sections written by an older sddkit compare equal to
+    today's form of the same settings (as recorded if it no longer parses)."""
     try:
-        return to_dict(from_dict(TrainRecipe, recipe)).get("model")
+        return to_dict(from_dict(TrainRecipe, recipe))
     except (ConfigError, ValueError, TypeError):
-        return recipe.get("model")
+        return recipe
+
+
+def _recorded_model(recipe: dict[str, Any]) -> Any:
+    """The model section of a checkpoint's recipe, in today's form (see :func:`_recorded_recipe`)."""
+    return _recorded_recipe(recipe).get("model")
+
+
+# Recipe keys a resume may change without it being news: what a resume is for (more steps or epochs) and
+# what changes how the run goes (where, on what, how much it logs), not what it computes
+RESUME_SETTINGS = frozenset(
+    {
+        "trainer.out_dir",
+        "trainer.max_steps",
+        "trainer.epochs",
+        "trainer.progress",
+        "trainer.log_every",
+        "trainer.device",
+        "trainer.deterministic",
+        "trainer.find_unused_parameters",
+        "data.num_workers",
+        "data.decode_cache",
+    }
+)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists, e.g. protocol specs, stay whole values)."""
+    if not isinstance(value, dict) or not value:
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _brief(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def recipe_changes(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """``"key: before -> after"`` for every recipe key (dotted) a resume changes, but :data:`RESUME_SETTINGS`."""
+    before, after = _flatten(_recorded_recipe(recorded)), _flatten(now)
+    keys = sorted(k for k in before.keys() | after.keys() if k not in RESUME_SETTINGS)
+    return [f"{k}: {_brief(before.get(k))} -> {_brief(after.get(k))}" for k in keys if before.get(k) != after.get(k)]
 
 
 class Trainer:
@@ -513,12 +565,36 @@ class Trainer:
             log.info("no checkpoint under %s: starting from scratch", self.ckpt_dir)
             return None
         state = ckpt.load_checkpoint(path)
-        if _recorded_model(state.get("recipe", {})) != to_dict(self.recipe).get("model"):
-            log.warning("%s was written with a different model config; loading its weights anyway", path)
+        recorded_recipe = state.get("recipe", {})
+        changes = recipe_changes(recorded_recipe, to_dict(self.recipe))
+        if changes:
+            # a resume continues the checkpoint's weights, optimiser moments and position under the new values
+            log.warning(
+                "resuming %s with a changed recipe (%s): the new values apply from here", path, "; ".join(changes)
+            )
         load_state_checked(self.module, state["model"], partial=bool(self._reloadable), where=str(path))
-        ckpt.load_optimizer_state(self.optimizer, state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        recorded = (state.get("recipe", {}).get("strategy") or {}).get("name")
+        self._load_optimization(state["optimizer"], state["scheduler"])
+        recorded = (recorded_recipe.get("strategy") or {}).get("name")
+        if recorded_recipe.get("seed", self.recipe.seed) != self.recipe.seed:
+            # another seed (what a diverged run is told to try): other random streams from here on, and the
+            # strategy's state as built from the new seed
+            step = int((state.get("trainer") or {}).get("step", 0))
+            seed_everything(rank_seed(self.recipe.seed, self.info.rank, restart_step=step))
+        else:
+            self._load_strategy(path, recorded, state["strategy"])
+            self._restore_rng(state)
+        try:
+            self.state = TrainState(**state["trainer"])
+        except TypeError as exc:
+            raise CheckpointError(f"{path}: incompatible trainer state: {exc}") from None
+        # early stopping under today's trainer.patience: a resume with more patience trains on
+        patience = self.cfg.patience
+        self.state.stopped_early = patience is not None and self.state.bad_validations >= patience
+        self.history = list(state.get("history", []))
+        log.info("resumed from %s (step %d, epoch %d)", path, self.state.step, self.state.epoch)
+        return path.name
+
+    def _load_strategy(self, path: Path, recorded: str | None, saved: dict[str, Any]) -> None:
         if recorded is not None and recorded != self.recipe.strategy.name:
             # another strategy's state (e.g. none for ERM) cannot seed this one's: it starts afresh
             log.warning(
@@ -527,16 +603,29 @@ class Trainer:
                 recorded,
                 self.recipe.strategy.name,
             )
-        else:
-            self.strategy.load_state_dict(state["strategy"])
-        self._restore_rng(state)
-        try:
-            self.state = TrainState(**state["trainer"])
-        except TypeError as exc:
-            raise CheckpointError(f"{path}: incompatible trainer state: {exc}") from None
-        self.history = list(state.get("history", []))
-        log.info("resumed from %s (step %d, epoch %d)", path, self.state.step, self.state.epoch)
-        return path.name
+            return
+        self.strategy.load_state_dict(saved)
+
+    def _load_optimization(self, optimizer: dict[str, Any], scheduler: dict[str, Any]) -> None:
+        """The checkpoint's optimiser moments and schedule position, under the recipe's hyperparameters.
+
+        The saved param_groups and the scheduler's base_lrs hold the lr, weight decay and schedule the run
+        started with: loaded as they are, a resume with a lower optimizer.lr (what a diverged run is told to
+        try) would train on with the old one. Unchanged values come back exactly (the schedules are closed-form).
+        """
+        hyper = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        fresh = self.scheduler.state_dict()
+        ckpt.load_optimizer_state(self.optimizer, optimizer)
+        for group, values in zip(self.optimizer.param_groups, hyper):
+            group.update(values)
+        position = {k: scheduler[k] for k in ("last_epoch", "_step_count") if k in scheduler}
+        self.scheduler.load_state_dict({**fresh, **position})
+        with warnings.catch_warnings():  # get_lr() outside step() warns; here it is the lr at the restored step
+            warnings.simplefilter("ignore", UserWarning)
+            lrs = [float(lr) for lr in self.scheduler.get_lr()]
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self.scheduler._last_lr = lrs  # type: ignore[attr-defined]
 
     def _restore_rng(self, state: dict[str, Any]) -> None:
         """This rank's generator states of a checkpoint (rank 0's in a single process)."""

@@ -1,0 +1,140 @@
+"""Review tests: ``--resume`` with a changed recipe (what a diverged or early-stopped run is told to do)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from test_train_support import (
+    SyntheticDataset,
+    install_tiny,
+    one_thread,  # noqa: F401  (autouse fixture: one intra-op thread)
+)
+
+from sddkit.config import from_dict
+from sddkit.training import checkpoint as ckpt
+from sddkit.training.recipe import TrainRecipe
+from sddkit.training.trainer import Trainer
+
+
+def _recipe(tmp_path, max_steps: int, **sections) -> TrainRecipe:
+    data = {
+        "seed": 3,
+        "model": {"frontend": {"name": "tiny_test", "dropout": 0.2}, "backend": "tiny_test_head"},
+        "optimizer": {"lr": 1e-2},
+        "data": {"batch_size": 8},
+        "trainer": {"epochs": 10, "max_steps": max_steps, "out_dir": str(tmp_path / "run"), "progress": False},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return from_dict(TrainRecipe, data)
+
+
+def _fit(recipe: TrainRecipe, resume: bool = False) -> Trainer:
+    trainer = Trainer(recipe, train_data=SyntheticDataset(48), val_data=SyntheticDataset(24, seed=9), resume=resume)
+    trainer.fit()
+    return trainer
+
+
+@pytest.mark.parametrize(
+    "schedule", [{"name": "constant"}, {"name": "cosine", "warmup_steps": 2}, {"name": "cyclic", "step_size": 3}]
+)
+def test_resuming_with_a_lower_lr_trains_with_it(tmp_path, monkeypatch, schedule):
+    # before: the checkpoint's optimizer param_groups (lr included) and the scheduler's base_lrs overwrote the
+    # recipe's, so "resume with a lower optimizer.lr" (the advice of TrainingDivergedError) changed nothing
+    install_tiny(monkeypatch)
+    cyclic = {"base_lr": 1e-3, "max_lr": 1e-2} if schedule["name"] == "cyclic" else {}
+    _fit(_recipe(tmp_path, 4, schedule={**schedule, **cyclic}))
+    low = {"base_lr": 1e-6, "max_lr": 1e-5} if schedule["name"] == "cyclic" else {}
+    lowered = _recipe(tmp_path, 8, optimizer={"lr": 1e-5, "weight_decay": 0.5}, schedule={**schedule, **low})
+    resumed = Trainer(lowered, train_data=SyntheticDataset(48), val_data=SyntheticDataset(24, seed=9), resume=True)
+    seen = []
+    real_step = resumed.__class__._one_step
+
+    def spy(self, batch):
+        seen.append([(g["lr"], g["weight_decay"]) for g in self.optimizer.param_groups])
+        return real_step(self, batch)
+
+    monkeypatch.setattr(Trainer, "_one_step", spy)
+    resumed.fit()
+    # the learning rate of every resumed step is the new recipe's schedule at that step
+    fresh = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-5)
+    from sddkit.training.schedules import build_scheduler
+
+    sched = build_scheduler(fresh, lowered.schedule, 8)
+    expected = []
+    for _ in range(8):
+        expected.append(fresh.param_groups[0]["lr"])
+        fresh.step()
+        sched.step()
+    assert [s[0][0] for s in seen] == pytest.approx(expected[4:], rel=1e-12)
+    assert all(s[0][1] == 0.5 for s in seen)
+    # the optimiser's moments still come from the checkpoint: Adam's step count went on from 4
+    state = resumed.optimizer.state[resumed.optimizer.param_groups[0]["params"][0]]
+    assert int(state["step"]) == 8
+
+
+def test_resuming_with_a_changed_recipe_names_what_changed(tmp_path, monkeypatch, caplog):
+    # before: only a changed model said anything ("a different model config", not which key), a changed
+    # seed, batch size or learning rate was taken silently
+    install_tiny(monkeypatch)
+    _fit(_recipe(tmp_path, 3))
+    changed = _recipe(
+        tmp_path, 6, seed=4, optimizer={"lr": 1e-3}, model={"frontend": {"name": "tiny_test", "dropout": 0.1}}
+    )
+    with caplog.at_level(logging.WARNING, logger="sddkit.training"):
+        _fit(changed, resume=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    report = [w for w in warnings if "changed recipe" in w]
+    assert len(report) == 1, warnings
+    for part in ("seed: 3 -> 4", "optimizer.lr: 0.01 -> 0.001", "model.frontend.dropout: 0.2 -> 0.1"):
+        assert part in report[0], report[0]
+    # what a resume is for (more steps) or what only changes how it runs is not a recipe change
+    assert "max_steps" not in report[0] and "out_dir" not in report[0]
+
+
+def test_an_unchanged_resume_reports_nothing(tmp_path, monkeypatch, caplog):
+    install_tiny(monkeypatch)
+    _fit(_recipe(tmp_path, 3))
+    with caplog.at_level(logging.WARNING, logger="sddkit.training"):
+        _fit(_recipe(tmp_path, 6, trainer={"progress": False, "log_every": 1}), resume=True)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_resuming_with_another_seed_draws_new_random_streams(tmp_path, monkeypatch):
+    # before: the checkpoint's generator states were restored whatever the seed, so "resume with another
+    # seed" (TrainingDivergedError's advice) drew the same dropout masks and MLDG splits as before
+    install_tiny(monkeypatch)
+    _fit(_recipe(tmp_path, 3, strategy="mldg"))
+    saved = ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints"))
+
+    def streams(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        trainer = Trainer(_recipe(tmp_path, 6, seed=seed, strategy="mldg"), train_data=SyntheticDataset(48))
+        trainer.resume = True
+        try:
+            trainer._setup()
+            return torch.get_rng_state(), trainer.strategy.state_dict()["generator"]
+        finally:
+            trainer._teardown()
+
+    same_rng, same_split = streams(3)
+    assert torch.equal(same_rng, saved["rng"]["torch"]) and torch.equal(same_split, saved["strategy"]["generator"])
+    other_rng, other_split = streams(4)
+    assert not torch.equal(other_rng, saved["rng"]["torch"])
+    assert not torch.equal(other_split, saved["strategy"]["generator"])
+    assert torch.equal(streams(4)[0], other_rng)  # still reproducible
+
+
+def test_resuming_an_early_stopped_run_with_more_patience_trains_on(tmp_path, monkeypatch):
+    # before: the saved stopped_early flag ended the resumed run at once, whatever the new trainer.patience
+    install_tiny(monkeypatch)
+    trainer = {"epochs": 50, "max_steps": 40, "val_every": 2, "patience": 2}
+    stopped = _fit(_recipe(tmp_path, 40, optimizer={"lr": 1e-12}, trainer=trainer))
+    assert stopped.state.stopped_early and stopped.state.step == 6
+    again = _fit(_recipe(tmp_path, 40, optimizer={"lr": 1e-12}, trainer=trainer), resume=True)
+    assert again.state.stopped_early and again.state.step == 6  # the same recipe: nothing more to do
+    more = _fit(_recipe(tmp_path, 40, optimizer={"lr": 1e-12}, trainer={**trainer, "patience": 4}), resume=True)
+    assert more.state.stopped_early and more.state.step == 10
+    straight = _fit(_recipe(tmp_path / "straight", 40, optimizer={"lr": 1e-12}, trainer={**trainer, "patience": 4}))
+    assert [h["step"] for h in more.history] == [h["step"] for h in straight.history] == [2, 4, 6, 8, 10]
