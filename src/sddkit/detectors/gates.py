@@ -146,8 +146,16 @@ class AttentionGateConfig:
     dropout: float = 0.1
 
     def __post_init__(self):
+        # checked here, when the recipe is parsed: torch would refuse some only at build time (after the
+        # experts load), heads 0 is a ZeroDivisionError, and layers or ff_dim 0 would build without a word
+        sizes = {"d_model": self.d_model, "heads": self.heads, "layers": self.layers, "ff_dim": self.ff_dim}
+        bad = [f"{k}={v}" for k, v in sizes.items() if v <= 0]
+        if bad:
+            raise ValueError(f"d_model, heads, layers and ff_dim must be positive; got {', '.join(bad)}")
         if self.d_model % self.heads:
-            raise ValueError("d_model must be divisible by heads")
+            raise ValueError(f"d_model must be divisible by heads; got d_model={self.d_model}, heads={self.heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
 
 
 class AttentionGate(Gate):

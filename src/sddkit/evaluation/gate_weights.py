@@ -41,7 +41,9 @@ def gate_weight_table(
         raise ProtocolError(f"column {by!r} has a group named 'all', the name of the table's total row; rename it")
     df = pd.DataFrame(weights, columns=names)
     df[by] = groups
-    grouped = df.groupby(by, sort=True)
+    # dropna=False: a row whose group value is missing (NaN in a numeric column) gets a row of its own
+    # instead of vanishing from the groups while the `all` row still counts it
+    grouped = df.groupby(by, sort=True, dropna=False)
     out = grouped[names].mean()
     out["n"] = grouped.size()
     total = pd.DataFrame([[*weights.mean(axis=0), len(df)]], columns=[*names, "n"], index=["all"])
