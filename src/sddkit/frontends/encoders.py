@@ -12,7 +12,9 @@ Choices made here, and why:
   training makes two forwards of the same batch run different graphs: MLDG's meta-gradient
   then differentiates through a different network than the one it updates, and DDP sees
   parameters that got no gradient on some ranks. Dropout stays as the model config says
-  (or as ``dropout`` sets it).
+  (or as ``dropout`` sets it), also with ``freeze: true``: a frozen encoder in training mode
+  still drops activations (XLS-R: 0.1), as is usual for the base model under LoRA / MoLEx
+  adapters; ``dropout: 0.0`` gives it the deterministic features of ``eval()``.
 - **SpecAugment masking is off** unless ``spec_augment: true``: it draws its masks from
   numpy's global generator (not torch's), so runs are not reproducible from torch seeds.
 - **``layer: k``** returns the hidden state after transformer layer ``k`` (0 = the input of the
@@ -259,14 +261,17 @@ class EncoderConfig:
     layer: ``last``, an int ``k`` (hidden state after layer ``k``; 0 = input of the first layer)
         or ``weighted`` (learned softmax-weighted sum of all hidden states).
     freeze: freeze every encoder weight (adapters and layer weights stay trainable);
-        False = full fine-tuning.
+        False = full fine-tuning. Freezing leaves the dropout on (see ``dropout``).
     freeze_feature_encoder: with ``freeze: false``, still keep the convolutional waveform
         encoder (wav2vec2 family) or the mel convolutions (Whisper) frozen.
     gradient_checkpointing: recompute transformer layers in backward to save memory.
     dropout: set every dropout probability of the transformer; None = as the model config.
+        It applies in training mode, frozen or not: 0.0 makes a frozen encoder a fixed feature
+        extractor (train outputs = eval outputs).
     normalize: zero-mean unit-variance waveform per utterance (wav2vec2 family); None = as the
         model was trained (models with a layer-norm feature extractor, i.e. XLS-R / large).
-    spec_augment: apply the model config's SpecAugment time masking in training.
+    spec_augment: apply the model config's SpecAugment time masking in training; training inputs
+        then need at least ``mask_time_length`` frames (10 x 20 ms for the published models).
     """
 
     pretrained: str | None = None
@@ -335,7 +340,9 @@ class WhisperLogMel(nn.Module):
 
     Same recipe as ``transformers.WhisperFeatureExtractor`` (n_fft 400, hop 160, Slaney mel
     scale and norm, log10, clamp to max - 8, (x + 4) / 4), computed on the unpadded input:
-    the right edge is zero-padded as if the signal continued with the 30 s padding.
+    the right edge is zero-padded as if the signal continued with the 30 s padding. Inputs of
+    30 s or more are cut at 30 s with both edges reflected, as the extractor does.
+    Always float32, whatever the module's dtype or an autocast context (see :meth:`forward`).
     """
 
     def __init__(self, n_mels: int = 80, sample_rate: int = 16000, n_fft: int = 400, hop_length: int = 160):
@@ -343,6 +350,7 @@ class WhisperLogMel(nn.Module):
         from transformers.audio_utils import mel_filter_bank
 
         self.n_fft, self.hop_length = n_fft, hop_length
+        self.n_samples = 30 * sample_rate  # Whisper's chunk: the extractor pads or cuts to it
         fb = mel_filter_bank(
             num_frequency_bins=1 + n_fft // 2,
             num_mel_filters=n_mels,
@@ -360,14 +368,23 @@ class WhisperLogMel(nn.Module):
         half = self.n_fft // 2
         if waveform.shape[-1] < self.n_fft:
             raise AudioTooShortError(f"Whisper needs at least {self.n_fft} samples, got {waveform.shape[-1]}")
-        # Left: reflect, as torch.stft(center=True). Right: zeros, as the extractor's 30 s padding.
-        x = F.pad(waveform.unsqueeze(1), (half, 0), mode="reflect").squeeze(1)
-        x = F.pad(x, (0, half))
-        spec = torch.stft(x, self.n_fft, self.hop_length, window=self.window, center=False, return_complex=True)
-        power = spec[..., :-1].abs().pow(2)  # the extractor drops the last frame
-        log_spec = torch.matmul(self.mel_filters, power).clamp_min(1e-10).log10()
-        peak = log_spec.amax(dim=(1, 2), keepdim=True)
-        return (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
+        # float32 with autocast off: FFTs have no bfloat16 kernels (and float16 ones only for powers of 2),
+        # and bf16 mel powers would round the log-Mel that the model was trained on.
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            x = waveform.float()
+            if x.shape[-1] >= self.n_samples:
+                # nothing to pad: the extractor cuts at 30 s and reflects both edges (center=True)
+                x = F.pad(x[..., : self.n_samples].unsqueeze(1), (half, half), mode="reflect").squeeze(1)
+            else:
+                # Left: reflect, as torch.stft(center=True). Right: zeros, as the extractor's 30 s padding.
+                x = F.pad(x.unsqueeze(1), (half, 0), mode="reflect").squeeze(1)
+                x = F.pad(x, (0, half))
+            window = self.window.float()  # the constants too, should the module have been cast
+            spec = torch.stft(x, self.n_fft, self.hop_length, window=window, center=False, return_complex=True)
+            power = spec[..., :-1].abs().pow(2)  # the extractor drops the last frame
+            log_spec = torch.matmul(self.mel_filters.float(), power).clamp_min(1e-10).log10()
+            peak = log_spec.amax(dim=(1, 2), keepdim=True)
+            return (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
 
 
 # --- encoders ---------------------------------------------------------------------------------
@@ -451,9 +468,9 @@ class SpeechEncoder(nn.Module):
         return slots
 
 
-def _min_samples(kernels: tuple[int, ...], strides: tuple[int, ...]) -> int:
-    """Shortest input that leaves one frame after the convolution stack."""
-    n = 1
+def _min_samples(kernels: tuple[int, ...], strides: tuple[int, ...], frames: int = 1) -> int:
+    """Shortest input that leaves ``frames`` frames after the convolution stack."""
+    n = frames
     for k, s in zip(reversed(kernels), reversed(strides)):
         n = (n - 1) * s + k
     return n
@@ -468,6 +485,10 @@ class Wav2Vec2FamilyEncoder(SpeechEncoder):
         self.normalize = normalize
         cfg = model.config
         self.min_samples = _min_samples(tuple(cfg.conv_kernel), tuple(cfg.conv_stride))
+        # SpecAugment draws spans of mask_time_length frames and refuses shorter inputs (in training)
+        self.min_samples_masked = _min_samples(
+            tuple(cfg.conv_kernel), tuple(cfg.conv_stride), frames=max(1, cfg.mask_time_length)
+        )
 
     @property
     def output_dim(self) -> int:
@@ -493,6 +514,12 @@ class Wav2Vec2FamilyEncoder(SpeechEncoder):
         if waveform.shape[-1] < self.min_samples:
             got = waveform.shape[-1]
             raise AudioTooShortError(f"{self.family} needs at least {self.min_samples} samples, got {got}")
+        if self._masks_time() and waveform.shape[-1] < self.min_samples_masked:
+            got = waveform.shape[-1]
+            raise AudioTooShortError(
+                f"{self.family} with spec_augment needs at least {self.min_samples_masked} samples in training "
+                f"(one mask span of {self.model.config.mask_time_length} frames), got {got}"
+            )
         if self.normalize:
             mean = waveform.mean(dim=-1, keepdim=True)
             var = waveform.var(dim=-1, keepdim=True, unbiased=False)
@@ -503,6 +530,11 @@ class Wav2Vec2FamilyEncoder(SpeechEncoder):
         # transformers 5 leaves hidden_states[-1] before the final LayerNorm of pre-norm models;
         # use the model output there, as for Whisper (and as transformers 4 did).
         return [*out.hidden_states[:-1], out.last_hidden_state]
+
+    def _masks_time(self) -> bool:
+        """Whether this forward applies SpecAugment time masking (transformers' own condition)."""
+        cfg = self.model.config
+        return self.training and getattr(cfg, "apply_spec_augment", True) and cfg.mask_time_prob > 0
 
     def projection_slots(self, targets: list[str] | tuple[str, ...]) -> list[tuple[str, nn.Module, str]]:
         slots = super().projection_slots(targets)
@@ -544,19 +576,20 @@ class WhisperFamilyEncoder(SpeechEncoder):
 
     def _run(self, waveform: Tensor, all_states: bool) -> Tensor | list[Tensor]:
         enc = self.model
-        feats = self.log_mel(waveform)  # (B, n_mels, F)
+        hop = self.log_mel.hop_length
+        # mel frames the positions cover; checked on the waveform, since the log-Mel cuts at 30 s
+        frames = min(enc.embed_positions.num_embeddings * enc.conv2.stride[0], self.log_mel.n_samples // hop)
+        longest = (frames + 1) * hop - 1  # the last length giving `frames` frames
+        got = waveform.shape[-1]
+        if got > longest:
+            raise AudioTooLongError(
+                f"Whisper encodes at most {longest} samples ({frames * hop / 16000:.0f} s at 16 kHz), "
+                f"got {got} ({got / 16000:.3f} s)"
+            )
+        feats = self.log_mel(waveform).to(enc.conv1.weight.dtype)  # (B, n_mels, F), float32 -> model dtype
         x = F.gelu(enc.conv1(feats))
         x = F.gelu(enc.conv2(x)).transpose(1, 2)  # (B, N, D), N = ceil(F / 2)
         n = x.shape[1]
-        limit = enc.embed_positions.num_embeddings
-        if n > limit:
-            hop = self.log_mel.hop_length
-            longest = (limit * enc.conv2.stride[0] + 1) * hop - 1  # the last length giving `limit` positions
-            got = waveform.shape[-1]
-            raise AudioTooLongError(
-                f"Whisper encodes at most {longest} samples ({limit * enc.conv2.stride[0] * hop / 16000:.0f} s "
-                f"at 16 kHz), got {got} ({got / 16000:.3f} s)"
-            )
         # Slicing the sinusoidal table is what padding to 30 s would give on these frames.
         x = x + enc.embed_positions.weight[:n]
         x = F.dropout(x, p=enc.dropout, training=self.training)
