@@ -26,7 +26,13 @@ Choices made here, and why:
   4 returned it; transformers 5 returns it before that LayerNorm).
 - **Whisper** uses the encoder only. Log-Mel features are computed in torch with Whisper's
   recipe, and inputs shorter than 30 s use the first ``N`` positional embeddings instead of
-  being padded to 3000 frames (``transformers``' forward insists on 3000).
+  being padded to 3000 frames (``transformers``' forward insists on 3000). ``pad_to_30s: true``
+  runs the stock pipeline instead (zero padding to 30 s, all 1500 positions attended, output cut
+  back to the input's frames), as detectors built on ``WhisperFeatureExtractor`` were trained;
+  it costs 30 s of encoder compute per input, whatever its length.
+- **``normalize: None``** (wav2vec2 family) takes ``do_normalize`` from the ``pretrained``
+  folder's ``preprocessor_config.json`` when it states it (how the model was trained and is
+  published); otherwise it follows the feature-extractor type (layer norm: XLS-R / large models).
 - **WavLM** attention hands its projection *weights* to ``F.multi_head_attention_forward``, so
   modules that replace ``q_proj`` etc. (LoRA, MoLEx) would be silently bypassed.
   :meth:`SpeechEncoder.projection_slots` switches such attention modules to an equivalent
@@ -269,9 +275,17 @@ class EncoderConfig:
         It applies in training mode, frozen or not: 0.0 makes a frozen encoder a fixed feature
         extractor (train outputs = eval outputs).
     normalize: zero-mean unit-variance waveform per utterance (wav2vec2 family); None = as the
-        model was trained (models with a layer-norm feature extractor, i.e. XLS-R / large).
+        model was trained: ``do_normalize`` of the ``pretrained`` folder's
+        ``preprocessor_config.json`` when it has one, else models with a layer-norm feature
+        extractor (XLS-R / large).
     spec_augment: apply the model config's SpecAugment time masking in training; training inputs
         then need at least ``mask_time_length`` frames (10 x 20 ms for the published models).
+    pad_to_30s: Whisper only: zero-pad every input to 30 s before the log-Mel and run the encoder
+        on all 3000 frames, as ``WhisperFeatureExtractor`` + the stock forward do, then keep the
+        frames of the real input (as many as without padding). Reproduces detectors trained on
+        that pipeline; costs 30 s of encoder compute per input, whatever its length (Whisper-base,
+        a 4 s window on CPU: 10x the time of the unpadded path). False = encode only the
+        input's own frames.
     """
 
     pretrained: str | None = None
@@ -283,6 +297,7 @@ class EncoderConfig:
     dropout: float | None = None
     normalize: bool | None = None
     spec_augment: bool = False
+    pad_to_30s: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.layer, int) and self.layer < 0:
@@ -550,9 +565,10 @@ class WhisperFamilyEncoder(SpeechEncoder):
 
     family = "whisper"
 
-    def __init__(self, *, model: nn.Module, layer: int | str = "last"):
+    def __init__(self, *, model: nn.Module, layer: int | str = "last", pad_to_30s: bool = False):
         super().__init__(model=model, layer=layer)
         self.log_mel = WhisperLogMel(n_mels=model.config.num_mel_bins)
+        self.pad_to_30s = pad_to_30s
 
     @property
     def output_dim(self) -> int:
@@ -586,6 +602,24 @@ class WhisperFamilyEncoder(SpeechEncoder):
                 f"Whisper encodes at most {longest} samples ({frames * hop / 16000:.0f} s at 16 kHz), "
                 f"got {got} ({got / 16000:.3f} s)"
             )
+        if self.pad_to_30s:
+            return self._run_padded(waveform, all_states)
+        return self._encode(waveform, all_states)
+
+    def _run_padded(self, waveform: Tensor, all_states: bool) -> Tensor | list[Tensor]:
+        """The stock pipeline: zeros up to 30 s, all positions attended, then the input's frames kept."""
+        got = waveform.shape[-1]
+        if got < self.log_mel.n_fft:  # same minimum as unpadded, so the option never changes what is accepted
+            raise AudioTooShortError(f"Whisper needs at least {self.log_mel.n_fft} samples, got {got}")
+        # as many frames as the unpadded path gives: ceil(F / 2) for F = T // hop mel frames
+        keep = (got // self.log_mel.hop_length + 1) // 2
+        out = self._encode(F.pad(waveform, (0, max(0, self.log_mel.n_samples - got))), all_states)
+        if not all_states:
+            return out[:, :keep]
+        return [state[:, :keep] for state in out]
+
+    def _encode(self, waveform: Tensor, all_states: bool) -> Tensor | list[Tensor]:
+        enc = self.model
         feats = self.log_mel(waveform).to(enc.conv1.weight.dtype)  # (B, n_mels, F), float32 -> model dtype
         x = F.gelu(enc.conv1(feats))
         x = F.gelu(enc.conv2(x)).transpose(1, 2)  # (B, N, D), N = ceil(F / 2)
@@ -658,6 +692,23 @@ def _apply_settings(hf_cfg: Any, preset: Preset, cfg: EncoderConfig) -> None:
         hf_cfg.apply_spec_augment = cfg.spec_augment
 
 
+def _preprocessor_normalize(path: str) -> bool | None:
+    """``do_normalize`` from a model folder's ``preprocessor_config.json``; None if it does not say."""
+    pre_file = Path(path).expanduser() / "preprocessor_config.json"
+    if not pre_file.is_file():
+        return None
+    try:
+        raw = json.loads(pre_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"encoder.pretrained: cannot read {pre_file}: {exc}") from None
+    if not isinstance(raw, dict) or "do_normalize" not in raw:
+        return None
+    value = raw["do_normalize"]
+    if not isinstance(value, bool):  # "false" would be truthy: refuse rather than guess
+        raise ConfigError(f"encoder.pretrained: {pre_file}: do_normalize must be true or false, got {value!r}")
+    return value
+
+
 def _check_architecture(hf_cfg: Any, preset_name: str, preset: Preset) -> None:
     diffs = [
         f"{k}={getattr(hf_cfg, k, None)!r} (preset: {preset.arch[k]!r})"
@@ -719,11 +770,17 @@ def build_encoder(cfg: EncoderConfig, *, preset: str, **context: Any) -> SpeechE
     if spec.family == "whisper" and (cfg.normalize or cfg.spec_augment):
         # the Whisper encoder runs on log-Mel features and has no SpecAugment of its own
         raise ConfigError(f"encoder {preset!r}: normalize and spec_augment apply to the wav2vec2 family, not whisper")
+    if spec.family != "whisper" and cfg.pad_to_30s:
+        raise ConfigError(f"encoder {preset!r}: pad_to_30s applies to whisper, not the {spec.family} family")
     model = _build_hf_model(preset, spec, cfg)
     if spec.family == "whisper":
-        encoder: SpeechEncoder = WhisperFamilyEncoder(model=model, layer=cfg.layer)
+        encoder: SpeechEncoder = WhisperFamilyEncoder(model=model, layer=cfg.layer, pad_to_30s=cfg.pad_to_30s)
     else:
-        normalize = cfg.normalize if cfg.normalize is not None else model.config.feat_extract_norm == "layer"
+        normalize = cfg.normalize
+        if normalize is None and cfg.pretrained is not None:
+            normalize = _preprocessor_normalize(cfg.pretrained)
+        if normalize is None:  # no word from the folder: layer-norm extractors were trained on normalised input
+            normalize = model.config.feat_extract_norm == "layer"
         encoder = Wav2Vec2FamilyEncoder(model=model, family=spec.family, layer=cfg.layer, normalize=normalize)
     encoder.set_trainable(freeze=cfg.freeze, freeze_feature_encoder=cfg.freeze_feature_encoder)
     if not cfg.spec_augment and getattr(model, "masked_spec_embed", None) is not None:
