@@ -136,7 +136,10 @@ def test_asvspoof2021_la_key(tmp_path):
     assert df["attack_type"].tolist() == ["tts", "", "vc"]
     assert df["trim"].tolist() == ["notrim", "notrim", "trim"]
     assert df["path"][0] == str(audio / "LA_E_9332881.flac")
-    assert read_protocol(key).df["path"].tolist() == ["", "", ""]  # keys live apart from the audio
+    # without root: found next to keys/ (both archives unpacked in one folder), else unknown ('')
+    assert read_protocol(key).df["path"].tolist() == df["path"].tolist()
+    apart = _write(tmp_path / "elsewhere" / "keys" / "LA" / "CM" / "trial_metadata.txt", LA2021)
+    assert read_protocol(apart).df["path"].tolist() == ["", "", ""]
     only_eval = read_protocol(key, phases="eval")
     assert only_eval.df["utt_id"].tolist() == ["LA_E_9332881"]
     bad = _write(tmp_path / "bad.txt", LA2021.replace("notrim eval\n", "notrim\n", 1))

@@ -74,7 +74,10 @@ class UtteranceTable:
                 df = pd.read_csv(path, dtype=str, keep_default_na=False)
         except (ValueError, OSError, pd.errors.ParserError) as exc:
             raise ProtocolError(f"{path}: cannot read utterance table: {exc}") from None
-        return cls(df)
+        try:
+            return cls(df)
+        except ProtocolError as exc:  # a bad label or a duplicate id: say which of a recipe's tables
+            raise ProtocolError(f"{path}: {exc}") from None
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

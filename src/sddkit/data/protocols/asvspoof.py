@@ -31,7 +31,8 @@ Formats (whitespace-separated, one trial per line):
   ``SPEAKER UTT GENDER CODEC ATTACK KEY`` is read too.
 
 Without ``root`` the reader looks for the audio folders next to the protocol (its folder and the
-one above); when none is there, ``path`` is ''. Files are ``<utt>.flac``, or ``<utt>.wav`` where a
+one above; for a 2021 key at ``keys/<track>/CM/`` also the folder holding ``keys/``); when none is
+there, ``path`` is ''. Files are ``<utt>.flac``, or ``<utt>.wav`` where a
 partition's folder holds a WAV copy (told once per partition, from its first trial's file).
 """
 
@@ -58,7 +59,6 @@ from sddkit.data.protocols._common import (
     split_fields,
 )
 from sddkit.data.table import UtteranceTable
-from sddkit.errors import ProtocolError
 
 _PARTITION_CODE = re.compile(r"(?:^|_)([TDE])_[0-9A-Za-z]")
 _PARTITIONS = {"T": "train", "D": "dev", "E": "eval"}
@@ -99,12 +99,22 @@ class _AudioDirs:
         if partition not in self._cache:
             if not partition and self.root is not None:
                 raise located(self.protocol, lineno, "cannot tell the partition of this trial; set `partition`")
-            # the folder above, lexically: Path("x.txt").parent.parent is "." again, not ".."
-            above = Path(os.path.normpath(self.protocol.parent / ".."))
             self._cache[partition] = resolve_audio_dir(
-                self.root, self.candidates(partition), (self.protocol.parent, above)
+                self.root, self.candidates(partition), _fallback_roots(self.protocol)
             )
         return self._cache[partition]
+
+
+def _fallback_roots(protocol: Path) -> list[Path]:
+    """Folders searched for the audio folders when no ``root`` is given: the protocol's folder, the
+    one above and, for a 2021 key at its official place ``keys/<track>/CM/trial_metadata.txt``
+    (unpacked next to ``ASVspoof2021_<track>_eval/``), the folder holding ``keys/``."""
+    # the folder above, lexically: Path("x.txt").parent.parent is "." again, not ".."
+    roots = [protocol.parent, Path(os.path.normpath(protocol.parent / ".."))]
+    parents = Path(os.path.abspath(protocol)).parents
+    if len(parents) > 3 and parents[2].name == "keys":
+        roots.append(parents[3])
+    return roots
 
 
 def _audio_suffix(folder: str, utt: str) -> str:
@@ -277,7 +287,7 @@ class ASVspoof5Config:
     root: str | None = None
     partition: str | None = None  # train/dev/eval; by default from the id prefix (T_/D_/E_)
     corpus: str = "asvspoof5"
-    codecs: list[str] | None = field(default=None)  # keep only these CODEC values ('none' = uncoded)
+    codecs: list[str] | None = field(default=None)  # keep only these CODEC values ('none' or '-' = uncoded)
 
 
 _ASV5_DIRS = {"train": ["flac_T"], "dev": ["flac_D"], "eval": ["flac_E_eval", "flac_E"]}
@@ -296,7 +306,9 @@ def read_asvspoof5(cfg: ASVspoof5Config, **_: object) -> UtteranceTable:
     """ASVspoof 5 metadata TSV: SPEAKER_ID FLAC_FILE_NAME GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK KEY TMP."""
     proto = require_file(cfg.protocol, "ASVspoof 5 protocol")
     dirs = _AudioDirs(cfg.root, proto, _dirs_asv5)
-    records = []
+    # the protocol writes an uncoded trial's CODEC as '-', the table as 'none': both select it
+    wanted = None if cfg.codecs is None else ["none" if c == "-" else c for c in cfg.codecs]
+    records, codecs = [], set()
     for lineno, line in iter_lines(proto):
         fields = split_fields(proto, lineno, line, (10, 6), _ASV5_LAYOUT)
         if len(fields) == 10:
@@ -306,7 +318,8 @@ def read_asvspoof5(cfg: ASVspoof5Config, **_: object) -> UtteranceTable:
             codec_q = codec_seed = attack_tag = "-"
         label = map_label(key, ASVSPOOF_LABELS, proto, lineno)
         codec = "none" if codec == "-" else codec
-        if cfg.codecs is not None and codec not in cfg.codecs:
+        codecs.add(codec)
+        if wanted is not None and codec not in wanted:
             continue
         partition = cfg.partition or partition_from_id(utt)
         records.append(
@@ -326,6 +339,5 @@ def read_asvspoof5(cfg: ASVspoof5Config, **_: object) -> UtteranceTable:
                 "gender": _none_if_dash(gender),
             }
         )
-    if not records:
-        raise ProtocolError(f"{proto}: no trials left (codecs filter {cfg.codecs})")
+    check_selected(proto, "codecs", wanted, codecs)
     return build_table(records, proto)

@@ -48,6 +48,14 @@ def _csv_header(line: str, delimiter: str) -> set[str]:
     return {h.strip() for h in next(csv.reader([line], delimiter=delimiter))}
 
 
+def _is_mlaad_header(line: str) -> bool:
+    return {"path", "model_name"} <= {h.strip() for h in line.split("|")}
+
+
+def _mlaad_meta_error(path: Path) -> ProtocolError:
+    return ProtocolError(f"{path}: an MLAAD meta.csv; read the MLAAD root folder (holding fake/) instead")
+
+
 def _detect_headed(path: Path, line: str) -> str | None:
     comma = _csv_header(line, ",")
     if {"utt_id", "label"} <= comma:
@@ -62,8 +70,8 @@ def _detect_headed(path: Path, line: str) -> str | None:
         return "labels_csv"
     if {"client_id", "path"} <= set(line.split("\t")):
         return "common_voice"
-    if {"path", "model_name"} <= set(line.split("|")):
-        raise ProtocolError(f"{path}: an MLAAD meta.csv; read the MLAAD root folder (holding fake/) instead")
+    if _is_mlaad_header(line):
+        raise _mlaad_meta_error(path)
     if path.name == "metadata.csv" and len(line.split("|")) in (2, 3):
         return "ljspeech"
     if labels_csv_delimiter(line) is not None:  # path;label (spreadsheet export) or path<TAB>label
@@ -105,8 +113,9 @@ def detect_file_format(path: Path) -> str:
 
 
 def _is_mlaad(d: Path) -> bool:
-    fake = d / "fake"
-    if not fake.is_dir() or (d / "real").is_dir():
+    # the MLAAD root holding fake/, or that fake/ folder itself (the reader takes either)
+    fake = d if d.name == "fake" else d / "fake"
+    if not fake.is_dir() or (fake.parent / "real").is_dir():
         return False
     return any(m.is_dir() for lang in fake.iterdir() if lang.is_dir() for m in lang.iterdir())
 
@@ -127,7 +136,12 @@ def detect_folder_format(d: Path) -> str:
         return "folder"
     if any((d / c).is_dir() for c in FAKEAVCELEB_CATEGORIES):
         return "fakeavceleb"
-    if (d / "meta.csv").is_file():
+    meta = d / "meta.csv"
+    if meta.is_file():
+        # an MLAAD model folder holds a (pipe-separated) meta.csv too
+        first = _first_line(meta)
+        if first is not None and _is_mlaad_header(first[1]):
+            raise _mlaad_meta_error(meta)
         return "in_the_wild"
     if (d / "metadata.csv").is_file() and (d / "wavs").is_dir():
         return "ljspeech"
