@@ -5,7 +5,11 @@ An augmentation is a picklable object ``aug(x, sr, rng) -> y`` with
 * ``x``: (T,) float32 mono waveform at ``sr`` Hz (16 kHz in sddkit),
 * ``y``: (T,) float32, the same length and sample rate, finite,
 * ``rng``: a ``np.random.Generator``; every random choice is drawn from it, so the output
-  is a pure function of ``(x, sr, rng state)``.
+  is a pure function of ``(x, sr, rng state)``. Except for ``compose`` (and so the pipeline):
+  it spawns its children from ``rng``'s SeedSequence, so its output depends on that seed
+  sequence and how many children it already spawned, not on the state alone. Pass generators
+  from ``np.random.default_rng(seed)``, not ``jumped()`` ones (whose seed sequence is fresh OS
+  entropy) or restored states.
 
 Each one is registered in ``AUGMENTATIONS`` with a typed config dataclass whose random
 parameters are ``(low, high)`` ranges sampled uniformly with ``rng``, plus a probability

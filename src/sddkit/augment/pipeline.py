@@ -86,7 +86,9 @@ class OneOfConfig:
 
 class Compose(Augmentation):
     """Apply augmentations in series. Each child gets its own generator spawned from ``rng``, so
-    changing one child's parameters never changes the random draws of the others."""
+    changing one child's parameters never changes the random draws of the others. Spawning reads
+    ``rng``'s SeedSequence and spawn counter, not its state: a restored state or a ``jumped()``
+    generator does not repeat the output."""
 
     def __init__(self, augmentations: Sequence[Augmentation], p: float = 1.0):
         super().__init__(ProbabilityConfig(p=p))
