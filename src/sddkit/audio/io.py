@@ -259,7 +259,7 @@ def validate_waveform(
             path=path,
         )
     if arr.dtype.kind in "iu":
-        arr = _pcm_to_float(arr)
+        arr = pcm_to_float(arr)
     elif arr.dtype.kind != "f":
         raise AudioError(f"expected a numeric waveform, got dtype {arr.dtype}", path=path)
     arr = np.ascontiguousarray(arr, dtype=np.float32)
@@ -564,11 +564,11 @@ def _frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
     channels = max(1, frame.layout.nb_channels)
     if not frame.format.is_planar:  # packed: (1, samples * channels), interleaved
         arr = arr.reshape(-1, channels).T
-    arr = _pcm_to_float(arr)
+    arr = pcm_to_float(arr)
     return arr.mean(axis=0, dtype=np.float32) if arr.shape[0] > 1 else arr[0]
 
 
-def _pcm_to_float(arr: np.ndarray) -> np.ndarray:
+def pcm_to_float(arr: np.ndarray) -> np.ndarray:
     """Integer PCM -> float32 in [-1, 1) (unsigned PCM is offset-binary); floats pass through."""
     if arr.dtype.kind == "f":
         return arr.astype(np.float32, copy=False)

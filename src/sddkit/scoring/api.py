@@ -229,6 +229,8 @@ class ScoringDetector:
         x = validate_waveform(x, int(sample_rate))
         if sample_rate != self.sample_rate:
             x = soxr.resample(x, int(sample_rate), self.sample_rate, quality=_RESAMPLE_QUALITY).astype(np.float32)
+            if x.size:  # checked again at the model rate, as load_audio does: resampling can leave only silence
+                x = validate_waveform(x, self.sample_rate)  # (no samples at all: check_duration says too short)
         return x
 
     def check_duration(self, x: np.ndarray, *, path: str | None = None) -> None:
@@ -385,9 +387,13 @@ def _to_mono(x: np.ndarray) -> np.ndarray:
         axis = 1
     else:
         raise AudioError(f"cannot tell the channel axis of a waveform of shape {x.shape}; pass (channels, samples)")
-    if x.dtype.kind in "iu":  # keep integer PCM as PCM, so validation scales it to [-1, 1)
+    if x.dtype.kind in "iu" and x.dtype.itemsize == 8:  # kept as 64-bit PCM, which validation refuses by name
         return np.round(x.mean(axis=axis, dtype=np.float64)).astype(x.dtype)
-    return x.mean(axis=axis, dtype=np.float32)
+    # integer PCM is scaled to [-1, 1) before the channels are averaged, as the file decoders do: a mean
+    # rounded back to PCM adds half an LSB of noise, which moved the scores of quiet recordings
+    from sddkit.audio.io import pcm_to_float
+
+    return pcm_to_float(x).mean(axis=axis, dtype=np.float32)
 
 
 # --- loading ----------------------------------------------------------------------------------
