@@ -144,7 +144,7 @@ def test_expert_addition_keeps_the_old_region_of_a_tensor_grown_in_place():
     model = Model()
     old_router, old_other = model.frontend.router.detach().clone(), model.frontend.other.detach().clone()
     growth = ExpertAddition(model, 2, train_backend=True)
-    assert growth.trainable_names == ["frontend.router"] and not growth.new
+    assert growth.trainable_names == ["frontend.router", "backend.weight", "backend.bias"] and not growth.new
     assert not model.frontend.other.requires_grad and model.backend.weight.requires_grad
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1, weight_decay=0.5)
     growth.attach(opt)

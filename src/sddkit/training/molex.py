@@ -45,7 +45,11 @@ class ExpertAddition:
 
     def __init__(self, detector: nn.Module, n: int, *, train_backend: bool = False):
         frontend = getattr(detector, "frontend", None)
-        if frontend is None or not callable(getattr(frontend, "add_experts", None)):
+        if frontend is None:  # e.g. a detector mixture: its experts' front-ends are not grown
+            raise ConfigError(
+                f"molex.add_experts needs a detector with a MoLEx front-end; {type(detector).__name__} has no front-end"
+            )
+        if not callable(getattr(frontend, "add_experts", None)):
             raise ConfigError(
                 f"molex.add_experts needs a front-end with add_experts(n); {type(frontend).__name__} has none"
             )
@@ -55,13 +59,17 @@ class ExpertAddition:
         self.added = n
         self.new: list[str] = []
         self.grown: list[_Grown] = []
+        self.backend: list[str] = []  # old back-end parameters trained again (train_backend)
         for name, p in detector.named_parameters():
             old_shape = before.get(name)
             if old_shape is None:
                 p.requires_grad_(True)
                 self.new.append(name)
             elif old_shape == tuple(p.shape):
-                p.requires_grad_(train_backend and name.startswith("backend."))
+                retrained = train_backend and name.startswith("backend.")
+                p.requires_grad_(retrained)
+                if retrained:
+                    self.backend.append(name)
             else:
                 if len(old_shape) != p.dim() or any(o > s for o, s in zip(old_shape, p.shape)):
                     raise ConfigError(f"add_experts changed {name} from {old_shape} to {tuple(p.shape)}: not a growth")
@@ -76,7 +84,8 @@ class ExpertAddition:
 
     @property
     def trainable_names(self) -> list[str]:
-        return self.new + [g.name for g in self.grown]
+        """Every parameter the addition trains (molex_report.json's ``trainable``): new, grown, back-end."""
+        return self.new + [g.name for g in self.grown] + self.backend
 
     def attach(self, optimizer: torch.optim.Optimizer) -> None:
         """Register the hooks that keep the old regions of grown parameters fixed."""
