@@ -52,3 +52,24 @@ def test_growing_a_model_without_a_front_end_names_the_model():
         ExpertAddition(Mixture(), 1)
     assert "NoneType" not in str(exc.value) and "Mixture has no front-end" in str(exc.value)
     assert "\n" not in str(exc.value)
+
+
+def test_expert_use_is_kept_per_layer_where_layers_route_differently():
+    """Layer 0 sends A01 to expert 0 and A02 to expert 1, layer 1 the opposite: the layer mean says 50/50 for
+    both attacks, the per-layer table shows the routing (it was averaged away before the report saw it)."""
+    import numpy as np
+    import torch
+
+    from sddkit.training.evaluate import _per_utterance
+    from sddkit.training.molex import expert_use_by_attack
+
+    a01 = [[1.0, 0.0], [0.0, 1.0]]
+    a02 = [[0.0, 1.0], [1.0, 0.0]]
+    stat = torch.tensor([a01, a02, a01])  # (utterances, layers, experts)
+    per = _per_utterance(stat, 3)
+    assert per.shape == (3, 2, 2)
+    attacks = np.array(["A01", "A02", "A01"])
+    layered = expert_use_by_attack({"molex_gate_mean": per}, attacks, per_layer=True)["molex_gate_mean"]
+    assert layered == {"A01": a01, "A02": a02}
+    mean = expert_use_by_attack({"molex_gate_mean": per}, attacks)["molex_gate_mean"]
+    assert mean == {"A01": [0.5, 0.5], "A02": [0.5, 0.5]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 from test_train_support import one_thread, write_corpus  # noqa: F401  (one_thread: autouse fixture)
@@ -81,6 +82,10 @@ def test_molex_training_then_expert_addition(tmp_path):
     report = json.loads((tmp_path / "first" / "molex_report.json").read_text())
     gate = report["new_domain"]["expert_use"]["molex_gate_mean"]
     assert set(gate) == {"bonafide", "A01", "A02"} and all(len(v) == 2 for v in gate.values())
+    layered = report["new_domain"]["expert_use_per_layer"]["molex_gate_mean"]
+    n_layers = len({n.split(".router.")[0] for n in router})  # adapted projections (MoLEx layers)
+    assert all(np.array(v).shape == (n_layers, 2) for v in layered.values())  # (adapted layers, experts)
+    assert all(np.allclose(np.mean(layered[a], axis=0), gate[a], atol=1e-5) for a in gate)
 
     # 2. add one expert and train it alone on a new attack
     second = from_dict(

@@ -25,8 +25,8 @@ class EvalResult:
 
     eer: equal error rate as a fraction (None when the set lacks one class); loss: the classification
     loss's mean over the whole set (weighted by the class weights, as in training), whatever the batch size;
-    stats: per-utterance ``(N, K)`` arrays reduced from ``DetectorOutput.stats`` entries shaped
-    ``(B, ..., K)`` (mean over the middle axes), e.g. router probabilities per expert.
+    stats: per-utterance ``(N, ..., K)`` arrays of the ``DetectorOutput.stats`` entries shaped ``(B, ..., K)``,
+    e.g. MoLEx router probabilities per layer and expert ``(N, layers, experts)``.
     """
 
     eer: float | None
@@ -57,10 +57,12 @@ def preserved_rng() -> Iterator[None]:
 
 
 def _per_utterance(stat: Tensor, batch: int) -> np.ndarray | None:
-    """(B, ..., K) -> (B, K) float64 by averaging the middle axes; None for batch-level statistics."""
+    """(B, ..., K) -> the same shape in float64, kept whole (e.g. MoLEx's (B, layers, experts): expert k of one
+    layer is unrelated to expert k of another, so averaging over layers here would hide the routing); None for
+    batch-level statistics."""
     if stat.dim() < 2 or stat.shape[0] != batch:
         return None
-    return stat.detach().float().reshape(batch, -1, stat.shape[-1]).mean(dim=1).cpu().numpy().astype(np.float64)
+    return stat.detach().float().cpu().numpy().astype(np.float64)
 
 
 @torch.no_grad()

@@ -186,9 +186,18 @@ def eer_by_attack(labels: np.ndarray, scores: np.ndarray, attacks: np.ndarray) -
     return {"eer": safe(labels, scores), "per_attack": per, "n": int(labels.size)}
 
 
-def expert_use_by_attack(stats: dict[str, np.ndarray], attacks: np.ndarray) -> dict[str, dict[str, list[float]]]:
-    """For every per-utterance statistic ``(N, K)`` (e.g. router weights over experts), its mean per attack."""
-    out: dict[str, dict[str, list[float]]] = {}
+def expert_use_by_attack(
+    stats: dict[str, np.ndarray], attacks: np.ndarray, *, per_layer: bool = False
+) -> dict[str, dict[str, list[Any]]]:
+    """For every per-utterance statistic ``(N, ..., K)`` (e.g. router weights ``(N, layers, experts)``), its mean
+    per attack: over the middle axes too (a ``K`` list), or with ``per_layer`` kept per layer (``layers x K``).
+
+    The layer mean is a summary only: expert k of one layer is unrelated to expert k of another, so which
+    expert an attack goes to is read per layer.
+    """
+    out: dict[str, dict[str, list[Any]]] = {}
     for key, values in stats.items():
+        if not per_layer:
+            values = values.reshape(len(values), -1, values.shape[-1]).mean(axis=1)
         out[key] = {str(a): values[attacks == a].mean(axis=0).round(6).tolist() for a in sorted(set(attacks.tolist()))}
     return out

@@ -792,7 +792,8 @@ class Trainer:
         attacks = np.asarray(table.column("attack"), dtype=str)[result.indices]
         return {
             **eer_by_attack(result.labels, result.scores, attacks),
-            "expert_use": expert_use_by_attack(result.stats, attacks),
+            "expert_use": expert_use_by_attack(result.stats, attacks),  # mean over layers: a summary
+            "expert_use_per_layer": expert_use_by_attack(result.stats, attacks, per_layer=True),
         }
 
     def _molex_report(self, before: dict[str, Any] | None) -> None:
