@@ -13,6 +13,7 @@ early stopping, best-checkpoint selection, averaging of the top-k checkpoints; c
       checkpoints/       see sddkit.training.checkpoint (``latest`` + the top-k by validation EER)
       best/  final/      sddkit model directories (``sdd score``-ready), val EER in metadata
       molex_report.json  with a ``molex`` section: forgetting and expert use per attack system
+                         (``expert_use``: mean over the adapted layers; ``expert_use_per_layer``: each layer's)
 
 Reproducibility: the data order is a function of (seed, epoch, rank); the python/numpy/torch
 generators, optimiser, schedule and strategy states are checkpointed; validation runs with the
