@@ -336,3 +336,15 @@ def test_utterance_table_file(tmp_path, suffix):
     assert back.df["utt_id"].tolist() == ["a", "b"] and back.labels.tolist() == [1, 0]
     rooted = read_protocol(path, root=tmp_path).df
     assert rooted["path"].tolist() == [str(tmp_path / "a.wav"), "/abs/b.wav"]
+
+
+def test_in_the_wild_root_that_holds_none_of_its_files_is_an_error(tmp_path):
+    folder = tmp_path / "release_in_the_wild"
+    meta = _write(folder / "meta.csv", "file,speaker,label\n0.wav,A,spoof\n1.wav,B,bona-fide\n")
+    (folder / "0.wav").write_bytes(b"x")
+    (folder / "1.wav").write_bytes(b"x")
+    table = read_protocol(meta, format="in_the_wild", root=str(folder))  # the right folder
+    assert table.df["path"].tolist() == [str(folder / "0.wav"), str(folder / "1.wav")]
+    # the parent of release_in_the_wild/: before, every path pointed nowhere and nothing said so
+    with pytest.raises(ProtocolError, match=r"holds none of the first files meta\.csv lists \(0\.wav, 1\.wav\)"):
+        read_protocol(meta, format="in_the_wild", root=str(tmp_path))

@@ -14,6 +14,7 @@ from pathlib import Path
 from sddkit.data import PROTOCOLS
 from sddkit.data.protocols._common import build_table, iter_csv, located, map_label, require_dir
 from sddkit.data.table import UtteranceTable
+from sddkit.errors import ProtocolError
 
 ITW_LABELS = {"bona-fide": "bonafide", "bonafide": "bonafide", "spoof": "spoof"}
 
@@ -51,4 +52,16 @@ def read_in_the_wild(cfg: InTheWildConfig, **_: object) -> UtteranceTable:
                 "corpus": cfg.corpus,
             }
         )
+    if cfg.root is not None:
+        _check_root(root, [r["path"] for r in records[:3]], meta)
     return build_table(records, meta)
+
+
+def _check_root(root: Path, first: list[str], meta: Path) -> None:
+    """A ``root`` that holds none of the first files listed is the wrong folder (e.g. the parent of
+    ``release_in_the_wild/``): every path would be wrong, and only the training run would find out."""
+    if first and not any(os.path.exists(p) for p in first):
+        names = ", ".join(os.path.basename(p) for p in first)
+        raise ProtocolError(
+            f"{root}: holds none of the first files {meta.name} lists ({names}); root must be the audio folder"
+        )
