@@ -55,8 +55,11 @@ def test_roundtrip_full_and_trainable(tmp_path, tiny_arch):
 
 
 def test_errors(tmp_path, tiny_arch):
-    with pytest.raises(CheckpointError, match="not a model directory"):
+    with pytest.raises(CheckpointError, match="no such model directory"):
         md.load_model_dir(tmp_path / "nope")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError, match=r"not a model directory \(a file\)"):
+        md.load_model_dir(tmp_path / "file")
     model = tiny_arch({"width": 4})
     d = md.save_model_dir(tmp_path / "m", model, model_config={"width": 4}, architecture="tiny_test")
     cfg = json.loads((d / "config.json").read_text())

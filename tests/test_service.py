@@ -196,7 +196,7 @@ def test_web_page_is_served_and_self_contained(client):
 
 
 def test_create_app_errors_and_error_types(tmp_path):
-    with pytest.raises(CheckpointError, match="not a model directory"):
+    with pytest.raises(CheckpointError, match="no such model directory"):
         create_app(tmp_path / "nope")
     for limits in ({"max_upload_mb": 0.0}, {"max_duration_s": float("nan")}):  # NaN compares false
         with pytest.raises(CheckpointError, match="must be positive"):

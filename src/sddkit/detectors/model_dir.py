@@ -159,8 +159,10 @@ def save_model_dir(
 def read_model_config(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
     cfg_path = directory / CONFIG_NAME
+    if not directory.exists():
+        raise CheckpointError(f"{directory}: no such model directory")
     if not directory.is_dir():
-        raise CheckpointError(f"{directory}: not a model directory")
+        raise CheckpointError(f"{directory}: not a model directory (a file)")
     if not cfg_path.is_file():
         raise CheckpointError(f"{directory}: missing {CONFIG_NAME}")
     config = read_versioned_json(cfg_path, fmt=FORMAT, version=FORMAT_VERSION, what="model config")
