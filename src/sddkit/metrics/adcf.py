@@ -10,10 +10,12 @@ normalised, as in the reference ``calculate_a_dcf``, by the cheaper trivial syst
 ``min(C_fa_asv P_non + C_fa_spoof P_spf, C_miss P_tar)`` (accept all vs reject all). The
 minimum over thresholds is the min a-DCF.
 
-Defaults are the ASVspoof 5 track 2 constants (P_tar = 0.9405, P_non = 0.0095,
-P_spf = 0.05, C_miss = 1, C_fa_asv = C_fa_spoof = 10). Note the reference repository's own
-``CostModel()`` defaults differ (the paper's 0.9/0.05/0.05 with C_fa_cm = 20); pass an
-:class:`ADCFCost` for those. As for the DET curve, tied scores share one operating point.
+Defaults are the ASVspoof 5 track 2 constants, those the challenge's evaluation package scores
+with (``a_dcf.CostModel()``, called without arguments by ``calculate_aDCF_tdcf_tEER``; also the
+a-DCF paper's): P_tar = 0.9, P_non = 0.05, P_spf = 0.05, C_miss = 1, C_fa_asv = 10,
+C_fa_spoof = 20, so the normaliser is min(0.5 + 1.0, 0.9) = 0.9. They are NOT the t-DCF's
+priors (0.9405/0.0095/0.05 with C_fa_spoof = 10); pass an :class:`ADCFCost` for other costs.
+As for the DET curve, tied scores share one operating point.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from sddkit.metrics.inputs import MetricError, as_scores
 
 @dataclass
 class ADCFCost:
-    p_tar: float = 0.9405
-    p_non: float = 0.0095
+    """Priors and costs of the a-DCF (defaults: ASVspoof 5 track 2, as its evaluation package)."""
+
+    p_tar: float = 0.9
+    p_non: float = 0.05
     p_spf: float = 0.05
     c_miss: float = 1.0
     c_fa_asv: float = 10.0
-    c_fa_spoof: float = 10.0
+    c_fa_spoof: float = 20.0
 
     def __post_init__(self) -> None:
         priors = (self.p_tar, self.p_non, self.p_spf)
