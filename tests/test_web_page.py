@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from scoring_support import save_tiny_lcnn
 from test_service import _uvicorn
 
 from sddkit.config import from_dict, to_dict
@@ -142,3 +143,38 @@ def test_upload_in_browser_shows_decision_and_gate_weights(tmp_path, mixture_dir
             assert drv.find_element(By.ID, "decision").get_attribute("data-decision") == expected.decision
         finally:
             drv.quit()
+
+
+def _model_info_text(app, tmp_path, monkeypatch) -> str:
+    """The text of the page's model description, as Chromium renders it from GET /v1/model."""
+    browser, driver_path = _ensure_chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    monkeypatch.setenv("SE_OFFLINE", "true")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chrome-profile'}")
+    with _uvicorn(app) as port:
+        drv = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+        try:
+            drv.get(f"http://127.0.0.1:{port}/")
+            WebDriverWait(drv, 60).until(lambda d: "calibration" in d.find_element(By.ID, "model-info").text)
+            return drv.find_element(By.ID, "model-info").text
+        finally:
+            drv.quit()
+
+
+def test_the_page_shows_a_calibration_recorded_without_its_prior(tmp_path, monkeypatch):
+    """A hand-set map (``a``, ``b`` without ``prior``) calibrates every score the API returns: the page
+    said "none (raw scores)" for it, since it read an absent prior as no calibration."""
+    inference = {"window_samples": 8000, "calibration": {"a": 1.5, "b": 0.2}}
+    model = save_tiny_lcnn(tmp_path / "lcnn", inference=inference)
+    text = _model_info_text(create_app(model), tmp_path, monkeypatch)
+    assert "a=1.500, b=0.200" in text and "raw scores" not in text
+    plain = save_tiny_lcnn(tmp_path / "plain")  # the identity map: raw scores
+    assert "none (raw scores)" in _model_info_text(create_app(plain), tmp_path, monkeypatch)

@@ -5,7 +5,7 @@ Endpoints:
 | method | path | what |
 |---|---|---|
 | POST | ``/v1/score`` | multipart upload (field ``file``) -> score, probability, decision, windows, weights |
-| GET | ``/v1/model`` | the model: components, parameters, sample rate, windows, threshold, calibration |
+| GET | ``/v1/model`` | the model: components, parameters, and its inference settings (windows, threshold, ...) |
 | GET | ``/healthz`` | liveness: ``{"status": "ok"}`` once the model is loaded |
 | GET | ``/`` | a small offline web page to upload a file and see the result |
 | GET | ``/openapi.json``, ``/docs`` | the API description |
@@ -75,7 +75,10 @@ class ScoreResponse(BaseModel):
     raw_score: float
     n_windows: int
     windows: list[WindowOut]
-    weights: dict[str, list[float]] = Field(description="per-window model statistics, e.g. mixture gate weights")
+    weights: dict[str, list[float]] = Field(
+        description="model statistics averaged over the windows, e.g. a mixture's gate weights and expert scores "
+        "(sdd score's gate_w*/expert_score* columns)"
+    )
 
 
 class ErrorBody(BaseModel):
@@ -248,7 +251,7 @@ def create_app(
 
 
 def model_summary(det: Any, limits: dict[str, float]) -> dict[str, Any]:
-    """What ``GET /v1/model`` answers."""
+    """What ``GET /v1/model`` answers: the model's info and every setting of its ``inference`` section."""
     cfg = det.inference
     info = det.info
     return {
@@ -258,13 +261,9 @@ def model_summary(det: Any, limits: dict[str, float]) -> dict[str, Any]:
         "architecture": info.get("architecture"),
         "components": info.get("components"),
         "num_parameters": info.get("num_parameters"),
-        "sample_rate": cfg.sample_rate,
-        "window_samples": cfg.window_samples,
+        # all of them, not a chosen few: min_duration_s (why a short upload is refused) was left out
+        **cfg.to_dict(),
         "window_s": cfg.window_s,
-        "hop_samples": cfg.hop_samples,
-        "aggregation": cfg.aggregation,
-        "threshold": cfg.threshold,
-        "calibration": cfg.to_dict()["calibration"],
         "outputs": det.stat_widths(),
         "limits": dict(limits),
         "model": info.get("model"),

@@ -27,6 +27,13 @@
     return c.frontend + " + " + c.backend;
   }
 
+  // the map itself says whether scores are calibrated: a hand-set a, b carries no prior
+  function describeCalibration(cal) {
+    if (cal.a == null || (cal.a === 1 && cal.b === 0)) return "none (raw scores)";
+    const fitted = cal.prior == null ? "" : " (fitted at prior " + cal.prior + ")";
+    return "a=" + fmt(cal.a, 3) + ", b=" + fmt(cal.b, 3) + fitted;
+  }
+
   async function loadModel() {
     try {
       const res = await fetch("v1/model");
@@ -38,8 +45,7 @@
       row(dl, "architecture", describeComponents(m.components));
       row(dl, "parameters", m.num_parameters != null ? m.num_parameters.toLocaleString() : "?");
       row(dl, "window", fmt(m.window_s, 2) + " s, hop " + fmt(m.hop_samples / m.sample_rate, 2) + " s, " + m.aggregation);
-      const cal = m.calibration || {};
-      row(dl, "calibration", cal.prior == null ? "none (raw scores)" : "a=" + fmt(cal.a, 3) + ", b=" + fmt(cal.b, 3));
+      row(dl, "calibration", describeCalibration(m.calibration || {}));
       row(dl, "threshold", fmt(m.threshold, 3));
       row(dl, "limits", m.limits.max_upload_mb + " MB, " + m.limits.max_duration_s + " s");
       $("model-info").replaceChildren(dl);
