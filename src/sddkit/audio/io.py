@@ -191,7 +191,7 @@ def decode_audio_bytes(
         raise TypeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
     if not data:
-        raise EmptyAudioError("no data (0 bytes)", path=name)
+        raise EmptyAudioError("file is empty (0 bytes)", path=name)
     mono, native_sr = _decode(data, label=name, max_duration=max_duration)
     return _finish(
         mono,
