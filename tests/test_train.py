@@ -373,16 +373,19 @@ def test_protocol_folds_split_the_training_table_into_disjoint_group_folds(tmp_p
 
 def test_resume_compares_the_recorded_model_in_todays_form():
     from sddkit.config import to_dict
-    from sddkit.training.trainer import _recorded_model
+    from sddkit.training.recipe import recipe_changes, recorded_recipe
 
     frontend = {"name": "ssl", "encoder": "hubert_tiny", "adapter": "lora"}
     today = to_dict(from_dict(TrainRecipe, {"model": {"frontend": frontend, "backend": "ssl_aasist"}}))
     # written before 2026-12-01: the unused MoLEx section was recorded too, at its defaults
     molex_defaults = get_registry("frontend").parse({**frontend, "adapter": "molex"}).to_dict()["molex"]
     old = {**today, "model": {**today["model"], "frontend": {**today["model"]["frontend"], "molex": molex_defaults}}}
-    assert old["model"] != today["model"] and _recorded_model(old) == today["model"]
+    assert old["model"] != today["model"] and recorded_recipe(old)["model"] == today["model"]
+    assert recipe_changes(old, today) == []  # so a resume reports no change
     broken = {"model": {"frontend": "no_such_frontend"}}
-    assert _recorded_model(broken) == {"frontend": "no_such_frontend"}  # kept as recorded: the warning still fires
+    # kept as recorded: the warning still fires
+    assert recorded_recipe(broken)["model"] == {"frontend": "no_such_frontend"}
+    assert any(c.startswith("model.frontend: no_such_frontend -> ") for c in recipe_changes(broken, today))
 
 
 def test_one_class_training_or_validation_data_is_a_config_error(tmp_path, monkeypatch):

@@ -23,7 +23,8 @@ differences (as it is on small corpora).
 Nothing is lost on a crash: a fold interrupted in training resumes from its latest checkpoint, one
 interrupted while scoring skips the files already written. A rerun must be the same experiment: a fold
 that has trained (or finished) under a recipe other than the rerun's, compared on what the run computes
-(:data:`RUN_SETTINGS` may change), is refused rather than resumed or reported under the new recipe.
+(:data:`sddkit.training.recipe.RUN_SETTINGS` may change), is refused rather than resumed or reported under
+the new recipe.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import numpy as np
 from sddkit.data.table import UtteranceTable
 from sddkit.detectors.model_dir import atomic_write_bytes
 from sddkit.errors import ConfigError
-from sddkit.training.recipe import ProtocolSpec, TrainRecipe, as_specs
+from sddkit.training.recipe import ProtocolSpec, TrainRecipe, as_specs, recipe_changes
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +51,6 @@ CV_NAME = "cv.json"
 FOLD_NAME = "fold.json"
 SCORES_NAME = "held_out.csv"
 RUN_NAME = "run.json"  # written by the fold's Trainer: the recipe it trained with
-
-# Recipe settings that change how a fold's run goes (where, how fast, how much it logs), not what it
-# computes: a rerun may change them (a resume on another machine, without a progress bar...).
-RUN_SETTINGS: dict[str, tuple[str, ...]] = {
-    "trainer": ("out_dir", "progress", "log_every", "device", "deterministic", "find_unused_parameters"),
-    "data": ("num_workers", "decode_cache"),
-}
 
 
 @dataclass(frozen=True)
@@ -177,36 +171,13 @@ def _score_held_out(model_dir: Path, table: UtteranceTable, out_csv: Path, worke
     return np.array([float(by_path[p]["score"]) for p in paths], dtype=np.float64)
 
 
-def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:
-    """``recipe`` (a ``to_dict`` form) without :data:`RUN_SETTINGS`, flattened to dotted keys."""
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict) and value:
-            for key, child in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), child)
-        else:
-            flat[prefix] = value
-
-    walk("", json.loads(json.dumps(recipe, default=str)))  # as run.json holds it: tuples are lists there
-    for section, keys in RUN_SETTINGS.items():
-        for key in keys:
-            flat.pop(f"{section}.{key}", None)
-    return flat
-
-
 def _recorded_recipe(fold_dir: Path) -> dict[str, Any] | None:
-    """The recipe the fold's run was trained with (``run.json``), in today's ``to_dict`` form; None if unknown."""
-    from sddkit.config import from_dict, to_dict
-
+    """The recipe the fold's run was trained with (``run.json``); None if unknown."""
     try:
         recorded = json.loads((fold_dir / RUN_NAME).read_text())["recipe"]
     except (OSError, ValueError, KeyError, TypeError):
         return None  # no run.json (a fold from before it was written): nothing to compare with
-    try:  # parsed again, so that a recipe written by an older sddkit compares equal to today's form
-        return to_dict(from_dict(TrainRecipe, recorded))
-    except (ConfigError, ValueError, TypeError):
-        return recorded if isinstance(recorded, dict) else None
+    return recorded if isinstance(recorded, dict) else None
 
 
 def check_fold_recipe(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path) -> None:
@@ -222,20 +193,15 @@ def check_fold_recipe(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path) -> Non
     recorded = _recorded_recipe(fold_dir) if started else None
     if recorded is None:
         return
-    before, now = _comparable(recorded), _comparable(to_dict(fold_recipe(recipe, fold, fold_dir)))
-    changed = [k for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)]
+    # more epochs or steps are another experiment here (unlike a resume): only the run settings may change
+    changed = recipe_changes(recorded, to_dict(fold_recipe(recipe, fold, fold_dir)))
     if changed:
-        shown = ", ".join(f"{k}: {_brief(before.get(k))} -> {_brief(now.get(k))}" for k in changed[:4])
+        shown = ", ".join(changed[:4])
         more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
         raise ConfigError(
             f"fold {fold.name}: {fold_dir} was trained with another recipe ({shown}{more}); rerun with the "
             "recipe and overrides it was started with to resume it, or use a new --out"
         )
-
-
-def _brief(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else value
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def run_fold(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path, *, workers: int = 2) -> dict[str, Any]:

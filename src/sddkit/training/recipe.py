@@ -18,15 +18,16 @@ Every section is a dataclass parsed by :func:`sddkit.config.from_dict`: unknown 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sddkit.config import apply_overrides, component_field, did_you_mean, from_dict, load_yaml
+from sddkit.config import apply_overrides, component_field, did_you_mean, from_dict, load_yaml, to_dict
 from sddkit.detectors.detector import DetectorConfig
 from sddkit.detectors.mixture import MixtureConfig
-from sddkit.errors import UnknownNameError
+from sddkit.errors import ConfigError, UnknownNameError
 from sddkit.registry import ComponentSpec, get_registry
 
 
@@ -387,3 +388,58 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """Read a YAML recipe, apply ``key=value`` overrides, and parse it strictly."""
     data = apply_overrides(load_yaml(path), list(overrides))
     return from_dict(TrainRecipe, data)
+
+
+# --- comparing a recorded recipe with today's (a resume, a cross-validation rerun) -------------------------------
+
+# Recipe keys that change how a run goes (where, on what, how fast, how much it logs), not what it computes
+RUN_SETTINGS = frozenset(
+    {
+        "trainer.out_dir",
+        "trainer.progress",
+        "trainer.log_every",
+        "trainer.device",
+        "trainer.deterministic",
+        "trainer.find_unused_parameters",
+        "data.num_workers",
+        "data.decode_cache",
+    }
+)
+
+
+def recorded_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A recipe as a checkpoint or ``run.json`` recorded it, parsed again so that one written by an older
+    sddkit compares equal to today's form of the same settings (as recorded if it no longer parses)."""
+    try:
+        return to_dict(from_dict(TrainRecipe, recipe))
+    except (ConfigError, ValueError, TypeError):
+        return recipe
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists, e.g. protocol specs, stay whole values)."""
+    if not isinstance(value, dict) or not value:
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _brief(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def recipe_changes(
+    recorded: dict[str, Any], now: dict[str, Any], *, ignore: frozenset[str] = RUN_SETTINGS
+) -> list[str]:
+    """``"key: before -> after"`` for every dotted recipe key that differs between ``recorded`` (see
+    :func:`recorded_recipe`) and ``now`` (a ``to_dict`` form), but those in ``ignore``."""
+
+    def flat(recipe: dict[str, Any]) -> dict[str, Any]:  # as JSON holds it: tuples are lists there
+        return _flatten(json.loads(json.dumps(recipe, default=str)))
+
+    before, after = flat(recorded_recipe(recorded)), flat(now)
+    keys = sorted(k for k in before.keys() | after.keys() if k not in ignore)
+    return [f"{k}: {_brief(before.get(k))} -> {_brief(after.get(k))}" for k in keys if before.get(k) != after.get(k)]

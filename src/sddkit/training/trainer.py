@@ -48,7 +48,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from sddkit.config import from_dict, to_dict
+from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.detectors.model_dir import atomic_write_bytes, load_state_checked, save_model_dir
 from sddkit.errors import CheckpointError, ConfigError, TrainingDivergedError
@@ -83,7 +83,7 @@ from sddkit.training.provenance import (
     rank_seed,
     seed_everything,
 )
-from sddkit.training.recipe import TrainRecipe
+from sddkit.training.recipe import RUN_SETTINGS, TrainRecipe, recipe_changes
 from sddkit.training.schedules import build_optimizer, build_scheduler, trainable_parameters
 from sddkit.training.strategy import StepContext, StepResult
 
@@ -122,58 +122,9 @@ class TrainResult:
     history: list[dict[str, Any]]
 
 
-def _recorded_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's recipe, parsed again so that sections written by an older sddkit compare equal to
-    today's form of the same settings (as recorded if it no longer parses)."""
-    try:
-        return to_dict(from_dict(TrainRecipe, recipe))
-    except (ConfigError, ValueError, TypeError):
-        return recipe
-
-
-def _recorded_model(recipe: dict[str, Any]) -> Any:
-    """The model section of a checkpoint's recipe, in today's form (see :func:`_recorded_recipe`)."""
-    return _recorded_recipe(recipe).get("model")
-
-
-# Recipe keys a resume may change without it being news: what a resume is for (more steps or epochs) and
-# what changes how the run goes (where, on what, how much it logs), not what it computes
-RESUME_SETTINGS = frozenset(
-    {
-        "trainer.out_dir",
-        "trainer.max_steps",
-        "trainer.epochs",
-        "trainer.progress",
-        "trainer.log_every",
-        "trainer.device",
-        "trainer.deterministic",
-        "trainer.find_unused_parameters",
-        "data.num_workers",
-        "data.decode_cache",
-    }
-)
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists, e.g. protocol specs, stay whole values)."""
-    if not isinstance(value, dict) or not value:
-        return {prefix: value}
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-def _brief(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def recipe_changes(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """``"key: before -> after"`` for every recipe key (dotted) a resume changes, but :data:`RESUME_SETTINGS`."""
-    before, after = _flatten(_recorded_recipe(recorded)), _flatten(now)
-    keys = sorted(k for k in before.keys() | after.keys() if k not in RESUME_SETTINGS)
-    return [f"{k}: {_brief(before.get(k))} -> {_brief(after.get(k))}" for k in keys if before.get(k) != after.get(k)]
+# Recipe keys a resume may change without it being news: what a resume is for (more steps or epochs) and the
+# run settings, which change how the run goes, not what it computes
+RESUME_SETTINGS = RUN_SETTINGS | {"trainer.max_steps", "trainer.epochs"}
 
 
 class Trainer:
@@ -567,7 +518,7 @@ class Trainer:
             return None
         state = ckpt.load_checkpoint(path)
         recorded_recipe = state.get("recipe", {})
-        changes = recipe_changes(recorded_recipe, to_dict(self.recipe))
+        changes = recipe_changes(recorded_recipe, to_dict(self.recipe), ignore=RESUME_SETTINGS)
         if changes:
             # a resume continues the checkpoint's weights, optimiser moments and position under the new values
             log.warning(
