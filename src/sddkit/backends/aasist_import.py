@@ -22,7 +22,7 @@ from torch import Tensor
 
 from sddkit.config import to_dict
 from sddkit.detectors.detector import Detector, DetectorConfig, build_detector
-from sddkit.detectors.model_dir import CONFIG_NAME, load_state_checked, save_model_dir
+from sddkit.detectors.model_dir import CONFIG_NAME, file_in_the_way, load_state_checked, save_model_dir
 from sddkit.errors import CheckpointError
 from sddkit.registry import get_registry
 from sddkit.scoring.inference import InferenceConfig
@@ -192,13 +192,10 @@ def _sha256(path: Path) -> str:
 
 
 def _check_out_dir(out: Path) -> None:
-    """Refuse an ``out`` that is, or lies below, an existing file before the weights are read (writing the
-    model directory would fail in ``mkdir`` with a traceback)."""
-    for path in (out, *out.parents):
-        if path.exists():
-            if not path.is_dir():
-                raise CheckpointError(f"{out}: cannot write a model directory there: {path} is not a directory")
-            return
+    """Refuse an ``out`` that is, or lies below, an existing file before the weights are read."""
+    blocking = file_in_the_way(out)
+    if blocking is not None:
+        raise CheckpointError(f"{out}: cannot write a model directory there: {blocking} is not a directory")
 
 
 def import_aasist(

@@ -35,6 +35,7 @@ def check_out(out: str) -> None:
     ``new_folder/`` would become a file named ``new_folder``; below a file the exporter fails in ``mkdir``
     with a traceback.
     """
+    from sddkit.detectors.model_dir import file_in_the_way
     from sddkit.errors import ConfigError
 
     path = Path(out)
@@ -42,11 +43,9 @@ def check_out(out: str) -> None:
         return
     if path.suffix.lower() != ".onnx" or out.endswith(("/", os.sep)):
         raise ConfigError(f"--out must name a .onnx file or an existing folder, got {out}")
-    for above in path.parents:
-        if above.exists():
-            if not above.is_dir():
-                raise ConfigError(f"{out}: cannot write the ONNX model there: {above} is not a directory")
-            return
+    blocking = file_in_the_way(path.parent)
+    if blocking is not None:
+        raise ConfigError(f"{out}: cannot write the ONNX model there: {blocking} is not a directory")
 
 
 def run(args: argparse.Namespace) -> int:
