@@ -660,10 +660,7 @@ def _read_pretrained_config(path: str, preset_name: str, preset: Preset) -> tupl
             f"encoder.pretrained: {path!r} is not a local Hugging Face model directory (no config.json there); "
             "weights are never downloaded"
         )
-    try:
-        raw = json.loads(config_file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"encoder.pretrained: cannot read {config_file}: {exc}") from None
+    raw = _read_json(config_file)
     if not isinstance(raw, dict):
         raise ConfigError(f"encoder.pretrained: {config_file} is not a JSON object (got {type(raw).__name__})")
     if raw.get("model_type") != preset.family:
@@ -692,15 +689,20 @@ def _apply_settings(hf_cfg: Any, preset: Preset, cfg: EncoderConfig) -> None:
         hf_cfg.apply_spec_augment = cfg.spec_augment
 
 
+def _read_json(file: Path) -> Any:
+    """A JSON file of the ``pretrained`` folder; unreadable or invalid JSON is a one-line ConfigError."""
+    try:
+        return json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"encoder.pretrained: cannot read {file}: {exc}") from None
+
+
 def _preprocessor_normalize(path: str) -> bool | None:
     """``do_normalize`` from a model folder's ``preprocessor_config.json``; None if it does not say."""
     pre_file = Path(path).expanduser() / "preprocessor_config.json"
     if not pre_file.is_file():
         return None
-    try:
-        raw = json.loads(pre_file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"encoder.pretrained: cannot read {pre_file}: {exc}") from None
+    raw = _read_json(pre_file)
     if not isinstance(raw, dict) or "do_normalize" not in raw:
         return None
     value = raw["do_normalize"]
