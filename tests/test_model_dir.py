@@ -147,7 +147,10 @@ def test_frozen_trained_experts_are_stored_and_required(tmp_path):
     for name in old_experts:
         assert torch.equal(loaded.state_dict()[name], model.state_dict()[name])
     del stored[sorted(old_experts)[0]]  # a directory that lacks one: refused, never random values
-    md.atomic_save_safetensors(stored, d / "model.safetensors")
+    digest = md.weights_digest(stored)  # a consistent pair (digests agree) that still lacks a tensor
+    md.atomic_save_safetensors(stored, d / "model.safetensors", metadata={md.DIGEST_KEY: digest})
+    saved_config = json.loads((d / md.CONFIG_NAME).read_text())
+    (d / md.CONFIG_NAME).write_text(json.dumps({**saved_config, "weights_digest": digest}))
     with pytest.raises(CheckpointError, match="missing"):
         md.load_model_dir(d)
 
@@ -160,3 +163,70 @@ def test_a_model_with_merged_lora_is_not_saved(tmp_path):
         md.save_model_dir(tmp_path / "m", model, model_config=config, trainable_only=True)
     model.frontend.unmerge()
     md.save_model_dir(tmp_path / "m", model, model_config=config, trainable_only=True)
+
+
+def _save_tiny(directory, model, **kwargs):
+    return md.save_model_dir(directory, model, model_config={"width": 4}, architecture="tiny_test", **kwargs)
+
+
+def test_both_files_carry_one_weights_digest_and_saves_are_reproducible(tmp_path, tiny_arch):
+    from safetensors import safe_open
+
+    model = tiny_arch({"width": 4})
+    first = _save_tiny(tmp_path / "a", model)
+    digest = json.loads((first / md.CONFIG_NAME).read_text())["weights_digest"]
+    with safe_open(str(first / md.WEIGHTS_NAME), framework="pt") as f:
+        assert f.metadata()[md.DIGEST_KEY] == digest
+    assert digest == md.weights_digest(model.state_dict())
+    # content-derived, not random: the same weights give byte-identical files
+    second = _save_tiny(tmp_path / "b", model)
+    for name in (md.CONFIG_NAME, md.WEIGHTS_NAME):
+        assert (first / name).read_bytes() == (second / name).read_bytes()
+    with torch.no_grad():
+        model.head.bias[0] += 1e-3
+    assert md.weights_digest(model.state_dict()) != digest
+    # dtype is part of the digest: equal values in another precision are other weights
+    halved = {k: v.half() for k, v in model.state_dict().items()}
+    assert md.weights_digest(halved) != md.weights_digest({k: v.float() for k, v in halved.items()})
+    assert md.weights_digest({"x": torch.ones(2, dtype=torch.bfloat16)})  # numpy has no bfloat16: still hashed
+
+
+def test_an_overwrite_interrupted_between_the_two_files_is_refused(tmp_path, tiny_arch, monkeypatch):
+    old = tiny_arch({"width": 4})
+    directory = _save_tiny(tmp_path / "m", old)
+    new = tiny_arch({"width": 4})
+    with torch.no_grad():
+        new.head.weight.mul_(-1.0)
+
+    def crash(path, data):
+        raise KeyboardInterrupt  # the process dies after the weights, before the config
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(md, "atomic_write_bytes", crash)
+        _save_tiny(directory, new)
+    with pytest.raises(CheckpointError, match="come from different saves"):
+        md.load_model_dir(directory)
+    # saving again mends it
+    _save_tiny(directory, new)
+    torch.testing.assert_close(md.load_model_dir(directory).model.head.weight, new.head.weight)
+
+
+def test_weights_copied_from_another_model_are_refused_and_old_dirs_without_a_digest_load(tmp_path, tiny_arch):
+    a = _save_tiny(tmp_path / "a", tiny_arch({"width": 4}))
+    other = tiny_arch({"width": 4})
+    with torch.no_grad():
+        other.head.bias.fill_(2.0)
+    b = _save_tiny(tmp_path / "b", other)
+    (a / md.WEIGHTS_NAME).write_bytes((b / md.WEIGHTS_NAME).read_bytes())
+    with pytest.raises(CheckpointError, match="different saves"):
+        md.load_model_dir(a)
+    # a directory written before the digest existed: no key in the config, none in the header
+    config = json.loads((b / md.CONFIG_NAME).read_text())
+    del config["weights_digest"]
+    (b / md.CONFIG_NAME).write_text(json.dumps(config))
+    md.atomic_save_safetensors(other.state_dict(), b / md.WEIGHTS_NAME)
+    torch.testing.assert_close(md.load_model_dir(b).model.head.bias, other.head.bias)
+    config["weights_digest"] = 7
+    (b / md.CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="weights_digest must be a string"):
+        md.load_model_dir(b)

@@ -10,13 +10,18 @@
     }
 
 Both files are written atomically (temporary file + ``os.replace``) so a crash never leaves a
-half-written file behind. The pair is not replaced as one: overwriting a directory writes the
-weights first, then the config, so a reader (or a crash) between the two sees new weights under
-the old config; write a new model to a new directory when something may be reading the old one.
+half-written file behind. The pair cannot be replaced as one: overwriting a directory writes the
+weights first, then the config. So that a crash (or a reader) between the two never gets new
+weights under the old config without a word, both files carry the same ``weights_digest`` (a
+SHA-256 of the tensors: names, dtypes, shapes and bytes; in ``config.json`` and in the
+safetensors header), and loading refuses a pair whose digests differ. Directories written before
+the digest existed have none and load as before. Write a new model to a new directory when
+something may be reading the old one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -26,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -48,7 +53,9 @@ _CONFIG_KEYS = (
     "weights",
     "inference",
     "metadata",
+    "weights_digest",
 )
+DIGEST_KEY = "sddkit_weights_digest"  # the safetensors header's metadata key holding the pair's digest
 _WEIGHTS_KINDS = ("full", "trainable")  # every tensor / only the trainable ones (frozen encoders load from disk)
 
 
@@ -122,6 +129,19 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metada
         raise
 
 
+def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of a state dict's names, dtypes, shapes and bytes, in name order.
+
+    The same weights give the same digest, so saving a model twice writes identical files."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        # bytes through a uint8 view: numpy has no bfloat16
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
 def state_to_save(model: nn.Module, trainable_only: bool) -> dict[str, torch.Tensor]:
     """Full state dict, or everything but the frozen pretrained weights (:func:`reloadable_names`)."""
     state = model.state_dict()
@@ -148,6 +168,8 @@ def save_model_dir(
     if any(getattr(m, "merged", False) is True for m in model.modules()):
         # the rebuilt model starts unmerged: merged base weights plus the stored A/B would add B A twice
         raise ConfigError("the model has merged LoRA adapters: call unmerge() before saving it")
+    state = state_to_save(model, trainable_only)
+    digest = weights_digest(state)
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -157,10 +179,11 @@ def save_model_dir(
         "weights": "trainable" if trainable_only else "full",
         "inference": inference or {},
         "metadata": metadata or {},
+        "weights_digest": digest,
     }
     # serialise first: a config JSON cannot hold must fail before the weights are replaced
     config_bytes = (json.dumps(config, indent=2, sort_keys=False) + "\n").encode()
-    atomic_save_safetensors(state_to_save(model, trainable_only), directory / WEIGHTS_NAME)
+    atomic_save_safetensors(state, directory / WEIGHTS_NAME, metadata={DIGEST_KEY: digest})
     atomic_write_bytes(directory / CONFIG_NAME, config_bytes)
     return directory
 
@@ -186,6 +209,9 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{cfg_path}: architecture must be a name, got {config['architecture']!r}")
     if config.get("weights", "full") not in _WEIGHTS_KINDS:
         raise CheckpointError(f"{cfg_path}: weights must be one of {list(_WEIGHTS_KINDS)}, got {config['weights']!r}")
+    digest = config.get("weights_digest")
+    if digest is not None and not isinstance(digest, str):
+        raise CheckpointError(f"{cfg_path}: weights_digest must be a string, got {digest!r}")
     for key in ("inference", "metadata"):  # read with .get(...) by scoring and model cards
         if config.get(key) is not None and not isinstance(config[key], dict):
             raise CheckpointError(f"{cfg_path}: {key} must be a JSON object, got {type(config[key]).__name__}")
@@ -209,8 +235,16 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
         raise CheckpointError(f"{directory}: missing {WEIGHTS_NAME}")
     try:
         state = load_file(str(weights), device=map_location)
+        stored_digest = _stored_digest(weights)
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{weights}: unreadable weights: {exc}") from None
+    expected_digest = config.get("weights_digest")
+    if expected_digest is not None and stored_digest != expected_digest:
+        raise CheckpointError(
+            f"{directory}: {CONFIG_NAME} and {WEIGHTS_NAME} come from different saves (weights digest "
+            f"{_short(stored_digest)} where the config expects {_short(expected_digest)}): an overwrite was "
+            "interrupted between the two files, or one was copied from another model; save the model again"
+        )
     load_state_checked(model, state, partial=config.get("weights") == "trainable", where=str(weights))
     model.eval()
     return ModelDir(
@@ -221,6 +255,16 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
         metadata=config.get("metadata") or {},
         path=directory,
     )
+
+
+def _stored_digest(weights: Path) -> str | None:
+    """The ``weights_digest`` in a safetensors file's header (None in files written without one)."""
+    with safe_open(str(weights), framework="pt") as f:
+        return (f.metadata() or {}).get(DIGEST_KEY)
+
+
+def _short(digest: str | None) -> str:
+    return "none" if digest is None else digest[:12]
 
 
 def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], *, partial: bool, where: str) -> None:
