@@ -1,5 +1,5 @@
 """`sdd eval`'s report checked number by number against the metric functions and the ASVspoof conventions:
-each attack's spoofs against ALL bona fide of the evaluated partition(s), each codec condition (and source,
+each attack's spoofs against ALL bona fide of its partition, each codec condition (and source,
 partition) on its own bona fide and spoof trials, and every EER in report.json in percent."""
 
 from __future__ import annotations
@@ -49,9 +49,14 @@ def test_every_table_follows_the_asvspoof_convention_and_is_in_percent():
     report = evaluate(table, s, EvalConfig(bootstrap=0))
     y = table.labels
     bona = y == 1
-    for row in report.per_attack:  # the attack's spoofs against every bona fide trial
-        m = bona | (table.column("attack") == row["attack"])
-        assert (row["n_bonafide"], row["n_spoof"]) == (int(bona.sum()), int((m & ~bona).sum()))
+    part = table.column("partition")
+    assert {(r["partition"], r["attack"]) for r in report.per_attack} == {
+        (p, a) for p in ("eval", "progress") for a in ("A1", "A2")
+    }
+    for row in report.per_attack:  # the attack's spoofs against every bona fide trial of its partition
+        here = part == row["partition"]
+        m = here & (bona | (table.column("attack") == row["attack"]))
+        assert (row["n_bonafide"], row["n_spoof"]) == (int((here & bona).sum()), int((m & ~bona).sum()))
         assert row["eer"] == pytest.approx(100 * eer(y[m], s[m]).eer)
         assert row["min_dcf"] == pytest.approx(min_dcf(y[m], s[m]).dcf)
     for key, rows in (("codec", report.per_codec), ("source", report.per_source), ("partition", report.per_partition)):
@@ -94,3 +99,16 @@ def test_sdd_eval_per_attack_uses_the_bona_fide_of_the_selected_partition(tmp_pa
         assert row["n_bonafide"] == int((in_eval & (y == 1)).sum())
         assert row["eer"] == pytest.approx(100 * eer(y[m], s[m]).eer)
     assert data["pooled"]["eer"] == pytest.approx(100 * eer(y[in_eval], s[in_eval]).eer)
+
+
+def test_per_attack_rows_of_a_single_partition_have_no_partition_key_and_use_all_bona_fide():
+    table, s = _table()
+    keep = np.flatnonzero(table.column("partition") == "eval")
+    one = table.subset(keep)
+    report = evaluate(one, s[keep], EvalConfig(bootstrap=0))
+    y, bona = one.labels, one.labels == 1
+    assert [r["attack"] for r in report.per_attack] == ["A1", "A2"]
+    for row in report.per_attack:
+        assert "partition" not in row
+        m = bona | (one.column("attack") == row["attack"])
+        assert row["eer"] == pytest.approx(100 * eer(y[m], s[keep][m]).eer)

@@ -214,9 +214,34 @@ def _per_group(
 
 
 def _per_attack(table: UtteranceTable, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> list[dict]:
-    """Each spoof attack's trials together with every bona fide trial."""
+    """Each spoof attack's trials together with every bona fide trial (the ASVspoof convention).
+
+    A table of several partitions (e.g. a whole sddbench manifest) gets one row per partition and
+    attack, each attack against its own partition's bona fide: pooling bona fide from the training
+    and test partitions would make a per-attack EER that describes no evaluation condition.
+    """
+    partitions = _partition_groups(table)
+    if partitions is None:
+        return _attack_rows(table.column("attack").astype(str), labels, scores, cfg)
+    rows = []
+    for partition, in_part in partitions:
+        attacks = table.column("attack").astype(str)[in_part]
+        rows += [
+            {"partition": partition, **row} for row in _attack_rows(attacks, labels[in_part], scores[in_part], cfg)
+        ]
+    return rows
+
+
+def _partition_groups(table: UtteranceTable) -> list[tuple[str, np.ndarray]] | None:
+    """(name, mask) per partition when the table holds more than one, else None."""
+    if not table.has_column("partition"):
+        return None
+    groups = _groups(table.column("partition"), "unknown")
+    return groups if len(groups) > 1 else None
+
+
+def _attack_rows(attacks: np.ndarray, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> list[dict]:
     bona = labels == 1
-    attacks = table.column("attack").astype(str)
     rows = []
     for name, mask in _groups(np.where(bona, "", attacks), "unknown"):
         if name == "unknown" and not (mask & ~bona).any():
@@ -327,10 +352,11 @@ _MD_COLUMNS = (  # (key, header, digits)
 
 
 def _md_table(rows: Sequence[dict[str, Any]], key: str) -> list[str]:
-    headers = [key] + [h for _, h, _ in _MD_COLUMNS]
+    keys = ["partition", key] if rows and "partition" in rows[0] and key != "partition" else [key]
+    headers = keys + [h for _, h, _ in _MD_COLUMNS]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for r in rows:
-        cells = [str(r[key])] + [_fmt(r.get(k), d) for k, _, d in _MD_COLUMNS]
+        cells = [str(r[k]) for k in keys] + [_fmt(r.get(k), d) for k, _, d in _MD_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -371,7 +397,13 @@ def render_markdown(report: Report) -> str:
             "",
         ]
     sections = [
-        ("Per attack (each attack vs all bona fide)", report.per_attack, "attack"),
+        (
+            "Per attack (each attack vs its partition's bona fide)"
+            if report.per_attack and "partition" in report.per_attack[0]
+            else "Per attack (each attack vs all bona fide)",
+            report.per_attack,
+            "attack",
+        ),
         ("Per source", report.per_source, "source"),
     ]
     if len(report.per_corpus) > 1:
