@@ -195,6 +195,32 @@ def test_web_page_is_served_and_self_contained(client):
         assert "@import" not in f.read_text() and 'fetch("http' not in f.read_text()
 
 
+@pytest.mark.parametrize(
+    ("page", "scripts"), [("/docs", ("swagger-ui-bundle.js", "swagger-ui.css")), ("/redoc", ("redoc.standalone.js",))]
+)
+def test_api_pages_load_their_scripts_from_the_service_not_a_cdn(client, page, scripts):
+    """FastAPI's own pages fetch Swagger UI / ReDoc (and fonts) from the internet, so offline they stay blank."""
+    html = client.get(page)
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    external = re.findall(r"""(?:src|href|url)\s*[=:]\s*["']?((?:https?:)?//[^"'\s>]+)""", html.text)
+    assert external == [], external
+    assert "'/openapi.json'" in html.text or '"/openapi.json"' in html.text
+    for name in scripts:
+        assert f"/_docs/{name}" in html.text
+        asset = client.get(f"/_docs/{name}")
+        assert asset.status_code == 200 and len(asset.content) > 100_000  # the real bundle, not a placeholder
+    assert page not in client.get("/openapi.json").json()["paths"]
+
+
+def test_without_the_offline_assets_the_api_pages_fall_back_to_fastapis(model_dir, monkeypatch):
+    from sddkit.service import app as service_app
+
+    monkeypatch.setattr(service_app, "docs_assets_dir", lambda: None)
+    with TestClient(create_app(model_dir)) as c:
+        assert c.get("/docs").status_code == 200 and "swagger-ui" in c.get("/docs").text
+        assert c.get("/_docs/swagger-ui.css").status_code == 404
+
+
 def test_create_app_errors_and_error_types(tmp_path):
     with pytest.raises(CheckpointError, match="no such model directory"):
         create_app(tmp_path / "nope")

@@ -178,3 +178,35 @@ def test_the_page_shows_a_calibration_recorded_without_its_prior(tmp_path, monke
     assert "a=1.500, b=0.200" in text and "raw scores" not in text
     plain = save_tiny_lcnn(tmp_path / "plain")  # the identity map: raw scores
     assert "none (raw scores)" in _model_info_text(create_app(plain), tmp_path, monkeypatch)
+
+
+def test_api_docs_page_renders_offline_in_the_browser(tmp_path, monkeypatch):
+    """/docs draws the API from /openapi.json with scripts the service serves itself (Chromium here has no
+    internet, as many deployments do not): every resource the page loads comes from the service."""
+    browser, driver_path = _ensure_chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    monkeypatch.setenv("SE_OFFLINE", "true")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chrome-profile'}")
+    with _uvicorn(create_app(save_tiny_lcnn(tmp_path / "lcnn"))) as port:
+        origin = f"http://127.0.0.1:{port}"
+        drv = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+        try:
+            drv.get(f"{origin}/docs")
+            wait = WebDriverWait(drv, 60)
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".swagger-ui .info .title"))
+            assert "sddkit scoring service" in drv.find_element(By.CSS_SELECTOR, ".swagger-ui .info .title").text
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+            paths = {e.text.strip() for e in drv.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+            assert {"/v1/score", "/v1/model", "/healthz"} <= {p.replace("\u200b", "") for p in paths}
+            loaded = drv.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+            assert loaded and all(u.startswith(origin) for u in loaded), loaded
+        finally:
+            drv.quit()

@@ -8,7 +8,7 @@ Endpoints:
 | GET | ``/v1/model`` | the model: components, parameters, and its inference settings (windows, threshold, ...) |
 | GET | ``/healthz`` | liveness: ``{"status": "ok"}`` once the model is loaded |
 | GET | ``/`` | a small offline web page to upload a file and see the result |
-| GET | ``/openapi.json``, ``/docs`` | the API description |
+| GET | ``/openapi.json``, ``/docs``, ``/redoc`` | the API description; the two pages work offline |
 
 The model is loaded once, by ``create_app`` (so a missing, corrupt or unloadable model is a clear
 error before any server starts, not a traceback at start-up), and served from the lifespan on.
@@ -20,6 +20,10 @@ with a 4xx status (413 too large, 415 not multipart, 400 malformed body, 422 mis
 unusable audio), or a 500 when the model fails (``non_finite_score`` for NaN/inf rather than a
 score, ``checkpoint_error`` for a model that answers in the wrong shape); the server keeps serving.
 Decoding and inference run in the thread pool, so concurrent requests do not block the event loop.
+
+FastAPI's own ``/docs`` and ``/redoc`` pages load Swagger UI and ReDoc from a CDN, so on a machine
+without internet access they stay blank. The service serves both scripts itself instead, from the
+copies the ``fastapi-offline`` package ships (used as an asset source only), under ``/_docs/``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -44,6 +49,21 @@ from sddkit import __version__
 from sddkit.errors import AudioError, CheckpointError, SddkitError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+DOCS_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
+DOCS_PREFIX = "/_docs"
+
+
+def docs_assets_dir() -> Path | None:
+    """The folder holding Swagger UI's and ReDoc's scripts (``DOCS_ASSETS``), from the ``fastapi-offline``
+    package; None when it is not installed or lacks one of them (the pages then load from the CDN)."""
+    try:
+        import fastapi_offline
+    except ImportError:
+        return None
+    folder = Path(fastapi_offline.__file__).resolve().parent / "static"
+    return folder if all((folder / name).is_file() for name in DOCS_ASSETS) else None
+
+
 # room for the multipart envelope (boundaries, part headers, a few small fields) around the file
 _ENVELOPE_BYTES = 64 * 1024
 _TOO_LARGE_MSG = "upload exceeds the limit of {mb:g} MB"
@@ -182,12 +202,17 @@ def create_app(
         yield
         app.state.detector = None
 
+    assets = docs_assets_dir()
+    offline_docs = {"docs_url": None, "redoc_url": None} if assets is not None else {}
     app = FastAPI(
         title="sddkit scoring service",
         version=__version__,
         description="Speech deepfake detection: upload audio, get a calibrated score (higher = more bona fide).",
         lifespan=lifespan,
+        **offline_docs,
     )
+    if assets is not None:
+        _install_offline_docs(app, assets)
     app.state.detector = None
     app.state.limits = {
         "max_upload_mb": max_upload_mb,
@@ -270,6 +295,37 @@ def model_summary(det: Any, limits: dict[str, float]) -> dict[str, Any]:
         "metadata": info.get("metadata", {}),
         "sddkit_version": __version__,
     }
+
+
+def _install_offline_docs(app: FastAPI, assets: Path) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their scripts served from ``assets``, not from a CDN."""
+    app.mount(DOCS_PREFIX, StaticFiles(directory=assets), name="docs-assets")
+
+    def urls(request: Request) -> tuple[str, str]:
+        root = request.scope.get("root_path", "")  # behind a proxy that mounts the service under a prefix
+        return f"{root}{app.openapi_url}", f"{root}{DOCS_PREFIX}"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        openapi, static = urls(request)
+        return get_swagger_ui_html(
+            openapi_url=openapi,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{static}/swagger-ui-bundle.js",
+            swagger_css_url=f"{static}/swagger-ui.css",
+            swagger_favicon_url=f"{static}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        openapi, static = urls(request)
+        return get_redoc_html(
+            openapi_url=openapi,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{static}/redoc.standalone.js",
+            redoc_favicon_url=f"{static}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -> tuple[str | None, bytes]:
