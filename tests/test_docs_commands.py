@@ -187,7 +187,8 @@ def test_model_card_matches_the_bundled_config(capsys):
     inference = config["inference"]
     assert f"threshold {inference['threshold']:.4f}" in card
     cal = inference["calibration"]
-    assert f"llr = {cal['a']:.4f} * raw - {-cal['b']:.4f}" in card
+    sign = "+" if cal["b"] >= 0 else "-"
+    assert f"llr = {cal['a']:.4f} * raw {sign} {abs(cal['b']):.4f}" in card
     assert f"({inference['window_samples']:,} samples)" in card
     assert inference["hop_samples"] * 2 == inference["window_samples"] and "2 s hop" in card
     assert inference.get("min_duration_s", 0.1) == 0.1 and "under 0.1 s (`inference.min_duration_s`" in card
@@ -203,6 +204,8 @@ def test_model_card_matches_the_bundled_config(capsys):
     assert not _subset_diff(config["metadata"]["train_recipe"], resolved)
     assert main(["train", str(REPO / command[0]), "--print-config"]) == 0
     committed = json.loads(capsys.readouterr().out)
+    trained_in = config["metadata"]["train_recipe"]["trainer"]["out_dir"]
+    assert trained_in != committed["trainer"]["out_dir"]
     assert _subset_diff(config["metadata"]["train_recipe"], committed) == [
-        f".trainer.out_dir: 'runs/lv_s1' != {committed['trainer']['out_dir']!r}"
+        f".trainer.out_dir: {trained_in!r} != {committed['trainer']['out_dir']!r}"
     ]

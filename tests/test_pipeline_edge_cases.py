@@ -118,11 +118,26 @@ def test_finalize_refuses_a_cache_at_another_sample_rate(tmp_path):
 def test_finalize_calibrates_on_val_and_installs(tmp_path):
     import json
 
+    import soundfile as sf
+
     from sddkit.metrics import eer
+    from sddkit.scoring.api import load_detector
 
     model = tmp_path / "model"
     shutil.copytree(REPO / "src" / "sddkit" / "assets" / "default_model", model)
     manifest = _sddbench(tmp_path)
+    names = [f"audio/{'bonafide' if i % 2 else 'spoof'}_{i}.wav" for i in range(6)]
+    waves = [sf.read(tmp_path / name, dtype="float32")[0] for name in names]
+    # the files are noise, so the model's raw scores order them arbitrarily: label them by that order, with one
+    # pair swapped, so that the calibration has a positive, finite slope to find whatever the bundled weights
+    raw = np.array([r.raw_score for r in load_detector(model).score_many(waves)])
+    labels = np.empty(6, dtype=int)
+    labels[np.argsort(raw)] = [0, 0, 1, 0, 1, 1]
+    header, *rows = manifest.read_text().splitlines()
+    fields = [row.split(",") for row in rows]
+    for f, y in zip(fields, labels):
+        f[1] = "bonafide" if y else "spoof"  # the label column
+    manifest.write_text("\n".join([header] + [",".join(f) for f in fields]) + "\n")
     out = tmp_path / "out"
     assert _finalize_module().main([str(model), "--out", str(out), "--manifest", str(manifest), "--threads", "1"]) == 0
     config = json.loads((out / "config.json").read_text())
@@ -132,14 +147,7 @@ def test_finalize_calibrates_on_val_and_installs(tmp_path):
     assert cal["prior"] == 0.5 and (cal["n_bonafide"], cal["n_spoof"]) == (3, 3)
     assert (meta["n_bonafide"], meta["n_spoof"]) == (3, 3)
     # the threshold is the val EER operating point of the calibrated scores
-    from sddkit.scoring.api import load_detector
-
     det = load_detector(out)
-    labels = np.array([0, 1] * 3)
-    import soundfile as sf
-
-    names = [f"audio/{'bonafide' if i % 2 else 'spoof'}_{i}.wav" for i in range(6)]
-    waves = [sf.read(tmp_path / name, dtype="float32")[0] for name in names]
     llr = np.array([r.score for r in det.score_many(waves)])
     result = eer(labels, llr)
     assert config["inference"]["threshold"] == pytest.approx(result.threshold)
