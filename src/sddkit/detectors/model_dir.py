@@ -89,6 +89,7 @@ class ModelDir:
     inference: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    weights_digest: str | None = None  # None: a directory written before digests existed
 
 
 def file_in_the_way(path: Path) -> Path | None:
@@ -254,6 +255,7 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
         inference=config.get("inference") or {},
         metadata=config.get("metadata") or {},
         path=directory,
+        weights_digest=expected_digest,
     )
 
 

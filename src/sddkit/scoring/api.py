@@ -445,6 +445,7 @@ def load_detector(
     info = model_info(md.model, architecture=md.architecture, model_config=md.model_config, path=path)
     info["metadata"] = md.metadata
     info["merged_lora_layers"] = merged
+    info["weights_digest"] = md.weights_digest
     return ScoringDetector(TorchRunner(md.model, torch_device), inference, batch_size=batch_size, info=info)
 
 

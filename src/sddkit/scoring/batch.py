@@ -221,6 +221,7 @@ def run_info(detector: ScoringDetector, *, windows: bool = False) -> dict[str, A
     raw = (logits[:, 1] - logits[:, 0]).tolist() if logits.shape == (2, 2) else []
     return {
         "model": str(detector.info.get("path", "")),  # for messages only: a model may move
+        "weights_digest": detector.info.get("weights_digest"),  # which weights scored (provenance, not compared)
         "inference": json.loads(json.dumps(cfg.to_dict())),
         "windows": bool(windows),
         "probe": [float(v) if math.isfinite(v) else None for v in raw],

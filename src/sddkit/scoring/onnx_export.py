@@ -114,7 +114,8 @@ def export_onnx(
             exporter, opset = _export(wrapper, example, partial, output_names, requested_opset)
             info = model_info(model, architecture=md.architecture, model_config=md.model_config, path=model_dir)
             info.update(backend="onnx", exported_from=str(model_dir), exporter=exporter, opset=opset)
-            info.update(metadata=md.metadata, merged_lora_layers=merged)  # as the torch backend reports them
+            # as the torch backend reports them; the digest names the weights the graph was exported from
+            info.update(metadata=md.metadata, merged_lora_layers=merged, weights_digest=md.weights_digest)
             _add_metadata(partial, {META_INFERENCE: inference.to_dict(), META_INFO: info})
 
             diff, where, stat_diffs = 0.0, "", dict.fromkeys(stat_names, 0.0)

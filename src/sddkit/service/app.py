@@ -286,6 +286,7 @@ def model_summary(det: Any, limits: dict[str, float]) -> dict[str, Any]:
         "architecture": info.get("architecture"),
         "components": info.get("components"),
         "num_parameters": info.get("num_parameters"),
+        "weights_digest": info.get("weights_digest"),
         # all of them, not a chosen few: min_duration_s (why a short upload is refused) was left out
         **cfg.to_dict(),
         "window_s": cfg.window_s,

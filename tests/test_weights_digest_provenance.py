@@ -1,0 +1,48 @@
+"""The model directory's weights_digest names the weights everywhere a score can come from: the Python API,
+an ONNX export, `sdd score`'s run record and the service's /v1/model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import soundfile as sf
+from fastapi.testclient import TestClient
+from scoring_support import save_tiny_lcnn
+
+from sddkit.cli.main import main
+from sddkit.detectors import model_dir as md
+from sddkit.scoring.api import load_detector
+from sddkit.scoring.onnx_export import export_onnx
+from sddkit.service.app import create_app
+
+
+def _digest(directory) -> str:
+    return json.loads((directory / md.CONFIG_NAME).read_text())["weights_digest"]
+
+
+def test_every_scoring_path_reports_the_weights_digest(tmp_path):
+    model = save_tiny_lcnn(tmp_path / "m")
+    other = save_tiny_lcnn(tmp_path / "other", seed=1)
+    digest = _digest(model)
+    assert len(digest) == 64 and digest != _digest(other)  # other weights, other digest
+    assert md.load_model_dir(model).weights_digest == digest
+    assert load_detector(model).info["weights_digest"] == digest
+    export_onnx(model, tmp_path / "m.onnx")
+    assert load_detector(tmp_path / "m.onnx", backend="onnx").info["weights_digest"] == digest
+    wav = tmp_path / "a.wav"
+    sf.write(wav, (0.1 * np.random.default_rng(0).standard_normal(12000)).astype(np.float32), 16000)
+    out = tmp_path / "s.csv"
+    assert main(["score", str(wav), "--model", str(model), "--out", str(out), "--quiet"]) == 0
+    assert json.loads((tmp_path / "s.csv.run.json").read_text())["weights_digest"] == digest
+    with TestClient(create_app(model)) as client:
+        assert client.get("/v1/model").json()["weights_digest"] == digest
+
+
+def test_a_directory_without_a_digest_reports_none(tmp_path):
+    model = save_tiny_lcnn(tmp_path / "m")
+    config = json.loads((model / md.CONFIG_NAME).read_text())
+    del config["weights_digest"]
+    (model / md.CONFIG_NAME).write_text(json.dumps(config))
+    assert md.load_model_dir(model).weights_digest is None
+    assert load_detector(model).info["weights_digest"] is None
