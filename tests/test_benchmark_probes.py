@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
+from script_support import load_script
 
 
 def _probe_module():
-    path = REPO / "benchmarks" / "probe_whisper_features.py"
-    spec = importlib.util.spec_from_file_location("probe_whisper_features", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    return load_script("benchmarks/probe_whisper_features.py")
 
 
 def _manifest(tmp_path: Path) -> Path:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from script_support import load_script
 from torch import nn
 
 from sddkit.detectors import model_dir as md
@@ -72,11 +72,7 @@ def test_gradient_clipping_sees_only_the_trainable_region_of_a_grown_tensor():
 
 # --- scripts/finalize_default_model.py ---------------------------------------------------------------
 def _finalize_module():
-    path = REPO / "scripts" / "finalize_default_model.py"
-    spec = importlib.util.spec_from_file_location("finalize_default_model", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    return load_script("scripts/finalize_default_model.py")
 
 
 def _sddbench(tmp_path: Path) -> Path:

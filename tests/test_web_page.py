@@ -64,6 +64,21 @@ def _ensure_chromium() -> tuple[str, str]:
     return browser, driver
 
 
+def _chrome(tmp_path, monkeypatch):
+    """A headless Chromium driven by Selenium, on a fresh profile (the caller quits it)."""
+    browser, driver_path = _ensure_chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never try to download a driver
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chrome-profile'}")
+    return webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+
+
 @pytest.fixture(scope="module")
 def mixture_dir(tmp_path_factory):
     """A real two-expert mixture (log-Mel+LCNN, LFCC+linear) with an MLP gate: it reports gate weights."""
@@ -91,28 +106,20 @@ def mixture_dir(tmp_path_factory):
 
 
 def test_upload_in_browser_shows_decision_and_gate_weights(tmp_path, mixture_dir, monkeypatch):
-    browser, driver_path = _ensure_chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    _ensure_chromium()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never try to download a driver
     wav = tmp_path / "speech.wav"
     sf.write(wav, (0.1 * np.random.default_rng(0).standard_normal(int(1.2 * SR))).astype(np.float32), SR)
     junk = tmp_path / "notes.wav"
     junk.write_bytes(b"definitely not audio" * 20)
     expected = load_detector(mixture_dir).score_file(wav)
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chrome-profile'}")
     with _uvicorn(create_app(mixture_dir)) as port:
         url = f"http://127.0.0.1:{port}/"
-        drv = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+        drv = _chrome(tmp_path, monkeypatch)
         try:
             wait = WebDriverWait(drv, 60)
             drv.get(url)
@@ -147,20 +154,12 @@ def test_upload_in_browser_shows_decision_and_gate_weights(tmp_path, mixture_dir
 
 def _model_info_text(app, tmp_path, monkeypatch) -> str:
     """The text of the page's model description, as Chromium renders it from GET /v1/model."""
-    browser, driver_path = _ensure_chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    _ensure_chromium()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    monkeypatch.setenv("SE_OFFLINE", "true")
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chrome-profile'}")
     with _uvicorn(app) as port:
-        drv = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+        drv = _chrome(tmp_path, monkeypatch)
         try:
             drv.get(f"http://127.0.0.1:{port}/")
             WebDriverWait(drv, 60).until(lambda d: "calibration" in d.find_element(By.ID, "model-info").text)
@@ -183,21 +182,13 @@ def test_the_page_shows_a_calibration_recorded_without_its_prior(tmp_path, monke
 def test_api_docs_page_renders_offline_in_the_browser(tmp_path, monkeypatch):
     """/docs draws the API from /openapi.json with scripts the service serves itself (Chromium here has no
     internet, as many deployments do not): every resource the page loads comes from the service."""
-    browser, driver_path = _ensure_chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    _ensure_chromium()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    monkeypatch.setenv("SE_OFFLINE", "true")
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chrome-profile'}")
     with _uvicorn(create_app(save_tiny_lcnn(tmp_path / "lcnn"))) as port:
         origin = f"http://127.0.0.1:{port}"
-        drv = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+        drv = _chrome(tmp_path, monkeypatch)
         try:
             drv.get(f"{origin}/docs")
             wait = WebDriverWait(drv, 60)
