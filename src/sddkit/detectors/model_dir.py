@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from sddkit import __version__
@@ -235,8 +235,7 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
     if not weights.is_file():
         raise CheckpointError(f"{directory}: missing {WEIGHTS_NAME}")
     try:
-        state = load_file(str(weights), device=map_location)
-        stored_digest = _stored_digest(weights)
+        state, stored_digest = _read_weights(weights, map_location)
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{weights}: unreadable weights: {exc}") from None
     expected_digest = config.get("weights_digest")
@@ -259,10 +258,11 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
     )
 
 
-def _stored_digest(weights: Path) -> str | None:
-    """The ``weights_digest`` in a safetensors file's header (None in files written without one)."""
-    with safe_open(str(weights), framework="pt") as f:
-        return (f.metadata() or {}).get(DIGEST_KEY)
+def _read_weights(weights: Path, map_location: str) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The tensors of a safetensors file and the ``weights_digest`` of its header (None in files written
+    without one), from one opening of the file."""
+    with safe_open(str(weights), framework="pt", device=map_location) as f:
+        return {name: f.get_tensor(name) for name in f.keys()}, (f.metadata() or {}).get(DIGEST_KEY)
 
 
 def _short(digest: str | None) -> str:
