@@ -220,16 +220,15 @@ def _per_attack(table: UtteranceTable, labels: np.ndarray, scores: np.ndarray, c
     attack, each attack against its own partition's bona fide: pooling bona fide from the training
     and test partitions would make a per-attack EER that describes no evaluation condition.
     """
+    attacks = table.column("attack").astype(str)
     partitions = _partition_groups(table)
     if partitions is None:
-        return _attack_rows(table.column("attack").astype(str), labels, scores, cfg)
-    rows = []
-    for partition, in_part in partitions:
-        attacks = table.column("attack").astype(str)[in_part]
-        rows += [
-            {"partition": partition, **row} for row in _attack_rows(attacks, labels[in_part], scores[in_part], cfg)
-        ]
-    return rows
+        return _attack_rows(attacks, labels, scores, cfg)
+    return [
+        {"partition": partition, **row}
+        for partition, m in partitions
+        for row in _attack_rows(attacks[m], labels[m], scores[m], cfg)
+    ]
 
 
 def _partition_groups(table: UtteranceTable) -> list[tuple[str, np.ndarray]] | None:
