@@ -14,6 +14,10 @@ writes::
     per_codec.csv   each codec condition (only when the protocol has a codec column)
     det.png         DET curves, pooled + per source
     roc.png         ROC curves, pooled + per source
+    gate_weights_by_source.csv/.png, gate_weights_by_attack.csv/.png
+                    a mixture's mean gate weight per expert for each source and each attack (bona fide files
+                    as ``bonafide``), as tables and heatmaps (only when the scores carry gate weights, e.g.
+                    ``sdd score`` output of a MELE/MILE model: columns ``gate_w0, gate_w1, ...``)
 
 Units: every EER in the report is in percent; DCFs are normalised (1 = no better than a
 trivial system); Cllr is in bits; thresholds follow "bona fide iff score >= threshold".
@@ -37,6 +41,7 @@ import pandas as pd
 from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ConfigError, ProtocolError
+from sddkit.evaluation.gate_weights import gate_weight_table
 from sddkit.evaluation.scores import ScoreFile, match_scores
 from sddkit.metrics import (
     ASVRates,
@@ -98,6 +103,8 @@ class Report:
     curves: dict[str, DetCurve] = field(default_factory=dict, repr=False)
     aucs: dict[str, float] = field(default_factory=dict, repr=False)
     per_partition: list[dict[str, Any]] | None = None  # None: the protocol has no partition column
+    # a mixture's mean gate weights: {"experts": [names], "by_source": rows, "by_attack": rows}; None without them
+    gate_weights: dict[str, Any] | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -115,6 +122,7 @@ class Report:
                 "per_corpus": self.per_corpus,
                 "per_partition": self.per_partition,
                 "per_codec": self.per_codec,
+                "gate_weights": self.gate_weights,
                 "matching": self.matching,
                 "config": to_dict(self.config),
             }
@@ -258,22 +266,57 @@ def _mean_over(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _aligned_scores(table: UtteranceTable, scores: ScoreFile | Sequence[float] | np.ndarray):
+def _aligned_scores(
+    table: UtteranceTable, scores: ScoreFile | Sequence[float] | np.ndarray, gate_weights: object | None
+) -> tuple[UtteranceTable, np.ndarray, dict[str, Any] | None, np.ndarray | None]:
+    """(matched table, (N,) scores, matching summary or None, (N, E) gate weights or None)."""
     if isinstance(scores, ScoreFile):
+        if gate_weights is not None:
+            raise ProtocolError("gate weights come from the score file; pass gate_weights only with a score array")
         match = match_scores(table, scores)
-        return match.table, match.scores, match.to_dict()
+        return match.table, match.scores, match.to_dict(), match.gate_weights
     arr = np.asarray(scores, dtype=np.float64)
     if arr.shape != (len(table),):
         raise ProtocolError(f"got {arr.shape[0] if arr.ndim else 0} scores for {len(table)} protocol rows")
-    return table, arr, None
+    return table, arr, None, None if gate_weights is None else np.asarray(gate_weights, dtype=np.float64)
+
+
+def _gate_tables(table: UtteranceTable, labels: np.ndarray, weights: np.ndarray) -> dict[str, Any]:
+    """Mean gate weight per expert for each source and each attack (bona fide files as ``bonafide``)."""
+    if weights.ndim != 2 or weights.shape[1] == 0:
+        raise ProtocolError(f"gate weights must be (N={len(table)}, E >= 1); got {weights.shape}")
+    experts = [f"expert{k}" for k in range(weights.shape[1])]  # in the order of the mixture's experts
+    source = table.column("source").astype(str)
+    attack = np.where(labels == 1, "bonafide", table.column("attack").astype(str))
+    groups = UtteranceTable(
+        table.df.assign(
+            source=np.where(source == "", "unknown", source), attack=np.where(attack == "", "unknown", attack)
+        ),
+        validate=False,
+    )
+    out: dict[str, Any] = {"experts": experts}
+    for key in ("source", "attack"):
+        frame = gate_weight_table(groups, weights, by=key, expert_names=experts)
+        out[f"by_{key}"] = [
+            {key: str(group), **{e: float(row[e]) for e in experts}, "n": int(row["n"])}
+            for group, row in frame.iterrows()
+        ]
+    return out
 
 
 def evaluate(
-    table: UtteranceTable, scores: ScoreFile | Sequence[float] | np.ndarray, config: EvalConfig | None = None
+    table: UtteranceTable,
+    scores: ScoreFile | Sequence[float] | np.ndarray,
+    config: EvalConfig | None = None,
+    gate_weights: object | None = None,
 ) -> Report:
-    """Evaluate ``scores`` (a read score file, or an array aligned with ``table``) against ``table``."""
+    """Evaluate ``scores`` (a read score file, or an array aligned with ``table``) against ``table``.
+
+    A mixture's per-file gate weights (N, E) are tabulated per source and per attack: read from the score
+    file's ``gate_w*`` columns, or given as ``gate_weights`` with a score array.
+    """
     cfg = config or EvalConfig()
-    table, s, matching = _aligned_scores(table, scores)
+    table, s, matching, gates = _aligned_scores(table, scores, gate_weights)
     y = table.labels
     if matching is not None and int(y.sum()) in (0, y.size):
         # say why (e.g. every spoof file was an error row of `sdd score`), not only that a class is missing
@@ -312,6 +355,7 @@ def evaluate(
         curves=curves,
         aucs=aucs,
         per_partition=per_partition,
+        gate_weights=None if gates is None else _gate_tables(table, y, gates),
     )
 
 
@@ -413,6 +457,24 @@ def render_markdown(report: Report) -> str:
         sections.append(("Per codec condition", report.per_codec, "codec"))
     for title, rows, key in sections:
         lines += [f"## {title}", "", *_md_table(rows, key), ""]
+    if report.gate_weights is not None:
+        experts = report.gate_weights["experts"]
+        lines += [
+            "## Mean gate weight",
+            "",
+            f"{len(experts)} experts, in the order of the mixture's experts (`gate_w0` .. in the scores).",
+            "",
+        ]
+        for key in ("source", "attack"):
+            rows = report.gate_weights[f"by_{key}"]
+            lines += [
+                f"Per {key}:",
+                "",
+                "| " + " | ".join([key, *experts, "n"]) + " |",
+                "|" + "---|" * (len(experts) + 2),
+            ]
+            lines += ["| " + " | ".join([r[key], *(f"{r[e]:.3f}" for e in experts), str(r["n"])]) + " |" for r in rows]
+            lines += ["", f"![gate weights per {key}](gate_weights_by_{key}.png)", ""]
     if report.warnings:
         lines += ["## Warnings", "", *[f"- {w}" for w in report.warnings], ""]
     lines += ["## Plots", "", "![DET](det.png)", "", "![ROC](roc.png)", ""]
@@ -424,7 +486,8 @@ def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
 
 
 # written only when the evaluation has them; a rerun into the same folder removes the previous run's copy
-_OPTIONAL_OUTPUTS = ("per_corpus.csv", "per_partition.csv", "per_codec.csv")
+_GATE_OUTPUTS = tuple(f"gate_weights_by_{key}.{ext}" for key in ("source", "attack") for ext in ("csv", "png"))
+_OPTIONAL_OUTPUTS = ("per_corpus.csv", "per_partition.csv", "per_codec.csv", *_GATE_OUTPUTS)
 
 
 def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
@@ -433,8 +496,10 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
     Every file is first written complete into a hidden staging folder inside ``out_dir`` and then moved
     in place (``report.json`` last), so a crash or Ctrl-C leaves no half-written file and no new
     report.json beside an older run's tables; a table of an earlier run that this report lacks
-    (per_corpus.csv, per_partition.csv, per_codec.csv) is removed rather than left to pass for this run's.
+    (per_corpus.csv, per_partition.csv, per_codec.csv, the gate-weight tables and heatmaps) is removed rather
+    than left to pass for this run's.
     """
+    from sddkit.evaluation.gate_weights import plot_gate_heatmap
     from sddkit.evaluation.plots import plot_det, plot_roc
 
     texts = {"report.md": render_markdown(report)}
@@ -446,6 +511,12 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
         texts["per_partition.csv"] = _csv_text(report.per_partition)
     if report.per_codec is not None:
         texts["per_codec.csv"] = _csv_text(report.per_codec)
+    heatmaps: dict[str, pd.DataFrame] = {}
+    if report.gate_weights is not None:
+        for key in ("source", "attack"):
+            frame = pd.DataFrame(report.gate_weights[f"by_{key}"])
+            texts[f"gate_weights_by_{key}.csv"] = frame.to_csv(index=False)
+            heatmaps[f"gate_weights_by_{key}.png"] = frame.set_index(key)
     texts["report.json"] = json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
     out = Path(out_dir)
     try:
@@ -458,9 +529,11 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
             (staging / name).write_text(text, encoding="utf-8")
         plot_det(report.curves, staging / "det.png")
         plot_roc(report.curves, staging / "roc.png", aucs=report.aucs)
-        names = [n for n in texts if n != "report.json"] + ["det.png", "roc.png", "report.json"]  # json last
+        for name, frame in heatmaps.items():
+            plot_gate_heatmap(frame, staging / name, title=f"mean gate weight per {frame.index.name}")
+        names = [n for n in texts if n != "report.json"] + ["det.png", "roc.png", *heatmaps, "report.json"]  # json last
         for name in _OPTIONAL_OUTPUTS:
-            if name not in texts:
+            if name not in texts and name not in heatmaps:
                 (out / name).unlink(missing_ok=True)
         for name in names:
             os.replace(staging / name, out / name)

@@ -16,6 +16,10 @@ non-finite scores raise :class:`ProtocolError` naming ``file:line``. The one exc
 row of ``sdd score`` (a CSV with an ``error`` column: the message there, the score empty): the file
 could not be scored, so it has no score to evaluate; its id goes to :attr:`ScoreFile.failed` and the
 evaluation reports it as a warning instead of stopping.
+
+A mixture's ``sdd score`` output (CSV or JSONL) also carries per-file gate weights in the columns
+``gate_w0, gate_w1, ...`` (one per expert, in the order of the mixture's experts); they are read into
+:attr:`ScoreFile.gate_weights` so that ``sdd eval`` can tabulate them per source and per attack.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import csv
 import json
 import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +40,8 @@ from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 
 KEYS = ("bonafide", "spoof")
+GATE_PREFIX = "gate_w"  # sdd score's columns of a mixture's per-file gate weights: gate_w0, gate_w1, ...
+_GATE_COLUMN = re.compile(rf"{GATE_PREFIX}(\d+)")
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,8 @@ class ScoreFile:
     """Scores read from one file.
 
     ids: (N,) str utterance ids or paths, as written; scores: (N,) float64 (higher = bona fide);
-    keys: (N,) 'bonafide'/'spoof' when the file carries labels, else None.
+    keys: (N,) 'bonafide'/'spoof' when the file carries labels, else None;
+    gate_weights: (N, E) a mixture's per-file gate weights (``gate_w0..gate_w{E-1}``) when the file has them.
     """
 
     path: str
@@ -52,6 +60,7 @@ class ScoreFile:
     id_kind: str = "utt_id"  # 'utt_id' or 'path': what the id column is documented to hold
     keys: np.ndarray | None = None
     failed: tuple[str, ...] = ()  # ids of `sdd score` error rows (no score): skipped, reported by match_scores
+    gate_weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -100,9 +109,10 @@ class _Collector:
         self.scores: list[float] = []
         self.keys: list[str] = []
         self.failed: list[str] = []
+        self.gates: list[list[float]] = []
         self._first_line: dict[str, int] = {}
 
-    def add(self, line: int, utt: str, score: float, key: str | None = None) -> None:
+    def add(self, line: int, utt: str, score: float, key: str | None = None, gate: list[float] | None = None) -> None:
         if not utt:
             raise ProtocolError(f"{self.path}:{line}: empty utterance id")
         if utt in self._first_line:
@@ -114,12 +124,21 @@ class _Collector:
             if key not in KEYS:
                 raise ProtocolError(f"{self.path}:{line}: key {key!r} is not 'bonafide' or 'spoof'")
             self.keys.append(key)
+        if gate is not None:
+            if self.gates and len(gate) != len(self.gates[0]):
+                raise ProtocolError(
+                    f"{self.path}:{line}: {len(gate)} gate weights, where the rows before have {len(self.gates[0])}"
+                )
+            self.gates.append(gate)
 
     def result(self, fmt: str, id_kind: str = "utt_id") -> ScoreFile:
         if not self.ids:
             failed = f" ({len(self.failed)} error rows, e.g. {self.failed[0]!r})" if self.failed else ""
             raise ProtocolError(f"{self.path}: no scores in file{failed}")
         keys = np.array(self.keys, dtype=object) if self.keys and len(self.keys) == len(self.ids) else None
+        if self.gates and len(self.gates) != len(self.ids):  # add() is given gates for every row or for none
+            raise ProtocolError(f"{self.path}: gate weights on {len(self.gates)} of {len(self.ids)} scored rows")
+        gates = np.array(self.gates, dtype=np.float64) if self.gates else None
         return ScoreFile(
             path=str(self.path),
             format=fmt,
@@ -128,7 +147,31 @@ class _Collector:
             id_kind=id_kind,
             keys=keys,
             failed=tuple(f for f in self.failed if f not in self._first_line),  # a later row may have scored it
+            gate_weights=gates,
         )
+
+
+def _gate_width(names: list[str], where: str) -> int:
+    """How many ``gate_w<k>`` columns ``names`` holds; they must be gate_w0 .. gate_w{E-1}, each once."""
+    found = sorted(int(m.group(1)) for n in names if (m := _GATE_COLUMN.fullmatch(n)))
+    if found != list(range(len(found))):
+        raise ProtocolError(f"{where}: gate-weight columns must be {GATE_PREFIX}0 .. {GATE_PREFIX}<E-1>, got {found}")
+    return len(found)
+
+
+def _gate_values(cells: list[object], where: str) -> list[float]:
+    """A row's gate weights as floats: each a finite number >= 0 (a gate's output is a distribution)."""
+    values = []
+    for k, cell in enumerate(cells):
+        text = "" if cell is None else str(cell).strip()
+        try:
+            value = float(text)
+        except ValueError:
+            raise ProtocolError(f"{where}: {GATE_PREFIX}{k} {text!r} is not a number") from None
+        if not (math.isfinite(value) and value >= 0):
+            raise ProtocolError(f"{where}: {GATE_PREFIX}{k} is {text}; gate weights are finite and >= 0")
+        values.append(value)
+    return values
 
 
 # --- readers -----------------------------------------------------------------------------------
@@ -184,6 +227,7 @@ def _read_delimited(path: Path, fmt: str, delimiter: str, id_columns: tuple[str,
     i_id, i_score = header.index(id_col), header.index(score_col)
     i_key = header.index("label") if "label" in header else None
     i_error = header.index("error") if "error" in header else None
+    i_gates = [header.index(f"{GATE_PREFIX}{k}") for k in range(_gate_width(header, f"{path}:{header_line}"))]
     for number, line in lines:
         row = next(csv.reader([line], delimiter=delimiter))
         where = f"{path}:{number}"
@@ -193,7 +237,8 @@ def _read_delimited(path: Path, fmt: str, delimiter: str, id_columns: tuple[str,
             out.failed.append(row[i_id].strip())  # `sdd score` could not read this file: nothing to evaluate
             continue
         key = (row[i_key].strip() or None) if i_key is not None else None  # an empty cell: no label given
-        out.add(number, row[i_id].strip(), _score(row[i_score].strip(), where), key)
+        gate = _gate_values([row[i] for i in i_gates], where) if i_gates else None
+        out.add(number, row[i_id].strip(), _score(row[i_score].strip(), where), key, gate)
     return out.result(fmt, id_kind="path" if id_col == "path" else "utt_id")
 
 
@@ -231,7 +276,9 @@ def read_jsonl_scores(path: str | Path) -> ScoreFile:
         if isinstance(score, bool) or not isinstance(score, (int, float, str)):
             raise ProtocolError(f"{where}: score {score!r} is not a number")
         key = (str(row["label"]).strip() or None) if row.get("label") is not None else None
-        out.add(number, utt, _score(str(score).strip(), where), key)
+        width = _gate_width(list(row), where)
+        gate = _gate_values([row[f"{GATE_PREFIX}{k}"] for k in range(width)], where) if width else None
+        out.add(number, utt, _score(str(score).strip(), where), key, gate)
     return out.result("jsonl", id_kind=id_kind)
 
 
@@ -293,7 +340,8 @@ class ScoreMatch:
     """Protocol rows that have a score, in protocol order, and what did not match.
 
     table: matched rows; scores: (len(table),) aligned scores; matched_by: 'utt_id', 'path'
-    or 'stem'; warnings: human-readable notes on partial matches or key disagreements.
+    or 'stem'; warnings: human-readable notes on partial matches or key disagreements;
+    gate_weights: (len(table), E) the score file's gate weights in the same order, or None.
     """
 
     table: UtteranceTable
@@ -310,6 +358,7 @@ class ScoreMatch:
     # which counts the protocol utterances the score file does not mention at all
     n_failed_scores: int = 0
     warnings: list[str] = field(default_factory=list)
+    gate_weights: np.ndarray | None = None  # (len(table), E) aligned like scores, when the score file has them
 
     def to_dict(self) -> dict:
         return {
@@ -450,4 +499,5 @@ def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
         n_key_disagreements=n_disagree,
         n_failed_scores=len(failed),
         warnings=notes,
+        gate_weights=None if scores.gate_weights is None else scores.gate_weights[score_rows],
     )
