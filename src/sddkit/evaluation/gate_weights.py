@@ -23,7 +23,7 @@ def gate_weight_table(
     """Mean gate weight of each expert for each value of column ``by`` (and an ``all`` row)."""
     weights = np.asarray(weights, dtype=float)
     if weights.ndim != 2 or weights.shape[0] != len(table):
-        raise ProtocolError(f"gate weights must be (N={len(table)}, E); got {weights.shape}")
+        raise ProtocolError(f"gate weights must be (N={len(table)}, E >= 1); got {weights.shape}")
     if not np.isfinite(weights).all():
         bad = int((~np.isfinite(weights).all(axis=1)).sum())
         raise ProtocolError(f"gate weights must be finite; {bad} of {len(table)} rows hold NaN or inf")

@@ -210,8 +210,14 @@ def _pooled(labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> tuple[di
     return pooled, curve
 
 
+def _named(values: np.ndarray, empty: str = "unknown") -> np.ndarray:
+    """(N,) str values with the empty ones named ``empty``, so they form a group of their own."""
+    values = values.astype(str)
+    return np.where(values == "", empty, values)
+
+
 def _groups(values: np.ndarray, empty: str) -> list[tuple[str, np.ndarray]]:
-    values = np.where(values.astype(str) == "", empty, values.astype(str))
+    values = _named(values, empty)
     return [(name, values == name) for name in sorted(set(values.tolist()))]
 
 
@@ -283,20 +289,15 @@ def _aligned_scores(
 
 def _gate_tables(table: UtteranceTable, labels: np.ndarray, weights: np.ndarray) -> dict[str, Any]:
     """Mean gate weight per expert for each source and each attack (bona fide files as ``bonafide``)."""
-    if weights.ndim != 2 or weights.shape[1] == 0:
-        raise ProtocolError(f"gate weights must be (N={len(table)}, E >= 1); got {weights.shape}")
-    experts = [f"expert{k}" for k in range(weights.shape[1])]  # in the order of the mixture's experts
-    source = table.column("source").astype(str)
     attack = np.where(labels == 1, "bonafide", table.column("attack").astype(str))
     groups = UtteranceTable(
-        table.df.assign(
-            source=np.where(source == "", "unknown", source), attack=np.where(attack == "", "unknown", attack)
-        ),
-        validate=False,
+        table.df.assign(source=_named(table.column("source")), attack=_named(attack)), validate=False
     )
-    out: dict[str, Any] = {"experts": experts}
+    out: dict[str, Any] = {}
     for key in ("source", "attack"):
-        frame = gate_weight_table(groups, weights, by=key, expert_names=experts)
+        # gate_weight_table checks the shape and names the experts expert0.. in the mixture's order
+        frame = gate_weight_table(groups, weights, by=key)
+        experts = out.setdefault("experts", [c for c in frame.columns if c != "n"])
         out[f"by_{key}"] = [
             {key: str(group), **{e: float(row[e]) for e in experts}, "n": int(row["n"])}
             for group, row in frame.iterrows()
@@ -338,7 +339,7 @@ def evaluate(
     aucs = {"pooled": pooled["auc"]}
     if len(per_source) > 1:
         usable = sorted((r for r in per_source if r["eer"] is not None), key=lambda r: -r["n"])
-        sources = np.where(table.column("source").astype(str) == "", "unknown", table.column("source").astype(str))
+        sources = _named(table.column("source"))
         for row in usable[: cfg.max_plot_sources]:
             m = sources == row["source"]
             curves[row["source"]] = det_curve(y[m], s[m])
