@@ -64,6 +64,7 @@ def test_joint_fine_tuning_of_experts_from_configs(tmp_path):
 
 def test_frozen_experts_given_only_as_configs_are_refused(tmp_path):
     """They would be randomly initialised and never learn: the gate would train over noise."""
+
     import pytest
 
     from sddkit.errors import ConfigError
@@ -71,3 +72,39 @@ def test_frozen_experts_given_only_as_configs_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="expert_dirs"):
         _recipe(tmp_path, {"experts": EXPERTS, "gate": "average"})
     _recipe(tmp_path, {"experts": EXPERTS, "gate": "average", "freeze_experts": False})  # joint training: fine
+
+
+def test_average_gate_over_frozen_experts_is_validated_and_exported_without_training(tmp_path):
+    """Nothing to learn: no step, one validation, best/ and final/ score exactly like the mixture built by hand."""
+    dirs = []
+    for i, cfg in enumerate(EXPERTS):
+        det = build_detector(from_dict(DetectorConfig, cfg))
+        dirs.append(str(save_model_dir(tmp_path / f"expert{i}", det, model_config=cfg)))
+    trainer = Trainer(_recipe(tmp_path, {"expert_dirs": dirs, "gate": "average"}))
+    result = trainer.fit()
+    assert trainer.assembled and result.step == 0 and result.best_step == 0
+    assert result.best_eer is not None and result.final_eer == result.best_eer
+    assert [h["step"] for h in result.history] == [0]
+    assert not (tmp_path / "run" / "checkpoints").exists()  # no optimiser state to keep
+    x = torch.randn(3, 4000, generator=torch.Generator().manual_seed(1))
+    experts = [load_model_dir(d).model.eval() for d in dirs]
+    by_hand = torch.stack([e(x).logits.log_softmax(-1).exp() for e in experts]).mean(0)
+    for name in ("best", "final"):
+        loaded = load_model_dir(tmp_path / "run" / name)
+        probs = loaded.model.eval()(x).logits.log_softmax(-1).exp()
+        torch.testing.assert_close(probs, by_hand, atol=1e-6, rtol=1e-5)
+
+
+def test_a_plain_detector_with_nothing_trainable_is_still_refused(tmp_path):
+    """Only a mixture is exported as built: a detector with every parameter frozen is a mistake in the recipe."""
+    import dataclasses
+
+    import pytest
+
+    from sddkit.errors import ConfigError
+
+    recipe = _recipe(tmp_path, {"expert_dirs": [], "experts": EXPERTS[:1], "freeze_experts": False})
+    recipe = dataclasses.replace(recipe, mixture=None, model=from_dict(DetectorConfig, EXPERTS[0]))
+    model = build_detector(from_dict(DetectorConfig, EXPERTS[0])).requires_grad_(False)
+    with pytest.raises(ConfigError, match="no trainable parameters"):
+        Trainer(recipe, model=model, model_config=EXPERTS[0]).fit()

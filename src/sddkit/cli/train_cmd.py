@@ -36,8 +36,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     main_process = dist_info_from_env().is_main
     logging.basicConfig(level=logging.INFO if main_process else logging.WARNING, format="%(levelname)s %(message)s")
-    result = Trainer(recipe, resume=args.resume).fit()
-    if main_process:
+    trainer = Trainer(recipe, resume=args.resume)
+    result = trainer.fit()
+    if main_process and trainer.assembled:
+        val = "n/a (no data.val)" if result.best_eer is None else f"{100 * result.best_eer:.2f}%"
+        print("nothing to train (a parameter-free gate over frozen experts): the mixture is exported as built")
+        print(f"val EER: {val}")
+        print(f"model directories: {result.best_dir}  {result.final_dir}")
+    elif main_process:
         best = "n/a" if result.best_eer is None else f"{100 * result.best_eer:.2f}% (step {result.best_step})"
         early = " - stopped early" if result.stopped_early else ""
         print(f"trained {result.step} steps ({result.epoch} epochs){early}")

@@ -166,6 +166,7 @@ class Trainer:
         self._writer: Any = None
         self._created_group = False
         self._completed = False
+        self.assembled = False  # a mixture with nothing to learn, exported as built (set by _setup)
         self._window: dict[str, list[torch.Tensor]] = {}
 
     # --- public ----------------------------------------------------------------------------------------
@@ -173,8 +174,11 @@ class Trainer:
         """Train (or resume), then export ``best/`` and ``final/``; returns the outcome."""
         try:
             self._setup()
-            self._loop()
-            result = self._finish()
+            if self.assembled:
+                result = self._finish_assembly()
+            else:
+                self._loop()
+                result = self._finish()
             self._molex_report(self.state.molex_before)
             self._completed = True
             return result
@@ -202,6 +206,10 @@ class Trainer:
         molex_before = None if resuming else self._molex_before()
         self._grow(self.module)
         seed_everything(rank_seed(r.seed, self.info.rank))  # then distinct dropout/augmentation streams per rank
+        self.assembled = self._nothing_to_learn()
+        if self.assembled:
+            self._setup_assembly()
+            return
 
         if self._train_data is None:
             self._check_crop_lengths()  # before decoding a corpus that could not be used
@@ -238,6 +246,10 @@ class Trainer:
             autocast=self._autocast,
             world_size=self.info.world_size,
         )
+        self._open_run(resumed_from)
+
+    def _open_run(self, resumed_from: str | None) -> None:
+        """The main process creates out_dir, records the run and opens its logs."""
         if self.info.is_main:
             try:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -252,6 +264,27 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(log_dir=str(self.out_dir / "tb"), purge_step=self.state.step + 1)
+
+    def _nothing_to_learn(self) -> bool:
+        """A mixture with a parameter-free gate over frozen experts (the average ensemble) is exported as built.
+
+        Only a mixture: any other model without trainable parameters is a mistake in the recipe, and the
+        optimiser's set-up says so.
+        """
+        from sddkit.detectors.mixture import DetectorMixture
+
+        return isinstance(self.module, DetectorMixture) and not any(p.requires_grad for p in self.module.parameters())
+
+    def _setup_assembly(self) -> None:
+        """Set-up for a mixture with nothing to learn: its val data, no optimiser, no training data read."""
+        r = self.recipe
+        if r.data.train or self._train_data is not None:
+            log.warning("data.train is not read: the mixture's gate has no parameters and its experts are frozen")
+        self.train_table = None
+        self._build_val_data()
+        self.total_steps = 0
+        self.model = self.module
+        self._open_run(None)
 
     def _autocast(self) -> AbstractContextManager[Any]:
         if self.cfg.bf16 and self.device.type == "cuda":
@@ -317,6 +350,10 @@ class Trainer:
         else:
             self.train_table = read_train_table(r.data)
             self.train_data = build_dataset(self.train_table, r.data, train=True, seed=r.seed)
+        self._build_val_data()
+
+    def _build_val_data(self) -> None:
+        r = self.recipe
         if self._val_data is not None:
             self.val_data: Dataset | None = self._val_data
         else:
@@ -670,6 +707,20 @@ class Trainer:
             best_meta = {"selection": "last step (no validation EER)", "val_eer": final_eer}
         best_dir = self._export("best", best_meta)
         barrier()
+        return self._result(best_dir, final_dir, final_eer)
+
+    def _finish_assembly(self) -> TrainResult:
+        """Nothing was trained: validate the mixture once (when the recipe has val data), export best/ = final/."""
+        result = self._validate()
+        eer = None if result is None else result.eer
+        meta = {"selection": "nothing to train: a parameter-free gate over frozen experts", "val_eer": eer}
+        final_dir = self._export("final", meta)
+        best_dir = self._export("best", meta)
+        barrier()
+        return self._result(best_dir, final_dir, eer)
+
+    def _result(self, best_dir: Path | None, final_dir: Path | None, final_eer: float | None) -> TrainResult:
+        s = self.state
         return TrainResult(
             out_dir=self.out_dir,
             step=s.step,
