@@ -161,3 +161,54 @@ def test_sdd_eval_writes_gate_tables_for_a_mixtures_scores(tmp_path, capsys):
     )
     by_source = pd.read_csv(out / "gate_weights_by_source.csv").set_index("source")
     assert by_source.loc["studio", "expert0"] == pytest.approx(0.55) and by_source.loc["all", "n"] == 5
+
+
+def _record(scores, names):
+    """The run record `sdd score` writes beside its output (only the key sdd eval reads is needed here)."""
+    scores.with_name(scores.name + ".run.json").write_text(json.dumps({"model": "m", "expert_names": names}))
+
+
+def test_experts_are_named_as_sdd_score_recorded_them_beside_the_scores(tmp_path):
+    path = _write_csv(tmp_path / "s.csv")
+    _record(path, ["lcnn_logmel", "lcnn_logspec"])
+    scores = read_scores(path)
+    assert scores.expert_names == ("lcnn_logmel", "lcnn_logspec")
+    report = evaluate(_table(), scores, EvalConfig(bootstrap=0))
+    assert report.gate_weights["experts"] == ["lcnn_logmel", "lcnn_logspec"]
+    by_source = {r["source"]: r for r in report.gate_weights["by_source"]}
+    assert by_source["web"]["lcnn_logmel"] == pytest.approx((0.9 + 0.2 + 0.5) / 3)
+    out = tmp_path / "report"
+    write_report(report, out)
+    columns = list(pd.read_csv(out / "gate_weights_by_attack.csv").columns)
+    assert columns == ["attack", "lcnn_logmel", "lcnn_logspec", "n"]
+    assert "`lcnn_logmel`, `lcnn_logspec`" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        '{"model": "m"}',  # written before expert names were recorded
+        '{"expert_names": ["only_one"]}',  # does not fit these two columns
+        '{"expert_names": ["same", "same"]}',
+        '{"expert_names": ["n", "other"]}',  # would clash with the count column
+        "not json",
+        "[1, 2]",
+    ],
+)
+def test_a_record_without_usable_names_leaves_the_experts_numbered(tmp_path, record):
+    path = _write_csv(tmp_path / "s.csv")
+    (tmp_path / "s.csv.run.json").write_text(record)
+    report = evaluate(_table(), read_scores(path), EvalConfig(bootstrap=0))
+    assert report.gate_weights["experts"] == ["expert0", "expert1"]
+
+
+def test_array_scores_take_expert_names_with_their_gate_weights():
+    table, scores = _table(), np.array([r[4] for r in ROWS])
+    weights = np.array([[r[5], r[6]] for r in ROWS])
+    report = evaluate(table, scores, EvalConfig(bootstrap=0), gate_weights=weights, expert_names=["a", "b"])
+    assert report.gate_weights["experts"] == ["a", "b"]
+    with pytest.raises(ProtocolError, match="give both"):
+        evaluate(table, scores, EvalConfig(bootstrap=0), expert_names=["a", "b"])
+    with pytest.raises(ProtocolError, match="2 expert names for 3 experts"):
+        three = np.c_[weights, weights[:, :1]]
+        evaluate(table, scores, EvalConfig(bootstrap=0), gate_weights=three, expert_names=["a", "b"])

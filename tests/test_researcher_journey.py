@@ -189,8 +189,11 @@ def test_mele_experts_and_their_average_ensemble_from_the_recipe_comment(tmp_pat
     assert config["architecture"] == "mixture" and config["inference"]["window_samples"] == 48000
     report = _score_and_eval(model, itw, itw / "meta.csv", tmp_path, 12)
     assert report["pooled"]["n_bonafide"] == 6
-    # sdd eval tabulates the mixture's gate weights (gate_w0..) per source and attack: uniform for an average
-    assert [round(report["gate_weights"]["by_source"][-1][f"expert{i}"], 6) for i in range(4)] == [0.25] * 4
+    # sdd eval tabulates the mixture's gate weights (gate_w0..) per source and attack: uniform for an average;
+    # the experts are named after their run folders (recorded by sdd score beside its output)
+    names = ["expert_asvspoof2019", "expert_fake_or_real", "expert_add2022", "expert_in_the_wild"]
+    assert report["gate_weights"]["experts"] == names
+    assert [round(report["gate_weights"]["by_source"][-1][n], 6) for n in names] == [0.25] * 4
     rows = _rows(tmp_path / "scores.csv")
     for row in rows:  # README: a mixture adds gate_w0,... and expert_score0,...; the average gate is uniform
         weights = [float(row[f"gate_w{i}"]) for i in range(4)]

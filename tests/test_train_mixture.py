@@ -108,3 +108,45 @@ def test_a_plain_detector_with_nothing_trainable_is_still_refused(tmp_path):
     model = build_detector(from_dict(DetectorConfig, EXPERTS[0])).requires_grad_(False)
     with pytest.raises(ConfigError, match="no trainable parameters"):
         Trainer(recipe, model=model, model_config=EXPERTS[0]).fit()
+
+
+def test_experts_are_named_after_their_run_folders_through_to_sdd_scores_record(tmp_path):
+    """expert_names default to the expert directories' run folders; the model directory, the scoring API's
+    model info and sdd score's run record carry them (sdd eval names its gate tables from that record)."""
+    from sddkit.scoring.api import load_detector
+    from sddkit.scoring.batch import run_info
+
+    dirs = []
+    for name, sub, cfg in (("run_lcnn", "best", EXPERTS[0]), ("run_resnet", "final", EXPERTS[1])):
+        det = build_detector(from_dict(DetectorConfig, cfg))
+        dirs.append(str(save_model_dir(tmp_path / name / sub, det, model_config=cfg)))
+    Trainer(_recipe(tmp_path, {"expert_dirs": dirs, "gate": "average"})).fit()
+    loaded = load_model_dir(tmp_path / "run" / "best")
+    assert loaded.model_config["expert_names"] == ["run_lcnn", "run_resnet"]
+    detector = load_detector(tmp_path / "run" / "best")
+    experts = detector.info["components"]["experts"]
+    assert [(e["name"], e["backend"]) for e in experts] == [("run_lcnn", "lcnn"), ("run_resnet", "resnet18")]
+    assert run_info(detector)["expert_names"] == ["run_lcnn", "run_resnet"]
+    plain = load_detector(dirs[0])  # a single detector: no expert names in its record
+    assert "expert_names" not in run_info(plain)
+
+
+def test_expert_names_given_checked_and_defaulted():
+    import pytest
+
+    from sddkit.detectors.mixture import MixtureConfig, expert_names
+    from sddkit.errors import ConfigError
+
+    experts = [from_dict(DetectorConfig, c) for c in EXPERTS]
+    assert expert_names(MixtureConfig(experts=experts)) == ["expert0", "expert1"]
+    assert expert_names(MixtureConfig(experts=experts, expert_names=["mel", "spec"])) == ["mel", "spec"]
+    # run folders that coincide (x/m/best, y/m/best) cannot tell the experts apart: numbered instead
+    assert expert_names(MixtureConfig(expert_dirs=["x/m/best", "y/m/best"])) == ["expert0", "expert1"]
+    assert expert_names(MixtureConfig(expert_dirs=["x/tortoise/best", "yourtts"])) == ["tortoise", "yourtts"]
+    for bad, message in (
+        (["mel"], "1 expert_names for 2 experts"),
+        (["mel", "mel"], "must be distinct"),
+        (["mel", " "], "must not be empty"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            from_dict(MixtureConfig, {"experts": EXPERTS, "expert_names": bad})

@@ -91,6 +91,7 @@ def mixture_dir(tmp_path_factory):
             {"frontend": {"name": "lfcc"}, "backend": {"name": "linear"}},
         ],
         "gate": {"name": "enhanced_mlp"},
+        "expert_names": ["mel_lcnn", "lfcc_linear"],
     }
     cfg = from_dict(MixtureConfig, spec)
     torch.manual_seed(0)
@@ -137,6 +138,8 @@ def test_upload_in_browser_shows_decision_and_gate_weights(tmp_path, mixture_dir
             shown = [float(e.text) for e in gate_rows]
             assert shown == pytest.approx(expected.weights["gate_weights"], abs=6e-4)
             assert sum(shown) == pytest.approx(1.0, abs=2e-3)
+            labels = drv.find_elements(By.CSS_SELECTOR, '.bar-row[data-name="gate_weights"] > span:first-child')
+            assert [e.text for e in labels] == ["mel_lcnn", "lfcc_linear"]  # the mixture's expert names
             drv.save_screenshot(str(tmp_path / "page.png"))
             # a bad file: the page shows the service's error, and the next good upload works again
             drv.find_element(By.ID, "file").send_keys(str(junk))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -100,19 +101,46 @@ class MixtureConfig:
     """A mixture as recorded in recipes and model directories.
 
     experts: each expert's detector config; expert_dirs: optional model directories whose
-    trained weights initialise the experts (same order; MELE/MILE stage 2).
+    trained weights initialise the experts (same order; MELE/MILE stage 2); expert_names: what reports
+    call the experts (same order, distinct), by default the expert directories' names (:func:`expert_names`).
     """
 
     experts: list[DetectorConfig] = field(default_factory=list)
     gate: ComponentSpec = component_field("gate", default="average")
     freeze_experts: bool = True
     expert_dirs: list[str] = field(default_factory=list)
+    expert_names: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         if not self.experts and not self.expert_dirs:
             raise ValueError("a mixture needs experts (configs) or expert_dirs (trained model directories)")
         if self.experts and self.expert_dirs and len(self.experts) != len(self.expert_dirs):
             raise ValueError("experts and expert_dirs must have the same length")
+        n = len(self.expert_dirs or self.experts)
+        if self.expert_names:
+            if len(self.expert_names) != n:
+                raise ValueError(f"{len(self.expert_names)} expert_names for {n} experts")
+            if any(not str(name).strip() for name in self.expert_names):
+                raise ValueError("expert_names must not be empty")
+            if len(set(self.expert_names)) != n:
+                raise ValueError(f"expert_names must be distinct, got {self.expert_names}")
+
+
+def expert_names(cfg: MixtureConfig) -> list[str]:
+    """What reports call the experts: ``cfg.expert_names``, else the expert directories' names (the run's
+    folder for a ``best``/``final`` export: ``runs/mele_expert_tortoise/best`` -> ``mele_expert_tortoise``)
+    when those are distinct, else ``expert0``, ``expert1``, ... in the mixture's order."""
+    if cfg.expert_names:
+        return [str(n) for n in cfg.expert_names]
+    n = len(cfg.expert_dirs or cfg.experts)
+    fallback = [f"expert{i}" for i in range(n)]
+    if not cfg.expert_dirs:
+        return fallback
+    named = []
+    for d in cfg.expert_dirs:
+        path = Path(d)
+        named.append(path.parent.name if path.name in ("best", "final") and path.parent.name else path.name)
+    return named if all(named) and len(set(named)) == n else fallback
 
 
 def embedding_dim(detector: nn.Module, sample_rate: int = 16000) -> int:
@@ -180,7 +208,10 @@ def build_mixture(cfg: MixtureConfig) -> DetectorMixture:
 def resolved_mixture_config(cfg: MixtureConfig) -> dict[str, Any]:
     """Self-contained config for a model directory: expert configs inline, no expert_dirs needed."""
     experts = expert_dir_configs(cfg) if cfg.expert_dirs else cfg.experts
-    return to_dict(MixtureConfig(experts=list(experts), gate=cfg.gate, freeze_experts=cfg.freeze_experts))
+    resolved = MixtureConfig(
+        experts=list(experts), gate=cfg.gate, freeze_experts=cfg.freeze_experts, expert_names=expert_names(cfg)
+    )
+    return to_dict(resolved)
 
 
 def _build_mixture_from_dict(model_cfg: dict[str, Any]) -> nn.Module:

@@ -272,22 +272,43 @@ def _mean_over(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+@dataclass
+class _Aligned:
+    """Scores lined up with the protocol rows they score."""
+
+    table: UtteranceTable
+    scores: np.ndarray  # (N,)
+    matching: dict[str, Any] | None  # how a score file matched the protocol; None for an array
+    gate_weights: np.ndarray | None  # (N, E)
+    expert_names: Sequence[str] | None  # E names, or None for expert0..
+
+
 def _aligned_scores(
-    table: UtteranceTable, scores: ScoreFile | Sequence[float] | np.ndarray, gate_weights: object | None
-) -> tuple[UtteranceTable, np.ndarray, dict[str, Any] | None, np.ndarray | None]:
-    """(matched table, (N,) scores, matching summary or None, (N, E) gate weights or None)."""
+    table: UtteranceTable,
+    scores: ScoreFile | Sequence[float] | np.ndarray,
+    gate_weights: object | None,
+    expert_names: Sequence[str] | None,
+) -> _Aligned:
     if isinstance(scores, ScoreFile):
-        if gate_weights is not None:
-            raise ProtocolError("gate weights come from the score file; pass gate_weights only with a score array")
+        if gate_weights is not None or expert_names is not None:
+            raise ProtocolError(
+                "gate weights and their experts' names come from the score file; pass gate_weights and "
+                "expert_names only with a score array"
+            )
         match = match_scores(table, scores)
-        return match.table, match.scores, match.to_dict(), match.gate_weights
+        return _Aligned(match.table, match.scores, match.to_dict(), match.gate_weights, match.expert_names)
     arr = np.asarray(scores, dtype=np.float64)
     if arr.shape != (len(table),):
         raise ProtocolError(f"got {arr.shape[0] if arr.ndim else 0} scores for {len(table)} protocol rows")
-    return table, arr, None, None if gate_weights is None else np.asarray(gate_weights, dtype=np.float64)
+    gates = None if gate_weights is None else np.asarray(gate_weights, dtype=np.float64)
+    if expert_names is not None and gates is None:
+        raise ProtocolError("expert_names name the columns of gate_weights: give both")
+    return _Aligned(table, arr, None, gates, expert_names)
 
 
-def _gate_tables(table: UtteranceTable, labels: np.ndarray, weights: np.ndarray) -> dict[str, Any]:
+def _gate_tables(
+    table: UtteranceTable, labels: np.ndarray, weights: np.ndarray, names: Sequence[str] | None
+) -> dict[str, Any]:
     """Mean gate weight per expert for each source and each attack (bona fide files as ``bonafide``)."""
     attack = np.where(labels == 1, "bonafide", table.column("attack").astype(str))
     groups = UtteranceTable(
@@ -295,8 +316,8 @@ def _gate_tables(table: UtteranceTable, labels: np.ndarray, weights: np.ndarray)
     )
     out: dict[str, Any] = {}
     for key in ("source", "attack"):
-        # gate_weight_table checks the shape and names the experts expert0.. in the mixture's order
-        frame = gate_weight_table(groups, weights, by=key)
+        # gate_weight_table checks the shape (and the names), naming the experts expert0.. when names is None
+        frame = gate_weight_table(groups, weights, by=key, expert_names=names)
         experts = out.setdefault("experts", [c for c in frame.columns if c != "n"])
         out[f"by_{key}"] = [
             {key: str(group), **{e: float(row[e]) for e in experts}, "n": int(row["n"])}
@@ -310,14 +331,17 @@ def evaluate(
     scores: ScoreFile | Sequence[float] | np.ndarray,
     config: EvalConfig | None = None,
     gate_weights: object | None = None,
+    expert_names: Sequence[str] | None = None,
 ) -> Report:
     """Evaluate ``scores`` (a read score file, or an array aligned with ``table``) against ``table``.
 
     A mixture's per-file gate weights (N, E) are tabulated per source and per attack: read from the score
-    file's ``gate_w*`` columns, or given as ``gate_weights`` with a score array.
+    file's ``gate_w*`` columns (experts named as ``sdd score`` recorded them beside the file), or given as
+    ``gate_weights`` (and optionally their ``expert_names``) with a score array.
     """
     cfg = config or EvalConfig()
-    table, s, matching, gates = _aligned_scores(table, scores, gate_weights)
+    aligned = _aligned_scores(table, scores, gate_weights, expert_names)
+    table, s, matching, gates = aligned.table, aligned.scores, aligned.matching, aligned.gate_weights
     y = table.labels
     if matching is not None and int(y.sum()) in (0, y.size):
         # say why (e.g. every spoof file was an error row of `sdd score`), not only that a class is missing
@@ -356,7 +380,7 @@ def evaluate(
         curves=curves,
         aucs=aucs,
         per_partition=per_partition,
-        gate_weights=None if gates is None else _gate_tables(table, y, gates),
+        gate_weights=None if gates is None else _gate_tables(table, y, gates, aligned.expert_names),
     )
 
 
@@ -463,7 +487,9 @@ def render_markdown(report: Report) -> str:
         lines += [
             "## Mean gate weight",
             "",
-            f"{len(experts)} experts, in the order of the mixture's experts (`gate_w0` .. in the scores).",
+            f"{len(experts)} experts, in the order of the mixture's experts (`gate_w0` .. in the scores): "
+            + ", ".join(f"`{e}`" for e in experts)
+            + ".",
             "",
         ]
         for key in ("source", "attack"):

@@ -61,9 +61,33 @@ class ScoreFile:
     keys: np.ndarray | None = None
     failed: tuple[str, ...] = ()  # ids of `sdd score` error rows (no score): skipped, reported by match_scores
     gate_weights: np.ndarray | None = None
+    expert_names: tuple[str, ...] | None = None  # the gate columns' experts, from sdd score's record of the run
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def run_record_path(scores: str | Path) -> Path:
+    """``sdd score``'s record of the run that wrote ``scores`` (``scores.csv`` -> ``scores.csv.run.json``;
+    the same convention as ``sddkit.scoring.batch.run_info_path``)."""
+    return Path(f"{scores}.run.json")
+
+
+def recorded_expert_names(scores: str | Path, width: int) -> tuple[str, ...] | None:
+    """The mixture's expert names recorded beside an ``sdd score`` output, when there are ``width`` distinct
+    ones; None otherwise (no record, an older record, or one that does not fit these columns)."""
+    path = run_record_path(scores)
+    try:
+        names = json.loads(path.read_text()).get("expert_names")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(names, list) or len(names) != width:
+        return None
+    names = [str(n) for n in names]
+    # distinct, and none named like the gate tables' own columns (count, group): else expert0.. stand in
+    if len(set(names)) != width or {"n", "source", "attack"} & set(names):
+        return None
+    return tuple(names)
 
 
 # --- line parsing ----------------------------------------------------------------------------
@@ -148,6 +172,7 @@ class _Collector:
             keys=keys,
             failed=tuple(f for f in self.failed if f not in self._first_line),  # a later row may have scored it
             gate_weights=gates,
+            expert_names=None if gates is None else recorded_expert_names(self.path, gates.shape[1]),
         )
 
 
@@ -359,6 +384,7 @@ class ScoreMatch:
     n_failed_scores: int = 0
     warnings: list[str] = field(default_factory=list)
     gate_weights: np.ndarray | None = None  # (len(table), E) aligned like scores, when the score file has them
+    expert_names: tuple[str, ...] | None = None  # the score file's names of those E experts, when recorded
 
     def to_dict(self) -> dict:
         return {
@@ -500,4 +526,5 @@ def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
         n_failed_scores=len(failed),
         warnings=notes,
         gate_weights=None if scores.gate_weights is None else scores.gate_weights[score_rows],
+        expert_names=scores.expert_names,
     )

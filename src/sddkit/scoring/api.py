@@ -504,10 +504,13 @@ def _component_names(model_config: dict[str, Any]) -> dict[str, Any]:
         return spec.get("name") if isinstance(spec, dict) else spec
 
     if "experts" in model_config:
+        experts = model_config.get("experts", [])
+        # mixtures saved before expert_names existed: the default names
+        names = model_config.get("expert_names") or [f"expert{i}" for i in range(len(experts))]
         return {
             "experts": [
-                {"frontend": name(e.get("frontend")), "backend": name(e.get("backend"))}
-                for e in model_config.get("experts", [])
+                {"name": str(n), "frontend": name(e.get("frontend")), "backend": name(e.get("backend"))}
+                for n, e in zip(names, experts)
             ],
             "gate": name(model_config.get("gate")),
         }

@@ -219,13 +219,17 @@ def run_info(detector: ScoringDetector, *, windows: bool = False) -> dict[str, A
     probe = (0.1 * rng.standard_normal((2, cfg.window_samples))).astype(np.float32)
     logits = np.asarray(detector.runner(probe)[0], dtype=np.float64)
     raw = (logits[:, 1] - logits[:, 0]).tolist() if logits.shape == (2, 2) else []
-    return {
+    run = {
         "model": str(detector.info.get("path", "")),  # for messages only: a model may move
         "weights_digest": detector.info.get("weights_digest"),  # which weights scored (provenance, not compared)
         "inference": json.loads(json.dumps(cfg.to_dict())),
         "windows": bool(windows),
         "probe": [float(v) if math.isfinite(v) else None for v in raw],
     }
+    experts = (detector.info.get("components") or {}).get("experts")
+    if experts:  # a mixture: what its gate_w<i> / expert_score<i> columns are (sdd eval names its tables so)
+        run["expert_names"] = [str(e["name"]) for e in experts]
+    return run
 
 
 def _run_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str]:

@@ -18,10 +18,13 @@
     dl.append(dt, dd);
   }
 
+  // a mixture's expert names (from /v1/model), to label its per-expert weights; empty for a single detector
+  let expertNames = [];
+
   function describeComponents(c) {
     if (!c) return "?";
     if (c.experts) {
-      const ex = c.experts.map((e) => e.frontend + "+" + e.backend).join(", ");
+      const ex = c.experts.map((e) => (e.name ? e.name + ": " : "") + e.frontend + "+" + e.backend).join(", ");
       return "mixture of [" + ex + "] with gate " + c.gate;
     }
     return c.frontend + " + " + c.backend;
@@ -42,6 +45,7 @@
       const dl = document.createElement("dl");
       dl.className = "model";
       row(dl, "name", m.name);
+      expertNames = ((m.components && m.components.experts) || []).map((e, i) => e.name || "expert " + i);
       row(dl, "architecture", describeComponents(m.components));
       row(dl, "parameters", m.num_parameters != null ? m.num_parameters.toLocaleString() : "?");
       row(dl, "window", fmt(m.window_s, 2) + " s, hop " + fmt(m.hop_samples / m.sample_rate, 2) + " s, " + m.aggregation);
@@ -112,7 +116,9 @@
         r.className = "bar-row";
         r.dataset.name = name;
         const label = document.createElement("span");
-        label.textContent = (name.startsWith("gate") || name.startsWith("expert") ? "expert " : name + " ") + i;
+        const perExpert = name.startsWith("gate") || name.startsWith("expert");
+        if (perExpert && expertNames.length === values.length) label.textContent = expertNames[i];
+        else label.textContent = (perExpert ? "expert " : name + " ") + i;
         const bar = document.createElement("div");
         bar.className = "bar";
         const fill = document.createElement("span");
