@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sddkit.cli.train_cmd",
     "sddkit.cli.cv_cmd",
     "sddkit.cli.eval_cmd",
+    "sddkit.cli.compare_cmd",
     "sddkit.cli.robustness_cmd",
     "sddkit.cli.demo_cmd",
     "sddkit.cli.score_cmd",

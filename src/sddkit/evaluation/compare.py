@@ -1,0 +1,229 @@
+"""Paired comparison of two systems scored on the same trials (``sdd compare``).
+
+Two detectors' separate EER intervals overlap even when one is clearly better, because most of an
+interval's width is *which files* happen to be in the evaluation set, and both systems share that.
+The paired bootstrap resamples the trials once per replicate and measures both systems on that same
+resample, so file difficulty cancels out of the difference. Several runs per system (e.g. seeds) are
+paired run by run (run r of the baseline with run r of the system) and their differences averaged
+inside every replicate, so a multi-seed claim is tested as one statistic.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sddkit.data.table import UtteranceTable
+from sddkit.errors import ProtocolError
+from sddkit.evaluation.scores import ScoreFile, match_scores
+from sddkit.metrics import PairedDifference, eer, min_dcf, paired_bootstrap
+
+
+def _eer(labels: np.ndarray, scores: np.ndarray) -> float:
+    return eer(labels, scores).eer
+
+
+def _min_dcf(labels: np.ndarray, scores: np.ndarray) -> float:
+    return min_dcf(labels, scores).dcf  # the report's default cost (p_spoof 0.05, c_miss 1, c_fa 10)
+
+
+# Lower is better for every metric here: the verdict below relies on it.
+COMPARE_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {"eer": _eer, "min_dcf": _min_dcf}
+
+
+@dataclass(frozen=True)
+class SystemRuns:
+    """One system's runs: their score files and the metric of each on the common trials."""
+
+    name: str
+    files: tuple[str, ...]
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation over runs; None for a single run."""
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "files": list(self.files),
+            "values": list(self.values),
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``metric(system) - metric(baseline)`` on the trials every score file covers.
+
+    difference: the paired bootstrap (point value = mean over runs of the per-run differences;
+    ``p_b_not_better`` = share of replicates where the system is not better).
+    """
+
+    metric: str
+    n_trials: int
+    n_bonafide: int
+    n_spoof: int
+    baseline: SystemRuns
+    system: SystemRuns
+    difference: PairedDifference
+    n_bootstrap: int
+    alpha: float
+    seed: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def verdict(self) -> str:
+        """``system better`` / ``baseline better`` when the interval excludes zero, else ``no difference shown``."""
+        if self.difference.high < 0:
+            return "system better"
+        if self.difference.low > 0:
+            return "baseline better"
+        return "no difference shown"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.difference
+        return {
+            "metric": self.metric,
+            "n_trials": self.n_trials,
+            "n_bonafide": self.n_bonafide,
+            "n_spoof": self.n_spoof,
+            "baseline": self.baseline.to_dict(),
+            "system": self.system.to_dict(),
+            "difference": {"value": d.diff, "low": d.low, "high": d.high, "p_system_not_better": d.p_b_not_better},
+            "verdict": self.verdict,
+            "bootstrap": {"replicates": self.n_bootstrap, "alpha": self.alpha, "seed": self.seed},
+            "notes": list(self.notes),
+        }
+
+    def summary(self) -> str:
+        """Markdown: one row per system, then the paired difference and the verdict."""
+        pct = self.metric == "eer"
+        scale, unit = (100.0, " %") if pct else (1.0, "")
+
+        def fmt(x: float) -> str:
+            return f"{scale * x:.2f}" if pct else f"{x:.4f}"
+
+        level = f"{100 * (1 - self.alpha):g} %"
+        lines = [
+            f"{self.metric}{unit} on {self.n_trials} trials ({self.n_bonafide} bona fide, {self.n_spoof} spoof)",
+            "",
+            "| system | runs | mean | std | per run |",
+            "|---|---|---|---|---|",
+        ]
+        for runs in (self.baseline, self.system):
+            per_run = ", ".join(fmt(v) for v in runs.values)
+            std = "-" if runs.std is None else fmt(runs.std)
+            lines.append(f"| {runs.name} | {len(runs.values)} | {fmt(runs.mean)} | {std} | {per_run} |")
+        d = self.difference
+        lines += [
+            "",
+            f"{self.system.name} minus {self.baseline.name}: {fmt(d.diff)} [{fmt(d.low)}, {fmt(d.high)}] "
+            f"({level} paired bootstrap, {self.n_bootstrap} replicates; P(not better) {d.p_b_not_better:.3f}): "
+            f"{self.verdict}",
+        ]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def compare_scores(
+    table: UtteranceTable,
+    baseline: Sequence[ScoreFile],
+    system: Sequence[ScoreFile],
+    *,
+    metric: str = "eer",
+    n_bootstrap: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    names: tuple[str, str] = ("baseline", "system"),
+) -> Comparison:
+    """Compare ``system`` with ``baseline``: R score files each (runs paired in the given order).
+
+    Only the protocol rows that every score file scores are used (a note says how many were
+    dropped), so both systems and all runs see exactly the same trials. Raises ``ProtocolError``
+    on unequal run counts, an unknown metric, or common trials without both classes.
+    """
+    if metric not in COMPARE_METRICS:
+        raise ProtocolError(f"unknown metric {metric!r}; known: {', '.join(COMPARE_METRICS)}")
+    if not baseline or len(baseline) != len(system):
+        raise ProtocolError(
+            f"compare needs the same number (>= 1) of baseline and system score files, paired run by run; "
+            f"got {len(baseline)} and {len(system)}"
+        )
+    files = [*baseline, *system]
+    aligned, notes = _common_trials(table, files)
+    labels = table.labels[aligned.rows]
+    n_bona = int(labels.sum())
+    if n_bona < 1 or n_bona == labels.size:
+        raise ProtocolError(
+            f"the {labels.size} trials every score file covers hold {n_bona} bona fide and {labels.size - n_bona} "
+            "spoof: a comparison needs both classes"
+        )
+    fn = COMPARE_METRICS[metric]
+    runs = len(baseline)
+    scores = aligned.scores  # (2R, N): baseline runs, then system runs
+    base, sys_ = scores[:runs], scores[runs:]
+    diff = paired_bootstrap(fn, labels, base, sys_, n=n_bootstrap, alpha=alpha, seed=seed)
+    return Comparison(
+        metric=metric,
+        n_trials=int(labels.size),
+        n_bonafide=n_bona,
+        n_spoof=int(labels.size - n_bona),
+        baseline=_runs(names[0], baseline, base, labels, fn),
+        system=_runs(names[1], system, sys_, labels, fn),
+        difference=diff,
+        n_bootstrap=n_bootstrap,
+        alpha=alpha,
+        seed=seed,
+        notes=tuple(notes),
+    )
+
+
+@dataclass(frozen=True)
+class _Aligned:
+    rows: np.ndarray  # (N,) protocol row indices every score file covers, in protocol order
+    scores: np.ndarray  # (F, N) the F score files' scores on those rows
+
+
+def _common_trials(table: UtteranceTable, files: Sequence[ScoreFile]) -> tuple[_Aligned, list[str]]:
+    utt = table.column("utt_id").astype(str)
+    row_of = {u: i for i, u in enumerate(utt)}
+    per_file: list[dict[int, float]] = []
+    notes: list[str] = []
+    for score_file in files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # kept as notes below
+            match = match_scores(table, score_file)
+        notes += [f"{score_file.path}: {n}" for n in match.warnings]
+        rows = [row_of[u] for u in match.table.column("utt_id").astype(str)]
+        per_file.append(dict(zip(rows, match.scores.astype(np.float64))))
+    common = set(per_file[0]).intersection(*per_file[1:])
+    covered = set().union(*per_file)
+    if len(common) < len(covered):
+        notes.append(
+            f"{len(covered) - len(common)} scored trial(s) are missing from at least one score file and are left out, "
+            f"so that every run is measured on the same {len(common)} trials"
+        )
+    rows = np.array(sorted(common), dtype=np.int64)
+    scores = np.array([[f[r] for r in rows] for f in per_file], dtype=np.float64).reshape(len(files), rows.size)
+    return _Aligned(rows=rows, scores=scores), notes
+
+
+def _runs(
+    name: str, files: Sequence[ScoreFile], scores: np.ndarray, labels: np.ndarray, fn: Callable[..., float]
+) -> SystemRuns:
+    return SystemRuns(
+        name=name,
+        files=tuple(str(f.path) for f in files),
+        values=tuple(float(fn(labels, s)) for s in scores),
+    )
