@@ -150,3 +150,33 @@ def test_sdd_compare_errors_exit_2(tmp_path, capsys):
         == 2
     )
     assert "--bootstrap" in capsys.readouterr().err
+
+
+def test_by_column_compares_within_each_group(tmp_path):
+    # two sources: source "a" holds bona fide 0-19 and spoofs 40-79, source "b" bona fide 20-39 and no spoof
+    rows = ["path,label,source"]
+    rows += [
+        f"f{i}.wav,{'bonafide' if i < N_BONA else 'spoof'},{'a' if i < 20 or i >= N_BONA else 'b'}" for i in range(120)
+    ]
+    (tmp_path / "meta.csv").write_text("\n".join(rows) + "\n")
+    table = read_protocol(tmp_path / "meta.csv")
+    y = _labels()
+    a, b = _noisy(9, 0.5), _noisy(10, 2.0)
+
+    def csv(name, values):
+        path = tmp_path / f"{name}.csv"
+        path.write_text("path,score\n" + "".join(f"f{i}.wav,{v}\n" for i, v in enumerate(values)))
+        return read_scores(path)
+
+    c = compare_scores(table, [csv("a", a)], [csv("b", b)], by="source", n_bootstrap=100)
+    assert [value for value, _ in c.groups] == ["a"]  # "b" has one class only
+    assert any("one class only" in n and "b" in n for n in c.notes)
+    in_a = np.r_[np.arange(20), np.arange(N_BONA, 120)]
+    group = c.groups[0][1]
+    assert group.n_trials == 100 and group.n_bonafide == 20
+    assert group.difference.diff == pytest.approx(eer(y[in_a], b[in_a]).eer - eer(y[in_a], a[in_a]).eer)
+    d = c.to_dict()
+    assert d["by"] == "source" and d["groups"][0]["group"] == "a" and "files" not in d["groups"][0]["system"]
+    assert "| a | 20 / 80 |" in c.summary()
+    with pytest.raises(ProtocolError, match="no column"):
+        compare_scores(table, [csv("a", a)], [csv("b", b)], by="speaker_age")

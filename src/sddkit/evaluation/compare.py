@@ -10,6 +10,7 @@ inside every replicate, so a multi-seed claim is tested as one statistic.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,9 @@ class Comparison:
 
     difference: the paired bootstrap (point value = mean over runs of the per-run differences;
     ``p_b_not_better`` = share of replicates where the system is not better).
+    by, groups: with ``by`` (a protocol column such as ``source``), the same comparison on each
+    group's trials, as ``(value, Comparison)`` pairs; groups without both classes are left out
+    (a note names them).
     """
 
     metric: str
@@ -81,6 +85,8 @@ class Comparison:
     alpha: float
     seed: int
     notes: tuple[str, ...] = ()
+    by: str | None = None
+    groups: tuple[tuple[str, Comparison], ...] = ()
 
     @property
     def verdict(self) -> str:
@@ -93,7 +99,7 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         d = self.difference
-        return {
+        out = {
             "metric": self.metric,
             "n_trials": self.n_trials,
             "n_bonafide": self.n_bonafide,
@@ -105,15 +111,14 @@ class Comparison:
             "bootstrap": {"replicates": self.n_bootstrap, "alpha": self.alpha, "seed": self.seed},
             "notes": list(self.notes),
         }
+        if self.by is not None:
+            out["by"] = self.by
+            out["groups"] = [{"group": value, **_group_dict(c)} for value, c in self.groups]
+        return out
 
     def summary(self) -> str:
-        """Markdown: one row per system, then the paired difference and the verdict."""
-        pct = self.metric == "eer"
-        scale, unit = (100.0, " %") if pct else (1.0, "")
-
-        def fmt(x: float) -> str:
-            return f"{scale * x:.2f}" if pct else f"{x:.4f}"
-
+        """Markdown: one row per system, the paired difference and the verdict, then one row per group."""
+        fmt, unit = _formatter(self.metric)
         level = f"{100 * (1 - self.alpha):g} %"
         lines = [
             f"{self.metric}{unit} on {self.n_trials} trials ({self.n_bonafide} bona fide, {self.n_spoof} spoof)",
@@ -132,8 +137,36 @@ class Comparison:
             f"({level} paired bootstrap, {self.n_bootstrap} replicates; P(not better) {d.p_b_not_better:.3f}): "
             f"{self.verdict}",
         ]
+        if self.groups:
+            lines += [
+                "",
+                f"| {self.by} | bona fide / spoof | {self.baseline.name} | {self.system.name} | difference [{level}] "
+                "| verdict |",
+                "|---|---|---|---|---|---|",
+            ]
+            for value, c in self.groups:
+                g = c.difference
+                lines.append(
+                    f"| {value} | {c.n_bonafide} / {c.n_spoof} | {fmt(c.baseline.mean)} | {fmt(c.system.mean)} "
+                    f"| {fmt(g.diff)} [{fmt(g.low)}, {fmt(g.high)}] | {c.verdict} |"
+                )
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _formatter(metric: str) -> tuple[Callable[[float], str], str]:
+    if metric == "eer":  # a fraction, shown in percent as the field reports it
+        return (lambda x: f"{100 * x:.2f}"), " %"
+    return (lambda x: f"{x:.4f}"), ""
+
+
+def _group_dict(c: Comparison) -> dict[str, Any]:
+    d = c.to_dict()
+    for key in ("metric", "bootstrap", "notes"):  # the same as the whole comparison's
+        d.pop(key)
+    for side in ("baseline", "system"):
+        d[side].pop("files")
+    return d
 
 
 def compare_scores(
@@ -146,12 +179,14 @@ def compare_scores(
     alpha: float = 0.05,
     seed: int = 0,
     names: tuple[str, str] = ("baseline", "system"),
+    by: str | None = None,
 ) -> Comparison:
     """Compare ``system`` with ``baseline``: R score files each (runs paired in the given order).
 
     Only the protocol rows that every score file scores are used (a note says how many were
-    dropped), so both systems and all runs see exactly the same trials. Raises ``ProtocolError``
-    on unequal run counts, an unknown metric, or common trials without both classes.
+    dropped), so both systems and all runs see exactly the same trials. ``by`` also compares
+    within each value of that protocol column (e.g. ``source``). Raises ``ProtocolError`` on
+    unequal run counts, an unknown metric or column, or common trials without both classes.
     """
     if metric not in COMPARE_METRICS:
         raise ProtocolError(f"unknown metric {metric!r}; known: {', '.join(COMPARE_METRICS)}")
@@ -160,8 +195,8 @@ def compare_scores(
             f"compare needs the same number (>= 1) of baseline and system score files, paired run by run; "
             f"got {len(baseline)} and {len(system)}"
         )
-    files = [*baseline, *system]
-    aligned, notes = _common_trials(table, files)
+    group_of = None if by is None else table.column(by).astype(str)  # unknown column: ProtocolError
+    aligned, notes = _common_trials(table, [*baseline, *system])
     labels = table.labels[aligned.rows]
     n_bona = int(labels.sum())
     if n_bona < 1 or n_bona == labels.size:
@@ -169,23 +204,58 @@ def compare_scores(
             f"the {labels.size} trials every score file covers hold {n_bona} bona fide and {labels.size - n_bona} "
             "spoof: a comparison needs both classes"
         )
-    fn = COMPARE_METRICS[metric]
     runs = len(baseline)
-    scores = aligned.scores  # (2R, N): baseline runs, then system runs
-    base, sys_ = scores[:runs], scores[runs:]
-    diff = paired_bootstrap(fn, labels, base, sys_, n=n_bootstrap, alpha=alpha, seed=seed)
+    side = {
+        "names": names,
+        "files": (tuple(str(f.path) for f in baseline), tuple(str(f.path) for f in system)),
+        "metric": metric,
+        "n_bootstrap": n_bootstrap,
+        "alpha": alpha,
+        "seed": seed,
+    }
+    whole = _compare(labels, aligned.scores[:runs], aligned.scores[runs:], **side)
+    if group_of is None:
+        return dataclasses.replace(whole, notes=tuple(notes))
+    groups, one_class = [], []
+    trial_groups = group_of[aligned.rows]
+    for value in sorted(set(trial_groups)):
+        keep = trial_groups == value
+        y = labels[keep]
+        if 0 < int(y.sum()) < y.size:
+            groups.append((value, _compare(y, aligned.scores[:runs, keep], aligned.scores[runs:, keep], **side)))
+        else:
+            one_class.append(value)
+    if one_class:
+        notes.append(f"{by} group(s) with one class only, not compared on their own: {', '.join(one_class)}")
+    return dataclasses.replace(whole, notes=tuple(notes), by=by, groups=tuple(groups))
+
+
+def _compare(
+    labels: np.ndarray,
+    base: np.ndarray,
+    system: np.ndarray,
+    *,
+    names: tuple[str, str],
+    files: tuple[tuple[str, ...], tuple[str, ...]],
+    metric: str,
+    n_bootstrap: int,
+    alpha: float,
+    seed: int,
+) -> Comparison:
+    """base, system: (R, N) scores of the R paired runs on the N trials of ``labels``."""
+    fn = COMPARE_METRICS[metric]
+    n_bona = int(labels.sum())
     return Comparison(
         metric=metric,
         n_trials=int(labels.size),
         n_bonafide=n_bona,
         n_spoof=int(labels.size - n_bona),
-        baseline=_runs(names[0], baseline, base, labels, fn),
-        system=_runs(names[1], system, sys_, labels, fn),
-        difference=diff,
+        baseline=SystemRuns(names[0], files[0], tuple(float(fn(labels, s)) for s in base)),
+        system=SystemRuns(names[1], files[1], tuple(float(fn(labels, s)) for s in system)),
+        difference=paired_bootstrap(fn, labels, base, system, n=n_bootstrap, alpha=alpha, seed=seed),
         n_bootstrap=n_bootstrap,
         alpha=alpha,
         seed=seed,
-        notes=tuple(notes),
     )
 
 
@@ -217,13 +287,3 @@ def _common_trials(table: UtteranceTable, files: Sequence[ScoreFile]) -> tuple[_
     rows = np.array(sorted(common), dtype=np.int64)
     scores = np.array([[f[r] for r in rows] for f in per_file], dtype=np.float64).reshape(len(files), rows.size)
     return _Aligned(rows=rows, scores=scores), notes
-
-
-def _runs(
-    name: str, files: Sequence[ScoreFile], scores: np.ndarray, labels: np.ndarray, fn: Callable[..., float]
-) -> SystemRuns:
-    return SystemRuns(
-        name=name,
-        files=tuple(str(f.path) for f in files),
-        values=tuple(float(fn(labels, s)) for s in scores),
-    )
