@@ -1,5 +1,6 @@
 """Score-file readers, evaluation reports (JSON, Markdown, CSV tables) and DET/ROC plots."""
 
+from sddkit.evaluation.compare import Comparison, compare_scores
 from sddkit.evaluation.report import EvalConfig, Report, evaluate, render_markdown, write_report
 from sddkit.evaluation.scores import (
     SCORE_READERS,
@@ -12,10 +13,12 @@ from sddkit.evaluation.scores import (
 
 __all__ = [
     "SCORE_READERS",
+    "Comparison",
     "EvalConfig",
     "Report",
     "ScoreFile",
     "ScoreMatch",
+    "compare_scores",
     "detect_score_format",
     "evaluate",
     "match_scores",
