@@ -180,3 +180,5 @@ def test_by_column_compares_within_each_group(tmp_path):
     assert "| a | 20 / 80 |" in c.summary()
     with pytest.raises(ProtocolError, match="no column"):
         compare_scores(table, [csv("a", a)], [csv("b", b)], by="speaker_age")
+    with pytest.raises(ProtocolError, match="column is empty"):  # labels_csv fills a missing speaker column with ""
+        compare_scores(table, [csv("a", a)], [csv("b", b)], by="speaker")

@@ -196,6 +196,8 @@ def compare_scores(
             f"got {len(baseline)} and {len(system)}"
         )
     group_of = None if by is None else table.column(by).astype(str)  # unknown column: ProtocolError
+    if by is not None and not table.has_column(by):
+        raise ProtocolError(f"the protocol's {by!r} column is empty: nothing to group by")
     aligned, notes = _common_trials(table, [*baseline, *system])
     labels = table.labels[aligned.rows]
     n_bona = int(labels.sum())
