@@ -11,6 +11,7 @@ inside every replicate, so a multi-seed claim is tested as one statistic.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,17 +24,10 @@ from sddkit.errors import ProtocolError
 from sddkit.evaluation.scores import ScoreFile, match_scores
 from sddkit.metrics import PairedDifference, eer, min_dcf, paired_bootstrap
 
-
-def _eer(labels: np.ndarray, scores: np.ndarray) -> float:
-    return eer(labels, scores).eer
-
-
-def _min_dcf(labels: np.ndarray, scores: np.ndarray) -> float:
-    return min_dcf(labels, scores).dcf  # the report's default cost (p_spoof 0.05, c_miss 1, c_fa 10)
-
-
-# Lower is better for every metric here: the verdict below relies on it.
-COMPARE_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {"eer": _eer, "min_dcf": _min_dcf}
+# Lower is better for every metric here: the verdict below relies on it. Their results convert with float()
+# (EERResult, DCFResult), as paired_bootstrap expects; min_dcf takes the report's default cost (p_spoof 0.05,
+# c_miss 1, c_fa 10).
+COMPARE_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], object]] = {"eer": eer, "min_dcf": min_dcf}
 
 
 @dataclass(frozen=True)
@@ -207,15 +201,16 @@ def compare_scores(
             "spoof: a comparison needs both classes"
         )
     runs = len(baseline)
-    side = {
-        "names": names,
-        "files": (tuple(str(f.path) for f in baseline), tuple(str(f.path) for f in system)),
-        "metric": metric,
-        "n_bootstrap": n_bootstrap,
-        "alpha": alpha,
-        "seed": seed,
-    }
-    whole = _compare(labels, aligned.scores[:runs], aligned.scores[runs:], **side)
+    compare = functools.partial(
+        _compare,
+        names=names,
+        files=(tuple(str(f.path) for f in baseline), tuple(str(f.path) for f in system)),
+        metric=metric,
+        n_bootstrap=n_bootstrap,
+        alpha=alpha,
+        seed=seed,
+    )
+    whole = compare(labels, aligned.scores[:runs], aligned.scores[runs:])
     if group_of is None:
         return dataclasses.replace(whole, notes=tuple(notes))
     groups, one_class = [], []
@@ -224,7 +219,7 @@ def compare_scores(
         keep = trial_groups == value
         y = labels[keep]
         if 0 < int(y.sum()) < y.size:
-            groups.append((value, _compare(y, aligned.scores[:runs, keep], aligned.scores[runs:, keep], **side)))
+            groups.append((value, compare(y, aligned.scores[:runs, keep], aligned.scores[runs:, keep])))
         else:
             one_class.append(value)
     if one_class:
