@@ -68,8 +68,8 @@ class ScoreFile:
 
 
 def run_record_path(scores: str | Path) -> Path:
-    """``sdd score``'s record of the run that wrote ``scores`` (``scores.csv`` -> ``scores.csv.run.json``);
-    ``sddkit.scoring.batch`` writes it at this path."""
+    """``sdd score``'s record of the run that wrote ``scores`` (``scores.csv`` -> ``scores.csv.run.json``;
+    the same convention as ``sddkit.scoring.batch.run_info_path``)."""
     return Path(f"{scores}.run.json")
 
 

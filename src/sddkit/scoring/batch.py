@@ -39,7 +39,6 @@ from typing import Any
 
 from sddkit.audio.files import list_audio_files
 from sddkit.errors import ProtocolError, SddkitError
-from sddkit.evaluation.scores import run_record_path
 from sddkit.scoring.api import PreparedAudio, ScoreResult, ScoringDetector, non_finite_reason
 
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
@@ -200,10 +199,8 @@ def read_rows(path: Path) -> tuple[list[str] | None, list[dict[str, Any]]]:
 
 
 def run_info_path(out: str | Path) -> Path:
-    """Where a run records what produced ``out`` (model, settings): ``scores.csv`` -> ``scores.csv.run.json``.
-
-    One convention with the readers of score files (:func:`sddkit.evaluation.scores.run_record_path`)."""
-    return run_record_path(out)
+    """Where a run records what produced ``out`` (model, settings): ``scores.csv`` -> ``scores.csv.run.json``."""
+    return Path(f"{out}.run.json")
 
 
 def run_info(detector: ScoringDetector, *, windows: bool = False) -> dict[str, Any]:
