@@ -199,7 +199,10 @@ def read_rows(path: Path) -> tuple[list[str] | None, list[dict[str, Any]]]:
 
 
 def run_info_path(out: str | Path) -> Path:
-    """Where a run records what produced ``out`` (model, settings): ``scores.csv`` -> ``scores.csv.run.json``."""
+    """Where a run records what produced ``out`` (model, settings): ``scores.csv`` -> ``scores.csv.run.json``.
+
+    The readers' copy is ``sddkit.evaluation.scores.run_record_path``; importing it here would load the
+    evaluation package (and scipy) into every ``sdd score`` run, whose start-up time does without."""
     return Path(f"{out}.run.json")
 
 
