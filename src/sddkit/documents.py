@@ -1,4 +1,5 @@
-"""Versioned JSON documents: the ``config.json`` of a model directory and a checkpoint's state JSON.
+"""JSON documents on disk: the versioned ``config.json`` of a model directory and a checkpoint's state JSON,
+and where ``sdd score`` records the run behind a score file.
 
 Both carry ``"format"`` (what the document is) and ``"format_version"`` (an int); a reader accepts
 its own format at its version or older and refuses anything else with a :class:`CheckpointError`
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from sddkit.errors import CheckpointError
+
+__all__ = ["read_versioned_json", "run_record_path"]
 
 
 def read_versioned_json(path: str | Path, *, fmt: str, version: int, what: str) -> dict[str, Any]:
@@ -38,4 +41,9 @@ def read_versioned_json(path: str | Path, *, fmt: str, version: int, what: str) 
     return document
 
 
-__all__ = ["read_versioned_json"]
+def run_record_path(scores: str | Path) -> Path:
+    """Where ``sdd score`` records the run that wrote ``scores`` (model, settings, a mixture's expert names):
+    ``scores.csv`` -> ``scores.csv.run.json``. Written by ``sddkit.scoring.batch``, read by
+    ``sddkit.evaluation.scores``; it lives here so that neither side imports the other (scoring must not load
+    scipy, evaluation must not load torch)."""
+    return Path(f"{scores}.run.json")

@@ -37,6 +37,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from sddkit.data.table import UtteranceTable
+from sddkit.documents import run_record_path
 from sddkit.errors import ProtocolError
 
 KEYS = ("bonafide", "spoof")
@@ -65,12 +66,6 @@ class ScoreFile:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-def run_record_path(scores: str | Path) -> Path:
-    """``sdd score``'s record of the run that wrote ``scores`` (``scores.csv`` -> ``scores.csv.run.json``;
-    the same convention as ``sddkit.scoring.batch.run_info_path``)."""
-    return Path(f"{scores}.run.json")
 
 
 def recorded_expert_names(scores: str | Path, width: int) -> tuple[str, ...] | None:

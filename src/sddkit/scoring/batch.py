@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from sddkit.audio.files import list_audio_files
+from sddkit.documents import run_record_path
 from sddkit.errors import ProtocolError, SddkitError
 from sddkit.scoring.api import PreparedAudio, ScoreResult, ScoringDetector, non_finite_reason
 
@@ -198,14 +199,6 @@ def read_rows(path: Path) -> tuple[list[str] | None, list[dict[str, Any]]]:
         return list(reader.fieldnames or []), rows
 
 
-def run_info_path(out: str | Path) -> Path:
-    """Where a run records what produced ``out`` (model, settings): ``scores.csv`` -> ``scores.csv.run.json``.
-
-    The readers' copy is ``sddkit.evaluation.scores.run_record_path``; importing it here would load the
-    evaluation package (and scipy) into every ``sdd score`` run, whose start-up time does without."""
-    return Path(f"{out}.run.json")
-
-
 def run_info(detector: ScoringDetector, *, windows: bool = False) -> dict[str, Any]:
     """What an output's rows depend on, so that a resume never mixes two models or two settings.
 
@@ -250,7 +243,7 @@ def _run_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str]:
 
 def check_run_info(out: str | Path, run: dict[str, Any]) -> None:
     """Refuse to add rows of ``run`` to ``out`` when its recorded run (``out.run.json``) differs."""
-    path = run_info_path(out)
+    path = run_record_path(out)
     earlier = _read_run_info(out, f"remove it to resume {out}")
     if earlier is None:
         return  # written before runs were recorded, or by hand: nothing to compare with
@@ -271,7 +264,7 @@ def check_run_info(out: str | Path, run: dict[str, Any]) -> None:
 
 def _read_run_info(out: str | Path, remedy: str) -> dict[str, Any] | None:
     """``out``'s run record, None when it has none; an unreadable one is a ProtocolError naming ``remedy``."""
-    path = run_info_path(out)
+    path = run_record_path(out)
     if not path.is_file():
         return None
     try:
@@ -283,7 +276,7 @@ def _read_run_info(out: str | Path, remedy: str) -> dict[str, Any] | None:
 def write_run_info(out: str | Path, run: dict[str, Any]) -> None:
     from sddkit.detectors.model_dir import atomic_write_bytes
 
-    atomic_write_bytes(run_info_path(out), (json.dumps(run, indent=1) + "\n").encode())
+    atomic_write_bytes(run_record_path(out), (json.dumps(run, indent=1) + "\n").encode())
 
 
 class OutputLock:
@@ -702,7 +695,7 @@ def _merge_locked(out: Path, world: int, order: Sequence[str] | None) -> int:
         write_run_info(out, run)
     for r in range(world):
         shard_path(out, r).unlink(missing_ok=True)
-        run_info_path(shard_path(out, r)).unlink(missing_ok=True)
+        run_record_path(shard_path(out, r)).unlink(missing_ok=True)
         _marker(out, r).unlink(missing_ok=True)
     return len(rows)
 
