@@ -100,3 +100,15 @@ def test_fine_tuned_experts_receive_gradient():
 def test_gate_expert_count_mismatch():
     with pytest.raises(ValueError, match="built for 3 experts"):
         DetectorMixture(experts=[toy_detector(4)], gate=gate("average", [4, 4, 4]))
+
+
+@pytest.mark.parametrize("name", ["average", "classic", "enhanced_mlp", "attention"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_every_gate_runs_in_the_mixtures_half_precision(name, dtype):
+    # the classic gate's log-Mel statistics are float32 (no half-precision FFT) and crashed its half batch norm
+    dims = [6, 10]
+    mix = DetectorMixture(experts=[toy_detector(d) for d in dims], gate=gate(name, dims)).eval().to(dtype)
+    with torch.no_grad():
+        out = mix(torch.randn(3, 16000))
+    assert torch.isfinite(out.score).all()
+    torch.testing.assert_close(out.stats["gate_weights"].float().sum(-1), torch.ones(3), atol=1e-2, rtol=0)

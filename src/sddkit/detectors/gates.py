@@ -91,6 +91,8 @@ class ClassicGate(Gate):
         # unbiased std over time; a single frame (input shorter than one hop) has std 0, not NaN
         std = spec.std(dim=-1, correction=1 if spec.shape[-1] > 1 else 0)
         stats = torch.cat([spec.mean(dim=-1), std], dim=-1)  # (B, 2F)
+        # LogMel computes in float32 whatever the model's dtype (no low-precision FFT): cast to the gate's own
+        stats = stats.to(self.linear.weight.dtype)
         return torch.softmax(self.linear(self.norm(stats)) / self.temperature, dim=-1)
 
 

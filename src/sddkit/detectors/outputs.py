@@ -57,5 +57,11 @@ class DetectorOutput:
 
 
 def bonafide_log_odds(logits: Tensor) -> Tensor:
-    """(B, 2) logits -> (B,) log P(bona fide)/P(spoof)."""
+    """(B, 2) logits -> (B,) log P(bona fide)/P(spoof), in float32 at least.
+
+    Under bfloat16/float16 (autocast or a half-precision model) the difference of two rounded logits keeps about
+    3 significant digits, so many distinct trials would tie and the validation EER would move; float64 stays.
+    """
+    if logits.dtype not in (torch.float32, torch.float64):
+        logits = logits.float()
     return logits[:, 1] - logits[:, 0]
