@@ -345,3 +345,11 @@ def test_paired_bootstrap_of_an_eer_difference():
     assert paired_bootstrap(eer, labels, runs_a, runs_b, n=50).diff == pytest.approx(expected)
     with pytest.raises(MetricError, match="equal shapes"):
         paired_bootstrap(eer, labels, runs_a, a, n=10)
+
+
+def test_eer_takes_the_first_of_two_exactly_tied_operating_points():
+    # |miss - fa| is 2/3 at thresholds 2 and 3 (1 - 1/3 and 2/3 - 0, unequal in their last bit); the first wins
+    y = np.r_[np.ones(3), np.zeros(3)]
+    s = np.array([1.0, 2.0, 3.0, 2.0, 2.0, 2.0])
+    r = eer(y, s)
+    assert r.eer == pytest.approx(2 / 3) and r.threshold == 2.0

@@ -68,8 +68,13 @@ class EERResult:
 
 
 def eer_from_curve(curve: DetCurve) -> EERResult:
-    """EER at the point where |miss - fa| is smallest (first such point on ties, as np.argmin)."""
-    idx = int(np.argmin(np.abs(curve.miss - curve.fa)))
+    """EER at the point where |miss - fa| is smallest (first such point on ties, as np.argmin).
+
+    Gaps equal as fractions can differ in their last bit (1 - 1/3 vs 2/3 - 0), so a tie is judged with a
+    tolerance far below any real gap (1 / n_trials); otherwise rounding, not order, would pick the point.
+    """
+    gap = np.abs(curve.miss - curve.fa)
+    idx = int(np.flatnonzero(gap <= gap.min() + 1e-12)[0])
     return EERResult(eer=float((curve.miss[idx] + curve.fa[idx]) / 2), threshold=float(curve.thresholds[idx]))
 
 
