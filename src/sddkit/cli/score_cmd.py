@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".jsonl"):  # else "scores.json" would silently hold CSV
         raise ConfigError(f"--out must name a .csv or .jsonl file (JSON output is JSON lines), got {out.name!r}")
-    if out.is_dir():
+    if os.path.isdir(out):  # False, not OSError, for a name too long: check_writable says that
         raise ConfigError(f"--out {out} is a folder; name a .csv or .jsonl file to write")
     if args.merge:
         rows = batch.merge_shards(out, order=batch.expand_inputs(args.inputs) if args.inputs else None)
@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.inputs:
         raise ConfigError("sdd score needs at least one input (file, folder or manifest)")
     check_minimums(args, batch_size=1, workers=0, threads=1, max_duration_s=0)
+    batch.check_writable(out)  # before the model loads and the inputs are listed
     _set_threads(args.threads)
 
     from sddkit.scoring.allocator import tune_malloc
@@ -94,14 +95,20 @@ def run(args: argparse.Namespace) -> int:
     if world > 1:
         # this rank scores again: a marker left by its earlier run must not let another rank merge meanwhile
         batch.clear_shard_done(out, rank)
-    with batch.ScoreWriter(target, columns, windows=args.windows, retry_errors=args.retry_errors, run=run) as writer:
+    with batch.ScoreWriter(
+        target, columns, windows=args.windows, retry_errors=args.retry_errors, retry_inputs=paths, run=run
+    ) as writer:
         if world > 1 and out.is_file():  # rows merged by an earlier run count as done too
             merged = batch.read_rows(out)[1]
             if merged:
                 batch.check_run_info(out, {**run, "columns": columns})
-            writer.done |= {str(r.get("path")) for r in merged if not (args.retry_errors and r.get("error"))}
+            writer.done |= {
+                writer.absolute(r.get("path"))
+                for r in merged
+                if r.get("path") and not (args.retry_errors and r.get("error"))
+            }
         # rows an earlier run wrote for files that are not among these inputs stay in the output: say so
-        others = len({os.path.abspath(d) for d in writer.done if d} - wanted)
+        others = len(writer.done - wanted)
         if others:
             print(f"sdd score: note: {target} keeps {others} row(s) of files not among these inputs", file=sys.stderr)
         summary = batch.score_files(

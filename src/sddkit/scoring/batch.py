@@ -31,7 +31,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,8 +74,10 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
             paths.extend(str(f) for f in list_audio_files(p, AUDIO_EXTENSIONS))
         elif p.suffix.lower() in AUDIO_EXTENSIONS:
             paths.append(str(p))  # a missing audio file becomes an error row, not a failed run
-        elif is_file:
+        elif is_file and _is_text(p):
             paths.extend(read_manifest(p))
+        elif is_file:  # binary under an unlisted name (.au, .3gp, none): audio, whose row says if it is not
+            paths.append(str(p))
         else:
             raise ProtocolError(f"{p}: no such file or folder")
     # one row per file: the same file spelled twice ("a.wav", "./a.wav", absolute) keeps its first spelling
@@ -83,6 +85,16 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
     for path in paths:
         unique.setdefault(os.path.abspath(path), path)
     return list(unique.values())
+
+
+def _is_text(path: Path) -> bool:
+    """Whether a file reads as text (no NUL byte in its first 8 KiB): a manifest, not audio. Every audio
+    container has NULs in its header (RIFF sizes, MP3/MP4 boxes and frames, FLAC/Ogg blocks)."""
+    try:
+        with open(path, "rb") as f:
+            return b"\0" not in f.read(8192)
+    except OSError:
+        return True  # read_manifest says why it cannot be read
 
 
 def read_manifest(path: Path) -> list[str]:
@@ -95,9 +107,15 @@ def read_manifest(path: Path) -> list[str]:
     if path.suffix.lower() in (".csv", ".tsv") or "," in first or "\t" in first:
         delimiter = "\t" if "\t" in first and "," not in first else ","
         reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
-        if reader.fieldnames and "path" in [f.strip() for f in reader.fieldnames]:
+        names = [f.strip() for f in reader.fieldnames or []]
+        if "path" in names:
+            if names.count("path") > 1:
+                raise ProtocolError(f"{path}: the header names 'path' {names.count('path')} times; keep one")
             rows = [{k.strip(): v for k, v in r.items() if k is not None} for r in reader]
-            return [_resolve(path, r["path"].strip()) for r in rows if (r.get("path") or "").strip()]
+            listed = [_resolve(path, r["path"].strip()) for r in rows if (r.get("path") or "").strip()]
+            if not listed:
+                raise ProtocolError(f"{path}: the manifest's 'path' column lists no paths")
+            return listed
     table = _try_protocol(path)
     if table is not None:
         return [_resolve(path, p) for p in table.column("path") if p]
@@ -233,8 +251,11 @@ def _run_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str]:
     diffs = [k for k in ("columns", "inference", "windows") if k in earlier and k in now and earlier[k] != now[k]]
     a, b = earlier.get("probe"), now.get("probe")
     if a and b:
+        # a non-finite probe score (None) matches only another None: a model answering NaN on the probe is
+        # still told apart from one that does not
         close = len(a) == len(b) and all(
-            x is None or y is None or abs(x - y) <= 1e-2 * (1.0 + abs(y)) for x, y in zip(a, b)
+            (x is None and y is None) or (x is not None and y is not None and abs(x - y) <= 1e-2 * (1.0 + abs(y)))
+            for x, y in zip(a, b)
         )
         if not close:
             diffs.append("model weights")
@@ -271,6 +292,25 @@ def _read_run_info(out: str | Path, remedy: str) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ProtocolError(f"{path}: unreadable run record ({exc}); {remedy}") from None
+
+
+def check_writable(out: str | Path) -> None:
+    """Refuse, in one line and before any model loads, an output that cannot be created or appended to
+    (its folder is a file or read-only, its name too long); leaves nothing behind."""
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            created = True
+        except FileExistsError:
+            fd = os.open(out, os.O_WRONLY | os.O_APPEND)
+            created = False
+        os.close(fd)
+        if created:
+            out.unlink()
+    except OSError as exc:
+        raise ProtocolError(f"cannot write {out}: {exc.strerror or exc}") from None
 
 
 def write_run_info(out: str | Path, run: dict[str, Any]) -> None:
@@ -328,8 +368,12 @@ class OutputLock:
 class ScoreWriter:
     """Appends result rows to a CSV/JSONL file (and the windows sidecar); resumable.
 
-    ``done`` holds the paths already present when the writer was opened. With ``retry_errors`` the rows
-    that hold an error are first removed from the file (atomically), so those files count as not done.
+    ``done`` holds the absolute paths of the rows already present when the writer was opened. A relative
+    path in a row is relative to the folder of the output's first run (``cwd`` in its run record), so a
+    restart from another folder still skips what is written, and its own relative paths are written
+    relative to that folder too (one base per file). With ``retry_errors`` the rows of ``retry_inputs``
+    (all rows when None) that hold an error are first removed from the file (atomically), so those
+    files count as not done; error rows of other files stay.
     """
 
     def __init__(
@@ -339,6 +383,7 @@ class ScoreWriter:
         *,
         windows: bool = False,
         retry_errors: bool = False,
+        retry_inputs: Collection[str] | None = None,
         run: dict[str, Any] | None = None,
     ):
         self.out = Path(out)
@@ -347,15 +392,21 @@ class ScoreWriter:
         self.windows = windows
         if self.out.is_dir():
             raise ProtocolError(f"{self.out} is a folder; name a .csv or .jsonl file to write")
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = OutputLock(self.out)
         try:
-            self._open(retry_errors, run)
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = OutputLock(self.out)
+        except OSError as exc:
+            raise ProtocolError(f"cannot write {self.out}: {exc.strerror or exc}") from None
+        try:
+            self._open(retry_errors, retry_inputs, run)
+        except OSError as exc:
+            self._lock.release()
+            raise ProtocolError(f"cannot write {self.out}: {exc.strerror or exc}") from None
         except BaseException:
             self._lock.release()
             raise
 
-    def _open(self, retry_errors: bool, run: dict[str, Any] | None) -> None:
+    def _open(self, retry_errors: bool, retry_inputs: Collection[str] | None, run: dict[str, Any] | None) -> None:
         repair_partial_line(self.out)
         header, rows = read_rows(self.out)
         if header is not None and header and header != self.columns:
@@ -363,15 +414,28 @@ class ScoreWriter:
                 f"{self.out} was written with other columns ({','.join(header)}); "
                 f"this model writes {','.join(self.columns)}: choose another --out"
             )
+        if header is None and any(not isinstance(r, dict) or "path" not in r or "score" not in r for r in rows):
+            raise ProtocolError(f"{self.out} holds JSON lines that sdd score did not write: choose another --out")
+        earlier = _read_run_info(self.out, f"remove it to resume {self.out}") if rows else None
+        self.base = str((earlier or {}).get("cwd") or os.getcwd())
+        try:
+            self._same_base = os.path.samefile(self.base, os.getcwd())
+        except OSError:  # the first run's folder is gone: its relative rows cannot be matched anyway
+            self._same_base = self.base == os.getcwd()
         if run is not None:
-            run = {**run, "columns": self.columns}
+            run = {**run, "columns": self.columns, "cwd": self.base}
             if rows:
                 check_run_info(self.out, run)
             write_run_info(self.out, run)  # before any row, so every row is covered by it
-        if retry_errors and any(r.get("error") for r in rows):
-            rows = [r for r in rows if not r.get("error")]
-            _rewrite_rows(self.out, header, rows)
-        self.done: set[str] = {str(r.get("path", "")) for r in rows}
+        if retry_errors:
+            retry = None if retry_inputs is None else {self.absolute(p) for p in retry_inputs}
+            kept = [
+                r for r in rows if not (r.get("error") and (retry is None or self.absolute(r.get("path")) in retry))
+            ]
+            if len(kept) != len(rows):
+                rows = kept
+                _rewrite_rows(self.out, header, rows)
+        self.done: set[str] = {self.absolute(r.get("path")) for r in rows if r.get("path")}
         self._sidecar = None
         if self.windows and self.format == "csv":
             self._sidecar = self._open_sidecar(windows_path(self.out))
@@ -383,11 +447,21 @@ class ScoreWriter:
         self._last_sync = time.monotonic()
         self.rows_written = 0
 
+    def absolute(self, path: object) -> str:
+        """A row's path (relative to :attr:`base` unless absolute) as an absolute, normalised path."""
+        return os.path.normpath(os.path.join(self.base, str(path)))
+
+    def stored(self, path: str) -> str:
+        """The spelling a row gets for an input ``path``: as given, re-based on :attr:`base` when relative."""
+        if os.path.isabs(path) or self._same_base:
+            return path
+        return os.path.relpath(os.path.abspath(path), self.base)
+
     def _open_sidecar(self, path: Path):
         """Open the sidecar for appending, keeping only windows of rows already in the main file."""
         repair_partial_line(path)
         _, rows = read_rows(path)
-        kept = [r for r in rows if r.get("path") in self.done]
+        kept = [r for r in rows if self.absolute(r.get("path")) in self.done]
         if len(kept) != len(rows):  # windows of a file whose main row was never written: drop them
             _atomic_write_csv(path, WINDOW_COLUMNS, kept)
         f = open(path, "a", newline="", encoding="utf-8", errors=_PATH_ERRORS)
@@ -398,6 +472,8 @@ class ScoreWriter:
 
     def write(self, path: str, result: ScoreResult | None, error: str | None = None) -> None:
         """One file's row (``result`` None and ``error`` set for a failed file)."""
+        done = os.path.abspath(path)
+        path = self.stored(path)
         row = result_row(path, result, self.columns, error)
         if self._sidecar is not None and result is not None:
             f, writer = self._sidecar
@@ -414,7 +490,7 @@ class ScoreWriter:
                 ]
             self._f.write(json.dumps(row) + "\n")
         self._f.flush()
-        self.done.add(path)
+        self.done.add(done)
         self.rows_written += 1
         if time.monotonic() - self._last_sync > FSYNC_EVERY_S:
             self.sync()
@@ -574,8 +650,7 @@ def score_files(
     from tqdm.auto import tqdm
 
     # the same file spelled relative in one run and absolute (or via "./", "..") in the next is done too
-    done = {os.path.abspath(d) for d in writer.done if d}
-    todo = [p for p in paths if os.path.abspath(p) not in done]
+    todo = [p for p in paths if os.path.abspath(p) not in writer.done]
     summary = ScoreSummary(total=len(paths), skipped=len(paths) - len(todo))
     bar = tqdm(total=len(todo), unit="file", desc="sdd score", disable=not progress, dynamic_ncols=True)
     # decoded files wait here until a batch of windows is full; failed ones keep their place, so
