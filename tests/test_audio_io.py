@@ -331,6 +331,24 @@ def test_truncated_files(tmp_path):
         load_audio(cut_m4a)
 
 
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT", "PCM_U8"])
+def test_a_wav_cut_off_before_its_declared_data_length_is_refused(tmp_path, subtype):
+    # libsndfile reports the frames present, not those the data chunk declares: half a download was scored
+    full = tmp_path / "full.wav"
+    sf.write(str(full), np.stack([_sine(16000, 3.0)] * 2, axis=1), 16000, subtype=subtype)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioDecodeError, match=r"truncated: the header declares 3.00 s, the audio data ends at 1.50"):
+        load_audio(cut)
+    with pytest.raises(AudioDecodeError, match="truncated"):
+        decode_audio_bytes(data[: len(data) // 2])  # the service's path
+    assert len(load_audio(full)) == 48000
+    assert len(decode_audio_bytes(data + b"LIST\x04\x00\x00\x00abcd")) == 48000  # a chunk after the data is fine
+    with pytest.raises(AudioTooLongError):  # decoding stopped at the limit before the cut: too long, as before
+        load_audio(cut, max_duration=1.0)
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ConfigError):
         load_audio(tmp_path / "x.wav", sample_rate=0)

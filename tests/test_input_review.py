@@ -15,7 +15,7 @@ import sddkit
 from sddkit.audio import audio_info, decode_audio_bytes, load_audio, validate_waveform
 from sddkit.detectors import model_dir as md
 from sddkit.detectors.outputs import DetectorOutput
-from sddkit.errors import AudioError, AudioTooLongError, EmptyAudioError, SilentAudioError
+from sddkit.errors import AudioError, AudioTooLongError, EmptyAudioError, NonFiniteAudioError, SilentAudioError
 from sddkit.scoring import batch
 
 SR = 16000
@@ -513,3 +513,22 @@ def test_a_truncated_flac_is_an_error_not_half_a_file(tmp_path):
         load_audio(cut)
     with pytest.raises(AudioDecodeError, match="truncated"):
         decode_audio_bytes(data[: len(data) // 2])  # an upload cut off on the way to the service
+
+
+def test_an_empty_multichannel_array_is_empty_audio(energy_dir):
+    # the mean over its zero-length axis used to make NaN samples, reported as "2 NaN/Inf sample(s)"
+    det = sddkit.load_detector(energy_dir)
+    with pytest.raises(EmptyAudioError, match="zero samples"):
+        det.score(np.zeros((2, 0), np.float32), SR)
+
+
+@pytest.mark.parametrize("shape", [(SR,), (2, SR)])
+def test_float64_samples_beyond_float32_are_named_as_such(energy_dir, shape):
+    # the cast to float32 overflowed and the error blamed NaN/Inf samples the input did not hold
+    det = sddkit.load_detector(energy_dir)
+    with pytest.raises(AudioError, match=r"up to 1e\+300 do not fit in float32"):
+        det.score(np.full(shape, 1e300), SR)
+    x = np.full(shape, 0.1)
+    x[..., 5] = np.nan
+    with pytest.raises(NonFiniteAudioError, match="1 NaN/Inf|2 NaN/Inf"):
+        det.score(x, SR)

@@ -35,6 +35,8 @@ from __future__ import annotations
 import io
 import math
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -262,6 +264,7 @@ def validate_waveform(
         arr = pcm_to_float(arr)
     elif arr.dtype.kind != "f":
         raise AudioError(f"expected a numeric waveform, got dtype {arr.dtype}", path=path)
+    check_float32_range(arr, path=path)
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     n = arr.shape[0]
     if n == 0:
@@ -278,6 +281,19 @@ def validate_waveform(
         if reason is not None:
             raise SilentAudioError(reason, path=path)
     return arr
+
+
+def check_float32_range(arr: np.ndarray, *, path: str | None = None) -> None:
+    """Refuse wider floats (float64) that do not fit in float32: the cast would turn them into Inf and the
+    error would blame NaN/Inf samples the input does not hold. NaN/Inf in the input are counted as such."""
+    if arr.dtype.kind != "f" or arr.dtype.itemsize <= 4 or arr.size == 0:
+        return
+    finite = np.isfinite(arr)
+    if not finite.all():
+        raise NonFiniteAudioError(f"{int((~finite).sum())} NaN/Inf sample(s)", path=path)
+    peak = float(np.abs(arr).max())
+    if peak > float(np.finfo(np.float32).max):
+        raise AudioError(f"sample values up to {peak:.3g} do not fit in float32 (samples belong in [-1, 1])", path=path)
 
 
 def _silence_reason(x: np.ndarray) -> str | None:
@@ -390,37 +406,81 @@ def _decode(source: str | bytes, *, label: str | None, max_duration: float | Non
     raise AudioDecodeError("not a readable audio file (" + "; ".join(failures) + ")", path=label)
 
 
+def _riff_chunks(f) -> Iterator[tuple[bytes, int, int]]:
+    """(id, offset of its header, declared length) of a RIFF/WAVE file's chunks, in order, up to the
+    ``data`` chunk (included; at most 256); nothing for a file that is not a WAV. ``f``: binary, seekable."""
+    f.seek(0)
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    pos = 12
+    for _ in range(256):  # chunks before the data: fmt, fact, LIST, bext, JUNK, ...
+        f.seek(pos)
+        chunk = f.read(8)
+        if len(chunk) < 8:
+            return
+        ident, length = chunk[:4], int.from_bytes(chunk[4:], "little")
+        yield ident, pos, length
+        if ident == b"data":
+            return
+        pos += 8 + length + (length & 1)
+
+
+@contextmanager
+def _open_source(source: str | bytes | io.BytesIO) -> Iterator[io.IOBase]:
+    """A binary file on ``source``; an in-memory file is lent, not closed, and keeps its position."""
+    if isinstance(source, io.BytesIO):
+        position = source.tell()
+        try:
+            yield source
+        finally:
+            source.seek(position)
+        return
+    with open(source, "rb") if isinstance(source, str) else io.BytesIO(source) as f:
+        yield f
+
+
 def _empty_data_chunk_is_genuine(source: str | bytes) -> bool:
     """Whether a RIFF/WAVE file's 0-byte ``data`` chunk is really empty: nothing follows it, or another
     chunk does (LIST, id3, ...: metadata FFmpeg would read as samples). False for anything else,
     e.g. a header never finalised with the samples right after it, or a file that is not a WAV."""
     try:
-        f = open(source, "rb") if isinstance(source, str) else io.BytesIO(source)
-        with f:
+        with _open_source(source) as f:
             size = f.seek(0, io.SEEK_END)
-            f.seek(0)
-            head = f.read(12)
-            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-                return False
-            pos = 12
-            for _ in range(256):  # chunks before the data: fmt, fact, LIST, bext, JUNK, ...
-                f.seek(pos)
-                chunk = f.read(8)
-                if len(chunk) < 8:
+            for ident, pos, length in _riff_chunks(f):
+                if ident != b"data":
+                    continue
+                if length != 0:
                     return False
-                ident, length = chunk[:4], int.from_bytes(chunk[4:], "little")
-                if ident == b"data":
-                    if length != 0:
-                        return False
-                    nxt = f.read(8)
-                    if len(nxt) < 8:
-                        return True  # nothing after the empty data chunk
-                    plausible_id = all(32 <= c < 127 for c in nxt[:4])
-                    return plausible_id and pos + 16 + int.from_bytes(nxt[4:], "little") <= size + 1
-                pos += 8 + length + (length & 1)
+                f.seek(pos + 8)
+                nxt = f.read(8)
+                if len(nxt) < 8:
+                    return True  # nothing after the empty data chunk
+                plausible_id = all(32 <= c < 127 for c in nxt[:4])
+                return plausible_id and pos + 16 + int.from_bytes(nxt[4:], "little") <= size + 1
     except OSError:
         return False
     return False
+
+
+def _wav_declared_frames(source: str | io.BytesIO) -> int | None:
+    """Frames a WAV's ``data`` chunk declares (its byte length over the ``fmt`` block size); None when
+    unknown: not a RIFF/WAVE file, no fmt, or a length left at 0 / 0xFFFFFFFF (unfinalised, RF64, streamed).
+    libsndfile reports the frames actually present, so a cut-off file would otherwise go unnoticed."""
+    try:
+        with _open_source(source) as f:
+            block_align = None
+            for ident, pos, length in _riff_chunks(f):
+                if ident == b"fmt " and length >= 14:
+                    f.seek(pos + 8 + 12)
+                    block_align = int.from_bytes(f.read(2), "little") or None
+                elif ident == b"data":
+                    if block_align is None or length in (0, 0xFFFFFFFF):
+                        return None
+                    return length // block_align
+    except OSError:
+        return None
+    return None
 
 
 def _reason(exc: Exception) -> str:
@@ -463,6 +523,9 @@ def _decode_soundfile(
             if data.shape[0] < want:
                 break
         declared, exact = int(f.frames), str(f.format) == "FLAC"  # STREAMINFO counts every sample
+        if str(f.format) == "WAV" and left != 0:  # the data chunk's length counts every sample too
+            wav_frames = _wav_declared_frames(file)
+            declared, exact = (wav_frames, True) if wav_frames is not None else (declared, exact)
     mono = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
     if max_duration is not None and mono.shape[0] / sr > max_duration + _DURATION_EPS_S:
         raise AudioTooLongError(f"longer than max_duration {max_duration} s (decoding stopped there)", path=label)
@@ -472,8 +535,8 @@ def _decode_soundfile(
 
 
 def _check_complete(decoded: int, declared: int, sample_rate: int, label: str | None) -> None:
-    """A FLAC cut off mid-way (an incomplete download or copy) decodes up to the cut without a word from
-    libsndfile or FFmpeg, and half a file would be scored as a whole one. Its header counts every sample;
+    """A FLAC or WAV cut off mid-way (an incomplete download or copy) decodes up to the cut without a word
+    from libsndfile or FFmpeg, and half a file would be scored as a whole one. Its header counts every sample;
     up to 1 % or 10 ms less is let through (a last frame lost to rounding)."""
     missing = declared - decoded
     if missing > 0.01 * declared and missing > 0.01 * sample_rate:

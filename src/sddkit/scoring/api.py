@@ -35,7 +35,7 @@ import soxr
 import torch
 from torch import Tensor, nn
 
-from sddkit.errors import AudioError, CheckpointError, ConfigError
+from sddkit.errors import AudioError, CheckpointError, ConfigError, EmptyAudioError
 from sddkit.scoring.inference import InferenceConfig, parse_inference
 
 # Per-window statistics wider than this (e.g. hidden features someone logged) are not reported.
@@ -381,6 +381,8 @@ def _to_mono(x: np.ndarray) -> np.ndarray:
         return x
     if x.ndim != 2:
         raise AudioError(f"expected a (samples,) or (channels, samples) waveform, got shape {x.shape}")
+    if x.size == 0:  # else the mean over a zero-length axis would make NaN samples out of nothing
+        raise EmptyAudioError(f"zero samples (a waveform of shape {x.shape})")
     if x.shape[0] <= 8 and x.shape[0] < x.shape[1]:
         axis = 0
     elif x.shape[1] <= 8:
@@ -391,8 +393,9 @@ def _to_mono(x: np.ndarray) -> np.ndarray:
         return np.round(x.mean(axis=axis, dtype=np.float64)).astype(x.dtype)
     # integer PCM is scaled to [-1, 1) before the channels are averaged, as the file decoders do: a mean
     # rounded back to PCM adds half an LSB of noise, which moved the scores of quiet recordings
-    from sddkit.audio.io import pcm_to_float
+    from sddkit.audio.io import check_float32_range, pcm_to_float
 
+    check_float32_range(x)  # before the float32 mean, which would overflow to Inf
     return pcm_to_float(x).mean(axis=axis, dtype=np.float32)
 
 
