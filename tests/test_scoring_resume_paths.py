@@ -105,7 +105,7 @@ def test_serve_refuses_an_infinite_upload_limit(model_dir, monkeypatch, capsys):
     def no_server(*_a, **_k):
         raise AssertionError("the server must not start")
 
-    monkeypatch.setattr(uvicorn, "run", no_server)
+    monkeypatch.setattr(uvicorn.Server, "run", no_server)
     assert main(["serve", "--model", str(model_dir), "--max-upload-mb", "inf"]) == 2
     assert "max_upload_mb" in capsys.readouterr().err
     with pytest.raises(SddkitError):

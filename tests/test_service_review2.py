@@ -75,7 +75,7 @@ def test_the_sdd_serve_command_reports_an_unloadable_model_as_one_line(model_dir
     def no_server(*_a, **_k):
         raise AssertionError("the server must not start")
 
-    monkeypatch.setattr(uvicorn, "run", no_server)
+    monkeypatch.setattr(uvicorn.Server, "run", no_server)
     assert main(["serve", "--model", str(model_dir), "--backend", "onnx"]) == 2
     err = capsys.readouterr().err
     assert "no such ONNX model" in err and "Traceback" not in err and "http://" not in err
@@ -135,17 +135,36 @@ def test_a_model_failure_during_scoring_is_a_500_not_a_422(model_dir):
         )
 
 
-def test_the_announced_url_brackets_an_ipv6_host(model_dir, monkeypatch, capsys):
+def test_the_announced_url_brackets_an_ipv6_host():
     """`sdd serve --host ::1` announced http://::1:8000/, which is not a URL (an IPv6 host is bracketed)."""
+    from sddkit.cli.serve_cmd import service_url
+
+    assert service_url("::1", 8123) == "http://[::1]:8123/"
+    assert service_url("127.0.0.1", 8123) == "http://127.0.0.1:8123/"
+
+
+def test_serve_binds_before_it_announces_a_url(model_dir, monkeypatch, capsys):
+    """A port in use: the URL was announced, then uvicorn's bind error followed with exit status 3. Now the
+    socket is bound first: a one-line error, status 2. --port 0 announces the port the system chose."""
+    import socket
+
     import uvicorn
 
     from sddkit.cli.main import main
 
-    monkeypatch.setattr(uvicorn, "run", lambda *_a, **_k: None)
-    assert main(["serve", "--model", str(model_dir), "--host", "::1", "--port", "8123"]) == 0
-    assert "http://[::1]:8123/" in capsys.readouterr().err
-    assert main(["serve", "--model", str(model_dir), "--host", "127.0.0.1", "--port", "8123"]) == 0
-    assert "http://127.0.0.1:8123/" in capsys.readouterr().err
+    served = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: served.append(sockets[0].getsockname()))
+    assert main(["serve", "--model", str(model_dir), "--host", "127.0.0.1", "--port", "0"]) == 0
+    (address,) = served
+    assert address[1] > 0 and f"http://127.0.0.1:{address[1]}/" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--model", str(model_dir), "--host", "127.0.0.1", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "http://" not in err and "Traceback" not in err
+    assert len(served) == 1
 
 
 @pytest.mark.parametrize("slots", [1, 3])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 
 
@@ -60,9 +61,39 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_concurrent=args.max_concurrent,
     )
-    host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address is bracketed in a URL
+    # Bound here, before the URL is announced: a port in use is a one-line error (uvicorn printed the URL,
+    # then its own bind error, and exited 3), and --port 0 announces the port the system chose.
+    sock = listen_socket(args.host, args.port)
+    port = sock.getsockname()[1]
     print(
-        f"sdd serve: http://{host}:{args.port}/ (OpenAPI schema at /openapi.json, Swagger UI at /docs)", file=sys.stderr
+        f"sdd serve: {service_url(args.host, port)} (OpenAPI schema at /openapi.json, Swagger UI at /docs)",
+        file=sys.stderr,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    config = uvicorn.Config(app, host=args.host, port=port, log_level=args.log_level)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def service_url(host: str, port: int) -> str:
+    """The URL a client opens: an IPv6 address is bracketed (``http://[::1]:8000/``)."""
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), as uvicorn binds it (SO_REUSEADDR); ConfigError when it cannot be."""
+    from sddkit.errors import ConfigError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host}: {exc.strerror or exc}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
