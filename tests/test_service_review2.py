@@ -207,3 +207,78 @@ def test_max_concurrent_must_be_a_positive_integer(model_dir):
     for bad in (0, -1, 1.5):
         with pytest.raises(CheckpointError, match="max_concurrent"):
             create_app(model_dir, max_concurrent=bad)
+
+
+def _asgi_post(app, messages: list[dict], *, stay_connected: bool = False) -> tuple[dict, dict]:
+    """POST /v1/score straight through ASGI: ``messages`` are what the client delivers, in order; then it
+    disconnects, or (``stay_connected``) waits for the answer as a live client does. -> (response start, JSON)."""
+    import asyncio
+    import json
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/score",
+        "raw_path": b"/v1/score",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    inbox, sent = list(messages), []
+
+    async def receive():
+        if inbox:
+            return inbox.pop(0)
+        if stay_connected:
+            await asyncio.Event().wait()  # blocks until cancelled: the connection stays open
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    async def run():
+        async with app.router.lifespan_context(app):
+            await app(scope, receive, send)
+
+    asyncio.run(run())
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    reply = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start, json.loads(reply)
+
+
+def _never_score(*_a, **_k):
+    raise AssertionError("nothing is scored for a client that is gone")
+
+
+def test_a_client_gone_during_the_upload_ends_its_request_without_a_traceback(model_dir, monkeypatch):
+    # Starlette's ClientDisconnect reached uvicorn, which logged "Exception in ASGI application" each time
+    from sddkit.service import app as service
+
+    monkeypatch.setattr(service, "_score_bytes", _never_score)
+    app = create_app(model_dir, max_upload_mb=MAX_MB, max_duration_s=2.0)
+    half = (_part(_wav()) + _close())[:200]
+    start, reply = _asgi_post(app, [{"type": "http.request", "body": half, "more_body": True}])
+    assert start["status"] == 499 and reply["error"]["type"] == "client_closed_request"
+
+
+def test_a_client_gone_before_its_slot_is_not_scored(model_dir, monkeypatch):
+    # abandoned requests were decoded and scored anyway, holding the --max-concurrent slots
+    from sddkit.service import app as service
+
+    monkeypatch.setattr(service, "_score_bytes", _never_score)
+    app = create_app(model_dir, max_upload_mb=MAX_MB, max_duration_s=2.0)
+    whole = _part(_wav()) + _close()
+    start, reply = _asgi_post(app, [{"type": "http.request", "body": whole, "more_body": False}])
+    assert start["status"] == 499 and "before its file was scored" in reply["error"]["message"]
+
+
+def test_a_client_still_connected_is_scored(model_dir):
+    app = create_app(model_dir, max_upload_mb=MAX_MB, max_duration_s=2.0)
+    whole = _part(_wav()) + _close()
+    start, reply = _asgi_post(app, [{"type": "http.request", "body": whole, "more_body": False}], stay_connected=True)
+    assert start["status"] == 200 and reply["decision"] in ("bonafide", "spoof")

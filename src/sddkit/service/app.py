@@ -44,6 +44,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect
 
 from sddkit import __version__
 from sddkit.errors import AudioError, CheckpointError, SddkitError
@@ -250,6 +251,9 @@ def create_app(
         det = detector_or_503(request)
         upload_name, data = await _read_upload(request, max_bytes, max_upload_mb)
         async with request.app.state.slots:
+            # a client that gave up while waiting for a slot must not hold one for a decode nobody reads
+            if await request.is_disconnected():
+                raise ApiError(499, "client_closed_request", "the client disconnected before its file was scored")
             result = await run_in_threadpool(_score_bytes, det, data, upload_name, max_duration_s)
         return ScoreResponse(
             filename=upload_name,
@@ -351,7 +355,7 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
         if len(digits) > len(str(cap)) or int(digits) > cap:
             raise too_large  # refused before reading a byte of the body
     chunks, total = [], 0
-    async for chunk in request.stream():
+    async for chunk in _until_disconnect(request.stream()):
         total += len(chunk)
         if total > cap:
             raise too_large
@@ -411,6 +415,16 @@ def _score_bytes(det: Any, data: bytes, name: str | None, max_duration_s: float)
     if reason is not None:  # the model failed, not the upload: a server error, never a NaN "spoof"
         raise ApiError(500, "non_finite_score", f"{name}: {reason}" if name else reason)
     return result
+
+
+async def _until_disconnect(chunks):
+    """The body's chunks; a client gone mid-upload ends the request quietly (499) instead of Starlette's
+    ClientDisconnect, which uvicorn logged as a full "Exception in ASGI application" traceback."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except ClientDisconnect:
+        raise ApiError(499, "client_closed_request", "the client disconnected during the upload") from None
 
 
 def _error(status: int, type_: str, message: str) -> JSONResponse:
