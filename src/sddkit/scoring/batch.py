@@ -40,6 +40,7 @@ from typing import Any
 from sddkit.audio.files import list_audio_files
 from sddkit.documents import run_record_path
 from sddkit.errors import ProtocolError, SddkitError
+from sddkit.locks import ExclusiveLock
 from sddkit.scoring.api import PreparedAudio, ScoreResult, ScoringDetector, non_finite_reason
 
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
@@ -319,50 +320,17 @@ def write_run_info(out: str | Path, run: dict[str, Any]) -> None:
     atomic_write_bytes(run_record_path(out), (json.dumps(run, indent=1) + "\n").encode())
 
 
-class OutputLock:
-    """An exclusive lock on ``out`` (``out.lock``, flock): a second run writing the same file is refused.
-
-    The kernel drops the lock when its process dies (even by SIGKILL), so a crash leaves nothing stale.
-    On a file system without flock the run goes on unlocked.
-    """
+class OutputLock(ExclusiveLock):
+    """An exclusive lock on ``out`` (``out.lock``): a second run writing the same file is refused."""
 
     def __init__(self, out: str | Path):
-        self.path = Path(f"{out}.lock")
-        self._fd: int | None = None
-        try:
-            import fcntl
-        except ImportError:  # not POSIX
-            return
-        while True:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError:  # e.g. a read-only folder: writing the output will say what is wrong
-                return
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise ProtocolError(
-                    f"{out} is being written by another sdd score run (it holds {self.path.name}); "
-                    "wait for it to finish, or choose another --out"
-                ) from None
-            except OSError:  # no flock here (some network file systems)
-                os.close(fd)
-                return
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-            except FileNotFoundError:
-                same = False
-            if same:
-                self._fd = fd
-                return
-            os.close(fd)  # the holder removed the file as we opened it: lock the new one
-
-    def release(self) -> None:
-        if self._fd is not None:
-            self.path.unlink(missing_ok=True)  # while still holding it (see the loop above)
-            os.close(self._fd)
-            self._fd = None
+        super().__init__(
+            f"{out}.lock",
+            ProtocolError(
+                f"{out} is being written by another sdd score run (it holds {Path(f'{out}.lock').name}); "
+                "wait for it to finish, or choose another --out"
+            ),
+        )
 
 
 class ScoreWriter:

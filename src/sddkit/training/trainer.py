@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -45,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -52,6 +54,7 @@ from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.detectors.model_dir import atomic_write_bytes, load_state_checked, save_model_dir
 from sddkit.errors import CheckpointError, ConfigError, TrainingDivergedError
+from sddkit.locks import ExclusiveLock
 from sddkit.pretrained import reloadable_names
 from sddkit.registry import get_registry
 from sddkit.training import checkpoint as ckpt
@@ -168,6 +171,7 @@ class Trainer:
         self._completed = False
         self.assembled = False  # a mixture with nothing to learn, exported as built (set by _setup)
         self._window: dict[str, list[torch.Tensor]] = {}
+        self._lock: ExclusiveLock | None = None
 
     # --- public ----------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -188,13 +192,15 @@ class Trainer:
     # --- set-up -----------------------------------------------------------------------------------------
     def _setup(self) -> None:
         r, cfg = self.recipe, self.cfg
+        self.info: DistInfo = dist_info_from_env()
+        if self.info.is_main:
+            self._claim_out_dir()  # before anything is built or decoded: a bad out_dir is known at once
         if not self.resume and (self.ckpt_dir / ckpt.LATEST).exists():
             # a fresh run would prune the earlier run's checkpoints and a later --resume would mix the two
             raise ConfigError(
                 f"trainer.out_dir={self.out_dir} holds the checkpoints of an earlier run: pass --resume to "
                 "continue it, or choose another trainer.out_dir (or delete that one) to start afresh"
             )
-        self.info: DistInfo = dist_info_from_env()
         self.device = select_device(cfg.device, self.info)
         self._created_group = init_process_group(self.info, self.device)
         configure_determinism(cfg.deterministic)
@@ -248,19 +254,39 @@ class Trainer:
         )
         self._open_run(resumed_from)
 
+    def _claim_out_dir(self) -> None:
+        """Create out_dir, check it can be written, and lock it for this run (``out_dir/.lock``): a second
+        run into the same folder is refused, not interleaved with this one's checkpoints and logs."""
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"trainer.out_dir={self.out_dir}: cannot create it ({exc.strerror})") from None
+        probe = self.out_dir / f".write-test-{os.getpid()}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"trainer.out_dir={self.out_dir}: cannot write there ({exc.strerror})") from None
+        self._lock = ExclusiveLock(
+            self.out_dir / ".lock",
+            ConfigError(
+                f"trainer.out_dir={self.out_dir} is in use by another sdd train run (it holds .lock there); "
+                "wait for it to finish, or choose another trainer.out_dir"
+            ),
+        )
+
     def _open_run(self, resumed_from: str | None) -> None:
-        """The main process creates out_dir, records the run and opens its logs."""
+        """The main process records the run and opens its logs in out_dir (claimed by _setup)."""
         if self.info.is_main:
             try:
-                self.out_dir.mkdir(parents=True, exist_ok=True)
+                self._write_run_info(resumed_from)
+                # this run's validations up to where it (re)starts: one logged before a crash mid-save, whose
+                # checkpoint never landed, is done again after the resume and must not be listed twice
+                metrics = self.out_dir / "metrics.jsonl"
+                if self.history or metrics.exists():
+                    atomic_write_bytes(metrics, "".join(json.dumps(h) + "\n" for h in self.history).encode())
             except OSError as exc:
-                raise ConfigError(f"trainer.out_dir={self.out_dir}: cannot create it ({exc.strerror})") from None
-            self._write_run_info(resumed_from)
-            # this run's validations up to where it (re)starts: one logged before a crash mid-save, whose
-            # checkpoint never landed, is done again after the resume and must not be listed twice
-            metrics = self.out_dir / "metrics.jsonl"
-            if self.history or metrics.exists():
-                atomic_write_bytes(metrics, "".join(json.dumps(h) + "\n" for h in self.history).encode())
+                raise ConfigError(f"trainer.out_dir={self.out_dir}: cannot write the run record ({exc})") from None
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(log_dir=str(self.out_dir / "tb"), purge_step=self.state.step + 1)
@@ -544,7 +570,15 @@ class Trainer:
                 "history": self.history,
                 "world_size": self.info.world_size,
             }
-            ckpt.save_checkpoint(self.ckpt_dir, name, state)
+            try:
+                ckpt.save_checkpoint(self.ckpt_dir, name, state)
+            except (OSError, SafetensorError) as exc:  # a full disk, a folder gone read-only
+                latest = ckpt.latest_checkpoint(self.ckpt_dir)
+                kept = f"the last checkpoint is {latest}" if latest is not None else "no checkpoint was saved yet"
+                raise CheckpointError(
+                    f"cannot save checkpoint {name} under {self.ckpt_dir} ({exc}); {kept}: free the space or fix "
+                    "the folder, then continue with --resume"
+                ) from None
             ckpt.prune_checkpoints(self.ckpt_dir, {e["name"] for e in s.ranked})
         barrier()
 
@@ -765,6 +799,9 @@ class Trainer:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         if self._created_group:
             import torch.distributed as dist
 
