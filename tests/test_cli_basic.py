@@ -101,3 +101,29 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path):
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_describe_checks_a_recipe_whole_as_sdd_train_does(tmp_path, capsys):
+    # only the model part was read: a typo elsewhere ("trainr", trainer.fooo=1) went unnoticed
+    recipe = tmp_path / "typo.yaml"
+    recipe.write_text("model: {frontend: logmel, backend: lcnn}\ntrainr: {epochs: 1}\n")
+    assert main(["describe", str(recipe)]) == 2
+    assert "unknown key(s) 'trainr' (did you mean 'trainer'?)" in capsys.readouterr().err
+    recipe.write_text("model: {frontend: logmel, backend: lcnn}\n")
+    assert main(["describe", str(recipe), "trainer.fooo=1"]) == 2
+    assert "trainer: unknown key(s) 'fooo'" in capsys.readouterr().err
+    assert main(["describe", str(recipe), "optimizer.lr=-5"]) == 2
+    capsys.readouterr()
+    assert main(["describe", str(recipe)]) == 0
+
+
+def test_describe_of_a_model_directory_takes_overrides_with_or_without_the_model_prefix(capsys):
+    from sddkit.scoring.api import default_model_dir
+
+    counts = []
+    for override in ("backend.channels=8", "model.backend.channels=8"):
+        assert main(["describe", str(default_model_dir()), override]) == 0
+        counts.append(json.loads(capsys.readouterr().out)["total_params"])
+    assert counts[0] == counts[1]
+    assert main(["describe", str(default_model_dir())]) == 0
+    assert json.loads(capsys.readouterr().out)["total_params"] != counts[0]

@@ -91,7 +91,16 @@ def run(args: argparse.Namespace) -> int:
     from sddkit.detectors.model_dir import read_model_config
 
     path = Path(args.config)
-    data = read_model_config(path)["model"] if path.is_dir() else load_yaml(path)
-    data = apply_overrides(data, args.overrides)
+    if path.is_dir():
+        # a model directory holds the model config itself: "model.backend.channels=8" means "backend.channels=8"
+        overrides = [o.removeprefix("model.") for o in args.overrides]
+        data = apply_overrides(read_model_config(path)["model"], overrides)
+    else:
+        data = apply_overrides(load_yaml(path), args.overrides)
+        if any(k in data for k in ("model", "mixture", "init_from")):
+            from sddkit.config import from_dict
+            from sddkit.training.recipe import TrainRecipe
+
+            from_dict(TrainRecipe, data)  # a recipe is checked whole, as sdd train checks it: a typo is an error
     print(json.dumps(describe(data, args.device), indent=2))
     return 0
