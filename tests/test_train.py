@@ -435,3 +435,26 @@ def test_a_diverging_run_stops_with_the_step_and_its_last_checkpoint(tmp_path, m
     assert trainer.state.step == step - 1  # the failed step is not counted, its optimiser step was not taken
     named = str(info.value).split("the last checkpoint is ")[1].split(" (")[0]
     assert named == str(ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints"))
+
+
+def test_recipe_changes_name_the_list_item_that_changed(monkeypatch):
+    # lists were compared whole and cut to 57 characters, so both sides of a change could print the same;
+    # an empty mapping filled by an override was listed twice ("options: {} -> null", "options.corpus: ...")
+    from sddkit.config import to_dict
+    from sddkit.training.recipe import recipe_changes
+
+    install_tiny(monkeypatch)
+    base = {"model": TINY_MODEL, "data": {"augment": [{"name": "noise", "p": 0.2}] * 11}}
+    before = to_dict(from_dict(TrainRecipe, base))
+    augment = [{"name": "noise", "p": 0.2}] * 10 + [{"name": "noise", "p": 0.9}]
+    after = to_dict(from_dict(TrainRecipe, {**base, "data": {"augment": augment}}))
+    assert recipe_changes(before, after) == ["data.augment.10.p: 0.2 -> 0.9"]
+    spec = {"protocol": "x.csv", "format": "labels_csv"}
+    before = to_dict(from_dict(TrainRecipe, {"model": TINY_MODEL, "data": {"train": [spec]}}))
+    after = to_dict(
+        from_dict(TrainRecipe, {"model": TINY_MODEL, "data": {"train": [{**spec, "options": {"corpus": "mine"}}]}})
+    )
+    assert recipe_changes(before, after) == ["data.train.0.options.corpus: null -> mine"]
+    assert recipe_changes(before, {**after, "trainer": {**after["trainer"], "out_dir": "elsewhere"}}) == [
+        "data.train.0.options.corpus: null -> mine"
+    ]

@@ -417,13 +417,21 @@ def recorded_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists, e.g. protocol specs, stay whole values)."""
-    if not isinstance(value, dict) or not value:
+    """``{"a": {"b": [1, {"c": 2}]}}`` -> ``{"a.b.0": 1, "a.b.1.c": 2}``: the dotted keys of ``key=value``
+    overrides, list items by index, so a change shows where it is; an empty mapping or list is a leaf."""
+    if isinstance(value, dict) and value:
+        items = value.items()
+    elif isinstance(value, list) and value:
+        items = enumerate(value)
+    else:
         return {prefix: value}
     out: dict[str, Any] = {}
-    for key, item in value.items():
+    for key, item in items:
         out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
     return out
+
+
+_EMPTY = (None, {}, [])  # a key absent, null, or an empty mapping/list: no value either way
 
 
 def _brief(value: Any) -> str:
@@ -441,5 +449,12 @@ def recipe_changes(
         return _flatten(json.loads(json.dumps(recipe, default=str)))
 
     before, after = flat(recorded_recipe(recorded)), flat(now)
-    keys = sorted(k for k in before.keys() | after.keys() if k not in ignore)
-    return [f"{k}: {_brief(before.get(k))} -> {_brief(after.get(k))}" for k in keys if before.get(k) != after.get(k)]
+    keys = sorted(
+        (k for k in before.keys() | after.keys() if not any(k == i or k.startswith(f"{i}.") for i in ignore)),
+        key=lambda k: [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in k.split(".")],  # item 10 after 9
+    )
+    return [
+        f"{k}: {_brief(before.get(k))} -> {_brief(after.get(k))}"
+        for k in keys
+        if before.get(k) != after.get(k) and not (before.get(k) in _EMPTY and after.get(k) in _EMPTY)
+    ]
