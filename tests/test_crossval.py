@@ -90,6 +90,21 @@ def test_fold_recipe_holds_the_group_out_of_train_and_val_only(tmp_path):
         held_out_table(recipe, HeldOut("source", ("nowhere",)))
 
 
+def test_a_val_that_repeats_train_utterances_counts_each_once(tmp_path):
+    # sdd train accepts a val listing train's files too; sdd cv refused it ("share N utt_id(s)") before the
+    # de-duplication meant for exactly this case could run
+    recipe = _recipe(tmp_path)
+    data = to_dict(recipe)
+
+    def specs(v):
+        return v if isinstance(v, list) else [v]
+
+    data["data"]["val"] = specs(data["data"]["val"]) + specs(data["data"]["train"])
+    held = held_out_table(from_dict(TrainRecipe, data), HeldOut("source", ("s1",)))
+    assert len(held) == len(held_out_table(recipe, HeldOut("source", ("s1",))))  # train's and val's s1 files, once
+    assert len(set(held.column("utt_id"))) == len(held)
+
+
 def test_held_out_group_with_one_class_is_refused_before_training(tmp_path):
     recipe = _recipe(tmp_path)
     # a source of bona fide files only (like sddbench's resemblyzer) has no EER

@@ -116,9 +116,15 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
     """The rows of the recipe's ``train`` and ``val`` protocols that ``fold`` holds out (duplicates once)."""
     from sddkit.training.data import read_tables
 
-    specs = as_specs(recipe.data.train) + as_specs(recipe.data.val)
-    table = read_tables(specs, "data.train + data.val")
+    table = read_tables(as_specs(recipe.data.train), "data.train")
     assert table is not None  # a recipe without train data fails in TrainRecipe itself
+    val = read_tables(as_specs(recipe.data.val), "data.val")
+    if val is not None:
+        # sdd train accepts a val that repeats train utterances (e.g. a whole protocol as val): counted once
+        seen = set(map(str, table.column("utt_id")))
+        val = val.subset(np.flatnonzero([str(u) not in seen for u in val.column("utt_id")]))
+        if len(val):
+            table = UtteranceTable.concat([table, val])
     present = set(table.column(fold.column))
     missing = [v for v in fold.values if v not in present]
     if missing:  # a misspelt value would silently leave its group a value short
