@@ -386,3 +386,19 @@ def test_validate_waveform():
     assert validate_waveform(np.linspace(-1, 1, 1601), 8000, max_duration=0.2).shape == (1601,)
     with pytest.raises(UnsupportedSampleRateError, match="1000 Hz is below the minimum 4000 Hz"):
         validate_waveform(np.ones(300), 1000)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("max_duration", [None, 10.0, 0.5])
+def test_block_decoding_into_one_buffer_gives_the_whole_mono_mix(tmp_path, monkeypatch, channels, max_duration):
+    # blocks are written into one buffer of the declared length (no second copy when they were joined)
+    monkeypatch.setattr(audio_io, "_READ_BLOCK", 1000)  # many blocks, the last one partial
+    x = np.random.default_rng(channels).uniform(-0.5, 0.5, (16_123, channels)).astype(np.float32)
+    path = tmp_path / "x.flac"
+    sf.write(str(path), x, 16000, subtype="PCM_24")
+    expected = sf.read(str(path), dtype="float32", always_2d=True)[0].mean(axis=1, dtype=np.float32)
+    if max_duration == 0.5:
+        with pytest.raises(AudioTooLongError):
+            load_audio(path, max_duration=max_duration)
+        return
+    np.testing.assert_array_equal(load_audio(path, max_duration=max_duration), expected)

@@ -512,21 +512,31 @@ def _decode_soundfile(
         # rate and channel count up front, even for a small file whose header claims hours.
         limited = max_duration is not None and math.isfinite(max_duration)  # inf = no limit
         left = math.floor((max_duration + _DURATION_EPS_S) * sr) + 1 if limited else -1
-        blocks: list[np.ndarray] = []
+        # Within a limit, the blocks go straight into one buffer of the declared length: gathering them and
+        # joining them held the native-rate audio twice (a 10-minute 192 kHz file: 0.9 GB instead of 0.46).
+        frames = int(f.frames)
+        cap = min(frames, left) if limited and 0 < frames < _UNKNOWN_FRAMES else 0
+        buffer, filled = np.empty(cap, dtype=np.float32), 0
+        blocks: list[np.ndarray] = []  # what does not fit (a header that undercounts, no limit)
         while left != 0:
             want = _READ_BLOCK if left < 0 else min(_READ_BLOCK, left)
             data = f.read(frames=want, dtype="float32", always_2d=True)
-            if data.shape[0] == 0:
+            n = data.shape[0]
+            if n == 0:
                 break
-            blocks.append(data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0].copy())
-            left = left - data.shape[0] if left > 0 else left
-            if data.shape[0] < want:
+            if not blocks and filled + n <= cap:
+                np.mean(data, axis=1, dtype=np.float32, out=buffer[filled : filled + n])
+                filled += n
+            else:
+                blocks.append(data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0].copy())
+            left = left - n if left > 0 else left
+            if n < want:
                 break
         declared, exact = int(f.frames), str(f.format) == "FLAC"  # STREAMINFO counts every sample
         if str(f.format) == "WAV" and left != 0:  # the data chunk's length counts every sample too
             wav_frames = _wav_declared_frames(file)
             declared, exact = (wav_frames, True) if wav_frames is not None else (declared, exact)
-    mono = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+    mono = np.concatenate([buffer[:filled], *blocks]) if blocks else buffer[:filled]
     if max_duration is not None and mono.shape[0] / sr > max_duration + _DURATION_EPS_S:
         raise AudioTooLongError(f"longer than max_duration {max_duration} s (decoding stopped there)", path=label)
     if exact and left != 0 and 0 < declared < _UNKNOWN_FRAMES:  # left == 0: stopped at the limit, not the end
