@@ -63,3 +63,16 @@ def test_a_checkpoint_that_cannot_be_saved_names_the_last_one_and_the_way_on(tmp
     with pytest.raises(CheckpointError, match=r"No space left on device.*no checkpoint was saved yet.*--resume"):
         _trainer(tmp_path, monkeypatch).fit()
     assert not (tmp_path / "run" / ".lock").exists()  # released on the way out
+
+
+def test_a_fresh_run_does_not_replace_an_earlier_runs_exported_models(tmp_path, monkeypatch):
+    # without checkpoints (an average ensemble, checkpoints removed to save space) the earlier run's best/ and
+    # final/ were overwritten silently
+    import shutil
+
+    first = _trainer(tmp_path, monkeypatch).fit()
+    shutil.rmtree(tmp_path / "run" / "checkpoints")
+    weights = (first.best_dir / "model.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match=r"holds the exported model\(s\) best and final/ of an earlier run"):
+        _trainer(tmp_path, monkeypatch).fit()
+    assert (first.best_dir / "model.safetensors").read_bytes() == weights

@@ -201,6 +201,14 @@ class Trainer:
                 f"trainer.out_dir={self.out_dir} holds the checkpoints of an earlier run: pass --resume to "
                 "continue it, or choose another trainer.out_dir (or delete that one) to start afresh"
             )
+        finished = [d for d in ("best", "final") if (self.out_dir / d).is_dir()]
+        if not self.resume and finished:
+            # a run that saved no checkpoint (an average ensemble, a crash before the first save) would
+            # otherwise replace the earlier run's exported models without a word
+            raise ConfigError(
+                f"trainer.out_dir={self.out_dir} holds the exported model(s) {' and '.join(finished)}/ of an earlier "
+                "run: choose another trainer.out_dir, or delete them to train there afresh"
+            )
         self.device = select_device(cfg.device, self.info)
         self._created_group = init_process_group(self.info, self.device)
         configure_determinism(cfg.deterministic)
