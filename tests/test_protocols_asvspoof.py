@@ -166,6 +166,12 @@ def test_asvspoof2021_df_key(tmp_path):
     assert df["path"][1].endswith("ASVspoof2021_DF_eval/flac/DF_E_2000013.flac")
 
 
+def test_asvspoof2021_df_dash_vocoder_is_unknown_like_the_other_dash_fields(tmp_path):
+    key = _write(tmp_path / "DF" / "CM" / "trial_metadata.txt", DF2021.replace("eval bonafide -", "eval - -"))
+    (tmp_path / "ASVspoof2021_DF_eval" / "flac").mkdir(parents=True)
+    assert read_protocol(key, root=tmp_path).df["vocoder"].tolist()[2] == ""
+
+
 def test_asvspoof5_tsv(tmp_path):
     train = _write(tmp_path / "ASVspoof5.train.tsv", ASV5_TRAIN)
     ev = _write(tmp_path / "ASVspoof5.eval.track_1.tsv", ASV5_EVAL)

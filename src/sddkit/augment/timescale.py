@@ -54,7 +54,10 @@ def wsola(x: np.ndarray, sr: int, rate: float) -> np.ndarray:
             ref = xp[prev + hs : prev + hs + n]  # the natural continuation of the previous frame
             region = xp[nominal - delta : nominal + delta + n]
             score = np.correlate(region, ref, mode="valid")
-            start = nominal - delta + int(np.argmax(score))
+            # of equal scores the one nearest the nominal position: after silence every score is 0, and
+            # argmax's first (earliest) offset put each onset up to delta/rate late
+            best = np.flatnonzero(np.isclose(score, score.max(), rtol=1e-9, atol=1e-12))
+            start = nominal - delta + int(best[np.argmin(np.abs(best - delta))])
         yp[k * hs : k * hs + n] += win * xp[start : start + n]
         prev = start
     return yp[n // 2 : n // 2 + n_out].astype(np.float32)

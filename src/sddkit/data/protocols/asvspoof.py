@@ -263,7 +263,7 @@ def read_asvspoof2021_df(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
             source=source,
             partition=phase,
             codec=codec,
-            vocoder=vocoder,
+            vocoder=_none_if_dash(vocoder),
             trim=trim,
             attack_type=ASVSPOOF2019_ATTACK_TYPES.get(rec["attack"], attack_type),
             vcc_task=_none_if_dash(task),
