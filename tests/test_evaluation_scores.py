@@ -164,3 +164,31 @@ def test_partial_and_no_overlap_and_key_disagreement(tmp_path):
     other = read_scores(_write(tmp_path, "o.txt", "Z_1 1\nZ_2 2\n"))
     with pytest.raises(ProtocolError, match="none of its 2 score ids matches"):
         match_scores(_table(), other)
+
+
+def test_relative_score_paths_resolve_against_the_folder_sdd_score_recorded(tmp_path, monkeypatch):
+    # sdd score keeps an output's relative paths relative to its first run's folder (cwd in FILE.run.json);
+    # evaluated from another folder, they were taken from the current one and, with repeated file names
+    # (bonafide/x0.wav, spoof/x0.wav), nothing matched at all
+    import json
+
+    from sddkit.data.protocols import read_protocol
+    from sddkit.evaluation.scores import match_scores, read_scores
+
+    work = tmp_path / "work"
+    rows = []
+    for label in ("bonafide", "spoof"):
+        for i in range(2):
+            f = work / "set" / label / f"x{i}.wav"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_bytes(b"")
+            rows.append((f, label))
+    protocol = tmp_path / "meta.csv"
+    protocol.write_text("path,label\n" + "".join(f"{f},{lab}\n" for f, lab in rows))
+    scores = work / "sc.csv"
+    scores.write_text("path,score\n" + "".join(f"set/{lab}/{f.name},{i}\n" for i, (f, lab) in enumerate(rows)))
+    (work / "sc.csv.run.json").write_text(json.dumps({"cwd": str(work)}))
+    monkeypatch.chdir(tmp_path)  # not where sdd score ran
+    m = match_scores(read_protocol(protocol, "labels_csv"), read_scores(scores))
+    assert m.matched_by == "path" and len(m.table) == 4 and m.n_unmatched_scores == 0
+    assert m.scores.tolist() == [0.0, 1.0, 2.0, 3.0]

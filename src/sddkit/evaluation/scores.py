@@ -25,6 +25,7 @@ A mixture's ``sdd score`` output (CSV or JSONL) also carries per-file gate weigh
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -63,6 +64,8 @@ class ScoreFile:
     failed: tuple[str, ...] = ()  # ids of `sdd score` error rows (no score): skipped, reported by match_scores
     gate_weights: np.ndarray | None = None
     expert_names: tuple[str, ...] | None = None  # the gate columns' experts, from sdd score's record of the run
+    # the folder relative ids are relative to: the cwd sdd score recorded for its output (None: the current one)
+    base_dir: str | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -83,6 +86,15 @@ def recorded_expert_names(scores: str | Path, width: int) -> tuple[str, ...] | N
     if len(set(names)) != width or {"n", "source", "attack"} & set(names):
         return None
     return tuple(names)
+
+
+def recorded_base_dir(scores: str | Path) -> str | None:
+    """The folder an ``sdd score`` output's relative paths are relative to (``cwd`` in its run record)."""
+    try:
+        cwd = json.loads(run_record_path(scores).read_text()).get("cwd")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return cwd if isinstance(cwd, str) and os.path.isabs(cwd) else None
 
 
 # --- line parsing ----------------------------------------------------------------------------
@@ -349,7 +361,9 @@ def read_scores(path: str | Path, format: str | None = None) -> ScoreFile:
     reader = SCORE_READERS.get(fmt)
     if reader is None:
         raise ProtocolError(f"unknown score format {fmt!r}; known: {', '.join(SCORE_READERS)}")
-    return reader(path)
+    read = reader(path)
+    base = recorded_base_dir(path)
+    return dataclasses.replace(read, base_dir=base) if base else read
 
 
 # --- joining with a protocol ----------------------------------------------------------------
@@ -401,9 +415,13 @@ def _stem(value: str) -> str:
     return PurePosixPath(value.replace("\\", "/")).stem
 
 
-def _norm_path(value: str) -> str:
-    # absolute, so `sdd score /abs/dir` paths meet a protocol's cwd-relative paths to the same files
-    return os.path.abspath(value.replace("\\", "/")) if value else ""
+def _norm_path(value: str, base: str | None = None) -> str:
+    # absolute, so `sdd score /abs/dir` paths meet a protocol's cwd-relative paths to the same files; a
+    # relative one from the folder it was written in (base), when that is recorded
+    if not value:
+        return ""
+    value = value.replace("\\", "/")
+    return os.path.normpath(os.path.join(base, value)) if base else os.path.abspath(value)
 
 
 def _protocol_keys(table: UtteranceTable, how: str) -> np.ndarray:
@@ -416,11 +434,11 @@ def _protocol_keys(table: UtteranceTable, how: str) -> np.ndarray:
     return np.array([_stem(p) if p else u for p, u in zip(paths, utt)], dtype=object)
 
 
-def _score_keys(ids: np.ndarray, how: str) -> np.ndarray:
+def _score_keys(ids: np.ndarray, how: str, base: str | None = None) -> np.ndarray:
     if how == "utt_id":
         return ids.astype(str)
     if how == "path":
-        return np.array([_norm_path(i) for i in ids], dtype=object)
+        return np.array([_norm_path(i, base) for i in ids], dtype=object)
     return np.array([_stem(i) for i in ids], dtype=object)
 
 
@@ -432,7 +450,7 @@ def _try_match(table: UtteranceTable, scores: ScoreFile, how: str) -> tuple[dict
     twice, and which of its scores to evaluate cannot be told.
     """
     proto = _protocol_keys(table, how)
-    sk = _score_keys(scores.ids, how)
+    sk = _score_keys(scores.ids, how, scores.base_dir)
     proto_index = {k: i for i, k in enumerate(proto) if k}
     score_index: dict[str, int] = {}
     shared: dict[str, list[int]] = {}
@@ -487,7 +505,9 @@ def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
     proto_mask[rows] = False
     # error rows count only for files the protocol lists (by the same key kind as the scores)
     proto_keys = _protocol_keys(table, how)
-    failed_keys = set(_score_keys(np.array(scores.failed, dtype=object), how)) if scores.failed else set()
+    failed_keys = (
+        set(_score_keys(np.array(scores.failed, dtype=object), how, scores.base_dir)) if scores.failed else set()
+    )
     failed_rows = proto_mask & np.array([k in failed_keys for k in proto_keys], dtype=bool)
     failed = table.column("utt_id")[failed_rows].astype(str).tolist()
     unmatched_proto = table.column("utt_id")[proto_mask & ~failed_rows].astype(str).tolist()
