@@ -182,3 +182,36 @@ def test_by_column_compares_within_each_group(tmp_path):
         compare_scores(table, [csv("a", a)], [csv("b", b)], by="speaker_age")
     with pytest.raises(ProtocolError, match="column is empty"):  # labels_csv fills a missing speaker column with ""
         compare_scores(table, [csv("a", a)], [csv("b", b)], by="speaker")
+
+
+def test_a_class_of_one_trial_gives_no_verdict(tmp_path):
+    # a one-trial class is the same in every stratified replicate: 2 trials gave "system better" [-100, -100]
+    protocol = tmp_path / "p.csv"
+    protocol.write_text("path,label\nb.wav,bonafide\n" + "".join(f"s{i}.wav,spoof\n" for i in range(50)))
+    table = read_protocol(protocol, "labels_csv")
+
+    def scores(name, bona, spoof):
+        path = tmp_path / f"{name}.csv"
+        path.write_text(f"path,score\nb.wav,{bona}\n" + "".join(f"s{i}.wav,{v}\n" for i, v in enumerate(spoof)))
+        return read_scores(path)
+
+    rng = np.random.default_rng(0)
+    base = scores("base", 0.0, rng.normal(1.0, 1.0, 50))  # the bona fide file below most spoofs
+    system = scores("sys", 5.0, rng.normal(0.0, 1.0, 50))  # above all of them
+    c = compare_scores(table, [base], [system], n_bootstrap=200)
+    assert c.difference.high < 0 and not c.measurable  # the interval alone would call it
+    assert c.verdict == "no difference shown"
+    assert any("1 bona fide / 50 spoof" in n and "no verdict" in n for n in c.notes)
+    assert c.to_dict()["units"]["eer"] == "fraction"
+
+
+def test_an_unwritable_json_is_refused_before_the_bootstrap(tmp_path, capsys, monkeypatch):
+    from sddkit.evaluation import compare
+
+    monkeypatch.setattr(compare, "paired_bootstrap", lambda *a, **k: pytest.fail("bootstrapped first"))
+    a = _scores(tmp_path, "a", _noisy(0, 1.0))
+    (tmp_path / "taken").mkdir()
+    argv = ["compare", "--protocol", str(_protocol(tmp_path)), "--baseline", str(a), "--system", str(a)]
+    assert main([*argv, "--json", str(tmp_path / "taken")]) == 2
+    err = capsys.readouterr().err
+    assert "--json" in err and "cannot write it (Is a directory)" in err and "Traceback" not in err

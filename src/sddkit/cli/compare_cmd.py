@@ -41,6 +41,12 @@ def run(args: argparse.Namespace) -> int:
     check_minimums(args, bootstrap=1, seed=0)
     if not 0.0 < args.alpha < 1.0:
         raise ConfigError(f"--alpha must be in (0, 1), got {args.alpha:g}")
+    if args.json:  # before the bootstrap: a path that cannot be written is known at once
+        from sddkit.outputs import why_unwritable
+
+        reason = why_unwritable(args.json)
+        if reason is not None:
+            raise ConfigError(f"--json {args.json}: cannot write it ({reason})")
     table = read_partitions(args.protocol, args.protocol_format, parse_partitions(args.partitions))
     comparison = compare_scores(
         table,

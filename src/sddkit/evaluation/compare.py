@@ -57,6 +57,13 @@ class SystemRuns:
         }
 
 
+MIN_TRIALS_PER_CLASS = 2  # as sdd eval's confidence intervals
+_THIN_NOTE = (
+    "{what}: {n_bona} bona fide / {n_spoof} spoof; with fewer than "
+    f"{MIN_TRIALS_PER_CLASS} trials of a class the bootstrap cannot measure its sampling error: no verdict"
+)
+
+
 @dataclass(frozen=True)
 class Comparison:
     """``metric(system) - metric(baseline)`` on the trials every score file covers.
@@ -83,8 +90,17 @@ class Comparison:
     groups: tuple[tuple[str, Comparison], ...] = ()
 
     @property
+    def measurable(self) -> bool:
+        """Whether both classes have the trials a bootstrap needs to see their sampling error: a class of one
+        trial comes back identical in every (stratified) replicate, and its interval would look certain."""
+        return min(self.n_bonafide, self.n_spoof) >= MIN_TRIALS_PER_CLASS
+
+    @property
     def verdict(self) -> str:
-        """``system better`` / ``baseline better`` when the interval excludes zero, else ``no difference shown``."""
+        """``system better`` / ``baseline better`` when the interval excludes zero, else ``no difference shown``
+        (also whenever a class has fewer than ``MIN_TRIALS_PER_CLASS`` trials)."""
+        if not self.measurable:
+            return "no difference shown"
         if self.difference.high < 0:
             return "system better"
         if self.difference.low > 0:
@@ -103,6 +119,7 @@ class Comparison:
             "difference": {"value": d.diff, "low": d.low, "high": d.high, "p_system_not_better": d.p_b_not_better},
             "verdict": self.verdict,
             "bootstrap": {"replicates": self.n_bootstrap, "alpha": self.alpha, "seed": self.seed},
+            "units": {"eer": "fraction", "min_dcf": "normalised"},  # the printed table gives EER in percent
             "notes": list(self.notes),
         }
         if self.by is not None:
@@ -211,6 +228,8 @@ def compare_scores(
         seed=seed,
     )
     whole = compare(labels, aligned.scores[:runs], aligned.scores[runs:])
+    if not whole.measurable:
+        notes.append(_THIN_NOTE.format(what="the trials", n_bona=whole.n_bonafide, n_spoof=whole.n_spoof))
     if group_of is None:
         return dataclasses.replace(whole, notes=tuple(notes))
     groups, one_class = [], []
@@ -224,6 +243,9 @@ def compare_scores(
             one_class.append(value)
     if one_class:
         notes.append(f"{by} group(s) with one class only, not compared on their own: {', '.join(one_class)}")
+    for value, c in groups:
+        if not c.measurable:
+            notes.append(_THIN_NOTE.format(what=f"{by} {value}", n_bona=c.n_bonafide, n_spoof=c.n_spoof))
     return dataclasses.replace(whole, notes=tuple(notes), by=by, groups=tuple(groups))
 
 

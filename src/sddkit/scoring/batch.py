@@ -41,6 +41,7 @@ from sddkit.audio.files import list_audio_files
 from sddkit.documents import run_record_path
 from sddkit.errors import ProtocolError, SddkitError
 from sddkit.locks import ExclusiveLock
+from sddkit.outputs import why_unwritable
 from sddkit.scoring.api import PreparedAudio, ScoreResult, ScoringDetector, non_finite_reason
 
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
@@ -298,20 +299,9 @@ def _read_run_info(out: str | Path, remedy: str) -> dict[str, Any] | None:
 def check_writable(out: str | Path) -> None:
     """Refuse, in one line and before any model loads, an output that cannot be created or appended to
     (its folder is a file or read-only, its name too long); leaves nothing behind."""
-    out = Path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            created = True
-        except FileExistsError:
-            fd = os.open(out, os.O_WRONLY | os.O_APPEND)
-            created = False
-        os.close(fd)
-        if created:
-            out.unlink()
-    except OSError as exc:
-        raise ProtocolError(f"cannot write {out}: {exc.strerror or exc}") from None
+    reason = why_unwritable(out)
+    if reason is not None:
+        raise ProtocolError(f"cannot write {out}: {reason}")
 
 
 def write_run_info(out: str | Path, run: dict[str, Any]) -> None:
