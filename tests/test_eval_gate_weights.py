@@ -212,3 +212,24 @@ def test_array_scores_take_expert_names_with_their_gate_weights():
     with pytest.raises(ProtocolError, match="2 expert names for 3 experts"):
         three = np.c_[weights, weights[:, :1]]
         evaluate(table, scores, EvalConfig(bootstrap=0), gate_weights=three, expert_names=["a", "b"])
+
+
+def test_a_source_named_all_is_quoted_in_the_gate_tables_not_fatal_to_the_report(tmp_path):
+    # the tables' total row is `all`; a source of that name aborted the whole evaluation
+    rows = [(u, y, a, "all" if s == "web" else s, *rest) for u, y, a, s, *rest in ROWS]
+    table = UtteranceTable.from_records(
+        [{"utt_id": u, "label": y, "attack": a, "source": s, "path": f"{u}.wav"} for u, y, a, s, *_ in rows]
+    )
+    report = evaluate(table, read_scores(_write_csv(tmp_path / "s.csv", rows)), EvalConfig(bootstrap=0))
+    by_source = {r["source"]: r for r in report.gate_weights["by_source"]}
+    assert by_source["'all'"]["n"] == 3 and by_source["all"]["n"] == 5
+
+
+def test_a_source_named_pooled_does_not_replace_the_pooled_curve():
+    rows = [(u, y, a, "pooled" if s == "web" else s, sc) for u, y, a, s, sc, *_ in ROWS]
+    table = UtteranceTable.from_records(
+        [{"utt_id": u, "label": y, "attack": a, "source": s, "path": f"{u}.wav"} for u, y, a, s, _ in rows]
+    )
+    report = evaluate(table, np.array([r[4] for r in rows]), EvalConfig(bootstrap=0))
+    assert set(report.curves) == {"pooled", "source pooled", "studio"}
+    assert report.curves["pooled"].n_bonafide == 2 and report.curves["source pooled"].n_spoof == 2

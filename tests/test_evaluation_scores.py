@@ -75,7 +75,7 @@ def test_csv_path_and_utt_id(tmp_path):
         ("LA_E_1 1.0\nLA_E_1 2.0\n", r"bad\.txt:2: duplicate id 'LA_E_1' \(first on line 1\)"),
         ("LA_E_1 1.0\nLA_E_2 nan\n", r"bad\.txt:2: non-finite score 'nan'"),
         ("LA_E_1 inf\n", r"bad\.txt:1: non-finite score 'inf'"),
-        ("LA_E_1 - real 1.0\n", r"bad\.txt:1: key 'real'"),
+        ("LA_E_1 - maybe 1.0\n", r"bad\.txt:1: key 'maybe'"),
         ("# only a comment\n", "no scores"),
         ("one two three\n", "cannot tell the score format"),
     ],
@@ -192,3 +192,14 @@ def test_relative_score_paths_resolve_against_the_folder_sdd_score_recorded(tmp_
     m = match_scores(read_protocol(protocol, "labels_csv"), read_scores(scores))
     assert m.matched_by == "path" and len(m.table) == 4 and m.n_unmatched_scores == 0
     assert m.scores.tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_a_score_files_label_column_takes_the_labels_protocols_take(tmp_path):
+    # real/fake were refused ("key 'real' is not 'bonafide' or 'spoof'") though every labels CSV reads them
+    path = _write(
+        tmp_path, "s.csv", "path,score,label\n/data/flac/LA_E_0.flac,1.0,real\n/data/flac/LA_E_1.flac,0.0,Fake\n"
+    )
+    assert read_scores(path).keys.tolist() == ["bonafide", "spoof"]
+    bad = _write(tmp_path, "b.csv", "path,score,label\n/data/flac/LA_E_0.flac,1.0,maybe\n")
+    with pytest.raises(ProtocolError, match="'maybe' is not 'bonafide' or 'spoof'"):
+        read_scores(bad)

@@ -311,8 +311,13 @@ def _gate_tables(
 ) -> dict[str, Any]:
     """Mean gate weight per expert for each source and each attack (bona fide files as ``bonafide``)."""
     attack = np.where(labels == 1, "bonafide", table.column("attack").astype(str))
+
+    def quoted_all(values: np.ndarray) -> np.ndarray:  # the tables' total row is `all`: a group so named is quoted
+        return np.where(values == "all", "'all'", values)
+
     groups = UtteranceTable(
-        table.df.assign(source=_named(table.column("source")), attack=_named(attack)), validate=False
+        table.df.assign(source=quoted_all(_named(table.column("source"))), attack=quoted_all(_named(attack))),
+        validate=False,
     )
     out: dict[str, Any] = {}
     for key in ("source", "attack"):
@@ -366,8 +371,10 @@ def evaluate(
         sources = _named(table.column("source"))
         for row in usable[: cfg.max_plot_sources]:
             m = sources == row["source"]
-            curves[row["source"]] = det_curve(y[m], s[m])
-            aucs[row["source"]] = row["auc"]
+            # a source named "pooled" must not replace the pooled curve: its legend entry says what it is
+            name = row["source"] if row["source"] not in curves else f"source {row['source']}"
+            curves[name] = det_curve(y[m], s[m])
+            aucs[name] = row["auc"]
     return Report(
         pooled=pooled,
         per_attack=_per_attack(table, y, s, cfg),

@@ -37,6 +37,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from sddkit.data.protocols.labels_csv import LABELS_CSV_LABELS
 from sddkit.data.table import UtteranceTable
 from sddkit.documents import run_record_path
 from sddkit.errors import ProtocolError
@@ -152,8 +153,9 @@ class _Collector:
         self.ids.append(utt)
         self.scores.append(score)
         if key is not None:
+            key = LABELS_CSV_LABELS.get(key.strip().lower(), key)  # real/fake, bona-fide: as a labels CSV reads them
             if key not in KEYS:
-                raise ProtocolError(f"{self.path}:{line}: key {key!r} is not 'bonafide' or 'spoof'")
+                raise ProtocolError(f"{self.path}:{line}: key {key!r} is not 'bonafide' or 'spoof' (or real, fake)")
             self.keys.append(key)
         if gate is not None:
             if self.gates and len(gate) != len(self.gates[0]):
