@@ -21,3 +21,14 @@ def save_tiny_lcnn(directory: Path, *, seed: int = 0, inference: dict[str, Any] 
     settings = {"window_samples": 8000, **(inference or {})}
     save_model_dir(directory, build_detector(cfg).eval(), model_config=to_dict(cfg), inference=settings)
     return directory
+
+
+def write_noise_wav(path: Path, seconds: float, seed: int, sample_rate: int = 16000) -> Path:
+    """A WAV of 0.1-amplitude Gaussian noise (folders created), for scoring tests."""
+    import numpy as np
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sf.write(path, (0.1 * rng.standard_normal(int(seconds * sample_rate))).astype(np.float32), sample_rate)
+    return path

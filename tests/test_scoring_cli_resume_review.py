@@ -7,10 +7,8 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
-from scoring_support import save_tiny_lcnn
+from scoring_support import save_tiny_lcnn, write_noise_wav
 
 from sddkit.cli.main import main
 from sddkit.errors import ProtocolError
@@ -24,11 +22,7 @@ def model_dir(tmp_path_factory):
     return save_tiny_lcnn(tmp_path_factory.mktemp("model") / "lcnn")
 
 
-def _wav(path: Path, seconds: float, seed: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    sf.write(path, (0.1 * rng.standard_normal(int(seconds * SR))).astype(np.float32), SR)
-    return path
+_wav = write_noise_wav
 
 
 def _score(*args: str) -> int:
