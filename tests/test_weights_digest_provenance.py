@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 from scoring_support import save_tiny_lcnn
 
 from sddkit.cli.main import main
 from sddkit.detectors import model_dir as md
+from sddkit.errors import CheckpointError
 from sddkit.scoring.api import load_detector
 from sddkit.scoring.onnx_export import export_onnx
 from sddkit.service.app import create_app
@@ -40,9 +42,39 @@ def test_every_scoring_path_reports_the_weights_digest(tmp_path):
 
 
 def test_a_directory_without_a_digest_reports_none(tmp_path):
+    from safetensors.torch import load_file, save_file
+
     model = save_tiny_lcnn(tmp_path / "m")
     config = json.loads((model / md.CONFIG_NAME).read_text())
     del config["weights_digest"]
     (model / md.CONFIG_NAME).write_text(json.dumps(config))
+    # new weights (with a header digest) under a config without one: an overwrite interrupted between the files
+    with pytest.raises(CheckpointError, match="come from different saves"):
+        md.load_model_dir(model)
+    weights = model / md.WEIGHTS_NAME
+    save_file(load_file(weights), weights)  # written before digests existed: none in either file
     assert md.load_model_dir(model).weights_digest is None
     assert load_detector(model).info["weights_digest"] is None
+
+
+def test_model_files_are_as_readable_as_the_umask_allows(tmp_path):
+    # mkstemp files are 0600 and os.replace kept that: a model trained by one user could not be served by another
+    import os
+
+    old = os.umask(0o022)
+    try:
+        model = save_tiny_lcnn(tmp_path / "m")
+        modes = {p.name: p.stat().st_mode & 0o777 for p in model.iterdir()}
+        assert modes == {md.CONFIG_NAME: 0o644, md.WEIGHTS_NAME: 0o644}
+        os.umask(0o077)
+        md.atomic_write_bytes(model / md.CONFIG_NAME, (model / md.CONFIG_NAME).read_bytes())  # e.g. recalibration
+        assert (model / md.CONFIG_NAME).stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_a_config_that_is_not_utf8_is_a_checkpoint_error(tmp_path):
+    model = save_tiny_lcnn(tmp_path / "m")
+    (model / md.CONFIG_NAME).write_bytes(b"\xff\xfe{}")
+    with pytest.raises(CheckpointError, match="not UTF-8 text"):
+        md.load_model_dir(model)

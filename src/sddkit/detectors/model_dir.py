@@ -101,10 +101,32 @@ def file_in_the_way(path: Path) -> Path | None:
     return None
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (Linux), else by the set-and-restore dance."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _new_file_mode() -> int:
+    """The mode a plain open() gives a new file, 0666 less the umask, for the mkstemp files (always 0600) that
+    atomic writes rename into place: model directories, checkpoints and score files are then as readable (by
+    the service, by colleagues) as any other file the user writes."""
+    return 0o666 & ~_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _new_file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -123,6 +145,7 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metada
     try:
         # clone: safetensors refuses shared/non-contiguous storage (tied weights, views)
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.chmod(tmp, _new_file_mode())  # after save_file, which writes the file anew
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -239,7 +262,9 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{weights}: unreadable weights: {exc}") from None
     expected_digest = config.get("weights_digest")
-    if expected_digest is not None and stored_digest != expected_digest:
+    # a header digest under a config without one: new weights over an old (pre-digest) config, the very
+    # interrupted overwrite the digests exist to catch
+    if (expected_digest is not None or stored_digest is not None) and stored_digest != expected_digest:
         raise CheckpointError(
             f"{directory}: {CONFIG_NAME} and {WEIGHTS_NAME} come from different saves (weights digest "
             f"{_short(stored_digest)} where the config expects {_short(expected_digest)}): an overwrite was "
