@@ -168,3 +168,30 @@ def test_a_statistic_the_graph_gets_wrong_is_dropped_not_exported(tmp_path, monk
     assert det_o.score(x, 16000).weights["gate_weights"] == pytest.approx(
         det_t.score(x, 16000).weights["gate_weights"], abs=1e-5
     )
+
+
+def test_an_export_inside_its_model_directory_must_still_be_that_model(tmp_path):
+    # `sdd export-onnx --out DIR` writes DIR/model.onnx beside config.json; a later recalibration or retraining
+    # in DIR was then scored by the stale graph and settings without a word
+    import json
+
+    from scoring_support import save_tiny_lcnn
+
+    from sddkit.detectors import model_dir as md
+    from sddkit.errors import CheckpointError
+    from sddkit.scoring.onnx_export import export_onnx, load_onnx_detector
+
+    model = save_tiny_lcnn(tmp_path / "m")
+    export_onnx(model, model / "model.onnx")
+    assert load_onnx_detector(model).info["weights_digest"] == md.load_model_dir(model).weights_digest
+    config = json.loads((model / md.CONFIG_NAME).read_text())
+    config.setdefault("inference", {})["threshold"] = 5.0
+    (model / md.CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="inference settings .* changed: export it again"):
+        load_onnx_detector(model)
+    save_tiny_lcnn(model, seed=1)  # retrained in place
+    with pytest.raises(CheckpointError, match="exported before its weights"):
+        load_onnx_detector(model)
+    (tmp_path / "elsewhere").mkdir()
+    (model / "model.onnx").rename(tmp_path / "elsewhere" / "model.onnx")  # away from any config: taken as it is
+    assert load_onnx_detector(tmp_path / "elsewhere").info["backend"] == "onnx"

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sddkit.errors import CheckpointError, ConfigError
+from sddkit.errors import CheckpointError, ConfigError, SddkitError
 from sddkit.scoring.api import (
     DEFAULT_BATCH_SIZE,
     ScoringDetector,
@@ -381,6 +381,32 @@ def resolve_onnx_path(path: str | Path) -> Path:
     return path
 
 
+def _check_beside_its_model(path: Path, info: dict, inference) -> None:
+    """An export that sits in a model directory (``sdd export-onnx --out DIR``) must still be that model:
+    retrained weights or a new calibration in the directory would otherwise be scored with the old graph
+    and settings, without a word. An export elsewhere, or beside no config, is taken as it is."""
+    from sddkit.detectors.model_dir import CONFIG_NAME, read_model_config
+
+    config_path = path.parent / CONFIG_NAME
+    if not config_path.is_file():
+        return
+    try:
+        config = read_model_config(path.parent)
+    except SddkitError:
+        return  # not a model directory sddkit reads: nothing to compare with
+    stale = []
+    digest = config.get("weights_digest")
+    if digest is not None and info.get("weights_digest") not in (None, digest):
+        stale.append("its weights")
+    if parse_inference(config.get("inference") or {}, str(config_path)).to_dict() != inference.to_dict():
+        stale.append("its inference settings (calibration, threshold, windows)")
+    if stale:
+        raise CheckpointError(
+            f"{path} was exported before {' and '.join(stale)} in {config_path} changed: export it again "
+            f"(sdd export-onnx --model {path.parent} --out {path.parent})"
+        )
+
+
 def load_onnx_detector(path: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE) -> ScoringDetector:
     """A ScoringDetector running an sddkit-exported ONNX file with ONNX Runtime."""
     path = resolve_onnx_path(path)
@@ -390,5 +416,6 @@ def load_onnx_detector(path: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE
         raise CheckpointError(f"{path}: no '{META_INFERENCE}' metadata; export it with `sdd export-onnx`")
     inference = parse_inference(meta[META_INFERENCE], f"{path}: {META_INFERENCE}")
     info = dict(meta.get(META_INFO, {}))
+    _check_beside_its_model(path, info, inference)
     info.update(path=str(path), name=path.stem, backend="onnx")
     return ScoringDetector(runner, inference, batch_size=batch_size, info=info)
