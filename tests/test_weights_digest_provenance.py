@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from fastapi.testclient import TestClient
 from scoring_support import save_tiny_lcnn
 
@@ -78,3 +79,24 @@ def test_a_config_that_is_not_utf8_is_a_checkpoint_error(tmp_path):
     (model / md.CONFIG_NAME).write_bytes(b"\xff\xfe{}")
     with pytest.raises(CheckpointError, match="not UTF-8 text"):
         md.load_model_dir(model)
+
+
+def test_integer_values_where_the_model_holds_floats_are_refused(tmp_path):
+    # load_state_dict casts: an int32 tensor in place of floats loaded truncated (a pre-digest directory, or an
+    # imported .pth, has no digest to catch it)
+    from safetensors.torch import load_file, save_file
+
+    model = save_tiny_lcnn(tmp_path / "m")
+    config = json.loads((model / md.CONFIG_NAME).read_text())
+    del config["weights_digest"]
+    (model / md.CONFIG_NAME).write_text(json.dumps(config))
+    weights = model / md.WEIGHTS_NAME
+    state = load_file(weights)
+    name = next(k for k, t in state.items() if t.is_floating_point())
+    save_file({**state, name: (state[name] * 10).to(torch.int32)}, weights)
+    with pytest.raises(
+        CheckpointError, match=rf"{name} holds torch.int32 values where the model expects torch.float32"
+    ):
+        md.load_model_dir(model)
+    save_file({**state, name: state[name].double()}, weights)  # another float width loads as the model's floats
+    assert md.load_model_dir(model).weights_digest is None

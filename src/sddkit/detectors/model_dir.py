@@ -290,6 +290,10 @@ def _read_weights(weights: Path, map_location: str) -> tuple[dict[str, torch.Ten
         return {name: f.get_tensor(name) for name in f.keys()}, (f.metadata() or {}).get(DIGEST_KEY)
 
 
+def _kind(dtype: torch.dtype) -> str:
+    return "bool" if dtype == torch.bool else "float" if dtype.is_floating_point or dtype.is_complex else "int"
+
+
 def _short(digest: str | None) -> str:
     return "none" if digest is None else digest[:12]
 
@@ -312,6 +316,13 @@ def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], *, part
     if bad_shapes:
         k = bad_shapes[0]
         raise CheckpointError(f"{where}: shape mismatch for {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}")
+    # load_state_dict casts: int or bool values where the model holds floats (or the reverse) would load as
+    # something else (an int32 position embedding truncated to -1/0/1), so the kind must match; float
+    # widths may differ (a float64 or bfloat16 file loads as the model's floats)
+    bad_kinds = [k for k in state if _kind(state[k].dtype) != _kind(expected[k].dtype)]
+    if bad_kinds:
+        k = bad_kinds[0]
+        raise CheckpointError(f"{where}: {k} holds {state[k].dtype} values where the model expects {expected[k].dtype}")
     # weights saved from a run that diverged would load and score NaN for every file, without a word
     bad = next((k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
     if bad is not None:
