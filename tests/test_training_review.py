@@ -284,3 +284,35 @@ def test_an_out_folder_that_is_a_file_is_a_clean_error(command, tmp_path, capsys
     assert main([*args, "--bootstrap", "0"] if command != "cv" else args) == 2
     err = capsys.readouterr().err
     assert "cannot create" in err and str(taken) in err
+
+
+def test_a_relative_pretrained_folder_is_recorded_absolute_so_the_model_loads_from_anywhere(tmp_path, monkeypatch):
+    # the recipe's "../shared/models/..." was stored as given: the trained model then loaded only from the
+    # folder it was trained in (elsewhere: "not a local Hugging Face model directory", or another folder's weights)
+    from test_train_support import SyntheticDataset
+
+    from sddkit.config import from_dict
+    from sddkit.detectors.model_dir import load_model_dir, read_model_config
+    from sddkit.training.recipe import TrainRecipe
+    from sddkit.training.trainer import Trainer
+
+    _tiny_pretrained_dir(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    encoder = {"name": "wav2vec2_tiny", "pretrained": "w2v_tiny", "freeze": True}
+    recipe = from_dict(
+        TrainRecipe,
+        {
+            "model": {"frontend": {"name": "ssl", "encoder": encoder, "adapter": "lora"}, "backend": "linear"},
+            "data": {"batch_size": 8},
+            "trainer": {"epochs": 1, "out_dir": "run", "progress": False},
+        },
+    )
+    result = Trainer(
+        recipe, train_data=SyntheticDataset(16, samples=4000), val_data=SyntheticDataset(16, 4000, seed=9)
+    ).fit()
+    recorded = read_model_config(result.best_dir)["model"]["frontend"]["encoder"]["pretrained"]
+    assert recorded == str(tmp_path / "w2v_tiny")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_model_dir(tmp_path / "run" / "best").architecture == "detector"

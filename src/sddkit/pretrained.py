@@ -9,9 +9,12 @@ trained values that no file restores, so it is always stored.
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from torch import nn
 
-__all__ = ["mark_pretrained", "reloadable_names"]
+__all__ = ["absolute_pretrained_paths", "mark_pretrained", "reloadable_names"]
 
 _PRETRAINED_ATTR = "_sddkit_from_pretrained"
 
@@ -32,3 +35,18 @@ def mark_pretrained(module: nn.Module, *, except_names: set[str] | frozenset[str
 def reloadable_names(model: nn.Module) -> set[str]:
     """Frozen parameters the builder read from pretrained files: what a trainable-only save omits."""
     return {n for n, p in model.named_parameters() if not p.requires_grad and getattr(p, _PRETRAINED_ATTR, False)}
+
+
+def absolute_pretrained_paths(config: Any) -> Any:
+    """``config`` (a model config as plain data) with every relative ``pretrained`` folder made absolute.
+
+    The builder read it relative to the current folder; recorded so in a model directory, it was looked up
+    relative to wherever the model was later loaded from, and failed (or found another folder)."""
+    if isinstance(config, dict):
+        return {
+            k: os.path.abspath(v) if k == "pretrained" and isinstance(v, str) and v else absolute_pretrained_paths(v)
+            for k, v in config.items()
+        }
+    if isinstance(config, list):
+        return [absolute_pretrained_paths(v) for v in config]
+    return config

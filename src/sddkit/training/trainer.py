@@ -55,7 +55,7 @@ from sddkit.data.table import UtteranceTable
 from sddkit.detectors.model_dir import atomic_write_bytes, load_state_checked, save_model_dir
 from sddkit.errors import CheckpointError, ConfigError, TrainingDivergedError
 from sddkit.locks import ExclusiveLock
-from sddkit.pretrained import reloadable_names
+from sddkit.pretrained import absolute_pretrained_paths, reloadable_names
 from sddkit.registry import get_registry
 from sddkit.training import checkpoint as ckpt
 from sddkit.training.data import (
@@ -330,7 +330,7 @@ class Trainer:
         if self._model is not None:
             model = self._model
             if self.model_config is None and r.model is not None:
-                self.model_config = to_dict(r.model)
+                self.model_config = absolute_pretrained_paths(to_dict(r.model))
         elif r.init_from is not None:
             return self._init_from(r.init_from)
         elif r.mixture is not None:
@@ -345,7 +345,7 @@ class Trainer:
             from sddkit.detectors.detector import build_detector
 
             model = build_detector(r.model)  # type: ignore[arg-type]
-            self.model_config = to_dict(r.model)
+            self.model_config = absolute_pretrained_paths(to_dict(r.model))  # loadable from any folder
         # Frozen parameters the builder read from pretrained files come back from them when the model
         # is rebuilt; checkpoints and exports then store the rest only ("trainable" model dirs).
         self._reloadable = reloadable_names(model)
