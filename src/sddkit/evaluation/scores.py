@@ -34,6 +34,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
@@ -72,14 +73,20 @@ class ScoreFile:
         return len(self.ids)
 
 
+def _recorded(scores: str | Path, key: str) -> Any:
+    """``key`` of the run record beside an ``sdd score`` output; None when there is no readable record
+    (a score file from elsewhere, an older sdd score) or it has no such key."""
+    try:
+        record = json.loads(run_record_path(scores).read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get(key) if isinstance(record, dict) else None
+
+
 def recorded_expert_names(scores: str | Path, width: int) -> tuple[str, ...] | None:
     """The mixture's expert names recorded beside an ``sdd score`` output, when there are ``width`` distinct
     ones; None otherwise (no record, an older record, or one that does not fit these columns)."""
-    path = run_record_path(scores)
-    try:
-        names = json.loads(path.read_text()).get("expert_names")
-    except (OSError, ValueError, AttributeError):
-        return None
+    names = _recorded(scores, "expert_names")
     if not isinstance(names, list) or len(names) != width:
         return None
     names = [str(n) for n in names]
@@ -91,10 +98,7 @@ def recorded_expert_names(scores: str | Path, width: int) -> tuple[str, ...] | N
 
 def recorded_base_dir(scores: str | Path) -> str | None:
     """The folder an ``sdd score`` output's relative paths are relative to (``cwd`` in its run record)."""
-    try:
-        cwd = json.loads(run_record_path(scores).read_text()).get("cwd")
-    except (OSError, ValueError, AttributeError):
-        return None
+    cwd = _recorded(scores, "cwd")
     return cwd if isinstance(cwd, str) and os.path.isabs(cwd) else None
 
 

@@ -55,6 +55,7 @@ from sddkit.data.table import UtteranceTable
 from sddkit.detectors.model_dir import atomic_write_bytes, load_state_checked, save_model_dir
 from sddkit.errors import CheckpointError, ConfigError, TrainingDivergedError
 from sddkit.locks import ExclusiveLock
+from sddkit.outputs import why_unwritable
 from sddkit.pretrained import absolute_pretrained_paths, reloadable_names
 from sddkit.registry import get_registry
 from sddkit.training import checkpoint as ckpt
@@ -269,12 +270,9 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"trainer.out_dir={self.out_dir}: cannot create it ({exc.strerror})") from None
-        probe = self.out_dir / f".write-test-{os.getpid()}"
-        try:
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise ConfigError(f"trainer.out_dir={self.out_dir}: cannot write there ({exc.strerror})") from None
+        reason = why_unwritable(self.out_dir / f".write-test-{os.getpid()}")
+        if reason is not None:
+            raise ConfigError(f"trainer.out_dir={self.out_dir}: cannot write there ({reason})")
         self._lock = ExclusiveLock(
             self.out_dir / ".lock",
             ConfigError(
