@@ -79,6 +79,27 @@ def test_export_onnx_refuses_an_out_that_is_neither_onnx_nor_a_folder(tmp_path, 
     assert (tmp_path / "M.ONNX").is_file()
 
 
+def test_export_onnx_replaces_an_earlier_export_only_with_force(tmp_path, capsys):
+    # an existing graph (perhaps the one a service scores with) was overwritten without a word;
+    # import-aasist already asked for --force
+    model = save_tiny_lcnn(tmp_path / "model")
+    out = tmp_path / "m.onnx"
+    assert main(["export-onnx", "--model", str(model), "--out", str(out)]) == 0
+    capsys.readouterr()
+    before = out.read_bytes()
+    other = save_tiny_lcnn(tmp_path / "other", seed=1)
+    assert main(["export-onnx", "--model", str(other), "--out", str(out)]) == 2
+    assert "--force" in _one_line_error(capsys, "export-onnx")
+    assert out.read_bytes() == before
+    assert main(["export-onnx", "--model", str(other), "--out", str(out), "--force"]) == 0
+    assert out.read_bytes() != before
+    # --out DIR names DIR/model.onnx: the same rule
+    assert main(["export-onnx", "--model", str(model), "--out", str(model)]) == 0
+    capsys.readouterr()
+    assert main(["export-onnx", "--model", str(model), "--out", str(model)]) == 2
+    assert "model.onnx already exists" in _one_line_error(capsys, "export-onnx")
+
+
 def test_export_onnx_names_its_own_atol_flag(tmp_path, capsys):
     model = save_tiny_lcnn(tmp_path / "model")
     for bad in ("-1", "nan"):

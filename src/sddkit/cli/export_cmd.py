@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="output .onnx file, or an existing directory (written as DIR/model.onnx; any other name is "
         "refused); the inference settings are stored inside",
     )
+    p.add_argument("--force", action="store_true", help="replace an ONNX model already at --out")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument(
         "--atol",
@@ -27,25 +28,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def check_out(out: str) -> None:
-    """Refuse an ``--out`` that is neither an existing folder nor a ``.onnx`` file, or that lies below a file,
-    before the model loads.
+def check_out(out: str, force: bool = False) -> None:
+    """Refuse an ``--out`` that is neither an existing folder nor a ``.onnx`` file, that lies below a file, or
+    that already holds an ONNX model (unless ``force``), before the model loads.
 
     Any other name would be written as the ONNX graph, replacing what is there (a protocol, a CSV), and
     ``new_folder/`` would become a file named ``new_folder``; below a file the exporter fails in ``mkdir``
-    with a traceback.
+    with a traceback. An earlier export is replaced only when asked, as ``sdd import-aasist --force`` does:
+    it may be the graph a service or another user scores with.
     """
     from sddkit.detectors.model_dir import file_in_the_way
     from sddkit.errors import ConfigError
+    from sddkit.scoring.onnx_export import ONNX_NAME
 
     path = Path(out)
     if path.is_dir():
-        return
-    if path.suffix.lower() != ".onnx" or out.endswith(("/", os.sep)):
+        path = path / ONNX_NAME
+    elif path.suffix.lower() != ".onnx" or out.endswith(("/", os.sep)):
         raise ConfigError(f"--out must name a .onnx file or an existing folder, got {out}")
     blocking = file_in_the_way(path.parent)
     if blocking is not None:
         raise ConfigError(f"{out}: cannot write the ONNX model there: {blocking} is not a directory")
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists: --force replaces it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     # before the model loads: a bad value is one line, exit status 2, naming the flag (not the API argument)
     check_opset(args.opset, "--opset")
     check_minimums(args, atol=0)
-    check_out(args.out)
+    check_out(args.out, force=args.force)
     report = export_onnx(resolve_model_path(args.model), args.out, opset=args.opset, check_atol=args.atol)
     print(json.dumps(report, indent=2))
     return 0
