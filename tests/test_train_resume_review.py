@@ -138,3 +138,28 @@ def test_resuming_an_early_stopped_run_with_more_patience_trains_on(tmp_path, mo
     assert more.state.stopped_early and more.state.step == 10
     straight = _fit(_recipe(tmp_path / "straight", 40, optimizer={"lr": 1e-12}, trainer={**trainer, "patience": 4}))
     assert [h["step"] for h in more.history] == [h["step"] for h in straight.history] == [2, 4, 6, 8, 10]
+
+
+@pytest.mark.parametrize("new_batch_size", [4, 16])
+def test_resuming_mid_epoch_with_another_batch_size_continues_after_the_items_seen(
+    tmp_path, monkeypatch, new_batch_size
+):
+    # before: the checkpoint's position (2 batches of 8 into the epoch) was replayed as 2 batches of the new
+    # size, so 4 items of the epoch were seen twice (size 4) or 16 were never seen (size 16)
+    install_tiny(monkeypatch)
+    seen: list[list[int]] = []
+    real_step = Trainer._one_step
+
+    def spy(self, batch):
+        if self.state.epoch == 0:
+            seen.append([int(i) for i in batch["index"]])
+        return real_step(self, batch)
+
+    monkeypatch.setattr(Trainer, "_one_step", spy)
+    _fit(_recipe(tmp_path, 2))
+    assert [len(b) for b in seen] == [8, 8]
+    rest = (48 - 16) // new_batch_size
+    _fit(_recipe(tmp_path, 2 + rest, data={"batch_size": new_batch_size}), resume=True)
+    items = [i for b in seen for i in b]
+    assert [len(b) for b in seen[2:]] == [new_batch_size] * rest
+    assert sorted(items) == list(range(48))  # every item of the epoch once

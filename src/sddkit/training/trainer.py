@@ -616,12 +616,38 @@ class Trainer:
             self.state = TrainState(**state["trainer"])
         except TypeError as exc:
             raise CheckpointError(f"{path}: incompatible trainer state: {exc}") from None
+        self._carry_epoch_position(recorded_recipe)
         # early stopping under today's trainer.patience: a resume with more patience trains on
         patience = self.cfg.patience
         self.state.stopped_early = patience is not None and self.state.bad_validations >= patience
         self.history = list(state.get("history", []))
         log.info("resumed from %s (step %d, epoch %d)", path, self.state.step, self.state.epoch)
         return path.name
+
+    def _carry_epoch_position(self, recorded_recipe: dict[str, Any]) -> None:
+        """Express a mid-epoch position saved under another ``data.batch_size`` in batches of today's size.
+
+        The position counts batches; replayed as batches of another size it would repeat items of the epoch
+        (smaller batches) or skip some never seen (larger ones). The random and balanced samplers yield their
+        items in an order that does not depend on the batch size, so the epoch goes on after the items already
+        seen (rounded up to a whole batch: fewer than one batch of the epoch may be skipped, none repeated);
+        ``domain_batch`` draws its blocks per step, and the same count keeps the share of the epoch done.
+        """
+        old = (recorded_recipe.get("data") or {}).get("batch_size")
+        new = self.recipe.data.batch_size
+        if not self.state.batch_in_epoch or not isinstance(old, int) or old == new:
+            return
+        seen = self.state.batch_in_epoch * old
+        self.state.batch_in_epoch = -(-seen // new)
+        log.warning(
+            "epoch %d was saved after %d batches of %d: it goes on after those %d items (batch %d of size %d)",
+            self.state.epoch,
+            seen // old,
+            old,
+            seen,
+            self.state.batch_in_epoch,
+            new,
+        )
 
     def _load_strategy(self, path: Path, recorded: str | None, saved: dict[str, Any]) -> None:
         if recorded is not None and recorded != self.recipe.strategy.name:
