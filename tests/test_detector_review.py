@@ -235,3 +235,87 @@ def test_a_half_precision_score_is_the_float32_difference_of_its_logits():
     assert out.logits.dtype == torch.bfloat16
     assert out.score.dtype == torch.float32
     torch.testing.assert_close(out.score, out.logits[:, 1].float() - out.logits[:, 0].float(), rtol=0, atol=0)
+
+
+# --- half precision: features from float32 samples and constants ----------------------------------
+
+
+@pytest.mark.parametrize("name", ["logmel", "logspec", "lfcc"])
+def test_a_half_precision_model_computes_its_spectral_features_as_the_float32_one(name):
+    # the window and filterbanks are buffers: model.to(bfloat16) rounded them (and the detector rounded the
+    # samples to bfloat16 before the front-end), moving quiet log-Mel bins by up to 3 nats
+    torch.manual_seed(0)
+    full = _detector({"name": name, "level_db": -27}, TINY_LCNN)
+    half = _detector({"name": name, "level_db": -27}, TINY_LCNN)
+    half.load_state_dict(full.state_dict())
+    half.to(torch.bfloat16)
+    seen = []
+    half.backend.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    x = 0.05 * torch.randn(2, 4000) + 1e-4 * torch.randn(2, 4000)
+    with torch.no_grad():
+        half(x)
+        expected = full.frontend(x).features
+    assert seen[0].dtype == torch.bfloat16  # the back-end still runs in the model's dtype
+    torch.testing.assert_close(seen[0], expected.to(torch.bfloat16), atol=0, rtol=0)
+
+
+def test_a_half_precision_whisper_front_end_takes_the_log_mel_of_the_float32_samples():
+    torch.manual_seed(0)
+    det = _detector({"name": "ssl", "encoder": {"name": "whisper_tiny", "dropout": 0.0}}, TINY_SSL_AASIST)
+    log_mel = det.frontend.encoder.log_mel
+    x = 0.05 * torch.randn(2, 8000)
+    with torch.no_grad():
+        expected = log_mel(x)
+        det.to(torch.bfloat16)
+        seen = []
+        log_mel.register_forward_hook(lambda module, args, out: seen.append(out))
+        assert torch.isfinite(det(x).score).all()
+    assert log_mel.window.dtype == torch.float32
+    torch.testing.assert_close(seen[0], expected, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_mixture_gives_its_spectral_experts_float32_samples(dtype):
+    from sddkit.detectors.mixture import MixtureConfig, build_mixture
+
+    torch.manual_seed(0)
+    expert = {"frontend": {"name": "logmel"}, "backend": TINY_LCNN}
+    mixture = build_mixture(
+        from_dict(MixtureConfig, {"experts": [expert, expert], "gate": {"name": "classic"}}, "model")
+    )
+    mixture.eval()
+    x = 0.05 * torch.randn(2, 4000)
+    with torch.no_grad():
+        expected = mixture.experts[0].frontend(x).features
+        mixture.to(dtype)
+        seen = []
+        mixture.experts[0].backend.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        mixture(x)
+    torch.testing.assert_close(seen[0], expected.to(dtype), atol=0, rtol=0)
+
+
+# --- sample rates ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["logmel", "logspec", "lfcc"])
+def test_a_spectral_front_end_at_another_rate_than_the_pipeline_is_refused(name):
+    # a 44.1 kHz logmel was built, trained and scored on the 16 kHz audio the pipeline feeds: a 1 kHz tone
+    # landed in the band labelled 2.7 kHz
+    with pytest.raises(ConfigError, match="16000 Hz audio"):
+        _detector({"name": name, "sample_rate": 44100}, TINY_LCNN)
+    _detector({"name": name, "sample_rate": 16000}, TINY_LCNN)
+
+
+def test_a_model_dir_scored_at_another_rate_than_its_front_end_is_refused(tmp_path):
+    # inference.sample_rate 8000 resampled every file to 8 kHz and the 16 kHz model read it as 16 kHz
+    from scoring_support import save_tiny_lcnn
+
+    from sddkit.scoring.api import load_detector
+    from sddkit.scoring.onnx_export import export_onnx
+
+    model = save_tiny_lcnn(tmp_path / "m", inference={"sample_rate": 8000, "window_samples": 4000})
+    with pytest.raises(CheckpointError, match="inference.sample_rate is 8000 Hz"):
+        load_detector(model)
+    with pytest.raises(CheckpointError, match="inference.sample_rate is 8000 Hz"):
+        export_onnx(model, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()

@@ -106,3 +106,31 @@ def test_whisper_length_limit_is_exact_and_its_error_says_by_how_much():
         assert enc(torch.zeros(1, 480_159)).shape == (1, 1500, 32)
         with pytest.raises(AudioTooLongError, match="at most 480159 samples .* got 480160"):
             enc(torch.zeros(1, 480_160))
+
+
+def test_weights_inside_the_encoders_own_layers_that_do_not_load_are_named(tmp_path, caplog):
+    """A tensor under one of the encoder's own modules (LoRA factors saved into its folder) was dropped with
+    only transformers' printed load report; a pre-training head (quantizer) is left out on purpose, quietly."""
+    import logging
+
+    from safetensors.torch import load_file, save_file
+
+    from sddkit.registry import get_registry
+
+    encoders = get_registry("encoder")
+    folder = tmp_path / "enc"
+    encoders.build("wav2vec2_tiny").model.save_pretrained(folder)
+    weights = load_file(folder / "model.safetensors")
+    weights["encoder.layers.0.attention.q_proj.lora_A"] = torch.zeros(2, 4)
+    weights["quantizer.codevectors"] = torch.zeros(1, 4, 2)
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with caplog.at_level(logging.WARNING, logger="sddkit.frontends.encoders"):
+        encoders.build({"name": "wav2vec2_tiny", "pretrained": str(folder)})
+    warned = [r.getMessage() for r in caplog.records if r.name == "sddkit.frontends.encoders"]
+    assert len(warned) == 1 and "q_proj.lora_A" in warned[0] and "quantizer" not in warned[0]
+    caplog.clear()
+    del weights["encoder.layers.0.attention.q_proj.lora_A"]
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with caplog.at_level(logging.WARNING, logger="sddkit.frontends.encoders"):
+        encoders.build({"name": "wav2vec2_tiny", "pretrained": str(folder)})
+    assert not [r for r in caplog.records if r.name == "sddkit.frontends.encoders"]

@@ -418,3 +418,15 @@ def test_a_detector_with_level_db_scores_any_gain_alike():
             logits = model(batch).logits
         spread[level_db] = (logits - logits[:1]).abs().max().item()
     assert spread[-27.0] < 1e-5 and spread[None] > 30 * spread[-27.0], spread
+
+
+@pytest.mark.parametrize("n_fft", [511, 401, 512])
+def test_filterbank_triangles_sit_on_the_real_bin_frequencies_for_any_n_fft(n_fft):
+    # bins were spread evenly over 0..sr/2, which for an odd n_fft is half a bin off at the top
+    from sddkit.features.spectral import triangular_filterbank
+
+    fb = triangular_filterbank(torch.tensor([0.0, 1000.0, 3000.0]), n_fft=n_fft, sample_rate=16000).double()
+    freqs = np.arange(n_fft // 2 + 1) * 16000 / n_fft  # numpy.fft.rfftfreq(n_fft, 1 / 16000)
+    np.testing.assert_allclose(freqs, np.fft.rfftfreq(n_fft, 1 / 16000))
+    expected = np.clip(np.minimum(freqs / 1000.0, (3000.0 - freqs) / 2000.0), 0.0, None)
+    np.testing.assert_allclose(fb[0].numpy(), expected, atol=1e-6)

@@ -29,6 +29,17 @@ def module_dtype(module: nn.Module) -> torch.dtype | None:
     return None
 
 
+def waveform_dtype(module: nn.Module) -> torch.dtype | None:
+    """The dtype a waveform is given to ``module`` in: the module's own (:func:`module_dtype`), except float32
+    for a half-precision module that declares ``float32_waveform`` (it computes its features from float32
+    samples: spectral features, Whisper's log-Mel). Samples rounded to bfloat16 first (8 significant bits)
+    would move the quiet bins of those features by several dB."""
+    dtype = module_dtype(module)
+    if dtype in (torch.float16, torch.bfloat16) and getattr(module, "float32_waveform", False):
+        return torch.float32
+    return dtype
+
+
 def check_waveform(waveform: Tensor) -> None:
     """Refuse, in one line, what no detector can score: not (B, T), no samples, integer PCM."""
     if waveform.dim() != 2:
@@ -68,7 +79,7 @@ class Detector(nn.Module):
         """
         check_waveform(waveform)
         backend_dtype = module_dtype(self.backend)
-        waveform = cast_floating(waveform, module_dtype(self.frontend) or backend_dtype)
+        waveform = cast_floating(waveform, waveform_dtype(self.frontend) or backend_dtype)
         front: FrontendOutput = self.frontend(waveform)
         back: BackendOutput = self.backend(cast_floating(front.features, backend_dtype))
         return DetectorOutput(

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from sddkit.config import component_field, from_dict, to_dict
-from sddkit.detectors.detector import DetectorConfig, build_detector, cast_floating, check_waveform, module_dtype
+from sddkit.detectors.detector import DetectorConfig, build_detector, cast_floating, check_waveform, waveform_dtype
 from sddkit.detectors.outputs import DetectorOutput
 from sddkit.errors import ConfigError
 from sddkit.registry import ComponentSpec, get_registry
@@ -52,6 +52,8 @@ class DetectorMixture(nn.Module):
     freeze_experts: experts get no gradient and stay in eval mode (batch-norm statistics fixed).
     """
 
+    float32_waveform = True  # see waveform_dtype: every expert casts the waveform for itself
+
     def __init__(self, *, experts: Sequence[nn.Module], gate: nn.Module, freeze_experts: bool = True):
         super().__init__()
         if len(experts) < 1:
@@ -74,8 +76,9 @@ class DetectorMixture(nn.Module):
     def forward(self, waveform: Tensor) -> DetectorOutput:
         """waveform (B, T) -> DetectorOutput; stats carry ``gate_weights`` and ``expert_scores`` (B, E)."""
         check_waveform(waveform)
-        # the experts cast for themselves; the gate reads the waveform too (log-Mel statistics)
-        waveform = cast_floating(waveform, module_dtype(self))
+        # the experts cast for themselves (float32_waveform: never rounded to half precision on their behalf);
+        # the gate reads the waveform too (log-Mel statistics, computed in float32)
+        waveform = cast_floating(waveform, waveform_dtype(self))
         outs: list[DetectorOutput] = [expert(waveform) for expert in self.experts]
         weights = self.gate(waveform, [o.embedding for o in outs])  # (B, E)
         expert_log_probs = torch.stack([torch.log_softmax(o.logits, dim=-1) for o in outs], dim=1)  # (B, E, 2)

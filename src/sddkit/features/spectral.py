@@ -35,6 +35,7 @@ __all__ = [
     "LinearSpectrogramConfig",
     "LogMel",
     "LogMelConfig",
+    "Float32Constants",
     "dct_matrix",
     "deltas",
     "hz_to_mel",
@@ -97,7 +98,8 @@ def triangular_filterbank(edges_hz: Tensor, *, n_fft: int, sample_rate: int) -> 
     edges = torch.as_tensor(edges_hz, dtype=torch.float64, device="cpu")
     if edges.dim() != 1 or edges.numel() < 3 or not bool((edges[1:] > edges[:-1]).all()):
         raise ValueError("edges_hz must be a 1-D increasing sequence of at least 3 frequencies")
-    bins = torch.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1, dtype=torch.float64, device="cpu")
+    # bin k lies at k * sr / n_fft (for an odd n_fft the last one falls short of sr / 2)
+    bins = torch.arange(n_fft // 2 + 1, dtype=torch.float64, device="cpu") * (sample_rate / n_fft)
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (bins[None, :] - lower) / (centre - lower)
     falling = (upper - bins[None, :]) / (upper - centre)
@@ -333,7 +335,10 @@ class LFCCConfig(_FramingConfig):
     filters over 0..sample_rate/2, log10 of the filter energies, orthonormal DCT-II keeping 20
     coefficients (c0 included), then deltas and double deltas (width 3, unnormalised) -> 60
     dims ordered [static, delta, double delta]. Unlike the MATLAB code (non-centred 'nodelay'
-    framing) frames are centred like every other feature here; per-frame values are the same.
+    framing) frames are centred like every other feature here. The window is the periodic Hamming
+    window of every feature here, where the MATLAB code's ``hamming(320)`` is symmetric: static
+    coefficients differ from the baseline's by a few hundredths (the filterbank, log, DCT and deltas
+    are the same).
     """
 
     win_length: int = 320
@@ -359,8 +364,29 @@ class LFCCConfig(_FramingConfig):
 
 # --- modules ------------------------------------------------------------------------------------
 
+_HALF = (torch.float16, torch.bfloat16)
 
-class _PowerSpectrum(nn.Module):
+
+class Float32Constants(nn.Module):
+    """A module whose float32 buffers (window, filterbanks: constants derived from its config) stay float32
+    when the module is cast to half precision; they still follow it to its device.
+
+    The features are computed in float32 anyway, but a window rounded to bfloat16 (8 significant bits)
+    cannot be unrounded: it leaks enough to move the quiet bins of a log-Mel by several dB, so a
+    ``model.to(torch.bfloat16)`` would see other features than the model it was trained as.
+    """
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        kept = {name: b for name, b in self._buffers.items() if b is not None and b.dtype == torch.float32}
+        super()._apply(fn, recurse)
+        for name, original in kept.items():
+            moved = self._buffers[name]
+            if moved is not None and moved.dtype in _HALF:
+                self._buffers[name] = original.to(device=moved.device)
+        return self
+
+
+class _PowerSpectrum(Float32Constants):
     """Shared front part: float32 pre-emphasis + windowed power spectrum."""
 
     def __init__(self, cfg: _FramingConfig):

@@ -46,6 +46,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -55,8 +56,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sddkit.errors import AudioTooLongError, AudioTooShortError, ConfigError
+from sddkit.features.spectral import Float32Constants
 from sddkit.frontends import ENCODERS
 from sddkit.pretrained import mark_pretrained
+
+log = logging.getLogger(__name__)
 
 FAMILIES = ("wav2vec2", "hubert", "wavlm", "whisper")
 
@@ -350,7 +354,7 @@ def _wavlm_module_attention_class() -> type:
 # --- Whisper log-Mel features in torch ------------------------------------------------------
 
 
-class WhisperLogMel(nn.Module):
+class WhisperLogMel(Float32Constants):
     """Whisper's log-Mel features: waveform (B, T) at 16 kHz -> (B, n_mels, T // 160).
 
     Same recipe as ``transformers.WhisperFeatureExtractor`` (n_fft 400, hop 160, Slaney mel
@@ -394,7 +398,8 @@ class WhisperLogMel(nn.Module):
                 # Left: reflect, as torch.stft(center=True). Right: zeros, as the extractor's 30 s padding.
                 x = F.pad(x.unsqueeze(1), (half, 0), mode="reflect").squeeze(1)
                 x = F.pad(x, (0, half))
-            window = self.window.float()  # the constants too, should the module have been cast
+            # the constants stay float32 under a half-precision cast (Float32Constants); .float() is for .double()
+            window = self.window.float()
             spec = torch.stft(x, self.n_fft, self.hop_length, window=window, center=False, return_complex=True)
             power = spec[..., :-1].abs().pow(2)  # the extractor drops the last frame
             log_spec = torch.matmul(self.mel_filters.float(), power).clamp_min(1e-10).log10()
@@ -743,8 +748,37 @@ def _load_pretrained(model_cls: type, directory: Path, hf_cfg: Any) -> nn.Module
             f"encoder.pretrained: {directory} lacks {len(missing)} weight(s) of the model "
             f"(e.g. {sorted(missing)[:3]}); refusing to fill them with random values"
         )
+    _warn_unplaced(model, info.get("unexpected_keys", []), directory)
     # what came from the file may be left out of trainable-only model directories (model_dir)
     return mark_pretrained(model, except_names=set(info.get("missing_keys", [])))
+
+
+def _warn_unplaced(model: nn.Module, unexpected: list[str], directory: Path) -> None:
+    """Warn about weights of the folder that belong inside the model's own layers but have no place there.
+
+    A pre-training or CTC head (``quantizer``, ``project_q``, ``lm_head``, Whisper's decoder) is left out
+    on purpose; a tensor under one of the model's own modules (say LoRA factors saved into the encoder's
+    folder) is dropped too, which transformers only prints in its load report. A warning rather than an
+    error: a checkpoint layout not seen here must not make a usable encoder unloadable.
+    """
+    own = []
+    for key in unexpected:
+        owner = key.rpartition(".")[0]
+        if not owner:  # a tensor of the model itself (masked_spec_embed of a model built without masking)
+            continue
+        try:
+            model.get_submodule(owner)
+        except AttributeError:
+            continue
+        own.append(key)
+    if own:
+        log.warning(
+            "encoder.pretrained: %d weight(s) of %s lie inside the model's own layers but are not among its "
+            "parameters, so they are not loaded (e.g. %s)",
+            len(own),
+            directory,
+            sorted(own)[:3],
+        )
 
 
 def _build_hf_model(preset_name: str, preset: Preset, cfg: EncoderConfig) -> nn.Module:

@@ -40,6 +40,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from sddkit.detectors.outputs import FrontendOutput
+from sddkit.errors import ConfigError
 from sddkit.features.specaugment import SpecAugment, SpecAugmentConfig
 from sddkit.features.spectral import (
     LFCC,
@@ -49,7 +50,7 @@ from sddkit.features.spectral import (
     LogMel,
     LogMelConfig,
 )
-from sddkit.frontends import FRONTENDS
+from sddkit.frontends import FRONTENDS, SAMPLE_RATE
 
 __all__ = [
     "LEVEL_FLOOR_DB",
@@ -105,6 +106,8 @@ class SpectralFrontend(nn.Module):
     ``level_db`` (optional) scales each input to that RMS first; ``spec_augment`` (optional) masks the
     features in training mode only.
     """
+
+    float32_waveform = True  # features from float32 samples in any model dtype (detectors.detector.waveform_dtype)
 
     def __init__(
         self,
@@ -188,6 +191,12 @@ _FRONTEND_ONLY_FIELDS = ("normalize", "spec_augment", "level_db")
 
 def _spectral_frontend(cfg: Any, feature_cls: type, config_cls: type) -> SpectralFrontend:
     """The front-end of a spectral config: its feature fields build ``feature_cls``, the rest wrap it."""
+    if cfg.sample_rate != SAMPLE_RATE:
+        # the features would be computed as if the 16 kHz input were at this rate: every band mislabelled
+        raise ConfigError(
+            f"frontend sample_rate {cfg.sample_rate}: sddkit trains and scores {SAMPLE_RATE} Hz audio "
+            f"(leave sample_rate at {SAMPLE_RATE}; band limits are f_min/f_max)"
+        )
     features = feature_cls(config_cls(**{k: v for k, v in vars(cfg).items() if k not in _FRONTEND_ONLY_FIELDS}))
     masking = SpecAugment(cfg.spec_augment) if cfg.spec_augment is not None else None
     return SpectralFrontend(features=features, normalize=cfg.normalize, spec_augment=masking, level_db=cfg.level_db)

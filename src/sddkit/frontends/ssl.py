@@ -118,6 +118,13 @@ class SSLFrontend(nn.Module):
     def output_dim(self) -> int:
         return self.encoder.output_dim
 
+    @property
+    def float32_waveform(self) -> bool:
+        """Whisper computes its log-Mel from float32 samples, whatever the encoder's dtype (see
+        :func:`sddkit.detectors.detector.waveform_dtype`); the wav2vec 2.0 family convolves the samples
+        in the encoder's dtype."""
+        return self.encoder.family == "whisper"
+
     def adapted_modules(self) -> list[tuple[str, nn.Module]]:
         """``[("layers.{i}.{target}", LoRALinear | MoLExLinear)]`` in layer order."""
         return list(zip(self.adapted_names, self._adapted))

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from sddkit.errors import AudioError, CheckpointError, ConfigError, EmptyAudioError
-from sddkit.scoring.inference import InferenceConfig, parse_inference
+from sddkit.scoring.inference import InferenceConfig, check_model_rate, parse_inference
 
 # Per-window statistics wider than this (e.g. hidden features someone logged) are not reported.
 MAX_STAT_WIDTH = 64
@@ -444,6 +444,7 @@ def load_detector(
 
     md = load_model_dir(path, map_location="cpu")
     inference = parse_inference(md.inference, f"{path}: inference")
+    check_model_rate(inference, str(path))
     merged = merge_lora_for_inference(md.model)
     info = model_info(md.model, architecture=md.architecture, model_config=md.model_config, path=path)
     info["metadata"] = md.metadata

@@ -75,6 +75,21 @@ def parse_inference(section: dict[str, Any] | None, where: str = "inference") ->
         raise CheckpointError(f"invalid inference section: {exc}") from None
 
 
+def check_model_rate(inference: InferenceConfig, where: str) -> None:
+    """Refuse settings that score at another rate than the model's front-end takes (16 kHz for all of them).
+
+    Scored at 8 kHz, a 16 kHz model would be given every file resampled to 8 kHz and read it as 16 kHz
+    audio: each band an octave off, and a score without a word of warning.
+    """
+    from sddkit.frontends import SAMPLE_RATE  # loaded with the model already
+
+    if inference.sample_rate != SAMPLE_RATE:
+        raise CheckpointError(
+            f"{where}: inference.sample_rate is {inference.sample_rate} Hz, but the model's front-end takes "
+            f"{SAMPLE_RATE} Hz audio (set it to {SAMPLE_RATE})"
+        )
+
+
 def read_inference(model_dir: str | Path) -> InferenceConfig:
     """The inference settings stored in ``model_dir/config.json``."""
     from sddkit.detectors.model_dir import read_model_config

@@ -43,7 +43,7 @@ from sddkit.scoring.api import (
     model_info,
     per_window_stats,
 )
-from sddkit.scoring.inference import parse_inference
+from sddkit.scoring.inference import check_model_rate, parse_inference
 
 INPUT_NAME = "waveform"
 LOGITS_NAME = "logits"
@@ -99,6 +99,7 @@ def export_onnx(
         out = out / ONNX_NAME
     md = load_model_dir(model_dir)
     inference = parse_inference(md.inference, f"{model_dir}: inference")
+    check_model_rate(inference, str(model_dir))
     model = md.model.eval()
     merged = merge_lora_for_inference(model)  # one matmul per projection in the graph, as in torch scoring
     example = _example(inference.window_samples, batch=2, seed=0)
