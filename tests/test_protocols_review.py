@@ -399,3 +399,13 @@ def test_labels_csv_header_names_are_case_insensitive(tmp_path):
     assert table.column("label").tolist() == ["bonafide", "spoof"]
     assert table.column("attack").tolist() == ["bonafide", "VITS"]
     assert table.column("partition").tolist() == ["dev", "eval"]
+
+
+def test_labels_csv_refuses_one_file_listed_twice_under_two_spellings(tmp_path):
+    # x.wav,real and ./x.wav,fake both entered training, with opposite labels
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\nx.wav,real\nsub/../y.wav,fake\n./x.wav,fake\n")
+    with pytest.raises(ProtocolError, match=r"labels.csv:4: '\./x\.wav' is the file of line 2 \('x\.wav'\) again"):
+        read_protocol(str(csv), format="labels_csv")
+    csv.write_text("path,label\nx.wav,real\nsub/../y.wav,fake\n")
+    assert len(read_protocol(str(csv), format="labels_csv")) == 2

@@ -210,3 +210,43 @@ def test_domain_batch_errors():
         DomainBatchSampler(attacks, labels, per_domain=1, bonafide_fraction=0.9)
     only_spoof = DomainBatchSampler(attacks[:48], labels[:48], per_domain=3, bonafide_fraction=0.0)
     assert all(labels[i] == 0 for b in only_spoof for i in b)
+
+
+@pytest.mark.parametrize(
+    ("per_domain", "fraction", "bona", "warns"), [(2, 0.25, 1, True), (4, 0.125, 1, True), (5, 0.5, 3, False)]
+)
+def test_domain_batch_blocks_hold_the_bona_fide_asked_for(per_domain, fraction, bona, warns):
+    # round() rounds halves to even: 2 x 0.25 = 0.5 gave blocks without any bona fide, an epoch of spoofs only
+    # (and 5 x 0.5 gave 2); a share far from the one asked for is said
+    attacks, labels = _mldg_data()
+    with pytest.warns(UserWarning, match="hold 1 bona fide") if warns else _no_warning():
+        s = DomainBatchSampler(attacks, labels, per_domain=per_domain, bonafide_fraction=fraction, seed=0)
+    assert s.n_bonafide == bona
+    assert sum(labels[i] for b in s for i in b) == bona * s.n_domains_per_step * len(s)
+
+
+def _no_warning():
+    import contextlib
+    import warnings
+
+    @contextlib.contextmanager
+    def strict():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            yield
+
+    return strict()
+
+
+def test_domain_batch_bonafide_by_domain_gives_the_unclaimed_to_domains_without_their_own():
+    # three unclaimed (librispeech) files were spread over both domains: demo1 (4 of its own) got 2 more and
+    # demo2 (none of its own) 1, repeated in every one of its blocks; one unclaimed file raised "none left"
+    sources = np.array(["demo1"] * 6 + ["demo2"] * 6 + ["demo1"] * 4 + ["librispeech"] * 3)
+    labels = np.array([0] * 12 + [1] * 7)
+    s = DomainBatchSampler(sources, labels, per_domain=4, bonafide_by_domain=True, seed=1)
+    assert [sorted(p.tolist()) for p in s.bonafide_pools] == [[12, 13, 14, 15], [16, 17, 18]]
+    one = np.array(["demo1"] * 6 + ["demo2"] * 6 + ["demo1"] * 4 + ["librispeech"])
+    s = DomainBatchSampler(one, labels[:17], per_domain=4, bonafide_by_domain=True, seed=1)
+    assert [sorted(p.tolist()) for p in s.bonafide_pools] == [[12, 13, 14, 15], [16]]
+    with pytest.raises(ValueError, match="1 domain.*no bona fide item of their own, and too few"):
+        DomainBatchSampler(sources[:16], labels[:16], per_domain=4, bonafide_by_domain=True, seed=1)

@@ -132,6 +132,20 @@ def test_schedules():
 
 
 # --- the trainer ------------------------------------------------------------------------------------------------
+def test_mldg_refuses_domain_batches_too_few_to_split_before_training(tmp_path, monkeypatch):
+    # batch 4 = 2 domain blocks, n_meta_test 2: every step fell back to a plain ERM step (a warning after 20)
+    install_tiny(monkeypatch)
+    r = _recipe(
+        tmp_path,
+        data={"batch_size": 4, "sampler": "domain_batch", "sampler_options": {"n_domains_per_step": 2}},
+        strategy={"name": "mldg", "n_meta_test": 2},
+    )
+    trainer = Trainer(r, train_data=SyntheticDataset(48), val_data=SyntheticDataset(24, seed=9))
+    with pytest.raises(ConfigError, match="n_meta_test 2 needs batches of at least 3 domain blocks.* gives 2"):
+        trainer.fit()
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_domain_batch_sampler_marks_domain_blocks_for_mldg(tmp_path, monkeypatch):
     install_tiny(monkeypatch)
     r = _recipe(

@@ -18,6 +18,7 @@ order each time it is used up, so a small group is repeated only as often as its
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -195,8 +196,9 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
     ``share_bonafide``).
 
     Batch format: each step yields ``n_domains_per_step * per_domain`` dataset indices, in
-    contiguous blocks of ``per_domain``: block k holds ``round(per_domain * bonafide_fraction)``
-    bona fide and the rest spoof items of the k-th domain drawn for that step (domains drawn
+    contiguous blocks of ``per_domain``: block k holds ``per_domain * bonafide_fraction`` bona fide
+    items (rounded half up, at least one when the fraction is above 0; a warning says when that share is
+    more than 0.1 off the fraction) and the rest spoof items of the k-th domain drawn for that step (domains drawn
     without replacement, in random order). :func:`split_domain_batch` cuts a collated batch back
     into these blocks, so a strategy can use e.g. the first blocks as meta-train and the last as
     meta-test. ``steps_per_epoch`` (per rank) defaults to about one pass over the items.
@@ -263,10 +265,20 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
         if batch_size is not None and batch_size != per_domain * self.n_domains_per_step:
             raise ValueError(f"batch_size {batch_size} != per_domain {per_domain} x {self.n_domains_per_step} domains")
         self.per_domain = int(per_domain)
-        self.n_bonafide = int(round(self.per_domain * bonafide_fraction))
+        # half up (round() goes to even: 2 x 0.25 gave no bona fide at all), and at least one when asked for
+        self.n_bonafide = math.floor(self.per_domain * bonafide_fraction + 0.5)
+        if bonafide_fraction > 0:
+            self.n_bonafide = max(1, self.n_bonafide)
         self.n_spoof = self.per_domain - self.n_bonafide
         if self.n_spoof < 1:
             raise ValueError(f"per_domain={per_domain} with bonafide_fraction={bonafide_fraction} leaves no spoof item")
+        share = self.n_bonafide / self.per_domain
+        if abs(share - bonafide_fraction) > 0.1:
+            warnings.warn(
+                f"domain blocks of {self.per_domain} items hold {self.n_bonafide} bona fide ({share:.2f} of each "
+                f"batch, not bonafide_fraction {bonafide_fraction}): a block size that expresses it is closer",
+                stacklevel=2,
+            )
         if self.n_bonafide > 0 and len(bona) == 0:
             raise ValueError("bonafide_fraction > 0 but there is no bona fide item")
         self.share_bonafide = bool(share_bonafide)
@@ -277,11 +289,11 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
             self.bonafide_pools = self._partition_bonafide(bona, values, bool(bonafide_by_domain))
             empty = [d for d, p in zip(self.domain_names, self.bonafide_pools) if len(p) == 0]
             if self.n_bonafide > 0 and empty:
-                if bonafide_by_domain:  # every bona fide item matched a domain: none left to hand out
+                if bonafide_by_domain:  # fewer bona fide items of no domain than domains without their own
                     raise ValueError(
-                        f"bonafide_by_domain: domain(s) {empty[:5]} have no bona fide item of their own and no bona "
-                        "fide item of another domain value is left to share out; use share_bonafide, "
-                        "bonafide_by_domain: false or bonafide_fraction: 0"
+                        f"bonafide_by_domain: {len(empty)} domain(s) (e.g. {empty[:5]}) have no bona fide item of "
+                        "their own, and too few bona fide items of no domain are left to give each one; use "
+                        "share_bonafide, bonafide_by_domain: false or bonafide_fraction: 0"
                     )
                 raise ValueError(f"{len(bona)} bona fide items cannot be split among {n_dom} domains: share_bonafide")
         self.batch_size = self.n_domains_per_step * self.per_domain
@@ -292,12 +304,21 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
             raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
 
     def _partition_bonafide(self, bona: np.ndarray, values: np.ndarray, by_domain: bool) -> list[np.ndarray]:
-        """One disjoint bona fide share per domain, fixed by the seed (the same every epoch)."""
+        """One disjoint bona fide share per domain, fixed by the seed (the same every epoch).
+
+        With ``by_domain``, the items of no domain go to the domains without bona fide of their own (when
+        there are such domains), so none of those is left with one item repeated in every block.
+        """
         names = self.domain_names
         own = [bona[values[bona] == d] if by_domain else bona[:0] for d in names]
         rest = bona[~np.isin(bona, np.concatenate(own))] if by_domain else bona
         perm = np.random.default_rng([self.seed, _PARTITION_STREAM]).permutation(rest)
-        return [np.sort(np.concatenate([o, part])) for o, part in zip(own, np.array_split(perm, len(names)))]
+        takers = [i for i, o in enumerate(own) if len(o) == 0] if by_domain else []
+        takers = takers or list(range(len(names)))
+        extra = [bona[:0]] * len(names)
+        for i, part in zip(takers, np.array_split(perm, len(takers))):
+            extra[i] = part
+        return [np.sort(np.concatenate([o, part])) for o, part in zip(own, extra)]
 
     def global_steps(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Every rank's steps of the epoch, in global order: (domain ids (K,), indices (K*per_domain,))."""

@@ -48,6 +48,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
+from sddkit.errors import ConfigError
 from sddkit.training import STRATEGIES
 from sddkit.training.distributed import all_reduce_gradients
 from sddkit.training.strategy import Batch, StepContext, StepResult, subset
@@ -204,6 +205,17 @@ class MLDG:
         grad_norm = ctx.clip_and_step()
         metrics.update({"loss": loss, "grad_norm": grad_norm, "mldg/fallback": torch.tensor(float(split is None))})
         return StepResult(loss=loss, metrics=metrics)
+
+    def check_batches(self, batches: Any) -> None:
+        """Refuse, before training, batches of domain blocks (``domain_batch``) too few to split: every step
+        would fall back to a plain step, an ERM run under MLDG's name (the warning came after 20 steps)."""
+        blocks = getattr(batches, "n_domains_per_step", None)
+        if isinstance(blocks, int) and blocks < self.cfg.n_meta_test + 1:
+            raise ConfigError(
+                f"strategy.n_meta_test {self.cfg.n_meta_test} needs batches of at least {self.cfg.n_meta_test + 1} "
+                f"domain blocks; data.sampler 'domain_batch' gives {blocks} per batch: raise data.batch_size or "
+                "data.sampler_options.n_domains_per_step, or lower strategy.n_meta_test"
+            )
 
     def _count(self, fell_back: bool) -> None:
         self._steps += 1

@@ -233,9 +233,11 @@ class Trainer:
         self.optimizer = build_optimizer(trainable_parameters(self.module), r.optimizer)
         if self.expert_addition is not None:
             self.expert_addition.attach(self.optimizer)
-        self.steps_per_epoch = len(
-            epoch_batches(self.train_data, r.data, seed=r.seed, epoch=0, info=self.info)  # type: ignore[arg-type]
-        )
+        first_epoch = epoch_batches(self.train_data, r.data, seed=r.seed, epoch=0, info=self.info)  # type: ignore[arg-type]
+        self.steps_per_epoch = len(first_epoch)  # type: ignore[arg-type]
+        check_batches = getattr(self.strategy, "check_batches", None)  # a strategy that needs batches of a kind
+        if check_batches is not None:
+            check_batches(first_epoch)
         planned = cfg.epochs * self.steps_per_epoch
         self.total_steps = min(planned, cfg.max_steps) if cfg.max_steps else planned
         self.scheduler = build_scheduler(self.optimizer, r.schedule, self.total_steps)

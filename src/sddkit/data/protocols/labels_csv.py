@@ -70,18 +70,26 @@ def read_labels_csv(cfg: LabelsCSVConfig, **_: object) -> UtteranceTable:
     root = require_dir(cfg.root, "audio root") if cfg.root is not None else meta.parent
     delimiter = labels_csv_delimiter(_header_line(meta)) if meta.is_file() else None
     records = []
+    first_line: dict[str, tuple[int, str]] = {}  # normalised path -> (line, as written)
     rows = iter_csv(meta, delimiter=delimiter or ",", required=("path", "label"), what="labels CSV", lower_header=True)
     for lineno, row in rows:
         written = row["path"].strip()
         if not written:
             raise located(meta, lineno, "empty path")
+        path = written if os.path.isabs(written) else str(root / written)
+        # x.wav and ./x.wav are one file: listed twice (perhaps under both labels) it would train twice
+        key = os.path.normpath(path)
+        if key in first_line:
+            line, as_written = first_line[key]
+            raise located(meta, lineno, f"{written!r} is the file of line {line} ({as_written!r}) again")
+        first_line[key] = (lineno, written)
         label = map_label(row["label"], LABELS_CSV_LABELS, meta, lineno)
         extra = {col: row.get(col, "").strip() for col in _EXTRA_COLUMNS}
         attack = "bonafide" if label == "bonafide" else ("" if extra["attack"] == "-" else extra["attack"])
         records.append(
             {
                 "utt_id": written,
-                "path": written if os.path.isabs(written) else str(root / written),
+                "path": path,
                 "label": label,
                 "attack": attack,
                 "source": extra["source"] or cfg.corpus,
