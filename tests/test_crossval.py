@@ -90,6 +90,32 @@ def test_fold_recipe_holds_the_group_out_of_train_and_val_only(tmp_path):
         held_out_table(recipe, HeldOut("source", ("nowhere",)))
 
 
+def test_leave_one_corpus_out_over_a_list_of_corpora_drops_the_held_out_one(tmp_path):
+    # data.train = [corpus A, corpus B] held out by corpus: B's spec became empty and the fold failed with
+    # "data.train[1]: ... has no utterances" although A still had data
+    from sddkit.training.crossval import check_fold_data
+
+    recipe = _recipe(tmp_path)
+    train, other = _corpus(tmp_path, "train", 0), _corpus(tmp_path, "other", 2)
+    df = pd.read_csv(other, keep_default_na=False)
+    df["source"], df["utt_id"] = "corpus_b", "b_" + df["utt_id"].astype(str)
+    df.to_csv(other, index=False)
+    recipe.data.train = [
+        recipe.data.train,
+        from_dict(type(recipe.data.train), {"protocol": str(other), "format": "utterance_table"}),
+    ]
+    fold = HeldOut("source", ("corpus_b",))
+    check_fold_data(recipe, fold)
+    r = fold_recipe(recipe, fold, tmp_path / "f")
+    assert len(r.data.train) == 1 and r.data.train[0].protocol == str(train)
+    assert "corpus_b" not in set(read_tables(r.data.train).column("source"))
+    assert set(held_out_table(recipe, fold).column("source")) == {"corpus_b"}
+    # a fold that would leave no train data at all still fails, naming the spec
+    gone = HeldOut("source", ("s0", "s1", "s2", "corpus_b"))
+    with pytest.raises(ConfigError, match="has no utterances"):
+        check_fold_data(recipe, gone)
+
+
 def test_a_val_that_repeats_train_utterances_counts_each_once(tmp_path):
     # sdd train accepts a val listing train's files too; sdd cv refused it ("share N utt_id(s)") before the
     # de-duplication meant for exactly this case could run

@@ -207,3 +207,29 @@ def test_cache_and_cached_waveforms(corpus, tmp_path, monkeypatch):
     np.testing.assert_array_equal(from_cache[3]["waveform"].numpy(), sig["d"][:500])
     with pytest.raises(ValueError, match="Hz"):
         UtteranceDataset(table, train=False, waveforms=back, sample_rate=8000)
+
+
+def test_cached_waveforms_are_checked_against_the_table_and_its_duration_limit(corpus, tmp_path):
+    # the cache is keyed by utt_id: a table listing "a" at another file trained on the cached audio of the first
+    # one, and a cached file longer than the dataset's max_duration was used although from disk it is refused
+    from sddkit.errors import AudioTooLongError
+
+    table, sig = corpus
+    cached = CachedWaveforms.load(CachedWaveforms.from_table(table).save(tmp_path / "w.npz"))
+    assert cached.paths == [str(p) for p in table.column("path")]
+    moved = table.df
+    moved.loc[0, "path"] = str(tmp_path / "elsewhere" / "a.wav")
+    with pytest.raises(ValueError, match="holds 'a' decoded from .*a.wav, the table lists it at .*elsewhere"):
+        UtteranceDataset(UtteranceTable(moved), train=False, waveforms=cached)
+    same = table.df
+    same.loc[0, "path"] = str(tmp_path / "." / "a.wav")  # the same file, spelt otherwise
+    UtteranceDataset(UtteranceTable(same), train=False, waveforms=cached)
+    short = UtteranceDataset(table, train=False, waveforms=cached, max_duration=0.2)  # "a" lasts 0.25 s
+    with pytest.raises(AudioTooLongError, match="a.wav"):
+        short.load(0)
+    np.testing.assert_array_equal(short.load(1), sig["b"])
+    # a cache saved before paths were kept still loads, unchecked
+    legacy = tmp_path / "legacy.npz"
+    np.savez(legacy, buffer=cached.buffer, offsets=cached.offsets, ids=np.array(cached.ids), sample_rate=SR)
+    assert CachedWaveforms.load(legacy).paths is None
+    UtteranceDataset(UtteranceTable(moved), train=False, waveforms=CachedWaveforms.load(legacy))

@@ -409,3 +409,30 @@ def test_labels_csv_refuses_one_file_listed_twice_under_two_spellings(tmp_path):
         read_protocol(str(csv), format="labels_csv")
     csv.write_text("path,label\nx.wav,real\nsub/../y.wav,fake\n")
     assert len(read_protocol(str(csv), format="labels_csv")) == 2
+
+
+def test_a_parquet_table_with_typed_columns_reads_as_its_csv_copy(tmp_path):
+    # a Parquet table written elsewhere keeps its types: a numeric pair_id with gaps put every gap into one
+    # fold group and `exclude: {pair_id: ["1"]}` removed nothing, an int speaker with a gap read "1.0", and a
+    # categorical column with a gap raised a bare TypeError
+    import pandas as pd
+
+    df = pd.DataFrame(
+        {
+            "utt_id": [f"u{i}" for i in range(12)],
+            "label": ["bonafide", "spoof"] * 6,
+            "pair_id": [1.0, 1.0, None, None, None, None, 2.0, 2.0, None, None, None, None],
+            "speaker": [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, None, 6],
+            "language": pd.Categorical(["de", "en"] * 5 + [None, "de"]),
+        }
+    )
+    df.to_parquet(tmp_path / "t.parquet")
+    as_text = df.astype(object).map(lambda v: "" if v is None or v != v else str(int(v)) if isinstance(v, float) else v)
+    as_text.to_csv(tmp_path / "t.csv", index=False)
+    parquet, csv = UtteranceTable.load(tmp_path / "t.parquet"), UtteranceTable.load(tmp_path / "t.csv")
+    for col in ("pair_id", "speaker", "language"):
+        assert parquet.column(col).tolist() == csv.column(col).tolist()
+    assert parquet.column("speaker").tolist()[9:] == ["5", "", "6"]
+    by = ["pair_id", "speaker"]
+    assert parquet.group_folds(by, 4).tolist() == csv.group_folds(by, 4).tolist()
+    assert len(parquet.exclude(pair_id=["1"])) == 10

@@ -23,10 +23,11 @@ from sddkit.detectors.outputs import DetectorOutput
 from sddkit.errors import ConfigError
 from sddkit.registry import get_registry
 from sddkit.training import checkpoint as ckpt
+from sddkit.training.data import read_tables
 from sddkit.training.erm import ERM
 from sddkit.training.losses import DetectionLoss
 from sddkit.training.mldg import MLDG
-from sddkit.training.recipe import LossConfig, ScheduleConfig, TrainRecipe, load_recipe
+from sddkit.training.recipe import LossConfig, ProtocolSpec, ScheduleConfig, TrainRecipe, load_recipe
 from sddkit.training.schedules import build_optimizer, build_scheduler
 from sddkit.training.strategy import StepContext
 from sddkit.training.trainer import Trainer
@@ -472,3 +473,22 @@ def test_recipe_changes_name_the_list_item_that_changed(monkeypatch):
     assert recipe_changes(before, {**after, "trainer": {**after["trainer"], "out_dir": "elsewhere"}}) == [
         "data.train.0.options.corpus: null -> mine"
     ]
+
+
+@pytest.mark.parametrize("decode_cache", ["none", "preload"])
+def test_data_max_duration_s_bounds_the_files_training_reads(tmp_path, monkeypatch, decode_cache):
+    install_tiny(monkeypatch)
+    # training read at most 600 s per file, and no recipe key changed that (scoring has --max-duration-s)
+    from sddkit.errors import AudioTooLongError
+    from sddkit.training.data import build_dataset
+
+    csv = str(write_corpus(tmp_path / "corpus", samples=4000))  # 0.25 s files
+    table = read_tables([from_dict(ProtocolSpec, {"protocol": csv, "format": "utterance_table"})])
+    bounded = _recipe(tmp_path, data={"max_duration_s": 0.2, "decode_cache": decode_cache}).data
+    with pytest.raises(AudioTooLongError, match=r"train_0_0000.wav: .*max_duration 0.2 s"):
+        build_dataset(table, bounded, train=True, seed=0)[0]
+    free = _recipe(tmp_path, data={"max_duration_s": None, "decode_cache": decode_cache}).data
+    assert build_dataset(table, free, train=True, seed=0)[0]["waveform"].shape[0] == free.crop_samples
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(ConfigError, match="max_duration_s"):
+            _recipe(tmp_path, data={"max_duration_s": bad})

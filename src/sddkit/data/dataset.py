@@ -20,6 +20,7 @@ Audio errors are never skipped: they raise with the file's path.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,7 +32,7 @@ from torch.utils.data import Dataset
 from sddkit.audio.crop import random_crop, repeat_pad
 from sddkit.audio.io import load_audio
 from sddkit.data.table import UtteranceTable
-from sddkit.errors import AudioDecodeError, AudioError, ProtocolError
+from sddkit.errors import AudioDecodeError, AudioError, AudioTooLongError, ProtocolError
 
 __all__ = ["CachedWaveforms", "UtteranceDataset", "collate_pad", "load_table_audio"]
 
@@ -50,6 +51,15 @@ def load_table_audio(path: str, utt_id: str, *, sample_rate: int, max_duration: 
         raise AudioDecodeError(f"{type(exc).__name__}: {exc}", path=path) from exc
 
 
+def check_cached_duration(x: np.ndarray, sample_rate: int, max_duration: float | None, path: str) -> None:
+    """A cached waveform obeys the dataset's ``max_duration`` as the file read from disk would (the cache may
+    have been built under a higher limit)."""
+    if max_duration is not None and x.shape[0] > max_duration * sample_rate + 1:
+        raise AudioTooLongError(
+            f"duration {x.shape[0] / sample_rate:.3f} s exceeds max_duration {max_duration} s (cached)", path=path
+        )
+
+
 class CachedWaveforms:
     """Decoded waveforms of a whole table, held once: a flat float32 buffer plus offsets per utt_id.
 
@@ -57,11 +67,22 @@ class CachedWaveforms:
     per-object reference counts, so the pages stay shared instead of being copied per worker.
     """
 
-    def __init__(self, ids: Sequence[str], buffer: np.ndarray, offsets: np.ndarray, sample_rate: int):
+    def __init__(
+        self,
+        ids: Sequence[str],
+        buffer: np.ndarray,
+        offsets: np.ndarray,
+        sample_rate: int,
+        paths: Sequence[str] | None = None,
+    ):
         offsets = np.asarray(offsets, dtype=np.int64)
         if len(offsets) != len(ids) + 1 or offsets[0] != 0 or offsets[-1] != len(buffer):
             raise ValueError("offsets must be (N+1,) from 0 to len(buffer)")
+        if paths is not None and len(paths) != len(ids):
+            raise ValueError(f"{len(paths)} paths for {len(ids)} ids")
         self.ids = list(ids)
+        # the file each id was decoded from (None: a cache saved before they were kept)
+        self.paths = None if paths is None else [str(p) for p in paths]
         self.buffer = np.ascontiguousarray(buffer, dtype=np.float32)
         self.offsets = offsets
         self.sample_rate = int(sample_rate)
@@ -91,7 +112,7 @@ class CachedWaveforms:
         offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
         np.cumsum([len(a) for a in arrays], out=offsets[1:])
         buffer = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.float32)
-        return cls(ids, buffer, offsets, sample_rate)
+        return cls(ids, buffer, offsets, sample_rate, paths=paths)
 
     def save(self, path: str | Path) -> Path:
         """Write an ``.npz`` (no pickles) that :meth:`load` reads back."""
@@ -104,13 +125,31 @@ class CachedWaveforms:
                 offsets=self.offsets,
                 ids=np.array(self.ids, dtype=str),
                 sample_rate=self.sample_rate,
+                **({} if self.paths is None else {"paths": np.array(self.paths, dtype=str)}),
             )
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> CachedWaveforms:
         with np.load(Path(path), allow_pickle=False) as z:
-            return cls(z["ids"].tolist(), z["buffer"], z["offsets"], int(z["sample_rate"]))
+            paths = z["paths"].tolist() if "paths" in z.files else None
+            return cls(z["ids"].tolist(), z["buffer"], z["offsets"], int(z["sample_rate"]), paths=paths)
+
+    def check_paths(self, ids: Sequence[str], paths: Sequence[str]) -> None:
+        """Refuse a table that lists a cached id with another file than the one decoded for it.
+
+        The cache is looked up by utt_id: two corpora (or two versions of one) that reuse ids would
+        otherwise train on the cached audio of the other file, without a word.
+        """
+        if self.paths is None:
+            return
+        for utt, path in zip(ids, paths):
+            i = self._pos.get(utt)
+            if i is not None and os.path.normpath(self.paths[i]) != os.path.normpath(str(path)):
+                raise ValueError(
+                    f"the waveform cache holds {utt!r} decoded from {self.paths[i]}, the table lists it at {path}: "
+                    "build the cache from this table"
+                )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -188,6 +227,8 @@ class UtteranceDataset(Dataset):
             domain_to_index = {v: i for i, v in enumerate(sorted(set(values)))}
         self.domain_to_index = dict(domain_to_index)
         self.domains = np.array([self.domain_to_index.get(v, -1) for v in values], dtype=np.int64)
+        if waveforms is not None:
+            waveforms.check_paths(self._ids, self._paths)
         self.waveforms = waveforms
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
         # shared memory: set_epoch in the main process is seen by already-running workers
@@ -227,7 +268,9 @@ class UtteranceDataset(Dataset):
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         x = self.waveforms.get(self._ids[index]) if self.waveforms is not None else None
-        if x is None:
+        if x is not None:
+            check_cached_duration(x, self.sample_rate, self.max_duration, self._paths[index])
+        else:
             x = load_table_audio(
                 self._paths[index], self._ids[index], sample_rate=self.sample_rate, max_duration=self.max_duration
             )

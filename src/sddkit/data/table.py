@@ -32,6 +32,34 @@ OPTIONAL_COLUMNS: tuple[str, ...] = ("partition", "attack_type", "codec", "trans
 LABELS: tuple[str, str] = ("spoof", "bonafide")  # index = class id: 1 = bona fide
 
 
+def _as_csv_text(df: pd.DataFrame) -> pd.DataFrame:
+    """Every column but ``duration_s`` as the text the same table holds as CSV.
+
+    A Parquet table written elsewhere types its columns: an integer ``speaker`` with a gap is float
+    (``1.0``), a ``pair_id`` gap is NaN, a categorical refuses ``''``. Read as they are, ``exclude: {pair_id:
+    [1]}`` matched nothing, every NaN ``pair_id`` fell into one fold group, and the folds of the same table
+    differed between its CSV and Parquet copies. Missing values become ``''``, integral floats lose their
+    ``.0``.
+    """
+    out = df.copy()
+    for col in out.columns:
+        if col == "duration_s":
+            continue
+        values = out[col].astype(object)
+        out[col] = [_cell_text(v) for v in values]
+    return out
+
+
+def _cell_text(value: object) -> str:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
+    if isinstance(value, (float, np.floating)):
+        if np.isnan(value):
+            return ""
+        return str(int(value)) if float(value).is_integer() else str(float(value))
+    return str(value)
+
+
 class UtteranceTable:
     """A validated, immutable-by-convention wrapper around a pandas DataFrame."""
 
@@ -69,7 +97,7 @@ class UtteranceTable:
             raise ProtocolError(f"{path}: no such utterance table")
         try:
             if path.suffix.lower() in (".parquet", ".pq"):
-                df = pd.read_parquet(path)
+                df = _as_csv_text(pd.read_parquet(path))
             else:
                 df = pd.read_csv(path, dtype=str, keep_default_na=False)
         except (ValueError, OSError, pd.errors.ParserError) as exc:

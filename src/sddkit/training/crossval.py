@@ -42,7 +42,7 @@ import numpy as np
 
 from sddkit.data.table import UtteranceTable
 from sddkit.detectors.model_dir import atomic_write_bytes
-from sddkit.errors import ConfigError
+from sddkit.errors import ConfigError, ProtocolError
 from sddkit.training.recipe import ProtocolSpec, TrainRecipe, as_specs, recipe_changes
 
 log = logging.getLogger(__name__)
@@ -92,14 +92,30 @@ def parse_folds(column: str, groups: Sequence[str]) -> list[HeldOut]:
 
 
 def _excluding(specs: ProtocolSpec | list[ProtocolSpec] | None, fold: HeldOut) -> list[ProtocolSpec]:
-    out = []
-    for spec in as_specs(specs):
+    """``specs`` with the fold's values excluded. Of several specs, one whose every row the fold holds out (a
+    corpus held out whole: leave-one-corpus-out) leaves the list instead of failing the fold as empty."""
+    given = as_specs(specs)
+    excluded = []
+    for spec in given:
         spec = copy.deepcopy(spec)
         already = spec.exclude.get(fold.column, [])
         already = [already] if isinstance(already, str) else list(already)
         spec.exclude[fold.column] = already + [v for v in fold.values if v not in already]
-        out.append(spec)
-    return out
+        excluded.append(spec)
+    if len(given) < 2:
+        return excluded
+    kept = [new for old, new in zip(given, excluded) if not _held_out_whole(old, new)]
+    return kept or excluded  # nothing left at all: the trainer's own error names the empty spec
+
+
+def _held_out_whole(original: ProtocolSpec, excluded: ProtocolSpec) -> bool:
+    """Whether the fold takes every row of a spec that has rows without it."""
+    from sddkit.training.data import spec_table
+
+    try:
+        return len(spec_table(excluded)) == 0 and len(spec_table(original)) > 0
+    except (ConfigError, ProtocolError):  # a bad spec: the trainer says so, naming it
+        return False
 
 
 def fold_recipe(recipe: TrainRecipe, fold: HeldOut, out_dir: str | Path) -> TrainRecipe:

@@ -22,17 +22,9 @@ from sddkit.training.recipe import DataConfig, ProtocolSpec, as_specs
 
 def read_tables(specs: ProtocolSpec | Sequence[ProtocolSpec] | None, what: str = "data") -> UtteranceTable | None:
     """Read and concatenate the protocols of ``specs`` (``None`` when there are none)."""
-    from sddkit.data.protocols import read_protocol
-
     tables = []
     for i, spec in enumerate(as_specs(specs)):  # type: ignore[arg-type]
-        table = read_protocol(spec.protocol, spec.format, **spec.options)
-        if spec.where:
-            table = table.where(**spec.where)
-        if spec.exclude:
-            table = table.exclude(**spec.exclude)
-        if spec.folds is not None:
-            table = table.subset(np.isin(table.group_folds(spec.folds.by, spec.folds.n), spec.folds.keep))
+        table = spec_table(spec)
         if len(table) == 0:
             raise ConfigError(
                 f"{what}[{i}]: {spec.protocol} has no utterances (after where={spec.where}, exclude={spec.exclude}, "
@@ -45,6 +37,20 @@ def read_tables(specs: ProtocolSpec | Sequence[ProtocolSpec] | None, what: str =
         return tables[0]
     _check_distinct_ids(tables, as_specs(specs), what)  # type: ignore[arg-type]
     return UtteranceTable.concat(tables)
+
+
+def spec_table(spec: ProtocolSpec) -> UtteranceTable:
+    """The rows of one data spec: its protocol after ``where``, ``exclude`` and ``folds`` (possibly none)."""
+    from sddkit.data.protocols import read_protocol
+
+    table = read_protocol(spec.protocol, spec.format, **spec.options)
+    if spec.where:
+        table = table.where(**spec.where)
+    if spec.exclude:
+        table = table.exclude(**spec.exclude)
+    if spec.folds is not None:
+        table = table.subset(np.isin(table.group_folds(spec.folds.by, spec.folds.n), spec.folds.keep))
+    return table
 
 
 def _check_distinct_ids(tables: Sequence[UtteranceTable], specs: Sequence[ProtocolSpec], what: str) -> None:
@@ -106,7 +112,9 @@ def build_dataset(table: UtteranceTable, cfg: DataConfig, *, train: bool, seed: 
         augment = AugmentationPipeline(cfg.augment_specs, seed=seed).apply
     waveforms = None
     if cfg.decode_cache == "preload":
-        waveforms = CachedWaveforms.from_table(table, num_threads=max(1, cfg.num_workers))
+        waveforms = CachedWaveforms.from_table(
+            table, num_threads=max(1, cfg.num_workers), max_duration=cfg.max_duration_s
+        )
     return UtteranceDataset(
         table,
         crop_samples=crop,
@@ -116,6 +124,7 @@ def build_dataset(table: UtteranceTable, cfg: DataConfig, *, train: bool, seed: 
         domain_column=cfg.domain_column,
         cache=cfg.decode_cache == "lazy",
         waveforms=waveforms,
+        max_duration=cfg.max_duration_s,
     )
 
 

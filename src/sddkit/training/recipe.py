@@ -108,6 +108,8 @@ class DataConfig:
         worker); ``preload`` decodes the whole set once before training (``num_workers`` threads,
         at least one) into one shared buffer that forked loader workers share. Decoding and
         resampling then cost nothing per step; memory is about 230 MB per hour of audio.
+    max_duration_s: the longest file read for training or validation (seconds, null: no limit); a longer
+        one stops the run with an error naming it (as ``sdd score --max-duration-s`` bounds scoring).
     """
 
     train: ProtocolSpec | list[ProtocolSpec] | None = None
@@ -123,10 +125,13 @@ class DataConfig:
     augment: list[Any] = field(default_factory=list)  # names or {name: ..., **params}
     decode_cache: Literal["none", "lazy", "preload"] = "none"
     distinct_draws: bool = True
+    max_duration_s: float | None = 600.0
 
     def __post_init__(self) -> None:
         if self.crop_samples <= 0:
             raise ValueError(f"crop_samples must be positive, got {self.crop_samples}")
+        if self.max_duration_s is not None and not self.max_duration_s > 0:  # NaN too: it would disable the bound
+            raise ValueError(f"max_duration_s must be > 0 (or null: no limit), got {self.max_duration_s}")
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         for name in ("val_crop_samples", "val_batch_size"):  # 0 or less would silently mean "unset" or no batch
