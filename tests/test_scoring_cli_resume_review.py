@@ -132,3 +132,33 @@ def test_outputs_without_a_recorded_folder_resolve_against_the_current_one(tmp_p
     record.write_text(json.dumps(run))
     assert _score(os.path.abspath("x.wav"), "--model", str(model_dir), "--out", "s.csv") == 0
     assert _paths(tmp_path / "s.csv") == ["x.wav"]
+
+
+def test_a_resume_with_other_weights_is_refused_however_alike_their_probe_scores(tmp_path, model_dir, capsys):
+    # two checkpoints of one run (best/ and final/) scored the probe within its tolerance: the second model's
+    # rows were appended to the first's and the run record renamed the model, so who scored what was lost
+    import json as _json
+
+    import torch
+
+    from sddkit.detectors.model_dir import load_model_dir, save_model_dir
+
+    loaded = load_model_dir(model_dir)
+    with torch.no_grad():
+        next(loaded.model.parameters()).add_(1e-6)
+    config = _json.loads((model_dir / "config.json").read_text())
+    near = save_model_dir(
+        tmp_path / "near", loaded.model, model_config=loaded.model_config, inference=config["inference"]
+    )
+    _wav(tmp_path / "a.wav", 0.6, 1)
+    _wav(tmp_path / "b.wav", 0.6, 2)
+    out = tmp_path / "s.csv"
+    assert _score(str(tmp_path / "a.wav"), "--model", str(model_dir), "--out", str(out)) == 0
+    record = batch.run_record_path(out).read_text()
+    capsys.readouterr()
+    assert _score(str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--model", str(near), "--out", str(out)) == 2
+    assert "the model differs" in capsys.readouterr().err
+    assert _paths(out) == [str(tmp_path / "a.wav")] and batch.run_record_path(out).read_text() == record
+    # the same weights under another name resume as before
+    assert _score(str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--model", str(model_dir), "--out", str(out)) == 0
+    assert _paths(out) == [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")]

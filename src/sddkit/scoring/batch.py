@@ -237,7 +237,7 @@ def run_info(detector: ScoringDetector, *, windows: bool = False) -> dict[str, A
     raw = (logits[:, 1] - logits[:, 0]).tolist() if logits.shape == (2, 2) else []
     run = {
         "model": str(detector.info.get("path", "")),  # for messages only: a model may move
-        "weights_digest": detector.info.get("weights_digest"),  # which weights scored (provenance, not compared)
+        "weights_digest": detector.info.get("weights_digest"),  # which weights scored (see _run_differences)
         "inference": json.loads(json.dumps(cfg.to_dict())),
         "windows": bool(windows),
         "probe": [float(v) if math.isfinite(v) else None for v in raw],
@@ -251,6 +251,12 @@ def run_info(detector: ScoringDetector, *, windows: bool = False) -> dict[str, A
 def _run_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """Which parts of two :func:`run_info` records differ (empty: the same run)."""
     diffs = [k for k in ("columns", "inference", "windows") if k in earlier and k in now and earlier[k] != now[k]]
+    # Two digests that differ are two sets of weights, however alike their probe scores (two checkpoints of one
+    # run score the probe within its tolerance). Equal digests do not prove one model (a directory that leaves
+    # its pretrained encoder out digests only the rest), so the probe still decides then.
+    d1, d2 = earlier.get("weights_digest"), now.get("weights_digest")
+    if d1 and d2 and d1 != d2:
+        return [*diffs, "model weights"]
     a, b = earlier.get("probe"), now.get("probe")
     if a and b:
         # a non-finite probe score (None) matches only another None: a model answering NaN on the probe is
