@@ -130,6 +130,27 @@ def test_trainable_only_omits_exactly_the_pretrained_encoder_weights(tmp_path, e
     assert torch.allclose(loaded(x).logits, model(x).logits, atol=1e-6)
 
 
+def test_a_trainable_only_model_refuses_a_pretrained_folder_replaced_since(tmp_path):
+    # the frozen encoder weights come from the pretrained folder: another encoder saved there loaded without a
+    # word (the scores moved, weights_digest stayed) and an add-experts run grew from it
+    from sddkit.frontends.encoders import EncoderConfig, build_encoder
+
+    lora = {"adapter": "lora", "lora": {"rank": 2, "targets": ["q", "v"]}}
+    config, model = _pretrained_detector(tmp_path, "wav2vec2_tiny", lora)
+    d = md.save_model_dir(tmp_path / "m", model, model_config=config, trainable_only=True)
+    recorded = json.loads((d / "config.json").read_text())["pretrained_digest"]
+    assert len(recorded) == 64
+    md.load_model_dir(d)
+    hf_dir = tmp_path / "wav2vec2_tiny_hf"
+    torch.manual_seed(123)
+    build_encoder(EncoderConfig(), preset="wav2vec2_tiny").model.save_pretrained(hf_dir)  # another encoder
+    with pytest.raises(CheckpointError, match="wav2vec2_tiny_hf.*not those this model was trained on"):
+        md.load_model_dir(d)
+    # a full directory holds the encoder itself and records no such digest
+    full = md.save_model_dir(tmp_path / "full", model, model_config=config)
+    assert "pretrained_digest" not in json.loads((full / "config.json").read_text())
+
+
 def test_frozen_trained_experts_are_stored_and_required(tmp_path):
     """Experts frozen by an expert addition hold trained values no pretrained file restores."""
     from sddkit.training.molex import ExpertAddition, grown_frontend_config

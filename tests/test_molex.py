@@ -297,3 +297,22 @@ def test_molex_config_rejects_what_would_fail_or_stall_later(section, match):
     experts a gate of exactly 0, so they never get a gradient; inf alpha / temperature give NaNs."""
     with pytest.raises(ConfigError, match=match):
         from_dict(MoLExConfig, section)
+
+
+def test_experts_added_together_start_with_distinct_router_rows():
+    # the rows started at zero with one bias: two experts added at once got identical gradients and routed as one
+    from sddkit.frontends.routers import NEW_ROW_SCALE, Router
+
+    torch.manual_seed(0)
+    router = Router(16, 2)
+    router.add_experts(3, bias=-6.0)
+    new = router.weights[1]
+    assert new.requires_grad and not router.weights[0].requires_grad
+    assert all(not torch.equal(new[i], new[j]) for i in range(3) for j in range(i + 1, 3))
+    assert new.abs().max() <= NEW_ROW_SCALE / 16**0.5
+    x = torch.randn(4, 5, 16)
+    gates = router(x).gates
+    assert gates[..., 2:].max() < 1e-2  # still ~0 weight at the start
+    (gates[..., 2:] * torch.randn_like(gates[..., 2:])).sum().backward()
+    g = new.grad
+    assert not torch.allclose(g[0], g[1])

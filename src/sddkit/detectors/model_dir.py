@@ -6,7 +6,9 @@
       "model": {...},                       # the architecture's resolved config (to_dict form)
       "weights": "full" | "trainable",     # "trainable": frozen pretrained weights come from `model` paths
       "inference": {...},                   # sample rate, windows, threshold, calibration (scoring owns it)
-      "metadata": {...}                     # provenance: data, seed, git commit, metrics...
+      "metadata": {...},                    # provenance: data, seed, git commit, metrics...
+      "weights_digest": "...",              # SHA-256 of model.safetensors' tensors (below)
+      "pretrained_digest": "..."            # "trainable" only: SHA-256 of the frozen weights read from disk
     }
 
 Both files are written atomically (temporary file + ``os.replace``) so a crash never leaves a
@@ -17,6 +19,11 @@ SHA-256 of the tensors: names, dtypes, shapes and bytes; in ``config.json`` and 
 safetensors header), and loading refuses a pair whose digests differ. Directories written before
 the digest existed have none and load as before. Write a new model to a new directory when
 something may be reading the old one.
+
+A ``"trainable"`` directory also records the digest of the frozen pretrained weights it was trained on
+(``pretrained_digest``), which load from the encoder's ``pretrained`` folder: a folder replaced since by
+another encoder (a re-download of another revision, a different model under the same path) is refused
+instead of scored with, or grown from by ``init_from``.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ _CONFIG_KEYS = (
     "inference",
     "metadata",
     "weights_digest",
+    "pretrained_digest",
 )
 DIGEST_KEY = "sddkit_weights_digest"  # the safetensors header's metadata key holding the pair's digest
 _WEIGHTS_KINDS = ("full", "trainable")  # every tensor / only the trainable ones (frozen encoders load from disk)
@@ -194,6 +202,7 @@ def save_model_dir(
         raise ConfigError("the model has merged LoRA adapters: call unmerge() before saving it")
     state = state_to_save(model, trainable_only)
     digest = weights_digest(state)
+    frozen = _pretrained_digest(model) if trainable_only else None
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -204,6 +213,7 @@ def save_model_dir(
         "inference": inference or {},
         "metadata": metadata or {},
         "weights_digest": digest,
+        **({"pretrained_digest": frozen} if frozen is not None else {}),
     }
     # serialise first: a config JSON cannot hold must fail before the weights are replaced
     config_bytes = (json.dumps(config, indent=2, sort_keys=False) + "\n").encode()
@@ -270,6 +280,14 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
             f"{_short(stored_digest)} where the config expects {_short(expected_digest)}): an overwrite was "
             "interrupted between the two files, or one was copied from another model; save the model again"
         )
+    recorded = config.get("pretrained_digest")
+    if config.get("weights") == "trainable" and recorded is not None and _pretrained_digest(model) != recorded:
+        raise CheckpointError(
+            f"{directory}: the pretrained weights read from the encoder's pretrained folder "
+            f"({', '.join(_pretrained_folders(config['model'])) or 'see config.json'}) are not those this model was "
+            f"trained on (digest {_short(_pretrained_digest(model))}, recorded {_short(recorded)}): restore that "
+            "folder as it was"
+        )
     load_state_checked(model, state, partial=config.get("weights") == "trainable", where=str(weights))
     model.eval()
     return ModelDir(
@@ -281,6 +299,30 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
         path=directory,
         weights_digest=expected_digest,
     )
+
+
+def _pretrained_digest(model: nn.Module) -> str | None:
+    """:func:`weights_digest` of the tensors a ``"trainable"`` directory leaves to the pretrained folder."""
+    reloadable = reloadable_names(model)
+    if not reloadable:
+        return None
+    state = model.state_dict()
+    return weights_digest({k: v for k, v in state.items() if k in reloadable})
+
+
+def _pretrained_folders(model_config: Any) -> list[str]:
+    """Every ``pretrained`` folder named in a model config (a detector's encoder, a mixture's experts)."""
+    found: list[str] = []
+    if isinstance(model_config, dict):
+        for key, value in model_config.items():
+            if key == "pretrained" and isinstance(value, str):
+                found.append(value)
+            else:
+                found.extend(_pretrained_folders(value))
+    elif isinstance(model_config, list):
+        for item in model_config:
+            found.extend(_pretrained_folders(item))
+    return found
 
 
 def _read_weights(weights: Path, map_location: str) -> tuple[dict[str, torch.Tensor], str | None]:

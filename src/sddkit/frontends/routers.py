@@ -74,6 +74,10 @@ class RouterOutput:
     probs: Tensor
 
 
+# scale of an added expert's router row relative to a fresh router's (see Router.add_experts)
+NEW_ROW_SCALE = 0.01
+
+
 class Router(nn.Module):
     """x (B, N, in) -> RouterOutput with E experts."""
 
@@ -150,12 +154,14 @@ class Router(nn.Module):
         return self.route(self.logits(self.pool(x)))
 
     def add_experts(self, n: int, bias: float) -> None:
-        """Append ``n`` experts: old rows frozen, new rows trainable with weight 0 and ``bias``.
+        """Append ``n`` experts: old rows frozen, new rows trainable, small and distinct, with ``bias``.
 
         A very negative ``bias`` gives the new experts ~0 weight at first, so the layer's
         output barely changes until they are trained. ``bias`` is the logit after the
         temperature: the stored bias is ``bias * temperature``, so the start gate does not
-        depend on the temperature.
+        depend on the temperature. The new rows start at 1 % of a fresh router's scale rather than
+        at zero: identical rows get identical gradients, and several experts added at once were routed
+        as one (equal gate means on every attack after training).
         """
         if n < 1:
             raise ConfigError(f"add_experts needs n >= 1, got {n}")
@@ -163,7 +169,8 @@ class Router(nn.Module):
             p.requires_grad_(False)
         ref = self.weights[0]
         start = float(bias) * self.temperature
-        self.weights.append(nn.Parameter(torch.zeros(n, self.in_features, device=ref.device, dtype=ref.dtype)))
+        rows = kaiming_uniform_rows_(torch.empty(n, self.in_features, dtype=torch.float32), self.in_features)
+        self.weights.append(nn.Parameter((NEW_ROW_SCALE * rows).to(device=ref.device, dtype=ref.dtype)))
         self.biases.append(nn.Parameter(torch.full((n,), start, device=ref.device, dtype=ref.dtype)))
 
     def extra_repr(self) -> str:
