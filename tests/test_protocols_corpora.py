@@ -348,3 +348,16 @@ def test_in_the_wild_root_that_holds_none_of_its_files_is_an_error(tmp_path):
     # the parent of release_in_the_wild/: before, every path pointed nowhere and nothing said so
     with pytest.raises(ProtocolError, match=r"holds none of the first files meta\.csv lists \(0\.wav, 1\.wav\)"):
         read_protocol(meta, format="in_the_wild", root=str(tmp_path))
+
+
+def test_hidden_files_and_folders_are_not_audio_of_the_corpus(tmp_path):
+    # `.hidden.wav` was skipped but `.ipynb_checkpoints/a.wav` (a notebook's copy) or `.git/...` were read
+    from sddkit.audio.files import list_audio_files
+
+    root = tmp_path / ".corpus"  # the folder given may itself be hidden
+    _write(root / "a.wav")
+    _write(root / ".b.wav")
+    _write(root / ".ipynb_checkpoints" / "a.wav")
+    _write(root / "sub" / ".cache" / "c.wav")
+    _write(root / "sub" / "d.wav")
+    assert list_audio_files(root) == [root / "a.wav", root / "sub" / "d.wav"]

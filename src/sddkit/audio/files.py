@@ -22,7 +22,8 @@ AUDIO_EXTENSIONS: tuple[str, ...] = (
 
 
 def list_audio_files(root: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> list[Path]:
-    """Every audio file under ``root`` (recursively, symlinks followed), in a stable sorted order.
+    """Every audio file under ``root`` (recursively, symlinks followed), in a stable sorted order; files and
+    folders whose name starts with ``.`` are skipped (``root`` itself may be one).
 
     A folder reached a second time through a symbolic link (a link loop, or two links to one folder)
     is listed only the first time: a loop would otherwise be walked until the path grows too long,
@@ -41,7 +42,8 @@ def list_audio_files(root: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -
             dirnames.clear()
             continue
         seen.add((st.st_dev, st.st_ino))
-        dirnames.sort()
+        # hidden folders (.git, .ipynb_checkpoints, .Trash) hold copies or metadata, not recordings to score
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in exts:
                 out.append(Path(dirpath) / name)

@@ -72,7 +72,7 @@ def parse_args(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub at run time
+    os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for a hub at run time, whatever the shell says
     args = parse_args(*_build_parsers(), sys.argv[1:] if argv is None else list(argv))
     try:
         return int(args.func(args) or 0)

@@ -404,7 +404,7 @@ def _check_beside_its_model(path: Path, info: dict, inference) -> None:
     if stale:
         raise CheckpointError(
             f"{path} was exported before {' and '.join(stale)} in {config_path} changed: export it again "
-            f"(sdd export-onnx --model {path.parent} --out {path.parent})"
+            f"(sdd export-onnx --model {path.parent} --out {path.parent} --force)"
         )
 
 

@@ -65,7 +65,7 @@ class LabelsCSVConfig:
 
 @PROTOCOLS.register("labels_csv", config=LabelsCSVConfig)
 def read_labels_csv(cfg: LabelsCSVConfig, **_: object) -> UtteranceTable:
-    """CSV with path,label (bonafide/spoof, real/fake) and optional attack, source, speaker columns."""
+    """CSV with path,label (bonafide/spoof, real/fake) and optional attack, source, speaker, partition columns."""
     meta = Path(cfg.protocol)
     root = require_dir(cfg.root, "audio root") if cfg.root is not None else meta.parent
     delimiter = labels_csv_delimiter(_header_line(meta)) if meta.is_file() else None
