@@ -162,3 +162,24 @@ def test_a_resume_with_other_weights_is_refused_however_alike_their_probe_scores
     # the same weights under another name resume as before
     assert _score(str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--model", str(model_dir), "--out", str(out)) == 0
     assert _paths(out) == [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")]
+
+
+def test_odd_file_names_round_trip_through_the_csv_output_and_its_readers(tmp_path, model_dir):
+    # a "\r" in a name was written unquoted (the row split in two, every restart scored the file again); sdd eval
+    # read the CSV line by line (a quoted "\n" broke it), took a path starting with "#" for a comment, and a
+    # non-UTF-8 name (written back as its bytes) crashed it with a UnicodeDecodeError traceback
+    from sddkit.evaluation.scores import read_scores
+
+    folder = tmp_path / "aud"
+    names = ["cr\rname.wav", "new\nline.wav", "#hash.wav", "plain.wav", os.fsdecode(b"latin\xe9.wav")]
+    for i, name in enumerate(names):
+        made = _wav(folder / f"made{i}.wav", 0.6, i)  # soundfile cannot open a non-UTF-8 name itself
+        os.rename(os.fsencode(made), os.fsencode(folder / name))
+    out = tmp_path / "s.csv"
+    assert _score(str(folder), "--model", str(model_dir), "--out", str(out)) == 0
+    written = sorted(_paths(out))
+    assert written == sorted(str(folder / n) for n in names)
+    assert _score(str(folder), "--model", str(model_dir), "--out", str(out)) == 0  # nothing left to score
+    assert sorted(_paths(out)) == written
+    scores = read_scores(out)
+    assert sorted(scores.ids) == written and not scores.failed

@@ -105,17 +105,13 @@ def recorded_base_dir(scores: str | Path) -> str | None:
 # --- line parsing ----------------------------------------------------------------------------
 
 
-def _data_lines(path: Path, delimiter: str | None = None) -> Iterator[tuple[int, str]]:
-    """(1-based line number, stripped line) of every non-blank, non-comment line.
-
-    With a ``delimiter`` only the line end and spaces are stripped, never the delimiter itself: a TSV
-    row ``E_1<TAB>0.5<TAB><TAB>`` keeps its empty trailing cells (``strip()`` would drop the tabs).
-    """
-    with path.open("r", encoding="utf-8-sig", newline="") as fh:
+def _data_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, stripped line) of every non-blank, non-comment line of a whitespace-separated file."""
+    with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
         for number, raw in enumerate(fh, start=1):
             line = raw.strip()
             if line and not line.startswith("#"):
-                yield number, line if delimiter is None else raw.rstrip("\r\n").strip(" ")
+                yield number, line
 
 
 def _score(token: str, where: str) -> float:
@@ -247,14 +243,31 @@ def read_asvspoof5_keyed(path: str | Path) -> ScoreFile:
     return _read_whitespace(Path(path), "asvspoof5_keyed", (4,))
 
 
+def _records(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(1-based line number where it starts, cells) of every non-blank record of a delimited file.
+
+    Records, not lines: ``sdd score`` quotes a path holding a newline, which spans two lines. File names are
+    bytes: one that is not UTF-8 comes back as ``sdd score`` wrote it (surrogate escapes), and matches the
+    protocol's path read the same way. A record whose first cell starts with ``#`` and whose cells are not as
+    many as the header's is a comment (a path starting with ``#`` is data).
+    """
+    with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        start = 1
+        for row in reader:
+            number, start = start, reader.line_num + 1
+            if any(cell.strip() for cell in row):
+                yield number, row
+
+
 def _read_delimited(path: Path, fmt: str, delimiter: str, id_columns: tuple[str, ...], score_columns: tuple[str, ...]):
     out = _Collector(path)
-    lines = _data_lines(path, delimiter)
-    first = next(lines, None)
+    records = _records(path, delimiter)
+    first = next((r for r in records if not r[1][0].lstrip().startswith("#")), None)  # comments above the header
     if first is None:
         raise ProtocolError(f"{path}: no scores in file")
-    header_line, header_text = first
-    header = [h.strip().lower() for h in next(csv.reader([header_text], delimiter=delimiter))]
+    header_line, header_cells = first
+    header = [h.strip().lower() for h in header_cells]
     id_col = next((c for c in id_columns if c in header), None)
     score_col = next((c for c in score_columns if c in header), None)
     if id_col is None or score_col is None:
@@ -266,11 +279,13 @@ def _read_delimited(path: Path, fmt: str, delimiter: str, id_columns: tuple[str,
     i_key = header.index("label") if "label" in header else None
     i_error = header.index("error") if "error" in header else None
     i_gates = [header.index(f"{GATE_PREFIX}{k}") for k in range(_gate_width(header, f"{path}:{header_line}"))]
-    for number, line in lines:
-        row = next(csv.reader([line], delimiter=delimiter))
+    for number, row in records:
         where = f"{path}:{number}"
         if len(row) != len(header):
-            raise ProtocolError(f"{where}: expected {len(header)} columns like the header, got {len(row)}: {line!r}")
+            if row[0].lstrip().startswith("#"):
+                continue  # a comment that happens to hold the delimiter
+            text = delimiter.join(row)
+            raise ProtocolError(f"{where}: expected {len(header)} columns like the header, got {len(row)}: {text!r}")
         if i_error is not None and row[i_error].strip() and not row[i_score].strip():
             out.failed.append(row[i_id].strip())  # `sdd score` could not read this file: nothing to evaluate
             continue

@@ -404,7 +404,7 @@ class ScoreWriter:
         if self.windows and self.format == "csv":
             self._sidecar = self._open_sidecar(windows_path(self.out))
         self._f = open(self.out, "a", newline="", encoding="utf-8", errors=_PATH_ERRORS)
-        self._csv = csv.writer(self._f, lineterminator="\n") if self.format == "csv" else None
+        self._csv = RowWriter(self._f) if self.format == "csv" else None
         if self._csv is not None and self._f.tell() == 0:
             self._csv.writerow(self.columns)
             self._f.flush()
@@ -429,7 +429,7 @@ class ScoreWriter:
         if len(kept) != len(rows):  # windows of a file whose main row was never written: drop them
             _atomic_write_csv(path, WINDOW_COLUMNS, kept)
         f = open(path, "a", newline="", encoding="utf-8", errors=_PATH_ERRORS)
-        writer = csv.writer(f, lineterminator="\n")
+        writer = RowWriter(f)
         if f.tell() == 0:
             writer.writerow(WINDOW_COLUMNS)
         return f, writer
@@ -528,11 +528,28 @@ def _fmt(v: Any) -> Any:
     return format(v, ".7g") if isinstance(v, float) else v
 
 
+class RowWriter:
+    """``csv.writer`` with ``\n`` line ends that also quotes the cells of a row holding a ``\r``.
+
+    csv quotes a cell holding its line terminator (``\n``) but not a bare ``\r``, which every reader takes for
+    a line end: a file named ``a\rb.wav`` split its row in two, and each restart scored it again.
+    """
+
+    def __init__(self, f):  # type: ignore[no-untyped-def]
+        self._plain = csv.writer(f, lineterminator="\n")
+        self._quoted = csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_ALL)
+
+    def writerow(self, row: Sequence[Any]) -> None:
+        cells = list(row)
+        carriage = any(isinstance(c, str) and "\r" in c for c in cells)
+        (self._quoted if carriage else self._plain).writerow(cells)
+
+
 def _atomic_write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
     from sddkit.detectors.model_dir import atomic_write_bytes
 
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = RowWriter(buf)
     writer.writerow(columns)
     for r in rows:
         writer.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
