@@ -187,6 +187,17 @@ def test_bfloat16_tensor_is_scored(energy_dir):
     assert r.score == pytest.approx(det.score(x, SR).score, abs=0.05)
 
 
+def test_a_whole_float_sample_rate_is_a_rate(energy_dir):
+    # 16000.0 or np.float64(44100) (what some readers return) was refused as "not a positive integer"
+    det = sddkit.load_detector(energy_dir)
+    x = _speechlike()
+    expected = det.score(x, SR).score
+    assert det.score(x, float(SR)).score == expected and det.score(x, np.float64(SR)).score == expected
+    for bad in (16000.5, float("nan"), float("inf"), True, -16000.0, 0.0, "16000"):
+        with pytest.raises(AudioError, match="sample_rate must be a positive integer"):
+            det.score(x, bad)
+
+
 def test_score_many_names_the_failing_waveform(energy_dir):
     det = sddkit.load_detector(energy_dir)
     with pytest.raises(SilentAudioError, match=r"waveforms\[2\]"):

@@ -195,3 +195,17 @@ def test_an_export_inside_its_model_directory_must_still_be_that_model(tmp_path)
     (tmp_path / "elsewhere").mkdir()
     (model / "model.onnx").rename(tmp_path / "elsewhere" / "model.onnx")  # away from any config: taken as it is
     assert load_onnx_detector(tmp_path / "elsewhere").info["backend"] == "onnx"
+
+
+def test_an_onnx_model_is_named_like_its_model_directory(tmp_path):
+    # GET /v1/model said "name": "model" (the file's stem) for DIR/model.onnx, where torch says DIR's name
+    from scoring_support import save_tiny_lcnn
+
+    from sddkit.scoring.api import load_detector
+    from sddkit.scoring.onnx_export import export_onnx
+
+    model = save_tiny_lcnn(tmp_path / "lcnn")
+    export_onnx(model, model)
+    assert load_detector(model, backend="onnx").info["name"] == load_detector(model).info["name"] == "lcnn"
+    export_onnx(model, tmp_path / "exported.onnx")
+    assert load_detector(tmp_path / "exported.onnx", backend="onnx").info["name"] == "exported"

@@ -126,6 +126,16 @@ def test_request_shape_errors(client):
     _assert_error(bad, 400, "bad_request")
     _assert_error(client.get("/v1/nothing"), 404, "not_found")
     _assert_error(client.get("/v1/score"), 405, "method_not_allowed")
+    assert client.get("/v1/score").headers["allow"] == "POST"  # RFC 9110: a 405 says what is allowed
+    assert set(client.put("/healthz").headers["allow"].split(", ")) == {"GET", "HEAD"}
+
+
+def test_head_requests_answer_like_get_without_a_body(client):
+    # uptime checks ask with HEAD (curl -I): /healthz, /v1/model and / answered 405
+    for route in ("/healthz", "/v1/model", "/"):
+        head, get = client.head(route), client.get(route)
+        assert head.status_code == get.status_code == 200 and head.content == b""
+        assert head.headers["content-type"] == get.headers["content-type"]
 
 
 def test_upload_limits_with_and_without_content_length(client):
@@ -299,3 +309,32 @@ def test_real_server_refuses_large_uploads_without_reading_them(model_dir):
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
             ok = c.post("/v1/score", files={"file": ("a.wav", _wav_bytes(0.4), "audio/wav")})
             assert ok.status_code == 200 and ok.json()["n_windows"] == 1
+
+
+def test_an_upload_that_stalls_gets_a_408_instead_of_holding_the_request():
+    # a body shorter than its Content-Length kept the request (and what it had read) open with no answer
+    import asyncio
+
+    from sddkit.service.app import ApiError, _until_disconnect
+
+    async def stalled():
+        yield b"first part"
+        await asyncio.sleep(10)
+        yield b"never"
+
+    async def read():
+        return [chunk async for chunk in _until_disconnect(stalled(), idle_s=0.05)]
+
+    with pytest.raises(ApiError) as caught:
+        asyncio.run(read())
+    assert caught.value.status == 408 and caught.value.type == "request_timeout"
+
+    async def steady():
+        for _ in range(3):
+            await asyncio.sleep(0.01)
+            yield b"x"
+
+    async def read_steady():
+        return [chunk async for chunk in _until_disconnect(steady(), idle_s=1.0)]
+
+    assert asyncio.run(read_steady()) == [b"x"] * 3

@@ -224,11 +224,16 @@ class ScoringDetector:
                 waveform = waveform.float()  # bfloat16 (mixed-precision pipelines) has no numpy dtype
             waveform = waveform.numpy()
         x = _to_mono(np.asarray(waveform))
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        # a whole float (16000.0, np.float64 from some readers) is a rate; 22050.5 or a bool is not
+        whole = isinstance(sample_rate, (float, np.floating)) and float(sample_rate).is_integer()
+        if isinstance(sample_rate, bool) or not (isinstance(sample_rate, (int, np.integer)) or whole):
             raise AudioError(f"sample_rate must be a positive integer, got {sample_rate!r}")
-        x = validate_waveform(x, int(sample_rate))
+        sample_rate = int(sample_rate)
+        if sample_rate <= 0:
+            raise AudioError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        x = validate_waveform(x, sample_rate)
         if sample_rate != self.sample_rate:
-            x = soxr.resample(x, int(sample_rate), self.sample_rate, quality=_RESAMPLE_QUALITY).astype(np.float32)
+            x = soxr.resample(x, sample_rate, self.sample_rate, quality=_RESAMPLE_QUALITY).astype(np.float32)
             if x.size:  # checked again at the model rate, as load_audio does: resampling can leave only silence
                 x = validate_waveform(x, self.sample_rate)  # (no samples at all: check_duration says too short)
         return x

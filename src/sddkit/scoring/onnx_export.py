@@ -418,5 +418,7 @@ def load_onnx_detector(path: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE
     inference = parse_inference(meta[META_INFERENCE], f"{path}: {META_INFERENCE}")
     info = dict(meta.get(META_INFO, {}))
     _check_beside_its_model(path, info, inference)
-    info.update(path=str(path), name=path.stem, backend="onnx")
+    # named as the torch backend names a model directory: DIR/model.onnx is DIR's model
+    name = path.parent.name if path.name == ONNX_NAME else path.stem
+    info.update(path=str(path), name=name, backend="onnx")
     return ScoringDetector(runner, inference, batch_size=batch_size, info=info)

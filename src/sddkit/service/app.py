@@ -67,6 +67,9 @@ def docs_assets_dir() -> Path | None:
 
 # room for the multipart envelope (boundaries, part headers, a few small fields) around the file
 _ENVELOPE_BYTES = 64 * 1024
+# longest wait for the next piece of an upload: a body shorter than its Content-Length held the request open
+# (and its memory) for as long as the client kept the connection
+UPLOAD_IDLE_S = 60.0
 _TOO_LARGE_MSG = "upload exceeds the limit of {mb:g} MB"
 
 
@@ -115,6 +118,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in (
         (400, "malformed request body"),
+        (408, "the upload stalled: no data for 60 s"),
         (413, "upload too large"),
         (415, "not a multipart/form-data request"),
         (
@@ -228,14 +232,17 @@ def create_app(
             raise ApiError(503, "not_ready", "the model is not loaded yet")
         return det
 
-    @app.get("/healthz", summary="liveness and readiness")
+    # HEAD too: uptime checks (curl -I) ask with it, and a 405 read as "service down"
+    @app.api_route("/healthz", methods=["GET", "HEAD"], summary="liveness and readiness")
     async def healthz(request: Request) -> dict[str, Any]:
         ready = request.app.state.detector is not None
         if not ready:
             return JSONResponse({"status": "starting", "model_loaded": False}, status_code=503)
         return {"status": "ok", "model_loaded": True}
 
-    @app.get("/v1/model", summary="the served model: components, windows, threshold, calibration")
+    @app.api_route(
+        "/v1/model", methods=["GET", "HEAD"], summary="the served model: components, windows, threshold, calibration"
+    )
     async def model(request: Request) -> dict[str, Any]:
         det = detector_or_503(request)
         return model_summary(det, request.app.state.limits)
@@ -271,7 +278,7 @@ def create_app(
             weights=result.weights,
         )
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
@@ -417,18 +424,28 @@ def _score_bytes(det: Any, data: bytes, name: str | None, max_duration_s: float)
     return result
 
 
-async def _until_disconnect(chunks):
+async def _until_disconnect(chunks, idle_s: float | None = None):
     """The body's chunks; a client gone mid-upload ends the request quietly (499) instead of Starlette's
-    ClientDisconnect, which uvicorn logged as a full "Exception in ASGI application" traceback."""
-    try:
-        async for chunk in chunks:
-            yield chunk
-    except ClientDisconnect:
-        raise ApiError(499, "client_closed_request", "the client disconnected during the upload") from None
+    ClientDisconnect, which uvicorn logged as a full "Exception in ASGI application" traceback, and one whose
+    upload stalls for ``idle_s`` (default :data:`UPLOAD_IDLE_S`) gets a 408."""
+    idle_s = UPLOAD_IDLE_S if idle_s is None else idle_s
+    pending = chunks.__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(pending.__anext__(), idle_s)
+        except StopAsyncIteration:
+            return
+        except ClientDisconnect:
+            raise ApiError(499, "client_closed_request", "the client disconnected during the upload") from None
+        except TimeoutError:
+            raise ApiError(
+                408, "request_timeout", f"no upload data for {idle_s:g} s (a body shorter than its Content-Length?)"
+            ) from None
+        yield chunk
 
 
-def _error(status: int, type_: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status)
+def _error(status: int, type_: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -449,7 +466,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         type_ = _HTTP_TYPES.get(exc.status_code, f"http_{exc.status_code}")
-        return _error(exc.status_code, type_, str(exc.detail))
+        # the exception's headers too: a 405's Allow (RFC 9110 requires it)
+        return _error(exc.status_code, type_, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

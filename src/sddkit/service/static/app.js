@@ -41,7 +41,7 @@
     try {
       const res = await fetch("v1/model");
       const m = await res.json();
-      if (!res.ok) throw new Error((m.error && m.error.message) || res.statusText);
+      if (!res.ok) throw new Error((m.error && m.error.message) || res.statusText || "HTTP " + res.status);
       const dl = document.createElement("dl");
       dl.className = "model";
       row(dl, "name", m.name);
@@ -164,7 +164,8 @@
       const data = await res.json().catch(() => ({}));
       if (!res.ok) {
         const e = data.error || {};
-        throw new Error((e.type ? e.type + ": " : "") + (e.message || res.statusText));
+        // HTTP/2 has no status text: a proxy's HTML 502 would otherwise show an empty error
+        throw new Error((e.type ? e.type + ": " : "") + (e.message || res.statusText || "HTTP " + res.status));
       }
       showResult(data);
       $("status").textContent = "done";
