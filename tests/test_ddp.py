@@ -15,7 +15,12 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 TESTS = str(Path(__file__).resolve().parent)
-STRATEGIES = ("erm", "mldg")
+# run name -> (strategy, batch norm in the back-end): MLDG calls the bare module, bypassing DDP's buffer
+# broadcast, so each rank kept its own running statistics (validated with them, saved only rank 0's)
+# (domain blocks of 2 for the latter: batch norm needs 2 items in a meta-test block)
+DOMAIN_BLOCKS = {"batch_size": 8, "sampler": "domain_batch"}
+RUNS = {"erm": ("erm", False, {}), "mldg": ("mldg", False, {}), "mldg_bn": ("mldg", True, DOMAIN_BLOCKS)}
+STRATEGIES = tuple(RUNS)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -46,6 +51,7 @@ def _worker(rank: int, world: int, ports: list[int], out: str) -> None:
         """Records this rank's batches, and its weights when the loop ends (before exports reload weights)."""
 
         seen: list[list[int]] = []
+        run = ""
 
         def _one_step(self, batch):
             self.seen.append(batch["index"].tolist())
@@ -53,10 +59,11 @@ def _worker(rank: int, world: int, ports: list[int], out: str) -> None:
 
         def _finish(self):
             state = {k: v.contiguous().clone() for k, v in self.module.state_dict().items()}
-            save_file(state, f"{out}/{self.recipe.strategy.name}-rank{rank}.safetensors")
+            save_file(state, f"{out}/{self.run}-rank{rank}.safetensors")
             return super()._finish()
 
-    for strategy, port in zip(STRATEGIES, ports):
+    for run, port in zip(STRATEGIES, ports):
+        strategy, batch_norm, data = RUNS[run]
         # one process group per run (as under torchrun), each on a fresh port: re-using a port right
         # after the previous group's store closed can race
         os.environ["MASTER_PORT"] = str(port)
@@ -64,25 +71,28 @@ def _worker(rank: int, world: int, ports: list[int], out: str) -> None:
             TrainRecipe,
             {
                 "seed": 2,
-                "model": {"frontend": {"name": "tiny_test", "dropout": 0.1}, "backend": "tiny_test_head"},
+                "model": {
+                    "frontend": {"name": "tiny_test", "dropout": 0.1},
+                    "backend": {"name": "tiny_test_head", "batch_norm": batch_norm},
+                },
                 "strategy": strategy,
                 "optimizer": {"lr": 1e-2},
-                "data": {"batch_size": 6},
+                "data": {"batch_size": 6, **data},
                 "trainer": {
                     "epochs": 5,
                     "max_steps": 4,
                     "val_every": 2,
                     "grad_clip": 1.0,
                     "device": "cpu",
-                    "out_dir": f"{out}/{strategy}",
+                    "out_dir": f"{out}/{run}",
                     "progress": False,
                 },
             },
         )
         trainer = Recording(recipe, train_data=SyntheticDataset(48), val_data=SyntheticDataset(18, seed=9))
-        trainer.seen = []
+        trainer.seen, trainer.run = [], run
         result = trainer.fit()
-        with open(f"{out}/{strategy}-rank{rank}.json", "w") as f:
+        with open(f"{out}/{run}-rank{rank}.json", "w") as f:
             json.dump({"seen": trainer.seen, "history": result.history}, f)
 
 
@@ -107,7 +117,10 @@ def test_two_process_gloo_replicas_stay_identical(tmp_path):
         r1 = json.loads((tmp_path / f"{strategy}-rank1.json").read_text())
         # each rank trained on its own shard: 4 steps of 6 items, no item shared within an epoch's steps
         assert len(r0["seen"]) == len(r1["seen"]) == 4
-        assert not set(sum(r0["seen"][:4], [])) & set(sum(r1["seen"][:4], []))
+        if not RUNS[strategy][2]:  # (domain blocks draw bona fide again within an epoch)
+            assert not set(sum(r0["seen"][:4], [])) & set(sum(r1["seen"][:4], []))
+        if RUNS[strategy][1]:
+            assert any("running_mean" in key for key in w0)  # compared above: one set of statistics
         # validation is gathered over both ranks: the same complete result everywhere
         assert r0["history"] == r1["history"] and [h["n"] for h in r0["history"]] == [18, 18]
         # only rank 0 writes the run files
@@ -115,3 +128,49 @@ def test_two_process_gloo_replicas_stay_identical(tmp_path):
         assert [json.loads(line)["step"] for line in lines] == [2, 4]
         run = json.loads((tmp_path / strategy / "run.json").read_text())
         assert len(run["sessions"]) == 1 and run["sessions"][0]["world_size"] == 2
+
+
+def _disagreeing_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
+    torch.set_num_threads(1)
+    sys.path.insert(0, TESTS)
+    from test_train_support import SyntheticDataset, register_tiny_for_good
+
+    from sddkit.config import from_dict
+    from sddkit.errors import ConfigError
+    from sddkit.training.recipe import TrainRecipe
+    from sddkit.training.trainer import Trainer
+
+    register_tiny_for_good()
+    recipe = from_dict(
+        TrainRecipe,
+        {
+            "model": {"frontend": {"name": "tiny_test"}, "backend": "tiny_test_head"},
+            "data": {"batch_size": 6},
+            # an override given to one rank only
+            "trainer": {"max_steps": 4 + 2 * rank, "device": "cpu", "out_dir": f"{out}/run", "progress": False},
+        },
+    )
+    try:
+        Trainer(recipe, train_data=SyntheticDataset(48), val_data=SyntheticDataset(18, seed=9)).fit()
+        message = "trained"
+    except ConfigError as exc:
+        message = str(exc)
+    Path(f"{out}/rank{rank}.txt").write_text(message)
+
+
+def test_processes_started_with_different_settings_are_refused_instead_of_hanging(tmp_path):
+    # rank 1 with trainer.max_steps=6, rank 0 with 4: rank 1 waited for a collective rank 0 never made, silently
+    ctx = mp.spawn(_disagreeing_worker, args=(2, _free_ports(1)[0], str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 120
+    while not ctx.join(timeout=2):
+        if time.monotonic() > deadline:
+            for proc in ctx.processes:
+                proc.kill()
+            pytest.fail("the DDP workers hung")
+    for rank in (0, 1):
+        message = (tmp_path / f"rank{rank}.txt").read_text()
+        assert "would not train alike: rank 1 differs from rank 0 (trainer.max_steps: 4 -> 6)" in message
+    assert not (tmp_path / "run" / "checkpoints").exists()

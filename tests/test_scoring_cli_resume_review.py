@@ -183,3 +183,17 @@ def test_odd_file_names_round_trip_through_the_csv_output_and_its_readers(tmp_pa
     assert sorted(_paths(out)) == written
     scores = read_scores(out)
     assert sorted(scores.ids) == written and not scores.failed
+
+
+def test_one_process_refuses_an_output_beside_unfinished_shards(tmp_path, model_dir, capsys):
+    # a single-process run ignored them: it scored every file again and left the shards for a later --merge
+    _wav(tmp_path / "a.wav", 0.6, 1)
+    out = tmp_path / "s.csv"
+    batch.shard_path(out, 0).write_text("path,score\n")
+    capsys.readouterr()
+    assert _score(str(tmp_path / "a.wav"), "--model", str(model_dir), "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "shards of an unfinished torchrun run" in err and "s.csv.rank0" in err and not out.exists()
+    batch.shard_path(out, 0).unlink()
+    Path(f"{out}.rank0.lock").write_text("")  # a lock left behind is not a shard
+    assert _score(str(tmp_path / "a.wav"), "--model", str(model_dir), "--out", str(out)) == 0

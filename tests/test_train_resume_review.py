@@ -163,3 +163,29 @@ def test_resuming_mid_epoch_with_another_batch_size_continues_after_the_items_se
     items = [i for b in seen for i in b]
     assert [len(b) for b in seen[2:]] == [new_batch_size] * rest
     assert sorted(items) == list(range(48))  # every item of the epoch once
+
+
+def test_resuming_mid_epoch_on_another_number_of_processes_continues_after_the_items_seen(tmp_path, monkeypatch):
+    # the position counts each rank's batches: 2 batches of 8 on each of 2 ranks (32 items) resumed in one
+    # process replayed 2 batches of 8, repeating 16 items of the epoch
+    from sddkit.training import checkpoint as ckpt
+
+    install_tiny(monkeypatch)
+    seen: list[list[int]] = []
+    real_step = Trainer._one_step
+
+    def spy(self, batch):
+        if self.state.epoch == 0:
+            seen.append([int(i) for i in batch["index"]])
+        return real_step(self, batch)
+
+    monkeypatch.setattr(Trainer, "_one_step", spy)
+    _fit(_recipe(tmp_path / "whole", 6))  # one uninterrupted epoch: 6 batches of 8
+    whole, seen[:] = list(seen), []
+    _fit(_recipe(tmp_path, 2))
+    latest = ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints")
+    state = ckpt.load_checkpoint(latest)
+    ckpt.save_checkpoint(latest.parent, latest.name, {**state, "world_size": 2})  # as if saved by 2 ranks
+    seen[:] = []
+    _fit(_recipe(tmp_path, 4), resume=True)
+    assert seen == whole[4:]  # the 2-rank run had taken the epoch's first 32 items

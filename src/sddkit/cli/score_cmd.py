@@ -11,6 +11,7 @@ torchrun (``WORLD_SIZE > 1``) each rank scores a shard and rank 0 merges them in
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -81,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
     tune_malloc(args.allocator)
 
     rank, world = batch.dist_env()
+    _check_earlier_shards(out, world)
     if world > 1:
-        _check_earlier_shards(out, world)
         _init_process_group(rank, world)
     paths = batch.expand_inputs(args.inputs)
     detector = load_detector(args.model, device=args.device, backend=args.backend, batch_size=args.batch_size)
@@ -142,10 +143,22 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_earlier_shards(out: Path, world: int) -> None:
     """Refuse, before any scoring, shard markers an earlier run with another WORLD_SIZE left for ``out``:
-    its shards would otherwise block (or be left out of) this run's merge after hours of work."""
+    its shards would otherwise block (or be left out of) this run's merge after hours of work; and, for one
+    process, any shards at all."""
     from sddkit.errors import ProtocolError
     from sddkit.scoring import batch
 
+    if world == 1:
+        # one process never reads the shards: it would score every file again beside them, and a later --merge
+        # would add their rows to its own
+        shards = sorted(p.name for p in out.parent.glob(f"{glob.escape(out.name)}.rank*") if p.suffix != ".lock")
+        if shards:
+            raise ProtocolError(
+                f"{out}: shards of an unfinished torchrun run are here ({', '.join(shards[:3])}): finish that run "
+                f"with torchrun, merge what it wrote (sdd score --merge --out {out}), or remove its {out.name}.rank* "
+                "files"
+            )
+        return
     try:
         recorded, _ = batch.complete_shards(out)
     except ProtocolError as exc:

@@ -94,6 +94,17 @@ def all_gather_objects(obj: Any) -> list[Any]:
     return out
 
 
+def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
+    """Rank ``src``'s buffers (batch-norm running statistics) on every rank, in place; nothing when not
+    distributed. A strategy that calls the bare module (MLDG's inner and meta-test passes bypass DDP, which
+    broadcasts buffers only in its own forward) leaves each rank with its own statistics: evaluated with them,
+    rank 1's half of the validation set was scored by a model that is never saved."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=src)
+
+
 def all_reduce_gradients(params: Sequence[nn.Parameter], world_size: int) -> None:
     """Average ``.grad`` over ranks in one flat collective (used where DDP's own hooks are bypassed).
 

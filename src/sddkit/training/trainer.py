@@ -72,6 +72,7 @@ from sddkit.training.distributed import (
     DistInfo,
     all_gather_objects,
     barrier,
+    broadcast_buffers,
     broadcast_object,
     dist_info_from_env,
     init_process_group,
@@ -235,6 +236,8 @@ class Trainer:
             self.expert_addition.attach(self.optimizer)
         first_epoch = epoch_batches(self.train_data, r.data, seed=r.seed, epoch=0, info=self.info)  # type: ignore[arg-type]
         self.steps_per_epoch = len(first_epoch)  # type: ignore[arg-type]
+        if self.info.enabled:
+            self._check_ranks_agree()
         check_batches = getattr(self.strategy, "check_batches", None)  # a strategy that needs batches of a kind
         if check_batches is not None:
             check_batches(first_epoch)
@@ -512,6 +515,7 @@ class Trainer:
     # --- validation and model selection --------------------------------------------------------------------
     def _evaluate(self, dataset: Dataset, collect_stats: bool = False) -> EvalResult:
         data = self.recipe.data
+        broadcast_buffers(self.module)  # every rank scores with the statistics rank 0 saves (a collective)
         return evaluate(
             self.module,
             dataset,
@@ -618,7 +622,7 @@ class Trainer:
             self.state = TrainState(**state["trainer"])
         except TypeError as exc:
             raise CheckpointError(f"{path}: incompatible trainer state: {exc}") from None
-        self._carry_epoch_position(recorded_recipe)
+        self._carry_epoch_position(recorded_recipe, int(state.get("world_size") or 1))
         # early stopping under today's trainer.patience: a resume with more patience trains on
         patience = self.cfg.patience
         self.state.stopped_early = patience is not None and self.state.bad_validations >= patience
@@ -626,29 +630,64 @@ class Trainer:
         log.info("resumed from %s (step %d, epoch %d)", path, self.state.step, self.state.epoch)
         return path.name
 
-    def _carry_epoch_position(self, recorded_recipe: dict[str, Any]) -> None:
-        """Express a mid-epoch position saved under another ``data.batch_size`` in batches of today's size.
+    def _check_ranks_agree(self) -> None:
+        """Refuse processes that would train differently (a collective: every rank calls it).
 
-        The position counts batches; replayed as batches of another size it would repeat items of the epoch
-        (smaller batches) or skip some never seen (larger ones). The random and balanced samplers yield their
-        items in an order that does not depend on the batch size, so the epoch goes on after the items already
-        seen (rounded up to a whole batch: fewer than one batch of the epoch may be skipped, none repeated);
+        An override given to one rank only, or another copy of a protocol on another node, changes the steps
+        per epoch or when to validate, and the ranks then wait for each other's collectives forever, silently.
+        """
+        mine = {
+            "recipe": to_dict(self.recipe),
+            "train": len(self.train_data),  # type: ignore[arg-type]
+            "val": len(self.val_data) if self.val_data is not None else 0,  # type: ignore[arg-type]
+            "steps_per_epoch": self.steps_per_epoch,
+        }
+        every = all_gather_objects(mine)
+        problems = []
+        for rank, other in enumerate(every[1:], start=1):
+            changed = recipe_changes(every[0]["recipe"], other["recipe"])
+            sizes = [
+                f"{k}: {every[0][k]} -> {other[k]}"
+                for k in ("train", "val", "steps_per_epoch")
+                if other[k] != every[0][k]
+            ]
+            if changed or sizes:
+                problems.append(f"rank {rank} differs from rank 0 ({'; '.join(changed + sizes)})")
+        if problems:
+            raise ConfigError(
+                f"the {len(every)} processes would not train alike: {'; '.join(problems[:3])}; start every rank with "
+                "the same recipe, overrides and data"
+            )
+
+    def _carry_epoch_position(self, recorded_recipe: dict[str, Any], recorded_world: int) -> None:
+        """Express a mid-epoch position saved under another ``data.batch_size`` or number of processes in
+        batches of today's size and process count.
+
+        The position counts each rank's batches; replayed as batches of another size, or on another number of
+        ranks, it would repeat items of the epoch or skip some never seen. The ranks' batches together take the
+        epoch's order from its start (rank r takes items r, r + world, ...), and the random and balanced samplers
+        give that order whatever the batch size and rank count, so the epoch goes on after the items already
+        seen (rounded up to a whole step: fewer than one step of the epoch may be skipped, none repeated);
         ``domain_batch`` draws its blocks per step, and the same count keeps the share of the epoch done.
         """
         old = (recorded_recipe.get("data") or {}).get("batch_size")
-        new = self.recipe.data.batch_size
-        if not self.state.batch_in_epoch or not isinstance(old, int) or old == new:
+        new, world = self.recipe.data.batch_size, self.info.world_size
+        if not self.state.batch_in_epoch or not isinstance(old, int) or (old, recorded_world) == (new, world):
             return
-        seen = self.state.batch_in_epoch * old
-        self.state.batch_in_epoch = -(-seen // new)
+        seen = self.state.batch_in_epoch * old * recorded_world
+        batches = self.state.batch_in_epoch
+        self.state.batch_in_epoch = -(-seen // (new * world))
         log.warning(
-            "epoch %d was saved after %d batches of %d: it goes on after those %d items (batch %d of size %d)",
+            "epoch %d was saved after %d batches of %d on %d process(es): it goes on after those %d items "
+            "(batch %d of %d on each of %d)",
             self.state.epoch,
-            seen // old,
+            batches,
             old,
+            recorded_world,
             seen,
             self.state.batch_in_epoch,
             new,
+            world,
         )
 
     def _load_strategy(self, path: Path, recorded: str | None, saved: dict[str, Any]) -> None:
