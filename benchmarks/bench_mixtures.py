@@ -200,7 +200,9 @@ def main() -> None:
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
-    cache = CachedWaveforms.load(args.cache) if args.cache and Path(args.cache).exists() else None
+    if args.cache and not Path(args.cache).is_file():  # a typo would decode everything and still log the path
+        raise SystemExit(f"--cache {args.cache}: no such file")
+    cache = CachedWaveforms.load(args.cache) if args.cache else None
     stage1 = [*MELE_EXPERTS, "joint_lcnn_logmel"] if args.mele_only else STAGE1
     averages = {k: v for k, v in AVERAGES.items() if not (args.mele_only and k.startswith("mile"))}
     gates = {k: v for k, v in GATES.items() if not (args.mele_only and k.startswith("mile"))}

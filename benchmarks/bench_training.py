@@ -11,7 +11,7 @@ reduced protocol (``--steps`` optimisation steps for every method, ``--crop-s`` 
 ``--batch-size``, validation on the full ``val`` partition with fixed ``--eval-crop-s`` crops every
 ``--val-every`` steps, no early stopping, best-on-val checkpoint = ``best/``). The ``best/`` model
 directory is then scored on ``test_unseen`` with the same fixed crops (the first ``--eval-crop-s`` of each
-file, zero-padded if shorter) through ``sddkit.training.evaluate``, and its EER gets a stratified bootstrap
+file, repeat-padded if shorter) through ``sddkit.training.evaluate``, and its EER gets a stratified bootstrap
 95% CI (``sddkit.metrics.bootstrap_ci``). Time per step is the median wall time between consecutive
 training-loss log points (every 5 steps, from the run's TensorBoard events) with no validation between
 them; time per epoch-equivalent = time per step x 1109 / batch size (1109 = sddbench train files).
@@ -134,7 +134,16 @@ def launch(args: argparse.Namespace, method: str, seed: int) -> tuple[subprocess
     return proc, out_dir, time.time()
 
 
+def trained_batch_size(out_dir: Path, default: int) -> int:
+    """The batch size the run in ``out_dir`` trained with (its run.json), not today's --batch-size."""
+    try:
+        return int(json.loads((out_dir / "run.json").read_text())["recipe"]["data"]["batch_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
+
+
 def summarise(args: argparse.Namespace, method: str, seed: int, out_dir: Path, wall: float) -> dict:
+    batch_size = trained_batch_size(out_dir, args.batch_size)
     history = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines() if line]
     best = min(history, key=lambda h: (h["val_eer"], h["step"]))
     per_step = step_times(out_dir, {h["step"] for h in history})
@@ -153,8 +162,9 @@ def summarise(args: argparse.Namespace, method: str, seed: int, out_dir: Path, w
         "test_unseen_ci95": test["ci95"],
         "test_unseen_n": test["n"],
         "sec_per_step": sec_step,
-        "sec_per_epoch_equiv": sec_step * N_TRAIN_FILES / args.batch_size,
+        "sec_per_epoch_equiv": sec_step * N_TRAIN_FILES / batch_size,
         "wall_s": wall,
+        "batch_size": batch_size,
     }
 
 
@@ -236,9 +246,12 @@ def main() -> int:
         if (args.reuse or args.summarise_only) and (out_dir / "best").is_dir():
             pending.remove((m, s))
             cached = out_dir / RESULT
-            r = json.loads(cached.read_text()) if cached.is_file() else summarise(args, m, s, out_dir, float("nan"))
-            r["batch_size"] = args.batch_size
-            cached.write_text(json.dumps(r) + "\n")
+            if cached.is_file():  # as it was summarised when it finished: today's flags do not rewrite it
+                r = json.loads(cached.read_text())
+                r.setdefault("batch_size", trained_batch_size(out_dir, args.batch_size))
+            else:
+                r = summarise(args, m, s, out_dir, float("nan"))
+                cached.write_text(json.dumps(r) + "\n")
             results.append(r)
     if args.summarise_only:
         for m, s in pending:
@@ -258,7 +271,6 @@ def main() -> int:
                 print(f"{m} seed {s} failed (rc {proc.returncode}); see {out_dir}/train.log", file=sys.stderr)
                 continue
             r = summarise(args, m, s, out_dir, time.time() - t0)
-            r["batch_size"] = args.batch_size
             (out_dir / RESULT).write_text(json.dumps(r) + "\n")
             results.append(r)
             print(json.dumps(r), file=sys.stderr)

@@ -9,8 +9,11 @@
    (``sddkit.scoring.inference.calibrate_model_dir``, prior 0.5);
 3. sets the threshold to the val EER operating point of the calibrated scores (bona fide iff
    ``score >= threshold``), so errors on val are balanced between the two classes;
-4. records the val figures in ``metadata`` and copies ``config.json`` + ``model.safetensors`` to
-   ``--out`` (the bundled default model).
+4. records the val figures in ``metadata``.
+
+Steps 2-4 write to ``--out`` (the bundled default model by default): ``config.json`` and
+``model.safetensors`` are copied there first, so the trained folder is left as it was (an ``--out``
+equal to it is calibrated in place).
 
 Only ``val`` is read: the test partitions play no part in calibration or threshold.
 """
@@ -64,13 +67,18 @@ def main(argv: list[str] | None = None) -> int:
         waves.append(np.asarray(x if x is not None else load_audio(path, sample_rate=sample_rate), dtype=np.float32))
 
     raw = np.asarray([r.raw_score for r in detector.score_many(waves)], dtype=np.float64)
-    inference = calibrate_model_dir(model_dir, raw, labels, prior=0.5)
+    out = Path(args.out)
+    if out.resolve() != model_dir.resolve():
+        out.mkdir(parents=True, exist_ok=True)
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            shutil.copyfile(model_dir / name, out / name)
+    inference = calibrate_model_dir(out, raw, labels, prior=0.5)
     llr = inference.calibration.apply(raw)
     val = eer(labels, llr)
     inference.threshold = float(val.threshold)
-    write_inference(model_dir, inference)
+    write_inference(out, inference)
 
-    config = read_model_config(model_dir)
+    config = read_model_config(out)
     config["metadata"]["val_calibrated"] = {
         "partition": "sddbench val",
         "n_bonafide": int((labels == 1).sum()),
@@ -78,13 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "eer_whole_files": float(val.eer),
         "threshold": "val EER operating point of the calibrated scores",
     }
-    atomic_write_bytes(model_dir / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
-
-    out = Path(args.out)
-    if out.resolve() != model_dir.resolve():
-        out.mkdir(parents=True, exist_ok=True)
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            shutil.copyfile(model_dir / name, out / name)
+    atomic_write_bytes(out / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
     cal = inference.calibration
     print(
         f"val EER {100 * val.eer:.2f}% (whole files, {len(labels)} files); calibration a={cal.a:.4f} b={cal.b:.4f}; "
@@ -94,4 +96,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sddkit.errors import SddkitError
+
+    try:
+        raise SystemExit(main())
+    except SddkitError as exc:  # e.g. a model too weak to calibrate: one line, not a traceback
+        raise SystemExit(f"finalize_default_model: {exc}") from None
