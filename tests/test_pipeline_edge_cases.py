@@ -135,9 +135,11 @@ def test_finalize_calibrates_on_val_and_installs(tmp_path):
         f[1] = "bonafide" if y else "spoof"  # the label column
     manifest.write_text("\n".join([header] + [",".join(f) for f in fields]) + "\n")
     out = tmp_path / "out"
+    before = (model / "config.json").read_bytes()
     assert _finalize_module().main([str(model), "--out", str(out), "--manifest", str(manifest), "--threads", "1"]) == 0
     config = json.loads((out / "config.json").read_text())
-    assert config == json.loads((model / "config.json").read_text())
+    # the copy in --out is calibrated; the trained folder is left as it was (it was rewritten too)
+    assert (model / "config.json").read_bytes() == before and config != json.loads(before)
     assert (out / "model.safetensors").read_bytes() == (model / "model.safetensors").read_bytes()
     cal, meta = config["inference"]["calibration"], config["metadata"]["val_calibrated"]
     assert cal["prior"] == 0.5 and (cal["n_bonafide"], cal["n_spoof"]) == (3, 3)
