@@ -296,7 +296,8 @@ class ScoringDetector:
         """Run the windows of all ``items`` in batches of ``batch_size`` and build one result each."""
         if not items:
             return []
-        windows = np.concatenate([it.windows for it in items], axis=0)
+        # one item (a long file scored alone): its windows as they are, not a copy of them all
+        windows = items[0].windows if len(items) == 1 else np.concatenate([it.windows for it in items], axis=0)
         raw, stats = self._run_batched(windows)
         results, offset = [], 0
         for it in items:
