@@ -170,3 +170,23 @@ def test_schedule_values_the_schedule_never_reads_are_refused(schedule):
     with pytest.raises(ConfigError, match=rf"{key}: .* has no effect with schedule '{schedule['name']}'"):
         from_dict(ScheduleConfig, schedule)
     assert from_dict(ScheduleConfig, {**schedule, key: 0}).name == schedule["name"]
+
+
+@pytest.mark.parametrize("key, value", [("max_lr", 1e-3), ("base_lr", 1e-6), ("step_size", 10), ("gamma", 0.5)])
+@pytest.mark.parametrize("name", ["cosine", "constant"])
+def test_a_cyclic_only_schedule_key_under_another_schedule_is_refused(name, key, value):
+    # `{name: cosine, max_lr: 1e-3}` trained at optimizer.lr (1e-5 by default) without a word
+    from sddkit.training.recipe import ScheduleConfig
+
+    with pytest.raises(ConfigError, match=f"{key}: .* read by schedule 'cyclic' only"):
+        from_dict(ScheduleConfig, {"name": name, key: value}, "schedule")
+    assert from_dict(ScheduleConfig, {"name": "cyclic", key: value}, "schedule").name == "cyclic"
+
+
+@pytest.mark.parametrize("weights", [(0.0, 1.0), (1.0, 0.0)])
+def test_a_zero_class_weight_is_refused(weights):
+    # a batch of only that class had a 0/0 = NaN loss, reported as a divergence
+    from sddkit.training.recipe import LossConfig
+
+    with pytest.raises(ConfigError, match="class_weights must both be positive"):
+        from_dict(LossConfig, {"class_weights": list(weights)}, "loss")

@@ -189,3 +189,35 @@ def test_resuming_mid_epoch_on_another_number_of_processes_continues_after_the_i
     seen[:] = []
     _fit(_recipe(tmp_path, 4), resume=True)
     assert seen == whole[4:]  # the 2-rank run had taken the epoch's first 32 items
+
+
+def test_the_logged_learning_rate_is_the_one_each_step_used(tmp_path, monkeypatch):
+    # train/lr was read after scheduler.step(): one step ahead (the cosine floor, never used, at the last step)
+    import torch.utils.tensorboard as tb
+
+    install_tiny(monkeypatch)
+    logged: dict[int, float] = {}
+
+    class Recorder:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def add_scalar(self, tag, value, step):
+            if tag == "train/lr":
+                logged[step] = float(value)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tb, "SummaryWriter", Recorder)
+    used: dict[int, float] = {}
+    real_step = Trainer._one_step
+
+    def spy(self, batch):
+        used[self.state.step + 1] = self.optimizer.param_groups[0]["lr"]
+        return real_step(self, batch)
+
+    monkeypatch.setattr(Trainer, "_one_step", spy)
+    schedule = {"name": "cosine", "warmup_steps": 2, "min_lr_ratio": 0.1}
+    _fit(_recipe(tmp_path, 7, schedule=schedule, trainer={"log_every": 1}))
+    assert logged == pytest.approx(used) and len(logged) == 7

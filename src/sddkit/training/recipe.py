@@ -239,6 +239,18 @@ class ScheduleConfig:
         for key in ignored:
             if getattr(self, key):
                 raise ValueError(f"{key}: {getattr(self, key)} has no effect with schedule {self.name!r} (set it to 0)")
+        if self.name != "cyclic":
+            # `{name: cosine, max_lr: 1e-3}` trained at optimizer.lr, a hundred times lower, without a word
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            for key in _CYCLIC_ONLY:
+                if getattr(self, key) != defaults[key]:
+                    raise ValueError(
+                        f"{key}: {getattr(self, key)} is read by schedule 'cyclic' only; schedule {self.name!r} follows "
+                        "optimizer.lr (leave it out)"
+                    )
+
+
+_CYCLIC_ONLY = ("base_lr", "max_lr", "step_size", "cyclic_mode", "gamma")
 
 
 @dataclass
@@ -263,8 +275,9 @@ class LossConfig:
     oc_margins: tuple[float, float] = (0.2, 0.9)
 
     def __post_init__(self) -> None:
-        if self.class_weights is not None and (min(self.class_weights) < 0 or sum(self.class_weights) <= 0):
-            raise ValueError(f"class_weights must be non-negative and not all zero, got {self.class_weights}")
+        # both positive: a zero weight makes the mean loss of a batch of that class 0/0 = NaN (a "divergence")
+        if self.class_weights is not None and not min(self.class_weights) > 0:
+            raise ValueError(f"class_weights must both be positive, got {self.class_weights}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.domain_alignment < 0:

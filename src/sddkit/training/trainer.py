@@ -488,6 +488,7 @@ class Trainer:
             raise self._diverged(str(exc)) from None
         if not torch.isfinite(result.loss):
             raise self._diverged(f"non-finite training loss {float(result.loss)}")
+        self._step_lr = self.optimizer.param_groups[0]["lr"]  # the lr this step used, before the schedule moves on
         self.scheduler.step()
         self.state.step += 1
         self.state.batch_in_epoch += 1
@@ -509,7 +510,8 @@ class Trainer:
         if self.info.is_main and self._writer is not None and self._window:
             for k, values in self._window.items():
                 self._writer.add_scalar(f"train/{k}", float(torch.stack(values).mean()), self.state.step)
-            self._writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.state.step)
+            lr = getattr(self, "_step_lr", self.optimizer.param_groups[0]["lr"])
+            self._writer.add_scalar("train/lr", lr, self.state.step)
         self._window = {}
 
     # --- validation and model selection --------------------------------------------------------------------
