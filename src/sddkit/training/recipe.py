@@ -245,8 +245,8 @@ class ScheduleConfig:
             for key in _CYCLIC_ONLY:
                 if getattr(self, key) != defaults[key]:
                     raise ValueError(
-                        f"{key}: {getattr(self, key)} is read by schedule 'cyclic' only; schedule {self.name!r} follows "
-                        "optimizer.lr (leave it out)"
+                        f"{key}: {getattr(self, key)} is read by schedule 'cyclic' only; schedule {self.name!r} "
+                        "follows optimizer.lr (leave it out)"
                     )
 
 
