@@ -86,3 +86,20 @@ def test_unknown_condition():
 def test_gain_conditions_attenuate_and_change_nothing_else(name, db):
     x = signal()
     np.testing.assert_allclose(apply_condition(name, x, SR, seed=5), x * 10 ** (db / 20), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize(
+    "bands",
+    [
+        {"speaker_low_hz": [2000, 5000], "speaker_high_hz": [4000, 7500]},
+        {"mic_low_hz": [3000, 7000], "mic_high_hz": [6000, 7800]},
+    ],
+)
+def test_rerecord_band_edges_that_can_cross_are_refused_when_built(bands):
+    # accepted, then a draw with the low edge above the high one stopped training mid-epoch in a loader worker
+    from sddkit.augment.pipeline import AugmentationPipeline
+    from sddkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="overlap: every low edge must lie below every high edge"):
+        AugmentationPipeline([{"name": "rerecord", **bands}])
+    AugmentationPipeline([{"name": "rerecord"}])  # the defaults are fine

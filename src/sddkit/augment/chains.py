@@ -74,6 +74,15 @@ class RerecordConfig:
         check_range("noise_snr_db", self.noise_snr_db)
         check_range("noise_exponent", self.noise_exponent, lo=-2.0, hi=3.0)
         check_probability(self.p)
+        # checked now, as band_filter does: ranges that overlap drew a crossed band now and then, which stopped a
+        # training run mid-epoch ("low edge must lie below the high edge")
+        for band in ("speaker", "mic"):
+            low, high = getattr(self, f"{band}_low_hz"), getattr(self, f"{band}_high_hz")
+            if low[1] >= high[0]:
+                raise ValueError(
+                    f"{band}_low_hz {list(low)} and {band}_high_hz {list(high)} overlap: every low edge must lie below "
+                    "every high edge"
+                )
 
 
 class Rerecord(Augmentation):
