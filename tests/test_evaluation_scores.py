@@ -203,3 +203,12 @@ def test_a_score_files_label_column_takes_the_labels_protocols_take(tmp_path):
     bad = _write(tmp_path, "b.csv", "path,score,label\n/data/flac/LA_E_0.flac,1.0,maybe\n")
     with pytest.raises(ProtocolError, match="'maybe' is not 'bonafide' or 'spoof'"):
         read_scores(bad)
+
+
+def test_a_comment_with_an_unbalanced_quote_does_not_swallow_the_rows_after_it(tmp_path):
+    # read as CSV records, the quote opened a field that ran to the end of the file
+    text = 'utt_id,score\n# note,"unbalanced comment\na,0.5\n# another, "one\nb,0.7\n'
+    assert list(read_scores(_write(tmp_path, "s.csv", text)).ids) == ["a", "b"]
+    # a row whose path starts with # is still a row (it has the header's cells)
+    text = "path,score\n# a comment\n#hash.wav,0.5\nplain.wav,0.7\n"
+    assert list(read_scores(_write(tmp_path, "h.csv", text)).ids) == ["#hash.wav", "plain.wav"]

@@ -436,3 +436,6 @@ def test_a_parquet_table_with_typed_columns_reads_as_its_csv_copy(tmp_path):
     by = ["pair_id", "speaker"]
     assert parquet.group_folds(by, 4).tolist() == csv.group_folds(by, 4).tolist()
     assert len(parquet.exclude(pair_id=["1"])) == 10
+    snr = pd.DataFrame({"utt_id": ["a", "b"], "label": ["bonafide", "spoof"], "snr": np.array([0.1, 2.5], np.float32)})
+    snr.to_parquet(tmp_path / "snr.parquet")
+    assert UtteranceTable.load(tmp_path / "snr.parquet").column("snr").tolist() == ["0.1", "2.5"]

@@ -45,7 +45,9 @@ def _as_csv_text(df: pd.DataFrame) -> pd.DataFrame:
     for col in out.columns:
         if col == "duration_s":
             continue
-        values = out[col].astype(object)
+        column = out[col]
+        # numeric columns element by element in their own dtype (astype(object) widens float32 to a Python float)
+        values = column.to_numpy() if pd.api.types.is_numeric_dtype(column.dtype) else column.astype(object)
         out[col] = [_cell_text(v) for v in values]
     return out
 
@@ -56,7 +58,8 @@ def _cell_text(value: object) -> str:
     if isinstance(value, (float, np.floating)):
         if np.isnan(value):
             return ""
-        return str(int(value)) if float(value).is_integer() else str(float(value))
+        # str() of the value's own type: float32 0.1 is "0.1" (widened to float64 first it was 0.10000000149011612)
+        return str(int(value)) if float(value).is_integer() else str(value)
     return str(value)
 
 

@@ -243,27 +243,55 @@ def read_asvspoof5_keyed(path: str | Path) -> ScoreFile:
     return _read_whitespace(Path(path), "asvspoof5_keyed", (4,))
 
 
-def _records(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """(1-based line number where it starts, cells) of every non-blank record of a delimited file.
+def _records(path: Path, delimiter: str) -> Iterator[tuple[int, list[str], bool]]:
+    """(1-based line number where it starts, cells, whether it is a ``#`` line) of every non-blank record of a
+    delimited file.
 
     Records, not lines: ``sdd score`` quotes a path holding a newline, which spans two lines. File names are
     bytes: one that is not UTF-8 comes back as ``sdd score`` wrote it (surrogate escapes), and matches the
-    protocol's path read the same way. A record whose first cell starts with ``#`` and whose cells are not as
-    many as the header's is a comment (a path starting with ``#`` is data).
+    protocol's path read the same way. A line starting with ``#`` outside a quoted field is read on its own, so
+    that a quote in a comment cannot swallow the rows after it; the caller tells a comment from a row whose path
+    starts with ``#``.
     """
     with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        start = 1
+        numbers: list[int] = []  # physical line number of every line given to the reader
+        hashed: list[tuple[int, list[str]]] = []  # `#` lines read on their own, in order
+
+        def lines() -> Iterator[str]:
+            inside = False  # within a quoted field that spans lines
+            for number, line in enumerate(fh, start=1):
+                if not inside and line.lstrip().startswith("#"):
+                    hashed.append((number, next(csv.reader([line], delimiter=delimiter), [])))
+                    numbers.append(number)
+                    yield "\n"  # its place in the order: a blank record that stands for it
+                    continue
+                numbers.append(number)
+                inside ^= line.count('"') % 2 == 1
+                yield line
+
+        reader = csv.reader(lines(), delimiter=delimiter)
+        consumed = 0
         for row in reader:
-            number, start = start, reader.line_num + 1
-            if any(cell.strip() for cell in row):
-                yield number, row
+            first = numbers[consumed]
+            consumed = reader.line_num
+            if hashed and hashed[0][0] == first:
+                yield first, hashed.pop(0)[1], True
+            elif any(cell.strip() for cell in row):
+                yield first, row, False
+
+
+def _is_row(cells: list[str], width: int, i_score: int, i_error: int | None) -> bool:
+    """Whether a ``#`` line is a row (a path starting with ``#``: the header's cells, a number or an error) rather
+    than a comment."""
+    if len(cells) != width:
+        return False
+    return _is_number(cells[i_score].strip()) or (i_error is not None and bool(cells[i_error].strip()))
 
 
 def _read_delimited(path: Path, fmt: str, delimiter: str, id_columns: tuple[str, ...], score_columns: tuple[str, ...]):
     out = _Collector(path)
     records = _records(path, delimiter)
-    first = next((r for r in records if not r[1][0].lstrip().startswith("#")), None)  # comments above the header
+    first = next(((n, row) for n, row, hashed in records if not hashed), None)  # comments above the header
     if first is None:
         raise ProtocolError(f"{path}: no scores in file")
     header_line, header_cells = first
@@ -279,11 +307,11 @@ def _read_delimited(path: Path, fmt: str, delimiter: str, id_columns: tuple[str,
     i_key = header.index("label") if "label" in header else None
     i_error = header.index("error") if "error" in header else None
     i_gates = [header.index(f"{GATE_PREFIX}{k}") for k in range(_gate_width(header, f"{path}:{header_line}"))]
-    for number, row in records:
+    for number, row, hashed in records:
         where = f"{path}:{number}"
+        if hashed and not _is_row(row, len(header), i_score, i_error):
+            continue  # a comment
         if len(row) != len(header):
-            if row[0].lstrip().startswith("#"):
-                continue  # a comment that happens to hold the delimiter
             text = delimiter.join(row)
             raise ProtocolError(f"{where}: expected {len(header)} columns like the header, got {len(row)}: {text!r}")
         if i_error is not None and row[i_error].strip() and not row[i_score].strip():
