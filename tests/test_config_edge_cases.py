@@ -103,3 +103,25 @@ def test_yaml_syntax_errors_are_one_line_with_the_position(tmp_path):
     with pytest.raises(ConfigError) as info:
         apply_overrides({}, ["a=[1, 2"])
     assert "\n" not in str(info.value) and "override 'a=[1, 2'" in str(info.value)
+
+
+def test_numbers_read_as_yaml_1_2_reads_them(tmp_path):
+    # YAML 1.1 read a leading zero as octal and colons as base 60: max_steps=0100 trained 64 steps, n_mels: 1:20 was 80
+    out = apply_overrides({}, ["a=0100", "b=020", "c=1:20", "d=0x10", "e=1_000", "f=.inf", "g=-5", "h=1.", "i=0o17"])
+    assert out == {"a": 100, "b": 20, "c": "1:20", "d": 16, "e": 1000, "f": float("inf"), "g": -5, "h": 1.0, "i": 15}
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("trainer: {max_steps: 0100}\nmodel: {frontend: {name: logmel, n_mels: 1:20}}\n")
+    assert load_yaml(recipe) == {
+        "trainer": {"max_steps": 100},
+        "model": {"frontend": {"name": "logmel", "n_mels": "1:20"}},
+    }
+    with pytest.raises(ConfigError, match="n_mels"):
+        from_dict(TrainRecipe, {**load_yaml(recipe), "model": {**load_yaml(recipe)["model"], "backend": "lcnn"}})
+
+
+@pytest.mark.parametrize("override", ["trainer.out_dir=", "data.domain_column= "])
+def test_an_override_without_a_value_is_refused(override):
+    # `trainer.out_dir=` (an empty shell variable) became '' and was accepted
+    with pytest.raises(ConfigError, match="has no value: write .*=null for none"):
+        apply_overrides({"model": MODEL}, [override])
+    assert apply_overrides({}, ["a=''"]) == {"a": ""}

@@ -190,3 +190,17 @@ def test_a_zero_class_weight_is_refused(weights):
 
     with pytest.raises(ConfigError, match="class_weights must both be positive"):
         from_dict(LossConfig, {"class_weights": list(weights)}, "loss")
+
+
+def test_reader_option_types_are_checked_when_the_recipe_is_read():
+    # `options.root=5` was accepted (only the option names were checked) and failed, if at all, when data was read
+    from pathlib import Path
+
+    recipe = load_yaml(Path(__file__).resolve().parents[1] / "recipes" / "sddbench" / "default_model.yaml")
+    with pytest.raises(ConfigError, match=r"data.train\[0\].options.corpus: expected a string"):
+        from_dict(TrainRecipe, apply_overrides(recipe, ["data.train.0.options.corpus=[1]"]))
+    spec = {"protocol": "labels.csv", "format": "labels_csv", "options": {"root": 5}}
+    with pytest.raises(ConfigError, match=r"options.root: expected a string"):
+        from_dict(TrainRecipe, {"model": {"frontend": "logmel", "backend": "lcnn"}, "data": {"train": spec}})
+    ok = from_dict(TrainRecipe, apply_overrides(recipe, ["data.train.0.options.partitions=train"]))
+    assert ok.data.train[0].options["partitions"] == "train"  # one name for a list, as read_protocol takes it

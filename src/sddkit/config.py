@@ -59,11 +59,35 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# Numbers as YAML 1.2 reads them. YAML 1.1 (PyYAML) also reads a leading zero as octal and colons as base 60, so
+# `max_steps: 0100` was 64 and `n_mels: 1:20` was 80, silently; here 0100 is 100 and 1:20 is the string "1:20"
+# (refused where a number belongs). Hex (0x10), 0o/0b prefixes, underscores (1_000) and .inf / .nan stay.
+_INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 _Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    _INT_TAG, re.compile(r"^[-+]?(?:[0-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+)$"), list("-+0123456789")
+)
+_Loader.add_implicit_resolver(
+    _FLOAT_TAG,
+    re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?"  # 1.5, .5, 1.0e5
+        r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"  # 1e-5
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
     list("-+0123456789."),
 )
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    sign, digits = (-1, text[1:]) if text.startswith("-") else (1, text.lstrip("+"))
+    return sign * (int(digits, 0) if digits[:2].lower() in ("0x", "0o", "0b") else int(digits, 10))
+
+
+_Loader.add_constructor(_INT_TAG, _construct_int)
 
 
 def component_field(family: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
@@ -304,8 +328,12 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
             raise ConfigError(f"override {item!r} has an empty key")
         if "" in key.split("."):  # `a..b=1` or `a.=1` would create a key named '' (silently, inside an options mapping)
             raise ConfigError(f"override {item!r}: the key {key!r} has an empty part")
+        if not raw.strip():  # `trainer.out_dir=` left the value out (a shell variable that was empty?)
+            raise ConfigError(
+                f"override {item!r} has no value: write {key}=null for none, or {key}=\"''\" for an empty string"
+            )
         try:
-            value = yaml.load(raw, Loader=_Loader) if raw != "" else ""
+            value = yaml.load(raw, Loader=_Loader)
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {item!r}: invalid value: {_yaml_reason(exc)}") from None
         node: Any = out

@@ -87,6 +87,12 @@ class ProtocolSpec:
                 f"options: unknown key(s) {', '.join(map(repr, unknown))}{did_you_mean(unknown, valid)} for format "
                 f"{self.format!r}; valid keys: {', '.join(valid) or '(none)'}"
             )
+        if entry.config_cls is not None:  # their types too (`root: 5` was accepted): the reader's config, no file read
+            from sddkit.data.protocols import _LIST_OPTIONS
+
+            params = {k: [v] if k in _LIST_OPTIONS and isinstance(v, str) else v for k, v in self.options.items()}
+            params.setdefault("protocol" if "protocol" in valid else "root", str(self.protocol))
+            from_dict(entry.config_cls, params, "options")
 
 
 @dataclass
