@@ -35,6 +35,16 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+def join_or_fail(ctx, seconds: float) -> None:
+    """Wait for spawned workers; a deadlocked collective fails the test (workers killed), not the whole suite."""
+    deadline = time.monotonic() + seconds
+    while not ctx.join(timeout=2):
+        if time.monotonic() > deadline:
+            for proc in ctx.processes:
+                proc.kill()
+            pytest.fail(f"the DDP workers did not finish within {seconds:g} s")
+
+
 def _worker(rank: int, world: int, ports: list[int], out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -98,13 +108,7 @@ def _worker(rank: int, world: int, ports: list[int], out: str) -> None:
 
 def test_two_process_gloo_replicas_stay_identical(tmp_path):
     ports = _free_ports(len(STRATEGIES))
-    ctx = mp.spawn(_worker, args=(2, ports, str(tmp_path)), nprocs=2, join=False)
-    deadline = time.monotonic() + 300  # a deadlocked collective must fail the test, not hang the suite
-    while not ctx.join(timeout=2):
-        if time.monotonic() > deadline:
-            for proc in ctx.processes:
-                proc.kill()
-            pytest.fail("the DDP workers did not finish within 300 s")
+    join_or_fail(mp.spawn(_worker, args=(2, ports, str(tmp_path)), nprocs=2, join=False), 300)
     for strategy in STRATEGIES:
         w0 = load_file(str(tmp_path / f"{strategy}-rank0.safetensors"))
         w1 = load_file(str(tmp_path / f"{strategy}-rank1.safetensors"))
@@ -163,13 +167,7 @@ def _disagreeing_worker(rank: int, world: int, port: int, out: str) -> None:
 
 def test_processes_started_with_different_settings_are_refused_instead_of_hanging(tmp_path):
     # rank 1 with trainer.max_steps=6, rank 0 with 4: rank 1 waited for a collective rank 0 never made, silently
-    ctx = mp.spawn(_disagreeing_worker, args=(2, _free_ports(1)[0], str(tmp_path)), nprocs=2, join=False)
-    deadline = time.monotonic() + 120
-    while not ctx.join(timeout=2):
-        if time.monotonic() > deadline:
-            for proc in ctx.processes:
-                proc.kill()
-            pytest.fail("the DDP workers hung")
+    join_or_fail(mp.spawn(_disagreeing_worker, args=(2, _free_ports(1)[0], str(tmp_path)), nprocs=2, join=False), 120)
     for rank in (0, 1):
         message = (tmp_path / f"rank{rank}.txt").read_text()
         assert "would not train alike: rank 1 differs from rank 0 (trainer.max_steps: 4 -> 6)" in message

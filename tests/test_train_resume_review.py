@@ -140,13 +140,8 @@ def test_resuming_an_early_stopped_run_with_more_patience_trains_on(tmp_path, mo
     assert [h["step"] for h in more.history] == [h["step"] for h in straight.history] == [2, 4, 6, 8, 10]
 
 
-@pytest.mark.parametrize("new_batch_size", [4, 16])
-def test_resuming_mid_epoch_with_another_batch_size_continues_after_the_items_seen(
-    tmp_path, monkeypatch, new_batch_size
-):
-    # before: the checkpoint's position (2 batches of 8 into the epoch) was replayed as 2 batches of the new
-    # size, so 4 items of the epoch were seen twice (size 4) or 16 were never seen (size 16)
-    install_tiny(monkeypatch)
+def _record_first_epoch(monkeypatch) -> list[list[int]]:
+    """The dataset indices of every step of epoch 0, as the trainer takes them (a list filled as it trains)."""
     seen: list[list[int]] = []
     real_step = Trainer._one_step
 
@@ -156,6 +151,17 @@ def test_resuming_mid_epoch_with_another_batch_size_continues_after_the_items_se
         return real_step(self, batch)
 
     monkeypatch.setattr(Trainer, "_one_step", spy)
+    return seen
+
+
+@pytest.mark.parametrize("new_batch_size", [4, 16])
+def test_resuming_mid_epoch_with_another_batch_size_continues_after_the_items_seen(
+    tmp_path, monkeypatch, new_batch_size
+):
+    # before: the checkpoint's position (2 batches of 8 into the epoch) was replayed as 2 batches of the new
+    # size, so 4 items of the epoch were seen twice (size 4) or 16 were never seen (size 16)
+    install_tiny(monkeypatch)
+    seen = _record_first_epoch(monkeypatch)
     _fit(_recipe(tmp_path, 2))
     assert [len(b) for b in seen] == [8, 8]
     rest = (48 - 16) // new_batch_size
@@ -171,15 +177,7 @@ def test_resuming_mid_epoch_on_another_number_of_processes_continues_after_the_i
     from sddkit.training import checkpoint as ckpt
 
     install_tiny(monkeypatch)
-    seen: list[list[int]] = []
-    real_step = Trainer._one_step
-
-    def spy(self, batch):
-        if self.state.epoch == 0:
-            seen.append([int(i) for i in batch["index"]])
-        return real_step(self, batch)
-
-    monkeypatch.setattr(Trainer, "_one_step", spy)
+    seen = _record_first_epoch(monkeypatch)
     _fit(_recipe(tmp_path / "whole", 6))  # one uninterrupted epoch: 6 batches of 8
     whole, seen[:] = list(seen), []
     _fit(_recipe(tmp_path, 2))

@@ -136,19 +136,12 @@ def test_ddp_resume_keeps_every_ranks_random_streams(tmp_path):
     # before: only rank 0's generator states were checkpointed and every rank restored them, so after a
     # resume all ranks drew the same dropout masks (rank 1 lost its own stream): the resumed run trained
     # differently from the uninterrupted one
-    import time
 
     import torch.multiprocessing as mp
     from safetensors.torch import load_file
-    from test_ddp import _free_ports
+    from test_ddp import _free_ports, join_or_fail
 
-    ctx = mp.spawn(_ddp_resume_worker, args=(2, _free_ports(3), str(tmp_path)), nprocs=2, join=False)
-    deadline = time.monotonic() + 300
-    while not ctx.join(timeout=2):
-        if time.monotonic() > deadline:
-            for proc in ctx.processes:
-                proc.kill()
-            pytest.fail("the DDP workers did not finish within 300 s")
+    join_or_fail(mp.spawn(_ddp_resume_worker, args=(2, _free_ports(3), str(tmp_path)), nprocs=2, join=False), 300)
     straight = load_file(str(tmp_path / "straight" / "final" / "model.safetensors"))
     resumed = load_file(str(tmp_path / "split" / "final" / "model.safetensors"))
     for key in straight:
