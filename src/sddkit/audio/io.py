@@ -274,13 +274,19 @@ def validate_waveform(
     duration = n / sample_rate
     if n < min_duration * sample_rate - 1:
         raise AudioTooShortError(f"duration {duration:.3f} s is below min_duration {min_duration} s", path=path)
-    if max_duration is not None and n > max_duration * sample_rate + 1:
-        raise AudioTooLongError(f"duration {duration:.3f} s exceeds max_duration {max_duration} s", path=path)
+    check_max_duration(n, sample_rate, max_duration, path=path)
     if not allow_silent:
         reason = _silence_reason(arr)
         if reason is not None:
             raise SilentAudioError(reason, path=path)
     return arr
+
+
+def check_max_duration(n: int, sample_rate: int, max_duration: float | None, *, path: str | None = None) -> None:
+    """``AudioTooLongError`` when ``n`` samples at ``sample_rate`` last longer than ``max_duration`` (None: no
+    limit), with one sample of slack for resampling rounding."""
+    if max_duration is not None and n > max_duration * sample_rate + 1:
+        raise AudioTooLongError(f"duration {n / sample_rate:.3f} s exceeds max_duration {max_duration} s", path=path)
 
 
 def check_float32_range(arr: np.ndarray, *, path: str | None = None) -> None:

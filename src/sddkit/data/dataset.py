@@ -30,9 +30,9 @@ import torch
 from torch.utils.data import Dataset
 
 from sddkit.audio.crop import random_crop, repeat_pad
-from sddkit.audio.io import load_audio
+from sddkit.audio.io import check_max_duration, load_audio
 from sddkit.data.table import UtteranceTable
-from sddkit.errors import AudioDecodeError, AudioError, AudioTooLongError, ProtocolError
+from sddkit.errors import AudioDecodeError, AudioError, ProtocolError
 
 __all__ = ["CachedWaveforms", "UtteranceDataset", "collate_pad", "load_table_audio"]
 
@@ -49,15 +49,6 @@ def load_table_audio(path: str, utt_id: str, *, sample_rate: int, max_duration: 
         raise
     except Exception as exc:  # a decoder bug must still say which file triggered it
         raise AudioDecodeError(f"{type(exc).__name__}: {exc}", path=path) from exc
-
-
-def check_cached_duration(x: np.ndarray, sample_rate: int, max_duration: float | None, path: str) -> None:
-    """A cached waveform obeys the dataset's ``max_duration`` as the file read from disk would (the cache may
-    have been built under a higher limit)."""
-    if max_duration is not None and x.shape[0] > max_duration * sample_rate + 1:
-        raise AudioTooLongError(
-            f"duration {x.shape[0] / sample_rate:.3f} s exceeds max_duration {max_duration} s (cached)", path=path
-        )
 
 
 class CachedWaveforms:
@@ -269,7 +260,8 @@ class UtteranceDataset(Dataset):
             return self._cache[index]
         x = self.waveforms.get(self._ids[index]) if self.waveforms is not None else None
         if x is not None:
-            check_cached_duration(x, self.sample_rate, self.max_duration, self._paths[index])
+            # the file read from disk would be refused: so is its cached copy (built under a higher limit)
+            check_max_duration(x.shape[0], self.sample_rate, self.max_duration, path=self._paths[index])
         else:
             x = load_table_audio(
                 self._paths[index], self._ids[index], sample_rate=self.sample_rate, max_duration=self.max_duration

@@ -226,11 +226,10 @@ class ScoringDetector:
         x = _to_mono(np.asarray(waveform))
         # a whole float (16000.0, np.float64 from some readers) is a rate; 22050.5 or a bool is not
         whole = isinstance(sample_rate, (float, np.floating)) and float(sample_rate).is_integer()
-        if isinstance(sample_rate, bool) or not (isinstance(sample_rate, (int, np.integer)) or whole):
+        rate = isinstance(sample_rate, (int, np.integer)) and not isinstance(sample_rate, bool)
+        if not (rate or whole) or sample_rate <= 0:
             raise AudioError(f"sample_rate must be a positive integer, got {sample_rate!r}")
         sample_rate = int(sample_rate)
-        if sample_rate <= 0:
-            raise AudioError(f"sample_rate must be a positive integer, got {sample_rate!r}")
         x = validate_waveform(x, sample_rate)
         if sample_rate != self.sample_rate:
             x = soxr.resample(x, sample_rate, self.sample_rate, quality=_RESAMPLE_QUALITY).astype(np.float32)

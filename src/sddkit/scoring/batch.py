@@ -272,10 +272,14 @@ def _run_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str]:
 
 def check_run_info(out: str | Path, run: dict[str, Any]) -> None:
     """Refuse to add rows of ``run`` to ``out`` when its recorded run (``out.run.json``) differs."""
-    path = run_record_path(out)
     earlier = _read_run_info(out, f"remove it to resume {out}")
-    if earlier is None:
-        return  # written before runs were recorded, or by hand: nothing to compare with
+    if earlier is not None:  # None: written before runs were recorded, or by hand: nothing to compare with
+        _refuse_another_run(out, earlier, run)
+
+
+def _refuse_another_run(out: str | Path, earlier: dict[str, Any], run: dict[str, Any]) -> None:
+    """The check of :func:`check_run_info` against a run record already read."""
+    path = run_record_path(out)
     diffs = _run_differences(earlier, run)
     if diffs:
         details = "; ".join(
@@ -388,8 +392,8 @@ class ScoreWriter:
             self._same_base = self.base == os.getcwd()
         if run is not None:
             run = {**run, "columns": self.columns, "cwd": self.base}
-            if rows:
-                check_run_info(self.out, run)
+            if earlier is not None:  # (read above: rows are there)
+                _refuse_another_run(self.out, earlier, run)
             write_run_info(self.out, run)  # before any row, so every row is covered by it
         if retry_errors:
             retry = None if retry_inputs is None else {self.absolute(p) for p in retry_inputs}

@@ -118,7 +118,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in (
         (400, "malformed request body"),
-        (408, "the upload stalled: no data for 60 s"),
+        (408, f"the upload stalled: no data for {UPLOAD_IDLE_S:g} s"),
         (413, "upload too large"),
         (415, "not a multipart/form-data request"),
         (

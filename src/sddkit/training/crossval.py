@@ -104,16 +104,18 @@ def _excluding(specs: ProtocolSpec | list[ProtocolSpec] | None, fold: HeldOut) -
         excluded.append(spec)
     if len(given) < 2:
         return excluded
-    kept = [new for old, new in zip(given, excluded) if not _held_out_whole(old, new)]
+    kept = [new for old, new in zip(given, excluded) if not _held_out_whole(old, fold)]
     return kept or excluded  # nothing left at all: the trainer's own error names the empty spec
 
 
-def _held_out_whole(original: ProtocolSpec, excluded: ProtocolSpec) -> bool:
-    """Whether the fold takes every row of a spec that has rows without it."""
+def _held_out_whole(spec: ProtocolSpec, fold: HeldOut) -> bool:
+    """Whether ``fold`` takes every row of a spec that has rows without it (its protocol read once: a row's
+    fold group is its own, so excluding the fold after the spec's ``folds`` equals excluding it before)."""
     from sddkit.training.data import spec_table
 
     try:
-        return len(spec_table(excluded)) == 0 and len(spec_table(original)) > 0
+        rows = spec_table(spec)
+        return len(rows) > 0 and len(rows.exclude(**{fold.column: list(fold.values)})) == 0
     except (ConfigError, ProtocolError):  # a bad spec: the trainer says so, naming it
         return False
 
