@@ -251,3 +251,64 @@ def test_weights_copied_from_another_model_are_refused_and_old_dirs_without_a_di
     (b / md.CONFIG_NAME).write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="weights_digest must be a string"):
         md.load_model_dir(b)
+
+
+def _folder_unlike_its_preset(tmp_path, encoder: str):
+    """A pretrained folder whose architecture differs from the preset's in what a preset lets differ (the
+    convolutions' layout: XLS-R's or base's) and whose preprocessor says not to normalise."""
+    from sddkit.frontends.encoders import PRESETS, EncoderConfig, build_encoder
+
+    hf_dir = tmp_path / f"{encoder}_hf"
+    overrides = {"conv_bias": True, "feat_extract_norm": "layer", "do_stable_layer_norm": True}
+    if PRESETS[encoder].arch.get("feat_extract_norm") == "layer":  # the other layout then
+        overrides = {"conv_bias": False, "feat_extract_norm": "group", "do_stable_layer_norm": False}
+    if encoder.startswith("whisper"):
+        overrides = {"max_source_positions": 750, "scale_embedding": True}
+    build_encoder(EncoderConfig(overrides=overrides), preset=encoder).model.save_pretrained(hf_dir)
+    (hf_dir / "preprocessor_config.json").write_text(json.dumps({"do_normalize": False}))
+    return hf_dir
+
+
+@pytest.mark.parametrize("encoder", ["wav2vec2_tiny", "hubert_tiny", "wavlm_tiny", "whisper_tiny"])
+def test_a_full_weights_model_loads_without_its_pretrained_folder(tmp_path, encoder):
+    # every encoder weight is stored in a full directory, yet loading rebuilt the architecture from the
+    # pretrained folder: a mixture or a fine-tuned model could not be moved to a machine without that folder
+    import shutil
+
+    _folder_unlike_its_preset(tmp_path, encoder)
+    config, model = _pretrained_detector(tmp_path, encoder, {"adapter": "lora", "lora": {"rank": 2}})
+    d = md.save_model_dir(tmp_path / "m", model, model_config=config)
+    shutil.rmtree(tmp_path / f"{encoder}_hf")
+    saved = json.loads((d / md.CONFIG_NAME).read_text())
+    spec = saved["model"]["frontend"]["encoder"]
+    assert spec["pretrained"] is None
+    assert saved["metadata"]["pretrained_folders"] == [str(tmp_path / f"{encoder}_hf")]
+    if encoder.startswith("whisper"):
+        assert spec["overrides"]["max_source_positions"] == 750 and not spec.get("normalize")
+    else:
+        assert "do_stable_layer_norm" in spec["overrides"] and spec["normalize"] is False
+    loaded = md.load_model_dir(d).model
+    model.eval()
+    x = torch.randn(2, 8000)
+    assert torch.allclose(loaded(x).logits, model(x).logits, atol=1e-6)
+
+
+def test_a_mixture_of_pretrained_experts_loads_without_their_folders(tmp_path):
+    import shutil
+
+    from sddkit.config import from_dict
+    from sddkit.detectors.mixture import MixtureConfig, build_mixture
+
+    _folder_unlike_its_preset(tmp_path, "wav2vec2_tiny")
+    expert, _ = _pretrained_detector(tmp_path, "wav2vec2_tiny", {"adapter": "lora", "lora": {"rank": 2}})
+    config = {"experts": [expert, expert], "gate": {"name": "classic"}}
+    model = build_mixture(from_dict(MixtureConfig, config, "model"))
+    d = md.save_model_dir(tmp_path / "mix", model, model_config=config, architecture="mixture")
+    assert json.loads((d / md.CONFIG_NAME).read_text())["metadata"]["pretrained_folders"] == [
+        str(tmp_path / "wav2vec2_tiny_hf")
+    ]
+    shutil.rmtree(tmp_path / "wav2vec2_tiny_hf")
+    loaded = md.load_model_dir(d).model
+    model.eval()
+    x = torch.randn(2, 8000)
+    assert torch.allclose(loaded(x).logits, model(x).logits, atol=1e-6)

@@ -20,6 +20,10 @@ safetensors header), and loading refuses a pair whose digests differ. Directorie
 the digest existed have none and load as before. Write a new model to a new directory when
 something may be reading the old one.
 
+A ``"full"`` directory needs no pretrained folder: its config holds the encoder architecture read from the
+folder when it was saved (``frontends.encoders.self_contained_config``), and ``metadata.pretrained_folders``
+names the folders it came from.
+
 A ``"trainable"`` directory also records the digest of the frozen pretrained weights it was trained on
 (``pretrained_digest``), which load from the encoder's ``pretrained`` folder: a folder replaced since by
 another encoder (a re-download of another revision, a different model under the same path) is refused
@@ -203,6 +207,14 @@ def save_model_dir(
     state = state_to_save(model, trainable_only)
     digest = weights_digest(state)
     frozen = _pretrained_digest(model) if trainable_only else None
+    folders = list(dict.fromkeys(_pretrained_folders(model_config)))
+    if folders and not trainable_only:
+        from sddkit.frontends.encoders import self_contained_config
+
+        # every weight is stored: only the architecture came from the pretrained folders, so write it out and
+        # the directory loads (and is moved, shared, served) without them; the folders stay as provenance
+        model_config = self_contained_config(model_config)
+        metadata = {**(metadata or {}), "pretrained_folders": folders}
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -800,6 +800,56 @@ def _build_hf_model(preset_name: str, preset: Preset, cfg: EncoderConfig) -> nn.
     return _load_pretrained(model_cls, directory, hf_cfg)
 
 
+# transformers config entries that describe the file, not the architecture; layer drop is always 0 here
+_NOT_ARCHITECTURE = frozenset(
+    {"architectures", "auto_map", "dtype", "torch_dtype", "transformers_version", "_name_or_path", "model_type"}
+) | frozenset(_LAYERDROP_KEYS)
+
+
+def self_contained_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """An encoder spec (``{name: preset, pretrained: folder, ...}``) that builds the same architecture without
+    its ``pretrained`` folder: ``pretrained: null``, the folder's transformers config values that differ from the
+    preset's in ``overrides`` (the spec's own overrides still win, as they did over the folder's values), and the
+    waveform normalisation the folder decided written out.
+
+    For model directories that store every weight (``weights: full``: mixtures, fully fine-tuned encoders): their
+    encoder's weights are in the directory, so only its architecture came from the folder. A spec without a
+    ``pretrained`` folder, or not an encoder's, comes back unchanged.
+    """
+    from sddkit.config import from_dict
+
+    preset_name = spec.get("name")
+    if preset_name not in PRESETS or not isinstance(spec.get("pretrained"), str):
+        return spec
+    preset = PRESETS[preset_name]
+    cfg = from_dict(EncoderConfig, {k: v for k, v in spec.items() if k != "name"}, "encoder")
+    directory, _ = _read_pretrained_config(cfg.pretrained, preset_name, preset)
+    config_cls = _hf_class(preset.family, 0)
+    folder = config_cls.from_pretrained(directory, local_files_only=True).to_dict()
+    preset_values = config_cls(**preset.arch).to_dict()
+    overrides = {
+        k: v for k, v in folder.items() if k in preset_values and k not in _NOT_ARCHITECTURE and v != preset_values[k]
+    }
+    overrides.update(cfg.overrides)
+    resolved = {**spec, "pretrained": None, "overrides": overrides}
+    if preset.family != "whisper" and cfg.normalize is None:
+        normalize = _preprocessor_normalize(cfg.pretrained)
+        if normalize is None:  # as build_encoder decides without a word from the folder
+            normalize = overrides.get("feat_extract_norm", preset_values.get("feat_extract_norm")) == "layer"
+        resolved["normalize"] = normalize
+    return resolved
+
+
+def self_contained_config(config: Any) -> Any:
+    """A model config (plain data: a detector's, a mixture's with its experts inline) with every encoder spec
+    made :func:`self_contained_spec`."""
+    if isinstance(config, dict):
+        return self_contained_spec({k: self_contained_config(v) for k, v in config.items()})
+    if isinstance(config, list):
+        return [self_contained_config(v) for v in config]
+    return config
+
+
 def build_encoder(cfg: EncoderConfig, *, preset: str, **context: Any) -> SpeechEncoder:
     """Build preset ``preset`` with ``cfg`` (random weights, or ``cfg.pretrained``)."""
     spec = PRESETS[preset]
@@ -848,4 +898,6 @@ __all__ = [
     "WhisperFamilyEncoder",
     "WhisperLogMel",
     "build_encoder",
+    "self_contained_config",
+    "self_contained_spec",
 ]
