@@ -157,3 +157,11 @@ def test_component_field_unknown_name():
 
     with pytest.raises(ConfigError, match="unknown backend 'definitely_not_registered'"):
         from_dict(WithComponent, {"backend": {"name": "definitely_not_registered"}})
+
+
+def test_an_override_of_a_component_name_alone_says_to_replace_the_whole_entry():
+    # `model.backend.name=resnet18` keeps lcnn's `channels`: the refusal named the key but not the way out
+    recipe = {"model": {"backend": {"name": "lcnn", "channels": 16}}}
+    spec = apply_overrides(recipe, ["model.backend.name=resnet18"])["model"]["backend"]
+    with pytest.raises(ConfigError, match=r"'channels' for backend 'resnet18'.*model\.backend=\{name: resnet18\}"):
+        get_registry("backend").parse(spec, "model.backend")

@@ -129,6 +129,15 @@ class Registry:
             if params:
                 raise ConfigError(f"{where}: {self.family} {name!r} takes no parameters")
             return ComponentSpec(self.family, name, None)
+        fields = {f.name for f in dataclasses.fields(entry.config_cls) if f.init}
+        unknown = sorted((k for k in params if k not in fields), key=repr)
+        if unknown:
+            # often the keys of the component this one replaced (an override of `name` alone keeps its siblings)
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(map(repr, unknown))} for {self.family} {name!r}"
+                f"{did_you_mean(unknown, fields)}; valid keys: {', '.join(sorted(fields))}. To switch to another "
+                f"{self.family}, replace the whole entry (e.g. the override '{where}={{name: {name}}}'), not its name"
+            )
         return ComponentSpec(self.family, name, from_dict(entry.config_cls, params, where))
 
     def build(self, spec: Any, **context: Any) -> Any:
