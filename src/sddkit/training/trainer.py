@@ -244,6 +244,7 @@ class Trainer:
         planned = cfg.epochs * self.steps_per_epoch
         self.total_steps = min(planned, cfg.max_steps) if cfg.max_steps else planned
         self.scheduler = build_scheduler(self.optimizer, r.schedule, self.total_steps)
+        self._step_lr = self.optimizer.param_groups[0]["lr"]  # the lr of the last step taken (logged with it)
         resumed_from = self._load_latest() if self.resume else None
         if resumed_from is None:
             self.state.molex_before = molex_before
@@ -510,8 +511,7 @@ class Trainer:
         if self.info.is_main and self._writer is not None and self._window:
             for k, values in self._window.items():
                 self._writer.add_scalar(f"train/{k}", float(torch.stack(values).mean()), self.state.step)
-            lr = getattr(self, "_step_lr", self.optimizer.param_groups[0]["lr"])
-            self._writer.add_scalar("train/lr", lr, self.state.step)
+            self._writer.add_scalar("train/lr", self._step_lr, self.state.step)
         self._window = {}
 
     # --- validation and model selection --------------------------------------------------------------------
