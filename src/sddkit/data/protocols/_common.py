@@ -8,6 +8,7 @@ can open the exact line; folder readers name the folder instead.
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -76,9 +77,8 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     try:
         with _open_text(p) as fh:
             for lineno, raw in enumerate(fh, start=1):
-                line = raw.strip()
-                if line and not line.startswith("#"):
-                    yield lineno, line
+                if not is_preamble(raw):
+                    yield lineno, raw.strip()
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"{p}: not a UTF-8 text file ({exc.reason})") from None
 
@@ -101,6 +101,23 @@ def map_label(value: str, mapping: Mapping[str, str], path: Path, lineno: int | 
     return label
 
 
+def is_preamble(line: str) -> bool:
+    """A blank or ``#`` comment line: skipped in text protocols and before a headed file's header."""
+    text = line.strip()
+    return not text or text.startswith("#")
+
+
+def _skip_preamble(fh: Iterable[str]) -> tuple[int, Iterator[str]]:
+    """(number of blank/``#`` lines before the header, the lines from the header on)."""
+    lines = iter(fh)
+    skipped = 0
+    for raw in lines:
+        if not is_preamble(raw):
+            return skipped, itertools.chain([raw], lines)
+        skipped += 1
+    return skipped, iter(())
+
+
 def iter_csv(
     path: str | Path,
     *,
@@ -112,20 +129,24 @@ def iter_csv(
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row dict) of a headed CSV; a missing column or a ragged row is a ProtocolError.
 
+    Blank and ``#`` lines before the header are skipped (format detection skips them too).
+
     ``lower_header``: column names are lower-cased (hand-written files: ``Path,Label``)."""
     p = require_file(path, what)
     try:
         with _open_text(p) as fh:
-            reader = csv.reader(fh, delimiter=delimiter, quoting=quoting)
+            # blank and '#' lines before the header are skipped, as format detection skips them
+            skipped, lines = _skip_preamble(fh)
+            reader = csv.reader(lines, delimiter=delimiter, quoting=quoting)
             header = next(reader, None)
             if header is None:
-                raise located(p, 1, f"empty {what} file (no header line)")
+                raise located(p, skipped or 1, f"empty {what} file (no header line)")
             header = [h.strip().lower() if lower_header else h.strip() for h in header]
             missing = [c for c in required if c not in header]
             if missing:
-                raise located(p, 1, f"header lacks column(s) {missing}; header is {header}")
+                raise located(p, skipped + 1, f"header lacks column(s) {missing}; header is {header}")
             for row in reader:
-                lineno = reader.line_num
+                lineno = skipped + reader.line_num
                 if not row or all(not cell.strip() for cell in row):
                     continue
                 if len(row) != len(header):
@@ -216,10 +237,24 @@ def check_selected(where: str | Path, option: str, wanted: Iterable[str] | None,
         )
 
 
-def build_table(records: list[dict], where: str | Path) -> UtteranceTable:
-    """Records -> validated UtteranceTable; validation errors are prefixed with ``where``."""
+def check_unique_ids(records: Sequence[dict], lines: Sequence[int], where: str | Path) -> None:
+    """A ProtocolError naming both lines of ``where`` that list the same ``utt_id`` (``lines[i]`` is record i's)."""
+    first: dict[str, int] = {}
+    for rec, lineno in zip(records, lines):
+        utt = str(rec["utt_id"])
+        if utt in first:
+            raise located(where, lineno, f"duplicate utt_id {utt!r} (first at line {first[utt]})")
+        first[utt] = lineno
+
+
+def build_table(records: list[dict], where: str | Path, lines: Sequence[int] | None = None) -> UtteranceTable:
+    """Records -> validated UtteranceTable; validation errors are prefixed with ``where``.
+
+    ``lines``: the line of ``where`` each record comes from, so a duplicate id names its two lines."""
     if not records:
         raise ProtocolError(f"{where}: no utterances found")
+    if lines is not None:
+        check_unique_ids(records, lines, where)
     df = pd.DataFrame.from_records(records)
     front = [c for c in REQUIRED_COLUMNS if c in df.columns]
     df = df[front + [c for c in df.columns if c not in front]]

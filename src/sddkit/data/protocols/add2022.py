@@ -40,7 +40,7 @@ def read_add2022(cfg: ADD2022Config, **_: object) -> UtteranceTable:
     # the folder's real name, also for "label.txt" (parent ".") or "../label.txt" (parent "..")
     folder = Path(os.path.abspath(labels)).parent.name
     source = cfg.track if cfg.track is not None else (f"{cfg.corpus}/{folder}" if folder else cfg.corpus)
-    records = []
+    records, lines = [], []
     for lineno, line in iter_lines(labels):
         name, key = split_fields(labels, lineno, line, 2, "<file> genuine|fake")
         label = map_label(key, ADD_LABELS, labels, lineno)
@@ -57,4 +57,5 @@ def read_add2022(cfg: ADD2022Config, **_: object) -> UtteranceTable:
                 "partition": cfg.partition,
             }
         )
-    return build_table(records, labels)
+        lines.append(lineno)
+    return build_table(records, labels, lines)

@@ -152,7 +152,7 @@ def read_asvspoof2019_la(cfg: ASVspoof2019Config, **_: object) -> UtteranceTable
     """ASVspoof 2019 LA (or PA) CM protocol: SPEAKER UTTERANCE -|ENVIRONMENT ATTACK KEY."""
     proto = require_file(cfg.protocol, "ASVspoof 2019 protocol")
     dirs = {s: _AudioDirs(cfg.root, proto, _dirs_2019(s)) for s in ("LA", "PA")}
-    records = []
+    records, lines = [], []
     for lineno, line in iter_lines(proto):
         speaker, utt, env, attack, key = split_fields(proto, lineno, line, 5, "SPEAKER UTTERANCE - ATTACK KEY")
         label = map_label(key, ASVSPOOF_LABELS, proto, lineno)
@@ -176,7 +176,8 @@ def read_asvspoof2019_la(cfg: ASVspoof2019Config, **_: object) -> UtteranceTable
         if physical:
             rec["environment"] = _none_if_dash(env)
         records.append(rec)
-    return build_table(records, proto)
+        lines.append(lineno)
+    return build_table(records, proto, lines)
 
 
 # --- ASVspoof 2021 LA / DF --------------------------------------------------------------------
@@ -218,7 +219,7 @@ def read_asvspoof2021_la(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
     corpus = cfg.corpus or "asvspoof2021_la"
     dirs = _AudioDirs(cfg.root, proto, _dirs_2021("LA"))
     layout = "SPEAKER UTT CODEC TRANSMISSION ATTACK KEY TRIM PHASE"
-    records, phases = [], set()
+    records, phases, lines = [], set(), []
     for lineno, line in iter_lines(proto):
         speaker, utt, codec, transmission, attack, key, trim, phase = split_fields(proto, lineno, line, 8, layout)
         label = map_label(key, ASVSPOOF_LABELS, proto, lineno)
@@ -235,8 +236,9 @@ def read_asvspoof2021_la(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
             attack_type=ASVSPOOF2019_ATTACK_TYPES.get(rec["attack"], ""),
         )
         records.append(rec)
+        lines.append(lineno)
     check_selected(proto, "phases", cfg.phases, phases)
-    return build_table(records, proto)
+    return build_table(records, proto, lines)
 
 
 _DF_LAYOUT = "SPEAKER UTT CODEC SOURCE ATTACK KEY TRIM PHASE VOCODER TASK TEAM GENDER_PAIR LANGUAGE"
@@ -248,7 +250,7 @@ def read_asvspoof2021_df(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
     proto = require_file(cfg.protocol, "ASVspoof 2021 DF key")
     corpus = cfg.corpus or "asvspoof2021_df"
     dirs = _AudioDirs(cfg.root, proto, _dirs_2021("DF"))
-    records, phases = [], set()
+    records, phases, lines = [], set(), []
     for lineno, line in iter_lines(proto):
         fields = split_fields(proto, lineno, line, 13, _DF_LAYOUT)
         speaker, utt, codec, source, attack, key, trim, phase, vocoder, task, team, pair, lang = fields
@@ -272,8 +274,9 @@ def read_asvspoof2021_df(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
             vcc_language=_none_if_dash(lang),
         )
         records.append(rec)
+        lines.append(lineno)
     check_selected(proto, "phases", cfg.phases, phases)
-    return build_table(records, proto)
+    return build_table(records, proto, lines)
 
 
 # --- ASVspoof 5 -------------------------------------------------------------------------------
@@ -308,7 +311,7 @@ def read_asvspoof5(cfg: ASVspoof5Config, **_: object) -> UtteranceTable:
     dirs = _AudioDirs(cfg.root, proto, _dirs_asv5)
     # the protocol writes an uncoded trial's CODEC as '-', the table as 'none': both select it
     wanted = None if cfg.codecs is None else ["none" if c == "-" else c for c in cfg.codecs]
-    records, codecs = [], set()
+    records, codecs, lines = [], set(), []
     for lineno, line in iter_lines(proto):
         fields = split_fields(proto, lineno, line, (10, 6), _ASV5_LAYOUT)
         if len(fields) == 10:
@@ -339,5 +342,6 @@ def read_asvspoof5(cfg: ASVspoof5Config, **_: object) -> UtteranceTable:
                 "gender": _none_if_dash(gender),
             }
         )
+        lines.append(lineno)
     check_selected(proto, "codecs", wanted, codecs)
-    return build_table(records, proto)
+    return build_table(records, proto, lines)

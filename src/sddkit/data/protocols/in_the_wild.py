@@ -35,7 +35,7 @@ def read_in_the_wild(cfg: InTheWildConfig, **_: object) -> UtteranceTable:
     if meta.is_dir():
         meta = meta / "meta.csv"
     root = require_dir(cfg.root, "audio root") if cfg.root is not None else meta.parent
-    records = []
+    records, lines = [], []
     for lineno, row in iter_csv(meta, required=("file", "speaker", "label"), what="In-the-Wild meta.csv"):
         name = row["file"]
         if not name:
@@ -52,9 +52,10 @@ def read_in_the_wild(cfg: InTheWildConfig, **_: object) -> UtteranceTable:
                 "corpus": cfg.corpus,
             }
         )
+        lines.append(lineno)
     if cfg.root is not None:
         _check_root(root, [r["path"] for r in records[:3]], meta)
-    return build_table(records, meta)
+    return build_table(records, meta, lines)
 
 
 def _check_root(root: Path, first: list[str], meta: Path) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sddkit.data import PROTOCOLS
-from sddkit.data.protocols._common import build_table, iter_csv, located, map_label, require_dir
+from sddkit.data.protocols._common import build_table, is_preamble, iter_csv, located, map_label, require_dir
 from sddkit.data.table import OPTIONAL_COLUMNS, UtteranceTable
 
 LABELS_CSV_LABELS = {
@@ -49,7 +49,7 @@ def _header_line(path: Path) -> str:
     try:
         with path.open("r", encoding="utf-8-sig", newline="") as fh:
             for raw in fh:
-                if raw.strip():
+                if not is_preamble(raw):
                     return raw.strip()
     except (OSError, UnicodeDecodeError):
         pass  # iter_csv reports a missing or undecodable file

@@ -15,6 +15,10 @@ Pass it as ``bonafide_root`` (the folder holding ``<lang>_<REGION>/`` or one suc
 (same texts on both sides), ``all`` keeps every file. ``pair_id`` is the M-AILABS reader
 (``de_DE/<speaker>``, or ``de_DE/mix/<book>``) of a bona fide file and of the text a spoof
 re-synthesises, so group folds keep a reader's recordings and every synthesis of their texts together.
+
+Languages are ISO 639-1 codes (``de``, as MLAAD's folders and M-AILABS' ``de_DE`` name them); an English
+language name (``German``, as some copies name their folders or ``meta.csv`` rows) means its code, in
+``languages``, in a folder's name and in the ``language`` column alike.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from typing import Literal
 from sddkit.data import PROTOCOLS
 from sddkit.data.protocols._common import (
     build_table,
-    check_selected,
     iter_csv,
     list_audio_files,
     located,
@@ -43,8 +46,67 @@ class MLAADConfig:
     root: str  # the MLAAD folder holding fake/ (or the fake/ folder itself)
     bonafide_root: str | None = None  # an M-AILABS root: <lang>/by_book/... (or one <lang> folder)
     bonafide: Literal["all", "referenced"] = "all"
-    languages: list[str] | None = None  # ISO codes as in MLAAD's language folders ("de", "en", ...)
+    languages: list[str] | None = None  # ISO codes as MLAAD's folders ("de", "en", ...) or names ("German")
     corpus: str = "mlaad"
+
+
+# English names of the languages of MLAAD (v1-v9) and M-AILABS -> ISO 639-1 code
+LANGUAGE_CODES: dict[str, str] = {
+    "arabic": "ar",
+    "bengali": "bn",
+    "bulgarian": "bg",
+    "catalan": "ca",
+    "chinese": "zh",
+    "croatian": "hr",
+    "czech": "cs",
+    "danish": "da",
+    "dutch": "nl",
+    "english": "en",
+    "estonian": "et",
+    "farsi": "fa",
+    "finnish": "fi",
+    "french": "fr",
+    "german": "de",
+    "greek": "el",
+    "gujarati": "gu",
+    "hebrew": "he",
+    "hindi": "hi",
+    "hungarian": "hu",
+    "icelandic": "is",
+    "indonesian": "id",
+    "irish": "ga",
+    "italian": "it",
+    "japanese": "ja",
+    "korean": "ko",
+    "latvian": "lv",
+    "lithuanian": "lt",
+    "malay": "ms",
+    "maltese": "mt",
+    "norwegian": "no",
+    "persian": "fa",
+    "polish": "pl",
+    "portuguese": "pt",
+    "romanian": "ro",
+    "russian": "ru",
+    "slovak": "sk",
+    "slovenian": "sl",
+    "spanish": "es",
+    "swahili": "sw",
+    "swedish": "sv",
+    "tamil": "ta",
+    "thai": "th",
+    "turkish": "tr",
+    "ukrainian": "uk",
+    "urdu": "ur",
+    "vietnamese": "vi",
+    "welsh": "cy",
+}
+
+
+def language_code(name: str) -> str:
+    """A language as its lower-case code: ``German``/``german``/``DE`` -> ``de``; an unknown name stays (``zh-cn``)."""
+    text = name.strip().lower()
+    return LANGUAGE_CODES.get(text, text)
 
 
 def mailabs_key(path: str | PurePosixPath) -> str:
@@ -81,12 +143,27 @@ def _fake_dir(root: Path) -> Path:
 
 
 def _model_dirs(fake: Path, languages: set[str] | None) -> list[tuple[str, Path]]:
+    """(language code, model folder) of every model folder in a selected language folder."""
     out = []
     for lang_dir in sorted(p for p in fake.iterdir() if p.is_dir()):
-        if languages is not None and lang_dir.name not in languages:
+        lang = language_code(lang_dir.name)
+        if languages is not None and lang not in languages:
             continue
-        out.extend((lang_dir.name, m) for m in sorted(p for p in lang_dir.iterdir() if p.is_dir()))
+        out.extend((lang, m) for m in sorted(p for p in lang_dir.iterdir() if p.is_dir()))
     return out
+
+
+def _check_languages(fake: Path, wanted: list[str] | None) -> None:
+    """Each wanted language (a code or a name) must have a language folder (named by code or by name)."""
+    if wanted is None:
+        return
+    folders = sorted(p.name for p in fake.iterdir() if p.is_dir())
+    present = {language_code(f) for f in folders}
+    missing = [w for w in dict.fromkeys(wanted) if language_code(w) not in present]
+    if missing:
+        raise ProtocolError(
+            f"{fake}: no languages {missing} in this protocol; languages present: {', '.join(folders) or 'none'}"
+        )
 
 
 def _read_model_meta(meta: Path, model_dir: Path, root: Path, lang: str, corpus: str) -> list[dict]:
@@ -109,7 +186,7 @@ def _read_model_meta(meta: Path, model_dir: Path, root: Path, lang: str, corpus:
                 "corpus": corpus,
                 "duration_s": _float_or_nan(row.get("duration", ""), meta, lineno),
                 "attack_type": "tts",
-                "language": row.get("language") or lang,
+                "language": language_code(row.get("language") or lang),
                 "architecture": row.get("architecture", ""),
                 "training_data": row.get("training_data", ""),
                 "is_original_language": row.get("is_original_language", ""),
@@ -175,9 +252,9 @@ def read_mlaad(cfg: MLAADConfig, **_: object) -> UtteranceTable:
     root = require_dir(cfg.root, "MLAAD")
     fake = _fake_dir(root)
     base = fake.parent if fake != root else root
-    languages = set(cfg.languages) if cfg.languages is not None else None
+    languages = {language_code(w) for w in cfg.languages} if cfg.languages is not None else None
     if fake.is_dir():
-        check_selected(fake, "languages", cfg.languages, (p.name for p in fake.iterdir() if p.is_dir()))
+        _check_languages(fake, cfg.languages)
     records: list[dict] = []
     for lang, model_dir in _model_dirs(fake, languages):
         meta = model_dir / "meta.csv"

@@ -56,19 +56,20 @@ def read_sddbench(cfg: SddbenchConfig, **_: object) -> UtteranceTable:
     if manifest.is_dir():
         manifest = manifest / "manifest.csv"
     base = manifest.parent
-    rows = []
+    rows, row_lines = [], []
     for lineno, row in iter_csv(manifest, required=SDDBENCH_REQUIRED, what="sddbench manifest"):
         if not row["path"]:
             raise located(manifest, lineno, "empty path")
         row["label"] = map_label(row["label"], ASVSPOOF_LABELS, manifest, lineno)
         row["duration_s"] = _duration(row["duration_s"], manifest, lineno)
         rows.append(row)
+        row_lines.append(lineno)
     stems = [os.path.splitext(os.path.basename(r["path"]))[0] for r in rows]
     unique_stems = len(set(stems)) == len(stems)
     wanted = as_list(cfg.partitions)
     check_selected(manifest, "partitions", wanted, (r["partition"] for r in rows))
-    records = []
-    for row, stem in zip(rows, stems):
+    records, lines = [], []
+    for row, stem, lineno in zip(rows, stems, row_lines):
         if wanted is not None and row["partition"] not in wanted:
             continue
         records.append(
@@ -86,7 +87,8 @@ def read_sddbench(cfg: SddbenchConfig, **_: object) -> UtteranceTable:
                 **{k: row[k] for k in SDDBENCH_KEPT if k in row},
             }
         )
+        lines.append(lineno)
     if not records:
         known = sorted({r["partition"] for r in rows})
         raise ProtocolError(f"{manifest}: no rows in partitions {wanted}; partitions present: {known}")
-    return build_table(records, manifest)
+    return build_table(records, manifest, lines)
