@@ -37,7 +37,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -280,10 +280,25 @@ def create_app(
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=dict(PAGE_CACHE))
 
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", PageFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+# The page and its script and style sheet are revalidated on every load (a cheap 304 by ETag): without it,
+# browsers cached them heuristically (for a tenth of their age since Last-Modified), so after an upgrade a
+# reload could pair the new page with the old app.js.
+PAGE_CACHE = {"Cache-Control": "no-cache"}
+
+
+class PageFiles(StaticFiles):
+    """The web page's static files, sent with :data:`PAGE_CACHE`."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(PAGE_CACHE)
+        return response
 
 
 def model_summary(det: Any, limits: dict[str, float]) -> dict[str, Any]:

@@ -20,6 +20,9 @@
 
   // a mixture's expert names (from /v1/model), to label its per-expert weights; empty for a single detector
   let expertNames = [];
+  // the service's upload limit in MB (from /v1/model): a larger file is refused before it is sent, not
+  // after the browser has uploaded all of it only to get a 413
+  let maxUploadMb = null;
 
   function describeComponents(c) {
     if (!c) return "?";
@@ -52,6 +55,7 @@
       row(dl, "calibration", describeCalibration(m.calibration || {}));
       row(dl, "threshold", fmt(m.threshold, 3));
       row(dl, "limits", m.limits.max_upload_mb + " MB, " + m.limits.max_duration_s + " s");
+      if (typeof m.limits.max_upload_mb === "number" && m.limits.max_upload_mb > 0) maxUploadMb = m.limits.max_upload_mb;
       $("model-info").replaceChildren(dl);
     } catch (err) {
       $("model-info").textContent = "could not load the model description: " + err.message;
@@ -150,25 +154,55 @@
     $("result").hidden = false;
   }
 
+  // an error answer: the service's {"error": {type, message}}, else the HTTP status (a proxy's HTML 502, say;
+  // HTTP/2 has no status text, so the code is always named)
+  function responseError(res, data) {
+    const e = (data && data.error) || {};
+    const status = "HTTP " + res.status + (res.statusText ? " " + res.statusText : "");
+    return new Error((e.type ? e.type + ": " : "") + (e.message || status));
+  }
+
+  // a 200 that is not a score (a login page or a proxy's HTML in front of the service) must not be shown
+  // as a "spoof" verdict with an undefined score
+  function isScoreResult(data) {
+    return !!data && typeof data.score === "number" && typeof data.decision === "string";
+  }
+
+  async function post(body) {
+    try {
+      return await fetch("v1/score", { method: "POST", body });
+    } catch (err) {  // no answer at all: the service is down or unreachable
+      throw new Error("could not reach the service (" + err.message + "); is it still running?");
+    }
+  }
+
   async function onSubmit(ev) {
     ev.preventDefault();
     setError("");
+    $("status").textContent = "";
     const file = $("file").files[0];
     if (!file) { setError("Choose an audio file first."); return; }
+    if (maxUploadMb != null && file.size > Math.floor(maxUploadMb * 1024 * 1024)) {
+      $("result").hidden = true;
+      setError("payload_too_large: " + file.name + " is " + fmt(file.size / (1024 * 1024), 1) +
+        " MB, over the service's limit of " + maxUploadMb + " MB");
+      return;
+    }
     const body = new FormData();
     body.append("file", file, file.name);
     $("submit").disabled = true;
     $("status").textContent = "scoring " + file.name + "\u2026";
     try {
-      const res = await fetch("v1/score", { method: "POST", body });
-      const data = await res.json().catch(() => ({}));
-      if (!res.ok) {
-        const e = data.error || {};
-        // HTTP/2 has no status text: a proxy's HTML 502 would otherwise show an empty error
-        throw new Error((e.type ? e.type + ": " : "") + (e.message || res.statusText || "HTTP " + res.status));
+      const res = await post(body);
+      const data = await res.json().catch(() => null);
+      if (!res.ok) throw responseError(res, data);
+      if (!isScoreResult(data)) {
+        const type = res.headers.get("content-type") || "no content type";
+        throw new Error("unexpected answer from the service: HTTP " + res.status + " with " + type + ", not a score");
       }
       showResult(data);
-      $("status").textContent = "done";
+      // the result card appears unannounced: the status line says the verdict to screen readers
+      $("status").textContent = "done: " + $("decision").textContent + ", score " + fmt(data.score, 3);
     } catch (err) {
       $("result").hidden = true;
       $("status").textContent = "";
