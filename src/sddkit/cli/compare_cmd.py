@@ -24,7 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol-format", default=None, help="protocol reader name (default: detect)")
     p.add_argument("--score-format", default=None, help="score file format (default: detect)")
     p.add_argument("--partitions", nargs="+", default=None, help="compare only on these partitions of the protocol")
-    p.add_argument("--by", default=None, help="also compare within each value of this protocol column (e.g. source)")
+    p.add_argument(
+        "--by",
+        default=None,
+        help="also compare within each value of this protocol column (e.g. source; attack, attack_type or vocoder: "
+        "each value's spoofs against the bona fide trials of its partition, as sdd eval's per-attack table)",
+    )
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates (default 2000)")
     p.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level of the interval (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")

@@ -57,6 +57,9 @@ class SystemRuns:
         }
 
 
+# columns that describe how a spoof was made (empty, '-' or 'bonafide' on real speech): `by` one of them compares
+# each value's spoofs against the bona fide trials
+SPOOF_COLUMNS = ("attack", "attack_type", "vocoder")
 MIN_TRIALS_PER_CLASS = 2  # as sdd eval's confidence intervals
 _THIN_NOTE = (
     "{what}: {n_bona} bona fide / {n_spoof} spoof; with fewer than "
@@ -196,7 +199,8 @@ def compare_scores(
 
     Only the protocol rows that every score file scores are used (a note says how many were
     dropped), so both systems and all runs see exactly the same trials. ``by`` also compares
-    within each value of that protocol column (e.g. ``source``). Raises ``ProtocolError`` on
+    within each value of that protocol column (e.g. ``source``; ``attack``, ``attack_type``, ``vocoder``: each
+    value's spoofs against the bona fide trials, see :func:`_group_masks`). Raises ``ProtocolError`` on
     unequal run counts, an unknown metric or column, or common trials without both classes.
     """
     if metric not in COMPARE_METRICS:
@@ -233,9 +237,7 @@ def compare_scores(
     if group_of is None:
         return dataclasses.replace(whole, notes=tuple(notes))
     groups, one_class = [], []
-    trial_groups = group_of[aligned.rows]
-    for value in sorted(set(trial_groups)):
-        keep = trial_groups == value
+    for value, keep in _group_masks(table, group_of, aligned.rows, labels, by):
         y = labels[keep]
         if 0 < int(y.sum()) < y.size:
             groups.append((value, compare(y, aligned.scores[:runs, keep], aligned.scores[runs:, keep])))
@@ -247,6 +249,35 @@ def compare_scores(
         if not c.measurable:
             notes.append(_THIN_NOTE.format(what=f"{by} {value}", n_bona=c.n_bonafide, n_spoof=c.n_spoof))
     return dataclasses.replace(whole, notes=tuple(notes), by=by, groups=tuple(groups))
+
+
+def _group_masks(
+    table: UtteranceTable, group_of: np.ndarray, rows: np.ndarray, labels: np.ndarray, by: str
+) -> list[tuple[str, np.ndarray]]:
+    """(group value, mask over the compared trials) for each group of column ``by``.
+
+    A column of :data:`SPOOF_COLUMNS` follows the field's per-attack convention, as ``sdd eval``'s per-attack
+    table: each value's spoof trials together with the bona fide trials (whose value, e.g. ``bonafide``, ``-`` or
+    empty, names no group), those of its own partition when the trials span several (the group is then named
+    ``partition/value``). Grouped by value alone, every group would hold one class and none could be compared.
+    Any other column: the trials of each value.
+    """
+    values = group_of[rows]
+    if by not in SPOOF_COLUMNS:
+        return [(value, values == value) for value in sorted(set(values.tolist()))]
+    bona = labels == 1
+    values = np.where(values == "", "unknown", values)  # a spoof without an attack name, as sdd eval names it
+    partitions = (
+        table.column("partition").astype(str)[rows] if table.has_column("partition") else np.full(rows.size, "")
+    )
+    several = len(set(partitions.tolist())) > 1
+    out = []
+    for partition in sorted(set(partitions.tolist())):
+        inside = partitions == partition
+        for attack in sorted(set(values[inside & ~bona].tolist())):
+            name = f"{partition or 'unknown'}/{attack}" if several else attack
+            out.append((name, inside & (bona | (values == attack))))
+    return out
 
 
 def _compare(

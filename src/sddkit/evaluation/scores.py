@@ -350,7 +350,9 @@ def read_jsonl_scores(path: str | Path) -> ScoreFile:
         if id_col is None or "score" not in row:
             raise ProtocolError(f"{where}: needs an id (utt_id, path or filename) and a score: {line!r}")
         id_kind = "path" if id_col == "path" else "utt_id"
-        utt, score, error = str(row[id_col] or "").strip(), row["score"], row.get("error")
+        # `or ""` would turn a numeric id 0 into an empty one; only null (or a blank string) is no id
+        utt = "" if row[id_col] is None else str(row[id_col]).strip()
+        score, error = row["score"], row.get("error")
         if error and score in (None, ""):
             out.failed.append(utt)  # `sdd score` could not read this file: nothing to evaluate
             continue

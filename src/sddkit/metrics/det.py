@@ -5,8 +5,10 @@ bona fide trials rejected (miss) and the spoof trials still accepted (false alar
 is the mean of miss and false-alarm rate at the operating point where ``|miss - fa|`` is
 smallest. That walk visits one point per *trial*, so tied scores produce operating points no
 threshold can realise (and an all-tied score set can come out at 100 % EER). Here the walk is
-over *distinct* score values instead; on tie-free scores the curve and the EER are identical
-to the official ones.
+over *distinct* score values instead; on tie-free scores the curve is identical to the official one,
+and so is the EER unless two operating points are exactly equally close to ``miss = fa`` (e.g. 14 bona
+fide and 4 spoof trials with gaps 1/4 - 3/14 and 4/14 - 1/4): the official ``np.argmin`` then takes
+whichever the floating-point rounding of the two gaps favours, sddkit the first (see :func:`eer_from_curve`).
 
 Decision rule used throughout sddkit: a trial is accepted as bona fide iff
 ``score >= threshold``.
