@@ -207,19 +207,21 @@ def _merge_after_shards(out: Path, rank: int, world: int, paths: list[str]) -> N
         finally:
             dist.destroy_process_group()
         return
+    from sddkit.errors import ProtocolError
+    from sddkit.locks import ExclusiveLock
+
     _, missing = batch.complete_shards(out)
     if missing:
         return  # another rank is still scoring; the last one to finish merges
-    lock = Path(f"{out}.merge.lock")
     try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
+        # an flock, not a file that exists: a rank killed while merging leaves no lock that stops every later merge
+        lock = ExclusiveLock(f"{out}.merge.lock", ProtocolError(f"{out} is being merged by another rank"))
+    except ProtocolError:
         return  # another rank finished at the same moment and is merging
     try:
-        os.close(fd)
         if batch.complete_shards(out)[0] == 0:
             return  # another rank saw every marker too and has merged (and removed them) already
         rows = batch.merge_shards(out, order=paths)
         print(f"merged {rows} rows from {world} shards into {out}", file=sys.stderr)
     finally:
-        lock.unlink(missing_ok=True)
+        lock.release()

@@ -26,6 +26,7 @@ does). ``merge_shards(out)`` (``sdd score --merge``) merges complete shards by h
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -358,6 +359,7 @@ class ScoreWriter:
         self.columns = list(columns)
         self.format = output_format(self.out)
         self.windows = windows
+        self._failed: ProtocolError | None = None
         if self.out.is_dir():
             raise ProtocolError(f"{self.out} is a folder; name a .csv or .jsonl file to write")
         try:
@@ -439,45 +441,74 @@ class ScoreWriter:
         return f, writer
 
     def write(self, path: str, result: ScoreResult | None, error: str | None = None) -> None:
-        """One file's row (``result`` None and ``error`` set for a failed file)."""
+        """One file's row (``result`` None and ``error`` set for a failed file).
+
+        A write the system refuses (a full disk) is a ProtocolError; the writer then takes no more rows, since
+        its file may end in a row cut short (which the next run cuts off and scores again)."""
+        if self._failed is not None:
+            raise self._failed
         done = os.path.abspath(path)
         path = self.stored(path)
         row = result_row(path, result, self.columns, error)
-        if self._sidecar is not None and result is not None:
-            f, writer = self._sidecar
-            for i, (s, e, v) in enumerate(zip(result.window_starts_s, result.window_ends_s, result.window_scores)):
-                writer.writerow([path, i, _fmt(s), _fmt(e), _fmt(v)])
-            f.flush()  # windows first: a main row is only ever written after its windows
-        if self._csv is not None:
-            self._csv.writerow(["" if row[c] is None else _fmt(row[c]) for c in self.columns])
-        else:
-            if self.windows and result is not None:
-                row["windows"] = [
-                    {"start_s": s, "end_s": e, "score": v}
-                    for s, e, v in zip(result.window_starts_s, result.window_ends_s, result.window_scores)
-                ]
-            self._f.write(json.dumps(row) + "\n")
-        self._f.flush()
+        target = self.out
+        try:
+            if self._sidecar is not None and result is not None:
+                f, writer = self._sidecar
+                target = windows_path(self.out)
+                for i, (s, e, v) in enumerate(zip(result.window_starts_s, result.window_ends_s, result.window_scores)):
+                    writer.writerow([path, i, _fmt(s), _fmt(e), _fmt(v)])
+                f.flush()  # windows first: a main row is only ever written after its windows
+                target = self.out
+            if self._csv is not None:
+                self._csv.writerow(["" if row[c] is None else _fmt(row[c]) for c in self.columns])
+            else:
+                if self.windows and result is not None:
+                    row["windows"] = [
+                        {"start_s": s, "end_s": e, "score": v}
+                        for s, e, v in zip(result.window_starts_s, result.window_ends_s, result.window_scores)
+                    ]
+                self._f.write(json.dumps(row) + "\n")
+            self._f.flush()
+        except OSError as exc:
+            raise self._fail(target, exc) from None
         self.done.add(done)
         self.rows_written += 1
         if time.monotonic() - self._last_sync > FSYNC_EVERY_S:
             self.sync()
 
+    def _fail(self, target: Path, exc: OSError) -> ProtocolError:
+        """The error of a refused write (a full disk, a file system gone read-only); remembered, so that no row
+        is appended after one that may be cut short."""
+        self._failed = ProtocolError(
+            f"cannot write {target}: {exc.strerror or exc}; the rows written before are kept: free the space "
+            "(or fix the folder), then run the same command again to go on after them"
+        )
+        return self._failed
+
     def sync(self) -> None:
-        for f in (self._f, self._sidecar[0] if self._sidecar else None):
-            if f is not None and not f.closed:
-                f.flush()
-                os.fsync(f.fileno())
+        if self._failed is not None:
+            return  # a write failed (and said so): nothing more goes to the files
+        try:
+            for f in (self._f, self._sidecar[0] if self._sidecar else None):
+                if f is not None and not f.closed:
+                    f.flush()
+                    os.fsync(f.fileno())
+        except OSError as exc:
+            raise self._fail(self.out, exc) from None
         self._last_sync = time.monotonic()
 
     def close(self) -> None:
         try:
             self.sync()
-            self._f.close()
-            if self._sidecar is not None:
-                self._sidecar[0].close()
         finally:
-            self._lock.release()
+            try:
+                for f in (self._f, self._sidecar[0] if self._sidecar else None):
+                    if f is not None:
+                        # after a failed write its unwritten rest fails again here: the error raised then says why
+                        with contextlib.suppress(OSError):
+                            f.close()
+            finally:
+                self._lock.release()
 
     def __enter__(self) -> ScoreWriter:
         return self

@@ -34,7 +34,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from sddkit.detectors.model_dir import atomic_write_bytes
+from sddkit.detectors.model_dir import atomic_write_bytes, fsync_dir, fsync_file
 from sddkit.documents import read_versioned_json
 from sddkit.errors import CheckpointError
 
@@ -131,24 +131,6 @@ def _write_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(path))
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(root: str | Path, name: str, state: dict[str, Any], *, update_latest: bool = True) -> Path:
     """Write ``state`` (any nested mix of tensors and plain values) as ``root/name`` atomically.
 
@@ -165,9 +147,9 @@ def save_checkpoint(root: str | Path, name: str, state: dict[str, Any], *, updat
     try:
         tmp.mkdir(parents=True)
         _write_tensors(tensors, tmp / STATE_TENSORS)
-        _fsync_file(tmp / STATE_TENSORS)  # durable before the rename publishes it (state.json is fsynced too)
+        fsync_file(tmp / STATE_TENSORS)  # durable before the rename publishes it (state.json is fsynced too)
         atomic_write_bytes(tmp / STATE_JSON, (json.dumps(document, indent=1) + "\n").encode())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if final.exists():  # re-saving a step (e.g. after a resume): move the old copy out of the way first
             trash = root / f"{_TMP_PREFIX}old-{name}-{os.getpid()}"
             os.replace(final, trash)
@@ -175,13 +157,13 @@ def save_checkpoint(root: str | Path, name: str, state: dict[str, Any], *, updat
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if update_latest:
         atomic_write_bytes(root / LATEST, (name + "\n").encode())
-        _fsync_dir(root)  # the pointer's rename is durable before older checkpoints may be pruned
+        fsync_dir(root)  # the pointer's rename is durable before older checkpoints may be pruned
     return final
 
 
@@ -191,8 +173,8 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     pointer = root / LATEST
     if not pointer.is_file():
         return None
-    name = pointer.read_text().strip()
-    if not name or "/" in name or name.startswith("."):
+    name = pointer.read_text(errors="replace").strip()  # a damaged pointer is named in the error, not a decode error
+    if not name or any(c in name for c in "/\0\ufffd") or name.startswith("."):
         raise CheckpointError(f"{pointer}: invalid checkpoint pointer {name!r}")
     path = root / name
     if not path.is_dir():
@@ -207,6 +189,8 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     if not doc_path.is_file() or not tensor_path.is_file():
         raise CheckpointError(f"{path}: not a complete checkpoint (needs {STATE_JSON} and {STATE_TENSORS})")
     document = read_versioned_json(doc_path, fmt=FORMAT, version=FORMAT_VERSION, what="checkpoint")
+    if not isinstance(document.get("state"), dict):
+        raise CheckpointError(f"{doc_path}: not a complete checkpoint (no 'state' object)")
     try:
         tensors = load_file(str(tensor_path), device=str(map_location))
     except (SafetensorError, OSError) as exc:
@@ -224,6 +208,18 @@ def load_checkpoint_tensors(path: str | Path, prefix: str, *, map_location: str 
             return {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{tensor_path}: unreadable tensors: {exc}") from None
+
+
+def checkpoints_without_pointer(root: str | Path) -> list[str]:
+    """Names of the checkpoint directories of ``root`` when it has no ``latest`` pointer (none when it has one).
+
+    Saves move the pointer atomically, so this is a pointer deleted by hand: resuming would not find them and the
+    next save would prune them.
+    """
+    root = Path(root)
+    if not root.is_dir() or (root / LATEST).exists():
+        return []
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
 def prune_checkpoints(root: str | Path, keep: set[str]) -> list[str]:

@@ -203,6 +203,14 @@ class Trainer:
                 f"trainer.out_dir={self.out_dir} holds the checkpoints of an earlier run: pass --resume to "
                 "continue it, or choose another trainer.out_dir (or delete that one) to start afresh"
             )
+        orphans = ckpt.checkpoints_without_pointer(self.ckpt_dir)
+        if orphans:
+            # --resume would start from scratch and a fresh run too; either one's first save prunes them
+            raise ConfigError(
+                f"{self.ckpt_dir} holds checkpoint(s) {', '.join(orphans[-3:])} but no '{ckpt.LATEST}' pointer "
+                f"(deleted?): write the name of the one to continue from into {self.ckpt_dir / ckpt.LATEST} and pass "
+                "--resume, or move them away to start afresh"
+            )
         finished = [d for d in ("best", "final") if (self.out_dir / d).is_dir()]
         if not self.resume and finished:
             # a run that saved no checkpoint (an average ensemble, a crash before the first save) would
@@ -550,8 +558,11 @@ class Trainer:
                 if result.eer is not None:
                     self._writer.add_scalar("val/eer", result.eer, s.step)
                 self._writer.add_scalar("val/loss", result.loss, s.step)
-            with open(self.out_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            try:
+                with open(self.out_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as exc:  # a full disk: the resume rewrites metrics.jsonl from its checkpoint
+                raise self._write_failed(f"{self.out_dir / 'metrics.jsonl'}", exc) from None
         return result
 
     def _model_state(self) -> dict[str, torch.Tensor]:
@@ -587,14 +598,17 @@ class Trainer:
             try:
                 ckpt.save_checkpoint(self.ckpt_dir, name, state)
             except (OSError, SafetensorError) as exc:  # a full disk, a folder gone read-only
-                latest = ckpt.latest_checkpoint(self.ckpt_dir)
-                kept = f"the last checkpoint is {latest}" if latest is not None else "no checkpoint was saved yet"
-                raise CheckpointError(
-                    f"cannot save checkpoint {name} under {self.ckpt_dir} ({exc}); {kept}: free the space or fix "
-                    "the folder, then continue with --resume"
-                ) from None
+                raise self._write_failed(f"checkpoint {name} under {self.ckpt_dir}", exc) from None
             ckpt.prune_checkpoints(self.ckpt_dir, {e["name"] for e in s.ranked})
         barrier()
+
+    def _write_failed(self, what: str, exc: Exception) -> CheckpointError:
+        """The error of a write the system refused (a full disk, a folder gone read-only): what is kept, what to do."""
+        latest = ckpt.latest_checkpoint(self.ckpt_dir)
+        kept = f"the last checkpoint is {latest}" if latest is not None else "no checkpoint was saved yet"
+        return CheckpointError(
+            f"cannot save {what} ({exc}); {kept}: free the space or fix the folder, then continue with --resume"
+        )
 
     def _load_latest(self) -> str | None:
         path = ckpt.latest_checkpoint(self.ckpt_dir)
@@ -738,12 +752,14 @@ class Trainer:
         seed_everything(rank_seed(self.recipe.seed, rank, restart_step=step))
 
     # --- the end ----------------------------------------------------------------------------------------------
-    def _load_weights(self, tensors: dict[str, torch.Tensor]) -> None:
-        load_state_checked(self.module, tensors, partial=bool(self._reloadable), where="checkpoint")
+    def _load_weights(self, tensors: dict[str, torch.Tensor], where: str) -> None:
+        load_state_checked(self.module, tensors, partial=bool(self._reloadable), where=where)
 
     def _averaged_weights(self, names: list[str]) -> dict[str, torch.Tensor]:
         """Mean of the floating-point tensors of checkpoints ``names``; integer buffers from the first (best)."""
         states = [ckpt.load_checkpoint_tensors(self.ckpt_dir / n, "model/") for n in names]
+        for name, state in zip(names[1:], states[1:]):
+            _check_same_weights(names[0], states[0], name, state)
         out = {}
         for key, first in states[0].items():
             if first.is_floating_point():
@@ -780,16 +796,19 @@ class Trainer:
             **metadata,
             "train_recipe": to_dict(self.recipe),
         }
-        with self._export_flags():
-            return save_model_dir(
-                self.out_dir / name,
-                self.module,
-                model_config=self.model_config,
-                architecture=self.architecture,
-                trainable_only=bool(self._reloadable),
-                inference=inference,
-                metadata=meta,
-            )
+        try:
+            with self._export_flags():
+                return save_model_dir(
+                    self.out_dir / name,
+                    self.module,
+                    model_config=self.model_config,
+                    architecture=self.architecture,
+                    trainable_only=bool(self._reloadable),
+                    inference=inference,
+                    metadata=meta,
+                )
+        except OSError as exc:  # a resume of the finished run exports again from its checkpoints
+            raise self._write_failed(f"the model directory {self.out_dir / name}", exc) from None
 
     def _finish(self) -> TrainResult:
         s, cfg = self.state, self.cfg
@@ -799,7 +818,7 @@ class Trainer:
         k = min(cfg.average_top_k, len(s.ranked))
         if k >= 2:
             names = [e["name"] for e in s.ranked[:k]]
-            self._load_weights(self._averaged_weights(names))
+            self._load_weights(self._averaged_weights(names), f"the average of {', '.join(names)} in {self.ckpt_dir}")
             selection: dict[str, Any] = {"selection": f"average of the top {k} checkpoints", "checkpoints": names}
         else:
             selection = {"selection": "last step"}
@@ -809,7 +828,8 @@ class Trainer:
         # best/: the checkpoint with the lowest validation EER (the last weights without validation)
         if s.ranked:
             best = s.ranked[0]
-            self._load_weights(ckpt.load_checkpoint_tensors(self.ckpt_dir / best["name"], "model/"))
+            where = self.ckpt_dir / best["name"]
+            self._load_weights(ckpt.load_checkpoint_tensors(where, "model/"), str(where))
             best_meta = {"selection": "lowest val EER", "checkpoint": best["name"], "val_eer": best["eer"]}
             best_meta["best_step"] = best["step"]
         else:
@@ -848,8 +868,11 @@ class Trainer:
         sessions: list[dict[str, Any]] = []
         if path.is_file():
             try:
-                sessions = list(json.loads(path.read_text()).get("sessions", []))
-            except (json.JSONDecodeError, AttributeError):
+                sessions = json.loads(path.read_text(encoding="utf-8")).get("sessions", [])
+            except (ValueError, AttributeError):  # invalid JSON or UTF-8, not an object
+                sessions = None
+            if not isinstance(sessions, list):  # a damaged record must not stop the run it records
+                log.warning("%s is unreadable: the record of the earlier sessions starts afresh", path)
                 sessions = []
         sessions.append(
             {
@@ -932,3 +955,20 @@ class Trainer:
         report = broadcast_object(report)
         if self.info.is_main:
             atomic_write_bytes(self.out_dir / "molex_report.json", (json.dumps(report, indent=2) + "\n").encode())
+
+
+def _check_same_weights(first: str, a: dict[str, torch.Tensor], other: str, b: dict[str, torch.Tensor]) -> None:
+    """Refuse to average checkpoints whose weights are not of one model (other tensors, or other shapes)."""
+    problem = None
+    if set(a) != set(b):
+        only = sorted(set(a) ^ set(b))
+        problem = f"{only[0]} is in {first if only[0] in a else other} only"
+    else:
+        key = next((k for k in a if a[k].shape != b[k].shape), None)
+        if key is not None:
+            problem = f"{key} has shape {tuple(a[key].shape)} in {first}, {tuple(b[key].shape)} in {other}"
+    if problem is not None:
+        raise CheckpointError(
+            f"cannot average checkpoints {first} and {other} (trainer.average_top_k): {problem}, the weights of "
+            "different models; continue with --resume trainer.average_top_k=1 (final/ then holds the last weights)"
+        )
