@@ -98,9 +98,12 @@ class SincConv(nn.Module):
         self.register_buffer("filters", mel_sinc_filters(n_filters, kernel_size).unsqueeze(1), persistent=False)
 
     def _masked_filters(self) -> Tensor:
-        """Filters with a random band of 0..19 consecutive filters zeroed (the reference's Freq_aug)."""
+        """Filters with a random band of 0..19 consecutive filters zeroed (the reference's Freq_aug).
+
+        With fewer than 19 filters the band is at most all of them (the reference crashed there).
+        """
         filters = self.filters.clone()
-        width = int(torch.randint(0, FREQ_MASK_MAX_WIDTH, ()))
+        width = int(torch.randint(0, min(FREQ_MASK_MAX_WIDTH, filters.shape[0] + 1), ()))
         start = int(torch.randint(0, filters.shape[0] - width + 1, ()))
         filters[start : start + width] = 0.0
         return filters

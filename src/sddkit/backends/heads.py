@@ -33,8 +33,8 @@ class ClassifierConfig:
     head_scale: float = 20.0
 
     def __post_init__(self) -> None:
-        if not self.head_scale > 0:
-            raise ValueError(f"head_scale must be > 0, got {self.head_scale}")
+        if not (self.head_scale > 0 and math.isfinite(self.head_scale)):
+            raise ValueError(f"head_scale must be a finite number > 0, got {self.head_scale}")
 
 
 class CosineHead(nn.Module):

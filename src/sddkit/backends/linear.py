@@ -71,7 +71,10 @@ class LinearHead(nn.Module):
         raise ValueError(f"features {tuple(shape)} have no axis of size {self.in_dim} (layout {self.layout!r})")
 
     def forward(self, features: Tensor) -> BackendOutput:
-        pooled = mean_std_pool(features, dim=self._time_axis(features.shape))
+        axis = self._time_axis(features.shape)
+        if features.shape[axis] == 0:  # the mean and std of no frames are NaN
+            raise ValueError(f"the linear head needs at least 1 frame, got features of shape {tuple(features.shape)}")
+        pooled = mean_std_pool(features, dim=axis)
         return BackendOutput(logits=self.classifier(self.dropout(pooled)), embedding=pooled)
 
 

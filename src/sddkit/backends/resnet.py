@@ -91,6 +91,8 @@ class ResNet(nn.Module):
     def forward(self, features: Tensor) -> BackendOutput:
         if features.dim() != 3 or features.shape[1] != self.in_dim:
             raise ValueError(f"expected spectral features (B, {self.in_dim}, T), got shape {tuple(features.shape)}")
+        if features.shape[2] == 0:
+            raise ValueError(f"ResNet needs at least 1 frame, got shape {tuple(features.shape)}")
         x = self.stages(self.stem(features.unsqueeze(1)))
         pooled = self.pool(x).flatten(1)  # (B, 8w)
         return BackendOutput(logits=self.classifier(self.dropout(pooled)), embedding=pooled)
