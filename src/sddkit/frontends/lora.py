@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from sddkit.frontends.encoders import PROJECTION_TARGETS, SpeechEncoder
 
@@ -86,6 +87,13 @@ class AdaptedLinear(nn.Module):
     """Base of the adapted projections: holds the replaced Linear's own weight and bias."""
 
     def __init__(self, base: nn.Linear):
+        # a computed weight (torch.nn.utils.weight_norm, a parametrization) would be taken as a frozen
+        # snapshot: its own parameters dropped, its state-dict key gone, merge() lost at the next forward
+        if not isinstance(base.weight, nn.Parameter) or parametrize.is_parametrized(base):
+            raise ValueError(
+                f"cannot adapt a Linear whose weight is computed (weight norm or a parametrization): "
+                f"{type(base).__name__}.weight is a {type(base.weight).__name__}; remove it first"
+            )
         super().__init__()
         self.in_features, self.out_features = base.in_features, base.out_features
         self.weight = base.weight  # (out, in), the same Parameter object

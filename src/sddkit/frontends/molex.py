@@ -112,6 +112,17 @@ class MoLExConfig:
         if k is not None and k > self.num_experts:
             raise ValueError(f"router k={k} exceeds num_experts ({self.num_experts})")
 
+    def untrainable_router(self) -> str | None:
+        """Why training could not move the router, or None. A weighted top-1 gate is the constant 1: only the
+        load-balancing loss reaches the router. Checked by training recipes only: a model trained so still loads."""
+        k = getattr(self.router.config, "k", None)
+        if k == 1 and getattr(self.router.config, "mode", None) == "weighted" and self.load_balance_weight == 0:
+            return (
+                "router topk k=1 (mode: weighted) with load_balance_weight 0: the router would get no gradient "
+                "and keep its random initial routing; use mode: straight_through or load_balance_weight > 0"
+            )
+        return None
+
 
 class MoLExLinear(AdaptedLinear):
     """A Linear plus a routed mixture of E rank-r experts: x (B, N, in) -> (B, N, out).
@@ -289,12 +300,18 @@ class RoutingSummary:
 
 
 def routing_summary(
-    layers: Sequence[MoLExLinear], records: Sequence[tuple[MoLExLinear, RouterOutput]], batch_size: int
+    layers: Sequence[MoLExLinear],
+    records: Sequence[tuple[MoLExLinear, RouterOutput]],
+    batch_size: int,
+    frames: int | None = None,
 ) -> RoutingSummary:
     """Turn the records of one forward into the load-balancing loss and use statistics.
 
     ``layers`` fixes the order of the M layers in the statistics; a layer that did not run
     gets zeros. Every record holds gates/probs shaped (B, F, E) (F frames, or 1 per utterance).
+    ``frames``: how many of the F frames are the input's, the rest being padding the encoder ran
+    on and cut off its output (Whisper's ``pad_to_30s`` runs all 1500 positions); only those
+    count, in the statistics and the loss. ``None``: all of them.
     """
     e = layers[0].num_experts
     device = layers[0].weight.device
@@ -304,14 +321,22 @@ def routing_summary(
     top1_count = torch.zeros(batch_size, len(layers), e, dtype=torch.long, device=device)
     if not ran:
         return RoutingSummary(layers[0].weight.new_zeros(()), gate_mean, top1_count)
-    probs = torch.stack([by_layer[id(layers[i])].probs for i in ran])  # (M', B, F, E)
-    gates = torch.stack([by_layer[id(layers[i])].gates for i in ran])
+    routes = [by_layer[id(layers[i])] for i in ran]
+    probs = torch.stack([_input_frames(route.probs, frames) for route in routes])  # (M', B, F, E)
+    gates = torch.stack([_input_frames(route.gates, frames) for route in routes])
     top1 = top1_one_hot(probs)  # one argmax for both the counts and the loss
     index = torch.tensor(ran, device=device)
     with torch.no_grad():
         gate_mean[:, index] = gates.mean(dim=2).transpose(0, 1).float()
         top1_count[:, index] = top1.sum(dim=2, dtype=torch.long).transpose(0, 1)
     return RoutingSummary(load_balance_loss(probs.flatten(1, 2), top1.flatten(1, 2)).mean(), gate_mean, top1_count)
+
+
+def _input_frames(t: Tensor, frames: int | None) -> Tensor:
+    """(B, F, E) -> its first ``frames`` frames; utterance-level records (F = 1) unchanged."""
+    if frames is None or t.shape[1] <= frames:
+        return t
+    return t[:, :frames]
 
 
 __all__ = [

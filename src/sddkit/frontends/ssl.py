@@ -140,7 +140,7 @@ class SSLFrontend(nn.Module):
     def _molex_output(self, features: Tensor, records: list) -> FrontendOutput:
         cfg = self.molex_config
         layers: list[MoLExLinear] = self._adapted
-        summary = routing_summary(layers, records, batch_size=features.shape[0])
+        summary = routing_summary(layers, records, batch_size=features.shape[0], frames=features.shape[1])
         aux: dict[str, Tensor] = {}
         if cfg.load_balance_weight > 0:
             aux["molex_load_balance"] = cfg.load_balance_weight * summary.load_balance

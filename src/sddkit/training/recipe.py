@@ -406,6 +406,23 @@ class TrainRecipe:
             )
         if self.molex is not None and self.molex.add_experts > 0 and self.init_from is None:
             raise ValueError("molex.add_experts needs 'init_from' (the model directory to grow)")
+        for molex in _molex_configs(self.model):
+            problem = molex.untrainable_router()
+            if problem is not None:
+                raise ValueError(f"model: {problem}")
+
+
+def _molex_configs(obj: Any) -> list[Any]:
+    """Every MoLEx config inside a parsed model config (dataclasses and registry specs)."""
+    from sddkit.frontends.molex import MoLExConfig
+
+    if isinstance(obj, MoLExConfig):
+        return [obj]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return [m for f in dataclasses.fields(obj) for m in _molex_configs(getattr(obj, f.name))]
+    if isinstance(obj, (list, tuple)):
+        return [m for item in obj for m in _molex_configs(item)]
+    return []
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainRecipe:
