@@ -21,7 +21,6 @@ from torch import Tensor, nn
 from sddkit.detectors.detector import Detector
 from sddkit.detectors.outputs import BackendOutput, FrontendOutput
 from sddkit.registry import get_registry
-from sddkit.training import mldg as mldg_module
 from sddkit.training.erm import ERM
 from sddkit.training.losses import DetectionLoss
 from sddkit.training.mldg import MLDG, MLDGConfig, split_blocks, split_domains
@@ -215,29 +214,34 @@ def test_frozen_encoder_is_never_copied(monkeypatch):
     encoder = FrozenProjection(32, 4)
     model = Detector(frontend=encoder, backend=LinearHead(4))
     original_ptr = encoder.proj.weight.data_ptr()
-    frozen = {n: p for n, p in model.named_parameters() if not p.requires_grad}
-    calls = []
-    real = mldg_module.functional_call
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    head = model.backend.head
+    theta, head_ptr = head.weight.detach().clone(), head.weight.data_ptr()
+    seen = []  # the head weight each pass computes with
+    head.register_forward_pre_hook(lambda module, args: seen.append(module.weight.detach().numpy().copy()))
+    cloned = []
+    real_clone = torch.Tensor.clone
 
-    def spy(module, tensors, args, *rest, **kw):
-        calls.append(dict(tensors))
-        return real(module, tensors, args, *rest, **kw)
+    def spy(tensor, *args, **kwargs):
+        cloned.append(tuple(tensor.shape))
+        return real_clone(tensor, *args, **kwargs)
 
-    monkeypatch.setattr(mldg_module, "functional_call", spy)
     batch = _batch(n=12)
     batch["waveform"] = batch["waveform"][:, :32]
-    opt = torch.optim.AdamW(model.backend.parameters(), lr=1e-3)
+    opt = torch.optim.SGD(model.backend.parameters(), lr=0.0)  # the outer step leaves θ where it was
+    monkeypatch.setattr(torch.Tensor, "clone", spy)
     MLDG(MLDGConfig(), seed=0).step(batch, _ctx(model, opt))
-    assert len(calls) == 1
-    passed = calls[0]
-    assert not set(passed) & set(frozen)  # no frozen name is substituted...
-    assert set(passed) == {"backend.head.weight", "backend.head.bias"}
-    trainable = dict(model.named_parameters())
-    for name, tensor in passed.items():  # ...and the trainable ones are copies, not the live parameters
-        assert tensor is not trainable[name] and tensor.data_ptr() != trainable[name].data_ptr()
-    # both passes (meta-train and meta-test) computed with the very same frozen weight storage
+    monkeypatch.undo()
+    # θ is copied aside (the trainable tensors only: never the frozen (4, 32) projection) and comes back in place
+    assert tuple(encoder.proj.weight.shape) not in cloned and cloned.count(tuple(theta.shape)) == 1
+    assert torch.equal(head.weight, theta) and head.weight.data_ptr() == head_ptr
+    # meta-train at θ, meta-test at the adapted θ'
+    assert len(seen) == 2 and np.array_equal(seen[0], theta.numpy()) and not np.array_equal(seen[1], theta.numpy())
+    # both passes (meta-train and meta-test) computed with the very same frozen weight storage, unchanged
     assert encoder.seen == [original_ptr, original_ptr]
-    assert encoder.proj.weight.data_ptr() == original_ptr and encoder.proj.weight is frozen["frontend.proj.weight"]
+    for name, tensor in model.named_parameters():
+        if name in frozen:
+            assert torch.equal(tensor, frozen[name]) and tensor.grad is None, name
 
 
 def test_too_few_domains_falls_back_to_a_plain_step():

@@ -12,21 +12,22 @@ One step on a batch holding several domains:
    domains; bona fide rows of no attack go to both halves with ``share_bonafide``, else they are
    dealt at random between the halves (:func:`split_domains`);
 2. meta-train loss ``L_tr(θ)`` and its gradient ``g_tr`` at the current parameters θ;
-3. a COPY θ' of the trainable parameters only takes one inner Adam step on ``g_tr``
-   (``inner_lr`` 1e-3, fresh Adam state every step, as published);
-4. meta-test loss ``L_te(θ')``, evaluated with ``torch.func.functional_call`` on the module with the
-   adapted trainable tensors; the frozen parameters (e.g. a 300M-parameter encoder) are the module's
-   own tensors, never copied;
-5. first order: the applied gradient is ``g_tr + beta * ∇_θ' L_te(θ')`` (no second derivatives), and
-   the outer optimiser (AdamW) applies it to θ.
+3. the trainable parameters take one inner Adam step on ``g_tr`` to θ' (``inner_lr`` 1e-3, fresh Adam
+   state every step, as published), in place: θ is copied aside first (trainable tensors only; the
+   frozen parameters, e.g. a 300M-parameter encoder, are never copied);
+4. meta-test loss ``L_te(θ')``: forward AND backward run on the module holding θ', so a layer that
+   recomputes its forward during backward (gradient checkpointing) recomputes it at θ' too (a
+   ``functional_call`` forward would be recomputed at θ, and its gradient silently mixed the two);
+5. θ is copied back, and first order: the applied gradient is ``g_tr + beta * ∇_θ' L_te(θ')`` (no second
+   derivatives), and the outer optimiser (AdamW) applies it to θ.
 
-The meta-test pass works on clones of the buffers, so running statistics (batch norm) are updated by
-the meta-train pass only, exactly as in a pooled step on the meta-train rows; with ``beta = 0`` the
-meta-test pass is skipped and a step is bit-for-bit the ERM step on the meta-train rows (random streams
-included, so a whole run is).
+The buffers are copied before the meta-test pass and back after it, so running statistics (batch norm)
+are updated by the meta-train pass only, exactly as in a pooled step on the meta-train rows; with
+``beta = 0`` the meta-test pass is skipped and a step is bit-for-bit the ERM step on the meta-train rows
+(random streams included, so a whole run is).
 
 DDP: both passes run on the un-wrapped module inside ``no_sync`` (DDP's hooks would otherwise
-all-reduce ``g_tr`` mid-step and could not see the adapted copies at all); each rank forms its own
+all-reduce ``g_tr`` mid-step, and the meta-test gradient on its own); each rank forms its own
 ``g_tr + beta * g_te`` on its shard and one flat all-reduce averages that sum before the optimiser
 step, so the replicas' parameters stay identical (buffers such as batch-norm statistics are not
 broadcast on this path; rank 0's are the ones checkpointed). The collective pattern is the same
@@ -46,11 +47,11 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.func import functional_call
 
 from sddkit.errors import ConfigError
 from sddkit.training import STRATEGIES
 from sddkit.training.distributed import all_reduce_gradients
+from sddkit.training.losses import LossParts
 from sddkit.training.strategy import Batch, StepContext, StepResult, subset
 
 log = logging.getLogger(__name__)
@@ -185,19 +186,7 @@ class MLDG:
             # beta 0: the meta-test term is multiplied by zero; skipping its pass keeps the dropout
             # stream (global generator) as in ERM on the meta-train rows, step after step
             if split is not None and cfg.beta > 0:
-                meta_test = subset(batch, split[1].to(device))
-                adapted = self._inner_step(params)
-                # clones: the meta-test pass must not move running statistics (see module docstring)
-                buffers = {n: b.clone() for n, b in module.named_buffers()}
-                with ctx.autocast():
-                    out_te = functional_call(module, {**adapted, **buffers}, (meta_test["waveform"],))
-                parts_te = ctx.loss_fn(out_te, meta_test["label"], domains=meta_test.get("domain"))
-                grads_te = torch.autograd.grad(parts_te.total, list(adapted.values()), allow_unused=True)
-                # accumulated into p.grad through autograd, so the parameters' own gradient hooks (e.g.
-                # MoLEx expert addition masking a grown tensor's old region) apply to this term too
-                pairs = [(p, cfg.beta * g) for (_, p), g in zip(params, grads_te) if g is not None]
-                if pairs:
-                    torch.autograd.backward([p for p, _ in pairs], grad_tensors=[g for _, g in pairs])
+                parts_te = self._meta_test(subset(batch, split[1].to(device)), params, ctx)
                 loss = loss + cfg.beta * parts_te.total.detach()
                 metrics.update({f"meta_test/{k}": v for k, v in parts_te.detached().items()})
 
@@ -229,19 +218,41 @@ class MLDG:
                 self.cfg.n_meta_test + 1,
             )
 
-    def _inner_step(self, params: list[tuple[str, torch.nn.Parameter]]) -> dict[str, Tensor]:
-        """θ' = one fresh-state Adam step from θ on the meta-train gradient; trainable copies only."""
+    def _meta_test(self, meta_test: Batch, params: list[tuple[str, torch.nn.Parameter]], ctx: StepContext) -> LossParts:
+        """Add ``beta * ∇_θ' L_te(θ')`` to the meta-train gradients in ``p.grad``; returns the meta-test loss.
+
+        θ' is taken in place and θ (and every buffer) is copied back afterwards, even if the pass fails.
+        """
+        module = ctx.module
+        g_tr = [p.grad for _, p in params]
+        saved = [p.detach().clone() for _, p in params]
+        buffers = [(b, b.detach().clone()) for b in module.buffers()]  # meta-test must not move running statistics
+        try:
+            self._inner_step([p for _, p in params])
+            for _, p in params:
+                p.grad = None
+            with ctx.autocast():
+                out_te = module(meta_test["waveform"])
+            parts_te = ctx.loss_fn(out_te, meta_test["label"], domains=meta_test.get("domain"))
+            # backward through p itself, so the parameters' own gradient hooks (e.g. MoLEx expert addition
+            # masking a grown tensor's old region) apply to this term too
+            parts_te.total.backward()
+        finally:
+            with torch.no_grad():
+                for (_, p), theta in zip(params, saved):
+                    p.copy_(theta)
+                for b, copy in buffers:
+                    b.copy_(copy)
+        for (_, p), g in zip(params, g_tr):
+            g_te = None if p.grad is None else p.grad.mul_(self.cfg.beta)
+            p.grad = g if g_te is None else g_te if g is None else g.add_(g_te)
+        return parts_te
+
+    def _inner_step(self, params: list[torch.nn.Parameter]) -> None:
+        """θ <- θ' = one fresh-state Adam step on the meta-train gradient in ``p.grad``, in place."""
         cfg = self.cfg
-        adapted: dict[str, Tensor] = {}
-        for name, p in params:
-            fast = p.detach().clone().requires_grad_(True)
-            fast.grad = None if p.grad is None else p.grad.detach().clone()
-            adapted[name] = fast
-        inner = torch.optim.Adam(list(adapted.values()), lr=cfg.inner_lr, betas=cfg.inner_betas, eps=cfg.inner_eps)
+        inner = torch.optim.Adam(params, lr=cfg.inner_lr, betas=cfg.inner_betas, eps=cfg.inner_eps)
         inner.step()  # skips tensors without a gradient: they stay at θ
-        for fast in adapted.values():
-            fast.grad = None
-        return adapted
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}
@@ -252,5 +263,5 @@ class MLDG:
 
 @STRATEGIES.register("mldg", config=MLDGConfig)
 def build_mldg(cfg: MLDGConfig, *, seed: int = 0, **context: Any) -> MLDG:
-    """First-order MLDG over attack-system domains (inner Adam step on trainable copies only)."""
+    """First-order MLDG over attack-system domains (inner Adam step on the trainable parameters only)."""
     return MLDG(cfg, seed=seed)
