@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all available cores)")
     p.add_argument("--windows", action="store_true", help="also write per-window scores (sidecar or JSON field)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...); --backend onnx runs on cpu")
     p.add_argument(
         "--max-duration-s",
         type=float,
@@ -74,10 +74,13 @@ def run(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
 
     from sddkit.scoring.allocator import tune_malloc
-    from sddkit.scoring.api import load_detector, scoring_device
+    from sddkit.scoring.api import check_onnx_device, load_detector, scoring_device
 
+    # before reading a large manifest
     if args.backend == "torch":
-        scoring_device(args.device)  # before reading a large manifest
+        scoring_device(args.device)
+    else:
+        check_onnx_device(args.device)
 
     tune_malloc(args.allocator)
 

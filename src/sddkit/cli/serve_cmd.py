@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
     p.add_argument("--max-duration-s", type=float, default=600.0, help="longest accepted audio (default 600 s)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...); --backend onnx runs on cpu")
     p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass of one request")
     p.add_argument(
         "--max-concurrent",
@@ -43,10 +43,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be in 0..65535, got {args.port}")
     check_minimums(args, batch_size=1, threads=1, max_concurrent=1)
     check_positive(args, "max_upload_mb", "max_duration_s")
-    if args.backend == "torch":
-        from sddkit.scoring.api import scoring_device
+    from sddkit.scoring.api import check_onnx_device, scoring_device
 
+    if args.backend == "torch":
         scoring_device(args.device)
+    else:
+        check_onnx_device(args.device)
     from sddkit.service.app import create_app
 
     tune_malloc(args.allocator)

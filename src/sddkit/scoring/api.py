@@ -438,11 +438,12 @@ def load_detector(
     directory holding ``model.onnx``; None = the bundled default model.
     """
     path = resolve_model_path(path)
-    torch_device = scoring_device(device)
     if backend == "onnx":
         from sddkit.scoring.onnx_export import load_onnx_detector
 
+        check_onnx_device(device)
         return load_onnx_detector(path, batch_size=batch_size)
+    torch_device = scoring_device(device)
     if backend != "torch":
         raise CheckpointError(f"unknown scoring backend {backend!r}; use 'torch' or 'onnx'")
     from sddkit.detectors.model_dir import load_model_dir
@@ -476,6 +477,21 @@ def scoring_device(device: str | torch.device) -> torch.device:
     elif resolved.type != "cpu":
         raise ConfigError(f"device {device!r}: scoring runs on cpu, cuda or mps")
     return resolved
+
+
+def check_onnx_device(device: str | torch.device) -> None:
+    """Refuse any ``device`` but the CPU for the ONNX backend (a ``ConfigError``), which runs on onnxruntime's
+    CPU provider: a ``cuda`` device was ignored without a word where torch sees one, and refused as
+    "this torch sees no CUDA device" where it sees none."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {device!r}; the onnx backend runs on cpu") from None
+    if resolved.type != "cpu":
+        raise ConfigError(
+            f"device {device!r}: the onnx backend runs on the CPU (onnxruntime's CPU provider); "
+            f"use cpu, or the torch backend to score on {device}"
+        )
 
 
 def merge_lora_for_inference(model: nn.Module) -> int:

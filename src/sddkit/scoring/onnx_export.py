@@ -103,8 +103,13 @@ def export_onnx(
     model = md.model.eval()
     merged = merge_lora_for_inference(model)  # one matmul per projection in the graph, as in torch scoring
     example = _example(inference.window_samples, batch=2, seed=0)
-    with torch.inference_mode():
-        stat_names = list(per_window_stats(model(example).stats, example.shape[0]))
+    try:
+        stat_names = _per_window_stat_names(model, inference.window_samples)
+    except Exception as exc:  # the model's own refusal (too few frames for its strides, ...) as one line
+        raise CheckpointError(
+            f"{model_dir}: the model fails on windows of {inference.window_samples} samples (its "
+            f"inference.window_samples), so it cannot be exported: {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     requested_opset, dropped = opset, {}
@@ -119,14 +124,19 @@ def export_onnx(
             info.update(metadata=md.metadata, merged_lora_layers=merged, weights_digest=md.weights_digest)
             _add_metadata(partial, {META_INFERENCE: inference.to_dict(), META_INFO: info})
 
-            diff, where, stat_diffs = 0.0, "", dict.fromkeys(stat_names, 0.0)
+            diff, stat_diffs = 0.0, dict.fromkeys(stat_names, 0.0)
             runner = OnnxRunner(partial)  # one session for every check batch
-            for name, batch in _check_windows(inference.window_samples):
-                diffs = _output_diffs(wrapper, runner, batch)
+            for labels, batch in _check_windows(inference.window_samples):
+                try:
+                    diffs = _output_diffs(wrapper, runner, batch)
+                except CheckpointError as exc:  # e.g. a batch size baked into the graph by the tracer
+                    raise CheckpointError(
+                        f"{out}: the exported graph fails on {_describe(labels)}: {exc}; not written"
+                    ) from None
                 d = diffs.pop(LOGITS_NAME)
-                if not d <= diff:  # NaN included: it must fail the check, not hide behind a max
-                    diff, where = d, name
-                if not diff <= check_atol:
+                diff = d if not d <= diff else diff  # NaN included: it must fail the check, not hide behind a max
+                if not diff <= check_atol:  # the earlier batches passed: this one failed
+                    where = _worst_window(wrapper, runner, batch, labels)
                     raise CheckpointError(
                         f"{out}: ONNX logits differ from PyTorch by {diff:.3g} (> {check_atol}) on {where}; not written"
                     )
@@ -174,8 +184,36 @@ def _example(window: int, batch: int, seed: int) -> Tensor:
     return 0.1 * torch.randn(batch, window, generator=g)
 
 
-def _check_windows(window: int) -> list[tuple[str, Tensor]]:
-    """(label, (N, window) batch) pairs the exported graph must reproduce.
+def _per_window_stat_names(model: nn.Module, window: int) -> list[str]:
+    """The statistics ``model`` reports per window, decided as :meth:`ScoringDetector.stat_widths` decides
+    them: on batches of 2 and 3 windows, so that a batch-level (E,) vector that matches one batch size by
+    chance (E = 2, the export example's batch) is not taken for a per-window statistic."""
+    widths = []
+    with torch.inference_mode():
+        for batch in (2, 3):
+            stats = per_window_stats(model(_example(window, batch=batch, seed=0)).stats, batch)
+            widths.append({k: int(v.shape[1]) for k, v in stats.items()})
+    return [k for k, w in widths[0].items() if widths[1].get(k) == w]
+
+
+def _describe(labels: list[str]) -> str:
+    """``["noise", "noise", "a tone"]`` -> ``"noise (2 windows), a tone"``: what a check batch holds."""
+    counts = {label: labels.count(label) for label in labels}
+    return ", ".join(label if n == 1 else f"{label} ({n} windows)" for label, n in counts.items())
+
+
+def _worst_window(wrapper: nn.Module, runner: OnnxRunner, batch: Tensor, labels: list[str]) -> str:
+    """The label of the window of ``batch`` whose logits differ most when run alone (``batch``'s description
+    when it is one window, or when no window differs alone: the graph then depends on the batch)."""
+    if len(set(labels)) == 1:
+        return _describe(labels)
+    alone = [_output_diffs(wrapper, runner, batch[i : i + 1])[LOGITS_NAME] for i in range(batch.shape[0])]
+    worst = max(range(len(alone)), key=lambda i: np.inf if np.isnan(alone[i]) else alone[i])
+    return labels[worst] if not alone[worst] <= 0 else _describe(labels)
+
+
+def _check_windows(window: int) -> list[tuple[list[str], Tensor]]:
+    """(a label per window, (N, window) batch) pairs the exported graph must reproduce.
 
     Random noise at batch 3 (another batch size than the export's 2) and at batch 1 (one short file),
     then windows of real recordings that noise never exercises: digital silence (log floors, variance
@@ -195,13 +233,11 @@ def _check_windows(window: int) -> list[tuple[str, Tensor]]:
             np.clip(rng.standard_normal(window), -1.0, 1.0),
         ]
     )
+    kinds = ["digital silence", "half silence", "a 440 Hz tone", "a DC offset", "near silence", "clipped noise"]
     return [
-        ("random noise (batch 3)", _example(window, batch=3, seed=1)),
-        ("random noise (batch 1)", _example(window, batch=1, seed=2)),
-        (
-            "silence, half silence, a tone, a DC offset, near silence, clipped noise",
-            torch.from_numpy(structured.astype(np.float32)),
-        ),
+        (["random noise"] * 3, _example(window, batch=3, seed=1)),
+        (["random noise (a batch of 1)"], _example(window, batch=1, seed=2)),
+        (kinds, torch.from_numpy(structured.astype(np.float32))),
     ]
 
 
@@ -253,9 +289,10 @@ def _export(wrapper: nn.Module, example: Tensor, out: Path, output_names: list[s
                 opset_version=opset,
                 do_constant_folding=True,
             )
+        _check_reads_waveform(out)
         return "torchscript", opset
     except Exception as exc:  # the exporter raises many types for unsupported operators
-        errors.append(f"torchscript exporter: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        errors.append(f"torchscript exporter: {type(exc).__name__}: {_first_line(exc)}")
     try:
         import onnxscript  # noqa: F401  (the dynamo exporter needs it)
     except ImportError:
@@ -278,10 +315,30 @@ def _export(wrapper: nn.Module, example: Tensor, out: Path, output_names: list[s
                 optimize=False,  # onnxscript's "x + 0 -> x" rule deletes log floors below 1e-8 (NaN on silence)
             )
         program.save(str(out), external_data=False)
+        _check_reads_waveform(out)
         return "dynamo", dynamo_opset
     except Exception as exc:
-        errors.append(f"torch.export exporter: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        errors.append(f"torch.export exporter: {type(exc).__name__}: {_first_line(exc)}")
         raise CheckpointError("cannot export this model to ONNX: " + "; ".join(errors)) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of ``exc``'s message (exporters and onnxruntime add pages of detail)."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(exc).__name__
+
+
+def _check_reads_waveform(path: Path) -> None:
+    """Refuse a graph without the waveform input: the tracer folded the whole forward into constants (it
+    leaves torch, e.g. through numpy, ``.item()`` or ``.tolist()``), so every input would get one score."""
+    import onnx
+
+    inputs = [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
+    if INPUT_NAME not in inputs:
+        raise ValueError(
+            "the exported graph does not read the waveform (the forward leaves torch, e.g. through numpy, "
+            ".item() or .tolist(), and was frozen to the export example)"
+        )
 
 
 def _add_metadata(path: Path, meta: dict[str, Any]) -> None:
@@ -331,7 +388,8 @@ class OnnxRunner:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # warnings about unused initialisers are noise here
+        # warnings about unused initialisers are noise here, and a failed run raises its error (below)
+        opts.log_severity_level = 4
         if threads:
             opts.intra_op_num_threads = threads
         try:
@@ -358,7 +416,12 @@ class OnnxRunner:
                 f"the ONNX model takes windows of {self.window_samples} samples (its export length), "
                 f"got {windows.shape[1]}; score through load_detector(..., backend='onnx'), which windows the audio"
             )
-        outs = self.session.run(None, {INPUT_NAME: windows})
+        try:
+            outs = self.session.run(None, {INPUT_NAME: windows})
+        except Exception as exc:  # onnxruntime's own exception types, with multi-line C++ messages
+            raise CheckpointError(
+                f"onnxruntime failed on a batch of {windows.shape[0]} window(s): {_first_line(exc)}"
+            ) from None
         named = dict(zip(self.output_names, outs))
         stats = {k[len(STAT_PREFIX) :]: v for k, v in named.items() if k.startswith(STAT_PREFIX)}
         return named[LOGITS_NAME], stats
