@@ -45,6 +45,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from sddkit import __version__
 from sddkit.errors import AudioError, CheckpointError, SddkitError
@@ -232,20 +233,22 @@ def create_app(
             raise ApiError(503, "not_ready", "the model is not loaded yet")
         return det
 
-    # HEAD too: uptime checks (curl -I) ask with it, and a 405 read as "service down"
-    @app.api_route("/healthz", methods=["GET", "HEAD"], summary="liveness and readiness")
+    @app.get("/healthz", summary="liveness and readiness")
     async def healthz(request: Request) -> dict[str, Any]:
         ready = request.app.state.detector is not None
         if not ready:
             return JSONResponse({"status": "starting", "model_loaded": False}, status_code=503)
         return {"status": "ok", "model_loaded": True}
 
-    @app.api_route(
-        "/v1/model", methods=["GET", "HEAD"], summary="the served model: components, windows, threshold, calibration"
-    )
+    @app.get("/v1/model", summary="the served model: components, windows, threshold, calibration")
     async def model(request: Request) -> dict[str, Any]:
         det = detector_or_503(request)
         return model_summary(det, request.app.state.limits)
+
+    # HEAD too: uptime checks (curl -I) ask with it, and a 405 read as "service down"; out of the schema, where
+    # a second operation of the same function would repeat its operation id
+    for path, endpoint in (("/healthz", healthz), ("/v1/model", model)):
+        app.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
 
     @app.post(
         "/v1/score",
@@ -299,6 +302,15 @@ class PageFiles(StaticFiles):
         response = super().file_response(*args, **kwargs)
         response.headers.update(PAGE_CACHE)
         return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods of every route of the app at the request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if getattr(route, "methods", None) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
 
 
 def model_summary(det: Any, limits: dict[str, float]) -> dict[str, Any]:
@@ -479,10 +491,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, error_type(exc), str(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         type_ = _HTTP_TYPES.get(exc.status_code, f"http_{exc.status_code}")
-        # the exception's headers too: a 405's Allow (RFC 9110 requires it)
-        return _error(exc.status_code, type_, str(exc.detail), headers=getattr(exc, "headers", None))
+        # the exception's headers too: a 405's Allow (RFC 9110 requires it), of every route at that path (the
+        # router names the first one's only, and HEAD has routes of its own)
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return _error(exc.status_code, type_, str(exc.detail), headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
