@@ -174,3 +174,15 @@ def test_a_window_too_short_for_the_model_is_one_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "fails on windows of 200 samples" in err and "LCNN needs at least 16 frames" in err
     assert "Traceback" not in err and not (tmp_path / "m.onnx").exists()
+
+
+def test_the_python_export_refuses_an_out_that_is_not_an_onnx_file(tmp_path):
+    # the CLI refused it, export_onnx(...) wrote the graph over whatever file `out` named (a model's config.json)
+    from scoring_support import save_tiny_lcnn
+
+    model = save_tiny_lcnn(tmp_path / "m")
+    config = model / "config.json"
+    before = config.read_bytes()
+    with pytest.raises(ConfigError, match=r"\.onnx file or an existing folder"):
+        export_onnx(model, config)
+    assert config.read_bytes() == before

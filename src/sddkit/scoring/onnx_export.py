@@ -97,6 +97,8 @@ def export_onnx(
     model_dir, out = Path(model_dir), Path(out)
     if out.is_dir():
         out = out / ONNX_NAME
+    if out.suffix.lower() != ".onnx":  # `out` is replaced: never a config.json, weights or score file by mistake
+        raise ConfigError(f"out must name a .onnx file or an existing folder, got {out}")
     md = load_model_dir(model_dir)
     inference = parse_inference(md.inference, f"{model_dir}: inference")
     check_model_rate(inference, str(model_dir))
