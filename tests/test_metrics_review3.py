@@ -50,6 +50,9 @@ def test_compare_by_attack_pairs_each_attack_with_the_bona_fide(tmp_path):
 
     both = compare_scores(table, [base], [system], by="attack", n_bootstrap=50)
     assert [value for value, _ in both.groups] == ["dev/A1", "dev/A2", "eval/A1"]
+    # the headline pools the partitions: said so (sdd eval flags it, sdd compare said nothing)
+    assert any("2 partitions pooled (dev, eval)" in note for note in both.notes)
+    assert not any("pooled" in note for note in one.notes)
     assert dict(both.groups)["dev/A1"].difference.diff == pytest.approx(group.difference.diff)
 
     # attack_type (bona fide '-', as sddbench writes it) is grouped the same way

@@ -221,6 +221,10 @@ def compare_scores(
             f"the {labels.size} trials every score file covers hold {n_bona} bona fide and {labels.size - n_bona} "
             "spoof: a comparison needs both classes"
         )
+    pooled = _pooled_partitions(table, aligned.rows)
+    if pooled:
+        # the headline pools them, e.g. ASVspoof 2021's eval/progress/hidden phases or sddbench's val and tests
+        notes.append(f"trials of {len(pooled)} partitions pooled ({', '.join(pooled)}); --partitions selects some")
     runs = len(baseline)
     compare = functools.partial(
         _compare,
@@ -249,6 +253,14 @@ def compare_scores(
         if not c.measurable:
             notes.append(_THIN_NOTE.format(what=f"{by} {value}", n_bona=c.n_bonafide, n_spoof=c.n_spoof))
     return dataclasses.replace(whole, notes=tuple(notes), by=by, groups=tuple(groups))
+
+
+def _pooled_partitions(table: UtteranceTable, rows: np.ndarray) -> list[str]:
+    """The partitions of the compared trials when there are several (none: one partition, or no column)."""
+    if not table.has_column("partition"):
+        return []
+    names = sorted(set(table.column("partition").astype(str)[rows].tolist()))
+    return names if len(names) > 1 else []
 
 
 def _group_masks(
