@@ -82,3 +82,21 @@ def test_weighted_top1_router_without_load_balancing_is_refused_for_training():
         assert from_dict(MoLExConfig, {**molex, **ok}).untrainable_router() is None
         fixed = {**frontend, "molex": {**molex, **ok}}
         assert isinstance(from_dict(TrainRecipe, {"model": {"frontend": fixed, "backend": "linear"}}), TrainRecipe)
+
+
+def test_utterance_routing_over_whisper_30s_padding_is_refused_for_training():
+    # the router pooled all 1500 positions of a padded Whisper input (a 4 s window: 87 % padding), so every input
+    # routed alike; token-level routing, or no padding, is fine
+    from sddkit.config import from_dict
+    from sddkit.training.recipe import TrainRecipe
+
+    def recipe(level: str, pad: bool) -> dict:
+        molex = {"num_experts": 2, "router": {"name": "softmax", "level": level}}
+        encoder = {"name": "whisper_tiny", "pad_to_30s": pad}
+        frontend = {"name": "ssl", "encoder": encoder, "adapter": "molex", "molex": molex}
+        return {"model": {"frontend": frontend, "backend": "linear"}}
+
+    with pytest.raises(ValueError, match="utterance-level MoLEx router on an encoder with pad_to_30s"):
+        from_dict(TrainRecipe, recipe("utterance", True))
+    for level, pad in (("token", True), ("utterance", False)):
+        assert isinstance(from_dict(TrainRecipe, recipe(level, pad)), TrainRecipe)

@@ -70,6 +70,20 @@ class SSLFrontendConfig:
                     raise ValueError(f"a '{name}' section needs adapter: {name} (the adapter is {self.adapter!r})")
                 setattr(self, name, None)
 
+    def training_problem(self) -> str | None:
+        """Why training this front-end would silently go wrong, or None. Checked by training recipes only: a
+        model trained so before the check still loads and scores as it was trained."""
+        if self.molex is None:
+            return None
+        router = self.molex.router.config
+        if getattr(self.encoder.config, "pad_to_30s", False) and getattr(router, "level", None) == "utterance":
+            # the router pools all 1500 positions, ~87 % of them padding for a 4 s window: every input routes alike
+            return (
+                "an utterance-level MoLEx router on an encoder with pad_to_30s would route on the mean of 30 s "
+                "positions, mostly padding; use level: token, or pad_to_30s: false"
+            )
+        return self.molex.untrainable_router()
+
 
 def num_params(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of (distinct) parameters of ``module``; only ``requires_grad`` ones if asked.

@@ -406,22 +406,22 @@ class TrainRecipe:
             )
         if self.molex is not None and self.molex.add_experts > 0 and self.init_from is None:
             raise ValueError("molex.add_experts needs 'init_from' (the model directory to grow)")
-        for molex in _molex_configs(self.model):
-            problem = molex.untrainable_router()
+        for frontend in _ssl_frontends(self.model):
+            problem = frontend.training_problem()
             if problem is not None:
                 raise ValueError(f"model: {problem}")
 
 
-def _molex_configs(obj: Any) -> list[Any]:
-    """Every MoLEx config inside a parsed model config (dataclasses and registry specs)."""
-    from sddkit.frontends.molex import MoLExConfig
+def _ssl_frontends(obj: Any) -> list[Any]:
+    """Every ``ssl`` front-end config inside a parsed model config (dataclasses and registry specs)."""
+    from sddkit.frontends.ssl import SSLFrontendConfig
 
-    if isinstance(obj, MoLExConfig):
+    if isinstance(obj, SSLFrontendConfig):
         return [obj]
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return [m for f in dataclasses.fields(obj) for m in _molex_configs(getattr(obj, f.name))]
+        return [m for f in dataclasses.fields(obj) for m in _ssl_frontends(getattr(obj, f.name))]
     if isinstance(obj, (list, tuple)):
-        return [m for item in obj for m in _molex_configs(item)]
+        return [m for item in obj for m in _ssl_frontends(item)]
     return []
 
 
