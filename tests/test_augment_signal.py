@@ -55,8 +55,15 @@ def peak_freq(x: np.ndarray) -> float:
 def test_noise_snr_is_the_target(exponent, target):
     x = speechlike(1.0)
     aug = build_augmentation({"name": "noise", "exponent": [exponent] * 2, "snr_db": [target] * 2})
+    # the noise's colour follows its 1/f^a law: mean density at 100-500 Hz over 4-7 kHz (0 dB white, ~27.5 dB brown)
+    law = 10 * np.log10(np.mean(np.arange(100.0, 500.0) ** -exponent) / np.mean(np.arange(4000.0, 7000.0) ** -exponent))
+    f = np.fft.rfftfreq(len(x), 1 / SR)
     for seed in range(3):
-        assert abs(snr_db(x, aug(x, SR, np.random.default_rng(seed))) - target) < 0.5
+        y = aug(x, SR, np.random.default_rng(seed))
+        assert abs(snr_db(x, y) - target) < 0.5
+        density = np.abs(np.fft.rfft(y.astype(np.float64) - x)) ** 2
+        tilt = 10 * np.log10(density[(f >= 100) & (f < 500)].mean() / density[(f >= 4000) & (f < 7000)].mean())
+        assert tilt == pytest.approx(law, abs=2.0)
 
 
 def test_noise_snr_drawn_in_range():
@@ -115,6 +122,8 @@ def test_rawboost_isd_touches_at_most_p_percent():
     assert 0.08 < changed <= 0.10
     ratio = (y - x)[np.abs(y - x) > 1e-9] / x[np.abs(y - x) > 1e-9]
     assert np.abs(ratio).max() <= 2.0  # |g_sd * u1 * u2| <= 2
+    # and the impulses have the published size: g_sd * u1 * u2 with u1, u2 ~ U(-1, 1), E|u1 u2| = 1/4
+    assert 1.8 < np.abs(ratio).max() and np.abs(ratio).mean() == pytest.approx(2.0 * 0.25, abs=0.05)
 
 
 def test_rawboost_notch_cascade_has_unit_peak_and_notches():

@@ -18,11 +18,14 @@ def test_freq_mask_works_with_fewer_filters_than_the_widest_band():
     # made the start's range empty and torch.randint raised in about a third of the training steps.
     torch.manual_seed(0)
     sinc = SincConv(12, 17, freq_mask=True).train()
+    widths = []
     for _ in range(60):
         filters = sinc._masked_filters()
         zeroed = (filters.abs().sum(dim=(1, 2)) == 0).nonzero().flatten().tolist()
         if zeroed:  # one contiguous band
             assert zeroed == list(range(zeroed[0], zeroed[0] + len(zeroed)))
+        widths.append(len(zeroed))
+    assert 0 < max(widths) <= 12  # the mask is applied (at most every filter, by design)
     model = BACKENDS.build(
         {"name": "aasist_l", "filts": [12, [1, 4], [4, 4], [4, 4], [4, 4]], "gat_dims": [4, 4], "freq_mask": True}
     ).train()

@@ -73,7 +73,7 @@ def test_crash_mid_save_keeps_latest_loadable(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt, "atomic_write_bytes", json_fails)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk full"):
         ckpt.save_checkpoint(tmp_path, "step-3", {"w": torch.zeros(3)})
     assert ckpt.latest_checkpoint(tmp_path).name == "step-1"
     assert torch.equal(ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path))["w"], torch.ones(3))

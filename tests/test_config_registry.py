@@ -139,7 +139,7 @@ def test_registry_parse_build_and_component_field():
         reg.parse({"name": "plain", "x": 1})
     with pytest.raises(ConfigError, match="needs a 'name'"):
         reg.parse({"rank": 1})
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="'plain' registered twice"):
         reg.register("plain")(build_plain)
 
 

@@ -19,7 +19,7 @@ def test_repeat_pad_tiles_short_signal():
     assert isinstance(t, torch.Tensor) and t.tolist() == [1.0, 2.0, 3.0, 1.0, 2.0]
     with pytest.raises(EmptyAudioError):
         repeat_pad(np.zeros(0), 4)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="length must be a positive integer, got 0"):
         repeat_pad(np.ones(3), 0)
 
 
@@ -72,9 +72,9 @@ def test_window_starts_hand_values():
     np.testing.assert_array_equal(window_starts(4, 4, 2), [0])
     np.testing.assert_array_equal(window_starts(3, 4, 2), [0])
     assert window_starts(11, 4, 3).dtype == np.int64
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"hop must be in \[1, length=4\].*got 5"):
         window_starts(10, 4, 5)  # a hop larger than the window would leave gaps
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"hop must be in \[1, length=4\].*got 0"):
         window_starts(10, 4, 0)
 
 
@@ -106,5 +106,5 @@ def test_fixed_windows_short_and_torch():
     assert isinstance(t_w, torch.Tensor) and t_w.shape == np_w.shape == (4, 64600)
     np.testing.assert_array_equal(t_w.numpy(), np_w)
     np.testing.assert_array_equal(np_w[-1], x[-64600:])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"1-D signal, got shape \(2, 10\)"):
         fixed_windows(np.zeros((2, 10)), 4, 2)

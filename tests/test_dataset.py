@@ -140,7 +140,7 @@ def test_domains(corpus):
     assert by_source.domains.tolist() == [0, 0, 0, 0]
     with pytest.raises(ProtocolError, match="no column"):
         UtteranceDataset(table, train=False, domain_column="nope")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="crop_samples must be a positive integer or None, got 0"):
         UtteranceDataset(table, train=False, crop_samples=0)
 
 

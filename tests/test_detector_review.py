@@ -111,6 +111,10 @@ def test_aasist_trains_on_one_input_of_the_minimum_length():
     out = model(torch.randn(1, model.min_samples))
     out.logits.sum().backward()
     assert torch.isfinite(out.logits).all()
+    # a usable training step: finite gradients reach the parameters (not only a forward without error)
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
 
 
 def test_ssl_aasist_trains_on_one_input_of_three_frames():
@@ -118,6 +122,10 @@ def test_ssl_aasist_trains_on_one_input_of_three_frames():
     out = model(torch.randn(1, 3, 16))
     out.logits.sum().backward()
     assert torch.isfinite(out.logits).all()
+    # a usable training step: finite gradients reach the parameters (not only a forward without error)
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
 
 
 def test_one_row_node_batch_norm_leaves_the_running_statistics_unchanged():

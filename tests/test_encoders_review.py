@@ -29,6 +29,8 @@ def test_whisper_runs_as_a_bfloat16_model_and_computes_log_mel_in_float32():
         out = enc(wav.bfloat16())
     assert out.dtype == torch.bfloat16 and out.shape == reference.shape
     torch.testing.assert_close(out.float(), reference, atol=0.1, rtol=0.05)
+    # bf16 rounding costs ~0.5 % (relative norm); the element-wise bound above passes a 5 % error
+    assert ((out.float() - reference).norm() / reference.norm()).item() < 0.02
 
 
 @pytest.mark.parametrize("samples", [480_000, 480_100])

@@ -184,7 +184,8 @@ def test_bfloat16_tensor_is_scored(energy_dir):
     det = sddkit.load_detector(energy_dir)
     x = _speechlike()
     r = det.score(torch.from_numpy(x).to(torch.bfloat16), SR)
-    assert r.score == pytest.approx(det.score(x, SR).score, abs=0.05)
+    # bf16 rounding moves this log-RMS score by ~1e-5; a 5 % level error would move it by 0.049
+    assert r.score == pytest.approx(det.score(x, SR).score, abs=1e-3)
 
 
 def test_a_whole_float_sample_rate_is_a_rate(energy_dir):

@@ -40,12 +40,16 @@ def test_lora_linear_maths_merge_and_unmerge():
 
 
 def test_lora_dropout_only_in_training():
-    lora = LoRALinear(nn.Linear(8, 8), rank=2, alpha=2.0, dropout=0.5)
+    base = nn.Linear(8, 8)
+    reference = copy.deepcopy(base)
+    lora = LoRALinear(base, rank=2, alpha=2.0, dropout=0.5)
     with torch.no_grad():
         lora.lora_B.normal_()
     x = torch.randn(4, 8)
     lora.eval()
-    torch.testing.assert_close(lora(x), lora(x))
+    a, b = lora.lora_A.detach(), lora.lora_B.detach()
+    # eval: the plain LoRA formula (no dropout mask, no 1 / (1 - p) rescaling)
+    torch.testing.assert_close(lora(x), reference(x) + 1.0 * (x @ a.T @ b.T))
     lora.train()
     assert not torch.allclose(lora(x), lora(x))
 

@@ -194,6 +194,10 @@ def test_act_dcf_hand_case():
     result = act_dcf(*_labelled([2.0, -1.0], [-2.0, 0.0]))
     assert result.threshold == pytest.approx(-math.log(1.9))
     assert result.dcf == pytest.approx(1.9 * 0.5 + 0.5)
+    # a score exactly at the threshold is accepted (score >= threshold), for either class: equal costs
+    # and P_spoof 0.5 put the threshold at 0 -> bona [0, 1] no miss, spoof [0, -1] fa 1/2
+    at_threshold = act_dcf(*_labelled([0.0, 1.0], [0.0, -1.0]), DCFCost(p_spoof=0.5, c_miss=1, c_fa=1))
+    assert at_threshold.threshold == 0.0 and at_threshold.dcf == pytest.approx(0.5)
     # act DCF can never beat min DCF on the same scores
     rng = np.random.default_rng(3)
     labels = (rng.random(300) < 0.5).astype(int)

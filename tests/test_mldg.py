@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from sddkit.detectors.detector import Detector
 from sddkit.detectors.outputs import BackendOutput, FrontendOutput
+from sddkit.errors import ConfigError
 from sddkit.registry import get_registry
 from sddkit.training.erm import ERM
 from sddkit.training.losses import DetectionLoss
@@ -53,7 +54,7 @@ def test_registered_and_configured():
     assert {"erm", "mldg"} <= set(reg.names())
     strategy = reg.build({"name": "mldg", "beta": 0.5, "n_meta_test": 2}, seed=3)
     assert isinstance(strategy, MLDG) and strategy.cfg.beta == 0.5 and strategy.cfg.n_meta_test == 2
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="beta must be >= 0 and finite, got -1.0"):
         reg.parse({"name": "mldg", "beta": -1.0})
 
 

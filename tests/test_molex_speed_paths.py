@@ -166,6 +166,8 @@ def test_adapters_run_under_autocast():
                 low = layer(x)
         assert low.dtype == torch.bfloat16
         torch.testing.assert_close(low.float(), full, atol=0.1, rtol=0.05)
+        # bf16 rounding costs ~0.3 % (relative norm); the element-wise bound above passes a 5 % error
+        assert ((low.float() - full).norm() / full.norm()).item() < 0.02
 
 
 def test_orthogonality_is_computed_only_with_gradients():

@@ -29,7 +29,7 @@ def test_failed_save_leaves_the_previous_model_dir_intact(tmp_path, monkeypatch)
     first = _Tiny(4)
     d = md.save_model_dir(tmp_path / "m", first, model_config={"width": 4}, architecture="tiny_edge")
     second = _Tiny(4)
-    with pytest.raises(TypeError):  # metadata JSON cannot hold (e.g. a numpy int64 left in it)
+    with pytest.raises(TypeError, match="int64"):  # metadata JSON cannot hold (e.g. a numpy int64 left in it)
         md.save_model_dir(d, second, model_config={"width": 4}, architecture="tiny_edge", metadata={"n": np.int64(3)})
     loaded = md.load_model_dir(d)  # still the first model, weights and config together
     for k, v in first.state_dict().items():

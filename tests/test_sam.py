@@ -19,6 +19,7 @@ from test_train_support import (
 from torch import Tensor, nn
 
 from sddkit.detectors.detector import Detector
+from sddkit.errors import ConfigError
 from sddkit.registry import get_registry
 from sddkit.training.erm import ERM
 from sddkit.training.losses import DetectionLoss
@@ -52,7 +53,7 @@ def test_registered_and_configured():
     assert "sam" in reg.names()
     strategy = reg.build({"name": "sam", "rho": 0.5, "adaptive": True})
     assert isinstance(strategy, SAM) and strategy.cfg.rho == 0.5 and strategy.cfg.adaptive
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="rho must be >= 0 and finite, got -0.1"):
         reg.parse({"name": "sam", "rho": -0.1})
 
 

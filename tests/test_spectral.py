@@ -260,7 +260,8 @@ def test_frontend_params_context_and_normalize():
     x = torch.randn(2, SR) * torch.tensor([[0.01], [1.0]])
     feats = reg.build({"name": "lfcc", "normalize": True})(x).features
     assert torch.allclose(feats.mean(dim=-1), torch.zeros(2, 60), atol=1e-4)
-    assert torch.allclose(feats.std(dim=-1, unbiased=False), torch.ones(2, 60), atol=1e-2)
+    # biased variance, as documented: max |std - 1| is ~5e-4 (the eps); the unbiased one is off by ~5e-3 over 101 frames
+    assert torch.allclose(feats.std(dim=-1, unbiased=False), torch.ones(2, 60), atol=2e-3)
     plain = reg.build("logspec")(x).features
     assert plain.mean(dim=-1).abs().max() > 1.0  # off by default: raw log powers
     raw = reg.build({"name": "raw", "normalize": True})(x).features

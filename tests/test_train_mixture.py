@@ -54,12 +54,27 @@ def test_gate_training_with_frozen_trained_experts(tmp_path):
     assert result is not None
 
 
-def test_joint_fine_tuning_of_experts_from_configs(tmp_path):
+def test_joint_fine_tuning_of_experts_from_configs(tmp_path, monkeypatch):
     recipe = _recipe(tmp_path, {"experts": EXPERTS, "gate": "enhanced_mlp", "freeze_experts": False})
+    built = {}
+    real_build = Trainer._build_model
+
+    def recording_build(self):
+        model = real_build(self)
+        built.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return model
+
+    monkeypatch.setattr(Trainer, "_build_model", recording_build)
     Trainer(recipe).fit()
     loaded = load_model_dir(tmp_path / "run" / "final")
     assert not loaded.model.freeze_experts
     assert all(p.requires_grad for p in loaded.model.parameters())
+    # every expert and the gate really learnt: each has parameters (not only batch-norm statistics)
+    # that the optimiser moved away from their initial values
+    final = {k: p.detach() for k, p in loaded.model.named_parameters()}
+    for part in ("experts.0.", "experts.1.", "gate."):
+        names = [k for k in final if k.startswith(part)]
+        assert names and any(not torch.equal(final[k], built[k]) for k in names), part
 
 
 def test_frozen_experts_given_only_as_configs_are_refused(tmp_path):
