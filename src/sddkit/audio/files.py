@@ -6,6 +6,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from sddkit.errors import ProtocolError
+
 AUDIO_EXTENSIONS: tuple[str, ...] = (
     ".wav",
     ".flac",
@@ -27,12 +29,13 @@ def list_audio_files(root: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -
 
     A folder reached a second time through a symbolic link (a link loop, or two links to one folder)
     is listed only the first time: a loop would otherwise be walked until the path grows too long,
-    listing its files again at every level.
+    listing its files again at every level. A folder that cannot be listed (no permission) raises
+    ``ProtocolError``: its files would otherwise be left out without a word.
     """
     exts = {e.lower() for e in extensions}
     out: list[Path] = []
     seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_unlistable, followlinks=True):
         try:
             st = os.stat(dirpath)
         except OSError:  # vanished while walking: os.walk lists nothing in it either
@@ -48,3 +51,13 @@ def list_audio_files(root: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in exts:
                 out.append(Path(dirpath) / name)
     return out
+
+
+def _unlistable(exc: OSError) -> None:
+    """os.walk's error hook for a folder it cannot list. One that is missing (or vanished while walking) or is a
+    file holds nothing to list, as before."""
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        return
+    raise ProtocolError(
+        f"{exc.filename}: cannot list the folder ({exc.strerror or exc}): the audio files in it would be left out"
+    ) from None
