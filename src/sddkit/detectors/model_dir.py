@@ -22,7 +22,8 @@ something may be reading the old one.
 
 A ``"full"`` directory needs no pretrained folder: its config holds the encoder architecture read from the
 folder when it was saved (``frontends.encoders.self_contained_config``), and ``metadata.pretrained_folders``
-names the folders it came from.
+names the folders it came from. One saved before that (no ``metadata.pretrained_folders``) still reads its
+architecture from the folders its config names.
 
 A ``"trainable"`` directory also records the digest of the frozen pretrained weights it was trained on
 (``pretrained_digest``), which load from the encoder's ``pretrained`` folder: a folder replaced since by

@@ -812,9 +812,10 @@ def self_contained_spec(spec: dict[str, Any]) -> dict[str, Any]:
     preset's in ``overrides`` (the spec's own overrides still win, as they did over the folder's values), and the
     waveform normalisation the folder decided written out.
 
-    For model directories that store every weight (``weights: full``: mixtures, fully fine-tuned encoders): their
-    encoder's weights are in the directory, so only its architecture came from the folder. A spec without a
-    ``pretrained`` folder, or not an encoder's, comes back unchanged.
+    For model directories that store every weight (``weights: full``: mixtures; a fully fine-tuned encoder still
+    leaves a frozen ``masked_spec_embed`` or Whisper positional table to its folder, so its directory is
+    ``weights: trainable``): their encoder's weights are in the directory, so only its architecture came from the
+    folder. A spec without a ``pretrained`` folder, or not an encoder's, comes back unchanged.
     """
     from sddkit.config import from_dict
 

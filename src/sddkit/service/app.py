@@ -305,11 +305,16 @@ class PageFiles(StaticFiles):
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """The methods of every route of the app at the request's path."""
+    """The methods of every route of the app at the request's path (GET and HEAD under a static files mount,
+    which takes no other method)."""
     methods: set[str] = set()
     for route in request.app.router.routes:
-        if getattr(route, "methods", None) and route.matches(request.scope)[0] != Match.NONE:
+        if route.matches(request.scope)[0] == Match.NONE:
+            continue
+        if getattr(route, "methods", None):
             methods |= route.methods
+        elif isinstance(getattr(route, "app", None), StaticFiles):
+            methods |= {"GET", "HEAD"}
     return sorted(methods)
 
 
@@ -344,7 +349,7 @@ def _install_offline_docs(app: FastAPI, assets: Path) -> None:
         root = request.scope.get("root_path", "")  # behind a proxy that mounts the service under a prefix
         return f"{root}{app.openapi_url}", f"{root}{DOCS_PREFIX}"
 
-    @app.get("/docs", include_in_schema=False)
+    @app.api_route("/docs", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: as every GET route
     async def swagger_ui(request: Request) -> HTMLResponse:
         openapi, static = urls(request)
         return get_swagger_ui_html(
@@ -355,7 +360,7 @@ def _install_offline_docs(app: FastAPI, assets: Path) -> None:
             swagger_favicon_url=f"{static}/favicon.png",
         )
 
-    @app.get("/redoc", include_in_schema=False)
+    @app.api_route("/redoc", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: as every GET route
     async def redoc(request: Request) -> HTMLResponse:
         openapi, static = urls(request)
         return get_redoc_html(
@@ -496,8 +501,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         # the exception's headers too: a 405's Allow (RFC 9110 requires it), of every route at that path (the
         # router names the first one's only, and HEAD has routes of its own)
         headers = dict(getattr(exc, "headers", None) or {})
-        if exc.status_code == 405:
-            headers["Allow"] = ", ".join(_allowed_methods(request))
+        allowed = _allowed_methods(request) if exc.status_code == 405 else []
+        if allowed:  # none found: the exception's own Allow (if any), never an empty one that allows nothing
+            headers["Allow"] = ", ".join(allowed)
         return _error(exc.status_code, type_, str(exc.detail), headers=headers or None)
 
     @app.exception_handler(RequestValidationError)

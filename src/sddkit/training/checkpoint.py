@@ -213,13 +213,26 @@ def load_checkpoint_tensors(path: str | Path, prefix: str, *, map_location: str 
 def checkpoints_without_pointer(root: str | Path) -> list[str]:
     """Names of the checkpoint directories of ``root`` when it has no ``latest`` pointer (none when it has one).
 
-    Saves move the pointer atomically, so this is a pointer deleted by hand: resuming would not find them and the
+    Saves move the pointer atomically, so this is a pointer deleted by hand, or a run killed between its first
+    checkpoint's rename and the pointer's first write (one checkpoint then): resuming would not find them and the
     next save would prune them.
     """
     root = Path(root)
     if not root.is_dir() or (root / LATEST).exists():
         return []
     return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def adopt_lone_checkpoint(root: str | Path) -> str | None:
+    """Point ``root/latest`` at the checkpoint of ``root`` when it has no pointer and exactly one checkpoint (what a
+    run killed during its first save leaves: no other checkpoint can be the one to continue from); returns its
+    name, or None (a pointer, no checkpoint, an incomplete one, or several, which only a pointer deleted by hand
+    leaves)."""
+    orphans = checkpoints_without_pointer(root)
+    if len(orphans) != 1 or not all((Path(root) / orphans[0] / f).is_file() for f in (STATE_JSON, STATE_TENSORS)):
+        return None
+    atomic_write_bytes(Path(root) / LATEST, (orphans[0] + "\n").encode())
+    return orphans[0]
 
 
 def prune_checkpoints(root: str | Path, keep: set[str]) -> list[str]:

@@ -213,7 +213,13 @@ def check_fold_recipe(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path) -> Non
     from sddkit.config import to_dict
     from sddkit.training import checkpoint as ckpt
 
-    started = (fold_dir / FOLD_NAME).exists() or ckpt.latest_checkpoint(fold_dir / "checkpoints") is not None
+    checkpoints = fold_dir / "checkpoints"
+    # a checkpoint without its pointer too: the trainer resumes a lone one (a run killed during its first save)
+    started = (
+        (fold_dir / FOLD_NAME).exists()
+        or ckpt.latest_checkpoint(checkpoints) is not None
+        or bool(ckpt.checkpoints_without_pointer(checkpoints))
+    )
     recorded = _recorded_recipe(fold_dir) if started else None
     if recorded is None:
         return

@@ -406,10 +406,14 @@ class TrainRecipe:
             )
         if self.molex is not None and self.molex.add_experts > 0 and self.init_from is None:
             raise ValueError("molex.add_experts needs 'init_from' (the model directory to grow)")
-        for frontend in _ssl_frontends(self.model):
-            problem = frontend.training_problem()
-            if problem is not None:
-                raise ValueError(f"model: {problem}")
+        trained = [("model", self.model)]
+        if m is not None and not m.freeze_experts:  # experts trained with the gate: the same checks
+            trained += [(f"mixture.experts[{i}]", expert) for i, expert in enumerate(m.experts)]
+        for where, config in trained:
+            for frontend in _ssl_frontends(config):
+                problem = frontend.training_problem()
+                if problem is not None:
+                    raise ValueError(f"{where}: {problem}")
 
 
 def _ssl_frontends(obj: Any) -> list[Any]:

@@ -203,6 +203,11 @@ class Trainer:
                 f"trainer.out_dir={self.out_dir} holds the checkpoints of an earlier run: pass --resume to "
                 "continue it, or choose another trainer.out_dir (or delete that one) to start afresh"
             )
+        adopted = ckpt.adopt_lone_checkpoint(self.ckpt_dir) if self.resume else None
+        if adopted is not None:
+            log.warning(
+                "%s had no '%s' pointer: resuming from its one checkpoint, %s", self.ckpt_dir, ckpt.LATEST, adopted
+            )
         orphans = ckpt.checkpoints_without_pointer(self.ckpt_dir)
         if orphans:
             # --resume would start from scratch and a fresh run too; either one's first save prunes them

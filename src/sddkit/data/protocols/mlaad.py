@@ -104,7 +104,8 @@ LANGUAGE_CODES: dict[str, str] = {
 
 
 def language_code(name: str) -> str:
-    """A language as its lower-case code: ``German``/``german``/``DE`` -> ``de``; an unknown name stays (``zh-cn``)."""
+    """A language as its lower-case code: ``German``/``german``/``DE`` -> ``de``; an unknown name stays, lower-cased
+    (``zh-CN`` -> ``zh-cn``), so a folder and a ``languages`` entry that differ in case still meet."""
     text = name.strip().lower()
     return LANGUAGE_CODES.get(text, text)
 
