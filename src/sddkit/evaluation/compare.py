@@ -21,6 +21,7 @@ import numpy as np
 
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
+from sddkit.evaluation.groups import attack_groups
 from sddkit.evaluation.scores import ScoreFile, match_scores
 from sddkit.metrics import PairedDifference, eer, min_dcf, paired_bootstrap
 
@@ -277,19 +278,11 @@ def _group_masks(
     values = group_of[rows]
     if by not in SPOOF_COLUMNS:
         return [(value, values == value) for value in sorted(set(values.tolist()))]
-    bona = labels == 1
-    values = np.where(values == "", "unknown", values)  # a spoof without an attack name, as sdd eval names it
-    partitions = (
-        table.column("partition").astype(str)[rows] if table.has_column("partition") else np.full(rows.size, "")
-    )
-    several = len(set(partitions.tolist())) > 1
-    out = []
-    for partition in sorted(set(partitions.tolist())):
-        inside = partitions == partition
-        for attack in sorted(set(values[inside & ~bona].tolist())):
-            name = f"{partition or 'unknown'}/{attack}" if several else attack
-            out.append((name, inside & (bona | (values == attack))))
-    return out
+    partitions = table.column("partition").astype(str)[rows] if table.has_column("partition") else None
+    return [
+        (attack if partition is None else f"{partition}/{attack}", mask)
+        for partition, attack, mask in attack_groups(values, labels, partitions)
+    ]
 
 
 def _compare(

@@ -42,6 +42,7 @@ from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ConfigError, ProtocolError
 from sddkit.evaluation.gate_weights import gate_weight_table
+from sddkit.evaluation.groups import attack_groups, groups, named
 from sddkit.evaluation.scores import ScoreFile, match_scores
 from sddkit.metrics import (
     ASVRates,
@@ -210,58 +211,21 @@ def _pooled(labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> tuple[di
     return pooled, curve
 
 
-def _named(values: np.ndarray, empty: str = "unknown") -> np.ndarray:
-    """(N,) str values with the empty ones named ``empty``, so they form a group of their own."""
-    values = values.astype(str)
-    return np.where(values == "", empty, values)
-
-
-def _groups(values: np.ndarray, empty: str) -> list[tuple[str, np.ndarray]]:
-    values = _named(values, empty)
-    return [(name, values == name) for name in sorted(set(values.tolist()))]
-
-
 def _per_group(
     column: str, values: np.ndarray, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig
 ) -> list[dict[str, Any]]:
-    return [{column: name, **_group_metrics(labels[m], scores[m], cfg)} for name, m in _groups(values, "unknown")]
+    return [{column: name, **_group_metrics(labels[m], scores[m], cfg)} for name, m in groups(values)]
 
 
 def _per_attack(table: UtteranceTable, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> list[dict]:
-    """Each spoof attack's trials together with every bona fide trial (the ASVspoof convention).
-
-    A table of several partitions (e.g. a whole sddbench manifest) gets one row per partition and
-    attack, each attack against its own partition's bona fide: pooling bona fide from the training
-    and test partitions would make a per-attack EER that describes no evaluation condition.
-    """
-    attacks = table.column("attack").astype(str)
-    partitions = _partition_groups(table)
-    if partitions is None:
-        return _attack_rows(attacks, labels, scores, cfg)
+    """Each spoof attack's trials together with the bona fide trials, per partition when the table holds several
+    (:func:`sddkit.evaluation.groups.attack_groups`)."""
+    partitions = table.column("partition") if table.has_column("partition") else None
     return [
-        {"partition": partition, **row}
-        for partition, m in partitions
-        for row in _attack_rows(attacks[m], labels[m], scores[m], cfg)
+        {**({"partition": partition} if partition is not None else {}), "attack": attack}
+        | _group_metrics(labels[m], scores[m], cfg)
+        for partition, attack, m in attack_groups(table.column("attack"), labels, partitions)
     ]
-
-
-def _partition_groups(table: UtteranceTable) -> list[tuple[str, np.ndarray]] | None:
-    """(name, mask) per partition when the table holds more than one, else None."""
-    if not table.has_column("partition"):
-        return None
-    groups = _groups(table.column("partition"), "unknown")
-    return groups if len(groups) > 1 else None
-
-
-def _attack_rows(attacks: np.ndarray, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> list[dict]:
-    bona = labels == 1
-    rows = []
-    for name, mask in _groups(np.where(bona, "", attacks), "unknown"):
-        if name == "unknown" and not (mask & ~bona).any():
-            continue  # only the bona fide rows fell into this bucket
-        m = (mask & ~bona) | bona
-        rows.append({"attack": name, **_group_metrics(labels[m], scores[m], cfg)})
-    return rows
 
 
 def _mean_over(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -316,7 +280,7 @@ def _gate_tables(
         return np.where(values == "all", "'all'", values)
 
     groups = UtteranceTable(
-        table.df.assign(source=quoted_all(_named(table.column("source"))), attack=quoted_all(_named(attack))),
+        table.df.assign(source=quoted_all(named(table.column("source"))), attack=quoted_all(named(attack))),
         validate=False,
     )
     out: dict[str, Any] = {}
@@ -368,7 +332,7 @@ def evaluate(
     aucs = {"pooled": pooled["auc"]}
     if len(per_source) > 1:
         usable = sorted((r for r in per_source if r["eer"] is not None), key=lambda r: -r["n"])
-        sources = _named(table.column("source"))
+        sources = named(table.column("source"))
         for row in usable[: cfg.max_plot_sources]:
             m = sources == row["source"]
             # a source named "pooled" must not replace the pooled curve: its legend entry says what it is
