@@ -74,13 +74,9 @@ def run(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
 
     from sddkit.scoring.allocator import tune_malloc
-    from sddkit.scoring.api import check_onnx_device, load_detector, scoring_device
+    from sddkit.scoring.api import check_backend_device, load_detector
 
-    # before reading a large manifest
-    if args.backend == "torch":
-        scoring_device(args.device)
-    else:
-        check_onnx_device(args.device)
+    check_backend_device(args.backend, args.device)  # before reading a large manifest
 
     tune_malloc(args.allocator)
 

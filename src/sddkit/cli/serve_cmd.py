@@ -43,12 +43,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be in 0..65535, got {args.port}")
     check_minimums(args, batch_size=1, threads=1, max_concurrent=1)
     check_positive(args, "max_upload_mb", "max_duration_s")
-    from sddkit.scoring.api import check_onnx_device, scoring_device
+    from sddkit.scoring.api import check_backend_device
 
-    if args.backend == "torch":
-        scoring_device(args.device)
-    else:
-        check_onnx_device(args.device)
+    check_backend_device(args.backend, args.device)
     from sddkit.service.app import create_app
 
     tune_malloc(args.allocator)

@@ -438,14 +438,13 @@ def load_detector(
     directory holding ``model.onnx``; None = the bundled default model.
     """
     path = resolve_model_path(path)
+    if backend not in ("torch", "onnx"):
+        raise CheckpointError(f"unknown scoring backend {backend!r}; use 'torch' or 'onnx'")
+    torch_device = check_backend_device(backend, device)
     if backend == "onnx":
         from sddkit.scoring.onnx_export import load_onnx_detector
 
-        check_onnx_device(device)
         return load_onnx_detector(path, batch_size=batch_size)
-    torch_device = scoring_device(device)
-    if backend != "torch":
-        raise CheckpointError(f"unknown scoring backend {backend!r}; use 'torch' or 'onnx'")
     from sddkit.detectors.model_dir import load_model_dir
 
     md = load_model_dir(path, map_location="cpu")
@@ -477,6 +476,15 @@ def scoring_device(device: str | torch.device) -> torch.device:
     elif resolved.type != "cpu":
         raise ConfigError(f"device {device!r}: scoring runs on cpu, cuda or mps")
     return resolved
+
+
+def check_backend_device(backend: str, device: str | torch.device) -> torch.device:
+    """``device`` checked for ``backend`` (before a model or a manifest is read): :func:`scoring_device` for
+    torch, :func:`check_onnx_device` for onnx (the CPU)."""
+    if backend == "onnx":
+        check_onnx_device(device)
+        return torch.device("cpu")
+    return scoring_device(device)
 
 
 def check_onnx_device(device: str | torch.device) -> None:
