@@ -312,3 +312,19 @@ def test_a_mixture_of_pretrained_experts_loads_without_their_folders(tmp_path):
     model.eval()
     x = torch.randn(2, 8000)
     assert torch.allclose(loaded(x).logits, model(x).logits, atol=1e-6)
+
+
+def test_a_recipe_expert_config_matches_its_full_weights_directory(tmp_path):
+    # a full directory records its encoder's architecture instead of the pretrained folder: the same expert given
+    # by config and by directory was refused as "differs from the config stored"
+    from sddkit.config import from_dict
+    from sddkit.detectors.mixture import MixtureConfig, expert_dir_configs
+
+    _folder_unlike_its_preset(tmp_path, "wav2vec2_tiny")
+    config, model = _pretrained_detector(tmp_path, "wav2vec2_tiny", {"adapter": "lora", "lora": {"rank": 2}})
+    d = md.save_model_dir(tmp_path / "expert", model, model_config=config)
+    mixture = {"experts": [config], "expert_dirs": [str(d)], "gate": {"name": "classic"}}
+    assert len(expert_dir_configs(from_dict(MixtureConfig, mixture, "mixture"))) == 1
+    other = {**config, "backend": {"name": "linear", "head": "cosine"}}  # a real difference is still refused
+    with pytest.raises(ConfigError, match=r"experts\[0\] differs"):
+        expert_dir_configs(from_dict(MixtureConfig, {**mixture, "experts": [other]}, "mixture"))

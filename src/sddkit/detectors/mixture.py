@@ -185,12 +185,25 @@ def expert_dir_configs(cfg: MixtureConfig) -> list[DetectorConfig]:
         listed = ", ".join(f"{d} ({sr} Hz)" for d, sr in zip(cfg.expert_dirs, settings, strict=True))
         raise ConfigError(f"expert_dirs differ in sample rate: {listed}")
     for i, (given, stored) in enumerate(zip(cfg.experts, configs, strict=True) if cfg.experts else ()):
-        if to_dict(given) != to_dict(stored):
+        if not _same_expert(to_dict(given), to_dict(stored)):
             raise ConfigError(
                 f"experts[{i}] differs from the config stored in expert_dirs[{i}] {cfg.expert_dirs[i]}; "
                 "give experts or expert_dirs, or the same configs in both"
             )
     return configs
+
+
+def _same_expert(given: dict[str, Any], stored: dict[str, Any]) -> bool:
+    """Whether a recipe's expert config is the one stored in its directory; a directory that stores every weight
+    records its encoder's architecture in place of the ``pretrained`` folder the recipe names (model_dir)."""
+    if given == stored:
+        return True
+    from sddkit.frontends.encoders import self_contained_config
+
+    try:
+        return self_contained_config(given) == stored
+    except ConfigError:  # the recipe's folder is not there to compare with
+        return False
 
 
 def build_mixture(cfg: MixtureConfig) -> DetectorMixture:
