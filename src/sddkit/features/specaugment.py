@@ -48,6 +48,8 @@ class SpecAugmentConfig:
         if not 0.0 < self.max_time_fraction <= 1.0:
             raise ValueError(f"max_time_fraction must be in (0, 1], got {self.max_time_fraction}")
         check_probability(self.p)
+        if self.mask_value not in ("zero", "mean"):  # anything else filled the masks with zeros
+            raise ValueError(f"mask_value must be 'zero' or 'mean', got {self.mask_value!r}")
 
 
 def _band_masks(

@@ -184,10 +184,15 @@ def stft(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor, center: bool
     ``window`` (win_length <= n_fft) is zero-padded on both sides to n_fft, as torch.stft does.
     Frames: ``1 + T // hop_length`` with ``center`` (reflect padding of n_fft // 2, constant
     padding when the signal is too short to reflect), else ``1 + (T - n_fft) // hop_length``.
+    An empty batch (a leading size 0) gives an empty result; a signal without a frame is a ValueError.
     """
     lead, length = x.shape[:-1], x.shape[-1]
-    if not center and length < n_fft:
-        raise ValueError(f"signal of {length} samples is shorter than n_fft={n_fft} (use center=True)")
+    _check_signal_length(length, n_fft=n_fft, center=center)
+    if x.numel() == 0:
+        # torch.stft refuses an empty batch (with an error about a (1, 0, T) input): transform one
+        # silent signal for the output's frame count and dtype, and keep none of it
+        one = stft(x.new_zeros(length), n_fft=n_fft, hop_length=hop_length, window=window, center=center)
+        return one.new_zeros((*lead, *one.shape))
     flat = x.reshape(-1, length)
     pad_mode = "reflect" if length > n_fft // 2 else "constant"
     spec = torch.stft(
@@ -201,6 +206,14 @@ def stft(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor, center: bool
         return_complex=True,
     )
     return spec.reshape(*lead, *spec.shape[-2:])
+
+
+def _check_signal_length(length: int, *, n_fft: int, center: bool) -> None:
+    """A signal must give at least one frame: some samples, and a whole n_fft of them without ``center``."""
+    if length < 1:
+        raise ValueError(f"the signal has no samples (length {length}): it gives no STFT frame")
+    if not center and length < n_fft:
+        raise ValueError(f"signal of {length} samples is shorter than n_fft={n_fft} (use center=True)")
 
 
 def power_spectrogram(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor, center: bool = True) -> Tensor:
@@ -248,8 +261,8 @@ def clamp_dynamic_range(log_power: Tensor, top_db: float | None, db_per_unit: fl
 
 def _check_log_options(log_floor: float, top_db: float | None) -> None:
     """The options every log spectrum shares: the floor inside the log and the dynamic-range floor."""
-    if log_floor <= 0:
-        raise ValueError(f"log_floor must be > 0, got {log_floor}")
+    if not 0 < log_floor < math.inf:  # NaN too: it made every feature NaN
+        raise ValueError(f"log_floor must be finite and > 0, got {log_floor}")
     if top_db is not None and not top_db > 0:
         raise ValueError(f"top_db must be > 0 (or null), got {top_db}")
 
@@ -404,8 +417,9 @@ class _PowerSpectrum(Float32Constants):
         return power_spectrogram(x, n_fft=cfg.n_fft, hop_length=cfg.hop_length, window=self.window, center=cfg.center)
 
     def num_frames(self, num_samples: int) -> int:
-        """Frames produced for a signal of ``num_samples``."""
+        """Frames produced for a signal of ``num_samples``; ValueError, as :func:`stft`, when it gives none."""
         cfg = self.cfg
+        _check_signal_length(num_samples, n_fft=cfg.n_fft, center=cfg.center)
         if cfg.center:
             return 1 + num_samples // cfg.hop_length
         return 1 + (num_samples - cfg.n_fft) // cfg.hop_length
