@@ -14,8 +14,9 @@ A gate maps what it sees of an input to expert weights ``(B, E)`` that sum to on
   gives one logit per expert.
 - ``average``: uniform weights, no parameters: the average-ensemble baseline.
 
-The gates' batch norms also train on a batch of one row (normalised with the running statistics,
-which it leaves unchanged; see :class:`BatchNorm1d`).
+The gates' batch norms also train on a batch of one input (normalised with the running statistics,
+which it leaves unchanged; see :class:`BatchNorm1d`), the enhanced gate's shared norm too, whose E rows
+then all come from that one input.
 
 Every gate has the same call signature so the mixture never needs to know which one it holds:
 ``gate(waveform (B, T), embeddings: list of (B, D_e)) -> (B, E) weights``.
@@ -37,11 +38,13 @@ class BatchNorm1d(nn.BatchNorm1d):
 
     One row has no batch variance (torch raises "Expected more than 1 value per channel"); such a
     batch (``batch_size: 1``, an MLDG half holding one utterance) is normalised with the running
-    statistics, which it leaves unchanged, as in eval mode. Larger batches behave as usual.
+    statistics, which it leaves unchanged, as in eval mode. Larger batches behave as usual. ``one_input``: the
+    rows all come from one input (e.g. one row per expert of one utterance), whose spread says nothing of the
+    batch statistics, so they are normalised the same way.
     """
 
-    def forward(self, x: Tensor) -> Tensor:
-        if self.training and x.shape[0] == 1 and self.track_running_stats:
+    def forward(self, x: Tensor, one_input: bool = False) -> Tensor:
+        if self.training and (x.shape[0] == 1 or one_input) and self.track_running_stats:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         return super().forward(x)
 
@@ -133,8 +136,10 @@ class EnhancedMLPGate(Gate):
         projected = torch.stack([p(e) for p, e in zip(self.proj, embeddings, strict=True)], dim=0)  # (E, B, h)
         e, b, h = projected.shape
         # one batch norm call on all E * B rows: called once per expert, training would standardise each
-        # expert by its own batch statistics while eval used running statistics blended over the experts
-        z = self.act(self.shared_norm(projected.reshape(e * b, h))).reshape(e, b, h)
+        # expert by its own batch statistics while eval used running statistics blended over the experts.
+        # One input (b == 1) normalised by its own E rows' statistics met in training a function eval never
+        # computes (with two experts every feature came out exactly +-1): it takes the running statistics.
+        z = self.act(self.shared_norm(projected.reshape(e * b, h), one_input=b == 1)).reshape(e, b, h)
         product = z.prod(dim=0) * self.product_scale  # interaction between experts' views
         return torch.softmax(self.mlp(torch.cat([*z.unbind(0), product], dim=-1)), dim=-1)
 

@@ -36,13 +36,24 @@ from sddkit.registry import ComponentSpec, get_registry
 def mix_log_probs(expert_log_probs: Tensor, weights: Tensor) -> Tensor:
     """Expert class log-probabilities (B, E, 2) and gate weights (B, E) -> the mixture's log p(c | x) (B, 2).
 
-    ``log sum_e w_e p_e(c | x)``, computed in log space; its bona fide log-odds is ``out[:, 1] - out[:, 0]``.
+    ``log sum_e w_e p_e(c | x)``, computed in log space and in float32 at least; its bona fide log-odds is
+    ``out[:, 1] - out[:, 0]``.
     """
+    # float32 at least, as bonafide_log_odds: the log-odds of log-probabilities rounded to bfloat16 keeps ~3
+    # significant digits (distinct trials tie), and a float16 weight below its smallest normal (6e-5) was
+    # clamped up to it by the gradient guard below, moving the mixture's log-odds by nats
+    dtype = torch.promote_types(torch.promote_types(expert_log_probs.dtype, weights.dtype), torch.float32)
+    expert_log_probs, weights = expert_log_probs.to(dtype), weights.to(dtype)
     # A zero weight is log 0 = -inf (the expert drops out exactly; clamping it to a small epsilon
     # would cap the mixture's log-odds near -log(eps)); the clamp inside only keeps log's gradient finite.
-    tiny = torch.finfo(weights.dtype).tiny
+    tiny = torch.finfo(dtype).tiny
     log_w = torch.where(weights > 0, weights.clamp_min(tiny).log(), float("-inf")).unsqueeze(-1)  # (B, E, 1)
     return torch.logsumexp(log_w + expert_log_probs, dim=1)
+
+
+def _log_probs(logits: Tensor) -> Tensor:
+    """(B, 2) logits -> class log-probabilities in float32 at least (float64 stays)."""
+    return torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
 
 
 class DetectorMixture(nn.Module):
@@ -81,8 +92,15 @@ class DetectorMixture(nn.Module):
         waveform = cast_floating(waveform, waveform_dtype(self))
         outs: list[DetectorOutput] = [expert(waveform) for expert in self.experts]
         weights = self.gate(waveform, [o.embedding for o in outs])  # (B, E)
-        expert_log_probs = torch.stack([torch.log_softmax(o.logits, dim=-1) for o in outs], dim=1)  # (B, E, 2)
-        logits = mix_log_probs(expert_log_probs, weights)
+        expected = (waveform.shape[0], len(outs))
+        if tuple(weights.shape) != expected:  # (B, 1) or (E,) would broadcast against (B, E, 2) without a word
+            raise ValueError(
+                f"the gate {type(self.gate).__name__} returned weights of shape {tuple(weights.shape)}, "
+                f"expected (batch, experts) = {expected}"
+            )
+        # from the experts' logits in float32 at least: log-probabilities rounded to half precision keep ~3 digits
+        expert_log_probs = torch.stack([_log_probs(o.logits) for o in outs], dim=1)  # (B, E, 2)
+        logits = mix_log_probs(expert_log_probs, weights)  # float32 at least, so is the score
         aux = {f"expert{i}/{k}": v for i, o in enumerate(outs) for k, v in o.aux_losses.items()}
         stats: dict[str, Tensor] = {
             "gate_weights": weights,
