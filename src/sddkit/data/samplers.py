@@ -162,14 +162,20 @@ class GroupBalancedSampler(_EpochSampler, Sampler[int]):
         return math.ceil(self.num_samples / self.world_size)
 
 
+def _check_both_classes(labels: Sequence[int] | np.ndarray, what: str) -> np.ndarray:
+    """``labels`` as an array, refused unless it holds bona fide (1) and spoof (0) items and nothing else."""
+    labels = np.asarray(labels)
+    found = sorted(set(np.unique(labels).tolist()), key=repr)
+    if set(found) != {0, 1}:
+        raise ValueError(f"{what} needs both bona fide (1) and spoof (0) items and no other label; found {found}")
+    return labels
+
+
 class ClassBalancedSampler(GroupBalancedSampler):
     """Half bona fide, half spoof per epoch (labels: (N,) 1 = bona fide, 0 = spoof), shuffled."""
 
     def __init__(self, labels: Sequence[int] | np.ndarray, **kwargs):
-        labels = np.asarray(labels)
-        if set(np.unique(labels).tolist()) != {0, 1}:
-            raise ValueError("a class-balanced sampler needs both bona fide (1) and spoof (0) items")
-        super().__init__(labels, **kwargs)
+        super().__init__(_check_both_classes(labels, "a class-balanced sampler"), **kwargs)
 
 
 class DomainBalancedSampler(GroupBalancedSampler):
@@ -180,6 +186,8 @@ class DomainBalancedSampler(GroupBalancedSampler):
     """
 
     def __init__(self, domains: Sequence[object] | np.ndarray, labels: Sequence[int] | np.ndarray | None = None, **kw):
+        if labels is not None:  # one class only would fill the whole epoch, not half of it
+            labels = _check_both_classes(labels, "a domain-balanced sampler given labels")
         super().__init__(domains, strata=labels, **kw)
 
 
@@ -225,7 +233,11 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
         world_size: int | None = None,
     ):
         super().__init__(seed, rank, world_size)
-        labels = np.asarray(labels).astype(np.int64)
+        labels = np.asarray(labels)
+        other = sorted(set(np.unique(labels).tolist()) - {0, 1}, key=repr)
+        if other:  # neither class: such items would be left out of every batch without a word
+            raise ValueError(f"labels must be 1 (bona fide) or 0 (spoof); found {other}")
+        labels = labels.astype(np.int64)
         values = np.array([str(v) for v in domains])
         if len(values) != len(labels):
             raise ValueError(f"domains ({len(values)}) and labels ({len(labels)}) differ in length")

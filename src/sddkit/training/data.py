@@ -225,10 +225,19 @@ def epoch_batches(dataset: Dataset, cfg: DataConfig, *, seed: int, epoch: int, i
         batches = DistinctDraws(batches, rank=info.rank, world_size=info.world_size)
     if len(batches) == 0:  # type: ignore[arg-type]
         raise ConfigError(
-            f"the training set ({len(dataset)} utterances) gives no full batch of {cfg.batch_size} "  # type: ignore[arg-type]
+            f"{_epoch_source(dataset, cfg)} gives no full batch of {cfg.batch_size} "
             f"per process over {info.world_size} process(es)"
         )
     return batches
+
+
+def _epoch_source(dataset: Dataset, cfg: DataConfig) -> str:
+    """What sets the epoch's length, for the error of an epoch too short for one batch: the training set, or the
+    balanced samplers' ``num_samples`` option when it is given."""
+    num_samples = cfg.sampler_options.get("num_samples") if cfg.sampler != "random" else None
+    if num_samples is not None:
+        return f"data.sampler_options.num_samples={num_samples} (an epoch's draws, all processes together)"
+    return f"the training set ({len(dataset)} utterances)"  # type: ignore[arg-type]
 
 
 def _library_batch_sampler(

@@ -111,9 +111,11 @@ class DataConfig:
         first draw; it exists to reproduce models trained then (the bundled default model).
     decode_cache: ``none`` decodes every file each time it is read; ``lazy`` keeps each decoded
         16 kHz file in its loader process after the first read (memory grows to the whole set per
-        worker); ``preload`` decodes the whole set once before training (``num_workers`` threads,
-        at least one) into one shared buffer that forked loader workers share. Decoding and
-        resampling then cost nothing per step; memory is about 230 MB per hour of audio.
+        worker; with ``num_workers > 0`` the workers, and their caches, last one epoch, so within an
+        epoch only repeated draws gain: use ``preload`` to decode once); ``preload`` decodes the whole
+        set once before training (``num_workers`` threads, at least one) into one shared buffer that
+        forked loader workers share. Decoding and resampling then cost nothing per step; memory is
+        about 230 MB per hour of audio.
     max_duration_s: the longest file read for training or validation (seconds, null: no limit); a longer
         one stops the run with an error naming it (as ``sdd score --max-duration-s`` bounds scoring).
     """
