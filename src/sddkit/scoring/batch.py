@@ -1,7 +1,8 @@
 """Batch scoring of many files (``sdd score``): inputs, resumable outputs, shards.
 
 Inputs: audio files, folders (searched recursively for audio extensions), and manifests: a
-CSV/TSV with a ``path`` column, a text file with one path per line, or a protocol file that
+CSV/TSV with a ``path`` column, a text file with one path per line (or a path and other fields:
+``a.wav bonafide``; UTF-8, or UTF-16 with a BOM), or a protocol file that
 :func:`sddkit.data.protocols.read_protocol` understands. Relative paths in a manifest are taken
 relative to the manifest's folder when they exist there, else as given.
 
@@ -26,6 +27,7 @@ does). ``merge_shards(out)`` (``sdd score --merge``) merges complete shards by h
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
@@ -64,6 +66,9 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
     """Audio files, folders and manifests -> a de-duplicated list of audio paths, in input order."""
     paths: list[str] = []
     for item in inputs:
+        if isinstance(item, str) and not item.strip():
+            # Path("") is ".": an unset shell variable ("$DIR") would score the whole current folder
+            raise ProtocolError(f"an empty input name ({item!r}): name an audio file, folder or manifest")
         p = Path(item)
         try:
             is_dir, is_file = p.is_dir(), p.is_file()
@@ -95,9 +100,25 @@ def _is_text(path: Path) -> bool:
     container has NULs in its header (RIFF sizes, MP3/MP4 boxes and frames, FLAC/Ogg blocks)."""
     try:
         with open(path, "rb") as f:
-            return b"\0" not in f.read(8192)
+            head = f.read(8192)
     except OSError:
         return True  # read_manifest says why it cannot be read
+    return b"\0" not in head or _is_utf16_text(head)
+
+
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def _is_utf16_text(head: bytes) -> bool:
+    """Whether ``head`` (a file's first bytes) is UTF-16 text with its BOM, as Windows PowerShell's ``>`` writes
+    a list: printable characters only, so that an MPEG frame that starts with the same two bytes is not."""
+    if not head.startswith(_UTF16_BOMS):
+        return False
+    try:
+        text = codecs.getincrementaldecoder("utf-16")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
 def read_manifest(path: Path) -> list[str]:
@@ -106,8 +127,16 @@ def read_manifest(path: Path) -> list[str]:
         text = path.read_text(encoding="utf-8-sig", errors=_PATH_ERRORS)  # non-UTF-8 paths survive
     except OSError as exc:
         raise ProtocolError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
+    if text[:2].encode("utf-8", _PATH_ERRORS).startswith(_UTF16_BOMS):  # a list written by Windows PowerShell
+        try:  # read again as bytes: the text read turned each 0x0D byte into a line end
+            text = path.read_bytes().decode("utf-16")
+        except OSError as exc:
+            raise ProtocolError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"{path}: not a readable UTF-16 manifest ({exc.reason} at byte {exc.start})") from None
     first = text.split("\n", 1)[0]
-    if path.suffix.lower() in (".csv", ".tsv") or "," in first or "\t" in first:
+    # a one-column "path" header heads a CSV whatever the file's name (else "path" was listed as a file)
+    if path.suffix.lower() in (".csv", ".tsv") or "," in first or "\t" in first or first.strip() == "path":
         delimiter = "\t" if "\t" in first and "," not in first else ","
         reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
         names = [f.strip() for f in reader.fieldnames or []]
@@ -135,7 +164,17 @@ def read_manifest(path: Path) -> list[str]:
             f"{path}: not a manifest sddkit understands (no 'path' column, not a known protocol, "
             f"and lines like {bad[0]!r} are not audio paths)"
         )
-    return [_resolve(path, ln) for ln in listed]
+    return [_list_entry(path, ln) for ln in listed]
+
+
+def _list_entry(manifest: Path, line: str) -> str:
+    """The path a list line names: the whole line (a path may hold spaces) when it is an audio name or exists,
+    else its first field when that is an audio name (``a.wav bonafide``, ``a.wav 3.2``), else the whole line."""
+    whole = _resolve(manifest, line)
+    first = line.split()[0]
+    if first == line or Path(line).suffix.lower() in AUDIO_EXTENSIONS or os.path.lexists(whole):
+        return whole
+    return _resolve(manifest, first) if Path(first).suffix.lower() in AUDIO_EXTENSIONS else whole
 
 
 def _try_protocol(path: Path):
@@ -698,7 +737,9 @@ def score_files(
         for path, item in _decoded_in_order(detector, todo, workers, max_duration):
             pending.append((path, item))
             n_windows += 0 if isinstance(item, str) else item.windows.shape[0]
-            if n_windows >= detector.batch_size:
+            # error rows wait only for the files decoded before them: a long run of unreadable files (a
+            # missing folder) is written as it comes, not held (unsaved, the bar still) until a batch fills
+            if n_windows >= detector.batch_size or n_windows == 0 or len(pending) >= detector.batch_size:
                 flush()
                 n_windows = 0
         if pending:
