@@ -22,6 +22,8 @@ def why_unwritable(path: str | Path) -> str | None:
         os.close(fd)
         if created:
             path.unlink()
+    except FileExistsError:  # mkdir: a file stands where a folder is needed
+        return "Not a directory"
     except OSError as exc:
         return str(exc.strerror or exc)
     return None

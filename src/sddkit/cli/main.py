@@ -47,6 +47,10 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for command in sub.choices.values():
+        for action in command._actions:  # argparse marks a `nargs="*"` positional required when it has no default
+            if not action.option_strings and action.nargs == argparse.ZERO_OR_MORE:
+                action.required = False
     return parser, dict(sub.choices)
 
 
@@ -73,7 +77,11 @@ def parse_args(
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for a hub at run time, whatever the shell says
-    args = parse_args(*_build_parsers(), sys.argv[1:] if argv is None else list(argv))
+    try:  # building the parsers imports torch (seconds): a Ctrl-C then is an interruption too
+        args = parse_args(*_build_parsers(), sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:
+        print("sdd: interrupted", file=sys.stderr)
+        return 130
     try:
         return int(args.func(args) or 0)
     except SddkitError as exc:
