@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -52,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
         reason = why_unwritable(args.json)
         if reason is not None:
             raise ConfigError(f"--json {args.json}: cannot write it ({reason})")
+        inputs = [args.protocol, *args.baseline, *args.system]
+        if any(os.path.exists(f) and os.path.samefile(f, args.json) for f in inputs if os.path.exists(args.json)):
+            raise ConfigError(f"--json {args.json} is one of the inputs: it would be overwritten; name another file")
     table = read_partitions(args.protocol, args.protocol_format, parse_partitions(args.partitions))
     comparison = compare_scores(
         table,
