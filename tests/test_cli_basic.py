@@ -127,3 +127,13 @@ def test_describe_of_a_model_directory_takes_overrides_with_or_without_the_model
     assert counts[0] == counts[1]
     assert main(["describe", str(default_model_dir())]) == 0
     assert json.loads(capsys.readouterr().out)["total_params"] != counts[0]
+
+
+def test_building_the_cli_parsers_does_not_load_torch():
+    # `sdd --help` and every usage error took ~2 s (torch imported by two commands' modules at registration)
+    import subprocess
+    import sys
+
+    code = "import sys; from sddkit.cli.main import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

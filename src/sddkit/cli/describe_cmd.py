@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch loads when the command runs, not when `sdd` builds its parsers
+    from torch import nn
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -79,6 +79,8 @@ def describe(data: dict[str, Any], device: str = "meta") -> dict[str, Any]:
     if device == "meta":
         # transformers refuses to load weights under the meta device; the counts do not depend on them
         model_cfg = without_pretrained(model_cfg)
+    import torch
+
     with torch.device(device):
         model = ARCHITECTURES[architecture](model_cfg)
     out: dict[str, Any] = {"architecture": architecture, **count_params(model)}
