@@ -245,11 +245,6 @@ def create_app(
         det = detector_or_503(request)
         return model_summary(det, request.app.state.limits)
 
-    # HEAD too: uptime checks (curl -I) ask with it, and a 405 read as "service down"; out of the schema, where
-    # a second operation of the same function would repeat its operation id
-    for path, endpoint in (("/healthz", healthz), ("/v1/model", model)):
-        app.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
-
     @app.post(
         "/v1/score",
         summary="score one uploaded audio file",
@@ -281,12 +276,23 @@ def create_app(
             weights=result.weights,
         )
 
-    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=dict(PAGE_CACHE))
 
     app.mount("/static", PageFiles(directory=STATIC_DIR), name="static")
+    _answer_head(app)
     return app
+
+
+def _answer_head(app: FastAPI) -> None:
+    """Give every GET route a HEAD route: uptime checks (``curl -I``) ask with it, and a 405 read as "service
+    down". Out of the schema, where a second operation of the same endpoint would repeat its operation id."""
+    from fastapi.routing import APIRoute
+
+    for route in list(app.routes):
+        if isinstance(route, APIRoute) and "GET" in route.methods and "HEAD" not in route.methods:
+            app.add_api_route(route.path, route.endpoint, methods=["HEAD"], include_in_schema=False)
 
 
 # The page and its script and style sheet are revalidated on every load (a cheap 304 by ETag): without it,
@@ -349,7 +355,7 @@ def _install_offline_docs(app: FastAPI, assets: Path) -> None:
         root = request.scope.get("root_path", "")  # behind a proxy that mounts the service under a prefix
         return f"{root}{app.openapi_url}", f"{root}{DOCS_PREFIX}"
 
-    @app.api_route("/docs", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: as every GET route
+    @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         openapi, static = urls(request)
         return get_swagger_ui_html(
@@ -360,7 +366,7 @@ def _install_offline_docs(app: FastAPI, assets: Path) -> None:
             swagger_favicon_url=f"{static}/favicon.png",
         )
 
-    @app.api_route("/redoc", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: as every GET route
+    @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         openapi, static = urls(request)
         return get_redoc_html(
