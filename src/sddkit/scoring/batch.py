@@ -524,12 +524,16 @@ class ScoreWriter:
         )
         return self._failed
 
+    def _files(self) -> list:
+        """The open output files: the main one, and the windows sidecar when there is one."""
+        return [self._f] + ([self._sidecar[0]] if self._sidecar else [])
+
     def sync(self) -> None:
         if self._failed is not None:
             return  # a write failed (and said so): nothing more goes to the files
         try:
-            for f in (self._f, self._sidecar[0] if self._sidecar else None):
-                if f is not None and not f.closed:
+            for f in self._files():
+                if not f.closed:
                     f.flush()
                     os.fsync(f.fileno())
         except OSError as exc:
@@ -541,11 +545,10 @@ class ScoreWriter:
             self.sync()
         finally:
             try:
-                for f in (self._f, self._sidecar[0] if self._sidecar else None):
-                    if f is not None:
-                        # after a failed write its unwritten rest fails again here: the error raised then says why
-                        with contextlib.suppress(OSError):
-                            f.close()
+                for f in self._files():
+                    # after a failed write its unwritten rest fails again here: the error raised then says why
+                    with contextlib.suppress(OSError):
+                        f.close()
             finally:
                 self._lock.release()
 
