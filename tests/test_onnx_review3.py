@@ -26,12 +26,16 @@ def _output(logits: Tensor, feats: Tensor, stats: dict[str, Tensor] | None = Non
     return DetectorOutput(logits=logits, score=logits[:, 1] - logits[:, 0], embedding=feats, stats=stats or {})
 
 
-class BatchLevelStat(nn.Module):
-    """Logits per window, and a batch-level (2,) usage vector: per window only when the batch is 2."""
+class _TwoFeatureModel(nn.Module):
+    """A toy detector: two features of each window (mean, std) through one linear layer, in ``forward``."""
 
     def __init__(self):
         super().__init__()
         self.proj = nn.Linear(2, 2)
+
+
+class BatchLevelStat(_TwoFeatureModel):
+    """Logits per window, and a batch-level (2,) usage vector: per window only when the batch is 2."""
 
     def forward(self, x: Tensor) -> DetectorOutput:
         feats = _features(x)
@@ -39,36 +43,24 @@ class BatchLevelStat(nn.Module):
         return _output(logits, feats, {"usage": torch.softmax(logits, 1).mean(0), "gate_weights": feats.softmax(1)})
 
 
-class BakedBatch(nn.Module):
+class BakedBatch(_TwoFeatureModel):
     """``int(x.shape[0])`` freezes the export example's batch of 2 into the traced graph."""
-
-    def __init__(self):
-        super().__init__()
-        self.proj = nn.Linear(2, 2)
 
     def forward(self, x: Tensor) -> DetectorOutput:
         feats = _features(x)
         return _output(self.proj(feats) + torch.zeros(int(x.shape[0]), 2), feats)
 
 
-class ThroughNumpy(nn.Module):
+class ThroughNumpy(_TwoFeatureModel):
     """A forward that leaves torch: traced, it becomes a constant that ignores the waveform."""
-
-    def __init__(self):
-        super().__init__()
-        self.proj = nn.Linear(2, 2)
 
     def forward(self, x: Tensor) -> DetectorOutput:
         feats = torch.from_numpy(np.tanh(_features(x).detach().numpy()))
         return _output(self.proj(feats), feats)
 
 
-class OffsetBranch(nn.Module):
+class OffsetBranch(_TwoFeatureModel):
     """A Python branch the tracer fixes at export: only windows with a DC offset take it in torch."""
-
-    def __init__(self):
-        super().__init__()
-        self.proj = nn.Linear(2, 2)
 
     def forward(self, x: Tensor) -> DetectorOutput:
         feats = _features(x)
