@@ -32,3 +32,21 @@ def write_noise_wav(path: Path, seconds: float, seed: int, sample_rate: int = 16
     rng = np.random.default_rng(seed)
     sf.write(path, (0.1 * rng.standard_normal(int(seconds * sample_rate))).astype(np.float32), sample_rate)
     return path
+
+
+def score_post_scope(boundary: str) -> dict[str, Any]:
+    """The ASGI scope of a multipart ``POST /v1/score`` (for tests that feed the service's body by hand)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/score",
+        "raw_path": b"/v1/score",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"content-type", f"multipart/form-data; boundary={boundary}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
-from scoring_support import save_tiny_lcnn
+from scoring_support import save_tiny_lcnn, score_post_scope
 
 from sddkit.errors import CheckpointError
 from sddkit.service.app import create_app
@@ -215,20 +215,7 @@ def _asgi_post(app, messages: list[dict], *, stay_connected: bool = False) -> tu
     import asyncio
     import json
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/score",
-        "raw_path": b"/v1/score",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode())],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = score_post_scope(BOUNDARY)
     inbox, sent = list(messages), []
 
     async def receive():

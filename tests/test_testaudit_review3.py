@@ -72,7 +72,7 @@ def test_service_stops_reading_a_chunked_upload_at_its_cap(tmp_path):
     import asyncio
 
     from fastapi.testclient import TestClient
-    from scoring_support import save_tiny_lcnn
+    from scoring_support import save_tiny_lcnn, score_post_scope
 
     from sddkit.service.app import create_app
 
@@ -94,20 +94,7 @@ def test_service_stops_reading_a_chunked_upload_at_its_cap(tmp_path):
     async def send(message):
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/score",
-        "raw_path": b"/v1/score",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"testserver"), (b"content-type", f"multipart/form-data; boundary={boundary}".encode())],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
+    scope = score_post_scope(boundary)
     with TestClient(app):  # runs the lifespan: the detector is loaded
         asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout=30))
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
