@@ -21,7 +21,7 @@ import numpy as np
 
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
-from sddkit.evaluation.groups import attack_groups
+from sddkit.evaluation.groups import attack_groups, partition_groups
 from sddkit.evaluation.scores import ScoreFile, match_scores
 from sddkit.metrics import PairedDifference, eer, min_dcf, paired_bootstrap
 
@@ -256,12 +256,14 @@ def compare_scores(
     return dataclasses.replace(whole, notes=tuple(notes), by=by, groups=tuple(groups))
 
 
+def _trial_partitions(table: UtteranceTable, rows: np.ndarray) -> np.ndarray | None:
+    """The partition of each compared trial (None: the protocol has no partition column)."""
+    return table.column("partition").astype(str)[rows] if table.has_column("partition") else None
+
+
 def _pooled_partitions(table: UtteranceTable, rows: np.ndarray) -> list[str]:
     """The partitions of the compared trials when there are several (none: one partition, or no column)."""
-    if not table.has_column("partition"):
-        return []
-    names = sorted(set(table.column("partition").astype(str)[rows].tolist()))
-    return names if len(names) > 1 else []
+    return [name for name, _ in partition_groups(_trial_partitions(table, rows)) or []]
 
 
 def _group_masks(
@@ -278,7 +280,7 @@ def _group_masks(
     values = group_of[rows]
     if by not in SPOOF_COLUMNS:
         return [(value, values == value) for value in sorted(set(values.tolist()))]
-    partitions = table.column("partition").astype(str)[rows] if table.has_column("partition") else None
+    partitions = _trial_partitions(table, rows)
     return [
         (attack if partition is None else f"{partition}/{attack}", mask)
         for partition, attack, mask in attack_groups(values, labels, partitions)
