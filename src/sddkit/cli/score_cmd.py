@@ -99,12 +99,11 @@ def run(args: argparse.Namespace) -> int:
         target, columns, windows=args.windows, retry_errors=args.retry_errors, retry_inputs=paths, run=run
     ) as writer:
         if world > 1 and out.is_file():  # rows merged by an earlier run count as done too
-            merged = batch.read_rows(out)[1]
-            if merged:
+            if batch.has_rows(out):
                 batch.check_run_info(out, {**run, "columns": columns})
             writer.done |= {
                 writer.absolute(r.get("path"))
-                for r in merged
+                for r in batch.iter_rows(out)
                 if r.get("path") and not (args.retry_errors and r.get("error"))
             }
         # rows an earlier run wrote for files that are not among these inputs stay in the output: say so

@@ -34,11 +34,11 @@ import io
 import json
 import os
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sddkit.audio.files import list_audio_files
 from sddkit.documents import run_record_path
@@ -228,35 +228,87 @@ def repair_partial_line(path: Path) -> None:
     """
     if not path.is_file() or path.stat().st_size == 0:
         return
+    # read in chunks, never whole: an output of a million rows is about 100 MB
     with open(path, "rb+") as f:
-        data = f.read()
-        cut = data.rfind(b"\n") + 1
+        size = f.seek(0, os.SEEK_END)
+        cut = _after_last_newline(f, size)
         if output_format(path) == "csv":
-            while cut > 0 and data.count(b'"', 0, cut) % 2:
-                cut = data.rfind(b"\n", 0, cut - 1) + 1
-        if cut != len(data):
+            quotes = _count_quotes(f, 0, cut)
+            while cut > 0 and quotes % 2:
+                earlier = _after_last_newline(f, cut - 1)
+                quotes -= _count_quotes(f, earlier, cut)
+                cut = earlier
+        if cut != size:
             f.truncate(cut)
 
 
-def read_rows(path: Path) -> tuple[list[str] | None, list[dict[str, Any]]]:
-    """(CSV header or None for JSONL, rows) of an output file written by :class:`ScoreWriter`."""
+_CHUNK = 1 << 20
+
+
+def _after_last_newline(f: BinaryIO, end: int) -> int:
+    """The offset just after the last ``\n`` before ``end`` (0 when there is none), read backwards in chunks."""
+    while end > 0:
+        start = max(0, end - _CHUNK)
+        f.seek(start)
+        at = f.read(end - start).rfind(b"\n")
+        if at >= 0:
+            return start + at + 1
+        end = start
+    return 0
+
+
+def _count_quotes(f: BinaryIO, start: int, end: int) -> int:
+    """How many ``"`` bytes ``f`` holds in [start, end)."""
+    f.seek(start)
+    n = 0
+    while start < end:
+        chunk = f.read(min(_CHUNK, end - start))
+        if not chunk:
+            break
+        n += chunk.count(b'"')
+        start += len(chunk)
+    return n
+
+
+def read_header(path: Path) -> list[str] | None:
+    """The CSV header of an output file (``[]`` when the file is empty); None for JSONL or a missing file."""
+    if not path.is_file() or output_format(path) == "jsonl":
+        return None
+    with open(path, newline="", encoding="utf-8", errors=_PATH_ERRORS) as f:
+        return next(csv.reader(f), [])
+
+
+def iter_rows(path: Path) -> Iterator[Any]:
+    """The rows of an output file written by :class:`ScoreWriter` (CSV: dicts; JSONL: each line's JSON value),
+    one at a time: resuming a run of a million files does not hold its rows in memory."""
     if not path.is_file():
-        return None, []
+        return
     if output_format(path) == "jsonl":
-        rows = []
         with open(path, encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 try:
-                    rows.append(json.loads(line))
+                    yield json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise ProtocolError(f"{path}:{lineno}: not a JSON line ({exc}); fix or remove it") from None
-        return None, rows
+        return
     with open(path, newline="", encoding="utf-8", errors=_PATH_ERRORS) as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        return list(reader.fieldnames or []), rows
+        yield from csv.DictReader(f)
+
+
+def has_rows(path: Path) -> bool:
+    """Whether an output file holds at least one row."""
+    rows = iter_rows(path)
+    try:
+        return next(rows, None) is not None
+    finally:
+        rows.close()
+
+
+def read_rows(path: Path) -> tuple[list[str] | None, list[dict[str, Any]]]:
+    """(CSV header or None for JSONL, rows) of an output file written by :class:`ScoreWriter`."""
+    return read_header(path), list(iter_rows(path))
 
 
 def run_info(detector: ScoringDetector, *, windows: bool = False) -> dict[str, Any]:
@@ -417,34 +469,40 @@ class ScoreWriter:
 
     def _open(self, retry_errors: bool, retry_inputs: Collection[str] | None, run: dict[str, Any] | None) -> None:
         repair_partial_line(self.out)
-        header, rows = read_rows(self.out)
+        header = read_header(self.out)
         if header is not None and header and header != self.columns:
             raise ProtocolError(
                 f"{self.out} was written with other columns ({','.join(header)}); "
                 f"this model writes {','.join(self.columns)}: choose another --out"
             )
-        if header is None and any(not isinstance(r, dict) or "path" not in r or "score" not in r for r in rows):
-            raise ProtocolError(f"{self.out} holds JSON lines that sdd score did not write: choose another --out")
-        earlier = _read_run_info(self.out, f"remove it to resume {self.out}") if rows else None
+        earlier = _read_run_info(self.out, f"remove it to resume {self.out}") if has_rows(self.out) else None
         self.base = str((earlier or {}).get("cwd") or os.getcwd())
         try:
             self._same_base = os.path.samefile(self.base, os.getcwd())
         except OSError:  # the first run's folder is gone: its relative rows cannot be matched anyway
             self._same_base = self.base == os.getcwd()
+        retry = None if retry_inputs is None else {self.absolute(p) for p in retry_inputs}
+
+        def retried(r: dict[str, Any]) -> bool:  # an error row that this run removes and scores again
+            return bool(r.get("error")) and (retry is None or self.absolute(r.get("path")) in retry)
+
+        # one pass over the rows, keeping only their paths
+        self.done: set[str] = set()
+        dropped = False
+        for r in iter_rows(self.out):
+            if header is None and (not isinstance(r, dict) or "path" not in r or "score" not in r):
+                raise ProtocolError(f"{self.out} holds JSON lines that sdd score did not write: choose another --out")
+            if retry_errors and retried(r):
+                dropped = True
+            elif r.get("path"):
+                self.done.add(self.absolute(r.get("path")))
         if run is not None:
             run = {**run, "columns": self.columns, "cwd": self.base}
             if earlier is not None:  # (read above: rows are there)
                 _refuse_another_run(self.out, earlier, run)
             write_run_info(self.out, run)  # before any row, so every row is covered by it
-        if retry_errors:
-            retry = None if retry_inputs is None else {self.absolute(p) for p in retry_inputs}
-            kept = [
-                r for r in rows if not (r.get("error") and (retry is None or self.absolute(r.get("path")) in retry))
-            ]
-            if len(kept) != len(rows):
-                rows = kept
-                _rewrite_rows(self.out, header, rows)
-        self.done: set[str] = {self.absolute(r.get("path")) for r in rows if r.get("path")}
+        if dropped:
+            _rewrite_kept(self.out, header, lambda r: not retried(r))
         self._sidecar = None
         if self.windows and self.format == "csv":
             self._sidecar = self._open_sidecar(windows_path(self.out))
@@ -469,10 +527,12 @@ class ScoreWriter:
     def _open_sidecar(self, path: Path):
         """Open the sidecar for appending, keeping only windows of rows already in the main file."""
         repair_partial_line(path)
-        _, rows = read_rows(path)
-        kept = [r for r in rows if self.absolute(r.get("path")) in self.done]
-        if len(kept) != len(rows):  # windows of a file whose main row was never written: drop them
-            _atomic_write_csv(path, WINDOW_COLUMNS, kept)
+
+        def kept(r: dict[str, Any]) -> bool:
+            return self.absolute(r.get("path")) in self.done
+
+        if not all(kept(r) for r in iter_rows(path)):  # windows of a file whose main row was never written
+            _rewrite_kept(path, WINDOW_COLUMNS, kept)
         f = open(path, "a", newline="", encoding="utf-8", errors=_PATH_ERRORS)
         writer = RowWriter(f)
         if f.tell() == 0:
@@ -587,18 +647,32 @@ def drop_paths(path: Path, paths: Sequence[str]) -> None:
     """Rewrite a :class:`ScoreWriter` output (CSV or JSONL) without the rows of ``paths`` (atomically), so that
     the next run scores those files again instead of skipping them as done."""
     drop = set(paths)
-    if not drop:
+    if not drop or not path.is_file():
         return
-    header, rows = read_rows(path)
-    _rewrite_rows(path, header, [r for r in rows if r.get("path") not in drop])
+    _rewrite_kept(path, read_header(path), lambda r: r.get("path") not in drop)
 
 
-def _rewrite_rows(path: Path, header: list[str] | None, rows: Sequence[dict[str, Any]]) -> None:
-    """Replace an output file's rows atomically (``header`` None: JSONL), as :func:`read_rows` returned them."""
-    if header is None:
-        _atomic_write_jsonl(path, rows)
-    else:
-        _atomic_write_csv(path, header, rows)
+def _rewrite_kept(path: Path, header: list[str] | None, keep: Callable[[dict[str, Any]], bool]) -> None:
+    """Rewrite an output file (``header`` None: JSONL) with only the rows ``keep`` accepts, atomically."""
+    _write_rows(path, header, (r for r in iter_rows(path) if keep(r)))
+
+
+def _write_rows(path: Path, header: list[str] | None, rows: Iterable[dict[str, Any]]) -> None:
+    """Replace ``path`` by ``rows`` atomically (``header`` None: JSONL), streamed to disk as they come."""
+    from sddkit.detectors.model_dir import atomic_open
+
+    with atomic_open(path) as raw:
+        f = io.TextIOWrapper(raw, encoding="utf-8", errors=_PATH_ERRORS, newline="")
+        if header is None:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+        else:
+            writer = RowWriter(f)
+            writer.writerow(header)
+            for r in rows:
+                writer.writerow(["" if r.get(c) is None else r.get(c) for c in header])
+        f.flush()
+        f.detach()  # atomic_open syncs and closes the file itself
 
 
 def _fmt(v: Any) -> Any:
@@ -620,23 +694,6 @@ class RowWriter:
         cells = list(row)
         carriage = any(isinstance(c, str) and "\r" in c for c in cells)
         (self._quoted if carriage else self._plain).writerow(cells)
-
-
-def _atomic_write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
-    from sddkit.detectors.model_dir import atomic_write_bytes
-
-    buf = io.StringIO()
-    writer = RowWriter(buf)
-    writer.writerow(columns)
-    for r in rows:
-        writer.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
-    atomic_write_bytes(path, buf.getvalue().encode("utf-8", _PATH_ERRORS))
-
-
-def _atomic_write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    from sddkit.detectors.model_dir import atomic_write_bytes
-
-    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode("utf-8"))
 
 
 # --- scoring loop --------------------------------------------------------------------------
@@ -815,15 +872,15 @@ def _merge_locked(out: Path, world: int, order: Sequence[str] | None) -> int:
     rank_of = {p: i for i, p in enumerate(order or [])}
     rows.sort(key=lambda r: rank_of.get(r.get("path"), len(rank_of)))  # stable: file order among unknown
     if output_format(out) == "jsonl":
-        _atomic_write_jsonl(out, rows)
+        _write_rows(out, None, rows)
     else:
-        _atomic_write_csv(out, header or [], rows)
+        _write_rows(out, header or [], rows)
         w_sources = [windows_path(out)] + [windows_path(shard_path(out, r)) for r in range(world)]
         if any(p.is_file() for p in w_sources):
             kept = {r["path"] for r in rows}
             _, w_rows, _ = _merge_rows(w_sources, key=("path", "window"))
             w_rows.sort(key=lambda r: rank_of.get(r.get("path"), len(rank_of)))
-            _atomic_write_csv(windows_path(out), WINDOW_COLUMNS, [r for r in w_rows if r["path"] in kept])
+            _write_rows(windows_path(out), WINDOW_COLUMNS, (r for r in w_rows if r["path"] in kept))
             for p in w_sources[1:]:
                 p.unlink(missing_ok=True)
     if run is not None:
