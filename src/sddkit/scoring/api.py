@@ -345,18 +345,22 @@ class ScoringDetector:
 
 
 def non_finite_reason(result: ScoreResult) -> str | None:
-    """Why ``result`` cannot be reported (a NaN/inf score from the model), or None when it is finite.
+    """Why ``result`` cannot be reported (a NaN/inf score or gate weight from the model), or None when all is finite.
 
     A NaN score would otherwise read as decision "spoof" (NaN >= threshold is false) and break
     strict JSON readers; it is the model's failure on this input (e.g. an fp16 overflow), not a score.
     """
     bad = sum(not math.isfinite(v) for v in result.window_scores)
-    if not bad and math.isfinite(result.score):
-        return None
-    return (
-        f"the model returned a non-finite score (NaN/inf in {bad} of {result.n_windows} window(s)): "
-        "no score can be reported for this input"
-    )
+    if bad or not math.isfinite(result.score):
+        return (
+            f"the model returned a non-finite score (NaN/inf in {bad} of {result.n_windows} window(s)): "
+            "no score can be reported for this input"
+        )
+    # a statistic (a mixture's gate weights) is reported beside the score: a NaN there would be written as such
+    stats = sorted(name for name, values in result.weights.items() if not all(math.isfinite(v) for v in values))
+    if stats:
+        return f"the model returned non-finite {', '.join(stats)} (NaN/inf): no score can be reported for this input"
+    return None
 
 
 def checked_result(result: ScoreResult, *, path: str | None = None) -> ScoreResult:
