@@ -77,8 +77,8 @@ class MoLExConfig:
     load_balance_weight / orthogonality_weight: weights of the auxiliary losses (0 = off).
     orthogonality_on: which expert factors the orthogonality loss compares: A, B or both.
     new_expert_bias: router bias of experts added later by ``add_experts`` (their router
-        weight rows start at 0; a logit after the router temperature): very negative = ~0 gate
-        at first, so old outputs barely move.
+        weight rows start small, at 1 % of a fresh router's scale; a logit after the router
+        temperature): very negative = ~0 gate at first, so old outputs barely move.
     added_experts: sizes of expert groups appended after the first training by
         ``add_experts``; a model saved after ``add_experts(n)`` records them here so that it
         rebuilds with the same structure (all groups but the last are then frozen).
@@ -122,6 +122,22 @@ class MoLExConfig:
                 "and keep its random initial routing; use mode: straight_through or load_balance_weight > 0"
             )
         return None
+
+    def built_afresh_problem(self) -> str | None:
+        """Why building this config afresh to train it would go wrong, or None. ``added_experts`` describes a trained
+        model grown by ``add_experts``: rebuilt, every expert group but the last is frozen (see :func:`apply_molex`),
+        which a model directory's weights then fill in; built afresh, those groups keep their initial values (B = 0:
+        they never add anything) and only the last one trains. Checked by training recipes for fresh builds only."""
+        if not self.added_experts:
+            return None
+        total = self.num_experts + sum(self.added_experts)
+        return (
+            f"molex.added_experts {self.added_experts} records experts grown into a trained model by "
+            "molex.add_experts; built afresh, every expert group but the last would stay frozen at its initial "
+            "value (B = 0: it never adds anything) and only the last one would train; to train this many experts "
+            f"from scratch set num_experts: {total} without added_experts, or grow the trained model directory with "
+            "init_from and molex.add_experts"
+        )
 
 
 class MoLExLinear(AdaptedLinear):

@@ -197,9 +197,10 @@ class SSLFrontend(nn.Module):
     def add_experts(self, n: int) -> list[nn.Parameter]:
         """Append ``n`` experts to every MoLEx layer; freeze the old experts and router rows.
 
-        New experts start with B = 0 and router rows (weight 0, bias ``new_expert_bias``), so
-        outputs on old data barely move. Returns the new trainable parameters (add them to
-        the optimizer). ``config.molex.added_experts`` records ``n`` for rebuilding.
+        New experts start with B = 0 and small router rows (1 % of a fresh router's scale, bias
+        ``new_expert_bias``), so outputs on old data barely move. Returns the new trainable
+        parameters (add them to the optimizer). ``config.molex.added_experts`` records ``n`` for
+        rebuilding.
         """
         if self.adapter != "molex":
             raise ConfigError(f"add_experts needs the molex adapter, this front-end has {self.adapter!r}")

@@ -416,6 +416,13 @@ class TrainRecipe:
                 problem = frontend.training_problem()
                 if problem is not None:
                     raise ValueError(f"{where}: {problem}")
+        # built afresh, not loaded with trained weights: the model, and experts given only as configs
+        fresh = trained if m is None or not m.expert_dirs else []
+        for where, config in fresh:
+            for frontend in _ssl_frontends(config):
+                problem = frontend.molex.built_afresh_problem() if frontend.molex is not None else None
+                if problem is not None:
+                    raise ValueError(f"{where}: {problem}")
 
 
 def _ssl_frontends(obj: Any) -> list[Any]:
