@@ -22,7 +22,7 @@ ResampleQuality = Literal["QQ", "LQ", "MQ", "HQ", "VHQ"]
 def resample(x: np.ndarray, sr_in: float, sr_out: float, quality: ResampleQuality = "HQ") -> np.ndarray:
     """Band-limited resampling with soxr (linear phase, delay compensated, so time-aligned).
 
-    x: (T,) -> (ceil(T * sr_out / sr_in),) float32.
+    x: (T,) -> (round(T * sr_out / sr_in),) float32 (halves round up; soxr's rule, not ceil).
     """
     if sr_in == sr_out:
         return x.astype(np.float32, copy=True)

@@ -20,13 +20,16 @@ from sddkit.errors import AudioDecodeError, ConfigError
 
 class AudioFolder:
     """The audio files under ``root`` (recursively) with one of ``extensions``, listed lazily and sorted
-    so that a random index means the same file on every machine. Picklable (a path and a list)."""
+    so that a random index means the same file on every machine. Picklable (a path and a list).
 
-    def __init__(self, root: str | Path, extensions: Sequence[str] = (".wav", ".flac")):
+    ``what`` names the setting that gave ``root`` (e.g. ``noise_files.root``) in the errors."""
+
+    def __init__(self, root: str | Path, extensions: Sequence[str] = (".wav", ".flac"), what: str = "root"):
         self.root = Path(root).expanduser()
         self.extensions = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
+        self.what = what
         if not self.root.is_dir():
-            raise ConfigError(f"audio folder {self.root} does not exist or is not a directory")
+            raise ConfigError(f"{what}: audio folder {self.root} does not exist or is not a directory")
         self._files: list[Path] | None = None
 
     @property
@@ -34,9 +37,23 @@ class AudioFolder:
         if self._files is None:
             found = [p for p in list_audio_files(self.root, self.extensions) if p.is_file()]
             if not found:
-                raise ConfigError(f"no {'/'.join(self.extensions)} files under {self.root}")
+                raise ConfigError(f"{self.what}: no {'/'.join(self.extensions)} files under {self.root}")
             self._files = found
         return self._files
+
+    def check(self) -> None:
+        """List the files now and read every header: an empty folder, or a file that cannot be read or holds no
+        samples, fails when the augmentation is built, not when a training item draws that file (a random
+        moment, possibly hours into a run, in a DataLoader worker)."""
+        for path in self.files:
+            try:
+                frames = sf.info(str(path)).frames
+            except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError
+                raise ConfigError(
+                    f"{self.what}: {path} under {self.root} cannot be read as audio ({exc}); remove or repair it"
+                ) from None
+            if frames <= 0:
+                raise ConfigError(f"{self.what}: {path} under {self.root} holds no samples; remove it")
 
     def choose(self, rng: np.random.Generator) -> Path:
         files = self.files
@@ -58,7 +75,10 @@ def read_whole(path: Path, sr: int) -> np.ndarray:
 
 def read_segment(path: Path, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` samples at ``sr`` from a random offset in ``path``; a file shorter than that is looped
-    from a random start. Mono float32 (n,)."""
+    from a random start. Mono float32 (n,).
+
+    A file that holds fewer samples than its header says (a truncated MP3 whose Xing header gives the full
+    length) reads short, or empty, near its end: it is then decoded whole, as a short file is."""
     try:
         info = sf.info(str(path))
     except Exception as exc:
@@ -70,8 +90,8 @@ def read_segment(path: Path, n: int, sr: int, rng: np.random.Generator) -> np.nd
             data, _ = sf.read(str(path), start=start, frames=need, dtype="float32", always_2d=True)
         except Exception as exc:
             raise AudioDecodeError(f"cannot decode: {exc}", path=str(path)) from None
-        seg = resample(_mono(data), info.samplerate, sr)
-        return _loop(seg, n, 0)
+        if len(data) >= need:
+            return _loop(resample(_mono(data), info.samplerate, sr), n, 0)
     whole = read_whole(path, sr)
     if len(whole) == 0:
         raise AudioDecodeError("decodes to zero samples", path=str(path))

@@ -57,6 +57,8 @@ class NoiseFilesConfig:
     def __post_init__(self) -> None:
         if not self.root:
             raise ValueError("root (a folder of noise files) is required")
+        if not self.extensions:
+            raise ValueError("extensions must name at least one file type, e.g. ['.wav', '.flac']")
         check_range("snr_db", self.snr_db, lo=-30.0, hi=100.0)
         check_probability(self.p)
 
@@ -68,7 +70,8 @@ class NoiseFiles(Augmentation):
 
     def __init__(self, cfg: NoiseFilesConfig):
         super().__init__(cfg)
-        self.folder = AudioFolder(cfg.root, cfg.extensions)
+        self.folder = AudioFolder(cfg.root, cfg.extensions, what="noise_files.root")
+        self.folder.check()
 
     def apply(self, x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
         snr = uniform(rng, self.cfg.snr_db)

@@ -42,8 +42,20 @@ def build_augmentation(spec: Any) -> Augmentation:
     aug = AUGMENTATIONS.build(spec)
     if getattr(aug, "domain", "waveform") != "waveform":
         name = AUGMENTATIONS.parse(spec).name
-        raise ConfigError(f"augmentation {name!r} works on {aug.domain}, not waveforms; apply it to features instead")
+        raise ConfigError(
+            f"augmentation {name!r} works on {aug.domain}, not waveforms; a spectral front-end applies it to its "
+            f"features in training: set model.frontend.{name} (e.g. 'model.frontend.{name}={{freq_width: [0, 16]}}')"
+        )
     return aug
+
+
+def _build_at(spec: ComponentSpec, key: str) -> Augmentation:
+    """``build_augmentation`` whose configuration errors name the spec's place (``data.augment[2]: ...``): what
+    building checks (a noise folder's files, a codec's availability) is not seen when the spec is parsed."""
+    try:
+        return build_augmentation(spec)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def _parse_specs(values: Sequence[Any], key: str) -> list[ComponentSpec]:
@@ -79,8 +91,10 @@ class OneOfConfig:
         if self.weights is not None:
             if len(self.weights) != len(self.choices):
                 raise ValueError(f"{len(self.weights)} weights for {len(self.choices)} choices")
-            if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
-                raise ValueError("weights must be >= 0 with a positive sum")
+            total = sum(float(w) for w in self.weights)  # plain floats: an overflow gives inf, without a warning
+            # an infinite weight (or a sum that overflows) made the odds NaN: the run failed at its first item
+            if any(w < 0 for w in self.weights) or not 0.0 < total < np.inf:
+                raise ValueError(f"weights must be >= 0 with a positive, finite sum, got {self.weights}")
         check_probability(self.p)
 
 
@@ -119,7 +133,7 @@ class OneOf(Augmentation):
         super().__init__(ProbabilityConfig(p=p))
         self.augmentations = list(augmentations)
         w = np.ones(len(self.augmentations)) if weights is None else np.asarray(weights, dtype=np.float64)
-        if w.shape != (len(self.augmentations),) or (w < 0).any() or w.sum() <= 0:
+        if w.shape != (len(self.augmentations),) or (w < 0).any() or not 0.0 < sum(w.tolist()) < np.inf:
             raise ConfigError(f"invalid one_of weights {weights!r} for {len(self.augmentations)} choices")
         self.weights = w / w.sum()
 
@@ -171,10 +185,11 @@ class AugmentationPipeline:
     y = pipe.apply(x, 16000, rng)              # or with an explicit generator
     """
 
-    def __init__(self, specs: Sequence[Any] = (), seed: int = 0):
+    def __init__(self, specs: Sequence[Any] = (), seed: int = 0, key: str = "augmentations"):
+        """``key``: where the specs come from (``data.augment`` in a recipe), to name in build errors."""
         self.specs = _parse_specs_or_raise(specs)
         self.seed = int(seed)
-        self.compose = Compose([build_augmentation(s) for s in self.specs])
+        self.compose = Compose([_build_at(s, f"{key}[{i}]") for i, s in enumerate(self.specs)])
 
     def __call__(self, x: np.ndarray, sr: int, index: int, epoch: int = 0) -> np.ndarray:
         """Augment dataset item ``index`` at ``epoch`` (deterministic in (seed, epoch, index))."""

@@ -89,8 +89,8 @@ class RawBoostConfig:
         check_range("nonlinear_bias_db", self.nonlinear_bias_db, lo=0.0)
         check_range("impulse_percent", self.impulse_percent, lo=0.0, hi=100.0)
         check_range("snr_db", self.snr_db)
-        if self.impulse_gain < 0:
-            raise ValueError("impulse_gain must be >= 0")
+        if not 0 <= self.impulse_gain < np.inf:  # an infinite gain made every augmented item non-finite
+            raise ValueError(f"impulse_gain must be finite and >= 0, got {self.impulse_gain}")
         check_probability(self.p)
 
 

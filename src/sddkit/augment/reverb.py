@@ -208,6 +208,8 @@ class RirFilesConfig:
     def __post_init__(self) -> None:
         if not self.root:
             raise ValueError("root (a folder of impulse-response files) is required")
+        if not self.extensions:
+            raise ValueError("extensions must name at least one file type, e.g. ['.wav', '.flac']")
         check_probability(self.p)
 
 
@@ -218,7 +220,8 @@ class RirFiles(Augmentation):
 
     def __init__(self, cfg: RirFilesConfig):
         super().__init__(cfg)
-        self.folder = AudioFolder(cfg.root, cfg.extensions)
+        self.folder = AudioFolder(cfg.root, cfg.extensions, what="rir_files.root")
+        self.folder.check()
 
     def apply(self, x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
         return reverberate(x, load_rir(str(self.folder.choose(rng)), sr))

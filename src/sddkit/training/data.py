@@ -109,7 +109,7 @@ def build_dataset(table: UtteranceTable, cfg: DataConfig, *, train: bool, seed: 
         from sddkit.augment.pipeline import AugmentationPipeline
 
         # the dataset calls augment(x, sr, rng) with its own per-(seed, epoch, item) generator
-        augment = AugmentationPipeline(cfg.augment_specs, seed=seed).apply
+        augment = AugmentationPipeline(cfg.augment_specs, seed=seed, key="data.augment").apply
     waveforms = None
     if cfg.decode_cache == "preload":
         waveforms = CachedWaveforms.from_table(
