@@ -20,7 +20,7 @@ class ERM:
         ctx.optimizer.zero_grad(set_to_none=True)
         with ctx.autocast():
             output = ctx.model(batch["waveform"])
-        parts = ctx.loss_fn(output, batch["label"], domains=batch.get("domain"))
+        parts = ctx.pooled_loss(output, batch["label"], domains=batch.get("domain"))
         parts.total.backward()
         grad_norm = ctx.clip_and_step()
         return StepResult(loss=parts.total.detach(), metrics={**parts.detached(), "grad_norm": grad_norm})

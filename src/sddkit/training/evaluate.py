@@ -23,7 +23,8 @@ from sddkit.training.losses import DetectionLoss
 class EvalResult:
     """Scores of a whole evaluation set, in dataset order (gathered from every rank).
 
-    eer: equal error rate as a fraction (None when the set lacks one class); loss: the classification
+    eer: equal error rate as a fraction (None when the set lacks one class; non-finite scores raise
+    FloatingPointError); loss: the classification
     loss's mean over the whole set (weighted by the class weights, as in training), whatever the batch size;
     stats: per-utterance ``(N, ..., K)`` arrays of the ``DetectorOutput.stats`` entries shaped ``(B, ..., K)``,
     e.g. MoLEx router probabilities per layer and expert ``(N, layers, experts)``.
@@ -63,6 +64,20 @@ def _per_utterance(stat: Tensor, batch: int) -> np.ndarray | None:
     if stat.dim() < 2 or stat.shape[0] != batch:
         return None
     return stat.detach().float().cpu().numpy().astype(np.float64)
+
+
+def _check_finite(scores: np.ndarray, indices: np.ndarray, loss: float) -> None:
+    """Refuse non-finite scores (or loss): the EER would be None as for a set lacking a class, and the validation
+    silently out of model selection and early stopping (e.g. batch-norm running statistics gone NaN while the
+    training loss, on batch statistics, stayed finite)."""
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        raise FloatingPointError(
+            f"the model gave {int(bad.sum())} non-finite score(s) (NaN or inf) of {scores.size}, e.g. for the "
+            f"item(s) at index {indices[bad][:5].tolist()}"
+        )
+    if not np.isfinite(loss):
+        raise FloatingPointError(f"non-finite loss {loss} with finite scores")
 
 
 @torch.no_grad()
@@ -126,6 +141,9 @@ def evaluate(
     order = np.argsort(all_idx, kind="stable")
     y = np.concatenate([p["labels"] for p in parts])[order]
     s = np.concatenate([p["scores"] for p in parts])[order]
+    total_weight = sum(p["loss_weight"] for p in parts)
+    loss = sum(p["loss"] for p in parts) / total_weight if total_weight > 0 else 0.0
+    _check_finite(s, all_idx[order], loss)
     # a statistic only some ranks produced cannot be aligned with the gathered order: keep common ones
     keys = sorted(set.intersection(*(set(p["stats"]) for p in parts)))
     gathered = {k: np.concatenate([p["stats"][k] for p in parts])[order] for k in keys}
@@ -133,10 +151,9 @@ def evaluate(
         value: float | None = float(eer(y, s))
     except MetricError:
         value = None
-    total_weight = sum(p["loss_weight"] for p in parts)
     return EvalResult(
         eer=value,
-        loss=sum(p["loss"] for p in parts) / total_weight if total_weight > 0 else 0.0,
+        loss=loss,
         labels=y,
         scores=s,
         indices=all_idx[order],

@@ -70,7 +70,8 @@ class DetectionLoss:
 
     Logits are cast to float32 first so that a bf16-autocast forward still gets an fp32 loss.
     With class weights, torch's ``mean`` reduction divides by the summed weights of the batch's
-    targets, so the loss scale does not depend on the class mix of a batch. With label smoothing too,
+    targets, so the loss scale does not depend on the class mix of a batch (under DDP, ERM and SAM take the
+    step's batch over all ranks: :func:`pooled_over_ranks`). With label smoothing too,
     an item's class weight scales its whole smoothed cross-entropy: the weights never move the
     smoothed target (1 - eps/2 on the true class).
 
@@ -124,6 +125,11 @@ class DetectionLoss:
         w = weight[labels]
         return (w * per_item).sum() / w.sum()
 
+    @property
+    def weighted(self) -> bool:
+        """Whether the classification term is a class-weighted mean (``loss.class_weights``)."""
+        return self._weight is not None
+
     def classification_weight(self, labels: Tensor) -> float:
         """What :meth:`classification` divides its sum over ``labels`` by: their summed class weights (their
         number without class weights). ``classification(...) * classification_weight(labels)`` summed over
@@ -142,3 +148,25 @@ class DetectionLoss:
             aux["domain_alignment"] = self.cfg.domain_alignment * domain_spread(output.embedding, labels, domains)
         total = ce + torch.stack(list(aux.values())).sum() if aux else ce
         return LossParts(total=total, ce=ce, aux=aux)
+
+
+def pooled_over_ranks(parts: LossParts, loss_fn: object, labels: Tensor, world_size: int) -> LossParts:
+    """``parts`` of one rank, its classification term rescaled so that the average over the ``world_size`` ranks
+    (what DDP does to the gradients) is the class-weighted mean over all ranks' items (a collective).
+
+    The gradient is that of ``ce * w_rank * world / w_all``, with ``w_rank`` the summed class weights of this
+    rank's items and ``w_all`` every rank's; the value of ``ce`` (what is logged) is the pooled weighted mean
+    itself. Without class weights (or in one process) ``parts`` come back as they are: equal batches per rank
+    already make the average of the ranks' means the pooled mean.
+    """
+    import torch.distributed as dist
+
+    if world_size <= 1 or not dist.is_initialized() or not isinstance(loss_fn, DetectionLoss) or not loss_fn.weighted:
+        return parts
+    local = loss_fn.classification_weight(labels)
+    sums = torch.tensor([local, local * float(parts.ce)], dtype=torch.float64, device=labels.device)
+    dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+    scaled = parts.ce * (local * world_size / float(sums[0]))
+    pooled_mean = torch.tensor(float(sums[1] / sums[0]), dtype=parts.ce.dtype, device=parts.ce.device)
+    ce = scaled + (pooled_mean - scaled).detach()  # the gradient of ``scaled``, the value of the pooled mean
+    return LossParts(total=parts.total + (ce - parts.ce), ce=ce, aux=parts.aux)

@@ -67,7 +67,7 @@ class SAM:
         ctx.optimizer.zero_grad(set_to_none=True)
         with ctx.autocast():
             output = ctx.model(batch["waveform"])
-        parts = ctx.loss_fn(output, batch["label"], domains=batch.get("domain"))
+        parts = ctx.pooled_loss(output, batch["label"], domains=batch.get("domain"))
         parts.total.backward()
         return parts
 

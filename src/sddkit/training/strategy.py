@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from sddkit.detectors.outputs import DetectorOutput
-from sddkit.training.losses import LossParts
+from sddkit.training.losses import LossParts, pooled_over_ranks
 
 Batch = dict[str, Tensor]
 
@@ -41,6 +41,17 @@ class StepContext:
     grad_clip: float | None = None
     autocast: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
     world_size: int = 1
+
+    def pooled_loss(self, output: DetectorOutput, labels: Tensor, domains: Tensor | None = None) -> LossParts:
+        """``loss_fn`` for a pass whose gradients DDP averages over the ranks (every rank must call it alike).
+
+        With class weights each rank's classification term is a weighted mean over its own items; the average
+        of those over the ranks is not the weighted mean of the step's items (a rank with no bona fide item
+        would count its spoofs several times as much). Rescaled by the ranks' summed weights, it is: the step
+        then optimises what one process with the whole batch would. Unchanged in a single process.
+        """
+        parts = self.loss_fn(output, labels, domains=domains)
+        return pooled_over_ranks(parts, self.loss_fn, labels, self.world_size)
 
     def trainable(self) -> list[tuple[str, nn.Parameter]]:
         """(name, parameter) of the trainable parameters of the un-wrapped module, in order."""

@@ -511,13 +511,14 @@ class Trainer:
         if self.state.step % self.cfg.log_every == 0:
             self._flush_log()
 
-    def _diverged(self, what: str) -> TrainingDivergedError:
-        """The error for a step that met NaN/inf: which step, what is kept, what to try."""
+    def _diverged(self, what: str, step: int | None = None) -> TrainingDivergedError:
+        """The error for a step that met NaN/inf (default: the step being taken): which step, what is kept, what
+        to try."""
         latest = ckpt.latest_checkpoint(self.ckpt_dir)
         kept = f"the last checkpoint is {latest}" if latest is not None else "no checkpoint was saved yet"
         return TrainingDivergedError(
-            f"step {self.state.step + 1}: {what}; {kept} (resume from it with a lower optimizer.lr, a "
-            "trainer.grad_clip, or another seed)"
+            f"step {self.state.step + 1 if step is None else step}: {what}; {kept} (resume from it with a lower "
+            "optimizer.lr, a trainer.grad_clip, or another seed)"
         )
 
     def _flush_log(self) -> None:
@@ -531,17 +532,20 @@ class Trainer:
     def _evaluate(self, dataset: Dataset, collect_stats: bool = False) -> EvalResult:
         data = self.recipe.data
         broadcast_buffers(self.module)  # every rank scores with the statistics rank 0 saves (a collective)
-        return evaluate(
-            self.module,
-            dataset,
-            batch_size=data.val_batch_size or data.batch_size,
-            device=self.device,
-            loss_fn=self.loss_fn,
-            info=self.info,
-            autocast=self._autocast,
-            collect_stats=collect_stats,
-            num_workers=data.num_workers,
-        )
+        try:
+            return evaluate(
+                self.module,
+                dataset,
+                batch_size=data.val_batch_size or data.batch_size,
+                device=self.device,
+                loss_fn=self.loss_fn,
+                info=self.info,
+                autocast=self._autocast,
+                collect_stats=collect_stats,
+                num_workers=data.num_workers,
+            )
+        except FloatingPointError as exc:  # the scores are gathered: every rank raises alike
+            raise self._diverged(f"evaluation: {exc}", step=self.state.step) from None
 
     def _validate(self) -> EvalResult | None:
         if self.val_data is None:
