@@ -272,4 +272,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from sddkit.errors import run_script
+
+    run_script(main, "bench_mixtures")

@@ -143,4 +143,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sddkit.errors import run_script
+
+    run_script(main, "bench_score")

@@ -14,12 +14,14 @@ Nothing here is fitted on a test partition: calibration uses `val` only.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 from scipy.special import expit
 
 from sddkit.data.protocols import read_protocol
+from sddkit.documents import run_record_path
 from sddkit.metrics.det import eer
 from sddkit.scoring.batch import read_rows
 from sddkit.scoring.calibration import fit_calibration
@@ -30,24 +32,55 @@ MANIFEST = ROOT.parent / "shared" / "data" / "sddbench" / "manifest.csv"
 
 def read_scores(path: str) -> dict[str, float]:
     """`sdd score` output (CSV or JSONL) -> {resolved path: raw score}; error rows are dropped."""
+    if not Path(path).is_file():  # read_rows reads a missing output as empty (a fresh `sdd score` run)
+        raise SystemExit(f"{path}: no such score file")
     _, rows = read_rows(Path(path))
-    return {str(Path(r["path"]).resolve()): float(r["raw_score"]) for r in rows if not r.get("error")}
+    if not rows:
+        raise SystemExit(f"{path}: no score rows")
+    missing = {"path", "raw_score"} - set(rows[0])
+    if missing:
+        raise SystemExit(f"{path}: not `sdd score` output: no column {', '.join(sorted(missing))}")
+    base = output_base(Path(path))
+    return {str((base / r["path"]).resolve()): float(r["raw_score"]) for r in rows if not r.get("error")}
 
 
-def main() -> None:
+def output_base(out: Path) -> Path:
+    """The folder ``out``'s relative paths start from: ``cwd`` in its run record (`sdd score` writes paths
+    relative to the folder of the output's first run), else the current folder (no record: e.g. a probe's CSV)."""
+    record = run_record_path(out)
+    cwd = json.loads(record.read_text()).get("cwd") if record.is_file() else None
+    return Path(cwd) if cwd else Path.cwd()
+
+
+def parse_models(items: list[str]) -> dict[str, str]:
+    """``NAME=scores.csv`` arguments -> {name: file}; two or more, names unique."""
+    models: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"a model must be NAME=scores.csv, got {item!r}")
+        if name in models:
+            raise SystemExit(f"model name {name!r} given twice")
+        models[name] = path
+    if len(models) < 2:
+        raise SystemExit(f"fusion needs two or more models, got {len(models)}")
+    return models
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", help="NAME=scores.csv (sdd score output), two or more")
     ap.add_argument("--manifest", default=str(MANIFEST))
     ap.add_argument("--partitions", nargs="+", default=["val", "test_unseen"])
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
+    scores = parse_models(args.models)
+    raw = {name: read_scores(path) for name, path in scores.items()}
     table = read_protocol(args.manifest, "sddbench", partitions=sorted({"val", *args.partitions}))
     manifest = {  # resolved path -> (partition, label 1 = bona fide)
         str(Path(path).resolve()): (part, int(label))
         for path, part, label in zip(table.column("path"), table.column("partition"), table.labels)
     }
-    scores = dict(s.split("=", 1) for s in args.models)
-    raw = {name: read_scores(path) for name, path in scores.items()}
     common = set.intersection(*(set(s) for s in raw.values())) & set(manifest)
     files = {p: sorted(k for k in common if manifest[k][0] == p) for p in {"val", *args.partitions}}
     labels = {p: np.array([manifest[k][1] for k in ks], dtype=int) for p, ks in files.items()}
@@ -78,4 +111,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from sddkit.errors import run_script
+
+    run_script(main, "bench_score_fusion")

@@ -63,7 +63,7 @@ def overrides(args: argparse.Namespace, seed: int, out_dir: Path) -> list[str]:
         f"trainer.log_every={LOG_EVERY}",
         "trainer.device=cpu",
         "trainer.progress=false",
-        f"trainer.out_dir={out_dir}",
+        f"trainer.out_dir={out_dir.resolve()}",  # `sdd train` runs in the repository root, not here
         *args.set,
     ]
 
@@ -126,7 +126,7 @@ def launch(args: argparse.Namespace, method: str, seed: int) -> tuple[subprocess
     if out_dir.exists() and any(out_dir.iterdir()):
         raise SystemExit(f"{out_dir} exists: remove it or pick another --out-dir")
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [str(ROOT / ".venv" / "bin" / "sdd"), "train", RECIPES[method], *overrides(args, seed, out_dir)]
+    cmd = [sys.executable, "-m", "sddkit.cli.main", "train", RECIPES[method], *overrides(args, seed, out_dir)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(args.threads)}
     log = open(out_dir / "train.log", "w")  # noqa: SIM115 - closed with the process
     print("$ " + " ".join(cmd), file=sys.stderr)

@@ -28,6 +28,15 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
+def _read_cv(folder: Path) -> dict:
+    """The ``cv.json`` that ``sdd cv --out folder`` writes once every fold is done."""
+    path = folder / "cv.json"
+    if not path.is_file():
+        what = "no such folder" if not folder.exists() else "no cv.json there (an unfinished or other run?)"
+        raise SystemExit(f"{folder}: {what}; give the --out folder of a finished `sdd cv` run")
+    return json.loads(path.read_text())
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Rank correlation (average ranks for ties)."""
     from scipy.stats import spearmanr
@@ -40,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="+", metavar="NAME=DIR", help="sdd cv output folders")
     p.add_argument("--reference", action="append", default=[], metavar="NAME=EER", help="another EER (%%) per recipe")
     args = p.parse_args(argv)
-    runs = {name: json.loads((Path(d) / "cv.json").read_text()) for name, d in _pairs(args.runs, "a run").items()}
+    runs = {name: _read_cv(Path(d)) for name, d in _pairs(args.runs, "a run").items()}
     refs = {k: float(v) for k, v in _pairs(args.reference, "--reference").items()}
     folds = [" + ".join(f["held_out"]) for f in next(iter(runs.values()))["folds"]]
     for name, cv in runs.items():

@@ -39,8 +39,9 @@ def read_runs(dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     if missing:
         raise SystemExit(f"no eer_per_seed.csv in: {', '.join(missing)}")
     eers = pd.concat([pd.read_csv(d / "eer_per_seed.csv") for d in dirs], ignore_index=True)
-    files = [d / "scores_per_file.csv" for d in dirs]
-    scores = pd.concat([pd.read_csv(f) for f in files if f.is_file()], ignore_index=True)
+    # folders written before bench_mixtures.py wrote per-file scores have none: no paired comparison then
+    per_file = [pd.read_csv(f) for f in (d / "scores_per_file.csv" for d in dirs) if f.is_file()]
+    scores = pd.concat(per_file, ignore_index=True) if per_file else pd.DataFrame()
     return eers, scores
 
 
@@ -130,11 +131,11 @@ def paired_table(eers: pd.DataFrame, scores: pd.DataFrame, n: int) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dirs", nargs="+", type=Path, help="bench_mixtures.py --out folders")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     eers, scores = read_runs(args.dirs)
     if scores.empty:
         print(eer_table(eers))

@@ -121,4 +121,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sddkit.errors import run_script
+
+    run_script(main, "probe_whisper_features")

@@ -8,6 +8,9 @@ the others) instead of a traceback. Subclasses also derive from the closest buil
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NoReturn
+
 
 class SddkitError(Exception):
     """Base class of every deliberate sddkit error."""
@@ -82,3 +85,14 @@ class CheckpointError(SddkitError, ValueError):
 
 class TrainingDivergedError(SddkitError, FloatingPointError):
     """A training step met a non-finite loss or gradient (NaN/inf): the run stops there."""
+
+
+def run_script(main: Callable[[], int | None], prog: str) -> NoReturn:
+    """Exit with the status ``main()`` returns; an :class:`SddkitError` (a missing or malformed input: a model, a
+    manifest) ends the script with one line ``prog: message`` and status 1, not a traceback. For the scripts under
+    ``benchmarks/`` and ``scripts/``."""
+    try:
+        status = main()
+    except SddkitError as exc:
+        raise SystemExit(f"{prog}: {exc}") from None
+    raise SystemExit(status)
