@@ -1,9 +1,15 @@
-"""Whether an output file can be written, asked before the work that produces it (scoring, a bootstrap)."""
+"""Writing outputs safely: whether an output file can be written, asked before the work that produces it (scoring,
+a bootstrap), and a report's files published together (:func:`publish_staged`)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+
+from sddkit.errors import ConfigError
 
 
 def why_unwritable(path: str | Path) -> str | None:
@@ -27,3 +33,36 @@ def why_unwritable(path: str | Path) -> str | None:
     except OSError as exc:
         return str(exc.strerror or exc)
     return None
+
+
+def publish_staged(
+    out: Path, what: str, write: Callable[[Path], Sequence[str]], *, stale: Iterable[str] = ()
+) -> list[str]:
+    """Write a report's files into ``out`` all or none: returns the names written.
+
+    ``write(staging)`` writes every file complete into a hidden folder inside ``out`` and returns their names in
+    the order they are to be moved in place (the report's index, e.g. ``report.json``, last). Then the ``stale``
+    names (files of an earlier run that this one lacks) are removed from ``out`` and the new files moved in. A
+    crash, a full disk or Ctrl-C thus leaves no half-written file and no mix of two runs' files; an OSError is a
+    ConfigError naming ``out`` and ``what`` (e.g. "report"), not a traceback.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a file of that name
+        raise ConfigError(f"{out}: cannot create the {what} folder ({exc.strerror or exc})") from None
+    try:
+        staging = Path(tempfile.mkdtemp(dir=out, prefix=f".{what.replace(' ', '-')}-", suffix=".tmp"))
+    except OSError as exc:  # no permission, a read-only file system
+        raise ConfigError(f"{out}: cannot write the {what} there ({exc.strerror or exc})") from None
+    try:
+        names = list(write(staging))
+        for name in stale:
+            if name not in names:
+                (out / name).unlink(missing_ok=True)
+        for name in names:
+            os.replace(staging / name, out / name)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write the {what} ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return names

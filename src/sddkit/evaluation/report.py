@@ -27,9 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +37,7 @@ import pandas as pd
 
 from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
-from sddkit.errors import ConfigError, ProtocolError
+from sddkit.errors import ProtocolError
 from sddkit.evaluation.gate_weights import gate_weight_table
 from sddkit.evaluation.groups import attack_groups, groups, named
 from sddkit.evaluation.scores import ScoreFile, match_scores
@@ -62,6 +59,7 @@ from sddkit.metrics import (
     tdcf_2021_from_curve,
     threshold_metrics,
 )
+from sddkit.outputs import publish_staged
 
 SCHEMA = "sddkit.report/1"
 GROUP_METRICS = ("eer", "threshold", "auc", "min_dcf", "act_dcf", "cllr")
@@ -516,27 +514,16 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
             texts[f"gate_weights_by_{key}.csv"] = frame.to_csv(index=False)
             heatmaps[f"gate_weights_by_{key}.png"] = frame.set_index(key)
     texts["report.json"] = json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=out, prefix=".report-", suffix=".tmp"))
-    except OSError as exc:  # e.g. a file of that name: one line, not a traceback
-        raise ConfigError(f"{out}: cannot create the report folder ({exc.strerror})") from None
-    try:
+
+    def write(staging: Path) -> list[str]:
         for name, text in texts.items():
             (staging / name).write_text(text, encoding="utf-8")
         plot_det(report.curves, staging / "det.png")
         plot_roc(report.curves, staging / "roc.png", aucs=report.aucs)
         for name, frame in heatmaps.items():
             plot_gate_heatmap(frame, staging / name, title=f"mean gate weight per {frame.index.name}")
-        names = [n for n in texts if n != "report.json"] + ["det.png", "roc.png", *heatmaps, "report.json"]  # json last
-        for name in _OPTIONAL_OUTPUTS:
-            if name not in texts and name not in heatmaps:
-                (out / name).unlink(missing_ok=True)
-        for name in names:
-            os.replace(staging / name, out / name)
-    except OSError as exc:
-        raise ConfigError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        return [n for n in texts if n != "report.json"] + ["det.png", "roc.png", *heatmaps, "report.json"]
+
+    out = Path(out_dir)
+    names = publish_staged(out, "report", write, stale=_OPTIONAL_OUTPUTS)
     return {name: out / name for name in ["report.json", *names[:-1]]}

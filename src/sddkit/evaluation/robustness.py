@@ -46,6 +46,7 @@ from sddkit.data.protocols._common import check_selected
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ConfigError, ProtocolError, SddkitError
 from sddkit.metrics import DCFCost, det_curve, eer_from_curve, min_dcf_from_curve, threshold_metrics
+from sddkit.outputs import publish_staged, why_unwritable
 
 SCHEMA = "sddkit.robustness/1"
 MODES: tuple[str, ...] = ("all", "spoof_only")
@@ -456,7 +457,12 @@ def condition_row(
 
 
 def summarize(result: RobustnessResult) -> list[dict[str, Any]]:
-    """One row per (condition, mode), conditions in config order; ``eer_delta`` is relative to clean."""
+    """One row per (condition, mode), conditions in config order.
+
+    ``eer_delta`` is the row's EER minus the clean EER of the same mode on the same trials: when a condition
+    could not score some utterances (``n_failed``), the clean EER it is compared with leaves them out too, so
+    the delta is the condition's effect, not that of a smaller set of trials.
+    """
     decoded = result.decoded
     rows = []
     for name in result.config.conditions:
@@ -465,13 +471,18 @@ def summarize(result: RobustnessResult) -> list[dict[str, Any]]:
             metrics = condition_row(result.labels, s, threshold=result.threshold, dcf=result.config.dcf)
             # decoded utterances this (condition, mode) could not score
             n_failed = int((decoded & ~np.isfinite(s)).sum())
-            rows.append({"condition": name, "mode": mode, **metrics, "n_failed": n_failed, "eer_delta": None})
-    clean_eer = {r["mode"]: r["eer"] for r in rows if r["condition"] == CLEAN}
-    for r in rows:
-        ref = clean_eer.get(r["mode"])
-        if r["eer"] is not None and ref is not None:
-            r["eer_delta"] = r["eer"] - ref
+            delta = None
+            if metrics["eer"] is not None:
+                ref = _clean_eer_on(result, mode, np.isfinite(s))
+                delta = None if ref is None else metrics["eer"] - ref
+            rows.append({"condition": name, "mode": mode, **metrics, "n_failed": n_failed, "eer_delta": delta})
     return [{k: r.get(k) for k in ROW_COLUMNS} for r in rows]
+
+
+def _clean_eer_on(result: RobustnessResult, mode: str, trials: np.ndarray) -> float | None:
+    """EER (%) of the clean scores of ``mode`` on the (N,) bool ``trials``; None without both classes there."""
+    clean = result.mode_scores(mode, CLEAN)
+    return condition_row(result.labels, np.where(trials, clean, np.nan), threshold=result.threshold)["eer"]
 
 
 def score_rows(result: RobustnessResult, mode: str) -> pd.DataFrame:
@@ -545,7 +556,8 @@ def render_markdown(result: RobustnessResult) -> str:
         f"{', fast codecs' if cfg.fast_codecs else ''}.",
         "",
         "Modes: `all` degrades every utterance; `spoof_only` degrades only the spoofs (bona fide stays "
-        "clean, as in SAFE). EER in percent, ΔEER relative to `clean` in the same mode; balanced accuracy, "
+        "clean, as in SAFE). EER in percent, ΔEER relative to `clean` in the same mode on the same trials; "
+        "balanced accuracy, "
         f"TPR (bona fide accepted) and TNR (spoof rejected) at the model's threshold {result.threshold:g}; "
         f"minDCF normalised (P_spoof {cfg.dcf.p_spoof}, C_miss {cfg.dcf.c_miss}, C_fa {cfg.dcf.c_fa}).",
         "",
@@ -603,10 +615,12 @@ def plot_robustness(rows: Sequence[dict[str, Any]], path: str | Path, title: str
 
 
 def prepare_out_dir(out_dir: str | Path) -> Path:
-    """Create the output folder ``out_dir``; a path that cannot be one is a ConfigError, not a traceback.
+    """Create the output folder ``out_dir`` and check that files can be written into it; a path that cannot be
+    one, or a folder that takes no files (no permission, a read-only file system), is a ConfigError, not a
+    traceback.
 
-    ``sdd robustness`` calls it before scoring, so an ``--out`` naming a file fails at once, not after
-    every condition of every file has been scored.
+    ``sdd robustness`` calls it before scoring, so an ``--out`` that cannot hold the report fails at once, not
+    after every condition of every file has been scored.
     """
     out = Path(out_dir)
     try:
@@ -615,25 +629,33 @@ def prepare_out_dir(out_dir: str | Path) -> Path:
         raise ConfigError(f"{out}: cannot write the robustness report there: not a directory") from None
     except OSError as exc:  # a file above it (NotADirectoryError), no permission...
         raise ConfigError(f"{out}: cannot create the output folder ({(exc.strerror or str(exc)).lower()})") from None
+    # a probe file, not robustness.json: a read-only report of an earlier run is replaced, not written to
+    reason = why_unwritable(out / ".robustness-write-check")
+    if reason is not None:  # no permission, a read-only file system
+        raise ConfigError(f"{out}: cannot write the robustness report there ({reason})")
     return out
 
 
 def write_robustness(result: RobustnessResult, out_dir: str | Path) -> dict[str, Path]:
     """Write robustness.{csv,json,md,png} and scores_<mode>.csv into ``out_dir``; returns name -> path.
 
-    A ``scores_<mode>.csv`` of a mode this run did not evaluate (left by an earlier run into the same
-    folder) is removed: next to this run's report it would pass for this run's scores.
+    The files are published together (:func:`sddkit.outputs.publish_staged`, ``robustness.json`` last), so a
+    crash, a full disk or Ctrl-C leaves no half-written file and no mix of this run's files with an earlier run's.
+    A ``scores_<mode>.csv`` of a mode this run did not evaluate (left by an earlier run into the same folder) is
+    removed: next to this run's report it would pass for this run's scores.
     """
     out = prepare_out_dir(out_dir)
-    paths = {name: out / name for name in ("robustness.csv", "robustness.json", "robustness.md", "robustness.png")}
-    pd.DataFrame(result.rows, columns=list(ROW_COLUMNS)).to_csv(paths["robustness.csv"], index=False)
-    paths["robustness.json"].write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
-    paths["robustness.md"].write_text(render_markdown(result))
-    plot_robustness(result.rows, paths["robustness.png"])
-    for mode in result.config.modes:
-        name = f"scores_{mode}.csv"
-        paths[name] = out / name
-        score_rows(result, mode).to_csv(paths[name], index=False)  # full precision: exact re-analysis
-    for mode in set(MODES) - set(result.config.modes):
-        (out / f"scores_{mode}.csv").unlink(missing_ok=True)
-    return paths
+
+    def write(staging: Path) -> list[str]:
+        for mode in result.config.modes:  # full precision: exact re-analysis
+            score_rows(result, mode).to_csv(staging / f"scores_{mode}.csv", index=False)
+        pd.DataFrame(result.rows, columns=list(ROW_COLUMNS)).to_csv(staging / "robustness.csv", index=False)
+        (staging / "robustness.md").write_text(render_markdown(result), encoding="utf-8")
+        plot_robustness(result.rows, staging / "robustness.png")
+        text = json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n"
+        (staging / "robustness.json").write_text(text, encoding="utf-8")
+        modes = [f"scores_{mode}.csv" for mode in result.config.modes]
+        return [*modes, "robustness.csv", "robustness.md", "robustness.png", "robustness.json"]  # the json last
+
+    names = publish_staged(out, "robustness report", write, stale=[f"scores_{mode}.csv" for mode in MODES])
+    return {name: out / name for name in names}

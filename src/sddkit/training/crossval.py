@@ -5,12 +5,14 @@ was trained on, not how it does on a corpus it never saw. Leave-one-domain-out v
 second question with training data alone: fold ``k`` holds out some values of a column (``source``,
 say), trains the recipe on the rest (its ``val`` loses the held-out rows too, so checkpoint selection
 sees none of them), and scores every held-out file of the recipe's ``train`` and ``val`` protocols with
-the selected checkpoint, whole files, the way ``sdd score`` does. The mean held-out EER over the folds is
-the recipe's score.
+the selected checkpoint, whole files, the way ``sdd score`` does (on the device the fold trained on, files up
+to the recipe's ``data.max_duration_s`` long, or 600 s when that is shorter). The mean held-out EER over the
+folds is the recipe's score.
 
 Layout of ``out_dir``::
 
     fold_<values>/               the fold's training run (trainer.out_dir): checkpoints/, best/, final/, ...
+                                 (a name over 255 bytes is cut short and ends in ``~`` and a hash of the values)
     fold_<values>/held_out.csv   ``sdd score`` rows of the held-out files (appended, so a restart resumes)
     fold_<values>/fold.json      the fold's figures, written last: a fold with it is done and is not rerun
     cv.json                      all folds and the mean
@@ -30,20 +32,25 @@ the new recipe.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sddkit.data.table import UtteranceTable
+from sddkit.data.table import REQUIRED_COLUMNS, UtteranceTable
 from sddkit.detectors.model_dir import atomic_write_bytes
 from sddkit.errors import ConfigError, ProtocolError
 from sddkit.training.recipe import ProtocolSpec, TrainRecipe, as_specs, recipe_changes
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,8 @@ CV_NAME = "cv.json"
 FOLD_NAME = "fold.json"
 SCORES_NAME = "held_out.csv"
 RUN_NAME = "run.json"  # written by the fold's Trainer: the recipe it trained with
+SCORE_MAX_DURATION_S = 600.0  # sdd score's default --max-duration-s
+MAX_DIR_NAME = 255  # bytes of one file name (NAME_MAX on Linux and macOS); a fold's folder name is ASCII
 
 
 @dataclass(frozen=True)
@@ -66,8 +75,16 @@ class HeldOut:
 
     @property
     def dir_name(self) -> str:
-        """``fold_<values>``, named by what it holds out so that reordering the folds cannot mix runs up."""
-        return "fold_" + re.sub(r"[^A-Za-z0-9_.+-]", "_", self.name)
+        """``fold_<values>``, named by what it holds out so that reordering the folds cannot mix runs up.
+
+        A name longer than a file name may be (``MAX_DIR_NAME`` bytes: many or long values held out together)
+        keeps its first characters and ends in a hash of every value, ``fold_<start>~<hash>``, instead of
+        failing with "File name too long" when the fold starts."""
+        name = "fold_" + re.sub(r"[^A-Za-z0-9_.+-]", "_", self.name)
+        if len(name) <= MAX_DIR_NAME:
+            return name
+        digest = hashlib.blake2b("\x00".join(self.values).encode(), digest_size=8).hexdigest()
+        return f"{name[: MAX_DIR_NAME - len(digest) - 1]}~{digest}"
 
 
 def parse_folds(column: str, groups: Sequence[str]) -> list[HeldOut]:
@@ -93,11 +110,16 @@ def parse_folds(column: str, groups: Sequence[str]) -> list[HeldOut]:
 
 def _excluding(specs: ProtocolSpec | list[ProtocolSpec] | None, fold: HeldOut) -> list[ProtocolSpec]:
     """``specs`` with the fold's values excluded. Of several specs, one whose every row the fold holds out (a
-    corpus held out whole: leave-one-corpus-out) leaves the list instead of failing the fold as empty."""
+    corpus held out whole: leave-one-corpus-out) leaves the list instead of failing the fold as empty, and one
+    whose table lacks the fold's column (an optional column such as ``language`` that only another corpus of
+    the list has) holds none of its rows and is kept as it is."""
     given = as_specs(specs)
     excluded = []
     for spec in given:
         spec = copy.deepcopy(spec)
+        if _lacks_column(spec, fold.column):  # excluding by it would fail: "utterance table has no column"
+            excluded.append(spec)
+            continue
         already = spec.exclude.get(fold.column, [])
         already = [already] if isinstance(already, str) else list(already)
         spec.exclude[fold.column] = already + [v for v in fold.values if v not in already]
@@ -106,6 +128,23 @@ def _excluding(specs: ProtocolSpec | list[ProtocolSpec] | None, fold: HeldOut) -
         return excluded
     kept = [new for old, new in zip(given, excluded) if not _held_out_whole(old, fold)]
     return kept or excluded  # nothing left at all: the trainer's own error names the empty spec
+
+
+def _lacks_column(spec: ProtocolSpec, column: str) -> bool:
+    """Whether the rows of ``spec`` have no ``column`` at all (a column every table has is not looked up)."""
+    from sddkit.training.data import spec_table
+
+    if column in REQUIRED_COLUMNS:
+        return False
+    try:
+        rows = spec_table(spec)
+    except (ConfigError, ProtocolError):  # a bad spec: the trainer says so, naming it
+        return False
+    try:
+        rows.column(column)
+    except ProtocolError:
+        return True
+    return False
 
 
 def _held_out_whole(spec: ProtocolSpec, fold: HeldOut) -> bool:
@@ -131,18 +170,14 @@ def fold_recipe(recipe: TrainRecipe, fold: HeldOut, out_dir: str | Path) -> Trai
 
 
 def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
-    """The rows of the recipe's ``train`` and ``val`` protocols that ``fold`` holds out (duplicates once)."""
+    """The rows of the recipe's ``train`` and ``val`` protocols that ``fold`` holds out (each file once)."""
     from sddkit.training.data import read_tables
 
     table = read_tables(as_specs(recipe.data.train), "data.train")
     assert table is not None  # a recipe without train data fails in TrainRecipe itself
     val = read_tables(as_specs(recipe.data.val), "data.val")
     if val is not None:
-        # sdd train accepts a val that repeats train utterances (e.g. a whole protocol as val): counted once
-        seen = set(map(str, table.column("utt_id")))
-        val = val.subset(np.flatnonzero([str(u) not in seen for u in val.column("utt_id")]))
-        if len(val):
-            table = UtteranceTable.concat([table, val])
+        table = _with_val_files(table, val)
     present = set(table.column(fold.column))
     missing = [v for v in fold.values if v not in present]
     if missing:  # a misspelt value would silently leave its group a value short
@@ -151,9 +186,6 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
             f"values there: {', '.join(sorted(map(str, present)))}"
         )
     held = table.where(**{fold.column: list(fold.values)})
-    ids = held.column("utt_id")
-    _, first = np.unique(ids, return_index=True)
-    held = held.subset(np.sort(first))
     labels = held.labels
     if labels.size == 0:
         raise ConfigError(f"no utterance has {fold.column} in {list(fold.values)}")
@@ -161,6 +193,29 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
         kind = "bona fide" if labels[0] == 1 else "spoof"
         raise ConfigError(f"held-out group {fold.name} has only {kind} files: its EER is undefined")
     return held
+
+
+def _file_key(path: str, utt_id: str) -> str:
+    """What tells two rows' files apart: the normalised absolute path (the utt_id for a row without audio)."""
+    return os.path.normpath(os.path.abspath(path)) if path else f"\x00{utt_id}"
+
+
+def _with_val_files(train: UtteranceTable, val: UtteranceTable) -> UtteranceTable:
+    """``train``'s rows and those of ``val``'s files that ``train`` does not list.
+
+    sdd train accepts a val that repeats train's files (e.g. a whole protocol as val): each counts once. It also
+    accepts a val whose utt_ids collide with train's for other files (two labels CSVs that each name
+    ``audio/0001.wav`` in their own folder): those are other utterances and count, under ``data.val:<utt_id>``.
+    """
+    seen = {_file_key(str(p), str(u)) for p, u in zip(train.column("path"), train.column("utt_id"))}
+    new = [_file_key(str(p), str(u)) not in seen for p, u in zip(val.column("path"), val.column("utt_id"))]
+    val = val.subset(np.flatnonzero(new))
+    if not len(val):
+        return train
+    taken = set(map(str, train.column("utt_id")))
+    df = val.df
+    df["utt_id"] = [f"data.val:{u}" if str(u) in taken else u for u in df["utt_id"]]
+    return UtteranceTable.concat([train, UtteranceTable(df, validate=False)])
 
 
 def check_fold_data(recipe: TrainRecipe, fold: HeldOut) -> None:
@@ -175,15 +230,31 @@ def check_fold_data(recipe: TrainRecipe, fold: HeldOut) -> None:
         raise ConfigError(f"fold {fold.name}: {exc}") from None
 
 
-def _score_held_out(model_dir: Path, table: UtteranceTable, out_csv: Path, workers: int) -> np.ndarray:
-    """Raw scores (N,) of the table's files in table order, appended to ``out_csv`` as ``sdd score`` does."""
+def held_out_max_duration(recipe: TrainRecipe) -> float | None:
+    """The longest held-out file scored (seconds; None: no limit): the recipe's ``data.max_duration_s``, the
+    limit its training and validation files are read under, but never below ``sdd score``'s default."""
+    limit = recipe.data.max_duration_s
+    return None if limit is None else max(float(limit), SCORE_MAX_DURATION_S)
+
+
+def _score_held_out(
+    model_dir: Path,
+    table: UtteranceTable,
+    out_csv: Path,
+    workers: int,
+    *,
+    device: str | torch.device = "cpu",
+    max_duration: float | None = SCORE_MAX_DURATION_S,
+) -> np.ndarray:
+    """Raw scores (N,) of the table's files in table order, appended to ``out_csv`` as ``sdd score`` does, on
+    ``device`` (the one the fold trained on), files longer than ``max_duration`` seconds failing."""
     from sddkit.scoring.api import load_detector
     from sddkit.scoring.batch import ScoreWriter, drop_paths, output_columns, read_rows, score_files
 
-    detector = load_detector(model_dir)
+    detector = load_detector(model_dir, device=str(device))
     paths = [str(p) for p in table.column("path")]
     with ScoreWriter(out_csv, output_columns(detector.weight_columns())) as writer:
-        score_files(detector, paths, writer, workers=workers, progress=False)
+        score_files(detector, paths, writer, workers=workers, max_duration=max_duration, progress=False)
     _, rows = read_rows(out_csv)
     by_path = {row["path"]: row for row in rows}
     failed = [p for p in paths if by_path.get(p, {}).get("error")]
@@ -248,10 +319,20 @@ def run_fold(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path, *, workers: int
         log.info("fold %s already done (%s)", fold.name, done)
         return figures
     held = held_out_table(recipe, fold)  # fails before training when the group is unusable
-    result = Trainer(fold_recipe(recipe, fold, fold_dir), resume=True).fit()
+    trainer = Trainer(fold_recipe(recipe, fold, fold_dir), resume=True)
+    result = trainer.fit()
+    device = trainer.device  # held-out files are scored there: a model trained on a GPU not on the CPU
+    del trainer  # its model and optimiser state leave the device before best/ is loaded to score
     if result.best_dir is None:
         raise ConfigError(f"fold {fold.name}: the run exported no best/ model (does the recipe have val data?)")
-    scores = _score_held_out(result.best_dir, held, fold_dir / SCORES_NAME, workers)
+    scores = _score_held_out(
+        result.best_dir,
+        held,
+        fold_dir / SCORES_NAME,
+        workers,
+        device=device,
+        max_duration=held_out_max_duration(recipe),
+    )
     labels = held.labels
     per_value = {}
     for value in fold.values:
