@@ -62,9 +62,11 @@ class _Loader(yaml.SafeLoader):
 # Numbers as YAML 1.2 reads them. YAML 1.1 (PyYAML) also reads a leading zero as octal and colons as base 60, so
 # `max_steps: 0100` was 64 and `n_mels: 1:20` was 80, silently; here 0100 is 100 and 1:20 is the string "1:20"
 # (refused where a number belongs). Hex (0x10), 0o/0b prefixes, underscores (1_000) and .inf / .nan stay.
-_INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+# No timestamps either (YAML 1.2 has none): no setting is a date, and `trainer.out_dir=2026-12-03` is a folder name,
+# which YAML 1.1 made a datetime.date that every string setting refused.
+_INT_TAG, _FLOAT_TAG, _TIMESTAMP_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT_TAG, _FLOAT_TAG, _TIMESTAMP_TAG)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
@@ -137,7 +139,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
 
             if value is None and not _allows_none(hints[name]):
                 raise ConfigError(f"{sub}: a {family} is required here, got null")
-            kwargs[name] = None if value is None else get_registry(family).parse(value, path=sub)
+            # the spec keeps its key, so that an error of its builder (a missing pretrained folder) names it
+            spec = None if value is None else get_registry(family).parse(value, path=sub)
+            kwargs[name] = None if spec is None else dataclasses.replace(spec, path=sub)
         else:
             kwargs[name] = _convert(hints[name], value, sub)
     try:
@@ -158,7 +162,11 @@ def _post_init_message(path: str, where: str, message: str, fields: Mapping[str,
     """
     match = re.match(r"([A-Za-z_]\w*)(?:\.[A-Za-z_]\w*|\[-?\d+\])*: ", message)
     if match and match.group(1) in fields:
-        return f"{path}.{message}" if path else message
+        if not path:
+            return message
+        # an override the message suggests for that key (`'augment[0]={name: noise}'`) needs the whole key too
+        key = match.group(0)[:-2]
+        return f"{path}.{message}".replace(f"'{key}=", f"'{path}.{key}=")
     return f"{path or where}: {message}"
 
 
@@ -190,6 +198,26 @@ def _fits(tp: Any, value: Any) -> bool:
     return not (mapping_type or list_type)
 
 
+def _shape_words(tp: Any) -> str:
+    """What a value of type ``tp`` is written as in YAML: ``a mapping``, ``a list of 2 numbers``, ``null``, ..."""
+    origin = get_origin(tp)
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp) or origin in (dict, Mapping):
+        return "a mapping"
+    if origin is tuple and get_args(tp) and get_args(tp)[-1] is not Ellipsis:
+        items = {_shape_words(a) for a in get_args(tp)}
+        plural = {"a number": "numbers", "an integer": "integers", "a string": "strings"}
+        kind = plural.get(next(iter(items)), "items") if len(items) == 1 else "items"
+        return f"a list of {len(get_args(tp))} {kind}"
+    if origin in (list, Sequence, tuple, typing.Sequence):
+        return "a list"
+    if origin is Literal:
+        return f"one of {list(get_args(tp))}"
+    words = {float: "a number", int: "an integer", bool: "true/false", str: "a string", Path: "a path"}
+    return words.get(tp, getattr(tp, "__name__", str(tp)))
+
+
 def _convert(tp: Any, value: Any, path: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
@@ -204,6 +232,9 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         fitting = [a for a in alternatives if _fits(a, value)]
         if len(fitting) == 1:
             return _convert(fitting[0], value, path)
+        if not fitting:  # `data.train=/data/LA/p.txt`: the shapes in words, not the typing expression twice over
+            expected = " or ".join(_shape_words(a) for a in args)
+            raise ConfigError(f"{path}: expected {expected}, got {value!r}")
         errors = []
         for arg in alternatives:
             try:
@@ -248,6 +279,11 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected true/false, got {value!r}")
         return value
     if tp is str:
+        if isinstance(value, bool):  # `trainer.out_dir=off`, `expert_names: [yes, no]`: YAML's booleans
+            raise ConfigError(
+                f"{path}: expected a string, got {str(value).lower()} (YAML reads an unquoted yes/no/on/off/true/false "
+                "as true or false: quote it for the text)"
+            )
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {value!r}")
         return value
@@ -314,8 +350,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a nested mapping copy.
 
-    A part that is an integer indexes a list: ``data.train.0.folds={n: 4, keep: [3]}`` changes the
-    first protocol spec of a recipe that lists several.
+    A list item is indexed as error messages name it, ``data.train[0].folds={n: 4, keep: [3]}``, or by an
+    integer part, ``data.train.0.folds=...``: either changes the first protocol spec of a recipe that lists
+    several.
     """
     import copy
 
@@ -326,8 +363,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         key, raw = item.split("=", 1)
         if not key:
             raise ConfigError(f"override {item!r} has an empty key")
-        if "" in key.split("."):  # `a..b=1` or `a.=1` would create a key named '' (silently, inside an options mapping)
-            raise ConfigError(f"override {item!r}: the key {key!r} has an empty part")
+        parts = _override_parts(key, item)
         if not raw.strip():  # `trainer.out_dir=` left the value out (a shell variable that was empty?)
             raise ConfigError(
                 f"override {item!r} has no value: write {key}=null for none, or {key}=\"''\" for an empty string"
@@ -337,22 +373,59 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {item!r}: invalid value: {_yaml_reason(exc)}") from None
         node: Any = out
-        parts = key.split(".")
-        for part in parts[:-1]:
+        for i, (part, indexed) in enumerate(parts):
+            where = _override_key(parts[:i])  # the key up to `node`, in the form written
             if isinstance(node, list):
                 slot: Any = _list_index(node, part, item)
-                child = node[slot]
+            elif indexed:  # `data.train[0]` where train is one spec, not a list
+                raise ConfigError(f"override {item!r}: [{part}] indexes a list, but {where} is a mapping")
             else:
-                slot, child = part, node.get(part)
-                if child is None:
-                    child = node[part] = {}
+                slot = part
+            if i == len(parts) - 1:
+                node[slot] = value
+                break
+            child = node[slot] if isinstance(node, list) else node.get(part)
+            if child is None:
+                if parts[i + 1][1]:  # `molex.old_eval[0].protocol=...` without an old_eval: no item to change
+                    raise ConfigError(
+                        f"override {item!r}: {_override_key(parts[: i + 1])} is not set: no list to index"
+                    )
+                child = node[slot] = {}
             if isinstance(child, str):  # a component given by name only: expand to a mapping
-                child = node[slot] = {"name": child}
+                child = {"name": child}
             elif not isinstance(child, (dict, list)):
                 raise ConfigError(f"override {item!r}: {part!r} is not a mapping or a list")
+            # a copy of each mapping or list on the way: a YAML alias (`options: *opts`) or merge (`<<: *common`)
+            # shares it with another key, which the override must leave as it was
+            child = node[slot] = dict(child) if isinstance(child, dict) else list(child)
             node = child
-        node[_list_index(node, parts[-1], item) if isinstance(node, list) else parts[-1]] = value
     return out
+
+
+_OVERRIDE_PART = re.compile(r"([^.\[\]]*)((?:\[-?\d+\])*)")
+
+
+def _override_parts(key: str, item: str) -> list[tuple[str, bool]]:
+    """``data.train[0].folds`` -> ``[("data", False), ("train", False), ("0", True), ("folds", False)]``: each
+    part, and whether it was written as a ``[i]`` list index."""
+    parts: list[tuple[str, bool]] = []
+    for dotted in key.split("."):
+        match = _OVERRIDE_PART.fullmatch(dotted)
+        if match is None:
+            raise ConfigError(f"override {item!r}: {dotted!r} in the key {key!r} is not a name or name[index]")
+        name, indices = match.groups()
+        if not name:  # `a..b=1` or `a.=1` would create a key named '' (silently, inside an options mapping)
+            raise ConfigError(f"override {item!r}: the key {key!r} has an empty part")
+        parts += [(name, False), *((index, True) for index in re.findall(r"-?\d+", indices))]
+    return parts
+
+
+def _override_key(parts: Sequence[tuple[str, bool]]) -> str:
+    """The key of ``parts`` as error messages write it: ``data.train[0]``."""
+    text = ""
+    for part, indexed in parts:
+        text += f"[{part}]" if indexed else (f".{part}" if text else part)
+    return text
 
 
 def _list_index(node: list, part: str, item: str) -> int:

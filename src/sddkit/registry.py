@@ -48,11 +48,16 @@ class Entry:
 
 @dataclasses.dataclass(frozen=True)
 class ComponentSpec:
-    """A parsed registry reference: the entry name and its typed config (or None)."""
+    """A parsed registry reference: the entry name and its typed config (or None).
+
+    ``path`` is the config key it was read from (``model.frontend.encoder``), when a typed config read it: an
+    error of its builder then names that key. It is not part of the spec's value (not compared, not recorded).
+    """
 
     family: str
     name: str
     config: Any = None
+    path: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         from sddkit.config import to_dict
@@ -132,21 +137,50 @@ class Registry:
         fields = {f.name for f in dataclasses.fields(entry.config_cls) if f.init}
         unknown = sorted((k for k in params if k not in fields), key=repr)
         if unknown:
-            # often the keys of the component this one replaced (an override of `name` alone keeps its siblings)
+            # often the keys of the component this one replaced (an override of `name` alone keeps its siblings);
+            # an override is only suggested for a config key (a spec built in code, or a protocol reader's
+            # options, has none: `protocol={name: sddbench}` would be no override at all)
+            hint = (
+                f". To switch to another {self.family}, replace the whole entry (e.g. the override "
+                f"'{path}={{name: {name}}}'), not its name"
+                if path
+                else ""
+            )
             raise ConfigError(
                 f"{where}: unknown key(s) {', '.join(map(repr, unknown))} for {self.family} {name!r}"
-                f"{did_you_mean(unknown, fields)}; valid keys: {', '.join(sorted(fields))}. To switch to another "
-                f"{self.family}, replace the whole entry (e.g. the override '{where}={{name: {name}}}'), not its name"
+                f"{did_you_mean(unknown, fields)}; valid keys: {', '.join(sorted(fields))}{hint}"
             )
         return ComponentSpec(self.family, name, from_dict(entry.config_cls, params, where))
 
     def build(self, spec: Any, **context: Any) -> Any:
-        """Parse ``spec`` and call the builder: ``builder(config, **context)``."""
+        """Parse ``spec`` and call the builder: ``builder(config, **context)``.
+
+        A ``ConfigError`` of the builder names the spec's config key when it has one (:attr:`ComponentSpec.path`):
+        ``encoder.pretrained: ...`` reads ``mixture.experts[1].frontend.encoder.pretrained: ...``.
+        """
         spec = self.parse(spec)
         entry = self.get(spec.name)
-        if entry.config_cls is None:
-            return entry.builder(**context)
-        return entry.builder(spec.config, **context)
+        try:
+            if entry.config_cls is None:
+                return entry.builder(**context)
+            return entry.builder(spec.config, **context)
+        except ConfigError as exc:
+            if spec.path is None or type(exc) is not ConfigError:
+                raise
+            raise ConfigError(at_path(str(exc), self.family, spec.path)) from None
+
+
+def at_path(message: str, family: str, path: str) -> str:
+    """``message`` (an error of a ``family`` builder) naming the config key ``path`` it comes from.
+
+    ``encoder.pretrained: ...`` -> ``{path}.pretrained: ...``; a message that already names ``path`` (a nested
+    component's error) is kept; any other gets ``{path}: `` in front.
+    """
+    if message.startswith(path) and message[len(path) : len(path) + 1] in (".", "[", ":", " "):
+        return message
+    if message.startswith(family) and message[len(family) : len(family) + 1] in (".", ":"):
+        return path + message[len(family) :]
+    return f"{path}: {message}"
 
 
 def get_registry(family: str) -> Registry:

@@ -3,8 +3,9 @@
 CONFIG is a YAML file holding a detector (``frontend``/``backend``), a mixture (``experts``/``gate``), or a
 recipe whose ``model`` key holds one of those; or a model directory. By default the model is built on
 PyTorch's ``meta`` device: shapes and counts without allocating memory (an XLS-R 2B costs nothing). On the
-meta device no weights are read: an encoder's ``pretrained`` directory is left aside and the preset's
-architecture, which a pretrained directory must match, gives the counts.
+meta device no weights are read: an encoder's ``pretrained`` directory gives its architecture (its
+``config.json``: a folder may differ from the preset in the convolutions' biases and norms, which change the
+counts), and one that is not there is left aside, the preset's architecture giving the counts.
 """
 
 from __future__ import annotations
@@ -57,6 +58,22 @@ def model_config_from(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     raise ConfigError("config holds no model: expected 'frontend'/'backend', 'experts'/'gate', or a 'model' key")
 
 
+def folder_architectures(obj: Any) -> Any:
+    """``obj`` with every encoder spec whose ``pretrained`` folder is there built from that folder's architecture
+    (:func:`~sddkit.frontends.encoders.self_contained_spec`: its ``config.json`` only, no weights read)."""
+    if isinstance(obj, list):
+        return [folder_architectures(v) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    obj = {k: folder_architectures(v) for k, v in obj.items()}
+    folder = obj.get("pretrained")
+    if isinstance(folder, str) and (Path(folder).expanduser() / "config.json").is_file():
+        from sddkit.frontends.encoders import self_contained_spec
+
+        return self_contained_spec(obj)
+    return obj
+
+
 def without_pretrained(obj: Any) -> Any:
     """``obj`` with every ``pretrained`` entry set to None (no weights are read on the meta device)."""
     if isinstance(obj, dict):
@@ -77,8 +94,9 @@ def describe(data: dict[str, Any], device: str = "meta") -> dict[str, Any]:
         # the experts' stored configs give the shapes; loading their weights would read them all from disk
         model_cfg = resolved_mixture_config(from_dict(MixtureConfig, model_cfg, "model"))
     if device == "meta":
-        # transformers refuses to load weights under the meta device; the counts do not depend on them
-        model_cfg = without_pretrained(model_cfg)
+        # transformers refuses to load weights under the meta device; the counts do not depend on them, but on the
+        # architecture a pretrained folder holds
+        model_cfg = without_pretrained(folder_architectures(model_cfg))
     import torch
 
     with torch.device(device):
@@ -91,8 +109,10 @@ def describe(data: dict[str, Any], device: str = "meta") -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from sddkit.config import apply_overrides, load_yaml
     from sddkit.detectors.model_dir import read_model_config
+    from sddkit.errors import ConfigError
 
     path = Path(args.config)
+    section = "model"  # where the model config sits in what the user wrote (its errors name it "model...")
     if path.is_dir():
         # a model directory holds the model config itself: "model.backend.channels=8" means "backend.channels=8"
         overrides = [o.removeprefix("model.") for o in args.overrides]
@@ -104,5 +124,25 @@ def run(args: argparse.Namespace) -> int:
             from sddkit.training.recipe import TrainRecipe
 
             from_dict(TrainRecipe, data)  # a recipe is checked whole, as sdd train checks it: a typo is an error
-    print(json.dumps(describe(data, args.device), indent=2))
+            section = "mixture" if data.get("mixture") is not None else "model"
+        else:
+            section = ""  # a detector or mixture config at the top level of the file
+    try:
+        described = describe(data, args.device)
+    except ConfigError as exc:
+        if type(exc) is not ConfigError:
+            raise
+        raise ConfigError(_as_written(str(exc), section, str(path))) from None
+    print(json.dumps(described, indent=2))
     return 0
+
+
+def _as_written(message: str, section: str, file: str) -> str:
+    """An error about the built model config (``model.backend: ...``) naming the key as ``file`` holds it:
+    ``mixture.experts[0]...`` in a mixture recipe, ``backend: ...`` in a config file without a ``model`` key."""
+    head, rest = message[:5], message[5:]
+    if head != "model" or rest[:1] not in (".", "[", ":"):
+        return message
+    if section:
+        return section + rest
+    return rest[1:] if rest[:1] == "." else f"{file}{rest}"

@@ -826,7 +826,9 @@ def self_contained_spec(spec: dict[str, Any]) -> dict[str, Any]:
     cfg = from_dict(EncoderConfig, {k: v for k, v in spec.items() if k != "name"}, "encoder")
     directory, _ = _read_pretrained_config(cfg.pretrained, preset_name, preset)
     config_cls = _hf_class(preset.family, 0)
-    folder = config_cls.from_pretrained(directory, local_files_only=True).to_dict()
+    hf_cfg = config_cls.from_pretrained(directory, local_files_only=True)
+    _check_architecture(hf_cfg, preset_name, preset)  # as build_encoder refuses a folder of another size
+    folder = hf_cfg.to_dict()
     preset_values = config_cls(**preset.arch).to_dict()
     overrides = {
         k: v for k, v in folder.items() if k in preset_values and k not in _NOT_ARCHITECTURE and v != preset_values[k]
