@@ -61,12 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     cache = CachedWaveforms.load(args.cache) if args.cache else None
     if cache is not None and cache.sample_rate != sample_rate:
         raise SystemExit(f"--cache {args.cache} holds {cache.sample_rate} Hz audio; the model scores {sample_rate} Hz")
-    waves = []
-    for utt, path in zip(table.column("utt_id"), table.column("path")):
+    waves, paths = [], [str(path) for path in table.column("path")]
+    for utt, path in zip(table.column("utt_id"), paths):
         x = cache.get(str(utt)) if cache is not None else None
         waves.append(np.asarray(x if x is not None else load_audio(path, sample_rate=sample_rate), dtype=np.float32))
 
-    raw = np.asarray([r.raw_score for r in detector.score_many(waves)], dtype=np.float64)
+    # named by their files: an unscorable one (e.g. shorter than the model's minimum) is reported by its path
+    raw = np.asarray([r.raw_score for r in detector.score_many(waves, names=paths)], dtype=np.float64)
     out = Path(args.out)
     if out.resolve() != model_dir.resolve():
         out.mkdir(parents=True, exist_ok=True)

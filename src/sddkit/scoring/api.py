@@ -149,11 +149,12 @@ class ScoringDetector:
         batch_size: int = DEFAULT_BATCH_SIZE,
         info: dict[str, Any] | None = None,
     ):
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        # checked here, not at the first call: a float (2.5) or a string ("8") failed only there, in range()
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self.runner = runner
         self.inference = inference
-        self.batch_size = batch_size
+        self.batch_size = int(batch_size)
         self.info = dict(info or {})
         self._stat_widths: dict[str, int] | None = None
         self._probe_lock = threading.Lock()
@@ -189,7 +190,7 @@ class ScoringDetector:
 
     # --- scoring --------------------------------------------------------------------------
     def score(self, waveform: np.ndarray | Tensor, sample_rate: int) -> ScoreResult:
-        """Score one waveform: (T,) mono, or (C, T) / (T, C) multi-channel (averaged)."""
+        """Score one waveform: (T,) mono, or (C, T) / (T, C) with at most 8 channels (averaged)."""
         x = self.to_model_rate(waveform, sample_rate)
         return checked_result(self.score_prepared([self.prepare(x)])[0])
 
@@ -200,19 +201,24 @@ class ScoringDetector:
         x = load_audio(path, sample_rate=self.sample_rate, max_duration=max_duration)
         return checked_result(self.score_prepared([self.prepare(x, path=str(path))])[0], path=str(path))
 
-    def score_many(self, waveforms: Sequence[np.ndarray]) -> list[ScoreResult]:
+    def score_many(self, waveforms: Sequence[np.ndarray], *, names: Sequence[str] | None = None) -> list[ScoreResult]:
         """Score several (T_i,) waveforms already at the model's rate, windows batched together.
 
         Each is checked as :meth:`score` checks its input (finite, not empty, not silent; integer PCM scaled).
+        ``names`` (one per waveform, e.g. the files they were read from) label the errors; without them an
+        error names the input by its index: "waveforms[3]: silent ...".
         """
         from sddkit.audio.io import validate_waveform
 
+        waveforms = list(waveforms)  # any iterable, as before names needed its length
+        labels = [f"waveforms[{i}]" for i in range(len(waveforms))] if names is None else [str(n) for n in names]
+        if len(labels) != len(waveforms):
+            raise ConfigError(f"score_many: {len(waveforms)} waveforms but {len(labels)} names")
         prepared = []
-        for i, x in enumerate(waveforms):  # errors name the input: "waveforms[3]: silent ..."
-            label = f"waveforms[{i}]"
+        for x, label in zip(waveforms, labels):
             prepared.append(self.prepare(validate_waveform(x, self.sample_rate, path=label), path=label))
         results = self.score_prepared(prepared)
-        return [checked_result(r, path=f"waveforms[{i}]") for i, r in enumerate(results)]
+        return [checked_result(r, path=label) for r, label in zip(results, labels)]
 
     def to_model_rate(self, waveform: np.ndarray | Tensor, sample_rate: int) -> np.ndarray:
         """Validate, mix to mono and resample: -> (T,) float32 at ``self.sample_rate``."""
@@ -396,8 +402,11 @@ def _to_mono(x: np.ndarray) -> np.ndarray:
         axis = 0
     elif x.shape[1] <= 8:
         axis = 1
-    else:
-        raise AudioError(f"cannot tell the channel axis of a waveform of shape {x.shape}; pass (channels, samples)")
+    else:  # both axes longer than 8: "pass (channels, samples)" was the answer even to (16, T), which is that
+        raise AudioError(
+            f"a waveform of shape {x.shape} has more than 8 channels (or is a batch of waveforms): mix it to "
+            "mono first (e.g. x.mean(axis=0) for (channels, samples)), or score several inputs with score_many"
+        )
     if x.dtype.kind in "iu" and x.dtype.itemsize == 8:  # kept as 64-bit PCM, which validation refuses by name
         return np.round(x.mean(axis=axis, dtype=np.float64)).astype(x.dtype)
     # integer PCM is scaled to [-1, 1) before the channels are averaged, as the file decoders do: a mean
@@ -451,6 +460,8 @@ def load_detector(
         return load_onnx_detector(path, batch_size=batch_size)
     from sddkit.detectors.model_dir import load_model_dir
 
+    if path.suffix.lower() == ".onnx" and path.is_file():  # else refused as "not a model directory (a file)"
+        raise CheckpointError(f"{path} is an ONNX file: load it with backend='onnx' (sdd score --backend onnx)")
     md = load_model_dir(path, map_location="cpu")
     inference = parse_inference(md.inference, f"{path}: inference")
     check_model_rate(inference, str(path))

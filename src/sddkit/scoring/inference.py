@@ -16,6 +16,7 @@ error, like everywhere else in sddkit, so a typo never silently changes how a mo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -48,8 +49,14 @@ class InferenceConfig:
     min_duration_s: float = 0.1
 
     def __post_init__(self):
+        # finite, as the calibration's a and b are: an infinite threshold decides every input alike and breaks
+        # strict JSON (the service's responses); an infinite minimum refuses every input
         if not self.min_duration_s >= 0:
             raise ValueError(f"min_duration_s must be >= 0, got {self.min_duration_s}")
+        if not math.isfinite(self.min_duration_s):
+            raise ValueError(f"min_duration_s must be finite, got {self.min_duration_s}")
+        if not math.isfinite(self.threshold):
+            raise ValueError(f"threshold must be finite, got {self.threshold}")
         if self.sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
         if self.window_samples <= 0:
@@ -116,6 +123,10 @@ def calibrate_model_dir(model_dir: str | Path, scores, labels, *, prior: float =
 
     scores must be *raw* (uncalibrated) scores of this model, e.g. from
     ``ScoringDetector.score(...).raw_score``. Returns the updated inference settings.
+
+    The stored ``threshold`` is kept as it is, on the new LLR scale: 0 is the Bayes decision at prior 0.5, but a
+    threshold chosen as an operating point of the old calibration (e.g. a val EER point) no longer is one and
+    must be chosen again (``scripts/finalize_default_model.py`` sets it to the new val EER point).
     """
     from sddkit.scoring.calibration import fit_calibration
 
