@@ -86,7 +86,10 @@ def listen_socket(host: str, port: int) -> socket.socket:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ConfigError(f"--host {host}: {exc.strerror or exc}") from None
-    family, kind, proto, _, address = infos[0]
+    # IPv4 when the host has such an address, as uvicorn binds (IPv6 only for an IPv6 host): a name with both
+    # (localhost is ::1 too in Docker, Fedora, macOS, listed first) listened on [::1] only, refusing 127.0.0.1
+    ipv4 = [info for info in infos if info[0] == socket.AF_INET]
+    family, kind, proto, _, address = (ipv4 or infos)[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

@@ -518,4 +518,6 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def internal_error(_: Request, exc: Exception) -> JSONResponse:
-        return _error(500, "internal_error", f"{type(exc).__name__}: {exc}")
+        # the type only: an exception's text can name the server's files (an OSError's path) or a library's
+        # internals; Starlette re-raises the exception after this answer, so the server's log has its traceback
+        return _error(500, "internal_error", f"internal server error ({type(exc).__name__}); see the server's log")
