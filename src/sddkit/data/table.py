@@ -14,6 +14,7 @@ One row per utterance with these columns (every reader fills all of them):
 | duration_s | duration in seconds (NaN when the protocol does not say)                |
 
 Optional columns kept when present: partition, attack_type, codec, transmission, language, vocoder.
+Every column but ``duration_s`` holds text, as in the table's CSV copy (a number ``1.0`` is ``'1'``, NaN ``''``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
+def _is_text(column: pd.Series) -> bool:
+    return column.dtype == object or isinstance(column.dtype, pd.StringDtype)  # pandas 3: str
+
+
 class UtteranceTable:
     """A validated, immutable-by-convention wrapper around a pandas DataFrame."""
 
@@ -73,13 +78,18 @@ class UtteranceTable:
                 if col in ("utt_id", "label"):
                     raise ProtocolError(f"utterance table lacks the required column {col!r}")
                 df[col] = np.nan if col == "duration_s" else ""
+        # numeric columns of a frame built in memory (pd.read_csv's int ``pair_id``, a float ``speaker`` with gaps)
+        # hold the text of the table read back from CSV or Parquet (_as_csv_text): '1', not '1.0', and '' for NaN.
+        # Kept as numbers, ``exclude: {pair_id: ['10']}`` matched nothing and every NaN ``pair_id`` was one fold group
+        for col in df.columns:
+            if col != "duration_s" and pd.api.types.is_numeric_dtype(df[col].dtype):
+                df[col] = pd.Series([_cell_text(v) for v in df[col].to_numpy()], index=df.index, dtype=object)
         string_cols = [c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in df.columns and c != "duration_s"]
         for col in string_cols:
             df[col] = df[col].fillna("").astype(str)
         # other text columns present in only some rows (e.g. after concat) mean '' there, not NaN
         for col in df.columns:
-            is_text = df[col].dtype == object or isinstance(df[col].dtype, pd.StringDtype)  # pandas 3: str
-            if col not in string_cols and col != "duration_s" and is_text:
+            if col not in string_cols and col != "duration_s" and _is_text(df[col]):
                 df[col] = df[col].fillna("")
         df["duration_s"] = pd.to_numeric(df["duration_s"], errors="coerce").astype(float)
         ordered = list(REQUIRED_COLUMNS) + [c for c in df.columns if c not in REQUIRED_COLUMNS]
@@ -163,7 +173,7 @@ class UtteranceTable:
         for col, value in equals.items():
             column = self._df[self._require(col)]
             values = list(value) if isinstance(value, Iterable) and not isinstance(value, str) else [value]
-            if column.dtype == object or isinstance(column.dtype, pd.StringDtype):
+            if _is_text(column):
                 values = [str(v) for v in values]
             listed = column.isin(values)
             mask &= listed.to_numpy() if keep else ~listed.to_numpy()
@@ -173,8 +183,9 @@ class UtteranceTable:
         """Fold index in ``[0, n)`` of every row (N,), the same for all rows of one group.
 
         A row's group is its first non-empty value among the columns ``by`` (e.g. ``pair_id`` then
-        ``speaker``), or its ``utt_id`` when all are empty. A column the table lacks counts as empty
-        (only sddbench has ``pair_id``), but at least one must exist. The fold is a hash of that key,
+        ``speaker``: a speaker of several pairs can straddle folds), or its ``utt_id`` when all are
+        empty. A column the table lacks counts as empty (only sddbench has ``pair_id``), but at least
+        one must exist. The fold is a hash of that key,
         so it does not depend on the row order, on the other rows or on the Python process (unlike
         ``hash()``): a held-out fold stays held out when the protocol grows or is read elsewhere.
         """
@@ -210,7 +221,7 @@ class UtteranceTable:
 
     def _require(self, col: str) -> str:
         if col not in self._df.columns:
-            raise ProtocolError(f"utterance table has no column {col!r}")
+            raise ProtocolError(f"utterance table has no column {col!r}; columns: {list(self._df.columns)}")
         return col
 
     # --- checks -----------------------------------------------------------------------------

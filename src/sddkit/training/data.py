@@ -24,7 +24,10 @@ def read_tables(specs: ProtocolSpec | Sequence[ProtocolSpec] | None, what: str =
     """Read and concatenate the protocols of ``specs`` (``None`` when there are none)."""
     tables = []
     for i, spec in enumerate(as_specs(specs)):  # type: ignore[arg-type]
-        table = spec_table(spec)
+        try:
+            table = spec_table(spec)
+        except ConfigError as exc:  # which of the recipe's specs
+            raise ConfigError(f"{what}[{i}]: {exc}") from None
         if len(table) == 0:
             raise ConfigError(
                 f"{what}[{i}]: {spec.protocol} has no utterances (after where={spec.where}, exclude={spec.exclude}, "
@@ -40,17 +43,36 @@ def read_tables(specs: ProtocolSpec | Sequence[ProtocolSpec] | None, what: str =
 
 
 def spec_table(spec: ProtocolSpec) -> UtteranceTable:
-    """The rows of one data spec: its protocol after ``where``, ``exclude`` and ``folds`` (possibly none)."""
+    """The rows of one data spec: its protocol after ``where`` (each value it lists must occur), ``exclude`` and
+    ``folds`` (possibly none)."""
     from sddkit.data.protocols import read_protocol
 
     table = read_protocol(spec.protocol, spec.format, **spec.options)
     if spec.where:
+        _check_where_values(table, spec)
         table = table.where(**spec.where)
     if spec.exclude:
         table = table.exclude(**spec.exclude)
     if spec.folds is not None:
         table = table.subset(np.isin(table.group_folds(spec.folds.by, spec.folds.n), spec.folds.keep))
     return table
+
+
+def _check_where_values(table: UtteranceTable, spec: ProtocolSpec) -> None:
+    """A ConfigError when ``where`` lists a value no row of the protocol has: a misspelt source next to a valid one
+    (``{source: [tortoise, yourts_demo]}``) silently trained on the valid one only (as ``partitions`` checks its
+    names; ``exclude`` is not checked, ``sdd cv`` excludes held-out values from every spec, present or not)."""
+    for col, value in spec.where.items():
+        values = [value] if isinstance(value, str) or not isinstance(value, Iterable) else list(value)
+        present = {str(v) for v in table.column(col)}  # as where compares: the text of the value
+        missing = [v for v in values if str(v) not in present]
+        if missing:
+            known = sorted(present)
+            shown = ", ".join(map(repr, known[:20])) + (f", ... ({len(known)} in all)" if len(known) > 20 else "")
+            raise ConfigError(
+                f"{spec.protocol}: where {{{col}: {missing}}}: no row has {'it' if len(missing) == 1 else 'them'} "
+                f"(options {spec.options}); {col} values there: {shown}"
+            )
 
 
 def _check_distinct_ids(tables: Sequence[UtteranceTable], specs: Sequence[ProtocolSpec], what: str) -> None:

@@ -35,11 +35,12 @@ from sddkit.registry import ComponentSpec, get_registry
 class FoldSpec:
     """Keep some folds of a protocol split by groups (``UtteranceTable.group_folds``).
 
-    by: group columns, the first non-empty one per row decides its group (rows of one pair or speaker
-    never straddle folds). n: number of folds. keep: the fold indices kept. Two stages of a mixture take
-    complementary ``keep`` lists, e.g. experts ``[0, 1, 2]`` and the gate ``[3]``, so the gate learns on
-    utterances the experts never trained on. A ``by`` column the table lacks counts as empty (only
-    sddbench has ``pair_id``); at least one must exist.
+    by: group columns, the first non-empty one per row decides its group: the rows of one group (one pair)
+    never straddle folds, but a speaker recorded in several pairs can (sddbench's ljspeech speaker spans 3
+    of 4 folds of ``train``); ``by: [speaker]`` keeps every speaker in one fold. n: number of folds.
+    keep: the fold indices kept. Two stages of a mixture take complementary ``keep`` lists, e.g. experts
+    ``[0, 1, 2]`` and the gate ``[3]``, so the gate learns on utterances the experts never trained on. A
+    ``by`` column the table lacks counts as empty (only sddbench has ``pair_id``); at least one must exist.
     """
 
     n: int
@@ -58,7 +59,8 @@ class ProtocolSpec:
     """One protocol/manifest read with ``sddkit.data.protocols.read_protocol(protocol, format, **options)``.
 
     options: the reader's own settings (``root`` audio folder, ``partitions``, ...). ``where`` keeps
-    only rows whose column value is listed, e.g. ``{attack: [A01, A02]}``; ``exclude`` drops rows whose
+    only rows whose column value is listed, e.g. ``{attack: [A01, A02]}`` (a value no row of the protocol
+    has is an error: a typo would drop its rows); ``exclude`` drops rows whose
     column value is listed (``sdd cv`` holds sources out with it); ``folds`` then keeps some
     group folds (``FoldSpec``), e.g. ``{n: 4, keep: [3]}``. Relative paths are
     resolved against the working directory (run ``sdd train`` from the repo root).
