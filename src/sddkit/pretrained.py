@@ -44,9 +44,16 @@ def absolute_pretrained_paths(config: Any) -> Any:
     relative to wherever the model was later loaded from, and failed (or found another folder)."""
     if isinstance(config, dict):
         return {
-            k: os.path.abspath(v) if k == "pretrained" and isinstance(v, str) and v else absolute_pretrained_paths(v)
+            k: _absolute(v) if k == "pretrained" and isinstance(v, str) and v else absolute_pretrained_paths(v)
             for k, v in config.items()
         }
     if isinstance(config, list):
         return [absolute_pretrained_paths(v) for v in config]
     return config
+
+
+def _absolute(path: str) -> str:
+    """``path`` as the builder reads it (``~`` expanded: ``Path(path).expanduser()``), made absolute.
+
+    ``os.path.abspath("~/models/x")`` alone gives ``<cwd>/~/models/x``, a folder that does not exist."""
+    return os.path.abspath(os.path.expanduser(path))

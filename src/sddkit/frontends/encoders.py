@@ -31,8 +31,10 @@ Choices made here, and why:
   back to the input's frames), as detectors built on ``WhisperFeatureExtractor`` were trained;
   it costs 30 s of encoder compute per input, whatever its length.
 - **``normalize: None``** (wav2vec2 family) takes ``do_normalize`` from the ``pretrained``
-  folder's ``preprocessor_config.json`` when it states it (how the model was trained and is
-  published); otherwise it follows the feature-extractor type (layer norm: XLS-R / large models).
+  folder's feature-extractor settings when they state it (how the model was trained and is
+  published: ``preprocessor_config.json``, or the ``feature_extractor`` section of
+  ``processor_config.json``, where transformers 5 saves a processor); otherwise it follows the
+  feature-extractor type (layer norm: XLS-R / large models).
 - **WavLM** attention hands its projection *weights* to ``F.multi_head_attention_forward``, so
   modules that replace ``q_proj`` etc. (LoRA, MoLEx) would be silently bypassed.
   :meth:`SpeechEncoder.projection_slots` switches such attention modules to an equivalent
@@ -279,9 +281,9 @@ class EncoderConfig:
         It applies in training mode, frozen or not: 0.0 makes a frozen encoder a fixed feature
         extractor (train outputs = eval outputs).
     normalize: zero-mean unit-variance waveform per utterance (wav2vec2 family); None = as the
-        model was trained: ``do_normalize`` of the ``pretrained`` folder's
-        ``preprocessor_config.json`` when it has one, else models with a layer-norm feature
-        extractor (XLS-R / large).
+        model was trained: ``do_normalize`` of the ``pretrained`` folder's feature extractor
+        (``preprocessor_config.json``, or ``processor_config.json``'s ``feature_extractor``
+        section) when it states it, else models with a layer-norm feature extractor (XLS-R / large).
     spec_augment: apply the model config's SpecAugment time masking in training; training inputs
         then need at least ``mask_time_length`` frames (10 x 20 ms for the published models).
     pad_to_30s: Whisper only: zero-pad every input to 30 s before the log-Mel and run the encoder
@@ -359,8 +361,10 @@ class WhisperLogMel(Float32Constants):
 
     Same recipe as ``transformers.WhisperFeatureExtractor`` (n_fft 400, hop 160, Slaney mel
     scale and norm, log10, clamp to max - 8, (x + 4) / 4), computed on the unpadded input:
-    the right edge is zero-padded as if the signal continued with the 30 s padding. Inputs of
-    30 s or more are cut at 30 s with both edges reflected, as the extractor does.
+    the right edge is zero-padded as if the signal continued with the 30 s padding, and the
+    max is taken, as the extractor takes it, also over the frames after the ``T // 160`` kept
+    ones that still overlap the input's end. Inputs of 30 s or more are cut at 30 s with both
+    edges reflected, as the extractor does.
     Always float32, whatever the module's dtype or an autocast context (see :meth:`forward`).
     """
 
@@ -391,20 +395,26 @@ class WhisperLogMel(Float32Constants):
         # and bf16 mel powers would round the log-Mel that the model was trained on.
         with torch.autocast(device_type=waveform.device.type, enabled=False):
             x = waveform.float()
+            frames = min(x.shape[-1], self.n_samples) // self.hop_length  # the extractor drops its last frame
+            if x.shape[-1] > self.n_samples - half:
+                # the extractor's right edge reflects the input's end too: pad to 30 s as it does
+                x = F.pad(x, (0, max(0, self.n_samples - x.shape[-1])))
             if x.shape[-1] >= self.n_samples:
                 # nothing to pad: the extractor cuts at 30 s and reflects both edges (center=True)
                 x = F.pad(x[..., : self.n_samples].unsqueeze(1), (half, half), mode="reflect").squeeze(1)
             else:
-                # Left: reflect, as torch.stft(center=True). Right: zeros, as the extractor's 30 s padding.
+                # Left: reflect, as torch.stft(center=True). Right: zeros, as the extractor's 30 s padding, n_fft
+                # of them: the frames after the kept ones that still overlap the input's end are computed too.
                 x = F.pad(x.unsqueeze(1), (half, 0), mode="reflect").squeeze(1)
-                x = F.pad(x, (0, half))
+                x = F.pad(x, (0, self.n_fft))
             # the constants stay float32 under a half-precision cast (Float32Constants); .float() is for .double()
             window = self.window.float()
             spec = torch.stft(x, self.n_fft, self.hop_length, window=window, center=False, return_complex=True)
-            power = spec[..., :-1].abs().pow(2)  # the extractor drops the last frame
-            log_spec = torch.matmul(self.mel_filters.float(), power).clamp_min(1e-10).log10()
-            peak = log_spec.amax(dim=(1, 2), keepdim=True)
-            return (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
+            log_spec = torch.matmul(self.mel_filters.float(), spec.abs().pow(2)).clamp_min(1e-10).log10()
+            # The extractor takes the peak over its 3000 frames: also those past the kept ones (a loud input end
+            # sets it there), and zero padding beyond them (log10(1e-10), never above the input's own frames).
+            peak = log_spec[..., : self.n_samples // self.hop_length].amax(dim=(1, 2), keepdim=True)
+            return (torch.maximum(log_spec[..., :frames], peak - 8.0) + 4.0) / 4.0
 
 
 # --- encoders ---------------------------------------------------------------------------------
@@ -541,9 +551,14 @@ class Wav2Vec2FamilyEncoder(SpeechEncoder):
                 f"(one mask span of {self.model.config.mask_time_length} frames), got {got}"
             )
         if self.normalize:
+            # in float32, as the feature extractor (numpy) does: the variance of a quiet input is a float16
+            # subnormal (1 % off at -50 dBFS), and every sample then rounds twice
+            waveform = waveform.to(torch.promote_types(waveform.dtype, torch.float32))
             mean = waveform.mean(dim=-1, keepdim=True)
             var = waveform.var(dim=-1, keepdim=True, unbiased=False)
             waveform = (waveform - mean) / torch.sqrt(var + 1e-7)
+        # the first convolution's dtype: a half-precision model takes float32 samples when it normalises them
+        waveform = waveform.to(self.model.feature_extractor.conv_layers[0].conv.weight.dtype)
         out = self.model(waveform, output_hidden_states=all_states)
         if not all_states:
             return out.last_hidden_state
@@ -574,6 +589,14 @@ class WhisperFamilyEncoder(SpeechEncoder):
         super().__init__(model=model, layer=layer)
         self.log_mel = WhisperLogMel(n_mels=model.config.num_mel_bins)
         self.pad_to_30s = pad_to_30s
+        positions = model.embed_positions.num_embeddings
+        needed = self.log_mel.n_samples // self.log_mel.hop_length // model.conv2.stride[0]
+        if pad_to_30s and positions < needed:
+            # every padded input would fail in the encoder with a tensor size mismatch
+            raise ConfigError(
+                f"pad_to_30s encodes 30 s ({needed} positions), this Whisper encoder has {positions} "
+                "(max_source_positions); use pad_to_30s: false"
+            )
 
     @property
     def output_dim(self) -> int:
@@ -702,17 +725,34 @@ def _read_json(file: Path) -> Any:
         raise ConfigError(f"encoder.pretrained: cannot read {file}: {exc}") from None
 
 
+def _feature_extractor_settings(path: str) -> tuple[Path, Any] | None:
+    """The folder's feature-extractor settings and the file they are in, found as transformers finds them: the
+    ``feature_extractor`` (or ``audio_processor``) section of ``processor_config.json`` (how transformers 5 saves a
+    processor), else ``preprocessor_config.json``; None if the folder has neither."""
+    folder = Path(path).expanduser()
+    processor_file = folder / "processor_config.json"
+    if processor_file.is_file():
+        raw = _read_json(processor_file)
+        if isinstance(raw, dict) and ("feature_extractor" in raw or "audio_processor" in raw):
+            return processor_file, raw.get("feature_extractor", raw.get("audio_processor"))
+    pre_file = folder / "preprocessor_config.json"
+    if pre_file.is_file():
+        return pre_file, _read_json(pre_file)
+    return None
+
+
 def _preprocessor_normalize(path: str) -> bool | None:
-    """``do_normalize`` from a model folder's ``preprocessor_config.json``; None if it does not say."""
-    pre_file = Path(path).expanduser() / "preprocessor_config.json"
-    if not pre_file.is_file():
+    """``do_normalize`` of a model folder's feature extractor (:func:`_feature_extractor_settings`); None if it
+    does not say."""
+    found = _feature_extractor_settings(path)
+    if found is None:
         return None
-    raw = _read_json(pre_file)
+    file, raw = found
     if not isinstance(raw, dict) or "do_normalize" not in raw:
         return None
     value = raw["do_normalize"]
     if not isinstance(value, bool):  # "false" would be truthy: refuse rather than guess
-        raise ConfigError(f"encoder.pretrained: {pre_file}: do_normalize must be true or false, got {value!r}")
+        raise ConfigError(f"encoder.pretrained: {file}: do_normalize must be true or false, got {value!r}")
     return value
 
 

@@ -135,9 +135,10 @@ class SSLFrontend(nn.Module):
     @property
     def float32_waveform(self) -> bool:
         """Whisper computes its log-Mel from float32 samples, whatever the encoder's dtype (see
-        :func:`sddkit.detectors.detector.waveform_dtype`); the wav2vec 2.0 family convolves the samples
-        in the encoder's dtype."""
-        return self.encoder.family == "whisper"
+        :func:`sddkit.detectors.detector.waveform_dtype`), and so does the wav2vec 2.0 family its
+        per-utterance normalisation (``normalize``), before it convolves the samples in the encoder's
+        dtype; without normalisation it takes them in that dtype."""
+        return self.encoder.family == "whisper" or bool(getattr(self.encoder, "normalize", False))
 
     def adapted_modules(self) -> list[tuple[str, nn.Module]]:
         """``[("layers.{i}.{target}", LoRALinear | MoLExLinear)]`` in layer order."""
