@@ -23,7 +23,8 @@ something may be reading the old one.
 A ``"full"`` directory needs no pretrained folder: its config holds the encoder architecture read from the
 folder when it was saved (``frontends.encoders.self_contained_config``), and ``metadata.pretrained_folders``
 names the folders it came from. One saved before that (no ``metadata.pretrained_folders``) still reads its
-architecture from the folders its config names.
+architecture from the folders its config names. A mixture given with ``expert_dirs`` is saved the same way: its
+config holds the experts' configs, and ``metadata.expert_dirs`` names the directories they came from.
 
 A ``"trainable"`` directory also records the digest of the frozen pretrained weights it was trained on
 (``pretrained_digest``), which load from the encoder's ``pretrained`` folder: a folder replaced since by
@@ -244,6 +245,8 @@ def save_model_dir(
     state = state_to_save(model, trainable_only)
     digest = weights_digest(state)
     frozen = _pretrained_digest(model) if trainable_only else None
+    if architecture == "mixture" and isinstance(model_config, dict) and model_config.get("expert_dirs"):
+        model_config, metadata = _self_contained_mixture(model_config, metadata)
     folders = list(dict.fromkeys(_pretrained_folders(model_config)))
     if folders and not trainable_only:
         from sddkit.frontends.encoders import self_contained_config
@@ -269,6 +272,23 @@ def save_model_dir(
     atomic_save_safetensors(state, directory / WEIGHTS_NAME, metadata={DIGEST_KEY: digest})
     atomic_write_bytes(directory / CONFIG_NAME, config_bytes)
     return directory
+
+
+def _self_contained_mixture(
+    model_config: dict[str, Any], metadata: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A mixture config that names its experts by their directories (``expert_dirs``) -> one that holds their
+    configs (``resolved_mixture_config``), with the directories kept as ``metadata.expert_dirs``.
+
+    The mixture's weights hold every expert's, so only their architecture came from the directories: written
+    out, the mixture loads (and is moved, shared, served) without them, from any working directory (relative
+    ``expert_dirs`` were read against the loader's), and reports its experts (``/v1/model``, the expert names
+    ``sdd score`` records) instead of an empty list."""
+    from sddkit.config import from_dict
+    from sddkit.detectors.mixture import MixtureConfig, resolved_mixture_config
+
+    cfg = from_dict(MixtureConfig, model_config, "model")
+    return resolved_mixture_config(cfg), {**(metadata or {}), "expert_dirs": [str(d) for d in cfg.expert_dirs]}
 
 
 def read_model_config(directory: str | Path) -> dict[str, Any]:
@@ -313,6 +333,15 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
     except ConfigError as exc:
         # several model directories may be in play (mixture experts, a service): say which one is wrong
         raise ConfigError(f"{directory / CONFIG_NAME}: {exc}") from None
+    except CheckpointError as exc:
+        if arch != "mixture" or not (isinstance(config["model"], dict) and config["model"].get("expert_dirs")):
+            raise
+        # a mixture saved before its config was made self-contained reads its experts' configs from their
+        # directories (relative ones from the working directory): name the mixture that needs them
+        raise CheckpointError(
+            f"{directory / CONFIG_NAME}: this mixture reads its experts' configs from model.expert_dirs, and {exc} "
+            "(restore that directory, or give its new place in model.expert_dirs)"
+        ) from None
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{directory}: missing {WEIGHTS_NAME}")
