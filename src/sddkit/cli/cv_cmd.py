@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     from sddkit.training.recipe import load_recipe
 
     check_minimums(args, workers=0)  # else a bad value surfaces only when the first fold is scored, after its training
+    if args.seeds is not None and any(o.split("=", 1)[0].strip() == "seed" for o in args.overrides or []):
+        # every seed's run replaces the recipe's seed: the override would be ignored without a word
+        raise ConfigError("--seeds sets each run's seed: drop the override seed=..., or run without --seeds")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     recipe = load_recipe(args.recipe, args.overrides)
     folds = parse_folds(args.by, args.hold_out)
