@@ -173,9 +173,9 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
     """The rows of the recipe's ``train`` and ``val`` protocols that ``fold`` holds out (each file once)."""
     from sddkit.training.data import read_tables
 
-    table = read_tables(as_specs(recipe.data.train), "data.train")
+    table = read_tables(recipe.data.train, "data.train")
     assert table is not None  # a recipe without train data fails in TrainRecipe itself
-    val = read_tables(as_specs(recipe.data.val), "data.val")
+    val = read_tables(recipe.data.val, "data.val")
     if val is not None:
         table = _with_val_files(table, val)
     present = set(table.column(fold.column))

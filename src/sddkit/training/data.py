@@ -21,16 +21,21 @@ from sddkit.training.recipe import DataConfig, ProtocolSpec, as_specs
 
 
 def read_tables(specs: ProtocolSpec | Sequence[ProtocolSpec] | None, what: str = "data") -> UtteranceTable | None:
-    """Read and concatenate the protocols of ``specs`` (``None`` when there are none)."""
+    """Read and concatenate the protocols of ``specs`` (``None`` when there are none).
+
+    Errors name a spec by its key as the recipe holds it: ``data.train[1]`` in a list, ``data.train`` for a single
+    spec (the key an override of it takes: ``data.train[0].where=...`` is refused where train is no list)."""
     tables = []
+    single = isinstance(specs, ProtocolSpec)
     for i, spec in enumerate(as_specs(specs)):  # type: ignore[arg-type]
+        key = what if single else f"{what}[{i}]"
         try:
             table = spec_table(spec)
         except ConfigError as exc:  # which of the recipe's specs
-            raise ConfigError(f"{what}[{i}]: {exc}") from None
+            raise ConfigError(f"{key}: {exc}") from None
         if len(table) == 0:
             raise ConfigError(
-                f"{what}[{i}]: {spec.protocol} has no utterances (after where={spec.where}, exclude={spec.exclude}, "
+                f"{key}: {spec.protocol} has no utterances (after where={spec.where}, exclude={spec.exclude}, "
                 f"folds={spec.folds})"
             )
         tables.append(table)
