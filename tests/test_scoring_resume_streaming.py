@@ -67,3 +67,14 @@ def test_a_partial_last_row_is_cut_at_the_same_place_whatever_the_chunk_size(tmp
     jsonl.write_text('{"path": "a", "score": 1}\n{"path": "b", "sc')
     batch.repair_partial_line(jsonl)
     assert jsonl.read_text() == '{"path": "a", "score": 1}\n'
+
+
+def test_an_empty_output_stays_empty_when_rewritten_so_the_next_run_writes_its_header(tmp_path):
+    out = tmp_path / "scores.csv"
+    out.write_bytes(b"")  # created, then killed before the header was written
+    batch.drop_paths(out, ["/data/a.wav"])
+    assert out.read_bytes() == b""
+    with batch.ScoreWriter(out, COLUMNS) as writer:
+        writer.write("/data/a.wav", None, error="decode failed")
+    header, rows = batch.read_rows(out)
+    assert header == COLUMNS and [r["path"] for r in rows] == ["/data/a.wav"]

@@ -668,7 +668,8 @@ def _write_rows(path: Path, header: list[str] | None, rows: Iterable[dict[str, A
                 f.write(json.dumps(r) + "\n")
         else:
             writer = RowWriter(f)
-            writer.writerow(header)
+            if header:  # an empty file (no header) stays empty: a lone newline would read as its header
+                writer.writerow(header)
             for r in rows:
                 writer.writerow(["" if r.get(c) is None else r.get(c) for c in header])
         f.flush()
