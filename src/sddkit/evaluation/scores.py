@@ -11,8 +11,9 @@ Formats (``format=None`` detects them from the first non-comment line):
 | csv               | CSV with header ``path,score`` or ``utt_id,score`` (more columns ignored) | path / utt_id |
 | jsonl             | JSON lines with ``path`` or ``utt_id`` and ``score`` (``sdd score`` JSONL)  | path / utt_id |
 
-Lines starting with ``#`` and blank lines are skipped. Malformed lines, duplicate ids and
-non-finite scores raise :class:`ProtocolError` naming ``file:line``. The one exception is the error
+Files are UTF-8, or UTF-16 with a BOM (as Windows PowerShell's ``>`` writes them). Lines starting with
+``#`` and blank lines are skipped. Malformed lines, duplicate ids, non-finite scores and scores written with a
+decimal comma (``1,5``) raise :class:`ProtocolError` naming ``file:line``. The one exception is the error
 row of ``sdd score`` (a CSV with an ``error`` column: the message there, the score empty): the file
 could not be scored, so it has no score to evaluate; its id goes to :attr:`ScoreFile.failed` and the
 evaluation reports it as a warning instead of stopping.
@@ -24,6 +25,7 @@ A mixture's ``sdd score`` output (CSV or JSONL) also carries per-file gate weigh
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import json
@@ -34,7 +36,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -46,6 +48,7 @@ from sddkit.errors import ProtocolError
 KEYS = ("bonafide", "spoof")
 GATE_PREFIX = "gate_w"  # sdd score's columns of a mixture's per-file gate weights: gate_w0, gate_w1, ...
 _GATE_COLUMN = re.compile(rf"{GATE_PREFIX}(\d+)")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")  # a score like 1,5 (a locale's decimal comma)
 
 
 @dataclass(frozen=True)
@@ -105,9 +108,20 @@ def recorded_base_dir(scores: str | Path) -> str | None:
 # --- line parsing ----------------------------------------------------------------------------
 
 
+def _open_text(path: Path) -> IO[str]:
+    """``path`` opened for reading text: UTF-8 (a BOM dropped; bytes that are not UTF-8 kept as surrogate
+    escapes, as ``sdd score`` writes such file names), or UTF-16 when it starts with a UTF-16 BOM, as Windows
+    PowerShell's ``>`` writes a program's output."""
+    with path.open("rb") as fh:
+        head = fh.read(2)
+    if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return path.open("r", encoding="utf-16", newline="")
+    return path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
 def _data_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, stripped line) of every non-blank, non-comment line of a whitespace-separated file."""
-    with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+    with _open_text(path) as fh:
         for number, raw in enumerate(fh, start=1):
             line = raw.strip()
             if line and not line.startswith("#"):
@@ -118,6 +132,10 @@ def _score(token: str, where: str) -> float:
     try:
         value = float(token)
     except ValueError:
+        if _DECIMAL_COMMA.fullmatch(token):
+            raise ProtocolError(
+                f"{where}: score {token!r} is written with a decimal comma; write scores with a decimal point"
+            ) from None
         raise ProtocolError(f"{where}: score {token!r} is not a number") from None
     if not math.isfinite(value):
         raise ProtocolError(f"{where}: non-finite score {token!r}")
@@ -253,7 +271,7 @@ def _records(path: Path, delimiter: str) -> Iterator[tuple[int, list[str], bool]
     that a quote in a comment cannot swallow the rows after it; the caller tells a comment from a row whose path
     starts with ``#``.
     """
-    with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+    with _open_text(path) as fh:
         numbers: list[int] = []  # physical line number of every line given to the reader
         hashed: list[tuple[int, list[str]]] = []  # `#` lines read on their own, in order
 
@@ -299,8 +317,10 @@ def _read_delimited(path: Path, fmt: str, delimiter: str, id_columns: tuple[str,
     id_col = next((c for c in id_columns if c in header), None)
     score_col = next((c for c in score_columns if c in header), None)
     if id_col is None or score_col is None:
+        headerless = any(_is_number(cell) for cell in header)  # e.g. `a.wav,0.93`: a data row, no header above it
+        cause = "the first row looks like data, not a header; the file needs a header row: " if headerless else ""
         raise ProtocolError(
-            f"{path}:{header_line}: header {header} needs an id column ({' or '.join(id_columns)}) "
+            f"{path}:{header_line}: {cause}header {header} needs an id column ({' or '.join(id_columns)}) "
             f"and a score column ({' or '.join(score_columns)})"
         )
     i_id, i_score = header.index(id_col), header.index(score_col)
@@ -375,6 +395,18 @@ SCORE_READERS: dict[str, Callable[[str | Path], ScoreFile]] = {
 }
 
 
+def _decimal_comma_score(parts: list[str]) -> str | None:
+    """The score token of a whitespace-separated line (``UTT SCORE``, ``UTT SOURCE KEY SCORE`` or
+    ``SPEAKER UTT SCORE KEY``) when it is written with a decimal comma (``1,5``), else None."""
+    candidates = {2: (1,), 4: (3, 2)}.get(len(parts), ())
+    return next((parts[i] for i in candidates if _DECIMAL_COMMA.fullmatch(parts[i])), None)
+
+
+def _is_key(token: str) -> bool:
+    """Whether ``token`` is a bona fide/spoof key as the readers accept it (any case; real/fake too)."""
+    return token.strip().lower() in LABELS_CSV_LABELS
+
+
 def detect_score_format(path: str | Path) -> str:
     """Name of the score format of ``path``, from its first non-comment line."""
     path = Path(path)
@@ -387,14 +419,21 @@ def detect_score_format(path: str | Path) -> str:
         return "jsonl"
     if "\t" in line and "filename" in lower.split("\t"):
         return "asvspoof5"
+    parts = line.split()
+    comma = _decimal_comma_score(parts)
+    if comma is not None:
+        # else read as a CSV whose "header" names no id or score column: an error that hides the cause
+        raise ProtocolError(
+            f"{path}:{number}: score {comma!r} is written with a decimal comma; write scores with a decimal "
+            f"point (e.g. {comma.replace(',', '.')!r})"
+        )
     if "," in line:
         return "csv"
-    parts = line.split()
     if len(parts) == 2 and _is_number(parts[1]):
         return "asvspoof2021"
     if len(parts) == 4 and _is_number(parts[3]):
         return "asvspoof2019"
-    if len(parts) == 4 and _is_number(parts[2]) and parts[3] in KEYS:
+    if len(parts) == 4 and _is_number(parts[2]) and _is_key(parts[3]):
         return "asvspoof5_keyed"
     raise ProtocolError(
         f"{path}:{number}: cannot tell the score format from {line!r}; expected 'UTT SCORE', "
@@ -408,11 +447,14 @@ def read_scores(path: str | Path, format: str | None = None) -> ScoreFile:
     path = Path(path)
     if not path.is_file():
         raise ProtocolError(f"{path}: no such score file")
-    fmt = format or detect_score_format(path)
-    reader = SCORE_READERS.get(fmt)
-    if reader is None:
-        raise ProtocolError(f"unknown score format {fmt!r}; known: {', '.join(SCORE_READERS)}")
-    read = reader(path)
+    try:
+        fmt = format or detect_score_format(path)
+        reader = SCORE_READERS.get(fmt)
+        if reader is None:
+            raise ProtocolError(f"unknown score format {fmt!r}; known: {', '.join(SCORE_READERS)}")
+        read = reader(path)
+    except UnicodeDecodeError as exc:  # only a UTF-16 file (its BOM) is decoded strictly
+        raise ProtocolError(f"{path}: not readable UTF-16 text ({exc.reason} at byte {exc.start})") from None
     base = recorded_base_dir(path)
     return dataclasses.replace(read, base_dir=base) if base else read
 
