@@ -95,6 +95,17 @@ def _is_text(column: pd.Series) -> bool:
     return column.dtype == object or isinstance(column.dtype, pd.StringDtype)  # pandas 3: str
 
 
+def _as_list(value: str | Iterable[str]) -> list[object]:
+    """A ``where``/``exclude`` value, one or a collection, as a list."""
+    return list(value) if isinstance(value, Iterable) and not isinstance(value, str) else [value]
+
+
+def _as_compared(column: pd.Series, values: list[object]) -> list[object]:
+    """What ``column``'s cells are compared with for ``values``: their text, as the column holds it, in a text
+    column (:func:`_cell_text`)."""
+    return [_cell_text(v) for v in values] if _is_text(column) else values
+
+
 class UtteranceTable:
     """A validated, immutable-by-convention wrapper around a pandas DataFrame."""
 
@@ -201,12 +212,17 @@ class UtteranceTable:
         mask = np.ones(len(self._df), dtype=bool)
         for col, value in equals.items():
             column = self._df[self._require(col)]
-            values = list(value) if isinstance(value, Iterable) and not isinstance(value, str) else [value]
-            if _is_text(column):
-                values = [_cell_text(v) for v in values]
-            listed = column.isin(values)
+            listed = column.isin(_as_compared(column, _as_list(value)))
             mask &= listed.to_numpy() if keep else ~listed.to_numpy()
         return mask
+
+    def absent_values(self, col: str, value: str | Iterable[str]) -> list[object]:
+        """The values of ``value`` (one or a collection, as :meth:`where` takes them) that no row holds in ``col``,
+        compared as :meth:`where` compares them."""
+        column = self._df[self._require(col)]
+        values = _as_list(value)
+        held = pd.Series(_as_compared(column, values), dtype=object).isin(column).to_numpy()
+        return [v for v, found in zip(values, held) if not found]
 
     def group_folds(self, by: Sequence[str], n: int) -> np.ndarray:
         """Fold index in ``[0, n)`` of every row (N,), the same for all rows of one group.

@@ -68,11 +68,9 @@ def _check_where_values(table: UtteranceTable, spec: ProtocolSpec) -> None:
     (``{source: [tortoise, yourts_demo]}``) silently trained on the valid one only (as ``partitions`` checks its
     names; ``exclude`` is not checked, ``sdd cv`` excludes held-out values from every spec, present or not)."""
     for col, value in spec.where.items():
-        values = [value] if isinstance(value, str) or not isinstance(value, Iterable) else list(value)
-        present = {str(v) for v in table.column(col)}  # as where compares: the text of the value
-        missing = [v for v in values if str(v) not in present]
+        missing = table.absent_values(col, value)
         if missing:
-            known = sorted(present)
+            known = sorted({str(v) for v in table.column(col)})
             shown = ", ".join(map(repr, known[:20])) + (f", ... ({len(known)} in all)" if len(known) > 20 else "")
             raise ConfigError(
                 f"{spec.protocol}: where {{{col}: {missing}}}: no row has {'it' if len(missing) == 1 else 'them'} "
