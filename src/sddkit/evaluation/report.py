@@ -277,14 +277,14 @@ def _gate_tables(
     def quoted_all(values: np.ndarray) -> np.ndarray:  # the tables' total row is `all`: a group so named is quoted
         return np.where(values == "all", "'all'", values)
 
-    groups = UtteranceTable(
+    grouped = UtteranceTable(
         table.df.assign(source=quoted_all(named(table.column("source"))), attack=quoted_all(named(attack))),
         validate=False,
     )
     out: dict[str, Any] = {}
     for key in ("source", "attack"):
         # gate_weight_table checks the shape (and the names), naming the experts expert0.. when names is None
-        frame = gate_weight_table(groups, weights, by=key, expert_names=names)
+        frame = gate_weight_table(grouped, weights, by=key, expert_names=names)
         experts = out.setdefault("experts", [c for c in frame.columns if c != "n"])
         out[f"by_{key}"] = [
             {key: str(group), **{e: float(row[e]) for e in experts}, "n": int(row["n"])}
