@@ -114,49 +114,40 @@ def _excluding(specs: ProtocolSpec | list[ProtocolSpec] | None, fold: HeldOut) -
     whose table lacks the fold's column (an optional column such as ``language`` that only another corpus of
     the list has) holds none of its rows and is kept as it is."""
     given = as_specs(specs)
-    excluded = []
+    # a protocol is read only for what is asked of it: whether it has the column (not a required one, which every
+    # table has), and with several specs whether the fold takes it whole
+    read = len(given) > 1 or fold.column not in REQUIRED_COLUMNS
+    excluded, whole = [], []
     for spec in given:
+        lacks, held_whole = _fold_coverage(spec, fold) if read else (False, False)
         spec = copy.deepcopy(spec)
-        if _lacks_column(spec, fold.column):  # excluding by it would fail: "utterance table has no column"
-            excluded.append(spec)
-            continue
-        already = spec.exclude.get(fold.column, [])
-        already = [already] if isinstance(already, str) else list(already)
-        spec.exclude[fold.column] = already + [v for v in fold.values if v not in already]
+        if not lacks:  # excluding by a column the table lacks would fail: "utterance table has no column"
+            already = spec.exclude.get(fold.column, [])
+            already = [already] if isinstance(already, str) else list(already)
+            spec.exclude[fold.column] = already + [v for v in fold.values if v not in already]
         excluded.append(spec)
+        whole.append(held_whole)
     if len(given) < 2:
         return excluded
-    kept = [new for old, new in zip(given, excluded) if not _held_out_whole(old, fold)]
+    kept = [spec for spec, held_whole in zip(excluded, whole) if not held_whole]
     return kept or excluded  # nothing left at all: the trainer's own error names the empty spec
 
 
-def _lacks_column(spec: ProtocolSpec, column: str) -> bool:
-    """Whether the rows of ``spec`` have no ``column`` at all (a column every table has is not looked up)."""
-    from sddkit.training.data import spec_table
-
-    if column in REQUIRED_COLUMNS:
-        return False
-    try:
-        rows = spec_table(spec)
-    except (ConfigError, ProtocolError):  # a bad spec: the trainer says so, naming it
-        return False
-    try:
-        rows.column(column)
-    except ProtocolError:
-        return True
-    return False
-
-
-def _held_out_whole(spec: ProtocolSpec, fold: HeldOut) -> bool:
-    """Whether ``fold`` takes every row of a spec that has rows without it (its protocol read once: a row's
-    fold group is its own, so excluding the fold after the spec's ``folds`` equals excluding it before)."""
+def _fold_coverage(spec: ProtocolSpec, fold: HeldOut) -> tuple[bool, bool]:
+    """(whether the rows of ``spec`` lack the fold's column, whether the fold takes every one of them), from one read
+    of its protocol; (False, False) for a spec that cannot be read (the trainer says so, naming it). A row's fold
+    group is its own, so excluding the fold after the spec's ``folds`` equals excluding it before."""
     from sddkit.training.data import spec_table
 
     try:
         rows = spec_table(spec)
-        return len(rows) > 0 and len(rows.exclude(**{fold.column: list(fold.values)})) == 0
-    except (ConfigError, ProtocolError):  # a bad spec: the trainer says so, naming it
-        return False
+    except (ConfigError, ProtocolError):
+        return False, False
+    try:
+        rest = rows.exclude(**{fold.column: list(fold.values)})
+    except ProtocolError:  # the table has no such column
+        return True, False
+    return False, len(rows) > 0 and len(rest) == 0
 
 
 def fold_recipe(recipe: TrainRecipe, fold: HeldOut, out_dir: str | Path) -> TrainRecipe:
