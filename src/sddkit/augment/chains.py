@@ -166,7 +166,9 @@ def _default_launder_bitrates() -> dict[str, Range]:
 class LaunderChainConfig:
     """Reverb -> noise -> codec. rt60, drr_db: noise-tail reverb; snr_db, noise_exponent: additive
     1/f^a noise; codecs: codecs to pick from (uniformly); bitrate_kbps: bit-rate range per codec
-    (codecs without bit-rate control need none); fast_codec: cheaper encoder search; p: probability."""
+    (codecs without bit-rate control need none), merged into the chain's defaults, so ``{mp3: [32, 32]}``
+    changes mp3's range only and aac, opus and amrnb keep the chain's low-rate ranges rather than falling
+    back to each codec's own default rate; fast_codec: cheaper encoder search; p: probability."""
 
     rt60: Range = (0.2, 0.8)
     drr_db: Range = (0.0, 10.0)
@@ -187,6 +189,7 @@ class LaunderChainConfig:
         for name in self.bitrate_kbps:
             if name not in CODECS:
                 raise ValueError(f"bitrate_kbps: unknown codec {name!r}")
+        self.bitrate_kbps = {**_default_launder_bitrates(), **self.bitrate_kbps}
         for name in self.codecs:
             rng_ = self.bitrate_kbps.get(name)
             if rng_ is None:
