@@ -216,6 +216,62 @@ def replace_projections(
     return adapted
 
 
+def average_low_rank(factors: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, float]:
+    """The rank-r factors ``(A, B)`` whose product is the best rank-r approximation (Frobenius) of the
+    mean update ``mean_i(B_i A_i)``, and the fraction of that mean's norm they lose.
+
+    ``factors``: ``(A_i (r, in), B_i (out, r))`` of one layer in k checkpoints. The mean of the A and the
+    mean of the B is not the mean update (``mean(B) mean(A) != mean(B A)``: two checkpoints (A, B) and
+    (-A, -B) hold the same update, their factor means none), so this takes the mean update itself, of rank
+    up to k r, and keeps its r leading singular directions: exact when the k updates span r directions
+    (identical checkpoints give their own update back, though as other factors). A comes back with
+    orthonormal rows and B = U S, so an update of zero keeps B = 0 and a trainable A, as a fresh adapter.
+    Computed in float64 through QR of the stacked factors (no (out, in) matrix is formed); returned in
+    the first A's and B's dtypes.
+    """
+    if not factors:
+        raise ValueError("average_low_rank needs the factors of at least one checkpoint")
+    a0, b0 = factors[0]
+    rank = a0.shape[0]
+    a_cat = torch.cat([a.double() for a, _ in factors], dim=0)  # (k r, in)
+    b_cat = torch.cat([b.double() for _, b in factors], dim=1) / len(factors)  # (out, k r): b_cat a_cat = mean
+    qb, rb = torch.linalg.qr(b_cat)  # (out, p), (p, k r)
+    qa, ra = torch.linalg.qr(a_cat.T)  # (in, q), (q, k r)
+    u, s, vh = torch.linalg.svd(rb @ ra.T, full_matrices=False)  # mean = (qb u) diag(s) (vh qa^T)
+    keep = min(rank, s.numel())
+    b = (qb @ u[:, :keep]) * s[:keep]
+    a = vh[:keep] @ qa.T
+    if keep < rank:  # a rank above min(in, out): the extra directions hold nothing
+        a = torch.cat([a, a.new_zeros(rank - keep, a.shape[1])])
+        b = torch.cat([b, b.new_zeros(b.shape[0], rank - keep)], dim=1)
+    total = float(s.square().sum())
+    lost = float(s[keep:].square().sum()) / total if total > 0 else 0.0
+    return a.to(a0.dtype), b.to(b0.dtype), math.sqrt(lost)
+
+
+def average_lora_states(model: nn.Module, states: Sequence[dict[str, Tensor]]) -> tuple[dict[str, Tensor], float]:
+    """The ``lora_A``/``lora_B`` entries of the average of the state dicts ``states`` of ``model``, by
+    :func:`average_low_rank` for each :class:`LoRALinear` of ``model``; and the largest fraction of a
+    layer's mean update that the rank-r truncation lost (0 without LoRA layers). Layers whose factors
+    are not in the states (a model saved without them), or are the same in all of them (frozen: a
+    mixture's expert), are left out: their plain mean is exact, bit for bit."""
+    out: dict[str, Tensor] = {}
+    worst = 0.0
+    for name, module in model.named_modules():
+        if not isinstance(module, LoRALinear):
+            continue
+        key_a, key_b = f"{name}.lora_A" if name else "lora_A", f"{name}.lora_B" if name else "lora_B"
+        if not all(key_a in st and key_b in st for st in states):
+            continue
+        first_a, first_b = states[0][key_a], states[0][key_b]
+        if all(torch.equal(st[key_a], first_a) and torch.equal(st[key_b], first_b) for st in states[1:]):
+            continue
+        a, b, lost = average_low_rank([(st[key_a], st[key_b]) for st in states])
+        out[key_a], out[key_b] = a, b
+        worst = max(worst, lost)
+    return out, worst
+
+
 def apply_lora(encoder: SpeechEncoder, cfg: LoRAConfig) -> list[tuple[str, LoRALinear]]:
     """Put a LoRA adapter on ``cfg.targets`` in every layer of ``encoder`` (in place)."""
     return replace_projections(
@@ -228,6 +284,8 @@ __all__ = [
     "LoRAConfig",
     "LoRALinear",
     "apply_lora",
+    "average_lora_states",
+    "average_low_rank",
     "check_low_rank",
     "kaiming_uniform_rows_",
     "replace_projections",

@@ -54,6 +54,8 @@ from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.detectors.model_dir import atomic_write_bytes, load_state_checked, save_model_dir
 from sddkit.errors import CheckpointError, ConfigError, TrainingDivergedError
+from sddkit.frontends.lora import average_lora_states
+from sddkit.frontends.molex import MoLExLinear
 from sddkit.locks import ExclusiveLock
 from sddkit.outputs import why_unwritable
 from sddkit.pretrained import absolute_pretrained_paths, reloadable_names
@@ -764,18 +766,41 @@ class Trainer:
     def _load_weights(self, tensors: dict[str, torch.Tensor], where: str) -> None:
         load_state_checked(self.module, tensors, partial=bool(self._reloadable), where=where)
 
-    def _averaged_weights(self, names: list[str]) -> dict[str, torch.Tensor]:
-        """Mean of the floating-point tensors of checkpoints ``names``; integer buffers from the first (best)."""
+    def _averaged_weights(self, names: list[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Mean of the floating-point tensors of checkpoints ``names``; integer buffers from the first (best).
+
+        A LoRA layer's A and B are not averaged apart (the product of their means is not the mean of the
+        updates B A): they are the rank-r truncation of the mean update (:func:`average_lora_states`). Also
+        returns what to record of that in the metadata (empty without LoRA layers)."""
         states = [ckpt.load_checkpoint_tensors(self.ckpt_dir / n, "model/") for n in names]
         for name, state in zip(names[1:], states[1:]):
             _check_same_weights(names[0], states[0], name, state)
+        lora, lost = average_lora_states(self.module, states)
+        if any(isinstance(m, MoLExLinear) for m in self.module.modules()):
+            log.warning(
+                "averaging %d checkpoints: MoLEx experts are averaged factor by factor (the mean of each expert's "
+                "A and of its B), whose product is not the mean of its updates B A; best/ holds the best "
+                "checkpoint as trained",
+                len(names),
+            )
         out = {}
         for key, first in states[0].items():
-            if first.is_floating_point():
+            if key in lora:
+                out[key] = lora[key]
+            elif first.is_floating_point():
                 out[key] = (torch.stack([st[key].double() for st in states]).mean(dim=0)).to(first.dtype)
             else:
                 out[key] = first
-        return out
+        if not lora:
+            return out, {}
+        if lost > 0.05:
+            log.warning(
+                "averaging %d checkpoints: a LoRA layer's mean update B A is not of rank r, and its rank-r "
+                "truncation in final/ loses %.1f %% of it (best/ holds the best checkpoint as trained)",
+                len(names),
+                100 * lost,
+            )
+        return out, {"lora_average": "rank-r truncation of the mean update B A", "lora_average_loss": lost}
 
     @contextlib.contextmanager
     def _export_flags(self) -> Iterator[None]:
@@ -827,8 +852,13 @@ class Trainer:
         k = min(cfg.average_top_k, len(s.ranked))
         if k >= 2:
             names = [e["name"] for e in s.ranked[:k]]
-            self._load_weights(self._averaged_weights(names), f"the average of {', '.join(names)} in {self.ckpt_dir}")
-            selection: dict[str, Any] = {"selection": f"average of the top {k} checkpoints", "checkpoints": names}
+            averaged, lora_note = self._averaged_weights(names)
+            self._load_weights(averaged, f"the average of {', '.join(names)} in {self.ckpt_dir}")
+            selection: dict[str, Any] = {
+                "selection": f"average of the top {k} checkpoints",
+                "checkpoints": names,
+                **lora_note,
+            }
         else:
             selection = {"selection": "last step"}
         final_eval = self._evaluate(self.val_data) if self.val_data is not None else None
