@@ -20,7 +20,9 @@ Formats (whitespace-separated, one trial per line):
       SPEAKER UTT CODEC SOURCE ATTACK KEY TRIM PHASE VOCODER TASK TEAM GENDER_PAIR LANGUAGE
       LA_0023 DF_E_2000011 nocodec asvspoof A14 spoof notrim progress traditional_vocoder - - - -
 
-  audio ``<root>/ASVspoof2021_{LA,DF}_eval/flac/<utt>.flac``; PHASE (eval/progress/hidden_track) -> partition.
+  audio ``<root>/ASVspoof2021_{LA,DF}_eval/flac/<utt>.flac`` (also one level deeper,
+  ``ASVspoof2021_LA_eval/ASVspoof2021_LA_eval/flac``, as an archive unpacked into its own name leaves it);
+  PHASE (``eval``/``progress``/``hidden``; ``hidden_track`` in the stage-1 keys) -> partition.
 - ASVspoof 5 (``ASVspoof5.train.tsv``, ``ASVspoof5.dev.track_1.tsv``, ``ASVspoof5.eval.track_1.tsv``;
   space-separated despite the suffix)::
 
@@ -62,12 +64,30 @@ from sddkit.data.table import UtteranceTable
 
 _PARTITION_CODE = re.compile(r"(?:^|_)([TDE])_[0-9A-Za-z]")
 _PARTITIONS = {"T": "train", "D": "dev", "E": "eval"}
+# the folder the 2021 key archives (LA-keys-full.tar.gz, DF-keys-stage-1.tar.gz, ...) are often unpacked into
+_KEYS_ARCHIVE = re.compile(r"^(LA|DF|PA)-keys", re.IGNORECASE)
 
 
 def partition_from_id(utt_id: str) -> str:
     """ASVspoof ids carry the partition: LA_T_* / T_* = train, *_D_* = dev, *_E_* = eval ('' if none)."""
     m = _PARTITION_CODE.search(utt_id)
     return _PARTITIONS[m.group(1)] if m else ""
+
+
+_ASV_KEYS = ("target", "nontarget")
+
+
+def _cm_label(key: str, proto: Path, lineno: int) -> str:
+    """A CM key (bonafide/spoof) -> label; an ASV key (target/nontarget) says which file this is instead."""
+    if key.strip().lower() in _ASV_KEYS:
+        raise located(
+            proto,
+            lineno,
+            f"key {key!r} is a speaker-verification (ASV) key: this is an ASV trial list, not a countermeasure (CM) "
+            "protocol; read the CM protocol (ASVspoof 2019 *.cm.*.txt, ASVspoof 2021 "
+            "keys/<track>/CM/trial_metadata.txt, ASVspoof 5 *.track_1.tsv or ASVspoof5.train.tsv)",
+        )
+    return map_label(key, ASVSPOOF_LABELS, proto, lineno)
 
 
 def _none_if_dash(value: str) -> str:
@@ -107,13 +127,20 @@ class _AudioDirs:
 
 def _fallback_roots(protocol: Path) -> list[Path]:
     """Folders searched for the audio folders when no ``root`` is given: the protocol's folder, the
-    one above and, for a 2021 key at its official place ``keys/<track>/CM/trial_metadata.txt``
-    (unpacked next to ``ASVspoof2021_<track>_eval/``), the folder holding ``keys/``."""
+    one above and, for a 2021 key at its official place (``keys/<track>/CM/trial_metadata.txt`` in the
+    full keys, ``keys/CM/trial_metadata.txt`` in the stage-1 keys; unpacked next to
+    ``ASVspoof2021_<track>_eval/``), the folder holding ``keys/`` and, when that is the archive's own
+    folder (``LA-keys-full/keys/...``, ``DF-keys-stage-1/keys/...``, as a GUI extractor unpacks it), the one above."""
     # the folder above, lexically: Path("x.txt").parent.parent is "." again, not ".."
     roots = [protocol.parent, Path(os.path.normpath(protocol.parent / ".."))]
     parents = Path(os.path.abspath(protocol)).parents
-    if len(parents) > 3 and parents[2].name == "keys":
-        roots.append(parents[3])
+    for depth in (1, 2):  # keys/CM/<file> (stage 1), keys/<track>/CM/<file> (full)
+        if len(parents) > depth + 1 and parents[depth].name == "keys":
+            holder = parents[depth + 1]
+            roots.append(holder)
+            if _KEYS_ARCHIVE.match(holder.name) and holder.parent != holder:
+                roots.append(holder.parent)
+            break
     return roots
 
 
@@ -155,7 +182,7 @@ def read_asvspoof2019_la(cfg: ASVspoof2019Config, **_: object) -> UtteranceTable
     records, lines = [], []
     for lineno, line in iter_lines(proto):
         speaker, utt, env, attack, key = split_fields(proto, lineno, line, 5, "SPEAKER UTTERANCE - ATTACK KEY")
-        label = map_label(key, ASVSPOOF_LABELS, proto, lineno)
+        label = _cm_label(key, proto, lineno)
         partition = cfg.partition or partition_from_id(utt)
         attack = "bonafide" if label == "bonafide" else _none_if_dash(attack)
         physical = utt.startswith("PA_")  # PA trials: replay attacks, third field = environment
@@ -189,13 +216,15 @@ class ASVspoof2021Config:
 
     protocol: str
     root: str | None = None
-    phases: list[str] | None = None  # keep only these PHASE values (eval, progress, hidden_track)
+    phases: list[str] | None = None  # keep only these PHASE values (eval, progress, hidden; stage-1 keys: hidden_track)
     corpus: str | None = None  # default asvspoof2021_la / asvspoof2021_df
 
 
 def _dirs_2021(track: str):
     def candidates(_: str) -> list[str]:
-        return [f"ASVspoof2021_{track}_eval/flac", f"ASVspoof2021_{track}_eval", "flac", "."]
+        name = f"ASVspoof2021_{track}_eval"
+        # the nested copy before the bare folder: that one exists too, and would hold no audio
+        return [f"{name}/flac", f"{name}/{name}/flac", name, "flac", "."]
 
     return candidates
 
@@ -222,7 +251,7 @@ def read_asvspoof2021_la(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
     records, phases, lines = [], set(), []
     for lineno, line in iter_lines(proto):
         speaker, utt, codec, transmission, attack, key, trim, phase = split_fields(proto, lineno, line, 8, layout)
-        label = map_label(key, ASVSPOOF_LABELS, proto, lineno)
+        label = _cm_label(key, proto, lineno)
         phases.add(phase)
         if cfg.phases is not None and phase not in cfg.phases:
             continue
@@ -254,7 +283,7 @@ def read_asvspoof2021_df(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
     for lineno, line in iter_lines(proto):
         fields = split_fields(proto, lineno, line, 13, _DF_LAYOUT)
         speaker, utt, codec, source, attack, key, trim, phase, vocoder, task, team, pair, lang = fields
-        label = map_label(key, ASVSPOOF_LABELS, proto, lineno)
+        label = _cm_label(key, proto, lineno)
         phases.add(phase)
         if cfg.phases is not None and phase not in cfg.phases:
             continue
@@ -319,7 +348,7 @@ def read_asvspoof5(cfg: ASVspoof5Config, **_: object) -> UtteranceTable:
         else:  # pre-release layout: SPEAKER UTT GENDER CODEC ATTACK KEY
             speaker, utt, gender, codec, attack, key = fields
             codec_q = codec_seed = attack_tag = "-"
-        label = map_label(key, ASVSPOOF_LABELS, proto, lineno)
+        label = _cm_label(key, proto, lineno)
         codec = "none" if codec == "-" else codec
         codecs.add(codec)
         if wanted is not None and codec not in wanted:

@@ -164,6 +164,8 @@ def read_common_voice(cfg: CommonVoiceConfig, **_: object) -> UtteranceTable:
     """Common Voice <split>.tsv (client_id, path, ...) + clips/<path>; duplicates across splits kept once."""
     root = require_dir(cfg.root, "Common Voice")
     clips = root / "clips"
+    # releases without a locale column: the language folder's real name, also for "." (reading from inside it)
+    language_folder = Path(os.path.abspath(root)).name
     records, seen = [], set()
     for split in cfg.splits:
         tsv = root / f"{split}.tsv"
@@ -178,7 +180,7 @@ def read_common_voice(cfg: CommonVoiceConfig, **_: object) -> UtteranceTable:
             if utt in seen:  # validated.tsv contains train/dev/test
                 continue
             seen.add(utt)
-            language = row.get("locale") or root.name
+            language = row.get("locale") or language_folder
             records.append(
                 _bona(
                     utt, str(clips / name), row["client_id"], cfg.corpus, cfg.corpus, partition=split, language=language

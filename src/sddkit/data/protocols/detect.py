@@ -7,7 +7,9 @@ whitespace-separated field layout, ASVspoof 2019 LA/PA (5 fields), 2021 LA (8) /
 ASVspoof 5 (10, or the 6-field pre-release) and ADD 2022 (``<file> genuine|fake``). Folders:
 sddbench (``manifest.csv``), generic ``bonafide/``+``spoof/``, FakeAVCeleb, In-the-Wild, LJSpeech,
 VCTK, Common Voice, MLAAD, LibriSpeech, Fake-or-Real.
-Anything else is a :class:`ProtocolError` that says what was seen and lists the formats.
+Anything else is a :class:`ProtocolError` that says what was seen and lists the formats; ASVspoof files
+no reader takes (ASVspoof 5 track-2 trial lists, the 2021 PA key) and a ``meta.csv`` of another format in
+a folder are named as such.
 """
 
 from __future__ import annotations
@@ -79,6 +81,30 @@ def _detect_headed(path: Path, line: str) -> str | None:
     return None
 
 
+def _refuse_unreadable(path: Path, lineno: int, tokens: list[str]) -> None:
+    """Known ASVspoof files that no reader takes: a clear error, not the wrong reader or "cannot tell".
+
+    ASVspoof 5's track-2 lists (``TARGET_SPEAKER FLAC GENDER ATTACK ASV_KEY``, ``D_0062 D_0000000001 F A11 spoof``)
+    have the 2019 CM protocol's five fields and, on a ``spoof`` line, its last one. The ASVspoof 2021 PA key
+    (``PA_0010 PA_E_1000001 R3 M3 d4 r1 m1 s4 c4 spoof notrim eval``) has no reader."""
+    if len(tokens) == 12 and tokens[9].lower() in _LABELS and tokens[10] in _TRIM:
+        raise ProtocolError(
+            f"{path}:{lineno}: an ASVspoof 2021 PA key (SPEAKER UTT + 7 replay factors + KEY TRIM PHASE); "
+            "no protocol reader takes it (the 2019 PA CM protocols read as asvspoof2019_la)"
+        )
+    if (
+        len(tokens) == 5
+        and _ASV5_ID.match(tokens[1])
+        and tokens[2] in ("F", "M")
+        and tokens[4].lower() in ("target", "nontarget", "spoof")
+    ):
+        raise ProtocolError(
+            f"{path}:{lineno}: an ASVspoof 5 track-2 (SASV) trial list (TARGET_SPEAKER FLAC_FILE_NAME GENDER "
+            "ATTACK_LABEL ASV_KEY), not a countermeasure protocol; read ASVspoof5.<dev|eval>.track_1.tsv or "
+            "ASVspoof5.train.tsv instead"
+        )
+
+
 def _detect_fields(tokens: list[str]) -> str | None:
     n = len(tokens)
     if n == 5 and tokens[4].lower() in _LABELS:
@@ -103,7 +129,10 @@ def detect_file_format(path: Path) -> str:
     if first is None:
         raise ProtocolError(f"{path}: empty file; cannot tell its protocol format")
     lineno, line = first
-    fmt = _detect_headed(path, line) or _detect_fields(line.split())
+    fmt = _detect_headed(path, line)
+    if fmt is None:
+        _refuse_unreadable(path, lineno, line.split())
+        fmt = _detect_fields(line.split())
     if fmt is None:
         raise ProtocolError(
             f"{path}:{lineno}: cannot tell the protocol format from this line ({len(line.split())} fields): "
@@ -142,6 +171,12 @@ def detect_folder_format(d: Path) -> str:
         first = _first_line(meta)
         if first is not None and _is_mlaad_header(first[1]):
             raise _mlaad_meta_error(meta)
+        other = _detect_headed(meta, first[1]) if first is not None else None
+        if other not in (None, "in_the_wild"):
+            # a hand-written path,label list saved as meta.csv: In-the-Wild's reader would refuse its header
+            raise ProtocolError(
+                f"{meta}: a {other} file, not In-the-Wild's meta.csv (file,speaker,label); pass the file itself"
+            )
         return "in_the_wild"
     if (d / "metadata.csv").is_file() and (d / "wavs").is_dir():
         return "ljspeech"

@@ -9,6 +9,7 @@ is the version folder name; the generators are not labelled per file (``attack``
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,10 +56,15 @@ def _canonical(version: str) -> str:
     return FOR_VERSION_FOLDERS.get(version, version)
 
 
+def _folder_name(d: Path) -> str:
+    """A folder's real name, also for ``.`` or ``..`` (whose ``Path.name`` is '')."""
+    return Path(os.path.abspath(d)).name
+
+
 def _version_names(split_dir: Path, root: Path) -> set[str]:
     """Canonical names of the folders from ``root`` (inclusive) down to ``split_dir``'s parent."""
     parent = split_dir.parent
-    names = {parent.name, *parent.relative_to(root).parts} if parent != root else {root.name}
+    names = {parent.name, *parent.relative_to(root).parts} if parent != root else {_folder_name(root)}
     return {_canonical(n) for n in names}
 
 
@@ -81,7 +87,7 @@ def read_fake_or_real(cfg: FakeOrRealConfig, **_: object) -> UtteranceTable:
     records = []
     for split_dir, names in zip(splits, split_versions):
         partition = FOR_SPLITS[split_dir.name.lower()]
-        version = split_dir.parent.name
+        version = _folder_name(split_dir.parent)
         if (wanted is not None and partition not in wanted) or (
             cfg.versions is not None and not any(_canonical(v) in names for v in cfg.versions)
         ):

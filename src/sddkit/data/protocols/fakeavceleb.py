@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sddkit.data import PROTOCOLS
-from sddkit.data.protocols._common import build_table, list_audio_files, located, relative_id, require_dir
+from sddkit.data.protocols._common import (
+    build_table,
+    check_selected,
+    list_audio_files,
+    located,
+    relative_id,
+    require_dir,
+)
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 
@@ -82,6 +89,9 @@ def read_fakeavceleb(cfg: FakeAVCelebConfig, **_: object) -> UtteranceTable:
     meta_path = root / "meta_data.csv"
     meta = read_fakeavceleb_meta(meta_path) if meta_path.is_file() else {}
     categories = cfg.categories or list(FAKEAVCELEB_CATEGORIES)
+    if cfg.categories is not None:
+        # a category asked for by name but not unpacked would be missing from the table without a word
+        check_selected(root, "categories", cfg.categories, (c for c in FAKEAVCELEB_CATEGORIES if (root / c).is_dir()))
     records = []
     for category in categories:
         folder = root / category

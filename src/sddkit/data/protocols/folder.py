@@ -2,12 +2,14 @@
 
 Spoofs in a sub-folder ``<root>/spoof/<attack>/...`` get that folder's name as ``attack``; files
 directly in ``spoof/`` get ''. Bona fide files in ``<root>/bonafide/<source>/...`` get that
-sub-folder as ``source`` (else the corpus name). ``real``/``fake`` are accepted as folder names
-too. Ids are the paths relative to ``root`` without the suffix, so they are unique and stable.
+sub-folder as ``source`` (else the corpus name: by default the root folder's name, also for ``.``).
+``real``/``fake`` are accepted as folder names too. Ids are the paths relative to ``root`` without
+the suffix, so they are unique and stable.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +41,8 @@ def label_folders(root: Path) -> list[tuple[Path, str]]:
 def read_folder(cfg: FolderConfig, **_: object) -> UtteranceTable:
     """Generic folder: <root>/bonafide/** and <root>/spoof/[<attack>/]**."""
     root = require_dir(cfg.root, "labelled")
-    corpus = cfg.corpus or root.name
+    # the folder's real name, also when it is given as "." or ".."
+    corpus = cfg.corpus or Path(os.path.abspath(root)).name
     folders = label_folders(root)
     if not folders:
         raise ProtocolError(f"{root}: expected bonafide/ and spoof/ sub-folders")

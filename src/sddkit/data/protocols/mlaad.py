@@ -169,6 +169,7 @@ def _check_languages(fake: Path, wanted: list[str] | None) -> None:
 
 def _read_model_meta(meta: Path, model_dir: Path, root: Path, lang: str, corpus: str) -> list[dict]:
     records = []
+    first: dict[Path, int] = {}  # file -> line of meta.csv that listed it
     for lineno, row in iter_csv(meta, delimiter="|", required=("path", "model_name"), what="MLAAD meta.csv"):
         if not row["path"]:
             raise located(meta, lineno, "empty path")
@@ -176,6 +177,9 @@ def _read_model_meta(meta: Path, model_dir: Path, root: Path, lang: str, corpus:
         # `path` is relative to the MLAAD root; if it points elsewhere (moved copies), trust the folder
         candidate = root / Path(*[p for p in rel.parts if p != "."])
         path = candidate if candidate.parent == model_dir else model_dir / rel.name
+        if path in first:
+            raise located(meta, lineno, f"{row['path']!r} is the file of line {first[path]} again")
+        first[path] = lineno
         records.append(
             {
                 "utt_id": relative_id(path, root),
