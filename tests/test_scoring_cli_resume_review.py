@@ -116,9 +116,9 @@ def test_malformed_path_manifests_are_refused(tmp_path, text, match):
 
 def test_a_model_that_answers_nan_on_the_probe_is_told_apart_from_one_that_does_not():
     nan_model = {"probe": [None, None]}
-    assert batch._run_differences(nan_model, {"probe": [0.5, -0.2]}) == ["model weights"]
-    assert batch._run_differences(nan_model, {"probe": [None, None]}) == []
-    assert batch._run_differences({"probe": [0.5, -0.2]}, {"probe": [0.5, -0.2]}) == []
+    assert batch.run_differences(nan_model, {"probe": [0.5, -0.2]}) == ["model weights"]
+    assert batch.run_differences(nan_model, {"probe": [None, None]}) == []
+    assert batch.run_differences({"probe": [0.5, -0.2]}, {"probe": [0.5, -0.2]}) == []
 
 
 def test_outputs_without_a_recorded_folder_resolve_against_the_current_one(tmp_path, model_dir, monkeypatch):

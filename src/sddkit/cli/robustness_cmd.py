@@ -6,6 +6,11 @@ Each file is decoded once, degraded by every condition (seeded per condition and
 scored; ``clean`` is always the reference. Writes OUT/robustness.{csv,json,md,png} (one row per
 condition and mode: EER, balanced accuracy at the model's threshold, minDCF) and
 OUT/scores_<mode>.csv (per-trial scores), and prints the Markdown table.
+
+Resumable: the scores are journaled in OUT/robustness.journal.jsonl as the batches are scored, so a rerun
+with the same options after a crash or Ctrl-C scores only the files not yet done (a journal of another
+model, protocol or settings is refused, naming what differs: delete it to start afresh). The journal is
+removed once the report is written.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="evaluate a model under degradations (codecs, noise, reverb, laundering), SAFE-style",
         description="Score a protocol under named test conditions in two modes: 'all' (every utterance "
         "degraded) and 'spoof_only' (only spoofs degraded, bona fide stays clean, as in the SAFE challenge). "
-        "Writes robustness.csv/.json/.md/.png and scores_<mode>.csv into --out.",
+        "Writes robustness.csv/.json/.md/.png and scores_<mode>.csv into --out. Resumable: scores are journaled "
+        "in --out as they are made (robustness.journal.jsonl, removed once the report is written), and a rerun "
+        "with the same model, protocol and options after a crash or Ctrl-C scores only the files not yet done "
+        "(a journal of other ones is refused: delete it to start afresh).",
     )
     p.add_argument("--model", default=None, help="model directory (default: the bundled default model)")
     p.add_argument("--protocol", required=True, help="protocol file or labelled folder (bonafide/ + spoof/)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (a rerun into it resumes an unfinished run)")
     p.add_argument(
         "--conditions",
         default="all",
@@ -69,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from sddkit.cli.options import check_minimums, parse_partitions, read_partitions, set_torch_threads
     from sddkit.config import from_dict
     from sddkit.evaluation.robustness import (
+        JOURNAL_NAME,
         RobustnessConfig,
         markdown_table,
         prepare_out_dir,
@@ -105,14 +114,16 @@ def run(args: argparse.Namespace) -> int:
         "sample_rate": detector.sample_rate,
         "window_samples": detector.inference.window_samples,
     }
-    prepare_out_dir(args.out)  # an --out that cannot be written fails now, not after the scoring
-    result = run_robustness(detector, table, config, progress=not args.quiet, info=info)
+    out = prepare_out_dir(args.out)  # an --out that cannot be written fails now, not after the scoring
+    journal = out / JOURNAL_NAME
+    result = run_robustness(detector, table, config, progress=not args.quiet, info=info, journal=journal)
     paths = write_robustness(result, args.out)
     if not args.quiet:
         print(markdown_table(result.rows))
     failed = f", {len(result.failures)} file(s) could not be decoded" if result.failures else ""
     errors = sum(len(e) for e in result.condition_errors.values())
     failed += f", {errors} degradation(s) failed" if errors else ""
+    failed += f", {result.n_resumed} file(s) resumed from {JOURNAL_NAME}" if result.n_resumed else ""
     print(
         f"{int(result.decoded.sum())} files x {len(config.conditions)} conditions ({', '.join(config.modes)})"
         f"{failed} -> {Path(paths['robustness.md'])}",

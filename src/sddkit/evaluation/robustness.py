@@ -24,6 +24,17 @@ Files written by :func:`write_robustness` into the output folder::
     robustness.csv / robustness.json / robustness.md   one row per (condition, mode)
     robustness.png                                     EER per condition, one bar per mode
     scores_<mode>.csv                                  utt_id, label, condition, score per trial
+
+Resuming: with a ``journal`` (``sdd robustness`` keeps ``robustness.journal.jsonl`` in its output folder),
+:func:`run_robustness` appends, after every batch the model has scored, one JSON line with that batch's
+per-condition scores, condition errors and unreadable files, flushed to disk, so a crash or Ctrl-C loses at
+most one batch. A rerun with the same journal reuses the files it holds and scores only the rest, in the same
+batches, so its report is the one an uninterrupted run writes. The journal's first line records what the scores
+depend on (the model: its weights digest, inference settings and scores of a probe signal; the conditions,
+modes, seed, limit, fast codecs, maximum duration; the selected utterances' ids, paths and labels); a journal
+of another run is refused, naming what differs, never mixed in. ``--batch-size``, ``--workers``, ``--threads``
+and ``--device`` may change between the runs (scores then agree up to rounding). A last line cut off by a kill
+is dropped. :func:`write_robustness` removes the journal once the report it was scored for is published.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,6 +57,7 @@ from sddkit.config import to_dict
 from sddkit.data.protocols._common import check_selected
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ConfigError, ProtocolError, SddkitError
+from sddkit.locks import ExclusiveLock
 from sddkit.metrics import DCFCost, det_curve, eer_from_curve, min_dcf_from_curve, threshold_metrics
 from sddkit.outputs import publish_staged, why_unwritable
 
@@ -68,6 +81,8 @@ ROW_COLUMNS: tuple[str, ...] = (
     "note",
 )
 MAX_REPORTED_ERRORS = 50  # error messages kept per kind in robustness.json (all are counted)
+JOURNAL_NAME = "robustness.journal.jsonl"  # sdd robustness's journal in its output folder
+JOURNAL_SCHEMA = "sddkit.robustness-journal/1"
 
 
 # --- conditions -------------------------------------------------------------------------------
@@ -218,7 +233,9 @@ class RobustnessResult:
     calibrated scores of the degraded audio (NaN where it was not needed or failed: bona fide
     utterances are only degraded for mode ``all``); failures: decode errors (whole utterance
     lost); condition_errors: condition -> errors of degrading/scoring one utterance; rows: one
-    per (condition, mode), see ``ROW_COLUMNS``; info: model/protocol description for the report.
+    per (condition, mode), see ``ROW_COLUMNS``; info: model/protocol description for the report;
+    journal: the journal the scores were recorded in (None: none), removed by :func:`write_robustness`
+    once the report is published; n_resumed: files whose results this run read back from it.
     """
 
     config: RobustnessConfig
@@ -230,6 +247,8 @@ class RobustnessResult:
     condition_errors: dict[str, list[str]]
     rows: list[dict[str, Any]]
     info: dict[str, Any] = field(default_factory=dict)
+    journal: Path | None = None
+    n_resumed: int = 0
 
     @property
     def decoded(self) -> np.ndarray:
@@ -318,26 +337,185 @@ def _process(detector: Any, table_row: dict[str, Any], index: int, cfg: Robustne
 
 
 def _processed_in_order(
-    detector: Any, records: Sequence[dict[str, Any]], cfg: RobustnessConfig
+    detector: Any, records: Sequence[dict[str, Any]], cfg: RobustnessConfig, todo: Sequence[int] | None = None
 ) -> Iterator[tuple[int, _Utterance | str]]:
-    """(index, decoded utterance or error) in protocol order, ``cfg.workers`` threads ahead of the model."""
+    """(index, decoded utterance or error) of the ``todo`` indices (default: all) in protocol order,
+    ``cfg.workers`` threads ahead of the model."""
+    order = list(range(len(records)) if todo is None else todo)
     if cfg.workers == 0:
-        for i, rec in enumerate(records):
-            yield i, _process(detector, rec, i, cfg)
+        for i in order:
+            yield i, _process(detector, records[i], i, cfg)
         return
     ahead = max(2, 2 * cfg.workers)  # bounded look-ahead: every condition's windows of few files in memory
     with ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="sdd-robust") as pool:
         pending: list[tuple[int, Future]] = []
-        next_index = 0
-        while next_index < len(records) and len(pending) < ahead:
-            pending.append((next_index, pool.submit(_process, detector, records[next_index], next_index, cfg)))
-            next_index += 1
+        nxt = 0
+        while nxt < len(order) and len(pending) < ahead:
+            pending.append((order[nxt], pool.submit(_process, detector, records[order[nxt]], order[nxt], cfg)))
+            nxt += 1
         while pending:
             i, fut = pending.pop(0)
-            if next_index < len(records):
-                pending.append((next_index, pool.submit(_process, detector, records[next_index], next_index, cfg)))
-                next_index += 1
+            if nxt < len(order):
+                pending.append((order[nxt], pool.submit(_process, detector, records[order[nxt]], order[nxt], cfg)))
+                nxt += 1
             yield i, fut.result()
+
+
+# --- the journal ------------------------------------------------------------------------------
+
+
+def journal_header(
+    detector: Any, records: Sequence[dict[str, Any]], cfg: RobustnessConfig, info: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What the scores of a run depend on, the first line of its journal: a journal is resumed only when this
+    matches (see :func:`header_differences`). ``info`` (the model and protocol as named) is for messages only."""
+    from sddkit.scoring.batch import run_info
+
+    rows = hashlib.sha256()
+    for r in records:
+        rows.update(f"{r['utt_id']}\x00{r['path']}\x00{r['label']}\n".encode())
+    return _json_safe(
+        {
+            "schema": JOURNAL_SCHEMA,
+            "model": run_info(detector),  # weights digest, inference settings, scores of a probe signal
+            "settings": {
+                "conditions": list(cfg.conditions),
+                "modes": list(cfg.modes),
+                "seed": cfg.seed,
+                "limit": cfg.limit,
+                "fast_codecs": cfg.fast_codecs,
+                "max_duration": cfg.max_duration,
+            },
+            "utterances": {"n": len(records), "digest": rows.hexdigest()},
+            "info": dict(info or {}),
+        }
+    )
+
+
+def header_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between two :func:`journal_header` records, in words (empty: the same run)."""
+    from sddkit.scoring.batch import run_differences
+
+    if earlier.get("schema") != now.get("schema"):
+        return [f"journal format: earlier {earlier.get('schema')!r}, now {now.get('schema')!r}"]
+    diffs: list[str] = []
+    model_then, model_now = earlier.get("model") or {}, now.get("model") or {}
+    for what in run_differences(model_then, model_now):
+        if what == "model weights":
+            diffs.append(f"the model (earlier {model_then.get('model')}, now {model_now.get('model')})")
+        else:
+            diffs.append(f"the model's {what} settings: earlier {model_then.get(what)!r}, now {model_now.get(what)!r}")
+    then, settings = earlier.get("settings") or {}, now.get("settings") or {}
+    for key in settings:
+        a, b = then.get(key), settings[key]
+        if a == b:
+            continue
+        if key == "conditions" and isinstance(a, list) and set(a) != set(b):  # 41 names: say which changed
+            added, dropped = [v for v in b if v not in a], [v for v in a if v not in b]
+            change = ", ".join(filter(None, [added and f"added {added}", dropped and f"dropped {dropped}"]))
+            diffs.append(f"{key}: {change}")
+        else:
+            diffs.append(f"{key}: earlier {a!r}, now {b!r}")
+    if earlier.get("utterances") != now.get("utterances"):
+        n_then, n_now = (earlier.get("utterances") or {}).get("n"), now["utterances"]["n"]
+        diffs.append(
+            f"the utterances: earlier {n_then}, now {n_now} "
+            "(ids, audio paths or labels differ: another --protocol, --partitions, --limit or --seed?)"
+        )
+    return diffs
+
+
+class RobustnessJournal:
+    """An append-only JSON-lines record of the scored batches of one robustness run, held exclusively.
+
+    Line 1 is the run's :func:`journal_header`; each further line one batch:
+    ``{"files": [{"i": index, "utt_id": ..., "scores": {condition: score}} | {"i", "utt_id", "failure": error}],
+    "errors": [[condition, error], ...]}`` (the condition errors in the order they arose). Opening an existing
+    journal checks its header against ``header`` (another run's is a ProtocolError saying what differs) and
+    drops a last line cut off by a kill; ``batches`` are the lines read back.
+    """
+
+    def __init__(self, path: str | Path, header: dict[str, Any]):
+        self.path = Path(path)
+        self._file: Any = None
+        self._lock = ExclusiveLock(
+            f"{self.path}.lock",
+            ProtocolError(
+                f"{self.path} is being written by another sdd robustness run (it holds {self.path.name}.lock); "
+                "wait for it to finish, or choose another --out"
+            ),
+        )
+        try:
+            self.batches = self._read(header)
+            self._file = open(self.path, "a", encoding="utf-8")
+            if self.path.stat().st_size == 0:
+                self._write(header)
+        except OSError as exc:
+            self._lock.release()
+            raise ConfigError(f"{self.path}: cannot write the robustness journal ({exc.strerror or exc})") from None
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _refuse(self, why: str) -> ProtocolError:
+        return ProtocolError(
+            f"{self.path} {why}; resuming would mix it with this run: delete it to start afresh, "
+            "or choose another --out"
+        )
+
+    def _read(self, header: dict[str, Any]) -> list[dict[str, Any]]:
+        """The batches of an existing journal (after checking its header); a cut-off last line is cut away."""
+        if not self.path.is_file():
+            return []
+        lines: list[tuple[int, Any]] = []  # (offset after the line, its record or None when damaged)
+        offset = 0
+        with open(self.path, "rb") as f:
+            for raw in f:
+                if not raw.endswith(b"\n"):
+                    break  # cut off mid-write: the batch it held is scored again
+                offset += len(raw)
+                try:
+                    lines.append((offset, json.loads(raw)))
+                except ValueError:
+                    lines.append((offset, None))  # damaged: at the end it was cut off too, else it is refused
+        while lines and lines[-1][1] is None:
+            lines.pop()
+        whole = lines[-1][0] if lines else 0
+        if whole != self.path.stat().st_size:
+            with open(self.path, "rb+") as f:
+                f.truncate(whole)
+        if not lines:
+            return []
+        earlier = lines[0][1]
+        if not isinstance(earlier, dict) or not str(earlier.get("schema")).startswith("sddkit.robustness-journal/"):
+            raise self._refuse("is not a robustness journal")
+        diffs = header_differences(earlier, header)
+        if diffs:
+            raise self._refuse(f"holds the scores of another robustness run ({'; '.join(diffs)})")
+        batches = [record for _, record in lines[1:]]
+        for k, batch in enumerate(batches, start=2):
+            if not isinstance(batch, dict) or not isinstance(batch.get("files"), list):
+                raise self._refuse(f"is damaged at line {k}")
+        return batches
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n")
+        self._file.flush()  # a kill loses at most the batch being scored
+        os.fsync(self._file.fileno())
+
+    def append(self, files: list[dict[str, Any]], errors: list[tuple[str, str]]) -> None:
+        """Record one scored batch: its files (scores or failure) and the condition errors it raised."""
+        try:
+            self._write({"files": files, "errors": [list(e) for e in errors]})
+        except OSError as exc:  # a full disk: stop now, with what was written kept
+            raise ConfigError(f"{self.path}: cannot write the robustness journal ({exc.strerror or exc})") from None
+
+    def close(self) -> None:
+        try:
+            if self._file is not None:
+                self._file.close()
+        finally:
+            self._lock.release()
 
 
 def run_robustness(
@@ -347,12 +525,17 @@ def run_robustness(
     *,
     progress: bool = True,
     info: dict[str, Any] | None = None,
+    journal: str | Path | None = None,
 ) -> RobustnessResult:
     """Score ``table`` under every condition of ``config`` with ``detector`` (a ScoringDetector).
 
     Decoding and degradation run in ``config.workers`` threads while this thread runs the model
     on batches of ``detector.batch_size`` windows. Unreadable files are counted, not fatal; a
     ProtocolError is raised when no file can be decoded or the decoded ones lack a class.
+
+    ``journal``: a file (:class:`RobustnessJournal`) to which every scored batch is appended; the files an
+    earlier run with the same model, settings and utterances recorded there are read back, not scored again,
+    and the result is the one an uninterrupted run gives. A journal of another run is a ProtocolError.
     """
     from tqdm.auto import tqdm
 
@@ -366,6 +549,13 @@ def run_robustness(
     failures: list[str] = []
     condition_errors: dict[str, list[str]] = {}
     pending: list[tuple[int, str, Any]] = []  # (utterance index, condition, PreparedAudio) awaiting the model
+    # the files processed since the journal's last line, and the condition errors they raised, in order
+    batch_files: list[dict[str, Any]] = []
+    batch_errors: list[tuple[str, str]] = []
+
+    def add_error(name: str, error: str) -> None:
+        condition_errors.setdefault(name, []).append(error)
+        batch_errors.append((name, error))
 
     def flush() -> None:
         from sddkit.scoring.api import non_finite_reason
@@ -374,43 +564,77 @@ def run_robustness(
         for (i, name, _), res in zip(pending, results):
             reason = non_finite_reason(res)
             if reason is not None:  # a NaN would otherwise pass for a score (and always read as "spoof")
-                condition_errors.setdefault(name, []).append(f"{records[i]['utt_id']}: {reason}")
+                add_error(name, f"{records[i]['utt_id']}: {reason}")
                 continue
             scores[name][i] = res.score
         pending.clear()
 
-    bar = tqdm(total=n, unit="file", desc="sdd robustness", disable=not progress, dynamic_ncols=True)
+    def commit() -> None:
+        """Journal the files processed since the last commit: all their conditions are scored by now."""
+        if log is not None and batch_files:
+            for entry in batch_files:
+                if "failure" not in entry:
+                    i = entry["i"]
+                    entry["scores"] = {c: float(s[i]) for c, s in scores.items() if np.isfinite(s[i])}
+            log.append(batch_files, batch_errors)
+        batch_files.clear()
+        batch_errors.clear()
+
+    log = None
+    done: set[int] = set()
+    if journal is not None:
+        log = RobustnessJournal(journal, journal_header(detector, records, cfg, info))
     try:
-        n_windows = 0
-        for i, item in _processed_in_order(detector, records, cfg):
-            bar.update(1)
-            if isinstance(item, str):
-                failures.append(item)
-                continue
-            for name, prepared in item.variants:
-                if isinstance(prepared, str):
-                    condition_errors.setdefault(name, []).append(prepared)
+        if log is not None:
+            done = _replay(log, records, scores, failures, condition_errors)
+        todo = [i for i in range(n) if i not in done]
+        bar = tqdm(
+            total=n, initial=len(done), unit="file", desc="sdd robustness", disable=not progress, dynamic_ncols=True
+        )
+        try:
+            n_windows = 0
+            for i, item in _processed_in_order(detector, records, cfg, todo):
+                bar.update(1)
+                if isinstance(item, str):
+                    failures.append(item)
+                    batch_files.append({"i": i, "utt_id": str(records[i]["utt_id"]), "failure": item})
                     continue
-                pending.append((i, name, prepared))
-                n_windows += prepared.windows.shape[0]
-            if n_windows >= detector.batch_size:
+                batch_files.append({"i": i, "utt_id": str(records[i]["utt_id"])})
+                for name, prepared in item.variants:
+                    if isinstance(prepared, str):
+                        add_error(name, prepared)
+                        continue
+                    pending.append((i, name, prepared))
+                    n_windows += prepared.windows.shape[0]
+                if n_windows >= detector.batch_size:
+                    flush()
+                    commit()
+                    n_windows = 0
+            if pending:
                 flush()
-                n_windows = 0
-        if pending:
-            flush()
+            commit()
+        finally:
+            bar.close()
     finally:
-        bar.close()
+        if log is not None:
+            log.close()
 
     labels = table.labels
     decoded = np.isfinite(scores[CLEAN])
+    # a rerun reads these files' results back from the journal: mended files are scored again only without it
+    kept = (
+        ""
+        if log is None
+        else f" (a rerun reads the files' results back from {log.path}: delete it to score them again)"
+    )
     if not decoded.any():
         first = f"; first error: {failures[0]}" if failures else ""
-        raise ProtocolError(f"none of the {n} files could be decoded and scored{first}")
+        raise ProtocolError(f"none of the {n} files could be decoded and scored{first}{kept}")
     if labels[decoded].min() == labels[decoded].max():
         which = "bona fide" if labels[decoded][0] == 1 else "spoof"
         raise ProtocolError(
             f"only {which} utterances could be scored ({int(decoded.sum())} of {n}); "
-            "a robustness evaluation needs both bona fide and spoof speech"
+            f"a robustness evaluation needs both bona fide and spoof speech{kept}"
         )
     result = RobustnessResult(
         config=cfg,
@@ -422,9 +646,41 @@ def run_robustness(
         condition_errors=condition_errors,
         rows=[],
         info=dict(info or {}),
+        journal=None if log is None else log.path,
+        n_resumed=len(done),
     )
     result.rows = summarize(result)
     return result
+
+
+def _replay(
+    log: RobustnessJournal,
+    records: Sequence[dict[str, Any]],
+    scores: dict[str, np.ndarray],
+    failures: list[str],
+    condition_errors: dict[str, list[str]],
+) -> set[int]:
+    """Fill in the results ``log`` holds, in the order they were recorded; returns the indices of its files."""
+    done: set[int] = set()
+    for k, batch in enumerate(log.batches, start=2):
+        try:
+            for entry in batch["files"]:
+                i = int(entry["i"])
+                if not 0 <= i < len(records) or str(records[i]["utt_id"]) != entry["utt_id"] or i in done:
+                    raise ValueError(f"file {i} is not {entry['utt_id']!r} or is there twice")
+                if "failure" in entry:
+                    failures.append(str(entry["failure"]))
+                else:
+                    for name, value in entry["scores"].items():
+                        scores[name][i] = float(value)
+                done.add(i)
+            for name, error in batch["errors"]:
+                condition_errors.setdefault(str(name), []).append(str(error))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(
+                f"{log.path} is damaged at line {k} ({exc}); delete it to start afresh, or choose another --out"
+            ) from None
+    return done
 
 
 # --- summarising ------------------------------------------------------------------------------
@@ -642,7 +898,9 @@ def write_robustness(result: RobustnessResult, out_dir: str | Path) -> dict[str,
     The files are published together (:func:`sddkit.outputs.publish_staged`, ``robustness.json`` last), so a
     crash, a full disk or Ctrl-C leaves no half-written file and no mix of this run's files with an earlier run's.
     A ``scores_<mode>.csv`` of a mode this run did not evaluate (left by an earlier run into the same folder) is
-    removed: next to this run's report it would pass for this run's scores.
+    removed: next to this run's report it would pass for this run's scores. The journal the result was scored
+    with (``result.journal``) is removed after the report is in place, so a rerun into the same folder scores
+    afresh; a crash before that keeps it, and the rerun then publishes the same report from it.
     """
     out = prepare_out_dir(out_dir)
 
@@ -658,4 +916,6 @@ def write_robustness(result: RobustnessResult, out_dir: str | Path) -> dict[str,
         return [*modes, "robustness.csv", "robustness.md", "robustness.png", "robustness.json"]  # the json last
 
     names = publish_staged(out, "robustness report", write, stale=[f"scores_{mode}.csv" for mode in MODES])
+    if result.journal is not None:  # its scores are in the report now; a rerun starts afresh
+        result.journal.unlink(missing_ok=True)
     return {name: out / name for name in names}

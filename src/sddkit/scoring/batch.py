@@ -329,7 +329,7 @@ def run_info(detector: ScoringDetector, *, windows: bool = False) -> dict[str, A
     raw = (logits[:, 1] - logits[:, 0]).tolist() if logits.shape == (2, 2) else []
     run = {
         "model": str(detector.info.get("path", "")),  # for messages only: a model may move
-        "weights_digest": detector.info.get("weights_digest"),  # which weights scored (see _run_differences)
+        "weights_digest": detector.info.get("weights_digest"),  # which weights scored (see run_differences)
         "inference": json.loads(json.dumps(cfg.to_dict())),
         "windows": bool(windows),
         "probe": [float(v) if math.isfinite(v) else None for v in raw],
@@ -340,7 +340,7 @@ def run_info(detector: ScoringDetector, *, windows: bool = False) -> dict[str, A
     return run
 
 
-def _run_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str]:
+def run_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """Which parts of two :func:`run_info` records differ (empty: the same run)."""
     diffs = [k for k in ("columns", "inference", "windows") if k in earlier and k in now and earlier[k] != now[k]]
     # Two digests that differ are two sets of weights, however alike their probe scores (two checkpoints of one
@@ -372,7 +372,7 @@ def check_run_info(out: str | Path, run: dict[str, Any]) -> None:
 def _refuse_another_run(out: str | Path, earlier: dict[str, Any], run: dict[str, Any]) -> None:
     """The check of :func:`check_run_info` against a run record already read."""
     path = run_record_path(out)
-    diffs = _run_differences(earlier, run)
+    diffs = run_differences(earlier, run)
     if diffs:
         details = "; ".join(
             f"{k}: earlier {earlier.get(k)!r}, now {run.get(k)!r}" for k in diffs if k != "model weights"
@@ -905,7 +905,7 @@ def _merged_run_info(sources: Sequence[Path]) -> dict[str, Any] | None:
         if merged is None:
             merged = (src, run)
             continue
-        diffs = _run_differences(merged[1], run)
+        diffs = run_differences(merged[1], run)
         if diffs:
             raise ProtocolError(
                 f"{src} and {merged[0]} were scored by different runs ({', '.join(diffs)} differ); "
