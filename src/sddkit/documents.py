@@ -8,13 +8,14 @@ naming the file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from sddkit.errors import CheckpointError
 
-__all__ = ["read_versioned_json", "run_record_path"]
+__all__ = ["file_digest", "read_versioned_json", "run_record_path"]
 
 
 def read_versioned_json(path: str | Path, *, fmt: str, version: int, what: str) -> dict[str, Any]:
@@ -49,3 +50,16 @@ def run_record_path(scores: str | Path) -> Path:
     ``sddkit.evaluation.scores``; it lives here so that neither side imports the other (scoring must not load
     scipy, evaluation must not load torch)."""
     return Path(f"{scores}.run.json")
+
+
+def file_digest(path: str | Path) -> str | None:
+    """SHA-256 (hex) of a file's bytes: which version of a protocol or score file a run read. None for anything
+    but a readable regular file (a folder a protocol reader lists, a missing path)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:  # a folder (IsADirectoryError), a missing or unreadable file
+        return None
+    return digest.hexdigest()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,11 +57,45 @@ def evaluate_files(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # partial-match notes are printed from the report below
         report = evaluate(table, score_file, config)
+    report.inputs = evaluated_inputs(scores, protocol, protocol_format, partitions)
     paths = write_report(report, out)
     for note in report.warnings:
         print(f"warning: {note}", file=sys.stderr)
     print(f"{report.summary()} -> {Path(paths['report.md'])}")
     return 0
+
+
+def evaluated_inputs(
+    scores: str, protocol: str, protocol_format: str | None, partitions: list[str] | None
+) -> dict[str, Any]:
+    """What a report evaluated (its ``inputs``): the score file and the protocol by absolute path and SHA-256
+    (a path alone names a file that may be rewritten), and the model that scored, from the run record
+    ``sdd score`` wrote beside its output (None: a score file from elsewhere)."""
+    import os
+
+    from sddkit import __version__
+    from sddkit.documents import file_digest, run_record_path
+
+    try:
+        record = json.loads(run_record_path(scores).read_text())
+    except (OSError, ValueError):
+        record = None
+    model = None
+    if isinstance(record, dict):
+        where, cwd = record.get("model"), record.get("cwd")
+        if isinstance(where, str) and where and isinstance(cwd, str) and os.path.isabs(cwd):
+            where = os.path.normpath(os.path.join(cwd, where))  # as sdd score's working directory read it
+        model = {"model": where, "weights_digest": record.get("weights_digest")}
+    return {
+        "scores": os.path.abspath(scores),
+        "scores_sha256": file_digest(scores),
+        "protocol": os.path.abspath(protocol),
+        "protocol_sha256": file_digest(protocol),  # None for a protocol folder
+        "protocol_format": protocol_format,
+        "partitions": partitions,
+        "model": model,
+        "sddkit_version": __version__,
+    }
 
 
 def run(args: argparse.Namespace) -> int:

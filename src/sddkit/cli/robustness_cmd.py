@@ -16,6 +16,7 @@ removed once the report is written.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -76,6 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from sddkit.cli.options import check_minimums, parse_partitions, read_partitions, set_torch_threads
     from sddkit.config import from_dict
+    from sddkit.documents import file_digest
     from sddkit.evaluation.robustness import (
         JOURNAL_NAME,
         RobustnessConfig,
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         write_robustness,
     )
     from sddkit.scoring.api import load_detector, resolve_model_path, scoring_device
+    from sddkit.training.provenance import package_versions
 
     check_minimums(args, batch_size=1, workers=0, threads=1, max_duration_s=0)
     scoring_device(args.device)
@@ -109,10 +112,16 @@ def run(args: argparse.Namespace) -> int:
     info = {
         "model": str(model_path),
         "protocol": str(args.protocol),
+        "protocol_sha256": file_digest(args.protocol),  # None for a protocol folder
         "protocol_format": args.protocol_format,
         "partitions": partitions,
         "sample_rate": detector.sample_rate,
         "window_samples": detector.inference.window_samples,
+        # which weights scored (the path may be relative, and a model directory may be overwritten), where
+        # relative paths were read from, and the versions of what decoded and degraded the audio
+        "weights_digest": detector.info.get("weights_digest"),
+        "cwd": os.getcwd(),
+        "versions": package_versions(),
     }
     out = prepare_out_dir(args.out)  # an --out that cannot be written fails now, not after the scoring
     journal = out / JOURNAL_NAME

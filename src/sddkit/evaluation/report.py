@@ -104,6 +104,9 @@ class Report:
     per_partition: list[dict[str, Any]] | None = None  # None: the protocol has no partition column
     # a mixture's mean gate weights: {"experts": [names], "by_source": rows, "by_attack": rows}; None without them
     gate_weights: dict[str, Any] | None = None
+    # what was evaluated: the score file, the protocol (absolute paths, SHA-256s) and the model that scored, when
+    # sdd score recorded it (see sddkit.cli.eval_cmd.evaluated_inputs); None: not known (an array of scores)
+    inputs: dict[str, Any] | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -123,6 +126,7 @@ class Report:
                 "per_codec": self.per_codec,
                 "gate_weights": self.gate_weights,
                 "matching": self.matching,
+                "inputs": self.inputs,
                 "config": to_dict(self.config),
             }
         )

@@ -22,6 +22,7 @@ keys, arrays and bytes are tagged so :func:`decode_state` restores them exactly 
 from __future__ import annotations
 
 import base64
+import glob
 import json
 import os
 import random
@@ -177,9 +178,24 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     if not name or any(c in name for c in "/\0\ufffd") or name.startswith("."):
         raise CheckpointError(f"{pointer}: invalid checkpoint pointer {name!r}")
     path = root / name
-    if not path.is_dir():
+    if not path.is_dir() and not _restore_moved_aside(root, name):
         raise CheckpointError(f"{pointer} names {name!r}, which does not exist")
     return path
+
+
+def _restore_moved_aside(root: Path, name: str) -> bool:
+    """Put back the copy of checkpoint ``name`` that a re-save of its step moved aside (``.tmp-old-<name>-<pid>``)
+    and was killed before renaming the new copy in: the one ``latest`` names, which the next save would delete
+    with the other temporary directories. Returns whether there was one."""
+    for old in sorted(root.glob(f"{_TMP_PREFIX}old-{glob.escape(name)}-*")):
+        if (old / STATE_JSON).is_file() and (old / STATE_TENSORS).is_file():
+            try:
+                os.replace(old, root / name)
+            except OSError:  # another process (a DDP rank) put it back first
+                break
+            fsync_dir(root)
+            return True
+    return (root / name).is_dir()
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -14,6 +14,7 @@ Layout of ``out_dir``::
     fold_<values>/               the fold's training run (trainer.out_dir): checkpoints/, best/, final/, ...
                                  (a name over 255 bytes is cut short and ends in ``~`` and a hash of the values)
     fold_<values>/held_out.csv   ``sdd score`` rows of the held-out files (appended, so a restart resumes)
+    fold_<values>/held_out.csv.run.json  the model that scored them (``best/``, its weights digest), as ``sdd score``
     fold_<values>/fold.json      the fold's figures, written last: a fold with it is done and is not rerun
     cv.json                      all folds and the mean
 
@@ -240,21 +241,28 @@ def _score_held_out(
     """Raw scores (N,) of the table's files in table order, appended to ``out_csv`` as ``sdd score`` does, on
     ``device`` (the one the fold trained on), files longer than ``max_duration`` seconds failing."""
     from sddkit.scoring.api import load_detector
-    from sddkit.scoring.batch import ScoreWriter, drop_paths, output_columns, read_rows, score_files
+    from sddkit.scoring.batch import ScoreWriter, drop_paths, output_columns, read_rows, run_info, score_files
 
     detector = load_detector(model_dir, device=str(device))
     paths = [str(p) for p in table.column("path")]
-    with ScoreWriter(out_csv, output_columns(detector.weight_columns())) as writer:
+    # held_out.csv.run.json, as sdd score writes: the model that scored (its path and weights digest), its
+    # settings; a restart that would add another model's rows to the file is refused
+    run = run_info(detector)
+    with ScoreWriter(out_csv, output_columns(detector.weight_columns()), run=run) as writer:
         score_files(detector, paths, writer, workers=workers, max_duration=max_duration, progress=False)
     _, rows = read_rows(out_csv)
-    by_path = {row["path"]: row for row in rows}
-    failed = [p for p in paths if by_path.get(p, {}).get("error")]
+    # rows by the file they name: relative paths are the recorded working directory's (the first run's, which a
+    # restart from another folder keeps), as ScoreWriter matched them to skip the files done
+    by_path = {writer.absolute(row["path"]): row for row in rows}
+    rows_of = [by_path[writer.absolute(os.path.abspath(p))] for p in paths]
+    failed = [row for row in rows_of if row.get("error")]
     if failed:
-        drop_paths(out_csv, failed)  # a rerun after the files are mended scores them instead of skipping them
+        # a rerun after the files are mended scores them instead of skipping them
+        drop_paths(out_csv, [row["path"] for row in failed])
         raise ConfigError(
-            f"{len(failed)} held-out files could not be scored, e.g. {failed[0]}: {by_path[failed[0]]['error']}"
+            f"{len(failed)} held-out files could not be scored, e.g. {failed[0]['path']}: {failed[0]['error']}"
         )
-    return np.array([float(by_path[p]["score"]) for p in paths], dtype=np.float64)
+    return np.array([float(row["score"]) for row in rows_of], dtype=np.float64)
 
 
 def _recorded_recipe(fold_dir: Path) -> dict[str, Any] | None:

@@ -49,20 +49,29 @@ def configure_determinism(enabled: bool) -> None:
     torch.backends.cudnn.benchmark = False
 
 
+# what a result depends on: the model and its maths, and the audio it is trained on (decoding: soundfile for
+# WAV/FLAC, av for compressed formats; soxr resamples; scipy filters in the augmentations)
+RESULT_PACKAGES = ("torch", "transformers", "numpy", "safetensors", "scipy", "soundfile", "soxr", "av")
+
+
 def package_versions() -> dict[str, str | None]:
-    """Versions of the packages a result depends on (``None`` when one is not installed)."""
+    """Versions of the packages a result depends on (``None`` when one is not installed), CUDA and cuDNN."""
     out: dict[str, str | None] = {"python": platform.python_version(), "sddkit": sddkit.__version__}
-    for name in ("torch", "transformers", "numpy", "safetensors"):
+    for name in RESULT_PACKAGES:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = None
     out["cuda"] = torch.version.cuda
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    out["cudnn"] = None if cudnn is None else str(cudnn)
     return out
 
 
 def git_commit(path: str | Path | None = None) -> dict[str, Any] | None:
-    """``{"commit": sha, "dirty": bool}`` of the git checkout holding ``path`` (default: sddkit's source)."""
+    """``{"commit": sha, "dirty": bool}`` of the git checkout holding ``path`` (default: sddkit's source); None
+    when ``path`` is not tracked by one (no git, no checkout, or a copy git ignores: sddkit installed into a
+    virtualenv inside another project's checkout must not be recorded as that project's commit)."""
     where = Path(path) if path is not None else Path(sddkit.__file__).resolve().parent
     return _git_commit(str(where))
 
@@ -73,6 +82,15 @@ def _git_commit(where: str) -> dict[str, Any] | None:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
+        # the checkout holds (tracks) files of this folder: not merely a folder inside an unrelated checkout
+        subprocess.run(
+            ["git", "ls-files", "--error-unmatch", "--", "."],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=where,

@@ -7,7 +7,9 @@ early stopping, best-checkpoint selection, averaging of the top-k checkpoints; c
 ``final/`` model directories.
 
     out_dir/
-      run.json           seed, resolved recipe, package versions, git commit, one entry per (re)start
+      run.json           seed, resolved recipe, package versions, git commit (the latest session's), and one
+                         entry per (re)start with its own: recipe, versions, git, cwd, torch threads, and the
+                         SHA-256 of each protocol file read
       metrics.jsonl      one line per validation
       tb/                TensorBoard event files
       checkpoints/       see sddkit.training.checkpoint (``latest`` + the top-k by validation EER)
@@ -53,6 +55,7 @@ from torch.utils.data import DataLoader, Dataset
 from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.detectors.model_dir import atomic_write_bytes, load_state_checked, save_model_dir
+from sddkit.documents import file_digest
 from sddkit.errors import CheckpointError, ConfigError, TrainingDivergedError
 from sddkit.frontends.lora import average_lora_states
 from sddkit.frontends.molex import MoLExLinear
@@ -90,7 +93,7 @@ from sddkit.training.provenance import (
     rank_seed,
     seed_everything,
 )
-from sddkit.training.recipe import RUN_SETTINGS, TrainRecipe, recipe_changes
+from sddkit.training.recipe import RUN_SETTINGS, TrainRecipe, as_specs, recipe_changes
 from sddkit.training.schedules import build_optimizer, build_scheduler, trainable_parameters
 from sddkit.training.strategy import StepContext, StepResult
 
@@ -826,6 +829,8 @@ class Trainer:
         meta = {
             "seed": self.recipe.seed,
             "git_commit": commit["commit"] if commit else None,
+            "git_dirty": commit["dirty"] if commit else None,  # the commit alone hides uncommitted changes
+            "versions": package_versions(),  # the model directory travels without run.json
             "steps": self.state.step,
             **metadata,
             "train_recipe": to_dict(self.recipe),
@@ -905,32 +910,53 @@ class Trainer:
     def _write_run_info(self, resumed_from: str | None) -> None:
         path = self.out_dir / "run.json"
         sessions: list[dict[str, Any]] = []
+        earlier_recipe = None
         if path.is_file():
             try:
-                sessions = json.loads(path.read_text(encoding="utf-8")).get("sessions", [])
+                earlier = json.loads(path.read_text(encoding="utf-8"))
+                sessions = earlier.get("sessions", [])
+                earlier_recipe = earlier.get("recipe")
             except (ValueError, AttributeError):  # invalid JSON or UTF-8, not an object
                 sessions = None
             if not isinstance(sessions, list):  # a damaged record must not stop the run it records
                 log.warning("%s is unreadable: the record of the earlier sessions starts afresh", path)
                 sessions = []
-        sessions.append(
-            {
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "resumed_from": resumed_from,
-                "start_step": self.state.step,
-                "world_size": self.info.world_size,
-                "device": str(self.device),
-            }
-        )
+        recipe, versions, commit = to_dict(self.recipe), package_versions(), git_commit()
+        session: dict[str, Any] = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "resumed_from": resumed_from,
+            "start_step": self.state.step,
+            "world_size": self.info.world_size,
+            "device": str(self.device),
+            # relative protocol, audio and out_dir paths of the recipe are read against it
+            "cwd": os.getcwd(),
+            "torch_threads": torch.get_num_threads(),  # CPU reductions depend on it
+            # the top-level recipe, versions and git are the latest session's (a resume may change the recipe,
+            # or run under other code): each session keeps its own
+            "recipe": recipe,
+            "protocols": self._protocol_digests(),  # the protocol files as read, not only their names
+            "versions": versions,
+            "git": commit,
+        }
+        last = sessions[-1] if sessions else None
+        if isinstance(last, dict) and "recipe" not in last and isinstance(earlier_recipe, dict):
+            last["recipe"] = earlier_recipe  # a record written before sessions kept theirs: the top-level one was it
+        sessions.append(session)
         info = {
             "seed": self.recipe.seed,
-            "recipe": to_dict(self.recipe),
+            "recipe": recipe,
             "model_config": self.model_config,
-            "versions": package_versions(),
-            "git": git_commit(),
+            "versions": versions,
+            "git": commit,
             "sessions": sessions,
         }
         atomic_write_bytes(path, (json.dumps(info, indent=2) + "\n").encode())
+
+    def _protocol_digests(self) -> dict[str, str | None]:
+        """``{protocol path: SHA-256 of the file}`` of every protocol the recipe reads (None: not a file)."""
+        r = self.recipe
+        specs = [*as_specs(r.data.train), *as_specs(r.data.val), *as_specs(r.molex.old_eval if r.molex else None)]
+        return {spec.protocol: file_digest(spec.protocol) for spec in specs}
 
     def _teardown(self) -> None:
         if self._writer is not None:
