@@ -7,8 +7,11 @@
    aggregation of the model's ``inference`` section) and keeps the raw (uncalibrated) scores;
 2. fits the logistic calibration ``llr = a * raw + b`` on them
    (``sddkit.scoring.inference.calibrate_model_dir``, prior 0.5);
-3. sets the threshold to the val EER operating point of the calibrated scores (bona fide iff
-   ``score >= threshold``), so errors on val are balanced between the two classes;
+3. sets the threshold at the val EER operating point of the calibrated scores (bona fide iff
+   ``score >= threshold``), so errors on val are balanced between the two classes: halfway between the
+   operating point, which is one val file's score, and the next lower val score, which makes the same val
+   decisions with a margin (a threshold equal to a file's score flips that file's decision when another
+   sddkit version scores it a few millionths lower);
 4. records the val figures in ``metadata``.
 
 Steps 2-4 write to ``--out`` (the bundled default model by default): ``config.json`` and
@@ -31,6 +34,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MANIFEST = REPO.parent / "shared" / "data" / "sddbench" / "manifest.csv"
 DEFAULT_OUT = REPO / "src" / "sddkit" / "assets" / "default_model"
+
+
+def margin_threshold(scores: np.ndarray, threshold: float) -> float:
+    """A threshold that decides ``scores`` as ``threshold`` does (accept iff score >= it), halfway between it and
+    the highest score below it: ``threshold`` itself when no score is below it."""
+    below = scores[scores < threshold]
+    return float(threshold) if below.size == 0 else float((below.max() + threshold) / 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     inference = calibrate_model_dir(out, raw, labels, prior=0.5)
     llr = inference.calibration.apply(raw)
     val = eer(labels, llr)
-    inference.threshold = float(val.threshold)
+    inference.threshold = margin_threshold(llr, val.threshold)
     write_inference(out, inference)
 
     config = read_model_config(out)
@@ -85,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_bonafide": int((labels == 1).sum()),
         "n_spoof": int((labels == 0).sum()),
         "eer_whole_files": float(val.eer),
-        "threshold": "val EER operating point of the calibrated scores",
+        "threshold": "val EER operating point of the calibrated scores, halfway to the next lower val score",
     }
     atomic_write_bytes(out / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
     cal = inference.calibration
