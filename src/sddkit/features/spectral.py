@@ -13,8 +13,10 @@ librosa-compatible features). Filters are triangles on the FFT bin frequencies b
 consecutive band edges; rows of a filterbank are filters: (n_filters, n_fft // 2 + 1).
 
 Spectra are power spectra ``|STFT|^2`` computed as ``re^2 + im^2`` (finite gradients at 0).
-Features are computed in float32 with autocast disabled: under fp16 the log of small powers
-and the FFT would lose too much precision.
+Features are returned in float32 (float64 for float64 input) with autocast disabled: under fp16
+the log of small powers and the FFT would lose too much precision. The linear spectrogram's power
+spectrum is computed in float64 (see ``_PowerSpectrum.power``), so its quiet bins, each a feature down
+to a log floor of 1e-10, are not float32 FFT rounding noise.
 """
 
 from __future__ import annotations
@@ -400,7 +402,14 @@ class Float32Constants(nn.Module):
 
 
 class _PowerSpectrum(Float32Constants):
-    """Shared front part: float32 pre-emphasis + windowed power spectrum."""
+    """Shared front part: pre-emphasis + windowed power spectrum, float32 (float64 kept for float64 input).
+
+    ``float64_fft``: compute it in float64 and round at the end, for a feature that reads single bins down to a
+    log floor below float32 FFT rounding noise (see :meth:`power`); the mel and linear filterbanks of LogMel and
+    LFCC sum many bins, whose noise is far below their floors, so they keep the faster float32 FFT.
+    """
+
+    float64_fft = False
 
     def __init__(self, cfg: _FramingConfig):
         super().__init__()
@@ -409,12 +418,23 @@ class _PowerSpectrum(Float32Constants):
         self.register_buffer("window", window_function(cfg.window, cfg.win_length), persistent=False)
 
     def power(self, waveform: Tensor) -> Tensor:
-        """(..., T) -> (..., n_fft // 2 + 1, frames) power, float32 (float64 kept for float64 input)."""
-        if waveform.dtype != torch.float64:
-            waveform = waveform.float()
+        """(..., T) -> (..., n_fft // 2 + 1, frames) power, float32 (float64 kept for float64 input).
+
+        With ``float64_fft`` computed in float64 and rounded to float32 at the end. A float32 FFT's rounding
+        error is ~1e-7 of the frame's amplitude in *every* bin, i.e. a power of ~1e-14 of the frame's energy
+        (1e-12 for a loud frame): the quiet bins of a tone or of a band-limited recording, truly far below
+        logspec's log floor of 1e-10, held mostly rounding noise, which differs between FFT implementations
+        (torch on CPU or GPU, ONNX Runtime) and moved ``log(power + 1e-10)`` there by up to 0.2. In float64 that
+        noise is ~1e-30 of the frame's energy; speech, whose quiet bins lie well above it, moves by float noise.
+        The float64 FFT costs about twice the float32 one on a CPU.
+        """
+        out_dtype = torch.float64 if waveform.dtype == torch.float64 else torch.float32
         cfg = self.cfg
-        x = pre_emphasis(waveform, cfg.pre_emphasis)
-        return power_spectrogram(x, n_fft=cfg.n_fft, hop_length=cfg.hop_length, window=self.window, center=cfg.center)
+        work = torch.float64 if self.float64_fft else out_dtype
+        x = pre_emphasis(waveform.to(work), cfg.pre_emphasis)
+        window = self.window.to(work)
+        power = power_spectrogram(x, n_fft=cfg.n_fft, hop_length=cfg.hop_length, window=window, center=cfg.center)
+        return power.to(out_dtype)
 
     def num_frames(self, num_samples: int) -> int:
         """Frames produced for a signal of ``num_samples``; ValueError, as :func:`stft`, when it gives none."""
@@ -455,6 +475,8 @@ class LogMel(_PowerSpectrum):
 
 class LinearSpectrogram(_PowerSpectrum):
     """Natural-log power spectrogram: waveform (..., T) -> (..., n_fft // 2 + 1, frames)."""
+
+    float64_fft = True  # every bin is a feature, down to the log floor of 1e-10 (see _PowerSpectrum.power)
 
     def __init__(self, cfg: LinearSpectrogramConfig | None = None):
         cfg = cfg or LinearSpectrogramConfig()

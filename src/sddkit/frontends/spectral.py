@@ -94,10 +94,17 @@ def _check_level_db(level_db: float | None) -> None:
 
 
 def utterance_normalize(x: Tensor, dim: int = -1, eps: float = _FEATURE_NORM_EPS) -> Tensor:
-    """Zero mean, unit variance along ``dim`` (biased variance + ``eps``); same shape."""
-    mean = x.mean(dim=dim, keepdim=True)
-    var = x.var(dim=dim, keepdim=True, unbiased=False)
-    return (x - mean) / (var + eps).sqrt()
+    """Zero mean, unit variance along ``dim`` (biased variance + ``eps``); same shape and dtype.
+
+    Computed in float64: a row whose values vary less than ``eps`` (a bin at the log floor all along,
+    digital silence) is divided by about ``sqrt(eps)``, which magnifies the float32 rounding error of its
+    mean (a few 1e-6 for log features near -23) to ~1e-3, differently in every implementation of the mean
+    (torch, ONNX Runtime). In float64 a constant row normalises to exactly 0.
+    """
+    x64 = x.double()
+    mean = x64.mean(dim=dim, keepdim=True)
+    var = x64.var(dim=dim, keepdim=True, unbiased=False)
+    return ((x64 - mean) / (var + eps).sqrt()).to(x.dtype)
 
 
 class SpectralFrontend(nn.Module):
