@@ -92,7 +92,16 @@ def test_write_report_files(tmp_path):
     table, scores = _dataset()
     report = evaluate(table, scores, EvalConfig(bootstrap=20))
     paths = write_report(report, tmp_path / "out")
-    expected = {"report.json", "report.md", "per_attack.csv", "per_source.csv", "per_codec.csv", "det.png", "roc.png"}
+    expected = {
+        "report.json",
+        "report.md",
+        "per_attack.csv",
+        "per_source.csv",
+        "per_codec.csv",
+        "det.png",
+        "roc.png",
+        "scores.png",
+    }
     assert set(paths) == expected
     for name in expected:
         assert (tmp_path / "out" / name).stat().st_size > 0

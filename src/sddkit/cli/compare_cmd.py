@@ -72,6 +72,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(comparison.to_dict(), indent=2) + "\n")
+        # complete or not at all: a crash or a full disk mid-write leaves no truncated JSON (nor cuts an older one)
+        tmp = out.with_name(f".{out.name}.tmp")
+        try:
+            tmp.write_text(json.dumps(comparison.to_dict(), indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, out)
+        except OSError as exc:  # e.g. the disk filled during the bootstrap: one line, the table is printed above
+            raise ConfigError(f"--json {out}: cannot write it ({exc.strerror or exc})") from None
+        finally:
+            tmp.unlink(missing_ok=True)
         print(f"-> {out}", file=sys.stderr)
     return 0

@@ -37,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
         bootstrap=args.bootstrap,
         seed=args.seed,
     )
-    print(f"demo report written to {out / 'report'} (report.md, report.json, CSV tables, det.png, roc.png)")
+    print(f"demo report written to {out / 'report'} (report.md, report.json, CSV tables, det.png, roc.png, scores.png)")
     return 0

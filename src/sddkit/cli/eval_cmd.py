@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval",
         help="evaluate a score file against a protocol (EER, minDCF, t-DCF, ... report with plots)",
         description="Evaluate scores (higher = more bona fide) against a protocol; writes report.json, "
-        "report.md, per-attack/source/codec CSV tables, det.png and roc.png into --out.",
+        "report.md, per-attack/source/codec CSV tables, det.png, roc.png and scores.png (score histograms per class) "
+        "into --out.",
     )
     p.add_argument("--scores", required=True, help="score file (ASVspoof 2019/2021/5, path,score CSV, sdd score JSONL)")
     p.add_argument("--protocol", required=True, help="protocol / key file of the evaluation set")

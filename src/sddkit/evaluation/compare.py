@@ -22,6 +22,7 @@ import numpy as np
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 from sddkit.evaluation.groups import attack_groups, partition_groups
+from sddkit.evaluation.groups import groups as value_groups
 from sddkit.evaluation.scores import ScoreFile, match_scores
 from sddkit.metrics import CurveMetric, PairedDifference, eer_from_curve, min_dcf_from_curve, paired_bootstrap
 
@@ -165,7 +166,7 @@ class Comparison:
             for value, c in self.groups:
                 g = c.difference
                 lines.append(
-                    f"| {value} | {c.n_bonafide} / {c.n_spoof} | {fmt(c.baseline.mean)} | {fmt(c.system.mean)} "
+                    f"| {_cell(value)} | {c.n_bonafide} / {c.n_spoof} | {fmt(c.baseline.mean)} | {fmt(c.system.mean)} "
                     f"| {fmt(g.diff)} [{fmt(g.low)}, {fmt(g.high)}] | {c.verdict} |"
                 )
         lines += [f"note: {n}" for n in self.notes]
@@ -176,6 +177,11 @@ def _formatter(metric: str) -> tuple[Callable[[float], str], str]:
     if metric == "eer":  # a fraction, shown in percent as the field reports it
         return (lambda x: f"{100 * x:.2f}"), " %"
     return (lambda x: f"{x:.4f}"), ""
+
+
+def _cell(value: str) -> str:
+    """A group value as a Markdown table cell: a ``|`` in it would split the cell."""
+    return value.replace("|", "\\|")
 
 
 def _group_dict(c: Comparison) -> dict[str, Any]:
@@ -281,8 +287,8 @@ def _group_masks(
     Any other column: the trials of each value.
     """
     values = group_of[rows]
-    if by not in SPOOF_COLUMNS:
-        return [(value, values == value) for value in sorted(set(values.tolist()))]
+    if by not in SPOOF_COLUMNS:  # an empty value is the group `unknown`, as in sdd eval's tables
+        return value_groups(values)
     partitions = _trial_partitions(table, rows)
     return [
         (attack if partition is None else f"{partition}/{attack}", mask)

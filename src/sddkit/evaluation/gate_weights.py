@@ -59,6 +59,8 @@ def plot_gate_heatmap(weights_table: pd.DataFrame, path: str | Path, title: str 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from sddkit.evaluation.plots import plain_text
+
     data = weights_table.drop(columns=["n"], errors="ignore")
     if data.size == 0:
         raise ProtocolError(f"nothing to draw: the gate-weight table is {data.shape[0]} x {data.shape[1]}")
@@ -66,8 +68,8 @@ def plot_gate_heatmap(weights_table: pd.DataFrame, path: str | Path, title: str 
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     im = ax.imshow(data.to_numpy(), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(data.shape[1]), data.columns, rotation=30, ha="right")
-    ax.set_yticks(range(data.shape[0]), [str(i) for i in data.index])
+    ax.set_xticks(range(data.shape[1]), [plain_text(c) for c in data.columns], rotation=30, ha="right")
+    ax.set_yticks(range(data.shape[0]), [plain_text(i) for i in data.index])
     for (r, c), v in np.ndenumerate(data.to_numpy()):
         ax.text(c, r, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.6 else "k", fontsize=8)
     ax.set_title(title)

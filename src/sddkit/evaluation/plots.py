@@ -26,6 +26,12 @@ def _thin(curve: DetCurve) -> tuple[np.ndarray, np.ndarray]:
     return curve.fa[idx], curve.miss[idx]
 
 
+def plain_text(name: object) -> str:
+    """A group's or expert's name as literal plot text: matplotlib reads ``$...$`` as math (``$5 and $10 calls``
+    lost its dollars; ``$\\x$`` made saving the figure fail)."""
+    return str(name).replace("$", r"\$")
+
+
 def _probit(rate: np.ndarray) -> np.ndarray:
     return norm.ppf(np.clip(rate, *_DET_LIMITS))
 
@@ -44,12 +50,15 @@ def plot_det(curves: Mapping[str, DetCurve], path: str | Path, title: str = "DET
     for i, (name, curve) in enumerate(curves.items()):
         point = eer_from_curve(curve)
         fa, miss = _thin(curve)
-        ax.plot(
+        (line,) = ax.plot(
             _probit(fa),
             _probit(miss),
             lw=2.0 if i == 0 else 1.2,
-            label=f"{name} (EER {100 * point.eer:.2f}%)",
+            label=f"{plain_text(name)} (EER {100 * point.eer:.2f}%)",
         )
+        # the EER operating point, on the line miss = fa where the legend's figure puts it
+        at = _probit(np.array([point.eer]))
+        ax.plot(at, at, marker="o", ms=6, mec="white", mew=0.8, color=line.get_color(), ls="none", zorder=3)
     ticks = norm.ppf(_DET_TICKS)
     labels = [f"{100 * t:g}" for t in _DET_TICKS]
     lo, hi = norm.ppf(_DET_LIMITS)
@@ -71,7 +80,7 @@ def plot_roc(
     fig = Figure(figsize=(6, 6), layout="tight")
     ax = fig.add_subplot()
     for i, (name, curve) in enumerate(curves.items()):
-        label = name if aucs is None or name not in aucs else f"{name} (AUC {aucs[name]:.4f})"
+        label = plain_text(name) if aucs is None or name not in aucs else f"{plain_text(name)} (AUC {aucs[name]:.4f})"
         fa, miss = _thin(curve)
         ax.plot(fa, 1.0 - miss, lw=2.0 if i == 0 else 1.2, label=label)
     ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
@@ -80,4 +89,62 @@ def plot_roc(
     ax.set_ylabel("True positive rate: bona fide accepted")
     ax.grid(True, color="0.9")
     ax.legend(loc="lower right", fontsize="small")
+    return _save(fig, Path(path))
+
+
+_HIST_BINS = 60
+_HIST_FENCE = 3.0  # the histogram axis ends this many interquartile ranges beyond the quartiles (or at the scores)
+
+
+def class_score_counts(curve: DetCurve) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct scores, bona fide count, spoof count) of each distinct score, read back from a DET curve.
+
+    The curve's cumulative rates hold the per-class counts of every distinct score, so the score histograms
+    need neither the scores themselves nor memory beyond the curve.
+    """
+    bona = np.rint(np.diff(curve.miss) * curve.n_bonafide)
+    spoof = np.rint(-np.diff(curve.fa) * curve.n_spoof)
+    return curve.thresholds[:-1], bona, spoof
+
+
+def plot_score_histogram(
+    curve: DetCurve, path: str | Path, threshold: float | None = None, title: str = "scores per class"
+) -> Path:
+    """Write a PNG of the bona fide and spoof score histograms (each normalised to its class's trials).
+
+    The bins span all scores up to 3 interquartile ranges beyond either class's quartiles; scores farther out
+    are counted in the edge bins (the x label says how many), so one stray score cannot squash the histograms
+    into a single bin.
+    ``threshold``: drawn as a vertical line (e.g. the EER threshold).
+    """
+    scores, bona, spoof = class_score_counts(curve)
+    total = bona + spoof
+    lo, hi = float(scores[-1]), float(scores[0])
+    for counts in (bona, spoof):  # each class's own spread: the larger class must not push the other off the axis
+        cum = np.cumsum(counts) / counts.sum()
+        q25, q75 = (float(scores[min(np.searchsorted(cum, q), scores.size - 1)]) for q in (0.25, 0.75))
+        lo, hi = min(lo, q25 - _HIST_FENCE * (q75 - q25)), max(hi, q75 + _HIST_FENCE * (q75 - q25))
+    lo, hi = max(lo, float(scores[0])), min(hi, float(scores[-1]))
+    if not hi > lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    outside = int(total[(scores < lo) | (scores > hi)].sum())
+    edges = np.linspace(lo, hi, _HIST_BINS + 1)
+    clipped = np.clip(scores, lo, hi)
+    fig = Figure(figsize=(7, 4), layout="tight")
+    ax = fig.add_subplot()
+    for counts, n, name, color in (
+        (bona, curve.n_bonafide, "bona fide", "tab:blue"),
+        (spoof, curve.n_spoof, "spoof", "tab:red"),
+    ):
+        hist, _ = np.histogram(clipped, bins=edges, weights=counts)
+        ax.stairs(hist / n, edges, fill=True, alpha=0.4, color=color, label=f"{name} ({n})")
+    if threshold is not None and np.isfinite(threshold):
+        ax.axvline(float(np.clip(threshold, lo, hi)), color="0.3", lw=1.0, ls="--", label="EER threshold")
+    xlabel = "score (higher = more bona fide)"
+    if outside:
+        xlabel += f"; {outside} score(s) beyond the axis counted in the edge bins"
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("share of the class's trials")
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize="small")
     return _save(fig, Path(path))

@@ -14,6 +14,7 @@ writes::
     per_codec.csv   each codec condition (only when the protocol has a codec column)
     det.png         DET curves, pooled + per source
     roc.png         ROC curves, pooled + per source
+    scores.png      histograms of the pooled bona fide and spoof scores, with the EER threshold
     gate_weights_by_source.csv/.png, gate_weights_by_attack.csv/.png
                     a mixture's mean gate weight per expert for each source and each attack (bona fide files
                     as ``bonafide``), as tables and heatmaps (only when the scores carry gate weights, e.g.
@@ -135,7 +136,7 @@ class Report:
         """One line: pooled EER (with CI), minDCF, actDCF, AUC and the trial counts."""
         p = self.pooled
         ci = p.get("eer_ci")
-        ci_text = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+        ci_text = f" ({_level(p['eer_ci_level'])} CI {ci[0]:.2f} to {ci[1]:.2f})" if ci else ""
         return (
             f"pooled EER {p['eer']:.2f}%{ci_text}  minDCF {p['min_dcf']:.4f}  actDCF {p['act_dcf']:.4f}  "
             f"AUC {p['auc']:.4f}  ({p['n_bonafide']} bona fide, {p['n_spoof']} spoof)"
@@ -373,12 +374,22 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+def _level(level: float) -> str:
+    """A confidence level as a percentage: 0.95 -> "95%", 0.999 -> "99.9%" (not rounded up to "100%")."""
+    return f"{100 * level:.4g}%"
+
+
 def _fmt(value: Any, digits: int) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
-    return str(value)
+    return _cell(value)
+
+
+def _cell(value: Any) -> str:
+    """Text of a Markdown table cell: a ``|`` in a name (an attack, a source, an expert) would split the cell."""
+    return str(value).replace("|", "\\|")
 
 
 _MD_COLUMNS = (  # (key, header, digits)
@@ -397,7 +408,7 @@ def _md_table(rows: Sequence[dict[str, Any]], key: str) -> list[str]:
     headers = keys + [h for _, h, _ in _MD_COLUMNS]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for r in rows:
-        cells = [str(r[k]) for k in keys] + [_fmt(r.get(k), d) for k, _, d in _MD_COLUMNS]
+        cells = [_cell(r[k]) for k in keys] + [_fmt(r.get(k), d) for k, _, d in _MD_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -405,7 +416,7 @@ def _md_table(rows: Sequence[dict[str, Any]], key: str) -> list[str]:
 def render_markdown(report: Report) -> str:
     p = report.pooled
     ci = p["eer_ci"]
-    ci_text = f" ({100 * p['eer_ci_level']:.0f}% CI {ci[0]:.3f} to {ci[1]:.3f})" if ci else ""
+    ci_text = f" ({_level(p['eer_ci_level'])} CI {ci[0]:.3f} to {ci[1]:.3f})" if ci else ""
     if not ci and p.get("eer_ci_note"):
         ci_text = f" ({p['eer_ci_note']})"
     lines = [
@@ -433,8 +444,11 @@ def render_markdown(report: Report) -> str:
     ]
     m = report.mean_over_sources
     if m["n_groups"]:
+        # a source without both classes has no EER: say that the mean leaves it out, not only "over N"
+        skipped = f" ({m['n_skipped']} more left out: one class only)" if m["n_skipped"] else ""
         lines += [
-            f"Mean over {m['n_groups']} source(s): EER {m['eer']:.3f}%, minDCF {m['min_dcf']:.4f}, AUC {m['auc']:.4f}.",
+            f"Mean over {m['n_groups']} source(s){skipped}: EER {m['eer']:.3f}%, minDCF {m['min_dcf']:.4f}, "
+            f"AUC {m['auc']:.4f}.",
             "",
         ]
     sections = [
@@ -470,14 +484,16 @@ def render_markdown(report: Report) -> str:
             lines += [
                 f"Per {key}:",
                 "",
-                "| " + " | ".join([key, *experts, "n"]) + " |",
+                "| " + " | ".join([key, *map(_cell, experts), "n"]) + " |",
                 "|" + "---|" * (len(experts) + 2),
             ]
-            lines += ["| " + " | ".join([r[key], *(f"{r[e]:.3f}" for e in experts), str(r["n"])]) + " |" for r in rows]
+            lines += [
+                "| " + " | ".join([_cell(r[key]), *(f"{r[e]:.3f}" for e in experts), str(r["n"])]) + " |" for r in rows
+            ]
             lines += ["", f"![gate weights per {key}](gate_weights_by_{key}.png)", ""]
     if report.warnings:
         lines += ["## Warnings", "", *[f"- {w}" for w in report.warnings], ""]
-    lines += ["## Plots", "", "![DET](det.png)", "", "![ROC](roc.png)", ""]
+    lines += ["## Plots", "", "![DET](det.png)", "", "![ROC](roc.png)", "", "![scores per class](scores.png)", ""]
     return "\n".join(lines)
 
 
@@ -491,7 +507,7 @@ _OPTIONAL_OUTPUTS = ("per_corpus.csv", "per_partition.csv", "per_codec.csv", *_G
 
 
 def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
-    """Write report.json, report.md, the CSV tables and det.png/roc.png; returns name -> path.
+    """Write report.json, report.md, the CSV tables and det.png/roc.png/scores.png; returns name -> path.
 
     Every file is first written complete into a hidden staging folder inside ``out_dir`` and then moved
     in place (``report.json`` last), so a crash or Ctrl-C leaves no half-written file and no new
@@ -500,7 +516,7 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
     than left to pass for this run's.
     """
     from sddkit.evaluation.gate_weights import plot_gate_heatmap
-    from sddkit.evaluation.plots import plot_det, plot_roc
+    from sddkit.evaluation.plots import plot_det, plot_roc, plot_score_histogram
 
     texts = {"report.md": render_markdown(report)}
     texts["per_attack.csv"] = _csv_text(report.per_attack)
@@ -524,9 +540,11 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
             (staging / name).write_text(text, encoding="utf-8")
         plot_det(report.curves, staging / "det.png")
         plot_roc(report.curves, staging / "roc.png", aucs=report.aucs)
+        plot_score_histogram(report.curves["pooled"], staging / "scores.png", threshold=report.pooled["threshold"])
         for name, frame in heatmaps.items():
             plot_gate_heatmap(frame, staging / name, title=f"mean gate weight per {frame.index.name}")
-        return [n for n in texts if n != "report.json"] + ["det.png", "roc.png", *heatmaps, "report.json"]
+        plots = ["det.png", "roc.png", "scores.png", *heatmaps]
+        return [n for n in texts if n != "report.json"] + [*plots, "report.json"]
 
     out = Path(out_dir)
     names = publish_staged(out, "report", write, stale=_OPTIONAL_OUTPUTS)
