@@ -605,7 +605,7 @@ def run_robustness(
                         add_error(name, prepared)
                         continue
                     pending.append((i, name, prepared))
-                    n_windows += prepared.windows.shape[0]
+                    n_windows += prepared.n_windows
                 if n_windows >= detector.batch_size:
                     flush()
                     commit()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,11 +87,32 @@ class ScoreResult:
 
 @dataclass
 class PreparedAudio:
-    """One input cut into windows: windows (N, W) float32, starts (N,) samples, num_samples T."""
+    """One input cut into windows of ``window_samples`` W starting at ``starts`` (N,) samples.
 
-    windows: np.ndarray
+    signal: the (T',) float32 samples the windows are cut from: the input itself (T' = num_samples T; the
+    caller's array, not a copy, when it is float32 already), or, when shorter than one window, the input
+    repeat-padded to W. The windows are not stored: at a half-window hop they would take twice the input;
+    :meth:`window_batch` copies a few of them at a time.
+    """
+
+    signal: np.ndarray
     starts: np.ndarray
     num_samples: int
+    window_samples: int
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.starts.shape[0])
+
+    def window_batch(self, begin: int, end: int) -> np.ndarray:
+        """Windows ``begin..end-1`` as a new (n, W) float32 array."""
+        view = np.lib.stride_tricks.sliding_window_view(self.signal, self.window_samples)  # no copy
+        return view[self.starts[begin:end]]
+
+    @property
+    def windows(self) -> np.ndarray:
+        """All (N, W) windows as a new array (twice the input at a half-window hop; scoring never builds it)."""
+        return self.window_batch(0, self.n_windows)
 
 
 def stat_columns(name: str, width: int) -> list[str]:
@@ -289,36 +310,36 @@ class ScoringDetector:
 
         Inputs too short to score raise ``AudioTooShortError`` (:meth:`check_duration`).
         """
-        from sddkit.audio.crop import fixed_windows, window_starts
+        from sddkit.audio.crop import repeat_pad, window_starts
 
         self.check_duration(x, path=path)
         cfg = self.inference
         starts = window_starts(x.shape[0], cfg.window_samples, cfg.hop_samples)
-        windows = fixed_windows(x, cfg.window_samples, cfg.hop_samples)
-        return PreparedAudio(np.asarray(windows, dtype=np.float32), starts, int(x.shape[0]))
+        signal = np.asarray(x, dtype=np.float32)
+        if signal.shape[0] < cfg.window_samples:  # the windows of fixed_windows, cut as needed (PreparedAudio)
+            signal = repeat_pad(signal, cfg.window_samples)
+        return PreparedAudio(signal, starts, int(x.shape[0]), cfg.window_samples)
 
     def score_prepared(self, items: Sequence[PreparedAudio]) -> list[ScoreResult]:
         """Run the windows of all ``items`` in batches of ``batch_size`` and build one result each."""
         if not items:
             return []
-        # one item (a long file scored alone): its windows as they are, not a copy of them all
-        windows = items[0].windows if len(items) == 1 else np.concatenate([it.windows for it in items], axis=0)
-        raw, stats = self._run_batched(windows)
+        raw, stats = self._run_batched(items)
         results, offset = [], 0
         for it in items:
-            n = it.windows.shape[0]
+            n = it.n_windows
             sl = slice(offset, offset + n)
             results.append(self._result(it, raw[sl], {k: v[sl] for k, v in stats.items()}))
             offset += n
         return results
 
     # --- internals ------------------------------------------------------------------------
-    def _run_batched(self, windows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(N, W) -> raw window scores (N,) float64 and stats {name: (N, K)} for :meth:`stat_widths`."""
+    def _run_batched(self, items: Sequence[PreparedAudio]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The N windows of all ``items``, in order -> raw window scores (N,) float64 and stats {name: (N, K)}
+        for :meth:`stat_widths`. Only one batch of windows is copied out of the items' signals at a time."""
         widths = self.stat_widths()
         scores, stats = [], {k: [] for k in widths}
-        for i in range(0, windows.shape[0], self.batch_size):
-            chunk = windows[i : i + self.batch_size]
+        for chunk in _window_batches(items, self.batch_size):
             logits, st = self.runner(chunk)
             logits = np.asarray(logits, dtype=np.float64)
             if logits.shape != (chunk.shape[0], 2):
@@ -375,6 +396,25 @@ def checked_result(result: ScoreResult, *, path: str | None = None) -> ScoreResu
     if reason is not None:
         raise CheckpointError(f"{path}: {reason}" if path else reason)
     return result
+
+
+def _window_batches(items: Sequence[PreparedAudio], batch_size: int) -> Iterator[np.ndarray]:
+    """The windows of all ``items`` one after another, in new (<= batch_size, W) float32 arrays: the same
+    batches as cutting the items' windows joined in one array every ``batch_size`` rows."""
+    parts: list[np.ndarray] = []
+    filled = 0
+    for it in items:
+        begin = 0
+        while begin < it.n_windows:
+            end = min(it.n_windows, begin + batch_size - filled)
+            parts.append(it.window_batch(begin, end))
+            filled += end - begin
+            begin = end
+            if filled == batch_size:
+                yield parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+                parts, filled = [], 0
+    if parts:
+        yield parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
 
 _AGGREGATIONS: dict[str, Callable[[np.ndarray], float]] = {

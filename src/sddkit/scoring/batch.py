@@ -731,7 +731,9 @@ def _decoded_in_order(
             yield p, _decode(detector, p, max_duration)
         return
     ahead = max(2, 2 * workers)  # bounded look-ahead keeps memory flat on long lists
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sdd-decode") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sdd-decode")
+    finished = False
+    try:
         pending: list[tuple[str, Future]] = []
         it = iter(paths)
         for p in it:
@@ -744,6 +746,12 @@ def _decoded_in_order(
             if nxt is not None:
                 pending.append((nxt, pool.submit(_decode, detector, nxt, max_duration)))
             yield p, fut.result()
+        finished = True
+    finally:
+        # stopped early (Ctrl-C, an error, the caller closed us): the decodes not yet started are dropped, not
+        # run first (up to 2 per worker); they write nothing (rows are written by the caller, in its thread), and
+        # the ones already running end in their threads
+        pool.shutdown(wait=finished, cancel_futures=not finished)
 
 
 def score_files(
@@ -793,11 +801,12 @@ def score_files(
         bar.update(len(pending))
         pending.clear()
 
+    decoded = _decoded_in_order(detector, todo, workers, max_duration)
     try:
         n_windows = 0
-        for path, item in _decoded_in_order(detector, todo, workers, max_duration):
+        for path, item in decoded:
             pending.append((path, item))
-            n_windows += 0 if isinstance(item, str) else item.windows.shape[0]
+            n_windows += 0 if isinstance(item, str) else item.n_windows
             # error rows wait only for the files decoded before them: a long run of unreadable files (a
             # missing folder) is written as it comes, not held (unsaved, the bar still) until a batch fills
             if n_windows >= detector.batch_size or n_windows == 0 or len(pending) >= detector.batch_size:
@@ -806,6 +815,7 @@ def score_files(
         if pending:
             flush()
     finally:
+        decoded.close()  # now, not when the traceback is freed: an interruption drops the queued decodes
         bar.close()
         writer.sync()
     return summary
