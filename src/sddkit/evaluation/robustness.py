@@ -43,8 +43,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -338,27 +337,16 @@ def _process(detector: Any, table_row: dict[str, Any], index: int, cfg: Robustne
 
 def _processed_in_order(
     detector: Any, records: Sequence[dict[str, Any]], cfg: RobustnessConfig, todo: Sequence[int] | None = None
-) -> Iterator[tuple[int, _Utterance | str]]:
+) -> Generator[tuple[int, _Utterance | str], None, None]:
     """(index, decoded utterance or error) of the ``todo`` indices (default: all) in protocol order,
-    ``cfg.workers`` threads ahead of the model."""
+    ``cfg.workers`` threads ahead of the model (bounded look-ahead: every condition's windows of few files in
+    memory). Closed early (Ctrl-C), the files queued but not started are dropped, not degraded first."""
+    from sddkit.scoring.batch import in_order_ahead
+
     order = list(range(len(records)) if todo is None else todo)
-    if cfg.workers == 0:
-        for i in order:
-            yield i, _process(detector, records[i], i, cfg)
-        return
-    ahead = max(2, 2 * cfg.workers)  # bounded look-ahead: every condition's windows of few files in memory
-    with ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="sdd-robust") as pool:
-        pending: list[tuple[int, Future]] = []
-        nxt = 0
-        while nxt < len(order) and len(pending) < ahead:
-            pending.append((order[nxt], pool.submit(_process, detector, records[order[nxt]], order[nxt], cfg)))
-            nxt += 1
-        while pending:
-            i, fut = pending.pop(0)
-            if nxt < len(order):
-                pending.append((order[nxt], pool.submit(_process, detector, records[order[nxt]], order[nxt], cfg)))
-                nxt += 1
-            yield i, fut.result()
+    return in_order_ahead(
+        lambda i: _process(detector, records[i], i, cfg), order, cfg.workers, thread_name="sdd-robust"
+    )
 
 
 # --- the journal ------------------------------------------------------------------------------
@@ -514,6 +502,10 @@ class RobustnessJournal:
         try:
             if self._file is not None:
                 self._file.close()
+        except OSError:
+            # every line was flushed as it was written, or its write raised already (a full disk: the ConfigError
+            # of append, which close's retry of the same flush must not replace); a resume cuts a partial line
+            pass
         finally:
             self._lock.release()
 
@@ -591,9 +583,10 @@ def run_robustness(
         bar = tqdm(
             total=n, initial=len(done), unit="file", desc="sdd robustness", disable=not progress, dynamic_ncols=True
         )
+        processed = _processed_in_order(detector, records, cfg, todo)
         try:
             n_windows = 0
-            for i, item in _processed_in_order(detector, records, cfg, todo):
+            for i, item in processed:
                 bar.update(1)
                 if isinstance(item, str):
                     failures.append(item)
@@ -614,6 +607,7 @@ def run_robustness(
                 flush()
             commit()
         finally:
+            processed.close()  # now, not when the traceback is freed: an interruption drops the queued files
             bar.close()
     finally:
         if log is not None:

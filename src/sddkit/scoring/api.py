@@ -308,14 +308,18 @@ class ScoringDetector:
     def prepare(self, x: np.ndarray, *, path: str | None = None) -> PreparedAudio:
         """(T,) float32 at the model rate -> its windows (repeat-padded when shorter than a window).
 
-        Inputs too short to score raise ``AudioTooShortError`` (:meth:`check_duration`).
+        Inputs too short to score raise ``AudioTooShortError`` (:meth:`check_duration`), any other shape than
+        (T,) a ValueError. The windows are cut from ``x`` itself (not a copy, when float32) as they are scored:
+        do not change ``x`` in place before :meth:`score_prepared` has scored it.
         """
         from sddkit.audio.crop import repeat_pad, window_starts
 
+        signal = np.asarray(x, dtype=np.float32)
+        if signal.ndim != 1:  # caught here, not by the window cutting in score_prepared (a whole batch's failure)
+            raise ValueError(f"prepare expects a 1-D (T,) signal at the model rate, got shape {tuple(signal.shape)}")
         self.check_duration(x, path=path)
         cfg = self.inference
-        starts = window_starts(x.shape[0], cfg.window_samples, cfg.hop_samples)
-        signal = np.asarray(x, dtype=np.float32)
+        starts = window_starts(signal.shape[0], cfg.window_samples, cfg.hop_samples)
         if signal.shape[0] < cfg.window_samples:  # the windows of fixed_windows, cut as needed (PreparedAudio)
             signal = repeat_pad(signal, cfg.window_samples)
         return PreparedAudio(signal, starts, int(x.shape[0]), cfg.window_samples)
