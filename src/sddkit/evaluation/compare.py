@@ -332,24 +332,25 @@ class _Aligned:
 
 
 def _common_trials(table: UtteranceTable, files: Sequence[ScoreFile]) -> tuple[_Aligned, list[str]]:
-    utt = table.column("utt_id").astype(str)
-    row_of = {u: i for i, u in enumerate(utt)}
-    per_file: list[dict[int, float]] = []
+    # which protocol rows each file scores, and their scores, as (F, N) arrays: per-row dicts of 1M trials took
+    # seconds and about 100 MB per file
+    scored = np.zeros((len(files), len(table)), dtype=bool)
+    values = np.zeros((len(files), len(table)), dtype=np.float64)
     notes: list[str] = []
-    for score_file in files:
+    for k, score_file in enumerate(files):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # kept as notes below
             match = match_scores(table, score_file)
         notes += [f"{score_file.path}: {n}" for n in match.warnings]
-        rows = [row_of[u] for u in match.table.column("utt_id").astype(str)]
-        per_file.append(dict(zip(rows, match.scores.astype(np.float64))))
-    common = set(per_file[0]).intersection(*per_file[1:])
-    covered = set().union(*per_file)
-    if len(common) < len(covered):
+        scored[k, match.protocol_rows] = True
+        values[k, match.protocol_rows] = match.scores
+    common = scored.all(axis=0)
+    n_common, n_covered = int(common.sum()), int(scored.any(axis=0).sum())
+    if n_common < n_covered:
         notes.append(
-            f"{len(covered) - len(common)} scored trial(s) are missing from at least one score file and are left out, "
-            f"so that every run is measured on the same {len(common)} trials"
+            f"{n_covered - n_common} scored trial(s) are missing from at least one score file and are left out, "
+            f"so that every run is measured on the same {n_common} trials"
         )
-    rows = np.array(sorted(common), dtype=np.int64)
-    scores = np.array([[f[r] for r in rows] for f in per_file], dtype=np.float64).reshape(len(files), rows.size)
+    rows = np.flatnonzero(common)
+    scores = values[:, rows]
     return _Aligned(rows=rows, scores=scores), notes

@@ -39,6 +39,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 import numpy as np
+import pandas as pd
 
 from sddkit.data.protocols.labels_csv import LABELS_CSV_LABELS
 from sddkit.data.table import UtteranceTable
@@ -468,7 +469,8 @@ class ScoreMatch:
 
     table: matched rows; scores: (len(table),) aligned scores; matched_by: 'utt_id', 'path'
     or 'stem'; warnings: human-readable notes on partial matches or key disagreements;
-    gate_weights: (len(table), E) the score file's gate weights in the same order, or None.
+    gate_weights: (len(table), E) the score file's gate weights in the same order, or None;
+    protocol_rows: (len(table),) the matched rows' positions in the protocol table that was matched.
     """
 
     table: UtteranceTable
@@ -487,6 +489,7 @@ class ScoreMatch:
     warnings: list[str] = field(default_factory=list)
     gate_weights: np.ndarray | None = None  # (len(table), E) aligned like scores, when the score file has them
     expert_names: tuple[str, ...] | None = None  # the score file's names of those E experts, when recorded
+    protocol_rows: np.ndarray | None = None  # (len(table),) int64; set by match_scores
 
     def to_dict(self) -> dict:
         return {
@@ -517,55 +520,142 @@ def _norm_path(value: str, base: str | None = None) -> str:
     return os.path.normpath(os.path.join(base, value)) if base else os.path.abspath(value)
 
 
-def _protocol_keys(table: UtteranceTable, how: str) -> np.ndarray:
-    utt = table.column("utt_id").astype(str)
-    paths = table.column("path").astype(str)
-    if how == "utt_id":
-        return utt
+# a path that normalising leaves as it is, absolute or relative: no backslash, no empty, '.' or '..' component
+_PLAIN_PATH = re.compile(r"/?(?!\.\.?(?:/|\Z))[^/\\]+(?:/(?!\.\.?(?:/|\Z))[^/\\]+)*\Z")
+_NOT_PLAIN = ("\\", "//", "/.", "\n.", "/\n", "\n\n")  # in the joined text of paths that are all plain, none of these
+
+
+def _text(values: object) -> np.ndarray:
+    """``values`` as the (N,) object array of ``np.asarray(values).astype(str)``, without copying it when that
+    changes nothing (str values without NUL: numpy's fixed-width text drops trailing ones)."""
+    values = np.asarray(values, dtype=object)
+    try:
+        clean = "\x00" not in "".join(values.tolist())
+    except TypeError:  # not all str
+        clean = False
+    return values if clean else values.astype(str).astype(object)
+
+
+def _all_plain(values: np.ndarray) -> str | None:
+    """The ``values`` joined by newlines when all are plain paths (:data:`_PLAIN_PATH`), told from one scan of
+    that text; None when one may not be (then :func:`_plain_mask` tells which)."""
+    try:
+        joined = "\n".join(values.tolist())
+    except TypeError:  # not all str
+        return None
+    if joined.count("\n") != len(values) - 1 or any(mark in joined for mark in _NOT_PLAIN):
+        return None
+    return joined if joined[:1] not in ("", ".") and not joined.endswith("/") else None
+
+
+def _plain_mask(values: np.ndarray) -> np.ndarray:
+    """(N,) bool: which ``values`` are plain paths (:data:`_PLAIN_PATH`)."""
+    return np.fromiter(
+        (isinstance(v, str) and _PLAIN_PATH.match(v) is not None for v in values.tolist()),
+        dtype=bool,
+        count=len(values),
+    )
+
+
+def _norm_paths(values: np.ndarray, base: str | None = None) -> np.ndarray:
+    """(N,) object: :func:`_norm_path` of every value. A plain path (:data:`_PLAIN_PATH`), the usual one, is not
+    normalised one by one: kept when absolute, put under the normalised folder when relative."""
+    prefix = _norm_path("x", base)[:-1]  # what normalising puts before a plain relative path
+    plain = None if _all_plain(values) is not None else _plain_mask(values)
+    out = np.empty(len(values), dtype=object)
+    if plain is None:
+        out[:] = [v if v[0] == "/" else prefix + v for v in values.tolist()]
+    else:
+        out[:] = [
+            (v if v[0] == "/" else prefix + v) if ok else _norm_path(v, base) for v, ok in zip(values.tolist(), plain)
+        ]
+    return out
+
+
+def _plain_stem(value: str) -> str:
+    """:func:`_stem` of a plain path (:data:`_PLAIN_PATH`): its last component without its last suffix."""
+    name = value.rpartition("/")[2]
+    head, _, suffix = name.rpartition(".")
+    return head if head and suffix else name  # as PurePath.stem: not for '.hidden' or 'name.'
+
+
+def _stems(values: np.ndarray) -> np.ndarray:
+    """(N,) object: :func:`_stem` of every value, a plain path's (the usual one) without parsing it as a path."""
+    plain = None if _all_plain(values) is not None else _plain_mask(values)
+    out = np.empty(len(values), dtype=object)
+    if plain is None:
+        out[:] = [_plain_stem(v) for v in values.tolist()]
+    else:
+        out[:] = [_plain_stem(v) if ok else _stem(v) for v, ok in zip(values.tolist(), plain)]
+    return out
+
+
+def _distinct_paths(ids: np.ndarray) -> bool:
+    """Whether :func:`_norm_path` surely keeps distinct ``ids`` distinct: all are plain paths, all absolute
+    or all relative (told without normalising them)."""
+    joined = _all_plain(np.asarray(ids, dtype=object))
+    if joined is None:
+        return False
+    n_absolute = joined.count("\n/") + joined.startswith("/")
+    return n_absolute in (0, len(ids))
+
+
+def _protocol_keys(utt: np.ndarray, paths: np.ndarray, how: str) -> np.ndarray:
+    """(N,) object: the protocol rows' keys by path ('' for a path-less row) or by stem; ``utt`` and ``paths``
+    as :func:`_text` gives them (by utt_id, the keys are ``utt``)."""
+    has = paths != ""
     if how == "path":
-        return np.array([_norm_path(p) for p in paths], dtype=object)
-    return np.array([_stem(p) if p else u for p, u in zip(paths, utt)], dtype=object)
+        out = np.full(len(paths), "", dtype=object)
+        out[has] = _norm_paths(paths[has])
+        return out
+    out = utt.copy()  # a path-less row's stem is its utt_id
+    out[has] = _stems(paths[has])
+    return out
 
 
 def _score_keys(ids: np.ndarray, how: str, base: str | None = None) -> np.ndarray:
     if how == "utt_id":
-        return ids.astype(str)
-    if how == "path":
-        return np.array([_norm_path(i, base) for i in ids], dtype=object)
-    return np.array([_stem(i) for i in ids], dtype=object)
+        return _text(ids)
+    ids = np.asarray(ids, dtype=object)
+    return _norm_paths(ids, base) if how == "path" else _stems(ids)
 
 
-def _try_match(table: UtteranceTable, scores: ScoreFile, how: str) -> tuple[dict[int, int] | None, str]:
-    """(protocol row -> score row, "") for one key kind; (None, why) when the keys are ambiguous.
+def _rows_of(keys: np.ndarray, key: str) -> np.ndarray:
+    """Positions of ``key`` in ``keys`` (compared as str: ``keys == key`` would make it numpy text, without a
+    trailing NUL)."""
+    return np.flatnonzero(keys == np.array([key], dtype=object))
+
+
+def _try_match(proto: np.ndarray, sk: np.ndarray, how: str, scores: ScoreFile) -> tuple[np.ndarray | None, str]:
+    """(protocol row of every score row, -1 where none; "") for one key kind, from the protocol's keys ``proto``
+    and the score rows' ``sk``; (None, why) when the keys are ambiguous.
 
     Raises ProtocolError when, by path, two score rows spelled differently ("data/a.wav" and
     "./data/a.wav", or a relative and an absolute path) are the same protocol file: it was scored
     twice, and which of its scores to evaluate cannot be told.
     """
-    proto = _protocol_keys(table, how)
-    sk = _score_keys(scores.ids, how, scores.base_dir)
-    proto_index = {k: i for i, k in enumerate(proto) if k}
-    score_index: dict[str, int] = {}
-    shared: dict[str, list[int]] = {}
-    for j, k in enumerate(sk):
-        if k in score_index:
-            shared.setdefault(k, [score_index[k]]).append(j)
-        elif k:
-            score_index[k] = j
-    if how == "path":
-        twice = [rows for k, rows in shared.items() if k in proto_index]
-        if twice:
-            spelled = [" and ".join(repr(str(scores.ids[j])) for j in rows) for rows in twice[:3]]
+    filled = np.flatnonzero(proto != "")  # an empty key (a path-less row by path) matches nothing
+    index = pd.Index(proto[filled], dtype=object)
+    repeated = pd.Series(sk, dtype=object).duplicated().to_numpy() & (sk != "")
+    shared = pd.unique(sk[repeated])  # keys of several score rows, in the order of their second row
+    if how == "path" and len(shared):
+        twice = shared[pd.Index(shared, dtype=object).isin(index)]
+        if len(twice):
+            spelled = [" and ".join(repr(str(scores.ids[j])) for j in _rows_of(sk, k)) for k in twice[:3]]
             raise ProtocolError(
                 f"{scores.path}: {len(twice)} protocol file(s) appear more than once under different spellings of "
                 f"their path, e.g. {'; '.join(spelled)}; keep one score per file"
             )
-    if len(proto_index) != int((proto != "").sum()):
+    if not index.is_unique:
         return None, f"two protocol rows share a {how}"
-    if shared:  # e.g. equal stems in different folders: not usable
-        example = next(iter(shared.values()))
-        return None, f"score ids {[str(scores.ids[j]) for j in example[:2]]} share a {how}"
-    return {proto_index[k]: j for k, j in score_index.items() if k in proto_index}, ""
+    if len(shared):  # e.g. equal stems in different folders: not usable
+        example = _rows_of(sk, shared[0])[:2]
+        return None, f"score ids {[str(scores.ids[j]) for j in example]} share a {how}"
+    found = index.get_indexer(pd.Index(sk, dtype=object, copy=False))  # not inferred as str: converted back
+    hit = found >= 0
+    rows = np.full(len(sk), -1, dtype=np.int64)
+    rows[hit] = filled[found[hit]]
+    return rows, ""
 
 
 def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
@@ -573,15 +663,30 @@ def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
 
     Raises ProtocolError when no score matches; a partial match is reported in the result's
     ``warnings`` (and as a UserWarning) and only the matched rows are kept.
+
+    A key kind that cannot cover more rows than one before it is not tried (its keys are not built): at
+    ASVspoof 5 size, 1M trials keyed by utt_id, building every path and stem took 30 s. By path it is still
+    tried when two score ids might be spellings of one file, so that such a file is named as before.
     """
-    best: tuple[str, dict[int, int]] | None = None
+    utt = _text(table.column("utt_id"))
+    paths: np.ndarray | None = None  # read when a key kind needs them
+    most = min(len(table), len(scores))  # matches a key kind can have at most
+    best: tuple[str, np.ndarray, np.ndarray, int] | None = None  # how, protocol keys, score row -> row, count
     ambiguous: list[str] = []
     for how in ("utt_id", "path", "stem"):
-        pairs, why = _try_match(table, scores, how)
+        if best is not None and best[3] >= most and (how == "stem" or _distinct_paths(scores.ids)):
+            continue  # no more matches to be had (and no file scored under two spellings of its path)
+        if how == "utt_id":
+            proto = utt
+        else:
+            paths = _text(table.column("path")) if paths is None else paths
+            proto = _protocol_keys(utt, paths, how)
+        found, why = _try_match(proto, _score_keys(scores.ids, how, scores.base_dir), how, scores)
         if why:
             ambiguous.append(why)
-        if pairs and (best is None or len(pairs) > len(best[1])):
-            best = (how, pairs)
+        count = 0 if found is None else int((found >= 0).sum())
+        if count and (best is None or count > best[3]):
+            best = (how, proto, found, count)
     if best is None:
         unusable = f" (not matched by a key that is not unique: {'; '.join(ambiguous)})" if ambiguous else ""
         raise ProtocolError(
@@ -589,28 +694,29 @@ def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
             f"by utt_id, path or file stem{unusable}; score ids look like {list(scores.ids[:3])}, protocol utt_ids "
             f"like {list(table.column('utt_id')[:3])} and paths like {list(table.column('path')[:3])}"
         )
-    how, pairs = best
-    rows = np.array(sorted(pairs), dtype=np.int64)
-    score_rows = np.array([pairs[r] for r in rows], dtype=np.int64)
-    matched_scores = set(score_rows.tolist())
-    unmatched_score = [str(scores.ids[j]) for j in range(len(scores)) if j not in matched_scores]
-    proto_mask = np.ones(len(table), dtype=bool)
-    proto_mask[rows] = False
+    how, proto_keys, found, _ = best
+    hit = found >= 0
+    score_of = np.full(len(table), -1, dtype=np.int64)  # protocol row -> its score row
+    score_of[found[hit]] = np.flatnonzero(hit)
+    rows = np.flatnonzero(score_of >= 0)
+    score_rows = score_of[rows]
+    unmatched_score = np.flatnonzero(~hit)
+    proto_mask = score_of < 0
     # error rows count only for files the protocol lists (by the same key kind as the scores)
-    proto_keys = _protocol_keys(table, how)
-    failed_keys = (
-        set(_score_keys(np.array(scores.failed, dtype=object), how, scores.base_dir)) if scores.failed else set()
-    )
-    failed_rows = proto_mask & np.array([k in failed_keys for k in proto_keys], dtype=bool)
-    failed = table.column("utt_id")[failed_rows].astype(str).tolist()
-    unmatched_proto = table.column("utt_id")[proto_mask & ~failed_rows].astype(str).tolist()
+    failed_rows = np.zeros(len(table), dtype=bool)
+    if scores.failed:
+        failed_keys = _score_keys(np.array(scores.failed, dtype=object), how, scores.base_dir)
+        failed_rows = proto_mask & pd.Index(proto_keys, dtype=object).isin(failed_keys)
+    failed = utt[failed_rows]
+    unmatched_proto = np.flatnonzero(proto_mask & ~failed_rows)
     matched = table.subset(rows)
     notes = []
-    if unmatched_score:
+    if len(unmatched_score):
         notes.append(f"{len(unmatched_score)} of {len(scores)} scores have no protocol entry (ignored)")
-    if failed:
-        notes.append(f"{len(failed)} file(s) could not be scored (error rows, not evaluated), e.g. {failed[:3]}")
-    if unmatched_proto:
+    if len(failed):
+        examples = failed[:3].tolist()
+        notes.append(f"{len(failed)} file(s) could not be scored (error rows, not evaluated), e.g. {examples}")
+    if len(unmatched_proto):
         notes.append(f"{len(unmatched_proto)} of {len(table)} protocol utterances have no score (not evaluated)")
     n_disagree = 0
     if scores.keys is not None:
@@ -628,11 +734,12 @@ def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
         n_protocol=len(table),
         n_unmatched_scores=len(unmatched_score),
         n_unmatched_protocol=len(unmatched_proto),
-        unmatched_score_examples=unmatched_score[:5],
-        unmatched_protocol_examples=unmatched_proto[:5],
+        unmatched_score_examples=[str(scores.ids[j]) for j in unmatched_score[:5]],
+        unmatched_protocol_examples=utt[unmatched_proto[:5]].tolist(),
         n_key_disagreements=n_disagree,
         n_failed_scores=len(failed),
         warnings=notes,
         gate_weights=None if scores.gate_weights is None else scores.gate_weights[score_rows],
         expert_names=scores.expert_names,
+        protocol_rows=rows,
     )
