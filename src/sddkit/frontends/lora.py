@@ -245,6 +245,12 @@ def average_low_rank(factors: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, 
         a = torch.cat([a, a.new_zeros(rank - keep, a.shape[1])])
         b = torch.cat([b, b.new_zeros(b.shape[0], rank - keep)], dim=1)
     total = float(s.square().sum())
+    # the checkpoints' own updates, ||B_i A_i||_F^2 = tr((B_i^T B_i)(A_i A_i^T)): a mean that is rounding noise
+    # next to them (updates that cancel) is no update, not one whose truncation "loses" a random share of it
+    scale = max(float(((fb.double().T @ fb.double()) * (fa.double() @ fa.double().T)).sum()) for fa, fb in factors)
+    if total <= 1e-24 * scale:
+        b = torch.zeros_like(b)
+        total = 0.0
     lost = float(s[keep:].square().sum()) / total if total > 0 else 0.0
     return a.to(a0.dtype), b.to(b0.dtype), math.sqrt(lost)
 
