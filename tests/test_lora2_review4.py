@@ -146,13 +146,32 @@ def nn_linear() -> torch.nn.Linear:
     return torch.nn.Linear(32, 32)
 
 
-def test_averaging_molex_checkpoints_warns_that_experts_are_averaged_factor_by_factor(tmp_path: Path, caplog):
-    from sddkit.detectors.model_dir import load_model_dir
+def test_final_model_averages_molex_experts_in_update_space(tmp_path: Path):
+    """MoLEx experts were averaged factor by factor (the mean of each expert's A times the mean of its B is not
+    its mean update); final/ now holds each expert's rank-r truncation of its mean update B_e A_e."""
+    from safetensors.torch import load_file
 
-    with caplog.at_level("WARNING", logger="sddkit.training"):
-        out = _fit_ssl(tmp_path, {"adapter": "molex", "molex": {"num_experts": 2, "rank": 2}}, epochs=2)
-    assert any("MoLEx experts are averaged factor by factor" in r.getMessage() for r in caplog.records)
-    assert "lora_average" not in load_model_dir(out / "final").metadata
+    from sddkit.detectors.model_dir import load_model_dir
+    from sddkit.frontends.molex import MoLExLinear
+    from sddkit.training import checkpoint as ckpt
+
+    out = _fit_ssl(tmp_path, {"adapter": "molex", "molex": {"num_experts": 2, "rank": 2}}, epochs=2)
+    final = load_model_dir(out / "final")
+    names = final.metadata["checkpoints"]
+    states = [ckpt.load_checkpoint_tensors(out / "checkpoints" / n, "model/") for n in names]
+    stored = load_file(str(out / "final" / "model.safetensors"))
+    layers = [n for n, m in final.model.named_modules() if isinstance(m, MoLExLinear)]
+    assert layers and final.metadata["lora_average"] == "rank-r truncation of the mean update B A"
+    for name in layers:
+        a_key, b_key = f"{name}.lora_A.0", f"{name}.lora_B.0"
+        for e in range(2):
+            mean = sum(s[b_key][e].double() @ s[a_key][e].double() for s in states) / len(states)
+            got = stored[b_key][e].double() @ stored[a_key][e].double()
+            torch.testing.assert_close(got, _best_rank_r(mean, 2), atol=1e-6, rtol=1e-4)
+    router = next(k for k in stored if ".router." in k and stored[k].is_floating_point())
+    torch.testing.assert_close(
+        stored[router].double(), sum(s[router].double() for s in states) / len(states), rtol=0, atol=1e-7
+    )
 
 
 def test_updates_that_cancel_average_to_no_update_without_a_loss_warning():

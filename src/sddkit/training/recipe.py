@@ -309,11 +309,11 @@ class TrainerConfig:
     validated too, so that the end of a run can be selected as best. patience: stop after
     this many validations without a lower EER (``None``: never). keep_top_k: best checkpoints kept
     on disk (the latest one is always kept too, for ``--resume``). average_top_k: if >= 2, the
-    exported ``final/`` model is the average of the best k checkpoints' weights; a LoRA layer gets the
-    rank-r truncation of the mean of its k updates B A (not the means of A and of B, whose product is
-    not that mean), recorded as ``lora_average`` and the fraction of the mean update's norm lost,
-    ``lora_average_loss``, in ``final/``'s metadata. MoLEx experts are still averaged factor by factor
-    (a warning says so): their A also enters the orthogonality loss, which a refactoring would change.
+    exported ``final/`` model is the average of the best k checkpoints' weights; a LoRA layer, and each
+    MoLEx expert, gets the rank-r truncation of the mean of its k updates B A (not the means of A and of
+    B, whose product is not that mean), recorded as ``lora_average`` and the fraction of the mean update's
+    norm lost, ``lora_average_loss``, in ``final/``'s metadata (a MoLEx expert's refactored A enters the
+    orthogonality loss differently if training continues from ``final/``; ``add_experts`` starts from ``best/``).
     save_every: also checkpoint every N steps (``None``: only when validating and at the end).
     bf16: bfloat16 autocast, applied on GPU only.
     """

@@ -58,7 +58,7 @@ from sddkit.detectors.model_dir import atomic_write_bytes, load_state_checked, s
 from sddkit.documents import file_digest
 from sddkit.errors import CheckpointError, ConfigError, TrainingDivergedError
 from sddkit.frontends.lora import average_lora_states
-from sddkit.frontends.molex import MoLExLinear
+from sddkit.frontends.molex import average_molex_states
 from sddkit.locks import ExclusiveLock
 from sddkit.outputs import why_unwritable
 from sddkit.pretrained import absolute_pretrained_paths, reloadable_names
@@ -772,20 +772,17 @@ class Trainer:
     def _averaged_weights(self, names: list[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Mean of the floating-point tensors of checkpoints ``names``; integer buffers from the first (best).
 
-        A LoRA layer's A and B are not averaged apart (the product of their means is not the mean of the
-        updates B A): they are the rank-r truncation of the mean update (:func:`average_lora_states`). Also
-        returns what to record of that in the metadata (empty without LoRA layers)."""
+        A LoRA layer's A and B, and a MoLEx expert's, are not averaged apart (the product of their means is not
+        the mean of the updates B A): they are the rank-r truncation of the mean update
+        (:func:`average_lora_states`, :func:`average_molex_states`). Also returns what to record of that in the
+        metadata (empty without LoRA layers or MoLEx experts)."""
         states = [ckpt.load_checkpoint_tensors(self.ckpt_dir / n, "model/") for n in names]
         for name, state in zip(names[1:], states[1:]):
             _check_same_weights(names[0], states[0], name, state)
         lora, lost = average_lora_states(self.module, states)
-        if any(isinstance(m, MoLExLinear) for m in self.module.modules()):
-            log.warning(
-                "averaging %d checkpoints: MoLEx experts are averaged factor by factor (the mean of each expert's "
-                "A and of its B), whose product is not the mean of its updates B A; best/ holds the best "
-                "checkpoint as trained",
-                len(names),
-            )
+        experts, experts_lost = average_molex_states(self.module, states)
+        lora.update(experts)
+        lost = max(lost, experts_lost)
         out = {}
         for key, first in states[0].items():
             if key in lora:
@@ -798,8 +795,8 @@ class Trainer:
             return out, {}
         if lost > 0.05:
             log.warning(
-                "averaging %d checkpoints: a LoRA layer's mean update B A is not of rank r, and its rank-r "
-                "truncation in final/ loses %.1f %% of it (best/ holds the best checkpoint as trained)",
+                "averaging %d checkpoints: a LoRA layer's or MoLEx expert's mean update B A is not of rank r, and its "
+                "rank-r truncation in final/ loses %.1f %% of it (best/ holds the best checkpoint as trained)",
                 len(names),
                 100 * lost,
             )
