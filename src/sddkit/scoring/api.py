@@ -320,6 +320,8 @@ class ScoringDetector:
         self.check_duration(x, path=path)
         cfg = self.inference
         starts = window_starts(signal.shape[0], cfg.window_samples, cfg.hop_samples)
+        if cfg.aggregation == "first":  # the reference protocol scores the first window alone
+            starts = starts[:1]
         if signal.shape[0] < cfg.window_samples:  # the windows of fixed_windows, cut as needed (PreparedAudio)
             signal = repeat_pad(signal, cfg.window_samples)
         return PreparedAudio(signal, starts, int(x.shape[0]), cfg.window_samples)
@@ -426,6 +428,7 @@ _AGGREGATIONS: dict[str, Callable[[np.ndarray], float]] = {
     "median": lambda s: float(np.median(s)),
     "min": lambda s: float(np.min(s)),
     "max": lambda s: float(np.max(s)),
+    "first": lambda s: float(s[0]),  # prepare() cuts one window only
 }
 
 

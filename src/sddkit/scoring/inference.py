@@ -25,7 +25,7 @@ from sddkit.config import from_dict, to_dict
 from sddkit.errors import CheckpointError, ConfigError
 from sddkit.scoring.calibration import Calibration
 
-Aggregation = Literal["mean", "median", "min", "max"]
+Aggregation = Literal["mean", "median", "min", "max", "first"]
 
 
 @dataclass
@@ -35,7 +35,10 @@ class InferenceConfig:
     aggregation: ``mean`` averages window logits, so the file score is the mean window score
     (the default: robust, and what window-level training optimises); ``min`` flags a file as
     spoof as soon as one window looks spoofed (partially spoofed audio); ``max``/``median`` for
-    completeness. ``min_duration_s``: inputs shorter than this are refused rather than scored, since
+    completeness; ``first`` scores the first window only (the rest of the file is neither read into
+    windows nor scored): the ASVspoof evaluation protocol of the AASIST and RawNet2 reference code, which
+    scores the first 64,600 samples of each file, repeat-padded when shorter. ``min_duration_s``: inputs
+    shorter than this are refused rather than scored, since
     repeat-padding a few milliseconds to a whole window makes a periodic buzz whose score says nothing
     about the file (the shortest real utterances of sddbench, spoken digits, last 0.16 s).
     """
