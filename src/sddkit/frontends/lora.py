@@ -255,27 +255,39 @@ def average_low_rank(factors: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, 
     return a.to(a0.dtype), b.to(b0.dtype), math.sqrt(lost)
 
 
-def average_lora_states(model: nn.Module, states: Sequence[dict[str, Tensor]]) -> tuple[dict[str, Tensor], float]:
-    """The ``lora_A``/``lora_B`` entries of the average of the state dicts ``states`` of ``model``, by
-    :func:`average_low_rank` for each :class:`LoRALinear` of ``model``; and the largest fraction of a
-    layer's mean update that the rank-r truncation lost (0 without LoRA layers). Layers whose factors
-    are not in the states (a model saved without them), or are the same in all of them (frozen: a
-    mixture's expert), are left out: their plain mean is exact, bit for bit."""
+def average_adapter_states(
+    states: Sequence[dict[str, Tensor]], pairs: Sequence[tuple[str, str]]
+) -> tuple[dict[str, Tensor], float]:
+    """The averaged adapter factors of the state dicts ``states``, for each ``(A key, B key)`` of ``pairs``: a LoRA
+    layer's A (r, in) and B (out, r), or a MoLEx group's (n, r, in) and (n, out, r), each of its n experts on its
+    own, by :func:`average_low_rank`; and the largest fraction of a mean update the rank-r truncation lost (0 when
+    nothing was averaged). Pairs not in the states (a model saved without them), or the same in all of them (frozen:
+    a mixture's expert, a MoLEx group frozen by ``add_experts``), are left out: their plain mean is exact, bit for
+    bit."""
     out: dict[str, Tensor] = {}
     worst = 0.0
-    for name, module in model.named_modules():
-        if not isinstance(module, LoRALinear):
-            continue
-        key_a, key_b = f"{name}.lora_A" if name else "lora_A", f"{name}.lora_B" if name else "lora_B"
+    for key_a, key_b in pairs:
         if not all(key_a in st and key_b in st for st in states):
             continue
         first_a, first_b = states[0][key_a], states[0][key_b]
         if all(torch.equal(st[key_a], first_a) and torch.equal(st[key_b], first_b) for st in states[1:]):
             continue
-        a, b, lost = average_low_rank([(st[key_a], st[key_b]) for st in states])
-        out[key_a], out[key_b] = a, b
-        worst = max(worst, lost)
+        if first_a.ndim == 2:
+            out[key_a], out[key_b], lost = average_low_rank([(st[key_a], st[key_b]) for st in states])
+            worst = max(worst, lost)
+            continue
+        out[key_a], out[key_b] = torch.empty_like(first_a), torch.empty_like(first_b)
+        for e in range(first_a.shape[0]):
+            out[key_a][e], out[key_b][e], lost = average_low_rank([(st[key_a][e], st[key_b][e]) for st in states])
+            worst = max(worst, lost)
     return out, worst
+
+
+def average_lora_states(model: nn.Module, states: Sequence[dict[str, Tensor]]) -> tuple[dict[str, Tensor], float]:
+    """The ``lora_A``/``lora_B`` entries of the average of the state dicts ``states`` of ``model``, by
+    :func:`average_low_rank` for each :class:`LoRALinear` of ``model`` (:func:`average_adapter_states`)."""
+    prefixes = [f"{name}." if name else "" for name, m in model.named_modules() if isinstance(m, LoRALinear)]
+    return average_adapter_states(states, [(f"{p}lora_A", f"{p}lora_B") for p in prefixes])
 
 
 def apply_lora(encoder: SpeechEncoder, cfg: LoRAConfig) -> list[tuple[str, LoRALinear]]:
@@ -290,6 +302,7 @@ __all__ = [
     "LoRAConfig",
     "LoRALinear",
     "apply_lora",
+    "average_adapter_states",
     "average_lora_states",
     "average_low_rank",
     "check_low_rank",

@@ -55,7 +55,7 @@ from sddkit.errors import ConfigError
 from sddkit.frontends.encoders import SpeechEncoder
 from sddkit.frontends.lora import (
     AdaptedLinear,
-    average_low_rank,
+    average_adapter_states,
     check_adapter_shape,
     check_low_rank,
     kaiming_uniform_rows_,
@@ -359,33 +359,18 @@ def _input_frames(t: Tensor, frames: int | None) -> Tensor:
 def average_molex_states(model: nn.Module, states: Sequence[dict[str, Tensor]]) -> tuple[dict[str, Tensor], float]:
     """The expert factors (``lora_A.<g>`` (n, r, in), ``lora_B.<g>`` (n, out, r)) of the average of the state dicts
     ``states`` of ``model``: each expert's rank-r truncation of its mean update ``B A`` over the states
-    (:func:`~sddkit.frontends.lora.average_low_rank`), as for plain LoRA, not the mean of its A times the mean of
+    (:func:`~sddkit.frontends.lora.average_adapter_states`), as for plain LoRA, not the mean of its A times the mean of
     its B; and the largest share of an expert's mean update the truncation lost. Expert groups that are the same
     in every state (frozen by ``add_experts``) are left out: their plain mean is exact, bit for bit. The averaged
     A have orthonormal rows, so a run continued from them sees another orthogonality loss for the same experts
     (``add_experts`` recipes start from ``best/``, which is not averaged)."""
-    out: dict[str, Tensor] = {}
-    worst = 0.0
-    for name, module in model.named_modules():
-        if not isinstance(module, MoLExLinear):
-            continue
-        for g in range(len(module.lora_A)):
-            key_a, key_b = (
-                f"{name}.lora_A.{g}" if name else f"lora_A.{g}",
-                f"{name}.lora_B.{g}" if name else f"lora_B.{g}",
-            )
-            if not all(key_a in st and key_b in st for st in states):
-                continue
-            first_a, first_b = states[0][key_a], states[0][key_b]
-            if all(torch.equal(st[key_a], first_a) and torch.equal(st[key_b], first_b) for st in states[1:]):
-                continue
-            a_out, b_out = torch.empty_like(first_a), torch.empty_like(first_b)
-            for e in range(first_a.shape[0]):
-                a, b, lost = average_low_rank([(st[key_a][e], st[key_b][e]) for st in states])
-                a_out[e], b_out[e] = a, b
-                worst = max(worst, lost)
-            out[key_a], out[key_b] = a_out, b_out
-    return out, worst
+    pairs = [
+        (f"{name}.lora_A.{g}" if name else f"lora_A.{g}", f"{name}.lora_B.{g}" if name else f"lora_B.{g}")
+        for name, module in model.named_modules()
+        if isinstance(module, MoLExLinear)
+        for g in range(len(module.lora_A))
+    ]
+    return average_adapter_states(states, pairs)
 
 
 __all__ = [
