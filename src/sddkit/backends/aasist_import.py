@@ -10,7 +10,6 @@ bona fide) is sddkit's, so the output layer is kept as is.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from torch import Tensor
 from sddkit.config import to_dict
 from sddkit.detectors.detector import Detector, DetectorConfig, build_detector
 from sddkit.detectors.model_dir import CONFIG_NAME, file_in_the_way, load_state_checked, save_model_dir
+from sddkit.documents import file_digest
 from sddkit.errors import CheckpointError
 from sddkit.registry import get_registry
 from sddkit.scoring.inference import InferenceConfig
@@ -183,14 +183,6 @@ class ImportResult:
     detector: Detector
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _check_out_dir(out: Path) -> None:
     """Refuse an ``out`` that is, or lies below, an existing file before the weights are read."""
     blocking = file_in_the_way(out)
@@ -226,7 +218,7 @@ def import_aasist(
     metadata: dict[str, Any] = {
         "source": "clovaai/aasist published weights (Jung et al., ICASSP 2022)",
         "imported_from": weights.name,
-        "sha256": _sha256(weights),
+        "sha256": file_digest(weights),  # read above already: never None here
         "variant": variant,
         "window_seconds": WINDOW_SAMPLES / SAMPLE_RATE,
         "label_convention": "class 0 = spoof, class 1 = bona fide (as published)",

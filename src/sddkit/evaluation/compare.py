@@ -21,7 +21,7 @@ import numpy as np
 
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
-from sddkit.evaluation.groups import attack_groups, partition_groups
+from sddkit.evaluation.groups import attack_groups, markdown_cell, partition_groups
 from sddkit.evaluation.groups import groups as value_groups
 from sddkit.evaluation.scores import ScoreFile, match_scores
 from sddkit.metrics import CurveMetric, PairedDifference, eer_from_curve, min_dcf_from_curve, paired_bootstrap
@@ -166,8 +166,8 @@ class Comparison:
             for value, c in self.groups:
                 g = c.difference
                 lines.append(
-                    f"| {_cell(value)} | {c.n_bonafide} / {c.n_spoof} | {fmt(c.baseline.mean)} | {fmt(c.system.mean)} "
-                    f"| {fmt(g.diff)} [{fmt(g.low)}, {fmt(g.high)}] | {c.verdict} |"
+                    f"| {markdown_cell(value)} | {c.n_bonafide} / {c.n_spoof} | {fmt(c.baseline.mean)} "
+                    f"| {fmt(c.system.mean)} | {fmt(g.diff)} [{fmt(g.low)}, {fmt(g.high)}] | {c.verdict} |"
                 )
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -177,11 +177,6 @@ def _formatter(metric: str) -> tuple[Callable[[float], str], str]:
     if metric == "eer":  # a fraction, shown in percent as the field reports it
         return (lambda x: f"{100 * x:.2f}"), " %"
     return (lambda x: f"{x:.4f}"), ""
-
-
-def _cell(value: str) -> str:
-    """A group value as a Markdown table cell: a ``|`` in it would split the cell."""
-    return value.replace("|", "\\|")
 
 
 def _group_dict(c: Comparison) -> dict[str, Any]:

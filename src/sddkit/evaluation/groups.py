@@ -23,6 +23,12 @@ def groups(values: np.ndarray, empty: str = "unknown") -> list[tuple[str, np.nda
     return [(name, values == name) for name in sorted(set(values.tolist()))]
 
 
+def markdown_cell(value: object) -> str:
+    """A group's name (an attack, a source, an expert) as a Markdown table cell: a ``|`` in it would split the cell.
+    Shared by `sdd eval`'s and `sdd compare`'s tables."""
+    return str(value).replace("|", "\\|")
+
+
 def partition_groups(partitions: np.ndarray | None) -> list[tuple[str, np.ndarray]] | None:
     """(partition, mask) when the trials hold more than one partition, else None."""
     if partitions is None:

@@ -40,7 +40,7 @@ from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 from sddkit.evaluation.gate_weights import gate_weight_table
-from sddkit.evaluation.groups import attack_groups, groups, named
+from sddkit.evaluation.groups import attack_groups, groups, markdown_cell, named
 from sddkit.evaluation.scores import ScoreFile, match_scores
 from sddkit.metrics import (
     ASVRates,
@@ -384,12 +384,7 @@ def _fmt(value: Any, digits: int) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
-    return _cell(value)
-
-
-def _cell(value: Any) -> str:
-    """Text of a Markdown table cell: a ``|`` in a name (an attack, a source, an expert) would split the cell."""
-    return str(value).replace("|", "\\|")
+    return markdown_cell(value)
 
 
 _MD_COLUMNS = (  # (key, header, digits)
@@ -408,7 +403,7 @@ def _md_table(rows: Sequence[dict[str, Any]], key: str) -> list[str]:
     headers = keys + [h for _, h, _ in _MD_COLUMNS]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for r in rows:
-        cells = [_cell(r[k]) for k in keys] + [_fmt(r.get(k), d) for k, _, d in _MD_COLUMNS]
+        cells = [markdown_cell(r[k]) for k in keys] + [_fmt(r.get(k), d) for k, _, d in _MD_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -484,11 +479,12 @@ def render_markdown(report: Report) -> str:
             lines += [
                 f"Per {key}:",
                 "",
-                "| " + " | ".join([key, *map(_cell, experts), "n"]) + " |",
+                "| " + " | ".join([key, *map(markdown_cell, experts), "n"]) + " |",
                 "|" + "---|" * (len(experts) + 2),
             ]
             lines += [
-                "| " + " | ".join([_cell(r[key]), *(f"{r[e]:.3f}" for e in experts), str(r["n"])]) + " |" for r in rows
+                "| " + " | ".join([markdown_cell(r[key]), *(f"{r[e]:.3f}" for e in experts), str(r["n"])]) + " |"
+                for r in rows
             ]
             lines += ["", f"![gate weights per {key}](gate_weights_by_{key}.png)", ""]
     if report.warnings:
