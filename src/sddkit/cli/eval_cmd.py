@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -75,14 +74,12 @@ def evaluated_inputs(
     import os
 
     from sddkit import __version__
-    from sddkit.documents import file_digest, run_record_path
+    from sddkit.documents import file_digest
+    from sddkit.evaluation.scores import run_record
 
-    try:
-        record = json.loads(run_record_path(scores).read_text())
-    except (OSError, ValueError):
-        record = None
+    record = run_record(scores)
     model = None
-    if isinstance(record, dict):
+    if record is not None:
         where, cwd = record.get("model"), record.get("cwd")
         if isinstance(where, str) and where and isinstance(cwd, str) and os.path.isabs(cwd):
             where = os.path.normpath(os.path.join(cwd, where))  # as sdd score's working directory read it

@@ -77,14 +77,21 @@ class ScoreFile:
         return len(self.ids)
 
 
-def _recorded(scores: str | Path, key: str) -> Any:
-    """``key`` of the run record beside an ``sdd score`` output; None when there is no readable record
-    (a score file from elsewhere, an older sdd score) or it has no such key."""
+def run_record(scores: str | Path) -> dict[str, Any] | None:
+    """The run record beside an ``sdd score`` output; None when there is no readable one (a score file from
+    elsewhere)."""
     try:
         record = json.loads(run_record_path(scores).read_text())
     except (OSError, ValueError):
         return None
-    return record.get(key) if isinstance(record, dict) else None
+    return record if isinstance(record, dict) else None
+
+
+def _recorded(scores: str | Path, key: str) -> Any:
+    """``key`` of the run record beside an ``sdd score`` output; None when there is no readable record
+    (a score file from elsewhere, an older sdd score) or it has no such key."""
+    record = run_record(scores)
+    return None if record is None else record.get(key)
 
 
 def recorded_expert_names(scores: str | Path, width: int) -> tuple[str, ...] | None:
