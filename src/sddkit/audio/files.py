@@ -19,8 +19,15 @@ AUDIO_EXTENSIONS: tuple[str, ...] = (
     ".aif",
     ".aiff",
     ".webm",
+    ".wma",
+    # video containers (FakeAVCeleb ships .mp4) and Matroska audio: their first audio stream is scored
+    ".mp4",
+    ".mka",
+    ".mkv",
+    ".mov",
 )
-"""Suffixes (lower case) that folder readers treat as audio files."""
+"""Suffixes (lower case) taken as audio files: by folder listings (protocol readers, ``sdd score DIR``) and by
+``sdd score``'s inputs, where a listed suffix is audio even before the file exists."""
 
 
 def list_audio_files(root: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> list[Path]:

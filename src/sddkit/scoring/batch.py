@@ -41,16 +41,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from sddkit.audio.files import list_audio_files
+from sddkit.audio.files import AUDIO_EXTENSIONS, list_audio_files
 from sddkit.documents import run_record_path
 from sddkit.errors import ProtocolError, SddkitError
 from sddkit.locks import ExclusiveLock
 from sddkit.outputs import why_unwritable
 from sddkit.scoring.api import PreparedAudio, ScoreResult, ScoringDetector, non_finite_reason
 
-AUDIO_EXTENSIONS: frozenset[str] = frozenset(
-    {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac", ".aif", ".aiff", ".webm", ".mp4", ".wma"}
-)
 BASE_COLUMNS: tuple[str, ...] = ("path", "score", "probability", "decision", "duration_s", "n_windows", "raw_score")
 WINDOW_COLUMNS: tuple[str, ...] = ("path", "window", "start_s", "end_s", "score")
 FSYNC_EVERY_S = 5.0
@@ -158,7 +155,9 @@ def read_manifest(path: Path) -> list[str]:
         raise ProtocolError(f"{path}: the manifest lists no paths")
     # a whole line (a path may hold spaces: "My Recordings/a.wav") or its first field names an audio file
     bad = [
-        ln for ln in listed if not ({Path(ln).suffix.lower(), Path(ln.split()[0]).suffix.lower()} & AUDIO_EXTENSIONS)
+        ln
+        for ln in listed
+        if {Path(ln).suffix.lower(), Path(ln.split()[0]).suffix.lower()}.isdisjoint(AUDIO_EXTENSIONS)
     ]
     if bad and len(bad) == len(listed):
         raise ProtocolError(
