@@ -9,8 +9,10 @@ OUT/scores_<mode>.csv (per-trial scores), and prints the Markdown table.
 
 Resumable: the scores are journaled in OUT/robustness.journal.jsonl as the batches are scored, so a rerun
 with the same options after a crash or Ctrl-C scores only the files not yet done (a journal of another
-model, protocol or settings is refused, naming what differs: delete it to start afresh). The journal is
-removed once the report is written.
+model, protocol or settings is refused, naming what differs: delete it to start afresh). A resumed run keeps
+the errors the journal holds (files that could not be decoded, conditions that failed on a file), as a resumed
+``sdd score`` keeps its error rows; ``--retry-errors`` scores those files again (e.g. after mending them). The
+journal is removed once the report is written.
 """
 
 from __future__ import annotations
@@ -70,6 +72,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=600.0,
         help="files longer than this count as failures (0 = no limit; default 600)",
     )
+    p.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="on resume, score again the files whose journaled results hold an error (a file that could not be "
+        "decoded, a condition that failed on it), e.g. after mending them",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table on stdout")
     p.set_defaults(func=run)
 
@@ -125,7 +133,9 @@ def run(args: argparse.Namespace) -> int:
     }
     out = prepare_out_dir(args.out)  # an --out that cannot be written fails now, not after the scoring
     journal = out / JOURNAL_NAME
-    result = run_robustness(detector, table, config, progress=not args.quiet, info=info, journal=journal)
+    result = run_robustness(
+        detector, table, config, progress=not args.quiet, info=info, journal=journal, retry_errors=args.retry_errors
+    )
     paths = write_robustness(result, args.out)
     if not args.quiet:
         print(markdown_table(result.rows))
@@ -133,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     errors = sum(len(e) for e in result.condition_errors.values())
     failed += f", {errors} degradation(s) failed" if errors else ""
     failed += f", {result.n_resumed} file(s) resumed from {JOURNAL_NAME}" if result.n_resumed else ""
+    failed += f", {result.n_retried} file(s) with errors scored again" if result.n_retried else ""
     print(
         f"{int(result.decoded.sum())} files x {len(config.conditions)} conditions ({', '.join(config.modes)})"
         f"{failed} -> {Path(paths['robustness.md'])}",

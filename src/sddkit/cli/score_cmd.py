@@ -106,6 +106,12 @@ def run(args: argparse.Namespace) -> int:
                 for r in batch.iter_rows(out)
                 if r.get("path") and not (args.retry_errors and r.get("error"))
             }
+        if writer.versions_changed:  # not refused (an upgrade between interruption and resume is fine): said
+            print(
+                f"sdd score: note: {target} holds rows scored under other package versions "
+                f"({', '.join(writer.versions_changed)}); its run record keeps them as earlier_versions",
+                file=sys.stderr,
+            )
         # rows an earlier run wrote for files that are not among these inputs stay in the output: say so
         others = len(writer.done - wanted)
         if others:

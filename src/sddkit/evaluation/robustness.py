@@ -35,6 +35,10 @@ modes, seed, limit, fast codecs, maximum duration; the selected utterances' ids,
 of another run is refused, naming what differs, never mixed in. ``--batch-size``, ``--workers``, ``--threads``
 and ``--device`` may change between the runs (scores then agree up to rounding). A last line cut off by a kill
 is dropped. :func:`write_robustness` removes the journal once the report it was scored for is published.
+With ``retry_errors`` (``sdd robustness --retry-errors``, as ``sdd score --retry-errors``) the files whose journaled
+results hold an error (a file that could not be decoded, or a condition that failed or scored NaN on it) are first
+removed from the journal (atomically), with their errors, and scored again under every condition; other files'
+results stay.
 """
 
 from __future__ import annotations
@@ -234,7 +238,8 @@ class RobustnessResult:
     lost); condition_errors: condition -> errors of degrading/scoring one utterance; rows: one
     per (condition, mode), see ``ROW_COLUMNS``; info: model/protocol description for the report;
     journal: the journal the scores were recorded in (None: none), removed by :func:`write_robustness`
-    once the report is published; n_resumed: files whose results this run read back from it.
+    once the report is published; n_resumed: files whose results this run read back from it; n_retried: files
+    whose journaled errors this run dropped to score them again (``retry_errors``).
     """
 
     config: RobustnessConfig
@@ -248,6 +253,7 @@ class RobustnessResult:
     info: dict[str, Any] = field(default_factory=dict)
     journal: Path | None = None
     n_resumed: int = 0
+    n_retried: int = 0
 
     @property
     def decoded(self) -> np.ndarray:
@@ -418,13 +424,17 @@ class RobustnessJournal:
 
     Line 1 is the run's :func:`journal_header`; each further line one batch:
     ``{"files": [{"i": index, "utt_id": ..., "scores": {condition: score}} | {"i", "utt_id", "failure": error}],
-    "errors": [[condition, error], ...]}`` (the condition errors in the order they arose). Opening an existing
-    journal checks its header against ``header`` (another run's is a ProtocolError saying what differs) and
-    drops a last line cut off by a kill; ``batches`` are the lines read back.
+    "errors": [[condition, error, index], ...]}`` (the condition errors in the order they arose, each with the
+    index of its file; journals written before the index was recorded have ``[condition, error]``). Opening an
+    existing journal checks its header against ``header`` (another run's is a ProtocolError saying what differs)
+    and drops a last line cut off by a kill; ``batches`` are the lines read back. With ``retry_errors`` the files
+    whose results hold an error (a failure, or a condition error) are first removed from the journal, with
+    their errors (the file is rewritten atomically), so that they are scored again; ``retried`` counts them.
     """
 
-    def __init__(self, path: str | Path, header: dict[str, Any]):
+    def __init__(self, path: str | Path, header: dict[str, Any], *, retry_errors: bool = False):
         self.path = Path(path)
+        self.retried = 0
         self._file: Any = None
         self._lock = ExclusiveLock(
             f"{self.path}.lock",
@@ -435,6 +445,8 @@ class RobustnessJournal:
         )
         try:
             self.batches = self._read(header)
+            if retry_errors and self.batches:
+                self._drop_errors()
             self._file = open(self.path, "a", encoding="utf-8")
             if self.path.stat().st_size == 0:
                 self._write(header)
@@ -474,7 +486,7 @@ class RobustnessJournal:
                 f.truncate(whole)
         if not lines:
             return []
-        earlier = lines[0][1]
+        earlier = self._header = lines[0][1]
         if not isinstance(earlier, dict) or not str(earlier.get("schema")).startswith("sddkit.robustness-journal/"):
             raise self._refuse("is not a robustness journal")
         diffs = header_differences(earlier, header)
@@ -486,12 +498,36 @@ class RobustnessJournal:
                 raise self._refuse(f"is damaged at line {k}")
         return batches
 
+    def _drop_errors(self) -> None:
+        """Remove the files whose results hold an error, and their errors, from :attr:`batches` and the file."""
+        from sddkit.detectors.model_dir import atomic_write_bytes
+
+        kept: list[dict[str, Any]] = []
+        for k, batch in enumerate(self.batches, start=2):
+            try:
+                ids = {int(e["i"]): str(e["utt_id"]) for e in batch["files"]}
+                owners = [_error_file(e, ids) for e in batch["errors"]]
+                retried = {int(e["i"]) for e in batch["files"] if "failure" in e} | {i for i in owners if i in ids}
+            except (KeyError, TypeError, ValueError) as exc:
+                raise self._refuse(f"is damaged at line {k} ({exc})") from None
+            self.retried += len(retried)
+            files = [e for e in batch["files"] if int(e["i"]) not in retried]
+            errors = [e for e, i in zip(batch["errors"], owners) if i is None or i not in retried]
+            if files or errors:
+                kept.append({**batch, "files": files, "errors": errors})
+        if not self.retried:
+            return
+        lines = [self._header, *kept]
+        text = "".join(json.dumps(r, allow_nan=False, separators=(",", ":")) + "\n" for r in lines)
+        atomic_write_bytes(self.path, text.encode())
+        self.batches = kept
+
     def _write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n")
         self._file.flush()  # a kill loses at most the batch being scored
         os.fsync(self._file.fileno())
 
-    def append(self, files: list[dict[str, Any]], errors: list[tuple[str, str]]) -> None:
+    def append(self, files: list[dict[str, Any]], errors: Sequence[Sequence[Any]]) -> None:
         """Record one scored batch: its files (scores or failure) and the condition errors it raised."""
         try:
             self._write({"files": files, "errors": [list(e) for e in errors]})
@@ -510,6 +546,18 @@ class RobustnessJournal:
             self._lock.release()
 
 
+def _error_file(error: Any, ids: dict[int, str]) -> int | None:
+    """The index of the file (of ``ids``: index -> utt_id, one batch's) a journaled condition error belongs to.
+
+    ``[condition, error, index]``; a ``[condition, error]`` of an older journal by its text, which starts with
+    the utt_id and ``": "`` (the longest such id of the batch); None when no file of the batch matches."""
+    if len(error) > 2:
+        return int(error[2])
+    text = str(error[1])
+    matches = [i for i, u in ids.items() if text.startswith(f"{u}: ")]
+    return max(matches, key=lambda i: len(ids[i])) if matches else None
+
+
 def run_robustness(
     detector: Any,
     table: UtteranceTable,
@@ -518,6 +566,7 @@ def run_robustness(
     progress: bool = True,
     info: dict[str, Any] | None = None,
     journal: str | Path | None = None,
+    retry_errors: bool = False,
 ) -> RobustnessResult:
     """Score ``table`` under every condition of ``config`` with ``detector`` (a ScoringDetector).
 
@@ -528,6 +577,8 @@ def run_robustness(
     ``journal``: a file (:class:`RobustnessJournal`) to which every scored batch is appended; the files an
     earlier run with the same model, settings and utterances recorded there are read back, not scored again,
     and the result is the one an uninterrupted run gives. A journal of another run is a ProtocolError.
+    ``retry_errors``: the files whose journaled results hold an error are scored again (see
+    :class:`RobustnessJournal`).
     """
     from tqdm.auto import tqdm
 
@@ -543,11 +594,11 @@ def run_robustness(
     pending: list[tuple[int, str, Any]] = []  # (utterance index, condition, PreparedAudio) awaiting the model
     # the files processed since the journal's last line, and the condition errors they raised, in order
     batch_files: list[dict[str, Any]] = []
-    batch_errors: list[tuple[str, str]] = []
+    batch_errors: list[tuple[str, str, int]] = []
 
-    def add_error(name: str, error: str) -> None:
+    def add_error(name: str, error: str, i: int) -> None:
         condition_errors.setdefault(name, []).append(error)
-        batch_errors.append((name, error))
+        batch_errors.append((name, error, i))
 
     def flush() -> None:
         from sddkit.scoring.api import non_finite_reason
@@ -556,7 +607,7 @@ def run_robustness(
         for (i, name, _), res in zip(pending, results):
             reason = non_finite_reason(res)
             if reason is not None:  # a NaN would otherwise pass for a score (and always read as "spoof")
-                add_error(name, f"{records[i]['utt_id']}: {reason}")
+                add_error(name, f"{records[i]['utt_id']}: {reason}", i)
                 continue
             scores[name][i] = res.score
         pending.clear()
@@ -575,7 +626,7 @@ def run_robustness(
     log = None
     done: set[int] = set()
     if journal is not None:
-        log = RobustnessJournal(journal, journal_header(detector, records, cfg, info))
+        log = RobustnessJournal(journal, journal_header(detector, records, cfg, info), retry_errors=retry_errors)
     try:
         if log is not None:
             done = _replay(log, records, scores, failures, condition_errors)
@@ -595,7 +646,7 @@ def run_robustness(
                 batch_files.append({"i": i, "utt_id": str(records[i]["utt_id"])})
                 for name, prepared in item.variants:
                     if isinstance(prepared, str):
-                        add_error(name, prepared)
+                        add_error(name, prepared, i)
                         continue
                     pending.append((i, name, prepared))
                     n_windows += prepared.n_windows
@@ -619,7 +670,8 @@ def run_robustness(
     kept = (
         ""
         if log is None
-        else f" (a rerun reads the files' results back from {log.path}: delete it to score them again)"
+        else f" (a rerun reads the files' results back from {log.path}: delete it to score them again, or rerun "
+        "with --retry-errors to score again the files whose results hold an error)"
     )
     if not decoded.any():
         first = f"; first error: {failures[0]}" if failures else ""
@@ -642,6 +694,7 @@ def run_robustness(
         info=dict(info or {}),
         journal=None if log is None else log.path,
         n_resumed=len(done),
+        n_retried=0 if log is None else log.retried,
     )
     result.rows = summarize(result)
     return result
@@ -668,7 +721,7 @@ def _replay(
                     for name, value in entry["scores"].items():
                         scores[name][i] = float(value)
                 done.add(i)
-            for name, error in batch["errors"]:
+            for name, error, *_ in batch["errors"]:  # [condition, error, index]; older: [condition, error]
                 condition_errors.setdefault(str(name), []).append(str(error))
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(

@@ -13,8 +13,10 @@ flushed one by one (fsync every few seconds), so an interrupted run restarted wi
 ``out`` skips every path already written; a partially written last line (the process died
 mid-write) is cut off first. ``<out>.run.json`` records what the rows depend on (the model, identified by
 its scores of a fixed probe, its inference settings, the columns, ``windows``): a resume (or a shard
-merge) whose record differs is refused instead of mixing two models in one file. While a run writes
-``out`` it holds an flock on ``<out>.lock``, so a second run on the same output is refused.
+merge) whose record differs is refused instead of mixing two models in one file. It also records the package
+versions the rows were scored under (``versions``, as training's ``run.json``); they are not compared, so a
+resume after an upgrade goes on, and the record keeps the earlier runs' other blocks (``earlier_versions``).
+While a run writes ``out`` it holds an flock on ``<out>.lock``, so a second run on the same output is refused.
 
 Windows (``windows=True``): per-window scores go to a sidecar ``<out stem>.windows.csv``
 (columns ``path,window,start_s,end_s,score``), or to a ``windows`` list in each JSONL row.
@@ -398,6 +400,30 @@ def _read_run_info(out: str | Path, remedy: str) -> dict[str, Any] | None:
         raise ProtocolError(f"{path}: unreadable run record ({exc}); {remedy}") from None
 
 
+def _changed_versions(earlier: Any, now: dict[str, Any]) -> list[str]:
+    """``"torch 2.4.0 -> 2.5.1"`` for each package whose version differs between two ``versions`` blocks
+    (none when the earlier record has no block: written by an sddkit that did not record them)."""
+    if not isinstance(earlier, dict):
+        return []
+    return [f"{k} {earlier.get(k)} -> {now.get(k)}" for k in now if k in earlier and earlier.get(k) != now.get(k)]
+
+
+def _earlier_versions(earlier: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """``{"earlier_versions": [...]}``: the distinct ``versions`` blocks of the earlier runs of an output that
+    differ from ``now`` (the rows they wrote were scored under them), oldest first; ``{}`` when there are none.
+
+    Package versions never refuse a resume (:func:`run_differences` leaves them out: a pip upgrade between an
+    interruption and its resume is fine), but the record keeps what the earlier rows were scored with."""
+    blocks = [b for b in (earlier.get("earlier_versions") or []) if isinstance(b, dict)]
+    if isinstance(earlier.get("versions"), dict):
+        blocks.append(earlier["versions"])
+    kept: list[dict[str, Any]] = []
+    for b in blocks:
+        if b != now and b not in kept:
+            kept.append(b)
+    return {"earlier_versions": kept} if kept else {}
+
+
 def check_writable(out: str | Path) -> None:
     """Refuse, in one line and before any model loads, an output that cannot be created or appended to
     (its folder is a file or read-only, its name too long); leaves nothing behind."""
@@ -496,10 +522,15 @@ class ScoreWriter:
                 dropped = True
             elif r.get("path"):
                 self.done.add(self.absolute(r.get("path")))
+        self.versions_changed: list[str] = []  # packages upgraded since the output's earlier run
         if run is not None:
-            run = {**run, "columns": self.columns, "cwd": self.base}
+            from sddkit.training.provenance import package_versions
+
+            run = {**run, "columns": self.columns, "cwd": self.base, "versions": package_versions()}
             if earlier is not None:  # (read above: rows are there)
                 _refuse_another_run(self.out, earlier, run)
+                run.update(_earlier_versions(earlier, run["versions"]))
+                self.versions_changed = _changed_versions(earlier.get("versions"), run["versions"])
             write_run_info(self.out, run)  # before any row, so every row is covered by it
         if dropped:
             _rewrite_kept(self.out, header, lambda r: not retried(r))

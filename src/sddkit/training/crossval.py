@@ -16,7 +16,7 @@ Layout of ``out_dir``::
     fold_<values>/held_out.csv   ``sdd score`` rows of the held-out files (appended, so a restart resumes)
     fold_<values>/held_out.csv.run.json  the model that scored them (``best/``, its weights digest), as ``sdd score``
     fold_<values>/fold.json      the fold's figures, written last: a fold with it is done and is not rerun
-    cv.json                      all folds and the mean
+    cv.json                      all folds and the mean; the recipe, package versions and git commit (+ dirty flag)
 
 With several seeds (``cross_validate_seeds``) each seed's run is a folder of that layout,
 ``seed_<s>/``, and ``out_dir/cv.json`` holds each fold's EER averaged over the seeds, the per-seed means
@@ -382,9 +382,19 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
         "std_eer": float(eers.std(ddof=1)) if eers.size > 1 else 0.0,
         "units": {"eer": "fraction"},  # as metrics.jsonl; sdd eval's report.json gives percent
         "recipe": to_dict(recipe),
+        **_provenance(),
     }
     atomic_write_bytes(out / CV_NAME, (json.dumps(summary, indent=2) + "\n").encode())
     return summary
+
+
+def _provenance() -> dict[str, Any]:
+    """What cv.json records of the code that wrote it, as training's ``run.json`` does: the package versions and
+    the git commit and dirty flag of sddkit's source (``git``: None outside a checkout). A fold read back from an
+    earlier run has its own in its ``run.json``."""
+    from sddkit.training.provenance import git_commit, package_versions
+
+    return {"versions": package_versions(), "git": git_commit()}
 
 
 def _warn_pretrained(recipe: TrainRecipe) -> None:
@@ -470,6 +480,7 @@ def cross_validate_seeds(
         "std_eer_over_seeds": float(per_seed.std(ddof=1)),
         "units": {"eer": "fraction"},
         "recipe": to_dict(recipe),
+        **_provenance(),
     }
     _make_dir(out)
     atomic_write_bytes(out / CV_NAME, (json.dumps(summary, indent=2) + "\n").encode())

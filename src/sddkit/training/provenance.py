@@ -68,10 +68,19 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+# the folders of a checkout (from its top) whose untracked, not ignored files make it dirty: what runs
+CODE_FOLDERS = ("src", "recipes", "scripts")
+
+
 def git_commit(path: str | Path | None = None) -> dict[str, Any] | None:
     """``{"commit": sha, "dirty": bool}`` of the git checkout holding ``path`` (default: sddkit's source); None
     when ``path`` is not tracked by one (no git, no checkout, or a copy git ignores: sddkit installed into a
-    virtualenv inside another project's checkout must not be recorded as that project's commit)."""
+    virtualenv inside another project's checkout must not be recorded as that project's commit).
+
+    ``dirty``: a tracked file of the checkout is modified (staged or not), or an untracked file that
+    ``.gitignore`` does not exclude lies under ``src/``, ``recipes/`` or ``scripts/`` of the project (beside the
+    ``src/`` folder holding ``path``, else at the checkout's top: code
+    or a recipe the commit does not hold); untracked files elsewhere (run outputs) and ignored ones never count."""
     where = Path(path) if path is not None else Path(sddkit.__file__).resolve().parent
     return _git_commit(str(where))
 
@@ -91,14 +100,34 @@ def _git_commit(where: str) -> dict[str, Any] | None:
             timeout=10,
             check=True,
         )
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
+        # dirty: a tracked file changed anywhere in the checkout, or a file git does not track (and does not
+        # ignore) lies where it changes what runs: the package source, recipes or scripts (a new module or
+        # recipe a run imports or reads); untracked run outputs elsewhere, and .gitignored files, never count
+        dirty = bool(
+            _git_status(where, "--untracked-files=no")
+            or _git_status(where, "--untracked-files=normal", "--", *_code_pathspecs(where))
+        )
     except (OSError, subprocess.SubprocessError):
         return None
-    return {"commit": sha, "dirty": bool(status.strip())} if sha else None
+    return {"commit": sha, "dirty": dirty} if sha else None
+
+
+def _code_pathspecs(where: str) -> list[str]:
+    """``CODE_FOLDERS`` of the project holding ``where``: beside the ``src/`` folder ``where`` lies in (sddkit's
+    source is ``<project>/src/sddkit``), so a project kept inside a larger checkout checks its own folders, not
+    the larger checkout's; else at the checkout's top."""
+    package = Path(where).resolve()
+    if package.parent.name == "src":
+        return [
+            os.path.relpath(package.parent.parent / d, package)
+            for d in CODE_FOLDERS
+            if (package.parent.parent / d).is_dir()
+        ]
+    return [f":(top){d}" for d in CODE_FOLDERS]
+
+
+def _git_status(where: str, *args: str) -> str:
+    """``git status --porcelain ARGS`` run in ``where``, stripped (empty: nothing to report)."""
+    return subprocess.run(
+        ["git", "status", "--porcelain", *args], cwd=where, capture_output=True, text=True, timeout=10, check=True
+    ).stdout.strip()
