@@ -88,14 +88,17 @@ def test_a_codec_nothing_decodes_gets_a_decoder_reason(tmp_path):
 def test_an_unreadable_manifest_is_a_one_line_error(tmp_path, model_dir, monkeypatch, capsys):
     manifest = tmp_path / "list.txt"
     manifest.write_text("a.wav\n")
-    real_read_text = type(manifest).read_text
 
-    def refuse(self, *args, **kwargs):  # what chmod 000 does for a user other than root
-        if self.name == "list.txt":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_read_text(self, *args, **kwargs)
+    def refusing(read):
+        def refuse(self, *args, **kwargs):  # what chmod 000 does for a user other than root
+            if self.name == "list.txt":
+                raise PermissionError(13, "Permission denied", str(self))
+            return read(self, *args, **kwargs)
 
-    monkeypatch.setattr(type(manifest), "read_text", refuse)
+        return refuse
+
+    for read in ("read_text", "read_bytes"):  # the manifest is read as bytes (its BOM tells the encoding)
+        monkeypatch.setattr(type(manifest), read, refusing(getattr(type(manifest), read)))
     out = tmp_path / "scores.csv"
     assert main(["score", str(manifest), "--model", str(model_dir), "--out", str(out), "--quiet"]) == 2
     assert "cannot read the manifest (Permission denied)" in capsys.readouterr().err

@@ -190,6 +190,11 @@ class UtteranceTable:
             raise ProtocolError(f"utterance table has no column {name!r}; columns: {list(self._df.columns)}")
         return self._df[name].to_numpy()
 
+    @property
+    def columns(self) -> list[str]:
+        """The table's column names, the required ones first."""
+        return [str(c) for c in self._df.columns]
+
     def has_column(self, name: str) -> bool:
         return name in self._df.columns and bool((self._df[name].astype(str) != "").any())
 

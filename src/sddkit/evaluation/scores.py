@@ -25,7 +25,6 @@ A mixture's ``sdd score`` output (CSV or JSONL) also carries per-file gate weigh
 
 from __future__ import annotations
 
-import codecs
 import csv
 import dataclasses
 import json
@@ -36,13 +35,14 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from sddkit.data.protocols.labels_csv import LABELS_CSV_LABELS
 from sddkit.data.table import UtteranceTable
+from sddkit.data.text import open_text
 from sddkit.documents import run_record_path
 from sddkit.errors import ProtocolError
 
@@ -116,20 +116,9 @@ def recorded_base_dir(scores: str | Path) -> str | None:
 # --- line parsing ----------------------------------------------------------------------------
 
 
-def _open_text(path: Path) -> IO[str]:
-    """``path`` opened for reading text: UTF-8 (a BOM dropped; bytes that are not UTF-8 kept as surrogate
-    escapes, as ``sdd score`` writes such file names), or UTF-16 when it starts with a UTF-16 BOM, as Windows
-    PowerShell's ``>`` writes a program's output."""
-    with path.open("rb") as fh:
-        head = fh.read(2)
-    if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-        return path.open("r", encoding="utf-16", newline="")
-    return path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="")
-
-
 def _data_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, stripped line) of every non-blank, non-comment line of a whitespace-separated file."""
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for number, raw in enumerate(fh, start=1):
             line = raw.strip()
             if line and not line.startswith("#"):
@@ -279,7 +268,7 @@ def _records(path: Path, delimiter: str) -> Iterator[tuple[int, list[str], bool]
     that a quote in a comment cannot swallow the rows after it; the caller tells a comment from a row whose path
     starts with ``#``.
     """
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         numbers: list[int] = []  # physical line number of every line given to the reader
         hashed: list[tuple[int, list[str]]] = []  # `#` lines read on their own, in order
 

@@ -123,17 +123,14 @@ def _is_utf16_text(head: bytes) -> bool:
 
 def read_manifest(path: Path) -> list[str]:
     """Paths listed by a CSV/TSV with a ``path`` column, a protocol file, or a one-path-per-line text."""
-    try:
-        text = path.read_text(encoding="utf-8-sig", errors=_PATH_ERRORS)  # non-UTF-8 paths survive
+    from sddkit.data.text import read_text
+
+    try:  # UTF-8 (non-UTF-8 paths survive), or UTF-16 after its BOM: a list written by Windows PowerShell
+        text = read_text(path)
     except OSError as exc:
         raise ProtocolError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
-    if text[:2].encode("utf-8", _PATH_ERRORS).startswith(_UTF16_BOMS):  # a list written by Windows PowerShell
-        try:  # read again as bytes: the text read turned each 0x0D byte into a line end
-            text = path.read_bytes().decode("utf-16")
-        except OSError as exc:
-            raise ProtocolError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
-        except UnicodeDecodeError as exc:
-            raise ProtocolError(f"{path}: not a readable UTF-16 manifest ({exc.reason} at byte {exc.start})") from None
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"{path}: not a readable UTF-16 manifest ({exc.reason} at byte {exc.start})") from None
     first = text.split("\n", 1)[0]
     # a one-column "path" header heads a CSV whatever the file's name (else "path" was listed as a file)
     if path.suffix.lower() in (".csv", ".tsv") or "," in first or "\t" in first or first.strip() == "path":

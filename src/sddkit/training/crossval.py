@@ -126,6 +126,7 @@ def _excluding(specs: ProtocolSpec | list[ProtocolSpec] | None, fold: HeldOut) -
             already = spec.exclude.get(fold.column, [])
             already = [already] if isinstance(already, str) else list(already)
             spec.exclude[fold.column] = already + [v for v in fold.values if v not in already]
+            spec.held_out_by_cv(fold.column, fold.values)  # this spec's protocol need not have them
         excluded.append(spec)
         whole.append(held_whole)
     if len(given) < 2:

@@ -8,7 +8,7 @@ loaded) and then sees exactly the batches an uninterrupted run would.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -53,8 +53,10 @@ def spec_table(spec: ProtocolSpec) -> UtteranceTable:
     from sddkit.data.protocols import read_protocol
 
     table = read_protocol(spec.protocol, spec.format, **spec.options)
+    # both checked on the protocol as read, before any row is dropped (sdd cv's exclusions included)
+    _check_listed_values(table, spec, "where", spec.where)
+    _check_listed_values(table, spec, "exclude", spec.exclude, exempt=spec.cv_held_out)
     if spec.where:
-        _check_where_values(table, spec)
         table = table.where(**spec.where)
     if spec.exclude:
         table = table.exclude(**spec.exclude)
@@ -63,19 +65,45 @@ def spec_table(spec: ProtocolSpec) -> UtteranceTable:
     return table
 
 
-def _check_where_values(table: UtteranceTable, spec: ProtocolSpec) -> None:
-    """A ConfigError when ``where`` lists a value no row of the protocol has: a misspelt source next to a valid one
-    (``{source: [tortoise, yourts_demo]}``) silently trained on the valid one only (as ``partitions`` checks its
-    names; ``exclude`` is not checked, ``sdd cv`` excludes held-out values from every spec, present or not)."""
-    for col, value in spec.where.items():
-        missing = table.absent_values(col, value)
-        if missing:
-            known = sorted({str(v) for v in table.column(col)})
-            shown = ", ".join(map(repr, known[:20])) + (f", ... ({len(known)} in all)" if len(known) > 20 else "")
+def _check_listed_values(
+    table: UtteranceTable,
+    spec: ProtocolSpec,
+    key: str,
+    listed: Mapping[str, str | list[str]],
+    exempt: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """A ConfigError when ``where`` or ``exclude`` (``key``) names a column the protocol lacks, or lists a value no
+    row of the protocol has: a misspelt source next to a valid one in ``where`` (``{source: [tortoise,
+    yourts_demo]}``) silently trained on the valid one only, and in ``exclude`` (``{source: [resemblyzr]}``) it
+    excluded nothing (as ``partitions`` checks its names). ``exempt``: values not checked, per column (those
+    ``sdd cv`` adds to ``exclude`` for a fold: a value of the recipe's data that this spec's protocol may lack)."""
+    import difflib
+
+    from sddkit.config import did_you_mean
+
+    for col, value in listed.items():
+        if col not in table.columns:
             raise ConfigError(
-                f"{spec.protocol}: where {{{col}: {missing}}}: no row has {'it' if len(missing) == 1 else 'them'} "
-                f"(options {spec.options}); {col} values there: {shown}"
+                f"{spec.protocol}: {key} {{{col}: ...}}: the protocol has no column {col!r}"
+                f"{did_you_mean([col], table.columns)} (options {spec.options}); columns: {', '.join(table.columns)}"
             )
+        skipped = {str(v) for v in (exempt or {}).get(col, ())}
+        missing = [v for v in table.absent_values(col, value) if str(v) not in skipped]
+        if not missing:
+            continue
+        known = sorted({str(v) for v in table.column(col)})
+        shown = ", ".join(map(repr, known[:20])) + (f", ... ({len(known)} in all)" if len(known) > 20 else "")
+        close = []
+        for v in missing:
+            matches = difflib.get_close_matches(str(v), known, n=3)
+            if matches:
+                close.append(f"{', '.join(map(repr, matches))} for {v!r}")
+        closest = f"; closest: {'; '.join(close)}" if close else ""
+        effect = "" if key == "where" else ", so it excludes nothing"
+        raise ConfigError(
+            f"{spec.protocol}: {key} {{{col}: {missing}}}: no row has {'it' if len(missing) == 1 else 'them'}"
+            f"{effect} (options {spec.options}){closest}; {col} values there: {shown}"
+        )
 
 
 def _check_distinct_ids(tables: Sequence[UtteranceTable], specs: Sequence[ProtocolSpec], what: str) -> None:

@@ -118,6 +118,20 @@ def _skip_preamble(fh: Iterable[str]) -> tuple[int, Iterator[str]]:
     return skipped, iter(())
 
 
+def _records(
+    lines: Iterator[str], skipped: int, delimiter: str, quoting: int, one_line: bool
+) -> Iterator[tuple[int, list[str]]]:
+    """(line number of its end, fields) of every CSV record of ``lines`` (the file's lines after ``skipped``);
+    with ``one_line``, each line parsed on its own."""
+    if one_line:
+        for number, raw in enumerate(lines, start=skipped + 1):
+            yield number, next(csv.reader([raw], delimiter=delimiter, quoting=quoting), [])
+        return
+    reader = csv.reader(lines, delimiter=delimiter, quoting=quoting)
+    for row in reader:
+        yield skipped + reader.line_num, row
+
+
 def iter_csv(
     path: str | Path,
     *,
@@ -126,31 +140,40 @@ def iter_csv(
     what: str = "metadata",
     quoting: int = csv.QUOTE_MINIMAL,
     lower_header: bool = False,
+    one_line_records: bool = False,
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row dict) of a headed CSV; a missing column or a ragged row is a ProtocolError.
 
     Blank and ``#`` lines before the header are skipped (format detection skips them too).
 
-    ``lower_header``: column names are lower-cased (hand-written files: ``Path,Label``)."""
+    ``lower_header``: column names are lower-cased (hand-written files: ``Path,Label``).
+    ``one_line_records``: every line is one record, for formats written a line per row without CSV quoting
+    (MLAAD's ``meta.csv``): a field that opens a quote it never closes (a transcript ``"Hallo``) ends with its
+    line, where as CSV it ran on over the following lines and silently took their rows into one field."""
     p = require_file(path, what)
     try:
         with _open_text(p) as fh:
             # blank and '#' lines before the header are skipped, as format detection skips them
             skipped, lines = _skip_preamble(fh)
-            reader = csv.reader(lines, delimiter=delimiter, quoting=quoting)
-            header = next(reader, None)
-            if header is None:
+            records = _records(lines, skipped, delimiter, quoting, one_line_records)
+            first = next(records, None)
+            if first is None:
                 raise located(p, skipped or 1, f"empty {what} file (no header line)")
-            header = [h.strip().lower() if lower_header else h.strip() for h in header]
+            header = [h.strip().lower() if lower_header else h.strip() for h in first[1]]
             missing = [c for c in required if c not in header]
             if missing:
                 raise located(p, skipped + 1, f"header lacks column(s) {missing}; header is {header}")
-            for row in reader:
-                lineno = skipped + reader.line_num
+            for lineno, row in records:
                 if not row or all(not cell.strip() for cell in row):
                     continue
                 if len(row) != len(header):
-                    raise located(p, lineno, f"expected {len(header)} fields, got {len(row)}")
+                    # one line per record: a quote left open took the separators after it into its field
+                    hint = (
+                        " (a quote opened in a field and never closed?)"
+                        if one_line_records and any(delimiter in cell for cell in row)
+                        else ""
+                    )
+                    raise located(p, lineno, f"expected {len(header)} fields, got {len(row)}{hint}")
                 yield lineno, {h: cell.strip() for h, cell in zip(header, row)}
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"{p}: not a UTF-8 text file ({exc.reason})") from None

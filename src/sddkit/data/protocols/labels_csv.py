@@ -12,6 +12,9 @@ spoof's ``-`` means unknown (''). ``utt_id`` is the path as written, so the ``pa
 ``sdd score``'s output (scored with the same paths) matches it directly; relative paths are read from
 ``root`` (default: the CSV's folder). The separator may be ``,``, ``;`` (spreadsheet exports in many
 locales) or a tab, told from the header line; column names are case-insensitive (``Path,Label``).
+A path written with Windows separators (``calls\\0001.wav``, a CSV made on Windows) that does not exist as
+written but does with forward slashes is read as ``calls/0001.wav`` (a path that exists as written is kept:
+on Linux and macOS a backslash may be part of a file name); ``utt_id`` stays the path as written.
 """
 
 from __future__ import annotations
@@ -56,6 +59,18 @@ def _header_line(path: Path) -> str:
     return ""
 
 
+def _resolved(written: str, root: Path) -> str:
+    """The file ``written`` names: relative to ``root`` unless absolute. A path written on Windows
+    (``audio\\x.wav``) that does not exist as given, where its form with forward slashes does, is that file
+    (on POSIX a backslash is part of a file name); a path that exists as given is never changed."""
+    path = written if os.path.isabs(written) else str(root / written)
+    if "\\" not in written or os.sep == "\\" or os.path.lexists(path):
+        return path
+    posix = written.replace("\\", "/")
+    converted = posix if os.path.isabs(posix) else str(root / posix)
+    return converted if os.path.lexists(converted) else path
+
+
 @dataclass
 class LabelsCSVConfig:
     protocol: str  # the CSV file
@@ -76,7 +91,7 @@ def read_labels_csv(cfg: LabelsCSVConfig, **_: object) -> UtteranceTable:
         written = row["path"].strip()
         if not written:
             raise located(meta, lineno, "empty path")
-        path = written if os.path.isabs(written) else str(root / written)
+        path = _resolved(written, root)
         # x.wav and ./x.wav are one file: listed twice (perhaps under both labels) it would train twice
         key = os.path.normpath(path)
         if key in first_line:

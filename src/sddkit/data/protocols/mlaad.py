@@ -6,7 +6,8 @@ training_data|model_name|architecture|transcript`` (newer releases append ``refe
 ``path`` is relative to the MLAAD root (``./fake/de/<model>/<file>.wav``); ``original_file`` is the
 M-AILABS utterance whose text was synthesised (``de_DE/by_book/female/<speaker>/<book>/wavs/<f>.wav``).
 ``attack`` = ``model_name``; a model folder without ``meta.csv`` is listed from its files
-(attack = folder name).
+(attack = folder name). ``meta.csv`` is read one row per line: a transcript that opens a quote and never
+closes it (``"Hallo``) ends with its line instead of taking the rows after it into its text.
 
 MLAAD holds only spoofs: its bona fide counterpart is M-AILABS, laid out
 ``<lang>_<REGION>/by_book/{female,male}/<speaker>/<book>/wavs/*.wav`` (and ``by_book/mix/<book>/wavs``).
@@ -170,7 +171,9 @@ def _check_languages(fake: Path, wanted: list[str] | None) -> None:
 def _read_model_meta(meta: Path, model_dir: Path, root: Path, lang: str, corpus: str) -> list[dict]:
     records = []
     first: dict[Path, int] = {}  # file -> line of meta.csv that listed it
-    for lineno, row in iter_csv(meta, delimiter="|", required=("path", "model_name"), what="MLAAD meta.csv"):
+    for lineno, row in iter_csv(
+        meta, delimiter="|", required=("path", "model_name"), what="MLAAD meta.csv", one_line_records=True
+    ):
         if not row["path"]:
             raise located(meta, lineno, "empty path")
         rel = PurePosixPath(row["path"].replace("\\", "/"))
