@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import socket
 import sys
 
@@ -63,11 +64,15 @@ def run(args: argparse.Namespace) -> int:
     # Bound here, before the URL is announced: a port in use is a one-line error (uvicorn printed the URL,
     # then its own bind error, and exited 3), and --port 0 announces the port the system chose.
     sock = listen_socket(args.host, args.port)
-    port = sock.getsockname()[1]
+    address, port = sock.getsockname()[:2]
     print(
-        f"sdd serve: {service_url(args.host, port)} (OpenAPI schema at /openapi.json, Swagger UI at /docs)",
+        f"sdd serve: {service_url(local_host(args.host, address), port)} "
+        "(OpenAPI schema at /openapi.json, Swagger UI at /docs)",
         file=sys.stderr,
     )
+    exposed = exposure_warning(address)
+    if exposed:
+        print(f"sdd serve: warning: {exposed}", file=sys.stderr)
     config = uvicorn.Config(app, host=args.host, port=port, log_level=args.log_level)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
@@ -76,6 +81,39 @@ def run(args: argparse.Namespace) -> int:
 def service_url(host: str, port: int) -> str:
     """The URL a client opens: an IPv6 address is bracketed (``http://[::1]:8000/``)."""
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def local_host(host: str, address: str) -> str:
+    """The host of the announced URL: ``host``, but loopback for a wildcard address (``--host 0.0.0.0`` or ``::``,
+    every interface), which is no address to connect to (Windows refuses it, and browsers block it)."""
+    ip = _ip(address)
+    if ip is None or not ip.is_unspecified:
+        return host
+    return "127.0.0.1" if ip.version == 4 else "::1"
+
+
+def exposure_warning(address: str) -> str | None:
+    """What to tell the user when the service listens beyond this machine (None on a loopback address): it has no
+    authentication, so whoever reaches it can upload files to score and read ``/v1/model``, which names the
+    model's path on this machine."""
+    ip = _ip(address)
+    if ip is not None and ip.is_loopback:
+        return None
+    where = "every network interface" if ip is not None and ip.is_unspecified else address
+    return (
+        f"listening on {where}: other machines can reach the service, which has no authentication (anyone "
+        "can score files and read /v1/model, which names the model's path here); use --host 127.0.0.1 for this "
+        "machine only"
+    )
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 scope (fe80::1%eth0) is not part of it
+    except ValueError:
+        return None
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is loopback (Python < 3.13 says it is not)
+    return mapped if mapped is not None else ip
 
 
 def listen_socket(host: str, port: int) -> socket.socket:

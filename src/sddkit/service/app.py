@@ -414,9 +414,9 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
     try:
         form = await Request(request.scope, replay).form(max_files=4, max_fields=16)
     except MultiPartException as exc:
-        raise ApiError(400, "bad_request", f"malformed multipart body: {exc.message}") from None
-    except StarletteHTTPException as exc:  # e.g. no boundary in the content type
-        raise ApiError(400, "bad_request", f"malformed multipart body: {exc.detail}") from None
+        raise ApiError(400, "bad_request", f"malformed multipart body: {_parse_failure(exc, exc.message)}") from None
+    except StarletteHTTPException as exc:  # e.g. no boundary in the content type; any parse error within an app
+        raise ApiError(400, "bad_request", f"malformed multipart body: {_parse_failure(exc, exc.detail)}") from None
     try:
         sent = form.getlist("file")
         if len(sent) > 1:  # form.get would silently score the last one
@@ -425,7 +425,9 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
         if not isinstance(upload, UploadFile):
             fields = ", ".join(sorted(set(form.keys()))) or "none"
             what = "a text value, not a file upload" if sent else "nothing"
-            raise ApiError(422, "missing_field", f"the form field 'file' holds {what} (fields sent: {fields})")
+            # a part without filename= is a text field: what curl -F 'file=<a.wav' sends (-F file=@a.wav sends a file)
+            hint = ": its part has no filename=; send the audio as a file (e.g. curl -F file=@a.wav)" if sent else ""
+            raise ApiError(422, "missing_field", f"the form field 'file' holds {what} (fields sent: {fields}){hint}")
         data = await upload.read()
         if len(data) > max_bytes:
             raise too_large
@@ -434,8 +436,51 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
         await form.close()
 
 
+def _parse_failure(exc: BaseException, fallback: str) -> str:
+    """What is wrong with a multipart body. Starlette answers "Invalid multipart data." for every error of
+    python-multipart's parser, whose own message is further down the exception's chain; a file name of over
+    4 KB (a part header line over the parser's limit) read as that vague 400 without a hint of what to change, and
+    audio sent as a text part (no filename=) over 1 MB as Starlette's bare "Part exceeded maximum size"."""
+    from starlette.formparsers import FormParserError  # python-multipart's, whatever its module name
+
+    link: BaseException | None = exc
+    seen: set[int] = set()
+    while link is not None and not isinstance(link, FormParserError) and id(link) not in seen:
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    link = link if isinstance(link, FormParserError) else None
+    reason = str(link) if link is not None and str(link) else fallback
+    if reason == "Maximum header size exceeded":
+        limit = _multipart_default("DEFAULT_MAX_HEADER_SIZE")
+        size = f"{limit} bytes" if limit else "the parser's limit"
+        return (
+            f"a part's header line is longer than {size} (python-multipart's limit): "
+            "a file name that long? send the file under a shorter name"
+        )
+    if reason.startswith("Part exceeded maximum size"):  # Starlette's limit on a text (non-file) part
+        return (
+            f"{reason} A part without a filename= is a text field, not a file: send the audio as a file upload "
+            "(e.g. curl -F file=@a.wav)"
+        )
+    if reason == "Maximum header count exceeded":
+        limit = _multipart_default("DEFAULT_MAX_HEADER_COUNT")
+        return f"a part has more header lines than {limit or 'the parser allows'} (python-multipart's limit)"
+    return reason
+
+
+def _multipart_default(name: str) -> int | None:
+    """A default limit of python-multipart's parser (which Starlette uses unchanged), None if not found."""
+    try:
+        from python_multipart import multipart
+    except ImportError:
+        return None
+    value = getattr(multipart, name, None)
+    return value if isinstance(value, int) else None
+
+
 def _check_closed(content_type: str, body: bytes) -> None:
-    """A 400 for a multipart body without its closing delimiter (``--boundary--``): cut short.
+    """A 400 for a multipart body without its closing delimiter (``--boundary--``): cut short; or without
+    the boundary of its Content-Type at all (a Content-Type set by hand, with another boundary than the body's).
 
     Starlette's parser drops a part that never ends without a word, so a truncated upload read as
     "the form field 'file' holds nothing", as if the client had named the field wrongly.
@@ -443,6 +488,14 @@ def _check_closed(content_type: str, body: bytes) -> None:
     from starlette.formparsers import parse_options_header  # python-multipart's, whatever its module name
 
     boundary = parse_options_header(content_type)[1].get(b"boundary")
+    if boundary and body and b"--" + boundary not in body:
+        raise ApiError(
+            400,
+            "bad_request",
+            f"malformed multipart body: no part of it starts with the boundary "
+            f"{boundary.decode('latin-1')!r} its Content-Type names (a Content-Type header set by hand, "
+            "while the body was written with another boundary?)",
+        )
     if boundary and body and b"--" + boundary + b"--" not in body:
         raise ApiError(
             400, "bad_request", "malformed multipart body: it ends before its closing boundary (a cut-off upload?)"
