@@ -257,7 +257,12 @@ def _set_epoch(obj: Any, epoch: int) -> None:
 
 
 def epoch_batches(dataset: Dataset, cfg: DataConfig, *, seed: int, epoch: int, info: DistInfo) -> Iterable[list[int]]:
-    """This rank's batches (lists of dataset indices) for ``epoch``; every rank gets the same number."""
+    """This rank's batches (lists of dataset indices) for ``epoch``; every rank gets the same number.
+
+    ``random``, ``class_balanced`` and ``domain_balanced`` drop each rank's last partial batch (fewer than
+    ``batch_size`` of its items; others each epoch, as the order is drawn anew; ``random`` also drops up to
+    ``world_size - 1`` items so that the ranks' shares are equal, where the balanced samplers repeat a few);
+    ``domain_batch`` yields whole batches only."""
     _set_epoch(dataset, epoch)
     if cfg.sampler == "random":
         # DistributedSampler shuffles with seed + epoch: seed 1's epoch 1 would be seed 2's epoch 0. Spreading the

@@ -71,7 +71,8 @@ class DetectionLoss:
     Logits are cast to float32 first so that a bf16-autocast forward still gets an fp32 loss.
     With class weights, torch's ``mean`` reduction divides by the summed weights of the batch's
     targets, so the loss scale does not depend on the class mix of a batch (under DDP, ERM and SAM take the
-    step's batch over all ranks: :func:`pooled_over_ranks`). With label smoothing too,
+    step's batch over all ranks: :func:`pooled_over_ranks`; ``domain_alignment`` is the spread over each rank's
+    own rows, and under MLDG over the meta-train rows only). With label smoothing too,
     an item's class weight scales its whole smoothed cross-entropy: the weights never move the
     smoothed target (1 - eps/2 on the true class).
 

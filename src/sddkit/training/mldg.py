@@ -11,11 +11,18 @@ One step on a batch holding several domains:
    domain's bona fide share always goes with its attack. Other batches are split by their spoof
    domains; bona fide rows of no attack go to both halves with ``share_bonafide``, else they are
    dealt at random between the halves (:func:`split_domains`);
-2. meta-train loss ``L_tr(θ)`` and its gradient ``g_tr`` at the current parameters θ;
+2. meta-train loss ``L_tr(θ)`` (classification term + auxiliary losses) and its gradient ``g_tr`` at the
+   current parameters θ;
 3. the trainable parameters take one inner Adam step on ``g_tr`` to θ' (``inner_lr`` 1e-3, fresh Adam
    state every step, as published), in place: θ is copied aside first (trainable tensors only; the
-   frozen parameters, e.g. a 300M-parameter encoder, are never copied);
-4. meta-test loss ``L_te(θ')``: forward AND backward run on the module holding θ', so a layer that
+   frozen parameters, e.g. a 300M-parameter encoder, are never copied). From a fresh state Adam's
+   first step is ``θ' = θ - inner_lr * g_tr / (|g_tr| + inner_eps)`` per coordinate: about
+   ``inner_lr * sign(g_tr)``, so every trainable coordinate with a gradient moves by up to ``inner_lr``
+   whatever the gradient's scale (``trainer.grad_clip`` applies to the combined gradient of step 5
+   only), and ``inner_betas`` cancel out in Adam's bias correction;
+4. meta-test loss ``L_te(θ')``, the classification term alone (the auxiliary losses, e.g. MoLEx
+   orthogonality or ``loss.domain_alignment``, count once, in ``L_tr``, with the weight they have under
+   ERM): forward AND backward run on the module holding θ', so a layer that
    recomputes its forward during backward (gradient checkpointing) recomputes it at θ' too (a
    ``functional_call`` forward would be recomputed at θ, and its gradient silently mixed the two);
 5. θ is copied back, and first order: the applied gradient is ``g_tr + beta * ∇_θ' L_te(θ')`` (no second
@@ -32,6 +39,12 @@ all-reduce ``g_tr`` mid-step, and the meta-test gradient on its own); each rank 
 step, so the replicas' parameters stay identical (buffers such as batch-norm statistics are not
 broadcast on this path; rank 0's are the ones checkpointed). The collective pattern is the same
 on every rank, including the fall-back below, so ranks can never wait on different collectives.
+Each rank's losses are means over its own rows (not ERM's :meth:`StepContext.pooled_loss`, a collective
+that a rank whose batch cannot be split would never reach in its meta-test pass): with ``domain_batch``
+every rank's halves hold the same numbers of blocks and of bona fide and spoof rows, so the average over
+the ranks is the class-weighted mean over all of them exactly; with other samplers the halves' sizes
+and class mixes differ between ranks and it is an approximation. ``loss.domain_alignment`` is the spread within each
+rank's meta-train rows (as under ERM, within each rank's rows).
 
 A batch with too few domains to split (fewer than ``n_meta_test + 1``) takes a plain step on the
 meta-train loss of the whole batch (reported as ``mldg/fallback``); if the first 20 batches all do,
@@ -51,7 +64,6 @@ from torch import Tensor
 from sddkit.errors import ConfigError
 from sddkit.training import STRATEGIES
 from sddkit.training.distributed import all_reduce_gradients
-from sddkit.training.losses import LossParts
 from sddkit.training.strategy import Batch, StepContext, StepResult, subset
 
 log = logging.getLogger(__name__)
@@ -62,7 +74,9 @@ class MLDGConfig:
     """First-order MLDG settings.
 
     beta: weight of the meta-test gradient (published: 1). inner_lr, inner_betas, inner_eps: the
-    inner Adam step (published lr 1e-3). n_meta_test: domains held out per step. share_bonafide:
+    inner Adam step (published lr 1e-3), taken from a fresh state: about ``inner_lr`` times the sign
+    of each coordinate's meta-train gradient (the betas cancel out; see the module docstring).
+    n_meta_test: domains held out per step. share_bonafide:
     for batches without domain blocks only (any sampler but ``domain_batch``), bona fide rows of
     no attack domain take part in both halves (else they are dealt between them); with
     ``domain_batch`` the sampler's own ``share_bonafide`` option decides how bona fide files are
@@ -101,7 +115,8 @@ def split_domains(
     held-out domain (bona fide ones included, e.g. a corpus's real recordings with domain =
     source) goes to meta-test, the others' rows to meta-train. Bona fide rows of no spoof domain
     (domain = attack: "bonafide") go to both halves with ``share_bonafide``, else they are dealt
-    at random in proportion to the halves' numbers of domains. Draws from ``generator`` (on CPU).
+    at random in proportion to the halves' numbers of domains (in expectation: a fractional share is
+    rounded up or down at random). Draws from ``generator`` (on CPU).
     """
     labels, domains = labels.cpu(), domains.cpu()
     candidates = torch.unique(domains[labels == 0])
@@ -116,7 +131,12 @@ def split_domains(
         in_train[orphans] = True
     elif orphans.numel():
         dealt = orphans[torch.randperm(orphans.numel(), generator=generator)]
-        n_test = round(orphans.numel() * n_meta_test / candidates.numel())
+        # the meta-test share, rounded up with probability its fraction: unbiased (round() sent a lone orphan of
+        # two domains to meta-train every time, so with a bona fide row or two meta-test never had bona fide)
+        share = orphans.numel() * n_meta_test / candidates.numel()
+        n_test = math.floor(share)
+        if share > n_test:
+            n_test += int(float(torch.rand((), generator=generator)) < share - n_test)
         in_test[dealt[:n_test]] = True
         in_train[dealt[n_test:]] = True
     return torch.nonzero(in_train).flatten(), torch.nonzero(in_test).flatten()
@@ -186,9 +206,9 @@ class MLDG:
             # beta 0: the meta-test term is multiplied by zero; skipping its pass keeps the dropout
             # stream (global generator) as in ERM on the meta-train rows, step after step
             if split is not None and cfg.beta > 0:
-                parts_te = self._meta_test(subset(batch, split[1].to(device)), params, ctx)
-                loss = loss + cfg.beta * parts_te.total.detach()
-                metrics.update({f"meta_test/{k}": v for k, v in parts_te.detached().items()})
+                ce_te = self._meta_test(subset(batch, split[1].to(device)), params, ctx)
+                loss = loss + cfg.beta * ce_te
+                metrics.update({"meta_test/loss": ce_te, "meta_test/ce": ce_te})
 
         all_reduce_gradients([p for _, p in params], ctx.world_size)
         grad_norm = ctx.clip_and_step()
@@ -218,8 +238,12 @@ class MLDG:
                 self.cfg.n_meta_test + 1,
             )
 
-    def _meta_test(self, meta_test: Batch, params: list[tuple[str, torch.nn.Parameter]], ctx: StepContext) -> LossParts:
-        """Add ``beta * ∇_θ' L_te(θ')`` to the meta-train gradients in ``p.grad``; returns the meta-test loss.
+    def _meta_test(self, meta_test: Batch, params: list[tuple[str, torch.nn.Parameter]], ctx: StepContext) -> Tensor:
+        """Add ``beta * ∇_θ' L_te(θ')`` to the meta-train gradients in ``p.grad``; returns ``L_te(θ')`` (detached).
+
+        ``L_te`` is the classification term alone: the auxiliary losses (MoLEx load balance and
+        orthogonality, domain alignment, ...) enter once, through the meta-train loss at θ, so their
+        weights mean what they mean under ERM (in ``L_te`` too they weighed ``1 + beta`` times that).
 
         θ' is taken in place and θ (and every buffer) is copied back afterwards, even if the pass fails.
         """
@@ -236,7 +260,8 @@ class MLDG:
             parts_te = ctx.loss_fn(out_te, meta_test["label"], domains=meta_test.get("domain"))
             # backward through p itself, so the parameters' own gradient hooks (e.g. MoLEx expert addition
             # masking a grown tensor's old region) apply to this term too
-            parts_te.total.backward()
+            if parts_te.ce.requires_grad:  # trainable parameters that feed the aux losses alone get no gradient
+                parts_te.ce.backward()
         finally:
             with torch.no_grad():
                 for (_, p), theta in zip(params, saved):
@@ -246,7 +271,7 @@ class MLDG:
         for (_, p), g in zip(params, g_tr):
             g_te = None if p.grad is None else p.grad.mul_(self.cfg.beta)
             p.grad = g if g_te is None else g_te if g is None else g.add_(g_te)
-        return parts_te
+        return parts_te.ce.detach()
 
     def _inner_step(self, params: list[torch.nn.Parameter]) -> None:
         """θ <- θ' = one fresh-state Adam step on the meta-train gradient in ``p.grad``, in place."""
