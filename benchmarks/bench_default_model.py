@@ -61,8 +61,11 @@ def load_waveforms(table, cache_path: str | None) -> list[np.ndarray]:
     """(T_i,) float32 16 kHz waveform of every row of ``table``."""
     from sddkit.audio.io import load_audio
     from sddkit.data.dataset import CachedWaveforms
+    from sddkit.errors import ConfigError
 
     cache = CachedWaveforms.load(cache_path) if cache_path else None
+    if cache is not None and cache.sample_rate != 16000:  # its samples would be read as 16 kHz audio
+        raise ConfigError(f"--cache {cache_path} holds {cache.sample_rate} Hz audio; the benchmark scores 16000 Hz")
     out = []
     for utt, path in zip(table.column("utt_id"), table.column("path")):
         x = cache.get(str(utt)) if cache is not None else None
@@ -76,12 +79,38 @@ def codec_equalise(waves: list[np.ndarray], codec: str, kbps: float | None) -> l
     return [codec_roundtrip(x, 16000, codec, bitrate_kbps=kbps) for x in waves]
 
 
-def score_all(detector, waves: list[np.ndarray], chunk: int = 64) -> tuple[np.ndarray, float]:
-    """Calibrated scores (N,) and the seconds the detector took (windowing + forward passes)."""
+def parse_codec(spec: str) -> tuple[str | None, float | None]:
+    """``--codec`` -> (codec, kb/s), (None, None) for ``none``; tried at once on 0.1 s of audio, so that a
+    misspelt codec or bit rate is refused before the clean variant of the first partition is scored."""
+    from sddkit.errors import ConfigError
+
+    if spec.lower() == "none":
+        return None, None
+    codec, _, rate = spec.partition(":")
+    try:
+        kbps = float(rate) if rate else None
+    except ValueError:
+        raise ConfigError(f"--codec {spec}: the bit rate after ':' must be a number of kb/s, e.g. mp3:64") from None
+    if not codec:
+        raise ConfigError(f"--codec {spec}: name a codec, e.g. mp3:64, or 'none'")
+    try:
+        codec_equalise([np.zeros(1600, dtype=np.float32)], codec, kbps)
+    except ConfigError as exc:
+        raise ConfigError(f"--codec {spec}: {exc}") from None
+    return codec, kbps
+
+
+def score_all(
+    detector, waves: list[np.ndarray], names: list[str] | None = None, chunk: int = 64
+) -> tuple[np.ndarray, float]:
+    """Calibrated scores (N,) and the seconds the detector took (windowing + forward passes).
+
+    ``names`` (e.g. the files) label an unscorable waveform in the error; without them it is "waveforms[i]", ``i``
+    counted within its chunk."""
     scores, seconds = [], 0.0
     for i in range(0, len(waves), chunk):
         t0 = time.perf_counter()
-        results = detector.score_many(waves[i : i + chunk])
+        results = detector.score_many(waves[i : i + chunk], names=None if names is None else names[i : i + chunk])
         seconds += time.perf_counter() - t0
         scores.extend(r.score for r in results)
     return np.asarray(scores, dtype=np.float64), seconds
@@ -211,6 +240,13 @@ def markdown(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sddkit.errors import ConfigError
+    from sddkit.outputs import why_unwritable
+
+    reason = why_unwritable(args.json) if args.json else None
+    if reason is not None:  # asked now, not after the scoring and the bootstraps
+        raise ConfigError(f"--json {args.json}: cannot write it ({reason})")
+    codec, kbps = parse_codec(args.codec)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -221,10 +257,6 @@ def main(argv: list[str] | None = None) -> int:
     detector = load_detector(model_path, batch_size=args.batch_size)
     inference = detector.inference
     threshold = float(inference.threshold)
-    codec, kbps = None, None
-    if args.codec.lower() != "none":
-        codec, _, rate = args.codec.partition(":")
-        kbps = float(rate) if rate else None
     variants = {"clean": None} | ({f"{codec} {kbps:g} kb/s" if kbps else codec: (codec, kbps)} if codec else {})
     parts = list(args.partitions) + ([] if args.no_stress else [STRESS])
 
@@ -242,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         clean = load_waveforms(table, args.cache)
         for variant, spec in variants.items():
             waves = clean if spec is None else codec_equalise(clean, *spec)
-            scores, took = score_all(detector, waves)
+            scores, took = score_all(detector, waves, [str(path) for path in table.column("path")])
             if spec is None:
                 audio_s += sum(len(x) for x in waves) / 16000.0
                 seconds += took
@@ -264,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(markdown(results))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        from sddkit.detectors.model_dir import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.json), (json.dumps(results, indent=2) + "\n").encode())
     return 0
 
 

@@ -22,6 +22,8 @@ import torch
 from sddkit.cli.describe_cmd import count_params
 from sddkit.config import from_dict
 from sddkit.detectors import DetectorConfig, build_detector
+from sddkit.detectors.model_dir import atomic_write_bytes
+from sddkit.outputs import why_unwritable
 
 WHISPER_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "whisper-base-encoder"
 
@@ -87,6 +89,9 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", help="substrings of model names to run")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    reason = why_unwritable(args.json) if args.json else None
+    if reason is not None:  # asked now, not after every model has been timed
+        raise SystemExit(f"--json {args.json}: cannot write it ({reason})")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     results = {}
@@ -106,7 +111,7 @@ def main() -> None:
         cells = " | ".join(f"{row[b] * 1000:.0f}" for b in args.batches)
         print(f"| {name} | {results[name]['params'] / 1e6:.2f}M | {cells} | {rtf:.0f}x |", flush=True)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        atomic_write_bytes(args.json, (json.dumps(results, indent=2) + "\n").encode())
 
 
 if __name__ == "__main__":

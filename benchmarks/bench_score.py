@@ -71,6 +71,9 @@ def main() -> int:
     ap.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
+    for flag in ("files", "seconds", "threads", "workers", "batch_size", "repeats"):
+        if getattr(args, flag) <= 0:  # 0 files or repeats: a division by zero or min() of nothing at the end
+            ap.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
 
     import torch
 
@@ -104,6 +107,12 @@ def main() -> int:
         if rc != 0:
             print(f"sdd score failed with exit code {rc}", file=sys.stderr)
             return rc
+        # sdd score exits 0 with a file's error in its row (e.g. shorter than the model's minimum): no timing then
+        failed = [r for r in batch.read_rows(out)[1] if r.get("error")]
+        if failed:
+            error = failed[0]["error"]  # it names its file
+            print(f"sdd score could not score {len(failed)} of {args.files} files, e.g. {error}", file=sys.stderr)
+            return 1
         # then the scoring loop of `sdd score` alone (decode threads, batching, CSV rows), model loaded once
         paths = batch.expand_inputs([audio])
         columns = batch.output_columns(det.weight_columns())
@@ -114,7 +123,9 @@ def main() -> int:
                 t0 = time.perf_counter()
                 summary = batch.score_files(det, paths, writer, workers=args.workers, progress=False)
                 times.append(time.perf_counter() - t0)
-            assert summary.scored == args.files, summary
+            if summary.scored != args.files:  # not an assert: it must hold under python -O too
+                print(f"scored {summary.scored} of {args.files} files: {summary}", file=sys.stderr)
+                return 1
         best = min(times)
         audio_s = args.files * args.seconds
         result = {

@@ -69,6 +69,11 @@ def main() -> int:
     ap.add_argument("--allocator", choices=ALLOCATORS, default="tuned", help="the server's --allocator")
     ap.add_argument("--max-concurrent", type=int, default=2, help="the server's --max-concurrent")
     args = ap.parse_args()
+    for flag in ("clients", "requests", "max_seconds", "seconds", "threads"):
+        if getattr(args, flag) <= 0:  # 0 clients or requests: an empty measurement reported as a success
+            ap.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
+    if args.warmup < 0:
+        ap.error(f"--warmup must be 0 or more, got {args.warmup}")
 
     with tempfile.TemporaryDirectory(prefix="bench_service_") as tmp:
         model = Path(args.model) if args.model else demo_model(args.demo_model, Path(tmp))

@@ -235,7 +235,19 @@ def main() -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
-    jobs = [(m, int(s)) for s in args.seeds.split(",") for m in args.methods.split(",")]
+    from sddkit.outputs import why_unwritable
+
+    reason = why_unwritable(args.json) if args.json else None
+    if reason is not None:  # asked now, not after hours of training
+        raise SystemExit(f"--json {args.json}: cannot write it ({reason})")
+    unknown = [m for m in args.methods.split(",") if m not in RECIPES]
+    if unknown:  # a KeyError once the runs before it had been launched
+        raise SystemExit(f"--methods: unknown {', '.join(map(repr, unknown))}; known: {', '.join(RECIPES)}")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise SystemExit(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    jobs = [(m, s) for s in seeds for m in args.methods.split(",")]
     limit = args.jobs if args.jobs > 0 else len(jobs)
     results = []
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -286,7 +298,6 @@ def main() -> int:
     }
     order = {m: i for i, m in enumerate(args.methods.split(","))}
     results.sort(key=lambda r: (order[r["method"]], r["seed"]))
-    seeds = [int(s) for s in args.seeds.split(",")]
     pairs = [paired_difference(args, "erm", b, seeds) for b in ("mldg", "molex")]
     pairs = [p for p in pairs if p is not None]
     print(table(results))
@@ -298,7 +309,9 @@ def main() -> int:
         )
     if args.json:
         out = {"meta": meta, "results": results, "paired": pairs}
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        from sddkit.detectors.model_dir import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.json), (json.dumps(out, indent=2) + "\n").encode())
     return 0
 
 

@@ -24,6 +24,8 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
         name, sep, value = item.partition("=")
         if not sep or not name or not value:
             raise SystemExit(f"{what} must be NAME=VALUE, got {item!r}")
+        if name in out:  # the later one would replace the earlier without a word
+            raise SystemExit(f"{what} {name!r} given twice")
         out[name] = value
     return out
 
@@ -50,7 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reference", action="append", default=[], metavar="NAME=EER", help="another EER (%%) per recipe")
     args = p.parse_args(argv)
     runs = {name: _read_cv(Path(d)) for name, d in _pairs(args.runs, "a run").items()}
-    refs = {k: float(v) for k, v in _pairs(args.reference, "--reference").items()}
+    refs = {}
+    for name, value in _pairs(args.reference, "--reference").items():
+        if name not in runs:  # a misspelt name would leave its row's reference cell empty without a word
+            raise SystemExit(f"--reference {name}: no such run; runs: {', '.join(runs)}")
+        try:
+            refs[name] = float(value)
+        except ValueError:
+            raise SystemExit(f"--reference {name}: the EER must be a number (percent), got {value!r}") from None
     folds = [" + ".join(f["held_out"]) for f in next(iter(runs.values()))["folds"]]
     for name, cv in runs.items():
         if [" + ".join(f["held_out"]) for f in cv["folds"]] != folds:

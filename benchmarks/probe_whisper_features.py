@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import time
 from pathlib import Path
 
@@ -59,13 +60,21 @@ def pooled_states(encoder: torch.nn.Module, waveform: np.ndarray, level_db: floa
 
 
 def extract(args: argparse.Namespace, paths: list[str]) -> np.ndarray:
-    """(files, L + 1, 2 D) pooled features, from the --features cache when it holds these files."""
+    """(files, L + 1, 2 D) pooled features, from the --features cache when it holds these files encoded with these
+    settings (a cache written before the settings were recorded is taken as it is)."""
     cache = Path(args.features) if args.features else None
+    settings = {"preset": args.preset, "max_seconds": args.max_seconds, "level_db": args.level_db}
     if cache is not None and cache.exists():
         saved = np.load(cache)
-        if list(saved["paths"]) == paths:
-            return saved["X"]
-        raise SystemExit(f"{cache} holds other files: delete it or pass another --features")
+        if list(saved["paths"]) != paths:
+            raise SystemExit(f"{cache} holds other files: delete it or pass another --features")
+        stored = json.loads(str(saved["settings"])) if "settings" in saved else settings
+        changed = [f"--{k.replace('_', '-')} {stored[k]} there, {v} now" for k, v in settings.items() if stored[k] != v]
+        if changed:
+            raise SystemExit(
+                f"{cache} was encoded with other settings ({'; '.join(changed)}): delete it or pass another --features"
+            )
+        return saved["X"]
     torch.set_num_threads(args.threads)
     encoder = build_encoder(EncoderConfig(pretrained=args.encoder, dropout=0.0), preset=args.preset).eval()
     feats, start = [], time.time()
@@ -77,7 +86,11 @@ def extract(args: argparse.Namespace, paths: list[str]) -> np.ndarray:
                 print(f"encoded {i}/{len(paths)} files in {time.time() - start:.0f} s", flush=True)
     X = np.stack(feats)
     if cache is not None:
-        np.savez(cache, paths=np.array(paths), X=X)
+        from sddkit.detectors.model_dir import atomic_open
+
+        # into an open file: np.savez would append ".npz" to another name, and the next run would miss the cache
+        with atomic_open(cache) as fh:
+            np.savez(fh, paths=np.array(paths), X=X, settings=json.dumps(settings))
     return X
 
 

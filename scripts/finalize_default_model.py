@@ -38,9 +38,13 @@ DEFAULT_OUT = REPO / "src" / "sddkit" / "assets" / "default_model"
 
 def margin_threshold(scores: np.ndarray, threshold: float) -> float:
     """A threshold that decides ``scores`` as ``threshold`` does (accept iff score >= it), halfway between it and
-    the highest score below it: ``threshold`` itself when no score is below it."""
+    the highest score below it: ``threshold`` itself when no score is below it, or when the two are adjacent
+    floats (their midpoint rounds to the lower one, which would then be accepted)."""
     below = scores[scores < threshold]
-    return float(threshold) if below.size == 0 else float((below.max() + threshold) / 2)
+    if below.size == 0:
+        return float(threshold)
+    middle = float((below.max() + threshold) / 2)
+    return middle if middle > below.max() else float(threshold)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     from sddkit.audio.io import load_audio
     from sddkit.data.dataset import CachedWaveforms
     from sddkit.data.protocols import read_protocol
-    from sddkit.detectors.model_dir import CONFIG_NAME, WEIGHTS_NAME, atomic_write_bytes, read_model_config
+    from sddkit.detectors.model_dir import (
+        CONFIG_NAME,
+        WEIGHTS_NAME,
+        atomic_open,
+        atomic_write_bytes,
+        read_model_config,
+    )
     from sddkit.metrics.det import eer
     from sddkit.scoring.api import load_detector
     from sddkit.scoring.inference import calibrate_model_dir, write_inference
@@ -81,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if out.resolve() != model_dir.resolve():
         out.mkdir(parents=True, exist_ok=True)
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            shutil.copyfile(model_dir / name, out / name)
+        # each file replaced whole (temporary file + rename), weights first as save_model_dir writes them: a
+        # stop half-way never leaves a truncated file, and a process that has the old weights open keeps them
+        for name in (WEIGHTS_NAME, CONFIG_NAME):
+            with open(model_dir / name, "rb") as src, atomic_open(out / name) as dst:
+                shutil.copyfileobj(src, dst)
     inference = calibrate_model_dir(out, raw, labels, prior=0.5)
     llr = inference.calibration.apply(raw)
     val = eer(labels, llr)
@@ -90,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     write_inference(out, inference)
 
     config = read_model_config(out)
+    config["metadata"] = config.get("metadata") or {}  # optional in a model config (read_model_config)
     config["metadata"]["val_calibrated"] = {
         "partition": "sddbench val",
         "n_bonafide": int((labels == 1).sum()),
