@@ -4,7 +4,8 @@
         --out ../sddbench_copysynth
 
 Each bona fide file of the chosen partitions gets one vocoded copy (16 kHz FLAC), labelled spoof, system
-``copysynth-mel-gl`` or ``copysynth-linear-gl`` (alternating by file), with the original's source, speaker,
+``copysynth-mel-gl`` or ``copysynth-linear-gl`` (by the parity of the CRC-32 of its ``utt_id``: about half each,
+the same file always the same way), with the original's source, speaker,
 pair_id and partition, so that a pair differs only in the vocoding. Add the output to a recipe's
 ``data.train`` as a second ``sddbench`` protocol, e.g. with the override in docs/benchmarks.md ("Copy-synthesis
 training spoofs"). The output must stay outside the repository.
@@ -37,7 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", nargs="+", default=["train"])
     parser.add_argument("--out", required=True, help="output folder (gets manifest.csv and audio/)")
     parser.add_argument("--n-iter", type=int, default=60, help="Griffin-Lim iterations")
-    parser.add_argument("--magnitude", choices=["alternate", "mel", "linear"], default="alternate")
+    parser.add_argument(
+        "--magnitude",
+        choices=["alternate", "mel", "linear"],
+        default="alternate",
+        help="alternate: mel or linear by the parity of the CRC-32 of the utt_id (about half each, fixed per file)",
+    )
     args = parser.parse_args(argv)
 
     table = read_sddbench(SddbenchConfig(protocol=args.manifest, partitions=args.partitions))
