@@ -146,6 +146,9 @@ def iter_csv(
 
     Blank and ``#`` lines before the header are skipped (format detection skips them too).
 
+    A quoted field holding a line break is an error naming its first line: no protocol field spans lines, and
+    a quote left open (``"Bob`` as a speaker) would otherwise swallow the following rows into one field.
+
     ``lower_header``: column names are lower-cased (hand-written files: ``Path,Label``).
     ``one_line_records``: every line is one record, for formats written a line per row without CSV quoting
     (MLAAD's ``meta.csv``): a field that opens a quote it never closes (a transcript ``"Hallo``) ends with its
@@ -163,9 +166,20 @@ def iter_csv(
             missing = [c for c in required if c not in header]
             if missing:
                 raise located(p, skipped + 1, f"header lacks column(s) {missing}; header is {header}")
+            previous = first[0]  # the line the previous record ended on
             for lineno, row in records:
+                start, previous = previous + 1, lineno
                 if not row or all(not cell.strip() for cell in row):
                     continue
+                if lineno > start and any("\n" in cell or "\r" in cell for cell in row):
+                    # no field of a protocol (paths, labels, names) spans lines: a quote left open took the
+                    # following lines, rows included, into one field, and the field count may still match
+                    raise located(
+                        p,
+                        start,
+                        f"a field runs on from this line to line {lineno} (a quote opened and never closed?): "
+                        f"{what} fields hold no line breaks",
+                    )
                 if len(row) != len(header):
                     # one line per record: a quote left open took the separators after it into its field
                     hint = (
