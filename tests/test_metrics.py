@@ -272,22 +272,23 @@ def test_tdcf_defaults_and_bounds():
 
 
 def test_a_dcf_hand_case():
-    # ASVspoof 5 costs: weights 0.9 miss, 10 * 0.05 = 0.5 fa_non, 20 * 0.05 = 1.0 fa_spf
-    # normaliser min(0.5 + 1.0, 0.9) = 0.9 (reject-all is the cheaper trivial system)
+    # the ASVspoof 5 package's first-release costs (a_dcf.CostModel()): weights 0.9 miss,
+    # 10 * 0.05 = 0.5 fa_non, 20 * 0.05 = 1.0 fa_spf; normaliser min(0.5 + 1.0, 0.9) = 0.9 (reject-all)
     # sorted: -1 spf, 0 non, 1 tar, 2 spf, 3 tar; best at t = 3: miss 1/2, nothing else accepted
-    assert ADCFCost().normaliser == pytest.approx(0.9)
-    result = a_dcf([3.0, 1.0], [0.0], [2.0, -1.0])
+    first = ADCFCost(p_tar=0.9, p_non=0.05, p_spf=0.05, c_fa_spoof=20.0)
+    assert first.normaliser == pytest.approx(0.9)
+    result = a_dcf([3.0, 1.0], [0.0], [2.0, -1.0], first)
     assert result.a_dcf == pytest.approx(0.45 / 0.9) and result.threshold == pytest.approx(3.0)
     # a fixed threshold 0.5: miss 0, fa_non 0, fa_spf 1/2; at 1.5 the target at 1 is missed too
-    assert a_dcf([3.0, 1.0], [0.0], [2.0, -1.0], threshold=0.5).a_dcf == pytest.approx(0.5 / 0.9)
-    assert a_dcf([3.0, 1.0], [0.0], [2.0, -1.0], threshold=1.5).a_dcf == pytest.approx(0.95 / 0.9)
+    assert a_dcf([3.0, 1.0], [0.0], [2.0, -1.0], first, threshold=0.5).a_dcf == pytest.approx(0.5 / 0.9)
+    assert a_dcf([3.0, 1.0], [0.0], [2.0, -1.0], first, threshold=1.5).a_dcf == pytest.approx(0.95 / 0.9)
     # reject-all costs exactly the normaliser; accept-all costs 1.5 / 0.9
-    assert a_dcf([3.0, 1.0], [0.0], [2.0, -1.0], threshold=10).a_dcf == pytest.approx(1.0)
-    assert a_dcf([3.0, 1.0], [0.0], [2.0, -1.0], threshold=-10).a_dcf == pytest.approx(1.5 / 0.9)
-    # the t-DCF's priors and costs, passed explicitly: weights 0.9405, 0.095, 0.5; normaliser 0.595
-    tdcf_like = ADCFCost(p_tar=0.9405, p_non=0.0095, p_spf=0.05, c_fa_spoof=10.0)
-    assert tdcf_like.normaliser == pytest.approx(0.595)
-    result = a_dcf([3.0, 1.0], [0.0], [2.0, -1.0], tdcf_like)
+    assert a_dcf([3.0, 1.0], [0.0], [2.0, -1.0], first, threshold=10).a_dcf == pytest.approx(1.0)
+    assert a_dcf([3.0, 1.0], [0.0], [2.0, -1.0], first, threshold=-10).a_dcf == pytest.approx(1.5 / 0.9)
+    # the defaults, the package as it stands (the t-DCF's priors and costs): weights 0.9405, 0.095, 0.5;
+    # normaliser 0.595
+    assert ADCFCost().normaliser == pytest.approx(0.595)
+    result = a_dcf([3.0, 1.0], [0.0], [2.0, -1.0])
     assert result.a_dcf == pytest.approx(0.25 / 0.595) and result.threshold == pytest.approx(1.0)
     with pytest.raises(MetricError, match="nontarget"):
         a_dcf([1.0], [], [0.0])

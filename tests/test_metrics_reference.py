@@ -121,7 +121,7 @@ def _official_adcf_curve(tar, non, spf):
     return miss, fa_non, fa_spf
 
 
-def _official_adcf(tar, non, spf, p_tar=0.9, p_non=0.05, p_spf=0.05, c_miss=1.0, c_fa_asv=10.0, c_fa_cm=20.0):
+def _official_adcf(tar, non, spf, p_tar=0.9405, p_non=0.0095, p_spf=0.05, c_miss=1.0, c_fa_asv=10.0, c_fa_cm=10.0):
     miss, fa_non, fa_spf = _official_adcf_curve(tar, non, spf)
     raw = c_miss * p_tar * miss + c_fa_asv * p_non * fa_non + c_fa_cm * p_spf * fa_spf
     return float(np.min(raw / min(c_fa_asv * p_non + c_fa_cm * p_spf, c_miss * p_tar)))
@@ -301,35 +301,36 @@ SASV = {
 
 @pytest.mark.parametrize("name", sorted(SASV))
 def test_a_dcf_default_is_the_asvspoof5_evaluation_package(name):
-    """The ASVspoof 5 evaluation package scores track 2 with ``a_dcf.CostModel()`` as it stands:
-    P_tar 0.9, P_non 0.05, P_spf 0.05, C_miss 1, C_fa_asv 10, C_fa_cm 20."""
+    """The ASVspoof 5 evaluation package as it stands scores track 2 with the t-DCF's cost model:
+    P_tar 0.9405, P_non 0.0095, P_spf 0.05, C_miss 1, C_fa_asv 10, C_fa_cm 10."""
     tar, non, spf = SASV[name]
     assert a_dcf(tar, non, spf).a_dcf == pytest.approx(_official_adcf(tar, non, spf), abs=1e-12)
 
 
 def test_a_dcf_cost_defaults():
     cost = ADCFCost()
-    assert (cost.p_tar, cost.p_non, cost.p_spf) == (0.9, 0.05, 0.05)
-    assert (cost.c_miss, cost.c_fa_asv, cost.c_fa_spoof) == (1.0, 10.0, 20.0)
-    assert cost.normaliser == pytest.approx(0.9)  # min(10 * 0.05 + 20 * 0.05, 1 * 0.9)
+    assert (cost.p_tar, cost.p_non, cost.p_spf) == pytest.approx((0.9405, 0.0095, 0.05))
+    assert (cost.c_miss, cost.c_fa_asv, cost.c_fa_spoof) == (1.0, 10.0, 10.0)
+    assert cost.normaliser == pytest.approx(0.595)  # min(10 * 0.0095 + 10 * 0.05, 1 * 0.9405)
 
 
 @pytest.mark.parametrize("name", sorted(SASV))
-def test_a_dcf_with_the_tdcf_priors_matches_the_official_formula(name):
+def test_a_dcf_with_the_first_release_costs_matches_the_official_formula(name):
+    """The package's first releases: ``a_dcf.CostModel()``, P_tar 0.9, P_non 0.05, P_spf 0.05, C_fa_cm 20."""
     tar, non, spf = SASV[name]
-    cost = ADCFCost(p_tar=0.9405, p_non=0.0095, p_spf=0.05, c_miss=1.0, c_fa_asv=10.0, c_fa_spoof=10.0)
-    expected = _official_adcf(tar, non, spf, p_tar=0.9405, p_non=0.0095, c_fa_cm=10.0)
+    cost = ADCFCost(p_tar=0.9, p_non=0.05, p_spf=0.05, c_miss=1.0, c_fa_asv=10.0, c_fa_spoof=20.0)
+    expected = _official_adcf(tar, non, spf, p_tar=0.9, p_non=0.05, c_fa_cm=20.0)
     assert a_dcf(tar, non, spf, cost).a_dcf == pytest.approx(expected, abs=1e-12)
 
 
 def test_a_dcf_on_ties_is_the_best_realisable_threshold():
     tar, non, spf = np.array([1.0, 1.0, 2.0]), np.array([1.0, 0.0]), np.array([1.0, 2.0, -1.0])
-    cost = ADCFCost()
+    cost = ADCFCost(p_tar=0.9, p_non=0.05, p_spf=0.05, c_fa_spoof=20.0)
     best = math.inf
     for t in np.r_[np.unique(np.r_[tar, non, spf]), np.inf]:
         raw = 0.9 * np.mean(tar < t) + 10 * 0.05 * np.mean(non >= t) + 20 * 0.05 * np.mean(spf >= t)
         best = min(best, raw / cost.normaliser)
-    assert a_dcf(tar, non, spf).a_dcf == pytest.approx(best, abs=1e-12)
+    assert a_dcf(tar, non, spf, cost).a_dcf == pytest.approx(best, abs=1e-12)
 
 
 # --- bootstrap ------------------------------------------------------------------------------------

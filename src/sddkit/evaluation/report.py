@@ -9,8 +9,9 @@ writes::
     per_attack.csv  each spoof attack/system against all bona fide trials
     per_source.csv  each source (domain) on its own trials
     per_corpus.csv  each corpus (only when there is more than one)
-    per_partition.csv  each partition, e.g. ASVspoof 2021's eval/progress/hidden_track phases (only when
-                    there is more than one: the pooled figures then mix them; `sdd eval --partitions` selects)
+    per_partition.csv  each partition, e.g. ASVspoof 2021's eval/progress/hidden phases (``hidden_track`` in
+                    its stage-1 keys) (only when there is more than one: the pooled figures then mix them;
+                    `sdd eval --partitions` selects)
     per_codec.csv   each codec condition (only when the protocol has a codec column)
     det.png         DET curves, pooled + per source
     roc.png         ROC curves, pooled + per source
@@ -22,6 +23,11 @@ writes::
 
 Units: every EER in the report is in percent; DCFs are normalised (1 = no better than a
 trivial system); Cllr is in bits; thresholds follow "bona fide iff score >= threshold".
+
+The min t-DCFs (2019 legacy and 2021 revised forms) take the ASV error rates of ``EvalConfig.asv``, by
+default the ASVspoof 5 organisers' pooled ones (:class:`sddkit.metrics.ASVRates`), whatever the corpus:
+on ASVspoof 2019/2021 data they are therefore not the official figures of those challenges, which used
+their own ASV systems; ``report.md`` names the rates next to the values.
 """
 
 from __future__ import annotations
@@ -414,6 +420,8 @@ def render_markdown(report: Report) -> str:
     ci_text = f" ({_level(p['eer_ci_level'])} CI {ci[0]:.3f} to {ci[1]:.3f})" if ci else ""
     if not ci and p.get("eer_ci_note"):
         ci_text = f" ({p['eer_ci_note']})"
+    asv = report.config.asv
+    asv_note = f"; ASV Pfa {asv.pfa:.4g}, Pmiss {asv.pmiss:.4g}, Pfa_spoof {asv.pfa_spoof:.4g}"
     lines = [
         "# sddkit evaluation report",
         "",
@@ -432,8 +440,8 @@ def render_markdown(report: Report) -> str:
         f"| actDCF (threshold {p['act_dcf_threshold']:.4f}) | {p['act_dcf']:.4f} |",
         f"| Cllr (bits) | {p['cllr']:.4f} |",
         f"| minCllr (bits) | {p['min_cllr']:.4f} |",
-        f"| min t-DCF (ASVspoof 2019 form) | {p['min_tdcf']['2019']:.4f} |",
-        f"| min t-DCF (ASVspoof 2021 form) | {p['min_tdcf']['2021']:.4f} |",
+        f"| min t-DCF (ASVspoof 2019 form{asv_note}) | {p['min_tdcf']['2019']:.4f} |",
+        f"| min t-DCF (ASVspoof 2021 form{asv_note}) | {p['min_tdcf']['2021']:.4f} |",
         f"| balanced accuracy at {p['at_threshold']['threshold']:g} | {p['at_threshold']['balanced_accuracy']:.4f} |",
         "",
     ]

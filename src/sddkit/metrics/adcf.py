@@ -10,11 +10,15 @@ normalised, as in the reference ``calculate_a_dcf``, by the cheaper trivial syst
 ``min(C_fa_asv P_non + C_fa_spoof P_spf, C_miss P_tar)`` (accept all vs reject all). The
 minimum over thresholds is the min a-DCF.
 
-Defaults are the ASVspoof 5 track 2 constants, those the challenge's evaluation package scores
-with (``a_dcf.CostModel()``, called without arguments by ``calculate_aDCF_tdcf_tEER``; also the
-a-DCF paper's): P_tar = 0.9, P_non = 0.05, P_spf = 0.05, C_miss = 1, C_fa_asv = 10,
-C_fa_spoof = 20, so the normaliser is min(0.5 + 1.0, 0.9) = 0.9. They are NOT the t-DCF's
-priors (0.9405/0.0095/0.05 with C_fa_spoof = 10); pass an :class:`ADCFCost` for other costs.
+Defaults are the costs the ASVspoof 5 evaluation package (``evaluation-package/calculate_metrics.py`` of
+asvspoof-challenge/asvspoof5) scores track 2 with as it stands: ``calculate_aDCF_tdcf_tEER`` builds its
+``a_dcf.CostModel`` from the t-DCF cost model, so P_tar = 0.95 * 0.99 = 0.9405, P_non = 0.95 * 0.01 = 0.0095,
+P_spf = 0.05, C_miss = 1, C_fa_asv = 10, C_fa_spoof = 10, and the normaliser is
+min(10 * 0.0095 + 10 * 0.05, 0.9405) = 0.595 (accept-all is the cheaper trivial system). The package's first
+releases called ``a_dcf.CostModel()`` without arguments instead, i.e. the defaults of the ``a_dcf`` package
+(shimhz/a_DCF): P_tar = 0.9, P_non = 0.05, P_spf = 0.05, C_miss = 1, C_fa_asv = 10, C_fa_spoof = 20
+(normaliser min(0.5 + 1.0, 0.9) = 0.9); pass ``ADCFCost(p_tar=0.9, p_non=0.05, p_spf=0.05,
+c_fa_spoof=20.0)`` to reproduce figures computed with those.
 As for the DET curve, tied scores share one operating point.
 """
 
@@ -30,14 +34,14 @@ from sddkit.metrics.inputs import MetricError, as_scores
 
 @dataclass
 class ADCFCost:
-    """Priors and costs of the a-DCF (defaults: ASVspoof 5 track 2, as its evaluation package)."""
+    """Priors and costs of the a-DCF (defaults: ASVspoof 5 track 2, as its evaluation package now scores it)."""
 
-    p_tar: float = 0.9
-    p_non: float = 0.05
+    p_tar: float = 0.95 * 0.99
+    p_non: float = 0.95 * 0.01
     p_spf: float = 0.05
     c_miss: float = 1.0
     c_fa_asv: float = 10.0
-    c_fa_spoof: float = 20.0
+    c_fa_spoof: float = 10.0
 
     def __post_init__(self) -> None:
         priors = (self.p_tar, self.p_non, self.p_spf)

@@ -53,8 +53,13 @@ class DCFCost:
 
     @property
     def bayes_threshold(self) -> float:
-        """Optimal threshold on calibrated LLR scores: ``log(C_fa P_spoof / (C_miss (1 - P_spoof)))``."""
-        return math.log(self.fa_weight / self.miss_weight)
+        """Optimal threshold on calibrated LLR scores: ``-log(C_miss (1 - P_spoof) / (C_fa P_spoof))``.
+
+        Computed in that order, as the official ``compute_actDCF`` does (``-log(beta)``): the equal
+        ``log(C_fa P_spoof / (C_miss (1 - P_spoof)))`` can round one ulp apart (-0.6418538861723948 vs the
+        official -0.6418538861723947 for the ASVspoof 5 costs), which flips a score lying exactly there.
+        """
+        return -math.log(self.miss_weight / self.fa_weight)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ Two forms, both minimised over the CM threshold along the DET curve:
       C2 = C_fa_cm P_spoof (1 - Pmiss_spoof_asv)
       t-DCF_norm(t) = (C1 Pmiss_cm(t) + C2 Pfa_cm(t)) / min(C1, C2)
 
-  (The ASVspoof 5 evaluation package reports its "min t-DCF" with this form.)
+  (The ASVspoof 5 evaluation package's first releases reported their "min t-DCF" with this form.)
 
 * ASVspoof 2021 (revised; Kinnunen et al., IEEE/ACM TASLP 2020), the official ``compute_tDCF``::
 
@@ -17,10 +17,16 @@ Two forms, both minimised over the CM threshold along the DET curve:
       C2 = P_spoof C_fa_spoof Pfa_spoof_asv
       t-DCF_norm(t) = (C0 + C1 Pmiss_cm(t) + C2 Pfa_cm(t)) / (C0 + min(C1, C2))
 
+  (The ASVspoof 5 evaluation package as it stands reports its "min t-DCF" with this form, keeping the
+  legacy one as ``compute_tDCF_legacy``.)
+
 The ASV error rates are inputs. The defaults are the ASVspoof 5 organisers' pooled ASV rates
-hard-coded in the ASVspoof 5 evaluation package (``calculate_metrics.py``):
+hard-coded in the ASVspoof 5 evaluation package (``calculate_metrics.py``, "pre-computed ASV error
+rates pooled over all conditions", used there whenever no organiser ASV scores are given):
 Pfa_asv = 0.01881016557566423, Pmiss_asv = 0.01880141010575793,
-Pfa_spoof_asv = 0.4607082907604729 (so Pmiss_spoof_asv = 1 - that).
+Pfa_spoof_asv = 0.4607082907604729 (so Pmiss_spoof_asv = 1 - that). They are the rates of the
+ASVspoof 5 organisers' ASV system, not of the ASVspoof 2019/2021 ones, whose official figures used
+their own ASV scores per condition (2021: the pre-computed C0/C1/C2 of its evaluation package).
 
 Costs (one dataclass for both forms): the 2021 ``C_miss``, ``C_fa``, ``C_fa_spoof`` are used
 in the legacy form as ``C_miss_asv = C_miss_cm = c_miss``, ``C_fa_asv = c_fa`` and
