@@ -61,6 +61,10 @@ class DetectorMixture(nn.Module):
 
     experts: E detectors; gate: a ``Gate`` (``(waveform, embeddings) -> (B, E)`` weights).
     freeze_experts: experts get no gradient and stay in eval mode (batch-norm statistics fixed).
+
+    An expert with no trainable parameter (every expert of a frozen mixture) runs without autograd unless the
+    waveform requires a gradient, and its auxiliary losses (e.g. MoLEx load balance), constants to the gate,
+    are left out of the mixture's ``aux_losses``; experts being trained contribute theirs as ``expert{i}/<name>``.
     """
 
     float32_waveform = True  # see waveform_dtype: every expert casts the waveform for itself
@@ -90,7 +94,14 @@ class DetectorMixture(nn.Module):
         # the experts cast for themselves (float32_waveform: never rounded to half precision on their behalf);
         # the gate reads the waveform too (log-Mel statistics, computed in float32)
         waveform = cast_floating(waveform, waveform_dtype(self))
-        outs: list[DetectorOutput] = [expert(waveform) for expert in self.experts]
+        trained = [any(p.requires_grad for p in expert.parameters()) for expert in self.experts]
+        outs: list[DetectorOutput] = []
+        for expert, learns in zip(self.experts, trained, strict=True):
+            # a frozen expert runs without autograd (unless the waveform itself wants a gradient, e.g. an attack
+            # or a saliency map): nothing of it is learnt, and its weight-only terms (MoLEx orthogonality) are
+            # skipped as at inference instead of computed on every training step for nothing
+            with torch.set_grad_enabled(torch.is_grad_enabled() and (learns or waveform.requires_grad)):
+                outs.append(expert(waveform))
         weights = self.gate(waveform, [o.embedding for o in outs])  # (B, E)
         expected = (waveform.shape[0], len(outs))
         if tuple(weights.shape) != expected:  # (B, 1) or (E,) would broadcast against (B, E, 2) without a word
@@ -101,7 +112,9 @@ class DetectorMixture(nn.Module):
         # from the experts' logits in float32 at least: log-probabilities rounded to half precision keep ~3 digits
         expert_log_probs = torch.stack([_log_probs(o.logits) for o in outs], dim=1)  # (B, E, 2)
         logits = mix_log_probs(expert_log_probs, weights)  # float32 at least, so is the score
-        aux = {f"expert{i}/{k}": v for i, o in enumerate(outs) for k, v in o.aux_losses.items()}
+        # a frozen expert's auxiliary losses are constants to the gate: added to the loss they only shifted the
+        # logged training loss by terms nothing can learn (its stats still report, e.g., MoLEx load balance)
+        aux = {f"expert{i}/{k}": v for i, o in enumerate(outs) if trained[i] for k, v in o.aux_losses.items()}
         stats: dict[str, Tensor] = {
             "gate_weights": weights,
             "expert_scores": torch.stack([o.score for o in outs], dim=1),

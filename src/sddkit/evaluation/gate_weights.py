@@ -20,7 +20,12 @@ from sddkit.errors import ProtocolError
 def gate_weight_table(
     table: UtteranceTable, weights: np.ndarray, by: str = "source", expert_names: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """Mean gate weight of each expert for each value of column ``by`` (and an ``all`` row)."""
+    """Mean gate weight of each expert for each value of column ``by`` (and an ``all`` row).
+
+    weights: (N, E) array-like, or the tensor ``DetectorOutput.stats["gate_weights"]`` as it comes (on any
+    device, in any floating dtype, bfloat16 included, with or without autograd history)."""
+    if hasattr(weights, "detach"):  # a torch tensor: numpy knows neither bfloat16 nor autograd nor GPU memory
+        weights = weights.detach().cpu().double().numpy()
     weights = np.asarray(weights, dtype=float)
     if weights.ndim != 2 or weights.shape[0] != len(table):
         raise ProtocolError(f"gate weights must be (N={len(table)}, E >= 1); got {weights.shape}")
