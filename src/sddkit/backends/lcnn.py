@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from sddkit.backends import BACKENDS
 from sddkit.backends.heads import ClassifierConfig, build_classifier
+from sddkit.backends.layout import require_layout
 from sddkit.detectors.outputs import BackendOutput
 from sddkit.errors import ConfigError
 
@@ -119,8 +120,9 @@ class LCNN(nn.Module):
 
 
 @BACKENDS.register("lcnn", config=LCNNConfig)
-def build_lcnn(cfg: LCNNConfig, *, in_dim: int | None = None, **_: object) -> LCNN:
+def build_lcnn(cfg: LCNNConfig, *, in_dim: int | None = None, feature_layout: str | None = None, **_: object) -> LCNN:
     """LCNN with max-feature-map (LFCC-LCNN baseline) on spectral features (B, F, T)."""
+    require_layout("lcnn", "spectral", feature_layout)
     if in_dim is None or in_dim < DOWNSAMPLE:
         raise ConfigError(f"backend 'lcnn' needs spectral features with at least {DOWNSAMPLE} bins, got {in_dim}")
     return LCNN(in_dim, cfg)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from sddkit.backends import BACKENDS
 from sddkit.backends.heads import ClassifierConfig, build_classifier
+from sddkit.backends.layout import require_layout
 from sddkit.detectors.outputs import BackendOutput
 from sddkit.errors import ConfigError
 
@@ -104,14 +105,20 @@ def _require_spectral(name: str, in_dim: int | None) -> None:
 
 
 @BACKENDS.register("resnet18", config=ResNetConfig)
-def build_resnet18(cfg: ResNetConfig, *, in_dim: int | None = None, **_: object) -> ResNet:
+def build_resnet18(
+    cfg: ResNetConfig, *, in_dim: int | None = None, feature_layout: str | None = None, **_: object
+) -> ResNet:
     """ResNet-18 (2-D, basic blocks) on spectral features (B, F, T)."""
     _require_spectral("resnet18", in_dim)
+    require_layout("resnet18", "spectral", feature_layout)
     return ResNet(in_dim, cfg)
 
 
 @BACKENDS.register("resnet34", config=ResNet34Config)
-def build_resnet34(cfg: ResNet34Config, *, in_dim: int | None = None, **_: object) -> ResNet:
+def build_resnet34(
+    cfg: ResNet34Config, *, in_dim: int | None = None, feature_layout: str | None = None, **_: object
+) -> ResNet:
     """ResNet-34 (2-D, basic blocks) on spectral features (B, F, T)."""
     _require_spectral("resnet34", in_dim)
+    require_layout("resnet34", "spectral", feature_layout)
     return ResNet(in_dim, cfg)

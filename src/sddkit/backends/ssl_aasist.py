@@ -30,6 +30,7 @@ from sddkit.backends import BACKENDS
 from sddkit.backends.aasist import Pair, build_encoder, check_channel_chain, check_graph_config
 from sddkit.backends.graph import SpectroTemporalGraph
 from sddkit.backends.heads import ClassifierConfig, build_classifier
+from sddkit.backends.layout import require_layout
 from sddkit.detectors.outputs import BackendOutput
 from sddkit.errors import ConfigError
 
@@ -104,8 +105,11 @@ class SSLAASISTHead(nn.Module):
 
 
 @BACKENDS.register("ssl_aasist", config=SSLAASISTConfig)
-def build_ssl_aasist(cfg: SSLAASISTConfig, *, in_dim: int | None = None, **_: object) -> SSLAASISTHead:
+def build_ssl_aasist(
+    cfg: SSLAASISTConfig, *, in_dim: int | None = None, feature_layout: str | None = None, **_: object
+) -> SSLAASISTHead:
     """SSL-AASIST head (Tak et al. 2022) on encoder frames (B, N, D); 447,242 parameters at D = 1024."""
     if in_dim is None:
         raise ConfigError("backend 'ssl_aasist' needs encoder features (B, N, D), not the raw waveform")
+    require_layout("ssl_aasist", "frames", feature_layout)
     return SSLAASISTHead(in_dim, cfg)
