@@ -117,6 +117,25 @@ def _refuse_top_k_routers(detector: nn.Module) -> None:
         )
 
 
+def trained_molex_problem(model: nn.Module) -> str | None:
+    """Why training ``model`` as loaded would silently go wrong at a MoLEx front-end, or None: the recipe's checks
+    (:meth:`~sddkit.frontends.ssl.SSLFrontendConfig.training_problem`: a router no gradient reaches, an
+    utterance-level router pooling Whisper's 30 s of padding) for a model read from a directory (``init_from``), whose
+    config the recipe does not hold. Front-ends whose MoLEx layers train nothing (a mixture's frozen experts) pass."""
+    from sddkit.frontends.ssl import SSLFrontend
+
+    for name, module in model.named_modules():
+        if not isinstance(module, SSLFrontend) or module.adapter != "molex":
+            continue
+        if not any(p.requires_grad for _, layer in module.adapted_modules() for p in layer.parameters()):
+            continue
+        config = module.config
+        problem = config.training_problem() if config is not None else module.molex_config.untrainable_router()
+        if problem is not None:
+            return f"{name or 'frontend'}: {problem}"
+    return None
+
+
 def _stay_in_eval(module: nn.Module, mode: bool = True) -> nn.Module:
     """``train`` of a frozen norm layer: always eval mode, whatever ``mode`` its parent passes down."""
     return nn.Module.train(module, False)

@@ -372,7 +372,9 @@ class MolexConfig:
     old_eval: protocols of the previously learned domains, scored before and after training to
     measure forgetting (EER) in ``out_dir/molex_report.json``; expert use per attack system is
     reported on the validation data (and on ``old_eval``). The frozen parts' BatchNorm layers stay in
-    eval mode while the new experts train (their running statistics are not updated).
+    eval mode while the new experts train (their running statistics are not updated). The report is
+    written after ``best/`` and ``final/``: a data set the model then scores non-finite is reported as
+    ``{"error": ...}`` (and logged) instead of failing the finished run.
     """
 
     add_experts: int = 0

@@ -85,7 +85,13 @@ from sddkit.training.distributed import (
 )
 from sddkit.training.evaluate import EvalResult, evaluate
 from sddkit.training.losses import DetectionLoss
-from sddkit.training.molex import ExpertAddition, eer_by_attack, expert_use_by_attack, grown_frontend_config
+from sddkit.training.molex import (
+    ExpertAddition,
+    eer_by_attack,
+    expert_use_by_attack,
+    grown_frontend_config,
+    trained_molex_problem,
+)
 from sddkit.training.provenance import (
     configure_determinism,
     git_commit,
@@ -381,6 +387,10 @@ class Trainer:
 
         loaded = load_model_dir(directory)
         model, self.model_config, self.architecture = loaded.model, dict(loaded.model_config), loaded.architecture
+        # the recipe checks the MoLEx routers of a model it configures; this one's config comes from the directory
+        problem = trained_molex_problem(model)
+        if problem is not None:
+            raise ConfigError(f"init_from={directory}: {problem}")
         model.train()
         with safe_open(str(Path(directory) / WEIGHTS_NAME), framework="pt") as f:
             stored = set(f.keys())
@@ -999,6 +1009,16 @@ class Trainer:
             "expert_use_per_layer": expert_use_by_attack(result.stats, attacks, per_layer=True),
         }
 
+    def _report_section(self, table: UtteranceTable, dataset: Dataset, what: str) -> dict[str, Any]:
+        """One data set's part of molex_report.json. Written after best/ and final/ were exported: non-finite
+        scores there give ``{"error": ...}`` and a warning, not a failed run whose models are saved (every rank
+        sees the gathered scores, so all take the same way)."""
+        try:
+            return self._describe(self._evaluate(dataset, collect_stats=True), table)
+        except TrainingDivergedError as exc:
+            log.warning("molex_report.json: the %s data could not be scored: %s", what, exc)
+            return {"error": str(exc)}
+
     def _molex_report(self, before: dict[str, Any] | None) -> None:
         molex = self.recipe.molex
         if molex is None:
@@ -1011,12 +1031,12 @@ class Trainer:
         }
         old = self._old_eval()
         if old is not None:
-            after = self._describe(self._evaluate(old[1], collect_stats=True), old[0])
+            after = self._report_section(*old, "old_eval")
             report["old_domains"] = {"before": before, "after": after}
-            if before is not None and before["eer"] is not None and after["eer"] is not None:
+            if before is not None and before["eer"] is not None and after.get("eer") is not None:
                 report["old_domains"]["forgetting_eer"] = after["eer"] - before["eer"]
         if self.val_data is not None and self.val_table is not None:
-            report["new_domain"] = self._describe(self._evaluate(self.val_data, collect_stats=True), self.val_table)
+            report["new_domain"] = self._report_section(self.val_table, self.val_data, "val")
         report = broadcast_object(report)
         if self.info.is_main:
             atomic_write_bytes(self.out_dir / "molex_report.json", (json.dumps(report, indent=2) + "\n").encode())
