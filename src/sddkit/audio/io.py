@@ -2,10 +2,14 @@
 
 Decoders: soundfile (libsndfile: WAV, FLAC, OGG/Vorbis, Opus-in-Ogg, MP3, AIFF, ...) is tried
 first because it is fast and exact; PyAV (FFmpeg) is the fallback for whatever libsndfile cannot
-open (M4A/AAC, MP4/MKV/WebM audio tracks as in FakeAVCeleb, raw ADTS, ...). Channels are averaged
+open (M4A/AAC, MP4/MKV/WebM audio tracks as in FakeAVCeleb, raw ADTS, ...); it decodes a container's first
+audio stream, or the next one when that holds no samples or cannot be decoded. Channels are averaged
 to mono *before* resampling (both are linear, so the order does not change the result, and mono
-resampling is cheaper); resampling uses soxr at "HQ" quality. Integer PCM is scaled to [-1, 1)
-by 2**(bits-1); float data is kept as is (not clipped).
+resampling is cheaper); resampling uses soxr at "HQ" quality. All channels weigh the same, a 5.1 or 7.1
+LFE included: a plain mean needs no channel order, which differs between formats (the LFE is the 4th channel
+of a FLAC or WAV, the 6th of a Vorbis or Opus one) and is unknown for a WAV without a channel mask, so both
+decoders give the same mix of the same samples. Integer PCM is scaled to [-1, 1) by 2**(bits-1); float data
+is kept as is (not clipped; refused when it peaks far over full scale, see ``validate_waveform``).
 
 Duration guard: a header that declares a duration clearly over ``max_duration`` (more than
 ``_HEADER_MARGIN`` x the limit + ``_HEADER_SLACK_S``; bitrate-based estimates can be off) is
@@ -24,7 +28,8 @@ regular file (a FIFO or device: ``AudioDecodeError``, never opened), 0-byte file
 WAVE_FORMAT_EXTENSIBLE or RF64) whose audio ends before the sample count of its header
 (``AudioDecodeError``), too long from the header, zero decoded samples (``EmptyAudioError``),
 a native rate below ``MIN_SAMPLE_RATE`` (``UnsupportedSampleRateError``), NaN/Inf
-(``NonFiniteAudioError``), too short / too long (``AudioTooShortError`` / ``AudioTooLongError``),
+(``NonFiniteAudioError``), float samples far over full scale (``AudioError``: a peak above +36 dBFS is
+integer PCM stored unscaled), too short / too long (``AudioTooShortError`` / ``AudioTooLongError``),
 silent (``SilentAudioError``: peak below -80 dBFS, or a constant DC offset whose variation around it
 is below -80 dBFS, judged at the native rate and at the target rate). A file that libsndfile decodes
 to zero samples (a WAV header declaring 0 data bytes, as a recorder that died leaves it) is read by
@@ -79,6 +84,11 @@ MIN_SAMPLE_RATE = 4000
 scoring (a 1 Hz header, say, is a broken file), and upsampling it would only invent a signal."""
 
 _RESAMPLE_QUALITY = "HQ"
+# Float samples belong in [-1, 1]: a float file or array peaking above this (+36 dBFS) holds integer PCM stored
+# without scaling (16-bit values as floats: a peak in the thousands), which would be scored on a scale hundreds
+# or thousands of times too loud. Legitimate float audio over full scale (headroom of a mix, codec or resampler
+# overshoot, test noise) peaks a few dB over 1, far below.
+_MAX_FLOAT_PEAK = 64.0
 # A header duration only rejects a file when it is clearly over the limit: MP3/ADTS durations are
 # estimated from the bitrate and can be off by a few percent; the decoded-sample count is exact.
 _HEADER_MARGIN = 1.02
@@ -91,6 +101,9 @@ _MIN_BYTES_PER_S = 500
 # bitrate when no Xing/VBRI frame gives it: a VBR file opening with silence is overestimated several
 # times over. Such a length never rejects a file; decoding counts (600 s of MP3 decode in about 1 s).
 _ESTIMATED_LENGTH_FORMATS = frozenset({"mp3", "aac", "ac3", "eac3", "dts", "amr", "amrnb", "amrwb"})
+# The most samples one frame of a lossy codec decodes to (HE-AAC: 2048): what an MP4's decoded audio may run past
+# the length its edit list declares (the last frame's padding).
+_MAX_CODEC_FRAME = 2048
 # Comparisons of durations in seconds tolerate this much (far below one sample at 16 kHz).
 _DURATION_EPS_S = 1e-6
 # libsndfile's answer to an MPEG stream it cannot decode, even for a regular file or bytes in memory.
@@ -256,8 +269,9 @@ def validate_waveform(
 ) -> np.ndarray:
     """Check a (T,) waveform at ``sample_rate`` and return it as contiguous float32.
 
-    Integer arrays are scaled to [-1, 1) as PCM. One sample of slack on both duration bounds
-    absorbs resampling rounding. ``path`` only labels error messages.
+    Integer arrays are scaled to [-1, 1) as PCM; float samples peaking above ``_MAX_FLOAT_PEAK`` (+36 dBFS:
+    integer PCM stored unscaled) are refused. One sample of slack on both duration bounds absorbs resampling
+    rounding. ``path`` only labels error messages.
     """
     _check_arguments(sample_rate, max_duration, min_duration)
     _check_native_rate(sample_rate, path)
@@ -283,6 +297,13 @@ def validate_waveform(
         raise EmptyAudioError("zero samples", path=path)
     if not np.isfinite(arr).all():
         raise NonFiniteAudioError(f"{int((~np.isfinite(arr)).sum())} NaN/Inf sample(s)", path=path)
+    peak = max(float(arr.max()), -float(arr.min()))  # np.abs would copy the whole waveform
+    if peak > _MAX_FLOAT_PEAK:
+        raise AudioError(
+            f"sample values up to {peak:.4g} ({20 * math.log10(peak):+.0f} dBFS): float samples belong in [-1, 1]; "
+            "this looks like integer PCM stored without scaling (divide 16-bit PCM by 32768)",
+            path=path,
+        )
     duration = n / sample_rate
     if n < min_duration * sample_rate - 1:
         raise AudioTooShortError(f"duration {duration:.3f} s is below min_duration {min_duration} s", path=path)
@@ -659,29 +680,73 @@ def _decode_pyav_or_none(
 
 
 def _decode_pyav(file: str | io.BytesIO, *, label: str | None, max_duration: float | None) -> tuple[np.ndarray, int]:
-    with av.open(file, metadata_errors="ignore") as container:
-        stream = _first_audio_stream(container, label)
-        if stream.sample_rate:
-            _check_native_rate(int(stream.sample_rate), label)
-        declared = _declared_duration(container, stream)
-        if declared is not None and container.format.name.split(",")[0] not in _ESTIMATED_LENGTH_FORMATS:
-            _check_declared(declared, max_duration, label, _source_size(file))
-        segments: list[tuple[int, _GrowingBuffer]] = []  # (rate, samples): the rate may change mid-stream
-        seconds = 0.0
-        for chunk, rate in _iter_pyav_mono(container, stream):
-            if not segments or segments[-1][0] != rate:
-                segments.append((rate, _GrowingBuffer()))
-            segments[-1][1].append(chunk)
-            seconds += chunk.shape[0] / rate
-            if max_duration is not None and seconds > max_duration + _DURATION_EPS_S:
-                raise AudioTooLongError(
-                    f"longer than max_duration {max_duration} s (decoding stopped at {seconds:.1f} s)", path=label
-                )
+    """The first audio stream of ``file``, decoded by FFmpeg. A stream that holds no samples (an empty track) or
+    none of whose packets decode gives way to the next audio stream: a file whose first track is empty or broken
+    while another holds the audio must not be refused as empty or unreadable. With no stream holding samples,
+    the first stream's error is raised (else zero samples are returned)."""
+    index, first_error, empty = 0, None, None
+    while True:  # the container is opened again for each stream tried: demuxing one stream reads to the end
+        source = file if index == 0 or isinstance(file, str) else io.BytesIO(file.getbuffer())
+        with av.open(source, metadata_errors="ignore") as container:
+            streams = container.streams.audio
+            if not streams:
+                raise AudioDecodeError("no audio stream in the file", path=label)
+            count = len(streams)
+            try:
+                decoded = _decode_pyav_stream(container, streams[index], file, label=label, max_duration=max_duration)
+            except AudioError:
+                raise
+            except Exception as exc:  # this stream cannot be decoded: another may
+                if count == 1:
+                    raise
+                first_error, decoded = first_error or exc, None
+        if decoded is not None and decoded[0].size:
+            return decoded
+        empty = empty or decoded
+        index += 1
+        if index >= count:
+            break
+    if first_error is not None:
+        raise first_error
+    assert empty is not None  # every stream decoded, to zero samples
+    return empty
+
+
+def _decode_pyav_stream(
+    container, stream, file: str | io.BytesIO, *, label: str | None, max_duration: float | None
+) -> tuple[np.ndarray, int]:
+    """One audio ``stream`` of an open ``container`` (opened on ``file``) -> (mono float32, rate)."""
+    if stream.codec_context is None:  # a plain error: the caller adds it to the other decoders' reasons
+        raise ValueError("no decoder for the audio stream's codec")
+    if stream.sample_rate:
+        _check_native_rate(int(stream.sample_rate), label)
+    declared = _declared_duration(container, stream)
+    if declared is not None and container.format.name.split(",")[0] not in _ESTIMATED_LENGTH_FORMATS:
+        _check_declared(declared, max_duration, label, _source_size(file))
+    segments: list[tuple[int, _GrowingBuffer]] = []  # (rate, samples): the rate may change mid-stream
+    seconds = 0.0
+    for chunk, rate in _iter_pyav_mono(container, stream):
+        if not segments or segments[-1][0] != rate:
+            segments.append((rate, _GrowingBuffer()))
+        segments[-1][1].append(chunk)
+        seconds += chunk.shape[0] / rate
+        if max_duration is not None and seconds > max_duration + _DURATION_EPS_S:
+            raise AudioTooLongError(
+                f"longer than max_duration {max_duration} s (decoding stopped at {seconds:.1f} s)", path=label
+            )
     if not segments:
         return np.zeros(0, dtype=np.float32), int(stream.sample_rate or 1)
     rate = segments[0][0]
     if container.format.name == "flac" and declared is not None and len(segments) == 1:
         _check_complete(segments[0][1].size, round(declared * rate), rate, label)
+    if container.format.name.startswith("mov") and len(segments) == 1 and stream.duration and stream.time_base:
+        # An MP4/M4A's edit list gives the presentation's length: FFmpeg skips the encoder's priming at the start
+        # but decodes the padding of the last frame past the end (AAC: under one 1024-sample frame, 64 ms at
+        # 16 kHz; 2048 with SBR), which players that honour the edit list do not play. The declared length is in
+        # the movie's time scale (FFmpeg writes 1 ms), so it may cut or keep a fraction of a millisecond.
+        excess = segments[0][1].size - round(float(stream.duration * stream.time_base) * rate)
+        if 0 < excess <= max(stream.codec_context.frame_size or 0, _MAX_CODEC_FRAME):
+            segments[0][1].size -= excess
     if len(segments) == 1:  # the usual case: the samples as they are, no copy of them all
         return segments[0][1].array(), rate
     parts = []
