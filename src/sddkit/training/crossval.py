@@ -48,7 +48,7 @@ import numpy as np
 from sddkit.data.table import REQUIRED_COLUMNS, UtteranceTable
 from sddkit.detectors.model_dir import atomic_write_bytes
 from sddkit.errors import ConfigError, ProtocolError
-from sddkit.training.recipe import ProtocolSpec, TrainRecipe, as_specs, recipe_changes
+from sddkit.training.recipe import SEED_LIMIT, ProtocolSpec, TrainRecipe, as_specs, recipe_changes
 
 if TYPE_CHECKING:
     import torch
@@ -442,8 +442,8 @@ def cross_validate_seeds(
     seeds = list(seeds)
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds needs at least 2 distinct seeds, got {seeds}")
-    if min(seeds) < 0:  # numpy's generators refuse them, but only once that seed's first fold starts training
-        raise ConfigError(f"--seeds must be non-negative integers, got {seeds}")
+    if min(seeds) < 0 or max(seeds) >= SEED_LIMIT:  # refused only once that seed's first fold starts training
+        raise ConfigError(f"--seeds must be non-negative integers below 2**32, got {seeds}")
     out = Path(out_dir)
     _check_layout(out, seeds=True)
     recipes: dict[int, TrainRecipe] = {}

@@ -320,9 +320,11 @@ class LossConfig:
 class TrainerConfig:
     """The loop: length, validation, early stopping, checkpoints, logging, device.
 
-    val_every: validate every N steps (``None``: at the end of every epoch); the last step is always
-    validated too, so that the end of a run can be selected as best. patience: stop after
-    this many validations without a lower EER (``None``: never). keep_top_k: best checkpoints kept
+    epochs, max_steps: the run ends after ``epochs`` epochs or ``max_steps`` optimisation steps, whichever comes
+    first (the schedule plans that many steps). val_every: validate every N steps (``None``: at the end of every
+    epoch); the last step is always validated too, so that the end of a run can be selected as best. patience:
+    stop after this many validations in a row without a strictly lower EER (``None``: never; a tie is no
+    improvement, and the earlier of tied checkpoints stays best). keep_top_k: best checkpoints kept
     on disk (the latest one is always kept too, for ``--resume``). average_top_k: if >= 2, the
     exported ``final/`` model is the average of the best k checkpoints' weights; a LoRA layer, and each
     MoLEx expert, gets the rank-r truncation of the mean of its k updates B A (not the means of A and of
@@ -397,9 +399,17 @@ def _default_strategy() -> ComponentSpec:
     return get_registry("strategy").parse("erm")
 
 
+# seeds are below 2**32 (numpy's legacy seed range): the samplers' and data loaders' generators are seeded with
+# seed * 1_000_003 + epoch, which must fit torch's 64-bit seed (a nanosecond timestamp crashed the first epoch)
+SEED_LIMIT = 2**32
+
+
 @dataclass
 class TrainRecipe:
-    """A complete training run. ``model`` is required unless ``init_from`` names a model directory."""
+    """A complete training run. ``model`` is required unless ``init_from`` names a model directory.
+
+    seed: non-negative, below 2**32.
+    """
 
     seed: int = 0
     model: DetectorConfig | None = None
@@ -414,8 +424,8 @@ class TrainRecipe:
     molex: MolexConfig | None = None
 
     def __post_init__(self) -> None:
-        if self.seed < 0:  # numpy's generators refuse it, deep inside data loading
-            raise ValueError(f"seed must be non-negative, got {self.seed}")
+        if not 0 <= self.seed < SEED_LIMIT:  # else numpy's or torch's generators refuse it, deep inside data loading
+            raise ValueError(f"seed must be non-negative and below 2**32, got {self.seed}")
         given = [k for k in ("model", "mixture", "init_from") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(

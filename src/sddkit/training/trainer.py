@@ -20,9 +20,10 @@ early stopping, best-checkpoint selection, averaging of the top-k checkpoints; c
 Reproducibility: the data order is a function of (seed, epoch, rank); the python/numpy/torch
 generators, optimiser, schedule and strategy states are checkpointed; validation runs with the
 generators preserved. A run resumed from a checkpoint therefore continues bit-for-bit like an
-uninterrupted run on CPU (single process). Under DDP every rank's generator states are saved and a
-resume with the same number of processes restores each rank's own (ERM on CPU continues bit-for-bit);
-with another number of processes the ranks after the first take fresh streams of their own.
+uninterrupted run on CPU (single process). Under DDP every rank's generator states and strategy state
+(MLDG's split generator) are saved and a resume with the same number of processes restores each rank's
+own (ERM and MLDG on CPU continue bit-for-bit); with another number of processes the ranks after the
+first take fresh streams of their own and rank 0's strategy state.
 
 A resume under a changed recipe logs one warning naming every changed key (``optimizer.lr: 0.01 -> 0.001``;
 more steps or epochs and the run settings of :data:`RESUME_SETTINGS` are not news). The new values apply
@@ -601,9 +602,15 @@ class Trainer:
             s.ranked = entries[: self.cfg.keep_top_k]
         s.last_saved_step = s.step
         self._flush_log()
-        # every rank's own generators (its dropout masks): restoring rank 0's everywhere would make the
+        # every rank's own generators (its dropout masks) and strategy state (MLDG's split generator, which
+        # draws as many numbers as this rank's batches ask for): restoring rank 0's everywhere would make the
         # ranks draw the same numbers after a resume (a collective: every rank calls _save)
-        rng = all_gather_objects(ckpt.capture_rng_state()) if self.info.enabled else None
+        per_rank = (
+            all_gather_objects({"rng": ckpt.capture_rng_state(), "strategy": self.strategy.state_dict()})
+            if self.info.enabled
+            else None
+        )
+        rng = [p["rng"] for p in per_rank] if per_rank is not None else None
         if self.info.is_main:
             state = {
                 "recipe": to_dict(self.recipe),
@@ -613,6 +620,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "strategy": self.strategy.state_dict(),
+                "strategy_by_rank": [p["strategy"] for p in per_rank] if per_rank is not None else None,
                 "rng": rng[0] if rng is not None else ckpt.capture_rng_state(),
                 "rng_by_rank": rng,
                 "trainer": dataclasses.asdict(s),
@@ -656,7 +664,7 @@ class Trainer:
             step = int((state.get("trainer") or {}).get("step", 0))
             seed_everything(rank_seed(self.recipe.seed, self.info.rank, restart_step=step))
         else:
-            self._load_strategy(path, recorded, state["strategy"])
+            self._load_strategy(path, recorded, self._rank_strategy_state(state))
             self._restore_rng(state)
         try:
             self.state = TrainState(**state["trainer"])
@@ -762,6 +770,14 @@ class Trainer:
         for group, lr in zip(self.optimizer.param_groups, lrs):
             group["lr"] = lr
         self.scheduler._last_lr = lrs  # type: ignore[attr-defined]
+
+    def _rank_strategy_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        """This rank's strategy state of a checkpoint: its own when saved by as many processes, else rank 0's
+        (written by another number of processes, or before every rank's state was saved)."""
+        by_rank = state.get("strategy_by_rank")
+        if by_rank is not None and len(by_rank) == self.info.world_size:
+            return by_rank[self.info.rank]
+        return state["strategy"]
 
     def _restore_rng(self, state: dict[str, Any]) -> None:
         """This rank's generator states of a checkpoint (rank 0's in a single process)."""
