@@ -6,12 +6,22 @@ The paired bootstrap resamples the trials once per replicate and measures both s
 resample, so file difficulty cancels out of the difference. Several runs per system (e.g. seeds) are
 paired run by run (run r of the baseline with run r of the system) and their differences averaged
 inside every replicate, so a multi-seed claim is tested as one statistic.
+
+What the interval covers: a percentile interval of ``metric(system) - metric(baseline)`` over replicates that
+resample the trials with replacement within each class (the bona fide and spoof counts are kept), each trial
+independently of the others. It is the sampling error of the *trials*, given these runs: seed-to-seed variation
+is not in it (the std over runs is shown beside it), and trials that share a speaker, a text or a source are
+treated as independent, so where they are strongly alike the interval is too narrow (``by`` shows each
+group on its own). ``p_system_not_better`` is the share of replicates where the difference is ``>= 0``
+(ties count as not better). With ``by``, every group's interval is at the same level, unadjusted for the
+number of groups (a note says so).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,6 +82,11 @@ _THIN_NOTE = (
 )
 
 
+def min_replicates(alpha: float) -> int:
+    """The fewest replicates whose percentile interval has at least one replicate in each ``alpha / 2`` tail."""
+    return math.ceil(2 / alpha - 1e-9)
+
+
 @dataclass(frozen=True)
 class Comparison:
     """``metric(system) - metric(baseline)`` on the trials every score file covers.
@@ -104,10 +119,18 @@ class Comparison:
         return min(self.n_bonafide, self.n_spoof) >= MIN_TRIALS_PER_CLASS
 
     @property
+    def resolved(self) -> bool:
+        """Whether there are replicates enough (:func:`min_replicates`) for a ``1 - alpha`` percentile interval:
+        with fewer, its ends lie inside the extreme replicates (with one replicate, the interval is that replicate,
+        which may not even hold the point value), and a verdict would rest on a handful of resamples."""
+        return self.n_bootstrap >= min_replicates(self.alpha)
+
+    @property
     def verdict(self) -> str:
         """``system better`` / ``baseline better`` when the interval excludes zero, else ``no difference shown``
-        (also whenever a class has fewer than ``MIN_TRIALS_PER_CLASS`` trials)."""
-        if not self.measurable:
+        (also whenever a class has fewer than ``MIN_TRIALS_PER_CLASS`` trials, or the interval is not
+        :attr:`resolved`)."""
+        if not (self.measurable and self.resolved):
             return "no difference shown"
         if self.difference.high < 0:
             return "system better"
@@ -241,6 +264,12 @@ def compare_scores(
         seed=seed,
     )
     whole = compare(labels, aligned.scores[:runs], aligned.scores[runs:])
+    if not whole.resolved:
+        notes.append(
+            f"{n_bootstrap} bootstrap replicate(s) leave fewer than one in each {alpha / 2:g} tail of the "
+            f"{100 * (1 - alpha):g} % interval: no verdict; use --bootstrap {min_replicates(alpha)} or more "
+            "(2000 by default)"
+        )
     if not whole.measurable:
         notes.append(_THIN_NOTE.format(what="the trials", n_bona=whole.n_bonafide, n_spoof=whole.n_spoof))
     if group_of is None:
@@ -257,6 +286,11 @@ def compare_scores(
     for value, c in groups:
         if not c.measurable:
             notes.append(_THIN_NOTE.format(what=f"{by} {value}", n_bona=c.n_bonafide, n_spoof=c.n_spoof))
+    if len(groups) > 1:  # k verdicts at alpha each: about k * alpha of them wrong by chance when nothing differs
+        notes.append(
+            f"each of the {len(groups)} {by} groups has its own {100 * (1 - alpha):g} % interval, not adjusted for "
+            f"{len(groups)} comparisons (Bonferroni: --alpha {alpha / len(groups):.3g})"
+        )
     return dataclasses.replace(whole, notes=tuple(notes), by=by, groups=tuple(groups))
 
 

@@ -6,11 +6,14 @@ centred on ``t * hop_length`` (reflect padding), so ``frames = 1 + T // hop_leng
 16 kHz with a 160-sample hop gives 401 frames.
 
 Mel filterbank: ``mel_scale="htk"`` (default) uses mel = 2595 log10(1 + f/700) and filters
-with unit peak, as torchaudio's ``MelSpectrogram`` default and HTK/Kaldi-style fbanks;
-``"slaney"`` uses the Slaney/Auditory-Toolbox scale (linear below 1 kHz, logarithmic above),
-and ``mel_norm="slaney"`` scales each filter to unit area (librosa's default, use both for
+with unit peak, as torchaudio's ``MelSpectrogram`` default (HTK and Kaldi use the same scale and
+peak but draw their triangles linear in mel, so their weights differ a little); ``"slaney"`` uses
+the Slaney/Auditory-Toolbox scale (linear below 1 kHz, logarithmic above), and
+``mel_norm="slaney"`` scales each filter to unit area (librosa's default, use both for
 librosa-compatible features). Filters are triangles on the FFT bin frequencies between
 consecutive band edges; rows of a filterbank are filters: (n_filters, n_fft // 2 + 1).
+Centred frames reflect the signal at its ends as torchaudio does; librosa (0.10 on) zero-pads
+them by default (``pad_mode="constant"``), so its first and last few frames differ.
 
 Spectra are power spectra ``|STFT|^2`` computed as ``re^2 + im^2`` (finite gradients at 0).
 Features are returned in float32 (float64 for float64 input) with autocast disabled: under fp16
@@ -164,12 +167,14 @@ def dct_matrix(n_in: int, n_out: int) -> Tensor:
     return basis.to(torch.float32)
 
 
-def window_function(kind: WindowKind, win_length: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Periodic (DFT-even) Hann or Hamming window (win_length,)."""
+def window_function(
+    kind: WindowKind, win_length: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+) -> Tensor:
+    """Periodic (DFT-even) Hann or Hamming window (win_length,), computed in ``dtype`` on ``device``."""
     if kind == "hann":
-        return torch.hann_window(win_length, periodic=True, dtype=dtype, device="cpu")
+        return torch.hann_window(win_length, periodic=True, dtype=dtype, device=device)
     if kind == "hamming":
-        return torch.hamming_window(win_length, periodic=True, dtype=dtype, device="cpu")
+        return torch.hamming_window(win_length, periodic=True, dtype=dtype, device=device)
     raise ValueError(f"unknown window {kind!r}; use 'hann' or 'hamming'")
 
 
@@ -353,7 +358,12 @@ class LFCCConfig(_FramingConfig):
     framing) frames are centred like every other feature here. The window is the periodic Hamming
     window of every feature here, where the MATLAB code's ``hamming(320)`` is symmetric: static
     coefficients differ from the baseline's by a few hundredths (the filterbank, log, DCT and deltas
-    are the same).
+    are the same; the log's floor is ``log_floor``, 1e-10, where MATLAB adds ``eps``, 2.2e-16).
+
+    with_energy: replace c0 by the frame's log energy ``log10(sum(|X|^2) / n_fft + log_floor)`` before
+    the deltas, as the ASVspoof 2021 LFCC-LCNN baseline's front-end does (X. Wang's ``LFCC(...,
+    with_energy=True)``, which also zero-pads its centred frames and floors its logs at float32's eps);
+    the LFCC-GMM MATLAB code keeps c0. ``top_db`` floors it at the item's loudest frame minus ``top_db``.
     """
 
     win_length: int = 320
@@ -363,6 +373,7 @@ class LFCCConfig(_FramingConfig):
     f_min: float = 0.0
     f_max: float | None = None
     with_deltas: bool = True
+    with_energy: bool = False
     delta_width: int = 3
     log_floor: float = 1e-10
     top_db: float | None = None
@@ -432,7 +443,12 @@ class _PowerSpectrum(Float32Constants):
         cfg = self.cfg
         work = torch.float64 if self.float64_fft else out_dtype
         x = pre_emphasis(waveform.to(work), cfg.pre_emphasis)
-        window = self.window.to(work)
+        if work == torch.float64:
+            # the float32 buffer's rounding (~2e-7, torch computes it in float32) leaks into every bin as a
+            # deterministic noise of ~1e-13 of the frame's energy, what the float64 FFT is there to avoid
+            window = window_function(cfg.window, cfg.win_length, torch.float64, device=x.device)
+        else:
+            window = self.window.to(work)
         power = power_spectrogram(x, n_fft=cfg.n_fft, hop_length=cfg.hop_length, window=window, center=cfg.center)
         return power.to(out_dtype)
 
@@ -495,7 +511,8 @@ class LinearSpectrogram(_PowerSpectrum):
 class LFCC(_PowerSpectrum):
     """Linear-frequency cepstral coefficients: waveform (..., T) -> (..., output_dim, frames).
 
-    output_dim = n_coeffs * 3 with deltas (60 by default), else n_coeffs.
+    output_dim = n_coeffs * 3 with deltas (60 by default), else n_coeffs; with ``with_energy`` the first
+    coefficient of each frame is its log energy instead of c0.
     """
 
     def __init__(self, cfg: LFCCConfig | None = None):
@@ -517,6 +534,10 @@ class LFCC(_PowerSpectrum):
             energies = torch.matmul(self.filterbank.to(power.dtype), power)
             log_energies = clamp_dynamic_range(torch.log10(energies + self.cfg.log_floor), self.cfg.top_db, 10.0)
             ceps = torch.matmul(self.dct.to(power.dtype), log_energies)
+            if self.cfg.with_energy:
+                frame_energy = torch.log10(power.sum(dim=-2, keepdim=True) / self.cfg.n_fft + self.cfg.log_floor)
+                frame_energy = clamp_dynamic_range(frame_energy, self.cfg.top_db, 10.0)
+                ceps = torch.cat([frame_energy, ceps[..., 1:, :]], dim=-2)
             if not self.cfg.with_deltas:
                 return ceps
             d1 = deltas(ceps, self.cfg.delta_width)

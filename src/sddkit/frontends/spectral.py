@@ -9,6 +9,9 @@ Each maps a waveform (B, T) at 16 kHz to a :class:`FrontendOutput`:
 | ``lfcc`` | (B, 3 * n_coeffs, frames) LFCC + deltas (ASVspoof baseline) | 60 |
 | ``raw`` | (B, T) the waveform itself (AASIST has its own sinc front-end) | ``None`` |
 
+``lfcc`` keeps c0 as the LFCC-GMM baseline does; ``with_energy: true`` replaces it by the frame's log
+energy as the LFCC-LCNN baseline's front-end does.
+
 ``frames = 1 + T // hop_length`` (centred frames). Optional per-utterance normalisation
 (``normalize: true``): spectral features get zero mean / unit variance per frequency bin over
 time (CMVN), the raw waveform zero mean / unit variance over samples. It is **off** by default
