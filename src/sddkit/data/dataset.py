@@ -56,6 +56,9 @@ class CachedWaveforms:
 
     One buffer (rather than one array per file) keeps forked DataLoader workers from touching
     per-object reference counts, so the pages stay shared instead of being copied per worker.
+    ``stats``: (N, 2) int64 size in bytes and modification time (ns) of each file when it was decoded (-1:
+    unknown), so that a cache saved to disk and read back later is refused for a file changed since
+    (:meth:`check_paths`).
     """
 
     def __init__(
@@ -65,15 +68,21 @@ class CachedWaveforms:
         offsets: np.ndarray,
         sample_rate: int,
         paths: Sequence[str] | None = None,
+        stats: np.ndarray | None = None,
     ):
         offsets = np.asarray(offsets, dtype=np.int64)
         if len(offsets) != len(ids) + 1 or offsets[0] != 0 or offsets[-1] != len(buffer):
             raise ValueError("offsets must be (N+1,) from 0 to len(buffer)")
         if paths is not None and len(paths) != len(ids):
             raise ValueError(f"{len(paths)} paths for {len(ids)} ids")
+        if stats is not None:
+            stats = np.asarray(stats, dtype=np.int64)
+            if paths is None or stats.shape != (len(ids), 2):
+                raise ValueError(f"stats must be ({len(ids)}, 2) with the paths they describe, got {stats.shape}")
         self.ids = list(ids)
         # the file each id was decoded from (None: a cache saved before they were kept)
         self.paths = None if paths is None else [str(p) for p in paths]
+        self.stats = stats  # (size, mtime_ns) of each file as decoded (None: a cache saved before they were kept)
         self.buffer = np.ascontiguousarray(buffer, dtype=np.float32)
         self.offsets = offsets
         self.sample_rate = int(sample_rate)
@@ -92,7 +101,10 @@ class CachedWaveforms:
         ids = [str(u) for u in table.column("utt_id")]
         paths = [str(p) for p in table.column("path")]
 
+        stats = np.full((len(ids), 2), -1, dtype=np.int64)
+
         def load(i: int) -> np.ndarray:
+            stats[i] = _file_stat(paths[i])  # before decoding: a change made meanwhile shows as a later one
             return load_table_audio(paths[i], ids[i], sample_rate=sample_rate, max_duration=max_duration)
 
         if num_threads > 0:
@@ -103,7 +115,7 @@ class CachedWaveforms:
         offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
         np.cumsum([len(a) for a in arrays], out=offsets[1:])
         buffer = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.float32)
-        return cls(ids, buffer, offsets, sample_rate, paths=paths)
+        return cls(ids, buffer, offsets, sample_rate, paths=paths, stats=stats)
 
     def save(self, path: str | Path) -> Path:
         """Write an ``.npz`` (no pickles) that :meth:`load` reads back."""
@@ -117,6 +129,7 @@ class CachedWaveforms:
                 ids=np.array(self.ids, dtype=str),
                 sample_rate=self.sample_rate,
                 **({} if self.paths is None else {"paths": np.array(self.paths, dtype=str)}),
+                **({} if self.stats is None else {"stats": self.stats}),
             )
         return path
 
@@ -124,13 +137,17 @@ class CachedWaveforms:
     def load(cls, path: str | Path) -> CachedWaveforms:
         with np.load(Path(path), allow_pickle=False) as z:
             paths = z["paths"].tolist() if "paths" in z.files else None
-            return cls(z["ids"].tolist(), z["buffer"], z["offsets"], int(z["sample_rate"]), paths=paths)
+            stats = z["stats"] if "stats" in z.files else None
+            return cls(z["ids"].tolist(), z["buffer"], z["offsets"], int(z["sample_rate"]), paths=paths, stats=stats)
 
     def check_paths(self, ids: Sequence[str], paths: Sequence[str]) -> None:
-        """Refuse a table that lists a cached id with another file than the one decoded for it.
+        """Refuse a table that lists a cached id with another file than the one decoded for it, or with
+        a file that changed on disk (size or modification time) since it was decoded.
 
         The cache is looked up by utt_id: two corpora (or two versions of one) that reuse ids would
-        otherwise train on the cached audio of the other file, without a word.
+        otherwise train on the cached audio of the other file, without a word; a cache saved to disk
+        and read back would serve the old audio of a file re-encoded or replaced since. A file that
+        cannot be examined now (no longer there) keeps its cached audio.
         """
         if self.paths is None:
             return
@@ -141,6 +158,14 @@ class CachedWaveforms:
                     f"the waveform cache holds {utt!r} decoded from {self.paths[i]}, the table lists it at {path}: "
                     "build the cache from this table"
                 )
+            if i is not None and self.stats is not None and self.stats[i, 0] >= 0:
+                now = _file_stat(self.paths[i])
+                if now[0] >= 0 and now != tuple(int(v) for v in self.stats[i]):
+                    raise ValueError(
+                        f"the waveform cache holds {utt!r} decoded from {self.paths[i]}, which has changed on disk "
+                        f"since (size, mtime_ns {tuple(int(v) for v in self.stats[i])} then, {now} now): rebuild "
+                        "the cache"
+                    )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -164,6 +189,15 @@ class CachedWaveforms:
     @property
     def nbytes(self) -> int:
         return int(self.buffer.nbytes)
+
+
+def _file_stat(path: str) -> tuple[int, int]:
+    """(size in bytes, modification time in ns) of ``path``; (-1, -1) when it cannot be examined."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return (-1, -1)
+    return (int(st.st_size), int(st.st_mtime_ns))
 
 
 class UtteranceDataset(Dataset):

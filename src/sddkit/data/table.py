@@ -252,7 +252,8 @@ class UtteranceTable:
             values = self._df[col].to_numpy(dtype=object)
             filled = values != ""
             keys[filled] = [f"{col}={v}" for v in values[filled]]
-        return np.array([int.from_bytes(hashlib.sha1(str(k).encode()).digest()[:8], "big") % n for k in keys])
+        folds = [int.from_bytes(hashlib.sha1(str(k).encode()).digest()[:8], "big") % n for k in keys]
+        return np.array(folds, dtype=np.int64)  # int64 for an empty table too (usable as indices)
 
     def subset(self, mask_or_index: np.ndarray) -> UtteranceTable:
         """The rows selected by a boolean mask (one entry per row) or by integer positions."""

@@ -8,6 +8,8 @@ loaded) and then sees exactly the batches an uninterrupted run would.
 from __future__ import annotations
 
 import itertools
+import logging
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -18,6 +20,8 @@ from sddkit.data.table import UtteranceTable
 from sddkit.errors import ConfigError, SddkitError
 from sddkit.training.distributed import DistInfo
 from sddkit.training.recipe import DataConfig, ProtocolSpec, as_specs
+
+log = logging.getLogger("sddkit.training")
 
 
 def read_tables(specs: ProtocolSpec | Sequence[ProtocolSpec] | None, what: str = "data") -> UtteranceTable | None:
@@ -38,12 +42,14 @@ def read_tables(specs: ProtocolSpec | Sequence[ProtocolSpec] | None, what: str =
                 f"{key}: {spec.protocol} has no utterances (after where={spec.where}, exclude={spec.exclude}, "
                 f"folds={spec.folds})"
             )
+        _check_one_label_per_file(table, f"{key}: {spec.protocol}")
         tables.append(table)
     if not tables:
         return None
     if len(tables) == 1:
         return tables[0]
     _check_distinct_ids(tables, as_specs(specs), what)  # type: ignore[arg-type]
+    _check_distinct_files(tables, as_specs(specs), what)  # type: ignore[arg-type]
     return UtteranceTable.concat(tables)
 
 
@@ -122,6 +128,82 @@ def _check_distinct_ids(tables: Sequence[UtteranceTable], specs: Sequence[Protoc
                 "prefixed utt_ids)"
             )
         first.update(dict.fromkeys(ids, j))
+
+
+def _file_keys(table: UtteranceTable) -> list[str]:
+    """Each row's audio file as a normalised absolute path ('' for a row without audio)."""
+    return [os.path.normpath(os.path.abspath(str(p))) if str(p) else "" for p in table.column("path")]
+
+
+def _check_distinct_files(tables: Sequence[UtteranceTable], specs: Sequence[ProtocolSpec], what: str) -> None:
+    """Two specs that list one audio file under different utt_ids (two readers of one corpus, one keyed by file stem
+    and one by relative path): a ConfigError naming both when they label it differently (the model was pushed
+    towards both labels on the same audio), else a warning naming both (the file weighs twice as much as the others
+    in training, or counts twice in validation)."""
+    first: dict[str, tuple[int, str, int]] = {}
+    for j, table in enumerate(tables):
+        ids = [str(u) for u in table.column("utt_id")]
+        labels = table.labels.tolist()
+        keys = _file_keys(table)
+        shared = [(f, u, y) for f, u, y in zip(keys, ids, labels) if f and f in first]
+        if shared:
+            conflict = [(f, u, y) for f, u, y in shared if first[f][2] != y]
+            f, u, y = (conflict or shared)[0]
+            i, u0, y0 = first[f]
+            pair = f"{what}[{j}] ({specs[j].protocol}) and {what}[{i}] ({specs[i].protocol})"
+            if conflict:
+                name = {1: "bona fide", 0: "spoof"}
+                raise ConfigError(
+                    f"{pair} label {len(conflict)} audio file(s) differently, e.g. {f}: {name[y]} as {u!r}, "
+                    f"{name[y0]} as {u0!r}: a file has one label"
+                )
+            log.warning(
+                "%s both list %d audio file(s), e.g. %s as %r and %r: each weighs twice (drop the rows listed twice "
+                "with where/exclude/folds)",
+                pair,
+                len(shared),
+                f,
+                u,
+                u0,
+            )
+        first.update({f: (j, u, y) for f, u, y in zip(keys, ids, labels) if f and f not in first})
+
+
+def _check_one_label_per_file(table: UtteranceTable, where: str) -> None:
+    """A ConfigError when one audio file is listed (under two utt_ids) both as bona fide and as spoof: the model
+    was trained towards both labels on the same audio, and a validation or held-out score counted it in both
+    classes."""
+    first: dict[str, tuple[int, str]] = {}
+    for f, y, u in zip(_file_keys(table), table.labels.tolist(), table.column("utt_id")):
+        if not f:
+            continue
+        y0, u0 = first.setdefault(f, (y, str(u)))
+        if y0 != y:
+            bona, spoof = (u0, str(u)) if y0 == 1 else (str(u), u0)
+            raise ConfigError(
+                f"{where} lists {f} both as bona fide ({bona!r}) and as spoof ({spoof!r}): a file has one label"
+            )
+
+
+def warn_shared_files(train: UtteranceTable, val: UtteranceTable) -> int:
+    """Warn when ``data.val`` lists audio files that ``data.train`` trains on; returns how many it does.
+
+    Accepted (a whole protocol as val is a legitimate check of fit, and ``sdd cv`` scores such files once), but
+    never silent: a validation EER over training files rewards memorising them, so checkpoint selection, early
+    stopping and the thresholds calibrated on val then favour the most overfit model.
+    """
+    seen = {f for f in _file_keys(train) if f}
+    shared = [(f, str(u)) for f, u in zip(_file_keys(val), val.column("utt_id")) if f and f in seen]
+    if shared:
+        log.warning(
+            "data.val lists %d of its %d audio files in data.train too (e.g. %s as %r): the validation EER, and the "
+            "checkpoint selected and early stopping on it, then reward memorising them",
+            len(shared),
+            len(val),
+            shared[0][0],
+            shared[0][1],
+        )
+    return len(shared)
 
 
 def require_both_classes(table: UtteranceTable, what: str) -> None:

@@ -126,6 +126,12 @@ class DataConfig:
         class or domain) gets a new crop and augmentation for each draw (:class:`DistinctDraws`).
         ``false`` gives the behaviour before 2026-12-02, where a repeat was an exact copy of the
         first draw; it exists to reproduce models trained then (the bundled default model).
+    crop_samples: training crop: a window drawn anew for every draw of a file (uniform over every start),
+        repeat-padded (tiled) when the file is shorter.
+    val_crop_samples: validation crop (default ``crop_samples``): the first ``val_crop_samples`` samples of each
+        val file, repeat-padded, the same every run and on every rank. It is also the exported model's
+        ``inference.window_samples``; ``sdd score`` averages the windows of a longer file (``aggregation: mean``)
+        where validation scores its first window only (``first``), so the two EERs differ on long files.
     decode_cache: ``none`` decodes every file each time it is read; ``lazy`` keeps each decoded
         16 kHz file in its loader process after the first read (memory grows to the whole set per
         worker; with ``num_workers > 0`` the workers, and their caches, last one epoch, so within an
@@ -134,7 +140,9 @@ class DataConfig:
         forked loader workers share. Decoding and resampling then cost nothing per step; memory is
         about 230 MB per hour of audio.
     max_duration_s: the longest file read for training or validation (seconds, null: no limit); a longer
-        one stops the run with an error naming it (as ``sdd score --max-duration-s`` bounds scoring).
+        one stops the run with an error naming it (as ``sdd score --max-duration-s`` bounds scoring). So does
+        any file that cannot be read (missing, undecodable, silent): no file is ever skipped. ``preload`` meets
+        such a file before the first step; ``none`` and ``lazy`` when it is first drawn, possibly epochs in.
     """
 
     train: ProtocolSpec | list[ProtocolSpec] | None = None

@@ -72,6 +72,7 @@ from sddkit.training.data import (
     read_tables,
     read_train_table,
     read_val_table,
+    warn_shared_files,
     worker_errors,
 )
 from sddkit.training.distributed import (
@@ -425,6 +426,8 @@ class Trainer:
             self.val_data: Dataset | None = self._val_data
         else:
             self.val_table = read_val_table(r.data)
+            if self.info.is_main and self.val_table is not None and getattr(self, "train_table", None) is not None:
+                warn_shared_files(self.train_table, self.val_table)
             self.val_data = (
                 None if self.val_table is None else build_dataset(self.val_table, r.data, train=False, seed=r.seed)
             )
