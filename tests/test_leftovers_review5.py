@@ -205,6 +205,13 @@ def _git(cwd, *args):
     )
 
 
+def _dirty(pkg) -> bool:
+    provenance._git_commit.cache_clear()  # the record is cached per folder for the process
+    record = provenance.git_commit(pkg)
+    assert record is not None
+    return record["dirty"]
+
+
 def test_untracked_code_makes_the_checkout_dirty_but_run_outputs_and_ignored_files_do_not(tmp_path):
     # an untracked module under src/ (or a new recipe) changes what runs, yet git_dirty said False
     _git(tmp_path, "init", "-q")
@@ -215,34 +222,28 @@ def test_untracked_code_makes_the_checkout_dirty_but_run_outputs_and_ignored_fil
     _git(tmp_path, "add", "-A")
     _git(tmp_path, "commit", "-qm", "base")
 
-    def dirty() -> bool:
-        provenance._git_commit.cache_clear()
-        record = provenance.git_commit(pkg)
-        assert record is not None
-        return record["dirty"]
-
-    assert dirty() is False
+    assert _dirty(pkg) is False
     (tmp_path / "runs" / "r1").mkdir(parents=True)  # run outputs beside the code: not what runs
     (tmp_path / "runs" / "r1" / "run.json").write_text("{}")
     (tmp_path / "scores.csv").write_text("path,score\n")
     (pkg / "__pycache__").mkdir()  # ignored files never count, under src/ either
     (pkg / "__pycache__" / "m.pyc").write_bytes(b"\0")
     (pkg / "train.log").write_text("log\n")
-    assert dirty() is False
+    assert _dirty(pkg) is False
     (pkg / "extra.py").write_text("y = 2\n")
-    assert dirty() is True
+    assert _dirty(pkg) is True
     (pkg / "extra.py").unlink()
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes" / "new.yaml").write_text("seed: 1\n")
-    assert dirty() is True
+    assert _dirty(pkg) is True
     (tmp_path / "recipes" / "new.yaml").unlink()
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "go.sh").write_text("echo\n")
-    assert dirty() is True
+    assert _dirty(pkg) is True
     (tmp_path / "scripts" / "go.sh").unlink()
-    assert dirty() is False
+    assert _dirty(pkg) is False
     (pkg / "__init__.py").write_text("x = 2\n")  # a tracked change anywhere, as before
-    assert dirty() is True
+    assert _dirty(pkg) is True
     provenance._git_commit.cache_clear()
 
 
@@ -257,15 +258,9 @@ def test_untracked_code_of_a_project_inside_a_larger_checkout_is_its_own(tmp_pat
     _git(tmp_path, "add", "-A")
     _git(tmp_path, "commit", "-qm", "base")
 
-    def dirty() -> bool:
-        provenance._git_commit.cache_clear()
-        record = provenance.git_commit(pkg)
-        assert record is not None
-        return record["dirty"]
-
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "other.py").write_text("z = 0\n")  # the larger project's code, untracked
-    assert dirty() is False
+    assert _dirty(pkg) is False
     (tmp_path / "vendor" / "proj" / "recipes" / "b.yaml").write_text("seed: 2\n")
-    assert dirty() is True
+    assert _dirty(pkg) is True
     provenance._git_commit.cache_clear()
