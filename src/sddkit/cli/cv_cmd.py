@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--seeds",
         default=None,
         metavar="S,S[,...]",
-        help="run every fold once per seed (OUT/seed_<s>/) and average; default: the recipe's seed, once",
+        help="run every fold once per seed (OUT/seed_<s>/; each below 2**32) and average; default: the recipe's seed, "
+        "once",
     )
     p.add_argument("--workers", type=int, default=2, help="decoding threads while scoring held-out files")
     p.set_defaults(func=run)

@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Writes robustness.csv/.json/.md/.png and scores_<mode>.csv into --out. Resumable: scores are journaled "
         "in --out as they are made (robustness.journal.jsonl, removed once the report is written), and a rerun "
         "with the same model, protocol and options after a crash or Ctrl-C scores only the files not yet done "
-        "(a journal of other ones is refused: delete it to start afresh).",
+        "(a journal of other ones is refused: delete it to start afresh); the errors the journal holds (files that "
+        "could not be decoded, conditions that failed on a file) are kept unless --retry-errors is given.",
     )
     p.add_argument("--model", default=None, help="model directory (default: the bundled default model)")
     p.add_argument("--protocol", required=True, help="protocol file or labelled folder (bonafide/ + spoof/)")

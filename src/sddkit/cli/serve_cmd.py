@@ -13,7 +13,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("serve", help="run the HTTP scoring service and web page (POST /v1/score, GET /)")
     p.add_argument("--model", default=None, help="model directory (default: the bundled default model)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; the service has no authentication, so "
+        "a non-loopback address, e.g. 0.0.0.0, is warned about)",
+    )
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
     p.add_argument("--max-duration-s", type=float, default=600.0, help="longest accepted audio (default 600 s)")
