@@ -37,6 +37,7 @@ def test_init_from_a_model_whose_router_cannot_train_is_refused(tmp_path):
     the router kept its random routing. The frozen experts of such a model (a mixture's) are not refused."""
     from sddkit.detectors.detector import DetectorConfig, build_detector
     from sddkit.detectors.model_dir import save_model_dir
+
     config = _model({"router": {"name": "topk", "k": 1}, "load_balance_weight": 0.0})
     with pytest.raises(ConfigError, match="router topk k=1"):  # the recipe's own check, for a configured model
         from_dict(TrainRecipe, {"model": config})

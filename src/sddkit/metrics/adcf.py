@@ -12,12 +12,12 @@ minimum over thresholds is the min a-DCF.
 
 Defaults are the costs the ASVspoof 5 evaluation package (``evaluation-package/calculate_metrics.py`` of
 asvspoof-challenge/asvspoof5) scores track 2 with as it stands (read at commits 8db95086 and 8c000276):
-``calculate_aDCF_tdcf_tEER`` builds its
-``a_dcf.CostModel`` from the t-DCF cost model, so P_tar = 0.95 * 0.99 = 0.9405, P_non = 0.95 * 0.01 = 0.0095,
+``calculate_aDCF_tdcf_tEER`` builds its ``a_dcf.CostModel`` from the t-DCF cost model, so
+P_tar = 0.95 * 0.99 = 0.9405, P_non = 0.95 * 0.01 = 0.0095,
 P_spf = 0.05, C_miss = 1, C_fa_asv = 10, C_fa_spoof = 10, and the normaliser is
 min(10 * 0.0095 + 10 * 0.05, 0.9405) = 0.595 (accept-all is the cheaper trivial system). The package's first
-releases (e.g. commit 78680450) called ``a_dcf.CostModel()`` without arguments instead, i.e. the defaults of the ``a_dcf`` package
-(shimhz/a_DCF): P_tar = 0.9, P_non = 0.05, P_spf = 0.05, C_miss = 1, C_fa_asv = 10, C_fa_spoof = 20
+releases (e.g. commit 78680450) called ``a_dcf.CostModel()`` without arguments instead, i.e. the defaults of the
+``a_dcf`` package (shimhz/a_DCF): P_tar = 0.9, P_non = 0.05, P_spf = 0.05, C_miss = 1, C_fa_asv = 10, C_fa_spoof = 20
 (normaliser min(0.5 + 1.0, 0.9) = 0.9); pass ``ADCFCost(p_tar=0.9, p_non=0.05, p_spf=0.05,
 c_fa_spoof=20.0)`` to reproduce figures computed with those.
 As for the DET curve, tied scores share one operating point.
