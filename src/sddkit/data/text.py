@@ -1,10 +1,10 @@
-"""Reading text tables (score files, manifests) as UTF-8 or, after its BOM, UTF-16.
+"""Reading text tables (score files, manifests, protocol files) as UTF-8 or, after its BOM, UTF-16.
 
-Windows PowerShell's ``>`` writes a program's output as UTF-16 with a BOM; spreadsheet exports put a UTF-8
-BOM in front of the header. :func:`text_encoding` tells them apart from a file's first bytes, and
-:func:`open_text` / :func:`read_text` read the file with it: UTF-16 strictly (a decoding error is a
-``UnicodeDecodeError``), UTF-8 with its BOM dropped and bytes that are not UTF-8 kept as surrogate escapes (as
-``sdd score`` writes such file names).
+Windows PowerShell's ``>`` writes a program's output as UTF-16 with a BOM, and so does Excel's "Unicode Text"
+export (tab separated); spreadsheet exports put a UTF-8 BOM in front of the header. :func:`text_encoding` tells
+them apart from a file's first bytes, and :func:`open_text` / :func:`read_text` read the file with it: UTF-16
+strictly (a decoding error is a ``UnicodeDecodeError``), UTF-8 with its BOM dropped and bytes that are not UTF-8
+kept as surrogate escapes (as ``sdd score`` writes such file names; strictly too for protocol files).
 """
 
 from __future__ import annotations
@@ -21,16 +21,36 @@ def text_encoding(head: bytes) -> str:
     return "utf-16" if head.startswith(UTF16_BOMS) else "utf-8-sig"
 
 
+def is_utf16_text(head: bytes) -> bool:
+    """Whether ``head`` (a file's first bytes) is UTF-16 text with its BOM, as Windows PowerShell's ``>`` writes
+    a list: printable characters only, so that binary data (an MPEG frame) starting with the same two bytes is
+    not."""
+    if not head.startswith(UTF16_BOMS):
+        return False
+    try:
+        text = codecs.getincrementaldecoder("utf-16")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\t\r\n" for c in text)
+
+
 def _errors(encoding: str) -> str:
     return "strict" if encoding == "utf-16" else "surrogateescape"
 
 
-def open_text(path: str | Path, *, newline: str | None = "") -> IO[str]:
-    """``path`` opened for reading text in its :func:`text_encoding` (``newline`` as :func:`open` takes it)."""
+def open_text(path: str | Path, *, newline: str | None = "", strict: bool = False) -> IO[str]:
+    """``path`` opened for reading text in its :func:`text_encoding` (``newline`` as :func:`open` takes it).
+
+    ``strict``: bytes that are not UTF-8 raise ``UnicodeDecodeError`` in UTF-8 text too (protocol files, whose
+    readers say in one line that the file is not text), instead of surviving as surrogate escapes."""
     path = Path(path)
     with path.open("rb") as fh:
-        encoding = text_encoding(fh.read(2))
-    return path.open("r", encoding=encoding, errors=_errors(encoding), newline=newline)
+        head = fh.read(4096)
+    encoding = text_encoding(head)
+    if strict and not is_utf16_text(head):
+        encoding = "utf-8-sig"  # binary data behind a UTF-16 BOM is refused as not UTF-8, not read as CJK text
+    errors = "strict" if strict else _errors(encoding)
+    return path.open("r", encoding=encoding, errors=errors, newline=newline)
 
 
 def read_text(path: str | Path) -> str:

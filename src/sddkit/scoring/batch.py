@@ -29,7 +29,6 @@ does). ``merge_shards(out)`` (``sdd score --merge``) merges complete shards by h
 
 from __future__ import annotations
 
-import codecs
 import collections
 import contextlib
 import csv
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from sddkit.audio.files import AUDIO_EXTENSIONS, list_audio_files
+from sddkit.data.text import is_utf16_text
 from sddkit.documents import run_record_path
 from sddkit.errors import ProtocolError, SddkitError
 from sddkit.locks import ExclusiveLock
@@ -103,22 +103,7 @@ def _is_text(path: Path) -> bool:
             head = f.read(8192)
     except OSError:
         return True  # read_manifest says why it cannot be read
-    return b"\0" not in head or _is_utf16_text(head)
-
-
-_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-
-
-def _is_utf16_text(head: bytes) -> bool:
-    """Whether ``head`` (a file's first bytes) is UTF-16 text with its BOM, as Windows PowerShell's ``>`` writes
-    a list: printable characters only, so that an MPEG frame that starts with the same two bytes is not."""
-    if not head.startswith(_UTF16_BOMS):
-        return False
-    try:
-        text = codecs.getincrementaldecoder("utf-16")().decode(head, final=False)
-    except UnicodeDecodeError:
-        return False
-    return all(c.isprintable() or c in "\t\r\n" for c in text)
+    return b"\0" not in head or is_utf16_text(head)
 
 
 def read_manifest(path: Path) -> list[str]:

@@ -189,8 +189,10 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
 
 
 def _file_key(path: str, utt_id: str) -> str:
-    """What tells two rows' files apart: the normalised absolute path (the utt_id for a row without audio)."""
-    return os.path.normpath(os.path.abspath(path)) if path else f"\x00{utt_id}"
+    """:func:`~sddkit.training.data.file_key`, or the utt_id for a row without audio."""
+    from sddkit.training.data import file_key
+
+    return file_key(path) or f"\x00{utt_id}"
 
 
 def _with_val_files(train: UtteranceTable, val: UtteranceTable) -> UtteranceTable:

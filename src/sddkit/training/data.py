@@ -130,9 +130,14 @@ def _check_distinct_ids(tables: Sequence[UtteranceTable], specs: Sequence[Protoc
         first.update(dict.fromkeys(ids, j))
 
 
+def file_key(path: str) -> str:
+    """What tells two rows' audio files apart: the normalised absolute path ('' for a row without audio)."""
+    return os.path.normpath(os.path.abspath(path)) if path else ""
+
+
 def _file_keys(table: UtteranceTable) -> list[str]:
-    """Each row's audio file as a normalised absolute path ('' for a row without audio)."""
-    return [os.path.normpath(os.path.abspath(str(p))) if str(p) else "" for p in table.column("path")]
+    """Each row's :func:`file_key`."""
+    return [file_key(str(p)) for p in table.column("path")]
 
 
 def _check_distinct_files(tables: Sequence[UtteranceTable], specs: Sequence[ProtocolSpec], what: str) -> None:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from sddkit.audio.files import AUDIO_EXTENSIONS, list_audio_files  # noqa: F401  (the readers import them from here)
 from sddkit.data.table import REQUIRED_COLUMNS, UtteranceTable
+from sddkit.data.text import open_text
 from sddkit.errors import ProtocolError
 
 ASVSPOOF_LABELS: dict[str, str] = {"bonafide": "bonafide", "spoof": "spoof"}
@@ -67,8 +68,9 @@ def require_dir(path: str | Path, what: str) -> Path:
 
 
 def _open_text(path: Path):
-    # utf-8-sig drops a BOM that spreadsheet exports often put in front of the header
-    return path.open("r", encoding="utf-8-sig", newline="")
+    # utf-8-sig drops a BOM that spreadsheet exports often put in front of the header; a UTF-16 BOM (Excel's
+    # "Unicode Text" export, PowerShell's >) reads as UTF-16
+    return open_text(path, strict=True)
 
 
 def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:

@@ -23,6 +23,7 @@ from sddkit.data.protocols.fakeavceleb import FAKEAVCELEB_CATEGORIES, FAKEAVCELE
 from sddkit.data.protocols.folder import label_folders
 from sddkit.data.protocols.labels_csv import labels_csv_delimiter
 from sddkit.data.protocols.sddbench import SDDBENCH_REQUIRED
+from sddkit.data.text import open_text
 from sddkit.errors import ProtocolError
 
 _LABELS = {"bonafide", "spoof"}
@@ -36,7 +37,7 @@ _NAME_THE_FORMAT = (
 
 def _first_line(path: Path) -> tuple[int, str] | None:
     try:
-        with path.open("r", encoding="utf-8-sig", newline="") as fh:
+        with open_text(path, strict=True) as fh:
             for lineno, raw in enumerate(fh, start=1):
                 line = raw.strip()
                 if line and not line.startswith("#"):

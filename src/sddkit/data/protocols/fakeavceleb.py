@@ -28,6 +28,7 @@ from sddkit.data.protocols._common import (
     require_dir,
 )
 from sddkit.data.table import UtteranceTable
+from sddkit.data.text import open_text
 from sddkit.errors import ProtocolError
 
 FAKEAVCELEB_CATEGORIES: dict[str, str] = {
@@ -57,7 +58,7 @@ def read_fakeavceleb_meta(meta: Path) -> dict[tuple[str, ...], dict[str, str]]:
     """(type, race, gender, source id, file name) -> row of ``meta_data.csv`` (read by position)."""
     out: dict[tuple[str, ...], dict[str, str]] = {}
     try:
-        with meta.open("r", encoding="utf-8-sig", newline="") as fh:
+        with open_text(meta, strict=True) as fh:
             reader = csv.reader(fh)
             header = [h.strip() for h in next(reader, [])]
             if tuple(header[: len(FAKEAVCELEB_META_COLUMNS)]) != FAKEAVCELEB_META_COLUMNS:

@@ -26,6 +26,7 @@ from pathlib import Path
 from sddkit.data import PROTOCOLS
 from sddkit.data.protocols._common import build_table, is_preamble, iter_csv, located, map_label, require_dir
 from sddkit.data.table import OPTIONAL_COLUMNS, UtteranceTable
+from sddkit.data.text import open_text
 
 LABELS_CSV_LABELS = {
     "bonafide": "bonafide",
@@ -50,7 +51,7 @@ def labels_csv_delimiter(header_line: str) -> str | None:
 
 def _header_line(path: Path) -> str:
     try:
-        with path.open("r", encoding="utf-8-sig", newline="") as fh:
+        with open_text(path, strict=True) as fh:
             for raw in fh:
                 if not is_preamble(raw):
                     return raw.strip()
