@@ -62,3 +62,14 @@ def test_listed_container_files_decode(tmp_path: Path, suffix: str, codec: str):
     audio = load_audio(listed)
     assert abs(audio.size - sr) <= 2048  # the codec's priming and last-frame padding
     assert np.sqrt(np.mean(audio**2)) > 0.1
+
+
+def test_a_video_beside_the_audio_extracted_from_it_is_listed_once(tmp_path: Path):
+    # clip.wav extracted from clip.mp4: listing both would score the audio twice and give the folder protocol two
+    # rows with one utt_id; a video alone, or an audio-only container (.mka), is still listed
+    for label in ("bonafide", "spoof"):
+        (tmp_path / label).mkdir()
+    for name in ("bonafide/clip.wav", "bonafide/clip.mp4", "bonafide/solo.mkv", "spoof/x.flac", "spoof/x.mka"):
+        (tmp_path / name).write_bytes(b"\0" * 64)
+    expected = {"clip.wav", "solo.mkv", "x.flac", "x.mka"}
+    assert {Path(p).name for p in expand_inputs([str(tmp_path)])} == expected

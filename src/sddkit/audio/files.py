@@ -29,10 +29,15 @@ AUDIO_EXTENSIONS: tuple[str, ...] = (
 """Suffixes (lower case) taken as audio files: by folder listings (protocol readers, ``sdd score DIR``) and by
 ``sdd score``'s inputs, where a listed suffix is audio even before the file exists."""
 
+VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mkv", ".mov", ".webm"})
+"""Containers that usually hold a video: in a folder listing, one is left out when a file of another listed suffix
+has the same stem beside it (``clip.wav`` extracted from ``clip.mp4``), so the audio is not listed twice."""
+
 
 def list_audio_files(root: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> list[Path]:
     """Every audio file under ``root`` (recursively, symlinks followed), in a stable sorted order; files and
-    folders whose name starts with ``.`` are skipped (``root`` itself may be one).
+    folders whose name starts with ``.`` are skipped (``root`` itself may be one), and so is a video container
+    beside an audio file of the same stem (:data:`VIDEO_EXTENSIONS`).
 
     A folder reached a second time through a symbolic link (a link loop, or two links to one folder)
     is listed only the first time: a loop would otherwise be walked until the path grows too long,
@@ -54,9 +59,13 @@ def list_audio_files(root: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -
         seen.add((st.st_dev, st.st_ino))
         # hidden folders (.git, .ipynb_checkpoints, .Trash) hold copies or metadata, not recordings to score
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in exts:
-                out.append(Path(dirpath) / name)
+        listed = [n for n in sorted(filenames) if not n.startswith(".") and os.path.splitext(n)[1].lower() in exts]
+        audio_stems = {os.path.splitext(n)[0] for n in listed if os.path.splitext(n)[1].lower() not in VIDEO_EXTENSIONS}
+        out.extend(
+            Path(dirpath) / n
+            for n in listed
+            if not (os.path.splitext(n)[1].lower() in VIDEO_EXTENSIONS and os.path.splitext(n)[0] in audio_stems)
+        )
     return out
 
 
