@@ -10,6 +10,7 @@ kept as surrogate escapes (as ``sdd score`` writes such file names; strictly too
 from __future__ import annotations
 
 import codecs
+import unicodedata
 from pathlib import Path
 from typing import IO
 
@@ -23,15 +24,31 @@ def text_encoding(head: bytes) -> str:
 
 def is_utf16_text(head: bytes) -> bool:
     """Whether ``head`` (a file's first bytes) is UTF-16 text with its BOM, as Windows PowerShell's ``>`` writes
-    a list: printable characters only, so that binary data (an MPEG frame) starting with the same two bytes is
-    not."""
+    a list: printable characters, spaces, line breaks and format characters only, so that binary data (an MPEG
+    frame) starting with the same two bytes is not."""
     if not head.startswith(UTF16_BOMS):
         return False
     try:
         text = codecs.getincrementaldecoder("utf-16")().decode(head, final=False)
     except UnicodeDecodeError:
         return False
-    return all(c.isprintable() or c in "\t\r\n" for c in text)
+    return all(_is_text_char(c) for c in text)
+
+
+def _is_text_char(c: str) -> bool:
+    # besides printable characters and line breaks, text holds spaces other than ' ' (U+00A0 no-break space,
+    # U+3000 ideographic space), which str.isprintable refuses, and format characters (U+200F right-to-left mark,
+    # U+200D zero-width joiner): none of them is binary. Binary data decoded as UTF-16 still fails on its control
+    # characters, lone surrogates (a UnicodeDecodeError) and private-use characters. U+FEFF (a BOM again) is not
+    # taken: the \xff\xfe pairs of binary data decode to it
+    return c.isprintable() or c in "\t\r\n" or (unicodedata.category(c) in ("Zs", "Zl", "Zp", "Cf") and c != "\ufeff")
+
+
+def not_text(exc: UnicodeDecodeError) -> str:
+    """Why a file read by :func:`open_text` is not text, naming the encoding it was read in: ``not a UTF-8 text
+    file (reason)``, or ``not a UTF-16 text file after its BOM (reason)`` for one whose first bytes were."""
+    kind = "UTF-16" if exc.encoding.lower().replace("_", "-").startswith("utf-16") else "UTF-8"
+    return f"not a {kind} text file{' after its BOM' if kind == 'UTF-16' else ''} ({exc.reason})"
 
 
 def _errors(encoding: str) -> str:

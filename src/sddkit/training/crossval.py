@@ -188,11 +188,11 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
     return held
 
 
-def _file_key(path: str, utt_id: str) -> str:
-    """:func:`~sddkit.training.data.file_key`, or the utt_id for a row without audio."""
-    from sddkit.training.data import file_key
+def _file_keys(table: UtteranceTable) -> list[str]:
+    """Each row's :func:`~sddkit.training.data.file_key`, or its utt_id for a row without audio."""
+    from sddkit.training.data import _file_keys as file_keys
 
-    return file_key(path) or f"\x00{utt_id}"
+    return [f or f"\x00{u}" for f, u in zip(file_keys(table), map(str, table.column("utt_id")))]
 
 
 def _with_val_files(train: UtteranceTable, val: UtteranceTable) -> UtteranceTable:
@@ -202,8 +202,8 @@ def _with_val_files(train: UtteranceTable, val: UtteranceTable) -> UtteranceTabl
     accepts a val whose utt_ids collide with train's for other files (two labels CSVs that each name
     ``audio/0001.wav`` in their own folder): those are other utterances and count, under ``data.val:<utt_id>``.
     """
-    seen = {_file_key(str(p), str(u)) for p, u in zip(train.column("path"), train.column("utt_id"))}
-    new = [_file_key(str(p), str(u)) not in seen for p, u in zip(val.column("path"), val.column("utt_id"))]
+    seen = set(_file_keys(train))
+    new = [key not in seen for key in _file_keys(val)]
     val = val.subset(np.flatnonzero(new))
     if not len(val):
         return train

@@ -17,7 +17,7 @@ import pandas as pd
 
 from sddkit.audio.files import AUDIO_EXTENSIONS, list_audio_files  # noqa: F401  (the readers import them from here)
 from sddkit.data.table import REQUIRED_COLUMNS, UtteranceTable
-from sddkit.data.text import open_text
+from sddkit.data.text import not_text, open_text
 from sddkit.errors import ProtocolError
 
 ASVSPOOF_LABELS: dict[str, str] = {"bonafide": "bonafide", "spoof": "spoof"}
@@ -82,7 +82,7 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                 if not is_preamble(raw):
                     yield lineno, raw.strip()
     except UnicodeDecodeError as exc:
-        raise ProtocolError(f"{p}: not a UTF-8 text file ({exc.reason})") from None
+        raise ProtocolError(f"{p}: {not_text(exc)}") from None
 
 
 def split_fields(path: Path, lineno: int, line: str, counts: int | Sequence[int], layout: str) -> list[str]:
@@ -192,7 +192,7 @@ def iter_csv(
                     raise located(p, lineno, f"expected {len(header)} fields, got {len(row)}{hint}")
                 yield lineno, {h: cell.strip() for h, cell in zip(header, row)}
     except UnicodeDecodeError as exc:
-        raise ProtocolError(f"{p}: not a UTF-8 text file ({exc.reason})") from None
+        raise ProtocolError(f"{p}: {not_text(exc)}") from None
     except csv.Error as exc:
         raise ProtocolError(f"{p}: malformed CSV: {exc}") from None
 

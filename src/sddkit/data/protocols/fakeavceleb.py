@@ -28,7 +28,7 @@ from sddkit.data.protocols._common import (
     require_dir,
 )
 from sddkit.data.table import UtteranceTable
-from sddkit.data.text import open_text
+from sddkit.data.text import not_text, open_text
 from sddkit.errors import ProtocolError
 
 FAKEAVCELEB_CATEGORIES: dict[str, str] = {
@@ -77,7 +77,7 @@ def read_fakeavceleb_meta(meta: Path) -> dict[tuple[str, ...], dict[str, str]]:
                 rec = dict(zip(FAKEAVCELEB_META_COLUMNS, (c.strip() for c in row)))
                 out[(rec["type"], rec["race"], rec["gender"], rec["source"], rec["path"])] = rec
     except UnicodeDecodeError as exc:
-        raise ProtocolError(f"{meta}: not a UTF-8 text file ({exc.reason})") from None
+        raise ProtocolError(f"{meta}: {not_text(exc)}") from None
     except csv.Error as exc:
         raise ProtocolError(f"{meta}: malformed CSV: {exc}") from None
     return out
