@@ -3,70 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
-from pathlib import Path
 
 import pytest
-import torch
-import torch.multiprocessing as mp
-from safetensors.torch import load_file
-from test_ddp import _free_ports, join_or_fail
 from test_train_support import (
     SyntheticDataset,
     install_tiny,
     one_thread,  # noqa: F401  (autouse fixture: one intra-op thread)
 )
+from test_training_review import assert_resumed_run_equals_straight
 
 from sddkit.training.trainer import Trainer
-
-TESTS = str(Path(__file__).resolve().parent)
-
-
-def _mldg_resume_worker(rank: int, world: int, ports: list[int], out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    sys.path.insert(0, TESTS)
-    from test_train_support import SyntheticDataset, register_tiny_for_good
-
-    from sddkit.config import from_dict
-    from sddkit.training.recipe import TrainRecipe
-    from sddkit.training.trainer import Trainer
-
-    register_tiny_for_good()
-    runs = (("straight", 6, False), ("split", 3, False), ("split", 6, True))
-    for (name, max_steps, resume), port in zip(runs, ports):
-        os.environ["MASTER_PORT"] = str(port)
-        recipe = from_dict(
-            TrainRecipe,
-            {
-                "seed": 3,
-                "model": {"frontend": {"name": "tiny_test"}, "backend": "tiny_test_head"},
-                # random batches: each rank's batch has its own number of attack domains and of bona fide rows
-                # to deal, so the ranks' split generators draw different amounts and part ways
-                "strategy": {"name": "mldg", "share_bonafide": False},
-                "optimizer": {"lr": 1e-2},
-                "data": {"batch_size": 6},
-                "trainer": {
-                    "epochs": 5,
-                    "max_steps": max_steps,
-                    "device": "cpu",
-                    "out_dir": f"{out}/{name}",
-                    "progress": False,
-                },
-            },
-        )
-        Trainer(recipe, train_data=SyntheticDataset(48), resume=resume).fit()
 
 
 def test_ddp_mldg_resume_restores_every_ranks_split_generator(tmp_path):
     # before: only rank 0's MLDG split generator was checkpointed and every rank loaded it, so after a resume
     # rank 1 split its batches with rank 0's stream: the resumed run trained differently from the uninterrupted one
-    join_or_fail(mp.spawn(_mldg_resume_worker, args=(2, _free_ports(3), str(tmp_path)), nprocs=2, join=False), 300)
-    straight = load_file(str(tmp_path / "straight" / "final" / "model.safetensors"))
-    resumed = load_file(str(tmp_path / "split" / "final" / "model.safetensors"))
-    for key in straight:
-        assert torch.equal(straight[key], resumed[key]), key
+    recipe = {
+        "seed": 3,
+        "model": {"frontend": {"name": "tiny_test"}, "backend": "tiny_test_head"},
+        # random batches: each rank's batch has its own number of attack domains and of bona fide rows
+        # to deal, so the ranks' split generators draw different amounts and part ways
+        "strategy": {"name": "mldg", "share_bonafide": False},
+        "optimizer": {"lr": 1e-2},
+        "data": {"batch_size": 6},
+    }
+    assert_resumed_run_equals_straight(recipe, 6, tmp_path)
 
 
 def test_a_seed_too_large_for_the_generators_is_refused_when_the_recipe_is_read(tmp_path, monkeypatch):

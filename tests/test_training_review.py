@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -95,7 +96,18 @@ def test_validation_loss_with_class_weights_does_not_depend_on_the_batch_size():
         assert result.loss == pytest.approx(expected, rel=1e-5), b
 
 
-def _ddp_resume_worker(rank: int, world: int, ports: list[int], out: str) -> None:
+# the recipe of the DDP resume tests: a tiny model with dropout, so every rank draws from its own random streams
+DDP_RESUME_RECIPE = {
+    "seed": 2,
+    "model": {"frontend": {"name": "tiny_test", "dropout": 0.3}, "backend": "tiny_test_head"},
+    "optimizer": {"lr": 1e-2},
+    "data": {"batch_size": 6},
+}
+
+
+def ddp_resume_worker(rank: int, world: int, ports: list[int], out: str, recipe: dict, steps: int) -> None:
+    """Train ``recipe`` on 2 processes for ``steps`` steps straight (``out/straight``), and for half of them then
+    resumed to ``steps`` (``out/split``)."""
     import os
     import sys
     from pathlib import Path
@@ -110,42 +122,35 @@ def _ddp_resume_worker(rank: int, world: int, ports: list[int], out: str) -> Non
     from sddkit.training.trainer import Trainer
 
     register_tiny_for_good()
-    runs = (("straight", 4, False), ("split", 2, False), ("split", 4, True))
+    runs = (("straight", steps, False), ("split", steps // 2, False), ("split", steps, True))
     for (name, max_steps, resume), port in zip(runs, ports):
         os.environ["MASTER_PORT"] = str(port)
-        recipe = from_dict(
-            TrainRecipe,
-            {
-                "seed": 2,
-                "model": {"frontend": {"name": "tiny_test", "dropout": 0.3}, "backend": "tiny_test_head"},
-                "optimizer": {"lr": 1e-2},
-                "data": {"batch_size": 6},
-                "trainer": {
-                    "epochs": 5,
-                    "max_steps": max_steps,
-                    "device": "cpu",
-                    "out_dir": f"{out}/{name}",
-                    "progress": False,
-                },
-            },
-        )
-        Trainer(recipe, train_data=SyntheticDataset(48), resume=resume).fit()
+        trainer = {"epochs": 5, "max_steps": max_steps, "device": "cpu", "out_dir": f"{out}/{name}", "progress": False}
+        Trainer(
+            from_dict(TrainRecipe, {**recipe, "trainer": trainer}), train_data=SyntheticDataset(48), resume=resume
+        ).fit()
+
+
+def assert_resumed_run_equals_straight(recipe: dict, steps: int, out: Path) -> None:
+    """Run :func:`ddp_resume_worker` on 2 processes; the resumed run's final weights equal the straight run's."""
+    import torch.multiprocessing as mp
+    from safetensors.torch import load_file
+    from test_ddp import _free_ports, join_or_fail
+
+    join_or_fail(
+        mp.spawn(ddp_resume_worker, args=(2, _free_ports(3), str(out), recipe, steps), nprocs=2, join=False), 300
+    )
+    straight = load_file(str(out / "straight" / "final" / "model.safetensors"))
+    resumed = load_file(str(out / "split" / "final" / "model.safetensors"))
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
 
 
 def test_ddp_resume_keeps_every_ranks_random_streams(tmp_path):
     # before: only rank 0's generator states were checkpointed and every rank restored them, so after a
     # resume all ranks drew the same dropout masks (rank 1 lost its own stream): the resumed run trained
     # differently from the uninterrupted one
-
-    import torch.multiprocessing as mp
-    from safetensors.torch import load_file
-    from test_ddp import _free_ports, join_or_fail
-
-    join_or_fail(mp.spawn(_ddp_resume_worker, args=(2, _free_ports(3), str(tmp_path)), nprocs=2, join=False), 300)
-    straight = load_file(str(tmp_path / "straight" / "final" / "model.safetensors"))
-    resumed = load_file(str(tmp_path / "split" / "final" / "model.safetensors"))
-    for key in straight:
-        assert torch.equal(straight[key], resumed[key]), key
+    assert_resumed_run_equals_straight(DDP_RESUME_RECIPE, 4, tmp_path)
 
 
 @pytest.mark.parametrize("command", ["eval", "demo"])
