@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_mldg import LinearHead
 from test_train_support import (
     SyntheticDataset,
     one_thread,  # noqa: F401  (autouse fixture: one intra-op thread)
@@ -13,7 +14,7 @@ from test_train_support import (
 from torch import Tensor, nn
 
 from sddkit.detectors.detector import Detector
-from sddkit.detectors.outputs import BackendOutput, FrontendOutput
+from sddkit.detectors.outputs import FrontendOutput
 from sddkit.training.losses import DetectionLoss
 from sddkit.training.mldg import MLDG, MLDGConfig, split_domains
 from sddkit.training.recipe import LossConfig
@@ -40,16 +41,6 @@ class RegularisedFrontend(nn.Module):
     def forward(self, waveform: Tensor) -> FrontendOutput:
         aux = {"reg": self.weight * self.z.pow(2).sum()}
         return FrontendOutput(features=self.proj(waveform).unsqueeze(1), aux_losses=aux)
-
-
-class LinearHead(nn.Module):
-    def __init__(self, d: int):
-        super().__init__()
-        self.head = nn.Linear(d, 2)
-
-    def forward(self, features: Tensor) -> BackendOutput:
-        emb = features.mean(dim=1)
-        return BackendOutput(logits=self.head(emb), embedding=emb)
 
 
 @pytest.mark.parametrize("beta", [0.5, 1.0])
