@@ -297,9 +297,9 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
     if not directory.exists():
         raise CheckpointError(f"{directory}: no such model directory")
     if not directory.is_dir():
-        raise CheckpointError(f"{directory}: not a model directory (a file)")
+        raise CheckpointError(f"{directory}: not a model directory (a file){_other_kind_hint(directory)}")
     if not cfg_path.is_file():
-        raise CheckpointError(f"{directory}: missing {CONFIG_NAME}")
+        raise CheckpointError(f"{directory}: missing {CONFIG_NAME}{_other_kind_hint(directory)}")
     config = read_versioned_json(cfg_path, fmt=FORMAT, version=FORMAT_VERSION, what="model config")
     # A hand-edited key that nothing reads would otherwise be ignored without a word.
     unknown = sorted(set(config) - set(_CONFIG_KEYS))
@@ -319,6 +319,29 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
         if config.get(key) is not None and not isinstance(config[key], dict):
             raise CheckpointError(f"{cfg_path}: {key} must be a JSON object, got {type(config[key]).__name__}")
     return config
+
+
+def _other_kind_hint(path: Path) -> str:
+    """What to load instead, when ``path`` is another kind of sddkit output than a model directory (a training
+    run folder, a folder holding an exported ONNX model, a published PyTorch checkpoint), else ''."""
+    if path.is_file():
+        if path.name in (CONFIG_NAME, WEIGHTS_NAME):
+            return f"; load the model directory that holds it, {path.parent}"
+        if path.suffix.lower() in (".pth", ".pt", ".ckpt"):
+            return (
+                "; a PyTorch checkpoint is never unpickled: turn published AASIST weights into a model directory "
+                "with `sdd import-aasist`"
+            )
+        return ""
+    exported = [name for name in ("best", "final") if (path / name / CONFIG_NAME).is_file()]
+    if exported:
+        models = " or ".join(str(path / name) for name in exported)
+        return f"; this is a training run folder: load the model it exported, {models}"
+    if (path / "checkpoints").is_dir():
+        return "; this is a training run folder that exported no model yet (it holds checkpoints/ only)"
+    if (path / "model.onnx").is_file():
+        return "; it holds an exported model.onnx: load it with backend='onnx' (sdd score --backend onnx)"
+    return ""
 
 
 def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> ModelDir:

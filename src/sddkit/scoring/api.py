@@ -5,11 +5,13 @@ A :class:`ScoringDetector` turns audio of any length into one calibrated score:
 1. the waveform is checked (finite, not empty, not silent, not a bare DC offset), mixed to mono
    and resampled (soxr) to the model's rate; inputs shorter than the model's minimum, or holding
    less sound than that (a click in silence), are refused (:meth:`ScoringDetector.check_duration`);
-2. it is cut into fixed windows of ``window_samples`` every ``hop_samples`` (the last window is
-   aligned to the end); a shorter input is repeat-padded to one window;
+2. it is cut into fixed windows of ``window_samples`` every ``hop_samples``; when those leave a tail,
+   one more window is aligned to the end (an input of one window plus one sample is two windows,
+   starting at samples 0 and 1); a shorter input is repeat-padded to one window;
 3. all windows (of one or many inputs) run through the model in batches;
 4. window scores ``logits[:, 1] - logits[:, 0]`` are aggregated (mean of window logits by
-   default), calibrated to an LLR ``a * raw + b``, and thresholded. A NaN/inf score is the model's
+   default), calibrated to an LLR ``a * raw + b``, and thresholded. Every window weighs the same,
+   the end-aligned last one too, however much it overlaps the one before it. A NaN/inf score is the model's
    failure, never a decision: ``score*`` raise ``CheckpointError`` (:func:`checked_result`), and
    ``sdd score`` writes an error row.
 
@@ -61,7 +63,8 @@ class ScoreResult:
     raw_score: the aggregated uncalibrated score (what calibration is fitted on);
     window_scores: calibrated LLR of every window, which spans ``[window_starts_s[i],
     window_ends_s[i])`` seconds; weights: per-window statistics of the model (e.g. a mixture's
-    ``gate_weights``, one value per expert) averaged over the windows.
+    ``gate_weights``, one value per expert, and ``expert_scores``, each expert's raw, uncalibrated score)
+    averaged over the windows.
     """
 
     score: float
@@ -211,23 +214,38 @@ class ScoringDetector:
 
     # --- scoring --------------------------------------------------------------------------
     def score(self, waveform: np.ndarray | Tensor, sample_rate: int) -> ScoreResult:
-        """Score one waveform: (T,) mono, or (C, T) / (T, C) with at most 8 channels (averaged)."""
+        """Score one waveform: (T,) mono, or (C, T) / (T, C) with at most 8 channels (averaged).
+
+        ``waveform``: a numpy array, a torch tensor (any device and dtype) or a list; float samples in [-1, 1],
+        integer samples are PCM (scaled by their type's range). Of a 2-D input the channel axis is the first
+        when it has at most 8 entries and fewer than the second, else the second when that has at most 8: an
+        input of at least 9 samples reads the same either way round; a square one, (2, 2), is (T, C).
+        """
         x = self.to_model_rate(waveform, sample_rate)
         return checked_result(self.score_prepared([self.prepare(x)])[0])
 
     def score_file(self, path: str | Path, *, max_duration: float | None = 600.0) -> ScoreResult:
-        """Decode ``path`` (any format :func:`sddkit.audio.load_audio` reads) and score it."""
+        """Decode ``path`` (any format :func:`sddkit.audio.load_audio` reads; channels averaged) and score it.
+
+        max_duration: seconds; a longer file is refused (``AudioTooLongError``) before it is decoded whole,
+        None scores any length (every window of it, at ``hop_samples``).
+        """
         from sddkit.audio.io import load_audio
 
         x = load_audio(path, sample_rate=self.sample_rate, max_duration=max_duration)
         return checked_result(self.score_prepared([self.prepare(x, path=str(path))])[0], path=str(path))
 
-    def score_many(self, waveforms: Sequence[np.ndarray], *, names: Sequence[str] | None = None) -> list[ScoreResult]:
-        """Score several (T_i,) waveforms already at the model's rate, windows batched together.
+    def score_many(
+        self, waveforms: Sequence[np.ndarray | Tensor], *, names: Sequence[str] | None = None
+    ) -> list[ScoreResult]:
+        """Score several (T_i,) waveforms (numpy arrays or torch tensors) already at the model's rate, windows
+        batched together; the results come in the order of ``waveforms``.
 
         Each is checked as :meth:`score` checks its input (finite, not empty, not silent; integer PCM scaled).
         ``names`` (one per waveform, e.g. the files they were read from) label the errors; without them an
-        error names the input by its index: "waveforms[3]: silent ...".
+        error names the input by its index: "waveforms[3]: silent ...". Errors are not isolated: the first
+        input that fails its check (or scores NaN) fails the whole call, and no result is returned; to keep
+        the others, score the inputs one at a time with :meth:`score` (``sdd score`` writes an error row).
         """
         from sddkit.audio.io import validate_waveform
 
@@ -237,7 +255,8 @@ class ScoringDetector:
             raise ConfigError(f"score_many: {len(waveforms)} waveforms but {len(labels)} names")
         prepared = []
         for x, label in zip(waveforms, labels):
-            prepared.append(self.prepare(validate_waveform(x, self.sample_rate, path=label), path=label))
+            # torch tensors as score() takes them: np.asarray fails on bfloat16, on CUDA and on one that requires grad
+            prepared.append(self.prepare(validate_waveform(_as_numpy(x), self.sample_rate, path=label), path=label))
         results = self.score_prepared(prepared)
         return [checked_result(r, path=label) for r, label in zip(results, labels)]
 
@@ -245,12 +264,7 @@ class ScoringDetector:
         """Validate, mix to mono and resample: -> (T,) float32 at ``self.sample_rate``."""
         from sddkit.audio.io import validate_waveform
 
-        if isinstance(waveform, Tensor):
-            waveform = waveform.detach().cpu()
-            if waveform.is_floating_point() and waveform.dtype not in (torch.float16, torch.float32, torch.float64):
-                waveform = waveform.float()  # bfloat16 (mixed-precision pipelines) has no numpy dtype
-            waveform = waveform.numpy()
-        x = _to_mono(np.asarray(waveform))
+        x = _to_mono(_as_numpy(waveform))
         # a whole float (16000.0, np.float64 from some readers) is a rate; 22050.5 or a bool is not
         whole = isinstance(sample_rate, (float, np.floating)) and float(sample_rate).is_integer()
         rate = isinstance(sample_rate, (int, np.integer)) and not isinstance(sample_rate, bool)
@@ -278,7 +292,8 @@ class ScoringDetector:
         from sddkit.errors import AudioTooShortError
 
         cfg = self.inference
-        minimum = cfg.min_duration_s * cfg.sample_rate
+        # whole samples: 2.007 s * 16 kHz is 32112.000000000004 in floats, which refused an input of exactly 2.007 s
+        minimum = math.ceil(round(cfg.min_duration_s * cfg.sample_rate, 6))
         limit = f"(this model's minimum: {1000 * cfg.min_duration_s:.0f} ms)"
         if x.shape[0] < minimum:  # floored: 99.9 ms must not read as the 100 ms minimum
             raise AudioTooShortError(
@@ -435,6 +450,16 @@ _AGGREGATIONS: dict[str, Callable[[np.ndarray], float]] = {
 def _sigmoid(x: float) -> float:
     with np.errstate(invalid="ignore"):  # NaN in, NaN out (reported by non_finite_reason), no warning
         return float(np.exp(-np.logaddexp(0.0, -x)))
+
+
+def _as_numpy(waveform: Any) -> np.ndarray:
+    """A numpy array, a torch tensor (any device; one that requires grad; bfloat16) or a list -> a numpy array."""
+    if isinstance(waveform, Tensor):
+        waveform = waveform.detach().cpu()
+        if waveform.is_floating_point() and waveform.dtype not in (torch.float16, torch.float32, torch.float64):
+            waveform = waveform.float()  # bfloat16 (mixed-precision pipelines) has no numpy dtype
+        waveform = waveform.numpy()
+    return np.asarray(waveform)
 
 
 def _to_mono(x: np.ndarray) -> np.ndarray:
