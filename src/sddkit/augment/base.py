@@ -123,6 +123,12 @@ class Augmentation:
             raise RuntimeError(f"{type(self).__name__} returned shape {y.shape} for input {x.shape}")
         y = y.astype(np.float32, copy=False)
         if not np.isfinite(y).all():
+            bad = int(np.count_nonzero(~np.isfinite(x)))
+            if bad:  # before: blamed on the augmentation ("produced non-finite samples") though the input held them
+                raise ValueError(
+                    f"{type(self).__name__} got a waveform with {bad} non-finite (NaN or inf) samples of {len(x)}; "
+                    "fix the audio (or its decoding) upstream"
+                )
             raise RuntimeError(f"{type(self).__name__} produced non-finite samples")
         return y
 

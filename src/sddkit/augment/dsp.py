@@ -179,9 +179,15 @@ def peaking_eq(x: np.ndarray, sr: int, f0: float, gain_db: float, q: float = 1.0
 
 
 def band_pass(x: np.ndarray, sr: int, low_hz: float, high_hz: float, order: int = 4) -> np.ndarray:
-    """Keep ``[low_hz, high_hz]`` with a zero-phase Butterworth. An edge at or below 0 Hz, or at or
-    above Nyquist, is left open (so 0..inf is a no-op and one setting works at any rate). (T,) -> (T,)."""
+    """Keep ``[low_hz, high_hz]`` with a zero-phase Butterworth. A low edge at or below 0 Hz, or a high
+    edge at or above Nyquist, is left open (so 0..inf is a no-op and one setting works at any rate); a
+    band that lies entirely above Nyquist (low edge at or above it) or below 0 Hz passes nothing, so the
+    output is silence. (T,) -> (T,)."""
     nyq = sr / 2.0
+    if low_hz >= nyq or high_hz <= 0.0:
+        # before: such an edge was "left open" too, so a 5 kHz high-pass at 8 kHz returned the input unchanged
+        # while a 3.9 kHz one removed nearly all of it
+        return np.zeros_like(x)
     has_low = 0.0 < low_hz < nyq
     has_high = 0.0 < high_hz < nyq
     if has_low and has_high:

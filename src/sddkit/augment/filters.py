@@ -64,7 +64,8 @@ def band_limit(x: np.ndarray, sr: int, kind: FilterKind, low_hz: float, high_hz:
     """Apply a zero-phase Butterworth of ``kind`` with the relevant cut-off(s). (T,) -> (T,).
 
     Cut-offs at or beyond Nyquist leave that edge open (a 9 kHz low-pass at 16 kHz passes
-    everything), so one config works at any sample rate.
+    everything), so one config works at any sample rate; a band that passes no frequency below
+    Nyquist (a 9 kHz high-pass at 16 kHz, a band-stop from 0 Hz to Nyquist) gives silence.
     """
     if kind == "lowpass":
         return band_pass(x, sr, 0.0, high_hz, order)
@@ -73,6 +74,8 @@ def band_limit(x: np.ndarray, sr: int, kind: FilterKind, low_hz: float, high_hz:
     if kind == "bandpass":
         return band_pass(x, sr, low_hz, high_hz, order)
     nyq = sr / 2.0
+    if low_hz <= 0.0 and high_hz >= nyq:  # the stop band covers every frequency: nothing is left
+        return np.zeros_like(x)
     if 0.0 < low_hz < nyq and 0.0 < high_hz < nyq:
         return butter_filter(x, sr, "bandstop", (low_hz, high_hz), order)
     if 0.0 < low_hz < nyq:  # the stop band reaches Nyquist: a low-pass at its lower edge
