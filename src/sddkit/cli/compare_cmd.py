@@ -39,11 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sddkit.cli.options import check_minimums, parse_partitions, read_partitions
+    from sddkit.cli.options import check_minimums, check_paths_given, parse_partitions, read_partitions
     from sddkit.errors import ConfigError
     from sddkit.evaluation.compare import compare_scores
     from sddkit.evaluation.scores import read_scores
 
+    check_paths_given(args, "protocol", "json")
     check_minimums(args, bootstrap=1, seed=0)
     if not 0.0 < args.alpha < 1.0:
         raise ConfigError(f"--alpha must be in (0, 1), got {args.alpha:g}")

@@ -43,11 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sddkit.cli.options import check_minimums
+    from sddkit.cli.options import check_minimums, check_paths_given
     from sddkit.errors import ConfigError
     from sddkit.training.crossval import cross_validate, cross_validate_seeds, parse_folds
     from sddkit.training.recipe import load_recipe
 
+    check_paths_given(args, "recipe", "out")
     check_minimums(args, workers=0)  # else a bad value surfaces only when the first fold is scored, after its training
     if args.seeds is not None and any(o.split("=", 1)[0].strip() == "seed" for o in args.overrides or []):
         # every seed's run replaces the recipe's seed: the override would be ignored without a word

@@ -21,9 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sddkit.cli.eval_cmd import evaluate_files
-    from sddkit.cli.options import check_minimums
+    from sddkit.cli.options import check_minimums, check_paths_given
     from sddkit.evaluation.synthetic import write_synthetic_example
 
+    check_paths_given(args, "out")
     check_minimums(args, bootstrap=0, seed=0)  # numpy's generators refuse a negative seed
     out = Path(args.out)
     protocol, scores = write_synthetic_example(out / "inputs", seed=args.seed)

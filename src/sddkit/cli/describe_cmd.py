@@ -107,10 +107,12 @@ def describe(data: dict[str, Any], device: str = "meta") -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sddkit.cli.options import check_paths_given
     from sddkit.config import apply_overrides, load_yaml
     from sddkit.detectors.model_dir import read_model_config
     from sddkit.errors import ConfigError
 
+    check_paths_given(args, "config")
     path = Path(args.config)
     section = "model"  # where the model config sits in what the user wrote (its errors name it "model...")
     if path.is_dir():

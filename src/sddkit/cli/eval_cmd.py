@@ -97,8 +97,9 @@ def evaluated_inputs(
 
 
 def run(args: argparse.Namespace) -> int:
-    from sddkit.cli.options import check_minimums, parse_partitions
+    from sddkit.cli.options import check_minimums, check_paths_given, parse_partitions
 
+    check_paths_given(args, "scores", "protocol", "out")
     check_minimums(args, bootstrap=0, seed=0)  # numpy's generators refuse a negative seed, mid-report
     return evaluate_files(
         args.scores,

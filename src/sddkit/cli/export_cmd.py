@@ -54,11 +54,12 @@ def check_out(out: str, force: bool = False) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sddkit.cli.options import check_minimums
+    from sddkit.cli.options import check_minimums, check_paths_given
     from sddkit.scoring.api import resolve_model_path
     from sddkit.scoring.onnx_export import check_opset, export_onnx
 
     # before the model loads: a bad value is one line, exit status 2, naming the flag (not the API argument)
+    check_paths_given(args, "model", "out")
     check_opset(args.opset, "--opset")
     check_minimums(args, atol=0)
     check_out(args.out, force=args.force)

@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sddkit.backends.aasist_import import import_aasist
+    from sddkit.cli.options import check_paths_given
+
+    check_paths_given(args, "weights", "out")
 
     result = import_aasist(args.weights, args.out, variant=args.variant, overwrite=args.force)
     print(f"imported {result.variant} ({result.num_parameters:,} parameters) from {args.weights} -> {result.directory}")

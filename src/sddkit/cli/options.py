@@ -33,6 +33,20 @@ def check_positive(args: argparse.Namespace, *dests: str) -> None:
             raise ConfigError(f"{_flag(dest)} must be > 0, got {value:g}")
 
 
+def check_paths_given(args: argparse.Namespace, *dests: str) -> None:
+    """Refuse any path option ``dest`` of ``args`` given as an empty string (``--out ""``, an unset shell variable):
+    ``Path("")`` is ``.``, so a report, a journal or an export landed in the working directory without a word,
+    and ``--json ""`` was skipped as if not given. ``None`` (an option left out) passes."""
+    for dest in dests:
+        value = getattr(args, dest)
+        if value is not None and not str(value).strip():
+            name = _flag(dest) if dest not in _POSITIONALS else dest.upper()
+            raise ConfigError(f"{name} is an empty string: name a path")
+
+
+_POSITIONALS = frozenset({"config", "recipe", "weights"})
+
+
 def set_torch_threads(threads: int | None) -> None:
     """Use ``threads`` torch CPU threads (already checked >= 1); ``None`` leaves torch's choice."""
     if threads is not None:
@@ -47,10 +61,17 @@ def _flag(dest: str) -> str:
 
 
 def parse_partitions(values: list[str] | None) -> list[str] | None:
-    """``--partitions a b`` and ``--partitions a,b`` both mean [a, b]."""
+    """``--partitions a b`` and ``--partitions a,b`` both mean [a, b]; ``None`` (not given) means every row.
+
+    Given but naming nothing (``--partitions ""``, ``--partitions ,``) is a ``ConfigError``: it selected no row,
+    which surfaced later as "no score matches the protocol's 0 utterances" or "no utterances to evaluate".
+    """
     if not values:
         return None
-    return [p.strip() for v in values for p in v.split(",") if p.strip()]
+    names = [p.strip() for v in values for p in v.split(",") if p.strip()]
+    if not names:
+        raise ConfigError(f"--partitions names no partition, got {values}; leave it out to keep every row")
+    return names
 
 
 def read_partitions(protocol: str, fmt: str | None, partitions: list[str] | None):

@@ -84,7 +84,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sddkit.cli.options import check_minimums, parse_partitions, read_partitions, set_torch_threads
+    from sddkit.cli.options import (
+        check_minimums,
+        check_paths_given,
+        parse_partitions,
+        read_partitions,
+        set_torch_threads,
+    )
     from sddkit.config import from_dict
     from sddkit.documents import file_digest
     from sddkit.evaluation.robustness import (
@@ -98,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from sddkit.scoring.api import load_detector, resolve_model_path, scoring_device
     from sddkit.training.provenance import package_versions
 
+    check_paths_given(args, "model", "protocol", "out")
     check_minimums(args, batch_size=1, workers=0, threads=1, max_duration_s=0)
     scoring_device(args.device)
     set_torch_threads(args.threads)

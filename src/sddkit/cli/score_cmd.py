@@ -54,10 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sddkit.cli.options import check_minimums
+    from sddkit.cli.options import check_minimums, check_paths_given
     from sddkit.errors import ConfigError
     from sddkit.scoring import batch
 
+    check_paths_given(args, "model")
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".jsonl"):  # else "scores.json" would silently hold CSV
         raise ConfigError(f"--out must name a .csv or .jsonl file (JSON output is JSON lines), got {out.name!r}")

@@ -40,15 +40,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from sddkit.cli.options import check_minimums, check_positive, set_torch_threads
+    from sddkit.cli.options import check_minimums, check_paths_given, check_positive, set_torch_threads
     from sddkit.errors import ConfigError
     from sddkit.scoring.allocator import tune_malloc
 
     # Checked before the model loads: uvicorn would fail only at bind time, with a traceback.
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be in 0..65535, got {args.port}")
+    check_paths_given(args, "model")
     check_minimums(args, batch_size=1, threads=1, max_concurrent=1)
     check_positive(args, "max_upload_mb", "max_duration_s")
+    if args.max_upload_mb == float("inf"):  # the service buffers an upload up to this limit: it needs one
+        raise ConfigError(f"--max-upload-mb must be finite, got {args.max_upload_mb:g}")
     from sddkit.scoring.api import check_backend_device
 
     check_backend_device(args.backend, args.device)

@@ -25,11 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sddkit.cli.options import check_paths_given
     from sddkit.config import to_dict
     from sddkit.training.distributed import dist_info_from_env
     from sddkit.training.recipe import load_recipe
     from sddkit.training.trainer import Trainer
 
+    check_paths_given(args, "recipe")
     recipe = load_recipe(args.recipe, args.overrides)
     if args.print_config:
         print(json.dumps(to_dict(recipe), indent=2))
