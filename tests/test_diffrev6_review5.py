@@ -49,7 +49,7 @@ EDGE_PATHS = [
 
 
 def test_file_keys_equal_file_key_of_each_row():
-    assert training_data._file_keys(_table(EDGE_PATHS)) == [training_data.file_key(p) for p in EDGE_PATHS]
+    assert training_data.file_keys(_table(EDGE_PATHS)) == [training_data.file_key(p) for p in EDGE_PATHS]
 
 
 def test_file_keys_make_each_folder_absolute_once(monkeypatch):
@@ -57,7 +57,7 @@ def test_file_keys_make_each_folder_absolute_once(monkeypatch):
     calls = []
     abspath = os.path.abspath
     monkeypatch.setattr(os.path, "abspath", lambda p: calls.append(p) or abspath(p))
-    keys = training_data._file_keys(_table(paths))
+    keys = training_data.file_keys(_table(paths))
     assert len(calls) <= 2
     assert (
         keys[0] == os.path.join(os.getcwd(), "flac_T", "T_0000000.flac") and keys[-1] == "/data/flac_D/D_0001999.flac"

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from sddkit.audio.files import AUDIO_EXTENSIONS, list_audio_files
-from sddkit.data.text import is_utf16_text
+from sddkit.data.text import is_utf16_text, read_text
 from sddkit.documents import run_record_path
 from sddkit.errors import ProtocolError, SddkitError
 from sddkit.locks import ExclusiveLock
@@ -108,8 +108,6 @@ def _is_text(path: Path) -> bool:
 
 def read_manifest(path: Path) -> list[str]:
     """Paths listed by a CSV/TSV with a ``path`` column, a protocol file, or a one-path-per-line text."""
-    from sddkit.data.text import read_text
-
     try:  # UTF-8 (non-UTF-8 paths survive), or UTF-16 after its BOM: a list written by Windows PowerShell
         text = read_text(path)
     except OSError as exc:

@@ -190,7 +190,7 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
 
 def _file_keys(table: UtteranceTable) -> list[str]:
     """Each row's :func:`~sddkit.training.data.file_key`, or its utt_id for a row without audio."""
-    from sddkit.training.data import _file_keys as file_keys
+    from sddkit.training.data import file_keys
 
     return [f or f"\x00{u}" for f, u in zip(file_keys(table), map(str, table.column("utt_id")))]
 

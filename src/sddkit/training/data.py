@@ -135,7 +135,7 @@ def file_key(path: str) -> str:
     return os.path.normpath(os.path.abspath(path)) if path else ""
 
 
-def _file_keys(table: UtteranceTable) -> list[str]:
+def file_keys(table: UtteranceTable) -> list[str]:
     """Each row's :func:`file_key`, each folder made absolute once: ``os.path.abspath`` and ``normpath`` per row
     took nearly a second per pass over the 200k rows of an ASVspoof 5 protocol, and ``sdd train`` and ``sdd cv``
     make several passes."""
@@ -164,7 +164,7 @@ def _check_distinct_files(tables: Sequence[UtteranceTable], specs: Sequence[Prot
     for j, table in enumerate(tables):
         ids = [str(u) for u in table.column("utt_id")]
         labels = table.labels.tolist()
-        keys = _file_keys(table)
+        keys = file_keys(table)
         shared = [(f, u, y) for f, u, y in zip(keys, ids, labels) if f and f in first]
         if shared:
             conflict = [(f, u, y) for f, u, y in shared if first[f][2] != y]
@@ -194,7 +194,7 @@ def _check_one_label_per_file(table: UtteranceTable, where: str) -> None:
     was trained towards both labels on the same audio, and a validation or held-out score counted it in both
     classes."""
     first: dict[str, tuple[int, str]] = {}
-    for f, y, u in zip(_file_keys(table), table.labels.tolist(), table.column("utt_id")):
+    for f, y, u in zip(file_keys(table), table.labels.tolist(), table.column("utt_id")):
         if not f:
             continue
         y0, u0 = first.setdefault(f, (y, str(u)))
@@ -212,8 +212,8 @@ def warn_shared_files(train: UtteranceTable, val: UtteranceTable) -> int:
     never silent: a validation EER over training files rewards memorising them, so checkpoint selection, early
     stopping and the thresholds calibrated on val then favour the most overfit model.
     """
-    seen = {f for f in _file_keys(train) if f}
-    shared = [(f, str(u)) for f, u in zip(_file_keys(val), val.column("utt_id")) if f and f in seen]
+    seen = {f for f in file_keys(train) if f}
+    shared = [(f, str(u)) for f, u in zip(file_keys(val), val.column("utt_id")) if f and f in seen]
     if shared:
         log.warning(
             "data.val lists %d of its %d audio files in data.train too (e.g. %s as %r): the validation EER, and the "
