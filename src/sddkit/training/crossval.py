@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sddkit.data.table import REQUIRED_COLUMNS, UtteranceTable
+from sddkit.data.table import UtteranceTable
 from sddkit.detectors.model_dir import atomic_write_bytes
 from sddkit.errors import ConfigError, ProtocolError
 from sddkit.training.recipe import SEED_LIMIT, ProtocolSpec, TrainRecipe, as_specs, recipe_changes
@@ -110,23 +110,21 @@ def parse_folds(column: str, groups: Sequence[str]) -> list[HeldOut]:
 
 
 def _excluding(specs: ProtocolSpec | list[ProtocolSpec] | None, fold: HeldOut) -> list[ProtocolSpec]:
-    """``specs`` with the fold's values excluded. Of several specs, one whose every row the fold holds out (a
-    corpus held out whole: leave-one-corpus-out) leaves the list instead of failing the fold as empty, and one
-    whose table lacks the fold's column (an optional column such as ``language`` that only another corpus of
-    the list has) holds none of its rows and is kept as it is."""
+    """``specs`` with the fold's values excluded. Each spec's ``exclude`` gets only the fold values its protocol
+    holds (a leave-one-corpus-out fold's values are absent from the other corpora's protocols, and ``exclude``
+    refuses a value no row has: a typo's guard), so the fold's recorded recipe runs alone under ``sdd train``.
+    Of several specs, one whose every row the fold holds out (a corpus held out whole) leaves the list instead
+    of failing the fold as empty, and one whose table lacks the fold's column (an optional column such as
+    ``language`` that only another corpus of the list has) holds none of its rows and is kept as it is."""
     given = as_specs(specs)
-    # a protocol is read only for what is asked of it: whether it has the column (not a required one, which every
-    # table has), and with several specs whether the fold takes it whole
-    read = len(given) > 1 or fold.column not in REQUIRED_COLUMNS
     excluded, whole = [], []
     for spec in given:
-        lacks, held_whole = _fold_coverage(spec, fold) if read else (False, False)
+        present, held_whole = _fold_coverage(spec, fold)
         spec = copy.deepcopy(spec)
-        if not lacks:  # excluding by a column the table lacks would fail: "utterance table has no column"
+        if present:
             already = spec.exclude.get(fold.column, [])
             already = [already] if isinstance(already, str) else list(already)
-            spec.exclude[fold.column] = already + [v for v in fold.values if v not in already]
-            spec.held_out_by_cv(fold.column, fold.values)  # this spec's protocol need not have them
+            spec.exclude[fold.column] = already + [v for v in present if v not in already]
         excluded.append(spec)
         whole.append(held_whole)
     if len(given) < 2:
@@ -135,21 +133,28 @@ def _excluding(specs: ProtocolSpec | list[ProtocolSpec] | None, fold: HeldOut) -
     return kept or excluded  # nothing left at all: the trainer's own error names the empty spec
 
 
-def _fold_coverage(spec: ProtocolSpec, fold: HeldOut) -> tuple[bool, bool]:
-    """(whether the rows of ``spec`` lack the fold's column, whether the fold takes every one of them), from one read
-    of its protocol; (False, False) for a spec that cannot be read (the trainer says so, naming it). A row's fold
-    group is its own, so excluding the fold after the spec's ``folds`` equals excluding it before."""
-    from sddkit.training.data import spec_table
+def _fold_coverage(spec: ProtocolSpec, fold: HeldOut) -> tuple[list[str], bool]:
+    """(the fold's values that ``spec``'s protocol holds, as read: none where it lacks the fold's column; whether
+    the fold takes every row ``spec`` keeps), from one read of its protocol. A spec that cannot be read gets all
+    the fold's values (the trainer then says what is wrong with it, naming it). A row's fold group is its own, so
+    excluding the fold after the spec's ``folds`` equals excluding it before."""
+    from sddkit.data.protocols import read_protocol
+    from sddkit.training.data import select_rows
 
     try:
-        rows = spec_table(spec)
+        table = read_protocol(spec.protocol, spec.format, **spec.options)
     except (ConfigError, ProtocolError):
-        return False, False
+        return list(fold.values), False
+    if fold.column not in table.columns:
+        return [], False
+    absent = {str(v) for v in table.absent_values(fold.column, list(fold.values))}
+    present = [v for v in fold.values if str(v) not in absent]
     try:
-        rest = rows.exclude(**{fold.column: list(fold.values)})
-    except ProtocolError:  # the table has no such column
-        return True, False
-    return False, len(rows) > 0 and len(rest) == 0
+        rows = select_rows(table, spec)
+    except (ConfigError, ProtocolError):  # e.g. a misspelt value of the spec's own where/exclude
+        return present, False
+    rest = rows.exclude(**{fold.column: present}) if present else rows
+    return present, len(rows) > 0 and len(rest) == 0
 
 
 def fold_recipe(recipe: TrainRecipe, fold: HeldOut, out_dir: str | Path) -> TrainRecipe:

@@ -58,10 +58,14 @@ def spec_table(spec: ProtocolSpec) -> UtteranceTable:
     ``folds`` (possibly none)."""
     from sddkit.data.protocols import read_protocol
 
-    table = read_protocol(spec.protocol, spec.format, **spec.options)
+    return select_rows(read_protocol(spec.protocol, spec.format, **spec.options), spec)
+
+
+def select_rows(table: UtteranceTable, spec: ProtocolSpec) -> UtteranceTable:
+    """The rows of ``table`` (``spec``'s protocol as read) that ``spec`` keeps: see :func:`spec_table`."""
     # both checked on the protocol as read, before any row is dropped (sdd cv's exclusions included)
     _check_listed_values(table, spec, "where", spec.where)
-    _check_listed_values(table, spec, "exclude", spec.exclude, exempt=spec.cv_held_out)
+    _check_listed_values(table, spec, "exclude", spec.exclude)
     if spec.where:
         table = table.where(**spec.where)
     if spec.exclude:
@@ -76,13 +80,12 @@ def _check_listed_values(
     spec: ProtocolSpec,
     key: str,
     listed: Mapping[str, str | list[str]],
-    exempt: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
     """A ConfigError when ``where`` or ``exclude`` (``key``) names a column the protocol lacks, or lists a value no
     row of the protocol has: a misspelt source next to a valid one in ``where`` (``{source: [tortoise,
     yourts_demo]}``) silently trained on the valid one only, and in ``exclude`` (``{source: [resemblyzr]}``) it
-    excluded nothing (as ``partitions`` checks its names). ``exempt``: values not checked, per column (those
-    ``sdd cv`` adds to ``exclude`` for a fold: a value of the recipe's data that this spec's protocol may lack)."""
+    excluded nothing (as ``partitions`` checks its names). ``sdd cv`` adds to a spec's ``exclude`` only the fold
+    values its protocol holds, so a fold's recorded recipe passes this check when ``sdd train`` runs it alone."""
     import difflib
 
     from sddkit.config import did_you_mean
@@ -93,8 +96,7 @@ def _check_listed_values(
                 f"{spec.protocol}: {key} {{{col}: ...}}: the protocol has no column {col!r}"
                 f"{did_you_mean([col], table.columns)} (options {spec.options}); columns: {', '.join(table.columns)}"
             )
-        skipped = {str(v) for v in (exempt or {}).get(col, ())}
-        missing = [v for v in table.absent_values(col, value) if str(v) not in skipped]
+        missing = table.absent_values(col, value)
         if not missing:
             continue
         known = sorted({str(v) for v in table.column(col)})

@@ -20,11 +20,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from sddkit.config import apply_overrides, component_field, did_you_mean, from_dict, load_yaml, to_dict
 from sddkit.detectors.detector import DetectorConfig
@@ -69,12 +67,6 @@ class ProtocolSpec:
     resolved against the working directory (run ``sdd train`` from the repo root).
     """
 
-    # Not a field (never read from a recipe nor recorded in one): the values ``sdd cv`` added to ``exclude`` for
-    # its fold, column -> values. A fold holds out values of the recipe's data as a whole, which one spec of a
-    # list need not have (a leave-one-corpus-out fold excludes corpus B from corpus A's spec too), so the check
-    # that every excluded value occurs in the protocol leaves them out. Set with :meth:`held_out_by_cv`.
-    cv_held_out: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType({})
-
     protocol: str
     format: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -104,12 +96,6 @@ class ProtocolSpec:
             params = {k: [v] if k in _LIST_OPTIONS and isinstance(v, str) else v for k, v in self.options.items()}
             params.setdefault("protocol" if "protocol" in valid else "root", str(self.protocol))
             from_dict(entry.config_cls, params, "options")
-
-    def held_out_by_cv(self, column: str, values: Sequence[str]) -> None:
-        """Record that ``sdd cv`` added ``values`` to ``exclude[column]`` (see :attr:`cv_held_out`)."""
-        held = dict(self.cv_held_out)
-        held[column] = tuple(dict.fromkeys([*held.get(column, ()), *values]))
-        self.cv_held_out = held  # an instance attribute (a plain dict: deepcopy keeps it)
 
 
 @dataclass

@@ -1,0 +1,29 @@
+"""Leftovers of the last note (review 6): a fold's recorded recipe runs alone under ``sdd train``."""
+
+from __future__ import annotations
+
+from test_dataleft_review5 import _cv_recipe, _table_csv
+from test_train_support import one_thread  # noqa: F401  (autouse fixture)
+
+from sddkit.config import from_dict, to_dict
+from sddkit.training.crossval import HeldOut, fold_recipe
+from sddkit.training.data import read_train_table, read_val_table
+from sddkit.training.recipe import TrainRecipe
+
+
+def test_a_folds_recorded_recipe_reads_back_and_builds_its_data_alone(tmp_path):
+    """A leave-one-corpus-out fold excluded corpus_b from corpus A's spec too, a value A's protocol lacks; the
+    exemption lived only on the in-memory spec, so the fold's recipe as recorded (run.json) failed the exclude
+    typo check when re-run with ``sdd train``. Each spec now excludes only the fold values its protocol holds."""
+    a = _table_csv(tmp_path / "a.csv", ["s0", "s1"], "a")
+    b = _table_csv(tmp_path / "b.csv", ["corpus_b", "s1"], "b")
+    val = _table_csv(tmp_path / "v.csv", ["s0", "s1"], "v")
+    spec = lambda p: {"protocol": p, "format": "utterance_table"}  # noqa: E731
+    recipe = _cv_recipe(tmp_path, [spec(a), spec(b)], spec(val))
+
+    fold = fold_recipe(recipe, HeldOut("source", ("corpus_b",)), tmp_path / "f")
+    recorded = from_dict(TrainRecipe, to_dict(fold))  # as sdd train reads the fold's recipe back
+    train = read_train_table(recorded.data)
+    assert sorted(set(train.column("source"))) == ["s0", "s1"] and len(train) == 6
+    assert read_val_table(recorded.data) is not None
+    assert [to_dict(s)["exclude"] for s in recorded.data.train] == [{}, {"source": ["corpus_b"]}]
