@@ -27,3 +27,18 @@ def test_a_folds_recorded_recipe_reads_back_and_builds_its_data_alone(tmp_path):
     assert sorted(set(train.column("source"))) == ["s0", "s1"] and len(train) == 6
     assert read_val_table(recorded.data) is not None
     assert [to_dict(s)["exclude"] for s in recorded.data.train] == [{}, {"source": ["corpus_b"]}]
+
+
+def test_an_explicit_linear_layout_the_frontend_contradicts_is_refused_at_build():
+    """``backend: {name: linear, layout: frames}`` under a log-Mel front-end built and then failed at the first
+    forward (or, when the sizes matched, pooled over the wrong axis)."""
+    import pytest
+
+    from sddkit.detectors.detector import DetectorConfig, build_detector
+    from sddkit.errors import ConfigError
+
+    model = {"frontend": {"name": "logmel", "n_mels": 32}, "backend": {"name": "linear", "layout": "frames"}}
+    with pytest.raises(ConfigError, match=r"layout 'frames', but the front-end gives spectral features"):
+        build_detector(from_dict(DetectorConfig, model))
+    model["backend"]["layout"] = "spectral"
+    assert build_detector(from_dict(DetectorConfig, model)) is not None

@@ -91,4 +91,11 @@ def build_linear(
         raise ConfigError("backend 'linear' needs frame or spectral features, not the raw waveform")
     if cfg.layout == "auto" and feature_layout in ("frames", "spectral"):
         cfg = replace(cfg, layout=feature_layout)
+    elif feature_layout in ("frames", "spectral") and cfg.layout != feature_layout:
+        # an explicit layout the front-end contradicts built and failed at the first forward (or, where the sizes
+        # allowed, pooled over the feature axis instead of time)
+        raise ConfigError(
+            f"backend 'linear': layout {cfg.layout!r}, but the front-end gives {feature_layout} features: set "
+            f"layout to 'auto' or {feature_layout!r}"
+        )
     return LinearHead(in_dim, cfg)
