@@ -42,3 +42,26 @@ def test_an_explicit_linear_layout_the_frontend_contradicts_is_refused_at_build(
         build_detector(from_dict(DetectorConfig, model))
     model["backend"]["layout"] = "spectral"
     assert build_detector(from_dict(DetectorConfig, model)) is not None
+
+
+def test_a_data_warning_is_logged_once_however_often_sdd_cv_reads_the_tables(tmp_path, caplog):
+    """sdd cv reads a recipe's tables several times per fold (every fold checked first, the held-out rows, the
+    fold's run): the same shared-files warning was logged three to four times per fold."""
+    import logging
+
+    from test_dataset3_review5 import _spec, _write_table
+
+    from sddkit.training.data import read_train_table, warn_shared_files
+    from sddkit.training.recipe import DataConfig
+
+    audio = tmp_path / "audio"
+    a = _write_table(tmp_path / "a.csv", [(f"a{i}", audio / f"{i}.wav") for i in range(4)])
+    c = _write_table(tmp_path / "c.csv", [("c0", f"{audio}/./2.wav"), ("c1", audio / "9.wav")])
+    data = DataConfig(train=[_spec(a), _spec(c)])
+    with caplog.at_level(logging.WARNING, logger="sddkit.training"):
+        for _ in range(3):
+            train = read_train_table(data)
+        for _ in range(3):
+            assert warn_shared_files(train, train) == 6  # counted every time, said once
+    assert sum("both list 1 audio file(s)" in r.getMessage() for r in caplog.records) == 1
+    assert sum("data.val lists 6 of its 6" in r.getMessage() for r in caplog.records) == 1

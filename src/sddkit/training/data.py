@@ -179,14 +179,9 @@ def _check_distinct_files(tables: Sequence[UtteranceTable], specs: Sequence[Prot
                     f"{pair} label {len(conflict)} audio file(s) differently, e.g. {f}: {name[y]} as {u!r}, "
                     f"{name[y0]} as {u0!r}: a file has one label"
                 )
-            log.warning(
-                "%s both list %d audio file(s), e.g. %s as %r and %r: each weighs twice (drop the rows listed twice "
-                "with where/exclude/folds)",
-                pair,
-                len(shared),
-                f,
-                u,
-                u0,
+            _warn_once(
+                f"{pair} both list {len(shared)} audio file(s), e.g. {f} as {u!r} and {u0!r}: each weighs twice "
+                "(drop the rows listed twice with where/exclude/folds)"
             )
         first.update({f: (j, u, y) for f, u, y in zip(keys, ids, labels) if f and f not in first})
 
@@ -217,15 +212,23 @@ def warn_shared_files(train: UtteranceTable, val: UtteranceTable) -> int:
     seen = {f for f in file_keys(train) if f}
     shared = [(f, str(u)) for f, u in zip(file_keys(val), val.column("utt_id")) if f and f in seen]
     if shared:
-        log.warning(
-            "data.val lists %d of its %d audio files in data.train too (e.g. %s as %r): the validation EER, and the "
-            "checkpoint selected and early stopping on it, then reward memorising them",
-            len(shared),
-            len(val),
-            shared[0][0],
-            shared[0][1],
+        _warn_once(
+            f"data.val lists {len(shared)} of its {len(val)} audio files in data.train too (e.g. {shared[0][0]} as "
+            f"{shared[0][1]!r}): the validation EER, and the checkpoint selected and early stopping on it, then "
+            "reward memorising them"
         )
     return len(shared)
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Log a warning about the data once per process: ``sdd cv`` reads a recipe's tables several times per fold
+    (checking every fold first, the held-out rows, the fold's own run) and said the same thing each time."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning("%s", message)
 
 
 def require_both_classes(table: UtteranceTable, what: str) -> None:
