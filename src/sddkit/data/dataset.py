@@ -114,7 +114,13 @@ class CachedWaveforms:
             arrays = [load(i) for i in range(len(ids))]
         offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
         np.cumsum([len(a) for a in arrays], out=offsets[1:])
-        buffer = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.float32)
+        # copied in one by one, each decoded array let go once copied: np.concatenate held every decoded array and
+        # the whole buffer at once, twice the corpus in memory at the peak (the buffer's pages are only committed
+        # as they are written)
+        buffer = np.empty(int(offsets[-1]), dtype=np.float32)
+        for i in range(len(arrays)):
+            buffer[offsets[i] : offsets[i + 1]] = arrays[i]
+            arrays[i] = None  # type: ignore[call-overload]
         return cls(ids, buffer, offsets, sample_rate, paths=paths, stats=stats)
 
     def save(self, path: str | Path) -> Path:
