@@ -52,7 +52,9 @@ class RawBoostConfig:
     n_bands [nBands]: notch filters per cascade.
     center_hz [minF, maxF]: range of each notch's centre frequency (clipped below Nyquist).
     bandwidth_hz [minBW, maxBW]: range of each notch's bandwidth.
-    fir_taps [minCoeff, maxCoeff]: range of each FIR's length (made odd).
+    fir_taps [minCoeff, maxCoeff]: range of each FIR's length, both ends included, then made odd (an even draw
+        gains one tap): 11 to 101 taps by default. The reference code truncates a float drawn below maxCoeff,
+        so its longest FIR has 99 taps; one draw in 91 differs, kept so that earlier runs reproduce.
     gain_db [minG, maxG]: gain of the linear (first-order) filter cascade.
     nonlinear_bias_db [minBiasLinNonLin, maxBiasLinNonLin]: extra attenuation of the
         higher-order (non-linear) terms; their gain is drawn in
