@@ -31,6 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also compare within each value of this protocol column (e.g. source; attack, attack_type or vocoder: "
         "each value's spoofs against the bona fide trials of its partition, as sdd eval's per-attack table)",
     )
+    p.add_argument(
+        "--cluster-by",
+        default=None,
+        metavar="COLUMN",
+        help="resample each class's trials in clusters of this protocol column (e.g. speaker) instead of one by "
+        "one: a cluster bootstrap, for trials that are alike within a speaker, text or source",
+    )
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates (default 2000)")
     p.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level of the interval (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -68,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         names=tuple(args.names),
         by=args.by,
+        cluster_by=args.cluster_by,
     )
     print(comparison.summary())
     if args.json:

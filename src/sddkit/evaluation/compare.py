@@ -12,9 +12,11 @@ resample the trials with replacement within each class (the bona fide and spoof 
 independently of the others. It is the sampling error of the *trials*, given these runs: seed-to-seed variation
 is not in it (the std over runs is shown beside it), and trials that share a speaker, a text or a source are
 treated as independent, so where they are strongly alike the interval is too narrow (``by`` shows each
-group on its own). ``p_system_not_better`` is the share of replicates where the difference is ``>= 0``
-(ties count as not better). With ``by``, every group's interval is at the same level, unadjusted for the
-number of groups (a note says so).
+group on its own). ``cluster_by`` (e.g. ``speaker``) resamples each class's clusters whole instead (a cluster
+bootstrap): its interval counts a speaker's trials as one unit of evidence, and is wider where they are alike;
+a trial without a value in that column is a cluster of its own. ``p_system_not_better`` is the share of
+replicates where the difference is ``>= 0`` (ties count as not better). With ``by``, every group's interval is
+at the same level, unadjusted for the number of groups (a note says so).
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ class Comparison:
     by, groups: with ``by`` (a protocol column such as ``source``), the same comparison on each
     group's trials, as ``(value, Comparison)`` pairs; groups without both classes are left out
     (a note names them).
+    cluster_by, n_clusters: the column whose values the bootstrap resampled whole, and how many clusters the
+    bona fide and the spoof trials form (None: trials resampled one by one).
     """
 
     metric: str
@@ -111,12 +115,16 @@ class Comparison:
     notes: tuple[str, ...] = ()
     by: str | None = None
     groups: tuple[tuple[str, Comparison], ...] = ()
+    cluster_by: str | None = None
+    n_clusters: tuple[int, int] | None = None
 
     @property
     def measurable(self) -> bool:
-        """Whether both classes have the trials a bootstrap needs to see their sampling error: a class of one
-        trial comes back identical in every (stratified) replicate, and its interval would look certain."""
-        return min(self.n_bonafide, self.n_spoof) >= MIN_TRIALS_PER_CLASS
+        """Whether both classes have the trials (clusters, with ``cluster_by``) a bootstrap needs to see their
+        sampling error: a class of one trial comes back identical in every (stratified) replicate, and its
+        interval would look certain."""
+        units = (self.n_bonafide, self.n_spoof) if self.n_clusters is None else self.n_clusters
+        return min(units) >= MIN_TRIALS_PER_CLASS
 
     @property
     def resolved(self) -> bool:
@@ -149,7 +157,13 @@ class Comparison:
             "system": self.system.to_dict(),
             "difference": {"value": d.diff, "low": d.low, "high": d.high, "p_system_not_better": d.p_b_not_better},
             "verdict": self.verdict,
-            "bootstrap": {"replicates": self.n_bootstrap, "alpha": self.alpha, "seed": self.seed},
+            "bootstrap": {
+                "replicates": self.n_bootstrap,
+                "alpha": self.alpha,
+                "seed": self.seed,
+                "cluster_by": self.cluster_by,
+                "clusters": None if self.n_clusters is None else dict(zip(("bonafide", "spoof"), self.n_clusters)),
+            },
             "units": {"eer": "fraction", "min_dcf": "normalised"},  # the printed table gives EER in percent
             "notes": list(self.notes),
         }
@@ -173,11 +187,14 @@ class Comparison:
             std = "-" if runs.std is None else fmt(runs.std)
             lines.append(f"| {runs.name} | {len(runs.values)} | {fmt(runs.mean)} | {std} | {per_run} |")
         d = self.difference
+        clustered = ""
+        if self.n_clusters is not None:
+            clustered = f" over {self.cluster_by} clusters ({self.n_clusters[0]} bona fide, {self.n_clusters[1]} spoof)"
         lines += [
             "",
             f"{self.system.name} minus {self.baseline.name}: {fmt(d.diff)} [{fmt(d.low)}, {fmt(d.high)}] "
-            f"({level} paired bootstrap, {self.n_bootstrap} replicates; P(not better) {d.p_b_not_better:.3f}): "
-            f"{self.verdict}",
+            f"({level} paired bootstrap{clustered}, {self.n_bootstrap} replicates; P(not better) "
+            f"{d.p_b_not_better:.3f}): {self.verdict}",
         ]
         if self.groups:
             lines += [
@@ -204,8 +221,11 @@ def _formatter(metric: str) -> tuple[Callable[[float], str], str]:
 
 def _group_dict(c: Comparison) -> dict[str, Any]:
     d = c.to_dict()
+    clusters = d["bootstrap"]["clusters"]  # the group's own cluster counts
     for key in ("metric", "bootstrap", "notes"):  # the same as the whole comparison's
         d.pop(key)
+    if clusters is not None:
+        d["clusters"] = clusters
     for side in ("baseline", "system"):
         d[side].pop("files")
     return d
@@ -222,14 +242,16 @@ def compare_scores(
     seed: int = 0,
     names: tuple[str, str] = ("baseline", "system"),
     by: str | None = None,
+    cluster_by: str | None = None,
 ) -> Comparison:
     """Compare ``system`` with ``baseline``: R score files each (runs paired in the given order).
 
     Only the protocol rows that every score file scores are used (a note says how many were
     dropped), so both systems and all runs see exactly the same trials. ``by`` also compares
     within each value of that protocol column (e.g. ``source``; ``attack``, ``attack_type``, ``vocoder``: each
-    value's spoofs against the bona fide trials, see :func:`_group_masks`). Raises ``ProtocolError`` on
-    unequal run counts, an unknown metric or column, or common trials without both classes.
+    value's spoofs against the bona fide trials, see :func:`_group_masks`). ``cluster_by``: a protocol column
+    (e.g. ``speaker``) whose values the bootstrap resamples whole (see the module docstring). Raises
+    ``ProtocolError`` on unequal run counts, an unknown metric or column, or common trials without both classes.
     """
     if metric not in COMPARE_METRICS:
         raise ProtocolError(f"unknown metric {metric!r}; known: {', '.join(COMPARE_METRICS)}")
@@ -241,6 +263,9 @@ def compare_scores(
     group_of = None if by is None else table.column(by).astype(str)  # unknown column: ProtocolError
     if by is not None and not table.has_column(by):
         raise ProtocolError(f"the protocol's {by!r} column is empty: nothing to group by")
+    cluster_of = None if cluster_by is None else table.column(cluster_by).astype(str)  # unknown: ProtocolError
+    if cluster_by is not None and not table.has_column(cluster_by):
+        raise ProtocolError(f"the protocol's {cluster_by!r} column is empty: nothing to cluster by")
     aligned, notes = _common_trials(table, [*baseline, *system])
     labels = table.labels[aligned.rows]
     n_bona = int(labels.sum())
@@ -253,6 +278,13 @@ def compare_scores(
     if pooled:
         # the headline pools them, e.g. ASVspoof 2021's eval/progress/hidden phases or sddbench's val and tests
         notes.append(f"trials of {len(pooled)} partitions pooled ({', '.join(pooled)}); --partitions selects some")
+    clusters = None
+    if cluster_of is not None:
+        clusters = cluster_of[aligned.rows].astype(object)
+        alone = np.flatnonzero(clusters == "")
+        clusters[alone] = [f"\x00{i}" for i in alone]  # no value: a cluster of its own, never one with the others
+        if alone.size:
+            notes.append(f"{alone.size} trial(s) without a {cluster_by} value are resampled one by one")
     runs = len(baseline)
     compare = functools.partial(
         _compare,
@@ -262,8 +294,9 @@ def compare_scores(
         n_bootstrap=n_bootstrap,
         alpha=alpha,
         seed=seed,
+        cluster_by=cluster_by,
     )
-    whole = compare(labels, aligned.scores[:runs], aligned.scores[runs:])
+    whole = compare(labels, aligned.scores[:runs], aligned.scores[runs:], clusters)
     if not whole.resolved:
         notes.append(
             f"{n_bootstrap} bootstrap replicate(s) leave fewer than one in each {alpha / 2:g} tail of the "
@@ -271,21 +304,22 @@ def compare_scores(
             "(2000 by default)"
         )
     if not whole.measurable:
-        notes.append(_THIN_NOTE.format(what="the trials", n_bona=whole.n_bonafide, n_spoof=whole.n_spoof))
+        notes.append(_thin_note("the trials", whole))
     if group_of is None:
         return dataclasses.replace(whole, notes=tuple(notes))
     groups, one_class = [], []
     for value, keep in _group_masks(table, group_of, aligned.rows, labels, by):
         y = labels[keep]
         if 0 < int(y.sum()) < y.size:
-            groups.append((value, compare(y, aligned.scores[:runs, keep], aligned.scores[runs:, keep])))
+            group_clusters = None if clusters is None else clusters[keep]
+            groups.append((value, compare(y, aligned.scores[:runs, keep], aligned.scores[runs:, keep], group_clusters)))
         else:
             one_class.append(value)
     if one_class:
         notes.append(f"{by} group(s) with one class only, not compared on their own: {', '.join(one_class)}")
     for value, c in groups:
         if not c.measurable:
-            notes.append(_THIN_NOTE.format(what=f"{by} {value}", n_bona=c.n_bonafide, n_spoof=c.n_spoof))
+            notes.append(_thin_note(f"{by} {value}", c))
     if len(groups) > 1:  # k verdicts at alpha each: about k * alpha of them wrong by chance when nothing differs
         notes.append(
             f"each of the {len(groups)} {by} groups has its own {100 * (1 - alpha):g} % interval, not adjusted for "
@@ -325,10 +359,21 @@ def _group_masks(
     ]
 
 
+def _thin_note(what: str, c: Comparison) -> str:
+    if c.n_clusters is None or min(c.n_bonafide, c.n_spoof) < MIN_TRIALS_PER_CLASS:
+        return _THIN_NOTE.format(what=what, n_bona=c.n_bonafide, n_spoof=c.n_spoof)
+    return (
+        f"{what}: {c.n_clusters[0]} bona fide / {c.n_clusters[1]} spoof {c.cluster_by} cluster(s); with fewer than "
+        f"{MIN_TRIALS_PER_CLASS} clusters of a class the cluster bootstrap cannot measure its sampling error (the "
+        "interval shown resamples its trials one by one): no verdict"
+    )
+
+
 def _compare(
     labels: np.ndarray,
     base: np.ndarray,
     system: np.ndarray,
+    clusters: np.ndarray | None = None,
     *,
     names: tuple[str, str],
     files: tuple[tuple[str, ...], tuple[str, ...]],
@@ -336,10 +381,18 @@ def _compare(
     n_bootstrap: int,
     alpha: float,
     seed: int,
+    cluster_by: str | None = None,
 ) -> Comparison:
-    """base, system: (R, N) scores of the R paired runs on the N trials of ``labels``."""
+    """base, system: (R, N) scores of the R paired runs on the N trials of ``labels``; clusters: (N,) labels
+    for a cluster bootstrap (None: trials resampled one by one)."""
     fn = COMPARE_METRICS[metric]
     n_bona = int(labels.sum())
+    n_clusters = None
+    if clusters is not None:
+        bona = labels.astype(bool)
+        n_clusters = (len(set(clusters[bona])), len(set(clusters[~bona])))
+    # a class of fewer than 2 clusters cannot be cluster-resampled: its trials are, and the verdict is withheld
+    usable = n_clusters is not None and min(n_clusters) >= MIN_TRIALS_PER_CLASS
     return Comparison(
         metric=metric,
         n_trials=int(labels.size),
@@ -347,10 +400,14 @@ def _compare(
         n_spoof=int(labels.size - n_bona),
         baseline=SystemRuns(names[0], files[0], tuple(float(fn(labels, s)) for s in base)),
         system=SystemRuns(names[1], files[1], tuple(float(fn(labels, s)) for s in system)),
-        difference=paired_bootstrap(fn, labels, base, system, n=n_bootstrap, alpha=alpha, seed=seed),
+        difference=paired_bootstrap(
+            fn, labels, base, system, n=n_bootstrap, alpha=alpha, seed=seed, clusters=clusters if usable else None
+        ),
         n_bootstrap=n_bootstrap,
         alpha=alpha,
         seed=seed,
+        cluster_by=cluster_by,
+        n_clusters=n_clusters,
     )
 
 

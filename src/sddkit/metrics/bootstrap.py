@@ -21,6 +21,7 @@ def bootstrap_ci(
     alpha: float = 0.05,
     seed: int = 0,
     stratified: bool = True,
+    clusters: object | None = None,
 ) -> tuple[float, float, float]:
     """``(point, low, high)``: the metric on all trials and its ``1 - alpha`` percentile interval.
 
@@ -29,6 +30,11 @@ def bootstrap_ci(
     spoof trials separately, keeping the class counts fixed (so every replicate has both
     classes); unstratified replicates that happen to miss a class are redrawn.
 
+    clusters: (N,) a label per trial (e.g. its speaker) for a cluster bootstrap: each class's clusters are
+    resampled whole (a drawn cluster brings all of its trials of that class), so trials that are alike within a
+    cluster are not counted as independent evidence. Needs ``stratified`` and at least two clusters per class.
+    With one trial per cluster it is the plain stratified bootstrap, draw for draw.
+
     Speed: the trials are sorted by score once, and each replicate is drawn as per-trial
     counts (vectorised over blocks of replicates). A :class:`CurveMetric` (EER, minDCF) is then
     evaluated on the DET curve of those counts without sorting again; any other metric gets the
@@ -36,13 +42,18 @@ def bootstrap_ci(
     """
     _check_replicates(n, alpha)
     y, s = check_binary(labels, scores)
+    if clusters is not None and not stratified:
+        raise MetricError("a cluster bootstrap resamples each class's clusters: it needs stratified=True")
+    groups = None if clusters is None else cluster_codes(clusters, y)
     point = float(metric_fn(y.astype(np.int64), s))
     order = np.argsort(s, kind="stable")
     y_sorted, s_sorted = y[order], s[order]
     y_int = y_sorted.astype(np.int64)
     positions = np.arange(y.size)
     rng = np.random.default_rng(seed)
-    replicates = _replicate_counts(rng, y_sorted, n, stratified)
+    # renumbered in score order, as the trials are drawn in that order (singleton clusters: the same draws)
+    groups = None if groups is None else cluster_codes(groups[order], y_sorted)
+    replicates = _replicate_counts(rng, y_sorted, n, stratified, groups)
     if isinstance(metric_fn, CurveMetric):
         trials = _SortedTrials(y_sorted, s_sorted)
         values = np.fromiter((float(metric_fn.from_curve(trials.curve(c))) for c in replicates), np.float64, count=n)
@@ -75,6 +86,7 @@ def paired_bootstrap(
     n: int = 2000,
     alpha: float = 0.05,
     seed: int = 0,
+    clusters: object | None = None,
 ) -> PairedDifference:
     """Paired, class-stratified bootstrap of ``metric(b) - metric(a)``.
 
@@ -85,6 +97,9 @@ def paired_bootstrap(
     comparing two independent intervals. A :class:`CurveMetric` (EER, minDCF) is evaluated without
     sorting each replicate (each run's scores are sorted once); at ASVspoof 5 size (180,000 trials)
     that is about 20 times faster.
+
+    clusters: (N,) a label per trial (e.g. its speaker): resample each class's clusters whole instead of its
+    trials (see :func:`bootstrap_ci`), for trials that are alike within a cluster.
     """
     _check_replicates(n, alpha)
     a, b = np.atleast_2d(np.asarray(scores_a, dtype=np.float64)), np.atleast_2d(np.asarray(scores_b, dtype=np.float64))
@@ -95,8 +110,9 @@ def paired_bootstrap(
         check_binary(y, run)
     y_int = y.astype(np.int64)
     point = float(np.mean([float(metric_fn(y_int, rb)) - float(metric_fn(y_int, ra)) for ra, rb in zip(a, b)]))
+    groups = None if clusters is None else cluster_codes(clusters, y)
     rng = np.random.default_rng(seed)
-    replicates = _replicate_counts(rng, y, n, stratified=True)
+    replicates = _replicate_counts(rng, y, n, True, groups)
     if isinstance(metric_fn, CurveMetric):
         pairs = [(_SortedTrials(y, ra), _SortedTrials(y, rb)) for ra, rb in zip(a, b)]
 
@@ -171,14 +187,44 @@ def _counts(rng: np.random.Generator, size: int, m: int) -> np.ndarray:
     return np.bincount(draws.ravel(), minlength=m * size).reshape(m, size)
 
 
-def _replicate_counts(rng: np.random.Generator, y: np.ndarray, n: int, stratified: bool) -> Iterator[np.ndarray]:
-    """Yield ``n`` per-trial count vectors (N,), drawn in blocks of at most ~4M draws."""
+def cluster_codes(clusters: object, y: np.ndarray) -> np.ndarray:
+    """(N,) int codes of the trials' clusters, numbered within each class in order of first appearance (a cluster
+    holding both classes is two clusters, one per class: the classes are resampled apart). MetricError unless
+    there is one label per trial and each class has at least two clusters (with one, a class comes back the same
+    in every replicate and its sampling error is not measured at all)."""
+    labels = np.asarray(clusters)
+    if labels.shape != y.shape:
+        raise MetricError(f"clusters need one label per trial: got shape {labels.shape} for {y.size} trials")
+    codes = np.zeros(y.size, dtype=np.int64)
+    for cls, name in ((True, "bona fide"), (False, "spoof")):
+        rows = np.flatnonzero(y == cls)
+        _, first, inverse = np.unique(labels[rows], return_index=True, return_inverse=True)
+        if first.size < 2:
+            raise MetricError(
+                f"a cluster bootstrap needs at least 2 clusters per class; the {name} trials form {first.size}"
+            )
+        rank = np.empty(first.size, dtype=np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(first.size)  # numbered by first appearance
+        codes[rows] = rank[inverse.reshape(-1)]
+    return codes
+
+
+def _replicate_counts(
+    rng: np.random.Generator, y: np.ndarray, n: int, stratified: bool, clusters: np.ndarray | None = None
+) -> Iterator[np.ndarray]:
+    """Yield ``n`` per-trial count vectors (N,), drawn in blocks of at most ~4M draws. ``clusters``: per-trial
+    codes from :func:`cluster_codes` (then each trial counts as often as its class's cluster is drawn)."""
     block = max(1, min(n, _BLOCK_DRAWS // y.size))
     bona = np.flatnonzero(y)
     spoof = np.flatnonzero(~y)
     for start in range(0, n, block):
         m = min(block, n - start)
-        if stratified:
+        if clusters is not None:
+            counts = np.zeros((m, y.size), dtype=np.int64)
+            for rows in (bona, spoof):
+                codes = clusters[rows]
+                counts[:, rows] = _counts(rng, int(codes.max()) + 1, m)[:, codes]
+        elif stratified:
             counts = np.zeros((m, y.size), dtype=np.int64)
             counts[:, bona] = _counts(rng, bona.size, m)
             counts[:, spoof] = _counts(rng, spoof.size, m)
