@@ -280,7 +280,15 @@ class RobustnessResult:
         return _json_safe(
             {
                 "schema": SCHEMA,
-                "units": {"eer": "percent", "min_dcf": "normalised", "decision": "score >= threshold"},
+                "units": {
+                    "eer": "percent",
+                    "eer_delta": "percentage points",
+                    "balanced_accuracy": "fraction",
+                    "tpr": "fraction",
+                    "tnr": "fraction",
+                    "min_dcf": "normalised",
+                    "decision": "score >= threshold",
+                },
                 "info": self.info,
                 "threshold": self.threshold,
                 "seed": self.config.seed,
@@ -572,7 +580,8 @@ def run_robustness(
 
     Decoding and degradation run in ``config.workers`` threads while this thread runs the model
     on batches of ``detector.batch_size`` windows. Unreadable files are counted, not fatal; a
-    ProtocolError is raised when no file can be decoded or the decoded ones lack a class.
+    ProtocolError is raised before any file is read when the (selected) protocol lacks a class, and after the
+    scoring when no file can be decoded or the decoded ones lack a class.
 
     ``journal``: a file (:class:`RobustnessJournal`) to which every scored batch is appended; the files an
     earlier run with the same model, settings and utterances recorded there are read back, not scored again,
@@ -586,6 +595,13 @@ def run_robustness(
     table = select_utterances(table, cfg.limit, cfg.seed)
     if len(table) == 0:
         raise ProtocolError("the protocol has no utterances to evaluate")
+    n_bona = int(table.labels.sum())
+    if n_bona in (0, len(table)):  # refused now, not after every file was scored under every condition
+        which = "bona fide" if n_bona else "spoof"
+        raise ProtocolError(
+            f"the protocol holds only {which} utterances ({len(table)}); "
+            "a robustness evaluation needs both bona fide and spoof speech"
+        )
     records = table.df[["utt_id", "path", "label"]].to_dict("records")
     n = len(records)
     scores = {name: np.full(n, np.nan) for name in cfg.conditions}
@@ -762,30 +778,38 @@ def condition_row(
 def summarize(result: RobustnessResult) -> list[dict[str, Any]]:
     """One row per (condition, mode), conditions in config order.
 
-    ``eer_delta`` is the row's EER minus the clean EER of the same mode on the same trials: when a condition
-    could not score some utterances (``n_failed``), the clean EER it is compared with leaves them out too, so
-    the delta is the condition's effect, not that of a smaller set of trials.
+    ``eer_delta`` is the condition's EER minus the clean EER of the same mode, both on the trials the two
+    scored: when a condition could not score some utterances (``n_failed``), the clean EER it is compared with
+    leaves them out too (and a file only the condition scored is left out of both), so the delta is the
+    condition's effect, not that of another set of trials. ``n_failed`` counts the decoded files (all but
+    ``result.failures``) the (condition, mode) has no score of, the clean row's own failures included.
     """
-    decoded = result.decoded
+    n_decoded = len(result.utt_ids) - len(result.failures)  # a file not decoded has no score anywhere
     rows = []
     for name in result.config.conditions:
         for mode in result.config.modes:
             s = result.mode_scores(mode, name)
             metrics = condition_row(result.labels, s, threshold=result.threshold, dcf=result.config.dcf)
-            # decoded utterances this (condition, mode) could not score
-            n_failed = int((decoded & ~np.isfinite(s)).sum())
+            if metrics["n"] == 0:
+                metrics["note"] = "no trial could be scored"
+            n_failed = max(n_decoded - metrics["n"], 0)  # decoded utterances this (condition, mode) did not score
             delta = None
             if metrics["eer"] is not None:
-                ref = _clean_eer_on(result, mode, np.isfinite(s))
-                delta = None if ref is None else metrics["eer"] - ref
+                delta = _eer_delta(result, mode, s)
             rows.append({"condition": name, "mode": mode, **metrics, "n_failed": n_failed, "eer_delta": delta})
     return [{k: r.get(k) for k in ROW_COLUMNS} for r in rows]
 
 
-def _clean_eer_on(result: RobustnessResult, mode: str, trials: np.ndarray) -> float | None:
-    """EER (%) of the clean scores of ``mode`` on the (N,) bool ``trials``; None without both classes there."""
+def _eer_delta(result: RobustnessResult, mode: str, scores: np.ndarray) -> float | None:
+    """EER (%) of ``scores`` minus that of the clean scores of ``mode``, both on the trials both scored;
+    None without both classes there."""
     clean = result.mode_scores(mode, CLEAN)
-    return condition_row(result.labels, np.where(trials, clean, np.nan), threshold=result.threshold)["eer"]
+    both = np.isfinite(scores) & np.isfinite(clean)
+    eers = [
+        condition_row(result.labels, np.where(both, s, np.nan), threshold=result.threshold)["eer"]
+        for s in (scores, clean)
+    ]
+    return None if None in eers else eers[0] - eers[1]
 
 
 def score_rows(result: RobustnessResult, mode: str) -> pd.DataFrame:
