@@ -56,8 +56,10 @@ def write_synthetic_example(
         key = "bonafide" if systems[i] == "-" else "spoof"
         protocol_lines.append(f"LA_{speakers[k]:04d} {utt} - {systems[i]} {key}")
         score_lines.append(f"{utt} {systems[i]} {key} {scores[i]:.6f}")
-    protocol = out / "protocol.txt"
-    protocol.write_text("\n".join(protocol_lines) + "\n")
-    score_file = out / "scores.txt"
-    score_file.write_text("\n".join(score_lines) + "\n")
+    protocol, score_file = out / "protocol.txt", out / "scores.txt"
+    for path, lines in ((protocol, protocol_lines), (score_file, score_lines)):
+        try:
+            path.write_text("\n".join(lines) + "\n")
+        except OSError as exc:  # a read-only file left by an earlier run, say: one line, not a traceback
+            raise ConfigError(f"{path}: cannot write the example ({exc.strerror or exc})") from None
     return protocol, score_file

@@ -18,7 +18,8 @@ and the body is streamed with a cap, so a client can never make the server buffe
 ``max_duration_s``. Every deliberate error is a JSON ``{"error": {"type": ..., "message": ...}}``
 with a 4xx status (413 too large, 415 not multipart, 400 malformed body, 422 missing field or
 unusable audio), or a 500 when the model fails (``non_finite_score`` for NaN/inf rather than a
-score, ``checkpoint_error`` for a model that answers in the wrong shape); the server keeps serving.
+score, ``checkpoint_error`` for a model that answers in the wrong shape), or a 503 ``not_ready`` while no model is
+loaded (before the lifespan starts); the server keeps serving.
 Decoding and inference run in the thread pool, so concurrent requests do not block the event loop.
 
 FastAPI's own ``/docs`` and ``/redoc`` pages load Swagger UI and ReDoc from a CDN, so on a machine
@@ -128,8 +129,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
             "(undecodable, empty, silent or a bare DC offset, too short or too long)",
         ),
         (500, "the model failed on this audio: a non-finite (NaN/inf) score, or output of the wrong shape"),
+        (503, "the model is not loaded (the service is starting or stopping)"),
     )
 }
+_NOT_READY = {503: _ERRORS[503]}
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
@@ -233,14 +236,18 @@ def create_app(
             raise ApiError(503, "not_ready", "the model is not loaded yet")
         return det
 
-    @app.get("/healthz", summary="liveness and readiness")
+    @app.get(
+        "/healthz",
+        summary="liveness and readiness",
+        responses={503: {"description": 'the model is not loaded: {"status": "starting", "model_loaded": false}'}},
+    )
     async def healthz(request: Request) -> dict[str, Any]:
         ready = request.app.state.detector is not None
         if not ready:
             return JSONResponse({"status": "starting", "model_loaded": False}, status_code=503)
         return {"status": "ok", "model_loaded": True}
 
-    @app.get("/v1/model", summary="the served model: components, windows, threshold, calibration")
+    @app.get("/v1/model", summary="the served model: components, windows, threshold, calibration", responses=_NOT_READY)
     async def model(request: Request) -> dict[str, Any]:
         det = detector_or_503(request)
         return model_summary(det, request.app.state.limits)

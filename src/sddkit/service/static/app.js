@@ -42,9 +42,14 @@
 
   async function loadModel() {
     try {
-      const res = await fetch("v1/model");
-      const m = await res.json();
-      if (!res.ok) throw new Error((m.error && m.error.message) || res.statusText || "HTTP " + res.status);
+      const res = await get("v1/model");
+      // a proxy's HTML error page is no JSON: its status is named, not a parser's "Unexpected token '<'"
+      const m = await res.json().catch(() => null);
+      if (!res.ok) throw responseError(res, m);
+      if (!m || typeof m !== "object" || !m.limits) {
+        const type = res.headers.get("content-type") || "no content type";
+        throw new Error("unexpected answer: HTTP " + res.status + " with " + type + ", not a model description");
+      }
       const dl = document.createElement("dl");
       dl.className = "model";
       row(dl, "name", m.name);
@@ -68,9 +73,11 @@
     svg.replaceChildren();
     if (!windows.length) return;
     const W = 600, H = 140, pad = 8;
-    const t0 = 0, t1 = Math.max(...windows.map((w) => w.end_s));
-    const scores = windows.map((w) => w.score).concat([threshold]);
-    let lo = Math.min(...scores), hi = Math.max(...scores);
+    // folded, not spread into Math.max(...): over ~120k windows (a long file at a short hop) a spread call
+    // overflows the stack, and the scored file's result was replaced by "Maximum call stack size exceeded"
+    const t0 = 0, t1 = windows.reduce((m, w) => Math.max(m, w.end_s), 0);
+    let lo = threshold, hi = threshold;
+    for (const w of windows) { lo = Math.min(lo, w.score); hi = Math.max(hi, w.score); }
     if (hi - lo < 1e-6) { lo -= 1; hi += 1; }
     const x = (t) => pad + ((t - t0) / (t1 - t0 || 1)) * (W - 2 * pad);
     const y = (s) => H - pad - ((s - lo) / (hi - lo)) * (H - 2 * pad);
@@ -168,13 +175,15 @@
     return !!data && typeof data.score === "number" && typeof data.decision === "string";
   }
 
-  async function post(body) {
+  async function request(url, init) {
     try {
-      return await fetch("v1/score", { method: "POST", body });
+      return await fetch(url, init);
     } catch (err) {  // no answer at all: the service is down or unreachable
       throw new Error("could not reach the service (" + err.message + "); is it still running?");
     }
   }
+  const get = (url) => request(url);
+  const post = (body) => request("v1/score", { method: "POST", body });
 
   async function onSubmit(ev) {
     ev.preventDefault();
