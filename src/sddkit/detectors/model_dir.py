@@ -16,8 +16,10 @@ half-written file behind. The pair cannot be replaced as one: overwriting a dire
 weights first, then the config. So that a crash (or a reader) between the two never gets new
 weights under the old config without a word, both files carry the same ``weights_digest`` (a
 SHA-256 of the tensors: names, dtypes, shapes and bytes; in ``config.json`` and in the
-safetensors header), and loading refuses a pair whose digests differ. Directories written before
-the digest existed have none and load as before. Write a new model to a new directory when
+safetensors header), and loading refuses a pair whose digests differ. Loading also recomputes the
+digest from the tensors read, so a weights file damaged since (a broken copy, a bad disk: safetensors
+checks no bytes) is refused instead of scored with under the digest of the model it was.
+Directories written before the digest existed have none and load as before. Write a new model to a new directory when
 something may be reading the old one.
 
 A ``"full"`` directory needs no pretrained folder: its config holds the encoder architecture read from the
@@ -38,6 +40,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -137,6 +140,15 @@ def _new_file_mode() -> int:
     return 0o666 & ~_umask()
 
 
+def _set_new_file_mode(file: int | str) -> None:
+    """Give a temporary file (a descriptor or a path) :func:`_new_file_mode`, where the file system allows it: one
+    that refuses chmod (vfat, some network shares) keeps the file as created, and the write goes on."""
+    try:
+        os.chmod(file, _new_file_mode())
+    except OSError:
+        pass
+
+
 def fsync_file(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -168,7 +180,7 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, _new_file_mode())
+        _set_new_file_mode(fd)
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -192,8 +204,15 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metada
     os.close(fd)
     try:
         # clone: safetensors refuses shared/non-contiguous storage (tied weights, views)
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.chmod(tmp, _new_file_mode())  # after save_file, which writes the file anew
+        try:
+            save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, tmp, metadata=metadata)
+        except SafetensorError as exc:
+            # a full disk or a folder gone read-only is an OSError, as from every other write (callers report it)
+            code = re.search(r"os error (\d+)", str(exc))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from exc
+        _set_new_file_mode(tmp)  # after save_file, which writes the file anew
         fsync_file(tmp)  # on disk before the rename: a power loss must not leave an empty file under the name
         os.replace(tmp, path)
         fsync_dir(path.parent)
@@ -304,7 +323,9 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
     # A hand-edited key that nothing reads would otherwise be ignored without a word.
     unknown = sorted(set(config) - set(_CONFIG_KEYS))
     if unknown:
-        raise CheckpointError(f"{cfg_path}: unknown key(s) {unknown}; valid keys: {list(_CONFIG_KEYS)}")
+        raise CheckpointError(
+            f"{cfg_path}: unknown key(s) {unknown}; valid keys: {list(_CONFIG_KEYS)}{_newer_writer_hint(config)}"
+        )
     missing = [key for key in ("architecture", "model") if key not in config]
     if missing:
         raise CheckpointError(f"{cfg_path}: missing key(s) {missing}")
@@ -319,6 +340,21 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
         if config.get(key) is not None and not isinstance(config[key], dict):
             raise CheckpointError(f"{cfg_path}: {key} must be a JSON object, got {type(config[key]).__name__}")
     return config
+
+
+def _version_key(version: Any) -> tuple[int, ...] | None:
+    """The leading release numbers of a version string ("0.2.0rc1" -> (0, 2, 0)), None when it has none."""
+    found = re.match(r"\d+(?:\.\d+)*", version) if isinstance(version, str) else None
+    return tuple(int(part) for part in found.group().split(".")) if found else None
+
+
+def _newer_writer_hint(config: dict[str, Any]) -> str:
+    """When a newer sddkit wrote ``config`` (what explains keys or values this one does not know), the hint to
+    upgrade; else ''."""
+    written, running = _version_key(config.get("sddkit_version")), _version_key(__version__)
+    if written is None or running is None or written <= running:
+        return ""
+    return f" (written by sddkit {config['sddkit_version']}, newer than this one, {__version__}: upgrade sddkit)"
 
 
 def _other_kind_hint(path: Path) -> str:
@@ -350,12 +386,14 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
     config = read_model_config(directory)
     arch = config.get("architecture")
     if arch not in ARCHITECTURES:
-        raise CheckpointError(f"{directory}: unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
+        raise CheckpointError(
+            f"{directory}: unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}{_newer_writer_hint(config)}"
+        )
     try:
         model = ARCHITECTURES[arch](config["model"])
     except ConfigError as exc:
         # several model directories may be in play (mixture experts, a service): say which one is wrong
-        raise ConfigError(f"{directory / CONFIG_NAME}: {exc}") from None
+        raise ConfigError(f"{directory / CONFIG_NAME}: {exc}{_newer_writer_hint(config)}") from None
     except CheckpointError as exc:
         if arch != "mixture" or not (isinstance(config["model"], dict) and config["model"].get("expert_dirs")):
             raise
@@ -380,6 +418,13 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
             f"{directory}: {CONFIG_NAME} and {WEIGHTS_NAME} come from different saves (weights digest "
             f"{_short(stored_digest)} where the config expects {_short(expected_digest)}): an overwrite was "
             "interrupted between the two files, or one was copied from another model; save the model again"
+        )
+    # the digest names the model everywhere (score journals, run records, /v1/model): the bytes must be its
+    if expected_digest is not None and weights_digest(state) != expected_digest:
+        raise CheckpointError(
+            f"{weights}: the tensors do not match the weights digest recorded at save ({_short(expected_digest)}): "
+            "the file was damaged since (a broken copy or download, a bad disk) or its tensors were rewritten; "
+            "copy the model directory again from its source"
         )
     recorded = config.get("pretrained_digest")
     if config.get("weights") == "trainable" and recorded is not None and _pretrained_digest(model) != recorded:

@@ -120,9 +120,10 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        cuda = state["cuda"]
-        if len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda)
+        # the generators of the devices both machines have: a resume where fewer or more GPUs are visible
+        # continues the streams of those it uses (cuda:0 at least) instead of replaying them from the seed
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 # --- directory layout --------------------------------------------------------------------------
