@@ -24,6 +24,7 @@ Every gate has the same call signature so the mixture never needs to know which 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -72,8 +73,11 @@ class ClassicGateConfig:
     temperature: float = 1.0
 
     def __post_init__(self):
-        if self.n_mels <= 0 or self.temperature <= 0:
-            raise ValueError("n_mels and temperature must be positive")
+        if self.n_mels <= 0:
+            raise ValueError(f"n_mels must be positive, got {self.n_mels}")
+        # inf divides every logit to 0: uniform weights whatever the input, and no gradient reaches the gate
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature}")
 
 
 class ClassicGate(Gate):
@@ -107,8 +111,14 @@ class EnhancedMLPGateConfig:
     product_scale_init: float = 0.1
 
     def __post_init__(self):
-        if self.hidden <= 0 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError("hidden must be positive and dropout in [0, 1)")
+        if self.hidden <= 0:
+            raise ValueError(f"hidden must be positive, got {self.hidden}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        # an infinite scale or slope makes the first forward's weights NaN (inf * 0 in the product or the MLP)
+        for key in ("negative_slope", "product_scale_init"):
+            if not math.isfinite(getattr(self, key)):
+                raise ValueError(f"{key} must be finite, got {getattr(self, key)}")
 
 
 class EnhancedMLPGate(Gate):

@@ -101,8 +101,10 @@ class MoLExConfig:
         check_adapter_shape(self.rank, self.alpha, self.dropout, self.targets)
         if self.num_experts < 1:
             raise ValueError(f"num_experts must be >= 1, got {self.num_experts}")
-        if self.load_balance_weight < 0 or self.orthogonality_weight < 0:
-            raise ValueError("auxiliary loss weights must be >= 0")
+        for key in ("load_balance_weight", "orthogonality_weight"):
+            # inf: an infinite training loss from the first step, reported as divergence instead of as this setting
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 0):
+                raise ValueError(f"{key} must be a finite number >= 0, got {getattr(self, key)}")
         if any(n < 1 for n in self.added_experts):
             raise ValueError(f"added_experts sizes must be >= 1, got {self.added_experts}")
         # -inf gives the added experts a gate of exactly 0: they and their router rows never get a gradient

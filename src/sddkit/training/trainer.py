@@ -367,6 +367,11 @@ class Trainer:
             from sddkit.detectors.mixture import build_mixture, resolved_mixture_config
 
             model = build_mixture(r.mixture)
+            # experts read from expert_dirs and fine-tuned (freeze_experts: false): the recipe checks only the
+            # expert configs it holds, so their MoLEx routers are checked here, as init_from's (frozen ones pass)
+            problem = trained_molex_problem(model)
+            if problem is not None:
+                raise ConfigError(f"mixture.expert_dirs: {problem}")
             self.model_config, self.architecture = resolved_mixture_config(r.mixture), "mixture"
             # frozen experts hold trained weights that no pretrained file restores: export everything
             self._reloadable = set()
