@@ -103,3 +103,47 @@ def test_preloading_holds_the_corpus_about_once_in_memory_not_twice(tmp_path):
     assert run.returncode == 0, run.stderr
     ratio = float(run.stdout.strip().splitlines()[-1])
     assert 0.9 < ratio < 1.4, ratio  # the buffer plus about one decoded file; it was 2.0
+
+
+def test_serve_limit_connections_answers_503_past_the_limit(tmp_path, monkeypatch, capsys):
+    """Every waiting upload is held in memory (up to --max-upload-mb) and uvicorn admitted any number of
+    connections: `sdd serve --limit-connections N` bounds them (uvicorn answers 503 past it)."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+    from scoring_support import save_tiny_lcnn
+
+    from sddkit.cli.main import main
+
+    model = save_tiny_lcnn(tmp_path / "lcnn")
+    base = ["serve", "--model", str(model), "--port", "0", "--max-concurrent", "1"]
+    assert main([*base, "--limit-connections", "1"]) == 2
+    assert "--limit-connections must exceed --max-concurrent (1), got 1" in capsys.readouterr().err
+
+    started: list = []
+    real_run = uvicorn.Server.run
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: started.append((self, sockets)))
+    assert main([*base, "--limit-connections", "2"]) == 0
+    server, sockets = started[-1]
+    assert server.config.limit_concurrency == 2
+    thread = threading.Thread(target=real_run, args=(server, sockets), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+        assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200
+        with socket.create_connection(("127.0.0.1", sockets[0].getsockname()[1])):  # an upload still arriving
+            time.sleep(0.3)
+            assert httpx.get(f"{url}/healthz", timeout=30).status_code == 503
+        time.sleep(0.3)
+        assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert not thread.is_alive()

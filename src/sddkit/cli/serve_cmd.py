@@ -31,6 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=2,
         help="requests decoded and scored at once; more wait for a slot (default 2)",
     )
+    p.add_argument(
+        "--limit-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="uvicorn's connection limit: with N - 1 connections open, a new one is answered 503 at once (default: "
+        "no limit). Each waiting upload is held in memory, up to --max-upload-mb, so this bounds a burst's memory",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add_allocator_argument(p)
@@ -49,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be in 0..65535, got {args.port}")
     check_paths_given(args, "model")
     check_minimums(args, batch_size=1, threads=1, max_concurrent=1)
+    if args.limit_connections is not None and args.limit_connections <= args.max_concurrent:
+        # uvicorn counts the connection being answered: a limit of N serves N - 1 at once
+        raise ConfigError(
+            f"--limit-connections must exceed --max-concurrent ({args.max_concurrent}), got {args.limit_connections}"
+        )
     check_positive(args, "max_upload_mb", "max_duration_s")
     if args.max_upload_mb == float("inf"):  # the service buffers an upload up to this limit: it needs one
         raise ConfigError(f"--max-upload-mb must be finite, got {args.max_upload_mb:g}")
@@ -81,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
     exposed = exposure_warning(address)
     if exposed:
         print(f"sdd serve: warning: {exposed}", file=sys.stderr)
-    config = uvicorn.Config(app, host=args.host, port=port, log_level=args.log_level)
+    config = uvicorn.Config(
+        app, host=args.host, port=port, log_level=args.log_level, limit_concurrency=args.limit_connections
+    )
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 
