@@ -29,6 +29,32 @@ def test_a_folds_recorded_recipe_reads_back_and_builds_its_data_alone(tmp_path):
     assert [to_dict(s)["exclude"] for s in recorded.data.train] == [{}, {"source": ["corpus_b"]}]
 
 
+def test_a_fold_started_before_the_change_still_resumes(tmp_path):
+    """Fold runs started when every spec excluded every fold value recorded that form in run.json; the check that
+    a resumed fold runs the same recipe takes it as the same rows, and still refuses a real change."""
+    import json
+
+    import pytest
+
+    from sddkit.errors import ConfigError
+    from sddkit.training.crossval import FOLD_NAME, RUN_NAME, check_fold_recipe
+
+    a = _table_csv(tmp_path / "a.csv", ["s0", "s1"], "a")
+    b = _table_csv(tmp_path / "b.csv", ["corpus_b", "s1"], "b")
+    spec = lambda p: {"protocol": p, "format": "utterance_table"}  # noqa: E731
+    recipe = _cv_recipe(tmp_path, [spec(a), spec(b)], spec(a))
+    fold, fold_dir = HeldOut("source", ("corpus_b",)), tmp_path / "fold_corpus_b"
+    fold_dir.mkdir()
+    (fold_dir / FOLD_NAME).write_text("{}")
+    old_form = to_dict(fold_recipe(recipe, fold, fold_dir, every_value=True))
+    assert old_form["data"]["train"][0]["exclude"] == {"source": ["corpus_b"]}  # a.csv has no corpus_b
+    (fold_dir / RUN_NAME).write_text(json.dumps({"recipe": old_form}))
+    check_fold_recipe(recipe, fold, fold_dir)
+    recipe.seed = 5
+    with pytest.raises(ConfigError, match="trained with another recipe"):
+        check_fold_recipe(recipe, fold, fold_dir)
+
+
 def test_an_explicit_linear_layout_the_frontend_contradicts_is_refused_at_build():
     """``backend: {name: linear, layout: frames}`` under a log-Mel front-end built and then failed at the first
     forward (or, when the sizes matched, pooled over the wrong axis)."""

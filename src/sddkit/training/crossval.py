@@ -109,17 +109,23 @@ def parse_folds(column: str, groups: Sequence[str]) -> list[HeldOut]:
     return folds
 
 
-def _excluding(specs: ProtocolSpec | list[ProtocolSpec] | None, fold: HeldOut) -> list[ProtocolSpec]:
+def _excluding(
+    specs: ProtocolSpec | list[ProtocolSpec] | None, fold: HeldOut, *, every_value: bool = False
+) -> list[ProtocolSpec]:
     """``specs`` with the fold's values excluded. Each spec's ``exclude`` gets only the fold values its protocol
     holds (a leave-one-corpus-out fold's values are absent from the other corpora's protocols, and ``exclude``
     refuses a value no row has: a typo's guard), so the fold's recorded recipe runs alone under ``sdd train``.
     Of several specs, one whose every row the fold holds out (a corpus held out whole) leaves the list instead
     of failing the fold as empty, and one whose table lacks the fold's column (an optional column such as
-    ``language`` that only another corpus of the list has) holds none of its rows and is kept as it is."""
+    ``language`` that only another corpus of the list has) holds none of its rows and is kept as it is.
+    ``every_value``: every fold value to every spec that has the column, as sdd cv did before 2026-12-04 (the
+    fold recipes its runs recorded)."""
     given = as_specs(specs)
     excluded, whole = [], []
     for spec in given:
         present, held_whole = _fold_coverage(spec, fold)
+        if every_value and present is not None:
+            present = list(fold.values)
         spec = copy.deepcopy(spec)
         if present:
             already = spec.exclude.get(fold.column, [])
@@ -133,8 +139,8 @@ def _excluding(specs: ProtocolSpec | list[ProtocolSpec] | None, fold: HeldOut) -
     return kept or excluded  # nothing left at all: the trainer's own error names the empty spec
 
 
-def _fold_coverage(spec: ProtocolSpec, fold: HeldOut) -> tuple[list[str], bool]:
-    """(the fold's values that ``spec``'s protocol holds, as read: none where it lacks the fold's column; whether
+def _fold_coverage(spec: ProtocolSpec, fold: HeldOut) -> tuple[list[str] | None, bool]:
+    """(the fold's values that ``spec``'s protocol holds, as read: None where it lacks the fold's column; whether
     the fold takes every row ``spec`` keeps), from one read of its protocol. A spec that cannot be read gets all
     the fold's values (the trainer then says what is wrong with it, naming it). A row's fold group is its own, so
     excluding the fold after the spec's ``folds`` equals excluding it before."""
@@ -146,7 +152,7 @@ def _fold_coverage(spec: ProtocolSpec, fold: HeldOut) -> tuple[list[str], bool]:
     except (ConfigError, ProtocolError):
         return list(fold.values), False
     if fold.column not in table.columns:
-        return [], False
+        return None, False
     absent = {str(v) for v in table.absent_values(fold.column, list(fold.values))}
     present = [v for v in fold.values if str(v) not in absent]
     try:
@@ -157,12 +163,13 @@ def _fold_coverage(spec: ProtocolSpec, fold: HeldOut) -> tuple[list[str], bool]:
     return present, len(rows) > 0 and len(rest) == 0
 
 
-def fold_recipe(recipe: TrainRecipe, fold: HeldOut, out_dir: str | Path) -> TrainRecipe:
-    """The recipe of one fold: ``fold`` excluded from ``train`` and ``val``, the run written to ``out_dir``."""
+def fold_recipe(recipe: TrainRecipe, fold: HeldOut, out_dir: str | Path, *, every_value: bool = False) -> TrainRecipe:
+    """The recipe of one fold: ``fold`` excluded from ``train`` and ``val``, the run written to ``out_dir``
+    (``every_value``: as fold runs started before 2026-12-04 recorded it, see :func:`_excluding`)."""
     r = copy.deepcopy(recipe)
-    r.data.train = _excluding(recipe.data.train, fold)
+    r.data.train = _excluding(recipe.data.train, fold, every_value=every_value)
     if recipe.data.val is not None:
-        r.data.val = _excluding(recipe.data.val, fold)
+        r.data.val = _excluding(recipe.data.val, fold, every_value=every_value)
     r.trainer.out_dir = str(out_dir)
     return r
 
@@ -303,6 +310,8 @@ def check_fold_recipe(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path) -> Non
         return
     # more epochs or steps are another experiment here (unlike a resume): only the run settings may change
     changed = recipe_changes(recorded, to_dict(fold_recipe(recipe, fold, fold_dir)))
+    if changed and not recipe_changes(recorded, to_dict(fold_recipe(recipe, fold, fold_dir, every_value=True))):
+        changed = []  # started before each spec excluded only the values it holds: the same rows
     if changed:
         shown = ", ".join(changed[:4])
         more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
