@@ -173,3 +173,36 @@ def test_serve_limit_connections_answers_503_past_the_limit(tmp_path, monkeypatc
         server.should_exit = True
         thread.join(timeout=30)
     assert not thread.is_alive()
+
+
+def test_a_trained_mixture_of_expert_dirs_records_them_in_its_metadata(tmp_path):
+    """save_model_dir records metadata.expert_dirs for a mixture built from expert folders; the trainer's
+    best/ and final/ of such a mixture (config already resolved) had them only inside train_recipe."""
+    import json
+
+    from test_train_support import write_corpus
+
+    from sddkit.detectors.detector import DetectorConfig, build_detector
+    from sddkit.detectors.model_dir import save_model_dir
+    from sddkit.training.trainer import Trainer
+
+    config = {"frontend": {"name": "logmel", "n_mels": 16}, "backend": {"name": "lcnn", "channels": 4}}
+    dirs = [str(tmp_path / name) for name in ("a", "b")]
+    for d in dirs:
+        save_model_dir(d, build_detector(from_dict(DetectorConfig, config)), model_config=config)
+    train = write_corpus(tmp_path / "data", n=6, samples=2400)
+    recipe = from_dict(
+        TrainRecipe,
+        {
+            "mixture": {"expert_dirs": dirs, "gate": "classic"},
+            "data": {
+                "train": {"protocol": str(train), "format": "utterance_table"},
+                "crop_samples": 2400,
+                "batch_size": 3,
+            },
+            "trainer": {"epochs": 1, "out_dir": str(tmp_path / "run"), "progress": False},
+        },
+    )
+    Trainer(recipe).fit()
+    meta = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["metadata"]
+    assert meta["expert_dirs"] == dirs

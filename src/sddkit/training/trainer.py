@@ -866,6 +866,10 @@ class Trainer:
             **metadata,
             "train_recipe": to_dict(self.recipe),
         }
+        if self.recipe.mixture is not None and self.recipe.mixture.expert_dirs:
+            # the config holds the experts' resolved configs: where they came from, as save_model_dir records it
+            # for a mixture built by hand
+            meta["expert_dirs"] = [str(d) for d in self.recipe.mixture.expert_dirs]
         try:
             with self._export_flags():
                 return save_model_dir(
