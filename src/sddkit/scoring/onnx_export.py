@@ -64,7 +64,9 @@ class _ExportWrapper(nn.Module):
 
     def forward(self, waveform: Tensor) -> tuple[Tensor, ...]:
         out = self.model(waveform)
-        stats = per_window_stats(out.stats, waveform.shape[0])
+        # only the exported ones: per_window_stats compares each statistic's first axis with the batch, and for a
+        # batch-level (E,) vector with E = the example's batch torch.export took that for "batch is always E"
+        stats = per_window_stats({n: out.stats[n] for n in self.stat_names}, waveform.shape[0])
         return (out.logits, *[stats[n] for n in self.stat_names])
 
 
@@ -429,11 +431,18 @@ class OnnxRunner:
         return named[LOGITS_NAME], stats
 
     def metadata(self) -> dict[str, Any]:
+        """The sddkit metadata entries present, each a JSON object (a CheckpointError naming the entry that is not)."""
         raw = self.session.get_modelmeta().custom_metadata_map
         out = {}
         for key in (META_INFERENCE, META_INFO):
             if key in raw:
-                out[key] = json.loads(raw[key])
+                try:
+                    value = json.loads(raw[key])
+                except ValueError as exc:  # a hand-edited or damaged entry: one line, not a JSONDecodeError traceback
+                    raise CheckpointError(f"metadata entry '{key}' is not valid JSON: {exc}") from None
+                if not isinstance(value, dict):
+                    raise CheckpointError(f"metadata entry '{key}' must be a JSON object, got {type(value).__name__}")
+                out[key] = value
         return out
 
 
@@ -477,10 +486,21 @@ def load_onnx_detector(path: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE
     """A ScoringDetector running an sddkit-exported ONNX file with ONNX Runtime."""
     path = resolve_onnx_path(path)
     runner = OnnxRunner(path, threads=torch.get_num_threads())
-    meta = runner.metadata()
+    try:
+        meta = runner.metadata()
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}; export it again with `sdd export-onnx`") from None
     if META_INFERENCE not in meta:
         raise CheckpointError(f"{path}: no '{META_INFERENCE}' metadata; export it with `sdd export-onnx`")
     inference = parse_inference(meta[META_INFERENCE], f"{path}: {META_INFERENCE}")
+    # as load_detector checks a model directory: the rate the front-end takes, and windows the graph takes (else
+    # every score failed at its first batch, with advice to score through load_detector, which it was doing)
+    check_model_rate(inference, str(path))
+    if runner.window_samples is not None and runner.window_samples != inference.window_samples:
+        raise CheckpointError(
+            f"{path}: its '{META_INFERENCE}' metadata has window_samples {inference.window_samples}, but the graph "
+            f"takes windows of {runner.window_samples} samples: export it again with `sdd export-onnx`"
+        )
     info = dict(meta.get(META_INFO, {}))
     _check_beside_its_model(path, info, inference)
     # named as the torch backend names a model directory: DIR/model.onnx is DIR's model
