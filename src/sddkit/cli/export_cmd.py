@@ -18,7 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "refused); the inference settings are stored inside",
     )
     p.add_argument("--force", action="store_true", help="replace an ONNX model already at --out")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=17,
+        help="ONNX opset of the TorchScript exporter (default 17); a model only the torch.export exporter handles "
+        "gets its opset, 18, whatever is asked (the report says which)",
+    )
     p.add_argument(
         "--atol",
         type=float,
