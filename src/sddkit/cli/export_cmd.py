@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--opset",
         type=int,
         default=17,
-        help="ONNX opset of the TorchScript exporter (default 17); a model only the torch.export exporter handles "
-        "gets its opset, 18, whatever is asked (the report says which)",
+        help="ONNX opset (default 17); a model only the torch.export exporter handles gets at least 18, the "
+        "oldest that exporter writes (the report's opset says which)",
     )
     p.add_argument(
         "--atol",
