@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from test_molex2_review5 import _model
 from test_train_support import one_thread, write_corpus  # noqa: F401  (one_thread: autouse fixture)
 
 from sddkit.config import from_dict
@@ -43,18 +44,6 @@ def test_an_infinite_molex_loss_weight_is_refused(key):
         from_dict(MoLExConfig, {key: -1}, "frontend.molex")
 
 
-def _molex_expert(molex: dict) -> dict:
-    return {
-        "frontend": {
-            "name": "ssl",
-            "encoder": {"name": "wav2vec2_tiny"},
-            "adapter": "molex",
-            "molex": {"num_experts": 2, "rank": 2, "targets": ["q", "v"], **molex},
-        },
-        "backend": {"name": "linear"},
-    }
-
-
 def test_a_mixture_fine_tuning_an_expert_whose_router_cannot_train_is_refused(tmp_path):
     """A mixture with expert_dirs and freeze_experts: false fine-tunes experts the recipe does not configure, so
     the recipe's router checks never saw them: a weighted top-1 router without load balancing (saved before that
@@ -64,7 +53,7 @@ def test_a_mixture_fine_tuning_an_expert_whose_router_cannot_train_is_refused(tm
     from sddkit.training.recipe import TrainRecipe
     from sddkit.training.trainer import Trainer
 
-    config = _molex_expert({"router": {"name": "topk", "k": 1}, "load_balance_weight": 0.0})
+    config = _model({"router": {"name": "topk", "k": 1}, "load_balance_weight": 0.0})
     for name in ("a", "b"):
         torch.manual_seed(0)
         save_model_dir(tmp_path / name, build_detector(from_dict(DetectorConfig, config)), model_config=config)
