@@ -70,7 +70,10 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
-    _INT_TAG, re.compile(r"^[-+]?(?:[0-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+)$"), list("-+0123456789")
+    # a prefixed number needs a digit: `0x_` is text (int() refused it: a ValueError out of the YAML reader)
+    _INT_TAG,
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*|0x_*[0-9a-fA-F][0-9a-fA-F_]*|0o_*[0-7][0-7_]*|0b_*[01][01_]*)$"),
+    list("-+0123456789"),
 )
 _Loader.add_implicit_resolver(
     _FLOAT_TAG,
@@ -236,11 +239,17 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
             expected = " or ".join(_shape_words(a) for a in args)
             raise ConfigError(f"{path}: expected {expected}, got {value!r}")
         errors = []
-        for arg in alternatives:
+        for arg in fitting:
             try:
                 return _convert(arg, value, path)
             except ConfigError as exc:
                 errors.append(str(exc))
+        if all(a in (int, float, str, bool, Path) or get_origin(a) is Literal for a in fitting):
+            # scalars only (an encoder's `layer: lst`): what may be written, not the typing expression and each
+            # alternative's complaint with the key path repeated
+            expected = " or ".join(_shape_words(a) for a in args)
+            names = [v for a in fitting if get_origin(a) is Literal for v in get_args(a) if isinstance(v, str)]
+            raise ConfigError(f"{path}: expected {expected}, got {value!r}{did_you_mean([value], names)}")
         raise ConfigError(f"{path}: {value!r} matches none of {tp}: {'; '.join(errors)}")
     if origin is Literal:
         if value not in get_args(tp):
@@ -269,7 +278,10 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         if value != value:  # NaN (YAML .nan): every range check compares false, so it would pass them all
             raise ConfigError(f"{path}: expected a number, got NaN")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float range (1 and 400 zeros): not a traceback
+            raise ConfigError(f"{path}: {value} is beyond the range of a float") from None
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{path}: expected an integer, got {value!r}")

@@ -21,11 +21,16 @@ class ConfigError(SddkitError, ValueError):
 
 
 class UnknownNameError(ConfigError, KeyError):
-    """A registry lookup used a name that is not registered."""
+    """A registry lookup used a name that is not registered; the message ends with the closest registered name
+    (``sdd list enocder``, ``--protocol-format asvspoof2019``: `` (did you mean 'encoder'?)``) when one is close."""
 
     def __init__(self, family: str, name: str, choices: list[str]):
+        import difflib
+
         self.family, self.name, self.choices = family, name, choices
-        super().__init__(f"unknown {family} {name!r}; registered: {', '.join(choices) or '(none)'}")
+        close = difflib.get_close_matches(name, choices, n=1) if isinstance(name, str) else []
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        super().__init__(f"unknown {family} {name!r}; registered: {', '.join(choices) or '(none)'}{hint}")
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return self.args[0]

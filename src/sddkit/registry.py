@@ -129,7 +129,7 @@ class Registry:
         try:
             entry = self.get(name)
         except UnknownNameError as exc:
-            raise ConfigError(f"{where}: {exc}{did_you_mean([name], self.names())}") from None
+            raise ConfigError(f"{where}: {exc}") from None  # the error ends with the closest name
         if entry.config_cls is None:
             if params:
                 raise ConfigError(f"{where}: {self.family} {name!r} takes no parameters")

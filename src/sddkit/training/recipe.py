@@ -82,7 +82,7 @@ class ProtocolSpec:
         try:
             entry = registry.get(self.format)
         except UnknownNameError as exc:
-            raise ValueError(f"format: {exc}{did_you_mean([self.format], registry.names())}") from None
+            raise ValueError(f"format: {exc}") from None  # the error ends with the closest name
         valid = sorted(f.name for f in dataclasses.fields(entry.config_cls)) if entry.config_cls else []
         unknown = sorted(set(self.options) - set(valid), key=repr)
         if unknown:
@@ -196,6 +196,18 @@ class DataConfig:
                 f"sampler_options: unknown key(s) {', '.join(map(repr, unknown))}{did_you_mean(unknown, valid)} "
                 f"for sampler {self.sampler!r}; valid keys: {', '.join(valid)}"
             )
+        # their types too, as the sampler's signature gives them: a quoted `share_bonafide: 'false'` was true (a
+        # non-empty string), and `num_samples: '10000'` failed only once the training data had been read
+        import typing
+
+        from sddkit.config import _convert
+
+        hints = typing.get_type_hints(cls.__init__)
+        for name, value in self.sampler_options.items():
+            hint = hints[name]
+            if isinstance(value, float) and value.is_integer() and int in (hint, *typing.get_args(hint)):
+                continue  # the samplers take a whole number written as a float as a count (`num_samples: 1e4`)
+            _convert(hint, value, f"sampler_options.{name}")
 
 
 @dataclass
@@ -294,13 +306,14 @@ class LossConfig:
     oc_margins: tuple[float, float] = (0.2, 0.9)
 
     def __post_init__(self) -> None:
-        # both positive: a zero weight makes the mean loss of a batch of that class 0/0 = NaN (a "divergence")
-        if self.class_weights is not None and not min(self.class_weights) > 0:
-            raise ValueError(f"class_weights must both be positive, got {self.class_weights}")
+        # both positive: a zero weight makes the mean loss of a batch of that class 0/0 = NaN (a "divergence");
+        # finite: an infinite one (YAML .inf) makes it inf/inf = NaN too
+        if self.class_weights is not None and not all(0 < w < math.inf for w in self.class_weights):
+            raise ValueError(f"class_weights must both be positive and finite, got {self.class_weights}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.domain_alignment < 0:
-            raise ValueError(f"domain_alignment must be >= 0, got {self.domain_alignment}")
+        if not 0 <= self.domain_alignment < math.inf:  # .inf: an infinite loss, NaN gradients from the first step
+            raise ValueError(f"domain_alignment must be >= 0 and finite, got {self.domain_alignment}")
         spoof_margin, bonafide_margin = self.oc_margins
         if not -1.0 <= spoof_margin < bonafide_margin <= 1.0:
             raise ValueError(
