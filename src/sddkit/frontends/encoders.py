@@ -320,7 +320,8 @@ class EncoderConfig:
         (``preprocessor_config.json``, or ``processor_config.json``'s ``feature_extractor``
         section) when it states it, else models with a layer-norm feature extractor (XLS-R / large).
     spec_augment: apply the model config's SpecAugment time masking in training; training inputs
-        then need at least ``mask_time_length`` frames (10 x 20 ms for the published models).
+        then need at least ``mask_time_length`` frames (10 x 20 ms for the published models). It sets
+        transformers' ``apply_spec_augment``: ``overrides: {apply_spec_augment: true}`` without it is refused.
     pad_to_30s: Whisper only: zero-pad every input to 30 s before the log-Mel and run the encoder
         on all 3000 frames, as ``WhisperFeatureExtractor`` + the stock forward do, then keep the
         frames of the real input (as many as without padding). Reproduces detectors trained on
@@ -743,6 +744,13 @@ def _apply_settings(hf_cfg: Any, preset: Preset, cfg: EncoderConfig) -> None:
     unknown = sorted(k for k in cfg.overrides if not hasattr(defaults, k))
     if unknown:
         raise ConfigError(f"encoder.overrides: {unknown} are not {preset.family} config keys")
+    if preset.family != "whisper" and cfg.overrides.get("apply_spec_augment") is True and not cfg.spec_augment:
+        # set from spec_augment below: the override was dropped without a word, and no masking happened. (A false
+        # one agrees; self_contained_spec writes one for a folder that turned masking off.)
+        raise ConfigError(
+            "encoder.overrides.apply_spec_augment: SpecAugment masking is switched by spec_augment: true "
+            "(the override would be ignored)"
+        )
     for key, value in cfg.overrides.items():
         setattr(hf_cfg, key, value)
     if cfg.dropout is not None:
@@ -807,7 +815,15 @@ def _check_architecture(hf_cfg: Any, preset_name: str, preset: Preset) -> None:
             if other.family == preset.family
             and all(getattr(hf_cfg, k, None) == other.arch[k] for k in _ARCH_KEYS[other.family] if k in other.arch)
         ]
-        hint = f"; use preset {fits[0]!r}" if fits else ""
+        family = [name for name, other in PRESETS.items() if other.family == preset.family]
+        # without a fitting preset the folder cannot be used at all (the check reads the folder's values, which
+        # overrides do not change): say so, rather than leave the user looking for the preset that would fit
+        hint = (
+            f"; use preset {fits[0]!r}"
+            if fits
+            else f"; no {preset.family} preset has this architecture ({', '.join(family)}), so this folder cannot "
+            "be loaded"
+        )
         raise ConfigError(
             f"encoder {preset_name!r}: the pretrained model differs from the preset: {', '.join(diffs)}{hint}"
         )
