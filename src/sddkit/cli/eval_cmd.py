@@ -46,17 +46,18 @@ def evaluate_files(
     partitions: list[str] | None = None,
 ) -> int:
     """Shared by ``sdd eval`` and ``sdd demo``: read, evaluate, write, print the summary."""
-    from sddkit.cli.options import read_partitions
+    from sddkit.cli.options import read_partitions_and_rest
     from sddkit.config import from_dict
     from sddkit.evaluation.report import EvalConfig, evaluate, write_report
     from sddkit.evaluation.scores import read_scores
 
     config = from_dict(EvalConfig, {"bootstrap": bootstrap, "seed": seed})
-    table = read_partitions(protocol, protocol_format, partitions)  # every row when partitions is None
+    # every row when partitions is None; else the selected rows and the rest (whose scores are no strays)
+    table, rest = read_partitions_and_rest(protocol, protocol_format, partitions)
     score_file = read_scores(scores, format=score_format)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # partial-match notes are printed from the report below
-        report = evaluate(table, score_file, config)
+        report = evaluate(table, score_file, config, outside=rest)
     report.inputs = evaluated_inputs(scores, protocol, protocol_format, partitions)
     paths = write_report(report, out)
     for note in report.warnings:

@@ -74,19 +74,45 @@ def parse_partitions(values: list[str] | None) -> list[str] | None:
     return names
 
 
-def read_partitions(protocol: str, fmt: str | None, partitions: list[str] | None):
-    """Read ``protocol``; keep ``partitions`` through the reader's own option where it has one
-    (sddbench, Fake-or-Real), else by the table's ``partition`` column (ASVspoof, utterance tables, ...)."""
+def _reader_selects(fmt: str) -> bool:
+    """Whether protocol reader ``fmt`` selects partitions itself (its config has ``partitions``)."""
     import dataclasses
 
     from sddkit.data import PROTOCOLS
+
+    config_cls = PROTOCOLS.get(fmt).config_cls
+    return config_cls is not None and "partitions" in {f.name for f in dataclasses.fields(config_cls)}
+
+
+def read_partitions(protocol: str, fmt: str | None, partitions: list[str] | None):
+    """Read ``protocol``; keep ``partitions`` through the reader's own option where it has one
+    (sddbench, Fake-or-Real), else by the table's ``partition`` column (ASVspoof, utterance tables, ...)."""
+
     from sddkit.data.protocols import detect_format, read_protocol
     from sddkit.evaluation.robustness import select_partitions
 
     fmt = fmt or detect_format(protocol)
-    config_cls = PROTOCOLS.get(fmt).config_cls
-    fields = {f.name for f in dataclasses.fields(config_cls)} if config_cls else set()
-    if partitions and "partitions" in fields:
+    if partitions and _reader_selects(fmt):
         return read_protocol(protocol, format=fmt, partitions=partitions)
     table = read_protocol(protocol, format=fmt)
     return select_partitions(table, partitions, what=f"{protocol} (format {fmt!r})")
+
+
+def read_partitions_and_rest(protocol: str, fmt: str | None, partitions: list[str] | None):
+    """(:func:`read_partitions`' table, the protocol's other rows): the rest is None when ``partitions`` is None
+    (nothing left out). A protocol without a reader-level option is read once."""
+    import pandas as pd
+
+    from sddkit.data.protocols import detect_format, read_protocol
+    from sddkit.evaluation.robustness import select_partitions
+
+    if partitions is None:
+        return read_partitions(protocol, fmt, None), None
+    fmt = fmt or detect_format(protocol)
+    if _reader_selects(fmt):
+        table, full = read_partitions(protocol, fmt, partitions), read_protocol(protocol, format=fmt)
+    else:
+        full = read_protocol(protocol, format=fmt)
+        table = select_partitions(full, partitions, what=f"{protocol} (format {fmt!r})")
+    left = ~pd.Index(full.column("utt_id"), dtype=object).isin(pd.Index(table.column("utt_id"), dtype=object))
+    return table, full.subset(left)

@@ -8,6 +8,8 @@ bona fide pooled from training and test partitions would make an EER that descri
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 
@@ -24,9 +26,12 @@ def groups(values: np.ndarray, empty: str = "unknown") -> list[tuple[str, np.nda
 
 
 def markdown_cell(value: object) -> str:
-    """A group's name (an attack, a source, an expert) as a Markdown table cell: a ``|`` in it would split the cell.
-    Shared by `sdd eval`'s and `sdd compare`'s tables."""
-    return str(value).replace("|", "\\|")
+    """A group's name (an attack, a source, an expert) as a Markdown table cell that renders as written: a ``|`` in
+    it would split the cell (escaped; a backslash before it is doubled, else the pair read as an escaped pipe
+    loses the backslash) and a line break would end the table's row (written as a space). Shared by `sdd eval`'s
+    and `sdd compare`'s tables."""
+    text = re.sub(r"\r\n|[\r\n]", " ", str(value))
+    return re.sub(r"(\\*)\|", lambda m: m.group(1) * 2 + "\\|", text)
 
 
 def partition_groups(partitions: np.ndarray | None) -> list[tuple[str, np.ndarray]] | None:

@@ -261,6 +261,7 @@ def _aligned_scores(
     scores: ScoreFile | Sequence[float] | np.ndarray,
     gate_weights: object | None,
     expert_names: Sequence[str] | None,
+    outside: UtteranceTable | None = None,
 ) -> _Aligned:
     if isinstance(scores, ScoreFile):
         if gate_weights is not None or expert_names is not None:
@@ -268,8 +269,10 @@ def _aligned_scores(
                 "gate weights and their experts' names come from the score file; pass gate_weights and "
                 "expert_names only with a score array"
             )
-        match = match_scores(table, scores)
+        match = match_scores(table, scores, outside=outside)
         return _Aligned(match.table, match.scores, match.to_dict(), match.gate_weights, match.expert_names)
+    if outside is not None:
+        raise ProtocolError("outside names protocol rows a score file may score: pass it only with a score file")
     arr = np.asarray(scores, dtype=np.float64)
     if arr.shape != (len(table),):
         raise ProtocolError(f"got {arr.shape[0] if arr.ndim else 0} scores for {len(table)} protocol rows")
@@ -310,15 +313,19 @@ def evaluate(
     config: EvalConfig | None = None,
     gate_weights: object | None = None,
     expert_names: Sequence[str] | None = None,
+    outside: UtteranceTable | None = None,
 ) -> Report:
     """Evaluate ``scores`` (a read score file, or an array aligned with ``table``) against ``table``.
 
     A mixture's per-file gate weights (N, E) are tabulated per source and per attack: read from the score
     file's ``gate_w*`` columns (experts named as ``sdd score`` recorded them beside the file), or given as
     ``gate_weights`` (and optionally their ``expert_names``) with a score array.
+
+    ``outside``: with a score file, the protocol's rows left out of ``table`` (its other partitions): their
+    scores are reported as such, not as scores without a protocol entry (see :func:`match_scores`).
     """
     cfg = config or EvalConfig()
-    aligned = _aligned_scores(table, scores, gate_weights, expert_names)
+    aligned = _aligned_scores(table, scores, gate_weights, expert_names, outside)
     table, s, matching, gates = aligned.table, aligned.scores, aligned.matching, aligned.gate_weights
     y = table.labels
     if matching is not None and int(y.sum()) in (0, y.size):

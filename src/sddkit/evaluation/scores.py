@@ -482,6 +482,9 @@ class ScoreMatch:
     # protocol utterances that `sdd score` could not score (error rows); not part of n_unmatched_protocol,
     # which counts the protocol utterances the score file does not mention at all
     n_failed_scores: int = 0
+    # scores of protocol utterances left out of the evaluation (match_scores' ``outside``: other partitions);
+    # not part of n_unmatched_scores, which counts the scores of no protocol utterance at all
+    n_scores_outside: int = 0
     warnings: list[str] = field(default_factory=list)
     gate_weights: np.ndarray | None = None  # (len(table), E) aligned like scores, when the score file has them
     expert_names: tuple[str, ...] | None = None  # the score file's names of those E experts, when recorded
@@ -499,6 +502,7 @@ class ScoreMatch:
             "unmatched_protocol_examples": self.unmatched_protocol_examples,
             "n_key_disagreements": self.n_key_disagreements,
             "n_failed_scores": self.n_failed_scores,
+            "n_scores_outside": self.n_scores_outside,
             "warnings": self.warnings,
         }
 
@@ -654,11 +658,15 @@ def _try_match(proto: np.ndarray, sk: np.ndarray, how: str, scores: ScoreFile) -
     return rows, ""
 
 
-def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
+def match_scores(table: UtteranceTable, scores: ScoreFile, outside: UtteranceTable | None = None) -> ScoreMatch:
     """Join scores with protocol rows by utt_id, else path, else path stem (the best-covering wins).
 
     Raises ProtocolError when no score matches; a partial match is reported in the result's
     ``warnings`` (and as a UserWarning) and only the matched rows are kept.
+
+    ``outside``: the protocol's rows left out of the evaluation (its other partitions, ``sdd eval
+    --partitions``); a score of one of them is counted and named as such (``n_scores_outside``), not as a score
+    with no protocol entry: a whole ASVspoof 2021 score file evaluated on its ``eval`` phase has no stray score.
 
     A key kind that cannot cover more rows than one before it is not tried (its keys are not built): at
     ASVspoof 5 size, 1M trials keyed by utt_id, building every path and stem took 30 s. By path it is still
@@ -667,7 +675,8 @@ def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
     utt = _text(table.column("utt_id"))
     paths: np.ndarray | None = None  # read when a key kind needs them
     most = min(len(table), len(scores))  # matches a key kind can have at most
-    best: tuple[str, np.ndarray, np.ndarray, int] | None = None  # how, protocol keys, score row -> row, count
+    # how, protocol keys, score row -> row, count, score keys
+    best: tuple[str, np.ndarray, np.ndarray, int, np.ndarray] | None = None
     ambiguous: list[str] = []
     for how in ("utt_id", "path", "stem"):
         if best is not None and best[3] >= most and (how == "stem" or _distinct_paths(scores.ids)):
@@ -677,12 +686,13 @@ def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
         else:
             paths = _text(table.column("path")) if paths is None else paths
             proto = _protocol_keys(utt, paths, how)
-        found, why = _try_match(proto, _score_keys(scores.ids, how, scores.base_dir), how, scores)
+        sk = _score_keys(scores.ids, how, scores.base_dir)
+        found, why = _try_match(proto, sk, how, scores)
         if why:
             ambiguous.append(why)
         count = 0 if found is None else int((found >= 0).sum())
         if count and (best is None or count > best[3]):
-            best = (how, proto, found, count)
+            best = (how, proto, found, count, sk)
     if best is None:
         unusable = f" (not matched by a key that is not unique: {'; '.join(ambiguous)})" if ambiguous else ""
         raise ProtocolError(
@@ -690,13 +700,22 @@ def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
             f"by utt_id, path or file stem{unusable}; score ids look like {list(scores.ids[:3])}, protocol utt_ids "
             f"like {list(table.column('utt_id')[:3])} and paths like {list(table.column('path')[:3])}"
         )
-    how, proto_keys, found, _ = best
+    how, proto_keys, found, _, score_keys = best
     hit = found >= 0
+    if outside is not None and len(outside) and not hit.all():  # scores of the protocol's rows left out
+        outside_utt = _text(outside.column("utt_id"))
+        outside_keys = (
+            outside_utt if how == "utt_id" else _protocol_keys(outside_utt, _text(outside.column("path")), how)
+        )
+        elsewhere = ~hit & pd.Index(score_keys, dtype=object).isin(outside_keys[outside_keys != ""])
+    else:
+        elsewhere = np.zeros(len(hit), dtype=bool)
     score_of = np.full(len(table), -1, dtype=np.int64)  # protocol row -> its score row
     score_of[found[hit]] = np.flatnonzero(hit)
     rows = np.flatnonzero(score_of >= 0)
     score_rows = score_of[rows]
-    unmatched_score = np.flatnonzero(~hit)
+    unmatched_score = np.flatnonzero(~hit & ~elsewhere)
+    n_outside = int(elsewhere.sum())
     proto_mask = score_of < 0
     # error rows count only for files the protocol lists (by the same key kind as the scores)
     failed_rows = np.zeros(len(table), dtype=bool)
@@ -707,6 +726,11 @@ def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
     unmatched_proto = np.flatnonzero(proto_mask & ~failed_rows)
     matched = table.subset(rows)
     notes = []
+    if n_outside:
+        notes.append(
+            f"{n_outside} of {len(scores)} scores are of protocol utterances outside the selected partitions "
+            "(not evaluated)"
+        )
     if len(unmatched_score):
         notes.append(f"{len(unmatched_score)} of {len(scores)} scores have no protocol entry (ignored)")
     if len(failed):
@@ -729,6 +753,7 @@ def match_scores(table: UtteranceTable, scores: ScoreFile) -> ScoreMatch:
         n_scores=len(scores),
         n_protocol=len(table),
         n_unmatched_scores=len(unmatched_score),
+        n_scores_outside=n_outside,
         n_unmatched_protocol=len(unmatched_proto),
         unmatched_score_examples=[str(scores.ids[j]) for j in unmatched_score[:5]],
         unmatched_protocol_examples=utt[unmatched_proto[:5]].tolist(),
