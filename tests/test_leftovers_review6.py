@@ -206,3 +206,19 @@ def test_a_trained_mixture_of_expert_dirs_records_them_in_its_metadata(tmp_path)
     Trainer(recipe).fit()
     meta = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["metadata"]
     assert meta["expert_dirs"] == dirs
+
+
+def test_sdd_compare_partitions_does_not_call_other_phases_scores_strays(tmp_path, capsys):
+    """As sdd eval --partitions: a whole ASVspoof 2021 submission compared on its eval phase."""
+    from test_eval3_review6 import _asvspoof2021
+
+    from sddkit.cli.main import main
+
+    protocol, scores = _asvspoof2021(tmp_path, extra_scores=["LA_E_9999999 0.5"])
+    out = tmp_path / "c.json"
+    argv = ["compare", "--protocol", str(protocol), "--baseline", str(scores), "--system", str(scores)]
+    assert main([*argv, "--partitions", "eval", "--bootstrap", "50", "--json", str(out)]) == 0
+    notes = out.read_text()
+    assert "24 of 37 scores are of protocol utterances outside the selected partitions" in notes
+    assert "1 of 37 scores have no protocol entry" in notes
+    capsys.readouterr()

@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sddkit.cli.options import check_minimums, check_paths_given, parse_partitions, read_partitions
+    from sddkit.cli.options import check_minimums, check_paths_given, parse_partitions, read_partitions_and_rest
     from sddkit.errors import ConfigError
     from sddkit.evaluation.compare import compare_scores
     from sddkit.evaluation.scores import read_scores
@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         inputs = [args.protocol, *args.baseline, *args.system]
         if any(os.path.exists(f) and os.path.samefile(f, args.json) for f in inputs if os.path.exists(args.json)):
             raise ConfigError(f"--json {args.json} is one of the inputs: it would be overwritten; name another file")
-    table = read_partitions(args.protocol, args.protocol_format, parse_partitions(args.partitions))
+    # the rest: the other partitions' rows, whose scores are no strays
+    table, rest = read_partitions_and_rest(args.protocol, args.protocol_format, parse_partitions(args.partitions))
     comparison = compare_scores(
         table,
         [read_scores(f, format=args.score_format) for f in args.baseline],
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         names=tuple(args.names),
         by=args.by,
         cluster_by=args.cluster_by,
+        outside=rest,
     )
     print(comparison.summary())
     if args.json:

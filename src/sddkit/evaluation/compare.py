@@ -243,6 +243,7 @@ def compare_scores(
     names: tuple[str, str] = ("baseline", "system"),
     by: str | None = None,
     cluster_by: str | None = None,
+    outside: UtteranceTable | None = None,
 ) -> Comparison:
     """Compare ``system`` with ``baseline``: R score files each (runs paired in the given order).
 
@@ -252,6 +253,7 @@ def compare_scores(
     value's spoofs against the bona fide trials, see :func:`_group_masks`). ``cluster_by``: a protocol column
     (e.g. ``speaker``) whose values the bootstrap resamples whole (see the module docstring). Raises
     ``ProtocolError`` on unequal run counts, an unknown metric or column, or common trials without both classes.
+    ``outside``: the protocol's rows left out (other partitions), whose scores are noted as such, not as strays.
     """
     if metric not in COMPARE_METRICS:
         raise ProtocolError(f"unknown metric {metric!r}; known: {', '.join(COMPARE_METRICS)}")
@@ -266,7 +268,7 @@ def compare_scores(
     cluster_of = None if cluster_by is None else table.column(cluster_by).astype(str)  # unknown: ProtocolError
     if cluster_by is not None and not table.has_column(cluster_by):
         raise ProtocolError(f"the protocol's {cluster_by!r} column is empty: nothing to cluster by")
-    aligned, notes = _common_trials(table, [*baseline, *system])
+    aligned, notes = _common_trials(table, [*baseline, *system], outside)
     labels = table.labels[aligned.rows]
     n_bona = int(labels.sum())
     if n_bona < 1 or n_bona == labels.size:
@@ -417,7 +419,9 @@ class _Aligned:
     scores: np.ndarray  # (F, N) the F score files' scores on those rows
 
 
-def _common_trials(table: UtteranceTable, files: Sequence[ScoreFile]) -> tuple[_Aligned, list[str]]:
+def _common_trials(
+    table: UtteranceTable, files: Sequence[ScoreFile], outside: UtteranceTable | None = None
+) -> tuple[_Aligned, list[str]]:
     # which protocol rows each file scores, and their scores, as (F, N) arrays: per-row dicts of 1M trials took
     # seconds and about 100 MB per file
     scored = np.zeros((len(files), len(table)), dtype=bool)
@@ -426,7 +430,7 @@ def _common_trials(table: UtteranceTable, files: Sequence[ScoreFile]) -> tuple[_
     for k, score_file in enumerate(files):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # kept as notes below
-            match = match_scores(table, score_file)
+            match = match_scores(table, score_file, outside)
         notes += [f"{score_file.path}: {n}" for n in match.warnings]
         scored[k, match.protocol_rows] = True
         values[k, match.protocol_rows] = match.scores
