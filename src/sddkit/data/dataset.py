@@ -21,8 +21,9 @@ Audio errors are never skipped: they raise with the file's path.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,61 @@ from sddkit.data.table import UtteranceTable
 from sddkit.errors import AudioDecodeError, AudioError, ProtocolError
 
 __all__ = ["CachedWaveforms", "UtteranceDataset", "collate_pad", "load_table_audio"]
+
+# Decoded files are packed into blocks of this many samples (64 MB of float32) as they are decoded: an allocation
+# this large is mapped on its own by the C library and given back to the system when freed, where a decoded
+# file's (a few hundred kB) memory stays with the process once freed, only to be reused.
+_PACK_SAMPLES = 1 << 24
+
+
+def _in_order(pool: ThreadPoolExecutor, fn: Callable[[int], np.ndarray], n: int, *, ahead: int) -> Iterator[np.ndarray]:
+    """``fn(0), ..., fn(n - 1)`` run in ``pool``, yielded in order with at most ``ahead`` of them submitted and not
+    yet taken: ``pool.map`` submits every file at once, and decoded files then pile up faster than they are packed."""
+    pending: deque[Future[np.ndarray]] = deque()
+    try:
+        for i in range(n):
+            pending.append(pool.submit(fn, i))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:  # a file that failed: the ones queued behind it are not decoded for nothing
+        for future in pending:
+            future.cancel()
+
+
+def _pack(arrays: Iterator[np.ndarray], n: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """The ``n`` decoded arrays, in order, copied into float32 blocks of about :data:`_PACK_SAMPLES` samples as they
+    come, each let go once copied (its memory reused by the next files decoded); and their (n,) lengths.
+
+    Holding every decoded array until the buffer was filled (np.concatenate, or a copy that frees each one only
+    then) kept the corpus twice in memory at the peak: the freed arrays' memory is not given back to the system.
+    """
+    blocks: list[np.ndarray] = []
+    lengths = np.zeros(n, dtype=np.int64)
+    pending: list[np.ndarray] = []
+    size = 0
+
+    def flush() -> None:
+        block = np.empty(size, dtype=np.float32)
+        start = 0
+        for a in pending:
+            block[start : start + len(a)] = a
+            start += len(a)
+        blocks.append(block)
+        pending.clear()
+
+    for i, a in enumerate(arrays):
+        lengths[i] = len(a)
+        pending.append(a)
+        size += len(a)
+        if size >= _PACK_SAMPLES:
+            flush()
+            size = 0
+    if pending or not blocks:
+        flush()
+    return blocks, lengths
+
 
 Augment = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
@@ -109,18 +165,22 @@ class CachedWaveforms:
 
         if num_threads > 0:
             with ThreadPoolExecutor(max_workers=num_threads) as pool:
-                arrays = list(pool.map(load, range(len(ids))))
+                blocks, lengths = _pack(_in_order(pool, load, len(ids), ahead=4 * num_threads), len(ids))
         else:
-            arrays = [load(i) for i in range(len(ids))]
-        offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
-        np.cumsum([len(a) for a in arrays], out=offsets[1:])
-        # copied in one by one, each decoded array let go once copied: np.concatenate held every decoded array and
-        # the whole buffer at once, twice the corpus in memory at the peak (the buffer's pages are only committed
-        # as they are written)
-        buffer = np.empty(int(offsets[-1]), dtype=np.float32)
-        for i in range(len(arrays)):
-            buffer[offsets[i] : offsets[i + 1]] = arrays[i]
-            arrays[i] = None  # type: ignore[call-overload]
+            blocks, lengths = _pack(map(load, range(len(ids))), len(ids))
+        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        if len(blocks) == 1:
+            buffer = blocks[0]
+        else:
+            # the blocks copied in one by one, each let go (returned to the system) once copied: the buffer's pages
+            # are only committed as they are written, so the peak is about the corpus once, plus a block
+            buffer = np.empty(int(offsets[-1]), dtype=np.float32)
+            start = 0
+            for k in range(len(blocks)):
+                buffer[start : start + len(blocks[k])] = blocks[k]
+                start += len(blocks[k])
+                blocks[k] = None  # type: ignore[call-overload]
         return cls(ids, buffer, offsets, sample_rate, paths=paths, stats=stats)
 
     def save(self, path: str | Path) -> Path:

@@ -190,6 +190,11 @@ class Comparison:
         clustered = ""
         if self.n_clusters is not None:
             clustered = f" over {self.cluster_by} clusters ({self.n_clusters[0]} bona fide, {self.n_clusters[1]} spoof)"
+            if min(self.n_clusters) < MIN_TRIALS_PER_CLASS:  # _compare resampled the trials instead (a note says so)
+                clustered = (
+                    f" of trials, not of {self.cluster_by} clusters ({self.n_clusters[0]} bona fide, "
+                    f"{self.n_clusters[1]} spoof: too few)"
+                )
         lines += [
             "",
             f"{self.system.name} minus {self.baseline.name}: {fmt(d.diff)} [{fmt(d.low)}, {fmt(d.high)}] "
