@@ -222,3 +222,27 @@ def test_sdd_compare_partitions_does_not_call_other_phases_scores_strays(tmp_pat
     assert "24 of 37 scores are of protocol utterances outside the selected partitions" in notes
     assert "1 of 37 scores have no protocol entry" in notes
     capsys.readouterr()
+
+
+def test_wavlm_and_hubert_large_presets_take_folders_of_their_architecture(tmp_path):
+    """WavLM-Large and HuBERT-Large, common encoders of deepfake detectors, had no preset, so their folders could
+    not be loaded under any name. The presets build the 24-layer, 1024-dim pre-norm layout; a folder's config of
+    that size passes the preset check (its own values are then used) and a base-size one names its preset."""
+    import pytest
+    import torch
+    from transformers import HubertConfig, WavLMConfig
+
+    from sddkit.errors import ConfigError
+    from sddkit.frontends.encoders import PRESETS, _check_architecture
+    from sddkit.registry import get_registry
+
+    for name in ("wavlm_large", "hubert_large"):
+        with torch.device("meta"):
+            enc = get_registry("encoder").build({"name": name})
+        assert (enc.total_layers, enc.output_dim) == (24, 1024)
+        assert enc.model.config.do_stable_layer_norm and enc.model.config.feat_extract_norm == "layer"
+    large = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096}
+    _check_architecture(WavLMConfig(**large), "wavlm_large", PRESETS["wavlm_large"])
+    _check_architecture(HubertConfig(**large), "hubert_large", PRESETS["hubert_large"])
+    with pytest.raises(ConfigError, match="use preset 'wavlm_base'"):
+        _check_architecture(WavLMConfig(), "wavlm_large", PRESETS["wavlm_large"])

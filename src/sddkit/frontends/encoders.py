@@ -220,6 +220,25 @@ PRESETS: dict[str, Preset] = {
         {**_BASE_COMMON, "num_buckets": 320, "max_bucket_distance": 800},
         "WavLM base (12 layers, 768 dim)",
     ),
+    # the 24-layer "large" models share XLS-R's layout (layer-norm feature extractor, pre-norm transformer)
+    "hubert_large": Preset(
+        "hubert",
+        {**_XLSR_COMMON, "hidden_size": 1024, "num_hidden_layers": 24, "intermediate_size": 4096},
+        "HuBERT Large (24 layers, 1024 dim)",
+    ),
+    "wavlm_large": Preset(
+        "wavlm",
+        {
+            **_XLSR_COMMON,
+            "hidden_size": 1024,
+            "num_hidden_layers": 24,
+            "intermediate_size": 4096,
+            "conv_bias": False,
+            "num_buckets": 320,
+            "max_bucket_distance": 800,
+        },
+        "WavLM Large (24 layers, 1024 dim)",
+    ),
     "whisper_base": Preset(
         "whisper",
         {**_WHISPER_COMMON, "d_model": 512, "encoder_layers": 6, "encoder_attention_heads": 8, "encoder_ffn_dim": 2048},
