@@ -296,7 +296,8 @@ class LossConfig:
     kind: ``ce`` (cross-entropy) or ``oc_softmax`` (one-class softmax, Zhang et al. 2021), which needs a
     back-end with ``head: cosine``, whose ``head_scale`` is the loss's scale s: with c the cosine score,
     bona fide costs ``softplus(s * (m_bonafide - c))`` and spoof ``softplus(s * (c - m_spoof))``;
-    ``oc_margins`` = (m_spoof, m_bonafide), published (0.2, 0.9) with s = 20 (the default head_scale).
+    ``oc_margins`` = (m_spoof, m_bonafide), published (0.2, 0.9) with s = 20 (the default head_scale); other
+    margins with ``kind: ce``, which never reads them, are refused.
     """
 
     class_weights: tuple[float, float] | None = None
@@ -321,6 +322,13 @@ class LossConfig:
             )
         if self.kind == "oc_softmax" and self.label_smoothing > 0:
             raise ValueError("label_smoothing applies to kind: ce only, not to oc_softmax")
+        # `{oc_margins: [0.3, 0.8]}` without `kind: oc_softmax` trained plain cross-entropy without a word
+        default_margins = next(f.default for f in dataclasses.fields(self) if f.name == "oc_margins")
+        if self.kind != "oc_softmax" and tuple(self.oc_margins) != default_margins:
+            raise ValueError(
+                f"oc_margins: {list(self.oc_margins)} is read by kind: oc_softmax only; kind {self.kind!r} "
+                "ignores it (set kind: oc_softmax, or leave oc_margins out)"
+            )
 
 
 @dataclass

@@ -22,7 +22,7 @@ gradients and every replica perturbs and steps identically.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -36,7 +36,7 @@ from sddkit.training.strategy import Batch, StepContext, StepResult
 class SAMConfig:
     """rho: radius of the neighbourhood (published: 0.05 for SAM, 0.5-2 for ASAM).
     adaptive: ASAM's parameter-scaled neighbourhood (weights only; biases keep SAM's). eta: ASAM's
-    offset keeping zero weights movable.
+    offset keeping zero weights movable (read with ``adaptive: true`` only; another value without it is refused).
     """
 
     rho: float = 0.05
@@ -48,6 +48,11 @@ class SAMConfig:
             raise ValueError(f"rho must be >= 0 and finite, got {self.rho}")
         if not 0 <= self.eta < math.inf:
             raise ValueError(f"eta must be >= 0 and finite, got {self.eta}")
+        default_eta = next(f.default for f in fields(self) if f.name == "eta")
+        if not self.adaptive and self.eta != default_eta:  # plain SAM never reads it: the recipe would mislead
+            raise ValueError(
+                f"eta: {self.eta} is read by ASAM only (adaptive: true); plain SAM ignores it (leave it out)"
+            )
 
 
 def _is_bias(name: str) -> bool:
