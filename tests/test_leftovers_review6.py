@@ -246,3 +246,15 @@ def test_wavlm_and_hubert_large_presets_take_folders_of_their_architecture(tmp_p
     _check_architecture(HubertConfig(**large), "hubert_large", PRESETS["hubert_large"])
     with pytest.raises(ConfigError, match="use preset 'wavlm_base'"):
         _check_architecture(WavLMConfig(), "wavlm_large", PRESETS["wavlm_large"])
+
+
+def test_sams_zero_norm_lies_on_the_parameters_device():
+    """With no (or a zero) first gradient SAM returned a CPU zero as its norm; on a GPU the logged norms of a
+    window are stacked and a CPU one among CUDA ones failed. (Checked on the meta device: no GPU here.)"""
+    import torch
+
+    from sddkit.training.sam import SAM, SAMConfig
+
+    weight = torch.nn.Parameter(torch.ones(3, device="meta"))
+    perturb, norm = SAM(SAMConfig())._perturbation([("weight", weight)])
+    assert perturb == [None] and norm.device.type == "meta"

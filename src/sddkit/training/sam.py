@@ -87,7 +87,10 @@ class SAM:
             torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in present])) if present else None
         )
         if norm is None or not torch.isfinite(norm) or norm == 0:
-            return [None] * len(params), torch.zeros(())
+            # on the parameters' device: the logged norms of a window are stacked together (a CPU zero among
+            # CUDA norms failed there)
+            device = norm.device if norm is not None else (params[0].device if params else None)
+            return [None] * len(params), torch.zeros((), device=device)
         factor = self.cfg.rho / norm
         perturb = [None if g is None else (g if s is None else s * g) * factor for g, s in zip(scaled, scales)]
         return perturb, norm

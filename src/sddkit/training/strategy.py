@@ -72,8 +72,8 @@ class StepContext:
             norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         elif params:
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.float()) for p in params]))
-        else:
-            norm = torch.zeros(())
+        else:  # on the parameters' device, as the norms it is logged with
+            norm = torch.zeros((), device=next((p.device for _, p in self.trainable()), None))
         # a NaN/inf gradient (possible with a finite loss, e.g. sqrt at 0) would spoil the weights and the
         # optimiser moments for good, and the next checkpoint with them; the norm is the same on every rank
         if not torch.isfinite(norm):
