@@ -216,7 +216,9 @@ def import_aasist(
         sample_rate=SAMPLE_RATE, window_samples=WINDOW_SAMPLES, threshold=DEFAULT_THRESHOLD
     ).to_dict()
     metadata: dict[str, Any] = {
-        "source": "clovaai/aasist published weights (Jung et al., ICASSP 2022)",
+        # the layout, not the file's origin: any state dict of the reference Model imports (the ASVspoof 5
+        # baseline, one's own clovaai/aasist training run); imported_from and sha256 identify the file
+        "source": "AASIST state dict in the clovaai/aasist layout (architecture: Jung et al., ICASSP 2022)",
         "imported_from": weights.name,
         "sha256": file_digest(weights),  # read above already: never None here
         "variant": variant,

@@ -88,7 +88,7 @@ class HeteroGraphAttentionLayer(nn.Module):
     master' (B, 1, out)). In AASIST type 1 is temporal and type 2 spectral. Edges within type 1,
     within type 2 and across types each have their own attention vector (``att_weight11/22/12``;
     both cross directions share ``att_weight12``). The stack node attends to every node
-    (``softmax_i(w_M . tanh(W_M (x_i * m)))``) but no node reads from it: the edges are one-way.
+    (``softmax_i(w_M . tanh(W_M (x_i * m)) / temperature)``) but no node reads from it: the edges are one-way.
     """
 
     def __init__(self, in_dim: int, out_dim: int, *, temperature: float = 1.0):
