@@ -93,44 +93,6 @@ def test_a_data_warning_is_logged_once_however_often_sdd_cv_reads_the_tables(tmp
     assert sum("data.val lists 6 of its 6" in r.getMessage() for r in caplog.records) == 1
 
 
-_PRELOAD_PEAK = r"""
-import numpy as np
-import sddkit.data.dataset as ds
-from sddkit.data.table import UtteranceTable
-
-n, size = 8, 12_500_000  # 8 files of 50 MB of float32 samples
-ds.load_table_audio = lambda path, utt_id, **_: np.full(size, 0.25, dtype=np.float32)
-ds._file_stat = lambda path: (0, 0)
-table = UtteranceTable.from_records([{"utt_id": f"u{i}", "label": "spoof", "path": f"/x/{i}.wav"} for i in range(n)])
-
-def rss(key):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
-
-with open("/proc/self/clear_refs", "w") as f:  # resets VmHWM, the peak resident size, to the current one
-    f.write("5")
-before = rss("VmRSS:")
-cache = ds.CachedWaveforms.from_table(table)
-assert cache.buffer.shape == (n * size,) and float(cache.buffer[-1]) == 0.25
-print((rss("VmHWM:") - before) / (n * size * 4))
-"""
-
-
-def test_preloading_holds_the_corpus_about_once_in_memory_not_twice(tmp_path):
-    """CachedWaveforms.from_table concatenated every decoded array into the buffer, holding both: a preloaded
-    corpus peaked at twice its size (11 GB for ASVspoof 2019 LA's 5.6 GB of train audio). Measured in a fresh
-    process by its peak resident size (Linux /proc)."""
-    import subprocess
-    import sys
-
-    script = tmp_path / "peak.py"
-    script.write_text(_PRELOAD_PEAK)
-    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
-    ratio = float(run.stdout.strip().splitlines()[-1])
-    assert 0.9 < ratio < 1.4, ratio  # the buffer plus about one decoded file; it was 2.0
-
-
 def test_serve_limit_connections_answers_503_past_the_limit(tmp_path, monkeypatch, capsys):
     """Every waiting upload is held in memory (up to --max-upload-mb) and uvicorn admitted any number of
     connections: `sdd serve --limit-connections N` bounds them (uvicorn answers 503 past it)."""
