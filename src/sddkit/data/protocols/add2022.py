@@ -1,8 +1,11 @@
 """ADD 2022 (Audio Deep synthesis Detection challenge) label files.
 
-Each track's label file (e.g. ``track1/train/label.txt``) has one line per file,
-``<file name> genuine|fake`` (``ADD_T_00001.wav genuine``); the audio is in a ``wav/`` folder next
-to it. Generators are not disclosed, so ``attack`` is '' for fakes; ``source`` is the track.
+Each label file has one line per file, ``<file name> genuine|fake`` (``ADD_T_00000000.wav genuine``).
+As distributed, the training and development labels are ``ADD_train_dev/label/{train,dev}_label.txt`` with
+the audio in ``ADD_train_dev/{train,dev}/``. The audio is in a ``wav/`` folder next to the label file if there
+is one, else, for a ``<part>_label.txt`` in a ``label/`` folder, in the sibling ``<part>/`` folder (``source``
+``add2022/<part>``), else in the label file's folder (``source`` ``add2022/<folder of the label file>``).
+Generators are not disclosed, so ``attack`` is '' for fakes.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ ADD_LABELS = {"genuine": "bonafide", "fake": "spoof"}
 
 @dataclass
 class ADD2022Config:
-    """protocol: a label file; root: the audio folder (default: wav/ next to it, else its folder)."""
+    """protocol: a label file; root: the audio folder (default: wav/ next to it, else <part>/ beside
+    label/<part>_label.txt, else its folder)."""
 
     protocol: str
     root: str | None = None
-    track: str | None = None  # -> source; default "add2022/<folder of the label file>"
+    track: str | None = None  # -> source; default "add2022/<part>" (label/<part>_label.txt), else "add2022/<folder>"
     partition: str = ""
     corpus: str = "add2022"
 
@@ -33,12 +37,20 @@ class ADD2022Config:
 def read_add2022(cfg: ADD2022Config, **_: object) -> UtteranceTable:
     """ADD 2022 label file: <file> genuine|fake."""
     labels = require_file(cfg.protocol, "ADD label")
-    if cfg.root is not None:
-        root = require_dir(cfg.root, "audio root")
-    else:
-        root = labels.parent / "wav" if (labels.parent / "wav").is_dir() else labels.parent
     # the folder's real name, also for "label.txt" (parent ".") or "../label.txt" (parent "..")
     folder = Path(os.path.abspath(labels)).parent.name
+    # the official layout: ADD_train_dev/label/train_label.txt, audio in ADD_train_dev/train/ (the label folder
+    # holds no audio: every path pointed into it)
+    part = labels.name[: -len("_label.txt")] if labels.name.lower().endswith("_label.txt") else ""
+    sibling = Path(os.path.normpath(labels.parent / ".." / part)) if part and folder.lower() == "label" else None
+    if sibling is not None and sibling.is_dir():
+        folder = part
+    if cfg.root is not None:
+        root = require_dir(cfg.root, "audio root")
+    elif (labels.parent / "wav").is_dir():
+        root = labels.parent / "wav"
+    else:
+        root = sibling if sibling is not None and sibling.is_dir() else labels.parent
     source = cfg.track if cfg.track is not None else (f"{cfg.corpus}/{folder}" if folder else cfg.corpus)
     records, lines = [], []
     for lineno, line in iter_lines(labels):

@@ -23,6 +23,10 @@ Formats (whitespace-separated, one trial per line):
   audio ``<root>/ASVspoof2021_{LA,DF}_eval/flac/<utt>.flac`` (also one level deeper,
   ``ASVspoof2021_LA_eval/ASVspoof2021_LA_eval/flac``, as an archive unpacked into its own name leaves it);
   PHASE (``eval``/``progress``/``hidden``; ``hidden_track`` in the stage-1 keys) -> partition.
+  The stage-1 keys of both tracks (``keys/CM/trial_metadata.txt``) hold only the key and the phase:
+  ``- DF_E_2000011 - - - spoof - progress`` (8 fields, the unknown ones '-', read as ''). The DF eval
+  audio comes in four archives (``ASVspoof2021_DF_eval_part00..03``); unpacked each into its own folder
+  (``ASVspoof2021_DF_eval_part00/ASVspoof2021_DF_eval/flac`` or ``.../part00/flac``), every part is searched.
 - ASVspoof 5 (``ASVspoof5.train.tsv``, ``ASVspoof5.dev.track_1.tsv``, ``ASVspoof5.eval.track_1.tsv``;
   space-separated despite the suffix)::
 
@@ -212,7 +216,8 @@ def read_asvspoof2019_la(cfg: ASVspoof2019Config, **_: object) -> UtteranceTable
 
 @dataclass
 class ASVspoof2021Config:
-    """protocol: keys/{LA,DF}/CM/trial_metadata.txt; root: folder holding ASVspoof2021_{LA,DF}_eval/flac."""
+    """protocol: keys/{LA,DF}/CM/trial_metadata.txt (stage 1: keys/CM/...); root: folder holding
+    ASVspoof2021_{LA,DF}_eval/flac (or the part folders ASVspoof2021_DF_eval_part00.. of the DF eval audio)."""
 
     protocol: str
     root: str | None = None
@@ -229,6 +234,66 @@ def _dirs_2021(track: str):
     return candidates
 
 
+def _part_folders(base: Path, track: str) -> list[Path]:
+    """The audio folders of the eval archive parts unpacked each into its own folder under ``base``
+    (``ASVspoof2021_<track>_eval_partNN/flac`` or ``.../ASVspoof2021_<track>_eval/flac``), in part order."""
+    name = f"ASVspoof2021_{track}_eval"
+    found = []
+    for part in sorted(base.glob(f"{name}_part*")):
+        for sub in ("flac", f"{name}/flac"):
+            if (part / sub).is_dir():
+                found.append(part / sub)
+                break
+    return found
+
+
+class _EvalAudioDirs(_AudioDirs):
+    """The 2021 eval audio: one folder (as :class:`_AudioDirs`), or the folders of the eval archive's parts, each
+    unpacked into its own folder; a trial's file is then looked up in all of them (together with the merged
+    folder, if one exists too). A trial found in none points into the first part's folder."""
+
+    def __init__(self, root: str | None, protocol: Path, track: str):
+        super().__init__(root, protocol, _dirs_2021(track))
+        self.track = track
+        self._parts: list[str] | None = None
+        self._index: dict[str, str] = {}
+
+    def _find_parts(self) -> list[str]:
+        bases = [Path(self.root)] if self.root is not None else _fallback_roots(self.protocol)
+        for base in bases:
+            parts = _part_folders(base, self.track) if base.is_dir() else []
+            if parts:
+                merged = [base / c for c in self.candidates("eval")[:2] if (base / c).is_dir()]
+                return [str(p) for p in merged[:1] + parts]
+        return []
+
+    def path(self, partition: str, lineno: int, utt: str) -> str:
+        if self._parts is None:
+            self._parts = self._find_parts()
+            for folder in reversed(self._parts):  # the first folder holding a trial wins
+                with os.scandir(folder) as entries:
+                    for e in entries:
+                        stem, ext = os.path.splitext(e.name)
+                        if ext.lower() in (".flac", ".wav"):
+                            self._index[stem] = os.path.join(folder, e.name)
+        if not self._parts:
+            return super().path(partition, lineno, utt)
+        return self._index.get(utt) or audio_path(self._parts[0], utt, ".flac")
+
+
+_TRACK_ID = re.compile(r"^(LA|DF|PA)_E_")
+
+
+def _check_track(proto: Path, lineno: int, utt: str, track: str) -> None:
+    """A trial of another 2021 track (a DF_E_ id in the LA reader): the stage-1 keys of LA and DF share their
+    layout, and read by the other track's reader its corpus and audio folder were silently wrong."""
+    m = _TRACK_ID.match(utt)
+    if m and m.group(1) != track:
+        other = m.group(1)
+        hint = f"read it with asvspoof2021_{other.lower()}" if other != "PA" else "no reader takes the 2021 PA key"
+        raise located(proto, lineno, f"trial {utt!r} is an ASVspoof 2021 {other} trial, not {track}; {hint}")
+
+
 def _record_2021(cfg_corpus: str, dirs: _AudioDirs, lineno: int, speaker: str, utt: str, attack: str, label: str):
     attack = "bonafide" if label == "bonafide" else _none_if_dash(attack)
     return {
@@ -236,7 +301,7 @@ def _record_2021(cfg_corpus: str, dirs: _AudioDirs, lineno: int, speaker: str, u
         "path": dirs.path("eval", lineno, utt),
         "label": label,
         "attack": attack,
-        "speaker": speaker,
+        "speaker": _none_if_dash(speaker),
         "corpus": cfg_corpus,
     }
 
@@ -246,11 +311,12 @@ def read_asvspoof2021_la(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
     """ASVspoof 2021 LA key: SPEAKER UTT CODEC TRANSMISSION ATTACK KEY TRIM PHASE."""
     proto = require_file(cfg.protocol, "ASVspoof 2021 LA key")
     corpus = cfg.corpus or "asvspoof2021_la"
-    dirs = _AudioDirs(cfg.root, proto, _dirs_2021("LA"))
+    dirs = _EvalAudioDirs(cfg.root, proto, "LA")
     layout = "SPEAKER UTT CODEC TRANSMISSION ATTACK KEY TRIM PHASE"
     records, phases, lines = [], set(), []
     for lineno, line in iter_lines(proto):
         speaker, utt, codec, transmission, attack, key, trim, phase = split_fields(proto, lineno, line, 8, layout)
+        _check_track(proto, lineno, utt, "LA")
         label = _cm_label(key, proto, lineno)
         phases.add(phase)
         if cfg.phases is not None and phase not in cfg.phases:
@@ -259,9 +325,9 @@ def read_asvspoof2021_la(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
         rec.update(
             source=corpus,
             partition=phase,
-            codec=codec,
-            transmission=transmission,
-            trim=trim,
+            codec=_none_if_dash(codec),
+            transmission=_none_if_dash(transmission),
+            trim=_none_if_dash(trim),
             attack_type=ASVSPOOF2019_ATTACK_TYPES.get(rec["attack"], ""),
         )
         records.append(rec)
@@ -275,14 +341,17 @@ _DF_LAYOUT = "SPEAKER UTT CODEC SOURCE ATTACK KEY TRIM PHASE VOCODER TASK TEAM G
 
 @PROTOCOLS.register("asvspoof2021_df", config=ASVspoof2021Config)
 def read_asvspoof2021_df(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable:
-    """ASVspoof 2021 DF key: SPEAKER UTT CODEC SOURCE ATTACK KEY TRIM PHASE VOCODER + 4 VCC fields."""
+    """ASVspoof 2021 DF key: SPEAKER UTT CODEC SOURCE ATTACK KEY TRIM PHASE VOCODER + 4 VCC (stage 1: 8 first)."""
     proto = require_file(cfg.protocol, "ASVspoof 2021 DF key")
     corpus = cfg.corpus or "asvspoof2021_df"
-    dirs = _AudioDirs(cfg.root, proto, _dirs_2021("DF"))
+    dirs = _EvalAudioDirs(cfg.root, proto, "DF")
     records, phases, lines = [], set(), []
     for lineno, line in iter_lines(proto):
-        fields = split_fields(proto, lineno, line, 13, _DF_LAYOUT)
-        speaker, utt, codec, source, attack, key, trim, phase, vocoder, task, team, pair, lang = fields
+        fields = split_fields(proto, lineno, line, (13, 8), _DF_LAYOUT + ", or its first 8 (stage-1 keys)")
+        speaker, utt, codec, source, attack, key, trim, phase, vocoder, task, team, pair, lang = fields + ["-"] * (
+            13 - len(fields)
+        )
+        _check_track(proto, lineno, utt, "DF")
         label = _cm_label(key, proto, lineno)
         phases.add(phase)
         if cfg.phases is not None and phase not in cfg.phases:
@@ -291,11 +360,11 @@ def read_asvspoof2021_df(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
         # VCC attacks are voice-conversion systems ("Task1-team20"); ASVspoof ones use the 2019 table
         attack_type = "vc" if source.startswith("vcc") and label == "spoof" else ""
         rec.update(
-            source=source,
+            source=_none_if_dash(source) or corpus,
             partition=phase,
-            codec=codec,
+            codec=_none_if_dash(codec),
             vocoder=_none_if_dash(vocoder),
-            trim=trim,
+            trim=_none_if_dash(trim),
             attack_type=ASVSPOOF2019_ATTACK_TYPES.get(rec["attack"], attack_type),
             vcc_task=_none_if_dash(task),
             vcc_team=_none_if_dash(team),

@@ -3,7 +3,8 @@
 Files: an sddkit utterance table (``utt_id`` and ``label`` columns, or Parquet), the sddbench
 manifest, a plain ``path,label`` CSV (also ``;``- or tab-separated), In-the-Wild ``meta.csv``,
 FakeAVCeleb ``meta_data.csv``, Common Voice ``*.tsv``, LJSpeech ``metadata.csv`` and, by their
-whitespace-separated field layout, ASVspoof 2019 LA/PA (5 fields), 2021 LA (8) / DF (13),
+whitespace-separated field layout, ASVspoof 2019 LA/PA (5 fields), 2021 LA (8) / DF (13; the stage-1 keys of
+both tracks have 8, told apart by the trial id),
 ASVspoof 5 (10, or the 6-field pre-release) and ADD 2022 (``<file> genuine|fake``). Folders:
 sddbench (``manifest.csv``), generic ``bonafide/``+``spoof/``, FakeAVCeleb, In-the-Wild, LJSpeech,
 VCTK, Common Voice, MLAAD, LibriSpeech, Fake-or-Real.
@@ -110,10 +111,10 @@ def _detect_fields(tokens: list[str]) -> str | None:
     n = len(tokens)
     if n == 5 and tokens[4].lower() in _LABELS:
         return "asvspoof2019_la"
-    if n == 8 and tokens[5].lower() in _LABELS and tokens[6] in _TRIM:
-        return "asvspoof2021_la"
-    if n == 13 and tokens[5].lower() in _LABELS and tokens[6] in _TRIM:
-        return "asvspoof2021_df"
+    if n in (8, 13) and tokens[5].lower() in _LABELS and tokens[6] in _TRIM | {"-"}:
+        # the stage-1 keys of both tracks: '- DF_E_2000011 - - - spoof - progress' (TRIM unknown, '-'); the track
+        # is in the trial id
+        return "asvspoof2021_df" if n == 13 or tokens[1].startswith("DF_") else "asvspoof2021_la"
     if n == 10 and tokens[8].lower() in _LABELS:
         return "asvspoof5"
     if n == 6 and tokens[5].lower() in _LABELS and _ASV5_ID.match(tokens[1]):
