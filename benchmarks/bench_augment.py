@@ -86,6 +86,9 @@ def main() -> int:
     parser.add_argument("--model-xrt", type=float, default=500.0, help="audio seconds the model trains on per second")
     parser.add_argument("--cores", type=int, default=2, help="loader cores")
     args = parser.parse_args()
+    for flag in ("seconds", "repeats", "model_xrt", "cores"):
+        if not getattr(args, flag) > 0:  # 0: a division by zero or min() of nothing after the first cases ran
+            parser.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
 
     torch.set_num_threads(1)
     if hasattr(os, "sched_setaffinity"):

@@ -89,6 +89,11 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", help="substrings of model names to run")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    for flag in ("threads", "repeats", "seconds"):
+        if not getattr(args, flag) > 0:  # 0 repeats: "no median for empty data" once the first model was built
+            ap.error(f"--{flag} must be positive, got {getattr(args, flag)}")
+    if min(args.batches) <= 0:
+        ap.error(f"--batches must be positive, got {' '.join(map(str, args.batches))}")
     reason = why_unwritable(args.json) if args.json else None
     if reason is not None:  # asked now, not after every model has been timed
         raise SystemExit(f"--json {args.json}: cannot write it ({reason})")

@@ -38,7 +38,13 @@ def read_runs(dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     missing = [str(d) for d in dirs if not (d / "eer_per_seed.csv").is_file()]
     if missing:
         raise SystemExit(f"no eer_per_seed.csv in: {', '.join(missing)}")
-    eers = pd.concat([pd.read_csv(d / "eer_per_seed.csv") for d in dirs], ignore_index=True)
+    eers = pd.concat([pd.read_csv(d / "eer_per_seed.csv").assign(folder=str(d)) for d in dirs], ignore_index=True)
+    twice = eers[eers.duplicated(["seed", "model"], keep=False)]
+    if not twice.empty:  # one run counted as two seeds in mean ± std (and the paired bootstrap failed in pivot)
+        seed, model = twice.iloc[0][["seed", "model"]]
+        where = ", ".join(twice.loc[(twice["seed"] == seed) & (twice["model"] == model), "folder"])
+        raise SystemExit(f"seed {seed} of {model} is in more than one folder ({where}): give each seed once")
+    eers = eers.drop(columns="folder")
     # folders written before bench_mixtures.py wrote per-file scores have none: no paired comparison then
     per_file = [pd.read_csv(f) for f in (d / "scores_per_file.csv" for d in dirs) if f.is_file()]
     scores = pd.concat(per_file, ignore_index=True) if per_file else pd.DataFrame()

@@ -63,13 +63,20 @@ def extract(args: argparse.Namespace, paths: list[str]) -> np.ndarray:
     """(files, L + 1, 2 D) pooled features, from the --features cache when it holds these files encoded with these
     settings (a cache written before the settings were recorded is taken as it is)."""
     cache = Path(args.features) if args.features else None
-    settings = {"preset": args.preset, "max_seconds": args.max_seconds, "level_db": args.level_db}
+    encoder = str(Path(args.encoder).resolve())
+    settings = {"preset": args.preset, "max_seconds": args.max_seconds, "level_db": args.level_db, "encoder": encoder}
     if cache is not None and cache.exists():
         saved = np.load(cache)
         if list(saved["paths"]) != paths:
             raise SystemExit(f"{cache} holds other files: delete it or pass another --features")
         stored = json.loads(str(saved["settings"])) if "settings" in saved else settings
-        changed = [f"--{k.replace('_', '-')} {stored[k]} there, {v} now" for k, v in settings.items() if stored[k] != v]
+        # the encoder is compared only when --encoder exists (features of it could be encoded): a cache is read
+        # back without its encoder at hand, but not for another encoder's features (a cache of one written before
+        # the encoder was recorded is taken as it is, as one without settings)
+        compared = {k: v for k, v in settings.items() if k != "encoder" or Path(encoder).exists()}
+        changed = [
+            f"--{k.replace('_', '-')} {stored[k]} there, {v} now" for k, v in compared.items() if stored.get(k, v) != v
+        ]
         if changed:
             raise SystemExit(
                 f"{cache} was encoded with other settings ({'; '.join(changed)}): delete it or pass another --features"
