@@ -11,10 +11,10 @@ back-end's layout check.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
+from test_docs5_review5 import _layout_rows
 
 from sddkit.cli.main import _build_parsers, main
 from sddkit.evaluation.robustness import ROW_COLUMNS
@@ -33,15 +33,6 @@ def _row(command: str) -> str:
 def _flags_paragraph() -> str:
     start = README.index("Flags not in the table")
     return README[start : README.index("\n\n", start)]
-
-
-def _layout_rows() -> dict[str, str]:
-    rows = {}
-    for line in (REPO / "docs" / "architecture.md").read_text().splitlines():
-        match = re.match(r"^\| `([^`]+)` \| (.*) \|$", line)
-        if match:
-            rows[match.group(1)] = match.group(2)
-    return rows
 
 
 def test_serve_limit_connections_must_exceed_max_concurrent_as_readme_says(capsys):
