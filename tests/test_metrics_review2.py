@@ -14,6 +14,7 @@ from sddkit.scoring.calibration import fit_calibration, logit, weighted_cllr
 
 def _newton_calibration(scores, labels, prior, l2=1e-6):
     """Reference minimiser of fit_calibration's objective (same standardisation and penalty), by Newton."""
+    l2 = l2 * -(prior * math.log2(prior) + (1 - prior) * math.log2(1 - prior))  # scaled by the prior's entropy
     s, y = np.asarray(scores, float), np.asarray(labels) == 1
     mu, sigma = s.mean(), s.std()
     x = np.c_[(s - mu) / sigma, np.ones(s.size)]
