@@ -3,8 +3,9 @@
 Each label file has one line per file, ``<file name> genuine|fake`` (``ADD_T_00000000.wav genuine``).
 As distributed, the training and development labels are ``ADD_train_dev/label/{train,dev}_label.txt`` with
 the audio in ``ADD_train_dev/{train,dev}/``. The audio is in a ``wav/`` folder next to the label file if there
-is one, else, for a ``<part>_label.txt`` in a ``label/`` folder, in the sibling ``<part>/`` folder (``source``
-``add2022/<part>``), else in the label file's folder (``source`` ``add2022/<folder of the label file>``).
+is one, else, for a ``<part>_label.txt`` in a ``label/`` folder, in the sibling ``<part>/`` folder, else in the
+label file's folder. ``source`` is ``add2022/<part>`` for a ``label/<part>_label.txt`` (wherever its audio is,
+``root`` given or not), else ``add2022/<folder of the label file>``.
 Generators are not disclosed, so ``attack`` is '' for fakes.
 """
 
@@ -43,7 +44,7 @@ def read_add2022(cfg: ADD2022Config, **_: object) -> UtteranceTable:
     # holds no audio: every path pointed into it)
     part = labels.name[: -len("_label.txt")] if labels.name.lower().endswith("_label.txt") else ""
     sibling = Path(os.path.normpath(labels.parent / ".." / part)) if part and folder.lower() == "label" else None
-    if sibling is not None and sibling.is_dir():
+    if sibling is not None:  # the source names the part whether or not its audio is in the sibling folder
         folder = part
     if cfg.root is not None:
         root = require_dir(cfg.root, "audio root")
