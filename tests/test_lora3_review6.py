@@ -9,9 +9,9 @@ from sddkit.registry import get_registry
 
 
 def test_a_pretrained_folder_that_no_preset_fits_says_it_cannot_be_loaded(tmp_path):
-    """A WavLM-Large-sized folder under ``wavlm_base`` was refused as "differs from the preset: hidden_size=1024
-    (preset: 768), ..." with no hint: no preset fits it, and ``overrides`` cannot help (the check reads the
-    folder's own values), which the error did not say."""
+    """A folder of a size no preset has was refused as "differs from the preset: hidden_size=48 (preset: 768),
+    ..." with no hint: no preset fits it, and ``overrides`` cannot help (the check reads the folder's own values),
+    which the error did not say."""
     from transformers import WavLMConfig
 
     WavLMConfig(hidden_size=48, num_hidden_layers=3, num_attention_heads=4, intermediate_size=96).save_pretrained(
@@ -19,7 +19,7 @@ def test_a_pretrained_folder_that_no_preset_fits_says_it_cannot_be_loaded(tmp_pa
     )
     with pytest.raises(
         ConfigError,
-        match=r"hidden_size=48 .*; no wavlm preset has this architecture \(wavlm_base, wavlm_tiny\), "
+        match=r"hidden_size=48 .*; no wavlm preset has this architecture \(wavlm_base, wavlm_large, wavlm_tiny\), "
         r"so this folder cannot be loaded",
     ):
         get_registry("encoder").build({"name": "wavlm_base", "pretrained": str(tmp_path)})
