@@ -182,7 +182,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines.append(
         f"Scored as `sdd score` does: {results['inference']['window_samples']}-sample windows, hop "
         f"{results['inference']['hop_samples']}, {results['inference']['aggregation']} aggregation, the model's stored "
-        f"calibration and threshold ({results['inference']['threshold']:.3f}). EER in %, 95 % bootstrap interval "
+        f"calibration and threshold ({results['inference']['threshold']:.4g}). EER in %, 95 % bootstrap interval "
         f"({results['bootstrap']} stratified replicates)."
     )
     header = "| partition | variant | bona fide / spoof | EER % [95 % CI] | mean over sources | FRR @thr | FAR @thr |"

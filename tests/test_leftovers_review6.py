@@ -220,3 +220,15 @@ def test_sams_zero_norm_lies_on_the_parameters_device():
     weight = torch.nn.Parameter(torch.ones(3, device="meta"))
     perturb, norm = SAM(SAMConfig())._perturbation([("weight", weight)])
     assert perturb == [None] and norm.device.type == "meta"
+
+
+def test_a_misspelt_column_suggests_the_closest(tmp_path):
+    """`sdd compare --cluster-by spekaer` (or `--by sorce`) listed the columns but suggested none."""
+    import pytest
+
+    from sddkit.data.table import UtteranceTable
+    from sddkit.errors import ProtocolError
+
+    table = UtteranceTable.from_records([{"utt_id": "u0", "label": "spoof", "speaker": "s0"}])
+    with pytest.raises(ProtocolError, match=r"no column 'spekaer' \(did you mean 'speaker'\?\); columns:"):
+        table.column("spekaer")

@@ -186,9 +186,7 @@ class UtteranceTable:
         return (self._df["label"].to_numpy() == "bonafide").astype(np.int64)
 
     def column(self, name: str) -> np.ndarray:
-        if name not in self._df.columns:
-            raise ProtocolError(f"utterance table has no column {name!r}; columns: {list(self._df.columns)}")
-        return self._df[name].to_numpy()
+        return self._df[self._require(name)].to_numpy()
 
     @property
     def columns(self) -> list[str]:
@@ -272,7 +270,10 @@ class UtteranceTable:
 
     def _require(self, col: str) -> str:
         if col not in self._df.columns:
-            raise ProtocolError(f"utterance table has no column {col!r}; columns: {list(self._df.columns)}")
+            from sddkit.config import did_you_mean
+
+            close = did_you_mean([col], map(str, self._df.columns))  # `--cluster-by spekaer`, `--by sorce`
+            raise ProtocolError(f"utterance table has no column {col!r}{close}; columns: {list(self._df.columns)}")
         return col
 
     # --- checks -----------------------------------------------------------------------------
