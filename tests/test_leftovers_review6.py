@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+import torch
 from test_dataleft_review5 import _cv_recipe, _table_csv
 from test_train_support import one_thread  # noqa: F401  (autouse fixture)
 
@@ -232,3 +234,30 @@ def test_a_misspelt_column_suggests_the_closest(tmp_path):
     table = UtteranceTable.from_records([{"utt_id": "u0", "label": "spoof", "speaker": "s0"}])
     with pytest.raises(ProtocolError, match=r"no column 'spekaer' \(did you mean 'speaker'\?\); columns:"):
         table.column("spekaer")
+
+
+@pytest.mark.parametrize("shard", [None, "40KB"])
+@pytest.mark.parametrize("whole", ["WhisperForConditionalGeneration", "WhisperForAudioClassification"])
+def test_a_whole_whisper_checkpoint_loads_its_encoder_without_building_the_decoder(tmp_path, monkeypatch, whole, shard):
+    """The encoder of a whole-model Whisper folder was taken from the whole model, built and loaded decoder and all
+    (about 3.6 GB of float32 decoder weights for large-v3, dropped at once). Its tensors are now read alone, from
+    one safetensors file or from shards, and equal the whole model's encoder."""
+    import transformers
+    from test_whisper_review5 import build, tiny_whisper_config
+
+    torch.manual_seed(0)
+    model = getattr(transformers, whole)(tiny_whisper_config()).eval()
+    model.save_pretrained(tmp_path, **({"max_shard_size": shard} if shard else {}))
+    assert (tmp_path / "model.safetensors.index.json").is_file() == bool(shard)
+    source = model.model.encoder if whole == "WhisperForConditionalGeneration" else model.encoder
+
+    def never(*args, **kwargs):
+        raise AssertionError("the whole model was loaded")
+
+    for name in ("WhisperModel", "WhisperForAudioClassification", "WhisperForConditionalGeneration"):
+        monkeypatch.setattr(getattr(transformers, name), "from_pretrained", never)
+    enc = build("whisper_tiny", pretrained=str(tmp_path), dropout=0.0)
+    assert not enc.model.training and enc.model.config._attn_implementation == "sdpa"
+    assert enc.model.state_dict().keys() == source.state_dict().keys()
+    for name, param in source.state_dict().items():
+        assert torch.equal(enc.model.state_dict()[name], param), name
