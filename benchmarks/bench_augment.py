@@ -29,6 +29,7 @@ import torch  # noqa: E402
 from sddkit.augment import AUGMENTATIONS  # noqa: E402
 from sddkit.augment.codecs import CodecUnavailableError, calibration_signal  # noqa: E402
 from sddkit.augment.pipeline import build_augmentation  # noqa: E402
+from sddkit.cli.options import require_positive  # noqa: E402
 
 SR = 16000
 
@@ -86,9 +87,7 @@ def main() -> int:
     parser.add_argument("--model-xrt", type=float, default=500.0, help="audio seconds the model trains on per second")
     parser.add_argument("--cores", type=int, default=2, help="loader cores")
     args = parser.parse_args()
-    for flag in ("seconds", "repeats", "model_xrt", "cores"):
-        if not getattr(args, flag) > 0:  # 0: a division by zero or min() of nothing after the first cases ran
-            parser.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
+    require_positive(parser, args, "seconds", "repeats", "model_xrt", "cores")
 
     torch.set_num_threads(1)
     if hasattr(os, "sched_setaffinity"):

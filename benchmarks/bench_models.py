@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from sddkit.cli.describe_cmd import count_params
+from sddkit.cli.options import require_positive
 from sddkit.config import from_dict
 from sddkit.detectors import DetectorConfig, build_detector
 from sddkit.detectors.model_dir import atomic_write_bytes
@@ -89,9 +90,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", help="substrings of model names to run")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    for flag in ("threads", "repeats", "seconds"):
-        if not getattr(args, flag) > 0:  # 0 repeats: "no median for empty data" once the first model was built
-            ap.error(f"--{flag} must be positive, got {getattr(args, flag)}")
+    require_positive(ap, args, "threads", "repeats", "seconds")
     if min(args.batches) <= 0:
         ap.error(f"--batches must be positive, got {' '.join(map(str, args.batches))}")
     reason = why_unwritable(args.json) if args.json else None

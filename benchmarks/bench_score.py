@@ -71,9 +71,9 @@ def main() -> int:
     ap.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
-    for flag in ("files", "seconds", "threads", "workers", "batch_size", "repeats"):
-        if getattr(args, flag) <= 0:  # 0 files or repeats: a division by zero or min() of nothing at the end
-            ap.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
+    from sddkit.cli.options import require_positive
+
+    require_positive(ap, args, "files", "seconds", "threads", "workers", "batch_size", "repeats")
 
     import torch
 

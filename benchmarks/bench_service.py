@@ -69,9 +69,9 @@ def main() -> int:
     ap.add_argument("--allocator", choices=ALLOCATORS, default="tuned", help="the server's --allocator")
     ap.add_argument("--max-concurrent", type=int, default=2, help="the server's --max-concurrent")
     args = ap.parse_args()
-    for flag in ("clients", "requests", "max_seconds", "seconds", "threads"):
-        if getattr(args, flag) <= 0:  # 0 clients or requests: an empty measurement reported as a success
-            ap.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
+    from sddkit.cli.options import require_positive
+
+    require_positive(ap, args, "clients", "requests", "max_seconds", "seconds", "threads")
     if args.warmup < 0:
         ap.error(f"--warmup must be 0 or more, got {args.warmup}")
 

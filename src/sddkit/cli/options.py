@@ -33,6 +33,16 @@ def check_positive(args: argparse.Namespace, *dests: str) -> None:
             raise ConfigError(f"{_flag(dest)} must be > 0, got {value:g}")
 
 
+def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, *dests: str) -> None:
+    """A usage error (``parser.error``, exit status 2) for any option ``dest`` of ``args`` that is not strictly
+    positive (NaN included): the benchmark scripts' counts and durations, where 0 divided by zero or took the
+    minimum of nothing after the first cases had run."""
+    for dest in dests:
+        value = getattr(args, dest)
+        if not value > 0:
+            parser.error(f"{_flag(dest)} must be positive, got {value}")
+
+
 def check_paths_given(args: argparse.Namespace, *dests: str) -> None:
     """Refuse any path option ``dest`` of ``args`` given as an empty string (``--out ""``, an unset shell variable):
     ``Path("")`` is ``.``, so a report, a journal or an export landed in the working directory without a word,
