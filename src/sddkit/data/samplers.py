@@ -213,7 +213,9 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
 
     Size: ``per_domain`` (and ``n_domains_per_step``, default all domains), or ``batch_size``:
     then ``n_domains_per_step`` defaults to the most domains that divide the batch into blocks
-    of at least 2 items (one bona fide + one spoof), e.g. 14 attacks, batch 8 -> 4 domains x 2.
+    of at least 2 items (one bona fide + one spoof), e.g. 14 attacks, batch 8 -> 4 domains x 2;
+    with a ``bonafide_fraction`` of 0.75 or above, blocks large enough to keep a spoof item after
+    the rounding (0.75: 3 items, 2 bona fide + 1 spoof).
     """
 
     def __init__(
@@ -249,7 +251,7 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
             raise ValueError(f"MLDG needs at least 2 spoof domains, found {self.domain_names}")
         if not 0.0 <= bonafide_fraction < 1.0:
             raise ValueError(f"bonafide_fraction must be in [0, 1), got {bonafide_fraction}")
-        min_per = 2 if bonafide_fraction > 0 else 1
+        min_per = _min_block(bonafide_fraction)  # 2 (1 bona fide + 1 spoof), more for a fraction >= 0.75
         if share_bonafide and bonafide_by_domain:
             raise ValueError(
                 "share_bonafide (every domain draws from all bona fide items) and bonafide_by_domain (a domain "
@@ -277,10 +279,7 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
         if batch_size is not None and batch_size != per_domain * self.n_domains_per_step:
             raise ValueError(f"batch_size {batch_size} != per_domain {per_domain} x {self.n_domains_per_step} domains")
         self.per_domain = int(per_domain)
-        # half up (round() goes to even: 2 x 0.25 gave no bona fide at all), and at least one when asked for
-        self.n_bonafide = math.floor(self.per_domain * bonafide_fraction + 0.5)
-        if bonafide_fraction > 0:
-            self.n_bonafide = max(1, self.n_bonafide)
+        self.n_bonafide = _block_bonafide(self.per_domain, bonafide_fraction)
         self.n_spoof = self.per_domain - self.n_bonafide
         if self.n_spoof < 1:
             raise ValueError(f"per_domain={per_domain} with bonafide_fraction={bonafide_fraction} leaves no spoof item")
@@ -357,6 +356,22 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
 
     def __len__(self) -> int:
         return self.steps_per_epoch
+
+
+def _block_bonafide(per_domain: int, fraction: float) -> int:
+    """Bona fide items of a block of ``per_domain``: ``per_domain * fraction`` rounded half up (round() goes to
+    even: 2 x 0.25 gave no bona fide at all), and at least one when the fraction is above 0."""
+    n = math.floor(per_domain * fraction + 0.5)
+    return max(1, n) if fraction > 0 else n
+
+
+def _min_block(fraction: float) -> int:
+    """The smallest block that keeps a spoof item (and a bona fide one when ``fraction`` > 0): 2 items, or more
+    for a fraction of 0.75 or above (2 x 0.75 rounds to 2 bona fide items and no spoof). ``fraction`` < 1."""
+    per = 1
+    while per - _block_bonafide(per, fraction) < 1:
+        per += 1
+    return per
 
 
 def _domains_per_step(batch_size: int, n_domains: int, min_per_domain: int) -> int:
