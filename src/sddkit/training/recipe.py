@@ -240,8 +240,9 @@ class ScheduleConfig:
     cyclic: ``torch.optim.lr_scheduler.CyclicLR`` between ``base_lr`` and ``max_lr``; ``step_size``
     is the half-cycle in steps (the published recipe: triangular, 1e-7 .. 1e-5).
     cosine: linear warm-up over ``warmup_steps`` to ``optimizer.lr``, then cosine decay that reaches
-    ``min_lr_ratio * lr`` when the planned steps (``trainer.max_steps`` or epochs x steps per epoch)
-    are done, so the last step runs just above it (the convention of Hugging Face's cosine schedule).
+    ``min_lr_ratio * lr`` when the planned steps (``trainer.max_steps`` or epochs x steps per epoch; after a
+    resume under another ``data.batch_size`` or number of processes, the steps taken plus those left) are done,
+    so the last step runs just above it (the convention of Hugging Face's cosine schedule).
     constant: ``optimizer.lr`` throughout (after the optional warm-up).
     """
 
@@ -341,7 +342,8 @@ class TrainerConfig:
     stop after this many validations in a row without a strictly lower EER (``None``: never; a tie is no
     improvement, and the earlier of tied checkpoints stays best). keep_top_k: best checkpoints kept
     on disk (the latest one is always kept too, for ``--resume``). average_top_k: if >= 2, the
-    exported ``final/`` model is the average of the best k checkpoints' weights; a LoRA layer, and each
+    exported ``final/`` model is the average of the best k checkpoints' weights (batch-norm running statistics
+    are averaged alike, not re-estimated, and ``final/``'s val EER is measured with them); a LoRA layer, and each
     MoLEx expert, gets the rank-r truncation of the mean of its k updates B A (not the means of A and of
     B, whose product is not that mean), recorded as ``lora_average`` and the fraction of the mean update's
     norm lost, ``lora_average_loss``, in ``final/``'s metadata (a MoLEx expert's refactored A enters the

@@ -201,8 +201,29 @@ class Trainer:
             self._molex_report(self.state.molex_before)
             self._completed = True
             return result
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
         finally:
             self._teardown()
+
+    def _interrupted(self) -> None:
+        """Say, on a Ctrl-C, what the run keeps and how to go on (the CLI itself says only "interrupted")."""
+        if not getattr(self, "info", DistInfo()).is_main:
+            return
+        try:
+            latest = ckpt.latest_checkpoint(self.ckpt_dir)
+        except CheckpointError:
+            latest = None
+        if latest is None:
+            log.warning("interrupted at step %d before any checkpoint was saved", self.state.step)
+        else:
+            log.warning(
+                "interrupted at step %d: the last checkpoint, %s, is kept; --resume continues from it (the steps "
+                "after it are taken again)",
+                self.state.step,
+                latest,
+            )
 
     # --- set-up -----------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -512,6 +533,10 @@ class Trainer:
                 else:  # an epoch resumed at its very end yields no batch: close it here
                     if s.batch_in_epoch >= n_batches:
                         s.epoch, s.batch_in_epoch = s.epoch + 1, 0
+            if s.step and self.val_data is not None and not (self.history and self.history[-1]["step"] == s.step):
+                # a resume that ends the run where its checkpoint stands (a lower max_steps or epochs, less
+                # patience) took no step: its last step, saved without validation (save_every), is validated too
+                self._save(self._validate())
             if s.last_saved_step != s.step:
                 self._save(None)
         finally:
@@ -576,6 +601,14 @@ class Trainer:
             return None
         s, cfg = self.state, self.cfg
         result = self._evaluate(self.val_data)
+        if result.eer is None:
+            # injected val data (a recipe's is checked when read): without both classes there is no EER, and
+            # the run would go on without model selection or early stopping, exporting its last weights as best/
+            n_bonafide = int((result.labels == 1).sum())
+            raise ConfigError(
+                f"the validation data holds {n_bonafide} bona fide and {result.n - n_bonafide} spoof utterances: "
+                "model selection by val EER needs both classes"
+            )
         record = {"step": s.step, "epoch": s.epoch, "val_eer": result.eer, "val_loss": result.loss, "n": result.n}
         self.history.append(record)
         if result.eer is not None:
@@ -664,7 +697,6 @@ class Trainer:
                 "resuming %s with a changed recipe (%s): the new values apply from here", path, "; ".join(changes)
             )
         load_state_checked(self.module, state["model"], partial=bool(self._reloadable), where=str(path))
-        self._load_optimization(state["optimizer"], state["scheduler"])
         recorded = (recorded_recipe.get("strategy") or {}).get("name")
         if recorded_recipe.get("seed", self.recipe.seed) != self.recipe.seed:
             # another seed (what a diverged run is told to try): other random streams from here on, and the
@@ -679,6 +711,8 @@ class Trainer:
         except TypeError as exc:
             raise CheckpointError(f"{path}: incompatible trainer state: {exc}") from None
         self._carry_epoch_position(recorded_recipe, int(state.get("world_size") or 1))
+        self._replan()
+        self._load_optimization(state["optimizer"], state["scheduler"])
         # early stopping under today's trainer.patience: a resume with more patience trains on
         patience = self.cfg.patience
         self.state.stopped_early = patience is not None and self.state.bad_validations >= patience
@@ -745,6 +779,19 @@ class Trainer:
             new,
             world,
         )
+
+    def _replan(self) -> None:
+        """Plan the schedule over the steps taken and the steps left (at today's steps per epoch).
+
+        ``epochs`` x today's steps per epoch counts the steps already taken at today's batch size and process
+        count: after a resume under another ``data.batch_size`` or number of processes it would end the
+        schedule too early (the rest of the run at the floor) or too late. Unchanged, both counts agree."""
+        s, cfg = self.state, self.cfg
+        total = s.step + max(0, (cfg.epochs - s.epoch) * self.steps_per_epoch - s.batch_in_epoch)
+        total = min(total, cfg.max_steps) if cfg.max_steps else total
+        if total != self.total_steps:
+            self.total_steps = total
+            self.scheduler = build_scheduler(self.optimizer, self.recipe.schedule, total)
 
     def _load_strategy(self, path: Path, recorded: str | None, saved: dict[str, Any]) -> None:
         if recorded is not None and recorded != self.recipe.strategy.name:
