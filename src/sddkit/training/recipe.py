@@ -403,6 +403,12 @@ class MolexConfig:
     def __post_init__(self) -> None:
         if self.add_experts < 0:
             raise ValueError(f"add_experts must be >= 0, got {self.add_experts}")
+        # read by the expert addition only: without it, it was silently ignored and the back-end trained (or not) as any
+        if self.train_backend and self.add_experts == 0:
+            raise ValueError(
+                "train_backend: true applies to expert addition only (add_experts > 0); without it every trainable "
+                "parameter trains, the back-end included"
+            )
 
 
 def as_specs(value: ProtocolSpec | list[ProtocolSpec] | None) -> list[ProtocolSpec]:
