@@ -29,8 +29,11 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimizerConfig) -> tor
     return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, total_steps: int) -> LRScheduler:
-    """The schedule of ``cfg``; ``total_steps`` is the planned number of optimisation steps."""
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, total_steps: int, *, check: bool = True
+) -> LRScheduler:
+    """The schedule of ``cfg``; ``total_steps`` is the planned number of optimisation steps. ``check``: warn when
+    the warm-up outlasts them (off for a plan a resume replaces, which would warn about steps it does not take)."""
     if cfg.name == "cyclic":
         # cycle_momentum=False: AdamW has no 'momentum' to cycle, and the published recipe cycles the lr only
         return CyclicLR(
@@ -43,7 +46,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, total
             cycle_momentum=False,
         )
     warmup = cfg.warmup_steps
-    _check_warmup(cfg, total_steps)
+    if check:
+        _check_warmup(cfg, total_steps)
     if cfg.name == "constant":
 
         def constant(step: int) -> float:

@@ -290,7 +290,8 @@ class Trainer:
             check_batches(first_epoch)
         planned = cfg.epochs * self.steps_per_epoch
         self.total_steps = min(planned, cfg.max_steps) if cfg.max_steps else planned
-        self.scheduler = build_scheduler(self.optimizer, r.schedule, self.total_steps)
+        # a resume plans again over its steps taken and left (_replan), and says then whether the warm-up fits
+        self.scheduler = build_scheduler(self.optimizer, r.schedule, self.total_steps, check=not resuming)
         self._step_lr = self.optimizer.param_groups[0]["lr"]  # the lr of the last step taken (logged with it)
         resumed_from = self._load_latest() if self.resume else None
         if resumed_from is None:
@@ -789,9 +790,9 @@ class Trainer:
         s, cfg = self.state, self.cfg
         total = s.step + max(0, (cfg.epochs - s.epoch) * self.steps_per_epoch - s.batch_in_epoch)
         total = min(total, cfg.max_steps) if cfg.max_steps else total
-        if total != self.total_steps:
-            self.total_steps = total
-            self.scheduler = build_scheduler(self.optimizer, self.recipe.schedule, total)
+        # built again even when unchanged: the set-up's schedule did not check the warm-up against this plan
+        self.total_steps = total
+        self.scheduler = build_scheduler(self.optimizer, self.recipe.schedule, total)
 
     def _load_strategy(self, path: Path, recorded: str | None, saved: dict[str, Any]) -> None:
         if recorded is not None and recorded != self.recipe.strategy.name:
