@@ -40,7 +40,7 @@ def test_a_where_value_no_row_has_is_an_error_naming_it(tmp_path):
 
 def test_an_unknown_where_or_exclude_column_lists_the_columns():
     table = UtteranceTable.from_records([{"utt_id": "a", "label": "spoof", "source": "s"}])
-    with pytest.raises(ProtocolError, match=r"no column 'sorce'; columns: \[.*'source'"):
+    with pytest.raises(ProtocolError, match=r"no column 'sorce' \(did you mean 'source'\?\); columns: \[.*'source'"):
         table.exclude(sorce="s")
 
 
