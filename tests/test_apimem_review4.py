@@ -173,7 +173,9 @@ def test_an_interrupt_while_waiting_for_a_decode_drops_the_queue(tmp_path, monke
             raise KeyboardInterrupt
 
     monkeypatch.setattr(batch, "_decode", slow)
-    real_submit = batch.ThreadPoolExecutor.submit
+    from concurrent.futures import ThreadPoolExecutor  # the decoding pool's (sddkit.threads.in_order_ahead)
+
+    real_submit = ThreadPoolExecutor.submit
     calls = []
 
     def submit(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -181,7 +183,7 @@ def test_an_interrupt_while_waiting_for_a_decode_drops_the_queue(tmp_path, monke
         calls.append(fut)
         return Waiting() if len(calls) == 1 else fut  # the wait for the first file is interrupted
 
-    monkeypatch.setattr(batch.ThreadPoolExecutor, "submit", submit)
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", submit)
     writer = type("W", (), {"done": set(), "write": lambda *a, **k: None, "sync": lambda self: None})()
     with pytest.raises(KeyboardInterrupt):
         batch.score_files(_tiny_detector(), paths, writer, workers=2, progress=False)  # type: ignore[arg-type]

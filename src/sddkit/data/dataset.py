@@ -20,10 +20,9 @@ Audio errors are never skipped: they raise with the file's path.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,7 @@ from sddkit.audio.crop import random_crop, repeat_pad
 from sddkit.audio.io import check_max_duration, load_audio
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import AudioDecodeError, AudioError, ProtocolError
+from sddkit.threads import in_order_ahead
 
 __all__ = ["CachedWaveforms", "UtteranceDataset", "collate_pad", "load_table_audio"]
 
@@ -41,22 +41,6 @@ __all__ = ["CachedWaveforms", "UtteranceDataset", "collate_pad", "load_table_aud
 # this large is mapped on its own by the C library and given back to the system when freed, where a decoded
 # file's (a few hundred kB) memory stays with the process once freed, only to be reused.
 _PACK_SAMPLES = 1 << 24
-
-
-def _in_order(pool: ThreadPoolExecutor, fn: Callable[[int], np.ndarray], n: int, *, ahead: int) -> Iterator[np.ndarray]:
-    """``fn(0), ..., fn(n - 1)`` run in ``pool``, yielded in order with at most ``ahead`` of them submitted and not
-    yet taken: ``pool.map`` submits every file at once, and decoded files then pile up faster than they are packed."""
-    pending: deque[Future[np.ndarray]] = deque()
-    try:
-        for i in range(n):
-            pending.append(pool.submit(fn, i))
-            if len(pending) >= ahead:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:  # a file that failed: the ones queued behind it are not decoded for nothing
-        for future in pending:
-            future.cancel()
 
 
 def _pack(arrays: Iterator[np.ndarray], n: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -163,11 +147,10 @@ class CachedWaveforms:
             stats[i] = _file_stat(paths[i])  # before decoding: a change made meanwhile shows as a later one
             return load_table_audio(paths[i], ids[i], sample_rate=sample_rate, max_duration=max_duration)
 
-        if num_threads > 0:
-            with ThreadPoolExecutor(max_workers=num_threads) as pool:
-                blocks, lengths = _pack(_in_order(pool, load, len(ids), ahead=4 * num_threads), len(ids))
-        else:
-            blocks, lengths = _pack(map(load, range(len(ids))), len(ids))
+        # a bounded number of files decoded ahead of the packing: all at once, they pile up faster than packed
+        decoded = in_order_ahead(load, range(len(ids)), num_threads, thread_name="sdd-preload")
+        with contextlib.closing(decoded):
+            blocks, lengths = _pack((array for _, array in decoded), len(ids))
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         if len(blocks) == 1:

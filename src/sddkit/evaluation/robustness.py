@@ -355,7 +355,7 @@ def _processed_in_order(
     """(index, decoded utterance or error) of the ``todo`` indices (default: all) in protocol order,
     ``cfg.workers`` threads ahead of the model (bounded look-ahead: every condition's windows of few files in
     memory). Closed early (Ctrl-C), the files queued but not started are dropped, not degraded first."""
-    from sddkit.scoring.batch import in_order_ahead
+    from sddkit.threads import in_order_ahead
 
     order = list(range(len(records)) if todo is None else todo)
     return in_order_ahead(

@@ -29,7 +29,6 @@ does). ``merge_shards(out)`` (``sdd score --merge``) merges complete shards by h
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import csv
 import io
@@ -37,10 +36,9 @@ import json
 import os
 import time
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO
 
 from sddkit.audio.files import AUDIO_EXTENSIONS, list_audio_files
 from sddkit.data.text import is_utf16_text, read_text
@@ -49,6 +47,7 @@ from sddkit.errors import ProtocolError, SddkitError
 from sddkit.locks import ExclusiveLock
 from sddkit.outputs import why_unwritable
 from sddkit.scoring.api import PreparedAudio, ScoreResult, ScoringDetector, non_finite_reason
+from sddkit.threads import in_order_ahead
 
 BASE_COLUMNS: tuple[str, ...] = ("path", "score", "probability", "decision", "duration_s", "n_windows", "raw_score")
 WINDOW_COLUMNS: tuple[str, ...] = ("path", "window", "start_s", "end_s", "score")
@@ -738,48 +737,6 @@ def _decoded_in_order(
 ) -> Generator[tuple[str, PreparedAudio | str], None, None]:
     """(path, windows or error) in input order, decoded ``workers`` at a time ahead of the model."""
     return in_order_ahead(lambda p: _decode(detector, p, max_duration), paths, workers, thread_name="sdd-decode")
-
-
-_T = TypeVar("_T")
-_R = TypeVar("_R")
-
-
-def in_order_ahead(
-    fn: Callable[[_T], _R], items: Iterable[_T], workers: int, *, thread_name: str
-) -> Generator[tuple[_T, _R], None, None]:
-    """``(item, fn(item))`` in the order of ``items``, ``fn`` running in ``workers`` threads a bounded number of
-    items (2 per worker, at least 2) ahead of the caller; ``workers <= 0``: in the caller's thread.
-
-    Stopped early (Ctrl-C, an error, the caller's ``close()``), the calls not yet started are dropped, not run
-    first; the ones already running end in their threads. The caller should ``close()`` the iterator in its
-    ``finally``: a generator left to the garbage collector (an exception's traceback holds it) is closed only when
-    the traceback is freed, at exit, after every queued call has run.
-    """
-    if workers <= 0:
-        for item in items:
-            yield item, fn(item)
-        return
-    ahead = max(2, 2 * workers)  # bounded look-ahead keeps memory flat on long lists
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name)
-    finished = False
-    try:
-        pending: collections.deque[tuple[_T, Future]] = collections.deque()
-        it = iter(items)
-        for item in it:
-            pending.append((item, pool.submit(fn, item)))
-            if len(pending) >= ahead:
-                break
-        while pending:
-            item, fut = pending.popleft()
-            for nxt in it:  # at most one more
-                pending.append((nxt, pool.submit(fn, nxt)))
-                break
-            yield item, fut.result()
-        finished = True
-    finally:
-        # stopped early: the calls not yet started are dropped, not run first (up to 2 per worker); the ones
-        # already running end in their threads (their results are not used)
-        pool.shutdown(wait=finished, cancel_futures=not finished)
 
 
 def score_files(
