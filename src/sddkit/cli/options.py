@@ -97,15 +97,7 @@ def _reader_selects(fmt: str) -> bool:
 def read_partitions(protocol: str, fmt: str | None, partitions: list[str] | None):
     """Read ``protocol``; keep ``partitions`` through the reader's own option where it has one
     (sddbench, Fake-or-Real), else by the table's ``partition`` column (ASVspoof, utterance tables, ...)."""
-
-    from sddkit.data.protocols import detect_format, read_protocol
-    from sddkit.evaluation.robustness import select_partitions
-
-    fmt = fmt or detect_format(protocol)
-    if partitions and _reader_selects(fmt):
-        return read_protocol(protocol, format=fmt, partitions=partitions)
-    table = read_protocol(protocol, format=fmt)
-    return select_partitions(table, partitions, what=f"{protocol} (format {fmt!r})")
+    return _read_selected(protocol, fmt, partitions)[0]
 
 
 def read_partitions_and_rest(protocol: str, fmt: str | None, partitions: list[str] | None):
@@ -113,16 +105,24 @@ def read_partitions_and_rest(protocol: str, fmt: str | None, partitions: list[st
     (nothing left out). A protocol without a reader-level option is read once."""
     import pandas as pd
 
-    from sddkit.data.protocols import detect_format, read_protocol
-    from sddkit.evaluation.robustness import select_partitions
+    from sddkit.data.protocols import read_protocol
 
     if partitions is None:
         return read_partitions(protocol, fmt, None), None
-    fmt = fmt or detect_format(protocol)
-    if _reader_selects(fmt):
-        table, full = read_partitions(protocol, fmt, partitions), read_protocol(protocol, format=fmt)
-    else:
+    table, full, fmt = _read_selected(protocol, fmt, partitions)
+    if full is None:  # the reader selected the partitions: the other rows need a read of their own
         full = read_protocol(protocol, format=fmt)
-        table = select_partitions(full, partitions, what=f"{protocol} (format {fmt!r})")
     left = ~pd.Index(full.column("utt_id"), dtype=object).isin(pd.Index(table.column("utt_id"), dtype=object))
     return table, full.subset(left)
+
+
+def _read_selected(protocol: str, fmt: str | None, partitions: list[str] | None):
+    """(the rows of ``partitions``, the whole protocol as read or None where the reader selected them, the format)."""
+    from sddkit.data.protocols import detect_format, read_protocol
+    from sddkit.evaluation.robustness import select_partitions
+
+    fmt = fmt or detect_format(protocol)
+    if partitions and _reader_selects(fmt):
+        return read_protocol(protocol, format=fmt, partitions=partitions), None, fmt
+    full = read_protocol(protocol, format=fmt)
+    return select_partitions(full, partitions, what=f"{protocol} (format {fmt!r})"), full, fmt
