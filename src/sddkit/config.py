@@ -173,6 +173,19 @@ def _post_init_message(path: str, where: str, message: str, fields: Mapping[str,
     return f"{path or where}: {message}"
 
 
+def set_away_from_default(cfg: Any, names: Iterable[str]) -> list[str]:
+    """The fields of dataclass ``cfg`` among ``names`` whose value is not their default (a list compared as a
+    tuple): what a config refuses when the variant it selects never reads them, so the recipe cannot say one thing
+    and train another."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    changed = []
+    for name in names:
+        value, default = getattr(cfg, name), defaults[name]
+        if (tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value) != default:
+            changed.append(name)
+    return changed
+
+
 def did_you_mean(given: Sequence[Any], choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices`` to each misspelt string of ``given``, or ``""``."""
     import difflib

@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sddkit.config import apply_overrides, component_field, did_you_mean, from_dict, load_yaml, to_dict
+from sddkit.config import (
+    apply_overrides,
+    component_field,
+    did_you_mean,
+    from_dict,
+    load_yaml,
+    set_away_from_default,
+    to_dict,
+)
 from sddkit.detectors.detector import DetectorConfig
 from sddkit.detectors.mixture import MixtureConfig
 from sddkit.errors import ConfigError, UnknownNameError
@@ -273,13 +281,13 @@ class ScheduleConfig:
                 raise ValueError(f"{key}: {getattr(self, key)} has no effect with schedule {self.name!r} (set it to 0)")
         if self.name != "cyclic":
             # `{name: cosine, max_lr: 1e-3}` trained at optimizer.lr, a hundred times lower, without a word
-            defaults = {f.name: f.default for f in dataclasses.fields(self)}
-            for key in _CYCLIC_ONLY:
-                if getattr(self, key) != defaults[key]:
-                    raise ValueError(
-                        f"{key}: {getattr(self, key)} is read by schedule 'cyclic' only; schedule {self.name!r} "
-                        "follows optimizer.lr (leave it out)"
-                    )
+            changed = set_away_from_default(self, _CYCLIC_ONLY)
+            if changed:
+                key = changed[0]
+                raise ValueError(
+                    f"{key}: {getattr(self, key)} is read by schedule 'cyclic' only; schedule {self.name!r} "
+                    "follows optimizer.lr (leave it out)"
+                )
 
 
 _CYCLIC_ONLY = ("base_lr", "max_lr", "step_size", "cyclic_mode", "gamma")
@@ -324,8 +332,7 @@ class LossConfig:
         if self.kind == "oc_softmax" and self.label_smoothing > 0:
             raise ValueError("label_smoothing applies to kind: ce only, not to oc_softmax")
         # `{oc_margins: [0.3, 0.8]}` without `kind: oc_softmax` trained plain cross-entropy without a word
-        default_margins = next(f.default for f in dataclasses.fields(self) if f.name == "oc_margins")
-        if self.kind != "oc_softmax" and tuple(self.oc_margins) != default_margins:
+        if self.kind != "oc_softmax" and set_away_from_default(self, ["oc_margins"]):
             raise ValueError(
                 f"oc_margins: {list(self.oc_margins)} is read by kind: oc_softmax only; kind {self.kind!r} "
                 "ignores it (set kind: oc_softmax, or leave oc_margins out)"

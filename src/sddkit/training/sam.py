@@ -22,12 +22,13 @@ gradients and every replica perturbs and steps identically.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from sddkit.config import set_away_from_default
 from sddkit.training import STRATEGIES
 from sddkit.training.strategy import Batch, StepContext, StepResult
 
@@ -48,8 +49,7 @@ class SAMConfig:
             raise ValueError(f"rho must be >= 0 and finite, got {self.rho}")
         if not 0 <= self.eta < math.inf:
             raise ValueError(f"eta must be >= 0 and finite, got {self.eta}")
-        default_eta = next(f.default for f in fields(self) if f.name == "eta")
-        if not self.adaptive and self.eta != default_eta:  # plain SAM never reads it: the recipe would mislead
+        if not self.adaptive and set_away_from_default(self, ["eta"]):  # plain SAM never reads it: the recipe misleads
             raise ValueError(
                 f"eta: {self.eta} is read by ASAM only (adaptive: true); plain SAM ignores it (leave it out)"
             )
