@@ -25,3 +25,18 @@ def require_layout(backend: str, reads: str, feature_layout: str | None) -> None
         f"use a {_FRONTENDS[reads]} front-end with it, or another back-end (a front-end of your own that gives "
         f"{_DECLARE[reads]} features declares it with a class attribute feature_layout = {reads!r})"
     )
+
+
+def require_explicit_layout(backend: str, layout: str, feature_layout: str | None) -> None:
+    """ConfigError when a back-end's explicit ``layout`` (``linear``'s ``frames`` or ``spectral``) contradicts the
+    front-end's ``feature_layout`` (None: unknown, nothing to check): it built and failed at the first forward (or,
+    where the sizes allowed, pooled over the feature axis instead of time). A front-end of the user's own that does
+    not declare its layout is taken to give frames, and an explicit ``layout: spectral`` was how such a spectral
+    one worked with ``linear``, so the refusal says how to declare it."""
+    if feature_layout not in _WHAT or layout == feature_layout:
+        return
+    raise ConfigError(
+        f"backend {backend!r}: layout {layout!r}, but the front-end gives {feature_layout} features: set "
+        f"layout to 'auto' or {feature_layout!r} (a front-end of your own that gives {_DECLARE[layout]} "
+        f"features declares it with a class attribute feature_layout = {layout!r})"
+    )

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from sddkit.backends import BACKENDS
 from sddkit.backends.heads import ClassifierConfig, build_classifier
-from sddkit.backends.layout import _DECLARE
+from sddkit.backends.layout import require_explicit_layout
 from sddkit.detectors.outputs import BackendOutput
 from sddkit.errors import ConfigError
 
@@ -92,14 +92,6 @@ def build_linear(
         raise ConfigError("backend 'linear' needs frame or spectral features, not the raw waveform")
     if cfg.layout == "auto" and feature_layout in ("frames", "spectral"):
         cfg = replace(cfg, layout=feature_layout)
-    elif feature_layout in ("frames", "spectral") and cfg.layout != feature_layout:
-        # an explicit layout the front-end contradicts built and failed at the first forward (or, where the sizes
-        # allowed, pooled over the feature axis instead of time)
-        # a front-end of the user's own that does not declare its layout is taken to give frames: an explicit
-        # `layout: spectral` was how such a spectral one worked with this head, so the refusal says how to declare
-        raise ConfigError(
-            f"backend 'linear': layout {cfg.layout!r}, but the front-end gives {feature_layout} features: set "
-            f"layout to 'auto' or {feature_layout!r} (a front-end of your own that gives {_DECLARE[cfg.layout]} "
-            f"features declares it with a class attribute feature_layout = {cfg.layout!r})"
-        )
+    elif cfg.layout != "auto":
+        require_explicit_layout("linear", cfg.layout, feature_layout)
     return LinearHead(in_dim, cfg)
