@@ -860,19 +860,27 @@ def _load_pretrained(model_cls: type, directory: Path, hf_cfg: Any) -> nn.Module
     # no weights file (OSError), a truncated or corrupt one (SafetensorError, UnpicklingError, EOFError),
     # tensors of other shapes (RuntimeError / ValueError): all name the directory
     except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError) as exc:
-        raise ConfigError(
-            f"encoder.pretrained: cannot load weights from {directory}: {type(exc).__name__}: {exc}"
-        ) from None
+        raise _unreadable(directory, exc) from None
     # masked_spec_embed only exists in some checkpoints; it is a SpecAugment constant.
     missing = [k for k in info.get("missing_keys", []) if "masked_spec_embed" not in k]
     if missing:
-        raise ConfigError(
-            f"encoder.pretrained: {directory} lacks {len(missing)} weight(s) of the model "
-            f"(e.g. {sorted(missing)[:3]}); refusing to fill them with random values"
-        )
+        raise _lacking(directory, missing)
     _warn_unplaced(model, info.get("unexpected_keys", []), directory)
     # what came from the file may be left out of trainable-only model directories (model_dir)
     return mark_pretrained(model, except_names=set(info.get("missing_keys", [])))
+
+
+def _unreadable(directory: Path, exc: Exception) -> ConfigError:
+    """The error of a weights file that cannot be read or does not fit the model, naming the folder."""
+    return ConfigError(f"encoder.pretrained: cannot load weights from {directory}: {type(exc).__name__}: {exc}")
+
+
+def _lacking(directory: Path, missing: list[str]) -> ConfigError:
+    """The error of a folder without some of the model's weights (never filled with random values)."""
+    return ConfigError(
+        f"encoder.pretrained: {directory} lacks {len(missing)} weight(s) of the model "
+        f"(e.g. {sorted(missing)[:3]}); refusing to fill them with random values"
+    )
 
 
 def _warn_unplaced(model: nn.Module, unexpected: list[str], directory: Path) -> None:
@@ -960,23 +968,18 @@ def _load_whisper_encoder(model_cls: type, directory: Path, hf_cfg: Any) -> nn.M
             return None
         state = {k[len(prefix) :]: h.get_tensor(k).to(torch.float32) for h, k in keys if k.startswith(prefix)}
     except (OSError, SafetensorError) as exc:
-        raise ConfigError(
-            f"encoder.pretrained: cannot load weights from {directory}: {type(exc).__name__}: {exc}"
-        ) from None
+        raise _unreadable(directory, exc) from None
     with torch.device("meta"):  # no random initialisation of weights that are read next
         model = model_cls(hf_cfg)
     own = dict(model.state_dict())
     missing = sorted(set(own) - set(state))
     if missing:
-        raise ConfigError(
-            f"encoder.pretrained: {directory} lacks {len(missing)} weight(s) of the model "
-            f"(e.g. {[prefix + k for k in missing[:3]]}); refusing to fill them with random values"
-        )
+        raise _lacking(directory, [prefix + k for k in missing])
     _warn_unplaced(model, sorted(set(state) - set(own)), directory)
     try:
         model.load_state_dict({k: state[k] for k in own}, strict=True, assign=True)
     except RuntimeError as exc:  # tensors of other shapes
-        raise ConfigError(f"encoder.pretrained: cannot load weights from {directory}: {exc}") from None
+        raise _unreadable(directory, exc) from None
     if any(t.is_meta for t in (*model.parameters(), *model.buffers())):  # a tensor no checkpoint holds
         return None
     return mark_pretrained(model.eval())  # in eval mode, as from_pretrained returns a model
