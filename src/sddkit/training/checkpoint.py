@@ -146,6 +146,7 @@ def save_checkpoint(root: str | Path, name: str, state: dict[str, Any], *, updat
     final = root / name
     tensors: dict[str, torch.Tensor] = {}
     document = {"format": FORMAT, "format_version": FORMAT_VERSION, "state": encode_state(state, tensors)}
+    trash = root / f"{_TMP_PREFIX}old-{name}-{os.getpid()}"
     try:
         tmp.mkdir(parents=True)
         _write_tensors(tensors, tmp / STATE_TENSORS)
@@ -153,7 +154,6 @@ def save_checkpoint(root: str | Path, name: str, state: dict[str, Any], *, updat
         atomic_write_bytes(tmp / STATE_JSON, (json.dumps(document, indent=1) + "\n").encode())
         fsync_dir(tmp)
         if final.exists():  # re-saving a step (e.g. after a resume): move the old copy out of the way first
-            trash = root / f"{_TMP_PREFIX}old-{name}-{os.getpid()}"
             os.replace(final, trash)
             os.replace(tmp, final)
             shutil.rmtree(trash, ignore_errors=True)
@@ -162,6 +162,8 @@ def save_checkpoint(root: str | Path, name: str, state: dict[str, Any], *, updat
         fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if trash.is_dir() and not final.exists():  # interrupted between the two renames: the old copy goes back
+            os.replace(trash, final)
         raise
     if update_latest:
         atomic_write_bytes(root / LATEST, (name + "\n").encode())
