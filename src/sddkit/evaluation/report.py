@@ -117,7 +117,15 @@ class Report:
 
     @property
     def warnings(self) -> list[str]:
-        return list(self.matching["warnings"]) if self.matching else []
+        notes = list(self.matching["warnings"]) if self.matching else []
+        auc = self.pooled.get("auc")
+        if auc is not None and auc < 0.5:
+            # most often a score file of another tool whose scores grow with "spoof": every metric is then reversed
+            notes.append(
+                f"pooled ROC AUC {auc:.4f} is below 0.5: these scores rank spoof above bona fide more often than "
+                "not; sddkit expects higher = more bona fide (negate the scores of a tool that scores spoofness)"
+            )
+        return notes
 
     def to_dict(self) -> dict[str, Any]:
         return _json_safe(
@@ -133,6 +141,7 @@ class Report:
                 "per_codec": self.per_codec,
                 "gate_weights": self.gate_weights,
                 "matching": self.matching,
+                "warnings": self.warnings,
                 "inputs": self.inputs,
                 "config": to_dict(self.config),
             }

@@ -1,0 +1,44 @@
+"""Leftovers of the twenty-fifth session's note, mended in the twenty-sixth."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from sddkit.cli.main import main
+
+
+def _protocol_and_scores(tmp_path, sign: float):
+    rng = np.random.default_rng(3)
+    key, score = [], []
+    for i in range(40):
+        bona = i < 15
+        attack = "bonafide" if bona else f"A{7 + i % 3:02d}"
+        key.append(f"LA_0001 LA_E_{i:07d} - {attack} {'bonafide' if bona else 'spoof'}")
+        score.append(f"LA_E_{i:07d} {sign * rng.normal(2.0 if bona else 0.0):.4f}")
+    protocol = tmp_path / "protocol.txt"
+    protocol.write_text("\n".join(key) + "\n")
+    scores = tmp_path / "scores.txt"
+    scores.write_text("\n".join(score) + "\n")
+    return protocol, scores
+
+
+def test_sdd_eval_warns_when_the_scores_look_inverted(tmp_path, capsys):
+    # a score file of a tool whose scores grow with "spoof" gave EER 90 % with no hint why
+    protocol, scores = _protocol_and_scores(tmp_path, sign=-1.0)
+    out = tmp_path / "report"
+    assert main(["eval", "--scores", str(scores), "--protocol", str(protocol), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "below 0.5" in err and "higher = more bona fide" in err
+    report = json.loads((out / "report.json").read_text())
+    assert any("below 0.5" in w for w in report["warnings"])
+    assert "below 0.5" in (out / "report.md").read_text()
+
+
+def test_sdd_eval_says_nothing_of_inversion_for_ordinary_scores(tmp_path, capsys):
+    protocol, scores = _protocol_and_scores(tmp_path, sign=1.0)
+    out = tmp_path / "report"
+    assert main(["eval", "--scores", str(scores), "--protocol", str(protocol), "--out", str(out)]) == 0
+    assert "below 0.5" not in capsys.readouterr().err
+    assert json.loads((out / "report.json").read_text())["warnings"] == []
