@@ -42,3 +42,19 @@ def test_sdd_eval_says_nothing_of_inversion_for_ordinary_scores(tmp_path, capsys
     assert main(["eval", "--scores", str(scores), "--protocol", str(protocol), "--out", str(out)]) == 0
     assert "below 0.5" not in capsys.readouterr().err
     assert json.loads((out / "report.json").read_text())["warnings"] == []
+
+
+def test_head_scale_with_the_linear_head_is_refused():
+    # the linear head never reads head_scale: a recipe setting it trained something else than it said
+    import pytest
+
+    from sddkit.backends.heads import ClassifierConfig
+    from sddkit.errors import ConfigError
+    from sddkit.registry import get_registry
+
+    with pytest.raises(ValueError, match="head: cosine"):
+        ClassifierConfig(head_scale=30.0)
+    ClassifierConfig(head="cosine", head_scale=30.0)
+    ClassifierConfig(head_scale=20.0)  # the default, recorded in every model folder, stays readable
+    with pytest.raises((ConfigError, ValueError), match="head_scale"):
+        get_registry("backend").build({"name": "lcnn", "head_scale": 5.0}, in_dim=80, feature_layout="spectral")

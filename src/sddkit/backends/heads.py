@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sddkit.config import set_away_from_default
+
 __all__ = ["ClassifierConfig", "CosineHead", "build_classifier"]
 
 
@@ -35,6 +37,11 @@ class ClassifierConfig:
     def __post_init__(self) -> None:
         if not (self.head_scale > 0 and math.isfinite(self.head_scale)):
             raise ValueError(f"head_scale must be a finite number > 0, got {self.head_scale}")
+        if self.head == "linear" and set_away_from_default(self, ["head_scale"]):
+            # the linear head never reads it: the recipe would say one thing and train another
+            raise ValueError(
+                f"head_scale ({self.head_scale}) is the cosine head's scale; set head: cosine or drop head_scale"
+            )
 
 
 class CosineHead(nn.Module):
