@@ -234,6 +234,12 @@ def _shape_words(tp: Any) -> str:
     return words.get(tp, getattr(tp, "__name__", str(tp)))
 
 
+def convert_value(tp: Any, value: Any, path: str) -> Any:
+    """``value`` read as type ``tp`` the way recipe fields are (a ConfigError naming ``path`` when it is not one):
+    for options typed by a signature rather than by a dataclass field (e.g. a sampler's keyword arguments)."""
+    return _convert(tp, value, path)
+
+
 def _convert(tp: Any, value: Any, path: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:

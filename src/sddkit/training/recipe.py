@@ -208,14 +208,14 @@ class DataConfig:
         # non-empty string), and `num_samples: '10000'` failed only once the training data had been read
         import typing
 
-        from sddkit.config import _convert
+        from sddkit.config import convert_value
 
         hints = typing.get_type_hints(cls.__init__)
         for name, value in self.sampler_options.items():
             hint = hints[name]
             if isinstance(value, float) and value.is_integer() and int in (hint, *typing.get_args(hint)):
                 continue  # the samplers take a whole number written as a float as a count (`num_samples: 1e4`)
-            _convert(hint, value, f"sampler_options.{name}")
+            convert_value(hint, value, f"sampler_options.{name}")
 
 
 @dataclass
