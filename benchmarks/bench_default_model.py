@@ -240,12 +240,9 @@ def markdown(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sddkit.errors import ConfigError
-    from sddkit.outputs import why_unwritable
+    from sddkit.cli.options import check_writable
 
-    reason = why_unwritable(args.json) if args.json else None
-    if reason is not None:  # asked now, not after the scoring and the bootstraps
-        raise ConfigError(f"--json {args.json}: cannot write it ({reason})")
+    check_writable(args, "json")  # asked now, not after the scoring and the bootstraps
     codec, kbps = parse_codec(args.codec)
     import torch
 

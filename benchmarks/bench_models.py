@@ -20,11 +20,10 @@ from pathlib import Path
 import torch
 
 from sddkit.cli.describe_cmd import count_params
-from sddkit.cli.options import require_positive
+from sddkit.cli.options import check_writable, require_positive
 from sddkit.config import from_dict
 from sddkit.detectors import DetectorConfig, build_detector
 from sddkit.detectors.model_dir import atomic_write_bytes
-from sddkit.outputs import why_unwritable
 
 WHISPER_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "whisper-base-encoder"
 
@@ -93,9 +92,7 @@ def main() -> None:
     require_positive(ap, args, "threads", "repeats", "seconds")
     if min(args.batches) <= 0:
         ap.error(f"--batches must be positive, got {' '.join(map(str, args.batches))}")
-    reason = why_unwritable(args.json) if args.json else None
-    if reason is not None:  # asked now, not after every model has been timed
-        raise SystemExit(f"--json {args.json}: cannot write it ({reason})")
+    check_writable(args, "json")  # asked now, not after every model has been timed
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     results = {}
@@ -119,4 +116,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from sddkit.errors import run_script
+
+    run_script(main, "bench_models")

@@ -235,11 +235,9 @@ def main() -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from sddkit.outputs import why_unwritable
+    from sddkit.cli.options import check_writable
 
-    reason = why_unwritable(args.json) if args.json else None
-    if reason is not None:  # asked now, not after hours of training
-        raise SystemExit(f"--json {args.json}: cannot write it ({reason})")
+    check_writable(args, "json")  # asked now, not after hours of training
     unknown = [m for m in args.methods.split(",") if m not in RECIPES]
     if unknown:  # a KeyError once the runs before it had been launched
         raise SystemExit(f"--methods: unknown {', '.join(map(repr, unknown))}; known: {', '.join(RECIPES)}")
@@ -316,4 +314,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sddkit.errors import run_script
+
+    run_script(main, "bench_training")

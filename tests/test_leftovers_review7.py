@@ -58,3 +58,20 @@ def test_head_scale_with_the_linear_head_is_refused():
     ClassifierConfig(head_scale=20.0)  # the default, recorded in every model folder, stays readable
     with pytest.raises((ConfigError, ValueError), match="head_scale"):
         get_registry("backend").build({"name": "lcnn", "head_scale": 5.0}, in_dim=80, feature_layout="spectral")
+
+
+def test_every_benchmark_json_and_compare_json_refuse_an_unwritable_path_alike(tmp_path):
+    # four copies of the --json writability check each raised their own way (SystemExit text, ConfigError)
+    import argparse
+
+    import pytest
+
+    from sddkit.cli.options import check_writable
+    from sddkit.errors import ConfigError
+
+    (tmp_path / "afile").write_text("x")
+    args = argparse.Namespace(json=str(tmp_path / "afile" / "b.json"), out=None)
+    with pytest.raises(ConfigError, match=r"^--json .*afile/b\.json: cannot write it \(Not a directory\)$"):
+        check_writable(args, "json", "out")
+    check_writable(argparse.Namespace(json=str(tmp_path / "new" / "b.json")), "json")
+    assert not (tmp_path / "new" / "b.json").exists()

@@ -54,6 +54,18 @@ def check_paths_given(args: argparse.Namespace, *dests: str) -> None:
             raise ConfigError(f"{name} is an empty string: name a path")
 
 
+def check_writable(args: argparse.Namespace, *dests: str) -> None:
+    """Refuse any output path option ``dest`` of ``args`` that cannot be written (``None``: not given, passes),
+    asked before the work that produces it (a bootstrap, hours of training), not after."""
+    from sddkit.outputs import why_unwritable
+
+    for dest in dests:
+        value = getattr(args, dest)
+        reason = why_unwritable(value) if value else None
+        if reason is not None:
+            raise ConfigError(f"{_flag(dest)} {value}: cannot write it ({reason})")
+
+
 _POSITIONALS = frozenset({"config", "recipe", "weights"})
 
 
