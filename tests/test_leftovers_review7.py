@@ -75,3 +75,29 @@ def test_every_benchmark_json_and_compare_json_refuse_an_unwritable_path_alike(t
         check_writable(args, "json", "out")
     check_writable(argparse.Namespace(json=str(tmp_path / "new" / "b.json")), "json")
     assert not (tmp_path / "new" / "b.json").exists()
+
+
+def test_a_published_report_is_fsynced_before_its_renames(tmp_path, monkeypatch):
+    # publish_staged renamed its files into place unsynced: a power cut could leave an empty report.json
+    from sddkit import outputs
+
+    events = []
+    monkeypatch.setattr(outputs, "fsync_file", lambda p: events.append(("fsync", p.name)))
+    monkeypatch.setattr(outputs, "fsync_dir", lambda d: events.append(("fsync_dir", d.name)))
+    real_replace = outputs.os.replace
+    monkeypatch.setattr(outputs.os, "replace", lambda a, b: (events.append(("rename", b.name)), real_replace(a, b))[1])
+
+    def write(staging):
+        (staging / "a.csv").write_text("x\n")
+        (staging / "report.json").write_text("{}\n")
+        return ["a.csv", "report.json"]
+
+    assert outputs.publish_staged(tmp_path / "out", "report", write) == ["a.csv", "report.json"]
+    assert events == [
+        ("fsync", "a.csv"),
+        ("fsync", "report.json"),
+        ("rename", "a.csv"),
+        ("rename", "report.json"),
+        ("fsync_dir", "out"),
+    ]
+    assert (tmp_path / "out" / "report.json").read_text() == "{}\n"

@@ -1,5 +1,6 @@
 """Writing outputs safely: whether an output file can be written, asked before the work that produces it (scoring,
-a bootstrap), and a report's files published together (:func:`publish_staged`)."""
+a bootstrap), a report's files published together (:func:`publish_staged`), and the fsyncs that make a rename
+durable."""
 
 from __future__ import annotations
 
@@ -35,6 +36,28 @@ def why_unwritable(path: str | Path) -> str | None:
     return None
 
 
+def fsync_file(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename into ``directory`` durable; a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a directory; the rename itself is already done
+    finally:
+        os.close(fd)
+
+
 def publish_staged(
     out: Path, what: str, write: Callable[[Path], Sequence[str]], *, stale: Iterable[str] = ()
 ) -> list[str]:
@@ -56,11 +79,14 @@ def publish_staged(
         raise ConfigError(f"{out}: cannot write the {what} there ({exc.strerror or exc})") from None
     try:
         names = list(write(staging))
+        for name in names:  # on disk before the renames publish them: a power cut leaves no empty report file
+            fsync_file(staging / name)
         for name in stale:
             if name not in names:
                 (out / name).unlink(missing_ok=True)
         for name in names:
             os.replace(staging / name, out / name)
+        fsync_dir(out)
     except OSError as exc:
         raise ConfigError(f"{out}: cannot write the {what} ({exc.strerror or exc})") from None
     finally:

@@ -55,6 +55,7 @@ from torch import nn
 from sddkit import __version__
 from sddkit.documents import read_versioned_json
 from sddkit.errors import CheckpointError, ConfigError
+from sddkit.outputs import fsync_dir, fsync_file
 from sddkit.pretrained import reloadable_names
 
 FORMAT = "sddkit-model"
@@ -147,28 +148,6 @@ def _set_new_file_mode(file: int | str) -> None:
         os.chmod(file, _new_file_mode())
     except OSError:
         pass
-
-
-def fsync_file(path: str | Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename into ``directory`` durable; a no-op where directories cannot be opened (Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on a directory; the rename itself is already done
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
