@@ -10,7 +10,8 @@ early stopping, best-checkpoint selection, averaging of the top-k checkpoints; c
       run.json           seed, resolved recipe, package versions, git commit (the latest session's), and one
                          entry per (re)start with its own: recipe, versions, git, cwd, torch threads, and the
                          SHA-256 of each protocol file read
-      metrics.jsonl      one line per validation
+      metrics.jsonl      one line per validation: step (optimiser steps taken), epoch (epochs completed when it
+                         ran: 1 at the end of the first), val_eer (a fraction), val_loss, n (utterances)
       tb/                TensorBoard event files
       checkpoints/       see sddkit.training.checkpoint (``latest`` + the top-k by validation EER)
       best/  final/      sddkit model directories (``sdd score``-ready), val EER in metadata
