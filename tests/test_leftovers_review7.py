@@ -101,3 +101,24 @@ def test_a_published_report_is_fsynced_before_its_renames(tmp_path, monkeypatch)
         ("fsync_dir", "out"),
     ]
     assert (tmp_path / "out" / "report.json").read_text() == "{}\n"
+
+
+def test_a_model_folder_without_weights_is_refused_before_its_model_is_built(tmp_path, monkeypatch):
+    # the model (an encoder reading its pretrained folder: seconds) was built before the missing file was noticed
+    import pytest
+
+    from sddkit.config import from_dict, to_dict
+    from sddkit.detectors import model_dir
+    from sddkit.detectors.detector import DetectorConfig, build_detector
+    from sddkit.errors import CheckpointError
+
+    cfg = from_dict(DetectorConfig, {"frontend": {"name": "logmel", "n_mels": 16}, "backend": {"name": "linear"}})
+    model_dir.save_model_dir(tmp_path / "m", build_detector(cfg), model_config=to_dict(cfg))
+    (tmp_path / "m" / model_dir.WEIGHTS_NAME).unlink()
+
+    def no_build(config):
+        raise AssertionError("built before the weights file was checked")
+
+    monkeypatch.setitem(model_dir.ARCHITECTURES, "detector", no_build)
+    with pytest.raises(CheckpointError, match="missing model.safetensors"):
+        model_dir.load_model_dir(tmp_path / "m")

@@ -368,6 +368,9 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
         raise CheckpointError(
             f"{directory}: unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}{_newer_writer_hint(config)}"
         )
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():  # before building: an encoder's pretrained weights take seconds to read
+        raise CheckpointError(f"{directory}: missing {WEIGHTS_NAME}")
     try:
         model = ARCHITECTURES[arch](config["model"])
     except ConfigError as exc:
@@ -382,9 +385,6 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
             f"{directory / CONFIG_NAME}: this mixture reads its experts' configs from model.expert_dirs, and {exc} "
             "(restore that directory, or give its new place in model.expert_dirs)"
         ) from None
-    weights = directory / WEIGHTS_NAME
-    if not weights.is_file():
-        raise CheckpointError(f"{directory}: missing {WEIGHTS_NAME}")
     try:
         state, stored_digest = _read_weights(weights, map_location)
     except (SafetensorError, OSError) as exc:
