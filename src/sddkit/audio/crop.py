@@ -74,8 +74,9 @@ def window_starts(num_samples: int, length: int, hop: int) -> np.ndarray:
     has the single start 0. Divide by the sample rate to map per-window scores to seconds.
     """
     _check_length(length)
-    if hop <= 0 or hop > length:
-        raise ValueError(f"hop must be in [1, length={length}] so windows cover the signal, got {hop}")
+    # an integer: a fractional hop (1.5) made np.arange's int64 starts step by 1, and a bool is no step
+    if isinstance(hop, bool) or not isinstance(hop, (int, np.integer)) or hop <= 0 or hop > length:
+        raise ValueError(f"hop must be in [1, length={length}] (an integer) so windows cover the signal, got {hop!r}")
     if num_samples <= 0:
         raise EmptyAudioError("cannot window an empty signal")
     if num_samples <= length:

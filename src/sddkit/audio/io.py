@@ -117,6 +117,11 @@ _READ_BLOCK = 1 << 18
 _MAX_FRAMES_PER_BYTE = 8192
 # libsndfile reports an absurd frame count when the length is unknown (pipes, some streams).
 _UNKNOWN_FRAMES = 2**62
+# Lengths a WAV writer puts in the data chunk's header when it does not know the length (writing to a pipe, or a
+# recorder stopped before it could rewrite the header): 0 and 0xFFFFFFFF (FFmpeg, most writers), 0x7FFFF000
+# (SoX's "unspecified"), 0x80000000, 0x7FFFFF00 and 0x7FFFFFFF (arecord without a duration, and its cap). Such a
+# length says nothing of the samples written: libsndfile and FFmpeg read them to the end of the file.
+_UNKNOWN_WAV_DATA_LENGTHS = frozenset({0, 0xFFFFFFFF, 0x7FFFF000, 0x80000000, 0x7FFFFF00, 0x7FFFFFFF})
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,9 @@ class AudioInfo:
     """What a file declares about its (first) audio stream.
 
     ``num_frames`` is per channel at ``sample_rate``. For files read by soundfile it is the exact
-    count; for FFmpeg containers it comes from the declared duration when there is one (which may
+    count, except for MP3, where an MP3 without a Xing/VBRI frame has only an estimate from its first
+    frames' bitrate (a VBR file can be off several times over; :func:`load_audio` decodes it to its end);
+    for FFmpeg containers it comes from the declared duration when there is one (which may
     differ from the decoded count by codec priming/padding), else from counting decoded samples.
     ``format``: soundfile's major format lower-cased ("wav", "flac", "ogg", "mp3") or FFmpeg's
     demuxer name ("mov" for MP4/M4A, "matroska", "aac", ...).
@@ -184,7 +191,7 @@ def load_audio(
     silent files raise unless ``allow_silent``. Raises only :class:`~sddkit.errors.AudioError`
     subclasses (plus ``ConfigError`` for invalid arguments).
     """
-    _check_arguments(sample_rate, max_duration, min_duration)
+    sample_rate = _check_arguments(sample_rate, max_duration, min_duration)
     label = _check_file(path)
     mono, native_sr = _decode(label, label=label, max_duration=max_duration)
     with _explain_cancelled_channels(label, label):
@@ -212,7 +219,7 @@ def decode_audio_bytes(
 
     ``name`` only labels error messages (e.g. the uploaded file name).
     """
-    _check_arguments(sample_rate, max_duration, min_duration)
+    sample_rate = _check_arguments(sample_rate, max_duration, min_duration)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -273,7 +280,7 @@ def validate_waveform(
     integer PCM stored unscaled) are refused. One sample of slack on both duration bounds absorbs resampling
     rounding. ``path`` only labels error messages.
     """
-    _check_arguments(sample_rate, max_duration, min_duration)
+    sample_rate = _check_arguments(sample_rate, max_duration, min_duration)
     _check_native_rate(sample_rate, path)
     arr = np.asarray(x)
     if arr.ndim != 1:
@@ -424,13 +431,15 @@ def _check_native_rate(sample_rate: int, path: str | None) -> None:
         )
 
 
-def _check_arguments(sample_rate: int, max_duration: float | None, min_duration: float) -> None:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
+def _check_arguments(sample_rate: int, max_duration: float | None, min_duration: float) -> int:
+    """``sample_rate`` as an int, after checking the arguments (a numpy integer, a pandas column's, is one)."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise ConfigError(f"sample_rate must be a positive integer, got {sample_rate!r}")
     if math.isnan(min_duration) or min_duration < 0:  # NaN compares false: it would disable the bound
         raise ConfigError(f"min_duration must be >= 0, got {min_duration}")
     if max_duration is not None and (math.isnan(max_duration) or max_duration <= 0 or max_duration < min_duration):
         raise ConfigError(f"max_duration must be > 0 and >= min_duration, got {max_duration}")
+    return int(sample_rate)
 
 
 def _finish(
@@ -557,8 +566,8 @@ def _empty_data_chunk_is_genuine(source: str | bytes) -> bool:
 def _wav_declared_frames(source: str | io.BytesIO) -> int | None:
     """Frames a WAV's ``data`` chunk declares (its byte length over the ``fmt`` block size; an RF64 file's
     ``ds64`` chunk holds the 64-bit length); None when unknown: not a RIFF/WAVE or RF64 file, no fmt, or a
-    length left at 0 / 0xFFFFFFFF (unfinalised, streamed). libsndfile reports the frames actually present,
-    so a cut-off file would otherwise go unnoticed."""
+    length a writer puts there when it does not know it (unfinalised, streamed: ``_UNKNOWN_WAV_DATA_LENGTHS``).
+    libsndfile reports the frames actually present, so a cut-off file would otherwise go unnoticed."""
     try:
         with _open_source(source) as f:
             block_align = data_size64 = None
@@ -572,7 +581,7 @@ def _wav_declared_frames(source: str | io.BytesIO) -> int | None:
                 elif ident == b"data":
                     if length == 0xFFFFFFFF and data_size64 is not None:
                         length = data_size64
-                    if block_align is None or length in (0, 0xFFFFFFFF):
+                    if block_align is None or length in _UNKNOWN_WAV_DATA_LENGTHS:
                         return None
                     return length // block_align
     except OSError:
@@ -749,6 +758,10 @@ def _decode_pyav_stream(
             segments[0][1].size -= excess
     if len(segments) == 1:  # the usual case: the samples as they are, no copy of them all
         return segments[0][1].array(), rate
+    # The rate changes mid-stream (MP3 files joined with cat, a broadcast's programme change): all of it is brought
+    # to the highest rate, not the first one, which would band-limit the rest to a lower part's band (an 8 kHz
+    # jingle before 44.1 kHz speech took everything above 4 kHz from the speech).
+    rate = max(seg_rate for seg_rate, _ in segments)
     parts = []
     for seg_rate, buffer in segments:
         seg = buffer.array()
