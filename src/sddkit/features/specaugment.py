@@ -43,8 +43,9 @@ class SpecAugmentConfig:
     def __post_init__(self) -> None:
         for name in ("freq_width", "time_width"):
             check_range(name, getattr(self, name), lo=0)
-        if self.num_freq_masks < 0 or self.num_time_masks < 0:
-            raise ValueError("mask counts must be >= 0")
+        for name in ("num_freq_masks", "num_time_masks"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.max_time_fraction <= 1.0:
             raise ValueError(f"max_time_fraction must be in (0, 1], got {self.max_time_fraction}")
         check_probability(self.p)

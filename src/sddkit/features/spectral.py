@@ -130,15 +130,8 @@ def mel_filterbank(
     lo, hi = hz_to_mel(torch.tensor([f_min, f_max], device="cpu"), scale).tolist()
     edges = mel_to_hz(torch.linspace(lo, hi, n_mels + 2, dtype=torch.float64, device="cpu"), scale)
     fb = triangular_filterbank(edges, n_fft=n_fft, sample_rate=sample_rate)
-    empty = int((fb.sum(dim=1) == 0).sum())
-    if empty:
-        # narrow low bands can fall between two FFT bins: their log energy is then a constant row
-        warnings.warn(
-            f"{empty} of the {n_mels} mel filters cover no FFT bin (all zeros): use fewer mels, "
-            f"a larger n_fft (now {n_fft}) or a higher f_min",
-            UserWarning,
-            stacklevel=2,
-        )
+    # narrow low bands can fall between two FFT bins
+    _warn_empty_filters(fb, f"{n_mels} mel filters", f"use fewer mels, a larger n_fft (now {n_fft}) or a higher f_min")
     if norm == "slaney":
         fb = fb * (2.0 / (edges[2:] - edges[:-2])).to(torch.float32)[:, None]
     elif norm != "none":
@@ -153,7 +146,19 @@ def linear_filterbank(
     f_max = sample_rate / 2.0 if f_max is None else f_max
     _check_band(f_min, f_max, sample_rate)
     edges = torch.linspace(f_min, f_max, n_filters + 2, dtype=torch.float64, device="cpu")
-    return triangular_filterbank(edges, n_fft=n_fft, sample_rate=sample_rate)
+    fb = triangular_filterbank(edges, n_fft=n_fft, sample_rate=sample_rate)
+    # filters narrower than the bin spacing (many filters over a narrow band) can fall between two FFT bins
+    _warn_empty_filters(
+        fb, f"{n_filters} linear filters", f"use fewer filters, a larger n_fft (now {n_fft}) or a wider f_min..f_max"
+    )
+    return fb
+
+
+def _warn_empty_filters(fb: Tensor, what: str, advice: str) -> None:
+    """Warn about filters (rows of ``fb``) without an FFT bin: their log energy is a constant row, the log floor."""
+    empty = int((fb.sum(dim=1) == 0).sum())
+    if empty:
+        warnings.warn(f"{empty} of the {what} cover no FFT bin (all zeros): {advice}", UserWarning, stacklevel=3)
 
 
 def dct_matrix(n_in: int, n_out: int) -> Tensor:

@@ -29,10 +29,12 @@ in scoring to each window.
 
 Optional SpecAugment masking of the spectral features (``spec_augment: {freq_width: [0, 20], ...}``,
 the :class:`~sddkit.features.specaugment.SpecAugmentConfig` fields): applied **in training mode only**,
-after normalisation, so that with ``normalize: true`` a zero mask reads as the utterance's average rather
-than as silence (without normalisation, ``mask_value: mean`` does that); ``model.eval()`` (scoring,
-validation, export) never masks. Masks come from torch's global generator, which the trainer seeds.
-It is off (``null``) by default.
+after normalisation, so that with ``normalize: true`` a zero mask reads as the utterance's average. Without
+normalisation a zero in a log-Mel or log spectrogram is ``log(1)``, neither silence nor average: louder than
+about 97 % of the bins of speech recordings (their floors are ``log(1e-6)`` and ``log(1e-10)``); use
+``mask_value: mean`` there (the item's mean over all bins and frames). ``model.eval()`` (scoring, validation,
+export) never masks.
+Masks come from torch's global generator, which the trainer seeds. It is off (``null``) by default.
 """
 
 from __future__ import annotations
@@ -86,9 +88,12 @@ def level_normalize(waveform: Tensor, level_db: float) -> Tensor:
     # An offset carries no speech but would count in the RMS: speech riding on a large one was scaled down.
     # In float64: float32 squares overflow for samples above ~1.8e19 (the RMS became inf, the input zeros).
     centred = waveform.double() - waveform.double().mean(dim=-1, keepdim=True)
-    rms = centred.pow(2).mean(dim=-1, keepdim=True).sqrt()
     floor = 10.0 ** (LEVEL_FLOOR_DB / 20.0)
-    return (centred * (10.0 ** (level_db / 20.0) / rms.clamp_min(floor))).to(waveform.dtype)
+    # the floor applies to the mean square, before the square root: sqrt's slope is infinite at 0, so flooring
+    # the RMS after it gave digital silence (or a DC-only input) a NaN gradient (0 * inf). The values are
+    # the same: sqrt(floor ** 2) is exactly floor.
+    rms = centred.pow(2).mean(dim=-1, keepdim=True).clamp_min(floor * floor).sqrt()
+    return (centred * (10.0 ** (level_db / 20.0) / rms)).to(waveform.dtype)
 
 
 def _check_level_db(level_db: float | None) -> None:
@@ -170,6 +175,10 @@ class _FrontendOptions:
     level_db: float | None = None
 
     def __post_init__(self) -> None:
+        # first: another rate failed the band check (f_max above its Nyquist), which advised lowering f_max
+        message = _sample_rate_error(self.sample_rate)  # type: ignore[attr-defined]
+        if message:
+            raise ValueError(message)
         super().__post_init__()  # type: ignore[misc]  # the feature config's own checks
         _check_level_db(self.level_db)
 
@@ -199,14 +208,21 @@ class RawFrontendConfig:
 _FRONTEND_ONLY_FIELDS = ("normalize", "spec_augment", "level_db")
 
 
+def _sample_rate_error(sample_rate: int) -> str | None:
+    if sample_rate == SAMPLE_RATE:
+        return None
+    # the features would be computed as if the 16 kHz input were at this rate: every band mislabelled
+    return (
+        f"sample_rate: {sample_rate}, but sddkit trains and scores {SAMPLE_RATE} Hz audio "
+        f"(leave sample_rate at {SAMPLE_RATE}; band limits are f_min/f_max)"
+    )
+
+
 def _spectral_frontend(cfg: Any, feature_cls: type, config_cls: type) -> SpectralFrontend:
     """The front-end of a spectral config: its feature fields build ``feature_cls``, the rest wrap it."""
-    if cfg.sample_rate != SAMPLE_RATE:
-        # the features would be computed as if the 16 kHz input were at this rate: every band mislabelled
-        raise ConfigError(
-            f"frontend sample_rate {cfg.sample_rate}: sddkit trains and scores {SAMPLE_RATE} Hz audio "
-            f"(leave sample_rate at {SAMPLE_RATE}; band limits are f_min/f_max)"
-        )
+    message = _sample_rate_error(cfg.sample_rate)
+    if message:
+        raise ConfigError(f"frontend.{message}")
     features = feature_cls(config_cls(**{k: v for k, v in vars(cfg).items() if k not in _FRONTEND_ONLY_FIELDS}))
     masking = SpecAugment(cfg.spec_augment) if cfg.spec_augment is not None else None
     return SpectralFrontend(features=features, normalize=cfg.normalize, spec_augment=masking, level_db=cfg.level_db)
