@@ -28,11 +28,13 @@ def bootstrap_ci(
     ``metric_fn`` returns a number or anything ``float()`` accepts (e.g. :class:`EERResult`);
     it must not depend on the order of the trials. Stratified resampling draws bona fide and
     spoof trials separately, keeping the class counts fixed (so every replicate has both
-    classes); unstratified replicates that happen to miss a class are redrawn.
+    classes); unstratified replicates that happen to miss a class are redrawn. A class of one trial is the same
+    in every stratified replicate, so its sampling error is not in the interval at all.
 
     clusters: (N,) a label per trial (e.g. its speaker) for a cluster bootstrap: each class's clusters are
     resampled whole (a drawn cluster brings all of its trials of that class), so trials that are alike within a
-    cluster are not counted as independent evidence. Needs ``stratified`` and at least two clusters per class.
+    cluster are not counted as independent evidence. Needs ``stratified``, at least two clusters per class and a
+    label for every trial (NaN or None is refused: give a trial of no cluster a label of its own).
     With one trial per cluster it is the plain stratified bootstrap, draw for draw.
 
     Speed: the trials are sorted by score once, and each replicate is drawn as per-trial
@@ -195,10 +197,22 @@ def cluster_codes(clusters: object, y: np.ndarray) -> np.ndarray:
     labels = np.asarray(clusters)
     if labels.shape != y.shape:
         raise MetricError(f"clusters need one label per trial: got shape {labels.shape} for {y.size} trials")
+    # a list mixing strings and NaN becomes strings ("nan"): look for the missing labels before that conversion
+    missing = np.flatnonzero(_missing(labels if isinstance(clusters, np.ndarray) else np.asarray(clusters, object)))
+    if missing.size:
+        # np.unique would pool every NaN into one cluster (or fail on None): a silent giant cluster
+        raise MetricError(
+            f"clusters have no label (NaN or None) for {missing.size} trial(s), e.g. trial {int(missing[0])}: give "
+            "each trial a cluster label (one of its own for a trial that belongs to no cluster)"
+        )
     codes = np.zeros(y.size, dtype=np.int64)
     for cls, name in ((True, "bona fide"), (False, "spoof")):
         rows = np.flatnonzero(y == cls)
-        _, first, inverse = np.unique(labels[rows], return_index=True, return_inverse=True)
+        try:
+            _, first, inverse = np.unique(labels[rows], return_index=True, return_inverse=True)
+        except TypeError:  # an object array mixing e.g. str and int labels cannot be sorted
+            kinds = sorted({type(v).__name__ for v in labels[rows].tolist()})
+            raise MetricError(f"cluster labels must be of one type (e.g. all strings), got a mix of {kinds}") from None
         if first.size < 2:
             raise MetricError(
                 f"a cluster bootstrap needs at least 2 clusters per class; the {name} trials form {first.size}"
@@ -207,6 +221,17 @@ def cluster_codes(clusters: object, y: np.ndarray) -> np.ndarray:
         rank[np.argsort(first, kind="stable")] = np.arange(first.size)  # numbered by first appearance
         codes[rows] = rank[inverse.reshape(-1)]
     return codes
+
+
+def _missing(labels: np.ndarray) -> np.ndarray:
+    """(N,) whether each cluster label is missing: NaN (also in an object array) or None."""
+    if labels.dtype.kind in "fc":
+        return np.isnan(labels)
+    if labels.dtype.kind != "O":
+        return np.zeros(labels.shape, dtype=bool)
+    return np.fromiter(
+        (v is None or (isinstance(v, float | np.floating) and v != v) for v in labels.tolist()), bool, labels.size
+    )
 
 
 def _replicate_counts(

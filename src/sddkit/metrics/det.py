@@ -74,10 +74,14 @@ def eer_from_curve(curve: DetCurve) -> EERResult:
     """EER at the point where |miss - fa| is smallest (first such point on ties, as np.argmin).
 
     Gaps equal as fractions can differ in their last bit (1 - 1/3 vs 2/3 - 0), so a tie is judged with a
-    tolerance far below any real gap (1 / n_trials); otherwise rounding, not order, would pick the point.
+    tolerance of half the smallest difference two unequal gaps can have: every gap is a whole multiple of
+    ``1 / (n_bonafide n_spoof)`` (a fixed 1e-12 merged real gaps of sets of a million trials per class). That
+    half stays above the rounding error (< 5e-16) while n_bonafide n_spoof is below about 1e15 (30 million trials
+    per class); otherwise rounding, not order, would pick the point.
     """
     gap = np.abs(curve.miss - curve.fa)
-    idx = int(np.flatnonzero(gap <= gap.min() + 1e-12)[0])
+    tolerance = 0.5 / (float(curve.n_bonafide) * float(curve.n_spoof))
+    idx = int(np.flatnonzero(gap <= gap.min() + tolerance)[0])
     return EERResult(eer=float((curve.miss[idx] + curve.fa[idx]) / 2), threshold=float(curve.thresholds[idx]))
 
 

@@ -108,8 +108,16 @@ def tdcf_2019_from_curve(curve: DetCurve, asv: ASVRates | None = None, cost: TDC
     asv, cost = asv or ASVRates(), cost or TDCFCost()
     c1 = cost.p_tar * (cost.c_miss - cost.c_miss * asv.pmiss) - cost.p_non * cost.c_fa * asv.pfa
     c2 = cost.c_fa_spoof * cost.p_spoof * (1.0 - asv.pmiss_spoof)
-    if c1 <= 0 or c2 <= 0:
+    if c1 <= 0:
         raise MetricError(f"t-DCF weights must be positive (C1={c1:.4g}, C2={c2:.4g}); check the ASV error rates")
+    if c2 <= 0:
+        # the ASV accepts no spoof (pfa_spoof = 0) or spoofs cost nothing: no CM error can matter, and the normaliser
+        # min(C1, C2) is 0
+        raise MetricError(
+            "the legacy t-DCF is undefined when C2 = C_fa_spoof P_spoof Pfa_spoof_asv is 0 "
+            f"(pfa_spoof={asv.pfa_spoof}, p_spoof={cost.p_spoof}, c_fa_spoof={cost.c_fa_spoof}): its normaliser "
+            "min(C1, C2) is 0"
+        )
     return _minimum(curve, (c1 * curve.miss + c2 * curve.fa) / min(c1, c2))
 
 
@@ -118,8 +126,16 @@ def tdcf_2021_from_curve(curve: DetCurve, asv: ASVRates | None = None, cost: TDC
     c0 = cost.p_tar * cost.c_miss * asv.pmiss + cost.p_non * cost.c_fa * asv.pfa
     c1 = cost.p_tar * cost.c_miss - c0
     c2 = cost.p_spoof * cost.c_fa_spoof * asv.pfa_spoof
-    if c1 < 0 or c2 < 0 or c0 + min(c1, c2) <= 0:
-        raise MetricError(f"t-DCF weights must be non-negative (C0={c0:.4g}, C1={c1:.4g}, C2={c2:.4g})")
+    if c1 < 0 or c2 < 0:
+        raise MetricError(
+            f"t-DCF weights must be non-negative (C0={c0:.4g}, C1={c1:.4g}, C2={c2:.4g}); check the ASV error rates"
+        )
+    if c0 + min(c1, c2) <= 0:
+        # e.g. an ASV without errors that accepts no spoof: the system without a CM costs nothing
+        raise MetricError(
+            f"the t-DCF is undefined when its normaliser C0 + min(C1, C2) is 0 (C0={c0:.4g}, C1={c1:.4g}, "
+            f"C2={c2:.4g}): with these ASV error rates and costs the ASV alone costs nothing"
+        )
     return _minimum(curve, (c0 + c1 * curve.miss + c2 * curve.fa) / (c0 + min(c1, c2)))
 
 
