@@ -37,6 +37,7 @@ from sddkit.evaluation.groups import attack_groups, markdown_cell, partition_gro
 from sddkit.evaluation.groups import groups as value_groups
 from sddkit.evaluation.scores import ScoreFile, match_scores
 from sddkit.metrics import CurveMetric, PairedDifference, eer_from_curve, min_dcf_from_curve, paired_bootstrap
+from sddkit.metrics.bootstrap import MIN_UNITS_PER_CLASS
 
 # Lower is better for every metric here: the verdict below relies on it. Their results convert with float()
 # (EERResult, DCFResult), as paired_bootstrap expects; min_dcf takes the report's default cost (p_spoof 0.05,
@@ -77,7 +78,7 @@ class SystemRuns:
 # columns that describe how a spoof was made (empty, '-' or 'bonafide' on real speech): `by` one of them compares
 # each value's spoofs against the bona fide trials
 SPOOF_COLUMNS = ("attack", "attack_type", "vocoder")
-MIN_TRIALS_PER_CLASS = 2  # as sdd eval's confidence intervals
+MIN_TRIALS_PER_CLASS = MIN_UNITS_PER_CLASS  # trials or clusters, as sdd eval's confidence intervals and the bootstrap
 _THIN_NOTE = (
     "{what}: {n_bona} bona fide / {n_spoof} spoof; with fewer than "
     f"{MIN_TRIALS_PER_CLASS} trials of a class the bootstrap cannot measure its sampling error: no verdict"

@@ -189,6 +189,11 @@ def _counts(rng: np.random.Generator, size: int, m: int) -> np.ndarray:
     return np.bincount(draws.ravel(), minlength=m * size).reshape(m, size)
 
 
+# a class of fewer trials (or clusters) comes back the same in every stratified replicate: its sampling error
+# is not measured at all (sdd eval gives no interval then; sdd compare no verdict)
+MIN_UNITS_PER_CLASS = 2
+
+
 def cluster_codes(clusters: object, y: np.ndarray) -> np.ndarray:
     """(N,) int codes of the trials' clusters, numbered within each class in order of first appearance (a cluster
     holding both classes is two clusters, one per class: the classes are resampled apart). MetricError unless
@@ -213,9 +218,10 @@ def cluster_codes(clusters: object, y: np.ndarray) -> np.ndarray:
         except TypeError:  # an object array mixing e.g. str and int labels cannot be sorted
             kinds = sorted({type(v).__name__ for v in labels[rows].tolist()})
             raise MetricError(f"cluster labels must be of one type (e.g. all strings), got a mix of {kinds}") from None
-        if first.size < 2:
+        if first.size < MIN_UNITS_PER_CLASS:
             raise MetricError(
-                f"a cluster bootstrap needs at least 2 clusters per class; the {name} trials form {first.size}"
+                f"a cluster bootstrap needs at least {MIN_UNITS_PER_CLASS} clusters per class; the {name} trials "
+                f"form {first.size}"
             )
         rank = np.empty(first.size, dtype=np.int64)
         rank[np.argsort(first, kind="stable")] = np.arange(first.size)  # numbered by first appearance
