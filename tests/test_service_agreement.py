@@ -143,7 +143,7 @@ def test_files_sdd_score_refuses_are_422s_of_the_same_error(models, tmp_path):
         (folder / name).write_bytes(make())
     out = tmp_path / "bad.jsonl"
     argv = ["score", str(folder), "--model", str(models["lcnn"]), "--out", str(out), "--max-duration-s", "2", "--quiet"]
-    assert main(argv) == 0
+    assert main(argv) == 1  # every file failed: their error rows are written, and the exit status says so
     rows = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
     with TestClient(create_app(models["lcnn"], max_duration_s=2.0)) as client:
         for name, (_, type_) in BAD_FILES.items():

@@ -6,6 +6,11 @@ column, one path per line, or a protocol file). One row per file:
 Re-running with the same ``--out`` resumes (paths already written are skipped; with
 ``--retry-errors`` the files whose row holds an error are scored again). Under
 torchrun (``WORLD_SIZE > 1``) each rank scores a shard and rank 0 merges them into ``--out``.
+
+Exit status: 0 when every input has its row, error rows included (the summary line's ``failed`` counts them),
+except that a one-process run whose files all failed (it read at least one and scored none) exits 1 after
+writing their error rows; a rerun skips those rows (exit 0) unless ``--retry-errors`` reads them again.
+Under torchrun every rank exits 0 (one that exits non-zero makes torchrun stop the others).
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+
+# the exit status of a (one-process) run whose files all got an error row and none a score
+ALL_FAILED = 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output file: .csv or .jsonl (resumed when it exists)")
     p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
     p.add_argument("--workers", type=int, default=2, help="decoding threads (0 = decode in the main thread)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all available cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: OMP_NUM_THREADS if set, else all cores, shared among torchrun's local ranks)",
+    )
     p.add_argument("--windows", action="store_true", help="also write per-window scores (sidecar or JSON field)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...); --backend onnx runs on cpu")
@@ -86,6 +99,15 @@ def run(args: argparse.Namespace) -> int:
     if world > 1:
         _init_process_group(rank, world)
     paths = batch.expand_inputs(args.inputs)
+    if not paths:  # only folders list nothing (a manifest that lists no path is refused): said, not an empty output
+        from sddkit.audio.files import AUDIO_EXTENSIONS
+        from sddkit.errors import ProtocolError
+
+        raise ProtocolError(
+            f"no audio files in {', '.join(map(str, args.inputs))} (folders are searched for "
+            f"{' '.join(sorted(AUDIO_EXTENSIONS))}; name files of other suffixes directly, or list them in a "
+            "manifest)"
+        )
     detector = load_detector(args.model, device=args.device, backend=args.backend, batch_size=args.batch_size)
     columns = batch.output_columns(detector.weight_columns())
     target = batch.shard_path(out, rank) if world > 1 else out
@@ -96,8 +118,11 @@ def run(args: argparse.Namespace) -> int:
     if world > 1:
         # this rank scores again: a marker left by its earlier run must not let another rank merge meanwhile
         batch.clear_shard_done(out, rank)
+    # a shard's relative paths are relative to the folder of the output it is merged into: rows merged by a run
+    # started in another folder were otherwise scored again and the new rows, merged, named files not there
+    base = batch.recorded_cwd(out) if world > 1 else None
     with batch.ScoreWriter(
-        target, columns, windows=args.windows, retry_errors=args.retry_errors, retry_inputs=paths, run=run
+        target, columns, windows=args.windows, retry_errors=args.retry_errors, retry_inputs=paths, run=run, base=base
     ) as writer:
         if world > 1 and out.is_file():  # rows merged by an earlier run count as done too
             if batch.has_rows(out):
@@ -143,6 +168,16 @@ def run(args: argparse.Namespace) -> int:
     if world > 1:
         batch.mark_shard_done(out, rank, world, summary.scored + summary.failed)
         _merge_after_shards(out, rank, world, paths)
+        return 0  # a rank exiting non-zero makes torchrun stop the ranks still scoring: the summaries say it
+    if summary.failed and not summary.scored:
+        # a glob that did not expand, a manifest whose paths are relative to another folder, an unmounted disk, a
+        # model answering NaN: exit 0 let a pipeline go on to evaluate a file of error rows
+        print(
+            f"sdd score: every one of the {summary.failed} file(s) this run read failed (see the error column of "
+            f"{target}); exit status {ALL_FAILED}",
+            file=sys.stderr,
+        )
+        return ALL_FAILED
     return 0
 
 
@@ -177,12 +212,31 @@ def _check_earlier_shards(out: Path, world: int) -> None:
 
 
 def _set_threads(threads: int | None) -> None:
-    """``threads`` (already checked >= 1 by ``run``), or every core this process may use."""
+    """``threads`` (already checked >= 1 by ``run``); else ``OMP_NUM_THREADS`` when it is set (torchrun sets it to
+    1 for each of its processes), else every core this process may use, shared among the processes torchrun
+    started on this machine (``LOCAL_WORLD_SIZE``): all cores in each of them ran N times as many threads as
+    there are cores."""
     import torch
 
     if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = _default_threads()
     torch.set_num_threads(threads)
+
+
+def _default_threads() -> int:
+    """The torch threads of a run without ``--threads`` (see :func:`_set_threads`)."""
+    try:
+        omp = int(os.environ.get("OMP_NUM_THREADS", "").strip())
+    except ValueError:
+        omp = 0  # unset, or not a number (then OpenMP ignores it too)
+    if omp >= 1:
+        return omp
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1").strip() or 1)
+    except ValueError:
+        local = 1
+    return max(1, cores // max(1, local))
 
 
 def _init_process_group(rank: int, world: int) -> None:

@@ -1,8 +1,8 @@
 """Batch scoring of many files (``sdd score``): inputs, resumable outputs, shards.
 
 Inputs: audio files, folders (searched recursively for audio extensions), and manifests: a
-CSV/TSV with a ``path`` column, a text file with one path per line (or a path and other fields:
-``a.wav bonafide``; UTF-8, or UTF-16 with a BOM), or a protocol file that
+CSV/TSV with a ``path`` column (comma, tab or semicolon separated), a text file with one path per
+line (or a path and other fields: ``a.wav bonafide``; UTF-8, or UTF-16 with a BOM), or a protocol file that
 :func:`sddkit.data.protocols.read_protocol` understands. Relative paths in a manifest are taken
 relative to the manifest's folder when they exist there, else as given.
 
@@ -115,8 +115,8 @@ def read_manifest(path: Path) -> list[str]:
         raise ProtocolError(f"{path}: not a readable UTF-16 manifest ({exc.reason} at byte {exc.start})") from None
     first = text.split("\n", 1)[0]
     # a one-column "path" header heads a CSV whatever the file's name (else "path" was listed as a file)
-    if path.suffix.lower() in (".csv", ".tsv") or "," in first or "\t" in first or first.strip() == "path":
-        delimiter = "\t" if "\t" in first and "," not in first else ","
+    if path.suffix.lower() in (".csv", ".tsv") or any(d in first for d in ",\t;") or first.strip() == "path":
+        delimiter = _delimiter(first)
         reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
         names = [f.strip() for f in reader.fieldnames or []]
         if "path" in names:
@@ -146,6 +146,17 @@ def read_manifest(path: Path) -> list[str]:
             f"and lines like {bad[0]!r} are not audio paths)"
         )
     return [_list_entry(path, ln) for ln in listed]
+
+
+def _delimiter(header: str) -> str:
+    """The delimiter of a CSV manifest: the one that makes a ``path`` field of its ``header`` (``,``, tab, or the
+    ``;`` of a CSV that a spreadsheet saved in a locale whose decimal mark is a comma), else as before: tab when
+    the header holds tabs but no comma, else comma. (Read with commas, the ``"path";"score"`` manifest of such a
+    spreadsheet, whose numbers hold commas, listed its header and every line as files that do not exist.)"""
+    for d in (",", "\t", ";"):
+        if d in header and "path" in (f.strip().strip('"') for f in header.split(d)):
+            return d
+    return "\t" if "\t" in header and "," not in header else ","
 
 
 def _list_entry(manifest: Path, line: str) -> str:
@@ -411,6 +422,15 @@ def check_writable(out: str | Path) -> None:
         raise ProtocolError(f"cannot write {out}: {reason}")
 
 
+def recorded_cwd(out: str | Path) -> str | None:
+    """The folder the relative paths of ``out``'s rows are relative to (``cwd`` in its run record), None when it
+    holds no rows or records none."""
+    if not has_rows(Path(out)):
+        return None
+    run = _read_run_info(out, f"remove it to resume {out}") or {}
+    return str(run["cwd"]) if run.get("cwd") else None
+
+
 def write_run_info(out: str | Path, run: dict[str, Any]) -> None:
     from sddkit.detectors.model_dir import atomic_write_bytes
 
@@ -436,7 +456,8 @@ class ScoreWriter:
     ``done`` holds the absolute paths of the rows already present when the writer was opened. A relative
     path in a row is relative to the folder of the output's first run (``cwd`` in its run record), so a
     restart from another folder still skips what is written, and its own relative paths are written
-    relative to that folder too (one base per file). With ``retry_errors`` the rows of ``retry_inputs``
+    relative to that folder too (one base per file; ``base``, when given, is that folder for a file that holds no
+    rows yet: a shard takes the one of the output it is merged into). With ``retry_errors`` the rows of ``retry_inputs``
     (all rows when None) that hold an error are first removed from the file (atomically), so those
     files count as not done; error rows of other files stay.
     """
@@ -450,6 +471,7 @@ class ScoreWriter:
         retry_errors: bool = False,
         retry_inputs: Collection[str] | None = None,
         run: dict[str, Any] | None = None,
+        base: str | None = None,
     ):
         self.out = Path(out)
         self.columns = list(columns)
@@ -464,7 +486,7 @@ class ScoreWriter:
         except OSError as exc:
             raise ProtocolError(f"cannot write {self.out}: {exc.strerror or exc}") from None
         try:
-            self._open(retry_errors, retry_inputs, run)
+            self._open(retry_errors, retry_inputs, run, base)
         except OSError as exc:
             self._lock.release()
             raise ProtocolError(f"cannot write {self.out}: {exc.strerror or exc}") from None
@@ -472,7 +494,9 @@ class ScoreWriter:
             self._lock.release()
             raise
 
-    def _open(self, retry_errors: bool, retry_inputs: Collection[str] | None, run: dict[str, Any] | None) -> None:
+    def _open(
+        self, retry_errors: bool, retry_inputs: Collection[str] | None, run: dict[str, Any] | None, base: str | None
+    ) -> None:
         repair_partial_line(self.out)
         header = read_header(self.out)
         if header is not None and header and header != self.columns:
@@ -481,7 +505,7 @@ class ScoreWriter:
                 f"this model writes {','.join(self.columns)}: choose another --out"
             )
         earlier = _read_run_info(self.out, f"remove it to resume {self.out}") if has_rows(self.out) else None
-        self.base = str((earlier or {}).get("cwd") or os.getcwd())
+        self.base = str((earlier or {}).get("cwd") or base or os.getcwd())
         try:
             self._same_base = os.path.samefile(self.base, os.getcwd())
         except OSError:  # the first run's folder is gone: its relative rows cannot be matched anyway
