@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import re
 import socket
 import sys
 
@@ -39,6 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="uvicorn's connection limit: with N - 1 connections open, a new one is answered 503 at once (default: "
         "no limit). Each waiting upload is held in memory, up to --max-upload-mb, so this bounds a burst's memory",
     )
+    p.add_argument(
+        "--root-path",
+        default="",
+        metavar="PREFIX",
+        help="the path a reverse proxy serves the service under and strips from the requests it passes on (e.g. "
+        "/sdd for https://host/sdd/): /docs and /redoc load the schema and their scripts under it, and the schema "
+        "names it as its server (default: none, the service at the root)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add_allocator_argument(p)
@@ -63,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             f"--limit-connections must exceed --max-concurrent ({args.max_concurrent}), got {args.limit_connections}"
         )
     check_positive(args, "max_upload_mb", "max_duration_s")
+    root_path = checked_root_path(args.root_path)
     if args.max_upload_mb == float("inf"):  # the service buffers an upload up to this limit: it needs one
         raise ConfigError(f"--max-upload-mb must be finite, got {args.max_upload_mb:g}")
     from sddkit.scoring.api import check_backend_device
@@ -95,10 +105,29 @@ def run(args: argparse.Namespace) -> int:
     if exposed:
         print(f"sdd serve: warning: {exposed}", file=sys.stderr)
     config = uvicorn.Config(
-        app, host=args.host, port=port, log_level=args.log_level, limit_concurrency=args.limit_connections
+        app,
+        host=args.host,
+        port=port,
+        log_level=args.log_level,
+        limit_concurrency=args.limit_connections,
+        root_path=root_path,
     )
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def checked_root_path(prefix: str) -> str:
+    """``--root-path`` without its trailing slashes ("/" is none); ConfigError for anything but an absolute URL
+    path of RFC 3986 path characters (uvicorn encodes it as ASCII in every request: "/é" would fail each one)."""
+    from sddkit.errors import ConfigError
+
+    path_chars = r"[A-Za-z0-9/._~!$&'()*+,;=:@-]+"
+    if prefix and not (prefix.startswith("/") and "//" not in prefix and re.fullmatch(path_chars, prefix)):
+        raise ConfigError(
+            "--root-path must be a URL path such as /sdd (a '/', then letters, digits, '/' and - . _ ~ ! $ & ' ( ) "
+            f"* + , ; = : @), got {prefix!r}"
+        )
+    return prefix.rstrip("/")
 
 
 def service_url(host: str, port: int) -> str:

@@ -14,12 +14,13 @@ The model is loaded once, by ``create_app`` (so a missing, corrupt or unloadable
 error before any server starts, not a traceback at start-up), and served from the lifespan on.
 Uploads are bounded before they are read: a ``Content-Length`` over the limit is refused at once,
 and the body is streamed with a cap, so a client can never make the server buffer more than
-``max_upload_mb`` (plus the multipart envelope). Decoding stops as soon as the audio passes
-``max_duration_s``. Every deliberate error is a JSON ``{"error": {"type": ..., "message": ...}}``
-with a 4xx status (413 too large, 415 not multipart, 400 malformed body, 422 missing field or
-unusable audio), or a 500 when the model fails (``non_finite_score`` for NaN/inf rather than a
-score, ``checkpoint_error`` for a model that answers in the wrong shape), or a 503 ``not_ready`` while no model is
-loaded (before the lifespan starts); the server keeps serving.
+``max_upload_mb`` (plus the multipart envelope), and nothing of it is written to disk. Decoding stops as
+soon as the audio passes ``max_duration_s``. Every deliberate error is a JSON
+``{"error": {"type": ..., "message": ...}}`` with a 4xx status (413 too large, 415 not multipart, 400
+malformed body, 422 missing field, more than one file or unusable audio), or a 500 when the model fails
+(``non_finite_score`` for NaN/inf rather than a score, ``checkpoint_error`` for a model that answers in the
+wrong shape), or a 503 ``not_ready`` while no model is loaded (before the lifespan starts); the server keeps
+serving.
 Decoding and inference run in the thread pool, so concurrent requests do not block the event loop.
 
 FastAPI's own ``/docs`` and ``/redoc`` pages load Swagger UI and ReDoc from a CDN, so on a machine
@@ -44,7 +45,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import MultiPartException
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
@@ -73,6 +74,8 @@ _ENVELOPE_BYTES = 64 * 1024
 # (and its memory) for as long as the client kept the connection
 UPLOAD_IDLE_S = 60.0
 _TOO_LARGE_MSG = "upload exceeds the limit of {mb:g} MB"
+# files parsed from one upload at most (one is scored; more are refused as too_many_files)
+_MAX_FILES = 4
 
 
 class ApiError(Exception):
@@ -413,17 +416,22 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
             raise too_large
         chunks.append(chunk)
     body = b"".join(chunks)
+    del chunks  # not held twice while it is parsed
     _check_closed(content_type, body)
-
-    async def replay() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
+    parser = MultiPartParser(request.headers, _once(body), max_files=_MAX_FILES, max_fields=16)
+    # The body is in memory already: its file part stays there. Starlette spools a part over 1 MB to a temporary
+    # file, so with a full (or read-only) temporary folder every upload over 1 MB was a 500 internal_error, and
+    # each one was written to disk and read back for nothing.
+    parser.spool_max_size = parser.max_file_size = cap  # (named max_file_size before Starlette 0.40)
+    del body  # only the stream holds it now: freed once parsed
     try:
-        form = await Request(request.scope, replay).form(max_files=4, max_fields=16)
-    except MultiPartException as exc:
+        form = await parser.parse()
+    except MultiPartException as exc:  # e.g. no boundary in the content type
+        if exc.message.startswith("Too many files"):  # a well-formed body: refused as two files are, not "malformed"
+            raise ApiError(
+                422, "too_many_files", f"send one file per request; the form holds more than {_MAX_FILES} files"
+            ) from None
         raise ApiError(400, "bad_request", f"malformed multipart body: {_parse_failure(exc, exc.message)}") from None
-    except StarletteHTTPException as exc:  # e.g. no boundary in the content type; any parse error within an app
-        raise ApiError(400, "bad_request", f"malformed multipart body: {_parse_failure(exc, exc.detail)}") from None
     try:
         sent = form.getlist("file")
         if len(sent) > 1:  # form.get would silently score the last one
@@ -441,6 +449,11 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
         return upload.filename, data
     finally:
         await form.close()
+
+
+async def _once(body: bytes):
+    """``body`` as a stream of one chunk (for Starlette's multipart parser)."""
+    yield body
 
 
 def _parse_failure(exc: BaseException, fallback: str) -> str:
