@@ -59,10 +59,17 @@ def uniform_int(rng: np.random.Generator, value: Sequence[float]) -> int:
 
 
 def as_waveform(x: Any) -> np.ndarray:
-    """``x`` as a (T,) float32 contiguous array (no copy when it already is one); rejects non-mono shapes."""
+    """``x`` as a (T,) float32 contiguous array (no copy when it already is one); rejects non-mono shapes and
+    integer, boolean or complex samples."""
     arr = np.asarray(x)
     if arr.ndim != 1:
         raise ValueError(f"an augmentation takes a mono (T,) waveform, got shape {arr.shape}")
+    if arr.dtype.kind != "f":
+        # before: int16 PCM (scipy.io.wavfile.read's default) was taken as floats 32768 times too loud, and a
+        # complex array lost its imaginary part, both without a word
+        pcm = arr.dtype.kind == "i" and arr.dtype.itemsize in (2, 4)
+        hint = f" (for {arr.dtype} PCM divide by {2 ** (8 * arr.dtype.itemsize - 1)})" if pcm else ""
+        raise TypeError(f"an augmentation takes float samples in [-1, 1], got dtype {arr.dtype}{hint}")
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
@@ -118,17 +125,23 @@ class Augmentation:
         # Always draw the gate so the stream consumed does not depend on p.
         if rng.random() >= getattr(self.cfg, "p", 1.0) or len(x) == 0:
             return x.copy()
+        if not np.isfinite(x).all():
+            # checked before applying, not only when the output is non-finite: integer-PCM codecs (mulaw, g722, amrnb)
+            # turned a NaN into finite noise, and libmp3lame aborted the whole process (an assertion in C)
+            bad = int(np.count_nonzero(~np.isfinite(x)))
+            raise ValueError(
+                f"{type(self).__name__} got a waveform with {bad} non-finite (NaN or inf) samples of {len(x)}; "
+                "fix the audio (or its decoding) upstream"
+            )
         y = np.asarray(self.apply(x, int(sr), rng))
         if y.shape != x.shape:
             raise RuntimeError(f"{type(self).__name__} returned shape {y.shape} for input {x.shape}")
         y = y.astype(np.float32, copy=False)
+        if np.shares_memory(y, x):
+            # before: a band filter with both edges open (or an empty compose) returned the caller's own array, so
+            # writing into the output changed the input; a skipped augmentation and ``clean`` return copies
+            y = y.copy()
         if not np.isfinite(y).all():
-            bad = int(np.count_nonzero(~np.isfinite(x)))
-            if bad:  # before: blamed on the augmentation ("produced non-finite samples") though the input held them
-                raise ValueError(
-                    f"{type(self).__name__} got a waveform with {bad} non-finite (NaN or inf) samples of {len(x)}; "
-                    "fix the audio (or its decoding) upstream"
-                )
             raise RuntimeError(f"{type(self).__name__} produced non-finite samples")
         return y
 

@@ -20,6 +20,7 @@ from sddkit.augment.base import Augmentation, Range, check_probability, check_ra
 from sddkit.augment.codecs import CODECS, CodecName, check_codec_available, codec_roundtrip, resolve_bitrate
 from sddkit.augment.dsp import add_at_snr, band_pass, colored_noise, match_rms, peaking_eq, soft_clip
 from sddkit.augment.reverb import noise_tail_rir, reverberate
+from sddkit.config import did_you_mean
 
 
 def loudspeaker(x: np.ndarray, sr: int, low_hz: float, high_hz: float, drive: float) -> np.ndarray:
@@ -187,8 +188,10 @@ class LaunderChainConfig:
         if not self.codecs:
             raise ValueError("codecs must name at least one codec")
         for name in self.bitrate_kbps:
-            if name not in CODECS:
-                raise ValueError(f"bitrate_kbps: unknown codec {name!r}")
+            if name not in CODECS:  # before: the valid names were not given
+                raise ValueError(
+                    f"bitrate_kbps: unknown codec {name!r}{did_you_mean([name], CODECS)}; codecs: {', '.join(CODECS)}"
+                )
         self.bitrate_kbps = {**_default_launder_bitrates(), **self.bitrate_kbps}
         for name in self.codecs:
             rng_ = self.bitrate_kbps.get(name)

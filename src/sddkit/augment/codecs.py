@@ -304,7 +304,11 @@ def estimate_lag(y: np.ndarray, x: np.ndarray, max_lag: int) -> int:
     return int(lags[keep][np.argmax(cc[keep])])
 
 
-@lru_cache(maxsize=256)
+# Room for every (codec, whole kb/s, fast) of a few sample rates (682 bit rates per rate and fast setting): at 256,
+# a recipe drawing mp3 over 8-160 and opus over 6-256 kb/s (404 keys) evicted entries it kept needing, so that under
+# uniform draws some 1 - 256/404 = 37 % of its round trips measured the delay again (a second, 1 s round trip each).
+# An entry is one int.
+@lru_cache(maxsize=8192)
 def codec_delay(codec: str, sr: int, bit_rate: int | None, fast: bool = False) -> int:
     """Delay (in samples at ``sr``) of the uncompensated round trip, measured on :func:`calibration_signal`."""
     ref = calibration_signal(sr)
@@ -324,6 +328,10 @@ def codec_roundtrip(
     """
     bit_rate = resolve_bitrate(codec, bitrate_kbps)
     x = np.asarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():  # before: libmp3lame aborted the process on a NaN; s16 encoders coded it as noise
+        raise ValueError(
+            f"codec_roundtrip got {int(np.count_nonzero(~np.isfinite(x)))} non-finite (NaN or inf) samples"
+        )
     out = _raw_roundtrip(x, sr, codec, bit_rate, fast)
     delay = codec_delay(codec, int(sr), bit_rate, fast)
     if delay >= 0:
@@ -364,6 +372,6 @@ class Codec(Augmentation):
 
 @AUGMENTATIONS.register("codec", config=CodecConfig)
 def build_codec(cfg: CodecConfig, **_: object) -> Codec:
-    """Lossy codec round trip in memory (mp3, aac, opus, vorbis, amrnb, g722, mulaw, alaw), time-aligned."""
+    """Lossy codec round trip, time-aligned: mp3, aac, opus, vorbis, vorbis_native, amrnb, g722, mulaw, alaw."""
     check_codec_available(cfg.codec)
     return Codec(cfg)

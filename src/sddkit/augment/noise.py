@@ -1,7 +1,8 @@
 """Additive noise at a target SNR: synthetic coloured noise (1/f^a) or segments of a user's noise files.
 
 The SNR is measured over the whole clip: ``10 log10(mean(x**2) / mean(n**2))`` equals the
-drawn SNR exactly (before float32 rounding).
+drawn SNR exactly (before float32 rounding) for clips above -100 dBFS; a quieter or silent clip is
+measured as -100 dBFS (``SILENCE_POWER``), so the noise is louder than the SNR says relative to it.
 """
 
 from __future__ import annotations

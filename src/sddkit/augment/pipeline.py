@@ -152,9 +152,9 @@ class Identity(Augmentation):
         return x.copy()
 
 
-def _parse_specs_or_raise(specs: Sequence[Any]) -> list[ComponentSpec]:
+def _parse_specs_or_raise(specs: Sequence[Any], key: str = "augmentations") -> list[ComponentSpec]:
     try:
-        return _parse_specs(specs, "augmentations")
+        return _parse_specs(specs, key)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -186,8 +186,9 @@ class AugmentationPipeline:
     """
 
     def __init__(self, specs: Sequence[Any] = (), seed: int = 0, key: str = "augmentations"):
-        """``key``: where the specs come from (``data.augment`` in a recipe), to name in build errors."""
-        self.specs = _parse_specs_or_raise(specs)
+        """``key``: where the specs come from (``data.augment`` in a recipe), to name in parse and build errors."""
+        # before: parse errors named ``augmentations[i]`` whatever ``key`` said; only build errors named it
+        self.specs = _parse_specs_or_raise(specs, key)
         self.seed = int(seed)
         self.compose = Compose([_build_at(s, f"{key}[{i}]") for i, s in enumerate(self.specs)])
 
