@@ -122,3 +122,34 @@ def test_a_model_folder_without_weights_is_refused_before_its_model_is_built(tmp
     monkeypatch.setitem(model_dir.ARCHITECTURES, "detector", no_build)
     with pytest.raises(CheckpointError, match="missing model.safetensors"):
         model_dir.load_model_dir(tmp_path / "m")
+
+
+def test_sdd_score_skips_its_own_output_files_that_a_glob_names_on_a_rerun(tmp_path, capsys):
+    # `sdd score clips/* --out clips/scores.csv` run twice: the glob then named scores.csv and its .run.json, read as
+    # manifests (the .run.json failed the run as no manifest; scores.csv listed the scored files again)
+    import csv
+
+    import torch
+    from scoring_support import save_tiny_lcnn, write_noise_wav
+
+    threads = torch.get_num_threads()
+    model = save_tiny_lcnn(tmp_path / "model")
+    clips = tmp_path / "clips"
+    for i in range(2):
+        write_noise_wav(clips / f"c{i}.wav", 1.0, seed=i)
+    out = clips / "scores.csv"
+    try:
+
+        def run():
+            names = sorted(str(p) for p in clips.iterdir())  # what the shell's clips/* gives
+            return main(["score", *names, "--model", str(model), "--out", str(out), "--workers", "0", "--quiet"])
+
+        assert run() == 0
+        assert {p.name for p in clips.iterdir()} >= {"scores.csv", "scores.csv.run.json"}
+        assert run() == 0, capsys.readouterr().err
+    finally:
+        torch.set_num_threads(threads)
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["path"].rsplit("/", 1)[-1] for r in rows) == ["c0.wav", "c1.wav"]
+    assert all(r["error"] == "" for r in rows)

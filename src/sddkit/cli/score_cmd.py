@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     _check_earlier_shards(out, world)
     if world > 1:
         _init_process_group(rank, world)
-    paths = batch.expand_inputs(args.inputs)
+    paths = batch.expand_inputs(args.inputs, out=out)
     if not paths:  # only folders list nothing (a manifest that lists no path is refused): said, not an empty output
         from sddkit.audio.files import AUDIO_EXTENSIONS
         from sddkit.errors import ProtocolError

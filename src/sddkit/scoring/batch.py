@@ -61,14 +61,21 @@ _PATH_ERRORS = "surrogateescape"
 # --- inputs --------------------------------------------------------------------------------
 
 
-def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
-    """Audio files, folders and manifests -> a de-duplicated list of audio paths, in input order."""
+def expand_inputs(inputs: Sequence[str | Path], *, out: str | Path | None = None) -> list[str]:
+    """Audio files, folders and manifests -> a de-duplicated list of audio paths, in input order.
+
+    ``out``: the output being written; its own files (the output, its ``.run.json``, ``.lock``, windows sidecar
+    and shards), which a glob such as ``sdd score clips/* --out clips/scores.csv`` names on a rerun, are skipped
+    (read as manifests they listed the files already scored, or failed as no manifest at all)."""
     paths: list[str] = []
+    own = _own_files(out) if out is not None else None
     for item in inputs:
         if isinstance(item, str) and not item.strip():
             # Path("") is ".": an unset shell variable ("$DIR") would score the whole current folder
             raise ProtocolError(f"an empty input name ({item!r}): name an audio file, folder or manifest")
         p = Path(item)
+        if own is not None and own(p):
+            continue
         try:
             is_dir, is_file = p.is_dir(), p.is_file()
         except OSError as exc:  # a name too long, an unsearchable folder: Path only hides "no such file"
@@ -92,6 +99,19 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
     for path in paths:
         unique.setdefault(os.path.abspath(path), path)
     return list(unique.values())
+
+
+def _own_files(out: str | Path) -> Callable[[Path], bool]:
+    """Whether a path is one of the files ``sdd score --out out`` writes (see :func:`expand_inputs`)."""
+    out = Path(os.path.abspath(out))
+    names = {str(out), f"{out}.run.json", f"{out}.lock", str(Path(os.path.abspath(windows_path(out))))}
+    shards = (f"{out}.rank", f"{os.path.abspath(windows_path(out))}.rank")
+
+    def own(path: Path) -> bool:
+        full = os.path.abspath(path)
+        return full in names or full.startswith(shards)
+
+    return own
 
 
 def _is_text(path: Path) -> bool:
