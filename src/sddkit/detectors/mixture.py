@@ -226,8 +226,12 @@ def expert_dir_configs(cfg: MixtureConfig) -> list[DetectorConfig]:
 
 def _same_expert(given: dict[str, Any], stored: dict[str, Any]) -> bool:
     """Whether a recipe's expert config is the one stored in its directory; a directory that stores every weight
-    records its encoder's architecture in place of the ``pretrained`` folder the recipe names (model_dir)."""
-    if given == stored:
+    records its encoder's architecture in place of the ``pretrained`` folder the recipe names (model_dir), and one
+    that leaves the encoder to that folder records it made absolute (the trainer's ``absolute_pretrained_paths``),
+    where the recipe may name it relative to the working directory, as the expert's own recipe did."""
+    from sddkit.pretrained import absolute_pretrained_paths
+
+    if given == stored or absolute_pretrained_paths(given) == stored:
         return True
     from sddkit.frontends.encoders import self_contained_config
 

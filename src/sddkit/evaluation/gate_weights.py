@@ -16,6 +16,9 @@ import pandas as pd
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 
+# how far a row of gate weights may sum from 1: bfloat16 weights (8 significant bits) round each by up to 0.4 %
+_SUM_TOLERANCE = 1e-2
+
 
 def gate_weight_table(
     table: UtteranceTable, weights: np.ndarray, by: str = "source", expert_names: Sequence[str] | None = None
@@ -23,7 +26,8 @@ def gate_weight_table(
     """Mean gate weight of each expert for each value of column ``by`` (and an ``all`` row).
 
     weights: (N, E) array-like, or the tensor ``DetectorOutput.stats["gate_weights"]`` as it comes (on any
-    device, in any floating dtype, bfloat16 included, with or without autograd history)."""
+    device, in any floating dtype, bfloat16 included, with or without autograd history); N >= 1 files, each row
+    its file's weights (>= 0, summing to 1 within 0.01), else ProtocolError."""
     if hasattr(weights, "detach"):  # a torch tensor: numpy knows neither bfloat16 nor autograd nor GPU memory
         weights = weights.detach().cpu().double().numpy()
     weights = np.asarray(weights, dtype=float)
@@ -41,6 +45,19 @@ def gate_weight_table(
     if len(set(names)) != len(names) or {"n", by} & set(names):
         # a repeated name, or one equal to the count column or the group column, would merge columns
         raise ProtocolError(f"expert names must be distinct and differ from 'n' and {by!r}; got {names}")
+    if weights.shape[0] == 0:  # the means of no files: a NaN `all` row (and numpy warnings), drawn as a blank heatmap
+        raise ProtocolError("gate weights of no files (shape (0, E)): nothing to tabulate")
+    # each row is one file's distribution over the experts; anything else (a mixture's expert_scores, the gate's
+    # logits) tabulated as weights gave means that are no weights, and a heatmap clipped to [0, 1]
+    sums = weights.sum(axis=1)
+    off = np.flatnonzero((weights < 0).any(axis=1) | (np.abs(sums - 1.0) > _SUM_TOLERANCE))
+    if off.size:
+        i = int(off[0])
+        raise ProtocolError(
+            f"gate weights must be each file's weights over the experts (>= 0, summing to 1); {off.size} of "
+            f"{len(weights)} rows are not, e.g. row {i}: {weights[i].tolist()} (sum {sums[i]:.6g}); "
+            "expert scores or gate logits are not gate weights"
+        )
     groups = table.column(by)
     if "all" in {str(g) for g in groups}:  # the total row is named `all`: two rows of that name would be ambiguous
         raise ProtocolError(f"column {by!r} has a group named 'all', the name of the table's total row; rename it")

@@ -16,6 +16,25 @@ from sddkit.errors import ConfigError
 from sddkit.training.recipe import LossConfig
 
 
+def _check_alignment_trains(cfg: LossConfig, model: torch.nn.Module) -> None:
+    """Refuse ``domain_alignment`` where it is a constant: a mixture's embedding is its experts' (concatenated),
+    and frozen experts compute it without autograd, so the penalty only shifted the logged loss while the gate
+    trained as without it."""
+    from sddkit.detectors.mixture import DetectorMixture
+
+    if cfg.domain_alignment <= 0 or not isinstance(model, DetectorMixture):
+        return
+    if any(p.requires_grad for p in model.experts.parameters()):
+        return  # experts fine-tuned with the gate: the penalty reaches them
+    if not any(p.requires_grad for p in model.parameters()):
+        return  # nothing is trained (an average ensemble): no loss is computed
+    raise ConfigError(
+        f"loss.domain_alignment={cfg.domain_alignment} aligns the model's embedding, which for a mixture with frozen "
+        "experts is their embeddings, fixed: the penalty would be a constant the gate cannot learn from. Set "
+        "loss.domain_alignment: 0, or mixture.freeze_experts: false to fine-tune the experts with the gate"
+    )
+
+
 @dataclass
 class LossParts:
     """total = ce + sum(aux); every entry a scalar tensor (``total`` keeps its graph).
@@ -91,7 +110,9 @@ class DetectionLoss:
     def for_model(cls, cfg: LossConfig, model: torch.nn.Module) -> DetectionLoss:
         """The loss for training ``model``. ``kind: oc_softmax`` takes its scale from the model's own output
         layer, which must be a cosine head (a detector with ``head: cosine``; not a mixture, whose output
-        mixes probabilities): raises ConfigError otherwise."""
+        mixes probabilities): raises ConfigError otherwise. ``domain_alignment`` on a mixture whose gate trains over
+        frozen experts is refused too: its embedding is theirs, which no gradient reaches."""
+        _check_alignment_trains(cfg, model)
         if cfg.kind != "oc_softmax":
             return cls(cfg)
         head = getattr(getattr(model, "backend", None), "classifier", None)

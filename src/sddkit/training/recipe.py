@@ -301,7 +301,8 @@ class LossConfig:
     where spoofs outnumber bona fide about 9:1; ``None`` = unweighted.
     domain_alignment: weight of a class-conditional alignment penalty on the detector's embeddings
     across the batch's domains (``data.domain_column``; see :func:`~sddkit.training.losses.domain_spread`);
-    0 (the default) leaves the objective as it was.
+    0 (the default) leaves the objective as it was. Refused for a mixture's gate over frozen experts, whose
+    embedding (the experts') it cannot move.
     kind: ``ce`` (cross-entropy) or ``oc_softmax`` (one-class softmax, Zhang et al. 2021), which needs a
     back-end with ``head: cosine``, whose ``head_scale`` is the loss's scale s: with c the cosine score,
     bona fide costs ``softplus(s * (m_bonafide - c))`` and spoof ``softplus(s * (c - m_spoof))``;
