@@ -58,6 +58,14 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def folder_failure(exc: OSError) -> str:
+    """Why ``mkdir`` of an output folder failed, in words: "File exists" (``EEXIST``) means a file stands at that
+    name (``--out report.md`` given twice, a folder name that is a CSV), which the bare message did not say."""
+    if isinstance(exc, FileExistsError):
+        return "a file of that name is there: name a folder"
+    return str(exc.strerror or exc)
+
+
 def publish_staged(
     out: Path, what: str, write: Callable[[Path], Sequence[str]], *, stale: Iterable[str] = ()
 ) -> list[str]:
@@ -72,7 +80,7 @@ def publish_staged(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # e.g. a file of that name
-        raise ConfigError(f"{out}: cannot create the {what} folder ({exc.strerror or exc})") from None
+        raise ConfigError(f"{out}: cannot create the {what} folder ({folder_failure(exc)})") from None
     try:
         staging = Path(tempfile.mkdtemp(dir=out, prefix=f".{what.replace(' ', '-')}-", suffix=".tmp"))
     except OSError as exc:  # no permission, a read-only file system

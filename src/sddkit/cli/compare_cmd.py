@@ -20,7 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", required=True, help="protocol / key file of the evaluation set")
     p.add_argument("--baseline", nargs="+", required=True, help="the baseline's score file(s), one per run")
     p.add_argument("--system", nargs="+", required=True, help="the system's score file(s), one per run, same order")
-    p.add_argument("--names", nargs=2, default=("baseline", "system"), metavar=("BASELINE", "SYSTEM"))
+    p.add_argument(
+        "--names",
+        nargs=2,
+        default=("baseline", "system"),
+        metavar=("BASELINE", "SYSTEM"),
+        help="names the table and the JSON give the two sides (default: baseline system)",
+    )
     p.add_argument("--metric", default="eer", choices=("eer", "min_dcf"), help="lower-is-better metric (default eer)")
     p.add_argument("--protocol-format", default=None, help="protocol reader name (default: detect)")
     p.add_argument("--score-format", default=None, help="score file format (default: detect)")
@@ -40,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates (default 2000)")
     p.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level of the interval (default 0.05)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--json", default=None, help="also write the comparison as JSON to this file")
     p.set_defaults(func=run)
 

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run every fold once per seed (OUT/seed_<s>/; each below 2**32) and average; default: the recipe's seed, "
         "once",
     )
-    p.add_argument("--workers", type=int, default=2, help="decoding threads while scoring held-out files")
+    p.add_argument("--workers", type=int, default=2, help="decoding threads while scoring held-out files (default 2)")
     p.set_defaults(func=run)
 
 

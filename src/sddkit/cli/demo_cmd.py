@@ -14,8 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(attack-dependent separation), then runs the same evaluation as `sdd eval`.",
     )
     p.add_argument("--out", default="sdd-demo", help="output folder (default: ./sdd-demo)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic scores")
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the EER CI (0 = none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic scores (default 0)")
+    p.add_argument(
+        "--bootstrap", type=int, default=200, help="bootstrap replicates for the EER CI (0 = none; default 200)"
+    )
     p.set_defaults(func=run)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -29,8 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="evaluate only these partitions of the protocol (e.g. eval: ASVspoof 2021's official phase; "
         "default: every row, with a per-partition table when there are several)",
     )
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the EER CI (0 = none)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument(
+        "--bootstrap", type=int, default=200, help="bootstrap replicates for the EER CI (0 = none; default 200)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=run)
 
 
@@ -102,6 +105,12 @@ def run(args: argparse.Namespace) -> int:
 
     check_paths_given(args, "scores", "protocol", "out")
     check_minimums(args, bootstrap=0, seed=0)  # numpy's generators refuse a negative seed, mid-report
+    if os.path.exists(args.out) and not os.path.isdir(args.out):  # known now, not after the bootstrap
+        from sddkit.errors import ConfigError
+
+        raise ConfigError(
+            f"--out {args.out}: cannot create the report folder (a file of that name is there: name a folder)"
+        )
     return evaluate_files(
         args.scores,
         args.protocol,

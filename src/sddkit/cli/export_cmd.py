@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--atol",
         type=float,
         default=1e-4,
-        help="largest accepted |difference| vs PyTorch (logits: else no export; a statistic: else left out)",
+        help="largest accepted |difference| vs PyTorch (default 1e-4; logits: else no export; a statistic: else "
+        "left out)",
     )
     p.set_defaults(func=run)
 

@@ -58,7 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--limit", type=int, default=None, help="evaluate a seeded, label-stratified subset of N files")
     p.add_argument("--seed", type=int, default=0, help="seed of the degradations and of --limit (default 0)")
-    p.add_argument("--workers", type=int, default=2, help="decoding + degradation threads (0 = in the main thread)")
+    p.add_argument(
+        "--workers", type=int, default=2, help="decoding + degradation threads (0 = in the main thread; default 2)"
+    )
     p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
@@ -93,11 +95,13 @@ def run(args: argparse.Namespace) -> int:
     )
     from sddkit.config import from_dict
     from sddkit.documents import file_digest
+    from sddkit.errors import ConfigError
     from sddkit.evaluation.robustness import (
         JOURNAL_NAME,
         RobustnessConfig,
         markdown_table,
         prepare_out_dir,
+        resolve_conditions,
         run_robustness,
         write_robustness,
     )
@@ -105,14 +109,20 @@ def run(args: argparse.Namespace) -> int:
     from sddkit.training.provenance import package_versions
 
     check_paths_given(args, "model", "protocol", "out")
-    check_minimums(args, batch_size=1, workers=0, threads=1, max_duration_s=0)
+    check_minimums(args, batch_size=1, workers=0, threads=1, max_duration_s=0, seed=0)
+    if args.limit is not None and args.limit < 2:  # named as the flag, not as RobustnessConfig's field
+        raise ConfigError(f"--limit must be >= 2 (one bona fide and one spoof file), got {args.limit}")
     scoring_device(args.device)
     set_torch_threads(args.threads)
     # validate the cheap things (condition names, limits) before loading a model or reading audio
+    try:
+        conditions = resolve_conditions(args.conditions)
+    except ConfigError as exc:
+        raise ConfigError(f"--conditions: {exc}") from None
     config = from_dict(
         RobustnessConfig,
         {
-            "conditions": args.conditions.split(","),
+            "conditions": conditions,
             "mode": args.mode,
             "seed": args.seed,
             "workers": args.workers,

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output file: .csv or .jsonl (resumed when it exists)")
     p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
-    p.add_argument("--workers", type=int, default=2, help="decoding threads (0 = decode in the main thread)")
+    p.add_argument("--workers", type=int, default=2, help="decoding threads (0 = decode in the main thread; default 2)")
     p.add_argument(
         "--threads",
         type=int,
@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="torch CPU threads (default: OMP_NUM_THREADS if set, else all cores, shared among torchrun's local ranks)",
     )
     p.add_argument("--windows", action="store_true", help="also write per-window scores (sidecar or JSON field)")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (default torch)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...); --backend onnx runs on cpu")
     p.add_argument(
         "--max-duration-s",
@@ -67,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sddkit.audio.files import AUDIO_EXTENSIONS
     from sddkit.cli.options import check_minimums, check_paths_given
     from sddkit.errors import ConfigError
     from sddkit.scoring import batch
@@ -98,9 +99,16 @@ def run(args: argparse.Namespace) -> int:
     _check_earlier_shards(out, world)
     if world > 1:
         _init_process_group(rank, world)
-    paths = batch.expand_inputs(args.inputs, out=out)
+    empty: list[str] = []
+    paths = batch.expand_inputs(args.inputs, out=out, empty_folders=empty)
+    if rank == 0:
+        for folder in empty:  # else a mistyped folder, or one of .amr/.3gp files, "succeeds" with no rows
+            print(
+                f"sdd score: note: {folder} holds no audio file (names ending {' '.join(AUDIO_EXTENSIONS)}; "
+                "a file under another name is scored when given directly or listed in a manifest)",
+                file=sys.stderr,
+            )
     if not paths:  # only folders list nothing (a manifest that lists no path is refused): said, not an empty output
-        from sddkit.audio.files import AUDIO_EXTENSIONS
         from sddkit.errors import ProtocolError
 
         raise ProtocolError(

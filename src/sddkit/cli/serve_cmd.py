@@ -23,9 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
     p.add_argument("--max-duration-s", type=float, default=600.0, help="longest accepted audio (default 600 s)")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (default torch)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...); --backend onnx runs on cpu")
-    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass of one request")
+    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass of one request (default 16)")
     p.add_argument(
         "--max-concurrent",
         type=int,
@@ -49,7 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "names it as its server (default: none, the service at the root)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (default info)",
+    )
     add_allocator_argument(p)
     p.set_defaults(func=run)
 

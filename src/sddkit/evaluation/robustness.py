@@ -111,7 +111,12 @@ def resolve_conditions(value: str | Sequence[str] | None) -> list[str]:
         expanded = valid if name == "all" else [name]
         for n in expanded:
             if n not in valid:
-                raise ConfigError(f"unknown condition {n!r}; valid conditions: all, {', '.join(valid)}")
+                from sddkit.config import did_you_mean
+
+                raise ConfigError(
+                    f"unknown condition {n!r}{did_you_mean([n], ['all', *valid])}; valid conditions: all, "
+                    f"{', '.join(valid)}"
+                )
             if n not in resolved:
                 resolved.append(n)
     return resolved

@@ -320,6 +320,13 @@ def _read_delimited(path: Path, fmt: str, delimiter: str, id_columns: tuple[str,
             f"{path}:{header_line}: {cause}header {header} needs an id column ({' or '.join(id_columns)}) "
             f"and a score column ({' or '.join(score_columns)})"
         )
+    if {"window", "start_s", "end_s"} <= set(header):
+        # sdd score --windows' sidecar (FILE.windows.csv): one row per window, so a file scored in several windows
+        # was "a duplicate id", and one scored in one window was evaluated by that window, not by its file score
+        raise ProtocolError(
+            f"{path}: this is sdd score's per-window sidecar (columns window, start_s, end_s), one row per window, "
+            "not per file: evaluate the score file beside it (FILE.csv, not FILE.windows.csv)"
+        )
     i_id, i_score = header.index(id_col), header.index(score_col)
     i_key = header.index("label") if "label" in header else None
     i_error = header.index("error") if "error" in header else None

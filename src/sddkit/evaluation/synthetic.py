@@ -49,7 +49,9 @@ def write_synthetic_example(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # e.g. a file of that name: one line, not a traceback
-        raise ConfigError(f"{out}: cannot create the example folder ({exc.strerror})") from None
+        from sddkit.outputs import folder_failure
+
+        raise ConfigError(f"{out}: cannot create the example folder ({folder_failure(exc)})") from None
     protocol_lines, score_lines = [], []
     for k, i in enumerate(order):
         utt = f"LA_E_{numbers[k]}"

@@ -69,5 +69,6 @@ def add_allocator_argument(parser: argparse.ArgumentParser) -> None:
         "--allocator",
         choices=ALLOCATORS,
         default="tuned",
-        help="glibc malloc: 'tuned' keeps freed memory for the next batch (fewer page faults), 'system' leaves it",
+        help="glibc malloc: 'tuned' (the default) keeps freed memory for the next batch (fewer page faults), "
+        "'system' leaves it",
     )

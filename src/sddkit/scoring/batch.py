@@ -61,12 +61,17 @@ _PATH_ERRORS = "surrogateescape"
 # --- inputs --------------------------------------------------------------------------------
 
 
-def expand_inputs(inputs: Sequence[str | Path], *, out: str | Path | None = None) -> list[str]:
+def expand_inputs(
+    inputs: Sequence[str | Path], *, out: str | Path | None = None, empty_folders: list[str] | None = None
+) -> list[str]:
     """Audio files, folders and manifests -> a de-duplicated list of audio paths, in input order.
 
     ``out``: the output being written; its own files (the output, its ``.run.json``, ``.lock``, windows sidecar
     and shards), which a glob such as ``sdd score clips/* --out clips/scores.csv`` names on a rerun, are skipped
-    (read as manifests they listed the files already scored, or failed as no manifest at all)."""
+    (read as manifests they listed the files already scored, or failed as no manifest at all).
+    ``empty_folders``, when given, gets every folder input that lists no audio file (a mistyped folder, or one of
+    recordings under suffixes no listing takes, e.g. ``.amr``), which ``sdd score`` names rather than writing an
+    empty output without a word."""
     paths: list[str] = []
     own = _own_files(out) if out is not None else None
     for item in inputs:
@@ -85,7 +90,10 @@ def expand_inputs(inputs: Sequence[str | Path], *, out: str | Path | None = None
         if is_dir:
             # every audio-named entry that is not a folder, linked subfolders included (each folder once, so a
             # link loop ends); a dangling link gets an error row, not silence about why a file is missing
-            paths.extend(str(f) for f in list_audio_files(p, AUDIO_EXTENSIONS))
+            found = list_audio_files(p, AUDIO_EXTENSIONS)
+            if not found and empty_folders is not None:
+                empty_folders.append(str(item))
+            paths.extend(str(f) for f in found)
         elif p.suffix.lower() in AUDIO_EXTENSIONS:
             paths.append(str(p))  # a missing audio file becomes an error row, not a failed run
         elif is_file and _is_text(p):

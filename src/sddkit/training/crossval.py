@@ -431,7 +431,9 @@ def _make_dir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # e.g. a file of that name: one line, not a traceback
-        raise ConfigError(f"{out}: cannot create the cross-validation folder ({exc.strerror})") from None
+        from sddkit.outputs import folder_failure
+
+        raise ConfigError(f"{out}: cannot create the cross-validation folder ({folder_failure(exc)})") from None
 
 
 def _check_layout(out: Path, *, seeds: bool) -> None:

@@ -62,7 +62,7 @@ from sddkit.errors import CheckpointError, ConfigError, TrainingDivergedError
 from sddkit.frontends.lora import average_lora_states
 from sddkit.frontends.molex import average_molex_states
 from sddkit.locks import ExclusiveLock
-from sddkit.outputs import why_unwritable
+from sddkit.outputs import folder_failure, why_unwritable
 from sddkit.pretrained import absolute_pretrained_paths, reloadable_names
 from sddkit.registry import get_registry
 from sddkit.training import checkpoint as ckpt
@@ -324,7 +324,7 @@ class Trainer:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"trainer.out_dir={self.out_dir}: cannot create it ({exc.strerror})") from None
+            raise ConfigError(f"trainer.out_dir={self.out_dir}: cannot create it ({folder_failure(exc)})") from None
         reason = why_unwritable(self.out_dir / f".write-test-{os.getpid()}")
         if reason is not None:
             raise ConfigError(f"trainer.out_dir={self.out_dir}: cannot write there ({reason})")
