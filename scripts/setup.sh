@@ -9,7 +9,28 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 export HF_HUB_OFFLINE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
+# Python 3.11 only: the local CPU torch wheel is built for it, and for another Python pip would fetch torch from
+# the index (a CUDA build with its nvidia-* packages). Checked before anything is created or installed, and for
+# an existing .venv too (a .venv left by a run with another Python would be reused on every later run).
+is_py311() { "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' >/dev/null 2>&1; }
+if [ -x .venv/bin/python ]; then
+  if ! is_py311 .venv/bin/python; then
+    echo "setup.sh: .venv holds $(.venv/bin/python -V 2>&1 || echo 'a broken Python'), not Python 3.11:" \
+      "remove it (rm -rf .venv) and run again with Python 3.11" >&2
+    exit 1
+  fi
+else
+  if ! command -v "$PY" >/dev/null; then
+    echo "setup.sh: no python3.11 or python3 on PATH; install Python 3.11 or set PYTHON=/path/to/python3.11" >&2
+    exit 1
+  fi
+  if ! is_py311 "$PY"; then
+    echo "setup.sh: needs Python 3.11, but $PY is $("$PY" -V 2>&1 || echo 'not a working Python');" \
+      "install Python 3.11 or set PYTHON=/path/to/python3.11" >&2
+    exit 1
+  fi
+  "$PY" -m venv .venv
+fi
 .venv/bin/python -m pip install -q torch==2.13.0
 # pip's own status decides (a pipe into grep, which fails when it filters every line, hid a failed install)
 if ! .venv/bin/python -m pip install -q -e ".[dev]" >.venv/pip-install.log 2>&1; then
