@@ -104,11 +104,12 @@ def main() -> int:
         t0 = time.perf_counter()
         rc = sdd(argv)
         cli_s = time.perf_counter() - t0
-        if rc != 0:
+        # sdd score writes a file's error in its row (e.g. shorter than the model's minimum) and exits 0, or 1 when
+        # every file failed: no timing then, and the rows say why
+        failed = [r for r in batch.read_rows(out)[1] if r.get("error")] if out.is_file() else []
+        if rc != 0 and not failed:
             print(f"sdd score failed with exit code {rc}", file=sys.stderr)
             return rc
-        # sdd score exits 0 with a file's error in its row (e.g. shorter than the model's minimum): no timing then
-        failed = [r for r in batch.read_rows(out)[1] if r.get("error")]
         if failed:
             error = failed[0]["error"]  # it names its file
             print(f"sdd score could not score {len(failed)} of {args.files} files, e.g. {error}", file=sys.stderr)
