@@ -105,6 +105,8 @@ class MoLExConfig:
             # inf: an infinite training loss from the first step, reported as divergence instead of as this setting
             if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 0):
                 raise ValueError(f"{key} must be a finite number >= 0, got {getattr(self, key)}")
+        if self.orthogonality_on not in ("A", "B", "both"):  # checked when read from a recipe; here when built
+            raise ValueError(f"orthogonality_on must be 'A', 'B' or 'both', got {self.orthogonality_on!r}")
         if any(n < 1 for n in self.added_experts):
             raise ValueError(f"added_experts sizes must be >= 1, got {self.added_experts}")
         # -inf gives the added experts a gate of exactly 0: they and their router rows never get a gradient
@@ -295,6 +297,8 @@ def pairwise_orthogonality(factors: Tensor, *, transpose: bool = False) -> Tenso
 
 def orthogonality_loss(layers: Sequence[MoLExLinear], on: str = "both") -> Tensor:
     """Mean over layers of the pairwise expert orthogonality of A and/or B (scalar)."""
+    if on not in ("A", "B", "both"):  # any other value compared nothing: a loss of exactly 0, silently
+        raise ValueError(f"orthogonality_on must be 'A', 'B' or 'both', got {on!r}")
     groups: dict[tuple[str, torch.Size], list[Tensor]] = {}  # (factor, shape) -> factors of that shape
     for layer in layers:
         if on in ("A", "both"):
@@ -346,7 +350,8 @@ def routing_summary(
     top1 = top1_one_hot(probs)  # one argmax for both the counts and the loss
     index = torch.tensor(ran, device=device)
     with torch.no_grad():
-        gate_mean[:, index] = gates.mean(dim=2).transpose(0, 1).float()
+        # averaged in float32: a bfloat16 mean is rounded to 2^-9 of itself (~1e-3 off for a gate mean of 0.25)
+        gate_mean[:, index] = gates.float().mean(dim=2).transpose(0, 1)
         top1_count[:, index] = top1.sum(dim=2, dtype=torch.long).transpose(0, 1)
     return RoutingSummary(load_balance_loss(probs.flatten(1, 2), top1.flatten(1, 2)).mean(), gate_mean, top1_count)
 

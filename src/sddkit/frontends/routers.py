@@ -96,6 +96,14 @@ class Router(nn.Module):
             raise ConfigError(f"a router needs at least one expert, got {num_experts}")
         if top_k is not None and top_k > num_experts:
             raise ConfigError(f"top-k router: k={top_k} exceeds the number of experts ({num_experts})")
+        # as the configs check them, for a Router built directly: an unknown level routed every frame, k = 0 gave
+        # NaN gates (0 / 0) and a temperature of 0 infinite logits
+        if level not in ("token", "utterance"):
+            raise ConfigError(f"router level must be 'token' or 'utterance', got {level!r}")
+        if top_k is not None and top_k < 1:
+            raise ConfigError(f"top-k router: k must be >= 1, got {top_k}")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ConfigError(f"router temperature must be a finite number > 0, got {temperature}")
         self.in_features = in_features
         self.level, self.temperature = level, temperature
         self.top_k, self.straight_through = top_k, straight_through
@@ -145,8 +153,10 @@ class Router(nn.Module):
             kept = torch.zeros_like(probs).scatter(-1, index, top)
             gates = kept / kept.sum(dim=-1, keepdim=True)
         if self.straight_through:
-            # forward: the renormalised top-k weights; backward: the dense softmax's gradient
-            gates = gates.detach() + probs - probs.detach()
+            # forward: the renormalised top-k weights; backward: the dense softmax's gradient. The bracket is
+            # exactly 0, so the forward values are the weighted mode's bit for bit: (g + p) - p rounds g (by up to
+            # 2^-8 in bfloat16: a top-1 gate of 0.996, gates not summing to one)
+            gates = gates.detach() + (probs - probs.detach())
         return RouterOutput(gates=gates, probs=probs)
 
     def forward(self, x: Tensor) -> RouterOutput:
