@@ -9,7 +9,8 @@ torchrun (``WORLD_SIZE > 1``) each rank scores a shard and rank 0 merges them in
 
 Exit status: 0 when every input has its row, error rows included (the summary line's ``failed`` counts them),
 except that a one-process run whose files all failed (it read at least one and scored none) exits 1 after
-writing their error rows; a rerun skips those rows (exit 0) unless ``--retry-errors`` reads them again.
+writing their error rows, unless the output holds a score of one of its inputs that an earlier run wrote (a
+resume, a ``--retry-errors`` rerun); a rerun skips those rows (exit 0) unless ``--retry-errors`` reads them again.
 Under torchrun every rank exits 0 (one that exits non-zero makes torchrun stop the others).
 """
 
@@ -22,8 +23,12 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-# the exit status of a (one-process) run whose files all got an error row and none a score
+if TYPE_CHECKING:
+    from sddkit.scoring.batch import ScoreWriter
+
+# the exit status of a (one-process) run whose files all got an error row and whose output holds no score of them
 ALL_FAILED = 1
 
 
@@ -79,7 +84,10 @@ def run(args: argparse.Namespace) -> int:
     if os.path.isdir(out):  # False, not OSError, for a name too long: check_writable says that
         raise ConfigError(f"--out {out} is a folder; name a .csv or .jsonl file to write")
     if args.merge:
-        rows = batch.merge_shards(out, order=batch.expand_inputs(args.inputs) if args.inputs else None)
+        # out= as for scoring: the glob that scored (clips/* with --out clips/scores.csv) names the shards and their
+        # markers too, which read as manifests failed the merge
+        order = batch.expand_inputs(args.inputs, out=out) if args.inputs else None
+        rows = batch.merge_shards(out, order=order)
         print(f"merged {rows} rows into {out}", file=sys.stderr)
         return 0
     if not args.inputs:
@@ -100,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     if world > 1:
         _init_process_group(rank, world)
     empty: list[str] = []
-    paths = batch.expand_inputs(args.inputs, out=out, empty_folders=empty)
+    own: list[str] = []
+    paths = batch.expand_inputs(args.inputs, out=out, empty_folders=empty, skipped=own)
     if rank == 0:
         for folder in empty:  # else a mistyped folder, or one of .amr/.3gp files, "succeeds" with no rows
             print(
@@ -111,6 +120,12 @@ def run(args: argparse.Namespace) -> int:
     if not paths:  # only folders list nothing (a manifest that lists no path is refused): said, not an empty output
         from sddkit.errors import ProtocolError
 
+        if own and len(own) == len(args.inputs):
+            # else "no audio files in scores.csv (folders are searched for ...)" of an output that lists audio files
+            raise ProtocolError(
+                f"{', '.join(own)}: this run's own output file(s) (--out {out}), never read as inputs; name the audio "
+                "files, folders or manifests to score (an output may be the manifest of a run with another --out)"
+            )
         raise ProtocolError(
             f"no audio files in {', '.join(map(str, args.inputs))} (folders are searched for "
             f"{' '.join(sorted(AUDIO_EXTENSIONS))}; name files of other suffixes directly, or list them in a "
@@ -177,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         batch.mark_shard_done(out, rank, world, summary.scored + summary.failed)
         _merge_after_shards(out, rank, world, paths)
         return 0  # a rank exiting non-zero makes torchrun stop the ranks still scoring: the summaries say it
-    if summary.failed and not summary.scored:
+    if summary.failed and not summary.scored and not _holds_a_score(writer, target, wanted):
         # a glob that did not expand, a manifest whose paths are relative to another folder, an unmounted disk, a
         # model answering NaN: exit 0 let a pipeline go on to evaluate a file of error rows
         print(
@@ -187,6 +202,19 @@ def run(args: argparse.Namespace) -> int:
         )
         return ALL_FAILED
     return 0
+
+
+def _holds_a_score(writer: ScoreWriter, target: Path, wanted: set[str]) -> bool:
+    """Whether ``target`` holds a scored row (no error) of one of these inputs, written by an earlier run: a
+    resume whose remaining files all failed, or a ``--retry-errors`` rerun whose mended files still fail, leaves
+    an output of scores (exit 1 would have said otherwise of the very file a first run exited 0 for)."""
+    from sddkit.scoring import batch
+
+    return any(
+        r.get("path") and not r.get("error") and writer.absolute(r["path"]) in wanted
+        for r in batch.iter_rows(target)
+        if isinstance(r, dict)
+    )
 
 
 def _check_earlier_shards(out: Path, world: int) -> None:

@@ -318,7 +318,26 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
     for key in ("inference", "metadata"):  # read with .get(...) by scoring and model cards
         if config.get(key) is not None and not isinstance(config[key], dict):
             raise CheckpointError(f"{cfg_path}: {key} must be a JSON object, got {type(config[key]).__name__}")
+    _reset_inert_head_scale(config["model"])
     return config
+
+
+def _reset_inert_head_scale(node: Any) -> None:
+    """Reset, in place, a stored ``head_scale`` beside the linear head (which never reads it) to its default.
+
+    Recipes that set it with ``head: linear`` are refused (:class:`~sddkit.backends.heads.ClassifierConfig`), but a
+    model folder saved before that refusal records the value it was given: refused too, the model (unchanged by
+    it) could no longer be scored."""
+    from sddkit.backends.heads import ClassifierConfig
+
+    if isinstance(node, list):
+        for item in node:
+            _reset_inert_head_scale(item)
+    elif isinstance(node, dict):
+        if "head_scale" in node and node.get("head", "linear") == "linear":
+            node["head_scale"] = ClassifierConfig.head_scale
+        for value in node.values():
+            _reset_inert_head_scale(value)
 
 
 def _version_key(version: Any) -> tuple[int, ...] | None:

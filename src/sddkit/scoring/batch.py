@@ -62,13 +62,18 @@ _PATH_ERRORS = "surrogateescape"
 
 
 def expand_inputs(
-    inputs: Sequence[str | Path], *, out: str | Path | None = None, empty_folders: list[str] | None = None
+    inputs: Sequence[str | Path],
+    *,
+    out: str | Path | None = None,
+    empty_folders: list[str] | None = None,
+    skipped: list[str] | None = None,
 ) -> list[str]:
     """Audio files, folders and manifests -> a de-duplicated list of audio paths, in input order.
 
-    ``out``: the output being written; its own files (the output, its ``.run.json``, ``.lock``, windows sidecar
-    and shards), which a glob such as ``sdd score clips/* --out clips/scores.csv`` names on a rerun, are skipped
-    (read as manifests they listed the files already scored, or failed as no manifest at all).
+    ``out``: the output being written; its own files (the output, its ``.run.json``, ``.lock``, ``.merge.lock``,
+    windows sidecar and shards), which a glob such as ``sdd score clips/* --out clips/scores.csv`` names on a rerun
+    (or with ``--merge``), are skipped (read as manifests they listed the files already scored, or failed as no
+    manifest at all); ``skipped``, when given, gets those inputs.
     ``empty_folders``, when given, gets every folder input that lists no audio file (a mistyped folder, or one of
     recordings under suffixes no listing takes, e.g. ``.amr``), which ``sdd score`` names rather than writing an
     empty output without a word."""
@@ -80,6 +85,8 @@ def expand_inputs(
             raise ProtocolError(f"an empty input name ({item!r}): name an audio file, folder or manifest")
         p = Path(item)
         if own is not None and own(p):
+            if skipped is not None:
+                skipped.append(str(item))
             continue
         try:
             is_dir, is_file = p.is_dir(), p.is_file()
@@ -112,7 +119,8 @@ def expand_inputs(
 def _own_files(out: str | Path) -> Callable[[Path], bool]:
     """Whether a path is one of the files ``sdd score --out out`` writes (see :func:`expand_inputs`)."""
     out = Path(os.path.abspath(out))
-    names = {str(out), f"{out}.run.json", f"{out}.lock", str(Path(os.path.abspath(windows_path(out))))}
+    # .merge.lock: left by a rank killed while merging shards
+    names = {str(out), f"{out}.run.json", f"{out}.lock", f"{out}.merge.lock", os.path.abspath(windows_path(out))}
     shards = (f"{out}.rank", f"{os.path.abspath(windows_path(out))}.rank")
 
     def own(path: Path) -> bool:
