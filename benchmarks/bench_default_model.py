@@ -240,9 +240,9 @@ def markdown(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sddkit.cli.options import check_writable
+    from sddkit.cli.options import check_paths_writable
 
-    check_writable(args, "json")  # asked now, not after the scoring and the bootstraps
+    check_paths_writable(args, "json")  # asked now, not after the scoring and the bootstraps
     codec, kbps = parse_codec(args.codec)
     import torch
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from sddkit.cli.describe_cmd import count_params
-from sddkit.cli.options import check_writable, require_positive
+from sddkit.cli.options import check_paths_writable, require_positive
 from sddkit.config import from_dict
 from sddkit.detectors import DetectorConfig, build_detector
 from sddkit.detectors.model_dir import atomic_write_bytes
@@ -92,7 +92,7 @@ def main() -> None:
     require_positive(ap, args, "threads", "repeats", "seconds")
     if min(args.batches) <= 0:
         ap.error(f"--batches must be positive, got {' '.join(map(str, args.batches))}")
-    check_writable(args, "json")  # asked now, not after every model has been timed
+    check_paths_writable(args, "json")  # asked now, not after every model has been timed
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     results = {}

@@ -235,9 +235,9 @@ def main() -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from sddkit.cli.options import check_writable
+    from sddkit.cli.options import check_paths_writable
 
-    check_writable(args, "json")  # asked now, not after hours of training
+    check_paths_writable(args, "json")  # asked now, not after hours of training
     unknown = [m for m in args.methods.split(",") if m not in RECIPES]
     if unknown:  # a KeyError once the runs before it had been launched
         raise SystemExit(f"--methods: unknown {', '.join(map(repr, unknown))}; known: {', '.join(RECIPES)}")

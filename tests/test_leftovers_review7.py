@@ -66,14 +66,14 @@ def test_every_benchmark_json_and_compare_json_refuse_an_unwritable_path_alike(t
 
     import pytest
 
-    from sddkit.cli.options import check_writable
+    from sddkit.cli.options import check_paths_writable
     from sddkit.errors import ConfigError
 
     (tmp_path / "afile").write_text("x")
     args = argparse.Namespace(json=str(tmp_path / "afile" / "b.json"), out=None)
     with pytest.raises(ConfigError, match=r"^--json .*afile/b\.json: cannot write it \(Not a directory\)$"):
-        check_writable(args, "json", "out")
-    check_writable(argparse.Namespace(json=str(tmp_path / "new" / "b.json")), "json")
+        check_paths_writable(args, "json", "out")
+    check_paths_writable(argparse.Namespace(json=str(tmp_path / "new" / "b.json")), "json")
     assert not (tmp_path / "new" / "b.json").exists()
 
 

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from sddkit.cli.options import (
         check_minimums,
         check_paths_given,
-        check_writable,
+        check_paths_writable,
         parse_partitions,
         read_partitions_and_rest,
     )
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 < args.alpha < 1.0:
         raise ConfigError(f"--alpha must be in (0, 1), got {args.alpha:g}")
     if args.json:  # before the bootstrap: a path that cannot be written is known at once
-        check_writable(args, "json")
+        check_paths_writable(args, "json")
         inputs = [args.protocol, *args.baseline, *args.system]
         if any(os.path.exists(f) and os.path.samefile(f, args.json) for f in inputs if os.path.exists(args.json)):
             raise ConfigError(f"--json {args.json} is one of the inputs: it would be overwritten; name another file")

@@ -54,7 +54,7 @@ def check_paths_given(args: argparse.Namespace, *dests: str) -> None:
             raise ConfigError(f"{name} is an empty string: name a path")
 
 
-def check_writable(args: argparse.Namespace, *dests: str) -> None:
+def check_paths_writable(args: argparse.Namespace, *dests: str) -> None:
     """Refuse any output path option ``dest`` of ``args`` that cannot be written (``None``: not given, passes),
     asked before the work that produces it (a bootstrap, hours of training), not after."""
     from sddkit.outputs import why_unwritable

@@ -35,9 +35,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from sddkit.detectors.model_dir import atomic_write_bytes, fsync_dir, fsync_file
+from sddkit.detectors.model_dir import atomic_write_bytes
 from sddkit.documents import read_versioned_json
 from sddkit.errors import CheckpointError
+from sddkit.outputs import fsync_dir, fsync_file
 
 STATE_JSON = "state.json"
 STATE_TENSORS = "state.safetensors"
