@@ -11,6 +11,7 @@ import argparse
 import re
 
 import pytest
+from cli_support import one_line_error
 from scoring_support import save_tiny_lcnn, write_noise_wav
 from test_crossval import _recipe
 from test_train_support import one_thread  # noqa: F401  (autouse fixture)
@@ -19,13 +20,6 @@ from sddkit.cli.main import _build_parsers, main
 from sddkit.errors import ConfigError
 from sddkit.outputs import publish_staged
 from sddkit.scoring import batch
-
-
-def _one_line_error(capsys, command: str) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    assert err.startswith(f"sdd {command}: error: ") and err.count("\n") == 1, err
-    return err
 
 
 @pytest.fixture
@@ -98,7 +92,7 @@ def test_robustness_errors_name_the_flag(tmp_path, labelled, capsys, monkeypatch
     monkeypatch.setattr(api, "load_detector", no_model)
     protocol, _ = labelled
     assert main(["robustness", "--protocol", str(protocol), "--out", str(tmp_path / "rob"), *argv]) == 2
-    err = _one_line_error(capsys, "robustness")
+    err = one_line_error(capsys, "robustness")
     assert expected in err and "RobustnessConfig" not in err
 
 
@@ -113,7 +107,7 @@ def test_eval_refuses_an_out_that_is_a_file_before_evaluating(tmp_path, labelled
     taken = tmp_path / "report.md"
     taken.write_text("notes\n")
     assert main(["eval", "--scores", str(scores), "--protocol", str(protocol), "--out", str(taken)]) == 2
-    err = _one_line_error(capsys, "eval")
+    err = one_line_error(capsys, "eval")
     assert f"--out {taken}: cannot create the report folder (a file of that name is there: name a folder)" in err
     assert taken.read_text() == "notes\n"
 
@@ -206,7 +200,7 @@ def test_eval_of_a_windows_sidecar_says_which_file_to_evaluate(tmp_path, labelle
     assert sidecar.is_file()
     capsys.readouterr()
     assert main(["eval", "--scores", str(sidecar), "--protocol", str(protocol), "--out", str(tmp_path / "r")]) == 2
-    err = _one_line_error(capsys, "eval")
+    err = one_line_error(capsys, "eval")
     assert "per-window sidecar" in err and "not FILE.windows.csv" in err
     # the file-level output beside it evaluates
     assert main(["eval", "--scores", str(out), "--protocol", str(protocol), "--out", str(tmp_path / "r")]) == 0

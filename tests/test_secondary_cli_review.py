@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from cli_support import one_line_error
 from scoring_support import save_tiny_lcnn
 from test_crossval import _recipe
 from test_import_aasist import published_layout
@@ -23,13 +24,6 @@ from sddkit.training import crossval
 from sddkit.training.crossval import cross_validate, parse_folds
 
 SR = 16000
-
-
-def _one_line_error(capsys, command: str) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    assert err.startswith(f"sdd {command}: error: ") and err.count("\n") == 1, err
-    return err
 
 
 @pytest.fixture
@@ -49,10 +43,10 @@ def test_import_aasist_refuses_an_out_that_is_a_file(tmp_path, capsys):
     taken = tmp_path / "taken.txt"
     taken.write_text("not a folder")
     assert main(["import-aasist", str(weights), "--out", str(taken)]) == 2
-    assert "not a directory" in _one_line_error(capsys, "import-aasist")
+    assert "not a directory" in one_line_error(capsys, "import-aasist")
     assert taken.read_text() == "not a folder"
     assert main(["import-aasist", str(weights), "--out", str(taken / "sub")]) == 2  # a file above it
-    _one_line_error(capsys, "import-aasist")
+    one_line_error(capsys, "import-aasist")
 
 
 def test_export_onnx_refuses_an_out_below_a_file(tmp_path, capsys):
@@ -60,7 +54,7 @@ def test_export_onnx_refuses_an_out_below_a_file(tmp_path, capsys):
     taken = tmp_path / "taken.txt"
     taken.write_text("not a folder")
     assert main(["export-onnx", "--model", str(model), "--out", str(taken / "model.onnx")]) == 2
-    assert "not a directory" in _one_line_error(capsys, "export-onnx")
+    assert "not a directory" in one_line_error(capsys, "export-onnx")
 
 
 def test_export_onnx_refuses_an_out_that_is_neither_onnx_nor_a_folder(tmp_path, capsys):
@@ -70,10 +64,10 @@ def test_export_onnx_refuses_an_out_that_is_neither_onnx_nor_a_folder(tmp_path, 
     notes = tmp_path / "protocol.csv"
     notes.write_text("path,label\n")
     assert main(["export-onnx", "--model", str(model), "--out", str(notes)]) == 2
-    assert ".onnx" in _one_line_error(capsys, "export-onnx")
+    assert ".onnx" in one_line_error(capsys, "export-onnx")
     assert notes.read_text() == "path,label\n"
     assert main(["export-onnx", "--model", str(model), "--out", str(tmp_path / "exported") + "/"]) == 2
-    _one_line_error(capsys, "export-onnx")
+    one_line_error(capsys, "export-onnx")
     assert not (tmp_path / "exported").exists()
     assert main(["export-onnx", "--model", str(model), "--out", str(tmp_path / "M.ONNX")]) == 0
     assert (tmp_path / "M.ONNX").is_file()
@@ -89,7 +83,7 @@ def test_export_onnx_replaces_an_earlier_export_only_with_force(tmp_path, capsys
     before = out.read_bytes()
     other = save_tiny_lcnn(tmp_path / "other", seed=1)
     assert main(["export-onnx", "--model", str(other), "--out", str(out)]) == 2
-    assert "--force" in _one_line_error(capsys, "export-onnx")
+    assert "--force" in one_line_error(capsys, "export-onnx")
     assert out.read_bytes() == before
     assert main(["export-onnx", "--model", str(other), "--out", str(out), "--force"]) == 0
     assert out.read_bytes() != before
@@ -97,14 +91,14 @@ def test_export_onnx_replaces_an_earlier_export_only_with_force(tmp_path, capsys
     assert main(["export-onnx", "--model", str(model), "--out", str(model)]) == 0
     capsys.readouterr()
     assert main(["export-onnx", "--model", str(model), "--out", str(model)]) == 2
-    assert "model.onnx already exists" in _one_line_error(capsys, "export-onnx")
+    assert "model.onnx already exists" in one_line_error(capsys, "export-onnx")
 
 
 def test_export_onnx_names_its_own_atol_flag(tmp_path, capsys):
     model = save_tiny_lcnn(tmp_path / "model")
     for bad in ("-1", "nan"):
         assert main(["export-onnx", "--model", str(model), "--out", str(tmp_path / "m.onnx"), "--atol", bad]) == 2
-        assert "--atol must be >= 0" in _one_line_error(capsys, "export-onnx")
+        assert "--atol must be >= 0" in one_line_error(capsys, "export-onnx")
     assert not (tmp_path / "m.onnx").exists()
 
 
@@ -119,7 +113,7 @@ def test_robustness_refuses_an_out_that_is_a_file_before_scoring(tmp_path, label
     monkeypatch.setattr("sddkit.evaluation.robustness.run_robustness", no_scoring)
     argv = ["robustness", "--model", str(model), "--protocol", str(labelled_folder), "--conditions", "clean"]
     assert main([*argv, "--out", str(taken), "--quiet"]) == 2
-    assert "not a directory" in _one_line_error(capsys, "robustness")
+    assert "not a directory" in one_line_error(capsys, "robustness")
     assert taken.read_text() == "not a folder"
 
 
@@ -189,7 +183,7 @@ def test_cv_resume_of_an_unfinished_fold_with_another_recipe_is_refused(tmp_path
     assert figures["steps"] == 2
 
 
-def test_sdd_cv_rerun_with_other_overrides_is_a_one_line_error(tmp_path, capsys):
+def test_sdd_cv_rerun_with_other_overrides_is_aone_line_error(tmp_path, capsys):
     import yaml
 
     from sddkit.config import to_dict
@@ -200,4 +194,4 @@ def test_sdd_cv_rerun_with_other_overrides_is_a_one_line_error(tmp_path, capsys)
     assert main([*argv, "--workers", "0"]) == 0
     capsys.readouterr()
     assert main([*argv, "--workers", "0", "seed=3"]) == 2
-    assert "seed: 0 -> 3" in _one_line_error(capsys, "cv")
+    assert "seed: 0 -> 3" in one_line_error(capsys, "cv")
