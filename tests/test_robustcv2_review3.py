@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -86,6 +87,8 @@ def test_holding_out_by_a_column_only_one_corpus_of_the_list_has(tmp_path):
     other = tmp_path / "other.csv"
     df = pd.read_csv(recipe.data.train.protocol, keep_default_na=False)  # type: ignore[union-attr]
     df["utt_id"], df["language"] = "b_" + df["utt_id"].astype(str), "de"
+    (tmp_path / "b").mkdir()  # B's own audio: a held-out file that A trains on too is refused (review 7)
+    df["path"] = [shutil.copy(p, tmp_path / "b") for p in df["path"]]
     df.to_csv(other, index=False)
     corpus_a = recipe.data.train
     recipe.data.train = [corpus_a, from_dict(type(corpus_a), {"protocol": str(other), "format": "utterance_table"})]

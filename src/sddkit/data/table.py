@@ -95,6 +95,11 @@ def _is_text(column: pd.Series) -> bool:
     return column.dtype == object or isinstance(column.dtype, pd.StringDtype)  # pandas 3: str
 
 
+def _has_non_text(column: pd.Series) -> bool:
+    """Whether an object column holds a cell that is not a ``str`` (a number, None, NaN): a fast check first."""
+    return pd.api.types.infer_dtype(column, skipna=False) not in ("string", "empty")
+
+
 def _as_list(value: str | Iterable[str]) -> list[object]:
     """A ``where``/``exclude`` value, one or a collection, as a list."""
     return list(value) if isinstance(value, Iterable) and not isinstance(value, str) else [value]
@@ -122,6 +127,12 @@ class UtteranceTable:
         for col in df.columns:
             if col != "duration_s" and pd.api.types.is_numeric_dtype(df[col].dtype):
                 df[col] = pd.Series(_numeric_text(df[col]), index=df.index, dtype=object)
+            elif validate and col != "duration_s" and df[col].dtype == object and _has_non_text(df[col]):
+                # a mixed column ([1, 'x', None]: records, a concat of a numeric and a text column) holds the same
+                # text: kept as objects, its 1 matched neither `where: {pair_id: 1}` nor `'1'`, and a float 1.0 of a
+                # required column became '1.0' where a float column's became '1' (a derived table, validate=False, is
+                # cut from a frame already converted: not checked again)
+                df[col] = pd.Series([_cell_text(v) for v in df[col]], index=df.index, dtype=object)
         string_cols = [c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in df.columns and c != "duration_s"]
         for col in string_cols:
             df[col] = df[col].fillna("").astype(str)

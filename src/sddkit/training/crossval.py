@@ -191,6 +191,12 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
             f"values there: {', '.join(sorted(map(str, present)))}"
         )
     held = table.where(**{fold.column: list(fold.values)})
+    # a file that two specs (or one spec under two utt_ids) list is one held-out file: scored once, and counted
+    # once in the EER and the class counts (it counted as often as it was listed)
+    seen: set[str] = set()
+    first = [not (key in seen or seen.add(key)) for key in _file_keys(held)]
+    if not all(first):
+        held = held.subset(np.flatnonzero(first))
     labels = held.labels
     if labels.size == 0:
         raise ConfigError(f"no utterance has {fold.column} in {list(fold.values)}")
@@ -227,14 +233,26 @@ def _with_val_files(train: UtteranceTable, val: UtteranceTable) -> UtteranceTabl
 
 def check_fold_data(recipe: TrainRecipe, fold: HeldOut) -> None:
     """What the fold's run will train and validate on is there, with both classes (as the trainer requires)."""
-    from sddkit.training.data import read_train_table, read_val_table
+    from sddkit.training.data import file_keys, read_train_table, read_val_table
 
     r = fold_recipe(recipe, fold, "unused")
     try:
-        read_train_table(r.data)
+        train = read_train_table(r.data)
         read_val_table(r.data)
     except ConfigError as exc:
         raise ConfigError(f"fold {fold.name}: {exc}") from None
+    # a held-out file that the fold trains on under another value of the column (two specs, or two utt_ids of one,
+    # giving it different sources) makes its held-out score a training score
+    held = held_out_table(recipe, fold)
+    trained = {f: str(u) for f, u in zip(file_keys(train), train.column("utt_id")) if f}
+    leaked = [(f, str(u)) for f, u in zip(file_keys(held), held.column("utt_id")) if f in trained]
+    if leaked:
+        f, u = leaked[0]
+        raise ConfigError(
+            f"fold {fold.name}: {len(leaked)} held-out audio file(s) are in the fold's training data under another "
+            f"{fold.column}, e.g. {f} held out as {u!r} and trained on as {trained[f]!r}: the held-out EER would "
+            "score training files (drop the rows listed twice with where/exclude/folds)"
+        )
 
 
 def held_out_max_duration(recipe: TrainRecipe) -> float | None:

@@ -71,6 +71,14 @@ def select_rows(table: UtteranceTable, spec: ProtocolSpec) -> UtteranceTable:
     if spec.exclude:
         table = table.exclude(**spec.exclude)
     if spec.folds is not None:
+        by = list(spec.folds.by)
+        if by and not any(c in table.columns for c in by):  # group_folds' own error named neither spec nor key
+            from sddkit.config import did_you_mean
+
+            raise ConfigError(
+                f"{spec.protocol}: folds.by {by}: the protocol has none of these columns"
+                f"{did_you_mean(by, table.columns)} (options {spec.options}); columns: {', '.join(table.columns)}"
+            )
         table = table.subset(np.isin(table.group_folds(spec.folds.by, spec.folds.n), spec.folds.keep))
     return table
 
@@ -189,8 +197,9 @@ def _check_distinct_files(tables: Sequence[UtteranceTable], specs: Sequence[Prot
 def _check_one_label_per_file(table: UtteranceTable, where: str) -> None:
     """A ConfigError when one audio file is listed (under two utt_ids) both as bona fide and as spoof: the model
     was trained towards both labels on the same audio, and a validation or held-out score counted it in both
-    classes."""
+    classes. A file listed again with its label is a warning (it weighs as often as it is listed)."""
     first: dict[str, tuple[int, str]] = {}
+    repeated: list[tuple[str, str, str]] = []
     for f, y, u in zip(file_keys(table), table.labels.tolist(), table.column("utt_id")):
         if not f:
             continue
@@ -200,6 +209,14 @@ def _check_one_label_per_file(table: UtteranceTable, where: str) -> None:
             raise ConfigError(
                 f"{where} lists {f} both as bona fide ({bona!r}) and as spoof ({spoof!r}): a file has one label"
             )
+        if u0 != str(u):
+            repeated.append((f, u0, str(u)))
+    if repeated:  # as two specs listing one file are warned of (_check_distinct_files): never silent
+        f, u0, u = repeated[0]
+        _warn_once(
+            f"{where} lists {len(repeated)} audio file(s) again under another utt_id, e.g. {f} as {u0!r} and {u!r}: "
+            "each weighs as often as it is listed (drop the rows listed twice with where/exclude/folds)"
+        )
 
 
 def warn_shared_files(train: UtteranceTable, val: UtteranceTable) -> int:
