@@ -105,6 +105,30 @@ _ARCH_KEYS = {
     "wavlm": _W2V_ARCH_KEYS,
     "whisper": ("d_model", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim", "num_mel_bins"),
 }
+# what else fixes the network a pretrained folder's weights belong to; an override of one of these keys with
+# ``pretrained`` set either fails to load (other shapes) or loads the weights into another network without an error:
+# fewer layers (the rest dropped, the final LayerNorm kept), other heads, strides or norm placement
+_W2V_STRUCTURE_KEYS = _W2V_ARCH_KEYS + (
+    "conv_dim",
+    "conv_kernel",
+    "conv_stride",
+    "conv_bias",
+    "feat_extract_norm",
+    "feat_extract_activation",
+    "do_stable_layer_norm",
+    "num_conv_pos_embeddings",
+    "num_conv_pos_embedding_groups",
+    "hidden_act",
+    "feat_proj_layer_norm",
+    "num_buckets",
+    "max_bucket_distance",
+)
+_STRUCTURE_KEYS = {
+    "wav2vec2": _W2V_STRUCTURE_KEYS,
+    "hubert": _W2V_STRUCTURE_KEYS,
+    "wavlm": _W2V_STRUCTURE_KEYS,
+    "whisper": _ARCH_KEYS["whisper"] + ("activation_function", "max_source_positions", "scale_embedding"),
+}
 _W2V_DROPOUT_KEYS = ("hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout")
 _DROPOUT_KEYS = {
     "wav2vec2": _W2V_DROPOUT_KEYS,
@@ -323,7 +347,9 @@ class EncoderConfig:
 
     pretrained: local Hugging Face model directory (``config.json`` + weights), loaded offline;
         None = random initialisation with the preset's architecture.
-    overrides: transformers config values to change (e.g. ``{attention_dropout: 0.0}``).
+    overrides: transformers config values to change (e.g. ``{attention_dropout: 0.0}``). With ``pretrained``,
+        not the architecture (layer and head counts, convolutions, ...): the folder's weights fix it, and training
+        refuses such an override (:func:`pretrained_structure_problem`).
     layer: ``last``, an int ``k`` (hidden state after layer ``k``; 0 = input of the first layer)
         or ``weighted`` (learned softmax-weighted sum of all hidden states).
     freeze: freeze every encoder weight (adapters and layer weights stay trainable);
@@ -821,6 +847,28 @@ def _preprocessor_normalize(path: str) -> bool | None:
     return value
 
 
+def pretrained_structure_problem(preset_name: str, cfg: EncoderConfig) -> str | None:
+    """Why the ``overrides`` of ``cfg`` would not apply to the network of its ``pretrained`` folder, or None.
+
+    The folder's weights fix the architecture: an override of a key that shapes the network (``num_hidden_layers``,
+    ``num_attention_heads``, ``conv_stride``, ...) either fails to load or, where the weights keep their shapes,
+    loads them into another network without an error (``num_hidden_layers: 12`` on XLS-R drops layers 13-24 and
+    keeps the final LayerNorm, unlike ``layer: 12``). Checked by training recipes (see
+    :meth:`sddkit.frontends.ssl.SSLFrontendConfig.training_problem`): a model trained so still loads as trained.
+    """
+    preset = PRESETS.get(preset_name)
+    if preset is None or cfg.pretrained is None:
+        return None
+    keys = sorted(k for k in cfg.overrides if k in _STRUCTURE_KEYS[preset.family])
+    if not keys:
+        return None
+    hint = "; use layer: k to keep the first k layers" if any("layers" in k for k in keys) else ""
+    return (
+        f"encoder.overrides {keys}: the architecture of encoder {preset_name!r} comes from its pretrained folder "
+        f"({cfg.pretrained}), whose weights would load into another network; remove the override{hint}"
+    )
+
+
 def _check_architecture(hf_cfg: Any, preset_name: str, preset: Preset) -> None:
     diffs = [
         f"{k}={getattr(hf_cfg, k, None)!r} (preset: {preset.arch[k]!r})"
@@ -1086,6 +1134,7 @@ __all__ = [
     "WhisperFamilyEncoder",
     "WhisperLogMel",
     "build_encoder",
+    "pretrained_structure_problem",
     "self_contained_config",
     "self_contained_spec",
 ]

@@ -33,7 +33,7 @@ from sddkit.config import component_field
 from sddkit.detectors.outputs import FrontendOutput
 from sddkit.errors import ConfigError
 from sddkit.frontends import FRONTENDS
-from sddkit.frontends.encoders import SpeechEncoder
+from sddkit.frontends.encoders import EncoderConfig, SpeechEncoder, pretrained_structure_problem
 from sddkit.frontends.lora import LoRAConfig, apply_lora
 from sddkit.frontends.molex import (
     MoLExConfig,
@@ -73,6 +73,11 @@ class SSLFrontendConfig:
     def training_problem(self) -> str | None:
         """Why training this front-end would silently go wrong, or None. Checked by training recipes only: a
         model trained so before the check still loads and scores as it was trained."""
+        encoder = self.encoder.config
+        if isinstance(encoder, EncoderConfig):
+            problem = pretrained_structure_problem(self.encoder.name, encoder)
+            if problem is not None:
+                return problem
         if self.molex is None:
             return None
         router = self.molex.router.config
