@@ -1,4 +1,4 @@
-"""Back-ends: classifiers on front-end features (AASIST, LCNN, ResNet, pooled linear)."""
+"""Back-ends: classifiers on front-end features (AASIST/AASIST-L, SSL-AASIST, LCNN, ResNet, pooled linear)."""
 
 from sddkit.registry import Registry
 

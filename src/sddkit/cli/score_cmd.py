@@ -2,7 +2,8 @@
 
 INPUTS are audio files, folders (searched recursively) and manifests (CSV with a ``path``
 column, one path per line, or a protocol file). One row per file:
-``path,score,probability,decision,duration_s,n_windows,raw_score[,gate_w0,...],error``.
+``path,score,probability,decision,duration_s,n_windows,raw_score[,<stat>...],error``, where a mixture adds
+``gate_w0,...,expert_score0,...`` and a MoLEx model ``molex_gate_mean_0,...,molex_top1_count_0,...``.
 Re-running with the same ``--out`` resumes (paths already written are skipped; with
 ``--retry-errors`` the files whose row holds an error are scored again). Under
 torchrun (``WORLD_SIZE > 1``) each rank scores a shard and rank 0 merges them into ``--out``.

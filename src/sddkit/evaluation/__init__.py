@@ -1,4 +1,6 @@
-"""Score-file readers, evaluation reports (JSON, Markdown, CSV tables) and DET/ROC plots."""
+"""Score-file readers, evaluation reports (JSON, Markdown, CSV tables) and DET/ROC plots (``sdd eval``), a
+mixture's gate-weight tables, paired comparison of two systems (``sdd compare``) and robustness under test
+conditions (``sdd robustness``)."""
 
 from sddkit.evaluation.compare import Comparison, compare_scores
 from sddkit.evaluation.report import EvalConfig, Report, evaluate, render_markdown, write_report

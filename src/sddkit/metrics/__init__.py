@@ -1,8 +1,11 @@
 """Evaluation metrics of the field (numpy; higher score = more bona fide; label 1 = bona fide).
 
-Every metric takes ``(labels, scores)`` (a-DCF takes target/nontarget/spoof SASV scores),
-validates them (:class:`MetricError` on one class, NaN/inf or bad shapes), and returns a
-float or a small frozen dataclass that also converts with ``float()``.
+Every metric takes ``(labels, scores)`` (a-DCF takes target/nontarget/spoof SASV scores; the
+t-DCFs optionally the ASV error rates), validates them (:class:`MetricError` on one class, NaN/inf or
+bad shapes), and returns a float or a small frozen dataclass that also converts with ``float()``
+(EER, DCFs, t-DCF, a-DCF); :func:`threshold_metrics` returns several rates at once
+(:class:`ThresholdMetrics`) and :func:`det_curve` the operating points. :func:`bootstrap_ci` and
+:func:`paired_bootstrap` take such a metric and resample the trials.
 """
 
 from sddkit.metrics.adcf import ADCFCost, ADCFResult, a_dcf

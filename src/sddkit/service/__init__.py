@@ -1,1 +1,1 @@
-"""sddkit.service"""
+"""The HTTP service of ``sdd serve``: the FastAPI app (``app``) and the web page it serves (``static/``)."""

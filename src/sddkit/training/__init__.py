@@ -1,4 +1,5 @@
-"""Training: the trainer (loop, checkpoints, logging) and strategies (one optimisation step)."""
+"""Training: the trainer (loop, checkpoints, logging), strategies (one optimisation step), the loss and
+leave-domains-out cross-validation (``sdd cv``)."""
 
 from sddkit.registry import Registry
 
