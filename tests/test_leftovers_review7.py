@@ -153,3 +153,19 @@ def test_sdd_score_skips_its_own_output_files_that_a_glob_names_on_a_rerun(tmp_p
         rows = list(csv.DictReader(f))
     assert sorted(r["path"].rsplit("/", 1)[-1] for r in rows) == ["c0.wav", "c1.wav"]
     assert all(r["error"] == "" for r in rows)
+
+
+def test_the_page_behind_a_path_prefix_resolves_its_urls_under_it(tmp_path):
+    # behind a proxy serving the service under /sdd, /sdd (no trailing slash) reaches the app as /: the page's
+    # relative static/app.js and v1/score then resolved to /static/app.js and /v1/score, outside the prefix
+    from fastapi.testclient import TestClient
+    from scoring_support import save_tiny_lcnn
+
+    from sddkit.service.app import create_app
+
+    app = create_app(str(save_tiny_lcnn(tmp_path / "model")))
+    with TestClient(app, root_path="/sdd") as client:
+        page = client.get("/").text
+    assert '<base href="/sdd/">' in page and page.index("<base") < page.index("static/style.css")
+    with TestClient(app) as client:
+        assert "<base" not in client.get("/").text

@@ -31,6 +31,7 @@ copies the ``fastapi-offline`` package ships (used as an asset source only), und
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -287,8 +288,15 @@ def create_app(
         )
 
     @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=dict(PAGE_CACHE))
+    async def index(request: Request) -> Response:
+        root = request.scope.get("root_path", "").rstrip("/")
+        if not root:
+            return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=dict(PAGE_CACHE))
+        # behind a proxy serving the service under a prefix, the page's relative URLs (static/app.js, v1/score)
+        # resolved against /prefix (no trailing slash, which a stripping proxy hands on as /) missed the prefix
+        page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+        base = f'<base href="{html.escape(root, quote=True)}/">'
+        return HTMLResponse(page.replace("<head>", f"<head>\n  {base}", 1), headers=dict(PAGE_CACHE))
 
     app.mount("/static", PageFiles(directory=STATIC_DIR), name="static")
     _answer_head(app)
