@@ -4,6 +4,9 @@
 WORLD_SIZE and LOCAL_RANK; the trainer then joins a process group (NCCL on GPU, gloo on CPU),
 wraps the detector in ``DistributedDataParallel``, shards the training batches by rank, and lets
 only rank 0 log and write checkpoints. Without those variables everything runs in one process.
+A process that stops on an error (a bad audio file in its share) stops the others at their next collective:
+under gloo they raise :class:`PeerProcessError`, one line pointing at that process's own error (torchrun
+also ends the job as soon as one process has failed).
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from sddkit.errors import ConfigError
+from sddkit.errors import ConfigError, SddkitError
+
+# what gloo says when a peer process exited (its sockets closed) while this one waited for it in a collective
+PEER_LOST = ("Connection closed by peer", "Connection reset by peer")
+
+
+class PeerProcessError(SddkitError, RuntimeError):
+    """Another process of a multi-process job stopped, so this one cannot go on (its own error says why)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,22 @@ def init_process_group(info: DistInfo, device: torch.device) -> bool:
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
     return True
+
+
+def peer_lost(exc: BaseException, info: DistInfo) -> PeerProcessError | None:
+    """The clear error for ``exc`` when it is gloo's report of a peer that exited mid-collective (a rank that met
+    a bad audio file, a full disk), else None. Raised as it is, it was a traceback on every other rank, printed
+    around the one line that says what went wrong."""
+    if not info.enabled or not isinstance(exc, RuntimeError) or isinstance(exc, SddkitError):
+        return None
+    text = str(exc)
+    what = next((s for s in PEER_LOST if s in text), None)
+    if what is None:
+        return None
+    return PeerProcessError(
+        f"rank {info.rank}: another of the {info.world_size} processes stopped (gloo: {what.lower()}), so this "
+        "one stops too; that process's own error, printed by it, says why"
+    )
 
 
 def barrier() -> None:

@@ -144,9 +144,11 @@ def evaluate(
     total_weight = sum(p["loss_weight"] for p in parts)
     loss = sum(p["loss"] for p in parts) / total_weight if total_weight > 0 else 0.0
     _check_finite(s, all_idx[order], loss)
-    # a statistic only some ranks produced cannot be aligned with the gathered order: keep common ones
-    keys = sorted(set.intersection(*(set(p["stats"]) for p in parts)))
-    gathered = {k: np.concatenate([p["stats"][k] for p in parts])[order] for k in keys}
+    # a statistic only some ranks produced cannot be aligned with the gathered order: keep common ones (of the
+    # ranks that scored any item: one with no share of a set smaller than the job produced none, and dropped them all)
+    scored = [p for p in parts if p["indices"].size] or parts
+    keys = sorted(set.intersection(*(set(p["stats"]) for p in scored)))
+    gathered = {k: np.concatenate([p["stats"][k] for p in scored])[order] for k in keys}
     try:
         value: float | None = float(eer(y, s))
     except MetricError:

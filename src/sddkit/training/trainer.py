@@ -84,6 +84,7 @@ from sddkit.training.distributed import (
     broadcast_object,
     dist_info_from_env,
     init_process_group,
+    peer_lost,
     select_device,
 )
 from sddkit.training.evaluate import EvalResult, evaluate
@@ -205,6 +206,11 @@ class Trainer:
         except KeyboardInterrupt:
             self._interrupted()
             raise
+        except RuntimeError as exc:
+            lost = peer_lost(exc, getattr(self, "info", DistInfo()))
+            if lost is None:
+                raise
+            raise lost from None
         finally:
             self._teardown()
 
