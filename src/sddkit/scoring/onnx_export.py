@@ -114,10 +114,16 @@ def export_onnx(
             f"{model_dir}: the model fails on windows of {inference.window_samples} samples (its "
             f"inference.window_samples), so it cannot be exported: {type(exc).__name__}: {_first_line(exc)}"
         ) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
+    differs = _differs_from_folder(out.parent, {"weights_digest": md.weights_digest}, inference)
+    if differs:  # the load refuses an export beside another model's config: it could never be scored there
+        raise CheckpointError(
+            f"{out}: {out.parent} holds another model (its {' and '.join(differs)} differ from those of "
+            f"{model_dir}), where the export could not be loaded; write it to another folder"
+        )
     partial = out.with_name(out.name + ".partial")
     requested_opset, dropped = opset, {}
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         while True:
             wrapper = _ExportWrapper(model, stat_names).eval()
             output_names = [LOGITS_NAME, *[STAT_PREFIX + n for n in stat_names]]
@@ -152,8 +158,14 @@ def export_onnx(
             dropped.update(bad)  # export again without them: missing columns rather than wrong ones
             stat_names = [n for n in stat_names if n not in bad]
         partial.replace(out)
+    except OSError as exc:
+        if not _is_write_error(exc):
+            raise
+        # a full disk, no permission: one line naming `out` (not the temporary file, not a traceback)
+        raise CheckpointError(f"{out}: cannot write the ONNX model: {exc.strerror or exc}; not written") from None
     finally:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(NotADirectoryError):  # no folder was made for it: nothing to remove
+            partial.unlink(missing_ok=True)
     report = {"out": str(out), "exporter": exporter, "opset": opset, "outputs": output_names, "max_abs_diff": diff}
     if dropped:
         report["dropped_stats"] = {k: v if np.isfinite(v) else None for k, v in dropped.items()}  # None: NaN
@@ -296,6 +308,8 @@ def _export(wrapper: nn.Module, example: Tensor, out: Path, output_names: list[s
         _check_reads_waveform(out)
         return "torchscript", opset
     except Exception as exc:  # the exporter raises many types for unsupported operators
+        if _is_write_error(exc):  # a full disk is not a model the exporter cannot handle: no fallback
+            raise
         errors.append(f"torchscript exporter: {type(exc).__name__}: {_first_line(exc)}")
     try:
         import onnxscript  # noqa: F401  (the dynamo exporter needs it)
@@ -322,8 +336,16 @@ def _export(wrapper: nn.Module, example: Tensor, out: Path, output_names: list[s
         _check_reads_waveform(out)
         return "dynamo", dynamo_opset
     except Exception as exc:
+        if _is_write_error(exc):
+            raise
         errors.append(f"torch.export exporter: {type(exc).__name__}: {_first_line(exc)}")
         raise CheckpointError("cannot export this model to ONNX: " + "; ".join(errors)) from None
+
+
+def _is_write_error(exc: BaseException) -> bool:
+    """An operating-system error writing the file (ENOSPC, EACCES, ...), as opposed to an exporter's own
+    refusal; OSErrors without an errno (e.g. ``inspect`` finding no source code) are the exporter's."""
+    return isinstance(exc, OSError) and exc.errno is not None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -356,8 +378,11 @@ def _add_metadata(path: Path, meta: dict[str, Any]) -> None:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
     tmp = path.with_name(path.name + ".tmp")
-    onnx.save(proto, str(tmp))
-    tmp.replace(path)
+    try:
+        onnx.save(proto, str(tmp))
+        tmp.replace(path)
+    finally:  # a save cut short (a full disk) leaves no half file beside the export
+        tmp.unlink(missing_ok=True)
 
 
 def _output_diffs(wrapper: nn.Module, runner: OnnxRunner, x: Tensor) -> dict[str, float]:
@@ -456,30 +481,47 @@ def resolve_onnx_path(path: str | Path) -> Path:
     return path
 
 
+def _differs_from_folder(folder: Path, info: dict, inference) -> list[str]:
+    """What of the model directory ``folder`` (its weights digest, its inference settings) an export with
+    ``info`` and ``inference`` does not match; ``[]`` when ``folder`` holds no config sddkit reads."""
+    from sddkit.detectors.model_dir import CONFIG_NAME, read_model_config
+
+    config_path = folder / CONFIG_NAME
+    if not config_path.is_file():
+        return []
+    try:
+        config = read_model_config(folder)
+    except SddkitError:
+        return []  # not a model directory sddkit reads: nothing to compare with
+    folder_inference = parse_inference(config.get("inference") or {}, str(config_path))
+    differs = []
+    digest = config.get("weights_digest")
+    if digest is not None and info.get("weights_digest") not in (None, digest):
+        differs.append("weights")
+    if folder_inference.to_dict() != inference.to_dict():
+        differs.append("inference settings (calibration, threshold, windows)")
+    return differs
+
+
 def _check_beside_its_model(path: Path, info: dict, inference) -> None:
     """An export that sits in a model directory (``sdd export-onnx --out DIR``) must still be that model:
     retrained weights or a new calibration in the directory would otherwise be scored with the old graph
     and settings, without a word. An export elsewhere, or beside no config, is taken as it is."""
-    from sddkit.detectors.model_dir import CONFIG_NAME, read_model_config
+    from sddkit.detectors.model_dir import CONFIG_NAME
 
-    config_path = path.parent / CONFIG_NAME
-    if not config_path.is_file():
+    differs = _differs_from_folder(path.parent, info, inference)
+    if not differs:
         return
-    try:
-        config = read_model_config(path.parent)
-    except SddkitError:
-        return  # not a model directory sddkit reads: nothing to compare with
-    stale = []
-    digest = config.get("weights_digest")
-    if digest is not None and info.get("weights_digest") not in (None, digest):
-        stale.append("its weights")
-    if parse_inference(config.get("inference") or {}, str(config_path)).to_dict() != inference.to_dict():
-        stale.append("its inference settings (calibration, threshold, windows)")
-    if stale:
-        raise CheckpointError(
-            f"{path} was exported before {' and '.join(stale)} in {config_path} changed: export it again "
-            f"(sdd export-onnx --model {path.parent} --out {path.parent} --force)"
-        )
+    config_path = path.parent / CONFIG_NAME
+    source = info.get("exported_from")
+    # another model's export (a relative path says where from only in the shell that exported it)
+    if isinstance(source, str) and Path(source).is_absolute() and Path(source).resolve() != path.parent.resolve():
+        said = f"{path} was exported from {source}, whose {' and '.join(differs)} differ from those in {config_path}"
+    else:
+        said = f"{path} was exported before its {' and its '.join(differs)} in {config_path} changed"
+    raise CheckpointError(
+        f"{said}: export it again (sdd export-onnx --model {path.parent} --out {path.parent} --force)"
+    )
 
 
 def load_onnx_detector(path: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE) -> ScoringDetector:

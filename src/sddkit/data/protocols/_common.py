@@ -286,6 +286,22 @@ def check_unique_ids(records: Sequence[dict], lines: Sequence[int], where: str |
         first[utt] = lineno
 
 
+def _check_unique_file_ids(records: Sequence[dict], where: str | Path) -> None:
+    """A ProtocolError naming both files of a folder corpus whose ids (paths without their suffix) are one: two
+    recordings ``x.wav`` and ``x.mp3`` side by side, which the table's check named only as a duplicate id."""
+    first: dict[str, str] = {}
+    for rec in records:
+        utt, path = str(rec["utt_id"]), str(rec.get("path", ""))
+        if utt in first:
+            if not path or first[utt] in ("", path):
+                raise ProtocolError(f"{where}: duplicate utt_id {utt!r}" + (f" ({path} listed twice)" if path else ""))
+            raise ProtocolError(
+                f"{where}: two files have the utterance id {utt!r}: {first[utt]} and {path} (an id is the file's "
+                "path without its suffix); rename or remove one of them"
+            )
+        first[utt] = path
+
+
 def build_table(records: list[dict], where: str | Path, lines: Sequence[int] | None = None) -> UtteranceTable:
     """Records -> validated UtteranceTable; validation errors are prefixed with ``where``.
 
@@ -294,6 +310,8 @@ def build_table(records: list[dict], where: str | Path, lines: Sequence[int] | N
         raise ProtocolError(f"{where}: no utterances found")
     if lines is not None:
         check_unique_ids(records, lines, where)
+    else:
+        _check_unique_file_ids(records, where)
     df = pd.DataFrame.from_records(records)
     front = [c for c in REQUIRED_COLUMNS if c in df.columns]
     df = df[front + [c for c in df.columns if c not in front]]

@@ -16,6 +16,7 @@ a folder are named as such.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from sddkit.errors import ProtocolError
 _LABELS = {"bonafide", "spoof"}
 _TRIM = {"trim", "notrim"}
 _ASV5_ID = re.compile(r"^[TDE]_\d+$")
+# folders of the ASVspoof 5 release: the audio archives unpack into flac_T/, flac_D/, flac_E_eval/
+_ASV5_FOLDERS = ("flac_T", "flac_D", "flac_E_eval", "ASVspoof5_protocols")
 _NAME_THE_FORMAT = (
     "name the format explicitly (`format:` in recipes and read_protocol, `--protocol-format` in `sdd eval` and "
     "`sdd robustness`; `sdd list protocol` lists them)"
@@ -145,8 +148,9 @@ def detect_file_format(path: Path) -> str:
 
 def _is_mlaad(d: Path) -> bool:
     # the MLAAD root holding fake/, or that fake/ folder itself (the reader takes either)
-    fake = d if d.name == "fake" else d / "fake"
-    if not fake.is_dir() or (fake.parent / "real").is_dir():
+    # by its real name, also when read as "." from inside fake/
+    fake = d if Path(os.path.abspath(d)).name == "fake" else d / "fake"
+    if not fake.is_dir() or (Path(os.path.abspath(fake)).parent / "real").is_dir():
         return False
     return any(m.is_dir() for lang in fake.iterdir() if lang.is_dir() for m in lang.iterdir())
 
@@ -194,6 +198,11 @@ def detect_folder_format(d: Path) -> str:
         return "fake_or_real"
     if (d / "ASVspoof2019_LA_cm_protocols").is_dir() or (d / "LA").is_dir():
         raise ProtocolError(f"{d}: an ASVspoof folder; pass a protocol file (e.g. ASVspoof2019.LA.cm.train.trn.txt)")
+    if any((d / n).is_dir() for n in _ASV5_FOLDERS) or any(d.glob("ASVspoof5.*.tsv")):
+        raise ProtocolError(
+            f"{d}: an ASVspoof 5 folder; pass a protocol file (ASVspoof5.train.tsv, ASVspoof5.dev.track_1.tsv or "
+            "ASVspoof5.eval.track_1.tsv) and this folder as the audio root"
+        )
     raise ProtocolError(
         f"{d}: cannot tell the corpus layout of this folder (no manifest.csv, bonafide/+spoof/, meta.csv, "
         "FakeAVCeleb, LJSpeech, VCTK, Common Voice, MLAAD, LibriSpeech or Fake-or-Real structure); "

@@ -3,8 +3,10 @@
 Layout: ``<version>/{training,validation,testing}/{real,fake}/*.wav`` with versions ``for-norm``,
 ``for-2sec`` (``for-2seconds``), ``for-rerec`` (``for-rerecorded``) and ``for-original``, possibly
 nested one level more (``for-norm/for-norm/training/...``) as the archives unpack. ``root`` may be
-one version folder or a folder holding several. Partitions are named train/val/test; ``source``
-is the version folder name; the generators are not labelled per file (``attack`` = '').
+one version folder, a folder holding several, or one split folder (``for-norm/testing``; with
+``format: fake_or_real``, since detection takes a folder of ``real/`` + ``fake/`` for the generic layout).
+Partitions are named train/val/test; ``source`` is the version folder name; the generators are not
+labelled per file (``attack`` = '').
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ class FakeOrRealConfig:
 
 
 def _is_split_dir(d: Path) -> bool:
-    return d.name.lower() in FOR_SPLITS and any((d / n).is_dir() for n in FOR_LABELS)
+    # label folders in any case (Real/, Fake/), as the reader takes them
+    return _folder_name(d).lower() in FOR_SPLITS and any(
+        p.is_dir() and p.name.lower() in FOR_LABELS for p in d.iterdir()
+    )
 
 
 def find_for_splits(root: Path, max_depth: int = _MAX_DEPTH) -> list[Path]:
@@ -61,10 +66,21 @@ def _folder_name(d: Path) -> str:
     return Path(os.path.abspath(d)).name
 
 
+def _version_of(split_dir: Path) -> str:
+    """The version folder of a split: the one holding it, by its real name (also for a split read as ``.``)."""
+    return Path(os.path.abspath(split_dir)).parent.name
+
+
 def _version_names(split_dir: Path, root: Path) -> set[str]:
-    """Canonical names of the folders from ``root`` (inclusive) down to ``split_dir``'s parent."""
+    """Canonical names of the folders from ``root`` (inclusive) down to ``split_dir``'s parent; for ``root`` the
+    split folder itself (``for-norm/testing``), the name of the folder holding it."""
     parent = split_dir.parent
-    names = {parent.name, *parent.relative_to(root).parts} if parent != root else {_folder_name(root)}
+    if split_dir == root:
+        names = {_version_of(split_dir)}
+    elif parent != root:
+        names = {parent.name, *parent.relative_to(root).parts}
+    else:
+        names = {_folder_name(root)}
     return {_canonical(n) for n in names}
 
 
@@ -76,7 +92,7 @@ def read_fake_or_real(cfg: FakeOrRealConfig, **_: object) -> UtteranceTable:
     if not splits:
         raise ProtocolError(f"{root}: no training/validation/testing folder with real/ or fake/ inside")
     wanted = None if cfg.partitions is None else [FOR_SPLITS.get(p, p) for p in cfg.partitions]
-    check_selected(root, "partitions", wanted, (FOR_SPLITS[d.name.lower()] for d in splits))
+    check_selected(root, "partitions", wanted, (FOR_SPLITS[_folder_name(d).lower()] for d in splits))
     # a split's version: any folder between root and it (for-norm/for-norm/training), by either name
     split_versions = [_version_names(d, root) for d in splits]
     if cfg.versions is not None:
@@ -86,8 +102,8 @@ def read_fake_or_real(cfg: FakeOrRealConfig, **_: object) -> UtteranceTable:
             raise ProtocolError(f"{root}: no versions {unknown} in this tree; versions present: {', '.join(present)}")
     records = []
     for split_dir, names in zip(splits, split_versions):
-        partition = FOR_SPLITS[split_dir.name.lower()]
-        version = _folder_name(split_dir.parent)
+        partition = FOR_SPLITS[_folder_name(split_dir).lower()]
+        version = _version_of(split_dir)
         if (wanted is not None and partition not in wanted) or (
             cfg.versions is not None and not any(_canonical(v) in names for v in cfg.versions)
         ):

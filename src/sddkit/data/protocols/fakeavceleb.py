@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sddkit.data import PROTOCOLS
 from sddkit.data.protocols._common import (
+    _skip_preamble,
     build_table,
     check_selected,
     list_audio_files,
@@ -59,11 +60,16 @@ def read_fakeavceleb_meta(meta: Path) -> dict[tuple[str, ...], dict[str, str]]:
     out: dict[tuple[str, ...], dict[str, str]] = {}
     try:
         with open_text(meta, strict=True) as fh:
-            reader = csv.reader(fh)
+            # blank and '#' lines before the header are skipped, as format detection (which took this file for
+            # FakeAVCeleb's) and the other headed readers skip them; line numbers still count them
+            skipped, lines = _skip_preamble(fh)
+            reader = csv.reader(lines)
             header = [h.strip() for h in next(reader, [])]
             if tuple(header[: len(FAKEAVCELEB_META_COLUMNS)]) != FAKEAVCELEB_META_COLUMNS:
                 raise located(
-                    meta, 1, f"expected the header {','.join(FAKEAVCELEB_META_COLUMNS)}, got {','.join(header)}"
+                    meta,
+                    skipped + 1,
+                    f"expected the header {','.join(FAKEAVCELEB_META_COLUMNS)}, got {','.join(header)}",
                 )
             for row in reader:
                 if not any(cell.strip() for cell in row):
@@ -71,7 +77,7 @@ def read_fakeavceleb_meta(meta: Path) -> dict[tuple[str, ...], dict[str, str]]:
                 if len(row) < len(FAKEAVCELEB_META_COLUMNS):
                     raise located(
                         meta,
-                        reader.line_num,
+                        skipped + reader.line_num,
                         f"expected at least {len(FAKEAVCELEB_META_COLUMNS)} fields, got {len(row)}",
                     )
                 rec = dict(zip(FAKEAVCELEB_META_COLUMNS, (c.strip() for c in row)))

@@ -3,8 +3,9 @@
 Spoofs in a sub-folder ``<root>/spoof/<attack>/...`` get that folder's name as ``attack``; files
 directly in ``spoof/`` get ''. Bona fide files in ``<root>/bonafide/<source>/...`` get that
 sub-folder as ``source`` (else the corpus name: by default the root folder's name, also for ``.``).
-``real``/``fake`` are accepted as folder names too. Ids are the paths relative to ``root`` without
-the suffix, so they are unique and stable.
+``real``/``fake`` are accepted as folder names too, and so are ``bona-fide``/``bona_fide`` (In-the-Wild's
+spelling) and ``genuine`` (ADD's and ASVspoof 2017's) for bona fide speech. Ids are the paths relative to
+``root`` without the suffix, so they are unique and stable.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from sddkit.data.protocols._common import build_table, list_audio_files, relativ
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 
-FOLDER_LABELS = {"bonafide": "bonafide", "real": "bonafide", "spoof": "spoof", "fake": "spoof"}
+# a bona fide folder under another common name beside spoof/ was skipped without a word: the table held only spoofs
+FOLDER_LABELS = {
+    "bonafide": "bonafide",
+    "bona-fide": "bonafide",
+    "bona_fide": "bonafide",
+    "genuine": "bonafide",
+    "real": "bonafide",
+    "spoof": "spoof",
+    "fake": "spoof",
+}
 
 
 @dataclass
