@@ -109,7 +109,7 @@ def is_preamble(line: str) -> bool:
     return not text or text.startswith("#")
 
 
-def _skip_preamble(fh: Iterable[str]) -> tuple[int, Iterator[str]]:
+def skip_preamble(fh: Iterable[str]) -> tuple[int, Iterator[str]]:
     """(number of blank/``#`` lines before the header, the lines from the header on)."""
     lines = iter(fh)
     skipped = 0
@@ -159,7 +159,7 @@ def iter_csv(
     try:
         with _open_text(p) as fh:
             # blank and '#' lines before the header are skipped, as format detection skips them
-            skipped, lines = _skip_preamble(fh)
+            skipped, lines = skip_preamble(fh)
             records = _records(lines, skipped, delimiter, quoting, one_line_records)
             first = next(records, None)
             if first is None:

@@ -20,13 +20,13 @@ from pathlib import Path
 
 from sddkit.data import PROTOCOLS
 from sddkit.data.protocols._common import (
-    _skip_preamble,
     build_table,
     check_selected,
     list_audio_files,
     located,
     relative_id,
     require_dir,
+    skip_preamble,
 )
 from sddkit.data.table import UtteranceTable
 from sddkit.data.text import not_text, open_text
@@ -62,7 +62,7 @@ def read_fakeavceleb_meta(meta: Path) -> dict[tuple[str, ...], dict[str, str]]:
         with open_text(meta, strict=True) as fh:
             # blank and '#' lines before the header are skipped, as format detection (which took this file for
             # FakeAVCeleb's) and the other headed readers skip them; line numbers still count them
-            skipped, lines = _skip_preamble(fh)
+            skipped, lines = skip_preamble(fh)
             reader = csv.reader(lines)
             header = [h.strip() for h in next(reader, [])]
             if tuple(header[: len(FAKEAVCELEB_META_COLUMNS)]) != FAKEAVCELEB_META_COLUMNS:
