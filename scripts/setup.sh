@@ -6,8 +6,16 @@
 # and runs the main job (scripts/main_job.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3.11}
-command -v "$PY" >/dev/null || PY=python3
+if [ -n "${PYTHON:-}" ]; then
+  PY=$PYTHON
+  if ! command -v "$PY" >/dev/null; then  # named on purpose: not silently replaced by whatever python3 is
+    echo "setup.sh: PYTHON=$PY is not an executable Python; set it to a Python 3.11 or leave it unset" >&2
+    exit 1
+  fi
+else
+  PY=python3.11
+  command -v "$PY" >/dev/null || PY=python3
+fi
 export HF_HUB_OFFLINE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # Python 3.11 only: the local CPU torch wheel is built for it, and for another Python pip would fetch torch from
 # the index (a CUDA build with its nvidia-* packages). Checked before anything is created or installed, and for

@@ -169,3 +169,25 @@ def test_the_page_behind_a_path_prefix_resolves_its_urls_under_it(tmp_path):
     assert '<base href="/sdd/">' in page and page.index("<base") < page.index("static/style.css")
     with TestClient(app) as client:
         assert "<base" not in client.get("/").text
+
+
+def test_setup_refuses_a_python_variable_naming_no_interpreter(tmp_path):
+    # PYTHON=/opt/py311/bin/python3.11 mistyped fell back to whatever python3 is, without a word
+    from test_packaging_review7 import _run_setup
+
+    done = _run_setup(tmp_path / "project", tmp_path / "no" / "python3.11")
+    assert done.returncode == 1
+    assert "is not an executable Python" in done.stderr, done.stderr
+    assert not (tmp_path / "project" / ".venv").exists()
+
+
+def test_an_unquoted_number_for_a_text_value_says_to_quote_it():
+    # `where: {speaker: 001}` is the number 1 to YAML: refused, but without saying why or what to write
+    import pytest
+
+    from sddkit.config import convert_value
+    from sddkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"where\.speaker: expected a string, got the number 1 .*quote it"):
+        convert_value(str, 1, "where.speaker")
+    assert convert_value(str, "001", "where.speaker") == "001"

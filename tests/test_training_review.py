@@ -217,7 +217,10 @@ def test_a_bad_value_inside_an_optional_or_union_section_names_only_the_real_err
     assert str(exc.value).startswith("data.train: unknown key(s) '0'; valid keys: exclude, folds")
     with pytest.raises(ConfigError) as exc:
         from_dict(TrainRecipe, {"model": TINY_MODEL, "data": {"val": {"protocol": "p.csv", "where": {"attack": 3}}}})
-    assert str(exc.value) == "data.val.where.attack: expected a string, got 3"
+    assert str(exc.value) == (
+        "data.val.where.attack: expected a string, got the number 3 (YAML reads an unquoted number as a number, "
+        "dropping leading zeros: quote it for the text, e.g. '001')"
+    )
     with pytest.raises(ConfigError) as exc:  # a list holding a bad spec: the list's own error
         from_dict(TrainRecipe, {"model": TINY_MODEL, "data": {"train": [{"protocol": "p.csv", "nope": 1}]}})
     assert str(exc.value).startswith("data.train[0]: unknown key(s) 'nope'")

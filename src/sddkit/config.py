@@ -315,6 +315,11 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
                 f"{path}: expected a string, got {str(value).lower()} (YAML reads an unquoted yes/no/on/off/true/false "
                 "as true or false: quote it for the text)"
             )
+        if isinstance(value, int | float):  # `where: {speaker: 001}`: YAML reads 001 as 1 (and 010 as 8)
+            raise ConfigError(
+                f"{path}: expected a string, got the number {value!r} (YAML reads an unquoted number as a number, "
+                "dropping leading zeros: quote it for the text, e.g. '001')"
+            )
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {value!r}")
         return value
