@@ -191,3 +191,28 @@ def test_an_unquoted_number_for_a_text_value_says_to_quote_it():
     with pytest.raises(ConfigError, match=r"where\.speaker: expected a string, got the number 1 .*quote it"):
         convert_value(str, 1, "where.speaker")
     assert convert_value(str, "001", "where.speaker") == "001"
+
+
+def test_a_held_out_file_in_the_folds_val_data_under_another_value_is_refused(tmp_path):
+    # the training data was checked (review 7), the val data was not: such a file chose the checkpoint that scores it
+    import pandas as pd
+    import pytest
+    from test_crossval import _recipe
+
+    from sddkit.errors import ConfigError
+    from sddkit.training.crossval import HeldOut, check_fold_data
+    from sddkit.training.recipe import ProtocolSpec
+
+    recipe = _recipe(tmp_path)
+    df = pd.read_csv(recipe.data.val.protocol, keep_default_na=False)
+    df = df[df["source"] == "s1"].iloc[:1].copy()
+    df["utt_id"] = "b_" + df["utt_id"].astype(str)
+    df["source"] = "s0"
+    df.to_csv(tmp_path / "val_again.csv", index=False)
+    recipe.data.val = [
+        recipe.data.val,
+        ProtocolSpec(protocol=str(tmp_path / "val_again.csv"), format="utterance_table"),
+    ]
+    with pytest.raises(ConfigError, match=r"fold s1: 1 held-out audio file\(s\) are in the fold's validation data"):
+        check_fold_data(recipe, HeldOut("source", ("s1",)))
+    check_fold_data(recipe, HeldOut("source", ("s2",)))

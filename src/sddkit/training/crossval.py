@@ -238,21 +238,28 @@ def check_fold_data(recipe: TrainRecipe, fold: HeldOut) -> None:
     r = fold_recipe(recipe, fold, "unused")
     try:
         train = read_train_table(r.data)
-        read_val_table(r.data)
+        val = read_val_table(r.data)
     except ConfigError as exc:
         raise ConfigError(f"fold {fold.name}: {exc}") from None
     # a held-out file that the fold trains on under another value of the column (two specs, or two utt_ids of one,
-    # giving it different sources) makes its held-out score a training score
+    # giving it different sources) makes its held-out score a training score; one in its val data chose the
+    # checkpoint that scores it
     held = held_out_table(recipe, fold)
-    trained = {f: str(u) for f, u in zip(file_keys(train), train.column("utt_id")) if f}
-    leaked = [(f, str(u)) for f, u in zip(file_keys(held), held.column("utt_id")) if f in trained]
-    if leaked:
-        f, u = leaked[0]
-        raise ConfigError(
-            f"fold {fold.name}: {len(leaked)} held-out audio file(s) are in the fold's training data under another "
-            f"{fold.column}, e.g. {f} held out as {u!r} and trained on as {trained[f]!r}: the held-out EER would "
-            "score training files (drop the rows listed twice with where/exclude/folds)"
-        )
+    for table, role, effect in (
+        (train, "training data", "score training files"),
+        (val, "validation data", "score files that chose its checkpoint"),
+    ):
+        if table is None:
+            continue
+        seen = {f: str(u) for f, u in zip(file_keys(table), table.column("utt_id")) if f}
+        leaked = [(f, str(u)) for f, u in zip(file_keys(held), held.column("utt_id")) if f in seen]
+        if leaked:
+            f, u = leaked[0]
+            raise ConfigError(
+                f"fold {fold.name}: {len(leaked)} held-out audio file(s) are in the fold's {role} under another "
+                f"{fold.column}, e.g. {f} held out as {u!r} and read there as {seen[f]!r}: the held-out EER would "
+                f"{effect} (drop the rows listed twice with where/exclude/folds)"
+            )
 
 
 def held_out_max_duration(recipe: TrainRecipe) -> float | None:
