@@ -107,10 +107,10 @@ def run(args: argparse.Namespace) -> int:
     check_minimums(args, bootstrap=0, seed=0)  # numpy's generators refuse a negative seed, mid-report
     if os.path.exists(args.out) and not os.path.isdir(args.out):  # known now, not after the bootstrap
         from sddkit.errors import ConfigError
+        from sddkit.outputs import folder_failure
 
-        raise ConfigError(
-            f"--out {args.out}: cannot create the report folder (a file of that name is there: name a folder)"
-        )
+        # the words publish_staged's mkdir would give after the whole evaluation
+        raise ConfigError(f"--out {args.out}: cannot create the report folder ({folder_failure(FileExistsError())})")
     return evaluate_files(
         args.scores,
         args.protocol,
