@@ -311,7 +311,7 @@ def _merge_after_shards(out: Path, rank: int, world: int, paths: list[str]) -> N
         return  # another rank is still scoring; the last one to finish merges
     try:
         # an flock, not a file that exists: a rank killed while merging leaves no lock that stops every later merge
-        lock = ExclusiveLock(f"{out}.merge.lock", ProtocolError(f"{out} is being merged by another rank"))
+        lock = ExclusiveLock(batch.merge_lock_path(out), ProtocolError(f"{out} is being merged by another rank"))
     except ProtocolError:
         return  # another rank finished at the same moment and is merging
     try:

@@ -119,9 +119,10 @@ def expand_inputs(
 def _own_files(out: str | Path) -> Callable[[Path], bool]:
     """Whether a path is one of the files ``sdd score --out out`` writes (see :func:`expand_inputs`)."""
     out = Path(os.path.abspath(out))
-    # .merge.lock: left by a rank killed while merging shards
-    names = {str(out), f"{out}.run.json", f"{out}.lock", f"{out}.merge.lock", os.path.abspath(windows_path(out))}
-    shards = (f"{out}.rank", f"{os.path.abspath(windows_path(out))}.rank")
+    windows = os.path.abspath(windows_path(out))
+    # the merge lock: left by a rank killed while merging shards
+    names = {str(out), str(run_record_path(out)), str(lock_path(out)), str(merge_lock_path(out)), windows}
+    shards = (f"{out}.rank", f"{windows}.rank")  # shard_path(out, r) and its sidecar, r = 0, 1, ...
 
     def own(path: Path) -> bool:
         full = os.path.abspath(path)
@@ -473,14 +474,24 @@ def write_run_info(out: str | Path, run: dict[str, Any]) -> None:
     atomic_write_bytes(run_record_path(out), (json.dumps(run, indent=1) + "\n").encode())
 
 
+def lock_path(out: str | Path) -> Path:
+    """The lock file of a run writing ``out`` (:class:`OutputLock`)."""
+    return Path(f"{out}.lock")
+
+
+def merge_lock_path(out: str | Path) -> Path:
+    """The lock file of the rank merging ``out``'s shards."""
+    return Path(f"{out}.merge.lock")
+
+
 class OutputLock(ExclusiveLock):
     """An exclusive lock on ``out`` (``out.lock``): a second run writing the same file is refused."""
 
     def __init__(self, out: str | Path):
         super().__init__(
-            f"{out}.lock",
+            lock_path(out),
             ProtocolError(
-                f"{out} is being written by another sdd score run (it holds {Path(f'{out}.lock').name}); "
+                f"{out} is being written by another sdd score run (it holds {lock_path(out).name}); "
                 "wait for it to finish, or choose another --out"
             ),
         )
