@@ -44,7 +44,7 @@ def test_expand_inputs_reports_folders_that_list_no_audio(tmp_path):
     empty, odd, good = tmp_path / "empty", tmp_path / "odd", tmp_path / "good"
     empty.mkdir()
     odd.mkdir()
-    (odd / "call.amr").write_bytes(b"#!AMR\n")  # a suffix no folder listing takes
+    (odd / "call.pcm").write_bytes(b"\0\1" * 64)  # a suffix no folder listing takes
     (odd / ".hidden.wav").write_bytes(b"RIFF")  # hidden: skipped
     wav = write_noise_wav(good / "a.wav", 0.5, seed=0)
     found: list[str] = []
@@ -58,7 +58,7 @@ def test_sdd_score_names_a_folder_that_lists_no_audio_file(tmp_path, capsys):
     wav = write_noise_wav(tmp_path / "a.wav", 0.5, seed=0)
     typo = tmp_path / "recordings"
     typo.mkdir()
-    (typo / "call.3gp").write_bytes(b"\0\0\0\x18ftyp3gp4")
+    (typo / "call.dat").write_bytes(b"\0\0\0\x18ftyp3gp4")
     out = tmp_path / "scores.csv"
     assert main(["score", str(typo), str(wav), "--model", str(model), "--out", str(out), "--quiet"]) == 0
     err = capsys.readouterr().err

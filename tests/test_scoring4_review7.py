@@ -118,10 +118,10 @@ def test_comma_manifests_read_as_before(tmp_path):
 
 
 def test_inputs_that_list_no_audio_file_are_refused_before_the_model_loads(tmp_path, capsys):
-    # a folder of .sph files, or an empty one: exit 0 with an empty output said nothing
+    # a folder of headerless .pcm files, or an empty one: exit 0 with an empty output said nothing
     folder = tmp_path / "corpus"
     (folder / "sub").mkdir(parents=True)
-    (folder / "sub" / "a.sph").write_bytes(b"NIST_1A\n   1024\n")
+    (folder / "sub" / "a.pcm").write_bytes(b"\0\1" * 64)
     out = tmp_path / "scores.csv"
     argv = ["score", str(folder), "--model", str(tmp_path / "no-model"), "--out", str(out), "--quiet"]
     assert main(argv) == 2

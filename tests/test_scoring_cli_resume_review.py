@@ -89,7 +89,7 @@ def test_check_writable_leaves_nothing_behind(tmp_path):
 
 
 def test_audio_named_directly_under_an_unlisted_suffix_is_scored(tmp_path, model_dir):
-    clip = tmp_path / "clip.au"
+    clip = tmp_path / "clip.dat"
     clip.write_bytes(_wav(tmp_path / "src.wav", 0.6, 1).read_bytes())
     out = tmp_path / "s.csv"
     assert _score(str(clip), "--model", str(model_dir), "--out", str(out)) == 0  # used to be read as a manifest

@@ -20,16 +20,25 @@ AUDIO_EXTENSIONS: tuple[str, ...] = (
     ".aiff",
     ".webm",
     ".wma",
+    # telephony, broadcast and lossless formats FFmpeg reads: Sun/NeXT, Core Audio, NIST SPHERE (TIMIT, Switchboard),
+    # AMR (phone recordings), Sony Wave64, WavPack
+    ".au",
+    ".caf",
+    ".sph",
+    ".amr",
+    ".w64",
+    ".wv",
     # video containers (FakeAVCeleb ships .mp4) and Matroska audio: their first audio stream is scored
     ".mp4",
     ".mka",
     ".mkv",
     ".mov",
+    ".3gp",
 )
 """Suffixes (lower case) taken as audio files: by folder listings (protocol readers, ``sdd score DIR``) and by
 ``sdd score``'s inputs, where a listed suffix is audio even before the file exists."""
 
-VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mkv", ".mov", ".webm"})
+VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mkv", ".mov", ".webm", ".3gp"})
 """Containers that usually hold a video: in a folder listing, one is left out when a file of another listed suffix
 has the same stem beside it (``clip.wav`` extracted from ``clip.mp4``), so the audio is not listed twice."""
 

@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     own: list[str] = []
     paths = batch.expand_inputs(args.inputs, out=out, empty_folders=empty, skipped=own)
     if rank == 0:
-        for folder in empty:  # else a mistyped folder, or one of .amr/.3gp files, "succeeds" with no rows
+        for folder in empty:  # else a mistyped folder, or one of .pcm/.dat files, "succeeds" with no rows
             print(
                 f"sdd score: note: {folder} holds no audio file (names ending {' '.join(AUDIO_EXTENSIONS)}; "
                 "a file under another name is scored when given directly or listed in a manifest)",

@@ -75,7 +75,7 @@ def expand_inputs(
     (or with ``--merge``), are skipped (read as manifests they listed the files already scored, or failed as no
     manifest at all); ``skipped``, when given, gets those inputs.
     ``empty_folders``, when given, gets every folder input that lists no audio file (a mistyped folder, or one of
-    recordings under suffixes no listing takes, e.g. ``.amr``), which ``sdd score`` names rather than writing an
+    recordings under suffixes no listing takes, e.g. ``.pcm``), which ``sdd score`` names rather than writing an
     empty output without a word."""
     paths: list[str] = []
     own = _own_files(out) if out is not None else None
@@ -105,7 +105,7 @@ def expand_inputs(
             paths.append(str(p))  # a missing audio file becomes an error row, not a failed run
         elif is_file and _is_text(p):
             paths.extend(read_manifest(p))
-        elif is_file:  # binary under an unlisted name (.au, .3gp, none): audio, whose row says if it is not
+        elif is_file:  # binary under an unlisted name (.pcm, .dat, none): audio, whose row says if it is not
             paths.append(str(p))
         else:
             raise ProtocolError(f"{p}: no such file or folder")
