@@ -101,3 +101,18 @@ def test_sdd_score_scores_a_folder_of_sphere_files(tmp_path, capsys):
     (row,) = batch.read_rows(out)[1]
     assert row["path"] == str(folder / "sa1.sph") and row["error"] == "" and row["score"] != ""
     assert "holds no audio file" not in capsys.readouterr().err
+
+
+def test_a_flac_with_corrupt_frames_is_not_called_only_truncated(tmp_path):
+    import soundfile as sf
+
+    from sddkit.errors import AudioDecodeError
+
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "clip.flac", (0.1 * rng.standard_normal(4 * SR)).astype(np.float32), SR)
+    data = bytearray((tmp_path / "clip.flac").read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4000] = bytes(4000)  # the whole file is there; frames in the middle are zeroed
+    (tmp_path / "bad.flac").write_bytes(bytes(data))
+    with pytest.raises(AudioDecodeError, match=r"the header declares 4.00 s.*frames lost to corruption"):
+        load_audio(tmp_path / "bad.flac")

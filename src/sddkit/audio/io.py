@@ -657,13 +657,14 @@ def _decode_soundfile(
 
 def _check_complete(decoded: int, declared: int, sample_rate: int, label: str | None) -> None:
     """A FLAC or WAV cut off mid-way (an incomplete download or copy) decodes up to the cut without a word
-    from libsndfile or FFmpeg, and half a file would be scored as a whole one. Its header counts every sample;
-    up to 1 % or 10 ms less is let through (a last frame lost to rounding)."""
+    from libsndfile or FFmpeg, and half a file would be scored as a whole one; a FLAC with corrupt frames
+    decodes short too (the frames are skipped, or decoding stops there). Its header counts every sample; up to
+    1 % or 10 ms less is let through (a last frame lost to rounding)."""
     missing = declared - decoded
     if missing > 0.01 * declared and missing > 0.01 * sample_rate:
         raise AudioDecodeError(
             f"truncated: the header declares {declared / sample_rate:.2f} s, the audio data ends at "
-            f"{decoded / sample_rate:.2f} s (an incomplete download or copy?)",
+            f"{decoded / sample_rate:.2f} s (an incomplete download or copy, or frames lost to corruption?)",
             path=label,
         )
 
