@@ -116,3 +116,36 @@ def test_a_flac_with_corrupt_frames_is_not_called_only_truncated(tmp_path):
     (tmp_path / "bad.flac").write_bytes(bytes(data))
     with pytest.raises(AudioDecodeError, match=r"the header declares 4.00 s.*frames lost to corruption"):
         load_audio(tmp_path / "bad.flac")
+
+
+def _write_m4a(path, seconds: float, options: dict[str, str]) -> None:
+    pcm = (0.1 * np.random.default_rng(0).standard_normal(int(seconds * SR)) * 32767).astype(np.int16)[None, :]
+    with av.open(str(path), "w", format="mp4", options=options) as container:
+        stream = container.add_stream("aac", rate=SR)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = SR
+        for part in av.AudioResampler(format=stream.format.name, layout="mono", rate=SR).resample(frame):
+            for packet in stream.encode(part):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def test_an_mp4_cut_off_after_its_index_is_refused_not_scored_as_a_shorter_file(tmp_path):
+    # faststart (the index first: phones, browsers, web uploads): half the file decoded to 1.98 s of a 4 s clip
+    from sddkit.errors import AudioDecodeError
+
+    _write_m4a(tmp_path / "memo.m4a", 4.0, {"movflags": "faststart"})
+    assert abs(load_audio(tmp_path / "memo.m4a").size - 4 * SR) <= 2048  # whole, it decodes to its length
+    data = (tmp_path / "memo.m4a").read_bytes()
+    (tmp_path / "cut.m4a").write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioDecodeError, match=r"truncated: the header declares 4.06 s, the audio data ends at 1\.9"):
+        load_audio(tmp_path / "cut.m4a")
+
+
+@pytest.mark.parametrize("seconds", [0.07, 0.3, 1.0])
+def test_short_whole_mp4s_are_not_taken_for_truncated_ones(tmp_path, seconds):
+    # the encoder's priming and padding frames make decoded and declared lengths differ by up to a frame or two
+    _write_m4a(tmp_path / "a.m4a", seconds, {"movflags": "faststart"})
+    assert abs(load_audio(tmp_path / "a.m4a").size - seconds * SR) <= 2048

@@ -655,12 +655,12 @@ def _decode_soundfile(
     return np.ascontiguousarray(mono, dtype=np.float32), sr
 
 
-def _check_complete(decoded: int, declared: int, sample_rate: int, label: str | None) -> None:
-    """A FLAC or WAV cut off mid-way (an incomplete download or copy) decodes up to the cut without a word
+def _check_complete(decoded: int, declared: int, sample_rate: int, label: str | None, *, allowance: int = 0) -> None:
+    """A FLAC, WAV or MP4 cut off mid-way (an incomplete download or copy) decodes up to the cut without a word
     from libsndfile or FFmpeg, and half a file would be scored as a whole one; a FLAC with corrupt frames
     decodes short too (the frames are skipped, or decoding stops there). Its header counts every sample; up to
-    1 % or 10 ms less is let through (a last frame lost to rounding)."""
-    missing = declared - decoded
+    1 % or 10 ms less is let through (a last frame lost to rounding), plus ``allowance`` samples."""
+    missing = declared - decoded - allowance
     if missing > 0.01 * declared and missing > 0.01 * sample_rate:
         raise AudioDecodeError(
             f"truncated: the header declares {declared / sample_rate:.2f} s, the audio data ends at "
@@ -754,9 +754,14 @@ def _decode_pyav_stream(
         # but decodes the padding of the last frame past the end (AAC: under one 1024-sample frame, 64 ms at
         # 16 kHz; 2048 with SBR), which players that honour the edit list do not play. The declared length is in
         # the movie's time scale (FFmpeg writes 1 ms), so it may cut or keep a fraction of a millisecond.
-        excess = segments[0][1].size - round(float(stream.duration * stream.time_base) * rate)
-        if 0 < excess <= max(stream.codec_context.frame_size or 0, _MAX_CODEC_FRAME):
+        frame = max(stream.codec_context.frame_size or 0, _MAX_CODEC_FRAME)
+        declared_samples = round(float(stream.duration * stream.time_base) * rate)
+        excess = segments[0][1].size - declared_samples
+        if 0 < excess <= frame:
             segments[0][1].size -= excess
+        # An MP4 whose index comes first (faststart: phones, browsers, web uploads) and whose media data is cut off
+        # decodes up to the cut without a word, as a truncated FLAC does; a frame or two may differ at the ends.
+        _check_complete(segments[0][1].size, declared_samples, rate, label, allowance=2 * frame)
     if len(segments) == 1:  # the usual case: the samples as they are, no copy of them all
         return segments[0][1].array(), rate
     # The rate changes mid-stream (MP3 files joined with cat, a broadcast's programme change): all of it is brought
