@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sddkit.metrics.det import DetCurve, det_curve
-from sddkit.metrics.inputs import MetricError
+from sddkit.metrics.inputs import MetricError, as_scores
 
 
 def _check_rate(name: str, value: float) -> None:
@@ -65,6 +65,40 @@ class ASVRates:
     def pmiss_spoof(self) -> float:
         """Spoofs rejected by the ASV system (the legacy form's input)."""
         return 1.0 - self.pfa_spoof
+
+
+def asv_rates_from_scores(target: object, nontarget: object, spoof: object) -> ASVRates:
+    """An ASV system's error rates at its own EER threshold, obtained as the official ASVspoof 2019 and 2021
+    evaluation scripts obtain them from the organisers' ASV scores (``obtain_asv_error_rates``), so that a t-DCF
+    computed with them is the challenges' figure.
+
+    ``target``, ``nontarget``, ``spoof``: the ASV scores (higher = more likely the claimed speaker) of target,
+    zero-effort non-target and spoofed trials. The threshold is the one the official ``compute_eer`` returns:
+    the candidates are the lowest score less 0.001 and every score (targets sorted before non-targets of equal
+    score); at each, the targets up to it count as missed and the non-targets after it as accepted, and the first
+    candidate where the two rates are closest is taken. The rates are then counted as the scripts count them: a
+    target scoring below the threshold is missed, a non-target or spoof scoring at or above it is accepted.
+    """
+    tar = as_scores(target, "ASV target scores")
+    non = as_scores(nontarget, "ASV non-target scores")
+    spf = as_scores(spoof, "ASV spoof scores")
+    for name, values in (("target", tar), ("non-target", non), ("spoof", spf)):
+        if values.size == 0:
+            raise MetricError(f"ASV error rates need {name} trials; the ASV scores hold none")
+    scores = np.concatenate([tar, non])
+    order = np.argsort(scores, kind="stable")  # stable: a target ties before a non-target, as in the scripts
+    is_target = np.concatenate([np.ones(tar.size), np.zeros(non.size)])[order]
+    targets_below = np.cumsum(is_target)
+    nontargets_above = non.size - (np.arange(1, scores.size + 1) - targets_below)
+    miss = np.concatenate([[0.0], targets_below / tar.size])
+    false_alarm = np.concatenate([[1.0], nontargets_above / non.size])
+    candidates = np.concatenate([[scores[order[0]] - 0.001], scores[order]])
+    threshold = candidates[int(np.argmin(np.abs(miss - false_alarm)))]
+    return ASVRates(
+        pfa=float(np.mean(non >= threshold)),
+        pmiss=float(np.mean(tar < threshold)),
+        pfa_spoof=float(np.mean(spf >= threshold)),
+    )
 
 
 @dataclass
