@@ -149,3 +149,12 @@ def test_short_whole_mp4s_are_not_taken_for_truncated_ones(tmp_path, seconds):
     # the encoder's priming and padding frames make decoded and declared lengths differ by up to a frame or two
     _write_m4a(tmp_path / "a.m4a", seconds, {"movflags": "faststart"})
     assert abs(load_audio(tmp_path / "a.m4a").size - seconds * SR) <= 2048
+
+
+def test_a_labels_csv_reads_genuine_as_bona_fide(tmp_path):
+    # ASVspoof 2017 and ADD call bona fide speech "genuine"; a hand-written CSV using the word was refused
+    from sddkit.data.protocols import read_protocol
+
+    (tmp_path / "labels.csv").write_text("path,label\na.wav,genuine\nb.wav,spoof\nc.wav,Genuine\n")
+    table = read_protocol(tmp_path / "labels.csv", format="labels_csv")
+    assert list(table.column("label")) == ["bonafide", "spoof", "bonafide"]

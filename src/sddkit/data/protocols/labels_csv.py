@@ -4,7 +4,8 @@
     calls/0001.wav,bonafide
     calls/0002.wav,spoof
 
-``label`` is ``bonafide`` / ``bona-fide`` / ``real`` or ``spoof`` / ``fake``. Optional columns ``attack``,
+``label`` is ``bonafide`` / ``bona-fide`` / ``real`` / ``genuine`` (ASVspoof 2017's and ADD's word) or
+``spoof`` / ``fake``. Optional columns ``attack``,
 ``source`` and ``speaker`` become the table's columns of those names (the evaluation's per-attack and
 per-source tables); ``partition``, ``attack_type``, ``codec``, ``transmission``, ``language`` and
 ``vocoder`` are kept too. Bona fide rows get the attack ``bonafide`` whatever the column says; a
@@ -32,6 +33,7 @@ LABELS_CSV_LABELS = {
     "bonafide": "bonafide",
     "bona-fide": "bonafide",
     "real": "bonafide",
+    "genuine": "bonafide",
     "spoof": "spoof",
     "fake": "spoof",
 }
