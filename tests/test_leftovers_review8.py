@@ -52,6 +52,7 @@ FORMATS = [
     ("wv_call.wv", "wv", "wavpack", SR),
     ("amr_call.amr", "amr", "libopencore_amrnb", 8000),
     ("3gp_call.3gp", "3gp", "aac", SR),
+    ("oga_call.oga", "ogg", "libopus", 48000),
 ]
 
 

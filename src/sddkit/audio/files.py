@@ -14,6 +14,7 @@ AUDIO_EXTENSIONS: tuple[str, ...] = (
     ".mp3",
     ".m4a",
     ".ogg",
+    ".oga",
     ".opus",
     ".aac",
     ".aif",
