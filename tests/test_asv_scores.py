@@ -121,3 +121,55 @@ def test_the_rates_change_the_t_dcf_as_the_official_form_says():
     labels = np.r_[np.ones(500), np.zeros(500)]
     scores = np.r_[bona, spoof]
     assert min_tdcf_2019(labels, scores, lax).tdcf != min_tdcf_2019(labels, scores, strict).tdcf
+
+
+# --- sdd eval --asv-scores -----------------------------------------------------------------------------------------
+
+
+def _eval_inputs(tmp_path):
+    from test_cli_eval import _write_inputs
+
+    return _write_inputs(tmp_path)
+
+
+def test_sdd_eval_takes_the_t_dcf_asv_rates_from_asv_scores(tmp_path):
+    import json
+
+    from sddkit.cli.main import main
+    from sddkit.documents import file_digest
+    from sddkit.metrics import min_tdcf_2021
+
+    protocol, score_file, labels, scores = _eval_inputs(tmp_path)
+    asv_file = _asvspoof2019_file(tmp_path / "asv.txt")
+    argv = ["eval", "--scores", str(score_file), "--protocol", str(protocol), "--bootstrap", "0"]
+    assert main([*argv, "--out", str(tmp_path / "with"), "--asv-scores", str(asv_file)]) == 0
+    assert main([*argv, "--out", str(tmp_path / "without")]) == 0
+    data = json.loads((tmp_path / "with" / "report.json").read_text())
+    rates = ASVRates(pfa=1 / 3, pmiss=0.0, pfa_spoof=0.5)
+    assert data["config"]["asv"] == pytest.approx({"pfa": 1 / 3, "pmiss": 0.0, "pfa_spoof": 0.5})
+    assert data["pooled"]["min_tdcf"]["2019"] == pytest.approx(min_tdcf_2019(labels, scores, rates).tdcf)
+    assert data["pooled"]["min_tdcf"]["2021"] == pytest.approx(min_tdcf_2021(labels, scores, rates).tdcf)
+    assert data["inputs"]["asv_scores"] == str(asv_file) and data["inputs"]["asv_scores_sha256"] == file_digest(
+        asv_file
+    )
+    default = json.loads((tmp_path / "without" / "report.json").read_text())
+    assert default["pooled"]["min_tdcf"]["2019"] != data["pooled"]["min_tdcf"]["2019"]
+    assert default["inputs"]["asv_scores"] is None and default["config"]["asv"] == pytest.approx(vars(ASVRates()))
+    assert "Pfa_spoof 0.5, at the EER threshold of asv.txt" in (tmp_path / "with" / "report.md").read_text()
+    assert "the ASVspoof 5 organisers' pooled rates" in (tmp_path / "without" / "report.md").read_text()
+
+
+def test_sdd_eval_refuses_a_bad_asv_score_file_before_evaluating(tmp_path, capsys):
+    from sddkit.cli.main import main
+
+    protocol, score_file, _, _ = _eval_inputs(tmp_path)
+    bad = tmp_path / "asv.txt"
+    bad.write_text("bonafide target 1\nbonafide nontarget 0\n")
+    out = tmp_path / "report"
+    argv = ["eval", "--scores", str(score_file), "--protocol", str(protocol), "--out", str(out)]
+    assert main([*argv, "--asv-scores", str(bad)]) == 2
+    assert "no spoof trials" in capsys.readouterr().err and not out.exists()
+    assert main([*argv, "--asv-scores", ""]) == 2
+    assert "--asv-scores is an empty string" in capsys.readouterr().err
+    assert main([*argv, "--asv-scores", str(tmp_path / "missing.txt")]) == 2
+    assert "cannot read the ASV score file" in capsys.readouterr().err

@@ -34,6 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--bootstrap", type=int, default=200, help="bootstrap replicates for the EER CI (0 = none; default 200)"
     )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument(
+        "--asv-scores",
+        default=None,
+        metavar="FILE",
+        help="scores of the ASV system the countermeasure protects (ASVspoof 2019's layout, 'SOURCE KEY SCORE' "
+        "with KEY target/nontarget/spoof): the min t-DCFs take its error rates at its EER threshold, as the "
+        "official ASVspoof 2019/2021 scripts do (default: the ASVspoof 5 organisers' pooled ASV rates)",
+    )
     p.set_defaults(func=run)
 
 
@@ -47,21 +55,27 @@ def evaluate_files(
     bootstrap: int,
     seed: int,
     partitions: list[str] | None = None,
+    asv_scores: str | None = None,
 ) -> int:
     """Shared by ``sdd eval`` and ``sdd demo``: read, evaluate, write, print the summary."""
+    import dataclasses
+
     from sddkit.cli.options import read_partitions_and_rest
     from sddkit.config import from_dict
+    from sddkit.evaluation.asv import asv_rates
     from sddkit.evaluation.report import EvalConfig, evaluate, write_report
     from sddkit.evaluation.scores import read_scores
 
     config = from_dict(EvalConfig, {"bootstrap": bootstrap, "seed": seed})
+    if asv_scores is not None:  # read first: a bad line is said before the protocol and scores are read
+        config = dataclasses.replace(config, asv=asv_rates(asv_scores))
     # every row when partitions is None; else the selected rows and the rest (whose scores are no strays)
     table, rest = read_partitions_and_rest(protocol, protocol_format, partitions)
     score_file = read_scores(scores, format=score_format)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # partial-match notes are printed from the report below
         report = evaluate(table, score_file, config, outside=rest)
-    report.inputs = evaluated_inputs(scores, protocol, protocol_format, partitions)
+    report.inputs = evaluated_inputs(scores, protocol, protocol_format, partitions, asv_scores)
     paths = write_report(report, out)
     for note in report.warnings:
         print(f"warning: {note}", file=sys.stderr)
@@ -70,11 +84,16 @@ def evaluate_files(
 
 
 def evaluated_inputs(
-    scores: str, protocol: str, protocol_format: str | None, partitions: list[str] | None
+    scores: str,
+    protocol: str,
+    protocol_format: str | None,
+    partitions: list[str] | None,
+    asv_scores: str | None = None,
 ) -> dict[str, Any]:
-    """What a report evaluated (its ``inputs``): the score file and the protocol by absolute path and SHA-256
-    (a path alone names a file that may be rewritten), and the model that scored, from the run record
-    ``sdd score`` wrote beside its output (None: a score file from elsewhere)."""
+    """What a report evaluated (its ``inputs``): the score file, the protocol and the ASV score file (None: the
+    default ASV rates) by absolute path and SHA-256 (a path alone names a file that may be rewritten), and the
+    model that scored, from the run record ``sdd score`` wrote beside its output (None: a score file from
+    elsewhere)."""
     import os
 
     from sddkit import __version__
@@ -95,6 +114,8 @@ def evaluated_inputs(
         "protocol_sha256": file_digest(protocol),  # None for a protocol folder
         "protocol_format": protocol_format,
         "partitions": partitions,
+        "asv_scores": None if asv_scores is None else os.path.abspath(asv_scores),
+        "asv_scores_sha256": None if asv_scores is None else file_digest(asv_scores),
         "model": model,
         "sddkit_version": __version__,
     }
@@ -103,7 +124,7 @@ def evaluated_inputs(
 def run(args: argparse.Namespace) -> int:
     from sddkit.cli.options import check_minimums, check_paths_given, parse_partitions
 
-    check_paths_given(args, "scores", "protocol", "out")
+    check_paths_given(args, "scores", "protocol", "out", "asv_scores")
     check_minimums(args, bootstrap=0, seed=0)  # numpy's generators refuse a negative seed, mid-report
     if os.path.exists(args.out) and not os.path.isdir(args.out):  # known now, not after the bootstrap
         from sddkit.errors import ConfigError
@@ -120,4 +141,5 @@ def run(args: argparse.Namespace) -> int:
         bootstrap=args.bootstrap,
         seed=args.seed,
         partitions=parse_partitions(args.partitions),
+        asv_scores=args.asv_scores,
     )

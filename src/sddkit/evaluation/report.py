@@ -27,7 +27,9 @@ trivial system); Cllr is in bits; thresholds follow "bona fide iff score >= thre
 The min t-DCFs (2019 legacy and 2021 revised forms) take the ASV error rates of ``EvalConfig.asv``, by
 default the ASVspoof 5 organisers' pooled ones (:class:`sddkit.metrics.ASVRates`), whatever the corpus:
 on ASVspoof 2019/2021 data they are therefore not the official figures of those challenges, which used
-their own ASV systems; ``report.md`` names the rates next to the values.
+their own ASV systems' scores (``sdd eval --asv-scores``, :mod:`sddkit.evaluation.asv`, obtains the rates
+from such scores as the official scripts do); ``report.md`` names the rates and where they come from next to the
+values.
 """
 
 from __future__ import annotations
@@ -437,7 +439,15 @@ def render_markdown(report: Report) -> str:
     if not ci and p.get("eer_ci_note"):
         ci_text = f" ({p['eer_ci_note']})"
     asv = report.config.asv
-    asv_note = f"; ASV Pfa {asv.pfa:.4g}, Pmiss {asv.pmiss:.4g}, Pfa_spoof {asv.pfa_spoof:.4g}"
+    asv_file = (report.inputs or {}).get("asv_scores")
+    origin = (
+        f"at the EER threshold of {Path(asv_file).name}"
+        if asv_file
+        else "the ASVspoof 5 organisers' pooled rates"
+        if asv == ASVRates()
+        else "as given"
+    )
+    asv_note = f"; ASV Pfa {asv.pfa:.4g}, Pmiss {asv.pmiss:.4g}, Pfa_spoof {asv.pfa_spoof:.4g}, {origin}"
     lines = [
         "# sddkit evaluation report",
         "",
