@@ -12,8 +12,12 @@ One step on a batch, with trainable parameters θ and the batch loss L:
 
 The second pass must not change batch-norm running statistics a second time: buffers are
 snapshotted before it and restored after, so a step updates them exactly as one ERM forward does.
-Both passes draw the same random numbers (dropout masks), so ``g`` and ``g'`` are gradients of one
-loss. With ``rho = 0`` the perturbation is zero and a step is the ERM step (two identical passes).
+θ and the buffers are restored even if the second pass fails (an out-of-memory error, a Ctrl-C):
+the model is never left at θ + e. Both passes draw the same random numbers from every global
+generator: torch's (dropout masks) and numpy's and Python's (transformers' SpecAugment time masks,
+``encoder.spec_augment``, draw from numpy's), so ``g`` and ``g'`` are gradients of one loss. With
+``rho = 0`` the perturbation is zero and a step is the ERM step (two identical passes; the
+generators advance once per step, as in ERM).
 
 DDP: both passes go through the wrapper, so ``g`` (hence ``e``) and ``g'`` are the all-reduced
 gradients and every replica perturbs and steps identically.
@@ -21,10 +25,14 @@ gradients and every replica perturbs and steps identically.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -58,6 +66,19 @@ class SAMConfig:
 def _is_bias(name: str) -> bool:
     """A bias (``...bias``, ``...bias_ih_l0`` of an LSTM), which ASAM does not rescale."""
     return name.rsplit(".", 1)[-1].startswith("bias")
+
+
+@contextlib.contextmanager
+def _drawn_again(device: torch.device) -> Iterator[None]:
+    """Run the block, then set every global generator (Python's, numpy's, torch's CPU one and ``device``'s when
+    CUDA) back to where it was, so that the next pass draws the very same numbers."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 class SAM:
@@ -98,23 +119,24 @@ class SAM:
     def step(self, batch: Batch, ctx: StepContext) -> StepResult:
         named = ctx.trainable()
         params = [p for _, p in named]
-        # both passes draw the same dropout masks (one stochastic loss L_B, taken at θ and at θ + e); the
-        # generators then advance once per step, as in ERM
-        device = batch["waveform"].device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        # both passes draw the same dropout and SpecAugment masks (one stochastic loss L_B, taken at θ and at
+        # θ + e); the generators then advance once per step, as in ERM
+        with _drawn_again(batch["waveform"].device):
             first = self._loss_and_grads(batch, ctx)
         perturb, norm = self._perturbation(named)
         # θ and the buffers are copied, not recomputed as (θ + e) - e, so θ comes back bit-exact
         saved = [(p, p.detach().clone()) for p, e in zip(params, perturb) if e is not None]
         buffers = [(b, b.detach().clone()) for b in ctx.module.buffers()]
-        with torch.no_grad():
-            for p, e in zip(params, perturb):
-                if e is not None:
-                    p.add_(e.to(p.dtype))
-        second = self._loss_and_grads(batch, ctx)
-        with torch.no_grad():
-            for tensor, copy in saved + buffers:  # the second pass must not move running statistics again
-                tensor.copy_(copy)
+        try:
+            with torch.no_grad():
+                for p, e in zip(params, perturb):
+                    if e is not None:
+                        p.add_(e.to(p.dtype))
+            second = self._loss_and_grads(batch, ctx)
+        finally:  # also when the second pass fails: the model must not stay at θ + e
+            with torch.no_grad():
+                for tensor, copy in saved + buffers:  # the second pass must not move running statistics again
+                    tensor.copy_(copy)
         grad_norm = ctx.clip_and_step()
         metrics = {
             **first.detached(),
