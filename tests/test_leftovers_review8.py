@@ -159,3 +159,12 @@ def test_a_labels_csv_reads_genuine_as_bona_fide(tmp_path):
     (tmp_path / "labels.csv").write_text("path,label\na.wav,genuine\nb.wav,spoof\nc.wav,Genuine\n")
     table = read_protocol(tmp_path / "labels.csv", format="labels_csv")
     assert list(table.column("label")) == ["bonafide", "spoof", "bonafide"]
+
+
+def test_a_nan_grad_clip_given_through_the_api_is_refused():
+    # recipes refused it when parsed; TrainerConfig(grad_clip=nan) clipped every gradient to NaN
+    from sddkit.training.recipe import TrainerConfig
+
+    with pytest.raises(ValueError, match="grad_clip must be positive"):
+        TrainerConfig(grad_clip=float("nan"))
+    assert TrainerConfig(grad_clip=1.0).grad_clip == 1.0

@@ -384,7 +384,8 @@ class TrainerConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 (or null), got {value}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
+        # "not > 0", so NaN fails too: clipping to NaN turned every gradient into NaN with a finite logged norm
+        if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be positive (or null), got {self.grad_clip}")
         if self.average_top_k > self.keep_top_k:
             raise ValueError(f"average_top_k ({self.average_top_k}) needs keep_top_k >= it ({self.keep_top_k})")
