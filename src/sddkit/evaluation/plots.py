@@ -15,6 +15,10 @@ from sddkit.metrics.det import DetCurve, eer_from_curve
 # DET axes show error rates on the normal-deviate (probit) scale between these rates
 _DET_TICKS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95)
 _DET_LIMITS = (0.0005, 0.95)
+# the axes reach this share of their range beyond the curves' extremes (rates clipped to _DET_LIMITS on a DET plot,
+# 0 and 1 on a ROC plot): a curve along an extreme, e.g. a system without errors, is drawn inside the frame, not
+# hidden under it
+_EDGE_PAD = 0.015
 
 
 _MAX_POINTS = 4000  # curves of large sets are thinned to this many operating points for drawing
@@ -44,7 +48,10 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def plot_det(curves: Mapping[str, DetCurve], path: str | Path, title: str = "DET curve") -> Path:
-    """Write a DET plot (miss vs false-alarm rate on normal-deviate axes) of named curves."""
+    """Write a DET plot (miss vs false-alarm rate on normal-deviate axes) of named curves.
+
+    The axes span error rates of 0.05 % to 95 %; a rate beyond them (a zero rate among them: no errors of that kind at
+    that threshold) is drawn at that edge, just inside the frame."""
     fig = Figure(figsize=(6, 6), layout="tight")
     ax = fig.add_subplot()
     for i, (name, curve) in enumerate(curves.items()):
@@ -63,7 +70,8 @@ def plot_det(curves: Mapping[str, DetCurve], path: str | Path, title: str = "DET
     labels = [f"{100 * t:g}" for t in _DET_TICKS]
     lo, hi = norm.ppf(_DET_LIMITS)
     ax.plot([lo, hi], [lo, hi], color="0.7", lw=0.8, ls="--")  # the EER line miss = fa
-    ax.set(xlim=(lo, hi), ylim=(lo, hi), xticks=ticks, yticks=ticks, title=title)
+    view = (lo - _EDGE_PAD * (hi - lo), hi + _EDGE_PAD * (hi - lo))
+    ax.set(xlim=view, ylim=view, xticks=ticks, yticks=ticks, title=title)
     ax.set_xticklabels(labels)
     ax.set_yticklabels(labels)
     ax.set_xlabel("False alarm rate: spoof accepted (%)")
@@ -84,7 +92,8 @@ def plot_roc(
         fa, miss = _thin(curve)
         ax.plot(fa, 1.0 - miss, lw=2.0 if i == 0 else 1.2, label=label)
     ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
-    ax.set(xlim=(0, 1), ylim=(0, 1), title=title)
+    view = (-_EDGE_PAD, 1 + _EDGE_PAD)  # a perfect system's curve runs along x = 0 and y = 1
+    ax.set(xlim=view, ylim=view, title=title)
     ax.set_xlabel("False positive rate: spoof accepted")
     ax.set_ylabel("True positive rate: bona fide accepted")
     ax.grid(True, color="0.9")

@@ -4,7 +4,11 @@
 writes::
 
     report.json     machine-readable; pooled EER in PERCENT at pooled.eer (CI at pooled.eer_ci; null,
-                    with the reason at pooled.eer_ci_note, when a class has fewer than 2 trials)
+                    with the reason at pooled.eer_ci_note, when a class has fewer than 2 trials; from fewer
+                    bootstrap replicates than 2 / alpha, the note and a warning say it is not of its level);
+                    pooled.score_range: the lowest and highest score; warnings: partial matches, scores that
+                    look inverted (ROC AUC below 0.5) or like probabilities (all in [0, 1]: actDCF and Cllr
+                    read scores as log-likelihood ratios)
     report.md       the same as readable tables
     per_attack.csv  each spoof attack/system against all bona fide trials
     per_source.csv  each source (domain) on its own trials
@@ -47,6 +51,7 @@ import pandas as pd
 from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
+from sddkit.evaluation.compare import min_replicates
 from sddkit.evaluation.gate_weights import gate_weight_table
 from sddkit.evaluation.groups import attack_groups, groups, markdown_cell, named
 from sddkit.evaluation.scores import ScoreFile, match_scores
@@ -120,6 +125,16 @@ class Report:
     @property
     def warnings(self) -> list[str]:
         notes = list(self.matching["warnings"]) if self.matching else []
+        if self.pooled.get("eer_ci") and self.pooled.get("eer_ci_note"):  # an interval of too few replicates
+            notes.append(self.pooled["eer_ci_note"])
+        low, high = self.pooled.get("score_range") or (None, None)
+        if low is not None and 0.0 <= low < high <= 1.0:  # (all equal: a constant, no scale to tell)
+            # most often a tool's bona fide probabilities: read as log-likelihood ratios, all of them accept
+            notes.append(
+                f"every score lies in [0, 1] ({low:.4g} to {high:.4g}), as probabilities do: actDCF and Cllr read "
+                "scores as log-likelihood ratios (EER, minDCF and AUC do not depend on the scale); give "
+                "probabilities p as log(p / (1 - p))"
+            )
         auc = self.pooled.get("auc")
         if auc is not None and auc < 0.5:
             # most often a score file of another tool whose scores grow with "spoof": every metric is then reversed
@@ -194,6 +209,7 @@ def _pooled(labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> tuple[di
         "n": int(labels.size),
         "n_bonafide": int(labels.sum()),
         "n_spoof": int(labels.size - labels.sum()),
+        "score_range": [float(curve.thresholds[0]), float(curve.thresholds[-2])],  # lowest and highest score
         "eer": 100.0 * point.eer,
         "eer_ci": None,
         "eer_ci_level": None,
@@ -228,6 +244,15 @@ def _pooled(labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> tuple[di
         )
         pooled["eer_ci"] = [100.0 * low, 100.0 * high]
         pooled["eer_ci_level"] = 1.0 - cfg.alpha
+        needed = min_replicates(cfg.alpha)
+        if cfg.bootstrap < needed:
+            # a percentile interval of fewer replicates has its ends inside the extreme replicates (one replicate:
+            # the interval is that replicate): it is not the interval of the level it is labelled with
+            pooled["eer_ci_note"] = (
+                f"the {_level(1.0 - cfg.alpha)} EER interval rests on {cfg.bootstrap} bootstrap replicate(s), fewer "
+                f"than the {needed} that leave one in each {cfg.alpha / 2:g} tail: it is not a "
+                f"{_level(1.0 - cfg.alpha)} interval; use {needed} or more replicates (sdd eval --bootstrap)"
+            )
     return pooled, curve
 
 
@@ -286,7 +311,11 @@ def _aligned_scores(
         raise ProtocolError("outside names protocol rows a score file may score: pass it only with a score file")
     arr = np.asarray(scores, dtype=np.float64)
     if arr.shape != (len(table),):
-        raise ProtocolError(f"got {arr.shape[0] if arr.ndim else 0} scores for {len(table)} protocol rows")
+        # the shape, not only a count: a (N, 1) column of N scores read "got N scores for N protocol rows"
+        raise ProtocolError(
+            f"scores must be one number per protocol row, shape ({len(table)},), for {len(table)} protocol rows; "
+            f"got shape {arr.shape}"
+        )
     gates = None if gate_weights is None else np.asarray(gate_weights, dtype=np.float64)
     if expert_names is not None and gates is None:
         raise ProtocolError("expert_names name the columns of gate_weights: give both")

@@ -449,6 +449,8 @@ def detect_score_format(path: str | Path) -> str:
 def read_scores(path: str | Path, format: str | None = None) -> ScoreFile:
     """Read a score file; ``format`` is one of :data:`SCORE_READERS` or None to detect it."""
     path = Path(path)
+    if path.is_dir():  # e.g. the folder sdd score wrote into, not its output file
+        raise ProtocolError(f"{path}: is a folder; give the score file in it")
     if not path.is_file():
         raise ProtocolError(f"{path}: no such score file")
     try:

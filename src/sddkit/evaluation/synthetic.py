@@ -35,6 +35,14 @@ def write_synthetic_example(
     """
     if n_bonafide < 1 or n_per_attack < 1 or not attacks:
         raise ValueError("need at least one bona fide trial, one attack and one trial per attack")
+    if n_speakers < 1:
+        raise ValueError(f"need at least one speaker, got n_speakers={n_speakers}")
+    for name, separation in attacks.items():
+        # one whitespace-free field of the protocol and score lines, where '-' is the bona fide trials' attack
+        if not isinstance(name, str) or not name or name == "-" or any(c.isspace() for c in name):
+            raise ValueError(f"attack name {name!r} must be a non-empty word without whitespace, other than '-'")
+        if not np.isfinite(separation):
+            raise ValueError(f"attack {name!r}: separation {separation!r} is not a finite number")
     rng = np.random.default_rng(seed)
     systems = ["-"] * n_bonafide + [a for a in attacks for _ in range(n_per_attack)]
     scores = np.concatenate(
