@@ -9,10 +9,11 @@ OUT/scores_<mode>.csv (per-trial scores), and prints the Markdown table.
 
 Resumable: the scores are journaled in OUT/robustness.journal.jsonl as the batches are scored, so a rerun
 with the same options after a crash or Ctrl-C scores only the files not yet done (a journal of another
-model, protocol or settings is refused, naming what differs: delete it to start afresh). A resumed run keeps
-the errors the journal holds (files that could not be decoded, conditions that failed on a file), as a resumed
-``sdd score`` keeps its error rows; ``--retry-errors`` scores those files again (e.g. after mending them). The
-journal is removed once the report is written.
+model, protocol or settings is refused, naming what differs: delete it to start afresh; other package versions
+are not refused, but a note says so and robustness.json keeps the earlier ones as info.earlier_versions). A
+resumed run keeps the errors the journal holds (files that could not be decoded, conditions that failed on a
+file), as a resumed ``sdd score`` keeps its error rows; ``--retry-errors`` scores those files again (e.g. after
+mending them). The journal is removed once the report is written.
 """
 
 from __future__ import annotations
@@ -155,9 +156,16 @@ def run(args: argparse.Namespace) -> int:
         detector, table, config, progress=not args.quiet, info=info, journal=journal, retry_errors=args.retry_errors
     )
     paths = write_robustness(result, args.out)
+    if result.versions_changed:  # the journaled results were scored under other package versions: said
+        print(
+            f"sdd robustness: note: the {result.n_resumed} file(s) resumed from {JOURNAL_NAME} were scored under "
+            f"other package versions ({', '.join(result.versions_changed)}); robustness.json keeps them as "
+            "info.earlier_versions",
+            file=sys.stderr,
+        )
     if not args.quiet:
         print(markdown_table(result.rows))
-    failed = f", {len(result.failures)} file(s) could not be decoded" if result.failures else ""
+    failed = f", {len(result.failures)} file(s) could not be read or scored" if result.failures else ""
     errors = sum(len(e) for e in result.condition_errors.values())
     failed += f", {errors} degradation(s) failed" if errors else ""
     failed += f", {result.n_resumed} file(s) resumed from {JOURNAL_NAME}" if result.n_resumed else ""

@@ -31,10 +31,12 @@ per-condition scores, condition errors and unreadable files, flushed to disk, so
 most one batch. A rerun with the same journal reuses the files it holds and scores only the rest, in the same
 batches, so its report is the one an uninterrupted run writes. The journal's first line records what the scores
 depend on (the model: its weights digest, inference settings and scores of a probe signal; the conditions,
-modes, seed, limit, fast codecs, maximum duration; the selected utterances' ids, paths and labels); a journal
-of another run is refused, naming what differs, never mixed in. ``--batch-size``, ``--workers``, ``--threads``
-and ``--device`` may change between the runs (scores then agree up to rounding). A last line cut off by a kill
-is dropped. :func:`write_robustness` removes the journal once the report it was scored for is published.
+modes, seed, limit, fast codecs, maximum duration; the selected utterances' ids, audio paths (made absolute, so a
+rerun may start in another folder) and labels); a journal of another run is refused, naming what differs, never
+mixed in. ``--batch-size``, ``--workers``, ``--threads`` and ``--device`` may change between the runs (scores then
+agree up to rounding), and so may package versions (``RobustnessResult.versions_changed`` says which). A last line
+cut off by a kill is dropped. :func:`write_robustness` removes the journal once the report it was scored for is
+published.
 With ``retry_errors`` (``sdd robustness --retry-errors``, as ``sdd score --retry-errors``) the files whose journaled
 results hold an error (a file that could not be decoded, or a condition that failed or scored NaN on it) are first
 removed from the journal (atomically), with their errors, and scored again under every condition; other files'
@@ -244,7 +246,11 @@ class RobustnessResult:
     per (condition, mode), see ``ROW_COLUMNS``; info: model/protocol description for the report;
     journal: the journal the scores were recorded in (None: none), removed by :func:`write_robustness`
     once the report is published; n_resumed: files whose results this run read back from it; n_retried: files
-    whose journaled errors this run dropped to score them again (``retry_errors``).
+    whose journaled errors this run dropped to score them again (``retry_errors``); versions_changed:
+    ``"numpy 1.26.4 -> 2.1.0"`` for each package whose version differs from the one the journal's first run
+    recorded (``info["versions"]``) when results were read back from it (``info["earlier_versions"]`` then keeps
+    the versions those results were scored under); n_protocol: the utterances of the protocol ``config.limit``
+    drew ``utt_ids`` from (None: not known).
     """
 
     config: RobustnessConfig
@@ -259,6 +265,8 @@ class RobustnessResult:
     journal: Path | None = None
     n_resumed: int = 0
     n_retried: int = 0
+    versions_changed: list[str] = field(default_factory=list)
+    n_protocol: int | None = None
 
     @property
     def decoded(self) -> np.ndarray:
@@ -304,6 +312,7 @@ class RobustnessResult:
                 "max_duration": self.config.max_duration,
                 "dcf": to_dict(self.config.dcf),
                 "n_utterances": len(self.utt_ids),
+                "n_protocol": self.n_protocol,  # before --limit drew the n_utterances
                 "n_decoded": n_decoded,
                 "n_bonafide": int(self.labels[self.decoded].sum()),
                 "n_spoof": int(n_decoded - self.labels[self.decoded].sum()),
@@ -380,7 +389,10 @@ def journal_header(
 
     rows = hashlib.sha256()
     for r in records:
-        rows.update(f"{r['utt_id']}\x00{r['path']}\x00{r['label']}\n".encode())
+        # the audio file itself: a path relative to the folder the run was started in names another file when a
+        # rerun starts elsewhere (and the same file named absolutely is the same utterance)
+        path = os.path.abspath(str(r["path"])) if r["path"] else ""
+        rows.update(f"{r['utt_id']}\x00{path}\x00{r['label']}\n".encode())
     return _json_safe(
         {
             "schema": JOURNAL_SCHEMA,
@@ -448,6 +460,7 @@ class RobustnessJournal:
     def __init__(self, path: str | Path, header: dict[str, Any], *, retry_errors: bool = False):
         self.path = Path(path)
         self.retried = 0
+        self._header: dict[str, Any] | None = None  # the header an existing journal holds
         self._file: Any = None
         self._lock = ExclusiveLock(
             f"{self.path}.lock",
@@ -596,7 +609,10 @@ def run_robustness(
     """
     from tqdm.auto import tqdm
 
+    from sddkit.scoring.batch import _changed_versions
+
     cfg = config or RobustnessConfig()
+    n_protocol = len(table)
     table = select_utterances(table, cfg.limit, cfg.seed)
     if len(table) == 0:
         raise ProtocolError("the protocol has no utterances to evaluate")
@@ -646,12 +662,18 @@ def run_robustness(
 
     log = None
     done: set[int] = set()
+    versions_changed: list[str] = []
     if journal is not None:
         log = RobustnessJournal(journal, journal_header(detector, records, cfg, info), retry_errors=retry_errors)
     try:
         if log is not None:
             done = _replay(log, records, scores, failures, condition_errors)
         todo = [i for i in range(n) if i not in done]
+        if done:  # results read back: the journal's first run decoded, degraded and scored them
+            earlier_versions = ((log._header or {}).get("info") or {}).get("versions")
+            versions_changed = _changed_versions(earlier_versions, (info or {}).get("versions") or {})
+            if versions_changed:  # not refused (an upgrade between interruption and resume is fine), but kept
+                info = {**(info or {}), "earlier_versions": earlier_versions}
         bar = tqdm(
             total=n, initial=len(done), unit="file", desc="sdd robustness", disable=not progress, dynamic_ncols=True
         )
@@ -716,6 +738,8 @@ def run_robustness(
         journal=None if log is None else log.path,
         n_resumed=len(done),
         n_retried=0 if log is None else log.retried,
+        versions_changed=versions_changed,
+        n_protocol=n_protocol,
     )
     result.rows = summarize(result)
     return result
@@ -879,13 +903,19 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 def render_markdown(result: RobustnessResult) -> str:
     d = result.to_dict()
     cfg = result.config
+    subset = ""
+    if result.n_protocol is not None and result.n_protocol > len(result.utt_ids):  # --limit drew a subset
+        subset = (
+            f" The {len(result.utt_ids)} utterances are a subset of the protocol's {result.n_protocol} (`--limit "
+            f"{cfg.limit}`, drawn with seed {cfg.seed}, stratified by label)."
+        )
     lines = ["# sddkit robustness report", ""]
     if result.info.get("model"):
         lines += [f"Model: `{result.info['model']}`.", ""]
     lines += [
         f"{d['n_decoded']} of {d['n_utterances']} utterances scored ({d['n_bonafide']} bona fide, "
         f"{d['n_spoof']} spoof) under {len(cfg.conditions)} conditions, seed {cfg.seed}"
-        f"{', fast codecs' if cfg.fast_codecs else ''}.",
+        f"{', fast codecs' if cfg.fast_codecs else ''}.{subset}",
         "",
         "Modes: `all` degrades every utterance; `spoof_only` degrades only the spoofs (bona fide stays "
         "clean, as in SAFE). EER in percent, ΔEER relative to `clean` in the same mode on the same trials; "
@@ -899,9 +929,16 @@ def render_markdown(result: RobustnessResult) -> str:
     if result.failures or result.condition_errors:
         lines += ["## Errors", ""]
         if result.failures:
-            lines.append(f"{len(result.failures)} file(s) could not be decoded and are left out of every row:")
+            lines.append(  # not only undecodable: a silent, too short or too long file is left out too
+                f"{len(result.failures)} file(s) could not be read or scored (unreadable, silent, too short or too "
+                "long) and are left out of every row:"
+            )
             lines += [f"- {e}" for e in result.failures[:10]]
-            if len(result.failures) > 10:
+            if len(result.failures) > MAX_REPORTED_ERRORS:  # robustness.json names only the first of them
+                lines.append(
+                    f"- ... ({len(result.failures) - 10} more; robustness.json names the first {MAX_REPORTED_ERRORS})"
+                )
+            elif len(result.failures) > 10:
                 lines.append(f"- ... ({len(result.failures) - 10} more in robustness.json)")
             lines.append("")
         for name, errors in result.condition_errors.items():
