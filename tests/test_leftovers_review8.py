@@ -168,3 +168,26 @@ def test_a_nan_grad_clip_given_through_the_api_is_refused():
     with pytest.raises(ValueError, match="grad_clip must be positive"):
         TrainerConfig(grad_clip=float("nan"))
     assert TrainerConfig(grad_clip=1.0).grad_clip == 1.0
+
+
+def test_a_folder_holding_a_file_name_that_is_not_utf8_is_refused_naming_it(tmp_path):
+    # a Latin-1 "café.wav": pandas' Arrow strings failed with a bare UnicodeEncodeError traceback
+    import os
+
+    import pandas as pd
+
+    from sddkit.data.protocols import read_protocol
+    from sddkit.errors import ProtocolError
+
+    for label in ("bonafide", "spoof"):
+        (tmp_path / label).mkdir()
+    (tmp_path / "bonafide" / "a.wav").write_bytes(b"RIFF")
+    with open(os.path.join(os.fsencode(tmp_path), b"spoof", b"caf\xe9.wav"), "wb") as f:
+        f.write(b"RIFF")
+    try:
+        pd.DataFrame({"name": ["caf\udce9"]})
+    except UnicodeEncodeError:
+        with pytest.raises(ProtocolError, match=r"the name 'spoof/caf\\xe9' is not UTF-8.*rename"):
+            read_protocol(tmp_path)
+    else:  # pandas without Arrow strings holds the name as it is
+        assert "caf\udce9" in "".join(read_protocol(tmp_path).column("path"))

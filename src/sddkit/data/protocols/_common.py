@@ -302,6 +302,23 @@ def _check_unique_file_ids(records: Sequence[dict], where: str | Path) -> None:
         first[utt] = path
 
 
+def _refuse_unencodable(records: list[dict], where: str | Path) -> None:
+    """Name a file name that is not UTF-8 (a folder listing keeps its bytes as surrogate escapes, ``caf\udce9.wav``
+    for Latin-1 ``café.wav``): the table's text columns (Arrow strings) cannot hold it, and pandas failed with a
+    bare ``UnicodeEncodeError`` traceback."""
+    for record in records:
+        for value in record.values():
+            if isinstance(value, str) and not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                    raise ProtocolError(
+                        f"{where}: the name '{shown}' is not UTF-8 (written on a system with another encoding?); "
+                        "rename such files to UTF-8 (e.g. convmv -f latin1 -t utf8 -r --notest DIR)"
+                    ) from None
+
+
 def build_table(records: list[dict], where: str | Path, lines: Sequence[int] | None = None) -> UtteranceTable:
     """Records -> validated UtteranceTable; validation errors are prefixed with ``where``.
 
@@ -312,7 +329,11 @@ def build_table(records: list[dict], where: str | Path, lines: Sequence[int] | N
         check_unique_ids(records, lines, where)
     else:
         _check_unique_file_ids(records, where)
-    df = pd.DataFrame.from_records(records)
+    try:
+        df = pd.DataFrame.from_records(records)
+    except UnicodeEncodeError:
+        _refuse_unencodable(records, where)
+        raise
     front = [c for c in REQUIRED_COLUMNS if c in df.columns]
     df = df[front + [c for c in df.columns if c not in front]]
     # readers that add a column only to some records leave NaN in the others: those mean ''
