@@ -6,7 +6,7 @@
 1. scores every ``val`` file as ``sdd score`` does (``sddkit.load_detector``: windows, hop and
    aggregation of the model's ``inference`` section) and keeps the raw (uncalibrated) scores;
 2. fits the logistic calibration ``llr = a * raw + b`` on them
-   (``sddkit.scoring.inference.calibrate_model_dir``, prior 0.5);
+   (``sddkit.scoring.calibration.fit_calibration``, prior 0.5);
 3. sets the threshold at the val EER operating point of the calibrated scores (bona fide iff
    ``score >= threshold``), so errors on val are balanced between the two classes: halfway between the
    operating point, which is one val file's score, and the next lower val score, which makes the same val
@@ -14,9 +14,10 @@
    sddkit version scores it a few millionths lower);
 4. records the val figures in ``metadata``.
 
-Steps 2-4 write to ``--out`` (the bundled default model by default): ``config.json`` and
-``model.safetensors`` are copied there first, so the trained folder is left as it was (an ``--out``
-equal to it is calibrated in place).
+Nothing is written until steps 2-4 succeeded (a fit that fails leaves ``--out`` as it was); then
+``model.safetensors`` is copied to ``--out`` (the bundled default model by default) and ``config.json``
+written there with the calibration, threshold and metadata, so the trained folder is left as it was (an
+``--out`` equal to it is calibrated in place).
 
 Only ``val`` is read: the test partitions play no part in calibration or threshold.
 """
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     from sddkit.metrics.det import eer
     from sddkit.scoring.api import load_detector
-    from sddkit.scoring.inference import calibrate_model_dir, write_inference
+    from sddkit.scoring.calibration import fit_calibration
+    from sddkit.scoring.inference import read_inference
 
     model_dir = Path(args.model)
     table = read_protocol(args.manifest, partitions=["val"])
@@ -88,21 +90,15 @@ def main(argv: list[str] | None = None) -> int:
 
     # named by their files: an unscorable one (e.g. shorter than the model's minimum) is reported by its path
     raw = np.asarray([r.raw_score for r in detector.score_many(waves, names=paths)], dtype=np.float64)
-    out = Path(args.out)
-    if out.resolve() != model_dir.resolve():
-        out.mkdir(parents=True, exist_ok=True)
-        # each file replaced whole (temporary file + rename), weights first as save_model_dir writes them: a
-        # stop half-way never leaves a truncated file, and a process that has the old weights open keeps them
-        for name in (WEIGHTS_NAME, CONFIG_NAME):
-            with open(model_dir / name, "rb") as src, atomic_open(out / name) as dst:
-                shutil.copyfileobj(src, dst)
-    inference = calibrate_model_dir(out, raw, labels, prior=0.5)
+    # fitted before anything is written: a fit that fails (one class in val, a model too weak to calibrate) leaves
+    # --out as it was, not holding the new weights uncalibrated
+    inference = read_inference(model_dir)
+    inference.calibration = fit_calibration(raw, labels, prior=0.5)
     llr = inference.calibration.apply(raw)
     val = eer(labels, llr)
     inference.threshold = margin_threshold(llr, val.threshold)
-    write_inference(out, inference)
-
-    config = read_model_config(out)
+    config = read_model_config(model_dir)
+    config["inference"] = inference.to_dict()
     config["metadata"] = config.get("metadata") or {}  # optional in a model config (read_model_config)
     config["metadata"]["val_calibrated"] = {
         "partition": "sddbench val",
@@ -111,6 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         "eer_whole_files": float(val.eer),
         "threshold": "val EER operating point of the calibrated scores, halfway to the next lower val score",
     }
+
+    out = Path(args.out)
+    if out.resolve() != model_dir.resolve():
+        out.mkdir(parents=True, exist_ok=True)
+        # replaced whole (temporary file + rename), weights before config as save_model_dir writes them: a stop
+        # half-way never leaves a truncated file, and a process that has the old weights open keeps them
+        with open(model_dir / WEIGHTS_NAME, "rb") as src, atomic_open(out / WEIGHTS_NAME) as dst:
+            shutil.copyfileobj(src, dst)
     atomic_write_bytes(out / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
     cal = inference.calibration
     print(

@@ -26,6 +26,8 @@ pulled the slope ~10 % and the offset ~0.5 nats off the unpenalised fit of overl
 
 from __future__ import annotations
 
+import numbers
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +52,16 @@ class Calibration:
     n_spoof: int = 0
 
     def __post_init__(self):
+        # plain Python numbers: a numpy scalar (a prior of np.float32(0.1)) is no JSON number, and the model
+        # directory the calibration is written to could not be written, or read back
+        for name in ("a", "b", "prior"):
+            value = getattr(self, name)
+            if value is None and name == "prior":
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"calibration {name} must be a number, got {value!r}")
+            setattr(self, name, float(value))
+        self.n_bonafide, self.n_spoof = operator.index(self.n_bonafide), operator.index(self.n_spoof)
         if not (np.isfinite(self.a) and np.isfinite(self.b)):
             raise ValueError(f"calibration a, b must be finite, got a={self.a}, b={self.b}")
         if self.a <= 0:
@@ -57,6 +69,10 @@ class Calibration:
             raise ValueError(f"calibration slope a must be positive, got {self.a}")
         if self.prior is not None and not 0.0 < self.prior < 1.0:
             raise ValueError(f"calibration prior must be in (0, 1), got {self.prior}")
+        if self.n_bonafide < 0 or self.n_spoof < 0:
+            raise ValueError(
+                f"calibration n_bonafide and n_spoof count scores (>= 0), got {self.n_bonafide} and {self.n_spoof}"
+            )
 
     @property
     def is_identity(self) -> bool:
@@ -72,7 +88,10 @@ def logit(p: float) -> float:
 
 
 def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    try:
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"calibration scores are not numbers: {exc}") from None
     labels = np.asarray(labels).reshape(-1)
     if scores.shape != labels.shape:
         raise ProtocolError(f"{scores.size} scores but {labels.size} labels")
@@ -105,6 +124,9 @@ def weighted_cllr(llr_bonafide, llr_spoof, prior: float = 0.5) -> float:
     non = np.asarray(llr_spoof, dtype=np.float64) + lo
     if tar.size == 0 or non.size == 0:
         raise ProtocolError(f"weighted Cllr needs both classes; got {tar.size} bona fide and {non.size} spoof LLRs")
+    if np.isnan(tar).any() or np.isnan(non).any():
+        # a NaN LLR has no cost: the mean would be NaN, a number that reads like a result
+        raise ProtocolError("weighted Cllr of NaN LLRs: the LLRs must be numbers")
     cost = prior * np.mean(np.logaddexp(0.0, -tar)) + (1 - prior) * np.mean(np.logaddexp(0.0, non))
     return float(cost / _LOG2)
 
@@ -114,7 +136,8 @@ def fit_calibration(scores, labels, *, prior: float = 0.5, l2: float = 1e-6) -> 
 
     scores: (N,) raw scores; labels: (N,) 1/0 or 'bonafide'/'spoof'; prior: target (bona fide)
     prior of the objective, in (0, 1); l2: penalty (>= 0) on the slope of the standardised score,
-    relative to the objective normalised by the prior's entropy (see module docstring).
+    relative to the objective normalised by the prior's entropy (see module docstring); with ``l2=0``
+    scores that separate the classes are refused, as their fit has no finite optimum.
     Returns a prior-free :class:`Calibration`.
     """
     if not 0.0 < prior < 1.0:
@@ -122,13 +145,28 @@ def fit_calibration(scores, labels, *, prior: float = 0.5, l2: float = 1e-6) -> 
     if not (np.isfinite(l2) and l2 >= 0):
         raise ProtocolError(f"calibration l2 must be finite and >= 0, got {l2}")
     tar, non = _split(scores, labels)
+    if l2 == 0 and non.max() <= tar.min():
+        # (quasi-)complete separation: the loss keeps falling as the slope grows, and the optimiser would stop
+        # wherever it underflows, at an arbitrary slope
+        raise ProtocolError(
+            f"calibration scores separate the classes (every spoof score <= {non.max():.6g} <= every bona fide "
+            "score): with l2=0 the fit has no finite optimum (the slope grows without bound); use l2 > 0"
+        )
     # standardise for conditioning; the fitted (w, c) on z are mapped back to (a, b) on raw
     pooled = np.concatenate([tar, non])
     # all-equal is tested on the values: the rounded mean of equal values can differ from them, which
     # leaves a std of ~1e-17 instead of 0 and would turn the fitted slope into ~1e16
     if pooled.min() == pooled.max():
         raise ProtocolError("calibration scores are all equal; cannot fit a slope")
-    mu, sigma = float(pooled.mean()), float(pooled.std())
+    with np.errstate(over="ignore", under="ignore"):  # checked below, with a message, not a RuntimeWarning
+        mu, sigma = float(pooled.mean()), float(pooled.std())
+    if not (np.isfinite(mu) and np.isfinite(sigma) and sigma > 0):
+        # the squares of the deviations over- or underflow float64 (scores beyond ~1e150 or within ~1e-160):
+        # z would be all 0 (a "non-positive slope") or a division by zero
+        raise ProtocolError(
+            f"calibration scores span [{pooled.min():.6g}, {pooled.max():.6g}]: too wide or too narrow a spread to "
+            "fit in float64 (their standard deviation is not a positive finite number); rescale them"
+        )
     zt, zn = (tar - mu) / sigma, (non - mu) / sigma
     lo = logit(prior)
     wt, wn = prior / tar.size, (1 - prior) / non.size
@@ -157,6 +195,16 @@ def fit_calibration(scores, labels, *, prior: float = 0.5, l2: float = 1e-6) -> 
     if not (np.isfinite(w) and np.isfinite(c)):
         raise ProtocolError(f"calibration fit diverged: {res.message}")
     if w <= 0:
+        med_tar, med_non = float(np.median(tar)), float(np.median(non))
+        if med_tar > med_non:
+            # the logistic loss grows linearly with a score's distance: one far score on the wrong side outweighs
+            # many well-ranked ones, and "not higher for bona fide" would send the reader after the labels
+            raise ProtocolError(
+                f"calibration fit gives a non-positive slope ({w:.4g}) although bona fide scores are higher in the "
+                f"median ({med_tar:.4g} vs {med_non:.4g} for spoof): a few extreme scores on the wrong side (scores "
+                f"span [{pooled.min():.4g}, {pooled.max():.4g}]) outweigh the rest; look for outliers (e.g. files "
+                "the model fails on) in the validation scores"
+            )
         raise ProtocolError(
             f"calibration fit gives a non-positive slope ({w:.4g}): the raw scores are not higher for bona fide "
             "speech on this validation set (wrong labels, or an untrained/inverted model)"

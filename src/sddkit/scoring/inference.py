@@ -114,7 +114,9 @@ def write_inference(model_dir: str | Path, inference: InferenceConfig | dict[str
     from sddkit.detectors.model_dir import CONFIG_NAME, atomic_write_bytes, read_model_config
 
     model_dir = Path(model_dir)
-    cfg = inference if isinstance(inference, InferenceConfig) else parse_inference(inference)
+    # an InferenceConfig is checked again too: its fields may have been set since it was made (a threshold of
+    # inf, a slope of 0), and written unchecked they would leave a model directory that no longer loads
+    cfg = parse_inference(inference.to_dict() if isinstance(inference, InferenceConfig) else inference)
     config = read_model_config(model_dir)
     config["inference"] = cfg.to_dict()
     atomic_write_bytes(model_dir / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
