@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -113,6 +114,14 @@ class CachedWaveforms:
         offsets = np.asarray(offsets, dtype=np.int64)
         if len(offsets) != len(ids) + 1 or offsets[0] != 0 or offsets[-1] != len(buffer):
             raise ValueError("offsets must be (N+1,) from 0 to len(buffer)")
+        if (np.diff(offsets) < 0).any():  # a file's slice would end before it starts: served as empty audio
+            k = int(np.flatnonzero(np.diff(offsets) < 0)[0])
+            raise ValueError(f"offsets must not decrease: {ids[k]!r} runs from {offsets[k]} to {offsets[k + 1]}")
+        twice = [u for u, n in Counter(ids).items() if n > 1]
+        if twice:  # looked up by utt_id: all but the last waveform of such an id were unreachable, unsaid
+            raise ValueError(
+                f"{len(twice)} utt_id(s) listed twice, e.g. {twice[:3]}: a waveform is found by its utt_id"
+            )
         if paths is not None and len(paths) != len(ids):
             raise ValueError(f"{len(paths)} paths for {len(ids)} ids")
         if stats is not None:
@@ -249,6 +258,13 @@ def _file_stat(path: str) -> tuple[int, int]:
     return (int(st.st_size), int(st.st_mtime_ns))
 
 
+def _positive_count(value: object) -> bool:
+    """Whether ``value`` is a positive whole number (an int, or a float such as ``64600.0``); not a bool or text."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    return float(value).is_integer() and value > 0
+
+
 class UtteranceDataset(Dataset):
     """Waveform items of an UtteranceTable for training (random crops) or evaluation (fixed crops).
 
@@ -261,8 +277,6 @@ class UtteranceDataset(Dataset):
     cache / waveforms: per-process decode cache / a preloaded :class:`CachedWaveforms`
         (looked up by utt_id; utterances not in it are decoded from disk).
     """
-
-    accepts_draws = True  # items may be keyed (index, draw): see __getitem__
 
     def __init__(
         self,
@@ -279,7 +293,7 @@ class UtteranceDataset(Dataset):
         cache: bool = False,
         waveforms: CachedWaveforms | None = None,
     ):
-        if crop_samples is not None and (isinstance(crop_samples, bool) or int(crop_samples) <= 0):
+        if crop_samples is not None and not _positive_count(crop_samples):  # 1.7 became 1, '100' 100, unsaid
             raise ValueError(f"crop_samples must be a positive integer or None, got {crop_samples!r}")
         if int(seed) < 0:  # numpy's generators refuse it, inside a DataLoader worker
             raise ValueError(f"seed must be non-negative, got {seed}")
@@ -307,6 +321,14 @@ class UtteranceDataset(Dataset):
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
         # shared memory: set_epoch in the main process is seen by already-running workers
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def accepts_draws(self) -> bool:
+        """Whether items may be keyed ``(index, draw)`` with a draw above 0 (see :meth:`__getitem__`): a training
+        dataset's only. An evaluation dataset (``train=False``) has one fixed crop per item, so
+        :class:`~sddkit.training.data.DistinctDraws` leaves its keys plain: under DDP every first draw of rank 1 or
+        above is a draw above 0, and such a dataset given to the trainer stopped those ranks at their first item."""
+        return self.train
 
     # --- epoch ------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:

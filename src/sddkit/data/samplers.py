@@ -50,10 +50,17 @@ def _dist_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int
 
 
 def _groups(values: Sequence[object] | np.ndarray) -> tuple[list[str], list[np.ndarray]]:
-    """Sorted distinct values (as strings) and the item indices of each."""
+    """Sorted distinct values (as strings) and the item indices of each (ascending).
+
+    One sort, not one pass over the items per value: that took N x G comparisons, rebuilt every epoch (200k items
+    of 1,000 speakers: 1.9 s; of 20,000: over a minute)."""
     keys = np.array([str(v) for v in values])
-    names = sorted(set(keys.tolist()))
-    return names, [np.flatnonzero(keys == n) for n in names]
+    if len(keys) == 0:
+        return [], []
+    names, inverse = np.unique(keys, return_inverse=True)  # code-point order, as sorted() orders str
+    order = np.argsort(inverse.reshape(-1), kind="stable").astype(np.int64)
+    cuts = np.cumsum(np.bincount(inverse.reshape(-1), minlength=len(names)))[:-1]
+    return [str(n) for n in names], np.split(order, cuts)
 
 
 class _Cycler:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import BatchSampler, Dataset, DistributedSampler
 
 from sddkit.data.table import UtteranceTable
@@ -320,6 +321,25 @@ def worker_errors(loader: Iterable[Any]) -> Iterator[Any]:
 
 
 RANDOM_SAMPLER_SEED_STRIDE = 1_000_003
+LOADER_SEED_STRIDE = 100_003
+
+
+def loader_generator(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
+    """The generator of a training DataLoader: it draws the base seed of the loader's workers (each worker seeds
+    ``random``, numpy's global generator and torch's from it and its worker id), from ``(seed, epoch, rank)`` only,
+    never from the global generator. The built-in dataset keys its crops by item and draw; this is for a dataset
+    of one's own that draws from the global generators in its workers.
+
+    Rank 0 keeps ``seed * 100_003 + epoch``; every other rank gets a value mixed from all three numbers. With
+    ``(seed, epoch)`` alone, worker k of every rank drew the same random numbers (while with ``num_workers: 0``
+    each rank's items draw from its own main-process streams).
+    """
+    if rank == 0:
+        value = int(seed) * LOADER_SEED_STRIDE + int(epoch)
+    else:
+        key = [int(seed), int(epoch), int(rank)]
+        value = int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return torch.Generator().manual_seed(value)
 
 
 class SkipBatches:

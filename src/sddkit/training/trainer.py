@@ -70,6 +70,7 @@ from sddkit.training.data import (
     SkipBatches,
     build_dataset,
     epoch_batches,
+    loader_generator,
     read_tables,
     read_train_table,
     read_val_table,
@@ -512,8 +513,8 @@ class Trainer:
                     batch_sampler=SkipBatches(batches, s.batch_in_epoch),
                     num_workers=r.data.num_workers,
                     pin_memory=self.device.type == "cuda",
-                    # worker seeds depend on (seed, epoch) only, never on the global generator
-                    generator=torch.Generator().manual_seed(r.seed * 100_003 + s.epoch),
+                    # worker seeds depend on (seed, epoch, rank) only, never on the global generator
+                    generator=loader_generator(r.seed, s.epoch, self.info.rank),
                 )
                 for batch in worker_errors(loader):
                     if per_domain is not None:
