@@ -86,7 +86,7 @@ def test_protocol_format_and_reader_options_are_checked_when_the_recipe_is_read(
     spec = {"protocol": "m.csv", "format": "sddbench", "options": {"partitons": ["train"]}}
     message = _error(data={"val": [{"protocol": "v.csv"}, spec]})
     assert message.startswith("data.val[1].options: unknown key(s) 'partitons'"), message
-    assert "'partitions'?" in message and "valid keys: corpus, partitions, protocol" in message
+    assert "'partitions'?" in message and message.endswith("valid keys: corpus, partitions")
     spec["options"] = {"partitions": "train"}  # what read_protocol accepts: one partition as a string
     assert _recipe(data={"train": spec}).data.train.options == {"partitions": "train"}
     assert _recipe(data={"train": {"protocol": "m.csv", "options": {"anything": 1}}})  # format detected later

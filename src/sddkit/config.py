@@ -78,7 +78,8 @@ _Loader.add_implicit_resolver(
 _Loader.add_implicit_resolver(
     _FLOAT_TAG,
     re.compile(
-        r"^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?"  # 1.5, .5, 1.0e5
+        # a digit after a leading dot: `._` is text (float('.') refused it: a ValueError out of the YAML reader)
+        r"^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\._*[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?"  # 1.5, .5, 1.0e5
         r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"  # 1e-5
         r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
     ),
@@ -87,12 +88,36 @@ _Loader.add_implicit_resolver(
 
 
 def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
-    text = str(loader.construct_scalar(node)).replace("_", "")
+    raw = str(loader.construct_scalar(node))
+    text = raw.replace("_", "")
     sign, digits = (-1, text[1:]) if text.startswith("-") else (1, text.lstrip("+"))
-    return sign * (int(digits, 0) if digits[:2].lower() in ("0x", "0o", "0b") else int(digits, 10))
+    try:
+        return sign * (int(digits, 0) if digits[:2].lower() in ("0x", "0o", "0b") else int(digits, 10))
+    except ValueError:  # over Python's 4300 digits for a decimal string, or `!!int abc`: not a ValueError traceback
+        problem = (
+            f"an integer of {len(digits)} digits is too long" if digits.isdigit() else f"{raw!r} is not an integer"
+        )
+        raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
+
+def _checked(construct: Any, what: str) -> Any:
+    """``construct`` with a YAML error, not a ValueError or KeyError traceback, for a value an explicit tag forces on
+    it (``!!float abc``, ``!!bool maybe``)."""
+
+    def checked(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+        try:
+            return construct(loader, node)
+        except (ValueError, KeyError):
+            text = loader.construct_scalar(node)
+            raise yaml.constructor.ConstructorError(None, None, f"{text!r} is not {what}", node.start_mark) from None
+
+    return checked
 
 
 _Loader.add_constructor(_INT_TAG, _construct_int)
+_Loader.add_constructor(_FLOAT_TAG, _checked(yaml.SafeLoader.construct_yaml_float, "a number"))
+_Loader.add_constructor("tag:yaml.org,2002:bool", _checked(yaml.SafeLoader.construct_yaml_bool, "true or false"))
+del _Loader.yaml_constructors[_TIMESTAMP_TAG]  # no setting is a date: `!!timestamp ...` is refused, not a crash
 
 
 def component_field(family: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
@@ -138,10 +163,10 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
         sub = f"{path}.{name}" if path else name
         family = f.metadata.get(_REGISTRY_KEY)
         if family is not None:
-            from sddkit.registry import get_registry
+            from sddkit.registry import article, get_registry
 
             if value is None and not _allows_none(hints[name]):
-                raise ConfigError(f"{sub}: a {family} is required here, got null")
+                raise ConfigError(f"{sub}: {article(family)} {family} is required here, got null")
             # the spec keeps its key, so that an error of its builder (a missing pretrained folder) names it
             spec = None if value is None else get_registry(family).parse(value, path=sub)
             kwargs[name] = None if spec is None else dataclasses.replace(spec, path=sub)
@@ -200,6 +225,17 @@ def _allows_none(tp: Any) -> bool:
     return tp is Any or (get_origin(tp) in (Union, types.UnionType) and type(None) in get_args(tp))
 
 
+def _refuses_null(tp: Any) -> bool:
+    """Whether a value of type ``tp`` cannot be null: a scalar, list, mapping or union of them without None (a
+    dataclass section reads null as all its defaults; other types are left to their own checks)."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return type(None) not in get_args(tp)
+    if origin is Literal:
+        return None not in get_args(tp)
+    return tp in (int, float, bool, str, Path) or origin in (list, Sequence, tuple, typing.Sequence, dict, Mapping)
+
+
 def _fits(tp: Any, value: Any) -> bool:
     """Whether ``value``'s shape (mapping, list or scalar) is one type ``tp`` can be parsed from."""
     origin = get_origin(tp)
@@ -244,6 +280,11 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
         return value
+    if value is None and _refuses_null(tp):
+        # `epochs:` with its value left out read "expected an integer, got None": YAML's null, in Python's words
+        args = get_args(tp) if origin in (Union, types.UnionType) else (tp,)
+        expected = " or ".join(_shape_words(a) for a in args)
+        raise ConfigError(f"{path}: expected {expected}, got null (a value left empty is null)")
     if origin in (Union, types.UnionType):
         args = get_args(tp)
         if value is None and type(None) in args:
@@ -271,8 +312,16 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected {expected}, got {value!r}{did_you_mean([value], names)}")
         raise ConfigError(f"{path}: {value!r} matches none of {tp}: {'; '.join(errors)}")
     if origin is Literal:
-        if value not in get_args(tp):
-            raise ConfigError(f"{path}: {value!r} is not one of {list(get_args(tp))}")
+        choices = list(get_args(tp))
+        if isinstance(value, bool) and not any(isinstance(c, bool) for c in choices):
+            # `decode_cache: no`, `device: off`: YAML's booleans (and True == 1 would pass a choice of 1)
+            raise ConfigError(
+                f"{path}: expected one of {choices}, got {str(value).lower()} (YAML reads an unquoted "
+                "yes/no/on/off/true/false as true or false)"
+            )
+        if value not in choices:
+            names = [c for c in choices if isinstance(c, str)]
+            raise ConfigError(f"{path}: {value!r} is not one of {choices}{did_you_mean([value], names)}")
         return value
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, path)
@@ -361,6 +410,8 @@ def _yaml_reason(exc: yaml.YAMLError) -> str:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML recipe; an empty file is an empty mapping."""
     path = Path(path)
+    if path.is_dir():  # it exists: "no such recipe file" sent the user looking for a file that is there
+        raise ConfigError(f"{path}: a folder, not a recipe file (YAML)")
     if not path.is_file():
         raise ConfigError(f"{path}: no such recipe file")
     try:
@@ -369,7 +420,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read the recipe: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         line = exc.object.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line})") from None
+        # a UTF-16 byte-order mark: Windows PowerShell 5's `>` writes that (`sdd train ... --print-config > r.yaml`)
+        utf16 = " (UTF-16 text: save it as UTF-8)" if exc.object[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line}){utf16}"
+        ) from None
     try:
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:

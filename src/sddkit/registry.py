@@ -110,22 +110,25 @@ class Registry:
         """``"name"`` or ``{"name": ..., **params}`` (or a ComponentSpec) -> ComponentSpec."""
         from sddkit.config import did_you_mean, from_dict
 
-        where = path or self.family
+        where, a = path or self.family, article(self.family)
         if isinstance(value, ComponentSpec):
             if value.family != self.family:
-                raise ConfigError(f"{where}: expected a {self.family}, got a {value.family}")
+                raise ConfigError(f"{where}: expected {a} {self.family}, got {article(value.family)} {value.family}")
             return value
         if isinstance(value, str):
             name, params = value, {}
         elif isinstance(value, Mapping):
             if "name" not in value:
-                raise ConfigError(f"{where}: a {self.family} needs a 'name' (one of {self.names()})")
+                raise ConfigError(f"{where}: {a} {self.family} needs a 'name' (one of {self.names()})")
             params = {k: v for k, v in value.items() if k != "name"}
             name = value["name"]
         else:
-            raise ConfigError(f"{where}: expected a {self.family} name or mapping, got {value!r}")
+            got = "null" if value is None else repr(value)  # `augment: [~]`: YAML's word, not Python's
+            raise ConfigError(f"{where}: expected {a} {self.family} name or mapping, got {got}")
         if not isinstance(name, str):  # a list or mapping would fail the lookup with a TypeError
-            raise ConfigError(f"{where}: a {self.family} 'name' must be a string (one of {self.names()}), got {name!r}")
+            raise ConfigError(
+                f"{where}: {a} {self.family} 'name' must be a string (one of {self.names()}), got {name!r}"
+            )
         try:
             entry = self.get(name)
         except UnknownNameError as exc:
@@ -168,6 +171,11 @@ class Registry:
             if spec.path is None or type(exc) is not ConfigError:
                 raise
             raise ConfigError(at_path(str(exc), self.family, spec.path)) from None
+
+
+def article(word: str) -> str:
+    """``an`` before a family name that starts with a vowel (an augmentation, an encoder), else ``a``."""
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def at_path(message: str, family: str, path: str) -> str:

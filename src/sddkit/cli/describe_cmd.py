@@ -1,8 +1,8 @@
 """``sdd describe CONFIG [key=value ...]``: build a model from a config and print its parameter counts as JSON.
 
 CONFIG is a YAML file holding a detector (``frontend``/``backend``), a mixture (``experts``/``gate``), or a
-recipe whose ``model`` key holds one of those; or a model directory. By default the model is built on
-PyTorch's ``meta`` device: shapes and counts without allocating memory (an XLS-R 2B costs nothing). On the
+recipe whose ``model`` key holds one of those; or a model directory (or its ``config.json``). By default the model
+is built on PyTorch's ``meta`` device: shapes and counts without allocating memory (an XLS-R 2B costs nothing). On the
 meta device no weights are read: an encoder's ``pretrained`` directory gives its architecture (its
 ``config.json``: a folder may differ from the preset in the convolutions' biases and norms, which change the
 counts), and one that is not there is left aside, the preset's architecture giving the counts.
@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # torch loads when the command runs, not when `sdd` builds it
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("describe", help="print a model's parameter counts (JSON) from a config or recipe")
-    p.add_argument("config", help="YAML config/recipe, or a model directory")
+    p.add_argument("config", help="YAML config/recipe, or a model directory (or its config.json)")
     p.add_argument("overrides", nargs="*", help="key=value overrides (dotted keys), applied to the config")
     p.add_argument("--device", default="meta", choices=["meta", "cpu"], help="where to build (default: meta)")
     p.set_defaults(func=run)
@@ -90,9 +90,19 @@ def describe(data: dict[str, Any], device: str = "meta") -> dict[str, Any]:
     if architecture == "mixture" and model_cfg.get("expert_dirs"):
         from sddkit.config import from_dict
         from sddkit.detectors.mixture import MixtureConfig, resolved_mixture_config
+        from sddkit.detectors.model_dir import read_model_config
+        from sddkit.errors import CheckpointError, ConfigError
 
         # the experts' stored configs give the shapes; loading their weights would read them all from disk
-        model_cfg = resolved_mixture_config(from_dict(MixtureConfig, model_cfg, "model"))
+        mixture = from_dict(MixtureConfig, model_cfg, "model")
+        for i, folder in enumerate(mixture.expert_dirs):
+            try:
+                read_model_config(folder)
+            except CheckpointError as exc:  # a gate recipe described before its experts were trained: name the key
+                raise ConfigError(
+                    f"model.expert_dirs[{i}]: {exc} (the mixture is described from its trained experts' configs)"
+                ) from None
+        model_cfg = resolved_mixture_config(mixture)
     if device == "meta":
         # transformers refuses to load weights under the meta device; the counts do not depend on them, but on the
         # architecture a pretrained folder holds
@@ -109,22 +119,28 @@ def describe(data: dict[str, Any], device: str = "meta") -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from sddkit.cli.options import check_paths_given
     from sddkit.config import apply_overrides, load_yaml
-    from sddkit.detectors.model_dir import read_model_config
+    from sddkit.detectors.model_dir import FORMAT, read_model_config
     from sddkit.errors import ConfigError
 
     check_paths_given(args, "config")
     path = Path(args.config)
     section = "model"  # where the model config sits in what the user wrote (its errors name it "model...")
+    if not path.exists():  # not "no such recipe file": a model directory may have been meant
+        raise ConfigError(f"{path}: no such config file or model directory")
+    written = None if path.is_dir() else load_yaml(path)
+    if written is not None and written.get("format") == FORMAT:
+        path = path.parent  # a model directory's config.json (JSON is YAML) stands for its directory
     if path.is_dir():
         # a model directory holds the model config itself: "model.backend.channels=8" means "backend.channels=8"
         overrides = [o.removeprefix("model.") for o in args.overrides]
         data = apply_overrides(read_model_config(path)["model"], overrides)
     else:
-        data = apply_overrides(load_yaml(path), args.overrides)
+        data = apply_overrides(written or {}, args.overrides)
         if any(k in data for k in ("model", "mixture", "init_from")):
             from sddkit.config import from_dict
-            from sddkit.training.recipe import TrainRecipe
+            from sddkit.training.recipe import TrainRecipe, check_model_keys_placed
 
+            check_model_keys_placed(data, path)
             from_dict(TrainRecipe, data)  # a recipe is checked whole, as sdd train checks it: a typo is an error
             section = "mixture" if data.get("mixture") is not None else "model"
         else:

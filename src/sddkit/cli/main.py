@@ -66,8 +66,10 @@ def parse_args(
     ``--``, plain ``parse_args``: options first, then ``--`` and the positionals).
     """
     command_at = next((i for i, tok in enumerate(argv) if not tok.startswith("-")), None)
-    if command_at is None or argv[command_at] not in commands:
-        return parser.parse_args(argv)  # --help, --version, a missing or unknown command: argparse's own message
+    # --help, --version, a missing or unknown command: argparse's own message. So is anything before the command
+    # (`sdd --version train r.yaml`, `sdd -h list`, `sdd --bogus list`): it was dropped and the command ran
+    if command_at is None or command_at > 0 or argv[command_at] not in commands:
+        return parser.parse_args(argv)
     rest, sub = argv[command_at + 1 :], commands[argv[command_at]]
     # after "--" every token is positional (a file named "-x.wav"); parse_intermixed_args loses them
     args = sub.parse_args(rest) if "--" in rest else sub.parse_intermixed_args(rest)

@@ -83,6 +83,12 @@ class ProtocolSpec:
     folds: FoldSpec | None = None
 
     def __post_init__(self) -> None:
+        # read_protocol let an options.protocol replace `protocol`: the recipe named one file and trained on another
+        if "protocol" in self.options:
+            raise ValueError(
+                f"options.protocol: {self.options['protocol']} would replace this spec's protocol ({self.protocol}); "
+                "give the file once, as protocol"
+            )
         # a misspelt format or reader option fails when the recipe is read, not when training starts reading data
         if self.format is None:
             return
@@ -91,7 +97,9 @@ class ProtocolSpec:
             entry = registry.get(self.format)
         except UnknownNameError as exc:
             raise ValueError(f"format: {exc}") from None  # the error ends with the closest name
-        valid = sorted(f.name for f in dataclasses.fields(entry.config_cls)) if entry.config_cls else []
+        # the reader's `protocol` is this spec's own (not an option)
+        fields = dataclasses.fields(entry.config_cls) if entry.config_cls else ()
+        valid = sorted(f.name for f in fields if f.name != "protocol")
         unknown = sorted(set(self.options) - set(valid), key=repr)
         if unknown:
             raise ValueError(
@@ -102,7 +110,7 @@ class ProtocolSpec:
             from sddkit.data.protocols import _LIST_OPTIONS
 
             params = {k: [v] if k in _LIST_OPTIONS and isinstance(v, str) else v for k, v in self.options.items()}
-            params.setdefault("protocol" if "protocol" in valid else "root", str(self.protocol))
+            params.setdefault("protocol" if any(f.name == "protocol" for f in fields) else "root", str(self.protocol))
             from_dict(entry.config_cls, params, "options")
 
 
@@ -505,8 +513,37 @@ def _ssl_frontends(obj: Any) -> list[Any]:
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainRecipe:
     """Read a YAML recipe, apply ``key=value`` overrides, and parse it strictly."""
-    data = apply_overrides(load_yaml(path), list(overrides))
+    data = load_yaml(path)
+    _check_not_a_model_config(data, path)
+    data = apply_overrides(data, list(overrides))
+    check_model_keys_placed(data, path)
     return from_dict(TrainRecipe, data)
+
+
+def _check_not_a_model_config(data: dict[str, Any], path: str | Path) -> None:
+    """A ConfigError when ``data`` is a model directory's ``config.json`` (JSON is YAML) given as a recipe: its
+    keys were refused one by one as unknown recipe keys (``'architecture', 'format', ... (did you mean 'data'?)``)."""
+    from sddkit.detectors.model_dir import FORMAT
+
+    if data.get("format") == FORMAT:
+        raise ConfigError(
+            f"{path}: the config.json of a model directory, not a training recipe; a recipe starts from that model "
+            f"with init_from: {Path(path).parent}"
+        )
+
+
+def check_model_keys_placed(data: dict[str, Any], path: str | Path) -> None:
+    """A ConfigError naming the section a detector's or a mixture's keys belong in, when a recipe has them at top
+    level (a file ``sdd describe`` reads, given to ``sdd train``): they were refused as unknown recipe keys."""
+    recipe_keys = {f.name for f in dataclasses.fields(TrainRecipe)}
+    for section, cls in (("model", DetectorConfig), ("mixture", MixtureConfig)):
+        misplaced = [f.name for f in dataclasses.fields(cls) if f.name in data and f.name not in recipe_keys]
+        if misplaced:
+            raise ConfigError(
+                f"{path}: {', '.join(map(repr, misplaced))} at top level: a recipe holds its "
+                f"{'detector' if section == 'model' else 'mixture'} config under '{section}:' "
+                f"(e.g. {section}: {{{misplaced[0]}: ...}})"
+            )
 
 
 # --- comparing a recorded recipe with today's (a resume, a cross-validation rerun) -------------------------------
