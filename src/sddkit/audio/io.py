@@ -660,13 +660,18 @@ def _check_complete(decoded: int, declared: int, sample_rate: int, label: str | 
     from libsndfile or FFmpeg, and half a file would be scored as a whole one; a FLAC with corrupt frames
     decodes short too (the frames are skipped, or decoding stops there). Its header counts every sample; up to
     1 % or 10 ms less is let through (a last frame lost to rounding), plus ``allowance`` samples."""
-    missing = declared - decoded - allowance
-    if missing > 0.01 * declared and missing > 0.01 * sample_rate:
+    if _short(decoded, declared, sample_rate, allowance):
         raise AudioDecodeError(
             f"truncated: the header declares {declared / sample_rate:.2f} s, the audio data ends at "
             f"{decoded / sample_rate:.2f} s (an incomplete download or copy, or frames lost to corruption?)",
             path=label,
         )
+
+
+def _short(decoded: int, declared: int, sample_rate: int, allowance: int = 0) -> bool:
+    """``decoded`` samples fall short of ``declared`` by more than 1 % and 10 ms, beyond ``allowance``."""
+    missing = declared - decoded - allowance
+    return missing > 0.01 * declared and missing > 0.01 * sample_rate
 
 
 def _decode_pyav_or_none(
@@ -735,7 +740,8 @@ def _decode_pyav_stream(
         _check_declared(declared, max_duration, label, _source_size(file))
     segments: list[tuple[int, _GrowingBuffer]] = []  # (rate, samples): the rate may change mid-stream
     seconds = 0.0
-    for chunk, rate in _iter_pyav_mono(container, stream):
+    packets = _PacketSpan()
+    for chunk, rate in _iter_pyav_mono(container, stream, packets):
         if not segments or segments[-1][0] != rate:
             segments.append((rate, _GrowingBuffer()))
         segments[-1][1].append(chunk)
@@ -761,7 +767,11 @@ def _decode_pyav_stream(
             segments[0][1].size -= excess
         # An MP4 whose index comes first (faststart: phones, browsers, web uploads) and whose media data is cut off
         # decodes up to the cut without a word, as a truncated FLAC does; a frame or two may differ at the ends.
-        _check_complete(segments[0][1].size, declared_samples, rate, label, allowance=2 * frame)
+        # The cut is where the packets end: a whole stream with gaps in its timeline (a recorder that paused its
+        # audio, dropped packets) decodes short of its length too, but its packets reach the end, and all decode.
+        reached = round(float(packets.span * stream.time_base) * rate)
+        if packets.failed or _short(reached, declared_samples, rate, 2 * frame):
+            _check_complete(segments[0][1].size, declared_samples, rate, label, allowance=2 * frame)
     if len(segments) == 1:  # the usual case: the samples as they are, no copy of them all
         return segments[0][1].array(), rate
     # The rate changes mid-stream (MP3 files joined with cat, a broadcast's programme change): all of it is brought
@@ -800,18 +810,38 @@ class _GrowingBuffer:
         return self._data
 
 
-def _iter_pyav_mono(container, stream):
+@dataclass
+class _PacketSpan:
+    """The timestamps the demuxed packets of a stream span (its time base), and how many failed to decode."""
+
+    first: int | None = None
+    end: int | None = None
+    failed: int = 0
+
+    @property
+    def span(self) -> int:
+        return 0 if self.first is None or self.end is None else self.end - self.first
+
+
+def _iter_pyav_mono(container, stream, packets: _PacketSpan | None = None):
     """Yield (mono float32 chunk, sample rate) for every decoded frame of ``stream``.
 
     Packets that fail to decode are skipped, as the ``ffmpeg`` tool does; a stream where every
-    packet fails raises the last error.
+    packet fails raises the last error. ``packets``, when given, gets the timestamps the demuxed
+    packets span and the number that failed.
     """
     decoded_any = False
     last_error: Exception | None = None
     for packet in container.demux(stream):
+        if packets is not None and packet.pts is not None:
+            start, end = int(packet.pts), int(packet.pts) + int(packet.duration or 0)
+            packets.first = start if packets.first is None else min(packets.first, start)
+            packets.end = end if packets.end is None else max(packets.end, end)
         try:
             frames = packet.decode()
         except av.FFmpegError as exc:
+            if packets is not None:
+                packets.failed += 1
             last_error = exc
             continue
         for frame in frames:

@@ -62,6 +62,7 @@ def evaluate_files(
 
     from sddkit.cli.options import read_partitions_and_rest
     from sddkit.config import from_dict
+    from sddkit.errors import ProtocolError
     from sddkit.evaluation.asv import asv_rates
     from sddkit.evaluation.report import EvalConfig, evaluate, write_report
     from sddkit.evaluation.scores import read_scores
@@ -69,6 +70,12 @@ def evaluate_files(
     config = from_dict(EvalConfig, {"bootstrap": bootstrap, "seed": seed})
     if asv_scores is not None:  # read first: a bad line is said before the protocol and scores are read
         config = dataclasses.replace(config, asv=asv_rates(asv_scores))
+        if config.asv.pfa_spoof == 0:  # else the report failed after the scores were read, not naming the file
+            raise ProtocolError(
+                f"{asv_scores}: at its EER threshold the ASV system accepts none of its spoof trials (Pfa_spoof 0): "
+                "the 2019 t-DCF, normalised by min(C1, C2) with C2 proportional to that rate, is undefined (a spoof "
+                "the countermeasure accepts would cost nothing); these ASV scores cannot weigh a t-DCF"
+            )
     # every row when partitions is None; else the selected rows and the rest (whose scores are no strays)
     table, rest = read_partitions_and_rest(protocol, protocol_format, partitions)
     score_file = read_scores(scores, format=score_format)

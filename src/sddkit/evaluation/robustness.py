@@ -32,7 +32,8 @@ most one batch. A rerun with the same journal reuses the files it holds and scor
 batches, so its report is the one an uninterrupted run writes. The journal's first line records what the scores
 depend on (the model: its weights digest, inference settings and scores of a probe signal; the conditions,
 modes, seed, limit, fast codecs, maximum duration; the selected utterances' ids, audio paths (made absolute, so a
-rerun may start in another folder) and labels); a journal of another run is refused, naming what differs, never
+rerun may start in another folder; a journal of an earlier sddkit, which took them as given, is resumed in the
+folder it was written in) and labels); a journal of another run is refused, naming what differs, never
 mixed in. ``--batch-size``, ``--workers``, ``--threads`` and ``--device`` may change between the runs (scores then
 agree up to rounding), and so may package versions (``RobustnessResult.versions_changed`` says which). A last line
 cut off by a kill is dropped. :func:`write_robustness` removes the journal once the report it was scored for is
@@ -387,12 +388,6 @@ def journal_header(
     matches (see :func:`header_differences`). ``info`` (the model and protocol as named) is for messages only."""
     from sddkit.scoring.batch import run_info
 
-    rows = hashlib.sha256()
-    for r in records:
-        # the audio file itself: a path relative to the folder the run was started in names another file when a
-        # rerun starts elsewhere (and the same file named absolutely is the same utterance)
-        path = os.path.abspath(str(r["path"])) if r["path"] else ""
-        rows.update(f"{r['utt_id']}\x00{path}\x00{r['label']}\n".encode())
     return _json_safe(
         {
             "schema": JOURNAL_SCHEMA,
@@ -405,10 +400,22 @@ def journal_header(
                 "fast_codecs": cfg.fast_codecs,
                 "max_duration": cfg.max_duration,
             },
-            "utterances": {"n": len(records), "digest": rows.hexdigest()},
+            # the audio file itself: a path relative to the folder the run was started in names another file when a
+            # rerun starts elsewhere (and the same file named absolutely is the same utterance)
+            "utterances": {"n": len(records), "digest": utterances_digest(records)},
             "info": dict(info or {}),
         }
     )
+
+
+def utterances_digest(records: Sequence[dict[str, Any]], *, as_given: bool = False) -> str:
+    """SHA-256 of the utterances' ids, audio paths (absolute; ``as_given``: as the protocol gave them, as
+    journals written before sddkit named them absolutely hashed them) and labels."""
+    rows = hashlib.sha256()
+    for r in records:
+        path = "" if not r["path"] else str(r["path"]) if as_given else os.path.abspath(str(r["path"]))
+        rows.update(f"{r['utt_id']}\x00{path}\x00{r['label']}\n".encode())
+    return rows.hexdigest()
 
 
 def header_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -457,8 +464,19 @@ class RobustnessJournal:
     their errors (the file is rewritten atomically), so that they are scored again; ``retried`` counts them.
     """
 
-    def __init__(self, path: str | Path, header: dict[str, Any], *, retry_errors: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        header: dict[str, Any],
+        *,
+        retry_errors: bool = False,
+        digest_as_given: str | None = None,
+    ):
+        """``digest_as_given``: :func:`utterances_digest` of the records ``as_given``, which a journal of an
+        earlier sddkit recorded (its paths as the protocol gave them): such a journal, written in the current
+        working directory, is of the same utterances and is resumed."""
         self.path = Path(path)
+        self._digest_as_given = digest_as_given
         self.retried = 0
         self._header: dict[str, Any] | None = None  # the header an existing journal holds
         self._file: Any = None
@@ -516,6 +534,8 @@ class RobustnessJournal:
         if not isinstance(earlier, dict) or not str(earlier.get("schema")).startswith("sddkit.robustness-journal/"):
             raise self._refuse("is not a robustness journal")
         diffs = header_differences(earlier, header)
+        if diffs and self._written_before_absolute_paths(earlier, header):
+            diffs = header_differences({**earlier, "utterances": header["utterances"]}, header)
         if diffs:
             raise self._refuse(f"holds the scores of another robustness run ({'; '.join(diffs)})")
         batches = [record for _, record in lines[1:]]
@@ -523,6 +543,17 @@ class RobustnessJournal:
             if not isinstance(batch, dict) or not isinstance(batch.get("files"), list):
                 raise self._refuse(f"is damaged at line {k}")
         return batches
+
+    def _written_before_absolute_paths(self, earlier: dict[str, Any], header: dict[str, Any]) -> bool:
+        """``earlier`` hashed the utterances' paths as given, in this working directory: the same audio files."""
+        utterances = earlier.get("utterances") or {}
+        cwd = (earlier.get("info") or {}).get("cwd") if isinstance(earlier.get("info"), dict) else None
+        return (
+            self._digest_as_given is not None
+            and utterances == {"n": header["utterances"]["n"], "digest": self._digest_as_given}
+            and isinstance(cwd, str)
+            and os.path.abspath(cwd) == os.getcwd()
+        )
 
     def _drop_errors(self) -> None:
         """Remove the files whose results hold an error, and their errors, from :attr:`batches` and the file."""
@@ -664,7 +695,12 @@ def run_robustness(
     done: set[int] = set()
     versions_changed: list[str] = []
     if journal is not None:
-        log = RobustnessJournal(journal, journal_header(detector, records, cfg, info), retry_errors=retry_errors)
+        log = RobustnessJournal(
+            journal,
+            journal_header(detector, records, cfg, info),
+            retry_errors=retry_errors,
+            digest_as_given=utterances_digest(records, as_given=True),
+        )
     try:
         if log is not None:
             done = _replay(log, records, scores, failures, condition_errors)

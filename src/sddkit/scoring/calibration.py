@@ -61,7 +61,11 @@ class Calibration:
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise TypeError(f"calibration {name} must be a number, got {value!r}")
             setattr(self, name, float(value))
-        self.n_bonafide, self.n_spoof = operator.index(self.n_bonafide), operator.index(self.n_spoof)
+        for name in ("n_bonafide", "n_spoof"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # not 5.0, '5' or True
+                raise TypeError(f"calibration {name} must be a whole number of scores, got {value!r}")
+            setattr(self, name, operator.index(value))
         if not (np.isfinite(self.a) and np.isfinite(self.b)):
             raise ValueError(f"calibration a, b must be finite, got a={self.a}, b={self.b}")
         if self.a <= 0:
