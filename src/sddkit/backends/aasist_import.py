@@ -10,6 +10,7 @@ bona fide) is sddkit's, so the output layer is kept as is.
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ VARIANTS = ("aasist", "aasist_l")
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 64600  # the published training/evaluation window: 4.0375 s at 16 kHz
 DEFAULT_THRESHOLD = 0.0  # score = bona fide log-odds; 0 = even odds
+WRAPPERS = ("state_dict", "model_state_dict", "model")  # checkpoint keys that hold the state dict
+KEY_PREFIXES = ("module.", "_orig_mod.")  # added to every key by nn.DataParallel / DDP and torch.compile
 
 # (reference prefix, sddkit prefix), most specific first. A key is renamed by the first entry
 # whose prefix it starts with (an entry without a trailing dot must match the whole key).
@@ -102,10 +105,13 @@ def sddkit_to_reference(state: Mapping[str, Tensor], where: str = "state dict") 
 def load_reference_state(path: str | Path) -> dict[str, Tensor]:
     """Read a published AASIST ``.pth`` as a ``{name: tensor}`` dict (tensors only, no code).
 
-    Also accepts the usual wrappers ``{"state_dict": ...}`` / ``{"model": ...}`` and the
-    ``module.`` prefix that ``nn.DataParallel`` adds.
+    Also accepts the usual wrappers ``{"state_dict": ...}`` / ``{"model_state_dict": ...}`` (the PyTorch
+    tutorials' training checkpoint, next to ``optimizer_state_dict``) / ``{"model": ...}``, and the
+    prefixes that ``nn.DataParallel`` (``module.``) and ``torch.compile`` (``_orig_mod.``) add to every key.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory; give the weights file (.pth) itself")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such weights file")
     try:
@@ -122,7 +128,7 @@ def load_reference_state(path: str | Path) -> dict[str, Tensor]:
             f"{type(exc).__name__}: {detail})"
         ) from None
     if isinstance(obj, Mapping):
-        for wrapper in ("state_dict", "model"):
+        for wrapper in WRAPPERS:
             if isinstance(obj.get(wrapper), Mapping):
                 obj = obj[wrapper]
                 break
@@ -132,8 +138,9 @@ def load_reference_state(path: str | Path) -> dict[str, Tensor]:
     if bad:
         raise CheckpointError(f"{path}: expected a state dict of named tensors; bad entries {bad[:5]}")
     state = dict(obj)
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
+    # DataParallel around a compiled model gives "module._orig_mod.", the reverse "_orig_mod.module."
+    while (prefix := next((p for p in KEY_PREFIXES if all(k.startswith(p) for k in state)), None)) is not None:
+        state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 
@@ -163,8 +170,27 @@ def _mismatches(state: Mapping[str, Tensor], expected: dict[str, tuple[int, ...]
     return problems
 
 
+def _check_names(state: Mapping[str, Tensor], where: str) -> None:
+    """CheckpointError naming the file's own keys when none of them is a reference ``Model`` name: the
+    per-variant report would list only "missing first_bn.weight, ..." and never show what the file holds."""
+    known = {k for variant in VARIANTS for k in _expected_shapes(variant)}
+    if known & set(state):
+        return
+    keys = list(state)
+    common = os.path.commonprefix(keys)
+    prefix = common[: common.rfind(".") + 1]  # up to the last dot: whole name components only
+    hint = ""
+    if prefix and known & {k[len(prefix) :] for k in keys}:
+        hint = f"; every key starts with {prefix!r}: the reference Model is wrapped, save or pass its own state_dict"
+    raise CheckpointError(
+        f"{where}: not an AASIST state dict: none of its {len(keys)} keys (e.g. {', '.join(keys[:3])}) is a "
+        f"parameter of the clovaai/aasist Model (first_bn.weight, pos_S, out_layer.weight, ...){hint}"
+    )
+
+
 def detect_variant(state: Mapping[str, Tensor], where: str = "state dict") -> str:
     """The variant whose published layout (key names and tensor shapes) ``state`` matches exactly."""
+    _check_names(state, where)
     report = {}
     for variant in VARIANTS:
         problems = _mismatches(state, _expected_shapes(variant))
@@ -202,6 +228,8 @@ def import_aasist(
     if variant == "auto":
         variant = detect_variant(state, str(weights))
     else:
+        if variant in VARIANTS:
+            _check_names(state, str(weights))
         problems = _mismatches(state, _expected_shapes(variant)) if variant in VARIANTS else []
         if problems:
             raise CheckpointError(f"{weights}: does not match {variant}: {'; '.join(problems[:5])}")
