@@ -119,17 +119,22 @@
       // bars only for weights on the simplex (gate weights, expert use); other statistics as numbers
       const sum = values.reduce((a, b) => a + b, 0);
       const isSimplex = values.every((v) => v >= 0 && v <= 1) && Math.abs(sum - 1) < 1e-3;
-      const h = document.createElement("h3");
-      h.textContent = name;
+      // a mixture's own statistics have one value per expert; "expert<k>/<stat>" is expert k's own statistic (a
+      // MoLEx expert's use of its LoRA experts), whose values were labelled with the mixture's expert names
+      const perExpert = name === "gate_weights" || name === "expert_scores";
+      const inner = /^expert(\d+)\/(.+)$/.exec(name);
+      const stat = inner ? inner[2] : name;
+      const h = document.createElement("h4");
+      h.textContent = inner ? (expertNames[+inner[1]] || "expert " + inner[1]) + ": " + stat : name;
       box.append(h);
       values.forEach((v, i) => {
         const r = document.createElement("div");
         r.className = "bar-row";
         r.dataset.name = name;
         const label = document.createElement("span");
-        const perExpert = name.startsWith("gate") || name.startsWith("expert");
         if (perExpert && expertNames.length === values.length) label.textContent = expertNames[i];
-        else label.textContent = (perExpert ? "expert " : name + " ") + i;
+        else if (perExpert) label.textContent = "expert " + i;
+        else label.textContent = (stat.startsWith("molex_") ? "LoRA expert" : stat) + " " + i;
         const bar = document.createElement("div");
         bar.className = "bar";
         const fill = document.createElement("span");
@@ -145,8 +150,11 @@
     }
   }
 
-  function showResult(r) {
-    $("filename").textContent = r.filename ? "(" + r.filename + ")" : "";
+  // shown under the name the user chose: a browser sends a name's " (and line breaks) percent-encoded, and the
+  // service echoes what it got, so "take "2".wav" came back as "take %222%22.wav"
+  function showResult(r, name) {
+    const shown = name || r.filename;
+    $("filename").textContent = shown ? "(" + shown + ")" : "";
     const d = $("decision");
     d.textContent = r.decision === "bonafide" ? "bona fide" : "spoof";
     d.className = "decision " + r.decision;
@@ -179,29 +187,60 @@
     try {
       return await fetch(url, init);
     } catch (err) {  // no answer at all: the service is down or unreachable
-      throw new Error("could not reach the service (" + err.message + "); is it still running?");
+      const e = new Error("could not reach the service (" + err.message + "); is it still running?");
+      e.unreachable = true;
+      throw e;
     }
   }
   const get = (url) => request(url);
   const post = (body) => request("v1/score", { method: "POST", body });
 
+  // A chosen file that was changed, moved or deleted since (re-exported from an editor, say) can no longer be read:
+  // its upload failed as "Failed to fetch", and the page said the service was down.
+  async function readable(file) {
+    try {
+      await file.slice(0, 1).arrayBuffer();
+      return true;
+    } catch (err) {
+      return false;
+    }
+  }
+  const unreadable = (file) =>
+    "could not read " + file.name + ": it was changed, moved or deleted after it was chosen; choose it again";
+
+  // a size over the limit in as many decimals as it takes to differ from it: not "20.0 MB, over the limit of 20 MB"
+  function megabytesOver(size, limitMb) {
+    const mb = size / (1024 * 1024);
+    let digits = Math.max(1, (String(limitMb).split(".")[1] || "").length);
+    while (digits < 6 && Number(mb.toFixed(digits)) <= limitMb) digits += 1;
+    return mb.toFixed(digits);
+  }
+
+  let busy = false;  // a file is being scored
+
   async function onSubmit(ev) {
     ev.preventDefault();
+    if (busy) return;
     setError("");
     $("status").textContent = "";
     const file = $("file").files[0];
     if (!file) { setError("Choose an audio file first."); return; }
     if (maxUploadMb != null && file.size > Math.floor(maxUploadMb * 1024 * 1024)) {
       $("result").hidden = true;
-      setError("payload_too_large: " + file.name + " is " + fmt(file.size / (1024 * 1024), 1) +
+      setError("payload_too_large: " + file.name + " is " + megabytesOver(file.size, maxUploadMb) +
         " MB, over the service's limit of " + maxUploadMb + " MB");
       return;
     }
-    const body = new FormData();
-    body.append("file", file, file.name);
-    $("submit").disabled = true;
+    // Marked busy, not disabled: disabling the focused button dropped the keyboard focus to the top of the page, so
+    // after Enter on "Score" the next Tab started over at the file chooser. Set before the first await: a second
+    // click (or Enter) while this one is scoring is ignored.
+    busy = true;
+    $("submit").setAttribute("aria-disabled", "true");
     $("status").textContent = "scoring " + file.name + "\u2026";
     try {
+      if (!(await readable(file))) throw new Error(unreadable(file));
+      const body = new FormData();
+      body.append("file", file, file.name);
       const res = await post(body);
       const data = await res.json().catch(() => null);
       if (!res.ok) throw responseError(res, data);
@@ -209,18 +248,33 @@
         const type = res.headers.get("content-type") || "no content type";
         throw new Error("unexpected answer from the service: HTTP " + res.status + " with " + type + ", not a score");
       }
-      showResult(data);
+      showResult(data, file.name);
       // the result card appears unannounced: the status line says the verdict to screen readers
       $("status").textContent = "done: " + $("decision").textContent + ", score " + fmt(data.score, 3);
     } catch (err) {
       $("result").hidden = true;
       $("status").textContent = "";
-      setError(err.message);
+      // the browser fails the whole request ("Failed to fetch") when the file changed on disk during the upload
+      setError(err.unreachable && !(await readable(file)) ? unreadable(file) : err.message);
     } finally {
-      $("submit").disabled = false;
+      busy = false;
+      $("submit").removeAttribute("aria-disabled");
     }
   }
 
   $("upload-form").addEventListener("submit", onSubmit);
+  // A file dropped on the page is chosen for scoring: the browser's default opened the dropped file in place of the
+  // page (leaving it, and its result), unless it fell exactly on the small file input.
+  document.addEventListener("dragover", (ev) => ev.preventDefault());
+  document.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    const files = ev.dataTransfer ? ev.dataTransfer.files : null;
+    if (!files || !files.length) return;
+    const one = new DataTransfer();  // the input takes one file: the first of several dropped
+    one.items.add(files[0]);
+    $("file").files = one.files;
+    setError(files.length > 1 ? "Scoring one file at a time: " + files[0].name + " is chosen." : "");
+    $("file").focus();
+  });
   loadModel();
 })();
