@@ -4,7 +4,8 @@ A gate maps what it sees of an input to expert weights ``(B, E)`` that sum to on
 
 - ``classic`` (MELE, ICASSP 2025 baseline): a linear layer on the input. The input is the
   utterance's log-Mel spectrogram summarised by its per-bin mean and standard deviation over
-  time (2 x 80 values), so the gate works for any input length.
+  time (2 x 80 values), so the gate works for any input length; a batch norm standardises those
+  statistics before the linear layer, whose logits are divided by ``temperature`` before the softmax.
 - ``enhanced_mlp`` (MELE "enhanced" gate): each expert's embedding is projected on its own,
   then a shared batch norm (one set of statistics over all experts' projections) and LeakyReLU;
   an element-wise product of the projected embeddings, scaled by a learnt scalar, joins them;
@@ -50,6 +51,13 @@ class BatchNorm1d(nn.BatchNorm1d):
         return super().forward(x)
 
 
+def _projected(proj: nn.ModuleList, embeddings: list[Tensor]) -> list[Tensor]:
+    """Each expert's embedding through its projection, in the projection's dtype: experts may run in another
+    precision than the gate (a bfloat16 expert beside float32 ones), as the classic gate's float32 log-Mel
+    statistics do, and ``nn.Linear`` refuses a dtype other than its own."""
+    return [p(e.to(p.weight.dtype)) for p, e in zip(proj, embeddings, strict=True)]
+
+
 class Gate(nn.Module):
     """Base: ``forward(waveform, embeddings) -> (B, E)`` weights on the simplex."""
 
@@ -81,7 +89,8 @@ class ClassicGateConfig:
 
 
 class ClassicGate(Gate):
-    """Linear layer on the input's log-Mel statistics (mean and std over time)."""
+    """``softmax(linear(batch_norm(stats)) / temperature)`` of the input's log-Mel statistics (mean and std over
+    time); the batch norm keeps running statistics, used in eval mode."""
 
     def __init__(self, num_experts: int, cfg: ClassicGateConfig):
         super().__init__()
@@ -143,7 +152,7 @@ class EnhancedMLPGate(Gate):
         )
 
     def forward(self, waveform: Tensor, embeddings: list[Tensor]) -> Tensor:
-        projected = torch.stack([p(e) for p, e in zip(self.proj, embeddings, strict=True)], dim=0)  # (E, B, h)
+        projected = torch.stack(_projected(self.proj, embeddings), dim=0)  # (E, B, h)
         e, b, h = projected.shape
         # one batch norm call on all E * B rows: called once per expert, training would standardise each
         # expert by its own batch statistics while eval used running statistics blended over the experts.
@@ -193,7 +202,7 @@ class AttentionGate(Gate):
         self.readout = nn.Linear(cfg.d_model, 1)
 
     def forward(self, waveform: Tensor, embeddings: list[Tensor]) -> Tensor:
-        tokens = torch.stack([p(e) for p, e in zip(self.proj, embeddings, strict=True)], dim=1)  # (B, E, d)
+        tokens = torch.stack(_projected(self.proj, embeddings), dim=1)  # (B, E, d)
         tokens = self.encoder(tokens + self.expert_embedding)
         return torch.softmax(self.readout(tokens).squeeze(-1), dim=-1)  # (B, E)
 
