@@ -5,7 +5,8 @@
         state.safetensors     every tensor: model weights, optimizer moments, torch RNG states, ...
         state.json            everything else: recipe, optimizer/scheduler scalars, epoch/step,
                               python/numpy RNG states, best-EER bookkeeping; tensors appear as
-                              {"__tensor__": key} references into state.safetensors
+                              {"__tensor__": key} references into state.safetensors, whose SHA-256
+                              (``tensors_digest``) loading checks
       latest                  one line: the name of the newest complete checkpoint directory
 
 A checkpoint is written into a hidden temporary directory which is renamed into place when
@@ -35,7 +36,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from sddkit.detectors.model_dir import atomic_write_bytes
+from sddkit.detectors.model_dir import atomic_write_bytes, weights_digest
 from sddkit.documents import read_versioned_json
 from sddkit.errors import CheckpointError
 from sddkit.outputs import fsync_dir, fsync_file
@@ -146,7 +147,11 @@ def save_checkpoint(root: str | Path, name: str, state: dict[str, Any], *, updat
     tmp = root / f"{_TMP_PREFIX}{name}-{os.getpid()}"
     final = root / name
     tensors: dict[str, torch.Tensor] = {}
-    document = {"format": FORMAT, "format_version": FORMAT_VERSION, "state": encode_state(state, tensors)}
+    encoded = encode_state(state, tensors)
+    # the tensors' digest: bytes damaged since the save (a failing disk, a bad copy) are refused on load, as a model
+    # directory's are, instead of resuming from other weights or optimiser moments without a word
+    document = {"format": FORMAT, "format_version": FORMAT_VERSION, "tensors_digest": weights_digest(tensors)}
+    document["state"] = encoded
     trash = root / f"{_TMP_PREFIX}old-{name}-{os.getpid()}"
     try:
         tmp.mkdir(parents=True)
@@ -215,6 +220,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         tensors = load_file(str(tensor_path), device=str(map_location))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{tensor_path}: unreadable tensors: {exc}") from None
+    _check_digest(tensor_path, tensors, document)
     return decode_state(document["state"], tensors)
 
 
@@ -223,11 +229,36 @@ def load_checkpoint_tensors(path: str | Path, prefix: str, *, map_location: str 
     from safetensors import safe_open
 
     tensor_path = Path(path) / STATE_TENSORS
+    doc_path = Path(path) / STATE_JSON
+    document = read_versioned_json(doc_path, fmt=FORMAT, version=FORMAT_VERSION, what="checkpoint")
     try:
-        with safe_open(str(tensor_path), framework="pt", device=map_location) as f:
-            return {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+        if document.get("tensors_digest") is not None:  # every tensor, to check them against the digest
+            tensors = load_file(str(tensor_path), device=str(map_location))
+        else:
+            with safe_open(str(tensor_path), framework="pt", device=map_location) as f:
+                return {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{tensor_path}: unreadable tensors: {exc}") from None
+    _check_digest(tensor_path, tensors, document)
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _check_digest(tensor_path: Path, tensors: dict[str, torch.Tensor], document: dict[str, Any]) -> None:
+    expected = document.get("tensors_digest")  # absent from checkpoints written before it was recorded
+    if expected is not None and weights_digest(tensors) != expected:
+        raise CheckpointError(f"{tensor_path}: the tensors differ from those saved (damaged since: a failing disk?)")
+
+
+def complete_checkpoints(root: str | Path) -> list[str]:
+    """Names of the checkpoint directories of ``root`` that hold both files, oldest step first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(
+        d.name
+        for d in root.iterdir()
+        if d.is_dir() and not d.name.startswith(".") and all((d / f).is_file() for f in (STATE_JSON, STATE_TENSORS))
+    )
 
 
 def checkpoints_without_pointer(root: str | Path) -> list[str]:

@@ -272,7 +272,10 @@ class Trainer:
         seed_everything(r.seed)  # identical initial weights on every rank
         self.module = self._build_model().to(self.device)
         self.loss_fn = DetectionLoss.for_model(r.loss, self.module)
-        resuming = self.resume and ckpt.latest_checkpoint(self.ckpt_dir) is not None
+        try:
+            resuming = self.resume and ckpt.latest_checkpoint(self.ckpt_dir) is not None
+        except CheckpointError as exc:  # a damaged pointer, or one naming a checkpoint gone
+            raise self._unusable_latest(exc) from None
         # old-domain results of the model as it was, before any expert is added (a resume has them saved)
         molex_before = None if resuming else self._molex_before()
         self._grow(self.module)
@@ -697,7 +700,10 @@ class Trainer:
         if path is None:
             log.info("no checkpoint under %s: starting from scratch", self.ckpt_dir)
             return None
-        state = ckpt.load_checkpoint(path)
+        try:
+            state = ckpt.load_checkpoint(path)
+        except CheckpointError as exc:  # damaged since it was written (a truncated copy, a failing disk)
+            raise self._unusable_latest(exc) from None
         recorded_recipe = state.get("recipe", {})
         changes = recipe_changes(recorded_recipe, to_dict(self.recipe), ignore=RESUME_SETTINGS)
         if changes:
@@ -719,6 +725,18 @@ class Trainer:
             self.state = TrainState(**state["trainer"])
         except TypeError as exc:
             raise CheckpointError(f"{path}: incompatible trainer state: {exc}") from None
+        complete = set(ckpt.complete_checkpoints(self.ckpt_dir))
+        gone = [e["name"] for e in self.state.ranked if e["name"] not in complete]
+        if gone:
+            # deleted (by hand) since: best/ and the average of final/ would fail to load them at the end
+            # of the run, and every later --resume too; they are chosen among the checkpoints that are left
+            log.warning(
+                "the top-k checkpoint(s) %s are no longer complete under %s: best/ and final/ are chosen among the "
+                "others",
+                ", ".join(gone),
+                self.ckpt_dir,
+            )
+            self.state.ranked = [e for e in self.state.ranked if e["name"] in complete]
         self._carry_epoch_position(recorded_recipe, int(state.get("world_size") or 1))
         self._replan()
         self._load_optimization(state["optimizer"], state["scheduler"])
@@ -728,6 +746,21 @@ class Trainer:
         self.history = list(state.get("history", []))
         log.info("resumed from %s (step %d, epoch %d)", path, self.state.step, self.state.epoch)
         return path.name
+
+    def _unusable_latest(self, exc: CheckpointError) -> CheckpointError:
+        """The error of a ``--resume`` whose latest checkpoint cannot be read: the other complete checkpoints there
+        to go on from instead (never chosen silently: the steps after it would be taken again), or none."""
+        pointer = self.ckpt_dir / ckpt.LATEST
+        named = pointer.read_text(errors="replace").strip() if pointer.is_file() else ""
+        others = [n for n in ckpt.complete_checkpoints(self.ckpt_dir) if n != named]
+        if others:
+            how = (
+                f"to continue from another checkpoint instead, write its name ({', '.join(others[-3:])}) into "
+                f"{pointer} and pass --resume again"
+            )
+        else:
+            how = f"no other complete checkpoint is there: move {self.out_dir} away to start afresh"
+        return CheckpointError(f"cannot resume from the latest checkpoint: {exc}; {how}")
 
     def _check_ranks_agree(self) -> None:
         """Refuse processes that would train differently (a collective: every rank calls it).
