@@ -221,6 +221,16 @@ def did_you_mean(given: Sequence[Any], choices: Iterable[str]) -> str:
     return f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
 
 
+def missing_relative_hint(path: str | Path) -> str:
+    """`` (read against the working directory /x, not the recipe's folder)`` for a relative ``path`` that does not
+    exist, else ``""``: a recipe's relative paths are read against the working directory, so a recipe run from
+    another folder than the one its paths assume names files that are not there."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return ""
+    return f" (read against the working directory {Path.cwd()}, not the recipe's folder)"
+
+
 def _allows_none(tp: Any) -> bool:
     return tp is Any or (get_origin(tp) in (Union, types.UnionType) and type(None) in get_args(tp))
 

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         parse_partitions,
         read_partitions_and_rest,
     )
+    from sddkit.config import did_you_mean
     from sddkit.errors import ConfigError
     from sddkit.evaluation.compare import compare_scores
     from sddkit.evaluation.scores import read_scores
@@ -74,6 +75,12 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--json {args.json} is one of the inputs: it would be overwritten; name another file")
     # the rest: the other partitions' rows, whose scores are no strays
     table, rest = read_partitions_and_rest(args.protocol, args.protocol_format, parse_partitions(args.partitions))
+    for flag, column in (("--by", args.by), ("--cluster-by", args.cluster_by)):
+        if column is not None and column not in table.columns:  # the table's own error named neither flag nor file
+            raise ConfigError(
+                f"{flag} {column}: {args.protocol} has no column {column!r}{did_you_mean([column], table.columns)}; "
+                f"columns: {', '.join(table.columns)}"
+            )
     comparison = compare_scores(
         table,
         [read_scores(f, format=args.score_format) for f in args.baseline],

@@ -66,6 +66,14 @@ def parse_args(
     ``--``, plain ``parse_args``: options first, then ``--`` and the positionals).
     """
     command_at = next((i for i, tok in enumerate(argv) if not tok.startswith("-")), None)
+    if command_at is not None and argv[command_at] not in commands:
+        import difflib
+
+        close = difflib.get_close_matches(argv[command_at], list(commands), n=1)
+        if close:  # argparse's own "invalid choice" lists them all but says nothing of `sdd export`'s `export-onnx`
+            parser.error(
+                f"unknown command {argv[command_at]!r} (did you mean {close[0]!r}?); commands: {', '.join(commands)}"
+            )
     # --help, --version, a missing or unknown command: argparse's own message. So is anything before the command
     # (`sdd --version train r.yaml`, `sdd -h list`, `sdd --bogus list`): it was dropped and the command ran
     if command_at is None or command_at > 0 or argv[command_at] not in commands:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from sddkit.config import component_field, from_dict, to_dict
 from sddkit.detectors.detector import DetectorConfig, build_detector, cast_floating, check_waveform, waveform_dtype
 from sddkit.detectors.outputs import DetectorOutput
-from sddkit.errors import ConfigError
+from sddkit.errors import CheckpointError, ConfigError
 from sddkit.registry import ComponentSpec, get_registry
 
 
@@ -204,6 +204,13 @@ def expert_dir_configs(cfg: MixtureConfig) -> list[DetectorConfig]:
 
     configs, settings = [], []
     for i, d in enumerate(cfg.expert_dirs):
+        if not Path(d).is_dir():  # an expert not trained (or not here) yet: say which, as the errors below do
+            from sddkit.config import missing_relative_hint
+
+            raise CheckpointError(
+                f"expert_dirs[{i}] {d}: no such model directory{missing_relative_hint(d)}; train that expert "
+                "first (its recipe's trainer.out_dir/best), or give its path"
+            )
         stored = read_model_config(d)
         if stored["architecture"] != "detector":
             raise ConfigError(

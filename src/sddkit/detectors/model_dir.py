@@ -367,6 +367,13 @@ def _other_kind_hint(path: Path) -> str:
                 "with `sdd import-aasist`"
             )
         return ""
+    if (path / "state.json").is_file() and path.parent.name == "checkpoints":  # runs/x/checkpoints/step-00000040
+        run = path.parent.parent
+        exported = [name for name in ("best", "final") if (run / name / CONFIG_NAME).is_file()]
+        models = " or ".join(str(run / name) for name in exported)
+        return "; this is a training checkpoint (the state a run resumes from), not a model directory" + (
+            f": load the model its run exported, {models}" if exported else ": its run exported no model yet"
+        )
     exported = [name for name in ("best", "final") if (path / name / CONFIG_NAME).is_file()]
     if exported:
         models = " or ".join(str(path / name) for name in exported)

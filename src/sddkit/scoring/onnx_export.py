@@ -474,10 +474,18 @@ class OnnxRunner:
 def resolve_onnx_path(path: str | Path) -> Path:
     """An .onnx file, or a folder holding ``model.onnx``."""
     path = Path(path)
-    if path.is_dir():
+    folder = path.is_dir()
+    if folder:
         path = path / ONNX_NAME
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such ONNX model (export one with `sdd export-onnx --model DIR --out FILE`)")
+        # a folder is read as FOLDER/model.onnx, which `--out FILE.onnx` elsewhere does not write
+        how = (
+            f"export one there with `sdd export-onnx --model {path.parent} --out {path.parent}`, or give an "
+            "exported .onnx file itself"
+            if folder
+            else "export one with `sdd export-onnx --model DIR --out FILE.onnx`"
+        )
+        raise CheckpointError(f"{path}: no such ONNX model ({how})")
     return path
 
 

@@ -183,6 +183,13 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
     val = read_tables(recipe.data.val, "data.val")
     if val is not None:
         table = _with_val_files(table, val)
+    if fold.column not in table.columns:  # sdd cv --by: the table's own error named neither the option nor the data
+        from sddkit.config import did_you_mean
+
+        raise ProtocolError(
+            f"held-out column (--by) {fold.column!r}: data.train + data.val have no column {fold.column!r}"
+            f"{did_you_mean([fold.column], table.columns)}; columns: {', '.join(table.columns)}"
+        )
     present = set(table.column(fold.column))
     missing = [v for v in fold.values if v not in present]
     if missing:  # a misspelt value would silently leave its group a value short
@@ -361,6 +368,7 @@ def run_fold(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path, *, workers: int
         return figures
     held = held_out_table(recipe, fold)  # fails before training when the group is unusable
     trainer = Trainer(fold_recipe(recipe, fold, fold_dir), resume=True)
+    trainer.resume_with = "a rerun of the same `sdd cv` command"  # sdd cv has no --resume: a rerun resumes
     result = trainer.fit()
     device = trainer.device  # held-out files are scored there: a model trained on a GPU not on the CPU
     del trainer  # its model and optimiser state leave the device before best/ is loaded to score

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import BatchSampler, Dataset, DistributedSampler
 
 from sddkit.data.table import UtteranceTable
-from sddkit.errors import ConfigError, SddkitError
+from sddkit.errors import ConfigError, ProtocolError, SddkitError
 from sddkit.training.distributed import DistInfo
 from sddkit.training.recipe import DataConfig, ProtocolSpec, as_specs
 
@@ -38,6 +38,10 @@ def read_tables(specs: ProtocolSpec | Sequence[ProtocolSpec] | None, what: str =
             table = spec_table(spec)
         except ConfigError as exc:  # which of the recipe's specs
             raise ConfigError(f"{key}: {exc}") from None
+        except ProtocolError as exc:  # e.g. no such file: which spec, and where a relative path was looked for
+            from sddkit.config import missing_relative_hint
+
+            raise ProtocolError(f"{key}: {exc}{missing_relative_hint(spec.protocol)}") from None
         if len(table) == 0:
             raise ConfigError(
                 f"{key}: {spec.protocol} has no utterances (after where={spec.where}, exclude={spec.exclude}, "

@@ -179,6 +179,9 @@ class Trainer:
         self._val_data = val_data
         self.val_table = val_table
         self.resume = resume
+        # how the user continues this run, as the messages of an interruption or a failed save say it (`sdd cv`
+        # resumes its folds when rerun, and has no --resume)
+        self.resume_with = "--resume"
         self.out_dir = Path(self.cfg.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.state = TrainState()
@@ -227,10 +230,11 @@ class Trainer:
             log.warning("interrupted at step %d before any checkpoint was saved", self.state.step)
         else:
             log.warning(
-                "interrupted at step %d: the last checkpoint, %s, is kept; --resume continues from it (the steps "
+                "interrupted at step %d: the last checkpoint, %s, is kept; %s continues from it (the steps "
                 "after it are taken again)",
                 self.state.step,
                 latest,
+                self.resume_with,
             )
 
     # --- set-up -----------------------------------------------------------------------------------------
@@ -258,12 +262,12 @@ class Trainer:
                 f"(deleted?): write the name of the one to continue from into {self.ckpt_dir / ckpt.LATEST} and pass "
                 "--resume, or move them away to start afresh"
             )
-        finished = [d for d in ("best", "final") if (self.out_dir / d).is_dir()]
+        finished = [f"{d}/" for d in ("best", "final") if (self.out_dir / d).is_dir()]
         if not self.resume and finished:
             # a run that saved no checkpoint (an average ensemble, a crash before the first save) would
             # otherwise replace the earlier run's exported models without a word
             raise ConfigError(
-                f"trainer.out_dir={self.out_dir} holds the exported model(s) {' and '.join(finished)}/ of an earlier "
+                f"trainer.out_dir={self.out_dir} holds the exported model(s) {' and '.join(finished)} of an earlier "
                 "run: choose another trainer.out_dir, or delete them to train there afresh"
             )
         self.device = select_device(cfg.device, self.info)
@@ -425,6 +429,13 @@ class Trainer:
 
         from sddkit.detectors.model_dir import WEIGHTS_NAME, load_model_dir
 
+        if not Path(directory).is_dir():  # typically the first stage's run, not trained (or not here) yet
+            from sddkit.config import missing_relative_hint
+
+            raise CheckpointError(
+                f"init_from={directory}: no such model directory{missing_relative_hint(directory)}; it is the "
+                "model this recipe starts from: train it first (its recipe's trainer.out_dir/best), or give its path"
+            )
         loaded = load_model_dir(directory)
         model, self.model_config, self.architecture = loaded.model, dict(loaded.model_config), loaded.architecture
         # the recipe checks the MoLEx routers of a model it configures; this one's config comes from the directory
@@ -692,7 +703,8 @@ class Trainer:
         latest = ckpt.latest_checkpoint(self.ckpt_dir)
         kept = f"the last checkpoint is {latest}" if latest is not None else "no checkpoint was saved yet"
         return CheckpointError(
-            f"cannot save {what} ({exc}); {kept}: free the space or fix the folder, then continue with --resume"
+            f"cannot save {what} ({exc}); {kept}: free the space or fix the folder, then continue with "
+            f"{self.resume_with}"
         )
 
     def _load_latest(self) -> str | None:

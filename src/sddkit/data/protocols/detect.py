@@ -75,6 +75,11 @@ def _detect_headed(path: Path, line: str) -> str | None:
         return "fakeavceleb"
     if {"path", "label"} <= comma:
         return "labels_csv"
+    if "score" in comma and comma & {"path", "utt_id"}:  # e.g. `sdd eval --scores P --protocol S`, swapped
+        raise ProtocolError(
+            f"{path}: a score file (columns {line[:80]!r}), not a protocol: it has no label column; a protocol "
+            "labels each file (`sdd eval`/`sdd compare` take score files as --scores/--baseline/--system)"
+        )
     if {"client_id", "path"} <= set(line.split("\t")):
         return "common_voice"
     if _is_mlaad_header(line):
