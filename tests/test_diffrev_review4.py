@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import threading
 import time
 from pathlib import Path
@@ -80,7 +82,16 @@ def test_prepare_refuses_a_signal_that_is_not_one_dimensional():
     assert det.score_prepared([det.prepare(mono)])[0].n_windows == 4
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to fill the disk")
+class _FullDisk(io.RawIOBase):
+    """A file on a full disk: every write raises ENOSPC (as /dev/full, without writing to a device file)."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # type: ignore[no-untyped-def, override]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
 def test_robustness_journal_on_a_full_disk_fails_with_its_own_message(tmp_path, monkeypatch):
     """A full disk while a batch is journaled: append raised the one-line ConfigError, but closing the journal
     retried the failed flush and its OSError replaced it (a traceback at the CLI, which prints SddkitErrors
@@ -98,7 +109,7 @@ def test_robustness_journal_on_a_full_disk_fails_with_its_own_message(tmp_path, 
 
     def append_to_a_full_disk(self, files, errors):  # type: ignore[no-untyped-def]
         self._file.close()
-        self._file = open("/dev/full", "a", encoding="utf-8")  # every flush: ENOSPC
+        self._file = io.TextIOWrapper(io.BufferedWriter(_FullDisk()), encoding="utf-8")  # every flush: ENOSPC
         return real_append(self, files, errors)
 
     monkeypatch.setattr(rb, "_process", process)
