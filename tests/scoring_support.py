@@ -50,3 +50,23 @@ def score_post_scope(boundary: str) -> dict[str, Any]:
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }
+
+
+def run_interrupted_at_second_batch(monkeypatch, argv: list[str]) -> None:
+    """Run the CLI on ``argv`` and Ctrl-C it while the model scores its second batch (the first is written or
+    journaled), asserting the interruption's exit status 130."""
+    from sddkit.cli.main import main
+    from sddkit.scoring.api import ScoringDetector
+
+    real = ScoringDetector.score_prepared
+    calls: list[int] = []
+
+    def score_prepared(self, items):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(len(items))
+        return real(self, items)
+
+    with monkeypatch.context() as m:
+        m.setattr(ScoringDetector, "score_prepared", score_prepared)
+        assert main(argv) == 130

@@ -86,25 +86,6 @@ def _robustness_args(model, protocol, out) -> list[str]:
     ]
 
 
-def _interrupted(monkeypatch, argv: list[str]) -> None:
-    """Run ``argv`` and Ctrl-C it while the model scores its second batch (the first is journaled)."""
-    from sddkit.cli.main import main
-    from sddkit.scoring.api import ScoringDetector
-
-    real = ScoringDetector.score_prepared
-    calls: list[int] = []
-
-    def score_prepared(self, items):
-        if calls:
-            raise KeyboardInterrupt
-        calls.append(len(items))
-        return real(self, items)
-
-    with monkeypatch.context() as m:
-        m.setattr(ScoringDetector, "score_prepared", score_prepared)
-        assert main(argv) == 130
-
-
 def _as_written_before(journal) -> None:
     """Rewrite ``journal``'s header as sddkit before this round wrote it: the utterances' paths hashed as the
     protocol gave them (relative to the folder the run started in), not made absolute."""
@@ -136,6 +117,8 @@ def test_a_journal_of_the_previous_version_is_resumed_in_the_folder_it_was_writt
     the upgrade, in the same folder with the same options, was refused as "another robustness run (the utterances:
     earlier 8, now 8 (... another --protocol ...?))", its journaled work lost. It resumes now; from another folder,
     where the same relative paths name other files, it is still refused."""
+    from scoring_support import run_interrupted_at_second_batch
+
     from sddkit.cli.main import main
     from sddkit.evaluation.robustness import JOURNAL_NAME
 
@@ -145,7 +128,7 @@ def test_a_journal_of_the_previous_version_is_resumed_in_the_folder_it_was_writt
     whole = (tmp_path / "whole" / "robustness.json").read_text()
 
     out = tmp_path / "out"
-    _interrupted(monkeypatch, _robustness_args(model, "data", out))
+    run_interrupted_at_second_batch(monkeypatch, _robustness_args(model, "data", out))
     _as_written_before(out / JOURNAL_NAME)
     before = (out / JOURNAL_NAME).read_bytes()
 

@@ -8,11 +8,10 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from scoring_support import save_tiny_lcnn
+from scoring_support import run_interrupted_at_second_batch, save_tiny_lcnn
 
 from sddkit.cli.main import main
 from sddkit.evaluation.robustness import JOURNAL_NAME
-from sddkit.scoring.api import ScoringDetector
 
 SR = 16000
 CONDITIONS = "mulaw,clip_-6db"
@@ -41,22 +40,6 @@ def _args(setup, protocol, out) -> list[str]:
     ]
 
 
-def _interrupted(monkeypatch, argv: list[str]) -> None:
-    """Run ``argv`` and Ctrl-C it while the model scores its second batch (the first is journaled)."""
-    real = ScoringDetector.score_prepared
-    calls: list[int] = []
-
-    def score_prepared(self, items):
-        if calls:
-            raise KeyboardInterrupt
-        calls.append(len(items))
-        return real(self, items)
-
-    with monkeypatch.context() as m:
-        m.setattr(ScoringDetector, "score_prepared", score_prepared)
-        assert main(argv) == 130
-
-
 def _rows(out) -> list[dict]:
     return json.loads((out / "robustness.json").read_text())["rows"]
 
@@ -75,7 +58,7 @@ def test_a_resume_from_another_folder_names_the_audio_by_where_it_is(setup, tmp_
 
     # interrupted in a/, resumed from elsewhere naming the same files absolutely: resumed, same report
     out = tmp_path / "out"
-    _interrupted(monkeypatch, _args(setup, "data", out))
+    run_interrupted_at_second_batch(monkeypatch, _args(setup, "data", out))
     assert (out / JOURNAL_NAME).is_file()
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
@@ -86,7 +69,7 @@ def test_a_resume_from_another_folder_names_the_audio_by_where_it_is(setup, tmp_
     # interrupted in a/, rerun in b/ with the same relative path: b's other audio, refused
     out2 = tmp_path / "out2"
     monkeypatch.chdir(root / "a")
-    _interrupted(monkeypatch, _args(setup, "data", out2))
+    run_interrupted_at_second_batch(monkeypatch, _args(setup, "data", out2))
     before = (out2 / JOURNAL_NAME).read_bytes()
     monkeypatch.chdir(root / "b")
     capsys.readouterr()
@@ -105,7 +88,7 @@ def test_a_resume_under_other_package_versions_says_so_and_keeps_the_earlier_one
 
     monkeypatch.chdir(setup["root"] / "a")
     out = tmp_path / "out"
-    _interrupted(monkeypatch, _args(setup, "data", out))
+    run_interrupted_at_second_batch(monkeypatch, _args(setup, "data", out))
     earlier = json.loads((out / JOURNAL_NAME).read_text().splitlines()[0])["info"]["versions"]
     real = provenance.package_versions
     monkeypatch.setattr(provenance, "package_versions", lambda: {**real(), "numpy": "99.0"})
@@ -118,7 +101,7 @@ def test_a_resume_under_other_package_versions_says_so_and_keeps_the_earlier_one
 
     # the same versions: no note, no earlier_versions
     out2 = tmp_path / "out2"
-    _interrupted(monkeypatch, _args(setup, "data", out2))
+    run_interrupted_at_second_batch(monkeypatch, _args(setup, "data", out2))
     capsys.readouterr()
     assert main(_args(setup, "data", out2)) == 0
     assert "package versions" not in capsys.readouterr().err
