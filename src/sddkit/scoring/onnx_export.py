@@ -120,7 +120,8 @@ def export_onnx(
             f"{out}: {out.parent} holds another model (its {' and '.join(differs)} differ from those of "
             f"{model_dir}), where the export could not be loaded; write it to another folder"
         )
-    partial = out.with_name(out.name + ".partial")
+    # this process's own: two exports to one `out` at once each wrote (and removed) the other's temporary graph
+    partial = out.with_name(f"{out.name}.{os.getpid()}.partial")
     requested_opset, dropped = opset, {}
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
