@@ -1,4 +1,4 @@
-"""Leftovers of earlier sessions' notes mended in the twenty-ninth."""
+"""Leftovers of earlier sessions' notes mended in the twenty-eighth."""
 
 from __future__ import annotations
 
