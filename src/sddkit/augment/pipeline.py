@@ -37,16 +37,46 @@ from sddkit.errors import ConfigError
 from sddkit.registry import ComponentSpec
 
 
+def _not_waveform(name: str, domain: str) -> str:
+    return (
+        f"augmentation {name!r} works on {domain}, not waveforms; a spectral front-end applies it to its "
+        f"features in training: set model.frontend.{name} (e.g. 'model.frontend.{name}={{freq_width: [0, 16]}}')"
+    )
+
+
 def build_augmentation(spec: Any) -> Augmentation:
     """``"name"``, ``{"name": ..., **params}`` or a ComponentSpec -> a waveform augmentation."""
     aug = AUGMENTATIONS.build(spec)
     if getattr(aug, "domain", "waveform") != "waveform":
-        name = AUGMENTATIONS.parse(spec).name
-        raise ConfigError(
-            f"augmentation {name!r} works on {aug.domain}, not waveforms; a spectral front-end applies it to its "
-            f"features in training: set model.frontend.{name} (e.g. 'model.frontend.{name}={{freq_width: [0, 16]}}')"
-        )
+        raise ConfigError(_not_waveform(AUGMENTATIONS.parse(spec).name, aug.domain))
     return aug
+
+
+def _built_domain(name: str) -> str:
+    """The ``domain`` of what the builder of augmentation ``name`` returns, read from its return annotation (nothing
+    is built: a noise folder or a codec is only looked at when the pipeline is built); ``waveform`` when unknown."""
+    import typing
+
+    try:
+        built = typing.get_type_hints(AUGMENTATIONS.get(name).builder).get("return")
+    except Exception:  # an annotation that does not resolve: the check at build time still applies
+        return "waveform"
+    return str(getattr(built, "domain", "waveform")) if isinstance(built, type) else "waveform"
+
+
+def check_waveform_specs(specs: Sequence[ComponentSpec], key: str) -> None:
+    """A ValueError naming ``key[i]`` (and the place inside a ``compose``/``one_of``) for a feature-domain augmentation
+    (``spec_augment``) among waveform augmentation specs: building the pipeline refuses it, but only when training
+    starts, after the data has been read (and a ``preload`` decoded)."""
+    for i, spec in enumerate(specs):
+        at = f"{key}[{i}]"
+        domain = _built_domain(spec.name)
+        if domain != "waveform":
+            raise ValueError(f"{at}: {_not_waveform(spec.name, domain)}")
+        if isinstance(spec.config, ComposeConfig):
+            check_waveform_specs(spec.config.augmentations, f"{at}.augmentations")
+        elif isinstance(spec.config, OneOfConfig):
+            check_waveform_specs(spec.config.choices, f"{at}.choices")
 
 
 def _build_at(spec: ComponentSpec, key: str) -> Augmentation:

@@ -161,7 +161,12 @@ class UtteranceTable:
             if path.suffix.lower() in (".parquet", ".pq"):
                 df = _as_csv_text(pd.read_parquet(path))
             else:
-                df = pd.read_csv(path, dtype=str, keep_default_na=False)
+                from sddkit.data.text import open_text
+
+                # as the other protocol files and format detection read it: a UTF-16 copy (Windows PowerShell's `>`)
+                # was detected as an utterance table, then refused as not UTF-8
+                with open_text(path, strict=True) as fh:
+                    df = pd.read_csv(fh, dtype=str, keep_default_na=False)
         except (ValueError, OSError, pd.errors.ParserError) as exc:
             raise ProtocolError(f"{path}: cannot read utterance table: {exc}") from None
         try:

@@ -66,7 +66,9 @@ class FoldSpec:
 class ProtocolSpec:
     """One protocol/manifest read with ``sddkit.data.protocols.read_protocol(protocol, format, **options)``.
 
-    options: the reader's own settings (``root`` audio folder, ``partitions``, ...). ``where`` keeps
+    options: the reader's own settings (``root`` audio folder, ``partitions``, ...); a corpus folder read as a whole
+    (``folder``, ``fake_or_real``, ``mlaad``, ...) is ``protocol`` itself, and an ``options.root`` naming another
+    folder is refused. ``where`` keeps
     only rows whose column value is listed, e.g. ``{attack: [A01, A02]}`` (a value no row of the protocol
     has is an error: a typo would drop its rows); ``exclude`` drops rows whose
     column value is listed (``sdd cv`` holds sources out with it; a value no row of the protocol has is an
@@ -106,6 +108,18 @@ class ProtocolSpec:
                 f"options: unknown key(s) {', '.join(map(repr, unknown))}{did_you_mean(unknown, valid)} for format "
                 f"{self.format!r}; valid keys: {', '.join(valid) or '(none)'}"
             )
+        root = self.options.get("root")
+        if isinstance(root, str) and "protocol" not in {f.name for f in fields}:
+            from sddkit.data.protocols import _other_folder
+
+            # a corpus folder's reader reads `root`: this one replaced the spec's protocol (read_protocol refuses it
+            # too; refused here when the recipe is read, wherever the lexical check can tell)
+            protocol = Path(self.protocol)
+            if _other_folder(root, protocol) and _other_folder(root, protocol.parent):
+                raise ValueError(
+                    f"options.root: {root} would replace this spec's protocol ({self.protocol}): format "
+                    f"{self.format!r} reads the corpus folder given as protocol; give the folder once, as protocol"
+                )
         if entry.config_cls is not None:  # their types too (`root: 5` was accepted): the reader's config, no file read
             from sddkit.data.protocols import _LIST_OPTIONS
 
@@ -182,6 +196,9 @@ class DataConfig:
         self.augment_specs: list[ComponentSpec] = [
             registry.parse(a, path=f"augment[{i}]") for i, a in enumerate(self.augment)
         ]
+        from sddkit.augment.pipeline import check_waveform_specs
+
+        check_waveform_specs(self.augment_specs, "augment")  # spec_augment here was refused only at training start
 
     def _check_sampler_options(self) -> None:
         """Names in ``sampler_options`` that the sampler takes; checked now, not after the data has been read.

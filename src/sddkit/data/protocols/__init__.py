@@ -15,6 +15,7 @@ Malformed input raises :class:`~sddkit.errors.ProtocolError` naming the file and
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from sddkit.data.protocols import (  # noqa: F401  (importing registers the read
 )
 from sddkit.data.protocols.detect import detect_format
 from sddkit.data.table import UtteranceTable
+from sddkit.errors import ConfigError
 
 __all__ = ["detect_format", "read_protocol"]
 
@@ -40,12 +42,22 @@ __all__ = ["detect_format", "read_protocol"]
 _LIST_OPTIONS = ("partitions", "phases", "splits", "languages", "versions", "categories", "codecs")
 
 
+def _other_folder(root: object, corpus_dir: Path) -> bool:
+    """Whether ``root`` names another folder than ``corpus_dir`` (the same one by another spelling is not)."""
+    try:
+        return not os.path.samefile(str(root), corpus_dir)
+    except (OSError, TypeError, ValueError):  # one of them missing: compare the paths as written
+        return os.path.normpath(os.path.abspath(str(root))) != os.path.normpath(os.path.abspath(corpus_dir))
+
+
 def read_protocol(path: str | Path, format: str | None = None, **options: Any) -> UtteranceTable:
     """Read any supported protocol file or corpus folder into an UtteranceTable.
 
     ``format``: a registered protocol name; ``None`` detects it from the file's first line or the
     folder's layout. ``options`` are the reader's config fields (``root=`` audio folder,
-    ``partitions=["train"]``, ...); unknown ones raise ``ConfigError`` listing the valid keys.
+    ``partitions=["train"]``, ...); unknown ones raise ``ConfigError`` listing the valid keys. A reader of a corpus
+    folder (``folder``, ``fake_or_real``, ``mlaad``, ...) takes ``path`` as its ``root``: a ``root`` option naming
+    another folder is refused.
     A metadata file of a folder corpus (LJSpeech ``metadata.csv``, FakeAVCeleb ``meta_data.csv``,
     a Common Voice ``<split>.tsv``) stands for its folder.
     """
@@ -61,10 +73,16 @@ def read_protocol(path: str | Path, format: str | None = None, **options: Any) -
     p = Path(path)
     if "protocol" in fields:
         params.setdefault("protocol", str(p))
-    elif p.is_file():
-        params.setdefault("root", str(p.parent))
-        if fmt == "common_voice":
-            params.setdefault("splits", [p.stem])
     else:
-        params.setdefault("root", str(p))
+        corpus_dir = p.parent if p.is_file() else p
+        given = params.get("root")  # None (`root: null`) is no root given
+        if given is not None and _other_folder(given, corpus_dir):
+            # a folder corpus is read from `root`: the one given as an option was read, and `path` ignored unsaid
+            raise ConfigError(
+                f"root {given!r}: format {fmt!r} reads the corpus folder given as the path ({p}); this other "
+                "folder would replace it: give the folder once, as the path (a recipe's `protocol`)"
+            )
+        params["root"] = str(corpus_dir) if given is None else given
+        if p.is_file() and fmt == "common_voice":
+            params.setdefault("splits", [p.stem])
     return PROTOCOLS.build({"name": fmt, **params})

@@ -6,7 +6,8 @@ the audio in ``ADD_train_dev/{train,dev}/``. The audio is in a ``wav/`` folder n
 is one, else, for a ``<part>_label.txt`` in a ``label/`` folder, in the sibling ``<part>/`` folder, else in the
 label file's folder. ``source`` is ``add2022/<part>`` for a ``label/<part>_label.txt`` (wherever its audio is,
 ``root`` given or not), else ``add2022/<folder of the label file>``.
-Generators are not disclosed, so ``attack`` is '' for fakes.
+Generators are not disclosed, so ``attack`` is '' for fakes. ``partition`` is told from the file id as in ASVspoof
+(``ADD_T_`` train, ``ADD_D_`` dev, ``ADD_E_`` eval), else from a ``label/<part>_label.txt`` name; ``partition`` sets it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from sddkit.data import PROTOCOLS
 from sddkit.data.protocols._common import build_table, iter_lines, map_label, require_dir, require_file, split_fields
+from sddkit.data.protocols.asvspoof import partition_from_id
 from sddkit.data.table import UtteranceTable
 
 ADD_LABELS = {"genuine": "bonafide", "fake": "spoof"}
@@ -30,7 +32,7 @@ class ADD2022Config:
     protocol: str
     root: str | None = None
     track: str | None = None  # -> source; default "add2022/<part>" (label/<part>_label.txt), else "add2022/<folder>"
-    partition: str = ""
+    partition: str | None = None  # default: from the id (ADD_T_/ADD_D_/ADD_E_), else <part> of <part>_label.txt
     corpus: str = "add2022"
 
 
@@ -58,6 +60,8 @@ def read_add2022(cfg: ADD2022Config, **_: object) -> UtteranceTable:
         name, key = split_fields(labels, lineno, line, 2, "<file> genuine|fake")
         label = map_label(key, ADD_LABELS, labels, lineno)
         stem, ext = os.path.splitext(name)
+        # the partition column was '' unless set: a table of train and dev (or of ADD and ASVspoof) lost which is which
+        partition = cfg.partition if cfg.partition is not None else (partition_from_id(stem) or part)
         records.append(
             {
                 "utt_id": stem,
@@ -67,7 +71,7 @@ def read_add2022(cfg: ADD2022Config, **_: object) -> UtteranceTable:
                 "source": source,
                 "speaker": "",
                 "corpus": cfg.corpus,
-                "partition": cfg.partition,
+                "partition": partition,
             }
         )
         lines.append(lineno)

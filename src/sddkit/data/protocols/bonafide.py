@@ -4,7 +4,9 @@
   utterances (``<utt id> TEXT``) of ``<utt id>.flac`` in the same folder. ``root`` is the
   ``LibriSpeech`` folder (holding split folders) or one split folder.
 - LJSpeech: ``<root>/metadata.csv`` (``id|transcription|normalized transcription``, no header)
-  and ``<root>/wavs/<id>.wav``; one speaker, ``LJ``.
+  and ``<root>/wavs/<id>.wav``; one speaker, ``LJ``. An M-AILABS book folder
+  (``de_DE/by_book/female/<speaker>/<book>/``) has the same layout: read with ``format: ljspeech``, its speaker
+  and language come from its path (format detection refuses it, naming the MLAAD reader's ``bonafide_root``).
 - VCTK: 0.92 ``wav48_silence_trimmed/<spk>/<spk>_<n>_mic{1,2}.flac`` or 0.80 ``wav48/<spk>/*.wav``.
 - Common Voice: ``<root>/{validated,train,dev,test,...}.tsv`` (tab-separated, header with
   ``client_id`` and ``path``; ``locale`` when present) and ``<root>/clips/<path>`` (MP3).
@@ -104,11 +106,25 @@ class LJSpeechConfig:
     corpus: str = "ljspeech"
 
 
+def _mailabs_book(root: Path) -> tuple[str, str] | None:
+    """(speaker, language code) of an M-AILABS book folder (``de_DE/by_book/female/eva_k/<book>``, laid out as
+    LJSpeech; '' speaker for a ``by_book/mix/<book>``), None for any other folder: read as LJSpeech, every German or
+    French reader was the one English speaker ``LJ``."""
+    parts = Path(os.path.abspath(root)).parts
+    if "by_book" not in parts or parts.index("by_book") == 0:
+        return None
+    i = parts.index("by_book")
+    below = parts[i + 1 :]  # <gender>/<speaker>/<book>, or mix/<book>
+    speaker = below[1] if len(below) == 3 and below[0] != "mix" else ""
+    return speaker, parts[i - 1].split("_")[0].lower()
+
+
 @PROTOCOLS.register("ljspeech", config=LJSpeechConfig)
 def read_ljspeech(cfg: LJSpeechConfig, **_: object) -> UtteranceTable:
     """LJSpeech metadata.csv (id|text|normalized text) + wavs/<id>.wav."""
     root = require_dir(cfg.root, "LJSpeech")
     meta = require_file(root / "metadata.csv", "LJSpeech metadata.csv")
+    speaker, language = _mailabs_book(root) or ("LJ", "en")
     records = []
     # split on '|' by hand: transcripts contain quotes that a CSV reader would interpret
     for lineno, line in iter_lines(meta):
@@ -116,7 +132,9 @@ def read_ljspeech(cfg: LJSpeechConfig, **_: object) -> UtteranceTable:
         if len(fields) not in (2, 3) or not fields[0]:
             raise located(meta, lineno, f"expected id|transcription|normalized transcription, got {line!r}")
         utt = fields[0]
-        records.append(_bona(utt, str(root / "wavs" / f"{utt}.wav"), "LJ", cfg.corpus, cfg.corpus, language="en"))
+        records.append(
+            _bona(utt, str(root / "wavs" / f"{utt}.wav"), speaker, cfg.corpus, cfg.corpus, language=language)
+        )
     return build_table(records, meta)
 
 

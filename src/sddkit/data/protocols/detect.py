@@ -63,6 +63,20 @@ def _mlaad_meta_error(path: Path) -> ProtocolError:
     return ProtocolError(f"{path}: an MLAAD meta.csv; read the MLAAD root folder (holding fake/) instead")
 
 
+def _refuse_mailabs_book(d: Path) -> None:
+    """An M-AILABS book folder (``<lang>/by_book/<gender>/<speaker>/<book>/``) holds ``metadata.csv`` and ``wavs/``
+    as LJSpeech does: read as LJSpeech, its German or French readers became one English speaker ``LJ`` of corpus
+    ``ljspeech``."""
+    parts = Path(os.path.abspath(d)).parts
+    if "by_book" in parts:
+        lang = parts[parts.index("by_book") - 1] if parts.index("by_book") > 0 else "<lang>"
+        raise ProtocolError(
+            f"{d}: an M-AILABS book folder ({lang}/by_book/...), not LJSpeech: read M-AILABS as MLAAD's bona fide "
+            "speech (format mlaad, options {bonafide_root: <the folder holding " + lang + "/>}), or this book alone "
+            "with format ljspeech (speaker and language then come from its path; set options {corpus: m-ailabs})"
+        )
+
+
 def _detect_headed(path: Path, line: str) -> str | None:
     comma = _csv_header(line, ",")
     if {"utt_id", "label"} <= comma:
@@ -71,7 +85,9 @@ def _detect_headed(path: Path, line: str) -> str | None:
         return "sddbench"
     if {"file", "speaker", "label"} <= comma:
         return "in_the_wild"
-    if [h.strip() for h in line.split(",")][: len(FAKEAVCELEB_META_COLUMNS)] == list(FAKEAVCELEB_META_COLUMNS):
+    # parsed as CSV, as its reader parses it: a header with quoted names ("source","target1",...) is one too
+    names = [h.strip() for h in next(csv.reader([line]))]
+    if names[: len(FAKEAVCELEB_META_COLUMNS)] == list(FAKEAVCELEB_META_COLUMNS):
         return "fakeavceleb"
     if {"path", "label"} <= comma:
         return "labels_csv"
@@ -85,6 +101,7 @@ def _detect_headed(path: Path, line: str) -> str | None:
     if _is_mlaad_header(line):
         raise _mlaad_meta_error(path)
     if path.name == "metadata.csv" and len(line.split("|")) in (2, 3):
+        _refuse_mailabs_book(path.parent)
         return "ljspeech"
     if labels_csv_delimiter(line) is not None:  # path;label (spreadsheet export) or path<TAB>label
         return "labels_csv"
@@ -190,6 +207,7 @@ def detect_folder_format(d: Path) -> str:
             )
         return "in_the_wild"
     if (d / "metadata.csv").is_file() and (d / "wavs").is_dir():
+        _refuse_mailabs_book(d)
         return "ljspeech"
     if (d / "wav48_silence_trimmed").is_dir() or (d / "wav48").is_dir():
         return "vctk"
