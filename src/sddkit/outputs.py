@@ -4,9 +4,11 @@ durable."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -64,6 +66,26 @@ def folder_failure(exc: OSError) -> str:
     if isinstance(exc, FileExistsError):
         return "a file of that name is there: name a folder"
     return str(exc.strerror or exc)
+
+
+def earlier_report(index: Path, about: Sequence[str] = ()) -> str | None:
+    """Words naming the report an earlier run left at ``index`` (e.g. ``OUT/report.json``), which a rerun into the
+    same folder replaces: the file, when it was written (UTC) and, when ``about`` is a key path into its JSON (e.g.
+    ``("inputs", "scores")``) that holds a string, that string. None when there is no such file."""
+    try:
+        written = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(index.stat().st_mtime))
+    except OSError:  # none there (or unreadable: nothing to name)
+        return None
+    words = f"{index}, written {written}"
+    try:
+        value: object = json.loads(index.read_text(encoding="utf-8"))
+        for key in about:
+            value = value.get(key) if isinstance(value, dict) else None
+    except (OSError, ValueError):  # not the JSON of a report: the file and its time say enough
+        value = None
+    if about and isinstance(value, str):
+        words += f", {about[-1]} {value}"
+    return words
 
 
 def publish_staged(

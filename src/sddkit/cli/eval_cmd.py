@@ -18,9 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "report.md, per-attack/source/codec CSV tables, det.png, roc.png and scores.png (score histograms per class) "
         "into --out.",
     )
-    p.add_argument("--scores", required=True, help="score file (ASVspoof 2019/2021/5, path,score CSV, sdd score JSONL)")
+    p.add_argument(
+        "--scores", required=True, help="score file (ASVspoof 2019/2021/5, path,score CSV or TSV, sdd score JSONL)"
+    )
     p.add_argument("--protocol", required=True, help="protocol / key file of the evaluation set")
-    p.add_argument("--out", required=True, help="output folder for the report")
+    p.add_argument(
+        "--out", required=True, help="output folder for the report (a report already there is replaced, with a note)"
+    )
     p.add_argument("--protocol-format", default=None, help="protocol reader name (default: detect)")
     p.add_argument("--score-format", default=None, help="score file format (default: detect)")
     p.add_argument(
@@ -66,6 +70,7 @@ def evaluate_files(
     from sddkit.evaluation.asv import asv_rates
     from sddkit.evaluation.report import EvalConfig, evaluate, write_report
     from sddkit.evaluation.scores import read_scores
+    from sddkit.outputs import earlier_report
 
     config = from_dict(EvalConfig, {"bootstrap": bootstrap, "seed": seed})
     if asv_scores is not None:  # read first: a bad line is said before the protocol and scores are read
@@ -83,7 +88,10 @@ def evaluate_files(
         warnings.simplefilter("ignore", UserWarning)  # partial-match notes are printed from the report below
         report = evaluate(table, score_file, config, outside=rest)
     report.inputs = evaluated_inputs(scores, protocol, protocol_format, partitions, asv_scores)
+    earlier = earlier_report(Path(out) / "report.json", ("inputs", "scores"))
     paths = write_report(report, out)
+    if earlier is not None:  # a rerun into the same folder replaces the report: said, never silently
+        print(f"sdd eval: note: replaced the earlier report in {out} ({earlier})", file=sys.stderr)
     for note in report.warnings:
         print(f"warning: {note}", file=sys.stderr)
     print(f"{report.summary()} -> {Path(paths['report.md'])}")

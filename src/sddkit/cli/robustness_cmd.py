@@ -13,7 +13,8 @@ model, protocol or settings is refused, naming what differs: delete it to start 
 are not refused, but a note says so and robustness.json keeps the earlier ones as info.earlier_versions). A
 resumed run keeps the errors the journal holds (files that could not be decoded, conditions that failed on a
 file), as a resumed ``sdd score`` keeps its error rows; ``--retry-errors`` scores those files again (e.g. after
-mending them). The journal is removed once the report is written.
+mending them). The journal is removed once the report is written. A finished run's report already in OUT is
+replaced by the new run's; a note at the start names it (its robustness.json, when it was written, its model).
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", default=None, help="model directory (default: the bundled default model)")
     p.add_argument("--protocol", required=True, help="protocol file or labelled folder (bonafide/ + spoof/)")
-    p.add_argument("--out", required=True, help="output folder (a rerun into it resumes an unfinished run)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder (a rerun into it resumes an unfinished run; a finished one's report there is replaced, "
+        "with a note at the start)",
+    )
     p.add_argument(
         "--conditions",
         default="all",
@@ -106,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         run_robustness,
         write_robustness,
     )
+    from sddkit.outputs import earlier_report
     from sddkit.scoring.api import load_detector, resolve_model_path, scoring_device
     from sddkit.training.provenance import package_versions
 
@@ -152,6 +159,13 @@ def run(args: argparse.Namespace) -> int:
     }
     out = prepare_out_dir(args.out)  # an --out that cannot be written fails now, not after the scoring
     journal = out / JOURNAL_NAME
+    earlier = earlier_report(out / "robustness.json", ("info", "model"))
+    if earlier is not None:  # said now, while stopping keeps it, not after hours of scoring
+        print(
+            f"sdd robustness: note: {out} holds the report of an earlier run ({earlier}); this run replaces it "
+            "once its own report is written (stop now, or name another --out, to keep it)",
+            file=sys.stderr,
+        )
     result = run_robustness(
         detector, table, config, progress=not args.quiet, info=info, journal=journal, retry_errors=args.retry_errors
     )

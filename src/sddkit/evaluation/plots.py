@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -102,6 +103,8 @@ def plot_roc(
 
 
 _HIST_BINS = 60
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+_HIST_UNIT_ABOVE = 1e100  # scores beyond this magnitude are drawn in units of a power of ten
 _HIST_FENCE = 3.0  # the histogram axis ends this many interquartile ranges beyond the quartiles (or at the scores)
 
 
@@ -134,11 +137,20 @@ def plot_score_histogram(
         q25, q75 = (float(scores[min(np.searchsorted(cum, q), scores.size - 1)]) for q in (0.25, 0.75))
         lo, hi = min(lo, q25 - _HIST_FENCE * (q75 - q25)), max(hi, q75 + _HIST_FENCE * (q75 - q25))
     lo, hi = max(lo, float(scores[0])), min(hi, float(scores[-1]))
-    if not hi > lo:
+    if not hi > lo:  # all scores tied: an axis a unit wide around them
         lo, hi = lo - 0.5, hi + 0.5
+        if not hi > lo:  # where 0.5 is below a float's step (|score| >= 2**53): an eighth of the score either side
+            pad = abs(lo) / 8
+            lo, hi = max(lo - pad, -_FLOAT_MAX), min(hi + pad, _FLOAT_MAX)
     outside = int(total[(scores < lo) | (scores > hi)].sum())
+    # scores of huge magnitude (up to the float limit, 1.8e308) are drawn in units of a power of ten: the axis's
+    # span, and matplotlib's transforms of it, overflowed (a crash in np.histogram or in matplotlib)
+    magnitude = max(abs(lo), abs(hi))
+    exponent = math.floor(math.log10(magnitude)) if magnitude > _HIST_UNIT_ABOVE else 0
+    unit = 10.0**exponent
+    lo, hi = lo / unit, hi / unit
     edges = np.linspace(lo, hi, _HIST_BINS + 1)
-    clipped = np.clip(scores, lo, hi)
+    clipped = np.clip(scores / unit, lo, hi)
     fig = Figure(figsize=(7, 4), layout="tight")
     ax = fig.add_subplot()
     for counts, n, name, color in (
@@ -148,8 +160,8 @@ def plot_score_histogram(
         hist, _ = np.histogram(clipped, bins=edges, weights=counts)
         ax.stairs(hist / n, edges, fill=True, alpha=0.4, color=color, label=f"{name} ({n})")
     if threshold is not None and np.isfinite(threshold):
-        ax.axvline(float(np.clip(threshold, lo, hi)), color="0.3", lw=1.0, ls="--", label="EER threshold")
-    xlabel = "score (higher = more bona fide)"
+        ax.axvline(float(np.clip(threshold / unit, lo, hi)), color="0.3", lw=1.0, ls="--", label="EER threshold")
+    xlabel = "score (higher = more bona fide)" if not exponent else f"score / 1e{exponent} (higher = more bona fide)"
     if outside:
         xlabel += f"; {outside} score(s) beyond the axis counted in the edge bins"
     ax.set_xlabel(xlabel)

@@ -432,11 +432,20 @@ def _level(level: float) -> str:
     return f"{100 * level:.4g}%"
 
 
+_FIXED_BELOW = 1e9  # a magnitude from which a value is written in exponent form, not as hundreds of digits
+
+
+def _fixed(value: float, digits: int) -> str:
+    """``value`` with ``digits`` decimals; from 1e9 up (a threshold or Cllr of scores near the float limit)
+    with ``digits`` significant ones (1.798e+308), not as a row of 300 digits."""
+    return f"{value:.{digits}f}" if abs(value) < _FIXED_BELOW else f"{value:.{digits}g}"
+
+
 def _fmt(value: Any, digits: int) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        return _fixed(value, digits)
     return markdown_cell(value)
 
 
@@ -488,12 +497,12 @@ def render_markdown(report: Report) -> str:
         "| metric | value |",
         "|---|---|",
         f"| EER % | {p['eer']:.3f}{ci_text} |",
-        f"| EER threshold | {p['threshold']:.4f} |",
+        f"| EER threshold | {_fixed(p['threshold'], 4)} |",
         f"| ROC AUC | {p['auc']:.4f} |",
         f"| minDCF (P_spoof {report.config.dcf.p_spoof}, C_miss {report.config.dcf.c_miss}, "
         f"C_fa {report.config.dcf.c_fa}) | {p['min_dcf']:.4f} |",
         f"| actDCF (threshold {p['act_dcf_threshold']:.4f}) | {p['act_dcf']:.4f} |",
-        f"| Cllr (bits) | {p['cllr']:.4f} |",
+        f"| Cllr (bits) | {_fixed(p['cllr'], 4)} |",
         f"| minCllr (bits) | {p['min_cllr']:.4f} |",
         f"| min t-DCF (ASVspoof 2019 form{asv_note}) | {p['min_tdcf']['2019']:.4f} |",
         f"| min t-DCF (ASVspoof 2021 form{asv_note}) | {p['min_tdcf']['2021']:.4f} |",

@@ -9,6 +9,7 @@ Formats (``format=None`` detects them from the first non-comment line):
 | asvspoof5         | TSV with header ``filename<TAB>cm-score[<TAB>...]``            | utt_id  |
 | asvspoof5_keyed   | ``SPEAKER UTT SCORE KEY`` (the ASVspoof 5 package's keyed score file) | utt_id |
 | csv               | CSV with header ``path,score`` or ``utt_id,score`` (more columns ignored) | path / utt_id |
+| tsv               | the same, tab-separated: header ``path<TAB>score`` or ``utt_id<TAB>score`` | path / utt_id |
 | jsonl             | JSON lines with ``path`` or ``utt_id`` and ``score`` (``sdd score`` JSONL)  | path / utt_id |
 
 Files are UTF-8, or UTF-16 with a BOM (as Windows PowerShell's ``>`` writes them). Lines starting with
@@ -357,6 +358,12 @@ def read_csv_scores(path: str | Path) -> ScoreFile:
     return _read_delimited(Path(path), "csv", ",", ("utt_id", "path", "filename"), ("score", "cm-score"))
 
 
+def read_tsv_scores(path: str | Path) -> ScoreFile:
+    """Tab-separated, with a header naming ``path``, ``utt_id`` or ``filename`` and ``score`` (as
+    :func:`read_csv_scores`; ``filename<TAB>cm-score`` files are ASVspoof 5's, :func:`read_asvspoof5`)."""
+    return _read_delimited(Path(path), "tsv", "\t", ("utt_id", "path", "filename"), ("score", "cm-score", "cm_score"))
+
+
 def read_jsonl_scores(path: str | Path) -> ScoreFile:
     """JSON lines with ``path``/``utt_id``/``filename`` and ``score`` (``sdd score``'s JSONL; error rows kept apart)."""
     path = Path(path)
@@ -395,8 +402,11 @@ SCORE_READERS: dict[str, Callable[[str | Path], ScoreFile]] = {
     "asvspoof5": read_asvspoof5,
     "asvspoof5_keyed": read_asvspoof5_keyed,
     "csv": read_csv_scores,
+    "tsv": read_tsv_scores,
     "jsonl": read_jsonl_scores,
 }
+_ID_COLUMNS = ("utt_id", "path", "filename")  # what a header line names the id column (csv, tsv, asvspoof5)
+_SCORE_COLUMNS = ("score", "cm-score", "cm_score")
 
 
 def _decimal_comma_score(parts: list[str]) -> str | None:
@@ -421,8 +431,12 @@ def detect_score_format(path: str | Path) -> str:
     lower = line.lower()
     if line.startswith("{"):
         return "jsonl"
-    if "\t" in line and "filename" in lower.split("\t"):
-        return "asvspoof5"
+    if "\t" in line:
+        cells = [cell.strip() for cell in lower.split("\t")]
+        if "filename" in cells:
+            return "asvspoof5"
+        if any(c in cells for c in _ID_COLUMNS):  # a header such as utt_id<TAB>score: a TSV, read as the CSV is
+            return "tsv"
     parts = line.split()
     comma = _decimal_comma_score(parts)
     if comma is not None:
@@ -439,9 +453,20 @@ def detect_score_format(path: str | Path) -> str:
         return "asvspoof2019"
     if len(parts) == 4 and _is_number(parts[2]) and _is_key(parts[3]):
         return "asvspoof5_keyed"
+    tokens = re.split(r"[\s;]+", lower)
+    if any(c in tokens for c in _ID_COLUMNS) and any(c in tokens for c in _SCORE_COLUMNS):
+        # e.g. `utt_id score` above `UTT SCORE` lines, or a spreadsheet's `utt_id;score`: was "cannot tell the score
+        # format", not saying why
+        separated = "semicolon" if ";" in line else "space"
+        raise ProtocolError(
+            f"{path}:{number}: {line!r} is a header of {separated}-separated columns, which no score format has; "
+            "separate its columns (and every row's) with tabs or commas (a TSV or CSV file)"
+            + ("" if separated == "semicolon" else ", or drop the header line of 'UTT SCORE' lines")
+        )
     raise ProtocolError(
         f"{path}:{number}: cannot tell the score format from {line!r}; expected 'UTT SCORE', "
-        "'UTT SOURCE KEY SCORE', a 'filename<TAB>cm-score' TSV header, a 'path,score' CSV header or JSON lines "
+        "'UTT SOURCE KEY SCORE', a 'filename<TAB>cm-score' or 'utt_id<TAB>score' TSV header, a 'path,score' CSV "
+        "header or JSON lines "
         f"(or pass the format explicitly: {', '.join(SCORE_READERS)})"
     )
 

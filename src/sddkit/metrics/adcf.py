@@ -96,7 +96,8 @@ def a_dcf(
         raise MetricError(f"a-DCF needs target, nontarget and spoof trials; none of: {', '.join(empty)}")
     if threshold is None:
         distinct = np.unique(np.concatenate([tar, non, spf]))
-        thresholds = np.r_[distinct, np.nextafter(distinct[-1], np.inf)]
+        with np.errstate(over="ignore"):  # above the largest float (1.8e308) it is inf: still above every score
+            thresholds = np.r_[distinct, np.nextafter(distinct[-1], np.inf)]
     elif math.isnan(threshold):
         raise MetricError("a-DCF threshold is NaN")
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -42,17 +43,16 @@ def bootstrap_ci(
     evaluated on the DET curve of those counts without sorting again; any other metric gets the
     replicate expanded in sorted order.
     """
-    _check_replicates(n, alpha)
+    rng = _checked_arguments(metric_fn, n, alpha, seed)
     y, s = check_binary(labels, scores)
     if clusters is not None and not stratified:
         raise MetricError("a cluster bootstrap resamples each class's clusters: it needs stratified=True")
     groups = None if clusters is None else cluster_codes(clusters, y)
-    point = float(metric_fn(y.astype(np.int64), s))
+    point = _number(metric_fn(y.astype(np.int64), s))
     order = np.argsort(s, kind="stable")
     y_sorted, s_sorted = y[order], s[order]
     y_int = y_sorted.astype(np.int64)
     positions = np.arange(y.size)
-    rng = np.random.default_rng(seed)
     # renumbered in score order, as the trials are drawn in that order (singleton clusters: the same draws)
     groups = None if groups is None else cluster_codes(groups[order], y_sorted)
     replicates = _replicate_counts(rng, y_sorted, n, stratified, groups)
@@ -103,17 +103,17 @@ def paired_bootstrap(
     clusters: (N,) a label per trial (e.g. its speaker): resample each class's clusters whole instead of its
     trials (see :func:`bootstrap_ci`), for trials that are alike within a cluster.
     """
-    _check_replicates(n, alpha)
-    a, b = np.atleast_2d(np.asarray(scores_a, dtype=np.float64)), np.atleast_2d(np.asarray(scores_b, dtype=np.float64))
+    rng = _checked_arguments(metric_fn, n, alpha, seed)
+    n_trials = np.shape(labels)[0] if np.ndim(labels) == 1 else None
+    a, b = _runs(scores_a, "scores_a", n_trials), _runs(scores_b, "scores_b", n_trials)
     if a.shape != b.shape:
         raise MetricError(f"paired scores need equal shapes, got {a.shape} and {b.shape}")
     y, _ = check_binary(labels, a[0])
     for run in (*a, *b):
         check_binary(y, run)
     y_int = y.astype(np.int64)
-    point = float(np.mean([float(metric_fn(y_int, rb)) - float(metric_fn(y_int, ra)) for ra, rb in zip(a, b)]))
+    point = float(np.mean([_number(metric_fn(y_int, rb)) - _number(metric_fn(y_int, ra)) for ra, rb in zip(a, b)]))
     groups = None if clusters is None else cluster_codes(clusters, y)
-    rng = np.random.default_rng(seed)
     replicates = _replicate_counts(rng, y, n, True, groups)
     if isinstance(metric_fn, CurveMetric):
         pairs = [(_SortedTrials(y, ra), _SortedTrials(y, rb)) for ra, rb in zip(a, b)]
@@ -160,7 +160,8 @@ class _SortedTrials:
         self.bona_upto = np.cumsum(bona_sorted)[last]
         self.spoof_upto = last + 1 - self.bona_upto
         distinct = s_sorted[last]
-        self.thresholds = np.r_[distinct, np.nextafter(distinct[-1], np.inf)]
+        with np.errstate(over="ignore"):  # above the largest float (1.8e308) it is inf: still above every score
+            self.thresholds = np.r_[distinct, np.nextafter(distinct[-1], np.inf)]
 
     def curve(self, counts: np.ndarray) -> DetCurve:
         """counts: (N,) how often each trial (in the order given to ``__init__``) is drawn."""
@@ -176,11 +177,46 @@ class _SortedTrials:
         )
 
 
-def _check_replicates(n: int, alpha: float) -> None:
-    if n < 1:
-        raise MetricError(f"bootstrap needs n >= 1 replicates, got {n}")
-    if not 0.0 < alpha < 1.0:
-        raise MetricError(f"alpha must be in (0, 1), got {alpha}")
+def _checked_arguments(metric_fn: object, n: object, alpha: object, seed: object) -> np.random.Generator:
+    """The generator of ``seed``, once the arguments the bootstraps share are checked: each error names the argument
+    (Python's own said "'float' object cannot be interpreted as an integer" or "expected non-negative integer")."""
+    if not callable(metric_fn):  # e.g. the arguments in the wrong order: "scores are not numbers: ... 'function'"
+        raise MetricError(
+            f"metric_fn must be a function (labels, scores) -> number, e.g. sddkit.metrics.eer; got "
+            f"{type(metric_fn).__name__}"
+        )
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise MetricError(f"bootstrap needs a whole number n >= 1 of replicates, got {n!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 < alpha < 1.0:
+        raise MetricError(f"alpha must be a number in (0, 1), got {alpha!r}")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError):
+        raise MetricError(f"seed must be a whole number >= 0 (or None), got {seed!r}") from None
+
+
+def _number(value: object) -> float:
+    """``float(value)`` of what a metric_fn returned; a MetricError saying so when it is no number."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise MetricError(f"metric_fn must return a number (or what float() takes), got {value!r}") from None
+
+
+def _runs(scores: object, name: str, n_trials: int | None) -> np.ndarray:
+    """(R, N) float64 runs of one side of a paired bootstrap, from (N,) or (R, N) scores."""
+    try:
+        runs = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    except (TypeError, ValueError) as exc:
+        raise MetricError(f"{name} are not numbers: {exc}") from None
+    if runs.ndim != 2 or runs.shape[0] == 0:
+        raise MetricError(f"{name} must be (N,) scores or (R, N), one row per run; got shape {np.shape(scores)}")
+    if n_trials is not None and runs.shape[1] != n_trials and runs.shape[0] == n_trials:
+        raise MetricError(
+            f"{name} of shape {runs.shape} hold a column per run: give (R, N), one row of the {n_trials} trials' "
+            "scores per run (transpose them)"
+        )
+    return runs
 
 
 def _counts(rng: np.random.Generator, size: int, m: int) -> np.ndarray:

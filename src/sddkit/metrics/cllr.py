@@ -22,9 +22,23 @@ from sddkit.metrics.inputs import check_binary, split_classes
 
 def _cllr(bona: np.ndarray, spoof: np.ndarray) -> float:
     # logaddexp(0, x) = log(1 + e^x) without overflow for large |x|
-    bona_cost = np.logaddexp(0.0, -bona).mean()
-    spoof_cost = np.logaddexp(0.0, spoof).mean()
-    return float((bona_cost + spoof_cost) / (2.0 * math.log(2.0)))
+    bona_cost = _mean(np.logaddexp(0.0, -bona))
+    spoof_cost = _mean(np.logaddexp(0.0, spoof))
+    with np.errstate(over="ignore"):
+        value = float((bona_cost + spoof_cost) / (2.0 * math.log(2.0)))
+        if math.isinf(value):  # two costs near the float limit overflow in their sum, not always once divided
+            value = float(bona_cost / (2.0 * math.log(2.0)) + spoof_cost / (2.0 * math.log(2.0)))
+    return value
+
+
+def _mean(costs: np.ndarray) -> np.floating:
+    """The mean of finite ``costs``, finite also where their sum overflows (scores near the float limit, 1.8e308,
+    whose mean cost is inf otherwise, with numpy's overflow warning)."""
+    with np.errstate(over="ignore"):
+        mean = costs.mean()
+    if np.isinf(mean):
+        mean = (costs / costs.size).sum()
+    return mean
 
 
 def cllr(labels: object, scores: object) -> float:

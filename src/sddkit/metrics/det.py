@@ -31,7 +31,8 @@ class DetCurve:
     miss: (K+1,) fraction of bona fide trials rejected (score < threshold), non-decreasing.
     fa: (K+1,) fraction of spoof trials accepted (score >= threshold), non-increasing.
     thresholds: (K+1,) threshold of each point for the rule ``score >= threshold``; the last
-        one lies just above the highest score. K is the number of distinct scores.
+        one lies just above the highest score (inf when that is the largest float, 1.8e308). K is the number of
+        distinct scores.
     """
 
     miss: np.ndarray
@@ -55,7 +56,8 @@ def det_curve(labels: object, scores: object) -> DetCurve:
     miss = np.r_[0.0, bona_at_or_below / n_bona]
     fa = np.r_[1.0, (n_spoof - spoof_at_or_below) / n_spoof]
     distinct = s_sorted[last]
-    thresholds = np.r_[distinct, np.nextafter(distinct[-1], np.inf)]
+    with np.errstate(over="ignore"):  # above the largest float (1.8e308) it is inf: still above every score
+        thresholds = np.r_[distinct, np.nextafter(distinct[-1], np.inf)]
     return DetCurve(miss=miss, fa=fa, thresholds=thresholds, n_bonafide=n_bona, n_spoof=n_spoof)
 
 
