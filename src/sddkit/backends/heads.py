@@ -35,6 +35,8 @@ class ClassifierConfig:
     head_scale: float = 20.0
 
     def __post_init__(self) -> None:
+        if self.head not in ("linear", "cosine"):  # build_classifier built a linear head for anything else
+            raise ValueError(f"head must be 'linear' or 'cosine', got {self.head!r}")
         if not (self.head_scale > 0 and math.isfinite(self.head_scale)):
             raise ValueError(f"head_scale must be a finite number > 0, got {self.head_scale}")
         if self.head == "linear" and set_away_from_default(self, ["head_scale"]):

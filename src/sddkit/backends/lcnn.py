@@ -122,7 +122,9 @@ class LCNN(nn.Module):
 @BACKENDS.register("lcnn", config=LCNNConfig)
 def build_lcnn(cfg: LCNNConfig, *, in_dim: int | None = None, feature_layout: str | None = None, **_: object) -> LCNN:
     """LCNN with max-feature-map (LFCC-LCNN baseline) on spectral features (B, F, T)."""
+    if in_dim is None:  # it said "at least 16 bins, got None" of the raw front-end
+        raise ConfigError("backend 'lcnn' needs spectral features (B, F, T), not the raw waveform")
     require_layout("lcnn", "spectral", feature_layout)
-    if in_dim is None or in_dim < DOWNSAMPLE:
+    if in_dim < DOWNSAMPLE:
         raise ConfigError(f"backend 'lcnn' needs spectral features with at least {DOWNSAMPLE} bins, got {in_dim}")
     return LCNN(in_dim, cfg)

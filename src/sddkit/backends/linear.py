@@ -42,6 +42,8 @@ class LinearHeadConfig(ClassifierConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.layout not in ("auto", "frames", "spectral"):  # a KeyError at build, or no axis at the forward
+            raise ValueError(f"layout must be 'auto', 'frames' or 'spectral', got {self.layout!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

@@ -2,8 +2,9 @@
 
 Everything is batched, differentiable and runs on any device (no torchaudio): a waveform
 (..., T) becomes features (..., F, frames). With ``center=True`` (the default) frames are
-centred on ``t * hop_length`` (reflect padding), so ``frames = 1 + T // hop_length``; 4 s at
-16 kHz with a 160-sample hop gives 401 frames.
+centred on ``t * hop_length`` (reflect padding), so ``frames = 1 + T // hop_length`` (for an odd
+n_fft ``1 + (T - 1) // hop_length``: torch pads n_fft // 2 on each side); 4 s at 16 kHz with a
+160-sample hop gives 401 frames.
 
 Mel filterbank: ``mel_scale="htk"`` (default) uses mel = 2595 log10(1 + f/700) and filters
 with unit peak, as torchaudio's ``MelSpectrogram`` default (HTK and Kaldi use the same scale and
@@ -194,8 +195,8 @@ def stft(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor, center: bool
     """Complex STFT (..., T) -> (..., n_fft // 2 + 1, frames).
 
     ``window`` (win_length <= n_fft) is zero-padded on both sides to n_fft, as torch.stft does.
-    Frames: ``1 + T // hop_length`` with ``center`` (reflect padding of n_fft // 2, constant
-    padding when the signal is too short to reflect), else ``1 + (T - n_fft) // hop_length``.
+    Frames: ``1 + (T - n_fft % 2) // hop_length`` with ``center`` (reflect padding of n_fft // 2 on each side,
+    constant padding when the signal is too short to reflect), else ``1 + (T - n_fft) // hop_length``.
     An empty batch (a leading size 0) gives an empty result; a signal without a frame is a ValueError.
     """
     lead, length = x.shape[:-1], x.shape[-1]
@@ -462,7 +463,8 @@ class _PowerSpectrum(Float32Constants):
         cfg = self.cfg
         _check_signal_length(num_samples, n_fft=cfg.n_fft, center=cfg.center)
         if cfg.center:
-            return 1 + num_samples // cfg.hop_length
+            # n_fft // 2 samples of padding on each side: one short of a whole n_fft for an odd n_fft
+            return 1 + (num_samples - cfg.n_fft % 2) // cfg.hop_length
         return 1 + (num_samples - cfg.n_fft) // cfg.hop_length
 
 

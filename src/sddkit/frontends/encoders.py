@@ -18,7 +18,9 @@ Choices made here, and why:
 - **SpecAugment masking is off** unless ``spec_augment: true``: it draws its masks from
   numpy's global generator (not torch's), so runs are not reproducible from torch seeds.
 - **``layer: k``** returns the hidden state after transformer layer ``k`` (0 = the input of the
-  first layer), exactly ``hidden_states[k]`` of the Hugging Face model. The layers above ``k``
+  first layer), exactly ``hidden_states[k]`` of the Hugging Face model for ``k < L``; ``k = L`` is
+  ``last``, the model output (after the final LayerNorm of pre-norm models, as in ``weighted``
+  below; transformers 5's ``hidden_states[L]`` precedes it). The layers above ``k``
   are removed at build time: they would cost compute and, when adapted, hold parameters that
   never get a gradient (which DDP rejects).
 - **``layer: weighted``** is a learned softmax-weighted sum of all ``L + 1`` hidden states; the
@@ -387,6 +389,9 @@ class EncoderConfig:
     pad_to_30s: bool = False
 
     def __post_init__(self) -> None:
+        # any other string ran the encoder as 'last' ("weighted " or "12" too), and True counted as layer 1
+        if isinstance(self.layer, bool) or (not isinstance(self.layer, int) and self.layer not in ("last", "weighted")):
+            raise ValueError(f"layer must be an integer >= 0, 'last' or 'weighted', got {self.layer!r}")
         if isinstance(self.layer, int) and self.layer < 0:
             raise ValueError(f"layer must be >= 0, 'last' or 'weighted', got {self.layer}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:

@@ -12,7 +12,7 @@ Each maps a waveform (B, T) at 16 kHz to a :class:`FrontendOutput`:
 ``lfcc`` keeps c0 as the LFCC-GMM baseline does; ``with_energy: true`` replaces it by the frame's log
 energy as the LFCC-LCNN baseline's front-end does.
 
-``frames = 1 + T // hop_length`` (centred frames). Optional per-utterance normalisation
+``frames = 1 + T // hop_length`` (centred frames, even n_fft). Optional per-utterance normalisation
 (``normalize: true``): spectral features get zero mean / unit variance per frequency bin over
 time (CMVN), the raw waveform zero mean / unit variance over samples. It is **off** by default
 because the published set-ups these front-ends reproduce (LFCC-LCNN, log-Mel/LPS-LCNN, AASIST
