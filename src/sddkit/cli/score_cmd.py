@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from sddkit.scoring import batch
     from sddkit.scoring.batch import ScoreWriter
 
 # the exit status of a (one-process) run whose files all got an error row and whose output holds no score of them
@@ -73,7 +74,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sddkit.audio.files import AUDIO_EXTENSIONS
     from sddkit.cli.options import check_minimums, check_paths_given
     from sddkit.errors import ConfigError
     from sddkit.scoring import batch
@@ -98,15 +98,35 @@ def run(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
 
     from sddkit.scoring.allocator import tune_malloc
-    from sddkit.scoring.api import check_backend_device, load_detector
+    from sddkit.scoring.api import check_backend_device
 
     check_backend_device(args.backend, args.device)  # before reading a large manifest
 
     tune_malloc(args.allocator)
 
     rank, world = batch.dist_env()
+    target = batch.shard_path(out, rank) if world > 1 else out
+    # taken now, not by the writer once the model has loaded: a second run into the same output loaded its model
+    # (minutes for a large one) and listed its inputs, only to be refused then
+    lock = batch.OutputLock(target)
+    try:
+        return _score(args, out, target, rank, world, lock)
+    finally:
+        lock.release()  # (released by the writer already when it was opened)
+
+
+def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: int, lock: batch.OutputLock) -> int:
+    """The run of :func:`run` once ``target``'s lock is held (``lock``, handed on to the writer)."""
+    from sddkit.audio.files import AUDIO_EXTENSIONS
+    from sddkit.scoring import batch
+    from sddkit.scoring.api import load_detector
+
     _check_earlier_shards(out, world)
     if world > 1:
+        # this rank scores again: a marker left by its earlier run must not let another rank merge meanwhile; so
+        # cleared now, not once the model has loaded (a rank with nothing left to score merged before that, and
+        # what this rank scored then was left in a shard no rank merged)
+        batch.clear_shard_done(out, rank)
         _init_process_group(rank, world)
     empty: list[str] = []
     own: list[str] = []
@@ -134,19 +154,22 @@ def run(args: argparse.Namespace) -> int:
         )
     detector = load_detector(args.model, device=args.device, backend=args.backend, batch_size=args.batch_size)
     columns = batch.output_columns(detector.weight_columns())
-    target = batch.shard_path(out, rank) if world > 1 else out
     mine = batch.shard_of(paths, rank, world)
     run = batch.run_info(detector, windows=args.windows)
 
     wanted = {os.path.abspath(q) for q in paths}
-    if world > 1:
-        # this rank scores again: a marker left by its earlier run must not let another rank merge meanwhile
-        batch.clear_shard_done(out, rank)
     # a shard's relative paths are relative to the folder of the output it is merged into: rows merged by a run
     # started in another folder were otherwise scored again and the new rows, merged, named files not there
     base = batch.recorded_cwd(out) if world > 1 else None
     with batch.ScoreWriter(
-        target, columns, windows=args.windows, retry_errors=args.retry_errors, retry_inputs=paths, run=run, base=base
+        target,
+        columns,
+        windows=args.windows,
+        retry_errors=args.retry_errors,
+        retry_inputs=paths,
+        run=run,
+        base=base,
+        lock=lock,
     ) as writer:
         if world > 1 and out.is_file():  # rows merged by an earlier run count as done too
             if batch.has_rows(out):

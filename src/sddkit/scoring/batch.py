@@ -506,7 +506,9 @@ class ScoreWriter:
     relative to that folder too (one base per file; ``base``, when given, is that folder for a file that holds no
     rows yet: a shard takes the one of the output it is merged into). With ``retry_errors`` the rows of ``retry_inputs``
     (all rows when None) that hold an error are first removed from the file (atomically), so those
-    files count as not done; error rows of other files stay.
+    files count as not done; error rows of other files stay. ``lock``: the :class:`OutputLock` of ``out``, taken
+    already (``sdd score`` takes it before the model loads); the writer releases it when it closes or fails to
+    open, as it does the lock it takes itself when none is given.
     """
 
     def __init__(
@@ -519,6 +521,7 @@ class ScoreWriter:
         retry_inputs: Collection[str] | None = None,
         run: dict[str, Any] | None = None,
         base: str | None = None,
+        lock: OutputLock | None = None,
     ):
         self.out = Path(out)
         self.columns = list(columns)
@@ -526,11 +529,15 @@ class ScoreWriter:
         self.windows = windows
         self._failed: ProtocolError | None = None
         if self.out.is_dir():
+            if lock is not None:
+                lock.release()
             raise ProtocolError(f"{self.out} is a folder; name a .csv or .jsonl file to write")
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
-            self._lock = OutputLock(self.out)
+            self._lock = lock if lock is not None else OutputLock(self.out)
         except OSError as exc:
+            if lock is not None:
+                lock.release()
             raise ProtocolError(f"cannot write {self.out}: {exc.strerror or exc}") from None
         try:
             self._open(retry_errors, retry_inputs, run, base)
@@ -701,7 +708,8 @@ class ScoreWriter:
 
 
 def result_row(path: str, result: ScoreResult | None, columns: Sequence[str], error: str | None) -> dict[str, Any]:
-    """A flat row: CSV cells are strings (numbers with 7 significant digits), JSON keeps numbers."""
+    """A flat row: CSV cells are strings (each float as the shortest text that reads back exactly), JSON keeps
+    numbers."""
     row: dict[str, Any] = {c: None for c in columns}
     row["path"] = path
     row["error"] = error or ("" if result is not None else "unknown error")
@@ -758,7 +766,10 @@ def _write_rows(path: Path, header: list[str] | None, rows: Iterable[dict[str, A
 
 
 def _fmt(v: Any) -> Any:
-    return format(v, ".7g") if isinstance(v, float) else v
+    """A CSV cell: a float as the shortest text that reads back as the same float (``repr``), so that a score
+    within 1e-7 of the threshold is not written on the other side of it from its decision, and scores that
+    differ are not written alike (7 significant digits tied distinct trials in an EER read from the file)."""
+    return repr(float(v)) if isinstance(v, float) else v
 
 
 class RowWriter:
@@ -936,8 +947,16 @@ def _merge_locked(out: Path, world: int, order: Sequence[str] | None) -> int:
     sources = [out] + [shard_path(out, r) for r in range(world)]
     header, rows, with_rows = _merge_rows(sources)  # first: it also cuts partial last lines
     run = _merged_run_info(with_rows)
-    rank_of = {p: i for i, p in enumerate(order or [])}
-    rows.sort(key=lambda r: rank_of.get(r.get("path"), len(rank_of)))  # stable: file order among unknown
+    # compared as absolute paths: a row's relative path is relative to the output's first run's folder (``cwd``
+    # in its record), an input's to this one; spelled differently (a resume from another folder), every row
+    # missed its input and the merged file kept the shards' order (rank 0's files, then rank 1's, ...)
+    base = str((run or {}).get("cwd") or os.getcwd())
+    rank_of = {os.path.abspath(p): i for i, p in enumerate(order or [])}
+
+    def place(r: dict[str, Any]) -> int:
+        return rank_of.get(os.path.normpath(os.path.join(base, str(r.get("path")))), len(rank_of))
+
+    rows.sort(key=place)  # stable: file order among unknown
     if output_format(out) == "jsonl":
         _write_rows(out, None, rows)
     else:
@@ -946,7 +965,7 @@ def _merge_locked(out: Path, world: int, order: Sequence[str] | None) -> int:
         if any(p.is_file() for p in w_sources):
             kept = {r["path"] for r in rows}
             _, w_rows, _ = _merge_rows(w_sources, key=("path", "window"))
-            w_rows.sort(key=lambda r: rank_of.get(r.get("path"), len(rank_of)))
+            w_rows.sort(key=place)
             _write_rows(windows_path(out), WINDOW_COLUMNS, (r for r in w_rows if r["path"] in kept))
             for p in w_sources[1:]:
                 p.unlink(missing_ok=True)

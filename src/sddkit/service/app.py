@@ -13,7 +13,8 @@ Endpoints:
 The model is loaded once, by ``create_app`` (so a missing, corrupt or unloadable model is a clear
 error before any server starts, not a traceback at start-up), and served from the lifespan on.
 Uploads are bounded before they are read: a ``Content-Length`` over the limit is refused at once,
-and the body is streamed with a cap, so a client can never make the server buffer more than
+and the body is streamed with a cap and a deadline (408 for an upload that stalls for ``UPLOAD_IDLE_S`` or comes
+slower than ``UPLOAD_MIN_RATE`` on average), so a client can never make the server buffer more than
 ``max_upload_mb`` (plus the multipart envelope), and nothing of it is written to disk. Decoding stops as
 soon as the audio passes ``max_duration_s``. Every deliberate error is a JSON
 ``{"error": {"type": ..., "message": ...}}`` with a 4xx status (413 too large, 415 not multipart, 400
@@ -74,6 +75,10 @@ _ENVELOPE_BYTES = 64 * 1024
 # longest wait for the next piece of an upload: a body shorter than its Content-Length held the request open
 # (and its memory) for as long as the client kept the connection
 UPLOAD_IDLE_S = 60.0
+# slowest average rate an upload may come at: one must end within UPLOAD_IDLE_S plus its length at this rate (its
+# Content-Length, else the limit), about 12 min for 20 MB; a client trickling a byte every minute held its
+# connection (and what it had sent) for ever, and a few of them filled --limit-connections
+UPLOAD_MIN_RATE = 32 * 1024
 _TOO_LARGE_MSG = "upload exceeds the limit of {mb:g} MB"
 # files parsed from one upload at most (one is scored; more are refused as too_many_files)
 _MAX_FILES = 4
@@ -124,7 +129,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in (
         (400, "malformed request body"),
-        (408, f"the upload stalled: no data for {UPLOAD_IDLE_S:g} s"),
+        (
+            408,
+            f"the upload stalled (no data for {UPLOAD_IDLE_S:g} s) or came too slowly (it must end within "
+            f"{UPLOAD_IDLE_S:g} s plus its length at {UPLOAD_MIN_RATE // 1024} KiB/s)",
+        ),
         (413, "upload too large"),
         (415, "not a multipart/form-data request"),
         (
@@ -409,6 +418,7 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
     cap = max_bytes + _ENVELOPE_BYTES
     too_large = ApiError(413, "payload_too_large", _TOO_LARGE_MSG.format(mb=max_upload_mb))
     declared = request.headers.get("content-length")
+    length = cap  # what the upload may take the time of (a chunked body: the limit)
     if declared is not None:
         digits = declared.strip()
         if not re.fullmatch(r"[0-9]+", digits):  # ASCII digits only: str.isdigit() also takes "²"
@@ -417,8 +427,9 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
         # compared by length first: int() refuses strings of over 4300 digits (a ValueError, a 500)
         if len(digits) > len(str(cap)) or int(digits) > cap:
             raise too_large  # refused before reading a byte of the body
+        length = int(digits)
     chunks, total = [], 0
-    async for chunk in _until_disconnect(request.stream()):
+    async for chunk in _until_disconnect(request.stream(), total_s=upload_time_limit(length)):
         total += len(chunk)
         if total > cap:
             raise too_large
@@ -543,20 +554,37 @@ def _score_bytes(det: Any, data: bytes, name: str | None, max_duration_s: float)
     return result
 
 
-async def _until_disconnect(chunks, idle_s: float | None = None):
+def upload_time_limit(length: int) -> float:
+    """The seconds an upload of ``length`` bytes may take in all: :data:`UPLOAD_IDLE_S` plus its length at
+    :data:`UPLOAD_MIN_RATE`."""
+    return UPLOAD_IDLE_S + length / UPLOAD_MIN_RATE
+
+
+async def _until_disconnect(chunks, idle_s: float | None = None, total_s: float | None = None):
     """The body's chunks; a client gone mid-upload ends the request quietly (499) instead of Starlette's
     ClientDisconnect, which uvicorn logged as a full "Exception in ASGI application" traceback, and one whose
-    upload stalls for ``idle_s`` (default :data:`UPLOAD_IDLE_S`) gets a 408."""
+    upload stalls for ``idle_s`` (default :data:`UPLOAD_IDLE_S`), or is not over after ``total_s`` (None: no
+    limit), gets a 408."""
     idle_s = UPLOAD_IDLE_S if idle_s is None else idle_s
+    loop = asyncio.get_running_loop()
+    deadline = None if total_s is None else loop.time() + total_s
     pending = chunks.__aiter__()
     while True:
+        wait = idle_s if deadline is None else min(idle_s, max(0.0, deadline - loop.time()))
         try:
-            chunk = await asyncio.wait_for(pending.__anext__(), idle_s)
+            chunk = await asyncio.wait_for(pending.__anext__(), wait)
         except StopAsyncIteration:
             return
         except ClientDisconnect:
             raise ApiError(499, "client_closed_request", "the client disconnected during the upload") from None
         except TimeoutError:
+            if wait < idle_s:
+                raise ApiError(
+                    408,
+                    "request_timeout",
+                    f"the upload was not over after {total_s:.0f} s (an upload may take {UPLOAD_IDLE_S:g} s plus 1 s "
+                    f"per {UPLOAD_MIN_RATE // 1024} KiB of its length): too slow a connection",
+                ) from None
             raise ApiError(
                 408, "request_timeout", f"no upload data for {idle_s:g} s (a body shorter than its Content-Length?)"
             ) from None
