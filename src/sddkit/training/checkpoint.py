@@ -310,3 +310,12 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
         optimizer.load_state_dict(state)
     except (ValueError, KeyError) as exc:
         raise CheckpointError(f"optimizer state does not match the trainable parameters: {exc}") from None
+    # load_state_dict checks the number of parameters per group only: as many trainable tensors of other shapes
+    # loaded, and the first step failed inside the optimiser with a raw size mismatch
+    for i, p in enumerate(q for group in optimizer.param_groups for q in group["params"]):
+        for key, value in optimizer.state.get(p, {}).items():
+            if torch.is_tensor(value) and value.dim() > 0 and value.shape != p.shape:
+                raise CheckpointError(
+                    f"optimizer state does not match the trainable parameters: trainable parameter {i} has shape "
+                    f"{tuple(p.shape)}, its saved {key} {tuple(value.shape)}"
+                )

@@ -404,6 +404,23 @@ def _set_epoch(obj: Any, epoch: int) -> None:
         obj.set_epoch(epoch)
 
 
+def _set_dataset_epoch(dataset: Any, epoch: int) -> None:
+    """``set_epoch`` of ``dataset``, or of the datasets it wraps (torch's ``Subset``, ``ConcatDataset``, a wrapper of
+    one's own holding ``dataset`` or ``datasets``) when it has none itself: a wrapped ``UtteranceDataset`` stayed
+    at epoch 0, and drew the same crops and augmentations every epoch without a word."""
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+        return
+    inner = getattr(dataset, "dataset", None)
+    wrapped = [inner] if isinstance(inner, Dataset) else []
+    several = getattr(dataset, "datasets", None)
+    if isinstance(several, (list, tuple)):
+        wrapped += [d for d in several if isinstance(d, Dataset)]
+    for d in wrapped:
+        if d is not dataset:
+            _set_dataset_epoch(d, epoch)
+
+
 def epoch_batches(dataset: Dataset, cfg: DataConfig, *, seed: int, epoch: int, info: DistInfo) -> Iterable[list[int]]:
     """This rank's batches (lists of dataset indices) for ``epoch``; every rank gets the same number.
 
@@ -411,7 +428,7 @@ def epoch_batches(dataset: Dataset, cfg: DataConfig, *, seed: int, epoch: int, i
     ``batch_size`` of its items; others each epoch, as the order is drawn anew; ``random`` also drops up to
     ``world_size - 1`` items so that the ranks' shares are equal, where the balanced samplers repeat a few);
     ``domain_batch`` yields whole batches only."""
-    _set_epoch(dataset, epoch)
+    _set_dataset_epoch(dataset, epoch)
     if cfg.sampler == "random":
         # DistributedSampler shuffles with seed + epoch: seed 1's epoch 1 would be seed 2's epoch 0. Spreading the
         # seeds apart keeps every (seed, epoch) order distinct (for fewer than a million epochs)

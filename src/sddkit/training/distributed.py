@@ -6,7 +6,9 @@ wraps the detector in ``DistributedDataParallel``, shards the training batches b
 only rank 0 log and write checkpoints. Without those variables everything runs in one process.
 A process that stops on an error (a bad audio file in its share) stops the others at their next collective:
 under gloo they raise :class:`PeerProcessError`, one line pointing at that process's own error (torchrun
-also ends the job as soon as one process has failed).
+also ends the job as soon as one process has failed). A process stopped by the trainer's checks of its out_dir
+(in use by another run, an earlier run's checkpoints) stops the others as it starts, with
+:class:`PeerProcessError` naming its error, also in a launch without torchrun (``torch.multiprocessing.spawn``).
 """
 
 from __future__ import annotations

@@ -25,6 +25,13 @@ from sddkit.training.losses import LossParts, pooled_over_ranks
 Batch = dict[str, Tensor]
 
 
+class LossFn(Protocol):
+    """The training objective as strategies call it (:class:`~sddkit.training.losses.DetectionLoss`): ``domains``
+    (B,) int64 or None feeds ``loss.domain_alignment``; a callable of ``(output, labels)`` alone fails there."""
+
+    def __call__(self, output: DetectorOutput, labels: Tensor, domains: Tensor | None = None) -> LossParts: ...
+
+
 @dataclass
 class StepContext:
     """What a strategy may use for one step.
@@ -37,7 +44,7 @@ class StepContext:
     model: nn.Module
     module: nn.Module
     optimizer: torch.optim.Optimizer
-    loss_fn: Callable[[DetectorOutput, Tensor], LossParts]
+    loss_fn: LossFn
     grad_clip: float | None = None
     autocast: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
     world_size: int = 1

@@ -29,8 +29,10 @@ first take fresh streams of their own and rank 0's strategy state.
 A resume under a changed recipe logs one warning naming every changed key (``optimizer.lr: 0.01 -> 0.001``;
 more steps or epochs and the run settings of :data:`RESUME_SETTINGS` are not news). The new values apply
 from there on: the optimiser's moments and the schedule's position come from the checkpoint, its lr and
-hyperparameters from the recipe; another seed draws fresh random streams; another ``trainer.patience``
-decides anew whether the run has stopped early.
+hyperparameters from the recipe; another seed draws fresh random streams, and another ``strategy.seed`` (or
+recipe seed, without one) MLDG's split stream built from it; another ``trainer.patience`` decides anew whether
+the run has stopped early. A change the checkpoint's weights or optimiser moments cannot fit (another width, other
+trainable parameters) is a CheckpointError naming the changed keys.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ from sddkit.training.data import (
 )
 from sddkit.training.distributed import (
     DistInfo,
+    PeerProcessError,
     all_gather_objects,
     barrier,
     broadcast_buffers,
@@ -241,37 +244,17 @@ class Trainer:
     def _setup(self) -> None:
         r, cfg = self.recipe, self.cfg
         self.info: DistInfo = dist_info_from_env()
-        if self.info.is_main:
-            self._claim_out_dir()  # before anything is built or decoded: a bad out_dir is known at once
-        if not self.resume and (self.ckpt_dir / ckpt.LATEST).exists():
-            # a fresh run would prune the earlier run's checkpoints and a later --resume would mix the two
-            raise ConfigError(
-                f"trainer.out_dir={self.out_dir} holds the checkpoints of an earlier run: pass --resume to "
-                "continue it, or choose another trainer.out_dir (or delete that one) to start afresh"
-            )
-        adopted = ckpt.adopt_lone_checkpoint(self.ckpt_dir) if self.resume else None
-        if adopted is not None:
-            log.warning(
-                "%s had no '%s' pointer: resuming from its one checkpoint, %s", self.ckpt_dir, ckpt.LATEST, adopted
-            )
-        orphans = ckpt.checkpoints_without_pointer(self.ckpt_dir)
-        if orphans:
-            # --resume would start from scratch and a fresh run too; either one's first save prunes them
-            raise ConfigError(
-                f"{self.ckpt_dir} holds checkpoint(s) {', '.join(orphans[-3:])} but no '{ckpt.LATEST}' pointer "
-                f"(deleted?): write the name of the one to continue from into {self.ckpt_dir / ckpt.LATEST} and pass "
-                "--resume, or move them away to start afresh"
-            )
-        finished = [f"{d}/" for d in ("best", "final") if (self.out_dir / d).is_dir()]
-        if not self.resume and finished:
-            # a run that saved no checkpoint (an average ensemble, a crash before the first save) would
-            # otherwise replace the earlier run's exported models without a word
-            raise ConfigError(
-                f"trainer.out_dir={self.out_dir} holds the exported model(s) {' and '.join(finished)} of an earlier "
-                "run: choose another trainer.out_dir, or delete them to train there afresh"
-            )
+        # the process group first: a process stopped by a check of out_dir (in use by another run, an earlier run's
+        # checkpoints) stops the others at once; before it, they waited in init_process_group until its timeout
+        # (torchrun ends them, a launch of one's own did not)
         self.device = select_device(cfg.device, self.info)
         self._created_group = init_process_group(self.info, self.device)
+        failure: Exception | None = None
+        try:
+            self._check_out_dir()  # before anything is built or decoded: a bad out_dir is known at once
+        except Exception as exc:  # noqa: BLE001  (every rank learns of it below, then it is raised)
+            failure = exc
+        self._all_started(failure)
         configure_determinism(cfg.deterministic)
         seed_everything(r.seed)  # identical initial weights on every rank
         self.module = self._build_model().to(self.device)
@@ -288,6 +271,17 @@ class Trainer:
         if self.assembled:
             self._setup_assembly()
             return
+        finished = [f"{d}/" for d in ("best", "final") if (self.out_dir / d).is_dir()]
+        if self.resume and not resuming and finished:
+            # its checkpoints deleted (to save space): the run would start afresh and, at its end, replace the
+            # earlier run's exported models, which a fresh run into this out_dir is refused to do (before the data
+            # is read; a mixture with nothing to learn, above, only exports again what it exported)
+            raise ConfigError(
+                f"trainer.out_dir={self.out_dir} holds the exported model(s) {' and '.join(finished)} of an "
+                f"earlier run but no checkpoint under {self.ckpt_dir} to continue it from ({self.resume_with} "
+                "would train afresh and replace them); continue from one of them in another trainer.out_dir with "
+                "init_from=, or delete them to train there afresh"
+            )
 
         if self._train_data is None:
             self._check_crop_lengths()  # before decoding a corpus that could not be used
@@ -331,6 +325,52 @@ class Trainer:
             world_size=self.info.world_size,
         )
         self._open_run(resumed_from)
+
+    def _check_out_dir(self) -> None:
+        """Claim out_dir (the main process), and refuse what it holds that this run would spoil."""
+        if self.info.is_main:
+            self._claim_out_dir()
+        if not self.resume and (self.ckpt_dir / ckpt.LATEST).exists():
+            # a fresh run would prune the earlier run's checkpoints and a later --resume would mix the two
+            raise ConfigError(
+                f"trainer.out_dir={self.out_dir} holds the checkpoints of an earlier run: pass --resume to "
+                "continue it, or choose another trainer.out_dir (or delete that one) to start afresh"
+            )
+        adopted = ckpt.adopt_lone_checkpoint(self.ckpt_dir) if self.resume else None
+        if adopted is not None:
+            log.warning(
+                "%s had no '%s' pointer: resuming from its one checkpoint, %s", self.ckpt_dir, ckpt.LATEST, adopted
+            )
+        orphans = ckpt.checkpoints_without_pointer(self.ckpt_dir)
+        if orphans:
+            # --resume would start from scratch and a fresh run too; either one's first save prunes them
+            raise ConfigError(
+                f"{self.ckpt_dir} holds checkpoint(s) {', '.join(orphans[-3:])} but no '{ckpt.LATEST}' pointer "
+                f"(deleted?): write the name of the one to continue from into {self.ckpt_dir / ckpt.LATEST} and pass "
+                "--resume, or move them away to start afresh"
+            )
+        finished = [f"{d}/" for d in ("best", "final") if (self.out_dir / d).is_dir()]
+        if not self.resume and finished:
+            # a run that saved no checkpoint (an average ensemble, a crash before the first save) would
+            # otherwise replace the earlier run's exported models without a word
+            raise ConfigError(
+                f"trainer.out_dir={self.out_dir} holds the exported model(s) {' and '.join(finished)} of an earlier "
+                "run: choose another trainer.out_dir, or delete them to train there afresh"
+            )
+
+    def _all_started(self, failure: Exception | None) -> None:
+        """Raise ``failure`` (this process's, from the checks of out_dir), or another process's as a
+        :class:`PeerProcessError`: every rank stops alike, none waits for the others in a later collective."""
+        if self.info.enabled:
+            every = all_gather_objects(None if failure is None else f"{type(failure).__name__}: {failure}")
+            other = next(((rank, e) for rank, e in enumerate(every) if e is not None), None)
+            if failure is None and other is not None:
+                raise PeerProcessError(
+                    f"rank {self.info.rank}: process {other[0]} of {self.info.world_size} could not start "
+                    f"({other[1]}), so this one stops too"
+                )
+        if failure is not None:
+            raise failure
 
     def _claim_out_dir(self) -> None:
         """Create out_dir, check it can be written, and lock it for this run (``out_dir/.lock``): a second
@@ -718,21 +758,26 @@ class Trainer:
             raise self._unusable_latest(exc) from None
         recorded_recipe = state.get("recipe", {})
         changes = recipe_changes(recorded_recipe, to_dict(self.recipe), ignore=RESUME_SETTINGS)
+        try:
+            load_state_checked(self.module, state["model"], partial=bool(self._reloadable), where=str(path))
+        except CheckpointError as exc:  # e.g. another backend width passed as an override
+            raise _changed_model(exc, changes) from None
         if changes:
             # a resume continues the checkpoint's weights, optimiser moments and position under the new values
             log.warning(
                 "resuming %s with a changed recipe (%s): the new values apply from here", path, "; ".join(changes)
             )
-        load_state_checked(self.module, state["model"], partial=bool(self._reloadable), where=str(path))
         recorded = (recorded_recipe.get("strategy") or {}).get("name")
         if recorded_recipe.get("seed", self.recipe.seed) != self.recipe.seed:
-            # another seed (what a diverged run is told to try): other random streams from here on, and the
-            # strategy's state as built from the new seed
+            # another seed (what a diverged run is told to try): other random streams from here on
             step = int((state.get("trainer") or {}).get("step", 0))
             seed_everything(rank_seed(self.recipe.seed, self.info.rank, restart_step=step))
         else:
-            self._load_strategy(path, recorded, self._rank_strategy_state(state))
             self._restore_rng(state)
+        if _strategy_seed(recorded_recipe, self.recipe.seed) == _strategy_seed(to_dict(self.recipe), self.recipe.seed):
+            self._load_strategy(path, recorded, self._rank_strategy_state(state))
+        # else the strategy's state as built from its new seed (strategy.seed, else the recipe's): a changed
+        # strategy.seed alone was overwritten by the saved split generator, and the warning said it applied
         try:
             self.state = TrainState(**state["trainer"])
         except TypeError as exc:
@@ -751,7 +796,10 @@ class Trainer:
             self.state.ranked = [e for e in self.state.ranked if e["name"] in complete]
         self._carry_epoch_position(recorded_recipe, int(state.get("world_size") or 1))
         self._replan()
-        self._load_optimization(state["optimizer"], state["scheduler"])
+        try:
+            self._load_optimization(state["optimizer"], state["scheduler"])
+        except CheckpointError as exc:  # other trainable parameters (e.g. another freezing or LoRA setting)
+            raise _changed_model(CheckpointError(f"{path}: {exc}"), changes) from None
         # early stopping under today's trainer.patience: a resume with more patience trains on
         patience = self.cfg.patience
         self.state.stopped_early = patience is not None and self.state.bad_validations >= patience
@@ -1169,6 +1217,26 @@ class Trainer:
         report = broadcast_object(report)
         if self.info.is_main:
             atomic_write_bytes(self.out_dir / "molex_report.json", (json.dumps(report, indent=2) + "\n").encode())
+
+
+def _strategy_seed(recipe: dict[str, Any], default: int) -> Any:
+    """The seed a recipe (a ``to_dict`` form) builds its strategy's generator from: ``strategy.seed``, else the
+    recipe's ``seed``."""
+    strategy = recipe.get("strategy") or {}
+    seed = strategy.get("seed") if isinstance(strategy, dict) else None
+    return seed if seed is not None else recipe.get("seed", default)
+
+
+def _changed_model(exc: CheckpointError, changes: list[str]) -> CheckpointError:
+    """The error of a checkpoint whose weights or optimiser state do not fit the model the recipe builds now: with
+    the recipe keys changed since it was saved, which a resume cannot apply to the model it continues."""
+    if not changes:
+        return exc
+    return CheckpointError(
+        f"{exc}; the recipe changed since that checkpoint was saved ({'; '.join(changes)}): a resume continues the "
+        "checkpoint's model, whose shape and trainable parameters cannot change; undo the change, or train the "
+        "changed model in another trainer.out_dir (init_from= starts it from an exported model directory)"
+    )
 
 
 def _check_same_weights(first: str, a: dict[str, torch.Tensor], other: str, b: dict[str, torch.Tensor]) -> None:
