@@ -3,7 +3,8 @@
 A gate maps what it sees of an input to expert weights ``(B, E)`` that sum to one:
 
 - ``classic`` (MELE, ICASSP 2025 baseline): a linear layer on the input. The input is the
-  utterance's log-Mel spectrogram summarised by its per-bin mean and standard deviation over
+  utterance's log-Mel spectrogram (of 16 kHz audio, as every sddkit model takes: a mixture of experts recorded
+  at another rate is refused) summarised by its per-bin mean and standard deviation over
   time (2 x 80 values), so the gate works for any input length; a batch norm standardises those
   statistics before the linear layer, whose logits are divided by ``temperature`` before the softmax.
 - ``enhanced_mlp`` (MELE "enhanced" gate): each expert's embedding is projected on its own,

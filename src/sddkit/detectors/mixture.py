@@ -109,6 +109,8 @@ class DetectorMixture(nn.Module):
                 f"the gate {type(self.gate).__name__} returned weights of shape {tuple(weights.shape)}, "
                 f"expected (batch, experts) = {expected}"
             )
+        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):  # export and compile: no data checks
+            _check_simplex(self.gate, weights)
         # from the experts' logits in float32 at least: log-probabilities rounded to half precision keep ~3 digits
         expert_log_probs = torch.stack([_log_probs(o.logits) for o in outs], dim=1)  # (B, E, 2)
         logits = mix_log_probs(expert_log_probs, weights)  # float32 at least, so is the score
@@ -130,13 +132,34 @@ class DetectorMixture(nn.Module):
         )
 
 
+def _check_simplex(gate: nn.Module, weights: Tensor) -> None:
+    """Refuse gate weights off the simplex (a custom gate without its softmax): a negative weight was taken as 0 by
+    :func:`mix_log_probs` and rows not summing to one made ``logits`` no log-probabilities, while the recorded
+    ``gate_weights`` were then refused only by ``sdd eval``, after every file was scored. NaN rows pass (NaN input)."""
+    # rounding: each weight of a half-precision softmax is rounded by up to eps / 2 of itself, so the row's sum by up
+    # to eps / 2 (the weights sum to 1): 0.4 % in bfloat16; twice that is allowed
+    eps = torch.finfo(weights.dtype).eps if weights.is_floating_point() else 0.0
+    tol = max(1e-3, 2 * eps)
+    detached = weights.detach()
+    off = (detached < 0).any(dim=-1) | ((detached.sum(dim=-1, dtype=torch.float32) - 1).abs() > tol)
+    if bool(off.any()):
+        i = int(off.nonzero()[0, 0])
+        row = detached[i].float()
+        raise ValueError(
+            f"the gate {type(gate).__name__} returned weights off the simplex (each row >= 0 and summing to 1) for "
+            f"{int(off.sum())} of {weights.shape[0]} inputs, e.g. row {i}: {row.tolist()} "
+            f"(sum {float(row.sum()):.6g}); a gate ends with a softmax over the experts"
+        )
+
+
 @dataclass
 class MixtureConfig:
     """A mixture as recorded in recipes and model directories.
 
     experts: each expert's detector config; expert_dirs: optional model directories whose
     trained weights initialise the experts (same order; MELE/MILE stage 2); expert_names: what reports
-    call the experts (same order, distinct), by default the expert directories' names (:func:`expert_names`).
+    call the experts (same order, distinct, none of :data:`RESERVED_EXPERT_NAMES`), by default the expert directories'
+    names (:func:`expert_names`).
     """
 
     experts: list[DetectorConfig] = field(default_factory=list)
@@ -160,12 +183,26 @@ class MixtureConfig:
                 raise ValueError(f"expert_names must be distinct, got {self.expert_names}")
 
 
+# the columns of sdd eval's gate-weight tables beside the experts' (the count, the groups): an expert so named would
+# merge with one, so the tables would number the experts instead (sddkit.evaluation.scores.recorded_expert_names)
+RESERVED_EXPERT_NAMES = ("n", "source", "attack")
+
+
 def expert_names(cfg: MixtureConfig) -> list[str]:
     """What reports call the experts: ``cfg.expert_names``, else the expert directories' names (the run's
     folder for a ``best``/``final`` export: ``runs/mele_expert_tortoise/best`` -> ``mele_expert_tortoise``)
-    when those are distinct, else ``expert0``, ``expert1``, ... in the mixture's order."""
+    when those are distinct and none is a name of :data:`RESERVED_EXPERT_NAMES`, else ``expert0``, ``expert1``,
+    ... in the mixture's order. ``cfg.expert_names`` holding a reserved name is a ConfigError."""
     if cfg.expert_names:
-        return [str(n) for n in cfg.expert_names]
+        names = [str(n) for n in cfg.expert_names]
+        reserved = [n for n in names if n in RESERVED_EXPERT_NAMES]
+        if reserved:
+            raise ConfigError(
+                f"expert_names: {', '.join(map(repr, reserved))} would merge with a column of sdd eval's gate-weight "
+                f"tables ({', '.join(map(repr, RESERVED_EXPERT_NAMES))} are taken; given {names}); "
+                "name the experts otherwise"
+            )
+        return names
     n = len(cfg.expert_dirs or cfg.experts)
     fallback = [f"expert{i}" for i in range(n)]
     if not cfg.expert_dirs:
@@ -174,7 +211,8 @@ def expert_names(cfg: MixtureConfig) -> list[str]:
     for d in cfg.expert_dirs:
         path = Path(d)
         named.append(path.parent.name if path.name in ("best", "final") and path.parent.name else path.name)
-    return named if all(named) and len(set(named)) == n else fallback
+    usable = all(named) and len(set(named)) == n and not set(named) & set(RESERVED_EXPERT_NAMES)
+    return named if usable else fallback
 
 
 def embedding_dim(detector: nn.Module, sample_rate: int = 16000) -> int:
@@ -193,13 +231,14 @@ def embedding_dim(detector: nn.Module, sample_rate: int = 16000) -> int:
 def expert_dir_configs(cfg: MixtureConfig) -> list[DetectorConfig]:
     """The detector configs stored in ``cfg.expert_dirs``, checked (ConfigError) to be usable together.
 
-    Each directory must hold a detector; all must share one sample rate (the mixture feeds every
-    expert the same waveform; their scoring windows may differ, e.g. AASIST's 64,600 samples beside an
-    LCNN's 64,000, as the mixture scores with its own window); configs given in ``cfg.experts`` as well must
+    Each directory must hold a detector; all must share one sample rate, 16 kHz (the mixture feeds every
+    expert and its gate the same 16 kHz waveform; their scoring windows may differ, e.g. AASIST's 64,600 samples
+    beside an LCNN's 64,000, as the mixture scores with its own window); configs given in ``cfg.experts`` as well must
     equal the stored ones (the experts are built from the directories, so a different config would
     be recorded for a model that was never trained).
     """
     from sddkit.detectors.model_dir import read_model_config
+    from sddkit.frontends import SAMPLE_RATE
     from sddkit.scoring.inference import parse_inference
 
     configs, settings = [], []
@@ -222,6 +261,13 @@ def expert_dir_configs(cfg: MixtureConfig) -> list[DetectorConfig]:
     if len(set(settings)) > 1:
         listed = ", ".join(f"{d} ({sr} Hz)" for d, sr in zip(cfg.expert_dirs, settings, strict=True))
         raise ConfigError(f"expert_dirs differ in sample rate: {listed}")
+    if settings and settings[0] != SAMPLE_RATE:
+        # the mixture is trained and scored on 16 kHz audio (the trainer records 16 kHz for it), and the classic
+        # gate's log-Mel statistics assume that rate: experts recorded at another rate would read every band off
+        raise ConfigError(
+            f"expert_dirs record inference.sample_rate {settings[0]} Hz ({', '.join(cfg.expert_dirs)}), but a "
+            f"mixture, its experts' front-ends and its gate take {SAMPLE_RATE} Hz audio (set it to {SAMPLE_RATE})"
+        )
     for i, (given, stored) in enumerate(zip(cfg.experts, configs, strict=True) if cfg.experts else ()):
         if not _same_expert(to_dict(given), to_dict(stored)):
             raise ConfigError(

@@ -116,6 +116,11 @@ class MoLExConfig:
         k = getattr(self.router.config, "k", None)
         if k is not None and k > self.num_experts:
             raise ValueError(f"router k={k} exceeds num_experts ({self.num_experts})")
+        if k is not None and self.added_experts:  # as Router.add_experts refuses it, when the recipe is read
+            raise ValueError(
+                f"added_experts {self.added_experts} needs a softmax router; a top-{k} router never selects experts "
+                "added below every old one"
+            )
 
     def untrainable_router(self) -> str | None:
         """Why training could not move the router, or None. A weighted top-1 gate is the constant 1: only the
@@ -166,7 +171,10 @@ class MoLExLinear(AdaptedLinear):
         super().__init__(base)
         self.rank, self.alpha = rank, alpha
         self.scale = alpha / rank
-        self.router = router
+        # in the layer's device and dtype, as apply_molex builds it: a float32 router beside a bfloat16 projection
+        # (a layer built directly) failed in the first forward's fused matmul ("expected m1 and m2 to have the same
+        # dtype")
+        self.router = router.to(device=base.weight.device, dtype=base.weight.dtype)
         self.lora_A = nn.ParameterList()
         self.lora_B = nn.ParameterList()
         self._append_group(num_experts)
@@ -221,6 +229,9 @@ class MoLExLinear(AdaptedLinear):
         """Append ``n`` experts (A Kaiming-uniform, B zero) and freeze the existing ones."""
         if n < 1:
             raise ConfigError(f"add_experts needs n >= 1, got {n}")
+        problem = self.router.growth_problem(bias)  # before anything is frozen or appended: the layer stays as it was
+        if problem is not None:
+            raise ConfigError(problem)
         for p in (*self.lora_A, *self.lora_B):
             p.requires_grad_(False)
         self._append_group(n)

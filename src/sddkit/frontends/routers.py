@@ -163,6 +163,20 @@ class Router(nn.Module):
         """x (B, N, in) -> RouterOutput, gates (B, N, E) per token or (B, 1, E) per utterance."""
         return self.route(self.logits(self.pool(x)))
 
+    def growth_problem(self, bias: float) -> str | None:
+        """Why :meth:`add_experts` with this ``bias`` would add experts that never train, or None: a top-k router
+        never selects experts that start below every old one (their gate is exactly 0), so only a softmax router can
+        grow; a bias of -inf gives them a gate of exactly 0 too, and NaN makes every gate NaN (as
+        ``MoLExConfig.new_expert_bias`` refuses them)."""
+        if self.top_k is not None:
+            return (
+                f"add_experts needs a softmax router; this one routes top-{self.top_k}: the new experts start below "
+                "every old one, would never be selected and would never train"
+            )
+        if not math.isfinite(bias):
+            return f"add_experts needs a finite bias for the new experts, got {bias}"
+        return None
+
     def add_experts(self, n: int, bias: float) -> None:
         """Append ``n`` experts: old rows frozen, new rows trainable, small and distinct, with ``bias``.
 
@@ -175,6 +189,9 @@ class Router(nn.Module):
         """
         if n < 1:
             raise ConfigError(f"add_experts needs n >= 1, got {n}")
+        problem = self.growth_problem(bias)
+        if problem is not None:
+            raise ConfigError(problem)
         for p in (*self.weights, *self.biases):
             p.requires_grad_(False)
         ref = self.weights[0]

@@ -34,7 +34,7 @@ from sddkit.config import (
     to_dict,
 )
 from sddkit.detectors.detector import DetectorConfig
-from sddkit.detectors.mixture import MixtureConfig
+from sddkit.detectors.mixture import MixtureConfig, expert_names
 from sddkit.errors import ConfigError, UnknownNameError
 from sddkit.registry import ComponentSpec, get_registry
 
@@ -496,6 +496,11 @@ class TrainRecipe:
                 "initialised experts that never learn: give mixture.expert_dirs (the trained experts) or set "
                 "mixture.freeze_experts: false (experts and gate trained together)"
             )
+        if m is not None and m.expert_names:
+            try:  # a name sdd eval's gate tables cannot show: refused here, before any expert loads
+                expert_names(m)
+            except ConfigError as exc:
+                raise ValueError(f"mixture.{exc}") from None
         if self.molex is not None and self.molex.add_experts > 0 and self.init_from is None:
             raise ValueError("molex.add_experts needs 'init_from' (the model directory to grow)")
         trained = [("model", self.model)]
