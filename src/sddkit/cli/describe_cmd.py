@@ -20,7 +20,9 @@ if TYPE_CHECKING:  # torch loads when the command runs, not when `sdd` builds it
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("describe", help="print a model's parameter counts (JSON) from a config or recipe")
+    p = sub.add_parser(
+        "describe", help="print a model's parameter counts (JSON) from a config, recipe or model directory"
+    )
     p.add_argument("config", help="YAML config/recipe, or a model directory (or its config.json)")
     p.add_argument("overrides", nargs="*", help="key=value overrides (dotted keys), applied to the config")
     p.add_argument("--device", default="meta", choices=["meta", "cpu"], help="where to build (default: meta)")

@@ -87,7 +87,7 @@ def parse_args(
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for a hub at run time, whatever the shell says
-    try:  # building the parsers imports torch (seconds): a Ctrl-C then is an interruption too
+    try:  # building the parsers imports every command's module (not torch: a command loads it when it runs)
         args = parse_args(*_build_parsers(), sys.argv[1:] if argv is None else list(argv))
     except KeyboardInterrupt:
         print("sdd: interrupted", file=sys.stderr)

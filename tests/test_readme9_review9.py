@@ -1,0 +1,316 @@
+"""The user documents' command lines run under today's CLI (ninth review of README.md and docs/*.md).
+
+``tests/test_docs_commands.py`` checks that every command and flag the documents name exists; it did not parse
+whole command lines, and it left ``docs/benchmarks.md`` and the recipes' comments out. Here every ``sdd`` command
+line of a fenced block (README, benchmarks, model card, docs, recipe comments) parses with the real parsers, its
+``sdd train``/``sdd cv`` overrides resolve against the recipe, the synopses of README's command table parse (each
+``a|b`` alternative of a flag included), and the ``python benchmarks/...``/``scripts/...`` lines parse with those
+scripts' own parsers. Also pinned: ``sdd train --help``'s override example resolves on every bundled recipe (its
+``strategy.beta=0.5`` failed on the ERM ones, the default model's included); ``sdd robustness`` goes on past an
+unreadable file, as README now says (it said every command stops with status 2 on corrupt audio, ``sdd score``
+alone excepted); README states the window the AASIST importer writes (64,600 samples, not "4 s").
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import re
+import runpy
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+from scoring_support import save_tiny_lcnn, write_noise_wav
+
+from sddkit.cli.main import _build_parsers, main, parse_args
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+DOCUMENTS = [
+    "README.md",
+    "docs/benchmarks.md",
+    "docs/architecture.md",
+    "docs/aasist.md",
+    "src/sddkit/assets/default_model/MODEL_CARD.md",
+]
+# the placeholders the documents' command lines use, and a value of the right kind for each
+PLACEHOLDERS = [
+    (re.compile(r"\bseed=S\b"), "seed=1"),
+    (re.compile(r"--first-seed S\b"), "--first-seed 1"),
+    (re.compile(r" OVERRIDE\b"), ""),
+    (re.compile(r"\{name: F,"), "{name: lfcc,"),
+    (re.compile(r"\.\.\.the recipe's list\.\.\., "), ""),
+    (re.compile(r"--allocator (?:MODE|A)\b"), "--allocator tuned"),
+    # "`TRAIN` = the default recipe's `train` list" (docs/benchmarks.md)
+    (
+        re.compile(r"data\.train=TRAIN\b"),
+        "data.train=[{protocol: ../shared/data/sddbench/manifest.csv, format: sddbench, "
+        "options: {partitions: [train]}, exclude: {source: [resemblyzer]}}]",
+    ),
+]
+
+
+def _fenced_lines(text: str) -> list[str]:
+    """The command lines of a document's fenced blocks (backslash continuations joined, ``# ...`` comments cut,
+    ``VAR="..."`` assignments expanded where ``$VAR`` is used, a leading ``OMP_NUM_THREADS=1`` dropped)."""
+    lines = []
+    for block in re.findall(r"```[^\n]*\n(.*?)```", text, flags=re.S):
+        variables: dict[str, str] = {}
+        for line in block.replace("\\\n", " ").splitlines():
+            assignment = re.match(r'^(\w+)="(.*)"$', line.strip())
+            if assignment:
+                variables[assignment.group(1)] = assignment.group(2)
+                continue
+            line = line.split(" #")[0].strip()
+            for name, value in variables.items():
+                line = line.replace(f"${name}", value)
+            line = re.sub(r"^OMP_NUM_THREADS=\d+ ", "", line)
+            for pattern, value in PLACEHOLDERS:
+                line = pattern.sub(value, line)
+            lines += [part.strip() for part in re.split(r"&&|;", line) if part.strip()]
+    return lines
+
+
+def _recipe_comment_lines() -> list[str]:
+    """``sdd ...`` lines in the recipes' comments (continuations joined)."""
+    lines = []
+    for recipe in sorted((REPO / "recipes").rglob("*.yaml")):
+        comments = [line.lstrip("# ").rstrip() for line in recipe.read_text().splitlines() if line.startswith("#")]
+        text = "\n".join(comments).replace("\\\n", " ")
+        lines += [m.split("  (")[0].strip() for m in re.findall(r"(?:^|\s)(sdd (?:train|cv) recipes/\S.*)", text)]
+    return lines
+
+
+def _parse(argv: list[str]) -> tuple[argparse.Namespace | None, str]:
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            return parse_args(*_build_parsers(), argv), ""
+    except SystemExit:
+        return None, err.getvalue().strip().splitlines()[-1]
+
+
+def _sdd_lines() -> list[tuple[str, str]]:
+    found = [(name, line) for name in DOCUMENTS for line in _fenced_lines((REPO / name).read_text())]
+    found += [("recipes", line) for line in _recipe_comment_lines()]
+    return [(name, line) for name, line in found if line.startswith("sdd ")]
+
+
+def test_the_documents_have_command_lines_to_check():
+    names = {name for name, _ in _sdd_lines()}
+    assert {"README.md", "docs/benchmarks.md", "recipes"} <= names
+    assert len(_sdd_lines()) > 50
+
+
+def test_every_fenced_sdd_command_line_parses_and_its_overrides_resolve(capsys, monkeypatch):
+    monkeypatch.chdir(REPO)  # the recipes' paths are the repository's
+    problems = []
+    for name, line in _sdd_lines():
+        argv = shlex.split(line)[1:]
+        args, error = _parse(argv)
+        if args is None:
+            problems.append(f"{name}: `{line}`: {error}")
+            continue
+        if argv[0] in ("train", "cv") and Path(args.recipe).is_file():
+            code = main(["train", args.recipe, "--print-config", *args.overrides])
+            err = capsys.readouterr().err.strip()
+            if code != 0:
+                problems.append(f"{name}: `{line}`: the overrides do not resolve: {err}")
+    assert not problems, "\n".join(problems)
+
+
+def test_readme_table_synopses_parse():
+    problems = []
+    rows = [line for line in README.splitlines() if line.startswith("| `sdd ")]
+    for row in rows:
+        synopsis = re.match(r"\| `sdd ([^`]+)`", row).group(1)
+        alternatives = re.findall(r"(--[a-z-]+) ([\w.]+(?:\\\|[\w.]+)+)", synopsis)
+        plain = re.sub(r"(\S+?)\\\|\S+", r"\1", synopsis).replace("[", " ").replace("]", " ").replace("...", " ")
+        plain = re.sub(r"(--limit-connections) N\b", r"\1 3", plain)
+        variants = [plain]
+        for flag, values in alternatives:  # `--metric eer\|min_dcf`: each value parses
+            variants += [f"{plain} {flag} {value}" for value in values.split("\\|") if not value.startswith("-")]
+        for variant in variants:
+            args, error = _parse(shlex.split(variant))
+            if args is None:
+                problems.append(f"`sdd {synopsis}` as `sdd {variant}`: {error}")
+    assert len(rows) == len(_build_parsers()[1])
+    assert not problems, "\n".join(problems)
+
+
+def test_readme_flag_alternatives_are_the_flags_choices():
+    """``--backend torch|onnx``, ``--variant auto|aasist|aasist_l``, ...: each spelled value is accepted."""
+    commands = _build_parsers()[1]
+    spans = re.findall(r"`(--[a-z-]+) ([\w.]+(?:\\?\|[\w.]+)+)`", README)
+    assert spans
+    for flag, values in spans:
+        owners = [p for p in commands.values() for a in p._actions if flag in a.option_strings]
+        assert owners, flag
+        for value in re.split(r"\\?\|", values):
+            if value.isupper():  # a placeholder, e.g. FILE.onnx|DIR
+                continue
+            action = next(a for a in owners[0]._actions if flag in a.option_strings)
+            if action.choices is not None:
+                assert value in action.choices, f"{flag} {value}: choices are {action.choices}"
+
+
+def _python_lines() -> list[tuple[str, str]]:
+    found = []
+    for name in DOCUMENTS:
+        text = (REPO / name).read_text()
+        found += [(name, line) for line in _fenced_lines(text) if line.startswith("python ")]
+        found += [(name, f"python {m}") for m in re.findall(r"`(?:OMP_NUM_THREADS=\d+ )?python ([^`]+)`", text)]
+    kept = []
+    for name, line in found:
+        for pattern, value in PLACEHOLDERS:
+            line = pattern.sub(value, line)
+        if re.match(r"python (?:benchmarks|scripts)/\w+\.py", line):
+            kept.append((name, line))
+    return kept
+
+
+class _Parsed(Exception):
+    pass
+
+
+def test_every_benchmark_and_script_command_line_parses_with_its_script(monkeypatch):
+    """The script is run up to its ``parse_args``, which raises instead of returning: nothing else runs."""
+    original = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        raise _Parsed(original(self, args, namespace))
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    monkeypatch.chdir(REPO)
+    lines = _python_lines()
+    assert len(lines) > 30
+    problems = []
+    for name, line in lines:
+        argv = shlex.split(line)[1:]
+        # a brace list the shell would expand (`runs/x_s{0,1,2}`): one of its values
+        argv = [re.sub(r"\{(\w+),[\w,]+\}", r"\1", token) for token in argv]
+        monkeypatch.setattr(sys, "argv", argv)
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                runpy.run_path(str(REPO / argv[0]), run_name="__main__")
+            problems.append(f"{name}: `{line}`: the script never parsed its arguments")
+        except _Parsed:
+            pass
+        except SystemExit:
+            problems.append(f"{name}: `{line}`: {err.getvalue().strip().splitlines()[-1:]}")
+    assert not problems, "\n".join(problems)
+
+
+# --- sdd train --help: its override example ---------------------------------------------------------
+
+
+def test_train_help_override_example_resolves_on_every_bundled_recipe(capsys, monkeypatch):
+    # the example was `trainer.max_steps=100 strategy.beta=0.5`: on an ERM recipe (the default model's) the dotted
+    # key made a strategy without a name, "strategy: a strategy needs a 'name'"
+    monkeypatch.chdir(REPO)
+    description = _build_parsers()[1]["train"].description
+    example = re.search(r"e\.g\. (.*?);", description).group(1).split()
+    assert example and all("=" in item for item in example)
+    for recipe in sorted((REPO / "recipes").rglob("*.yaml")):
+        assert main(["train", str(recipe), "--print-config", *example]) == 0, capsys.readouterr().err
+        capsys.readouterr()
+    # the whole-entry form the help names resolves too
+    whole = re.search(r"'(strategy=\{[^']*\})'", description).group(1)
+    assert main(["train", "recipes/sddbench/default_model.yaml", "--print-config", whole]) == 0
+    assert json.loads(capsys.readouterr().out)["strategy"]["name"] == "mldg"
+
+
+# --- sdd robustness past an unreadable file -----------------------------------------------------------
+
+
+def test_robustness_goes_on_past_an_unreadable_file_as_readme_says(tmp_path, capsys):
+    assert "`sdd robustness` goes on past such files too" in README
+    assert "`n_failed_files`, `failed_files`" in README
+    model = save_tiny_lcnn(tmp_path / "model")
+    files = [write_noise_wav(tmp_path / f"{i}.wav", 0.6, i) for i in range(4)]
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not audio at all")
+    protocol = tmp_path / "meta.csv"
+    labels = ["bonafide", "spoof", "bonafide", "spoof"]
+    rows = [f"{path},{label}" for path, label in zip(files, labels)] + [f"{broken},spoof"]
+    protocol.write_text("path,label\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "rob"
+    argv = ["robustness", "--model", str(model), "--protocol", str(protocol), "--out", str(out)]
+    assert main([*argv, "--conditions", "clean", "--mode", "all", "--workers", "0", "--quiet"]) == 0
+    report = json.loads((out / "robustness.json").read_text())
+    assert report["n_failed_files"] == 1 and str(broken) in report["failed_files"][0]
+    assert [row["n"] for row in report["rows"]] == [4]  # left out of the row
+    # every file unreadable: status 2
+    protocol.write_text(f"path,label\n{broken},spoof\n{tmp_path / 'missing.wav'},bonafide\n")
+    assert main([*argv[:-1], str(tmp_path / "rob2"), "--conditions", "clean", "--workers", "0", "--quiet"]) == 2
+    assert "none of the 2 files could be decoded and scored" in capsys.readouterr().err
+
+
+# --- sdd import-aasist: the window it writes ------------------------------------------------------------
+
+
+def test_readme_import_aasist_row_names_the_window_the_importer_writes():
+    from sddkit.backends import aasist_import
+
+    row = next(line for line in README.splitlines() if line.startswith("| `sdd import-aasist"))
+    window = aasist_import.WINDOW_SAMPLES
+    assert f"{window:,} samples ({window / 16000:.2f} s)" in row
+    assert f"half-window hop ({window // 2:,})" in row
+    assert "4 s windows with a 2 s hop" not in row
+
+
+def test_sdd_help_lines_name_what_the_commands_take():
+    # `sdd --help` said describe reads "a config or recipe" (its own help and README: a model directory too) and
+    # train "a detector" by "ERM/MLDG" (README's row: mixtures too, and SAM)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(["--help"])
+    lines = " ".join(out.getvalue().split())
+    assert "from a config, recipe or model directory" in lines
+    assert "train a detector or a mixture from a YAML recipe (ERM/MLDG/SAM" in lines
+
+
+def test_flags_of_inline_sdd_spans_in_benchmarks_belong_to_their_command():
+    """``tests/test_docs_commands.py``'s check of the other documents, for docs/benchmarks.md and the recipes."""
+    from test_docs_commands import FLAG, _code_snippets, _options, _sdd_calls
+
+    commands = _build_parsers()[1]
+    texts = {"docs/benchmarks.md": (REPO / "docs" / "benchmarks.md").read_text()}
+    texts |= {str(p.relative_to(REPO)): p.read_text() for p in sorted((REPO / "recipes").rglob("*.yaml"))}
+    problems, seen = [], 0
+    for name, text in texts.items():
+        if name.endswith(".yaml"):  # the comments, as a code block
+            text = (
+                "```\n" + "\n".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#")) + "\n```"
+            )
+        for snippet in _code_snippets(text.replace("\\\n", " ")):
+            for command, args in _sdd_calls(snippet):
+                seen += 1
+                if command not in commands:
+                    problems.append(f"{name}: unknown command `sdd {command}` in {snippet!r}")
+                    continue
+                known = _options(commands[command])
+                problems += [
+                    f"{name}: `sdd {command}` has no {f} ({snippet!r})" for f in FLAG.findall(args) if f not in known
+                ]
+    assert seen > 80
+    assert not problems, "\n".join(problems)
+
+
+def test_building_the_parsers_imports_no_torch_as_the_startup_benchmark_says():
+    # docs/benchmarks.md ("Start-up time of the CLI"): `sdd --help` and every usage error cost 0.13-0.16 s because no
+    # command module imports torch until it runs
+    import subprocess
+
+    assert "`sdd describe` imports torch when it runs" in (REPO / "docs" / "benchmarks.md").read_text()
+    code = (
+        "import sys\nfrom sddkit.cli.main import _build_parsers\n_build_parsers()\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'scipy', 'pandas') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert "torch" not in out, out
