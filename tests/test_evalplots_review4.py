@@ -72,7 +72,8 @@ def test_a_pipe_in_a_group_or_expert_name_does_not_split_markdown_cells():
 @pytest.mark.parametrize(("alpha", "label"), [(0.05, "95%"), (0.001, "99.9%"), (0.1, "90%")])
 def test_the_eer_interval_is_labelled_with_its_level_in_the_summary_and_the_markdown(alpha, label):
     labels, scores = _gaussian(90)
-    report = evaluate(_table(["s"] * 90, labels), scores, EvalConfig(bootstrap=20, alpha=alpha))
+    # 2000 replicates: enough for each level (fewer are not labelled a CI of it)
+    report = evaluate(_table(["s"] * 90, labels), scores, EvalConfig(bootstrap=2000, alpha=alpha))
     low, high = report.pooled["eer_ci"]
     # the one-line summary that `sdd eval` prints said "[low, high]" with no level at all
     assert f"({label} CI {low:.2f} to {high:.2f})" in report.summary()

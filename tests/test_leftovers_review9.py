@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 from scoring_support import save_tiny_lcnn
 
 from sddkit.scoring.onnx_export import export_onnx, load_onnx_detector
@@ -18,3 +20,42 @@ def test_an_export_leaves_another_export_to_the_same_out_alone(tmp_path):
     assert other.read_bytes() == b"another export's graph, being written"
     assert load_onnx_detector(out) is not None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "m.onnx", "m.onnx.partial"]
+
+
+def test_a_dotted_override_of_a_component_the_recipe_does_not_name_says_so():
+    # `sdd train recipe.yaml strategy.beta=0.5` on an ERM recipe (no strategy named) made {beta: 0.5} and the error
+    # said only "a strategy needs a 'name'"
+    from sddkit.errors import ConfigError
+    from sddkit.training import STRATEGIES
+
+    with pytest.raises(ConfigError) as err:
+        STRATEGIES.parse({"beta": 0.5}, path="strategy")
+    message = str(err.value)
+    assert "needs a 'name'" in message and "it has only {beta: 0.5}" in message
+    assert "'strategy={name: NAME, beta: 0.5}'" in message
+    with pytest.raises(ConfigError) as err:  # a list item is no target of a dotted override: no such hint
+        STRATEGIES.parse({"beta": 0.5}, path="augment[0]")
+    assert "dotted override" not in str(err.value)
+
+
+def test_an_interval_of_too_few_replicates_is_not_called_a_95_percent_ci():
+    # `sdd eval --bootstrap 10` warned that the interval is not a 95 % one, and its summary line and report.md then
+    # printed "(95% CI a to b)" all the same
+    from sddkit.data.table import UtteranceTable
+    from sddkit.evaluation import EvalConfig, evaluate, render_markdown
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 2
+    scores = rng.normal(size=60) + 1.5 * labels
+    table = UtteranceTable.from_records(
+        {"utt_id": f"u{i}", "label": "bonafide" if y else "spoof", "attack": "-" if y else "A01"}
+        for i, y in enumerate(labels)
+    )
+    few = evaluate(table, scores, EvalConfig(bootstrap=10))
+    low, high = few.pooled["eer_ci"]
+    for text, digits in ((few.summary(), 2), (render_markdown(few), 3)):
+        assert "(95% CI" not in text
+        assert f"(bootstrap interval {low:.{digits}f} to {high:.{digits}f}, too few replicates for a 95% CI)" in text
+    enough = evaluate(table, scores, EvalConfig(bootstrap=40))
+    low, high = enough.pooled["eer_ci"]
+    assert f"(95% CI {low:.2f} to {high:.2f})" in enough.summary()

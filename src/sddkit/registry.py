@@ -119,7 +119,16 @@ class Registry:
             name, params = value, {}
         elif isinstance(value, Mapping):
             if "name" not in value:
-                raise ConfigError(f"{where}: {a} {self.family} needs a 'name' (one of {self.names()})")
+                # e.g. `strategy.beta=0.5` on a recipe that names no strategy: the override made {beta: 0.5}
+                given = ", ".join(f"{k}: {v!r}" for k, v in value.items())
+                hint = (
+                    f"; it has only {{{given}}}: a dotted override ({where}.KEY=VALUE) changes a field of the "
+                    f"{self.family} the recipe names, and this one names none: give the whole entry, e.g. "
+                    f"'{where}={{name: NAME, {given}}}'"
+                    if value and "[" not in where  # a list item is no target of a dotted override
+                    else ""
+                )
+                raise ConfigError(f"{where}: {a} {self.family} needs a 'name' (one of {self.names()}){hint}")
             params = {k: v for k, v in value.items() if k != "name"}
             name = value["name"]
         else:

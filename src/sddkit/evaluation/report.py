@@ -167,8 +167,7 @@ class Report:
     def summary(self) -> str:
         """One line: pooled EER (with CI), minDCF, actDCF, AUC and the trial counts."""
         p = self.pooled
-        ci = p.get("eer_ci")
-        ci_text = f" ({_level(p['eer_ci_level'])} CI {ci[0]:.2f} to {ci[1]:.2f})" if ci else ""
+        ci_text = _ci_text(p, 2)
         return (
             f"pooled EER {p['eer']:.2f}%{ci_text}  minDCF {p['min_dcf']:.4f}  actDCF {p['act_dcf']:.4f}  "
             f"AUC {p['auc']:.4f}  ({p['n_bonafide']} bona fide, {p['n_spoof']} spoof)"
@@ -427,6 +426,18 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+def _ci_text(pooled: dict[str, Any], digits: int) -> str:
+    """`` (95% CI a to b)`` for the pooled EER's interval, ``""`` without one. An interval of fewer bootstrap
+    replicates than its level needs (it carries an ``eer_ci_note``) is not called a CI of that level."""
+    ci = pooled.get("eer_ci")
+    if not ci:
+        return ""
+    span = f"{ci[0]:.{digits}f} to {ci[1]:.{digits}f}"
+    if pooled.get("eer_ci_note"):
+        return f" (bootstrap interval {span}, too few replicates for a {_level(pooled['eer_ci_level'])} CI)"
+    return f" ({_level(pooled['eer_ci_level'])} CI {span})"
+
+
 def _level(level: float) -> str:
     """A confidence level as a percentage: 0.95 -> "95%", 0.999 -> "99.9%" (not rounded up to "100%")."""
     return f"{100 * level:.4g}%"
@@ -472,9 +483,8 @@ def _md_table(rows: Sequence[dict[str, Any]], key: str) -> list[str]:
 
 def render_markdown(report: Report) -> str:
     p = report.pooled
-    ci = p["eer_ci"]
-    ci_text = f" ({_level(p['eer_ci_level'])} CI {ci[0]:.3f} to {ci[1]:.3f})" if ci else ""
-    if not ci and p.get("eer_ci_note"):
+    ci_text = _ci_text(p, 3)
+    if not p["eer_ci"] and p.get("eer_ci_note"):
         ci_text = f" ({p['eer_ci_note']})"
     asv = report.config.asv
     asv_file = (report.inputs or {}).get("asv_scores")
