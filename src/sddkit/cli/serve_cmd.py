@@ -21,7 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "a non-loopback address, e.g. 0.0.0.0, is warned about)",
     )
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=20.0,
+        help="largest accepted upload in MB of 1024*1024 bytes (default 20)",
+    )
     p.add_argument("--max-duration-s", type=float, default=600.0, help="longest accepted audio (default 600 s)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (default torch)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...); --backend onnx runs on cpu")
