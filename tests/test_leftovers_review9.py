@@ -59,3 +59,13 @@ def test_an_interval_of_too_few_replicates_is_not_called_a_95_percent_ci():
     enough = evaluate(table, scores, EvalConfig(bootstrap=40))
     low, high = enough.pooled["eer_ci"]
     assert f"(95% CI {low:.2f} to {high:.2f})" in enough.summary()
+
+
+def test_a_csv_score_file_may_name_its_score_column_cm_score(tmp_path):
+    # the TSV and ASVspoof 5 readers took `cm_score`, the CSV reader only `score` and `cm-score`
+    from sddkit.evaluation.scores import read_scores
+
+    path = tmp_path / "s.csv"
+    path.write_text("utt_id,cm_score\nu1,0.5\nu2,-1.25\n")
+    scores = read_scores(path)
+    assert list(scores.ids) == ["u1", "u2"] and list(scores.scores) == [0.5, -1.25]

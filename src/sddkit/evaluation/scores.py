@@ -355,13 +355,13 @@ def read_asvspoof5(path: str | Path) -> ScoreFile:
 
 def read_csv_scores(path: str | Path) -> ScoreFile:
     """CSV with a header naming ``path`` or ``utt_id`` and ``score`` (an optional ``label`` is kept)."""
-    return _read_delimited(Path(path), "csv", ",", ("utt_id", "path", "filename"), ("score", "cm-score"))
+    return _read_delimited(Path(path), "csv", ",", _ID_COLUMNS, _SCORE_COLUMNS)
 
 
 def read_tsv_scores(path: str | Path) -> ScoreFile:
     """Tab-separated, with a header naming ``path``, ``utt_id`` or ``filename`` and ``score`` (as
     :func:`read_csv_scores`; ``filename<TAB>cm-score`` files are ASVspoof 5's, :func:`read_asvspoof5`)."""
-    return _read_delimited(Path(path), "tsv", "\t", ("utt_id", "path", "filename"), ("score", "cm-score", "cm_score"))
+    return _read_delimited(Path(path), "tsv", "\t", _ID_COLUMNS, _SCORE_COLUMNS)
 
 
 def read_jsonl_scores(path: str | Path) -> ScoreFile:
