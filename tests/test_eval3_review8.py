@@ -7,37 +7,12 @@ import json
 
 import numpy as np
 import pytest
+from eval_support import gaussian_trials, keep_drawn_figures, labelled_table
 
 from sddkit.cli.main import main
-from sddkit.data.table import UtteranceTable
 from sddkit.evaluation import EvalConfig, evaluate, render_markdown
 from sddkit.evaluation import plots as plots_module
 from sddkit.metrics import det_curve, eer
-
-
-def _table(labels: np.ndarray) -> UtteranceTable:
-    return UtteranceTable.from_records(
-        {"utt_id": f"u{i}", "label": "bonafide" if y else "spoof", "attack": "-" if y else "A01"}
-        for i, y in enumerate(labels)
-    )
-
-
-def _gaussian(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    labels = (np.arange(n) % 2).astype(np.int64)
-    return labels, rng.normal(size=n) + 1.5 * labels
-
-
-def _drawn(monkeypatch) -> dict:
-    drawn: dict = {}
-    save = plots_module._save
-
-    def keep(fig, path):
-        drawn["fig"] = fig
-        return save(fig, path)
-
-    monkeypatch.setattr(plots_module, "_save", keep)
-    return drawn
 
 
 def _inside(ax, line) -> bool:
@@ -51,7 +26,7 @@ def test_a_curve_without_errors_is_drawn_inside_the_det_and_roc_frames(tmp_path,
     # a system with no errors has miss = 0 or fa = 0 at every threshold: its DET curve was clipped onto the axes'
     # lower and left limits and its ROC curve ran along x = 0 and y = 1, all of it under the frame: the legend read
     # "pooled (EER 0.00%)" above an empty plot, and the EER marker was a quarter of a dot in the corner
-    drawn = _drawn(monkeypatch)
+    drawn = keep_drawn_figures(monkeypatch)
     labels = np.array([1] * 6 + [0] * 6)
     scores = np.where(labels == 1, 3.0, -3.0) + np.linspace(0, 0.1, 12)
     curves = {"pooled": det_curve(labels, scores)}
@@ -67,7 +42,7 @@ def test_a_curve_without_errors_is_drawn_inside_the_det_and_roc_frames(tmp_path,
     ax = drawn["fig"].axes[0]
     assert _inside(ax, ax.get_lines()[0])
     # an ordinary curve's ends (fa = 100 % at miss = 0, miss = 100 % at fa = 0) are drawn inside the frame as well
-    labels, scores = _gaussian(200)
+    labels, scores = gaussian_trials(200)
     plots_module.plot_det({"pooled": det_curve(labels, scores)}, tmp_path / "det2.png")
     ax = drawn["fig"].axes[0]
     assert _inside(ax, ax.get_lines()[0])
@@ -76,18 +51,23 @@ def test_a_curve_without_errors_is_drawn_inside_the_det_and_roc_frames(tmp_path,
 def test_an_eer_interval_of_too_few_bootstrap_replicates_is_flagged(tmp_path, capsys):
     # `--bootstrap 1` gave a "95% CI" that was one replicate's EER (here 17.5 to 17.5 around an EER of 15 %),
     # labelled 95 % with nothing said; fewer than 2 / alpha replicates leave no replicate in a tail
-    labels, scores = _gaussian(40)
-    report = evaluate(_table(labels), scores, EvalConfig(bootstrap=1))
+    labels, scores = gaussian_trials(40)
+    report = evaluate(labelled_table(labels), scores, EvalConfig(bootstrap=1))
     low, high = report.pooled["eer_ci"]
     assert low == high != report.pooled["eer"]  # what the interval of one replicate is
     note = report.pooled["eer_ci_note"]
     assert "1 bootstrap replicate(s)" in note and "40" in note and "not a 95% interval" in note
     assert note in report.warnings and note in render_markdown(report)
     # the level's own count: 20 replicates are too few at alpha 0.05, 200 are enough
-    assert "fewer than the 40" in evaluate(_table(labels), scores, EvalConfig(bootstrap=20)).pooled["eer_ci_note"]
-    enough = evaluate(_table(labels), scores, EvalConfig(bootstrap=40))
+    assert (
+        "fewer than the 40" in evaluate(labelled_table(labels), scores, EvalConfig(bootstrap=20)).pooled["eer_ci_note"]
+    )
+    enough = evaluate(labelled_table(labels), scores, EvalConfig(bootstrap=40))
     assert enough.pooled["eer_ci_note"] == "" and enough.warnings == []
-    assert "fewer than the 200" in evaluate(_table(labels), scores, EvalConfig(bootstrap=40, alpha=0.01)).warnings[0]
+    assert (
+        "fewer than the 200"
+        in evaluate(labelled_table(labels), scores, EvalConfig(bootstrap=40, alpha=0.01)).warnings[0]
+    )
     # sdd eval prints it and report.json holds it
     protocol = tmp_path / "protocol.txt"
     protocol.write_text(
@@ -107,20 +87,23 @@ def test_scores_that_look_like_probabilities_are_flagged():
     # another tool's bona fide probabilities: EER and minDCF are right, but actDCF and Cllr read every score as a
     # log-likelihood ratio of at least 0 (all accepted at the Bayes threshold): actDCF 1 and a Cllr that says the
     # system is worthless, with no hint why
-    labels, scores = _gaussian(200)
+    labels, scores = gaussian_trials(200)
     probabilities = 1.0 / (1.0 + np.exp(-scores))
-    report = evaluate(_table(labels), probabilities, EvalConfig(bootstrap=0))
+    report = evaluate(labelled_table(labels), probabilities, EvalConfig(bootstrap=0))
     assert report.pooled["eer"] == pytest.approx(100 * eer(labels, scores).eer)  # the scale does not matter here
     assert report.pooled["act_dcf"] == pytest.approx(1.0)
     assert report.pooled["score_range"] == [pytest.approx(probabilities.min()), pytest.approx(probabilities.max())]
     (note,) = report.warnings
     assert "[0, 1]" in note and "log-likelihood ratios" in note and "log(p / (1 - p))" in note
     # log-odds scores, and scores in [0, 1] shifted below 0, say nothing
-    assert evaluate(_table(labels), scores, EvalConfig(bootstrap=0)).warnings == []
-    assert evaluate(_table(labels), probabilities - probabilities.min() - 0.01, EvalConfig(bootstrap=0)).warnings == []
+    assert evaluate(labelled_table(labels), scores, EvalConfig(bootstrap=0)).warnings == []
+    assert (
+        evaluate(labelled_table(labels), probabilities - probabilities.min() - 0.01, EvalConfig(bootstrap=0)).warnings
+        == []
+    )
     assert "[0, 1]" in render_markdown(report)
     # a constant score (an untrained model's 0) has no scale to tell
-    assert evaluate(_table(labels), np.zeros(200), EvalConfig(bootstrap=0)).warnings == []
+    assert evaluate(labelled_table(labels), np.zeros(200), EvalConfig(bootstrap=0)).warnings == []
 
 
 @pytest.mark.parametrize(
@@ -143,14 +126,14 @@ def test_the_synthetic_example_refuses_what_would_write_unreadable_or_wrong_file
 
 def test_a_score_array_of_the_wrong_shape_is_named_by_its_shape():
     # a (N, 1) column of N scores (a model's output as it comes) was refused as "got 6 scores for 6 protocol rows"
-    labels, scores = _gaussian(6)
+    labels, scores = gaussian_trials(6)
     from sddkit.errors import ProtocolError
 
     with pytest.raises(ProtocolError, match=r"shape \(6,\), for 6 protocol rows; got shape \(6, 1\)"):
-        evaluate(_table(labels), scores[:, None], EvalConfig(bootstrap=0))
+        evaluate(labelled_table(labels), scores[:, None], EvalConfig(bootstrap=0))
     with pytest.raises(ProtocolError, match=r"got shape \(\)"):
-        evaluate(_table(labels), 1.0, EvalConfig(bootstrap=0))
-    assert evaluate(_table(labels), scores, EvalConfig(bootstrap=0)).pooled["n"] == 6
+        evaluate(labelled_table(labels), 1.0, EvalConfig(bootstrap=0))
+    assert evaluate(labelled_table(labels), scores, EvalConfig(bootstrap=0)).pooled["n"] == 6
 
 
 def test_a_folder_given_as_the_score_file_is_named_a_folder(tmp_path, capsys):

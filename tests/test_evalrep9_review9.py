@@ -11,10 +11,10 @@ import warnings
 import numpy as np
 import pytest
 import soundfile as sf
+from eval_support import gaussian_trials, keep_drawn_figures, labelled_table
 from scoring_support import save_tiny_lcnn
 
 from sddkit.cli.main import main
-from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 from sddkit.evaluation import EvalConfig, evaluate, read_scores, render_markdown, write_report
 from sddkit.evaluation import plots as plots_module
@@ -30,31 +30,6 @@ from sddkit.metrics import (
 )
 
 FLOAT_MAX = float(np.finfo(np.float64).max)
-
-
-def _table(labels: np.ndarray) -> UtteranceTable:
-    return UtteranceTable.from_records(
-        {"utt_id": f"u{i}", "label": "bonafide" if y else "spoof", "attack": "-" if y else "A01"}
-        for i, y in enumerate(labels)
-    )
-
-
-def _gaussian(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    labels = (np.arange(n) % 2).astype(np.int64)
-    return labels, rng.normal(size=n) + 1.5 * labels
-
-
-def _drawn(monkeypatch) -> dict:
-    drawn: dict = {}
-    save = plots_module._save
-
-    def keep(fig, path):
-        drawn["fig"] = fig
-        return save(fig, path)
-
-    monkeypatch.setattr(plots_module, "_save", keep)
-    return drawn
 
 
 def _files(tmp_path, labels: np.ndarray, scores: np.ndarray) -> tuple[str, str]:
@@ -75,12 +50,12 @@ def test_scores_near_the_float_limit_are_evaluated_and_plotted(tmp_path, monkeyp
     # +-1.8e308 (a tool's "certain" sentinel) made the score histogram crash write_report: the span of its axis
     # overflowed to inf ("`bins` must increase monotonically"), and so did matplotlib's transforms once that was
     # mended; det_curve's threshold above the highest score warned "overflow encountered in nextafter"
-    labels, scores = _gaussian(40)
+    labels, scores = gaussian_trials(40)
     scores = np.where(labels == 1, FLOAT_MAX, -FLOAT_MAX) if scale is None else scores * scale
-    drawn = _drawn(monkeypatch)
+    drawn = keep_drawn_figures(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        report = evaluate(_table(labels), scores, EvalConfig(bootstrap=50))
+        report = evaluate(labelled_table(labels), scores, EvalConfig(bootstrap=50))
         paths = write_report(report, tmp_path / "report")
     assert paths["scores.png"].stat().st_size > 0
     ax = drawn["fig"].axes[0]
@@ -98,8 +73,8 @@ def test_scores_near_the_float_limit_are_evaluated_and_plotted(tmp_path, monkeyp
 
 
 def test_scores_of_ordinary_magnitude_keep_their_histogram_axis(tmp_path, monkeypatch):
-    drawn = _drawn(monkeypatch)
-    labels, scores = _gaussian(200)
+    drawn = keep_drawn_figures(monkeypatch)
+    labels, scores = gaussian_trials(200)
     plots_module.plot_score_histogram(det_curve(labels, scores), tmp_path / "s.png", threshold=0.3)
     ax = drawn["fig"].axes[0]
     assert ax.get_xlabel() == "score (higher = more bona fide)"
@@ -109,7 +84,7 @@ def test_scores_of_ordinary_magnitude_keep_their_histogram_axis(tmp_path, monkey
 def test_tied_scores_of_large_magnitude_are_drawn_not_an_empty_histogram(tmp_path, monkeypatch):
     # every score 1e20: the unit-wide axis around them rounded to zero width (1e20 +- 0.5 == 1e20), so every bin
     # edge was 1e20 and the plot came out empty, with nothing said
-    drawn = _drawn(monkeypatch)
+    drawn = keep_drawn_figures(monkeypatch)
     labels = np.arange(20) % 2
     for value in (1e20, FLOAT_MAX, -FLOAT_MAX):
         plots_module.plot_score_histogram(det_curve(labels, np.full(20, value)), tmp_path / "s.png")
@@ -128,7 +103,7 @@ def test_cllr_of_scores_near_the_float_limit_is_a_number_not_inf():
     # each class's mean cost is (2 * 1.5e308 + log1p(e^-1)) / 3 = 1e308 (the small term is below its float step)
     assert value == pytest.approx(1e308 / math.log(2), rel=1e-12)  # (1e308 + 1e308) / (2 ln 2)
     # ordinary scores: the value as before, to the bit
-    labels, scores = _gaussian(101)
+    labels, scores = gaussian_trials(101)
     bona, spoof = scores[labels == 1], scores[labels == 0]
     old = (np.logaddexp(0.0, -bona).mean() + np.logaddexp(0.0, spoof).mean()) / (2.0 * math.log(2.0))
     assert cllr(labels, scores) == float(old)
@@ -139,14 +114,15 @@ def test_markdown_writes_huge_values_in_exponent_form():
     labels = np.arange(40) % 2
     scores = np.where(labels == 1, 1.0, -1.0) * np.linspace(1e307, 1.5e308, 40)
     scores[:4] = -scores[:4]  # some errors: a Cllr near the float limit
-    text = render_markdown(evaluate(_table(labels), scores, EvalConfig(bootstrap=0)))
+    text = render_markdown(evaluate(labelled_table(labels), scores, EvalConfig(bootstrap=0)))
     assert not re.search(r"\d{20}", text)
     assert re.search(r"\| Cllr \(bits\) \| \d(\.\d+)?e\+30\d \|", text)
     assert re.search(r"\| EER threshold \| -?\d(\.\d+)?e\+30\d \|", text)
     # ordinary values keep their fixed decimals
-    labels, scores = _gaussian(40)
+    labels, scores = gaussian_trials(40)
     assert re.search(
-        r"\| Cllr \(bits\) \| \d\.\d{4} \|", render_markdown(evaluate(_table(labels), scores, EvalConfig(bootstrap=0)))
+        r"\| Cllr \(bits\) \| \d\.\d{4} \|",
+        render_markdown(evaluate(labelled_table(labels), scores, EvalConfig(bootstrap=0))),
     )
 
 
@@ -155,7 +131,7 @@ def test_markdown_writes_huge_values_in_exponent_form():
 
 def test_sdd_eval_says_when_it_replaces_an_earlier_report(tmp_path, capsys):
     # a second sdd eval into the same --out replaced report.json and the tables without a word
-    labels, scores = _gaussian(40)
+    labels, scores = gaussian_trials(40)
     score_file, protocol = _files(tmp_path, labels, scores)
     out = tmp_path / "report"
     argv = ["eval", "--scores", score_file, "--protocol", protocol, "--out", str(out), "--bootstrap", "0"]
@@ -171,7 +147,7 @@ def test_sdd_eval_says_when_it_replaces_an_earlier_report(tmp_path, capsys):
 
 
 def test_sdd_eval_names_an_earlier_report_it_cannot_parse_by_its_file(tmp_path, capsys):
-    labels, scores = _gaussian(40)
+    labels, scores = gaussian_trials(40)
     score_file, protocol = _files(tmp_path, labels, scores)
     out = tmp_path / "report"
     out.mkdir()
@@ -253,7 +229,7 @@ def test_headerless_whitespace_files_are_read_as_before(tmp_path):
 # --- the bootstraps' argument errors ------------------------------------------------------------
 
 
-_Y, _S = _gaussian(20)
+_Y, _S = gaussian_trials(20)
 
 
 @pytest.mark.parametrize(
@@ -284,7 +260,7 @@ def test_bootstrap_argument_errors_name_the_argument(call, match):
 
 def test_bootstraps_draw_as_before():
     # the seed's generator is made first now: the same draws, the same intervals
-    y, s = _gaussian(60, seed=3)
+    y, s = gaussian_trials(60, seed=3)
     rng = np.random.default_rng(5)
     other = s + rng.normal(size=60)
     assert bootstrap_ci(CurveMetric(eer_from_curve), y, s, n=30, seed=7) == bootstrap_ci(eer, y, s, n=30, seed=7)
