@@ -44,6 +44,12 @@ class ExclusiveLock:
                 return
             os.close(fd)  # the holder removed the file as we opened it: lock the new one
 
+    @property
+    def held(self) -> bool:
+        """Whether the lock is held: False where it could not be taken (its folder missing or read-only, no flock
+        there), when the holder goes on unlocked."""
+        return self._fd is not None
+
     def release(self) -> None:
         if self._fd is not None:
             self.path.unlink(missing_ok=True)  # while still holding it (see the loop above)

@@ -18,6 +18,7 @@ In both, the gate is then trained on pooled data with the experts frozen (defaul
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +110,10 @@ class DetectorMixture(nn.Module):
                 f"the gate {type(self.gate).__name__} returned weights of shape {tuple(weights.shape)}, "
                 f"expected (batch, experts) = {expected}"
             )
-        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):  # export and compile: no data checks
+        # export and compile: no data checks; sddkit's own gates end in a softmax (or are uniform): not checked, as
+        # the check waits for the device (bool of a GPU tensor) in the middle of every forward, in training too
+        exporting = torch.jit.is_tracing() or torch.compiler.is_compiling()
+        if not exporting and type(self.gate) not in _softmax_gates():
             _check_simplex(self.gate, weights)
         # from the experts' logits in float32 at least: log-probabilities rounded to half precision keep ~3 digits
         expert_log_probs = torch.stack([_log_probs(o.logits) for o in outs], dim=1)  # (B, E, 2)
@@ -130,6 +134,15 @@ class DetectorMixture(nn.Module):
             aux_losses=aux,
             stats=stats,
         )
+
+
+@functools.cache
+def _softmax_gates() -> tuple[type, ...]:
+    """sddkit's gate classes, whose weights are a softmax (or uniform) by construction: :func:`_check_simplex` is
+    for other gates (a subclass of one of them included, as its forward may differ)."""
+    from sddkit.detectors.gates import AttentionGate, AverageGate, ClassicGate, EnhancedMLPGate
+
+    return (AverageGate, ClassicGate, EnhancedMLPGate, AttentionGate)
 
 
 def _check_simplex(gate: nn.Module, weights: Tensor) -> None:

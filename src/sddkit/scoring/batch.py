@@ -210,10 +210,16 @@ def _try_protocol(path: Path):
     """The utterance table of a protocol file, or None when no reader recognises it."""
     try:
         from sddkit.data.protocols import read_protocol
+        from sddkit.data.protocols.detect import MailabsBookError
     except ImportError:
         return None
     try:
-        return read_protocol(path)
+        try:
+            return read_protocol(path)
+        except MailabsBookError:
+            # refused by format detection for its labels (an M-AILABS book read as LJSpeech); a manifest needs only
+            # its files, which the LJSpeech reader lists (else "not a known protocol" was said of it)
+            return read_protocol(path, format="ljspeech")
     except SddkitError:
         return None
 
@@ -507,7 +513,8 @@ class ScoreWriter:
     rows yet: a shard takes the one of the output it is merged into). With ``retry_errors`` the rows of ``retry_inputs``
     (all rows when None) that hold an error are first removed from the file (atomically), so those
     files count as not done; error rows of other files stay. ``lock``: the :class:`OutputLock` of ``out``, taken
-    already (``sdd score`` takes it before the model loads); the writer releases it when it closes or fails to
+    already (``sdd score`` takes it before the model loads; one that locked nothing, taken before out's folder
+    existed, is taken again once the writer has made the folder); the writer releases it when it closes or fails to
     open, as it does the lock it takes itself when none is given.
     """
 
@@ -534,6 +541,11 @@ class ScoreWriter:
             raise ProtocolError(f"{self.out} is a folder; name a .csv or .jsonl file to write")
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
+            if lock is not None and not lock.held:
+                # taken by the caller before out's folder existed, it locked nothing (sdd score makes the folder
+                # first): taken again now that the folder is there, else a second run into it was not refused
+                lock.release()
+                lock = None
             self._lock = lock if lock is not None else OutputLock(self.out)
         except OSError as exc:
             if lock is not None:
@@ -914,10 +926,16 @@ def mark_shard_done(out: str | Path, rank: int, world_size: int, rows: int) -> N
 def complete_shards(out: str | Path) -> tuple[int, list[int]]:
     """(world size recorded by the markers, ranks whose marker is missing); (0, []) if none."""
     out = Path(out)
-    markers = sorted(out.parent.glob(f"{out.name}.rank*.done"))
-    if not markers:
+    sizes = set()
+    for marker in sorted(out.parent.glob(f"{out.name}.rank*.done")):
+        try:
+            sizes.add(json.loads(marker.read_text())["world_size"])
+        except FileNotFoundError:
+            # cleared since it was listed by its rank, which scores again (sdd score clears a rank's marker as it
+            # starts, while the other ranks may be checking the markers): not done
+            continue
+    if not sizes:
         return 0, []
-    sizes = {json.loads(m.read_text())["world_size"] for m in markers}
     if len(sizes) != 1:
         raise ProtocolError(f"{out}: shard markers disagree on the world size ({sorted(sizes)}); remove stale ones")
     world = sizes.pop()

@@ -263,6 +263,18 @@ class Trainer:
             resuming = self.resume and ckpt.latest_checkpoint(self.ckpt_dir) is not None
         except CheckpointError as exc:  # a damaged pointer, or one naming a checkpoint gone
             raise self._unusable_latest(exc) from None
+        finished = [f"{d}/" for d in ("best", "final") if (self.out_dir / d).is_dir()]
+        if self.resume and not resuming and finished and not self._nothing_to_learn():
+            # its checkpoints deleted (to save space): the run would start afresh and, at its end, replace the
+            # earlier run's exported models, which a fresh run into this out_dir is refused to do (before the data
+            # is read, and before molex.old_eval is scored; a mixture with nothing to learn only exports again what
+            # it exported)
+            raise ConfigError(
+                f"trainer.out_dir={self.out_dir} holds the exported model(s) {' and '.join(finished)} of an "
+                f"earlier run but no checkpoint under {self.ckpt_dir} to continue it from ({self.resume_with} "
+                "would train afresh and replace them); continue from one of them in another trainer.out_dir with "
+                "init_from=, or delete them to train there afresh"
+            )
         # old-domain results of the model as it was, before any expert is added (a resume has them saved)
         molex_before = None if resuming else self._molex_before()
         self._grow(self.module)
@@ -271,17 +283,6 @@ class Trainer:
         if self.assembled:
             self._setup_assembly()
             return
-        finished = [f"{d}/" for d in ("best", "final") if (self.out_dir / d).is_dir()]
-        if self.resume and not resuming and finished:
-            # its checkpoints deleted (to save space): the run would start afresh and, at its end, replace the
-            # earlier run's exported models, which a fresh run into this out_dir is refused to do (before the data
-            # is read; a mixture with nothing to learn, above, only exports again what it exported)
-            raise ConfigError(
-                f"trainer.out_dir={self.out_dir} holds the exported model(s) {' and '.join(finished)} of an "
-                f"earlier run but no checkpoint under {self.ckpt_dir} to continue it from ({self.resume_with} "
-                "would train afresh and replace them); continue from one of them in another trainer.out_dir with "
-                "init_from=, or delete them to train there afresh"
-            )
 
         if self._train_data is None:
             self._check_crop_lengths()  # before decoding a corpus that could not be used

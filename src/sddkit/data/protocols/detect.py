@@ -63,6 +63,11 @@ def _mlaad_meta_error(path: Path) -> ProtocolError:
     return ProtocolError(f"{path}: an MLAAD meta.csv; read the MLAAD root folder (holding fake/) instead")
 
 
+class MailabsBookError(ProtocolError):
+    """Detection's refusal of an M-AILABS book folder (or its ``metadata.csv``) as LJSpeech: its labels would be
+    wrong, its files are right (``sdd score`` lists them from it, read with ``format="ljspeech"``)."""
+
+
 def _refuse_mailabs_book(d: Path) -> None:
     """An M-AILABS book folder (``<lang>/by_book/<gender>/<speaker>/<book>/``) holds ``metadata.csv`` and ``wavs/``
     as LJSpeech does: read as LJSpeech, its German or French readers became one English speaker ``LJ`` of corpus
@@ -70,7 +75,7 @@ def _refuse_mailabs_book(d: Path) -> None:
     parts = Path(os.path.abspath(d)).parts
     if "by_book" in parts:
         lang = parts[parts.index("by_book") - 1] if parts.index("by_book") > 0 else "<lang>"
-        raise ProtocolError(
+        raise MailabsBookError(
             f"{d}: an M-AILABS book folder ({lang}/by_book/...), not LJSpeech: read M-AILABS as MLAAD's bona fide "
             "speech (format mlaad, options {bonafide_root: <the folder holding " + lang + "/>}), or this book alone "
             "with format ljspeech (speaker and language then come from its path; set options {corpus: m-ailabs})"
