@@ -17,15 +17,17 @@ rejected before any decoding, unless the file is too small to hold that much aud
 ``_MIN_BYTES_PER_S`` bytes per declared second: a lying header, e.g. a broken VBR MP3) or the
 length is an estimate from the bitrate (MP3, ADTS AAC and other elementary streams: a VBR file
 without a Xing frame that opens with silence is overestimated several times over). MP3 is
-decoded by FFmpeg, which reads to the end of the file, where libsndfile stops at its estimate.
+decoded by FFmpeg, which reads to the end of the file, where libsndfile stops at its estimate; so is a
+chained Ogg file (Ogg files joined end to end, a recorded radio stream), of which libsndfile reads the first
+stream only.
 Otherwise decoding counts samples and stops as soon as the limit is passed, so at most
 ``max_duration`` seconds of audio are ever decoded, whatever the header says.
 
 Every failure is one of the typed :mod:`sddkit.errors` audio errors; no numpy, soundfile or av
 exception escapes. Checks, in order: missing path / directory (``AudioNotFoundError``), not a
 regular file (a FIFO or device: ``AudioDecodeError``, never opened), 0-byte file
-(``EmptyAudioError``), not readable (no permission), undecodable, or a FLAC or WAV (RIFF,
-WAVE_FORMAT_EXTENSIBLE or RF64) whose audio ends before the sample count of its header
+(``EmptyAudioError``), not readable (no permission), undecodable, or a FLAC, a PCM/float/G.711 WAV (RIFF,
+WAVE_FORMAT_EXTENSIBLE or RF64) or an MP4 whose audio ends before the sample count of its header
 (``AudioDecodeError``), too long from the header, zero decoded samples (``EmptyAudioError``),
 a native rate below ``MIN_SAMPLE_RATE`` (``UnsupportedSampleRateError``), NaN/Inf
 (``NonFiniteAudioError``), float samples far over full scale (``AudioError``: a peak above +36 dBFS is
@@ -110,6 +112,11 @@ _DURATION_EPS_S = 1e-6
 _SF_NOT_A_FILE = "File does not exist or is not a regular file"
 # libsndfile's major formats of a .wav file: plain RIFF/WAVE, WAVE_FORMAT_EXTENSIBLE (24-bit, multichannel) and RF64.
 _WAV_FORMATS = frozenset({"WAV", "WAVEX", "RF64"})
+# Bytes per sample of libsndfile's subtypes that store every sample in the same bytes (PCM, float, G.711): a WAV's
+# data length over this times the channels is the frames libsndfile decodes from it, whatever block align the fmt
+# chunk states (libsndfile ignores a wrong one, e.g. 2 for 16-bit stereo). ADPCM, GSM or MPEG data has no such size.
+_WAV_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+_WAV_SAMPLE_BYTES |= {"ULAW": 1, "ALAW": 1}
 # Frames per read of the soundfile decoder (a few MB even for many channels).
 _READ_BLOCK = 1 << 18
 # The most frames one byte of a file can hold (a FLAC frame of 65535 constant samples takes about 10 bytes): a
@@ -132,7 +139,9 @@ class AudioInfo:
     count, except for MP3, where an MP3 without a Xing/VBRI frame has only an estimate from its first
     frames' bitrate (a VBR file can be off several times over; :func:`load_audio` decodes it to its end);
     for FFmpeg containers it comes from the declared duration when there is one (which may
-    differ from the decoded count by codec priming/padding), else from counting decoded samples.
+    differ from the decoded count by codec priming/padding; a Matroska/WebM track's own ``DURATION`` tag
+    before the segment's, which is the longest track's), else from counting decoded samples (a chained
+    Ogg file's are always counted: its headers give the first stream's length).
     ``format``: soundfile's major format lower-cased ("wav", "flac", "ogg", "mp3") or FFmpeg's
     demuxer name ("mov" for MP4/M4A, "matroska", "aac", ...).
     """
@@ -242,10 +251,13 @@ def audio_info(path: str | Path) -> AudioInfo:
     """Header information of ``path`` without decoding the samples (when the header has a length)."""
     label = _check_file(path)
     failures: list[str] = []
+    chained = False
     try:
         info = sf.info(label)
+        # of a chained Ogg file libsndfile and FFmpeg's header give the first stream's length: the samples are counted
+        chained = info.format == "OGG" and _ogg_chained(label)
         # 0 frames: maybe a WAV header never finalised (see _decode); FFmpeg reads such a file to its end
-        if info.samplerate > 0 and 0 < info.frames < _UNKNOWN_FRAMES:
+        if info.samplerate > 0 and 0 < info.frames < _UNKNOWN_FRAMES and not chained:
             return AudioInfo(
                 sample_rate=int(info.samplerate),
                 channels=int(info.channels),
@@ -255,9 +267,9 @@ def audio_info(path: str | Path) -> AudioInfo:
             )
         failures.append("soundfile: no usable length in header" if info.frames else "soundfile: 0 frames")
     except Exception as exc:  # libsndfile cannot open it: try FFmpeg
-        failures.append(f"soundfile: {_reason(exc)}")
+        failures.append(f"soundfile: {_decoder_reason(exc)}")
     try:
-        return _pyav_info(label, label=label)
+        return _pyav_info(label, label=label, count=chained)
     except AudioError:
         raise
     except Exception as exc:  # FFmpeg raises many types; all mean "cannot read this"
@@ -492,10 +504,7 @@ def _decode(source: str | bytes, *, label: str | None, max_duration: float | Non
         except AudioError:
             raise
         except Exception as exc:  # decoders raise many types; each means "this decoder cannot read it"
-            reason = _reason(exc)
-            if reason.startswith(_SF_NOT_A_FILE):  # the file was checked (or is in memory): not a lost file
-                reason = "no decodable stream (e.g. an MPEG file without one valid frame)"
-            failures.append(f"{name}: {reason}")
+            failures.append(f"{name}: {_decoder_reason(exc)}")
             continue
         if decoded[0].size == 0 and name == "soundfile" and not _empty_data_chunk_is_genuine(source):
             # A WAV whose recorder died before finalising the header declares 0 data bytes; libsndfile
@@ -504,6 +513,30 @@ def _decode(source: str | bytes, *, label: str | None, max_duration: float | Non
             return _decode_pyav_or_none(source, label=label, max_duration=max_duration) or decoded
         return decoded
     raise AudioDecodeError("not a readable audio file (" + "; ".join(failures) + ")", path=label)
+
+
+def _ogg_chained(source: str | io.BytesIO) -> bool:
+    """Whether an Ogg file is chained: a logical stream begins after another's pages (in a single or grouped stream
+    every beginning-of-stream page comes first). Pages are walked by their headers; False at the first thing that
+    is not an Ogg page, or for a file that cannot be read."""
+    try:
+        with _open_source(source) as f:
+            pos, data_seen = 0, False
+            while True:
+                f.seek(pos)
+                head = f.read(27)
+                if len(head) < 27 or head[:4] != b"OggS":
+                    return False
+                begins = bool(head[5] & 0x02)
+                if begins and data_seen:
+                    return True
+                data_seen = data_seen or not begins
+                table = f.read(head[26])
+                if len(table) < head[26]:
+                    return False
+                pos += 27 + len(table) + sum(table)
+    except OSError:
+        return False
 
 
 def _riff_chunks(f) -> Iterator[tuple[bytes, int, int]]:
@@ -563,27 +596,26 @@ def _empty_data_chunk_is_genuine(source: str | bytes) -> bool:
     return False
 
 
-def _wav_declared_frames(source: str | io.BytesIO) -> int | None:
-    """Frames a WAV's ``data`` chunk declares (its byte length over the ``fmt`` block size; an RF64 file's
-    ``ds64`` chunk holds the 64-bit length); None when unknown: not a RIFF/WAVE or RF64 file, no fmt, or a
-    length a writer puts there when it does not know it (unfinalised, streamed: ``_UNKNOWN_WAV_DATA_LENGTHS``).
-    libsndfile reports the frames actually present, so a cut-off file would otherwise go unnoticed."""
+def _wav_declared_frames(source: str | io.BytesIO, frame_bytes: int) -> int | None:
+    """Frames a WAV's ``data`` chunk declares (its byte length over ``frame_bytes``, the bytes of one frame as
+    libsndfile reads them; an RF64 file's ``ds64`` chunk holds the 64-bit length); None when unknown: not a
+    RIFF/WAVE or RF64 file, or a length a writer puts there when it does not know it (unfinalised, streamed:
+    ``_UNKNOWN_WAV_DATA_LENGTHS``). libsndfile reports the frames actually present, so a cut-off file would
+    otherwise go unnoticed. The fmt chunk's block align is not used: libsndfile ignores a wrong one (2 for 16-bit
+    stereo), and a whole file would read as one declaring twice the frames it holds."""
     try:
         with _open_source(source) as f:
-            block_align = data_size64 = None
+            data_size64 = None
             for ident, pos, length in _riff_chunks(f):
                 if ident == b"ds64" and length >= 16:  # RF64: riff size (8 bytes), then the data size (8 bytes)
                     f.seek(pos + 8 + 8)
                     data_size64 = int.from_bytes(f.read(8), "little")
-                elif ident == b"fmt " and length >= 14:
-                    f.seek(pos + 8 + 12)
-                    block_align = int.from_bytes(f.read(2), "little") or None
                 elif ident == b"data":
                     if length == 0xFFFFFFFF and data_size64 is not None:
                         length = data_size64
-                    if block_align is None or length in _UNKNOWN_WAV_DATA_LENGTHS:
+                    if length in _UNKNOWN_WAV_DATA_LENGTHS:
                         return None
-                    return length // block_align
+                    return length // frame_bytes
     except OSError:
         return None
     return None
@@ -595,6 +627,15 @@ def _reason(exc: Exception) -> str:
     return str(reason).strip().rstrip(".")
 
 
+def _decoder_reason(exc: Exception) -> str:
+    """:func:`_reason`, with libsndfile's "File does not exist or is not a regular file" for an MPEG file it cannot
+    decode (the file was checked, or is in memory) told as what it means."""
+    reason = _reason(exc)
+    if reason.startswith(_SF_NOT_A_FILE):
+        return "no decodable stream (e.g. an MPEG file without one valid frame)"
+    return reason
+
+
 def _decode_soundfile(
     file: str | io.BytesIO, *, label: str | None, max_duration: float | None
 ) -> tuple[np.ndarray, int]:
@@ -603,11 +644,12 @@ def _decode_soundfile(
         if sr <= 0:
             raise AudioDecodeError(f"invalid sample rate {sr} in header", path=label)
         _check_native_rate(sr, label)  # before the duration guard: a 1 Hz header declares absurd lengths
-        if f.format == "MP3" or str(f.subtype).startswith("MPEG_LAYER"):
+        if f.format == "MP3" or str(f.subtype).startswith("MPEG_LAYER") or (f.format == "OGG" and _ogg_chained(file)):
             # libsndfile's MPEG length is only an estimate without a Xing/VBRI frame (from the first
             # frames' bitrate), and it stops reading there: a VBR file that opens loud lost its end,
-            # silently. FFmpeg reads to the end of the file (gapless trimming included); libsndfile
-            # stays the fallback for what FFmpeg cannot read.
+            # silently. Of a chained Ogg file (Ogg files joined with cat, a recorded radio stream) it reads
+            # the first stream only, the rest was dropped without a word. FFmpeg reads to the end of the
+            # file (gapless trimming included); libsndfile stays the fallback for what FFmpeg cannot read.
             fallback = _decode_pyav_or_none(file, label=label, max_duration=max_duration)
             if fallback is not None:
                 return fallback
@@ -644,8 +686,9 @@ def _decode_soundfile(
                 break
         declared, exact = int(f.frames), str(f.format) == "FLAC"  # STREAMINFO counts every sample
         # the data chunk's length counts every sample too (WAVE_FORMAT_EXTENSIBLE and RF64 are WAVs as well)
-        if str(f.format) in _WAV_FORMATS and left != 0:
-            wav_frames = _wav_declared_frames(file)
+        sample_bytes = _WAV_SAMPLE_BYTES.get(str(f.subtype))
+        if str(f.format) in _WAV_FORMATS and left != 0 and sample_bytes is not None:
+            wav_frames = _wav_declared_frames(file, sample_bytes * int(f.channels))
             declared, exact = (wav_frames, True) if wav_frames is not None else (declared, exact)
     mono = np.concatenate([buffer[:filled], *blocks]) if blocks else buffer[:filled]
     if max_duration is not None and mono.shape[0] / sr > max_duration + _DURATION_EPS_S:
@@ -884,12 +927,29 @@ def _first_audio_stream(container, label: str | None):
 
 
 def _declared_duration(container, stream) -> float | None:
-    """Duration in seconds from the stream or container header, if any."""
+    """Duration in seconds from the stream or container header, if any.
+
+    A Matroska/WebM track has no duration of its own in FFmpeg's reading, only the segment's (its longest track:
+    a video's); the ``DURATION`` tag FFmpeg and mkvmerge write for each track gives the audio's own."""
     if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
         return float(stream.duration * stream.time_base)
+    tagged = _tagged_duration(stream)
+    if tagged is not None:
+        return tagged
     if container.duration is not None and container.duration > 0:
         return container.duration / av.time_base
     return None
+
+
+def _tagged_duration(stream) -> float | None:
+    """Seconds in a stream's ``DURATION`` tag ("HH:MM:SS.fffffffff", a Matroska track's), None without a valid one."""
+    try:
+        text = (stream.metadata or {}).get("DURATION")
+        hours, minutes, seconds = str(text).strip().split(":")
+        value = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None
 
 
 def _source_size(file: str | io.BytesIO) -> int | None:
@@ -911,13 +971,14 @@ def _check_declared(declared_s: float, max_duration: float | None, label: str | 
         )
 
 
-def _pyav_info(file: str, *, label: str) -> AudioInfo:
+def _pyav_info(file: str, *, label: str, count: bool = False) -> AudioInfo:
+    """FFmpeg's reading of ``file``'s header; the decoded samples are counted when it has no length, or ``count``."""
     with av.open(file, metadata_errors="ignore") as container:
         stream = _first_audio_stream(container, label)
         rate = int(stream.sample_rate or 0)
         channels = int(stream.channels or 0)
         fmt = container.format.name.split(",")[0]
-        declared = _declared_duration(container, stream)
+        declared = None if count else _declared_duration(container, stream)
         if declared is not None and rate > 0:
             frames = round(declared * rate)
             return AudioInfo(rate, channels, frames, frames / rate, fmt)
