@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         score_format=None,
         bootstrap=args.bootstrap,
         seed=args.seed,
+        command="demo",  # its note on a replaced report names the command the user ran
     )
     print(f"demo report written to {out / 'report'} (report.md, report.json, CSV tables, det.png, roc.png, scores.png)")
     return 0

@@ -60,8 +60,10 @@ def evaluate_files(
     seed: int,
     partitions: list[str] | None = None,
     asv_scores: str | None = None,
+    command: str = "eval",
 ) -> int:
-    """Shared by ``sdd eval`` and ``sdd demo``: read, evaluate, write, print the summary."""
+    """Shared by ``sdd eval`` and ``sdd demo`` (``command``, which its notes name): read, evaluate, write, print
+    the summary."""
     import dataclasses
 
     from sddkit.cli.options import read_partitions_and_rest
@@ -91,7 +93,7 @@ def evaluate_files(
     earlier = earlier_report(Path(out) / "report.json", ("inputs", "scores"))
     paths = write_report(report, out)
     if earlier is not None:  # a rerun into the same folder replaces the report: said, never silently
-        print(f"sdd eval: note: replaced the earlier report in {out} ({earlier})", file=sys.stderr)
+        print(f"sdd {command}: note: replaced the earlier report in {out} ({earlier})", file=sys.stderr)
     for note in report.warnings:
         print(f"warning: {note}", file=sys.stderr)
     print(f"{report.summary()} -> {Path(paths['report.md'])}")

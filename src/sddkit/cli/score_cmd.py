@@ -185,6 +185,13 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
                 f"({', '.join(writer.versions_changed)}); its run record keeps them as earlier_versions",
                 file=sys.stderr,
             )
+        if writer.unrecorded:  # not refused (an output of an earlier version has none): said
+            print(
+                f"sdd score: note: {target} holds rows without a run record ({batch.run_record_path(target).name}"
+                " missing): which model scored them cannot be checked; delete the output to score every file with "
+                "this model",
+                file=sys.stderr,
+            )
         # rows an earlier run wrote for files that are not among these inputs stay in the output: say so
         others = len(writer.done - wanted)
         if others:

@@ -522,12 +522,21 @@ def load_detector(
     path: a model directory (``config.json`` + ``model.safetensors``), an ``.onnx`` file, or a
     directory holding ``model.onnx``; None = the bundled default model.
     """
+    bundled = path is None
     path = resolve_model_path(path)
     if backend not in ("torch", "onnx"):
         raise CheckpointError(f"unknown scoring backend {backend!r}; use 'torch' or 'onnx'")
     torch_device = check_backend_device(backend, device)
     if backend == "onnx":
-        from sddkit.scoring.onnx_export import load_onnx_detector
+        from sddkit.scoring.onnx_export import ONNX_NAME, load_onnx_detector
+
+        if bundled and not (path / ONNX_NAME).is_file():
+            # else "export one there": into the installed package's own folder
+            raise CheckpointError(
+                "the bundled default model has no ONNX export to load: export it with `sdd export-onnx --out "
+                "default_model.onnx` and give that file: --model default_model.onnx (load_detector("
+                "'default_model.onnx', backend='onnx'))"
+            )
 
         return load_onnx_detector(path, batch_size=batch_size)
     from sddkit.detectors.model_dir import load_model_dir

@@ -34,6 +34,7 @@ import csv
 import io
 import json
 import os
+import stat
 import time
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ FSYNC_EVERY_S = 5.0
 # (os.fsdecode), which CSV output writes back as the original bytes and reads again as the same str.
 # (JSONL needs nothing: json.dumps escapes them as \udcXX.)
 _PATH_ERRORS = "surrogateescape"
+# how outputs are read back (resume, merge): UTF-8, less a BOM a spreadsheet or editor put in front when it saved one
+_OUTPUT_ENCODING = "utf-8-sig"
 
 
 # --- inputs --------------------------------------------------------------------------------
@@ -107,6 +110,14 @@ def expand_inputs(
             paths.extend(read_manifest(p))
         elif is_file:  # binary under an unlisted name (.pcm, .dat, none): audio, whose row says if it is not
             paths.append(str(p))
+        elif _is_pipe(p):
+            # a list piped in: `sdd score <(find in -name '*.wav')`, `... | sdd score /dev/stdin` (refused as "no
+            # such file or folder" before, of a name that exists)
+            paths.extend(read_manifest(p))
+        elif p.exists():  # /dev/null, a socket: it is there, so "no such file" misled
+            raise ProtocolError(f"{p}: not a regular file, folder or pipe; name an audio file, folder or manifest")
+        elif str(item) == "-":  # the usual "read standard input": a list piped in is named /dev/stdin here
+            raise ProtocolError("-: no such file or folder; a list of paths piped in is read as /dev/stdin")
         else:
             raise ProtocolError(f"{p}: no such file or folder")
     # one row per file: the same file spelled twice ("a.wav", "./a.wav", absolute) keeps its first spelling
@@ -131,6 +142,14 @@ def _own_files(out: str | Path) -> Callable[[Path], bool]:
     return own
 
 
+def _is_pipe(path: Path) -> bool:
+    """Whether ``path`` is a pipe (a named one, or a shell's ``<(...)`` and ``/dev/stdin`` fed by one)."""
+    try:
+        return stat.S_ISFIFO(path.stat().st_mode)
+    except OSError:
+        return False
+
+
 def _is_text(path: Path) -> bool:
     """Whether a file reads as text (no NUL byte in its first 8 KiB): a manifest, not audio. Every audio
     container has NULs in its header (RIFF sizes, MP3/MP4 boxes and frames, FLAC/Ogg blocks)."""
@@ -151,6 +170,11 @@ def read_manifest(path: Path) -> list[str]:
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"{path}: not a readable UTF-16 manifest ({exc.reason} at byte {exc.start})") from None
     first = text.split("\n", 1)[0]
+    rows = _json_lines_paths(text)
+    if rows is not None:  # sdd score's JSONL output, to score its files again with another model
+        if not rows:
+            raise ProtocolError(f"{path}: the JSON lines list no paths")
+        return [_resolve(path, p) for p in rows]
     # a one-column "path" header heads a CSV whatever the file's name (else "path" was listed as a file)
     if path.suffix.lower() in (".csv", ".tsv") or any(d in first for d in ",\t;") or first.strip() == "path":
         delimiter = _delimiter(first)
@@ -164,7 +188,8 @@ def read_manifest(path: Path) -> list[str]:
             if not listed:
                 raise ProtocolError(f"{path}: the manifest's 'path' column lists no paths")
             return listed
-    table = _try_protocol(path)
+    # a pipe, read once already, holds nothing more for a protocol reader to read
+    table = _try_protocol(path) if path.is_file() else None
     if table is not None:
         return [_resolve(path, p) for p in table.column("path") if p]
     lines = [ln.strip() for ln in text.splitlines()]
@@ -183,6 +208,25 @@ def read_manifest(path: Path) -> list[str]:
             f"and lines like {bad[0]!r} are not audio paths)"
         )
     return [_list_entry(path, ln) for ln in listed]
+
+
+def _json_lines_paths(text: str) -> list[str] | None:
+    """The ``path`` of every line of ``text`` when each is a JSON object holding one (``sdd score``'s JSONL output);
+    None when ``text`` is no such JSON lines."""
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    if not lines or not lines[0].lstrip().startswith("{"):
+        return None
+    paths = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(row, dict) or not isinstance(row.get("path"), str):
+            return None
+        if row["path"].strip():
+            paths.append(row["path"])
+    return paths
 
 
 def _delimiter(header: str) -> str:
@@ -309,7 +353,9 @@ def read_header(path: Path) -> list[str] | None:
     """The CSV header of an output file (``[]`` when the file is empty); None for JSONL or a missing file."""
     if not path.is_file() or output_format(path) == "jsonl":
         return None
-    with open(path, newline="", encoding="utf-8", errors=_PATH_ERRORS) as f:
+    # utf-8-sig: an output a spreadsheet or editor saved again with a BOM ("CSV UTF-8") was refused as written
+    # "with other columns", naming the very columns this model writes (the BOM invisible in front of "path")
+    with open(path, newline="", encoding=_OUTPUT_ENCODING, errors=_PATH_ERRORS) as f:
         return next(csv.reader(f), [])
 
 
@@ -319,7 +365,7 @@ def iter_rows(path: Path) -> Iterator[Any]:
     if not path.is_file():
         return
     if output_format(path) == "jsonl":
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding=_OUTPUT_ENCODING) as f:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -328,7 +374,7 @@ def iter_rows(path: Path) -> Iterator[Any]:
                 except json.JSONDecodeError as exc:
                     raise ProtocolError(f"{path}:{lineno}: not a JSON line ({exc}); fix or remove it") from None
         return
-    with open(path, newline="", encoding="utf-8", errors=_PATH_ERRORS) as f:
+    with open(path, newline="", encoding=_OUTPUT_ENCODING, errors=_PATH_ERRORS) as f:
         yield from csv.DictReader(f)
 
 
@@ -570,7 +616,11 @@ class ScoreWriter:
                 f"{self.out} was written with other columns ({','.join(header)}); "
                 f"this model writes {','.join(self.columns)}: choose another --out"
             )
-        earlier = _read_run_info(self.out, f"remove it to resume {self.out}") if has_rows(self.out) else None
+        rows = has_rows(self.out)
+        earlier = _read_run_info(self.out, f"remove it to resume {self.out}") if rows else None
+        # rows no run record covers (its .run.json deleted, or the output copied without it): nothing tells which
+        # model scored them, and the record written now claims them for this one (sdd score says so)
+        self.unrecorded = rows and earlier is None and run is not None
         self.base = str((earlier or {}).get("cwd") or base or os.getcwd())
         try:
             self._same_base = os.path.samefile(self.base, os.getcwd())
