@@ -69,3 +69,21 @@ def test_a_csv_score_file_may_name_its_score_column_cm_score(tmp_path):
     path.write_text("utt_id,cm_score\nu1,0.5\nu2,-1.25\n")
     scores = read_scores(path)
     assert list(scores.ids) == ["u1", "u2"] and list(scores.scores) == [0.5, -1.25]
+
+
+def test_a_duration_limit_below_the_models_shortest_input_is_refused(tmp_path, capsys):
+    # `sdd score --max-duration-s 0.05` ran and wrote an error row for every file (journey9's leftover)
+    import soundfile as sf
+
+    from sddkit.cli.main import main
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32), 16000)
+    out = tmp_path / "s.csv"
+    assert main(["score", str(wav), "--out", str(out), "--max-duration-s", "0.05", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-duration-s 0.05: below this model's shortest input, 0.1 s" in err
+    assert not out.exists()
+    # a limit the file is over but the model's minimum is not: it runs, and its one file gets the error row
+    assert main(["score", str(wav), "--out", str(out), "--max-duration-s", "0.5", "--quiet"]) == 1
+    assert "max_duration 0.5 s" in out.read_text()
