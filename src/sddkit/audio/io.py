@@ -251,20 +251,22 @@ def audio_info(path: str | Path) -> AudioInfo:
     """Header information of ``path`` without decoding the samples (when the header has a length)."""
     label = _check_file(path)
     failures: list[str] = []
-    chained = False
+    chained, header = False, None
     try:
         info = sf.info(label)
         # of a chained Ogg file libsndfile and FFmpeg's header give the first stream's length: the samples are counted
         chained = info.format == "OGG" and _ogg_chained(label)
         # 0 frames: maybe a WAV header never finalised (see _decode); FFmpeg reads such a file to its end
-        if info.samplerate > 0 and 0 < info.frames < _UNKNOWN_FRAMES and not chained:
-            return AudioInfo(
+        if info.samplerate > 0 and 0 < info.frames < _UNKNOWN_FRAMES:
+            header = AudioInfo(
                 sample_rate=int(info.samplerate),
                 channels=int(info.channels),
                 num_frames=int(info.frames),
                 duration_s=info.frames / info.samplerate,
                 format=str(info.format).lower(),
             )
+            if not chained:
+                return header
         failures.append("soundfile: no usable length in header" if info.frames else "soundfile: 0 frames")
     except Exception as exc:  # libsndfile cannot open it: try FFmpeg
         failures.append(f"soundfile: {_decoder_reason(exc)}")
@@ -273,6 +275,10 @@ def audio_info(path: str | Path) -> AudioInfo:
     except AudioError:
         raise
     except Exception as exc:  # FFmpeg raises many types; all mean "cannot read this"
+        if header is not None:
+            # a chained Ogg file FFmpeg cannot read through (its streams' sample rates or channels differ: "not yet
+            # implemented"): libsndfile's reading, what load_audio decodes of it, not "not a readable audio file"
+            return header
         failures.append(f"pyav: {_reason(exc)}")
     raise AudioDecodeError("not a readable audio file (" + "; ".join(failures) + ")", path=label)
 

@@ -105,6 +105,12 @@ def run(args: argparse.Namespace) -> int:
     tune_malloc(args.allocator)
 
     rank, world = batch.dist_env()
+    piped = [i for i in args.inputs if batch.is_pipe(Path(i))] if world > 1 else []
+    if piped:  # each rank lists the inputs itself: from one pipe, each read a part of the list (or all, or none)
+        raise ConfigError(
+            f"{piped[0]} is a pipe, which only one of torchrun's {world} ranks can read (each rank lists the inputs "
+            "itself): write the list to a file and give that"
+        )
     target = batch.shard_path(out, rank) if world > 1 else out
     # taken now, not by the writer once the model has loaded: a second run into the same output loaded its model
     # (minutes for a large one) and listed its inputs, only to be refused then

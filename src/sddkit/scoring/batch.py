@@ -110,7 +110,7 @@ def expand_inputs(
             paths.extend(read_manifest(p))
         elif is_file:  # binary under an unlisted name (.pcm, .dat, none): audio, whose row says if it is not
             paths.append(str(p))
-        elif _is_pipe(p):
+        elif is_pipe(p):
             # a list piped in: `sdd score <(find in -name '*.wav')`, `... | sdd score /dev/stdin` (refused as "no
             # such file or folder" before, of a name that exists)
             paths.extend(read_manifest(p))
@@ -142,7 +142,7 @@ def _own_files(out: str | Path) -> Callable[[Path], bool]:
     return own
 
 
-def _is_pipe(path: Path) -> bool:
+def is_pipe(path: Path) -> bool:
     """Whether ``path`` is a pipe (a named one, or a shell's ``<(...)`` and ``/dev/stdin`` fed by one)."""
     try:
         return stat.S_ISFIFO(path.stat().st_mode)
@@ -169,6 +169,13 @@ def read_manifest(path: Path) -> list[str]:
         raise ProtocolError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"{path}: not a readable UTF-16 manifest ({exc.reason} at byte {exc.start})") from None
+    if "\0" in text and is_pipe(path):  # a file's first bytes were looked at already (_is_text): audio is named
+        # audio piped in (`sdd score <(ffmpeg ... -f wav -)`): else its bytes were listed as paths, "lines like
+        # 'RIFF$\udcfa\x00...' are not audio paths"
+        raise ProtocolError(
+            f"{path}: binary data (audio?) piped in, where a pipe is read as a list of paths; "
+            "write the audio to a file and name that file"
+        )
     first = text.split("\n", 1)[0]
     rows = _json_lines_paths(text)
     if rows is not None:  # sdd score's JSONL output, to score its files again with another model
@@ -612,6 +619,13 @@ class ScoreWriter:
         repair_partial_line(self.out)
         header = read_header(self.out)
         if header is not None and header and header != self.columns:
+            sep = next((d for d in (";", "\t") if len(header) == 1 and header[0].split(d) == self.columns), None)
+            if sep is not None:  # these very columns, saved again by a spreadsheet: "other columns" misled
+                raise ProtocolError(
+                    f"{self.out} was saved again with {sep!r} between its columns (as a spreadsheet saves a CSV in a "
+                    "locale whose decimal mark is a comma), not ',': save it comma-separated to resume it, or choose "
+                    "another --out"
+                )
             raise ProtocolError(
                 f"{self.out} was written with other columns ({','.join(header)}); "
                 f"this model writes {','.join(self.columns)}: choose another --out"
