@@ -86,4 +86,7 @@ def test_a_duration_limit_below_the_models_shortest_input_is_refused(tmp_path, c
     assert not out.exists()
     # a limit the file is over but the model's minimum is not: it runs, and its one file gets the error row
     assert main(["score", str(wav), "--out", str(out), "--max-duration-s", "0.5", "--quiet"]) == 1
-    assert "max_duration 0.5 s" in out.read_text()
+    # the error row names the option (the decoder's words are "max_duration", which sdd score has no option of)
+    assert "max_duration 0.5 s (decoding stopped there); sdd score --max-duration-s sets the limit (0: none)" in (
+        out.read_text()
+    )

@@ -216,6 +216,8 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
             workers=args.workers,
             max_duration=args.max_duration_s or None,
             progress=not args.quiet and rank == 0,
+            # the decoder's "max_duration" is this command's option: say which, and how to lift it
+            too_long_hint="; sdd score --max-duration-s sets the limit (0: none)",
         )
     print(
         json.dumps(

@@ -877,13 +877,20 @@ class ScoreSummary:
     audio_s: float = 0.0
 
 
+class _TooLong(str):
+    """The error message of a file over ``max_duration`` (which :func:`score_files` may follow with a hint)."""
+
+
 def _decode(detector: ScoringDetector, path: str, max_duration: float | None) -> PreparedAudio | str:
     """Decode and window one file in a worker thread; an error message instead of raising."""
     from sddkit.audio.io import load_audio
+    from sddkit.errors import AudioTooLongError
 
     try:
         x = load_audio(path, sample_rate=detector.sample_rate, max_duration=max_duration)
         return detector.prepare(x, path=path)
+    except AudioTooLongError as exc:
+        return _TooLong(exc)
     except SddkitError as exc:
         return str(exc)
     except Exception as exc:  # any other decode failure is still this file's problem, not the batch's
@@ -905,8 +912,11 @@ def score_files(
     workers: int = 2,
     max_duration: float | None = 600.0,
     progress: bool = True,
+    too_long_hint: str = "",
 ) -> ScoreSummary:
     """Score every path not already in ``writer.done``; rows are written as batches finish.
+
+    ``too_long_hint`` follows the error of a file over ``max_duration`` (``sdd score`` names its option there).
 
     Paths are compared as absolute paths (relative ones taken from the current folder), without
     resolving symlinks, so a restart that spells the inputs differently skips what is written.
@@ -929,7 +939,7 @@ def score_files(
         results = iter(detector.score_prepared(ready))
         for p, item in pending:
             if isinstance(item, str):
-                writer.write(p, None, error=item)
+                writer.write(p, None, error=item + too_long_hint if isinstance(item, _TooLong) else item)
                 summary.failed += 1
                 continue
             res = next(results)
