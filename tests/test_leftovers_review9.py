@@ -90,3 +90,27 @@ def test_a_duration_limit_below_the_models_shortest_input_is_refused(tmp_path, c
     assert "max_duration 0.5 s (decoding stopped there); sdd score --max-duration-s sets the limit (0: none)" in (
         out.read_text()
     )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_an_output_read_as_a_manifest_from_another_folder_finds_its_files(tmp_path, monkeypatch, suffix):
+    # its relative paths are relative to the folder it was written from (`cwd` of its run record): scored again
+    # with another model from another folder, every file was "no such file" (diffrev10's leftover)
+    import soundfile as sf
+
+    from sddkit.cli.main import main
+
+    (tmp_path / "b" / "clips").mkdir(parents=True)
+    (tmp_path / "c").mkdir()
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "b" / "clips" / "a.wav", (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
+    first = tmp_path / "a" / f"scores{suffix}"
+    monkeypatch.chdir(tmp_path / "b")
+    assert main(["score", "clips/a.wav", "--out", str(first), "--quiet"]) == 0
+    assert "clips/a.wav" in first.read_text()  # written relative to b/
+    monkeypatch.chdir(tmp_path / "c")
+    again = tmp_path / "c" / "again.csv"
+    assert main(["score", str(first), "--out", str(again), "--quiet"]) == 0
+    rows = again.read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith(str(tmp_path / "b" / "clips" / "a.wav") + ",")
+    assert rows[1].split(",")[1] != ""  # scored, not an error row

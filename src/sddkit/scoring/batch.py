@@ -177,11 +177,12 @@ def read_manifest(path: Path) -> list[str]:
             "write the audio to a file and name that file"
         )
     first = text.split("\n", 1)[0]
+    base = _written_from(path)  # an sdd score output: its relative paths are relative to where it was written
     rows = _json_lines_paths(text)
     if rows is not None:  # sdd score's JSONL output, to score its files again with another model
         if not rows:
             raise ProtocolError(f"{path}: the JSON lines list no paths")
-        return [_resolve(path, p) for p in rows]
+        return [_resolve(path, p, base) for p in rows]
     # a one-column "path" header heads a CSV whatever the file's name (else "path" was listed as a file)
     if path.suffix.lower() in (".csv", ".tsv") or any(d in first for d in ",\t;") or first.strip() == "path":
         delimiter = _delimiter(first)
@@ -191,7 +192,7 @@ def read_manifest(path: Path) -> list[str]:
             if names.count("path") > 1:
                 raise ProtocolError(f"{path}: the header names 'path' {names.count('path')} times; keep one")
             rows = [{k.strip(): v for k, v in r.items() if k is not None} for r in reader]
-            listed = [_resolve(path, r["path"].strip()) for r in rows if (r.get("path") or "").strip()]
+            listed = [_resolve(path, r["path"].strip(), base) for r in rows if (r.get("path") or "").strip()]
             if not listed:
                 raise ProtocolError(f"{path}: the manifest's 'path' column lists no paths")
             return listed
@@ -275,13 +276,31 @@ def _try_protocol(path: Path):
         return None
 
 
-def _resolve(manifest: Path, entry: str) -> str:
+def _resolve(manifest: Path, entry: str, written_from: Path | None = None) -> str:
+    """``entry`` as listed by ``manifest``: a relative path is read against ``written_from`` (the folder an sdd score
+    output's rows were written from, :func:`_written_from`) when the file is there, else against the manifest's
+    folder when the file is there, else as given (against the working directory)."""
     p = Path(entry)
+    if p.is_absolute():
+        return entry
+    for folder in (written_from, manifest.parent):
+        try:
+            if folder is not None and (folder / p).exists():
+                # spelled as given when that folder is the working directory: the new output lists it as the old one
+                return entry if os.path.samefile(folder, ".") else str(folder / p)
+        except OSError:  # e.g. a name too long: the entry as given, whose row will say why
+            return entry
+    return entry
+
+
+def _written_from(manifest: Path) -> Path | None:
+    """The working directory an sdd score output's relative paths are relative to (``cwd`` in its run record):
+    scoring an output's files again with another model from another folder found none of them."""
     try:
-        local = not p.is_absolute() and (manifest.parent / p).exists()
-    except OSError:  # e.g. a name too long: the entry as given, whose row will say why
-        local = False
-    return str(manifest.parent / p) if local else entry
+        cwd = json.loads(run_record_path(manifest).read_text(encoding="utf-8")).get("cwd")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(cwd) if isinstance(cwd, str) and cwd else None
 
 
 # --- output files --------------------------------------------------------------------------
