@@ -114,3 +114,14 @@ def test_an_output_read_as_a_manifest_from_another_folder_finds_its_files(tmp_pa
     rows = again.read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith(str(tmp_path / "b" / "clips" / "a.wav") + ",")
     assert rows[1].split(",")[1] != ""  # scored, not an error row
+
+
+def test_paired_runs_of_different_lengths_are_called_so():
+    # numpy's "inhomogeneous shape" came out as "scores_a are not numbers" (diffrev9's leftover)
+    from sddkit.metrics import MetricError, eer, paired_bootstrap
+
+    labels = np.array([0, 1, 0, 1])
+    with pytest.raises(MetricError, match=r"^scores_a: runs of different lengths \[4, 3\]: every run scores the same"):
+        paired_bootstrap(eer, labels, [[0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3]], [0.1, 0.2, 0.3, 0.4])
+    with pytest.raises(MetricError, match="scores_b are not numbers"):  # no runs of lengths: numbers it is not
+        paired_bootstrap(eer, labels, [0.1, 0.2, 0.3, 0.4], ["a", "b", "c", "d"])

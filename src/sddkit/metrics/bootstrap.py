@@ -203,11 +203,24 @@ def _number(value: object) -> float:
         raise MetricError(f"metric_fn must return a number (or what float() takes), got {value!r}") from None
 
 
+def _run_lengths(scores: object) -> list[int] | None:
+    """The length of each run of ``scores`` when it is a sequence of sized runs, else None."""
+    try:
+        return [len(run) for run in scores]  # type: ignore[union-attr,arg-type]
+    except TypeError:
+        return None
+
+
 def _runs(scores: object, name: str, n_trials: int | None) -> np.ndarray:
     """(R, N) float64 runs of one side of a paired bootstrap, from (N,) or (R, N) scores."""
     try:
         runs = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     except (TypeError, ValueError) as exc:
+        lengths = _run_lengths(scores)
+        if lengths is not None and len(set(lengths)) > 1:  # numpy's "inhomogeneous shape" said they were no numbers
+            raise MetricError(
+                f"{name}: runs of different lengths {lengths}: every run scores the same trials"
+            ) from None
         raise MetricError(f"{name} are not numbers: {exc}") from None
     if runs.ndim != 2 or runs.shape[0] == 0:
         raise MetricError(f"{name} must be (N,) scores or (R, N), one row per run; got shape {np.shape(scores)}")
