@@ -18,7 +18,7 @@ import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from sddkit.data import PROTOCOLS
 from sddkit.data.protocols._common import (
@@ -106,17 +106,25 @@ class LJSpeechConfig:
     corpus: str = "ljspeech"
 
 
-def _mailabs_book(root: Path) -> tuple[str, str] | None:
-    """(speaker, language code) of an M-AILABS book folder (``de_DE/by_book/female/eva_k/<book>``, laid out as
-    LJSpeech; '' speaker for a ``by_book/mix/<book>``), None for any other folder: read as LJSpeech, every German or
-    French reader was the one English speaker ``LJ``."""
+class MailabsBook(NamedTuple):
+    """Where an M-AILABS book folder (``de_DE/by_book/female/eva_k/<book>``) sits: its speaker ('' for a
+    ``by_book/mix/<book>``), language code (``de``) and language folder (``de_DE``)."""
+
+    speaker: str
+    language: str
+    locale: str
+
+
+def mailabs_book(root: Path) -> MailabsBook | None:
+    """The M-AILABS book a folder laid out as LJSpeech is, None for any other folder: read as LJSpeech, every German
+    or French reader was the one English speaker ``LJ`` (format detection refuses such a folder)."""
     parts = Path(os.path.abspath(root)).parts
     if "by_book" not in parts or parts.index("by_book") == 0:
         return None
     i = parts.index("by_book")
     below = parts[i + 1 :]  # <gender>/<speaker>/<book>, or mix/<book>
     speaker = below[1] if len(below) == 3 and below[0] != "mix" else ""
-    return speaker, parts[i - 1].split("_")[0].lower()
+    return MailabsBook(speaker, parts[i - 1].split("_")[0].lower(), parts[i - 1])
 
 
 @PROTOCOLS.register("ljspeech", config=LJSpeechConfig)
@@ -124,7 +132,8 @@ def read_ljspeech(cfg: LJSpeechConfig, **_: object) -> UtteranceTable:
     """LJSpeech metadata.csv (id|text|normalized text) + wavs/<id>.wav."""
     root = require_dir(cfg.root, "LJSpeech")
     meta = require_file(root / "metadata.csv", "LJSpeech metadata.csv")
-    speaker, language = _mailabs_book(root) or ("LJ", "en")
+    book = mailabs_book(root)
+    speaker, language = (book.speaker, book.language) if book is not None else ("LJ", "en")
     records = []
     # split on '|' by hand: transcripts contain quotes that a CSV reader would interpret
     for lineno, line in iter_lines(meta):

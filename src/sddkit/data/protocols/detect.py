@@ -20,6 +20,7 @@ import os
 import re
 from pathlib import Path
 
+from sddkit.data.protocols.bonafide import mailabs_book
 from sddkit.data.protocols.fake_or_real import find_for_splits
 from sddkit.data.protocols.fakeavceleb import FAKEAVCELEB_CATEGORIES, FAKEAVCELEB_META_COLUMNS
 from sddkit.data.protocols.folder import label_folders
@@ -72,9 +73,9 @@ def _refuse_mailabs_book(d: Path) -> None:
     """An M-AILABS book folder (``<lang>/by_book/<gender>/<speaker>/<book>/``) holds ``metadata.csv`` and ``wavs/``
     as LJSpeech does: read as LJSpeech, its German or French readers became one English speaker ``LJ`` of corpus
     ``ljspeech``."""
-    parts = Path(os.path.abspath(d)).parts
-    if "by_book" in parts:
-        lang = parts[parts.index("by_book") - 1] if parts.index("by_book") > 0 else "<lang>"
+    book = mailabs_book(d)
+    if book is not None:
+        lang = book.locale
         raise MailabsBookError(
             f"{d}: an M-AILABS book folder ({lang}/by_book/...), not LJSpeech: read M-AILABS as MLAAD's bona fide "
             "speech (format mlaad, options {bonafide_root: <the folder holding " + lang + "/>}), or this book alone "
