@@ -249,16 +249,20 @@ def _check_digest(tensor_path: Path, tensors: dict[str, torch.Tensor], document:
         raise CheckpointError(f"{tensor_path}: the tensors differ from those saved (damaged since: a failing disk?)")
 
 
-def complete_checkpoints(root: str | Path) -> list[str]:
-    """Names of the checkpoint directories of ``root`` that hold both files, oldest step first."""
-    root = Path(root)
+def _checkpoint_dirs(root: Path) -> list[Path]:
+    """The checkpoint directories of ``root`` (not the hidden temporaries of a save), oldest step first."""
     if not root.is_dir():
         return []
-    return sorted(
-        d.name
-        for d in root.iterdir()
-        if d.is_dir() and not d.name.startswith(".") and all((d / f).is_file() for f in (STATE_JSON, STATE_TENSORS))
-    )
+    return sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
+
+
+def _is_complete(directory: Path) -> bool:
+    return all((directory / f).is_file() for f in (STATE_JSON, STATE_TENSORS))
+
+
+def complete_checkpoints(root: str | Path) -> list[str]:
+    """Names of the checkpoint directories of ``root`` that hold both files, oldest step first."""
+    return [d.name for d in _checkpoint_dirs(Path(root)) if _is_complete(d)]
 
 
 def checkpoints_without_pointer(root: str | Path) -> list[str]:
@@ -269,9 +273,9 @@ def checkpoints_without_pointer(root: str | Path) -> list[str]:
     next save would prune them.
     """
     root = Path(root)
-    if not root.is_dir() or (root / LATEST).exists():
+    if (root / LATEST).exists():
         return []
-    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    return [d.name for d in _checkpoint_dirs(root)]
 
 
 def adopt_lone_checkpoint(root: str | Path) -> str | None:
@@ -280,7 +284,7 @@ def adopt_lone_checkpoint(root: str | Path) -> str | None:
     name, or None (a pointer, no checkpoint, an incomplete one, or several, which only a pointer deleted by hand
     leaves)."""
     orphans = checkpoints_without_pointer(root)
-    if len(orphans) != 1 or not all((Path(root) / orphans[0] / f).is_file() for f in (STATE_JSON, STATE_TENSORS)):
+    if len(orphans) != 1 or not _is_complete(Path(root) / orphans[0]):
         return None
     atomic_write_bytes(Path(root) / LATEST, (orphans[0] + "\n").encode())
     return orphans[0]
