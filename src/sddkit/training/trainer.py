@@ -263,7 +263,7 @@ class Trainer:
             resuming = self.resume and ckpt.latest_checkpoint(self.ckpt_dir) is not None
         except CheckpointError as exc:  # a damaged pointer, or one naming a checkpoint gone
             raise self._unusable_latest(exc) from None
-        finished = [f"{d}/" for d in ("best", "final") if (self.out_dir / d).is_dir()]
+        finished = self._exported_models()
         if self.resume and not resuming and finished and not self._nothing_to_learn():
             # its checkpoints deleted (to save space): the run would start afresh and, at its end, replace the
             # earlier run's exported models, which a fresh run into this out_dir is refused to do (before the data
@@ -350,7 +350,7 @@ class Trainer:
                 f"(deleted?): write the name of the one to continue from into {self.ckpt_dir / ckpt.LATEST} and pass "
                 "--resume, or move them away to start afresh"
             )
-        finished = [f"{d}/" for d in ("best", "final") if (self.out_dir / d).is_dir()]
+        finished = self._exported_models()
         if not self.resume and finished:
             # a run that saved no checkpoint (an average ensemble, a crash before the first save) would
             # otherwise replace the earlier run's exported models without a word
@@ -358,6 +358,10 @@ class Trainer:
                 f"trainer.out_dir={self.out_dir} holds the exported model(s) {' and '.join(finished)} of an earlier "
                 "run: choose another trainer.out_dir, or delete them to train there afresh"
             )
+
+    def _exported_models(self) -> list[str]:
+        """``best/`` and ``final/`` where an earlier run in out_dir exported them."""
+        return [f"{d}/" for d in ("best", "final") if (self.out_dir / d).is_dir()]
 
     def _all_started(self, failure: Exception | None) -> None:
         """Raise ``failure`` (this process's, from the checks of out_dir), or another process's as a
