@@ -9,8 +9,9 @@
 # From the repository root, with the corpus at DATA (default ../shared/data/sddbench, the recipes' path).
 # Environment: DEVICE (cuda), WORKERS (loader workers per training, 2), SEEDS ("1 1234 2"), RUNS (runs/gpu),
 # TRAIN_TIMEOUT (seconds for the six trainings together, 0 = none), EXTRA (more overrides for every training),
-# SCORE_JOBS (scorings at a time, 3). Writes OUT_DIR/{val,test_unseen}.txt, OUT_DIR/logs/*.log,
-# OUT_DIR/scores/MODEL.csv and OUT_DIR/status.txt (one line per model: trained / scored or what failed).
+# SCORE_JOBS (scorings at a time, 3). Run it again after a time-out to continue. Writes OUT_DIR/{val,test_unseen}.txt,
+# OUT_DIR/logs/*.log, OUT_DIR/scores/MODEL.csv and OUT_DIR/status.txt (one line per model: trained / scored or what
+# failed).
 set -u
 OUT=${1:?usage: gpu_aasist_mile.sh OUT_DIR}
 DATA=${DATA:-../shared/data/sddbench}
@@ -54,14 +55,18 @@ declare -A FRONT=(
 )
 declare -A BACK=([aasistl]='model.backend={name: aasist_l}' [logspec]='model.backend={name: lcnn, channels: 16, dropout: 0.3}')
 
+# Run again after a time-out: a finished training is kept, an interrupted one continues from its last checkpoint.
 pids=()
 for seed in $SEEDS; do
   for name in aasistl logspec; do
-    # shellcheck disable=SC2086  # EXTRA holds several overrides
+    run=$RUNS/${name}_s$seed
+    [ -f "$run/best/config.json" ] && continue
+    resume=(); [ -e "$run/checkpoints/latest" ] && resume=(--resume)
     timeout_cmd=(); [ "$TRAIN_TIMEOUT" != 0 ] && timeout_cmd=(timeout -s INT "$TRAIN_TIMEOUT")
-    "${timeout_cmd[@]}" "${SDD[@]}" train "$RECIPE" "seed=$seed" "trainer.device=$DEVICE" "data.num_workers=$WORKERS" \
-      "${FRONT[$name]}" "${BACK[$name]}" "trainer.out_dir=$RUNS/${name}_s$seed" $EXTRA \
-      > "$OUT/logs/train_${name}_s$seed.log" 2>&1 &
+    # shellcheck disable=SC2086  # EXTRA holds several overrides
+    "${timeout_cmd[@]}" "${SDD[@]}" train "${resume[@]}" "$RECIPE" "seed=$seed" "trainer.device=$DEVICE" \
+      "data.num_workers=$WORKERS" "${FRONT[$name]}" "${BACK[$name]}" "trainer.out_dir=$run" $EXTRA \
+      >> "$OUT/logs/train_${name}_s$seed.log" 2>&1 &
     pids+=("$!:${name}_s$seed")
   done
 done
@@ -75,19 +80,21 @@ for seed in $SEEDS; do
   for name in aasistl logspec; do
     [ -f "$RUNS/${name}_s$seed/best/config.json" ] && models+=("${name}_s$seed")
   done
-  if [ -f "$RUNS/aasistl_s$seed/best/config.json" ] && [ -f "$RUNS/logspec_s$seed/best/config.json" ]; then
+  if [ -f "$RUNS/aasistl_s$seed/best/config.json" ] && [ -f "$RUNS/logspec_s$seed/best/config.json" ] \
+      && [ ! -f "$RUNS/avg2_s$seed/best/config.json" ]; then
     # no training: an average gate over frozen experts is exported as built
     "${SDD[@]}" train recipes/sddbench/mile_average_ensemble.yaml "seed=$seed" "trainer.device=$DEVICE" \
       "trainer.out_dir=$RUNS/avg2_s$seed" \
       "mixture.expert_dirs=[$RUNS/aasistl_s$seed/best, $RUNS/logspec_s$seed/best]" \
       > "$OUT/logs/train_avg2_s$seed.log" 2>&1
     status "ensemble avg2_s$seed rc=$?"
-    [ -f "$RUNS/avg2_s$seed/best/config.json" ] && models+=("avg2_s$seed")
   fi
+  [ -f "$RUNS/avg2_s$seed/best/config.json" ] && models+=("avg2_s$seed")
 done
 
 running=0
 for model in "${models[@]}"; do
+  # sdd score skips the files an earlier, interrupted scoring already wrote
   ( "${SDD[@]}" score "$OUT/val.txt" "$OUT/test_unseen.txt" --model "$RUNS/$model/best" --device "$DEVICE" \
       --workers 4 --batch-size 32 --quiet --out "$OUT/scores/$model.csv" > "$OUT/logs/score_$model.log" 2>&1
     status "score $model rc=$?" ) &
