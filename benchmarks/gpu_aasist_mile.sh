@@ -53,7 +53,10 @@ declare -A FRONT=(
   [aasistl]='model.frontend={name: raw, normalize: true}'
   [logspec]='model.frontend={name: logspec, normalize: true, level_db: -27}'
 )
-declare -A BACK=([aasistl]='model.backend={name: aasist_l}' [logspec]='model.backend={name: lcnn, channels: 16, dropout: 0.3}')
+declare -A BACK=(
+  [aasistl]='model.backend={name: aasist_l}'
+  [logspec]='model.backend={name: lcnn, channels: 16, dropout: 0.3}'
+)
 
 # Run again after a time-out: a finished training is kept, an interrupted one continues from its last checkpoint.
 pids=()
