@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sddkit.metrics.inputs import MetricError, as_scores
+from sddkit.metrics.inputs import MetricError, as_scores, settings
 
 
 @dataclass
@@ -87,7 +87,7 @@ def a_dcf(
     threshold: float | None = None,
 ) -> ADCFResult:
     """Min a-DCF of SASV scores (or the a-DCF at ``threshold`` when one is given)."""
-    cost = cost or ADCFCost()
+    cost = settings(cost, ADCFCost, "a-DCF cost")  # a threshold in its place (a_dcf(t, n, s, 0.0)) is refused
     tar = np.sort(as_scores(target, "target scores"))
     non = np.sort(as_scores(nontarget, "nontarget scores"))
     spf = np.sort(as_scores(spoof, "spoof scores"))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sddkit.metrics.det import DetCurve, det_curve
-from sddkit.metrics.inputs import split_classes
+from sddkit.metrics.inputs import settings, split_classes
 
 
 @dataclass
@@ -74,7 +74,7 @@ class DCFResult:
 
 
 def min_dcf_from_curve(curve: DetCurve, cost: DCFCost | None = None) -> DCFResult:
-    cost = cost or DCFCost()
+    cost = settings(cost, DCFCost, "DCF cost")
     dcf = (cost.miss_weight * curve.miss + cost.fa_weight * curve.fa) / cost.normaliser
     idx = int(np.argmin(dcf))
     return DCFResult(dcf=float(dcf[idx]), threshold=float(curve.thresholds[idx]))
@@ -87,7 +87,7 @@ def min_dcf(labels: object, scores: object, cost: DCFCost | None = None) -> DCFR
 
 def act_dcf(labels: object, scores: object, cost: DCFCost | None = None) -> DCFResult:
     """Normalised DCF at the Bayes threshold for LLR scores (``cost.bayes_threshold``)."""
-    cost = cost or DCFCost()
+    cost = settings(cost, DCFCost, "DCF cost")
     bona, spoof = split_classes(labels, scores)
     threshold = cost.bayes_threshold
     p_miss = float(np.mean(bona < threshold))

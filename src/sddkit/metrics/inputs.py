@@ -8,6 +8,8 @@ producing a silently meaningless number.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 
 from sddkit.errors import SddkitError
@@ -15,6 +17,21 @@ from sddkit.errors import SddkitError
 
 class MetricError(SddkitError, ValueError):
     """A metric cannot be computed from the given labels/scores (one class, NaN, bad shape)."""
+
+
+_Settings = TypeVar("_Settings")
+
+
+def settings(value: object, kind: type[_Settings], name: str) -> _Settings:
+    """``value``, or ``kind()`` (the defaults) when it is None; a MetricError naming ``name`` when it is anything
+    else but a ``kind``. ``value or kind()`` let a threshold given in the place of the costs (``a_dcf(tar, non, spf,
+    0.0)``) go unseen, as the defaults, and the minimum over all thresholds was returned for the a-DCF at 0; another
+    number, or the costs of another metric, failed deep inside with "'float' object has no attribute 'c_miss'"."""
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise MetricError(f"{name} must be {kind.__name__}(...) (or None for the defaults), got {value!r}")
+    return value
 
 
 def as_scores(scores: object, name: str = "scores") -> np.ndarray:
@@ -47,7 +64,11 @@ def check_binary(labels: object, scores: object) -> tuple[np.ndarray, np.ndarray
                 found = np.unique(y)[:5].tolist()
             except TypeError:  # an object array mixing types (e.g. None among ints) cannot be sorted
                 found = list(dict.fromkeys(map(repr, y.tolist())))[:5]
-            raise MetricError(f"labels must be 0 (spoof) or 1 (bona fide); found {found}")
+            text = [v for v in found if isinstance(v, str)]
+            hint = ""
+            if text and set(text) <= {"0", "1"}:  # e.g. a CSV column read as text: "found ['0', '1']" read as a riddle
+                hint = " (text, not numbers: convert them, e.g. np.asarray(labels, dtype=int))"
+            raise MetricError(f"labels must be 0 (spoof) or 1 (bona fide); found {found}{hint}")
         y = y.astype(bool)
     if y.size == 0:
         raise MetricError("no trials: labels and scores are empty")

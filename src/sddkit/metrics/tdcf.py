@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sddkit.metrics.det import DetCurve, det_curve
-from sddkit.metrics.inputs import MetricError, as_scores
+from sddkit.metrics.inputs import MetricError, as_scores, settings
 
 
 def _check_rate(name: str, value: float) -> None:
@@ -139,7 +139,7 @@ def _minimum(curve: DetCurve, values: np.ndarray) -> TDCFResult:
 
 
 def tdcf_2019_from_curve(curve: DetCurve, asv: ASVRates | None = None, cost: TDCFCost | None = None) -> TDCFResult:
-    asv, cost = asv or ASVRates(), cost or TDCFCost()
+    asv, cost = settings(asv, ASVRates, "t-DCF ASV error rates"), settings(cost, TDCFCost, "t-DCF cost")
     c1 = cost.p_tar * (cost.c_miss - cost.c_miss * asv.pmiss) - cost.p_non * cost.c_fa * asv.pfa
     c2 = cost.c_fa_spoof * cost.p_spoof * (1.0 - asv.pmiss_spoof)
     if c1 <= 0:
@@ -156,7 +156,7 @@ def tdcf_2019_from_curve(curve: DetCurve, asv: ASVRates | None = None, cost: TDC
 
 
 def tdcf_2021_from_curve(curve: DetCurve, asv: ASVRates | None = None, cost: TDCFCost | None = None) -> TDCFResult:
-    asv, cost = asv or ASVRates(), cost or TDCFCost()
+    asv, cost = settings(asv, ASVRates, "t-DCF ASV error rates"), settings(cost, TDCFCost, "t-DCF cost")
     c0 = cost.p_tar * cost.c_miss * asv.pmiss + cost.p_non * cost.c_fa * asv.pfa
     c1 = cost.p_tar * cost.c_miss - c0
     c2 = cost.p_spoof * cost.c_fa_spoof * asv.pfa_spoof

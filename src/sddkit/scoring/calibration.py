@@ -96,6 +96,7 @@ def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"calibration scores are not numbers: {exc}") from None
+    given = labels
     labels = np.asarray(labels).reshape(-1)
     if scores.shape != labels.shape:
         raise ProtocolError(f"{scores.size} scores but {labels.size} labels")
@@ -107,16 +108,37 @@ def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     if labels.dtype.kind in "US":
         bad = ~np.isin(labels, ["bonafide", "spoof"])
         if bad.any():
-            raise ProtocolError(f"labels must be 'bonafide'/'spoof' or 1/0; found {np.unique(labels[bad])[:5]}")
+            found = np.unique(labels[bad])[:5].tolist()
+            hint = ""
+            not_text = _not_text(given)
+            if not_text:  # converted to text with the text ones: a 1 read '1', a missing label (NaN) 'nan'
+                hint = (
+                    f" (labels that are not text among text ones: {', '.join(not_text)}; give every label as "
+                    "'bonafide'/'spoof', or every one as a number 1/0)"
+                )
+            elif set(found) <= {"0", "1"}:  # a CSV column read as text: "or 1/0; found ['0' '1']" read as a riddle
+                hint = " (text, not numbers: give 1/0 as numbers)"
+            raise ProtocolError(f"labels must be 'bonafide'/'spoof' or 1/0; found {found}{hint}")
         is_bona = labels == "bonafide"
     else:
-        if not np.isin(labels, [0, 1]).all():
-            raise ProtocolError("numeric labels must be 1 (bona fide) or 0 (spoof)")
+        bad = ~np.isin(labels, [0, 1])
+        if bad.any():
+            found = list(dict.fromkeys(map(repr, labels[bad].tolist())))[:5]  # repr: also a None, which sorts with none
+            raise ProtocolError(f"numeric labels must be 1 (bona fide) or 0 (spoof); found {', '.join(found)}")
         is_bona = labels == 1
     tar, non = scores[is_bona], scores[~is_bona]
     if tar.size == 0 or non.size == 0:
         raise ProtocolError(f"calibration needs both classes; got {tar.size} bona fide and {non.size} spoof scores")
     return tar, non
+
+
+def _not_text(labels: object) -> list[str]:
+    """The distinct labels (at most 5, as written) that are not text, of labels that numpy converts to text whole
+    (``np.asarray(['spoof', nan])`` is ``['spoof', 'nan']``)."""
+    if isinstance(labels, np.ndarray) and labels.dtype.kind in "US":
+        return []
+    values = np.asarray(labels, dtype=object).reshape(-1).tolist()
+    return list(dict.fromkeys(repr(v) for v in values if not isinstance(v, str)))[:5]
 
 
 def weighted_cllr(llr_bonafide, llr_spoof, prior: float = 0.5) -> float:
