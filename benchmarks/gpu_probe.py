@@ -7,6 +7,7 @@ Run from the repository root on a CUDA machine, with ../shared/data/sddbench pre
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -56,10 +57,14 @@ def item_ms(n: int = 200) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps per model (default 20)")
+    parser.add_argument("--items", type=int, default=200, help="timed training items (default 200)")
+    args = parser.parse_args()
     print("torch", torch.__version__, torch.cuda.get_device_name(0), flush=True)
     for name, overrides in MODELS.items():
-        print(f"{name}: train step {step_ms(overrides):.1f} ms", flush=True)
-    print(f"loader item (1 core, val files, training augmentation): {item_ms():.1f} ms", flush=True)
+        print(f"{name}: train step {step_ms(overrides, args.steps):.1f} ms", flush=True)
+    print(f"loader item (1 core, val files, training augmentation): {item_ms(args.items):.1f} ms", flush=True)
 
 
 if __name__ == "__main__":
