@@ -47,7 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates (default 2000)")
     p.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level of the interval (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--json", default=None, help="also write the comparison as JSON to this file")
+    p.add_argument(
+        "--json",
+        default=None,
+        help="also write the comparison as JSON to this file (one already there is replaced, with a note)",
+    )
     p.set_defaults(func=run)
 
 
@@ -63,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from sddkit.errors import ConfigError
     from sddkit.evaluation.compare import compare_scores
     from sddkit.evaluation.scores import read_scores
+    from sddkit.outputs import earlier_report
 
     check_paths_given(args, "protocol", "json")
     check_minimums(args, bootstrap=1, seed=0)
@@ -100,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         # complete or not at all: a crash or a full disk mid-write leaves no truncated JSON (nor cuts an older one)
         tmp = out.with_name(f".{out.name}.tmp")
+        earlier = earlier_report(out) if out.is_file() else None
         try:
             tmp.write_text(json.dumps(comparison.to_dict(), indent=2) + "\n", encoding="utf-8")
             os.replace(tmp, out)
@@ -107,5 +113,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--json {out}: cannot write it ({exc.strerror or exc})") from None
         finally:
             tmp.unlink(missing_ok=True)
+        if earlier is not None:  # as sdd eval says of its report: a rerun replaces the file, never silently
+            print(f"sdd compare: note: replaced the earlier comparison {earlier}", file=sys.stderr)
         print(f"-> {out}", file=sys.stderr)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 
@@ -71,5 +72,7 @@ def run(args: argparse.Namespace) -> int:
     check_minimums(args, atol=0)
     check_out(args.out, force=args.force)
     report = export_onnx(resolve_model_path(args.model), args.out, opset=args.opset, check_atol=args.atol)
+    for partial in report.get("removed_partials", []):
+        print(f"sdd export-onnx: note: removed {partial}, left by an export that did not finish", file=sys.stderr)
     print(json.dumps(report, indent=2))
     return 0

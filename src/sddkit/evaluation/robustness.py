@@ -638,8 +638,7 @@ def run_robustness(
     ``retry_errors``: the files whose journaled results hold an error are scored again (see
     :class:`RobustnessJournal`).
     """
-    from tqdm.auto import tqdm
-
+    from sddkit.progress import progress_bar
     from sddkit.scoring.batch import _changed_versions
 
     cfg = config or RobustnessConfig()
@@ -710,9 +709,7 @@ def run_robustness(
             versions_changed = _changed_versions(earlier_versions, (info or {}).get("versions") or {})
             if versions_changed:  # not refused (an upgrade between interruption and resume is fine), but kept
                 info = {**(info or {}), "earlier_versions": earlier_versions}
-        bar = tqdm(
-            total=n, initial=len(done), unit="file", desc="sdd robustness", disable=not progress, dynamic_ncols=True
-        )
+        bar = progress_bar(total=n, initial=len(done), unit="file", desc="sdd robustness", enabled=progress)
         processed = _processed_in_order(detector, records, cfg, todo)
         try:
             n_windows = 0

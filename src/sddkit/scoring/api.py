@@ -174,8 +174,7 @@ class ScoringDetector:
         info: dict[str, Any] | None = None,
     ):
         # checked here, not at the first call: a float (2.5) or a string ("8") failed only there, in range()
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        check_batch_size(batch_size)
         self.runner = runner
         self.inference = inference
         self.batch_size = int(batch_size)
@@ -392,6 +391,12 @@ class ScoringDetector:
         )
 
 
+def check_batch_size(batch_size: object) -> None:
+    """A ``ConfigError`` unless ``batch_size`` (windows per forward) is an integer >= 1."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+
+
 def non_finite_reason(result: ScoreResult) -> str | None:
     """Why ``result`` cannot be reported (a NaN/inf score or gate weight from the model), or None when all is finite.
 
@@ -522,11 +527,14 @@ def load_detector(
     path: a model directory (``config.json`` + ``model.safetensors``), an ``.onnx`` file, or a
     directory holding ``model.onnx``; None = the bundled default model.
     """
-    bundled = path is None
-    path = resolve_model_path(path)
+    # every argument is checked before anything is read: batch_size=0 was refused only once the whole model
+    # (seconds, gigabytes for a large encoder) had been loaded
     if backend not in ("torch", "onnx"):
         raise CheckpointError(f"unknown scoring backend {backend!r}; use 'torch' or 'onnx'")
     torch_device = check_backend_device(backend, device)
+    check_batch_size(batch_size)
+    bundled = path is None
+    path = resolve_model_path(path)
     if backend == "onnx":
         from sddkit.scoring.onnx_export import ONNX_NAME, load_onnx_detector
 

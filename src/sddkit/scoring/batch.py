@@ -178,7 +178,7 @@ def read_manifest(path: Path) -> list[str]:
         )
     first = text.split("\n", 1)[0]
     base = _written_from(path)  # an sdd score output: its relative paths are relative to where it was written
-    rows = _json_lines_paths(text)
+    rows = _json_lines_paths(text, path)
     if rows is not None:  # sdd score's JSONL output, to score its files again with another model
         if not rows:
             raise ProtocolError(f"{path}: the JSON lines list no paths")
@@ -218,17 +218,32 @@ def read_manifest(path: Path) -> list[str]:
     return [_list_entry(path, ln) for ln in listed]
 
 
-def _json_lines_paths(text: str) -> list[str] | None:
-    """The ``path`` of every line of ``text`` when each is a JSON object holding one (``sdd score``'s JSONL output);
-    None when ``text`` is no such JSON lines."""
-    lines = [ln for ln in text.split("\n") if ln.strip()]
-    if not lines or not lines[0].lstrip().startswith("{"):
+def _json_lines_paths(text: str, path: Path) -> list[str] | None:
+    """The ``path`` of every line of ``text`` (read from ``path``) when each is a JSON object holding one (``sdd
+    score``'s JSONL output); None when ``text`` is no such JSON lines. A ``ProtocolError`` when only the last line
+    is not JSON (an output cut short by a crash)."""
+    lines = [(n, ln) for n, ln in enumerate(text.split("\n"), 1) if ln.strip()]
+    if not lines or not lines[0][1].lstrip().startswith("{"):
         return None
     paths = []
-    for line in lines:
+    for i, (lineno, line) in enumerate(lines):
         try:
             row = json.loads(line)
         except ValueError:
+            if i == len(lines) - 1 and line.lstrip().startswith("{"):
+                # every line before it a row: sdd score's output cut short by a crash while it wrote its last row,
+                # which was read as a CSV and refused as "not a manifest sddkit understands"
+                if text.endswith(line):  # no newline after it: a write cut short, which a resume cuts off
+                    advice = (
+                        f"an sdd score output whose run was stopped while writing it? Run that sdd score again "
+                        f"with --out {path} to complete it (the cut row is scored again), or remove the line"
+                    )
+                    raise ProtocolError(
+                        f"{path}: JSON lines whose last line (line {lineno}) is incomplete, cut short ({advice})"
+                    ) from None
+                raise ProtocolError(
+                    f"{path}: JSON lines whose last line (line {lineno}) is not complete JSON: mend or remove it"
+                ) from None
             return None
         if not isinstance(row, dict) or not isinstance(row.get("path"), str):
             return None
@@ -943,12 +958,12 @@ def score_files(
     Windows of consecutive files are gathered until ``detector.batch_size`` windows are ready,
     then run in one go, while the worker threads decode the next files.
     """
-    from tqdm.auto import tqdm
+    from sddkit.progress import progress_bar
 
     # the same file spelled relative in one run and absolute (or via "./", "..") in the next is done too
     todo = [p for p in paths if os.path.abspath(p) not in writer.done]
     summary = ScoreSummary(total=len(paths), skipped=len(paths) - len(todo))
-    bar = tqdm(total=len(todo), unit="file", desc="sdd score", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(todo), unit="file", desc="sdd score", enabled=progress)
     # decoded files wait here until a batch of windows is full; failed ones keep their place, so
     # rows come out in input order
     pending: list[tuple[str, PreparedAudio | str]] = []

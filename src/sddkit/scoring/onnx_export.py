@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import glob
 import json
 import os
 import sys
@@ -39,6 +40,7 @@ from sddkit.errors import CheckpointError, ConfigError, SddkitError
 from sddkit.scoring.api import (
     DEFAULT_BATCH_SIZE,
     ScoringDetector,
+    check_batch_size,
     merge_lora_for_inference,
     model_info,
     per_window_stats,
@@ -88,8 +90,10 @@ def export_onnx(
     routing statistics through the torch.export exporter) is left out of the graph, which is
     exported again without it, and named in the report's ``dropped_stats`` with its difference:
     its columns are then missing from ``sdd score --backend onnx`` rather than wrong. The graph is
-    written next to ``out`` and moved there only once it passes that check, so ``out`` never holds a
-    graph that failed it (or half a file after a crash).
+    written next to ``out`` (``OUT.<pid>.partial``) and moved there only once it passes that check, so ``out``
+    never holds a graph that failed it (or half a file after a crash); the temporary files a killed export left
+    there are removed by the next export to ``out`` (:func:`remove_stale_partials`) and named in the report's
+    ``removed_partials``.
     """
     from sddkit.detectors.model_dir import load_model_dir
 
@@ -122,9 +126,10 @@ def export_onnx(
         )
     # this process's own: two exports to one `out` at once each wrote (and removed) the other's temporary graph
     partial = out.with_name(f"{out.name}.{os.getpid()}.partial")
-    requested_opset, dropped = opset, {}
+    requested_opset, dropped, removed = opset, {}, []
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        removed = remove_stale_partials(out)
         while True:
             wrapper = _ExportWrapper(model, stat_names).eval()
             output_names = [LOGITS_NAME, *[STAT_PREFIX + n for n in stat_names]]
@@ -168,9 +173,46 @@ def export_onnx(
         with contextlib.suppress(NotADirectoryError):  # no folder was made for it: nothing to remove
             partial.unlink(missing_ok=True)
     report = {"out": str(out), "exporter": exporter, "opset": opset, "outputs": output_names, "max_abs_diff": diff}
+    if removed:
+        report["removed_partials"] = [str(p) for p in removed]
     if dropped:
         report["dropped_stats"] = {k: v if np.isfinite(v) else None for k, v in dropped.items()}  # None: NaN
     return report
+
+
+def remove_stale_partials(out: Path) -> list[Path]:
+    """Remove the temporary graphs (``OUT.<pid>.partial``, and the ``.partial.tmp`` of its metadata step) that
+    exports to ``out`` killed before their end (a crash, SIGKILL, a power cut) left beside it, which no later export
+    removed, and return them. Only those whose process is gone from this machine: the files of an export to ``out``
+    still running are kept. Where a process cannot be looked up (not POSIX), nothing is removed."""
+    if os.name != "posix":  # os.kill(pid, 0) would end the process there
+        return []
+    removed = []
+    prefix = glob.escape(out.name)
+    for path in sorted([*out.parent.glob(f"{prefix}.*.partial"), *out.parent.glob(f"{prefix}.*.partial.tmp")]):
+        pid = path.name[len(out.name) + 1 :].removesuffix(".tmp").removesuffix(".partial")
+        if not (pid.isascii() and pid.isdigit()) or _process_alive(int(pid)):
+            continue
+        try:
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed.append(path)
+        except OSError:  # removed by another export at the same moment, or a folder we may not write in
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` may exist here: only an id the system says no process has is a dead one."""
+    if pid <= 0:  # 0 and negative ids name process groups, not a process: never an export's own
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OverflowError, OSError):  # PermissionError: it exists, under another user
+        return True
+    return True
 
 
 def supported_opsets() -> tuple[int, int]:
@@ -535,6 +577,7 @@ def _check_beside_its_model(path: Path, info: dict, inference) -> None:
 
 def load_onnx_detector(path: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE) -> ScoringDetector:
     """A ScoringDetector running an sddkit-exported ONNX file with ONNX Runtime."""
+    check_batch_size(batch_size)  # before the graph is read
     path = resolve_onnx_path(path)
     runner = OnnxRunner(path, threads=torch.get_num_threads())
     try:

@@ -3,8 +3,8 @@
 The trainer owns everything but the step itself: building the model, data, optimiser and
 schedule from a :class:`~sddkit.training.recipe.TrainRecipe`; validation (EER, lower is better),
 early stopping, best-checkpoint selection, averaging of the top-k checkpoints; checkpoints and
-``--resume``; TensorBoard logging and a tqdm progress bar; DDP; exporting ``best/`` and
-``final/`` model directories.
+``--resume``; TensorBoard logging and a tqdm progress bar (plain periodic lines when stderr is a log file,
+:mod:`sddkit.progress`); DDP; exporting ``best/`` and ``final/`` model directories.
 
     out_dir/
       run.json           seed, resolved recipe, package versions, git commit (the latest session's), and one
@@ -552,13 +552,12 @@ class Trainer:
 
     def _loop(self) -> None:
         r, cfg, s = self.recipe, self.cfg, self.state
-        from tqdm.auto import tqdm
+        from sddkit.progress import progress_bar
 
-        bar = tqdm(
+        bar = progress_bar(
             total=self.total_steps,
             initial=min(s.step, self.total_steps),
-            disable=not (self.info.is_main and cfg.progress),
-            dynamic_ncols=True,
+            enabled=self.info.is_main and cfg.progress,
             desc="train",
         )
         try:

@@ -22,6 +22,19 @@ from sddkit.errors import ProtocolError
 
 ASVSPOOF_LABELS: dict[str, str] = {"bonafide": "bonafide", "spoof": "spoof"}
 
+# the words a hand-made dataset uses for its two classes (lower case): a labels CSV's label values and a labelled
+# folder's sub-folder names read through this one mapping, so the two never accept different spellings
+BONAFIDE_SPOOF_WORDS: dict[str, str] = {
+    "bonafide": "bonafide",
+    "bona-fide": "bonafide",
+    "bona_fide": "bonafide",  # In-the-Wild's and others' spellings
+    "bona fide": "bonafide",
+    "genuine": "bonafide",  # ASVspoof 2017's and ADD's word
+    "real": "bonafide",
+    "spoof": "spoof",
+    "fake": "spoof",
+}
+
 # ASVspoof 2019 LA attack families (Wang et al., "ASVspoof 2019: a large-scale public database ...",
 # Table 1); A16 and A19 reuse A04 and A06. ASVspoof 2021 LA/DF eval reuses A07-A19.
 ASVSPOOF2019_ATTACK_TYPES: dict[str, str] = {

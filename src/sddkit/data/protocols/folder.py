@@ -3,9 +3,9 @@
 Spoofs in a sub-folder ``<root>/spoof/<attack>/...`` get that folder's name as ``attack``; files
 directly in ``spoof/`` get ''. Bona fide files in ``<root>/bonafide/<source>/...`` get that
 sub-folder as ``source`` (else the corpus name: by default the root folder's name, also for ``.``).
-``real``/``fake`` are accepted as folder names too, and so are ``bona-fide``/``bona_fide`` (In-the-Wild's
-spelling) and ``genuine`` (ADD's and ASVspoof 2017's) for bona fide speech. Ids are the paths relative to
-``root`` without the suffix, so they are unique and stable.
+``real``/``fake`` are accepted as folder names too, and so are ``bona-fide``/``bona_fide``/``bona fide``
+(In-the-Wild's spelling) and ``genuine`` (ADD's and ASVspoof 2017's) for bona fide speech: the words a labels
+CSV takes as labels. Ids are the paths relative to ``root`` without the suffix, so they are unique and stable.
 """
 
 from __future__ import annotations
@@ -15,20 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sddkit.data import PROTOCOLS
-from sddkit.data.protocols._common import build_table, list_audio_files, relative_id, require_dir
+from sddkit.data.protocols._common import (
+    BONAFIDE_SPOOF_WORDS,
+    build_table,
+    list_audio_files,
+    relative_id,
+    require_dir,
+)
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 
 # a bona fide folder under another common name beside spoof/ was skipped without a word: the table held only spoofs
-FOLDER_LABELS = {
-    "bonafide": "bonafide",
-    "bona-fide": "bonafide",
-    "bona_fide": "bonafide",
-    "genuine": "bonafide",
-    "real": "bonafide",
-    "spoof": "spoof",
-    "fake": "spoof",
-}
+FOLDER_LABELS = BONAFIDE_SPOOF_WORDS  # the words a labels CSV takes as labels
 
 
 @dataclass

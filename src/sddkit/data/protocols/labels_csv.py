@@ -4,11 +4,11 @@
     calls/0001.wav,bonafide
     calls/0002.wav,spoof
 
-``label`` is ``bonafide`` / ``bona-fide`` / ``real`` / ``genuine`` (ASVspoof 2017's and ADD's word) or
-``spoof`` / ``fake``. Optional columns ``attack``,
-``source`` and ``speaker`` become the table's columns of those names (the evaluation's per-attack and
-per-source tables); ``partition``, ``attack_type``, ``codec``, ``transmission``, ``language`` and
-``vocoder`` are kept too. Bona fide rows get the attack ``bonafide`` whatever the column says; a
+``label`` is ``bonafide`` / ``bona-fide`` / ``bona_fide`` / ``bona fide`` / ``real`` / ``genuine`` (ASVspoof
+2017's and ADD's word) or ``spoof`` / ``fake``, in any case (the names a labelled folder's sub-folders may take).
+Optional columns ``attack``, ``source`` and ``speaker`` become the table's columns of those names (the
+evaluation's per-attack and per-source tables); ``partition``, ``attack_type``, ``codec``, ``transmission``,
+``language`` and ``vocoder`` are kept too. Bona fide rows get the attack ``bonafide`` whatever the column says; a
 spoof's ``-`` means unknown (''). ``utt_id`` is the path as written, so the ``path`` column of
 ``sdd score``'s output (scored with the same paths) matches it directly; relative paths are read from
 ``root`` (default: the CSV's folder). The separator may be ``,``, ``;`` (spreadsheet exports in many
@@ -25,18 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sddkit.data import PROTOCOLS
-from sddkit.data.protocols._common import build_table, is_preamble, iter_csv, located, map_label, require_dir
+from sddkit.data.protocols._common import (
+    BONAFIDE_SPOOF_WORDS,
+    build_table,
+    is_preamble,
+    iter_csv,
+    located,
+    map_label,
+    require_dir,
+)
 from sddkit.data.table import OPTIONAL_COLUMNS, UtteranceTable
 from sddkit.data.text import open_text
 
-LABELS_CSV_LABELS = {
-    "bonafide": "bonafide",
-    "bona-fide": "bonafide",
-    "real": "bonafide",
-    "genuine": "bonafide",
-    "spoof": "spoof",
-    "fake": "spoof",
-}
+LABELS_CSV_LABELS = BONAFIDE_SPOOF_WORDS  # the words a labelled folder takes as its sub-folders' names
 _EXTRA_COLUMNS = ("attack", "source", "speaker")  # optional; empty when absent
 _KEPT_COLUMNS = OPTIONAL_COLUMNS  # partition, attack_type, ...: kept when present
 DELIMITERS = (",", ";", "\t")
