@@ -148,5 +148,10 @@ class Augmentation:
     def apply(self, x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
+    def prepare(self, sr: int) -> None:
+        """Do now, in this process, the set-up that calls at ``sr`` Hz would otherwise do lazily (the codec delays
+        of every bit rate the config can draw): DataLoader workers forked afterwards inherit it instead of each
+        redoing it. Changes no output. Nothing to do by default."""
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.cfg!r})"

@@ -17,7 +17,14 @@ import numpy as np
 
 from sddkit.augment import AUGMENTATIONS
 from sddkit.augment.base import Augmentation, Range, check_probability, check_range, power, uniform
-from sddkit.augment.codecs import CODECS, CodecName, check_codec_available, codec_roundtrip, resolve_bitrate
+from sddkit.augment.codecs import (
+    CODECS,
+    CodecName,
+    check_codec_available,
+    codec_roundtrip,
+    prepare_codec_delays,
+    resolve_bitrate,
+)
 from sddkit.augment.dsp import add_at_snr, band_pass, colored_noise, match_rms, peaking_eq, soft_clip
 from sddkit.augment.reverb import noise_tail_rir, reverberate
 from sddkit.config import did_you_mean
@@ -217,6 +224,10 @@ class LaunderChain(Augmentation):
         codec = c.codecs[int(rng.integers(len(c.codecs)))]
         rate = c.bitrate_kbps.get(codec)
         return codec_roundtrip(y, sr, codec, None if rate is None else uniform(rng, rate), fast=c.fast_codec)
+
+    def prepare(self, sr: int) -> None:
+        for codec in self.cfg.codecs:
+            prepare_codec_delays(codec, sr, self.cfg.bitrate_kbps.get(codec), self.cfg.fast_codec)
 
 
 @AUGMENTATIONS.register("rerecord", config=RerecordConfig)

@@ -15,7 +15,7 @@ import soundfile as sf
 
 from sddkit.audio.files import list_audio_files
 from sddkit.augment.dsp import resample
-from sddkit.errors import AudioDecodeError, ConfigError
+from sddkit.errors import AudioDecodeError, ConfigError, NonFiniteAudioError
 
 
 class AudioFolder:
@@ -64,13 +64,23 @@ def _mono(data: np.ndarray) -> np.ndarray:
     return data.mean(axis=1) if data.ndim == 2 else data
 
 
+def check_finite(data: np.ndarray, path: Path | str) -> np.ndarray:
+    """``data`` as read from ``path``; a NonFiniteAudioError naming the file if it holds NaN or inf samples (a float
+    WAV can): added or convolved, they made the output non-finite, which was refused as the augmentation's own fault
+    ("NoiseFiles produced non-finite samples"), no file named, at whatever moment of training drew that file."""
+    bad = int(np.count_nonzero(~np.isfinite(data)))
+    if bad:
+        raise NonFiniteAudioError(f"{bad} NaN/Inf sample(s); repair or remove the file", path=str(path))
+    return data
+
+
 def read_whole(path: Path, sr: int) -> np.ndarray:
     """The whole file as mono float32 at ``sr``. (N,)."""
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError
         raise AudioDecodeError(f"cannot decode: {exc}", path=str(path)) from None
-    return resample(_mono(data), file_sr, sr)
+    return resample(_mono(check_finite(data, path)), file_sr, sr)
 
 
 def read_segment(path: Path, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
@@ -91,7 +101,7 @@ def read_segment(path: Path, n: int, sr: int, rng: np.random.Generator) -> np.nd
         except Exception as exc:
             raise AudioDecodeError(f"cannot decode: {exc}", path=str(path)) from None
         if len(data) >= need:
-            return _loop(resample(_mono(data), info.samplerate, sr), n, 0)
+            return _loop(resample(_mono(check_finite(data, path)), info.samplerate, sr), n, 0)
     whole = read_whole(path, sr)
     if len(whole) == 0:
         raise AudioDecodeError("decodes to zero samples", path=str(path))

@@ -150,6 +150,10 @@ class Compose(Augmentation):
             y = aug(y, sr, child)
         return y
 
+    def prepare(self, sr: int) -> None:
+        for aug in self.augmentations:
+            aug.prepare(sr)
+
     def __repr__(self) -> str:
         return f"Compose({self.augmentations!r}, p={self.cfg.p})"
 
@@ -170,6 +174,10 @@ class OneOf(Augmentation):
     def apply(self, x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
         k = int(rng.choice(len(self.augmentations), p=self.weights))
         return self.augmentations[k](x, sr, rng)
+
+    def prepare(self, sr: int) -> None:
+        for aug in self.augmentations:
+            aug.prepare(sr)
 
     def __repr__(self) -> str:
         return f"OneOf({self.augmentations!r}, weights={self.weights.tolist()}, p={self.cfg.p})"
@@ -230,6 +238,13 @@ class AugmentationPipeline:
         if not self.specs:
             return as_waveform(x).copy()
         return self.compose(x, sr, to_generator(rng))
+
+    def prepare(self, sample_rate: int) -> AugmentationPipeline:
+        """Measure now what the augmentations would otherwise measure on first use at ``sample_rate`` (the codec
+        delay of every bit rate they can draw), so that DataLoader workers forked afterwards inherit it rather than
+        each measuring it again, every epoch. The outputs do not change. Returns the pipeline."""
+        self.compose.prepare(int(sample_rate))
+        return self
 
     def __len__(self) -> int:
         return len(self.specs)

@@ -27,7 +27,7 @@ from scipy import signal
 from sddkit.augment import AUGMENTATIONS
 from sddkit.augment.base import Augmentation, Range, check_probability, check_range, uniform
 from sddkit.augment.dsp import butter_sos, convolve_aligned, match_rms, resample
-from sddkit.augment.files import AudioFolder
+from sddkit.augment.files import AudioFolder, check_finite
 from sddkit.errors import AudioDecodeError
 
 SPEED_OF_SOUND = 343.0  # m/s
@@ -186,7 +186,7 @@ def load_rir(path: str, sr: int) -> np.ndarray:
         data, file_sr = sf.read(path, dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError
         raise AudioDecodeError(f"cannot decode: {exc}", path=path) from None
-    h = resample(data[:, 0], file_sr, sr).astype(np.float64)
+    h = resample(check_finite(data[:, 0], path), file_sr, sr).astype(np.float64)
     if len(h) == 0 or not np.any(h):
         raise AudioDecodeError("impulse response is empty or silent", path=path)
     direct = int(np.argmax(np.abs(h)))
