@@ -52,6 +52,7 @@ import functools
 import importlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -565,16 +566,20 @@ class SpeechEncoder(nn.Module):
     def _freeze_feature_encoder(self) -> None:
         raise NotImplementedError
 
-    def projection_slots(self, targets: list[str] | tuple[str, ...]) -> list[tuple[str, nn.Module, str]]:
+    def projection_slots(self, targets: Sequence[str]) -> list[tuple[str, nn.Module, str]]:
         """Where adapters go: ``(name, parent module, attribute)`` for each layer and target.
 
         ``name`` is ``"layers.{i}.{target}"``. Calling this declares that the projections will be
         replaced by modules, so attention implementations that bypass the modules (WavLM) are
         switched to one that calls them.
         """
+        if isinstance(targets, str):  # read letter by letter, "qv" adapted q and v
+            raise ConfigError(f"adapter targets must be a list of projection names, got the string {targets!r}")
         unknown = sorted(set(targets) - set(PROJECTION_TARGETS))
         if unknown:
             raise ConfigError(f"unknown adapter target(s) {unknown}; valid: {list(PROJECTION_TARGETS)}")
+        if len(set(targets)) != len(targets):  # the second adapter replaced the first, left out of the model
+            raise ConfigError(f"adapter targets repeat a projection: {list(targets)}")
         paths = _PROJECTION_PATHS[self.family]
         slots = []
         for i, layer in enumerate(self.transformer_layers()):
@@ -660,7 +665,7 @@ class Wav2Vec2FamilyEncoder(SpeechEncoder):
         cfg = self.model.config
         return self.training and getattr(cfg, "apply_spec_augment", True) and cfg.mask_time_prob > 0
 
-    def projection_slots(self, targets: list[str] | tuple[str, ...]) -> list[tuple[str, nn.Module, str]]:
+    def projection_slots(self, targets: Sequence[str]) -> list[tuple[str, nn.Module, str]]:
         slots = super().projection_slots(targets)
         if self.family == "wavlm" and set(targets) & {"q", "k", "v", "out"}:
             module_attention = _wavlm_module_attention_class()
@@ -871,6 +876,29 @@ def pretrained_structure_problem(preset_name: str, cfg: EncoderConfig) -> str | 
     return (
         f"encoder.overrides {keys}: the architecture of encoder {preset_name!r} comes from its pretrained folder "
         f"({cfg.pretrained}), whose weights would load into another network; remove the override{hint}"
+    )
+
+
+def ignored_override_problem(preset_name: str, cfg: EncoderConfig) -> str | None:
+    """Why an override of ``cfg`` asks for what its encoder never does, or None.
+
+    Whisper's SpecAugment (``apply_spec_augment`` with ``mask_time_prob`` / ``mask_feature_prob``) is applied by
+    transformers' ``WhisperModel.forward`` to the log-Mel features it is given; the encoder alone, which this front-end
+    runs, never masks: ``overrides: {apply_spec_augment: true}`` trained without any masking, without a word
+    (``spec_augment: true`` is refused for Whisper at build time). Checked by training recipes only, as
+    :func:`pretrained_structure_problem`: a model trained so still loads as trained. Only beside ``pretrained``: a
+    self-contained spec (a ``weights: full`` directory's) holds its folder's own config values as overrides, which
+    the user did not write.
+    """
+    preset = PRESETS.get(preset_name)
+    if preset is None or preset.family != "whisper" or cfg.pretrained is None:
+        return None
+    if cfg.overrides.get("apply_spec_augment") is not True:
+        return None
+    return (
+        f"encoder.overrides.apply_spec_augment: the Whisper encoder of {preset_name!r} never applies SpecAugment "
+        "(transformers masks the features in WhisperModel.forward, not in the encoder this front-end runs), so it "
+        "would train without masking; remove the override and mask with the training augmentations instead"
     )
 
 
@@ -1139,6 +1167,7 @@ __all__ = [
     "WhisperFamilyEncoder",
     "WhisperLogMel",
     "build_encoder",
+    "ignored_override_problem",
     "pretrained_structure_problem",
     "self_contained_config",
     "self_contained_spec",

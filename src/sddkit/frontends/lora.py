@@ -66,6 +66,8 @@ def check_low_rank(rank: int, alpha: float, dropout: float) -> None:
 
 def check_adapter_shape(rank: int, alpha: float, dropout: float, targets: Sequence[str]) -> None:
     check_low_rank(rank, alpha, dropout)
+    if isinstance(targets, str):  # "qv" was read letter by letter: q and v adapted, "out" refused as o, t, u
+        raise ValueError(f"targets must be a list of projection names, got the string {targets!r}")
     if not targets:
         raise ValueError("targets must name at least one projection")
     unknown = sorted(set(targets) - set(PROJECTION_TARGETS))
@@ -209,7 +211,7 @@ def replace_projections(
     Returns ``[(name, new_module)]`` in layer order, names ``"layers.{i}.{target}"``.
     """
     adapted = []
-    for name, parent, attr in encoder.projection_slots(list(targets)):
+    for name, parent, attr in encoder.projection_slots(targets):
         module = make(getattr(parent, attr))
         setattr(parent, attr, module)
         adapted.append((name, module))

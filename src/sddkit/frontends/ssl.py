@@ -33,7 +33,12 @@ from sddkit.config import component_field
 from sddkit.detectors.outputs import FrontendOutput
 from sddkit.errors import ConfigError
 from sddkit.frontends import FRONTENDS
-from sddkit.frontends.encoders import EncoderConfig, SpeechEncoder, pretrained_structure_problem
+from sddkit.frontends.encoders import (
+    EncoderConfig,
+    SpeechEncoder,
+    ignored_override_problem,
+    pretrained_structure_problem,
+)
 from sddkit.frontends.lora import LoRAConfig, apply_lora
 from sddkit.frontends.molex import (
     MoLExConfig,
@@ -75,7 +80,9 @@ class SSLFrontendConfig:
         model trained so before the check still loads and scores as it was trained."""
         encoder = self.encoder.config
         if isinstance(encoder, EncoderConfig):
-            problem = pretrained_structure_problem(self.encoder.name, encoder)
+            problem = pretrained_structure_problem(self.encoder.name, encoder) or ignored_override_problem(
+                self.encoder.name, encoder
+            )
             if problem is not None:
                 return problem
         if self.molex is None:
