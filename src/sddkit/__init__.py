@@ -8,6 +8,11 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load_detector"]
 
 
+def __dir__() -> list[str]:
+    # the lazy name too, so that tab completion (IPython, Jupyter) offers sddkit.load_detector
+    return sorted(set(globals()) | set(__all__))
+
+
 def __getattr__(name: str):
     # Lazy: `import sddkit` stays light (no torch) until the scoring API is actually used.
     if name == "load_detector":

@@ -43,6 +43,16 @@ def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, 
             parser.error(f"{_flag(dest)} must be positive, got {value}")
 
 
+def check_max_duration_fits(max_duration_s: float | None, min_duration_s: float, consequence: str) -> None:
+    """Refuse a ``--max-duration-s`` below the model's shortest input (``inference.min_duration_s``): no file could pass
+    both bounds, so ``consequence`` would follow for every one. 0 or ``None`` (no limit) passes."""
+    if max_duration_s and max_duration_s < min_duration_s:
+        raise ConfigError(
+            f"--max-duration-s {max_duration_s:g}: below this model's shortest input, {min_duration_s:g} s "
+            f"(inference.min_duration_s): {consequence}"
+        )
+
+
 def check_paths_given(args: argparse.Namespace, *dests: str) -> None:
     """Refuse any path option ``dest`` of ``args`` given as an empty string (``--out ""``, an unset shell variable):
     ``Path("")`` is ``.``, so a report, a journal or an export landed in the working directory without a word,

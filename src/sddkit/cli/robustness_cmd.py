@@ -94,6 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sddkit.cli.options import (
+        check_max_duration_fits,
         check_minimums,
         check_paths_given,
         parse_partitions,
@@ -143,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
     table = read_partitions(args.protocol, args.protocol_format, partitions)
     model_path = resolve_model_path(args.model)
     detector = load_detector(model_path, device=args.device, batch_size=args.batch_size)
+    # a limit no file could pass: refused before a journal is opened (every file failed, and a rerun read that back)
+    check_max_duration_fits(args.max_duration_s, detector.inference.min_duration_s, "every file would be a failure")
     info = {
         "model": str(model_path),
         "protocol": str(args.protocol),

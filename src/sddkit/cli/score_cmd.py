@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: int, lock: batch.OutputLock) -> int:
     """The run of :func:`run` once ``target``'s lock is held (``lock``, handed on to the writer)."""
     from sddkit.audio.files import AUDIO_EXTENSIONS
-    from sddkit.errors import ConfigError
+    from sddkit.cli.options import check_max_duration_fits
     from sddkit.scoring import batch
     from sddkit.scoring.api import load_detector
 
@@ -160,12 +160,8 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
             "manifest)"
         )
     detector = load_detector(args.model, device=args.device, backend=args.backend, batch_size=args.batch_size)
-    shortest = detector.inference.min_duration_s
-    if args.max_duration_s and args.max_duration_s < shortest:  # a limit no file could pass
-        raise ConfigError(
-            f"--max-duration-s {args.max_duration_s:g}: below this model's shortest input, {shortest:g} s "
-            "(inference.min_duration_s): every file would get an error row"
-        )
+    # a limit no file could pass
+    check_max_duration_fits(args.max_duration_s, detector.inference.min_duration_s, "every file would get an error row")
     columns = batch.output_columns(detector.weight_columns())
     mine = batch.shard_of(paths, rank, world)
     run = batch.run_info(detector, windows=args.windows)

@@ -13,7 +13,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     from sddkit.scoring.allocator import add_allocator_argument
 
     p = sub.add_parser("serve", help="run the HTTP scoring service and web page (POST /v1/score, GET /)")
-    p.add_argument("--model", default=None, help="model directory (default: the bundled default model)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model directory, or .onnx file with --backend onnx (default: the bundled default model)",
+    )
     p.add_argument(
         "--host",
         default="127.0.0.1",

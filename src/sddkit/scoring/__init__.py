@@ -25,6 +25,11 @@ _EXPORTS = {
 }
 
 
+def __dir__() -> list[str]:
+    # the lazy names too (tab completion), without importing their modules
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:

@@ -524,8 +524,11 @@ def load_detector(
 ) -> ScoringDetector:
     """Load a model directory (``backend="torch"``) or an exported ONNX file (``backend="onnx"``).
 
-    path: a model directory (``config.json`` + ``model.safetensors``), an ``.onnx`` file, or a
-    directory holding ``model.onnx``; None = the bundled default model.
+    path: a model directory (``config.json`` + ``model.safetensors``) for the torch backend; an ``.onnx`` file, or
+    a directory holding ``model.onnx``, for the onnx backend; None = the bundled default model (torch only: it
+    ships no ONNX export). device: where the torch model runs (``cpu``, ``cuda``, ``cuda:N`` or ``mps``, refused
+    with a ``ConfigError`` when this machine has none); the onnx backend runs on the CPU and refuses any other.
+    batch_size: windows per forward pass (a larger one takes more memory).
     """
     # every argument is checked before anything is read: batch_size=0 was refused only once the whole model
     # (seconds, gigabytes for a large encoder) had been loaded
