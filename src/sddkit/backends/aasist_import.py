@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,10 +123,15 @@ def load_reference_state(path: str | Path) -> dict[str, Tensor]:
             "would need arbitrary unpickling, which is refused)"
         ) from None
     except Exception as exc:  # torch.load raises many types on corrupt or truncated files
-        detail = (str(exc).strip().splitlines() or [""])[0][:160]
+        line = (str(exc).strip().splitlines() or [""])[0]
+        detail = f"{type(exc).__name__}: {line.split('. ', 1)[0][:160]}" if line else type(exc).__name__
+        if _cut_short(path, exc):  # a PyTorch file that ends early is not "not a PyTorch file": fetch it again
+            raise CheckpointError(
+                f"{path}: a truncated or damaged PyTorch file ({path.stat().st_size:,} bytes: an interrupted "
+                f"download or copy? fetch it again; torch.load with weights_only=True failed: {detail})"
+            ) from None
         raise CheckpointError(
-            f"{path}: not a PyTorch file of plain tensors (torch.load with weights_only=True failed: "
-            f"{type(exc).__name__}: {detail})"
+            f"{path}: not a PyTorch file of plain tensors (torch.load with weights_only=True failed: {detail})"
         ) from None
     if isinstance(obj, Mapping):
         for wrapper in WRAPPERS:
@@ -142,6 +148,24 @@ def load_reference_state(path: str | Path) -> dict[str, Tensor]:
     while (prefix := next((p for p in KEY_PREFIXES if all(k.startswith(p) for k in state)), None)) is not None:
         state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
+
+
+# how torch.save's legacy (non-zip) format begins: a pickled magic number
+_LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"
+
+
+def _cut_short(path: Path, exc: Exception) -> bool:
+    """Whether ``path``, which torch.load refused with ``exc``, is a PyTorch file that ends early or is damaged: empty,
+    a legacy pickle (it starts with torch's magic number), or a zip archive (torch's format) without its end, the
+    central directory."""
+    if isinstance(exc, EOFError) or "unexpected EOF" in str(exc):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_LEGACY_MAGIC))
+        return head == _LEGACY_MAGIC or (head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path))
+    except OSError:  # unreadable (no permission): torch.load's own error says so
+        return False
 
 
 def detector_config(variant: str) -> DetectorConfig:

@@ -129,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
     section = "model"  # where the model config sits in what the user wrote (its errors name it "model...")
     if not path.exists():  # not "no such recipe file": a model directory may have been meant
         raise ConfigError(f"{path}: no such config file or model directory")
+    other = _other_kind(path)
+    if other is not None:  # read as YAML, these were "not UTF-8 text (byte 0x.. on line 3)"
+        raise ConfigError(f"{path}: {other}")
     written = None if path.is_dir() else load_yaml(path)
     if written is not None and written.get("format") == FORMAT:
         path = path.parent  # a model directory's config.json (JSON is YAML) stands for its directory
@@ -155,6 +158,38 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(_as_written(str(exc), section, str(path))) from None
     print(json.dumps(described, indent=2))
     return 0
+
+
+def _other_kind(path: Path) -> str | None:
+    """What ``path`` is, when it is a binary file sddkit writes or reads (an ONNX export, model weights, a PyTorch
+    checkpoint) rather than a config, and what to describe instead; None for anything else."""
+    if not path.is_file():
+        return None
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return f"an exported ONNX model, not a config: describe the model directory it was exported from{_source(path)}"
+    if suffix == ".safetensors":
+        return f"model weights, not a config: describe the model directory that holds them, {path.parent}"
+    if suffix in (".pth", ".pt", ".ckpt"):
+        return (
+            "a PyTorch checkpoint, not a config: turn published AASIST weights into a model directory with "
+            "`sdd import-aasist`, and describe that"
+        )
+    return None
+
+
+def _source(path: Path) -> str:
+    """``", DIR"`` naming the model directory the ONNX export ``path`` records as its origin, else ``""``."""
+    try:
+        import onnx
+
+        from sddkit.scoring.onnx_export import META_INFO
+
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        source = json.loads(meta[META_INFO])["exported_from"]
+    except Exception:  # not an sddkit export, damaged, or no onnx package: the advice stands without the name
+        return ""
+    return f", {source}" if isinstance(source, str) else ""
 
 
 def _as_written(message: str, section: str, file: str) -> str:

@@ -310,6 +310,8 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{cfg_path}: missing key(s) {missing}")
     if not isinstance(config["architecture"], str):
         raise CheckpointError(f"{cfg_path}: architecture must be a name, got {config['architecture']!r}")
+    if not isinstance(config["model"], dict):  # `sdd describe DIR` read it as one: a ValueError traceback
+        raise CheckpointError(f"{cfg_path}: model must be a JSON object, got {type(config['model']).__name__}")
     if config.get("weights", "full") not in _WEIGHTS_KINDS:
         raise CheckpointError(f"{cfg_path}: weights must be one of {list(_WEIGHTS_KINDS)}, got {config['weights']!r}")
     digest = config.get("weights_digest")

@@ -93,7 +93,8 @@ def export_onnx(
     written next to ``out`` (``OUT.<pid>.partial``) and moved there only once it passes that check, so ``out``
     never holds a graph that failed it (or half a file after a crash); the temporary files a killed export left
     there are removed by the next export to ``out`` (:func:`remove_stale_partials`) and named in the report's
-    ``removed_partials``.
+    ``removed_partials``. A model whose weights pass the 2 GiB one ONNX file holds is
+    refused.
     """
     from sddkit.detectors.model_dir import load_model_dir
 
@@ -109,6 +110,7 @@ def export_onnx(
     inference = parse_inference(md.inference, f"{model_dir}: inference")
     check_model_rate(inference, str(model_dir))
     model = md.model.eval()
+    _check_fits_one_file(model, model_dir)
     merged = merge_lora_for_inference(model)  # one matmul per projection in the graph, as in torch scoring
     example = _example(inference.window_samples, batch=2, seed=0)
     try:
@@ -178,6 +180,23 @@ def export_onnx(
     if dropped:
         report["dropped_stats"] = {k: v if np.isfinite(v) else None for k, v in dropped.items()}  # None: NaN
     return report
+
+
+# protobuf's limit on one serialised message: a larger graph needs external data files, which sddkit does not write
+MAX_ONNX_BYTES = 2**31 - 1
+
+
+def _check_fits_one_file(model: nn.Module, model_dir: Path) -> None:
+    """Refuse, before exporting, a model whose weights alone pass the 2 GiB limit of one ONNX file (XLS-R 1B/2B,
+    Whisper large-v3): the TorchScript exporter then spilt its weights into files named after the tensors beside
+    ``out`` and the metadata step failed with protobuf's bare "Failed to serialize proto"."""
+    tensors = {t.data_ptr(): t for t in [*model.parameters(), *model.buffers()] if t.numel()}
+    size = sum(t.numel() * t.element_size() for t in tensors.values())
+    if size > MAX_ONNX_BYTES:
+        raise CheckpointError(
+            f"{model_dir}: its weights take {size / 2**30:.2f} GiB, more than the 2 GiB one ONNX file can hold "
+            "(protobuf's limit), so it cannot be exported; score it with the torch backend"
+        )
 
 
 def remove_stale_partials(out: Path) -> list[Path]:
