@@ -70,3 +70,19 @@ def run_interrupted_at_second_batch(monkeypatch, argv: list[str]) -> None:
     with monkeypatch.context() as m:
         m.setattr(ScoringDetector, "score_prepared", score_prepared)
         assert main(argv) == 130
+
+
+class TinyStats(torch.nn.Module):
+    """A linear layer on three waveform statistics: exports with the TorchScript exporter in a second (the ONNX
+    tests register it as an architecture)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        from sddkit.detectors.outputs import DetectorOutput
+
+        feats = torch.stack([x.mean(1), x.std(1), x.abs().amax(1)], dim=1)
+        logits = self.proj(feats)
+        return DetectorOutput(logits=logits, score=logits[:, 1] - logits[:, 0], embedding=feats)

@@ -9,27 +9,13 @@ import sys
 
 import pytest
 import torch
-from torch import nn
+from scoring_support import TinyStats
 
 from sddkit.cli.main import main
 from sddkit.detectors import model_dir as md
-from sddkit.detectors.outputs import DetectorOutput
 from sddkit.errors import CheckpointError
 from sddkit.scoring import onnx_export
 from sddkit.scoring.onnx_export import export_onnx, load_onnx_detector
-
-
-class TinyStats(nn.Module):
-    """A linear layer on three waveform statistics: exports with the TorchScript exporter in a second."""
-
-    def __init__(self):
-        super().__init__()
-        self.proj = nn.Linear(3, 2)
-
-    def forward(self, x):
-        feats = torch.stack([x.mean(1), x.std(1), x.abs().amax(1)], dim=1)
-        logits = self.proj(feats)
-        return DetectorOutput(logits=logits, score=logits[:, 1] - logits[:, 0], embedding=feats)
 
 
 @pytest.fixture
