@@ -42,6 +42,7 @@ __all__ = [
     "LogMel",
     "LogMelConfig",
     "Float32Constants",
+    "check_float_samples",
     "dct_matrix",
     "deltas",
     "hz_to_mel",
@@ -280,6 +281,19 @@ def _check_log_options(log_floor: float, top_db: float | None) -> None:
         raise ValueError(f"top_db must be > 0 (or null), got {top_db}")
 
 
+def check_float_samples(waveform: Tensor) -> None:
+    """A ValueError unless ``waveform`` holds floating-point samples (meant to lie in [-1, 1]).
+
+    Integer PCM was cast to float as it stood, so features of 16-bit samples sat 90 dB (32768 times in amplitude)
+    above those of the same audio in [-1, 1], and complex samples lost their imaginary part, both without a word.
+    """
+    if not waveform.is_floating_point():
+        raise ValueError(
+            f"expected a floating-point waveform (samples in [-1, 1]), got {waveform.dtype}"
+            + ("; divide 16-bit PCM by 32768" if not waveform.is_complex() and waveform.dtype != torch.bool else "")
+        )
+
+
 def _check_band(f_min: float, f_max: float, sample_rate: int) -> None:
     if not 0.0 <= f_min < f_max <= sample_rate / 2.0:
         raise ValueError(f"need 0 <= f_min < f_max <= sample_rate/2 = {sample_rate / 2}, got {f_min}, {f_max}")
@@ -405,16 +419,21 @@ class Float32Constants(nn.Module):
 
     The features are computed in float32 anyway, but a window rounded to bfloat16 (8 significant bits)
     cannot be unrounded: it leaks enough to move the quiet bins of a log-Mel by several dB, so a
-    ``model.to(torch.bfloat16)`` would see other features than the model it was trained as.
+    ``model.to(torch.bfloat16)`` would see other features than the model it was trained as. A module cast to
+    float64 first (``.double()``, which holds the float32 values exactly) gets them back in float32 too.
     """
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        kept = {name: b for name, b in self._buffers.items() if b is not None and b.dtype == torch.float32}
+        # float64 too: after .double() the constants are float64, and .half() then rounded them to half precision
+        # (a log-Mel of white noise moved by up to 0.14), the loss this class exists to prevent
+        kept = {
+            name: b for name, b in self._buffers.items() if b is not None and b.dtype in (torch.float32, torch.float64)
+        }
         super()._apply(fn, recurse)
         for name, original in kept.items():
             moved = self._buffers[name]
             if moved is not None and moved.dtype in _HALF:
-                self._buffers[name] = original.to(device=moved.device)
+                self._buffers[name] = original.to(device=moved.device, dtype=torch.float32)
         return self
 
 
@@ -445,6 +464,7 @@ class _PowerSpectrum(Float32Constants):
         noise is ~1e-30 of the frame's energy; speech, whose quiet bins lie well above it, moves by float noise.
         The float64 FFT costs about twice the float32 one on a CPU.
         """
+        check_float_samples(waveform)
         out_dtype = torch.float64 if waveform.dtype == torch.float64 else torch.float32
         cfg = self.cfg
         work = torch.float64 if self.float64_fft else out_dtype

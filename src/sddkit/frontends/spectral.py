@@ -54,6 +54,7 @@ from sddkit.features.spectral import (
     LinearSpectrogramConfig,
     LogMel,
     LogMelConfig,
+    check_float_samples,
 )
 from sddkit.frontends import FRONTENDS, SAMPLE_RATE
 
@@ -83,8 +84,10 @@ def level_normalize(waveform: Tensor, level_db: float) -> Tensor:
     """Remove each waveform's DC offset, then scale it to an RMS of ``level_db`` dBFS: (B, T) -> (B, T).
 
     Exactly gain-invariant and offset-invariant for inputs whose RMS around their mean is above
-    ``LEVEL_FLOOR_DB``.
+    ``LEVEL_FLOOR_DB``. Integer (PCM) samples are refused: they were scaled in float64 and cast back to their
+    integer type, which rounded every sample of the normalised signal (a few hundredths at -27 dBFS) to 0.
     """
+    check_float_samples(waveform)
     # An offset carries no speech but would count in the RMS: speech riding on a large one was scaled down.
     # In float64: float32 squares overflow for samples above ~1.8e19 (the RMS became inf, the input zeros).
     centred = waveform.double() - waveform.double().mean(dim=-1, keepdim=True)
@@ -160,6 +163,8 @@ class RawFrontend(nn.Module):
         self.output_dim: int | None = None
 
     def forward(self, waveform: Tensor) -> FrontendOutput:
+        # integer PCM went on unscaled (90 dB too loud), or, normalised, was cast back to its integer type: zeros
+        check_float_samples(waveform)
         if not self.normalize:
             return FrontendOutput(features=waveform)
         return FrontendOutput(features=utterance_normalize(waveform, dim=-1, eps=_WAVEFORM_NORM_EPS))
