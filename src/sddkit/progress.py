@@ -3,8 +3,9 @@
 On a terminal (and in a notebook) a tqdm bar, redrawn in place. When standard error is not a terminal (``sdd score
 ... 2> log``, ``nohup``, a batch system's log file) tqdm's redraws were written into the log as thousands of
 carriage-return-separated copies of the bar on one line; there the progress is a plain line every
-:data:`LOG_INTERVAL_S` seconds instead (``sdd score: 1200/5000 files (24%), 41.3 files/s, 29s elapsed``), and
-nothing for a run shorter than that.
+:data:`LOG_INTERVAL_S` seconds instead (``sdd score: 1200/5000 files (24%), 41.3 files/s, 29s elapsed``), and a
+last one where the run ends (done or stopped); nothing for a run shorter than that interval. Without a standard
+error (a closed ``2>&-``, ``pythonw``: ``sys.stderr`` is None) nothing is written.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class LogProgress:
         self.n = self.initial = initial
         self.postfix = ""
         self._start = self._last = time.monotonic()
+        self._written = None  # the count of the last line written; None: none yet
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -60,7 +62,10 @@ class LogProgress:
         self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
 
     def close(self) -> None:
-        pass  # the commands print their own summary at the end
+        # where the run ended (done, or stopped by an error): the last periodic line was up to `interval` old. A run
+        # shorter than that stays silent (the commands print their own summary at the end)
+        if self._written is not None and self._written != self.n:
+            self._write(time.monotonic())
 
     def line(self, now: float | None = None) -> str:
         """The progress as one line: ``DESC: N/TOTAL UNITs (P%), R UNITs/s, S elapsed[, POSTFIX]``."""
@@ -72,8 +77,12 @@ class LogProgress:
         return words + (f", {self.postfix}" if self.postfix else "")
 
     def _write(self, now: float) -> None:
+        self._written = self.n
+        stream = sys.stderr
+        if stream is None:  # print(file=None) writes to stdout: into sdd robustness's table, a piped output
+            return
         try:
-            print(self.line(now), file=sys.stderr, flush=True)
+            print(self.line(now), file=stream, flush=True)
         except (OSError, ValueError, AttributeError):  # a closed or missing stderr: progress is no reason to fail
             pass
 

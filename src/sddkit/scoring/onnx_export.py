@@ -27,6 +27,8 @@ import ctypes
 import glob
 import json
 import os
+import re
+import socket
 import sys
 import warnings
 from pathlib import Path
@@ -90,7 +92,7 @@ def export_onnx(
     routing statistics through the torch.export exporter) is left out of the graph, which is
     exported again without it, and named in the report's ``dropped_stats`` with its difference:
     its columns are then missing from ``sdd score --backend onnx`` rather than wrong. The graph is
-    written next to ``out`` (``OUT.<pid>.partial``) and moved there only once it passes that check, so ``out``
+    written next to ``out`` (``OUT.<pid>@<host>.partial``) and moved there only once it passes that check, so ``out``
     never holds a graph that failed it (or half a file after a crash); the temporary files a killed export left
     there are removed by the next export to ``out`` (:func:`remove_stale_partials`) and named in the report's
     ``removed_partials``. A model whose weights pass the 2 GiB one ONNX file holds is
@@ -127,7 +129,7 @@ def export_onnx(
             f"{model_dir}), where the export could not be loaded; write it to another folder"
         )
     # this process's own: two exports to one `out` at once each wrote (and removed) the other's temporary graph
-    partial = out.with_name(f"{out.name}.{os.getpid()}.partial")
+    partial = partial_path(out)
     requested_opset, dropped, removed = opset, {}, []
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -199,17 +201,34 @@ def _check_fits_one_file(model: nn.Module, model_dir: Path) -> None:
         )
 
 
+def partial_path(out: Path) -> Path:
+    """Where this process writes its graph before it is checked and moved to ``out``: ``OUT.<pid>@<host>.partial``.
+    The host name tells another machine (or container) writing to a shared folder that the process id is not one of
+    its own, to be looked up there."""
+    return out.with_name(f"{out.name}.{os.getpid()}@{_host()}.partial")
+
+
+def _host() -> str:
+    """This machine's name as a partial file's name carries it (letters, digits, ``.``, ``_``, ``-``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())
+
+
 def remove_stale_partials(out: Path) -> list[Path]:
-    """Remove the temporary graphs (``OUT.<pid>.partial``, and the ``.partial.tmp`` of its metadata step) that
-    exports to ``out`` killed before their end (a crash, SIGKILL, a power cut) left beside it, which no later export
-    removed, and return them. Only those whose process is gone from this machine: the files of an export to ``out``
-    still running are kept. Where a process cannot be looked up (not POSIX), nothing is removed."""
+    """Remove the temporary graphs (``OUT.<pid>@<host>.partial``, and the ``.partial.tmp`` of its metadata step)
+    that exports to ``out`` killed before their end (a crash, SIGKILL, a power cut) left beside it, which no later
+    export removed, and return them. Only those of this machine (``host``; also ``OUT.<pid>.partial``, the name
+    earlier versions gave) whose process is gone: the files of an export to ``out`` still running are kept, and so
+    are those another machine or container wrote into a shared folder (their process ids are not this machine's:
+    one of a live export was taken for a dead one's). Where a process cannot be looked up (not POSIX), nothing is
+    removed."""
     if os.name != "posix":  # os.kill(pid, 0) would end the process there
         return []
     removed = []
     prefix = glob.escape(out.name)
     for path in sorted([*out.parent.glob(f"{prefix}.*.partial"), *out.parent.glob(f"{prefix}.*.partial.tmp")]):
-        pid = path.name[len(out.name) + 1 :].removesuffix(".tmp").removesuffix(".partial")
+        pid, at, host = path.name[len(out.name) + 1 :].removesuffix(".tmp").removesuffix(".partial").partition("@")
+        if at and host != _host():  # another machine's export: its process cannot be looked up here
+            continue
         if not (pid.isascii() and pid.isdigit()) or _process_alive(int(pid)):
             continue
         try:

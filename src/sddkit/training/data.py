@@ -309,11 +309,23 @@ def build_dataset(table: UtteranceTable, cfg: DataConfig, *, train: bool, seed: 
         waveforms=waveforms,
         max_duration=cfg.max_duration_s,
     )
-    if pipeline is not None and cfg.num_workers > 0:
+    if pipeline is not None and cfg.num_workers > 0 and workers_are_forked():
         # the loader's workers are forked anew every epoch from this process: what it has measured (the codec
         # delays) they inherit, where each measured it again before (a third more CPU time, bundled recipe)
         pipeline.prepare(dataset.sample_rate)
     return dataset
+
+
+def workers_are_forked() -> bool:
+    """Whether a DataLoader's workers (started by the default multiprocessing context, as the trainer's are) are
+    forked from this process, and so inherit what it holds in memory. Spawned ones (macOS's and Windows' default,
+    or a ``set_start_method("spawn")``) start afresh: measuring the codec delays here first (every bit rate a
+    recipe can draw: 15 s for the bundled one, a minute for wide ranges) only delayed the training's start."""
+    import multiprocessing
+
+    # the method set, or else the platform's default (the first listed), without fixing it as get_start_method() does
+    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    return method == "fork"
 
 
 def worker_errors(loader: Iterable[Any]) -> Iterator[Any]:
