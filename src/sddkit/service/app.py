@@ -468,6 +468,18 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
             # a part without filename= is a text field: what curl -F 'file=<a.wav' sends (-F file=@a.wav sends a file)
             hint = ": its part has no filename=; send the audio as a file (e.g. curl -F file=@a.wav)" if sent else ""
             raise ApiError(422, "missing_field", f"the form field 'file' holds {what} (fields sent: {fields}){hint}")
+        # a second file under another field name (file2=@b.wav) was dropped without a word: 200 with one score (a
+        # file input left empty in an HTML form sends a part without a name or bytes: no file)
+        files = [
+            key for key, value in form.multi_items() if isinstance(value, UploadFile) and (value.filename or value.size)
+        ]
+        if len(files) > 1:
+            raise ApiError(
+                422,
+                "too_many_files",
+                f"send one file per request, in the field 'file'; the form holds {len(files)} files "
+                f"(fields: {', '.join(files)})",
+            )
         data = await upload.read()
         if len(data) > max_bytes:
             raise too_large
