@@ -5,8 +5,11 @@ first because it is fast and exact; PyAV (FFmpeg) is the fallback for whatever l
 open (M4A/AAC, MP4/MKV/WebM audio tracks as in FakeAVCeleb, raw ADTS, ...); it decodes a container's first
 audio stream, or the next one when that holds no samples or cannot be decoded. Channels are averaged
 to mono *before* resampling (both are linear, so the order does not change the result, and mono
-resampling is cheaper); resampling uses soxr at "HQ" quality. All channels weigh the same, a 5.1 or 7.1
-LFE included: a plain mean needs no channel order, which differs between formats (the LFE is the 4th channel
+resampling is cheaper); resampling uses soxr at "HQ" quality. A long file libsndfile decodes (over
+``_STREAM_RESAMPLE_FRAMES`` native frames) is resampled block by block as it is decoded (soxr's stream, same
+quality, the same samples in our checks), so a high native rate (a 590 s FLAC at 384 kHz) never holds its
+native-rate audio whole; FFmpeg's decoding still gathers it whole before resampling. All channels weigh the same, a
+5.1 or 7.1 LFE included: a plain mean needs no channel order, which differs between formats (the LFE is the 4th channel
 of a FLAC or WAV, the 6th of a Vorbis or Opus one) and is unknown for a WAV without a channel mask, so both
 decoders give the same mix of the same samples. Integer PCM is scaled to [-1, 1) by 2**(bits-1); float data
 is kept as is (not clipped; refused when it peaks far over full scale, see ``validate_waveform``).
@@ -119,6 +122,12 @@ _WAV_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32
 _WAV_SAMPLE_BYTES |= {"ULAW": 1, "ALAW": 1}
 # Frames per read of the soundfile decoder (a few MB even for many channels).
 _READ_BLOCK = 1 << 18
+# A file libsndfile decodes to more native frames than this (64 MB of float32 mono: 350 s at 48 kHz, 87 s at 192 kHz)
+# is resampled block by block as it is decoded (soxr's stream, same quality) instead of whole once decoded: a
+# 590 s FLAC at 192 kHz, an upload of a few MB, held 0.45 GB of native-rate samples (0.78 GB of process memory), at
+# 384 kHz twice that. The stream gives the same samples as the one-shot resampler (bit-identical in our checks);
+# files below this keep the one-shot path as it was.
+_STREAM_RESAMPLE_FRAMES = 1 << 24
 # The most frames one byte of a file can hold (a FLAC frame of 65535 constant samples takes about 10 bytes): a
 # declared length is trusted to size the decode buffer only up to this many frames per byte of the file.
 _MAX_FRAMES_PER_BYTE = 8192
@@ -202,7 +211,7 @@ def load_audio(
     """
     sample_rate = _check_arguments(sample_rate, max_duration, min_duration)
     label = _check_file(path)
-    mono, native_sr = _decode(label, label=label, max_duration=max_duration)
+    mono, native_sr = _decode(label, label=label, max_duration=max_duration, sample_rate=sample_rate)
     with _explain_cancelled_channels(label, label):
         return _finish(
             mono,
@@ -234,7 +243,7 @@ def decode_audio_bytes(
     data = bytes(data)
     if not data:
         raise EmptyAudioError("file is empty (0 bytes)", path=name)
-    mono, native_sr = _decode(data, label=name, max_duration=max_duration)
+    mono, native_sr = _decode(data, label=name, max_duration=max_duration, sample_rate=sample_rate)
     with _explain_cancelled_channels(data, name):
         return _finish(
             mono,
@@ -372,13 +381,17 @@ def _silence_reason(x: np.ndarray) -> str | None:
     than an RMS one, on purpose: speech at the quietest level scored has an RMS near -100 dBFS,
     below that of 16-bit dither around an offset, which an RMS threshold would then let through.
     """
-    hi, lo = float(x.max()), float(x.min())
+    return _silence_reason_of(float(x.max()), float(x.min()), x.size)
+
+
+def _silence_reason_of(hi: float, lo: float, size: int) -> str | None:
+    """:func:`_silence_reason` of ``size`` samples whose largest is ``hi`` and smallest ``lo``."""
     peak = max(hi, -lo)
     if peak < SILENCE_PEAK:
         level = f"{20 * math.log10(peak):.1f} dBFS" if peak > 0 else "digital zero"
         return f"silent (peak {peak:.2e}, {level}, below -80 dBFS): nothing to score"
     swing = (hi - lo) / 2
-    if swing < SILENCE_PEAK and x.size > 1:  # one sample has no variation: the length check tells more
+    if swing < SILENCE_PEAK and size > 1:  # one sample has no variation: the length check tells more
         return (
             f"a constant DC offset ({(hi + lo) / 2:+.4f}) with no signal on it (it varies by {swing:.1e} "
             "at most, below -80 dBFS): an offset carries no speech, nothing to score"
@@ -461,7 +474,7 @@ def _check_arguments(sample_rate: int, max_duration: float | None, min_duration:
 
 
 def _finish(
-    mono: np.ndarray,
+    mono: np.ndarray | _Resampled,
     native_sr: int,
     *,
     label: str | None,
@@ -470,19 +483,32 @@ def _finish(
     min_duration: float,
     allow_silent: bool,
 ) -> np.ndarray:
-    """Native-rate mono -> validated (T,) float32 at ``sample_rate``."""
+    """Native-rate mono (or a long file already resampled as it was decoded, with its native-rate counts) ->
+    validated (T,) float32 at ``sample_rate``."""
+    streamed = mono if isinstance(mono, _Resampled) else None
     if mono.size == 0:
         raise EmptyAudioError("decodes to zero samples", path=label)
     _check_native_rate(native_sr, label)
     # Checked before resampling: soxr would smear one NaN over the whole filter length.
-    if not np.isfinite(mono).all():
+    if streamed is not None and streamed.nonfinite:
+        raise NonFiniteAudioError(f"{streamed.nonfinite} NaN/Inf sample(s)", path=label)
+    if streamed is None and not np.isfinite(mono).all():
         raise NonFiniteAudioError(f"{int((~np.isfinite(mono)).sum())} NaN/Inf sample(s)", path=label)
     # Judged at the native rate too: resampling a constant offset rings at both ends, which would
     # pass for a signal. Raised after the duration checks, in validate_waveform's order.
-    native_silence = None if allow_silent else _silence_reason(mono)
-    if native_sr != sample_rate:
-        n_native = mono.shape[0]
-        mono = soxr.resample(mono, native_sr, sample_rate, quality=_RESAMPLE_QUALITY)
+    if allow_silent:
+        native_silence = None
+    elif streamed is not None:
+        native_silence = _silence_reason_of(streamed.hi, streamed.lo, streamed.size)
+    else:
+        native_silence = _silence_reason(mono)
+    if streamed is not None or native_sr != sample_rate:
+        n_native = mono.size
+        if streamed is None:
+            mono = soxr.resample(mono, native_sr, sample_rate, quality=_RESAMPLE_QUALITY)
+        else:
+            assert streamed.sample_rate == sample_rate  # the rate load_audio asked the decoder for
+            mono = streamed.samples
         if mono.shape[0] == 0:  # the file has samples, just too few to make one at the target rate
             raise AudioTooShortError(
                 f"too short: {n_native} sample(s) at {native_sr} Hz make no sample at {sample_rate} Hz", path=label
@@ -500,13 +526,19 @@ def _finish(
     return out
 
 
-def _decode(source: str | bytes, *, label: str | None, max_duration: float | None) -> tuple[np.ndarray, int]:
-    """(mono float32 at the native rate, native rate); soundfile first, then PyAV."""
+def _decode(
+    source: str | bytes, *, label: str | None, max_duration: float | None, sample_rate: int | None = None
+) -> tuple[np.ndarray | _Resampled, int]:
+    """(mono float32 at the native rate, native rate); soundfile first, then PyAV. A long file libsndfile decodes
+    comes resampled to ``sample_rate`` already (a :class:`_Resampled`, see ``_STREAM_RESAMPLE_FRAMES``)."""
     failures: list[str] = []
     for name, decoder in (("soundfile", _decode_soundfile), ("pyav", _decode_pyav)):
         file = source if isinstance(source, str) else io.BytesIO(source)
         try:
-            decoded = decoder(file, label=label, max_duration=max_duration)
+            if name == "soundfile":  # a long file at another rate comes resampled as it was decoded
+                decoded = decoder(file, label=label, max_duration=max_duration, sample_rate=sample_rate)
+            else:
+                decoded = decoder(file, label=label, max_duration=max_duration)
         except AudioError:
             raise
         except Exception as exc:  # decoders raise many types; each means "this decoder cannot read it"
@@ -643,8 +675,11 @@ def _decoder_reason(exc: Exception) -> str:
 
 
 def _decode_soundfile(
-    file: str | io.BytesIO, *, label: str | None, max_duration: float | None
-) -> tuple[np.ndarray, int]:
+    file: str | io.BytesIO, *, label: str | None, max_duration: float | None, sample_rate: int | None = None
+) -> tuple[np.ndarray | _Resampled, int]:
+    """(mono float32 at the native rate, native rate); with ``sample_rate``, a file of more than
+    ``_STREAM_RESAMPLE_FRAMES`` frames at another rate is resampled to it block by block as it is decoded (a
+    :class:`_Resampled`), so its native-rate samples are never held whole."""
     with sf.SoundFile(file) as f:
         sr = int(f.samplerate)
         if sr <= 0:
@@ -674,19 +709,31 @@ def _decode_soundfile(
         if 0 < frames < _UNKNOWN_FRAMES:
             frames = min(frames, (_source_size(file) or 0) * _MAX_FRAMES_PER_BYTE)
         cap = (min(frames, left) if limited else frames) if 0 < frames < _UNKNOWN_FRAMES else 0
-        buffer, filled = np.empty(cap, dtype=np.float32), 0
+        streams = sample_rate is not None and sample_rate != sr
+        stream = _StreamResampler(sr, sample_rate, cap) if streams and cap > _STREAM_RESAMPLE_FRAMES else None
+        buffer, filled = np.empty(0 if stream is not None else cap, dtype=np.float32), 0
         blocks: list[np.ndarray] = []  # what does not fit (a header that undercounts, no limit)
+        gathered = 0  # frames in blocks
         while left != 0:
             want = _READ_BLOCK if left < 0 else min(_READ_BLOCK, left)
             data = f.read(frames=want, dtype="float32", always_2d=True)
             n = data.shape[0]
             if n == 0:
                 break
-            if not blocks and filled + n <= cap:
+            if stream is None and streams and filled + gathered + n > _STREAM_RESAMPLE_FRAMES:
+                # more frames than the header declared, or no length in it: resampled as it goes from here on
+                stream = _StreamResampler(sr, sample_rate)
+                for part in (buffer[:filled], *blocks):
+                    stream.feed(part)
+                buffer, filled, blocks, gathered = np.empty(0, dtype=np.float32), 0, [], 0
+            if stream is not None:
+                stream.feed(np.mean(data, axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0])
+            elif not blocks and filled + n <= cap:
                 np.mean(data, axis=1, dtype=np.float32, out=buffer[filled : filled + n])
                 filled += n
             else:
                 blocks.append(data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0].copy())
+                gathered += n
             left = left - n if left > 0 else left
             if n < want:
                 break
@@ -696,12 +743,63 @@ def _decode_soundfile(
         if str(f.format) in _WAV_FORMATS and left != 0 and sample_bytes is not None:
             wav_frames = _wav_declared_frames(file, sample_bytes * int(f.channels))
             declared, exact = (wav_frames, True) if wav_frames is not None else (declared, exact)
-    mono = np.concatenate([buffer[:filled], *blocks]) if blocks else buffer[:filled]
-    if max_duration is not None and mono.shape[0] / sr > max_duration + _DURATION_EPS_S:
+    decoded = stream.frames if stream is not None else filled + gathered
+    if max_duration is not None and decoded / sr > max_duration + _DURATION_EPS_S:
         raise AudioTooLongError(f"longer than max_duration {max_duration} s (decoding stopped there)", path=label)
     if exact and left != 0 and 0 < declared < _UNKNOWN_FRAMES:  # left == 0: stopped at the limit, not the end
-        _check_complete(mono.shape[0], declared, sr, label)
+        _check_complete(decoded, declared, sr, label)
+    if stream is not None:
+        return stream.result(), sr
+    mono = np.concatenate([buffer[:filled], *blocks]) if blocks else buffer[:filled]
     return np.ascontiguousarray(mono, dtype=np.float32), sr
+
+
+@dataclass(frozen=True)
+class _Resampled:
+    """A file resampled block by block as it was decoded: its samples at ``sample_rate``, and what
+    :func:`_finish` checks of the native-rate mono mix (``size`` frames, ``nonfinite`` NaN/Inf among them,
+    largest ``hi`` and smallest ``lo``: both NaN when there are NaN/Inf)."""
+
+    samples: np.ndarray
+    sample_rate: int
+    size: int
+    nonfinite: int
+    hi: float
+    lo: float
+
+
+class _StreamResampler:
+    """Native-rate mono blocks -> one (T,) float32 array at ``out_rate`` through soxr's streaming resampler (the
+    same quality as the one-shot path), counting what :func:`_finish` checks at the native rate on the way."""
+
+    def __init__(self, in_rate: int, out_rate: int, frames: int = 0) -> None:
+        """``frames``: the native frames expected (the header's), to size the output once (up to 2**26 samples:
+        the header is not proof, the buffer grows past that if need be)."""
+        self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=_RESAMPLE_QUALITY)
+        expected = math.ceil(frames * out_rate / in_rate) + 16 if frames > 0 else 1 << 16
+        self._out = _GrowingBuffer(min(expected, 1 << 26))
+        self._out_rate = out_rate
+        self.frames = self.nonfinite = 0
+        self._hi, self._lo = -math.inf, math.inf
+
+    def feed(self, block: np.ndarray) -> None:
+        if block.size == 0:
+            return
+        self.frames += block.shape[0]
+        if self.nonfinite:  # the file is refused for them: counted, not resampled
+            self.nonfinite += int((~np.isfinite(block)).sum())
+            return
+        hi, lo = float(block.max()), float(block.min())
+        if not (math.isfinite(hi) and math.isfinite(lo)):  # NaN makes max/min NaN, Inf makes them infinite
+            self.nonfinite += int((~np.isfinite(block)).sum())
+            return
+        self._hi, self._lo = max(self._hi, hi), min(self._lo, lo)
+        self._out.append(self._stream.resample_chunk(np.ascontiguousarray(block, dtype=np.float32)))
+
+    def result(self) -> _Resampled:
+        self._out.append(self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        hi, lo = (self._hi, self._lo) if not self.nonfinite else (math.nan, math.nan)
+        return _Resampled(self._out.array(), self._out_rate, self.frames, self.nonfinite, hi, lo)
 
 
 def _check_complete(decoded: int, declared: int, sample_rate: int, label: str | None, *, allowance: int = 0) -> None:
@@ -842,8 +940,8 @@ class _GrowingBuffer:
     process memory, now 0.54 (0.2 GB of samples).
     """
 
-    def __init__(self) -> None:
-        self._data = np.empty(1 << 16, dtype=np.float32)
+    def __init__(self, capacity: int = 1 << 16) -> None:
+        self._data = np.empty(max(1, capacity), dtype=np.float32)
         self.size = 0
 
     def append(self, chunk: np.ndarray) -> None:
