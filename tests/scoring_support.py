@@ -86,3 +86,24 @@ class TinyStats(torch.nn.Module):
         feats = torch.stack([x.mean(1), x.std(1), x.abs().amax(1)], dim=1)
         logits = self.proj(feats)
         return DetectorOutput(logits=logits, score=logits[:, 1] - logits[:, 0], embedding=feats)
+
+
+def noise_wav_bytes(seconds: float = 0.5, seed: int = 0, sample_rate: int = 16000) -> bytes:
+    """A 16-bit WAV of seeded white noise at 0.1 RMS, as bytes (an upload)."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    x = 0.1 * np.random.default_rng(seed).standard_normal(int(seconds * sample_rate))
+    sf.write(buf, x.astype(np.float32), sample_rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def assert_error_json(resp, status: int, type_: str) -> dict:
+    """The service's JSON error of ``resp``: its status, a body of only ``error`` with this ``type`` and a message."""
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"} and body["error"]["type"] == type_ and body["error"]["message"]
+    return body["error"]

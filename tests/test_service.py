@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 import uvicorn
 from fastapi.testclient import TestClient
+from scoring_support import assert_error_json as _assert_error
 from scoring_support import save_tiny_lcnn
 
 from sddkit.errors import CheckpointError
@@ -45,12 +46,6 @@ def _wav_bytes(seconds: float, seed: int = 0, amplitude: float = 0.1, fmt: str =
 
 def _post(client, data: bytes, name: str = "x.wav", field: str = "file"):
     return client.post("/v1/score", files={field: (name, data, "application/octet-stream")})
-
-
-def _assert_error(resp, status: int, type_: str):
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert set(body) == {"error"} and body["error"]["type"] == type_ and body["error"]["message"]
 
 
 def test_health_model_and_openapi(client, model_dir):

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
+from scoring_support import assert_error_json as _assert_error
+from scoring_support import noise_wav_bytes as _wav
 from scoring_support import save_tiny_lcnn
 
 from sddkit.service.app import create_app
@@ -24,20 +26,6 @@ def model_dir(tmp_path_factory):
 def client(model_dir):
     with TestClient(create_app(model_dir, max_upload_mb=1, max_duration_s=5)) as c:
         yield c
-
-
-def _wav(seconds: float = 0.5, seed: int = 0) -> bytes:
-    buf = io.BytesIO()
-    x = 0.1 * np.random.default_rng(seed).standard_normal(int(seconds * SR))
-    sf.write(buf, x.astype(np.float32), SR, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
-def _assert_error(resp, status: int, type_: str) -> dict:
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert set(body) == {"error"} and body["error"]["type"] == type_ and body["error"]["message"]
-    return body["error"]
 
 
 def test_a_second_file_under_another_field_name_is_refused_not_dropped(client):

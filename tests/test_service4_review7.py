@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import errno
-import io
 import tempfile
 
-import numpy as np
 import pytest
-import soundfile as sf
 from fastapi.testclient import TestClient
+from scoring_support import assert_error_json as _assert_error
+from scoring_support import noise_wav_bytes as _wav
 from scoring_support import save_tiny_lcnn
 
 from sddkit.service.app import create_app
@@ -20,20 +19,6 @@ SR = 16000
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return save_tiny_lcnn(tmp_path_factory.mktemp("svc7") / "lcnn")
-
-
-def _wav(seconds: float = 0.5, seed: int = 0) -> bytes:
-    buf = io.BytesIO()
-    x = 0.1 * np.random.default_rng(seed).standard_normal(int(seconds * SR))
-    sf.write(buf, x.astype(np.float32), SR, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
-def _assert_error(resp, status: int, type_: str) -> dict:
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert set(body) == {"error"} and body["error"]["type"] == type_ and body["error"]["message"]
-    return body["error"]
 
 
 def test_an_upload_over_1_mb_is_scored_with_a_full_temporary_folder(model_dir, monkeypatch):

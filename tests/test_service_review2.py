@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import shutil
 
 import numpy as np
 import pytest
-import soundfile as sf
 from fastapi.testclient import TestClient
+from scoring_support import assert_error_json as _assert_error
+from scoring_support import noise_wav_bytes as _wav
 from scoring_support import save_tiny_lcnn, score_post_scope
 
 from sddkit.errors import CheckpointError
@@ -30,13 +30,6 @@ def client(model_dir):
         yield c
 
 
-def _wav(seconds: float = 0.5, seed: int = 0) -> bytes:
-    buf = io.BytesIO()
-    x = 0.1 * np.random.default_rng(seed).standard_normal(int(seconds * SR))
-    sf.write(buf, x.astype(np.float32), SR, format="WAV")
-    return buf.getvalue()
-
-
 def _part(data: bytes, name: str = "file", filename: str = "a.wav") -> bytes:
     head = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
     return (head + "Content-Type: audio/wav\r\n\r\n").encode() + data + b"\r\n"
@@ -44,12 +37,6 @@ def _part(data: bytes, name: str = "file", filename: str = "a.wav") -> bytes:
 
 def _close() -> bytes:
     return f"--{BOUNDARY}--\r\n".encode()
-
-
-def _assert_error(resp, status: int, type_: str) -> None:
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert set(body) == {"error"} and body["error"]["type"] == type_ and body["error"]["message"]
 
 
 def test_a_model_that_cannot_load_is_refused_by_create_app(model_dir, tmp_path):
