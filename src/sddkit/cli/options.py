@@ -43,12 +43,20 @@ def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, 
             parser.error(f"{_flag(dest)} must be positive, got {value}")
 
 
-def check_max_duration_fits(max_duration_s: float | None, min_duration_s: float, consequence: str) -> None:
+def check_max_duration_fits(
+    max_duration_s: float | None,
+    min_duration_s: float,
+    consequence: str,
+    *,
+    name: str = "--max-duration-s",
+    note: str = "",
+) -> None:
     """Refuse a ``--max-duration-s`` below the model's shortest input (``inference.min_duration_s``): no file could pass
-    both bounds, so ``consequence`` would follow for every one. 0 or ``None`` (no limit) passes."""
+    both bounds, so ``consequence`` would follow for every one. 0 or ``None`` (no limit) passes. ``name`` and ``note``
+    (after the value) say where the limit was given (the service's ``create_app`` names its ``max_duration_s``)."""
     if max_duration_s and max_duration_s < min_duration_s:
         raise ConfigError(
-            f"--max-duration-s {max_duration_s:g}: below this model's shortest input, {min_duration_s:g} s "
+            f"{name} {max_duration_s:g}{note}: below this model's shortest input, {min_duration_s:g} s "
             f"(inference.min_duration_s): {consequence}"
         )
 

@@ -52,7 +52,8 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from sddkit import __version__
-from sddkit.errors import AudioError, CheckpointError, ConfigError, SddkitError
+from sddkit.cli.options import check_max_duration_fits
+from sddkit.errors import AudioError, CheckpointError, SddkitError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DOCS_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
@@ -214,12 +215,13 @@ def create_app(
     # Loaded here, not in the lifespan: a model that fails to load (corrupt weights, a folder without
     # model.onnx) used to surface as uvicorn's start-up traceback after `sdd serve` had announced its URL.
     detector = load_detector(path, device, backend=backend, batch_size=batch_size)
-    shortest = detector.inference.min_duration_s
-    if max_duration_s < shortest:  # a limit no upload could pass: every request would be refused
-        raise ConfigError(
-            f"max_duration_s {max_duration_s:g} (sdd serve --max-duration-s): below this model's shortest input, "
-            f"{shortest:g} s (inference.min_duration_s): every upload would be refused"
-        )
+    check_max_duration_fits(  # a limit no upload could pass
+        max_duration_s,
+        detector.inference.min_duration_s,
+        "every upload would be refused",
+        name="max_duration_s",
+        note=" (sdd serve --max-duration-s)",
+    )
     detector.stat_widths()  # probe once now, not on the first request
 
     @asynccontextmanager
