@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,24 @@ def run_record_path(scores: str | Path) -> Path:
     ``sddkit.evaluation.scores``; it lives here so that neither side imports the other (scoring must not load
     scipy, evaluation must not load torch)."""
     return Path(f"{scores}.run.json")
+
+
+def run_record(scores: str | Path) -> dict[str, Any] | None:
+    """The run record beside an ``sdd score`` output; None when there is no readable one (a score file from
+    elsewhere)."""
+    try:
+        record = json.loads(run_record_path(scores).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def recorded_base_dir(scores: str | Path) -> str | None:
+    """The folder an ``sdd score`` output's relative paths are relative to (``cwd`` in its run record); None when
+    there is no readable record or it holds no absolute folder."""
+    record = run_record(scores)
+    cwd = None if record is None else record.get("cwd")
+    return cwd if isinstance(cwd, str) and os.path.isabs(cwd) else None
 
 
 def file_digest(path: str | Path) -> str | None:

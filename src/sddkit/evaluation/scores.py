@@ -44,7 +44,7 @@ import pandas as pd
 from sddkit.data.protocols.labels_csv import LABELS_CSV_LABELS
 from sddkit.data.table import UtteranceTable
 from sddkit.data.text import open_text
-from sddkit.documents import run_record_path
+from sddkit.documents import recorded_base_dir, run_record
 from sddkit.errors import ProtocolError
 
 KEYS = ("bonafide", "spoof")
@@ -78,16 +78,6 @@ class ScoreFile:
         return len(self.ids)
 
 
-def run_record(scores: str | Path) -> dict[str, Any] | None:
-    """The run record beside an ``sdd score`` output; None when there is no readable one (a score file from
-    elsewhere)."""
-    try:
-        record = json.loads(run_record_path(scores).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
 def _recorded(scores: str | Path, key: str) -> Any:
     """``key`` of the run record beside an ``sdd score`` output; None when there is no readable record
     (a score file from elsewhere, an older sdd score) or it has no such key."""
@@ -106,12 +96,6 @@ def recorded_expert_names(scores: str | Path, width: int) -> tuple[str, ...] | N
     if len(set(names)) != width or {"n", "source", "attack"} & set(names):
         return None
     return tuple(names)
-
-
-def recorded_base_dir(scores: str | Path) -> str | None:
-    """The folder an ``sdd score`` output's relative paths are relative to (``cwd`` in its run record)."""
-    cwd = _recorded(scores, "cwd")
-    return cwd if isinstance(cwd, str) and os.path.isabs(cwd) else None
 
 
 # --- line parsing ----------------------------------------------------------------------------

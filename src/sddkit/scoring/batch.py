@@ -43,7 +43,7 @@ from typing import Any, BinaryIO
 
 from sddkit.audio.files import AUDIO_EXTENSIONS, list_audio_files
 from sddkit.data.text import is_utf16_text, read_text
-from sddkit.documents import run_record_path
+from sddkit.documents import recorded_base_dir, run_record_path
 from sddkit.errors import ProtocolError, SddkitError
 from sddkit.locks import ExclusiveLock
 from sddkit.outputs import why_unwritable
@@ -311,11 +311,8 @@ def _resolve(manifest: Path, entry: str, written_from: Path | None = None) -> st
 def _written_from(manifest: Path) -> Path | None:
     """The working directory an sdd score output's relative paths are relative to (``cwd`` in its run record):
     scoring an output's files again with another model from another folder found none of them."""
-    try:
-        cwd = json.loads(run_record_path(manifest).read_text(encoding="utf-8")).get("cwd")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return Path(cwd) if isinstance(cwd, str) and cwd else None
+    cwd = recorded_base_dir(manifest)
+    return Path(cwd) if cwd else None
 
 
 # --- output files --------------------------------------------------------------------------
