@@ -4,6 +4,7 @@ very long file names, a result of very many windows, the 503 answers in the sche
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,14 @@ def test_a_result_of_very_many_windows_is_shown(tmp_path, model_dir, monkeypatch
             )
             assert not drv.find_element(By.ID, "error").is_displayed(), drv.find_element(By.ID, "error").text
             assert drv.find_element(By.ID, "n-windows").text == str(n)
-            assert len(drv.find_elements(By.CSS_SELECTOR, "#windows-plot line")) == n + 1  # and the threshold
+            # one bar per plot column (584 of them), each split at the threshold (every column holds windows of
+            # both signs), and the threshold's line: not one SVG line per window, which took the browser ~20 s
+            lines = drv.find_elements(By.CSS_SELECTOR, "#windows-plot line")
+            assert len(lines) == 2 * 584 + 1
+            tip = lines[1].find_element(By.TAG_NAME, "title").get_attribute("textContent")
+            assert re.fullmatch(r"0\.00-\d+\.\d\d s: \d+ windows, scores -1\.000 to 1\.000", tip), tip
+            note = drv.find_element(By.CSS_SELECTOR, "#windows-plot text:last-of-type").get_attribute("textContent")
+            assert note.startswith("200,000 windows"), note
         finally:
             drv.quit()
 

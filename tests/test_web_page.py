@@ -134,6 +134,7 @@ def test_upload_in_browser_shows_decision_and_gate_weights(tmp_path, mixture_dir
             assert drv.find_element(By.ID, "score").text == f"{expected.score:.3f}"
             assert drv.find_element(By.ID, "probability").text == f"{expected.probability:.3f}"
             assert drv.find_element(By.ID, "n-windows").text == str(expected.n_windows) == "4"
+            assert len(drv.find_elements(By.CSS_SELECTOR, "#windows-plot line")) == 4 + 1  # a line each, threshold
             gate_rows = drv.find_elements(By.CSS_SELECTOR, '.bar-row[data-name="gate_weights"] .weight-value')
             shown = [float(e.text) for e in gate_rows]
             assert shown == pytest.approx(expected.weights["gate_weights"], abs=6e-4)
