@@ -190,5 +190,6 @@ def test_an_export_writes_its_graph_under_its_host_and_pid(tmp_path, monkeypatch
 
     monkeypatch.setattr(onnx_export, "_export", spy)
     monkeypatch.setattr(onnx_export.socket, "gethostname", lambda: "node-a")
-    onnx_export.export_onnx(save_tiny_lcnn(tmp_path / "m"), tmp_path / "m.onnx")
+    report = onnx_export.export_onnx(save_tiny_lcnn(tmp_path / "m"), tmp_path / "m.onnx")
     assert seen == [f"m.onnx.{os.getpid()}@node-a.partial"]
+    assert "removed_partials" not in report  # nothing was left to remove: no key

@@ -7,6 +7,7 @@ the same family (no pretrained weights), a generated corpus of short WAV files, 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,24 @@ LAYERS_DIM = {"xlsr_300m": (24, 1024), "whisper_base": (6, 512)}
 
 def _ids(path: Path) -> str:
     return f"{path.parent.name}/{path.stem}"
+
+
+def _what_training_runs(path: Path) -> str:
+    """The recipe less what the two-step run replaces (its data and out_dir) and its LoRA rank: recipes that
+    agree on the rest (r2/r4/r8/r16 of one strategy, MELE's experts of other datasets) run the same code."""
+    data = load_yaml(path)
+    data.get("data", {}).pop("train", None)
+    data.get("data", {}).pop("val", None)
+    data.get("trainer", {}).pop("out_dir", None)
+    frontend = data.get("model", {}).get("frontend")
+    if isinstance(frontend, dict) and isinstance(frontend.get("lora"), dict):
+        frontend["lora"].pop("rank", None)
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+# one two-step run per distinct training set-up (every recipe still builds its real model, below): the suite's
+# ten-minute budget has no room for eight XLS-R LoRA runs that differ only in the rank
+TRAINED = list({_what_training_runs(p): p for p in reversed(RECIPES)}.values())[::-1]
 
 
 def _tiny(model: dict[str, Any]) -> dict[str, Any]:
@@ -120,7 +139,7 @@ def _spec(path: Path) -> dict[str, Any]:
     return {"protocol": str(path), "format": "utterance_table"}
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=_ids)
+@pytest.mark.parametrize("path", TRAINED, ids=_ids)
 def test_recipe_trains_two_steps(path, tmp_path, corpus):
     data = load_yaml(path)
     if "init_from" in data:
