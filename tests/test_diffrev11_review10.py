@@ -149,12 +149,10 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_an_export_leaves_the_partial_files_another_host_writes_into_a_shared_folder(tmp_path, monkeypatch):
+def test_an_export_leaves_the_partial_files_another_host_writes_into_a_shared_folder(tiny_stats, tmp_path, monkeypatch):
     # OUT.<pid>.partial named no machine: on a folder shared by two machines (an NFS home, a volume of two
     # containers) an export took the running export of the other for a dead one (its pid is no process here) and
     # removed its graph, which that export then failed to read back or move to OUT
-    from scoring_support import save_tiny_lcnn
-
     from sddkit.scoring import onnx_export
 
     monkeypatch.setattr(onnx_export.socket, "gethostname", lambda: "node-a.cluster")
@@ -170,15 +168,13 @@ def test_an_export_leaves_the_partial_files_another_host_writes_into_a_shared_fo
     theirs = [tmp_path / f"m.onnx.{dead}@node-b.partial", tmp_path / f"m.onnx.{dead}@node-a.partial"]
     for path in [*mine, legacy, *theirs]:
         path.write_bytes(b"a graph")
-    report = onnx_export.export_onnx(save_tiny_lcnn(tmp_path / "m"), out)
+    report = onnx_export.export_onnx(tiny_stats(tmp_path / "m"), out)
     assert report["removed_partials"] == [str(p) for p in sorted([*mine, legacy])]
     assert all(p.read_bytes() == b"a graph" for p in theirs)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m", "m.onnx", *(p.name for p in theirs)])
 
 
-def test_an_export_writes_its_graph_under_its_host_and_pid(tmp_path, monkeypatch):
-    from scoring_support import save_tiny_lcnn
-
+def test_an_export_writes_its_graph_under_its_host_and_pid(tiny_stats, tmp_path, monkeypatch):
     from sddkit.scoring import onnx_export
 
     seen = []
@@ -190,6 +186,6 @@ def test_an_export_writes_its_graph_under_its_host_and_pid(tmp_path, monkeypatch
 
     monkeypatch.setattr(onnx_export, "_export", spy)
     monkeypatch.setattr(onnx_export.socket, "gethostname", lambda: "node-a")
-    report = onnx_export.export_onnx(save_tiny_lcnn(tmp_path / "m"), tmp_path / "m.onnx")
+    report = onnx_export.export_onnx(tiny_stats(tmp_path / "m"), tmp_path / "m.onnx")
     assert seen == [f"m.onnx.{os.getpid()}@node-a.partial"]
     assert "removed_partials" not in report  # nothing was left to remove: no key

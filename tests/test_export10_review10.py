@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import torch
-from scoring_support import TinyStats
 
 from sddkit.cli.main import main
 from sddkit.detectors import model_dir as md
@@ -18,28 +17,16 @@ from sddkit.scoring import onnx_export
 from sddkit.scoring.onnx_export import export_onnx, load_onnx_detector
 
 
-@pytest.fixture
-def tiny(monkeypatch):
-    monkeypatch.setitem(md.ARCHITECTURES, "tiny_stats", lambda cfg: TinyStats())
-
-    def save(path):
-        torch.manual_seed(0)
-        inference = {"window_samples": 400, "threshold": 0.0}
-        return md.save_model_dir(path, TinyStats(), model_config={}, architecture="tiny_stats", inference=inference)
-
-    return save
-
-
 def _dead_pid() -> int:
     """The id of a process that has exited (and been reaped)."""
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
     return int(proc.stdout)
 
 
-def test_an_export_removes_the_partial_files_crashed_exports_left_and_keeps_running_ones(tiny, tmp_path):
+def test_an_export_removes_the_partial_files_crashed_exports_left_and_keeps_running_ones(tiny_stats, tmp_path):
     # a temporary graph is named OUT.<pid>.partial: an export killed before its clean-up (SIGKILL, the OOM killer)
     # left one, as large as the model, and no later export (another pid) ever removed it
-    model = tiny(tmp_path / "m")
+    model = tiny_stats(tmp_path / "m")
     out = tmp_path / "exports" / "m.onnx"
     out.parent.mkdir()
     dead, alive = _dead_pid(), os.getppid()
@@ -54,11 +41,11 @@ def test_an_export_removes_the_partial_files_crashed_exports_left_and_keeps_runn
     assert load_onnx_detector(out).score(noise.numpy(), 16000).n_windows > 1
 
 
-def test_a_model_over_the_2_gib_of_one_onnx_file_is_refused_before_exporting(tiny, tmp_path, monkeypatch, capsys):
+def test_a_model_over_the_2_gib_of_one_onnx_file_is_refused_before_exporting(tiny_stats, tmp_path, monkeypatch, capsys):
     # XLS-R 1B/2B and Whisper large-v3 weigh 2.5-8 GB: the TorchScript exporter spilt the weights into files named
     # after the tensors beside --out, then the metadata step died on protobuf's "Failed to serialize proto" (a
     # traceback); here the limit is lowered to the tiny model's 32 bytes of weights to stand for such a model
-    model = tiny(tmp_path / "m")
+    model = tiny_stats(tmp_path / "m")
     monkeypatch.setattr(onnx_export, "MAX_ONNX_BYTES", 31, raising=False)
     out = tmp_path / "exports"
     out.mkdir()
@@ -99,10 +86,10 @@ def test_import_aasist_still_says_a_file_of_another_kind_is_not_a_pytorch_file(t
 
 
 @pytest.mark.parametrize("model", ["lcnn", ["frontend", "backend"], None], ids=["name", "list", "null"])
-def test_describe_of_a_model_directory_whose_model_is_not_an_object_is_one_line(tiny, tmp_path, capsys, model):
+def test_describe_of_a_model_directory_whose_model_is_not_an_object_is_one_line(tiny_stats, tmp_path, capsys, model):
     # a hand-edited (or damaged) config.json with "model": "lcnn" was a ValueError / TypeError traceback from
     # `sdd describe DIR` (dict("lcnn")), where `sdd score` and `sdd export-onnx` said what was wrong
-    folder = tiny(tmp_path / "m")
+    folder = tiny_stats(tmp_path / "m")
     config = json.loads((folder / md.CONFIG_NAME).read_text())
     (folder / md.CONFIG_NAME).write_text(json.dumps({**config, "model": model}))
     for args in (["describe", str(folder)], ["describe", str(folder / md.CONFIG_NAME)]):
@@ -114,9 +101,9 @@ def test_describe_of_a_model_directory_whose_model_is_not_an_object_is_one_line(
         export_onnx(folder, tmp_path / "m.onnx")
 
 
-def test_describe_of_an_onnx_export_or_weights_file_says_what_it_is_and_what_to_describe(tiny, tmp_path, capsys):
+def test_describe_of_an_onnx_export_or_weights_file_says_what_it_is_and_what_to_describe(tiny_stats, tmp_path, capsys):
     # read as YAML, these were "not UTF-8 text (byte 0xff on line 3)": the user had given no text file at all
-    folder = tiny(tmp_path / "m")
+    folder = tiny_stats(tmp_path / "m")
     export_onnx(folder, tmp_path / "m.onnx")
     torch.save({"first_bn.weight": torch.zeros(3)}, tmp_path / "AASIST.pth")
     expected = {

@@ -109,9 +109,9 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_an_export_removes_the_partial_files_of_killed_exports_to_its_out_only(tmp_path, capsys):
+def test_an_export_removes_the_partial_files_of_killed_exports_to_its_out_only(tiny_stats, tmp_path, capsys):
     # a crashed export left OUT.<pid>.partial (a whole graph's size) beside OUT, and no later export removed it
-    model = save_tiny_lcnn(tmp_path / "m")
+    model = tiny_stats(tmp_path / "m")
     out = tmp_path / "m.onnx"
     dead = _dead_pid()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

@@ -171,18 +171,16 @@ def test_a_statistic_the_graph_gets_wrong_is_dropped_not_exported(tmp_path, monk
     )
 
 
-def test_an_export_inside_its_model_directory_must_still_be_that_model(tmp_path):
+def test_an_export_inside_its_model_directory_must_still_be_that_model(tiny_stats, tmp_path):
     # `sdd export-onnx --out DIR` writes DIR/model.onnx beside config.json; a later recalibration or retraining
     # in DIR was then scored by the stale graph and settings without a word
     import json
-
-    from scoring_support import save_tiny_lcnn
 
     from sddkit.detectors import model_dir as md
     from sddkit.errors import CheckpointError
     from sddkit.scoring.onnx_export import export_onnx, load_onnx_detector
 
-    model = save_tiny_lcnn(tmp_path / "m")
+    model = tiny_stats(tmp_path / "m")
     export_onnx(model, model / "model.onnx")
     assert load_onnx_detector(model).info["weights_digest"] == md.load_model_dir(model).weights_digest
     config = json.loads((model / md.CONFIG_NAME).read_text())
@@ -190,7 +188,7 @@ def test_an_export_inside_its_model_directory_must_still_be_that_model(tmp_path)
     (model / md.CONFIG_NAME).write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="inference settings .* changed: export it again"):
         load_onnx_detector(model)
-    save_tiny_lcnn(model, seed=1)  # retrained in place
+    tiny_stats(model, seed=1)  # retrained in place
     with pytest.raises(CheckpointError, match="exported before its weights"):
         load_onnx_detector(model)
     (tmp_path / "elsewhere").mkdir()
@@ -198,14 +196,12 @@ def test_an_export_inside_its_model_directory_must_still_be_that_model(tmp_path)
     assert load_onnx_detector(tmp_path / "elsewhere").info["backend"] == "onnx"
 
 
-def test_an_onnx_model_is_named_like_its_model_directory(tmp_path):
+def test_an_onnx_model_is_named_like_its_model_directory(tiny_stats, tmp_path):
     # GET /v1/model said "name": "model" (the file's stem) for DIR/model.onnx, where torch says DIR's name
-    from scoring_support import save_tiny_lcnn
-
     from sddkit.scoring.api import load_detector
     from sddkit.scoring.onnx_export import export_onnx
 
-    model = save_tiny_lcnn(tmp_path / "lcnn")
+    model = tiny_stats(tmp_path / "lcnn")
     export_onnx(model, model)
     assert load_detector(model, backend="onnx").info["name"] == load_detector(model).info["name"] == "lcnn"
     shutil.copyfile(model / "model.onnx", tmp_path / "exported.onnx")  # the same graph away from its folder

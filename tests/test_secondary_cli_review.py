@@ -57,10 +57,10 @@ def test_export_onnx_refuses_an_out_below_a_file(tmp_path, capsys):
     assert "not a directory" in one_line_error(capsys, "export-onnx")
 
 
-def test_export_onnx_refuses_an_out_that_is_neither_onnx_nor_a_folder(tmp_path, capsys):
+def test_export_onnx_refuses_an_out_that_is_neither_onnx_nor_a_folder(tiny_stats, tmp_path, capsys):
     # `--out FILE.onnx|DIR`: any other name was written as the ONNX file, replacing whatever was there
     # (a protocol, a CSV), and `--out new_folder/` became a file named new_folder
-    model = save_tiny_lcnn(tmp_path / "model")
+    model = tiny_stats(tmp_path / "model")
     notes = tmp_path / "protocol.csv"
     notes.write_text("path,label\n")
     assert main(["export-onnx", "--model", str(model), "--out", str(notes)]) == 2
@@ -73,15 +73,15 @@ def test_export_onnx_refuses_an_out_that_is_neither_onnx_nor_a_folder(tmp_path, 
     assert (tmp_path / "M.ONNX").is_file()
 
 
-def test_export_onnx_replaces_an_earlier_export_only_with_force(tmp_path, capsys):
+def test_export_onnx_replaces_an_earlier_export_only_with_force(tiny_stats, tmp_path, capsys):
     # an existing graph (perhaps the one a service scores with) was overwritten without a word;
     # import-aasist already asked for --force
-    model = save_tiny_lcnn(tmp_path / "model")
+    model = tiny_stats(tmp_path / "model")
     out = tmp_path / "m.onnx"
     assert main(["export-onnx", "--model", str(model), "--out", str(out)]) == 0
     capsys.readouterr()
     before = out.read_bytes()
-    other = save_tiny_lcnn(tmp_path / "other", seed=1)
+    other = tiny_stats(tmp_path / "other", seed=1)
     assert main(["export-onnx", "--model", str(other), "--out", str(out)]) == 2
     assert "--force" in one_line_error(capsys, "export-onnx")
     assert out.read_bytes() == before
