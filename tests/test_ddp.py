@@ -35,6 +35,14 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+def start_ranks(fn, args: tuple, nprocs: int = 2):
+    """Start ``fn(rank, *args)`` in ``nprocs`` processes, as ``mp.spawn(..., join=False)`` does, but forked from a
+    forkserver that has imported torch and the trainer once: a spawned rank imported them again (about 4 s a rank on
+    2 cores, most of each DDP test). The forkserver is a clean single-threaded process, not this one."""
+    mp.set_forkserver_preload(["torch", "sddkit.training.trainer"])
+    return mp.start_processes(fn, args=args, nprocs=nprocs, join=False, start_method="forkserver")
+
+
 def join_or_fail(ctx, seconds: float) -> None:
     """Wait for spawned workers; a deadlocked collective fails the test (workers killed), not the whole suite."""
     deadline = time.monotonic() + seconds
@@ -108,7 +116,7 @@ def _worker(rank: int, world: int, ports: list[int], out: str) -> None:
 
 def test_two_process_gloo_replicas_stay_identical(tmp_path):
     ports = _free_ports(len(STRATEGIES))
-    join_or_fail(mp.spawn(_worker, args=(2, ports, str(tmp_path)), nprocs=2, join=False), 300)
+    join_or_fail(start_ranks(_worker, (2, ports, str(tmp_path))), 300)
     for strategy in STRATEGIES:
         w0 = load_file(str(tmp_path / f"{strategy}-rank0.safetensors"))
         w1 = load_file(str(tmp_path / f"{strategy}-rank1.safetensors"))
@@ -167,7 +175,7 @@ def _disagreeing_worker(rank: int, world: int, port: int, out: str) -> None:
 
 def test_processes_started_with_different_settings_are_refused_instead_of_hanging(tmp_path):
     # rank 1 with trainer.max_steps=6, rank 0 with 4: rank 1 waited for a collective rank 0 never made, silently
-    join_or_fail(mp.spawn(_disagreeing_worker, args=(2, _free_ports(1)[0], str(tmp_path)), nprocs=2, join=False), 120)
+    join_or_fail(start_ranks(_disagreeing_worker, (2, _free_ports(1)[0], str(tmp_path))), 120)
     for rank in (0, 1):
         message = (tmp_path / f"rank{rank}.txt").read_text()
         assert "would not train alike: rank 1 differs from rank 0 (trainer.max_steps: 4 -> 6)" in message

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, Dataset
 
 from sddkit.data import samplers
@@ -191,10 +190,10 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
 def test_loader_workers_of_two_ranks_draw_different_random_numbers(tmp_path):
     """Both ranks seeded their loader workers from (seed, epoch): worker 0 of rank 1 drew what worker 0 of rank 0
     drew, so a dataset drawing noise from numpy's global generator gave both ranks' items the same noise."""
-    from test_ddp import _free_ports, join_or_fail
+    from test_ddp import _free_ports, join_or_fail, start_ranks
 
     port = _free_ports(1)[0]
-    join_or_fail(mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=False), 240)
+    join_or_fail(start_ranks(_ddp_worker, (2, port, str(tmp_path))), 240)
     seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert len(seen[0]) == len(seen[1]) == 2
     assert seen[0] != seen[1]

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.multiprocessing as mp
-from test_ddp import _free_ports, join_or_fail
+from test_ddp import _free_ports, join_or_fail, start_ranks
 from test_train_support import one_thread  # noqa: F401  (autouse fixture: one intra-op thread)
 
 TESTS = str(Path(__file__).resolve().parent)
@@ -74,7 +73,7 @@ def test_a_rank_that_fails_stops_the_others_with_a_clear_error_not_a_traceback(t
     # gradient all-reduce, raised gloo's RuntimeError ("Connection closed by peer ... GLHF!"): a traceback from
     # every other rank, around the one line that says what went wrong. A NaN on one rank only is caught alike
     # on both (the gradient is all-reduced before the check).
-    join_or_fail(mp.spawn(_failing_rank_worker, args=(2, _free_ports(2), str(tmp_path)), nprocs=2, join=False), 90)
+    join_or_fail(start_ranks(_failing_rank_worker, (2, _free_ports(2), str(tmp_path))), 90)
     r0 = json.loads((tmp_path / "rank0.json").read_text())
     r1 = json.loads((tmp_path / "rank1.json").read_text())
     assert r0["nan"][0] == r1["nan"][0] == "TrainingDivergedError" and "non-finite" in r0["nan"][1]

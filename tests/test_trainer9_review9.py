@@ -176,15 +176,14 @@ def test_rank_0_stopped_by_its_out_dir_check_stops_the_other_ranks_at_once(tmp_p
     # the group's timeout (30 minutes)
     import json
 
-    import torch.multiprocessing as mp
-    from test_ddp import _free_ports, join_or_fail
+    from test_ddp import _free_ports, join_or_fail, start_ranks
 
     from sddkit.locks import ExclusiveLock
 
     (tmp_path / "run").mkdir()
     lock = ExclusiveLock(tmp_path / "run" / ".lock", RuntimeError("held by the test"))
     try:
-        ctx = mp.spawn(_locked_out_worker, args=(2, _free_ports(1)[0], str(tmp_path)), nprocs=2, join=False)
+        ctx = start_ranks(_locked_out_worker, (2, _free_ports(1)[0], str(tmp_path)))
         join_or_fail(ctx, 60)
     finally:
         lock.release()

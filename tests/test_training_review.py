@@ -133,13 +133,10 @@ def ddp_resume_worker(rank: int, world: int, ports: list[int], out: str, recipe:
 
 def assert_resumed_run_equals_straight(recipe: dict, steps: int, out: Path) -> None:
     """Run :func:`ddp_resume_worker` on 2 processes; the resumed run's final weights equal the straight run's."""
-    import torch.multiprocessing as mp
     from safetensors.torch import load_file
-    from test_ddp import _free_ports, join_or_fail
+    from test_ddp import _free_ports, join_or_fail, start_ranks
 
-    join_or_fail(
-        mp.spawn(ddp_resume_worker, args=(2, _free_ports(3), str(out), recipe, steps), nprocs=2, join=False), 300
-    )
+    join_or_fail(start_ranks(ddp_resume_worker, (2, _free_ports(3), str(out), recipe, steps)), 300)
     straight = load_file(str(out / "straight" / "final" / "model.safetensors"))
     resumed = load_file(str(out / "split" / "final" / "model.safetensors"))
     for key in straight:
