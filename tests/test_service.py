@@ -242,9 +242,9 @@ def test_not_ready_before_startup(model_dir):
     _assert_error(client.get("/v1/model"), 503, "not_ready")
 
 
-@contextlib.contextmanager
-def _uvicorn(app):
-    """Run ``app`` with uvicorn on a free loopback port in a background thread."""
+def start_uvicorn(app) -> tuple[uvicorn.Server, threading.Thread, int]:
+    """Start ``app`` with uvicorn on a free loopback port in a background thread, once it serves: (server, its
+    thread, port). The caller stops it (``server.should_exit = True``, then joins the thread)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -255,6 +255,13 @@ def _uvicorn(app):
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
+    return server, thread, port
+
+
+@contextlib.contextmanager
+def _uvicorn(app):
+    """Run ``app`` with uvicorn on a free loopback port in a background thread."""
+    server, thread, port = start_uvicorn(app)
     try:
         yield port
     finally:

@@ -122,12 +122,11 @@ def test_concurrent_uploads_to_a_mixture_each_get_their_own_answer(tmp_path):
 def test_a_server_told_to_stop_finishes_the_uploads_it_is_scoring(model_dir, monkeypatch):
     """Ctrl-C or SIGTERM (uvicorn's should_exit) while files are being scored, and another waits for its slot: each
     still gets its score, and the server then stops."""
-    import socket
     import threading
     import time
 
     import httpx
-    import uvicorn
+    from test_service import start_uvicorn
 
     from sddkit.service import app as service_app
 
@@ -147,18 +146,8 @@ def test_a_server_told_to_stop_finishes_the_uploads_it_is_scoring(model_dir, mon
 
     monkeypatch.setattr(service_app, "_score_bytes", held)
     monkeypatch.setattr(service_app, "_read_upload", counted)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(model_dir, max_concurrent=1), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    server, thread, port = start_uvicorn(create_app(model_dir, max_concurrent=1))
     deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
     answers: dict[int, object] = {}
 
     def post(i: int) -> None:
