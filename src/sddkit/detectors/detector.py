@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from sddkit.config import component_field
 from sddkit.detectors.outputs import BackendOutput, DetectorOutput, FrontendOutput, bonafide_log_odds
+from sddkit.features.spectral import check_float_samples
 from sddkit.registry import ComponentSpec, get_registry
 
 
@@ -46,12 +47,8 @@ def check_waveform(waveform: Tensor) -> None:
         raise ValueError(f"expected a (batch, samples) waveform, got shape {tuple(waveform.shape)}")
     if waveform.shape[1] == 0:
         raise ValueError(f"the waveform has no samples (shape {tuple(waveform.shape)})")
-    if not waveform.is_floating_point():
-        # integer PCM scored as is would sit 90 dB above the [-1, 1] scale the models were trained on
-        raise ValueError(
-            f"expected a floating-point waveform in [-1, 1], got {waveform.dtype}; "
-            "divide 16-bit PCM by 32768 (or load with soundfile/torchaudio, which do)"
-        )
+    # integer PCM scored as is would sit 90 dB above the [-1, 1] scale the models were trained on
+    check_float_samples(waveform)
 
 
 def cast_floating(x: Tensor, dtype: torch.dtype | None) -> Tensor:

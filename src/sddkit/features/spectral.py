@@ -290,7 +290,11 @@ def check_float_samples(waveform: Tensor) -> None:
     if not waveform.is_floating_point():
         raise ValueError(
             f"expected a floating-point waveform (samples in [-1, 1]), got {waveform.dtype}"
-            + ("; divide 16-bit PCM by 32768" if not waveform.is_complex() and waveform.dtype != torch.bool else "")
+            + (
+                "; divide 16-bit PCM by 32768 (soundfile's default read does)"
+                if not waveform.is_complex() and waveform.dtype != torch.bool
+                else ""
+            )
         )
 
 
