@@ -9,7 +9,9 @@ the experts' class probabilities,
 computed in log space (``logsumexp``) and returned as ``logits = log p``. So ``softmax(logits)``
 is exactly the mixture probability and ``score = log p_bona - log p_spoof`` is a proper log-odds.
 The reference implementation applied a softmax to already-softmaxed outputs; that squashes the
-scores towards 0 and is not reproduced here.
+scores towards 0 and is not reproduced here. The experts' logits are used as they come: a calibration recorded in
+an expert's model directory (``inference.calibration``) is not applied (the ``average`` gate averages uncalibrated
+probabilities, not calibrated LLRs); the mixture is calibrated as one model, on its own score (``sdd calibrate``).
 
 MELE: experts of one architecture, one per domain, each trained on its own domain first.
 MILE: experts of different architectures, all trained on the same pooled data.
@@ -186,6 +188,10 @@ class MixtureConfig:
             raise ValueError("a mixture needs experts (configs) or expert_dirs (trained model directories)")
         if self.experts and self.expert_dirs and len(self.experts) != len(self.expert_dirs):
             raise ValueError("experts and expert_dirs must have the same length")
+        # an empty entry (a YAML '' left for a path) reads as the working directory: refused by its key here
+        empty = [i for i, d in enumerate(self.expert_dirs) if not str(d).strip()]
+        if empty:
+            raise ValueError(f"expert_dirs[{empty[0]}] is empty; give the expert's model directory")
         n = len(self.expert_dirs or self.experts)
         if self.expert_names:
             if len(self.expert_names) != n:
@@ -263,7 +269,10 @@ def expert_dir_configs(cfg: MixtureConfig) -> list[DetectorConfig]:
                 f"expert_dirs[{i}] {d}: no such model directory{missing_relative_hint(d)}; train that expert "
                 "first (its recipe's trainer.out_dir/best), or give its path"
             )
-        stored = read_model_config(d)
+        try:
+            stored = read_model_config(d)
+        except CheckpointError as exc:  # e.g. a run folder given for its best/: say which expert, as below
+            raise CheckpointError(f"expert_dirs[{i}] {exc}") from None
         if stored["architecture"] != "detector":
             raise ConfigError(
                 f"expert_dirs[{i}] {d}: a {stored['architecture']!r} model directory; experts are detectors"
