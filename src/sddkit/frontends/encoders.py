@@ -63,7 +63,7 @@ from torch import Tensor, nn
 
 from sddkit.errors import AudioTooLongError, AudioTooShortError, ConfigError
 from sddkit.features.spectral import Float32Constants
-from sddkit.frontends import ENCODERS
+from sddkit.frontends import ENCODERS, SAMPLE_RATE
 from sddkit.pretrained import mark_pretrained
 
 log = logging.getLogger(__name__)
@@ -356,7 +356,8 @@ class EncoderConfig:
     layer: ``last``, an int ``k`` (hidden state after layer ``k``; 0 = input of the first layer)
         or ``weighted`` (learned softmax-weighted sum of all hidden states).
     freeze: freeze every encoder weight (adapters and layer weights stay trainable);
-        False = full fine-tuning. Freezing leaves the dropout on (see ``dropout``).
+        False = full fine-tuning. Freezing leaves the dropout on (see ``dropout``); a BatchNorm of the
+        model (HuBERT's ``conv_pos_batch_norm``) stays in eval mode, its running statistics as published.
     freeze_feature_encoder: with ``freeze: false``, still keep the convolutional waveform
         encoder (wav2vec2 family) or the mel convolutions (Whisper) frozen.
     gradient_checkpointing: recompute transformer layers in backward to save memory.
@@ -442,6 +443,8 @@ def _wavlm_module_attention_class() -> type:
 
 # --- Whisper log-Mel features in torch ------------------------------------------------------
 
+_WHISPER_N_FFT, _WHISPER_HOP = 400, 160  # Whisper's STFT: WhisperFeatureExtractor's defaults
+
 
 class WhisperLogMel(Float32Constants):
     """Whisper's log-Mel features: waveform (B, T) at 16 kHz -> (B, n_mels, T // 160).
@@ -458,7 +461,9 @@ class WhisperLogMel(Float32Constants):
     of 15), far below the max - 8 floor of the features.
     """
 
-    def __init__(self, n_mels: int = 80, sample_rate: int = 16000, n_fft: int = 400, hop_length: int = 160):
+    def __init__(
+        self, n_mels: int = 80, sample_rate: int = 16000, n_fft: int = _WHISPER_N_FFT, hop_length: int = _WHISPER_HOP
+    ):
         super().__init__()
         from transformers.audio_utils import mel_filter_bank
 
@@ -526,6 +531,7 @@ class SpeechEncoder(nn.Module):
         if isinstance(layer, int) and layer > self.total_layers:
             raise ConfigError(f"layer {layer} does not exist: the encoder has {self.total_layers} layers")
         self.layer = layer
+        self.frozen = False  # set by set_trainable
         if isinstance(layer, int) and layer < self.total_layers:
             self._truncate(layer)
         if layer == "weighted":
@@ -558,10 +564,41 @@ class SpeechEncoder(nn.Module):
         return torch.einsum("l,lbnd->bnd", weights, states)
 
     def set_trainable(self, *, freeze: bool, freeze_feature_encoder: bool = False) -> None:
-        """Frozen: every transformers weight gets ``requires_grad=False`` (layer weights stay)."""
+        """Frozen: every transformers weight gets ``requires_grad=False`` (layer weights stay), and the frozen
+        normalisation layers with running statistics stay in eval mode (see :meth:`train`)."""
         self.model.requires_grad_(not freeze)
         if freeze or freeze_feature_encoder:
             self._freeze_feature_encoder()
+        self.frozen = freeze
+        for module in self._frozen_running_norms():
+            module.eval()
+
+    def train(self, mode: bool = True) -> SpeechEncoder:
+        """As ``nn.Module.train``, except that a normalisation layer with running statistics whose parameters are
+        all frozen (the BatchNorm of a HuBERT folder with ``conv_pos_batch_norm: true``) stays in eval
+        mode. In training mode it normalised by the statistics of each batch, so a frozen encoder's features of
+        one input depended on the other inputs of its batch, and it moved the running statistics that the
+        pretrained model was published with towards the training data: a ``freeze: true`` encoder computed
+        another function after training than the folder's, unlike a frozen encoder without such a layer
+        (dropout, the other train-mode difference, is left as configured; see ``dropout``)."""
+        super().train(mode)
+        for module in self._frozen_running_norms():
+            module.eval()
+        return self
+
+    def _frozen_running_norms(self) -> list[nn.Module]:
+        """The model's norm layers with running statistics that train nothing: every parameter frozen (a layer
+        without parameters: when the whole encoder is frozen)."""
+        frozen = []
+        for module in self.model.modules():
+            if not isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)):
+                continue
+            if not module.track_running_stats or module.running_mean is None:
+                continue
+            params = list(module.parameters(recurse=False))
+            if (params and not any(p.requires_grad for p in params)) or (not params and self.frozen):
+                frozen.append(module)
+        return frozen
 
     def _freeze_feature_encoder(self) -> None:
         raise NotImplementedError
@@ -879,6 +916,38 @@ def pretrained_structure_problem(preset_name: str, cfg: EncoderConfig) -> str | 
     )
 
 
+def feature_extractor_problem(preset_name: str, cfg: EncoderConfig) -> str | None:
+    """Why the model of ``cfg``'s ``pretrained`` folder was trained on other input than this encoder gives it, or None.
+
+    sddkit feeds every encoder 16 kHz samples (audio is resampled to ``inference.sample_rate``, which must be 16
+    kHz), and Whisper the log-Mel of :class:`WhisperLogMel` (400-sample FFT, 160-sample hop). A folder whose
+    feature extractor (:func:`_feature_extractor_settings`) states another ``sampling_rate`` (an 8 kHz telephone
+    model), or for Whisper another ``n_fft`` / ``hop_length``, would get input at another time scale than it
+    learnt, without an error. Checked by training recipes only, as :func:`pretrained_structure_problem`: a model
+    trained so still loads as trained.
+    """
+    preset = PRESETS.get(preset_name)
+    if preset is None or cfg.pretrained is None:
+        return None
+    try:
+        found = _feature_extractor_settings(cfg.pretrained)
+    except ConfigError:  # an unreadable file: building the encoder names it
+        return None
+    if found is None or not isinstance(found[1], dict):
+        return None
+    file, raw = found
+    expected: dict[str, int] = {"sampling_rate": SAMPLE_RATE}
+    if preset.family == "whisper":
+        expected.update(n_fft=_WHISPER_N_FFT, hop_length=_WHISPER_HOP)
+    diffs = [f"{k}: {raw[k]!r} (sddkit gives {v})" for k, v in expected.items() if k in raw and raw[k] != v]
+    if not diffs:
+        return None
+    return (
+        f"encoder {preset_name!r}: the feature extractor of its pretrained folder ({file}) states {', '.join(diffs)}: "
+        "the model was trained on other input than sddkit computes for it; use a model trained on 16 kHz audio"
+    )
+
+
 def ignored_override_problem(preset_name: str, cfg: EncoderConfig) -> str | None:
     """Why an override of ``cfg`` asks for what its encoder never does, or None.
 
@@ -1004,13 +1073,16 @@ def _build_hf_model(preset_name: str, preset: Preset, cfg: EncoderConfig) -> nn.
     _apply_settings(hf_cfg, preset, cfg)
     if preset.family == "whisper":
         architectures = raw.get("architectures") or []
-        if architectures and "WhisperEncoder" not in architectures:
+        if "WhisperEncoder" not in architectures:
             # a checkpoint of a whole Whisper model: load it and keep its encoder. An audio classifier (a Whisper
             # detector fine-tuned with transformers) holds the encoder and its head but no decoder, which
-            # WhisperModel would refuse as missing weights.
+            # WhisperModel would refuse as missing weights. Without "architectures" in config.json (a hand-written
+            # or converted config), the weights' prefixes tell a whole model from an encoder (whose weights have
+            # none): loaded as an encoder, a whole model's weights were all called missing.
             encoder = _load_whisper_encoder(model_cls, directory, hf_cfg)
             if encoder is not None:
                 return encoder
+        if architectures and "WhisperEncoder" not in architectures:
             whole = (
                 "WhisperForAudioClassification" if "WhisperForAudioClassification" in architectures else "WhisperModel"
             )
@@ -1167,6 +1239,7 @@ __all__ = [
     "WhisperFamilyEncoder",
     "WhisperLogMel",
     "build_encoder",
+    "feature_extractor_problem",
     "ignored_override_problem",
     "pretrained_structure_problem",
     "self_contained_config",

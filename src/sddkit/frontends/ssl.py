@@ -36,6 +36,7 @@ from sddkit.frontends import FRONTENDS
 from sddkit.frontends.encoders import (
     EncoderConfig,
     SpeechEncoder,
+    feature_extractor_problem,
     ignored_override_problem,
     pretrained_structure_problem,
 )
@@ -80,8 +81,10 @@ class SSLFrontendConfig:
         model trained so before the check still loads and scores as it was trained."""
         encoder = self.encoder.config
         if isinstance(encoder, EncoderConfig):
-            problem = pretrained_structure_problem(self.encoder.name, encoder) or ignored_override_problem(
-                self.encoder.name, encoder
+            problem = (
+                pretrained_structure_problem(self.encoder.name, encoder)
+                or ignored_override_problem(self.encoder.name, encoder)
+                or feature_extractor_problem(self.encoder.name, encoder)
             )
             if problem is not None:
                 return problem
