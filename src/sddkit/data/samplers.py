@@ -311,7 +311,7 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
                     raise ValueError(
                         f"bonafide_by_domain: {len(empty)} domain(s) (e.g. {empty[:5]}) have no bona fide item of "
                         "their own, and too few bona fide items of no domain are left to give each one; use "
-                        "share_bonafide, bonafide_by_domain: false or bonafide_fraction: 0"
+                        "share_bonafide or bonafide_by_domain: false"
                     )
                 raise ValueError(f"{len(bona)} bona fide items cannot be split among {n_dom} domains: share_bonafide")
         self.batch_size = self.n_domains_per_step * self.per_domain

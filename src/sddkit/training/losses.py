@@ -167,6 +167,16 @@ class DetectionLoss:
         if self.cfg.domain_alignment > 0:
             if domains is None:
                 raise ValueError("loss.domain_alignment needs each item's domain (data.domain_column)")
+            if torch.is_grad_enabled() and ce.requires_grad and not output.embedding.requires_grad:
+                # a training step whose embedding no trainable parameter computes (e.g. a frozen encoder without
+                # adapter under the linear head's parameter-free pooling): the penalty was a constant that only
+                # shifted the logged loss, and the run trained as without it
+                raise ConfigError(
+                    f"loss.domain_alignment={self.cfg.domain_alignment} aligns the model's embedding, which no "
+                    "trainable parameter computes here (the layers before it are frozen): the penalty would be a "
+                    "constant the model cannot learn from. Set loss.domain_alignment: 0, or train what computes "
+                    "the embedding (an adapter, or encoder.freeze: false)"
+                )
             aux["domain_alignment"] = self.cfg.domain_alignment * domain_spread(output.embedding, labels, domains)
         total = ce + torch.stack(list(aux.values())).sum() if aux else ce
         return LossParts(total=total, ce=ce, aux=aux)

@@ -61,6 +61,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sddkit.config import set_away_from_default
 from sddkit.errors import ConfigError
 from sddkit.training import STRATEGIES
 from sddkit.training.distributed import all_reduce_gradients
@@ -80,7 +81,7 @@ class MLDGConfig:
     for batches without domain blocks only (any sampler but ``domain_batch``), bona fide rows of
     no attack domain take part in both halves (else they are dealt between them); with
     ``domain_batch`` the sampler's own ``share_bonafide`` option decides how bona fide files are
-    shared among domains.
+    shared among domains (``false`` here over a sampler that shares them is refused).
     seed: the split generator's seed (default: the recipe seed).
     """
 
@@ -217,7 +218,17 @@ class MLDG:
 
     def check_batches(self, batches: Any) -> None:
         """Refuse, before training, batches of domain blocks (``domain_batch``) too few to split: every step
-        would fall back to a plain step, an ERM run under MLDG's name (the warning came after 20 steps)."""
+        would fall back to a plain step, an ERM run under MLDG's name (the warning came after 20 steps). Refuse
+        too ``share_bonafide: false`` over blocks whose sampler shares the bona fide files among the domains: with
+        blocks the sampler's option decides, and the recipe would say one thing and train the other."""
+        shared = getattr(batches, "share_bonafide", None)
+        if isinstance(shared, bool) and shared and set_away_from_default(self.cfg, ["share_bonafide"]):
+            raise ConfigError(
+                "strategy.share_bonafide false is not read with data.sampler 'domain_batch', whose "
+                "data.sampler_options share_bonafide true lets every domain block draw from all bona fide files; "
+                "set data.sampler_options.share_bonafide: false to split them among the domains (and leave "
+                "strategy.share_bonafide out), or drop strategy.share_bonafide"
+            )
         blocks = getattr(batches, "n_domains_per_step", None)
         if isinstance(blocks, int) and blocks < self.cfg.n_meta_test + 1:
             raise ConfigError(

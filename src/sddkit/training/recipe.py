@@ -136,7 +136,8 @@ class DataConfig:
     overridden key by key (``data.train.protocol=/data/LA/...``).
     sampler: ``random`` (shuffled, sharded over DDP ranks), or one of the samplers of
     ``sddkit.data.samplers``: ``class_balanced``, ``domain_balanced``, ``domain_batch`` (MLDG
-    batches holding several domains); ``sampler_options`` go to that sampler's constructor.
+    batches holding several domains); ``sampler_options`` go to that sampler's constructor (``domain_batch``
+    refuses ``bonafide_fraction: 0``, blocks without a bona fide item).
     augment: augmentation specs (registry ``augmentation``) applied to training crops only.
     distinct_draws: an item drawn twice in one epoch (the balanced samplers oversample the smaller
         class or domain) gets a new crop and augmentation for each draw (:class:`DistinctDraws`).
@@ -241,6 +242,13 @@ class DataConfig:
             if isinstance(value, float) and value.is_integer() and int in (hint, *typing.get_args(hint)):
                 continue  # the samplers take a whole number written as a float as a count (`num_samples: 1e4`)
             convert_value(hint, value, f"sampler_options.{name}")
+        # the objective tells bona fide from spoof: blocks of spoofs only trained a model that never saw a bona fide
+        # item (the sampler takes 0 for other uses; a run cannot)
+        if self.sampler == "domain_batch" and self.sampler_options.get("bonafide_fraction") == 0:
+            raise ValueError(
+                "sampler_options.bonafide_fraction: 0 makes every domain block spoofs only: training would never "
+                "see a bona fide item; give a fraction above 0 (published: 0.5)"
+            )
 
 
 @dataclass
@@ -327,7 +335,8 @@ class LossConfig:
     domain_alignment: weight of a class-conditional alignment penalty on the detector's embeddings
     across the batch's domains (``data.domain_column``; see :func:`~sddkit.training.losses.domain_spread`);
     0 (the default) leaves the objective as it was. Refused for a mixture's gate over frozen experts, whose
-    embedding (the experts') it cannot move.
+    embedding (the experts') it cannot move, and at the first step wherever no trainable parameter computes the
+    embedding (e.g. a frozen encoder without adapter under the linear head's parameter-free pooling).
     kind: ``ce`` (cross-entropy) or ``oc_softmax`` (one-class softmax, Zhang et al. 2021), which needs a
     back-end with ``head: cosine``, whose ``head_scale`` is the loss's scale s: with c the cosine score,
     bona fide costs ``softplus(s * (m_bonafide - c))`` and spoof ``softplus(s * (c - m_spoof))``;
@@ -342,6 +351,10 @@ class LossConfig:
     oc_margins: tuple[float, float] = (0.2, 0.9)
 
     def __post_init__(self) -> None:
+        # one per class (spoof, bona fide): a recipe's list is checked when read, LossConfig(...) in Python was not,
+        # and with kind oc_softmax a third weight was ignored and a single one failed at the first bona fide item
+        if self.class_weights is not None and len(self.class_weights) != 2:
+            raise ValueError(f"class_weights must be 2 numbers (spoof, bona fide), got {self.class_weights}")
         # both positive: a zero weight makes the mean loss of a batch of that class 0/0 = NaN (a "divergence");
         # finite: an infinite one (YAML .inf) makes it inf/inf = NaN too
         if self.class_weights is not None and not all(0 < w < math.inf for w in self.class_weights):
