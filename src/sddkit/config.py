@@ -114,6 +114,17 @@ def _checked(construct: Any, what: str) -> Any:
     return checked
 
 
+def _construct_str(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
+    """A string, with a character beyond the Basic Multilingual Plane escaped as JSON escapes it (a surrogate pair,
+    ``"\\ud83d\\ude00"``) read as that character: PyYAML reads each half on its own, so a path in a recipe printed
+    by ``sdd train --print-config`` (JSON, ASCII only) read back as two lone surrogates, a name no file system has."""
+    text = loader.construct_scalar(node)
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    return text
+
+
+_Loader.add_constructor("tag:yaml.org,2002:str", _construct_str)
 _Loader.add_constructor(_INT_TAG, _construct_int)
 _Loader.add_constructor(_FLOAT_TAG, _checked(yaml.SafeLoader.construct_yaml_float, "a number"))
 _Loader.add_constructor("tag:yaml.org,2002:bool", _checked(yaml.SafeLoader.construct_yaml_bool, "true or false"))
@@ -280,6 +291,9 @@ def _shape_words(tp: Any) -> str:
     return words.get(tp, getattr(tp, "__name__", str(tp)))
 
 
+_JSON_NON_FINITE = ("Infinity", "-Infinity", "NaN")  # how Python's json module writes inf, -inf and nan
+
+
 def convert_value(tp: Any, value: Any, path: str) -> Any:
     """``value`` read as type ``tp`` the way recipe fields are (a ConfigError naming ``path`` when it is not one):
     for options typed by a signature rather than by a dataclass field (e.g. a sampler's keyword arguments)."""
@@ -352,6 +366,10 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         kt, vt = get_args(tp) or (Any, Any)
         return {_convert(kt, k, f"{path} key {k!r}"): _convert(vt, v, f"{path}.{k}") for k, v in value.items()}
     if tp is float:
+        if isinstance(value, str) and value in _JSON_NON_FINITE:
+            # `sdd train --print-config` prints the recipe as JSON, where Python writes `.inf` as Infinity: read back
+            # as a recipe, YAML took it for text that every number setting refused (a text setting keeps the text)
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         if value != value:  # NaN (YAML .nan): every range check compares false, so it would pass them all
@@ -422,7 +440,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():  # it exists: "no such recipe file" sent the user looking for a file that is there
         raise ConfigError(f"{path}: a folder, not a recipe file (YAML)")
-    if not path.is_file():
+    if not path.exists():  # not `is_file()`: a pipe (`sdd train <(envsubst < r.yaml)`) is no file, and is there
         raise ConfigError(f"{path}: no such recipe file")
     try:
         text = path.read_bytes().decode("utf-8")  # not the locale's encoding: a recipe reads the same everywhere

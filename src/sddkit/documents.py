@@ -31,6 +31,8 @@ def read_versioned_json(path: str | Path, *, fmt: str, version: int, what: str) 
         raise CheckpointError(f"{path}: invalid JSON: {exc}") from None
     except UnicodeDecodeError as exc:  # JSON is UTF-8: a Latin-1 edit or binary junk is a corrupt document
         raise CheckpointError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:  # a file of another user (0600, as model directories were written before), a gone one
+        raise CheckpointError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
     if not isinstance(document, dict) or document.get("format") != fmt:
         found = document.get("format") if isinstance(document, dict) else type(document).__name__
         raise CheckpointError(f"{path}: not an sddkit {what} (format={found!r}, expected {fmt!r})")

@@ -2,9 +2,11 @@
 
     out_dir/checkpoints/
       step-00000400/
-        state.safetensors     every tensor: model weights, optimizer moments, torch RNG states, ...
+        state.safetensors     every tensor: model weights (but the frozen pretrained ones, which come from
+                              their folder again), optimizer moments, torch RNG states, ...
         state.json            everything else: recipe, optimizer/scheduler scalars, epoch/step,
-                              python/numpy RNG states, best-EER bookkeeping; tensors appear as
+                              python/numpy RNG states, best-EER bookkeeping, the digest of the frozen
+                              pretrained weights the run trained over (a resume checks it); tensors appear as
                               {"__tensor__": key} references into state.safetensors, whose SHA-256
                               (``tensors_digest``) loading checks
       latest                  one line: the name of the newest complete checkpoint directory

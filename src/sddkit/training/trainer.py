@@ -32,7 +32,9 @@ from there on: the optimiser's moments and the schedule's position come from the
 hyperparameters from the recipe; another seed draws fresh random streams, and another ``strategy.seed`` (or
 recipe seed, without one) MLDG's split stream built from it; another ``trainer.patience`` decides anew whether
 the run has stopped early. A change the checkpoint's weights or optimiser moments cannot fit (another width, other
-trainable parameters) is a CheckpointError naming the changed keys.
+trainable parameters) is a CheckpointError naming the changed keys. So is a pretrained folder whose frozen weights
+are no longer those the checkpoint was trained over (another encoder saved under the same path): checkpoints leave
+those weights to the folder, and record their digest.
 """
 
 from __future__ import annotations
@@ -58,7 +60,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
-from sddkit.detectors.model_dir import atomic_write_bytes, load_state_checked, save_model_dir
+from sddkit.detectors.model_dir import (
+    _pretrained_folders,
+    atomic_write_bytes,
+    load_state_checked,
+    save_model_dir,
+    weights_digest,
+)
 from sddkit.documents import file_digest
 from sddkit.errors import CheckpointError, ConfigError, TrainingDivergedError
 from sddkit.frontends.lora import average_lora_states
@@ -701,6 +709,16 @@ class Trainer:
     def _model_state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.module.state_dict().items() if k not in self._reloadable}
 
+    def _frozen_digest(self) -> str | None:
+        """:func:`weights_digest` of the frozen pretrained weights that checkpoints leave out (read from the
+        pretrained folder when the model is built); None when there are none. Computed once: a run never changes
+        them."""
+        if not hasattr(self, "_frozen_digest_value"):
+            state = self.module.state_dict()
+            frozen = {k: v for k, v in state.items() if k in self._reloadable}
+            self._frozen_digest_value = weights_digest(frozen) if frozen else None
+        return self._frozen_digest_value
+
     def _save(self, result: EvalResult | None) -> None:
         s = self.state
         name = f"step-{s.step:08d}"
@@ -725,6 +743,7 @@ class Trainer:
                 "model_config": self.model_config,
                 "architecture": self.architecture,
                 "model": self._model_state(),
+                "pretrained_digest": self._frozen_digest(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "strategy": self.strategy.state_dict(),
@@ -766,6 +785,18 @@ class Trainer:
             load_state_checked(self.module, state["model"], partial=bool(self._reloadable), where=str(path))
         except CheckpointError as exc:  # e.g. another backend width passed as an override
             raise _changed_model(exc, changes) from None
+        recorded_frozen = state.get("pretrained_digest")  # absent from checkpoints written before it was recorded
+        if recorded_frozen is not None and recorded_frozen != self._frozen_digest():
+            # the checkpoint holds the weights trained over those frozen ones, which come from the folder again: a
+            # folder replaced since (another encoder, another revision under the same path) went on under other
+            # features without a word, and best/ and final/ recorded the new folder's digest as the trained-on one
+            folders = ", ".join(_pretrained_folders(self.model_config)) or "the encoder's pretrained folder"
+            changed = f"; the recipe changed since ({'; '.join(changes)})" if changes else ""
+            raise CheckpointError(
+                f"{path}: the frozen pretrained weights read from {folders} are not those this run was trained over "
+                f"(digest {str(self._frozen_digest())[:12]}, recorded {str(recorded_frozen)[:12]}){changed}: restore "
+                "that folder as it was, or train over the new weights in another trainer.out_dir"
+            )
         if changes:
             # a resume continues the checkpoint's weights, optimiser moments and position under the new values
             log.warning(
