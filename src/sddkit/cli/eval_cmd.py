@@ -124,6 +124,10 @@ def evaluated_inputs(
         if isinstance(where, str) and where and isinstance(cwd, str) and os.path.isabs(cwd):
             where = os.path.normpath(os.path.join(cwd, where))  # as sdd score's working directory read it
         model = {"model": where, "weights_digest": record.get("weights_digest")}
+        inference = record.get("inference")
+        if isinstance(inference, dict) and isinstance(inference.get("calibration"), dict):
+            # the scores' scale: an uncalibrated model's are no LLRs, which actDCF and Cllr take them for
+            model["calibration"] = inference["calibration"]
     return {
         "scores": os.path.abspath(scores),
         "scores_sha256": file_digest(scores),

@@ -8,7 +8,8 @@ writes::
                     bootstrap replicates than 2 / alpha, the note and a warning say it is not of its level);
                     pooled.score_range: the lowest and highest score; warnings: partial matches, scores that
                     look inverted (ROC AUC below 0.5) or like probabilities (all in [0, 1]: actDCF and Cllr
-                    read scores as log-likelihood ratios)
+                    read scores as log-likelihood ratios), scores of a model with no calibration (its
+                    ``inference.calibration`` the identity, as ``sdd score``'s run record has it)
     report.md       the same as readable tables
     per_attack.csv  each spoof attack/system against all bona fide trials
     per_source.csv  each source (domain) on its own trials
@@ -101,6 +102,14 @@ class EvalConfig:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
 
 
+def _uncalibrated(calibration: object) -> bool:
+    """Whether ``calibration`` (a model's recorded ``inference.calibration``) is the identity map of a model
+    never calibrated (no prior; a hand-set ``a``, ``b`` carries none either but is not the identity)."""
+    if not isinstance(calibration, dict):
+        return False
+    return calibration.get("a") == 1 and calibration.get("b") == 0 and calibration.get("prior") is None
+
+
 @dataclass
 class Report:
     """Results of one evaluation; ``to_dict()`` is what ``report.json`` holds."""
@@ -134,6 +143,16 @@ class Report:
                 f"every score lies in [0, 1] ({low:.4g} to {high:.4g}), as probabilities do: actDCF and Cllr read "
                 "scores as log-likelihood ratios (EER, minDCF and AUC do not depend on the scale); give "
                 "probabilities p as log(p / (1 - p))"
+            )
+        calibration = ((self.inputs or {}).get("model") or {}).get("calibration")
+        if _uncalibrated(calibration):
+            # a model fresh from `sdd train` scores raw logit differences: actDCF (at its Bayes threshold) and Cllr
+            # read them as LLRs and measure an arbitrary scale, not the model
+            notes.append(
+                "the model that wrote these scores carries no calibration (inference.calibration is the identity "
+                "map): its scores are raw logit differences, not log-likelihood ratios, so actDCF and Cllr say "
+                "little (EER, minDCF and AUC do not depend on the scale); calibrate it on validation scores "
+                "(sddkit.scoring.calibrate_model_dir) and score again"
             )
         auc = self.pooled.get("auc")
         if auc is not None and auc < 0.5:

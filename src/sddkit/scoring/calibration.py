@@ -100,8 +100,15 @@ def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(labels).reshape(-1)
     if scores.shape != labels.shape:
         raise ProtocolError(f"{scores.size} scores but {labels.size} labels")
-    if not np.isfinite(scores).all():
-        raise ProtocolError("calibration scores must be finite (found NaN or inf)")
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        # e.g. the empty score of an error row of `sdd score` output, read as NaN: say how many and where
+        where = np.flatnonzero(bad)
+        raise ProtocolError(
+            f"calibration scores must be finite: {where.size} of {scores.size} are NaN or inf (at index "
+            f"{', '.join(map(str, where[:5].tolist()))}{', ...' if where.size > 5 else ''}); leave out the files "
+            "that were not scored"
+        )
     if labels.dtype == object and any(isinstance(v, str) for v in labels.tolist()):
         # e.g. a pandas column of 'bonafide'/'spoof' (object dtype): compare as strings, not numbers
         labels = labels.astype(str)
