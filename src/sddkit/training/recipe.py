@@ -237,11 +237,15 @@ class DataConfig:
         from sddkit.config import convert_value
 
         hints = typing.get_type_hints(cls.__init__)
-        for name, value in self.sampler_options.items():
+        for name, value in list(self.sampler_options.items()):
             hint = hints[name]
             if isinstance(value, float) and value.is_integer() and int in (hint, *typing.get_args(hint)):
                 continue  # the samplers take a whole number written as a float as a count (`num_samples: 1e4`)
-            convert_value(hint, value, f"sampler_options.{name}")
+            converted = convert_value(hint, value, f"sampler_options.{name}")
+            if isinstance(value, str) and not isinstance(converted, str):
+                # `Infinity` (a recipe printed as JSON by --print-config) read as the number it checked as: left
+                # text, the sampler compared a string with numbers (a TypeError once the training data was read)
+                self.sampler_options[name] = converted
         # the objective tells bona fide from spoof: blocks of spoofs only trained a model that never saw a bona fide
         # item (the sampler takes 0 for other uses; a run cannot)
         if self.sampler == "domain_batch" and self.sampler_options.get("bonafide_fraction") == 0:
