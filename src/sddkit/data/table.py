@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -89,6 +90,19 @@ def _numeric_text(column: pd.Series) -> np.ndarray:
 def _int_text(values: np.ndarray) -> np.ndarray:
     """(N,) object array of ``str(v)`` for integer or bool ``values`` (pandas' conversion: numpy's is 3x slower)."""
     return pd.Series(values).astype(str).to_numpy(dtype=object)
+
+
+def _skip_preamble(fh: IO[str]) -> None:
+    """Move ``fh`` to its header line, past the blank and ``#`` lines before it: format detection skips them (a
+    table's CSV with a comment line on top is detected as an utterance table), and pandas took the comment for the
+    header, then said the table lacked ``utt_id``."""
+    while True:
+        start = fh.tell()
+        line = fh.readline()
+        text = line.strip()
+        if not line or (text and not text.startswith("#")):
+            fh.seek(start)
+            return
 
 
 def _is_text(column: pd.Series) -> bool:
@@ -166,6 +180,7 @@ class UtteranceTable:
                 # as the other protocol files and format detection read it: a UTF-16 copy (Windows PowerShell's `>`)
                 # was detected as an utterance table, then refused as not UTF-8
                 with open_text(path, strict=True) as fh:
+                    _skip_preamble(fh)
                     df = pd.read_csv(fh, dtype=str, keep_default_na=False)
         except (ValueError, OSError, pd.errors.ParserError) as exc:
             raise ProtocolError(f"{path}: cannot read utterance table: {exc}") from None

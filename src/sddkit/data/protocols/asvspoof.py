@@ -39,11 +39,15 @@ Formats (whitespace-separated, one trial per line):
 Without ``root`` the reader looks for the audio folders next to the protocol (its folder and the
 one above; for a 2021 key at ``keys/<track>/CM/`` also the folder holding ``keys/``); when none is
 there, ``path`` is ''. Files are ``<utt>.flac``, or ``<utt>.wav`` where a
-partition's folder holds a WAV copy (told once per partition, from its first trial's file).
+partition's folder holds a WAV copy (told once per partition, from its first trial's file). An audio folder found
+under ``root`` that lacks a partition's first trial but holds another partition's files (``root`` at
+``ASVspoof2019_LA_dev`` for the train protocol) is an error. The ASVspoof 2019 ASV protocols
+(``SPEAKER UTTERANCE SYSTEM KEY``) are refused as such.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from dataclasses import dataclass, field
@@ -65,6 +69,7 @@ from sddkit.data.protocols._common import (
     split_fields,
 )
 from sddkit.data.table import UtteranceTable
+from sddkit.errors import ProtocolError
 
 _PARTITION_CODE = re.compile(r"(?:^|_)([TDE])_[0-9A-Za-z]")
 _PARTITIONS = {"T": "train", "D": "dev", "E": "eval"}
@@ -94,6 +99,27 @@ def _cm_label(key: str, proto: Path, lineno: int) -> str:
     return map_label(key, ASVSPOOF_LABELS, proto, lineno)
 
 
+_ASV2019_ID = re.compile(r"^(LA|PA)_[TDE]_\d+$")
+_ASV2019_SYSTEM = re.compile(r"^(bonafide|[AB]\d\d|[A-C]{2})$", re.IGNORECASE)
+
+
+def asv2019_trial_error(path: Path, lineno: int, fields: list[str]) -> ProtocolError | None:
+    """The error for a line of an ASVspoof 2019 ASV protocol (``ASVspoof2019.LA.asv.eval.gi.trl.txt``:
+    ``LA_0007 LA_E_1012823 A07 spoof``, SPEAKER UTTERANCE SYSTEM KEY), None for any other line: such a file sits
+    next to the CM protocols, and was "cannot tell the format" or "expected 5 fields, got 4"."""
+    if len(fields) != 4 or not _ASV2019_ID.match(fields[1]):
+        return None
+    key = fields[3].lower()
+    if key in _ASV_KEYS or (key == "spoof" and _ASV2019_SYSTEM.match(fields[2])):
+        return located(
+            path,
+            lineno,
+            "an ASVspoof 2019 speaker-verification (ASV) protocol (SPEAKER UTTERANCE SYSTEM KEY), not a "
+            "countermeasure (CM) protocol; read ASVspoof2019.<LA|PA>.cm.<train.trn|dev.trl|eval.trl>.txt instead",
+        )
+    return None
+
+
 def _none_if_dash(value: str) -> str:
     return "" if value == "-" else value
 
@@ -117,6 +143,8 @@ class _AudioDirs:
             return ""
         if partition not in self._suffix:
             self._suffix[partition] = _audio_suffix(folder, utt)
+            if self.root is not None:  # a folder found next to the protocol may serve a score-only evaluation
+                _check_partition_folder(folder, utt, self.protocol, lineno)
         return audio_path(folder, utt, self._suffix[partition])
 
     def __call__(self, partition: str, lineno: int) -> str:
@@ -146,6 +174,31 @@ def _fallback_roots(protocol: Path) -> list[Path]:
                 roots.append(holder.parent)
             break
     return roots
+
+
+def _check_partition_folder(folder: str, utt: str, protocol: Path, lineno: int) -> None:
+    """A ProtocolError when the audio folder found under ``root`` lacks the partition's first trial and holds another
+    partition's files instead: ``root`` set to ``ASVspoof2019_LA_dev`` for the train protocol (a recipe's spec
+    copied) resolved to that folder's ``flac/``, and every path pointed at a file that is not there, found only when
+    training loaded it."""
+    code = partition_from_id(utt)
+    if not code or any(os.path.isfile(os.path.join(folder, utt + s)) for s in (".flac", ".wav")):
+        return
+    others: set[str] = set()
+    with os.scandir(folder) as entries:
+        for e in itertools.islice(entries, 64):
+            stem, ext = os.path.splitext(e.name)
+            if ext.lower() in (".flac", ".wav") and partition_from_id(stem):
+                others.add(partition_from_id(stem))
+    if others and code not in others:
+        raise located(
+            protocol,
+            lineno,
+            f"the audio folder {folder} holds {'/'.join(sorted(others))} files, not this protocol's {code} trials "
+            f"({utt}); the audio root must be the folder holding the partitions' folders (e.g. the LA folder "
+            "holding ASVspoof2019_LA_train/, or the ASVspoof 5 folder holding flac_T/), and `partition`, when set, the "
+            "trials' own",
+        )
 
 
 def _audio_suffix(folder: str, utt: str) -> str:
@@ -185,6 +238,9 @@ def read_asvspoof2019_la(cfg: ASVspoof2019Config, **_: object) -> UtteranceTable
     dirs = {s: _AudioDirs(cfg.root, proto, _dirs_2019(s)) for s in ("LA", "PA")}
     records, lines = [], []
     for lineno, line in iter_lines(proto):
+        asv = asv2019_trial_error(proto, lineno, line.split())
+        if asv is not None:
+            raise asv
         speaker, utt, env, attack, key = split_fields(proto, lineno, line, 5, "SPEAKER UTTERANCE - ATTACK KEY")
         label = _cm_label(key, proto, lineno)
         partition = cfg.partition or partition_from_id(utt)

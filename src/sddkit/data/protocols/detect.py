@@ -20,6 +20,7 @@ import os
 import re
 from pathlib import Path
 
+from sddkit.data.protocols.asvspoof import asv2019_trial_error
 from sddkit.data.protocols.bonafide import mailabs_book
 from sddkit.data.protocols.fake_or_real import find_for_splits
 from sddkit.data.protocols.fakeavceleb import FAKEAVCELEB_CATEGORIES, FAKEAVCELEB_META_COLUMNS
@@ -119,7 +120,11 @@ def _refuse_unreadable(path: Path, lineno: int, tokens: list[str]) -> None:
 
     ASVspoof 5's track-2 lists (``TARGET_SPEAKER FLAC GENDER ATTACK ASV_KEY``, ``D_0062 D_0000000001 F A11 spoof``)
     have the 2019 CM protocol's five fields and, on a ``spoof`` line, its last one. The ASVspoof 2021 PA key
-    (``PA_0010 PA_E_1000001 R3 M3 d4 r1 m1 s4 c4 spoof notrim eval``) has no reader."""
+    (``PA_0010 PA_E_1000001 R3 M3 d4 r1 m1 s4 c4 spoof notrim eval``) has no reader; the ASVspoof 2019 ASV
+    protocols (``LA_0007 LA_E_1012823 A07 spoof``) are not CM protocols."""
+    asv2019 = asv2019_trial_error(path, lineno, tokens)
+    if asv2019 is not None:
+        raise asv2019
     if len(tokens) == 12 and tokens[9].lower() in _LABELS and tokens[10] in _TRIM:
         raise ProtocolError(
             f"{path}:{lineno}: an ASVspoof 2021 PA key (SPEAKER UTT + 7 replay factors + KEY TRIM PHASE); "
