@@ -25,27 +25,16 @@ Only ``val`` is read: the test partitions play no part in calibration or thresho
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
+from sddkit.scoring.calibrate import margin_threshold, write_with_config  # as `sdd calibrate` sets and writes
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MANIFEST = REPO.parent / "shared" / "data" / "sddbench" / "manifest.csv"
 DEFAULT_OUT = REPO / "src" / "sddkit" / "assets" / "default_model"
-
-
-def margin_threshold(scores: np.ndarray, threshold: float) -> float:
-    """A threshold that decides ``scores`` as ``threshold`` does (accept iff score >= it), halfway between it and
-    the highest score below it: ``threshold`` itself when no score is below it, or when the two are adjacent
-    floats (their midpoint rounds to the lower one, which would then be accepted)."""
-    below = scores[scores < threshold]
-    if below.size == 0:
-        return float(threshold)
-    middle = float((below.max() + threshold) / 2)
-    return middle if middle > below.max() else float(threshold)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,10 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     from sddkit.data.dataset import CachedWaveforms
     from sddkit.data.protocols import read_protocol
     from sddkit.detectors.model_dir import (
-        CONFIG_NAME,
-        WEIGHTS_NAME,
-        atomic_open,
-        atomic_write_bytes,
         read_model_config,
     )
     from sddkit.metrics.det import eer
@@ -109,13 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     out = Path(args.out)
-    if out.resolve() != model_dir.resolve():
-        out.mkdir(parents=True, exist_ok=True)
-        # replaced whole (temporary file + rename), weights before config as save_model_dir writes them: a stop
-        # half-way never leaves a truncated file, and a process that has the old weights open keeps them
-        with open(model_dir / WEIGHTS_NAME, "rb") as src, atomic_open(out / WEIGHTS_NAME) as dst:
-            shutil.copyfileobj(src, dst)
-    atomic_write_bytes(out / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+    write_with_config(model_dir, out, config)
     cal = inference.calibration
     print(
         f"val EER {100 * val.eer:.2f}% (whole files, {len(labels)} files); calibration a={cal.a:.4f} b={cal.b:.4f}; "

@@ -26,7 +26,7 @@ def _commands() -> set[str]:
 
 
 def test_every_sdd_command_the_package_docs_name_exists():
-    # the mixture docstring sent the reader to `sdd calibrate`, a command that does not exist
+    # the mixture docstring sent the reader to `sdd calibrate`, a command that did not exist then
     commands = _commands()
     named = {}
     for path in Path(sddkit.__file__).parent.rglob("*.py"):

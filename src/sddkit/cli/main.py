@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sddkit.cli.demo_cmd",
     "sddkit.cli.score_cmd",
     "sddkit.cli.serve_cmd",
+    "sddkit.cli.calibrate_cmd",
     "sddkit.cli.export_cmd",
     "sddkit.cli.import_aasist_cmd",
 )

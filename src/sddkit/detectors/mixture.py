@@ -12,7 +12,8 @@ The reference implementation applied a softmax to already-softmaxed outputs; tha
 scores towards 0 and is not reproduced here. The experts' logits are used as they come: a calibration recorded in
 an expert's model directory (``inference.calibration``) is not applied (the ``average`` gate averages uncalibrated
 probabilities, not calibrated LLRs); the mixture is calibrated as one model, on its own raw score
-(``sddkit.scoring.calibrate_model_dir``, or ``scripts/finalize_default_model.py`` on sddbench ``val``).
+(``sdd calibrate``, ``sddkit.scoring.calibrate_model_dir``, or ``scripts/finalize_default_model.py`` on sddbench
+``val``).
 
 MELE: experts of one architecture, one per domain, each trained on its own domain first.
 MILE: experts of different architectures, all trained on the same pooled data.

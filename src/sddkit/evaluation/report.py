@@ -152,7 +152,7 @@ class Report:
                 "the model that wrote these scores carries no calibration (inference.calibration is the identity "
                 "map): its scores are raw logit differences, not log-likelihood ratios, so actDCF and Cllr say "
                 "little (EER, minDCF and AUC do not depend on the scale); calibrate it on validation scores "
-                "(sddkit.scoring.calibrate_model_dir) and score again"
+                "(sdd calibrate --model DIR --protocol VAL) and score again"
             )
         auc = self.pooled.get("auc")
         if auc is not None and auc < 0.5:

@@ -1,0 +1,55 @@
+"""``sdd calibrate --model DIR --protocol P``: fit a model's score calibration and threshold on labelled files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from sddkit.scoring.calibrate import THRESHOLD_RULES
+
+    p = sub.add_parser(
+        "calibrate",
+        help="fit a model directory's calibration (scores become LLRs) and threshold on labelled validation files",
+    )
+    p.add_argument("--model", required=True, help="model directory to calibrate (e.g. runs/NAME/best)")
+    p.add_argument(
+        "--protocol",
+        required=True,
+        help="labelled files to fit on: any protocol of `sdd list protocol` (validation files, never test ones)",
+    )
+    p.add_argument("--format", default=None, help="the protocol's format (default: detected)")
+    p.add_argument("--partitions", nargs="+", default=None, metavar="NAME", help="only these partitions (e.g. val)")
+    p.add_argument(
+        "--threshold",
+        choices=THRESHOLD_RULES,
+        default="eer",
+        help="eer (default): where the two error rates on these files meet; bayes: the Bayes decision at --prior "
+        "with equal costs (0 at 0.5); keep: the model's own",
+    )
+    p.add_argument("--prior", type=float, default=0.5, help="bona fide prior of the fit (default 0.5)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="write the calibrated model here (its weights copied, config.json written); default: in place",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sddkit.cli.options import check_paths_given
+    from sddkit.scoring.calibrate import calibrate_on_protocol
+
+    check_paths_given(args, "model", "protocol", "out")
+    report = calibrate_on_protocol(
+        args.model,
+        args.protocol,
+        format=args.format,
+        partitions=args.partitions,
+        out=args.out,
+        threshold=args.threshold,
+        prior=args.prior,
+    )
+    print(json.dumps(report, indent=2))
+    return 0

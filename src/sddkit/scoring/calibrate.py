@@ -1,0 +1,127 @@
+"""Calibrate a model directory on labelled files (``sdd calibrate``): score them, fit, set the threshold, store.
+
+A model fresh from ``sdd train`` scores raw logit differences (its ``inference.calibration`` is the identity).
+:func:`calibrate_on_protocol` scores every file a protocol lists (a validation partition: never the files a figure
+will be reported on) as ``sdd score`` does, fits the logistic calibration ``llr = a * raw + b`` on the raw scores
+(:func:`~sddkit.scoring.calibration.fit_calibration`, Brümmer's prior-weighted form), sets the decision threshold
+by one of :data:`THRESHOLD_RULES`, and writes the model directory's ``config.json`` (in place, or beside a copy of
+its weights in ``out``). Nothing is written unless every file scored and the fit succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sddkit.errors import ConfigError, SddkitError
+
+# eer: the operating point where the two error rates on these files meet (halfway to the next lower score, so a
+#   file's decision does not hang on its last digit); bayes: the Bayes decision for the prior, -logit(prior)
+#   (0 at 0.5, equal costs); keep: the threshold the model has
+THRESHOLD_RULES = ("eer", "bayes", "keep")
+
+
+def margin_threshold(scores: np.ndarray, threshold: float) -> float:
+    """A threshold that decides ``scores`` as ``threshold`` does (accept iff score >= it), halfway between it and
+    the highest score below it: ``threshold`` itself when no score is below it, or when the two are adjacent
+    floats (their midpoint rounds to the lower one, which would then be accepted)."""
+    below = scores[scores < threshold]
+    if below.size == 0:
+        return float(threshold)
+    middle = float((below.max() + threshold) / 2)
+    return middle if middle > below.max() else float(threshold)
+
+
+def write_with_config(model_dir: Path, out: Path, config: dict[str, Any]) -> None:
+    """Write ``config`` as ``out``'s config.json, beside a copy of ``model_dir``'s weights when ``out`` is another
+    folder. Each file is replaced whole (temporary file + rename), weights before config as save_model_dir writes
+    them: a stop half-way never leaves a truncated file, and a process that has the old weights open keeps them."""
+    from sddkit.detectors.model_dir import CONFIG_NAME, WEIGHTS_NAME, atomic_open, atomic_write_bytes
+
+    if out.resolve() != model_dir.resolve():
+        out.mkdir(parents=True, exist_ok=True)
+        with open(model_dir / WEIGHTS_NAME, "rb") as src, atomic_open(out / WEIGHTS_NAME) as dst:
+            shutil.copyfileobj(src, dst)
+    atomic_write_bytes(out / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+
+
+def calibrate_on_protocol(
+    model_dir: str | Path,
+    protocol: str | Path,
+    *,
+    format: str | None = None,
+    partitions: Sequence[str] | None = None,
+    out: str | Path | None = None,
+    threshold: str = "eer",
+    prior: float = 0.5,
+) -> dict[str, Any]:
+    """Calibrate ``model_dir`` on the files of ``protocol`` (``partitions`` of it) and store the result in ``out``
+    (default: ``model_dir`` itself); returns a report (counts, calibration, threshold, EER on these files)."""
+    from sddkit.data.protocols import read_protocol
+    from sddkit.detectors.model_dir import read_model_config
+    from sddkit.metrics.det import eer
+    from sddkit.scoring.api import load_detector
+    from sddkit.scoring.calibration import fit_calibration
+    from sddkit.scoring.inference import read_inference
+
+    if threshold not in THRESHOLD_RULES:
+        raise ConfigError(f"threshold must be one of {', '.join(THRESHOLD_RULES)}, got {threshold!r}")
+    if not 0.0 < prior < 1.0:  # NaN fails too
+        raise ConfigError(f"prior must be in (0, 1), got {prior}")
+    model_dir = Path(model_dir)
+    options = {"partitions": list(partitions)} if partitions else {}
+    table = read_protocol(protocol, format, **options)
+    labels = np.asarray(table.labels, dtype=np.int64)
+    n_bona, n_spoof = int((labels == 1).sum()), int((labels == 0).sum())
+    if n_bona == 0 or n_spoof == 0:
+        where = f" (partitions {', '.join(partitions)})" if partitions else ""
+        raise ConfigError(
+            f"{protocol}{where}: {n_bona} bona fide and {n_spoof} spoof files; a calibration needs both classes"
+        )
+    detector = load_detector(model_dir)
+    raw = np.empty(len(labels), dtype=np.float64)
+    for i, path in enumerate(table.column("path")):
+        try:
+            raw[i] = detector.score_file(path).raw_score
+        except SddkitError as exc:  # one file's problem, named; nothing is written
+            raise ConfigError(
+                f"{path} cannot be scored ({exc}); a calibration fitted without it would not be the one asked "
+                "for: repair the file or leave it out of the protocol"
+            ) from None
+
+    inference = read_inference(model_dir)
+    inference.calibration = fit_calibration(raw, labels, prior=prior)
+    llr = inference.calibration.apply(raw)
+    point = eer(labels, llr)
+    if threshold == "eer":
+        inference.threshold = margin_threshold(llr, point.threshold)
+    elif threshold == "bayes":
+        inference.threshold = -math.log(prior / (1.0 - prior))
+    config = read_model_config(model_dir)
+    config["inference"] = inference.to_dict()
+    record = {
+        "protocol": str(Path(protocol).resolve()),
+        "partitions": list(partitions) if partitions else None,
+        "n_bonafide": n_bona,
+        "n_spoof": n_spoof,
+        "prior": prior,
+        "threshold_rule": threshold,
+        "eer": float(point.eer),
+    }
+    config["metadata"] = {**(config.get("metadata") or {}), "calibrated": record}
+
+    target = model_dir if out is None else Path(out)
+    write_with_config(model_dir, target, config)
+    cal = inference.calibration
+    return {
+        "model": str(target),
+        **record,
+        "calibration": {"a": cal.a, "b": cal.b},
+        "threshold": inference.threshold,
+    }
