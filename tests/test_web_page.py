@@ -157,7 +157,8 @@ def test_upload_in_browser_shows_decision_and_gate_weights(tmp_path, mixture_dir
 
 
 def _model_info_text(app, tmp_path, monkeypatch) -> str:
-    """The text of the page's model description, as Chromium renders it from GET /v1/model."""
+    """The text of the page's model description, as Chromium renders it from GET /v1/model, and (after a line
+    break) the labels of the result's score and probability rows, which follow the model's calibration."""
     _ensure_chromium()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -167,7 +168,10 @@ def _model_info_text(app, tmp_path, monkeypatch) -> str:
         try:
             drv.get(f"http://127.0.0.1:{port}/")
             WebDriverWait(drv, 60).until(lambda d: "calibration" in d.find_element(By.ID, "model-info").text)
-            return drv.find_element(By.ID, "model-info").text
+            labels = [
+                drv.find_element(By.ID, k).get_attribute("textContent") for k in ("score-label", "probability-label")
+            ]
+            return drv.find_element(By.ID, "model-info").text + "\n" + " | ".join(labels)
         finally:
             drv.quit()
 
@@ -179,8 +183,10 @@ def test_the_page_shows_a_calibration_recorded_without_its_prior(tmp_path, monke
     model = save_tiny_lcnn(tmp_path / "lcnn", inference=inference)
     text = _model_info_text(create_app(model), tmp_path, monkeypatch)
     assert "a=1.500, b=0.200" in text and "raw scores" not in text
-    plain = save_tiny_lcnn(tmp_path / "plain")  # the identity map: raw scores
-    assert "none (raw scores)" in _model_info_text(create_app(plain), tmp_path, monkeypatch)
+    assert text.endswith("Score (calibrated LLR) | Probability of bona fide (prior 0.5)")
+    plain = save_tiny_lcnn(tmp_path / "plain")  # the identity map: raw scores, which the result rows say
+    text = _model_info_text(create_app(plain), tmp_path, monkeypatch)
+    assert "none (raw scores)" in text and text.endswith("Score (raw, not calibrated) | Sigmoid of the raw score")
 
 
 def test_api_docs_page_renders_offline_in_the_browser(tmp_path, monkeypatch):

@@ -100,10 +100,14 @@ class WindowOut(BaseModel):
 
 
 class ScoreResponse(BaseModel):
-    """The score of one uploaded file (``score`` is a calibrated LLR; higher = more bona fide)."""
+    """The score of one uploaded file (``score`` is the model's calibrated LLR, or its raw score when the model
+    carries no calibration, as ``GET /v1/model`` says; higher = more bona fide)."""
 
     filename: str | None = None
-    score: float = Field(description="calibrated log-likelihood ratio, bona fide vs spoof")
+    score: float = Field(
+        description="calibrated log-likelihood ratio, bona fide vs spoof (a raw score for a model without a "
+        "calibration: GET /v1/model's calibration is then the identity)"
+    )
     probability: float = Field(description="posterior probability of bona fide at prior 0.5 (sigmoid of score)")
     decision: str = Field(description="'bonafide' if score >= threshold else 'spoof'")
     threshold: float

@@ -34,8 +34,10 @@
   }
 
   // the map itself says whether scores are calibrated: a hand-set a, b carries no prior
+  const isUncalibrated = (cal) => cal.a == null || (cal.a === 1 && cal.b === 0);
+
   function describeCalibration(cal) {
-    if (cal.a == null || (cal.a === 1 && cal.b === 0)) return "none (raw scores)";
+    if (isUncalibrated(cal)) return "none (raw scores)";
     const fitted = cal.prior == null ? "" : " (fitted at prior " + cal.prior + ")";
     return "a=" + fmt(cal.a, 3) + ", b=" + fmt(cal.b, 3) + fitted;
   }
@@ -58,6 +60,10 @@
       row(dl, "parameters", m.num_parameters != null ? m.num_parameters.toLocaleString() : "?");
       row(dl, "window", fmt(m.window_s, 2) + " s, hop " + fmt(m.hop_samples / m.sample_rate, 2) + " s, " + m.aggregation);
       row(dl, "calibration", describeCalibration(m.calibration || {}));
+      // a model fresh from `sdd train` scores raw logit differences: no LLR, and their sigmoid no posterior
+      const raw = isUncalibrated(m.calibration || {});
+      $("score-label").textContent = raw ? "Score (raw, not calibrated)" : "Score (calibrated LLR)";
+      $("probability-label").textContent = raw ? "Sigmoid of the raw score" : "Probability of bona fide (prior 0.5)";
       row(dl, "threshold", fmt(m.threshold, 3));
       row(dl, "limits", m.limits.max_upload_mb + " MB, " + m.limits.max_duration_s + " s");
       if (typeof m.limits.max_upload_mb === "number" && m.limits.max_upload_mb > 0) maxUploadMb = m.limits.max_upload_mb;
