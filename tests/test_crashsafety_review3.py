@@ -141,6 +141,25 @@ def test_a_damaged_latest_pointer_is_reported(tmp_path):
             ckpt.latest_checkpoint(tmp_path)
 
 
+def test_an_unreadable_latest_pointer_is_one_line(tmp_path, monkeypatch):
+    # another user's run folder (a pointer of mode 0600; the tests run as root, who reads it anyway): the
+    # PermissionError of read_text came out as a traceback
+    import errno
+    from pathlib import Path
+
+    ckpt.save_checkpoint(tmp_path, "step-1", {"w": torch.ones(2)})
+    real = Path.read_text
+
+    def denied(self, *args, **kwargs):
+        if self.name == ckpt.LATEST:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    with pytest.raises(CheckpointError, match=r"latest: cannot read the checkpoint pointer: Permission denied"):
+        ckpt.latest_checkpoint(tmp_path)
+
+
 # --- scoring --------------------------------------------------------------------------------------------------
 class _FillsUp:
     """A file on a disk that fills up: the next write lands half, then fails with ENOSPC."""

@@ -185,7 +185,12 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     pointer = root / LATEST
     if not pointer.is_file():
         return None
-    name = pointer.read_text(errors="replace").strip()  # a damaged pointer is named in the error, not a decode error
+    try:
+        name = pointer.read_text(
+            errors="replace"
+        ).strip()  # a damaged pointer is named in the error, not a decode error
+    except OSError as exc:  # another user's run folder (a pointer of mode 0600): one line, not a traceback
+        raise CheckpointError(f"{pointer}: cannot read the checkpoint pointer: {exc.strerror or exc}") from None
     if not name or any(c in name for c in "/\0\ufffd") or name.startswith("."):
         raise CheckpointError(f"{pointer}: invalid checkpoint pointer {name!r}")
     path = root / name

@@ -846,7 +846,10 @@ class Trainer:
         """The error of a ``--resume`` whose latest checkpoint cannot be read: the other complete checkpoints there
         to go on from instead (never chosen silently: the steps after it would be taken again), or none."""
         pointer = self.ckpt_dir / ckpt.LATEST
-        named = pointer.read_text(errors="replace").strip() if pointer.is_file() else ""
+        try:
+            named = pointer.read_text(errors="replace").strip() if pointer.is_file() else ""
+        except OSError:  # the pointer itself unreadable (exc says so): every complete checkpoint is another
+            named = ""
         others = [n for n in ckpt.complete_checkpoints(self.ckpt_dir) if n != named]
         if others:
             how = (
