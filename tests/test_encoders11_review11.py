@@ -100,3 +100,14 @@ def test_a_whisper_folder_without_architectures_loads_by_its_weights_prefixes(tm
     reference = source if whole == "WhisperEncoder" else source.get_encoder()
     for name, tensor in reference.state_dict().items():
         torch.testing.assert_close(loaded.model.state_dict()[name], tensor, msg=name)
+
+
+def test_an_empty_pretrained_path_is_refused_not_read_as_the_working_directory():
+    # Path("") is ".": `pretrained: ""` (an unset variable substituted into a recipe) read the working directory
+    from sddkit.config import from_dict
+    from sddkit.errors import ConfigError
+    from sddkit.frontends.encoders import EncoderConfig
+
+    for empty in ("", "  "):
+        with pytest.raises((ConfigError, ValueError), match="pretrained is an empty string"):
+            from_dict(EncoderConfig, {"pretrained": empty})

@@ -398,6 +398,10 @@ class EncoderConfig:
             raise ValueError(f"layer must be >= 0, 'last' or 'weighted', got {self.layer}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if isinstance(self.pretrained, str) and not self.pretrained.strip():
+            # Path("") is the working directory: an unset variable in a recipe (`pretrained: ${ENC}`) loaded
+            # whatever config.json is there, or failed naming "."
+            raise ValueError("pretrained is an empty string: name the model folder, or leave pretrained out")
         for key in _LAYERDROP_KEYS:
             if self.overrides.get(key, 0.0) not in (0, 0.0):
                 raise ValueError(
