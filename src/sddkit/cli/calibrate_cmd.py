@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from sddkit.cli.options import check_paths_given
     from sddkit.scoring.calibrate import calibrate_on_protocol
+    from sddkit.scoring.onnx_export import ONNX_NAME
 
     check_paths_given(args, "model", "protocol", "out")
     report = calibrate_on_protocol(
@@ -52,4 +55,11 @@ def run(args: argparse.Namespace) -> int:
         prior=args.prior,
     )
     print(json.dumps(report, indent=2))
+    exported = Path(report["model"]) / ONNX_NAME
+    if exported.is_file():  # its graph carries the old calibration: the onnx backend now refuses it, as it should
+        print(
+            f"sdd calibrate: note: {exported} was exported before this calibration, and the onnx backend refuses it "
+            f"until it is exported again: sdd export-onnx --model {report['model']} --out {report['model']} --force",
+            file=sys.stderr,
+        )
     return 0

@@ -64,8 +64,9 @@ def calibrate_on_protocol(
     """Calibrate ``model_dir`` on the files of ``protocol`` (``partitions`` of it) and store the result in ``out``
     (default: ``model_dir`` itself); returns a report (counts, calibration, threshold, EER on these files)."""
     from sddkit.data.protocols import read_protocol
-    from sddkit.detectors.model_dir import read_model_config
+    from sddkit.detectors.model_dir import CONFIG_NAME, read_model_config
     from sddkit.metrics.det import eer
+    from sddkit.outputs import why_unwritable
     from sddkit.scoring.api import load_detector
     from sddkit.scoring.calibration import fit_calibration
     from sddkit.scoring.inference import read_inference
@@ -84,7 +85,12 @@ def calibrate_on_protocol(
         raise ConfigError(
             f"{protocol}{where}: {n_bona} bona fide and {n_spoof} spoof files; a calibration needs both classes"
         )
-    detector = load_detector(model_dir)
+    detector = load_detector(model_dir)  # first: a missing model is named as such, no folder made for it
+    target = model_dir if out is None else Path(out)
+    # asked before the files are scored, not after: an --out that is a file, or under one, was a traceback then
+    reason = why_unwritable(target / CONFIG_NAME)
+    if reason is not None:
+        raise ConfigError(f"{target}: cannot write the calibrated model there ({reason})")
     raw = np.empty(len(labels), dtype=np.float64)
     for i, path in enumerate(table.column("path")):
         try:
@@ -116,8 +122,10 @@ def calibrate_on_protocol(
     }
     config["metadata"] = {**(config.get("metadata") or {}), "calibrated": record}
 
-    target = model_dir if out is None else Path(out)
-    write_with_config(model_dir, target, config)
+    try:
+        write_with_config(model_dir, target, config)
+    except OSError as exc:  # a full disk, a folder made read-only meanwhile: one line, each file whole or as it was
+        raise ConfigError(f"{target}: cannot write the calibrated model ({exc.strerror or exc})") from None
     cal = inference.calibration
     return {
         "model": str(target),
