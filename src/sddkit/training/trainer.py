@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -709,15 +710,13 @@ class Trainer:
     def _model_state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.module.state_dict().items() if k not in self._reloadable}
 
+    @functools.cached_property
     def _frozen_digest(self) -> str | None:
         """:func:`weights_digest` of the frozen pretrained weights that checkpoints leave out (read from the
         pretrained folder when the model is built); None when there are none. Computed once: a run never changes
         them."""
-        if not hasattr(self, "_frozen_digest_value"):
-            state = self.module.state_dict()
-            frozen = {k: v for k, v in state.items() if k in self._reloadable}
-            self._frozen_digest_value = weights_digest(frozen) if frozen else None
-        return self._frozen_digest_value
+        frozen = {k: v for k, v in self.module.state_dict().items() if k in self._reloadable}
+        return weights_digest(frozen) if frozen else None
 
     def _save(self, result: EvalResult | None) -> None:
         s = self.state
@@ -743,7 +742,7 @@ class Trainer:
                 "model_config": self.model_config,
                 "architecture": self.architecture,
                 "model": self._model_state(),
-                "pretrained_digest": self._frozen_digest(),
+                "pretrained_digest": self._frozen_digest,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "strategy": self.strategy.state_dict(),
@@ -786,7 +785,7 @@ class Trainer:
         except CheckpointError as exc:  # e.g. another backend width passed as an override
             raise _changed_model(exc, changes) from None
         recorded_frozen = state.get("pretrained_digest")  # absent from checkpoints written before it was recorded
-        if recorded_frozen is not None and recorded_frozen != self._frozen_digest():
+        if recorded_frozen is not None and recorded_frozen != self._frozen_digest:
             # the checkpoint holds the weights trained over those frozen ones, which come from the folder again: a
             # folder replaced since (another encoder, another revision under the same path) went on under other
             # features without a word, and best/ and final/ recorded the new folder's digest as the trained-on one
@@ -794,7 +793,7 @@ class Trainer:
             changed = f"; the recipe changed since ({'; '.join(changes)})" if changes else ""
             raise CheckpointError(
                 f"{path}: the frozen pretrained weights read from {folders} are not those this run was trained over "
-                f"(digest {str(self._frozen_digest())[:12]}, recorded {str(recorded_frozen)[:12]}){changed}: restore "
+                f"(digest {str(self._frozen_digest)[:12]}, recorded {str(recorded_frozen)[:12]}){changed}: restore "
                 "that folder as it was, or train over the new weights in another trainer.out_dir"
             )
         if changes:
