@@ -12,7 +12,8 @@
    operating point, which is one val file's score, and the next lower val score, which makes the same val
    decisions with a margin (a threshold equal to a file's score flips that file's decision when another
    sddkit version scores it a few millionths lower);
-4. records the val figures in ``metadata``.
+4. records the val figures in ``metadata.val_calibrated`` (an earlier calibration's record moves to
+   ``metadata.superseded_calibrations``, as ``sdd calibrate`` does).
 
 Nothing is written until steps 2-4 succeeded (a fit that fails leaves ``--out`` as it was); then
 ``model.safetensors`` is copied to ``--out`` (the bundled default model by default) and ``config.json``
@@ -30,7 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sddkit.scoring.calibrate import margin_threshold, write_with_config  # as `sdd calibrate` sets and writes
+from sddkit.scoring.calibrate import (  # as `sdd calibrate` sets, records and writes
+    margin_threshold,
+    record_calibration,
+    write_with_config,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MANIFEST = REPO.parent / "shared" / "data" / "sddbench" / "manifest.csv"
@@ -84,14 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     inference.threshold = margin_threshold(llr, val.threshold)
     config = read_model_config(model_dir)
     config["inference"] = inference.to_dict()
-    config["metadata"] = config.get("metadata") or {}  # optional in a model config (read_model_config)
-    config["metadata"]["val_calibrated"] = {
+    record = {
         "partition": "sddbench val",
         "n_bonafide": int((labels == 1).sum()),
         "n_spoof": int((labels == 0).sum()),
         "eer_whole_files": float(val.eer),
         "threshold": "val EER operating point of the calibrated scores, halfway to the next lower val score",
     }
+    # metadata is optional in a model config; an earlier calibration's record (sdd calibrate's) is superseded
+    config["metadata"] = record_calibration(config.get("metadata"), "val_calibrated", record)
 
     out = Path(args.out)
     write_with_config(model_dir, out, config)

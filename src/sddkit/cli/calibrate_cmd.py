@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out",
         default=None,
-        help="write the calibrated model here (its weights copied, config.json written); default: in place",
+        help="write the calibrated model here (its weights copied, config.json written; not its MODEL_CARD.md, "
+        "whose figures are for the source's calibration; metadata.calibrated.copied_from names the source); "
+        "default: in place",
     )
     p.set_defaults(func=run)
 
@@ -55,6 +57,14 @@ def run(args: argparse.Namespace) -> int:
         prior=args.prior,
     )
     print(json.dumps(report, indent=2))
+    card = Path(args.model) / "MODEL_CARD.md"
+    if "copied_from" in report and card.is_file():  # a copy of the card would give the source's calibration
+        print(
+            f"sdd calibrate: note: {card} is not copied to {report['model']}: its calibration and threshold are "
+            f"not this one's; the copy's metadata.calibrated.copied_from names {args.model}, whose card tells how "
+            "the weights were made",
+            file=sys.stderr,
+        )
     exported = Path(report["model"]) / ONNX_NAME
     if exported.is_file():  # its graph carries the old calibration: the onnx backend now refuses it, as it should
         print(

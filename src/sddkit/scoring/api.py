@@ -62,9 +62,10 @@ class ScoreResult:
     posterior of bona fide at prior 0.5; decision: ``'bonafide'`` if ``score >= threshold``;
     raw_score: the aggregated uncalibrated score (what calibration is fitted on);
     window_scores: calibrated LLR of every window, which spans ``[window_starts_s[i],
-    window_ends_s[i])`` seconds; weights: per-window statistics of the model (e.g. a mixture's
-    ``gate_weights``, one value per expert, and ``expert_scores``, each expert's raw, uncalibrated score)
-    averaged over the windows.
+    window_ends_s[i])`` seconds: the file's calibration ``a * raw + b`` applied to the window's raw score (so with
+    ``mean`` aggregation ``score`` is their mean; the map is fitted on whole files' scores, not on windows');
+    weights: per-window statistics of the model (e.g. a mixture's ``gate_weights``, one value per expert, and
+    ``expert_scores``, each expert's raw, uncalibrated score) averaged over the windows.
     """
 
     score: float

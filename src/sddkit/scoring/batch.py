@@ -19,7 +19,8 @@ resume after an upgrade goes on, and the record keeps the earlier runs' other bl
 While a run writes ``out`` it holds an flock on ``<out>.lock``, so a second run on the same output is refused.
 
 Windows (``windows=True``): per-window scores go to a sidecar ``<out stem>.windows.csv``
-(columns ``path,window,start_s,end_s,score``), or to a ``windows`` list in each JSONL row.
+(columns ``path,window,start_s,end_s,score``), or to a ``windows`` list in each JSONL row. A window's ``score`` is
+the file's calibration applied to the window's raw score (``ScoreResult.window_scores``).
 
 Shards: with ``WORLD_SIZE > 1`` (torchrun), rank ``r`` scores every ``WORLD_SIZE``-th path into
 ``<out>.rank<r>`` and marks it complete with ``<out>.rank<r>.done``; rank 0 then merges all

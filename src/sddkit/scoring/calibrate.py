@@ -5,7 +5,13 @@ A model fresh from ``sdd train`` scores raw logit differences (its ``inference.c
 will be reported on) as ``sdd score`` does, fits the logistic calibration ``llr = a * raw + b`` on the raw scores
 (:func:`~sddkit.scoring.calibration.fit_calibration`, Brümmer's prior-weighted form), sets the decision threshold
 by one of :data:`THRESHOLD_RULES`, and writes the model directory's ``config.json`` (in place, or beside a copy of
-its weights in ``out``). Nothing is written unless every file scored and the fit succeeded.
+its weights in ``out``). Nothing is written unless every file scored and the fit succeeded, and a run that fails
+leaves no folder of ``out`` it made.
+
+The new calibration's record, ``metadata.calibrated``, is the one in force: an earlier one (an earlier
+``metadata.calibrated``, or the ``metadata.val_calibrated`` of scripts/finalize_default_model.py, which the bundled
+model carries) describes a calibration the config no longer holds, and moves to ``metadata.superseded_calibrations``
+(:func:`record_calibration`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,28 @@ from sddkit.errors import ConfigError, SddkitError
 #   file's decision does not hang on its last digit); bayes: the Bayes decision for the prior, -logit(prior)
 #   (0 at 0.5, equal costs); keep: the threshold the model has
 THRESHOLD_RULES = ("eer", "bayes", "keep")
+# metadata keys of a calibration record: sdd calibrate's, and scripts/finalize_default_model.py's (the bundled model's)
+CALIBRATION_KEYS = ("calibrated", "val_calibrated")
+SUPERSEDED_KEY = "superseded_calibrations"
+
+
+def record_calibration(metadata: dict[str, Any] | None, key: str, record: dict[str, Any]) -> dict[str, Any]:
+    """``metadata`` with ``record`` at ``key`` as the record of the calibration in force. The records of earlier
+    calibrations (under any of :data:`CALIBRATION_KEYS`) describe a calibration the config no longer holds: they
+    move to the front of ``superseded_calibrations`` (newest first), each naming the key it stood under."""
+    metadata = dict(metadata or {})
+    earlier = []
+    for k in CALIBRATION_KEYS:
+        if k in metadata:
+            old = metadata.pop(k)
+            earlier.append({"key": k, **old} if isinstance(old, dict) else {"key": k, "record": old})
+    before = metadata.get(SUPERSEDED_KEY)
+    if before is not None:
+        earlier += before if isinstance(before, list) else [before]
+    metadata[key] = record
+    if earlier:
+        metadata[SUPERSEDED_KEY] = earlier
+    return metadata
 
 
 def margin_threshold(scores: np.ndarray, threshold: float) -> float:
@@ -51,6 +79,33 @@ def write_with_config(model_dir: Path, out: Path, config: dict[str, Any]) -> Non
     atomic_write_bytes(out / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
 
 
+def folders_to_make(folder: Path) -> list[Path]:
+    """The folders of ``folder``'s path that are not there yet, deepest first: those writing into it makes."""
+    missing = []
+    for p in (folder, *folder.parents):
+        if p.exists() or p.is_symlink():
+            break
+        missing.append(p)
+    return missing
+
+
+def remove_made(folders: Sequence[Path], files: Sequence[Path] = ()) -> None:
+    """Remove ``files``, then ``folders`` (deepest first) where they are empty: what a failed run made. A folder
+    another process has written into meanwhile stays, and so do the folders above it."""
+    for f in files:
+        try:
+            f.unlink(missing_ok=True)
+        except OSError:
+            pass
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:  # the check stopped above it (a file in the way, no permission)
+            continue
+        except OSError:
+            return
+
+
 def calibrate_on_protocol(
     model_dir: str | Path,
     protocol: str | Path,
@@ -64,7 +119,7 @@ def calibrate_on_protocol(
     """Calibrate ``model_dir`` on the files of ``protocol`` (``partitions`` of it) and store the result in ``out``
     (default: ``model_dir`` itself); returns a report (counts, calibration, threshold, EER on these files)."""
     from sddkit.data.protocols import read_protocol
-    from sddkit.detectors.model_dir import CONFIG_NAME, read_model_config
+    from sddkit.detectors.model_dir import CONFIG_NAME, WEIGHTS_NAME, read_model_config
     from sddkit.metrics.det import eer
     from sddkit.outputs import why_unwritable
     from sddkit.scoring.api import load_detector
@@ -87,8 +142,12 @@ def calibrate_on_protocol(
         )
     detector = load_detector(model_dir)  # first: a missing model is named as such, no folder made for it
     target = model_dir if out is None else Path(out)
+    made = [] if target.resolve() == model_dir.resolve() else folders_to_make(target)
     # asked before the files are scored, not after: an --out that is a file, or under one, was a traceback then
     reason = why_unwritable(target / CONFIG_NAME)
+    # the check made the folders to ask; they are made again only to write: a run that fails (a file that cannot
+    # be scored, a fit that fails, Ctrl-C) left an empty --out behind
+    remove_made(made)
     if reason is not None:
         raise ConfigError(f"{target}: cannot write the calibrated model there ({reason})")
     raw = np.empty(len(labels), dtype=np.float64)
@@ -120,12 +179,20 @@ def calibrate_on_protocol(
         "threshold_rule": threshold,
         "eer": float(point.eer),
     }
-    config["metadata"] = {**(config.get("metadata") or {}), "calibrated": record}
+    if target.resolve() != model_dir.resolve():
+        # a copy gets no MODEL_CARD.md (the source's describes the source's calibration, not this one): this names
+        # the folder whose weights it holds, and so the card that describes how they were trained
+        record["copied_from"] = str(model_dir.resolve())
+    config["metadata"] = record_calibration(config.get("metadata"), "calibrated", record)
 
     try:
         write_with_config(model_dir, target, config)
-    except OSError as exc:  # a full disk, a folder made read-only meanwhile: one line, each file whole or as it was
-        raise ConfigError(f"{target}: cannot write the calibrated model ({exc.strerror or exc})") from None
+    except BaseException as exc:
+        # the files of a folder this run made go with it; an existing folder keeps whatever the atomic writes left
+        remove_made(made, [target / WEIGHTS_NAME, target / CONFIG_NAME] if made else [])
+        if isinstance(exc, OSError):  # a full disk, a folder made read-only meanwhile: one line
+            raise ConfigError(f"{target}: cannot write the calibrated model ({exc.strerror or exc})") from None
+        raise
     cal = inference.calibration
     return {
         "model": str(target),
