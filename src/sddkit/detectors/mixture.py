@@ -17,7 +17,10 @@ probabilities, not calibrated LLRs); the mixture is calibrated as one model, on 
 
 MELE: experts of one architecture, one per domain, each trained on its own domain first.
 MILE: experts of different architectures, all trained on the same pooled data.
-In both, the gate is then trained on pooled data with the experts frozen (default) or fine-tuned.
+In both, the gate is then trained on pooled data with the experts frozen (default) or fine-tuned with it, end to end
+(:class:`DetectorMixture`). A resume of that training (``sdd train --resume``) builds the experts from the configs
+its checkpoint records, so their ``expert_dirs`` may have been moved or removed since, as may those of a saved
+mixture, whose config holds the experts' configs.
 """
 
 from __future__ import annotations
@@ -65,7 +68,11 @@ class DetectorMixture(nn.Module):
     """Gate-weighted mixture of detectors' class probabilities.
 
     experts: E detectors; gate: a ``Gate`` (``(waveform, embeddings) -> (B, E)`` weights).
-    freeze_experts: experts get no gradient and stay in eval mode (batch-norm statistics fixed).
+    freeze_experts: experts get no gradient and stay in eval mode (batch-norm statistics fixed). Unfrozen (joint
+    fine-tuning), the experts' embeddings reach the gate undetached, so the loss trains each expert through the gate's
+    weights as well as through its class probabilities: end-to-end training of the whole mixture, as the MELE
+    reference code does (polimi-ispl/moe_speech_deepfake: its enhanced gate reads the experts' embeddings as they
+    come, and its optimiser takes every parameter that requires a gradient, the experts' included).
 
     An expert with no trainable parameter (every expert of a frozen mixture) runs without autograd unless the
     waveform requires a gradient, and its auxiliary losses (e.g. MoLEx load balance), constants to the gate,

@@ -231,6 +231,17 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     return decode_state(document["state"], tensors)
 
 
+def load_checkpoint_record(path: str | Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The entries ``keys`` of a checkpoint's state that hold no tensor (the recipe, the model config), read from
+    its ``state.json`` alone: what a resume needs before the model is built, without reading every weight twice."""
+    doc_path = Path(path) / STATE_JSON
+    document = read_versioned_json(doc_path, fmt=FORMAT, version=FORMAT_VERSION, what="checkpoint")
+    state = document.get("state")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{doc_path}: not a complete checkpoint (no 'state' object)")
+    return {key: decode_state(state[key], {}) for key in keys if key in state}
+
+
 def load_checkpoint_tensors(path: str | Path, prefix: str, *, map_location: str = "cpu") -> dict[str, torch.Tensor]:
     """Only the tensors stored under ``prefix`` (e.g. ``model/``), keys without it; skips the rest of the file."""
     from safetensors import safe_open

@@ -61,8 +61,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
+from sddkit.detectors.detector import DetectorConfig
+from sddkit.detectors.mixture import MixtureConfig
 from sddkit.detectors.model_dir import (
     _pretrained_folders,
+    _reset_inert_head_scale,
     atomic_write_bytes,
     load_state_checked,
     save_model_dir,
@@ -455,15 +458,34 @@ class Trainer:
         elif r.init_from is not None:
             return self._init_from(r.init_from)
         elif r.mixture is not None:
-            from sddkit.detectors.mixture import build_mixture, resolved_mixture_config
+            from sddkit.detectors.mixture import build_mixture, expert_names, resolved_mixture_config
 
-            model = build_mixture(r.mixture)
+            mixture = r.mixture
+            recorded, unrecorded = (None, None)
+            if self.resume and mixture.expert_dirs:
+                recorded, unrecorded = self._checkpoint_experts(mixture)
+            if recorded is not None:
+                # a resume: the checkpoint holds every expert's weights, so only their architecture is needed, and
+                # its record of it stands for the expert_dirs, which may have been moved or removed since
+                mixture = dataclasses.replace(
+                    mixture, experts=recorded, expert_dirs=[], expert_names=expert_names(mixture)
+                )
+            try:
+                model = build_mixture(mixture)
+            except CheckpointError as exc:
+                if unrecorded is None:
+                    raise
+                raise CheckpointError(
+                    f"{exc}; {unrecorded} does not record the experts' configs (written by an older sddkit), so "
+                    "the resume builds them from mixture.expert_dirs: restore those directories, or give their new "
+                    "place in mixture.expert_dirs"
+                ) from None
             # experts read from expert_dirs and fine-tuned (freeze_experts: false): the recipe checks only the
             # expert configs it holds, so their MoLEx routers are checked here, as init_from's (frozen ones pass)
             problem = trained_molex_problem(model)
             if problem is not None:
                 raise ConfigError(f"mixture.expert_dirs: {problem}")
-            self.model_config, self.architecture = resolved_mixture_config(r.mixture), "mixture"
+            self.model_config, self.architecture = resolved_mixture_config(mixture), "mixture"
             # frozen experts hold trained weights that no pretrained file restores: export everything
             self._reloadable = set()
             return model
@@ -476,6 +498,35 @@ class Trainer:
         # is rebuilt; checkpoints and exports then store the rest only ("trainable" model dirs).
         self._reloadable = reloadable_names(model)
         return model
+
+    def _checkpoint_experts(self, mixture: MixtureConfig) -> tuple[list[DetectorConfig] | None, Path | None]:
+        """On a resume of a mixture given by ``expert_dirs``: the experts' configs recorded in the latest checkpoint
+        (its ``model_config`` holds them inline, as a saved mixture's does), else None, with the checkpoint when it
+        records none (written before they were recorded). None, None: no checkpoint yet, or the recipe names other
+        experts than the checkpoint's run did (built from the recipe as for a fresh run; the load of the
+        checkpoint's weights then says what changed)."""
+        from sddkit.config import from_dict
+
+        try:
+            path = ckpt.latest_checkpoint(self.ckpt_dir)
+            saved = ckpt.load_checkpoint_record(path, ("recipe", "model_config", "architecture")) if path else {}
+        except CheckpointError as exc:  # refused as the load of the checkpoint, a little later, would refuse it
+            raise self._unusable_latest(exc) from None
+        if path is None:
+            return None, None
+        given = to_dict(mixture)
+        was = (saved.get("recipe") or {}).get("mixture") or {}
+        if [was.get(k) or [] for k in ("expert_dirs", "experts")] != [given["expert_dirs"], given["experts"]]:
+            return None, None
+        model_config = saved.get("model_config")
+        experts = model_config.get("experts") if isinstance(model_config, dict) else None
+        if saved.get("architecture") != "mixture" or not isinstance(experts, list) or not experts:
+            return None, path
+        _reset_inert_head_scale(experts)  # as read_model_config does for the experts' own config.json
+        where = path / ckpt.STATE_JSON
+        return [
+            from_dict(DetectorConfig, e, f"{where}: model_config.experts[{i}]") for i, e in enumerate(experts)
+        ], None
 
     def _init_from(self, directory: str) -> nn.Module:
         """Start from a model directory; what reloads from pretrained files is what that directory omits."""
