@@ -8,7 +8,8 @@ to mono *before* resampling (both are linear, so the order does not change the r
 resampling is cheaper); resampling uses soxr at "HQ" quality. A long file libsndfile decodes (over
 ``_STREAM_RESAMPLE_FRAMES`` native frames) is resampled block by block as it is decoded (soxr's stream, same
 quality, the same samples in our checks), so a high native rate (a 590 s FLAC at 384 kHz) never holds its
-native-rate audio whole; FFmpeg's decoding still gathers it whole before resampling. All channels weigh the same, a
+native-rate audio whole; FFmpeg's decoding still gathers it whole before resampling (up to ``max_duration``: it
+stops there as libsndfile's does, whatever the rate). All channels weigh the same, a
 5.1 or 7.1 LFE included: a plain mean needs no channel order, which differs between formats (the LFE is the 4th channel
 of a FLAC or WAV, the 6th of a Vorbis or Opus one) and is unknown for a WAV without a channel mask, so both
 decoders give the same mix of the same samples. Integer PCM is scaled to [-1, 1) by 2**(bits-1); float data
@@ -30,8 +31,9 @@ Every failure is one of the typed :mod:`sddkit.errors` audio errors; no numpy, s
 exception escapes. Checks, in order: missing path / directory (``AudioNotFoundError``), not a
 regular file (a FIFO or device: ``AudioDecodeError``, never opened), 0-byte file
 (``EmptyAudioError``), not readable (no permission), undecodable, or a FLAC, a PCM/float/G.711 WAV (RIFF,
-WAVE_FORMAT_EXTENSIBLE or RF64) or an MP4 whose audio ends before the sample count of its header
-(``AudioDecodeError``), too long from the header, zero decoded samples (``EmptyAudioError``),
+WAVE_FORMAT_EXTENSIBLE or RF64), AIFF, AU, W64 or NIST SPHERE file, a CAF or an MP4 whose audio ends before the
+length its header declares (``AudioDecodeError``; Ogg declares none, nor does an AU written as a stream), too
+long from the header, zero decoded samples (``EmptyAudioError``),
 a native rate below ``MIN_SAMPLE_RATE`` (``UnsupportedSampleRateError``), NaN/Inf
 (``NonFiniteAudioError``), float samples far over full scale (``AudioError``: a peak above +36 dBFS is
 integer PCM stored unscaled), too short / too long (``AudioTooShortError`` / ``AudioTooLongError``),
@@ -118,6 +120,8 @@ _WAV_FORMATS = frozenset({"WAV", "WAVEX", "RF64"})
 # Bytes per sample of libsndfile's subtypes that store every sample in the same bytes (PCM, float, G.711): a WAV's
 # data length over this times the channels is the frames libsndfile decodes from it, whatever block align the fmt
 # chunk states (libsndfile ignores a wrong one, e.g. 2 for 16-bit stereo). ADPCM, GSM or MPEG data has no such size.
+# An AU's or W64's data length is read the same way; an AIFF's or NIST file's frame count is trusted only for these
+# subtypes too (what a packetized codec's header counts differs between writers: an AIFC "ima4" file's counts packets).
 _WAV_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
 _WAV_SAMPLE_BYTES |= {"ULAW": 1, "ALAW": 1}
 # Frames per read of the soundfile decoder (a few MB even for many channels).
@@ -138,6 +142,18 @@ _UNKNOWN_FRAMES = 2**62
 # (SoX's "unspecified"), 0x80000000, 0x7FFFFF00 and 0x7FFFFFFF (arecord without a duration, and its cap). Such a
 # length says nothing of the samples written: libsndfile and FFmpeg read them to the end of the file.
 _UNKNOWN_WAV_DATA_LENGTHS = frozenset({0, 0xFFFFFFFF, 0x7FFFF000, 0x80000000, 0x7FFFFF00, 0x7FFFFFFF})
+# The same for the other formats whose header declares the audio's length (an AU's data size, an AIFF's frame
+# count, ...), as bytes of data: SoX writes an AIFF to a pipe declaring 0x7F000000 bytes of frames, an AU
+# 0xFFFFFFFF (the format's "unknown size"); FFmpeg an AIFF declaring 0 frames.
+_UNKNOWN_DATA_LENGTHS = _UNKNOWN_WAV_DATA_LENGTHS | {0x7F000000}
+# libsndfile's major formats whose header declares the length of the audio data (a frame count or a byte length),
+# which libsndfile does not report: it gives the frames present, so a file cut off mid-way decodes up to the cut
+# without a word. An Ogg file (Vorbis, Opus) declares no length: the last page's granule position is the only one,
+# and a cut-off file lost it with its end, so it is decoded up to the cut, as an MP3 is.
+_DECLARED_LENGTH_FORMATS = _WAV_FORMATS | {"AIFF", "AU", "W64", "NIST", "CAF"}
+# The GUID of a Sony Wave64 file's chunks after their four-letter name ("wave", "fmt ", "data", ...; "riff" has
+# its own).
+_W64_GUID_TAIL = bytes.fromhex("f3acd3118cd100c04f8edb8a")
 
 
 @dataclass(frozen=True)
@@ -659,6 +675,171 @@ def _wav_declared_frames(source: str | io.BytesIO, frame_bytes: int) -> int | No
     return None
 
 
+def _header_declared_frames(source: str | io.BytesIO, major: str, frame_bytes: int | None) -> int | None:
+    """The frames a file's header declares for its audio, libsndfile's ``major`` format one of
+    ``_DECLARED_LENGTH_FORMATS``; ``frame_bytes``: the bytes of one frame (None for a subtype without a fixed
+    size, see ``_WAV_SAMPLE_BYTES``: only a CAF's header tells its length then). None when the header declares
+    none, or a length its writer puts there when it does not know it (``_UNKNOWN_DATA_LENGTHS``: written to a
+    pipe, never finalised), or for a file not of that format."""
+    if major == "CAF":  # libsndfile decodes a whole one to its length exactly, its last ALAC packet included
+        caf = _caf_declared_frames(source)
+        return caf[0] if caf is not None else None
+    if frame_bytes is None:
+        return None
+    if major in _WAV_FORMATS:
+        frames = _wav_declared_frames(source, frame_bytes)
+    elif major == "AIFF":
+        frames = _aiff_declared_frames(source)
+    elif major == "AU":
+        frames = _au_declared_frames(source, frame_bytes)
+    elif major == "W64":
+        frames = _w64_declared_frames(source, frame_bytes)
+    else:
+        frames = _nist_declared_frames(source)
+    # an AIFF's or NIST file's placeholder is a frame count (0xFFFFFFFF), or the frames of a byte length (SoX's)
+    if frames is None or any(frames in (unknown, unknown // frame_bytes) for unknown in _UNKNOWN_DATA_LENGTHS):
+        return None
+    return frames
+
+
+def _aiff_declared_frames(source: str | io.BytesIO) -> int | None:
+    """The sample frames an AIFF/AIFC file's COMM chunk declares (``numSampleFrames``); None for another file."""
+    try:
+        with _open_source(source) as f:
+            f.seek(0)
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
+                return None
+            pos = 12
+            for _ in range(256):  # chunks before COMM: FVER, NAME, ANNO, ...
+                f.seek(pos)
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                length = int.from_bytes(chunk[4:], "big")
+                if chunk[:4] == b"COMM":
+                    comm = f.read(6)  # numChannels (2 bytes), numSampleFrames (4 bytes)
+                    return int.from_bytes(comm[2:], "big") if len(comm) == 6 else None
+                pos += 8 + length + (length & 1)
+    except OSError:
+        return None
+    return None
+
+
+def _au_declared_frames(source: str | io.BytesIO, frame_bytes: int) -> int | None:
+    """The frames of an AU (Sun/NeXT) file's data size, big-endian (".snd") or little-endian ("dns.", as libsndfile
+    reads it); None for another file. Its "unknown size" (0xFFFFFFFF, a stream's) is one of
+    ``_UNKNOWN_DATA_LENGTHS``: such a file is decoded to its end, unchecked."""
+    try:
+        with _open_source(source) as f:
+            f.seek(0)
+            head = f.read(12)
+    except OSError:
+        return None
+    order = {b".snd": "big", b"dns.": "little"}.get(head[:4])
+    if len(head) < 12 or order is None:
+        return None
+    size = int.from_bytes(head[8:12], order)
+    return None if size in _UNKNOWN_DATA_LENGTHS else size // frame_bytes
+
+
+def _w64_declared_frames(source: str | io.BytesIO, frame_bytes: int) -> int | None:
+    """The frames of a Sony Wave64 file's data chunk (its 64-bit size counts its 24-byte header); None for another
+    file."""
+    try:
+        with _open_source(source) as f:
+            f.seek(0)
+            head = f.read(40)
+            if len(head) < 40 or head[:4] != b"riff" or head[24:40] != b"wave" + _W64_GUID_TAIL:
+                return None
+            pos = 40
+            for _ in range(256):  # chunks before the data: fmt, fact, bext, ...
+                f.seek(pos)
+                chunk = f.read(24)
+                if len(chunk) < 24:
+                    return None
+                size = int.from_bytes(chunk[16:], "little")
+                if chunk[:16] == b"data" + _W64_GUID_TAIL:
+                    return (size - 24) // frame_bytes if 24 < size < _UNKNOWN_FRAMES else None
+                if size < 24:  # a broken chunk, not one to step over
+                    return None
+                pos += (size + 7) & ~7  # chunks are 8-byte aligned
+    except OSError:
+        return None
+    return None
+
+
+def _nist_declared_frames(source: str | io.BytesIO) -> int | None:
+    """A NIST SPHERE file's ``sample_count`` (samples per channel: frames); None for another file, or a header
+    without it."""
+    try:
+        with _open_source(source) as f:
+            f.seek(0)
+            head = f.read(16)
+            if not head.startswith(b"NIST_1A"):
+                return None
+            try:
+                size = int(head[8:16])  # the header's length, 1024 bytes usually
+            except ValueError:
+                return None
+            f.seek(0)
+            header = f.read(min(max(size, 16), 1 << 16))
+    except OSError:
+        return None
+    for line in header.split(b"\n"):
+        fields = line.split()
+        if fields[:1] == [b"end_head"]:
+            break
+        if len(fields) >= 3 and fields[0] == b"sample_count" and fields[1].startswith(b"-i"):
+            try:
+                return int(fields[2])
+            except ValueError:
+                return None
+    return None
+
+
+def _caf_declared_frames(source: str | io.BytesIO) -> tuple[int, int] | None:
+    """(frames, frames per packet) a CAF file declares: its ``pakt`` chunk's valid frames (a packetized codec's:
+    ALAC, AAC), else its ``data`` chunk's size over the bytes per packet of its ``desc`` chunk (PCM); None for
+    another file, or a data chunk of unknown size (-1: a recording in progress, a stream) without a pakt chunk.
+    FFmpeg's decoding may fall short of the frames by up to one packet: it decodes the short last packet of an ALAC
+    CAF libsndfile wrote to fewer samples (1024 of 2560)."""
+    desc = valid = data_size = None
+    try:
+        with _open_source(source) as f:
+            f.seek(0)
+            if f.read(8)[:4] != b"caff":
+                return None
+            pos = 8
+            for _ in range(256):  # desc comes first; pakt before or after the data
+                f.seek(pos)
+                chunk = f.read(12)
+                if len(chunk) < 12:
+                    break
+                ident, size = chunk[:4], int.from_bytes(chunk[4:], "big", signed=True)
+                if ident == b"desc" and size >= 32:
+                    body = f.read(32)  # rate (8 bytes), format id, flags, bytes per packet, frames per packet, ...
+                    desc = (int.from_bytes(body[16:20], "big"), int.from_bytes(body[20:24], "big"))
+                elif ident == b"pakt" and size >= 24:
+                    valid = int.from_bytes(f.read(16)[8:], "big")  # packets (8 bytes), then the valid frames
+                elif ident == b"data":
+                    data_size = size - 4 if size >= 4 else None  # the data begins with a 4-byte edit count
+                if size < 0:  # only the data chunk may say "up to the end of the file", and it is the last
+                    break
+                pos += 12 + size
+    except OSError:
+        return None
+    if desc is None:
+        return None
+    bytes_per_packet, frames_per_packet = desc
+    if valid:
+        return valid, frames_per_packet
+    if data_size is not None and bytes_per_packet > 0 and frames_per_packet > 0:
+        frames = data_size // bytes_per_packet * frames_per_packet
+        return (frames, frames_per_packet) if frames > 0 else None
+    return None
+
+
 def _reason(exc: Exception) -> str:
     """The decoder's own reason, without the file object or path it repeats."""
     reason = getattr(exc, "error_string", None) or getattr(exc, "strerror", None) or str(exc)
@@ -738,11 +919,14 @@ def _decode_soundfile(
             if n < want:
                 break
         declared, exact = int(f.frames), str(f.format) == "FLAC"  # STREAMINFO counts every sample
-        # the data chunk's length counts every sample too (WAVE_FORMAT_EXTENSIBLE and RF64 are WAVs as well)
-        sample_bytes = _WAV_SAMPLE_BYTES.get(str(f.subtype))
-        if str(f.format) in _WAV_FORMATS and left != 0 and sample_bytes is not None:
-            wav_frames = _wav_declared_frames(file, sample_bytes * int(f.channels))
-            declared, exact = (wav_frames, True) if wav_frames is not None else (declared, exact)
+        # a WAV's data chunk length counts every sample too (WAVE_FORMAT_EXTENSIBLE and RF64 are WAVs as well), as
+        # do an AIFF's, AU's, W64's, NIST's or CAF's header: libsndfile's frames are those present, up to a cut
+        if str(f.format) in _DECLARED_LENGTH_FORMATS and left != 0:
+            sample_bytes = _WAV_SAMPLE_BYTES.get(str(f.subtype))
+            frame_bytes = sample_bytes * int(f.channels) if sample_bytes is not None else None
+            header = _header_declared_frames(file, str(f.format), frame_bytes)
+            if header is not None:
+                declared, exact = header, True
     decoded = stream.frames if stream is not None else filled + gathered
     if max_duration is not None and decoded / sr > max_duration + _DURATION_EPS_S:
         raise AudioTooLongError(f"longer than max_duration {max_duration} s (decoding stopped there)", path=label)
@@ -803,10 +987,10 @@ class _StreamResampler:
 
 
 def _check_complete(decoded: int, declared: int, sample_rate: int, label: str | None, *, allowance: int = 0) -> None:
-    """A FLAC, WAV or MP4 cut off mid-way (an incomplete download or copy) decodes up to the cut without a word
-    from libsndfile or FFmpeg, and half a file would be scored as a whole one; a FLAC with corrupt frames
-    decodes short too (the frames are skipped, or decoding stops there). Its header counts every sample; up to
-    1 % or 10 ms less is let through (a last frame lost to rounding), plus ``allowance`` samples."""
+    """A FLAC, WAV, AIFF, AU, W64, NIST, CAF or MP4 cut off mid-way (an incomplete download or copy) decodes up to
+    the cut without a word from libsndfile or FFmpeg, and half a file would be scored as a whole one; a FLAC with
+    corrupt frames decodes short too (the frames are skipped, or decoding stops there). Its header counts every
+    sample; up to 1 % or 10 ms less is let through (a last frame lost to rounding), plus ``allowance`` samples."""
     if _short(decoded, declared, sample_rate, allowance):
         raise AudioDecodeError(
             f"truncated: the header declares {declared / sample_rate:.2f} s, the audio data ends at "
@@ -902,6 +1086,12 @@ def _decode_pyav_stream(
     rate = segments[0][0]
     if container.format.name == "flac" and declared is not None and len(segments) == 1:
         _check_complete(segments[0][1].size, round(declared * rate), rate, label)
+    if container.format.name == "caf" and len(segments) == 1:
+        # libsndfile refuses to open a CAF cut off mid-way; FFmpeg decodes it up to the cut, and reports the
+        # duration of what is there, not what the header declares
+        header = _caf_declared_frames(file)
+        if header is not None:
+            _check_complete(segments[0][1].size, header[0], rate, label, allowance=header[1])
     if container.format.name.startswith("mov") and len(segments) == 1 and stream.duration and stream.time_base:
         # An MP4/M4A's edit list gives the presentation's length: FFmpeg skips the encoder's priming at the start
         # but decodes the padding of the last frame past the end (AAC: under one 1024-sample frame, 64 ms at
