@@ -47,7 +47,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help="uvicorn's connection limit: with N - 1 connections open, a new one is answered 503 at once (default: "
-        "no limit). Each waiting upload is held in memory, up to --max-upload-mb, so this bounds a burst's memory",
+        "no limit). Each waiting upload is held in memory, up to --max-upload-mb, so this bounds a burst's memory. "
+        "Idle connections count too, until they are closed: one that sends no complete request head within 10 s, "
+        "a kept-alive one 5 s after its last response",
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let pages served from ORIGIN (scheme://host[:port], e.g. https://app.example.com) call the service "
+        "from a browser (CORS, GET and POST); repeat it for more origins; '*' allows any (default: none, pages of "
+        "the service's own origin only)",
     )
     p.add_argument(
         "--root-path",
@@ -87,12 +98,16 @@ def run(args: argparse.Namespace) -> int:
         )
     check_positive(args, "max_upload_mb", "max_duration_s")
     root_path = checked_root_path(args.root_path)
+    from sddkit.service.app import checked_cors_origins
+
+    cors_origins = checked_cors_origins(args.cors_origin, name="--cors-origin")
     if args.max_upload_mb == float("inf"):  # the service buffers an upload up to this limit: it needs one
         raise ConfigError(f"--max-upload-mb must be finite, got {args.max_upload_mb:g}")
     from sddkit.scoring.api import check_backend_device
 
     check_backend_device(args.backend, args.device)
     from sddkit.service.app import create_app
+    from sddkit.service.server import uvicorn_config
 
     tune_malloc(args.allocator)
     set_torch_threads(args.threads)
@@ -105,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         batch_size=args.batch_size,
         max_concurrent=args.max_concurrent,
+        cors_origins=cors_origins,
     )
     # Bound here, before the URL is announced: a port in use is a one-line error (uvicorn printed the URL,
     # then its own bind error, and exited 3), and --port 0 announces the port the system chose.
@@ -118,12 +134,12 @@ def run(args: argparse.Namespace) -> int:
     exposed = exposure_warning(address)
     if exposed:
         print(f"sdd serve: warning: {exposed}", file=sys.stderr)
-    config = uvicorn.Config(
+    config = uvicorn_config(
         app,
         host=args.host,
         port=port,
         log_level=args.log_level,
-        limit_concurrency=args.limit_connections,
+        limit_connections=args.limit_connections,
         root_path=root_path,
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -23,6 +23,9 @@ malformed body, 422 missing field, more than one file or unusable audio), or a 5
 wrong shape), or a 503 ``not_ready`` while no model is loaded (before the lifespan starts); the server keeps
 serving.
 Decoding and inference run in the thread pool, so concurrent requests do not block the event loop.
+Pages of another origin may call the service from a browser only when ``cors_origins`` names their origin (CORS,
+off by default). ``sdd serve`` runs it with uvicorn as ``sddkit.service.server`` configures it (idle connections are
+closed: see ``REQUEST_HEAD_TIMEOUT_S``).
 
 FastAPI's own ``/docs`` and ``/redoc`` pages load Swagger UI and ReDoc from a CDN, so on a machine
 without internet access they stay blank. The service serves both scripts itself instead, from the
@@ -34,12 +37,14 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -53,7 +58,7 @@ from starlette.routing import Match
 
 from sddkit import __version__
 from sddkit.cli.options import check_max_duration_fits
-from sddkit.errors import AudioError, CheckpointError, SddkitError
+from sddkit.errors import AudioError, CheckpointError, ConfigError, SddkitError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DOCS_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
@@ -80,6 +85,14 @@ UPLOAD_IDLE_S = 60.0
 # Content-Length, else the limit), about 12 min for 20 MB; a client trickling a byte every minute held its
 # connection (and what it had sent) for ever, and a few of them filled --limit-connections
 UPLOAD_MIN_RATE = 32 * 1024
+# Before a request there is nothing for the app to time out: uvicorn counts every open connection against
+# --limit-connections, and closed a connection that never sent a complete request head (a bare connect, half a head)
+# only when its client did, so N - 1 silent sockets answered every other client 503 for as long as they stayed open.
+# sddkit.service.server closes such a connection after REQUEST_HEAD_TIMEOUT_S (from its start, or from the end of its
+# last response, so a head trickled a byte at a time gets no more), and a kept-alive one KEEP_ALIVE_S after its last
+# response (uvicorn's own default, set here so that the README's figure stays true)
+REQUEST_HEAD_TIMEOUT_S = 10.0
+KEEP_ALIVE_S = 5.0
 _TOO_LARGE_MSG = "upload exceeds the limit of {mb:g} MB"
 # files parsed from one upload at most (one is scored; more are refused as too_many_files)
 _MAX_FILES = 4
@@ -190,6 +203,7 @@ def create_app(
     backend: str = "torch",
     batch_size: int = 16,
     max_concurrent: int = 2,
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     """The scoring service for ``model_dir`` (None = the bundled default model).
 
@@ -198,7 +212,8 @@ def create_app(
     max_upload_mb bounds the uploaded file, max_duration_s the decoded audio. At most
     ``max_concurrent`` requests decode and score at once; the others wait for a slot (holding only
     their bounded upload), so a burst of clients cannot each hold a decoded 600 s file in memory and
-    start their own torch threads on the same cores.
+    start their own torch threads on the same cores. ``cors_origins`` are the other origins (``https://host[:port]``,
+    or ``*`` for any) whose pages may call the service from a browser (none: same-origin pages only).
     """
     from sddkit.scoring.api import load_detector, resolve_model_path
 
@@ -208,6 +223,7 @@ def create_app(
         raise CheckpointError(f"max_concurrent must be an integer >= 1, got {max_concurrent!r}")
     if max_upload_mb == float("inf"):  # a limit is needed: the body is buffered up to it
         raise CheckpointError("max_upload_mb must be finite")
+    origins = checked_cors_origins(cors_origins)
     path = resolve_model_path(model_dir)
     if backend == "torch":
         from sddkit.detectors.model_dir import read_model_config
@@ -247,12 +263,17 @@ def create_app(
     )
     if assets is not None:
         _install_offline_docs(app, assets)
+    if origins:
+        # no credentials: the service has no cookies or authentication to share; the content types a form upload
+        # and a JSON read send (multipart/form-data, Accept) are CORS-safelisted headers, allowed without a list
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"])
     app.state.detector = None
     app.state.limits = {
         "max_upload_mb": max_upload_mb,
         "max_duration_s": max_duration_s,
         "max_concurrent": max_concurrent,
     }
+    app.state.cors_origins = origins
     _install_error_handlers(app)
 
     def detector_or_503(request: Request):
@@ -322,6 +343,25 @@ def create_app(
     app.mount("/static", PageFiles(directory=STATIC_DIR), name="static")
     _answer_head(app)
     return app
+
+
+_ORIGIN = re.compile(r"https?://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def checked_cors_origins(origins: Sequence[str], name: str = "cors_origins") -> list[str]:
+    """``origins`` as CORS allows them: each an exact origin, ``http(s)://host[:port]`` in lower case without a path,
+    as a browser sends it in its ``Origin`` header, or ``*`` (any); ConfigError for anything else, which could never
+    match (``https://app.example/``, with its trailing slash, allowed no page at all)."""
+    if isinstance(origins, str):  # one origin given bare would be taken as its characters
+        origins = [origins]
+    for origin in origins:
+        if origin != "*" and not (isinstance(origin, str) and _ORIGIN.fullmatch(origin)):
+            raise ConfigError(
+                f"{name} {origin!r} is not an origin: give scheme://host[:port] exactly as the browser sends "
+                "it, in lower case and without a path or trailing slash (e.g. https://app.example.com or "
+                "http://localhost:3000), or '*' for any origin"
+            )
+    return list(dict.fromkeys(origins))
 
 
 def _answer_head(app: FastAPI) -> None:
@@ -650,7 +690,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(422, "validation_error", str(exc.errors()))
 
     @app.exception_handler(Exception)
-    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         # the type only: an exception's text can name the server's files (an OSError's path) or a library's
         # internals; Starlette re-raises the exception after this answer, so the server's log has its traceback
-        return _error(500, "internal_error", f"internal server error ({type(exc).__name__}); see the server's log")
+        message = f"internal server error ({type(exc).__name__}); see the server's log"
+        return _error(500, "internal_error", message, headers=_cors_headers(request) or None)
+
+
+def _cors_headers(request: Request) -> dict[str, str]:
+    """The CORS headers of an answer to ``request`` made outside CORSMiddleware: Starlette answers an unhandled
+    exception from the outermost middleware, so a page of an allowed origin read the 500 as a network error."""
+    allowed = getattr(request.app.state, "cors_origins", None) or []
+    origin = request.headers.get("origin")
+    if "*" in allowed:
+        return {"Access-Control-Allow-Origin": "*"}
+    if origin is not None and origin in allowed:
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    return {}

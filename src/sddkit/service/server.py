@@ -1,0 +1,87 @@
+"""The uvicorn configuration ``sdd serve`` runs the service with: ``uvicorn_config(app, ...)``.
+
+uvicorn closes an idle kept-alive connection after ``timeout_keep_alive``, but has no deadline for the request head:
+a connection that sends nothing, or half a request head, stays open (and counted against ``limit_concurrency``) until
+the client closes it. The service runs on uvicorn's h11 protocol with such a deadline added
+(:data:`sddkit.service.app.REQUEST_HEAD_TIMEOUT_S`); the body of a request is the app's to time out (its 408s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+
+class HeadDeadlineH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection that has not sent a complete request head within
+    ``head_timeout_s`` of its start or of the end of its last response."""
+
+    head_timeout_s: float = 10.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._head_timer: asyncio.TimerHandle | None = None
+        super().connection_made(transport)
+        self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # may start the next, pipelined, request at once
+        self._await_head()
+
+    def _await_head(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        if not self.transport.is_closing():
+            self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_overdue, self.cycle)
+
+    def _head_overdue(self, cycle: Any) -> None:
+        self._head_timer = None
+        # a new cycle is a head that came in time; an unfinished one (a pipelined request begun when the timer was
+        # set) is the app's to time out, and arms a new deadline when it ends
+        if self.cycle is not cycle or (cycle is not None and not cycle.response_complete):
+            return
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def uvicorn_config(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    limit_connections: int | None = None,
+    root_path: str = "",
+    head_timeout_s: float | None = None,
+    keep_alive_s: float | None = None,
+) -> uvicorn.Config:
+    """uvicorn's settings for ``app``: ``limit_connections`` is its ``limit_concurrency``; a connection without a
+    complete request head is closed after ``head_timeout_s``, a kept-alive idle one after ``keep_alive_s`` (None:
+    :data:`~sddkit.service.app.REQUEST_HEAD_TIMEOUT_S` and :data:`~sddkit.service.app.KEEP_ALIVE_S`)."""
+    from sddkit.errors import ConfigError
+    from sddkit.service import app as service
+
+    head = service.REQUEST_HEAD_TIMEOUT_S if head_timeout_s is None else head_timeout_s
+    keep_alive = service.KEEP_ALIVE_S if keep_alive_s is None else keep_alive_s
+    if not (head > 0 and keep_alive > 0):  # written so that NaN fails too
+        raise ConfigError(f"head_timeout_s and keep_alive_s must be positive, got {head!r} and {keep_alive!r}")
+    protocol = type("HeadDeadlineH11Protocol", (HeadDeadlineH11Protocol,), {"head_timeout_s": float(head)})
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        limit_concurrency=limit_connections,
+        root_path=root_path,
+        http=protocol,
+        timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # a float works: it goes to loop.call_later
+    )
