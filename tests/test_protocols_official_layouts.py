@@ -97,7 +97,7 @@ def test_asvspoof5_codec_dash_as_written_in_the_protocol_means_uncoded(tmp_path)
 
 def test_utterance_table_errors_name_the_file(tmp_path):
     table = tmp_path / "eval_table.csv"
-    table.write_text("utt_id,path,label\na,a.wav,bonafide\nb,b.wav,fake\n")
+    table.write_text("utt_id,path,label\na,a.wav,bonafide\nb,b.wav,maybe\n")
     with pytest.raises(ProtocolError, match=r"eval_table\.csv: labels must be"):
         UtteranceTable.load(table)
     with pytest.raises(ProtocolError, match=r"eval_table\.csv: labels must be"):

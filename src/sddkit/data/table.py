@@ -33,6 +33,20 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("utt_id", "path", "label", "attack", "sourc
 OPTIONAL_COLUMNS: tuple[str, ...] = ("partition", "attack_type", "codec", "transmission", "language", "vocoder")
 LABELS: tuple[str, str] = ("spoof", "bonafide")  # index = class id: 1 = bona fide
 
+# the words a hand-made dataset uses for its two classes (lower case): a labels CSV's label values, a labelled
+# folder's sub-folder names and an utterance table's labels read through this one mapping, so they never accept
+# different spellings
+BONAFIDE_SPOOF_WORDS: dict[str, str] = {
+    "bonafide": "bonafide",
+    "bona-fide": "bonafide",
+    "bona_fide": "bonafide",  # In-the-Wild's and others' spellings
+    "bona fide": "bonafide",
+    "genuine": "bonafide",  # ASVspoof 2017's and ADD's word
+    "real": "bonafide",
+    "spoof": "spoof",
+    "fake": "spoof",
+}
+
 
 def _as_csv_text(df: pd.DataFrame) -> pd.DataFrame:
     """Every column but ``duration_s`` as the text the same table holds as CSV.
@@ -109,6 +123,23 @@ def _is_text(column: pd.Series) -> bool:
     return column.dtype == object or isinstance(column.dtype, pd.StringDtype)  # pandas 3: str
 
 
+def _canonical_labels(column: pd.Series, where: Path) -> pd.Series:
+    """The text ``label`` column of a table file, every word a labels CSV takes as a label (``real``, ``Fake``,
+    ``bona-fide``: any case) written as ``bonafide``/``spoof``; any other value is a ProtocolError naming the words.
+    A table written by hand or by another tool was refused for the ``real``/``fake`` that a ``path,label`` CSV of
+    the same files reads."""
+    if column.isin(LABELS).all():
+        return column
+    canonical = {v: BONAFIDE_SPOOF_WORDS.get(str(v).strip().lower()) for v in column.unique()}
+    unknown = [v for v, label in canonical.items() if label is None]
+    if unknown:
+        words = "/".join(w for w in BONAFIDE_SPOOF_WORDS if w not in LABELS)
+        raise ProtocolError(
+            f"{where}: labels must be 'bonafide' or 'spoof' (or {words}, in any case); found {unknown[:5]}"
+        )
+    return column.map(canonical).astype(str)
+
+
 def _has_non_text(column: pd.Series) -> bool:
     """Whether an object column holds a cell that is not a ``str`` (a number, None, NaN): a fast check first."""
     return pd.api.types.infer_dtype(column, skipna=False) not in ("string", "empty")
@@ -167,7 +198,8 @@ class UtteranceTable:
 
     @classmethod
     def load(cls, path: str | Path) -> UtteranceTable:
-        """Read a table written by :meth:`save` (CSV or Parquet, chosen by the suffix)."""
+        """Read a table written by :meth:`save` (CSV or Parquet, chosen by the suffix). Its labels may be any word of
+        :data:`BONAFIDE_SPOOF_WORDS` (``real``/``fake``, ..., any case), as a labels CSV's: read as bonafide/spoof."""
         path = Path(path)
         if not path.is_file():
             raise ProtocolError(f"{path}: no such utterance table")
@@ -184,6 +216,8 @@ class UtteranceTable:
                     df = pd.read_csv(fh, dtype=str, keep_default_na=False)
         except (ValueError, OSError, pd.errors.ParserError) as exc:
             raise ProtocolError(f"{path}: cannot read utterance table: {exc}") from None
+        if "label" in df.columns:
+            df["label"] = _canonical_labels(df["label"], path)
         try:
             return cls(df)
         except ProtocolError as exc:  # a bad label or a duplicate id: say which of a recipe's tables

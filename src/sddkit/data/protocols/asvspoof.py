@@ -57,8 +57,9 @@ from sddkit.data import PROTOCOLS
 from sddkit.data.protocols._common import (
     ASVSPOOF2019_ATTACK_TYPES,
     ASVSPOOF_LABELS,
+    Words,
     audio_path,
-    build_table,
+    build_table_rows,
     check_selected,
     holds_suffix,
     iter_lines,
@@ -120,10 +121,6 @@ def asv2019_trial_error(path: Path, lineno: int, fields: list[str]) -> ProtocolE
     return None
 
 
-def _none_if_dash(value: str) -> str:
-    return "" if value == "-" else value
-
-
 class _AudioDirs:
     """Per-partition audio folder and suffix lookup, resolved once per partition (not per file).
 
@@ -138,14 +135,17 @@ class _AudioDirs:
 
     def path(self, partition: str, lineno: int, utt: str) -> str:
         """The audio path of ``utt`` ('' when no audio folder is known)."""
-        folder = self(partition, lineno)
+        folder = self._cache.get(partition)  # a lookup per trial; resolving the folder, once per partition
+        if folder is None:
+            folder = self(partition, lineno)
         if not folder:
             return ""
-        if partition not in self._suffix:
-            self._suffix[partition] = _audio_suffix(folder, utt)
+        suffix = self._suffix.get(partition)
+        if suffix is None:
+            suffix = self._suffix[partition] = _audio_suffix(folder, utt)
             if self.root is not None:  # a folder found next to the protocol may serve a score-only evaluation
                 _check_partition_folder(folder, utt, self.protocol, lineno)
-        return audio_path(folder, utt, self._suffix[partition])
+        return audio_path(folder, utt, suffix)
 
     def __call__(self, partition: str, lineno: int) -> str:
         if partition not in self._cache:
@@ -231,40 +231,42 @@ def _dirs_2019(scenario: str):
     return candidates
 
 
+_LAYOUT_2019 = "SPEAKER UTTERANCE - ATTACK KEY"
+# a row per trial as a tuple, not a dict: the large protocols (the 2021 DF key's 611,829 trials) took 1.3 GB that way
+_COLUMNS_2019 = (
+    *("utt_id", "path", "label", "attack", "source", "speaker", "corpus"),
+    *("partition", "attack_type", "environment"),
+)
+
+
 @PROTOCOLS.register("asvspoof2019_la", config=ASVspoof2019Config)
 def read_asvspoof2019_la(cfg: ASVspoof2019Config, **_: object) -> UtteranceTable:
     """ASVspoof 2019 LA (or PA) CM protocol: SPEAKER UTTERANCE -|ENVIRONMENT ATTACK KEY."""
     proto = require_file(cfg.protocol, "ASVspoof 2019 protocol")
     dirs = {s: _AudioDirs(cfg.root, proto, _dirs_2019(s)) for s in ("LA", "PA")}
-    records, lines = [], []
+    words, same = Words(), Words(dash="-")
+    rows, lines, any_physical = [], [], False
     for lineno, line in iter_lines(proto):
-        asv = asv2019_trial_error(proto, lineno, line.split())
-        if asv is not None:
-            raise asv
-        speaker, utt, env, attack, key = split_fields(proto, lineno, line, 5, "SPEAKER UTTERANCE - ATTACK KEY")
-        label = _cm_label(key, proto, lineno)
+        fields = line.split()
+        if len(fields) != 5:
+            asv = asv2019_trial_error(proto, lineno, fields)
+            if asv is not None:
+                raise asv
+            fields = split_fields(proto, lineno, line, 5, _LAYOUT_2019)  # raises: the field count is wrong
+        speaker, utt, env, attack, key = fields
+        label = ASVSPOOF_LABELS.get(key) or _cm_label(key, proto, lineno)
         partition = cfg.partition or partition_from_id(utt)
-        attack = "bonafide" if label == "bonafide" else _none_if_dash(attack)
+        attack = "bonafide" if label == "bonafide" else words[attack]
         physical = utt.startswith("PA_")  # PA trials: replay attacks, third field = environment
+        any_physical = any_physical or physical
         corpus = cfg.corpus or ("asvspoof2019_pa" if physical else "asvspoof2019_la")
-        rec = {
-            "utt_id": utt,
-            "path": dirs["PA" if physical else "LA"].path(partition, lineno, utt),
-            "label": label,
-            "attack": attack,
-            "source": corpus,
-            "speaker": speaker,
-            "corpus": corpus,
-            "partition": partition,
-            "attack_type": ("replay" if label == "spoof" else "")
-            if physical
-            else ASVSPOOF2019_ATTACK_TYPES.get(attack, ""),
-        }
-        if physical:
-            rec["environment"] = _none_if_dash(env)
-        records.append(rec)
+        path = dirs["PA" if physical else "LA"].path(partition, lineno, utt)
+        attack_type = ("replay" if label == "spoof" else "") if physical else ASVSPOOF2019_ATTACK_TYPES.get(attack, "")
+        environment = words[env] if physical else ""
+        rows.append((utt, path, label, attack, corpus, same[speaker], corpus, partition, attack_type, environment))
         lines.append(lineno)
-    return build_table(records, proto, lines)
+    # the environment column only where PA trials are read
+    return build_table_rows(_COLUMNS_2019, rows, proto, lines, omit=() if any_physical else ("environment",))
 
 
 # --- ASVspoof 2021 LA / DF --------------------------------------------------------------------
@@ -350,16 +352,8 @@ def _check_track(proto: Path, lineno: int, utt: str, track: str) -> None:
         raise located(proto, lineno, f"trial {utt!r} is an ASVspoof 2021 {other} trial, not {track}; {hint}")
 
 
-def _record_2021(cfg_corpus: str, dirs: _AudioDirs, lineno: int, speaker: str, utt: str, attack: str, label: str):
-    attack = "bonafide" if label == "bonafide" else _none_if_dash(attack)
-    return {
-        "utt_id": utt,
-        "path": dirs.path("eval", lineno, utt),
-        "label": label,
-        "attack": attack,
-        "speaker": _none_if_dash(speaker),
-        "corpus": cfg_corpus,
-    }
+_COLUMNS_2021 = ("utt_id", "path", "label", "attack", "source", "speaker", "corpus", "partition", "codec")
+_LA_COLUMNS = ("transmission", "trim", "attack_type")
 
 
 @PROTOCOLS.register("asvspoof2021_la", config=ASVspoof2021Config)
@@ -369,30 +363,45 @@ def read_asvspoof2021_la(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
     corpus = cfg.corpus or "asvspoof2021_la"
     dirs = _EvalAudioDirs(cfg.root, proto, "LA")
     layout = "SPEAKER UTT CODEC TRANSMISSION ATTACK KEY TRIM PHASE"
-    records, phases, lines = [], set(), []
+    words, same = Words(), Words(dash="-")
+    rows, phases, lines = [], set(), []
     for lineno, line in iter_lines(proto):
-        speaker, utt, codec, transmission, attack, key, trim, phase = split_fields(proto, lineno, line, 8, layout)
-        _check_track(proto, lineno, utt, "LA")
-        label = _cm_label(key, proto, lineno)
+        fields = line.split()
+        if len(fields) != 8:
+            fields = split_fields(proto, lineno, line, 8, layout)  # raises: the field count is wrong
+        speaker, utt, codec, transmission, attack, key, trim, phase = fields
+        if not utt.startswith("LA_E_"):
+            _check_track(proto, lineno, utt, "LA")
+        label = ASVSPOOF_LABELS.get(key) or _cm_label(key, proto, lineno)
         phases.add(phase)
         if cfg.phases is not None and phase not in cfg.phases:
             continue
-        rec = _record_2021(corpus, dirs, lineno, speaker, utt, attack, label)
-        rec.update(
-            source=corpus,
-            partition=phase,
-            codec=_none_if_dash(codec),
-            transmission=_none_if_dash(transmission),
-            trim=_none_if_dash(trim),
-            attack_type=ASVSPOOF2019_ATTACK_TYPES.get(rec["attack"], ""),
+        attack = "bonafide" if label == "bonafide" else words[attack]
+        path = dirs.path("eval", lineno, utt)
+        attack_type = ASVSPOOF2019_ATTACK_TYPES.get(attack, "")
+        rows.append(
+            (
+                utt,
+                path,
+                label,
+                attack,
+                corpus,
+                words[speaker],
+                corpus,
+                same[phase],
+                words[codec],
+                words[transmission],
+                words[trim],
+                attack_type,
+            )
         )
-        records.append(rec)
         lines.append(lineno)
     check_selected(proto, "phases", cfg.phases, phases)
-    return build_table(records, proto, lines)
+    return build_table_rows(_COLUMNS_2021 + _LA_COLUMNS, rows, proto, lines)
 
 
 _DF_LAYOUT = "SPEAKER UTT CODEC SOURCE ATTACK KEY TRIM PHASE VOCODER TASK TEAM GENDER_PAIR LANGUAGE"
+_DF_COLUMNS = ("vocoder", "trim", "attack_type", "vcc_task", "vcc_team", "vcc_gender_pair", "vcc_language")
 
 
 @PROTOCOLS.register("asvspoof2021_df", config=ASVspoof2021Config)
@@ -401,36 +410,48 @@ def read_asvspoof2021_df(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
     proto = require_file(cfg.protocol, "ASVspoof 2021 DF key")
     corpus = cfg.corpus or "asvspoof2021_df"
     dirs = _EvalAudioDirs(cfg.root, proto, "DF")
-    records, phases, lines = [], set(), []
+    layout = _DF_LAYOUT + ", or its first 8 (stage-1 keys)"
+    words, same = Words(), Words(dash="-")
+    rows, phases, lines = [], set(), []
     for lineno, line in iter_lines(proto):
-        fields = split_fields(proto, lineno, line, (13, 8), _DF_LAYOUT + ", or its first 8 (stage-1 keys)")
-        speaker, utt, codec, source, attack, key, trim, phase, vocoder, task, team, pair, lang = fields + ["-"] * (
-            13 - len(fields)
-        )
-        _check_track(proto, lineno, utt, "DF")
-        label = _cm_label(key, proto, lineno)
+        fields = line.split()
+        if len(fields) != 13:
+            fields = split_fields(proto, lineno, line, (13, 8), layout) + ["-"] * 5
+        speaker, utt, codec, source, attack, key, trim, phase, vocoder, task, team, pair, lang = fields
+        if not utt.startswith("DF_E_"):
+            _check_track(proto, lineno, utt, "DF")
+        label = ASVSPOOF_LABELS.get(key) or _cm_label(key, proto, lineno)
         phases.add(phase)
         if cfg.phases is not None and phase not in cfg.phases:
             continue
-        rec = _record_2021(corpus, dirs, lineno, speaker, utt, attack, label)
+        attack = "bonafide" if label == "bonafide" else words[attack]
+        path = dirs.path("eval", lineno, utt)
         # VCC attacks are voice-conversion systems ("Task1-team20"); ASVspoof ones use the 2019 table
         attack_type = "vc" if source.startswith("vcc") and label == "spoof" else ""
-        rec.update(
-            source=_none_if_dash(source) or corpus,
-            partition=phase,
-            codec=_none_if_dash(codec),
-            vocoder=_none_if_dash(vocoder),
-            trim=_none_if_dash(trim),
-            attack_type=ASVSPOOF2019_ATTACK_TYPES.get(rec["attack"], attack_type),
-            vcc_task=_none_if_dash(task),
-            vcc_team=_none_if_dash(team),
-            vcc_gender_pair=_none_if_dash(pair),
-            vcc_language=_none_if_dash(lang),
+        attack_type = ASVSPOOF2019_ATTACK_TYPES.get(attack, attack_type)
+        rows.append(
+            (
+                utt,
+                path,
+                label,
+                attack,
+                words[source] or corpus,
+                words[speaker],
+                corpus,
+                same[phase],
+                words[codec],
+                words[vocoder],
+                words[trim],
+                attack_type,
+                words[task],
+                words[team],
+                words[pair],
+                words[lang],
+            )
         )
-        records.append(rec)
         lines.append(lineno)
     check_selected(proto, "phases", cfg.phases, phases)
-    return build_table(records, proto, lines)
+    return build_table_rows(_COLUMNS_2021 + _DF_COLUMNS, rows, proto, lines)
 
 
 # --- ASVspoof 5 -------------------------------------------------------------------------------
@@ -456,6 +477,10 @@ def _dirs_asv5(partition: str) -> list[str]:
 
 
 _ASV5_LAYOUT = "SPEAKER_ID FLAC_FILE_NAME SPEAKER_GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK_LABEL KEY TMP"
+_ASV5_COLUMNS = (
+    *("utt_id", "path", "label", "attack", "source", "speaker", "corpus"),
+    *("partition", "codec", "codec_q", "codec_seed", "attack_tag", "gender"),
+)
 
 
 @PROTOCOLS.register("asvspoof5", config=ASVspoof5Config)
@@ -465,37 +490,40 @@ def read_asvspoof5(cfg: ASVspoof5Config, **_: object) -> UtteranceTable:
     dirs = _AudioDirs(cfg.root, proto, _dirs_asv5)
     # the protocol writes an uncoded trial's CODEC as '-', the table as 'none': both select it
     wanted = None if cfg.codecs is None else ["none" if c == "-" else c for c in cfg.codecs]
-    records, codecs, lines = [], set(), []
+    words, same = Words(), Words(dash="-")
+    rows, codecs, lines = [], set(), []
     for lineno, line in iter_lines(proto):
-        fields = split_fields(proto, lineno, line, (10, 6), _ASV5_LAYOUT)
+        fields = line.split()
         if len(fields) == 10:
             speaker, utt, gender, codec, codec_q, codec_seed, attack_tag, attack, key, _tmp = fields
         else:  # pre-release layout: SPEAKER UTT GENDER CODEC ATTACK KEY
-            speaker, utt, gender, codec, attack, key = fields
+            speaker, utt, gender, codec, attack, key = split_fields(proto, lineno, line, (10, 6), _ASV5_LAYOUT)
             codec_q = codec_seed = attack_tag = "-"
-        label = _cm_label(key, proto, lineno)
-        codec = "none" if codec == "-" else codec
+        label = ASVSPOOF_LABELS.get(key) or _cm_label(key, proto, lineno)
+        codec = "none" if codec == "-" else same[codec]
         codecs.add(codec)
         if wanted is not None and codec not in wanted:
             continue
         partition = cfg.partition or partition_from_id(utt)
-        records.append(
-            {
-                "utt_id": utt,
-                "path": dirs.path(partition, lineno, utt),
-                "label": label,
-                "attack": "bonafide" if label == "bonafide" else _none_if_dash(attack),
-                "source": cfg.corpus,
-                "speaker": speaker,
-                "corpus": cfg.corpus,
-                "partition": partition,
-                "codec": codec,
-                "codec_q": _none_if_dash(codec_q),
-                "codec_seed": _none_if_dash(codec_seed),
-                "attack_tag": _none_if_dash(attack_tag),
-                "gender": _none_if_dash(gender),
-            }
+        path = dirs.path(partition, lineno, utt)
+        attack = "bonafide" if label == "bonafide" else words[attack]
+        rows.append(
+            (
+                utt,
+                path,
+                label,
+                attack,
+                cfg.corpus,
+                same[speaker],
+                cfg.corpus,
+                partition,
+                codec,
+                words[codec_q],
+                words[codec_seed],
+                words[attack_tag],
+                words[gender],
+            )
         )
         lines.append(lineno)
     check_selected(proto, "codecs", wanted, codecs)
-    return build_table(records, proto, lines)
+    return build_table_rows(_ASV5_COLUMNS, rows, proto, lines)

@@ -5,7 +5,8 @@
     calls/0002.wav,spoof
 
 ``label`` is ``bonafide`` / ``bona-fide`` / ``bona_fide`` / ``bona fide`` / ``real`` / ``genuine`` (ASVspoof
-2017's and ADD's word) or ``spoof`` / ``fake``, in any case (the names a labelled folder's sub-folders may take).
+2017's and ADD's word) or ``spoof`` / ``fake``, in any case (the names a labelled folder's sub-folders may take,
+and the labels an utterance table's file may hold).
 Optional columns ``attack``, ``source`` and ``speaker`` become the table's columns of those names (the
 evaluation's per-attack and per-source tables); ``partition``, ``attack_type``, ``codec``, ``transmission``,
 ``language`` and ``vocoder`` are kept too. Bona fide rows get the attack ``bonafide`` whatever the column says; a
@@ -37,7 +38,7 @@ from sddkit.data.protocols._common import (
 from sddkit.data.table import OPTIONAL_COLUMNS, UtteranceTable
 from sddkit.data.text import open_text
 
-LABELS_CSV_LABELS = BONAFIDE_SPOOF_WORDS  # the words a labelled folder takes as its sub-folders' names
+LABELS_CSV_LABELS = BONAFIDE_SPOOF_WORDS  # the words of a labelled folder's sub-folders and an utterance table's labels
 _EXTRA_COLUMNS = ("attack", "source", "speaker")  # optional; empty when absent
 _KEPT_COLUMNS = OPTIONAL_COLUMNS  # partition, attack_type, ...: kept when present
 DELIMITERS = (",", ";", "\t")
