@@ -35,6 +35,53 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+class FreePorts:
+    """A placeholder in the arguments of :func:`run_ranks`: ``n`` distinct free ports (a list), or one (an int) when
+    ``n`` is None, chosen anew for each start."""
+
+    def __init__(self, n: int | None = None):
+        self.n = n
+
+    def choose(self) -> int | list[int]:
+        ports = _free_ports(1 if self.n is None else self.n)
+        return ports[0] if self.n is None else ports
+
+
+def port_taken(exc: BaseException) -> bool:
+    """Whether ``exc`` (a rank's error, or the spawn error quoting it) is rank 0 failing to listen on its port."""
+    text = str(exc)
+    return "EADDRINUSE" in text or "address already in use" in text.lower()
+
+
+def run_ranks(fn, args: tuple, seconds: float, *, out: str | Path, nprocs: int = 2, attempts: int = 4) -> None:
+    """Run ``fn(rank, *args)`` on ``nprocs`` processes until they finish (:func:`join_or_fail`), each
+    :class:`FreePorts` of ``args`` replaced by free ports.
+
+    A port is free when chosen but closed before rank 0 listens on it, seconds later (minutes for the last run of a
+    worker that trains several): a rank of another xdist worker, or any outgoing connection, may take it in between.
+    Rank 0 then fails with EADDRINUSE (a worker that records its errors must re-raise that one: :func:`port_taken`),
+    and the ranks start again on other ports, up to ``attempts`` times, after what the failed start wrote in ``out``
+    (the entries that were not there before) is removed."""
+    import shutil
+
+    out = Path(out)
+    before = set(os.listdir(out))
+    for attempt in range(attempts):
+        chosen = tuple(a.choose() if isinstance(a, FreePorts) else a for a in args)
+        try:
+            join_or_fail(start_ranks(fn, chosen, nprocs), seconds)
+            return
+        except mp.ProcessRaisedException as exc:
+            if attempt == attempts - 1 or not port_taken(exc):
+                raise
+        for name in set(os.listdir(out)) - before:
+            path = out / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
 def start_ranks(fn, args: tuple, nprocs: int = 2):
     """Start ``fn(rank, *args)`` in ``nprocs`` processes, as ``mp.spawn(..., join=False)`` does, but forked from a
     forkserver that has imported torch and the trainer once: a spawned rank imported them again (about 4 s a rank on
@@ -115,8 +162,7 @@ def _worker(rank: int, world: int, ports: list[int], out: str) -> None:
 
 
 def test_two_process_gloo_replicas_stay_identical(tmp_path):
-    ports = _free_ports(len(STRATEGIES))
-    join_or_fail(start_ranks(_worker, (2, ports, str(tmp_path))), 300)
+    run_ranks(_worker, (2, FreePorts(len(STRATEGIES)), str(tmp_path)), 300, out=tmp_path)
     for strategy in STRATEGIES:
         w0 = load_file(str(tmp_path / f"{strategy}-rank0.safetensors"))
         w1 = load_file(str(tmp_path / f"{strategy}-rank1.safetensors"))
@@ -175,7 +221,7 @@ def _disagreeing_worker(rank: int, world: int, port: int, out: str) -> None:
 
 def test_processes_started_with_different_settings_are_refused_instead_of_hanging(tmp_path):
     # rank 1 with trainer.max_steps=6, rank 0 with 4: rank 1 waited for a collective rank 0 never made, silently
-    join_or_fail(start_ranks(_disagreeing_worker, (2, _free_ports(1)[0], str(tmp_path))), 120)
+    run_ranks(_disagreeing_worker, (2, FreePorts(), str(tmp_path)), 120, out=tmp_path)
     for rank in (0, 1):
         message = (tmp_path / f"rank{rank}.txt").read_text()
         assert "would not train alike: rank 1 differs from rank 0 (trainer.max_steps: 4 -> 6)" in message

@@ -190,10 +190,9 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
 def test_loader_workers_of_two_ranks_draw_different_random_numbers(tmp_path):
     """Both ranks seeded their loader workers from (seed, epoch): worker 0 of rank 1 drew what worker 0 of rank 0
     drew, so a dataset drawing noise from numpy's global generator gave both ranks' items the same noise."""
-    from test_ddp import _free_ports, join_or_fail, start_ranks
+    from test_ddp import FreePorts, run_ranks
 
-    port = _free_ports(1)[0]
-    join_or_fail(start_ranks(_ddp_worker, (2, port, str(tmp_path))), 240)
+    run_ranks(_ddp_worker, (2, FreePorts(), str(tmp_path)), 240, out=tmp_path)
     seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert len(seen[0]) == len(seen[1]) == 2
     assert seen[0] != seen[1]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from test_ddp import _free_ports, join_or_fail, start_ranks
+from test_ddp import FreePorts, run_ranks
 from test_train_support import (
     SyntheticDataset,
     install_tiny,
@@ -78,7 +78,7 @@ def test_ddp_with_class_weights_trains_like_one_process_with_the_pooled_batch(tm
     # two ranks of 4 items take, step by step, the 8 items of the one-process batch (the sampler's shared order);
     # each rank's weighted mean, averaged by DDP, weighted a rank's items by its own class mix instead; the logged
     # classification loss is the pooled batch's too, not rank 0's share
-    join_or_fail(start_ranks(_ddp_worker, (2, _free_ports(2), str(tmp_path))), 240)
+    run_ranks(_ddp_worker, (2, FreePorts(2), str(tmp_path)), 240, out=tmp_path)
     install_tiny(monkeypatch)
     for strategy in STRATEGIES:
         _weighted_run(f"{tmp_path}/one-{strategy}", strategy, 8)

@@ -134,9 +134,9 @@ def ddp_resume_worker(rank: int, world: int, ports: list[int], out: str, recipe:
 def assert_resumed_run_equals_straight(recipe: dict, steps: int, out: Path) -> None:
     """Run :func:`ddp_resume_worker` on 2 processes; the resumed run's final weights equal the straight run's."""
     from safetensors.torch import load_file
-    from test_ddp import _free_ports, join_or_fail, start_ranks
+    from test_ddp import FreePorts, run_ranks
 
-    join_or_fail(start_ranks(ddp_resume_worker, (2, _free_ports(3), str(out), recipe, steps)), 300)
+    run_ranks(ddp_resume_worker, (2, FreePorts(3), str(out), recipe, steps), 300, out=out)
     straight = load_file(str(out / "straight" / "final" / "model.safetensors"))
     resumed = load_file(str(out / "split" / "final" / "model.safetensors"))
     for key in straight:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import stat
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -435,6 +436,10 @@ def _yaml_reason(exc: yaml.YAMLError) -> str:
     return f"{problem}{where}" + (f" ({context})" if context else "")
 
 
+# No recipe comes near this; the cap only bounds a read from a pipe whose writer never stops.
+_MAX_RECIPE_BYTES = 16 << 20
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML recipe; an empty file is an empty mapping."""
     path = Path(path)
@@ -443,7 +448,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.exists():  # not `is_file()`: a pipe (`sdd train <(envsubst < r.yaml)`) is no file, and is there
         raise ConfigError(f"{path}: no such recipe file")
     try:
-        text = path.read_bytes().decode("utf-8")  # not the locale's encoding: a recipe reads the same everywhere
+        mode = path.stat().st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):  # /dev/zero would be read without end
+            kind = "a socket" if stat.S_ISSOCK(mode) else "a device"
+            raise ConfigError(f"{path}: {kind}, not a recipe file (YAML): give a file or a pipe")
+        with path.open("rb") as f:
+            raw = f.read(_MAX_RECIPE_BYTES + 1)  # capped: a pipe from an endless writer is refused, not read forever
+        if len(raw) > _MAX_RECIPE_BYTES:
+            raise ConfigError(f"{path}: over {_MAX_RECIPE_BYTES >> 20} MiB, too large for a recipe (YAML)")
+        text = raw.decode("utf-8")  # not the locale's encoding: a recipe reads the same everywhere
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the recipe: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:

@@ -703,8 +703,16 @@ class Wav2Vec2FamilyEncoder(SpeechEncoder):
 
     def _masks_time(self) -> bool:
         """Whether this forward applies SpecAugment time masking (transformers' own condition)."""
+        return self.training and self.masked_min_samples() is not None
+
+    def masked_min_samples(self) -> int | None:
+        """The shortest input of a training-mode forward when SpecAugment masks time (one span of
+        ``mask_time_length`` frames), or None when it does not mask: the trainer checks the training crop
+        against it before training."""
         cfg = self.model.config
-        return self.training and getattr(cfg, "apply_spec_augment", True) and cfg.mask_time_prob > 0
+        if getattr(cfg, "apply_spec_augment", True) and cfg.mask_time_prob > 0:
+            return self.min_samples_masked
+        return None
 
     def projection_slots(self, targets: Sequence[str]) -> list[tuple[str, nn.Module, str]]:
         slots = super().projection_slots(targets)
@@ -1101,30 +1109,78 @@ _WHISPER_ENCODER_PREFIXES = (
 )  # ...ForConditionalGeneration; WhisperModel, ...Classification
 
 
-def _load_whisper_encoder(model_cls: type, directory: Path, hf_cfg: Any) -> nn.Module | None:
-    """The encoder of a whole-model Whisper checkpoint in safetensors (one file or shards), read alone: loading the
-    whole model built its decoder only to drop it (about 900 M parameters, 3.6 GB in float32, for large-v3). None
-    when the folder holds no such safetensors (``pytorch_model.bin``): the caller then loads the whole model."""
+def _weight_files(directory: Path) -> tuple[bool, list[Path]] | None:
+    """Whether the weights transformers would load from ``directory`` are ``.bin`` (pickles), and their files
+    (safetensors first, as transformers prefers them); None without any, or with an index that cannot be read
+    (transformers' own loading then says what is wrong)."""
+    for binary, single, index in (
+        (False, "model.safetensors", "model.safetensors.index.json"),
+        (True, "pytorch_model.bin", "pytorch_model.bin.index.json"),
+    ):
+        if (directory / single).is_file():
+            return binary, [directory / single]
+        if (directory / index).is_file():
+            try:
+                weight_map = json.loads((directory / index).read_text())["weight_map"]
+                return binary, [directory / f for f in sorted(set(weight_map.values()))]
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                return None
+    return None
+
+
+def _read_safetensors(directory: Path, files: list[Path]) -> dict[str, Any]:
+    """Each tensor name of the safetensors ``files``, with a function that reads the tensor."""
     from safetensors import SafetensorError, safe_open
 
-    index = directory / "model.safetensors.index.json"
-    if (directory / "model.safetensors").is_file():
-        files = [directory / "model.safetensors"]
-    elif index.is_file():
-        try:
-            files = [directory / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return None  # an index that cannot be read: transformers' own loading says what is wrong
-    else:
-        return None
     try:
         handles = [safe_open(str(f), framework="pt") for f in files]
-        keys = [(h, k) for h in handles for k in h.keys()]
-        prefix = next((p for p in _WHISPER_ENCODER_PREFIXES if any(k.startswith(p) for _, k in keys)), None)
-        if prefix is None:
-            return None
-        state = {k[len(prefix) :]: h.get_tensor(k).to(torch.float32) for h, k in keys if k.startswith(prefix)}
+        return {k: functools.partial(h.get_tensor, k) for h in handles for k in h.keys()}
     except (OSError, SafetensorError) as exc:
+        raise _unreadable(directory, exc) from None
+
+
+def _read_bin_weights(directory: Path, files: list[Path]) -> dict[str, Any] | None:
+    """Each tensor name of the ``.bin`` state dicts ``files``, with a function that returns the tensor; None when a
+    file holds no state dict. Read as transformers reads them (``weights_only``), memory-mapped where the format
+    allows it (the zip format of torch >= 1.6): only the encoder's tensors are then read from the disk."""
+    import pickle
+    import zipfile
+
+    tensors: dict[str, Any] = {}
+    for f in files:
+        try:
+            state = torch.load(f, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(f))
+        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+            raise _unreadable(directory, exc) from None
+        if not isinstance(state, dict):
+            return None
+        tensors.update({k: (lambda t=t: t) for k, t in state.items() if isinstance(t, Tensor)})
+    return tensors
+
+
+def _load_whisper_encoder(model_cls: type, directory: Path, hf_cfg: Any) -> nn.Module | None:
+    """The encoder of a whole-model Whisper checkpoint (safetensors or ``pytorch_model.bin``, one file or shards),
+    read alone: loading the whole model built its decoder only to drop it (about 900 M parameters, 3.6 GB in
+    float32, for large-v3). None when the folder holds no weights of a whole model under the names transformers
+    reads: the caller then lets transformers load them."""
+    found = _weight_files(directory)
+    if found is None:
+        return None
+    binary, files = found
+    tensors = _read_bin_weights(directory, files) if binary else _read_safetensors(directory, files)
+    if tensors is None:
+        return None
+    prefix = next((p for p in _WHISPER_ENCODER_PREFIXES if any(k.startswith(p) for k in tensors)), None)
+    if prefix is None:
+        return None
+    from safetensors import SafetensorError
+
+    try:
+        # a copy of each tensor read from a .bin: not a view of the file's memory map, nor of a tensor shared in it
+        state = {
+            k[len(prefix) :]: get().to(torch.float32, copy=binary) for k, get in tensors.items() if k.startswith(prefix)
+        }
+    except (OSError, RuntimeError, SafetensorError) as exc:  # a file truncated after its header
         raise _unreadable(directory, exc) from None
     with torch.device("meta"):  # no random initialisation of weights that are read next
         model = model_cls(hf_cfg)

@@ -45,6 +45,7 @@ import functools
 import json
 import logging
 import os
+import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -593,17 +594,58 @@ class Trainer:
         if self._val_data is None and d.val and d.val_crop_samples:
             lengths["data.val_crop_samples"] = d.val_crop_samples
         was_training = self.module.training
+        # SpecAugment needs a longer input in training only, in the encoders that train mode reaches (a frozen
+        # mixture keeps its experts in eval mode): switching the mode flags runs nothing
+        self.module.train()
+        masking = {
+            name: m
+            for name, m in self.module.named_modules()
+            if m.training and callable(getattr(m, "masked_min_samples", None)) and m.masked_min_samples() is not None
+        }
         self.module.eval()  # no dropout: the check consumes no random numbers
+        inputs: dict[str, int] = {}  # the input length each masking encoder gets from the training crop
+
+        def record(name: str, _module: nn.Module, args: tuple) -> None:
+            if args and isinstance(args[0], torch.Tensor):
+                inputs[name] = args[0].shape[-1]
+
+        hooks = [m.register_forward_pre_hook(functools.partial(record, name)) for name, m in masking.items()]
         try:
             for key, n in lengths.items():
+                inputs.clear()
                 x = 0.01 * torch.randn(1, n, generator=torch.Generator().manual_seed(0))
                 try:
                     with torch.no_grad():
                         self.module(x.to(self.device))
                 except ValueError as exc:  # back-ends name the minimum they need
                     raise ConfigError(f"{key}={n} is too short for this model: {exc}") from None
+                if key == "data.crop_samples":
+                    self._check_masked_lengths(key, n, masking, inputs)
         finally:
+            for hook in hooks:
+                hook.remove()
             self.module.train(was_training)
+
+    def _check_masked_lengths(self, key: str, n: int, masking: dict[str, nn.Module], inputs: dict[str, int]) -> None:
+        """The training crop against the SpecAugment span of each encoder that masks in training: too short, the
+        first training step failed inside the encoder."""
+        for name, got in inputs.items():
+            need = masking[name].masked_min_samples()
+            if need is None or got >= need:
+                continue
+            r = self.recipe
+            where = None
+            if r.model is not None:
+                where = f"model.{name}.spec_augment"
+            elif r.mixture is not None and not r.mixture.expert_dirs:
+                where = "mixture." + re.sub(r"^experts\.(\d+)", r"experts[\1]", name) + ".spec_augment"
+            # else the encoder's config comes from a model directory: its spec_augment is no key of this recipe
+            frames = masking[name].model.config.mask_time_length
+            raise ConfigError(
+                f"{key}={n} is too short for {where or f'the encoder {name} with spec_augment'}: true: SpecAugment "
+                f"masks spans of {frames} frames in training, which need at least {need} samples; raise {key} to "
+                f"{n + need - got} or more" + (f", or set {where}: false" if where else "")
+            )
 
     # --- the loop --------------------------------------------------------------------------------------------
     def _done(self) -> bool:
