@@ -51,7 +51,7 @@ def test_fit_calibration_accepts_object_dtype_string_labels():
     got = fit_calibration(scores, names)
     assert (got.a, got.b) == pytest.approx((expected.a, expected.b))
     with pytest.raises(ProtocolError, match="labels must be"):
-        fit_calibration(scores, np.array([*names[:-1], "fake"], dtype=object))
+        fit_calibration(scores, np.array([*names[:-1], "maybe"], dtype=object))
 
 
 @pytest.mark.parametrize("prior", [0.01, 0.5])

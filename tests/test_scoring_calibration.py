@@ -79,7 +79,7 @@ def test_separable_scores_give_a_finite_fit():
         ([1.0, 2.0, 3.0], [1, 0], "3 scores but 2 labels"),
         ([1.0, 1.0], [1, 0], "all equal"),
         ([2.0, 1.5, -1.0, -2.0], [0, 0, 1, 1], "non-positive slope"),
-        ([1.0, 2.0], ["bonafide", "fake"], "labels must be"),
+        ([1.0, 2.0], ["bonafide", "maybe"], "labels must be"),
     ],
 )
 def test_fit_errors(scores, labels, match):

@@ -449,10 +449,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such recipe file")
     try:
         mode = path.stat().st_mode
-        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):  # /dev/zero would be read without end
+        if stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
             kind = "a socket" if stat.S_ISSOCK(mode) else "a device"
             raise ConfigError(f"{path}: {kind}, not a recipe file (YAML): give a file or a pipe")
         with path.open("rb") as f:
+            # /dev/zero would be read without end; a terminal (`sdd train /dev/stdin`, the recipe typed or pasted
+            # and ended with Ctrl-D) is a device too, read as before
+            if stat.S_ISCHR(mode) and not f.isatty():
+                raise ConfigError(f"{path}: a device, not a recipe file (YAML): give a file or a pipe")
             raw = f.read(_MAX_RECIPE_BYTES + 1)  # capped: a pipe from an endless writer is refused, not read forever
         if len(raw) > _MAX_RECIPE_BYTES:
             raise ConfigError(f"{path}: over {_MAX_RECIPE_BYTES >> 20} MiB, too large for a recipe (YAML)")

@@ -113,7 +113,14 @@ def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
         # e.g. a pandas column of 'bonafide'/'spoof' (object dtype): compare as strings, not numbers
         labels = labels.astype(str)
     if labels.dtype.kind in "US":
-        bad = ~np.isin(labels, ["bonafide", "spoof"])
+        # the words a labels CSV, a labelled folder and an utterance table take (real/fake, bona-fide, any case):
+        # a labels column read from such a file was refused here for its "fake"
+        from sddkit.data.table import BONAFIDE_SPOOF_WORDS, LABELS
+
+        words, at = np.unique(labels, return_inverse=True)
+        read = np.array([BONAFIDE_SPOOF_WORDS.get(w.strip().lower(), "") for w in words.tolist()], dtype=object)
+        read = read[at.reshape(-1)]
+        bad = read == ""
         if bad.any():
             found = np.unique(labels[bad])[:5].tolist()
             hint = ""
@@ -125,8 +132,11 @@ def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
                 )
             elif set(found) <= {"0", "1"}:  # a CSV column read as text: "or 1/0; found ['0' '1']" read as a riddle
                 hint = " (text, not numbers: give 1/0 as numbers)"
-            raise ProtocolError(f"labels must be 'bonafide'/'spoof' or 1/0; found {found}{hint}")
-        is_bona = labels == "bonafide"
+            others = "/".join(w for w in BONAFIDE_SPOOF_WORDS if w not in LABELS)
+            raise ProtocolError(
+                f"labels must be 'bonafide'/'spoof' (or {others}, in any case) or 1/0; found {found}{hint}"
+            )
+        is_bona = read == "bonafide"
     else:
         bad = ~np.isin(labels, [0, 1])
         if bad.any():
@@ -167,7 +177,8 @@ def weighted_cllr(llr_bonafide, llr_spoof, prior: float = 0.5) -> float:
 def fit_calibration(scores, labels, *, prior: float = 0.5, l2: float = 1e-6) -> Calibration:
     """Fit ``llr = a * raw + b`` by prior-weighted logistic regression (see module docstring).
 
-    scores: (N,) raw scores; labels: (N,) 1/0 or 'bonafide'/'spoof'; prior: target (bona fide)
+    scores: (N,) raw scores; labels: (N,) 1/0 or 'bonafide'/'spoof' (or any word of
+    :data:`sddkit.data.table.BONAFIDE_SPOOF_WORDS`: real/fake, ..., in any case); prior: target (bona fide)
     prior of the objective, in (0, 1); l2: penalty (>= 0) on the slope of the standardised score,
     relative to the objective normalised by the prior's entropy (see module docstring); with ``l2=0``
     scores that separate the classes are refused, as their fit has no finite optimum.

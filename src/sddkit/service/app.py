@@ -345,7 +345,7 @@ def create_app(
     return app
 
 
-_ORIGIN = re.compile(r"https?://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
+_ORIGIN = re.compile(r"https?://(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
 
 
 def checked_cors_origins(origins: Sequence[str], name: str = "cors_origins") -> list[str]:
