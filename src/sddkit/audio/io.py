@@ -5,11 +5,12 @@ first because it is fast and exact; PyAV (FFmpeg) is the fallback for whatever l
 open (M4A/AAC, MP4/MKV/WebM audio tracks as in FakeAVCeleb, raw ADTS, ...); it decodes a container's first
 audio stream, or the next one when that holds no samples or cannot be decoded. Channels are averaged
 to mono *before* resampling (both are linear, so the order does not change the result, and mono
-resampling is cheaper); resampling uses soxr at "HQ" quality. A long file libsndfile decodes (over
-``_STREAM_RESAMPLE_FRAMES`` native frames) is resampled block by block as it is decoded (soxr's stream, same
-quality, the same samples in our checks), so a high native rate (a 590 s FLAC at 384 kHz) never holds its
-native-rate audio whole; FFmpeg's decoding still gathers it whole before resampling (up to ``max_duration``: it
-stops there as libsndfile's does, whatever the rate). All channels weigh the same, a
+resampling is cheaper); resampling uses soxr at "HQ" quality. A long file (over ``_STREAM_RESAMPLE_FRAMES`` native
+frames), whichever decoder reads it, is resampled block by block as it is decoded (soxr's stream, same quality, the
+same samples in our checks), so a high native rate (a 590 s FLAC at 384 kHz, a 192 kHz ALAC track of an MP4) never
+holds its native-rate audio whole. The exception: a stream FFmpeg decodes whose rate changes mid-way once it streams
+(MP3 files of other rates joined with cat) is decoded again and gathered whole, every part brought to the highest rate
+as shorter ones are (up to ``max_duration``: decoding stops there, whatever the rate). All channels weigh the same, a
 5.1 or 7.1 LFE included: a plain mean needs no channel order, which differs between formats (the LFE is the 4th channel
 of a FLAC or WAV, the 6th of a Vorbis or Opus one) and is unknown for a WAV without a channel mask, so both
 decoders give the same mix of the same samples. Integer PCM is scaled to [-1, 1) by 2**(bits-1); float data
@@ -126,11 +127,11 @@ _WAV_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32
 _WAV_SAMPLE_BYTES |= {"ULAW": 1, "ALAW": 1}
 # Frames per read of the soundfile decoder (a few MB even for many channels).
 _READ_BLOCK = 1 << 18
-# A file libsndfile decodes to more native frames than this (64 MB of float32 mono: 350 s at 48 kHz, 87 s at 192 kHz)
-# is resampled block by block as it is decoded (soxr's stream, same quality) instead of whole once decoded: a
+# A file libsndfile or FFmpeg decodes to more native frames than this (64 MB of float32 mono: 350 s at 48 kHz, 87 s at
+# 192 kHz) is resampled block by block as it is decoded (soxr's stream, same quality) instead of whole once decoded: a
 # 590 s FLAC at 192 kHz, an upload of a few MB, held 0.45 GB of native-rate samples (0.78 GB of process memory), at
-# 384 kHz twice that. The stream gives the same samples as the one-shot resampler (bit-identical in our checks);
-# files below this keep the one-shot path as it was.
+# 384 kHz twice that; so did a 192 kHz ALAC or FLAC track of an MP4 or Matroska file. The stream gives the same samples
+# as the one-shot resampler (bit-identical in our checks); files below this keep the one-shot path as it was.
 _STREAM_RESAMPLE_FRAMES = 1 << 24
 # The most frames one byte of a file can hold (a FLAC frame of 65535 constant samples takes about 10 bytes): a
 # declared length is trusted to size the decode buffer only up to this many frames per byte of the file.
@@ -545,16 +546,14 @@ def _finish(
 def _decode(
     source: str | bytes, *, label: str | None, max_duration: float | None, sample_rate: int | None = None
 ) -> tuple[np.ndarray | _Resampled, int]:
-    """(mono float32 at the native rate, native rate); soundfile first, then PyAV. A long file libsndfile decodes
-    comes resampled to ``sample_rate`` already (a :class:`_Resampled`, see ``_STREAM_RESAMPLE_FRAMES``)."""
+    """(mono float32 at the native rate, native rate); soundfile first, then PyAV. A long file at another rate comes
+    resampled to ``sample_rate`` already (a :class:`_Resampled`, see ``_STREAM_RESAMPLE_FRAMES``)."""
     failures: list[str] = []
     for name, decoder in (("soundfile", _decode_soundfile), ("pyav", _decode_pyav)):
         file = source if isinstance(source, str) else io.BytesIO(source)
         try:
-            if name == "soundfile":  # a long file at another rate comes resampled as it was decoded
-                decoded = decoder(file, label=label, max_duration=max_duration, sample_rate=sample_rate)
-            else:
-                decoded = decoder(file, label=label, max_duration=max_duration)
+            # a long file at another rate comes resampled as it was decoded
+            decoded = decoder(file, label=label, max_duration=max_duration, sample_rate=sample_rate)
         except AudioError:
             raise
         except Exception as exc:  # decoders raise many types; each means "this decoder cannot read it"
@@ -564,7 +563,9 @@ def _decode(
             # A WAV whose recorder died before finalising the header declares 0 data bytes; libsndfile
             # believes it, FFmpeg (like players) reads the samples that follow up to the end of the file.
             # If FFmpeg cannot read any either, the file really holds no samples.
-            return _decode_pyav_or_none(source, label=label, max_duration=max_duration) or decoded
+            return _decode_pyav_or_none(source, label=label, max_duration=max_duration, sample_rate=sample_rate) or (
+                decoded
+            )
         return decoded
     raise AudioDecodeError("not a readable audio file (" + "; ".join(failures) + ")", path=label)
 
@@ -872,7 +873,7 @@ def _decode_soundfile(
             # silently. Of a chained Ogg file (Ogg files joined with cat, a recorded radio stream) it reads
             # the first stream only, the rest was dropped without a word. FFmpeg reads to the end of the
             # file (gapless trimming included); libsndfile stays the fallback for what FFmpeg cannot read.
-            fallback = _decode_pyav_or_none(file, label=label, max_duration=max_duration)
+            fallback = _decode_pyav_or_none(file, label=label, max_duration=max_duration, sample_rate=sample_rate)
             if fallback is not None:
                 return fallback
         elif 0 < f.frames < _UNKNOWN_FRAMES:  # an MPEG estimate never rejects a file
@@ -1006,8 +1007,8 @@ def _short(decoded: int, declared: int, sample_rate: int, allowance: int = 0) ->
 
 
 def _decode_pyav_or_none(
-    file: str | bytes | io.BytesIO, *, label: str | None, max_duration: float | None
-) -> tuple[np.ndarray, int] | None:
+    file: str | bytes | io.BytesIO, *, label: str | None, max_duration: float | None, sample_rate: int | None = None
+) -> tuple[np.ndarray | _Resampled, int] | None:
     """``file`` decoded by FFmpeg, or None when FFmpeg cannot decode any of it (typed audio errors raise).
 
     A fallback or a second opinion to libsndfile; an in-memory file is read from a fresh copy of its
@@ -1017,7 +1018,7 @@ def _decode_pyav_or_none(
     else:
         source = file if isinstance(file, str) else io.BytesIO(file.getbuffer())
     try:
-        decoded = _decode_pyav(source, label=label, max_duration=max_duration)
+        decoded = _decode_pyav(source, label=label, max_duration=max_duration, sample_rate=sample_rate)
     except AudioError:
         raise
     except Exception:  # FFmpeg cannot read it: libsndfile's reading is the best there is
@@ -1025,21 +1026,32 @@ def _decode_pyav_or_none(
     return decoded if decoded[0].size else None
 
 
-def _decode_pyav(file: str | io.BytesIO, *, label: str | None, max_duration: float | None) -> tuple[np.ndarray, int]:
+def _decode_pyav(
+    file: str | io.BytesIO, *, label: str | None, max_duration: float | None, sample_rate: int | None = None
+) -> tuple[np.ndarray | _Resampled, int]:
     """The first audio stream of ``file``, decoded by FFmpeg. A stream that holds no samples (an empty track) or
     none of whose packets decode gives way to the next audio stream: a file whose first track is empty or broken
     while another holds the audio must not be refused as empty or unreadable. With no stream holding samples,
-    the first stream's error is raised (else zero samples are returned)."""
-    index, first_error, empty = 0, None, None
+    the first stream's error is raised (else zero samples are returned). With ``sample_rate``, a long stream at
+    another rate comes resampled to it as it was decoded (a :class:`_Resampled`, see ``_STREAM_RESAMPLE_FRAMES``)."""
+    index, first_error, empty, fresh = 0, None, None, True
     while True:  # the container is opened again for each stream tried: demuxing one stream reads to the end
-        source = file if index == 0 or isinstance(file, str) else io.BytesIO(file.getbuffer())
+        source = file if fresh or isinstance(file, str) else io.BytesIO(file.getbuffer())
+        fresh = False
         with av.open(source, metadata_errors="ignore") as container:
             streams = container.streams.audio
             if not streams:
                 raise AudioDecodeError("no audio stream in the file", path=label)
             count = len(streams)
             try:
-                decoded = _decode_pyav_stream(container, streams[index], file, label=label, max_duration=max_duration)
+                decoded = _decode_pyav_stream(
+                    container, streams[index], file, label=label, max_duration=max_duration, sample_rate=sample_rate
+                )
+            except _NotStreamable:
+                # its rate changed after the stream had begun (see _decode_pyav_stream): decoded again, whole, the
+                # way every segment is brought to the highest rate; rare enough (joined MP3 files) to pay twice
+                sample_rate = None
+                continue
             except AudioError:
                 raise
             except Exception as exc:  # this stream cannot be decoded: another may
@@ -1059,48 +1071,79 @@ def _decode_pyav(file: str | io.BytesIO, *, label: str | None, max_duration: flo
 
 
 def _decode_pyav_stream(
-    container, stream, file: str | io.BytesIO, *, label: str | None, max_duration: float | None
-) -> tuple[np.ndarray, int]:
-    """One audio ``stream`` of an open ``container`` (opened on ``file``) -> (mono float32, rate)."""
+    container,
+    stream,
+    file: str | io.BytesIO,
+    *,
+    label: str | None,
+    max_duration: float | None,
+    sample_rate: int | None = None,
+) -> tuple[np.ndarray | _Resampled, int]:
+    """One audio ``stream`` of an open ``container`` (opened on ``file``) -> (mono float32, rate).
+
+    With ``sample_rate``, a stream of more than ``_STREAM_RESAMPLE_FRAMES`` frames at another rate is resampled to
+    it block by block as it is decoded (a :class:`_Resampled`), as :func:`_decode_soundfile` does: a 192 kHz ALAC or
+    FLAC track of an MP4 or Matroska file held its native-rate audio whole. Only a stream of one rate can be: a
+    rate change after the stream has begun raises ``_NotStreamable`` (the caller decodes it again, whole)."""
     if stream.codec_context is None:  # a plain error: the caller adds it to the other decoders' reasons
         raise ValueError("no decoder for the audio stream's codec")
     if stream.sample_rate:
         _check_native_rate(int(stream.sample_rate), label)
-    declared = _declared_duration(container, stream)
+    declared, size = _declared_duration(container, stream), _source_size(file)
     if declared is not None and container.format.name.split(",")[0] not in _ESTIMATED_LENGTH_FORMATS:
-        _check_declared(declared, max_duration, label, _source_size(file))
+        _check_declared(declared, max_duration, label, size)
+    trims = bool(container.format.name.startswith("mov") and stream.duration and stream.time_base)
     segments: list[tuple[int, _GrowingBuffer]] = []  # (rate, samples): the rate may change mid-stream
+    # once streamed, the one segment's buffer holds only what is not resampled yet (the stream has the rest)
+    resampler: _StreamResampler | None = None
+    keep = 0  # native frames held back from the stream: the end an MP4's length may trim
     seconds = 0.0
     packets = _PacketSpan()
     for chunk, rate in _iter_pyav_mono(container, stream, packets):
         if not segments or segments[-1][0] != rate:
+            if resampler is not None:  # the first rate's samples went to the stream: not the highest rate's
+                raise _NotStreamable("the sample rate changed after the stream had begun")
             segments.append((rate, _GrowingBuffer()))
-        segments[-1][1].append(chunk)
+        buffer = segments[-1][1]
+        buffer.append(chunk)
         seconds += chunk.shape[0] / rate
         if max_duration is not None and seconds > max_duration + _DURATION_EPS_S:
             raise AudioTooLongError(
                 f"longer than max_duration {max_duration} s (decoding stopped at {seconds:.1f} s)", path=label
             )
+        if resampler is None and sample_rate is not None and rate != sample_rate and len(segments) == 1:
+            # as _decode_soundfile: from the start when the header declares a long file, else once it grows long (a
+            # rate below the minimum is left to _finish's error)
+            expected = _believed_frames(declared, rate, max_duration, size)
+            if max(expected, buffer.size) > _STREAM_RESAMPLE_FRAMES and rate >= MIN_SAMPLE_RATE:
+                resampler = _StreamResampler(rate, sample_rate, expected)
+                # the trim is at most one codec frame (see below); the decoder knows its frame size by now
+                keep = _mp4_frame(stream) if trims else 0
+        if resampler is not None and buffer.size >= _READ_BLOCK + keep:
+            segments[-1] = (rate, _feed_all_but(buffer, keep, resampler))
     if not segments:
         return np.zeros(0, dtype=np.float32), int(stream.sample_rate or 1)
     rate = segments[0][0]
+    streamed = resampler.frames if resampler is not None else 0  # native frames already in the stream
     if container.format.name == "flac" and declared is not None and len(segments) == 1:
-        _check_complete(segments[0][1].size, round(declared * rate), rate, label)
+        _check_complete(streamed + segments[0][1].size, round(declared * rate), rate, label)
     if container.format.name == "caf" and len(segments) == 1:
         # libsndfile refuses to open a CAF cut off mid-way; FFmpeg decodes it up to the cut, and reports the
         # duration of what is there, not what the header declares
         header = _caf_declared_frames(file)
         if header is not None:
-            _check_complete(segments[0][1].size, header[0], rate, label, allowance=header[1])
-    if container.format.name.startswith("mov") and len(segments) == 1 and stream.duration and stream.time_base:
+            _check_complete(streamed + segments[0][1].size, header[0], rate, label, allowance=header[1])
+    if trims and len(segments) == 1:
         # An MP4/M4A's edit list gives the presentation's length: FFmpeg skips the encoder's priming at the start
         # but decodes the padding of the last frame past the end (AAC: under one 1024-sample frame, 64 ms at
         # 16 kHz; 2048 with SBR), which players that honour the edit list do not play. The declared length is in
         # the movie's time scale (FFmpeg writes 1 ms), so it may cut or keep a fraction of a millisecond.
-        frame = max(stream.codec_context.frame_size or 0, _MAX_CODEC_FRAME)
+        frame = _mp4_frame(stream)
         declared_samples = round(float(stream.duration * stream.time_base) * rate)
-        excess = segments[0][1].size - declared_samples
+        excess = streamed + segments[0][1].size - declared_samples
         if 0 < excess <= frame:
+            if excess > segments[0][1].size:  # the decoder's frame size grew past what was held back
+                raise _NotStreamable("the samples to trim were resampled already")
             segments[0][1].size -= excess
         # An MP4 whose index comes first (faststart: phones, browsers, web uploads) and whose media data is cut off
         # decodes up to the cut without a word, as a truncated FLAC does; a frame or two may differ at the ends.
@@ -1108,7 +1151,10 @@ def _decode_pyav_stream(
         # audio, dropped packets) decodes short of its length too, but its packets reach the end, and all decode.
         reached = round(float(packets.span * stream.time_base) * rate)
         if packets.failed or _short(reached, declared_samples, rate, 2 * frame):
-            _check_complete(segments[0][1].size, declared_samples, rate, label, allowance=2 * frame)
+            _check_complete(streamed + segments[0][1].size, declared_samples, rate, label, allowance=2 * frame)
+    if resampler is not None:
+        resampler.feed(segments[0][1].array())
+        return resampler.result(), rate
     if len(segments) == 1:  # the usual case: the samples as they are, no copy of them all
         return segments[0][1].array(), rate
     # The rate changes mid-stream (MP3 files joined with cat, a broadcast's programme change): all of it is brought
@@ -1120,6 +1166,38 @@ def _decode_pyav_stream(
         seg = buffer.array()
         parts.append(seg if seg_rate == rate else soxr.resample(seg, seg_rate, rate, quality=_RESAMPLE_QUALITY))
     return np.concatenate(parts).astype(np.float32, copy=False), rate
+
+
+class _NotStreamable(Exception):
+    """A stream that began to be resampled as it was decoded turned out not to be resampled so (its rate changed):
+    the caller decodes it again, whole."""
+
+
+def _mp4_frame(stream) -> int:
+    """The most samples an MP4's decoded audio may run past its edit list's length (the last frame's padding)."""
+    return max(stream.codec_context.frame_size or 0, _MAX_CODEC_FRAME)
+
+
+def _believed_frames(declared_s: float | None, rate: int, max_duration: float | None, size: int | None) -> int:
+    """The frames at ``rate`` a header's duration declares, as far as a file of ``size`` bytes could hold them
+    (see ``_MAX_FRAMES_PER_BYTE``) and up to the limit; 0 without one."""
+    if declared_s is None:
+        return 0
+    frames = min(round(declared_s * rate), (size or 0) * _MAX_FRAMES_PER_BYTE)
+    if max_duration is not None and math.isfinite(max_duration):
+        frames = min(frames, math.floor((max_duration + _DURATION_EPS_S) * rate) + 1)
+    return frames
+
+
+def _feed_all_but(buffer: _GrowingBuffer, keep: int, resampler: _StreamResampler) -> _GrowingBuffer:
+    """Feeds ``buffer``'s samples but the last ``keep`` to ``resampler``; a fresh buffer of those ``keep`` (the
+    full one, the size of the audio decoded so far when the stream began, is let go)."""
+    data = buffer.array()
+    split = max(0, data.shape[0] - keep)
+    resampler.feed(data[:split])
+    rest = _GrowingBuffer(_READ_BLOCK + keep)
+    rest.append(data[split:])
+    return rest
 
 
 class _GrowingBuffer:
