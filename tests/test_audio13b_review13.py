@@ -215,3 +215,13 @@ def test_non_finite_samples_of_a_long_ffmpeg_file_are_counted_as_on_the_one_shot
         decode_audio_bytes(data, name="x.mka")
     assert str(streamed_error.value) == str(one_shot.value) == "x.mka: 3 NaN/Inf sample(s)"
     assert fed
+
+
+def test_the_size_of_an_in_memory_file_is_read_without_copying_its_bytes():
+    # a BytesIO made from bytes shares them until a buffer is exported: getbuffer() copied a whole upload
+    from sddkit.audio.io import _source_size
+
+    data = bytes(1 << 20)
+    bio = io.BytesIO(data)
+    assert _source_size(bio) == len(data)
+    assert bio.getvalue() is data

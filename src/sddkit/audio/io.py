@@ -1016,7 +1016,7 @@ def _decode_pyav_or_none(
     if isinstance(file, bytes):
         source: str | io.BytesIO = io.BytesIO(file)
     else:
-        source = file if isinstance(file, str) else io.BytesIO(file.getbuffer())
+        source = file if isinstance(file, str) else io.BytesIO(file.getvalue())
     try:
         decoded = _decode_pyav(source, label=label, max_duration=max_duration, sample_rate=sample_rate)
     except AudioError:
@@ -1036,7 +1036,7 @@ def _decode_pyav(
     another rate comes resampled to it as it was decoded (a :class:`_Resampled`, see ``_STREAM_RESAMPLE_FRAMES``)."""
     index, first_error, empty, fresh = 0, None, None, True
     while True:  # the container is opened again for each stream tried: demuxing one stream reads to the end
-        source = file if fresh or isinstance(file, str) else io.BytesIO(file.getbuffer())
+        source = file if fresh or isinstance(file, str) else io.BytesIO(file.getvalue())
         fresh = False
         with av.open(source, metadata_errors="ignore") as container:
             streams = container.streams.audio
@@ -1327,7 +1327,10 @@ def _tagged_duration(stream) -> float | None:
 def _source_size(file: str | io.BytesIO) -> int | None:
     """Bytes in a path or an in-memory file (None when unknown)."""
     try:
-        return file.getbuffer().nbytes if isinstance(file, io.BytesIO) else Path(file).stat().st_size
+        if isinstance(file, io.BytesIO):
+            # not getbuffer(): a BytesIO made from bytes shares them until a buffer is exported, then copies them all
+            return len(file.getvalue())
+        return Path(file).stat().st_size
     except (OSError, ValueError):
         return None
 
