@@ -14,12 +14,14 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from sddkit.service.app import REQUEST_HEAD_TIMEOUT_S
+
 
 class HeadDeadlineH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, closing a connection that has not sent a complete request head within
     ``head_timeout_s`` of its start or of the end of its last response."""
 
-    head_timeout_s: float = 10.0
+    head_timeout_s: float = REQUEST_HEAD_TIMEOUT_S  # uvicorn_config sets it on a subclass: the value read then
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._head_timer: asyncio.TimerHandle | None = None
