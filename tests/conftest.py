@@ -23,8 +23,8 @@ def _seed():
 def tiny_stats(monkeypatch):
     """``save(path, seed=0, threshold=0.0)``: a model directory of ``scoring_support.TinyStats`` (0.025 s windows),
     registered as an architecture for the test. Its graph exports with the TorchScript exporter in a fraction of a
-    second, where a spectral model goes through torch.export for seconds: for tests of what an export does around
-    the graph (file names, --force, partial files), not of the graph itself."""
+    second, where a spectral model's export and parity check take a second or more: for tests of what an export
+    does around the graph (file names, --force, partial files), not of the graph itself."""
     from scoring_support import TinyStats
 
     from sddkit.detectors import model_dir as md

@@ -31,16 +31,31 @@ DOWNSAMPLE = 16  # four 2x2 max-pools
 
 
 class MaxFeatureMap(nn.Module):
-    """(B, 2C, ...) -> (B, C, ...): element-wise max of the two channel halves."""
+    """(B, 2C, ...) -> (B, C, ...): element-wise max of the two channel halves.
+
+    ``channels``: C, when known at build time. The halves are then cut at that constant, so a traced graph
+    keeps the channel count: ``chunk`` became an ONNX Split of unknown sizes, and the TorchScript exporter
+    refused the batch norm after it ("unknown channel size"). The values are the same either way.
+    """
+
+    def __init__(self, channels: int | None = None):
+        super().__init__()
+        self.channels = channels
 
     def forward(self, x: Tensor) -> Tensor:
-        a, b = x.chunk(2, dim=1)
+        if self.channels is None:
+            a, b = x.chunk(2, dim=1)
+        else:
+            a, b = x.narrow(1, 0, self.channels), x.narrow(1, self.channels, self.channels)
         return torch.maximum(a, b)
+
+    def extra_repr(self) -> str:
+        return "" if self.channels is None else f"channels={self.channels}"
 
 
 def _mfm_conv(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
     """A convolution producing 2 * c_out channels, reduced to c_out by max-feature-map."""
-    return [nn.Conv2d(c_in, 2 * c_out, kernel, padding=kernel // 2), MaxFeatureMap()]
+    return [nn.Conv2d(c_in, 2 * c_out, kernel, padding=kernel // 2), MaxFeatureMap(c_out)]
 
 
 def _norm(c: int) -> nn.Module:

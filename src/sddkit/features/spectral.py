@@ -200,12 +200,20 @@ def stft(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor, center: bool
     constant padding when the signal is too short to reflect), else ``1 + (T - n_fft) // hop_length``.
     An empty batch (a leading size 0) gives an empty result; a signal without a frame is a ValueError.
     """
+    return _stft(x, n_fft=n_fft, hop_length=hop_length, window=window, center=center, as_real=False)
+
+
+def _stft(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor, center: bool, as_real: bool) -> Tensor:
+    """:func:`stft`, or with ``as_real`` its real and imaginary parts (..., n_fft // 2 + 1, frames, 2), the same
+    values (torch.view_as_real of the complex STFT)."""
     lead, length = x.shape[:-1], x.shape[-1]
     _check_signal_length(length, n_fft=n_fft, center=center)
     if x.numel() == 0:
         # torch.stft refuses an empty batch (with an error about a (1, 0, T) input): transform one
         # silent signal for the output's frame count and dtype, and keep none of it
-        one = stft(x.new_zeros(length), n_fft=n_fft, hop_length=hop_length, window=window, center=center)
+        one = _stft(
+            x.new_zeros(length), n_fft=n_fft, hop_length=hop_length, window=window, center=center, as_real=as_real
+        )
         return one.new_zeros((*lead, *one.shape))
     flat = x.reshape(-1, length)
     pad_mode = "reflect" if length > n_fft // 2 else "constant"
@@ -217,9 +225,9 @@ def stft(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor, center: bool
         window=window.to(device=x.device, dtype=x.dtype),
         center=center,
         pad_mode=pad_mode,
-        return_complex=True,
+        return_complex=not as_real,
     )
-    return spec.reshape(*lead, *spec.shape[-2:])
+    return spec.reshape(*lead, *spec.shape[1:])
 
 
 def _check_signal_length(length: int, *, n_fft: int, center: bool) -> None:
@@ -231,7 +239,19 @@ def _check_signal_length(length: int, *, n_fft: int, center: bool) -> None:
 
 
 def power_spectrogram(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor, center: bool = True) -> Tensor:
-    """|STFT|^2 (..., T) -> (..., n_fft // 2 + 1, frames), real."""
+    """|STFT|^2 (..., T) -> (..., n_fft // 2 + 1, frames), real.
+
+    Traced (the TorchScript ONNX exporter) it is computed from the real STFT (torch.stft's deprecated
+    ``return_complex=False``): the exporter refuses complex tensors, while the real form becomes an ONNX STFT
+    node. The values are the same as from the complex STFT, which eager calls keep using.
+    """
+    if torch.jit.is_tracing():
+        # a torch that drops return_complex=False fails the trace instead, and sddkit's export then falls back
+        # to the torch.export exporter, which takes the complex STFT
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # its deprecation warning, once per trace
+            spec = _stft(x, n_fft=n_fft, hop_length=hop_length, window=window, center=center, as_real=True)
+        return spec.square().sum(dim=-1)  # re^2 + im^2: indexing each part became a slow Gather in ONNX Runtime
     spec = stft(x, n_fft=n_fft, hop_length=hop_length, window=window, center=center)
     return spec.real.square() + spec.imag.square()
 
