@@ -6,7 +6,8 @@ Writes a synthetic key in the ASVspoof 2021 DF evaluation layout (13 fields: ASV
 codecs, three phases; the real key has 611,829 lines) to a temporary folder, then reads it ``--repeats`` times, each
 in a fresh Python process (so each peak RSS is that read's own): wall time of ``read_protocol`` alone, the process's
 peak RSS, and its RSS before the read (the imports). ``--src DIR`` runs the reads against another checkout's
-``src`` (e.g. a ``git worktree`` of an older commit), for before/after figures on the same key and machine.
+``src`` (e.g. a ``git worktree`` of an older commit), for before/after figures on the same key and machine; the
+header names the ``sddkit`` folder the reads imported.
 """
 
 from __future__ import annotations
@@ -28,17 +29,19 @@ LANGUAGES = ["English", "Finnish", "German", "Mandarin"]
 
 # one read in a fresh process: the figures come back as one JSON line
 CHILD = """
-import json, resource, sys, time
+import json, os, resource, sys, time
 def rss_mb():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+import sddkit
 from sddkit.data.protocols import read_protocol
 before = rss_mb()
 t = time.perf_counter()
 table = read_protocol(sys.argv[1], format="asvspoof2021_df")
 seconds = time.perf_counter() - t
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "peak_mb": peak, "imports_mb": before, "rows": len(table)}))
+sddkit_dir = os.path.dirname(sddkit.__file__)
+print(json.dumps({"seconds": seconds, "peak_mb": peak, "imports_mb": before, "rows": len(table), "sddkit": sddkit_dir}))
 """
 
 
@@ -85,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
                 [sys.executable, "-c", CHILD, str(key)], env=env, capture_output=True, text=True, check=True
             )
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"{platform.node()} {platform.processor() or platform.machine()}, Python {platform.python_version()}, ")
-    print(f"{args.lines} lines, {args.repeats} reads, sddkit from {args.src or 'the installed package'}\n")
+    # the package the reads imported: without --src, whichever checkout the environment installed, not always this one
+    read_from = ", ".join(sorted({r["sddkit"] for r in runs}))
+    print(f"{platform.node()} {platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    print(f"{args.lines} lines, {args.repeats} reads, sddkit read from {read_from}\n")
     print("| read | seconds | peak RSS MB | RSS before the read (imports) MB | rows |")
     print("|---|---|---|---|---|")
     for i, r in enumerate(runs, 1):

@@ -16,6 +16,7 @@ outputs one sigmoid logit (BCE); here the output layer gives two logits (spoof, 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -40,12 +41,26 @@ class MaxFeatureMap(nn.Module):
 
     def __init__(self, channels: int | None = None):
         super().__init__()
+        if channels is not None and channels < 1:
+            raise ValueError(f"MaxFeatureMap channels must be a positive number, got {channels}")
         self.channels = channels
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels is None:
             a, b = x.chunk(2, dim=1)
         else:
+            # narrow alone would cut any wider input silently, its channels past 2C dropped
+            got = x.shape[1]
+            if torch.jit.is_tracing():
+                # a traced size is a tensor; the graph cuts at the constant anyway, so the example input is checked
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                    got = int(got)
+            if got != 2 * self.channels:
+                raise ValueError(
+                    f"MaxFeatureMap({self.channels}) takes {2 * self.channels} channels, got {got} "
+                    f"(shape {tuple(x.shape)}): build it with half the input's channels, or without a count"
+                )
             a, b = x.narrow(1, 0, self.channels), x.narrow(1, self.channels, self.channels)
         return torch.maximum(a, b)
 
