@@ -50,8 +50,10 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -418,7 +420,11 @@ class _ModuleProjectionAttention:
     q/k/v/out projections are *called* as modules, so LoRA / MoLEx replacements take effect."""
 
     def torch_multi_head_self_attention(
-        self, hidden_states: Tensor, attention_mask: Tensor | None, gated_position_bias: Tensor
+        self,
+        hidden_states: Tensor,
+        attention_mask: Tensor | None,
+        gated_position_bias: Tensor,
+        output_attentions: bool = False,  # passed by transformers 4 (nothing here asks for the weights)
     ) -> tuple[Tensor, None]:
         """hidden_states (B, N, D); gated_position_bias (B * H, N, N) -> (B, N, D), no weights."""
         bsz, n, _ = hidden_states.shape
@@ -800,7 +806,7 @@ class WhisperFamilyEncoder(SpeechEncoder):
         x = F.dropout(x, p=enc.dropout, training=self.training)
         states = [x]
         for layer in enc.layers:
-            x = layer(x, None)
+            x = _whisper_layer(enc, layer, x)
             if all_states:
                 states.append(x)
         x = enc.layer_norm(x)
@@ -808,6 +814,24 @@ class WhisperFamilyEncoder(SpeechEncoder):
             return x
         states[-1] = x  # as transformers: the last hidden state is after the final LayerNorm
         return states
+
+
+@functools.cache
+def _takes_head_mask(layer_cls: type) -> bool:
+    return "layer_head_mask" in inspect.signature(layer_cls.forward).parameters
+
+
+def _whisper_layer(enc: nn.Module, layer: nn.Module, x: Tensor) -> Tensor:
+    """One layer of Whisper encoder ``enc`` on ``x``, without attention mask (every position is attended)."""
+    # transformers 4 layers take a head mask (no default) and return a tuple; 5 dropped both
+    args = (x, None, None) if _takes_head_mask(type(layer)) else (x, None)
+    if enc.gradient_checkpointing and enc.training and not hasattr(layer, "gradient_checkpointing"):
+        # a layer that is no GradientCheckpointingLayer (transformers 4) was checkpointed by WhisperEncoder.forward,
+        # which this loop replaces: without this, gradient_checkpointing: true would save no memory
+        out = enc._gradient_checkpointing_func(layer.__call__, *args)
+    else:
+        out = layer(*args)
+    return out[0] if isinstance(out, tuple) else out
 
 
 # --- building -----------------------------------------------------------------------------------
@@ -1017,7 +1041,7 @@ def _load_pretrained(model_cls: type, directory: Path, hf_cfg: Any) -> nn.Module
 
     try:
         model, info = model_cls.from_pretrained(
-            directory, config=hf_cfg, local_files_only=True, dtype=torch.float32, output_loading_info=True
+            directory, config=hf_cfg, local_files_only=True, output_loading_info=True, **_float32_kwarg()
         )
     # no weights file (OSError), a truncated or corrupt one (SafetensorError, UnpicklingError, EOFError),
     # tensors of other shapes (RuntimeError / ValueError): all name the directory
@@ -1030,6 +1054,16 @@ def _load_pretrained(model_cls: type, directory: Path, hf_cfg: Any) -> nn.Module
     _warn_unplaced(model, info.get("unexpected_keys", []), directory)
     # what came from the file may be left out of trainable-only model directories (model_dir)
     return mark_pretrained(model, except_names=set(info.get("missing_keys", [])))
+
+
+def _float32_kwarg() -> dict[str, torch.dtype]:
+    """``from_pretrained``'s argument for float32 weights (transformers 5 loads the file's dtype without it)."""
+    import transformers
+
+    # transformers < 4.56 knows only torch_dtype and hands an unknown dtype= to the model's __init__ (TypeError)
+    major, minor = (int(part) for part in re.findall(r"\d+", transformers.__version__)[:2])
+    name = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+    return {name: torch.float32}
 
 
 def _unreadable(directory: Path, exc: Exception) -> ConfigError:
