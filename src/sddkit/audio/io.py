@@ -730,7 +730,8 @@ def _aiff_declared_frames(source: str | io.BytesIO) -> int | None:
 def _au_declared_frames(source: str | io.BytesIO, frame_bytes: int) -> int | None:
     """The frames of an AU (Sun/NeXT) file's data size, big-endian (".snd") or little-endian ("dns.", as libsndfile
     reads it); None for another file. Its "unknown size" (0xFFFFFFFF, a stream's) is one of
-    ``_UNKNOWN_DATA_LENGTHS``: such a file is decoded to its end, unchecked."""
+    ``_UNKNOWN_DATA_LENGTHS``, which :func:`_header_declared_frames` does not believe: such a file is decoded to its
+    end, unchecked."""
     try:
         with _open_source(source) as f:
             f.seek(0)
@@ -740,8 +741,7 @@ def _au_declared_frames(source: str | io.BytesIO, frame_bytes: int) -> int | Non
     order = {b".snd": "big", b"dns.": "little"}.get(head[:4])
     if len(head) < 12 or order is None:
         return None
-    size = int.from_bytes(head[8:12], order)
-    return None if size in _UNKNOWN_DATA_LENGTHS else size // frame_bytes
+    return int.from_bytes(head[8:12], order) // frame_bytes  # a placeholder size: filtered by the caller
 
 
 def _w64_declared_frames(source: str | io.BytesIO, frame_bytes: int) -> int | None:

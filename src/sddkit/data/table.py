@@ -46,6 +46,14 @@ BONAFIDE_SPOOF_WORDS: dict[str, str] = {
     "spoof": "spoof",
     "fake": "spoof",
 }
+# the words besides bonafide/spoof, as error messages list them
+OTHER_LABEL_WORDS = "/".join(w for w in BONAFIDE_SPOOF_WORDS if w not in LABELS)
+
+
+def label_word(word: object) -> str | None:
+    """``'bonafide'``/``'spoof'`` for a word of :data:`BONAFIDE_SPOOF_WORDS` (any case, outer spaces ignored), else
+    None."""
+    return BONAFIDE_SPOOF_WORDS.get(str(word).strip().lower())
 
 
 def _as_csv_text(df: pd.DataFrame) -> pd.DataFrame:
@@ -130,12 +138,11 @@ def _canonical_labels(column: pd.Series, where: Path) -> pd.Series:
     the same files reads."""
     if column.isin(LABELS).all():
         return column
-    canonical = {v: BONAFIDE_SPOOF_WORDS.get(str(v).strip().lower()) for v in column.unique()}
+    canonical = {v: label_word(v) for v in column.unique()}
     unknown = [v for v, label in canonical.items() if label is None]
     if unknown:
-        words = "/".join(w for w in BONAFIDE_SPOOF_WORDS if w not in LABELS)
         raise ProtocolError(
-            f"{where}: labels must be 'bonafide' or 'spoof' (or {words}, in any case); found {unknown[:5]}"
+            f"{where}: labels must be 'bonafide' or 'spoof' (or {OTHER_LABEL_WORDS}, in any case); found {unknown[:5]}"
         )
     return column.map(canonical).astype(str)
 

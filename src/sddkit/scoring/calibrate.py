@@ -142,7 +142,8 @@ def calibrate_on_protocol(
         )
     detector = load_detector(model_dir)  # first: a missing model is named as such, no folder made for it
     target = model_dir if out is None else Path(out)
-    made = [] if target.resolve() == model_dir.resolve() else folders_to_make(target)
+    in_place = target.resolve() == model_dir.resolve()
+    made = [] if in_place else folders_to_make(target)
     # asked before the files are scored, not after: an --out that is a file, or under one, was a traceback then
     reason = why_unwritable(target / CONFIG_NAME)
     # the check made the folders to ask; they are made again only to write: a run that fails (a file that cannot
@@ -179,7 +180,7 @@ def calibrate_on_protocol(
         "threshold_rule": threshold,
         "eer": float(point.eer),
     }
-    if target.resolve() != model_dir.resolve():
+    if not in_place:
         # a copy gets no MODEL_CARD.md (the source's describes the source's calibration, not this one): this names
         # the folder whose weights it holds, and so the card that describes how they were trained
         record["copied_from"] = str(model_dir.resolve())

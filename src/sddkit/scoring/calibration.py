@@ -115,10 +115,10 @@ def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     if labels.dtype.kind in "US":
         # the words a labels CSV, a labelled folder and an utterance table take (real/fake, bona-fide, any case):
         # a labels column read from such a file was refused here for its "fake"
-        from sddkit.data.table import BONAFIDE_SPOOF_WORDS, LABELS
+        from sddkit.data.table import OTHER_LABEL_WORDS, label_word
 
         words, at = np.unique(labels, return_inverse=True)
-        read = np.array([BONAFIDE_SPOOF_WORDS.get(w.strip().lower(), "") for w in words.tolist()], dtype=object)
+        read = np.array([label_word(w) or "" for w in words.tolist()], dtype=object)
         read = read[at.reshape(-1)]
         bad = read == ""
         if bad.any():
@@ -132,9 +132,8 @@ def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
                 )
             elif set(found) <= {"0", "1"}:  # a CSV column read as text: "or 1/0; found ['0' '1']" read as a riddle
                 hint = " (text, not numbers: give 1/0 as numbers)"
-            others = "/".join(w for w in BONAFIDE_SPOOF_WORDS if w not in LABELS)
             raise ProtocolError(
-                f"labels must be 'bonafide'/'spoof' (or {others}, in any case) or 1/0; found {found}{hint}"
+                f"labels must be 'bonafide'/'spoof' (or {OTHER_LABEL_WORDS}, in any case) or 1/0; found {found}{hint}"
             )
         is_bona = read == "bonafide"
     else:

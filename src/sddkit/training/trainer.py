@@ -597,10 +597,12 @@ class Trainer:
         # SpecAugment needs a longer input in training only, in the encoders that train mode reaches (a frozen
         # mixture keeps its experts in eval mode): switching the mode flags runs nothing
         self.module.train()
-        masking = {
-            name: m
+        masking = {  # name -> (encoder, the shortest input it masks)
+            name: (m, need)
             for name, m in self.module.named_modules()
-            if m.training and callable(getattr(m, "masked_min_samples", None)) and m.masked_min_samples() is not None
+            if m.training
+            and callable(getattr(m, "masked_min_samples", None))
+            and (need := m.masked_min_samples()) is not None
         }
         self.module.eval()  # no dropout: the check consumes no random numbers
         inputs: dict[str, int] = {}  # the input length each masking encoder gets from the training crop
@@ -609,7 +611,7 @@ class Trainer:
             if args and isinstance(args[0], torch.Tensor):
                 inputs[name] = args[0].shape[-1]
 
-        hooks = [m.register_forward_pre_hook(functools.partial(record, name)) for name, m in masking.items()]
+        hooks = [m.register_forward_pre_hook(functools.partial(record, name)) for name, (m, _) in masking.items()]
         try:
             for key, n in lengths.items():
                 inputs.clear()
@@ -626,12 +628,14 @@ class Trainer:
                 hook.remove()
             self.module.train(was_training)
 
-    def _check_masked_lengths(self, key: str, n: int, masking: dict[str, nn.Module], inputs: dict[str, int]) -> None:
+    def _check_masked_lengths(
+        self, key: str, n: int, masking: dict[str, tuple[nn.Module, int]], inputs: dict[str, int]
+    ) -> None:
         """The training crop against the SpecAugment span of each encoder that masks in training: too short, the
         first training step failed inside the encoder."""
         for name, got in inputs.items():
-            need = masking[name].masked_min_samples()
-            if need is None or got >= need:
+            encoder, need = masking[name]
+            if got >= need:
                 continue
             r = self.recipe
             where = None
@@ -640,7 +644,7 @@ class Trainer:
             elif r.mixture is not None and not r.mixture.expert_dirs:
                 where = "mixture." + re.sub(r"^experts\.(\d+)", r"experts[\1]", name) + ".spec_augment"
             # else the encoder's config comes from a model directory: its spec_augment is no key of this recipe
-            frames = masking[name].model.config.mask_time_length
+            frames = encoder.model.config.mask_time_length
             raise ConfigError(
                 f"{key}={n} is too short for {where or f'the encoder {name} with spec_augment'}: true: SpecAugment "
                 f"masks spans of {frames} frames in training, which need at least {need} samples; raise {key} to "
