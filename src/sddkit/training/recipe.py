@@ -399,6 +399,15 @@ class TrainerConfig:
     norm lost, ``lora_average_loss``, in ``final/``'s metadata (a MoLEx expert's refactored A enters the
     orthogonality loss differently if training continues from ``final/``; ``add_experts`` starts from ``best/``).
     save_every: also checkpoint every N steps (``None``: only when validating and at the end).
+    ema_decay: with a decay d in [0, 1), keep an exponential moving average of the weights, ``ema = d * ema +
+    (1 - d) * param`` after every optimiser step for each trainable parameter (float32, on the model's device;
+    frozen parameters and buffers, e.g. batch-norm running statistics, are the model's own), starting from the
+    weights training starts with (after a MoLEx growth). Validation, the best/top-k ranking, the checkpoints'
+    ``model`` (``average_top_k`` averages those), ``best/`` and ``final/`` are then that average, recorded as
+    ``ema_decay`` in their metadata; training goes on from the raw weights, which checkpoints keep too
+    (``raw_model``) for ``--resume``. ``null`` (the default): no average. d = 0 is the raw weights, bit for bit;
+    0.999 averages over about the last 1000 steps. A resume cannot switch it on or off (another d applies from
+    the restored step on).
     bf16: bfloat16 autocast, applied on GPU only.
     """
 
@@ -410,6 +419,7 @@ class TrainerConfig:
     average_top_k: int = 1
     save_every: int | None = None
     grad_clip: float | None = None
+    ema_decay: float | None = None
     log_every: int = 10
     out_dir: str = "runs/train"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -429,6 +439,9 @@ class TrainerConfig:
         # "not > 0", so NaN fails too: clipping to NaN turned every gradient into NaN with a finite logged norm
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be positive (or null), got {self.grad_clip}")
+        # "not 0 <= d < 1", so NaN fails too; 1 would keep the initial weights for good
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (or null: no moving average), got {self.ema_decay}")
         if self.average_top_k > self.keep_top_k:
             raise ValueError(f"average_top_k ({self.average_top_k}) needs keep_top_k >= it ({self.keep_top_k})")
 

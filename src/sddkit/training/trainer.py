@@ -13,7 +13,9 @@ early stopping, best-checkpoint selection, averaging of the top-k checkpoints; c
       metrics.jsonl      one line per validation: step (optimiser steps taken), epoch (epochs completed when it
                          ran: 1 at the end of the first), val_eer (a fraction), val_loss, n (utterances)
       tb/                TensorBoard event files
-      checkpoints/       see sddkit.training.checkpoint (``latest`` + the top-k by validation EER)
+      checkpoints/       see sddkit.training.checkpoint (``latest`` + the top-k by validation EER); with
+                         trainer.ema_decay their ``model`` is the moving average of the weights (the model
+                         validated and exported) and ``raw_model`` the weights training goes on from
       best/  final/      sddkit model directories (``sdd score``-ready), val EER in metadata
       molex_report.json  with a ``molex`` section: forgetting and expert use per attack system
                          (``expert_use``: mean over the adapted layers; ``expert_use_per_layer``: each layer's)
@@ -34,7 +36,8 @@ recipe seed, without one) MLDG's split stream built from it; another ``trainer.p
 the run has stopped early. A change the checkpoint's weights or optimiser moments cannot fit (another width, other
 trainable parameters) is a CheckpointError naming the changed keys. So is a pretrained folder whose frozen weights
 are no longer those the checkpoint was trained over (another encoder saved under the same path): checkpoints leave
-those weights to the folder, and record their digest.
+those weights to the folder, and record their digest. So is a resume that switches ``trainer.ema_decay`` on or off
+(the checkpoints ranked so far hold one kind of model); another decay applies from the restored step on.
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ from sddkit.training.distributed import (
     peer_lost,
     select_device,
 )
+from sddkit.training.ema import WeightEMA
 from sddkit.training.evaluate import EvalResult, evaluate
 from sddkit.training.losses import DetectionLoss
 from sddkit.training.molex import (
@@ -209,6 +213,9 @@ class Trainer:
         self.assembled = False  # a mixture with nothing to learn, exported as built (set by _setup)
         self._window: dict[str, list[torch.Tensor]] = {}
         self._lock: ExclusiveLock | None = None
+        self.ema: WeightEMA | None = None  # trainer.ema_decay's moving average of the weights (built by _setup)
+        # the checkpoint resumed from and its averaged model, which _setup's WeightEMA continues
+        self._resumed_ema: tuple[str, dict[str, torch.Tensor]] | None = None
 
     # --- public ----------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -329,6 +336,13 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=cfg.find_unused_parameters,
             )
+        if cfg.ema_decay is not None:
+            # after the growth (the parameters it averages are final) and DDP's broadcast of rank 0's weights: the
+            # weights the first step starts from, or those of the checkpoint resumed from
+            self.ema = WeightEMA(self.module, cfg.ema_decay)
+            if self._resumed_ema is not None:
+                self.ema.load_model_state(self._resumed_ema[1], self._resumed_ema[0])
+                self._resumed_ema = None
         self.ctx = StepContext(
             model=self.model,
             module=self.module,
@@ -439,6 +453,8 @@ class Trainer:
         r = self.recipe
         if r.data.train or self._train_data is not None:
             log.warning("data.train is not read: the mixture's gate has no parameters and its experts are frozen")
+        if self.cfg.ema_decay is not None:
+            log.warning("trainer.ema_decay has no effect: nothing is trained, so there are no weights to average")
         self.train_table = None
         self._build_val_data()
         self.total_steps = 0
@@ -724,6 +740,8 @@ class Trainer:
             raise self._diverged(str(exc)) from None
         if not torch.isfinite(result.loss):
             raise self._diverged(f"non-finite training loss {float(result.loss)}")
+        if self.ema is not None:  # a strategy's step is one optimiser step, whatever passes it takes
+            self.ema.update()
         self._step_lr = self.optimizer.param_groups[0]["lr"]  # the lr this step used, before the schedule moves on
         self.scheduler.step()
         self.state.step += 1
@@ -773,7 +791,8 @@ class Trainer:
         if self.val_data is None:
             return None
         s, cfg = self.state, self.cfg
-        result = self._evaluate(self.val_data)
+        with self._measured_weights():
+            result = self._evaluate(self.val_data)
         if result.eer is None:
             # injected val data (a recipe's is checked when read): without both classes there is no EER, and
             # the run would go on without model selection or early stopping, exporting its last weights as best/
@@ -807,6 +826,11 @@ class Trainer:
     def _model_state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.module.state_dict().items() if k not in self._reloadable}
 
+    def _measured_weights(self) -> AbstractContextManager[Any]:
+        """The weights validated, ranked and exported in the model for a block: with trainer.ema_decay their
+        moving average (the raw weights come back after it), else the weights as trained."""
+        return self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext()
+
     @functools.cached_property
     def _frozen_digest(self) -> str | None:
         """:func:`weights_digest` of the frozen pretrained weights that checkpoints leave out (read from the
@@ -834,11 +858,15 @@ class Trainer:
         )
         rng = [p["rng"] for p in per_rank] if per_rank is not None else None
         if self.info.is_main:
+            raw = self._model_state()
             state = {
                 "recipe": to_dict(self.recipe),
                 "model_config": self.model_config,
                 "architecture": self.architecture,
-                "model": self._model_state(),
+                # the model measured: with trainer.ema_decay the moving average, which best/, final/ and the average
+                # of the top k read from here; the raw weights, which training goes on from, under raw_model
+                "model": self.ema.model_state(raw) if self.ema is not None else raw,
+                **({"raw_model": raw} if self.ema is not None else {}),
                 "pretrained_digest": self._frozen_digest,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
@@ -877,8 +905,9 @@ class Trainer:
             raise self._unusable_latest(exc) from None
         recorded_recipe = state.get("recipe", {})
         changes = recipe_changes(recorded_recipe, to_dict(self.recipe), ignore=RESUME_SETTINGS)
+        raw = self._raw_weights(path, state)
         try:
-            load_state_checked(self.module, state["model"], partial=bool(self._reloadable), where=str(path))
+            load_state_checked(self.module, raw, partial=bool(self._reloadable), where=str(path))
         except CheckpointError as exc:  # e.g. another backend width passed as an override
             raise _changed_model(exc, changes) from None
         recorded_frozen = state.get("pretrained_digest")  # absent from checkpoints written before it was recorded
@@ -937,6 +966,30 @@ class Trainer:
         self.history = list(state.get("history", []))
         log.info("resumed from %s (step %d, epoch %d)", path, self.state.step, self.state.epoch)
         return path.name
+
+    def _raw_weights(self, path: Path, state: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The weights training goes on from in checkpoint ``state``; keeps its moving average for _setup. A resume
+        cannot switch trainer.ema_decay on or off: the checkpoints ranked so far hold one kind of model, and the
+        average needs the steps before."""
+        saved = state.get("raw_model")
+        decay = self.cfg.ema_decay
+        if (saved is not None) == (decay is not None):
+            if saved is not None:
+                self._resumed_ema = (str(path), state["model"])
+                return saved
+            return state["model"]
+        was = ((state.get("recipe") or {}).get("trainer") or {}).get("ema_decay")
+        if decay is not None:
+            raise CheckpointError(
+                f"{path} was saved without trainer.ema_decay (no moving average of the weights to go on with), the "
+                f"recipe now sets {decay}: resume with trainer.ema_decay=null, or train with it in another "
+                "trainer.out_dir (init_from= starts from an exported model directory)"
+            )
+        raise CheckpointError(
+            f"{path} was saved with trainer.ema_decay={was}: its checkpoints hold the moving average of the weights, "
+            f"the recipe now sets none; resume with trainer.ema_decay={was}, or train without it in another "
+            "trainer.out_dir"
+        )
 
     def _unusable_latest(self, exc: CheckpointError) -> CheckpointError:
         """The error of a ``--resume`` whose latest checkpoint cannot be read: the other complete checkpoints there
@@ -1146,6 +1199,8 @@ class Trainer:
             "git_dirty": commit["dirty"] if commit else None,  # the commit alone hides uncommitted changes
             "versions": package_versions(),  # the model directory travels without run.json
             "steps": self.state.step,
+            # the weights are the moving average of those trained (trainer.ema_decay), not the last ones
+            **({"ema_decay": self.ema.decay} if self.ema is not None else {}),
             **metadata,
             "train_recipe": to_dict(self.recipe),
         }
@@ -1171,7 +1226,9 @@ class Trainer:
         s, cfg = self.state, self.cfg
         self._flush_log()
         barrier()
-        # final/: the average of the top-k checkpoints, or the last weights
+        if self.ema is not None:  # training is over: the model measured and exported from here is the average
+            self.ema.copy_to_model()
+        # final/: the average of the top-k checkpoints, or the last weights (their moving average: trainer.ema_decay)
         k = min(cfg.average_top_k, len(s.ranked))
         if k >= 2:
             names = [e["name"] for e in s.ranked[:k]]
