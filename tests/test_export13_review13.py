@@ -85,16 +85,21 @@ def test_max_feature_map_with_known_channels_gives_the_same_values_and_exports_b
 
 
 def test_the_traced_power_spectrum_is_real_valued_and_the_eager_one_bit_for_bit():
-    # traced, the STFT is taken real-valued (the TorchScript exporter refuses complex tensors): the same numbers
+    # traced, the STFT is a real matrix product with a DFT basis (the TorchScript exporter refuses complex tensors;
+    # review 14: ONNX Runtime's STFT node was imprecise for n_fft not a power of two): the same numbers to float
+    # rounding, while the eager power spectrum is the complex STFT's, bit for bit
     window = window_function("hann", 400)
     x = 0.1 * torch.randn(2, 4000)
 
     def power(w: torch.Tensor) -> torch.Tensor:
         return power_spectrogram(w, n_fft=512, hop_length=160, window=window)
 
-    traced = torch.jit.trace(power, x)
+    traced = torch.jit.trace(power, x, check_trace=False)
     kinds = {n.kind() for n in traced.graph.nodes()}
-    assert "aten::stft" in kinds and not kinds & {"aten::real", "aten::imag", "aten::view_as_real", "aten::abs"}
-    assert torch.equal(traced(x), power(x))
+    assert "aten::matmul" in kinds
+    assert not kinds & {"aten::stft", "aten::real", "aten::imag", "aten::view_as_real", "aten::abs"}
+    spec = torch.stft(x, 512, 160, 400, window=window, center=True, pad_mode="reflect", return_complex=True)
+    assert torch.equal(power(x), spec.real.square() + spec.imag.square())
+    assert (traced(x) - power(x)).abs().max() < 1e-5 * power(x).max()
     y = 0.1 * torch.randn(3, 4000)  # another batch through the traced graph
-    assert torch.equal(traced(y), power(y))
+    assert (traced(y) - power(y)).abs().max() < 1e-5 * power(y).max()

@@ -56,7 +56,7 @@ def _scores(path):
                 "frontend": {"name": "logmel", "n_mels": 32, "top_db": 50.0, "level_db": -27.0},  # both export
                 "backend": {"name": "lcnn", "channels": 8, "lstm_layers": 1, "head": "cosine"},  # and the cosine head
             },
-            "torchscript",  # the STFT traced real-valued, the max-feature-maps cut at their known channels
+            "torchscript",  # the STFT traced as a DFT matrix product, the max-feature-maps cut at their channels
         ),
     ],
 )

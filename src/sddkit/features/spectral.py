@@ -200,23 +200,14 @@ def stft(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor, center: bool
     constant padding when the signal is too short to reflect), else ``1 + (T - n_fft) // hop_length``.
     An empty batch (a leading size 0) gives an empty result; a signal without a frame is a ValueError.
     """
-    return _stft(x, n_fft=n_fft, hop_length=hop_length, window=window, center=center, as_real=False)
-
-
-def _stft(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor, center: bool, as_real: bool) -> Tensor:
-    """:func:`stft`, or with ``as_real`` its real and imaginary parts (..., n_fft // 2 + 1, frames, 2), the same
-    values (torch.view_as_real of the complex STFT)."""
     lead, length = x.shape[:-1], x.shape[-1]
     _check_signal_length(length, n_fft=n_fft, center=center)
     if x.numel() == 0:
         # torch.stft refuses an empty batch (with an error about a (1, 0, T) input): transform one
         # silent signal for the output's frame count and dtype, and keep none of it
-        one = _stft(
-            x.new_zeros(length), n_fft=n_fft, hop_length=hop_length, window=window, center=center, as_real=as_real
-        )
+        one = stft(x.new_zeros(length), n_fft=n_fft, hop_length=hop_length, window=window, center=center)
         return one.new_zeros((*lead, *one.shape))
     flat = x.reshape(-1, length)
-    pad_mode = "reflect" if length > n_fft // 2 else "constant"
     spec = torch.stft(
         flat,
         n_fft=n_fft,
@@ -224,10 +215,67 @@ def _stft(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor, center: boo
         win_length=window.shape[0],
         window=window.to(device=x.device, dtype=x.dtype),
         center=center,
-        pad_mode=pad_mode,
-        return_complex=not as_real,
+        pad_mode=_pad_mode(length, n_fft),
+        return_complex=True,
     )
     return spec.reshape(*lead, *spec.shape[1:])
+
+
+def _pad_mode(length: int, n_fft: int) -> str:
+    """How a centred STFT pads a signal of ``length`` samples: reflect, or zeros when it is too short to reflect."""
+    return "reflect" if length > n_fft // 2 else "constant"
+
+
+def _real_stft(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor, center: bool = True) -> Tensor:
+    """The STFT's real and imaginary parts (..., 2, n_fft // 2 + 1, frames) as a matrix product with a windowed DFT
+    basis: the frames and values of :func:`stft` (to float rounding, ~1e-7 of the frame's amplitude in float32),
+    from slicing, a reshape and one MatMul, which every ONNX runtime computes in float32 and float64.
+
+    It is the form the traced power spectrum takes for the ONNX export. ONNX Runtime's STFT operator computes any
+    n_fft not a power of two (400, 401, ...) as a naive DFT whose float32 twiddle factors, ``cos(k * n * 2 pi /
+    n_fft)`` with ``k * n`` up to n_fft^2 / 2, are off by up to ~1e-4 rad: a tone leaked ~1e-8 of its power into
+    every bin (float32 FFT rounding leaves ~1e-14), which moved a log-Mel's quiet bands by up to 0.4 and a
+    cosine-head LCNN's logits by 6e-4, and it took several times longer than the product. Here the angles are
+    reduced modulo n_fft in integers and the basis is computed in float64. (A strided Conv1d computes the same
+    product about as fast, but ONNX Runtime has no float64 Conv, which the log spectrogram's power spectrum needs.)
+    """
+    length, win = x.shape[-1], window.shape[0]
+    if torch.jit.is_tracing():
+        # a traced size is a tensor; the export's window length is fixed, so the framing below is constant
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            length, win = int(length), int(win)
+    _check_signal_length(length, n_fft=n_fft, center=center)
+    lead = x.shape[:-1]
+    left = (n_fft - win) // 2  # torch.stft centres a shorter window in the n_fft frame: only those samples count
+    pad = n_fft // 2 if center else 0
+    frames = 1 + (length + 2 * pad - n_fft) // hop_length
+    flat = x.reshape(-1, 1, length)
+    if center:
+        flat = F.pad(flat, (pad, pad), mode=_pad_mode(length, n_fft))
+    # frame t is rows t .. t + rows - 1 of the signal cut into rows of hop_length samples, cut to win: rows slices
+    # and a concatenation instead of a Gather (or unfold) of every frame's samples
+    rows = -(-win // hop_length)
+    need = (frames + rows - 1) * hop_length
+    flat = flat[..., left : left + need]
+    short = need - (length + 2 * pad - left)
+    if short > 0:  # past the last frame's end: zeros that land only in the cut-off tails
+        flat = F.pad(flat, (0, short))
+    cut = flat.reshape(-1, frames + rows - 1, hop_length)
+    framed = torch.cat([cut[:, j : j + frames] for j in range(rows)], dim=-1)[..., :win]  # (N, frames, win)
+    basis = _dft_basis(n_fft, left, window).to(device=x.device, dtype=x.dtype)  # (2 * bins, win)
+    spec = torch.matmul(framed, basis.T).transpose(1, 2)  # (N, 2 * bins, frames)
+    return spec.reshape(*lead, 2, n_fft // 2 + 1, frames)
+
+
+def _dft_basis(n_fft: int, left: int, window: Tensor) -> Tensor:
+    """Rows ``w[n] cos(2 pi k (left + n) / n_fft)``, then ``-w[n] sin(...)``, for bins k = 0 .. n_fft // 2; float64."""
+    k = torch.arange(n_fft // 2 + 1, dtype=torch.int64)[:, None]
+    n = torch.arange(left, left + window.shape[0], dtype=torch.int64)
+    # k * n reduced in integers: the angle stays within one turn, exact to float64 rounding
+    angle = (k * n % n_fft).to(torch.float64) * (2 * math.pi / n_fft)
+    w = window.detach().to(device="cpu", dtype=torch.float64)
+    return torch.cat([torch.cos(angle) * w, -torch.sin(angle) * w])
 
 
 def _check_signal_length(length: int, *, n_fft: int, center: bool) -> None:
@@ -241,17 +289,13 @@ def _check_signal_length(length: int, *, n_fft: int, center: bool) -> None:
 def power_spectrogram(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor, center: bool = True) -> Tensor:
     """|STFT|^2 (..., T) -> (..., n_fft // 2 + 1, frames), real.
 
-    Traced (the TorchScript ONNX exporter) it is computed from the real STFT (torch.stft's deprecated
-    ``return_complex=False``): the exporter refuses complex tensors, while the real form becomes an ONNX STFT
-    node. The values are the same as from the complex STFT, which eager calls keep using.
+    Traced (the TorchScript ONNX exporter) it is computed from :func:`_real_stft`, a matrix product with a DFT basis:
+    the exporter refuses complex tensors, and ONNX Runtime's STFT operator is imprecise for an n_fft not a power of
+    two. The values are those of the complex STFT (to float rounding), which eager calls keep using.
     """
     if torch.jit.is_tracing():
-        # a torch that drops return_complex=False fails the trace instead, and sddkit's export then falls back
-        # to the torch.export exporter, which takes the complex STFT
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # its deprecation warning, once per trace
-            spec = _stft(x, n_fft=n_fft, hop_length=hop_length, window=window, center=center, as_real=True)
-        return spec.square().sum(dim=-1)  # re^2 + im^2: indexing each part became a slow Gather in ONNX Runtime
+        spec = _real_stft(x, n_fft=n_fft, hop_length=hop_length, window=window, center=center)
+        return spec.square().sum(dim=-3)  # re^2 + im^2: indexing each part became a slow Gather in ONNX Runtime
     spec = stft(x, n_fft=n_fft, hop_length=hop_length, window=window, center=center)
     return spec.real.square() + spec.imag.square()
 

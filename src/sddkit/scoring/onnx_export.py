@@ -12,13 +12,14 @@ Everything needed to score like the PyTorch model travels *inside* the .onnx fil
 model is), so ``sdd score --backend onnx --model FILE.onnx`` windows, aggregates and calibrates
 exactly as ``--backend torch`` does, from the one file.
 
-The TorchScript-based exporter (opset 17) is used first; the spectral front-ends trace their STFT as
-real-valued (an ONNX STFT node), so those models, the bundled one included, export through it in a second or
-two. When it cannot export a model (e.g. a plug-in's complex-valued STFT) and ``onnxscript`` is installed,
-the ``torch.export``-based exporter is tried (without onnxscript's graph optimiser: its "x + 0 -> x" rule
-deletes any constant within 1e-8 of zero, such as the 1e-10 log floors of LFCC and log spectrograms, so digital
-silence gave NaN). The result is always checked against PyTorch, at batch 1 and 3, on noise and on the windows
-recordings really contain (digital silence, a tone, a DC offset, near silence).
+The TorchScript-based exporter (opset 17) is used first; the spectral front-ends trace their STFT as a real
+matrix product with a windowed DFT basis (not ONNX Runtime's STFT operator, imprecise for an n_fft not a power of
+two), so those models, the bundled one included, export through it in a second or two. When it cannot export a
+model (e.g. a plug-in's complex-valued STFT) and ``onnxscript`` is installed, the ``torch.export``-based exporter is
+tried (without onnxscript's graph optimiser: its "x + 0 -> x" rule deletes any constant within 1e-8 of zero, such as
+the 1e-10 log floors of LFCC and log spectrograms, so digital silence gave NaN). The result is always checked
+against PyTorch, at batch 1 and 3, on noise and on the windows recordings really contain (digital silence, a tone,
+a DC offset, near silence).
 """
 
 from __future__ import annotations
