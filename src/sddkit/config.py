@@ -153,12 +153,12 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
     if isinstance(data, cls):
         return data
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{path or _top_name(cls)}: expected a mapping, got {type(data).__name__}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields), key=repr)  # YAML keys may be bools or numbers
     if unknown:
-        where = path or cls.__name__
+        where = path or _top_name(cls)
         raise ConfigError(
             f"{where}: unknown key(s) {', '.join(map(repr, unknown))}{did_you_mean(unknown, fields)}; "
             f"valid keys: {', '.join(sorted(fields))}"
@@ -168,7 +168,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
     ]
     missing = [n for n in required if n not in data]
     if missing:  # not the dataclass's own "__init__() missing 1 required positional argument"
-        raise ConfigError(f"{path or cls.__name__}: missing required key(s) {', '.join(map(repr, missing))}")
+        raise ConfigError(f"{path or _top_name(cls)}: missing required key(s) {', '.join(map(repr, missing))}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         f = fields[name]
@@ -187,9 +187,15 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
     try:
         return cls(**kwargs)
     except TypeError as exc:  # missing required fields
-        raise ConfigError(f"{path or cls.__name__}: {exc}") from None
+        raise ConfigError(f"{path or _top_name(cls)}: {exc}") from None
     except ValueError as exc:  # __post_init__ validation
-        raise ConfigError(_post_init_message(path, cls.__name__, str(exc), fields)) from None
+        raise ConfigError(_post_init_message(path, _top_name(cls), str(exc), fields)) from None
+
+
+def _top_name(cls: type) -> str:
+    """What a message calls a config read at top level: its ``CONFIG_NAME`` (a recipe says ``recipe``, not the
+    class name a recipe writer never sees), else the class name."""
+    return getattr(cls, "CONFIG_NAME", cls.__name__)
 
 
 def _post_init_message(path: str, where: str, message: str, fields: Mapping[str, Any]) -> str:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sddkit.audio.files import AUDIO_EXTENSIONS, list_audio_files
+from sddkit.data.protocols._common import header_fields, misspelt_columns
 from sddkit.data.text import is_utf16_text, read_text
 from sddkit.documents import recorded_base_dir, run_record_path
 from sddkit.errors import ProtocolError, SddkitError
@@ -214,9 +215,16 @@ def read_manifest(path: Path) -> list[str]:
     if bad and len(bad) == len(listed):
         raise ProtocolError(
             f"{path}: not a manifest sddkit understands (no 'path' column, not a known protocol, "
-            f"and lines like {bad[0]!r} are not audio paths)"
+            f"and lines like {bad[0]!r} are not audio paths){_path_typo(first)}"
         )
     return [_list_entry(path, ln) for ln in listed]
+
+
+def _path_typo(header: str) -> str:
+    """``; is 'pth' meant to be 'path'? ...`` when a field of a CSV-like first line is close to ``path``: a misspelt
+    header is the usual reason a hand-written manifest has no ``path`` column."""
+    fields, separator = header_fields(header)
+    return misspelt_columns(["path"], fields) if separator is not None else ""
 
 
 def _json_lines_paths(text: str, path: Path) -> list[str] | None:

@@ -209,7 +209,12 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
         raise ConfigError(f"no utterance has {fold.column} in {list(fold.values)}")
     if labels.min() == labels.max():
         kind = "bona fide" if labels[0] == 1 else "spoof"
-        raise ConfigError(f"held-out group {fold.name} has only {kind} files: its EER is undefined")
+        other = "spoof" if labels[0] == 1 else "bona fide"
+        group = ",".join(map(str, fold.values))
+        raise ConfigError(
+            f"held-out group {fold.name} has only {kind} files: its EER is undefined; hold it out together with "
+            f"values that have {other} files (--hold-out {group},OTHER), or leave it out of the folds"
+        )
     return held
 
 

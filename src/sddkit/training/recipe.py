@@ -22,7 +22,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from sddkit.config import (
     apply_overrides,
@@ -498,6 +498,7 @@ class TrainRecipe:
     seed: non-negative, below 2**32.
     """
 
+    CONFIG_NAME: ClassVar[str] = "recipe"  # errors about its top-level keys say "recipe: ...", not the class name
     seed: int = 0
     model: DetectorConfig | None = None
     mixture: MixtureConfig | None = None

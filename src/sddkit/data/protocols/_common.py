@@ -47,6 +47,31 @@ ASVSPOOF2019_ATTACK_TYPES: dict[str, str] = {
 }
 
 
+def misspelt_columns(missing: Iterable[str], header: Sequence[str]) -> str:
+    """``; is 'lable' meant to be 'label'? rename it`` for each missing column a header name is close to, else ''.
+
+    A hand-written header with a typo is the usual cause of a missing column, and the list of the header's names
+    alone leaves the user to spot it."""
+    import difflib
+
+    spelt = {h.lower(): h for h in header if h}  # lower-cased for the match, named as written
+    pairs = []
+    for column in missing:
+        close = difflib.get_close_matches(column, list(spelt), n=1)
+        if close and spelt[close[0]] != column:
+            pairs.append(f"is {spelt[close[0]]!r} meant to be {column!r}?")
+    return f"; {' '.join(pairs)} rename {'them' if len(pairs) > 1 else 'it'} in the header" if pairs else ""
+
+
+def header_fields(line: str) -> tuple[list[str], str | None]:
+    """A hand-written table's first line split by the separator (``,``, ``;``, tab) that gives the most fields, and
+    that separator; white space (None) where none of them gives more than one field."""
+    split = max(((line.split(d), d) for d in (",", ";", "\t")), key=lambda fd: len(fd[0]))
+    if len(split[0]) < 2:
+        return line.split(), None
+    return [f.strip().strip('"') for f in split[0]], split[1]
+
+
 def located(path: str | Path, lineno: int | None, message: str) -> ProtocolError:
     """A ProtocolError that names the file (and line, 1-based) it is about."""
     where = f"{path}:{lineno}" if lineno is not None else f"{path}"
@@ -183,7 +208,11 @@ def iter_csv(
             header = [h.strip().lower() if lower_header else h.strip() for h in first[1]]
             missing = [c for c in required if c not in header]
             if missing:
-                raise located(p, skipped + 1, f"header lacks column(s) {missing}; header is {header}")
+                raise located(
+                    p,
+                    skipped + 1,
+                    f"header lacks column(s) {missing}; header is {header}{misspelt_columns(missing, header)}",
+                )
             previous = first[0]  # the line the previous record ended on
             for lineno, row in records:
                 start, previous = previous + 1, lineno

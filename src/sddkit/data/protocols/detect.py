@@ -20,6 +20,7 @@ import os
 import re
 from pathlib import Path
 
+from sddkit.data.protocols._common import BONAFIDE_SPOOF_WORDS, header_fields, misspelt_columns
 from sddkit.data.protocols.asvspoof import asv2019_trial_error
 from sddkit.data.protocols.bonafide import mailabs_book
 from sddkit.data.protocols.fake_or_real import find_for_splits
@@ -36,8 +37,8 @@ _ASV5_ID = re.compile(r"^[TDE]_\d+$")
 # folders of the ASVspoof 5 release: the audio archives unpack into flac_T/, flac_D/, flac_E_eval/
 _ASV5_FOLDERS = ("flac_T", "flac_D", "flac_E_eval", "ASVspoof5_protocols")
 _NAME_THE_FORMAT = (
-    "name the format explicitly (`format:` in recipes and read_protocol, `--protocol-format` in `sdd eval` and "
-    "`sdd robustness`; `sdd list protocol` lists them)"
+    "name the format explicitly (`format:` in recipes and read_protocol, `--protocol-format` in `sdd eval`, "
+    "`sdd compare` and `sdd robustness`, `--format` in `sdd calibrate`; `sdd list protocol` lists them)"
 )
 
 
@@ -160,6 +161,28 @@ def _detect_fields(tokens: list[str]) -> str | None:
     return None
 
 
+def _table_header_error(path: Path, lineno: int, fields: list[str]) -> ProtocolError | None:
+    """A hand-written table the detection cannot take because of its header: one of the key columns misspelt
+    (``path,lable``) or missing, or no header at all (``a.wav,bonafide`` on the first line). Said as such, rather
+    than as a line of an unknown format."""
+    names = [f.lower() for f in fields]
+    if any(n in BONAFIDE_SPOOF_WORDS for n in names):
+        return ProtocolError(
+            f"{path}:{lineno}: the first line {','.join(fields)!r} holds a label but is not a header; a plain "
+            "labels CSV starts with a header line naming its columns, e.g. path,label"
+        )
+    missing = [c for c in ("path", "label") if c not in names]
+    if "utt_id" in names:
+        missing = [c for c in missing if c != "path"]  # an utterance table: utt_id + label
+    typo = misspelt_columns(missing, fields)
+    if not missing or (not typo and len(missing) == 2):
+        return None  # names nothing a labels table has: another format, said by the caller's message
+    return ProtocolError(
+        f"{path}:{lineno}: a table header {fields} without column(s) {missing}{typo}; a plain labels CSV "
+        "(labels_csv) needs the columns path and label (an utterance table utt_id and label)"
+    )
+
+
 def detect_file_format(path: Path) -> str:
     if path.suffix.lower() in (".parquet", ".pq"):
         return "utterance_table"
@@ -172,8 +195,12 @@ def detect_file_format(path: Path) -> str:
         _refuse_unreadable(path, lineno, line.split())
         fmt = _detect_fields(line.split())
     if fmt is None:
+        fields, separator = header_fields(line)
+        header_error = _table_header_error(path, lineno, fields) if separator is not None else None
+        if header_error is not None:
+            raise header_error
         raise ProtocolError(
-            f"{path}:{lineno}: cannot tell the protocol format from this line ({len(line.split())} fields): "
+            f"{path}:{lineno}: cannot tell the protocol format from this line ({len(fields)} fields): "
             f"{line[:120]!r}; {_NAME_THE_FORMAT}"
         )
     return fmt

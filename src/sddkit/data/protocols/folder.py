@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sddkit.data import PROTOCOLS
 from sddkit.data.protocols._common import (
+    AUDIO_EXTENSIONS,
     BONAFIDE_SPOOF_WORDS,
     build_table,
     list_audio_files,
@@ -74,4 +75,10 @@ def read_folder(cfg: FolderConfig, **_: object) -> UtteranceTable:
                     "corpus": corpus,
                 }
             )
+    if not records:  # else "no utterances found", which left the user to look for the reason
+        names = " and ".join(f"{f.name}/" for f, _ in folders)
+        raise ProtocolError(
+            f"{root}: no audio file under {names} (names ending {' '.join(AUDIO_EXTENSIONS)}); put the labelled "
+            "recordings there"
+        )
     return build_table(records, root)
