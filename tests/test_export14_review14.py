@@ -163,3 +163,18 @@ def test_every_bin_and_frame_of_a_traced_log_mel_matches_eager_for_odd_and_even_
         traced = torch.jit.trace(mel, x, check_trace=False)
         assert "aten::stft" not in {n.kind() for n in traced.inlined_graph.nodes()}
         assert (traced(x) - mel(x)).abs().max() < 1e-4
+
+
+def test_export_check_has_a_tone_between_the_bins_of_usual_n_fft():
+    # the check's 440 Hz tone falls on a bin at n_fft 400, where an imprecise DFT leaks nothing it could show;
+    # the export check carries a second tone away from every bin of the usual sizes
+    from sddkit.scoring.onnx_export import _check_windows
+
+    labels, batch = _check_windows(64000)[-1]
+    i = labels.index("a 1111.1 Hz tone")
+    spectrum = np.abs(np.fft.rfft(batch[i].double().numpy()))
+    freq = np.fft.rfftfreq(64000, 1 / 16000)[spectrum.argmax()]
+    assert abs(freq - 1111.1) < 0.5
+    for n_fft in (320, 400, 401, 512, 1024, 2048):
+        position = freq / (16000 / n_fft)
+        assert abs(position - round(position)) > 0.1, n_fft
