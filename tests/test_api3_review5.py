@@ -53,11 +53,17 @@ def test_load_detector_of_other_files_and_folders_says_what_to_load(tmp_path):
     pth.write_bytes(b"not read")
     with pytest.raises(CheckpointError, match="sdd import-aasist"):
         load_detector(pth)
-    # a folder of no known kind: the plain message, no hint
+    # a folder of no known kind: what a model directory holds and what writes one (review 14: the bare
+    # "missing config.json" left a new user to guess)
     other = tmp_path / "other"
     other.mkdir()
     shutil.copy(model / "model.safetensors", other)
-    with pytest.raises(CheckpointError, match=r"missing config.json$"):
+    with pytest.raises(CheckpointError, match=r"missing config.json; a model directory holds config.json and model"):
+        load_detector(other)
+    # config.json without its weights: the whole directory is what travels
+    (other / "model.safetensors").unlink()
+    shutil.copy(model / "config.json", other)
+    with pytest.raises(CheckpointError, match=r"missing model.safetensors, .*copy the whole model directory"):
         load_detector(other)
 
 

@@ -297,7 +297,11 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: not a model directory (a file){_other_kind_hint(directory)}")
     if not cfg_path.is_file():
-        raise CheckpointError(f"{directory}: missing {CONFIG_NAME}{_other_kind_hint(directory)}")
+        hint = _other_kind_hint(directory) or (
+            f"; a model directory holds {CONFIG_NAME} and {WEIGHTS_NAME}, as `sdd train` writes them (a run's best/ "
+            "and final/), `sdd calibrate --out` and `sdd import-aasist`"
+        )
+        raise CheckpointError(f"{directory}: missing {CONFIG_NAME}{hint}")
     config = read_versioned_json(cfg_path, fmt=FORMAT, version=FORMAT_VERSION, what="model config")
     # A hand-edited key that nothing reads would otherwise be ignored without a word.
     unknown = sorted(set(config) - set(_CONFIG_KEYS))
@@ -398,7 +402,9 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
         )
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():  # before building: an encoder's pretrained weights take seconds to read
-        raise CheckpointError(f"{directory}: missing {WEIGHTS_NAME}")
+        raise CheckpointError(
+            f"{directory}: missing {WEIGHTS_NAME}, the weights {CONFIG_NAME} goes with: copy the whole model directory"
+        )
     try:
         model = ARCHITECTURES[arch](config["model"])
     except ConfigError as exc:
