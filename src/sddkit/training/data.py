@@ -344,6 +344,9 @@ def worker_errors(loader: Iterable[Any]) -> Iterator[Any]:
 
 RANDOM_SAMPLER_SEED_STRIDE = 1_000_003
 LOADER_SEED_STRIDE = 100_003
+# the pseudo-epoch whose batches re-estimate the batch-norm statistics of trainer.ema_decay's averaged weights: no
+# run reaches it, and with the random sampler's stride its order is no other seed's epoch
+EMA_BN_EPOCH = RANDOM_SAMPLER_SEED_STRIDE - 1
 
 
 def loader_generator(seed: int, epoch: int, rank: int = 0) -> torch.Generator:

@@ -1,21 +1,28 @@
-"""``WeightEMA``: the exponential moving average of a model's trainable weights (``trainer.ema_decay``).
+"""``WeightEMA``: the exponential moving average of a model's trainable weights (``trainer.ema_decay``), and
+``BatchNormEstimate``: the batch-norm running statistics of those averaged weights.
 
 After every optimiser step ``ema = decay * ema + (1 - decay) * param`` for each trainable floating-point
-parameter, kept in float32 on the parameter's device. Frozen parameters and buffers (batch-norm running
-statistics, ``num_batches_tracked``) are not averaged: the averaged model takes them from the model as they are
-(running statistics are averages already; counters are integers). The trainer validates, ranks, checkpoints and
-exports the averaged model, and trains on from the raw weights.
+parameter, kept in float32 on the parameter's device. Frozen parameters and buffers are not averaged. The running
+statistics of the batch norms that training updates are re-estimated for the averaged weights instead, as SWA's
+``torch.optim.swa_utils.update_bn`` does: the average of weights pointing in different directions is shorter, so
+its activations have other statistics than the raw model's (recipes/sddbench/default_model.yaml, decay 0.99, at
+step 270: 30.5 % val EER with the raw model's statistics, 16.0 % with re-estimated ones; the raw weights 14.1 %).
+The trainer validates, ranks, checkpoints and exports the averaged model, and trains on from the raw weights and
+statistics.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from sddkit.errors import CheckpointError
+from sddkit.training.evaluate import preserved_rng
 
 
 class WeightEMA:
@@ -94,3 +101,106 @@ class WeightEMA:
                     "does not fit the one the recipe builds"
                 )
             s.copy_(saved)
+
+
+_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _key(name: str, stat: str) -> str:
+    return f"{name}.{stat}" if name else stat
+
+
+def updated_batch_norms(module: nn.Module) -> list[tuple[str, _BatchNorm]]:
+    """``module``'s batch norms whose running statistics training updates: those with running statistics that are
+    in training mode once ``module.train()`` is called. A frozen one kept in eval mode (MoLEx's frozen parts, a
+    frozen encoder's, a mixture's frozen experts) keeps its statistics. Every module's mode is left as it was."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.train()
+    try:
+        return [
+            (name, m)
+            for name, m in module.named_modules()
+            if isinstance(m, _BatchNorm) and m.training and m.track_running_stats and m.running_mean is not None
+        ]
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+class BatchNormEstimate:
+    """The running statistics of ``norms`` (:func:`updated_batch_norms`) for the weights ``module`` holds, on fixed
+    ``batches`` of waveforms, as ``torch.optim.swa_utils.update_bn`` computes them: statistics reset, ``momentum``
+    None (the cumulative average over the batches), a forward of each batch under no_grad with the model in
+    training mode (``model.train()``, so dropout and other training-mode behaviour are on too, drawing from the
+    torch generators seeded with ``seed`` every time: the same weights give the same statistics), then the modes
+    the modules had (validation switches to eval mode itself). A norm no batch reaches keeps its statistics.
+
+    :meth:`estimate` leaves the model as it found it (buffers, momenta, modes and random generators exactly): what
+    training goes on from is untouched.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        norms: list[tuple[str, _BatchNorm]],
+        batches: list[torch.Tensor],
+        *,
+        seed: int,
+        autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    ):
+        if not norms or not batches:
+            raise ValueError("BatchNormEstimate needs batch norms to re-estimate and batches to do it on")
+        self.module, self.norms, self.batches, self.seed, self.autocast = module, norms, batches, seed, autocast
+
+    def _buffers(self) -> dict[str, torch.Tensor]:
+        """Copies of the norms' statistics under their state-dict keys."""
+        return {_key(name, stat): getattr(bn, stat).detach().clone() for name, bn in self.norms for stat in _STATS}
+
+    @torch.no_grad()
+    def _put(self, stats: dict[str, torch.Tensor]) -> None:
+        for name, bn in self.norms:
+            for stat in _STATS:
+                getattr(bn, stat).copy_(stats[_key(name, stat)])
+
+    @torch.no_grad()
+    def estimate(self) -> dict[str, torch.Tensor]:
+        """The statistics of the weights in the model now (state-dict keys -> tensors); the model unchanged."""
+        raw = self._buffers()
+        momenta = [bn.momentum for _, bn in self.norms]
+        modes = [(m, m.training) for m in self.module.modules()]
+        try:
+            with preserved_rng():
+                torch.manual_seed(self.seed)
+                for _, bn in self.norms:
+                    bn.reset_running_stats()
+                    bn.momentum = None
+                self.module.train()
+                for waveform in self.batches:
+                    with self.autocast():
+                        self.module(waveform)
+            stats = self._buffers()
+        finally:
+            self._put(raw)
+            for (_, bn), momentum in zip(self.norms, momenta):
+                bn.momentum = momentum
+            for m, mode in modes:
+                m.training = mode
+        for name, _ in self.norms:
+            if int(stats[_key(name, "num_batches_tracked")]) == 0:
+                # no batch reached it (a branch these batches never took): it keeps the statistics it has
+                stats.update({_key(name, stat): raw[_key(name, stat)] for stat in _STATS})
+        return stats
+
+    @contextlib.contextmanager
+    def loaded(self, stats: dict[str, torch.Tensor]) -> Iterator[None]:
+        """``stats`` (from :meth:`estimate`) in the model for the block, its own statistics back afterwards."""
+        raw = self._buffers()
+        self._put(stats)
+        try:
+            yield
+        finally:
+            self._put(raw)
+
+    def load(self, stats: dict[str, torch.Tensor]) -> None:
+        """Put ``stats`` in the model for good (the end of training)."""
+        self._put(stats)

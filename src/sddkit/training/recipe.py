@@ -407,7 +407,19 @@ class TrainerConfig:
     ``ema_decay`` in their metadata; training goes on from the raw weights, which checkpoints keep too
     (``raw_model``) for ``--resume``. ``null`` (the default): no average. d = 0 is the raw weights, bit for bit;
     0.999 averages over about the last 1000 steps. A resume cannot switch it on or off (another d applies from
-    the restored step on).
+    the restored step on). The running statistics of the batch norms that training updates (not those of frozen
+    parts kept in eval mode) are re-estimated for the averaged weights before every validation, checkpoint and
+    export, as SWA's ``update_bn`` does (the averaged weights' activations have other statistics than the raw
+    model's): reset, then accumulated (``momentum`` None) over ``ema_bn_batches`` fixed training batches passed
+    through the averaged model in training mode (``model.train()``: dropout on, from a generator seeded by the
+    recipe seed) without gradients; the raw model's statistics, the random generators and the modes are then
+    restored exactly, so training goes on as without validation. That costs ``ema_bn_batches`` forward passes
+    per validation (and per checkpoint saved at a step not validated).
+    ema_bn_batches: how many training batches (of ``data.batch_size``) those statistics are re-estimated on
+    (default 8, at least 1; fewer when the training set holds fewer): drawn once when training starts, as the
+    training sampler draws them for a pseudo-epoch no run reaches, with its crops and augmentation, from the
+    recipe seed alone (the same on every process, and after a resume), and kept on the device. Recorded as
+    ``ema_bn_batches`` in the exported metadata (the number used; 0: no batch norm to re-estimate).
     bf16: bfloat16 autocast, applied on GPU only.
     """
 
@@ -420,6 +432,7 @@ class TrainerConfig:
     save_every: int | None = None
     grad_clip: float | None = None
     ema_decay: float | None = None
+    ema_bn_batches: int = 8
     log_every: int = 10
     out_dir: str = "runs/train"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -429,7 +442,7 @@ class TrainerConfig:
     find_unused_parameters: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "keep_top_k", "average_top_k", "log_every"):
+        for name in ("epochs", "keep_top_k", "average_top_k", "ema_bn_batches", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_steps", "val_every", "patience", "save_every"):

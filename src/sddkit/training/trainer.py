@@ -14,8 +14,9 @@ early stopping, best-checkpoint selection, averaging of the top-k checkpoints; c
                          ran: 1 at the end of the first), val_eer (a fraction), val_loss, n (utterances)
       tb/                TensorBoard event files
       checkpoints/       see sddkit.training.checkpoint (``latest`` + the top-k by validation EER); with
-                         trainer.ema_decay their ``model`` is the moving average of the weights (the model
-                         validated and exported) and ``raw_model`` the weights training goes on from
+                         trainer.ema_decay their ``model`` is the moving average of the weights with their
+                         re-estimated batch-norm statistics (the model validated and exported) and ``raw_model``
+                         the weights and statistics training goes on from
       best/  final/      sddkit model directories (``sdd score``-ready), val EER in metadata
       molex_report.json  with a ``molex`` section: forgetting and expert use per attack system
                          (``expert_use``: mean over the adapted layers; ``expert_use_per_layer``: each layer's)
@@ -45,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import os
@@ -61,7 +63,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
@@ -85,6 +87,7 @@ from sddkit.pretrained import absolute_pretrained_paths, reloadable_names
 from sddkit.registry import get_registry
 from sddkit.training import checkpoint as ckpt
 from sddkit.training.data import (
+    EMA_BN_EPOCH,
     SkipBatches,
     build_dataset,
     epoch_batches,
@@ -107,8 +110,8 @@ from sddkit.training.distributed import (
     peer_lost,
     select_device,
 )
-from sddkit.training.ema import WeightEMA
-from sddkit.training.evaluate import EvalResult, evaluate
+from sddkit.training.ema import BatchNormEstimate, WeightEMA, updated_batch_norms
+from sddkit.training.evaluate import EvalResult, evaluate, preserved_rng
 from sddkit.training.losses import DetectionLoss
 from sddkit.training.molex import (
     ExpertAddition,
@@ -216,6 +219,10 @@ class Trainer:
         self.ema: WeightEMA | None = None  # trainer.ema_decay's moving average of the weights (built by _setup)
         # the checkpoint resumed from and its averaged model, which _setup's WeightEMA continues
         self._resumed_ema: tuple[str, dict[str, torch.Tensor]] | None = None
+        # the batch-norm statistics of the averaged weights (trainer.ema_decay with batch norms that training
+        # updates; built by _setup), and the last ones estimated, with the step they are of
+        self.bn_estimate: BatchNormEstimate | None = None
+        self._estimated_bn: tuple[int, dict[str, torch.Tensor]] | None = None
 
     # --- public ----------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -318,6 +325,8 @@ class Trainer:
         check_batches = getattr(self.strategy, "check_batches", None)  # a strategy that needs batches of a kind
         if check_batches is not None:
             check_batches(first_epoch)
+        if cfg.ema_decay is not None:
+            self.bn_estimate = self._build_bn_estimate()
         planned = cfg.epochs * self.steps_per_epoch
         self.total_steps = min(planned, cfg.max_steps) if cfg.max_steps else planned
         # a resume plans again over its steps taken and left (_replan), and says then whether the warm-up fits
@@ -603,6 +612,30 @@ class Trainer:
                 None if self.val_table is None else build_dataset(self.val_table, r.data, train=False, seed=r.seed)
             )
 
+    def _build_bn_estimate(self) -> BatchNormEstimate | None:
+        """The re-estimation of the batch-norm statistics for trainer.ema_decay's averaged weights, on
+        trainer.ema_bn_batches training batches drawn here once; None (nothing drawn) for a model without batch
+        norms that training updates.
+
+        The batches are those the training sampler gives a single process for a pseudo-epoch no run reaches, with
+        that epoch's crops and augmentation: they depend on the recipe seed alone, not on the loop's position or
+        the global generators (whose states the draw leaves as they were), so a resume draws them again alike.
+        Every process uses these (rank 0's) batches: the statistics every process scores with, and rank 0 saves,
+        are one model's."""
+        norms = updated_batch_norms(self.module)
+        if not norms:
+            return None
+        r = self.recipe
+        with preserved_rng():
+            # the loop sets the dataset's epoch again before it loads a batch
+            batches = epoch_batches(self.train_data, r.data, seed=r.seed, epoch=EMA_BN_EPOCH, info=DistInfo())
+            waveforms = [
+                default_collate([self.train_data[key] for key in keys])["waveform"].to(self.device)
+                for keys in itertools.islice(iter(batches), self.cfg.ema_bn_batches)
+            ]
+        seed = int(np.random.SeedSequence([r.seed, EMA_BN_EPOCH]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+        return BatchNormEstimate(self.module, norms, waveforms, seed=seed, autocast=self._autocast)
+
     def _check_crop_lengths(self) -> None:
         """A crop too short for the model fails here, naming the recipe key, not inside the first step."""
         d = self.recipe.data
@@ -826,10 +859,45 @@ class Trainer:
     def _model_state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.module.state_dict().items() if k not in self._reloadable}
 
-    def _measured_weights(self) -> AbstractContextManager[Any]:
-        """The weights validated, ranked and exported in the model for a block: with trainer.ema_decay their
-        moving average (the raw weights come back after it), else the weights as trained."""
-        return self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext()
+    @contextlib.contextmanager
+    def _measured_weights(self) -> Iterator[None]:
+        """The model validated, ranked and exported in place for a block: with trainer.ema_decay the moving average
+        of the weights with their re-estimated batch-norm statistics (the raw weights and statistics come back
+        after it, bit for bit), else the model as trained."""
+        if self.ema is None:
+            yield
+            return
+        stats, estimate = self._averaged_bn(), self.bn_estimate
+        if stats is None or estimate is None:
+            with self.ema.swapped_in():
+                yield
+            return
+        # the raw statistics every process gets back are rank 0's, as validation left them without the average (its
+        # evaluation broadcasts the buffers); a collective: every process validates
+        broadcast_buffers(self.module)
+        with self.ema.swapped_in(), estimate.loaded(stats):
+            yield
+
+    def _averaged_bn(self) -> dict[str, torch.Tensor] | None:
+        """The re-estimated batch-norm statistics of the averaged weights at this step (estimated once a step,
+        on every process alike: validation and the checkpoint of a step share them); None without such norms."""
+        if self.bn_estimate is None or self.ema is None:
+            return None
+        if self._estimated_bn is None or self._estimated_bn[0] != self.state.step:
+            with self.ema.swapped_in():
+                self._estimated_bn = (self.state.step, self.bn_estimate.estimate())
+        return self._estimated_bn[1]
+
+    def _ema_bn_batches(self) -> int:
+        """How many batches the averaged model's batch-norm statistics are re-estimated on (0: no such norms)."""
+        return len(self.bn_estimate.batches) if self.bn_estimate is not None else 0
+
+    def _averaged_state(self, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The state of the averaged model (trainer.ema_decay) beside the raw model's state ``raw``: the moving
+        average of the weights, with their re-estimated batch-norm statistics."""
+        state = self.ema.model_state(raw)  # type: ignore[union-attr]
+        stats = self._averaged_bn() or {}
+        return {k: stats.get(k, v) for k, v in state.items()}
 
     @functools.cached_property
     def _frozen_digest(self) -> str | None:
@@ -857,6 +925,7 @@ class Trainer:
             else None
         )
         rng = [p["rng"] for p in per_rank] if per_rank is not None else None
+        self._averaged_bn()  # on every process alike (forward passes through its own model), before rank 0 reads it
         if self.info.is_main:
             raw = self._model_state()
             state = {
@@ -865,7 +934,7 @@ class Trainer:
                 "architecture": self.architecture,
                 # the model measured: with trainer.ema_decay the moving average, which best/, final/ and the average
                 # of the top k read from here; the raw weights, which training goes on from, under raw_model
-                "model": self.ema.model_state(raw) if self.ema is not None else raw,
+                "model": self._averaged_state(raw) if self.ema is not None else raw,
                 **({"raw_model": raw} if self.ema is not None else {}),
                 "pretrained_digest": self._frozen_digest,
                 "optimizer": self.optimizer.state_dict(),
@@ -1199,8 +1268,9 @@ class Trainer:
             "git_dirty": commit["dirty"] if commit else None,  # the commit alone hides uncommitted changes
             "versions": package_versions(),  # the model directory travels without run.json
             "steps": self.state.step,
-            # the weights are the moving average of those trained (trainer.ema_decay), not the last ones
-            **({"ema_decay": self.ema.decay} if self.ema is not None else {}),
+            # the weights are the moving average of those trained (trainer.ema_decay), not the last ones, with
+            # batch-norm statistics re-estimated on that many batches (0: none to re-estimate)
+            **({"ema_decay": self.ema.decay, "ema_bn_batches": self._ema_bn_batches()} if self.ema is not None else {}),
             **metadata,
             "train_recipe": to_dict(self.recipe),
         }
@@ -1227,7 +1297,10 @@ class Trainer:
         self._flush_log()
         barrier()
         if self.ema is not None:  # training is over: the model measured and exported from here is the average
+            averaged_bn, estimate = self._averaged_bn(), self.bn_estimate
             self.ema.copy_to_model()
+            if averaged_bn is not None and estimate is not None:
+                estimate.load(averaged_bn)
         # final/: the average of the top-k checkpoints, or the last weights (their moving average: trainer.ema_decay)
         k = min(cfg.average_top_k, len(s.ranked))
         if k >= 2:
