@@ -14,9 +14,11 @@ statistics.
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -132,8 +134,9 @@ class BatchNormEstimate:
     ``batches`` of waveforms, as ``torch.optim.swa_utils.update_bn`` computes them: statistics reset, ``momentum``
     None (the cumulative average over the batches), a forward of each batch under no_grad with the model in
     training mode (``model.train()``, so dropout and other training-mode behaviour are on too, drawing from the
-    torch generators seeded with ``seed`` every time: the same weights give the same statistics), then the modes
-    the modules had (validation switches to eval mode itself). A norm no batch reaches keeps its statistics.
+    torch, numpy and Python generators seeded with ``seed`` every time: the same weights give the same
+    statistics), then the modes the modules had (validation switches to eval mode itself). A norm no batch
+    reaches keeps its statistics.
 
     :meth:`estimate` leaves the model as it found it (buffers, momenta, modes and random generators exactly): what
     training goes on from is untouched.
@@ -170,7 +173,11 @@ class BatchNormEstimate:
         modes = [(m, m.training) for m in self.module.modules()]
         try:
             with preserved_rng():
+                # numpy's and Python's too: transformers' SpecAugment draws its time masks from them, and the
+                # statistics would depend on where training stands (and differ between ranks)
                 torch.manual_seed(self.seed)
+                np.random.seed(self.seed % 2**32)
+                random.seed(self.seed)
                 for _, bn in self.norms:
                     bn.reset_running_stats()
                     bn.momentum = None

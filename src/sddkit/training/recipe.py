@@ -409,12 +409,13 @@ class TrainerConfig:
     0.999 averages over about the last 1000 steps. A resume cannot switch it on or off (another d applies from
     the restored step on). The running statistics of the batch norms that training updates (not those of frozen
     parts kept in eval mode) are re-estimated for the averaged weights before every validation, checkpoint and
-    export, as SWA's ``update_bn`` does (the averaged weights' activations have other statistics than the raw
-    model's): reset, then accumulated (``momentum`` None) over ``ema_bn_batches`` fixed training batches passed
-    through the averaged model in training mode (``model.train()``: dropout on, from a generator seeded by the
-    recipe seed) without gradients; the raw model's statistics, the random generators and the modes are then
-    restored exactly, so training goes on as without validation. That costs ``ema_bn_batches`` forward passes
-    per validation (and per checkpoint saved at a step not validated).
+    export (``final/``'s average of the top k too), as SWA's ``update_bn`` does (the averaged weights'
+    activations have other statistics than the raw model's): reset, then accumulated (``momentum`` None) over
+    ``ema_bn_batches`` fixed training batches passed through the averaged model in training mode
+    (``model.train()``: dropout on, from generators seeded by the recipe seed) without gradients; the raw
+    model's statistics, the random generators and the modes are then restored exactly, so training goes on as
+    without validation. That costs ``ema_bn_batches`` forward passes per validation (and per checkpoint saved at
+    a step not validated).
     ema_bn_batches: how many training batches (of ``data.batch_size``) those statistics are re-estimated on
     (default 8, at least 1; fewer when the training set holds fewer): drawn once when training starts, as the
     training sampler draws them for a pseudo-epoch no run reaches, with its crops and augmentation, from the

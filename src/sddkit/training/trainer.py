@@ -1307,6 +1307,10 @@ class Trainer:
             names = [e["name"] for e in s.ranked[:k]]
             averaged, lora_note = self._averaged_weights(names)
             self._load_weights(averaged, f"the average of {', '.join(names)} in {self.ckpt_dir}")
+            if self.bn_estimate is not None:
+                # trainer.ema_decay: this is another average of weights, whose activations' statistics are not the
+                # mean of its checkpoints' (the same mismatch as the moving average's, there at every step)
+                self.bn_estimate.load(self.bn_estimate.estimate())
             selection: dict[str, Any] = {
                 "selection": f"average of the top {k} checkpoints",
                 "checkpoints": names,

@@ -161,14 +161,15 @@ def _detect_fields(tokens: list[str]) -> str | None:
     return None
 
 
-def _table_header_error(path: Path, lineno: int, fields: list[str]) -> ProtocolError | None:
+def _table_header_error(path: Path, lineno: int, fields: list[str], separator: str) -> ProtocolError | None:
     """A hand-written table the detection cannot take because of its header: one of the key columns misspelt
     (``path,lable``) or missing, or no header at all (``a.wav,bonafide`` on the first line). Said as such, rather
     than as a line of an unknown format."""
     names = [f.lower() for f in fields]
-    if any(n in BONAFIDE_SPOOF_WORDS for n in names):
+    # a line naming a column is a header even with a label word among its names (`path,spoof`: a 0/1 column)
+    if any(n in BONAFIDE_SPOOF_WORDS for n in names) and not {"path", "label", "utt_id"} & set(names):
         return ProtocolError(
-            f"{path}:{lineno}: the first line {','.join(fields)!r} holds a label but is not a header; a plain "
+            f"{path}:{lineno}: the first line {separator.join(fields)!r} holds a label but is not a header; a plain "
             "labels CSV starts with a header line naming its columns, e.g. path,label"
         )
     missing = [c for c in ("path", "label") if c not in names]
@@ -196,7 +197,7 @@ def detect_file_format(path: Path) -> str:
         fmt = _detect_fields(line.split())
     if fmt is None:
         fields, separator = header_fields(line)
-        header_error = _table_header_error(path, lineno, fields) if separator is not None else None
+        header_error = _table_header_error(path, lineno, fields, separator) if separator is not None else None
         if header_error is not None:
             raise header_error
         raise ProtocolError(
