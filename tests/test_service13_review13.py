@@ -63,19 +63,33 @@ def _closed_by_server(sock: socket.socket, timeout: float = 20.0) -> bool:
     return True
 
 
-def _http_response(sock: socket.socket) -> bytes:
-    """One whole response (with a Content-Length) read from ``sock``."""
-    sock.settimeout(20)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(
-        next(v for k, _, v in (h.partition(b":") for h in head.split(b"\r\n")) if k.lower() == b"content-length")
-    )
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head + b"\r\n\r\n" + body
+class _Responses:
+    """Whole responses (each with a Content-Length) read one by one from ``sock``. Bytes past one response are kept
+    for the next: pipelined answers may arrive in one recv (a reader that dropped them then waited for the second
+    answer, which it had already read, and spun on the closed socket for ever)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock, self.data = sock, b""
+        sock.settimeout(20)
+
+    def _more(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"the server closed the connection; unanswered bytes: {self.data[:200]!r}")
+        self.data += chunk
+
+    def next(self) -> bytes:
+        while b"\r\n\r\n" not in self.data:
+            self._more()
+        head, _, rest = self.data.partition(b"\r\n\r\n")
+        length = int(
+            next(v for k, _, v in (h.partition(b":") for h in head.split(b"\r\n")) if k.lower() == b"content-length")
+        )
+        while len(rest) < length:
+            self._more()
+            head, _, rest = self.data.partition(b"\r\n\r\n")
+        self.data = rest[length:]
+        return head + b"\r\n\r\n" + rest[:length]
 
 
 def test_silent_and_half_sent_connections_are_closed_so_they_cannot_hold_the_connection_limit(monkeypatch, model_dir):
@@ -91,7 +105,7 @@ def test_silent_and_half_sent_connections_are_closed_so_they_cannot_hold_the_con
         url = f"http://127.0.0.1:{port}/healthz"
         kept = socket.create_connection(("127.0.0.1", port))
         kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert _http_response(kept).startswith(b"HTTP/1.1 200")
+        assert _Responses(kept).next().startswith(b"HTTP/1.1 200")
         silent = socket.create_connection(("127.0.0.1", port))
         half = socket.create_connection(("127.0.0.1", port))
         half.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # a head that never ends
@@ -138,18 +152,19 @@ def test_the_head_deadline_spares_requests_under_way_kept_alive_and_pipelined(mo
             f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
         ).encode()
         with socket.create_connection(("127.0.0.1", port)) as sock:
+            responses = _Responses(sock)
             sock.sendall(head)
             for i in range(4):  # the body comes over about a second, three times the head deadline
                 time.sleep(0.3)
                 sock.sendall(body[i * len(body) // 4 : (i + 1) * len(body) // 4])
-            answer = _http_response(sock)
+            answer = responses.next()
             assert answer.startswith(b"HTTP/1.1 200") and b'"filename":"a.wav"' in answer
             time.sleep(0.1)  # within the keep-alive time, under the head deadline: the same connection serves on
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert _http_response(sock).startswith(b"HTTP/1.1 200")
+            assert responses.next().startswith(b"HTTP/1.1 200")
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/model HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert _http_response(sock).startswith(b"HTTP/1.1 200")
-            second = _http_response(sock)
+            assert responses.next().startswith(b"HTTP/1.1 200")
+            second = responses.next()
             assert second.startswith(b"HTTP/1.1 200") and b'"weights_digest"' in second
             # then idle, with no next head: closed after the head deadline, long before the 5 s keep-alive
             assert _closed_by_server(sock, timeout=4)
