@@ -16,6 +16,7 @@ import pytest
 import torch
 from test_train_support import (
     SyntheticDataset,
+    crash_on_save,
     install_tiny,
     one_thread,  # noqa: F401  (autouse fixture: one intra-op thread)
 )
@@ -163,18 +164,8 @@ def test_resume_after_max_steps_is_bitwise_identical(tmp_path, monkeypatch):
 
 def test_resume_after_a_crash_during_a_save(tmp_path, monkeypatch):
     install_tiny(monkeypatch)
-    real, calls = ckpt._write_tensors, []
-
-    def crash_on_third_save(tensors, path):
-        calls.append(path)
-        if len(calls) == 3:
-            raise KeyboardInterrupt("simulated crash")
-        real(tensors, path)
-
-    monkeypatch.setattr(ckpt, "_write_tensors", crash_on_third_save)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_on_save(monkeypatch, 3):
         _fit(tmp_path / "crashed", 13)  # saves at steps 3, 4, then dies saving step 6
-    monkeypatch.setattr(ckpt, "_write_tensors", real)
     assert ckpt.latest_checkpoint(tmp_path / "crashed" / "checkpoints").name == "step-00000004"
     _fit(tmp_path / "crashed", 13, resume=True)
     _fit(tmp_path / "straight", 13)

@@ -14,6 +14,7 @@ import pytest
 import torch
 from test_train_support import (
     SyntheticDataset,
+    crash_on_save,
     install_tiny,
     one_thread,  # noqa: F401  (autouse fixture: one intra-op thread)
 )
@@ -220,18 +221,8 @@ def test_best_scores_the_validation_data_with_the_eer_that_was_recorded(tmp_path
 
 def test_an_interrupted_and_resumed_run_equals_the_uninterrupted_one(tmp_path, monkeypatch):
     install_tiny(monkeypatch)
-    real, calls = ckpt._write_tensors, []
-
-    def crash_on_fourth_save(tensors, path):
-        calls.append(path)
-        if len(calls) == 4:
-            raise KeyboardInterrupt("simulated crash")
-        real(tensors, path)
-
-    monkeypatch.setattr(ckpt, "_write_tensors", crash_on_fourth_save)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_on_save(monkeypatch, 4):
         _fit(tmp_path / "crashed", 13, 0.9)  # saves at steps 3, 4, 6, then dies saving step 8
-    monkeypatch.setattr(ckpt, "_write_tensors", real)
     assert ckpt.latest_checkpoint(tmp_path / "crashed" / "checkpoints").name == "step-00000006"
     _fit(tmp_path / "crashed", 13, 0.9, resume=True)
     _fit(tmp_path / "straight", 13, 0.9)

@@ -16,6 +16,7 @@ from test_train_support import (
     TinyBackendConfig,
     TinyFrontend,
     TinyFrontendConfig,
+    crash_on_save,
     install_tiny,
     one_thread,  # noqa: F401  (autouse fixture: one intra-op thread)
 )
@@ -53,18 +54,8 @@ def test_mldg_beta_zero_equals_erm_over_several_steps_with_dropout():
 
 def test_metrics_jsonl_lists_each_validation_once_after_a_crash_during_its_save(tmp_path, monkeypatch):
     install_tiny(monkeypatch)
-    real, calls = ckpt._write_tensors, []
-
-    def crash_on_second_save(tensors, path):
-        calls.append(path)
-        if len(calls) == 2:  # saves at step 3 (periodic), then step 4 (after validating): dies there
-            raise KeyboardInterrupt("simulated crash")
-        real(tensors, path)
-
-    monkeypatch.setattr(ckpt, "_write_tensors", crash_on_second_save)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_on_save(monkeypatch, 2):  # saves at step 3 (periodic), then step 4 (after validating): dies there
         _fit(tmp_path / "crashed", 9)
-    monkeypatch.setattr(ckpt, "_write_tensors", real)
     assert ckpt.latest_checkpoint(tmp_path / "crashed" / "checkpoints").name == "step-00000003"
     resumed = _fit(tmp_path / "crashed", 9, resume=True)
     _fit(tmp_path / "straight", 9)

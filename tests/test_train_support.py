@@ -7,6 +7,8 @@ global seed), so model directories that store the trainable weights only rebuild
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +117,28 @@ def register_tiny_for_good() -> None:
 
 
 TINY_MODEL = {"frontend": {"name": "tiny_test"}, "backend": {"name": "tiny_test_head"}}
+
+
+@contextlib.contextmanager
+def crash_on_save(monkeypatch: pytest.MonkeyPatch, n: int) -> Iterator[None]:
+    """A run in the block dies (KeyboardInterrupt) while writing the tensors of its ``n``-th checkpoint save, as a
+    crash mid-save would; the block expects that crash, and saves work again after it."""
+    from sddkit.training import checkpoint as ckpt
+
+    real, calls = ckpt._write_tensors, []
+
+    def crash_on_nth_save(tensors, path):
+        calls.append(path)
+        if len(calls) == n:
+            raise KeyboardInterrupt("simulated crash")
+        real(tensors, path)
+
+    monkeypatch.setattr(ckpt, "_write_tensors", crash_on_nth_save)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(ckpt, "_write_tensors", real)
 
 
 class SyntheticDataset(Dataset):
