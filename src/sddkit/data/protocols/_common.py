@@ -63,10 +63,13 @@ def misspelt_columns(missing: Iterable[str], header: Sequence[str]) -> str:
     return f"; {' '.join(pairs)} rename {'them' if len(pairs) > 1 else 'it'} in the header" if pairs else ""
 
 
+DELIMITERS = (",", ";", "\t")  # of a hand-written table (labels CSV, manifest); ";" from comma-decimal locales
+
+
 def header_fields(line: str) -> tuple[list[str], str | None]:
-    """A hand-written table's first line split by the separator (``,``, ``;``, tab) that gives the most fields, and
-    that separator; white space (None) where none of them gives more than one field."""
-    split = max(((line.split(d), d) for d in (",", ";", "\t")), key=lambda fd: len(fd[0]))
+    """A hand-written table's first line split by the separator of :data:`DELIMITERS` that gives the most fields,
+    and that separator; white space (None) where none of them gives more than one field."""
+    split = max(((line.split(d), d) for d in DELIMITERS), key=lambda fd: len(fd[0]))
     if len(split[0]) < 2:
         return line.split(), None
     return [f.strip().strip('"') for f in split[0]], split[1]

@@ -28,6 +28,7 @@ from pathlib import Path
 from sddkit.data import PROTOCOLS
 from sddkit.data.protocols._common import (
     BONAFIDE_SPOOF_WORDS,
+    DELIMITERS,
     build_table,
     is_preamble,
     iter_csv,
@@ -41,7 +42,6 @@ from sddkit.data.text import open_text
 LABELS_CSV_LABELS = BONAFIDE_SPOOF_WORDS  # the words of a labelled folder's sub-folders and an utterance table's labels
 _EXTRA_COLUMNS = ("attack", "source", "speaker")  # optional; empty when absent
 _KEPT_COLUMNS = OPTIONAL_COLUMNS  # partition, attack_type, ...: kept when present
-DELIMITERS = (",", ";", "\t")
 
 
 def labels_csv_delimiter(header_line: str) -> str | None:
