@@ -7,9 +7,10 @@ writes::
                     with the reason at pooled.eer_ci_note, when a class has fewer than 2 trials; from fewer
                     bootstrap replicates than 2 / alpha, the note and a warning say it is not of its level);
                     pooled.score_range: the lowest and highest score; warnings: partial matches, scores that
-                    look inverted (ROC AUC below 0.5) or like probabilities (all in [0, 1]: actDCF and Cllr
-                    read scores as log-likelihood ratios), scores of a model with no calibration (its
-                    ``inference.calibration`` the identity, as ``sdd score``'s run record has it)
+                    look inverted (ROC AUC below 0.5) or like probabilities (all in [0, 1], in a score file
+                    without the run record of sdd score: actDCF and Cllr read scores as log-likelihood
+                    ratios), scores of a model with no calibration (its ``inference.calibration`` the
+                    identity, as ``sdd score``'s run record has it)
     report.md       the same as readable tables
     per_attack.csv  each spoof attack/system against all bona fide trials
     per_source.csv  each source (domain) on its own trials
@@ -137,7 +138,10 @@ class Report:
         if self.pooled.get("eer_ci") and self.pooled.get("eer_ci_note"):  # an interval of too few replicates
             notes.append(self.pooled["eer_ci_note"])
         low, high = self.pooled.get("score_range") or (None, None)
-        if low is not None and 0.0 <= low < high <= 1.0:  # (all equal: a constant, no scale to tell)
+        # a score file sdd score wrote (its run record names the model) holds the model's log-odds in its `score`
+        # column, whatever their range: a raw model's scores of a few tenths are not probabilities
+        from_sddkit_model = bool((self.inputs or {}).get("model"))
+        if low is not None and 0.0 <= low < high <= 1.0 and not from_sddkit_model:  # (all equal: no scale to tell)
             # most often a tool's bona fide probabilities: read as log-likelihood ratios, all of them accept
             notes.append(
                 f"every score lies in [0, 1] ({low:.4g} to {high:.4g}), as probabilities do: actDCF and Cllr read "
