@@ -1,19 +1,21 @@
 """``WeightEMA``: the exponential moving average of a model's trainable weights (``trainer.ema_decay``), and
-``BatchNormEstimate``: the batch-norm running statistics of those averaged weights.
+``BatchNormEstimate``: the running statistics of those averaged weights' normalisation layers.
 
 After every optimiser step ``ema = decay * ema + (1 - decay) * param`` for each trainable floating-point
 parameter, kept in float32 on the parameter's device. Frozen parameters and buffers are not averaged. The running
-statistics of the batch norms that training updates are re-estimated for the averaged weights instead, as SWA's
-``torch.optim.swa_utils.update_bn`` does: the average of weights pointing in different directions is shorter, so
-its activations have other statistics than the raw model's (recipes/sddbench/default_model.yaml, decay 0.99, at
-step 270: 30.5 % val EER with the raw model's statistics, 16.0 % with re-estimated ones; the raw weights 14.1 %).
-The trainer validates, ranks, checkpoints and exports the averaged model, and trains on from the raw weights and
-statistics.
+statistics that training updates (batch norms, and instance norms with ``track_running_stats``: every
+``_NormBase`` with running statistics, which eval mode normalises with) are re-estimated for the averaged weights
+instead, as SWA's ``torch.optim.swa_utils.update_bn`` does for batch norms (and only for ``_BatchNorm``): the
+average of weights pointing in different directions is shorter, so its activations have other statistics than the
+raw model's (recipes/sddbench/default_model.yaml, decay 0.99, at step 270: 30.5 % val EER with the raw model's
+statistics, 16.0 % with re-estimated ones; the raw weights 14.1 %). The trainer validates, ranks, checkpoints and
+exports the averaged model, and trains on from the raw weights and statistics.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 
 from sddkit.errors import CheckpointError
 from sddkit.training.evaluate import preserved_rng
@@ -108,12 +110,22 @@ class WeightEMA:
 _STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
+def _cumulative(calls: dict[str, int], name: str, norm: nn.Module, args: object) -> None:
+    """Forward pre-hook of a re-estimated norm: counts its calls (a norm no batch reaches keeps its statistics) and
+    gives a norm other than a batch norm momentum 1/k at its k-th, what a batch norm's None does through
+    num_batches_tracked (an instance norm neither counts nor reads None as the cumulative average)."""
+    calls[name] += 1
+    if not isinstance(norm, _BatchNorm):
+        norm.momentum = 1.0 / calls[name]
+
+
 def _key(name: str, stat: str) -> str:
     return f"{name}.{stat}" if name else stat
 
 
-def updated_batch_norms(module: nn.Module) -> list[tuple[str, _BatchNorm]]:
-    """``module``'s batch norms whose running statistics training updates: those with running statistics that are
+def updated_batch_norms(module: nn.Module) -> list[tuple[str, _NormBase]]:
+    """``module``'s normalisation layers whose running statistics training updates: those with running statistics
+    (batch norms, SyncBatchNorm, lazy ones, instance norms with ``track_running_stats``: any ``_NormBase``) that are
     in training mode once ``module.train()`` is called. A frozen one kept in eval mode (MoLEx's frozen parts, a
     frozen encoder's, a mixture's frozen experts) keeps its statistics. Every module's mode is left as it was."""
     modes = [(m, m.training) for m in module.modules()]
@@ -122,7 +134,7 @@ def updated_batch_norms(module: nn.Module) -> list[tuple[str, _BatchNorm]]:
         return [
             (name, m)
             for name, m in module.named_modules()
-            if isinstance(m, _BatchNorm) and m.training and m.track_running_stats and m.running_mean is not None
+            if isinstance(m, _NormBase) and m.training and m.track_running_stats and m.running_mean is not None
         ]
     finally:
         for m, mode in modes:
@@ -131,12 +143,13 @@ def updated_batch_norms(module: nn.Module) -> list[tuple[str, _BatchNorm]]:
 
 class BatchNormEstimate:
     """The running statistics of ``norms`` (:func:`updated_batch_norms`) for the weights ``module`` holds, on fixed
-    ``batches`` of waveforms, as ``torch.optim.swa_utils.update_bn`` computes them: statistics reset, ``momentum``
-    None (the cumulative average over the batches), a forward of each batch under no_grad with the model in
-    training mode (``model.train()``, so dropout and other training-mode behaviour are on too, drawing from the
-    torch, numpy and Python generators seeded with ``seed`` every time: the same weights give the same
-    statistics), then the modes the modules had (validation switches to eval mode itself). A norm no batch
-    reaches keeps its statistics.
+    ``batches`` of waveforms, as ``torch.optim.swa_utils.update_bn`` computes them for batch norms: statistics
+    reset, ``momentum`` None (the cumulative average over the batches; an instance norm, which reads None as 0 and
+    would keep the reset values, gets ``momentum`` 1/k at its k-th call instead: the same average), a forward of
+    each batch under no_grad with the model in training mode (``model.train()``, so dropout and other
+    training-mode behaviour are on too, drawing from the torch, numpy and Python generators seeded with ``seed``
+    every time: the same weights give the same statistics), then the modes the modules had (validation switches to
+    eval mode itself). A norm no batch reaches keeps its statistics.
 
     :meth:`estimate` leaves the model as it found it (buffers, momenta, modes and random generators exactly): what
     training goes on from is untouched.
@@ -145,14 +158,16 @@ class BatchNormEstimate:
     def __init__(
         self,
         module: nn.Module,
-        norms: list[tuple[str, _BatchNorm]],
+        norms: list[tuple[str, _NormBase]],
         batches: list[torch.Tensor],
         *,
         seed: int,
         autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     ):
         if not norms or not batches:
-            raise ValueError("BatchNormEstimate needs batch norms to re-estimate and batches to do it on")
+            raise ValueError(
+                "BatchNormEstimate needs norms with running statistics to re-estimate and batches to do it on"
+            )
         self.module, self.norms, self.batches, self.seed, self.autocast = module, norms, batches, seed, autocast
 
     def _buffers(self) -> dict[str, torch.Tensor]:
@@ -171,6 +186,8 @@ class BatchNormEstimate:
         raw = self._buffers()
         momenta = [bn.momentum for _, bn in self.norms]
         modes = [(m, m.training) for m in self.module.modules()]
+        calls = {name: 0 for name, _ in self.norms}
+        hooks = [bn.register_forward_pre_hook(functools.partial(_cumulative, calls, name)) for name, bn in self.norms]
         try:
             with preserved_rng():
                 # numpy's and Python's too: transformers' SpecAugment draws its time masks from them, and the
@@ -187,13 +204,15 @@ class BatchNormEstimate:
                         self.module(waveform)
             stats = self._buffers()
         finally:
+            for hook in hooks:
+                hook.remove()
             self._put(raw)
             for (_, bn), momentum in zip(self.norms, momenta):
                 bn.momentum = momentum
             for m, mode in modes:
                 m.training = mode
         for name, _ in self.norms:
-            if int(stats[_key(name, "num_batches_tracked")]) == 0:
+            if calls[name] == 0:
                 # no batch reached it (a branch these batches never took): it keeps the statistics it has
                 stats.update({_key(name, stat): raw[_key(name, stat)] for stat in _STATS})
         return stats

@@ -407,10 +407,11 @@ class TrainerConfig:
     ``ema_decay`` in their metadata; training goes on from the raw weights, which checkpoints keep too
     (``raw_model``) for ``--resume``. ``null`` (the default): no average. d = 0 is the raw weights, bit for bit;
     0.999 averages over about the last 1000 steps. A resume cannot switch it on or off (another d applies from
-    the restored step on). The running statistics of the batch norms that training updates (not those of frozen
-    parts kept in eval mode) are re-estimated for the averaged weights before every validation, checkpoint and
-    export (``final/``'s average of the top k too), as SWA's ``update_bn`` does (the averaged weights'
-    activations have other statistics than the raw model's): reset, then accumulated (``momentum`` None) over
+    the restored step on). The running statistics of the batch norms that training updates (and of instance norms
+    with ``track_running_stats``; not those of frozen parts kept in eval mode) are re-estimated for the averaged
+    weights before every validation, checkpoint and export (``final/``'s average of the top k too), as SWA's
+    ``update_bn`` does (the averaged weights' activations have other statistics than the raw model's): reset, then
+    accumulated (``momentum`` None for a batch norm, 1/k at an instance norm's k-th call: the cumulative average) over
     ``ema_bn_batches`` fixed training batches passed through the averaged model in training mode
     (``model.train()``: dropout on, from generators seeded by the recipe seed) without gradients; the raw
     model's statistics, the random generators and the modes are then restored exactly, so training goes on as

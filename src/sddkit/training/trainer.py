@@ -219,8 +219,8 @@ class Trainer:
         self.ema: WeightEMA | None = None  # trainer.ema_decay's moving average of the weights (built by _setup)
         # the checkpoint resumed from and its averaged model, which _setup's WeightEMA continues
         self._resumed_ema: tuple[str, dict[str, torch.Tensor]] | None = None
-        # the batch-norm statistics of the averaged weights (trainer.ema_decay with batch norms that training
-        # updates; built by _setup), and the last ones estimated, with the step they are of
+        # the batch-norm statistics of the averaged weights (trainer.ema_decay with batch or instance norms whose
+        # running statistics training updates; built by _setup), and the last ones estimated, with the step they are of
         self.bn_estimate: BatchNormEstimate | None = None
         self._estimated_bn: tuple[int, dict[str, torch.Tensor]] | None = None
 
@@ -615,7 +615,7 @@ class Trainer:
     def _build_bn_estimate(self) -> BatchNormEstimate | None:
         """The re-estimation of the batch-norm statistics for trainer.ema_decay's averaged weights, on
         trainer.ema_bn_batches training batches drawn here once; None (nothing drawn) for a model without batch
-        norms that training updates.
+        or instance norms whose running statistics training updates.
 
         The batches are those the training sampler gives a single process for a pseudo-epoch no run reaches, with
         that epoch's crops and augmentation: they depend on the recipe seed alone, not on the loop's position or
