@@ -28,7 +28,8 @@ def stderr_is_terminal() -> bool:
 def progress_bar(*, total: int | None, desc: str, unit: str = "it", initial: int = 0, enabled: bool = True) -> Any:
     """A progress bar counting ``unit`` up to ``total`` (from ``initial``, a resumed run's part): tqdm's on a
     terminal or in a notebook, a :class:`LogProgress` of plain periodic lines on any other standard error; a
-    disabled tqdm bar when not ``enabled``. Each has ``update(n)``, ``set_postfix(**values)`` and ``close()``."""
+    disabled tqdm bar when not ``enabled``. Each has ``update(n)``, ``set_postfix(refresh=..., **values)`` and
+    ``close()``."""
     from tqdm.auto import tqdm
 
     # in a Jupyter kernel tqdm.auto's bar is the notebook widget, which draws no carriage returns
@@ -58,8 +59,13 @@ class LogProgress:
             self._last = now
             self._write(now)
 
-    def set_postfix(self, **values: Any) -> None:
+    def set_postfix(self, *, refresh: bool = False, **values: Any) -> None:
+        """Show ``values`` after the count (none: clear it). ``refresh``: also write the line now if one is due
+        (as tqdm redraws its bar), for progress that moves between updates (the windows of a long file); without
+        it the postfix waits for the next update's line."""
         self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+        if refresh:
+            self.update(0)
 
     def close(self) -> None:
         # where the run ended (done, or stopped by an error): the last periodic line was up to `interval` old. A run

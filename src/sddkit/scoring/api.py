@@ -341,11 +341,16 @@ class ScoringDetector:
             signal = repeat_pad(signal, cfg.window_samples)
         return PreparedAudio(signal, starts, int(x.shape[0]), cfg.window_samples)
 
-    def score_prepared(self, items: Sequence[PreparedAudio]) -> list[ScoreResult]:
-        """Run the windows of all ``items`` in batches of ``batch_size`` and build one result each."""
+    def score_prepared(
+        self, items: Sequence[PreparedAudio], *, on_windows: Callable[[int], None] | None = None
+    ) -> list[ScoreResult]:
+        """Run the windows of all ``items`` in batches of ``batch_size`` and build one result each.
+
+        ``on_windows``, when given, is called with the number of windows of each batch as the model finishes it
+        (the progress inside a long input, whose one result comes only after all its windows)."""
         if not items:
             return []
-        raw, stats = self._run_batched(items)
+        raw, stats = self._run_batched(items, on_windows)
         results, offset = [], 0
         for it in items:
             n = it.n_windows
@@ -355,7 +360,9 @@ class ScoringDetector:
         return results
 
     # --- internals ------------------------------------------------------------------------
-    def _run_batched(self, items: Sequence[PreparedAudio]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _run_batched(
+        self, items: Sequence[PreparedAudio], on_windows: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The N windows of all ``items``, in order -> raw window scores (N,) float64 and stats {name: (N, K)}
         for :meth:`stat_widths`. Only one batch of windows is copied out of the items' signals at a time."""
         widths = self.stat_widths()
@@ -369,6 +376,8 @@ class ScoringDetector:
             for k, width in widths.items():
                 v = np.asarray(st.get(k, np.full((chunk.shape[0], width), np.nan)), dtype=np.float64)
                 stats[k].append(v if v.shape == (chunk.shape[0], width) else np.full((chunk.shape[0], width), np.nan))
+            if on_windows is not None:
+                on_windows(chunk.shape[0])
         return np.concatenate(scores), {k: np.concatenate(v) for k, v in stats.items()}
 
     def _result(self, it: PreparedAudio, raw: np.ndarray, stats: dict[str, np.ndarray]) -> ScoreResult:
