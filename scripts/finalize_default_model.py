@@ -1,6 +1,6 @@
 """Calibrate a trained model directory on sddbench ``val``, set its threshold there, and install it.
 
-    python scripts/finalize_default_model.py runs/default_model/best \
+    python scripts/finalize_default_model.py runs/default_model/final \
         [--out src/sddkit/assets/default_model] [--cache /work/cache/sddbench16k.npz]
 
 1. scores every ``val`` file as ``sdd score`` does (``sddkit.load_detector``: windows, hop and
@@ -44,7 +44,9 @@ DEFAULT_OUT = REPO / "src" / "sddkit" / "assets" / "default_model"
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("model", help="trained model directory (e.g. runs/default_model/best)")
+    p.add_argument(
+        "model", help="trained model directory (e.g. runs/default_model/final, what the bundled model is built from)"
+    )
     p.add_argument("--out", default=str(DEFAULT_OUT), help="where to install the finished model directory")
     p.add_argument("--manifest", default=str(DEFAULT_MANIFEST), help="sddbench manifest.csv")
     p.add_argument("--cache", default=None, help="CachedWaveforms .npz of the manifest at 16 kHz (skips decoding)")

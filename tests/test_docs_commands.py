@@ -194,7 +194,12 @@ def test_model_card_matches_the_bundled_config(capsys):
     assert inference["hop_samples"] * 2 == inference["window_samples"] and "2 s hop" in card
     assert inference.get("min_duration_s", 0.1) == 0.1 and "under 0.1 s (`inference.min_duration_s`" in card
     assert config["model"]["frontend"]["level_db"] == -27 and "`level_db: -27`" in card
-    assert f"step {config['metadata']['best_step']} of {config['metadata']['steps']:,}" in card
+    metadata = config["metadata"]
+    if "checkpoints" in metadata:  # the trainer's final/: the mean of its top-k checkpoints, named by their steps
+        steps = [str(int(c.removeprefix("step-"))) for c in metadata["checkpoints"]]
+        assert f"steps {', '.join(steps[:-1])} and {steps[-1]} of {metadata['steps']:,}" in card
+    else:  # best/: one checkpoint
+        assert f"step {metadata['best_step']} of {metadata['steps']:,}" in card
     # the parameter count the card states
     assert main(["describe", str(MODEL_DIR)]) == 0
     assert f"{json.loads(capsys.readouterr().out)['total_params']:,} parameters" in card
