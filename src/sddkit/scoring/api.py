@@ -26,6 +26,7 @@ Thread safety: a ScoringDetector holds no per-call state; calls run under
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,7 +38,14 @@ import soxr
 import torch
 from torch import Tensor, nn
 
-from sddkit.errors import AudioError, CheckpointError, ConfigError, EmptyAudioError
+from sddkit.errors import (
+    AudioError,
+    CheckpointError,
+    ConfigError,
+    EmptyAudioError,
+    SilentAudioError,
+    UnsupportedSampleRateError,
+)
 from sddkit.scoring.inference import InferenceConfig, check_model_rate, parse_inference
 
 # Per-window statistics wider than this (e.g. hidden features someone logged) are not reported.
@@ -50,6 +58,8 @@ _SOUND_FRAME_S = 0.01
 # ... and a frame holds sound when it is within this ratio (-40 dB) of the loudest frame (or above -80 dBFS).
 _SOUND_RANGE = 0.01
 _RESAMPLE_QUALITY = "HQ"
+# The largest rate a decoder reports (a C int in libsndfile and FFmpeg); soxr never returns from rates near 1e14.
+MAX_INPUT_RATE = 2**31 - 1
 
 Runner = Callable[[np.ndarray], tuple[np.ndarray, dict[str, np.ndarray]]]
 
@@ -220,6 +230,7 @@ class ScoringDetector:
         integer samples are PCM (scaled by their type's range). Of a 2-D input the channel axis is the first
         when it has at most 8 entries and fewer than the second, else the second when that has at most 8: an
         input of at least 9 samples reads the same either way round; a square one, (2, 2), is (T, C).
+        ``sample_rate``: the waveform's rate in Hz, an integer (or a whole float) from 4000 to ``MAX_INPUT_RATE``.
         """
         x = self.to_model_rate(waveform, sample_rate)
         return checked_result(self.score_prepared([self.prepare(x)])[0])
@@ -232,6 +243,8 @@ class ScoringDetector:
         """
         from sddkit.audio.io import load_audio
 
+        if not isinstance(path, (str, os.PathLike)):  # else pathlib's TypeError, or numpy's for an array
+            raise AudioError(_not_a_path(path))
         x = load_audio(path, sample_rate=self.sample_rate, max_duration=max_duration)
         return checked_result(self.score_prepared([self.prepare(x, path=str(path))])[0], path=str(path))
 
@@ -264,14 +277,26 @@ class ScoringDetector:
         """Validate, mix to mono and resample: -> (T,) float32 at ``self.sample_rate``."""
         from sddkit.audio.io import validate_waveform
 
-        x = _to_mono(_as_numpy(waveform))
+        arr = _as_numpy(waveform)
+        x = _to_mono(arr)
         # a whole float (16000.0, np.float64 from some readers) is a rate; 22050.5 or a bool is not
         whole = isinstance(sample_rate, (float, np.floating)) and float(sample_rate).is_integer()
         rate = isinstance(sample_rate, (int, np.integer)) and not isinstance(sample_rate, bool)
         if not (rate or whole) or sample_rate <= 0:
             raise AudioError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        if sample_rate > MAX_INPUT_RATE:
+            raise UnsupportedSampleRateError(
+                f"sample_rate {sample_rate!r} Hz is above any audio rate (at most {MAX_INPUT_RATE}): "
+                "pass the waveform's rate in Hz, e.g. 16000"
+            )
         sample_rate = int(sample_rate)
-        x = validate_waveform(x, sample_rate)
+        try:
+            x = validate_waveform(x, sample_rate)
+        except SilentAudioError as exc:
+            note = _cancelled_channels_note(arr, x)
+            if note is None:
+                raise
+            raise SilentAudioError(f"{exc}; {note}") from None
         if sample_rate != self.sample_rate:
             x = soxr.resample(x, sample_rate, self.sample_rate, quality=_RESAMPLE_QUALITY).astype(np.float32)
             if x.size:  # checked again at the model rate, as load_audio does: resampling can leave only silence
@@ -469,12 +494,62 @@ def _sigmoid(x: float) -> float:
 
 def _as_numpy(waveform: Any) -> np.ndarray:
     """A numpy array, a torch tensor (any device; one that requires grad; bfloat16) or a list -> a numpy array."""
+    if isinstance(waveform, (str, bytes, os.PathLike)):  # np.asarray makes a 0-d array of it: "got shape ()"
+        if isinstance(waveform, bytes):
+            what, hint = "bytes", "decode an encoded file's bytes with sddkit.audio.decode_audio_bytes(data) first"
+        else:
+            what, hint = f"the path {os.fspath(waveform)!r}", "score a file with score_file(path)"
+        raise AudioError(
+            f"expected a waveform (a numpy array, a torch tensor or a list of samples), got {what}: {hint}"
+        )
     if isinstance(waveform, Tensor):
         waveform = waveform.detach().cpu()
         if waveform.is_floating_point() and waveform.dtype not in (torch.float16, torch.float32, torch.float64):
             waveform = waveform.float()  # bfloat16 (mixed-precision pipelines) has no numpy dtype
         waveform = waveform.numpy()
-    return np.asarray(waveform)
+    try:
+        arr = np.asarray(waveform)
+    except (ValueError, TypeError) as exc:  # a ragged list of channels
+        raise AudioError(
+            f"cannot read a waveform from the {type(waveform).__name__} given (channels of different lengths, or "
+            f"numbers mixed with sequences?): {exc}"
+        ) from None
+    if arr.ndim == 0 and arr.dtype == object:  # None, a dict...: "got shape ()" did not say what was passed
+        raise AudioError(
+            f"expected a waveform (a numpy array, a torch tensor or a list of samples), got {type(waveform).__name__}"
+        )
+    return arr
+
+
+def _not_a_path(path: object) -> str:
+    """Why ``path``, given to ``score_file``, is not a file path, and what to call instead."""
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        hint = "decode an encoded file's bytes with sddkit.audio.decode_audio_bytes(data), then score(x, sample_rate)"
+    elif isinstance(path, (np.ndarray, Tensor, list, tuple)):
+        hint = "score a waveform with score(waveform, sample_rate)"
+    elif hasattr(path, "read"):  # an open file or io.BytesIO
+        hint = "pass its path, or decode its bytes with sddkit.audio.decode_audio_bytes(f.read())"
+    else:
+        hint = "pass a str or pathlib.Path"
+    return f"score_file takes a file path, got {type(path).__name__}: {hint}"
+
+
+def _cancelled_channels_note(arr: np.ndarray, mono: np.ndarray) -> str | None:
+    """What a multichannel ``arr`` refused as silent after its mix to ``mono`` lacks: a note that its channels
+    are not silent but cancel each other (as ``load_audio`` says of such a file), or None."""
+    from sddkit.audio.io import SILENCE_PEAK, pcm_to_float
+
+    if arr.ndim != 2 or min(arr.shape) < 2 or mono.size == 0:
+        return None
+    mix = float(np.abs(pcm_to_float(mono)).max())
+    loudest = float(np.abs(pcm_to_float(arr)).max())
+    if not mix < SILENCE_PEAK <= loudest:  # silent channels, or a mix refused for another reason (a DC offset)
+        return None
+    return (
+        f"but its channels are not silent (the loudest peaks at {loudest:.3g}): they cancel each other when mixed "
+        "to mono (one of them phase-inverted?): score one channel (x[0] of (channels, samples), x[:, 0] of (samples, "
+        "channels))"
+    )
 
 
 def _to_mono(x: np.ndarray) -> np.ndarray:
