@@ -119,7 +119,7 @@ def evaluated_inputs(
 
     record = run_record(scores)
     model = None
-    if record is not None:
+    if record is not None and _has_recorded_columns(scores, record):
         where, cwd = record.get("model"), record.get("cwd")
         if isinstance(where, str) and where and isinstance(cwd, str) and os.path.isabs(cwd):
             where = os.path.normpath(os.path.join(cwd, where))  # as sdd score's working directory read it
@@ -140,6 +140,38 @@ def evaluated_inputs(
         "model": model,
         "sddkit_version": __version__,
     }
+
+
+def _has_recorded_columns(scores: str, record: dict[str, Any]) -> bool:
+    """Whether ``scores`` still has the columns its run record says ``sdd score`` wrote: a file another tool wrote
+    over (its ``path,score`` probabilities, say) beside an earlier run's record holds no scores of that model, which
+    the report would name and read as its log-odds (no "probabilities" warning, the calibration one). A record
+    without ``columns`` (an older sdd score) or a file whose first line cannot be read is taken at its word."""
+    import csv
+    import json
+
+    from sddkit.data.text import open_text
+
+    columns = record.get("columns")
+    if not isinstance(columns, list) or not columns:
+        return True
+    try:
+        with open_text(scores) as fh:
+            first = next((line.strip() for line in fh if line.strip() and not line.startswith("#")), None)
+    except (OSError, UnicodeError):
+        return True
+    if first is None:
+        return True
+    if first.startswith("{"):
+        try:
+            row = json.loads(first)
+        except ValueError:
+            return True
+        found = set(row) if isinstance(row, dict) else set()
+    else:
+        found = {cell.strip() for cell in next(csv.reader([first]))}
+    # more columns are fine (a spreadsheet's added one); one of sdd score's missing is another file's header
+    return {str(c) for c in columns} <= found
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,9 +8,9 @@ writes::
                     bootstrap replicates than 2 / alpha, the note and a warning say it is not of its level);
                     pooled.score_range: the lowest and highest score; warnings: partial matches, scores that
                     look inverted (ROC AUC below 0.5) or like probabilities (all in [0, 1], in a score file
-                    without the run record of sdd score: actDCF and Cllr read scores as log-likelihood
-                    ratios), scores of a model with no calibration (its ``inference.calibration`` the
-                    identity, as ``sdd score``'s run record has it)
+                    without the run record of sdd score or without the columns it lists: actDCF and Cllr read
+                    scores as log-likelihood ratios), scores of a model with no calibration (its
+                    ``inference.calibration`` the identity, as ``sdd score``'s run record has it)
     report.md       the same as readable tables
     per_attack.csv  each spoof attack/system against all bona fide trials
     per_source.csv  each source (domain) on its own trials

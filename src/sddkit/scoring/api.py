@@ -494,9 +494,15 @@ def _sigmoid(x: float) -> float:
 
 def _as_numpy(waveform: Any) -> np.ndarray:
     """A numpy array, a torch tensor (any device; one that requires grad; bfloat16) or a list -> a numpy array."""
-    if isinstance(waveform, (str, bytes, os.PathLike)):  # np.asarray makes a 0-d array of it: "got shape ()"
-        if isinstance(waveform, bytes):
-            what, hint = "bytes", "decode an encoded file's bytes with sddkit.audio.decode_audio_bytes(data) first"
+    # np.asarray makes a 0-d array of a path ("got shape ()"), and of a bytearray or a memoryview of bytes a uint8
+    # array, which was scored as 8-bit PCM: an encoded file's bytes read as audio
+    raw_bytes = isinstance(waveform, (bytes, bytearray)) or (
+        isinstance(waveform, memoryview) and waveform.format in ("B", "b", "c")
+    )
+    if raw_bytes or isinstance(waveform, (str, os.PathLike)):
+        if raw_bytes:
+            what = "bytes" if isinstance(waveform, bytes) else type(waveform).__name__
+            hint = "decode an encoded file's bytes with sddkit.audio.decode_audio_bytes(data) first"
         else:
             what, hint = f"the path {os.fspath(waveform)!r}", "score a file with score_file(path)"
         raise AudioError(
@@ -541,15 +547,26 @@ def _cancelled_channels_note(arr: np.ndarray, mono: np.ndarray) -> str | None:
 
     if arr.ndim != 2 or min(arr.shape) < 2 or mono.size == 0:
         return None
-    mix = float(np.abs(pcm_to_float(mono)).max())
-    loudest = float(np.abs(pcm_to_float(arr)).max())
-    if not mix < SILENCE_PEAK <= loudest:  # silent channels, or a mix refused for another reason (a DC offset)
+    channels = pcm_to_float(np.moveaxis(arr, _channel_axis(arr), 0)).astype(np.float64)
+    # half the peak-to-peak swing, what the silence check judges (a constant offset has none): channels of opposite
+    # offsets (+0.01 and -0.01) hold no signal either, and scoring one of them would be refused too
+    swings = (channels.max(axis=1) - channels.min(axis=1)) / 2
+    mixed = (float(mono.max()) - float(mono.min())) / 2
+    # cancelled: the mix lost most of the channels' mean swing; a quiet channel beside a silent one only halves
+    if not (swings.max() >= SILENCE_PEAK and mixed < 0.5 * swings.mean()):
         return None
+    loudest = float(np.abs(channels).max())
     return (
         f"but its channels are not silent (the loudest peaks at {loudest:.3g}): they cancel each other when mixed "
         "to mono (one of them phase-inverted?): score one channel (x[0] of (channels, samples), x[:, 0] of (samples, "
         "channels))"
     )
+
+
+def _channel_axis(x: np.ndarray) -> int:
+    """The channel axis of a 2-D waveform (:func:`_to_mono`'s rule): the first when it has at most 8 entries and
+    fewer than the second, else the second."""
+    return 0 if x.shape[0] <= 8 and x.shape[0] < x.shape[1] else 1
 
 
 def _to_mono(x: np.ndarray) -> np.ndarray:
@@ -560,11 +577,9 @@ def _to_mono(x: np.ndarray) -> np.ndarray:
         raise AudioError(f"expected a (samples,) or (channels, samples) waveform, got shape {x.shape}")
     if x.size == 0:  # else the mean over a zero-length axis would make NaN samples out of nothing
         raise EmptyAudioError(f"zero samples (a waveform of shape {x.shape})")
-    if x.shape[0] <= 8 and x.shape[0] < x.shape[1]:
-        axis = 0
-    elif x.shape[1] <= 8:
-        axis = 1
-    else:  # both axes longer than 8: "pass (channels, samples)" was the answer even to (16, T), which is that
+    axis = _channel_axis(x)
+    # both axes longer than 8: "pass (channels, samples)" was the answer even to (16, T), which is that
+    if x.shape[axis] > 8:
         raise AudioError(
             f"a waveform of shape {x.shape} has more than 8 channels (or is a batch of waveforms): mix it to "
             "mono first (e.g. x.mean(axis=0) for (channels, samples)), or score several inputs with score_many"

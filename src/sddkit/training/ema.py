@@ -111,8 +111,8 @@ _STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def _cumulative(calls: dict[str, int], name: str, norm: nn.Module, args: object) -> None:
-    """Forward pre-hook of a re-estimated norm: counts its calls (a norm no batch reaches keeps its statistics) and
-    gives a norm other than a batch norm momentum 1/k at its k-th, what a batch norm's None does through
+    """Forward pre-hook of a re-estimated norm: counts its calls (an instance norm no batch reaches keeps its
+    statistics) and gives a norm other than a batch norm momentum 1/k at its k-th, what a batch norm's None does through
     num_batches_tracked (an instance norm neither counts nor reads None as the cumulative average)."""
     calls[name] += 1
     if not isinstance(norm, _BatchNorm):
@@ -211,8 +211,12 @@ class BatchNormEstimate:
                 bn.momentum = momentum
             for m, mode in modes:
                 m.training = mode
-        for name, _ in self.norms:
-            if calls[name] == 0:
+        for name, bn in self.norms:
+            # a batch norm counts the batches it took statistics from: one called only on batches of one row
+            # (gates.BatchNorm1d normalises those with its running statistics, as in eval mode) took none, and its
+            # reset values are no estimate; an instance norm in training mode updates on every call
+            reached = int(stats[_key(name, "num_batches_tracked")]) if isinstance(bn, _BatchNorm) else calls[name]
+            if reached == 0:
                 # no batch reached it (a branch these batches never took): it keeps the statistics it has
                 stats.update({_key(name, stat): raw[_key(name, stat)] for stat in _STATS})
         return stats
