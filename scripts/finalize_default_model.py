@@ -15,7 +15,12 @@
 4. records the val figures in ``metadata.val_calibrated`` (an earlier calibration's record moves to
    ``metadata.superseded_calibrations``, as ``sdd calibrate`` does).
 
-Nothing is written until steps 2-4 succeeded (a fit that fails leaves ``--out`` as it was); then
+Steps 2-4 and the writing are ``sdd calibrate``'s own (``sddkit.scoring.calibrate``: ``calibrated_config`` with
+the threshold rule ``eer``, ``record_calibration``, ``writable_target`` and ``store_calibrated``); what is this
+script's is the sddbench ``val`` partition, the decode cache, step 1's batched scoring and the record it writes.
+
+Nothing is written until steps 2-4 succeeded (a fit that fails leaves ``--out`` as it was; an ``--out`` that
+cannot be written is refused before the scoring); then
 ``model.safetensors`` is copied to ``--out`` (the bundled default model by default) and ``config.json``
 written there with the calibration, threshold and metadata, so the trained folder is left as it was (an
 ``--out`` equal to it is calibrated in place).
@@ -31,10 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sddkit.scoring.calibrate import (  # as `sdd calibrate` sets, records and writes
-    margin_threshold,
+from sddkit.scoring.calibrate import (  # the steps of `sdd calibrate` (calibrate_on_protocol) after its scoring
+    calibrated_config,
+    count_classes,
+    margin_threshold,  # noqa: F401 - the threshold rule "eer" places it; kept importable from the script
     record_calibration,
-    write_with_config,
+    store_calibrated,
+    writable_target,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,18 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     from sddkit.audio.io import load_audio
     from sddkit.data.dataset import CachedWaveforms
     from sddkit.data.protocols import read_protocol
-    from sddkit.detectors.model_dir import (
-        read_model_config,
-    )
-    from sddkit.metrics.det import eer
     from sddkit.scoring.api import load_detector
-    from sddkit.scoring.calibration import fit_calibration
-    from sddkit.scoring.inference import read_inference
 
     model_dir = Path(args.model)
     table = read_protocol(args.manifest, partitions=["val"])
     labels = np.asarray(table.labels, dtype=np.int64)
+    n_bona, n_spoof = count_classes(labels, f"{args.manifest} (partition val)")
     detector = load_detector(model_dir)
+    # asked before the scoring: an --out that cannot be written is refused now, not after every val file is scored
+    out, made = writable_target(model_dir, Path(args.out))
     sample_rate = detector.sample_rate  # score_many takes waveforms at the model's rate
     cache = CachedWaveforms.load(args.cache) if args.cache else None
     if cache is not None and cache.sample_rate != sample_rate:
@@ -80,29 +85,23 @@ def main(argv: list[str] | None = None) -> int:
         x = cache.get(str(utt)) if cache is not None else None
         waves.append(np.asarray(x if x is not None else load_audio(path, sample_rate=sample_rate), dtype=np.float32))
 
-    # named by their files: an unscorable one (e.g. shorter than the model's minimum) is reported by its path
+    # batched, not file by file as sdd calibrate scores: the bundled model's calibration was fitted on these scores,
+    # and a file's windows batched with another's score a few 1e-7 apart, so its rebuild would not be byte-identical.
+    # Named by their files: an unscorable one (e.g. shorter than the model's minimum) is reported by its path
     raw = np.asarray([r.raw_score for r in detector.score_many(waves, names=paths)], dtype=np.float64)
-    # fitted before anything is written: a fit that fails (one class in val, a model too weak to calibrate) leaves
-    # --out as it was, not holding the new weights uncalibrated
-    inference = read_inference(model_dir)
-    inference.calibration = fit_calibration(raw, labels, prior=0.5)
-    llr = inference.calibration.apply(raw)
-    val = eer(labels, llr)
-    inference.threshold = margin_threshold(llr, val.threshold)
-    config = read_model_config(model_dir)
-    config["inference"] = inference.to_dict()
+    # fitted before anything is written: a fit that fails (a model too weak to calibrate) leaves --out as it was,
+    # not holding the new weights uncalibrated
+    config, inference, val = calibrated_config(model_dir, raw, labels, threshold="eer", prior=0.5)
     record = {
         "partition": "sddbench val",
-        "n_bonafide": int((labels == 1).sum()),
-        "n_spoof": int((labels == 0).sum()),
+        "n_bonafide": n_bona,
+        "n_spoof": n_spoof,
         "eer_whole_files": float(val.eer),
         "threshold": "val EER operating point of the calibrated scores, halfway to the next lower val score",
     }
     # metadata is optional in a model config; an earlier calibration's record (sdd calibrate's) is superseded
     config["metadata"] = record_calibration(config.get("metadata"), "val_calibrated", record)
-
-    out = Path(args.out)
-    write_with_config(model_dir, out, config)
+    store_calibrated(model_dir, out, config, made)
     cal = inference.calibration
     print(
         f"val EER {100 * val.eer:.2f}% (whole files, {len(labels)} files); calibration a={cal.a:.4f} b={cal.b:.4f}; "

@@ -8,6 +8,10 @@ by one of :data:`THRESHOLD_RULES`, and writes the model directory's ``config.jso
 its weights in ``out``). Nothing is written unless every file scored and the fit succeeded, and a run that fails
 leaves no folder of ``out`` it made.
 
+scripts/finalize_default_model.py, which calibrates the bundled model on sddbench ``val``, goes through the same
+steps (:func:`count_classes`, :func:`writable_target`, :func:`calibrated_config`, :func:`record_calibration`,
+:func:`store_calibrated`); only its scoring is its own (batched, from a decode cache).
+
 The new calibration's record, ``metadata.calibrated``, is the one in force: an earlier one (an earlier
 ``metadata.calibrated``, or the ``metadata.val_calibrated`` of scripts/finalize_default_model.py, which the bundled
 model carries) describes a calibration the config no longer holds, and moves to ``metadata.superseded_calibrations``
@@ -21,11 +25,15 @@ import math
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sddkit.errors import ConfigError, SddkitError
+
+if TYPE_CHECKING:
+    from sddkit.metrics.det import EERResult
+    from sddkit.scoring.inference import InferenceConfig
 
 # eer: the operating point where the two error rates on these files meet (halfway to the next lower score, so a
 #   file's decision does not hang on its last digit); bayes: the Bayes decision for the prior, -logit(prior)
@@ -106,6 +114,82 @@ def remove_made(folders: Sequence[Path], files: Sequence[Path] = ()) -> None:
             return
 
 
+def check_rule(threshold: str, prior: float) -> None:
+    """Refuse a threshold rule not in :data:`THRESHOLD_RULES` or a prior outside (0, 1), before any file is scored."""
+    if threshold not in THRESHOLD_RULES:
+        raise ConfigError(f"threshold must be one of {', '.join(THRESHOLD_RULES)}, got {threshold!r}")
+    if not 0.0 < prior < 1.0:  # NaN fails too
+        raise ConfigError(f"prior must be in (0, 1), got {prior}")
+
+
+def count_classes(labels: np.ndarray, where: str) -> tuple[int, int]:
+    """(bona fide, spoof) counts of ``labels``; refused, naming ``where`` (the files' source), unless both are there."""
+    n_bona, n_spoof = int((labels == 1).sum()), int((labels == 0).sum())
+    if n_bona == 0 or n_spoof == 0:
+        raise ConfigError(f"{where}: {n_bona} bona fide and {n_spoof} spoof files; a calibration needs both classes")
+    return n_bona, n_spoof
+
+
+def writable_target(model_dir: Path, out: str | Path | None) -> tuple[Path, list[Path]]:
+    """The folder a calibration of ``model_dir`` is written to (``out``, default ``model_dir`` itself) and the
+    folders of its path that writing there makes (for :func:`store_calibrated` to remove on a failure); refused
+    when it cannot be written. Asked before the files are scored: an ``out`` that is a file, or under one, was
+    found only after all the scoring."""
+    from sddkit.detectors.model_dir import CONFIG_NAME
+    from sddkit.outputs import why_unwritable
+
+    target = model_dir if out is None else Path(out)
+    made = [] if target.resolve() == model_dir.resolve() else folders_to_make(target)
+    reason = why_unwritable(target / CONFIG_NAME)
+    # the check made the folders to ask; they are made again only to write: a run that fails (a file that cannot
+    # be scored, a fit that fails, Ctrl-C) left an empty out behind
+    remove_made(made)
+    if reason is not None:
+        raise ConfigError(f"{target}: cannot write the calibrated model there ({reason})")
+    return target, made
+
+
+def calibrated_config(
+    model_dir: Path, raw: np.ndarray, labels: np.ndarray, *, threshold: str = "eer", prior: float = 0.5
+) -> tuple[dict[str, Any], InferenceConfig, EERResult]:
+    """Fit ``model_dir``'s calibration on its raw (uncalibrated) scores ``raw`` of files labelled ``labels`` and set
+    its threshold by the rule ``threshold`` -> (its config with the new ``inference`` section, that
+    ``InferenceConfig``, the ``EERResult`` of the calibrated scores). Writes nothing: a fit that fails leaves every
+    file as it was; the caller records it (:func:`record_calibration`) and writes it (:func:`store_calibrated`)."""
+    from sddkit.detectors.model_dir import read_model_config
+    from sddkit.metrics.det import eer
+    from sddkit.scoring.calibration import fit_calibration
+    from sddkit.scoring.inference import read_inference
+
+    check_rule(threshold, prior)
+    inference = read_inference(model_dir)
+    inference.calibration = fit_calibration(raw, labels, prior=prior)
+    llr = inference.calibration.apply(raw)
+    point = eer(labels, llr)
+    if threshold == "eer":
+        inference.threshold = margin_threshold(llr, point.threshold)
+    elif threshold == "bayes":
+        inference.threshold = -math.log(prior / (1.0 - prior))
+    config = read_model_config(model_dir)
+    config["inference"] = inference.to_dict()
+    return config, inference, point
+
+
+def store_calibrated(model_dir: Path, target: Path, config: dict[str, Any], made: Sequence[Path]) -> None:
+    """:func:`write_with_config` into ``target`` (from :func:`writable_target`, whose ``made`` it was); a write
+    that fails removes what this run made and says why in one line."""
+    from sddkit.detectors.model_dir import CONFIG_NAME, WEIGHTS_NAME
+
+    try:
+        write_with_config(model_dir, target, config)
+    except BaseException as exc:
+        # the files of a folder this run made go with it; an existing folder keeps whatever the atomic writes left
+        remove_made(made, [target / WEIGHTS_NAME, target / CONFIG_NAME] if made else [])
+        if isinstance(exc, OSError):  # a full disk, a folder made read-only meanwhile: one line
+            raise ConfigError(f"{target}: cannot write the calibrated model ({exc.strerror or exc})") from None
+        raise
+
+
 def calibrate_on_protocol(
     model_dir: str | Path,
     protocol: str | Path,
@@ -119,38 +203,17 @@ def calibrate_on_protocol(
     """Calibrate ``model_dir`` on the files of ``protocol`` (``partitions`` of it) and store the result in ``out``
     (default: ``model_dir`` itself); returns a report (counts, calibration, threshold, EER on these files)."""
     from sddkit.data.protocols import read_protocol
-    from sddkit.detectors.model_dir import CONFIG_NAME, WEIGHTS_NAME, read_model_config
-    from sddkit.metrics.det import eer
-    from sddkit.outputs import why_unwritable
     from sddkit.scoring.api import load_detector
-    from sddkit.scoring.calibration import fit_calibration
-    from sddkit.scoring.inference import read_inference
 
-    if threshold not in THRESHOLD_RULES:
-        raise ConfigError(f"threshold must be one of {', '.join(THRESHOLD_RULES)}, got {threshold!r}")
-    if not 0.0 < prior < 1.0:  # NaN fails too
-        raise ConfigError(f"prior must be in (0, 1), got {prior}")
+    check_rule(threshold, prior)
     model_dir = Path(model_dir)
     options = {"partitions": list(partitions)} if partitions else {}
     table = read_protocol(protocol, format, **options)
     labels = np.asarray(table.labels, dtype=np.int64)
-    n_bona, n_spoof = int((labels == 1).sum()), int((labels == 0).sum())
-    if n_bona == 0 or n_spoof == 0:
-        where = f" (partitions {', '.join(partitions)})" if partitions else ""
-        raise ConfigError(
-            f"{protocol}{where}: {n_bona} bona fide and {n_spoof} spoof files; a calibration needs both classes"
-        )
+    where = f" (partitions {', '.join(partitions)})" if partitions else ""
+    n_bona, n_spoof = count_classes(labels, f"{protocol}{where}")
     detector = load_detector(model_dir)  # first: a missing model is named as such, no folder made for it
-    target = model_dir if out is None else Path(out)
-    in_place = target.resolve() == model_dir.resolve()
-    made = [] if in_place else folders_to_make(target)
-    # asked before the files are scored, not after: an --out that is a file, or under one, was a traceback then
-    reason = why_unwritable(target / CONFIG_NAME)
-    # the check made the folders to ask; they are made again only to write: a run that fails (a file that cannot
-    # be scored, a fit that fails, Ctrl-C) left an empty --out behind
-    remove_made(made)
-    if reason is not None:
-        raise ConfigError(f"{target}: cannot write the calibrated model there ({reason})")
+    target, made = writable_target(model_dir, out)
     raw = np.empty(len(labels), dtype=np.float64)
     for i, path in enumerate(table.column("path")):
         try:
@@ -161,16 +224,7 @@ def calibrate_on_protocol(
                 "for: repair the file or leave it out of the protocol"
             ) from None
 
-    inference = read_inference(model_dir)
-    inference.calibration = fit_calibration(raw, labels, prior=prior)
-    llr = inference.calibration.apply(raw)
-    point = eer(labels, llr)
-    if threshold == "eer":
-        inference.threshold = margin_threshold(llr, point.threshold)
-    elif threshold == "bayes":
-        inference.threshold = -math.log(prior / (1.0 - prior))
-    config = read_model_config(model_dir)
-    config["inference"] = inference.to_dict()
+    config, inference, point = calibrated_config(model_dir, raw, labels, threshold=threshold, prior=prior)
     record = {
         "protocol": str(Path(protocol).resolve()),
         "partitions": list(partitions) if partitions else None,
@@ -180,20 +234,12 @@ def calibrate_on_protocol(
         "threshold_rule": threshold,
         "eer": float(point.eer),
     }
-    if not in_place:
+    if target.resolve() != model_dir.resolve():
         # a copy gets no MODEL_CARD.md (the source's describes the source's calibration, not this one): this names
         # the folder whose weights it holds, and so the card that describes how they were trained
         record["copied_from"] = str(model_dir.resolve())
     config["metadata"] = record_calibration(config.get("metadata"), "calibrated", record)
-
-    try:
-        write_with_config(model_dir, target, config)
-    except BaseException as exc:
-        # the files of a folder this run made go with it; an existing folder keeps whatever the atomic writes left
-        remove_made(made, [target / WEIGHTS_NAME, target / CONFIG_NAME] if made else [])
-        if isinstance(exc, OSError):  # a full disk, a folder made read-only meanwhile: one line
-            raise ConfigError(f"{target}: cannot write the calibrated model ({exc.strerror or exc})") from None
-        raise
+    store_calibrated(model_dir, target, config, made)
     cal = inference.calibration
     return {
         "model": str(target),
