@@ -61,11 +61,11 @@ def run_interrupted_at_second_batch(monkeypatch, argv: list[str]) -> None:
     real = ScoringDetector.score_prepared
     calls: list[int] = []
 
-    def score_prepared(self, items):
+    def score_prepared(self, items, on_windows=None):
         if calls:
             raise KeyboardInterrupt
         calls.append(len(items))
-        return real(self, items)
+        return real(self, items, on_windows=on_windows)
 
     with monkeypatch.context() as m:
         m.setattr(ScoringDetector, "score_prepared", score_prepared)

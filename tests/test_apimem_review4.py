@@ -209,11 +209,11 @@ def test_an_interrupted_run_leaves_whole_rows_and_resumes_to_the_full_output(tmp
         time.sleep(0.2)
         return decode(detector, path, max_duration)
 
-    def interrupted(self, items):  # type: ignore[no-untyped-def]
+    def interrupted(self, items, on_windows=None):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 3:  # Ctrl-C in the model's third batch
             raise KeyboardInterrupt
-        return real(self, items)
+        return real(self, items, on_windows=on_windows)
 
     monkeypatch.setattr(batch, "_decode", slow)
     monkeypatch.setattr(ScoringDetector, "score_prepared", interrupted)

@@ -49,7 +49,7 @@ def test_robustness_interrupt_drops_the_queued_files(monkeypatch):
     class Interrupted:
         batch_size = 1
 
-        def score_prepared(self, items):  # type: ignore[no-untyped-def]
+        def score_prepared(self, items, on_windows=None):  # type: ignore[no-untyped-def]
             raise KeyboardInterrupt  # Ctrl-C while the model scores the first batch
 
     monkeypatch.setattr(rb, "_process", slow)

@@ -91,11 +91,11 @@ def _kill_after(monkeypatch, batches: int) -> list[int]:
     real = ScoringDetector.score_prepared
     sizes: list[int] = []
 
-    def score_prepared(self, items):
+    def score_prepared(self, items, on_windows=None):
         if len(sizes) == batches:
             raise KeyboardInterrupt
         sizes.append(len(items))
-        return real(self, items)
+        return real(self, items, on_windows=on_windows)
 
     monkeypatch.setattr(ScoringDetector, "score_prepared", score_prepared)
     return sizes
@@ -128,7 +128,9 @@ def test_a_killed_run_resumes_to_the_report_of_an_uninterrupted_one(setup, clean
     scored: list[int] = []
     real = ScoringDetector.score_prepared
     monkeypatch.setattr(
-        ScoringDetector, "score_prepared", lambda self, items: scored.append(len(items)) or real(self, items)
+        ScoringDetector,
+        "score_prepared",
+        lambda self, items, on_windows=None: scored.append(len(items)) or real(self, items, on_windows=on_windows),
     )
     capsys.readouterr()
     assert main(_args(setup, out)) == 0

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -416,34 +417,57 @@ def _silence_reason_of(hi: float, lo: float, size: int) -> str | None:
     return None
 
 
+def cancelled_channels_note(channel_hi: np.ndarray, channel_lo: np.ndarray, mix_hi: float, mix_lo: float) -> str | None:
+    """The note a ``SilentAudioError`` of a multichannel input adds when its channels are not silent, only their
+    mono mix: they cancel each other (a phase-inverted pair); None when they do not (or there is one channel).
+
+    From what a streaming decoder can keep: each channel's largest and smallest sample (``channel_hi``,
+    ``channel_lo``: (C,) floats in [-1, 1]) and the mix's, at the rate the mix was judged silent. Shared by
+    :func:`load_audio` (files) and the scoring API (arrays), so that a file and the same samples as an array get
+    the same verdict."""
+    hi, lo = np.asarray(channel_hi, dtype=np.float64), np.asarray(channel_lo, dtype=np.float64)
+    if hi.size < 2:
+        return None
+    # half the peak-to-peak swing, what the silence check judges (a constant offset has none): channels of opposite
+    # offsets (+0.01 and -0.01) hold no signal either, and scoring one of them would be refused too
+    swings = (hi - lo) / 2
+    mixed = (mix_hi - mix_lo) / 2
+    # cancelled: the mix lost most of the channels' mean swing; a quiet channel beside a silent one only halves
+    if not (swings.max() >= SILENCE_PEAK and mixed < 0.5 * swings.mean()):
+        return None
+    loudest = max(float(hi.max()), -float(lo.min()))
+    return (
+        f"but its channels are not silent (the loudest peaks at {loudest:.3g}): they cancel each other when mixed "
+        "to mono (one of them phase-inverted?)"
+    )
+
+
 @contextmanager
 def _explain_cancelled_channels(source: str | bytes, label: str | None) -> Iterator[None]:
     """A ``SilentAudioError`` for a file whose channels are not silent, only their mix at the native rate, says
-    that they cancel each other (a phase-inverted stereo pair): "silent (peak 1.5e-05 ...)" alone reads as a
+    that they cancel each other (:func:`cancelled_channels_note`): "silent (peak 1.5e-05 ...)" alone reads as a
     wrong verdict on a loud file."""
     try:
         yield
     except SilentAudioError as exc:
-        peaks = _channel_and_mix_peaks(source)
-        if peaks is None or not peaks[1] < SILENCE_PEAK <= peaks[0]:  # e.g. silent only after resampling
+        extremes = _channel_and_mix_extremes(source)
+        note = None if extremes is None else cancelled_channels_note(*extremes)
+        if note is None:  # e.g. silent only after resampling, or silent channels
             raise
         reason = str(exc)[len(f"{label}: ") :] if label else str(exc)
-        raise SilentAudioError(
-            f"{reason}; but its channels are not silent (the loudest peaks at {peaks[0]:.3g}): they cancel each "
-            "other when mixed to mono (one of them phase-inverted?)",
-            path=label,
-        ) from None
+        raise SilentAudioError(f"{reason}; {note}", path=label) from None
 
 
-def _channel_and_mix_peaks(source: str | bytes) -> tuple[float, float] | None:
-    """(absolute peak of the loudest channel, of the mono mix) of a multichannel file at its native rate; None
-    for a mono or unreadable one. Only for an error message: it decodes the file again."""
+def _channel_and_mix_extremes(source: str | bytes) -> tuple[np.ndarray, np.ndarray, float, float] | None:
+    """(each channel's largest sample, smallest, the mono mix's largest, smallest) of a multichannel file at its
+    native rate, as :func:`cancelled_channels_note` takes them; None for a mono or unreadable one. Only for an
+    error message: it decodes the file again."""
     try:
         with sf.SoundFile(source if isinstance(source, str) else io.BytesIO(source)) as f:
             if f.channels < 2:
                 return None
-            blocks = (b for b in f.blocks(blocksize=_READ_BLOCK, dtype="float32", always_2d=True) if b.size)
-            return _max_peaks((float(np.abs(b).max()), float(np.abs(b.mean(axis=1)).max())) for b in blocks)
+            blocks = f.blocks(blocksize=_READ_BLOCK, dtype="float32", always_2d=True)
+            return _extremes(b.T for b in blocks)
     except Exception:  # libsndfile cannot read it: FFmpeg may
         pass
     try:
@@ -451,21 +475,25 @@ def _channel_and_mix_peaks(source: str | bytes) -> tuple[float, float] | None:
             stream = _first_audio_stream(container, None)
             if (stream.channels or 0) < 2:
                 return None
-            frames = (f for f in container.decode(stream) if f.samples)
-            return _max_peaks(
-                (float(np.abs(pcm_to_float(f.to_ndarray())).max()), float(np.abs(_frame_to_mono(f)).max()))
-                for f in frames
-            )
+            return _extremes(_frame_channels(f) for f in container.decode(stream))
     except Exception:  # the message goes without the note
         return None
 
 
-def _max_peaks(pairs: Iterable[tuple[float, float]]) -> tuple[float, float]:
-    """The largest of each of (channel peak, mix peak) pairs, block by block; (0, 0) for none."""
-    channel = mix = 0.0
-    for c, m in pairs:
-        channel, mix = max(channel, c), max(mix, m)
-    return channel, mix
+def _extremes(blocks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray, float, float] | None:
+    """(each channel's largest sample, smallest, the mix's largest, smallest) over (C, n) float ``blocks``, the mix
+    averaged as the decoders average it; None when they hold no sample."""
+    hi = lo = None
+    mix_hi, mix_lo = -math.inf, math.inf
+    for block in blocks:
+        if not block.size:
+            continue
+        mix = block.mean(axis=0, dtype=np.float32)
+        mix_hi, mix_lo = max(mix_hi, float(mix.max())), min(mix_lo, float(mix.min()))
+        top, bottom = block.max(axis=1), block.min(axis=1)
+        hi = top if hi is None else np.maximum(hi, top)
+        lo = bottom if lo is None else np.minimum(lo, bottom)
+    return None if hi is None or lo is None else (hi, lo, mix_hi, mix_lo)
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -483,6 +511,11 @@ def _check_arguments(sample_rate: int, max_duration: float | None, min_duration:
     """``sample_rate`` as an int, after checking the arguments (a numpy integer, a pandas column's, is one)."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise ConfigError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    # else math.isnan's TypeError ("must be real number, not str"), naming neither argument
+    if isinstance(min_duration, bool) or not isinstance(min_duration, numbers.Real):
+        raise ConfigError(f"min_duration must be a number of seconds, got {min_duration!r}")
+    if max_duration is not None and (isinstance(max_duration, bool) or not isinstance(max_duration, numbers.Real)):
+        raise ConfigError(f"max_duration must be a number of seconds, or None for no limit, got {max_duration!r}")
     if math.isnan(min_duration) or min_duration < 0:  # NaN compares false: it would disable the bound
         raise ConfigError(f"min_duration must be >= 0, got {min_duration}")
     if max_duration is not None and (math.isnan(max_duration) or max_duration <= 0 or max_duration < min_duration):
@@ -1270,12 +1303,17 @@ def _iter_pyav_mono(container, stream, packets: _PacketSpan | None = None):
 
 def _frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
     """An AudioFrame (any sample format, planar or packed) -> (samples,) float32 mono."""
+    arr = _frame_channels(frame)
+    return arr.mean(axis=0, dtype=np.float32) if arr.shape[0] > 1 else arr[0]
+
+
+def _frame_channels(frame: av.AudioFrame) -> np.ndarray:
+    """An AudioFrame (any sample format, planar or packed) -> (channels, samples) float32."""
     arr = frame.to_ndarray()
     channels = max(1, frame.layout.nb_channels)
     if not frame.format.is_planar:  # packed: (1, samples * channels), interleaved
         arr = arr.reshape(-1, channels).T
-    arr = pcm_to_float(arr)
-    return arr.mean(axis=0, dtype=np.float32) if arr.shape[0] > 1 else arr[0]
+    return pcm_to_float(arr)
 
 
 def pcm_to_float(arr: np.ndarray) -> np.ndarray:

@@ -7,7 +7,10 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sddkit.evaluation.scores import ScoreFile
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,7 +92,7 @@ def evaluate_files(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # partial-match notes are printed from the report below
         report = evaluate(table, score_file, config, outside=rest)
-    report.inputs = evaluated_inputs(scores, protocol, protocol_format, partitions, asv_scores)
+    report.inputs = evaluated_inputs(scores, protocol, protocol_format, partitions, asv_scores, score_file=score_file)
     earlier = earlier_report(Path(out) / "report.json", ("inputs", "scores"))
     paths = write_report(report, out)
     if earlier is not None:  # a rerun into the same folder replaces the report: said, never silently
@@ -106,11 +109,14 @@ def evaluated_inputs(
     protocol_format: str | None,
     partitions: list[str] | None,
     asv_scores: str | None = None,
+    *,
+    score_file: ScoreFile | None = None,
 ) -> dict[str, Any]:
     """What a report evaluated (its ``inputs``): the score file, the protocol and the ASV score file (None: the
     default ASV rates) by absolute path and SHA-256 (a path alone names a file that may be rewritten), and the
     model that scored, from the run record ``sdd score`` wrote beside its output (None: a score file from
-    elsewhere)."""
+    elsewhere). ``score_file``: ``scores`` as read for the report, whose columns tell whether that record is
+    still of this file; without it its header is read again (:func:`~sddkit.evaluation.scores.score_columns`)."""
     import os
 
     from sddkit import __version__
@@ -119,7 +125,7 @@ def evaluated_inputs(
 
     record = run_record(scores)
     model = None
-    if record is not None and _has_recorded_columns(scores, record):
+    if record is not None and _has_recorded_columns(scores, record, score_file):
         where, cwd = record.get("model"), record.get("cwd")
         if isinstance(where, str) and where and isinstance(cwd, str) and os.path.isabs(cwd):
             where = os.path.normpath(os.path.join(cwd, where))  # as sdd score's working directory read it
@@ -142,36 +148,26 @@ def evaluated_inputs(
     }
 
 
-def _has_recorded_columns(scores: str, record: dict[str, Any]) -> bool:
+def _has_recorded_columns(scores: str, record: dict[str, Any], score_file: ScoreFile | None) -> bool:
     """Whether ``scores`` still has the columns its run record says ``sdd score`` wrote: a file another tool wrote
     over (its ``path,score`` probabilities, say) beside an earlier run's record holds no scores of that model, which
     the report would name and read as its log-odds (no "probabilities" warning, the calibration one). A record
-    without ``columns`` (an older sdd score) or a file whose first line cannot be read is taken at its word."""
-    import csv
-    import json
-
-    from sddkit.data.text import open_text
+    without ``columns`` (an older sdd score) or, without ``score_file``, a file whose header cannot be read is taken
+    at its word."""
+    from sddkit.evaluation.scores import score_columns
 
     columns = record.get("columns")
     if not isinstance(columns, list) or not columns:
         return True
-    try:
-        with open_text(scores) as fh:
-            first = next((line.strip() for line in fh if line.strip() and not line.startswith("#")), None)
-    except (OSError, UnicodeError):
-        return True
-    if first is None:
-        return True
-    if first.startswith("{"):
-        try:
-            row = json.loads(first)
-        except ValueError:
-            return True
-        found = set(row) if isinstance(row, dict) else set()
+    if score_file is not None:
+        found = score_file.columns
     else:
-        found = {cell.strip() for cell in next(csv.reader([first]))}
+        try:
+            found = score_columns(scores)
+        except (OSError, ValueError):  # ProtocolError, a JSON line that is not JSON, text that is not UTF-16
+            return True
     # more columns are fine (a spreadsheet's added one); one of sdd score's missing is another file's header
-    return {str(c) for c in columns} <= found
+    return {str(c) for c in columns} <= set(found)
 
 
 def run(args: argparse.Namespace) -> int:

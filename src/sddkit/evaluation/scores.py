@@ -59,7 +59,9 @@ class ScoreFile:
 
     ids: (N,) str utterance ids or paths, as written; scores: (N,) float64 (higher = bona fide);
     keys: (N,) 'bonafide'/'spoof' when the file carries labels, else None;
-    gate_weights: (N, E) a mixture's per-file gate weights (``gate_w0..gate_w{E-1}``) when the file has them.
+    gate_weights: (N, E) a mixture's per-file gate weights (``gate_w0..gate_w{E-1}``) when the file has them;
+    columns: the names of the file's columns, in file order: a CSV's or TSV's header cells (stripped, case kept),
+    the keys of a JSONL file's first record; () for the whitespace-separated formats, which have no header.
     """
 
     path: str
@@ -73,6 +75,9 @@ class ScoreFile:
     expert_names: tuple[str, ...] | None = None  # the gate columns' experts, from sdd score's record of the run
     # the folder relative ids are relative to: the cwd sdd score recorded for its output (None: the current one)
     base_dir: str | None = None
+    # the first record's keys of a JSONL file, not their union: sdd score writes every key in every row, so a first
+    # row without them was not written by sdd score (sdd eval's check of a run record, evaluated_inputs, reads it)
+    columns: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -164,7 +169,7 @@ class _Collector:
                 )
             self.gates.append(gate)
 
-    def result(self, fmt: str, id_kind: str = "utt_id") -> ScoreFile:
+    def result(self, fmt: str, id_kind: str = "utt_id", columns: tuple[str, ...] = ()) -> ScoreFile:
         if not self.ids:
             failed = f" ({len(self.failed)} error rows, e.g. {self.failed[0]!r})" if self.failed else ""
             raise ProtocolError(f"{self.path}: no scores in file{failed}")
@@ -182,6 +187,7 @@ class _Collector:
             failed=tuple(f for f in self.failed if f not in self._first_line),  # a later row may have scored it
             gate_weights=gates,
             expert_names=None if gates is None else recorded_expert_names(self.path, gates.shape[1]),
+            columns=columns,
         )
 
 
@@ -329,23 +335,26 @@ def _read_delimited(path: Path, fmt: str, delimiter: str, id_columns: tuple[str,
         key = (row[i_key].strip() or None) if i_key is not None else None  # an empty cell: no label given
         gate = _gate_values([row[i] for i in i_gates], where) if i_gates else None
         out.add(number, row[i_id].strip(), _score(row[i_score].strip(), where), key, gate)
-    return out.result(fmt, id_kind="path" if id_col == "path" else "utt_id")
+    columns = tuple(cell.strip() for cell in header_cells)
+    return out.result(fmt, id_kind="path" if id_col == "path" else "utt_id", columns=columns)
 
 
 def read_asvspoof5(path: str | Path) -> ScoreFile:
     """TSV with a header naming ``filename`` and ``cm-score`` (ASVspoof 5 submissions)."""
-    return _read_delimited(Path(path), "asvspoof5", "\t", ("filename",), ("cm-score", "cm_score", "score"))
+    return _read_delimited(
+        Path(path), "asvspoof5", _DELIMITERS["asvspoof5"], ("filename",), ("cm-score", "cm_score", "score")
+    )
 
 
 def read_csv_scores(path: str | Path) -> ScoreFile:
     """CSV with a header naming ``path`` or ``utt_id`` and ``score`` (an optional ``label`` is kept)."""
-    return _read_delimited(Path(path), "csv", ",", _ID_COLUMNS, _SCORE_COLUMNS)
+    return _read_delimited(Path(path), "csv", _DELIMITERS["csv"], _ID_COLUMNS, _SCORE_COLUMNS)
 
 
 def read_tsv_scores(path: str | Path) -> ScoreFile:
     """Tab-separated, with a header naming ``path``, ``utt_id`` or ``filename`` and ``score`` (as
     :func:`read_csv_scores`; ``filename<TAB>cm-score`` files are ASVspoof 5's, :func:`read_asvspoof5`)."""
-    return _read_delimited(Path(path), "tsv", "\t", _ID_COLUMNS, _SCORE_COLUMNS)
+    return _read_delimited(Path(path), "tsv", _DELIMITERS["tsv"], _ID_COLUMNS, _SCORE_COLUMNS)
 
 
 def read_jsonl_scores(path: str | Path) -> ScoreFile:
@@ -353,6 +362,7 @@ def read_jsonl_scores(path: str | Path) -> ScoreFile:
     path = Path(path)
     out = _Collector(path)
     id_kind = "utt_id"
+    columns: tuple[str, ...] | None = None
     for number, line in _data_lines(path):
         where = f"{path}:{number}"
         try:
@@ -361,6 +371,8 @@ def read_jsonl_scores(path: str | Path) -> ScoreFile:
             raise ProtocolError(f"{where}: not a JSON object ({exc.msg})") from None
         if not isinstance(row, dict):
             raise ProtocolError(f"{where}: not a JSON object: {line!r}")
+        if columns is None:
+            columns = tuple(row)
         id_col = next((c for c in ("utt_id", "path", "filename") if c in row), None)
         if id_col is None or "score" not in row:
             raise ProtocolError(f"{where}: needs an id (utt_id, path or filename) and a score: {line!r}")
@@ -377,7 +389,7 @@ def read_jsonl_scores(path: str | Path) -> ScoreFile:
         width = _gate_width(list(row), where)
         gate = _gate_values([row[f"{GATE_PREFIX}{k}"] for k in range(width)], where) if width else None
         out.add(number, utt, _score(str(score).strip(), where), key, gate)
-    return out.result("jsonl", id_kind=id_kind)
+    return out.result("jsonl", id_kind=id_kind, columns=columns or ())
 
 
 SCORE_READERS: dict[str, Callable[[str | Path], ScoreFile]] = {
@@ -391,6 +403,7 @@ SCORE_READERS: dict[str, Callable[[str | Path], ScoreFile]] = {
 }
 _ID_COLUMNS = ("utt_id", "path", "filename")  # what a header line names the id column (csv, tsv, asvspoof5)
 _SCORE_COLUMNS = ("score", "cm-score", "cm_score")
+_DELIMITERS = {"asvspoof5": "\t", "csv": ",", "tsv": "\t"}  # the formats with a header row, read by _read_delimited
 
 
 def _decimal_comma_score(parts: list[str]) -> str | None:
@@ -453,6 +466,22 @@ def detect_score_format(path: str | Path) -> str:
         "header or JSON lines "
         f"(or pass the format explicitly: {', '.join(SCORE_READERS)})"
     )
+
+
+def score_columns(path: str | Path, format: str | None = None) -> tuple[str, ...]:
+    """:attr:`ScoreFile.columns` of ``path`` (``format`` as :func:`read_scores` takes it) from its header or first
+    JSON line alone: a file of a header without rows has them too. Raises ProtocolError (or OSError, or
+    ``ValueError`` for a first line that is not JSON) when they cannot be read."""
+    path = Path(path)
+    fmt = format or detect_score_format(path)
+    if fmt in _DELIMITERS:
+        first = next((row for _, row, hashed in _records(path, _DELIMITERS[fmt]) if not hashed), [])
+        return tuple(cell.strip() for cell in first)
+    if fmt == "jsonl":
+        first = next(_data_lines(path), None)
+        row = None if first is None else json.loads(first[1])
+        return tuple(row) if isinstance(row, dict) else ()
+    return ()
 
 
 def read_scores(path: str | Path, format: str | None = None) -> ScoreFile:

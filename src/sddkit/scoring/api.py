@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,6 +262,11 @@ class ScoringDetector:
         """
         from sddkit.audio.io import validate_waveform
 
+        # else "'int' object is not iterable" from the list() below
+        if not isinstance(waveforms, Iterable):
+            raise ConfigError(f"score_many takes a sequence of waveforms, got {type(waveforms).__name__}")
+        if names is not None and not isinstance(names, Iterable):
+            raise ConfigError(f"score_many: names must be a sequence, one per waveform, got {type(names).__name__}")
         waveforms = list(waveforms)  # any iterable, as before names needed its length
         labels = [f"waveforms[{i}]" for i in range(len(waveforms))] if names is None else [str(n) for n in names]
         if len(labels) != len(waveforms):
@@ -492,6 +497,11 @@ def _sigmoid(x: float) -> float:
         return float(np.exp(-np.logaddexp(0.0, -x)))
 
 
+def _decode_bytes_hint(data: str = "data") -> str:
+    """How the "not audio" errors of score() and score_file() tell to score an encoded file held as bytes."""
+    return f"decode an encoded file's bytes with sddkit.audio.decode_audio_bytes({data})"
+
+
 def _as_numpy(waveform: Any) -> np.ndarray:
     """A numpy array, a torch tensor (any device; one that requires grad; bfloat16) or a list -> a numpy array."""
     # np.asarray makes a 0-d array of a path ("got shape ()"), and of a bytearray or a memoryview of bytes a uint8
@@ -502,7 +512,7 @@ def _as_numpy(waveform: Any) -> np.ndarray:
     if raw_bytes or isinstance(waveform, (str, os.PathLike)):
         if raw_bytes:
             what = "bytes" if isinstance(waveform, bytes) else type(waveform).__name__
-            hint = "decode an encoded file's bytes with sddkit.audio.decode_audio_bytes(data) first"
+            hint = f"{_decode_bytes_hint()} first"
         else:
             what, hint = f"the path {os.fspath(waveform)!r}", "score a file with score_file(path)"
         raise AudioError(
@@ -530,37 +540,29 @@ def _as_numpy(waveform: Any) -> np.ndarray:
 def _not_a_path(path: object) -> str:
     """Why ``path``, given to ``score_file``, is not a file path, and what to call instead."""
     if isinstance(path, (bytes, bytearray, memoryview)):
-        hint = "decode an encoded file's bytes with sddkit.audio.decode_audio_bytes(data), then score(x, sample_rate)"
+        hint = f"{_decode_bytes_hint()}, then score(x, sample_rate)"
     elif isinstance(path, (np.ndarray, Tensor, list, tuple)):
         hint = "score a waveform with score(waveform, sample_rate)"
     elif hasattr(path, "read"):  # an open file or io.BytesIO
-        hint = "pass its path, or decode its bytes with sddkit.audio.decode_audio_bytes(f.read())"
+        hint = f"pass its path, or {_decode_bytes_hint('f.read()')}"
     else:
         hint = "pass a str or pathlib.Path"
     return f"score_file takes a file path, got {type(path).__name__}: {hint}"
 
 
 def _cancelled_channels_note(arr: np.ndarray, mono: np.ndarray) -> str | None:
-    """What a multichannel ``arr`` refused as silent after its mix to ``mono`` lacks: a note that its channels
-    are not silent but cancel each other (as ``load_audio`` says of such a file), or None."""
-    from sddkit.audio.io import SILENCE_PEAK, pcm_to_float
+    """What a multichannel ``arr`` refused as silent after its mix to ``mono`` lacks: the note ``load_audio`` gives
+    a file of the same samples (:func:`~sddkit.audio.io.cancelled_channels_note`), with how to score one channel of
+    an array; or None."""
+    from sddkit.audio.io import cancelled_channels_note, pcm_to_float
 
     if arr.ndim != 2 or min(arr.shape) < 2 or mono.size == 0:
         return None
-    channels = pcm_to_float(np.moveaxis(arr, _channel_axis(arr), 0)).astype(np.float64)
-    # half the peak-to-peak swing, what the silence check judges (a constant offset has none): channels of opposite
-    # offsets (+0.01 and -0.01) hold no signal either, and scoring one of them would be refused too
-    swings = (channels.max(axis=1) - channels.min(axis=1)) / 2
-    mixed = (float(mono.max()) - float(mono.min())) / 2
-    # cancelled: the mix lost most of the channels' mean swing; a quiet channel beside a silent one only halves
-    if not (swings.max() >= SILENCE_PEAK and mixed < 0.5 * swings.mean()):
+    channels = pcm_to_float(np.moveaxis(arr, _channel_axis(arr), 0))
+    note = cancelled_channels_note(channels.max(axis=1), channels.min(axis=1), float(mono.max()), float(mono.min()))
+    if note is None:
         return None
-    loudest = float(np.abs(channels).max())
-    return (
-        f"but its channels are not silent (the loudest peaks at {loudest:.3g}): they cancel each other when mixed "
-        "to mono (one of them phase-inverted?): score one channel (x[0] of (channels, samples), x[:, 0] of (samples, "
-        "channels))"
-    )
+    return f"{note}: score one channel (x[0] of (channels, samples), x[:, 0] of (samples, channels))"
 
 
 def _channel_axis(x: np.ndarray) -> int:
@@ -605,6 +607,11 @@ def default_model_dir() -> Path:
 def resolve_model_path(path: str | Path | None) -> Path:
     """``path`` as given, or the bundled default model (a clear CheckpointError when absent)."""
     if path is not None:
+        if not isinstance(path, (str, os.PathLike)):  # else pathlib's TypeError from deep inside load_detector
+            raise ConfigError(
+                f"the model path must be a str or pathlib.Path (a model directory or an .onnx file; None for the "
+                f"bundled model), got {type(path).__name__}"
+            )
         return Path(path)
     default = default_model_dir()
     if not (default / "config.json").is_file():

@@ -977,20 +977,21 @@ def score_files(
     def flush() -> None:
         ready = [item for _, item in pending if not isinstance(item, str)]
         windows = sum(item.n_windows for item in ready)
+        on_windows: Callable[[int], None] | None = None
         if progress and windows > detector.batch_size:
             # a long file's row comes only after all its windows: the bar (which counts files) shows them meanwhile
             done = 0
 
-            def on_windows(n: int) -> None:
+            def count(n: int) -> None:
                 nonlocal done
                 done += n
                 bar.set_postfix(windows=f"{done}/{windows}", refresh=True)
 
-            on_windows(0)
-            results = iter(detector.score_prepared(ready, on_windows=on_windows))
+            on_windows = count
+            count(0)
+        results = iter(detector.score_prepared(ready, on_windows=on_windows))
+        if on_windows is not None:
             bar.set_postfix(refresh=False)  # cleared before the update that counts the flush's files
-        else:
-            results = iter(detector.score_prepared(ready))
         for p, item in pending:
             if isinstance(item, str):
                 writer.write(p, None, error=item + too_long_hint if isinstance(item, _TooLong) else item)
