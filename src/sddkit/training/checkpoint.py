@@ -4,7 +4,8 @@
       step-00000400/
         state.safetensors     every tensor: model weights (but the frozen pretrained ones, which come from
                               their folder again), optimizer moments, torch RNG states, ...
-        state.json            everything else: recipe, optimizer/scheduler scalars, epoch/step,
+        state.json            everything else: the recipe it was saved under, optimizer/scheduler scalars,
+                              epoch/step, the resumes under a changed recipe before it (``trainer.resumes``),
                               python/numpy RNG states, best-EER bookkeeping, the digest of the frozen
                               pretrained weights the run trained over (a resume checks it); tensors appear as
                               {"__tensor__": key} references into state.safetensors, whose SHA-256

@@ -17,7 +17,9 @@ early stopping, best-checkpoint selection, averaging of the top-k checkpoints; c
                          trainer.ema_decay their ``model`` is the moving average of the weights with their
                          re-estimated batch-norm statistics (the model validated and exported) and ``raw_model``
                          the weights and statistics training goes on from
-      best/  final/      sddkit model directories (``sdd score``-ready), val EER in metadata
+      best/  final/      sddkit model directories (``sdd score``-ready), val EER in metadata; their ``train_recipe``
+                         is the recipe in force when their weights were saved (best/: its checkpoint's), with
+                         ``resumes`` and ``checkpoint_recipe_changes`` after a resume under a changed recipe
       molex_report.json  with a ``molex`` section: forgetting and expert use per attack system
                          (``expert_use``: mean over the adapted layers; ``expert_use_per_layer``: each layer's)
 
@@ -39,6 +41,12 @@ trainable parameters) is a CheckpointError naming the changed keys. So is a pret
 are no longer those the checkpoint was trained over (another encoder saved under the same path): checkpoints leave
 those weights to the folder, and record their digest. So is a resume that switches ``trainer.ema_decay`` on or off
 (the checkpoints ranked so far hold one kind of model); another decay applies from the restored step on.
+
+Such a resume is recorded, with more steps or epochs too (they replan the schedule; only the run settings are left
+out): ``TrainState.resumes`` gets ``{"step", "checkpoint", "changes"}``, which every later checkpoint keeps beside
+the recipe it was saved under. best/ reports its checkpoint's recipe and resumes (not the last session's); final/
+the last session's recipe, every resume, and in ``checkpoint_recipe_changes`` the averaged checkpoints saved under
+other values (``key: the checkpoint's value -> train_recipe's``). A resume under the same recipe records nothing.
 """
 
 from __future__ import annotations
@@ -53,7 +61,7 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +156,9 @@ class TrainState:
     ranked: list[dict[str, Any]] = field(default_factory=list)  # top-k {"name", "step", "eer"}, best first
     last_saved_step: int = -1
     molex_before: dict[str, Any] | None = None  # old-domain results before expert addition (molex report)
+    # each resume under a changed recipe, oldest first: {"step", "checkpoint", "changes"}; a checkpoint's own list
+    # says which recipes the weights it holds were trained under (its "recipe" is the last of them)
+    resumes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -944,6 +955,8 @@ class Trainer:
                 "rng": rng[0] if rng is not None else ckpt.capture_rng_state(),
                 "rng_by_rank": rng,
                 "trainer": dataclasses.asdict(s),
+                # what best/ reports of this checkpoint's averaged model when a resume changed the count since
+                **({"ema_bn_batches": self._ema_bn_batches()} if self.ema is not None else {}),
                 "history": self.history,
                 "world_size": self.info.world_size,
             }
@@ -1011,6 +1024,11 @@ class Trainer:
             self.state = TrainState(**state["trainer"])
         except TypeError as exc:
             raise CheckpointError(f"{path}: incompatible trainer state: {exc}") from None
+        # recorded, unlike the warning, with more steps or epochs too (they replan the schedule): the checkpoints
+        # saved from here on, best/ and final/ say their weights were trained partly under the earlier values
+        recorded_changes = recipe_changes(recorded_recipe, to_dict(self.recipe))
+        if recorded_changes:
+            self.state.resumes.append({"step": self.state.step, "checkpoint": path.name, "changes": recorded_changes})
         complete = set(ckpt.complete_checkpoints(self.ckpt_dir))
         gone = [e["name"] for e in self.state.ranked if e["name"] not in complete]
         if gone:
@@ -1241,6 +1259,18 @@ class Trainer:
             )
         return out, {"lora_average": "rank-r truncation of the mean update B A", "lora_average_loss": lost}
 
+    def _recipe_changes_of(self, names: Sequence[str], recipe: dict[str, Any]) -> dict[str, Any]:
+        """``{"checkpoint_recipe_changes": {name: changes}}`` for the averaged checkpoints ``names`` saved under
+        another recipe than ``recipe`` (on the other side of a resume), each change ``key: its value -> recipe's``;
+        empty when every one was saved under ``recipe``."""
+        changed = {}
+        for name in names:
+            saved = ckpt.load_checkpoint_record(self.ckpt_dir / name, ("recipe",)).get("recipe")
+            changes = recipe_changes(saved, recipe) if isinstance(saved, dict) else []
+            if changes:
+                changed[name] = changes
+        return {"checkpoint_recipe_changes": changed} if changed else {}
+
     @contextlib.contextmanager
     def _export_flags(self) -> Iterator[None]:
         """requires_grad = "not reloadable" while exporting, so ``trainable_only`` keeps exactly that."""
@@ -1253,7 +1283,12 @@ class Trainer:
             for n, p in self.module.named_parameters():
                 p.requires_grad_(saved[n])
 
-    def _export(self, name: str, metadata: dict[str, Any]) -> Path | None:
+    def _export(
+        self, name: str, metadata: dict[str, Any], *, checkpoint: Path | None = None, averaged: Sequence[str] = ()
+    ) -> Path | None:
+        """Export the model as it stands to ``out_dir/name``. Its weights are those of ``checkpoint`` when given (its
+        record says the recipe and resumes they were trained under; a resume may have changed the recipe since),
+        else of the run's last step, or the average of the checkpoints ``averaged``."""
         if not self.info.is_main:
             return None
         if self.model_config is None:
@@ -1262,17 +1297,30 @@ class Trainer:
         data = self.recipe.data
         inference = {"sample_rate": 16000, "window_samples": data.val_crop_samples or data.crop_samples}
         commit = git_commit()
+        recipe, resumes = to_dict(self.recipe), self.state.resumes
+        ema = {"ema_decay": self.ema.decay, "ema_bn_batches": self._ema_bn_batches()} if self.ema is not None else {}
+        if checkpoint is not None:
+            record = ckpt.load_checkpoint_record(checkpoint, ("recipe", "trainer", "ema_bn_batches"))
+            if isinstance(record.get("recipe"), dict):  # a checkpoint of an older sddkit may lack what follows
+                recipe = record["recipe"]
+                resumes = (record.get("trainer") or {}).get("resumes") or []
+                if ema:
+                    ema["ema_decay"] = (recipe.get("trainer") or {}).get("ema_decay", ema["ema_decay"])
+                    ema["ema_bn_batches"] = record.get("ema_bn_batches", ema["ema_bn_batches"])
         meta = {
-            "seed": self.recipe.seed,
+            "seed": recipe.get("seed", self.recipe.seed),
             "git_commit": commit["commit"] if commit else None,
             "git_dirty": commit["dirty"] if commit else None,  # the commit alone hides uncommitted changes
             "versions": package_versions(),  # the model directory travels without run.json
             "steps": self.state.step,
             # the weights are the moving average of those trained (trainer.ema_decay), not the last ones, with
             # batch-norm statistics re-estimated on that many batches (0: none to re-estimate)
-            **({"ema_decay": self.ema.decay, "ema_bn_batches": self._ema_bn_batches()} if self.ema is not None else {}),
+            **ema,
             **metadata,
-            "train_recipe": to_dict(self.recipe),
+            **self._recipe_changes_of(averaged, recipe),
+            # the recipe in force when these weights were saved, and the resumes under other values before it
+            "train_recipe": recipe,
+            **({"resumes": resumes} if resumes else {}),
         }
         if self.recipe.mixture is not None and self.recipe.mixture.expert_dirs:
             # the config holds the experts' resolved configs: where they came from, as save_model_dir records it
@@ -1317,11 +1365,12 @@ class Trainer:
                 **lora_note,
             }
         else:
-            selection = {"selection": "last step"}
+            names, selection = [], {"selection": "last step"}
         final_eval = self._evaluate(self.val_data) if self.val_data is not None else None
         final_eer = final_eval.eer if final_eval is not None else None
-        final_dir = self._export("final", {**selection, "val_eer": final_eer})
+        final_dir = self._export("final", {**selection, "val_eer": final_eer}, averaged=names)
         # best/: the checkpoint with the lowest validation EER (the last weights without validation)
+        where = None
         if s.ranked:
             best = s.ranked[0]
             where = self.ckpt_dir / best["name"]
@@ -1330,7 +1379,7 @@ class Trainer:
             best_meta["best_step"] = best["step"]
         else:
             best_meta = {"selection": "last step (no validation EER)", "val_eer": final_eer}
-        best_dir = self._export("best", best_meta)
+        best_dir = self._export("best", best_meta, checkpoint=where)
         barrier()
         return self._result(best_dir, final_dir, final_eer)
 
