@@ -392,12 +392,21 @@ class TrainerConfig:
     stop after this many validations in a row without a strictly lower EER (``None``: never; a tie is no
     improvement, and the earlier of tied checkpoints stays best). keep_top_k: best checkpoints kept
     on disk (the latest one is always kept too, for ``--resume``). average_top_k: if >= 2, the
-    exported ``final/`` model is the average of the best k checkpoints' weights (batch-norm running statistics
-    are averaged alike, not re-estimated, and ``final/``'s val EER is measured with them); a LoRA layer, and each
+    exported ``final/`` model is the average of the best k checkpoints' weights (its batch-norm running statistics
+    as ``average_bn`` says, and ``final/``'s val EER is measured with them); a LoRA layer, and each
     MoLEx expert, gets the rank-r truncation of the mean of its k updates B A (not the means of A and of
     B, whose product is not that mean), recorded as ``lora_average`` and the fraction of the mean update's
     norm lost, ``lora_average_loss``, in ``final/``'s metadata (a MoLEx expert's refactored A enters the
     orthogonality loss differently if training continues from ``final/``; ``add_experts`` starts from ``best/``).
+    average_bn: the running statistics of ``final/``'s average (``average_top_k`` >= 2) of the batch norms that
+    training updates (and of instance norms with ``track_running_stats``): ``mean`` (the default) averages the
+    checkpoints' statistics like the weights, although they are not the statistics of the averaged weights'
+    activations; ``reestimate`` estimates them anew for the averaged weights, as SWA's ``update_bn`` does and as
+    ``ema_decay`` does (the same way, on the same ``ema_bn_batches`` fixed training batches; see below). With
+    ``ema_decay`` set they are always re-estimated, ``mean`` included (it does not apply there). ``final/``'s
+    metadata records which (``average_bn``) and, re-estimated, on how many batches (``bn_batches``; 0: no such
+    norm). A ``--resume`` of a finished run (its top-k checkpoints on disk) with ``trainer.average_bn=reestimate``
+    takes no step and exports ``final/`` again with re-estimated statistics (``best/`` unchanged).
     save_every: also checkpoint every N steps (``None``: only when validating and at the end).
     ema_decay: with a decay d in [0, 1), keep an exponential moving average of the weights, ``ema = d * ema +
     (1 - d) * param`` after every optimiser step for each trainable parameter (float32, on the model's device;
@@ -417,7 +426,8 @@ class TrainerConfig:
     model's statistics, the random generators and the modes are then restored exactly, so training goes on as
     without validation. That costs ``ema_bn_batches`` forward passes per validation (and per checkpoint saved at
     a step not validated).
-    ema_bn_batches: how many training batches (of ``data.batch_size``) those statistics are re-estimated on
+    ema_bn_batches: how many training batches (of ``data.batch_size``) those statistics are re-estimated on, for
+    ``ema_decay`` and for ``average_bn: reestimate`` alike
     (default 8, at least 1; fewer when the training set holds fewer): drawn once when training starts, as the
     training sampler draws them for a pseudo-epoch no run reaches, with its crops and augmentation, from the
     recipe seed alone (the same on every process, and after a resume), and kept on the device. Recorded as
@@ -431,6 +441,7 @@ class TrainerConfig:
     patience: int | None = None
     keep_top_k: int = 1
     average_top_k: int = 1
+    average_bn: Literal["mean", "reestimate"] = "mean"
     save_every: int | None = None
     grad_clip: float | None = None
     ema_decay: float | None = None
@@ -459,6 +470,15 @@ class TrainerConfig:
             raise ValueError(f"ema_decay must be in [0, 1) (or null: no moving average), got {self.ema_decay}")
         if self.average_top_k > self.keep_top_k:
             raise ValueError(f"average_top_k ({self.average_top_k}) needs keep_top_k >= it ({self.keep_top_k})")
+        if self.average_bn not in ("mean", "reestimate"):  # a config built in Python is not checked by the parser
+            raise ValueError(f"average_bn must be 'mean' or 'reestimate', got {self.average_bn!r}")
+        # final/ is then the last weights, with their own statistics: there is no average to re-estimate them for
+        if self.average_bn == "reestimate" and self.average_top_k < 2:
+            raise ValueError(
+                "average_bn: reestimate applies to final/'s average of the top checkpoints (average_top_k >= 2); "
+                f"with average_top_k {self.average_top_k} final/ holds the last weights (set average_top_k, or leave "
+                "average_bn out)"
+            )
 
 
 @dataclass

@@ -47,6 +47,9 @@ out): ``TrainState.resumes`` gets ``{"step", "checkpoint", "changes"}``, which e
 the recipe it was saved under. best/ reports its checkpoint's recipe and resumes (not the last session's); final/
 the last session's recipe, every resume, and in ``checkpoint_recipe_changes`` the averaged checkpoints saved under
 other values (``key: the checkpoint's value -> train_recipe's``). A resume under the same recipe records nothing.
+A resume of a finished run takes no step and exports best/ and final/ again from its checkpoints: with another
+``trainer.average_bn`` (e.g. ``reestimate``, batch-norm statistics of final/'s average re-estimated) final/ changes,
+best/ stays as it was.
 """
 
 from __future__ import annotations
@@ -624,9 +627,10 @@ class Trainer:
             )
 
     def _build_bn_estimate(self) -> BatchNormEstimate | None:
-        """The re-estimation of the batch-norm statistics for trainer.ema_decay's averaged weights, on
-        trainer.ema_bn_batches training batches drawn here once; None (nothing drawn) for a model without batch
-        or instance norms whose running statistics training updates.
+        """The re-estimation of the batch-norm statistics for trainer.ema_decay's averaged weights (and for final/'s
+        average of the top k, trainer.average_bn: reestimate), on trainer.ema_bn_batches training batches drawn here
+        once; None (nothing drawn) for a model without batch or instance norms whose running statistics training
+        updates.
 
         The batches are those the training sampler gives a single process for a pseudo-epoch no run reaches, with
         that epoch's crops and augmentation: they depend on the recipe seed alone, not on the loop's position or
@@ -1355,14 +1359,11 @@ class Trainer:
             names = [e["name"] for e in s.ranked[:k]]
             averaged, lora_note = self._averaged_weights(names)
             self._load_weights(averaged, f"the average of {', '.join(names)} in {self.ckpt_dir}")
-            if self.bn_estimate is not None:
-                # trainer.ema_decay: this is another average of weights, whose activations' statistics are not the
-                # mean of its checkpoints' (the same mismatch as the moving average's, there at every step)
-                self.bn_estimate.load(self.bn_estimate.estimate())
             selection: dict[str, Any] = {
                 "selection": f"average of the top {k} checkpoints",
                 "checkpoints": names,
                 **lora_note,
+                **self._reestimate_average_bn(),
             }
         else:
             names, selection = [], {"selection": "last step"}
@@ -1382,6 +1383,21 @@ class Trainer:
         best_dir = self._export("best", best_meta, checkpoint=where)
         barrier()
         return self._result(best_dir, final_dir, final_eer)
+
+    def _reestimate_average_bn(self) -> dict[str, Any]:
+        """The batch-norm statistics of final/'s average of the top k checkpoints (in the model now), as
+        trainer.average_bn says; returns what final/'s metadata records of them.
+
+        An average of weights has activations whose statistics are not the mean of its checkpoints' (the moving
+        average's mismatch, there at every step): with trainer.ema_decay they are always re-estimated, and with
+        average_bn: reestimate on the same fixed batches (drawn here, at the end only: nothing of them is held
+        while training). Every process estimates alike, on rank 0's batches."""
+        if self.ema is None and self.cfg.average_bn == "mean":
+            return {"average_bn": "mean"}
+        estimate = self.bn_estimate if self.ema is not None else self._build_bn_estimate()
+        if estimate is not None:
+            estimate.load(estimate.estimate())
+        return {"average_bn": "reestimate", "bn_batches": len(estimate.batches) if estimate is not None else 0}
 
     def _finish_assembly(self) -> TrainResult:
         """Nothing was trained: validate the mixture once (when the recipe has val data), export best/ = final/."""
