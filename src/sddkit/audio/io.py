@@ -49,6 +49,7 @@ from __future__ import annotations
 import io
 import math
 import numbers
+import os
 import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -185,6 +186,12 @@ class AudioInfo:
 
 def _check_file(path: str | Path) -> str:
     """The path's label for messages, after checking it names a non-empty regular file."""
+    if not isinstance(path, (str, os.PathLike)):  # else pathlib's TypeError, which names bytes as a path type
+        if isinstance(path, (bytes, bytearray, memoryview)):
+            hint = "decode an encoded file's bytes with decode_audio_bytes(data)"
+        else:
+            hint = "pass a str or pathlib.Path"
+        raise AudioError(f"expected a file path, got {type(path).__name__}: {hint}")
     label = str(path)
     p = Path(path)
     try:
@@ -256,8 +263,15 @@ def decode_audio_bytes(
     ``name`` only labels error messages (e.g. the uploaded file name).
     """
     sample_rate = _check_arguments(sample_rate, max_duration, min_duration)
+    # an AudioError, as load_audio gives for a non-path: its callers catch AudioError, which a TypeError escaped
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"expected bytes, got {type(data).__name__}")
+        if isinstance(data, (str, os.PathLike)):
+            hint = "decode a file by its path with load_audio(path)"
+        elif hasattr(data, "read"):  # an open file or io.BytesIO
+            hint = "pass its contents, decode_audio_bytes(f.read())"
+        else:
+            hint = "pass the bytes of an encoded audio file"
+        raise AudioError(f"decode_audio_bytes takes an encoded file's bytes, got {type(data).__name__}: {hint}")
     data = bytes(data)
     if not data:
         raise EmptyAudioError("file is empty (0 bytes)", path=name)

@@ -26,6 +26,7 @@ Thread safety: a ScoringDetector holds no per-call state; calls run under
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -262,12 +263,22 @@ class ScoringDetector:
         """
         from sddkit.audio.io import validate_waveform
 
+        # a path, a file's bytes or one waveform, iterated: each character, byte or sample failed as a "waveform"
+        # ("waveforms[0]: expected a 1-D mono waveform, got shape ()", "got the path 'a'" of "a.wav")
+        lone = _not_a_sequence_of_waveforms(waveforms)
+        if lone is not None:
+            raise ConfigError(f"score_many takes a sequence of waveforms, got {lone}")
         # else "'int' object is not iterable" from the list() below
         if not isinstance(waveforms, Iterable):
             raise ConfigError(f"score_many takes a sequence of waveforms, got {type(waveforms).__name__}")
-        if names is not None and not isinstance(names, Iterable):
+        if names is not None and (not isinstance(names, Iterable) or isinstance(names, (str, bytes))):
             raise ConfigError(f"score_many: names must be a sequence, one per waveform, got {type(names).__name__}")
         waveforms = list(waveforms)  # any iterable, as before names needed its length
+        if waveforms and all(isinstance(w, numbers.Number) for w in waveforms):
+            raise ConfigError(
+                f"score_many takes a sequence of waveforms, got {len(waveforms)} numbers (one waveform's samples?): "
+                "score one waveform with score(x, sample_rate), or pass [x]"
+            )
         labels = [f"waveforms[{i}]" for i in range(len(waveforms))] if names is None else [str(n) for n in names]
         if len(labels) != len(waveforms):
             raise ConfigError(f"score_many: {len(waveforms)} waveforms but {len(labels)} names")
@@ -535,6 +546,22 @@ def _as_numpy(waveform: Any) -> np.ndarray:
             f"expected a waveform (a numpy array, a torch tensor or a list of samples), got {type(waveform).__name__}"
         )
     return arr
+
+
+def _not_a_sequence_of_waveforms(waveforms: object) -> str | None:
+    """What ``waveforms``, given to ``score_many``, is instead of a sequence of waveforms, and what to call; None
+    when it may be one."""
+    if isinstance(waveforms, (str, os.PathLike)):
+        return f"the path {os.fspath(waveforms)!r}: score files with score_file(path), one each"
+    if isinstance(waveforms, (bytes, bytearray, memoryview)):
+        return f"{type(waveforms).__name__}: {_decode_bytes_hint()}, then score_many([x])"
+    # numbers, not waveforms (an object array of ragged waveforms is a sequence of them)
+    if isinstance(waveforms, (np.ndarray, Tensor)) and waveforms.ndim == 1 and waveforms.dtype != object:
+        return (
+            f"one 1-D waveform of {waveforms.shape[0]} samples: score it with score(x, sample_rate), or pass [x] "
+            "(a 2-D array is read as one waveform per row)"
+        )
+    return None
 
 
 def _not_a_path(path: object) -> str:

@@ -428,10 +428,12 @@ class TrainerConfig:
     a step not validated).
     ema_bn_batches: how many training batches (of ``data.batch_size``) those statistics are re-estimated on, for
     ``ema_decay`` and for ``average_bn: reestimate`` alike
-    (default 8, at least 1; fewer when the training set holds fewer): drawn once when training starts, as the
+    (default 8, at least 1; fewer when the training set holds fewer): drawn once when training starts (for
+    ``average_bn: reestimate`` without ``ema_decay``, when it ends), as the
     training sampler draws them for a pseudo-epoch no run reaches, with its crops and augmentation, from the
     recipe seed alone (the same on every process, and after a resume), and kept on the device. Recorded as
-    ``ema_bn_batches`` in the exported metadata (the number used; 0: no batch norm to re-estimate).
+    ``ema_bn_batches`` in the exported metadata (``bn_batches`` in ``final/``'s for ``average_bn``; the number used;
+    0: no batch norm to re-estimate).
     bf16: bfloat16 autocast, applied on GPU only.
     """
 
