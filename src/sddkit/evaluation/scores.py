@@ -277,13 +277,20 @@ def _records(path: Path, delimiter: str) -> Iterator[tuple[int, list[str], bool]
 
         reader = csv.reader(lines(), delimiter=delimiter)
         consumed = 0
-        for row in reader:
-            first = numbers[consumed]
-            consumed = reader.line_num
-            if hashed and hashed[0][0] == first:
-                yield first, hashed.pop(0)[1], True
-            elif any(cell.strip() for cell in row):
-                yield first, row, False
+        try:
+            for row in reader:
+                first = numbers[consumed]
+                consumed = reader.line_num
+                if hashed and hashed[0][0] == first:
+                    yield first, hashed.pop(0)[1], True
+                elif any(cell.strip() for cell in row):
+                    yield first, row, False
+        except csv.Error as exc:  # e.g. a field over csv's size limit: binary data, or a quote never closed
+            kind = "TSV" if delimiter == "\t" else "CSV"
+            where = numbers[consumed] if consumed < len(numbers) else consumed + 1
+            raise ProtocolError(
+                f"{path}:{where}: malformed {kind} ({exc}): a quote opened and never closed, or not a score file?"
+            ) from None
 
 
 def _is_row(cells: list[str], width: int, i_score: int, i_error: int | None) -> bool:

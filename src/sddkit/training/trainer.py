@@ -17,9 +17,11 @@ early stopping, best-checkpoint selection, averaging of the top-k checkpoints; c
                          trainer.ema_decay their ``model`` is the moving average of the weights with their
                          re-estimated batch-norm statistics (the model validated and exported) and ``raw_model``
                          the weights and statistics training goes on from
-      best/  final/      sddkit model directories (``sdd score``-ready), val EER in metadata; their ``train_recipe``
-                         is the recipe in force when their weights were saved (best/: its checkpoint's), with
-                         ``resumes`` and ``checkpoint_recipe_changes`` after a resume under a changed recipe
+      best/  final/      sddkit model directories (``sdd score``-ready), val EER in metadata, and ``steps``, those
+                         their weights were trained for (best/: its checkpoint's, the run's in ``run_steps``); their
+                         ``train_recipe`` is the recipe in force when their weights were saved (best/: its
+                         checkpoint's), with ``resumes`` and ``checkpoint_recipe_changes`` after a resume under a
+                         changed recipe
       molex_report.json  with a ``molex`` section: forgetting and expert use per attack system
                          (``expert_use``: mean over the adapted layers; ``expert_use_per_layer``: each layer's)
 
@@ -49,7 +51,9 @@ the last session's recipe, every resume, and in ``checkpoint_recipe_changes`` th
 other values (``key: the checkpoint's value -> train_recipe's``). A resume under the same recipe records nothing.
 A resume of a finished run takes no step and exports best/ and final/ again from its checkpoints: with another
 ``trainer.average_bn`` (e.g. ``reestimate``, batch-norm statistics of final/'s average re-estimated) final/ changes,
-best/ stays as it was.
+best/ stays as it was. A final/ of fewer checkpoints than ``trainer.average_top_k`` asks for (some deleted, a raised
+average_top_k, too few validations), or of the last weights, says so: a warning, and the ``average_top_k`` asked for
+and the ``ranked_checkpoints`` there were in its metadata.
 """
 
 from __future__ import annotations
@@ -233,6 +237,8 @@ class Trainer:
         self.ema: WeightEMA | None = None  # trainer.ema_decay's moving average of the weights (built by _setup)
         # the checkpoint resumed from and its averaged model, which _setup's WeightEMA continues
         self._resumed_ema: tuple[str, dict[str, torch.Tensor]] | None = None
+        # top-k checkpoints a resume found deleted: why final/ may hold fewer than trainer.average_top_k
+        self._gone_top_k: list[str] = []
         # the batch-norm statistics of the averaged weights (trainer.ema_decay with batch or instance norms whose
         # running statistics training updates; built by _setup), and the last ones estimated, with the step they are of
         self.bn_estimate: BatchNormEstimate | None = None
@@ -1045,6 +1051,7 @@ class Trainer:
                 self.ckpt_dir,
             )
             self.state.ranked = [e for e in self.state.ranked if e["name"] in complete]
+            self._gone_top_k = gone
         self._carry_epoch_position(recorded_recipe, int(state.get("world_size") or 1))
         self._replan()
         try:
@@ -1367,6 +1374,8 @@ class Trainer:
             }
         else:
             names, selection = [], {"selection": "last step"}
+        if 2 <= cfg.average_top_k and k < cfg.average_top_k:
+            selection.update(self._fewer_than_average_top_k(k))
         final_eval = self._evaluate(self.val_data) if self.val_data is not None else None
         final_eer = final_eval.eer if final_eval is not None else None
         final_dir = self._export("final", {**selection, "val_eer": final_eer}, averaged=names)
@@ -1377,12 +1386,38 @@ class Trainer:
             where = self.ckpt_dir / best["name"]
             self._load_weights(ckpt.load_checkpoint_tensors(where, "model/"), str(where))
             best_meta = {"selection": "lowest val EER", "checkpoint": best["name"], "val_eer": best["eer"]}
-            best_meta["best_step"] = best["step"]
+            # steps: what these weights were trained for (the checkpoint's), run_steps: the run's, as final/'s steps
+            best_meta.update(best_step=best["step"], steps=best["step"], run_steps=s.step)
         else:
             best_meta = {"selection": "last step (no validation EER)", "val_eer": final_eer}
         best_dir = self._export("best", best_meta, checkpoint=where)
         barrier()
         return self._result(best_dir, final_dir, final_eer)
+
+    def _fewer_than_average_top_k(self, k: int) -> dict[str, Any]:
+        """Say (log and final/'s metadata) that final/ is not the average of trainer.average_top_k checkpoints asked
+        for, but of ``k`` (k < 2: the last weights, whose batch-norm statistics are their own), and why."""
+        cfg, ranked = self.cfg, len(self.state.ranked)
+        if self._gone_top_k:
+            why = f"the top-k checkpoint(s) {', '.join(self._gone_top_k)} were deleted"
+        elif self.val_data is None:
+            why = "there is no validation data to rank them by"
+        else:
+            why = "the run validated fewer times, or saved them under a lower trainer.keep_top_k"
+        what = f"the average of the top {k}" if k >= 2 else "the last step's weights"
+        bn = " (trainer.average_bn does not apply to them)" if k < 2 and cfg.average_bn != "mean" else ""
+        if self.info.is_main:
+            log.warning(
+                "final/ holds %s%s, not the average of the top %d checkpoints trainer.average_top_k asks for: %d "
+                "checkpoint(s) are ranked under %s (%s)",
+                what,
+                bn,
+                cfg.average_top_k,
+                ranked,
+                self.ckpt_dir,
+                why,
+            )
+        return {"average_top_k": cfg.average_top_k, "ranked_checkpoints": ranked}
 
     def _reestimate_average_bn(self) -> dict[str, Any]:
         """The batch-norm statistics of final/'s average of the top k checkpoints (in the model now), as
