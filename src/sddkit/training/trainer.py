@@ -175,7 +175,7 @@ class TrainResult:
     out_dir: Path
     step: int
     epoch: int
-    best_eer: float | None
+    best_eer: float | None  # val EER and step of the checkpoint exported as best/ (the run's lowest that is left)
     best_step: int | None
     stopped_early: bool
     best_dir: Path | None
@@ -1380,9 +1380,12 @@ class Trainer:
         final_eer = final_eval.eer if final_eval is not None else None
         final_dir = self._export("final", {**selection, "val_eer": final_eer}, averaged=names)
         # best/: the checkpoint with the lowest validation EER (the last weights without validation)
-        where = None
+        where, chosen = None, None
         if s.ranked:
             best = s.ranked[0]
+            # what fit() returns and `sdd train` prints as the best val EER is best/'s: after a resume that found the
+            # best checkpoint deleted, the state's best_eer/best_step are of weights no longer exported anywhere
+            chosen = (best["eer"], best["step"])
             where = self.ckpt_dir / best["name"]
             self._load_weights(ckpt.load_checkpoint_tensors(where, "model/"), str(where))
             best_meta = {"selection": "lowest val EER", "checkpoint": best["name"], "val_eer": best["eer"]}
@@ -1392,7 +1395,7 @@ class Trainer:
             best_meta = {"selection": "last step (no validation EER)", "val_eer": final_eer}
         best_dir = self._export("best", best_meta, checkpoint=where)
         barrier()
-        return self._result(best_dir, final_dir, final_eer)
+        return self._result(best_dir, final_dir, final_eer, best=chosen)
 
     def _fewer_than_average_top_k(self, k: int) -> dict[str, Any]:
         """Say (log and final/'s metadata) that final/ is not the average of trainer.average_top_k checkpoints asked
@@ -1444,14 +1447,21 @@ class Trainer:
         barrier()
         return self._result(best_dir, final_dir, eer)
 
-    def _result(self, best_dir: Path | None, final_dir: Path | None, final_eer: float | None) -> TrainResult:
+    def _result(
+        self,
+        best_dir: Path | None,
+        final_dir: Path | None,
+        final_eer: float | None,
+        best: tuple[float, int] | None = None,
+    ) -> TrainResult:
         s = self.state
+        best_eer, best_step = best if best is not None else (s.best_eer, s.best_step)
         return TrainResult(
             out_dir=self.out_dir,
             step=s.step,
             epoch=s.epoch,
-            best_eer=s.best_eer,
-            best_step=s.best_step,
+            best_eer=best_eer,
+            best_step=best_step,
             stopped_early=s.stopped_early,
             best_dir=best_dir,
             final_dir=final_dir,
