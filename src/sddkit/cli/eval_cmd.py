@@ -170,6 +170,10 @@ def _has_recorded_columns(scores: str, record: dict[str, Any], score_file: Score
     return {str(c) for c in columns} <= set(found)
 
 
+# names of the files a report holds, which a new --out folder is not given by mistake
+REPORT_FILE_SUFFIXES = (".json", ".md", ".csv", ".png", ".txt", ".html")
+
+
 def run(args: argparse.Namespace) -> int:
     from sddkit.cli.options import check_minimums, check_paths_given, parse_partitions
 
@@ -181,6 +185,14 @@ def run(args: argparse.Namespace) -> int:
 
         # the words publish_staged's mkdir would give after the whole evaluation
         raise ConfigError(f"--out {args.out}: cannot create the report folder ({folder_failure(FileExistsError())})")
+    if not os.path.exists(args.out) and os.path.splitext(args.out)[1].lower() in REPORT_FILE_SUFFIXES:
+        from sddkit.errors import ConfigError
+
+        # `--out report.json` would make a folder of that name with report.json inside: the report is several files
+        raise ConfigError(
+            f"--out {args.out}: --out is the report's folder (report.json, report.md, CSV tables and plots go into it),"
+            " not a file: give a folder, e.g. --out report/"
+        )
     return evaluate_files(
         args.scores,
         args.protocol,

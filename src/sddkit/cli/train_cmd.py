@@ -25,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``: the summary line of a short run (trainer.max_steps=2) read "1 epochs"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def run(args: argparse.Namespace) -> int:
     from sddkit.cli.options import check_paths_given
     from sddkit.config import to_dict
@@ -49,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     elif main_process:
         best = "n/a" if result.best_eer is None else f"{100 * result.best_eer:.2f}% (step {result.best_step})"
         early = " - stopped early" if result.stopped_early else ""
-        print(f"trained {result.step} steps ({result.epoch} epochs){early}")
+        steps, epochs = plural(result.step, "step"), plural(result.epoch, "epoch")
+        print(f"trained {steps} ({epochs}){early}")
         print(f"best val EER: {best}")
         print(f"model directories: {result.best_dir}  {result.final_dir}")
     return 0

@@ -169,7 +169,8 @@ def calibrated_config(
     if threshold == "eer":
         inference.threshold = margin_threshold(llr, point.threshold)
     elif threshold == "bayes":
-        inference.threshold = -math.log(prior / (1.0 - prior))
+        # + 0.0: at prior 0.5 the negation is -0.0, which config.json and the report would print as "-0.0"
+        inference.threshold = -math.log(prior / (1.0 - prior)) + 0.0
     config = read_model_config(model_dir)
     config["inference"] = inference.to_dict()
     return config, inference, point
