@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import torch
 from test_train_support import (
-    SyntheticDataset,
+    fit_tiny,
     install_tiny,
     one_thread,  # noqa: F401  (autouse fixture: one intra-op thread)
+    tiny_bn_recipe,
     write_corpus,
 )
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import default_collate
 
-from sddkit.config import from_dict
 from sddkit.detectors.model_dir import load_model_dir
 from sddkit.errors import ConfigError
 from sddkit.training import checkpoint as ckpt
@@ -34,40 +34,11 @@ STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def _recipe(out: Path, **trainer: object) -> TrainRecipe:
-    return from_dict(
-        TrainRecipe,
-        {
-            "seed": 4,
-            "model": {
-                "frontend": {"name": "tiny_test", "dropout": 0.2},
-                "backend": {"name": "tiny_test_head", "batch_norm": True},
-            },
-            "optimizer": {"lr": 5e-2},
-            "data": {"batch_size": 8},
-            "trainer": {
-                "epochs": 10,
-                "max_steps": 8,
-                "val_every": 2,
-                "keep_top_k": 3,
-                "average_top_k": 3,
-                "ema_bn_batches": 3,
-                "out_dir": str(out),
-                "progress": False,
-                **trainer,
-            },
-        },
-    )
+    return tiny_bn_recipe(out, seed=4, lr=5e-2, ema_bn_batches=3, **trainer)
 
 
 def _fit(out: Path, resume: bool = False, **trainer: object) -> Trainer:
-    t = Trainer(
-        _recipe(out, **trainer),
-        train_data=SyntheticDataset(40, n_attacks=4),
-        val_data=SyntheticDataset(18, seed=9),
-        resume=resume,
-    )
-    t.fit()
-    return t
+    return fit_tiny(_recipe(out, **trainer), resume=resume)
 
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from test_train_support import (
-    SyntheticDataset,
+    fit_tiny,
     install_tiny,
     one_thread,  # noqa: F401  (autouse fixture: one intra-op thread)
+    tiny_bn_recipe,
 )
 
-from sddkit.config import from_dict
 from sddkit.errors import ProtocolError
 from sddkit.evaluation.scores import read_scores, score_columns
 from sddkit.training.erm import ERM
@@ -28,40 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _recipe(out: Path, **trainer: object) -> TrainRecipe:
-    return from_dict(
-        TrainRecipe,
-        {
-            "seed": 5,
-            "model": {
-                "frontend": {"name": "tiny_test", "dropout": 0.2},
-                "backend": {"name": "tiny_test_head", "batch_norm": True},
-            },
-            "optimizer": {"lr": 1e-2},
-            "data": {"batch_size": 8},
-            "trainer": {
-                "epochs": 10,
-                "max_steps": 8,
-                "val_every": 2,
-                "keep_top_k": 3,
-                "average_top_k": 3,
-                "ema_bn_batches": 2,
-                "out_dir": str(out),
-                "progress": False,
-                **trainer,
-            },
-        },
-    )
+    return tiny_bn_recipe(out, seed=5, lr=1e-2, ema_bn_batches=2, **trainer)
 
 
 def _fit(out: Path, resume: bool = False, **trainer: object) -> Trainer:
-    t = Trainer(
-        _recipe(out, **trainer),
-        train_data=SyntheticDataset(40, n_attacks=4),
-        val_data=SyntheticDataset(18, seed=9),
-        resume=resume,
-    )
-    t.fit()
-    return t
+    return fit_tiny(_recipe(out, **trainer), resume=resume)
 
 
 def _eer_by_step(monkeypatch, eers: dict[int, float]) -> None:

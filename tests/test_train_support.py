@@ -223,6 +223,48 @@ def write_corpus(
     return UtteranceTable.from_records(rows).save(folder / f"{partition}_{seed}.csv")
 
 
+def tiny_bn_recipe(out: Path, *, seed: int, lr: float, ema_bn_batches: int, **trainer: object):
+    """A TrainRecipe of the tiny model with batch norm: 8 steps, validated every 2, top-3 checkpoints kept and
+    averaged into final/ (the set-up of the trainer's export tests)."""
+    from sddkit.config import from_dict
+    from sddkit.training.recipe import TrainRecipe
+
+    return from_dict(
+        TrainRecipe,
+        {
+            "seed": seed,
+            "model": {
+                "frontend": {"name": "tiny_test", "dropout": 0.2},
+                "backend": {"name": "tiny_test_head", "batch_norm": True},
+            },
+            "optimizer": {"lr": lr},
+            "data": {"batch_size": 8},
+            "trainer": {
+                "epochs": 10,
+                "max_steps": 8,
+                "val_every": 2,
+                "keep_top_k": 3,
+                "average_top_k": 3,
+                "ema_bn_batches": ema_bn_batches,
+                "out_dir": str(out),
+                "progress": False,
+                **trainer,
+            },
+        },
+    )
+
+
+def fit_tiny(recipe, resume: bool = False):
+    """Train ``recipe`` on synthetic data (40 training items of 4 attacks, 18 validation items); the Trainer."""
+    from sddkit.training.trainer import Trainer
+
+    t = Trainer(
+        recipe, train_data=SyntheticDataset(40, n_attacks=4), val_data=SyntheticDataset(18, seed=9), resume=resume
+    )
+    t.fit()
+    return t
+
+
 def tiny_detector(**frontend_kwargs: object) -> nn.Module:
     from sddkit.detectors.detector import Detector
 
