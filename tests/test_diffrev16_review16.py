@@ -77,7 +77,8 @@ def test_load_audio_of_something_not_a_path_is_an_audio_error(tmp_path):
         with pytest.raises(AudioError, match=r"^expected a file path, got"):
             audio_info(bad)
     data = write_noise_wav(tmp_path / "a.wav", 0.5, seed=1).read_bytes()
-    with pytest.raises(AudioError, match=r"got bytes: decode an encoded file's bytes with decode_audio_bytes"):
+    hint = r"got bytes: decode an encoded file's bytes with sddkit\.audio\.decode_audio_bytes\(data\)"
+    with pytest.raises(AudioError, match=hint):
         load_audio(data)
     assert load_audio(tmp_path / "a.wav").shape == decode_audio_bytes(data).shape  # paths and bytes as before
 

@@ -184,11 +184,17 @@ class AudioInfo:
 # --- public API ---------------------------------------------------------------------------
 
 
+def decode_bytes_hint(data: str = "data") -> str:
+    """How an error for bytes given where a path or a waveform was expected tells to decode them (load_audio's and
+    the scoring API's "not a path" / "not audio" errors)."""
+    return f"decode an encoded file's bytes with sddkit.audio.decode_audio_bytes({data})"
+
+
 def _check_file(path: str | Path) -> str:
     """The path's label for messages, after checking it names a non-empty regular file."""
     if not isinstance(path, (str, os.PathLike)):  # else pathlib's TypeError, which names bytes as a path type
         if isinstance(path, (bytes, bytearray, memoryview)):
-            hint = "decode an encoded file's bytes with decode_audio_bytes(data)"
+            hint = decode_bytes_hint()
         else:
             hint = "pass a str or pathlib.Path"
         raise AudioError(f"expected a file path, got {type(path).__name__}: {hint}")

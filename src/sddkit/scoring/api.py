@@ -508,11 +508,6 @@ def _sigmoid(x: float) -> float:
         return float(np.exp(-np.logaddexp(0.0, -x)))
 
 
-def _decode_bytes_hint(data: str = "data") -> str:
-    """How the "not audio" errors of score() and score_file() tell to score an encoded file held as bytes."""
-    return f"decode an encoded file's bytes with sddkit.audio.decode_audio_bytes({data})"
-
-
 def _as_numpy(waveform: Any) -> np.ndarray:
     """A numpy array, a torch tensor (any device; one that requires grad; bfloat16) or a list -> a numpy array."""
     # np.asarray makes a 0-d array of a path ("got shape ()"), and of a bytearray or a memoryview of bytes a uint8
@@ -522,8 +517,10 @@ def _as_numpy(waveform: Any) -> np.ndarray:
     )
     if raw_bytes or isinstance(waveform, (str, os.PathLike)):
         if raw_bytes:
+            from sddkit.audio.io import decode_bytes_hint  # imported here: sddkit.audio.io loads the decoders
+
             what = "bytes" if isinstance(waveform, bytes) else type(waveform).__name__
-            hint = f"{_decode_bytes_hint()} first"
+            hint = f"{decode_bytes_hint()} first"
         else:
             what, hint = f"the path {os.fspath(waveform)!r}", "score a file with score_file(path)"
         raise AudioError(
@@ -554,7 +551,9 @@ def _not_a_sequence_of_waveforms(waveforms: object) -> str | None:
     if isinstance(waveforms, (str, os.PathLike)):
         return f"the path {os.fspath(waveforms)!r}: score files with score_file(path), one each"
     if isinstance(waveforms, (bytes, bytearray, memoryview)):
-        return f"{type(waveforms).__name__}: {_decode_bytes_hint()}, then score_many([x])"
+        from sddkit.audio.io import decode_bytes_hint
+
+        return f"{type(waveforms).__name__}: {decode_bytes_hint()}, then score_many([x])"
     # numbers, not waveforms (an object array of ragged waveforms is a sequence of them)
     if isinstance(waveforms, (np.ndarray, Tensor)) and waveforms.ndim == 1 and waveforms.dtype != object:
         return (
@@ -566,12 +565,14 @@ def _not_a_sequence_of_waveforms(waveforms: object) -> str | None:
 
 def _not_a_path(path: object) -> str:
     """Why ``path``, given to ``score_file``, is not a file path, and what to call instead."""
+    from sddkit.audio.io import decode_bytes_hint
+
     if isinstance(path, (bytes, bytearray, memoryview)):
-        hint = f"{_decode_bytes_hint()}, then score(x, sample_rate)"
+        hint = f"{decode_bytes_hint()}, then score(x, sample_rate)"
     elif isinstance(path, (np.ndarray, Tensor, list, tuple)):
         hint = "score a waveform with score(waveform, sample_rate)"
     elif hasattr(path, "read"):  # an open file or io.BytesIO
-        hint = f"pass its path, or {_decode_bytes_hint('f.read()')}"
+        hint = f"pass its path, or {decode_bytes_hint('f.read()')}"
     else:
         hint = "pass a str or pathlib.Path"
     return f"score_file takes a file path, got {type(path).__name__}: {hint}"
