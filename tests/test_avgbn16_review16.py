@@ -4,7 +4,6 @@ like the weights (``mean``, the default) or re-estimated for the averaged weight
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -13,12 +12,12 @@ import pytest
 import torch
 from test_train_support import (
     fit_tiny,
+    hand_bn,
     install_tiny,
     one_thread,  # noqa: F401  (autouse fixture: one intra-op thread)
     tiny_bn_recipe,
     write_corpus,
 )
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import default_collate
 
 from sddkit.detectors.model_dir import load_model_dir
@@ -69,17 +68,7 @@ def _hand_bn(model: torch.nn.Module, trainer: Trainer, n: int) -> dict[str, torc
     keys = list(epoch_batches(trainer.train_data, r.data, seed=r.seed, epoch=EMA_BN_EPOCH, info=DistInfo()))[:n]
     batches = [default_collate([trainer.train_data[k] for k in ks])["waveform"] for ks in keys]
     seed = int(np.random.SeedSequence([r.seed, EMA_BN_EPOCH]).generate_state(1, np.uint64)[0] >> np.uint64(1))
-    model = copy.deepcopy(model)
-    for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.random.fork_rng(), torch.no_grad():
-        torch.manual_seed(seed)
-        for x in batches:
-            model(x)
-    return {k: v for k, v in model.state_dict().items() if _is_stat(k)}
+    return hand_bn(model, batches, seed)
 
 
 def test_mean_the_default_keeps_the_checkpoints_averaged_statistics(tmp_path, monkeypatch):

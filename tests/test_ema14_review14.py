@@ -15,7 +15,9 @@ import torch
 from test_train_support import (
     SyntheticDataset,
     crash_on_save,
+    hand_bn,
     install_tiny,
+    is_bn_stat,
     one_thread,  # noqa: F401  (autouse fixture: one intra-op thread)
 )
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -79,26 +81,6 @@ def _fit(
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return load_model_dir(model_dir).model.state_dict()
-
-
-def _is_bn_stat(key: str) -> bool:
-    return key.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
-
-
-def _hand_bn(model: torch.nn.Module, batches: list[torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
-    """SWA's update_bn by hand: every batch norm reset, cumulative (momentum None), the batches forwarded in train
-    mode without gradients (dropout drawing from the torch generator seeded with ``seed``)."""
-    model = copy.deepcopy(model)
-    for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.random.fork_rng(), torch.no_grad():
-        torch.manual_seed(seed)
-        for x in batches:
-            model(x)
-    return {k: v for k, v in model.state_dict().items() if _is_bn_stat(k)}
 
 
 def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
@@ -187,7 +169,7 @@ def test_the_average_after_two_steps_is_the_hand_computed_one_with_re_estimated_
             expected = d * (d * w0[key] + (1 - d) * w1[key]) + (1 - d) * w2[key]
             torch.testing.assert_close(saved, expected, rtol=1e-6, atol=1e-7)
             assert not torch.allclose(saved, w2[key])  # the average, not the last weights
-        elif _is_bn_stat(key):  # re-estimated for the averaged weights, on ema_bn_batches (8, of 5 there are) batches
+        elif is_bn_stat(key):  # re-estimated for the averaged weights, on ema_bn_batches (8, of 5 there are) batches
             assert not torch.equal(saved, w2[key]), key
         else:  # frozen parameters: the model's own
             assert torch.equal(saved, w2[key]), key
@@ -343,7 +325,7 @@ def test_best_and_final_hold_batch_norm_statistics_re_estimated_for_the_measured
     for name in ("best", "final"):
         model = load_model_dir(out / name).model
         exported = model.state_dict()
-        hand = _hand_bn(model, batches, estimate.seed)  # the exported weights, their statistics re-estimated
+        hand = hand_bn(model, batches, estimate.seed)  # the exported weights, their statistics re-estimated
         assert hand.keys() == {
             "backend.norm.running_mean",
             "backend.norm.running_var",
@@ -361,12 +343,12 @@ def test_best_and_final_hold_batch_norm_statistics_re_estimated_for_the_measured
     assert int(state["raw_model"]["backend.norm.num_batches_tracked"]) == best
     if decay == 0.0:  # the raw weights (bit for bit) with re-estimated statistics
         for key, value in state["model"].items():
-            if not _is_bn_stat(key):
+            if not is_bn_stat(key):
                 assert torch.equal(value, state["raw_model"][key]), key
         last = ckpt.load_checkpoint(ckpt.latest_checkpoint(out / "checkpoints"))  # final/: the last step
         _assert_same(
-            {k: v for k, v in _weights(out / "final").items() if not _is_bn_stat(k)},
-            {k: v for k, v in last["raw_model"].items() if not _is_bn_stat(k)},
+            {k: v for k, v in _weights(out / "final").items() if not is_bn_stat(k)},
+            {k: v for k, v in last["raw_model"].items() if not is_bn_stat(k)},
         )
     # the recorded val EER is the one best/ scores
     recorded = next(h for h in trainer.history if h["step"] == best)
@@ -506,7 +488,7 @@ def test_a_log_mel_lcnn_read_from_its_recipe_exports_re_estimated_statistics(tmp
     assert len(estimate.batches) == 2 and all(torch.equal(a, b) for a, b in zip(estimate.batches, batches))
     model = load_model_dir(out / "best").model
     exported = model.state_dict()
-    hand = _hand_bn(model, batches, estimate.seed)
+    hand = hand_bn(model, batches, estimate.seed)
     assert len(hand) == 3 * len(estimate.norms)
     for key, value in hand.items():
         torch.testing.assert_close(exported[key], value, rtol=1e-5, atol=1e-6)

@@ -223,6 +223,32 @@ def write_corpus(
     return UtteranceTable.from_records(rows).save(folder / f"{partition}_{seed}.csv")
 
 
+def is_bn_stat(key: str) -> bool:
+    """Whether a state-dict key is a batch norm's running statistic."""
+    return key.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
+
+
+def hand_bn(model: nn.Module, batches: list[Tensor], seed: int) -> dict[str, Tensor]:
+    """SWA's update_bn by hand, the reference the trainer's re-estimation is checked against: every batch norm of a
+    copy of ``model`` reset, cumulative (momentum None), the batches forwarded in train mode without gradients
+    (dropout drawing from the torch generator seeded with ``seed``) -> its running statistics."""
+    import copy
+
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        for x in batches:
+            model(x)
+    return {k: v for k, v in model.state_dict().items() if is_bn_stat(k)}
+
+
 def tiny_bn_recipe(out: Path, *, seed: int, lr: float, ema_bn_batches: int, **trainer: object):
     """A TrainRecipe of the tiny model with batch norm: 8 steps, validated every 2, top-3 checkpoints kept and
     averaged into final/ (the set-up of the trainer's export tests)."""
