@@ -39,7 +39,6 @@ import numpy as np
 from sddkit.scoring.calibrate import (  # the steps of `sdd calibrate` (calibrate_on_protocol) after its scoring
     calibrated_config,
     count_classes,
-    margin_threshold,  # noqa: F401 - the threshold rule "eer" places it; kept importable from the script
     record_calibration,
     store_calibrated,
     writable_target,

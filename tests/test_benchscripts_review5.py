@@ -18,17 +18,19 @@ DEFAULT_MODEL = REPO / "src" / "sddkit" / "assets" / "default_model"
 
 # --- scripts/finalize_default_model.py ----------------------------------------------------------------------------
 def test_margin_threshold_keeps_the_decisions_when_the_scores_are_adjacent_floats():
-    finalize = load_script("scripts/finalize_default_model.py")
+    # the script places its threshold through sdd calibrate's rule "eer", i.e. this function
+    from sddkit.scoring.calibrate import margin_threshold
+
     low = 1.0
     high = float(np.nextafter(low, 2.0))  # the EER operating point, one ulp above the next lower val score
     scores = np.array([0.5, low, high, 3.0])
-    t = finalize.margin_threshold(scores, high)
+    t = margin_threshold(scores, high)
     # their midpoint rounds to `low`, which would then be accepted: the threshold stays where it was
     assert list(scores >= t) == list(scores >= high)
     assert t == high
     # the ordinary case: halfway, same decisions
-    assert finalize.margin_threshold(scores, 3.0) == 2.0
-    assert finalize.margin_threshold(scores, 0.5) == 0.5  # nothing below
+    assert margin_threshold(scores, 3.0) == 2.0
+    assert margin_threshold(scores, 0.5) == 0.5  # nothing below
 
 
 def _val_set(tmp_path: Path, model: Path) -> Path:
