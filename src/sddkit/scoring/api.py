@@ -268,9 +268,6 @@ class ScoringDetector:
         lone = _not_a_sequence_of_waveforms(waveforms)
         if lone is not None:
             raise ConfigError(f"score_many takes a sequence of waveforms, got {lone}")
-        # else "'int' object is not iterable" from the list() below
-        if not isinstance(waveforms, Iterable):
-            raise ConfigError(f"score_many takes a sequence of waveforms, got {type(waveforms).__name__}")
         if names is not None and (not isinstance(names, Iterable) or isinstance(names, (str, bytes))):
             raise ConfigError(f"score_many: names must be a sequence, one per waveform, got {type(names).__name__}")
         waveforms = list(waveforms)  # any iterable, as before names needed its length
@@ -560,6 +557,8 @@ def _not_a_sequence_of_waveforms(waveforms: object) -> str | None:
             f"one 1-D waveform of {waveforms.shape[0]} samples: score it with score(x, sample_rate), or pass [x] "
             "(a 2-D array is read as one waveform per row)"
         )
+    if not isinstance(waveforms, Iterable):  # else "'int' object is not iterable" from score_many's list()
+        return type(waveforms).__name__
     return None
 
 
