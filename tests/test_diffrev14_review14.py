@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_ema14_review14 import _fit, _hand_bn, _independent_bn_batches, _is_bn_stat
-from test_train_support import install_tiny, one_thread  # noqa: F401  (autouse fixture)
+from test_ema14_review14 import _fit, _independent_bn_batches
+from test_train_support import hand_bn, install_tiny, is_bn_stat, one_thread  # noqa: F401  (autouse fixture)
 
 from sddkit.data.protocols import read_protocol
 from sddkit.detectors.model_dir import load_model_dir
@@ -92,7 +92,7 @@ def test_final_as_the_average_of_the_top_k_gets_statistics_re_estimated_for_its_
     key = "backend.norm.weight"
     torch.testing.assert_close(exported[key], (states[0][key] + states[1][key]) / 2)
     assert trainer.bn_estimate is not None
-    hand = _hand_bn(final, _independent_bn_batches(trainer, 3), trainer.bn_estimate.seed)
-    assert hand and all(_is_bn_stat(k) for k in hand)
+    hand = hand_bn(final, _independent_bn_batches(trainer, 3), trainer.bn_estimate.seed)
+    assert hand and all(is_bn_stat(k) for k in hand)
     for key, value in hand.items():
         torch.testing.assert_close(exported[key], value, rtol=1e-6, atol=1e-7)
