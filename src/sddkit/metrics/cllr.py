@@ -3,7 +3,9 @@
     Cllr = 1 / (2 ln 2) * ( mean_bona log(1 + e^-s) + mean_spoof log(1 + e^s) )
 
 in bits, for scores ``s`` read as natural-log LLRs of bona fide vs spoof. A system that
-always outputs 0 (no information) has Cllr = 1; perfect, confident LLRs approach 0.
+always outputs 0 (no information) has Cllr = 1; perfect, confident LLRs approach 0. It is the ASVspoof 5
+``calculate_CLLR`` to rounding, except that a wrong-side LLR beyond about 709 in size, whose ``log1p(exp(.))``
+overflows to inf there, costs its finite amount here.
 minCllr is the Cllr after the optimal monotone recalibration (pool-adjacent-violators on the
 scores, converted back to LLRs by removing the empirical prior), so ``Cllr - minCllr`` is
 the calibration loss.

@@ -55,11 +55,13 @@ class DCFCost:
     def bayes_threshold(self) -> float:
         """Optimal threshold on calibrated LLR scores: ``-log(C_miss (1 - P_spoof) / (C_fa P_spoof))``.
 
-        Computed in that order, as the official ``compute_actDCF`` does (``-log(beta)``): the equal
-        ``log(C_fa P_spoof / (C_miss (1 - P_spoof)))`` can round one ulp apart (-0.6418538861723948 vs the
-        official -0.6418538861723947 for the ASVspoof 5 costs), which flips a score lying exactly there.
+        Computed in that order and with numpy's ``log``, as the official ``compute_actDCF`` does
+        (``-np.log(beta)``): the equal ``log(C_fa P_spoof / (C_miss (1 - P_spoof)))`` can round one ulp apart
+        (-0.6418538861723948 vs the official -0.6418538861723947 for the ASVspoof 5 costs), and so can Python's
+        ``math.log``, which numpy's does not always equal (e.g. ``P_spoof = 0.16, C_miss = 10, C_fa = 50``), each
+        flipping a score lying exactly there.
         """
-        return -math.log(self.miss_weight / self.fa_weight)
+        return -float(np.log(self.miss_weight / self.fa_weight))
 
 
 @dataclass(frozen=True)

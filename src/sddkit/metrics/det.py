@@ -10,8 +10,15 @@ and so is the EER unless two operating points are exactly equally close to ``mis
 fide and 4 spoof trials with gaps 1/4 - 3/14 and 4/14 - 1/4): the official ``np.argmin`` then takes
 whichever the floating-point rounding of the two gaps favours, sddkit the first (see :func:`eer_from_curve`).
 
+The minima (minDCF, the t-DCFs, the a-DCF) are those of the official walk also on ties: it counts tied bona
+fide (target) trials as rejected before the spoof (non-target, spoof) ones, so each point it adds inside a run
+of ties costs at least as much as one of the run's two ends.
+
 Decision rule used throughout sddkit: a trial is accepted as bona fide iff
-``score >= threshold``.
+``score >= threshold``. A returned threshold (EER, DCFs, t-DCF, a-DCF) is thus the lowest *accepted* score,
+where the official ``compute_eer``, ``compute_mindcf``, ``compute_tDCF`` and ``calculate_a_dcf`` return the
+highest *rejected* one (the lowest score less 0.001, or 1e-8 for the a-DCF, when all are accepted): the same
+operating point, named by the next lower score.
 """
 
 from __future__ import annotations

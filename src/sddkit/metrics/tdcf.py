@@ -27,6 +27,13 @@ Pfa_asv = 0.01881016557566423, Pmiss_asv = 0.01880141010575793,
 Pfa_spoof_asv = 0.4607082907604729 (so Pmiss_spoof_asv = 1 - that). They are the rates of the
 ASVspoof 5 organisers' ASV system, not of the ASVspoof 2019/2021 ones, whose official figures used
 their own ASV scores per condition (2021: the pre-computed C0/C1/C2 of its evaluation package).
+Given the organisers' ASV scores instead (``asv_scores_org``, read at commit 8c000276), that package passes
+the third value of ``obtain_asv_error_rates``, the ASV's spoof *miss* rate, as ``Pfa_spf_ASV_org`` to
+``compute_tDCF``; :func:`asv_rates_from_scores` gives the spoof false-alarm rate there, as the ASVspoof 2019
+and 2021 scripts do, so a t-DCF from those scores is not that package's figure.
+
+The official functions refuse CM scores with fewer than 3 distinct values ("binary decisions"); here they
+are scored like any others.
 
 Costs (one dataclass for both forms): the 2021 ``C_miss``, ``C_fa``, ``C_fa_spoof`` are used
 in the legacy form as ``C_miss_asv = C_miss_cm = c_miss``, ``C_fa_asv = c_fa`` and
