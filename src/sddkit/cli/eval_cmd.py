@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="scores of the ASV system the countermeasure protects (ASVspoof 2019's layout, 'SOURCE KEY SCORE' "
         "with KEY target/nontarget/spoof): the min t-DCFs take its error rates at its EER threshold, as the "
-        "official ASVspoof 2019/2021 scripts do (default: the ASVspoof 5 organisers' pooled ASV rates)",
+        "official ASVspoof 2019/2021 scripts do (default: the ASVspoof 5 organisers' pooled ASV rates), and the "
+        "report adds the concurrent t-EER of the countermeasure before that ASV system",
     )
     p.set_defaults(func=run)
 
@@ -72,14 +73,16 @@ def evaluate_files(
     from sddkit.cli.options import read_partitions_and_rest
     from sddkit.config import from_dict
     from sddkit.errors import ProtocolError
-    from sddkit.evaluation.asv import asv_rates
+    from sddkit.evaluation.asv import read_asv_scores
     from sddkit.evaluation.report import EvalConfig, evaluate, write_report
     from sddkit.evaluation.scores import read_scores
     from sddkit.outputs import earlier_report
 
     config = from_dict(EvalConfig, {"bootstrap": bootstrap, "seed": seed})
+    asv = None
     if asv_scores is not None:  # read first: a bad line is said before the protocol and scores are read
-        config = dataclasses.replace(config, asv=asv_rates(asv_scores))
+        asv = read_asv_scores(asv_scores)
+        config = dataclasses.replace(config, asv=asv.rates())
         if config.asv.pfa_spoof == 0:  # else the report failed after the scores were read, not naming the file
             raise ProtocolError(
                 f"{asv_scores}: at its EER threshold the ASV system accepts none of its spoof trials (Pfa_spoof 0): "
@@ -91,7 +94,7 @@ def evaluate_files(
     score_file = read_scores(scores, format=score_format)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # partial-match notes are printed from the report below
-        report = evaluate(table, score_file, config, outside=rest)
+        report = evaluate(table, score_file, config, outside=rest, asv_scores=asv)
     report.inputs = evaluated_inputs(scores, protocol, protocol_format, partitions, asv_scores, score_file=score_file)
     earlier = earlier_report(Path(out) / "report.json", ("inputs", "scores"))
     paths = write_report(report, out)

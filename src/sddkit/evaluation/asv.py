@@ -6,7 +6,9 @@ one trial per line, ``SOURCE KEY SCORE`` (``bonafide target 1.53``, ``A07 spoof 
 ``target``, ``nontarget`` or ``spoof``. :func:`read_asv_scores` reads that layout and its relatives: fields
 separated by white space or commas, the key in any one field, the score in the last; a header line and lines
 starting with ``#`` are skipped. :func:`asv_rates` turns them into the ASV error rates the t-DCF takes, as the
-official scripts do (:func:`sddkit.metrics.asv_rates_from_scores`).
+official scripts do (:func:`sddkit.metrics.asv_rates_from_scores`); the t-EER (:func:`sddkit.metrics.t_eer`)
+takes the scores themselves. The lines name no utterance, so they cannot be joined with the countermeasure's
+scores trial by trial.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ class ASVScores:
     target: np.ndarray
     nontarget: np.ndarray
     spoof: np.ndarray
+
+    def rates(self) -> ASVRates:
+        """The error rates at the ASV system's EER threshold (:func:`sddkit.metrics.asv_rates_from_scores`)."""
+        return asv_rates_from_scores(self.target, self.nontarget, self.spoof)
 
 
 def read_asv_scores(path: str | Path) -> ASVScores:
@@ -80,8 +86,7 @@ def read_asv_scores(path: str | Path) -> ASVScores:
 
 def asv_rates(path: str | Path) -> ASVRates:
     """The ASV error rates, at the ASV system's EER threshold, of the score file ``path``."""
-    scores = read_asv_scores(path)
-    return asv_rates_from_scores(scores.target, scores.nontarget, scores.spoof)
+    return read_asv_scores(path).rates()
 
 
 def _number(field: str) -> float | None:

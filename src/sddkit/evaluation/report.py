@@ -26,6 +26,11 @@ writes::
                     a mixture's mean gate weight per expert for each source and each attack (bona fide files
                     as ``bonafide``), as tables and heatmaps (only when the scores carry gate weights, e.g.
                     ``sdd score`` output of a MELE/MILE model: columns ``gate_w0, gate_w1, ...``)
+    expert_use_by_source.csv/.png, expert_use_by_attack.csv/.png
+                    a MoLEx model's mean router weight per expert for each source and each attack, from
+                    ``sdd score``'s ``molex_gate_mean_0, ...`` columns (each file's weights averaged over the
+                    adapted layers: expert k of one layer is unrelated to expert k of another, so this is a
+                    summary; the training run's ``molex_report.json`` has them per layer)
 
 Units: every EER in the report is in percent; DCFs are normalised (1 = no better than a
 trivial system); Cllr is in bits; thresholds follow "bona fide iff score >= threshold".
@@ -36,6 +41,13 @@ on ASVspoof 2019/2021 data they are therefore not the official figures of those 
 their own ASV systems' scores (``sdd eval --asv-scores``, :mod:`sddkit.evaluation.asv`, obtains the rates
 from such scores as the official scripts do); ``report.md`` names the rates and where they come from next to the
 values.
+
+Given the ASV scores themselves (``evaluate(..., asv_scores=...)``, ``sdd eval --asv-scores``), ``pooled.t_eer``
+is the concurrent t-EER (:func:`sddkit.metrics.t_eer`, in percent) of the pooled bona fide and spoof scores
+before that ASV system, with its CM and ASV thresholds; null without them (and, with the reason at
+``pooled.t_eer_note``, when the t-EER is undefined). Each protocol utterance counts once there, where the
+ASVspoof 5 package counts a CM score once per SASV trial it enters: the figures agree when the protocol lists the
+trials (one row per trial). ASV score lines name no utterance, so no per-trial join is made.
 """
 
 from __future__ import annotations
@@ -53,6 +65,7 @@ import pandas as pd
 from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
+from sddkit.evaluation.asv import ASVScores
 from sddkit.evaluation.compare import min_replicates
 from sddkit.evaluation.gate_weights import gate_weight_table
 from sddkit.evaluation.groups import attack_groups, groups, markdown_cell, named
@@ -62,6 +75,7 @@ from sddkit.metrics import (
     CurveMetric,
     DCFCost,
     DetCurve,
+    MetricError,
     TDCFCost,
     act_dcf,
     bootstrap_ci,
@@ -71,6 +85,7 @@ from sddkit.metrics import (
     min_cllr,
     min_dcf_from_curve,
     roc_auc,
+    t_eer,
     tdcf_2019_from_curve,
     tdcf_2021_from_curve,
     threshold_metrics,
@@ -128,6 +143,8 @@ class Report:
     per_partition: list[dict[str, Any]] | None = None  # None: the protocol has no partition column
     # a mixture's mean gate weights: {"experts": [names], "by_source": rows, "by_attack": rows}; None without them
     gate_weights: dict[str, Any] | None = None
+    # a MoLEx model's mean router weights, as gate_weights: {"experts", "by_source", "by_attack"}; None without them
+    expert_use: dict[str, Any] | None = None
     # what was evaluated: the score file, the protocol (absolute paths, SHA-256s) and the model that scored, when
     # sdd score recorded it (see sddkit.cli.eval_cmd.evaluated_inputs); None: not known (an array of scores)
     inputs: dict[str, Any] | None = None
@@ -180,6 +197,7 @@ class Report:
                 "per_partition": self.per_partition,
                 "per_codec": self.per_codec,
                 "gate_weights": self.gate_weights,
+                "molex_expert_use": self.expert_use,
                 "matching": self.matching,
                 "warnings": self.warnings,
                 "inputs": self.inputs,
@@ -278,6 +296,22 @@ def _pooled(labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> tuple[di
     return pooled, curve
 
 
+def _tandem_eer(labels: np.ndarray, scores: np.ndarray, asv: ASVScores | None) -> dict[str, Any]:
+    """``pooled``'s t-EER entries: null without ASV scores; null with the reason when the t-EER is undefined."""
+    out: dict[str, Any] = {"t_eer": None, "t_eer_cm_threshold": None, "t_eer_asv_threshold": None}
+    if asv is None:
+        return out
+    try:
+        result = t_eer(scores[labels], scores[~labels], asv.target, asv.nontarget, asv.spoof)
+    except MetricError as exc:  # a secondary figure: the rest of the report stands
+        return out | {"t_eer_note": str(exc)}
+    return {
+        "t_eer": 100.0 * result.teer,
+        "t_eer_cm_threshold": result.cm_threshold,
+        "t_eer_asv_threshold": result.asv_threshold,
+    }
+
+
 def _per_group(
     column: str, values: np.ndarray, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig
 ) -> list[dict[str, Any]]:
@@ -312,6 +346,7 @@ class _Aligned:
     matching: dict[str, Any] | None  # how a score file matched the protocol; None for an array
     gate_weights: np.ndarray | None  # (N, E)
     expert_names: Sequence[str] | None  # E names, or None for expert0..
+    expert_use: np.ndarray | None = None  # (N, E) a MoLEx model's mean router weights (score files only)
 
 
 def _aligned_scores(
@@ -328,7 +363,9 @@ def _aligned_scores(
                 "expert_names only with a score array"
             )
         match = match_scores(table, scores, outside=outside)
-        return _Aligned(match.table, match.scores, match.to_dict(), match.gate_weights, match.expert_names)
+        return _Aligned(
+            match.table, match.scores, match.to_dict(), match.gate_weights, match.expert_names, match.expert_use
+        )
     if outside is not None:
         raise ProtocolError("outside names protocol rows a score file may score: pass it only with a score file")
     arr = np.asarray(scores, dtype=np.float64)
@@ -376,6 +413,7 @@ def evaluate(
     gate_weights: object | None = None,
     expert_names: Sequence[str] | None = None,
     outside: UtteranceTable | None = None,
+    asv_scores: ASVScores | None = None,
 ) -> Report:
     """Evaluate ``scores`` (a read score file, or an array aligned with ``table``) against ``table``.
 
@@ -385,6 +423,9 @@ def evaluate(
 
     ``outside``: with a score file, the protocol's rows left out of ``table`` (its other partitions): their
     scores are reported as such, not as scores without a protocol entry (see :func:`match_scores`).
+
+    ``asv_scores``: an ASV system's scores (:func:`sddkit.evaluation.asv.read_asv_scores`); the pooled entries
+    then hold the t-EER of the scores before it (module docstring). The t-DCFs take ``config.asv``.
     """
     cfg = config or EvalConfig()
     aligned = _aligned_scores(table, scores, gate_weights, expert_names, outside)
@@ -399,6 +440,7 @@ def evaluate(
             f"both bona fide and spoof trials" + (f" ({notes})" if notes else "")
         )
     pooled, pooled_curve = _pooled(y, s, cfg)
+    pooled.update(_tandem_eer(y.astype(bool), s, asv_scores))
     per_source = _per_group("source", table.column("source"), y, s, cfg)
     per_corpus = _per_group("corpus", table.column("corpus"), y, s, cfg)
     per_codec = _per_group("codec", table.column("codec"), y, s, cfg) if table.has_column("codec") else None
@@ -430,6 +472,7 @@ def evaluate(
         aucs=aucs,
         per_partition=per_partition,
         gate_weights=None if gates is None else _gate_tables(table, y, gates, aligned.expert_names),
+        expert_use=None if aligned.expert_use is None else _gate_tables(table, y, aligned.expert_use, None),
     )
 
 
@@ -504,6 +547,19 @@ def _md_table(rows: Sequence[dict[str, Any]], key: str) -> list[str]:
     return lines
 
 
+def _teer_rows(pooled: dict[str, Any], asv_file: str | None) -> list[str]:
+    """The t-EER row of the pooled table: none without ASV scores."""
+    if pooled.get("t_eer") is None and not pooled.get("t_eer_note"):
+        return []
+    label = f"t-EER % (concurrent, before the ASV of {Path(asv_file).name if asv_file else 'the given ASV scores'})"
+    if pooled.get("t_eer") is None:
+        return [f"| {label} | - ({markdown_cell(pooled['t_eer_note'])}) |"]
+    return [
+        f"| {label}; CM threshold {_fixed(pooled['t_eer_cm_threshold'], 4)}, ASV threshold "
+        f"{_fixed(pooled['t_eer_asv_threshold'], 4)} | {pooled['t_eer']:.3f} |"
+    ]
+
+
 def render_markdown(report: Report) -> str:
     p = report.pooled
     ci_text = _ci_text(p, 3)
@@ -539,6 +595,7 @@ def render_markdown(report: Report) -> str:
         f"| minCllr (bits) | {p['min_cllr']:.4f} |",
         f"| min t-DCF (ASVspoof 2019 form{asv_note}) | {p['min_tdcf']['2019']:.4f} |",
         f"| min t-DCF (ASVspoof 2021 form{asv_note}) | {p['min_tdcf']['2021']:.4f} |",
+        *_teer_rows(p, asv_file),
         f"| balanced accuracy at {p['at_threshold']['threshold']:g} | {p['at_threshold']['balanced_accuracy']:.4f} |",
         "",
     ]
@@ -592,6 +649,29 @@ def render_markdown(report: Report) -> str:
                 for r in rows
             ]
             lines += ["", f"![gate weights per {key}](gate_weights_by_{key}.png)", ""]
+    if report.expert_use is not None:
+        experts = report.expert_use["experts"]
+        lines += [
+            "## MoLEx expert use (mean router weight)",
+            "",
+            f"{len(experts)} experts per adapted layer (`molex_gate_mean_0` .. in the scores), each file's router "
+            "weights averaged over the layers: expert k of one layer is unrelated to expert k of another, so this "
+            "is a summary (the training run's `molex_report.json` has them per layer).",
+            "",
+        ]
+        for key in ("source", "attack"):
+            rows = report.expert_use[f"by_{key}"]
+            lines += [
+                f"Per {key}:",
+                "",
+                "| " + " | ".join([key, *experts, "n"]) + " |",
+                "|" + "---|" * (len(experts) + 2),
+            ]
+            lines += [
+                "| " + " | ".join([markdown_cell(r[key]), *(f"{r[e]:.3f}" for e in experts), str(r["n"])]) + " |"
+                for r in rows
+            ]
+            lines += ["", f"![expert use per {key}](expert_use_by_{key}.png)", ""]
     if report.warnings:
         lines += ["## Warnings", "", *[f"- {w}" for w in report.warnings], ""]
     lines += ["## Plots", "", "![DET](det.png)", "", "![ROC](roc.png)", "", "![scores per class](scores.png)", ""]
@@ -603,7 +683,12 @@ def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
 
 
 # written only when the evaluation has them; a rerun into the same folder removes the previous run's copy
-_GATE_OUTPUTS = tuple(f"gate_weights_by_{key}.{ext}" for key in ("source", "attack") for ext in ("csv", "png"))
+_GATE_OUTPUTS = tuple(
+    f"{what}_by_{key}.{ext}"
+    for what in ("gate_weights", "expert_use")
+    for key in ("source", "attack")
+    for ext in ("csv", "png")
+)
 _OPTIONAL_OUTPUTS = ("per_corpus.csv", "per_partition.csv", "per_codec.csv", *_GATE_OUTPUTS)
 
 
@@ -613,8 +698,8 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
     Every file is first written complete into a hidden staging folder inside ``out_dir`` and then moved
     in place (``report.json`` last), so a crash or Ctrl-C leaves no half-written file and no new
     report.json beside an older run's tables; a table of an earlier run that this report lacks
-    (per_corpus.csv, per_partition.csv, per_codec.csv, the gate-weight tables and heatmaps) is removed rather
-    than left to pass for this run's.
+    (per_corpus.csv, per_partition.csv, per_codec.csv, the gate-weight and expert-use tables and heatmaps) is
+    removed rather than left to pass for this run's.
     """
     from sddkit.evaluation.gate_weights import plot_gate_heatmap
     from sddkit.evaluation.plots import plot_det, plot_roc, plot_score_histogram
@@ -634,6 +719,11 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
             frame = pd.DataFrame(report.gate_weights[f"by_{key}"])
             texts[f"gate_weights_by_{key}.csv"] = frame.to_csv(index=False)
             heatmaps[f"gate_weights_by_{key}.png"] = frame.set_index(key)
+    if report.expert_use is not None:
+        for key in ("source", "attack"):
+            frame = pd.DataFrame(report.expert_use[f"by_{key}"])
+            texts[f"expert_use_by_{key}.csv"] = frame.to_csv(index=False)
+            heatmaps[f"expert_use_by_{key}.png"] = frame.set_index(key)
     texts["report.json"] = json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
 
     def write(staging: Path) -> list[str]:
@@ -643,7 +733,8 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
         plot_roc(report.curves, staging / "roc.png", aucs=report.aucs)
         plot_score_histogram(report.curves["pooled"], staging / "scores.png", threshold=report.pooled["threshold"])
         for name, frame in heatmaps.items():
-            plot_gate_heatmap(frame, staging / name, title=f"mean gate weight per {frame.index.name}")
+            what = "MoLEx router weight" if name.startswith("expert_use") else "gate weight"
+            plot_gate_heatmap(frame, staging / name, title=f"mean {what} per {frame.index.name}")
         plots = ["det.png", "roc.png", "scores.png", *heatmaps]
         return [n for n in texts if n != "report.json"] + [*plots, "report.json"]
 

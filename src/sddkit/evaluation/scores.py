@@ -21,7 +21,10 @@ evaluation reports it as a warning instead of stopping.
 
 A mixture's ``sdd score`` output (CSV or JSONL) also carries per-file gate weights in the columns
 ``gate_w0, gate_w1, ...`` (one per expert, in the order of the mixture's experts); they are read into
-:attr:`ScoreFile.gate_weights` so that ``sdd eval`` can tabulate them per source and per attack.
+:attr:`ScoreFile.gate_weights` so that ``sdd eval`` can tabulate them per source and per attack. A MoLEx
+model's output carries each expert's mean router weight in ``molex_gate_mean_0, molex_gate_mean_1, ...``
+(averaged over the adapted layers and the file's windows), read into :attr:`ScoreFile.expert_use` and
+tabulated alike.
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ from sddkit.errors import ProtocolError
 KEYS = ("bonafide", "spoof")
 GATE_PREFIX = "gate_w"  # sdd score's columns of a mixture's per-file gate weights: gate_w0, gate_w1, ...
 _GATE_COLUMN = re.compile(rf"{GATE_PREFIX}(\d+)")
+# sdd score's columns of a MoLEx model's per-file mean router weight of each expert: molex_gate_mean_0, ...
+EXPERT_USE_PREFIX = "molex_gate_mean_"
+_EXPERT_USE_COLUMN = re.compile(rf"{EXPERT_USE_PREFIX}(\d+)")
 _DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")  # a score like 1,5 (a locale's decimal comma)
 
 
@@ -60,6 +66,7 @@ class ScoreFile:
     ids: (N,) str utterance ids or paths, as written; scores: (N,) float64 (higher = bona fide);
     keys: (N,) 'bonafide'/'spoof' when the file carries labels, else None;
     gate_weights: (N, E) a mixture's per-file gate weights (``gate_w0..gate_w{E-1}``) when the file has them;
+    expert_use: (N, E) a MoLEx model's per-file mean router weights (``molex_gate_mean_0..``) when it has them;
     columns: the names of the file's columns, in file order: a CSV's or TSV's header cells (stripped, case kept),
     the keys of a JSONL file's first record; () for the whitespace-separated formats, which have no header.
     """
@@ -72,6 +79,7 @@ class ScoreFile:
     keys: np.ndarray | None = None
     failed: tuple[str, ...] = ()  # ids of `sdd score` error rows (no score): skipped, reported by match_scores
     gate_weights: np.ndarray | None = None
+    expert_use: np.ndarray | None = None
     expert_names: tuple[str, ...] | None = None  # the gate columns' experts, from sdd score's record of the run
     # the folder relative ids are relative to: the cwd sdd score recorded for its output (None: the current one)
     base_dir: str | None = None
@@ -147,9 +155,18 @@ class _Collector:
         self.keys: list[str] = []
         self.failed: list[str] = []
         self.gates: list[list[float]] = []
+        self.uses: list[list[float]] = []
         self._first_line: dict[str, int] = {}
 
-    def add(self, line: int, utt: str, score: float, key: str | None = None, gate: list[float] | None = None) -> None:
+    def add(
+        self,
+        line: int,
+        utt: str,
+        score: float,
+        key: str | None = None,
+        gate: list[float] | None = None,
+        use: list[float] | None = None,
+    ) -> None:
         if not utt:
             raise ProtocolError(f"{self.path}:{line}: empty utterance id")
         if utt in self._first_line:
@@ -168,6 +185,8 @@ class _Collector:
                     f"{self.path}:{line}: {len(gate)} gate weights, where the rows before have {len(self.gates[0])}"
                 )
             self.gates.append(gate)
+        if use is not None:
+            self.uses.append(use)  # as many per row as a CSV header names; read_jsonl_scores checks its rows
 
     def result(self, fmt: str, id_kind: str = "utt_id", columns: tuple[str, ...] = ()) -> ScoreFile:
         if not self.ids:
@@ -177,6 +196,8 @@ class _Collector:
         if self.gates and len(self.gates) != len(self.ids):  # add() is given gates for every row or for none
             raise ProtocolError(f"{self.path}: gate weights on {len(self.gates)} of {len(self.ids)} scored rows")
         gates = np.array(self.gates, dtype=np.float64) if self.gates else None
+        if self.uses and len(self.uses) != len(self.ids):
+            raise ProtocolError(f"{self.path}: MoLEx expert use on {len(self.uses)} of {len(self.ids)} scored rows")
         return ScoreFile(
             path=str(self.path),
             format=fmt,
@@ -186,20 +207,24 @@ class _Collector:
             keys=keys,
             failed=tuple(f for f in self.failed if f not in self._first_line),  # a later row may have scored it
             gate_weights=gates,
+            expert_use=np.array(self.uses, dtype=np.float64) if self.uses else None,
             expert_names=None if gates is None else recorded_expert_names(self.path, gates.shape[1]),
             columns=columns,
         )
 
 
-def _gate_width(names: list[str], where: str) -> int:
-    """How many ``gate_w<k>`` columns ``names`` holds; they must be gate_w0 .. gate_w{E-1}, each once."""
-    found = sorted(int(m.group(1)) for n in names if (m := _GATE_COLUMN.fullmatch(n)))
+def _gate_width(names: list[str], where: str, prefix: str = GATE_PREFIX) -> int:
+    """How many ``gate_w<k>`` columns (or ``prefix<k>``) ``names`` holds; they must be gate_w0 .. gate_w{E-1},
+    each once."""
+    pattern = _GATE_COLUMN if prefix == GATE_PREFIX else _EXPERT_USE_COLUMN
+    found = sorted(int(m.group(1)) for n in names if (m := pattern.fullmatch(n)))
     if found != list(range(len(found))):
-        raise ProtocolError(f"{where}: gate-weight columns must be {GATE_PREFIX}0 .. {GATE_PREFIX}<E-1>, got {found}")
+        what = "gate-weight" if prefix == GATE_PREFIX else "MoLEx expert-use"
+        raise ProtocolError(f"{where}: {what} columns must be {prefix}0 .. {prefix}<E-1>, got {found}")
     return len(found)
 
 
-def _gate_values(cells: list[object], where: str) -> list[float]:
+def _gate_values(cells: list[object], where: str, prefix: str = GATE_PREFIX) -> list[float]:
     """A row's gate weights as floats: each a finite number >= 0 (a gate's output is a distribution)."""
     values = []
     for k, cell in enumerate(cells):
@@ -207,9 +232,9 @@ def _gate_values(cells: list[object], where: str) -> list[float]:
         try:
             value = float(text)
         except ValueError:
-            raise ProtocolError(f"{where}: {GATE_PREFIX}{k} {text!r} is not a number") from None
+            raise ProtocolError(f"{where}: {prefix}{k} {text!r} is not a number") from None
         if not (math.isfinite(value) and value >= 0):
-            raise ProtocolError(f"{where}: {GATE_PREFIX}{k} is {text}; gate weights are finite and >= 0")
+            raise ProtocolError(f"{where}: {prefix}{k} is {text}; gate weights are finite and >= 0")
         values.append(value)
     return values
 
@@ -329,6 +354,8 @@ def _read_delimited(path: Path, fmt: str, delimiter: str, id_columns: tuple[str,
     i_key = header.index("label") if "label" in header else None
     i_error = header.index("error") if "error" in header else None
     i_gates = [header.index(f"{GATE_PREFIX}{k}") for k in range(_gate_width(header, f"{path}:{header_line}"))]
+    use_width = _gate_width(header, f"{path}:{header_line}", EXPERT_USE_PREFIX)
+    i_uses = [header.index(f"{EXPERT_USE_PREFIX}{k}") for k in range(use_width)]
     for number, row, hashed in records:
         where = f"{path}:{number}"
         if hashed and not _is_row(row, len(header), i_score, i_error):
@@ -341,7 +368,8 @@ def _read_delimited(path: Path, fmt: str, delimiter: str, id_columns: tuple[str,
             continue
         key = (row[i_key].strip() or None) if i_key is not None else None  # an empty cell: no label given
         gate = _gate_values([row[i] for i in i_gates], where) if i_gates else None
-        out.add(number, row[i_id].strip(), _score(row[i_score].strip(), where), key, gate)
+        use = _gate_values([row[i] for i in i_uses], where, EXPERT_USE_PREFIX) if i_uses else None
+        out.add(number, row[i_id].strip(), _score(row[i_score].strip(), where), key, gate, use)
     columns = tuple(cell.strip() for cell in header_cells)
     return out.result(fmt, id_kind="path" if id_col == "path" else "utt_id", columns=columns)
 
@@ -395,7 +423,14 @@ def read_jsonl_scores(path: str | Path) -> ScoreFile:
         key = (str(row["label"]).strip() or None) if row.get("label") is not None else None
         width = _gate_width(list(row), where)
         gate = _gate_values([row[f"{GATE_PREFIX}{k}"] for k in range(width)], where) if width else None
-        out.add(number, utt, _score(str(score).strip(), where), key, gate)
+        use_width = _gate_width(list(row), where, EXPERT_USE_PREFIX)
+        if out.uses and use_width != len(out.uses[0]):  # sdd score writes the same keys in every row
+            raise ProtocolError(
+                f"{where}: {use_width} MoLEx expert-use values, where the rows before have {len(out.uses[0])}"
+            )
+        keys = [f"{EXPERT_USE_PREFIX}{k}" for k in range(use_width)]
+        use = _gate_values([row[k] for k in keys], where, EXPERT_USE_PREFIX) if use_width else None
+        out.add(number, utt, _score(str(score).strip(), where), key, gate, use)
     return out.result("jsonl", id_kind=id_kind, columns=columns or ())
 
 
@@ -541,6 +576,7 @@ class ScoreMatch:
     n_scores_outside: int = 0
     warnings: list[str] = field(default_factory=list)
     gate_weights: np.ndarray | None = None  # (len(table), E) aligned like scores, when the score file has them
+    expert_use: np.ndarray | None = None  # (len(table), E) a MoLEx model's mean router weights, aligned alike
     expert_names: tuple[str, ...] | None = None  # the score file's names of those E experts, when recorded
     protocol_rows: np.ndarray | None = None  # (len(table),) int64; set by match_scores
 
@@ -815,6 +851,7 @@ def match_scores(table: UtteranceTable, scores: ScoreFile, outside: UtteranceTab
         n_failed_scores=len(failed),
         warnings=notes,
         gate_weights=None if scores.gate_weights is None else scores.gate_weights[score_rows],
+        expert_use=None if scores.expert_use is None else scores.expert_use[score_rows],
         expert_names=scores.expert_names,
         protocol_rows=rows,
     )

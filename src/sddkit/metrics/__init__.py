@@ -1,9 +1,10 @@
 """Evaluation metrics of the field (numpy; higher score = more bona fide; label 1 = bona fide).
 
 Every metric takes ``(labels, scores)`` (a-DCF takes target/nontarget/spoof SASV scores; the
-t-DCFs optionally the ASV error rates), validates them (:class:`MetricError` on one class, NaN/inf or
+t-DCFs optionally the ASV error rates; the t-EER the CM's bona fide/spoof and the ASV's target/nontarget/spoof
+scores), validates them (:class:`MetricError` on one class, NaN/inf or
 bad shapes), and returns a float or a small frozen dataclass that also converts with ``float()``
-(EER, DCFs, t-DCF, a-DCF); :func:`threshold_metrics` returns several rates at once
+(EER, DCFs, t-DCF, a-DCF, t-EER); :func:`threshold_metrics` returns several rates at once
 (:class:`ThresholdMetrics`) and :func:`det_curve` the operating points. :func:`bootstrap_ci` and
 :func:`paired_bootstrap` take such a metric and resample the trials.
 """
@@ -31,6 +32,7 @@ from sddkit.metrics.tdcf import (
     tdcf_2019_from_curve,
     tdcf_2021_from_curve,
 )
+from sddkit.metrics.teer import TEERResult, t_eer
 
 __all__ = [
     "ADCFCost",
@@ -44,6 +46,7 @@ __all__ = [
     "MetricError",
     "TDCFCost",
     "TDCFResult",
+    "TEERResult",
     "ThresholdMetrics",
     "a_dcf",
     "accuracy",
@@ -63,6 +66,7 @@ __all__ = [
     "min_tdcf_2019",
     "min_tdcf_2021",
     "roc_auc",
+    "t_eer",
     "tdcf_2019_from_curve",
     "tdcf_2021_from_curve",
     "threshold_metrics",
