@@ -636,19 +636,7 @@ def render_markdown(report: Report) -> str:
             + ".",
             "",
         ]
-        for key in ("source", "attack"):
-            rows = report.gate_weights[f"by_{key}"]
-            lines += [
-                f"Per {key}:",
-                "",
-                "| " + " | ".join([key, *map(markdown_cell, experts), "n"]) + " |",
-                "|" + "---|" * (len(experts) + 2),
-            ]
-            lines += [
-                "| " + " | ".join([markdown_cell(r[key]), *(f"{r[e]:.3f}" for e in experts), str(r["n"])]) + " |"
-                for r in rows
-            ]
-            lines += ["", f"![gate weights per {key}](gate_weights_by_{key}.png)", ""]
+        lines += _mean_weight_tables(report.gate_weights, "gate_weights", "gate weights")
     if report.expert_use is not None:
         experts = report.expert_use["experts"]
         lines += [
@@ -659,23 +647,30 @@ def render_markdown(report: Report) -> str:
             "is a summary (the training run's `molex_report.json` has them per layer).",
             "",
         ]
-        for key in ("source", "attack"):
-            rows = report.expert_use[f"by_{key}"]
-            lines += [
-                f"Per {key}:",
-                "",
-                "| " + " | ".join([key, *experts, "n"]) + " |",
-                "|" + "---|" * (len(experts) + 2),
-            ]
-            lines += [
-                "| " + " | ".join([markdown_cell(r[key]), *(f"{r[e]:.3f}" for e in experts), str(r["n"])]) + " |"
-                for r in rows
-            ]
-            lines += ["", f"![expert use per {key}](expert_use_by_{key}.png)", ""]
+        lines += _mean_weight_tables(report.expert_use, "expert_use", "expert use")
     if report.warnings:
         lines += ["## Warnings", "", *[f"- {w}" for w in report.warnings], ""]
     lines += ["## Plots", "", "![DET](det.png)", "", "![ROC](roc.png)", "", "![scores per class](scores.png)", ""]
     return "\n".join(lines)
+
+
+def _mean_weight_tables(table: dict[str, Any], stem: str, what: str) -> list[str]:
+    """Markdown per source and per attack of a mean-weight table (gate weights, MoLEx expert use) + its plots."""
+    experts = table["experts"]
+    lines: list[str] = []
+    for key in ("source", "attack"):
+        lines += [
+            f"Per {key}:",
+            "",
+            "| " + " | ".join([key, *map(markdown_cell, experts), "n"]) + " |",
+            "|" + "---|" * (len(experts) + 2),
+        ]
+        lines += [
+            "| " + " | ".join([markdown_cell(r[key]), *(f"{r[e]:.3f}" for e in experts), str(r["n"])]) + " |"
+            for r in table[f"by_{key}"]
+        ]
+        lines += ["", f"![{what} per {key}]({stem}_by_{key}.png)", ""]
+    return lines
 
 
 def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
