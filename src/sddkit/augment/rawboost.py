@@ -17,6 +17,26 @@ Published combinations: 4 = 1+2+3 in series, 5 = 1+2 in series, 6 = 1+3 in serie
 Defaults are the published ones (nBands 5, minF 20, maxF 8000, minBW 100, maxBW 1000,
 minCoeff 10, maxCoeff 100, minG 0, maxG 0, minBiasLinNonLin 5, maxBiasLinNonLin 20,
 N_f 5, P 10, g_sd 2, SNRmin 10, SNRmax 40), written as ``(low, high)`` ranges here.
+
+Against the reference code (``RawBoost.py`` and ``process_Rawboost_feature`` of SSL_Anti-spoofing): the
+algorithms, their order of random draws and every default agree, and fed the same draws the outputs agree to
+float32 precision, except where this implementation differs on purpose:
+
+* Time alignment: the reference's ``filterFIR`` keeps its output from tap ``(L + 1) / 2`` of an odd length-``L``
+  FIR whose delay is ``(L - 1) / 2``, so its filtered signal comes one sample early; here every filter is
+  delay-compensated exactly (algo 1's output, and algo 3's coloured noise, is the reference's one sample later).
+* FIR lengths: 11 to 101 taps instead of the reference's 11 to 99 (see ``fir_taps``).
+* The cascade's peak gain is measured on 513 bins from 0 Hz to Nyquist (more beyond 1024 taps); the reference's
+  ``freqz`` takes 512 and leaves Nyquist out (at most about 0.01 dB apart).
+* The non-linear gain range is ``[minG - maxBiasLinNonLin, maxG - minBiasLinNonLin]``; the reference code draws
+  between ``minG - minBiasLinNonLin`` and ``maxG - maxBiasLinNonLin``. Both are -20 to -5 dB at the published
+  ``minG = maxG = 0``; they differ only when ``gain_db`` is a range.
+* Any sample rate: a notch whose band lies above Nyquist is skipped (the reference, written for 16 kHz, raises).
+* SSI on a silent input adds noise at the -100 dBFS floor (``SILENCE_POWER``) less the SNR; the reference adds
+  nothing.
+
+sddkit's training datasets augment each random crop; SSL_Anti-spoofing augments the whole file before cutting it
+to 64600 samples, so its normalisations and SNRs refer to the whole file rather than to the crop.
 """
 
 from __future__ import annotations
@@ -50,7 +70,7 @@ class RawBoostConfig:
 
     algo: 1..8, see the module docstring.
     n_bands [nBands]: notch filters per cascade.
-    center_hz [minF, maxF]: range of each notch's centre frequency (clipped below Nyquist).
+    center_hz [minF, maxF]: range of each notch's centre frequency; the band's edges are kept inside (0, Nyquist).
     bandwidth_hz [minBW, maxBW]: range of each notch's bandwidth.
     fir_taps [minCoeff, maxCoeff]: range of each FIR's length, both ends included, then made odd (an even draw
         gains one tap): 11 to 101 taps by default. The reference code truncates a float drawn below maxCoeff,
@@ -110,7 +130,7 @@ def bandstop_fir(taps: int, f1: float, f2: float, sr: int) -> np.ndarray:
 def notch_cascade(cfg: RawBoostConfig, gain_db: tuple[float, float], sr: int, rng: np.random.Generator) -> np.ndarray:
     """Impulse response of a cascade of ``n_bands`` random linear-phase FIR band-stop filters.
 
-    The cascade is normalised to a peak magnitude response (on a 512-bin grid) of ``10**(g/20)``,
+    The cascade is normalised to a peak magnitude response (on 513 bins, 0 Hz to Nyquist) of ``10**(g/20)``,
     ``g`` drawn in ``gain_db``. Returns (L,) with L odd, so its group delay ``(L - 1) / 2`` is an integer.
     """
     nyq = sr / 2.0
