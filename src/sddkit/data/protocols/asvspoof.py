@@ -368,6 +368,8 @@ def read_asvspoof2021_la(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
     for lineno, line in iter_lines(proto):
         fields = line.split()
         if len(fields) != 8:
+            if len(fields) > 1:  # another track's key (the DF key's 13 fields, the PA key's 12): said as such
+                _check_track(proto, lineno, fields[1], "LA")
             fields = split_fields(proto, lineno, line, 8, layout)  # raises: the field count is wrong
         speaker, utt, codec, transmission, attack, key, trim, phase = fields
         if not utt.startswith("LA_E_"):
@@ -416,6 +418,8 @@ def read_asvspoof2021_df(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
     for lineno, line in iter_lines(proto):
         fields = line.split()
         if len(fields) != 13:
+            if len(fields) not in (8, 13) and len(fields) > 1:  # the PA key's 12 fields: said as such
+                _check_track(proto, lineno, fields[1], "DF")
             fields = split_fields(proto, lineno, line, (13, 8), layout) + ["-"] * 5
         speaker, utt, codec, source, attack, key, trim, phase, vocoder, task, team, pair, lang = fields
         if not utt.startswith("DF_E_"):

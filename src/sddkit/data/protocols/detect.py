@@ -9,8 +9,8 @@ ASVspoof 5 (10, or the 6-field pre-release) and ADD 2022 (``<file> genuine|fake`
 sddbench (``manifest.csv``), generic ``bonafide/``+``spoof/``, FakeAVCeleb, In-the-Wild, LJSpeech,
 VCTK, Common Voice, MLAAD, LibriSpeech, Fake-or-Real.
 Anything else is a :class:`ProtocolError` that says what was seen and lists the formats; ASVspoof files
-no reader takes (ASVspoof 5 track-2 trial lists, the 2021 PA key) and a ``meta.csv`` of another format in
-a folder are named as such.
+no reader takes (ASVspoof 5 track-2 trial lists, the 2021 PA keys, the 2021 LA ASV keys, ASV enrolment lists) and
+a ``meta.csv`` of another format in a folder are named as such.
 """
 
 from __future__ import annotations
@@ -116,20 +116,58 @@ def _detect_headed(path: Path, line: str) -> str | None:
     return None
 
 
+_ASV_KEYS = {"target", "nontarget"}
+# an ASVspoof 2019 / ASVspoof 5 utterance id (LA_D_1047731, D_A0000000316: ASVspoof 5's enrolment utterances)
+_UTTERANCE_ID = re.compile(r"^(?:(?:LA|PA)_)?[TDE]_A?\d+$")
+
+
+def _is_pa2021_key(tokens: list[str]) -> bool:
+    """A line of an ASVspoof 2021 PA key: the full CM or ASV key (12 fields, KEY tenth, TRIM eleventh) or a
+    stage-1 key (7 fields: the trial second, KEY fifth, PHASE last)."""
+    if len(tokens) == 12:
+        return tokens[9].lower() in _LABELS | _ASV_KEYS and tokens[10] in _TRIM
+    return len(tokens) == 7 and tokens[1].startswith("PA_E_") and tokens[4].lower() in _LABELS | _ASV_KEYS
+
+
+def _is_enrolment_list(tokens: list[str]) -> bool:
+    """``SPEAKER UTT,UTT,...``: an ASV enrolment list (ASVspoof5.dev.enroll.txt, ASVspoof 2019's *.trn.txt)."""
+    if len(tokens) != 2 or "," not in tokens[1]:
+        return False
+    return all(_UTTERANCE_ID.match(u) for u in tokens[1].split(",") if u)
+
+
 def _refuse_unreadable(path: Path, lineno: int, tokens: list[str]) -> None:
     """Known ASVspoof files that no reader takes: a clear error, not the wrong reader or "cannot tell".
 
     ASVspoof 5's track-2 lists (``TARGET_SPEAKER FLAC GENDER ATTACK ASV_KEY``, ``D_0062 D_0000000001 F A11 spoof``)
-    have the 2019 CM protocol's five fields and, on a ``spoof`` line, its last one. The ASVspoof 2021 PA key
-    (``PA_0010 PA_E_1000001 R3 M3 d4 r1 m1 s4 c4 spoof notrim eval``) has no reader; the ASVspoof 2019 ASV
-    protocols (``LA_0007 LA_E_1012823 A07 spoof``) are not CM protocols."""
+    have the 2019 CM protocol's five fields and, on a ``spoof`` line, its last one. The ASVspoof 2021 PA keys
+    (``PA_0010 PA_E_1000001 R3 M3 d4 r1 m1 s4 c4 spoof notrim eval``; the ASV key's KEY ``target``/``nontarget``/
+    ``spoof``; the stage-1 keys' 7 fields, KEY fifth and PHASE last) have no reader; the ASVspoof 2019 ASV
+    protocols (``LA_0007 LA_E_1012823 A07 spoof``), the 2021 LA ASV keys (the CM key's 8 fields, KEY
+    ``target``/``nontarget``/``spoof``) and the ASV enrolment lists (``D_4660 D_A0000000316,D_A0000000725``) are not
+    CM protocols. The layouts are those the ASVspoof 2021 evaluation package reads (``eval-package/config.py``,
+    ``package-stage-1/evaluate.py``) and ASVspoof 5's README describes."""
     asv2019 = asv2019_trial_error(path, lineno, tokens)
     if asv2019 is not None:
         raise asv2019
-    if len(tokens) == 12 and tokens[9].lower() in _LABELS and tokens[10] in _TRIM:
+    if _is_pa2021_key(tokens):
         raise ProtocolError(
-            f"{path}:{lineno}: an ASVspoof 2021 PA key (SPEAKER UTT + 7 replay factors + KEY TRIM PHASE); "
-            "no protocol reader takes it (the 2019 PA CM protocols read as asvspoof2019_la)"
+            f"{path}:{lineno}: an ASVspoof 2021 PA key (SPEAKER UTT + 7 replay factors + KEY TRIM PHASE, or the "
+            "stage-1 keys' 7 fields); no protocol reader takes it (the 2019 PA CM protocols read as asvspoof2019_la)"
+        )
+    if len(tokens) == 8 and tokens[5].lower() in _ASV_KEYS and tokens[6] in _TRIM | {"-"}:
+        # the CM key's layout: a first line with a `spoof` key is taken for the CM key, and its reader names the
+        # file at the first target/nontarget line; a first line with one of those was "cannot tell the format"
+        raise ProtocolError(
+            f"{path}:{lineno}: an ASVspoof 2021 speaker-verification (ASV) key (KEY {tokens[5]!r}), not a "
+            "countermeasure (CM) key; read keys/LA/CM/trial_metadata.txt (stage-1 keys: keys/CM/trial_metadata.txt) "
+            "instead"
+        )
+    if _is_enrolment_list(tokens):
+        raise ProtocolError(
+            f"{path}:{lineno}: an ASV enrolment list (SPEAKER UTTERANCE,UTTERANCE,...: a speaker's enrolment "
+            "utterances, no bona fide/spoof keys), not a countermeasure protocol; read the CM protocol "
+            "(ASVspoof 2019 *.cm.*.txt, ASVspoof5.<train|dev.track_1|eval.track_1>.tsv) instead"
         )
     if (
         len(tokens) == 5
