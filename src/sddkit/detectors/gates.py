@@ -6,11 +6,15 @@ A gate maps what it sees of an input to expert weights ``(B, E)`` that sum to on
   utterance's log-Mel spectrogram (of 16 kHz audio, as every sddkit model takes: a mixture of experts recorded
   at another rate is refused) summarised by its per-bin mean and standard deviation over
   time (2 x 80 values), so the gate works for any input length; a batch norm standardises those
-  statistics before the linear layer, whose logits are divided by ``temperature`` before the softmax.
+  statistics before the linear layer, whose logits are divided by ``temperature`` before the softmax. (The MELE
+  reference code's classic gate is a linear layer on the raw 48,000-sample waveform itself, which fixes the input
+  length.)
 - ``enhanced_mlp`` (MELE "enhanced" gate): each expert's embedding is projected on its own,
   then a shared batch norm (one set of statistics over all experts' projections) and LeakyReLU;
   an element-wise product of the projected embeddings, scaled by a learnt scalar, joins them;
-  then FC / dropout / batch norm / LeakyReLU / FC / softmax.
+  then FC / dropout / batch norm / LeakyReLU / FC / softmax. (The reference code scales the product by a learnt
+  per-feature vector initialised to ones; here one scalar, ``product_scale_init`` 0.1 by default, and the
+  shared batch norm is one call on every expert's rows where the reference calls it once per expert.)
 - ``attention`` (MILE, WIFS 2025): a 2-layer transformer encoder whose tokens are the experts'
   projected embeddings (plus a learnt per-expert token embedding); a linear read-out per token
   gives one logit per expert.

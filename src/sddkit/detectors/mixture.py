@@ -10,10 +10,10 @@ computed in log space (``logsumexp``) and returned as ``logits = log p``. So ``s
 is exactly the mixture probability and ``score = log p_bona - log p_spoof`` is a proper log-odds.
 The reference implementation applied a softmax to already-softmaxed outputs; that squashes the
 scores towards 0 and is not reproduced here. The experts' logits are used as they come: a calibration recorded in
-an expert's model directory (``inference.calibration``) is not applied (the ``average`` gate averages uncalibrated
-probabilities, not calibrated LLRs); the mixture is calibrated as one model, on its own raw score
-(``sdd calibrate``, ``sddkit.scoring.calibrate_model_dir``, or ``scripts/finalize_default_model.py`` on sddbench
-``val``).
+an expert's model directory (``inference.calibration``) is not applied, and ``sdd train`` warns of it (the
+``average`` gate averages uncalibrated probabilities, not calibrated LLRs); the mixture is calibrated as one model,
+on its own raw score (``sdd calibrate``, ``sddkit.scoring.calibrate_model_dir``, or
+``scripts/finalize_default_model.py`` on sddbench ``val``).
 
 MELE: experts of one architecture, one per domain, each trained on its own domain first.
 MILE: experts of different architectures, all trained on the same pooled data.
@@ -291,7 +291,10 @@ def expert_dir_configs(cfg: MixtureConfig) -> list[DetectorConfig]:
         settings.append(inference.sample_rate)
     if len(set(settings)) > 1:
         listed = ", ".join(f"{d} ({sr} Hz)" for d, sr in zip(cfg.expert_dirs, settings, strict=True))
-        raise ConfigError(f"expert_dirs differ in sample rate: {listed}")
+        raise ConfigError(
+            f"expert_dirs differ in sample rate: {listed}; a mixture feeds every expert the same {SAMPLE_RATE} Hz "
+            f"audio: give experts trained and recorded at {SAMPLE_RATE} Hz"
+        )
     if settings and settings[0] != SAMPLE_RATE:
         # the mixture is trained and scored on 16 kHz audio (the trainer records 16 kHz for it), and the classic
         # gate's log-Mel statistics assume that rate: experts recorded at another rate would read every band off
@@ -306,6 +309,29 @@ def expert_dir_configs(cfg: MixtureConfig) -> list[DetectorConfig]:
                 "give experts or expert_dirs, or the same configs in both"
             )
     return configs
+
+
+def expert_calibration_note(cfg: MixtureConfig) -> str | None:
+    """A warning when ``cfg.expert_dirs`` record a calibration (``inference.calibration`` other than the identity),
+    which the mixture does not apply (see the module docstring), else None: a user who calibrated the experts (or
+    mixes in the bundled default model, which is calibrated) would otherwise take the calibrated scores each expert
+    gives alone for what the mixture combines."""
+    from sddkit.detectors.model_dir import read_model_config
+    from sddkit.scoring.inference import parse_inference
+
+    calibrated = []
+    for i, d in enumerate(cfg.expert_dirs):
+        cal = parse_inference(read_model_config(d).get("inference"), f"{d}: inference").calibration
+        if not cal.is_identity:
+            sign = "-" if cal.b < 0 else "+"
+            calibrated.append(f"expert_dirs[{i}] {d} (llr = {cal.a:.4g} * raw {sign} {abs(cal.b):.4g})")
+    if not calibrated:
+        return None
+    return (
+        f"{', '.join(calibrated)} record{'s' if len(calibrated) == 1 else ''} a calibration that the mixture does "
+        "not apply: it mixes every expert's uncalibrated probabilities (sdd score's expert_score columns are raw "
+        "scores too); calibrate the mixture itself afterwards (sdd calibrate)"
+    )
 
 
 def _same_expert(given: dict[str, Any], stored: dict[str, Any]) -> bool:

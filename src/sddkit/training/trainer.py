@@ -504,7 +504,12 @@ class Trainer:
         elif r.init_from is not None:
             return self._init_from(r.init_from)
         elif r.mixture is not None:
-            from sddkit.detectors.mixture import build_mixture, expert_names, resolved_mixture_config
+            from sddkit.detectors.mixture import (
+                build_mixture,
+                expert_calibration_note,
+                expert_names,
+                resolved_mixture_config,
+            )
 
             mixture = r.mixture
             recorded, unrecorded = (None, None)
@@ -531,6 +536,10 @@ class Trainer:
             problem = trained_molex_problem(model)
             if problem is not None:
                 raise ConfigError(f"mixture.expert_dirs: {problem}")
+            # read from the directories (a resume from the checkpoint's record of the experts has none to read)
+            note = expert_calibration_note(mixture) if mixture.expert_dirs and self.info.is_main else None
+            if note is not None:
+                log.warning("mixture.%s", note)
             self.model_config, self.architecture = resolved_mixture_config(mixture), "mixture"
             # frozen experts hold trained weights that no pretrained file restores: export everything
             self._reloadable = set()
