@@ -21,23 +21,29 @@ _SUM_TOLERANCE = 1e-2
 
 
 def gate_weight_table(
-    table: UtteranceTable, weights: np.ndarray, by: str = "source", expert_names: Sequence[str] | None = None
+    table: UtteranceTable,
+    weights: np.ndarray,
+    by: str = "source",
+    expert_names: Sequence[str] | None = None,
+    *,
+    what: str = "gate weights",
 ) -> pd.DataFrame:
     """Mean gate weight of each expert for each value of column ``by`` (and an ``all`` row).
 
     weights: (N, E) array-like, or the tensor ``DetectorOutput.stats["gate_weights"]`` as it comes (on any
     device, in any floating dtype, bfloat16 included, with or without autograd history); N >= 1 files, each row
-    its file's weights (>= 0, summing to 1 within 0.01), else ProtocolError."""
+    its file's weights (>= 0, summing to 1 within 0.01), else ProtocolError. ``what``: the weights' name in those
+    errors (e.g. a MoLEx model's router weights, tabulated alike)."""
     if hasattr(weights, "detach"):  # a torch tensor: numpy knows neither bfloat16 nor autograd nor GPU memory
         weights = weights.detach().cpu().double().numpy()
     weights = np.asarray(weights, dtype=float)
     if weights.ndim != 2 or weights.shape[0] != len(table):
-        raise ProtocolError(f"gate weights must be (N={len(table)}, E >= 1); got {weights.shape}")
+        raise ProtocolError(f"{what} must be (N={len(table)}, E >= 1); got {weights.shape}")
     if not np.isfinite(weights).all():
         bad = int((~np.isfinite(weights).all(axis=1)).sum())
-        raise ProtocolError(f"gate weights must be finite; {bad} of {len(table)} rows hold NaN or inf")
+        raise ProtocolError(f"{what} must be finite; {bad} of {len(table)} rows hold NaN or inf")
     if weights.shape[1] == 0:
-        raise ProtocolError("gate weights have no experts (shape (N, 0))")
+        raise ProtocolError(f"{what} have no experts (shape (N, 0))")
     names = list(expert_names) if expert_names is not None else [f"expert{i}" for i in range(weights.shape[1])]
     if len(names) != weights.shape[1]:
         raise ProtocolError(f"{len(names)} expert names for {weights.shape[1]} experts")
@@ -46,17 +52,18 @@ def gate_weight_table(
         # a repeated name, or one equal to the count column or the group column, would merge columns
         raise ProtocolError(f"expert names must be distinct and differ from 'n' and {by!r}; got {names}")
     if weights.shape[0] == 0:  # the means of no files: a NaN `all` row (and numpy warnings), drawn as a blank heatmap
-        raise ProtocolError("gate weights of no files (shape (0, E)): nothing to tabulate")
+        raise ProtocolError(f"{what} of no files (shape (0, E)): nothing to tabulate")
     # each row is one file's distribution over the experts; anything else (a mixture's expert_scores, the gate's
     # logits) tabulated as weights gave means that are no weights, and a heatmap clipped to [0, 1]
     sums = weights.sum(axis=1)
     off = np.flatnonzero((weights < 0).any(axis=1) | (np.abs(sums - 1.0) > _SUM_TOLERANCE))
     if off.size:
         i = int(off[0])
+        # the hint fits a mixture's score file, whose expert_score columns sit beside its gate_w ones
+        hint = "; expert scores or gate logits are not gate weights" if what == "gate weights" else ""
         raise ProtocolError(
-            f"gate weights must be each file's weights over the experts (>= 0, summing to 1); {off.size} of "
-            f"{len(weights)} rows are not, e.g. row {i}: {weights[i].tolist()} (sum {sums[i]:.6g}); "
-            "expert scores or gate logits are not gate weights"
+            f"{what} must be each file's weights over the experts (>= 0, summing to 1); {off.size} of "
+            f"{len(weights)} rows are not, e.g. row {i}: {weights[i].tolist()} (sum {sums[i]:.6g}){hint}"
         )
     groups = table.column(by)
     if "all" in {str(g) for g in groups}:  # the total row is named `all`: two rows of that name would be ambiguous

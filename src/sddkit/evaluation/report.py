@@ -69,7 +69,7 @@ from sddkit.evaluation.asv import ASVScores
 from sddkit.evaluation.compare import min_replicates
 from sddkit.evaluation.gate_weights import gate_weight_table
 from sddkit.evaluation.groups import attack_groups, groups, markdown_cell, named
-from sddkit.evaluation.scores import ScoreFile, match_scores
+from sddkit.evaluation.scores import EXPERT_USE_PREFIX, ScoreFile, match_scores
 from sddkit.metrics import (
     ASVRates,
     CurveMetric,
@@ -382,9 +382,14 @@ def _aligned_scores(
 
 
 def _gate_tables(
-    table: UtteranceTable, labels: np.ndarray, weights: np.ndarray, names: Sequence[str] | None
+    table: UtteranceTable,
+    labels: np.ndarray,
+    weights: np.ndarray,
+    names: Sequence[str] | None,
+    what: str = "gate weights",
 ) -> dict[str, Any]:
-    """Mean gate weight per expert for each source and each attack (bona fide files as ``bonafide``)."""
+    """Mean gate weight per expert for each source and each attack (bona fide files as ``bonafide``); ``what``:
+    the weights' name in gate_weight_table's errors."""
     attack = np.where(labels == 1, "bonafide", table.column("attack").astype(str))
 
     def quoted_all(values: np.ndarray) -> np.ndarray:  # the tables' total row is `all`: a group so named is quoted
@@ -397,7 +402,7 @@ def _gate_tables(
     out: dict[str, Any] = {}
     for key in ("source", "attack"):
         # gate_weight_table checks the shape (and the names), naming the experts expert0.. when names is None
-        frame = gate_weight_table(grouped, weights, by=key, expert_names=names)
+        frame = gate_weight_table(grouped, weights, by=key, expert_names=names, what=what)
         experts = out.setdefault("experts", [c for c in frame.columns if c != "n"])
         out[f"by_{key}"] = [
             {key: str(group), **{e: float(row[e]) for e in experts}, "n": int(row["n"])}
@@ -472,8 +477,18 @@ def evaluate(
         aucs=aucs,
         per_partition=per_partition,
         gate_weights=None if gates is None else _gate_tables(table, y, gates, aligned.expert_names),
-        expert_use=None if aligned.expert_use is None else _gate_tables(table, y, aligned.expert_use, None),
+        expert_use=None if aligned.expert_use is None else _expert_use_tables(table, y, aligned.expert_use, scores),
     )
+
+
+def _expert_use_tables(
+    table: UtteranceTable, labels: np.ndarray, weights: np.ndarray, scores: object
+) -> dict[str, Any]:
+    """:func:`_gate_tables` of a MoLEx model's router weights (read from a score file, ``scores``); an error names
+    them and the file, not "gate weights" of a mixture (the columns and the fix differ)."""
+    where = f"{scores.path}: " if isinstance(scores, ScoreFile) else ""
+    what = f"{where}MoLEx expert use ({EXPERT_USE_PREFIX}<k> columns, each file's mean router weights)"
+    return _gate_tables(table, labels, weights, None, what=what)
 
 
 # --- writing ----------------------------------------------------------------------------------

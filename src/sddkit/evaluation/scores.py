@@ -225,7 +225,9 @@ def _gate_width(names: list[str], where: str, prefix: str = GATE_PREFIX) -> int:
 
 
 def _gate_values(cells: list[object], where: str, prefix: str = GATE_PREFIX) -> list[float]:
-    """A row's gate weights as floats: each a finite number >= 0 (a gate's output is a distribution)."""
+    """A row's gate weights as floats: each a finite number >= 0 (a gate's output is a distribution; so is a MoLEx
+    router's, read with ``prefix`` EXPERT_USE_PREFIX)."""
+    what = "gate weights" if prefix == GATE_PREFIX else "MoLEx router weights"
     values = []
     for k, cell in enumerate(cells):
         text = "" if cell is None else str(cell).strip()
@@ -234,7 +236,7 @@ def _gate_values(cells: list[object], where: str, prefix: str = GATE_PREFIX) -> 
         except ValueError:
             raise ProtocolError(f"{where}: {prefix}{k} {text!r} is not a number") from None
         if not (math.isfinite(value) and value >= 0):
-            raise ProtocolError(f"{where}: {prefix}{k} is {text}; gate weights are finite and >= 0")
+            raise ProtocolError(f"{where}: {prefix}{k} is {text}; {what} are finite and >= 0")
         values.append(value)
     return values
 

@@ -15,10 +15,10 @@ fide (target) trials as rejected before the spoof (non-target, spoof) ones, so e
 of ties costs at least as much as one of the run's two ends.
 
 Decision rule used throughout sddkit: a trial is accepted as bona fide iff
-``score >= threshold``. A returned threshold (EER, DCFs, t-DCF, a-DCF) is thus the lowest *accepted* score,
-where the official ``compute_eer``, ``compute_mindcf``, ``compute_tDCF`` and ``calculate_a_dcf`` return the
+``score >= threshold``. A returned threshold (EER, minDCF, t-DCF, a-DCF) is thus the lowest *accepted*
+score, where the official ``compute_eer``, ``compute_mindcf``, ``compute_tDCF`` and ``calculate_a_dcf`` return the
 highest *rejected* one (the lowest score less 0.001, or 1e-8 for the a-DCF, when all are accepted): the same
-operating point, named by the next lower score.
+operating point, named by the next lower score. actDCF's is its Bayes threshold, as the official one.
 """
 
 from __future__ import annotations

@@ -133,7 +133,8 @@ def _is_enrolment_list(tokens: list[str]) -> bool:
     """``SPEAKER UTT,UTT,...``: an ASV enrolment list (ASVspoof5.dev.enroll.txt, ASVspoof 2019's *.trn.txt)."""
     if len(tokens) != 2 or "," not in tokens[1]:
         return False
-    return all(_UTTERANCE_ID.match(u) for u in tokens[1].split(",") if u)
+    ids = [u for u in tokens[1].split(",") if u]
+    return bool(ids) and all(_UTTERANCE_ID.match(u) for u in ids)  # all() of no ids: "x.wav ," is no list
 
 
 def _refuse_unreadable(path: Path, lineno: int, tokens: list[str]) -> None:
