@@ -5,20 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import signal
+from test_augment_signal import speechlike
 
 from sddkit.augment import rawboost as rb
 from sddkit.augment.rawboost import RawBoostConfig, lnl_convolutive_noise, notch_cascade
 
 SR = 16000
-
-
-def _speechlike(seconds: float = 0.5, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(SR * seconds)) / SR
-    phase = 2 * np.pi * np.cumsum(120 + 60 * t) / SR
-    x = sum(np.sin(k * phase) / k for k in range(1, 25))
-    x = x * (0.6 + 0.4 * np.sin(2 * np.pi * 3.0 * t)) + 0.05 * rng.standard_normal(len(t))
-    return (0.5 * x / np.max(np.abs(x))).astype(np.float32)
 
 
 def _firwin_cascade(cfg: RawBoostConfig, gain_db: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
@@ -64,7 +56,7 @@ def test_lnl_gains_at_the_published_defaults_are_the_reference_ranges(monkeypatc
         return real(cfg, gain_db, sr, rng)
 
     monkeypatch.setattr(rb, "notch_cascade", spy)
-    lnl_convolutive_noise(_speechlike(0.1), SR, RawBoostConfig(), np.random.default_rng(0))
+    lnl_convolutive_noise(speechlike(0.1), SR, RawBoostConfig(), np.random.default_rng(0))
     assert seen == [(0.0, 0.0)] + [(-20.0, -5.0)] * 4
 
 
@@ -72,7 +64,7 @@ def test_lnl_is_the_sum_of_exactly_aligned_fir_outputs():
     # The reference's filterFIR returns its output one sample early (it starts at tap (L + 1) / 2 of an odd FIR
     # whose delay is (L - 1) / 2); here each order is aligned to its filter's centre tap.
     cfg = RawBoostConfig(n_orders=3)
-    x = _speechlike(0.5)
+    x = speechlike(0.5)
     y = lnl_convolutive_noise(x, SR, cfg, np.random.default_rng(3))
     twin = np.random.default_rng(3)
     gains = [(0.0, 0.0), (-20.0, -5.0), (-20.0, -5.0)]
