@@ -165,3 +165,18 @@ def test_readme_names_the_tensorboard_tags_a_molex_erm_step_logs():
     named = set(re.findall(r"`(train/[a-z_/]+[a-z])`", bullet))
     assert {"train/aux/molex_orthogonality", "train/aux/molex_load_balance", "train/loss", "train/ce"} <= named
     assert named - {"train/lr"} <= tags  # every tag README names for an ERM step is one the step logs
+
+
+@pytest.mark.parametrize(
+    ("second", "message"),
+    [
+        ({"molex_gate_mean_0": 1.0}, r"s\.jsonl:2: 1 MoLEx expert-use values, where the rows before have 2"),
+        ({}, r"s\.jsonl:2: 0 MoLEx expert-use values, where the rows before have 2"),
+    ],
+)
+def test_a_jsonl_row_with_another_number_of_router_weights_is_refused_on_its_line(tmp_path, second, message):
+    first = {"utt_id": "a", "score": 0.5, "molex_gate_mean_0": 0.25, "molex_gate_mean_1": 0.75}
+    path = tmp_path / "s.jsonl"
+    path.write_text(json.dumps(first) + "\n" + json.dumps({"utt_id": "b", "score": 0.1, **second}) + "\n")
+    with pytest.raises(ProtocolError, match=message):
+        read_scores(path)

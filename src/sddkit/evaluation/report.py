@@ -692,12 +692,11 @@ def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
     return pd.DataFrame(list(rows)).to_csv(index=False)
 
 
+# the mean-weight tables' file stems and what their heatmaps show: a mixture's gate, a MoLEx model's routers
+_WEIGHT_TABLES = (("gate_weights", "gate weight"), ("expert_use", "MoLEx router weight"))
 # written only when the evaluation has them; a rerun into the same folder removes the previous run's copy
 _GATE_OUTPUTS = tuple(
-    f"{what}_by_{key}.{ext}"
-    for what in ("gate_weights", "expert_use")
-    for key in ("source", "attack")
-    for ext in ("csv", "png")
+    f"{stem}_by_{key}.{ext}" for stem, _ in _WEIGHT_TABLES for key in ("source", "attack") for ext in ("csv", "png")
 )
 _OPTIONAL_OUTPUTS = ("per_corpus.csv", "per_partition.csv", "per_codec.csv", *_GATE_OUTPUTS)
 
@@ -723,17 +722,15 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
         texts["per_partition.csv"] = _csv_text(report.per_partition)
     if report.per_codec is not None:
         texts["per_codec.csv"] = _csv_text(report.per_codec)
-    heatmaps: dict[str, pd.DataFrame] = {}
-    if report.gate_weights is not None:
+    heatmaps: dict[str, tuple[pd.DataFrame, str]] = {}  # file name -> (table indexed by its key, title)
+    tables = {"gate_weights": report.gate_weights, "expert_use": report.expert_use}
+    for stem, what in _WEIGHT_TABLES:
+        if tables[stem] is None:
+            continue
         for key in ("source", "attack"):
-            frame = pd.DataFrame(report.gate_weights[f"by_{key}"])
-            texts[f"gate_weights_by_{key}.csv"] = frame.to_csv(index=False)
-            heatmaps[f"gate_weights_by_{key}.png"] = frame.set_index(key)
-    if report.expert_use is not None:
-        for key in ("source", "attack"):
-            frame = pd.DataFrame(report.expert_use[f"by_{key}"])
-            texts[f"expert_use_by_{key}.csv"] = frame.to_csv(index=False)
-            heatmaps[f"expert_use_by_{key}.png"] = frame.set_index(key)
+            frame = pd.DataFrame(tables[stem][f"by_{key}"])
+            texts[f"{stem}_by_{key}.csv"] = frame.to_csv(index=False)
+            heatmaps[f"{stem}_by_{key}.png"] = (frame.set_index(key), f"mean {what} per {key}")
     texts["report.json"] = json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
 
     def write(staging: Path) -> list[str]:
@@ -742,9 +739,8 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
         plot_det(report.curves, staging / "det.png")
         plot_roc(report.curves, staging / "roc.png", aucs=report.aucs)
         plot_score_histogram(report.curves["pooled"], staging / "scores.png", threshold=report.pooled["threshold"])
-        for name, frame in heatmaps.items():
-            what = "MoLEx router weight" if name.startswith("expert_use") else "gate weight"
-            plot_gate_heatmap(frame, staging / name, title=f"mean {what} per {frame.index.name}")
+        for name, (frame, title) in heatmaps.items():
+            plot_gate_heatmap(frame, staging / name, title=title)
         plots = ["det.png", "roc.png", "scores.png", *heatmaps]
         return [n for n in texts if n != "report.json"] + [*plots, "report.json"]
 

@@ -185,8 +185,14 @@ class _Collector:
                     f"{self.path}:{line}: {len(gate)} gate weights, where the rows before have {len(self.gates[0])}"
                 )
             self.gates.append(gate)
+        # a row without router weights after rows with them is refused here too (JSONL keys may differ per row)
+        if self.uses and len(use or ()) != len(self.uses[0]):
+            raise ProtocolError(
+                f"{self.path}:{line}: {len(use or ())} MoLEx expert-use values, where the rows before have "
+                f"{len(self.uses[0])}"
+            )
         if use is not None:
-            self.uses.append(use)  # as many per row as a CSV header names; read_jsonl_scores checks its rows
+            self.uses.append(use)
 
     def result(self, fmt: str, id_kind: str = "utt_id", columns: tuple[str, ...] = ()) -> ScoreFile:
         if not self.ids:
@@ -426,12 +432,8 @@ def read_jsonl_scores(path: str | Path) -> ScoreFile:
         width = _gate_width(list(row), where)
         gate = _gate_values([row[f"{GATE_PREFIX}{k}"] for k in range(width)], where) if width else None
         use_width = _gate_width(list(row), where, EXPERT_USE_PREFIX)
-        if out.uses and use_width != len(out.uses[0]):  # sdd score writes the same keys in every row
-            raise ProtocolError(
-                f"{where}: {use_width} MoLEx expert-use values, where the rows before have {len(out.uses[0])}"
-            )
-        keys = [f"{EXPERT_USE_PREFIX}{k}" for k in range(use_width)]
-        use = _gate_values([row[k] for k in keys], where, EXPERT_USE_PREFIX) if use_width else None
+        uses = [row[f"{EXPERT_USE_PREFIX}{k}"] for k in range(use_width)]
+        use = _gate_values(uses, where, EXPERT_USE_PREFIX) if use_width else None
         out.add(number, utt, _score(str(score).strip(), where), key, gate, use)
     return out.result("jsonl", id_kind=id_kind, columns=columns or ())
 
