@@ -13,6 +13,8 @@ from sddkit.features import (
     LFCCConfig,
     LinearSpectrogram,
     LinearSpectrogramConfig,
+    LogLinearFilterbank,
+    LogLinearFilterbankConfig,
     LogMel,
     LogMelConfig,
     dct_matrix,
@@ -149,7 +151,7 @@ def test_sine_peaks_in_the_right_bin():
 
 def test_shapes_for_4s_batch_and_unbatched():
     x = torch.randn(3, 4 * SR)
-    for module, dim in ((LogMel(), 80), (LinearSpectrogram(), 257), (LFCC(), 60)):
+    for module, dim in ((LogMel(), 80), (LogLinearFilterbank(), 120), (LinearSpectrogram(), 257), (LFCC(), 60)):
         out = module(x)
         assert out.shape == (3, dim, 401) and out.dtype == torch.float32 and module.output_dim == dim
         assert module.num_frames(4 * SR) == 401
@@ -164,7 +166,7 @@ def test_short_input_still_works():
     assert LogMel()(torch.randn(2, 100)).shape == (2, 80, 1)  # shorter than n_fft // 2: constant padding
 
 
-@pytest.mark.parametrize("module_cls", [LogMel, LinearSpectrogram, LFCC])
+@pytest.mark.parametrize("module_cls", [LogMel, LogLinearFilterbank, LinearSpectrogram, LFCC])
 def test_gradient_flows(module_cls):
     x = (0.1 * torch.randn(2, 8000)).requires_grad_()
     module_cls()(x).square().mean().backward()
@@ -233,7 +235,7 @@ def test_feature_configs_validate():
 
 def test_filterbanks_are_not_in_state_dict():
     # derived from the config, so checkpoints of front-ends without parameters stay empty
-    assert LogMel().state_dict() == {} and LFCC().state_dict() == {}
+    assert LogMel().state_dict() == {} and LFCC().state_dict() == {} and LogLinearFilterbank().state_dict() == {}
 
 
 # --- front-ends -------------------------------------------------------------------------------------
@@ -241,9 +243,9 @@ def test_filterbanks_are_not_in_state_dict():
 
 def test_frontends_registered_and_shapes():
     reg = get_registry("frontend")
-    assert {"logmel", "logspec", "lfcc", "raw"} <= set(reg.names())
+    assert {"logmel", "lfb", "logspec", "lfcc", "raw"} <= set(reg.names())
     x = torch.randn(2, 4 * SR)
-    for name, dim in (("logmel", 80), ("logspec", 257), ("lfcc", 60)):
+    for name, dim in (("logmel", 80), ("lfb", 120), ("logspec", 257), ("lfcc", 60)):
         fe = reg.build({"name": name})
         assert fe.output_dim == dim
         out = fe(x)
@@ -309,7 +311,7 @@ def test_top_db_in_lfcc_and_frontends_and_validation():
             cfg_cls(top_db=0.0)
 
 
-@pytest.mark.parametrize("name", ["logmel", "logspec", "lfcc"])
+@pytest.mark.parametrize("name", ["logmel", "lfb", "logspec", "lfcc"])
 def test_spec_augment_masks_in_training_only(name):
     frontends = get_registry("frontend")
     plain = frontends.build({"name": name, "normalize": True})
@@ -353,7 +355,7 @@ def test_spec_augment_config_is_recorded_and_validated():
         get_registry("frontend").build({"name": "lfcc", "spec_augment": {"frequency_width": [0, 9]}})
 
 
-@pytest.mark.parametrize("cfg_cls", [LogMelConfig, LinearSpectrogramConfig, LFCCConfig])
+@pytest.mark.parametrize("cfg_cls", [LogMelConfig, LogLinearFilterbankConfig, LinearSpectrogramConfig, LFCCConfig])
 def test_log_options_are_validated_alike(cfg_cls):
     for bad, match in (({"log_floor": 0.0}, "log_floor"), ({"top_db": 0.0}, "top_db"), ({"top_db": -3.0}, "top_db")):
         with pytest.raises(ConfigError, match=match):
@@ -376,7 +378,7 @@ def test_level_normalize_sets_the_rms_and_leaves_silence_quiet():
     torch.testing.assert_close(level_normalize(huge, -27.0), y[:1], rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", ["logmel", "logspec", "lfcc"])
+@pytest.mark.parametrize("name", ["logmel", "lfb", "logspec", "lfcc"])
 def test_level_db_makes_features_gain_invariant(name):
     """log(power + floor) is not gain-invariant, even after CMVN; scaling each input to one RMS first is."""
     reg = get_registry("frontend")
@@ -393,7 +395,7 @@ def test_level_db_makes_features_gain_invariant(name):
     assert to_dict(reg.parse({"name": name, "level_db": -20}).config)["level_db"] == -20.0
 
 
-@pytest.mark.parametrize("name", ["logmel", "logspec", "lfcc"])
+@pytest.mark.parametrize("name", ["logmel", "lfb", "logspec", "lfcc"])
 def test_level_db_removes_a_dc_offset(name):
     """An offset carries no speech: before, it counted in the RMS and scaled the speech on it down."""
     reg = get_registry("frontend")

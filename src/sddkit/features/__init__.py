@@ -1,10 +1,12 @@
-"""Pure-torch spectral features (log-Mel, linear log spectrogram, LFCC) and their building blocks."""
+"""Pure-torch spectral features (log-Mel, log linear filterbank, log spectrogram, LFCC) and their building blocks."""
 
 from sddkit.features.spectral import (
     LFCC,
     LFCCConfig,
     LinearSpectrogram,
     LinearSpectrogramConfig,
+    LogLinearFilterbank,
+    LogLinearFilterbankConfig,
     LogMel,
     LogMelConfig,
     dct_matrix,
@@ -25,6 +27,8 @@ __all__ = [
     "LFCCConfig",
     "LinearSpectrogram",
     "LinearSpectrogramConfig",
+    "LogLinearFilterbank",
+    "LogLinearFilterbankConfig",
     "LogMel",
     "LogMelConfig",
     "dct_matrix",

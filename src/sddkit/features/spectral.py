@@ -1,4 +1,4 @@
-"""Pure-torch spectral features: log-Mel, linear log-power spectrogram, LFCC.
+"""Pure-torch spectral features: log-Mel, log linear-filterbank energies, linear log-power spectrogram, LFCC.
 
 Everything is batched, differentiable and runs on any device (no torchaudio): a waveform
 (..., T) becomes features (..., F, frames). With ``center=True`` (the default) frames are
@@ -39,6 +39,8 @@ __all__ = [
     "LFCCConfig",
     "LinearSpectrogram",
     "LinearSpectrogramConfig",
+    "LogLinearFilterbank",
+    "LogLinearFilterbankConfig",
     "LogMel",
     "LogMelConfig",
     "Float32Constants",
@@ -420,6 +422,31 @@ class LogMelConfig(_FramingConfig):
 
 
 @dataclass
+class LogLinearFilterbankConfig(_FramingConfig):
+    """Log energies of linearly spaced triangular filters (LFCC's filterbank, without its DCT): 25 ms Hann
+    window, 10 ms hop, 120 filters over 0-8000 Hz (centres 66 Hz apart at 16 kHz, each filter spanning about four
+    FFT bins of 31.25 Hz).
+
+    The high bands keep the resolution of the low ones, where a Mel filterbank widens them (a 120-band HTK
+    filterbank up to 8 kHz has bands ~160 Hz apart near 7 kHz and ~16 Hz apart at 100 Hz); it costs what a
+    log-Mel of as many bands costs, where the linear log spectrogram has 257 bins and a float64 FFT.
+    """
+
+    n_filters: int = 120
+    f_min: float = 0.0
+    f_max: float | None = None
+    log_floor: float = 1e-6
+    top_db: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_log_options(self.log_floor, self.top_db)
+        if self.n_filters <= 0:
+            raise ValueError(f"n_filters must be > 0, got {self.n_filters}")
+        _check_band(self.f_min, self.sample_rate / 2.0 if self.f_max is None else self.f_max, self.sample_rate)
+
+
+@dataclass
 class LinearSpectrogramConfig(_FramingConfig):
     """Log power spectrogram, n_fft // 2 + 1 bins (257 for n_fft 512).
 
@@ -556,12 +583,30 @@ class _PowerSpectrum(Float32Constants):
         return 1 + (num_samples - cfg.n_fft) // cfg.hop_length
 
 
-class LogMel(_PowerSpectrum):
+class _LogFilterbank(_PowerSpectrum):
+    """Natural-log energies of a filterbank (rows: filters) over the power spectrum:
+    waveform (..., T) -> (..., n_filters, frames). The config carries ``log_floor`` and ``top_db``."""
+
+    def __init__(self, cfg: LogMelConfig | LogLinearFilterbankConfig, filterbank: Tensor):
+        super().__init__(cfg)
+        self.register_buffer("filterbank", filterbank, persistent=False)
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.filterbank.shape[0])
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            power = self.power(waveform)
+            energies = torch.matmul(self.filterbank.to(power.dtype), power)
+            return clamp_dynamic_range(torch.log(energies + self.cfg.log_floor), self.cfg.top_db, _DB_PER_NEPER)
+
+
+class LogMel(_LogFilterbank):
     """Log-Mel energies: waveform (..., T) -> (..., n_mels, frames)."""
 
     def __init__(self, cfg: LogMelConfig | None = None):
         cfg = cfg or LogMelConfig()
-        super().__init__(cfg)
         fb = mel_filterbank(
             n_mels=cfg.n_mels,
             n_fft=cfg.n_fft,
@@ -571,17 +616,18 @@ class LogMel(_PowerSpectrum):
             scale=cfg.mel_scale,
             norm=cfg.mel_norm,
         )
-        self.register_buffer("filterbank", fb, persistent=False)
+        super().__init__(cfg, fb)
 
-    @property
-    def output_dim(self) -> int:
-        return self.cfg.n_mels
 
-    def forward(self, waveform: Tensor) -> Tensor:
-        with torch.autocast(device_type=waveform.device.type, enabled=False):
-            power = self.power(waveform)
-            mel = torch.matmul(self.filterbank.to(power.dtype), power)
-            return clamp_dynamic_range(torch.log(mel + self.cfg.log_floor), self.cfg.top_db, _DB_PER_NEPER)
+class LogLinearFilterbank(_LogFilterbank):
+    """Log energies of linearly spaced triangular filters: waveform (..., T) -> (..., n_filters, frames)."""
+
+    def __init__(self, cfg: LogLinearFilterbankConfig | None = None):
+        cfg = cfg or LogLinearFilterbankConfig()
+        fb = linear_filterbank(
+            n_filters=cfg.n_filters, n_fft=cfg.n_fft, sample_rate=cfg.sample_rate, f_min=cfg.f_min, f_max=cfg.f_max
+        )
+        super().__init__(cfg, fb)
 
 
 class LinearSpectrogram(_PowerSpectrum):

@@ -1,10 +1,11 @@
-"""Spectral and raw-waveform front-ends (registry ``frontend``): ``logmel``, ``logspec``, ``lfcc``, ``raw``.
+"""Spectral and raw-waveform front-ends (registry ``frontend``): ``logmel``, ``lfb``, ``logspec``, ``lfcc``, ``raw``.
 
 Each maps a waveform (B, T) at 16 kHz to a :class:`FrontendOutput`:
 
 | name | features | ``output_dim`` |
 |---|---|---|
 | ``logmel`` | (B, n_mels, frames) log-Mel energies | n_mels (80) |
+| ``lfb`` | (B, n_filters, frames) log energies of linear triangular filters (LFCC before its DCT) | n_filters (120) |
 | ``logspec`` | (B, n_fft // 2 + 1, frames) log power spectrum | 257 for n_fft 512 |
 | ``lfcc`` | (B, 3 * n_coeffs, frames) LFCC + deltas (ASVspoof baseline) | 60 |
 | ``raw`` | (B, T) the waveform itself (AASIST has its own sinc front-end) | ``None`` |
@@ -52,6 +53,8 @@ from sddkit.features.spectral import (
     LFCCConfig,
     LinearSpectrogram,
     LinearSpectrogramConfig,
+    LogLinearFilterbank,
+    LogLinearFilterbankConfig,
     LogMel,
     LogMelConfig,
     check_float_samples,
@@ -194,6 +197,11 @@ class LogMelFrontendConfig(_FrontendOptions, LogMelConfig):
 
 
 @dataclass
+class LogLinearFilterbankFrontendConfig(_FrontendOptions, LogLinearFilterbankConfig):
+    """:class:`~sddkit.features.spectral.LogLinearFilterbankConfig` plus the front-end options."""
+
+
+@dataclass
 class LogSpecFrontendConfig(_FrontendOptions, LinearSpectrogramConfig):
     """:class:`~sddkit.features.spectral.LinearSpectrogramConfig` plus the front-end options."""
 
@@ -237,6 +245,12 @@ def _spectral_frontend(cfg: Any, feature_cls: type, config_cls: type) -> Spectra
 def build_logmel(cfg: LogMelFrontendConfig, **context: Any) -> SpectralFrontend:
     """Log-Mel filterbank energies (80 HTK-mel bands, 25/10 ms): (B, 80, frames)."""
     return _spectral_frontend(cfg, LogMel, LogMelConfig)
+
+
+@FRONTENDS.register("lfb", config=LogLinearFilterbankFrontendConfig)
+def build_lfb(cfg: LogLinearFilterbankFrontendConfig, **context: Any) -> SpectralFrontend:
+    """Log linear-filterbank energies (120 triangular filters over 0-8 kHz, 25/10 ms): (B, 120, frames)."""
+    return _spectral_frontend(cfg, LogLinearFilterbank, LogLinearFilterbankConfig)
 
 
 @FRONTENDS.register("logspec", config=LogSpecFrontendConfig)
