@@ -31,8 +31,9 @@ INFERENCE = {"window_samples": WINDOW, "threshold": 0.2, "calibration": {"a": 1.
         ({"name": "logmel", "n_mels": 32, "normalize": True, "level_db": -27.0}, {"name": "lcnn", "channels": 4}),
         ({"name": "lfcc", "with_energy": True, "top_db": 60.0}, {"name": "resnet18", "width": 2}),
         ({"name": "logspec", "normalize": True}, {"name": "lcnn", "channels": 6, "lstm_layers": 0, "head": "cosine"}),
+        ({"name": "lfb", "n_filters": 48, "normalize": True, "level_db": -27.0}, {"name": "lcnn", "channels": 4}),
     ],
-    ids=["logmel-lcnn", "lfcc-resnet", "logspec-lcnn"],
+    ids=["logmel-lcnn", "lfcc-resnet", "logspec-lcnn", "lfb-lcnn"],
 )
 def test_spectral_models_export_through_torchscript_and_match_pytorch(tmp_path, frontend, backend):
     cfg = from_dict(DetectorConfig, {"frontend": frontend, "backend": backend})

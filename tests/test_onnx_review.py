@@ -48,6 +48,7 @@ def _structured_windows() -> dict[str, np.ndarray]:
     [
         ("lfcc", {"name": "lfcc"}, {"name": "lcnn", "channels": 4}),  # log_floor 1e-10
         ("logspec", {"name": "logspec"}, {"name": "lcnn", "channels": 4}),  # log_floor 1e-10
+        ("lfb", {"name": "lfb", "log_floor": 1e-10, "normalize": True}, {"name": "lcnn", "channels": 4}),
     ],
 )
 def test_spectral_models_match_pytorch_on_silence_tones_and_offsets(tmp_path, name, frontend, backend):
