@@ -303,7 +303,21 @@ def _try_protocol(path: Path):
 def _resolve(manifest: Path, entry: str, written_from: Path | None = None) -> str:
     """``entry`` as listed by ``manifest``: a relative path is read against ``written_from`` (the folder an sdd score
     output's rows were written from, :func:`_written_from`) when the file is there, else against the manifest's
-    folder when the file is there, else as given (against the working directory)."""
+    folder when the file is there, else as given (against the working directory). A path written on Windows
+    (``audio\\x.wav``) that exists nowhere as given, where its form with forward slashes does, is that file, as the
+    ``labels_csv`` protocol reads it (on POSIX a backslash is part of a file name, so one that exists is kept)."""
+    resolved = _resolve_as_written(manifest, entry, written_from)
+    if "\\" in entry and os.sep != "\\" and not os.path.lexists(resolved):
+        # the same CSV read as a protocol by sdd eval/calibrate/robustness found these files; as a manifest every
+        # row was 'no such file' and sdd score exited 1
+        posix = _resolve_as_written(manifest, entry.replace("\\", "/"), written_from)
+        if os.path.lexists(posix):
+            return posix
+    return resolved
+
+
+def _resolve_as_written(manifest: Path, entry: str, written_from: Path | None = None) -> str:
+    """:func:`_resolve` without the Windows-separator fallback."""
     p = Path(entry)
     if p.is_absolute():
         return entry
