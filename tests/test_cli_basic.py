@@ -117,15 +117,19 @@ def test_describe_checks_a_recipe_whole_as_sdd_train_does(tmp_path, capsys):
     assert main(["describe", str(recipe)]) == 0
 
 
-def test_describe_of_a_model_directory_takes_overrides_with_or_without_the_model_prefix(capsys):
-    from sddkit.scoring.api import default_model_dir
+def test_describe_of_a_model_directory_takes_overrides_with_or_without_the_model_prefix(tmp_path, capsys):
+    from sddkit.config import from_dict, to_dict
+    from sddkit.detectors import model_dir as md
+    from sddkit.detectors.detector import DetectorConfig, build_detector
 
+    cfg = from_dict(DetectorConfig, {"frontend": {"name": "logmel"}, "backend": {"name": "lcnn", "channels": 4}})
+    d = md.save_model_dir(tmp_path / "m", build_detector(cfg), model_config=to_dict(cfg))
     counts = []
     for override in ("backend.channels=8", "model.backend.channels=8"):
-        assert main(["describe", str(default_model_dir()), override]) == 0
+        assert main(["describe", str(d), override]) == 0
         counts.append(json.loads(capsys.readouterr().out)["total_params"])
     assert counts[0] == counts[1]
-    assert main(["describe", str(default_model_dir())]) == 0
+    assert main(["describe", str(d)]) == 0
     assert json.loads(capsys.readouterr().out)["total_params"] != counts[0]
 
 

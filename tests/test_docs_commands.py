@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -193,9 +194,14 @@ def test_model_card_matches_the_bundled_config(capsys):
     assert f"({inference['window_samples']:,} samples)" in card
     assert inference["hop_samples"] * 2 == inference["window_samples"] and "2 s hop" in card
     assert inference.get("min_duration_s", 0.1) == 0.1 and "under 0.1 s (`inference.min_duration_s`" in card
-    assert config["model"]["frontend"]["level_db"] == -27 and "`level_db: -27`" in card
+    mixture = config["architecture"] == "mixture"  # since 2026-12-05, 11:43 UTC: an average of two LCNNs
+    detectors = config["model"]["experts"] if mixture else [config["model"]]
+    assert all(d["frontend"]["level_db"] == -27 for d in detectors) and "`level_db: -27`" in card
     metadata = config["metadata"]
-    if "checkpoints" in metadata:  # the trainer's final/: the mean of its top-k checkpoints, named by their steps
+    if mixture:  # exported as built by sdd train: no checkpoint of its own; the experts' run folders are recorded
+        assert metadata["selection"].startswith("nothing to train") and len(metadata["expert_dirs"]) == len(detectors)
+        assert all(f"`{d}`" in card for d in metadata["expert_dirs"])
+    elif "checkpoints" in metadata:  # the trainer's final/: the mean of its top-k checkpoints, named by their steps
         steps = [str(int(c.removeprefix("step-"))) for c in metadata["checkpoints"]]
         assert f"steps {', '.join(steps[:-1])} and {steps[-1]} of {metadata['steps']:,}" in card
     else:  # best/: one checkpoint, its steps those of its checkpoint (an older export: the run's)
@@ -203,8 +209,9 @@ def test_model_card_matches_the_bundled_config(capsys):
     # the parameter count the card states
     assert main(["describe", str(MODEL_DIR)]) == 0
     assert f"{json.loads(capsys.readouterr().out)['total_params']:,} parameters" in card
-    # "resolves to the committed recipe except for the output folder"
-    command = re.search(r"`sdd train (recipes/sddbench/default_model\.yaml [^`]*)`", card).group(1).split()
+    # "resolves to the committed recipe except for the output folder" (and, for the mixture, its experts' folders)
+    recipe = "default_model_ensemble" if mixture else "default_model"
+    command = shlex.split(re.search(rf"`sdd train (recipes/sddbench/{recipe}\.yaml [^`]*)`", card).group(1))
     assert main(["train", str(REPO / command[0]), "--print-config", *command[1:]]) == 0
     resolved = json.loads(capsys.readouterr().out)
     assert not _subset_diff(config["metadata"]["train_recipe"], resolved)
@@ -212,6 +219,8 @@ def test_model_card_matches_the_bundled_config(capsys):
     committed = json.loads(capsys.readouterr().out)
     trained_in = config["metadata"]["train_recipe"]["trainer"]["out_dir"]
     assert trained_in != committed["trainer"]["out_dir"]
-    assert _subset_diff(config["metadata"]["train_recipe"], committed) == [
-        f".trainer.out_dir: {trained_in!r} != {committed['trainer']['out_dir']!r}"
-    ]
+    expected = [f".trainer.out_dir: {trained_in!r} != {committed['trainer']['out_dir']!r}"]
+    if mixture:
+        dirs = config["metadata"]["train_recipe"]["mixture"]["expert_dirs"]
+        expected.insert(0, f".mixture.expert_dirs: {dirs!r} != {committed['mixture']['expert_dirs']!r}")
+    assert _subset_diff(config["metadata"]["train_recipe"], committed) == expected

@@ -53,7 +53,13 @@ def test_spectral_models_export_through_torchscript_and_match_pytorch(tmp_path, 
 def test_the_bundled_model_exports_through_torchscript_and_scores_as_in_pytorch(tmp_path):
     # its own weights and architecture, on shorter windows than its 4 s (the test's time is the 4 s forwards)
     bundled = md.load_model_dir(resolve_model_path(None))
-    d = md.save_model_dir(tmp_path / "m", bundled.model.eval(), model_config=bundled.model_config, inference=INFERENCE)
+    d = md.save_model_dir(
+        tmp_path / "m",
+        bundled.model.eval(),
+        model_config=bundled.model_config,
+        architecture=bundled.architecture,
+        inference=INFERENCE,
+    )
     report = export_onnx(d, tmp_path / "m.onnx")
     assert report["exporter"] == "torchscript" and report["max_abs_diff"] < 1e-4
     x = (0.1 * np.random.default_rng(0).standard_normal(3 * WINDOW + 123)).astype(np.float32)

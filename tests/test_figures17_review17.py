@@ -11,7 +11,6 @@ called 120 the most bands below 128 that leave no filter empty at n_fft 512; up 
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from datetime import datetime
@@ -77,9 +76,10 @@ def test_the_120_band_probes_ratio_and_mean_follow_from_its_own_figures():
     assert f"the end-to-end timing of rule (b) below is of the model trained, {ratio:.1f}x)" in section
     mean = re.search(r"\(a\) mean `val` EER ([\d.]+) % \(([\d.]+) / ([\d.]+)\)", section)
     assert mean is not None
-    seed1 = 100 * json.loads((MODEL_DIR / "config.json").read_text())["metadata"]["val_eer"]
-    assert mean.group(2) == f"{seed1:.2f}"  # the bundled model is seed 1's final/
-    assert mean.group(1) == f"{(seed1 + float(mean.group(3))) / 2:.2f}"
+    # seed 1's finalized final/ (bundled 09:18-11:43 UTC, now the ensemble's log-Mel expert): its val EER as
+    # scripts/finalize_default_model.py printed it
+    assert mean.group(2) == "8.92"
+    assert abs(float(mean.group(1)) - (float(mean.group(2)) + float(mean.group(3))) / 2) <= 0.005 + 1e-9
 
 
 def test_the_cards_rebuild_check_names_the_model_it_checked():
@@ -90,7 +90,9 @@ def test_the_cards_rebuild_check_names_the_model_it_checked():
     start = datetime.strptime(f"{check.group(1)} {check.group(2)}", "%Y-%m-%d %H:%M")
     since = datetime.strptime(f"2026-12-05 {bundled.group(1)}", "%Y-%m-%d %H:%M")
     paragraph = _flat(CARD[check.start() : CARD.index("\n\n", check.start())])
-    if start < since:
+    # a check of one expert of the bundled mixture names that expert (the card gives each expert's check)
+    of_expert = re.match(r"\*\*Rebuild check of the `\w+` expert", paragraph)
+    if start < since and not of_expert:
         assert "bundled before these weights" in paragraph and "not yet repeated for these weights" in paragraph
 
 

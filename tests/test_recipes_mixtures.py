@@ -7,6 +7,7 @@ those directories (the ``sdd describe`` counts and ``build_mixture``).
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import torch
 import yaml
 
 from sddkit.cli.describe_cmd import describe
-from sddkit.config import from_dict
+from sddkit.config import from_dict, to_dict
 from sddkit.detectors.detector import DetectorConfig, build_detector
 from sddkit.detectors.mixture import DetectorMixture, build_mixture
 from sddkit.detectors.model_dir import save_model_dir
@@ -33,12 +34,28 @@ def _gate_recipes() -> list[Path]:
     return [p for p, d in _all_recipes().items() if (d.get("mixture") or {}).get("expert_dirs")]
 
 
-def _stage1_models() -> dict[str, dict]:
-    """``<out_dir>/best`` -> model config, for every shipped recipe that trains a single detector."""
+def _stage1_models(gate_recipe: Path | None = None) -> dict[str, dict]:
+    """``<out_dir>/best`` and ``<out_dir>/final`` -> model config, for every shipped recipe that trains a single
+    detector, and for every ``sdd train`` command in ``gate_recipe``'s header comments (a shipped recipe with
+    overrides, as the bundled default model's two experts are trained)."""
     out = {}
     for data in _all_recipes().values():
         if data.get("model") and "out_dir" in (data.get("trainer") or {}):
-            out[data["trainer"]["out_dir"].rstrip("/") + "/best"] = data["model"]
+            for kind in ("best", "final"):
+                out[data["trainer"]["out_dir"].rstrip("/") + "/" + kind] = data["model"]
+    header = [] if gate_recipe is None else gate_recipe.read_text().split("\n")
+    for line in header:
+        if not line.startswith("#"):
+            break
+        if not line.lstrip("# ").startswith("sdd train "):
+            continue
+        words = shlex.split(line.lstrip("# "))
+        if words[2] == str(gate_recipe.relative_to(RECIPES.parent)):
+            continue
+        recipe = load_recipe(RECIPES.parent / words[2], words[3:])
+        model = to_dict(recipe.model)
+        for kind in ("best", "final"):
+            out[recipe.trainer.out_dir.rstrip("/") + "/" + kind] = model
     return out
 
 
@@ -67,7 +84,7 @@ def test_there_are_mele_and_mile_gate_recipes():
 def test_gate_recipe_builds_on_saved_experts_of_the_same_architectures(recipe, tmp_path):
     torch.manual_seed(0)
     data = yaml.safe_load(recipe.read_text())
-    stage1 = _stage1_models()
+    stage1 = _stage1_models(recipe)
     wanted = data["mixture"]["expert_dirs"]
     missing = [d for d in wanted if d not in stage1]
     assert not missing, f"{recipe}: no shipped recipe trains {missing}"
