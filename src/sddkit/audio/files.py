@@ -1,9 +1,10 @@
-"""Finding audio files on disk: the suffixes taken as audio, and a recursive listing that follows links safely."""
+"""Finding audio files on disk: the suffixes taken as audio, a recursive listing that follows links safely, and
+the file a path written on Windows names."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from sddkit.errors import ProtocolError
@@ -42,6 +43,18 @@ AUDIO_EXTENSIONS: tuple[str, ...] = (
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mkv", ".mov", ".webm", ".3gp"})
 """Containers that usually hold a video: in a folder listing, one is left out when a file of another listed suffix
 has the same stem beside it (``clip.wav`` extracted from ``clip.mp4``), so the audio is not listed twice."""
+
+
+def resolve_written_path(written: str, resolve: Callable[[str], str]) -> str:
+    """``resolve(written)`` (the caller's rule for a listed path: its base folder, say); but a path written on Windows
+    (``audio\\x.wav``, a list made there) that does not exist so, where ``resolve`` of its form with forward slashes
+    does, is that file. On POSIX a backslash is part of a file name, so a path that exists as written is never
+    changed. Shared by the ``labels_csv`` protocol reader and ``sdd score``'s manifests, which read the same CSVs."""
+    path = resolve(written)
+    if "\\" not in written or os.sep == "\\" or os.path.lexists(path):
+        return path
+    converted = resolve(written.replace("\\", "/"))
+    return converted if os.path.lexists(converted) else path
 
 
 def list_audio_files(root: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> list[Path]:

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sddkit.audio.files import AUDIO_EXTENSIONS, list_audio_files
+from sddkit.audio.files import AUDIO_EXTENSIONS, list_audio_files, resolve_written_path
 from sddkit.data.protocols._common import header_fields, misspelt_columns
 from sddkit.data.text import is_utf16_text, read_text
 from sddkit.documents import recorded_base_dir, run_record_path
@@ -306,14 +306,9 @@ def _resolve(manifest: Path, entry: str, written_from: Path | None = None) -> st
     folder when the file is there, else as given (against the working directory). A path written on Windows
     (``audio\\x.wav``) that exists nowhere as given, where its form with forward slashes does, is that file, as the
     ``labels_csv`` protocol reads it (on POSIX a backslash is part of a file name, so one that exists is kept)."""
-    resolved = _resolve_as_written(manifest, entry, written_from)
-    if "\\" in entry and os.sep != "\\" and not os.path.lexists(resolved):
-        # the same CSV read as a protocol by sdd eval/calibrate/robustness found these files; as a manifest every
-        # row was 'no such file' and sdd score exited 1
-        posix = _resolve_as_written(manifest, entry.replace("\\", "/"), written_from)
-        if os.path.lexists(posix):
-            return posix
-    return resolved
+    # the same CSV read as a protocol by sdd eval/calibrate/robustness found these files; as a manifest every row
+    # was 'no such file' and sdd score exited 1
+    return resolve_written_path(entry, lambda e: _resolve_as_written(manifest, e, written_from))
 
 
 def _resolve_as_written(manifest: Path, entry: str, written_from: Path | None = None) -> str:

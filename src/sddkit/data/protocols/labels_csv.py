@@ -25,6 +25,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sddkit.audio.files import resolve_written_path
 from sddkit.data import PROTOCOLS
 from sddkit.data.protocols._common import (
     BONAFIDE_SPOOF_WORDS,
@@ -68,12 +69,7 @@ def _resolved(written: str, root: Path) -> str:
     """The file ``written`` names: relative to ``root`` unless absolute. A path written on Windows
     (``audio\\x.wav``) that does not exist as given, where its form with forward slashes does, is that file
     (on POSIX a backslash is part of a file name); a path that exists as given is never changed."""
-    path = written if os.path.isabs(written) else str(root / written)
-    if "\\" not in written or os.sep == "\\" or os.path.lexists(path):
-        return path
-    posix = written.replace("\\", "/")
-    converted = posix if os.path.isabs(posix) else str(root / posix)
-    return converted if os.path.lexists(converted) else path
+    return resolve_written_path(written, lambda w: w if os.path.isabs(w) else str(root / w))
 
 
 @dataclass
