@@ -143,7 +143,14 @@ class LCNN(nn.Module):
             raise ValueError(f"expected spectral features (B, {self.in_dim}, T), got shape {tuple(features.shape)}")
         if features.shape[2] < DOWNSAMPLE:
             raise ValueError(f"LCNN needs at least {DOWNSAMPLE} frames, got {features.shape[2]}")
-        x = self.convs(features.transpose(1, 2).unsqueeze(1))  # (B, C, T', F')
+        x = features.transpose(1, 2).unsqueeze(1)  # (B, 1, T, F)
+        if not self.training:
+            # channels-last (NHWC) activations for inference: on the CPU the model runs about twice as fast (the NCHW
+            # 2x2 max-pool alone took ~30 % of its time), values equal up to float rounding (~3e-7 on the logits of
+            # the bundled experts). Training keeps NCHW (NHWC was only ~10 % faster there), so that a training step
+            # computes bit for bit what it computed before and the bundled weights' recipes stay reproducible
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.convs(x)  # (B, C, T', F')
         frames = x.permute(0, 2, 1, 3).flatten(2)  # (B, T', C * F')
         pooled = (self.lstm(frames) + frames).mean(dim=1) if len(self.lstm) else frames.mean(dim=1)
         return BackendOutput(logits=self.classifier(pooled), embedding=pooled)
