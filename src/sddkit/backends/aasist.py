@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sddkit.backends import BACKENDS
+from sddkit.backends.fastpath import channels_last_on_cpu, conv_bn, inference_fast_path, max_pool_over_time
 from sddkit.backends.graph import SpectroTemporalGraph
 from sddkit.backends.heads import ClassifierConfig, build_classifier
 from sddkit.detectors.outputs import BackendOutput
@@ -139,10 +140,21 @@ class ResidualBlock(nn.Module):
         self.pool = nn.MaxPool2d((1, 3)) if pool else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
+        if inference_fast_path(self):
+            return self._forward_inference(x)
         out = x if (self.first or self.reference_compat) else F.selu(self.bn1(x))
         out = self.conv2(F.selu(self.bn2(self.conv1(out))))
         identity = x if self.downsample is None else self.downsample(x)
         return self.pool(out + identity)
+
+    def _forward_inference(self, x: Tensor) -> Tensor:
+        """forward's values (up to float rounding) with ``bn2`` folded into ``conv1`` and in-place activations: no
+        autograd to serve, and each of those passes over a block's largest tensors cost a fifth to a quarter of its
+        convolution's time."""
+        out = x if (self.first or self.reference_compat) else F.selu(self.bn1(x), inplace=True)
+        out = self.conv2(F.selu(conv_bn(self.conv1, self.bn2, out), inplace=True))
+        out += x if self.downsample is None else self.downsample(x)
+        return max_pool_over_time(out, self.pool.kernel_size[1]) if isinstance(self.pool, nn.MaxPool2d) else out
 
 
 def build_encoder(channels: list[Pair], *, pool: bool, reference_compat: bool) -> nn.Sequential:
@@ -249,6 +261,8 @@ class AASIST(nn.Module):
         x = self.sinc(waveform).unsqueeze(1)  # (B, 1, filters, T')
         x = F.max_pool2d(x.abs(), (3, 3))
         x = F.selu(self.input_bn(x))
+        if inference_fast_path(self):
+            x = channels_last_on_cpu(x)  # the encoder's convolutions keep the layout (2x faster on the CPU)
         e = self.encoder(x).abs()  # (B, C, F, T'')
         spectral = e.amax(dim=3).transpose(1, 2)  # (B, F, C): max over time
         temporal = e.amax(dim=2).transpose(1, 2)  # (B, T'', C): max over frequency

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sddkit.backends import BACKENDS
+from sddkit.backends.fastpath import channels_last_on_cpu, conv_bn, inference_fast_path
 from sddkit.backends.heads import ClassifierConfig, build_classifier
 from sddkit.backends.layout import require_layout
 from sddkit.detectors.outputs import BackendOutput
@@ -40,9 +41,18 @@ class BasicBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        if inference_fast_path(self):
+            return self._forward_inference(x)
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
+
+    def _forward_inference(self, x: Tensor) -> Tensor:
+        """forward's values (up to float rounding) with the batch norms folded into the convolutions and in-place
+        ReLUs and sum: no autograd to serve, and each of those passes cost a good part of a convolution's time."""
+        out = conv_bn(self.conv2, self.bn2, conv_bn(self.conv1, self.bn1, x).relu_())
+        out += x if isinstance(self.shortcut, nn.Identity) else conv_bn(self.shortcut[0], self.shortcut[1], x)
+        return out.relu_()
 
 
 @dataclass
@@ -94,7 +104,13 @@ class ResNet(nn.Module):
             raise ValueError(f"expected spectral features (B, {self.in_dim}, T), got shape {tuple(features.shape)}")
         if features.shape[2] == 0:
             raise ValueError(f"ResNet needs at least 1 frame, got shape {tuple(features.shape)}")
-        x = self.stages(self.stem(features.unsqueeze(1)))
+        x = features.unsqueeze(1)
+        if inference_fast_path(self):
+            # channels-last activations, batch norms folded (here and in the blocks): 1.3-1.8x faster on the CPU
+            # together (80 to 257 bins), more than either alone
+            x = self.stages(conv_bn(self.stem[0], self.stem[1], channels_last_on_cpu(x)).relu_())
+        else:
+            x = self.stages(self.stem(x))
         pooled = self.pool(x).flatten(1)  # (B, 8w)
         return BackendOutput(logits=self.classifier(self.dropout(pooled)), embedding=pooled)
 
