@@ -1,4 +1,5 @@
-"""The LCNN runs its convolutions channels-last (NHWC) for inference and NCHW for training.
+"""The LCNN runs its convolutions channels-last (NHWC) for inference (eval mode, no autograd, not tracing:
+sddkit.backends.fastpath.inference_fast_path) and NCHW otherwise.
 
 Inference: the same logits as the NCHW computation up to float rounding (about twice as fast on the CPU, a benchmark's
 matter). Training: exactly the NCHW computation, forward and gradients, so a recipe's run reproduces the weights it
@@ -10,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sddkit.backends.fastpath import plain_computation
 from sddkit.backends.lcnn import LCNN, LCNNConfig
 
 
@@ -20,6 +22,15 @@ def _nchw_reference(model: LCNN, features: torch.Tensor) -> torch.Tensor:
     frames = x.permute(0, 2, 1, 3).flatten(2)
     pooled = (model.lstm(frames) + frames).mean(dim=1) if len(model.lstm) else frames.mean(dim=1)
     return model.classifier(pooled)
+
+
+class _Logits(torch.nn.Module):
+    def __init__(self, model: LCNN):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model(features).logits
 
 
 def _model(lstm_layers: int = 2, dropout: float = 0.0) -> LCNN:
@@ -74,7 +85,7 @@ def test_training_is_exactly_the_nchw_computation_forward_and_backward() -> None
             assert torch.equal(a.running_var, b.running_var)
 
 
-def test_the_convolutions_see_channels_last_activations_in_eval_mode_only() -> None:
+def test_the_convolutions_see_channels_last_activations_at_inference_only() -> None:
     # the speed-up itself is measured in docs/benchmarks.md; this pins the layout that gives it. The second
     # convolution's input is looked at: a (B, 1, T, F) tensor can be both layouts at once
     model = _model()
@@ -86,7 +97,14 @@ def test_the_convolutions_see_channels_last_activations_in_eval_mode_only() -> N
     model.eval()
     with torch.no_grad():
         model(features)
+    with torch.inference_mode():
+        model(features)
+    with plain_computation(), torch.inference_mode():  # switched off by hand (benchmarks)
+        model(features)
+    model(features)  # eval mode with autograd (an attack, a saliency map): the plain computation
+    with torch.no_grad():  # an export's trace, without autograd: the plain graph
+        torch.jit.trace(_Logits(model), features, check_trace=False)
     model.train()
     model(features)
     hook.remove()
-    assert seen == [True, False]
+    assert seen == [True, True, False, False, False, False]

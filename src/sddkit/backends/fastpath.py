@@ -9,13 +9,37 @@ change. The speed-ups are measured in docs/benchmarks.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
+
+_DISABLED = False
+
+
+@contextmanager
+def plain_computation() -> Iterator[None]:
+    """Within it every back-end runs its plain computation, at inference too: for benchmarks
+    (benchmarks/bench_fast_path.py) and for checking a difference against the fast path. Process-wide, not per
+    thread."""
+    global _DISABLED
+    before, _DISABLED = _DISABLED, True
+    try:
+        yield
+    finally:
+        _DISABLED = before
 
 
 def inference_fast_path(module: nn.Module) -> bool:
     """Whether ``module`` may take its inference-only path (see the module docstring)."""
-    return not (module.training or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+    return not (
+        _DISABLED
+        or module.training
+        or torch.is_grad_enabled()
+        or torch.jit.is_tracing()
+        or torch.onnx.is_in_onnx_export()
+    )
 
 
 def fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:

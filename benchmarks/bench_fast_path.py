@@ -1,0 +1,85 @@
+"""Inference fast paths (sddkit.backends.fastpath) on vs off, one process, runs interleaved.
+
+For each model directory: the forward of a batch of random waveforms, timed with the fast path (eval mode under
+``torch.inference_mode``, as scoring runs) and without it (the same within
+``sddkit.backends.fastpath.plain_computation``: every back-end's plain computation), alternating, best of
+``--repeats``; plus the largest difference of their logits. Interleaving makes the ratio robust to a busy host; the
+absolute times are not.
+
+    python benchmarks/bench_fast_path.py --model src/sddkit/assets/default_model --threads 1
+    sdd import-aasist ../shared/models/aasist-official/AASIST.pth --out /tmp/AASIST
+    python benchmarks/bench_fast_path.py --model /tmp/AASIST --samples 64600 --threads 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def _time(fn, repeats: int) -> tuple[float, torch.Tensor]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def bench(model_dir: str, *, batch: int, samples: int, threads: int, repeats: int) -> dict:
+    from sddkit.backends.fastpath import plain_computation
+    from sddkit.detectors.model_dir import load_model_dir
+
+    torch.set_num_threads(threads)
+    loaded = load_model_dir(model_dir)
+    model = (loaded.model if hasattr(loaded, "model") else loaded).eval().requires_grad_(False)
+    waveform = torch.randn(batch, samples, generator=torch.Generator().manual_seed(0)) * 0.05
+
+    def fast() -> torch.Tensor:
+        with torch.inference_mode():
+            return model(waveform).logits
+
+    def plain() -> torch.Tensor:
+        with plain_computation(), torch.inference_mode():
+            return model(waveform).logits
+
+    fast(), plain()  # warm-up
+    t_fast = t_plain = float("inf")
+    for _ in range(repeats):  # alternate, so that a load change hits both
+        t, a = _time(fast, 1)
+        t_fast = min(t_fast, t)
+        t, b = _time(plain, 1)
+        t_plain = min(t_plain, t)
+    return {
+        "model": model_dir,
+        "threads": threads,
+        "plain_s": round(t_plain, 4),
+        "fast_s": round(t_fast, 4),
+        "speed_up": round(t_plain / t_fast, 2),
+        "max_abs_logit_diff": float((a - b).abs().max()),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", action="append", required=True, help="model directory (repeatable)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--samples", type=int, default=64000, help="samples per waveform (16 kHz)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1])
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args()
+    print("| model | threads | plain (s) | fast path (s) | speed-up | max abs logit diff |")
+    print("|---|---|---|---|---|---|")
+    for model_dir in args.model:
+        for threads in args.threads:
+            r = bench(model_dir, batch=args.batch, samples=args.samples, threads=threads, repeats=args.repeats)
+            print(
+                f"| {r['model']} | {threads} | {r['plain_s']} | {r['fast_s']} | {r['speed_up']}x "
+                f"| {r['max_abs_logit_diff']:.1e} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
