@@ -1,34 +1,43 @@
-"""Inference-only computations of the convolutional back-ends (AASIST, ResNet): the same values as their plain
+"""Inference-only computations of the convolutional back-ends (LCNN, AASIST, ResNet): the same values as their plain
 forward up to float rounding, with less work on the CPU.
 
 Taken only where :func:`inference_fast_path` allows it: eval mode and no autograd (scoring runs under
-``torch.inference_mode``). Training, gradients in eval mode (attacks, saliency maps) and TorchScript tracing / ONNX
-export run the plain computation, so a recipe reproduces its trained weights bit for bit and exported graphs do not
-change. The speed-ups are measured in docs/benchmarks.md.
+``torch.inference_mode``). Training, gradients in eval mode (attacks, saliency maps), TorchScript tracing, ONNX export
+(both exporters) and anything dynamo traces (``torch.export``; ``torch.compile``, whose graph is then left to the
+compiler's own passes) run the plain computation, so a recipe reproduces its trained weights bit for bit and exported
+graphs do not change. A mixture's frozen experts, in eval mode without autograd inside a training step, are run
+under :func:`plain_computation` by the mixture for the same reason. The speed-ups are measured in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
-_DISABLED = False
+# how many plain_computation blocks are open: a count, not a saved-and-restored flag, as blocks of several threads
+# end in any order (a restored flag could be left on, or be turned off under a block still open)
+_DISABLED = 0
+_DISABLED_LOCK = threading.Lock()
 
 
 @contextmanager
 def plain_computation() -> Iterator[None]:
     """Within it every back-end runs its plain computation, at inference too: for benchmarks
-    (benchmarks/bench_fast_path.py) and for checking a difference against the fast path. Process-wide, not per
-    thread."""
+    (benchmarks/bench_fast_path.py), for checking a difference against the fast path, and for a mixture's frozen
+    experts in a training step. Process-wide, not per thread: while any block is open, every thread computes
+    plainly."""
     global _DISABLED
-    before, _DISABLED = _DISABLED, True
+    with _DISABLED_LOCK:
+        _DISABLED += 1
     try:
         yield
     finally:
-        _DISABLED = before
+        with _DISABLED_LOCK:
+            _DISABLED -= 1
 
 
 def inference_fast_path(module: nn.Module) -> bool:
@@ -39,21 +48,27 @@ def inference_fast_path(module: nn.Module) -> bool:
         or torch.is_grad_enabled()
         or torch.jit.is_tracing()
         or torch.onnx.is_in_onnx_export()
+        # torch.export (under no_grad it saw eval mode and no autograd, and put the fast path in its graph) and
+        # torch.compile: is_in_onnx_export says nothing of them
+        or torch.compiler.is_compiling()
     )
 
 
 def fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
     """(weight, bias) of one convolution computing the eval-mode ``bn(conv(x))``: a pass over the convolution's
-    output saved. Folded in float32 (a half-precision model's weights are rounded once, after the product). ``bn``
+    output saved. Folded in float32 at least (a half-precision model's weights are rounded once, after the product;
+    a float64 model's stay float64). ``bn``
     must hold running statistics (an eval-mode norm without them normalises by the batch: nothing to fold)."""
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("fold_batch_norm needs a batch norm with running statistics (track_running_stats=True)")
-    scale = torch.rsqrt(bn.running_var.float() + bn.eps)
+    dtype = torch.promote_types(conv.weight.dtype, torch.float32)  # float32 would round a float64 model's weights
+    scale = torch.rsqrt(bn.running_var.to(dtype) + bn.eps)
     if bn.weight is not None:  # affine=False: scale 1, shift 0
-        scale = scale * bn.weight.float()
-    shift = -bn.running_mean.float() if conv.bias is None else conv.bias.float() - bn.running_mean.float()
-    bias = shift * scale if bn.bias is None else shift * scale + bn.bias.float()
-    weight = conv.weight.float() * scale.reshape(-1, *([1] * (conv.weight.dim() - 1)))
+        scale = scale * bn.weight.to(dtype)
+    mean = bn.running_mean.to(dtype)
+    shift = -mean if conv.bias is None else conv.bias.to(dtype) - mean
+    bias = shift * scale if bn.bias is None else shift * scale + bn.bias.to(dtype)
+    weight = conv.weight.to(dtype) * scale.reshape(-1, *([1] * (conv.weight.dim() - 1)))
     return weight.to(conv.weight.dtype), bias.to(conv.weight.dtype)
 
 

@@ -25,6 +25,7 @@ mixture, whose config holds the experts' configs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sddkit.backends.fastpath import plain_computation
 from sddkit.config import component_field, from_dict, to_dict
 from sddkit.detectors.detector import DetectorConfig, build_detector, cast_floating, check_waveform, waveform_dtype
 from sddkit.detectors.outputs import DetectorOutput
@@ -111,8 +113,14 @@ class DetectorMixture(nn.Module):
         for expert, learns in zip(self.experts, trained, strict=True):
             # a frozen expert runs without autograd (unless the waveform itself wants a gradient, e.g. an attack
             # or a saliency map): nothing of it is learnt, and its weight-only terms (MoLEx orthogonality) are
-            # skipped as at inference instead of computed on every training step for nothing
-            with torch.set_grad_enabled(torch.is_grad_enabled() and (learns or waveform.requires_grad)):
+            # skipped as at inference instead of computed on every training step for nothing. In eval mode without
+            # autograd its back-end would take its inference fast path; in training it computes plainly, so that a
+            # gate's recipe reproduces its weights bit for bit (under compile the fast path is off anyway)
+            plain = self.training and not learns and not torch.compiler.is_compiling()
+            with (
+                torch.set_grad_enabled(torch.is_grad_enabled() and (learns or waveform.requires_grad)),
+                plain_computation() if plain else contextlib.nullcontext(),
+            ):
                 outs.append(expert(waveform))
         weights = self.gate(waveform, [o.embedding for o in outs])  # (B, E)
         expected = (waveform.shape[0], len(outs))
