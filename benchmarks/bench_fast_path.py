@@ -6,7 +6,7 @@ For each model directory: the forward of a batch of random waveforms, timed with
 ``--repeats``; plus the largest difference of their logits. Interleaving makes the ratio robust to a busy host; the
 absolute times are not.
 
-    python benchmarks/bench_fast_path.py --model src/sddkit/assets/default_model --threads 1
+    python benchmarks/bench_fast_path.py --model src/sddkit/assets/default_model --random resnet18_logmel --threads 1
     sdd import-aasist ../shared/models/aasist-official/AASIST.pth --out /tmp/AASIST
     python benchmarks/bench_fast_path.py --model /tmp/AASIST --samples 64600 --threads 1 2
 """
@@ -28,12 +28,40 @@ def _time(fn, repeats: int) -> tuple[float, torch.Tensor]:
     return best, out
 
 
+# random-weight detectors (``--random NAME``): the back-ends with nothing bundled to measure them on
+RANDOM_MODELS = {
+    "resnet18_logmel": {"frontend": {"name": "logmel", "n_mels": 120, "f_max": None}, "backend": {"name": "resnet18"}},
+    "resnet18_logspec": {"frontend": {"name": "logspec"}, "backend": {"name": "resnet18"}},
+    "lcnn_logmel": {"frontend": {"name": "logmel", "n_mels": 120, "f_max": None}, "backend": {"name": "lcnn"}},
+}
+
+
+def random_model(name: str) -> torch.nn.Module:
+    """``RANDOM_MODELS[name]`` with seeded random weights and random batch-norm statistics (as a trained model has:
+    with the initial ones, folding a norm would be nearly the identity)."""
+    from sddkit.config import from_dict
+    from sddkit.detectors.detector import DetectorConfig, build_detector
+
+    torch.manual_seed(0)
+    model = build_detector(from_dict(DetectorConfig, RANDOM_MODELS[name]))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
 def bench(model_dir: str, *, batch: int, samples: int, threads: int, repeats: int) -> dict:
+    """``model_dir``: a model directory, or ``random:NAME`` for :func:`random_model`."""
     from sddkit.backends.fastpath import plain_computation
     from sddkit.detectors.model_dir import load_model_dir
 
     torch.set_num_threads(threads)
-    loaded = load_model_dir(model_dir)
+    if model_dir.startswith("random:"):
+        loaded = random_model(model_dir.removeprefix("random:"))
+    else:
+        loaded = load_model_dir(model_dir)
     model = (loaded.model if hasattr(loaded, "model") else loaded).eval().requires_grad_(False)
     waveform = torch.randn(batch, samples, generator=torch.Generator().manual_seed(0)) * 0.05
 
@@ -64,7 +92,10 @@ def bench(model_dir: str, *, batch: int, samples: int, threads: int, repeats: in
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", action="append", required=True, help="model directory (repeatable)")
+    p.add_argument("--model", action="append", default=[], help="model directory (repeatable)")
+    p.add_argument(
+        "--random", action="append", default=[], choices=sorted(RANDOM_MODELS), help="random-weight model (repeatable)"
+    )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--samples", type=int, default=64000, help="samples per waveform (16 kHz)")
     p.add_argument("--threads", type=int, nargs="+", default=[1])
@@ -72,7 +103,9 @@ def main() -> None:
     args = p.parse_args()
     print("| model | threads | plain (s) | fast path (s) | speed-up | max abs logit diff |")
     print("|---|---|---|---|---|---|")
-    for model_dir in args.model:
+    if not args.model and not args.random:
+        p.error("give at least one --model DIR or --random NAME")
+    for model_dir in args.model + [f"random:{name}" for name in args.random]:
         for threads in args.threads:
             r = bench(model_dir, batch=args.batch, samples=args.samples, threads=threads, repeats=args.repeats)
             print(

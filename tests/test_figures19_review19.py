@@ -147,7 +147,7 @@ def test_readmes_fast_path_speed_ups_are_the_fast_path_tables():
         if match:
             family = "ResNet18" if match.group(1).startswith("ResNet18") else match.group(1).split(" ")[0]
             speedups.setdefault(family, []).append(float(match.group(2)))
-    assert len(speedups.get("ResNet18", [])) == 4
+    assert len(speedups.get("ResNet18", [])) >= 4  # both tables: the model folders, then the --random models
     stated = re.search(r"about 2x for the default model and AASIST, ([\d.]+)-([\d.]+)x for ResNet18", _flat(README))
     assert stated is not None
     low, high = (float(x) for x in stated.groups())
