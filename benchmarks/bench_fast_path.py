@@ -19,13 +19,11 @@ import time
 import torch
 
 
-def _time(fn, repeats: int) -> tuple[float, torch.Tensor]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
+def _time(fn) -> tuple[float, torch.Tensor]:
+    """(seconds, output) of one call of ``fn``."""
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
 
 
 # random-weight detectors (``--random NAME``): the back-ends with nothing bundled to measure them on
@@ -76,9 +74,9 @@ def bench(model_dir: str, *, batch: int, samples: int, threads: int, repeats: in
     fast(), plain()  # warm-up
     t_fast = t_plain = float("inf")
     for _ in range(repeats):  # alternate, so that a load change hits both
-        t, a = _time(fast, 1)
+        t, a = _time(fast)
         t_fast = min(t_fast, t)
-        t, b = _time(plain, 1)
+        t, b = _time(plain)
         t_plain = min(t_plain, t)
     return {
         "model": model_dir,

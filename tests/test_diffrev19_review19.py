@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from backend_support import with_batch_norm_statistics
 from torch import nn
 
 from sddkit.backends.fastpath import conv_bn, fold_batch_norm, inference_fast_path, plain_computation
@@ -17,21 +18,9 @@ from sddkit.registry import get_registry
 BINS = 16
 
 
-def _with_statistics(model: nn.Module) -> nn.Module:
-    """Batch norms with statistics and affine parameters of their own, so that folding them is not the identity."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-    return model
-
-
 def _resnet() -> ResNet:
     torch.manual_seed(0)
-    return _with_statistics(ResNet(BINS, ResNetConfig(blocks=(1, 1, 1, 1), width=4)))
+    return with_batch_norm_statistics(ResNet(BINS, ResNetConfig(blocks=(1, 1, 1, 1), width=4)))
 
 
 class _Logits(nn.Module):
@@ -91,7 +80,7 @@ def test_torch_compile_traces_the_plain_computation() -> None:
 def test_folding_keeps_a_float64_models_precision() -> None:
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 8, 3, padding=1).double()
-    bn = _with_statistics(nn.BatchNorm2d(8).double()).eval()
+    bn = with_batch_norm_statistics(nn.BatchNorm2d(8).double()).eval()
     x = torch.randn(2, 4, 5, 6, dtype=torch.float64)
     weight, bias = fold_batch_norm(conv, bn)
     assert weight.dtype == bias.dtype == torch.float64
@@ -103,7 +92,7 @@ def test_folding_keeps_a_float64_models_precision() -> None:
 def test_folding_a_float32_model_is_unchanged() -> None:
     torch.manual_seed(0)
     conv = nn.Conv2d(3, 5, 3, padding=1)
-    bn = _with_statistics(nn.BatchNorm2d(5)).eval()
+    bn = with_batch_norm_statistics(nn.BatchNorm2d(5)).eval()
     weight, bias = fold_batch_norm(conv, bn)
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     assert weight.dtype == bias.dtype == torch.float32

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from backend_support import with_batch_norm_statistics
 
 from sddkit.backends.fastpath import plain_computation
 from sddkit.backends.lcnn import LCNN, LCNNConfig
@@ -36,13 +37,7 @@ class _Logits(torch.nn.Module):
 def _model(lstm_layers: int = 2, dropout: float = 0.0) -> LCNN:
     torch.manual_seed(0)
     model = LCNN(48, LCNNConfig(channels=8, lstm_layers=lstm_layers, dropout=dropout))
-    # batch norms with statistics of their own, so that eval mode is not the identity on them
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-    return model
+    return with_batch_norm_statistics(model)  # the LCNN's norms are not affine: statistics only
 
 
 @pytest.mark.parametrize("lstm_layers", [0, 2])

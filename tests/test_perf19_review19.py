@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from backend_support import with_batch_norm_statistics
 from torch import nn
 
 from sddkit.backends.aasist import AASIST, AASISTConfig
@@ -20,18 +21,6 @@ from sddkit.backends.resnet import ResNet, ResNetConfig
 from sddkit.backends.ssl_aasist import SSLAASISTConfig, SSLAASISTHead
 
 CL = torch.channels_last
-
-
-def _with_statistics(model: nn.Module) -> nn.Module:
-    """Batch norms with statistics and affine parameters of their own, so that folding them is not the identity."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-    return model
 
 
 def _aasist(reference_compat: bool = True) -> AASIST:
@@ -43,7 +32,7 @@ def _aasist(reference_compat: bool = True) -> AASIST:
         dropout=0.0,
         reference_compat=reference_compat,
     )
-    return _with_statistics(AASIST(cfg))
+    return with_batch_norm_statistics(AASIST(cfg))
 
 
 def _aasist_reference(model: AASIST, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,7 +51,7 @@ def _aasist_reference(model: AASIST, waveform: torch.Tensor) -> tuple[torch.Tens
 
 def _resnet() -> ResNet:
     torch.manual_seed(0)
-    return _with_statistics(ResNet(24, ResNetConfig(blocks=(1, 2, 1, 1), width=8)))
+    return with_batch_norm_statistics(ResNet(24, ResNetConfig(blocks=(1, 2, 1, 1), width=8)))
 
 
 def _resnet_reference(model: ResNet, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,7 +182,7 @@ def test_ssl_aasist_head_inference_matches_its_plain_computation() -> None:
     # the head's residual blocks are AASIST's: they fold and run in place too (its activations stay NCHW)
     torch.manual_seed(0)
     cfg = SSLAASISTConfig(proj_dim=24, filts=((1, 8), (8, 8), (8, 16), (16, 16)), attention_dim=8, gat_dims=(16, 8))
-    model = _with_statistics(SSLAASISTHead(32, cfg)).eval()
+    model = with_batch_norm_statistics(SSLAASISTHead(32, cfg)).eval()
     frames = torch.randn(3, 50, 32)
     with torch.inference_mode():
         got = model(frames)
@@ -265,7 +254,7 @@ def test_max_pool_over_time_is_max_pool2d_bit_for_bit(width, layout) -> None:
 @pytest.mark.parametrize("bias", [True, False])
 def test_fold_batch_norm_computes_the_eval_mode_batch_norm_of_the_convolution(bias) -> None:
     torch.manual_seed(0)
-    conv, bn = nn.Conv2d(3, 6, (2, 3), padding=(1, 1), bias=bias), _with_statistics(nn.BatchNorm2d(6)).eval()
+    conv, bn = nn.Conv2d(3, 6, (2, 3), padding=(1, 1), bias=bias), with_batch_norm_statistics(nn.BatchNorm2d(6)).eval()
     x = torch.randn(2, 3, 5, 7)
     weight, b = fold_batch_norm(conv, bn)
     with torch.no_grad():
