@@ -14,25 +14,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from docs_support import cli_section
 from test_docs5_review5 import _layout_rows
 
 from sddkit.cli.main import _build_parsers, main
 from sddkit.evaluation.robustness import ROW_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text()
 
 
 def _row(command: str) -> str:
-    """README's command-table row of ``sdd <command>``."""
-    rows = [line for line in README.splitlines() if line.startswith(f"| `sdd {command}")]
-    assert len(rows) == 1, f"README has {len(rows)} table rows for sdd {command}"
-    return rows[0]
+    """docs/cli.md's section of ``sdd <command>`` (README's command-table row until the reference moved there)."""
+    return cli_section(f"sdd {command}")
 
 
 def _flags_paragraph() -> str:
-    start = README.index("Flags not in the table")
-    return README[start : README.index("\n\n", start)]
+    """docs/cli.md's options shared by several commands (README's "Flags not in the table" paragraph until then)."""
+    return cli_section("Options several commands share")
 
 
 def test_serve_limit_connections_must_exceed_max_concurrent_as_readme_says(capsys):
@@ -45,7 +43,7 @@ def test_serve_limit_connections_must_exceed_max_concurrent_as_readme_says(capsy
 def test_readme_robustness_row_names_every_column_and_its_units():
     row = _row("robustness")
     missing = [c for c in ROW_COLUMNS if c not in ("condition", "mode") and f"`{c}`" not in row]
-    assert not missing, f"README's sdd robustness row does not name the columns {missing}"
+    assert not missing, f"docs/cli.md's sdd robustness section does not name the columns {missing}"
     assert "percentage points" in row and "`units`" in row
     assert "of one class is refused before any file is scored" in row
 
@@ -108,4 +106,4 @@ def test_readme_names_every_key_of_the_compare_json(tmp_path, capsys):
     keys |= set(data["groups"][0]) - set(data)  # a group's own keys (group, clusters)
     row = _row("compare")
     missing = sorted(k for k in keys if f"`{k}`" not in row)
-    assert not missing, f"README's sdd compare row does not name the JSON keys {missing}"
+    assert not missing, f"docs/cli.md's sdd compare section does not name the JSON keys {missing}"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from docs_support import cli_section
 from test_docs5_review5 import _layout_rows
 
 from sddkit.backends.heads import ClassifierConfig
@@ -25,9 +26,8 @@ README = (REPO / "README.md").read_text()
 
 
 def _score_row() -> str:
-    rows = [line for line in README.splitlines() if line.startswith("| `sdd score")]
-    assert len(rows) == 1
-    return rows[0]
+    """docs/cli.md's ``sdd score`` section (README's command-table row until the reference moved there)."""
+    return cli_section("sdd score")
 
 
 def test_readme_names_the_statistic_columns_a_molex_model_writes():
@@ -43,7 +43,7 @@ def test_readme_names_the_statistic_columns_a_molex_model_writes():
     prefixes = sorted({re.sub(r"\d+$", "", c) for c in columns})
     row = _score_row()
     missing = [p for p in prefixes if f"`{p}0,...`" not in row]
-    assert not missing, f"README's sdd score row does not name the columns {missing}"
+    assert not missing, f"docs/cli.md's sdd score section does not name the columns {missing}"
     assert "`gate_w0,...`" in row and "`expert_score0,...`" in row  # a mixture's
 
 

@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL_DIR = REPO / "src" / "sddkit" / "assets" / "default_model"
 DOCUMENTS = {
     "README.md": REPO / "README.md",
+    "docs/cli.md": REPO / "docs" / "cli.md",
     "MODEL_CARD.md": MODEL_DIR / "MODEL_CARD.md",
     "docs/architecture.md": REPO / "docs" / "architecture.md",
     "docs/aasist.md": REPO / "docs" / "aasist.md",
