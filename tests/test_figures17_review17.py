@@ -83,7 +83,7 @@ def test_the_120_band_probes_ratio_and_mean_follow_from_its_own_figures():
 
 
 def test_the_cards_rebuild_check_names_the_model_it_checked():
-    # the card's status gives the replaced model's interval, "(bundled 06:30-09:18 UTC)": its end is these weights'
+    # the card's history gives the replaced model's interval, "(bundled 06:30-09:18 UTC)": its end is these weights'
     bundled = re.search(r"The model it replaced \(bundled \d\d:\d\d-(\d\d:\d\d) UTC\)", _flat(CARD))
     check = re.search(r"\*\*Rebuild check[^(]*\((\d{4}-\d\d-\d\d), (\d\d:\d\d)-", CARD)
     assert bundled is not None and check is not None
@@ -114,8 +114,12 @@ def test_the_band_count_limit_is_the_filterbanks():
 
 
 def test_the_cards_speed_figures_name_the_weights_they_were_measured_on():
-    # the bullet gave 236-250x (2026-12-04) and 217x as if of "the 80-band model before it", bundled 2026-12-05
-    speed = _flat(CARD[CARD.index("- **Speed:**") :].split("\n- ")[0])
+    # the bullet gave 236-250x (2026-12-04) and 217x as if of "the 80-band model before it", bundled 2026-12-05;
+    # the earlier models' figures moved to "History", into a bullet of their own (review card20)
+    def bullet(label: str) -> str:
+        return CARD[CARD.index(label) :].split("\n- ")[0].split("\n\n")[0]
+
+    speed = _flat(bullet("- **Speed:**") + "\n" + bullet("- **Speed, the models bundled before:**"))
     assert "the 80-band weights bundled from 2026-12-04, 23:20 UTC, 236-250x" in speed
     assert "An 80-band model (the 1 s-crop weights bundled from 2026-12-02, 15:50 UTC) reached 217x" in speed
     assert "same architecture" not in speed  # these weights have 120 bands: no earlier model shares their architecture
