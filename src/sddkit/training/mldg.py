@@ -49,8 +49,9 @@ rank's meta-train rows (as under ERM, within each rank's rows).
 Each step logs ``mldg/meta_test_rows``, the rows the meta-test gradient came from. With a sampler other than
 ``domain_batch`` that is what the batch happens to hold of the held-out domain: a few rows for a small one (e.g. a
 demo page with sources as domains), whose gradient still weighs ``beta`` times the whole meta-train half's. On the
-default LCNN recipe with class-balanced batches and sources as domains, MLDG reached a validation EER about twice
-ERM's (docs/benchmarks.md, 2026-12-05): ``domain_batch`` gives every domain an equal block.
+default LCNN recipe (trained from scratch, sources as domains, inner lr 1e-3) MLDG did worse than ERM on
+validation: 19.2 % EER with class-balanced batches, 15.3 % with ``domain_batch`` blocks (each domain an equal block),
+against ERM's 9.6 % (2-seed means; docs/benchmarks.md, 2026-12-05).
 
 A batch with too few domains to split (fewer than ``n_meta_test + 1``) takes a plain step on the
 meta-train loss of the whole batch (reported as ``mldg/fallback``); if the first 20 batches all do,
