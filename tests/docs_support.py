@@ -1,5 +1,5 @@
-"""docs/cli.md, the `sdd` command reference that README's command table links to: its sections, for the tests that
-pin what it says of each command."""
+"""The project's Markdown documents (docs/cli.md, the `sdd` command reference README's command table links to,
+docs/benchmarks.md, the model card) read by section, for the tests that pin what they say."""
 
 from __future__ import annotations
 
@@ -10,11 +10,26 @@ REPO = Path(__file__).resolve().parents[1]
 CLI_MD = REPO / "docs" / "cli.md"
 
 
+def flat(text: str) -> str:
+    """``text`` with every run of white space (line breaks of wrapped paragraphs included) one space."""
+    return " ".join(text.split())
+
+
+def _section_from(text: str, start: int) -> str:
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end >= 0 else len(text)]
+
+
+def markdown_section(text: str, heading: str) -> str:
+    """The first section of ``text`` whose ``## `` heading starts with ``heading``, its ``###`` subsections included,
+    up to the next ``## `` heading (ValueError when there is none)."""
+    return _section_from(text, text.index(f"\n## {heading}"))
+
+
 def cli_section(heading: str) -> str:
     """docs/cli.md's ``## <heading>`` section (``sdd score``, ``Errors and bad input``, ...), its ``###``
-    subsections included, up to the next ``## `` heading."""
+    subsections included, up to the next ``## `` heading; the heading must match whole, and once."""
     text = CLI_MD.read_text()
     starts = [m.start() for m in re.finditer(rf"^## {re.escape(heading)}$", text, flags=re.M)]
     assert len(starts) == 1, f"docs/cli.md has {len(starts)} '## {heading}' sections"
-    end = text.find("\n## ", starts[0] + 1)
-    return text[starts[0] : end if end >= 0 else len(text)]
+    return _section_from(text, starts[0])

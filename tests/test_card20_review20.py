@@ -13,6 +13,8 @@ import json
 import re
 from pathlib import Path
 
+from docs_support import flat, markdown_section
+
 REPO = Path(__file__).resolve().parents[1]
 MODEL_DIR = REPO / "src" / "sddkit" / "assets" / "default_model"
 CARD = (MODEL_DIR / "MODEL_CARD.md").read_text()
@@ -20,19 +22,9 @@ CONFIG = json.loads((MODEL_DIR / "config.json").read_text())
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 
-def _flat(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _section(heading: str) -> str:
-    start = CARD.index(f"\n## {heading}")
-    end = CARD.find("\n## ", start + 1)
-    return CARD[start : end if end >= 0 else len(CARD)]
-
-
 def _results() -> dict[str, tuple[str, ...]]:
     """The clean rows of the Results table: partition -> (EER, CI low, CI high, mean over sources, FRR, FAR)."""
-    results = _section("Results")
+    results = markdown_section(CARD, "Results")
     rows = re.findall(
         r"^\| (\w+) \| clean \| \d+ / \d+ \| ([\d.]+) \[([\d.]+), ([\d.]+)\] \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|",
         results[: results.index("For reference")],  # the published AASIST weights' table follows
@@ -47,13 +39,13 @@ def _top() -> str:
 
 def test_the_first_40_lines_give_the_status_the_key_figures_and_the_rebuild_commands():
     head = "\n".join(CARD.splitlines()[:40])
-    flat = _flat(head)
+    head_flat = flat(head)
     eer = _results()["test_unseen"][0]
     assert "**Status: a weak baseline.**" in head
-    assert "trained from scratch on sddbench `train`" in flat and "`enhanced_mlp` gate" in flat
-    assert "It misses the target set for it (EER below 20 % on sddbench `test_unseen`)." in flat
-    assert f"It reaches {eer} %" in flat
-    assert "Do not use it to decide whether real-world audio is genuine." in flat
+    assert "trained from scratch on sddbench `train`" in head_flat and "`enhanced_mlp` gate" in head_flat
+    assert "It misses the target set for it (EER below 20 % on sddbench `test_unseen`)." in head_flat
+    assert f"It reaches {eer} %" in head_flat
+    assert "Do not use it to decide whether real-world audio is genuine." in head_flat
     # in this order: status, figures, rebuild, then the sections that were there before
     order = [head.index(s) for s in ("**Status:", "## Key figures", "## Rebuild")]
     assert order == sorted(order) and order[-1] < CARD.index("## What it is")
@@ -69,7 +61,7 @@ def test_the_first_40_lines_give_the_status_the_key_figures_and_the_rebuild_comm
 
 
 def test_the_key_figures_are_the_results_sections():
-    table = _section("Key figures")
+    table = markdown_section(CARD, "Key figures")
     results = _results()
     val, unseen, wild = results["val"], results["test_unseen"], results["test_wild"]
     assert f"| {val[0]} [{val[1]}, {val[2]}] |" in table
@@ -78,10 +70,12 @@ def test_the_key_figures_are_the_results_sections():
     assert f"{unseen[4]} % of the bona fide files rejected, {unseen[5]} % of the spoofs accepted" in table
     narrow = re.search(
         r"stress_narrowband \(clean\): (\d+) of (\d+) bona fide files wrongly rejected \(([\d.]+) %\)",
-        _section("Results"),
+        markdown_section(CARD, "Results"),
     )
     assert f"| {narrow.group(3)} % ({narrow.group(1)} of {narrow.group(2)}) |" in table
-    speed = re.search(r"- \*\*Speed:\*\* ([\d-]+x) real time end to end with `sdd score`", _section("Known limits"))
+    speed = re.search(
+        r"- \*\*Speed:\*\* ([\d-]+x) real time end to end with `sdd score`", markdown_section(CARD, "Known limits")
+    )
     assert f"| {speed.group(1)} real time |" in table
     assert f"the stored one ({CONFIG['inference']['threshold']:.4f})" in table
     # copied, never new: every number of the key figures is also in the sections below the first screen
@@ -90,13 +84,13 @@ def test_the_key_figures_are_the_results_sections():
 
 
 def test_the_earlier_models_are_in_a_history_section_near_the_end():
-    history = _section("History")
+    history = markdown_section(CARD, "History")
     assert CARD.index("\n## History") > CARD.index("\n## Known limits")
-    flat = _flat(history)
+    history_flat = flat(history)
     # the average of the two experts (bundled 11:43-14:20 UTC) and its `logmel` expert alone (09:18-11:43 UTC)
-    assert "the plain average of the same two experts, reached 39.1 % on `test_unseen`" in flat
-    assert "its `logmel` expert alone (09:18-11:43 UTC) reached 42.0 %" in flat
-    assert "the models bundled before reached 40.5 % (80 bands), 39.1 %, 40.3 % and 40.8 %" in flat
+    assert "the plain average of the same two experts, reached 39.1 % on `test_unseen`" in history_flat
+    assert "its `logmel` expert alone (09:18-11:43 UTC) reached 42.0 %" in history_flat
+    assert "the models bundled before reached 40.5 % (80 bands), 39.1 %, 40.3 % and 40.8 %" in history_flat
     # the status no longer walks through them
-    top = _flat(_top())
+    top = flat(_top())
     assert "The model it replaced" not in top and "39.1" not in top and "42.0" not in top

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from docs_support import markdown_section
 from scoring_support import save_tiny_lcnn, write_noise_wav
 
 from sddkit.cli.main import main
@@ -28,13 +29,6 @@ README = (REPO / "README.md").read_text()
 CLI = (REPO / "docs" / "cli.md").read_text()
 CARD = (REPO / "src" / "sddkit" / "assets" / "default_model" / "MODEL_CARD.md").read_text()
 BENCHMARKS = (REPO / "docs" / "benchmarks.md").read_text()
-
-
-def _section(text: str, heading: str) -> str:
-    """The text of the ``## heading...`` section, up to the next ``## ``."""
-    start = text.index(f"\n## {heading}")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end >= 0 else len(text)]
 
 
 def _table_rows(text: str) -> list[list[str]]:
@@ -49,19 +43,19 @@ def _table_rows(text: str) -> list[list[str]]:
 
 
 def _card_results() -> list[list[str]]:
-    results = _section(CARD, "Results")
+    results = markdown_section(CARD, "Results")
     return _table_rows(results[: results.index("stress_narrowband")])
 
 
 def test_the_card_results_table_is_the_benchmarks_default_model_table():
-    bench = _section(BENCHMARKS, "Default model")
+    bench = markdown_section(BENCHMARKS, "Default model")
     bench_rows = _table_rows(bench[: bench.index("`stress_narrowband`")])
     assert len(_card_results()) == 6
     assert _card_results() == bench_rows
 
 
 def test_the_narrowband_rejection_agrees_wherever_it_is_given():
-    results = _section(CARD, "Results")
+    results = markdown_section(CARD, "Results")
     clean = re.search(
         r"stress_narrowband \(clean\): (\d+) of (\d+) bona fide files wrongly rejected \(([\d.]+) %\)", results
     )
@@ -70,16 +64,16 @@ def test_the_narrowband_rejection_agrees_wherever_it_is_given():
     )
     rejected, total, share = int(clean.group(1)), int(clean.group(2)), clean.group(3)
     assert f"{100 * rejected / total:.1f}" == share == "49.2"  # the model bundled since 2026-12-05, 14:20 UTC
-    bench = _section(BENCHMARKS, "Default model")
+    bench = markdown_section(BENCHMARKS, "Default model")
     assert f"`stress_narrowband` ({total} bona fide 8 kHz digits): {share} % ({rejected}) wrongly rejected" in bench
     assert f"({mp3.group(1)} % after MP3)" in bench
     # the card compares the model with the one it replaced (in its status line until review card20 moved the
     # earlier models to "History"): it once said 54 %, the figure at the threshold stored until 2026-12-03, beside a
     # results table that said 52.5
-    history = _section(CARD, "History")
+    history = markdown_section(CARD, "History")
     replaced = re.search(r"rejected more\s+narrowband bona fide files \(58.3 % against ([\d.]+) % now\)", history)
     assert replaced is not None and replaced.group(1) == share
-    limits = _section(CARD, "Known limits")
+    limits = markdown_section(CARD, "Known limits")
     assert f"**Narrowband speech:** {share} % of `stress_narrowband`" in limits
     assert f"rejects {share} % of the 8 kHz narrowband bona fide speech" in " ".join(README.split())
 
@@ -96,7 +90,9 @@ def test_readme_figures_of_the_default_model_are_the_cards():
     assert f"({unseen_mean} % as a mean over those sources; the published AASIST weights reach {aasist.group(1)} %" in (
         bullet
     )
-    summary = next(r[1] for r in _table_rows(_section(BENCHMARKS, "Summary")) if r[0].startswith("default model EER"))
+    summary = next(
+        r[1] for r in _table_rows(markdown_section(BENCHMARKS, "Summary")) if r[0].startswith("default model EER")
+    )
     assert summary.startswith(
         f"**{unseen_eer} %** {unseen[3][len(unseen_eer) + 1 :]} (mean over sources {unseen_mean} %)"
     )
@@ -106,7 +102,7 @@ def test_readme_figures_of_the_default_model_are_the_cards():
 def test_the_cards_seed_counts_of_the_first_days_probes_are_the_benchmarks():
     # the card said the nine changes of 2026-12-01 ran "each with 2 seeds"; two ran one (the second seed stopped
     # once its rule could no longer be met), as docs/benchmarks.md's probe table says
-    glance = _table_rows(_section(BENCHMARKS, "The default model's probes at a glance"))
+    glance = _table_rows(markdown_section(BENCHMARKS, "The default model's probes at a glance"))
     first_day = [r for r in glance if re.match(r"(1st \(12-01\)|2nd|3rd|4th)$", r[0])]
     assert len(first_day) == 9
     one_seed = sorted(r[1] for r in first_day if "(1 seed)" in r[2])

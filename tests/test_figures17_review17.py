@@ -16,6 +16,7 @@ import warnings
 from datetime import datetime
 from pathlib import Path
 
+from docs_support import flat, markdown_section
 from safetensors.numpy import load_file
 
 from sddkit.features.spectral import mel_filterbank
@@ -25,16 +26,6 @@ MODEL_DIR = REPO / "src" / "sddkit" / "assets" / "default_model"
 README = (REPO / "README.md").read_text()
 CARD = (MODEL_DIR / "MODEL_CARD.md").read_text()
 BENCHMARKS = (REPO / "docs" / "benchmarks.md").read_text()
-
-
-def _flat(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _section(text: str, heading: str) -> str:
-    start = text.index(f"\n## {heading}")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end >= 0 else len(text)]
 
 
 def _parameters() -> int:
@@ -50,15 +41,15 @@ def _parameters() -> int:
 def test_readme_and_card_give_the_bundled_models_parameter_count():
     n = _parameters()
     assert f"{n:,} parameters" in CARD
-    assert f"a {round(n / 1000)}k-parameter" in _flat(README)
+    assert f"a {round(n / 1000)}k-parameter" in flat(README)
 
 
 def test_the_summary_counts_the_probe_tables_rows_once():
-    glance = _section(BENCHMARKS, "The default model's probes at a glance")
+    glance = markdown_section(BENCHMARKS, "The default model's probes at a glance")
     rows = [line for line in glance.splitlines() if re.match(r"\| \d+(st|nd|rd|th)\b", line)]
     stopped = [r for r in rows if "not run to completion" in r]
     adopted = [r for r in rows if "**adopted**" in r]
-    summary = _flat(_section(BENCHMARKS, "Summary against the issues' targets"))
+    summary = flat(markdown_section(BENCHMARKS, "Summary against the issues' targets"))
     run = re.search(
         r"(\d+) probes \(recipe changes, checkpoint choices, seed ensembles, other model families\)", summary
     )
@@ -68,7 +59,7 @@ def test_the_summary_counts_the_probe_tables_rows_once():
 
 
 def test_the_120_band_probes_ratio_and_mean_follow_from_its_own_figures():
-    section = _flat(_section(BENCHMARKS, "120 log-Mel bands up to the Nyquist frequency"))
+    section = flat(markdown_section(BENCHMARKS, "120 log-Mel bands up to the Nyquist frequency"))
     new = re.search(r"scored the 279 files in ([\d.]+) and ([\d.]+) s", section)
     old = re.search(r"in the same minute, ([\d.]+) and ([\d.]+) s\)", section)
     assert new is not None and old is not None
@@ -84,12 +75,12 @@ def test_the_120_band_probes_ratio_and_mean_follow_from_its_own_figures():
 
 def test_the_cards_rebuild_check_names_the_model_it_checked():
     # the card's history gives the replaced model's interval, "(bundled 06:30-09:18 UTC)": its end is these weights'
-    bundled = re.search(r"The model it replaced \(bundled \d\d:\d\d-(\d\d:\d\d) UTC\)", _flat(CARD))
+    bundled = re.search(r"The model it replaced \(bundled \d\d:\d\d-(\d\d:\d\d) UTC\)", flat(CARD))
     check = re.search(r"\*\*Rebuild check[^(]*\((\d{4}-\d\d-\d\d), (\d\d:\d\d)-", CARD)
     assert bundled is not None and check is not None
     start = datetime.strptime(f"{check.group(1)} {check.group(2)}", "%Y-%m-%d %H:%M")
     since = datetime.strptime(f"2026-12-05 {bundled.group(1)}", "%Y-%m-%d %H:%M")
-    paragraph = _flat(CARD[check.start() : CARD.index("\n\n", check.start())])
+    paragraph = flat(CARD[check.start() : CARD.index("\n\n", check.start())])
     # a check of one expert of the bundled mixture names that expert (the card gives each expert's check)
     # and a check of the gate, run before its install over the same run, says byte-identical to the bundled weights
     of_expert = re.match(r"\*\*Rebuild check of the (`\w+` expert|gate)", paragraph)
@@ -109,7 +100,7 @@ def test_the_band_count_limit_is_the_filterbanks():
 
     most = max(n for n in range(1, 129) if empty(n) == 0)
     assert empty(most + 1) and empty(128)
-    section = _flat(_section(BENCHMARKS, "120 log-Mel bands up to the Nyquist frequency"))
+    section = flat(markdown_section(BENCHMARKS, "120 log-Mel bands up to the Nyquist frequency"))
     assert f"as would {most + 1}; up to {most} leave none" in section
 
 
@@ -119,7 +110,7 @@ def test_the_cards_speed_figures_name_the_weights_they_were_measured_on():
     def bullet(label: str) -> str:
         return CARD[CARD.index(label) :].split("\n- ")[0].split("\n\n")[0]
 
-    speed = _flat(bullet("- **Speed:**") + "\n" + bullet("- **Speed, the models bundled before:**"))
+    speed = flat(bullet("- **Speed:**") + "\n" + bullet("- **Speed, the models bundled before:**"))
     assert "the 80-band weights bundled from 2026-12-04, 23:20 UTC, 236-250x" in speed
     assert "An 80-band model (the 1 s-crop weights bundled from 2026-12-02, 15:50 UTC) reached 217x" in speed
     assert "same architecture" not in speed  # these weights have 120 bands: no earlier model shares their architecture
@@ -127,6 +118,6 @@ def test_the_cards_speed_figures_name_the_weights_they_were_measured_on():
 
 def test_the_cards_dc_offset_check_does_not_claim_these_weights_front_end():
     # measured on the 80-band weights of 2026-12-02; the card said "same front-end", untrue since 120 bands
-    gain = _flat(CARD[CARD.index("- **Gain-invariant:**") :].split("\n- ")[0])
+    gain = flat(CARD[CARD.index("- **Gain-invariant:**") :].split("\n- ")[0])
     assert "same front-end" not in gain
     assert "2026-12-02, 00:50 UTC: the same level normalisation, 80 bands" in gain

@@ -14,19 +14,17 @@ import json
 import re
 from pathlib import Path
 
+from docs_support import flat
+
 REPO = Path(__file__).resolve().parents[1]
 MODEL_DIR = REPO / "src" / "sddkit" / "assets" / "default_model"
 CARD = (MODEL_DIR / "MODEL_CARD.md").read_text()
 
 
-def _flat(text: str) -> str:
-    return " ".join(text.split())
-
-
 def test_the_cards_build_of_the_bundled_mixture_gives_the_commit_and_dirty_flag_of_its_config():
     meta = json.loads((MODEL_DIR / "config.json").read_text())["metadata"]
     start = CARD.index("The bundled weights are those of the")
-    build = _flat(CARD[start : CARD.index("The experts:", start)])
+    build = flat(CARD[start : CARD.index("The experts:", start)])
     assert f"code at {meta['git_commit'][:7]}" in build
     # a reader rebuilding from that commit alone must know it did not hold everything the build ran
     assert ("`git_dirty: true`" in build) == meta["git_dirty"]
@@ -38,7 +36,7 @@ def test_the_narrowband_limit_orders_the_bundled_model_and_its_experts_as_its_fi
     )
     assert results is not None
     start = CARD.index("- **Narrowband speech:**")
-    bullet = _flat(CARD[start : CARD.index("\n- **", start + 1)])
+    bullet = flat(CARD[start : CARD.index("\n- **", start + 1)])
     own = re.match(r"- \*\*Narrowband speech:\*\* ([\d.]+) %", bullet)
     assert own is not None and own.group(1) == results.group(1)
     experts = re.search(r"\(`logmel` ([\d.]+) %, `lfb` ([\d.]+) %\)", bullet)

@@ -14,6 +14,8 @@ import json
 import re
 from pathlib import Path
 
+from docs_support import flat, markdown_section
+
 REPO = Path(__file__).resolve().parents[1]
 MODEL_DIR = REPO / "src" / "sddkit" / "assets" / "default_model"
 CARD = (MODEL_DIR / "MODEL_CARD.md").read_text()
@@ -22,16 +24,6 @@ BENCH = (REPO / "docs" / "benchmarks.md").read_text()
 CONFIG = json.loads((MODEL_DIR / "config.json").read_text())
 
 BN_BUFFERS = {"running_mean", "running_var", "num_batches_tracked"}
-
-
-def _flat(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _section(text: str, heading_start: str) -> str:
-    start = text.index(heading_start)
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else len(text)]
 
 
 def _parameter_counts() -> dict[str, int]:
@@ -49,12 +41,12 @@ def _parameter_counts() -> dict[str, int]:
 def test_the_cards_calibration_and_threshold_are_the_bundled_configs():
     inference = CONFIG["inference"]
     a, b, threshold = inference["calibration"]["a"], inference["calibration"]["b"], inference["threshold"]
-    card = _flat(CARD)
+    card = flat(CARD)
     assert f"`llr = {a:.4f} * raw + {b:.4f}`" in card
     assert f"The decision threshold {threshold:.4f} sits at the EER operating point" in card
     assert f"threshold {threshold:.4f})" in card  # the non-speech limit
     # the robustness section of docs/benchmarks.md thresholds with the same stored value
-    assert f"use the model's stored threshold ({threshold:.4f}, chosen on val)" in _flat(BENCH)
+    assert f"use the model's stored threshold ({threshold:.4f}, chosen on val)" in flat(BENCH)
 
 
 def test_the_parameter_counts_in_card_readme_and_benchmarks_are_the_bundled_weights():
@@ -62,16 +54,16 @@ def test_the_parameter_counts_in_card_readme_and_benchmarks_are_the_bundled_weig
     experts = sorted(v for k, v in counts.items() if k.startswith("experts."))
     gate, total = counts["gate"], sum(counts.values())
     assert len(experts) == 2 and experts[0] == experts[1]
-    card = _flat(CARD)
+    card = flat(CARD)
     assert f"{total:,} parameters ({experts[0]:,} per expert and the gate's {gate:,})" in card
     assert f"({gate:,} parameters; hidden" in card
     size = (MODEL_DIR / "model.safetensors").stat().st_size
     assert f"{size / 1e6:.2f} MB of float32 safetensors" in card
-    readme = _flat(README)
+    readme = flat(README)
     assert f"two LCNNs of {round(experts[0] / 1000)}k parameters each" in readme
     assert f"a {round(gate / 1000)}k-parameter `enhanced_mlp` gate" in readme
     assert f"(a {round(total / 1000)}k-parameter `mixture`" in readme
-    default = _flat(_section(BENCH, "## Default model ("))
+    default = flat(markdown_section(BENCH, "Default model ("))
     assert f"`enhanced_mlp` gate ({gate:,} parameters)" in default and f"(a mixture, {total:,} parameters)" in default
 
 
@@ -84,7 +76,7 @@ def test_the_cards_gate_shape_is_the_bundled_config_and_weights():
     assert len(projections) == 2 and len(set(projections)) == 1
     hidden, embedding = projections[0]
     assert hidden == gate_cfg["hidden"]
-    card = _flat(CARD)
+    card = flat(CARD)
     assert f"hidden {gate_cfg['hidden']}, dropout {gate_cfg['dropout']})" in card
     assert f"each expert's {embedding}-dimensional LCNN embedding" in card
     assert CONFIG["model"]["expert_names"] == ["logmel", "lfb"]
@@ -100,23 +92,23 @@ def test_card_readme_and_benchmarks_quote_the_cards_own_results_table():
     )
     assert row is not None
     eer, low, high, per_source, frr, far = row.groups()
-    card = _flat(CARD)
+    card = flat(CARD)
     assert f"It reaches {eer} % ({per_source} % as a mean over the three unseen sources)" in card
     assert f"{eer} % EER pooled on `test_unseen` ({per_source} % mean over sources)" in card
     assert f"{round(float(far))} % of the `test_unseen` spoofs are accepted" in card
     assert f"and {round(float(frr))} % of its bona fide files rejected" in card
-    assert f"but {eer} % on the unseen sources of `test_unseen` ({per_source} % as a mean over those" in _flat(README)
+    assert f"but {eer} % on the unseen sources of `test_unseen` ({per_source} % as a mean over those" in flat(README)
     assert f"**{eer} %** [{low}, {high}] (mean over sources {per_source} %)" in BENCH
     narrow = re.search(
         r"stress_narrowband \(clean\): (\d+) of 120 bona fide files wrongly rejected \(([\d.]+) %\)", CARD
     )
     assert narrow is not None
-    assert f"rejects {narrow.group(2)} % of the 8 kHz narrowband bona fide" in _flat(README)
-    assert f"{narrow.group(2)} % ({narrow.group(1)}) wrongly rejected" in _flat(BENCH)
+    assert f"rejects {narrow.group(2)} % of the 8 kHz narrowband bona fide" in flat(README)
+    assert f"{narrow.group(2)} % ({narrow.group(1)}) wrongly rejected" in flat(BENCH)
 
 
 def _robustness_rows() -> dict[tuple[str, str], list[float]]:
-    section = _section(BENCH, "## Robustness table (issue 6)")
+    section = markdown_section(BENCH, "Robustness table (issue 6)")
     rows: dict[tuple[str, str], list[float]] = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -133,7 +125,7 @@ def test_the_cards_noise_on_every_file_figures_are_the_robustness_tables():
     rejected = [100 * (1 - v) for cond, v in tpr.items() if cond.startswith("noise_")]
     assert len(rejected) == 6
     clean = 100 * (1 - tpr["clean"])
-    stated = re.search(r'pushes bona fide files towards "spoof" \((\d+)-(\d+) % rejected, (\d+) % clean\)', _flat(CARD))
+    stated = re.search(r'pushes bona fide files towards "spoof" \((\d+)-(\d+) % rejected, (\d+) % clean\)', flat(CARD))
     assert stated is not None
     assert [int(x) for x in stated.groups()] == [round(min(rejected)), round(max(rejected)), round(clean)]
 
@@ -148,7 +140,7 @@ def test_readmes_fast_path_speed_ups_are_the_fast_path_tables():
             family = "ResNet18" if match.group(1).startswith("ResNet18") else match.group(1).split(" ")[0]
             speedups.setdefault(family, []).append(float(match.group(2)))
     assert len(speedups.get("ResNet18", [])) >= 4  # both tables: the model folders, then the --random models
-    stated = re.search(r"about 2x for the default model and AASIST, ([\d.]+)-([\d.]+)x for ResNet18", _flat(README))
+    stated = re.search(r"about 2x for the default model and AASIST, ([\d.]+)-([\d.]+)x for ResNet18", flat(README))
     assert stated is not None
     low, high = (float(x) for x in stated.groups())
     assert low == round(min(speedups["ResNet18"]), 1)
