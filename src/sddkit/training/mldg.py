@@ -213,7 +213,9 @@ class MLDG:
 
             # beta 0: the meta-test term is multiplied by zero; skipping its pass keeps the dropout
             # stream (global generator) as in ERM on the meta-train rows, step after step
+            n_test = 0  # the rows the meta-test gradient came from (module docstring): none without its pass
             if split is not None and cfg.beta > 0:
+                n_test = split[1].numel()
                 ce_te = self._meta_test(subset(batch, split[1].to(device)), params, ctx)
                 loss = loss + cfg.beta * ce_te
                 metrics.update({"meta_test/loss": ce_te, "meta_test/ce": ce_te})
@@ -221,9 +223,6 @@ class MLDG:
         all_reduce_gradients([p for _, p in params], ctx.world_size)
         grad_norm = ctx.clip_and_step()
         metrics.update({"loss": loss, "grad_norm": grad_norm, "mldg/fallback": torch.tensor(float(split is None))})
-        # how many rows the meta-test gradient came from (0 without a split): with a sampler other than
-        # domain_batch a small held-out domain gives a handful, whose gradient still weighs beta times the rest's
-        n_test = 0 if split is None or cfg.beta == 0 else split[1].numel()
         metrics["mldg/meta_test_rows"] = torch.tensor(float(n_test))
         return StepResult(loss=loss, metrics=metrics)
 
