@@ -317,101 +317,148 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         expected = " or ".join(_shape_words(a) for a in args)
         raise ConfigError(f"{path}: expected {expected}, got null (a value left empty is null)")
     if origin in (Union, types.UnionType):
-        args = get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        alternatives = [a for a in args if a is not type(None)]
-        # the alternatives a value of this shape could be (a mapping: a section; a list: a list): when only one
-        # can, its own error is the whole story (not the value dumped and every alternative's complaint)
-        fitting = [a for a in alternatives if _fits(a, value)]
-        if len(fitting) == 1:
-            return _convert(fitting[0], value, path)
-        if not fitting:  # `data.train=/data/LA/p.txt`: the shapes in words, not the typing expression twice over
-            expected = " or ".join(_shape_words(a) for a in args)
-            raise ConfigError(f"{path}: expected {expected}, got {value!r}")
-        errors = []
-        for arg in fitting:
-            try:
-                return _convert(arg, value, path)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        if all(a in (int, float, str, bool, Path) or get_origin(a) is Literal for a in fitting):
-            # scalars only (an encoder's `layer: lst`): what may be written, not the typing expression and each
-            # alternative's complaint with the key path repeated
-            expected = " or ".join(_shape_words(a) for a in args)
-            names = [v for a in fitting if get_origin(a) is Literal for v in get_args(a) if isinstance(v, str)]
-            raise ConfigError(f"{path}: expected {expected}, got {value!r}{did_you_mean([value], names)}")
-        raise ConfigError(f"{path}: {value!r} matches none of {tp}: {'; '.join(errors)}")
+        return _convert_union(tp, value, path)
     if origin is Literal:
-        choices = list(get_args(tp))
-        if isinstance(value, bool) and not any(isinstance(c, bool) for c in choices):
-            # `decode_cache: no`, `device: off`: YAML's booleans (and True == 1 would pass a choice of 1)
-            raise ConfigError(
-                f"{path}: expected one of {choices}, got {str(value).lower()} (YAML reads an unquoted "
-                "yes/no/on/off/true/false as true or false)"
-            )
-        if value not in choices:
-            names = [c for c in choices if isinstance(c, str)]
-            raise ConfigError(f"{path}: {value!r} is not one of {choices}{did_you_mean([value], names)}")
-        return value
+        return _convert_literal(tp, value, path)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, path)
     if origin in (list, Sequence, tuple, typing.Sequence):
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
-        args = get_args(tp)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise ConfigError(f"{path}: expected {len(args)} items, got {len(value)}")
-            return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
-        item = args[0] if args else Any
-        items = [_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
+        return _convert_sequence(tp, value, path)
     if origin in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-        kt, vt = get_args(tp) or (Any, Any)
-        return {_convert(kt, k, f"{path} key {k!r}"): _convert(vt, v, f"{path}.{k}") for k, v in value.items()}
-    if tp is float:
-        if isinstance(value, str) and value in _JSON_NON_FINITE:
-            # `sdd train --print-config` prints the recipe as JSON, where Python writes `.inf` as Infinity: read back
-            # as a recipe, YAML took it for text that every number setting refused (a text setting keeps the text)
-            value = float(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
-        if value != value:  # NaN (YAML .nan): every range check compares false, so it would pass them all
-            raise ConfigError(f"{path}: expected a number, got NaN")
+        return _convert_mapping(tp, value, path)
+    return _convert_scalar(tp, value, path)
+
+
+def _convert_union(tp: Any, value: Any, path: str) -> Any:
+    """``value`` as one of a Union's (or an Optional's) alternatives."""
+    args = get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    alternatives = [a for a in args if a is not type(None)]
+    # the alternatives a value of this shape could be (a mapping: a section; a list: a list): when only one
+    # can, its own error is the whole story (not the value dumped and every alternative's complaint)
+    fitting = [a for a in alternatives if _fits(a, value)]
+    if len(fitting) == 1:
+        return _convert(fitting[0], value, path)
+    if not fitting:  # `data.train=/data/LA/p.txt`: the shapes in words, not the typing expression twice over
+        expected = " or ".join(_shape_words(a) for a in args)
+        raise ConfigError(f"{path}: expected {expected}, got {value!r}")
+    errors = []
+    for arg in fitting:
         try:
-            return float(value)
-        except OverflowError:  # an integer beyond float range (1 and 400 zeros): not a traceback
-            raise ConfigError(f"{path}: {value} is beyond the range of a float") from None
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true/false, got {value!r}")
-        return value
-    if tp is str:
-        if isinstance(value, bool):  # `trainer.out_dir=off`, `expert_names: [yes, no]`: YAML's booleans
-            raise ConfigError(
-                f"{path}: expected a string, got {str(value).lower()} (YAML reads an unquoted yes/no/on/off/true/false "
-                "as true or false: quote it for the text)"
-            )
-        if isinstance(value, int | float):  # `where: {speaker: 001}`: YAML reads 001 as 1 (and 010 as 8)
-            raise ConfigError(
-                f"{path}: expected a string, got the number {value!r} (YAML reads an unquoted number as a number, "
-                "dropping leading zeros: quote it for the text, e.g. '001')"
-            )
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {value!r}")
-        return value
-    if tp is Path:
-        if not isinstance(value, (str, Path)):
-            raise ConfigError(f"{path}: expected a path, got {value!r}")
-        return Path(value)
+            return _convert(arg, value, path)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    if all(a in (int, float, str, bool, Path) or get_origin(a) is Literal for a in fitting):
+        # scalars only (an encoder's `layer: lst`): what may be written, not the typing expression and each
+        # alternative's complaint with the key path repeated
+        expected = " or ".join(_shape_words(a) for a in args)
+        names = [v for a in fitting if get_origin(a) is Literal for v in get_args(a) if isinstance(v, str)]
+        raise ConfigError(f"{path}: expected {expected}, got {value!r}{did_you_mean([value], names)}")
+    raise ConfigError(f"{path}: {value!r} matches none of {tp}: {'; '.join(errors)}")
+
+
+def _convert_literal(tp: Any, value: Any, path: str) -> Any:
+    choices = list(get_args(tp))
+    if isinstance(value, bool) and not any(isinstance(c, bool) for c in choices):
+        # `decode_cache: no`, `device: off`: YAML's booleans (and True == 1 would pass a choice of 1)
+        raise ConfigError(
+            f"{path}: expected one of {choices}, got {str(value).lower()} (YAML reads an unquoted "
+            "yes/no/on/off/true/false as true or false)"
+        )
+    if value not in choices:
+        names = [c for c in choices if isinstance(c, str)]
+        raise ConfigError(f"{path}: {value!r} is not one of {choices}{did_you_mean([value], names)}")
     return value
+
+
+def _convert_sequence(tp: Any, value: Any, path: str) -> Any:
+    """``value`` as a list, a tuple of any length or a tuple of fixed length."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{path}: expected a list, got {value!r}")
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        return _convert_fixed_tuple(args, value, path)
+    item = args[0] if args else Any
+    items = [_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return tuple(items) if origin is tuple else items
+
+
+def _convert_fixed_tuple(args: tuple[Any, ...], value: Sequence[Any], path: str) -> tuple[Any, ...]:
+    if len(args) != len(value):
+        raise ConfigError(f"{path}: expected {len(args)} items, got {len(value)}")
+    return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+
+
+def _convert_mapping(tp: Any, value: Any, path: str) -> dict[Any, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+    kt, vt = get_args(tp) or (Any, Any)
+    return {_convert(kt, k, f"{path} key {k!r}"): _convert(vt, v, f"{path}.{k}") for k, v in value.items()}
+
+
+def _convert_scalar(tp: Any, value: Any, path: str) -> Any:
+    """``value`` as a float, int, bool, str or Path; a value of any other type is kept as it is."""
+    if tp is float:
+        return _convert_float(value, path)
+    if tp is int:
+        return _convert_int(value, path)
+    if tp is bool:
+        return _convert_bool(value, path)
+    if tp is str:
+        return _convert_str(value, path)
+    if tp is Path:
+        return _convert_path(value, path)
+    return value
+
+
+def _convert_float(value: Any, path: str) -> float:
+    if isinstance(value, str) and value in _JSON_NON_FINITE:
+        # `sdd train --print-config` prints the recipe as JSON, where Python writes `.inf` as Infinity: read back
+        # as a recipe, YAML took it for text that every number setting refused (a text setting keeps the text)
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{path}: expected a number, got {value!r}")
+    if value != value:  # NaN (YAML .nan): every range check compares false, so it would pass them all
+        raise ConfigError(f"{path}: expected a number, got NaN")
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float range (1 and 400 zeros): not a traceback
+        raise ConfigError(f"{path}: {value} is beyond the range of a float") from None
+
+
+def _convert_int(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{path}: expected an integer, got {value!r}")
+    return value
+
+
+def _convert_bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}: expected true/false, got {value!r}")
+    return value
+
+
+def _convert_str(value: Any, path: str) -> str:
+    if isinstance(value, bool):  # `trainer.out_dir=off`, `expert_names: [yes, no]`: YAML's booleans
+        raise ConfigError(
+            f"{path}: expected a string, got {str(value).lower()} (YAML reads an unquoted yes/no/on/off/true/false "
+            "as true or false: quote it for the text)"
+        )
+    if isinstance(value, int | float):  # `where: {speaker: 001}`: YAML reads 001 as 1 (and 010 as 8)
+        raise ConfigError(
+            f"{path}: expected a string, got the number {value!r} (YAML reads an unquoted number as a number, "
+            "dropping leading zeros: quote it for the text, e.g. '001')"
+        )
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: expected a string, got {value!r}")
+    return value
+
+
+def _convert_path(value: Any, path: str) -> Path:
+    if not isinstance(value, (str, Path)):
+        raise ConfigError(f"{path}: expected a path, got {value!r}")
+    return Path(value)
 
 
 def to_dict(obj: Any) -> Any:

@@ -1138,6 +1138,42 @@ def _decode_pyav_stream(
     it block by block as it is decoded (a :class:`_Resampled`), as :func:`_decode_soundfile` does: a 192 kHz ALAC or
     FLAC track of an MP4 or Matroska file held its native-rate audio whole. Only a stream of one rate can be: a
     rate change after the stream has begun raises ``_NotStreamable`` (the caller decodes it again, whole)."""
+    declared, size = _check_pyav_header(container, stream, file, label=label, max_duration=max_duration)
+    trims = bool(container.format.name.startswith("mov") and stream.duration and stream.time_base)
+    packets = _PacketSpan()
+    segments, resampler = _decode_pyav_segments(
+        container,
+        stream,
+        packets,
+        label=label,
+        max_duration=max_duration,
+        sample_rate=sample_rate,
+        declared=declared,
+        size=size,
+        trims=trims,
+    )
+    if not segments:
+        return np.zeros(0, dtype=np.float32), int(stream.sample_rate or 1)
+    rate = segments[0][0]
+    streamed = resampler.frames if resampler is not None else 0  # native frames already in the stream
+    if container.format.name == "flac" and declared is not None and len(segments) == 1:
+        _check_complete(streamed + segments[0][1].size, round(declared * rate), rate, label)
+    if container.format.name == "caf" and len(segments) == 1:
+        # libsndfile refuses to open a CAF cut off mid-way; FFmpeg decodes it up to the cut, and reports the
+        # duration of what is there, not what the header declares
+        header = _caf_declared_frames(file)
+        if header is not None:
+            _check_complete(streamed + segments[0][1].size, header[0], rate, label, allowance=header[1])
+    if trims and len(segments) == 1:
+        _trim_to_edit_list(stream, segments[0][1], streamed, rate, packets, label)
+    return _join_segments(segments, resampler)
+
+
+def _check_pyav_header(
+    container, stream, file: str | io.BytesIO, *, label: str | None, max_duration: float | None
+) -> tuple[float | None, int | None]:
+    """(the duration ``stream``'s header declares, ``file``'s size in bytes) once the codec, the rate and that
+    duration pass the checks made before decoding."""
     if stream.codec_context is None:  # a plain error: the caller adds it to the other decoders' reasons
         raise ValueError("no decoder for the audio stream's codec")
     if stream.sample_rate:
@@ -1145,13 +1181,28 @@ def _decode_pyav_stream(
     declared, size = _declared_duration(container, stream), _source_size(file)
     if declared is not None and container.format.name.split(",")[0] not in _ESTIMATED_LENGTH_FORMATS:
         _check_declared(declared, max_duration, label, size)
-    trims = bool(container.format.name.startswith("mov") and stream.duration and stream.time_base)
+    return declared, size
+
+
+def _decode_pyav_segments(
+    container,
+    stream,
+    packets: _PacketSpan,
+    *,
+    label: str | None,
+    max_duration: float | None,
+    sample_rate: int | None,
+    declared: float | None,
+    size: int | None,
+    trims: bool,
+) -> tuple[list[tuple[int, _GrowingBuffer]], _StreamResampler | None]:
+    """The decoded ``stream`` as (rate, samples) segments, a new one at each change of rate, and the resampler
+    its samples were fed to as they were decoded (None when they were not: see :func:`_decode_pyav_stream`)."""
     segments: list[tuple[int, _GrowingBuffer]] = []  # (rate, samples): the rate may change mid-stream
     # once streamed, the one segment's buffer holds only what is not resampled yet (the stream has the rest)
     resampler: _StreamResampler | None = None
     keep = 0  # native frames held back from the stream: the end an MP4's length may trim
     seconds = 0.0
-    packets = _PacketSpan()
     for chunk, rate in _iter_pyav_mono(container, stream, packets):
         if not segments or segments[-1][0] != rate:
             if resampler is not None:  # the first rate's samples went to the stream: not the highest rate's
@@ -1174,37 +1225,40 @@ def _decode_pyav_stream(
                 keep = _mp4_frame(stream) if trims else 0
         if resampler is not None and buffer.size >= _READ_BLOCK + keep:
             segments[-1] = (rate, _feed_all_but(buffer, keep, resampler))
-    if not segments:
-        return np.zeros(0, dtype=np.float32), int(stream.sample_rate or 1)
+    return segments, resampler
+
+
+def _trim_to_edit_list(
+    stream, buffer: _GrowingBuffer, streamed: int, rate: int, packets: _PacketSpan, label: str | None
+) -> None:
+    """Cuts the one segment's ``buffer`` (``streamed`` frames before it went to the resampler) of an MP4/M4A
+    ``stream`` to the length its edit list gives (``_NotStreamable`` when those samples were resampled already); an
+    AudioDecodeError when its media data is cut off."""
+    # An MP4/M4A's edit list gives the presentation's length: FFmpeg skips the encoder's priming at the start
+    # but decodes the padding of the last frame past the end (AAC: under one 1024-sample frame, 64 ms at
+    # 16 kHz; 2048 with SBR), which players that honour the edit list do not play. The declared length is in
+    # the movie's time scale (FFmpeg writes 1 ms), so it may cut or keep a fraction of a millisecond.
+    frame = _mp4_frame(stream)
+    declared_samples = round(float(stream.duration * stream.time_base) * rate)
+    excess = streamed + buffer.size - declared_samples
+    if 0 < excess <= frame:
+        if excess > buffer.size:  # the decoder's frame size grew past what was held back
+            raise _NotStreamable("the samples to trim were resampled already")
+        buffer.size -= excess
+    # An MP4 whose index comes first (faststart: phones, browsers, web uploads) and whose media data is cut off
+    # decodes up to the cut without a word, as a truncated FLAC does; a frame or two may differ at the ends.
+    # The cut is where the packets end: a whole stream with gaps in its timeline (a recorder that paused its
+    # audio, dropped packets) decodes short of its length too, but its packets reach the end, and all decode.
+    reached = round(float(packets.span * stream.time_base) * rate)
+    if packets.failed or _short(reached, declared_samples, rate, 2 * frame):
+        _check_complete(streamed + buffer.size, declared_samples, rate, label, allowance=2 * frame)
+
+
+def _join_segments(
+    segments: list[tuple[int, _GrowingBuffer]], resampler: _StreamResampler | None
+) -> tuple[np.ndarray | _Resampled, int]:
+    """The decoded stream as one (mono float32, rate): the resampler's result, or the segments at one rate."""
     rate = segments[0][0]
-    streamed = resampler.frames if resampler is not None else 0  # native frames already in the stream
-    if container.format.name == "flac" and declared is not None and len(segments) == 1:
-        _check_complete(streamed + segments[0][1].size, round(declared * rate), rate, label)
-    if container.format.name == "caf" and len(segments) == 1:
-        # libsndfile refuses to open a CAF cut off mid-way; FFmpeg decodes it up to the cut, and reports the
-        # duration of what is there, not what the header declares
-        header = _caf_declared_frames(file)
-        if header is not None:
-            _check_complete(streamed + segments[0][1].size, header[0], rate, label, allowance=header[1])
-    if trims and len(segments) == 1:
-        # An MP4/M4A's edit list gives the presentation's length: FFmpeg skips the encoder's priming at the start
-        # but decodes the padding of the last frame past the end (AAC: under one 1024-sample frame, 64 ms at
-        # 16 kHz; 2048 with SBR), which players that honour the edit list do not play. The declared length is in
-        # the movie's time scale (FFmpeg writes 1 ms), so it may cut or keep a fraction of a millisecond.
-        frame = _mp4_frame(stream)
-        declared_samples = round(float(stream.duration * stream.time_base) * rate)
-        excess = streamed + segments[0][1].size - declared_samples
-        if 0 < excess <= frame:
-            if excess > segments[0][1].size:  # the decoder's frame size grew past what was held back
-                raise _NotStreamable("the samples to trim were resampled already")
-            segments[0][1].size -= excess
-        # An MP4 whose index comes first (faststart: phones, browsers, web uploads) and whose media data is cut off
-        # decodes up to the cut without a word, as a truncated FLAC does; a frame or two may differ at the ends.
-        # The cut is where the packets end: a whole stream with gaps in its timeline (a recorder that paused its
-        # audio, dropped packets) decodes short of its length too, but its packets reach the end, and all decode.
-        reached = round(float(packets.span * stream.time_base) * rate)
-        if packets.failed or _short(reached, declared_samples, rate, 2 * frame):
-            _check_complete(streamed + segments[0][1].size, declared_samples, rate, label, allowance=2 * frame)
     if resampler is not None:
         resampler.feed(segments[0][1].array())
         return resampler.result(), rate

@@ -264,27 +264,7 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
                 "share_bonafide (every domain draws from all bona fide items) and bonafide_by_domain (a domain "
                 "keeps its own bona fide items) exclude each other: give one"
             )
-        per_domain = None if per_domain is None else _count("per_domain", per_domain)
-        batch_size = None if batch_size is None else _count("batch_size", batch_size)
-        if n_domains_per_step is not None:
-            n_domains_per_step = _count("n_domains_per_step", n_domains_per_step)
-            if not 2 <= n_domains_per_step <= n_dom:  # before it divides batch_size (0: ZeroDivisionError)
-                raise ValueError(f"n_domains_per_step must be in [2, {n_dom}], got {n_domains_per_step}")
-        if per_domain is None:
-            if batch_size is None:
-                raise ValueError("give per_domain (items per domain block) or batch_size")
-            if n_domains_per_step is None:
-                n_domains_per_step = _domains_per_step(batch_size, n_dom, min_per)
-            if batch_size % n_domains_per_step:
-                raise ValueError(
-                    f"batch_size {batch_size} is not a multiple of n_domains_per_step {n_domains_per_step}"
-                )
-            per_domain = batch_size // n_domains_per_step
-        self.n_domains_per_step = n_dom if n_domains_per_step is None else int(n_domains_per_step)
-        if not 2 <= self.n_domains_per_step <= n_dom:
-            raise ValueError(f"n_domains_per_step must be in [2, {n_dom}], got {n_domains_per_step}")
-        if batch_size is not None and batch_size != per_domain * self.n_domains_per_step:
-            raise ValueError(f"batch_size {batch_size} != per_domain {per_domain} x {self.n_domains_per_step} domains")
+        per_domain, self.n_domains_per_step = _block_sizes(per_domain, batch_size, n_domains_per_step, n_dom, min_per)
         self.per_domain = int(per_domain)
         self.n_bonafide = _block_bonafide(self.per_domain, bonafide_fraction)
         self.n_spoof = self.per_domain - self.n_bonafide
@@ -301,25 +281,27 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
             raise ValueError("bonafide_fraction > 0 but there is no bona fide item")
         self.share_bonafide = bool(share_bonafide)
         self.spoof_pools = [spoof[values[spoof] == d] for d in self.domain_names]
-        if self.share_bonafide:
-            self.bonafide_pools = [bona] * n_dom
-        else:
-            self.bonafide_pools = self._partition_bonafide(bona, values, bool(bonafide_by_domain))
-            empty = [d for d, p in zip(self.domain_names, self.bonafide_pools) if len(p) == 0]
-            if self.n_bonafide > 0 and empty:
-                if bonafide_by_domain:  # fewer bona fide items of no domain than domains without their own
-                    raise ValueError(
-                        f"bonafide_by_domain: {len(empty)} domain(s) (e.g. {empty[:5]}) have no bona fide item of "
-                        "their own, and too few bona fide items of no domain are left to give each one; use "
-                        "share_bonafide or bonafide_by_domain: false"
-                    )
-                raise ValueError(f"{len(bona)} bona fide items cannot be split among {n_dom} domains: share_bonafide")
+        self.bonafide_pools = self._bonafide_pools(bona, values, bool(bonafide_by_domain))
         self.batch_size = self.n_domains_per_step * self.per_domain
-        if steps_per_epoch is None:
-            steps_per_epoch = max(1, math.ceil(len(labels) / self.batch_size / self.world_size))
-        self.steps_per_epoch = _count("steps_per_epoch", steps_per_epoch)
-        if self.steps_per_epoch <= 0:
-            raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
+        self.steps_per_epoch = _epoch_steps(steps_per_epoch, len(labels), self.batch_size, self.world_size)
+
+    def _bonafide_pools(self, bona: np.ndarray, values: np.ndarray, by_domain: bool) -> list[np.ndarray]:
+        """Each domain's bona fide items: all of them with ``share_bonafide``, else a disjoint share (see
+        :meth:`_partition_bonafide`); a ValueError when blocks need bona fide items and a share is empty."""
+        n_dom = len(self.domain_names)
+        if self.share_bonafide:
+            return [bona] * n_dom
+        pools = self._partition_bonafide(bona, values, by_domain)
+        empty = [d for d, p in zip(self.domain_names, pools) if len(p) == 0]
+        if self.n_bonafide > 0 and empty:
+            if by_domain:  # fewer bona fide items of no domain than domains without their own
+                raise ValueError(
+                    f"bonafide_by_domain: {len(empty)} domain(s) (e.g. {empty[:5]}) have no bona fide item of "
+                    "their own, and too few bona fide items of no domain are left to give each one; use "
+                    "share_bonafide or bonafide_by_domain: false"
+                )
+            raise ValueError(f"{len(bona)} bona fide items cannot be split among {n_dom} domains: share_bonafide")
+        return pools
 
     def _partition_bonafide(self, bona: np.ndarray, values: np.ndarray, by_domain: bool) -> list[np.ndarray]:
         """One disjoint bona fide share per domain, fixed by the seed (the same every epoch).
@@ -363,6 +345,43 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
 
     def __len__(self) -> int:
         return self.steps_per_epoch
+
+
+def _block_sizes(
+    per_domain: int | None, batch_size: int | None, n_domains_per_step: int | None, n_dom: int, min_per: int
+) -> tuple[int, int]:
+    """(per_domain, n_domains_per_step) of a :class:`DomainBatchSampler` of ``n_dom`` domains from the sizes given
+    (blocks of at least ``min_per`` items when n_domains_per_step is derived from batch_size)."""
+    per_domain = None if per_domain is None else _count("per_domain", per_domain)
+    batch_size = None if batch_size is None else _count("batch_size", batch_size)
+    if n_domains_per_step is not None:
+        n_domains_per_step = _count("n_domains_per_step", n_domains_per_step)
+        if not 2 <= n_domains_per_step <= n_dom:  # before it divides batch_size (0: ZeroDivisionError)
+            raise ValueError(f"n_domains_per_step must be in [2, {n_dom}], got {n_domains_per_step}")
+    if per_domain is None:
+        if batch_size is None:
+            raise ValueError("give per_domain (items per domain block) or batch_size")
+        if n_domains_per_step is None:
+            n_domains_per_step = _domains_per_step(batch_size, n_dom, min_per)
+        if batch_size % n_domains_per_step:
+            raise ValueError(f"batch_size {batch_size} is not a multiple of n_domains_per_step {n_domains_per_step}")
+        per_domain = batch_size // n_domains_per_step
+    n_per_step = n_dom if n_domains_per_step is None else int(n_domains_per_step)
+    if not 2 <= n_per_step <= n_dom:
+        raise ValueError(f"n_domains_per_step must be in [2, {n_dom}], got {n_domains_per_step}")
+    if batch_size is not None and batch_size != per_domain * n_per_step:
+        raise ValueError(f"batch_size {batch_size} != per_domain {per_domain} x {n_per_step} domains")
+    return per_domain, n_per_step
+
+
+def _epoch_steps(steps_per_epoch: int | None, n_items: int, batch_size: int, world_size: int) -> int:
+    """``steps_per_epoch`` (per rank) as a positive int; None: about one pass over the ``n_items`` items."""
+    if steps_per_epoch is None:
+        steps_per_epoch = max(1, math.ceil(n_items / batch_size / world_size))
+    steps = _count("steps_per_epoch", steps_per_epoch)
+    if steps <= 0:
+        raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
+    return steps
 
 
 def _block_bonafide(per_domain: int, fraction: float) -> int:

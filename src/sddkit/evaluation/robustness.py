@@ -50,7 +50,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -639,57 +639,16 @@ def run_robustness(
     :class:`RobustnessJournal`).
     """
     from sddkit.progress import progress_bar
-    from sddkit.scoring.batch import _changed_versions
 
     cfg = config or RobustnessConfig()
     n_protocol = len(table)
     table = select_utterances(table, cfg.limit, cfg.seed)
-    if len(table) == 0:
-        raise ProtocolError("the protocol has no utterances to evaluate")
-    n_bona = int(table.labels.sum())
-    if n_bona in (0, len(table)):  # refused now, not after every file was scored under every condition
-        which = "bona fide" if n_bona else "spoof"
-        raise ProtocolError(
-            f"the protocol holds only {which} utterances ({len(table)}); "
-            "a robustness evaluation needs both bona fide and spoof speech"
-        )
+    _check_evaluable(table)
     records = table.df[["utt_id", "path", "label"]].to_dict("records")
     n = len(records)
     scores = {name: np.full(n, np.nan) for name in cfg.conditions}
     failures: list[str] = []
     condition_errors: dict[str, list[str]] = {}
-    pending: list[tuple[int, str, Any]] = []  # (utterance index, condition, PreparedAudio) awaiting the model
-    # the files processed since the journal's last line, and the condition errors they raised, in order
-    batch_files: list[dict[str, Any]] = []
-    batch_errors: list[tuple[str, str, int]] = []
-
-    def add_error(name: str, error: str, i: int) -> None:
-        condition_errors.setdefault(name, []).append(error)
-        batch_errors.append((name, error, i))
-
-    def flush() -> None:
-        from sddkit.scoring.api import non_finite_reason
-
-        results = detector.score_prepared([p for _, _, p in pending])
-        for (i, name, _), res in zip(pending, results):
-            reason = non_finite_reason(res)
-            if reason is not None:  # a NaN would otherwise pass for a score (and always read as "spoof")
-                add_error(name, f"{records[i]['utt_id']}: {reason}", i)
-                continue
-            scores[name][i] = res.score
-        pending.clear()
-
-    def commit() -> None:
-        """Journal the files processed since the last commit: all their conditions are scored by now."""
-        if log is not None and batch_files:
-            for entry in batch_files:
-                if "failure" not in entry:
-                    i = entry["i"]
-                    entry["scores"] = {c: float(s[i]) for c, s in scores.items() if np.isfinite(s[i])}
-            log.append(batch_files, batch_errors)
-        batch_files.clear()
-        batch_errors.clear()
-
     log = None
     done: set[int] = set()
     versions_changed: list[str] = []
@@ -705,34 +664,11 @@ def run_robustness(
             done = _replay(log, records, scores, failures, condition_errors)
         todo = [i for i in range(n) if i not in done]
         if done:  # results read back: the journal's first run decoded, degraded and scored them
-            earlier_versions = ((log._header or {}).get("info") or {}).get("versions")
-            versions_changed = _changed_versions(earlier_versions, (info or {}).get("versions") or {})
-            if versions_changed:  # not refused (an upgrade between interruption and resume is fine), but kept
-                info = {**(info or {}), "earlier_versions": earlier_versions}
+            info, versions_changed = _resumed_versions(log, info)
         bar = progress_bar(total=n, initial=len(done), unit="file", desc="sdd robustness", enabled=progress)
         processed = _processed_in_order(detector, records, cfg, todo)
         try:
-            n_windows = 0
-            for i, item in processed:
-                bar.update(1)
-                if isinstance(item, str):
-                    failures.append(item)
-                    batch_files.append({"i": i, "utt_id": str(records[i]["utt_id"]), "failure": item})
-                    continue
-                batch_files.append({"i": i, "utt_id": str(records[i]["utt_id"])})
-                for name, prepared in item.variants:
-                    if isinstance(prepared, str):
-                        add_error(name, prepared, i)
-                        continue
-                    pending.append((i, name, prepared))
-                    n_windows += prepared.n_windows
-                if n_windows >= detector.batch_size:
-                    flush()
-                    commit()
-                    n_windows = 0
-            if pending:
-                flush()
-            commit()
+            _score_processed(detector, records, processed, bar, scores, failures, condition_errors, log)
         finally:
             processed.close()  # now, not when the traceback is freed: an interruption drops the queued files
             bar.close()
@@ -741,23 +677,7 @@ def run_robustness(
             log.close()
 
     labels = table.labels
-    decoded = np.isfinite(scores[CLEAN])
-    # a rerun reads these files' results back from the journal: mended files are scored again only without it
-    kept = (
-        ""
-        if log is None
-        else f" (a rerun reads the files' results back from {log.path}: delete it to score them again, or rerun "
-        "with --retry-errors to score again the files whose results hold an error)"
-    )
-    if not decoded.any():
-        first = f"; first error: {failures[0]}" if failures else ""
-        raise ProtocolError(f"none of the {n} files could be decoded and scored{first}{kept}")
-    if labels[decoded].min() == labels[decoded].max():
-        which = "bona fide" if labels[decoded][0] == 1 else "spoof"
-        raise ProtocolError(
-            f"only {which} utterances could be scored ({int(decoded.sum())} of {n}); "
-            f"a robustness evaluation needs both bona fide and spoof speech{kept}"
-        )
+    _check_scored(labels, scores, failures, n, log)
     result = RobustnessResult(
         config=cfg,
         threshold=float(detector.threshold),
@@ -776,6 +696,134 @@ def run_robustness(
     )
     result.rows = summarize(result)
     return result
+
+
+def _check_evaluable(table: UtteranceTable) -> None:
+    """A ProtocolError when the (selected) protocol has no utterances or only one class."""
+    if len(table) == 0:
+        raise ProtocolError("the protocol has no utterances to evaluate")
+    n_bona = int(table.labels.sum())
+    if n_bona in (0, len(table)):  # refused now, not after every file was scored under every condition
+        which = "bona fide" if n_bona else "spoof"
+        raise ProtocolError(
+            f"the protocol holds only {which} utterances ({len(table)}); "
+            "a robustness evaluation needs both bona fide and spoof speech"
+        )
+
+
+def _resumed_versions(log: RobustnessJournal, info: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[str]]:
+    """(``info``, the packages whose versions changed since the journal's first run); with such changes, ``info``
+    gains the earlier versions."""
+    from sddkit.scoring.batch import _changed_versions
+
+    earlier_versions = ((log._header or {}).get("info") or {}).get("versions")
+    versions_changed = _changed_versions(earlier_versions, (info or {}).get("versions") or {})
+    if versions_changed:  # not refused (an upgrade between interruption and resume is fine), but kept
+        info = {**(info or {}), "earlier_versions": earlier_versions}
+    return info, versions_changed
+
+
+def _score_processed(
+    detector: Any,
+    records: Sequence[dict[str, Any]],
+    processed: Iterable[tuple[int, _Utterance | str]],
+    bar: Any,
+    scores: dict[str, np.ndarray],
+    failures: list[str],
+    condition_errors: dict[str, list[str]],
+    log: RobustnessJournal | None,
+) -> None:
+    """Score the ``processed`` files' conditions in batches of ``detector.batch_size`` windows, journaling each
+    batch to ``log`` once all its conditions are scored."""
+    batches = _ConditionBatches(detector, records, scores, condition_errors, log)
+    n_windows = 0
+    for i, item in processed:
+        bar.update(1)
+        if isinstance(item, str):
+            failures.append(item)
+            batches.files.append({"i": i, "utt_id": str(records[i]["utt_id"]), "failure": item})
+            continue
+        batches.files.append({"i": i, "utt_id": str(records[i]["utt_id"])})
+        for name, prepared in item.variants:
+            if isinstance(prepared, str):
+                batches.add_error(name, prepared, i)
+                continue
+            batches.pending.append((i, name, prepared))
+            n_windows += prepared.n_windows
+        if n_windows >= detector.batch_size:
+            batches.flush()
+            batches.commit()
+            n_windows = 0
+    if batches.pending:
+        batches.flush()
+    batches.commit()
+
+
+@dataclass
+class _ConditionBatches:
+    """What :func:`_score_processed` holds between model calls and journal lines."""
+
+    detector: Any
+    records: Sequence[dict[str, Any]]
+    scores: dict[str, np.ndarray]
+    condition_errors: dict[str, list[str]]
+    log: RobustnessJournal | None
+    # (utterance index, condition, PreparedAudio) awaiting the model
+    pending: list[tuple[int, str, Any]] = field(default_factory=list)
+    # the files processed since the journal's last line, and the condition errors they raised, in order
+    files: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def add_error(self, name: str, error: str, i: int) -> None:
+        self.condition_errors.setdefault(name, []).append(error)
+        self.errors.append((name, error, i))
+
+    def flush(self) -> None:
+        """Run the model on the pending windows, and empty them."""
+        from sddkit.scoring.api import non_finite_reason
+
+        results = self.detector.score_prepared([p for _, _, p in self.pending])
+        for (i, name, _), res in zip(self.pending, results):
+            reason = non_finite_reason(res)
+            if reason is not None:  # a NaN would otherwise pass for a score (and always read as "spoof")
+                self.add_error(name, f"{self.records[i]['utt_id']}: {reason}", i)
+                continue
+            self.scores[name][i] = res.score
+        self.pending.clear()
+
+    def commit(self) -> None:
+        """Journal the files processed since the last commit: all their conditions are scored by now."""
+        if self.log is not None and self.files:
+            for entry in self.files:
+                if "failure" not in entry:
+                    i = entry["i"]
+                    entry["scores"] = {c: float(s[i]) for c, s in self.scores.items() if np.isfinite(s[i])}
+            self.log.append(self.files, self.errors)
+        self.files.clear()
+        self.errors.clear()
+
+
+def _check_scored(
+    labels: np.ndarray, scores: dict[str, np.ndarray], failures: list[str], n: int, log: RobustnessJournal | None
+) -> None:
+    """A ProtocolError when none of the ``n`` files could be decoded and scored, or the scored ones lack a class."""
+    decoded = np.isfinite(scores[CLEAN])
+    # a rerun reads these files' results back from the journal: mended files are scored again only without it
+    kept = (
+        ""
+        if log is None
+        else f" (a rerun reads the files' results back from {log.path}: delete it to score them again, or rerun "
+        "with --retry-errors to score again the files whose results hold an error)"
+    )
+    if not decoded.any():
+        first = f"; first error: {failures[0]}" if failures else ""
+        raise ProtocolError(f"none of the {n} files could be decoded and scored{first}{kept}")
+    if labels[decoded].min() == labels[decoded].max():
+        which = "bona fide" if labels[decoded][0] == 1 else "spoof"
+        raise ProtocolError(
+            f"only {which} utterances could be scored ({int(decoded.sum())} of {n}); "
+            f"a robustness evaluation needs both bona fide and spoof speech{kept}"
+        )
 
 
 def _replay(
