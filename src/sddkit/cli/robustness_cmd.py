@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--conditions",
         default="all",
-        help="comma-separated condition names, or 'all' (default); 'clean' is always included",
+        help="comma-separated condition names (listed in docs/cli.md; an unknown name's error lists them all), or "
+        "'all' (default); 'clean' is always included",
     )
     p.add_argument(
         "--mode",
