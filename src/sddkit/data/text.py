@@ -70,13 +70,14 @@ def open_text(path: str | Path, *, newline: str | None = "", strict: bool = Fals
     return path.open("r", encoding=encoding, errors=errors, newline=newline)
 
 
-def read_text(path: str | Path) -> str:
+def read_text(path: str | Path, *, keep_line_ends: bool = False) -> str:
     """The whole text of ``path`` in its :func:`text_encoding`; UTF-8 text with its line ends read as ``\\n``
-    (as :meth:`pathlib.Path.read_text`), UTF-16 text as decoded (a ``UnicodeDecodeError`` names the byte of
+    (as :meth:`pathlib.Path.read_text`) unless ``keep_line_ends`` (for a CSV reader, to which a ``\\r`` inside a
+    quoted field is part of the field), UTF-16 text as decoded (a ``UnicodeDecodeError`` names the byte of
     the file)."""
     data = Path(path).read_bytes()
     encoding = text_encoding(data[:2])
     text = data.decode(encoding, _errors(encoding))
-    if encoding == "utf-16":
+    if encoding == "utf-16" or keep_line_ends:
         return text
     return text.replace("\r\n", "\n").replace("\r", "\n")

@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import io
 import json
 import os
+import re
 import stat
 import time
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
@@ -166,11 +168,13 @@ def _is_text(path: Path) -> bool:
 def read_manifest(path: Path) -> list[str]:
     """Paths listed by a CSV/TSV with a ``path`` column, a protocol file, or a one-path-per-line text."""
     try:  # UTF-8 (non-UTF-8 paths survive), or UTF-16 after its BOM: a list written by Windows PowerShell
-        text = read_text(path)
+        # line ends as written: a pipe is read once, and the CSV reader needs the "\r" of a quoted path
+        raw = read_text(path, keep_line_ends=True)
     except OSError as exc:
         raise ProtocolError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"{path}: not a readable UTF-16 manifest ({exc.reason} at byte {exc.start})") from None
+    text = raw.replace("\r\n", "\n").replace("\r", "\n")
     if "\0" in text and is_pipe(path):  # a file's first bytes were looked at already (_is_text): audio is named
         # audio piped in (`sdd score <(ffmpeg ... -f wav -)`): else its bytes were listed as paths, "lines like
         # 'RIFF$\udcfa\x00...' are not audio paths"
@@ -188,7 +192,9 @@ def read_manifest(path: Path) -> list[str]:
     # a one-column "path" header heads a CSV whatever the file's name (else "path" was listed as a file)
     if path.suffix.lower() in (".csv", ".tsv") or any(d in first for d in ",\t;") or first.strip() == "path":
         delimiter = _delimiter(first)
-        reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+        # the text as written: with its line ends made "\n", a path holding a "\r" (which sdd score's CSV output
+        # quotes) was listed with a "\n" in its place, a file that does not exist
+        reader = csv.DictReader(io.StringIO(raw, newline=""), delimiter=delimiter)
         names = [f.strip() for f in reader.fieldnames or []]
         if "path" in names:
             if names.count("path") > 1:
@@ -338,17 +344,26 @@ def _written_from(manifest: Path) -> Path | None:
 
 def output_format(out: str | Path) -> str:
     """'jsonl' for ``*.jsonl`` (also inside shard names like ``x.jsonl.rank0``), else 'csv'."""
-    name = Path(out).name.lower()
-    return "jsonl" if name.endswith(".jsonl") or ".jsonl.rank" in name else "csv"
+    name = _unsharded_name(Path(out).name).lower()
+    return "jsonl" if name.endswith(".jsonl") else "csv"
+
+
+# the suffix shard_path adds: only ".rank<digits>" at the end, not a ".rank" inside a name ("scores.ranked.csv")
+_SHARD_SUFFIX = re.compile(r"\.rank\d+$")
+
+
+def _unsharded_name(name: str) -> str:
+    """A file name without the ``.rank<r>`` that :func:`shard_path` adds, when it has one."""
+    return _SHARD_SUFFIX.sub("", name)
 
 
 def windows_path(out: str | Path) -> Path:
     """The per-window sidecar of a CSV output: ``scores.csv`` -> ``scores.windows.csv``."""
     out = Path(out)
-    name = out.name
-    base, _, rank = name.partition(".rank")  # keep shard suffixes at the end
+    base = _unsharded_name(out.name)
+    rank = out.name[len(base) :]  # keep shard suffixes at the end
     stem = base[: -len(".csv")] if base.lower().endswith(".csv") else base
-    return out.with_name(f"{stem}.windows.csv" + (f".rank{rank}" if rank else ""))
+    return out.with_name(f"{stem}.windows.csv{rank}")
 
 
 def output_columns(weight_columns: Sequence[str]) -> list[str]:
@@ -1065,7 +1080,9 @@ def complete_shards(out: str | Path) -> tuple[int, list[int]]:
     """(world size recorded by the markers, ranks whose marker is missing); (0, []) if none."""
     out = Path(out)
     sizes = set()
-    for marker in sorted(out.parent.glob(f"{out.name}.rank*.done")):
+    # escaped: an output named "scores[v2].csv" is a pattern that matches none of its own markers, and its shards
+    # were never merged (each rank took another's merge for done)
+    for marker in sorted(out.parent.glob(f"{glob.escape(out.name)}.rank*.done")):
         try:
             sizes.add(json.loads(marker.read_text())["world_size"])
         except FileNotFoundError:
