@@ -54,7 +54,7 @@ def test_a_run_that_fails_leaves_no_out_folder_it_made_and_an_existing_one_as_it
     def interrupted(*args, **kwargs):
         detector = loaded(*args, **kwargs)
 
-        def stop(path):
+        def stop(path, **kwargs):
             raise KeyboardInterrupt
 
         detector.score_file = stop

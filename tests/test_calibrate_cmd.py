@@ -99,3 +99,18 @@ def test_files_of_one_class_or_an_unreadable_file_are_refused_and_nothing_is_wri
     err = capsys.readouterr().err
     assert err.startswith(f"sdd calibrate: error: {broken} cannot be scored") and "leave it out" in err
     assert (model / md.CONFIG_NAME).read_bytes() == before
+
+
+def test_max_duration_s_refuses_a_longer_file_naming_the_option_and_0_lifts_the_limit(tmp_path, tiny_stats, capsys):
+    model, protocol, raw, labels = _files(tmp_path, tiny_stats)  # 150 ms files
+    config = (model / "config.json").read_text()
+    assert main(["calibrate", "--model", str(model), "--protocol", str(protocol), "--max-duration-s", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "f00.wav" in err and "--max-duration-s sets the limit" in err
+    assert (model / "config.json").read_text() == config  # nothing written
+    assert main(["calibrate", "--model", str(model), "--protocol", str(protocol), "--max-duration-s", "0"]) == 0
+    expected = fit_calibration(raw, labels, prior=0.5)
+    assert json.loads(capsys.readouterr().out)["calibration"] == pytest.approx({"a": expected.a, "b": expected.b})
+    # a negative limit is a usage error, not "no limit"
+    assert main(["calibrate", "--model", str(model), "--protocol", str(protocol), "--max-duration-s", "-1"]) == 2
+    assert "--max-duration-s" in capsys.readouterr().err

@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--prior", type=float, default=0.5, help="bona fide prior of the fit (default 0.5)")
     p.add_argument(
+        "--max-duration-s",
+        type=float,
+        default=600.0,
+        help="a file longer than this stops the calibration, named (0 = no limit; default 600, as sdd score)",
+    )
+    p.add_argument(
         "--out",
         default=None,
         help="write the calibrated model here (its weights copied, config.json written; not its MODEL_CARD.md, "
@@ -42,11 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sddkit.cli.options import check_paths_given
+    from sddkit.cli.options import check_minimums, check_paths_given
     from sddkit.scoring.calibrate import calibrate_on_protocol
     from sddkit.scoring.onnx_export import ONNX_NAME
 
     check_paths_given(args, "model", "protocol", "out")
+    check_minimums(args, max_duration_s=0)
     report = calibrate_on_protocol(
         args.model,
         args.protocol,
@@ -55,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         threshold=args.threshold,
         prior=args.prior,
+        max_duration=args.max_duration_s or None,
+        too_long_hint="; sdd calibrate --max-duration-s sets the limit (0: none)",
     )
     print(json.dumps(report, indent=2))
     card = Path(args.model) / "MODEL_CARD.md"

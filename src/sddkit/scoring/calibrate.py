@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sddkit.errors import ConfigError, SddkitError
+from sddkit.errors import AudioTooLongError, ConfigError, SddkitError
 
 if TYPE_CHECKING:
     from sddkit.metrics.det import EERResult
@@ -200,9 +200,14 @@ def calibrate_on_protocol(
     out: str | Path | None = None,
     threshold: str = "eer",
     prior: float = 0.5,
+    max_duration: float | None = 600.0,
+    too_long_hint: str = "",
 ) -> dict[str, Any]:
     """Calibrate ``model_dir`` on the files of ``protocol`` (``partitions`` of it) and store the result in ``out``
-    (default: ``model_dir`` itself); returns a report (counts, calibration, threshold, EER on these files)."""
+    (default: ``model_dir`` itself); returns a report (counts, calibration, threshold, EER on these files).
+
+    max_duration: seconds; a longer file stops the calibration (None: any length), as :meth:`score_file` refuses
+    it; ``too_long_hint`` is added to that error (the CLI names its option)."""
     from sddkit.data.protocols import read_protocol
     from sddkit.scoring.api import load_detector
 
@@ -218,10 +223,11 @@ def calibrate_on_protocol(
     raw = np.empty(len(labels), dtype=np.float64)
     for i, path in enumerate(table.column("path")):
         try:
-            raw[i] = detector.score_file(path).raw_score
+            raw[i] = detector.score_file(path, max_duration=max_duration).raw_score
         except SddkitError as exc:  # one file's problem, named; nothing is written
+            hint = too_long_hint if isinstance(exc, AudioTooLongError) else ""
             raise ConfigError(
-                f"{path} cannot be scored ({exc}); a calibration fitted without it would not be the one asked "
+                f"{path} cannot be scored ({exc}{hint}); a calibration fitted without it would not be the one asked "
                 "for: repair the file or leave it out of the protocol"
             ) from None
 
