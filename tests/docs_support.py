@@ -26,6 +26,14 @@ def markdown_section(text: str, heading: str) -> str:
     return _section_from(text, text.index(f"\n## {heading}"))
 
 
+def markdown_subsection(text: str, heading: str) -> str:
+    """The first ``### `` subsection of ``text`` whose heading starts with ``heading``, up to the next heading of
+    level 1 to 3 (ValueError when there is none)."""
+    start = text.index(f"\n### {heading}")
+    end = re.search(r"\n#{1,3} ", text[start + 1 :])
+    return text[start : start + 1 + end.start() if end else len(text)]
+
+
 def cli_section(heading: str) -> str:
     """docs/cli.md's ``## <heading>`` section (``sdd score``, ``Errors and bad input``, ...), its ``###``
     subsections included, up to the next ``## `` heading; the heading must match whole, and once."""

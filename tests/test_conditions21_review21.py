@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import re
 
-from docs_support import cli_section
+from docs_support import cli_section, markdown_subsection
 
 from sddkit.augment.conditions import condition_names
 
 
 def _listed() -> list[str]:
-    section = cli_section("sdd robustness")
-    start = section.index("\n### Conditions\n")
-    section = section[start : section.index("\n### ", start + 1)]
+    section = markdown_subsection(cli_section("sdd robustness"), "Conditions")
     return re.findall(r"`([^`\s]+)`", section)
 
 

@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from docs_support import flat, markdown_section
+from docs_support import flat, markdown_section, markdown_subsection
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_DIR = REPO / "src" / "sddkit" / "assets" / "default_model"
@@ -131,8 +131,7 @@ def test_the_cards_noise_on_every_file_figures_are_the_robustness_tables():
 
 
 def test_readmes_fast_path_speed_ups_are_the_fast_path_tables():
-    start = BENCH.index("### Inference fast paths")
-    section = BENCH[start : BENCH.index("\n#", start + 1)]
+    section = markdown_subsection(BENCH, "Inference fast paths")
     speedups: dict[str, list[float]] = {}
     for line in section.splitlines():
         match = re.match(r"\| (.+?) \| [12] \| [\d.]+ \| [\d.]+ \| ([\d.]+)x \|", line)
