@@ -80,4 +80,9 @@ def read_text(path: str | Path, *, keep_line_ends: bool = False) -> str:
     text = data.decode(encoding, _errors(encoding))
     if encoding == "utf-16" or keep_line_ends:
         return text
+    return universal_line_ends(text)
+
+
+def universal_line_ends(text: str) -> str:
+    """``text`` with every ``\r\n`` and lone ``\r`` read as ``\n`` (as :meth:`pathlib.Path.read_text` reads them)."""
     return text.replace("\r\n", "\n").replace("\r", "\n")

@@ -46,7 +46,7 @@ from typing import Any, BinaryIO
 
 from sddkit.audio.files import AUDIO_EXTENSIONS, list_audio_files, resolve_written_path
 from sddkit.data.protocols._common import header_fields, misspelt_columns
-from sddkit.data.text import is_utf16_text, read_text
+from sddkit.data.text import is_utf16_text, read_text, universal_line_ends
 from sddkit.documents import recorded_base_dir, run_record_path
 from sddkit.errors import ProtocolError, SddkitError
 from sddkit.locks import ExclusiveLock
@@ -174,7 +174,7 @@ def read_manifest(path: Path) -> list[str]:
         raise ProtocolError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"{path}: not a readable UTF-16 manifest ({exc.reason} at byte {exc.start})") from None
-    text = raw.replace("\r\n", "\n").replace("\r", "\n")
+    text = universal_line_ends(raw)
     if "\0" in text and is_pipe(path):  # a file's first bytes were looked at already (_is_text): audio is named
         # audio piped in (`sdd score <(ffmpeg ... -f wav -)`): else its bytes were listed as paths, "lines like
         # 'RIFF$\udcfa\x00...' are not audio paths"
