@@ -212,11 +212,21 @@ def read_manifest(path: Path) -> list[str]:
     listed = [ln for ln in lines if ln and not ln.startswith("#")]
     if not listed:
         raise ProtocolError(f"{path}: the manifest lists no paths")
-    # a whole line (a path may hold spaces: "My Recordings/a.wav") or its first field names an audio file
+    for ln in listed:
+        if ln.endswith("|") and not os.path.lexists(_resolve(path, ln)):
+            # a Kaldi wav.scp "extended filename" (`utt001 sox a.sph -t wav - |`): a command, never run here
+            raise ProtocolError(
+                f"{path}: the line {ln!r} is a command whose output Kaldi reads (it ends with '|'); sddkit runs no "
+                "commands from a manifest: decode the audio to files and list those"
+            )
+    # a whole line (a path may hold spaces: "My Recordings/a.wav"), its first field or the rest (a Kaldi wav.scp
+    # line, "utt001 /data/a.wav") names an audio file
     bad = [
         ln
         for ln in listed
-        if {Path(ln).suffix.lower(), Path(ln.split()[0]).suffix.lower()}.isdisjoint(AUDIO_EXTENSIONS)
+        if {Path(ln).suffix.lower(), *(Path(f.strip()).suffix.lower() for f in ln.split(maxsplit=1))}.isdisjoint(
+            AUDIO_EXTENSIONS
+        )
     ]
     if bad and len(bad) == len(listed):
         raise ProtocolError(
@@ -279,13 +289,22 @@ def _delimiter(header: str) -> str:
 
 
 def _list_entry(manifest: Path, line: str) -> str:
-    """The path a list line names: the whole line (a path may hold spaces) when it is an audio name or exists,
-    else its first field when that is an audio name (``a.wav bonafide``, ``a.wav 3.2``), else the whole line."""
+    """The path a list line names: the whole line when it exists (a path may hold spaces: ``My Recordings/a.wav``);
+    else its first field when that is an existing audio file (``a.wav bonafide``, ``a.wav 3.2``); else the rest of
+    the line after its first field when that is one (a Kaldi ``wav.scp`` line, ``utt001 /data/a.wav``); else, for
+    a file that exists nowhere (its error row names it), the whole line when it is an audio name, then the first
+    field when that is one, then the whole line."""
     whole = _resolve(manifest, line)
-    first = line.split()[0]
-    if first == line or Path(line).suffix.lower() in AUDIO_EXTENSIONS or os.path.lexists(whole):
+    fields = line.split(maxsplit=1)
+    if len(fields) == 1 or os.path.lexists(whole):
         return whole
-    return _resolve(manifest, first) if Path(first).suffix.lower() in AUDIO_EXTENSIONS else whole
+    first, rest = (_resolve(manifest, f.strip()) for f in fields)
+    for named, field in ((first, fields[0]), (rest, fields[1])):
+        if Path(field).suffix.lower() in AUDIO_EXTENSIONS and os.path.lexists(named):
+            return named
+    if Path(line).suffix.lower() in AUDIO_EXTENSIONS:
+        return whole
+    return first if Path(fields[0]).suffix.lower() in AUDIO_EXTENSIONS else whole
 
 
 def _try_protocol(path: Path):
