@@ -18,6 +18,8 @@ import time
 
 import torch
 
+from sddkit.cli.options import require_positive
+
 
 def _time(fn) -> tuple[float, torch.Tensor]:
     """(seconds, output) of one call of ``fn``."""
@@ -99,10 +101,14 @@ def main() -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[1])
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
-    print("| model | threads | plain (s) | fast path (s) | speed-up | max abs logit diff |")
-    print("|---|---|---|---|---|---|")
     if not args.model and not args.random:
         p.error("give at least one --model DIR or --random NAME")
+    # --repeats 0 timed nothing and ended in a NameError; --threads 0 in torch's error, after the table's header
+    require_positive(p, args, "batch", "samples", "repeats")
+    if min(args.threads) <= 0:
+        p.error(f"--threads must be positive, got {' '.join(map(str, args.threads))}")
+    print("| model | threads | plain (s) | fast path (s) | speed-up | max abs logit diff |")
+    print("|---|---|---|---|---|---|")
     for model_dir in args.model + [f"random:{name}" for name in args.random]:
         for threads in args.threads:
             r = bench(model_dir, batch=args.batch, samples=args.samples, threads=threads, repeats=args.repeats)

@@ -74,8 +74,10 @@ def fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor
 
 def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: Tensor) -> Tensor:
     """Eval-mode ``bn(conv(x))`` as one convolution (``conv`` with zero padding, as every caller builds it); a norm
-    without running statistics is applied as it is."""
-    if bn.running_mean is None or bn.running_var is None:
+    without running statistics, or in training mode itself, is applied as it is."""
+    # a norm put back in training mode inside an eval-mode model (test-time adaptation of the statistics under
+    # no_grad) normalises by the batch and updates its statistics: folding its running ones did neither
+    if bn.training or bn.running_mean is None or bn.running_var is None:
         return bn(conv(x))
     weight, bias = fold_batch_norm(conv, bn)
     return torch.nn.functional.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)

@@ -84,5 +84,6 @@ def read_text(path: str | Path, *, keep_line_ends: bool = False) -> str:
 
 
 def universal_line_ends(text: str) -> str:
-    """``text`` with every ``\r\n`` and lone ``\r`` read as ``\n`` (as :meth:`pathlib.Path.read_text` reads them)."""
+    """``text`` with every ``\\r\\n`` and lone ``\\r`` read as ``\\n`` (as :meth:`pathlib.Path.read_text` reads
+    them)."""
     return text.replace("\r\n", "\n").replace("\r", "\n")
