@@ -14,6 +14,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+from docs_support import FLAG, SDD_CALL, check_sdd_call, parser_options, sdd_command_lines
 
 from sddkit.cli.main import _build_parsers, main
 
@@ -26,8 +27,6 @@ DOCUMENTS = {
     "docs/architecture.md": REPO / "docs" / "architecture.md",
     "docs/aasist.md": REPO / "docs" / "aasist.md",
 }
-FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
-SDD_CALL = re.compile(r"(?<![\w./-])sdd ([a-z][a-z0-9-]*)")
 # flags of the repository's scripts that the documents name (not `sdd` options)
 SCRIPT_FLAGS = {"MODEL_CARD.md": {"--cache"}}  # scripts/finalize_default_model.py (checked below)
 
@@ -36,43 +35,13 @@ def _commands() -> dict[str, argparse.ArgumentParser]:
     return _build_parsers()[1]
 
 
-def _options(parser: argparse.ArgumentParser) -> set[str]:
-    return {opt for action in parser._actions for opt in action.option_strings}
-
-
-def _code_snippets(text: str) -> list[str]:
-    """Inline code spans and the lines of fenced or indented code blocks, comments (`` # ...``) cut off."""
-    blocks = re.findall(r"```[^\n]*\n(.*?)```", text, flags=re.S)
-    rest = re.sub(r"```[^\n]*\n.*?```", "", text, flags=re.S)
-    lines = [line for block in blocks for line in block.splitlines()]
-    lines += re.findall(r"^ {4,}(sdd .*)$", rest, flags=re.M)  # indented code blocks
-    return [line.split(" #")[0] for line in lines] + re.findall(r"`([^`]+)`", rest)
-
-
-def _sdd_calls(snippet: str) -> list[tuple[str, str]]:
-    """(command, its argument text) for every ``sdd CMD ...`` in a snippet (split at ``&&``, ``|``, ``;``)."""
-    calls = []
-    for part in re.split(r"&&|\|\||;|\s\|\s", snippet):
-        for match in SDD_CALL.finditer(part):
-            tail = part[match.end() :]
-            following = SDD_CALL.search(tail)
-            calls.append((match.group(1), tail[: following.start()] if following else tail))
-    return calls
-
-
 @pytest.mark.parametrize("name", sorted(DOCUMENTS))
 def test_every_sdd_command_and_flag_named_in_the_documents_exists(name):
-    commands = _commands()
-    text = DOCUMENTS[name].read_text()
-    problems = []
-    for snippet in _code_snippets(text):
-        for command, args in _sdd_calls(snippet):
-            if command not in commands:
-                problems.append(f"unknown command `sdd {command}` in {snippet!r}")
-                continue
-            known = _options(commands[command])
-            unknown = [flag for flag in FLAG.findall(args) if flag not in known]
-            problems += [f"`sdd {command}` has no {flag} ({snippet!r})" for flag in unknown]
+    # every `sdd CMD ...` of an inline code span or a code block's line (its comment apart), whole or a fragment:
+    # the command exists and each option is one of its own, spelled in full (whole lines also parse: test_readme9)
+    calls = sdd_command_lines(DOCUMENTS[name].read_text(), fragments=True)
+    assert calls
+    problems = [problem for argv in calls for problem in check_sdd_call(argv, fragment=True)[1]]
     assert not problems, f"{name}:\n" + "\n".join(problems)
 
 
@@ -86,7 +55,7 @@ def test_flags_in_the_readme_command_table_belong_to_the_row_command():
     for row in rows:
         command = SDD_CALL.search(row).group(1)
         named.add(command)
-        known = _options(commands[command])
+        known = parser_options(commands[command])
         for span in re.findall(r"`([^`]+)`", row):
             if span.startswith("--"):
                 problems += [f"`sdd {command}` has no {flag}" for flag in FLAG.findall(span) if flag not in known]
@@ -96,8 +65,8 @@ def test_flags_in_the_readme_command_table_belong_to_the_row_command():
 
 @pytest.mark.parametrize("name", sorted(DOCUMENTS))
 def test_every_flag_in_the_documents_is_an_option_somewhere(name):
-    top = _options(_build_parsers()[0])  # sdd --version
-    known = set().union(top, *(_options(p) for p in _commands().values())) | SCRIPT_FLAGS.get(name, set())
+    top = parser_options(_build_parsers()[0])  # sdd --version
+    known = set().union(top, *(parser_options(p) for p in _commands().values())) | SCRIPT_FLAGS.get(name, set())
     unknown = sorted(set(FLAG.findall(DOCUMENTS[name].read_text())) - known)
     assert not unknown, f"{name} names options no `sdd` command has: {unknown}"
 

@@ -24,10 +24,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from docs_support import cli_section
+from docs_support import (
+    PLACEHOLDERS,
+    check_sdd_call,
+    cli_section,
+    parser_options,
+    sdd_command_lines,
+    shell_commands,
+)
 from scoring_support import save_tiny_lcnn, write_noise_wav
 
-from sddkit.cli.main import _build_parsers, main, parse_args
+from sddkit.cli.main import _build_parsers, main
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -40,67 +47,26 @@ DOCUMENTS = [
     "docs/aasist.md",
     "src/sddkit/assets/default_model/MODEL_CARD.md",
 ]
-# the placeholders the documents' command lines use, and a value of the right kind for each
-PLACEHOLDERS = [
-    (re.compile(r"\bseed=S\b"), "seed=1"),
-    (re.compile(r"--first-seed S\b"), "--first-seed 1"),
-    (re.compile(r" OVERRIDE\b"), ""),
-    (re.compile(r"\{name: F,"), "{name: lfcc,"),
-    (re.compile(r"\.\.\.the recipe's list\.\.\., "), ""),
-    (re.compile(r"--allocator (?:MODE|A)\b"), "--allocator tuned"),
-    # "`TRAIN` = the default recipe's `train` list" (docs/benchmarks.md)
-    (
-        re.compile(r"data\.train=TRAIN\b"),
-        "data.train=[{protocol: ../shared/data/sddbench/manifest.csv, format: sddbench, "
-        "options: {partitions: [train]}, exclude: {source: [resemblyzer]}}]",
-    ),
-]
 
 
-def _fenced_lines(text: str) -> list[str]:
-    """The command lines of a document's fenced blocks (backslash continuations joined, ``# ...`` comments cut,
-    ``VAR="..."`` assignments expanded where ``$VAR`` is used, a leading ``OMP_NUM_THREADS=1`` dropped)."""
-    lines = []
-    for block in re.findall(r"```[^\n]*\n(.*?)```", text, flags=re.S):
-        variables: dict[str, str] = {}
-        for line in block.replace("\\\n", " ").splitlines():
-            assignment = re.match(r'^(\w+)="(.*)"$', line.strip())
-            if assignment:
-                variables[assignment.group(1)] = assignment.group(2)
-                continue
-            line = line.split(" #")[0].strip()
-            for name, value in variables.items():
-                line = line.replace(f"${name}", value)
-            line = re.sub(r"^OMP_NUM_THREADS=\d+ ", "", line)
-            for pattern, value in PLACEHOLDERS:
-                line = pattern.sub(value, line)
-            lines += [part.strip() for part in re.split(r"&&|;", line) if part.strip()]
-    return lines
-
-
-def _recipe_comment_lines() -> list[str]:
-    """``sdd ...`` lines in the recipes' comments (continuations joined)."""
+def _recipe_comment_lines() -> list[list[str]]:
+    """The argv of the ``sdd train``/``sdd cv`` lines in the recipes' comments (continuations joined)."""
     lines = []
     for recipe in sorted((REPO / "recipes").rglob("*.yaml")):
         comments = [line.lstrip("# ").rstrip() for line in recipe.read_text().splitlines() if line.startswith("#")]
         text = "\n".join(comments).replace("\\\n", " ")
         lines += [m.split("  (")[0].strip() for m in re.findall(r"(?:^|\s)(sdd (?:train|cv) recipes/\S.*)", text)]
-    return lines
+    return sdd_command_lines("```\n" + "\n".join(lines) + "\n```\n")
 
 
-def _parse(argv: list[str]) -> tuple[argparse.Namespace | None, str]:
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            return parse_args(*_build_parsers(), argv), ""
-    except SystemExit:
-        return None, err.getvalue().strip().splitlines()[-1]
-
-
-def _sdd_lines() -> list[tuple[str, str]]:
-    found = [(name, line) for name in DOCUMENTS for line in _fenced_lines((REPO / name).read_text())]
-    found += [("recipes", line) for line in _recipe_comment_lines()]
-    return [(name, line) for name, line in found if line.startswith("sdd ")]
+def _sdd_lines() -> list[tuple[str, list[str]]]:
+    """(document, argv) of every ``sdd`` command line of the documents' fenced blocks and the recipes' comments."""
+    found = [
+        (name, argv)
+        for name in DOCUMENTS
+        for argv in sdd_command_lines((REPO / name).read_text(), placeholders=PLACEHOLDERS)
+    ]
+    return found + [("recipes", argv) for argv in _recipe_comment_lines()]
 
 
 def test_the_documents_have_command_lines_to_check():
@@ -112,13 +78,13 @@ def test_the_documents_have_command_lines_to_check():
 def test_every_fenced_sdd_command_line_parses_and_its_overrides_resolve(capsys, monkeypatch):
     monkeypatch.chdir(REPO)  # the recipes' paths are the repository's
     problems = []
-    for name, line in _sdd_lines():
-        argv = shlex.split(line)[1:]
-        args, error = _parse(argv)
+    for name, argv in _sdd_lines():
+        line = shlex.join(argv)
+        args, errors = check_sdd_call(argv)  # parses, and each option is spelled in full
+        problems += [f"{name}: {error}" for error in errors]
         if args is None:
-            problems.append(f"{name}: `{line}`: {error}")
             continue
-        if argv[0] in ("train", "cv") and Path(args.recipe).is_file():
+        if argv[1] in ("train", "cv") and Path(args.recipe).is_file():
             code = main(["train", args.recipe, "--print-config", *args.overrides])
             err = capsys.readouterr().err.strip()
             if code != 0:
@@ -138,9 +104,7 @@ def test_readme_table_synopses_parse():
         for flag, values in alternatives:  # `--metric eer\|min_dcf`: each value parses
             variants += [f"{plain} {flag} {value}" for value in values.split("\\|") if not value.startswith("-")]
         for variant in variants:
-            args, error = _parse(shlex.split(variant))
-            if args is None:
-                problems.append(f"`sdd {synopsis}` as `sdd {variant}`: {error}")
+            problems += [f"`sdd {synopsis}` as {error}" for error in check_sdd_call(["sdd", *shlex.split(variant)])[1]]
     assert len(rows) == len(_build_parsers()[1])
     assert not problems, "\n".join(problems)
 
@@ -152,7 +116,7 @@ def test_readme_flag_alternatives_are_the_flags_choices():
     spans = re.findall(r"`(--[a-z-]+) ([\w.]+(?:\\?\|[\w.]+)+)`", README + CLI)
     assert spans
     for flag, values in spans:
-        owners = [p for p in commands.values() for a in p._actions if flag in a.option_strings]
+        owners = [p for p in commands.values() if flag in parser_options(p)]
         assert owners, flag
         for value in re.split(r"\\?\|", values):
             if value.isupper():  # a placeholder, e.g. FILE.onnx|DIR
@@ -166,7 +130,7 @@ def _python_lines() -> list[tuple[str, str]]:
     found = []
     for name in DOCUMENTS:
         text = (REPO / name).read_text()
-        found += [(name, line) for line in _fenced_lines(text) if line.startswith("python ")]
+        found += [(name, shlex.join(words)) for words in shell_commands(text, PLACEHOLDERS) if words[0] == "python"]
         found += [(name, f"python {m}") for m in re.findall(r"`(?:OMP_NUM_THREADS=\d+ )?python ([^`]+)`", text)]
     kept = []
     for name, line in found:
@@ -282,9 +246,6 @@ def test_sdd_help_lines_name_what_the_commands_take():
 
 def test_flags_of_inline_sdd_spans_in_benchmarks_belong_to_their_command():
     """``tests/test_docs_commands.py``'s check of the other documents, for docs/benchmarks.md and the recipes."""
-    from test_docs_commands import FLAG, _code_snippets, _options, _sdd_calls
-
-    commands = _build_parsers()[1]
     texts = {"docs/benchmarks.md": (REPO / "docs" / "benchmarks.md").read_text()}
     texts |= {str(p.relative_to(REPO)): p.read_text() for p in sorted((REPO / "recipes").rglob("*.yaml"))}
     problems, seen = [], 0
@@ -293,16 +254,9 @@ def test_flags_of_inline_sdd_spans_in_benchmarks_belong_to_their_command():
             text = (
                 "```\n" + "\n".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#")) + "\n```"
             )
-        for snippet in _code_snippets(text.replace("\\\n", " ")):
-            for command, args in _sdd_calls(snippet):
-                seen += 1
-                if command not in commands:
-                    problems.append(f"{name}: unknown command `sdd {command}` in {snippet!r}")
-                    continue
-                known = _options(commands[command])
-                problems += [
-                    f"{name}: `sdd {command}` has no {f} ({snippet!r})" for f in FLAG.findall(args) if f not in known
-                ]
+        for argv in sdd_command_lines(text, fragments=True):
+            seen += 1
+            problems += [f"{name}: {error}" for error in check_sdd_call(argv, fragment=True)[1]]
     assert seen > 80
     assert not problems, "\n".join(problems)
 
