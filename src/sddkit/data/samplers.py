@@ -354,6 +354,9 @@ def _block_sizes(
     (blocks of at least ``min_per`` items when n_domains_per_step is derived from batch_size)."""
     per_domain = None if per_domain is None else _count("per_domain", per_domain)
     batch_size = None if batch_size is None else _count("batch_size", batch_size)
+    for name, value in (("per_domain", per_domain), ("batch_size", batch_size)):
+        if value is not None and value < 1:  # else "per_domain=-2 ... leaves no spoof item" named the wrong cause
+            raise ValueError(f"{name} must be a positive integer, got {value}")
     if n_domains_per_step is not None:
         n_domains_per_step = _count("n_domains_per_step", n_domains_per_step)
         if not 2 <= n_domains_per_step <= n_dom:  # before it divides batch_size (0: ZeroDivisionError)
