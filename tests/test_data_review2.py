@@ -117,7 +117,7 @@ def test_train_specs_sharing_utt_ids_are_named(tmp_path):
     [({"per_domain": -2}, "per_domain"), ({"per_domain": 0}, "per_domain"), ({"batch_size": -8}, "batch_size")],
 )
 def test_non_positive_domain_batch_sizes_are_refused_by_name(kwargs, name):
-    """``per_domain: -2`` was refused as "leaves no spoof item" (with bonafide_fraction's rounding), not for its sign."""
+    """``per_domain: -2`` was refused as "leaves no spoof item" (bonafide_fraction's rounding), not for its sign."""
     attacks, labels = _mldg_data()
     with pytest.raises(ValueError, match=f"{name} must be a positive integer, got {list(kwargs.values())[0]}"):
         DomainBatchSampler(attacks, labels, **kwargs)

@@ -1,16 +1,20 @@
 """Writing outputs safely: whether an output file can be written, asked before the work that produces it (scoring,
-a bootstrap), a report's files published together (:func:`publish_staged`), and the fsyncs that make a rename
-durable."""
+a bootstrap), one file replaced whole or not at all (:func:`atomic_open`), a report's files published together
+(:func:`publish_staged`), the fsyncs that make a rename durable, and the CSV rows of score files (:class:`RowWriter`).
+Nothing here loads torch: a command that needs none writes with these too."""
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from sddkit.errors import ConfigError
 
@@ -122,3 +126,77 @@ def publish_staged(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return names
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (Linux), else by the set-and-restore dance."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _new_file_mode() -> int:
+    """The mode a plain open() gives a new file, 0666 less the umask, for the mkstemp files (always 0600) that
+    atomic writes rename into place: model directories, checkpoints and score files are then as readable (by
+    the service, by colleagues) as any other file the user writes."""
+    return 0o666 & ~_umask()
+
+
+def _set_new_file_mode(file: int | str) -> None:
+    """Give a temporary file (a descriptor or a path) :func:`_new_file_mode`, where the file system allows it: one
+    that refuses chmod (vfat, some network shares) keeps the file as created, and the write goes on."""
+    try:
+        os.chmod(file, _new_file_mode())
+    except OSError:
+        pass
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` (fsynced, then renamed) only when the ``with`` block ends without error.
+
+    What is written streams to a temporary file beside ``path``, so a large output is never held in memory whole,
+    and a crash or an error mid-way leaves ``path`` as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        _set_new_file_mode(fd)
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_open(path) as f:
+        f.write(data)
+
+
+class RowWriter:
+    """``csv.writer`` with ``\n`` line ends that also quotes the cells of a row holding a ``\r``.
+
+    csv quotes a cell holding its line terminator (``\n``) but not a bare ``\r``, which every reader takes for
+    a line end: a file named ``a\rb.wav`` split its row in two, and each restart scored it again.
+    """
+
+    def __init__(self, f):  # type: ignore[no-untyped-def]
+        self._plain = csv.writer(f, lineterminator="\n")
+        self._quoted = csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_ALL)
+
+    def writerow(self, row: Sequence[Any]) -> None:
+        cells = list(row)
+        carriage = any(isinstance(c, str) and "\r" in c for c in cells)
+        (self._quoted if carriage else self._plain).writerow(cells)

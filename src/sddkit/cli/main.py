@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sddkit.cli.score_cmd",
     "sddkit.cli.serve_cmd",
     "sddkit.cli.calibrate_cmd",
+    "sddkit.cli.fuse_cmd",
     "sddkit.cli.export_cmd",
     "sddkit.cli.import_aasist_cmd",
 )

@@ -36,16 +36,15 @@ instead of scored with, or grown from by ``init_from``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -55,7 +54,9 @@ from torch import nn
 from sddkit import __version__
 from sddkit.documents import read_versioned_json
 from sddkit.errors import CheckpointError, ConfigError
-from sddkit.outputs import fsync_dir, fsync_file
+
+# atomic writes live in sddkit.outputs (no torch there, for the commands that load none); imported from here too
+from sddkit.outputs import _set_new_file_mode, atomic_open, atomic_write_bytes, fsync_dir, fsync_file  # noqa: F401
 from sddkit.pretrained import reloadable_names
 
 FORMAT = "sddkit-model"
@@ -118,63 +119,6 @@ def file_in_the_way(path: Path) -> Path | None:
         if candidate.exists():
             return None if candidate.is_dir() else candidate
     return None
-
-
-def _umask() -> int:
-    """The process umask, read without changing it (Linux), else by the set-and-restore dance."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _new_file_mode() -> int:
-    """The mode a plain open() gives a new file, 0666 less the umask, for the mkstemp files (always 0600) that
-    atomic writes rename into place: model directories, checkpoints and score files are then as readable (by
-    the service, by colleagues) as any other file the user writes."""
-    return 0o666 & ~_umask()
-
-
-def _set_new_file_mode(file: int | str) -> None:
-    """Give a temporary file (a descriptor or a path) :func:`_new_file_mode`, where the file system allows it: one
-    that refuses chmod (vfat, some network shares) keeps the file as created, and the write goes on."""
-    try:
-        os.chmod(file, _new_file_mode())
-    except OSError:
-        pass
-
-
-@contextlib.contextmanager
-def atomic_open(path: Path) -> Iterator[BinaryIO]:
-    """A binary file that replaces ``path`` (fsynced, then renamed) only when the ``with`` block ends without error.
-
-    What is written streams to a temporary file beside ``path``, so a large output is never held in memory whole,
-    and a crash or an error mid-way leaves ``path`` as it was."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        _set_new_file_mode(fd)
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_open(path) as f:
-        f.write(data)
 
 
 def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,7 @@ from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 from sddkit.evaluation.groups import attack_groups, markdown_cell, partition_groups
 from sddkit.evaluation.groups import groups as value_groups
-from sddkit.evaluation.scores import ScoreFile, match_scores
+from sddkit.evaluation.scores import CommonTrials, ScoreFile, common_trials
 from sddkit.metrics import CurveMetric, PairedDifference, eer_from_curve, min_dcf_from_curve, paired_bootstrap
 from sddkit.metrics.bootstrap import MIN_UNITS_PER_CLASS
 
@@ -419,34 +418,15 @@ def _compare(
     )
 
 
-@dataclass(frozen=True)
-class _Aligned:
-    rows: np.ndarray  # (N,) protocol row indices every score file covers, in protocol order
-    scores: np.ndarray  # (F, N) the F score files' scores on those rows
-
-
 def _common_trials(
     table: UtteranceTable, files: Sequence[ScoreFile], outside: UtteranceTable | None = None
-) -> tuple[_Aligned, list[str]]:
-    # which protocol rows each file scores, and their scores, as (F, N) arrays: per-row dicts of 1M trials took
-    # seconds and about 100 MB per file
-    scored = np.zeros((len(files), len(table)), dtype=bool)
-    values = np.zeros((len(files), len(table)), dtype=np.float64)
-    notes: list[str] = []
-    for k, score_file in enumerate(files):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # kept as notes below
-            match = match_scores(table, score_file, outside)
-        notes += [f"{score_file.path}: {n}" for n in match.warnings]
-        scored[k, match.protocol_rows] = True
-        values[k, match.protocol_rows] = match.scores
-    common = scored.all(axis=0)
-    n_common, n_covered = int(common.sum()), int(scored.any(axis=0).sum())
-    if n_common < n_covered:
+) -> tuple[CommonTrials, list[str]]:
+    """:func:`~sddkit.evaluation.scores.common_trials`, with a note on the trials some runs lack: they are left out."""
+    aligned, notes = common_trials(table, list(files), outside)
+    if len(aligned.partial):
+        n_common = len(aligned.rows)
         notes.append(
-            f"{n_covered - n_common} scored trial(s) are missing from at least one score file and are left out, "
+            f"{len(aligned.partial)} scored trial(s) are missing from at least one score file and are left out, "
             f"so that every run is measured on the same {n_common} trials"
         )
-    rows = np.flatnonzero(common)
-    scores = values[:, rows]
-    return _Aligned(rows=rows, scores=scores), notes
+    return aligned, notes

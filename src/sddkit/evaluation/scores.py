@@ -334,7 +334,16 @@ def _is_row(cells: list[str], width: int, i_score: int, i_error: int | None) -> 
     return _is_number(cells[i_score].strip()) or (i_error is not None and bool(cells[i_error].strip()))
 
 
-def _read_delimited(path: Path, fmt: str, delimiter: str, id_columns: tuple[str, ...], score_columns: tuple[str, ...]):
+def _read_delimited(
+    path: Path,
+    fmt: str,
+    delimiter: str,
+    id_columns: tuple[str, ...],
+    score_columns: tuple[str, ...],
+    column: str | None = None,
+):
+    if column is not None:  # another column than the score (sdd fuse --column raw_score): that one only
+        score_columns = (column.strip().lower(),)
     out = _Collector(path)
     records = _records(path, delimiter)
     first = next(((n, row) for n, row, hashed in records if not hashed), None)  # comments above the header
@@ -382,27 +391,30 @@ def _read_delimited(path: Path, fmt: str, delimiter: str, id_columns: tuple[str,
     return out.result(fmt, id_kind="path" if id_col == "path" else "utt_id", columns=columns)
 
 
-def read_asvspoof5(path: str | Path) -> ScoreFile:
-    """TSV with a header naming ``filename`` and ``cm-score`` (ASVspoof 5 submissions)."""
+def read_asvspoof5(path: str | Path, column: str | None = None) -> ScoreFile:
+    """TSV with a header naming ``filename`` and ``cm-score`` (ASVspoof 5 submissions); ``column``: read the scores
+    of that column instead (any reader of a format with named columns takes it)."""
     return _read_delimited(
-        Path(path), "asvspoof5", _DELIMITERS["asvspoof5"], ("filename",), ("cm-score", "cm_score", "score")
+        Path(path), "asvspoof5", _DELIMITERS["asvspoof5"], ("filename",), ("cm-score", "cm_score", "score"), column
     )
 
 
-def read_csv_scores(path: str | Path) -> ScoreFile:
+def read_csv_scores(path: str | Path, column: str | None = None) -> ScoreFile:
     """CSV with a header naming ``path`` or ``utt_id`` and ``score`` (an optional ``label`` is kept)."""
-    return _read_delimited(Path(path), "csv", _DELIMITERS["csv"], _ID_COLUMNS, _SCORE_COLUMNS)
+    return _read_delimited(Path(path), "csv", _DELIMITERS["csv"], _ID_COLUMNS, _SCORE_COLUMNS, column)
 
 
-def read_tsv_scores(path: str | Path) -> ScoreFile:
+def read_tsv_scores(path: str | Path, column: str | None = None) -> ScoreFile:
     """Tab-separated, with a header naming ``path``, ``utt_id`` or ``filename`` and ``score`` (as
     :func:`read_csv_scores`; ``filename<TAB>cm-score`` files are ASVspoof 5's, :func:`read_asvspoof5`)."""
-    return _read_delimited(Path(path), "tsv", _DELIMITERS["tsv"], _ID_COLUMNS, _SCORE_COLUMNS)
+    return _read_delimited(Path(path), "tsv", _DELIMITERS["tsv"], _ID_COLUMNS, _SCORE_COLUMNS, column)
 
 
-def read_jsonl_scores(path: str | Path) -> ScoreFile:
-    """JSON lines with ``path``/``utt_id``/``filename`` and ``score`` (``sdd score``'s JSONL; error rows kept apart)."""
+def read_jsonl_scores(path: str | Path, column: str | None = None) -> ScoreFile:
+    """JSON lines with ``path``/``utt_id``/``filename`` and ``score`` (``sdd score``'s JSONL; error rows kept apart);
+    ``column``: the key whose value is read as the score instead."""
     path = Path(path)
+    score_key = "score" if column is None else column.strip()
     out = _Collector(path)
     id_kind = "utt_id"
     columns: tuple[str, ...] | None = None
@@ -417,12 +429,12 @@ def read_jsonl_scores(path: str | Path) -> ScoreFile:
         if columns is None:
             columns = tuple(row)
         id_col = next((c for c in ("utt_id", "path", "filename") if c in row), None)
-        if id_col is None or "score" not in row:
-            raise ProtocolError(f"{where}: needs an id (utt_id, path or filename) and a score: {line!r}")
+        if id_col is None or score_key not in row:
+            raise ProtocolError(f"{where}: needs an id (utt_id, path or filename) and a {score_key}: {line!r}")
         id_kind = "path" if id_col == "path" else "utt_id"
         # `or ""` would turn a numeric id 0 into an empty one; only null (or a blank string) is no id
         utt = "" if row[id_col] is None else str(row[id_col]).strip()
-        score, error = row["score"], row.get("error")
+        score, error = row[score_key], row.get("error")
         if error and score in (None, ""):
             out.failed.append(utt)  # `sdd score` could not read this file: nothing to evaluate
             continue
@@ -450,6 +462,8 @@ SCORE_READERS: dict[str, Callable[[str | Path], ScoreFile]] = {
 _ID_COLUMNS = ("utt_id", "path", "filename")  # what a header line names the id column (csv, tsv, asvspoof5)
 _SCORE_COLUMNS = ("score", "cm-score", "cm_score")
 _DELIMITERS = {"asvspoof5": "\t", "csv": ",", "tsv": "\t"}  # the formats with a header row, read by _read_delimited
+# the formats whose readers take ``column`` (read_scores' column): those that name their columns
+NAMED_COLUMN_FORMATS = (*_DELIMITERS, "jsonl")
 
 
 def _decimal_comma_score(parts: list[str]) -> str | None:
@@ -530,8 +544,11 @@ def score_columns(path: str | Path, format: str | None = None) -> tuple[str, ...
     return ()
 
 
-def read_scores(path: str | Path, format: str | None = None) -> ScoreFile:
-    """Read a score file; ``format`` is one of :data:`SCORE_READERS` or None to detect it."""
+def read_scores(path: str | Path, format: str | None = None, column: str | None = None) -> ScoreFile:
+    """Read a score file; ``format`` is one of :data:`SCORE_READERS` or None to detect it; ``column``: the column
+    (a CSV's or TSV's header cell, in any case, or a JSONL key) read as the scores instead of ``score``, in a format
+    with named columns (:data:`NAMED_COLUMN_FORMATS`), e.g. ``raw_score`` or a mixture's ``expert_score0`` of an
+    ``sdd score`` output."""
     path = Path(path)
     if path.is_dir():  # e.g. the folder sdd score wrote into, not its output file
         raise ProtocolError(f"{path}: is a folder; give the score file in it")
@@ -542,7 +559,14 @@ def read_scores(path: str | Path, format: str | None = None) -> ScoreFile:
         reader = SCORE_READERS.get(fmt)
         if reader is None:
             raise ProtocolError(f"unknown score format {fmt!r}; known: {', '.join(SCORE_READERS)}")
-        read = reader(path)
+        if column is None:
+            read = reader(path)
+        elif fmt in NAMED_COLUMN_FORMATS:
+            read = reader(path, column=column)  # type: ignore[call-arg]
+        else:
+            raise ProtocolError(
+                f"{path}: a {fmt} score file has no named columns, so no column {column!r}: its one score is read"
+            )
     except UnicodeDecodeError as exc:  # only a UTF-16 file (its BOM) is decoded strictly
         raise ProtocolError(f"{path}: not readable UTF-16 text ({exc.reason} at byte {exc.start})") from None
     base = recorded_base_dir(path)
@@ -583,6 +607,7 @@ class ScoreMatch:
     expert_use: np.ndarray | None = None  # (len(table), E) a MoLEx model's mean router weights, aligned alike
     expert_names: tuple[str, ...] | None = None  # the score file's names of those E experts, when recorded
     protocol_rows: np.ndarray | None = None  # (len(table),) int64; set by match_scores
+    score_rows: np.ndarray | None = None  # (len(table),) int64: each matched row's row of the score file; likewise
 
     def to_dict(self) -> dict:
         return {
@@ -858,4 +883,47 @@ def match_scores(table: UtteranceTable, scores: ScoreFile, outside: UtteranceTab
         expert_use=None if scores.expert_use is None else scores.expert_use[score_rows],
         expert_names=scores.expert_names,
         protocol_rows=rows,
+        score_rows=score_rows,
     )
+
+
+@dataclass(frozen=True)
+class CommonTrials:
+    """Several score files joined with one protocol (:func:`common_trials`): the trials every file scores.
+
+    rows: (N,) the protocol table's rows every file scores, in protocol order; scores: (F, N) the F files' scores of
+    them; score_rows: (F, N) each file's row of each of them (its id is ``files[f].ids[score_rows[f, n]]``);
+    partial: the protocol rows some of the files score but not all, in protocol order.
+    """
+
+    rows: np.ndarray
+    scores: np.ndarray
+    score_rows: np.ndarray
+    partial: np.ndarray
+
+
+def common_trials(
+    table: UtteranceTable, files: list[ScoreFile] | tuple[ScoreFile, ...], outside: UtteranceTable | None = None
+) -> tuple[CommonTrials, list[str]]:
+    """Join every score file with ``table`` as :func:`match_scores` does (``outside`` as there), and keep the trials
+    every file scores: ``sdd compare``'s runs and ``sdd fuse``'s systems. Returns the join and each file's notes
+    on its own match (prefixed with its path); the files' partial coverage of each other is the caller's to word.
+    """
+    # which protocol rows each file scores, and their scores, as (F, N) arrays: per-row dicts of 1M trials took
+    # seconds and about 100 MB per file
+    scored = np.zeros((len(files), len(table)), dtype=bool)
+    values = np.zeros((len(files), len(table)), dtype=np.float64)
+    where = np.zeros((len(files), len(table)), dtype=np.int64)
+    notes: list[str] = []
+    for k, score_file in enumerate(files):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # kept as notes below
+            match = match_scores(table, score_file, outside)
+        notes += [f"{score_file.path}: {n}" for n in match.warnings]
+        scored[k, match.protocol_rows] = True
+        values[k, match.protocol_rows] = match.scores
+        where[k, match.protocol_rows] = match.score_rows
+    common = scored.all(axis=0)
+    rows = np.flatnonzero(common)
+    partial = np.flatnonzero(scored.any(axis=0) & ~common)
+    return CommonTrials(rows=rows, scores=values[:, rows], score_rows=where[:, rows], partial=partial), notes

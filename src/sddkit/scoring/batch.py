@@ -50,7 +50,7 @@ from sddkit.data.text import is_utf16_text, read_text, universal_line_ends
 from sddkit.documents import recorded_base_dir, run_record_path
 from sddkit.errors import ProtocolError, SddkitError
 from sddkit.locks import ExclusiveLock
-from sddkit.outputs import why_unwritable
+from sddkit.outputs import RowWriter, why_unwritable
 from sddkit.scoring.api import PreparedAudio, ScoreResult, ScoringDetector, non_finite_reason
 from sddkit.threads import in_order_ahead
 
@@ -929,23 +929,6 @@ def _fmt(v: Any) -> Any:
     within 1e-7 of the threshold is not written on the other side of it from its decision, and scores that
     differ are not written alike (7 significant digits tied distinct trials in an EER read from the file)."""
     return repr(float(v)) if isinstance(v, float) else v
-
-
-class RowWriter:
-    """``csv.writer`` with ``\n`` line ends that also quotes the cells of a row holding a ``\r``.
-
-    csv quotes a cell holding its line terminator (``\n``) but not a bare ``\r``, which every reader takes for
-    a line end: a file named ``a\rb.wav`` split its row in two, and each restart scored it again.
-    """
-
-    def __init__(self, f):  # type: ignore[no-untyped-def]
-        self._plain = csv.writer(f, lineterminator="\n")
-        self._quoted = csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_ALL)
-
-    def writerow(self, row: Sequence[Any]) -> None:
-        cells = list(row)
-        carriage = any(isinstance(c, str) and "\r" in c for c in cells)
-        (self._quoted if carriage else self._plain).writerow(cells)
 
 
 # --- scoring loop --------------------------------------------------------------------------

@@ -22,6 +22,10 @@ classes perfectly (the unpenalised optimum is then at ``a -> inf``). It is scale
 uninformative system at ``P`` (the prior's entropy in bits, 1 at ``P = 0.5``), as the objective itself
 shrinks with it: an unscaled penalty would outweigh the data at priors far from 0.5 (at ``P = 1e-4`` it
 pulled the slope ~10 % and the offset ~0.5 nats off the unpenalised fit of overlapping scores).
+
+The same objective with several scores per trial, ``llr = w . s + b`` (one weight per system, the penalty on
+each weight of a standardised score), is the linear score fusion of BOSARIS (:func:`fit_linear_llr`, ``sdd fuse``);
+:func:`fit_calibration` is its one-system case and shares its solver.
 """
 
 from __future__ import annotations
@@ -96,10 +100,9 @@ def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"calibration scores are not numbers: {exc}") from None
-    given = labels
-    labels = np.asarray(labels).reshape(-1)
-    if scores.shape != labels.shape:
-        raise ProtocolError(f"{scores.size} scores but {labels.size} labels")
+    n_labels = np.asarray(labels).size
+    if scores.size != n_labels:
+        raise ProtocolError(f"{scores.size} scores but {n_labels} labels")
     bad = ~np.isfinite(scores)
     if bad.any():
         # e.g. the empty score of an error row of `sdd score` output, read as NaN: say how many and where
@@ -109,6 +112,18 @@ def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
             f"{', '.join(map(str, where[:5].tolist()))}{', ...' if where.size > 5 else ''}); leave out the files "
             "that were not scored"
         )
+    is_bona = bonafide_mask(labels)
+    tar, non = scores[is_bona], scores[~is_bona]
+    if tar.size == 0 or non.size == 0:
+        raise ProtocolError(f"calibration needs both classes; got {tar.size} bona fide and {non.size} spoof scores")
+    return tar, non
+
+
+def bonafide_mask(labels) -> np.ndarray:
+    """(N,) bool: which of ``labels`` are bona fide, of 1/0 or 'bonafide'/'spoof' (or any word of
+    :data:`sddkit.data.table.BONAFIDE_SPOOF_WORDS`: real/fake, ..., in any case); ProtocolError naming the others."""
+    given = labels
+    labels = np.asarray(labels).reshape(-1)
     if labels.dtype == object and any(isinstance(v, str) for v in labels.tolist()):
         # e.g. a pandas column of 'bonafide'/'spoof' (object dtype): compare as strings, not numbers
         labels = labels.astype(str)
@@ -142,10 +157,7 @@ def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
             found = list(dict.fromkeys(map(repr, labels[bad].tolist())))[:5]  # repr: also a None, which sorts with none
             raise ProtocolError(f"numeric labels must be 1 (bona fide) or 0 (spoof); found {', '.join(found)}")
         is_bona = labels == 1
-    tar, non = scores[is_bona], scores[~is_bona]
-    if tar.size == 0 or non.size == 0:
-        raise ProtocolError(f"calibration needs both classes; got {tar.size} bona fide and {non.size} spoof scores")
-    return tar, non
+    return is_bona
 
 
 def _not_text(labels: object) -> list[str]:
@@ -195,48 +207,9 @@ def fit_calibration(scores, labels, *, prior: float = 0.5, l2: float = 1e-6) -> 
             f"calibration scores separate the classes (every spoof score <= {non.max():.6g} <= every bona fide "
             "score): with l2=0 the fit has no finite optimum (the slope grows without bound); use l2 > 0"
         )
-    # standardise for conditioning; the fitted (w, c) on z are mapped back to (a, b) on raw
-    pooled = np.concatenate([tar, non])
-    # all-equal is tested on the values: the rounded mean of equal values can differ from them, which
-    # leaves a std of ~1e-17 instead of 0 and would turn the fitted slope into ~1e16
-    if pooled.min() == pooled.max():
-        raise ProtocolError("calibration scores are all equal; cannot fit a slope")
-    with np.errstate(over="ignore", under="ignore"):  # checked below, with a message, not a RuntimeWarning
-        mu, sigma = float(pooled.mean()), float(pooled.std())
-    if not (np.isfinite(mu) and np.isfinite(sigma) and sigma > 0):
-        # the squares of the deviations over- or underflow float64 (scores beyond ~1e150 or within ~1e-160):
-        # z would be all 0 (a "non-positive slope") or a division by zero
-        raise ProtocolError(
-            f"calibration scores span [{pooled.min():.6g}, {pooled.max():.6g}]: too wide or too narrow a spread to "
-            "fit in float64 (their standard deviation is not a positive finite number); rescale them"
-        )
-    zt, zn = (tar - mu) / sigma, (non - mu) / sigma
-    lo = logit(prior)
-    wt, wn = prior / tar.size, (1 - prior) / non.size
-    # the objective of an uninformative system is the prior's entropy: the penalty keeps its weight against it
-    l2 = l2 * float(-(prior * np.log2(prior) + (1 - prior) * np.log2(1 - prior)))
-
-    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        w, c = theta
-        st = w * zt + c + lo  # posterior log-odds at the chosen prior
-        sn = w * zn + c + lo
-        loss = wt * np.logaddexp(0.0, -st).sum() + wn * np.logaddexp(0.0, sn).sum() + l2 * w * w
-        # d/ds softplus(-s) = -sigmoid(-s); d/ds softplus(s) = sigmoid(s)
-        gt = -wt * _sigmoid(-st)
-        gn = wn * _sigmoid(sn)
-        grad = np.array([(gt * zt).sum() + (gn * zn).sum() + 2 * l2 * w, gt.sum() + gn.sum()])
-        return float(loss), grad
-
-    from scipy.optimize import minimize  # fitting only: scoring with a stored calibration needs no scipy
-
-    # tolerances far below scipy's defaults (gtol 1e-5): those stop up to ~0.03 nats of LLR away from
-    # the minimum when the objective is flat (priors far from 0.5); two parameters make this cheap
-    res = minimize(
-        objective, x0=np.array([1.0, 0.0]), jac=True, method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 1e-15}
+    (w,), c, (mu,), (sigma,) = _fit_standardised(
+        tar[:, None], non[:, None], prior=prior, l2=l2, labels=("calibration scores",), task="calibration"
     )
-    w, c = (float(v) for v in res.x)
-    if not (np.isfinite(w) and np.isfinite(c)):
-        raise ProtocolError(f"calibration fit diverged: {res.message}")
     if w <= 0:
         med_tar, med_non = float(np.median(tar)), float(np.median(non))
         if med_tar > med_non:
@@ -245,14 +218,102 @@ def fit_calibration(scores, labels, *, prior: float = 0.5, l2: float = 1e-6) -> 
             raise ProtocolError(
                 f"calibration fit gives a non-positive slope ({w:.4g}) although bona fide scores are higher in the "
                 f"median ({med_tar:.4g} vs {med_non:.4g} for spoof): a few extreme scores on the wrong side (scores "
-                f"span [{pooled.min():.4g}, {pooled.max():.4g}]) outweigh the rest; look for outliers (e.g. files "
-                "the model fails on) in the validation scores"
+                f"span [{min(tar.min(), non.min()):.4g}, {max(tar.max(), non.max()):.4g}]) outweigh the rest; look "
+                "for outliers (e.g. files the model fails on) in the validation scores"
             )
         raise ProtocolError(
             f"calibration fit gives a non-positive slope ({w:.4g}): the raw scores are not higher for bona fide "
             "speech on this validation set (wrong labels, or an untrained/inverted model)"
         )
+    w, c = float(w), float(c)
     return Calibration(a=w / sigma, b=c - w * mu / sigma, prior=prior, n_bonafide=int(tar.size), n_spoof=int(non.size))
+
+
+def fit_linear_llr(
+    bonafide, spoof, *, prior: float = 0.5, l2: float = 1e-6, labels=None, task: str = "fusion"
+) -> tuple[np.ndarray, float]:
+    """Fit ``llr = scores @ weights + bias`` to several scores per trial by the prior-weighted logistic regression of
+    :func:`fit_calibration` (its objective, its penalty, on every weight, each of a standardised input; the module
+    docstring): the linear fusion of BOSARIS. ``fit_calibration`` is its one-input case.
+
+    bonafide: (Nt, D) and spoof: (Nn, D) finite scores, one column per input; labels: D noun phrases naming the
+    inputs in messages (default "input k scores"); task: the word messages start with. Returns ((D,) weights on the
+    scores as given, bias). Raises ProtocolError when an input's scores are all equal or too widely spread for
+    float64, or when the fit diverges. Weights may be negative or 0: an input that adds nothing, given the others,
+    earns none.
+    """
+    tar = np.asarray(bonafide, dtype=np.float64)
+    non = np.asarray(spoof, dtype=np.float64)
+    if tar.ndim != 2 or non.ndim != 2 or tar.shape[1] != non.shape[1] or tar.shape[1] == 0:
+        raise ProtocolError(
+            f"{task} scores must be (trials, inputs) arrays of one width, got {tar.shape} and {non.shape}"
+        )
+    if tar.shape[0] == 0 or non.shape[0] == 0:
+        raise ProtocolError(f"{task} needs both classes; got {tar.shape[0]} bona fide and {non.shape[0]} spoof trials")
+    if not 0.0 < prior < 1.0:
+        raise ProtocolError(f"{task} prior must be in (0, 1), got {prior}")
+    if not (np.isfinite(l2) and l2 > 0):
+        # l2 = 0 and inputs that separate the classes: no finite optimum (fit_calibration checks its one input)
+        raise ProtocolError(f"{task} l2 must be finite and > 0, got {l2}")
+    if not (np.isfinite(tar).all() and np.isfinite(non).all()):
+        raise ProtocolError(f"{task} scores must be finite (NaN or inf among them)")
+    labels = tuple(labels) if labels is not None else tuple(f"input {k} scores" for k in range(tar.shape[1]))
+    weights, c, mu, sigma = _fit_standardised(tar, non, prior=prior, l2=l2, labels=labels, task=task)
+    return weights / sigma, float(c - (weights * mu / sigma).sum())
+
+
+def _fit_standardised(
+    tar: np.ndarray, non: np.ndarray, *, prior: float, l2: float, labels: tuple[str, ...], task: str
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """The solver of :func:`fit_calibration` and :func:`fit_linear_llr`: (weights, bias) fitted on the inputs
+    standardised (each column of ``tar`` (Nt, D) and ``non`` (Nn, D) by its pooled mean and std), with those (D,)
+    means and stds, for the caller to map back to the scores as given."""
+    # standardise for conditioning; the fitted (w, c) on z are mapped back by the caller
+    pooled = np.concatenate([tar, non])
+    mu, sigma = np.empty(pooled.shape[1]), np.empty(pooled.shape[1])
+    for k, label in enumerate(labels):
+        column = pooled[:, k]
+        # all-equal is tested on the values: the rounded mean of equal values can differ from them, which
+        # leaves a std of ~1e-17 instead of 0 and would turn the fitted slope into ~1e16
+        if column.min() == column.max():
+            raise ProtocolError(f"{label} are all equal; cannot fit a slope")
+        with np.errstate(over="ignore", under="ignore"):  # checked below, with a message, not a RuntimeWarning
+            mu[k], sigma[k] = float(column.mean()), float(column.std())
+        if not (np.isfinite(mu[k]) and np.isfinite(sigma[k]) and sigma[k] > 0):
+            # the squares of the deviations over- or underflow float64 (scores beyond ~1e150 or within ~1e-160):
+            # z would be all 0 (a "non-positive slope") or a division by zero
+            raise ProtocolError(
+                f"{label} span [{column.min():.6g}, {column.max():.6g}]: too wide or too narrow a spread to "
+                "fit in float64 (their standard deviation is not a positive finite number); rescale them"
+            )
+    # (D, N): each input's scores contiguous, so that the sums over trials are numpy's pairwise ones, as for one input
+    zt = np.ascontiguousarray(((tar - mu) / sigma).T)
+    zn = np.ascontiguousarray(((non - mu) / sigma).T)
+    lo = logit(prior)
+    wt, wn = prior / tar.shape[0], (1 - prior) / non.shape[0]
+    # the objective of an uninformative system is the prior's entropy: the penalty keeps its weight against it
+    l2 = l2 * float(-(prior * np.log2(prior) + (1 - prior) * np.log2(1 - prior)))
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, c = theta[:-1], theta[-1]
+        st = w @ zt + c + lo  # posterior log-odds at the chosen prior
+        sn = w @ zn + c + lo
+        loss = wt * np.logaddexp(0.0, -st).sum() + wn * np.logaddexp(0.0, sn).sum() + (l2 * w * w).sum()
+        # d/ds softplus(-s) = -sigmoid(-s); d/ds softplus(s) = sigmoid(s)
+        gt = -wt * _sigmoid(-st)
+        gn = wn * _sigmoid(sn)
+        grad = np.append((gt * zt).sum(axis=1) + (gn * zn).sum(axis=1) + 2 * l2 * w, gt.sum() + gn.sum())
+        return float(loss), grad
+
+    from scipy.optimize import minimize  # fitting only: scoring with a stored calibration needs no scipy
+
+    # tolerances far below scipy's defaults (gtol 1e-5): those stop up to ~0.03 nats of LLR away from
+    # the minimum when the objective is flat (priors far from 0.5); a few parameters make this cheap
+    x0 = np.append(np.full(zt.shape[0], 1.0 / zt.shape[0]), 0.0)
+    res = minimize(objective, x0=x0, jac=True, method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 1e-15})
+    if not np.isfinite(res.x).all():
+        raise ProtocolError(f"{task} fit diverged: {res.message}")
+    return res.x[:-1].copy(), float(res.x[-1]), mu, sigma
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,155 @@
+"""``sdd fuse``: linear logistic-regression fusion of several systems' score files (as BOSARIS's linear fusion)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sddkit.evaluation.fusion import FusedTrials
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fuse",
+        help="fuse several systems' score files into one LLR per file (logistic regression fitted on val trials)",
+        description="Fit llr = sum_k w_k * score_k + b by prior-weighted logistic regression (the objective of sdd "
+        "calibrate) on the labelled trials of --fit-partitions that every system scored, and apply it to every file "
+        "every system scored. Writes one row per file (path, score, probability, decision, score_<name> per system) "
+        "and OUT.fusion.json (weights, bias, fit EER and Cllr).",
+    )
+    p.add_argument("--protocol", required=True, help="protocol / key file the score files are joined with")
+    p.add_argument(
+        "--scores",
+        nargs="+",
+        required=True,
+        help="score files, one per system (sdd score CSV or JSONL, or any file sdd eval reads)",
+    )
+    p.add_argument("--names", nargs="+", default=None, help="one name per system (default: the score files' stems)")
+    p.add_argument(
+        "--fit-partitions",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="fit on the protocol's trials of these partitions (default: val); the fusion is applied to all",
+    )
+    p.add_argument(
+        "--column",
+        nargs="+",
+        default=["score"],
+        help="the column read as each system's score (default score; e.g. raw_score, or a mixture's expert_score0): "
+        "one value for every system, or one per system",
+    )
+    p.add_argument("--prior", type=float, default=0.5, help="bona fide prior of the fit's objective (default 0.5)")
+    p.add_argument("--protocol-format", default=None, help="protocol reader name (default: detect)")
+    p.add_argument("--score-format", default=None, help="score file format (default: detect)")
+    p.add_argument(
+        "--out",
+        default="fused.csv",
+        help="output file, .csv or .jsonl (default fused.csv; replaced when there, with a note); the fusion's "
+        "record goes beside it as OUT.fusion.json",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sddkit.cli.options import check_paths_given, check_paths_writable, parse_partitions, read_partitions
+    from sddkit.errors import ConfigError
+    from sddkit.evaluation.fusion import fuse_score_files, missing_note
+    from sddkit.evaluation.scores import read_scores
+
+    check_paths_given(args, "protocol", "out")
+    out = Path(args.out)
+    if out.suffix.lower() not in (".csv", ".jsonl"):  # as sdd score: "fused.json" would silently hold CSV
+        raise ConfigError(f"--out must name a .csv or .jsonl file (JSON output is JSON lines), got {out.name!r}")
+    if os.path.isdir(out):
+        raise ConfigError(f"--out {out} is a folder; name a .csv or .jsonl file to write")
+    record = out.with_name(out.name + ".fusion.json")
+    n = len(args.scores)
+    if len(args.column) not in (1, n):
+        raise ConfigError(
+            f"--column gives {len(args.column)} columns for {n} score files: give one for every system, or one per "
+            "system"
+        )
+    columns = args.column * n if len(args.column) == 1 else list(args.column)
+    names = list(args.names) if args.names is not None else _default_names(args.scores, columns)
+    if len(names) != n:
+        raise ConfigError(f"--names gives {len(names)} names for {n} score files: give one per --scores file")
+    repeated = sorted({x for x in names if names.count(x) > 1})
+    if repeated and args.names is None:  # e.g. runs/a/scores.csv and runs/b/scores.csv
+        raise ConfigError(
+            f"the score files' default names repeat ({', '.join(map(repr, repeated))}): name each system with --names"
+        )
+    if repeated:
+        raise ConfigError(f"--names repeats {', '.join(map(repr, repeated))}: each system needs a name of its own")
+    if any(not x.strip() for x in names):
+        raise ConfigError("--names holds an empty name: name every system")
+    if not 0.0 < args.prior < 1.0:
+        raise ConfigError(f"--prior must be in (0, 1), got {args.prior:g}")
+    if args.fit_partitions is not None and not "".join(args.fit_partitions).replace(",", "").strip():
+        # parse_partitions' own words ("leave it out to keep every row") are not this flag's default
+        raise ConfigError(f"--fit-partitions names no partition, got {args.fit_partitions}; leave it out for val")
+    fit_partitions = parse_partitions(args.fit_partitions) or ["val"]
+    for path in (out, record):  # an input overwritten by the output would be lost
+        inputs = [args.protocol, *args.scores]
+        if path.exists() and any(os.path.exists(f) and os.path.samefile(f, path) for f in inputs):
+            raise ConfigError(f"--out {args.out}: {path} is one of the inputs: it would be overwritten; name another")
+    check_paths_writable(args, "out")
+
+    table = read_partitions(args.protocol, args.protocol_format, None)
+    files = [
+        read_scores(f, format=args.score_format, column=None if c == "score" else c)
+        for f, c in zip(args.scores, columns)
+    ]
+    fused = fuse_score_files(
+        table, files, names=names, fit_partitions=fit_partitions, columns=columns, prior=args.prior
+    )
+    for note in dict.fromkeys(fused.notes):  # once: one file read for two columns is joined twice alike
+        print(f"sdd fuse: warning: {note}", file=sys.stderr)
+    if fused.missing:
+        print(f"sdd fuse: warning: {missing_note(fused.missing, n)}", file=sys.stderr)
+    replaced = out.exists()
+    _write(out, record, fused)
+    if replaced:  # as sdd compare says of its JSON: a rerun replaces the file, never silently
+        print(f"sdd fuse: note: replaced the earlier {out}", file=sys.stderr)
+    print(fused.summary())
+    print(f"-> {out} ({len(fused.llr)} files), {record}", file=sys.stderr)
+    return 0
+
+
+def _default_names(paths: list[str], columns: list[str]) -> list[str]:
+    """Each score file's stem; with the column appended where stems repeat (one file read for two columns)."""
+    stems = [Path(p).stem for p in paths]
+    return [f"{s}_{c}" if stems.count(s) > 1 else s for s, c in zip(stems, columns)]
+
+
+def _write(out: Path, record: Path, fused: FusedTrials) -> None:
+    """The rows (CSV or JSONL by ``out``'s suffix), then the record: each file whole or not at all."""
+    import io
+
+    from sddkit.errors import ConfigError
+    from sddkit.outputs import RowWriter, atomic_open
+
+    columns = fused.columns_out()
+    try:
+        with atomic_open(out) as raw:
+            # file names are bytes: one that is not UTF-8 is written back as read, as sdd score writes it
+            f = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+            if out.suffix.lower() == ".jsonl":
+                for row in fused.rows():
+                    f.write(json.dumps(row) + "\n")
+            else:
+                writer = RowWriter(f)
+                writer.writerow(columns)
+                for row in fused.rows():
+                    writer.writerow([row[c] for c in columns])
+            f.flush()
+            f.detach()  # atomic_open syncs and closes the file itself
+        with atomic_open(record) as raw:
+            raw.write((json.dumps(fused.to_dict(), indent=2) + "\n").encode("utf-8"))
+    except OSError as exc:  # e.g. a full disk: one line naming the file, the summary is printed after
+        raise ConfigError(f"--out {out}: cannot write it ({exc.strerror or exc})") from None
