@@ -187,7 +187,9 @@ class AudioInfo:
 def decode_bytes_hint(data: str = "data") -> str:
     """How an error for bytes given where a path or a waveform was expected tells to decode them (load_audio's and
     the scoring API's "not a path" / "not audio" errors)."""
-    return f"decode an encoded file's bytes with sddkit.audio.decode_audio_bytes({data})"
+    # the rate is said: `score(data, sample_rate=44100)` told to decode first, then scored the 16 kHz result as
+    # 44.1 kHz audio when the caller kept their sample_rate
+    return f"decode an encoded file's bytes with sddkit.audio.decode_audio_bytes({data}) (mono audio at 16 kHz)"
 
 
 def _check_file(path: str | Path) -> str:

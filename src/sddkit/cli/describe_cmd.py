@@ -180,16 +180,10 @@ def _other_kind(path: Path) -> str | None:
 
 def _source(path: Path) -> str:
     """``", DIR"`` naming the model directory the ONNX export ``path`` records as its origin, else ``""``."""
-    try:
-        import onnx
+    from sddkit.scoring.onnx_export import exported_from
 
-        from sddkit.scoring.onnx_export import META_INFO
-
-        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        source = json.loads(meta[META_INFO])["exported_from"]
-    except Exception:  # not an sddkit export, damaged, or no onnx package: the advice stands without the name
-        return ""
-    return f", {source}" if isinstance(source, str) else ""
+    source = exported_from(path)
+    return f", {source}" if source else ""
 
 
 def _as_written(message: str, section: str, file: str) -> str:

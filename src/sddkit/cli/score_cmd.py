@@ -80,10 +80,13 @@ def run(args: argparse.Namespace) -> int:
 
     check_paths_given(args, "model")
     out = Path(args.out)
+    # before the suffix check, which a folder (`--out results/`) failed first as "got 'results'"; isdir is False,
+    # not OSError, for a name too long: check_writable says that
+    if os.path.isdir(out) or args.out.endswith(("/", os.sep)):
+        what = "is a folder" if os.path.isdir(out) else "names a folder"
+        raise ConfigError(f"--out {args.out} {what}; name a .csv or .jsonl file to write, e.g. {out / 'scores.csv'}")
     if out.suffix.lower() not in (".csv", ".jsonl"):  # else "scores.json" would silently hold CSV
         raise ConfigError(f"--out must name a .csv or .jsonl file (JSON output is JSON lines), got {out.name!r}")
-    if os.path.isdir(out):  # False, not OSError, for a name too long: check_writable says that
-        raise ConfigError(f"--out {out} is a folder; name a .csv or .jsonl file to write")
     if args.merge:
         # out= as for scoring: the glob that scored (clips/* with --out clips/scores.csv) names the shards and their
         # markers too, which read as manifests failed the merge
@@ -138,7 +141,7 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
     empty: list[str] = []
     own: list[str] = []
     paths = batch.expand_inputs(args.inputs, out=out, empty_folders=empty, skipped=own)
-    if rank == 0:
+    if rank == 0 and paths:  # with no paths at all the error below says it, in one line (was the note, then it)
         for folder in empty:  # else a mistyped folder, or one of .pcm/.dat files, "succeeds" with no rows
             print(
                 f"sdd score: note: {folder} holds no audio file (names ending {' '.join(AUDIO_EXTENSIONS)}; "
@@ -156,7 +159,7 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
             )
         raise ProtocolError(
             f"no audio files in {', '.join(map(str, args.inputs))} (folders are searched for "
-            f"{' '.join(sorted(AUDIO_EXTENSIONS))}; name files of other suffixes directly, or list them in a "
+            f"{' '.join(AUDIO_EXTENSIONS)}; name files of other suffixes directly, or list them in a "
             "manifest)"
         )
     detector = load_detector(args.model, device=args.device, backend=args.backend, batch_size=args.batch_size)

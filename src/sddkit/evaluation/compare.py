@@ -423,6 +423,13 @@ def _common_trials(
 ) -> tuple[CommonTrials, list[str]]:
     """:func:`~sddkit.evaluation.scores.common_trials`, with a note on the trials some runs lack: they are left out."""
     aligned, notes = common_trials(table, list(files), outside)
+    if len(aligned.partial) and not len(aligned.rows):
+        # was "the 0 trials every score file covers hold 0 bona fide and 0 spoof: a comparison needs both classes"
+        raise ProtocolError(
+            f"no protocol trial is scored by every score file ({len(aligned.partial)} are scored by some of "
+            f"{', '.join(str(f.path) for f in files)}, none by all); a comparison needs score files of the same "
+            "audio files"
+        )
     if len(aligned.partial):
         n_common = len(aligned.rows)
         notes.append(

@@ -114,6 +114,25 @@ def recorded_expert_names(scores: str | Path, width: int) -> tuple[str, ...] | N
 # --- line parsing ----------------------------------------------------------------------------
 
 
+_MAGIC = (  # what a binary file given as scores most likely is, from its first bytes
+    (b"RIFF", "a WAV audio file"),
+    (b"RF64", "a WAV audio file"),
+    (b"fLaC", "a FLAC audio file"),
+    (b"OggS", "an Ogg audio file"),
+    (b"ID3", "an MP3 audio file"),
+    (b"\x1f\x8b", "a gzip-compressed file (decompress it first)"),
+    (b"PK\x03\x04", "a ZIP archive, e.g. an .xlsx spreadsheet (export it as CSV)"),
+    (b"PAR1", "a Parquet file"),
+)
+
+
+def _binary_kind(path: Path) -> str:
+    with path.open("rb") as fh:
+        head = fh.read(16)
+    kind = next((what for magic, what in _MAGIC if head.startswith(magic)), None)
+    return f"it starts like {kind}" if kind else "it holds NUL bytes (binary data)"
+
+
 def _data_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, stripped line) of every non-blank, non-comment line of a whitespace-separated file."""
     with open_text(path) as fh:
@@ -485,6 +504,13 @@ def detect_score_format(path: str | Path) -> str:
     if first is None:
         raise ProtocolError(f"{path}: no scores in file")
     number, line = first
+    if "\x00" in line:
+        # no text line holds a NUL byte; an audio file (or a gzip, a spreadsheet) given as the scores was refused
+        # with hundreds of characters of its header as "cannot tell the score format from 'RIFF...'"
+        raise ProtocolError(
+            f"{path}: not a text score file: {_binary_kind(path)}; give a score file: `sdd score`'s CSV or JSONL "
+            "output (score audio with `sdd score AUDIO --out scores.csv`) or another tool's text scores"
+        )
     lower = line.lower()
     if line.startswith("{"):
         return "jsonl"
@@ -520,8 +546,9 @@ def detect_score_format(path: str | Path) -> str:
             "separate its columns (and every row's) with tabs or commas (a TSV or CSV file)"
             + ("" if separated == "semicolon" else ", or drop the header line of 'UTT SCORE' lines")
         )
+    shown = line if len(line) <= 120 else line[:120] + "..."  # a long line (binary data) is not shown whole
     raise ProtocolError(
-        f"{path}:{number}: cannot tell the score format from {line!r}; expected 'UTT SCORE', "
+        f"{path}:{number}: cannot tell the score format from {shown!r}; expected 'UTT SCORE', "
         "'UTT SOURCE KEY SCORE', a 'filename<TAB>cm-score' or 'utt_id<TAB>score' TSV header, a 'path,score' CSV "
         "header or JSON lines "
         f"(or pass the format explicitly: {', '.join(SCORE_READERS)})"

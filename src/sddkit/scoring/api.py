@@ -517,7 +517,7 @@ def _as_numpy(waveform: Any) -> np.ndarray:
             from sddkit.audio.io import decode_bytes_hint  # imported here: sddkit.audio.io loads the decoders
 
             what = "bytes" if isinstance(waveform, bytes) else type(waveform).__name__
-            hint = f"{decode_bytes_hint()} first"
+            hint = f"{decode_bytes_hint()}, then score it: score(x, 16000)"
         else:
             what, hint = f"the path {os.fspath(waveform)!r}", "score a file with score_file(path)"
         raise AudioError(
@@ -567,11 +567,11 @@ def _not_a_path(path: object) -> str:
     from sddkit.audio.io import decode_bytes_hint
 
     if isinstance(path, (bytes, bytearray, memoryview)):
-        hint = f"{decode_bytes_hint()}, then score(x, sample_rate)"
+        hint = f"{decode_bytes_hint()}, then score it: score(x, 16000)"
     elif isinstance(path, (np.ndarray, Tensor, list, tuple)):
         hint = "score a waveform with score(waveform, sample_rate)"
     elif hasattr(path, "read"):  # an open file or io.BytesIO
-        hint = f"pass its path, or {decode_bytes_hint('f.read()')}"
+        hint = f"pass its path, or {decode_bytes_hint('f.read()')}, then score it: score(x, 16000)"
     else:
         hint = "pass a str or pathlib.Path"
     return f"score_file takes a file path, got {type(path).__name__}: {hint}"
@@ -687,7 +687,15 @@ def load_detector(
     from sddkit.detectors.model_dir import load_model_dir
 
     if path.suffix.lower() == ".onnx" and path.is_file():  # else refused as "not a model directory (a file)"
-        raise CheckpointError(f"{path} is an ONNX file: load it with backend='onnx' (sdd score --backend onnx)")
+        from sddkit.scoring.onnx_export import exported_from
+
+        # sdd calibrate and sdd robustness, which take no --backend, were told "sdd score --backend onnx"
+        source = exported_from(path)
+        raise CheckpointError(
+            f"{path} is an ONNX file: load it with backend='onnx' (sdd score and sdd serve take --backend onnx); "
+            "the other commands (sdd calibrate, sdd robustness, sdd export-onnx) need the model directory it was "
+            f"exported from{f', {source}' if source else ''}"
+        )
     md = load_model_dir(path, map_location="cpu")
     inference = parse_inference(md.inference, f"{path}: inference")
     check_model_rate(inference, str(path))

@@ -546,7 +546,7 @@ def _refuse_another_run(out: str | Path, earlier: dict[str, Any], run: dict[str,
     diffs = run_differences(earlier, run)
     if diffs:
         details = "; ".join(
-            f"{k}: earlier {earlier.get(k)!r}, now {run.get(k)!r}" for k in diffs if k != "model weights"
+            change for k in diffs if k != "model weights" for change in _changes(k, earlier.get(k), run.get(k))
         )
         if "model weights" in diffs:
             details = "; ".join(
@@ -556,6 +556,20 @@ def _refuse_another_run(out: str | Path, earlier: dict[str, Any], run: dict[str,
             f"{out} holds rows of another scoring run ({details}); resuming would mix them: "
             f"choose another --out, or delete {Path(out).name} and {path.name} to start over"
         )
+
+
+def _changes(key: str, earlier: Any, now: Any) -> list[str]:
+    """``key: earlier X, now Y`` for each leaf that differs, dotted into dicts: another calibration named the
+    whole ``inference`` section twice, windows, hop and aggregation that had not changed among them."""
+    if isinstance(earlier, dict) and isinstance(now, dict):
+        keys = [*earlier, *(k for k in now if k not in earlier)]
+        return [
+            change
+            for k in keys
+            if earlier.get(k) != now.get(k)
+            for change in _changes(f"{key}.{k}", earlier.get(k), now.get(k))
+        ]
+    return [f"{key}: earlier {earlier!r}, now {now!r}"]
 
 
 def _read_run_info(out: str | Path, remedy: str) -> dict[str, Any] | None:

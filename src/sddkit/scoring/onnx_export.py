@@ -566,6 +566,19 @@ class OnnxRunner:
         return out
 
 
+def exported_from(path: str | Path) -> str | None:
+    """The model directory the ONNX export ``path`` records as its origin; None when it records none (not an
+    sddkit export, damaged, or no onnx package)."""
+    try:
+        import onnx
+
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        source = json.loads(meta[META_INFO])["exported_from"]
+    except Exception:  # the advice that names it stands without the name
+        return None
+    return source if isinstance(source, str) else None
+
+
 def resolve_onnx_path(path: str | Path) -> Path:
     """An .onnx file, or a folder holding ``model.onnx``."""
     path = Path(path)
@@ -574,12 +587,19 @@ def resolve_onnx_path(path: str | Path) -> Path:
         path = path / ONNX_NAME
     if not path.is_file():
         # a folder is read as FOLDER/model.onnx, which `--out FILE.onnx` elsewhere does not write
-        how = (
-            f"export one there with `sdd export-onnx --model {path.parent} --out {path.parent}`, or give an "
-            "exported .onnx file itself"
-            if folder
-            else "export one with `sdd export-onnx --model DIR --out FILE.onnx`"
-        )
+        how = "export one with `sdd export-onnx --model DIR --out FILE.onnx`"
+        if folder:
+            others = sorted(p.name for p in path.parent.glob("*.onnx") if p.is_file())
+            if others:  # e.g. `--out onnx/default_model.onnx` then `--model onnx`: the export is there, named
+                shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+                how = f"the folder holds {shown}: give the .onnx file itself, e.g. {path.parent / others[0]}"
+            elif (path.parent / "config.json").is_file():  # a model directory: its own export goes there
+                how = (
+                    f"export one there with `sdd export-onnx --model {path.parent} --out {path.parent}`, or give an "
+                    "exported .onnx file itself"
+                )
+            else:  # `sdd export-onnx --model FOLDER` would fail too: FOLDER is no model directory
+                how = f"give an exported .onnx file itself, or {how}"
         raise CheckpointError(f"{path}: no such ONNX model ({how})")
     return path
 

@@ -510,10 +510,24 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
         upload = sent[0] if sent else None
         if not isinstance(upload, UploadFile):
             fields = ", ".join(sorted(set(form.keys()))) or "none"
-            what = "a text value, not a file upload" if sent else "nothing"
-            # a part without filename= is a text field: what curl -F 'file=<a.wav' sends (-F file=@a.wav sends a file)
-            hint = ": its part has no filename=; send the audio as a file (e.g. curl -F file=@a.wav)" if sent else ""
-            raise ApiError(422, "missing_field", f"the form field 'file' holds {what} (fields sent: {fields}){hint}")
+            if sent:
+                # a part without filename= is a text field: what curl -F 'file=<a.wav' sends (-F file=@a.wav a file)
+                raise ApiError(
+                    422,
+                    "missing_field",
+                    f"the form field 'file' holds a text value, not a file upload (fields sent: {fields}): its part "
+                    "has no filename=; send the audio as a file (e.g. curl -F file=@a.wav)",
+                )
+            # e.g. curl -F audio=@a.wav: "the form field 'file' holds nothing" did not say that the file was there,
+            # under another name
+            elsewhere = sorted({key for key, value in form.multi_items() if isinstance(value, UploadFile)})
+            hint = (
+                f": the file was sent in the field {', '.join(repr(k) for k in elsewhere)}; name the field 'file' "
+                "(e.g. curl -F file=@a.wav)"
+                if elsewhere
+                else ": send the audio as a file in the field 'file' (e.g. curl -F file=@a.wav)"
+            )
+            raise ApiError(422, "missing_field", f"the form has no field 'file' (fields sent: {fields}){hint}")
         # a second file under another field name (file2=@b.wav) was dropped without a word: 200 with one score (a
         # file input left empty in an HTML form sends a part without a name or bytes: no file)
         files = [
