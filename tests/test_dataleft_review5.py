@@ -46,6 +46,9 @@ def test_a_misspelt_exclude_value_is_an_error_naming_column_value_and_closest(tm
     assert text.startswith("data.train[0]: ")
     assert "exclude {source: ['resemblyzr']}: no row has it, so it excludes nothing" in text
     assert "closest: 'resemblyzer' for 'resemblyzr'" in text
+    # how to run the recipe on a protocol without the source: an empty exclude, which is accepted
+    assert text.endswith("; on a protocol without them, drop them or the whole exclude (exclude: {})")
+    assert len(read_tables([_spec(csv, exclude={})], "data.train")) == len(read_tables([_spec(csv)], "data.train"))
     # where's own check says which value is closest too
     with pytest.raises(ConfigError, match=r"where \{source: \['tortoyse'\]\}.*closest: 'tortoise' for 'tortoyse'"):
         read_tables(_spec(csv, where={"source": ["tortoyse"]}), "data.val")

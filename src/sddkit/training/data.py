@@ -121,9 +121,12 @@ def _check_listed_values(
                 close.append(f"{', '.join(map(repr, matches))} for {v!r}")
         closest = f"; closest: {'; '.join(close)}" if close else ""
         effect = "" if key == "where" else ", so it excludes nothing"
+        # a recipe run on a subset of its protocol (no such row left) had no word on how to drop the exclusion:
+        # exclude=null is refused, an empty mapping is what lists nothing
+        drop = "" if key == "where" else f"; on a protocol without them, drop them or the whole {key} ({key}: {{}})"
         raise ConfigError(
             f"{spec.protocol}: {key} {{{col}: {missing}}}: no row has {'it' if len(missing) == 1 else 'them'}"
-            f"{effect} (options {spec.options}){closest}; {col} values there: {shown}"
+            f"{effect} (options {spec.options}){closest}; {col} values there: {shown}{drop}"
         )
 
 
