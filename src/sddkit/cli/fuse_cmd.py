@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from sddkit.errors import ConfigError
     from sddkit.evaluation.fusion import fuse_score_files, missing_note
     from sddkit.evaluation.scores import read_scores
+    from sddkit.outputs import why_unwritable
 
     check_paths_given(args, "protocol", "out")
     out = Path(args.out)
@@ -99,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         if path.exists() and any(os.path.exists(f) and os.path.samefile(f, path) for f in inputs):
             raise ConfigError(f"--out {args.out}: {path} is one of the inputs: it would be overwritten; name another")
     check_paths_writable(args, "out")
+    reason = why_unwritable(record)  # asked too before the work: both files are written, or neither
+    if reason is not None:
+        raise ConfigError(f"--out {args.out}: cannot write the fusion's record {record} ({reason})")
 
     table = read_partitions(args.protocol, args.protocol_format, None)
     files = [
@@ -128,17 +132,15 @@ def _default_names(paths: list[str], columns: list[str]) -> list[str]:
 
 
 def _write(out: Path, record: Path, fused: FusedTrials) -> None:
-    """The rows (CSV or JSONL by ``out``'s suffix), then the record: each file whole or not at all."""
-    import io
+    """The rows (CSV or JSONL by ``out``'s suffix) and the record, both or neither: each is written whole beside
+    the other in a hidden folder, then both are moved in place (a full disk, an error or Ctrl-C while writing the
+    record left new rows beside an earlier run's record, or none)."""
+    from sddkit.outputs import RowWriter, publish_staged
 
-    from sddkit.errors import ConfigError
-    from sddkit.outputs import RowWriter, atomic_open
-
-    columns = fused.columns_out()
-    try:
-        with atomic_open(out) as raw:
-            # file names are bytes: one that is not UTF-8 is written back as read, as sdd score writes it
-            f = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+    def write(staging: Path) -> list[str]:
+        columns = fused.columns_out()
+        # file names are bytes: one that is not UTF-8 is written back as read, as sdd score writes it
+        with open(staging / out.name, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
             if out.suffix.lower() == ".jsonl":
                 for row in fused.rows():
                     f.write(json.dumps(row) + "\n")
@@ -147,9 +149,7 @@ def _write(out: Path, record: Path, fused: FusedTrials) -> None:
                 writer.writerow(columns)
                 for row in fused.rows():
                     writer.writerow([row[c] for c in columns])
-            f.flush()
-            f.detach()  # atomic_open syncs and closes the file itself
-        with atomic_open(record) as raw:
-            raw.write((json.dumps(fused.to_dict(), indent=2) + "\n").encode("utf-8"))
-    except OSError as exc:  # e.g. a full disk: one line naming the file, the summary is printed after
-        raise ConfigError(f"--out {out}: cannot write it ({exc.strerror or exc})") from None
+        (staging / record.name).write_text(json.dumps(fused.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return [out.name, record.name]
+
+    publish_staged(out.parent, f"fusion {out.name}", write)

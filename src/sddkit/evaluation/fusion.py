@@ -13,6 +13,7 @@ The systems' score files are joined with the protocol as ``sdd eval`` and ``sdd 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,7 +102,8 @@ def fit_fusion(scores, labels, *, names: Sequence[str] | None = None, prior: flo
 class FusedTrials:
     """The trials every system scored, fused (:func:`fuse_score_files`).
 
-    ids: (N,) each trial's id as the first score file writes it; scores: (N, D) the systems' scores; llr: (N,) the
+    ids: (N,) each trial's id as the first score file writes it (a relative path joined with the folder its
+    run record names, :func:`_under`); scores: (N, D) the systems' scores; llr: (N,) the
     fused scores; fit: (N,) which trials the fusion was fitted on; missing: the protocol files some systems scored
     but not all (a path, or the utt_id of a row without one), not fused; fit_eer (a fraction) and fit_cllr (bits)
     of the fused scores on the fit trials, system_fit_eers each system's EER there; notes: what the joins noted.
@@ -208,19 +210,23 @@ def fuse_score_files(
     if len(names) != len(files):
         raise ProtocolError(f"{len(names)} names for {len(files)} score files")
     columns = tuple(columns) if columns is not None else ("score",) * len(files)
-    if "partition" not in table.columns:
+    fit_partitions = tuple(dict.fromkeys(fit_partitions))
+    if not table.has_column("partition"):
         raise ProtocolError(
             f"the protocol has no partition column, so no {', '.join(fit_partitions)} trials to fit the fusion on"
         )
-    aligned, notes = common_trials(table, list(files))
     partitions = table.column("partition").astype(str)
-    wanted = np.isin(partitions, list(fit_partitions))
-    if not wanted.any():
-        present = sorted(set(partitions.tolist()))
+    present = set(partitions.tolist()) - {""}
+    # every one named must be there: a typo next to a valid name (val vla) silently fitted on fewer trials, and the
+    # record named both as fitted on
+    absent = [p for p in fit_partitions if p not in present]
+    if absent:
         raise ProtocolError(
-            f"the protocol has no {', '.join(fit_partitions)} partition to fit the fusion on; its partitions: "
-            f"{', '.join(present)}"
+            f"the protocol has no {', '.join(absent)} partition to fit the fusion on; its partitions: "
+            f"{', '.join(sorted(present))}"
         )
+    aligned, notes = common_trials(table, list(files))
+    wanted = np.isin(partitions, list(fit_partitions))
     fit = wanted[aligned.rows]
     scores = aligned.scores.T  # (N, D)
     labels = table.labels[aligned.rows]
@@ -234,6 +240,11 @@ def fuse_score_files(
     llr = fusion.apply(scores)
     y = labels[fit]
     first = files[0]
+    ids = first.ids[aligned.score_rows[0]]
+    if first.base_dir and first.id_kind == "path":
+        # an sdd score output's relative paths are relative to the folder it ran in (its run record's cwd), which
+        # the fused file does not record: written as given, they were read from the wrong folder (no match by path)
+        ids = np.array([_under(first.base_dir, str(p)) for p in ids.tolist()], dtype=object)
     missing_paths = table.column("path")[aligned.partial].astype(str)
     missing_ids = table.column("utt_id")[aligned.partial].astype(str)
     return FusedTrials(
@@ -241,7 +252,7 @@ def fuse_score_files(
         files=tuple(f.path for f in files),
         columns=columns,
         fit_partitions=tuple(fit_partitions),
-        ids=first.ids[aligned.score_rows[0]],
+        ids=ids,
         scores=scores,
         llr=llr,
         fit=fit,
@@ -251,6 +262,13 @@ def fuse_score_files(
         system_fit_eers=tuple(float(eer(y, scores[fit, k])) for k in range(scores.shape[1])),
         notes=notes,
     )
+
+
+def _under(base: str, path: str) -> str:
+    """``path`` joined with the folder ``base`` it is relative to; an absolute or empty one as it is."""
+    if not path or os.path.isabs(path):
+        return path
+    return os.path.normpath(os.path.join(base, path))
 
 
 def missing_note(missing: Sequence[str], n_systems: int) -> str:
