@@ -22,7 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "every system scored. Writes one row per file (path, score, probability, decision, score_<name> per system) "
         "and OUT.fusion.json (weights, bias, fit EER and Cllr).",
     )
-    p.add_argument("--protocol", required=True, help="protocol / key file the score files are joined with")
+    p.add_argument(
+        "--protocol",
+        nargs="+",
+        required=True,
+        metavar="P",
+        help="protocol / key file the score files are joined with; several are read as one (ASVspoof's dev and eval "
+        "keys: --fit-partitions dev fits on the first, the fusion is applied to the trials of both)",
+    )
     p.add_argument(
         "--scores",
         nargs="+",
@@ -63,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     from sddkit.evaluation.scores import read_scores
     from sddkit.outputs import why_unwritable
 
-    check_paths_given(args, "protocol", "out")
+    check_paths_given(args, "out")
+    if any(not str(f).strip() for f in args.protocol):  # Path("") is the working directory
+        raise ConfigError("--protocol holds an empty path (an unset shell variable?): name each protocol file")
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".jsonl"):  # as sdd score: "fused.json" would silently hold CSV
         raise ConfigError(f"--out must name a .csv or .jsonl file (JSON output is JSON lines), got {out.name!r}")
@@ -96,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--fit-partitions names no partition, got {args.fit_partitions}; leave it out for val")
     fit_partitions = parse_partitions(args.fit_partitions) or ["val"]
     for path in (out, record):  # an input overwritten by the output would be lost
-        inputs = [args.protocol, *args.scores]
+        inputs = [*args.protocol, *args.scores]
         if path.exists() and any(os.path.exists(f) and os.path.samefile(f, path) for f in inputs):
             raise ConfigError(f"--out {args.out}: {path} is one of the inputs: it would be overwritten; name another")
     check_paths_writable(args, "out")
@@ -104,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if reason is not None:
         raise ConfigError(f"--out {args.out}: cannot write the fusion's record {record} ({reason})")
 
-    table = read_partitions(args.protocol, args.protocol_format, None)
+    table = _read_protocols(args.protocol, args.protocol_format, read_partitions)
     files = [
         read_scores(f, format=args.score_format, column=None if c == "score" else c)
         for f, c in zip(args.scores, columns)
@@ -123,6 +132,26 @@ def run(args: argparse.Namespace) -> int:
     print(fused.summary())
     print(f"-> {out} ({len(fused.llr)} files), {record}", file=sys.stderr)
     return 0
+
+
+def _read_protocols(protocols: list[str], fmt: str | None, read):
+    """The protocols' tables as one (``read``: :func:`~sddkit.cli.options.read_partitions`); a ConfigError naming
+    the two files when they share utterance ids (a trial listed twice would be fused twice, or under either label)."""
+    from sddkit.data.table import UtteranceTable
+    from sddkit.errors import ConfigError
+
+    tables = [read(f, fmt, None) for f in protocols]
+    first: dict[str, int] = {}
+    for j, table in enumerate(tables):
+        ids = [str(u) for u in table.column("utt_id")]
+        shared = [u for u in ids if u in first]
+        if shared:
+            raise ConfigError(
+                f"--protocol {protocols[first[shared[0]]]} and {protocols[j]} share {len(shared)} utterance id(s) "
+                f"(e.g. {shared[0]!r}): give each trial once"
+            )
+        first.update(dict.fromkeys(ids, j))
+    return tables[0] if len(tables) == 1 else UtteranceTable.concat(tables)
 
 
 def _default_names(paths: list[str], columns: list[str]) -> list[str]:

@@ -180,7 +180,8 @@ class FusedTrials:
         """A short table: each system's weight and fit EER, the bias, the fused fit EER and Cllr."""
         width = max(6, *(len(n) for n in self.fusion.names))
         lines = [
-            f"fused {len(self.fusion.names)} systems on {len(self.llr)} files; fitted on "
+            f"fused {len(self.fusion.names)} system{'s' if len(self.fusion.names) != 1 else ''} on {len(self.llr)} "
+            f"files; fitted on "
             f"{', '.join(self.fit_partitions)} ({self.fusion.n_bonafide} bona fide, {self.fusion.n_spoof} spoof, "
             f"prior {self.fusion.prior:g})",
             f"  {'system':<{width}}  {'weight':>10}  {'fit EER':>8}",
@@ -215,7 +216,8 @@ def fuse_score_files(
         raise ProtocolError(
             f"the protocol has no partition column, so no {', '.join(fit_partitions)} trials to fit the fusion on"
         )
-    partitions = table.column("partition").astype(str)
+    # a protocol read with others that has no partition column holds NaN there (pandas' concat): no partition
+    partitions = np.array(["" if v is None or v != v else str(v) for v in table.column("partition")], dtype=object)
     present = set(partitions.tolist()) - {""}
     # every one named must be there: a typo next to a valid name (val vla) silently fitted on fewer trials, and the
     # record named both as fitted on
