@@ -20,15 +20,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Fit llr = sum_k w_k * score_k + b by prior-weighted logistic regression (the objective of sdd "
         "calibrate) on the labelled trials of --fit-partitions that every system scored, and apply it to every file "
         "every system scored. Writes one row per file (path, score, probability, decision, score_<name> per system) "
-        "and OUT.fusion.json (weights, bias, fit EER and Cllr).",
+        "and OUT.fusion.json (weights, bias, fit EER and Cllr). With --apply, an earlier fit's OUT.fusion.json is "
+        "applied to new score files instead (nothing is fitted).",
     )
     p.add_argument(
         "--protocol",
         nargs="+",
-        required=True,
+        default=None,
         metavar="P",
         help="protocol / key file the score files are joined with; several are read as one (ASVspoof's dev and eval "
-        "keys: --fit-partitions dev fits on the first, the fusion is applied to the trials of both)",
+        "keys: --fit-partitions dev fits on the first, the fusion is applied to the trials of both). Required to fit; "
+        "with --apply, optional: without it, score files of paths are joined by path",
+    )
+    p.add_argument(
+        "--apply",
+        default=None,
+        metavar="RECORD",
+        help="apply the fusion an earlier sdd fuse recorded (its OUT.fusion.json) to --scores, one file per recorded "
+        "system in its order, instead of fitting one",
     )
     p.add_argument(
         "--scores",
@@ -47,11 +56,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--column",
         nargs="+",
-        default=["score"],
-        help="the column read as each system's score (default score; e.g. raw_score, or a mixture's expert_score0): "
-        "one value for every system, or one per system",
+        default=None,  # score when fitting; with --apply, the record's
+        help="the column read as each system's score (default score, or with --apply the record's; e.g. raw_score, "
+        "or a mixture's expert_score0): one value for every system, or one per system",
     )
-    p.add_argument("--prior", type=float, default=0.5, help="bona fide prior of the fit's objective (default 0.5)")
+    p.add_argument(
+        "--prior",
+        type=float,
+        default=None,  # 0.5; None tells it was not given (refused with --apply)
+        help="bona fide prior of the fit's objective (default 0.5)",
+    )
     p.add_argument("--protocol-format", default=None, help="protocol reader name (default: detect)")
     p.add_argument("--score-format", default=None, help="score file format (default: detect)")
     p.add_argument(
@@ -66,13 +80,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from sddkit.cli.options import check_paths_given, check_paths_writable, parse_partitions, read_partitions
     from sddkit.errors import ConfigError
-    from sddkit.evaluation.fusion import fuse_score_files, missing_note
+    from sddkit.evaluation.fusion import apply_fusion, fuse_score_files, missing_note, read_fusion_record
     from sddkit.evaluation.scores import read_scores
     from sddkit.outputs import why_unwritable
 
     check_paths_given(args, "out")
-    if any(not str(f).strip() for f in args.protocol):  # Path("") is the working directory
-        raise ConfigError("--protocol holds an empty path (an unset shell variable?): name each protocol file")
+    _check_mode(args)
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".jsonl"):  # as sdd score: "fused.json" would silently hold CSV
         raise ConfigError(f"--out must name a .csv or .jsonl file (JSON output is JSON lines), got {out.name!r}")
@@ -80,32 +93,24 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out} is a folder; name a .csv or .jsonl file to write")
     record = out.with_name(out.name + ".fusion.json")
     n = len(args.scores)
-    if len(args.column) not in (1, n):
-        raise ConfigError(
-            f"--column gives {len(args.column)} columns for {n} score files: give one for every system, or one per "
-            "system"
-        )
-    columns = args.column * n if len(args.column) == 1 else list(args.column)
-    names = list(args.names) if args.names is not None else _default_names(args.scores, columns)
-    if len(names) != n:
-        raise ConfigError(f"--names gives {len(names)} names for {n} score files: give one per --scores file")
-    repeated = sorted({x for x in names if names.count(x) > 1})
-    if repeated and args.names is None:  # e.g. runs/a/scores.csv and runs/b/scores.csv
-        raise ConfigError(
-            f"the score files' default names repeat ({', '.join(map(repr, repeated))}): name each system with --names"
-        )
-    if repeated:
-        raise ConfigError(f"--names repeats {', '.join(map(repr, repeated))}: each system needs a name of its own")
-    if any(not x.strip() for x in names):
-        raise ConfigError("--names holds an empty name: name every system")
-    if not 0.0 < args.prior < 1.0:
-        raise ConfigError(f"--prior must be in (0, 1), got {args.prior:g}")
+    applied = None
+    if args.apply is not None:  # read first: which systems, and how many, are the record's
+        fusion, recorded_columns, applied = read_fusion_record(args.apply)
+        _check_applied_systems(args, list(fusion.names))
+        columns = _columns(args.column, n) if args.column is not None else recorded_columns
+        names = list(fusion.names)
+    else:
+        columns = _columns(args.column or ["score"], n)
+        names = _names(args.names, args.scores, columns)
+    prior = 0.5 if args.prior is None else args.prior
+    if not 0.0 < prior < 1.0:
+        raise ConfigError(f"--prior must be in (0, 1), got {prior:g}")
     if args.fit_partitions is not None and not "".join(args.fit_partitions).replace(",", "").strip():
         # parse_partitions' own words ("leave it out to keep every row") are not this flag's default
         raise ConfigError(f"--fit-partitions names no partition, got {args.fit_partitions}; leave it out for val")
     fit_partitions = parse_partitions(args.fit_partitions) or ["val"]
     for path in (out, record):  # an input overwritten by the output would be lost
-        inputs = [*args.protocol, *args.scores]
+        inputs = [*(args.protocol or []), *args.scores, *([args.apply] if applied is not None else [])]
         if path.exists() and any(os.path.exists(f) and os.path.samefile(f, path) for f in inputs):
             raise ConfigError(f"--out {args.out}: {path} is one of the inputs: it would be overwritten; name another")
     check_paths_writable(args, "out")
@@ -113,14 +118,17 @@ def run(args: argparse.Namespace) -> int:
     if reason is not None:
         raise ConfigError(f"--out {args.out}: cannot write the fusion's record {record} ({reason})")
 
-    table = _read_protocols(args.protocol, args.protocol_format, read_partitions)
+    table = None if args.protocol is None else _read_protocols(args.protocol, args.protocol_format, read_partitions)
     files = [
         read_scores(f, format=args.score_format, column=None if c == "score" else c)
         for f, c in zip(args.scores, columns)
     ]
-    fused = fuse_score_files(
-        table, files, names=names, fit_partitions=fit_partitions, columns=columns, prior=args.prior
-    )
+    if applied is not None:
+        if table is None:
+            _check_paths(files)
+        fused = apply_fusion(fusion, files, record=applied, applied_from=str(args.apply), columns=columns, table=table)
+    else:
+        fused = fuse_score_files(table, files, names=names, fit_partitions=fit_partitions, columns=columns, prior=prior)
     for note in dict.fromkeys(fused.notes):  # once: one file read for two columns is joined twice alike
         print(f"sdd fuse: warning: {note}", file=sys.stderr)
     if fused.missing:
@@ -132,6 +140,86 @@ def run(args: argparse.Namespace) -> int:
     print(fused.summary())
     print(f"-> {out} ({len(fused.llr)} files), {record}", file=sys.stderr)
     return 0
+
+
+def _check_mode(args: argparse.Namespace) -> None:
+    """Fitting needs --protocol; applying (--apply) fits nothing, so takes no fit option."""
+    from sddkit.errors import ConfigError
+
+    if args.apply is not None:
+        if not str(args.apply).strip():
+            raise ConfigError("--apply names no file (an unset shell variable?): give the OUT.fusion.json to apply")
+        given = [f for f, v in (("--fit-partitions", args.fit_partitions), ("--prior", args.prior)) if v is not None]
+        if given:
+            raise ConfigError(
+                f"{' and '.join(given)} cannot go with --apply: the recorded fusion is applied as fitted, nothing is "
+                f"fitted; leave {'them' if len(given) > 1 else 'it'} out"
+            )
+    elif args.protocol is None:
+        raise ConfigError(
+            "--protocol is required to fit a fusion (its labelled trials); --apply RECORD applies a fitted one"
+        )
+    if args.protocol is not None and any(not str(f).strip() for f in args.protocol):  # Path("") is the cwd
+        raise ConfigError("--protocol holds an empty path (an unset shell variable?): name each protocol file")
+
+
+def _check_applied_systems(args: argparse.Namespace, names: list[str]) -> None:
+    """--scores and --names against the applied record's systems: the weights are theirs, in their order."""
+    from sddkit.errors import ConfigError
+
+    if len(args.scores) != len(names):
+        raise ConfigError(
+            f"--scores gives {len(args.scores)} score file(s) for the {len(names)} systems of --apply {args.apply} "
+            f"({', '.join(names)}): give one per system, in that order"
+        )
+    if args.names is not None and list(args.names) != names:
+        raise ConfigError(
+            f"--names {' '.join(args.names)} are not the systems of --apply {args.apply} ({' '.join(names)}): its "
+            "weights belong to those, in that order; leave --names out"
+        )
+
+
+def _columns(given: list[str], n: int) -> list[str]:
+    """--column's values, one per system."""
+    from sddkit.errors import ConfigError
+
+    if len(given) not in (1, n):
+        raise ConfigError(
+            f"--column gives {len(given)} columns for {n} score files: give one for every system, or one per system"
+        )
+    return given * n if len(given) == 1 else list(given)
+
+
+def _names(given: list[str] | None, paths: list[str], columns: list[str]) -> list[str]:
+    """The systems' names: --names, else the score files' stems; refused when they repeat or one is empty."""
+    from sddkit.errors import ConfigError
+
+    names = list(given) if given is not None else _default_names(paths, columns)
+    if len(names) != len(paths):
+        raise ConfigError(f"--names gives {len(names)} names for {len(paths)} score files: give one per --scores file")
+    repeated = sorted({x for x in names if names.count(x) > 1})
+    if repeated and given is None:  # e.g. runs/a/scores.csv and runs/b/scores.csv
+        raise ConfigError(
+            f"the score files' default names repeat ({', '.join(map(repr, repeated))}): name each system with --names"
+        )
+    if repeated:
+        raise ConfigError(f"--names repeats {', '.join(map(repr, repeated))}: each system needs a name of its own")
+    if any(not x.strip() for x in names):
+        raise ConfigError("--names holds an empty name: name every system")
+    return names
+
+
+def _check_paths(files) -> None:
+    """Without a protocol, score files are joined by the files they name: utt_ids name files only through one."""
+    from sddkit.errors import ConfigError
+
+    for f in files:
+        if f.id_kind != "path":
+            example = f" (e.g. {str(f.ids[0])!r})" if len(f) else ""
+            raise ConfigError(
+                f"--scores {f.path}: its ids are not paths{example}, so the score files cannot be joined by path: "
+                "give --protocol P, the protocol that lists them"
+            )
 
 
 def _read_protocols(protocols: list[str], fmt: str | None, read):

@@ -8,21 +8,26 @@ a prior-free log-likelihood ratio (higher = more bona fide): the prior only choo
 cares most about. One system's fusion is exactly its calibration.
 
 The systems' score files are joined with the protocol as ``sdd eval`` and ``sdd compare`` join them
-(:func:`~sddkit.evaluation.scores.common_trials`); a trial is fused when every system scored it.
+(:func:`~sddkit.evaluation.scores.common_trials`); a trial is fused when every system scored it. A fitted fusion's
+record (:meth:`FusedTrials.to_dict`) is applied later to new score files by :func:`apply_fusion`, joined with a
+protocol as the fit's were, or by path alone (:func:`join_by_path`), for files no protocol lists.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from sddkit.data.table import UtteranceTable
-from sddkit.errors import ProtocolError
-from sddkit.evaluation.scores import ScoreFile, common_trials
+from sddkit.errors import ConfigError, ProtocolError
+from sddkit.evaluation.scores import ScoreFile, _norm_paths, _text, common_trials
 from sddkit.metrics import cllr, eer
 from sddkit.scoring.calibration import _sigmoid, bonafide_mask, fit_linear_llr
 
@@ -45,11 +50,17 @@ class Fusion:
     n_spoof: int
 
     def apply(self, scores) -> np.ndarray:
-        """(N, D) scores, one column per system, -> (N,) fused LLRs."""
+        """(N, D) scores, one column per system, -> (N,) fused LLRs: ``w_1 * s_1 + ... + w_D * s_D + b``, summed in
+        that order, so that a file's fused score is the same float whichever other files are fused with it."""
         scores = np.asarray(scores, dtype=np.float64)
         if scores.ndim != 2 or scores.shape[1] != len(self.weights):
             raise ProtocolError(f"fusion of {len(self.weights)} systems takes (N, {len(self.weights)}) scores")
-        return scores @ np.asarray(self.weights) + self.bias
+        # not `scores @ weights`: a BLAS product's rounding depends on the rows beside a row, so a file fused with
+        # other files (a later --apply) could differ from its fit-time score in the last bits
+        llr = np.zeros(scores.shape[0], dtype=np.float64)
+        for k, weight in enumerate(self.weights):
+            llr += weight * scores[:, k]
+        return llr + self.bias
 
 
 def fit_fusion(scores, labels, *, names: Sequence[str] | None = None, prior: float = 0.5, l2: float = 1e-6) -> Fusion:
@@ -122,6 +133,9 @@ class FusedTrials:
     fit_cllr: float
     system_fit_eers: tuple[float, ...]
     notes: list[str] = field(default_factory=list)
+    # a fusion applied from a record (apply_fusion): the record as read, and its path; None for a fitted one
+    applied: dict[str, Any] | None = None
+    applied_from: str | None = None
 
     @property
     def probability(self) -> np.ndarray:
@@ -154,8 +168,20 @@ class FusedTrials:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """The fusion's record (``<out>.fusion.json``)."""
+        """The fusion's record (``<out>.fusion.json``). An applied fusion's is the applied record's, its fit
+        unchanged, with ``applied_from``, the files and columns this run read (``applied_files``,
+        ``applied_column``) and this run's ``n_fused`` and ``n_missing``."""
         columns = list(self.columns)
+        column = columns[0] if len(set(columns)) == 1 else columns
+        if self.applied is not None:
+            return {
+                **self.applied,
+                "applied_from": self.applied_from,
+                "applied_files": list(self.files),
+                "applied_column": column,
+                "n_fused": int(len(self.llr)),
+                "n_missing": len(self.missing),
+            }
         return {
             "systems": [
                 {"name": n, "file": f, "column": c, "weight": w, "fit_eer": e}
@@ -166,7 +192,7 @@ class FusedTrials:
             "bias": self.fusion.bias,
             "prior": self.fusion.prior,
             # one value when every system's scores are of the same column, else one per system
-            "column": columns[0] if len(set(columns)) == 1 else columns,
+            "column": column,
             "fit_partitions": list(self.fit_partitions),
             "n_fit_bonafide": self.fusion.n_bonafide,
             "n_fit_spoof": self.fusion.n_spoof,
@@ -177,7 +203,12 @@ class FusedTrials:
         }
 
     def summary(self) -> str:
-        """A short table: each system's weight and fit EER, the bias, the fused fit EER and Cllr."""
+        """A short table: each system's weight and fit EER, the bias, the fused fit EER and Cllr; an applied
+        fusion's is one line (its fit is the record's, printed when it was fitted)."""
+        n = len(self.fusion.names)
+        if self.applied is not None:
+            systems = f"{n} system{'s' if n != 1 else ''}"
+            return f"fused {systems} on {len(self.llr)} files with the fusion of {self.applied_from}"
         width = max(6, *(len(n) for n in self.fusion.names))
         lines = [
             f"fused {len(self.fusion.names)} system{'s' if len(self.fusion.names) != 1 else ''} on {len(self.llr)} "
@@ -227,7 +258,7 @@ def fuse_score_files(
             f"the protocol has no {', '.join(absent)} partition to fit the fusion on; its partitions: "
             f"{', '.join(sorted(present))}"
         )
-    aligned, notes = common_trials(table, list(files))
+    aligned, ids, missing, notes = _join_protocol(table, files)
     wanted = np.isin(partitions, list(fit_partitions))
     fit = wanted[aligned.rows]
     scores = aligned.scores.T  # (N, D)
@@ -241,14 +272,6 @@ def fuse_score_files(
     fusion = fit_fusion(scores[fit], labels[fit], names=names, prior=prior, l2=l2)
     llr = fusion.apply(scores)
     y = labels[fit]
-    first = files[0]
-    ids = first.ids[aligned.score_rows[0]]
-    if first.base_dir and first.id_kind == "path":
-        # an sdd score output's relative paths are relative to the folder it ran in (its run record's cwd), which
-        # the fused file does not record: written as given, they were read from the wrong folder (no match by path)
-        ids = np.array([_under(first.base_dir, str(p)) for p in ids.tolist()], dtype=object)
-    missing_paths = table.column("path")[aligned.partial].astype(str)
-    missing_ids = table.column("utt_id")[aligned.partial].astype(str)
     return FusedTrials(
         fusion=fusion,
         files=tuple(f.path for f in files),
@@ -258,11 +281,185 @@ def fuse_score_files(
         scores=scores,
         llr=llr,
         fit=fit,
-        missing=[p or u for p, u in zip(missing_paths.tolist(), missing_ids.tolist())],
+        missing=missing,
         fit_eer=float(eer(y, llr[fit])),
         fit_cllr=float(cllr(y, llr[fit])),
         system_fit_eers=tuple(float(eer(y, scores[fit, k])) for k in range(scores.shape[1])),
         notes=notes,
+    )
+
+
+def _join_protocol(table: UtteranceTable, files: Sequence[ScoreFile]):
+    """(the join of ``files`` with ``table``, :func:`~sddkit.evaluation.scores.common_trials`; each fused trial's
+    id as the first file writes it, joined with the folder its run record names; the files some systems scored but
+    not all, by path, else utt_id; the joins' notes)."""
+    aligned, notes = common_trials(table, list(files))
+    first = files[0]
+    ids = first.ids[aligned.score_rows[0]]
+    if first.base_dir and first.id_kind == "path":
+        # an sdd score output's relative paths are relative to the folder it ran in (its run record's cwd), which
+        # the fused file does not record: written as given, they were read from the wrong folder (no match by path)
+        ids = np.array([_under(first.base_dir, str(p)) for p in ids.tolist()], dtype=object)
+    missing_paths = table.column("path")[aligned.partial].astype(str)
+    missing_ids = table.column("utt_id")[aligned.partial].astype(str)
+    missing = [p or u for p, u in zip(missing_paths.tolist(), missing_ids.tolist())]
+    return aligned, ids, missing, notes
+
+
+def join_by_path(files: Sequence[ScoreFile]) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Join score files of paths (``id_kind == 'path'``) by the files they name, with no protocol: a relative path
+    is taken from the folder the file's run record names (else the current one), as
+    :func:`~sddkit.evaluation.scores.match_scores` takes it. Returns (ids (N,) of the files every score file scores,
+    in the first file's order and spelled as it writes them (joined with its recorded folder); their scores (N, F);
+    the files some score files score but not all, as absolute paths; notes). ProtocolError when a file's ids are
+    not paths, or it scores one file twice."""
+    keys = []
+    for score_file in files:
+        if score_file.id_kind != "path":
+            example = f" (e.g. {str(score_file.ids[0])!r})" if len(score_file) else ""
+            raise ProtocolError(
+                f"{score_file.path}: its ids are not paths{example}, so it cannot be joined with the others by path: "
+                "give the protocol that lists them"
+            )
+        ids = _text(score_file.ids)
+        if (ids == "").any():
+            raise ProtocolError(f"{score_file.path}: a score row has an empty path; give every row the file it scored")
+        key = _norm_paths(ids, score_file.base_dir)
+        twice = pd.Series(key, dtype=object).duplicated(keep=False).to_numpy()
+        if twice.any():
+            spelled = " and ".join(repr(str(i)) for i in ids[twice][:2])
+            raise ProtocolError(
+                f"{score_file.path}: {spelled} are one file, scored more than once; keep one score per file"
+            )
+        keys.append(key)
+    first = pd.Index(keys[0], dtype=object)
+    where = np.stack([np.arange(len(first))] + [pd.Index(k, dtype=object).get_indexer(first) for k in keys[1:]])
+    common = (where >= 0).all(axis=0)
+    rows = where[:, common]  # (F, N): each file's row of each file every one scores
+    scores = np.stack([f.scores[r] for f, r in zip(files, rows)], axis=1)
+    ids = files[0].ids[rows[0]]
+    if files[0].base_dir:
+        ids = np.array([_under(files[0].base_dir, str(p)) for p in ids.tolist()], dtype=object)
+    every = pd.unique(np.concatenate(keys))
+    missing = every[~pd.Index(every, dtype=object).isin(first[common])].tolist()
+    notes = [
+        f"{f.path}: {len(f.failed)} file(s) could not be scored (error rows, not fused), e.g. {list(f.failed[:3])}"
+        for f in files
+        if f.failed
+    ]
+    return ids, scores, missing, notes
+
+
+# what the fitting mode records that applying a fusion needs: the record of sdd fuse (FusedTrials.to_dict)
+_RECORD_KEYS = ("systems", "bias", "prior", "column")
+
+
+def read_fusion_record(path: str | os.PathLike) -> tuple[Fusion, list[str], dict[str, Any]]:
+    """The fusion ``sdd fuse`` recorded in ``path`` (``OUT.fusion.json``): (the fusion, each system's column, the
+    record). ConfigError, naming the file and what is missing or wrong, when it is no such record."""
+    where = f"--apply {path}"
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: no such file; give the OUT.fusion.json sdd fuse wrote") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{where}: is a folder; give the OUT.fusion.json sdd fuse wrote") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        why = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+        raise ConfigError(f"{where}: not JSON ({why}); give the OUT.fusion.json sdd fuse wrote") from None
+    if not isinstance(record, dict):
+        raise ConfigError(f"{where}: not a fusion record (a JSON {type(record).__name__}, not an object)")
+    absent = [k for k in _RECORD_KEYS if k not in record]
+    if absent:
+        raise ConfigError(
+            f"{where}: not a fusion record of sdd fuse: it has no {', '.join(absent)}; give the OUT.fusion.json "
+            "sdd fuse wrote"
+        )
+    systems = record["systems"]
+    if not isinstance(systems, list) or not systems or not all(isinstance(s, dict) for s in systems):
+        raise ConfigError(f"{where}: its systems are not a list of systems (each a name and a weight)")
+    for k, system in enumerate(systems):
+        lacking = [key for key in ("name", "weight") if key not in system]
+        if lacking:
+            raise ConfigError(f"{where}: systems[{k}] has no {' or '.join(lacking)}")
+        if not isinstance(system["name"], str) or not system["name"].strip():
+            raise ConfigError(f"{where}: systems[{k}]'s name is {system['name']!r}, not a name")
+        if not _finite(system["weight"]):
+            raise ConfigError(
+                f"{where}: systems[{k}] ({system['name']!r}) has weight {system['weight']!r}, not a number"
+            )
+    names = [s["name"] for s in systems]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: its systems' names repeat ({names}); each weight belongs to one system")
+    if not _finite(record["bias"]):
+        raise ConfigError(f"{where}: its bias is {record['bias']!r}, not a number")
+    prior = record["prior"]
+    if not _finite(prior) or not 0.0 < prior < 1.0:
+        raise ConfigError(f"{where}: its prior is {prior!r}, not a number in (0, 1)")
+    column = record["column"]
+    columns = [column] * len(systems) if isinstance(column, str) else column
+    if not isinstance(columns, list) or len(columns) != len(systems) or not all(isinstance(c, str) for c in columns):
+        raise ConfigError(f"{where}: its column is {column!r}: neither one column nor one per system")
+    counts = [record.get(k, 0) for k in ("n_fit_bonafide", "n_fit_spoof")]
+    fusion = Fusion(
+        names=tuple(names),
+        weights=tuple(float(s["weight"]) for s in systems),
+        bias=float(record["bias"]),
+        prior=float(prior),
+        n_bonafide=counts[0] if isinstance(counts[0], int) else 0,
+        n_spoof=counts[1] if isinstance(counts[1], int) else 0,
+    )
+    return fusion, columns, record
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def apply_fusion(
+    fusion: Fusion,
+    files: Sequence[ScoreFile],
+    *,
+    record: dict[str, Any],
+    applied_from: str,
+    columns: Sequence[str] | None = None,
+    table: UtteranceTable | None = None,
+) -> FusedTrials:
+    """Apply a recorded ``fusion`` (:func:`read_fusion_record`) to ``files``, one per system in the fusion's order:
+    joined with ``table`` as :func:`fuse_score_files` joins them, or, with no table, by path
+    (:func:`join_by_path`). ``record`` and ``applied_from`` are what the new record is made of
+    (:meth:`FusedTrials.to_dict`); ``columns``: which column of each file was read (default ``score``)."""
+    if len(files) != len(fusion.names):
+        raise ProtocolError(f"a fusion of {len(fusion.names)} systems applied to {len(files)} score files")
+    columns = tuple(columns) if columns is not None else ("score",) * len(files)
+    if table is None:
+        ids, scores, missing, notes = join_by_path(files)
+    else:
+        aligned, ids, missing, notes = _join_protocol(table, files)
+        scores = aligned.scores.T
+    if not len(ids):
+        raise ProtocolError(
+            f"no file is scored by all {len(files)} score files ({len(missing)} by some of them): nothing to fuse"
+        )
+    nan = float("nan")
+    eers = [s.get("fit_eer") for s in record["systems"]]
+    return FusedTrials(
+        fusion=fusion,
+        files=tuple(f.path for f in files),
+        columns=columns,
+        fit_partitions=tuple(record.get("fit_partitions") or ()),
+        ids=ids,
+        scores=scores,
+        llr=fusion.apply(scores),
+        fit=np.zeros(len(ids), dtype=bool),  # nothing here was fitted on
+        missing=missing,
+        fit_eer=record["fit_eer"] if _finite(record.get("fit_eer")) else nan,
+        fit_cllr=record["fit_cllr"] if _finite(record.get("fit_cllr")) else nan,
+        system_fit_eers=tuple(e if _finite(e) else nan for e in eers),
+        notes=notes,
+        applied=record,
+        applied_from=applied_from,
     )
 
 
