@@ -124,8 +124,6 @@ def run(args: argparse.Namespace) -> int:
         for f, c in zip(args.scores, columns)
     ]
     if applied is not None:
-        if table is None:
-            _check_paths(files)
         fused = apply_fusion(fusion, files, record=applied, applied_from=str(args.apply), columns=columns, table=table)
     else:
         fused = fuse_score_files(table, files, names=names, fit_partitions=fit_partitions, columns=columns, prior=prior)
@@ -207,19 +205,6 @@ def _names(given: list[str] | None, paths: list[str], columns: list[str]) -> lis
     if any(not x.strip() for x in names):
         raise ConfigError("--names holds an empty name: name every system")
     return names
-
-
-def _check_paths(files) -> None:
-    """Without a protocol, score files are joined by the files they name: utt_ids name files only through one."""
-    from sddkit.errors import ConfigError
-
-    for f in files:
-        if f.id_kind != "path":
-            example = f" (e.g. {str(f.ids[0])!r})" if len(f) else ""
-            raise ConfigError(
-                f"--scores {f.path}: its ids are not paths{example}, so the score files cannot be joined by path: "
-                "give --protocol P, the protocol that lists them"
-            )
 
 
 def _read_protocols(protocols: list[str], fmt: str | None, read):

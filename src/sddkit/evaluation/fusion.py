@@ -318,8 +318,8 @@ def join_by_path(files: Sequence[ScoreFile]) -> tuple[np.ndarray, np.ndarray, li
         if score_file.id_kind != "path":
             example = f" (e.g. {str(score_file.ids[0])!r})" if len(score_file) else ""
             raise ProtocolError(
-                f"{score_file.path}: its ids are not paths{example}, so it cannot be joined with the others by path: "
-                "give the protocol that lists them"
+                f"--scores {score_file.path}: its ids are not paths{example}, so the score files cannot be joined by "
+                "path: give --protocol P, the protocol that lists them"
             )
         ids = _text(score_file.ids)
         if (ids == "").any():
