@@ -53,8 +53,8 @@ default LCNN recipe (trained from scratch, sources as domains, inner lr 1e-3) ML
 validation: 19.2 % EER with class-balanced batches, 15.3 % with ``domain_batch`` blocks (each domain an equal block),
 against ERM's 9.6 % (2-seed means; docs/benchmarks.md, 2026-12-05). The inner step matters for a model trained
 from scratch: with ``inner_lr`` 1e-4 and ``domain_batch`` blocks it reached 11.5 %, against 15.5 % for ERM with the
-same blocks (the blocks, not MLDG, cost most of the gap to class-balanced ERM); none of the four differed on the
-unseen sources.
+same blocks (the blocks, not MLDG, cost most of the gap to class-balanced ERM), and 14.3 % with class-balanced
+batches; none of these differed from ERM on the unseen sources.
 
 A batch with too few domains to split (fewer than ``n_meta_test + 1``) takes a plain step on the
 meta-train loss of the whole batch (reported as ``mldg/fallback``); if the first 20 batches all do,
