@@ -63,3 +63,21 @@ def test_first_field_preferred_when_both_fields_are_files(tmp_path):
     lst = tmp_path / "list.txt"
     lst.write_text(f"{a} {tmp_path}/b.wav\n")
     assert read_manifest(lst) == [str(a)]
+
+
+def test_a_broken_link_beside_the_manifest_is_that_file(tmp_path, monkeypatch):
+    """A dangling link in the manifest's folder was looked for in the working directory instead ("no such file"
+    there); it is the link, whose error row says it is broken."""
+    from sddkit.audio.io import load_audio
+    from sddkit.errors import AudioNotFoundError
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    (folder / "gone.wav").symlink_to(folder / "missing-target.wav")
+    lst = folder / "list.txt"
+    lst.write_text("gone.wav\n")
+    monkeypatch.chdir(tmp_path)
+    [listed] = read_manifest(lst)
+    assert listed == str(folder / "gone.wav")
+    with pytest.raises(AudioNotFoundError, match="broken symbolic link"):
+        load_audio(listed)

@@ -343,7 +343,8 @@ def _resolve_as_written(manifest: Path, entry: str, written_from: Path | None = 
         return entry
     for folder in (written_from, manifest.parent):
         try:
-            if folder is not None and (folder / p).exists():
+            # lexists: a broken link there is that file ("a broken symbolic link"), not a missing one elsewhere
+            if folder is not None and os.path.lexists(folder / p):
                 # spelled as given when that folder is the working directory: the new output lists it as the old one
                 return entry if os.path.samefile(folder, ".") else str(folder / p)
         except OSError:  # e.g. a name too long: the entry as given, whose row will say why
