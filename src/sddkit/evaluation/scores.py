@@ -46,7 +46,7 @@ import pandas as pd
 
 from sddkit.data.protocols.labels_csv import LABELS_CSV_LABELS
 from sddkit.data.table import UtteranceTable
-from sddkit.data.text import open_text
+from sddkit.data.text import is_utf16_text, open_text
 from sddkit.documents import recorded_base_dir, run_record
 from sddkit.errors import ProtocolError
 
@@ -126,9 +126,20 @@ _MAGIC = (  # what a binary file given as scores most likely is, from its first 
 )
 
 
-def _binary_kind(path: Path) -> str:
-    with path.open("rb") as fh:
-        head = fh.read(16)
+def _binary_kind(path: Path, line: str) -> str | None:
+    """What binary file ``path`` is (:data:`_MAGIC`), whose first data line is ``line``; None for text. A line
+    holding a NUL byte is binary; so is one that starts like a :data:`_MAGIC` file whose first 8 KiB hold one: a
+    WAV whose RIFF size holds a 0x0a or 0x0d byte ends its first "line" before its first NUL ('RIFF'), which
+    was refused as a score format nobody could tell."""
+    if "\x00" not in line and not line.startswith(tuple(m.decode("latin-1") for m, _ in _MAGIC)):
+        return None
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8192)
+    except OSError:  # the reader says why it cannot be read
+        head = b""
+    if "\x00" not in line and (b"\0" not in head or is_utf16_text(head)):
+        return None  # text that starts like one ('RIFF_utt1 0.5')
     kind = next((what for magic, what in _MAGIC if head.startswith(magic)), None)
     return f"it starts like {kind}" if kind else "it holds NUL bytes (binary data)"
 
@@ -504,11 +515,12 @@ def detect_score_format(path: str | Path) -> str:
     if first is None:
         raise ProtocolError(f"{path}: no scores in file")
     number, line = first
-    if "\x00" in line:
-        # no text line holds a NUL byte; an audio file (or a gzip, a spreadsheet) given as the scores was refused
-        # with hundreds of characters of its header as "cannot tell the score format from 'RIFF...'"
+    # no text file holds a NUL byte; an audio file (or a gzip, a spreadsheet) given as the scores was refused
+    # with hundreds of characters of its header as "cannot tell the score format from 'RIFF...'"
+    binary = _binary_kind(path, line)
+    if binary is not None:
         raise ProtocolError(
-            f"{path}: not a text score file: {_binary_kind(path)}; give a score file: `sdd score`'s CSV or JSONL "
+            f"{path}: not a text score file: {binary}; give a score file: `sdd score`'s CSV or JSONL "
             "output (score audio with `sdd score AUDIO --out scores.csv`) or another tool's text scores"
         )
     lower = line.lower()

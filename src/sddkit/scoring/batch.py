@@ -41,7 +41,7 @@ import stat
 import time
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, BinaryIO
 
 from sddkit.audio.files import AUDIO_EXTENSIONS, list_audio_files, resolve_written_path
@@ -292,8 +292,9 @@ def _list_entry(manifest: Path, line: str) -> str:
     """The path a list line names: the whole line when it exists (a path may hold spaces: ``My Recordings/a.wav``);
     else its first field when that is an existing audio file (``a.wav bonafide``, ``a.wav 3.2``); else the rest of
     the line after its first field when that is one (a Kaldi ``wav.scp`` line, ``utt001 /data/a.wav``); else, for
-    a file that exists nowhere (its error row names it), the whole line when it is an audio name, then the first
-    field when that is one, then the whole line."""
+    a file that exists nowhere (its error row names it), that rest when it is an absolute audio path after a first
+    field that is no audio name (a wav.scp line), the whole line when it is an audio name, then the first field
+    when that is one, then the whole line."""
     whole = _resolve(manifest, line)
     fields = line.split(maxsplit=1)
     if len(fields) == 1 or os.path.lexists(whole):
@@ -302,6 +303,14 @@ def _list_entry(manifest: Path, line: str) -> str:
     for named, field in ((first, fields[0]), (rest, fields[1])):
         if Path(field).suffix.lower() in AUDIO_EXTENSIONS and os.path.lexists(named):
             return named
+    if (
+        Path(fields[0]).suffix.lower() not in AUDIO_EXTENSIONS
+        and Path(fields[1]).suffix.lower() in AUDIO_EXTENSIONS
+        and (os.path.isabs(fields[1]) or PureWindowsPath(fields[1]).is_absolute())
+    ):
+        # a wav.scp line whose file is missing (`utt001 /data/a.wav`, its disk not mounted): its error row names
+        # /data/a.wav, not 'utt001 /data/a.wav' (as a whole line, a folder 'utt001 ' no one names)
+        return rest
     if Path(line).suffix.lower() in AUDIO_EXTENSIONS:
         return whole
     return first if Path(fields[0]).suffix.lower() in AUDIO_EXTENSIONS else whole
@@ -564,13 +573,23 @@ def _changes(key: str, earlier: Any, now: Any) -> list[str]:
     whole ``inference`` section twice, windows, hop and aggregation that had not changed among them."""
     if isinstance(earlier, dict) and isinstance(now, dict):
         keys = [*earlier, *(k for k in now if k not in earlier)]
+        # a key one record lacks is told from one it holds as None (a setting added since the earlier run): by
+        # .get() they read alike, and the error listed no change at all, "another scoring run ()"
         return [
             change
             for k in keys
-            if earlier.get(k) != now.get(k)
-            for change in _changes(f"{key}.{k}", earlier.get(k), now.get(k))
+            if (k in earlier) != (k in now) or earlier[k] != now[k]
+            for change in _changes(f"{key}.{k}", earlier.get(k, _ABSENT), now.get(k, _ABSENT))
         ]
     return [f"{key}: earlier {earlier!r}, now {now!r}"]
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(not recorded)"
+
+
+_ABSENT = _Absent()  # a key a run record lacks, as _changes shows it
 
 
 def _read_run_info(out: str | Path, remedy: str) -> dict[str, Any] | None:

@@ -520,7 +520,14 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
                 )
             # e.g. curl -F audio=@a.wav: "the form field 'file' holds nothing" did not say that the file was there,
             # under another name
-            elsewhere = sorted({key for key, value in form.multi_items() if isinstance(value, UploadFile)})
+            # not an HTML form's file input left empty (a part without a name or bytes): no file was sent in it
+            elsewhere = sorted(
+                {
+                    key
+                    for key, value in form.multi_items()
+                    if isinstance(value, UploadFile) and (value.filename or value.size)
+                }
+            )
             hint = (
                 f": the file was sent in the field {', '.join(repr(k) for k in elsewhere)}; name the field 'file' "
                 "(e.g. curl -F file=@a.wav)"
