@@ -82,7 +82,7 @@ def test_import_aasist_still_says_a_file_of_another_kind_is_not_a_pytorch_file(t
     path = tmp_path / "AASIST.pth"
     path.write_text("model:\n  backend: aasist\n")
     assert main(["import-aasist", str(path), "--out", str(tmp_path / "out")]) == 2
-    assert "not a PyTorch file of plain tensors" in capsys.readouterr().err
+    assert "not a PyTorch checkpoint (neither a zip archive nor a pickle)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("model", ["lcnn", ["frontend", "backend"], None], ids=["name", "list", "null"])

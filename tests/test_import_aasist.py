@@ -120,7 +120,10 @@ class NotATensor:
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda p: p.write_text('{"model_config": {}}'), "not a PyTorch file of plain tensors"),
+        (
+            lambda p: p.write_text('{"model_config": {}}'),
+            r"not a PyTorch checkpoint \(neither a zip archive nor a pickle\)",
+        ),
         (lambda p: p.write_bytes(b"PK\x03\x04 truncated zip"), "weights_only=True failed"),
         (lambda p: torch.save({"x": NotATensor()}, p), "not a PyTorch file of plain tensors"),
         (lambda p: torch.save([torch.zeros(1)], p), "expected a non-empty state dict"),

@@ -42,6 +42,15 @@ def why_unwritable(path: str | Path) -> str | None:
     return None
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing one of ``path`` and its parents when it is not a folder (a file there makes
+    creating ``path`` fail in ``mkdir``, with a traceback); None when ``path`` can be made a folder."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
 def fsync_file(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

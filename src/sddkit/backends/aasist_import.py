@@ -23,9 +23,10 @@ from torch import Tensor
 
 from sddkit.config import to_dict
 from sddkit.detectors.detector import Detector, DetectorConfig, build_detector
-from sddkit.detectors.model_dir import CONFIG_NAME, file_in_the_way, load_state_checked, save_model_dir
+from sddkit.detectors.model_dir import CONFIG_NAME, load_state_checked, save_model_dir
 from sddkit.documents import file_digest
 from sddkit.errors import CheckpointError
+from sddkit.outputs import file_in_the_way
 from sddkit.registry import get_registry
 from sddkit.scoring.inference import InferenceConfig
 
@@ -118,6 +119,7 @@ def load_reference_state(path: str | Path) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        _check_checkpoint_format(path)
         raise CheckpointError(
             f"{path}: not a PyTorch file of plain tensors (not a torch file, or it holds objects that "
             "would need arbitrary unpickling, which is refused)"
@@ -130,6 +132,7 @@ def load_reference_state(path: str | Path) -> dict[str, Tensor]:
                 f"{path}: a truncated or damaged PyTorch file ({path.stat().st_size:,} bytes: an interrupted "
                 f"download or copy? fetch it again; torch.load with weights_only=True failed: {detail})"
             ) from None
+        _check_checkpoint_format(path)
         raise CheckpointError(
             f"{path}: not a PyTorch file of plain tensors (torch.load with weights_only=True failed: {detail})"
         ) from None
@@ -148,6 +151,19 @@ def load_reference_state(path: str | Path) -> dict[str, Tensor]:
     while (prefix := next((p for p in KEY_PREFIXES if all(k.startswith(p) for k in state)), None)) is not None:
         state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
+
+
+def _check_checkpoint_format(path: Path) -> None:
+    """Refuse ``path``, which torch.load could not read, when it begins as neither a zip archive (torch's format) nor
+    a pickle (the legacy one): torch's own error for a text file or random bytes names its internals ("IndexError:
+    pop from empty list"), not the file's kind."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:  # unreadable (no permission): torch.load's own error says so
+        return
+    if head and not head.startswith((b"PK", b"\x80")):
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
 
 
 # how torch.save's legacy (non-zip) format begins: a pickled magic number

@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+# sddkit.scoring.onnx_export.ONNX_NAME, named here because importing that module loads torch and onnx (seconds)
+ONNX_NAME = "model.onnx"
+
+
 def check_out(out: str, force: bool = False) -> None:
     """Refuse an ``--out`` that is neither an existing folder nor a ``.onnx`` file, that lies below a file, or
     that already holds an ONNX model (unless ``force``), before the model loads.
@@ -43,11 +47,11 @@ def check_out(out: str, force: bool = False) -> None:
     Any other name would be written as the ONNX graph, replacing what is there (a protocol, a CSV), and
     ``new_folder/`` would become a file named ``new_folder``; below a file the exporter fails in ``mkdir``
     with a traceback. An earlier export is replaced only when asked, as ``sdd import-aasist --force`` does:
-    it may be the graph a service or another user scores with.
+    it may be the graph a service or another user scores with. Nothing here loads torch: the refusal comes in a
+    fraction of a second, not after the seconds that importing the exporter takes.
     """
-    from sddkit.detectors.model_dir import file_in_the_way
     from sddkit.errors import ConfigError
-    from sddkit.scoring.onnx_export import ONNX_NAME
+    from sddkit.outputs import file_in_the_way
 
     path = Path(out)
     if path.is_dir():
@@ -63,14 +67,16 @@ def check_out(out: str, force: bool = False) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sddkit.cli.options import check_minimums, check_paths_given
+
+    # before the model loads: a bad value is one line, exit status 2, naming the flag (not the API argument);
+    # --out before the exporter is even imported (torch and onnx: seconds, for a refusal known at once)
+    check_paths_given(args, "model", "out")
+    check_minimums(args, atol=0)
+    check_out(args.out, force=args.force)
     from sddkit.scoring.api import resolve_model_path
     from sddkit.scoring.onnx_export import check_opset, export_onnx
 
-    # before the model loads: a bad value is one line, exit status 2, naming the flag (not the API argument)
-    check_paths_given(args, "model", "out")
     check_opset(args.opset, "--opset")
-    check_minimums(args, atol=0)
-    check_out(args.out, force=args.force)
     report = export_onnx(resolve_model_path(args.model), args.out, opset=args.opset, check_atol=args.atol)
     for partial in report.get("removed_partials", []):
         print(f"sdd export-onnx: note: removed {partial}, left by an export that did not finish", file=sys.stderr)

@@ -30,6 +30,13 @@ def plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def epochs_trained(epochs: int, partial: bool) -> str:
+    """The epochs a run went through: ``max_steps`` ending within the first epoch read "0 epochs"."""
+    if not partial:
+        return plural(epochs, "epoch")
+    return "part of the first epoch" if epochs == 0 else f"{plural(epochs, 'epoch')} and part of the next"
+
+
 def run(args: argparse.Namespace) -> int:
     from sddkit.cli.options import check_paths_given
     from sddkit.config import to_dict
@@ -54,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     elif main_process:
         best = "n/a" if result.best_eer is None else f"{100 * result.best_eer:.2f}% (step {result.best_step})"
         early = " - stopped early" if result.stopped_early else ""
-        steps, epochs = plural(result.step, "step"), plural(result.epoch, "epoch")
+        steps, epochs = plural(result.step, "step"), epochs_trained(result.epoch, result.batch_in_epoch > 0)
         print(f"trained {steps} ({epochs}){early}")
         print(f"best val EER: {best}")
         print(f"model directories: {result.best_dir}  {result.final_dir}")

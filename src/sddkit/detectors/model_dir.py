@@ -112,15 +112,6 @@ class ModelDir:
     weights_digest: str | None = None  # None: a directory written before digests existed
 
 
-def file_in_the_way(path: Path) -> Path | None:
-    """The nearest existing one of ``path`` and its parents when it is not a folder (a file there makes
-    creating ``path`` fail in ``mkdir``, with a traceback); None when ``path`` can be made a folder."""
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return None if candidate.is_dir() else candidate
-    return None
-
-
 def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

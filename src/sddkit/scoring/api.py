@@ -334,10 +334,10 @@ class ScoringDetector:
         minimum = math.ceil(round(cfg.min_duration_s * cfg.sample_rate, 6))
         limit = f"(this model's minimum: {1000 * cfg.min_duration_s:.0f} ms)"
         if x.shape[0] < minimum:  # floored: 99.9 ms must not read as the 100 ms minimum
-            raise AudioTooShortError(
-                f"{math.floor(1000 * x.shape[0] / cfg.sample_rate)} ms of audio is too short to score {limit}",
-                path=path,
-            )
+            n, ms = x.shape[0], 1000 * x.shape[0] / cfg.sample_rate
+            # under 1 ms the floor read "0 ms of audio" for a waveform that has samples: count them
+            length = f"{math.floor(ms)} ms" if ms >= 1 else f"{n} sample{'' if n == 1 else 's'} ({ms:.3g} ms)"
+            raise AudioTooShortError(f"{length} of audio is too short to score {limit}", path=path)
         if minimum <= 0:
             return
         frame = max(1, round(cfg.sample_rate * _SOUND_FRAME_S))

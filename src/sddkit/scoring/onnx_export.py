@@ -110,6 +110,12 @@ def export_onnx(
         out = out / ONNX_NAME
     if out.suffix.lower() != ".onnx":  # `out` is replaced: never a config.json, weights or score file by mistake
         raise ConfigError(f"out must name a .onnx file or an existing folder, got {out}")
+    if model_dir.suffix.lower() == ".onnx" and model_dir.is_file():  # else "not a model directory (a file)"
+        source = exported_from(model_dir)
+        raise CheckpointError(
+            f"{model_dir} is an ONNX export, not a model directory: export-onnx needs the model directory it was "
+            f"exported from{f', {source}' if source else ''}"
+        )
     md = load_model_dir(model_dir)
     inference = parse_inference(md.inference, f"{model_dir}: inference")
     check_model_rate(inference, str(model_dir))

@@ -182,6 +182,7 @@ class TrainResult:
     final_dir: Path | None
     final_eer: float | None
     history: list[dict[str, Any]]
+    batch_in_epoch: int = 0  # steps taken into an epoch the run left unfinished (trainer.max_steps ended it)
 
 
 # Recipe keys a resume may change without it being news: what a resume is for (more steps or epochs) and the
@@ -1476,6 +1477,7 @@ class Trainer:
             final_dir=final_dir,
             final_eer=final_eer,
             history=list(self.history),
+            batch_in_epoch=s.batch_in_epoch,
         )
 
     def _write_run_info(self, resumed_from: str | None) -> None:
