@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         check_minimums,
         check_paths_given,
         check_paths_writable,
+        overwrites_input,
         parse_partitions,
         read_partitions_and_rest,
     )
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:  # before the bootstrap: a path that cannot be written is known at once
         check_paths_writable(args, "json")
         inputs = [args.protocol, *args.baseline, *args.system]
-        if any(os.path.exists(f) and os.path.samefile(f, args.json) for f in inputs if os.path.exists(args.json)):
+        if overwrites_input(args.json, inputs):
             raise ConfigError(f"--json {args.json} is one of the inputs: it would be overwritten; name another file")
     # the rest: the other partitions' rows, whose scores are no strays
     table, rest = read_partitions_and_rest(args.protocol, args.protocol_format, parse_partitions(args.partitions))

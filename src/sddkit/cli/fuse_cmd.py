@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,7 +77,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sddkit.cli.options import check_paths_given, check_paths_writable, parse_partitions, read_partitions
+    from sddkit.cli.options import (
+        check_paths_given,
+        check_paths_writable,
+        check_rows_out,
+        overwrites_input,
+        parse_partitions,
+    )
     from sddkit.errors import ConfigError
     from sddkit.evaluation.fusion import apply_fusion, fuse_score_files, missing_note, read_fusion_record
     from sddkit.evaluation.scores import read_scores
@@ -86,11 +91,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_paths_given(args, "out")
     _check_mode(args)
+    check_rows_out(args.out, "fused.csv")
     out = Path(args.out)
-    if out.suffix.lower() not in (".csv", ".jsonl"):  # as sdd score: "fused.json" would silently hold CSV
-        raise ConfigError(f"--out must name a .csv or .jsonl file (JSON output is JSON lines), got {out.name!r}")
-    if os.path.isdir(out):
-        raise ConfigError(f"--out {out} is a folder; name a .csv or .jsonl file to write")
     record = out.with_name(out.name + ".fusion.json")
     n = len(args.scores)
     applied = None
@@ -109,16 +111,16 @@ def run(args: argparse.Namespace) -> int:
         # parse_partitions' own words ("leave it out to keep every row") are not this flag's default
         raise ConfigError(f"--fit-partitions names no partition, got {args.fit_partitions}; leave it out for val")
     fit_partitions = parse_partitions(args.fit_partitions) or ["val"]
+    inputs = [*(args.protocol or []), *args.scores, *([args.apply] if applied is not None else [])]
     for path in (out, record):  # an input overwritten by the output would be lost
-        inputs = [*(args.protocol or []), *args.scores, *([args.apply] if applied is not None else [])]
-        if path.exists() and any(os.path.exists(f) and os.path.samefile(f, path) for f in inputs):
+        if overwrites_input(path, inputs):
             raise ConfigError(f"--out {args.out}: {path} is one of the inputs: it would be overwritten; name another")
     check_paths_writable(args, "out")
     reason = why_unwritable(record)  # asked too before the work: both files are written, or neither
     if reason is not None:
         raise ConfigError(f"--out {args.out}: cannot write the fusion's record {record} ({reason})")
 
-    table = None if args.protocol is None else _read_protocols(args.protocol, args.protocol_format, read_partitions)
+    table = None if args.protocol is None else _read_protocols(args.protocol, args.protocol_format)
     files = [
         read_scores(f, format=args.score_format, column=None if c == "score" else c)
         for f, c in zip(args.scores, columns)
@@ -207,23 +209,21 @@ def _names(given: list[str] | None, paths: list[str], columns: list[str]) -> lis
     return names
 
 
-def _read_protocols(protocols: list[str], fmt: str | None, read):
-    """The protocols' tables as one (``read``: :func:`~sddkit.cli.options.read_partitions`); a ConfigError naming
-    the two files when they share utterance ids (a trial listed twice would be fused twice, or under either label)."""
+def _read_protocols(protocols: list[str], fmt: str | None):
+    """The protocols' tables as one; a ConfigError naming the two files when they share utterance ids (a trial
+    listed twice would be fused twice, or under either label)."""
+    from sddkit.cli.options import read_partitions
     from sddkit.data.table import UtteranceTable
     from sddkit.errors import ConfigError
 
-    tables = [read(f, fmt, None) for f in protocols]
-    first: dict[str, int] = {}
-    for j, table in enumerate(tables):
-        ids = [str(u) for u in table.column("utt_id")]
-        shared = [u for u in ids if u in first]
-        if shared:
-            raise ConfigError(
-                f"--protocol {protocols[first[shared[0]]]} and {protocols[j]} share {len(shared)} utterance id(s) "
-                f"(e.g. {shared[0]!r}): give each trial once"
-            )
-        first.update(dict.fromkeys(ids, j))
+    tables = [read_partitions(f, fmt, None) for f in protocols]
+    clash = UtteranceTable.first_shared_ids(tables)
+    if clash is not None:
+        i, j, shared = clash
+        raise ConfigError(
+            f"--protocol {protocols[i]} and {protocols[j]} share {len(shared)} utterance id(s) "
+            f"(e.g. {shared[0]!r}): give each trial once"
+        )
     return tables[0] if len(tables) == 1 else UtteranceTable.concat(tables)
 
 

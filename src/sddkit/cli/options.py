@@ -8,6 +8,7 @@ before a model loads, a manifest is read or a fold trains for an hour, and every
 from __future__ import annotations
 
 import argparse
+import os
 
 from sddkit.errors import ConfigError
 
@@ -85,6 +86,29 @@ def check_paths_writable(args: argparse.Namespace, *dests: str) -> None:
 
 
 _POSITIONALS = frozenset({"config", "recipe", "weights"})
+
+
+def check_rows_out(out: str, example: str) -> None:
+    """Refuse a rows output (``sdd score``'s and ``sdd fuse``'s ``--out``) that is a folder or does not end in
+    ``.csv`` or ``.jsonl``; ``example``: the file name the folder message suggests in it."""
+    from pathlib import Path
+
+    path = Path(out)
+    # before the suffix check, which a folder (`--out results/`) failed first as "got 'results'"; isdir is False,
+    # not OSError, for a name too long: the writability check says that
+    if os.path.isdir(path) or out.endswith(("/", os.sep)):
+        what = "is a folder" if os.path.isdir(path) else "names a folder"
+        raise ConfigError(f"--out {out} {what}; name a .csv or .jsonl file to write, e.g. {path / example}")
+    if path.suffix.lower() not in (".csv", ".jsonl"):  # else "scores.json" would silently hold CSV
+        raise ConfigError(f"--out must name a .csv or .jsonl file (JSON output is JSON lines), got {path.name!r}")
+
+
+def overwrites_input(out: str | os.PathLike, inputs) -> bool:
+    """Whether writing ``out`` would replace one of ``inputs`` (paths; missing ones are skipped): the same file,
+    however spelled."""
+    import os
+
+    return os.path.exists(out) and any(os.path.exists(f) and os.path.samefile(f, out) for f in inputs)
 
 
 def set_torch_threads(threads: int | None) -> None:

@@ -74,19 +74,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sddkit.cli.options import check_minimums, check_paths_given
+    from sddkit.cli.options import check_minimums, check_paths_given, check_rows_out
     from sddkit.errors import ConfigError
     from sddkit.scoring import batch
 
     check_paths_given(args, "model")
+    check_rows_out(args.out, "scores.csv")
     out = Path(args.out)
-    # before the suffix check, which a folder (`--out results/`) failed first as "got 'results'"; isdir is False,
-    # not OSError, for a name too long: check_writable says that
-    if os.path.isdir(out) or args.out.endswith(("/", os.sep)):
-        what = "is a folder" if os.path.isdir(out) else "names a folder"
-        raise ConfigError(f"--out {args.out} {what}; name a .csv or .jsonl file to write, e.g. {out / 'scores.csv'}")
-    if out.suffix.lower() not in (".csv", ".jsonl"):  # else "scores.json" would silently hold CSV
-        raise ConfigError(f"--out must name a .csv or .jsonl file (JSON output is JSON lines), got {out.name!r}")
     if args.merge:
         # out= as for scoring: the glob that scored (clips/* with --out clips/scores.csv) names the shards and their
         # markers too, which read as manifests failed the merge
