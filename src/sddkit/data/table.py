@@ -340,6 +340,20 @@ class UtteranceTable:
     def concat(tables: Iterable[UtteranceTable]) -> UtteranceTable:
         return UtteranceTable(pd.concat([t._df for t in tables], ignore_index=True))
 
+    @staticmethod
+    def first_shared_ids(tables: Sequence[UtteranceTable]) -> tuple[int, int, list[str]] | None:
+        """The first two of ``tables`` that share utt_ids, (earlier index i, later index j, the ids of j that i
+        holds too), for the caller to name where they come from (concat's own error lists the ids only); None
+        when every utt_id appears in one table."""
+        first: dict[str, int] = {}
+        for j, table in enumerate(tables):
+            ids = [str(u) for u in table.column("utt_id")]
+            clash = sorted({first[u] for u in ids if u in first})
+            if clash:
+                return clash[0], j, [u for u in ids if first.get(u) == clash[0]]
+            first.update(dict.fromkeys(ids, j))
+        return None
+
     def _require(self, col: str) -> str:
         if col not in self._df.columns:
             from sddkit.config import did_you_mean

@@ -294,12 +294,7 @@ def _join_protocol(table: UtteranceTable, files: Sequence[ScoreFile]):
     id as the first file writes it, joined with the folder its run record names; the files some systems scored but
     not all, by path, else utt_id; the joins' notes)."""
     aligned, notes = common_trials(table, list(files))
-    first = files[0]
-    ids = first.ids[aligned.score_rows[0]]
-    if first.base_dir and first.id_kind == "path":
-        # an sdd score output's relative paths are relative to the folder it ran in (its run record's cwd), which
-        # the fused file does not record: written as given, they were read from the wrong folder (no match by path)
-        ids = np.array([_under(first.base_dir, str(p)) for p in ids.tolist()], dtype=object)
+    ids = _written_ids(files[0], aligned.score_rows[0])
     missing_paths = table.column("path")[aligned.partial].astype(str)
     missing_ids = table.column("utt_id")[aligned.partial].astype(str)
     missing = [p or u for p, u in zip(missing_paths.tolist(), missing_ids.tolist())]
@@ -337,9 +332,7 @@ def join_by_path(files: Sequence[ScoreFile]) -> tuple[np.ndarray, np.ndarray, li
     common = (where >= 0).all(axis=0)
     rows = where[:, common]  # (F, N): each file's row of each file every one scores
     scores = np.stack([f.scores[r] for f, r in zip(files, rows)], axis=1)
-    ids = files[0].ids[rows[0]]
-    if files[0].base_dir:
-        ids = np.array([_under(files[0].base_dir, str(p)) for p in ids.tolist()], dtype=object)
+    ids = _written_ids(files[0], rows[0])
     every = pd.unique(np.concatenate(keys))
     missing = every[~pd.Index(every, dtype=object).isin(first[common])].tolist()
     notes = [
@@ -461,6 +454,17 @@ def apply_fusion(
         applied=record,
         applied_from=applied_from,
     )
+
+
+def _written_ids(score_file: ScoreFile, rows: np.ndarray) -> np.ndarray:
+    """(N,) the ids of ``score_file``'s ``rows`` as the fused file writes them: a path joined with the folder the
+    file's run record names (:func:`_under`), any other id as it is."""
+    ids = score_file.ids[rows]
+    if score_file.base_dir and score_file.id_kind == "path":
+        # an sdd score output's relative paths are relative to the folder it ran in (its run record's cwd), which
+        # the fused file does not record: written as given, they were read from the wrong folder (no match by path)
+        ids = np.array([_under(score_file.base_dir, str(p)) for p in ids.tolist()], dtype=object)
+    return ids
 
 
 def _under(base: str, path: str) -> str:

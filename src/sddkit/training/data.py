@@ -132,20 +132,15 @@ def _check_listed_values(
 
 def _check_distinct_ids(tables: Sequence[UtteranceTable], specs: Sequence[ProtocolSpec], what: str) -> None:
     """Name the two specs that share utt_ids (concat's own error lists the ids but not where they come from)."""
-    first: dict[str, int] = {}
-    for j, table in enumerate(tables):
-        ids = [str(u) for u in table.column("utt_id")]
-        clash = sorted({first[u] for u in ids if u in first})
-        if clash:
-            i = clash[0]
-            shared = [u for u in ids if first.get(u) == i]
-            raise ConfigError(
-                f"{what}[{j}] ({specs[j].protocol}) and {what}[{i}] ({specs[i].protocol}) share {len(shared)} "
-                f"utt_id(s), e.g. {shared[:3]}: every utterance must appear once (rows listed twice: drop them "
-                "with where/exclude/folds; two corpora whose ids collide: save one as an utterance table with "
-                "prefixed utt_ids)"
-            )
-        first.update(dict.fromkeys(ids, j))
+    clash = UtteranceTable.first_shared_ids(tables)
+    if clash is not None:
+        i, j, shared = clash
+        raise ConfigError(
+            f"{what}[{j}] ({specs[j].protocol}) and {what}[{i}] ({specs[i].protocol}) share {len(shared)} "
+            f"utt_id(s), e.g. {shared[:3]}: every utterance must appear once (rows listed twice: drop them "
+            "with where/exclude/folds; two corpora whose ids collide: save one as an utterance table with "
+            "prefixed utt_ids)"
+        )
 
 
 def file_key(path: str) -> str:
