@@ -520,14 +520,7 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
                 )
             # e.g. curl -F audio=@a.wav: "the form field 'file' holds nothing" did not say that the file was there,
             # under another name
-            # not an HTML form's file input left empty (a part without a name or bytes): no file was sent in it
-            elsewhere = sorted(
-                {
-                    key
-                    for key, value in form.multi_items()
-                    if isinstance(value, UploadFile) and (value.filename or value.size)
-                }
-            )
+            elsewhere = sorted(set(_file_fields(form)))
             hint = (
                 f": the file was sent in the field {', '.join(repr(k) for k in elsewhere)}; name the field 'file' "
                 "(e.g. curl -F file=@a.wav)"
@@ -535,11 +528,8 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
                 else ": send the audio as a file in the field 'file' (e.g. curl -F file=@a.wav)"
             )
             raise ApiError(422, "missing_field", f"the form has no field 'file' (fields sent: {fields}){hint}")
-        # a second file under another field name (file2=@b.wav) was dropped without a word: 200 with one score (a
-        # file input left empty in an HTML form sends a part without a name or bytes: no file)
-        files = [
-            key for key, value in form.multi_items() if isinstance(value, UploadFile) and (value.filename or value.size)
-        ]
+        # a second file under another field name (file2=@b.wav) was dropped without a word: 200 with one score
+        files = _file_fields(form)
         if len(files) > 1:
             raise ApiError(
                 422,
@@ -553,6 +543,14 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
         return upload.filename, data
     finally:
         await form.close()
+
+
+def _file_fields(form) -> list[str]:
+    """The field names of the form's parts that hold a file, once per file: a file input left empty in an HTML form
+    sends a part without a name or bytes, which holds none."""
+    return [
+        key for key, value in form.multi_items() if isinstance(value, UploadFile) and (value.filename or value.size)
+    ]
 
 
 async def _once(body: bytes):
