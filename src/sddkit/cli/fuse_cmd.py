@@ -65,8 +65,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,  # 0.5; None tells it was not given (refused with --apply)
         help="bona fide prior of the fit's objective (default 0.5)",
     )
-    p.add_argument("--protocol-format", default=None, help="protocol reader name (default: detect)")
-    p.add_argument("--score-format", default=None, help="score file format (default: detect)")
+    p.add_argument(
+        "--protocol-format", default=None, help="protocol reader name of --protocol (default: detect)"
+    )
+    p.add_argument(
+        "--score-format",
+        nargs="+",
+        default=None,
+        metavar="FORMAT",
+        help="score file format (default: detect): one value for every system, or one per system (systems scored by "
+        "different toolkits)",
+    )
     p.add_argument(
         "--out",
         default="fused.csv",
@@ -99,10 +108,10 @@ def run(args: argparse.Namespace) -> int:
     if args.apply is not None:  # read first: which systems, and how many, are the record's
         fusion, recorded_columns, applied = read_fusion_record(args.apply)
         _check_applied_systems(args, list(fusion.names))
-        columns = _columns(args.column, n) if args.column is not None else recorded_columns
+        columns = _per_system(args.column, n, "--column", "columns") if args.column is not None else recorded_columns
         names = list(fusion.names)
     else:
-        columns = _columns(args.column or ["score"], n)
+        columns = _per_system(args.column or ["score"], n, "--column", "columns")
         names = _names(args.names, args.scores, columns)
     prior = 0.5 if args.prior is None else args.prior
     if not 0.0 < prior < 1.0:
@@ -121,9 +130,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out}: cannot write the fusion's record {record} ({reason})")
 
     table = None if args.protocol is None else _read_protocols(args.protocol, args.protocol_format)
+    formats = _per_system(args.score_format, n, "--score-format", "formats") if args.score_format else [None] * n
     files = [
-        read_scores(f, format=args.score_format, column=None if c == "score" else c)
-        for f, c in zip(args.scores, columns)
+        read_scores(f, format=fmt, column=None if c == "score" else c)
+        for f, c, fmt in zip(args.scores, columns, formats)
     ]
     if applied is not None:
         fused = apply_fusion(fusion, files, record=applied, applied_from=str(args.apply), columns=columns, table=table)
@@ -159,6 +169,11 @@ def _check_mode(args: argparse.Namespace) -> None:
         raise ConfigError(
             "--protocol is required to fit a fusion (its labelled trials); --apply RECORD applies a fitted one"
         )
+    if args.protocol is None and args.protocol_format is not None:  # with --apply and no protocol it did nothing
+        raise ConfigError(
+            f"--protocol-format {args.protocol_format} names the reader of --protocol, which is not given: give the "
+            "protocol too, or leave --protocol-format out (score files are then joined by path)"
+        )
     if args.protocol is not None and any(not str(f).strip() for f in args.protocol):  # Path("") is the cwd
         raise ConfigError("--protocol holds an empty path (an unset shell variable?): name each protocol file")
 
@@ -179,13 +194,13 @@ def _check_applied_systems(args: argparse.Namespace, names: list[str]) -> None:
         )
 
 
-def _columns(given: list[str], n: int) -> list[str]:
-    """--column's values, one per system."""
+def _per_system(given: list[str], n: int, flag: str, what: str) -> list[str]:
+    """A per-system option's values (--column, --score-format), one per system: one value given serves all."""
     from sddkit.errors import ConfigError
 
     if len(given) not in (1, n):
         raise ConfigError(
-            f"--column gives {len(given)} columns for {n} score files: give one for every system, or one per system"
+            f"{flag} gives {len(given)} {what} for {n} score files: give one for every system, or one per system"
         )
     return given * n if len(given) == 1 else list(given)
 

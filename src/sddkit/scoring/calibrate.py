@@ -202,12 +202,15 @@ def calibrate_on_protocol(
     prior: float = 0.5,
     max_duration: float | None = 600.0,
     too_long_hint: str = "",
+    max_duration_name: str = "max_duration",
 ) -> dict[str, Any]:
     """Calibrate ``model_dir`` on the files of ``protocol`` (``partitions`` of it) and store the result in ``out``
     (default: ``model_dir`` itself); returns a report (counts, calibration, threshold, EER on these files).
 
     max_duration: seconds; a longer file stops the calibration (None: any length), as :meth:`score_file` refuses
-    it; ``too_long_hint`` is added to that error (the CLI names its option)."""
+    it; ``too_long_hint`` is added to that error (the CLI names its option), and a limit below the model's shortest
+    input is refused before any file is scored, naming ``max_duration_name``."""
+    from sddkit.cli.options import check_max_duration_fits
     from sddkit.data.protocols import read_protocol
     from sddkit.scoring.api import load_detector
 
@@ -219,6 +222,10 @@ def calibrate_on_protocol(
     where = f" (partitions {', '.join(partitions)})" if partitions else ""
     n_bona, n_spoof = count_classes(labels, f"{protocol}{where}")
     detector = load_detector(model_dir)  # first: a missing model is named as such, no folder made for it
+    # no file could pass both bounds: said once, up front, not as the first file's error after the protocol was read
+    check_max_duration_fits(
+        max_duration, detector.inference.min_duration_s, "no file could be scored", name=max_duration_name
+    )
     target, made = writable_target(model_dir, out)
     raw = np.empty(len(labels), dtype=np.float64)
     for i, path in enumerate(table.column("path")):

@@ -1,0 +1,85 @@
+"""Loose ends of the fortieth session's note, mended in the forty-first: `sdd calibrate`'s duration limit below the
+model's shortest input, and `sdd fuse` options that did nothing."""
+
+from __future__ import annotations
+
+import pytest
+from test_calibrate_cmd import _files
+
+from sddkit.cli.main import main
+from sddkit.errors import ConfigError
+from sddkit.scoring import api as scoring_api
+from sddkit.scoring.calibrate import calibrate_on_protocol
+
+
+def test_calibrate_refuses_a_duration_limit_below_the_models_shortest_input_before_scoring(
+    tmp_path, tiny_stats, capsys, monkeypatch
+):
+    # was the first file's "shorter than" / "longer than" error, after the protocol was read and that file decoded
+    model, protocol, _, _ = _files(tmp_path, tiny_stats)
+    shortest = scoring_api.load_detector(model).inference.min_duration_s
+    loaded = scoring_api.load_detector
+
+    def unscorable(*args, **kwargs):
+        detector = loaded(*args, **kwargs)
+        detector.score_file = lambda *a, **k: pytest.fail("a file was scored before the limit was checked")
+        return detector
+
+    monkeypatch.setattr(scoring_api, "load_detector", unscorable)
+    limit = shortest / 2
+    argv = ["calibrate", "--model", str(model), "--protocol", str(protocol), "--max-duration-s", f"{limit:g}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sdd calibrate: error: --max-duration-s {limit:g}: below this model's shortest input")
+    assert "no file could be scored" in err and err.count("\n") == 1
+    with pytest.raises(ConfigError, match=r"^max_duration .*below this model's shortest input"):  # the API's keyword
+        calibrate_on_protocol(model, protocol, max_duration=limit)
+
+
+def _fuse_inputs(tmp_path):
+    """Two systems' score files of six trials (three bona fide), an ASVspoof 2019-style 4-column one and a 2-column
+    one, and a protocol with a val partition (sddbench manifest)."""
+    rows = ["path,label,partition,source,system"]
+    a, b = [], []
+    for i in range(6):
+        label = "bonafide" if i < 3 else "spoof"
+        rows.append(f"f{i}.wav,{label},val,s,{'bonafide' if i < 3 else 'tts'}")
+        a.append(f"f{i} - {label} {(1.0 if i < 3 else -1.0) + 0.1 * i:.2f}")
+        b.append(f"f{i} {(0.5 if i in (0, 1, 3) else -0.5) + 0.01 * i:.2f}")
+    protocol = tmp_path / "manifest.csv"
+    protocol.write_text("\n".join(rows) + "\n")
+    sa, sb = tmp_path / "a.txt", tmp_path / "b.txt"
+    sa.write_text("\n".join(a) + "\n")
+    sb.write_text("\n".join(b) + "\n")
+    return protocol, sa, sb
+
+
+def test_fuse_takes_one_score_format_per_system(tmp_path, capsys):
+    # --score-format took one value for every file: two toolkits' files could not be named apart
+    protocol, sa, sb = _fuse_inputs(tmp_path)
+    out = tmp_path / "fused.csv"
+    base = ["fuse", "--protocol", str(protocol), "--scores", str(sa), str(sb)]
+    assert main([*base, "--score-format", "asvspoof2019", "asvspoof2021", "--out", str(out)]) == 0, (
+        capsys.readouterr().err
+    )
+    header = out.read_text().splitlines()[0].split(",")
+    assert header[-2:] == ["score_a", "score_b"] and len(out.read_text().splitlines()) == 7
+    assert main([*base, "--score-format", "asvspoof2019", "asvspoof2021", "asvspoof2021", "--out", str(out)]) == 2
+    assert "--score-format gives 3 formats for 2 score files" in capsys.readouterr().err
+    # one value still serves every file: the 4-column file read as 2-column is refused by the reader, naming it
+    assert main([*base, "--score-format", "asvspoof2021", "--out", str(tmp_path / "other.csv")]) == 2
+    assert str(sa) in capsys.readouterr().err
+
+
+def test_fuse_refuses_a_protocol_format_without_a_protocol(tmp_path, capsys):
+    # with --apply and no --protocol, --protocol-format was silently ignored
+    protocol, sa, sb = _fuse_inputs(tmp_path)
+    out = tmp_path / "fused.csv"
+    argv = ["fuse", "--protocol", str(protocol), "--scores", str(sa), str(sb), "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    record = tmp_path / "fused.csv.fusion.json"
+    applied = ["fuse", "--apply", str(record), "--scores", str(sa), str(sb), "--out", str(tmp_path / "again.csv")]
+    assert main([*applied, "--protocol-format", "sddbench"]) == 2
+    err = capsys.readouterr().err
+    assert "--protocol-format sddbench names the reader of --protocol, which is not given" in err
+    assert not (tmp_path / "again.csv").exists()
