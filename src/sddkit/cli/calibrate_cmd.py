@@ -9,6 +9,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from sddkit.cli.options import add_protocol_option
     from sddkit.scoring.calibrate import THRESHOLD_RULES
 
     p = sub.add_parser(
@@ -22,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="labelled files to fit on: any protocol of `sdd list protocol` (validation files, never test ones)",
     )
     p.add_argument("--format", default=None, help="the protocol's format (default: detected)")
+    add_protocol_option(p)
     p.add_argument("--partitions", nargs="+", default=None, metavar="NAME", help="only these partitions (e.g. val)")
     p.add_argument(
         "--threshold",
@@ -48,17 +50,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sddkit.cli.options import check_minimums, check_paths_given
+    from sddkit.cli.options import check_minimums, check_paths_given, parse_partitions, parse_protocol_options
     from sddkit.scoring.calibrate import calibrate_on_protocol
     from sddkit.scoring.onnx_export import ONNX_NAME
 
     check_paths_given(args, "model", "protocol", "out")
     check_minimums(args, max_duration_s=0)
+    protocol_options = parse_protocol_options(args.protocol_options)
     report = calibrate_on_protocol(
         args.model,
         args.protocol,
         format=args.format,
-        partitions=args.partitions,
+        partitions=parse_partitions(args.partitions),  # `a b` or `a,b`, as sdd eval's
+        protocol_options=protocol_options,
         out=args.out,
         threshold=args.threshold,
         prior=args.prior,

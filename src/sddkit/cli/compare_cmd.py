@@ -10,6 +10,8 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from sddkit.cli.options import add_protocol_option
+
     p = sub.add_parser(
         "compare",
         help="paired bootstrap comparison of two systems' score files on one protocol (several seeds each)",
@@ -29,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--metric", default="eer", choices=("eer", "min_dcf"), help="lower-is-better metric (default eer)")
     p.add_argument("--protocol-format", default=None, help="protocol reader name (default: detect)")
+    add_protocol_option(p)
     p.add_argument("--score-format", default=None, help="score file format (default: detect)")
     p.add_argument("--partitions", nargs="+", default=None, help="compare only on these partitions of the protocol")
     p.add_argument(
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         check_paths_writable,
         overwrites_input,
         parse_partitions,
+        parse_protocol_options,
         read_partitions_and_rest,
     )
     from sddkit.config import did_you_mean
@@ -80,7 +84,10 @@ def run(args: argparse.Namespace) -> int:
         if overwrites_input(args.json, inputs):
             raise ConfigError(f"--json {args.json} is one of the inputs: it would be overwritten; name another file")
     # the rest: the other partitions' rows, whose scores are no strays
-    table, rest = read_partitions_and_rest(args.protocol, args.protocol_format, parse_partitions(args.partitions))
+    options = parse_protocol_options(args.protocol_options)
+    table, rest = read_partitions_and_rest(
+        args.protocol, args.protocol_format, parse_partitions(args.partitions), options
+    )
     for flag, column in (("--by", args.by), ("--cluster-by", args.cluster_by)):
         if column is not None and column not in table.columns:  # the table's own error named neither flag nor file
             raise ConfigError(

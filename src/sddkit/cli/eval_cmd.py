@@ -14,12 +14,14 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from sddkit.cli.options import add_protocol_option
+
     p = sub.add_parser(
         "eval",
         help="evaluate a score file against a protocol (EER, minDCF, t-DCF, ... report with plots)",
         description="Evaluate scores (higher = more bona fide) against a protocol; writes report.json, "
-        "report.md, per-attack/source/codec CSV tables, det.png, roc.png and scores.png (score histograms per class) "
-        "into --out.",
+        "report.md, per-attack/source/codec (and, with a vocoder column, per-vocoder) CSV tables, det.png, roc.png "
+        "and scores.png (score histograms per class) into --out.",
     )
     p.add_argument(
         "--scores", required=True, help="score file (ASVspoof 2019/2021/5, path,score CSV or TSV, sdd score JSONL)"
@@ -29,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", required=True, help="output folder for the report (a report already there is replaced, with a note)"
     )
     p.add_argument("--protocol-format", default=None, help="protocol reader name (default: detect)")
+    add_protocol_option(p)
     p.add_argument("--score-format", default=None, help="score file format (default: detect)")
     p.add_argument(
         "--partitions",
@@ -65,6 +68,7 @@ def evaluate_files(
     partitions: list[str] | None = None,
     asv_scores: str | None = None,
     command: str = "eval",
+    protocol_options: dict[str, Any] | None = None,
 ) -> int:
     """Shared by ``sdd eval`` and ``sdd demo`` (``command``, which its notes name): read, evaluate, write, print
     the summary."""
@@ -90,12 +94,20 @@ def evaluate_files(
                 "the countermeasure accepts would cost nothing); these ASV scores cannot weigh a t-DCF"
             )
     # every row when partitions is None; else the selected rows and the rest (whose scores are no strays)
-    table, rest = read_partitions_and_rest(protocol, protocol_format, partitions)
+    table, rest = read_partitions_and_rest(protocol, protocol_format, partitions, protocol_options)
     score_file = read_scores(scores, format=score_format)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # partial-match notes are printed from the report below
         report = evaluate(table, score_file, config, outside=rest, asv_scores=asv)
-    report.inputs = evaluated_inputs(scores, protocol, protocol_format, partitions, asv_scores, score_file=score_file)
+    report.inputs = evaluated_inputs(
+        scores,
+        protocol,
+        protocol_format,
+        partitions,
+        asv_scores,
+        score_file=score_file,
+        protocol_options=protocol_options,
+    )
     earlier = earlier_report(Path(out) / "report.json", ("inputs", "scores"))
     paths = write_report(report, out)
     if earlier is not None:  # a rerun into the same folder replaces the report: said, never silently
@@ -114,6 +126,7 @@ def evaluated_inputs(
     asv_scores: str | None = None,
     *,
     score_file: ScoreFile | None = None,
+    protocol_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a report evaluated (its ``inputs``): the score file, the protocol and the ASV score file (None: the
     default ASV rates) by absolute path and SHA-256 (a path alone names a file that may be rewritten), and the
@@ -143,6 +156,7 @@ def evaluated_inputs(
         "protocol": os.path.abspath(protocol),
         "protocol_sha256": file_digest(protocol),  # None for a protocol folder
         "protocol_format": protocol_format,
+        "protocol_options": protocol_options or None,  # --protocol-option's reader options, None when none
         "partitions": partitions,
         "asv_scores": None if asv_scores is None else os.path.abspath(asv_scores),
         "asv_scores_sha256": None if asv_scores is None else file_digest(asv_scores),
@@ -178,10 +192,11 @@ REPORT_FILE_SUFFIXES = (".json", ".md", ".csv", ".png", ".txt", ".html")
 
 
 def run(args: argparse.Namespace) -> int:
-    from sddkit.cli.options import check_minimums, check_paths_given, parse_partitions
+    from sddkit.cli.options import check_minimums, check_paths_given, parse_partitions, parse_protocol_options
 
     check_paths_given(args, "scores", "protocol", "out", "asv_scores")
     check_minimums(args, bootstrap=0, seed=0)  # numpy's generators refuse a negative seed, mid-report
+    protocol_options = parse_protocol_options(args.protocol_options)
     if os.path.exists(args.out) and not os.path.isdir(args.out):  # known now, not after the bootstrap
         from sddkit.errors import ConfigError
         from sddkit.outputs import folder_failure
@@ -206,4 +221,5 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         partitions=parse_partitions(args.partitions),
         asv_scores=args.asv_scores,
+        protocol_options=protocol_options,
     )

@@ -65,9 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,  # 0.5; None tells it was not given (refused with --apply)
         help="bona fide prior of the fit's objective (default 0.5)",
     )
-    p.add_argument(
-        "--protocol-format", default=None, help="protocol reader name of --protocol (default: detect)"
-    )
+    p.add_argument("--protocol-format", default=None, help="protocol reader name of --protocol (default: detect)")
     p.add_argument(
         "--score-format",
         nargs="+",

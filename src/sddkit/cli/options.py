@@ -138,6 +138,51 @@ def parse_partitions(values: list[str] | None) -> list[str] | None:
     return names
 
 
+PROTOCOL_OPTION_HELP = (
+    "an option of the protocol's reader, KEY=VALUE, repeatable (an unknown key's error lists the reader's keys), "
+    "e.g. bonafide_root=DIR for MLAAD's M-AILABS bona fide speech, root=DIR for an ASVspoof protocol's audio "
+    "folder, codecs=[C01,C05] for a list"
+)
+
+
+def add_protocol_option(parser: argparse.ArgumentParser) -> None:
+    """``--protocol-option KEY=VALUE``: a reader option the protocol path alone cannot give (an M-AILABS folder
+    beside MLAAD, the audio folder of an ASVspoof protocol kept elsewhere), as a recipe's ``options`` gives it."""
+    parser.add_argument(
+        "--protocol-option",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        dest="protocol_options",
+        help=PROTOCOL_OPTION_HELP,
+    )
+
+
+# options a command's own flags set: given as --protocol-option they would be read twice, or against the path given
+_FLAG_OPTIONS = {"partitions": "--partitions", "protocol": "--protocol"}
+
+
+def parse_protocol_options(values: list[str] | None, flag: str = "--protocol-option") -> dict[str, object]:
+    """``["bonafide_root=/data/m-ailabs", "codecs=[C01,C05]"]`` -> ``{"bonafide_root": "/data/m-ailabs", "codecs":
+    ["C01", "C05"]}``: a value in brackets is a comma-separated list, any other a string (a path keeps its text)."""
+    options: dict[str, object] = {}
+    for item in values or ():
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} bonafide_root=/data/M-AILABS")
+        if key in _FLAG_OPTIONS:
+            raise ConfigError(f"{flag} {item!r}: give {key} with {_FLAG_OPTIONS[key]}")
+        if key in options:
+            raise ConfigError(f"{flag} {key}= is given twice; give each option once")
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            options[key] = [v.strip() for v in text[1:-1].split(",") if v.strip()]
+        else:
+            options[key] = text
+    return options
+
+
 def _reader_selects(fmt: str) -> bool:
     """Whether protocol reader ``fmt`` selects partitions itself (its config has ``partitions``)."""
     import dataclasses
@@ -148,13 +193,18 @@ def _reader_selects(fmt: str) -> bool:
     return config_cls is not None and "partitions" in {f.name for f in dataclasses.fields(config_cls)}
 
 
-def read_partitions(protocol: str, fmt: str | None, partitions: list[str] | None):
-    """Read ``protocol``; keep ``partitions`` through the reader's own option where it has one
-    (sddbench, Fake-or-Real), else by the table's ``partition`` column (ASVspoof, utterance tables, ...)."""
-    return _read_selected(protocol, fmt, partitions)[0]
+def read_partitions(
+    protocol: str, fmt: str | None, partitions: list[str] | None, options: dict[str, object] | None = None
+):
+    """Read ``protocol`` (with the reader ``options`` of ``--protocol-option``); keep ``partitions`` through the
+    reader's own option where it has one (sddbench, Fake-or-Real), else by the table's ``partition`` column
+    (ASVspoof, utterance tables, ...)."""
+    return _read_selected(protocol, fmt, partitions, options)[0]
 
 
-def read_partitions_and_rest(protocol: str, fmt: str | None, partitions: list[str] | None):
+def read_partitions_and_rest(
+    protocol: str, fmt: str | None, partitions: list[str] | None, options: dict[str, object] | None = None
+):
     """(:func:`read_partitions`' table, the protocol's other rows): the rest is None when ``partitions`` is None
     (nothing left out). A protocol without a reader-level option is read once."""
     import pandas as pd
@@ -162,21 +212,24 @@ def read_partitions_and_rest(protocol: str, fmt: str | None, partitions: list[st
     from sddkit.data.protocols import read_protocol
 
     if partitions is None:
-        return read_partitions(protocol, fmt, None), None
-    table, full, fmt = _read_selected(protocol, fmt, partitions)
+        return read_partitions(protocol, fmt, None, options), None
+    table, full, fmt = _read_selected(protocol, fmt, partitions, options)
     if full is None:  # the reader selected the partitions: the other rows need a read of their own
-        full = read_protocol(protocol, format=fmt)
+        full = read_protocol(protocol, format=fmt, **(options or {}))
     left = ~pd.Index(full.column("utt_id"), dtype=object).isin(pd.Index(table.column("utt_id"), dtype=object))
     return table, full.subset(left)
 
 
-def _read_selected(protocol: str, fmt: str | None, partitions: list[str] | None):
+def _read_selected(
+    protocol: str, fmt: str | None, partitions: list[str] | None, options: dict[str, object] | None = None
+):
     """(the rows of ``partitions``, the whole protocol as read or None where the reader selected them, the format)."""
     from sddkit.data.protocols import detect_format, read_protocol
     from sddkit.evaluation.robustness import select_partitions
 
     fmt = fmt or detect_format(protocol)
+    options = options or {}
     if partitions and _reader_selects(fmt):
-        return read_protocol(protocol, format=fmt, partitions=partitions), None, fmt
-    full = read_protocol(protocol, format=fmt)
+        return read_protocol(protocol, format=fmt, partitions=partitions, **options), None, fmt
+    full = read_protocol(protocol, format=fmt, **options)
     return select_partitions(full, partitions, what=f"{protocol} (format {fmt!r})"), full, fmt

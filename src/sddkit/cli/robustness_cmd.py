@@ -26,6 +26,8 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from sddkit.cli.options import add_protocol_option
+
     p = sub.add_parser(
         "robustness",
         help="evaluate a model under degradations (codecs, noise, reverb, laundering), SAFE-style",
@@ -58,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="degrade every utterance ('all'), only spoofs ('spoof_only'), or report both (default)",
     )
     p.add_argument("--protocol-format", default=None, help="protocol reader name (default: detect)")
+    add_protocol_option(p)
     p.add_argument(
         "--partitions",
         nargs="+",
@@ -99,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         check_minimums,
         check_paths_given,
         parse_partitions,
+        parse_protocol_options,
         read_partitions,
         set_torch_threads,
     )
@@ -142,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
         },
     )
     partitions = parse_partitions(args.partitions)
-    table = read_partitions(args.protocol, args.protocol_format, partitions)
+    protocol_options = parse_protocol_options(args.protocol_options)
+    table = read_partitions(args.protocol, args.protocol_format, partitions, protocol_options)
     model_path = resolve_model_path(args.model)
     detector = load_detector(model_path, device=args.device, batch_size=args.batch_size)
     # a limit no file could pass: refused before a journal is opened (every file failed, and a rerun read that back)
@@ -152,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         "protocol": str(args.protocol),
         "protocol_sha256": file_digest(args.protocol),  # None for a protocol folder
         "protocol_format": args.protocol_format,
+        "protocol_options": protocol_options or None,
         "partitions": partitions,
         "sample_rate": detector.sample_rate,
         "window_samples": detector.inference.window_samples,

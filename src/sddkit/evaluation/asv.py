@@ -72,7 +72,7 @@ def read_asv_scores(path: str | Path) -> ASVScores:
             )
             raise ProtocolError(
                 f"{path}, line {number}: {line.strip()[:120]!r}: {what}; an ASV score line holds one of "
-                "target/nontarget/spoof and ends with the score (e.g. 'bonafide target 1.53')"
+                "target/nontarget/spoof and ends with the score (e.g. 'bonafide target 1.53')" + _asv2021_hint(fields)
             )
         found[keys[0]].append(score)
     missing = [key for key in ASV_KEYS if not found[key]]
@@ -87,6 +87,32 @@ def read_asv_scores(path: str | Path) -> ASVScores:
 def asv_rates(path: str | Path) -> ASVRates:
     """The ASV error rates, at the ASV system's EER threshold, of the score file ``path``."""
     return read_asv_scores(path).rates()
+
+
+_TRIAL_ID = re.compile(r"^(LA|PA|DF)_E_\d+$")
+# how the ASVspoof 2021 organisers' ASV scores become lines of the 2019 layout: their score file names the trials
+# and their ASV key the kinds, line by line in the same order (the official evaluate.py pairs them by position)
+_JOIN_2021 = (
+    "paste -d' ' keys/LA/ASV/trial_metadata.txt <(cut -d' ' -f3 keys/LA/ASV/ASVTorch_Kaldi/score.txt) "
+    "| awk '$8 == \"eval\"' > asv_eval.txt"
+)
+
+
+def _asv2021_hint(fields: list[str]) -> str:
+    """For a line of ASVspoof 2021's ASV score file (``LA_0015 LA_E_1103494 -4.87``: no trial kind) or of its ASV
+    key (``... bonafide nontarget notrim eval``: no score), how to join the two into lines this reader takes."""
+    if len(fields) < 3 or not _TRIAL_ID.match(fields[1]):
+        return ""
+    if len(fields) == 3 and _number(fields[2]) is not None:
+        what = "an ASVspoof 2021 ASV score file (keys/<track>/ASV/ASVTorch_Kaldi/score.txt), which names no trial kind"
+    elif fields[-1] in ("eval", "progress", "hidden", "hidden_track"):
+        what = "an ASVspoof 2021 ASV key (keys/<track>/ASV/trial_metadata.txt), which holds no score"
+    else:
+        return ""
+    return (
+        f"; this is {what}: give the key's lines with the scores appended, of the phase evaluated, e.g. "
+        f"{_JOIN_2021} (the official scripts take the ASV rates of the phase's trials alone)"
+    )
 
 
 def _number(field: str) -> float | None:

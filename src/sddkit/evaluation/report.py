@@ -19,6 +19,8 @@ writes::
                     its stage-1 keys) (only when there is more than one: the pooled figures then mix them;
                     `sdd eval --partitions` selects)
     per_codec.csv   each codec condition (only when the protocol has a codec column)
+    per_vocoder.csv each vocoder's spoofs against the bona fide trials, as per_attack.csv (only when the protocol
+                    names spoofs' vocoders: the full ASVspoof 2021 DF key, whose official breakdown is per vocoder)
     det.png         DET curves, pooled + per source
     roc.png         ROC curves, pooled + per source
     scores.png      histograms of the pooled bona fide and spoof scores, with the EER threshold
@@ -141,6 +143,7 @@ class Report:
     curves: dict[str, DetCurve] = field(default_factory=dict, repr=False)
     aucs: dict[str, float] = field(default_factory=dict, repr=False)
     per_partition: list[dict[str, Any]] | None = None  # None: the protocol has no partition column
+    per_vocoder: list[dict[str, Any]] | None = None  # None: the protocol has no vocoder column
     # a mixture's mean gate weights: {"experts": [names], "by_source": rows, "by_attack": rows}; None without them
     gate_weights: dict[str, Any] | None = None
     # a MoLEx model's mean router weights, as gate_weights: {"experts", "by_source", "by_attack"}; None without them
@@ -196,6 +199,7 @@ class Report:
                 "per_corpus": self.per_corpus,
                 "per_partition": self.per_partition,
                 "per_codec": self.per_codec,
+                "per_vocoder": self.per_vocoder,
                 "gate_weights": self.gate_weights,
                 "molex_expert_use": self.expert_use,
                 "matching": self.matching,
@@ -318,15 +322,24 @@ def _per_group(
     return [{column: name, **_group_metrics(labels[m], scores[m], cfg)} for name, m in groups(values)]
 
 
-def _per_attack(table: UtteranceTable, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> list[dict]:
+def _per_attack(
+    table: UtteranceTable, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig, column: str = "attack"
+) -> list[dict]:
     """Each spoof attack's trials together with the bona fide trials, per partition when the table holds several
-    (:func:`sddkit.evaluation.groups.attack_groups`)."""
+    (:func:`sddkit.evaluation.groups.attack_groups`); ``column``: another column that names what made a spoof
+    (``vocoder``), grouped the same way."""
     partitions = table.column("partition") if table.has_column("partition") else None
     return [
-        {**({"partition": partition} if partition is not None else {}), "attack": attack}
+        {**({"partition": partition} if partition is not None else {}), column: attack}
         | _group_metrics(labels[m], scores[m], cfg)
-        for partition, attack, m in attack_groups(table.column("attack"), labels, partitions)
+        for partition, attack, m in attack_groups(table.column(column), labels, partitions)
     ]
+
+
+def _names_any(table: UtteranceTable, column: str, labels: np.ndarray) -> bool:
+    """Whether ``column`` names something for a spoof trial: the stage-1 DF keys leave every vocoder '' (unknown),
+    and a table of that one group would pose as a breakdown."""
+    return table.has_column(column) and bool(np.any(table.column(column)[labels == 0].astype(str) != ""))
 
 
 def _mean_over(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -411,6 +424,16 @@ def _gate_tables(
     return out
 
 
+def _spoof_only_hint(table: UtteranceTable, labels: np.ndarray) -> str:
+    """How to add the bona fide side of a corpus that ships only spoofs (MLAAD: M-AILABS), '' for any other."""
+    if int(labels.sum()) == 0 and table.has_column("corpus") and set(table.column("corpus").tolist()) == {"mlaad"}:
+        return (
+            "; MLAAD holds only spoofs: read its bona fide counterpart, M-AILABS, with it (sdd eval --protocol-option "
+            "bonafide_root=DIR, the folder holding de_DE/, en_US/, ...)"
+        )
+    return ""
+
+
 def evaluate(
     table: UtteranceTable,
     scores: ScoreFile | Sequence[float] | np.ndarray,
@@ -442,7 +465,7 @@ def evaluate(
         notes = "; ".join(matching["warnings"])
         raise ProtocolError(
             f"{scores.path}: the {y.size} protocol utterance(s) with a score are all {only}; the metrics need "
-            f"both bona fide and spoof trials" + (f" ({notes})" if notes else "")
+            f"both bona fide and spoof trials" + (f" ({notes})" if notes else "") + _spoof_only_hint(table, y)
         )
     pooled, pooled_curve = _pooled(y, s, cfg)
     pooled.update(_tandem_eer(y.astype(bool), s, asv_scores))
@@ -476,6 +499,8 @@ def evaluate(
         curves=curves,
         aucs=aucs,
         per_partition=per_partition,
+        # the 2021 DF key's vocoder: its official breakdown, each vocoder's spoofs against the bona fide, as attacks
+        per_vocoder=_per_attack(table, y, s, cfg, "vocoder") if _names_any(table, "vocoder", y) else None,
         gate_weights=None if gates is None else _gate_tables(table, y, gates, aligned.expert_names),
         expert_use=None if aligned.expert_use is None else _expert_use_tables(table, y, aligned.expert_use, scores),
     )
@@ -639,6 +664,9 @@ def render_markdown(report: Report) -> str:
         sections.append(("Per partition (the pooled figures above mix these)", report.per_partition, "partition"))
     if report.per_codec is not None:
         sections.append(("Per codec condition", report.per_codec, "codec"))
+    if report.per_vocoder is not None:
+        versus = "its partition's" if report.per_vocoder and "partition" in report.per_vocoder[0] else "all"
+        sections.append((f"Per vocoder (each vocoder's spoofs vs {versus} bona fide)", report.per_vocoder, "vocoder"))
     for title, rows, key in sections:
         lines += [f"## {title}", "", *_md_table(rows, key), ""]
     if report.gate_weights is not None:
@@ -698,7 +726,7 @@ _WEIGHT_TABLES = (("gate_weights", "gate weight"), ("expert_use", "MoLEx router 
 _GATE_OUTPUTS = tuple(
     f"{stem}_by_{key}.{ext}" for stem, _ in _WEIGHT_TABLES for key in ("source", "attack") for ext in ("csv", "png")
 )
-_OPTIONAL_OUTPUTS = ("per_corpus.csv", "per_partition.csv", "per_codec.csv", *_GATE_OUTPUTS)
+_OPTIONAL_OUTPUTS = ("per_corpus.csv", "per_partition.csv", "per_codec.csv", "per_vocoder.csv", *_GATE_OUTPUTS)
 
 
 def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
@@ -707,8 +735,8 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
     Every file is first written complete into a hidden staging folder inside ``out_dir`` and then moved
     in place (``report.json`` last), so a crash or Ctrl-C leaves no half-written file and no new
     report.json beside an older run's tables; a table of an earlier run that this report lacks
-    (per_corpus.csv, per_partition.csv, per_codec.csv, the gate-weight and expert-use tables and heatmaps) is
-    removed rather than left to pass for this run's.
+    (per_corpus.csv, per_partition.csv, per_codec.csv, per_vocoder.csv, the gate-weight and expert-use tables and
+    heatmaps) is removed rather than left to pass for this run's.
     """
     from sddkit.evaluation.gate_weights import plot_gate_heatmap
     from sddkit.evaluation.plots import plot_det, plot_roc, plot_score_histogram
@@ -722,6 +750,8 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
         texts["per_partition.csv"] = _csv_text(report.per_partition)
     if report.per_codec is not None:
         texts["per_codec.csv"] = _csv_text(report.per_codec)
+    if report.per_vocoder is not None:
+        texts["per_vocoder.csv"] = _csv_text(report.per_vocoder)
     heatmaps: dict[str, tuple[pd.DataFrame, str]] = {}  # file name -> (table indexed by its key, title)
     tables = {"gate_weights": report.gate_weights, "expert_use": report.expert_use}
     for stem, what in _WEIGHT_TABLES:

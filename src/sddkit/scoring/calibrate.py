@@ -32,6 +32,7 @@ import numpy as np
 from sddkit.errors import AudioTooLongError, ConfigError, SddkitError
 
 if TYPE_CHECKING:
+    from sddkit.data.table import UtteranceTable
     from sddkit.metrics.det import EERResult
     from sddkit.scoring.inference import InferenceConfig
 
@@ -130,6 +131,22 @@ def count_classes(labels: np.ndarray, where: str) -> tuple[int, int]:
     return n_bona, n_spoof
 
 
+def require_audio_paths(table: UtteranceTable, where: str) -> None:
+    """Refuse a table whose rows name no audio file (path ''), naming ``where`` and the first such utterance: a
+    protocol read without its audio folder (an ASVspoof one whose ``ASVspoof2019_LA_dev/flac`` is not beside it) was
+    refused as the file '' that "is a directory, not an audio file"."""
+    paths = table.column("path")
+    empty = [str(u) for u, p in zip(table.column("utt_id"), paths) if not p]
+    if empty:
+        raise ConfigError(
+            f"{where}: {len(empty)} of {len(paths)} utterances have no audio path (e.g. {empty[0]!r}): the protocol "
+            "names no audio file for them, as an ASVspoof protocol whose audio folders are not where the corpus ships "
+            "them (ASVspoof2019_LA_dev/flac/ beside ASVspoof2019_LA_cm_protocols/, flac_D/ beside the ASVspoof 5 "
+            "protocol); give the folder holding them as the reader's root (sdd calibrate --protocol-option "
+            "root=DIR), put (or link) them there, or list the files in a path,label CSV"
+        )
+
+
 def writable_target(model_dir: Path, out: str | Path | None) -> tuple[Path, list[Path]]:
     """The folder a calibration of ``model_dir`` is written to (``out``, default ``model_dir`` itself) and the
     folders of its path that writing there makes (for :func:`store_calibrated` to remove on a failure); refused
@@ -203,24 +220,27 @@ def calibrate_on_protocol(
     max_duration: float | None = 600.0,
     too_long_hint: str = "",
     max_duration_name: str = "max_duration",
+    protocol_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Calibrate ``model_dir`` on the files of ``protocol`` (``partitions`` of it) and store the result in ``out``
     (default: ``model_dir`` itself); returns a report (counts, calibration, threshold, EER on these files).
 
     max_duration: seconds; a longer file stops the calibration (None: any length), as :meth:`score_file` refuses
     it; ``too_long_hint`` is added to that error (the CLI names its option), and a limit below the model's shortest
-    input is refused before any file is scored, naming ``max_duration_name``."""
-    from sddkit.cli.options import check_max_duration_fits
-    from sddkit.data.protocols import read_protocol
+    input is refused before any file is scored, naming ``max_duration_name``. ``protocol_options``: the protocol
+    reader's options (``root``, ``bonafide_root``, ...), as ``--protocol-option`` gives them."""
+    from sddkit.cli.options import check_max_duration_fits, read_partitions
     from sddkit.scoring.api import load_detector
 
     check_rule(threshold, prior)
     model_dir = Path(model_dir)
-    options = {"partitions": list(partitions)} if partitions else {}
-    table = read_protocol(protocol, format, **options)
+    # as sdd eval selects them: the reader's own option where it has one (sddbench, Fake-or-Real), else the table's
+    # partition column (ASVspoof, a labels CSV, ...), whose readers refused a `partitions` option as an unknown key
+    table = read_partitions(str(protocol), format, list(partitions) if partitions else None, protocol_options)
     labels = np.asarray(table.labels, dtype=np.int64)
     where = f" (partitions {', '.join(partitions)})" if partitions else ""
     n_bona, n_spoof = count_classes(labels, f"{protocol}{where}")
+    require_audio_paths(table, f"{protocol}{where}")
     detector = load_detector(model_dir)  # first: a missing model is named as such, no folder made for it
     # no file could pass both bounds: said once, up front, not as the first file's error after the protocol was read
     check_max_duration_fits(
@@ -242,6 +262,7 @@ def calibrate_on_protocol(
     record = {
         "protocol": str(Path(protocol).resolve()),
         "partitions": list(partitions) if partitions else None,
+        **({"protocol_options": dict(protocol_options)} if protocol_options else {}),
         "n_bonafide": n_bona,
         "n_spoof": n_spoof,
         "prior": prior,
