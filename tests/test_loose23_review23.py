@@ -83,3 +83,13 @@ def test_fuse_refuses_a_protocol_format_without_a_protocol(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--protocol-format sddbench names the reader of --protocol, which is not given" in err
     assert not (tmp_path / "again.csv").exists()
+
+
+def test_calibrate_names_the_protocol_reader_with_protocol_format_as_the_other_commands(tmp_path, tiny_stats, capsys):
+    # sdd eval, compare, fuse and robustness call it --protocol-format; sdd calibrate knew only --format
+    model, protocol, _, _ = _files(tmp_path, tiny_stats)
+    for flag in ("--protocol-format", "--format"):
+        argv = ["calibrate", "--model", str(model), "--protocol", str(protocol), flag, "no_such_reader"]
+        assert main([*argv, "--out", str(tmp_path / flag.strip("-"))]) == 2
+        err = capsys.readouterr().err
+        assert "no_such_reader" in err and "unrecognized arguments" not in err

@@ -22,7 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         required=True,
         help="labelled files to fit on: any protocol of `sdd list protocol` (validation files, never test ones)",
     )
-    p.add_argument("--format", default=None, help="the protocol's format (default: detected)")
+    p.add_argument(  # --protocol-format as sdd eval, compare, fuse and robustness name it; --format kept for scripts
+        "--protocol-format",
+        "--format",
+        dest="format",
+        default=None,
+        help="the protocol's reader (default: detected); --format is the same option",
+    )
     add_protocol_option(p)
     p.add_argument("--partitions", nargs="+", default=None, metavar="NAME", help="only these partitions (e.g. val)")
     p.add_argument(
