@@ -5,7 +5,8 @@ column, one path per line, or a protocol file). One row per file:
 ``path,score,probability,decision,duration_s,n_windows,raw_score[,<stat>...],error``, where a mixture adds
 ``gate_w0,...,expert_score0,...`` and a MoLEx model ``molex_gate_mean_0,...,molex_top1_count_0,...``.
 Re-running with the same ``--out`` resumes (paths already written are skipped; with
-``--retry-errors`` the files whose row holds an error are scored again). Under
+``--retry-errors`` the files whose row holds an error are scored again; without it, those an earlier run refused as
+longer than a lower ``--max-duration-s`` are). Under
 torchrun (``WORLD_SIZE > 1``) each rank scores a shard and rank 0 merges them into ``--out``.
 
 Exit status: 0 when every input has its row, error rows included (the summary line's ``failed`` counts them),
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import os
 import sys
 from datetime import timedelta
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 
 # the exit status of a (one-process) run whose files all got an error row and whose output holds no score of them
 ALL_FAILED = 1
+# what follows the error row of a file over --max-duration-s
+TOO_LONG_HINT = "; sdd score --max-duration-s sets the limit (0: none)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-duration-s",
         type=float,
         default=600.0,
-        help="files longer than this get an error row (0 = no limit; default 600)",
+        help="files longer than this get an error row, scored by a rerun with a larger limit (0 = no limit; "
+        "default 600)",
     )
     p.add_argument(
         "--retry-errors",
@@ -87,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         order = batch.expand_inputs(args.inputs, out=out) if args.inputs else None
         rows = batch.merge_shards(out, order=order)
         print(f"merged {rows} rows into {out}", file=sys.stderr)
+        _warn_unscored(out, order or [])
         return 0
     if not args.inputs:
         raise ConfigError("sdd score needs at least one input (file, folder or manifest)")
@@ -135,6 +141,8 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
     empty: list[str] = []
     own: list[str] = []
     paths = batch.expand_inputs(args.inputs, out=out, empty_folders=empty, skipped=own)
+    if world > 1:
+        paths = _rank0_listing(paths)
     if rank == 0 and paths:  # with no paths at all the error below says it, in one line (was the note, then it)
         for folder in empty:  # else a mistyped folder, or one of .pcm/.dat files, "succeeds" with no rows
             print(
@@ -164,6 +172,8 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
     run = batch.run_info(detector, windows=args.windows)
 
     wanted = {os.path.abspath(q) for q in paths}
+    # files an earlier run refused as longer than a lower --max-duration-s are scored again, as their rows' hint says
+    limit = args.max_duration_s or math.inf
     # a shard's relative paths are relative to the folder of the output it is merged into: rows merged by a run
     # started in another folder were otherwise scored again and the new rows, merged, named files not there
     base = batch.recorded_cwd(out) if world > 1 else None
@@ -176,6 +186,7 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
         run=run,
         base=base,
         lock=lock,
+        retry_below_limit=limit,
     ) as writer:
         if world > 1 and out.is_file():  # rows merged by an earlier run count as done too
             if batch.has_rows(out):
@@ -183,8 +194,14 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
             writer.done |= {
                 writer.absolute(r.get("path"))
                 for r in batch.iter_rows(out)
-                if r.get("path") and not (args.retry_errors and r.get("error"))
+                if r.get("path") and not batch.rescored(r, args.retry_errors, limit)
             }
+        if writer.retried_too_long:
+            print(
+                f"sdd score: note: {writer.retried_too_long} file(s) an earlier run refused as longer than a lower "
+                f"--max-duration-s are scored again (limit now {_limit_text(args.max_duration_s)})",
+                file=sys.stderr,
+            )
         if writer.versions_changed:  # not refused (an upgrade between interruption and resume is fine): said
             print(
                 f"sdd score: note: {target} holds rows scored under other package versions "
@@ -210,7 +227,7 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
             max_duration=args.max_duration_s or None,
             progress=not args.quiet and rank == 0,
             # the decoder's "max_duration" is this command's option: say which, and how to lift it
-            too_long_hint="; sdd score --max-duration-s sets the limit (0: none)",
+            too_long_hint=TOO_LONG_HINT,
         )
     print(
         json.dumps(
@@ -241,6 +258,11 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
         )
         return ALL_FAILED
     return 0
+
+
+def _limit_text(max_duration_s: float) -> str:
+    """``--max-duration-s`` as a note says it: ``600 s``, or ``none`` for 0."""
+    return f"{max_duration_s:g} s" if max_duration_s else "none"
 
 
 def _holds_a_score(writer: ScoreWriter, target: Path, wanted: set[str]) -> bool:
@@ -325,6 +347,20 @@ def _init_process_group(rank: int, world: int) -> None:
         dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(hours=12))
 
 
+def _rank0_listing(paths: list[str]) -> list[str]:
+    """``paths`` as rank 0 listed them, for every rank of a ``torchrun`` process group (else as this process listed
+    them): each rank scores every WORLD_SIZE-th input of one listing. Listed by each rank, a file added to a folder
+    between two ranks' listings (a recorder writing into it, a manifest edited) shifted one rank's share, and a file
+    fell to no rank (:func:`_warn_unscored` says so where there is no process group)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return paths
+    listing = [paths]
+    dist.broadcast_object_list(listing, src=0)
+    return list(listing[0])
+
+
 def _merge_after_shards(out: Path, rank: int, world: int, paths: list[str]) -> None:
     """Rank 0 merges after a gloo barrier; without a process group, the last rank to finish merges."""
     import torch.distributed as dist
@@ -337,6 +373,7 @@ def _merge_after_shards(out: Path, rank: int, world: int, paths: list[str]) -> N
             if rank == 0:
                 rows = batch.merge_shards(out, order=paths)
                 print(f"merged {rows} rows from {world} shards into {out}", file=sys.stderr)
+                _warn_unscored(out, paths)
             dist.barrier()
         finally:
             dist.destroy_process_group()
@@ -357,5 +394,22 @@ def _merge_after_shards(out: Path, rank: int, world: int, paths: list[str]) -> N
             return  # another rank saw every marker too and has merged (and removed them) already
         rows = batch.merge_shards(out, order=paths)
         print(f"merged {rows} rows from {world} shards into {out}", file=sys.stderr)
+        _warn_unscored(out, paths)
     finally:
         lock.release()
+
+
+def _warn_unscored(out: Path, paths: list[str]) -> None:
+    """Say which inputs a merge of shards left without a row (:func:`batch.inputs_without_rows`): the output
+    looked complete (exit 0, "merged N rows"), with files missing from it."""
+    from sddkit.scoring import batch
+
+    missing = batch.inputs_without_rows(out, paths)
+    if missing:
+        first = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        print(
+            f"sdd score: warning: {len(missing)} of the {len(paths)} inputs have no row in {out} ({first}): no rank "
+            "scored them (the ranks listed different files: files added or removed while they started?); run the "
+            "scoring command again, which scores only what is missing",
+            file=sys.stderr,
+        )

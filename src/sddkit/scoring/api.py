@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from sddkit.errors import (
     AudioError,
+    AudioTooLongError,
     CheckpointError,
     ConfigError,
     EmptyAudioError,
@@ -246,7 +247,14 @@ class ScoringDetector:
 
         if not isinstance(path, (str, os.PathLike)):  # else pathlib's TypeError, or numpy's for an array
             raise AudioError(_not_a_path(path))
-        x = load_audio(path, sample_rate=self.sample_rate, max_duration=max_duration)
+        try:
+            x = load_audio(path, sample_rate=self.sample_rate, max_duration=max_duration)
+        except AudioTooLongError as exc:
+            # the limit is this call's keyword (the 600 s default, unasked): say how to lift it, as sdd score names
+            # its --max-duration-s
+            longer = AudioTooLongError(f"{exc}; score_file(path, max_duration=None) scores any length")
+            longer.path = exc.path
+            raise longer from None
         return checked_result(self.score_prepared([self.prepare(x, path=str(path))])[0], path=str(path))
 
     def score_many(

@@ -673,6 +673,33 @@ class OutputLock(ExclusiveLock):
         )
 
 
+# The limit an AudioTooLongError names ("over max_duration 2.0 s", "exceeds max_duration 2 s", "longer than
+# max_duration 2.0 s"): what an error row's file was refused at, so that a rerun with a larger --max-duration-s scores
+# it again (the row's own hint tells to raise the limit; the rerun skipped the row as done, exit 0, without a word)
+_REFUSED_LIMIT = re.compile(r"(?:over|exceeds|longer than) max_duration (\S+) s\b")
+
+
+def refused_limit(error: object) -> float | None:
+    """The ``max_duration`` (seconds) an output row's ``error`` refused its file at as too long; None when the error
+    is of another kind (or there is none)."""
+    found = _REFUSED_LIMIT.findall(error) if isinstance(error, str) else []
+    try:
+        return float(found[-1]) if found else None  # the last: the path in front of the message may hold the words
+    except ValueError:
+        return None
+
+
+def rescored(row: dict[str, Any], retry_errors: bool, limit: float | None) -> bool:
+    """Whether a run scores ``row``'s file again instead of skipping it as done: an error row under ``retry_errors``,
+    or one refused as longer than a limit below ``limit`` (this run's ``max_duration``; ``math.inf``: no limit;
+    None: such rows are kept)."""
+    error = row.get("error")
+    if not error:
+        return False
+    refused_at = refused_limit(error) if limit is not None else None
+    return retry_errors or (refused_at is not None and refused_at < limit)
+
+
 class ScoreWriter:
     """Appends result rows to a CSV/JSONL file (and the windows sidecar); resumable.
 
@@ -682,10 +709,12 @@ class ScoreWriter:
     relative to that folder too (one base per file; ``base``, when given, is that folder for a file that holds no
     rows yet: a shard takes the one of the output it is merged into). With ``retry_errors`` the rows of ``retry_inputs``
     (all rows when None) that hold an error are first removed from the file (atomically), so those
-    files count as not done; error rows of other files stay. ``lock``: the :class:`OutputLock` of ``out``, taken
-    already (``sdd score`` takes it before the model loads; one that locked nothing, taken before out's folder
-    existed, is taken again once the writer has made the folder); the writer releases it when it closes or fails to
-    open, as it does the lock it takes itself when none is given.
+    files count as not done; error rows of other files stay. ``retry_below_limit`` (None: off) does the same for the
+    rows of ``retry_inputs`` whose file was refused as longer than a limit below it (this run's ``max_duration``,
+    ``math.inf`` for none): a rerun that raises the limit scores them (``retried_too_long`` counts them).
+    ``lock``: the :class:`OutputLock` of ``out``, taken already (``sdd score`` takes it before the model loads; one
+    that locked nothing, taken before out's folder existed, is taken again once the writer has made the folder); the
+    writer releases it when it closes or fails to open, as it does the lock it takes itself when none is given.
     """
 
     def __init__(
@@ -699,6 +728,7 @@ class ScoreWriter:
         run: dict[str, Any] | None = None,
         base: str | None = None,
         lock: OutputLock | None = None,
+        retry_below_limit: float | None = None,
     ):
         self.out = Path(out)
         self.columns = list(columns)
@@ -722,7 +752,7 @@ class ScoreWriter:
                 lock.release()
             raise ProtocolError(f"cannot write {self.out}: {exc.strerror or exc}") from None
         try:
-            self._open(retry_errors, retry_inputs, run, base)
+            self._open(retry_errors, retry_inputs, run, base, retry_below_limit)
         except OSError as exc:
             self._lock.release()
             raise ProtocolError(f"cannot write {self.out}: {exc.strerror or exc}") from None
@@ -731,7 +761,12 @@ class ScoreWriter:
             raise
 
     def _open(
-        self, retry_errors: bool, retry_inputs: Collection[str] | None, run: dict[str, Any] | None, base: str | None
+        self,
+        retry_errors: bool,
+        retry_inputs: Collection[str] | None,
+        run: dict[str, Any] | None,
+        base: str | None,
+        retry_below_limit: float | None = None,
     ) -> None:
         repair_partial_line(self.out)
         header = read_header(self.out)
@@ -760,16 +795,21 @@ class ScoreWriter:
         retry = None if retry_inputs is None else {self.absolute(p) for p in retry_inputs}
 
         def retried(r: dict[str, Any]) -> bool:  # an error row that this run removes and scores again
-            return bool(r.get("error")) and (retry is None or self.absolute(r.get("path")) in retry)
+            return rescored(r, retry_errors, retry_below_limit) and (
+                retry is None or self.absolute(r.get("path")) in retry
+            )
 
         # one pass over the rows, keeping only their paths
         self.done: set[str] = set()
         dropped = False
+        self.retried_too_long = 0
         for r in iter_rows(self.out):
-            if header is None and (not isinstance(r, dict) or "path" not in r or "score" not in r):
-                raise ProtocolError(f"{self.out} holds JSON lines that sdd score did not write: choose another --out")
-            if retry_errors and retried(r):
+            if header is None:
+                self._check_json_row(r)
+            if retried(r):
                 dropped = True
+                if not retry_errors:
+                    self.retried_too_long += 1
             elif r.get("path"):
                 self.done.add(self.absolute(r.get("path")))
         self.versions_changed: list[str] = []  # packages upgraded since the output's earlier run
@@ -794,6 +834,19 @@ class ScoreWriter:
             self._f.flush()
         self._last_sync = time.monotonic()
         self.rows_written = 0
+
+    def _check_json_row(self, row: Any) -> None:
+        """Refuse a JSONL output's row that this run would not write: JSON lines of another tool, or rows of other
+        fields (another system's ``path``/``score`` lines, an ``sdd fuse`` output, another model's statistics), as a
+        CSV output of other columns is refused (they were appended to, the file a mix of two kinds of rows)."""
+        if not isinstance(row, dict) or "path" not in row or "score" not in row:
+            raise ProtocolError(f"{self.out} holds JSON lines that sdd score did not write: choose another --out")
+        fields = [k for k in row if k != "windows"]  # (present with --windows, which the run record compares)
+        if set(fields) != set(self.columns):
+            raise ProtocolError(
+                f"{self.out} was written with other fields ({','.join(fields)}); this model writes "
+                f"{','.join(self.columns)}: choose another --out"
+            )
 
     def absolute(self, path: object) -> str:
         """A row's path (relative to :attr:`base` unless absolute) as an absolute, normalised path."""
@@ -1187,6 +1240,18 @@ def _merge_locked(out: Path, world: int, order: Sequence[str] | None) -> int:
     return len(rows)
 
 
+def inputs_without_rows(out: str | Path, paths: Sequence[str]) -> list[str]:
+    """The ``paths`` (inputs, relative to the working directory) that no row of ``out`` names. After a merge of
+    shards they are the files no rank scored: ranks without a process group each list the inputs and score every
+    ``WORLD_SIZE``-th one of their own listing, so ranks that listed different files (a folder written to while they
+    started, a manifest changed, a disk that one node sees otherwise) each skipped a file another rank's listing gave
+    to them."""
+    out = Path(out)
+    base = recorded_base_dir(out) or os.getcwd()
+    written = {os.path.normpath(os.path.join(base, str(r.get("path")))) for r in iter_rows(out) if r.get("path")}
+    return [p for p in paths if os.path.abspath(p) not in written]
+
+
 def _merged_run_info(sources: Sequence[Path]) -> dict[str, Any] | None:
     """The run record the merged output gets; a ProtocolError when the shards (or ``out``) disagree.
 
@@ -1230,8 +1295,10 @@ def _merge_rows(
             if k not in at:
                 at[k] = len(rows)
                 rows.append(r)
-            elif rows[at[k]].get("error") and not r.get("error"):
-                rows[at[k]] = r  # a file scored again after a failure (--retry-errors): the success wins
+            elif rows[at[k]].get("error"):
+                # a file scored again after a failure (--retry-errors, a larger --max-duration-s): the later row wins,
+                # a success, or the error of this run (the earlier one named the limit it was refused at then)
+                rows[at[k]] = r
     return header, rows, with_rows
 
 

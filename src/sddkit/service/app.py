@@ -225,15 +225,11 @@ def create_app(
         raise CheckpointError("max_upload_mb must be finite")
     origins = checked_cors_origins(cors_origins)
     path = resolve_model_path(model_dir)
-    if backend == "torch":
-        from sddkit.detectors.model_dir import read_model_config
-
-        read_model_config(path)  # fail fast on a wrong path
-    elif not path.exists():
-        raise CheckpointError(f"{path}: no such ONNX model")
     max_bytes = int(max_upload_mb * 1024 * 1024)
     # Loaded here, not in the lifespan: a model that fails to load (corrupt weights, a folder without
     # model.onnx) used to surface as uvicorn's start-up traceback after `sdd serve` had announced its URL.
+    # load_detector checks the path itself, as for sdd score: an .onnx file served without --backend onnx is named
+    # as one (a check of its own here said "not a model directory (a file)")
     detector = load_detector(path, device, backend=backend, batch_size=batch_size)
     check_max_duration_fits(  # a limit no upload could pass
         max_duration_s,
