@@ -283,6 +283,15 @@ def build_dataset(table: UtteranceTable, cfg: DataConfig, *, train: bool, seed: 
     """An ``UtteranceDataset``: random crops + augmentation for training, fixed crops for evaluation."""
     from sddkit.data.dataset import CachedWaveforms, UtteranceDataset
 
+    if cfg.domain_column not in table.columns:
+        # refused by the dataset itself only after a preload had decoded the whole set, in words naming no option
+        from sddkit.config import did_you_mean
+
+        raise ConfigError(
+            f"data.domain_column: the {'training' if train else 'evaluation'} data has no column "
+            f"{cfg.domain_column!r}{did_you_mean([cfg.domain_column], table.columns)}; columns: "
+            f"{', '.join(table.columns)}"
+        )
     crop = cfg.crop_samples if train else (cfg.val_crop_samples or cfg.crop_samples)
     augment = pipeline = None
     if train and cfg.augment:

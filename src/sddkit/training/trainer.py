@@ -21,7 +21,7 @@ early stopping, best-checkpoint selection, averaging of the top-k checkpoints; c
                          their weights were trained for (best/: its checkpoint's, the run's in ``run_steps``); their
                          ``train_recipe`` is the recipe in force when their weights were saved (best/: its
                          checkpoint's), with ``resumes`` and ``checkpoint_recipe_changes`` after a resume under a
-                         changed recipe
+                         changed recipe; best/'s model config and inference window are its checkpoint's too
       molex_report.json  with a ``molex`` section: forgetting and expert use per attack system
                          (``expert_use``: mean over the adapted layers; ``expert_use_per_layer``: each layer's)
 
@@ -462,11 +462,11 @@ class Trainer:
                 metrics = self.out_dir / "metrics.jsonl"
                 if self.history or metrics.exists():
                     atomic_write_bytes(metrics, "".join(json.dumps(h) + "\n" for h in self.history).encode())
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(log_dir=str(self.out_dir / "tb"), purge_step=self.state.step + 1)
             except OSError as exc:
                 raise ConfigError(f"trainer.out_dir={self.out_dir}: cannot write the run record ({exc})") from None
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=str(self.out_dir / "tb"), purge_step=self.state.step + 1)
 
     def _nothing_to_learn(self) -> bool:
         """A mixture with a parameter-free gate over frozen experts (the average ensemble) is exported as built.
@@ -819,18 +819,33 @@ class Trainer:
         """The error for a step that met NaN/inf (default: the step being taken): which step, what is kept, what
         to try."""
         latest = ckpt.latest_checkpoint(self.ckpt_dir)
-        kept = f"the last checkpoint is {latest}" if latest is not None else "no checkpoint was saved yet"
+        # without a checkpoint there is nothing to resume from (a --resume would start afresh, as a plain rerun does)
+        kept = (
+            f"the last checkpoint is {latest} (resume from it"
+            if latest is not None
+            else "no checkpoint was saved yet (train again"
+        )
         return TrainingDivergedError(
-            f"step {self.state.step + 1 if step is None else step}: {what}; {kept} (resume from it with a lower "
-            "optimizer.lr, a trainer.grad_clip, or another seed)"
+            f"step {self.state.step + 1 if step is None else step}: {what}; {kept} with a lower optimizer.lr, a "
+            "trainer.grad_clip, or another seed)"
         )
 
     def _flush_log(self) -> None:
         if self.info.is_main and self._writer is not None and self._window:
-            for k, values in self._window.items():
-                self._writer.add_scalar(f"train/{k}", float(torch.stack(values).mean()), self.state.step)
-            self._writer.add_scalar("train/lr", self._step_lr, self.state.step)
+            scalars = {f"train/{k}": float(torch.stack(values).mean()) for k, values in self._window.items()}
+            self._log_scalars({**scalars, "train/lr": self._step_lr})
         self._window = {}
+
+    def _log_scalars(self, scalars: dict[str, float]) -> None:
+        """Write ``{tag: value}`` at this step to the TensorBoard log (the main process, its writer open).
+
+        Its events are written by a thread of their own, whose failure (a full disk: the first write to meet it is
+        usually this log's, written far more often than checkpoints) the next write raises as a bare OSError."""
+        try:
+            for tag, value in scalars.items():
+                self._writer.add_scalar(tag, value, self.state.step)
+        except OSError as exc:  # the resume purges the events after its checkpoint's step
+            raise self._write_failed(f"the TensorBoard log under {self.out_dir / 'tb'}", exc) from None
 
     # --- validation and model selection --------------------------------------------------------------------
     def _evaluate(self, dataset: Dataset, collect_stats: bool = False) -> EvalResult:
@@ -877,9 +892,9 @@ class Trainer:
                     log.info("early stopping at step %d: no better val EER for %d validations", s.step, cfg.patience)
         if self.info.is_main:
             if self._writer is not None:
-                if result.eer is not None:
-                    self._writer.add_scalar("val/eer", result.eer, s.step)
-                self._writer.add_scalar("val/loss", result.loss, s.step)
+                self._log_scalars(
+                    {**({"val/eer": result.eer} if result.eer is not None else {}), "val/loss": result.loss}
+                )
             try:
                 with open(self.out_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
@@ -1315,19 +1330,24 @@ class Trainer:
         if self.model_config is None:
             log.warning("no model config known: not exporting %s/", name)
             return None
-        data = self.recipe.data
-        inference = {"sample_rate": 16000, "window_samples": data.val_crop_samples or data.crop_samples}
         commit = git_commit()
         recipe, resumes = to_dict(self.recipe), self.state.resumes
+        model_config = self.model_config
         ema = {"ema_decay": self.ema.decay, "ema_bn_batches": self._ema_bn_batches()} if self.ema is not None else {}
         if checkpoint is not None:
-            record = ckpt.load_checkpoint_record(checkpoint, ("recipe", "trainer", "ema_bn_batches"))
+            record = ckpt.load_checkpoint_record(checkpoint, ("recipe", "trainer", "ema_bn_batches", "model_config"))
+            if isinstance(record.get("model_config"), dict):
+                # the model its weights were trained and validated as: a resume may have changed a setting that
+                # leaves the weights' shapes alone (model.frontend.f_min), and best/ under today's config scored
+                # otherwise than its val_eer says (its train_recipe gave the old value)
+                model_config = _with_pretrained_of(record["model_config"], model_config)
             if isinstance(record.get("recipe"), dict):  # a checkpoint of an older sddkit may lack what follows
                 recipe = record["recipe"]
                 resumes = (record.get("trainer") or {}).get("resumes") or []
                 if ema:
                     ema["ema_decay"] = (recipe.get("trainer") or {}).get("ema_decay", ema["ema_decay"])
                     ema["ema_bn_batches"] = record.get("ema_bn_batches", ema["ema_bn_batches"])
+        inference = {"sample_rate": 16000, "window_samples": _window_samples(recipe, self.recipe)}
         meta = {
             "seed": recipe.get("seed", self.recipe.seed),
             "git_commit": commit["commit"] if commit else None,
@@ -1352,7 +1372,7 @@ class Trainer:
                 return save_model_dir(
                     self.out_dir / name,
                     self.module,
-                    model_config=self.model_config,
+                    model_config=model_config,
                     architecture=self.architecture,
                     trainable_only=bool(self._reloadable),
                     inference=inference,
@@ -1533,8 +1553,11 @@ class Trainer:
 
     def _teardown(self) -> None:
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            try:
+                writer.close()
+            except OSError as exc:  # its last events unwritten: no reason to fail a finished run, or to hide the error
+                log.warning("the TensorBoard log under %s is incomplete: %s", self.out_dir / "tb", exc)
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -1614,6 +1637,28 @@ def _strategy_seed(recipe: dict[str, Any], default: int) -> Any:
     strategy = recipe.get("strategy") or {}
     seed = strategy.get("seed") if isinstance(strategy, dict) else None
     return seed if seed is not None else recipe.get("seed", default)
+
+
+def _with_pretrained_of(recorded: Any, today: Any) -> Any:
+    """``recorded`` (a checkpoint's model config) with the ``pretrained`` folders of ``today``'s config where both
+    have one at the same place: a resume may name a moved encoder folder anew (the resume checks that its frozen
+    weights are those the checkpoint was trained over), and the folder the checkpoint recorded may be gone."""
+    if isinstance(recorded, dict) and isinstance(today, dict):
+        return {
+            k: today[k] if k == "pretrained" and k in today else _with_pretrained_of(v, today.get(k))
+            for k, v in recorded.items()
+        }
+    if isinstance(recorded, (list, tuple)) and isinstance(today, (list, tuple)) and len(recorded) == len(today):
+        return type(recorded)(_with_pretrained_of(r, t) for r, t in zip(recorded, today))
+    return recorded
+
+
+def _window_samples(recipe: dict[str, Any], current: TrainRecipe) -> int:
+    """An exported model's ``inference.window_samples``: the validation crop of ``recipe`` (a ``to_dict`` form:
+    the one its weights were validated under), today's where it does not say."""
+    data = recipe.get("data") if isinstance(recipe.get("data"), dict) else {}
+    window = data.get("val_crop_samples") or data.get("crop_samples")
+    return window if isinstance(window, int) else current.data.val_crop_samples or current.data.crop_samples
 
 
 def _changed_model(exc: CheckpointError, changes: list[str]) -> CheckpointError:
