@@ -233,6 +233,8 @@ class Trainer:
         self._created_group = False
         self._completed = False
         self.assembled = False  # a mixture with nothing to learn, exported as built (set by _setup)
+        # a resume's mixture.expert_dirs of frozen experts, checked against its checkpoint's (_build_model)
+        self._frozen_expert_dirs: list[str] = []
         self._window: dict[str, list[torch.Tensor]] = {}
         self._lock: ExclusiveLock | None = None
         self.ema: WeightEMA | None = None  # trainer.ema_decay's moving average of the weights (built by _setup)
@@ -329,6 +331,8 @@ class Trainer:
         seed_everything(rank_seed(r.seed, self.info.rank))  # then distinct dropout/augmentation streams per rank
         self.assembled = self._nothing_to_learn()
         if self.assembled:
+            if self.resume:
+                self._check_reassembly(resuming, finished)
             self._setup_assembly()
             return
 
@@ -478,6 +482,34 @@ class Trainer:
 
         return isinstance(self.module, DetectorMixture) and not any(p.requires_grad for p in self.module.parameters())
 
+    def _check_reassembly(self, resuming: bool, finished: list[str]) -> None:
+        """A resume of a mixture with nothing to learn exports it again as built: refused where that replaced another
+        model, without a word: the exports of a run that trained (its checkpoints there; e.g. a gate's run resumed
+        with ``mixture.gate=average``), or ``best/``/``final/`` of other weights (other experts, another order)."""
+        from sddkit.detectors.model_dir import read_model_config, state_to_save, weights_digest
+
+        where = f"trainer.out_dir={self.out_dir}"
+        if resuming:
+            raise ConfigError(
+                f"{where} holds the checkpoints of a run that trained (under {self.ckpt_dir}), but this recipe's "
+                "mixture has nothing to learn (a parameter-free gate over frozen experts): its export would replace "
+                "that run's best/ and final/; undo the change to resume that run, or build this mixture in another "
+                "trainer.out_dir"
+            )
+        digest = weights_digest(state_to_save(self.module, trainable_only=False))
+        for name in finished:
+            try:
+                recorded = read_model_config(self.out_dir / name).get("weights_digest")
+            except CheckpointError:  # damaged or half written: the export replaces it
+                continue
+            if recorded != digest:
+                raise ConfigError(
+                    f"{where} holds {name} of other weights than this mixture's (other experts, or another order; "
+                    f"weights digest {str(recorded)[:12]}, this mixture's {digest[:12]}): {self.resume_with} only "
+                    "exports again the mixture exported there; build this one in another trainer.out_dir, or "
+                    "delete that folder's best/ and final/"
+                )
+
     def _setup_assembly(self) -> None:
         """Set-up for a mixture with nothing to learn: its val data, no optimiser, no training data read."""
         r = self.recipe
@@ -513,15 +545,22 @@ class Trainer:
             )
 
             mixture = r.mixture
-            recorded, unrecorded = (None, None)
+            recorded, unrecorded, names = (None, None, None)
             if self.resume and mixture.expert_dirs:
-                recorded, unrecorded = self._checkpoint_experts(mixture)
+                recorded, unrecorded, names = self._checkpoint_experts(mixture)
+            if names is not None and not mixture.expert_names:
+                # the checkpoint's experts keep their names: its weights hold them in its run's order, which
+                # expert_dirs moved (or, unfrozen, reordered) since would otherwise rename in best/, final/ and sdd eval
+                mixture = dataclasses.replace(mixture, expert_names=names)
             if recorded is not None:
                 # a resume: the checkpoint holds every expert's weights, so only their architecture is needed, and
                 # its record of it stands for the expert_dirs, which may have been moved or removed since
                 mixture = dataclasses.replace(
                     mixture, experts=recorded, expert_dirs=[], expert_names=expert_names(mixture)
                 )
+            if self.resume and r.mixture.expert_dirs and r.mixture.freeze_experts:
+                # _load_latest checks that those still here hold the checkpoint's frozen experts
+                self._frozen_expert_dirs = list(r.mixture.expert_dirs)
             try:
                 model = build_mixture(mixture)
             except CheckpointError as exc:
@@ -555,12 +594,15 @@ class Trainer:
         self._reloadable = reloadable_names(model)
         return model
 
-    def _checkpoint_experts(self, mixture: MixtureConfig) -> tuple[list[DetectorConfig] | None, Path | None]:
+    def _checkpoint_experts(
+        self, mixture: MixtureConfig
+    ) -> tuple[list[DetectorConfig] | None, Path | None, list[str] | None]:
         """On a resume of a mixture given by ``expert_dirs``: the experts' configs recorded in the latest checkpoint
         (its ``model_config`` holds them inline, as a saved mixture's does), else None, with the checkpoint when it
-        records none (written before they were recorded). None, None: no checkpoint yet, or the recipe names other
-        experts than the checkpoint's run did (built from the recipe as for a fresh run; the load of the
-        checkpoint's weights then says what changed)."""
+        records none (written before they were recorded); no configs and no checkpoint: no checkpoint yet, or the
+        recipe names other experts than the checkpoint's run did (built from the recipe as for a fresh run; the load
+        of the checkpoint's weights then says what changed, and :meth:`_check_dir_experts` whether frozen experts
+        did). Third: the experts' names the checkpoint records, when it records one per expert of the recipe."""
         from sddkit.config import from_dict
 
         try:
@@ -569,20 +611,25 @@ class Trainer:
         except CheckpointError as exc:  # refused as the load of the checkpoint, a little later, would refuse it
             raise self._unusable_latest(exc) from None
         if path is None:
-            return None, None
+            return None, None, None
+        model_config = saved.get("model_config") if saved.get("architecture") == "mixture" else None
+        model_config = model_config if isinstance(model_config, dict) else {}
+        names = model_config.get("expert_names")
+        names = [str(n) for n in names] if isinstance(names, list) and len(names) == len(mixture.expert_dirs) else None
         given = to_dict(mixture)
         was = (saved.get("recipe") or {}).get("mixture") or {}
         if [was.get(k) or [] for k in ("expert_dirs", "experts")] != [given["expert_dirs"], given["experts"]]:
-            return None, None
-        model_config = saved.get("model_config")
-        experts = model_config.get("experts") if isinstance(model_config, dict) else None
-        if saved.get("architecture") != "mixture" or not isinstance(experts, list) or not experts:
-            return None, path
+            return None, None, names
+        experts = model_config.get("experts")
+        if not isinstance(experts, list) or not experts:
+            return None, path, names
         _reset_inert_head_scale(experts)  # as read_model_config does for the experts' own config.json
         where = path / ckpt.STATE_JSON
-        return [
-            from_dict(DetectorConfig, e, f"{where}: model_config.experts[{i}]") for i, e in enumerate(experts)
-        ], None
+        return (
+            [from_dict(DetectorConfig, e, f"{where}: model_config.experts[{i}]") for i, e in enumerate(experts)],
+            None,
+            names,
+        )
 
     def _init_from(self, directory: str) -> nn.Module:
         """Start from a model directory; what reloads from pretrained files is what that directory omits."""
@@ -1023,6 +1070,7 @@ class Trainer:
         recorded_recipe = state.get("recipe", {})
         changes = recipe_changes(recorded_recipe, to_dict(self.recipe), ignore=RESUME_SETTINGS)
         raw = self._raw_weights(path, state)
+        self._check_dir_experts(path, raw, recorded_recipe, changes)
         try:
             load_state_checked(self.module, raw, partial=bool(self._reloadable), where=str(path))
         except CheckpointError as exc:  # e.g. another backend width passed as an override
@@ -1089,6 +1137,26 @@ class Trainer:
         self.history = list(state.get("history", []))
         log.info("resumed from %s (step %d, epoch %d)", path, self.state.step, self.state.epoch)
         return path.name
+
+    def _check_dir_experts(
+        self, path: Path, raw: dict[str, torch.Tensor], recorded_recipe: dict[str, Any], changes: list[str]
+    ) -> None:
+        """A resume of a gate over frozen experts goes on with checkpoint ``path``'s experts, in its order: refused
+        when a directory of ``mixture.expert_dirs`` still there holds other weights than the checkpoint's expert
+        of its place (the experts reordered, one replaced or retrained since), whose recipe the resume would not
+        follow, without a word, while best/ and final/ named the experts after it. Experts moved since are fine
+        (a directory gone is not read: the checkpoint holds every expert)."""
+        for index, directory in enumerate(self._frozen_expert_dirs):
+            if not _same_frozen_expert(Path(directory), raw, f"experts.{index}."):
+                was = ((recorded_recipe.get("mixture") or {}).get("expert_dirs") or [])[index : index + 1]
+                read = f" (read then from {was[0]})" if was else ""
+                changed = f"; the recipe changed since ({'; '.join(changes)})" if changes else ""
+                raise CheckpointError(
+                    f"{path}: mixture.expert_dirs[{index}] {directory} holds other weights than the frozen expert "
+                    f"{index} this run trained its gate over{read}{changed}: a resume continues the checkpoint's "
+                    "experts, in its order; undo the change (a moved expert's new place is fine), or train a gate "
+                    "over these experts in another trainer.out_dir"
+                )
 
     def _raw_weights(self, path: Path, state: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The weights training goes on from in checkpoint ``state``; keeps its moving average for _setup. A resume
@@ -1659,6 +1727,25 @@ def _window_samples(recipe: dict[str, Any], current: TrainRecipe) -> int:
     data = recipe.get("data") if isinstance(recipe.get("data"), dict) else {}
     window = data.get("val_crop_samples") or data.get("crop_samples")
     return window if isinstance(window, int) else current.data.val_crop_samples or current.data.crop_samples
+
+
+def _same_frozen_expert(directory: Path, saved: dict[str, torch.Tensor], prefix: str) -> bool:
+    """Whether expert model ``directory`` stores the weights that checkpoint tensors ``saved`` hold under ``prefix``
+    (``experts.0.``); True when it cannot say: no such directory (moved), an unreadable file (the checkpoint holds
+    the weights), or other keys or shapes (the load names those)."""
+    from safetensors import safe_open
+
+    from sddkit.detectors.model_dir import WEIGHTS_NAME
+
+    try:
+        with safe_open(str(directory / WEIGHTS_NAME), framework="pt", device="cpu") as f:
+            stored = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError):
+        return True
+    theirs = {k: saved.get(prefix + k) for k in stored}
+    if any(t is None or t.shape != stored[k].shape for k, t in theirs.items()):
+        return True
+    return all(torch.equal(stored[k], t.detach().cpu().to(stored[k].dtype)) for k, t in theirs.items())
 
 
 def _changed_model(exc: CheckpointError, changes: list[str]) -> CheckpointError:
