@@ -93,3 +93,68 @@ def test_calibrate_names_the_protocol_reader_with_protocol_format_as_the_other_c
         assert main([*argv, "--out", str(tmp_path / flag.strip("-"))]) == 2
         err = capsys.readouterr().err
         assert "no_such_reader" in err and "unrecognized arguments" not in err
+
+
+def _tiny_run(out, max_steps: int):
+    from test_train_support import SyntheticDataset
+
+    from sddkit.config import from_dict
+    from sddkit.training.recipe import TrainRecipe
+    from sddkit.training.trainer import Trainer
+
+    recipe = from_dict(
+        TrainRecipe,
+        {
+            "model": {"frontend": {"name": "tiny_test"}, "backend": {"name": "tiny_test_head"}},
+            "data": {"batch_size": 8},
+            "trainer": {"max_steps": max_steps, "val_every": 2, "out_dir": str(out), "progress": False},
+        },
+    )
+    return recipe, lambda resume: Trainer(
+        recipe, train_data=SyntheticDataset(40), val_data=SyntheticDataset(18, seed=9), resume=resume
+    ).fit()
+
+
+def _calibrate_in_place(directory):
+    """What `sdd calibrate --model DIR` stores in DIR's config.json (the weights untouched)."""
+    import json
+
+    from sddkit.scoring.calibrate import record_calibration
+
+    path = directory / "config.json"
+    config = json.loads(path.read_text())
+    config["inference"].update(calibration={"a": 2.0, "b": -0.5, "prior": 0.5}, threshold=0.25)
+    config["metadata"] = record_calibration(config["metadata"], "calibrated", {"protocol": "/data/dev.txt"})
+    path.write_text(json.dumps(config))
+    return config
+
+
+def test_a_resume_of_a_finished_run_keeps_a_calibration_stored_in_its_exports(tmp_path, monkeypatch):
+    # `sdd train ... --resume` of a finished run exports best/ and final/ again from its checkpoints, uncalibrated:
+    # an `sdd calibrate` in place since was lost without a word
+    import json
+
+    from test_train_support import install_tiny
+
+    install_tiny(monkeypatch)
+    out = tmp_path / "run"
+    _, fit = _tiny_run(out, max_steps=4)
+    fit(False)
+    calibrated = _calibrate_in_place(out / "best")
+    fit(True)  # the same run, finished: nothing to train, exported again
+    again = json.loads((out / "best" / "config.json").read_text())
+    assert again["weights_digest"] == calibrated["weights_digest"]
+    assert again["inference"]["calibration"] == calibrated["inference"]["calibration"]
+    assert again["inference"]["threshold"] == 0.25
+    assert again["metadata"]["calibrated"] == {"protocol": "/data/dev.txt"}
+    assert not (out / "best.calibrated").exists()
+
+    # other weights (the run continued to more steps): the calibration cannot apply, and is moved aside, not lost
+    final = _calibrate_in_place(out / "final")
+    _, fit_longer = _tiny_run(out, max_steps=6)
+    fit_longer(True)
+    aside = json.loads((out / "final.calibrated" / "config.json").read_text())
+    assert aside == final
+    new = json.loads((out / "final" / "config.json").read_text())
+    assert new["weights_digest"] != final["weights_digest"]
+    assert "calibrated" not in new["metadata"] and new["inference"].get("threshold") != 0.25

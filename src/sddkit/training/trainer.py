@@ -89,7 +89,9 @@ from sddkit.detectors.model_dir import (
     _reset_inert_head_scale,
     atomic_write_bytes,
     load_state_checked,
+    read_model_config,
     save_model_dir,
+    state_to_save,
     weights_digest,
 )
 from sddkit.documents import file_digest
@@ -486,7 +488,6 @@ class Trainer:
         """A resume of a mixture with nothing to learn exports it again as built: refused where that replaced another
         model, without a word: the exports of a run that trained (its checkpoints there; e.g. a gate's run resumed
         with ``mixture.gate=average``), or ``best/``/``final/`` of other weights (other experts, another order)."""
-        from sddkit.detectors.model_dir import read_model_config, state_to_save, weights_digest
 
         where = f"trainer.out_dir={self.out_dir}"
         if resuming:
@@ -1437,6 +1438,7 @@ class Trainer:
             meta["expert_dirs"] = [str(d) for d in self.recipe.mixture.expert_dirs]
         try:
             with self._export_flags():
+                self._keep_calibration(self.out_dir / name, inference, meta)
                 return save_model_dir(
                     self.out_dir / name,
                     self.module,
@@ -1448,6 +1450,48 @@ class Trainer:
                 )
         except OSError as exc:  # a resume of the finished run exports again from its checkpoints
             raise self._write_failed(f"the model directory {self.out_dir / name}", exc) from None
+
+    def _keep_calibration(self, directory: Path, inference: dict[str, Any], meta: dict[str, Any]) -> None:
+        """Before exporting over ``directory``: keep a calibration ``sdd calibrate`` stored there in place.
+
+        A resume of a finished run exports best/ and final/ again (from its checkpoints), and an export is written
+        uncalibrated: a calibration fitted in place since was lost without a word. The same weights under the same
+        window keep it (``inference``'s calibration and threshold, ``meta``'s calibration records, updated here);
+        other weights or another window (``average_bn`` re-estimated, another top k) cannot use it, and the
+        calibrated folder is moved aside whole to ``<name>.calibrated`` (``.calibrated.N`` when taken), with a
+        warning, rather than written over."""
+        from sddkit.scoring.calibrate import CALIBRATION_KEYS, SUPERSEDED_KEY
+
+        try:
+            earlier = read_model_config(directory)
+        except CheckpointError:  # none there, or damaged: nothing calibrated to keep
+            return
+        metadata = earlier.get("metadata") if isinstance(earlier.get("metadata"), dict) else {}
+        records = {k: metadata[k] for k in (*CALIBRATION_KEYS, SUPERSEDED_KEY) if k in metadata}
+        if "calibrated" not in records:  # no sdd calibrate since the export (val_calibrated is the export's own)
+            return
+        was = earlier.get("inference") if isinstance(earlier.get("inference"), dict) else {}
+        digest = weights_digest(state_to_save(self.module, bool(self._reloadable)))
+        window = {k: was.get(k) for k in inference}
+        if earlier.get("weights_digest") == digest and window == inference:
+            inference.update({k: was[k] for k in ("calibration", "threshold") if k in was})
+            meta.update(records)
+            log.info("%s: kept the calibration sdd calibrate stored there (the same weights are exported)", directory)
+            return
+        aside = directory.with_name(f"{directory.name}.calibrated")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = directory.with_name(f"{directory.name}.calibrated.{n}")
+        directory.rename(aside)
+        log.warning(
+            "%s held a calibration by sdd calibrate of other weights (or another window) than this export's: moved "
+            "to %s, and %s is exported uncalibrated (calibrate it again: sdd calibrate --model %s --protocol ...)",
+            directory,
+            aside,
+            directory,
+            directory,
+        )
 
     def _finish(self) -> TrainResult:
         s, cfg = self.state, self.cfg
