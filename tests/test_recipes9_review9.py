@@ -138,7 +138,8 @@ def test_sddbench_recipes_augment_as_their_comment_says():
     default = load_yaml(RECIPES / "sddbench" / "default_model.yaml")["data"]["augment"]
     kept = [a for a in default if a["name"] not in ("band_filter", "rawboost")]
     # the default recipe's noise changed on 2026-12-05; the mixture benchmark recipes keep the one their results used
-    before = [{"name": "noise", "snr_db": [15, 40], "p": 0.2} if a["name"] == "noise" else a for a in kept]
+    # (low_hz 0 since 2026-12-06: every shipped recipe keeps the coloured noise its results were trained with)
+    before = [{"name": "noise", "snr_db": [15, 40], "low_hz": 0, "p": 0.2} if a["name"] == "noise" else a for a in kept]
     assert before != kept
     citing = [p for p in sorted((RECIPES / "sddbench").glob("*.yaml")) if "default_model.yaml" in p.read_text()]
     # recipes that train something (default_model_ensemble.yaml cites it for its experts and trains nothing)

@@ -25,7 +25,15 @@ from sddkit.augment.codecs import (
     prepare_codec_delays,
     resolve_bitrate,
 )
-from sddkit.augment.dsp import add_at_snr, band_pass, colored_noise, match_rms, peaking_eq, soft_clip
+from sddkit.augment.dsp import (
+    COLORED_NOISE_LOW_HZ,
+    add_at_snr,
+    band_pass,
+    colored_noise,
+    match_rms,
+    peaking_eq,
+    soft_clip,
+)
 from sddkit.augment.reverb import noise_tail_rir, reverberate
 from sddkit.config import did_you_mean
 
@@ -106,14 +114,15 @@ class Rerecord(Augmentation):
         mic = (uniform(rng, c.mic_low_hz), uniform(rng, c.mic_high_hz), uniform(rng, c.presence_hz))
         y = match_rms(microphone(y, sr, mic[0], mic[1], mic[2], uniform(rng, c.presence_db)), x)
         snr, a = uniform(rng, c.noise_snr_db), uniform(rng, c.noise_exponent)
-        return add_at_snr(y, colored_noise(len(y), a, rng), snr)
+        return add_at_snr(y, colored_noise(len(y), a, rng, sr, COLORED_NOISE_LOW_HZ), snr)
 
 
 def car_noise(n: int, sr: int, rumble_hz: float, engine_hz: float, engine_db: float, rng: np.random.Generator):
-    """Car cabin noise (n,): brown noise low-passed at ``rumble_hz`` (road and wind) plus engine
+    """Car cabin noise (n,): brown noise from 20 Hz low-passed at ``rumble_hz`` (road and wind) plus engine
     firing harmonics at ``engine_hz`` (amplitude 1/k, slow random RPM drift), the engine ``engine_db``
     relative to the rumble. Unit RMS."""
-    rumble = band_pass(colored_noise(n, 2.0, rng), sr, 0.0, rumble_hz, order=2)
+    # from 20 Hz: drawn down to the lowest FFT bin, ~80 % of the car noise (rumble and engine) lay below 20 Hz
+    rumble = band_pass(colored_noise(n, 2.0, rng, sr, COLORED_NOISE_LOW_HZ), sr, 0.0, rumble_hz, order=2)
     t = np.arange(n) / sr
     drift = 1.0 + 0.03 * np.sin(2 * np.pi * (0.1 + 0.2 * rng.random()) * t + 2 * np.pi * rng.random())
     phase = 2 * np.pi * np.cumsum(engine_hz * drift) / sr
@@ -220,7 +229,7 @@ class LaunderChain(Augmentation):
         c = self.cfg
         y = reverberate(x, noise_tail_rir(sr, uniform(rng, c.rt60), uniform(rng, c.drr_db), rng))
         snr, a = uniform(rng, c.snr_db), uniform(rng, c.noise_exponent)
-        y = add_at_snr(y, colored_noise(len(y), a, rng), snr)
+        y = add_at_snr(y, colored_noise(len(y), a, rng, sr, COLORED_NOISE_LOW_HZ), snr)
         codec = c.codecs[int(rng.integers(len(c.codecs)))]
         rate = c.bitrate_kbps.get(codec)
         return codec_roundtrip(y, sr, codec, None if rate is None else uniform(rng, rate), fast=c.fast_codec)

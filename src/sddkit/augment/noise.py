@@ -3,6 +3,7 @@
 The SNR is measured over the whole clip: ``10 log10(mean(x**2) / mean(n**2))`` equals the
 drawn SNR exactly (before float32 rounding) for clips above -100 dBFS; a quieter or silent clip is
 measured as -100 dBFS (``SILENCE_POWER``), so the noise is louder than the SNR says relative to it.
+Coloured noise has no power below ``low_hz`` (20 Hz), so all of it counts in the audible band.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from sddkit.augment import AUGMENTATIONS
 from sddkit.augment.base import Augmentation, Range, check_probability, check_range, uniform
-from sddkit.augment.dsp import add_at_snr, colored_noise
+from sddkit.augment.dsp import COLORED_NOISE_LOW_HZ, add_at_snr, colored_noise
 from sddkit.augment.files import AudioFolder, read_segment
 
 COLOR_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0, "blue": -1.0, "violet": -2.0}
@@ -22,15 +23,21 @@ COLOR_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0, "blue": -1.0, "viole
 @dataclass
 class NoiseConfig:
     """snr_db: SNR range in dB; exponent: range of the spectral slope ``a`` of a 1/f^a power
-    spectrum (0 white, 1 pink, 2 brown, -1 blue, -2 violet); p: probability."""
+    spectrum (0 white, 1 pink, 2 brown, -1 blue, -2 violet); low_hz: coloured noise (``a`` not 0) has
+    no power below this frequency; 0 runs the 1/f^a law down to the clip's lowest FFT bin, where a brown
+    noise puts nearly all its power below 20 Hz (its audible SNR 15-25 dB above ``snr_db``; the behaviour
+    before 2026-12-06); p: probability."""
 
     snr_db: Range = (5.0, 30.0)
     exponent: Range = (0.0, 2.0)
+    low_hz: float = COLORED_NOISE_LOW_HZ
     p: float = 1.0
 
     def __post_init__(self) -> None:
         check_range("snr_db", self.snr_db, lo=-30.0, hi=100.0)
         check_range("exponent", self.exponent, lo=-2.0, hi=3.0)
+        if not 0.0 <= self.low_hz <= 1000.0:
+            raise ValueError(f"low_hz must be in [0, 1000] Hz (the noise's lowest frequency), got {self.low_hz}")
         check_probability(self.p)
 
 
@@ -42,7 +49,7 @@ class Noise(Augmentation):
     def apply(self, x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
         snr = uniform(rng, self.cfg.snr_db)
         a = uniform(rng, self.cfg.exponent)
-        return add_at_snr(x, colored_noise(len(x), a, rng), snr)
+        return add_at_snr(x, colored_noise(len(x), a, rng, sr, self.cfg.low_hz), snr)
 
 
 @dataclass
