@@ -142,6 +142,7 @@ def test_every_registered_protocol_is_reachable():
         "asvspoof2021_df",
         "asvspoof2021_la",
         "asvspoof5",
+        "asvspoof5_key",
         "common_voice",
         "fake_or_real",
         "fakeavceleb",

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         parse_partitions,
         parse_protocol_options,
         read_partitions_and_rest,
+        selection_words,
     )
     from sddkit.config import did_you_mean
     from sddkit.errors import ConfigError
@@ -85,9 +86,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--json {args.json} is one of the inputs: it would be overwritten; name another file")
     # the rest: the other partitions' rows, whose scores are no strays
     options = parse_protocol_options(args.protocol_options)
-    table, rest = read_partitions_and_rest(
-        args.protocol, args.protocol_format, parse_partitions(args.partitions), options
-    )
+    partitions = parse_partitions(args.partitions)
+    table, rest = read_partitions_and_rest(args.protocol, args.protocol_format, partitions, options)
     for flag, column in (("--by", args.by), ("--cluster-by", args.cluster_by)):
         if column is not None and column not in table.columns:  # the table's own error named neither flag nor file
             raise ConfigError(
@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         by=args.by,
         cluster_by=args.cluster_by,
         outside=rest,
+        selection=selection_words(partitions, options),
     )
     print(comparison.summary())
     if args.json:

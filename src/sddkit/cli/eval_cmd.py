@@ -49,9 +49,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="FILE",
         help="scores of the ASV system the countermeasure protects (ASVspoof 2019's layout, 'SOURCE KEY SCORE' "
-        "with KEY target/nontarget/spoof): the min t-DCFs take its error rates at its EER threshold, as the "
+        "with KEY target/nontarget/spoof; ASVspoof 5's SASV score lines 'SPEAKER UTT SCORE KIND', or a table with "
+        "asv-label and asv-score columns): the min t-DCFs take its error rates at its EER threshold, as the "
         "official ASVspoof 2019/2021 scripts do (default: the ASVspoof 5 organisers' pooled ASV rates), and the "
         "report adds the concurrent t-EER of the countermeasure before that ASV system",
+    )
+    p.add_argument(
+        "--asv-key",
+        default=None,
+        metavar="FILE",
+        help="the trials' kinds of an --asv-scores table that names its trials but not their kinds (ASVspoof 5: "
+        "'spk filename ... asv-score' scores, joined on spk and filename with the package's SASV key 'spk filename "
+        "cm-label asv-label' or the database's ASVspoof5.<dev|eval>.track_2.trial.tsv)",
     )
     p.set_defaults(func=run)
 
@@ -69,12 +78,13 @@ def evaluate_files(
     asv_scores: str | None = None,
     command: str = "eval",
     protocol_options: dict[str, Any] | None = None,
+    asv_key: str | None = None,
 ) -> int:
     """Shared by ``sdd eval`` and ``sdd demo`` (``command``, which its notes name): read, evaluate, write, print
     the summary."""
     import dataclasses
 
-    from sddkit.cli.options import read_partitions_and_rest
+    from sddkit.cli.options import read_partitions_and_rest, selection_words
     from sddkit.config import from_dict
     from sddkit.errors import ProtocolError
     from sddkit.evaluation.asv import read_asv_scores
@@ -85,7 +95,7 @@ def evaluate_files(
     config = from_dict(EvalConfig, {"bootstrap": bootstrap, "seed": seed})
     asv = None
     if asv_scores is not None:  # read first: a bad line is said before the protocol and scores are read
-        asv = read_asv_scores(asv_scores)
+        asv = read_asv_scores(asv_scores, key=asv_key)
         config = dataclasses.replace(config, asv=asv.rates())
         if config.asv.pfa_spoof == 0:  # else the report failed after the scores were read, not naming the file
             raise ProtocolError(
@@ -98,7 +108,8 @@ def evaluate_files(
     score_file = read_scores(scores, format=score_format)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # partial-match notes are printed from the report below
-        report = evaluate(table, score_file, config, outside=rest, asv_scores=asv)
+        selection = selection_words(partitions, protocol_options)
+        report = evaluate(table, score_file, config, outside=rest, asv_scores=asv, selection=selection)
     report.inputs = evaluated_inputs(
         scores,
         protocol,
@@ -107,6 +118,7 @@ def evaluate_files(
         asv_scores,
         score_file=score_file,
         protocol_options=protocol_options,
+        asv_key=asv_key,
     )
     earlier = earlier_report(Path(out) / "report.json", ("inputs", "scores"))
     paths = write_report(report, out)
@@ -127,6 +139,7 @@ def evaluated_inputs(
     *,
     score_file: ScoreFile | None = None,
     protocol_options: dict[str, Any] | None = None,
+    asv_key: str | None = None,
 ) -> dict[str, Any]:
     """What a report evaluated (its ``inputs``): the score file, the protocol and the ASV score file (None: the
     default ASV rates) by absolute path and SHA-256 (a path alone names a file that may be rewritten), and the
@@ -160,6 +173,7 @@ def evaluated_inputs(
         "partitions": partitions,
         "asv_scores": None if asv_scores is None else os.path.abspath(asv_scores),
         "asv_scores_sha256": None if asv_scores is None else file_digest(asv_scores),
+        **({} if asv_key is None else {"asv_key": os.path.abspath(asv_key), "asv_key_sha256": file_digest(asv_key)}),
         "model": model,
         "sddkit_version": __version__,
     }
@@ -194,7 +208,11 @@ REPORT_FILE_SUFFIXES = (".json", ".md", ".csv", ".png", ".txt", ".html")
 def run(args: argparse.Namespace) -> int:
     from sddkit.cli.options import check_minimums, check_paths_given, parse_partitions, parse_protocol_options
 
-    check_paths_given(args, "scores", "protocol", "out", "asv_scores")
+    check_paths_given(args, "scores", "protocol", "out", "asv_scores", "asv_key")
+    if args.asv_key is not None and args.asv_scores is None:
+        from sddkit.errors import ConfigError
+
+        raise ConfigError("--asv-key gives the kinds of --asv-scores' trials: give it with --asv-scores")
     check_minimums(args, bootstrap=0, seed=0)  # numpy's generators refuse a negative seed, mid-report
     protocol_options = parse_protocol_options(args.protocol_options)
     if os.path.exists(args.out) and not os.path.isdir(args.out):  # known now, not after the bootstrap
@@ -221,5 +239,6 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         partitions=parse_partitions(args.partitions),
         asv_scores=args.asv_scores,
+        asv_key=args.asv_key,
         protocol_options=protocol_options,
     )

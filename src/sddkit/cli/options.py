@@ -202,20 +202,51 @@ def read_partitions(
     return _read_selected(protocol, fmt, partitions, options)[0]
 
 
+# reader options that keep some of a protocol's trials, as --partitions keeps some partitions (a small explicit
+# registry: ASVspoof 2021's phases, ASVspoof 5's codecs, Fake-or-Real's versions, FakeAVCeleb's categories, MLAAD's
+# languages and bona fide selection, LibriSpeech's and Common Voice's splits): the trials they leave out are outside
+# the evaluation, and their scores no strays
+SELECTION_OPTIONS = ("phases", "codecs", "versions", "categories", "languages", "bonafide", "splits")
+
+
+def selection_options(options: dict[str, object] | None) -> dict[str, object]:
+    """The reader options of ``options`` that select trials (:data:`SELECTION_OPTIONS`)."""
+    return {k: v for k, v in (options or {}).items() if k in SELECTION_OPTIONS}
+
+
+def selection_words(partitions: list[str] | None, options: dict[str, object] | None = None) -> str:
+    """What the rows left out of an evaluation are outside of, as its note says it: "the selected partitions", or
+    the selection options (``the selection --protocol-option codecs=[C01, C05]``), or both."""
+    from sddkit.evaluation.scores import OUTSIDE_PARTITIONS
+
+    chosen = selection_options(options)
+    if not chosen:
+        return OUTSIDE_PARTITIONS
+    given = " ".join(
+        f"--protocol-option {k}=" + (f"[{', '.join(map(str, v))}]" if isinstance(v, list) else str(v))
+        for k, v in chosen.items()
+    )
+    return f"{OUTSIDE_PARTITIONS} and {given}" if partitions else f"the selection {given}"
+
+
 def read_partitions_and_rest(
     protocol: str, fmt: str | None, partitions: list[str] | None, options: dict[str, object] | None = None
 ):
-    """(:func:`read_partitions`' table, the protocol's other rows): the rest is None when ``partitions`` is None
-    (nothing left out). A protocol without a reader-level option is read once."""
+    """(:func:`read_partitions`' table, the protocol's other rows): the rest is None when neither ``partitions``
+    nor a selection option of the reader (:data:`SELECTION_OPTIONS`, e.g. ``codecs``) is given (nothing left out);
+    with one, the rest is read without those options, so that the trials they leave out are in it. A protocol
+    without a reader-level option is read once."""
     import pandas as pd
 
     from sddkit.data.protocols import read_protocol
 
-    if partitions is None:
+    chosen = selection_options(options)
+    if partitions is None and not chosen:
         return read_partitions(protocol, fmt, None, options), None
     table, full, fmt = _read_selected(protocol, fmt, partitions, options)
-    if full is None:  # the reader selected the partitions: the other rows need a read of their own
-        full = read_protocol(protocol, format=fmt, **(options or {}))
+    if full is None or chosen:  # the reader selected: the other rows need a read of their own, without selecting
+        rest_options = {k: v for k, v in (options or {}).items() if k not in chosen}
+        full = read_protocol(protocol, format=fmt, **rest_options)
     left = ~pd.Index(full.column("utt_id"), dtype=object).isin(pd.Index(table.column("utt_id"), dtype=object))
     return table, full.subset(left)
 

@@ -5,10 +5,15 @@ use the challenge organisers' ASV scores: ASVspoof 2019's ``ASVspoof2019.LA.asv.
 one trial per line, ``SOURCE KEY SCORE`` (``bonafide target 1.53``, ``A07 spoof -2.90``), where ``KEY`` is
 ``target``, ``nontarget`` or ``spoof``. :func:`read_asv_scores` reads that layout and its relatives: fields
 separated by white space or commas, the key in any one field, the score in the last; a header line and lines
-starting with ``#`` are skipped. :func:`asv_rates` turns them into the ASV error rates the t-DCF takes, as the
-official scripts do (:func:`sddkit.metrics.asv_rates_from_scores`); the t-EER (:func:`sddkit.metrics.t_eer`)
-takes the scores themselves. The lines name no utterance, so they cannot be joined with the countermeasure's
-scores trial by trial.
+starting with ``#`` are skipped. It reads the ASVspoof 5 evaluation package's layouts too: its README's SASV score
+file, ``SPEAKER UTT SCORE KIND`` (``LA_0015 LA_E_1103494 6.96 target``, the kind after the score), and a table
+whose header names the kind column ``asv-label`` and a score column (``asv-score``, else ``sasv-score``, else
+``score``), as its SASV key (``spk filename cm-label asv-label``) joined with its scores makes. The
+:class:`ASVScores` read feed the t-DCF's ASV rates, the t-EER and, for an SASV system's scores, the a-DCF
+(:func:`sddkit.metrics.a_dcf` of ``target``, ``nontarget`` and ``spoof``). :func:`asv_rates` turns them into
+the ASV error rates the t-DCF takes, as the official scripts do (:func:`sddkit.metrics.asv_rates_from_scores`);
+the t-EER (:func:`sddkit.metrics.t_eer`) takes the scores themselves. They are read by trial kind, not joined
+with the countermeasure's scores trial by trial.
 """
 
 from __future__ import annotations
@@ -41,23 +46,47 @@ class ASVScores:
         return asv_rates_from_scores(self.target, self.nontarget, self.spoof)
 
 
-def read_asv_scores(path: str | Path) -> ASVScores:
-    """The trials of an ASV score file (module docstring); ``ProtocolError`` names the first bad line."""
-    path = Path(path)
+def _text(path: Path, what: str = "ASV score file") -> str:
     try:
-        text = read_text(path)
+        return read_text(path)
     except UnicodeDecodeError as exc:
-        raise ProtocolError(f"{path}: {not_text(exc)}; an ASV score file is text") from None
+        raise ProtocolError(f"{path}: {not_text(exc)}; an {what} is text") from None
     except OSError as exc:
-        raise ProtocolError(f"{path}: cannot read the ASV score file ({exc.strerror or exc})") from None
+        raise ProtocolError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+
+
+def read_asv_scores(path: str | Path, key: str | Path | None = None) -> ASVScores:
+    """The trials of an ASV score file (module docstring); ``ProtocolError`` names the first bad line.
+
+    ``key``: the trials' kinds of a score table that names its trials but not their kinds (ASVspoof 5's
+    ``spk filename ... asv-score ...``), joined on the target speaker and the file as the ASVspoof 5 package joins
+    them (:func:`read_keyed_asv_scores`)."""
+    path = Path(path)
+    if key is not None:
+        return read_keyed_asv_scores(path, Path(key))
+    text = _text(path)
     found: dict[str, list[float]] = {key: [] for key in ASV_KEYS}
     first = True
+    columns: tuple[int, int] | None = None  # (kind, score) columns named by a header (ASVspoof 5's tables)
     for number, line in enumerate(text.splitlines(), 1):
         fields = [f for f in _SPLIT.split(line.strip()) if f]
         if not fields or fields[0].startswith("#"):
             continue
+        if first and columns is None:
+            columns = _header_columns(path, number, fields)
+            if columns is not None:
+                first = False
+                continue
+        if columns is not None:
+            found[_kind_cell(path, number, line, fields, columns[0])].append(
+                _score_cell(path, number, line, fields, columns[1])
+            )
+            continue
         keys = [f.lower() for f in fields[:-1] if f.lower() in found]
         score = _number(fields[-1])
+        if not keys and score is None and len(fields) >= 3 and fields[-1].lower() in found:
+            # SPEAKER UTT SCORE KIND: the ASVspoof 5 package's SASV score file, the kind after the score
+            keys, score = [fields[-1].lower()], _number(fields[-2])
         if first and score is None and not keys:  # a header line (e.g. "source,key,score")
             first = False
             continue
@@ -75,6 +104,10 @@ def read_asv_scores(path: str | Path) -> ASVScores:
                 "target/nontarget/spoof and ends with the score (e.g. 'bonafide target 1.53')" + _asv2021_hint(fields)
             )
         found[keys[0]].append(score)
+    return _by_kind(path, found)
+
+
+def _by_kind(path: Path, found: dict[str, list[float]]) -> ASVScores:
     missing = [key for key in ASV_KEYS if not found[key]]
     if missing:
         counts = ", ".join(f"{len(found[key])} {key}" for key in ASV_KEYS)
@@ -82,6 +115,153 @@ def read_asv_scores(path: str | Path) -> ASVScores:
             f"{path}: no {' or '.join(missing)} trials ({counts}); the ASV error rates of the t-DCF need all three"
         )
     return ASVScores(*(np.asarray(found[key], dtype=np.float64) for key in ASV_KEYS))
+
+
+_KIND_COLUMNS = ("asv-label", "asv_label")
+_SCORE_COLUMNS = ("asv-score", "asv_score", "sasv-score", "sasv_score", "score")
+
+
+def _header_columns(path: Path, number: int, fields: list[str]) -> tuple[int, int] | None:
+    """(kind column, score column) of a header naming ``asv-label`` (ASVspoof 5's SASV keys and tables), None for a
+    line that is no such header; a header of ASVspoof 5 SASV scores without their kinds, or of a key without
+    scores, is refused saying what to join."""
+    names = [f.lower() for f in fields]
+    kind = next((names.index(c) for c in _KIND_COLUMNS if c in names), None)
+    score = next((names.index(c) for c in _SCORE_COLUMNS if c in names), None)
+    if kind is not None and score is not None:
+        return kind, score
+    if kind is None and (score is None or names[score] == "score"):
+        return None  # no header, or another layout's ("source,key,score", the kind in a field of every line)
+    what = (
+        "names the trials' kinds (asv-label) but no score column (asv-score, sasv-score or score): the ASVspoof 5 "
+        "SASV key holds no scores"
+        if score is None
+        else f"names a score column ({names[score]}) but not the trials' kinds (asv-label): an ASVspoof 5 SASV score "
+        "file, whose kinds are in the SASV key (spk filename cm-label asv-label)"
+    )
+    raise ProtocolError(
+        f"{path}, line {number}: the header {fields} {what}; give the scores with the key (sdd eval --asv-scores "
+        "SCORES --asv-key KEY: joined on spk and filename as the ASVspoof 5 evaluation package joins them), one table "
+        "of both (the key's asv-label column beside the scores), or 'SPEAKER UTT SCORE KIND' lines"
+    )
+
+
+def _kind_cell(path: Path, number: int, line: str, fields: list[str], at: int) -> str:
+    kind = fields[at].lower() if at < len(fields) else ""
+    if kind not in ASV_KEYS:
+        raise ProtocolError(
+            f"{path}, line {number}: {line.strip()[:120]!r}: the asv-label {kind or '(none)'!r} is not target, "
+            "nontarget or spoof"
+        )
+    return kind
+
+
+def _score_cell(path: Path, number: int, line: str, fields: list[str], at: int) -> float:
+    score = _number(fields[at]) if at < len(fields) else None
+    if score is None:
+        cell = fields[at] if at < len(fields) else "(none)"
+        dash = (
+            " (an end-to-end SASV system's submission has no ASV score; its sasv-score, the a-DCF's input, is read "
+            "from a table without an asv-score column)"
+            if cell == "-"
+            else ""
+        )
+        raise ProtocolError(
+            f"{path}, line {number}: {line.strip()[:120]!r}: the score {cell!r} is not a finite number{dash}"
+        )
+    return score
+
+
+_SPEAKER_COLUMNS = ("spk", "tar_spk_anon")
+_TRIAL_COLUMNS = ("filename", "trial_anon")
+_TRACK2_LAYOUT = "TARGET_SPEAKER FLAC_FILE_NAME TARGET_GENDER ATTACK_LABEL ASV_KEY"
+
+
+def _rows(path: Path, what: str):
+    """(line number, cells) of each non-blank, non-``#`` line of a tab- or space-separated table."""
+    for number, line in enumerate(_text(path, what).splitlines(), 1):
+        text = line.strip()
+        if text and not text.startswith("#"):
+            yield number, [c.strip() for c in (text.split("\t") if "\t" in text else text.split())]
+
+
+def _column(path: Path, number: int, names: list[str], wanted: tuple[str, ...], what: str) -> int:
+    at = next((names.index(c) for c in wanted if c in names), None)
+    if at is None:
+        raise ProtocolError(f"{path}, line {number}: the header {names} has no {what} column ({' or '.join(wanted)})")
+    return at
+
+
+def read_asv_key(key: Path) -> dict[tuple[str, str], str]:
+    """{(target speaker, file): kind} of an ASVspoof 5 SASV key: the package's (a header naming ``spk`` or
+    ``tar_spk_anon``, ``filename`` or ``trial_anon``, and ``asv-label``; its full key tables' ``dummy`` rows of
+    ``track_2_tag`` left out, as its readers leave them) or the database's ``ASVspoof5.<dev|eval>.track_2.trial.tsv``
+    (``TARGET_SPEAKER FLAC_FILE_NAME TARGET_GENDER ATTACK_LABEL ASV_KEY``, no header)."""
+    kinds: dict[tuple[str, str], str] = {}
+    # (target speaker, file, kind, track_2_tag or None) columns and the row width: the track-2 list's by default
+    at: tuple[int, int, int, int | None] = (0, 1, 4, None)
+    width = 5
+    first = True
+    for number, cells in _rows(key, "SASV key"):
+        names = [c.lower() for c in cells]
+        if first and any(c in names for c in _KIND_COLUMNS):
+            at = (
+                _column(key, number, names, _SPEAKER_COLUMNS, "target speaker"),
+                _column(key, number, names, _TRIAL_COLUMNS, "file"),
+                _column(key, number, names, _KIND_COLUMNS, "trial kind"),
+                names.index("track_2_tag") if "track_2_tag" in names else None,
+            )
+            width, first = len(names), False
+            continue
+        first = False
+        if len(cells) != width:
+            raise ProtocolError(
+                f"{key}, line {number}: expected {width} columns (the SASV key's header, e.g. spk filename cm-label "
+                f"asv-label, or {_TRACK2_LAYOUT} lines), got {' '.join(cells)[:120]!r}"
+            )
+        spk, utt, kind, dummy = at
+        if dummy is not None and cells[dummy].lower() == "dummy":
+            continue
+        trial, value = (cells[spk], cells[utt]), cells[kind].lower()
+        if value not in ASV_KEYS:
+            raise ProtocolError(
+                f"{key}, line {number}: the trial kind {cells[kind]!r} is not target, nontarget or spoof"
+            )
+        if kinds.setdefault(trial, value) != value:
+            raise ProtocolError(f"{key}, line {number}: trial {trial} is {value} here and {kinds[trial]} above")
+    if not kinds:
+        raise ProtocolError(f"{key}: no trials in the SASV key")
+    return kinds
+
+
+def read_keyed_asv_scores(path: Path, key: Path) -> ASVScores:
+    """The ASV scores of a table naming each trial's target speaker (``spk``) and file (``filename``) with a score
+    column (``asv-score``, else ``sasv-score``, else ``score``), such as ASVspoof 5's SASV score files, by the kinds
+    :func:`read_asv_key` reads from ``key``; a trial the key does not list is an error."""
+    kinds = read_asv_key(key)
+    found: dict[str, list[float]] = {kind: [] for kind in ASV_KEYS}
+    at: tuple[int, int, int] | None = None
+    for number, cells in _rows(path, "ASV score file"):
+        if at is None:
+            names = [c.lower() for c in cells]
+            at = (
+                _column(path, number, names, _SPEAKER_COLUMNS, "target speaker"),
+                _column(path, number, names, _TRIAL_COLUMNS, "file"),
+                _column(path, number, names, _SCORE_COLUMNS, "score"),
+            )
+            continue
+        line = "\t".join(cells)
+        if len(cells) <= max(at):
+            raise ProtocolError(f"{path}, line {number}: {line[:120]!r}: fewer columns than the header")
+        kind = kinds.get((cells[at[0]], cells[at[1]]))
+        if kind is None:
+            raise ProtocolError(
+                f"{path}, line {number}: the trial ({cells[at[0]]}, {cells[at[1]]}) is not in the SASV key {key}"
+            )
+        found[kind].append(_score_cell(path, number, line, cells, at[2]))
+    if at is None:
+        raise ProtocolError(f"{path}: empty ASV score file")
+    return _by_kind(path, found)
 
 
 def asv_rates(path: str | Path) -> ASVRates:

@@ -34,7 +34,7 @@ from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 from sddkit.evaluation.groups import attack_groups, markdown_cell, partition_groups
 from sddkit.evaluation.groups import groups as value_groups
-from sddkit.evaluation.scores import CommonTrials, ScoreFile, common_trials
+from sddkit.evaluation.scores import OUTSIDE_PARTITIONS, CommonTrials, ScoreFile, common_trials
 from sddkit.metrics import CurveMetric, PairedDifference, eer_from_curve, min_dcf_from_curve, paired_bootstrap
 from sddkit.metrics.bootstrap import MIN_UNITS_PER_CLASS
 
@@ -249,6 +249,7 @@ def compare_scores(
     by: str | None = None,
     cluster_by: str | None = None,
     outside: UtteranceTable | None = None,
+    selection: str = OUTSIDE_PARTITIONS,
 ) -> Comparison:
     """Compare ``system`` with ``baseline``: R score files each (runs paired in the given order).
 
@@ -258,7 +259,8 @@ def compare_scores(
     value's spoofs against the bona fide trials, see :func:`_group_masks`). ``cluster_by``: a protocol column
     (e.g. ``speaker``) whose values the bootstrap resamples whole (see the module docstring). Raises
     ``ProtocolError`` on unequal run counts, an unknown metric or column, or common trials without both classes.
-    ``outside``: the protocol's rows left out (other partitions), whose scores are noted as such, not as strays.
+    ``outside``: the protocol's rows left out (other partitions), whose scores are noted as such, not as strays;
+    ``selection``: what left them out, as the note words it.
     """
     if metric not in COMPARE_METRICS:
         raise ProtocolError(f"unknown metric {metric!r}; known: {', '.join(COMPARE_METRICS)}")
@@ -273,7 +275,7 @@ def compare_scores(
     cluster_of = None if cluster_by is None else table.column(cluster_by).astype(str)  # unknown: ProtocolError
     if cluster_by is not None and not table.has_column(cluster_by):
         raise ProtocolError(f"the protocol's {cluster_by!r} column is empty: nothing to cluster by")
-    aligned, notes = _common_trials(table, [*baseline, *system], outside)
+    aligned, notes = _common_trials(table, [*baseline, *system], outside, selection)
     labels = table.labels[aligned.rows]
     n_bona = int(labels.sum())
     if n_bona < 1 or n_bona == labels.size:
@@ -419,10 +421,13 @@ def _compare(
 
 
 def _common_trials(
-    table: UtteranceTable, files: Sequence[ScoreFile], outside: UtteranceTable | None = None
+    table: UtteranceTable,
+    files: Sequence[ScoreFile],
+    outside: UtteranceTable | None = None,
+    selection: str = OUTSIDE_PARTITIONS,
 ) -> tuple[CommonTrials, list[str]]:
     """:func:`~sddkit.evaluation.scores.common_trials`, with a note on the trials some runs lack: they are left out."""
-    aligned, notes = common_trials(table, list(files), outside)
+    aligned, notes = common_trials(table, list(files), outside, selection)
     if len(aligned.partial) and not len(aligned.rows):
         # was "the 0 trials every score file covers hold 0 bona fide and 0 spoof: a comparison needs both classes"
         raise ProtocolError(

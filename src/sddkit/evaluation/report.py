@@ -49,7 +49,8 @@ is the concurrent t-EER (:func:`sddkit.metrics.t_eer`, in percent) of the pooled
 before that ASV system, with its CM and ASV thresholds; null without them (and, with the reason at
 ``pooled.t_eer_note``, when the t-EER is undefined). Each protocol utterance counts once there, where the
 ASVspoof 5 package counts a CM score once per SASV trial it enters: the figures agree when the protocol lists the
-trials (one row per trial). ASV score lines name no utterance, so no per-trial join is made.
+trials (one row per trial). The ASV scores are taken by trial kind (most layouts name no utterance): no per-trial
+join is made.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ from sddkit.evaluation.asv import ASVScores
 from sddkit.evaluation.compare import min_replicates
 from sddkit.evaluation.gate_weights import gate_weight_table
 from sddkit.evaluation.groups import attack_groups, groups, markdown_cell, named
-from sddkit.evaluation.scores import EXPERT_USE_PREFIX, ScoreFile, match_scores
+from sddkit.evaluation.scores import EXPERT_USE_PREFIX, OUTSIDE_PARTITIONS, ScoreFile, match_scores
 from sddkit.metrics import (
     ASVRates,
     CurveMetric,
@@ -368,6 +369,7 @@ def _aligned_scores(
     gate_weights: object | None,
     expert_names: Sequence[str] | None,
     outside: UtteranceTable | None = None,
+    selection: str = OUTSIDE_PARTITIONS,
 ) -> _Aligned:
     if isinstance(scores, ScoreFile):
         if gate_weights is not None or expert_names is not None:
@@ -375,7 +377,7 @@ def _aligned_scores(
                 "gate weights and their experts' names come from the score file; pass gate_weights and "
                 "expert_names only with a score array"
             )
-        match = match_scores(table, scores, outside=outside)
+        match = match_scores(table, scores, outside=outside, selection=selection)
         return _Aligned(
             match.table, match.scores, match.to_dict(), match.gate_weights, match.expert_names, match.expert_use
         )
@@ -442,6 +444,7 @@ def evaluate(
     expert_names: Sequence[str] | None = None,
     outside: UtteranceTable | None = None,
     asv_scores: ASVScores | None = None,
+    selection: str = OUTSIDE_PARTITIONS,
 ) -> Report:
     """Evaluate ``scores`` (a read score file, or an array aligned with ``table``) against ``table``.
 
@@ -450,13 +453,14 @@ def evaluate(
     ``gate_weights`` (and optionally their ``expert_names``) with a score array.
 
     ``outside``: with a score file, the protocol's rows left out of ``table`` (its other partitions): their
-    scores are reported as such, not as scores without a protocol entry (see :func:`match_scores`).
+    scores are reported as such, not as scores without a protocol entry (see :func:`match_scores`); ``selection``:
+    what left them out, as the note words it (other partitions, a reader's ``codecs=[...]``).
 
     ``asv_scores``: an ASV system's scores (:func:`sddkit.evaluation.asv.read_asv_scores`); the pooled entries
     then hold the t-EER of the scores before it (module docstring). The t-DCFs take ``config.asv``.
     """
     cfg = config or EvalConfig()
-    aligned = _aligned_scores(table, scores, gate_weights, expert_names, outside)
+    aligned = _aligned_scores(table, scores, gate_weights, expert_names, outside, selection)
     table, s, matching, gates = aligned.table, aligned.scores, aligned.matching, aligned.gate_weights
     y = table.labels
     if matching is not None and int(y.sum()) in (0, y.size):

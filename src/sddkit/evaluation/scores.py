@@ -6,11 +6,15 @@ Formats (``format=None`` detects them from the first non-comment line):
 |-------------------|----------------------------------------------------------------|---------|
 | asvspoof2019      | ``UTT SOURCE KEY SCORE`` (4 columns, KEY bonafide/spoof) or ``UTT SCORE`` | utt_id |
 | asvspoof2021      | ``UTT SCORE`` (whitespace separated)                           | utt_id  |
-| asvspoof5         | TSV with header ``filename<TAB>cm-score[<TAB>...]``            | utt_id  |
+| asvspoof5         | TSV with header ``filename<TAB>cm-score[<TAB>...]`` (also ``spk`` first, see below) | utt_id |
 | asvspoof5_keyed   | ``SPEAKER UTT SCORE KEY`` (the ASVspoof 5 package's keyed score file) | utt_id |
 | csv               | CSV with header ``path,score`` or ``utt_id,score`` (more columns ignored) | path / utt_id |
 | tsv               | the same, tab-separated: header ``path<TAB>score`` or ``utt_id<TAB>score`` | path / utt_id |
 | jsonl             | JSON lines with ``path`` or ``utt_id`` and ``score`` (``sdd score`` JSONL)  | path / utt_id |
+
+An ``asvspoof5`` TSV with a ``spk`` column is ASVspoof 5's track-2 submission (``spk filename cm-score asv-score
+sasv-score``), a row per SASV trial: an utterance in several trials repeats its CM score, read once (another score
+for it is an error, and so is an end-to-end system's ``-``).
 
 Files are UTF-8, or UTF-16 with a BOM (as Windows PowerShell's ``>`` writes them). Lines starting with
 ``#`` and blank lines are skipped. Malformed lines, duplicate ids, non-finite scores and scores written with a
@@ -178,8 +182,11 @@ def _is_number(token: str) -> bool:
 class _Collector:
     """Accumulates (id, score[, key]) rows, refusing duplicate ids."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, trials: bool = False):
         self.path = path
+        # a score per SASV trial (ASVspoof 5's track-2 submission, spk + filename): an utterance in several trials
+        # repeats its CM score, read once; another score for it is refused
+        self.trials = trials
         self.ids: list[str] = []
         self.scores: list[float] = []
         self.keys: list[str] = []
@@ -187,6 +194,7 @@ class _Collector:
         self.gates: list[list[float]] = []
         self.uses: list[list[float]] = []
         self._first_line: dict[str, int] = {}
+        self._row: dict[str, int] = {}  # id -> its row
 
     def add(
         self,
@@ -200,7 +208,17 @@ class _Collector:
         if not utt:
             raise ProtocolError(f"{self.path}:{line}: empty utterance id")
         if utt in self._first_line:
-            raise ProtocolError(f"{self.path}:{line}: duplicate id {utt!r} (first on line {self._first_line[utt]})")
+            first = self._first_line[utt]
+            if self.trials and score == self.scores[self._row[utt]]:
+                return  # the same utterance's CM score in another SASV trial
+            if self.trials:
+                raise ProtocolError(
+                    f"{self.path}:{line}: utterance {utt!r} has the score {score!r} here and "
+                    f"{self.scores[self._row[utt]]!r} on line {first}; a countermeasure scores an utterance once, "
+                    "whichever SASV trial (spk) it is in"
+                )
+            raise ProtocolError(f"{self.path}:{line}: duplicate id {utt!r} (first on line {first})")
+        self._row[utt] = len(self.ids)
         self._first_line[utt] = line
         self.ids.append(utt)
         self.scores.append(score)
@@ -374,13 +392,14 @@ def _read_delimited(
 ):
     if column is not None:  # another column than the score (sdd fuse --column raw_score): that one only
         score_columns = (column.strip().lower(),)
-    out = _Collector(path)
     records = _records(path, delimiter)
     first = next(((n, row) for n, row, hashed in records if not hashed), None)  # comments above the header
     if first is None:
         raise ProtocolError(f"{path}: no scores in file")
     header_line, header_cells = first
     header = [h.strip().lower() for h in header_cells]
+    # ASVspoof 5's track-2 submission (spk filename cm-score asv-score sasv-score): a row per SASV trial
+    out = _Collector(path, trials=fmt == "asvspoof5" and "spk" in header)
     id_col = next((c for c in id_columns if c in header), None)
     score_col = next((c for c in score_columns if c in header), None)
     if id_col is None or score_col is None:
@@ -416,6 +435,12 @@ def _read_delimited(
         key = (row[i_key].strip() or None) if i_key is not None else None  # an empty cell: no label given
         gate = _gate_values([row[i] for i in i_gates], where) if i_gates else None
         use = _gate_values([row[i] for i in i_uses], where, EXPERT_USE_PREFIX) if i_uses else None
+        if out.trials and row[i_score].strip() == "-":
+            raise ProtocolError(
+                f"{where}: {score_col} '-': a track-2 submission of an end-to-end SASV system holds no "
+                "countermeasure scores (its sasv-score is a speaker-verification score: sdd eval --asv-scores takes it "
+                "joined with the SASV key's asv-label column)"
+            )
         out.add(number, row[i_id].strip(), _score(row[i_score].strip(), where), key, gate, use)
     columns = tuple(cell.strip() for cell in header_cells)
     return out.result(fmt, id_kind="path" if id_col == "path" else "utt_id", columns=columns)
@@ -548,6 +573,14 @@ def detect_score_format(path: str | Path) -> str:
         return "asvspoof2019"
     if len(parts) == 4 and _is_number(parts[2]) and _is_key(parts[3]):
         return "asvspoof5_keyed"
+    if len(parts) == 4 and _is_number(parts[2]) and parts[3].lower() in ("target", "nontarget"):
+        # the ASVspoof 5 package's SASV score file (SPEAKER UTT SCORE KIND): a score per speaker-verification trial
+        raise ProtocolError(
+            f"{path}:{number}: an SASV score file (SPEAKER UTT SCORE KIND, KIND target/nontarget/spoof): its scores "
+            "are a speaker-verification system's, one per trial, not a countermeasure's bona fide scores; give it as "
+            "sdd eval --asv-scores (the t-DCF's ASV rates and the t-EER), or as the --protocol (its kinds key the "
+            "utterances), and the countermeasure's scores as --scores"
+        )
     tokens = re.split(r"[\s;]+", lower)
     if any(c in tokens for c in _ID_COLUMNS) and any(c in tokens for c in _SCORE_COLUMNS):
         # e.g. `utt_id score` above `UTT SCORE` lines, or a spreadsheet's `utt_id;score`: was "cannot tell the score
@@ -816,7 +849,16 @@ def _try_match(proto: np.ndarray, sk: np.ndarray, how: str, scores: ScoreFile) -
     return rows, ""
 
 
-def match_scores(table: UtteranceTable, scores: ScoreFile, outside: UtteranceTable | None = None) -> ScoreMatch:
+# what the rows of ``outside`` are outside of, as match_scores' note words it (``selection``)
+OUTSIDE_PARTITIONS = "the selected partitions"
+
+
+def match_scores(
+    table: UtteranceTable,
+    scores: ScoreFile,
+    outside: UtteranceTable | None = None,
+    selection: str = OUTSIDE_PARTITIONS,
+) -> ScoreMatch:
     """Join scores with protocol rows by utt_id, else path, else path stem (the best-covering wins).
 
     Raises ProtocolError when no score matches; a partial match is reported in the result's
@@ -825,6 +867,8 @@ def match_scores(table: UtteranceTable, scores: ScoreFile, outside: UtteranceTab
     ``outside``: the protocol's rows left out of the evaluation (its other partitions, ``sdd eval
     --partitions``); a score of one of them is counted and named as such (``n_scores_outside``), not as a score
     with no protocol entry: a whole ASVspoof 2021 score file evaluated on its ``eval`` phase has no stray score.
+    ``selection``: what left them out, as the note says it (the selected partitions; a reader's selection option,
+    ``codecs=[C01]``, leaves trials out alike).
 
     A key kind that cannot cover more rows than one before it is not tried (its keys are not built): at
     ASVspoof 5 size, 1M trials keyed by utt_id, building every path and stem took 30 s. By path it is still
@@ -886,8 +930,7 @@ def match_scores(table: UtteranceTable, scores: ScoreFile, outside: UtteranceTab
     notes = []
     if n_outside:
         notes.append(
-            f"{n_outside} of {len(scores)} scores are of protocol utterances outside the selected partitions "
-            "(not evaluated)"
+            f"{n_outside} of {len(scores)} scores are of protocol utterances outside {selection} (not evaluated)"
         )
     if len(unmatched_score):
         notes.append(f"{len(unmatched_score)} of {len(scores)} scores have no protocol entry (ignored)")
@@ -942,7 +985,10 @@ class CommonTrials:
 
 
 def common_trials(
-    table: UtteranceTable, files: list[ScoreFile] | tuple[ScoreFile, ...], outside: UtteranceTable | None = None
+    table: UtteranceTable,
+    files: list[ScoreFile] | tuple[ScoreFile, ...],
+    outside: UtteranceTable | None = None,
+    selection: str = OUTSIDE_PARTITIONS,
 ) -> tuple[CommonTrials, list[str]]:
     """Join every score file with ``table`` as :func:`match_scores` does (``outside`` as there), and keep the trials
     every file scores: ``sdd compare``'s runs and ``sdd fuse``'s systems. Returns the join and each file's notes
@@ -957,7 +1003,7 @@ def common_trials(
     for k, score_file in enumerate(files):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # kept as notes below
-            match = match_scores(table, score_file, outside)
+            match = match_scores(table, score_file, outside, selection)
         notes += [f"{score_file.path}: {n}" for n in match.warnings]
         scored[k, match.protocol_rows] = True
         values[k, match.protocol_rows] = match.scores

@@ -108,8 +108,8 @@ def asv2019_trial_error(path: Path, lineno: int, fields: list[str]) -> ProtocolE
     """The error for a line of an ASVspoof 2019 ASV protocol (``ASVspoof2019.LA.asv.eval.gi.trl.txt``:
     ``LA_0007 LA_E_1012823 A07 spoof``, SPEAKER UTTERANCE SYSTEM KEY), None for any other line: such a file sits
     next to the CM protocols, and was "cannot tell the format" or "expected 5 fields, got 4"."""
-    if len(fields) != 4 or not _ASV2019_ID.match(fields[1]):
-        return None
+    if len(fields) != 4 or not _ASV2019_ID.match(fields[1]) or is_keyed_score_line(fields):
+        return None  # a number third: the ASVspoof 5 package's keyed score file (SPEAKER UTT SCORE KEY), read
     key = fields[3].lower()
     if key in _ASV_KEYS or (key == "spoof" and _ASV2019_SYSTEM.match(fields[2])):
         return located(
@@ -531,3 +531,189 @@ def read_asvspoof5(cfg: ASVspoof5Config, **_: object) -> UtteranceTable:
         lines.append(lineno)
     check_selected(proto, "codecs", wanted, codecs)
     return build_table_rows(_ASV5_COLUMNS, rows, proto, lines)
+
+
+# --- ASVspoof 5 evaluation-package keys ---------------------------------------------------------
+
+
+@dataclass
+class ASVspoof5KeyConfig:
+    """protocol: a key of the ASVspoof 5 evaluation package (module docstring of :func:`read_asvspoof5_key`);
+    root: folder holding flac_T/flac_D/flac_E_eval."""
+
+    protocol: str
+    root: str | None = None
+    partition: str | None = None  # train/dev/eval; by default from the id prefix (T_/D_/E_)
+    corpus: str = "asvspoof5"
+    codecs: list[str] | None = field(default=None)  # keep only these codec values (a key with a codec column)
+
+
+# a header's names of a column, as the package's util.load_tsv renames them (trial_anon -> filename, ...)
+_KEY_ID_COLUMNS = ("filename", "trial_anon")
+_KEY_LABEL_COLUMNS = ("cm-label", "cm_label")
+_KEY_ATTACK_COLUMNS = ("attack_anon", "attack", "attack_label")
+_KEY_CODEC_COLUMNS = ("codec",)
+# an SASV trial's kind: a target or non-target trial is of a bona fide utterance, a spoof trial of a spoofed one
+SASV_CM_LABELS = {"target": "bonafide", "nontarget": "bonafide", "non-target": "bonafide", "spoof": "spoof"}
+_KEYED_LAYOUT = "SPEAKER UTTERANCE SCORE KEY, KEY bonafide/spoof or target/nontarget/spoof"
+
+
+def _key_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def asvspoof5_key_header(line: str) -> list[str] | None:
+    """The lower-cased column names of a header line of an ASVspoof 5 package key (a ``filename`` or
+    ``trial_anon`` column and a ``cm-label`` one, tab- or space-separated), None for any other line."""
+    names = [n.strip().lower() for n in re.split(r"[\t ]+", line.strip()) if n.strip()]
+    if any(c in names for c in _KEY_ID_COLUMNS) and any(c in names for c in _KEY_LABEL_COLUMNS):
+        return names
+    return None
+
+
+def is_keyed_score_line(tokens: list[str]) -> bool:
+    """``SPEAKER UTTERANCE SCORE KEY`` with KEY bonafide/spoof (a CM score file) or target/nontarget/spoof (an SASV
+    score file): the ASVspoof 5 package README's score files, which carry their trials' keys."""
+    key = tokens[3].lower() if len(tokens) == 4 else ""
+    return (key in ASVSPOOF_LABELS or key in SASV_CM_LABELS) and _key_number(tokens[2])
+
+
+@dataclass
+class _KeyRows:
+    """One row per utterance of a key that may list an utterance in several SASV trials (each with its target
+    speaker): the trials of an utterance must agree on its CM label; the first trial's line stands for it."""
+
+    proto: Path
+    rows: list[tuple] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    first: dict[str, tuple[int, str]] = field(default_factory=dict)  # utt -> (line, label)
+
+    def add(self, lineno: int, utt: str, label: str, row: tuple) -> None:
+        seen = self.first.get(utt)
+        if seen is None:
+            self.first[utt] = (lineno, label)
+            self.rows.append(row)
+            self.lines.append(lineno)
+        elif seen[1] != label:
+            raise located(
+                self.proto,
+                lineno,
+                f"utterance {utt!r} is {label} here and {seen[1]} on line {seen[0]}; an utterance's trials share its "
+                "CM key",
+            )
+
+
+_KEY_COLUMNS = (
+    *("utt_id", "path", "label", "attack", "source", "speaker", "corpus"),
+    *("partition", "codec"),
+)
+
+
+@PROTOCOLS.register("asvspoof5_key", config=ASVspoof5KeyConfig)
+def read_asvspoof5_key(cfg: ASVspoof5KeyConfig, **_: object) -> UtteranceTable:
+    """ASVspoof 5 evaluation-package key: filename<TAB>cm-label, the SASV key, or SPEAKER UTT SCORE KEY lines.
+
+    The keys of the ASVspoof 5 evaluation package (``asvspoof-challenge/asvspoof5``, ``evaluation-package/``):
+
+    - the CM key its ``evaluation.py --cm_keys`` takes, a TSV with a header: ``filename<TAB>cm-label``
+      (``E_000001<TAB>bonafide``); the SASV key (``--sasv_keys``: ``spk filename cm-label asv-label``) and the full
+      key tables (space-separated, ``trial_anon``/``filename``, ``cm-label``, ``attack_anon``, ``codec``, ...) by
+      the same header names, in any order; other columns are ignored;
+    - the score files its README shows, which carry their keys: ``SPEAKER UTTERANCE SCORE KEY`` with KEY
+      ``bonafide``/``spoof`` (a CM score file) or ``target``/``nontarget``/``spoof`` (an SASV score file, whose
+      target and non-target trials are of bona fide utterances); the score is not read here.
+
+    An utterance listed in several SASV trials is one row (its trials must agree on its CM key). ``codecs`` keeps
+    the trials of those codecs (a key with a codec column, ``-`` = uncoded, read as ``none``).
+    """
+    proto = require_file(cfg.protocol, "ASVspoof 5 key")
+    dirs = _AudioDirs(cfg.root, proto, _dirs_asv5)
+    wanted = None if cfg.codecs is None else ["none" if c == "-" else c for c in cfg.codecs]
+    words = Words()
+    out = _KeyRows(proto)
+    codecs: set[str] = set()
+    header: list[str] | None = None
+    at: dict[str, int | None] = {}
+    sasv = first = False
+    for lineno, line in iter_lines(proto):
+        if not first:
+            first = True
+            header = asvspoof5_key_header(line)
+            if header is not None or wanted is not None:
+                at = _key_columns(header, proto, lineno, wanted)
+            if header is not None:
+                continue
+        speaker, utt, key, attack, codec = _key_fields(line, header, at, proto, lineno)
+        kind = key.strip().lower()
+        sasv = sasv or kind in ("target", "nontarget", "non-target")
+        label = ASVSPOOF_LABELS.get(kind) or SASV_CM_LABELS.get(kind)
+        if label is None:
+            raise located(proto, lineno, f"key {key!r} is not bonafide/spoof (CM) or target/nontarget/spoof (SASV)")
+        codec = "none" if codec in ("-", "none") else words[codec]
+        if at.get("codec") is not None:
+            codecs.add(codec)
+        if wanted is not None and codec not in wanted:
+            continue
+        partition = cfg.partition or partition_from_id(utt)
+        attack = "bonafide" if label == "bonafide" else words[attack]
+        row = (utt, "", label, attack, cfg.corpus, speaker, cfg.corpus, partition, codec)
+        out.add(lineno, utt, label, row)
+    check_selected(proto, "codecs", wanted, codecs)
+    # paths once per utterance; an SASV trial's first field is its target speaker, not the utterance's
+    rows = [
+        (r[0], dirs.path(r[7], n, r[0]), *r[2:5], "" if sasv else r[5], *r[6:]) for r, n in zip(out.rows, out.lines)
+    ]
+    omit = [] if at.get("codec") is not None else ["codec"]
+    return build_table_rows(_KEY_COLUMNS, rows, proto, out.lines, omit=omit)
+
+
+def _key_fields(
+    line: str, header: list[str] | None, at: dict[str, int | None], proto: Path, lineno: int
+) -> tuple[str, str, str, str, str]:
+    """(speaker, utterance, key, attack, codec) of a key's line: by the header's columns (``at``), or of a
+    ``SPEAKER UTTERANCE SCORE KEY`` line (no attack, no codec)."""
+    if header is None:
+        fields = line.split()
+        if len(fields) != 4 or not is_keyed_score_line(fields):
+            raise located(proto, lineno, f"expected {_KEYED_LAYOUT}, got {line!r}")
+        speaker, utt, _score, key = fields
+        return speaker, utt, key, "", ""
+    cells = [c.strip() for c in (line.split("\t") if "\t" in line else line.split())]
+    if len(cells) != len(header):
+        raise located(proto, lineno, f"expected {len(header)} columns like the header, got {len(cells)}: {line!r}")
+
+    def cell(name: str) -> str:
+        i = at[name]
+        return cells[i] if i is not None else ""
+
+    return "", cell("id"), cell("label"), cell("attack"), cell("codec")
+
+
+def _key_columns(header: list[str] | None, proto: Path, lineno: int, wanted: list[str] | None) -> dict[str, int | None]:
+    """Where a key's header puts the id, label, attack and codec columns (None: not there); ``wanted`` (the codecs
+    option) needs a codec column."""
+
+    def find(names: tuple[str, ...]) -> int | None:
+        return next((header.index(n) for n in names if n in header), None) if header else None
+
+    if wanted is not None and find(_KEY_CODEC_COLUMNS) is None:
+        raise located(
+            proto,
+            lineno,
+            f"codecs={wanted}: this key has no codec column to select by (read the full key, or the "
+            "ASVspoof5.<dev|eval>.track_1.tsv protocol, whose CODEC column the asvspoof5 reader selects by)",
+        )
+    if header is None:
+        return {}
+    if len(set(header)) != len(header):
+        raise located(proto, lineno, f"the header {header} names a column twice")
+    return {
+        "id": find(_KEY_ID_COLUMNS),
+        "label": find(_KEY_LABEL_COLUMNS),
+        "attack": find(_KEY_ATTACK_COLUMNS),
+        "codec": find(_KEY_CODEC_COLUMNS),
+    }

@@ -5,7 +5,9 @@ manifest, a plain ``path,label`` CSV (also ``;``- or tab-separated), In-the-Wild
 FakeAVCeleb ``meta_data.csv``, Common Voice ``*.tsv``, LJSpeech ``metadata.csv`` and, by their
 whitespace-separated field layout, ASVspoof 2019 LA/PA (5 fields), 2021 LA (8) / DF (13; the stage-1 keys of
 both tracks have 8, told apart by the trial id),
-ASVspoof 5 (10, or the 6-field pre-release) and ADD 2022 (``<file> genuine|fake``). Folders:
+ASVspoof 5 (10, or the 6-field pre-release), the ASVspoof 5 evaluation package's keys (a ``filename<TAB>cm-label``
+header, or ``SPEAKER UTT SCORE KEY`` lines with KEY bonafide/spoof or target/nontarget/spoof) and ADD 2022
+(``<file> genuine|fake``). Folders:
 sddbench (``manifest.csv``), generic ``bonafide/``+``spoof/``, FakeAVCeleb, In-the-Wild, LJSpeech,
 VCTK, Common Voice, MLAAD, LibriSpeech, Fake-or-Real.
 Anything else is a :class:`ProtocolError` that says what was seen and lists the formats; ASVspoof files
@@ -21,7 +23,7 @@ import re
 from pathlib import Path
 
 from sddkit.data.protocols._common import BONAFIDE_SPOOF_WORDS, header_fields, misspelt_columns
-from sddkit.data.protocols.asvspoof import asv2019_trial_error
+from sddkit.data.protocols.asvspoof import asv2019_trial_error, asvspoof5_key_header, is_keyed_score_line
 from sddkit.data.protocols.bonafide import mailabs_book
 from sddkit.data.protocols.fake_or_real import find_for_splits
 from sddkit.data.protocols.fakeavceleb import FAKEAVCELEB_CATEGORIES, FAKEAVCELEB_META_COLUMNS
@@ -86,6 +88,8 @@ def _refuse_mailabs_book(d: Path) -> None:
 
 
 def _detect_headed(path: Path, line: str) -> str | None:
+    if asvspoof5_key_header(line) is not None:  # filename<TAB>cm-label: the ASVspoof 5 package's CM key
+        return "asvspoof5_key"
     comma = _csv_header(line, ",")
     if {"utt_id", "label"} <= comma:
         return "utterance_table"
@@ -197,6 +201,8 @@ def _detect_fields(tokens: list[str]) -> str | None:
         return "asvspoof5"
     if n == 2 and tokens[1].lower() in {"genuine", "fake"}:
         return "add2022"
+    if is_keyed_score_line(tokens):  # SPEAKER UTT SCORE KEY: the ASVspoof 5 package's CM or SASV score file
+        return "asvspoof5_key"
     return None
 
 
