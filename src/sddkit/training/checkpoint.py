@@ -42,7 +42,7 @@ from safetensors.torch import load_file, save_file
 from sddkit.detectors.model_dir import atomic_write_bytes, weights_digest
 from sddkit.documents import read_versioned_json
 from sddkit.errors import CheckpointError
-from sddkit.outputs import fsync_dir, fsync_file
+from sddkit.outputs import _set_new_file_mode, fsync_dir, fsync_file
 
 STATE_JSON = "state.json"
 STATE_TENSORS = "state.safetensors"
@@ -159,6 +159,9 @@ def save_checkpoint(root: str | Path, name: str, state: dict[str, Any], *, updat
     try:
         tmp.mkdir(parents=True)
         _write_tensors(tensors, tmp / STATE_TENSORS)
+        # safetensors creates its file 0600 whatever the umask, where state.json beside it follows the umask: a
+        # colleague (or a service account) could read a run's records but not resume or average its checkpoints
+        _set_new_file_mode(str(tmp / STATE_TENSORS))
         fsync_file(tmp / STATE_TENSORS)  # durable before the rename publishes it (state.json is fsynced too)
         atomic_write_bytes(tmp / STATE_JSON, (json.dumps(document, indent=1) + "\n").encode())
         fsync_dir(tmp)

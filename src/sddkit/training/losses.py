@@ -196,7 +196,9 @@ def pooled_over_ranks(parts: LossParts, loss_fn: object, labels: Tensor, world_s
     if world_size <= 1 or not dist.is_initialized() or not isinstance(loss_fn, DetectionLoss) or not loss_fn.weighted:
         return parts
     local = loss_fn.classification_weight(labels)
-    sums = torch.tensor([local, local * float(parts.ce)], dtype=torch.float64, device=labels.device)
+    # detached: float() of a tensor that records its graph warns once per process ("Converting a tensor with
+    # requires_grad=True to a scalar"), in every DDP run of a class-weighted recipe
+    sums = torch.tensor([local, local * float(parts.ce.detach())], dtype=torch.float64, device=labels.device)
     dist.all_reduce(sums, op=dist.ReduceOp.SUM)
     scaled = parts.ce * (local * world_size / float(sums[0]))
     pooled_mean = torch.tensor(float(sums[1] / sums[0]), dtype=parts.ce.dtype, device=parts.ce.device)

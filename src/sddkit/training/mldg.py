@@ -58,7 +58,8 @@ batches; none of these differed from ERM on the unseen sources.
 
 A batch with too few domains to split (fewer than ``n_meta_test + 1``) takes a plain step on the
 meta-train loss of the whole batch (reported as ``mldg/fallback``); if the first 20 batches all do,
-a warning says so once (the run would be ERM in all but name).
+a warning says so once (the run would be ERM in all but name). Training data whose spoofs hold fewer domains than
+that altogether, which no batch could split, is refused before the first step (:meth:`MLDG.check_data`).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -249,6 +251,28 @@ class MLDG:
                 f"domain blocks; data.sampler 'domain_batch' gives {blocks} per batch: raise data.batch_size or "
                 "data.sampler_options.n_domains_per_step, or lower strategy.n_meta_test"
             )
+
+    def check_data(self, dataset: Any, column: str) -> None:
+        """Refuse, before training, training data whose spoofs hold fewer than ``n_meta_test + 1`` domains
+        (``data.domain_column``, e.g. a ``path,label`` CSV whose ``attack`` column is empty): no batch could ever be
+        split, so every step would be a plain step on the whole batch, ERM under MLDG's name, whatever the sampler
+        (``domain_batch`` refuses it when it is built; the others said so in a warning after 20 steps)."""
+        labels, domains = getattr(dataset, "labels", None), getattr(dataset, "domains", None)
+        if labels is None or domains is None:  # a dataset of one's own without them: the steps' warning stays
+            return
+        labels, domains = np.asarray(labels), np.asarray(domains)
+        spoof = np.unique(domains[labels == 0])
+        need = self.cfg.n_meta_test + 1
+        if spoof.size >= need:
+            return
+        names = getattr(dataset, "domain_names", None)
+        found = sorted({names[int(d)] if names is not None and 0 <= int(d) < len(names) else str(d) for d in spoof})
+        raise ConfigError(
+            f"strategy mldg holds out strategy.n_meta_test={self.cfg.n_meta_test} domain(s) per step, so it needs "
+            f"spoofs of at least {need} domains (data.domain_column {column!r}); the training data's spoofs have "
+            f"{found}: every step would be a plain step on the whole batch, ERM under MLDG's name. Set "
+            "data.domain_column to a column naming the attack systems (or sources), or train with strategy: erm"
+        )
 
     def _count(self, fell_back: bool) -> None:
         self._steps += 1

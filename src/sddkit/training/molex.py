@@ -136,6 +136,16 @@ def trained_molex_problem(model: nn.Module) -> str | None:
     return None
 
 
+def molex_layer_names(model: nn.Module) -> list[str] | None:
+    """The adapted projections of ``model``'s MoLEx front-end (``layers.0.q``, ``layers.0.k``, ...): the order of the
+    M layers of its per-layer statistics ``(B, M, E)`` and of molex_report.json's ``expert_use_per_layer`` rows.
+    None unless the model has exactly one MoLEx front-end (a mixture of MoLEx experts reports no such statistics)."""
+    from sddkit.frontends.ssl import SSLFrontend
+
+    found = [m for m in model.modules() if isinstance(m, SSLFrontend) and m.adapter == "molex"]
+    return list(found[0].adapted_names) if len(found) == 1 else None
+
+
 def _stay_in_eval(module: nn.Module, mode: bool = True) -> nn.Module:
     """``train`` of a frozen norm layer: always eval mode, whatever ``mode`` its parent passes down."""
     return nn.Module.train(module, False)

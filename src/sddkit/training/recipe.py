@@ -490,7 +490,8 @@ class MolexConfig:
     add_experts: with ``init_from``, grow the front-end by this many experts and train only the new
     experts and the new router rows (plus the back-end if ``train_backend``).
     old_eval: protocols of the previously learned domains, scored before and after training to
-    measure forgetting (EER) in ``out_dir/molex_report.json``; expert use per attack system is
+    measure forgetting (EER) in ``out_dir/molex_report.json`` (a ``--resume`` that adds or changes it scores the model
+    as it was before the addition, ``init_from``, on it again); expert use per attack system is
     reported on the validation data (and on ``old_eval``). The frozen parts' BatchNorm layers stay in
     eval mode while the new experts train (their running statistics are not updated). The report is
     written after ``best/`` and ``final/``: a data set the model then scores non-finite is reported as

@@ -23,7 +23,8 @@ early stopping, best-checkpoint selection, averaging of the top-k checkpoints; c
                          checkpoint's), with ``resumes`` and ``checkpoint_recipe_changes`` after a resume under a
                          changed recipe; best/'s model config and inference window are its checkpoint's too
       molex_report.json  with a ``molex`` section: forgetting and expert use per attack system
-                         (``expert_use``: mean over the adapted layers; ``expert_use_per_layer``: each layer's)
+                         (``expert_use``: mean over the adapted layers; ``expert_use_per_layer``: each layer's,
+                         one row per adapted projection in the order ``layers`` names them, ``layers.0.q``, ...)
 
 Reproducibility: the data order is a function of (seed, epoch, rank); the python/numpy/torch
 generators, optimiser, schedule and strategy states are checkpointed; validation runs with the
@@ -135,6 +136,7 @@ from sddkit.training.molex import (
     eer_by_attack,
     expert_use_by_attack,
     grown_frontend_config,
+    molex_layer_names,
     trained_molex_problem,
 )
 from sddkit.training.provenance import (
@@ -327,8 +329,10 @@ class Trainer:
                 "would train afresh and replace them); continue from one of them in another trainer.out_dir with "
                 "init_from=, or delete them to train there afresh"
             )
-        # old-domain results of the model as it was, before any expert is added (a resume has them saved)
-        molex_before = None if resuming else self._molex_before()
+        # old-domain results of the model as it was, before any expert is added (a resume has them saved, unless
+        # molex.old_eval changed since: then its saved ones are of other data, or none, and are scored again here)
+        rescore_before = resuming and self._old_eval_changed()
+        molex_before = self._molex_before() if not resuming or rescore_before else None
         self._grow(self.module)
         seed_everything(rank_seed(r.seed, self.info.rank))  # then distinct dropout/augmentation streams per rank
         self.assembled = self._nothing_to_learn()
@@ -352,6 +356,9 @@ class Trainer:
         check_batches = getattr(self.strategy, "check_batches", None)  # a strategy that needs batches of a kind
         if check_batches is not None:
             check_batches(first_epoch)
+        check_data = getattr(self.strategy, "check_data", None)  # ... or training data of a kind (MLDG: domains)
+        if check_data is not None:
+            check_data(self.train_data, r.data.domain_column)
         if cfg.ema_decay is not None:
             self.bn_estimate = self._build_bn_estimate()
         planned = cfg.epochs * self.steps_per_epoch
@@ -360,7 +367,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, r.schedule, self.total_steps, check=not resuming)
         self._step_lr = self.optimizer.param_groups[0]["lr"]  # the lr of the last step taken (logged with it)
         resumed_from = self._load_latest() if self.resume else None
-        if resumed_from is None:
+        if resumed_from is None or rescore_before:
             self.state.molex_before = molex_before
 
         self.model: nn.Module = self.module
@@ -641,9 +648,18 @@ class Trainer:
         if not Path(directory).is_dir():  # typically the first stage's run, not trained (or not here) yet
             from sddkit.config import missing_relative_hint
 
+            missing = f"init_from={directory}: no such model directory{missing_relative_hint(directory)}"
+            if self.resume and (self.ckpt_dir / ckpt.LATEST).is_file():
+                # a resume rebuilds the model from it before loading the checkpoint's weights: "train it first" sent
+                # the user to retrain a first stage that was only moved or deleted after this run started from it
+                raise CheckpointError(
+                    f"{missing}; this run started from it, and --resume builds its model from it again before "
+                    f"loading the weights of {self.ckpt_dir}: restore that directory, or give its new place "
+                    "(init_from=NEW_PATH --resume: the checkpoint's weights then replace those of the copy)"
+                )
             raise CheckpointError(
-                f"init_from={directory}: no such model directory{missing_relative_hint(directory)}; it is the "
-                "model this recipe starts from: train it first (its recipe's trainer.out_dir/best), or give its path"
+                f"{missing}; it is the model this recipe starts from: train it first (its recipe's "
+                "trainer.out_dir/best), or give its path"
             )
         loaded = load_model_dir(directory)
         model, self.model_config, self.architecture = loaded.model, dict(loaded.model_config), loaded.architecture
@@ -1691,6 +1707,23 @@ class Trainer:
             self._old_eval_data = (table, build_dataset(table, self.recipe.data, train=False, seed=self.recipe.seed))
         return self._old_eval_data
 
+    def _old_eval_changed(self) -> bool:
+        """Whether ``molex.old_eval`` differs from the latest checkpoint's: the old-domain results saved with it (its
+        ``before``) are then of other data, or none (old_eval added on a resume), and molex_report.json's forgetting
+        compared ``after`` on the new data with them, or was left out without a word."""
+        latest = ckpt.latest_checkpoint(self.ckpt_dir)
+        if latest is None:
+            return False
+        try:
+            recorded = ckpt.load_checkpoint_record(latest, ("recipe",)).get("recipe") or {}
+        except CheckpointError:  # refused, with what to do, when the resume loads it
+            return False
+        now = (to_dict(self.recipe).get("molex") or {}).get("old_eval")
+        changed = ((recorded.get("molex") or {}).get("old_eval")) != now
+        if changed and now is not None and self.info.is_main:
+            log.info("molex.old_eval changed since %s: scoring it with the model before the expert addition", latest)
+        return changed
+
     def _molex_before(self) -> dict[str, Any] | None:
         old = self._old_eval()
         if old is None:
@@ -1729,6 +1762,9 @@ class Trainer:
             "trainable": self.expert_addition.trainable_names if self.expert_addition else None,
             "weights": "best" if self.state.ranked else "last",
             "units": {"eer": "fraction"},  # as metrics.jsonl; sdd eval's report.json gives percent
+            # which projection each row of expert_use_per_layer is: expert k of one is unrelated to expert k of
+            # another, so rows without names could not be read per layer (8 rows for 2 layers x q, k, v, out)
+            "layers": molex_layer_names(self.module),
         }
         old = self._old_eval()
         if old is not None:
