@@ -141,7 +141,7 @@ def parse_partitions(values: list[str] | None) -> list[str] | None:
 PROTOCOL_OPTION_HELP = (
     "an option of the protocol's reader, KEY=VALUE, repeatable (an unknown key's error lists the reader's keys), "
     "e.g. bonafide_root=DIR for MLAAD's M-AILABS bona fide speech, root=DIR for an ASVspoof protocol's audio "
-    "folder, codecs=[C01,C05] for a list"
+    "folder, codecs=[C01,C05] for a list, attack_from_subfolder=false for a yes/no option"
 )
 
 
@@ -180,6 +180,33 @@ def parse_protocol_options(values: list[str] | None, flag: str = "--protocol-opt
             options[key] = [v.strip() for v in text[1:-1].split(",") if v.strip()]
         else:
             options[key] = text
+    return options
+
+
+# the words --protocol-option takes for a yes/no reader option, as a recipe's YAML reads them
+_YES, _NO = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def typed_protocol_options(fmt: str, options: dict[str, object] | None) -> dict[str, object]:
+    """``--protocol-option``'s text values as reader ``fmt``'s config takes them: ``true``/``false`` (``yes``/``no``)
+    for a yes/no option (``folder``'s ``attack_from_subfolder=false`` was refused as "expected true/false, got
+    'false'"). Other values, and keys the reader lacks (refused when it reads them, listing its keys), are passed on as
+    given (one value of a list option, ``codecs=C01``, :func:`~sddkit.data.protocols.read_protocol` takes as a list)."""
+    import dataclasses
+    import typing
+
+    from sddkit.data import PROTOCOLS
+
+    options = dict(options or {})
+    config_cls = PROTOCOLS.get(fmt).config_cls if fmt in PROTOCOLS else None
+    if config_cls is None:
+        return options
+    hints = typing.get_type_hints(config_cls)
+    for field in dataclasses.fields(config_cls):
+        value = options.get(field.name)
+        if isinstance(value, str) and hints[field.name] in (bool, bool | None):
+            word = value.strip().lower()
+            options[field.name] = True if word in _YES else False if word in _NO else value
     return options
 
 
@@ -245,7 +272,7 @@ def read_partitions_and_rest(
         return read_partitions(protocol, fmt, None, options), None
     table, full, fmt = _read_selected(protocol, fmt, partitions, options)
     if full is None or chosen:  # the reader selected: the other rows need a read of their own, without selecting
-        rest_options = {k: v for k, v in (options or {}).items() if k not in chosen}
+        rest_options = typed_protocol_options(fmt, {k: v for k, v in (options or {}).items() if k not in chosen})
         full = read_protocol(protocol, format=fmt, **rest_options)
     left = ~pd.Index(full.column("utt_id"), dtype=object).isin(pd.Index(table.column("utt_id"), dtype=object))
     return table, full.subset(left)
@@ -259,7 +286,7 @@ def _read_selected(
     from sddkit.evaluation.robustness import select_partitions
 
     fmt = fmt or detect_format(protocol)
-    options = options or {}
+    options = typed_protocol_options(fmt, options)
     if partitions and _reader_selects(fmt):
         return read_protocol(protocol, format=fmt, partitions=partitions, **options), None, fmt
     full = read_protocol(protocol, format=fmt, **options)

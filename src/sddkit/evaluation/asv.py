@@ -130,8 +130,11 @@ def _header_columns(path: Path, number: int, fields: list[str]) -> tuple[int, in
     score = next((names.index(c) for c in _SCORE_COLUMNS if c in names), None)
     if kind is not None and score is not None:
         return kind, score
-    if kind is None and (score is None or names[score] == "score"):
-        return None  # no header, or another layout's ("source,key,score", the kind in a field of every line)
+    names_trials = any(c in names for c in (*_SPEAKER_COLUMNS, *_TRIAL_COLUMNS))
+    if kind is None and (score is None or names[score] == "score" or not names_trials):
+        # no header, or another layout's ("source,key,score", "source key asv_score": the kind in a field of every
+        # line, skipped as a header as ever); an ASVspoof 5 score table names its trials (spk, filename)
+        return None
     what = (
         "names the trials' kinds (asv-label) but no score column (asv-score, sasv-score or score): the ASVspoof 5 "
         "SASV key holds no scores"
@@ -192,11 +195,17 @@ def _column(path: Path, number: int, names: list[str], wanted: tuple[str, ...], 
     return at
 
 
+# the kind read_asv_key gives the trials of its full key tables' ``track_2_tag`` ``dummy`` rows: scored by a submission
+# (the trial list holds them), left out of the metrics
+DUMMY_TRIAL = "dummy"
+
+
 def read_asv_key(key: Path) -> dict[tuple[str, str], str]:
     """{(target speaker, file): kind} of an ASVspoof 5 SASV key: the package's (a header naming ``spk`` or
     ``tar_spk_anon``, ``filename`` or ``trial_anon``, and ``asv-label``; its full key tables' ``dummy`` rows of
-    ``track_2_tag`` left out, as its readers leave them) or the database's ``ASVspoof5.<dev|eval>.track_2.trial.tsv``
-    (``TARGET_SPEAKER FLAC_FILE_NAME TARGET_GENDER ATTACK_LABEL ASV_KEY``, no header)."""
+    ``track_2_tag`` are of kind :data:`DUMMY_TRIAL`, whose scores are left out, as its readers leave them) or the
+    database's ``ASVspoof5.<dev|eval>.track_2.trial.tsv`` (``TARGET_SPEAKER FLAC_FILE_NAME TARGET_GENDER
+    ATTACK_LABEL ASV_KEY``, no header)."""
     kinds: dict[tuple[str, str], str] = {}
     # (target speaker, file, kind, track_2_tag or None) columns and the row width: the track-2 list's by default
     at: tuple[int, int, int, int | None] = (0, 1, 4, None)
@@ -220,24 +229,27 @@ def read_asv_key(key: Path) -> dict[tuple[str, str], str]:
                 f"asv-label, or {_TRACK2_LAYOUT} lines), got {' '.join(cells)[:120]!r}"
             )
         spk, utt, kind, dummy = at
-        if dummy is not None and cells[dummy].lower() == "dummy":
-            continue
         trial, value = (cells[spk], cells[utt]), cells[kind].lower()
-        if value not in ASV_KEYS:
+        if dummy is not None and cells[dummy].lower() == "dummy":
+            # a submission scores these trials too (the package joins its scores with the full key, then drops them):
+            # kept as such, so that their scores are left out rather than refused as trials the key lacks
+            value = DUMMY_TRIAL
+        elif value not in ASV_KEYS:
             raise ProtocolError(
                 f"{key}, line {number}: the trial kind {cells[kind]!r} is not target, nontarget or spoof"
             )
         if kinds.setdefault(trial, value) != value:
             raise ProtocolError(f"{key}, line {number}: trial {trial} is {value} here and {kinds[trial]} above")
-    if not kinds:
-        raise ProtocolError(f"{key}: no trials in the SASV key")
+    if all(kind == DUMMY_TRIAL for kind in kinds.values()):
+        raise ProtocolError(f"{key}: no trials in the SASV key" + (" but dummy ones" if kinds else ""))
     return kinds
 
 
 def read_keyed_asv_scores(path: Path, key: Path) -> ASVScores:
     """The ASV scores of a table naming each trial's target speaker (``spk``) and file (``filename``) with a score
     column (``asv-score``, else ``sasv-score``, else ``score``), such as ASVspoof 5's SASV score files, by the kinds
-    :func:`read_asv_key` reads from ``key``; a trial the key does not list is an error."""
+    :func:`read_asv_key` reads from ``key``; a trial the key does not list is an error, one of its dummy trials is
+    left out."""
     kinds = read_asv_key(key)
     found: dict[str, list[float]] = {kind: [] for kind in ASV_KEYS}
     at: tuple[int, int, int] | None = None
@@ -258,6 +270,8 @@ def read_keyed_asv_scores(path: Path, key: Path) -> ASVScores:
             raise ProtocolError(
                 f"{path}, line {number}: the trial ({cells[at[0]]}, {cells[at[1]]}) is not in the SASV key {key}"
             )
+        if kind == DUMMY_TRIAL:  # scored, and left out of the metrics, as the package leaves it
+            continue
         found[kind].append(_score_cell(path, number, line, cells, at[2]))
     if at is None:
         raise ProtocolError(f"{path}: empty ASV score file")

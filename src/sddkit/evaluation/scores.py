@@ -298,6 +298,21 @@ def _gate_values(cells: list[object], where: str, prefix: str = GATE_PREFIX) -> 
 # --- readers -----------------------------------------------------------------------------------
 
 
+# the kinds of an SASV trial that are no CM key (its third kind, spoof, is one)
+_SASV_KINDS = ("target", "nontarget", "non-target")
+
+
+def _sasv_scores_error(where: str) -> ProtocolError:
+    """The ASVspoof 5 package's SASV score file (``SPEAKER UTT SCORE KIND``) given as CM scores: detected by its first
+    line's kind, or met at the first target/nontarget line of a file whose first trial is a spoof one."""
+    return ProtocolError(
+        f"{where}: an SASV score file (SPEAKER UTT SCORE KIND, KIND target/nontarget/spoof): its scores are a "
+        "speaker-verification system's, one per trial, not a countermeasure's bona fide scores; give it as "
+        "sdd eval --asv-scores (the t-DCF's ASV rates and the t-EER), or as the --protocol (its kinds key the "
+        "utterances), and the countermeasure's scores as --scores"
+    )
+
+
 def _read_whitespace(path: Path, fmt: str, allowed: tuple[int, ...]) -> ScoreFile:
     out = _Collector(path)
     for number, line in _data_lines(path):
@@ -309,6 +324,8 @@ def _read_whitespace(path: Path, fmt: str, allowed: tuple[int, ...]) -> ScoreFil
         if len(parts) == 2:
             out.add(number, parts[0], _score(parts[1], where))
         elif fmt == "asvspoof5_keyed":  # SPEAKER UTT SCORE KEY
+            if parts[3].lower() in _SASV_KINDS:  # an SASV score file whose first trial is a spoof one
+                raise _sasv_scores_error(where)
             out.add(number, parts[1], _score(parts[2], where), parts[3])
         else:  # UTT SOURCE KEY SCORE
             out.add(number, parts[0], _score(parts[3], where), parts[2])
@@ -573,14 +590,8 @@ def detect_score_format(path: str | Path) -> str:
         return "asvspoof2019"
     if len(parts) == 4 and _is_number(parts[2]) and _is_key(parts[3]):
         return "asvspoof5_keyed"
-    if len(parts) == 4 and _is_number(parts[2]) and parts[3].lower() in ("target", "nontarget"):
-        # the ASVspoof 5 package's SASV score file (SPEAKER UTT SCORE KIND): a score per speaker-verification trial
-        raise ProtocolError(
-            f"{path}:{number}: an SASV score file (SPEAKER UTT SCORE KIND, KIND target/nontarget/spoof): its scores "
-            "are a speaker-verification system's, one per trial, not a countermeasure's bona fide scores; give it as "
-            "sdd eval --asv-scores (the t-DCF's ASV rates and the t-EER), or as the --protocol (its kinds key the "
-            "utterances), and the countermeasure's scores as --scores"
-        )
+    if len(parts) == 4 and _is_number(parts[2]) and parts[3].lower() in _SASV_KINDS:
+        raise _sasv_scores_error(f"{path}:{number}")
     tokens = re.split(r"[\s;]+", lower)
     if any(c in tokens for c in _ID_COLUMNS) and any(c in tokens for c in _SCORE_COLUMNS):
         # e.g. `utt_id score` above `UTT SCORE` lines, or a spreadsheet's `utt_id;score`: was "cannot tell the score

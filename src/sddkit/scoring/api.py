@@ -237,11 +237,14 @@ class ScoringDetector:
         x = self.to_model_rate(waveform, sample_rate)
         return checked_result(self.score_prepared([self.prepare(x)])[0])
 
-    def score_file(self, path: str | Path, *, max_duration: float | None = 600.0) -> ScoreResult:
+    def score_file(
+        self, path: str | Path, *, max_duration: float | None = 600.0, too_long_hint: str | None = None
+    ) -> ScoreResult:
         """Decode ``path`` (any format :func:`sddkit.audio.load_audio` reads; channels averaged) and score it.
 
         max_duration: seconds; a longer file is refused (``AudioTooLongError``) before it is decoded whole,
-        None scores any length (every window of it, at ``hop_samples``).
+        None scores any length (every window of it, at ``hop_samples``). ``too_long_hint``: what that error adds on
+        how to lift the limit (None: this call's keyword; a caller whose limit is its own option names that one).
         """
         from sddkit.audio.io import load_audio
 
@@ -252,7 +255,8 @@ class ScoringDetector:
         except AudioTooLongError as exc:
             # the limit is this call's keyword (the 600 s default, unasked): say how to lift it, as sdd score names
             # its --max-duration-s
-            longer = AudioTooLongError(f"{exc}; score_file(path, max_duration=None) scores any length")
+            hint = "; score_file(path, max_duration=None) scores any length" if too_long_hint is None else too_long_hint
+            longer = AudioTooLongError(f"{exc}{hint}")
             longer.path = exc.path
             raise longer from None
         return checked_result(self.score_prepared([self.prepare(x, path=str(path))])[0], path=str(path))

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sddkit.errors import AudioTooLongError, ConfigError, SddkitError
+from sddkit.errors import ConfigError, SddkitError
 
 if TYPE_CHECKING:
     from sddkit.data.table import UtteranceTable
@@ -226,9 +226,10 @@ def calibrate_on_protocol(
     (default: ``model_dir`` itself); returns a report (counts, calibration, threshold, EER on these files).
 
     max_duration: seconds; a longer file stops the calibration (None: any length), as :meth:`score_file` refuses
-    it; ``too_long_hint`` is added to that error (the CLI names its option), and a limit below the model's shortest
-    input is refused before any file is scored, naming ``max_duration_name``. ``protocol_options``: the protocol
-    reader's options (``root``, ``bonafide_root``, ...), as ``--protocol-option`` gives them."""
+    it; ``too_long_hint`` is added to that error (the CLI names its option; by default this function's keyword), and
+    a limit below the model's shortest input is refused before any file is scored, naming ``max_duration_name``.
+    ``protocol_options``: the protocol reader's options (``root``, ``bonafide_root``, ...), as ``--protocol-option``
+    gives them."""
     from sddkit.cli.options import check_max_duration_fits, read_partitions
     from sddkit.scoring.api import load_detector
 
@@ -248,13 +249,14 @@ def calibrate_on_protocol(
     )
     target, made = writable_target(model_dir, out)
     raw = np.empty(len(labels), dtype=np.float64)
+    hint = too_long_hint or "; calibrate_on_protocol(..., max_duration=None) scores any length"
     for i, path in enumerate(table.column("path")):
         try:
-            raw[i] = detector.score_file(path, max_duration=max_duration).raw_score
+            # the limit is this function's (sdd calibrate's option): score_file's own hint named score_file's keyword
+            raw[i] = detector.score_file(path, max_duration=max_duration, too_long_hint=hint).raw_score
         except SddkitError as exc:  # one file's problem, named; nothing is written
-            hint = too_long_hint if isinstance(exc, AudioTooLongError) else ""
             raise ConfigError(
-                f"{path} cannot be scored ({exc}{hint}); a calibration fitted without it would not be the one asked "
+                f"{path} cannot be scored ({exc}); a calibration fitted without it would not be the one asked "
                 "for: repair the file or leave it out of the protocol"
             ) from None
 

@@ -622,7 +622,8 @@ def read_asvspoof5_key(cfg: ASVspoof5KeyConfig, **_: object) -> UtteranceTable:
     - the CM key its ``evaluation.py --cm_keys`` takes, a TSV with a header: ``filename<TAB>cm-label``
       (``E_000001<TAB>bonafide``); the SASV key (``--sasv_keys``: ``spk filename cm-label asv-label``) and the full
       key tables (space-separated, ``trial_anon``/``filename``, ``cm-label``, ``attack_anon``, ``codec``, ...) by
-      the same header names, in any order; other columns are ignored;
+      the same header names, in any order (rows whose ``track_2_tag`` is ``dummy`` are left out, as the package's
+      readers leave them); other columns are ignored;
     - the score files its README shows, which carry their keys: ``SPEAKER UTTERANCE SCORE KEY`` with KEY
       ``bonafide``/``spoof`` (a CM score file) or ``target``/``nontarget``/``spoof`` (an SASV score file, whose
       target and non-target trials are of bona fide utterances); the score is not read here.
@@ -647,7 +648,11 @@ def read_asvspoof5_key(cfg: ASVspoof5KeyConfig, **_: object) -> UtteranceTable:
                 at = _key_columns(header, proto, lineno, wanted)
             if header is not None:
                 continue
-        speaker, utt, key, attack, codec = _key_fields(line, header, at, proto, lineno)
+        speaker, utt, key, attack, codec, tag = _key_fields(line, header, at, proto, lineno)
+        if tag.lower() == "dummy":
+            # a full key's track_2_tag dummy trials: in the trial list (a submission scores them), out of the metrics,
+            # as the package's readers drop them (their scores are then strays of no protocol entry)
+            continue
         kind = key.strip().lower()
         sasv = sasv or kind in ("target", "nontarget", "non-target")
         label = ASVSPOOF_LABELS.get(kind) or SASV_CM_LABELS.get(kind)
@@ -673,15 +678,15 @@ def read_asvspoof5_key(cfg: ASVspoof5KeyConfig, **_: object) -> UtteranceTable:
 
 def _key_fields(
     line: str, header: list[str] | None, at: dict[str, int | None], proto: Path, lineno: int
-) -> tuple[str, str, str, str, str]:
-    """(speaker, utterance, key, attack, codec) of a key's line: by the header's columns (``at``), or of a
-    ``SPEAKER UTTERANCE SCORE KEY`` line (no attack, no codec)."""
+) -> tuple[str, str, str, str, str, str]:
+    """(speaker, utterance, key, attack, codec, track-2 tag) of a key's line: by the header's columns (``at``), or of
+    a ``SPEAKER UTTERANCE SCORE KEY`` line (no attack, no codec, no tag)."""
     if header is None:
         fields = line.split()
         if len(fields) != 4 or not is_keyed_score_line(fields):
             raise located(proto, lineno, f"expected {_KEYED_LAYOUT}, got {line!r}")
         speaker, utt, _score, key = fields
-        return speaker, utt, key, "", ""
+        return speaker, utt, key, "", "", ""
     cells = [c.strip() for c in (line.split("\t") if "\t" in line else line.split())]
     if len(cells) != len(header):
         raise located(proto, lineno, f"expected {len(header)} columns like the header, got {len(cells)}: {line!r}")
@@ -690,7 +695,7 @@ def _key_fields(
         i = at[name]
         return cells[i] if i is not None else ""
 
-    return "", cell("id"), cell("label"), cell("attack"), cell("codec")
+    return "", cell("id"), cell("label"), cell("attack"), cell("codec"), cell("tag")
 
 
 def _key_columns(header: list[str] | None, proto: Path, lineno: int, wanted: list[str] | None) -> dict[str, int | None]:
@@ -716,4 +721,5 @@ def _key_columns(header: list[str] | None, proto: Path, lineno: int, wanted: lis
         "label": find(_KEY_LABEL_COLUMNS),
         "attack": find(_KEY_ATTACK_COLUMNS),
         "codec": find(_KEY_CODEC_COLUMNS),
+        "tag": find(("track_2_tag",)),
     }
