@@ -141,7 +141,8 @@ def parse_partitions(values: list[str] | None) -> list[str] | None:
 PROTOCOL_OPTION_HELP = (
     "an option of the protocol's reader, KEY=VALUE, repeatable (an unknown key's error lists the reader's keys), "
     "e.g. bonafide_root=DIR for MLAAD's M-AILABS bona fide speech, root=DIR for an ASVspoof protocol's audio "
-    "folder, codecs=[C01,C05] for a list, attack_from_subfolder=false for a yes/no option"
+    "folder, codecs=[C01,C05] for a list, attack_from_subfolder=false for a yes/no option; `sdd list protocol` "
+    "lists each reader's options"
 )
 
 

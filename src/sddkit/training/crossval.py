@@ -412,6 +412,7 @@ def run_fold(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path, *, workers: int
 def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str | Path, *, workers: int = 2) -> dict:
     """Run every fold in turn (finished folds are read back) and write ``cv.json``; returns its content."""
     from sddkit.config import to_dict
+    from sddkit.training.data import check_audio_files
     from sddkit.training.distributed import dist_info_from_env
 
     if dist_info_from_env().enabled:  # every rank would score the held-out files into the same CSV
@@ -419,12 +420,16 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
     out = Path(out_dir)
     _check_layout(out, seeds=False)
     _warn_pretrained(recipe)
+    pending = False
     for fold in folds:  # every fold is checked before the first one trains, not hours later
         check_fold_recipe(recipe, fold, out / fold.dir_name)
         if not (out / fold.dir_name / FOLD_NAME).exists():
             held_out_table(recipe, fold)
             check_fold_data(recipe, fold)
-    _make_dir(out)
+            pending = True
+    _make_dir(out)  # first: an --out that cannot be a folder is said whatever the data
+    if pending:  # the folds' training, validation and held-out files: a held-out one was met only once scored
+        check_audio_files(_data_lists(recipe))
     results = []
     for k, fold in enumerate(folds):
         log.info("fold %d/%d: holding out %s=%s", k + 1, len(folds), fold.column, fold.name)
@@ -441,6 +446,13 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
     }
     atomic_write_bytes(out / CV_NAME, (json.dumps(summary, indent=2) + "\n").encode())
     return summary
+
+
+def _data_lists(recipe: TrainRecipe) -> list[tuple[str, Any]]:
+    """The recipe's data lists as :func:`~sddkit.training.data.check_audio_files` takes them: every fold trains,
+    validates or scores a part of them."""
+    old_eval = recipe.molex.old_eval if recipe.molex else None
+    return [("data.train", recipe.data.train), ("data.val", recipe.data.val), ("molex.old_eval", old_eval)]
 
 
 def _provenance() -> dict[str, Any]:

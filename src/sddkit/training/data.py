@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import stat
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -30,7 +32,20 @@ def read_tables(specs: ProtocolSpec | Sequence[ProtocolSpec] | None, what: str =
 
     Errors name a spec by its key as the recipe holds it: ``data.train[1]`` in a list, ``data.train`` for a single
     spec (the key an override of it takes: ``data.train[0].where=...`` is refused where train is no list)."""
-    tables = []
+    tables = [table for _, _, table in _read_each(specs, what)]
+    if not tables:
+        return None
+    if len(tables) == 1:
+        return tables[0]
+    _check_distinct_ids(tables, as_specs(specs), what)  # type: ignore[arg-type]
+    _check_distinct_files(tables, as_specs(specs), what)  # type: ignore[arg-type]
+    return UtteranceTable.concat(tables)
+
+
+def _read_each(
+    specs: ProtocolSpec | Sequence[ProtocolSpec] | None, what: str
+) -> Iterator[tuple[str, ProtocolSpec, UtteranceTable]]:
+    """Each spec of ``specs`` with its key (see :func:`read_tables`) and its rows, read and checked alone."""
     single = isinstance(specs, ProtocolSpec)
     for i, spec in enumerate(as_specs(specs)):  # type: ignore[arg-type]
         key = what if single else f"{what}[{i}]"
@@ -48,14 +63,7 @@ def read_tables(specs: ProtocolSpec | Sequence[ProtocolSpec] | None, what: str =
                 f"folds={spec.folds})"
             )
         _check_one_label_per_file(table, f"{key}: {spec.protocol}")
-        tables.append(table)
-    if not tables:
-        return None
-    if len(tables) == 1:
-        return tables[0]
-    _check_distinct_ids(tables, as_specs(specs), what)  # type: ignore[arg-type]
-    _check_distinct_files(tables, as_specs(specs), what)  # type: ignore[arg-type]
-    return UtteranceTable.concat(tables)
+        yield key, spec, table
 
 
 def spec_table(spec: ProtocolSpec) -> UtteranceTable:
@@ -277,6 +285,78 @@ def read_val_table(cfg: DataConfig) -> UtteranceTable | None:
     if table is not None:
         require_both_classes(table, "data.val")
     return table
+
+
+# --- the audio files a run reads, checked before its first step ---------------------------------------------------
+
+_SHOWN_PER_SPEC = 3  # unusable files named per spec in the refusal (its count says how many there are)
+NO_AUDIO_PATH = "no audio path"
+
+
+def unusable_audio(path: str) -> str | None:
+    """Why ``path`` cannot be an utterance's audio, from one ``os.stat`` (links followed) and no decoding: no path,
+    no such file, a broken link, a directory or other non-regular file, an empty file; None when it may be audio
+    (whether it decodes is found when it is read)."""
+    if not path:
+        return NO_AUDIO_PATH
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "a broken symbolic link (its target is missing)" if os.path.islink(path) else "no such file"
+    except (OSError, ValueError) as exc:  # a file where a folder is expected, a link loop, a NUL in the name
+        return f"cannot access file: {getattr(exc, 'strerror', None) or exc}"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory, not an audio file"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a named pipe, socket or device)"
+    if st.st_size == 0:
+        return "file is empty (0 bytes)"
+    return None
+
+
+def check_audio_files(lists: Sequence[tuple[str, ProtocolSpec | Sequence[ProtocolSpec] | None]]) -> int:
+    """Refuse a run whose data lists (``[("data.train", recipe.data.train), ("data.val", ...)]``) name audio files
+    that are not there, before its first step; returns how many files were checked.
+
+    Without it a missing, empty or broken file stopped the run only when the sampler first drew it, possibly epochs
+    in, and a class-balanced run that never drew it finished without a word. One ``os.stat`` per row, no decoding
+    (0.3 s for ASVspoof 5's 182k files on tmpfs, besides reading the protocols); one error lists every spec's
+    unusable files (how many, the first few with why) and what to do. A file that is there but does not decode is
+    still found when read: by ``decode_cache: preload`` before the first step, else when first drawn."""
+    started = time.monotonic()
+    found: list[str] = []
+    n_checked = n_bad = 0
+    for what, specs in lists:
+        for key, spec, table in _read_each(specs, what):
+            shown: list[str] = []
+            n = pathless = 0
+            for path, utt in zip(map(str, table.column("path")), table.column("utt_id")):
+                reason = unusable_audio(path)
+                if reason is not None:
+                    n += 1
+                    pathless += not path
+                    if len(shown) < _SHOWN_PER_SPEC:  # a wrong root makes every file missing: count those after
+                        shown.append(f"{path or f'utterance {utt!r}'} ({reason})")
+            n_checked += len(table)
+            if n:
+                n_bad += n
+                more = f" and {n - len(shown)} more" if n > len(shown) else ""
+                # a reader that found no audio folder beside its protocol (ASVspoof's) leaves the paths empty
+                why = f" ({pathless} without a path: the reader found no audio folder, give it its root option)"
+                found.append(
+                    f"{key} ({spec.protocol}): {n} of its {len(table)} files, e.g. {', '.join(shown)}{more}"
+                    + (why if pathless else "")
+                )
+    if found:
+        names = [what for what, specs in lists if as_specs(specs)]  # type: ignore[arg-type]
+        listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+        raise ProtocolError(
+            f"{n_bad} of the {n_checked} audio files listed in {listed} are missing or unusable (checked before the "
+            f"first step): {'; '.join(found)}; restore them, point the protocol at where they are (a reader's root "
+            "option, a labels CSV's paths), or leave their rows out with where/exclude"
+        )
+    log.info("the %d audio files of the data are there (checked in %.1f s)", n_checked, time.monotonic() - started)
+    return n_checked
 
 
 def build_dataset(table: UtteranceTable, cfg: DataConfig, *, train: bool, seed: int) -> Dataset:

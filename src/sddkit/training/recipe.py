@@ -158,8 +158,12 @@ class DataConfig:
         about 230 MB per hour of audio.
     max_duration_s: the longest file read for training or validation (seconds, null: no limit); a longer
         one stops the run with an error naming it (as ``sdd score --max-duration-s`` bounds scoring). So does
-        any file that cannot be read (missing, undecodable, silent): no file is ever skipped. ``preload`` meets
-        such a file before the first step; ``none`` and ``lazy`` when it is first drawn, possibly epochs in.
+        any file that cannot be read (missing, undecodable, silent): no file is ever skipped. Before the first
+        step (and on every resume) every file of ``train``, ``val`` and ``molex.old_eval`` is looked up, whatever
+        ``decode_cache``: one that is missing, empty, a directory or a broken link stops the run there, in one error
+        naming them all. A file that is there but does not decode is met by ``preload`` before the first step
+        (the look-up comes first, so a missing file is not found after minutes of decoding, one at a time); by
+        ``none`` and ``lazy`` when it is first drawn, possibly epochs in.
     """
 
     train: ProtocolSpec | list[ProtocolSpec] | None = None

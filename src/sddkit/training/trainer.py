@@ -108,6 +108,7 @@ from sddkit.training.data import (
     EMA_BN_EPOCH,
     SkipBatches,
     build_dataset,
+    check_audio_files,
     epoch_batches,
     loader_generator,
     read_tables,
@@ -329,6 +330,7 @@ class Trainer:
                 "would train afresh and replace them); continue from one of them in another trainer.out_dir with "
                 "init_from=, or delete them to train there afresh"
             )
+        self._check_data_files()
         # old-domain results of the model as it was, before any expert is added (a resume has them saved, unless
         # molex.old_eval changed since: then its saved ones are of other data, or none, and are scored again here)
         rescore_before = resuming and self._old_eval_changed()
@@ -683,6 +685,21 @@ class Trainer:
         if self.model_config is not None and "frontend" in self.model_config:
             front = grown_frontend_config(self.model_config["frontend"], model.frontend)  # type: ignore[arg-type]
             self.model_config = {**self.model_config, "frontend": front}
+
+    def _check_data_files(self) -> None:
+        """Every audio file of data.train, data.val and molex.old_eval is there, checked before the old domains are
+        scored, a preload decodes and the first step, and again on every resume (files may have gone since): one
+        error naming them all, where a file was refused only when first drawn. Datasets given to the trainer are
+        the caller's; a mixture with nothing to learn reads no data.train."""
+        r = self.recipe
+        train = None if self._train_data is not None or self._nothing_to_learn() else r.data.train
+        check_audio_files(
+            [
+                ("data.train", train),
+                ("data.val", None if self._val_data is not None else r.data.val),
+                ("molex.old_eval", r.molex.old_eval if r.molex else None),
+            ]
+        )
 
     def _build_data(self) -> None:
         r = self.recipe

@@ -37,7 +37,7 @@ from sddkit.data.protocols.detect import detect_format
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ConfigError
 
-__all__ = ["detect_format", "read_protocol"]
+__all__ = ["ReaderOption", "detect_format", "read_protocol", "reader_options"]
 
 # list-valued options that a caller may give as one string (partitions="train")
 _LIST_OPTIONS = ("partitions", "phases", "splits", "languages", "versions", "categories", "codecs")
@@ -49,6 +49,46 @@ def _other_folder(root: object, corpus_dir: Path) -> bool:
         return not os.path.samefile(str(root), corpus_dir)
     except (OSError, TypeError, ValueError):  # one of them missing: compare the paths as written
         return os.path.normpath(os.path.abspath(str(root))) != os.path.normpath(os.path.abspath(corpus_dir))
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderOption:
+    """One option of a protocol reader: its name, its default (``required``: none) and, for a choice, its values."""
+
+    name: str
+    default: Any
+    required: bool = False
+    choices: tuple[str, ...] = ()
+
+
+def reader_options(fmt: str) -> list[ReaderOption]:
+    """The options of protocol reader ``fmt`` that a recipe's ``options:`` and ``--protocol-option`` give, in its
+    config's order: every field but the one :func:`read_protocol` fills from the path (``protocol`` of a file's
+    reader, ``root`` of a folder's)."""
+    import typing
+
+    from sddkit.data import PROTOCOLS
+
+    config_cls = PROTOCOLS.get(fmt).config_cls
+    if config_cls is None:
+        return []
+    fields = dataclasses.fields(config_cls)
+    from_path = "protocol" if any(f.name == "protocol" for f in fields) else "root"
+    hints = typing.get_type_hints(config_cls)
+    options = []
+    for f in fields:
+        if f.name == from_path:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default, required = f.default, False
+        elif f.default_factory is not dataclasses.MISSING:
+            default, required = f.default_factory(), False
+        else:
+            default, required = None, True
+        hint = hints.get(f.name)
+        choices = tuple(map(str, typing.get_args(hint))) if typing.get_origin(hint) is typing.Literal else ()
+        options.append(ReaderOption(f.name, default, required, choices))
+    return options
 
 
 def read_protocol(path: str | Path, format: str | None = None, **options: Any) -> UtteranceTable:
