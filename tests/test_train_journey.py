@@ -7,23 +7,16 @@ import csv
 import numpy as np
 import pytest
 import soundfile as sf
-from test_train_support import install_tiny, one_thread, write_corpus  # noqa: F401  (one_thread: autouse fixture)
+from test_train_support import (  # noqa: F401  (one_thread: autouse fixture)
+    install_tiny,
+    one_thread,
+    write_corpus,
+    write_tiny_recipe,
+)
 
 
 def _recipe(tmp_path, train, val, out) -> str:
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(
-        f"""
-model: {{frontend: tiny_test, backend: tiny_test_head}}
-data:
-  train: {{protocol: {train}, format: utterance_table}}
-  val: {{protocol: {val}, format: utterance_table}}
-  crop_samples: 640
-  batch_size: 4
-trainer: {{epochs: 1, out_dir: {out}, progress: false, device: cpu}}
-"""
-    )
-    return str(recipe)
+    return write_tiny_recipe(tmp_path, train, val, out)
 
 
 def _with_bad_file(table, tmp_path, kind: str) -> str:
