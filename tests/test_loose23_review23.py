@@ -158,3 +158,17 @@ def test_a_resume_of_a_finished_run_keeps_a_calibration_stored_in_its_exports(tm
     new = json.loads((out / "final" / "config.json").read_text())
     assert new["weights_digest"] != final["weights_digest"]
     assert "calibrated" not in new["metadata"] and new["inference"].get("threshold") != 0.25
+
+
+@pytest.mark.parametrize("spelling", ["non-target", "Non-Target"])
+def test_asv_scores_read_the_non_target_spelling_the_protocol_reader_takes(tmp_path, spelling):
+    # the ASVspoof 5 key reader took `non-target`; --asv-scores refused it ("no field is target, nontarget or spoof")
+    from sddkit.evaluation.asv import read_asv_scores
+
+    lines = ["bonafide target 2.5", f"bonafide {spelling} -1.0", "A01 spoof 0.5", f"s1 u4 -2.0 {spelling}"]
+    path = tmp_path / "asv.txt"
+    path.write_text("\n".join(lines) + "\n")
+    scores = read_asv_scores(path)
+    assert scores.target.tolist() == [2.5]
+    assert scores.nontarget.tolist() == [-1.0, -2.0]
+    assert scores.spoof.tolist() == [0.5]

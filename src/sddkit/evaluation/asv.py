@@ -30,6 +30,16 @@ from sddkit.errors import ProtocolError
 from sddkit.metrics import ASVRates, asv_rates_from_scores
 
 ASV_KEYS = ("target", "nontarget", "spoof")
+# spellings of a trial kind some files use (the ASVspoof 5 protocol reader takes `non-target` too)
+_KIND_SPELLINGS = {"non-target": "nontarget"}
+
+
+def _kind(token: str) -> str:
+    """A field as a trial kind would read: lower case, ``non-target`` as ``nontarget``."""
+    low = token.lower()
+    return _KIND_SPELLINGS.get(low, low)
+
+
 _SPLIT = re.compile(r"[\s,]+")
 
 
@@ -82,11 +92,11 @@ def read_asv_scores(path: str | Path, key: str | Path | None = None) -> ASVScore
                 _score_cell(path, number, line, fields, columns[1])
             )
             continue
-        keys = [f.lower() for f in fields[:-1] if f.lower() in found]
+        keys = [_kind(f) for f in fields[:-1] if _kind(f) in found]
         score = _number(fields[-1])
-        if not keys and score is None and len(fields) >= 3 and fields[-1].lower() in found:
+        if not keys and score is None and len(fields) >= 3 and _kind(fields[-1]) in found:
             # SPEAKER UTT SCORE KIND: the ASVspoof 5 package's SASV score file, the kind after the score
-            keys, score = [fields[-1].lower()], _number(fields[-2])
+            keys, score = [_kind(fields[-1])], _number(fields[-2])
         if first and score is None and not keys:  # a header line (e.g. "source,key,score")
             first = False
             continue
@@ -150,7 +160,7 @@ def _header_columns(path: Path, number: int, fields: list[str]) -> tuple[int, in
 
 
 def _kind_cell(path: Path, number: int, line: str, fields: list[str], at: int) -> str:
-    kind = fields[at].lower() if at < len(fields) else ""
+    kind = _kind(fields[at]) if at < len(fields) else ""
     if kind not in ASV_KEYS:
         raise ProtocolError(
             f"{path}, line {number}: {line.strip()[:120]!r}: the asv-label {kind or '(none)'!r} is not target, "
@@ -229,7 +239,7 @@ def read_asv_key(key: Path) -> dict[tuple[str, str], str]:
                 f"asv-label, or {_TRACK2_LAYOUT} lines), got {' '.join(cells)[:120]!r}"
             )
         spk, utt, kind, dummy = at
-        trial, value = (cells[spk], cells[utt]), cells[kind].lower()
+        trial, value = (cells[spk], cells[utt]), _kind(cells[kind])
         if dummy is not None and cells[dummy].lower() == "dummy":
             # a submission scores these trials too (the package joins its scores with the full key, then drops them):
             # kept as such, so that their scores are left out rather than refused as trials the key lacks
