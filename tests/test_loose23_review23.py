@@ -172,3 +172,37 @@ def test_asv_scores_read_the_non_target_spelling_the_protocol_reader_takes(tmp_p
     assert scores.target.tolist() == [2.5]
     assert scores.nontarget.tolist() == [-1.0, -2.0]
     assert scores.spoof.tolist() == [0.5]
+
+
+def test_an_expert_addition_takes_the_recipes_new_expert_bias():
+    # the addition stage had no key of its own for it: the first stage's front-end config (default -6) decided
+    import torch
+    from torch import nn
+
+    from sddkit.config import from_dict
+    from sddkit.registry import get_registry
+    from sddkit.training.molex import ExpertAddition
+    from sddkit.training.recipe import MolexConfig
+
+    def detector() -> nn.Module:
+        model = nn.Module()
+        spec = {"name": "ssl", "encoder": {"name": "wav2vec2_tiny", "dropout": 0.0}, "adapter": "molex"}
+        model.frontend = get_registry("frontend").build({**spec, "molex": {"num_experts": 2, "rank": 2}})
+        model.backend = nn.Linear(4, 2)
+        return model
+
+    def new_biases(model: nn.Module) -> list[torch.Tensor]:
+        routers = [m.router for _, m in model.frontend.adapted_modules()]
+        return [r.biases[1] / r.temperature if hasattr(r, "temperature") else r.biases[1] for r in routers]
+
+    default, chosen = detector(), detector()
+    ExpertAddition(default, 1)
+    ExpertAddition(chosen, 1, bias=-2.0)
+    assert all(torch.allclose(b, torch.full_like(b, -6.0)) for b in new_biases(default))
+    assert all(torch.allclose(b, torch.full_like(b, -2.0)) for b in new_biases(chosen))
+    cfg = from_dict(MolexConfig, {"add_experts": 1, "new_expert_bias": -2.0})
+    assert cfg.new_expert_bias == -2.0
+    with pytest.raises(Exception, match="applies to expert addition only"):
+        from_dict(MolexConfig, {"new_expert_bias": -2.0})
+    with pytest.raises(Exception, match="new_expert_bias"):
+        from_dict(MolexConfig, {"add_experts": 1, "new_expert_bias": float("nan")})

@@ -210,19 +210,19 @@ class SSLFrontend(nn.Module):
             return ()
         return self._adapted[0].expert_groups
 
-    def add_experts(self, n: int) -> list[nn.Parameter]:
+    def add_experts(self, n: int, bias: float | None = None) -> list[nn.Parameter]:
         """Append ``n`` experts to every MoLEx layer; freeze the old experts and router rows.
 
         New experts start with B = 0 and small router rows (1 % of a fresh router's scale, bias
-        ``new_expert_bias``), so outputs on old data barely move. Returns the new trainable
-        parameters (add them to the optimizer). ``config.molex.added_experts`` records ``n`` for
+        ``bias``, default the config's ``new_expert_bias``), so outputs on old data barely move. Returns
+        the new trainable parameters (add them to the optimizer). ``config.molex.added_experts`` records ``n`` for
         rebuilding.
         """
         if self.adapter != "molex":
             raise ConfigError(f"add_experts needs the molex adapter, this front-end has {self.adapter!r}")
         before = {id(p) for p in self.parameters()}
         for module in self._adapted:
-            module.add_experts(n, bias=self.molex_config.new_expert_bias)
+            module.add_experts(n, bias=self.molex_config.new_expert_bias if bias is None else bias)
         self.molex_config.added_experts.append(n)
         if self.config is not None:
             self.config.molex.added_experts.append(n)

@@ -43,7 +43,7 @@ class _Grown:
 class ExpertAddition:
     """Grow ``detector.frontend`` by ``n`` experts and make only the new parts trainable."""
 
-    def __init__(self, detector: nn.Module, n: int, *, train_backend: bool = False):
+    def __init__(self, detector: nn.Module, n: int, *, train_backend: bool = False, bias: float | None = None):
         frontend = getattr(detector, "frontend", None)
         if frontend is None:  # e.g. a detector mixture: its experts' front-ends are not grown
             raise ConfigError(
@@ -55,7 +55,10 @@ class ExpertAddition:
             )
         _refuse_top_k_routers(detector)
         before = {name: tuple(p.shape) for name, p in detector.named_parameters()}
-        frontend.add_experts(n)
+        if bias is None:  # the front-end's own new_expert_bias
+            frontend.add_experts(n)
+        else:  # the recipe's molex.new_expert_bias
+            frontend.add_experts(n, bias=bias)
         self.added = n
         self.new: list[str] = []
         self.grown: list[_Grown] = []

@@ -493,6 +493,9 @@ class MolexConfig:
 
     add_experts: with ``init_from``, grow the front-end by this many experts and train only the new
     experts and the new router rows (plus the back-end if ``train_backend``).
+    new_expert_bias: the router bias the added experts start with (``null``: the front-end's
+    ``molex.new_expert_bias``, default -6, about 0.07 % of the routing weight for one new expert beside three):
+    how much the new experts are used from the first step (their B starts at 0, so outputs do not move either way).
     old_eval: protocols of the previously learned domains, scored before and after training to
     measure forgetting (EER) in ``out_dir/molex_report.json`` (a ``--resume`` that adds or changes it scores the model
     as it was before the addition, ``init_from``, on it again); expert use per attack system is
@@ -504,11 +507,16 @@ class MolexConfig:
 
     add_experts: int = 0
     train_backend: bool = False
+    new_expert_bias: float | None = None
     old_eval: ProtocolSpec | list[ProtocolSpec] | None = None
 
     def __post_init__(self) -> None:
         if self.add_experts < 0:
             raise ValueError(f"add_experts must be >= 0, got {self.add_experts}")
+        if self.new_expert_bias is not None and not math.isfinite(self.new_expert_bias):
+            raise ValueError(f"new_expert_bias must be finite (or null), got {self.new_expert_bias}")
+        if self.new_expert_bias is not None and self.add_experts == 0:
+            raise ValueError("new_expert_bias applies to expert addition only (add_experts > 0)")
         # read by the expert addition only: without it, it was silently ignored and the back-end trained (or not) as any
         if self.train_backend and self.add_experts == 0:
             raise ValueError(

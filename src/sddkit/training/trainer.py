@@ -681,7 +681,9 @@ class Trainer:
         r = self.recipe
         if r.molex is None or r.molex.add_experts == 0:
             return
-        self.expert_addition = ExpertAddition(model, r.molex.add_experts, train_backend=r.molex.train_backend)
+        self.expert_addition = ExpertAddition(
+            model, r.molex.add_experts, train_backend=r.molex.train_backend, bias=r.molex.new_expert_bias
+        )
         if self.model_config is not None and "frontend" in self.model_config:
             front = grown_frontend_config(self.model_config["frontend"], model.frontend)  # type: ignore[arg-type]
             self.model_config = {**self.model_config, "frontend": front}
