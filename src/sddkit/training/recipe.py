@@ -494,8 +494,9 @@ class MolexConfig:
     add_experts: with ``init_from``, grow the front-end by this many experts and train only the new
     experts and the new router rows (plus the back-end if ``train_backend``).
     new_expert_bias: the router bias the added experts start with (``null``: the front-end's
-    ``molex.new_expert_bias``, default -6, about 0.07 % of the routing weight for one new expert beside three):
-    how much the new experts are used from the first step (their B starts at 0, so outputs do not move either way).
+    ``molex.new_expert_bias``, default -6: about 0.08 % of the routing weight for one new expert beside three old
+    ones at logit 0): how much the new experts are used from the first step (their B starts at 0, so outputs do not
+    move either way).
     old_eval: protocols of the previously learned domains, scored before and after training to
     measure forgetting (EER) in ``out_dir/molex_report.json`` (a ``--resume`` that adds or changes it scores the model
     as it was before the addition, ``init_from``, on it again); expert use per attack system is
