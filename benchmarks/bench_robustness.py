@@ -9,7 +9,8 @@ It runs the real ``sdd robustness`` code path (decoding and degradation threads,
 report writing) over ``--manifest`` (default: the shared sddbench manifest) restricted to
 ``--partitions`` (default ``test_unseen``), prints the table of EER / balanced accuracy / minDCF per
 condition and mode on stdout, and a JSON line with the wall time and throughput on stderr. The full
-report (CSV, JSON, Markdown, plot, per-trial scores) stays in ``--out``.
+report (CSV, JSON, Markdown, plot, per-trial scores) stays in ``--out``. An ``--out`` holding the journal
+of an interrupted run is refused: the rerun would read its files back, and the throughput would count them.
 """
 
 from __future__ import annotations
@@ -59,10 +60,27 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--fast-codecs", action="store_true")
-    ap.add_argument("--out", default=None, help="report folder (default: a temporary folder, removed)")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="report folder (default: a temporary folder, removed); one holding an interrupted run's journal is "
+        "refused",
+    )
     args = ap.parse_args()
 
     from sddkit.cli.main import main as sdd
+    from sddkit.evaluation.robustness import JOURNAL_NAME
+
+    journal = Path(args.out) / JOURNAL_NAME if args.out else None
+    if journal is not None and journal.exists():
+        # sdd robustness would read that run's files back, not score them, and the throughput would count them
+        print(
+            f"bench_robustness: {journal} holds an interrupted run's scores, which a run into --out {args.out} would "
+            "read back instead of scoring (the wall time and throughput would count those files): delete it, or "
+            "choose another --out",
+            file=sys.stderr,
+        )
+        return 2
 
     with tempfile.TemporaryDirectory(prefix="bench_robustness_") as tmp:
         model = args.model or str(demo_model(args.demo_model, Path(tmp)))
