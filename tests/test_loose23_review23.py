@@ -206,3 +206,14 @@ def test_an_expert_addition_takes_the_recipes_new_expert_bias():
         from_dict(MolexConfig, {"new_expert_bias": -2.0})
     with pytest.raises(Exception, match="new_expert_bias"):
         from_dict(MolexConfig, {"add_experts": 1, "new_expert_bias": float("nan")})
+
+
+def test_an_unknown_protocol_option_lists_the_options_the_reader_takes(tmp_path, capsys):
+    # the reader's own error listed `protocol` among its keys, which --protocol-option then refused
+    protocol, sa, _ = _fuse_inputs(tmp_path)
+    argv = ["eval", "--scores", str(sa), "--protocol", str(protocol), "--out", str(tmp_path / "rep")]
+    assert main([*argv, "--protocol-format", "sddbench", "--protocol-option", "partitons=val"]) == 2
+    err = capsys.readouterr().err
+    assert "'partitons' are not options of the 'sddbench' reader" in err and err.count("\n") == 1
+    listed = err.split("its options: ")[1]
+    assert "protocol" not in listed.replace("sdd list protocol", "")

@@ -279,6 +279,23 @@ def read_partitions_and_rest(
     return table, full.subset(left)
 
 
+def _check_option_names(fmt: str, options: dict[str, object] | None) -> None:
+    """Refuse reader options ``fmt``'s reader does not take, listing those it does as ``sdd list protocol`` shows
+    them: the reader's own error listed the option its path fills (``protocol``) among them, which
+    ``--protocol-option`` then refused."""
+    from sddkit.config import did_you_mean
+    from sddkit.data.protocols import reader_options
+
+    known = [o.name for o in reader_options(fmt) if o.name not in _FLAG_OPTIONS]
+    unknown = [k for k in (options or {}) if k not in known]
+    if unknown:
+        hint = did_you_mean(unknown, [*known, *_FLAG_OPTIONS])  # a misspelt partitions: its flag's refusal says more
+        raise ConfigError(
+            f"protocol option(s) {', '.join(map(repr, unknown))} are not options of the {fmt!r} reader{hint}; its "
+            f"options: {', '.join(known) or 'none'} (sdd list protocol)"
+        )
+
+
 def _read_selected(
     protocol: str, fmt: str | None, partitions: list[str] | None, options: dict[str, object] | None = None
 ):
@@ -287,6 +304,7 @@ def _read_selected(
     from sddkit.evaluation.robustness import select_partitions
 
     fmt = fmt or detect_format(protocol)
+    _check_option_names(fmt, options)
     options = typed_protocol_options(fmt, options)
     if partitions and _reader_selects(fmt):
         return read_protocol(protocol, format=fmt, partitions=partitions, **options), None, fmt
