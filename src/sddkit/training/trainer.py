@@ -131,6 +131,7 @@ from sddkit.training.distributed import (
 )
 from sddkit.training.ema import BatchNormEstimate, WeightEMA, updated_batch_norms
 from sddkit.training.evaluate import EvalResult, evaluate, preserved_rng
+from sddkit.training.exports import export_window_samples, keep_calibration, with_pretrained_of
 from sddkit.training.losses import DetectionLoss
 from sddkit.training.molex import (
     ExpertAddition,
@@ -1444,14 +1445,14 @@ class Trainer:
                 # the model its weights were trained and validated as: a resume may have changed a setting that
                 # leaves the weights' shapes alone (model.frontend.f_min), and best/ under today's config scored
                 # otherwise than its val_eer says (its train_recipe gave the old value)
-                model_config = _with_pretrained_of(record["model_config"], model_config)
+                model_config = with_pretrained_of(record["model_config"], model_config)
             if isinstance(record.get("recipe"), dict):  # a checkpoint of an older sddkit may lack what follows
                 recipe = record["recipe"]
                 resumes = (record.get("trainer") or {}).get("resumes") or []
                 if ema:
                     ema["ema_decay"] = (recipe.get("trainer") or {}).get("ema_decay", ema["ema_decay"])
                     ema["ema_bn_batches"] = record.get("ema_bn_batches", ema["ema_bn_batches"])
-        inference = {"sample_rate": 16000, "window_samples": _window_samples(recipe, self.recipe)}
+        inference = {"sample_rate": 16000, "window_samples": export_window_samples(recipe, self.recipe)}
         meta = {
             "seed": recipe.get("seed", self.recipe.seed),
             "git_commit": commit["commit"] if commit else None,
@@ -1487,45 +1488,9 @@ class Trainer:
             raise self._write_failed(f"the model directory {self.out_dir / name}", exc) from None
 
     def _keep_calibration(self, directory: Path, inference: dict[str, Any], meta: dict[str, Any]) -> None:
-        """Before exporting over ``directory``: keep a calibration ``sdd calibrate`` stored there in place.
-
-        A resume of a finished run exports best/ and final/ again (from its checkpoints), and an export is written
-        uncalibrated: a calibration fitted in place since was lost without a word. The same weights under the same
-        window keep it (``inference``'s calibration and threshold, ``meta``'s calibration records, updated here);
-        other weights or another window (``average_bn`` re-estimated, another top k) cannot use it, and the
-        calibrated folder is moved aside whole to ``<name>.calibrated`` (``.calibrated.N`` when taken), with a
-        warning, rather than written over."""
-        from sddkit.scoring.calibrate import CALIBRATION_KEYS, SUPERSEDED_KEY
-
-        try:
-            earlier = read_model_config(directory)
-        except CheckpointError:  # none there, or damaged: nothing calibrated to keep
-            return
-        metadata = earlier.get("metadata") if isinstance(earlier.get("metadata"), dict) else {}
-        records = {k: metadata[k] for k in (*CALIBRATION_KEYS, SUPERSEDED_KEY) if k in metadata}
-        if "calibrated" not in records:  # no sdd calibrate since the export (val_calibrated is the export's own)
-            return
-        was = earlier.get("inference") if isinstance(earlier.get("inference"), dict) else {}
-        digest = weights_digest(state_to_save(self.module, bool(self._reloadable)))
-        window = {k: was.get(k) for k in inference}
-        if earlier.get("weights_digest") == digest and window == inference:
-            inference.update({k: was[k] for k in ("calibration", "threshold") if k in was})
-            meta.update(records)
-            log.info("%s: kept the calibration sdd calibrate stored there (the same weights are exported)", directory)
-            return
-        aside = directory.with_name(f"{directory.name}.calibrated")
-        n = 1
-        while aside.exists():
-            n += 1
-            aside = directory.with_name(f"{directory.name}.calibrated.{n}")
-        directory.rename(aside)
-        log.warning(
-            "%s held a calibration by sdd calibrate of other weights (or another window) than this export's: moved "
-            "to %s, and %s is exported uncalibrated (calibrate it again: sdd calibrate --model %s --protocol ...)",
-            directory,
-            aside,
-            directory,
-            directory,
+        """:func:`~sddkit.training.exports.keep_calibration` of ``directory`` for the model exported now."""
+        keep_calibration(
+            directory, lambda: weights_digest(state_to_save(self.module, bool(self._reloadable))), inference, meta
         )
 
     def _finish(self) -> TrainResult:
@@ -1804,28 +1769,6 @@ def _strategy_seed(recipe: dict[str, Any], default: int) -> Any:
     strategy = recipe.get("strategy") or {}
     seed = strategy.get("seed") if isinstance(strategy, dict) else None
     return seed if seed is not None else recipe.get("seed", default)
-
-
-def _with_pretrained_of(recorded: Any, today: Any) -> Any:
-    """``recorded`` (a checkpoint's model config) with the ``pretrained`` folders of ``today``'s config where both
-    have one at the same place: a resume may name a moved encoder folder anew (the resume checks that its frozen
-    weights are those the checkpoint was trained over), and the folder the checkpoint recorded may be gone."""
-    if isinstance(recorded, dict) and isinstance(today, dict):
-        return {
-            k: today[k] if k == "pretrained" and k in today else _with_pretrained_of(v, today.get(k))
-            for k, v in recorded.items()
-        }
-    if isinstance(recorded, (list, tuple)) and isinstance(today, (list, tuple)) and len(recorded) == len(today):
-        return type(recorded)(_with_pretrained_of(r, t) for r, t in zip(recorded, today))
-    return recorded
-
-
-def _window_samples(recipe: dict[str, Any], current: TrainRecipe) -> int:
-    """An exported model's ``inference.window_samples``: the validation crop of ``recipe`` (a ``to_dict`` form:
-    the one its weights were validated under), today's where it does not say."""
-    data = recipe.get("data") if isinstance(recipe.get("data"), dict) else {}
-    window = data.get("val_crop_samples") or data.get("crop_samples")
-    return window if isinstance(window, int) else current.data.val_crop_samples or current.data.crop_samples
 
 
 def _same_frozen_expert(directory: Path, saved: dict[str, torch.Tensor], prefix: str) -> bool:
