@@ -191,8 +191,9 @@ _YES, _NO = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 def typed_protocol_options(fmt: str, options: dict[str, object] | None) -> dict[str, object]:
     """``--protocol-option``'s text values as reader ``fmt``'s config takes them: ``true``/``false`` (``yes``/``no``)
     for a yes/no option (``folder``'s ``attack_from_subfolder=false`` was refused as "expected true/false, got
-    'false'"). Other values, and keys the reader lacks (refused when it reads them, listing its keys), are passed on as
-    given (one value of a list option, ``codecs=C01``, :func:`~sddkit.data.protocols.read_protocol` takes as a list)."""
+    'false'"). Other values, and keys the reader lacks (:func:`_check_option_names` refuses those first), are passed on
+    as given (one value of a list option, ``codecs=C01``, :func:`~sddkit.data.protocols.read_protocol` takes as a
+    list)."""
     import dataclasses
     import typing
 
@@ -212,13 +213,10 @@ def typed_protocol_options(fmt: str, options: dict[str, object] | None) -> dict[
 
 
 def _reader_selects(fmt: str) -> bool:
-    """Whether protocol reader ``fmt`` selects partitions itself (its config has ``partitions``)."""
-    import dataclasses
+    """Whether protocol reader ``fmt`` selects partitions itself (it has a ``partitions`` option)."""
+    from sddkit.data.protocols import reader_options
 
-    from sddkit.data import PROTOCOLS
-
-    config_cls = PROTOCOLS.get(fmt).config_cls
-    return config_cls is not None and "partitions" in {f.name for f in dataclasses.fields(config_cls)}
+    return any(o.name == "partitions" for o in reader_options(fmt))
 
 
 def read_partitions(
