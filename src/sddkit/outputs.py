@@ -168,25 +168,34 @@ def _set_new_file_mode(file: int | str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path: Path) -> Iterator[BinaryIO]:
-    """A binary file that replaces ``path`` (fsynced, then renamed) only when the ``with`` block ends without error.
-
-    What is written streams to a temporary file beside ``path``, so a large output is never held in memory whole,
-    and a crash or an error mid-way leaves ``path`` as it was."""
+def replacing_file(path: Path) -> Iterator[tuple[int, str]]:
+    """``(fd, name)`` of a new temporary file beside ``path`` that replaces ``path`` (renamed, then its folder
+    fsynced) when the ``with`` block ends without error, and is removed when it fails. The block closes ``fd`` and
+    makes the file durable (fsync) before it ends: the rename publishes what is on disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        _set_new_file_mode(fd)
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield fd, tmp
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` (fsynced, then renamed) only when the ``with`` block ends without error.
+
+    What is written streams to a temporary file beside ``path``, so a large output is never held in memory whole,
+    and a crash or an error mid-way leaves ``path`` as it was."""
+    with replacing_file(path) as (fd, _):
+        _set_new_file_mode(fd)
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -40,7 +40,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +55,14 @@ from sddkit.documents import read_versioned_json
 from sddkit.errors import CheckpointError, ConfigError
 
 # atomic writes live in sddkit.outputs (no torch there, for the commands that load none); imported from here too
-from sddkit.outputs import _set_new_file_mode, atomic_open, atomic_write_bytes, fsync_dir, fsync_file  # noqa: F401
+from sddkit.outputs import (  # noqa: F401
+    _set_new_file_mode,
+    atomic_open,
+    atomic_write_bytes,
+    fsync_dir,
+    fsync_file,
+    replacing_file,
+)
 from sddkit.pretrained import reloadable_names
 
 FORMAT = "sddkit-model"
@@ -113,10 +119,8 @@ class ModelDir:
 
 
 def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with replacing_file(path) as (fd, tmp):
+        os.close(fd)  # save_file writes the file anew, by its name
         # clone: safetensors refuses shared/non-contiguous storage (tied weights, views)
         try:
             save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, tmp, metadata=metadata)
@@ -128,12 +132,6 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metada
             raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from exc
         _set_new_file_mode(tmp)  # after save_file, which writes the file anew
         fsync_file(tmp)  # on disk before the rename: a power loss must not leave an empty file under the name
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
