@@ -312,6 +312,26 @@ def adopt_lone_checkpoint(root: str | Path) -> str | None:
     return orphans[0]
 
 
+def unusable_latest(root: str | Path, out_dir: str | Path, exc: CheckpointError) -> CheckpointError:
+    """The error of a ``--resume`` whose latest checkpoint under ``root`` cannot be read (``exc``): the other
+    complete checkpoints there to go on from instead (never chosen silently: the steps after it would be taken
+    again), or none, then moving the run's ``out_dir`` away."""
+    pointer = Path(root) / LATEST
+    try:
+        named = pointer.read_text(errors="replace").strip() if pointer.is_file() else ""
+    except OSError:  # the pointer itself unreadable (exc says so): every complete checkpoint is another
+        named = ""
+    others = [n for n in complete_checkpoints(root) if n != named]
+    if others:
+        how = (
+            f"to continue from another checkpoint instead, write its name ({', '.join(others[-3:])}) into "
+            f"{pointer} and pass --resume again"
+        )
+    else:
+        how = f"no other complete checkpoint is there: move {out_dir} away to start afresh"
+    return CheckpointError(f"cannot resume from the latest checkpoint: {exc}; {how}")
+
+
 def prune_checkpoints(root: str | Path, keep: set[str]) -> list[str]:
     """Delete checkpoint directories of ``root`` not named in ``keep`` (never the one ``latest`` names)."""
     root = Path(root)

@@ -218,6 +218,55 @@ def eer_by_attack(labels: np.ndarray, scores: np.ndarray, attacks: np.ndarray) -
     return {"eer": safe(labels, scores), "per_attack": per, "n": int(labels.size)}
 
 
+def describe_by_attack(
+    labels: np.ndarray, scores: np.ndarray, stats: dict[str, np.ndarray], attacks: np.ndarray
+) -> dict[str, Any]:
+    """One data set's part of molex_report.json: pooled and per-attack EER, and expert use per attack (the mean over
+    layers, a summary, and per layer). ``labels``/``scores``/``attacks``: ``(N,)``, 1 = bona fide; ``stats``: the
+    per-utterance statistics ``(N, ..., K)``."""
+    # bona fide rows under one name whatever their attack cell holds: a table that leaves it empty for every row
+    # (attacks unknown) averaged the bona fide expert use together with the spoofs' (as sdd eval's gate tables)
+    attacks = np.where(labels == 1, "bonafide", np.asarray(attacks, dtype=str))
+    return {
+        **eer_by_attack(labels, scores, attacks),
+        "expert_use": expert_use_by_attack(stats, attacks),  # mean over layers: a summary
+        "expert_use_per_layer": expert_use_by_attack(stats, attacks, per_layer=True),
+    }
+
+
+def molex_report(
+    *,
+    added_experts: int,
+    trainable: list[str] | None,
+    weights: str,
+    layers: list[str] | None,
+    before: dict[str, Any] | None,
+    old_after: dict[str, Any] | None,
+    new_domain: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """molex_report.json's content: the expert addition (``added_experts``, the ``trainable`` parameters' names),
+    which ``weights`` were scored (``best`` or ``last``), the adapted projections ``layers`` naming the rows of
+    ``expert_use_per_layer``; ``before``/``old_after``: the old domains (``molex.old_eval``) described by
+    :func:`describe_by_attack` before the addition and after training (None: no old_eval; ``before`` None: not
+    scored), with their ``forgetting_eer``; ``new_domain``: the validation data after training."""
+    report: dict[str, Any] = {
+        "added_experts": added_experts,
+        "trainable": trainable,
+        "weights": weights,
+        "units": {"eer": "fraction"},  # as metrics.jsonl; sdd eval's report.json gives percent
+        # which projection each row of expert_use_per_layer is: expert k of one is unrelated to expert k of another,
+        # so rows without names could not be read per layer (8 rows for 2 layers x q, k, v, out)
+        "layers": layers,
+    }
+    if old_after is not None:
+        report["old_domains"] = {"before": before, "after": old_after}
+        if before is not None and before["eer"] is not None and old_after.get("eer") is not None:
+            report["old_domains"]["forgetting_eer"] = old_after["eer"] - before["eer"]
+    if new_domain is not None:
+        report["new_domain"] = new_domain
+    return report
+
+
 def expert_use_by_attack(
     stats: dict[str, np.ndarray], attacks: np.ndarray, *, per_layer: bool = False
 ) -> dict[str, dict[str, list[Any]]]:

@@ -83,20 +83,16 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
-from sddkit.detectors.detector import DetectorConfig
-from sddkit.detectors.mixture import MixtureConfig
 from sddkit.detectors.model_dir import (
     _pretrained_folders,
-    _reset_inert_head_scale,
     atomic_write_bytes,
     load_state_checked,
-    read_model_config,
     save_model_dir,
     state_to_save,
     weights_digest,
 )
 from sddkit.documents import file_digest
-from sddkit.errors import CheckpointError, ConfigError, TrainingDivergedError
+from sddkit.errors import AudioTooLongError, CheckpointError, ConfigError, TrainingDivergedError
 from sddkit.frontends.lora import average_lora_states
 from sddkit.frontends.molex import average_molex_states
 from sddkit.locks import ExclusiveLock
@@ -104,6 +100,12 @@ from sddkit.outputs import folder_failure, why_unwritable
 from sddkit.pretrained import absolute_pretrained_paths, reloadable_names
 from sddkit.registry import get_registry
 from sddkit.training import checkpoint as ckpt
+from sddkit.training.assembly import (
+    build_recipe_mixture,
+    check_frozen_expert_dirs,
+    check_reassembly,
+    nothing_to_learn,
+)
 from sddkit.training.data import (
     EMA_BN_EPOCH,
     SkipBatches,
@@ -135,10 +137,10 @@ from sddkit.training.exports import export_window_samples, keep_calibration, wit
 from sddkit.training.losses import DetectionLoss
 from sddkit.training.molex import (
     ExpertAddition,
-    eer_by_attack,
-    expert_use_by_attack,
+    describe_by_attack,
     grown_frontend_config,
     molex_layer_names,
+    molex_report,
     trained_molex_problem,
 )
 from sddkit.training.provenance import (
@@ -318,9 +320,9 @@ class Trainer:
         try:
             resuming = self.resume and ckpt.latest_checkpoint(self.ckpt_dir) is not None
         except CheckpointError as exc:  # a damaged pointer, or one naming a checkpoint gone
-            raise self._unusable_latest(exc) from None
+            raise ckpt.unusable_latest(self.ckpt_dir, self.out_dir, exc) from None
         finished = self._exported_models()
-        if self.resume and not resuming and finished and not self._nothing_to_learn():
+        if self.resume and not resuming and finished and not nothing_to_learn(self.module):
             # its checkpoints deleted (to save space): the run would start afresh and, at its end, replace the
             # earlier run's exported models, which a fresh run into this out_dir is refused to do (before the data
             # is read, and before molex.old_eval is scored; a mixture with nothing to learn only exports again what
@@ -338,10 +340,17 @@ class Trainer:
         molex_before = self._molex_before() if not resuming or rescore_before else None
         self._grow(self.module)
         seed_everything(rank_seed(r.seed, self.info.rank))  # then distinct dropout/augmentation streams per rank
-        self.assembled = self._nothing_to_learn()
+        self.assembled = nothing_to_learn(self.module)
         if self.assembled:
             if self.resume:
-                self._check_reassembly(resuming, finished)
+                check_reassembly(
+                    self.module,
+                    out_dir=self.out_dir,
+                    ckpt_dir=self.ckpt_dir,
+                    resuming=resuming,
+                    finished=finished,
+                    resume_with=self.resume_with,
+                )
             self._setup_assembly()
             return
 
@@ -484,43 +493,6 @@ class Trainer:
             except OSError as exc:
                 raise ConfigError(f"trainer.out_dir={self.out_dir}: cannot write the run record ({exc})") from None
 
-    def _nothing_to_learn(self) -> bool:
-        """A mixture with a parameter-free gate over frozen experts (the average ensemble) is exported as built.
-
-        Only a mixture: any other model without trainable parameters is a mistake in the recipe, and the
-        optimiser's set-up says so.
-        """
-        from sddkit.detectors.mixture import DetectorMixture
-
-        return isinstance(self.module, DetectorMixture) and not any(p.requires_grad for p in self.module.parameters())
-
-    def _check_reassembly(self, resuming: bool, finished: list[str]) -> None:
-        """A resume of a mixture with nothing to learn exports it again as built: refused where that replaced another
-        model, without a word: the exports of a run that trained (its checkpoints there; e.g. a gate's run resumed
-        with ``mixture.gate=average``), or ``best/``/``final/`` of other weights (other experts, another order)."""
-
-        where = f"trainer.out_dir={self.out_dir}"
-        if resuming:
-            raise ConfigError(
-                f"{where} holds the checkpoints of a run that trained (under {self.ckpt_dir}), but this recipe's "
-                "mixture has nothing to learn (a parameter-free gate over frozen experts): its export would replace "
-                "that run's best/ and final/; undo the change to resume that run, or build this mixture in another "
-                "trainer.out_dir"
-            )
-        digest = weights_digest(state_to_save(self.module, trainable_only=False))
-        for name in finished:
-            try:
-                recorded = read_model_config(self.out_dir / name).get("weights_digest")
-            except CheckpointError:  # damaged or half written: the export replaces it
-                continue
-            if recorded != digest:
-                raise ConfigError(
-                    f"{where} holds {name} of other weights than this mixture's (other experts, or another order; "
-                    f"weights digest {str(recorded)[:12]}, this mixture's {digest[:12]}): {self.resume_with} only "
-                    "exports again the mixture exported there; build this one in another trainer.out_dir, or "
-                    "delete that folder's best/ and final/"
-                )
-
     def _setup_assembly(self) -> None:
         """Set-up for a mixture with nothing to learn: its val data, no optimiser, no training data read."""
         r = self.recipe
@@ -548,53 +520,17 @@ class Trainer:
         elif r.init_from is not None:
             return self._init_from(r.init_from)
         elif r.mixture is not None:
-            from sddkit.detectors.mixture import (
-                build_mixture,
-                expert_calibration_note,
-                expert_names,
-                resolved_mixture_config,
+            built = build_recipe_mixture(
+                r.mixture,
+                ckpt_dir=self.ckpt_dir if self.resume else None,
+                out_dir=self.out_dir,
+                log_notes=self.info.is_main,
             )
-
-            mixture = r.mixture
-            recorded, unrecorded, names = (None, None, None)
-            if self.resume and mixture.expert_dirs:
-                recorded, unrecorded, names = self._checkpoint_experts(mixture)
-            if names is not None and not mixture.expert_names:
-                # the checkpoint's experts keep their names: its weights hold them in its run's order, which
-                # expert_dirs moved (or, unfrozen, reordered) since would otherwise rename in best/, final/ and sdd eval
-                mixture = dataclasses.replace(mixture, expert_names=names)
-            if recorded is not None:
-                # a resume: the checkpoint holds every expert's weights, so only their architecture is needed, and
-                # its record of it stands for the expert_dirs, which may have been moved or removed since
-                mixture = dataclasses.replace(
-                    mixture, experts=recorded, expert_dirs=[], expert_names=expert_names(mixture)
-                )
-            if self.resume and r.mixture.expert_dirs and r.mixture.freeze_experts:
-                # _load_latest checks that those still here hold the checkpoint's frozen experts
-                self._frozen_expert_dirs = list(r.mixture.expert_dirs)
-            try:
-                model = build_mixture(mixture)
-            except CheckpointError as exc:
-                if unrecorded is None:
-                    raise
-                raise CheckpointError(
-                    f"{exc}; {unrecorded} does not record the experts' configs (written by an older sddkit), so "
-                    "the resume builds them from mixture.expert_dirs: restore those directories, or give their new "
-                    "place in mixture.expert_dirs"
-                ) from None
-            # experts read from expert_dirs and fine-tuned (freeze_experts: false): the recipe checks only the
-            # expert configs it holds, so their MoLEx routers are checked here, as init_from's (frozen ones pass)
-            problem = trained_molex_problem(model)
-            if problem is not None:
-                raise ConfigError(f"mixture.expert_dirs: {problem}")
-            # read from the directories (a resume from the checkpoint's record of the experts has none to read)
-            note = expert_calibration_note(mixture) if mixture.expert_dirs and self.info.is_main else None
-            if note is not None:
-                log.warning("mixture.%s", note)
-            self.model_config, self.architecture = resolved_mixture_config(mixture), "mixture"
+            self.model_config, self.architecture = built.model_config, "mixture"
+            self._frozen_expert_dirs = built.frozen_expert_dirs
             # frozen experts hold trained weights that no pretrained file restores: export everything
             self._reloadable = set()
-            return model
+            return built.model
         else:
             from sddkit.detectors.detector import build_detector
 
@@ -604,43 +540,6 @@ class Trainer:
         # is rebuilt; checkpoints and exports then store the rest only ("trainable" model dirs).
         self._reloadable = reloadable_names(model)
         return model
-
-    def _checkpoint_experts(
-        self, mixture: MixtureConfig
-    ) -> tuple[list[DetectorConfig] | None, Path | None, list[str] | None]:
-        """On a resume of a mixture given by ``expert_dirs``: the experts' configs recorded in the latest checkpoint
-        (its ``model_config`` holds them inline, as a saved mixture's does), else None, with the checkpoint when it
-        records none (written before they were recorded); no configs and no checkpoint: no checkpoint yet, or the
-        recipe names other experts than the checkpoint's run did (built from the recipe as for a fresh run; the load
-        of the checkpoint's weights then says what changed, and :meth:`_check_dir_experts` whether frozen experts
-        did). Third: the experts' names the checkpoint records, when it records one per expert of the recipe."""
-        from sddkit.config import from_dict
-
-        try:
-            path = ckpt.latest_checkpoint(self.ckpt_dir)
-            saved = ckpt.load_checkpoint_record(path, ("recipe", "model_config", "architecture")) if path else {}
-        except CheckpointError as exc:  # refused as the load of the checkpoint, a little later, would refuse it
-            raise self._unusable_latest(exc) from None
-        if path is None:
-            return None, None, None
-        model_config = saved.get("model_config") if saved.get("architecture") == "mixture" else None
-        model_config = model_config if isinstance(model_config, dict) else {}
-        names = model_config.get("expert_names")
-        names = [str(n) for n in names] if isinstance(names, list) and len(names) == len(mixture.expert_dirs) else None
-        given = to_dict(mixture)
-        was = (saved.get("recipe") or {}).get("mixture") or {}
-        if [was.get(k) or [] for k in ("expert_dirs", "experts")] != [given["expert_dirs"], given["experts"]]:
-            return None, None, names
-        experts = model_config.get("experts")
-        if not isinstance(experts, list) or not experts:
-            return None, path, names
-        _reset_inert_head_scale(experts)  # as read_model_config does for the experts' own config.json
-        where = path / ckpt.STATE_JSON
-        return (
-            [from_dict(DetectorConfig, e, f"{where}: model_config.experts[{i}]") for i, e in enumerate(experts)],
-            None,
-            names,
-        )
 
     def _init_from(self, directory: str) -> nn.Module:
         """Start from a model directory; what reloads from pretrained files is what that directory omits."""
@@ -695,7 +594,7 @@ class Trainer:
         error naming them all, where a file was refused only when first drawn. Datasets given to the trainer are
         the caller's; a mixture with nothing to learn reads no data.train."""
         r = self.recipe
-        train = None if self._train_data is not None or self._nothing_to_learn() else r.data.train
+        train = None if self._train_data is not None or nothing_to_learn(self.module) else r.data.train
         check_audio_files(
             [
                 ("data.train", train),
@@ -783,6 +682,8 @@ class Trainer:
                 try:
                     with torch.no_grad():
                         self.module(x.to(self.device))
+                except AudioTooLongError as exc:  # Whisper's 30 s: "too short" named the wrong bound
+                    raise ConfigError(f"{key}={n} is too long for this model: {exc}") from None
                 except ValueError as exc:  # back-ends name the minimum they need
                     raise ConfigError(f"{key}={n} is too short for this model: {exc}") from None
                 if key == "data.crop_samples":
@@ -1103,11 +1004,11 @@ class Trainer:
         try:
             state = ckpt.load_checkpoint(path)
         except CheckpointError as exc:  # damaged since it was written (a truncated copy, a failing disk)
-            raise self._unusable_latest(exc) from None
+            raise ckpt.unusable_latest(self.ckpt_dir, self.out_dir, exc) from None
         recorded_recipe = state.get("recipe", {})
         changes = recipe_changes(recorded_recipe, to_dict(self.recipe), ignore=RESUME_SETTINGS)
         raw = self._raw_weights(path, state)
-        self._check_dir_experts(path, raw, recorded_recipe, changes)
+        check_frozen_expert_dirs(self._frozen_expert_dirs, path, raw, recorded_recipe, changes)
         try:
             load_state_checked(self.module, raw, partial=bool(self._reloadable), where=str(path))
         except CheckpointError as exc:  # e.g. another backend width passed as an override
@@ -1175,26 +1076,6 @@ class Trainer:
         log.info("resumed from %s (step %d, epoch %d)", path, self.state.step, self.state.epoch)
         return path.name
 
-    def _check_dir_experts(
-        self, path: Path, raw: dict[str, torch.Tensor], recorded_recipe: dict[str, Any], changes: list[str]
-    ) -> None:
-        """A resume of a gate over frozen experts goes on with checkpoint ``path``'s experts, in its order: refused
-        when a directory of ``mixture.expert_dirs`` still there holds other weights than the checkpoint's expert
-        of its place (the experts reordered, one replaced or retrained since), whose recipe the resume would not
-        follow, without a word, while best/ and final/ named the experts after it. Experts moved since are fine
-        (a directory gone is not read: the checkpoint holds every expert)."""
-        for index, directory in enumerate(self._frozen_expert_dirs):
-            if not _same_frozen_expert(Path(directory), raw, f"experts.{index}."):
-                was = ((recorded_recipe.get("mixture") or {}).get("expert_dirs") or [])[index : index + 1]
-                read = f" (read then from {was[0]})" if was else ""
-                changed = f"; the recipe changed since ({'; '.join(changes)})" if changes else ""
-                raise CheckpointError(
-                    f"{path}: mixture.expert_dirs[{index}] {directory} holds other weights than the frozen expert "
-                    f"{index} this run trained its gate over{read}{changed}: a resume continues the checkpoint's "
-                    "experts, in its order; undo the change (a moved expert's new place is fine), or train a gate "
-                    "over these experts in another trainer.out_dir"
-                )
-
     def _raw_weights(self, path: Path, state: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The weights training goes on from in checkpoint ``state``; keeps its moving average for _setup. A resume
         cannot switch trainer.ema_decay on or off: the checkpoints ranked so far hold one kind of model, and the
@@ -1218,24 +1099,6 @@ class Trainer:
             f"the recipe now sets none; resume with trainer.ema_decay={was}, or train without it in another "
             "trainer.out_dir"
         )
-
-    def _unusable_latest(self, exc: CheckpointError) -> CheckpointError:
-        """The error of a ``--resume`` whose latest checkpoint cannot be read: the other complete checkpoints there
-        to go on from instead (never chosen silently: the steps after it would be taken again), or none."""
-        pointer = self.ckpt_dir / ckpt.LATEST
-        try:
-            named = pointer.read_text(errors="replace").strip() if pointer.is_file() else ""
-        except OSError:  # the pointer itself unreadable (exc says so): every complete checkpoint is another
-            named = ""
-        others = [n for n in ckpt.complete_checkpoints(self.ckpt_dir) if n != named]
-        if others:
-            how = (
-                f"to continue from another checkpoint instead, write its name ({', '.join(others[-3:])}) into "
-                f"{pointer} and pass --resume again"
-            )
-        else:
-            how = f"no other complete checkpoint is there: move {self.out_dir} away to start afresh"
-        return CheckpointError(f"cannot resume from the latest checkpoint: {exc}; {how}")
 
     def _check_ranks_agree(self) -> None:
         """Refuse processes that would train differently (a collective: every rank calls it).
@@ -1718,14 +1581,7 @@ class Trainer:
 
     def _describe(self, result: EvalResult, table: UtteranceTable) -> dict[str, Any]:
         attacks = np.asarray(table.column("attack"), dtype=str)[result.indices]
-        # bona fide rows under one name whatever their attack cell holds: a table that leaves it empty for every
-        # row (attacks unknown) averaged the bona fide expert use together with the spoofs' (as sdd eval's gate tables)
-        attacks = np.where(result.labels == 1, "bonafide", attacks)
-        return {
-            **eer_by_attack(result.labels, result.scores, attacks),
-            "expert_use": expert_use_by_attack(result.stats, attacks),  # mean over layers: a summary
-            "expert_use_per_layer": expert_use_by_attack(result.stats, attacks, per_layer=True),
-        }
+        return describe_by_attack(result.labels, result.scores, result.stats, attacks)
 
     def _report_section(self, table: UtteranceTable, dataset: Dataset, what: str) -> dict[str, Any]:
         """One data set's part of molex_report.json. Written after best/ and final/ were exported: non-finite
@@ -1741,23 +1597,17 @@ class Trainer:
         molex = self.recipe.molex
         if molex is None:
             return
-        report: dict[str, Any] = {
-            "added_experts": molex.add_experts,
-            "trainable": self.expert_addition.trainable_names if self.expert_addition else None,
-            "weights": "best" if self.state.ranked else "last",
-            "units": {"eer": "fraction"},  # as metrics.jsonl; sdd eval's report.json gives percent
-            # which projection each row of expert_use_per_layer is: expert k of one is unrelated to expert k of
-            # another, so rows without names could not be read per layer (8 rows for 2 layers x q, k, v, out)
-            "layers": molex_layer_names(self.module),
-        }
         old = self._old_eval()
-        if old is not None:
-            after = self._report_section(*old, "old_eval")
-            report["old_domains"] = {"before": before, "after": after}
-            if before is not None and before["eer"] is not None and after.get("eer") is not None:
-                report["old_domains"]["forgetting_eer"] = after["eer"] - before["eer"]
-        if self.val_data is not None and self.val_table is not None:
-            report["new_domain"] = self._report_section(self.val_table, self.val_data, "val")
+        val = self.val_data is not None and self.val_table is not None
+        report = molex_report(
+            added_experts=molex.add_experts,
+            trainable=self.expert_addition.trainable_names if self.expert_addition else None,
+            weights="best" if self.state.ranked else "last",
+            layers=molex_layer_names(self.module),
+            before=before,
+            old_after=self._report_section(*old, "old_eval") if old is not None else None,
+            new_domain=self._report_section(self.val_table, self.val_data, "val") if val else None,  # type: ignore[arg-type]
+        )
         report = broadcast_object(report)
         if self.info.is_main:
             atomic_write_bytes(self.out_dir / "molex_report.json", (json.dumps(report, indent=2) + "\n").encode())
@@ -1769,25 +1619,6 @@ def _strategy_seed(recipe: dict[str, Any], default: int) -> Any:
     strategy = recipe.get("strategy") or {}
     seed = strategy.get("seed") if isinstance(strategy, dict) else None
     return seed if seed is not None else recipe.get("seed", default)
-
-
-def _same_frozen_expert(directory: Path, saved: dict[str, torch.Tensor], prefix: str) -> bool:
-    """Whether expert model ``directory`` stores the weights that checkpoint tensors ``saved`` hold under ``prefix``
-    (``experts.0.``); True when it cannot say: no such directory (moved), an unreadable file (the checkpoint holds
-    the weights), or other keys or shapes (the load names those)."""
-    from safetensors import safe_open
-
-    from sddkit.detectors.model_dir import WEIGHTS_NAME
-
-    try:
-        with safe_open(str(directory / WEIGHTS_NAME), framework="pt", device="cpu") as f:
-            stored = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError):
-        return True
-    theirs = {k: saved.get(prefix + k) for k in stored}
-    if any(t is None or t.shape != stored[k].shape for k, t in theirs.items()):
-        return True
-    return all(torch.equal(stored[k], t.detach().cpu().to(stored[k].dtype)) for k, t in theirs.items())
 
 
 def _changed_model(exc: CheckpointError, changes: list[str]) -> CheckpointError:
