@@ -51,7 +51,7 @@ def test_unusable_audio_says_why_from_a_stat(tmp_path):
     assert "is a directory" in unusable_audio(str(tmp_path / "dir.wav"))
     assert "empty (0 bytes)" in unusable_audio(str(tmp_path / "empty.wav"))
     assert "not a regular file" in unusable_audio(str(tmp_path / "fifo.wav"))  # never opened: it would block
-    assert "Not a directory" in unusable_audio(str(good / "x.wav"))
+    assert "a part of its folder path is a file" in unusable_audio(str(good / "x.wav"))
     assert unusable_audio("") == "no audio path"  # a protocol read without its audio folder
 
 

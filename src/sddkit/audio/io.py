@@ -46,6 +46,7 @@ FFmpeg to the end of the file.
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import numbers
@@ -192,8 +193,52 @@ def decode_bytes_hint(data: str = "data") -> str:
     return f"decode an encoded file's bytes with sddkit.audio.decode_audio_bytes({data}) (mono audio at 16 kHz)"
 
 
+@dataclass(frozen=True)
+class FileProblem:
+    """Why a path cannot be read as audio before any decoding: the error class :func:`load_audio` raises for it, and
+    the reason (``"no such file"``, ``"file is empty (0 bytes)"``, ...)."""
+
+    error: type[AudioError]
+    reason: str
+
+
+def file_problem(path: str | Path, *, check_open: bool = True) -> FileProblem | None:
+    """What keeps ``path`` from being an audio file, from one ``os.stat`` (links followed) and, with ``check_open``,
+    an open: no such file, a broken or looping link, a folder where a folder path goes on, a directory or other
+    non-regular file (never opened: a named pipe would block), an empty file, no read permission; None when it may
+    be audio (whether it decodes is found when it is read). The one check behind :func:`load_audio`'s refusals and
+    the training data preflight, so the two name a file's problem alike."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return FileProblem(AudioNotFoundError, "a broken symbolic link (its target is missing)")
+        return FileProblem(AudioNotFoundError, "no such file")
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return FileProblem(AudioNotFoundError, "a broken symbolic link (the link loops)")
+        if exc.errno == errno.ENOTDIR:  # a/b.wav where a is a file
+            return FileProblem(AudioNotFoundError, "no such file (a part of its folder path is a file)")
+        # a name too long, an unsearchable folder
+        return FileProblem(AudioDecodeError, f"cannot access file: {_reason(exc)}")
+    except ValueError as exc:  # a NUL in the name
+        return FileProblem(AudioDecodeError, f"cannot access file: {exc}")
+    if stat.S_ISDIR(st.st_mode):
+        return FileProblem(AudioNotFoundError, "is a directory, not an audio file")
+    if not stat.S_ISREG(st.st_mode):  # opening a FIFO would block; a device would read forever
+        return FileProblem(AudioDecodeError, "not a regular file (a named pipe, socket or device): nothing to decode")
+    if st.st_size == 0:
+        return FileProblem(EmptyAudioError, "file is empty (0 bytes)")
+    if check_open:
+        try:  # both decoders would fail on it with reasons that read as a bad format ("System error")
+            open(path, "rb").close()
+        except OSError as exc:
+            return FileProblem(AudioDecodeError, f"cannot open file: {_reason(exc)}")
+    return None
+
+
 def _check_file(path: str | Path) -> str:
-    """The path's label for messages, after checking it names a non-empty regular file."""
+    """The path's label for messages, after checking it names a non-empty regular file (:func:`file_problem`)."""
     if not isinstance(path, (str, os.PathLike)):  # else pathlib's TypeError, which names bytes as a path type
         if isinstance(path, (bytes, bytearray, memoryview)):
             hint = decode_bytes_hint()
@@ -201,30 +246,9 @@ def _check_file(path: str | Path) -> str:
             hint = "pass a str or pathlib.Path"
         raise AudioError(f"expected a file path, got {type(path).__name__}: {hint}")
     label = str(path)
-    p = Path(path)
-    try:
-        is_dir = p.is_dir()
-        exists = is_dir or p.exists()
-    except OSError as exc:  # Path hides only "no such file": a name too long or an unsearchable folder raise
-        raise AudioDecodeError(f"cannot access file: {_reason(exc)}", path=label) from None
-    if is_dir:
-        raise AudioNotFoundError("is a directory, not an audio file", path=label)
-    if not exists:
-        broken = "a broken symbolic link (its target is missing, or the link loops)"
-        raise AudioNotFoundError(broken if p.is_symlink() else "no such file", path=label)
-    try:
-        st = p.stat()
-    except OSError as exc:
-        raise AudioDecodeError(f"cannot stat file: {exc}", path=label) from None
-    if not stat.S_ISREG(st.st_mode):  # opening a FIFO would block; a device would read forever
-        raise AudioDecodeError("not a regular file (a named pipe, socket or device): nothing to decode", path=label)
-    size = st.st_size
-    if size == 0:
-        raise EmptyAudioError("file is empty (0 bytes)", path=label)
-    try:  # both decoders would fail on it with reasons that read as a bad format ("System error")
-        open(p, "rb").close()
-    except OSError as exc:
-        raise AudioDecodeError(f"cannot open file: {_reason(exc)}", path=label) from None
+    problem = file_problem(path)
+    if problem is not None:
+        raise problem.error(problem.reason, path=label)
     return label
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -294,24 +293,15 @@ NO_AUDIO_PATH = "no audio path"
 
 
 def unusable_audio(path: str) -> str | None:
-    """Why ``path`` cannot be an utterance's audio, from one ``os.stat`` (links followed) and no decoding: no path,
-    no such file, a broken link, a directory or other non-regular file, an empty file; None when it may be audio
-    (whether it decodes is found when it is read)."""
+    """Why ``path`` cannot be an utterance's audio, from one ``os.stat`` (links followed), an open and no decoding: no
+    path, no such file, a broken link, a directory or other non-regular file, an empty or unreadable file; None when
+    it may be audio (whether it decodes is found when it is read). Worded as ``load_audio`` refuses the file."""
+    from sddkit.audio.io import file_problem
+
     if not path:
         return NO_AUDIO_PATH
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return "a broken symbolic link (its target is missing)" if os.path.islink(path) else "no such file"
-    except (OSError, ValueError) as exc:  # a file where a folder is expected, a link loop, a NUL in the name
-        return f"cannot access file: {getattr(exc, 'strerror', None) or exc}"
-    if stat.S_ISDIR(st.st_mode):
-        return "is a directory, not an audio file"
-    if not stat.S_ISREG(st.st_mode):
-        return "not a regular file (a named pipe, socket or device)"
-    if st.st_size == 0:
-        return "file is empty (0 bytes)"
-    return None
+    problem = file_problem(path)
+    return None if problem is None else problem.reason
 
 
 def check_audio_files(lists: Sequence[tuple[str, ProtocolSpec | Sequence[ProtocolSpec] | None]]) -> int:
