@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval",
         help="evaluate a score file against a protocol (EER, minDCF, t-DCF, ... report with plots)",
         description="Evaluate scores (higher = more bona fide) against a protocol; writes report.json, "
-        "report.md, per-attack/source/codec (and, with a vocoder column, per-vocoder) CSV tables, det.png, roc.png "
-        "and scores.png (score histograms per class) into --out.",
+        "report.md, per-attack/source/codec (and, with a vocoder or attack_type column, per-vocoder or "
+        "per-attack-type) CSV tables, det.png, roc.png and scores.png (score histograms per class) into --out.",
     )
     p.add_argument(
         "--scores", required=True, help="score file (ASVspoof 2019/2021/5, path,score CSV or TSV, sdd score JSONL)"

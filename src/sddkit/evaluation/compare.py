@@ -185,7 +185,8 @@ class Comparison:
         for runs in (self.baseline, self.system):
             per_run = ", ".join(fmt(v) for v in runs.values)
             std = "-" if runs.std is None else fmt(runs.std)
-            lines.append(f"| {runs.name} | {len(runs.values)} | {fmt(runs.mean)} | {std} | {per_run} |")
+            # a name with a `|` (--names "wav2vec|lora" ...) split its row into more cells than the header's
+            lines.append(f"| {markdown_cell(runs.name)} | {len(runs.values)} | {fmt(runs.mean)} | {std} | {per_run} |")
         d = self.difference
         clustered = ""
         if self.n_clusters is not None:
@@ -204,7 +205,8 @@ class Comparison:
         if self.groups:
             lines += [
                 "",
-                f"| {self.by} | bona fide / spoof | {self.baseline.name} | {self.system.name} | difference [{level}] "
+                f"| {markdown_cell(self.by)} | bona fide / spoof | {markdown_cell(self.baseline.name)} | "
+                f"{markdown_cell(self.system.name)} | difference [{level}] "
                 "| verdict |",
                 "|---|---|---|---|---|---|",
             ]

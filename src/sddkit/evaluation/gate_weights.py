@@ -20,6 +20,14 @@ from sddkit.errors import ProtocolError
 _SUM_TOLERANCE = 1e-2
 
 
+def as_float64(values: object) -> np.ndarray:
+    """``values`` as a float64 numpy array; a torch tensor as it comes out of a model too (on any device, in any
+    floating dtype, bfloat16 included, with or without autograd history), which ``np.asarray`` refuses."""
+    if hasattr(values, "detach"):  # a torch tensor: numpy knows neither bfloat16 nor autograd nor GPU memory
+        values = values.detach().cpu().double().numpy()
+    return np.asarray(values, dtype=np.float64)
+
+
 def gate_weight_table(
     table: UtteranceTable,
     weights: np.ndarray,
@@ -34,9 +42,7 @@ def gate_weight_table(
     device, in any floating dtype, bfloat16 included, with or without autograd history); N >= 1 files, each row
     its file's weights (>= 0, summing to 1 within 0.01), else ProtocolError. ``what``: the weights' name in those
     errors (e.g. a MoLEx model's router weights, tabulated alike)."""
-    if hasattr(weights, "detach"):  # a torch tensor: numpy knows neither bfloat16 nor autograd nor GPU memory
-        weights = weights.detach().cpu().double().numpy()
-    weights = np.asarray(weights, dtype=float)
+    weights = as_float64(weights)
     if weights.ndim != 2 or weights.shape[0] != len(table):
         raise ProtocolError(f"{what} must be (N={len(table)}, E >= 1); got {weights.shape}")
     if not np.isfinite(weights).all():

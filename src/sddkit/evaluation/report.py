@@ -21,6 +21,9 @@ writes::
     per_codec.csv   each codec condition (only when the protocol has a codec column)
     per_vocoder.csv each vocoder's spoofs against the bona fide trials, as per_attack.csv (only when the protocol
                     names spoofs' vocoders: the full ASVspoof 2021 DF key, whose official breakdown is per vocoder)
+    per_attack_type.csv  each attack type's spoofs (tts, vc, ...) against the bona fide trials, as per_attack.csv
+                    (only when the protocol names spoofs' attack types: ASVspoof 2019/2021, sddbench, a labels CSV's
+                    ``attack_type`` column)
     det.png         DET curves, pooled + per source
     roc.png         ROC curves, pooled + per source
     scores.png      histograms of the pooled bona fide and spoof scores, with the EER threshold
@@ -70,7 +73,7 @@ from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 from sddkit.evaluation.asv import ASVScores
 from sddkit.evaluation.compare import min_replicates
-from sddkit.evaluation.gate_weights import gate_weight_table
+from sddkit.evaluation.gate_weights import as_float64, gate_weight_table
 from sddkit.evaluation.groups import attack_groups, groups, markdown_cell, named
 from sddkit.evaluation.scores import EXPERT_USE_PREFIX, OUTSIDE_PARTITIONS, ScoreFile, match_scores
 from sddkit.metrics import (
@@ -145,6 +148,7 @@ class Report:
     aucs: dict[str, float] = field(default_factory=dict, repr=False)
     per_partition: list[dict[str, Any]] | None = None  # None: the protocol has no partition column
     per_vocoder: list[dict[str, Any]] | None = None  # None: the protocol has no vocoder column
+    per_attack_type: list[dict[str, Any]] | None = None  # None: the protocol names no spoof's attack type
     # a mixture's mean gate weights: {"experts": [names], "by_source": rows, "by_attack": rows}; None without them
     gate_weights: dict[str, Any] | None = None
     # a MoLEx model's mean router weights, as gate_weights: {"experts", "by_source", "by_attack"}; None without them
@@ -201,6 +205,7 @@ class Report:
                 "per_partition": self.per_partition,
                 "per_codec": self.per_codec,
                 "per_vocoder": self.per_vocoder,
+                "per_attack_type": self.per_attack_type,
                 "gate_weights": self.gate_weights,
                 "molex_expert_use": self.expert_use,
                 "matching": self.matching,
@@ -343,6 +348,14 @@ def _names_any(table: UtteranceTable, column: str, labels: np.ndarray) -> bool:
     return table.has_column(column) and bool(np.any(table.column(column)[labels == 0].astype(str) != ""))
 
 
+def _splits_spoofs(table: UtteranceTable, column: str, labels: np.ndarray) -> bool:
+    """Whether ``column`` names something for a spoof and puts the spoofs in two groups or more: one type for every
+    spoof (ASVspoof 2019 PA's replay, MLAAD's tts) would make a table of one row, the pooled figures again."""
+    if not _names_any(table, column, labels):
+        return False
+    return len(set(table.column(column)[labels == 0].astype(str).tolist())) > 1
+
+
 def _mean_over(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     usable = [r for r in rows if r.get("eer") is not None]
     out: dict[str, Any] = {"n_groups": len(usable), "n_skipped": len(rows) - len(usable)}
@@ -383,14 +396,16 @@ def _aligned_scores(
         )
     if outside is not None:
         raise ProtocolError("outside names protocol rows a score file may score: pass it only with a score file")
-    arr = np.asarray(scores, dtype=np.float64)
+    # a model's outputs as they come (DetectorOutput.score and .stats["gate_weights"]: tensors with autograd history,
+    # bfloat16 under autocast, on the GPU) made np.asarray raise a RuntimeError or TypeError
+    arr = as_float64(scores)
     if arr.shape != (len(table),):
         # the shape, not only a count: a (N, 1) column of N scores read "got N scores for N protocol rows"
         raise ProtocolError(
             f"scores must be one number per protocol row, shape ({len(table)},), for {len(table)} protocol rows; "
             f"got shape {arr.shape}"
         )
-    gates = None if gate_weights is None else np.asarray(gate_weights, dtype=np.float64)
+    gates = None if gate_weights is None else as_float64(gate_weights)
     if expert_names is not None and gates is None:
         raise ProtocolError("expert_names name the columns of gate_weights: give both")
     return _Aligned(table, arr, None, gates, expert_names)
@@ -450,7 +465,9 @@ def evaluate(
 
     A mixture's per-file gate weights (N, E) are tabulated per source and per attack: read from the score
     file's ``gate_w*`` columns (experts named as ``sdd score`` recorded them beside the file), or given as
-    ``gate_weights`` (and optionally their ``expert_names``) with a score array.
+    ``gate_weights`` (and optionally their ``expert_names``) with a score array. The scores (N,) and the gate
+    weights (N, E) may be torch tensors as a model returns them (``DetectorOutput.score``,
+    ``.stats["gate_weights"]``: on the GPU, bfloat16, with autograd history).
 
     ``outside``: with a score file, the protocol's rows left out of ``table`` (its other partitions): their
     scores are reported as such, not as scores without a protocol entry (see :func:`match_scores`); ``selection``:
@@ -491,6 +508,9 @@ def evaluate(
             name = row["source"] if row["source"] not in curves else f"source {row['source']}"
             curves[name] = det_curve(y[m], s[m])
             aucs[name] = row["auc"]
+    # the readers fill it (ASVspoof 2019's A01-A19 as tts/vc, sddbench's tts/vc/vocoder): the breakdown papers give
+    by_type = _splits_spoofs(table, "attack_type", y)
+    per_attack_type = _per_attack(table, y, s, cfg, "attack_type") if by_type else None
     return Report(
         pooled=pooled,
         per_attack=_per_attack(table, y, s, cfg),
@@ -505,6 +525,7 @@ def evaluate(
         per_partition=per_partition,
         # the 2021 DF key's vocoder: its official breakdown, each vocoder's spoofs against the bona fide, as attacks
         per_vocoder=_per_attack(table, y, s, cfg, "vocoder") if _names_any(table, "vocoder", y) else None,
+        per_attack_type=per_attack_type,
         gate_weights=None if gates is None else _gate_tables(table, y, gates, aligned.expert_names),
         expert_use=None if aligned.expert_use is None else _expert_use_tables(table, y, aligned.expert_use, scores),
     )
@@ -595,7 +616,9 @@ def _teer_rows(pooled: dict[str, Any], asv_file: str | None) -> list[str]:
     """The t-EER row of the pooled table: none without ASV scores."""
     if pooled.get("t_eer") is None and not pooled.get("t_eer_note"):
         return []
-    label = f"t-EER % (concurrent, before the ASV of {Path(asv_file).name if asv_file else 'the given ASV scores'})"
+    # the file's name sits in a table cell: a `|` in it split the row
+    asv = markdown_cell(Path(asv_file).name) if asv_file else "the given ASV scores"
+    label = f"t-EER % (concurrent, before the ASV of {asv})"
     if pooled.get("t_eer") is None:
         return [f"| {label} | - ({markdown_cell(pooled['t_eer_note'])}) |"]
     return [
@@ -612,7 +635,7 @@ def render_markdown(report: Report) -> str:
     asv = report.config.asv
     asv_file = (report.inputs or {}).get("asv_scores")
     origin = (
-        f"at the EER threshold of {Path(asv_file).name}"
+        f"at the EER threshold of {markdown_cell(Path(asv_file).name)}"  # in the t-DCF rows' cells
         if asv_file
         else "the ASVspoof 5 organisers' pooled rates"
         if asv == ASVRates()
@@ -671,6 +694,10 @@ def render_markdown(report: Report) -> str:
     if report.per_vocoder is not None:
         versus = "its partition's" if report.per_vocoder and "partition" in report.per_vocoder[0] else "all"
         sections.append((f"Per vocoder (each vocoder's spoofs vs {versus} bona fide)", report.per_vocoder, "vocoder"))
+    if report.per_attack_type is not None:
+        versus = "its partition's" if report.per_attack_type and "partition" in report.per_attack_type[0] else "all"
+        title = f"Per attack type (each type's spoofs vs {versus} bona fide)"
+        sections.append((title, report.per_attack_type, "attack_type"))
     for title, rows, key in sections:
         lines += [f"## {title}", "", *_md_table(rows, key), ""]
     if report.gate_weights is not None:
@@ -730,7 +757,14 @@ _WEIGHT_TABLES = (("gate_weights", "gate weight"), ("expert_use", "MoLEx router 
 _GATE_OUTPUTS = tuple(
     f"{stem}_by_{key}.{ext}" for stem, _ in _WEIGHT_TABLES for key in ("source", "attack") for ext in ("csv", "png")
 )
-_OPTIONAL_OUTPUTS = ("per_corpus.csv", "per_partition.csv", "per_codec.csv", "per_vocoder.csv", *_GATE_OUTPUTS)
+_OPTIONAL_OUTPUTS = (
+    "per_corpus.csv",
+    "per_partition.csv",
+    "per_codec.csv",
+    "per_vocoder.csv",
+    "per_attack_type.csv",
+    *_GATE_OUTPUTS,
+)
 
 
 def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
@@ -739,8 +773,8 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
     Every file is first written complete into a hidden staging folder inside ``out_dir`` and then moved
     in place (``report.json`` last), so a crash or Ctrl-C leaves no half-written file and no new
     report.json beside an older run's tables; a table of an earlier run that this report lacks
-    (per_corpus.csv, per_partition.csv, per_codec.csv, per_vocoder.csv, the gate-weight and expert-use tables and
-    heatmaps) is removed rather than left to pass for this run's.
+    (per_corpus.csv, per_partition.csv, per_codec.csv, per_vocoder.csv, per_attack_type.csv, the gate-weight and
+    expert-use tables and heatmaps) is removed rather than left to pass for this run's.
     """
     from sddkit.evaluation.gate_weights import plot_gate_heatmap
     from sddkit.evaluation.plots import plot_det, plot_roc, plot_score_histogram
@@ -756,6 +790,8 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
         texts["per_codec.csv"] = _csv_text(report.per_codec)
     if report.per_vocoder is not None:
         texts["per_vocoder.csv"] = _csv_text(report.per_vocoder)
+    if report.per_attack_type is not None:
+        texts["per_attack_type.csv"] = _csv_text(report.per_attack_type)
     heatmaps: dict[str, tuple[pd.DataFrame, str]] = {}  # file name -> (table indexed by its key, title)
     tables = {"gate_weights": report.gate_weights, "expert_use": report.expert_use}
     for stem, what in _WEIGHT_TABLES:
