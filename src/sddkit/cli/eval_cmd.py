@@ -106,11 +106,7 @@ def evaluate_files(
     # every row when partitions is None; else the selected rows and the rest (whose scores are no strays)
     table, rest = read_partitions_and_rest(protocol, protocol_format, partitions, protocol_options)
     score_file = read_scores(scores, format=score_format)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # partial-match notes are printed from the report below
-        selection = selection_words(partitions, protocol_options)
-        report = evaluate(table, score_file, config, outside=rest, asv_scores=asv, selection=selection)
-    report.inputs = evaluated_inputs(
+    inputs = evaluated_inputs(
         scores,
         protocol,
         protocol_format,
@@ -120,6 +116,16 @@ def evaluate_files(
         protocol_options=protocol_options,
         asv_key=asv_key,
     )
+    model_threshold = (inputs["model"] or {}).get("threshold")
+    if model_threshold is not None:
+        # the decisions sdd score wrote (`decision`: score >= the model's threshold) are the ones the thresholded
+        # rates describe; at 0 they described decisions no one made (the bundled model decides at 0.73)
+        config = dataclasses.replace(config, decision_threshold=model_threshold)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # partial-match notes are printed from the report below
+        selection = selection_words(partitions, protocol_options)
+        report = evaluate(table, score_file, config, outside=rest, asv_scores=asv, selection=selection)
+    report.inputs = inputs
     earlier = earlier_report(Path(out) / "report.json", ("inputs", "scores"))
     paths = write_report(report, out)
     if earlier is not None:  # a rerun into the same folder replaces the report: said, never silently
@@ -144,8 +150,10 @@ def evaluated_inputs(
     """What a report evaluated (its ``inputs``): the score file, the protocol and the ASV score file (None: the
     default ASV rates) by absolute path and SHA-256 (a path alone names a file that may be rewritten), and the
     model that scored, from the run record ``sdd score`` wrote beside its output (None: a score file from
-    elsewhere). ``score_file``: ``scores`` as read for the report, whose columns tell whether that record is
-    still of this file; without it its header is read again (:func:`~sddkit.evaluation.scores.score_columns`)."""
+    elsewhere), with its calibration and decision threshold when the record has them. ``score_file``: ``scores``
+    as read for the report, whose columns tell whether that record is still of this file; without it its header is
+    read again (:func:`~sddkit.evaluation.scores.score_columns`)."""
+    import math
     import os
 
     from sddkit import __version__
@@ -163,6 +171,10 @@ def evaluated_inputs(
         if isinstance(inference, dict) and isinstance(inference.get("calibration"), dict):
             # the scores' scale: an uncalibrated model's are no LLRs, which actDCF and Cllr take them for
             model["calibration"] = inference["calibration"]
+        threshold = inference.get("threshold") if isinstance(inference, dict) else None
+        if isinstance(threshold, int | float) and not isinstance(threshold, bool) and math.isfinite(threshold):
+            # where the model decides (`decision` in the scores): the report's thresholded rates are taken there
+            model["threshold"] = float(threshold)
     return {
         "scores": os.path.abspath(scores),
         "scores_sha256": file_digest(scores),

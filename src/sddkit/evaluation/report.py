@@ -6,8 +6,11 @@ writes::
     report.json     machine-readable; pooled EER in PERCENT at pooled.eer (CI at pooled.eer_ci; null,
                     with the reason at pooled.eer_ci_note, when a class has fewer than 2 trials; from fewer
                     bootstrap replicates than 2 / alpha, the note and a warning say it is not of its level);
-                    pooled.score_range: the lowest and highest score; warnings: partial matches, scores that
-                    look inverted (ROC AUC below 0.5) or like probabilities (all in [0, 1], in a score file
+                    pooled.score_range: the lowest and highest score; pooled.at_threshold: accuracy, TPR, TNR
+                    at EvalConfig.decision_threshold (sdd eval: the threshold of the model that wrote the scores,
+                    from their run record, as its ``decision`` column; 0 without one); pooled.act_dcf is at the
+                    Bayes threshold of the DCF costs, as the ASVspoof 5 package's; warnings: partial matches,
+                    scores that look inverted (ROC AUC below 0.5) or like probabilities (all in [0, 1], in a score file
                     without the run record of sdd score or without the columns it lists: actDCF and Cllr read
                     scores as log-likelihood ratios), scores of a model with no calibration (its
                     ``inference.calibration`` the identity, as ``sdd score``'s run record has it)
@@ -109,7 +112,9 @@ class EvalConfig:
     bootstrap: int = 200  # replicates for the pooled-EER confidence interval; 0 = no CI
     alpha: float = 0.05  # CI level is 1 - alpha
     seed: int = 0
-    decision_threshold: float = 0.0  # for accuracy/TPR/TNR (0 = even odds on log-odds scores)
+    # for accuracy/TPR/TNR (0 = even odds on log-odds scores); sdd eval sets the threshold of the model that wrote
+    # the scores, from their run record, so that the rates are those of its decisions
+    decision_threshold: float = 0.0
     max_plot_sources: int = 10  # DET/ROC plots show the pooled curve and up to this many sources
     dcf: DCFCost = field(default_factory=DCFCost)
     tdcf: TDCFCost = field(default_factory=TDCFCost)
@@ -627,6 +632,16 @@ def _teer_rows(pooled: dict[str, Any], asv_file: str | None) -> list[str]:
     ]
 
 
+def _decision_label(report: Report) -> str:
+    """The threshold of the pooled thresholded rates, and whose it is: the model's that wrote the scores (``sdd
+    eval`` takes it from their run record) or the configured one."""
+    threshold = report.pooled["at_threshold"]["threshold"]
+    model = (report.inputs or {}).get("model") or {}
+    if model.get("threshold") == threshold:
+        return f"{threshold:g} (the threshold of the model that scored)"
+    return f"{threshold:g}"
+
+
 def render_markdown(report: Report) -> str:
     p = report.pooled
     ci_text = _ci_text(p, 3)
@@ -663,7 +678,7 @@ def render_markdown(report: Report) -> str:
         f"| min t-DCF (ASVspoof 2019 form{asv_note}) | {p['min_tdcf']['2019']:.4f} |",
         f"| min t-DCF (ASVspoof 2021 form{asv_note}) | {p['min_tdcf']['2021']:.4f} |",
         *_teer_rows(p, asv_file),
-        f"| balanced accuracy at {p['at_threshold']['threshold']:g} | {p['at_threshold']['balanced_accuracy']:.4f} |",
+        f"| balanced accuracy at {_decision_label(report)} | {p['at_threshold']['balanced_accuracy']:.4f} |",
         "",
     ]
     m = report.mean_over_sources
