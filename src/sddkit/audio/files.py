@@ -57,6 +57,17 @@ def resolve_written_path(written: str, resolve: Callable[[str], str]) -> str:
     return converted if os.path.lexists(converted) else path
 
 
+def resolve_in_folder(written: str, folder: str | Path) -> str:
+    """The file a list in ``folder`` names by ``written``: a relative path is read against ``folder`` when the file
+    is there (a broken link counts: its error then names it), else as written (against the working directory); an
+    absolute or empty one is kept. The rule of ``sdd score``'s manifests, shared by the ``utterance_table`` reader so
+    that one table's relative paths name the same files whichever command reads it."""
+    if not written or os.path.isabs(written):
+        return written
+    candidate = str(Path(folder) / written)  # Path("." / "a.wav") is "a.wav": spelled as written beside the cwd
+    return candidate if os.path.lexists(candidate) else written
+
+
 def list_audio_files(root: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> list[Path]:
     """Every audio file under ``root`` (recursively, symlinks followed), in a stable sorted order; files and
     folders whose name starts with ``.`` are skipped (``root`` itself may be one), and so is a video container

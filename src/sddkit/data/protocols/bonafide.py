@@ -164,6 +164,12 @@ def read_vctk(cfg: VCTKConfig, **_: object) -> UtteranceTable:
     if (root / "wav48_silence_trimmed").is_dir():
         audio, mics = root / "wav48_silence_trimmed", ("mic1", "mic2") if cfg.mic == "both" else (cfg.mic,)
     elif (root / "wav48").is_dir():
+        if cfg.mic != "mic1":
+            # 0.80 has one recording per utterance: mic2 (or both) read its files as if chosen, without a word
+            raise ProtocolError(
+                f"{root}: mic {cfg.mic!r}: this VCTK copy is the 0.80 release (wav48/), one recording per utterance; "
+                "the mic1/mic2 choice is the 0.92 release's (wav48_silence_trimmed/): leave mic at mic1"
+            )
         audio, mics = root / "wav48", None
     else:
         raise ProtocolError(f"{root}: no wav48_silence_trimmed/ or wav48/ folder (VCTK)")
