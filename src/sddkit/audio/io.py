@@ -128,7 +128,7 @@ _WAV_FORMATS = frozenset({"WAV", "WAVEX", "RF64"})
 # subtypes too (what a packetized codec's header counts differs between writers: an AIFC "ima4" file's counts packets).
 _WAV_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
 _WAV_SAMPLE_BYTES |= {"ULAW": 1, "ALAW": 1}
-# Frames per read of the soundfile decoder (a few MB even for many channels).
+# Samples per read of the soundfile decoder, all channels together (1 MB of float32; see _read_frames).
 _READ_BLOCK = 1 << 18
 # A file libsndfile or FFmpeg decodes to more native frames than this (64 MB of float32 mono: 350 s at 48 kHz, 87 s at
 # 192 kHz) is resampled block by block as it is decoded (soxr's stream, same quality) instead of whole once decoded: a
@@ -139,6 +139,10 @@ _STREAM_RESAMPLE_FRAMES = 1 << 24
 # The most frames one byte of a file can hold (a FLAC frame of 65535 constant samples takes about 10 bytes): a
 # declared length is trusted to size the decode buffer only up to this many frames per byte of the file.
 _MAX_FRAMES_PER_BYTE = 8192
+# Audio streams of one file FFmpeg tries at most: the first, then later ones that hold packets. Each try demuxes the
+# whole file again, so a 10 MB Matroska upload of a thousand empty audio tracks before its one real track took a minute
+# and more of CPU (a pass per track), holding one of `sdd serve`'s scoring slots all the while.
+_MAX_STREAMS_TRIED = 8
 # libsndfile reports an absurd frame count when the length is unknown (pipes, some streams).
 _UNKNOWN_FRAMES = 2**62
 # Lengths a WAV writer puts in the data chunk's header when it does not know the length (writing to a pipe, or a
@@ -512,7 +516,7 @@ def _channel_and_mix_extremes(source: str | bytes) -> tuple[np.ndarray, np.ndarr
         with sf.SoundFile(source if isinstance(source, str) else io.BytesIO(source)) as f:
             if f.channels < 2:
                 return None
-            blocks = f.blocks(blocksize=_READ_BLOCK, dtype="float32", always_2d=True)
+            blocks = f.blocks(blocksize=_read_frames(f.channels), dtype="float32", always_2d=True)
             return _extremes(b.T for b in blocks)
     except Exception:  # libsndfile cannot read it: FFmpeg may
         pass
@@ -935,6 +939,13 @@ def _decoder_reason(exc: Exception) -> str:
     return reason
 
 
+def _read_frames(channels: int) -> int:
+    """Frames per read of a file of ``channels`` channels: ``_READ_BLOCK`` samples in all. A read of ``_READ_BLOCK``
+    frames whatever the channel count took 267 MB for each block of a 255-channel Ogg Vorbis file (about 11 kB per
+    second of audio): decoding a 112 kB upload to `sdd serve` took 470 MB of memory, 7 MB in blocks of this size."""
+    return max(1, _READ_BLOCK // max(1, channels))
+
+
 def _decode_soundfile(
     file: str | io.BytesIO, *, label: str | None, max_duration: float | None, sample_rate: int | None = None
 ) -> tuple[np.ndarray | _Resampled, int]:
@@ -975,8 +986,9 @@ def _decode_soundfile(
         buffer, filled = np.empty(0 if stream is not None else cap, dtype=np.float32), 0
         blocks: list[np.ndarray] = []  # what does not fit (a header that undercounts, no limit)
         gathered = 0  # frames in blocks
+        block = _read_frames(int(f.channels))
         while left != 0:
-            want = _READ_BLOCK if left < 0 else min(_READ_BLOCK, left)
+            want = block if left < 0 else min(block, left)
             data = f.read(frames=want, dtype="float32", always_2d=True)
             n = data.shape[0]
             if n == 0:
@@ -1111,9 +1123,12 @@ def _decode_pyav(
     """The first audio stream of ``file``, decoded by FFmpeg. A stream that holds no samples (an empty track) or
     none of whose packets decode gives way to the next audio stream: a file whose first track is empty or broken
     while another holds the audio must not be refused as empty or unreadable. With no stream holding samples,
-    the first stream's error is raised (else zero samples are returned). With ``sample_rate``, a long stream at
-    another rate comes resampled to it as it was decoded (a :class:`_Resampled`, see ``_STREAM_RESAMPLE_FRAMES``)."""
-    index, first_error, empty, fresh = 0, None, None, True
+    the first stream's error is raised (else zero samples are returned). After the first stream, only those that hold
+    packets are tried (one pass over the file finds them), ``_MAX_STREAMS_TRIED`` streams in all: past that an
+    ``AudioDecodeError``. With ``sample_rate``, a long stream at another rate comes resampled to it as it was decoded
+    (a :class:`_Resampled`, see ``_STREAM_RESAMPLE_FRAMES``)."""
+    index, tried, first_error, empty, fresh = 0, 0, None, None, True
+    later: list[int] | None = None  # the audio streams after the first that hold packets: found once it fails
     while True:  # the container is opened again for each stream tried: demuxing one stream reads to the end
         source = file if fresh or isinstance(file, str) else io.BytesIO(file.getvalue())
         fresh = False
@@ -1140,13 +1155,42 @@ def _decode_pyav(
         if decoded is not None and decoded[0].size:
             return decoded
         empty = empty or decoded
-        index += 1
-        if index >= count:
+        tried += 1
+        if later is None:
+            later = _audio_streams_with_packets(file, count)[1:] if count > 1 else []
+        if not later:
             break
+        if tried >= _MAX_STREAMS_TRIED:
+            raise AudioDecodeError(
+                f"none of the {tried} audio streams tried decodes to any samples, and {len(later)} more hold data: "
+                f"not tried (at most {_MAX_STREAMS_TRIED} are, each a pass over the whole file)",
+                path=label,
+            )
+        index = later.pop(0)
     if first_error is not None:
         raise first_error
     assert empty is not None  # every stream decoded, to zero samples
     return empty
+
+
+def _audio_streams_with_packets(file: str | io.BytesIO, count: int) -> list[int]:
+    """The positions among ``file``'s ``count`` audio streams of the first stream and those that hold a packet of data,
+    found in one pass that demuxes without decoding (a stream without packets decodes to nothing); every one of them
+    when that pass fails."""
+    source = file if isinstance(file, str) else io.BytesIO(file.getvalue())
+    try:
+        with av.open(source, metadata_errors="ignore") as container:
+            streams = list(container.streams.audio)
+            position = {stream.index: k for k, stream in enumerate(streams)}
+            found = {0}
+            for packet in container.demux(streams):
+                if packet.size and packet.stream_index in position:
+                    found.add(position[packet.stream_index])
+                    if len(found) == len(streams):
+                        break
+    except Exception:  # a file damaged further on: each stream may still hold data
+        return list(range(count))
+    return sorted(found)
 
 
 def _decode_pyav_stream(
