@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with KEY target/nontarget/spoof; ASVspoof 5's SASV score lines 'SPEAKER UTT SCORE KIND', or a table with "
         "asv-label and asv-score columns): the min t-DCFs take its error rates at its EER threshold, as the "
         "official ASVspoof 2019/2021 scripts do (default: the ASVspoof 5 organisers' pooled ASV rates), and the "
-        "report adds the concurrent t-EER of the countermeasure before that ASV system",
+        "report adds the concurrent t-EER of the countermeasure before that ASV system; a table with a sasv-score "
+        "column too (an ASVspoof 5 track-2 submission) adds the min a-DCF of those SASV scores",
     )
     p.add_argument(
         "--asv-key",
@@ -87,15 +88,17 @@ def evaluate_files(
     from sddkit.cli.options import read_partitions_and_rest, selection_words
     from sddkit.config import from_dict
     from sddkit.errors import ProtocolError
-    from sddkit.evaluation.asv import read_asv_scores
+    from sddkit.evaluation.asv import read_asv_scores, read_sasv_scores
     from sddkit.evaluation.report import EvalConfig, evaluate, write_report
     from sddkit.evaluation.scores import read_scores
     from sddkit.outputs import earlier_report
 
     config = from_dict(EvalConfig, {"bootstrap": bootstrap, "seed": seed})
-    asv = None
+    asv = sasv = None
     if asv_scores is not None:  # read first: a bad line is said before the protocol and scores are read
         asv = read_asv_scores(asv_scores, key=asv_key)
+        # an ASVspoof 5 track-2 submission's sasv-score beside its asv-score: the a-DCF, that track's metric
+        sasv = read_sasv_scores(asv_scores, key=asv_key)
         config = dataclasses.replace(config, asv=asv.rates())
         if config.asv.pfa_spoof == 0:  # else the report failed after the scores were read, not naming the file
             raise ProtocolError(
@@ -124,7 +127,9 @@ def evaluate_files(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # partial-match notes are printed from the report below
         selection = selection_words(partitions, protocol_options)
-        report = evaluate(table, score_file, config, outside=rest, asv_scores=asv, selection=selection)
+        report = evaluate(
+            table, score_file, config, outside=rest, asv_scores=asv, selection=selection, sasv_scores=sasv
+        )
     report.inputs = inputs
     earlier = earlier_report(Path(out) / "report.json", ("inputs", "scores"))
     paths = write_report(report, out)

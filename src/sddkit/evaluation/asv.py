@@ -65,15 +65,19 @@ def _text(path: Path, what: str = "ASV score file") -> str:
         raise ProtocolError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
 
 
-def read_asv_scores(path: str | Path, key: str | Path | None = None) -> ASVScores:
+def read_asv_scores(
+    path: str | Path, key: str | Path | None = None, *, score_columns: tuple[str, ...] | None = None
+) -> ASVScores:
     """The trials of an ASV score file (module docstring); ``ProtocolError`` names the first bad line.
 
     ``key``: the trials' kinds of a score table that names its trials but not their kinds (ASVspoof 5's
     ``spk filename ... asv-score ...``), joined on the target speaker and the file as the ASVspoof 5 package joins
-    them (:func:`read_keyed_asv_scores`)."""
+    them (:func:`read_keyed_asv_scores`). ``score_columns``: the header names of the score column of a table, in
+    order of preference (default ``asv-score``, else ``sasv-score``, else ``score``)."""
     path = Path(path)
+    wanted = score_columns or _SCORE_COLUMNS
     if key is not None:
-        return read_keyed_asv_scores(path, Path(key))
+        return read_keyed_asv_scores(path, Path(key), score_columns=wanted)
     text = _text(path)
     found: dict[str, list[float]] = {key: [] for key in ASV_KEYS}
     first = True
@@ -83,7 +87,7 @@ def read_asv_scores(path: str | Path, key: str | Path | None = None) -> ASVScore
         if not fields or fields[0].startswith("#"):
             continue
         if first and columns is None:
-            columns = _header_columns(path, number, fields)
+            columns = _header_columns(path, number, fields, wanted)
             if columns is not None:
                 first = False
                 continue
@@ -131,13 +135,15 @@ _KIND_COLUMNS = ("asv-label", "asv_label")
 _SCORE_COLUMNS = ("asv-score", "asv_score", "sasv-score", "sasv_score", "score")
 
 
-def _header_columns(path: Path, number: int, fields: list[str]) -> tuple[int, int] | None:
+def _header_columns(
+    path: Path, number: int, fields: list[str], score_columns: tuple[str, ...] = _SCORE_COLUMNS
+) -> tuple[int, int] | None:
     """(kind column, score column) of a header naming ``asv-label`` (ASVspoof 5's SASV keys and tables), None for a
     line that is no such header; a header of ASVspoof 5 SASV scores without their kinds, or of a key without
     scores, is refused saying what to join."""
     names = [f.lower() for f in fields]
     kind = next((names.index(c) for c in _KIND_COLUMNS if c in names), None)
-    score = next((names.index(c) for c in _SCORE_COLUMNS if c in names), None)
+    score = next((names.index(c) for c in score_columns if c in names), None)
     if kind is not None and score is not None:
         return kind, score
     names_trials = any(c in names for c in (*_SPEAKER_COLUMNS, *_TRIAL_COLUMNS))
@@ -255,7 +261,7 @@ def read_asv_key(key: Path) -> dict[tuple[str, str], str]:
     return kinds
 
 
-def read_keyed_asv_scores(path: Path, key: Path) -> ASVScores:
+def read_keyed_asv_scores(path: Path, key: Path, *, score_columns: tuple[str, ...] = _SCORE_COLUMNS) -> ASVScores:
     """The ASV scores of a table naming each trial's target speaker (``spk``) and file (``filename``) with a score
     column (``asv-score``, else ``sasv-score``, else ``score``), such as ASVspoof 5's SASV score files, by the kinds
     :func:`read_asv_key` reads from ``key``; a trial the key does not list is an error, one of its dummy trials is
@@ -269,7 +275,7 @@ def read_keyed_asv_scores(path: Path, key: Path) -> ASVScores:
             at = (
                 _column(path, number, names, _SPEAKER_COLUMNS, "target speaker"),
                 _column(path, number, names, _TRIAL_COLUMNS, "file"),
-                _column(path, number, names, _SCORE_COLUMNS, "score"),
+                _column(path, number, names, score_columns, "score"),
             )
             continue
         line = "\t".join(cells)
@@ -286,6 +292,26 @@ def read_keyed_asv_scores(path: Path, key: Path) -> ASVScores:
     if at is None:
         raise ProtocolError(f"{path}: empty ASV score file")
     return _by_kind(path, found)
+
+
+_SASV_COLUMNS = ("sasv-score", "sasv_score")
+
+
+def read_sasv_scores(path: str | Path, key: str | Path | None = None) -> ASVScores | None:
+    """The ``sasv-score`` column of an ASV score table that has one (an ASVspoof 5 track-2 submission or SASV score
+    file: ``spk filename cm-score asv-score sasv-score``), by trial kind as :func:`read_asv_scores` reads the ASV
+    scores (``key`` likewise): the a-DCF's input; None for a file without such a column (its scores are an ASV
+    system's alone, whose a-DCF says nothing of a countermeasure)."""
+    path = Path(path)
+    lines = (line.strip() for line in _text(path).splitlines())
+    rows = ([f for f in _SPLIT.split(line) if f] for line in lines if line and not line.startswith("#"))
+    header = [c.lower() for c in next(rows, [])]
+    at = next((header.index(c) for c in _SASV_COLUMNS if c in header), None)
+    if at is None:
+        return None
+    if all(len(cells) > at and cells[at] == "-" for cells in rows):
+        return None  # the package's '-' in every row: ASV scores alone (the organisers'), no SASV system's
+    return read_asv_scores(path, key, score_columns=_SASV_COLUMNS)
 
 
 def asv_rates(path: str | Path) -> ASVRates:

@@ -56,7 +56,9 @@ before that ASV system, with its CM and ASV thresholds; null without them (and, 
 ``pooled.t_eer_note``, when the t-EER is undefined). Each protocol utterance counts once there, where the
 ASVspoof 5 package counts a CM score once per SASV trial it enters: the figures agree when the protocol lists the
 trials (one row per trial). The ASV scores are taken by trial kind (most layouts name no utterance): no per-trial
-join is made.
+join is made. Given an SASV system's scores too (``evaluate(..., sasv_scores=...)``; ``sdd eval --asv-scores`` of a
+table with a ``sasv-score`` column, an ASVspoof 5 track-2 submission), ``pooled.min_a_dcf`` is their min a-DCF
+(normalised, :func:`sddkit.metrics.a_dcf` under ``EvalConfig.adcf``) and ``pooled.a_dcf_threshold`` its threshold.
 """
 
 from __future__ import annotations
@@ -80,12 +82,14 @@ from sddkit.evaluation.gate_weights import as_float64, gate_weight_table
 from sddkit.evaluation.groups import attack_groups, groups, markdown_cell, named
 from sddkit.evaluation.scores import EXPERT_USE_PREFIX, OUTSIDE_PARTITIONS, ScoreFile, match_scores
 from sddkit.metrics import (
+    ADCFCost,
     ASVRates,
     CurveMetric,
     DCFCost,
     DetCurve,
     MetricError,
     TDCFCost,
+    a_dcf,
     act_dcf,
     bootstrap_ci,
     cllr,
@@ -119,6 +123,7 @@ class EvalConfig:
     dcf: DCFCost = field(default_factory=DCFCost)
     tdcf: TDCFCost = field(default_factory=TDCFCost)
     asv: ASVRates = field(default_factory=ASVRates)
+    adcf: ADCFCost = field(default_factory=ADCFCost)  # of SASV scores (sdd eval --asv-scores with a sasv-score column)
 
     def __post_init__(self) -> None:
         if self.bootstrap < 0:
@@ -327,6 +332,15 @@ def _tandem_eer(labels: np.ndarray, scores: np.ndarray, asv: ASVScores | None) -
     }
 
 
+def _sasv_dcf(sasv: ASVScores | None, cost: ADCFCost) -> dict[str, Any]:
+    """``pooled``'s a-DCF entries: the min a-DCF (normalised) of an SASV system's scores and its threshold (accept iff
+    score >= threshold); none without SASV scores."""
+    if sasv is None:
+        return {}
+    result = a_dcf(sasv.target, sasv.nontarget, sasv.spoof, cost)
+    return {"min_a_dcf": result.a_dcf, "a_dcf_threshold": result.threshold}
+
+
 def _per_group(
     column: str, values: np.ndarray, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig
 ) -> list[dict[str, Any]]:
@@ -465,6 +479,7 @@ def evaluate(
     outside: UtteranceTable | None = None,
     asv_scores: ASVScores | None = None,
     selection: str = OUTSIDE_PARTITIONS,
+    sasv_scores: ASVScores | None = None,
 ) -> Report:
     """Evaluate ``scores`` (a read score file, or an array aligned with ``table``) against ``table``.
 
@@ -480,6 +495,9 @@ def evaluate(
 
     ``asv_scores``: an ASV system's scores (:func:`sddkit.evaluation.asv.read_asv_scores`); the pooled entries
     then hold the t-EER of the scores before it (module docstring). The t-DCFs take ``config.asv``.
+    ``sasv_scores``: an SASV system's scores by trial kind (:func:`sddkit.evaluation.asv.read_sasv_scores`: an
+    ASVspoof 5 track-2 submission's ``sasv-score``); ``pooled.min_a_dcf`` and ``pooled.a_dcf_threshold`` then hold
+    their min a-DCF under ``config.adcf``, a figure of that system, which the CM scores enter only if it fused them.
     """
     cfg = config or EvalConfig()
     aligned = _aligned_scores(table, scores, gate_weights, expert_names, outside, selection)
@@ -495,6 +513,7 @@ def evaluate(
         )
     pooled, pooled_curve = _pooled(y, s, cfg)
     pooled.update(_tandem_eer(y.astype(bool), s, asv_scores))
+    pooled.update(_sasv_dcf(sasv_scores, cfg.adcf))
     per_source = _per_group("source", table.column("source"), y, s, cfg)
     per_corpus = _per_group("corpus", table.column("corpus"), y, s, cfg)
     per_codec = _per_group("codec", table.column("codec"), y, s, cfg) if table.has_column("codec") else None
@@ -632,6 +651,17 @@ def _teer_rows(pooled: dict[str, Any], asv_file: str | None) -> list[str]:
     ]
 
 
+def _adcf_rows(pooled: dict[str, Any], asv_file: str | None) -> list[str]:
+    """The min a-DCF row of the pooled table: none without SASV scores."""
+    if pooled.get("min_a_dcf") is None:
+        return []
+    where = markdown_cell(Path(asv_file).name) if asv_file else "the given SASV scores"
+    return [
+        f"| min a-DCF (the sasv-score of {where}); threshold {_fixed(pooled['a_dcf_threshold'], 4)} | "
+        f"{pooled['min_a_dcf']:.4f} |"
+    ]
+
+
 def _decision_label(report: Report) -> str:
     """The threshold of the pooled thresholded rates, and whose it is: the model's that wrote the scores (``sdd
     eval`` takes it from their run record) or the configured one."""
@@ -678,6 +708,7 @@ def render_markdown(report: Report) -> str:
         f"| min t-DCF (ASVspoof 2019 form{asv_note}) | {p['min_tdcf']['2019']:.4f} |",
         f"| min t-DCF (ASVspoof 2021 form{asv_note}) | {p['min_tdcf']['2021']:.4f} |",
         *_teer_rows(p, asv_file),
+        *_adcf_rows(p, asv_file),
         f"| balanced accuracy at {_decision_label(report)} | {p['at_threshold']['balanced_accuracy']:.4f} |",
         "",
     ]
