@@ -536,10 +536,19 @@ def _as_numpy(waveform: Any) -> np.ndarray:
             f"expected a waveform (a numpy array, a torch tensor or a list of samples), got {what}: {hint}"
         )
     if isinstance(waveform, Tensor):
+        if waveform.layout != torch.strided or waveform.is_meta:  # .numpy() raised a bare TypeError/NotImplementedError
+            kind = "a meta tensor (no data)" if waveform.is_meta else f"a {waveform.layout} tensor"
+            raise AudioError(f"expected a waveform of samples, got {kind}: pass a dense tensor (x.to_dense())")
         waveform = waveform.detach().cpu()
         if waveform.is_floating_point() and waveform.dtype not in (torch.float16, torch.float32, torch.float64):
             waveform = waveform.float()  # bfloat16 (mixed-precision pipelines) has no numpy dtype
         waveform = waveform.numpy()
+    if isinstance(waveform, np.ma.MaskedArray) and np.ma.is_masked(waveform):
+        # np.asarray drops the mask: the masked samples (gaps, clipping, whatever the mask says) were scored as audio
+        raise AudioError(
+            f"the masked array given masks {int(np.ma.count_masked(waveform))} sample(s), which would be scored as "
+            "audio: fill them (x.filled(0)) or cut them out (x.compressed() for mono) first"
+        )
     try:
         arr = np.asarray(waveform)
     except (ValueError, TypeError) as exc:  # a ragged list of channels
