@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from sddkit.errors import CheckpointError, ConfigError, SddkitError
+from sddkit.outputs import fsync_dir, fsync_file
 from sddkit.scoring.api import (
     DEFAULT_BATCH_SIZE,
     ScoringDetector,
@@ -49,6 +50,7 @@ from sddkit.scoring.api import (
     model_info,
     per_window_stats,
 )
+from sddkit.scoring.calibrate import folders_to_make, remove_made
 from sddkit.scoring.inference import check_model_rate, parse_inference
 
 INPUT_NAME = "waveform"
@@ -97,7 +99,8 @@ def export_onnx(
     written next to ``out`` (``OUT.<pid>@<host>.partial``) and moved there only once it passes that check, so ``out``
     never holds a graph that failed it (or half a file after a crash); the temporary files a killed export left
     there are removed by the next export to ``out`` (:func:`remove_stale_partials`) and named in the report's
-    ``removed_partials``. A model whose weights pass the 2 GiB one ONNX file holds is
+    ``removed_partials``. The graph is fsynced before that move (and the folder after it); an export that fails
+    removes the folders it made for ``out``. A model whose weights pass the 2 GiB one ONNX file holds is
     refused.
     """
     from sddkit.detectors.model_dir import load_model_dir
@@ -139,6 +142,9 @@ def export_onnx(
     # this process's own: two exports to one `out` at once each wrote (and removed) the other's temporary graph
     partial = partial_path(out)
     requested_opset, dropped, removed = opset, {}, []
+    # the folders of out's path this export makes: an export that fails (the exporter's refusal, a parity failure,
+    # Ctrl-C) removes them again, as sdd calibrate does, rather than leave an empty folder tree behind
+    made, written = folders_to_make(out.parent), False
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         removed = remove_stale_partials(out)
@@ -147,7 +153,9 @@ def export_onnx(
             output_names = [LOGITS_NAME, *[STAT_PREFIX + n for n in stat_names]]
             exporter, opset = _export(wrapper, example, partial, output_names, requested_opset)
             info = model_info(model, architecture=md.architecture, model_config=md.model_config, path=model_dir)
-            info.update(backend="onnx", exported_from=str(model_dir), exporter=exporter, opset=opset)
+            # absolute: the advice that names it (sdd describe, sdd calibrate, a load beside another model) is read
+            # from other folders than the one the export ran in, where a relative path named another folder or none
+            info.update(backend="onnx", exported_from=os.path.abspath(model_dir), exporter=exporter, opset=opset)
             # as the torch backend reports them; the digest names the weights the graph was exported from
             info.update(metadata=md.metadata, merged_lora_layers=merged, weights_digest=md.weights_digest)
             _add_metadata(partial, {META_INFERENCE: inference.to_dict(), META_INFO: info})
@@ -175,7 +183,12 @@ def export_onnx(
                 break
             dropped.update(bad)  # export again without them: missing columns rather than wrong ones
             stat_names = [n for n in stat_names if n not in bad]
+        # on disk before the rename publishes it, and the rename durable after: a power loss must not leave an empty
+        # or truncated graph under `out` (or the earlier export back), as for a model directory's weights
+        fsync_file(partial)
         partial.replace(out)
+        written = True
+        fsync_dir(out.parent)
     except OSError as exc:
         if not _is_write_error(exc):
             raise
@@ -184,6 +197,8 @@ def export_onnx(
     finally:
         with contextlib.suppress(NotADirectoryError):  # no folder was made for it: nothing to remove
             partial.unlink(missing_ok=True)
+        if not written:
+            remove_made(made)
     report = {"out": str(out), "exporter": exporter, "opset": opset, "outputs": output_names, "max_abs_diff": diff}
     if removed:
         report["removed_partials"] = [str(p) for p in removed]
@@ -643,7 +658,8 @@ def _check_beside_its_model(path: Path, info: dict, inference) -> None:
         return
     config_path = path.parent / CONFIG_NAME
     source = info.get("exported_from")
-    # another model's export (a relative path says where from only in the shell that exported it)
+    # another model's export (exports before 2026-12-06 recorded the path as given: a relative one says where from
+    # only in the shell that exported it)
     if isinstance(source, str) and Path(source).is_absolute() and Path(source).resolve() != path.parent.resolve():
         said = f"{path} was exported from {source}, whose {' and '.join(differs)} differ from those in {config_path}"
     else:
