@@ -121,12 +121,13 @@ def describe(data: dict[str, Any], device: str = "meta") -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from sddkit.cli.options import check_paths_given
     from sddkit.config import apply_overrides, load_yaml
-    from sddkit.detectors.model_dir import FORMAT, read_model_config
+    from sddkit.detectors.model_dir import CONFIG_NAME, FORMAT, read_model_config
     from sddkit.errors import ConfigError
 
     check_paths_given(args, "config")
     path = Path(args.config)
     section = "model"  # where the model config sits in what the user wrote (its errors name it "model...")
+    stored_in = None  # a model directory's config.json, which its errors name (as loading it for scoring does)
     if not path.exists():  # not "no such recipe file": a model directory may have been meant
         raise ConfigError(f"{path}: no such config file or model directory")
     other = _other_kind(path)
@@ -139,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         # a model directory holds the model config itself: "model.backend.channels=8" means "backend.channels=8"
         overrides = [o.removeprefix("model.") for o in args.overrides]
         data = apply_overrides(read_model_config(path)["model"], overrides)
+        stored_in = path / CONFIG_NAME
     else:
         data = apply_overrides(written or {}, args.overrides)
         if any(k in data for k in ("model", "mixture", "init_from")):
@@ -155,6 +157,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         if type(exc) is not ConfigError:
             raise
+        if stored_in is not None:
+            given = " with the overrides given" if args.overrides else ""
+            raise ConfigError(f"{stored_in}{given}: {exc}") from None
         raise ConfigError(_as_written(str(exc), section, str(path))) from None
     print(json.dumps(described, indent=2))
     return 0

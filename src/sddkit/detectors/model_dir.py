@@ -29,7 +29,8 @@ architecture from the folders its config names. A mixture given with ``expert_di
 config holds the experts' configs, and ``metadata.expert_dirs`` names the directories they came from.
 
 A ``"trainable"`` directory also records the digest of the frozen pretrained weights it was trained on
-(``pretrained_digest``), which load from the encoder's ``pretrained`` folder: a folder replaced since by
+(``pretrained_digest``), which load from the encoder's ``pretrained`` folder (recorded as an absolute path, so the
+directory loads from any working directory): a folder replaced since by
 another encoder (a re-download of another revision, a different model under the same path) is refused
 instead of scored with, or grown from by ``init_from``.
 """
@@ -63,7 +64,7 @@ from sddkit.outputs import (  # noqa: F401
     fsync_file,
     replacing_file,
 )
-from sddkit.pretrained import reloadable_names
+from sddkit.pretrained import absolute_pretrained_paths, reloadable_names
 
 FORMAT = "sddkit-model"
 FORMAT_VERSION = 1
@@ -178,6 +179,10 @@ def save_model_dir(
     frozen = _pretrained_digest(model) if trainable_only else None
     if architecture == "mixture" and isinstance(model_config, dict) and model_config.get("expert_dirs"):
         model_config, metadata = _self_contained_mixture(model_config, metadata)
+    if trainable_only:
+        # the frozen weights load from the pretrained folders: a relative one was looked up against the working
+        # directory of whoever loaded the model (as the trainer records them: absolute)
+        model_config = absolute_pretrained_paths(model_config)
     folders = list(dict.fromkeys(_pretrained_folders(model_config)))
     if folders and not trainable_only:
         from sddkit.frontends.encoders import self_contained_config

@@ -1007,6 +1007,26 @@ def ignored_override_problem(preset_name: str, cfg: EncoderConfig) -> str | None
     )
 
 
+def dropout_override_problem(preset_name: str, cfg: EncoderConfig) -> str | None:
+    """Why an ``overrides`` entry of a dropout probability would be ignored, or None: ``dropout`` sets every one of
+    them after the overrides (:func:`_apply_settings`), so ``{dropout: 0.0, overrides: {attention_dropout: 0.1}}``
+    trained without attention dropout, without a word. Checked by training recipes only, as
+    :func:`pretrained_structure_problem`: a self-contained spec (a ``weights: full`` directory's) may hold its folder's
+    own dropout values as overrides, which the user did not write, and loads as it was trained.
+    """
+    preset = PRESETS.get(preset_name)
+    if preset is None or cfg.dropout is None:
+        return None
+    keys = [k for k in _DROPOUT_KEYS[preset.family] if k in cfg.overrides]
+    if not keys:
+        return None
+    return (
+        f"encoder.overrides {keys}: dropout: {cfg.dropout} sets every dropout probability of the encoder "
+        f"({', '.join(_DROPOUT_KEYS[preset.family])}), so the override would be ignored; give either dropout or "
+        "the overrides"
+    )
+
+
 def _check_architecture(hf_cfg: Any, preset_name: str, preset: Preset) -> None:
     diffs = [
         f"{k}={getattr(hf_cfg, k, None)!r} (preset: {preset.arch[k]!r})"
@@ -1112,7 +1132,14 @@ def _build_hf_model(preset_name: str, preset: Preset, cfg: EncoderConfig) -> nn.
     if cfg.pretrained is None:
         hf_cfg = config_cls(**preset.arch)
         _apply_settings(hf_cfg, preset, cfg)
-        return model_cls(hf_cfg)
+        try:
+            return model_cls(hf_cfg)
+        except (ValueError, TypeError) as exc:  # an override's value (`hidden_dropout: 2.0`): a torch traceback
+            if not cfg.overrides:
+                raise
+            raise ConfigError(
+                f"encoder.overrides: the {preset.family} model cannot be built with {cfg.overrides}: {exc}"
+            ) from None
     directory, raw = _read_pretrained_config(cfg.pretrained, preset_name, preset)
     hf_cfg = config_cls.from_pretrained(directory, local_files_only=True)
     _check_architecture(hf_cfg, preset_name, preset)
@@ -1333,6 +1360,7 @@ __all__ = [
     "WhisperFamilyEncoder",
     "WhisperLogMel",
     "build_encoder",
+    "dropout_override_problem",
     "feature_extractor_problem",
     "ignored_override_problem",
     "pretrained_structure_problem",

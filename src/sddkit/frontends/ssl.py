@@ -36,6 +36,7 @@ from sddkit.frontends import FRONTENDS
 from sddkit.frontends.encoders import (
     EncoderConfig,
     SpeechEncoder,
+    dropout_override_problem,
     feature_extractor_problem,
     ignored_override_problem,
     pretrained_structure_problem,
@@ -85,6 +86,7 @@ class SSLFrontendConfig:
                 pretrained_structure_problem(self.encoder.name, encoder)
                 or ignored_override_problem(self.encoder.name, encoder)
                 or feature_extractor_problem(self.encoder.name, encoder)
+                or dropout_override_problem(self.encoder.name, encoder)
             )
             if problem is not None:
                 return problem

@@ -94,7 +94,7 @@ class MLDGConfig:
     no attack domain take part in both halves (else they are dealt between them); with
     ``domain_batch`` the sampler's own ``share_bonafide`` option decides how bona fide files are
     shared among domains (``false`` here over a sampler that shares them is refused).
-    seed: the split generator's seed (default: the recipe seed).
+    seed: the split generator's seed (default: the recipe seed); as the recipe seed, non-negative and below 2**32.
     """
 
     beta: float = 1.0
@@ -117,6 +117,12 @@ class MLDGConfig:
             raise ValueError(f"n_meta_test must be >= 1, got {self.n_meta_test}")
         if not all(0.0 <= b < 1.0 for b in self.inner_betas):
             raise ValueError(f"inner_betas must be in [0, 1), got {self.inner_betas}")
+        from sddkit.training.recipe import SEED_LIMIT
+
+        # torch's generator took a negative seed modulo 2**64 and refused one of 2**64 or more with a ValueError
+        # traceback when training started; the recipe seed's range, for the same reason
+        if self.seed is not None and not 0 <= self.seed < SEED_LIMIT:
+            raise ValueError(f"seed must be non-negative and below 2**32 (or null: the recipe seed), got {self.seed}")
 
 
 def split_domains(

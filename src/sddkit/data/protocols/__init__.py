@@ -91,6 +91,28 @@ def reader_options(fmt: str) -> list[ReaderOption]:
     return options
 
 
+def _check_option_names(
+    fmt: str, options: dict[str, Any], *, detected: bool, path: str | Path, fields: set[str]
+) -> None:
+    """Refuse ``options`` that reader ``fmt`` does not take, listing those it does as ``sdd list protocol`` shows them.
+
+    A recipe's spec checks its options when read only when it names its ``format``; with the format detected, the
+    reader's own error came when the data was read and listed ``protocol`` among the valid keys, which a spec's
+    ``options`` refuses (and which, given here, replaced ``path`` without a word)."""
+    from sddkit.config import did_you_mean
+
+    known = [o.name for o in reader_options(fmt)]
+    allowed = {*known, "root"} if "protocol" not in fields else set(known)  # a folder reader's root is checked below
+    unknown = sorted((k for k in options if k not in allowed), key=repr)
+    if not unknown:
+        return
+    how = f" (detected from {path})" if detected else ""
+    raise ConfigError(
+        f"options: unknown key(s) {', '.join(map(repr, unknown))}{did_you_mean(unknown, known)} for format "
+        f"{fmt!r}{how}; valid keys: {', '.join(known) or '(none)'} (sdd list protocol)"
+    )
+
+
 def read_protocol(path: str | Path, format: str | None = None, **options: Any) -> UtteranceTable:
     """Read any supported protocol file or corpus folder into an UtteranceTable.
 
@@ -107,6 +129,7 @@ def read_protocol(path: str | Path, format: str | None = None, **options: Any) -
     fmt = format or detect_format(path)
     entry = PROTOCOLS.get(fmt)
     fields = {f.name for f in dataclasses.fields(entry.config_cls)} if entry.config_cls else set()
+    _check_option_names(fmt, options, detected=format is None, path=path, fields=fields)
     params = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
     for key in _LIST_OPTIONS:
         if isinstance(params.get(key), str):
