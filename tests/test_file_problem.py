@@ -68,23 +68,3 @@ def test_the_preflight_refuses_a_file_it_may_not_read(tmp_path):
 
     said = _error_without_permission(tmp_path, locked, check)
     assert "reason=cannot open file: Permission denied" in said, said
-
-
-def test_a_crop_too_long_for_whisper_says_too_long(tmp_path):
-    # Whisper's AudioTooLongError is a ValueError, which the crop check took for a back-end's minimum: a 31 s crop
-    # was "too short for this model: Whisper encodes at most 480159 samples"
-    from test_detector_review import TINY_SSL_AASIST
-    from test_train import _recipe
-    from test_train_support import write_corpus
-
-    from sddkit.errors import ConfigError
-    from sddkit.training.trainer import Trainer
-
-    spec = {"protocol": str(write_corpus(tmp_path / "corpus")), "format": "utterance_table"}
-    model = {
-        "frontend": {"name": "ssl", "encoder": {"name": "whisper_tiny", "dropout": 0.0}},
-        "backend": TINY_SSL_AASIST,
-    }
-    data = {"batch_size": 4, "train": [spec], "crop_samples": 31 * 16000}
-    with pytest.raises(ConfigError, match=r"data.crop_samples=496000 is too long for this model: Whisper encodes at"):
-        Trainer(_recipe(tmp_path, model=model, data=data)).fit()

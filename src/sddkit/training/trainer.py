@@ -624,6 +624,9 @@ class Trainer:
             self.val_data = (
                 None if self.val_table is None else build_dataset(self.val_table, r.data, train=False, seed=r.seed)
             )
+        if self.val_data is None and self.cfg.patience is not None and self.info.is_main:
+            # early stopping counts validations without improvement: with none, the run trains every epoch
+            log.warning("trainer.patience=%s has no effect: there is no data.val to validate on", self.cfg.patience)
 
     def _build_bn_estimate(self) -> BatchNormEstimate | None:
         """The re-estimation of the batch-norm statistics for trainer.ema_decay's averaged weights (and for final/'s
