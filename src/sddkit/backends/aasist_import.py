@@ -10,6 +10,7 @@ bona fide) is sddkit's, so the output layer is kept as is.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import zipfile
@@ -184,19 +185,65 @@ def _cut_short(path: Path, exc: Exception) -> bool:
         return False
 
 
-def detector_config(variant: str) -> DetectorConfig:
-    """``raw`` front-end + ``variant`` back-end in reference-compatible mode."""
+def detector_config(variant: str, architecture: Mapping[str, Any] | None = None) -> DetectorConfig:
+    """``raw`` front-end + ``variant`` back-end in reference-compatible mode; ``architecture``: back-end values of a
+    training configuration (:func:`read_reference_config`) in place of the published ones."""
     if variant not in VARIANTS:
         raise CheckpointError(f"unknown AASIST variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     return DetectorConfig(
         frontend=get_registry("frontend").parse({"name": "raw", "normalize": False}),
-        backend=get_registry("backend").parse({"name": variant, "reference_compat": True}),
+        backend=get_registry("backend").parse({"name": variant, **(architecture or {}), "reference_compat": True}),
     )
 
 
-def _expected_shapes(variant: str) -> dict[str, tuple[int, ...]]:
-    backend = get_registry("backend").build(detector_config(variant).backend)
+def _expected_shapes(variant: str, architecture: Mapping[str, Any] | None = None) -> dict[str, tuple[int, ...]]:
+    backend = get_registry("backend").build(detector_config(variant, architecture).backend)
     return {k: tuple(v.shape) for k, v in sddkit_to_reference(backend.state_dict()).items()}
+
+
+# model_config keys of a clovaai/aasist training configuration (its config/*.conf, JSON): those the back-end takes,
+# the input length, and those that change nothing the weights are scored with (training-time options)
+_ARCHITECTURE_KEYS = ("first_conv", "filts", "gat_dims", "pool_ratios", "temperatures")
+_INERT_KEYS = ("freq_aug", "parallel", "model_path")
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """What a clovaai/aasist training configuration says of the model: the back-end's values, and ``nb_samp``, the
+    input length it was trained on (the scoring window)."""
+
+    architecture: dict[str, Any]
+    window_samples: int
+
+
+def read_reference_config(path: str | Path) -> ReferenceConfig:
+    """The ``model_config`` of a clovaai/aasist ``.conf`` file (JSON; ``AASIST.conf``, ``AASIST-L.conf`` or one's
+    own run's): ``pool_ratios``, ``temperatures`` and ``first_conv`` leave no trace in the weights' shapes, so
+    weights trained under other values imported with the published ones scored otherwise than their run, without a
+    word."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the AASIST configuration ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a clovaai/aasist configuration (a JSON .conf file): {exc}") from None
+    config = data.get("model_config", data) if isinstance(data, dict) else None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: expected a JSON object with a model_config object (clovaai/aasist .conf)")
+    architecture = config.get("architecture", "AASIST")
+    if architecture != "AASIST":
+        raise CheckpointError(f"{path}: model_config.architecture is {architecture!r}; only AASIST imports")
+    unknown = sorted(set(config) - {"architecture", "nb_samp", *_ARCHITECTURE_KEYS, *_INERT_KEYS})
+    if unknown:
+        raise CheckpointError(
+            f"{path}: model_config key(s) {', '.join(map(repr, unknown))} are not AASIST's (it takes architecture, "
+            f"nb_samp, {', '.join(_ARCHITECTURE_KEYS)})"
+        )
+    window = config.get("nb_samp", WINDOW_SAMPLES)
+    if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
+        raise CheckpointError(f"{path}: model_config.nb_samp must be a positive number of samples, got {window!r}")
+    return ReferenceConfig({k: config[k] for k in _ARCHITECTURE_KEYS if k in config}, window)
 
 
 def _mismatches(state: Mapping[str, Tensor], expected: dict[str, tuple[int, ...]]) -> list[str]:
@@ -257,15 +304,38 @@ def _check_out_dir(out: Path) -> None:
 
 
 def import_aasist(
-    weights: str | Path, out: str | Path, *, variant: str = "auto", overwrite: bool = False
+    weights: str | Path,
+    out: str | Path,
+    *,
+    variant: str = "auto",
+    overwrite: bool = False,
+    config: str | Path | None = None,
 ) -> ImportResult:
-    """Convert a published AASIST ``.pth`` into an sddkit model directory at ``out``."""
+    """Convert a published AASIST ``.pth`` into an sddkit model directory at ``out``.
+
+    ``config``: the clovaai/aasist ``.conf`` the weights were trained under (:func:`read_reference_config`): its
+    architecture and input length (``nb_samp``, the scoring window) instead of the published AASIST's; the
+    published AASIST-L's are ``AASIST-L.conf``'s. Without it the variant's published values are assumed."""
     weights, out = Path(weights), Path(out)
     _check_out_dir(out)
     if (out / CONFIG_NAME).exists() and not overwrite:
         raise CheckpointError(f"{out}: already holds a model (overwrite it with --force / overwrite=True)")
+    reference = read_reference_config(config) if config is not None else None
+    if reference is not None and variant != "auto":
+        raise CheckpointError(
+            f"--variant {variant} and --config {config} both give the architecture: give one (the configuration's "
+            "values are those the weights were trained under)"
+        )
     state = load_reference_state(weights)
-    if variant == "auto":
+    window = WINDOW_SAMPLES if reference is None else reference.window_samples
+    architecture = None if reference is None else reference.architecture
+    if reference is not None:
+        variant = "aasist"  # AASIST-L is AASIST under other values, which the configuration gives
+        _check_names(state, str(weights))
+        problems = _mismatches(state, _expected_shapes(variant, architecture))
+        if problems:
+            raise CheckpointError(f"{weights}: does not match the model of {config}: {'; '.join(problems[:5])}")
+    elif variant == "auto":
         variant = detect_variant(state, str(weights))
     else:
         if variant in VARIANTS:
@@ -273,16 +343,14 @@ def import_aasist(
         problems = _mismatches(state, _expected_shapes(variant)) if variant in VARIANTS else []
         if problems:
             raise CheckpointError(f"{weights}: does not match {variant}: {'; '.join(problems[:5])}")
-    cfg = detector_config(variant)
+    cfg = detector_config(variant, architecture)
     detector = build_detector(cfg)
     full = {f"backend.{k}": v for k, v in reference_to_sddkit(state, str(weights)).items()}
     # the raw front-end has no published weights: keep whatever state it builds with (usually none)
     full.update({f"frontend.{k}": v for k, v in detector.frontend.state_dict().items()})
     load_state_checked(detector, full, partial=False, where=str(weights))
     detector.eval()
-    inference = InferenceConfig(
-        sample_rate=SAMPLE_RATE, window_samples=WINDOW_SAMPLES, threshold=DEFAULT_THRESHOLD
-    ).to_dict()
+    inference = InferenceConfig(sample_rate=SAMPLE_RATE, window_samples=window, threshold=DEFAULT_THRESHOLD).to_dict()
     metadata: dict[str, Any] = {
         # the layout, not the file's origin: any state dict of the reference Model imports (the ASVspoof 5
         # baseline, one's own clovaai/aasist training run); imported_from and sha256 identify the file
@@ -290,7 +358,8 @@ def import_aasist(
         "imported_from": weights.name,
         "sha256": file_digest(weights),  # read above already: never None here
         "variant": variant,
-        "window_seconds": WINDOW_SAMPLES / SAMPLE_RATE,
+        "window_seconds": window / SAMPLE_RATE,
+        **({} if config is None else {"config": Path(config).name, "config_sha256": file_digest(config)}),
         "label_convention": "class 0 = spoof, class 1 = bona fide (as published)",
     }
     save_model_dir(out, detector, model_config=to_dict(cfg), inference=inference, metadata=metadata)

@@ -23,6 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="architecture of the weights (default: detected from the tensor shapes)",
     )
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="CONF",
+        help="the clovaai/aasist .conf (JSON) the weights were trained under: its model_config's architecture "
+        "(pool_ratios, temperatures and first_conv leave no trace in the weights) and nb_samp, the scoring window, "
+        "instead of the published AASIST's (default: the published values of --variant)",
+    )
     p.add_argument("--force", action="store_true", help="replace a model already in --out")
     p.set_defaults(func=run)
 
@@ -31,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from sddkit.backends.aasist_import import import_aasist
     from sddkit.cli.options import check_paths_given
 
-    check_paths_given(args, "weights", "out")
+    check_paths_given(args, "weights", "out", "config")
 
-    result = import_aasist(args.weights, args.out, variant=args.variant, overwrite=args.force)
+    result = import_aasist(args.weights, args.out, variant=args.variant, overwrite=args.force, config=args.config)
     print(f"imported {result.variant} ({result.num_parameters:,} parameters) from {args.weights} -> {result.directory}")
     return 0
