@@ -41,3 +41,26 @@ def test_patience_without_validation_data_says_it_does_nothing(tmp_path, monkeyp
     with caplog.at_level(logging.WARNING, logger="sddkit.training"):
         Trainer(recipe).fit()
     assert "trainer.patience=2 has no effect: there is no data.val to validate on" in caplog.text
+
+
+@pytest.mark.parametrize("count", [0, -1, 1.5, True])
+def test_an_encoder_of_no_layer_is_refused(count):
+    # transformers builds range(num_hidden_layers) layers: -1 gave an encoder without any, scored without a word
+    from test_encoders import build
+
+    from sddkit.errors import ConfigError
+
+    for name, key in (("wav2vec2_tiny", "num_hidden_layers"), ("whisper_tiny", "encoder_layers")):
+        with pytest.raises(ConfigError, match=rf"encoder.overrides.{key} must be a whole number of layers"):
+            build(name, overrides={key: count})
+    assert len(build("wav2vec2_tiny", overrides={"num_hidden_layers": 1}).model.encoder.layers) == 1
+
+
+def test_a_dotted_override_into_a_list_names_the_indexed_key(tmp_path):
+    from sddkit.config import apply_overrides
+    from sddkit.errors import ConfigError
+
+    recipe = {"data": {"train": [{"protocol": "a.csv"}]}}
+    with pytest.raises(ConfigError, match=r"data.train is a list of 1: e.g. data.train\[0\].protocol=\.\.\."):
+        apply_overrides(recipe, ["data.train.protocol=b.csv"])
+    assert apply_overrides(recipe, ["data.train[0].protocol=b.csv"])["data"]["train"][0]["protocol"] == "b.csv"

@@ -565,7 +565,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         for i, (part, indexed) in enumerate(parts):
             where = _override_key(parts[:i])  # the key up to `node`, in the form written
             if isinstance(node, list):
-                slot: Any = _list_index(node, part, item)
+                slot: Any = _list_index(node, part, item, where)
             elif indexed:  # `data.train[0]` where train is one spec, not a list
                 raise ConfigError(f"override {item!r}: [{part}] indexes a list, but {where} is a mapping")
             else:
@@ -617,11 +617,13 @@ def _override_key(parts: Sequence[tuple[str, bool]]) -> str:
     return text
 
 
-def _list_index(node: list, part: str, item: str) -> int:
+def _list_index(node: list, part: str, item: str, where: str) -> int:
     try:
         index = int(part)
     except ValueError:
-        raise ConfigError(f"override {item!r}: {part!r} indexes a list; use an integer") from None
+        # `data.train.protocol=...` where train is a list of specs: say which key to write
+        hint = f" ({where} is a list of {len(node)}: e.g. {where}[0].{part}=...)" if where and node else ""
+        raise ConfigError(f"override {item!r}: {part!r} indexes a list; use an integer{hint}") from None
     if not -len(node) <= index < len(node):
         raise ConfigError(f"override {item!r}: index {index} is out of range for a list of {len(node)}")
     return index

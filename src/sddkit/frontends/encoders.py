@@ -134,6 +134,7 @@ _STRUCTURE_KEYS = {
     "wavlm": _W2V_STRUCTURE_KEYS,
     "whisper": _ARCH_KEYS["whisper"] + ("activation_function", "max_source_positions", "scale_embedding"),
 }
+_LAYER_COUNT_KEYS = ("num_hidden_layers", "encoder_layers")  # transformer layers (wav2vec2 family; Whisper)
 _W2V_DROPOUT_KEYS = ("hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout")
 _DROPOUT_KEYS = {
     "wav2vec2": _W2V_DROPOUT_KEYS,
@@ -879,6 +880,11 @@ def _apply_settings(hf_cfg: Any, preset: Preset, cfg: EncoderConfig) -> None:
             "encoder.overrides.apply_spec_augment: SpecAugment masking is switched by spec_augment: true "
             "(the override would be ignored)"
         )
+    for key in _LAYER_COUNT_KEYS:
+        count = cfg.overrides.get(key, 1)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            # transformers builds range(count) layers: 0 or -1 gave an encoder of no layer at all, without a word
+            raise ConfigError(f"encoder.overrides.{key} must be a whole number of layers, 1 or more, got {count!r}")
     for key, value in cfg.overrides.items():
         setattr(hf_cfg, key, value)
     if cfg.dropout is not None:
