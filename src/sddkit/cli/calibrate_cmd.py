@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         max_duration=args.max_duration_s or None,
         too_long_hint="; sdd calibrate --max-duration-s sets the limit (0: none)",
         max_duration_name="--max-duration-s",
+        warn=lambda note: print(f"sdd calibrate: warning: {note}", file=sys.stderr),
     )
     print(json.dumps(report, indent=2))
     card = Path(args.model) / "MODEL_CARD.md"

@@ -7,6 +7,11 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sddkit.data.table import UtteranceTable
+    from sddkit.evaluation.scores import ScoreFile
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -94,10 +99,13 @@ def run(args: argparse.Namespace) -> int:
                 f"{flag} {column}: {args.protocol} has no column {column!r}{did_you_mean([column], table.columns)}; "
                 f"columns: {', '.join(table.columns)}"
             )
+    baselines = [read_scores(f, format=args.score_format) for f in args.baseline]
+    systems = [read_scores(f, format=args.score_format) for f in args.system]
+    _warn_fit_trials([*baselines, *systems], table)
     comparison = compare_scores(
         table,
-        [read_scores(f, format=args.score_format) for f in args.baseline],
-        [read_scores(f, format=args.score_format) for f in args.system],
+        baselines,
+        systems,
         metric=args.metric,
         n_bootstrap=args.bootstrap,
         alpha=args.alpha,
@@ -126,3 +134,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"sdd compare: note: replaced the earlier comparison {earlier}", file=sys.stderr)
         print(f"-> {out}", file=sys.stderr)
     return 0
+
+
+def _warn_fit_trials(files: list[ScoreFile], table: UtteranceTable) -> None:
+    """A warning line for each ``sdd fuse`` output compared on trials of a partition its fusion was fitted on."""
+    from sddkit.evaluation.fusion import fit_trials_note, fitted_fusion
+
+    if not table.has_column("partition"):
+        return
+    partitions = [p for p in dict.fromkeys(table.column("partition").tolist()) if isinstance(p, str)]
+    for score_file in files:
+        note = fit_trials_note(fitted_fusion(score_file.path, len(score_file)), partitions)
+        if note is not None:
+            print(f"sdd compare: warning: {score_file.path}: {note}", file=sys.stderr)

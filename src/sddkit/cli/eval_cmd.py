@@ -163,9 +163,12 @@ def evaluated_inputs(
 
     from sddkit import __version__
     from sddkit.documents import file_digest
+    from sddkit.evaluation.fusion import fitted_fusion
     from sddkit.evaluation.scores import run_record
 
     record = run_record(scores)
+    # an sdd fuse output: the partitions its fusion was fitted on, whose figures here are no held-out ones
+    fusion = fitted_fusion(scores, len(score_file)) if score_file is not None else None
     model = None
     if record is not None and _has_recorded_columns(scores, record, score_file):
         where, cwd = record.get("model"), record.get("cwd")
@@ -192,6 +195,7 @@ def evaluated_inputs(
         "asv_scores_sha256": None if asv_scores is None else file_digest(asv_scores),
         **({} if asv_key is None else {"asv_key": os.path.abspath(asv_key), "asv_key_sha256": file_digest(asv_key)}),
         "model": model,
+        **({} if fusion is None else {"fusion": fusion}),
         "sddkit_version": __version__,
     }
 

@@ -92,7 +92,13 @@ def run(args: argparse.Namespace) -> int:
         parse_partitions,
     )
     from sddkit.errors import ConfigError
-    from sddkit.evaluation.fusion import apply_fusion, fuse_score_files, missing_note, read_fusion_record
+    from sddkit.evaluation.fusion import (
+        RECORD_SUFFIX,
+        apply_fusion,
+        fuse_score_files,
+        missing_note,
+        read_fusion_record,
+    )
     from sddkit.evaluation.scores import read_scores
     from sddkit.outputs import why_unwritable
 
@@ -100,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     _check_mode(args)
     check_rows_out(args.out, "fused.csv")
     out = Path(args.out)
-    record = out.with_name(out.name + ".fusion.json")
+    record = out.with_name(out.name + RECORD_SUFFIX)
     n = len(args.scores)
     applied = None
     if args.apply is not None:  # read first: which systems, and how many, are the record's

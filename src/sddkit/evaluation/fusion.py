@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from sddkit.data.table import UtteranceTable
+from sddkit.documents import run_record
 from sddkit.errors import ConfigError, ProtocolError
 from sddkit.evaluation.scores import ScoreFile, _norm_paths, _text, common_trials
 from sddkit.metrics import cllr, eer
@@ -136,6 +137,8 @@ class FusedTrials:
     # a fusion applied from a record (apply_fusion): the record as read, and its path; None for a fitted one
     applied: dict[str, Any] | None = None
     applied_from: str | None = None
+    # (D,) the weights digest of the model that scored each system's file (its sdd score run record); None: unknown
+    digests: tuple[str | None, ...] = ()
 
     @property
     def probability(self) -> np.ndarray:
@@ -184,9 +187,14 @@ class FusedTrials:
             }
         return {
             "systems": [
-                {"name": n, "file": f, "column": c, "weight": w, "fit_eer": e}
-                for n, f, c, w, e in zip(
-                    self.fusion.names, self.files, columns, self.fusion.weights, self.system_fit_eers
+                {"name": n, "file": f, "column": c, "weight": w, "fit_eer": e, "weights_digest": d}
+                for n, f, c, w, e, d in zip(
+                    self.fusion.names,
+                    self.files,
+                    columns,
+                    self.fusion.weights,
+                    self.system_fit_eers,
+                    self.digests or (None,) * len(self.files),
                 )
             ],
             "bias": self.fusion.bias,
@@ -286,6 +294,7 @@ def fuse_score_files(
         fit_cllr=float(cllr(y, llr[fit])),
         system_fit_eers=tuple(float(eer(y, scores[fit, k])) for k in range(scores.shape[1])),
         notes=notes,
+        digests=tuple(scored_by(f) for f in files),
     )
 
 
@@ -341,6 +350,46 @@ def join_by_path(files: Sequence[ScoreFile]) -> tuple[np.ndarray, np.ndarray, li
         if f.failed
     ]
     return ids, scores, missing, notes
+
+
+# the record beside a fused score file OUT: OUT.fusion.json (sdd fuse --out)
+RECORD_SUFFIX = ".fusion.json"
+
+
+def fitted_fusion(scores: str | os.PathLike, n_rows: int) -> dict[str, Any] | None:
+    """What an evaluation of ``scores`` records of the fusion fitted to make it (``report.json``'s
+    ``inputs.fusion``): ``{"record": its OUT.fusion.json (absolute), "fit_partitions": [...]}``, when ``scores`` is
+    an ``sdd fuse`` output whose record says it fitted the fusion on trials it holds (its ``n_fused`` is the file's
+    ``n_rows``). None for any other file: no record, an unreadable one, one of an earlier file of that name, or an
+    ``--apply`` output (fitted on other files)."""
+    path = os.fspath(scores) + RECORD_SUFFIX
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or "applied_from" in record or record.get("n_fused") != n_rows:
+        return None
+    fitted = record.get("fit_partitions")
+    if not isinstance(fitted, list) or not fitted or not all(isinstance(p, str) for p in fitted):
+        return None
+    return {"record": os.path.abspath(path), "fit_partitions": list(fitted)}
+
+
+def fit_trials_note(fusion: dict[str, Any] | None, partitions: Sequence[object]) -> str | None:
+    """The warning for an evaluation of an ``sdd fuse`` output (``fusion``: :func:`fitted_fusion`'s, None: not one)
+    over ``partitions`` (the evaluated trials' partition names) that include one the fusion was fitted on: sdd fuse
+    writes every trial, its fit trials too, whose figures are fit figures. None when there is nothing to say."""
+    if not fusion:
+        return None
+    fitted = [str(p) for p in dict.fromkeys(partitions) if p in fusion["fit_partitions"]]
+    if not fitted:
+        return None
+    return (
+        f"these are sdd fuse scores whose fusion was fitted on the {', '.join(fitted)} trials ({fusion['record']}): "
+        "their figures here, and the pooled ones, are fit figures, not held-out ones; evaluate the partitions it was "
+        "not fitted on (--partitions)"
+    )
 
 
 # what the fitting mode records that applying a fusion needs: the record of sdd fuse (FusedTrials.to_dict)
@@ -426,6 +475,7 @@ def apply_fusion(
     if len(files) != len(fusion.names):
         raise ProtocolError(f"a fusion of {len(fusion.names)} systems applied to {len(files)} score files")
     columns = tuple(columns) if columns is not None else ("score",) * len(files)
+    _check_same_models(record, files, applied_from)
     if table is None:
         ids, scores, missing, notes = join_by_path(files)
     else:
@@ -454,6 +504,34 @@ def apply_fusion(
         applied=record,
         applied_from=applied_from,
     )
+
+
+def scored_by(score_file: ScoreFile) -> str | None:
+    """The weights digest of the model whose ``sdd score`` run wrote ``score_file`` (its run record's
+    ``weights_digest``); None for a file from elsewhere, or one rewritten since (its columns are not the record's)."""
+    record = run_record(score_file.path)
+    digest = None if record is None else record.get("weights_digest")
+    if not isinstance(digest, str) or not digest:
+        return None
+    recorded = record.get("columns")
+    if isinstance(recorded, list) and score_file.columns and not {str(c) for c in recorded} <= set(score_file.columns):
+        return None  # another tool's file over an earlier run's record: that record is not of these scores
+    return digest
+
+
+def _check_same_models(record: dict[str, Any], files: Sequence[ScoreFile], applied_from: str) -> None:
+    """Refuse to apply a fusion to a system's scores of another model than the one it was fitted on (both known):
+    its weight is of that model's scale, as one retrained since, or the files given in another order, do not have."""
+    for k, (system, score_file) in enumerate(zip(record["systems"], files)):
+        fitted = system.get("weights_digest")
+        now = scored_by(score_file)
+        if isinstance(fitted, str) and now is not None and now != fitted:
+            raise ProtocolError(
+                f"--scores {score_file.path} (system {k + 1}, {system['name']!r}) was scored by a model of weights "
+                f"{now[:12]}..., not the one {applied_from} fitted {system['name']!r} on ({fitted[:12]}...): its "
+                "weight is of that model's scores; give that model's scores in the record's order, or fit the "
+                "fusion again"
+            )
 
 
 def _written_ids(score_file: ScoreFile, rows: np.ndarray) -> np.ndarray:

@@ -193,6 +193,13 @@ class Report:
                 "little (EER, minDCF and AUC do not depend on the scale); calibrate it on validation scores "
                 "(sdd calibrate --model DIR --protocol VAL) and score again"
             )
+        if self.per_partition:
+            from sddkit.evaluation.fusion import fit_trials_note
+
+            # sdd fuse writes every trial, its fit trials too: evaluated, they make a fit figure look held-out
+            fused = fit_trials_note((self.inputs or {}).get("fusion"), [r.get("partition") for r in self.per_partition])
+            if fused is not None:
+                notes.append(fused)
         auc = self.pooled.get("auc")
         if auc is not None and auc < 0.5:
             # most often a score file of another tool whose scores grow with "spoof": every metric is then reversed

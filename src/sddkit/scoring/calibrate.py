@@ -21,15 +21,18 @@ model carries) describes a calibration the config no longer holds, and moves to 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sddkit.errors import ConfigError, SddkitError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from sddkit.data.table import UtteranceTable
@@ -131,6 +134,22 @@ def count_classes(labels: np.ndarray, where: str) -> tuple[int, int]:
     return n_bona, n_spoof
 
 
+def every_partition_note(table: UtteranceTable, protocol: str | Path) -> str | None:
+    """The warning for a calibration fitted on every partition of a protocol that has several (no ``partitions``
+    chosen): sddbench's manifest or an ASVspoof-style table holds its test files too, and a calibration and EER
+    threshold fitted on them make every figure later reported on them optimistic. None for one partition or none."""
+    if not table.has_column("partition"):
+        return None
+    found = sorted({str(v) for v in table.column("partition") if isinstance(v, str) and v})
+    if len(found) < 2:
+        return None
+    return (
+        f"{protocol} has partitions {', '.join(found)} and none was chosen: the calibration and threshold are fitted "
+        "on all of them, so a figure later reported on any of them (a test partition's) is optimistic; give the "
+        "validation partition (sdd calibrate --partitions val)"
+    )
+
+
 def require_audio_paths(table: UtteranceTable, where: str) -> None:
     """Refuse a table whose rows name no audio file (path ''), naming ``where`` and the first such utterance: a
     protocol read without its audio folder (an ASVspoof one whose ``ASVspoof2019_LA_dev/flac`` is not beside it) was
@@ -164,6 +183,48 @@ def writable_target(model_dir: Path, out: str | Path | None) -> tuple[Path, list
     if reason is not None:
         raise ConfigError(f"{target}: cannot write the calibrated model there ({reason})")
     return target, made
+
+
+def _recorded_digest(model_dir: Path) -> str | None:
+    """The ``weights_digest`` that ``model_dir``'s config.json records; None when it records none or is unreadable."""
+    from sddkit.detectors.model_dir import CONFIG_NAME
+
+    try:
+        digest = json.loads((model_dir / CONFIG_NAME).read_text(encoding="utf-8")).get("weights_digest")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return digest if isinstance(digest, str) and digest else None
+
+
+def refuse_another_model(model_dir: Path, target: Path) -> None:
+    """Refuse a ``target`` (sdd calibrate's ``--out``) that holds another model than ``model_dir``: the copy's weights
+    would replace that model's, a trained model lost to a mistyped ``--out``, and its other files (MODEL_CARD.md, an
+    export) would stay beside weights they do not describe. An earlier calibrated copy of the same weights (the same
+    ``weights_digest``, or the same weights file) is calibrated again."""
+    import filecmp
+
+    from sddkit.detectors.model_dir import CONFIG_NAME, WEIGHTS_NAME
+
+    if target.resolve() == model_dir.resolve():
+        return
+    config, weights = target / CONFIG_NAME, target / WEIGHTS_NAME
+    if not (config.exists() or weights.exists()):
+        return
+    theirs = _recorded_digest(target)
+    if theirs is not None and theirs == _recorded_digest(model_dir):
+        return
+    # no digest to compare (a copy stopped between its weights and its config, a folder from before digests): the
+    # weights file itself tells
+    try:
+        if weights.is_file() and filecmp.cmp(weights, model_dir / WEIGHTS_NAME, shallow=False):
+            return
+    except OSError:
+        pass
+    raise ConfigError(
+        f"{target} holds another model (its {WEIGHTS_NAME if weights.exists() else CONFIG_NAME} is not of "
+        f"{model_dir}'s weights): writing the calibrated copy there would replace it; give a new folder (or that "
+        "model's own as --model to calibrate it), or remove the folder first"
+    )
 
 
 def calibrated_config(
@@ -221,6 +282,7 @@ def calibrate_on_protocol(
     too_long_hint: str = "",
     max_duration_name: str = "max_duration",
     protocol_options: dict[str, Any] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Calibrate ``model_dir`` on the files of ``protocol`` (``partitions`` of it) and store the result in ``out``
     (default: ``model_dir`` itself); returns a report (counts, calibration, threshold, EER on these files).
@@ -229,7 +291,8 @@ def calibrate_on_protocol(
     it; ``too_long_hint`` is added to that error (the CLI names its option; by default this function's keyword), and
     a limit below the model's shortest input is refused before any file is scored, naming ``max_duration_name``.
     ``protocol_options``: the protocol reader's options (``root``, ``bonafide_root``, ...), as ``--protocol-option``
-    gives them."""
+    gives them. ``warn`` receives what is worth a warning before the files are scored (default: this module's
+    logger): a protocol of several partitions read whole (:func:`every_partition_note`)."""
     from sddkit.cli.options import check_max_duration_fits, read_partitions
     from sddkit.scoring.api import load_detector
 
@@ -242,12 +305,16 @@ def calibrate_on_protocol(
     where = f" (partitions {', '.join(partitions)})" if partitions else ""
     n_bona, n_spoof = count_classes(labels, f"{protocol}{where}")
     require_audio_paths(table, f"{protocol}{where}")
+    note = None if partitions else every_partition_note(table, protocol)
+    if note is not None:
+        (warn or log.warning)(note)
     detector = load_detector(model_dir)  # first: a missing model is named as such, no folder made for it
     # no file could pass both bounds: said once, up front, not as the first file's error after the protocol was read
     check_max_duration_fits(
         max_duration, detector.inference.min_duration_s, "no file could be scored", name=max_duration_name
     )
     target, made = writable_target(model_dir, out)
+    refuse_another_model(model_dir, target)
     raw = np.empty(len(labels), dtype=np.float64)
     hint = too_long_hint or "; calibrate_on_protocol(..., max_duration=None) scores any length"
     for i, path in enumerate(table.column("path")):
