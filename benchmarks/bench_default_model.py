@@ -51,7 +51,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     p.add_argument("--name", default=None, help="model name in the section title (default: the directory name)")
     p.add_argument("--json", default=None, help="also write every number to this JSON file")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    from sddkit.cli.options import require_positive
+
+    # asked now: torch's RuntimeError for --threads 0, and the bootstrap's error for --bootstrap 0 only once the
+    # first partition had been scored
+    require_positive(p, args, "threads", "bootstrap")
+    return args
 
 
 # --- scoring -------------------------------------------------------------------------------------

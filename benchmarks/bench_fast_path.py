@@ -119,4 +119,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from sddkit.errors import run_script
+
+    run_script(main, "bench_fast_path")  # a --model that is no model directory: one line, not a traceback

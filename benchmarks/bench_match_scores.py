@@ -34,6 +34,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from sddkit.cli.options import require_positive
+
 CASES = ("utt_id", "utt_id_partial", "path", "stem", "compare4")
 
 
@@ -111,19 +113,30 @@ def run_case(case: str, n: int) -> dict:
     }
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=1_000_000)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a single case, in this process
     args = parser.parse_args()
+    require_positive(parser, args, "trials")
     if args.one:
         print(json.dumps(run_case(args.one, args.trials)))
-        return
-    for case in args.cases.split(","):
+        return 0
+    cases = args.cases.split(",")
+    unknown = [case for case in cases if case not in CASES]
+    if unknown:  # asked here: a case's own process said it on a stderr nobody read, under a CalledProcessError
+        parser.error(f"--cases: unknown {', '.join(map(repr, unknown))}; known: {','.join(CASES)}")
+    for case in cases:
         cmd = [sys.executable, __file__, "--trials", str(args.trials), "--one", case]
-        print(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip(), flush=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:  # its error, not a traceback of this process that hides it
+            print(proc.stderr.rstrip(), file=sys.stderr)
+            print(f"bench_match_scores: case {case} failed (exit status {proc.returncode})", file=sys.stderr)
+            return 1
+        print(proc.stdout.strip(), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

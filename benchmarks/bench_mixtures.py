@@ -39,11 +39,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sddkit.cli.options import require_positive
 from sddkit.data.dataset import CachedWaveforms, UtteranceDataset
 from sddkit.data.protocols import read_protocol
 from sddkit.data.table import UtteranceTable
 from sddkit.detectors.mixture import build_mixture, resolved_mixture_config
-from sddkit.detectors.model_dir import load_model_dir, save_model_dir
+from sddkit.detectors.model_dir import atomic_write_bytes, load_model_dir, save_model_dir
 from sddkit.evaluation.gate_weights import gate_weight_table
 from sddkit.metrics.det import eer
 from sddkit.training.data import read_tables
@@ -119,9 +120,15 @@ def score(model_dir: Path, table: UtteranceTable, crop: int, cache: CachedWavefo
 def save_rows(rows: list[dict[str, Any]], out: Path, per_file: list[pd.DataFrame] | None = None) -> None:
     """Per-model results so far (partial results survive a stop); per-file scores for paired comparisons."""
     out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(out / "eer_per_seed.csv", index=False)
+    write_csv(pd.DataFrame(rows), out / "eer_per_seed.csv", index=False)
     if per_file:
-        pd.concat(per_file, ignore_index=True).to_csv(out / "scores_per_file.csv", index=False)
+        write_csv(pd.concat(per_file, ignore_index=True), out / "scores_per_file.csv", index=False)
+
+
+def write_csv(frame: pd.DataFrame, path: Path, **to_csv: Any) -> None:
+    """``frame.to_csv(path)``, replaced whole: rewritten after every model, a stop mid-write left a truncated file
+    for mixture_summary.py to read."""
+    atomic_write_bytes(path, frame.to_csv(**to_csv).encode())
 
 
 def evaluate(
@@ -198,6 +205,7 @@ def main() -> None:
     p.add_argument("--cache", default=None, help="CachedWaveforms .npz of the manifest at 16 kHz (default: decode)")
     p.add_argument("--out", default="runs/bench_mixtures")
     args = p.parse_args()
+    require_positive(p, args, "threads")  # torch's RuntimeError (a traceback) otherwise
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
     if args.cache and not Path(args.cache).is_file():  # a typo would decode everything and still log the path
@@ -259,13 +267,14 @@ def main() -> None:
             save_rows(rows, out, per_file)
     df = pd.DataFrame(rows)
     summary = df.groupby("model", sort=False).agg(["mean", "std", "count"]).drop(columns="seed")
-    summary.to_csv(out / "eer_summary.csv")
-    (out / "train_log.json").write_text(json.dumps({"args": vars(args), "runs": log}, indent=2, default=str))
+    write_csv(summary, out / "eer_summary.csv")
+    log_text = json.dumps({"args": vars(args), "runs": log}, indent=2, default=str)
+    atomic_write_bytes(out / "train_log.json", log_text.encode())
     print("\n== EER (fraction) on val and test_unseen, mean/std over seeds ==")
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
     for (name, by), tabs in gate_tables.items():
         mean = sum(tabs) / len(tabs)
-        mean.to_csv(out / f"gate_weights_{name}_by_{by}.csv")
+        write_csv(mean, out / f"gate_weights_{name}_by_{by}.csv")
         if name in gates:  # the average gate is uniform by construction
             print(f"\n== mean gate weight, {name}, test_unseen, by {by} ==")
             print(mean.to_string(float_format=lambda v: f"{v:.3f}"))

@@ -18,6 +18,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("replicates", nargs="?", type=int, default=200)
     args = parser.parse_args()
+    if args.replicates <= 0:  # paired_bootstrap's error (a traceback) once the trials were drawn
+        parser.error(f"N_REPLICATES must be positive, got {args.replicates}")
     rng = np.random.default_rng(0)
     n_trials, runs = 180_000, 3
     y = rng.random(n_trials) < 0.1

@@ -84,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         write_key(key, args.lines)
         runs = []
         for _ in range(args.repeats):
-            out = subprocess.run(
-                [sys.executable, "-c", CHILD, str(key)], env=env, capture_output=True, text=True, check=True
-            )
+            out = subprocess.run([sys.executable, "-c", CHILD, str(key)], env=env, capture_output=True, text=True)
+            if out.returncode != 0:  # the read's own error (e.g. an old --src), not a CalledProcessError that hid it
+                print(out.stderr.rstrip(), file=sys.stderr)
+                print(f"bench_protocols: the read failed (exit status {out.returncode})", file=sys.stderr)
+                return 1
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     # the package the reads imported: without --src, whichever checkout the environment installed, not always this one
     read_from = ", ".join(sorted({r["sddkit"] for r in runs}))

@@ -29,6 +29,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
+from sddkit.errors import SddkitError
 from sddkit.scoring.allocator import ALLOCATORS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,18 +42,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class ServerError(SddkitError):
+    """``sdd serve`` did not start (its own message is on stderr above) or did not answer in time."""
+
+
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"sdd serve exited with code {proc.returncode}")
+        if proc.poll() is not None:  # e.g. --model is no model directory: sdd serve said why on stderr
+            raise ServerError(f"sdd serve exited with code {proc.returncode} before it answered (its error above)")
         try:
             if httpx.get(url + "/healthz", timeout=2.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise RuntimeError("sdd serve did not become ready in time")
+    raise ServerError(f"sdd serve did not answer {url}/healthz within {timeout:g} s")
 
 
 def main() -> int:
@@ -71,7 +76,7 @@ def main() -> int:
     args = ap.parse_args()
     from sddkit.cli.options import require_positive
 
-    require_positive(ap, args, "clients", "requests", "max_seconds", "seconds", "threads")
+    require_positive(ap, args, "clients", "requests", "max_seconds", "seconds", "threads", "max_concurrent")
     if args.warmup < 0:
         ap.error(f"--warmup must be 0 or more, got {args.warmup}")
 
@@ -162,4 +167,6 @@ def run_clients(url: str, payload: bytes, args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sddkit.errors import run_script
+
+    run_script(main, "bench_service")

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sddkit.detectors.model_dir import atomic_write_bytes
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {
     "erm": "recipes/sddbench/whisper_base_lora_erm.yaml",
@@ -235,7 +237,10 @@ def main() -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from sddkit.cli.options import check_paths_writable
+    from sddkit.cli.options import check_paths_writable, require_positive
+
+    # OMP_NUM_THREADS=0 is not an error to torch: every run would train on all cores, recorded as 0 threads
+    require_positive(p, args, "threads")
 
     check_paths_writable(args, "json")  # asked now, not after hours of training
     unknown = [m for m in args.methods.split(",") if m not in RECIPES]
@@ -261,7 +266,7 @@ def main() -> int:
                 r.setdefault("batch_size", trained_batch_size(out_dir, args.batch_size))
             else:
                 r = summarise(args, m, s, out_dir, float("nan"))
-                cached.write_text(json.dumps(r) + "\n")
+                atomic_write_bytes(cached, (json.dumps(r) + "\n").encode())
             results.append(r)
     if args.summarise_only:
         for m, s in pending:
@@ -281,7 +286,8 @@ def main() -> int:
                 print(f"{m} seed {s} failed (rc {proc.returncode}); see {out_dir}/train.log", file=sys.stderr)
                 continue
             r = summarise(args, m, s, out_dir, time.time() - t0)
-            (out_dir / RESULT).write_text(json.dumps(r) + "\n")
+            # whole or not at all: --reuse reads it back as the run's summary
+            atomic_write_bytes(out_dir / RESULT, (json.dumps(r) + "\n").encode())
             results.append(r)
             print(json.dumps(r), file=sys.stderr)
     import torch
@@ -307,8 +313,6 @@ def main() -> int:
         )
     if args.json:
         out = {"meta": meta, "results": results, "paired": pairs}
-        from sddkit.detectors.model_dir import atomic_write_bytes
-
         atomic_write_bytes(Path(args.json), (json.dumps(out, indent=2) + "\n").encode())
     return 0
 

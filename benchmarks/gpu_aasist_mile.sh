@@ -9,7 +9,8 @@
 # From the repository root, with the corpus at DATA (default ../shared/data/sddbench, the recipes' path).
 # Environment: DEVICE (cuda), WORKERS (loader workers per training, 2), SEEDS ("1 1234 2"), RUNS (runs/gpu),
 # TRAIN_TIMEOUT (seconds for the six trainings together, 0 = none), EXTRA (more overrides for every training),
-# SCORE_JOBS (scorings at a time, 3). Run it again after a time-out to continue. Writes OUT_DIR/{val,test_unseen}.txt,
+# SCORE_JOBS (scorings at a time, 3), PYTHON (the interpreter with sddkit: .venv/bin/python where scripts/setup.sh
+# made it, else python3). Run it again after a time-out to continue. Writes OUT_DIR/{val,test_unseen}.txt,
 # OUT_DIR/logs/*.log, OUT_DIR/scores/MODEL.csv and OUT_DIR/status.txt (one line per model: trained / scored or what
 # failed).
 set -u
@@ -22,14 +23,19 @@ RUNS=${RUNS:-runs/gpu}
 TRAIN_TIMEOUT=${TRAIN_TIMEOUT:-0}
 EXTRA=${EXTRA:-}
 SCORE_JOBS=${SCORE_JOBS:-3}
-SDD=(python3 -m sddkit.cli.main)
+# the checkout's .venv (scripts/setup.sh installs sddkit there, and nothing activates it): a bare python3 had no
+# sddkit, or another version of it
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+SDD=("$PYTHON" -m sddkit.cli.main)
 RECIPE=recipes/sddbench/default_model.yaml
 mkdir -p "$OUT/logs" "$OUT/scores" "$RUNS"
 status() { echo "$(date -u +%H:%M:%S) $*" | tee -a "$OUT/status.txt"; }
 
 # the two partitions as file lists (absolute paths under DATA as given, so the score files name the same files here
 # and on the machine that evaluates them when DATA is the same absolute path on both)
-python3 - "$DATA" "$OUT" <<'EOF' || exit 1
+"$PYTHON" - "$DATA" "$OUT" <<'EOF' || exit 1
 import csv, os, sys
 data, out = sys.argv[1], sys.argv[2]
 base = os.path.abspath(data)

@@ -61,6 +61,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per model (default 20)")
     parser.add_argument("--items", type=int, default=200, help="timed training items (default 200)")
     args = parser.parse_args()
+    if args.steps < 1 or args.items < 1:  # a ZeroDivisionError after the model was built
+        parser.error(f"--steps and --items must be at least 1, got {args.steps} and {args.items}")
+    if not torch.cuda.is_available():  # torch's RuntimeError from get_device_name: this probe times a GPU only
+        parser.error(f"no CUDA device visible to torch {torch.__version__}: this probe runs on a GPU machine")
     print("torch", torch.__version__, torch.cuda.get_device_name(0), flush=True)
     for name, overrides in MODELS.items():
         print(f"{name}: train step {step_ms(overrides, args.steps):.1f} ms", flush=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import time
 from pathlib import Path
@@ -27,7 +28,9 @@ import numpy as np
 import torch
 
 from sddkit.audio.io import load_audio
+from sddkit.cli.options import check_paths_writable, require_positive
 from sddkit.data.protocols import read_protocol
+from sddkit.detectors.model_dir import atomic_open, atomic_write_bytes
 from sddkit.frontends.encoders import EncoderConfig, build_encoder
 from sddkit.metrics.det import eer
 
@@ -48,7 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--level-db", type=float, default=-27.0, help="RMS level every input is scaled to")
     ap.add_argument("--cs", type=float, nargs="+", default=[0.01, 0.1, 1.0], help="inverse L2 strengths tried")
     ap.add_argument("--threads", type=int, default=2)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    # asked now, not after minutes of encoding (torch's RuntimeError for --threads 0, sklearn's for a C of 0)
+    require_positive(ap, args, "threads", "max_seconds")
+    if min(args.cs) <= 0:
+        ap.error(f"--cs must be positive, got {' '.join(f'{c:g}' for c in args.cs)}")
+    return args
 
 
 def pooled_states(encoder: torch.nn.Module, waveform: np.ndarray, level_db: float) -> np.ndarray:
@@ -93,8 +101,6 @@ def extract(args: argparse.Namespace, paths: list[str]) -> np.ndarray:
                 print(f"encoded {i}/{len(paths)} files in {time.time() - start:.0f} s", flush=True)
     X = np.stack(feats)
     if cache is not None:
-        from sddkit.detectors.model_dir import atomic_open
-
         # into an open file: np.savez would append ".npz" to another name, and the next run would miss the cache
         with atomic_open(cache) as fh:
             np.savez(fh, paths=np.array(paths), X=X, settings=json.dumps(settings))
@@ -106,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.preprocessing import StandardScaler
 
     args = parse_args(argv)
+    check_paths_writable(args, "out", "features")  # both written after the encoding
     table = read_protocol(args.manifest, "sddbench", partitions=list(PARTITIONS))
     paths = [str(Path(p).resolve()) for p in table.column("path")]
     part = np.asarray(table.column("partition")).astype(str)
@@ -132,11 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         f"chosen on val: C={best[0]:g}, layer {best[1]}: val {pct_eer(val, scores):.1f} %, "
         f"test_unseen {pct_eer(test, scores):.1f} %"
     )
-    with open(args.out, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "raw_score"])
-        for i in np.flatnonzero(val | test):
-            writer.writerow([paths[i], f"{scores[i]:.7g}"])
+    # replaced whole or not at all: an interrupted write would leave a truncated CSV for bench_score_fusion.py
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["path", "raw_score"])
+    for i in np.flatnonzero(val | test):
+        writer.writerow([paths[i], f"{scores[i]:.7g}"])
+    atomic_write_bytes(Path(args.out), text.getvalue().encode())
+    print(f"wrote {int((val | test).sum())} scores (val, test_unseen) to {args.out}")
     return 0
 
 

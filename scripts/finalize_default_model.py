@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default=None, help="CachedWaveforms .npz of the manifest at 16 kHz (skips decoding)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
+    from sddkit.cli.options import require_positive
+
+    require_positive(p, args, "threads")  # torch's RuntimeError (a traceback) otherwise
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 

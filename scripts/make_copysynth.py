@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import sys
 import zlib
 from pathlib import Path
@@ -24,6 +25,7 @@ import soundfile as sf
 from sddkit.audio.io import load_audio
 from sddkit.augment.vocoder import copy_synthesis
 from sddkit.data.protocols.sddbench import SddbenchConfig, read_sddbench
+from sddkit.detectors.model_dir import atomic_write_bytes
 
 COLUMNS = [
     "path", "label", "partition", "system", "attack_type", "source", "speaker", "pair_id", "language",
@@ -79,10 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         if (i + 1) % 50 == 0:
             print(f"{i + 1}/{len(bonafide)}", file=sys.stderr, flush=True)
-    with open(out / "manifest.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    # replaced whole: a stop mid-write left a truncated manifest that reads as a smaller corpus
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(out / "manifest.csv", text.getvalue().encode())
     print(f"wrote {len(rows)} files and {out / 'manifest.csv'}")
     return 0
 
