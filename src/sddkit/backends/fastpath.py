@@ -6,13 +6,15 @@ Taken only where :func:`inference_fast_path` allows it: eval mode and no autogra
 (both exporters) and anything dynamo traces (``torch.export``; ``torch.compile``, whose graph is then left to the
 compiler's own passes) run the plain computation, so a recipe reproduces its trained weights bit for bit and exported
 graphs do not change. A mixture's frozen experts, in eval mode without autograd inside a training step, are run
-under :func:`plain_computation` by the mixture for the same reason. The speed-ups are measured in docs/benchmarks.md.
+under :func:`plain_computation` by the mixture for the same reason. A path that computes some sub-modules' work without
+calling them (a batch norm folded into its convolution) is not taken while one of those has a forward hook or pre-hook
+(or a global one is registered): the hook would silently not run. The speed-ups are measured in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -40,8 +42,14 @@ def plain_computation() -> Iterator[None]:
             _DISABLED -= 1
 
 
-def inference_fast_path(module: nn.Module) -> bool:
-    """Whether ``module`` may take its inference-only path (see the module docstring)."""
+def inference_fast_path(module: nn.Module, bypassed: Iterable[nn.Module] = ()) -> bool:
+    """Whether ``module`` may take its inference-only path (see the module docstring).
+
+    ``bypassed``: the sub-modules that path computes without calling them. A forward hook or pre-hook on one of them
+    (or below it), or a global one, would not run there: a feature extractor's hook on a batch norm saw nothing, and
+    torch's hook-based ``weight_norm``, ``spectral_norm`` and pruning recompute a convolution's ``weight`` in a
+    pre-hook, so the fold read the weight of the last plain call (after a load_state_dict, not the loaded one).
+    """
     return not (
         _DISABLED
         or module.training
@@ -51,7 +59,26 @@ def inference_fast_path(module: nn.Module) -> bool:
         # torch.export (under no_grad it saw eval mode and no autograd, and put the fast path in its graph) and
         # torch.compile: is_in_onnx_export says nothing of them
         or torch.compiler.is_compiling()
+        or _has_forward_hooks(bypassed)
     )
+
+
+def _has_forward_hooks(modules: Iterable[nn.Module]) -> bool:
+    """Whether any of ``modules`` or their sub-modules has a forward hook or pre-hook, or a global one exists (when
+    ``modules`` is not empty: a global hook runs at every module call, the bypassed ones included)."""
+    modules = list(modules)
+    if not modules:
+        return False
+    if any(_global_forward_hooks()):
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for top in modules for m in top.modules())
+
+
+def _global_forward_hooks() -> tuple[dict, ...]:
+    """torch's registries of global forward hooks (``nn.modules.module.register_module_forward_hook``): private
+    names, read defensively."""
+    registry = torch.nn.modules.module
+    return tuple(getattr(registry, name, {}) for name in ("_global_forward_hooks", "_global_forward_pre_hooks"))
 
 
 def fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
