@@ -55,13 +55,14 @@ def test_changed_protocols_reads_a_relative_path_from_the_sessions_folder(tmp_pa
     fold_dir.mkdir()
     (tmp_path / "p.csv").write_text("a\n")
     from sddkit.documents import file_digest
+    from sddkit.training.provenance import changed_protocols
 
     session = {"cwd": str(tmp_path), "protocols": {"p.csv": file_digest(tmp_path / "p.csv"), "gone.csv": "0" * 64}}
     (fold_dir / crossval.RUN_NAME).write_text(json.dumps({"sessions": [session]}))
     monkeypatch.chdir(fold_dir)  # another working directory: p.csv is the session's, unchanged; gone.csv is no edit
-    assert crossval._changed_protocols(fold_dir) == []
+    assert changed_protocols(fold_dir / crossval.RUN_NAME) == []
     (tmp_path / "p.csv").write_text("b\n")
-    assert crossval._changed_protocols(fold_dir) == ["p.csv"]
+    assert changed_protocols(fold_dir / crossval.RUN_NAME) == ["p.csv"]
 
 
 # --- sdd fuse: its fit trials evaluated ---------------------------------------------------------------------------

@@ -64,3 +64,28 @@ def test_a_dotted_override_into_a_list_names_the_indexed_key(tmp_path):
     with pytest.raises(ConfigError, match=r"data.train is a list of 1: e.g. data.train\[0\].protocol=\.\.\."):
         apply_overrides(recipe, ["data.train.protocol=b.csv"])
     assert apply_overrides(recipe, ["data.train[0].protocol=b.csv"])["data"]["train"][0]["protocol"] == "b.csv"
+
+
+def test_a_resume_after_a_protocol_was_edited_says_so(tmp_path, monkeypatch, caplog):
+    # run.json kept each session's protocol digests, but a resume over an edited protocol went on without a word
+    import logging
+
+    from test_train import _recipe
+    from test_train_support import install_tiny, write_corpus
+
+    from sddkit.training.trainer import Trainer
+
+    install_tiny(monkeypatch)
+    csv = write_corpus(tmp_path / "corpus")
+    spec = {"protocol": str(csv), "format": "utterance_table"}
+    data = {"batch_size": 8, "train": [spec], "val": [spec]}
+    Trainer(_recipe(tmp_path, data=data, trainer={"epochs": 1})).fit()
+    with caplog.at_level(logging.WARNING, logger="sddkit.training"):
+        Trainer(_recipe(tmp_path, data=data, trainer={"epochs": 2}), resume=True).fit()
+    assert "changed since the last session" not in caplog.text  # the same bytes: nothing said
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join(lines[:-1]) + "\n")  # one utterance fewer
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sddkit.training"):
+        Trainer(_recipe(tmp_path, data=data, trainer={"epochs": 3}), resume=True).fit()
+    assert f"protocol file(s) {csv} changed since the last session of this run" in caplog.text

@@ -48,6 +48,7 @@ import numpy as np
 from sddkit.data.table import UtteranceTable
 from sddkit.detectors.model_dir import atomic_write_bytes
 from sddkit.errors import ConfigError, ProtocolError
+from sddkit.training.provenance import changed_protocols
 from sddkit.training.recipe import SEED_LIMIT, ProtocolSpec, TrainRecipe, as_specs, recipe_changes
 
 if TYPE_CHECKING:
@@ -356,7 +357,7 @@ def check_fold_recipe(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path) -> Non
             f"fold {fold.name}: {fold_dir} was trained with another recipe ({shown}{more}); rerun with the "
             "recipe and overrides it was started with to resume it, or use a new --out"
         )
-    edited = _changed_protocols(fold_dir)
+    edited = changed_protocols(fold_dir / RUN_NAME)
     if edited:
         # the recipe names the same files, but their rows are others: a finished fold's EER (or a resumed fold's
         # checkpoints) is of the old rows, and cv.json would average it with folds of the new ones
@@ -365,30 +366,6 @@ def check_fold_recipe(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path) -> Non
             f"{fold_dir / RUN_NAME} records){f' (and {len(edited) - 1} more)' if len(edited) > 1 else ''}: its "
             "results are of the old rows; restore the file, or use a new --out to cross-validate on the new one"
         )
-
-
-def _changed_protocols(fold_dir: Path) -> list[str]:
-    """The protocol files the fold's latest training session read (``run.json``'s ``protocols``, path: SHA-256)
-    whose bytes differ now; a relative path is the one that session's working directory read. [] when unknown (no
-    run.json, a record from before it kept digests, a protocol folder, which has none, a file no longer there)."""
-    from sddkit.documents import file_digest
-
-    try:
-        session = json.loads((fold_dir / RUN_NAME).read_text())["sessions"][-1]
-        recorded, cwd = session["protocols"], session.get("cwd")
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return []
-    if not isinstance(recorded, dict):
-        return []
-    edited = []
-    for path, digest in recorded.items():
-        if not isinstance(digest, str):
-            continue
-        where = path if os.path.isabs(path) or not isinstance(cwd, str) else os.path.join(cwd, path)
-        now = file_digest(where)
-        if now is not None and now != digest:  # a file gone is no other rows: an unfinished fold fails on it itself
-            edited.append(path)
-    return edited
 
 
 def run_fold(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path, *, workers: int = 2) -> dict[str, Any]:

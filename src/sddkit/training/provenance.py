@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import platform
 import random
@@ -131,3 +132,28 @@ def _git_status(where: str, *args: str) -> str:
     return subprocess.run(
         ["git", "status", "--porcelain", *args], cwd=where, capture_output=True, text=True, timeout=10, check=True
     ).stdout.strip()
+
+
+def changed_protocols(run_record: Path) -> list[str]:
+    """The protocol files the latest session of a run read (its ``run.json``'s last ``sessions`` entry:
+    ``protocols``, path: SHA-256) whose bytes differ now; a relative path is the one that session's working directory
+    read. [] when unknown (no run.json, a record from before it kept digests, a protocol folder, which has none, a
+    file no longer there)."""
+    from sddkit.documents import file_digest
+
+    try:
+        session = json.loads(Path(run_record).read_text())["sessions"][-1]
+        recorded, cwd = session["protocols"], session.get("cwd")
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return []
+    if not isinstance(recorded, dict):
+        return []
+    edited = []
+    for path, digest in recorded.items():
+        if not isinstance(digest, str):
+            continue
+        where = path if os.path.isabs(path) or not isinstance(cwd, str) else os.path.join(cwd, path)
+        now = file_digest(where)
+        if now is not None and now != digest:  # a file gone is no other rows: a run reading it fails on it itself
+            edited.append(path)
+    return edited

@@ -144,6 +144,7 @@ from sddkit.training.molex import (
     trained_molex_problem,
 )
 from sddkit.training.provenance import (
+    changed_protocols,
     configure_determinism,
     git_commit,
     package_versions,
@@ -1480,6 +1481,16 @@ class Trainer:
 
     def _write_run_info(self, resumed_from: str | None) -> None:
         path = self.out_dir / "run.json"
+        edited = changed_protocols(path) if resumed_from is not None else []
+        if edited:
+            # a protocol fixed between sessions is legitimate, but the run is then of two data sets: said once, and
+            # each session's digests stay in run.json (sdd cv refuses such a fold: its folds must be of one data set)
+            log.warning(
+                "protocol file(s) %s changed since the last session of this run: the steps from %s on train and "
+                "validate on their new rows, and best/ is chosen among validations of both",
+                ", ".join(edited),
+                resumed_from,
+            )
         sessions: list[dict[str, Any]] = []
         earlier_recipe = None
         if path.is_file():
