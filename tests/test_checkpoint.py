@@ -102,7 +102,7 @@ def _resume_recipe(out: Path, max_steps: int) -> TrainRecipe:
                 "backend": {"name": "tiny_test_head", "batch_norm": True},
             },
             "strategy": {"name": "mldg", "beta": 1.0},
-            "optimizer": {"lr": 1e-3, "weight_decay": 0.01},
+            "optimizer": {"weight_decay": 0.01},  # the lr is the cyclic schedule's
             "schedule": {"name": "cyclic", "base_lr": 1e-4, "max_lr": 1e-2, "step_size": 3},
             "loss": {"class_weights": [0.3, 0.7]},
             "data": {"batch_size": 8},

@@ -20,10 +20,11 @@ def test_exponent_without_a_dot_is_a_float_in_recipes_and_overrides(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("optimizer: {lr: 1e-5, weight_decay: 2E-4, eps: 1.0e8}\n")
     assert load_yaml(recipe)["optimizer"] == {"lr": 1e-5, "weight_decay": 2e-4, "eps": 1e8}
-    overrides = ["optimizer.lr=1e-3", "schedule.name=cyclic", "schedule.max_lr=+3e-4", "optimizer.eps=.5e-8"]
+    # (optimizer.lr is not read with the cyclic schedule: weight_decay carries the exponent here)
+    overrides = ["optimizer.weight_decay=1e-3", "schedule.name=cyclic", "schedule.max_lr=+3e-4", "optimizer.eps=.5e-8"]
     out = apply_overrides({"model": MODEL}, overrides)
     cfg = from_dict(TrainRecipe, out)
-    assert (cfg.optimizer.lr, cfg.schedule.max_lr, cfg.optimizer.eps) == (1e-3, 3e-4, 0.5e-8)
+    assert (cfg.optimizer.weight_decay, cfg.schedule.max_lr, cfg.optimizer.eps) == (1e-3, 3e-4, 0.5e-8)
     out = apply_overrides({}, ["a=1e3", "b='1e3'", "c=12", "d=v1e3"])
     assert out == {"a": 1000.0, "b": "1e3", "c": 12, "d": "v1e3"}
 

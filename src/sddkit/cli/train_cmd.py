@@ -15,8 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a detector or a mixture from a YAML recipe (ERM/MLDG/SAM, LoRA/MoLEx; torchrun for DDP)",
         description="Train a detector or a mixture. Overrides are dotted key=value pairs, e.g. trainer.max_steps=100 "
-        "optimizer.lr=1e-4; values are parsed as YAML. A dotted key changes one field of a component the recipe "
-        "names (strategy.beta=0.5 in an MLDG recipe); 'strategy={name: mldg, beta: 0.5}' replaces the whole entry.",
+        "trainer.out_dir=runs/short; values are parsed as YAML. A dotted key changes one field of a component the "
+        "recipe names (strategy.beta=0.5 in an MLDG recipe); 'strategy={name: mldg, beta: 0.5}' replaces the whole "
+        "entry.",
     )
     p.add_argument("recipe", help="recipe YAML file (see recipes/)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides")

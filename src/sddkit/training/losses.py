@@ -5,7 +5,9 @@ domain-alignment penalty on the embeddings."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -32,6 +34,35 @@ def _check_alignment_trains(cfg: LossConfig, model: torch.nn.Module) -> None:
         f"loss.domain_alignment={cfg.domain_alignment} aligns the model's embedding, which for a mixture with frozen "
         "experts is their embeddings, fixed: the penalty would be a constant the gate cannot learn from. Set "
         "loss.domain_alignment: 0, or mixture.freeze_experts: false to fine-tune the experts with the gate"
+    )
+
+
+def check_alignment_data(cfg: LossConfig, dataset: Any, column: str) -> None:
+    """Refuse, before training, ``loss.domain_alignment`` over training data in which neither class spans two domains
+    (``data.domain_column``; e.g. a ``path,label`` CSV whose ``attack`` is empty, or one attack and bona fide labelled
+    ``bonafide``): :func:`domain_spread` is then 0 for every batch, and the run trained exactly as without the penalty
+    while its recipe and run.json said it was aligned. A dataset of one's own without ``labels`` and ``domains`` is
+    not checked."""
+    labels, domains = getattr(dataset, "labels", None), getattr(dataset, "domains", None)
+    if cfg.domain_alignment <= 0 or labels is None or domains is None:
+        return
+    labels, domains = np.asarray(labels), np.asarray(domains)
+    # -1: unknown, which the penalty ignores (a dataset of one's own may name its domains)
+    known = domains >= 0 if np.issubdtype(domains.dtype, np.number) else np.ones(len(domains), dtype=bool)
+    spans = {c: np.unique(domains[known & (labels == c)]) for c in (0, 1)}
+    if any(len(found) >= 2 for found in spans.values()):
+        return
+    names = getattr(dataset, "domain_names", None)
+
+    def shown(found: np.ndarray) -> list[str]:
+        return [names[int(d)] if names is not None and 0 <= int(d) < len(names) else str(d) for d in found]
+
+    raise ConfigError(
+        f"loss.domain_alignment={cfg.domain_alignment} aligns each class across the domains of data.domain_column "
+        f"{column!r}, but in the training data the spoofs have {shown(spans[0])} and the bona fide items "
+        f"{shown(spans[1])}: no class spans two domains, so the penalty is 0 at every step and the run would train "
+        "as without it. Set data.domain_column to a column naming the attack systems or sources, or "
+        "loss.domain_alignment: 0"
     )
 
 

@@ -86,9 +86,10 @@ log = logging.getLogger(__name__)
 class MLDGConfig:
     """First-order MLDG settings.
 
-    beta: weight of the meta-test gradient (published: 1). inner_lr, inner_betas, inner_eps: the
+    beta: weight of the meta-test gradient (published: 1). inner_lr, inner_eps: the
     inner Adam step (published lr 1e-3), taken from a fresh state: about ``inner_lr`` times the sign
-    of each coordinate's meta-train gradient (the betas cancel out; see the module docstring).
+    of each coordinate's meta-train gradient. inner_betas: Adam's betas of that step, which cancel out
+    there (see the module docstring): a value other than the default is refused, as it would change nothing.
     n_meta_test: domains held out per step. share_bonafide:
     for batches without domain blocks only (any sampler but ``domain_batch``), bona fide rows of
     no attack domain take part in both halves (else they are dealt between them); with
@@ -123,6 +124,14 @@ class MLDGConfig:
         # traceback when training started; the recipe seed's range, for the same reason
         if self.seed is not None and not 0 <= self.seed < SEED_LIMIT:
             raise ValueError(f"seed must be non-negative and below 2**32 (or null: the recipe seed), got {self.seed}")
+        # Adam's bias correction cancels the betas in a first step from a fresh state (every inner step is one):
+        # another value trained the same model (to rounding) while the recipe said otherwise
+        if set_away_from_default(self, ["inner_betas"]):
+            raise ValueError(
+                f"inner_betas: {list(self.inner_betas)} has no effect: the inner step is the first step of a fresh "
+                "Adam, whose bias correction cancels the betas (about inner_lr times the sign of each gradient "
+                "coordinate); leave inner_betas out, and tune inner_lr or inner_eps instead"
+            )
 
 
 def split_domains(

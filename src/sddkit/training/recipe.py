@@ -261,7 +261,8 @@ class DataConfig:
 
 @dataclass
 class OptimizerConfig:
-    """AdamW over the trainable parameters. With the ``cyclic`` schedule, ``lr`` is replaced by it."""
+    """AdamW over the trainable parameters. With the ``cyclic`` schedule, ``lr`` is replaced by it (a value other than
+    the default is refused there: schedule.base_lr and max_lr set the lr)."""
 
     name: Literal["adamw"] = "adamw"
     lr: float = 1e-5
@@ -344,7 +345,8 @@ class LossConfig:
     across the batch's domains (``data.domain_column``; see :func:`~sddkit.training.losses.domain_spread`);
     0 (the default) leaves the objective as it was. Refused for a mixture's gate over frozen experts, whose
     embedding (the experts') it cannot move, and at the first step wherever no trainable parameter computes the
-    embedding (e.g. a frozen encoder without adapter under the linear head's parameter-free pooling).
+    embedding (e.g. a frozen encoder without adapter under the linear head's parameter-free pooling), and before
+    the first step when neither class of the training data spans two domains (the penalty would be 0 throughout).
     kind: ``ce`` (cross-entropy) or ``oc_softmax`` (one-class softmax, Zhang et al. 2021), which needs a
     back-end with ``head: cosine``, whose ``head_scale`` is the loss's scale s: with c the cosine score,
     bona fide costs ``softplus(s * (m_bonafide - c))`` and spoof ``softplus(s * (c - m_spoof))``;
@@ -583,6 +585,14 @@ class TrainRecipe:
                 expert_names(m)
             except ConfigError as exc:
                 raise ValueError(f"mixture.{exc}") from None
+        if self.schedule.name == "cyclic" and set_away_from_default(self.optimizer, ["lr"]):
+            # CyclicLR sets every step's lr itself: `optimizer.lr=1e-6` (what a diverged run was told to try) trained
+            # between base_lr and max_lr as before, and diverged again
+            raise ValueError(
+                f"optimizer.lr: {self.optimizer.lr} is not read with schedule 'cyclic', whose lr runs between "
+                f"schedule.base_lr ({self.schedule.base_lr}) and schedule.max_lr ({self.schedule.max_lr}): set those "
+                "instead, and leave optimizer.lr out"
+            )
         if self.molex is not None and self.molex.add_experts > 0 and self.init_from is None:
             raise ValueError("molex.add_experts needs 'init_from' (the model directory to grow)")
         trained = [("model", self.model)]

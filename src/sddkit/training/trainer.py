@@ -134,7 +134,7 @@ from sddkit.training.distributed import (
 from sddkit.training.ema import BatchNormEstimate, WeightEMA, updated_batch_norms
 from sddkit.training.evaluate import EvalResult, evaluate, preserved_rng
 from sddkit.training.exports import export_window_samples, keep_calibration, with_pretrained_of
-from sddkit.training.losses import DetectionLoss
+from sddkit.training.losses import DetectionLoss, check_alignment_data
 from sddkit.training.molex import (
     ExpertAddition,
     describe_by_attack,
@@ -372,6 +372,7 @@ class Trainer:
         check_data = getattr(self.strategy, "check_data", None)  # ... or training data of a kind (MLDG: domains)
         if check_data is not None:
             check_data(self.train_data, r.data.domain_column)
+        check_alignment_data(r.loss, self.train_data, r.data.domain_column)  # a penalty no batch could take
         if cfg.ema_decay is not None:
             self.bn_estimate = self._build_bn_estimate()
         planned = cfg.epochs * self.steps_per_epoch
@@ -814,8 +815,10 @@ class Trainer:
             if latest is not None
             else "no checkpoint was saved yet (train again"
         )
+        # the key that sets the lr: the cyclic schedule never reads optimizer.lr
+        lr_key = "schedule.max_lr" if self.recipe.schedule.name == "cyclic" else "optimizer.lr"
         return TrainingDivergedError(
-            f"step {self.state.step + 1 if step is None else step}: {what}; {kept} with a lower optimizer.lr, a "
+            f"step {self.state.step + 1 if step is None else step}: {what}; {kept} with a lower {lr_key}, a "
             "trainer.grad_clip, or another seed)"
         )
 
