@@ -44,16 +44,10 @@ class ExpertAddition:
     """Grow ``detector.frontend`` by ``n`` experts and make only the new parts trainable."""
 
     def __init__(self, detector: nn.Module, n: int, *, train_backend: bool = False, bias: float | None = None):
-        frontend = getattr(detector, "frontend", None)
-        if frontend is None:  # e.g. a detector mixture: its experts' front-ends are not grown
-            raise ConfigError(
-                f"molex.add_experts needs a detector with a MoLEx front-end; {type(detector).__name__} has no front-end"
-            )
-        if not callable(getattr(frontend, "add_experts", None)):
-            raise ConfigError(
-                f"molex.add_experts needs a front-end with add_experts(n); {type(frontend).__name__} has none"
-            )
-        _refuse_top_k_routers(detector)
+        problem = growth_problem(detector)
+        if problem is not None:
+            raise ConfigError(problem)
+        frontend = detector.frontend
         before = {name: tuple(p.shape) for name, p in detector.named_parameters()}
         if bias is None:  # the front-end's own new_expert_bias
             frontend.add_experts(n)
@@ -106,18 +100,40 @@ class ExpertAddition:
             g.param[g.old] = g.snapshot.to(g.param.device)
 
 
-def _refuse_top_k_routers(detector: nn.Module) -> None:
+def growth_problem(detector: nn.Module) -> str | None:
+    """Why ``molex.add_experts`` cannot grow ``detector``, or None: no front-end (a detector mixture), a front-end
+    without ``add_experts(n)``, or an ``ssl`` front-end with another adapter than MoLEx, or top-k routers (see
+    :func:`_top_k_problem`). The trainer asks it of an ``init_from`` model as soon as it is loaded: found only by the
+    growth, the refusal came after ``molex.old_eval`` had been scored with the model (a whole corpus)."""
+    frontend = getattr(detector, "frontend", None)
+    if frontend is None:  # e.g. a detector mixture: its experts' front-ends are not grown
+        return f"molex.add_experts needs a detector with a MoLEx front-end; {type(detector).__name__} has no front-end"
+    if not callable(getattr(frontend, "add_experts", None)):
+        return f"molex.add_experts needs a front-end with add_experts(n); {type(frontend).__name__} has none"
+    from sddkit.frontends.ssl import SSLFrontend
+
+    # an ssl front-end has add_experts whatever its adapter (it refuses to grow a LoRA one); other front-ends decide
+    if isinstance(frontend, SSLFrontend) and frontend.adapter != "molex":
+        return (
+            f"molex.add_experts needs a MoLEx front-end (adapter: molex); this model's front-end has adapter: "
+            f"{frontend.adapter} (to train it on new data as it is, leave molex.add_experts out)"
+        )
+    return _top_k_problem(detector)
+
+
+def _top_k_problem(detector: nn.Module) -> str | None:
     """New experts start with a very negative router bias (~0 weight, so the old outputs barely move).
     A top-k router then never selects them: their gate is exactly 0, no gradient reaches them and the
     addition trains nothing. Only a softmax router (every expert weighted) lets them learn."""
     from sddkit.frontends.routers import Router
 
     top_k = sorted({m.top_k for m in detector.modules() if isinstance(m, Router) and m.top_k is not None})
-    if top_k:
-        raise ConfigError(
-            f"molex.add_experts needs softmax routers; this model routes top-{top_k[0]}: the new experts start "
-            "below every old one, would never be selected and would never train"
-        )
+    if not top_k:
+        return None
+    return (
+        f"molex.add_experts needs softmax routers; this model routes top-{top_k[0]}: the new experts start "
+        "below every old one, would never be selected and would never train"
+    )
 
 
 def trained_molex_problem(model: nn.Module) -> str | None:
@@ -219,19 +235,38 @@ def eer_by_attack(labels: np.ndarray, scores: np.ndarray, attacks: np.ndarray) -
 
 
 def describe_by_attack(
-    labels: np.ndarray, scores: np.ndarray, stats: dict[str, np.ndarray], attacks: np.ndarray
+    labels: np.ndarray,
+    scores: np.ndarray,
+    stats: dict[str, np.ndarray],
+    attacks: np.ndarray,
+    corpora: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """One data set's part of molex_report.json: pooled and per-attack EER, and expert use per attack (the mean over
-    layers, a summary, and per layer). ``labels``/``scores``/``attacks``: ``(N,)``, 1 = bona fide; ``stats``: the
-    per-utterance statistics ``(N, ..., K)``."""
-    # bona fide rows under one name whatever their attack cell holds: a table that leaves it empty for every row
-    # (attacks unknown) averaged the bona fide expert use together with the spoofs' (as sdd eval's gate tables)
-    attacks = np.where(labels == 1, "bonafide", np.asarray(attacks, dtype=str))
+    layers, a summary, and per layer). ``labels``/``scores``/``attacks``/``corpora``: ``(N,)``, 1 = bona fide;
+    ``stats``: the per-utterance statistics ``(N, ..., K)``. Attack groups are named by :func:`report_attack_names`."""
+    attacks = report_attack_names(labels, attacks, corpora)
     return {
         **eer_by_attack(labels, scores, attacks),
         "expert_use": expert_use_by_attack(stats, attacks),  # mean over layers: a summary
         "expert_use_per_layer": expert_use_by_attack(stats, attacks, per_layer=True),
     }
+
+
+def report_attack_names(labels: np.ndarray, attacks: np.ndarray, corpora: np.ndarray | None = None) -> np.ndarray:
+    """Each row's group in molex_report.json: ``bonafide`` for bona fide rows, whatever their attack cell holds (a table
+    that leaves it empty for every row averaged the bona fide expert use together with the spoofs', as sdd eval's
+    gate tables); a spoof's attack, as ``corpus/attack`` where that attack name names spoofs of several ``corpora``:
+    an old_eval of ASVspoof 5 dev and ASVspoof 2019 LA eval calls different systems A09 .. A16 in both, and each
+    pair was reported as one attack (one EER, one expert use). ``(N,)`` each -> ``(N,)`` str."""
+    bona = np.asarray(labels) == 1
+    names = np.asarray(attacks, dtype=str).astype(object)
+    if corpora is not None:
+        corpora = np.asarray(corpora, dtype=str).astype(object)
+        for attack in set(names[~bona].tolist()):
+            rows = ~bona & (names == attack)
+            if len(set(corpora[rows].tolist())) > 1:
+                names[rows] = corpora[rows] + "/" + attack
+    return np.where(bona, "bonafide", names).astype(str)
 
 
 def molex_report(

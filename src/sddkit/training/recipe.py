@@ -494,7 +494,9 @@ class MolexConfig:
     """MoLEx expert addition and reporting (needs a front-end with ``add_experts``).
 
     add_experts: with ``init_from``, grow the front-end by this many experts and train only the new
-    experts and the new router rows (plus the back-end if ``train_backend``).
+    experts and the new router rows (plus the back-end if ``train_backend``). A model it cannot grow (no MoLEx
+    front-end, or top-k routers, which never select the new experts) is refused as soon as ``init_from`` is loaded,
+    before ``old_eval`` is scored with it.
     new_expert_bias: the router bias the added experts start with (``null``: the front-end's
     ``molex.new_expert_bias``, default -6: about 0.08 % of the routing weight for one new expert beside three old
     ones at logit 0): how much the new experts are used from the first step (their B starts at 0, so outputs do not
@@ -502,7 +504,8 @@ class MolexConfig:
     old_eval: protocols of the previously learned domains, scored before and after training to
     measure forgetting (EER) in ``out_dir/molex_report.json`` (a ``--resume`` that adds or changes it scores the model
     as it was before the addition, ``init_from``, on it again); expert use per attack system is
-    reported on the validation data (and on ``old_eval``). The frozen parts' BatchNorm layers stay in
+    reported on the validation data (and on ``old_eval``; an attack name used by several corpora there, per corpus:
+    ``corpus/attack``). The frozen parts' BatchNorm layers stay in
     eval mode while the new experts train (their running statistics are not updated). The report is
     written after ``best/`` and ``final/``: a data set the model then scores non-finite is reported as
     ``{"error": ...}`` (and logged) instead of failing the finished run.

@@ -139,6 +139,7 @@ from sddkit.training.molex import (
     ExpertAddition,
     describe_by_attack,
     grown_frontend_config,
+    growth_problem,
     molex_layer_names,
     molex_report,
     trained_molex_problem,
@@ -569,6 +570,8 @@ class Trainer:
         model, self.model_config, self.architecture = loaded.model, dict(loaded.model_config), loaded.architecture
         # the recipe checks the MoLEx routers of a model it configures; this one's config comes from the directory
         problem = trained_molex_problem(model)
+        if problem is None and self.recipe.molex is not None and self.recipe.molex.add_experts > 0:
+            problem = growth_problem(model)  # here, not at the growth: before molex.old_eval is scored with it
         if problem is not None:
             raise ConfigError(f"init_from={directory}: {problem}")
         model.train()
@@ -1598,7 +1601,8 @@ class Trainer:
 
     def _describe(self, result: EvalResult, table: UtteranceTable) -> dict[str, Any]:
         attacks = np.asarray(table.column("attack"), dtype=str)[result.indices]
-        return describe_by_attack(result.labels, result.scores, result.stats, attacks)
+        corpora = np.asarray(table.column("corpus"), dtype=str)[result.indices]  # tells apart attacks named alike
+        return describe_by_attack(result.labels, result.scores, result.stats, attacks, corpora)
 
     def _report_section(self, table: UtteranceTable, dataset: Dataset, what: str) -> dict[str, Any]:
         """One data set's part of molex_report.json. Written after best/ and final/ were exported: non-finite
