@@ -57,7 +57,7 @@ def test_unknown_csv_line_counts_fields_by_its_separator(tmp_path):
     odd = _write(tmp_path / "odd.csv", "alpha,beta,gamma,delta\n")
     with pytest.raises(ProtocolError, match=r"odd\.csv:1: cannot tell the protocol format from this line \(4 fields\)"):
         read_protocol(odd)
-    with pytest.raises(ProtocolError, match="`--format` in `sdd calibrate`"):  # the flag each command takes
+    with pytest.raises(ProtocolError, match="`sdd calibrate` and `sdd fuse`"):  # the commands that take the flag
         read_protocol(odd)
 
 

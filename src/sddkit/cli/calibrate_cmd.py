@@ -30,7 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the protocol's reader (default: detected); --format is the same option",
     )
     add_protocol_option(p)
-    p.add_argument("--partitions", nargs="+", default=None, metavar="NAME", help="only these partitions (e.g. val)")
+    p.add_argument(
+        "--partitions",
+        nargs="+",
+        action="extend",
+        default=None,
+        metavar="NAME",
+        help="only these partitions (e.g. val)",
+    )
     p.add_argument(
         "--threshold",
         choices=THRESHOLD_RULES,
@@ -62,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
 
     check_paths_given(args, "model", "protocol", "out")
     check_minimums(args, max_duration_s=0)
+    if not 0.0 < args.prior < 1.0:  # the API's words ("prior must be ...") named no option; `not <` refuses NaN too
+        from sddkit.errors import ConfigError
+
+        raise ConfigError(f"--prior must be in (0, 1), got {args.prior:g}")
     protocol_options = parse_protocol_options(args.protocol_options)
     report = calibrate_on_protocol(
         args.model,

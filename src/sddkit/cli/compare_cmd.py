@@ -25,8 +25,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "files per side are runs (e.g. seeds), paired in the order given and averaged inside every replicate.",
     )
     p.add_argument("--protocol", required=True, help="protocol / key file of the evaluation set")
-    p.add_argument("--baseline", nargs="+", required=True, help="the baseline's score file(s), one per run")
-    p.add_argument("--system", nargs="+", required=True, help="the system's score file(s), one per run, same order")
+    p.add_argument(
+        "--baseline", nargs="+", action="extend", required=True, help="the baseline's score file(s), one per run"
+    )
+    p.add_argument(
+        "--system",
+        nargs="+",
+        action="extend",
+        required=True,
+        help="the system's score file(s), one per run, same order",
+    )
     p.add_argument(
         "--names",
         nargs=2,
@@ -38,7 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol-format", default=None, help="protocol reader name (default: detect)")
     add_protocol_option(p)
     p.add_argument("--score-format", default=None, help="score file format (default: detect)")
-    p.add_argument("--partitions", nargs="+", default=None, help="compare only on these partitions of the protocol")
+    p.add_argument(
+        "--partitions",
+        nargs="+",
+        action="extend",
+        default=None,
+        help="compare only on these partitions of the protocol",
+    )
     p.add_argument(
         "--by",
         default=None,
@@ -84,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     check_minimums(args, bootstrap=1, seed=0)
     if not 0.0 < args.alpha < 1.0:
         raise ConfigError(f"--alpha must be in (0, 1), got {args.alpha:g}")
+    _check_names(args.names)
     if args.json:  # before the bootstrap: a path that cannot be written is known at once
         check_paths_writable(args, "json")
         inputs = [args.protocol, *args.baseline, *args.system]
@@ -147,3 +162,14 @@ def _warn_fit_trials(files: list[ScoreFile], table: UtteranceTable) -> None:
         note = fit_trials_note(fitted_fusion(score_file.path, len(score_file)), partitions)
         if note is not None:
             print(f"sdd compare: warning: {score_file.path}: {note}", file=sys.stderr)
+
+
+def _check_names(names: list[str]) -> None:
+    """Refuse ``--names`` that do not tell the two sides apart: the table printed two rows of one name (which is
+    the baseline?) and the verdict read "a minus a"; an empty one printed " minus b"."""
+    from sddkit.errors import ConfigError
+
+    if any(not name.strip() for name in names):
+        raise ConfigError(f"--names {' '.join(map(repr, names))}: a name is empty; name both sides")
+    if names[0].strip() == names[1].strip():
+        raise ConfigError(f"--names {names[0]} {names[1]}: the two sides need names of their own")

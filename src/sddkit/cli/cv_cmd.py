@@ -50,9 +50,16 @@ def run(args: argparse.Namespace) -> int:
 
     check_paths_given(args, "recipe", "out")
     check_minimums(args, workers=0)  # else a bad value surfaces only when the first fold is scored, after its training
-    if args.seeds is not None and any(o.split("=", 1)[0].strip() == "seed" for o in args.overrides or []):
+    keys = [o.split("=", 1)[0].strip() for o in args.overrides or []]
+    if args.seeds is not None and "seed" in keys:
         # every seed's run replaces the recipe's seed: the override would be ignored without a word
         raise ConfigError("--seeds sets each run's seed: drop the override seed=..., or run without --seeds")
+    if "trainer.out_dir" in keys:
+        # each fold trains into OUT/fold_<values>/ whatever the recipe says: the override was ignored without a word
+        raise ConfigError(
+            f"--out {args.out} holds each fold's run (trainer.out_dir is OUT/fold_<values>/): drop the override "
+            "trainer.out_dir=..., and give the folder as --out"
+        )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     recipe = load_recipe(args.recipe, args.overrides)
     folds = parse_folds(args.by, args.hold_out)

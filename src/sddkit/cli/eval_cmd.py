@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--partitions",
         nargs="+",
+        action="extend",
         default=None,
         help="evaluate only these partitions of the protocol (e.g. eval: ASVspoof 2021's official phase; "
         "default: every row, with a per-partition table when there are several)",

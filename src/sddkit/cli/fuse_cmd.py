@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from sddkit.cli.options import add_protocol_option
+
     p = sub.add_parser(
         "fuse",
         help="fuse several systems' score files into one LLR per file (logistic regression fitted on val trials)",
@@ -25,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--protocol",
         nargs="+",
+        action="extend",
         default=None,
         metavar="P",
         help="protocol / key file the score files are joined with; several are read as one (ASVspoof's dev and eval "
@@ -41,13 +44,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--scores",
         nargs="+",
+        action="extend",
         required=True,
         help="score files, one per system (sdd score CSV or JSONL, or any file sdd eval reads)",
     )
-    p.add_argument("--names", nargs="+", default=None, help="one name per system (default: the score files' stems)")
+    p.add_argument(
+        "--names",
+        nargs="+",
+        action="extend",
+        default=None,
+        help="one name per system (default: the score files' stems)",
+    )
     p.add_argument(
         "--fit-partitions",
         nargs="+",
+        action="extend",
         default=None,
         metavar="NAME",
         help="fit on the protocol's trials of these partitions (default: val); the fusion is applied to all",
@@ -55,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--column",
         nargs="+",
+        action="extend",
         default=None,  # score when fitting; with --apply, the record's
         help="the column read as each system's score (default score, or with --apply the record's; e.g. raw_score, "
         "or a mixture's expert_score0): one value for every system, or one per system",
@@ -66,9 +78,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="bona fide prior of the fit's objective (default 0.5)",
     )
     p.add_argument("--protocol-format", default=None, help="protocol reader name of --protocol (default: detect)")
+    add_protocol_option(p)  # as sdd eval's: an MLAAD protocol without its bonafide_root has no bona fide trial to fit
     p.add_argument(
         "--score-format",
         nargs="+",
+        action="extend",
         default=None,
         metavar="FORMAT",
         help="score file format (default: detect): one value for every system, or one per system (systems scored by "
@@ -90,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         check_rows_out,
         overwrites_input,
         parse_partitions,
+        parse_protocol_options,
     )
     from sddkit.errors import ConfigError
     from sddkit.evaluation.fusion import (
@@ -104,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_paths_given(args, "out")
     _check_mode(args)
+    protocol_options = parse_protocol_options(args.protocol_options)
     check_rows_out(args.out, "fused.csv")
     out = Path(args.out)
     record = out.with_name(out.name + RECORD_SUFFIX)
@@ -133,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     if reason is not None:
         raise ConfigError(f"--out {args.out}: cannot write the fusion's record {record} ({reason})")
 
-    table = None if args.protocol is None else _read_protocols(args.protocol, args.protocol_format)
+    table = None if args.protocol is None else _read_protocols(args.protocol, args.protocol_format, protocol_options)
     formats = _per_system(args.score_format, n, "--score-format", "formats") if args.score_format else [None] * n
     files = [
         read_scores(f, format=fmt, column=None if c == "score" else c)
@@ -177,6 +193,11 @@ def _check_mode(args: argparse.Namespace) -> None:
         raise ConfigError(
             f"--protocol-format {args.protocol_format} names the reader of --protocol, which is not given: give the "
             "protocol too, or leave --protocol-format out (score files are then joined by path)"
+        )
+    if args.protocol is None and args.protocol_options:  # no reader to give them to
+        raise ConfigError(
+            f"--protocol-option {args.protocol_options[0]} is an option of the reader of --protocol, which is not "
+            "given: give the protocol too, or leave --protocol-option out (score files are then joined by path)"
         )
     if args.protocol is not None and any(not str(f).strip() for f in args.protocol):  # Path("") is the cwd
         raise ConfigError("--protocol holds an empty path (an unset shell variable?): name each protocol file")
@@ -228,14 +249,15 @@ def _names(given: list[str] | None, paths: list[str], columns: list[str]) -> lis
     return names
 
 
-def _read_protocols(protocols: list[str], fmt: str | None):
-    """The protocols' tables as one; a ConfigError naming the two files when they share utterance ids (a trial
-    listed twice would be fused twice, or under either label)."""
+def _read_protocols(protocols: list[str], fmt: str | None, options: dict[str, object] | None = None):
+    """The protocols' tables as one, each read with the reader ``options`` of ``--protocol-option``; a ConfigError
+    naming the two files when they share utterance ids (a trial listed twice would be fused twice, or under either
+    label)."""
     from sddkit.cli.options import read_partitions
     from sddkit.data.table import UtteranceTable
     from sddkit.errors import ConfigError
 
-    tables = [read_partitions(f, fmt, None) for f in protocols]
+    tables = [read_partitions(f, fmt, None, options) for f in protocols]
     clash = UtteranceTable.first_shared_ids(tables)
     if clash is not None:
         i, j, shared = clash

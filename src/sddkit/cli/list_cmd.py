@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from sddkit.registry import all_registries, get_registry
 
-    regs = {args.family: get_registry(args.family)} if args.family else all_registries()
+    # `is not None`: `sdd list ""` (an unset shell variable) names no family; it listed every one
+    regs = {args.family: get_registry(args.family)} if args.family is not None else all_registries()
     if args.json:
         print(json.dumps({fam: reg.names() for fam, reg in regs.items()}, indent=2))
         return 0

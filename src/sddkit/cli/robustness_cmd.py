@@ -64,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--partitions",
         nargs="+",
+        action="extend",
         default=None,
         help="partitions to keep (e.g. test_unseen); any protocol whose table has a partition column",
     )
@@ -74,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...; default cpu)")
     p.add_argument(
         "--fast-codecs",
         action="store_true",

@@ -59,7 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--windows", action="store_true", help="also write per-window scores (sidecar or JSON field)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (default torch)")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...); --backend onnx runs on cpu")
+    p.add_argument(
+        "--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...; default cpu); --backend onnx runs on cpu"
+    )
     p.add_argument(
         "--max-duration-s",
         type=float,
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from sddkit.errors import ConfigError
     from sddkit.scoring import batch
 
-    check_paths_given(args, "model")
+    check_paths_given(args, "model", "out")  # `--out ""` before check_rows_out, which called it a folder
     check_rows_out(args.out, "scores.csv")
     out = Path(args.out)
     if args.merge:

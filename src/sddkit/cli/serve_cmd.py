@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-duration-s", type=float, default=600.0, help="longest accepted audio (default 600 s)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (default torch)")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...); --backend onnx runs on cpu")
+    p.add_argument(
+        "--device", default="cpu", help="torch device (cpu, cuda, ...; default cpu); --backend onnx runs on cpu"
+    )
     p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass of one request (default 16)")
     p.add_argument(
         "--max-concurrent",

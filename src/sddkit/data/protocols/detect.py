@@ -40,7 +40,7 @@ _ASV5_ID = re.compile(r"^[TDE]_\d+$")
 _ASV5_FOLDERS = ("flac_T", "flac_D", "flac_E_eval", "ASVspoof5_protocols")
 _NAME_THE_FORMAT = (
     "name the format explicitly (`format:` in recipes and read_protocol, `--protocol-format` in `sdd eval`, "
-    "`sdd compare` and `sdd robustness`, `--format` in `sdd calibrate`; `sdd list protocol` lists them)"
+    "`sdd compare`, `sdd robustness`, `sdd calibrate` and `sdd fuse`; `sdd list protocol` lists them)"
 )
 
 
