@@ -309,8 +309,8 @@ def check_audio_files(lists: Sequence[tuple[str, ProtocolSpec | Sequence[Protoco
     that are not there, before its first step; returns how many files were checked.
 
     Without it a missing, empty or broken file stopped the run only when the sampler first drew it, possibly epochs
-    in, and a class-balanced run that never drew it finished without a word. One ``os.stat`` per row, no decoding
-    (0.3 s for ASVspoof 5's 182k files on tmpfs, besides reading the protocols); one error lists every spec's
+    in, and a class-balanced run that never drew it finished without a word. A stat and an open per row, no decoding
+    (0.74 s for 182k files on tmpfs, 1.5 s with the protocol read; docs/benchmarks.md); one error lists every spec's
     unusable files (how many, the first few with why) and what to do. A file that is there but does not decode is
     still found when read: by ``decode_cache: preload`` before the first step, else when first drawn."""
     started = time.monotonic()
