@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from fractions import Fraction
 
 import av
@@ -151,10 +153,12 @@ def test_a_journal_of_the_previous_version_is_resumed_in_the_folder_it_was_writt
 # --- sdd eval --asv-scores --------------------------------------------------------------------------------------
 
 
-def test_asv_scores_whose_asv_accepts_no_spoof_are_refused_naming_the_file(tmp_path, capsys):
+def test_asv_scores_whose_asv_accepts_no_spoof_leave_the_2019_tdcf_out_naming_the_file(tmp_path, capsys):
     """An ASV system that rejects every spoof at its EER threshold (Pfa_spoof 0) leaves the legacy t-DCF undefined:
     sdd eval read the protocol and scores, then failed with the metric's bare "C2 ... is 0", not saying that the
-    --asv-scores file was the cause. It is refused as soon as the file is read, naming it."""
+    --asv-scores file was the cause. It was then refused as soon as the file was read (review 8); since 2026-12-06
+    the report stands, its 2019 t-DCF null with the reason, and a note names the file (the 2021 form, the t-EER
+    and every other figure are defined)."""
     from sddkit.cli.main import main
 
     rng = np.random.default_rng(0)
@@ -169,17 +173,20 @@ def test_asv_scores_whose_asv_accepts_no_spoof_are_refused_naming_the_file(tmp_p
     lines += [f"A07 spoof {rng.normal(-10):.3f}" for _ in range(30)]  # far below every target and non-target
     (tmp_path / "asv.txt").write_text("\n".join(lines) + "\n")
     argv = ["eval", "--scores", str(tmp_path / "s.csv"), "--protocol", str(tmp_path / "p.csv")]
-    assert main([*argv, "--out", str(tmp_path / "r"), "--asv-scores", str(tmp_path / "asv.txt")]) == 2
+    assert main([*argv, "--out", str(tmp_path / "r"), "--asv-scores", str(tmp_path / "asv.txt")]) == 0
     err = capsys.readouterr().err
     assert "asv.txt: at its EER threshold the ASV system accepts none of its spoof trials (Pfa_spoof 0)" in err, err
-    assert not (tmp_path / "r" / "report.json").exists()
+    pooled = json.loads((tmp_path / "r" / "report.json").read_text())["pooled"]
+    assert pooled["min_tdcf"]["2019"] is None and "legacy t-DCF is undefined" in pooled["min_tdcf_notes"]["2019"]
+    assert pooled["min_tdcf"]["2021"] == pytest.approx(1.0)  # the CM cannot help an ASV that accepts no spoof
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| - (the legacy t-DCF is undefined when C2" in md
+    shutil.rmtree(tmp_path / "r")
 
     # an ASV system that accepts some spoofs: evaluated, with its rates
     lines[-1] = "A07 spoof 5.0"
     (tmp_path / "asv.txt").write_text("\n".join(lines) + "\n")
     assert main([*argv, "--out", str(tmp_path / "r"), "--asv-scores", str(tmp_path / "asv.txt")]) == 0
-    import json
-
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["config"]["asv"]["pfa_spoof"] == pytest.approx(1 / 30)
 

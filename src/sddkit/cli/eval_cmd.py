@@ -88,7 +88,6 @@ def evaluate_files(
 
     from sddkit.cli.options import read_partitions_and_rest, selection_words
     from sddkit.config import from_dict
-    from sddkit.errors import ProtocolError
     from sddkit.evaluation.asv import read_asv_scores, read_sasv_scores
     from sddkit.evaluation.report import EvalConfig, evaluate, write_report
     from sddkit.evaluation.scores import read_scores
@@ -101,11 +100,12 @@ def evaluate_files(
         # an ASVspoof 5 track-2 submission's sasv-score beside its asv-score: the a-DCF, that track's metric
         sasv = read_sasv_scores(asv_scores, key=asv_key)
         config = dataclasses.replace(config, asv=asv.rates())
-        if config.asv.pfa_spoof == 0:  # else the report failed after the scores were read, not naming the file
-            raise ProtocolError(
-                f"{asv_scores}: at its EER threshold the ASV system accepts none of its spoof trials (Pfa_spoof 0): "
-                "the 2019 t-DCF, normalised by min(C1, C2) with C2 proportional to that rate, is undefined (a spoof "
-                "the countermeasure accepts would cost nothing); these ASV scores cannot weigh a t-DCF"
+        if config.asv.pfa_spoof == 0:  # the report stands, its 2019 t-DCF null (min_tdcf_notes says why)
+            print(
+                f"sdd {command}: note: {asv_scores}: at its EER threshold the ASV system accepts none of its spoof "
+                "trials (Pfa_spoof 0): the 2019 t-DCF, normalised by min(C1, C2) with C2 proportional to that rate, "
+                "is undefined (a spoof the countermeasure accepts would cost nothing) and left out",
+                file=sys.stderr,
             )
     # every row when partitions is None; else the selected rows and the rest (whose scores are no strays)
     table, rest = read_partitions_and_rest(protocol, protocol_format, partitions, protocol_options)

@@ -289,10 +289,7 @@ def _pooled(labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> tuple[di
         "act_dcf_threshold": actdcf.threshold,
         "cllr": cllr(labels, scores),
         "min_cllr": min_cllr(labels, scores),
-        "min_tdcf": {
-            "2019": tdcf_2019_from_curve(curve, cfg.asv, cfg.tdcf).tdcf,
-            "2021": tdcf_2021_from_curve(curve, cfg.asv, cfg.tdcf).tdcf,
-        },
+        **_min_tdcfs(curve, cfg),
         "at_threshold": {
             "threshold": decisions.threshold,
             "accuracy": decisions.accuracy,
@@ -321,6 +318,20 @@ def _pooled(labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> tuple[di
                 f"{_level(1.0 - cfg.alpha)} interval; use {needed} or more replicates (sdd eval --bootstrap)"
             )
     return pooled, curve
+
+
+def _min_tdcfs(curve: Any, cfg: EvalConfig) -> dict[str, Any]:
+    """``pooled``'s ``min_tdcf`` (``{"2019": .., "2021": ..}``): a form the ASV error rates leave undefined (an ASV
+    system that accepts no spoof at its threshold: the 2019 form's normaliser is 0) is null, its reason in
+    ``min_tdcf_notes``; the rest of the report stands (it was refused whole)."""
+    values: dict[str, float | None] = {}
+    notes: dict[str, str] = {}
+    for form, fn in (("2019", tdcf_2019_from_curve), ("2021", tdcf_2021_from_curve)):
+        try:
+            values[form] = fn(curve, cfg.asv, cfg.tdcf).tdcf
+        except MetricError as exc:
+            values[form], notes[form] = None, str(exc)
+    return {"min_tdcf": values, **({"min_tdcf_notes": notes} if notes else {})}
 
 
 def _tandem_eer(labels: np.ndarray, scores: np.ndarray, asv: ASVScores | None) -> dict[str, Any]:
@@ -658,6 +669,13 @@ def _teer_rows(pooled: dict[str, Any], asv_file: str | None) -> list[str]:
     ]
 
 
+def _tdcf_cell(pooled: dict[str, Any], form: str) -> str:
+    value = pooled["min_tdcf"][form]
+    if value is not None:
+        return f"{value:.4f}"
+    return f"- ({markdown_cell((pooled.get('min_tdcf_notes') or {}).get(form, 'undefined'))})"
+
+
 def _adcf_rows(pooled: dict[str, Any], asv_file: str | None) -> list[str]:
     """The min a-DCF row of the pooled table: none without SASV scores."""
     if pooled.get("min_a_dcf") is None:
@@ -712,8 +730,8 @@ def render_markdown(report: Report) -> str:
         f"| actDCF (threshold {p['act_dcf_threshold']:.4f}) | {p['act_dcf']:.4f} |",
         f"| Cllr (bits) | {_fixed(p['cllr'], 4)} |",
         f"| minCllr (bits) | {p['min_cllr']:.4f} |",
-        f"| min t-DCF (ASVspoof 2019 form{asv_note}) | {p['min_tdcf']['2019']:.4f} |",
-        f"| min t-DCF (ASVspoof 2021 form{asv_note}) | {p['min_tdcf']['2021']:.4f} |",
+        f"| min t-DCF (ASVspoof 2019 form{asv_note}) | {_tdcf_cell(p, '2019')} |",
+        f"| min t-DCF (ASVspoof 2021 form{asv_note}) | {_tdcf_cell(p, '2021')} |",
         *_teer_rows(p, asv_file),
         *_adcf_rows(p, asv_file),
         f"| balanced accuracy at {_decision_label(report)} | {p['at_threshold']['balanced_accuracy']:.4f} |",
