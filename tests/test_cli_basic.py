@@ -44,6 +44,8 @@ def test_sdd_serve_checks_its_options_before_loading_the_model(capsys):
         ("--threads", "0", "--threads must be >= 1"),
         ("--max-upload-mb", "0", "--max-upload-mb must be > 0, got 0"),
         ("--max-duration-s", "nan", "--max-duration-s must be > 0, got nan"),
+        ("--max-duration-s", "inf", "--max-duration-s must be finite: the service bounds every request"),
+        ("--max-upload-mb", "inf", "--max-upload-mb must be finite"),
         ("--device", "foo", "unknown device 'foo'"),
     ):
         assert main(["serve", "--model", "/nonexistent", option, value]) == 2

@@ -99,6 +99,12 @@ def run(args: argparse.Namespace) -> int:
             f"--limit-connections must exceed --max-concurrent ({args.max_concurrent}), got {args.limit_connections}"
         )
     check_positive(args, "max_upload_mb", "max_duration_s")
+    for flag, value in (("--max-upload-mb", args.max_upload_mb), ("--max-duration-s", args.max_duration_s)):
+        if value == float("inf"):  # 0 (no limit) is refused: so is inf, its other spelling
+            raise ConfigError(
+                f"{flag} must be finite: the service bounds every request (an upload is buffered, and its decoded "
+                "audio held in memory: a few MB of Opus decode to hours)"
+            )
     root_path = checked_root_path(args.root_path)
     from sddkit.service.app import checked_cors_origins
 

@@ -223,6 +223,8 @@ def create_app(
         raise CheckpointError(f"max_concurrent must be an integer >= 1, got {max_concurrent!r}")
     if max_upload_mb == float("inf"):  # a limit is needed: the body is buffered up to it
         raise CheckpointError("max_upload_mb must be finite")
+    if max_duration_s == float("inf"):  # a few MB of Opus decode to hours: the decoded audio is held in memory
+        raise CheckpointError("max_duration_s must be finite")
     origins = checked_cors_origins(cors_origins)
     path = resolve_model_path(model_dir)
     max_bytes = int(max_upload_mb * 1024 * 1024)
