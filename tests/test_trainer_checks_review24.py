@@ -89,3 +89,30 @@ def test_a_resume_after_a_protocol_was_edited_says_so(tmp_path, monkeypatch, cap
     with caplog.at_level(logging.WARNING, logger="sddkit.training"):
         Trainer(_recipe(tmp_path, data=data, trainer={"epochs": 3}), resume=True).fit()
     assert f"protocol file(s) {csv} changed since the last session of this run" in caplog.text
+
+
+def test_a_recipes_home_paths_are_expanded_as_a_shell_would(tmp_path, monkeypatch):
+    # YAML values pass through no shell: ~/data/x.csv was looked for under a folder named ~, and trainer.out_dir
+    # ~/runs/x made one in the working directory
+    from sddkit.config import from_dict
+    from sddkit.detectors.mixture import MixtureConfig
+    from sddkit.training.recipe import TrainRecipe
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    recipe = from_dict(
+        TrainRecipe,
+        {
+            "model": {"frontend": "logmel", "backend": "lcnn"},
+            "data": {"train": [{"protocol": "~/data/train.csv", "options": {"root": "~/audio"}}]},
+            "trainer": {"out_dir": "~/runs/x"},
+        },
+    )
+    spec = recipe.data.train[0]
+    assert spec.protocol == f"{tmp_path}/data/train.csv" and spec.options["root"] == f"{tmp_path}/audio"
+    assert recipe.trainer.out_dir == f"{tmp_path}/runs/x"
+    grown = from_dict(TrainRecipe, {"init_from": "~/runs/x/best", "molex": {"add_experts": 1}})
+    assert grown.init_from == f"{tmp_path}/runs/x/best"
+    assert from_dict(MixtureConfig, {"expert_dirs": ["~/a", "b"]}).expert_dirs == [f"{tmp_path}/a", "b"]
+    # a path without a leading ~ is kept as written
+    kept = from_dict(TrainRecipe, {"model": {"frontend": "logmel", "backend": "lcnn"}, "trainer": {"out_dir": "r/~x"}})
+    assert kept.trainer.out_dir == "r/~x"

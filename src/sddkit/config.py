@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import stat
 import types
@@ -627,6 +628,12 @@ def _list_index(node: list, part: str, item: str, where: str) -> int:
     if not -len(node) <= index < len(node):
         raise ConfigError(f"override {item!r}: index {index} is out of range for a list of {len(node)}")
     return index
+
+
+def expand_home(path: str) -> str:
+    """A recipe's path with a leading ``~`` (or ``~user``) expanded as a shell would: YAML values never pass through
+    one, so ``~/data/x.csv`` named a folder called ``~`` under the working directory."""
+    return os.path.expanduser(path) if path.startswith("~") else path
 
 
 # --- value checks shared by config dataclasses (a ValueError becomes a ConfigError in from_dict) ---------

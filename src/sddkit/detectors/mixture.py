@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from sddkit.backends.fastpath import plain_computation
-from sddkit.config import component_field, from_dict, to_dict
+from sddkit.config import component_field, expand_home, from_dict, to_dict
 from sddkit.detectors.detector import DetectorConfig, build_detector, cast_floating, check_waveform, waveform_dtype
 from sddkit.detectors.outputs import DetectorOutput
 from sddkit.errors import CheckpointError, ConfigError
@@ -201,6 +201,7 @@ class MixtureConfig:
     expert_names: list[str] = field(default_factory=list)
 
     def __post_init__(self):
+        self.expert_dirs = [expand_home(d) if isinstance(d, str) else d for d in self.expert_dirs]
         if not self.experts and not self.expert_dirs:
             raise ValueError("a mixture needs experts (configs) or expert_dirs (trained model directories)")
         if self.experts and self.expert_dirs and len(self.experts) != len(self.expert_dirs):

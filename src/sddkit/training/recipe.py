@@ -28,6 +28,7 @@ from sddkit.config import (
     apply_overrides,
     component_field,
     did_you_mean,
+    expand_home,
     from_dict,
     load_yaml,
     set_away_from_default,
@@ -74,7 +75,8 @@ class ProtocolSpec:
     column value is listed (``sdd cv`` holds sources out with it; a value no row of the protocol has is an
     error too: a typo would exclude nothing); ``folds`` then keeps some
     group folds (``FoldSpec``), e.g. ``{n: 4, keep: [3]}``. Relative paths are
-    resolved against the working directory (run ``sdd train`` from the repo root).
+    resolved against the working directory (run ``sdd train`` from the repo root); a leading ``~`` of ``protocol``
+    and ``options.root`` (as of ``trainer.out_dir``, ``init_from`` and ``mixture.expert_dirs``) is the home folder.
     """
 
     protocol: str
@@ -85,6 +87,10 @@ class ProtocolSpec:
     folds: FoldSpec | None = None
 
     def __post_init__(self) -> None:
+        # `~` as a shell expands it: a recipe's ~/data/... was "no such file", looked for under a folder named ~
+        self.protocol = expand_home(self.protocol)
+        if isinstance(self.options.get("root"), str):
+            self.options = {**self.options, "root": expand_home(self.options["root"])}
         # read_protocol let an options.protocol replace `protocol`: the recipe named one file and trained on another
         if "protocol" in self.options:
             raise ValueError(
@@ -463,6 +469,8 @@ class TrainerConfig:
     find_unused_parameters: bool = True
 
     def __post_init__(self) -> None:
+        # out_dir: ~/runs/x made a folder named ~ in the working directory (which `rm -rf ~` then would not remove...)
+        self.out_dir = expand_home(self.out_dir)
         for name in ("epochs", "keep_top_k", "average_top_k", "ema_bn_batches", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -568,6 +576,8 @@ class TrainRecipe:
     molex: MolexConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.init_from is not None:
+            self.init_from = expand_home(self.init_from)
         if not 0 <= self.seed < SEED_LIMIT:  # else numpy's or torch's generators refuse it, deep inside data loading
             raise ValueError(f"seed must be non-negative and below 2**32, got {self.seed}")
         given = [k for k in ("model", "mixture", "init_from") if getattr(self, k) is not None]
