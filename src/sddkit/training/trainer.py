@@ -1595,6 +1595,15 @@ class Trainer:
         old = self._old_eval()
         if old is None:
             return None
+        if self.recipe.init_from is None:
+            # nothing was learnt before this run: "before" was the random initialisation, and forgetting_eer the
+            # trained model's EER minus chance's, read as what training cost the old domains
+            if self.info.is_main:
+                log.warning(
+                    "molex.old_eval without init_from: there is no trained model before this run, so the old domains "
+                    "are scored after training only (no forgetting_eer)"
+                )
+            return None
         table, dataset = old
         result = self._evaluate(dataset, collect_stats=True)
         return self._describe(result, table)
