@@ -107,6 +107,16 @@ def condition_spec(name: str) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, list) else v) for k, v in spec.items()}
 
 
+def condition_config(name: str) -> dict[str, Any]:
+    """The full configuration of condition ``name``: its spec with every default filled in, e.g. ``{"name": "noise",
+    "snr_db": [10.0, 10.0], "exponent": [0.0, 0.0], "low_hz": 20.0, "p": 1.0}``. A change of a default (noise's
+    ``low_hz`` went from 0 to 20 Hz) changes it, and the degraded audio with it, under the same condition name."""
+    from sddkit.augment import AUGMENTATIONS
+    from sddkit.config import to_dict
+
+    return to_dict(AUGMENTATIONS.parse(condition_spec(name)))
+
+
 @cache
 def build_condition(name: str) -> Augmentation:
     """The (cached, stateless) augmentation that implements condition ``name``."""

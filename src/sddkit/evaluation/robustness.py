@@ -30,10 +30,12 @@ Resuming: with a ``journal`` (``sdd robustness`` keeps ``robustness.journal.json
 per-condition scores, condition errors and unreadable files, flushed to disk, so a crash or Ctrl-C loses at
 most one batch. A rerun with the same journal reuses the files it holds and scores only the rest, in the same
 batches, so its report is the one an uninterrupted run writes. The journal's first line records what the scores
-depend on (the model: its weights digest, inference settings and scores of a probe signal; the conditions,
-modes, seed, limit, fast codecs, maximum duration; the selected utterances' ids, audio paths (made absolute, so a
-rerun may start in another folder; a journal of an earlier sddkit, which took them as given, is resumed in the
-folder it was written in) and labels); a journal of another run is refused, naming what differs, never
+depend on (the model: its weights digest, inference settings and scores of a probe signal; the conditions, in
+any order, and each one's full configuration (``condition_configs``: not recorded by earlier sddkits, whose
+journals are resumed unchecked on that point); the modes, seed, limit, fast codecs, maximum duration; the selected
+utterances' ids, audio paths (made absolute, so a rerun may start in another folder; a journal of an earlier
+sddkit, which took them as given, is resumed in the folder it was written in) and labels); a journal of another
+run is refused, naming what differs, never
 mixed in. ``--batch-size``, ``--workers``, ``--threads`` and ``--device`` may change between the runs (scores then
 agree up to rounding), and so may package versions (``RobustnessResult.versions_changed`` says which). A last line
 cut off by a kill is dropped. :func:`write_robustness` removes the journal once the report it was scored for is
@@ -308,6 +310,7 @@ class RobustnessResult:
                 "seed": self.config.seed,
                 "modes": list(self.config.modes),
                 "conditions": list(self.config.conditions),
+                "condition_configs": condition_configs(self.config.conditions),  # what each name meant in this run
                 "fast_codecs": self.config.fast_codecs,
                 "limit": self.config.limit,  # a subset of the protocol (drawn with seed), or null: all of it
                 "max_duration": self.config.max_duration,
@@ -399,6 +402,9 @@ def journal_header(
                 "limit": cfg.limit,
                 "fast_codecs": cfg.fast_codecs,
                 "max_duration": cfg.max_duration,
+                # what each named condition does: a resume after an upgrade that changed one (a default, a range)
+                # would mix the audio of two definitions under one name
+                "condition_configs": condition_configs(cfg.conditions),
             },
             # the audio file itself: a path relative to the folder the run was started in names another file when a
             # rerun starts elsewhere (and the same file named absolutely is the same utterance)
@@ -436,6 +442,13 @@ def header_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str
         a, b = then.get(key), settings[key]
         if a == b:
             continue
+        if key == "condition_configs":
+            diffs += _definition_differences(a, b)
+            continue
+        if key == "conditions" and isinstance(a, list) and sorted(map(str, a)) == sorted(b):
+            # the same conditions in another order (--conditions b,a after a,b): a degraded utterance's seed depends
+            # on its condition's name, not its place, so the journaled scores are this run's; before, it was refused
+            continue
         if key == "conditions" and isinstance(a, list) and set(a) != set(b):  # 41 names: say which changed
             added, dropped = [v for v in b if v not in a], [v for v in a if v not in b]
             change = ", ".join(filter(None, [added and f"added {added}", dropped and f"dropped {dropped}"]))
@@ -449,6 +462,28 @@ def header_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str
             "(ids, audio paths or labels differ: another --protocol, --partitions, --limit or --seed?)"
         )
     return diffs
+
+
+def condition_configs(names: Sequence[str]) -> dict[str, Any]:
+    """Condition name -> its full configuration (:func:`~sddkit.augment.conditions.condition_config`), ``clean``
+    left out (it has none)."""
+    from sddkit.augment.conditions import condition_config
+
+    return {name: condition_config(name) for name in names if name != CLEAN}
+
+
+def _definition_differences(earlier: Any, now: dict[str, Any]) -> list[str]:
+    """The conditions of both runs whose configurations differ, in words (a journal of an sddkit that did not record
+    them: none)."""
+    if not isinstance(earlier, dict):
+        return []
+    changed = [name for name in now if name in earlier and earlier[name] != now[name]]
+    if not changed:
+        return []
+    first = changed[0]
+    fields = [k for k in {**earlier[first], **now[first]} if earlier[first].get(k) != now[first].get(k)]
+    said = ", ".join(f"{k} earlier {earlier[first].get(k)!r}, now {now[first].get(k)!r}" for k in fields)
+    return [f"the definition of condition(s) {changed} ({first}: {said}; another sddkit?)"]
 
 
 class RobustnessJournal:
