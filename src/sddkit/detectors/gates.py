@@ -1,6 +1,7 @@
 """Gating networks for mixtures of whole detectors (registry ``gate``).
 
-A gate maps what it sees of an input to expert weights ``(B, E)`` that sum to one:
+A gate maps what it sees of an input to expert weights ``(B, E)`` that sum to one (a softmax computed in float32
+at least, whatever the gate's precision: see :func:`_softmax`):
 
 - ``classic`` (MELE, ICASSP 2025 baseline): a linear layer on the input. The input is the
   utterance's log-Mel spectrogram (of 16 kHz audio, as every sddkit model takes: a mixture of experts recorded
@@ -63,6 +64,17 @@ def _projected(proj: nn.ModuleList, embeddings: list[Tensor]) -> list[Tensor]:
     return [p(e.to(p.weight.dtype)) for p, e in zip(proj, embeddings, strict=True)]
 
 
+def _softmax(logits: Tensor) -> Tensor:
+    """(B, E) gate logits -> weights over the experts, computed in float32 at least (float64 stays).
+
+    A half-precision gate (a ``.half()`` model; CPU autocast, which does not lift softmax to float32 as CUDA's does)
+    rounded its weights: a float16 weight below 3e-8 (a logit gap over ~17.3) became exactly 0, so a confident
+    expert's minority view vanished from the mixture and its log-odds moved by tens of nats; and the rows of a
+    bfloat16 softmax sum to 1 only to 0.4 %, so the mixture's logits were no log-probabilities. Its gradient
+    reaches the logits in their own dtype."""
+    return torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
+
+
 class Gate(nn.Module):
     """Base: ``forward(waveform, embeddings) -> (B, E)`` weights on the simplex."""
 
@@ -114,7 +126,7 @@ class ClassicGate(Gate):
         stats = torch.cat([spec.mean(dim=-1), std], dim=-1)  # (B, 2F)
         # LogMel computes in float32 whatever the model's dtype (no low-precision FFT): cast to the gate's own
         stats = stats.to(self.linear.weight.dtype)
-        return torch.softmax(self.linear(self.norm(stats)) / self.temperature, dim=-1)
+        return _softmax(self.linear(self.norm(stats)) / self.temperature)
 
 
 @dataclass
@@ -165,7 +177,7 @@ class EnhancedMLPGate(Gate):
         # computes (with two experts every feature came out exactly +-1): it takes the running statistics.
         z = self.act(self.shared_norm(projected.reshape(e * b, h), one_input=b == 1)).reshape(e, b, h)
         product = z.prod(dim=0) * self.product_scale  # interaction between experts' views
-        return torch.softmax(self.mlp(torch.cat([*z.unbind(0), product], dim=-1)), dim=-1)
+        return _softmax(self.mlp(torch.cat([*z.unbind(0), product], dim=-1)))
 
 
 @dataclass
@@ -209,7 +221,7 @@ class AttentionGate(Gate):
     def forward(self, waveform: Tensor, embeddings: list[Tensor]) -> Tensor:
         tokens = torch.stack(_projected(self.proj, embeddings), dim=1)  # (B, E, d)
         tokens = self.encoder(tokens + self.expert_embedding)
-        return torch.softmax(self.readout(tokens).squeeze(-1), dim=-1)  # (B, E)
+        return _softmax(self.readout(tokens).squeeze(-1))  # (B, E)
 
 
 @GATES.register("average", description="uniform weights: the average-ensemble baseline")

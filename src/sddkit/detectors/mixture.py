@@ -322,9 +322,10 @@ def expert_dir_configs(cfg: MixtureConfig) -> list[DetectorConfig]:
 
 def expert_calibration_note(cfg: MixtureConfig) -> str | None:
     """A warning when ``cfg.expert_dirs`` record a calibration (``inference.calibration`` other than the identity),
-    which the mixture does not apply (see the module docstring), else None: a user who calibrated the experts (or
-    mixes in the bundled default model, which is calibrated) would otherwise take the calibrated scores each expert
-    gives alone for what the mixture combines."""
+    which the mixture does not apply (see the module docstring), else None: a user who calibrated the experts (``sdd
+    calibrate``, ``sddkit.scoring.calibrate_model_dir``) would otherwise take the calibrated scores each expert gives
+    alone for what the mixture combines. (The bundled default model, calibrated too, is itself a mixture:
+    :func:`expert_dir_configs` refuses it as an expert.)"""
     from sddkit.detectors.model_dir import read_model_config
     from sddkit.scoring.inference import parse_inference
 
