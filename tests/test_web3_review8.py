@@ -143,7 +143,7 @@ def test_the_page_in_the_browser_names_what_it_shows(tmp_path, mixture_dir, monk
         # what a real mixture of a MoLEx expert (two LoRA experts) and an LFCC expert answers
         "weights": {
             "gate_weights": [0.6, 0.4],
-            "expert_scores": [0.65, -0.35],
+            "expert_scores": [0.3, 0.7],  # log-odds that happen to lie in [0, 1] and sum to 1: no bars
             "expert0/molex_gate_mean": [0.75, 0.25],
             "expert0/molex_top1_count": [300.0, 100.0],
         },
@@ -166,6 +166,11 @@ def test_the_page_in_the_browser_names_what_it_shows(tmp_path, mixture_dir, monk
             gate = _texts(drv, '.bar-row[data-name="gate_weights"] > span:first-child')
             assert gate == ["ssl_molex", LONG_EXPERT]  # the mixture's own weights keep the experts' names
             assert _texts(drv, '.bar-row[data-name="expert_scores"] > span:first-child') == gate
+            hidden = drv.execute_script(
+                "return ['gate_weights', 'expert_scores'].map(n => [...document.querySelectorAll("
+                "`.bar-row[data-name=\"${n}\"] > :nth-child(2)`)].map(e => e.hidden))"
+            )
+            assert hidden == [[False, False], [True, True]], hidden  # bars for weights only, never for log-odds
             lora = _texts(drv, '.bar-row[data-name="expert0/molex_gate_mean"] > span:first-child')
             assert lora == ["LoRA expert 0", "LoRA expert 1"], lora
             headings = _texts(drv, "#weights h4")

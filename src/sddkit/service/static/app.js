@@ -157,7 +157,9 @@
       const values = weights[name];
       // bars only for weights on the simplex (gate weights, expert use); other statistics as numbers
       const sum = values.reduce((a, b) => a + b, 0);
-      const isSimplex = values.every((v) => v >= 0 && v <= 1) && Math.abs(sum - 1) < 1e-3;
+      // expert_scores are log-odds, never weights, however their values fall (0.3 and 0.7 drew bars)
+      const isSimplex =
+        name !== "expert_scores" && values.every((v) => v >= 0 && v <= 1) && Math.abs(sum - 1) < 1e-3;
       // a mixture's own statistics have one value per expert; "expert<k>/<stat>" is expert k's own statistic (a
       // MoLEx expert's use of its LoRA experts), whose values were labelled with the mixture's expert names
       const perExpert = name === "gate_weights" || name === "expert_scores";
