@@ -116,3 +116,19 @@ def test_a_recipes_home_paths_are_expanded_as_a_shell_would(tmp_path, monkeypatc
     # a path without a leading ~ is kept as written
     kept = from_dict(TrainRecipe, {"model": {"frontend": "logmel", "backend": "lcnn"}, "trainer": {"out_dir": "r/~x"}})
     assert kept.trainer.out_dir == "r/~x"
+
+
+def test_ema_bn_batches_without_a_re_estimation_says_it_does_nothing(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from test_train import _recipe
+    from test_train_support import install_tiny, write_corpus
+
+    from sddkit.training.trainer import Trainer
+
+    install_tiny(monkeypatch)
+    spec = {"protocol": str(write_corpus(tmp_path / "corpus")), "format": "utterance_table"}
+    data = {"batch_size": 8, "train": [spec], "val": [spec]}
+    with caplog.at_level(logging.WARNING, logger="sddkit.training"):
+        Trainer(_recipe(tmp_path, data=data, trainer={"epochs": 1, "ema_bn_batches": 3})).fit()
+    assert "trainer.ema_bn_batches=3 has no effect without trainer.ema_decay" in caplog.text

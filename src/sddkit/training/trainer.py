@@ -81,7 +81,7 @@ from safetensors import SafetensorError
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from sddkit.config import to_dict
+from sddkit.config import set_away_from_default, to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.detectors.model_dir import (
     _pretrained_folders,
@@ -376,6 +376,12 @@ class Trainer:
         check_alignment_data(r.loss, self.train_data, r.data.domain_column)  # a penalty no batch could take
         if cfg.ema_decay is not None:
             self.bn_estimate = self._build_bn_estimate()
+        elif cfg.average_bn != "reestimate" and set_away_from_default(cfg, ["ema_bn_batches"]) and self.info.is_main:
+            # read by ema_decay's and average_bn: reestimate's re-estimation only
+            log.warning(
+                "trainer.ema_bn_batches=%d has no effect without trainer.ema_decay or trainer.average_bn: reestimate",
+                cfg.ema_bn_batches,
+            )
         planned = cfg.epochs * self.steps_per_epoch
         self.total_steps = min(planned, cfg.max_steps) if cfg.max_steps else planned
         # a resume plans again over its steps taken and left (_replan), and says then whether the warm-up fits
