@@ -168,7 +168,7 @@ def test_the_page_in_the_browser_names_what_it_shows(tmp_path, mixture_dir, monk
             assert _texts(drv, '.bar-row[data-name="expert_scores"] > span:first-child') == gate
             hidden = drv.execute_script(
                 "return ['gate_weights', 'expert_scores'].map(n => [...document.querySelectorAll("
-                "`.bar-row[data-name=\"${n}\"] > :nth-child(2)`)].map(e => e.hidden))"
+                '`.bar-row[data-name="${n}"] > :nth-child(2)`)].map(e => e.hidden))'
             )
             assert hidden == [[False, False], [True, True]], hidden  # bars for weights only, never for log-odds
             lora = _texts(drv, '.bar-row[data-name="expert0/molex_gate_mean"] > span:first-child')
