@@ -14,17 +14,21 @@ whole file (batch those with :func:`collate_pad`).
 
 Caching: ``cache=True`` keeps each decoded file in a per-process dict (each DataLoader worker
 fills its own); :class:`CachedWaveforms` decodes a whole small table once into one flat float32
-buffer that forked workers share copy-free (sddbench: 1,683 files, ~3.3 h -> ~0.8 GB at 16 kHz).
+buffer that forked workers share copy-free (sddbench: 1,683 files, ~3.3 h -> ~0.8 GB at 16 kHz), and refuses a
+table whose audio would not fit in the memory left (:func:`available_memory`) with a ConfigError, before decoding
+when the table gives every file's ``duration_s``, else after its first block of decoded files.
 Audio errors are never skipped: they raise with the file's path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing.context
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,10 +37,10 @@ from torch.utils.data import Dataset
 from sddkit.audio.crop import random_crop, repeat_pad
 from sddkit.audio.io import check_max_duration, load_audio
 from sddkit.data.table import UtteranceTable
-from sddkit.errors import AudioDecodeError, AudioError, ProtocolError
+from sddkit.errors import AudioDecodeError, AudioError, ConfigError, ProtocolError
 from sddkit.threads import in_order_ahead
 
-__all__ = ["CachedWaveforms", "UtteranceDataset", "collate_pad", "load_table_audio"]
+__all__ = ["CachedWaveforms", "UtteranceDataset", "available_memory", "collate_pad", "load_table_audio"]
 
 # Decoded files are packed into blocks of this many samples (64 MB of float32) as they are decoded: an allocation
 # this large is mapped on its own by the C library and given back to the system when freed, where a decoded
@@ -44,9 +48,12 @@ __all__ = ["CachedWaveforms", "UtteranceDataset", "collate_pad", "load_table_aud
 _PACK_SAMPLES = 1 << 24
 
 
-def _pack(arrays: Iterator[np.ndarray], n: int) -> tuple[list[np.ndarray], np.ndarray]:
+def _pack(
+    arrays: Iterator[np.ndarray], n: int, on_block: Callable[[int, int], None] | None = None
+) -> tuple[list[np.ndarray], np.ndarray]:
     """The ``n`` decoded arrays, in order, copied into float32 blocks of about :data:`_PACK_SAMPLES` samples as they
     come, each let go once copied (its memory reused by the next files decoded); and their (n,) lengths.
+    ``on_block(samples, files)`` is called after each full block with the samples and files packed so far.
 
     Holding every decoded array until the buffer was filled (np.concatenate, or a copy that frees each one only
     then) kept the corpus twice in memory at the peak: the freed arrays' memory is not given back to the system.
@@ -72,6 +79,8 @@ def _pack(arrays: Iterator[np.ndarray], n: int) -> tuple[list[np.ndarray], np.nd
         if size >= _PACK_SAMPLES:
             flush()
             size = 0
+            if on_block is not None:
+                on_block(int(lengths[: i + 1].sum()), i + 1)
     if pending or not blocks:
         flush()
     return blocks, lengths
@@ -149,17 +158,17 @@ class CachedWaveforms:
         """Decode every file of ``table`` (``num_threads`` > 0 decodes in a thread pool)."""
         ids = [str(u) for u in table.column("utt_id")]
         paths = [str(p) for p in table.column("path")]
-
-        stats = np.full((len(ids), 2), -1, dtype=np.int64)
+        # every file's before any is decoded: a change made meanwhile shows as a later one
+        stats = np.array([_file_stat(p) for p in paths], dtype=np.int64).reshape(len(ids), 2)
+        budget = _PreloadBudget.start(table, stats[:, 0], sample_rate=sample_rate, max_duration=max_duration)
 
         def load(i: int) -> np.ndarray:
-            stats[i] = _file_stat(paths[i])  # before decoding: a change made meanwhile shows as a later one
             return load_table_audio(paths[i], ids[i], sample_rate=sample_rate, max_duration=max_duration)
 
         # a bounded number of files decoded ahead of the packing: all at once, they pile up faster than packed
         decoded = in_order_ahead(load, range(len(ids)), num_threads, thread_name="sdd-preload")
         with contextlib.closing(decoded):
-            blocks, lengths = _pack((array for _, array in decoded), len(ids))
+            blocks, lengths = _pack((array for _, array in decoded), len(ids), on_block=budget.check)
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         if len(blocks) == 1:
@@ -225,6 +234,33 @@ class CachedWaveforms:
                         "the cache"
                     )
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What pickling sends. To a process being spawned (a DataLoader's workers where they are not forked: macOS'
+        and Windows' default, ``set_start_method("spawn")``), the buffer goes as a handle to shared memory, moved
+        there on the first such pickling: it was copied whole into every worker, anew every epoch (a 0.8 GB
+        buffer: 3.2 GB more memory with 4 workers, and its copies' time at each epoch's start)."""
+        state = self.__dict__.copy()
+        state.pop("_shared", None)
+        if multiprocessing.context.get_spawning_popen() is not None:
+            state["buffer"] = self._shared_buffer()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        buffer = state["buffer"]
+        if isinstance(buffer, torch.Tensor):  # shared memory: the tensor keeps it mapped
+            state["_shared"] = buffer
+            state["buffer"] = buffer.numpy()
+        self.__dict__.update(state)
+
+    def _shared_buffer(self) -> torch.Tensor:
+        """(T,) float32 tensor in shared memory holding the buffer; ``buffer`` becomes a view of it."""
+        shared = self.__dict__.get("_shared")
+        if shared is None:
+            shared = torch.from_numpy(self.buffer).share_memory_()  # a copy: the private one is let go
+            self.buffer = shared.numpy()
+            self._shared = shared
+        return shared
+
     def __len__(self) -> int:
         return len(self.ids)
 
@@ -256,6 +292,143 @@ def _file_stat(path: str) -> tuple[int, int]:
     except (OSError, ValueError):
         return (-1, -1)
     return (int(st.st_size), int(st.st_mtime_ns))
+
+
+# cgroup v1's "no limit" is a huge number (the largest page-aligned int64), v2's is the word "max"
+_NO_CGROUP_LIMIT = 1 << 60
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still take: Linux's ``MemAvailable``, bounded by the limit of each cgroup
+    the process is in (a container's, a job scheduler's) less what the cgroup uses apart from file cache the kernel
+    can drop; None where neither can be read (not Linux)."""
+    values = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
+    return min(values) if values else None
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            return fh.read()
+    except (OSError, ValueError):
+        return None
+
+
+def _meminfo_available() -> int | None:
+    for line in (_read_text("/proc/meminfo") or "").splitlines():
+        if line.startswith("MemAvailable:"):
+            parts = line.split()
+            return int(parts[1]) * 1024 if len(parts) >= 2 and parts[1].isdigit() else None
+    return None
+
+
+def _stat_value(text: str | None, key: str) -> int:
+    for line in (text or "").splitlines():
+        name, _, value = line.partition(" ")
+        if name == key and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def _cgroup_available(proc_file: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> int | None:
+    """The least room under a memory limit among the process's cgroup and its parents (v2), or its v1 memory cgroup
+    (seen from inside a container, its own cgroup is the hierarchy's root)."""
+    folders: list[tuple[str, str, str, str]] = []  # (limit file, usage file, stat file, inactive file key)
+    for line in (_read_text(proc_file) or "").splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and controllers == "":  # v2: the limit of every level above applies too
+            parts = [p for p in path.strip().split("/") if p]
+            for k in range(len(parts), -1, -1):
+                d = os.path.join(root, *parts[:k])
+                folders.append((f"{d}/memory.max", f"{d}/memory.current", f"{d}/memory.stat", "inactive_file"))
+        elif "memory" in controllers.split(","):
+            v1 = os.path.join(root, "memory")
+            for d in (os.path.join(v1, path.strip().lstrip("/")), v1):
+                folders.append(
+                    (
+                        f"{d}/memory.limit_in_bytes",
+                        f"{d}/memory.usage_in_bytes",
+                        f"{d}/memory.stat",
+                        "total_inactive_file",
+                    )
+                )
+    room: list[int] = []
+    for limit_file, usage_file, stat_file, inactive in folders:
+        limit, usage = (_read_text(limit_file) or "").strip(), (_read_text(usage_file) or "").strip()
+        if not (limit.isdigit() and usage.isdigit()) or int(limit) >= _NO_CGROUP_LIMIT:
+            continue
+        used = int(usage) - _stat_value(_read_text(stat_file), inactive)
+        room.append(max(0, int(limit) - max(0, used)))
+    return min(room) if room else None
+
+
+def _files(n: int) -> str:
+    return f"{n} file{'' if n == 1 else 's'}"
+
+
+def _gb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.1f} GB"
+
+
+class _PreloadBudget:
+    """Refuses to decode a table whole when its audio would not fit in the memory left: before decoding, from the
+    table's ``duration_s`` when it gives every file's; else after each block of :data:`_PACK_SAMPLES` samples,
+    extrapolated from the files decoded so far to the rest (by count and by file size, the lower of the two).
+
+    Decoded regardless, a corpus larger than the memory was killed by the system (no error, nothing saying which
+    option to change) after decoding for as long as it took to fill it, or pushed the machine into swap."""
+
+    def __init__(self, sizes: np.ndarray):
+        self.sizes = np.asarray(sizes, dtype=np.int64)  # (N,) bytes of each file; -1: unknown
+        # the processes torchrun started on this machine: each preloads its own copy, all at the same time
+        local = os.environ.get("LOCAL_WORLD_SIZE", "").strip()
+        self.copies = max(1, int(local)) if local.isdigit() else 1
+
+    @classmethod
+    def start(
+        cls, table: UtteranceTable, sizes: np.ndarray, *, sample_rate: int, max_duration: float | None
+    ) -> _PreloadBudget:
+        budget = cls(sizes)
+        durations = np.asarray(table.column("duration_s"), dtype=np.float64)
+        if len(durations) and np.isfinite(durations).all() and (durations >= 0).all():
+            if max_duration is not None:  # a longer file is refused when read
+                durations = np.minimum(durations, max_duration)
+            total = 4 * float(np.ceil(durations * sample_rate).sum())
+            budget.refuse_over(total, held=0.0, how="from the table's duration_s", available=available_memory())
+        return budget
+
+    def check(self, samples: int, files: int) -> None:
+        """After a full block: ``samples`` of the table's first ``files`` files are decoded and held."""
+        n = len(self.sizes)
+        if files >= n:
+            return  # all decoded: nothing more to refuse (the blocks are assembled one by one, each freed)
+        # by count, and by file size where every size is known; the lower: either alone overestimates some corpora
+        # (long files listed last; compressed files decoded first and PCM ones after), and a refusal must be sure
+        total = samples * n / files
+        done = float(self.sizes[:files].sum())
+        if (self.sizes >= 0).all() and done > 0:
+            total = min(total, samples * float(self.sizes.sum()) / done)
+        how = f"extrapolated from the {_files(files)} decoded first, by count and by file size"
+        self.refuse_over(4.0 * total, held=4.0 * samples, how=how, available=available_memory())
+
+    def refuse_over(self, total: float, *, held: float, how: str, available: int | None) -> None:
+        """A ConfigError when the ``total`` bytes (``held`` of them already taken) exceed what is ``available``."""
+        # assembling the blocks into one buffer takes one block more at its peak
+        if available is None or self.copies * (total - held + 4 * _PACK_SAMPLES) <= available:
+            return
+        n = len(self.sizes)
+        so_far = f", {_gb(held)} of it decoded so far" if held else ""
+        each = (
+            f" in each of the {self.copies} processes of this machine (torchrun's LOCAL_WORLD_SIZE)"
+            if self.copies > 1
+            else ""
+        )
+        raise ConfigError(
+            f"decoding the {_files(n)} of the table whole (decode_cache: preload) takes about {_gb(total)} of memory"
+            f"{each} ({how}{so_far}), and only {_gb(available + self.copies * held)} is available: use decode_cache: "
+            "none (each file decoded when drawn), fewer files, or a machine with more memory"
+        )
 
 
 def _positive_count(value: object) -> bool:

@@ -372,9 +372,14 @@ def build_dataset(table: UtteranceTable, cfg: DataConfig, *, train: bool, seed: 
         augment = pipeline.apply
     waveforms = None
     if cfg.decode_cache == "preload":
-        waveforms = CachedWaveforms.from_table(
-            table, num_threads=max(1, cfg.num_workers), max_duration=cfg.max_duration_s
-        )
+        try:
+            waveforms = CachedWaveforms.from_table(
+                table, num_threads=max(1, cfg.num_workers), max_duration=cfg.max_duration_s
+            )
+        except ConfigError as exc:  # the preload would not fit in memory: which data, and the recipe key
+            raise ConfigError(
+                f"data.decode_cache=preload, {'training' if train else 'evaluation'} data: {exc}"
+            ) from None
     dataset = UtteranceDataset(
         table,
         crop_samples=crop,
@@ -408,7 +413,8 @@ def workers_are_forked() -> bool:
 def worker_errors(loader: Iterable[Any]) -> Iterator[Any]:
     """``loader``'s batches; a deliberate sddkit error raised in a DataLoader worker (a missing or empty
     audio file) keeps its own one-line message. The DataLoader re-raises it as the same type, but with
-    "Caught X in DataLoader worker process N. Original Traceback ..." and the worker's traceback as message."""
+    "Caught X in DataLoader worker process N. Original Traceback ..." and the worker's traceback as message.
+    A worker that ended without an error (killed by the system, out of memory) is an SddkitError saying so."""
     try:
         yield from loader
     except SddkitError as exc:
@@ -417,6 +423,34 @@ def worker_errors(loader: Iterable[Any]) -> Iterator[Any]:
         if text.startswith("Caught ") and "Original Traceback" in text and marker in text:
             exc.args = (text[text.rfind(marker) + len(marker) :].rstrip("\n"),)
         raise
+    except (RuntimeError, ConnectionError, EOFError) as exc:
+        # a worker killed without a Python error (the system's out-of-memory killer, most often): torch's
+        # "DataLoader worker (pid(s) N) exited unexpectedly", or a ConnectionResetError when it died while passing
+        # a batch, came with a traceback and no word of what to change
+        if isinstance(exc, RuntimeError):
+            if not str(exc).startswith(_WORKER_DIED):
+                raise
+            what = str(exc).strip()
+        elif _loader_workers(loader) > 0:
+            what = f"a DataLoader worker's batch could not be received ({type(exc).__name__}: {exc})"
+        else:
+            raise
+        raise SddkitError(
+            f"{what}: a data loader worker process stopped without an error, most often killed by the system for "
+            "lack of memory (its log, e.g. `dmesg`, says so); each of the data.num_workers processes holds its own "
+            "decoded files (all it has read with data.decode_cache=lazy): lower data.num_workers, use "
+            "data.decode_cache=none or preload (one buffer the workers share), or data.num_workers=0"
+        ) from exc
+
+
+# how torch's DataLoader words a worker process that ended without raising (exited, or killed by a signal)
+_WORKER_DIED = "DataLoader worker (pid"
+
+
+def _loader_workers(loader: Iterable[Any]) -> int:
+    """The worker processes of a DataLoader or of its iterator (0 for anything else)."""
+    value = getattr(loader, "num_workers", getattr(loader, "_num_workers", 0))
+    return value if isinstance(value, int) else 0
 
 
 RANDOM_SAMPLER_SEED_STRIDE = 1_000_003

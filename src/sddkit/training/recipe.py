@@ -160,8 +160,11 @@ class DataConfig:
         worker; with ``num_workers > 0`` the workers, and their caches, last one epoch, so within an
         epoch only repeated draws gain: use ``preload`` to decode once); ``preload`` decodes the whole
         set once before training (``num_workers`` threads, at least one) into one shared buffer that
-        forked loader workers share. Decoding and resampling then cost nothing per step; memory is
-        about 230 MB per hour of audio.
+        forked loader workers share (spawned ones, macOS' default, map it from shared memory). Decoding
+        and resampling then cost nothing per step; memory is about 230 MB per hour of audio. A set that
+        would not fit in the memory left (Linux: ``MemAvailable`` and the cgroup's limit) is refused with
+        an error: before decoding when the protocol gives every file's ``duration_s``, else after the
+        first 64 MB decoded (extrapolated to the rest).
     max_duration_s: the longest file read for training or validation (seconds, null: no limit); a longer
         one stops the run with an error naming it (as ``sdd score --max-duration-s`` bounds scoring). So does
         any file that cannot be read (missing, undecodable, silent): no file is ever skipped. Before the first
