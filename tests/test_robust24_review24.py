@@ -69,18 +69,7 @@ def test_a_resume_with_the_same_conditions_in_another_order_is_not_refused(robus
     assert main(_robustness_args(robust_setup, uninterrupted, second)) == 0
 
     out = tmp_path / "out"
-    real = ScoringDetector.score_prepared
-    calls: list[int] = []
-
-    def interrupted(self, items, on_windows=None):
-        if calls:
-            raise KeyboardInterrupt
-        calls.append(len(items))
-        return real(self, items, on_windows=on_windows)
-
-    with monkeypatch.context() as m:
-        m.setattr(ScoringDetector, "score_prepared", interrupted)
-        assert main(_robustness_args(robust_setup, out, first)) == 130
+    _interrupt_after_one_batch(monkeypatch, robust_setup, out, first)
     assert len((out / JOURNAL_NAME).read_text().splitlines()) == 2  # the header and one batch
 
     assert main(_robustness_args(robust_setup, out, second)) == 0
