@@ -10,7 +10,7 @@ Formats (``format=None`` detects them from the first non-comment line):
 | asvspoof5_keyed   | ``SPEAKER UTT SCORE KEY`` (the ASVspoof 5 package's keyed score file) | utt_id |
 | csv               | CSV with header ``path,score`` or ``utt_id,score`` (more columns ignored) | path / utt_id |
 | tsv               | the same, tab-separated: header ``path<TAB>score`` or ``utt_id<TAB>score`` | path / utt_id |
-| jsonl             | JSON lines with ``path`` or ``utt_id`` and ``score`` (``sdd score`` JSONL)  | path / utt_id |
+| jsonl             | JSON lines (or a JSON list) with ``path`` or ``utt_id`` and ``score``   | path / utt_id |
 
 An ``asvspoof5`` TSV with a ``spk`` column is ASVspoof 5's track-2 submission (``spk filename cm-score asv-score
 sasv-score``), a row per SASV trial: an utterance in several trials repeats its CM score, read once (another score
@@ -482,14 +482,35 @@ def read_tsv_scores(path: str | Path, column: str | None = None) -> ScoreFile:
     return _read_delimited(Path(path), "tsv", _DELIMITERS["tsv"], _ID_COLUMNS, _SCORE_COLUMNS, column)
 
 
-def read_jsonl_scores(path: str | Path, column: str | None = None) -> ScoreFile:
-    """JSON lines with ``path``/``utt_id``/``filename`` and ``score`` (``sdd score``'s JSONL; error rows kept apart);
-    ``column``: the key whose value is read as the score instead."""
-    path = Path(path)
-    score_key = "score" if column is None else column.strip()
-    out = _Collector(path)
-    id_kind = "utt_id"
-    columns: tuple[str, ...] | None = None
+def _json_document(path: Path) -> Any:
+    """The whole file parsed as one JSON document, or None when it is not one (JSON lines, or malformed)."""
+    try:
+        with open_text(path) as fh:
+            return json.loads(fh.read())
+    except json.JSONDecodeError:
+        return None
+
+
+def _json_rows(path: Path) -> Iterator[tuple[int, str, dict[str, Any], str]]:
+    """(number, where, object, its text) of each score row of a JSON lines file or of a JSON list of objects.
+
+    A list of row objects (``json.dump(rows)``, pandas' ``to_json(orient="records")``) is read as JSON lines are;
+    another whole-file JSON document (e.g. ``sdd eval``'s pretty-printed ``report.json``) is refused as such,
+    where it was "line 1: not a JSON object" (the file is one) or, on one line, a header error of its whole text.
+    """
+    first = next(_data_lines(path), (0, ""))[1]
+    document = _json_document(path) if first.startswith("[") or first == "{" else None
+    if isinstance(document, list) and all(isinstance(item, dict) for item in document):
+        for k, item in enumerate(document, start=1):
+            yield k, f"{path}: item {k}", item, json.dumps(item)
+        return
+    if document is not None:
+        kind = "a list holding non-objects" if isinstance(document, list) else f"a JSON {type(document).__name__}"
+        raise ProtocolError(
+            f"{path}: one JSON document ({kind}), not score rows; give JSON lines, one "
+            '{"path": ..., "score": ...} object per line (as `sdd score --out scores.jsonl` writes), or a JSON list '
+            "of such objects"
+        )
     for number, line in _data_lines(path):
         where = f"{path}:{number}"
         try:
@@ -498,6 +519,18 @@ def read_jsonl_scores(path: str | Path, column: str | None = None) -> ScoreFile:
             raise ProtocolError(f"{where}: not a JSON object ({exc.msg})") from None
         if not isinstance(row, dict):
             raise ProtocolError(f"{where}: not a JSON object: {line!r}")
+        yield number, where, row, line
+
+
+def read_jsonl_scores(path: str | Path, column: str | None = None) -> ScoreFile:
+    """JSON lines with ``path``/``utt_id``/``filename`` and ``score`` (``sdd score``'s JSONL; error rows kept apart);
+    ``column``: the key whose value is read as the score instead."""
+    path = Path(path)
+    score_key = "score" if column is None else column.strip()
+    out = _Collector(path)
+    id_kind = "utt_id"
+    columns: tuple[str, ...] | None = None
+    for number, where, row, line in _json_rows(path):
         if columns is None:
             columns = tuple(row)
         id_col = next((c for c in ("utt_id", "path", "filename") if c in row), None)
@@ -566,7 +599,7 @@ def detect_score_format(path: str | Path) -> str:
             "output (score audio with `sdd score AUDIO --out scores.csv`) or another tool's text scores"
         )
     lower = line.lower()
-    if line.startswith("{"):
+    if line.startswith(("{", "[")):  # JSON lines, or a JSON list of row objects (read_jsonl_scores)
         return "jsonl"
     if "\t" in line:
         cells = [cell.strip() for cell in lower.split("\t")]
