@@ -13,7 +13,9 @@ Exit status: 0 when every input has its row, error rows included (the summary li
 except that a one-process run whose files all failed (it read at least one and scored none) exits 1 after
 writing their error rows, unless the output holds a score of one of its inputs that an earlier run wrote (a
 resume, a ``--retry-errors`` rerun); a rerun skips those rows (exit 0) unless ``--retry-errors`` reads them again.
-Under torchrun every rank exits 0 (one that exits non-zero makes torchrun stop the others).
+Under torchrun every rank exits 0 (one that exits non-zero makes torchrun stop the others); a rank stopped by an
+error (its shard in use by another run, a model it cannot load) exits 2, and so do the others, each with one line
+(:class:`~sddkit.training.distributed.PeerProcessError`) instead of waiting for it or a gloo traceback.
 """
 
 from __future__ import annotations
@@ -110,20 +112,67 @@ def run(args: argparse.Namespace) -> int:
     tune_malloc(args.allocator)
 
     rank, world = batch.dist_env()
-    piped = [i for i in args.inputs if batch.is_pipe(Path(i))] if world > 1 else []
-    if piped:  # each rank lists the inputs itself: from one pipe, each read a part of the list (or all, or none)
-        raise ConfigError(
-            f"{piped[0]} is a pipe, which only one of torchrun's {world} ranks can read (each rank lists the inputs "
-            "itself): write the list to a file and give that"
-        )
     target = batch.shard_path(out, rank) if world > 1 else out
-    # taken now, not by the writer once the model has loaded: a second run into the same output loaded its model
-    # (minutes for a large one) and listed its inputs, only to be refused then
-    lock = batch.OutputLock(target)
+    # the process group first: a rank refused by the checks below (its shard in use by another run, an earlier
+    # run's shards) stops the others at once; before it, they waited in init_process_group for its 12 hours
+    # (torchrun ends them, another launcher did not)
+    grouped = world > 1 and _init_process_group(rank, world)
     try:
-        return _score(args, out, target, rank, world, lock)
+        lock = _start_rank(args, out, target, rank, world)
+        try:
+            return _score(args, out, target, rank, world, lock)
+        finally:
+            lock.release()  # (released by the writer already when it was opened)
+    except RuntimeError as exc:
+        from sddkit.training.distributed import DistInfo, peer_lost
+
+        # gloo's "Connection closed by peer" of a rank that stopped on an error of its own (printed by it): one line
+        # that says so, not a traceback around that rank's error
+        lost = peer_lost(exc, DistInfo(rank=rank, world_size=world, local_rank=rank))
+        if lost is None:
+            raise
+        raise lost from None
     finally:
-        lock.release()  # (released by the writer already when it was opened)
+        if grouped:
+            _leave_process_group()
+
+
+def _start_rank(args: argparse.Namespace, out: Path, target: Path, rank: int, world: int) -> batch.OutputLock:
+    """``target``'s lock, once the checks every rank makes before scoring passed on every rank (a collective under a
+    process group: each rank's failure is raised on all, as a :class:`PeerProcessError` on the others)."""
+    from sddkit.errors import ConfigError, SddkitError
+    from sddkit.scoring import batch
+    from sddkit.training.distributed import DistInfo, all_started
+
+    lock: batch.OutputLock | None = None
+    failure: Exception | None = None
+    try:
+        piped = [i for i in args.inputs if batch.is_pipe(Path(i))] if world > 1 else []
+        if piped:  # each rank lists the inputs itself: from one pipe, each read a part of the list (or all, or none)
+            raise ConfigError(
+                f"{piped[0]} is a pipe, which only one of torchrun's {world} ranks can read (each rank lists the "
+                "inputs itself): write the list to a file and give that"
+            )
+        # taken now, not by the writer once the model has loaded: a second run into the same output loaded its
+        # model (minutes for a large one) and listed its inputs, only to be refused then
+        lock = batch.OutputLock(target)
+        _check_earlier_shards(out, world)
+    except SddkitError as exc:
+        failure = exc
+    if failure is not None and lock is not None:
+        lock.release()
+    all_started(failure, DistInfo(rank=rank, world_size=world, local_rank=rank))
+    assert lock is not None  # (all_started raised otherwise)
+    return lock
+
+
+def _leave_process_group() -> None:
+    """Destroy the process group :func:`_init_process_group` created, where :func:`_merge_after_shards` did not (a
+    rank stopped by an error): a caller of ``main`` in this process may start another group."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: int, lock: batch.OutputLock) -> int:
@@ -133,13 +182,11 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
     from sddkit.scoring import batch
     from sddkit.scoring.api import load_detector
 
-    _check_earlier_shards(out, world)
     if world > 1:
         # this rank scores again: a marker left by its earlier run must not let another rank merge meanwhile; so
         # cleared now, not once the model has loaded (a rank with nothing left to score merged before that, and
         # what this rank scored then was left in a shard no rank merged)
         batch.clear_shard_done(out, rank)
-        _init_process_group(rank, world)
     empty: list[str] = []
     own: list[str] = []
     paths = batch.expand_inputs(args.inputs, out=out, empty_folders=empty, skipped=own)
@@ -190,12 +237,15 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
         lock=lock,
         retry_below_limit=limit,
     ) as writer:
-        if world > 1 and out.is_file():  # rows merged by an earlier run count as done too
-            if batch.has_rows(out):
-                batch.check_run_info(out, {**run, "columns": columns})
+        # rows merged by an earlier run count as done too, and those of an earlier run with more ranks, stopped
+        # before it merged them (their shards are merged with this run's)
+        merged = [out] if world > 1 and out.is_file() else []
+        for earlier in [*merged, *(batch.stale_shards(out, world, free_only=False) if world > 1 else [])]:
+            if batch.has_rows(earlier):
+                batch.check_run_info(earlier, {**run, "columns": columns})
             writer.done |= {
                 writer.absolute(r.get("path"))
-                for r in batch.iter_rows(out)
+                for r in batch.iter_rows(earlier)
                 if r.get("path") and not batch.rescored(r, args.retry_errors, limit)
             }
         if writer.retried_too_long:
@@ -338,15 +388,18 @@ def _default_threads() -> int:
     return max(1, cores // max(1, local))
 
 
-def _init_process_group(rank: int, world: int) -> None:
-    """A CPU (gloo) process group when torchrun's rendezvous variables are set; else file-based merging."""
+def _init_process_group(rank: int, world: int) -> bool:
+    """A CPU (gloo) process group when torchrun's rendezvous variables are set; else file-based merging. Returns
+    True when this call created it."""
     import torch.distributed as dist
 
     if not (os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT")) or not dist.is_available():
-        return
-    if not dist.is_initialized():
-        # long timeout: the final barrier waits for the slowest shard, which may take hours
-        dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(hours=12))
+        return False
+    if dist.is_initialized():
+        return False
+    # long timeout: the final barrier waits for the slowest shard, which may take hours
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(hours=12))
+    return True
 
 
 def _rank0_listing(paths: list[str]) -> list[str]:

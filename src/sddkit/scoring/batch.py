@@ -25,7 +25,9 @@ the file's calibration applied to the window's raw score (``ScoreResult.window_s
 Shards: with ``WORLD_SIZE > 1`` (torchrun), rank ``r`` scores every ``WORLD_SIZE``-th path into
 ``<out>.rank<r>`` and marks it complete with ``<out>.rank<r>.done``; rank 0 then merges all
 shards into ``out`` after a gloo barrier (or, without a process group, the last rank to finish
-does). ``merge_shards(out)`` (``sdd score --merge``) merges complete shards by hand.
+does). ``merge_shards(out)`` (``sdd score --merge``) merges complete shards by hand. Shards of ranks beyond
+``WORLD_SIZE``, left by an earlier run with more ranks stopped before its merge (:func:`stale_shards`), count as
+scored and are merged too.
 """
 
 from __future__ import annotations
@@ -1186,6 +1188,28 @@ def complete_shards(out: str | Path) -> tuple[int, list[int]]:
     return world, [r for r in range(world) if not _marker(out, r).is_file()]
 
 
+def stale_shards(out: str | Path, world_size: int, *, free_only: bool = True) -> list[Path]:
+    """The shards ``out.rank<r>`` with ``r >= world_size``, with ``free_only`` those that no run is writing (their
+    lock is free): left by an earlier run with more ranks, stopped before they were merged. Rows of files they hold
+    count as scored, and the merge takes them in (rank order), then removes them: a resume with fewer ranks scored
+    those files again and left the shards beside the merged output, where they refused every later one-process
+    run on it. (Without ``free_only`` for the ranks that read them as they start together: the lock each took to
+    look would hide the shard from the others.)"""
+    out = Path(out)
+    found: list[tuple[int, Path]] = []
+    for path in out.parent.glob(f"{glob.escape(out.name)}.rank*"):
+        rank = re.fullmatch(r"\.rank(\d+)", path.name[len(out.name) :])
+        if rank is None or int(rank.group(1)) < world_size or not path.is_file():
+            continue
+        try:
+            if free_only:
+                OutputLock(path).release()
+        except ProtocolError:
+            continue  # being written by a run of its own: not this run's to take
+        found.append((int(rank.group(1)), path))
+    return [path for _, path in sorted(found)]
+
+
 def merge_shards(out: str | Path, order: Sequence[str] | None = None) -> int:
     """Merge complete ``out.rank*`` shards (plus rows already in ``out``) into ``out``; returns rows.
 
@@ -1206,7 +1230,8 @@ def merge_shards(out: str | Path, order: Sequence[str] | None = None) -> int:
 
 
 def _merge_locked(out: Path, world: int, order: Sequence[str] | None) -> int:
-    sources = [out] + [shard_path(out, r) for r in range(world)]
+    shards = [shard_path(out, r) for r in range(world)] + stale_shards(out, world)
+    sources = [out, *shards]
     header, rows, with_rows = _merge_rows(sources)  # first: it also cuts partial last lines
     run = _merged_run_info(with_rows)
     # compared as absolute paths: a row's relative path is relative to the output's first run's folder (``cwd``
@@ -1223,7 +1248,7 @@ def _merge_locked(out: Path, world: int, order: Sequence[str] | None) -> int:
         _write_rows(out, None, rows)
     else:
         _write_rows(out, header or [], rows)
-        w_sources = [windows_path(out)] + [windows_path(shard_path(out, r)) for r in range(world)]
+        w_sources = [windows_path(out)] + [windows_path(shard) for shard in shards]
         if any(p.is_file() for p in w_sources):
             kept = {r["path"] for r in rows}
             _, w_rows, _ = _merge_rows(w_sources, key=("path", "window"))
@@ -1233,9 +1258,10 @@ def _merge_locked(out: Path, world: int, order: Sequence[str] | None) -> int:
                 p.unlink(missing_ok=True)
     if run is not None:
         write_run_info(out, run)
+    for shard in shards:
+        shard.unlink(missing_ok=True)
+        run_record_path(shard).unlink(missing_ok=True)
     for r in range(world):
-        shard_path(out, r).unlink(missing_ok=True)
-        run_record_path(shard_path(out, r)).unlink(missing_ok=True)
         _marker(out, r).unlink(missing_ok=True)
     return len(rows)
 

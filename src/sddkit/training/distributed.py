@@ -99,6 +99,23 @@ def peer_lost(exc: BaseException, info: DistInfo) -> PeerProcessError | None:
     )
 
 
+def all_started(failure: Exception | None, info: DistInfo) -> None:
+    """Raise ``failure`` (this process's error while starting), or another process's as a
+    :class:`PeerProcessError`, on every rank alike (a collective: every rank calls it, failed or not). A process
+    that stopped before the others' first collective left them waiting there until the group's timeout (hours
+    for ``sdd score``'s) wherever no torchrun ends them."""
+    if info.enabled and dist.is_available() and dist.is_initialized():
+        every = all_gather_objects(None if failure is None else f"{type(failure).__name__}: {failure}")
+        other = next(((rank, e) for rank, e in enumerate(every) if e is not None), None)
+        if failure is None and other is not None:
+            raise PeerProcessError(
+                f"rank {info.rank}: process {other[0]} of {info.world_size} could not start ({other[1]}), so this "
+                "one stops too"
+            )
+    if failure is not None:
+        raise failure
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

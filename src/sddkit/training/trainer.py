@@ -121,8 +121,8 @@ from sddkit.training.data import (
 )
 from sddkit.training.distributed import (
     DistInfo,
-    PeerProcessError,
     all_gather_objects,
+    all_started,
     barrier,
     broadcast_buffers,
     broadcast_object,
@@ -457,16 +457,7 @@ class Trainer:
     def _all_started(self, failure: Exception | None) -> None:
         """Raise ``failure`` (this process's, from the checks of out_dir), or another process's as a
         :class:`PeerProcessError`: every rank stops alike, none waits for the others in a later collective."""
-        if self.info.enabled:
-            every = all_gather_objects(None if failure is None else f"{type(failure).__name__}: {failure}")
-            other = next(((rank, e) for rank, e in enumerate(every) if e is not None), None)
-            if failure is None and other is not None:
-                raise PeerProcessError(
-                    f"rank {self.info.rank}: process {other[0]} of {self.info.world_size} could not start "
-                    f"({other[1]}), so this one stops too"
-                )
-        if failure is not None:
-            raise failure
+        all_started(failure, self.info)
 
     def _claim_out_dir(self) -> None:
         """Create out_dir, check it can be written, and lock it for this run (``out_dir/.lock``): a second
