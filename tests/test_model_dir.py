@@ -219,8 +219,11 @@ def test_an_overwrite_interrupted_between_the_two_files_is_refused(tmp_path, tin
     with torch.no_grad():
         new.head.weight.mul_(-1.0)
 
+    write = md.atomic_write_bytes
+
     def crash(path, data):
-        raise KeyboardInterrupt  # the process dies after the weights, before the config
+        write(path, data)
+        raise KeyboardInterrupt  # the process dies after the config's rename, before the weights'
 
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
         patch.setattr(md, "atomic_write_bytes", crash)

@@ -12,10 +12,11 @@
     }
 
 Both files are written atomically (temporary file + ``os.replace``) so a crash never leaves a
-half-written file behind. The pair cannot be replaced as one: overwriting a directory writes the
-weights first, then the config. So that a crash (or a reader) between the two never gets new
-weights under the old config without a word, both files carry the same ``weights_digest`` (a
-SHA-256 of the tensors: names, dtypes, shapes and bytes; in ``config.json`` and in the
+half-written file behind. The pair cannot be replaced as one: overwriting a directory writes both
+temporary files first (a full disk or a folder gone read-only then fails before either file is replaced, and
+the directory stays as it was), then renames the config, then the weights. So that a crash (or a reader)
+between the two renames never gets the new config over the old weights without a word, both files carry
+the same ``weights_digest`` (a SHA-256 of the tensors: names, dtypes, shapes and bytes; in ``config.json`` and in the
 safetensors header), and loading refuses a pair whose digests differ. Loading also recomputes the
 digest from the tensors read, so a weights file damaged since (a broken copy, a bad disk: safetensors
 checks no bytes) is refused instead of scored with under the digest of the model it was.
@@ -37,11 +38,12 @@ instead of scored with, or grown from by ``init_from``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,6 +122,16 @@ class ModelDir:
 
 
 def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None):
+    with staged_safetensors(tensors, path, metadata):
+        pass
+
+
+@contextlib.contextmanager
+def staged_safetensors(
+    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
+) -> Iterator[None]:
+    """Write ``tensors`` to a temporary file beside ``path`` (durable), run the ``with`` block, then rename the file
+    over ``path``; when the block (or the write) fails, ``path`` stays as it was and the temporary file goes."""
     with replacing_file(path) as (fd, tmp):
         os.close(fd)  # save_file writes the file anew, by its name
         # clone: safetensors refuses shared/non-contiguous storage (tied weights, views)
@@ -133,6 +145,7 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metada
             raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from exc
         _set_new_file_mode(tmp)  # after save_file, which writes the file anew
         fsync_file(tmp)  # on disk before the rename: a power loss must not leave an empty file under the name
+        yield
 
 
 def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -205,8 +218,11 @@ def save_model_dir(
     }
     # serialise first: a config JSON cannot hold must fail before the weights are replaced
     config_bytes = (json.dumps(config, indent=2, sort_keys=False) + "\n").encode()
-    atomic_save_safetensors(state, directory / WEIGHTS_NAME, metadata={DIGEST_KEY: digest})
-    atomic_write_bytes(directory / CONFIG_NAME, config_bytes)
+    with staged_safetensors(state, directory / WEIGHTS_NAME, metadata={DIGEST_KEY: digest}):
+        # the config is written while the new weights wait beside the old: a full disk (or a folder gone read-only)
+        # while writing it left new weights under the old config, and the earlier model (a run's final/ or best/,
+        # exported again by a resume) no longer loaded; now neither file is replaced unless both were written
+        atomic_write_bytes(directory / CONFIG_NAME, config_bytes)
     return directory
 
 
@@ -385,7 +401,12 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
             f"trained on (digest {_short(_pretrained_digest(model))}, recorded {_short(recorded)}): restore that "
             "folder as it was"
         )
-    load_state_checked(model, state, partial=config.get("weights") == "trainable", where=str(weights))
+    # the digests matched: the weights are those saved, so a model section that builds another model was edited
+    hint = (
+        f"; {CONFIG_NAME} describes another model than {WEIGHTS_NAME} holds (its model section edited since the "
+        "save?): restore it as saved, or copy the model directory again from its source"
+    )
+    load_state_checked(model, state, partial=config.get("weights") == "trainable", where=str(weights), hint=hint)
     model.eval()
     return ModelDir(
         model=model,
@@ -437,9 +458,12 @@ def _short(digest: str | None) -> str:
     return "none" if digest is None else digest[:12]
 
 
-def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], *, partial: bool, where: str) -> None:
+def load_state_checked(
+    model: nn.Module, state: dict[str, torch.Tensor], *, partial: bool, where: str, hint: str = ""
+) -> None:
     """Load strictly; with ``partial`` only frozen parameters read from pretrained files at build time
-    (:func:`reloadable_names`) may be missing."""
+    (:func:`reloadable_names`) may be missing. ``hint`` ends the error of tensors that do not fit the model (other
+    names, shapes or kinds): what to do about it."""
     expected = model.state_dict()
     unexpected = sorted(set(state) - set(expected))
     missing = sorted(set(expected) - set(state))
@@ -449,19 +473,24 @@ def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], *, part
     if unexpected or missing:
         raise CheckpointError(
             f"{where}: weights do not match the model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}{hint}"
         )
     bad_shapes = [k for k in state if state[k].shape != expected[k].shape]
     if bad_shapes:
         k = bad_shapes[0]
-        raise CheckpointError(f"{where}: shape mismatch for {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}")
+        raise CheckpointError(
+            f"{where}: shape mismatch for {k}: stored {tuple(state[k].shape)}, the model has {tuple(expected[k].shape)}"
+            f"{hint}"
+        )
     # load_state_dict casts: int or bool values where the model holds floats (or the reverse) would load as
     # something else (an int32 position embedding truncated to -1/0/1), so the kind must match; float
     # widths may differ (a float64 or bfloat16 file loads as the model's floats)
     bad_kinds = [k for k in state if _kind(state[k].dtype) != _kind(expected[k].dtype)]
     if bad_kinds:
         k = bad_kinds[0]
-        raise CheckpointError(f"{where}: {k} holds {state[k].dtype} values where the model expects {expected[k].dtype}")
+        raise CheckpointError(
+            f"{where}: {k} holds {state[k].dtype} values where the model expects {expected[k].dtype}{hint}"
+        )
     # weights saved from a run that diverged would load and score NaN for every file, without a word
     bad = next((k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
     if bad is not None:

@@ -271,6 +271,58 @@ def _check_digest(tensor_path: Path, tensors: dict[str, torch.Tensor], document:
         raise CheckpointError(f"{tensor_path}: the tensors differ from those saved (damaged since: a failing disk?)")
 
 
+# what a resume reads of a training checkpoint's state unconditionally: key -> the type it must have
+_RESUME_KEYS: dict[str, type] = {
+    "model": dict,
+    "optimizer": dict,
+    "scheduler": dict,
+    "strategy": dict,
+    "trainer": dict,
+    "rng": dict,
+}
+# the trainer record's (``TrainState``'s) counters: a string or a float there failed steps later with a TypeError
+_TRAINER_COUNTERS = ("step", "epoch", "batch_in_epoch", "bad_validations", "last_saved_step")
+
+
+def check_resumable(path: str | Path, state: dict[str, Any]) -> None:
+    """Refuse the state of training checkpoint ``path`` whose ``state.json`` lacks what a resume reads or holds it
+    in another form: a hand-edited (or otherwise damaged) ``state.json`` passes the tensors' digest, which covers
+    ``state.safetensors`` only, and failed as a bare KeyError or TypeError part-way through the resume."""
+    where = Path(path) / STATE_JSON
+    for key, kind in _RESUME_KEYS.items():
+        if not isinstance(state.get(key), kind):
+            got = "nothing" if key not in state else type(state[key]).__name__
+            raise CheckpointError(f"{where}: state.{key} must be a {kind.__name__}, got {got} (edited or damaged?)")
+    trainer = state["trainer"]
+    for key in _TRAINER_COUNTERS:
+        if key in trainer and (not isinstance(trainer[key], int) or isinstance(trainer[key], bool)):
+            raise CheckpointError(f"{where}: state.trainer.{key} must be an integer, got {trainer[key]!r}")
+    ranked = trainer.get("ranked", [])
+    if not isinstance(ranked, list) or not all(
+        isinstance(e, dict)
+        and isinstance(e.get("name"), str)
+        and isinstance(e.get("step"), int)
+        and isinstance(e.get("eer"), (int, float))
+        for e in ranked
+    ):
+        raise CheckpointError(f"{where}: state.trainer.ranked must be a list of {{name, step, eer}}, got {ranked!r}")
+    history = state.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise CheckpointError(f"{where}: state.history must be a list of validation records (objects)")
+    for i, rng in enumerate([state["rng"], *(state.get("rng_by_rank") or [])]):
+        _check_rng(where, rng, "rng" if i == 0 else f"rng_by_rank[{i - 1}]")
+
+
+def _check_rng(where: Path, rng: Any, name: str) -> None:
+    """Set the generator states ``rng`` into throwaway generators (the process's own are left alone)."""
+    try:
+        random.Random().setstate(rng["python"])
+        np.random.RandomState().set_state(rng["numpy"])
+        torch.Generator().set_state(rng["torch"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{where}: state.{name} holds no usable generator states ({exc!r})") from None
+
+
 def _checkpoint_dirs(root: Path) -> list[Path]:
     """The checkpoint directories of ``root`` (not the hidden temporaries of a save), oldest step first."""
     if not root.is_dir():

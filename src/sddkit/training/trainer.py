@@ -1010,6 +1010,7 @@ class Trainer:
             return None
         try:
             state = ckpt.load_checkpoint(path)
+            ckpt.check_resumable(path, state)  # a state.json edited by hand: one line, not a KeyError
         except CheckpointError as exc:  # damaged since it was written (a truncated copy, a failing disk)
             raise ckpt.unusable_latest(self.ckpt_dir, self.out_dir, exc) from None
         recorded_recipe = state.get("recipe", {})
@@ -1237,6 +1238,21 @@ class Trainer:
     def _load_weights(self, tensors: dict[str, torch.Tensor], where: str) -> None:
         load_state_checked(self.module, tensors, partial=bool(self._reloadable), where=where)
 
+    def _ranked_weights(self, name: str) -> dict[str, torch.Tensor]:
+        """The model weights of top-k checkpoint ``name``, which best/ or final/ is made from."""
+        try:
+            return ckpt.load_checkpoint_tensors(self.ckpt_dir / name, "model/")
+        except CheckpointError as exc:
+            latest = ckpt.latest_checkpoint(self.ckpt_dir)
+            if latest is not None and latest.name == name:  # the resume goes on from it: no way around it here
+                raise
+            # damaged since its save: every resume of the run failed here again at its end, without a way on
+            raise CheckpointError(
+                f"{exc}; best/ and final/ are made from it (one of the top trainer.keep_top_k): move "
+                f"{self.ckpt_dir / name} away and continue with {self.resume_with}, and they are chosen among the "
+                "checkpoints left"
+            ) from None
+
     def _averaged_weights(self, names: list[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Mean of the floating-point tensors of checkpoints ``names``; integer buffers from the first (best).
 
@@ -1244,7 +1260,7 @@ class Trainer:
         the mean of the updates B A): they are the rank-r truncation of the mean update
         (:func:`average_lora_states`, :func:`average_molex_states`). Also returns what to record of that in the
         metadata (empty without LoRA layers or MoLEx experts)."""
-        states = [ckpt.load_checkpoint_tensors(self.ckpt_dir / n, "model/") for n in names]
+        states = [self._ranked_weights(n) for n in names]
         for name, state in zip(names[1:], states[1:]):
             _check_same_weights(names[0], states[0], name, state)
         lora, lost = average_lora_states(self.module, states)
@@ -1399,7 +1415,7 @@ class Trainer:
             # best checkpoint deleted, the state's best_eer/best_step are of weights no longer exported anywhere
             chosen = (best["eer"], best["step"])
             where = self.ckpt_dir / best["name"]
-            self._load_weights(ckpt.load_checkpoint_tensors(where, "model/"), str(where))
+            self._load_weights(self._ranked_weights(best["name"]), str(where))
             best_meta = {"selection": "lowest val EER", "checkpoint": best["name"], "val_eer": best["eer"]}
             # steps: what these weights were trained for (the checkpoint's), run_steps: the run's, as final/'s steps
             best_meta.update(best_step=best["step"], steps=best["step"], run_steps=s.step)
