@@ -112,6 +112,13 @@ def run(args: argparse.Namespace) -> int:
     tune_malloc(args.allocator)
 
     rank, world = batch.dist_env()
+    piped = [i for i in args.inputs if batch.is_pipe(Path(i))] if world > 1 else []
+    if piped:  # each rank lists the inputs itself: from one pipe, each read a part of the list (or all, or none)
+        # before the process group: every rank sees the same pipe and stops here alike, none waiting for another
+        raise ConfigError(
+            f"{piped[0]} is a pipe, which only one of torchrun's {world} ranks can read (each rank lists the inputs "
+            "itself): write the list to a file and give that"
+        )
     target = batch.shard_path(out, rank) if world > 1 else out
     # the process group first: a rank refused by the checks below (its shard in use by another run, an earlier
     # run's shards) stops the others at once; before it, they waited in init_process_group for its 12 hours
@@ -140,19 +147,13 @@ def run(args: argparse.Namespace) -> int:
 def _start_rank(args: argparse.Namespace, out: Path, target: Path, rank: int, world: int) -> batch.OutputLock:
     """``target``'s lock, once the checks every rank makes before scoring passed on every rank (a collective under a
     process group: each rank's failure is raised on all, as a :class:`PeerProcessError` on the others)."""
-    from sddkit.errors import ConfigError, SddkitError
+    from sddkit.errors import SddkitError
     from sddkit.scoring import batch
     from sddkit.training.distributed import DistInfo, all_started
 
     lock: batch.OutputLock | None = None
     failure: Exception | None = None
     try:
-        piped = [i for i in args.inputs if batch.is_pipe(Path(i))] if world > 1 else []
-        if piped:  # each rank lists the inputs itself: from one pipe, each read a part of the list (or all, or none)
-            raise ConfigError(
-                f"{piped[0]} is a pipe, which only one of torchrun's {world} ranks can read (each rank lists the "
-                "inputs itself): write the list to a file and give that"
-            )
         # taken now, not by the writer once the model has loaded: a second run into the same output loaded its
         # model (minutes for a large one) and listed its inputs, only to be refused then
         lock = batch.OutputLock(target)
