@@ -15,6 +15,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "calibrate",
         help="fit a model directory's calibration (scores become LLRs) and threshold on labelled validation files",
+        description=(
+            "Score the labelled files of --protocol (choose the validation partition with --partitions), fit a "
+            "logistic calibration of the model's raw scores (a * raw + b, a calibrated log-likelihood ratio) and a "
+            "decision threshold, and store both in the model directory (or a copy with --out). sdd score, sdd serve "
+            "and the Python API then give calibrated scores and decide at that threshold."
+        ),
     )
     p.add_argument("--model", required=True, help="model directory to calibrate (e.g. runs/NAME/best)")
     p.add_argument(

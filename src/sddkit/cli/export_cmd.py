@@ -10,7 +10,15 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export-onnx", help="export a model directory to ONNX (fixed window, dynamic batch)")
+    p = sub.add_parser(
+        "export-onnx",
+        help="export a model directory to ONNX (fixed window, dynamic batch)",
+        description=(
+            "Export a model directory to one .onnx file scoring its inference window (a dynamic batch of windows), "
+            "with its calibration, threshold and inference settings stored inside; the export is checked against "
+            "PyTorch on a probe input (--atol). Score it with sdd score --backend onnx or sdd serve --backend onnx."
+        ),
+    )
     p.add_argument("--model", default=None, help="model directory (default: the bundled default model)")
     p.add_argument(
         "--out",
