@@ -4,7 +4,9 @@ Each label file has one line per file, ``<file name> genuine|fake`` (``ADD_T_000
 As distributed, the training and development labels are ``ADD_train_dev/label/{train,dev}_label.txt`` with
 the audio in ``ADD_train_dev/{train,dev}/``. The audio is in a ``wav/`` folder next to the label file if there
 is one, else, for a ``<part>_label.txt`` in a ``label/`` folder, in the sibling ``<part>/`` folder, else in the
-label file's folder. ``source`` is ``add2022/<part>`` for a ``label/<part>_label.txt`` (wherever its audio is,
+label file's folder. A ``root`` holding the ``<part>/`` folder of a ``label/<part>_label.txt``
+(``ADD_train_dev``, the corpus folder, as an ASVspoof root is) and not the first file listed means its ``<part>/``
+folder. ``source`` is ``add2022/<part>`` for a ``label/<part>_label.txt`` (wherever its audio is,
 ``root`` given or not), else ``add2022/<folder of the label file>``.
 Generators are not disclosed, so ``attack`` is '' for fakes. ``partition`` is told from the file id as in ASVspoof
 (``ADD_T_`` train, ``ADD_D_`` dev, ``ADD_E_`` eval), else from a ``label/<part>_label.txt`` name; ``partition`` sets it.
@@ -49,7 +51,7 @@ def read_add2022(cfg: ADD2022Config, **_: object) -> UtteranceTable:
     if sibling is not None:  # the source names the part whether or not its audio is in the sibling folder
         folder = part
     if cfg.root is not None:
-        root = require_dir(cfg.root, "audio root")
+        root = _part_root(require_dir(cfg.root, "audio root"), part, labels)
     elif (labels.parent / "wav").is_dir():
         root = labels.parent / "wav"
     else:
@@ -76,3 +78,18 @@ def read_add2022(cfg: ADD2022Config, **_: object) -> UtteranceTable:
         )
         lines.append(lineno)
     return build_table(records, labels, lines)
+
+
+def _part_root(root: Path, part: str, labels: Path) -> Path:
+    """``root/<part>`` when ``root`` is the corpus folder (``ADD_train_dev``, holding ``train/`` and ``dev/``) rather
+    than the audio folder: every path pointed at ``ADD_train_dev/ADD_T_*.wav``, which is not there, found only when
+    training loaded it. A ``root`` holding the first file listed (or no ``<part>/`` holding it) is kept as given."""
+    if not part or not (root / part).is_dir():
+        return root
+    first = next((line.split()[0] for _, line in iter_lines(labels)), "")
+    if not first:
+        return root
+    name = first if os.path.splitext(first)[1] else first + ".wav"
+    if (root / name).exists() or not (root / part / name).exists():
+        return root
+    return root / part
