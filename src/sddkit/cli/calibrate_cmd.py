@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sddkit.cli.options import add_protocol_option
+    from sddkit.cli.options import add_partitions_option, add_protocol_option
     from sddkit.scoring.calibrate import THRESHOLD_RULES
 
     p = sub.add_parser(
@@ -36,14 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the protocol's reader (default: detected); --format is the same option",
     )
     add_protocol_option(p)
-    p.add_argument(
-        "--partitions",
-        nargs="+",
-        action="extend",
-        default=None,
-        metavar="NAME",
-        help="only these partitions (e.g. val)",
-    )
+    add_partitions_option(p, "only these partitions (e.g. val)")
     p.add_argument(
         "--threshold",
         choices=THRESHOLD_RULES,

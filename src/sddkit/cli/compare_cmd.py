@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sddkit.cli.options import add_protocol_option
+    from sddkit.cli.options import add_partitions_option, add_protocol_option
 
     p = sub.add_parser(
         "compare",
@@ -46,13 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol-format", default=None, help="protocol reader name (default: detect)")
     add_protocol_option(p)
     p.add_argument("--score-format", default=None, help="score file format (default: detect)")
-    p.add_argument(
-        "--partitions",
-        nargs="+",
-        action="extend",
-        default=None,
-        help="compare only on these partitions of the protocol",
-    )
+    add_partitions_option(p, "compare only on these partitions of the protocol")
     p.add_argument(
         "--by",
         default=None,

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sddkit.cli.options import add_protocol_option
+    from sddkit.cli.options import add_partitions_option, add_protocol_option
 
     p = sub.add_parser(
         "eval",
@@ -33,12 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol-format", default=None, help="protocol reader name (default: detect)")
     add_protocol_option(p)
     p.add_argument("--score-format", default=None, help="score file format (default: detect)")
-    p.add_argument(
-        "--partitions",
-        nargs="+",
-        action="extend",
-        default=None,
-        help="evaluate only these partitions of the protocol (e.g. eval: ASVspoof 2021's official phase; "
+    add_partitions_option(
+        p,
+        "evaluate only these partitions of the protocol (e.g. eval: ASVspoof 2021's official phase; "
         "default: every row, with a per-partition table when there are several)",
     )
     p.add_argument(

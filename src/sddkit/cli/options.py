@@ -159,6 +159,12 @@ def add_protocol_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_partitions_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--partitions NAME ...``: the protocol's partitions a command keeps; repeated, the names add up (argparse's
+    ``nargs="+"`` alone kept the last occurrence's)."""
+    parser.add_argument("--partitions", nargs="+", action="extend", default=None, metavar="NAME", help=help)
+
+
 # options a command's own flags set: given as --protocol-option they would be read twice, or against the path given
 _FLAG_OPTIONS = {"partitions": "--partitions", "protocol": "--protocol"}
 

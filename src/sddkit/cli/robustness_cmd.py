@@ -26,7 +26,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sddkit.cli.options import add_protocol_option
+    from sddkit.cli.options import add_partitions_option, add_protocol_option
 
     p = sub.add_parser(
         "robustness",
@@ -61,13 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--protocol-format", default=None, help="protocol reader name (default: detect)")
     add_protocol_option(p)
-    p.add_argument(
-        "--partitions",
-        nargs="+",
-        action="extend",
-        default=None,
-        help="partitions to keep (e.g. test_unseen); any protocol whose table has a partition column",
-    )
+    add_partitions_option(p, "partitions to keep (e.g. test_unseen); any protocol whose table has a partition column")
     p.add_argument("--limit", type=int, default=None, help="evaluate a seeded, label-stratified subset of N files")
     p.add_argument("--seed", type=int, default=0, help="seed of the degradations and of --limit (default 0)")
     p.add_argument(
