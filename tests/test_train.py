@@ -15,6 +15,7 @@ from test_train_support import (
     one_thread,  # noqa: F401  (autouse fixture: one intra-op thread)
     tiny_detector,
     write_corpus,
+    write_tiny_recipe,
 )
 
 from sddkit.config import from_dict
@@ -278,19 +279,7 @@ def test_sdd_train_cli_with_overrides_and_resume(tmp_path, monkeypatch, capsys):
     train = write_corpus(tmp_path / "corpus", n=12, samples=800)
     val = write_corpus(tmp_path / "corpus", n=9, samples=800, seed=1, partition="val")
     out = tmp_path / "run"
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(
-        f"""
-model: {{frontend: tiny_test, backend: tiny_test_head}}
-data:
-  train: {{protocol: {train}, format: utterance_table}}
-  val: {{protocol: {val}, format: utterance_table}}
-  crop_samples: 640
-  batch_size: 4
-  sampler: class_balanced
-trainer: {{epochs: 5, out_dir: {out}, progress: false}}
-"""
-    )
+    recipe = write_tiny_recipe(tmp_path, train, val, out, sampler="class_balanced", epochs=5)
     assert main(["train", str(recipe), "trainer.max_steps=2", "--print-config"]) == 0
     assert '"max_steps": 2' in capsys.readouterr().out and not out.exists()
     # the flag may also sit between overrides (plain argparse refuses: the list positional is split)

@@ -318,9 +318,11 @@ def test_written_corpus_reads_back_through_the_data_pipeline(tmp_path):
     assert item["waveform"].shape == (600,) and int(item["label"]) == 0
 
 
-def write_tiny_recipe(tmp_path: Path, train: object, val: object, out: object, *, sampler: str | None = None) -> str:
-    """A one-epoch recipe of the tiny test model over utterance tables ``train`` and ``val`` into ``out``, written as
-    ``tmp_path/recipe.yaml`` for ``sdd train``; returns its path."""
+def write_tiny_recipe(
+    tmp_path: Path, train: object, val: object, out: object, *, sampler: str | None = None, epochs: int = 1
+) -> str:
+    """A recipe of ``epochs`` epochs (one by default) of the tiny test model over utterance tables ``train`` and
+    ``val`` into ``out``, written as ``tmp_path/recipe.yaml`` for ``sdd train``; returns its path."""
     recipe = tmp_path / "recipe.yaml"
     sampling = f"\n  sampler: {sampler}" if sampler else ""
     recipe.write_text(
@@ -331,7 +333,7 @@ data:
   val: {{protocol: {val}, format: utterance_table}}
   crop_samples: 640
   batch_size: 4{sampling}
-trainer: {{epochs: 1, out_dir: {out}, progress: false, device: cpu}}
+trainer: {{epochs: {epochs}, out_dir: {out}, progress: false, device: cpu}}
 """
     )
     return str(recipe)
