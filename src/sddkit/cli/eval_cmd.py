@@ -85,7 +85,7 @@ def evaluate_files(
 
     from sddkit.cli.options import read_partitions_and_rest, selection_words
     from sddkit.config import from_dict
-    from sddkit.evaluation.asv import read_asv_scores, read_sasv_scores
+    from sddkit.evaluation.asv import read_asv_and_sasv_scores
     from sddkit.evaluation.report import EvalConfig, evaluate, write_report
     from sddkit.evaluation.scores import read_scores
     from sddkit.outputs import earlier_report
@@ -93,9 +93,8 @@ def evaluate_files(
     config = from_dict(EvalConfig, {"bootstrap": bootstrap, "seed": seed})
     asv = sasv = None
     if asv_scores is not None:  # read first: a bad line is said before the protocol and scores are read
-        asv = read_asv_scores(asv_scores, key=asv_key)
-        # an ASVspoof 5 track-2 submission's sasv-score beside its asv-score: the a-DCF, that track's metric
-        sasv = read_sasv_scores(asv_scores, key=asv_key)
+        # with an ASVspoof 5 track-2 submission's sasv-score beside its asv-score: the a-DCF, that track's metric
+        asv, sasv = read_asv_and_sasv_scores(asv_scores, key=asv_key)
         config = dataclasses.replace(config, asv=asv.rates())
         if config.asv.pfa_spoof == 0:  # the report stands, its 2019 t-DCF null (min_tdcf_notes says why)
             print(

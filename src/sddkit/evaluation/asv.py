@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,18 +67,23 @@ def _text(path: Path, what: str = "ASV score file") -> str:
 
 
 def read_asv_scores(
-    path: str | Path, key: str | Path | None = None, *, score_columns: tuple[str, ...] | None = None
+    path: str | Path,
+    key: str | Path | None = None,
+    *,
+    score_columns: tuple[str, ...] | None = None,
+    kinds: Mapping[tuple[str, str], str] | None = None,
 ) -> ASVScores:
     """The trials of an ASV score file (module docstring); ``ProtocolError`` names the first bad line.
 
     ``key``: the trials' kinds of a score table that names its trials but not their kinds (ASVspoof 5's
     ``spk filename ... asv-score ...``), joined on the target speaker and the file as the ASVspoof 5 package joins
     them (:func:`read_keyed_asv_scores`). ``score_columns``: the header names of the score column of a table, in
-    order of preference (default ``asv-score``, else ``sasv-score``, else ``score``)."""
+    order of preference (default ``asv-score``, else ``sasv-score``, else ``score``). ``kinds``: ``key`` as
+    :func:`read_asv_key` read it already (a large key is read once for several columns)."""
     path = Path(path)
     wanted = score_columns or _SCORE_COLUMNS
     if key is not None:
-        return read_keyed_asv_scores(path, Path(key), score_columns=wanted)
+        return read_keyed_asv_scores(path, Path(key), score_columns=wanted, kinds=kinds)
     text = _text(path)
     found: dict[str, list[float]] = {key: [] for key in ASV_KEYS}
     first = True
@@ -261,12 +267,18 @@ def read_asv_key(key: Path) -> dict[tuple[str, str], str]:
     return kinds
 
 
-def read_keyed_asv_scores(path: Path, key: Path, *, score_columns: tuple[str, ...] = _SCORE_COLUMNS) -> ASVScores:
+def read_keyed_asv_scores(
+    path: Path,
+    key: Path,
+    *,
+    score_columns: tuple[str, ...] = _SCORE_COLUMNS,
+    kinds: Mapping[tuple[str, str], str] | None = None,
+) -> ASVScores:
     """The ASV scores of a table naming each trial's target speaker (``spk``) and file (``filename``) with a score
     column (``asv-score``, else ``sasv-score``, else ``score``), such as ASVspoof 5's SASV score files, by the kinds
-    :func:`read_asv_key` reads from ``key``; a trial the key does not list is an error, one of its dummy trials is
-    left out."""
-    kinds = read_asv_key(key)
+    :func:`read_asv_key` reads from ``key`` (or ``kinds``, as it read them already); a trial the key does not list is
+    an error, one of its dummy trials is left out."""
+    kinds = read_asv_key(key) if kinds is None else kinds
     found: dict[str, list[float]] = {kind: [] for kind in ASV_KEYS}
     at: tuple[int, int, int] | None = None
     for number, cells in _rows(path, "ASV score file"):
@@ -297,11 +309,13 @@ def read_keyed_asv_scores(path: Path, key: Path, *, score_columns: tuple[str, ..
 _SASV_COLUMNS = ("sasv-score", "sasv_score")
 
 
-def read_sasv_scores(path: str | Path, key: str | Path | None = None) -> ASVScores | None:
+def read_sasv_scores(
+    path: str | Path, key: str | Path | None = None, *, kinds: Mapping[tuple[str, str], str] | None = None
+) -> ASVScores | None:
     """The ``sasv-score`` column of an ASV score table that has one (an ASVspoof 5 track-2 submission or SASV score
     file: ``spk filename cm-score asv-score sasv-score``), by trial kind as :func:`read_asv_scores` reads the ASV
     scores (``key`` likewise): the a-DCF's input; None for a file without such a column (its scores are an ASV
-    system's alone, whose a-DCF says nothing of a countermeasure)."""
+    system's alone, whose a-DCF says nothing of a countermeasure). ``kinds``: as :func:`read_asv_scores`'s."""
     path = Path(path)
     lines = (line.strip() for line in _text(path).splitlines())
     rows = ([f for f in _SPLIT.split(line) if f] for line in lines if line and not line.startswith("#"))
@@ -311,7 +325,14 @@ def read_sasv_scores(path: str | Path, key: str | Path | None = None) -> ASVScor
         return None
     if all(len(cells) > at and cells[at] == "-" for cells in rows):
         return None  # the package's '-' in every row: ASV scores alone (the organisers'), no SASV system's
-    return read_asv_scores(path, key, score_columns=_SASV_COLUMNS)
+    return read_asv_scores(path, key, score_columns=_SASV_COLUMNS, kinds=kinds)
+
+
+def read_asv_and_sasv_scores(path: str | Path, key: str | Path | None = None) -> tuple[ASVScores, ASVScores | None]:
+    """:func:`read_asv_scores` and :func:`read_sasv_scores` of one file, its ``key`` read once (ASVspoof 5's SASV key
+    holds some 700k trials: read for each, it took a second more)."""
+    kinds = read_asv_key(Path(key)) if key is not None else None
+    return read_asv_scores(path, key, kinds=kinds), read_sasv_scores(path, key, kinds=kinds)
 
 
 def asv_rates(path: str | Path) -> ASVRates:
