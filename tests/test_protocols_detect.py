@@ -90,6 +90,8 @@ def _folder_layouts(root: Path) -> dict[str, Path]:
     _write(out["librispeech"] / "test-clean" / "1" / "2" / "1-2.trans.txt", "1-2-0000 HELLO\n")
     out["fake_or_real"] = root / "for"
     _write(out["fake_or_real"] / "for-norm" / "training" / "real" / "a.wav")
+    out["wavefake"] = root / "WaveFake"
+    _write(out["wavefake"] / "generated_audio" / "ljspeech_melgan" / "LJ001-0001_gen.wav")
     return out
 
 
@@ -155,6 +157,7 @@ def test_every_registered_protocol_is_reachable():
         "sddbench",
         "utterance_table",
         "vctk",
+        "wavefake",
     }
 
 

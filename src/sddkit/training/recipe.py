@@ -89,8 +89,11 @@ class ProtocolSpec:
     def __post_init__(self) -> None:
         # `~` as a shell expands it: a recipe's ~/data/... was "no such file", looked for under a folder named ~
         self.protocol = expand_home(self.protocol)
-        if isinstance(self.options.get("root"), str):
-            self.options = {**self.options, "root": expand_home(self.options["root"])}
+        # folder options too: `root` and the bona fide corpora beside a spoof-only one (bonafide_root, ljspeech_root)
+        self.options = {
+            k: expand_home(v) if isinstance(v, str) and (k == "root" or k.endswith("_root")) else v
+            for k, v in self.options.items()
+        }
         # read_protocol let an options.protocol replace `protocol`: the recipe named one file and trained on another
         if "protocol" in self.options:
             raise ValueError(

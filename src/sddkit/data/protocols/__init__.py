@@ -3,7 +3,7 @@
 Registered readers (``sdd list protocol``): ``asvspoof2019_la``, ``asvspoof2021_la``,
 ``asvspoof2021_df``, ``asvspoof5``, ``asvspoof5_key`` (the ASVspoof 5 evaluation package's keys),
 ``in_the_wild``, ``fake_or_real``, ``mlaad``, ``add2022``,
-``fakeavceleb``, ``librispeech``, ``ljspeech``, ``vctk``, ``common_voice``, ``folder`` (generic
+``fakeavceleb``, ``wavefake``, ``librispeech``, ``ljspeech``, ``vctk``, ``common_voice``, ``folder`` (generic
 ``bonafide/``+``spoof/``), ``sddbench``, ``utterance_table`` and ``labels_csv`` (``path,label``). Each is a builder
 ``read_x(cfg: XConfig) -> UtteranceTable``; configs name the protocol file ``protocol`` and the
 audio folder ``root``.
@@ -32,6 +32,7 @@ from sddkit.data.protocols import (  # noqa: F401  (importing registers the read
     mlaad,
     sddbench,
     table_file,
+    wavefake,
 )
 from sddkit.data.protocols.detect import detect_format
 from sddkit.data.table import UtteranceTable
@@ -40,7 +41,17 @@ from sddkit.errors import ConfigError
 __all__ = ["ReaderOption", "detect_format", "read_protocol", "reader_options"]
 
 # list-valued options that a caller may give as one string (partitions="train")
-_LIST_OPTIONS = ("partitions", "phases", "splits", "languages", "versions", "categories", "codecs")
+_LIST_OPTIONS = (
+    "partitions",
+    "phases",
+    "splits",
+    "languages",
+    "versions",
+    "categories",
+    "codecs",
+    "generators",
+    "jsut_subsets",
+)
 
 
 def _other_folder(root: object, corpus_dir: Path) -> bool:

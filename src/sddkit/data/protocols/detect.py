@@ -9,7 +9,7 @@ ASVspoof 5 (10, or the 6-field pre-release), the ASVspoof 5 evaluation package's
 header, or ``SPEAKER UTT SCORE KEY`` lines with KEY bonafide/spoof or target/nontarget/spoof) and ADD 2022
 (``<file> genuine|fake``). Folders:
 sddbench (``manifest.csv``), generic ``bonafide/``+``spoof/``, FakeAVCeleb, In-the-Wild, LJSpeech,
-VCTK, Common Voice, MLAAD, LibriSpeech, Fake-or-Real.
+VCTK, Common Voice, MLAAD, WaveFake (``generated_audio/``), LibriSpeech, Fake-or-Real.
 Anything else is a :class:`ProtocolError` that says what was seen and lists the formats; ASVspoof files
 no reader takes (ASVspoof 5 track-2 trial lists, the 2021 PA keys, the 2021 LA ASV keys, ASV enrolment lists) and
 a ``meta.csv`` of another format in a folder are named as such.
@@ -30,6 +30,7 @@ from sddkit.data.protocols.fakeavceleb import FAKEAVCELEB_CATEGORIES, FAKEAVCELE
 from sddkit.data.protocols.folder import label_folders
 from sddkit.data.protocols.labels_csv import labels_csv_delimiter
 from sddkit.data.protocols.sddbench import SDDBENCH_REQUIRED
+from sddkit.data.protocols.wavefake import wavefake_generated_dir
 from sddkit.data.text import open_text
 from sddkit.errors import ProtocolError
 
@@ -299,6 +300,8 @@ def detect_folder_format(d: Path) -> str:
         return "common_voice"
     if _is_mlaad(d):
         return "mlaad"
+    if wavefake_generated_dir(d) is not None:
+        return "wavefake"
     if _is_librispeech(d):
         return "librispeech"
     if find_for_splits(d):
@@ -312,7 +315,7 @@ def detect_folder_format(d: Path) -> str:
         )
     raise ProtocolError(
         f"{d}: cannot tell the corpus layout of this folder (no manifest.csv, bonafide/+spoof/, meta.csv, "
-        "FakeAVCeleb, LJSpeech, VCTK, Common Voice, MLAAD, LibriSpeech or Fake-or-Real structure); "
+        "FakeAVCeleb, LJSpeech, VCTK, Common Voice, MLAAD, WaveFake, LibriSpeech or Fake-or-Real structure); "
         f"{_NAME_THE_FORMAT}"
     )
 
