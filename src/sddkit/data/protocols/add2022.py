@@ -1,4 +1,4 @@
-"""ADD 2022 (Audio Deep synthesis Detection challenge) label files.
+"""ADD 2022 and ADD 2023 (Audio Deep synthesis Detection challenges) label files.
 
 Each label file has one line per file, ``<file name> genuine|fake`` (``ADD_T_00000000.wav genuine``).
 As distributed, the training and development labels are ``ADD_train_dev/label/{train,dev}_label.txt`` with
@@ -10,6 +10,11 @@ folder. ``source`` is ``add2022/<part>`` for a ``label/<part>_label.txt`` (where
 ``root`` given or not), else ``add2022/<folder of the label file>``.
 Generators are not disclosed, so ``attack`` is '' for fakes. ``partition`` is told from the file id as in ASVspoof
 (``ADD_T_`` train, ``ADD_D_`` dev, ``ADD_E_`` eval), else from a ``label/<part>_label.txt`` name; ``partition`` sets it.
+
+ADD 2023 (track 1.2 as distributed): ``<part>/label.txt`` lines ``ADD2023_T1.2_T_00000001.wav genuine`` with
+the audio in ``<part>/wav/``; the ids carry the partition as ADD 2022's do (``_T_``, ``_D_``, ``_E_``; the test
+rounds' ``ADD2023_T1.2R2_E_``), and the corpus (and ``source``'s first part) is ``add2023`` unless ``corpus`` says
+otherwise.
 """
 
 from __future__ import annotations
@@ -35,12 +40,12 @@ class ADD2022Config:
     root: str | None = None
     track: str | None = None  # -> source; default "add2022/<part>" (label/<part>_label.txt), else "add2022/<folder>"
     partition: str | None = None  # default: from the id (ADD_T_/ADD_D_/ADD_E_), else <part> of <part>_label.txt
-    corpus: str = "add2022"
+    corpus: str | None = None  # default: add2023 for ADD 2023's ids (ADD2023_T1.2_T_...), else add2022
 
 
 @PROTOCOLS.register("add2022", config=ADD2022Config)
 def read_add2022(cfg: ADD2022Config, **_: object) -> UtteranceTable:
-    """ADD 2022 label file: <file> genuine|fake."""
+    """ADD 2022 or ADD 2023 track 1.2 label file: <file> genuine|fake."""
     labels = require_file(cfg.protocol, "ADD label")
     # the folder's real name, also for "label.txt" (parent ".") or "../label.txt" (parent "..")
     folder = Path(os.path.abspath(labels)).parent.name
@@ -56,7 +61,8 @@ def read_add2022(cfg: ADD2022Config, **_: object) -> UtteranceTable:
         root = labels.parent / "wav"
     else:
         root = sibling if sibling is not None and sibling.is_dir() else labels.parent
-    source = cfg.track if cfg.track is not None else (f"{cfg.corpus}/{folder}" if folder else cfg.corpus)
+    corpus = cfg.corpus if cfg.corpus is not None else _corpus_of(labels)
+    source = cfg.track if cfg.track is not None else (f"{corpus}/{folder}" if folder else corpus)
     records, lines = [], []
     for lineno, line in iter_lines(labels):
         name, key = split_fields(labels, lineno, line, 2, "<file> genuine|fake")
@@ -72,12 +78,19 @@ def read_add2022(cfg: ADD2022Config, **_: object) -> UtteranceTable:
                 "attack": "bonafide" if label == "bonafide" else "",
                 "source": source,
                 "speaker": "",
-                "corpus": cfg.corpus,
+                "corpus": corpus,
                 "partition": partition,
             }
         )
         lines.append(lineno)
     return build_table(records, labels, lines)
+
+
+def _corpus_of(labels: Path) -> str:
+    """``add2023`` for a label file of ADD 2023 (its ids ``ADD2023_T1.2_T_00000001``), else ``add2022``: the two
+    challenges' tables stay apart when read together."""
+    first = next((line.split()[0] for _, line in iter_lines(labels)), "")
+    return "add2023" if first.upper().startswith("ADD2023_") else "add2022"
 
 
 def _part_root(root: Path, part: str, labels: Path) -> Path:

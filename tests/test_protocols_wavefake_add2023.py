@@ -129,3 +129,25 @@ def test_a_recipe_expands_home_in_the_bona_fide_roots(tmp_path, monkeypatch):
     )
     assert spec.options["ljspeech_root"] == str(tmp_path / "LJSpeech-1.1")
     assert spec.protocol == str(tmp_path / "WaveFake") and spec.options["generators"] == ["x"]
+
+
+def test_add2023_track_1_2_reads_as_its_own_corpus(tmp_path):
+    """ADD 2023 track 1.2: <part>/label.txt beside <part>/wav/, ids ADD2023_T1.2_T_..., read by the ADD reader with
+    corpus add2023 (add2022 before: the two challenges' tables could not be told apart)."""
+    train = tmp_path / "Track1.2" / "train"
+    (train / "wav").mkdir(parents=True)
+    (train / "label.txt").write_text("ADD2023_T1.2_T_00000001.wav genuine\nADD2023_T1.2_T_00000002.wav fake\n")
+    test = tmp_path / "Track1.2" / "testR2"
+    (test / "wav").mkdir(parents=True)
+    (test / "label.txt").write_text("ADD2023_T1.2R2_E_00000003.wav fake\n")
+    df = read_protocol(train / "label.txt").df
+    assert set(df["corpus"]) == {"add2023"} and set(df["source"]) == {"add2023/train"}
+    assert set(df["partition"]) == {"train"} and list(df["label"]) == ["bonafide", "spoof"]
+    assert df["path"].iloc[0] == str(train / "wav" / "ADD2023_T1.2_T_00000001.wav")
+    ev = read_protocol(test / "label.txt").df
+    assert (ev["partition"].iloc[0], ev["source"].iloc[0]) == ("eval", "add2023/testR2")
+    assert set(read_protocol(test / "label.txt", corpus="mine").df["corpus"]) == {"mine"}
+    add22 = tmp_path / "ADD_train_dev" / "label" / "train_label.txt"
+    add22.parent.mkdir(parents=True)
+    add22.write_text("ADD_T_00000000.wav genuine\n")
+    assert set(read_protocol(add22).df["corpus"]) == {"add2022"}
