@@ -195,6 +195,11 @@ class _Collector:
         self.uses: list[list[float]] = []
         self._first_line: dict[str, int] = {}
         self._row: dict[str, int] = {}  # id -> its row
+        # what a row's number counts: a line of the file, or an object of a JSON list (whose items share one line)
+        self.unit = "line"
+
+    def _at(self, number: int) -> str:
+        return f"{self.path}:{number}" if self.unit == "line" else f"{self.path}: item {number}"
 
     def add(
         self,
@@ -206,18 +211,18 @@ class _Collector:
         use: list[float] | None = None,
     ) -> None:
         if not utt:
-            raise ProtocolError(f"{self.path}:{line}: empty utterance id")
+            raise ProtocolError(f"{self._at(line)}: empty utterance id")
         if utt in self._first_line:
             first = self._first_line[utt]
             if self.trials and score == self.scores[self._row[utt]]:
                 return  # the same utterance's CM score in another SASV trial
             if self.trials:
                 raise ProtocolError(
-                    f"{self.path}:{line}: utterance {utt!r} has the score {score!r} here and "
-                    f"{self.scores[self._row[utt]]!r} on line {first}; a countermeasure scores an utterance once, "
-                    "whichever SASV trial (spk) it is in"
+                    f"{self._at(line)}: utterance {utt!r} has the score {score!r} here and "
+                    f"{self.scores[self._row[utt]]!r} on {self.unit} {first}; a countermeasure scores an utterance "
+                    "once, whichever SASV trial (spk) it is in"
                 )
-            raise ProtocolError(f"{self.path}:{line}: duplicate id {utt!r} (first on line {first})")
+            raise ProtocolError(f"{self._at(line)}: duplicate id {utt!r} (first on {self.unit} {first})")
         self._row[utt] = len(self.ids)
         self._first_line[utt] = line
         self.ids.append(utt)
@@ -225,18 +230,18 @@ class _Collector:
         if key is not None:
             key = LABELS_CSV_LABELS.get(key.strip().lower(), key)  # real/fake, bona-fide: as a labels CSV reads them
             if key not in KEYS:
-                raise ProtocolError(f"{self.path}:{line}: key {key!r} is not 'bonafide' or 'spoof' (or real, fake)")
+                raise ProtocolError(f"{self._at(line)}: key {key!r} is not 'bonafide' or 'spoof' (or real, fake)")
             self.keys.append(key)
         if gate is not None:
             if self.gates and len(gate) != len(self.gates[0]):
                 raise ProtocolError(
-                    f"{self.path}:{line}: {len(gate)} gate weights, where the rows before have {len(self.gates[0])}"
+                    f"{self._at(line)}: {len(gate)} gate weights, where the rows before have {len(self.gates[0])}"
                 )
             self.gates.append(gate)
         # a row without router weights after rows with them is refused here too (JSONL keys may differ per row)
         if self.uses and len(use or ()) != len(self.uses[0]):
             raise ProtocolError(
-                f"{self.path}:{line}: {len(use or ())} MoLEx expert-use values, where the rows before have "
+                f"{self._at(line)}: {len(use or ())} MoLEx expert-use values, where the rows before have "
                 f"{len(self.uses[0])}"
             )
         if use is not None:
@@ -533,6 +538,7 @@ def read_jsonl_scores(path: str | Path, column: str | None = None) -> ScoreFile:
     for number, where, row, line in _json_rows(path):
         if columns is None:
             columns = tuple(row)
+            out.unit = "item" if where == f"{path}: item {number}" else "line"
         id_col = next((c for c in ("utt_id", "path", "filename") if c in row), None)
         if id_col is None or score_key not in row:
             raise ProtocolError(f"{where}: needs an id (utt_id, path or filename) and a {score_key}: {line!r}")
