@@ -21,3 +21,20 @@ def test_a_json_list_score_file_names_a_repeated_id_by_its_items(tmp_path):
     lines.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     with pytest.raises(ProtocolError, match=r"scores\.jsonl:3: duplicate id 'a\.wav' \(first on line 1\)"):
         read_jsonl_scores(lines)
+
+
+def test_the_score_format_help_names_every_reader():
+    from sddkit.cli.options import SCORE_FORMATS
+    from sddkit.evaluation.scores import SCORE_READERS
+
+    assert set(SCORE_FORMATS) == set(SCORE_READERS)
+
+
+@pytest.mark.parametrize("command", ["eval", "compare", "fuse"])
+def test_score_format_help_lists_the_formats(command, capsys):
+    from sddkit.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "asvspoof2019, asvspoof2021, asvspoof5, asvspoof5_keyed, csv, tsv, jsonl" in text

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sddkit.cli.options import add_partitions_option, add_protocol_option
+    from sddkit.cli.options import SCORE_FORMAT_HELP, add_partitions_option, add_protocol_option
 
     p = sub.add_parser(
         "eval",
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--protocol-format", default=None, help="protocol reader name (default: detect)")
     add_protocol_option(p)
-    p.add_argument("--score-format", default=None, help="score file format (default: detect)")
+    p.add_argument("--score-format", default=None, metavar="FORMAT", help=SCORE_FORMAT_HELP)
     add_partitions_option(
         p,
         "evaluate only these partitions of the protocol (e.g. eval: ASVspoof 2021's official phase; "

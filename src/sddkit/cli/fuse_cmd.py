@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sddkit.cli.options import add_protocol_option
+    from sddkit.cli.options import SCORE_FORMAT_HELP, add_protocol_option
 
     p = sub.add_parser(
         "fuse",
@@ -85,8 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="extend",
         default=None,
         metavar="FORMAT",
-        help="score file format (default: detect): one value for every system, or one per system (systems scored by "
-        "different toolkits)",
+        help=f"{SCORE_FORMAT_HELP}: one value for every system, or one per system (systems scored by different "
+        "toolkits)",
     )
     p.add_argument(
         "--out",

@@ -165,6 +165,12 @@ def add_partitions_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--partitions", nargs="+", action="extend", default=None, metavar="NAME", help=help)
 
 
+# sddkit.evaluation.scores.SCORE_READERS' names, written out: importing it (pandas) to build the parser would slow
+# every command's start; a test keeps the two equal
+SCORE_FORMATS = ("asvspoof2019", "asvspoof2021", "asvspoof5", "asvspoof5_keyed", "csv", "tsv", "jsonl")
+SCORE_FORMAT_HELP = f"score file format: {', '.join(SCORE_FORMATS)} (default: detect from the file)"
+
+
 # options a command's own flags set: given as --protocol-option they would be read twice, or against the path given
 _FLAG_OPTIONS = {"partitions": "--partitions", "protocol": "--protocol"}
 
