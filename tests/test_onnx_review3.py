@@ -178,3 +178,17 @@ def test_the_python_export_refuses_an_out_that_is_not_an_onnx_file(tmp_path):
     with pytest.raises(ConfigError, match=r"\.onnx file or an existing folder"):
         export_onnx(model, config)
     assert config.read_bytes() == before
+
+
+def test_an_opset_raised_by_the_torch_export_exporter_is_reported_against_the_one_asked(tmp_path, monkeypatch, capsys):
+    # --opset 17 on a model only torch.export handles wrote opset 18 with nothing but the report's opset to say so
+    pytest.importorskip("onnxscript")
+    from sddkit.cli.main import main
+
+    d = _save(tmp_path, monkeypatch, ThroughNumpy)
+    default = export_onnx(d, tmp_path / "a.onnx")
+    assert default["opset"] == 18 and "requested_opset" not in default  # the default asks for nothing in particular
+    assert main(["export-onnx", "--model", str(d), "--out", str(tmp_path / "b.onnx"), "--opset", "17"]) == 0
+    out = capsys.readouterr()
+    assert '"requested_opset": 17' in out.out and '"opset": 18' in out.out
+    assert "wrote opset 18, not --opset 17" in out.err

@@ -30,9 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--opset",
         type=int,
-        default=17,
+        default=None,
         help="ONNX opset (default 17); a model only the torch.export exporter handles gets at least 18, the "
-        "oldest that exporter writes (the report's opset says which)",
+        "oldest that exporter writes (the report's opset says which; a note says when it is above --opset)",
     )
     p.add_argument(
         "--atol",
@@ -84,9 +84,16 @@ def run(args: argparse.Namespace) -> int:
     from sddkit.scoring.api import resolve_model_path
     from sddkit.scoring.onnx_export import check_opset, export_onnx
 
-    check_opset(args.opset, "--opset")
+    if args.opset is not None:
+        check_opset(args.opset, "--opset")
     report = export_onnx(resolve_model_path(args.model), args.out, opset=args.opset, check_atol=args.atol)
     for partial in report.get("removed_partials", []):
         print(f"sdd export-onnx: note: removed {partial}, left by an export that did not finish", file=sys.stderr)
+    if "requested_opset" in report:
+        print(
+            f"sdd export-onnx: note: wrote opset {report['opset']}, not --opset {report['requested_opset']}: only the "
+            "torch.export exporter handles this model, and it writes opset 18 or later",
+            file=sys.stderr,
+        )
     print(json.dumps(report, indent=2))
     return 0

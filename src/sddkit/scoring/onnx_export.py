@@ -82,7 +82,7 @@ def export_onnx(
     model_dir: str | Path,
     out: str | Path,
     *,
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
     check_atol: float = 1e-4,
 ) -> dict[str, Any]:
     """Export ``model_dir`` to ``out`` (.onnx); returns a report (exporter, outputs, max |diff| vs torch).
@@ -102,9 +102,15 @@ def export_onnx(
     ``removed_partials``. The graph is fsynced before that move (and the folder after it); an export that fails
     removes the folders it made for ``out``. A model whose weights pass the 2 GiB one ONNX file holds is
     refused.
+
+    ``opset`` None is :data:`DEFAULT_OPSET`. A model only the torch.export exporter handles is written at opset 18 or
+    later, the oldest that exporter writes; where that is above an ``opset`` given, the report's ``requested_opset``
+    holds the one asked for (a runtime limited to it cannot load the graph).
     """
     from sddkit.detectors.model_dir import load_model_dir
 
+    asked = opset
+    opset = DEFAULT_OPSET if opset is None else opset
     check_opset(opset)
     if not check_atol >= 0:  # NaN or negative: no graph could pass
         raise ConfigError(f"check_atol must be >= 0, got {check_atol}")
@@ -200,6 +206,7 @@ def export_onnx(
         if not written:
             remove_made(made)
     report = {"out": str(out), "exporter": exporter, "opset": opset, "outputs": output_names, "max_abs_diff": diff}
+    report.update(_raised_opset(asked, opset))
     if removed:
         report["removed_partials"] = [str(p) for p in removed]
     if dropped:
@@ -398,6 +405,11 @@ def _quiet_output():
     finally:
         for _, copy in saved:
             os.close(copy)
+
+
+def _raised_opset(asked: int | None, used: int) -> dict[str, int]:
+    """The report's ``requested_opset``: the opset asked for, where the exporter wrote another."""
+    return {"requested_opset": asked} if asked is not None and asked != used else {}
 
 
 def _export(wrapper: nn.Module, example: Tensor, out: Path, output_names: list[str], opset: int) -> tuple[str, int]:
