@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=THRESHOLD_RULES,
         default="eer",
         help="eer (default): where the two error rates on these files meet; bayes: the Bayes decision at --prior "
-        "with equal costs (0 at 0.5); keep: the model's own",
+        "with equal costs (0 at 0.5); keep: the model's stored threshold value, read on the new calibrated scale (the "
+        "decisions it gave move with the calibration)",
     )
     p.add_argument("--prior", type=float, default=0.5, help="bona fide prior of the fit (default 0.5)")
     p.add_argument(
