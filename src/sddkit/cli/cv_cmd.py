@@ -1,4 +1,4 @@
-"""``sdd cv RECIPE.yaml --by source --hold-out A --hold-out B,C --out DIR [--seeds S,S] [key=value ...]``.
+"""``sdd cv RECIPE.yaml --by source --hold-out A --hold-out B,C --out DIR [--bonafide-folds N] [--seeds S,S] [K=V]``.
 
 Leave-domains-out cross-validation of a recipe (``sddkit.training.crossval``): one training run per
 held-out group, each scored on the held-out files of the recipe's own ``train`` and ``val`` data.
@@ -29,6 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         required=True,
         metavar="V[,V...]",
         help="one fold: the values held out together (repeat for each fold, at least 2)",
+    )
+    p.add_argument(
+        "--bonafide-folds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also hold out, in every fold, the last of N groups of files (by pair_id, else speaker, as a recipe's "
+        "folds) and score its bona fide files with the fold's: leave-one-attack-out (--by attack), where a held-out "
+        "attack has spoofs only (e.g. 5: a fifth of the groups)",
     )
     p.add_argument("--out", required=True, help="output folder (one sub-folder per fold, and cv.json)")
     p.add_argument(
@@ -62,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     recipe = load_recipe(args.recipe, args.overrides)
-    folds = parse_folds(args.by, args.hold_out)
+    folds = parse_folds(args.by, args.hold_out, args.bonafide_folds)
     if args.seeds is None:
         summary = cross_validate(recipe, folds, args.out, workers=args.workers)
     else:

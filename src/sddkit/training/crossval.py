@@ -49,7 +49,7 @@ from sddkit.data.table import UtteranceTable
 from sddkit.detectors.model_dir import atomic_write_bytes
 from sddkit.errors import ConfigError, ProtocolError
 from sddkit.training.provenance import changed_protocols
-from sddkit.training.recipe import SEED_LIMIT, ProtocolSpec, TrainRecipe, as_specs, recipe_changes
+from sddkit.training.recipe import SEED_LIMIT, FoldSpec, ProtocolSpec, TrainRecipe, as_specs, recipe_changes
 
 if TYPE_CHECKING:
     import torch
@@ -61,15 +61,24 @@ FOLD_NAME = "fold.json"
 SCORES_NAME = "held_out.csv"
 RUN_NAME = "run.json"  # written by the fold's Trainer: the recipe it trained with
 SCORE_MAX_DURATION_S = 600.0  # sdd score's default --max-duration-s
+# the group columns of --bonafide-folds, as a recipe's folds.by default: a pair (an utterance and its re-syntheses),
+# else a speaker
+BONAFIDE_GROUPS = ("pair_id", "speaker")
 MAX_DIR_NAME = 255  # bytes of one file name (NAME_MAX on Linux and macOS); a fold's folder name is ASCII
 
 
 @dataclass(frozen=True)
 class HeldOut:
-    """One fold: the values of ``column`` held out of training and validation."""
+    """One fold: the values of ``column`` held out of training and validation.
+
+    ``bonafide_folds`` N: the rows of the last of N group folds (``UtteranceTable.group_folds`` over
+    :data:`BONAFIDE_GROUPS`: an utterance, its re-syntheses and, without a pair, a speaker stay together) are held
+    out too, in every fold, and their bona fide files are scored with the fold's: leave-one-attack-out
+    (``column`` ``attack``), where a held-out attack has spoofs only, gets bona fide trials no fold trained on."""
 
     column: str
     values: tuple[str, ...]
+    bonafide_folds: int | None = None
 
     @property
     def name(self) -> str:
@@ -89,9 +98,14 @@ class HeldOut:
         return f"{name[: MAX_DIR_NAME - len(digest) - 1]}~{digest}"
 
 
-def parse_folds(column: str, groups: Sequence[str]) -> list[HeldOut]:
-    """``["tortoise", "hifigan_demo,vits_demo"]`` -> one ``HeldOut`` per group (values comma-separated)."""
-    folds = [HeldOut(column, tuple(v.strip() for v in g.split(",") if v.strip())) for g in groups]
+def parse_folds(column: str, groups: Sequence[str], bonafide_folds: int | None = None) -> list[HeldOut]:
+    """``["tortoise", "hifigan_demo,vits_demo"]`` -> one ``HeldOut`` per group (values comma-separated), each
+    with ``bonafide_folds`` (see :class:`HeldOut`)."""
+    if bonafide_folds is not None and (isinstance(bonafide_folds, bool) or not int(bonafide_folds) >= 2):
+        raise ConfigError(
+            f"--bonafide-folds must be an integer >= 2 (the last of N groups is held out), got {bonafide_folds!r}"
+        )
+    folds = [HeldOut(column, tuple(v.strip() for v in g.split(",") if v.strip()), bonafide_folds) for g in groups]
     if len(folds) < 2:
         raise ConfigError(f"cross-validation needs at least 2 held-out groups, got {len(folds)}")
     seen: set[str] = set()
@@ -164,15 +178,49 @@ def _fold_coverage(spec: ProtocolSpec, fold: HeldOut) -> tuple[list[str] | None,
     return present, len(rows) > 0 and len(rest) == 0
 
 
+def _without_bonafide_fold(specs: list[ProtocolSpec], fold: HeldOut, section: str) -> list[ProtocolSpec]:
+    """``specs`` keeping group folds 0..N-2 of N (``fold.bonafide_folds``): the last one's rows, whose bona fide files
+    every fold scores, train and validate no fold."""
+    n = fold.bonafide_folds
+    if n is None:
+        return specs
+    out = []
+    for k, spec in enumerate(specs):
+        if spec.folds is not None:  # two fold selections of one spec would not be the held-out group said
+            where = f"{section}[{k}]" if len(specs) > 1 else section
+            raise ConfigError(
+                f"--bonafide-folds: {where} ({spec.protocol}) already keeps folds {spec.folds.keep} of "
+                f"{spec.folds.n}; drop its folds, or cross-validate without --bonafide-folds"
+            )
+        spec = copy.deepcopy(spec)
+        spec.folds = FoldSpec(n=n, keep=list(range(n - 1)), by=list(BONAFIDE_GROUPS))
+        out.append(spec)
+    return out
+
+
 def fold_recipe(recipe: TrainRecipe, fold: HeldOut, out_dir: str | Path, *, every_value: bool = False) -> TrainRecipe:
-    """The recipe of one fold: ``fold`` excluded from ``train`` and ``val``, the run written to ``out_dir``
-    (``every_value``: as fold runs started before 2026-12-04 recorded it, see :func:`_excluding`)."""
+    """The recipe of one fold: ``fold`` excluded from ``train`` and ``val`` (with the last of its
+    ``bonafide_folds`` groups), the run written to ``out_dir`` (``every_value``: as fold runs started before
+    2026-12-04 recorded it, see :func:`_excluding`)."""
     r = copy.deepcopy(recipe)
-    r.data.train = _excluding(recipe.data.train, fold, every_value=every_value)
+    r.data.train = _without_bonafide_fold(
+        _excluding(recipe.data.train, fold, every_value=every_value), fold, "data.train"
+    )
     if recipe.data.val is not None:
-        r.data.val = _excluding(recipe.data.val, fold, every_value=every_value)
+        r.data.val = _without_bonafide_fold(
+            _excluding(recipe.data.val, fold, every_value=every_value), fold, "data.val"
+        )
     r.trainer.out_dir = str(out_dir)
     return r
+
+
+def held_out_bonafide(table: UtteranceTable, fold: HeldOut) -> np.ndarray:
+    """(N,) bool: the bona fide rows of ``table`` in the last of ``fold.bonafide_folds`` groups (all False
+    without)."""
+    if fold.bonafide_folds is None:
+        return np.zeros(len(table), dtype=bool)
+    n = fold.bonafide_folds
+    return (table.labels == 1) & (table.group_folds(BONAFIDE_GROUPS, n) == n - 1)
 
 
 def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
@@ -198,7 +246,7 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
             f"no utterance has {fold.column} in {missing} (data.train + data.val); "
             f"values there: {', '.join(sorted(map(str, present)))}"
         )
-    held = table.where(**{fold.column: list(fold.values)})
+    held = table.subset(np.isin(table.column(fold.column), list(fold.values)) | held_out_bonafide(table, fold))
     # a file that two specs (or one spec under two utt_ids) list is one held-out file: scored once, and counted
     # once in the EER and the class counts (it counted as often as it was listed)
     seen: set[str] = set()
@@ -208,6 +256,12 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
     labels = held.labels
     if labels.size == 0:
         raise ConfigError(f"no utterance has {fold.column} in {list(fold.values)}")
+    if labels.min() == labels.max() and fold.bonafide_folds is not None:
+        raise ConfigError(
+            f"held-out group {fold.name} and the last of {fold.bonafide_folds} bona fide groups hold only "
+            f"{'bona fide' if labels[0] == 1 else 'spoof'} files: its EER is undefined (too few groups of "
+            f"{'/'.join(BONAFIDE_GROUPS)} for --bonafide-folds {fold.bonafide_folds}?)"
+        )
     if labels.min() == labels.max():
         kind = "bona fide" if labels[0] == 1 else "spoof"
         other = "spoof" if labels[0] == 1 else "bona fide"
@@ -377,7 +431,11 @@ def run_fold(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path, *, workers: int
     done = fold_dir / FOLD_NAME
     if done.exists():
         figures = json.loads(done.read_text())
-        if figures.get("held_out") != list(fold.values) or figures.get("column") != fold.column:
+        if (
+            figures.get("held_out") != list(fold.values)
+            or figures.get("column") != fold.column
+            or figures.get("bonafide_folds") != fold.bonafide_folds
+        ):
             raise ConfigError(f"{done} is the result of another fold ({figures.get('held_out')}); use a new out_dir")
         log.info("fold %s already done (%s)", fold.name, done)
         return figures
@@ -398,14 +456,17 @@ def run_fold(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path, *, workers: int
         max_duration=held_out_max_duration(recipe),
     )
     labels = held.labels
+    # the bona fide rows held out by group alone are the trials of every value (an attack's spoofs have no others)
+    shared = ~np.isin(held.column(fold.column), list(fold.values))
     per_value = {}
     for value in fold.values:
-        mask = held.column(fold.column) == value
+        mask = (held.column(fold.column) == value) | shared
         y = labels[mask]
         per_value[value] = float(eer(y, scores[mask])) if y.size and 0 < y.sum() < y.size else None
     figures = {
         "held_out": list(fold.values),
         "column": fold.column,
+        **({"bonafide_folds": fold.bonafide_folds} if fold.bonafide_folds is not None else {}),
         "n_bonafide": int(labels.sum()),
         "n_spoof": int(labels.size - labels.sum()),
         "eer": float(eer(labels, scores)),
@@ -447,6 +508,7 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
     eers = np.array([r["eer"] for r in results])
     summary = {
         "column": folds[0].column,
+        **_bonafide_folds(folds),
         "folds": results,
         "mean_eer": float(eers.mean()),
         "std_eer": float(eers.std(ddof=1)) if eers.size > 1 else 0.0,
@@ -456,6 +518,12 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
     }
     atomic_write_bytes(out / CV_NAME, (json.dumps(summary, indent=2) + "\n").encode())
     return summary
+
+
+def _bonafide_folds(folds: Sequence[HeldOut]) -> dict[str, int]:
+    """cv.json's ``bonafide_folds`` (absent without): every fold has the same."""
+    n = folds[0].bonafide_folds
+    return {} if n is None else {"bonafide_folds": n}
 
 
 def _data_lists(recipe: TrainRecipe) -> list[tuple[str, Any]]:
@@ -552,6 +620,7 @@ def cross_validate_seeds(
         )
     summary = {
         "column": folds[0].column,
+        **_bonafide_folds(folds),
         "seeds": seeds,
         "folds": fold_rows,
         "mean_eer": float(per_seed.mean()),
