@@ -104,6 +104,7 @@ def triangular_filterbank(edges_hz: Tensor, *, n_fft: int, sample_rate: int) -> 
     Filter i rises from ``edges_hz[i]`` to a peak of 1 at ``edges_hz[i + 1]`` and falls to 0 at
     ``edges_hz[i + 2]``; ``edges_hz`` has n_filters + 2 increasing values.
     """
+    _check_fft_size(n_fft, sample_rate)
     edges = torch.as_tensor(edges_hz, dtype=torch.float64, device="cpu")
     if edges.dim() != 1 or edges.numel() < 3 or not bool((edges[1:] > edges[:-1]).all()):
         raise ValueError("edges_hz must be a 1-D increasing sequence of at least 3 frequencies")
@@ -129,6 +130,8 @@ def mel_filterbank(
 
     ``norm="slaney"`` divides each filter by half its bandwidth in Hz (unit area, librosa).
     """
+    _check_filter_count("n_mels", n_mels)
+    _check_fft_size(n_fft, sample_rate)
     f_max = sample_rate / 2.0 if f_max is None else f_max
     _check_band(f_min, f_max, sample_rate)
     lo, hi = hz_to_mel(torch.tensor([f_min, f_max], device="cpu"), scale).tolist()
@@ -147,6 +150,8 @@ def linear_filterbank(
     *, n_filters: int, n_fft: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None
 ) -> Tensor:
     """Linearly spaced triangular filterbank (n_filters, n_fft // 2 + 1), as in LFCC."""
+    _check_filter_count("n_filters", n_filters)
+    _check_fft_size(n_fft, sample_rate)
     f_max = sample_rate / 2.0 if f_max is None else f_max
     _check_band(f_min, f_max, sample_rate)
     edges = torch.linspace(f_min, f_max, n_filters + 2, dtype=torch.float64, device="cpu")
@@ -156,6 +161,20 @@ def linear_filterbank(
         fb, f"{n_filters} linear filters", f"use fewer filters, a larger n_fft (now {n_fft}) or a wider f_min..f_max"
     )
     return fb
+
+
+def _check_filter_count(name: str, count: int) -> None:
+    # 0 or fewer filters failed later with an error about ``edges_hz``, an argument the caller never passed
+    if count <= 0:
+        raise ValueError(f"{name} must be > 0, got {count}")
+
+
+def _check_fft_size(n_fft: int, sample_rate: int) -> None:
+    # n_fft 0 was a ZeroDivisionError, a negative one torch's error about linspace bounds
+    if n_fft < 2:
+        raise ValueError(f"n_fft must be >= 2, got {n_fft}")
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
 
 
 def _warn_empty_filters(fb: Tensor, what: str, advice: str) -> None:
@@ -339,10 +358,18 @@ def clamp_dynamic_range(log_power: Tensor, top_db: float | None, db_per_unit: fl
     return torch.maximum(log_power, floor)
 
 
+_MIN_LOG_FLOOR = float(torch.finfo(torch.float32).tiny)  # 1.1755e-38
+
+
 def _check_log_options(log_floor: float, top_db: float | None) -> None:
     """The options every log spectrum shares: the floor inside the log and the dynamic-range floor."""
-    if not 0 < log_floor < math.inf:  # NaN too: it made every feature NaN
-        raise ValueError(f"log_floor must be finite and > 0, got {log_floor}")
+    # NaN made every feature NaN; a floor below float32's smallest normal number rounds away when it is added to the
+    # float32 energies (1e-46 became 0), so a silent bin's log was -inf and, normalised, NaN
+    if not _MIN_LOG_FLOOR <= log_floor < math.inf:
+        raise ValueError(
+            f"log_floor must be finite and >= {_MIN_LOG_FLOOR:.4g} (float32's smallest normal number: the features "
+            f"are computed in float32, where a smaller floor rounds to 0 and silence's log is -inf), got {log_floor}"
+        )
     if top_db is not None and not top_db > 0:
         raise ValueError(f"top_db must be > 0 (or null), got {top_db}")
 
@@ -366,7 +393,10 @@ def check_float_samples(waveform: Tensor) -> None:
 
 def _check_band(f_min: float, f_max: float, sample_rate: int) -> None:
     if not 0.0 <= f_min < f_max <= sample_rate / 2.0:
-        raise ValueError(f"need 0 <= f_min < f_max <= sample_rate/2 = {sample_rate / 2}, got {f_min}, {f_max}")
+        # name each value: "got 20.0, 9000.0" left a reader to guess which was which
+        raise ValueError(
+            f"need 0 <= f_min < f_max <= sample_rate/2 = {sample_rate / 2:g} Hz, got f_min={f_min}, f_max={f_max}"
+        )
 
 
 # --- configs ------------------------------------------------------------------------------------

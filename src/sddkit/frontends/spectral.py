@@ -20,8 +20,9 @@ because the published set-ups these front-ends reproduce (LFCC-LCNN, log-Mel/LPS
 on raw audio) feed unnormalised features; the statistics span the whole (fixed-length) input,
 padding included.
 
-Optional level normalisation (``level_db: -27``): each input waveform is scaled to that RMS level
-(dBFS) before anything else, so the features, hence the score, do not depend on the recording's gain.
+Optional level normalisation (``level_db: -27``): each input waveform has its DC offset removed and is scaled
+to that RMS level (dBFS, an RMS of 1 being 0 dBFS) before anything else, so the features, hence the score, do not
+depend on the recording's gain.
 Without it, log spectra with an absolute floor (``log(mel + log_floor)``) are not gain-invariant even
 after CMVN: a quieter recording pushes more bins onto the floor. Inputs quieter than ``LEVEL_FLOOR_DB``
 RMS (digital silence, dither) get the gain of an input at that floor, so they stay far below speech
