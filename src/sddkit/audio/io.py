@@ -249,8 +249,10 @@ def _check_file(path: str | Path) -> str:
         else:
             hint = "pass a str or pathlib.Path"
         raise AudioError(f"expected a file path, got {type(path).__name__}: {hint}")
-    label = str(path)
-    problem = file_problem(path)
+    # the path itself: str() of a path-like other than a Path (an os.DirEntry of os.scandir) is its repr, which
+    # the decoders were given as a file name ("<DirEntry 'a.wav'>: not a readable audio file")
+    label = os.fsdecode(path)
+    problem = file_problem(label)
     if problem is not None:
         raise problem.error(problem.reason, path=label)
     return label

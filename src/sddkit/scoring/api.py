@@ -29,7 +29,7 @@ import math
 import numbers
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,17 @@ class ScoringDetector:
         self._stat_widths: dict[str, int] | None = None
         self._probe_lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # picklable as its runner is (a torch model: multiprocessing under spawn, joblib's workers), which the probe
+        # lock was not: "cannot pickle '_thread.lock' object"
+        state = dict(self.__dict__)
+        del state["_probe_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._probe_lock = threading.Lock()
+
     # --- settings -------------------------------------------------------------------------
     @property
     def sample_rate(self) -> int:
@@ -250,6 +261,7 @@ class ScoringDetector:
 
         if not isinstance(path, (str, os.PathLike)):  # else pathlib's TypeError, or numpy's for an array
             raise AudioError(_not_a_path(path))
+        path = os.fsdecode(path)  # the label of errors: str() of an os.DirEntry is its repr
         try:
             x = load_audio(path, sample_rate=self.sample_rate, max_duration=max_duration)
         except AudioTooLongError as exc:
@@ -259,7 +271,7 @@ class ScoringDetector:
             longer = AudioTooLongError(f"{exc}{hint}")
             longer.path = exc.path
             raise longer from None
-        return checked_result(self.score_prepared([self.prepare(x, path=str(path))])[0], path=str(path))
+        return checked_result(self.score_prepared([self.prepare(x, path=path)])[0], path=path)
 
     def score_many(
         self, waveforms: Sequence[np.ndarray | Tensor], *, names: Sequence[str] | None = None
@@ -294,7 +306,8 @@ class ScoringDetector:
         prepared = []
         for x, label in zip(waveforms, labels):
             # torch tensors as score() takes them: np.asarray fails on bfloat16, on CUDA and on one that requires grad
-            prepared.append(self.prepare(validate_waveform(_as_numpy(x), self.sample_rate, path=label), path=label))
+            arr = _as_numpy(x, path=label)
+            prepared.append(self.prepare(validate_waveform(arr, self.sample_rate, path=label), path=label))
         results = self.score_prepared(prepared)
         return [checked_result(r, path=label) for r, label in zip(results, labels)]
 
@@ -303,6 +316,11 @@ class ScoringDetector:
         from sddkit.audio.io import validate_waveform
 
         arr = _as_numpy(waveform)
+        if arr.ndim == 0 and np.ndim(sample_rate) > 0:  # "got shape ()" did not say the arguments were swapped
+            raise AudioError(
+                f"score takes (waveform, sample_rate): got the number {arr.item()!r} as the waveform and an array as "
+                "the sample rate (arguments swapped?)"
+            )
         x = _to_mono(arr)
         # a whole float (16000.0, np.float64 from some readers) is a rate; 22050.5 or a bool is not
         whole = isinstance(sample_rate, (float, np.floating)) and float(sample_rate).is_integer()
@@ -517,8 +535,10 @@ def _sigmoid(x: float) -> float:
         return float(np.exp(-np.logaddexp(0.0, -x)))
 
 
-def _as_numpy(waveform: Any) -> np.ndarray:
-    """A numpy array, a torch tensor (any device; one that requires grad; bfloat16) or a list -> a numpy array."""
+def _as_numpy(waveform: Any, *, path: str | None = None) -> np.ndarray:
+    """A numpy array, a torch tensor (any device; one that requires grad; bfloat16) or a list -> a numpy array.
+
+    ``path`` only labels the errors (``score_many``'s "waveforms[3]" or name of the input)."""
     # np.asarray makes a 0-d array of a path ("got shape ()"), and of a bytearray or a memoryview of bytes a uint8
     # array, which was scored as 8-bit PCM: an encoded file's bytes read as audio
     raw_bytes = isinstance(waveform, (bytes, bytearray)) or (
@@ -533,12 +553,14 @@ def _as_numpy(waveform: Any) -> np.ndarray:
         else:
             what, hint = f"the path {os.fspath(waveform)!r}", "score a file with score_file(path)"
         raise AudioError(
-            f"expected a waveform (a numpy array, a torch tensor or a list of samples), got {what}: {hint}"
+            f"expected a waveform (a numpy array, a torch tensor or a list of samples), got {what}: {hint}", path=path
         )
     if isinstance(waveform, Tensor):
         if waveform.layout != torch.strided or waveform.is_meta:  # .numpy() raised a bare TypeError/NotImplementedError
             kind = "a meta tensor (no data)" if waveform.is_meta else f"a {waveform.layout} tensor"
-            raise AudioError(f"expected a waveform of samples, got {kind}: pass a dense tensor (x.to_dense())")
+            raise AudioError(
+                f"expected a waveform of samples, got {kind}: pass a dense tensor (x.to_dense())", path=path
+            )
         waveform = waveform.detach().cpu()
         if waveform.is_floating_point() and waveform.dtype not in (torch.float16, torch.float32, torch.float64):
             waveform = waveform.float()  # bfloat16 (mixed-precision pipelines) has no numpy dtype
@@ -547,18 +569,32 @@ def _as_numpy(waveform: Any) -> np.ndarray:
         # np.asarray drops the mask: the masked samples (gaps, clipping, whatever the mask says) were scored as audio
         raise AudioError(
             f"the masked array given masks {int(np.ma.count_masked(waveform))} sample(s), which would be scored as "
-            "audio: fill them (x.filled(0)) or cut them out (x.compressed() for mono) first"
+            "audio: fill them (x.filled(0)) or cut them out (x.compressed() for mono) first",
+            path=path,
         )
     try:
         arr = np.asarray(waveform)
     except (ValueError, TypeError) as exc:  # a ragged list of channels
+        if (
+            isinstance(waveform, (tuple, list))
+            and len(waveform) == 2
+            and isinstance(waveform[1], numbers.Number)
+            and not isinstance(waveform[0], numbers.Number)
+        ):  # what torchaudio.load and dataset items give: "channels of different lengths" did not say so
+            raise AudioError(
+                f"got a (waveform, {waveform[1]!r}) pair, not a waveform: pass the waveform alone (the sample rate is "
+                "score()'s second argument; score_many takes waveforms at the model's rate)",
+                path=path,
+            ) from None
         raise AudioError(
             f"cannot read a waveform from the {type(waveform).__name__} given (channels of different lengths, or "
-            f"numbers mixed with sequences?): {exc}"
+            f"numbers mixed with sequences?): {exc}",
+            path=path,
         ) from None
     if arr.ndim == 0 and arr.dtype == object:  # None, a dict...: "got shape ()" did not say what was passed
         raise AudioError(
-            f"expected a waveform (a numpy array, a torch tensor or a list of samples), got {type(waveform).__name__}"
+            f"expected a waveform (a numpy array, a torch tensor or a list of samples), got {type(waveform).__name__}",
+            path=path,
         )
     return arr
 
@@ -568,6 +604,11 @@ def _not_a_sequence_of_waveforms(waveforms: object) -> str | None:
     when it may be one."""
     if isinstance(waveforms, (str, os.PathLike)):
         return f"the path {os.fspath(waveforms)!r}: score files with score_file(path), one each"
+    if isinstance(waveforms, Mapping):  # iterated, its keys were scored as waveforms ("got the path 'a'")
+        return (
+            f"a {type(waveforms).__name__} of {len(waveforms)} entries: pass its waveforms and their names, "
+            "score_many(list(d.values()), names=list(d))"
+        )
     if isinstance(waveforms, (bytes, bytearray, memoryview)):
         from sddkit.audio.io import decode_bytes_hint
 
@@ -624,7 +665,10 @@ def _to_mono(x: np.ndarray) -> np.ndarray:
     if x.ndim == 1:
         return x
     if x.ndim != 2:
-        raise AudioError(f"expected a (samples,) or (channels, samples) waveform, got shape {x.shape}")
+        # a DataLoader's (batch, 1, samples) is several waveforms, which score_many scores
+        batch = "; a batch of waveforms? score each with score(), or all with score_many (at the model's rate)"
+        batch = batch if x.ndim > 2 else ""
+        raise AudioError(f"expected a (samples,) or (channels, samples) waveform, got shape {x.shape}{batch}")
     if x.size == 0:  # else the mean over a zero-length axis would make NaN samples out of nothing
         raise EmptyAudioError(f"zero samples (a waveform of shape {x.shape})")
     axis = _channel_axis(x)

@@ -544,6 +544,7 @@ class OnnxRunner:
     def __init__(self, path: str | Path, threads: int | None = None):
         import onnxruntime as ort
 
+        self._source = (os.path.abspath(path), threads)  # what __setstate__ opens the session again from
         opts = ort.SessionOptions()
         # warnings about unused initialisers are noise here, and a failed run raises its error (below)
         opts.log_severity_level = 4
@@ -562,6 +563,14 @@ class OnnxRunner:
         self.window_samples = shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
         if LOGITS_NAME not in self.output_names:
             raise CheckpointError(f"{path}: the ONNX model has no '{LOGITS_NAME}' output (not exported by sddkit?)")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # an InferenceSession cannot be pickled ("cannot pickle 'InferenceSession' object"): a detector sent to
+        # another process (multiprocessing under spawn, joblib's workers) opens the file again there
+        return {"source": self._source}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(*state["source"])
 
     def __call__(self, windows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         windows = np.ascontiguousarray(windows, dtype=np.float32)
