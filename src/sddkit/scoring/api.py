@@ -274,10 +274,18 @@ class ScoringDetector:
         return checked_result(self.score_prepared([self.prepare(x, path=path)])[0], path=path)
 
     def score_many(
-        self, waveforms: Sequence[np.ndarray | Tensor], *, names: Sequence[str] | None = None
+        self,
+        waveforms: Sequence[np.ndarray | Tensor],
+        *,
+        names: Sequence[str] | None = None,
+        sample_rate: int | None = None,
     ) -> list[ScoreResult]:
         """Score several (T_i,) waveforms (numpy arrays or torch tensors) already at the model's rate, windows
         batched together; the results come in the order of ``waveforms``.
+
+        ``sample_rate``: the rate of every waveform when it is not the model's (:attr:`sample_rate`): each is then
+        mixed to mono and resampled as :meth:`score` does (without it, audio at another rate was scored as if at the
+        model's, its pitch and band shifted, without a word).
 
         Each is checked as :meth:`score` checks its input (finite, not empty, not silent; integer PCM scaled).
         ``names`` (one per waveform, e.g. the files they were read from) label the errors; without them an
@@ -307,6 +315,11 @@ class ScoringDetector:
         for x, label in zip(waveforms, labels):
             # torch tensors as score() takes them: np.asarray fails on bfloat16, on CUDA and on one that requires grad
             arr = _as_numpy(x, path=label)
+            if sample_rate is not None:
+                try:
+                    arr = self.to_model_rate(arr, sample_rate)
+                except AudioError as exc:
+                    raise type(exc)(str(exc), path=label) from None
             prepared.append(self.prepare(validate_waveform(arr, self.sample_rate, path=label), path=label))
         results = self.score_prepared(prepared)
         return [checked_result(r, path=label) for r, label in zip(results, labels)]
