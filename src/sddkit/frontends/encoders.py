@@ -64,7 +64,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sddkit.errors import AudioTooLongError, AudioTooShortError, ConfigError
-from sddkit.features.spectral import Float32Constants
+from sddkit.features.spectral import Float32Constants, check_float_samples
 from sddkit.frontends import ENCODERS, SAMPLE_RATE
 from sddkit.pretrained import mark_pretrained
 
@@ -355,7 +355,8 @@ class EncoderConfig:
         None = random initialisation with the preset's architecture.
     overrides: transformers config values to change (e.g. ``{attention_dropout: 0.0}``). With ``pretrained``,
         not the architecture (layer and head counts, convolutions, ...): the folder's weights fix it, and training
-        refuses such an override (:func:`pretrained_structure_problem`).
+        refuses such an override (:func:`pretrained_structure_problem`). A dropout probability (any key ending in
+        ``dropout``) must lie in [0, 1), as ``dropout``; a value of another type than transformers' is a ConfigError.
     layer: ``last``, an int ``k`` (hidden state after layer ``k``; 0 = input of the first layer)
         or ``weighted`` (learned softmax-weighted sum of all hidden states).
     freeze: freeze every encoder weight (adapters and layer weights stay trainable);
@@ -494,6 +495,8 @@ class WhisperLogMel(Float32Constants):
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
     def forward(self, waveform: Tensor) -> Tensor:
+        # integer PCM sat 90 dB above the [-1, 1] scale: every log-Mel ~9 log10 units off (2.25 after scaling)
+        check_float_samples(waveform)
         half = self.n_fft // 2
         if waveform.shape[-1] < self.n_fft:
             raise AudioTooShortError(f"Whisper needs at least {self.n_fft} samples, got {waveform.shape[-1]}")
@@ -565,9 +568,13 @@ class SpeechEncoder(nn.Module):
         raise NotImplementedError
 
     def forward(self, waveform: Tensor) -> Tensor:
-        """waveform: (B, T) float at 16 kHz -> (B, N, D)."""
+        """waveform: (B, T) float at 16 kHz, samples in [-1, 1] -> (B, N, D)."""
         if waveform.dim() != 2:
             raise ValueError(f"expected a (batch, samples) waveform, got shape {tuple(waveform.shape)}")
+        # integer PCM went in 32768 times too loud (an encoder without normalize, Whisper's log-Mel), complex
+        # samples lost their imaginary part, booleans became 0/1: all without a word, as the spectral front-ends
+        # refuse them
+        check_float_samples(waveform)
         if self.layer != "weighted":
             return self._run(waveform, all_states=False)
         states = torch.stack(self._run(waveform, all_states=True))  # (L + 1, B, N, D)
@@ -886,7 +893,19 @@ def _apply_settings(hf_cfg: Any, preset: Preset, cfg: EncoderConfig) -> None:
             # transformers builds range(count) layers: 0 or -1 gave an encoder of no layer at all, without a word
             raise ConfigError(f"encoder.overrides.{key} must be a whole number of layers, 1 or more, got {count!r}")
     for key, value in cfg.overrides.items():
-        setattr(hf_cfg, key, value)
+        if key.endswith("dropout") and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0
+        ):
+            # as `dropout` is checked: attention dropout (and Whisper's every dropout) is applied functionally, so 2.0
+            # built and failed at the first training step with a torch traceback ("dropout probability has to be
+            # between 0 and 1"), and WavLM took a negative one as none
+            raise ConfigError(
+                f"encoder.overrides: {key} is a dropout probability, between 0 and 1 (below 1), got {value!r}"
+            )
+        try:
+            setattr(hf_cfg, key, value)
+        except _config_value_errors() as exc:  # transformers 5 checks the value's type (`hidden_size: "1024"`)
+            raise ConfigError(f"encoder.overrides.{key}: {value!r} is no valid {preset.family} value: {exc}") from None
     if cfg.dropout is not None:
         for key in _DROPOUT_KEYS[preset.family]:
             setattr(hf_cfg, key, cfg.dropout)
@@ -895,6 +914,25 @@ def _apply_settings(hf_cfg: Any, preset: Preset, cfg: EncoderConfig) -> None:
             setattr(hf_cfg, key, 0.0)
     if preset.family != "whisper":
         hf_cfg.apply_spec_augment = cfg.spec_augment
+
+
+def _config_value_errors() -> tuple[type[Exception], ...]:
+    """What a transformers config raises for a value of the wrong type: transformers 5 configs are strict dataclasses
+    of huggingface_hub, whose error is neither a TypeError nor a ValueError."""
+    try:
+        from huggingface_hub.errors import StrictDataclassError
+    except ImportError:  # an older huggingface_hub (transformers 4): configs take any value
+        return (TypeError, ValueError)
+    return (TypeError, ValueError, StrictDataclassError)
+
+
+def _read_hf_config(config_cls: type, directory: Path) -> Any:
+    """The transformers config of a ``pretrained`` folder; a value of the wrong type in its config.json (a hand-edited
+    ``"hidden_dropout": null``) is a one-line ConfigError naming the file, not a traceback of huggingface_hub."""
+    try:
+        return config_cls.from_pretrained(directory, local_files_only=True)
+    except _config_value_errors() as exc:
+        raise ConfigError(f"encoder.pretrained: {directory / 'config.json'} holds an invalid value: {exc}") from None
 
 
 def _read_json(file: Path) -> Any:
@@ -1147,7 +1185,7 @@ def _build_hf_model(preset_name: str, preset: Preset, cfg: EncoderConfig) -> nn.
                 f"encoder.overrides: the {preset.family} model cannot be built with {cfg.overrides}: {exc}"
             ) from None
     directory, raw = _read_pretrained_config(cfg.pretrained, preset_name, preset)
-    hf_cfg = config_cls.from_pretrained(directory, local_files_only=True)
+    hf_cfg = _read_hf_config(config_cls, directory)
     _check_architecture(hf_cfg, preset_name, preset)
     _apply_settings(hf_cfg, preset, cfg)
     if preset.family == "whisper":
@@ -1291,7 +1329,7 @@ def self_contained_spec(spec: dict[str, Any]) -> dict[str, Any]:
     cfg = from_dict(EncoderConfig, {k: v for k, v in spec.items() if k != "name"}, "encoder")
     directory, _ = _read_pretrained_config(cfg.pretrained, preset_name, preset)
     config_cls = _hf_class(preset.family, 0)
-    hf_cfg = config_cls.from_pretrained(directory, local_files_only=True)
+    hf_cfg = _read_hf_config(config_cls, directory)
     _check_architecture(hf_cfg, preset_name, preset)  # as build_encoder refuses a folder of another size
     folder = hf_cfg.to_dict()
     preset_values = config_cls(**preset.arch).to_dict()

@@ -42,6 +42,9 @@ class SoftmaxRouterConfig:
     temperature: float = 1.0
 
     def __post_init__(self) -> None:
+        # checked when read from a recipe; here when built directly (a Router refuses it only when built)
+        if self.level not in ("token", "utterance"):
+            raise ValueError(f"level must be 'token' or 'utterance', got {self.level!r}")
         # inf: every logit 0 (uniform gates) and add_experts' stored bias (bias * temperature) inf
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"temperature must be a finite number > 0, got {self.temperature}")
@@ -58,6 +61,9 @@ class TopKRouterConfig(SoftmaxRouterConfig):
         super().__post_init__()
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
+        # any other value ("straight-through") built a weighted router, without a word
+        if self.mode not in ("weighted", "straight_through"):
+            raise ValueError(f"mode must be 'weighted' or 'straight_through', got {self.mode!r}")
 
 
 def top1_one_hot(probs: Tensor) -> Tensor:
