@@ -2,7 +2,7 @@
 
 An augmentation is a picklable object ``aug(x, sr, rng) -> y`` with
 
-* ``x``: (T,) float32 mono waveform at ``sr`` Hz (16 kHz in sddkit),
+* ``x``: (T,) float32 mono waveform at ``sr`` Hz (16 kHz in sddkit; a positive whole number, else a ValueError),
 * ``y``: (T,) float32, the same length and sample rate, finite,
 * ``rng``: a ``np.random.Generator``; every random choice is drawn from it, so the output
   is a pure function of ``(x, sr, rng state)``. Except for ``compose`` (and so the pipeline):
@@ -19,6 +19,7 @@ parameters are ``(low, high)`` ranges sampled uniformly with ``rng``, plus a pro
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -32,6 +33,16 @@ Range = tuple[float, float]
 # Silence has no level to match an SNR or RMS against; treat anything quieter than this
 # power (-100 dBFS) as silent so divisions stay finite.
 SILENCE_POWER = 1e-10
+
+# The (low, high) bounds of every SNR range (additive noise of any kind, RawBoost's SSI noise) and of every
+# direct-to-reverberant ratio range, in dB. Beyond them the level factors 10 ** (dB / 20) overflow float32 (an SNR
+# of -1000 dB) or float64 (a DRR of -8000 dB), and a config that asked for them stopped training at its first item
+# with "<augmentation> produced non-finite samples" (or an OverflowError) instead of being refused when parsed.
+SNR_DB_LIMITS = (-30.0, 100.0)
+DRR_DB_LIMITS = (-40.0, 60.0)
+# The bounds of other levels in dB: a gain, a clipping threshold, a filter's gain, an engine's level relative to the
+# road noise.
+LEVEL_DB_LIMITS = (-120.0, 60.0)
 
 
 @dataclass
@@ -71,6 +82,22 @@ def as_waveform(x: Any) -> np.ndarray:
         hint = f" (for {arr.dtype} PCM divide by {2 ** (8 * arr.dtype.itemsize - 1)})" if pcm else ""
         raise TypeError(f"an augmentation takes float samples in [-1, 1], got dtype {arr.dtype}{hint}")
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def sample_rate_hz(sr: Any) -> int:
+    """``sr`` as a positive whole number of Hz (``16000.0`` is 16000); a ValueError otherwise (a TypeError for what is
+    no number). Before, a rate of 0 or below failed deep in a filter design or a resampler ("Sample rate should be
+    over 0", a ZeroDivisionError, "could not broadcast input array") or passed unnoticed (gain, clipping), and a
+    fractional rate was truncated without a word."""
+    try:
+        if isinstance(sr, (bool, str, bytes)):
+            raise TypeError
+        value = float(sr)
+    except (TypeError, ValueError):
+        raise TypeError(f"sr must be the sample rate in Hz (a positive integer), got {sr!r}") from None
+    if not (math.isfinite(value) and value > 0 and value == int(value)):
+        raise ValueError(f"sr must be the sample rate in Hz (a positive integer), got {sr!r}")
+    return int(value)
 
 
 def fit_length(y: np.ndarray, length: int) -> np.ndarray:
@@ -121,6 +148,7 @@ class Augmentation:
     def __call__(self, x: np.ndarray, sr: int, rng: np.random.Generator | int) -> np.ndarray:
         """x: (T,) float32 at ``sr`` Hz -> (T,) float32 at ``sr`` Hz."""
         x = as_waveform(x)
+        sr = sample_rate_hz(sr)
         rng = to_generator(rng)
         # Always draw the gate so the stream consumed does not depend on p.
         if rng.random() >= getattr(self.cfg, "p", 1.0) or len(x) == 0:
@@ -133,7 +161,7 @@ class Augmentation:
                 f"{type(self).__name__} got a waveform with {bad} non-finite (NaN or inf) samples of {len(x)}; "
                 "fix the audio (or its decoding) upstream"
             )
-        y = np.asarray(self.apply(x, int(sr), rng))
+        y = np.asarray(self.apply(x, sr, rng))
         if y.shape != x.shape:
             raise RuntimeError(f"{type(self).__name__} returned shape {y.shape} for input {x.shape}")
         y = y.astype(np.float32, copy=False)

@@ -16,7 +16,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sddkit.augment import AUGMENTATIONS
-from sddkit.augment.base import Augmentation, Range, check_probability, check_range, power, uniform
+from sddkit.augment.base import (
+    DRR_DB_LIMITS,
+    LEVEL_DB_LIMITS,
+    SNR_DB_LIMITS,
+    Augmentation,
+    Range,
+    check_probability,
+    check_range,
+    power,
+    uniform,
+)
 from sddkit.augment.codecs import (
     CODECS,
     CodecName,
@@ -34,7 +44,7 @@ from sddkit.augment.dsp import (
     peaking_eq,
     soft_clip,
 )
-from sddkit.augment.reverb import noise_tail_rir, reverberate
+from sddkit.augment.reverb import MAX_RT60_SECONDS, noise_tail_rir, reverberate
 from sddkit.config import did_you_mean
 
 
@@ -84,10 +94,10 @@ class RerecordConfig:
             "presence_hz",
         ):
             check_range(name, getattr(self, name), lo=0.0)
-        check_range("rt60", self.rt60, lo=0.01, hi=5.0)
-        check_range("drr_db", self.drr_db)
+        check_range("rt60", self.rt60, lo=0.01, hi=MAX_RT60_SECONDS)
+        check_range("drr_db", self.drr_db, *DRR_DB_LIMITS)
         check_range("presence_db", self.presence_db, lo=-24.0, hi=24.0)
-        check_range("noise_snr_db", self.noise_snr_db)
+        check_range("noise_snr_db", self.noise_snr_db, *SNR_DB_LIMITS)
         check_range("noise_exponent", self.noise_exponent, lo=-2.0, hi=3.0)
         check_probability(self.p)
         # checked now, as band_filter does: ranges that overlap drew a crossed band now and then, which stopped a
@@ -151,12 +161,12 @@ class CarCabinConfig:
     p: float = 1.0
 
     def __post_init__(self) -> None:
-        check_range("snr_db", self.snr_db)
+        check_range("snr_db", self.snr_db, *SNR_DB_LIMITS)
         check_range("rumble_hz", self.rumble_hz, lo=20.0)
         check_range("engine_hz", self.engine_hz, lo=5.0)
-        check_range("engine_db", self.engine_db)
-        check_range("rt60", self.rt60, lo=0.01, hi=5.0)
-        check_range("drr_db", self.drr_db)
+        check_range("engine_db", self.engine_db, *LEVEL_DB_LIMITS)
+        check_range("rt60", self.rt60, lo=0.01, hi=MAX_RT60_SECONDS)
+        check_range("drr_db", self.drr_db, *DRR_DB_LIMITS)
         check_probability(self.p)
 
 
@@ -197,9 +207,9 @@ class LaunderChainConfig:
     p: float = 1.0
 
     def __post_init__(self) -> None:
-        check_range("rt60", self.rt60, lo=0.01, hi=5.0)
-        check_range("drr_db", self.drr_db)
-        check_range("snr_db", self.snr_db)
+        check_range("rt60", self.rt60, lo=0.01, hi=MAX_RT60_SECONDS)
+        check_range("drr_db", self.drr_db, *DRR_DB_LIMITS)
+        check_range("snr_db", self.snr_db, *SNR_DB_LIMITS)
         check_range("noise_exponent", self.noise_exponent, lo=-2.0, hi=3.0)
         if not self.codecs:
             raise ValueError("codecs must name at least one codec")

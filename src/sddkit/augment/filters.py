@@ -7,22 +7,34 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sddkit.augment import AUGMENTATIONS
-from sddkit.augment.base import Augmentation, Range, check_probability, check_range, power, uniform
+from sddkit.augment.base import LEVEL_DB_LIMITS, Augmentation, Range, check_probability, check_range, power, uniform
 from sddkit.augment.dsp import FilterKind, ResampleQuality, band_pass, butter_filter, resample_roundtrip
+
+# The lowest intermediate rate of ``resample``: 1 kHz keeps the band below 500 Hz, already well below any telephone
+# channel; a lower rate is a rate written in kHz.
+MIN_RESAMPLE_RATE = 1000
 
 
 @dataclass
 class ResampleConfig:
-    """sample_rates: intermediate rates to pick from (uniformly); quality: soxr quality ("QQ" is a quick,
-    aliasing-prone resampler, "VHQ" the best); p: probability. Down to the chosen rate and back up."""
+    """sample_rates: intermediate rates in Hz (at least 1000) to pick from (uniformly); quality: soxr quality ("QQ"
+    is a quick, aliasing-prone resampler, "VHQ" the best); p: probability. Down to the chosen rate and back up."""
 
     sample_rates: list[int] = field(default_factory=lambda: [8000, 11025, 12000])
     quality: ResampleQuality = "HQ"
     p: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.sample_rates or any(r <= 0 for r in self.sample_rates):
-            raise ValueError(f"sample_rates must be a non-empty list of positive rates, got {self.sample_rates}")
+        if not self.sample_rates:
+            raise ValueError("sample_rates must name at least one intermediate rate in Hz, e.g. [8000, 11025]")
+        # before: any positive rate passed, so rates written in kHz ([8]) round-tripped the clip through 8 Hz: what
+        # was left (below 4 Hz, near silence) became the training input, without a word
+        low = [r for r in self.sample_rates if r < MIN_RESAMPLE_RATE]
+        if low:
+            raise ValueError(
+                f"sample_rates are in Hz and must be >= {MIN_RESAMPLE_RATE} (a round trip through {low[0]} Hz leaves "
+                f"only the band below {low[0] / 2:g} Hz), got {self.sample_rates}"
+            )
         check_probability(self.p)
 
 
@@ -104,7 +116,7 @@ class GainConfig:
     p: float = 1.0
 
     def __post_init__(self) -> None:
-        check_range("gain_db", self.gain_db, lo=-120.0, hi=60.0)
+        check_range("gain_db", self.gain_db, *LEVEL_DB_LIMITS)
         check_probability(self.p)
 
 
@@ -128,7 +140,7 @@ class ClippingConfig:
     p: float = 1.0
 
     def __post_init__(self) -> None:
-        check_range("threshold_db", self.threshold_db, hi=0.0)
+        check_range("threshold_db", self.threshold_db, lo=LEVEL_DB_LIMITS[0], hi=0.0)
         check_probability(self.p)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sddkit.augment import AUGMENTATIONS
-from sddkit.augment.base import Augmentation, Range, check_probability, check_range, uniform
+from sddkit.augment.base import SNR_DB_LIMITS, Augmentation, Range, check_probability, check_range, uniform
 from sddkit.augment.dsp import COLORED_NOISE_LOW_HZ, add_at_snr, colored_noise
 from sddkit.augment.files import AudioFolder, read_segment
 
@@ -34,7 +34,7 @@ class NoiseConfig:
     p: float = 1.0
 
     def __post_init__(self) -> None:
-        check_range("snr_db", self.snr_db, lo=-30.0, hi=100.0)
+        check_range("snr_db", self.snr_db, *SNR_DB_LIMITS)
         check_range("exponent", self.exponent, lo=-2.0, hi=3.0)
         if not 0.0 <= self.low_hz <= 1000.0:
             raise ValueError(f"low_hz must be in [0, 1000] Hz (the noise's lowest frequency), got {self.low_hz}")
@@ -67,7 +67,7 @@ class NoiseFilesConfig:
             raise ValueError("root (a folder of noise files) is required")
         if not self.extensions:
             raise ValueError("extensions must name at least one file type, e.g. ['.wav', '.flac']")
-        check_range("snr_db", self.snr_db, lo=-30.0, hi=100.0)
+        check_range("snr_db", self.snr_db, *SNR_DB_LIMITS)
         check_probability(self.p)
 
 

@@ -32,6 +32,8 @@ float32 precision, except where this implementation differs on purpose:
   between ``minG - minBiasLinNonLin`` and ``maxG - maxBiasLinNonLin``. Both are -20 to -5 dB at the published
   ``minG = maxG = 0``; they differ only when ``gain_db`` is a range.
 * Any sample rate: a notch whose band lies above Nyquist is skipped (the reference, written for 16 kHz, raises).
+* ``snr_db`` must lie in [-30, 100] dB and ``gain_db`` in [-120, 60] dB (the reference takes any value): beyond them
+  the level factors overflow and the output is not finite.
 * SSI on a silent input adds noise at the -100 dBFS floor (``SILENCE_POWER``) less the SNR; the reference adds
   nothing.
 
@@ -48,7 +50,16 @@ from scipy import fft as sp_fft
 from scipy.fft import next_fast_len
 
 from sddkit.augment import AUGMENTATIONS
-from sddkit.augment.base import Augmentation, Range, check_probability, check_range, uniform, uniform_int
+from sddkit.augment.base import (
+    LEVEL_DB_LIMITS,
+    SNR_DB_LIMITS,
+    Augmentation,
+    Range,
+    check_probability,
+    check_range,
+    uniform,
+    uniform_int,
+)
 from sddkit.augment.dsp import convolve_aligned, peak_normalize_if_over, scale_to_snr
 
 # The published combinations: algo id -> stages applied in series ("1|2" = in parallel).
@@ -107,10 +118,10 @@ class RawBoostConfig:
         check_range("center_hz", self.center_hz, lo=0.0)
         check_range("bandwidth_hz", self.bandwidth_hz, lo=0.0)
         check_range("fir_taps", self.fir_taps, lo=3)
-        check_range("gain_db", self.gain_db)
+        check_range("gain_db", self.gain_db, *LEVEL_DB_LIMITS)
         check_range("nonlinear_bias_db", self.nonlinear_bias_db, lo=0.0)
         check_range("impulse_percent", self.impulse_percent, lo=0.0, hi=100.0)
-        check_range("snr_db", self.snr_db)
+        check_range("snr_db", self.snr_db, *SNR_DB_LIMITS)
         if not 0 <= self.impulse_gain < np.inf:  # an infinite gain made every augmented item non-finite
             raise ValueError(f"impulse_gain must be finite and >= 0, got {self.impulse_gain}")
         check_probability(self.p)

@@ -13,7 +13,8 @@ Two synthetic models:
 Every RIR is aligned so that its direct path is tap 0 (the output is not delayed) and the
 reverberant output is rescaled to the input's RMS level.
 
-RT60 is the time the noise tail's energy takes to fall by 60 dB (measured T20/T30 match it). An image set only
+RT60 is the time the noise tail's energy takes to fall by 60 dB (measured T20/T30 match it, up to the largest RT60
+accepted, 5 s: a synthetic RIR runs RT60 seconds, to its -60 dB point; measured files are cut at 2 s). An image set only
 follows it as far as Sabine's formula holds: a shoebox is no diffuse field, and paths that graze few walls decay
 more slowly. With the default ``max_order`` 8 the tail takes over early and T30 is within a few percent of RT60
 from about 0.4 s up (about 8 % long on average at 0.2 s, up to 20 % for some rooms); higher orders let the image set
@@ -33,14 +34,17 @@ import soundfile as sf
 from scipy import signal
 
 from sddkit.augment import AUGMENTATIONS
-from sddkit.augment.base import Augmentation, Range, check_probability, check_range, uniform
+from sddkit.augment.base import DRR_DB_LIMITS, Augmentation, Range, check_probability, check_range, uniform
 from sddkit.augment.dsp import butter_sos, convolve_aligned, match_rms, resample
 from sddkit.augment.files import AudioFolder, check_finite
 from sddkit.errors import AudioDecodeError
 
 SPEED_OF_SOUND = 343.0  # m/s
 _LN_1000 = np.log(1000.0)  # amplitude decays by 60 dB = a factor 1000 over RT60
-MAX_RIR_SECONDS = 2.0  # longer tails change nothing audible in 4 s crops and only cost time
+MAX_RIR_SECONDS = 2.0  # measured RIR files are cut here: past it a recording holds mostly its noise floor
+# The longest RT60 the configs accept. A synthetic RIR runs to its -60 dB point, RT60 seconds: cut at 2 s (as measured
+# files are), an RT60 of 5 s stopped at -24 dB and measured T30 4.2 s (3.9 s image-source), 4 s measured T30 3.7 s.
+MAX_RT60_SECONDS = 5.0
 DC_BLOCK_HZ = 30.0  # high-pass of image-source RIRs: removes their DC build-up, below any voice
 
 
@@ -51,8 +55,8 @@ def decay_envelope(n: int, sr: int, rt60: float) -> np.ndarray:
 
 def noise_tail_rir(sr: int, rt60: float, drr_db: float, rng: np.random.Generator) -> np.ndarray:
     """Direct impulse (1.0 at tap 0) + exponentially decaying noise at direct-to-reverberant ratio
-    ``drr_db``. (L,) with L = min(rt60, MAX_RIR_SECONDS) * sr."""
-    n = max(int(min(rt60, MAX_RIR_SECONDS) * sr), 2)
+    ``drr_db``. (L,) with L = min(rt60, MAX_RT60_SECONDS) * sr: the tail ends 60 dB down."""
+    n = max(int(min(rt60, MAX_RT60_SECONDS) * sr), 2)
     tail = rng.standard_normal(n) * decay_envelope(n, sr, rt60)
     tail[0] = 0.0
     tail *= np.sqrt(1.0 / (np.sum(tail**2) * 10.0 ** (drr_db / 10.0)))
@@ -107,7 +111,7 @@ def image_source_rir(
     refl, dist = refl[valid], dist[valid]
     d0 = float(dist[refl == 0][0])
     t_c = float(dist[refl == order].min() - d0) / SPEED_OF_SOUND  # image set complete before t_c
-    n = max(int(min(rt60, MAX_RIR_SECONDS) * sr), int(t_c * sr) + 2)
+    n = max(int(min(rt60, MAX_RT60_SECONDS) * sr), int(t_c * sr) + 2)
     early = refl <= max_order
     delays = np.rint((dist[early] - d0) / SPEED_OF_SOUND * sr).astype(np.int64)
     amps = (d0 / dist[early]) * beta ** refl[early].astype(np.float64)
@@ -150,8 +154,8 @@ class ReverbConfig:
     p: float = 1.0
 
     def __post_init__(self) -> None:
-        check_range("rt60", self.rt60, lo=0.01, hi=5.0)
-        check_range("drr_db", self.drr_db, lo=-40.0, hi=60.0)
+        check_range("rt60", self.rt60, lo=0.01, hi=MAX_RT60_SECONDS)
+        check_range("drr_db", self.drr_db, lo=DRR_DB_LIMITS[0], hi=DRR_DB_LIMITS[1])
         for i, r in enumerate(self.room_m):
             check_range(f"room_m[{i}]", r, lo=1.0, hi=100.0)
         if not 0 <= self.max_order <= 30:
