@@ -201,7 +201,7 @@ def test_describe_on_meta_refuses_a_folder_of_another_size_as_building_it_does(t
     [
         # a detector config at the top level of its file: no `model` key the error could name
         ("frontend: logmel\nbackend: lcnn\nseed: 3\n", "{file}: unknown key(s) 'seed'; valid keys: backend, frontend"),
-        ("frontend: {name: logmel, n_mels: 0}\nbackend: lcnn\n", "frontend: n_mels must be > 0"),
+        ("frontend: {name: logmel, n_mels: 0}\nbackend: lcnn\n", "frontend.n_mels must be > 0"),
         ("experts: [{frontend: logmel, backend: lcnn}]\ngate: {name: classic, x: 1}\n", "gate: unknown key(s) 'x'"),
         # a mixture recipe: its experts are under `mixture`, and a builder's error says so
         (

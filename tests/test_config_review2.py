@@ -75,7 +75,7 @@ def test_errors_inside_augmentation_specs_name_one_key_path():
     message = _error(data={"augment": ["gain", "gain", {"name": "noise", "snr_db": [30, 5]}]})
     assert message.startswith("data.augment[2].snr_db: low 30.0 is above high 5.0"), message
     # a message that does not start with a key path keeps its section in front
-    assert _error(data={"augment": [{"name": "gain", "p": 2}]}).startswith("data.augment[0]: p must be")
+    assert _error(data={"augment": [{"name": "gain", "p": 2}]}).startswith("data.augment[0].p must be")
 
 
 def test_protocol_format_and_reader_options_are_checked_when_the_recipe_is_read():
@@ -109,12 +109,12 @@ def test_sampler_options_are_checked_when_the_recipe_is_read():
 @pytest.mark.parametrize(
     ("sections", "match"),
     [
-        ({"optimizer": {"eps": 0}}, r"optimizer: eps must be positive"),  # AdamW: 0/0 = NaN weights
-        ({"optimizer": {"eps": -1e-8}}, r"optimizer: eps must be positive"),  # torch's ValueError: a traceback
+        ({"optimizer": {"eps": 0}}, r"optimizer.eps must be positive"),  # AdamW: 0/0 = NaN weights
+        ({"optimizer": {"eps": -1e-8}}, r"optimizer.eps must be positive"),  # torch's ValueError: a traceback
         ({"optimizer": {"lr": float("inf")}}, r"optimizer: lr and weight_decay must be finite"),
         ({"schedule": {"name": "cyclic", "max_lr": float("inf")}}, r"schedule: cyclic needs"),
-        ({"schedule": {"name": "cyclic", "cyclic_mode": "exp_range", "gamma": -0.5}}, r"schedule: gamma"),
-        ({"schedule": {"name": "cyclic", "cyclic_mode": "exp_range", "gamma": 1.5}}, r"schedule: gamma"),
+        ({"schedule": {"name": "cyclic", "cyclic_mode": "exp_range", "gamma": -0.5}}, r"schedule.gamma must be"),
+        ({"schedule": {"name": "cyclic", "cyclic_mode": "exp_range", "gamma": 1.5}}, r"schedule.gamma must be"),
     ],
 )
 def test_optimizer_and_schedule_values_that_break_training_are_config_errors(sections, match):

@@ -34,7 +34,7 @@ def _tiny_pretrained_dir(path):
 def test_an_mldg_seed_outside_the_recipe_seed_range_is_refused_when_the_recipe_is_read(seed):
     # before: -1 was taken modulo 2**64 by torch's generator, 2**64 and above a ValueError traceback at training start
     recipe = {"model": {"frontend": "logmel", "backend": "lcnn"}, "strategy": {"name": "mldg", "seed": seed}}
-    with pytest.raises(ConfigError, match=r"strategy: seed must be non-negative and below 2\*\*32"):
+    with pytest.raises(ConfigError, match=r"strategy.seed must be non-negative and below 2\*\*32"):
         from_dict(TrainRecipe, recipe)
 
 
@@ -164,4 +164,4 @@ def test_describe_of_a_model_directory_names_its_config_file(tmp_path, capsys):
     (out / "config.json").write_text(json.dumps(config))
     assert main(["describe", str(out), "model.backend.channels=3"]) == 2
     err = capsys.readouterr().err
-    assert f"{out / 'config.json'} with the overrides given: model.backend: channels must be" in err
+    assert f"{out / 'config.json'} with the overrides given: model.backend.channels must be" in err

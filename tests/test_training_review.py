@@ -208,7 +208,7 @@ def test_a_bad_value_inside_an_optional_or_union_section_names_only_the_real_err
     install_tiny(monkeypatch)
     with pytest.raises(ConfigError) as exc:
         from_dict(TrainRecipe, {"model": TINY_MODEL, "molex": {"add_experts": -1}})
-    assert str(exc.value) == "molex: add_experts must be >= 0, got -1"
+    assert str(exc.value) == "molex.add_experts must be >= 0, got -1"
     with pytest.raises(ConfigError) as exc:
         from_dict(TrainRecipe, {"model": TINY_MODEL, "data": {"train": {"protocol": "p.csv", "0": {"protocol": "x"}}}})
     assert str(exc.value).startswith("data.train: unknown key(s) '0'; valid keys: exclude, folds")

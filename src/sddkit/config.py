@@ -154,7 +154,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
     if isinstance(data, cls):
         return data
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{path or _top_name(cls)}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{path or _top_name(cls)}: expected a mapping, got {shown_value(data)}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields), key=repr)  # YAML keys may be bools or numbers
@@ -200,19 +200,20 @@ def _top_name(cls: type) -> str:
 
 
 def _post_init_message(path: str, where: str, message: str, fields: Mapping[str, Any]) -> str:
-    """``where: message``, or one dotted key path when ``message`` starts with a key path (``field[2].key: ...``)
-    from one of the class's own fields.
+    """``where: message``, or one dotted key path when ``message`` starts with a key path (``field[2].key: ...``
+    or ``field must ...``) from one of the class's own fields.
 
     A ``__post_init__`` that parses nested specs (augmentations, a sampler's options) or checks a range names
-    the field relative to its class (``augment[2].snr_db: ...``, ``snr_db: low 30 is above high 5``); prefixed
-    as it stands that would read ``data: augment[2]...``, not the path a recipe writer looks for.
+    the field relative to its class (``augment[2].snr_db: ...``, ``snr_db: low 30 is above high 5``, ``epochs must
+    be >= 1``); prefixed as it stands that would read ``data: augment[2]...`` or ``trainer: epochs must ...``, not
+    the key a recipe writer looks for (``trainer.epochs must be >= 1, got 0``).
     """
-    match = re.match(r"([A-Za-z_]\w*)(?:\.[A-Za-z_]\w*|\[-?\d+\])*: ", message)
-    if match and match.group(1) in fields:
+    match = re.match(r"(?P<key>([A-Za-z_]\w*)(?:\.[A-Za-z_]\w*|\[-?\d+\])*)(?:: | must )", message)
+    if match and match.group(2) in fields:
         if not path:
             return message
         # an override the message suggests for that key (`'augment[0]={name: noise}'`) needs the whole key too
-        key = match.group(0)[:-2]
+        key = match.group("key")
         return f"{path}.{message}".replace(f"'{key}=", f"'{path}.{key}=")
     return f"{path or where}: {message}"
 
@@ -299,6 +300,14 @@ def _shape_words(tp: Any) -> str:
     return words.get(tp, getattr(tp, "__name__", str(tp)))
 
 
+def shown_value(value: Any) -> str:
+    """``value`` as a message shows a value that has the wrong type: YAML's words for its booleans and null (``off``
+    read as false, not Python's ``False``), else ``repr``."""
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (YAML reads an unquoted yes/no/on/off/true/false as true or false)"
+    return "null" if value is None else repr(value)
+
+
 _JSON_NON_FINITE = ("Infinity", "-Infinity", "NaN")  # how Python's json module writes inf, -inf and nan
 
 
@@ -343,7 +352,7 @@ def _convert_union(tp: Any, value: Any, path: str) -> Any:
         return _convert(fitting[0], value, path)
     if not fitting:  # `data.train=/data/LA/p.txt`: the shapes in words, not the typing expression twice over
         expected = " or ".join(_shape_words(a) for a in args)
-        raise ConfigError(f"{path}: expected {expected}, got {value!r}")
+        raise ConfigError(f"{path}: expected {expected}, got {shown_value(value)}")
     errors = []
     for arg in fitting:
         try:
@@ -355,7 +364,7 @@ def _convert_union(tp: Any, value: Any, path: str) -> Any:
         # alternative's complaint with the key path repeated
         expected = " or ".join(_shape_words(a) for a in args)
         names = [v for a in fitting if get_origin(a) is Literal for v in get_args(a) if isinstance(v, str)]
-        raise ConfigError(f"{path}: expected {expected}, got {value!r}{did_you_mean([value], names)}")
+        raise ConfigError(f"{path}: expected {expected}, got {shown_value(value)}{did_you_mean([value], names)}")
     raise ConfigError(f"{path}: {value!r} matches none of {tp}: {'; '.join(errors)}")
 
 
@@ -376,7 +385,7 @@ def _convert_literal(tp: Any, value: Any, path: str) -> Any:
 def _convert_sequence(tp: Any, value: Any, path: str) -> Any:
     """``value`` as a list, a tuple of any length or a tuple of fixed length."""
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        raise ConfigError(f"{path}: expected a list, got {value!r}")
+        raise ConfigError(f"{path}: expected a list, got {shown_value(value)}")
     origin, args = get_origin(tp), get_args(tp)
     if origin is tuple and args and args[-1] is not Ellipsis:
         return _convert_fixed_tuple(args, value, path)
@@ -393,7 +402,7 @@ def _convert_fixed_tuple(args: tuple[Any, ...], value: Sequence[Any], path: str)
 
 def _convert_mapping(tp: Any, value: Any, path: str) -> dict[Any, Any]:
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        raise ConfigError(f"{path}: expected a mapping, got {shown_value(value)}")
     kt, vt = get_args(tp) or (Any, Any)
     return {_convert(kt, k, f"{path} key {k!r}"): _convert(vt, v, f"{path}.{k}") for k, v in value.items()}
 
@@ -419,7 +428,7 @@ def _convert_float(value: Any, path: str) -> float:
         # as a recipe, YAML took it for text that every number setting refused (a text setting keeps the text)
         value = float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{path}: expected a number, got {value!r}")
+        raise ConfigError(f"{path}: expected a number, got {shown_value(value)}")
     if value != value:  # NaN (YAML .nan): every range check compares false, so it would pass them all
         raise ConfigError(f"{path}: expected a number, got NaN")
     try:
@@ -429,14 +438,18 @@ def _convert_float(value: Any, path: str) -> float:
 
 
 def _convert_int(value: Any, path: str) -> int:
+    if isinstance(value, float) and value.is_integer():
+        # a whole number written as a float (`max_steps: 1e5`, `batch_size: 8.0`): YAML 1.2 reads 1e5 as a float, and
+        # a count written so was refused while a sampler's `num_samples: 1e4` was taken
+        return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        raise ConfigError(f"{path}: expected an integer, got {shown_value(value)}")
     return value
 
 
 def _convert_bool(value: Any, path: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{path}: expected true/false, got {value!r}")
+        raise ConfigError(f"{path}: expected true/false, got {shown_value(value)}")
     return value
 
 
@@ -452,13 +465,13 @@ def _convert_str(value: Any, path: str) -> str:
             "dropping leading zeros: quote it for the text, e.g. '001')"
         )
     if not isinstance(value, str):
-        raise ConfigError(f"{path}: expected a string, got {value!r}")
+        raise ConfigError(f"{path}: expected a string, got {shown_value(value)}")
     return value
 
 
 def _convert_path(value: Any, path: str) -> Path:
     if not isinstance(value, (str, Path)):
-        raise ConfigError(f"{path}: expected a path, got {value!r}")
+        raise ConfigError(f"{path}: expected a path, got {shown_value(value)}")
     return Path(value)
 
 
@@ -561,7 +574,12 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         try:
             value = yaml.load(raw, Loader=_Loader)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: invalid value: {_yaml_reason(exc)}") from None
+            # `trainer.out_dir=@runs`, `...protocol=[2020] x.csv`: text that YAML reads as something else
+            example = raw if not set(raw) & set("'\"$`\\") else "..."
+            raise ConfigError(
+                f"override {item!r}: invalid value: {_yaml_reason(exc)}; a value is read as YAML: quote text, "
+                f"e.g. {key}=\"'{example}'\""
+            ) from None
         node: Any = out
         for i, (part, indexed) in enumerate(parts):
             where = _override_key(parts[:i])  # the key up to `node`, in the form written

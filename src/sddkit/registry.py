@@ -108,7 +108,7 @@ class Registry:
 
     def parse(self, value: Any, path: str | None = None) -> ComponentSpec:
         """``"name"`` or ``{"name": ..., **params}`` (or a ComponentSpec) -> ComponentSpec."""
-        from sddkit.config import did_you_mean, from_dict
+        from sddkit.config import did_you_mean, from_dict, shown_value
 
         where, a = path or self.family, article(self.family)
         if isinstance(value, ComponentSpec):
@@ -132,11 +132,11 @@ class Registry:
             params = {k: v for k, v in value.items() if k != "name"}
             name = value["name"]
         else:
-            got = "null" if value is None else repr(value)  # `augment: [~]`: YAML's word, not Python's
-            raise ConfigError(f"{where}: expected {a} {self.family} name or mapping, got {got}")
+            # `augment: [~]`, `[yes]`: YAML's words, not Python's
+            raise ConfigError(f"{where}: expected {a} {self.family} name or mapping, got {shown_value(value)}")
         if not isinstance(name, str):  # a list or mapping would fail the lookup with a TypeError
             raise ConfigError(
-                f"{where}: {a} {self.family} 'name' must be a string (one of {self.names()}), got {name!r}"
+                f"{where}: {a} {self.family} 'name' must be a string (one of {self.names()}), got {shown_value(name)}"
             )
         try:
             entry = self.get(name)

@@ -58,9 +58,9 @@ class FoldSpec:
 
     def __post_init__(self) -> None:
         if self.n < 2:
-            raise ValueError(f"folds.n must be >= 2, got {self.n}")
+            raise ValueError(f"n must be >= 2, got {self.n}")
         if not self.keep or any(not 0 <= k < self.n for k in self.keep):
-            raise ValueError(f"folds.keep must list fold indices in [0, {self.n}), got {self.keep}")
+            raise ValueError(f"keep must list fold indices in [0, {self.n}), got {self.keep}")
 
 
 @dataclass
@@ -87,6 +87,8 @@ class ProtocolSpec:
     folds: FoldSpec | None = None
 
     def __post_init__(self) -> None:
+        if not self.protocol.strip():  # read as the working directory: "data.train: .: no such utterance table"
+            raise ValueError(f"protocol must name a protocol file or corpus folder, got {self.protocol!r}")
         # `~` as a shell expands it: a recipe's ~/data/... was "no such file", looked for under a folder named ~
         self.protocol = expand_home(self.protocol)
         # folder options too: `root` and the bona fide corpora beside a spoof-only one (bonafide_root, ljspeech_root)
@@ -253,15 +255,13 @@ class DataConfig:
         from sddkit.config import convert_value
 
         hints = typing.get_type_hints(cls.__init__)
-        for name, value in list(self.sampler_options.items()):
-            hint = hints[name]
-            if isinstance(value, float) and value.is_integer() and int in (hint, *typing.get_args(hint)):
-                continue  # the samplers take a whole number written as a float as a count (`num_samples: 1e4`)
-            converted = convert_value(hint, value, f"sampler_options.{name}")
-            if isinstance(value, str) and not isinstance(converted, str):
-                # `Infinity` (a recipe printed as JSON by --print-config) read as the number it checked as: left
-                # text, the sampler compared a string with numbers (a TypeError once the training data was read)
-                self.sampler_options[name] = converted
+        # kept as read, as every recipe field is: `Infinity` (a recipe printed as JSON by --print-config) as the
+        # number it checked as (left text, the sampler compared a string with numbers, a TypeError once the training
+        # data was read), a count written as a float (`num_samples: 1e4`) as an integer
+        self.sampler_options = {
+            name: convert_value(hints[name], value, f"sampler_options.{name}")
+            for name, value in self.sampler_options.items()
+        }
         # the objective tells bona fide from spoof: blocks of spoofs only trained a model that never saw a bona fide
         # item (the sampler takes 0 for other uses; a run cannot)
         if self.sampler == "domain_batch" and self.sampler_options.get("bonafide_fraction") == 0:
@@ -475,6 +475,10 @@ class TrainerConfig:
     find_unused_parameters: bool = True
 
     def __post_init__(self) -> None:
+        if not self.out_dir.strip():  # an empty path is the working directory: the run's files went there unasked
+            raise ValueError(
+                f"out_dir must name the run's folder, got {self.out_dir!r} (write '.' for the working directory)"
+            )
         # out_dir: ~/runs/x made a folder named ~ in the working directory (which `rm -rf ~` then would not remove...)
         self.out_dir = expand_home(self.out_dir)
         for name in ("epochs", "keep_top_k", "average_top_k", "ema_bn_batches", "log_every"):
@@ -582,6 +586,8 @@ class TrainRecipe:
     molex: MolexConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.init_from is not None and not self.init_from.strip():  # "." and its "missing config.json"
+            raise ValueError(f"init_from must name a model directory (or be left out), got {self.init_from!r}")
         if self.init_from is not None:
             self.init_from = expand_home(self.init_from)
         if not 0 <= self.seed < SEED_LIMIT:  # else numpy's or torch's generators refuse it, deep inside data loading
