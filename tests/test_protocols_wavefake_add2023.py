@@ -67,7 +67,7 @@ def test_spoofs_of_every_generator_folder_with_their_columns(tmp_path):
     )  # fmt: skip
     tts = df[df["attack"] == TTS]
     assert sorted(tts.index) == [f"{TTS}/gen_0", f"{TTS}/gen_1"]
-    assert set(tts["attack_type"]) == {"tts"} and set(tts["pair_id"]) == {""}
+    assert set(tts["attack_type"]) == {"tts"} and list(tts["pair_id"]) == list(tts.index)  # each prompt its own group
 
 
 def test_a_generated_file_the_folder_does_not_repeat_is_read(tmp_path):

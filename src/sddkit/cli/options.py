@@ -242,9 +242,19 @@ def read_partitions(
 
 # reader options that keep some of a protocol's trials, as --partitions keeps some partitions (a small explicit
 # registry: ASVspoof 2021's phases, ASVspoof 5's codecs, Fake-or-Real's versions, FakeAVCeleb's categories, MLAAD's
-# languages and bona fide selection, LibriSpeech's and Common Voice's splits): the trials they leave out are outside
-# the evaluation, and their scores no strays
-SELECTION_OPTIONS = ("phases", "codecs", "versions", "categories", "languages", "bonafide", "splits")
+# languages and bona fide selection, LibriSpeech's and Common Voice's splits, WaveFake's generators and JSUT
+# subsets): the trials they leave out are outside the evaluation, and their scores no strays
+SELECTION_OPTIONS = (
+    "phases",
+    "codecs",
+    "versions",
+    "categories",
+    "languages",
+    "bonafide",
+    "splits",
+    "generators",
+    "jsut_subsets",
+)
 
 
 def selection_options(options: dict[str, object] | None) -> dict[str, object]:

@@ -280,8 +280,8 @@ class ScoringDetector:
         names: Sequence[str] | None = None,
         sample_rate: int | None = None,
     ) -> list[ScoreResult]:
-        """Score several (T_i,) waveforms (numpy arrays or torch tensors) already at the model's rate, windows
-        batched together; the results come in the order of ``waveforms``.
+        """Score several (T_i,) waveforms (numpy arrays or torch tensors) at the model's rate (or at ``sample_rate``),
+        windows batched together; the results come in the order of ``waveforms``.
 
         ``sample_rate``: the rate of every waveform when it is not the model's (:attr:`sample_rate`): each is then
         mixed to mono and resampled as :meth:`score` does (without it, audio at another rate was scored as if at the
@@ -596,7 +596,7 @@ def _as_numpy(waveform: Any, *, path: str | None = None) -> np.ndarray:
         ):  # what torchaudio.load and dataset items give: "channels of different lengths" did not say so
             raise AudioError(
                 f"got a (waveform, {waveform[1]!r}) pair, not a waveform: pass the waveform alone (the sample rate is "
-                "score()'s second argument; score_many takes waveforms at the model's rate)",
+                "score()'s second argument, score_many's sample_rate=)",
                 path=path,
             ) from None
         raise AudioError(
@@ -679,7 +679,7 @@ def _to_mono(x: np.ndarray) -> np.ndarray:
         return x
     if x.ndim != 2:
         # a DataLoader's (batch, 1, samples) is several waveforms, which score_many scores
-        batch = "; a batch of waveforms? score each with score(), or all with score_many (at the model's rate)"
+        batch = "; a batch of waveforms? score each with score(), or all with score_many (sample_rate= their rate)"
         batch = batch if x.ndim > 2 else ""
         raise AudioError(f"expected a (samples,) or (channels, samples) waveform, got shape {x.shape}{batch}")
     if x.size == 0:  # else the mean over a zero-length axis would make NaN samples out of nothing

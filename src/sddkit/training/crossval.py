@@ -230,7 +230,12 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
     table = read_tables(recipe.data.train, "data.train")
     assert table is not None  # a recipe without train data fails in TrainRecipe itself
     val = read_tables(recipe.data.val, "data.val")
+    # the bona fide rows of the last group, each told in its own list as the fold's spec there tells it: a val row
+    # renamed data.val:<utt_id> below (its id taken by another train file) changed its group where it has no pair or
+    # speaker, so that a file the fold validated on was "held out" and one it held out was scored by none
+    bonafide = held_out_bonafide(table, fold)
     if val is not None:
+        bonafide = np.concatenate([bonafide, held_out_bonafide(val, fold)[_val_only(table, val)]])
         table = _with_val_files(table, val)
     if fold.column not in table.columns:  # sdd cv --by: the table's own error named neither the option nor the data
         from sddkit.config import did_you_mean
@@ -246,7 +251,7 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
             f"no utterance has {fold.column} in {missing} (data.train + data.val); "
             f"values there: {', '.join(sorted(map(str, present)))}"
         )
-    held = table.subset(np.isin(table.column(fold.column), list(fold.values)) | held_out_bonafide(table, fold))
+    held = table.subset(np.isin(table.column(fold.column), list(fold.values)) | bonafide)
     # a file that two specs (or one spec under two utt_ids) list is one held-out file: scored once, and counted
     # once in the EER and the class counts (it counted as often as it was listed)
     seen: set[str] = set()
@@ -280,6 +285,13 @@ def _file_keys(table: UtteranceTable) -> list[str]:
     return [f or f"\x00{u}" for f, u in zip(file_keys(table), map(str, table.column("utt_id")))]
 
 
+def _val_only(train: UtteranceTable, val: UtteranceTable) -> np.ndarray:
+    """(len(val),) bool: the rows of ``val`` whose files ``train`` does not list (those :func:`_with_val_files`
+    keeps)."""
+    seen = set(_file_keys(train))
+    return np.array([key not in seen for key in _file_keys(val)], dtype=bool)
+
+
 def _with_val_files(train: UtteranceTable, val: UtteranceTable) -> UtteranceTable:
     """``train``'s rows and those of ``val``'s files that ``train`` does not list.
 
@@ -287,9 +299,7 @@ def _with_val_files(train: UtteranceTable, val: UtteranceTable) -> UtteranceTabl
     accepts a val whose utt_ids collide with train's for other files (two labels CSVs that each name
     ``audio/0001.wav`` in their own folder): those are other utterances and count, under ``data.val:<utt_id>``.
     """
-    seen = set(_file_keys(train))
-    new = [key not in seen for key in _file_keys(val)]
-    val = val.subset(np.flatnonzero(new))
+    val = val.subset(np.flatnonzero(_val_only(train, val)))
     if not len(val):
         return train
     taken = set(map(str, train.column("utt_id")))
@@ -319,7 +329,18 @@ def check_fold_data(recipe: TrainRecipe, fold: HeldOut) -> None:
         if table is None:
             continue
         seen = {f: str(u) for f, u in zip(file_keys(table), table.column("utt_id")) if f}
-        leaked = [(f, str(u)) for f, u in zip(file_keys(held), held.column("utt_id")) if f in seen]
+        rows = zip(file_keys(held), held.column("utt_id"), held.column(fold.column))
+        listed = [(f, str(u), v) for f, u, v in rows if f in seen]
+        leaked = [(f, u) for f, u, _ in listed]
+        grouped = [(f, u) for f, u, v in listed if v not in fold.values]
+        if grouped:  # a bona fide file of the last group, whose other listing puts it in another group
+            f, u = grouped[0]
+            raise ConfigError(
+                f"fold {fold.name}: {len(leaked)} held-out audio file(s) are in the fold's {role}, e.g. {f}, held out "
+                f"as {u!r} (a bona fide file of the last of {fold.bonafide_folds} {'/'.join(BONAFIDE_GROUPS)} groups) "
+                f"and read there as {seen[f]!r} in another group: the held-out EER would {effect} (give the file "
+                f"the same {'/'.join(BONAFIDE_GROUPS)} in every list, or drop one of its rows with where/exclude)"
+            )
         if leaked:
             f, u = leaked[0]
             raise ConfigError(
@@ -520,6 +541,16 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
     return summary
 
 
+def _mean_per_value(fold: HeldOut, figs: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """Each held-out value's ``eer_per_value`` averaged over the seeds' fold figures ``figs``; None where a seed has
+    none (a value with one class only, or a fold read back from before the figure was recorded)."""
+    out: dict[str, float | None] = {}
+    for value in fold.values:
+        eers = [(f.get("eer_per_value") or {}).get(value) for f in figs]
+        out[value] = None if any(e is None for e in eers) else float(np.mean(eers))
+    return out
+
+
 def _bonafide_folds(folds: Sequence[HeldOut]) -> dict[str, int]:
     """cv.json's ``bonafide_folds`` (absent without): every fold has the same."""
     n = folds[0].bonafide_folds
@@ -580,8 +611,8 @@ def cross_validate_seeds(
     """:func:`cross_validate` once per seed (``recipe.seed`` replaced) into ``out_dir/seed_<s>/``.
 
     ``cv.json`` keeps the single-seed keys (``folds``, ``mean_eer``) with each fold's figures averaged over
-    the seeds, adds ``eer_per_seed`` to each fold, and ``seeds``, ``mean_eer_per_seed`` and
-    ``std_eer_over_seeds`` (the spread of the per-seed means, ddof 1).
+    the seeds (``eer``, ``eer_per_value``, ``val_eer``), adds ``eer_per_seed`` to each fold, and ``seeds``,
+    ``mean_eer_per_seed`` and ``std_eer_over_seeds`` (the spread of the per-seed means, ddof 1).
     """
     from sddkit.config import to_dict
 
@@ -613,8 +644,12 @@ def cross_validate_seeds(
                 "column": fold.column,
                 "n_bonafide": figs[0]["n_bonafide"],
                 "n_spoof": figs[0]["n_spoof"],
+                **({"bonafide_folds": fold.bonafide_folds} if fold.bonafide_folds is not None else {}),
                 "eer": float(np.mean([f["eer"] for f in figs])),
                 "eer_per_seed": [f["eer"] for f in figs],
+                # each held-out value's EER (with --bonafide-folds an attack's only one), as a single-seed cv.json
+                # gives it: it was left in the seed_<s>/ folders
+                "eer_per_value": _mean_per_value(fold, figs),
                 "val_eer": float(np.mean(vals)) if vals else None,
             }
         )
