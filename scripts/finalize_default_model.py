@@ -16,7 +16,8 @@
    ``metadata.superseded_calibrations``, as ``sdd calibrate`` does).
 
 Steps 2-4 and the writing are ``sdd calibrate``'s own (``sddkit.scoring.calibrate``: ``calibrated_config`` with
-the threshold rule ``eer``, ``record_calibration``, ``writable_target`` and ``store_calibrated``); what is this
+the threshold rule ``eer``, refusing a model folder replaced while it was scored (``scored_model``),
+``record_calibration``, ``writable_target`` and ``store_calibrated``); what is this
 script's is the sddbench ``val`` partition, the decode cache, step 1's batched scoring and the record it writes.
 
 Nothing is written until steps 2-4 succeeded (a fit that fails leaves ``--out`` as it was; an ``--out`` that
@@ -40,6 +41,7 @@ from sddkit.scoring.calibrate import (  # the steps of `sdd calibrate` (calibrat
     calibrated_config,
     count_classes,
     record_calibration,
+    scored_model,
     store_calibrated,
     writable_target,
 )
@@ -76,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = np.asarray(table.labels, dtype=np.int64)
     n_bona, n_spoof = count_classes(labels, f"{args.manifest} (partition val)")
     detector = load_detector(model_dir)
+    scored = scored_model(model_dir)  # a folder that holds another model when the fit is stored is refused then
     # asked before the scoring: an --out that cannot be written is refused now, not after every val file is scored
     out, made = writable_target(model_dir, Path(args.out))
     sample_rate = detector.sample_rate  # score_many takes waveforms at the model's rate
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     raw = np.asarray([r.raw_score for r in detector.score_many(waves, names=paths)], dtype=np.float64)
     # fitted before anything is written: a fit that fails (a model too weak to calibrate) leaves --out as it was,
     # not holding the new weights uncalibrated
-    config, inference, val = calibrated_config(model_dir, raw, labels, threshold="eer", prior=0.5)
+    config, inference, val = calibrated_config(model_dir, raw, labels, threshold="eer", prior=0.5, scored=scored)
     record = {
         "partition": "sddbench val",
         "n_bonafide": n_bona,

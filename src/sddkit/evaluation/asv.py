@@ -18,6 +18,7 @@ with the countermeasure's scores trial by trial.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ import numpy as np
 
 from sddkit.data.text import not_text, read_text
 from sddkit.errors import ProtocolError
+from sddkit.evaluation.scores import _DECIMAL_COMMA
 from sddkit.metrics import ASVRates, asv_rates_from_scores
 
 ASV_KEYS = ("target", "nontarget", "spoof")
@@ -46,11 +48,15 @@ _SPLIT = re.compile(r"[\s,]+")
 
 @dataclass(frozen=True)
 class ASVScores:
-    """An ASV system's scores (higher = more likely the claimed speaker), by trial kind."""
+    """An ASV system's scores (higher = more likely the claimed speaker), by trial kind.
+
+    ``n_unscored``: the trials of the SASV key (its dummy trials aside) that a keyed score table
+    (:func:`read_keyed_asv_scores`) holds no score of, left out of every figure of these scores; 0 otherwise."""
 
     target: np.ndarray
     nontarget: np.ndarray
     spoof: np.ndarray
+    n_unscored: int = 0
 
     def rates(self) -> ASVRates:
         """The error rates at the ASV system's EER threshold (:func:`sddkit.metrics.asv_rates_from_scores`)."""
@@ -88,16 +94,26 @@ def read_asv_scores(
     found: dict[str, list[float]] = {key: [] for key in ASV_KEYS}
     first = True
     columns: tuple[int, int] | None = None  # (kind, score) columns named by a header (ASVspoof 5's tables)
+    width = 0  # the number of columns that header names
     for number, line in enumerate(text.splitlines(), 1):
         fields = [f for f in _SPLIT.split(line.strip()) if f]
         if not fields or fields[0].startswith("#"):
             continue
+        if "," in line:
+            _refuse_decimal_comma(path, number, line)
         if first and columns is None:
             columns = _header_columns(path, number, fields, wanted)
             if columns is not None:
-                first = False
+                first, width = False, len(fields)
                 continue
         if columns is not None:
+            if len(fields) > width:
+                # e.g. a comma-separated row whose score has a decimal comma (target,1,5): its columns shift
+                raise ProtocolError(
+                    f"{path}, line {number}: {line.strip()[:120]!r}: {len(fields)} fields where the header names "
+                    f"{width} columns (a score written with a decimal comma, 1,5, is two fields in a comma-separated "
+                    "table: write scores with a decimal point)"
+                )
             found[_kind_cell(path, number, line, fields, columns[0])].append(
                 _score_cell(path, number, line, fields, columns[1])
             )
@@ -125,6 +141,19 @@ def read_asv_scores(
             )
         found[keys[0]].append(score)
     return _by_kind(path, found)
+
+
+def _refuse_decimal_comma(path: Path, number: int, line: str) -> None:
+    """A ProtocolError for a line of white-space separated fields one of which is a number written with a decimal
+    comma (``bonafide target 1,53``): split at commas too, its fields read as ``1`` and ``53``, and the last of them,
+    or the header's score column, was taken as the score, silently (the CM score readers refuse such a score)."""
+    tokens = line.split()
+    comma = next((t for t in tokens if _DECIMAL_COMMA.fullmatch(t)), None) if len(tokens) > 1 else None
+    if comma is not None:
+        raise ProtocolError(
+            f"{path}, line {number}: {line.strip()[:120]!r}: the score {comma!r} is written with a decimal comma; "
+            f"write scores with a decimal point (e.g. {comma.replace(',', '.')!r})"
+        )
 
 
 def _by_kind(path: Path, found: dict[str, list[float]]) -> ASVScores:
@@ -189,6 +218,8 @@ def _score_cell(path: Path, number: int, line: str, fields: list[str], at: int) 
             " (an end-to-end SASV system's submission has no ASV score; its sasv-score, the a-DCF's input, is read "
             "from a table without an asv-score column)"
             if cell == "-"
+            else f" (written with a decimal comma: write {cell.replace(',', '.')!r})"
+            if _DECIMAL_COMMA.fullmatch(cell)
             else ""
         )
         raise ProtocolError(
@@ -277,10 +308,13 @@ def read_keyed_asv_scores(
     """The ASV scores of a table naming each trial's target speaker (``spk``) and file (``filename``) with a score
     column (``asv-score``, else ``sasv-score``, else ``score``), such as ASVspoof 5's SASV score files, by the kinds
     :func:`read_asv_key` reads from ``key`` (or ``kinds``, as it read them already); a trial the key does not list is
-    an error, one of its dummy trials is left out."""
+    an error, one of its dummy trials is left out, and so is a trial scored twice; the key's trials without a score
+    are counted (``n_unscored``; ``sdd eval`` warns of them), where the package's ``util.py`` refuses a score file that
+    does not cover its SASV key."""
     kinds = read_asv_key(key) if kinds is None else kinds
     found: dict[str, list[float]] = {kind: [] for kind in ASV_KEYS}
     at: tuple[int, int, int] | None = None
+    scored: dict[tuple[str, str], int] = {}  # each trial's line
     for number, cells in _rows(path, "ASV score file"):
         if at is None:
             names = [c.lower() for c in cells]
@@ -293,17 +327,25 @@ def read_keyed_asv_scores(
         line = "\t".join(cells)
         if len(cells) <= max(at):
             raise ProtocolError(f"{path}, line {number}: {line[:120]!r}: fewer columns than the header")
-        kind = kinds.get((cells[at[0]], cells[at[1]]))
+        trial = (cells[at[0]], cells[at[1]])
+        kind = kinds.get(trial)
         if kind is None:
             raise ProtocolError(
                 f"{path}, line {number}: the trial ({cells[at[0]]}, {cells[at[1]]}) is not in the SASV key {key}"
+            )
+        if scored.setdefault(trial, number) != number:
+            # counted twice, it weighed twice in the ASV error rates, the t-EER and the a-DCF
+            raise ProtocolError(
+                f"{path}, line {number}: the trial ({cells[at[0]]}, {cells[at[1]]}) is scored a second time (first on "
+                f"line {scored[trial]}); a score table holds one row per trial"
             )
         if kind == DUMMY_TRIAL:  # scored, and left out of the metrics, as the package leaves it
             continue
         found[kind].append(_score_cell(path, number, line, cells, at[2]))
     if at is None:
         raise ProtocolError(f"{path}: empty ASV score file")
-    return _by_kind(path, found)
+    unscored = sum(1 for trial, kind in kinds.items() if kind != DUMMY_TRIAL and trial not in scored)
+    return dataclasses.replace(_by_kind(path, found), n_unscored=unscored)
 
 
 _SASV_COLUMNS = ("sasv-score", "sasv_score")

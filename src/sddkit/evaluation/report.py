@@ -10,6 +10,8 @@ writes::
                     at EvalConfig.decision_threshold (sdd eval: the threshold of the model that wrote the scores,
                     from their run record, as its ``decision`` column; 0 without one); pooled.act_dcf is at the
                     Bayes threshold of the DCF costs, as the ASVspoof 5 package's; warnings: partial matches,
+                    trials of the SASV key of keyed ASV scores that hold no score (``asv_scores.n_unscored``),
+                    ASV or SASV scores that look inverted (target trials ranked below the others),
                     scores that look inverted (ROC AUC below 0.5) or like probabilities (all in [0, 1], in a score file
                     without the run record of sdd score or without the columns it lists: actDCF and Cllr read
                     scores as log-likelihood ratios), scores of a model with no calibration (its
@@ -166,10 +168,13 @@ class Report:
     # what was evaluated: the score file, the protocol (absolute paths, SHA-256s) and the model that scored, when
     # sdd score recorded it (see sddkit.cli.eval_cmd.evaluated_inputs); None: not known (an array of scores)
     inputs: dict[str, Any] | None = None
+    # notes on the ASV/SASV scores given (trials of their key they hold no score of, scores that look inverted)
+    asv_warnings: list[str] = field(default_factory=list)
 
     @property
     def warnings(self) -> list[str]:
         notes = list(self.matching["warnings"]) if self.matching else []
+        notes += self.asv_warnings
         if self.pooled.get("eer_ci") and self.pooled.get("eer_ci_note"):  # an interval of too few replicates
             notes.append(self.pooled["eer_ci_note"])
         low, high = self.pooled.get("score_range") or (None, None)
@@ -357,6 +362,41 @@ def _sasv_dcf(sasv: ASVScores | None, cost: ADCFCost) -> dict[str, Any]:
         return {}
     result = a_dcf(sasv.target, sasv.nontarget, sasv.spoof, cost)
     return {"min_a_dcf": result.a_dcf, "a_dcf_threshold": result.threshold}
+
+
+def _asv_warnings(asv: ASVScores | None, sasv: ASVScores | None) -> list[str]:
+    """The report's warnings on the ASV (and SASV) scores given: trials of their SASV key they hold no score of, and
+    scores that rank target trials below the others (a distance, or another tool's reversed scores: the t-DCFs, the
+    t-EER and the a-DCF are then those of a system that reverses its decisions)."""
+    if asv is None:
+        return []
+    notes = []
+    if asv.n_unscored:
+        n_scored = asv.target.size + asv.nontarget.size + asv.spoof.size
+        figures = (
+            "the t-DCFs' ASV error rates, the t-EER and the a-DCF are"
+            if sasv is not None
+            else "the t-DCFs' ASV error rates and the t-EER are"
+        )
+        notes.append(
+            f"the ASV score table scores {n_scored} of the {n_scored + asv.n_unscored} trials of its key "
+            f"({asv.n_unscored} without a score): {figures} those of the scored trials alone (the ASVspoof 5 package "
+            "refuses a score file that does not cover its SASV key)"
+        )
+    for name, scores, others in (("ASV", asv, "non-target"), ("SASV", sasv, "non-target and spoof")):
+        if scores is None:
+            continue
+        versus = scores.nontarget if name == "ASV" else np.concatenate([scores.nontarget, scores.spoof])
+        labels = np.r_[np.ones(scores.target.size, dtype=np.int64), np.zeros(versus.size, dtype=np.int64)]
+        auc = roc_auc(labels, np.r_[scores.target, versus])
+        if auc < 0.5:
+            notes.append(
+                f"the {name} scores rank {others} trials above target trials more often than not (ROC AUC {auc:.4f}): "
+                "sddkit reads them as higher = more likely the claimed speaker (negate distance-like scores); the "
+                + ("t-DCFs' ASV error rates and the t-EER" if name == "ASV" else "a-DCF")
+                + " are those of the scores as given"
+            )
+    return notes
 
 
 def _per_group(
@@ -568,6 +608,7 @@ def evaluate(
         # the 2021 DF key's vocoder: its official breakdown, each vocoder's spoofs against the bona fide, as attacks
         per_vocoder=_per_attack(table, y, s, cfg, "vocoder") if _names_any(table, "vocoder", y) else None,
         per_attack_type=per_attack_type,
+        asv_warnings=_asv_warnings(asv_scores, sasv_scores),
         gate_weights=None if gates is None else _gate_tables(table, y, gates, aligned.expert_names),
         expert_use=None if aligned.expert_use is None else _expert_use_tables(table, y, aligned.expert_use, scores),
     )

@@ -6,11 +6,13 @@ will be reported on) as ``sdd score`` does, fits the logistic calibration ``llr 
 (:func:`~sddkit.scoring.calibration.fit_calibration`, Brümmer's prior-weighted form), sets the decision threshold
 by one of :data:`THRESHOLD_RULES`, and writes the model directory's ``config.json`` (in place, or beside a copy of
 its weights in ``out``). Nothing is written unless every file scored and the fit succeeded, and a run that fails
-leaves no folder of ``out`` it made.
+leaves no folder of ``out`` it made. A model directory that holds another model by then (``sdd train`` exported a
+new ``best/`` there while its files were scored: other weights, model config or windows) is refused
+(:func:`scored_model`): the fit would be stored for a model whose scores it never saw.
 
 scripts/finalize_default_model.py, which calibrates the bundled model on sddbench ``val``, goes through the same
-steps (:func:`count_classes`, :func:`writable_target`, :func:`calibrated_config`, :func:`record_calibration`,
-:func:`store_calibrated`); only its scoring is its own (batched, from a decode cache).
+steps (:func:`count_classes`, :func:`writable_target`, :func:`scored_model`, :func:`calibrated_config`,
+:func:`record_calibration`, :func:`store_calibrated`); only its scoring is its own (batched, from a decode cache).
 
 The new calibration's record, ``metadata.calibrated``, is the one in force: an earlier one (an earlier
 ``metadata.calibrated``, or the ``metadata.val_calibrated`` of scripts/finalize_default_model.py, which the bundled
@@ -227,20 +229,82 @@ def refuse_another_model(model_dir: Path, target: Path) -> None:
     )
 
 
+def _scored_state(config: dict[str, Any], model_dir: Path) -> dict[str, Any]:
+    """What of ``model_dir``'s ``config`` (read from it) its raw scores depend on: all but its metadata and the
+    calibration and threshold of its inference settings, with the weights file's identity (inode, size, modification
+    time) where the config records no ``weights_digest`` to tell its weights by."""
+    from sddkit.detectors.model_dir import WEIGHTS_NAME
+    from sddkit.scoring.inference import parse_inference
+
+    inference = parse_inference(config.get("inference"), f"{model_dir}: inference").to_dict()
+    state = {k: v for k, v in config.items() if k not in ("metadata", "inference", "sddkit_version")}
+    state["inference"] = {k: v for k, v in inference.items() if k not in ("calibration", "threshold")}
+    if not config.get("weights_digest"):
+        try:
+            st = (model_dir / WEIGHTS_NAME).stat()
+            state["weights_file"] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            state["weights_file"] = None
+    return state
+
+
+def scored_model(model_dir: Path) -> dict[str, Any]:
+    """The state of ``model_dir`` its raw scores are of (its weights, model config and inference settings but the
+    calibration and threshold), taken when it is loaded to score the files a calibration is fitted on, for
+    :func:`calibrated_config` to check that the folder still holds that model when the calibration is stored: a model
+    directory replaced meanwhile (``sdd train`` exporting a better ``best/`` while it is calibrated) would otherwise
+    be stored with a calibration and threshold fitted on another model's scores, without a word."""
+    from sddkit.detectors.model_dir import read_model_config
+
+    return _scored_state(read_model_config(model_dir), model_dir)
+
+
+def _changed_parts(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The parts (weights, model config, inference settings) in which two :func:`scored_model` states differ."""
+    weights = ("weights_digest", "pretrained_digest", "weights_file")
+    others = (set(before) | set(now)) - {*weights, "inference"}
+    parts = []
+    if any(before.get(k) != now.get(k) for k in weights):
+        parts.append("weights")
+    if any(before.get(k) != now.get(k) for k in others):
+        parts.append("model config")
+    if before.get("inference") != now.get("inference"):
+        parts.append("inference settings (windows, aggregation)")
+    return parts
+
+
 def calibrated_config(
-    model_dir: Path, raw: np.ndarray, labels: np.ndarray, *, threshold: str = "eer", prior: float = 0.5
+    model_dir: Path,
+    raw: np.ndarray,
+    labels: np.ndarray,
+    *,
+    threshold: str = "eer",
+    prior: float = 0.5,
+    scored: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], InferenceConfig, EERResult]:
     """Fit ``model_dir``'s calibration on its raw (uncalibrated) scores ``raw`` of files labelled ``labels`` and set
     its threshold by the rule ``threshold`` -> (its config with the new ``inference`` section, that
     ``InferenceConfig``, the ``EERResult`` of the calibrated scores). Writes nothing: a fit that fails leaves every
-    file as it was; the caller records it (:func:`record_calibration`) and writes it (:func:`store_calibrated`)."""
+    file as it was; the caller records it (:func:`record_calibration`) and writes it (:func:`store_calibrated`).
+
+    ``scored``: :func:`scored_model` of ``model_dir`` when it was loaded to score ``raw``; a folder that holds another
+    model now (other weights, model config or windows) is refused, as the fit would describe a model it is not."""
     from sddkit.detectors.model_dir import read_model_config
     from sddkit.metrics.det import eer
     from sddkit.scoring.calibration import fit_calibration
-    from sddkit.scoring.inference import read_inference
+    from sddkit.scoring.inference import parse_inference
 
     check_rule(threshold, prior)
-    inference = read_inference(model_dir)
+    config = read_model_config(model_dir)  # read once: the state checked is the one written over
+    if scored is not None:
+        changed = _changed_parts(scored, _scored_state(config, model_dir))
+        if changed:
+            raise ConfigError(
+                f"{model_dir} changed while its files were scored (its {' and '.join(changed)}): a calibration "
+                "fitted on the scores of the model it held would be stored for another one; nothing was written. "
+                "Calibrate it again once nothing writes it (e.g. sdd train exporting a new best/ there)"
+            )
+    inference = parse_inference(config.get("inference"), f"{model_dir}: inference")
     inference.calibration = fit_calibration(raw, labels, prior=prior)
     llr = inference.calibration.apply(raw)
     point = eer(labels, llr)
@@ -249,7 +313,6 @@ def calibrated_config(
     elif threshold == "bayes":
         # + 0.0: at prior 0.5 the negation is -0.0, which config.json and the report would print as "-0.0"
         inference.threshold = -math.log(prior / (1.0 - prior)) + 0.0
-    config = read_model_config(model_dir)
     config["inference"] = inference.to_dict()
     return config, inference, point
 
@@ -309,6 +372,7 @@ def calibrate_on_protocol(
     if note is not None:
         (warn or log.warning)(note)
     detector = load_detector(model_dir)  # first: a missing model is named as such, no folder made for it
+    scored = scored_model(model_dir)  # checked again before the calibration is stored (calibrated_config)
     # no file could pass both bounds: said once, up front, not as the first file's error after the protocol was read
     check_max_duration_fits(
         max_duration, detector.inference.min_duration_s, "no file could be scored", name=max_duration_name
@@ -327,7 +391,9 @@ def calibrate_on_protocol(
                 "for: repair the file or leave it out of the protocol"
             ) from None
 
-    config, inference, point = calibrated_config(model_dir, raw, labels, threshold=threshold, prior=prior)
+    config, inference, point = calibrated_config(
+        model_dir, raw, labels, threshold=threshold, prior=prior, scored=scored
+    )
     record = {
         "protocol": str(Path(protocol).resolve()),
         "partitions": list(partitions) if partitions else None,

@@ -290,9 +290,11 @@ def _fit_standardised(
     zt = np.ascontiguousarray(((tar - mu) / sigma).T)
     zn = np.ascontiguousarray(((non - mu) / sigma).T)
     lo = logit(prior)
-    wt, wn = prior / tar.shape[0], (1 - prior) / non.shape[0]
-    # the objective of an uninformative system is the prior's entropy: the penalty keeps its weight against it
-    l2 = l2 * float(-(prior * np.log2(prior) + (1 - prior) * np.log2(1 - prior)))
+    # the objective of an uninformative system is the prior's entropy (bits): the objective is divided by it, which
+    # gives the penalty its weight against the data at any prior, and keeps the gradients the optimiser stops on
+    # of order 1 (at P = 1e-12 they were below its tolerance at the start, and the fit returned its starting point)
+    entropy = float(-(prior * np.log2(prior) + (1 - prior) * np.log1p(-prior) / _LOG2))
+    wt, wn = prior / (tar.shape[0] * entropy), (1 - prior) / (non.shape[0] * entropy)
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w, c = theta[:-1], theta[-1]

@@ -132,9 +132,34 @@ def calibrate_model_dir(model_dir: str | Path, scores, labels, *, prior: float =
     The stored ``threshold`` is kept as it is, on the new LLR scale: 0 is the Bayes decision at prior 0.5, but a
     threshold chosen as an operating point of the old calibration (e.g. a val EER point) no longer is one and
     must be chosen again (``scripts/finalize_default_model.py`` sets it to the new val EER point).
+
+    As ``sdd calibrate``, records the calibration in force in ``metadata.calibrated`` (``fitted_by``, the counts,
+    the prior, ``threshold_rule`` ``keep``); an earlier record (of ``sdd calibrate``, or the bundled model's
+    ``val_calibrated``) describes a calibration the config no longer holds and moves to
+    ``metadata.superseded_calibrations`` (:func:`sddkit.scoring.calibrate.record_calibration`). A training run that
+    exports the same weights there again keeps it, as it keeps one of ``sdd calibrate``.
     """
+    import json
+
+    from sddkit.detectors.model_dir import CONFIG_NAME, atomic_write_bytes, read_model_config
+    from sddkit.scoring.calibrate import record_calibration
     from sddkit.scoring.calibration import fit_calibration
 
-    cfg = read_inference(model_dir)
+    model_dir = Path(model_dir)
+    config = read_model_config(model_dir)  # read once: the inference and metadata written back are this config's
+    cfg = parse_inference(config.get("inference"), f"{model_dir}: inference")
     cfg.calibration = fit_calibration(scores, labels, prior=prior)
-    return write_inference(model_dir, cfg)
+    cal = cfg.calibration
+    config["inference"] = cfg.to_dict()
+    record = {
+        "fitted_by": "sddkit.scoring.calibrate_model_dir",
+        "n_bonafide": cal.n_bonafide,
+        "n_spoof": cal.n_spoof,
+        "prior": cal.prior,
+        "threshold_rule": "keep",
+    }
+    # before, the record of an earlier calibration stayed as the one in force, and a training run's next export of
+    # the same weights (which keeps a calibration only where a record says one was fitted) dropped this one
+    config["metadata"] = record_calibration(config.get("metadata"), "calibrated", record)
+    atomic_write_bytes(model_dir / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+    return cfg
