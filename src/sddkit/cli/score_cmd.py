@@ -25,6 +25,7 @@ import glob
 import json
 import math
 import os
+import re
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -341,7 +342,10 @@ def _check_earlier_shards(out: Path, world: int) -> None:
     if world == 1:
         # one process never reads the shards: it would score every file again beside them, and a later --merge
         # would add their rows to its own
-        shards = sorted(p.name for p in out.parent.glob(f"{glob.escape(out.name)}.rank*") if p.suffix != ".lock")
+        # a shard, its marker or its run record (its lock stays after a run: not one), not any file whose name
+        # begins so (scores.csv.ranking.txt refused every run into scores.csv as "shards of an unfinished run")
+        shard = re.compile(rf"{re.escape(out.name)}\.rank\d+(?:\.done|\.run\.json)?")
+        shards = sorted(p.name for p in out.parent.glob(f"{glob.escape(out.name)}.rank*") if shard.fullmatch(p.name))
         if shards:
             raise ProtocolError(
                 f"{out}: shards of an unfinished torchrun run are here ({', '.join(shards[:3])}): finish that run "

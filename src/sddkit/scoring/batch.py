@@ -191,6 +191,7 @@ def read_manifest(path: Path) -> list[str]:
         if not rows:
             raise ProtocolError(f"{path}: the JSON lines list no paths")
         return [_resolve(path, p, base) for p in rows]
+    unnamed: str | None = None  # a table's column of audio paths that is not named 'path'
     # a one-column "path" header heads a CSV whatever the file's name (else "path" was listed as a file)
     if path.suffix.lower() in (".csv", ".tsv") or any(d in first for d in ",\t;") or first.strip() == "path":
         delimiter = _delimiter(first)
@@ -206,6 +207,7 @@ def read_manifest(path: Path) -> list[str]:
             if not listed:
                 raise ProtocolError(f"{path}: the manifest's 'path' column lists no paths")
             return listed
+        unnamed = _audio_column(raw, delimiter)
     # a pipe, read once already, holds nothing more for a protocol reader to read
     table = _try_protocol(path) if path.is_file() else None
     if table is not None:
@@ -235,7 +237,35 @@ def read_manifest(path: Path) -> list[str]:
             f"{path}: not a manifest sddkit understands (no 'path' column, not a known protocol, "
             f"and lines like {bad[0]!r} are not audio paths){_path_typo(first)}"
         )
+    if unnamed is not None:
+        # else each whole line was listed, the header too, where a line ends like an audio name (its path in the
+        # last column, "spoof,clips/a.wav"): every row an error "no such file", exit 1
+        raise ProtocolError(
+            f"{path}: a table without a 'path' column, whose {unnamed!r} column holds audio paths: name that "
+            "column 'path' in the header (or list one path per line)"
+        )
     return [_list_entry(path, ln) for ln in listed]
+
+
+def _audio_column(raw: str, delimiter: str) -> str | None:
+    """The header name of the column of a table (``raw``, cells separated by ``delimiter``) that holds audio paths,
+    when the table has a header (its first line, not a ``#`` comment, names no audio file) and every other line
+    has as many cells as it: ``label,file`` over ``spoof,clips/a.wav``. None for anything else (a list of paths, a
+    headerless table)."""
+    reader = csv.reader(io.StringIO(raw, newline=""), delimiter=delimiter)
+    cells = (row for row in reader if any(c.strip() for c in row))
+    header = next(cells, [])
+
+    def audio(cell: str) -> bool:
+        return Path(cell.strip()).suffix.lower() in AUDIO_EXTENSIONS
+
+    if len(header) < 2 or header[0].lstrip().startswith("#") or any(audio(h) for h in header):
+        return None  # (before the rest is read: a long list named .csv has no header)
+    rows = list(cells)
+    if not rows or any(len(r) != len(header) for r in rows):
+        return None
+    found = [i for i in range(len(header)) if any(audio(r[i]) for r in rows)]
+    return header[found[0]].strip() if found else None
 
 
 def _path_typo(header: str) -> str:
@@ -714,6 +744,7 @@ class ScoreWriter:
     files count as not done; error rows of other files stay. ``retry_below_limit`` (None: off) does the same for the
     rows of ``retry_inputs`` whose file was refused as longer than a limit below it (this run's ``max_duration``,
     ``math.inf`` for none): a rerun that raises the limit scores them (``retried_too_long`` counts them).
+    ``retry_inputs`` are this run's inputs, relative paths read against the working directory.
     ``lock``: the :class:`OutputLock` of ``out``, taken already (``sdd score`` takes it before the model loads; one
     that locked nothing, taken before out's folder existed, is taken again once the writer has made the folder); the
     writer releases it when it closes or fails to open, as it does the lock it takes itself when none is given.
@@ -794,7 +825,9 @@ class ScoreWriter:
             self._same_base = os.path.samefile(self.base, os.getcwd())
         except OSError:  # the first run's folder is gone: its relative rows cannot be matched anyway
             self._same_base = self.base == os.getcwd()
-        retry = None if retry_inputs is None else {self.absolute(p) for p in retry_inputs}
+        # this run's inputs are relative to the working directory (as score_files reads them), not to the base of
+        # the rows: read against the base, a --retry-errors rerun from another folder retried none of its error rows
+        retry = None if retry_inputs is None else {os.path.abspath(p) for p in retry_inputs}
 
         def retried(r: dict[str, Any]) -> bool:  # an error row that this run removes and scores again
             return rescored(r, retry_errors, retry_below_limit) and (
