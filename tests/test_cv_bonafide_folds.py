@@ -94,3 +94,17 @@ def test_sdd_cv_refuses_a_bonafide_fold_count_below_2(tmp_path, capsys):
     argv = ["cv", str(recipe), "--by", "attack", "--hold-out", "A01", "--hold-out", "A02", "--out", str(tmp_path / "o")]
     assert main([*argv, "--bonafide-folds", "1"]) == 2
     assert "--bonafide-folds must be an integer >= 2" in capsys.readouterr().err
+
+
+def test_sdd_cv_refuses_an_out_dir_set_through_a_section_override(tmp_path, capsys):
+    # `trainer.out_dir=x` was refused by its key's text; `trainer={out_dir: x}` got past and was ignored
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: {frontend: logmel, backend: lcnn}\ntrainer: {epochs: 2}\n")
+    argv = ["cv", str(recipe), "--hold-out", "a", "--hold-out", "b", "--out", str(tmp_path / "o")]
+    assert main([*argv, "trainer={epochs: 2, out_dir: elsewhere}"]) == 2
+    assert "an override sets trainer.out_dir" in capsys.readouterr().err
+    # another setting of the section is no out_dir: read on, to the recipe's missing data (an AssertionError before)
+    assert main([*argv, "trainer={epochs: 3}"]) == 2
+    err = capsys.readouterr().err
+    assert "the recipe has no data.train" in err and "out_dir" not in err
+    assert not (tmp_path / "o").exists()

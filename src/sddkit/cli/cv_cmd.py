@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     recipe = load_recipe(args.recipe, args.overrides)
+    _refuse_nested_overrides(args)
     folds = parse_folds(args.by, args.hold_out, args.bonafide_folds)
     if args.seeds is None:
         summary = cross_validate(recipe, folds, args.out, workers=args.workers)
@@ -96,3 +97,25 @@ def run(args: argparse.Namespace) -> int:
             f"{len(rows)} folds; {args.out}/cv.json"
         )
     return 0
+
+
+def _refuse_nested_overrides(args: argparse.Namespace) -> None:
+    """The refusal above of a ``trainer.out_dir`` override, for one that sets it through its section
+    (``trainer={out_dir: x, ...}``), which the key's text does not show: it was ignored without a word."""
+    import copy
+
+    from sddkit.config import apply_overrides, load_yaml
+    from sddkit.errors import ConfigError
+
+    def value(data: object, *keys: str) -> object:
+        for key in keys:
+            data = data.get(key) if isinstance(data, dict) else None
+        return data
+
+    raw = load_yaml(args.recipe)
+    changed = apply_overrides(copy.deepcopy(raw), list(args.overrides or []))
+    if value(changed, "trainer", "out_dir") != value(raw, "trainer", "out_dir"):
+        raise ConfigError(
+            f"--out {args.out} holds each fold's run (trainer.out_dir is OUT/fold_<values>/): an override sets "
+            "trainer.out_dir (through trainer={...}); drop it, and give the folder as --out"
+        )

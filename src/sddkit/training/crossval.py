@@ -228,7 +228,10 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
     from sddkit.training.data import read_tables
 
     table = read_tables(recipe.data.train, "data.train")
-    assert table is not None  # a recipe without train data fails in TrainRecipe itself
+    if table is None:  # TrainRecipe takes a recipe without data (a model to describe): it was an AssertionError here
+        raise ConfigError(
+            "sdd cv holds values out of the recipe's data.train (and data.val): the recipe has no data.train"
+        )
     val = read_tables(recipe.data.val, "data.val")
     # the bona fide rows of the last group, each told in its own list as the fold's spec there tells it: a val row
     # renamed data.val:<utt_id> below (its id taken by another train file) changed its group where it has no pair or
