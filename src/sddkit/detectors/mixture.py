@@ -47,7 +47,7 @@ def mix_log_probs(expert_log_probs: Tensor, weights: Tensor) -> Tensor:
     """Expert class log-probabilities (B, E, 2) and gate weights (B, E) -> the mixture's log p(c | x) (B, 2).
 
     ``log sum_e w_e p_e(c | x)``, computed in log space and in float32 at least; its bona fide log-odds is
-    ``out[:, 1] - out[:, 0]``.
+    ``out[:, 1] - out[:, 0]``. A zero weight drops its expert exactly; a NaN weight makes its row NaN.
     """
     # float32 at least, as bonafide_log_odds: the log-odds of log-probabilities rounded to bfloat16 keeps ~3
     # significant digits (distinct trials tie), and a float16 weight below its smallest normal (6e-5) was
@@ -57,7 +57,10 @@ def mix_log_probs(expert_log_probs: Tensor, weights: Tensor) -> Tensor:
     # A zero weight is log 0 = -inf (the expert drops out exactly; clamping it to a small epsilon
     # would cap the mixture's log-odds near -log(eps)); the clamp inside only keeps log's gradient finite.
     tiny = torch.finfo(dtype).tiny
-    log_w = torch.where(weights > 0, weights.clamp_min(tiny).log(), float("-inf")).unsqueeze(-1)  # (B, E, 1)
+    log_w = torch.where(weights > 0, weights.clamp_min(tiny).log(), float("-inf"))
+    # a NaN weight stays NaN (NaN > 0 is false: it was taken for a zero weight, and the other experts' view came out
+    # as a finite, confident score of an input whose gate had failed)
+    log_w = torch.where(weights.isnan(), weights, log_w).unsqueeze(-1)  # (B, E, 1)
     return torch.logsumexp(log_w + expert_log_probs, dim=1)
 
 
@@ -167,7 +170,8 @@ def _softmax_gates() -> tuple[type, ...]:
 def _check_simplex(gate: nn.Module, weights: Tensor) -> None:
     """Refuse gate weights off the simplex (a custom gate without its softmax): a negative weight was taken as 0 by
     :func:`mix_log_probs` and rows not summing to one made ``logits`` no log-probabilities, while the recorded
-    ``gate_weights`` were then refused only by ``sdd eval``, after every file was scored. NaN rows pass (NaN input)."""
+    ``gate_weights`` were then refused only by ``sdd eval``, after every file was scored. Rows holding NaN pass (NaN
+    input): :func:`mix_log_probs` makes their scores NaN, which ``sdd score`` reports as errors."""
     # rounding: each weight of a half-precision softmax is rounded by up to eps / 2 of itself, so the row's sum by up
     # to eps / 2 (the weights sum to 1): 0.4 % in bfloat16; twice that is allowed
     eps = torch.finfo(weights.dtype).eps if weights.is_floating_point() else 0.0
