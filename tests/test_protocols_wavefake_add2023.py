@@ -151,3 +151,15 @@ def test_add2023_track_1_2_reads_as_its_own_corpus(tmp_path):
     add22.parent.mkdir(parents=True)
     add22.write_text("ADD_T_00000000.wav genuine\n")
     assert set(read_protocol(add22).df["corpus"]) == {"add2022"}
+
+
+def test_sdd_eval_of_wavefake_without_its_bona_fide_names_the_roots(tmp_path, capsys):
+    from sddkit.cli.main import main
+
+    root = _wavefake(tmp_path)
+    scores = tmp_path / "s.csv"
+    df = read_protocol(root).df
+    scores.write_text("path,score\n" + "".join(f"{p},0.5\n" for p in df["path"]))
+    assert main(["eval", "--scores", str(scores), "--protocol", str(root), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "WaveFake holds only spoofs" in err and "ljspeech_root=DIR" in err

@@ -519,11 +519,20 @@ def _gate_tables(
 
 
 def _spoof_only_hint(table: UtteranceTable, labels: np.ndarray) -> str:
-    """How to add the bona fide side of a corpus that ships only spoofs (MLAAD: M-AILABS), '' for any other."""
-    if int(labels.sum()) == 0 and table.has_column("corpus") and set(table.column("corpus").tolist()) == {"mlaad"}:
+    """How to add the bona fide side of a corpus that ships only spoofs (MLAAD: M-AILABS; WaveFake: LJSpeech and
+    JSUT), '' for any other."""
+    if int(labels.sum()) != 0 or not table.has_column("corpus"):
+        return ""
+    corpora = set(table.column("corpus").tolist())
+    if corpora == {"mlaad"}:
         return (
             "; MLAAD holds only spoofs: read its bona fide counterpart, M-AILABS, with it (sdd eval --protocol-option "
             "bonafide_root=DIR, the folder holding de_DE/, en_US/, ...)"
+        )
+    if corpora == {"wavefake"}:
+        return (
+            "; WaveFake holds only spoofs: read its bona fide counterparts with it (sdd eval --protocol-option "
+            "ljspeech_root=DIR, the LJSpeech-1.1 folder, and/or --protocol-option jsut_root=DIR, jsut_ver1.1)"
         )
     return ""
 
