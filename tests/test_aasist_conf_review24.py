@@ -67,3 +67,22 @@ def test_a_configuration_that_is_not_aasists_is_refused(tmp_path):
     conf.write_text(json.dumps({"model_config": {"architecture": "AASIST"}}))
     with pytest.raises(CheckpointError, match="--variant aasist_l and --config .* both give the architecture"):
         import_aasist(weights, tmp_path / "x", config=conf, variant="aasist_l")
+
+
+def test_the_published_aasist_l_configuration_names_the_variant_aasist_l(tmp_path, capsys):
+    # AASIST-L.conf's values are the registered aasist_l back-end's: the import was recorded as `aasist` at its size
+    torch.manual_seed(0)
+    backend = get_registry("backend").build({"name": "aasist_l", "reference_compat": True}).eval()
+    weights = tmp_path / "AASIST-L.pth"
+    torch.save(sddkit_to_reference(backend.state_dict()), weights)
+    light = {"first_conv": 128, "filts": [70, [1, 32], [32, 32], [32, 24], [24, 24]], "gat_dims": [24, 32]}
+    published = {"pool_ratios": [0.4, 0.5, 0.7, 0.5], "temperatures": [2.0, 2.0, 100.0, 100.0]}
+    conf = tmp_path / "AASIST-L.conf"
+    conf.write_text(json.dumps({"model_config": {"architecture": "AASIST", "nb_samp": 64600, **light, **published}}))
+    assert main(["import-aasist", str(weights), "--config", str(conf), "--out", str(tmp_path / "m")]) == 0
+    assert "imported aasist_l (85,306 parameters)" in capsys.readouterr().out
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["model"]["backend"]["name"] == "aasist_l" and config["metadata"]["variant"] == "aasist_l"
+    # other values stay an `aasist` with them (the run above)
+    _, own, own_conf = _own_run(tmp_path)
+    assert import_aasist(own, tmp_path / "own", config=own_conf).variant == "aasist"

@@ -196,6 +196,19 @@ def detector_config(variant: str, architecture: Mapping[str, Any] | None = None)
     )
 
 
+def _published_variant(variant: str, architecture: Mapping[str, Any]) -> tuple[str, Mapping[str, Any] | None]:
+    """(the published variant whose back-end values ``architecture`` gives, None) where there is one, else the
+    arguments unchanged."""
+    from sddkit.config import to_dict
+
+    given = {k: v for k, v in to_dict(detector_config(variant, architecture).backend).items() if k != "name"}
+    for named in VARIANTS:
+        published = {k: v for k, v in to_dict(detector_config(named).backend).items() if k != "name"}
+        if published == given:
+            return named, None
+    return variant, architecture
+
+
 def _expected_shapes(variant: str, architecture: Mapping[str, Any] | None = None) -> dict[str, tuple[int, ...]]:
     backend = get_registry("backend").build(detector_config(variant, architecture).backend)
     return {k: tuple(v.shape) for k, v in sddkit_to_reference(backend.state_dict()).items()}
@@ -343,6 +356,10 @@ def import_aasist(
         problems = _mismatches(state, _expected_shapes(variant)) if variant in VARIANTS else []
         if problems:
             raise CheckpointError(f"{weights}: does not match {variant}: {'; '.join(problems[:5])}")
+    if architecture is not None:
+        # a configuration of a published variant's values (AASIST-L.conf) is that variant, named as --variant or
+        # the weights' shapes name it: it was recorded as aasist at AASIST-L's size
+        variant, architecture = _published_variant(variant, architecture)
     cfg = detector_config(variant, architecture)
     detector = build_detector(cfg)
     full = {f"backend.{k}": v for k, v in reference_to_sddkit(state, str(weights)).items()}
