@@ -18,10 +18,10 @@ slower than ``UPLOAD_MIN_RATE`` on average), so a client can never make the serv
 ``max_upload_mb`` (plus the multipart envelope), and nothing of it is written to disk. Decoding stops as
 soon as the audio passes ``max_duration_s``. Every deliberate error is a JSON
 ``{"error": {"type": ..., "message": ...}}`` with a 4xx status (413 too large, 415 not multipart, 400
-malformed body, 422 missing field, more than one file or unusable audio), or a 500 when the model fails
-(``non_finite_score`` for NaN/inf rather than a score, ``checkpoint_error`` for a model that answers in the
-wrong shape), or a 503 ``not_ready`` while no model is loaded (before the lifespan starts); the server keeps
-serving.
+malformed body or a form of over 16 text fields, 422 missing field, more than one file or unusable audio), or a
+500 when the model fails (``non_finite_score`` for NaN/inf rather than a score, ``checkpoint_error`` for a model
+that answers in the wrong shape), or a 503 ``not_ready`` while no model is loaded (before the lifespan starts); the
+server keeps serving.
 Decoding and inference run in the thread pool, so concurrent requests do not block the event loop.
 Pages of another origin may call the service from a browser only when ``cors_origins`` names their origin (CORS,
 off by default). ``sdd serve`` runs it with uvicorn as ``sddkit.service.server`` configures it (idle connections are
@@ -96,6 +96,8 @@ KEEP_ALIVE_S = 5.0
 _TOO_LARGE_MSG = "upload exceeds the limit of {mb:g} MB"
 # files parsed from one upload at most (one is scored; more are refused as too_many_files)
 _MAX_FILES = 4
+# text (non-file) fields parsed from one upload at most (they are ignored; more are refused as too_many_fields)
+_MAX_FIELDS = 16
 
 
 class ApiError(Exception):
@@ -146,7 +148,7 @@ class ErrorResponse(BaseModel):
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in (
-        (400, "malformed request body"),
+        (400, f"malformed request body, or a form of over {_MAX_FIELDS} text fields"),
         (
             408,
             f"the upload stalled (no data for {UPLOAD_IDLE_S:g} s) or came too slowly (it must end within "
@@ -487,7 +489,7 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
     body = b"".join(chunks)
     del chunks  # not held twice while it is parsed
     _check_closed(content_type, body)
-    parser = MultiPartParser(request.headers, _once(body), max_files=_MAX_FILES, max_fields=16)
+    parser = MultiPartParser(request.headers, _once(body), max_files=_MAX_FILES, max_fields=_MAX_FIELDS)
     # The body is in memory already: its file part stays there. Starlette spools a part over 1 MB to a temporary
     # file, so with a full (or read-only) temporary folder every upload over 1 MB was a 500 internal_error, and
     # each one was written to disk and read back for nothing.
@@ -499,6 +501,13 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
         if exc.message.startswith("Too many files"):  # a well-formed body: refused as two files are, not "malformed"
             raise ApiError(
                 422, "too_many_files", f"send one file per request; the form holds more than {_MAX_FILES} files"
+            ) from None
+        if exc.message.startswith("Too many fields"):  # well-formed too: "malformed multipart body" misled
+            raise ApiError(
+                400,
+                "too_many_fields",
+                f"the form holds more than {_MAX_FIELDS} text fields; send the audio as a file in the field 'file' "
+                "(other fields are ignored)",
             ) from None
         raise ApiError(400, "bad_request", f"malformed multipart body: {_parse_failure(exc, exc.message)}") from None
     try:
