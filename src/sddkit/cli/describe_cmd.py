@@ -57,7 +57,13 @@ def model_config_from(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             f"this recipe holds no model of its own: it starts from the model directory init_from="
             f"{data['init_from']}; describe that directory (sdd describe {data['init_from']}){extra}"
         )
-    raise ConfigError("config holds no model: expected 'frontend'/'backend', 'experts'/'gate', or a 'model' key")
+    hint = ""
+    if isinstance(data.get("model_config"), dict):  # the published AASIST repository's .conf (JSON)
+        hint = (
+            "; this looks like a published AASIST .conf: turn its weights into a model directory with "
+            "`sdd import-aasist WEIGHTS --config CONF --out DIR`, and describe that"
+        )
+    raise ConfigError(f"config holds no model: expected 'frontend'/'backend', 'experts'/'gate', or a 'model' key{hint}")
 
 
 def folder_architectures(obj: Any) -> Any:
@@ -193,7 +199,10 @@ def _source(path: Path) -> str:
 
 def _as_written(message: str, section: str, file: str) -> str:
     """An error about the built model config (``model.backend: ...``) naming the key as ``file`` holds it:
-    ``mixture.experts[0]...`` in a mixture recipe, ``backend: ...`` in a config file without a ``model`` key."""
+    ``mixture.experts[0]...`` in a mixture recipe, ``backend: ...`` in a config file without a ``model`` key; one
+    saying the file holds no model names ``file``."""
+    if message.startswith("config holds no model"):  # about the whole file, which it named nowhere
+        return f"{file}: {message}"
     head, rest = message[:5], message[5:]
     if head != "model" or rest[:1] not in (".", "[", ":"):
         return message
