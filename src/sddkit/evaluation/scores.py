@@ -199,7 +199,7 @@ class _Collector:
         self.unit = "line"
 
     def _at(self, number: int) -> str:
-        return f"{self.path}:{number}" if self.unit == "line" else f"{self.path}: item {number}"
+        return _location(self.path, self.unit, number)
 
     def add(
         self,
@@ -496,8 +496,14 @@ def _json_document(path: Path) -> Any:
         return None
 
 
+def _location(path: Path, unit: str, number: int) -> str:
+    """Where a score row is, for messages: ``path:3`` (line 3) or ``path: item 3`` (of a JSON list, on one line)."""
+    return f"{path}:{number}" if unit == "line" else f"{path}: item {number}"
+
+
 def _json_rows(path: Path) -> Iterator[tuple[int, str, dict[str, Any], str]]:
-    """(number, where, object, its text) of each score row of a JSON lines file or of a JSON list of objects.
+    """(number, unit, object, its text) of each score row of a JSON lines file (unit ``line``) or of a JSON list of
+    objects (unit ``item``).
 
     A list of row objects (``json.dump(rows)``, pandas' ``to_json(orient="records")``) is read as JSON lines are;
     another whole-file JSON document (e.g. ``sdd eval``'s pretty-printed ``report.json``) is refused as such,
@@ -507,7 +513,7 @@ def _json_rows(path: Path) -> Iterator[tuple[int, str, dict[str, Any], str]]:
     document = _json_document(path) if first.startswith("[") or first == "{" else None
     if isinstance(document, list) and all(isinstance(item, dict) for item in document):
         for k, item in enumerate(document, start=1):
-            yield k, f"{path}: item {k}", item, json.dumps(item)
+            yield k, "item", item, json.dumps(item)
         return
     if document is not None:
         kind = "a list holding non-objects" if isinstance(document, list) else f"a JSON {type(document).__name__}"
@@ -517,14 +523,14 @@ def _json_rows(path: Path) -> Iterator[tuple[int, str, dict[str, Any], str]]:
             "of such objects"
         )
     for number, line in _data_lines(path):
-        where = f"{path}:{number}"
+        where = _location(path, "line", number)
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ProtocolError(f"{where}: not a JSON object ({exc.msg})") from None
         if not isinstance(row, dict):
             raise ProtocolError(f"{where}: not a JSON object: {line!r}")
-        yield number, where, row, line
+        yield number, "line", row, line
 
 
 def read_jsonl_scores(path: str | Path, column: str | None = None) -> ScoreFile:
@@ -535,10 +541,11 @@ def read_jsonl_scores(path: str | Path, column: str | None = None) -> ScoreFile:
     out = _Collector(path)
     id_kind = "utt_id"
     columns: tuple[str, ...] | None = None
-    for number, where, row, line in _json_rows(path):
+    for number, unit, row, line in _json_rows(path):
+        out.unit = unit
+        where = _location(path, unit, number)
         if columns is None:
             columns = tuple(row)
-            out.unit = "item" if where == f"{path}: item {number}" else "line"
         id_col = next((c for c in ("utt_id", "path", "filename") if c in row), None)
         if id_col is None or score_key not in row:
             raise ProtocolError(f"{where}: needs an id (utt_id, path or filename) and a {score_key}: {line!r}")
