@@ -7,14 +7,10 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+from scoring_support import run_interrupted_at_second_batch, save_tiny_lcnn
 
 from sddkit.cli.main import main
-from sddkit.config import from_dict, to_dict
-from sddkit.detectors.detector import DetectorConfig, build_detector
-from sddkit.detectors.model_dir import save_model_dir
 from sddkit.evaluation.robustness import JOURNAL_NAME
-from sddkit.scoring.api import ScoringDetector
 
 SR = 16000
 
@@ -29,14 +25,7 @@ def robust_setup(tmp_path_factory):
         (data / label).mkdir(parents=True)
         for i in range(4):
             sf.write(data / label / f"u{i}.wav", (0.05 * rng.standard_normal(3000 + 500 * i)).astype(np.float32), SR)
-    cfg = from_dict(
-        DetectorConfig,
-        {"frontend": "logmel", "backend": {"name": "lcnn", "channels": 8, "lstm_layers": 0, "dropout": 0.0}},
-    )
-    torch.manual_seed(0)
-    model = save_model_dir(
-        root / "model", build_detector(cfg).eval(), model_config=to_dict(cfg), inference={"window_samples": 4000}
-    )
+    model = save_tiny_lcnn(root / "model", inference={"window_samples": 4000})
     return {"root": root, "data": data, "model": model}
 
 
@@ -69,7 +58,7 @@ def test_a_resume_with_the_same_conditions_in_another_order_is_not_refused(robus
     assert main(_robustness_args(robust_setup, uninterrupted, second)) == 0
 
     out = tmp_path / "out"
-    _interrupt_after_one_batch(monkeypatch, robust_setup, out, first)
+    run_interrupted_at_second_batch(monkeypatch, _robustness_args(robust_setup, out, first))
     assert len((out / JOURNAL_NAME).read_text().splitlines()) == 2  # the header and one batch
 
     assert main(_robustness_args(robust_setup, out, second)) == 0
@@ -80,21 +69,6 @@ def test_a_resume_with_the_same_conditions_in_another_order_is_not_refused(robus
     for mode in ("all", "spoof_only"):
         name = f"scores_{mode}.csv"
         assert (out / name).read_bytes() == (uninterrupted / name).read_bytes()
-
-
-def _interrupt_after_one_batch(monkeypatch, setup, out, conditions: str) -> None:
-    real = ScoringDetector.score_prepared
-    calls: list[int] = []
-
-    def interrupted(self, items, on_windows=None):
-        if calls:
-            raise KeyboardInterrupt
-        calls.append(len(items))
-        return real(self, items, on_windows=on_windows)
-
-    with monkeypatch.context() as m:
-        m.setattr(ScoringDetector, "score_prepared", interrupted)
-        assert main(_robustness_args(setup, out, conditions)) == 130
 
 
 def _rewrite_header(out, edit) -> None:
@@ -109,7 +83,7 @@ def test_a_journal_of_another_definition_of_a_condition_is_refused(robust_setup,
     # does (noise's low_hz default went from 0 to 20 Hz, changing noise_pink_*/noise_brown_*) resumed after it, and
     # its report mixed the scores of two definitions under one row
     out = tmp_path / "out"
-    _interrupt_after_one_batch(monkeypatch, robust_setup, out, "noise_pink_5db,gain_-10db")
+    run_interrupted_at_second_batch(monkeypatch, _robustness_args(robust_setup, out, "noise_pink_5db,gain_-10db"))
     header = json.loads((out / JOURNAL_NAME).read_text().splitlines()[0])
     assert header["settings"]["condition_configs"]["noise_pink_5db"]["low_hz"] == 20.0
     assert "clean" not in header["settings"]["condition_configs"]
@@ -129,7 +103,7 @@ def test_a_journal_without_condition_definitions_still_resumes_and_the_report_re
 ):
     # a journal of an sddkit that did not record the definitions cannot be checked, and is resumed as before
     out = tmp_path / "out"
-    _interrupt_after_one_batch(monkeypatch, robust_setup, out, "gain_-10db")
+    run_interrupted_at_second_batch(monkeypatch, _robustness_args(robust_setup, out, "gain_-10db"))
     _rewrite_header(out, lambda s: s.pop("condition_configs"))
     assert main(_robustness_args(robust_setup, out, "gain_-10db")) == 0
     report = json.loads((out / "robustness.json").read_text())
