@@ -238,8 +238,9 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
     # speaker, so that a file the fold validated on was "held out" and one it held out was scored by none
     bonafide = held_out_bonafide(table, fold)
     if val is not None:
-        bonafide = np.concatenate([bonafide, held_out_bonafide(val, fold)[_val_only(table, val)]])
-        table = _with_val_files(table, val)
+        new = _val_only(table, val)
+        bonafide = np.concatenate([bonafide, held_out_bonafide(val, fold)[new]])
+        table = _with_val_files(table, val, new)
     if fold.column not in table.columns:  # sdd cv --by: the table's own error named neither the option nor the data
         from sddkit.config import did_you_mean
 
@@ -264,15 +265,15 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
     labels = held.labels
     if labels.size == 0:
         raise ConfigError(f"no utterance has {fold.column} in {list(fold.values)}")
-    if labels.min() == labels.max() and fold.bonafide_folds is not None:
-        raise ConfigError(
-            f"held-out group {fold.name} and the last of {fold.bonafide_folds} bona fide groups hold only "
-            f"{'bona fide' if labels[0] == 1 else 'spoof'} files: its EER is undefined (too few groups of "
-            f"{'/'.join(BONAFIDE_GROUPS)} for --bonafide-folds {fold.bonafide_folds}?)"
-        )
     if labels.min() == labels.max():
         kind = "bona fide" if labels[0] == 1 else "spoof"
         other = "spoof" if labels[0] == 1 else "bona fide"
+        if fold.bonafide_folds is not None:
+            raise ConfigError(
+                f"held-out group {fold.name} and the last of {fold.bonafide_folds} bona fide groups hold only {kind} "
+                f"files: its EER is undefined (too few groups of {'/'.join(BONAFIDE_GROUPS)} for --bonafide-folds "
+                f"{fold.bonafide_folds}?)"
+            )
         group = ",".join(map(str, fold.values))
         raise ConfigError(
             f"held-out group {fold.name} has only {kind} files: its EER is undefined; hold it out together with "
@@ -295,14 +296,15 @@ def _val_only(train: UtteranceTable, val: UtteranceTable) -> np.ndarray:
     return np.array([key not in seen for key in _file_keys(val)], dtype=bool)
 
 
-def _with_val_files(train: UtteranceTable, val: UtteranceTable) -> UtteranceTable:
-    """``train``'s rows and those of ``val``'s files that ``train`` does not list.
+def _with_val_files(train: UtteranceTable, val: UtteranceTable, new: np.ndarray | None = None) -> UtteranceTable:
+    """``train``'s rows and those of ``val``'s files that ``train`` does not list (``new``: :func:`_val_only` of the
+    two, when the caller has it).
 
     sdd train accepts a val that repeats train's files (e.g. a whole protocol as val): each counts once. It also
     accepts a val whose utt_ids collide with train's for other files (two labels CSVs that each name
     ``audio/0001.wav`` in their own folder): those are other utterances and count, under ``data.val:<utt_id>``.
     """
-    val = val.subset(np.flatnonzero(_val_only(train, val)))
+    val = val.subset(np.flatnonzero(_val_only(train, val) if new is None else new))
     if not len(val):
         return train
     taken = set(map(str, train.column("utt_id")))
