@@ -127,6 +127,11 @@ def mailabs_book(root: Path) -> MailabsBook | None:
     return MailabsBook(speaker, parts[i - 1].split("_")[0].lower(), parts[i - 1])
 
 
+def is_ljspeech_layout(d: Path) -> bool:
+    """Whether folder ``d`` is laid out as LJSpeech: ``metadata.csv`` beside ``wavs/`` (an M-AILABS book too)."""
+    return (d / "metadata.csv").is_file() and (d / "wavs").is_dir()
+
+
 @PROTOCOLS.register("ljspeech", config=LJSpeechConfig)
 def read_ljspeech(cfg: LJSpeechConfig, **_: object) -> UtteranceTable:
     """LJSpeech metadata.csv (id|text|normalized text) + wavs/<id>.wav."""

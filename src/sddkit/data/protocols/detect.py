@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sddkit.data.protocols._common import BONAFIDE_SPOOF_WORDS, header_fields, misspelt_columns
 from sddkit.data.protocols.asvspoof import asv2019_trial_error, asvspoof5_key_header, is_keyed_score_line
-from sddkit.data.protocols.bonafide import mailabs_book
+from sddkit.data.protocols.bonafide import is_ljspeech_layout, mailabs_book
 from sddkit.data.protocols.fake_or_real import find_for_splits
 from sddkit.data.protocols.fakeavceleb import FAKEAVCELEB_CATEGORIES, FAKEAVCELEB_META_COLUMNS
 from sddkit.data.protocols.folder import label_folders
@@ -291,7 +291,7 @@ def detect_folder_format(d: Path) -> str:
                 f"{meta}: a {other} file, not In-the-Wild's meta.csv (file,speaker,label); pass the file itself"
             )
         return "in_the_wild"
-    if (d / "metadata.csv").is_file() and (d / "wavs").is_dir():
+    if is_ljspeech_layout(d):
         _refuse_mailabs_book(d)
         return "ljspeech"
     if (d / "wav48_silence_trimmed").is_dir() or (d / "wav48").is_dir():

@@ -41,7 +41,7 @@ from sddkit.data.protocols._common import (
     relative_id,
     require_dir,
 )
-from sddkit.data.protocols.bonafide import LJSpeechConfig, read_ljspeech
+from sddkit.data.protocols.bonafide import LJSpeechConfig, is_ljspeech_layout, read_ljspeech
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 
@@ -70,10 +70,13 @@ def _is_bonafide_corpus(d: Path) -> bool:
     """Whether a folder is one of WaveFake's bona fide corpora, kept beside the generator folders: LJSpeech
     (``metadata.csv`` + ``wavs/``) or JSUT (``jsut_ver1.1``: ``<subset>/wav/``; its name starts with ``jsut_`` as
     the JSUT generator folders' do). A generator folder holds its audio itself."""
-    if (d / "metadata.csv").is_file() and (d / "wavs").is_dir():
-        return True
+    return is_ljspeech_layout(d) or bool(_jsut_subsets(d))
+
+
+def _jsut_subsets(d: Path) -> list[str]:
+    """The subfolders of ``d`` holding a ``wav/`` folder (JSUT's ``basic5000/wav``, ...), sorted."""
     with os.scandir(d) as entries:  # a generator folder's 13,100 files: no stat of each (is_dir reads the entry)
-        return any(e.is_dir() and os.path.isdir(os.path.join(e.path, "wav")) for e in entries)
+        return sorted(e.name for e in entries if e.is_dir() and os.path.isdir(os.path.join(e.path, "wav")))
 
 
 def _generator_dirs(d: Path) -> list[Path]:
@@ -169,7 +172,7 @@ def _ljspeech_records(root: str) -> list[dict]:
 
 def _jsut_records(root: str, subsets: list[str] | None) -> list[dict]:
     jsut = require_dir(root, "JSUT")
-    present = sorted(p.name for p in jsut.iterdir() if (p / "wav").is_dir())
+    present = _jsut_subsets(jsut)
     if not present:
         raise ProtocolError(f"{jsut}: no JSUT subset folders (<subset>/wav/*.wav, e.g. basic5000/wav) found")
     if subsets is not None and not subsets:  # read as "none": the JSUT bona fide speech was left out without a word
