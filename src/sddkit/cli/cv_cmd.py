@@ -63,15 +63,9 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds is not None and "seed" in keys:
         # every seed's run replaces the recipe's seed: the override would be ignored without a word
         raise ConfigError("--seeds sets each run's seed: drop the override seed=..., or run without --seeds")
-    if "trainer.out_dir" in keys:
-        # each fold trains into OUT/fold_<values>/ whatever the recipe says: the override was ignored without a word
-        raise ConfigError(
-            f"--out {args.out} holds each fold's run (trainer.out_dir is OUT/fold_<values>/): drop the override "
-            "trainer.out_dir=..., and give the folder as --out"
-        )
+    _refuse_out_dir_override(args, keys)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     recipe = load_recipe(args.recipe, args.overrides)
-    _refuse_nested_overrides(args)
     folds = parse_folds(args.by, args.hold_out, args.bonafide_folds)
     if args.seeds is None:
         summary = cross_validate(recipe, folds, args.out, workers=args.workers)
@@ -99,23 +93,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_nested_overrides(args: argparse.Namespace) -> None:
-    """The refusal above of a ``trainer.out_dir`` override, for one that sets it through its section
-    (``trainer={out_dir: x, ...}``), which the key's text does not show: it was ignored without a word."""
+def _refuse_out_dir_override(args: argparse.Namespace, keys: list[str]) -> None:
+    """Refuse an override of ``trainer.out_dir``: each fold trains into OUT/fold_<values>/ whatever the recipe says,
+    so it was ignored without a word. Told by its key (before the recipe is read), or by the value it leaves there
+    (``trainer={out_dir: x, ...}``, which the key's text does not show)."""
     import copy
 
     from sddkit.config import apply_overrides, load_yaml
     from sddkit.errors import ConfigError
 
-    def value(data: object, *keys: str) -> object:
-        for key in keys:
-            data = data.get(key) if isinstance(data, dict) else None
+    def value(data: object, *names: str) -> object:
+        for name in names:
+            data = data.get(name) if isinstance(data, dict) else None
         return data
 
-    raw = load_yaml(args.recipe)
-    changed = apply_overrides(copy.deepcopy(raw), list(args.overrides or []))
-    if value(changed, "trainer", "out_dir") != value(raw, "trainer", "out_dir"):
+    refused = "trainer.out_dir" in keys
+    if not refused and "trainer" in keys:  # the only other override that can set it
+        raw = load_yaml(args.recipe)
+        changed = apply_overrides(copy.deepcopy(raw), list(args.overrides))
+        refused = value(changed, "trainer", "out_dir") != value(raw, "trainer", "out_dir")
+    if refused:
         raise ConfigError(
             f"--out {args.out} holds each fold's run (trainer.out_dir is OUT/fold_<values>/): an override sets "
-            "trainer.out_dir (through trainer={...}); drop it, and give the folder as --out"
+            "trainer.out_dir; drop it (trainer.out_dir=... or trainer={out_dir: ...}), and give the folder as --out"
         )
