@@ -29,7 +29,7 @@ import numpy as np
 
 from sddkit.data.text import not_text, read_text
 from sddkit.errors import ProtocolError
-from sddkit.evaluation.scores import _DECIMAL_COMMA
+from sddkit.evaluation.scores import DECIMAL_COMMA
 from sddkit.metrics import ASVRates, asv_rates_from_scores
 
 ASV_KEYS = ("target", "nontarget", "spoof")
@@ -148,7 +148,7 @@ def _refuse_decimal_comma(path: Path, number: int, line: str) -> None:
     comma (``bonafide target 1,53``): split at commas too, its fields read as ``1`` and ``53``, and the last of them,
     or the header's score column, was taken as the score, silently (the CM score readers refuse such a score)."""
     tokens = line.split()
-    comma = next((t for t in tokens if _DECIMAL_COMMA.fullmatch(t)), None) if len(tokens) > 1 else None
+    comma = next((t for t in tokens if DECIMAL_COMMA.fullmatch(t)), None) if len(tokens) > 1 else None
     if comma is not None:
         raise ProtocolError(
             f"{path}, line {number}: {line.strip()[:120]!r}: the score {comma!r} is written with a decimal comma; "
@@ -219,7 +219,7 @@ def _score_cell(path: Path, number: int, line: str, fields: list[str], at: int) 
             "from a table without an asv-score column)"
             if cell == "-"
             else f" (written with a decimal comma: write {cell.replace(',', '.')!r})"
-            if _DECIMAL_COMMA.fullmatch(cell)
+            if DECIMAL_COMMA.fullmatch(cell)
             else ""
         )
         raise ProtocolError(

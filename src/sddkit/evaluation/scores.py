@@ -60,7 +60,7 @@ _GATE_COLUMN = re.compile(rf"{GATE_PREFIX}(\d+)")
 # sdd score's columns of a MoLEx model's per-file mean router weight of each expert: molex_gate_mean_0, ...
 EXPERT_USE_PREFIX = "molex_gate_mean_"
 _EXPERT_USE_COLUMN = re.compile(rf"{EXPERT_USE_PREFIX}(\d+)")
-_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")  # a score like 1,5 (a locale's decimal comma)
+DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")  # a score like 1,5 (a locale's decimal comma)
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ def _score(token: str, where: str) -> float:
     try:
         value = float(token)
     except ValueError:
-        if _DECIMAL_COMMA.fullmatch(token):
+        if DECIMAL_COMMA.fullmatch(token):
             raise ProtocolError(
                 f"{where}: score {token!r} is written with a decimal comma; write scores with a decimal point"
             ) from None
@@ -588,7 +588,7 @@ def _decimal_comma_score(parts: list[str]) -> str | None:
     """The score token of a whitespace-separated line (``UTT SCORE``, ``UTT SOURCE KEY SCORE`` or
     ``SPEAKER UTT SCORE KEY``) when it is written with a decimal comma (``1,5``), else None."""
     candidates = {2: (1,), 4: (3, 2)}.get(len(parts), ())
-    return next((parts[i] for i in candidates if _DECIMAL_COMMA.fullmatch(parts[i])), None)
+    return next((parts[i] for i in candidates if DECIMAL_COMMA.fullmatch(parts[i])), None)
 
 
 def _is_key(token: str) -> bool:
