@@ -42,19 +42,23 @@ def test_asvspoof2021_la_asv_key_is_named_as_such(tmp_path, line):
 # The 2021 PA keys: SPEAKER TRIAL + 7 replay factors + KEY TRIM PHASE (config.py: p_names and p_names_asv), KEY
 # target/nontarget/spoof in the ASV key; the stage-1 keys have 7 fields, the trial second, KEY fifth and PHASE
 # last (eval-package/PA/package-stage-1/evaluate.py: columns 1, 4 and 6).
+# The CM keys are read by asvspoof2021_pa (added since); the ASV keys are still refused, as ASV keys.
 @pytest.mark.parametrize(
-    "line",
+    ("line", "fmt"),
     [
-        "PA_0010 PA_E_1000001 R3 M3 d4 r1 m1 s4 c4 spoof notrim eval",  # the CM key (already named)
-        "PA_0010 PA_E_1000002 R3 M3 D4 - - - - target notrim eval",
-        "PA_0010 PA_E_1000003 R3 M3 D4 - - - - nontarget trim hidden",
-        "- PA_E_1000004 - - bonafide - progress",
-        "- PA_E_1000005 - - target - hidden_track_1",
+        ("PA_0010 PA_E_1000001 R3 M3 d4 r1 m1 s4 c4 spoof notrim eval", "asvspoof2021_pa"),  # the CM key
+        ("PA_0010 PA_E_1000002 R3 M3 D4 - - - - target notrim eval", None),
+        ("PA_0010 PA_E_1000003 R3 M3 D4 - - - - nontarget trim hidden", None),
+        ("- PA_E_1000004 - - bonafide - progress", "asvspoof2021_pa"),
+        ("- PA_E_1000005 - - target - hidden_track_1", None),
     ],
 )
-def test_asvspoof2021_pa_keys_are_named_as_such(tmp_path, line):
+def test_asvspoof2021_pa_keys_are_named_as_such(tmp_path, line, fmt):
     key = _write(tmp_path / "keys" / "PA" / "CM" / "trial_metadata.txt", line + "\n")
-    with pytest.raises(ProtocolError, match=r"trial_metadata\.txt:1: an ASVspoof 2021 PA key"):
+    if fmt is not None:
+        assert detect_format(key) == fmt
+        return
+    with pytest.raises(ProtocolError, match=r"trial_metadata\.txt:1: an ASVspoof 2021 PA speaker-verification"):
         detect_format(key)
 
 
@@ -106,7 +110,7 @@ def test_the_cm_keys_and_two_field_lists_are_still_detected(tmp_path):
         (
             "PA_0010 PA_E_1000001 R3 M3 d4 r1 m1 s4 c4 spoof notrim eval",
             "asvspoof2021_la",
-            r"'PA_E_1000001' is an ASVspoof 2021 PA trial, not LA; no reader takes the 2021 PA key",
+            r"'PA_E_1000001' is an ASVspoof 2021 PA trial, not LA; read it with asvspoof2021_pa",
         ),
         (
             "PA_0010 PA_E_1000001 R3 M3 d4 r1 m1 s4 c4 spoof notrim eval",

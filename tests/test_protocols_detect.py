@@ -143,6 +143,7 @@ def test_every_registered_protocol_is_reachable():
         "asvspoof2019_la",
         "asvspoof2021_df",
         "asvspoof2021_la",
+        "asvspoof2021_pa",
         "asvspoof5",
         "asvspoof5_key",
         "common_voice",

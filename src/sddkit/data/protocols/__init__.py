@@ -1,7 +1,7 @@
 """Corpus protocol readers (registry ``protocol``): every reader returns an :class:`UtteranceTable`.
 
 Registered readers (``sdd list protocol``): ``asvspoof2019_la``, ``asvspoof2021_la``,
-``asvspoof2021_df``, ``asvspoof5``, ``asvspoof5_key`` (the ASVspoof 5 evaluation package's keys),
+``asvspoof2021_df``, ``asvspoof2021_pa``, ``asvspoof5``, ``asvspoof5_key`` (the ASVspoof 5 evaluation package's keys),
 ``in_the_wild``, ``fake_or_real``, ``mlaad``, ``add2022``,
 ``fakeavceleb``, ``wavefake``, ``librispeech``, ``ljspeech``, ``vctk``, ``common_voice``, ``folder`` (generic
 ``bonafide/``+``spoof/``), ``sddbench``, ``utterance_table`` and ``labels_csv`` (``path,label``). Each is a builder

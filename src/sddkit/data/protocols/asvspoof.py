@@ -1,4 +1,4 @@
-"""ASVspoof protocol readers: 2019 LA CM protocols, 2021 LA/DF keys, ASVspoof 5 metadata.
+"""ASVspoof protocol readers: 2019 LA/PA CM protocols, 2021 LA/DF/PA keys, ASVspoof 5 metadata.
 
 Formats (whitespace-separated, one trial per line):
 
@@ -27,6 +27,16 @@ Formats (whitespace-separated, one trial per line):
   ``- DF_E_2000011 - - - spoof - progress`` (8 fields, the unknown ones '-', read as ''). The DF eval
   audio comes in four archives (``ASVspoof2021_DF_eval_part00..03``); unpacked each into its own folder
   (``ASVspoof2021_DF_eval_part00/ASVspoof2021_DF_eval/flac`` or ``.../part00/flac``), every part is searched.
+- 2021 PA key (``keys/PA/CM/trial_metadata.txt``; the evaluation package's ``ConfigPA.p_names``)::
+
+      SPEAKER UTT ASV_ROOM ASV_MIC DIS_TO_ASV ATT_ROOM ATT_MIC ATT_D ATT_TO_SPK KEY TRIM PHASE
+      PA_0010 PA_E_1000001 R3 M3 d4 r1 m1 s4 c4 spoof notrim eval
+
+  each factor a column of its lower-cased name; a spoof's ``attack`` is its attacker-side factors
+  (``r1_m1_s4_c4``), ``attack_type`` ``replay``. The hidden phase holds the two hidden tracks, told apart by
+  TRIM (``notrim``: track 1, ``trim``: track 2). The stage-1 key (``keys/CM/trial_metadata.txt``) has 7 fields,
+  ``- PA_E_1000004 - - bonafide - progress`` (KEY fifth, PHASE last: ``hidden_track_1``/``hidden_track_2``),
+  the factors unknown. Audio ``<root>/ASVspoof2021_PA_eval/flac`` (or the archive's part folders, as for DF).
 - ASVspoof 5 (``ASVspoof5.train.tsv``, ``ASVspoof5.dev.track_1.tsv``, ``ASVspoof5.eval.track_1.tsv``;
   space-separated despite the suffix)::
 
@@ -274,13 +284,14 @@ def read_asvspoof2019_la(cfg: ASVspoof2019Config, **_: object) -> UtteranceTable
 
 @dataclass
 class ASVspoof2021Config:
-    """protocol: keys/{LA,DF}/CM/trial_metadata.txt (stage 1: keys/CM/...); root: folder holding
-    ASVspoof2021_{LA,DF}_eval/flac (or the part folders ASVspoof2021_DF_eval_part00.. of the DF eval audio)."""
+    """protocol: keys/{LA,DF,PA}/CM/trial_metadata.txt (stage 1: keys/CM/...); root: folder holding
+    ASVspoof2021_{LA,DF,PA}_eval/flac (or the part folders ASVspoof2021_<track>_eval_part00.. of the eval audio)."""
 
     protocol: str
     root: str | None = None
-    phases: list[str] | None = None  # keep only these PHASE values (eval, progress, hidden; stage-1 keys: hidden_track)
-    corpus: str | None = None  # default asvspoof2021_la / asvspoof2021_df
+    # keep only these PHASE values (eval, progress, hidden; stage-1 keys: hidden_track, PA's hidden_track_1/2)
+    phases: list[str] | None = None
+    corpus: str | None = None  # default asvspoof2021_la / asvspoof2021_df / asvspoof2021_pa
 
 
 def _dirs_2021(track: str):
@@ -348,7 +359,7 @@ def _check_track(proto: Path, lineno: int, utt: str, track: str) -> None:
     m = _TRACK_ID.match(utt)
     if m and m.group(1) != track:
         other = m.group(1)
-        hint = f"read it with asvspoof2021_{other.lower()}" if other != "PA" else "no reader takes the 2021 PA key"
+        hint = f"read it with asvspoof2021_{other.lower()}"
         raise located(proto, lineno, f"trial {utt!r} is an ASVspoof 2021 {other} trial, not {track}; {hint}")
 
 
@@ -456,6 +467,62 @@ def read_asvspoof2021_df(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
         lines.append(lineno)
     check_selected(proto, "phases", cfg.phases, phases)
     return build_table_rows(_COLUMNS_2021 + _DF_COLUMNS, rows, proto, lines)
+
+
+# --- ASVspoof 2021 PA -------------------------------------------------------------------------
+
+# the 12 fields of the full PA keys (CM and ASV alike), named as the 2021 evaluation package names them
+# (eval-package/config.py, ConfigPA.p_names): the ASV side's room, microphone and talker-to-ASV distance (D1-D6 on
+# a bona fide trial, d1-d6 on a spoofed one), then the attacker's room, microphone and the two other replay factors
+_PA_LAYOUT = "SPEAKER UTT ASV_ROOM ASV_MIC DIS_TO_ASV ATT_ROOM ATT_MIC ATT_D ATT_TO_SPK KEY TRIM PHASE"
+_PA_FACTORS = ("asv_room", "asv_mic", "dis_to_asv", "att_room", "att_mic", "att_d", "att_to_spk")
+_PA_COLUMNS = (
+    *("utt_id", "path", "label", "attack", "source", "speaker", "corpus"),
+    *("partition", "attack_type", "trim", *_PA_FACTORS),
+)
+
+
+def _pa_fields(proto: Path, lineno: int, line: str) -> tuple[str, str, list[str], str, str, str]:
+    """(speaker, trial, the 7 replay factors, key, trim, phase) of a PA key's line: the full key's 12 fields, or the
+    stage-1 key's 7 (``- PA_E_1000004 - - bonafide - progress``: trial second, key fifth, phase last, as
+    package-stage-1/evaluate.py reads them; the factors unknown)."""
+    fields = line.split()
+    if len(fields) not in (12, 7) and len(fields) > 1:  # the LA key's 8 fields, the DF key's 13: said as such
+        _check_track(proto, lineno, fields[1], "PA")
+    fields = split_fields(proto, lineno, line, (12, 7), _PA_LAYOUT + ", or the stage-1 keys' 7 fields")
+    if len(fields) == 7:
+        return fields[0], fields[1], ["-"] * 7, fields[4], fields[5], fields[6]
+    return fields[0], fields[1], fields[2:9], fields[9], fields[10], fields[11]
+
+
+@PROTOCOLS.register("asvspoof2021_pa", config=ASVspoof2021Config)
+def read_asvspoof2021_pa(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable:
+    """ASVspoof 2021 PA key: SPEAKER UTT + 7 replay factors + KEY TRIM PHASE (stage 1: 7 fields, KEY fifth)."""
+    proto = require_file(cfg.protocol, "ASVspoof 2021 PA key")
+    corpus = cfg.corpus or "asvspoof2021_pa"
+    dirs = _EvalAudioDirs(cfg.root, proto, "PA")
+    words, same = Words(), Words(dash="-")
+    rows, phases, lines = [], set(), []
+    for lineno, line in iter_lines(proto):
+        speaker, utt, factors, key, trim, phase = _pa_fields(proto, lineno, line)
+        if not utt.startswith("PA_E_"):
+            _check_track(proto, lineno, utt, "PA")
+        label = ASVSPOOF_LABELS.get(key) or _cm_label(key, proto, lineno)
+        phases.add(phase)
+        if cfg.phases is not None and phase not in cfg.phases:
+            continue
+        values = [words[f] for f in factors]
+        # a replay attack is its attacker-side factors (room, microphone and the other two): as the 2019 PA
+        # attacks AA..CC name theirs; unknown ('') in the stage-1 keys
+        attack = "bonafide" if label == "bonafide" else words["_".join(v for v in values[3:] if v) or "-"]
+        path = dirs.path("eval", lineno, utt)
+        attack_type = "replay" if label == "spoof" else ""
+        rows.append(
+            (utt, path, label, attack, corpus, words[speaker], corpus, same[phase], attack_type, words[trim], *values)
+        )
+        lines.append(lineno)
+    check_selected(proto, "phases", cfg.phases, phases)
+    return build_table_rows(_PA_COLUMNS, rows, proto, lines)
 
 
 # --- ASVspoof 5 -------------------------------------------------------------------------------

@@ -4,14 +4,14 @@ Files: an sddkit utterance table (``utt_id`` and ``label`` columns, or Parquet),
 manifest, a plain ``path,label`` CSV (also ``;``- or tab-separated), In-the-Wild ``meta.csv``,
 FakeAVCeleb ``meta_data.csv``, Common Voice ``*.tsv``, LJSpeech ``metadata.csv`` and, by their
 whitespace-separated field layout, ASVspoof 2019 LA/PA (5 fields), 2021 LA (8) / DF (13; the stage-1 keys of
-both tracks have 8, told apart by the trial id),
+both tracks have 8, told apart by the trial id) / PA (12; its stage-1 key 7),
 ASVspoof 5 (10, or the 6-field pre-release), the ASVspoof 5 evaluation package's keys (a ``filename<TAB>cm-label``
 header, or ``SPEAKER UTT SCORE KEY`` lines with KEY bonafide/spoof or target/nontarget/spoof) and ADD 2022
 (``<file> genuine|fake``). Folders:
 sddbench (``manifest.csv``), generic ``bonafide/``+``spoof/``, FakeAVCeleb, In-the-Wild, LJSpeech,
 VCTK, Common Voice, MLAAD, WaveFake (``generated_audio/``), LibriSpeech, Fake-or-Real.
 Anything else is a :class:`ProtocolError` that says what was seen and lists the formats; ASVspoof files
-no reader takes (ASVspoof 5 track-2 trial lists, the 2021 PA keys, the 2021 LA ASV keys, ASV enrolment lists) and
+no reader takes (ASVspoof 5 track-2 trial lists, the 2021 LA and PA ASV keys, ASV enrolment lists) and
 a ``meta.csv`` of another format in a folder are named as such.
 """
 
@@ -126,12 +126,16 @@ _ASV_KEYS = {"target", "nontarget"}
 _UTTERANCE_ID = re.compile(r"^(?:(?:LA|PA)_)?[TDE]_A?\d+$")
 
 
-def _is_pa2021_key(tokens: list[str]) -> bool:
-    """A line of an ASVspoof 2021 PA key: the full CM or ASV key (12 fields, KEY tenth, TRIM eleventh) or a
-    stage-1 key (7 fields: the trial second, KEY fifth, PHASE last)."""
-    if len(tokens) == 12:
-        return tokens[9].lower() in _LABELS | _ASV_KEYS and tokens[10] in _TRIM
-    return len(tokens) == 7 and tokens[1].startswith("PA_E_") and tokens[4].lower() in _LABELS | _ASV_KEYS
+def _pa2021_key(tokens: list[str]) -> str:
+    """The KEY of a line of an ASVspoof 2021 PA key, lower-cased ('' for any other line): the full CM or ASV key
+    (12 fields, KEY tenth, TRIM eleventh) or a stage-1 key (7 fields: the trial second, KEY fifth, PHASE last)."""
+    if len(tokens) == 12 and tokens[10] in _TRIM:
+        key = tokens[9].lower()
+    elif len(tokens) == 7 and tokens[1].startswith("PA_E_"):
+        key = tokens[4].lower()
+    else:
+        return ""
+    return key if key in _LABELS | _ASV_KEYS else ""
 
 
 def _is_enrolment_list(tokens: list[str]) -> bool:
@@ -146,20 +150,22 @@ def _refuse_unreadable(path: Path, lineno: int, tokens: list[str]) -> None:
     """Known ASVspoof files that no reader takes: a clear error, not the wrong reader or "cannot tell".
 
     ASVspoof 5's track-2 lists (``TARGET_SPEAKER FLAC GENDER ATTACK ASV_KEY``, ``D_0062 D_0000000001 F A11 spoof``)
-    have the 2019 CM protocol's five fields and, on a ``spoof`` line, its last one. The ASVspoof 2021 PA keys
-    (``PA_0010 PA_E_1000001 R3 M3 d4 r1 m1 s4 c4 spoof notrim eval``; the ASV key's KEY ``target``/``nontarget``/
-    ``spoof``; the stage-1 keys' 7 fields, KEY fifth and PHASE last) have no reader; the ASVspoof 2019 ASV
-    protocols (``LA_0007 LA_E_1012823 A07 spoof``), the 2021 LA ASV keys (the CM key's 8 fields, KEY
-    ``target``/``nontarget``/``spoof``) and the ASV enrolment lists (``D_4660 D_A0000000316,D_A0000000725``) are not
-    CM protocols. The layouts are those the ASVspoof 2021 evaluation package reads (``eval-package/config.py``,
-    ``package-stage-1/evaluate.py``) and ASVspoof 5's README describes."""
+    have the 2019 CM protocol's five fields and, on a ``spoof`` line, its last one. The ASVspoof 2019 ASV protocols
+    (``LA_0007 LA_E_1012823 A07 spoof``), the 2021 LA and PA ASV keys (the CM keys' layouts, KEY
+    ``target``/``nontarget``/``spoof``; the PA CM keys, ``PA_0010 PA_E_1000001 R3 M3 d4 r1 m1 s4 c4 spoof notrim
+    eval`` and the stage-1 key's 7 fields, read as ``asvspoof2021_pa``) and the ASV enrolment lists
+    (``D_4660 D_A0000000316,D_A0000000725``) are not CM protocols. The layouts are those the ASVspoof 2021
+    evaluation package reads (``eval-package/config.py``, ``package-stage-1/evaluate.py``) and ASVspoof 5's README
+    describes."""
     asv2019 = asv2019_trial_error(path, lineno, tokens)
     if asv2019 is not None:
         raise asv2019
-    if _is_pa2021_key(tokens):
+    pa_key = _pa2021_key(tokens)
+    if pa_key in _ASV_KEYS:
         raise ProtocolError(
-            f"{path}:{lineno}: an ASVspoof 2021 PA key (SPEAKER UTT + 7 replay factors + KEY TRIM PHASE, or the "
-            "stage-1 keys' 7 fields); no protocol reader takes it (the 2019 PA CM protocols read as asvspoof2019_la)"
+            f"{path}:{lineno}: an ASVspoof 2021 PA speaker-verification (ASV) key (KEY {pa_key!r}), not a "
+            "countermeasure (CM) key; read keys/PA/CM/trial_metadata.txt (stage-1 keys: keys/CM/trial_metadata.txt) "
+            "instead"
         )
     if len(tokens) == 8 and tokens[5].lower() in _ASV_KEYS and tokens[6] in _TRIM | {"-"}:
         # the CM key's layout: a first line with a `spoof` key is taken for the CM key, and its reader names the
@@ -192,6 +198,8 @@ def _detect_fields(tokens: list[str]) -> str | None:
     n = len(tokens)
     if n == 5 and tokens[4].lower() in _LABELS:
         return "asvspoof2019_la"
+    if _pa2021_key(tokens) in _LABELS:  # SPEAKER UTT + 7 replay factors + KEY TRIM PHASE, or stage 1's 7 fields
+        return "asvspoof2021_pa"
     if n in (8, 13) and tokens[5].lower() in _LABELS and tokens[6] in _TRIM | {"-"}:
         # the stage-1 keys of both tracks: '- DF_E_2000011 - - - spoof - progress' (TRIM unknown, '-'); the track
         # is in the trial id
