@@ -22,7 +22,8 @@ rejected before any decoding, unless the file is too small to hold that much aud
 ``_MIN_BYTES_PER_S`` bytes per declared second: a lying header, e.g. a broken VBR MP3) or the
 length is an estimate from the bitrate (MP3, ADTS AAC and other elementary streams: a VBR file
 without a Xing frame that opens with silence is overestimated several times over). MP3 is
-decoded by FFmpeg, which reads to the end of the file, where libsndfile stops at its estimate; so is a
+decoded by FFmpeg, which reads to the end of the file, where libsndfile stops at its estimate (an MP3 whose Xing/Info
+or VBRI frame counts its frames is then refused when it decodes short of them: cut off); so is a
 chained Ogg file (Ogg files joined end to end, a recorded radio stream), of which libsndfile reads the first
 stream only.
 Otherwise decoding counts samples and stops as soon as the limit is passed, so at most
@@ -31,9 +32,10 @@ Otherwise decoding counts samples and stops as soon as the limit is passed, so a
 Every failure is one of the typed :mod:`sddkit.errors` audio errors; no numpy, soundfile or av
 exception escapes. Checks, in order: missing path / directory (``AudioNotFoundError``), not a
 regular file (a FIFO or device: ``AudioDecodeError``, never opened), 0-byte file
-(``EmptyAudioError``), not readable (no permission), undecodable, or a FLAC, a PCM/float/G.711 WAV (RIFF,
-WAVE_FORMAT_EXTENSIBLE or RF64), AIFF, AU, W64 or NIST SPHERE file, a CAF or an MP4 whose audio ends before the
-length its header declares (``AudioDecodeError``; Ogg declares none, nor does an AU written as a stream), too
+(``EmptyAudioError``), not readable (no permission), undecodable, or a FLAC, a WAV (RIFF, WAVE_FORMAT_EXTENSIBLE or
+RF64; of ADPCM or GSM 6.10 too), a PCM/float/G.711 AIFF, AU, W64 or NIST SPHERE file, a CAF, an MP4, a Matroska/WebM
+file or an MP3 with a Xing/VBRI frame count whose audio ends before the length its header declares
+(``AudioDecodeError``; Ogg declares none, nor does an AU written as a stream or a browser's WebM), too
 long from the header, zero decoded samples (``EmptyAudioError``),
 a native rate below ``MIN_SAMPLE_RATE`` (``UnsupportedSampleRateError``), NaN/Inf
 (``NonFiniteAudioError``), float samples far over full scale (``AudioError``: a peak above +36 dBFS is
@@ -115,6 +117,9 @@ _ESTIMATED_LENGTH_FORMATS = frozenset({"mp3", "aac", "ac3", "eac3", "dts", "amr"
 # The most samples one frame of a lossy codec decodes to (HE-AAC: 2048): what an MP4's decoded audio may run past
 # the length its edit list declares (the last frame's padding).
 _MAX_CODEC_FRAME = 2048
+# Samples of one MPEG-1 Layer III frame (MPEG-2 and 2.5: 576): the slack an MP3 whose Xing frame counts its frames
+# may decode short of that count by (the encoder's delay trimmed at the start).
+_MP3_MAX_FRAME = 1152
 # Comparisons of durations in seconds tolerate this much (far below one sample at 16 kHz).
 _DURATION_EPS_S = 1e-6
 # libsndfile's answer to an MPEG stream it cannot decode, even for a regular file or bytes in memory.
@@ -157,7 +162,7 @@ _UNKNOWN_DATA_LENGTHS = _UNKNOWN_WAV_DATA_LENGTHS | {0x7F000000}
 # libsndfile's major formats whose header declares the length of the audio data (a frame count or a byte length),
 # which libsndfile does not report: it gives the frames present, so a file cut off mid-way decodes up to the cut
 # without a word. An Ogg file (Vorbis, Opus) declares no length: the last page's granule position is the only one,
-# and a cut-off file lost it with its end, so it is decoded up to the cut, as an MP3 is.
+# and a cut-off file lost it with its end, so it is decoded up to the cut, as an MP3 without a Xing frame is.
 _DECLARED_LENGTH_FORMATS = _WAV_FORMATS | {"AIFF", "AU", "W64", "NIST", "CAF"}
 # The GUID of a Sony Wave64 file's chunks after their four-letter name ("wave", "fmt ", "data", ...; "riff" has
 # its own).
@@ -738,11 +743,18 @@ def _empty_data_chunk_is_genuine(source: str | bytes) -> bool:
 
 def _wav_declared_frames(source: str | io.BytesIO, frame_bytes: int) -> int | None:
     """Frames a WAV's ``data`` chunk declares (its byte length over ``frame_bytes``, the bytes of one frame as
-    libsndfile reads them; an RF64 file's ``ds64`` chunk holds the 64-bit length); None when unknown: not a
-    RIFF/WAVE or RF64 file, or a length a writer puts there when it does not know it (unfinalised, streamed:
-    ``_UNKNOWN_WAV_DATA_LENGTHS``). libsndfile reports the frames actually present, so a cut-off file would
-    otherwise go unnoticed. The fmt chunk's block align is not used: libsndfile ignores a wrong one (2 for 16-bit
-    stereo), and a whole file would read as one declaring twice the frames it holds."""
+    libsndfile reads them); None when unknown (see :func:`_wav_data_chunk`). libsndfile reports the frames actually
+    present, so a cut-off file would otherwise go unnoticed. The fmt chunk's block align is not used: libsndfile
+    ignores a wrong one (2 for 16-bit stereo), and a whole file would read as one declaring twice the frames it
+    holds."""
+    chunk = _wav_data_chunk(source)
+    return None if chunk is None else chunk[0] // frame_bytes
+
+
+def _wav_data_chunk(source: str | io.BytesIO) -> tuple[int, int] | None:
+    """(the byte length a WAV's ``data`` chunk declares, the offset of its first byte; an RF64 file's ``ds64``
+    chunk holds the 64-bit length); None when unknown: not a RIFF/WAVE or RF64 file, or a length a writer puts there
+    when it does not know it (unfinalised, streamed: ``_UNKNOWN_WAV_DATA_LENGTHS``)."""
     try:
         with _open_source(source) as f:
             data_size64 = None
@@ -755,10 +767,26 @@ def _wav_declared_frames(source: str | io.BytesIO, frame_bytes: int) -> int | No
                         length = data_size64
                     if length in _UNKNOWN_WAV_DATA_LENGTHS:
                         return None
-                    return length // frame_bytes
+                    return length, pos + 8
     except OSError:
         return None
     return None
+
+
+def _wav_scaled_frames(source: str | io.BytesIO, decoded: int) -> int | None:
+    """The frames a WAV of a subtype without fixed bytes per frame (IMA/MS ADPCM, GSM 6.10, G.72x: a dictaphone's or
+    a phone line's recording) declares, as far as its header tells: its data chunk declares the bytes, not the
+    frames, and these codecs spend the same bytes on every block, so ``decoded`` frames (from the bytes present)
+    scaled by the declared over the present bytes. None when the data chunk is all there (or of unknown length, or
+    the file is not a WAV): only a file cut off mid-way gets a length to be judged by."""
+    chunk, size = _wav_data_chunk(source), _source_size(source)
+    if chunk is None or size is None or decoded <= 0:
+        return None
+    length, start = chunk
+    present = size - start
+    if present <= 0 or present >= length:
+        return None
+    return math.ceil(decoded * length / present)
 
 
 def _header_declared_frames(source: str | io.BytesIO, major: str, frame_bytes: int | None) -> int | None:
@@ -1016,9 +1044,7 @@ def _decode_soundfile(
         # a WAV's data chunk length counts every sample too (WAVE_FORMAT_EXTENSIBLE and RF64 are WAVs as well), as
         # do an AIFF's, AU's, W64's, NIST's or CAF's header: libsndfile's frames are those present, up to a cut
         if str(f.format) in _DECLARED_LENGTH_FORMATS and left != 0:
-            sample_bytes = _WAV_SAMPLE_BYTES.get(str(f.subtype))
-            frame_bytes = sample_bytes * int(f.channels) if sample_bytes is not None else None
-            header = _header_declared_frames(file, str(f.format), frame_bytes)
+            header = _soundfile_declared_frames(f, file, stream.frames if stream is not None else filled + gathered)
             if header is not None:
                 declared, exact = header, True
     decoded = stream.frames if stream is not None else filled + gathered
@@ -1030,6 +1056,18 @@ def _decode_soundfile(
         return stream.result(), sr
     mono = np.concatenate([buffer[:filled], *blocks]) if blocks else buffer[:filled]
     return np.ascontiguousarray(mono, dtype=np.float32), sr
+
+
+def _soundfile_declared_frames(f: sf.SoundFile, file: str | io.BytesIO, decoded: int) -> int | None:
+    """The frames the header of ``f`` (open on ``file``, one of ``_DECLARED_LENGTH_FORMATS``, ``decoded`` frames
+    read from it to its end) declares; None when it declares none that can be believed."""
+    sample_bytes = _WAV_SAMPLE_BYTES.get(str(f.subtype))
+    frame_bytes = sample_bytes * int(f.channels) if sample_bytes is not None else None
+    header = _header_declared_frames(file, str(f.format), frame_bytes)
+    if header is None and frame_bytes is None and str(f.format) in _WAV_FORMATS:
+        # ADPCM, GSM 6.10: the data chunk's bytes give no frame count, the share of them present gives one
+        header = _wav_scaled_frames(file, decoded)
+    return header
 
 
 @dataclass(frozen=True)
@@ -1238,7 +1276,72 @@ def _decode_pyav_stream(
             _check_complete(streamed + segments[0][1].size, header[0], rate, label, allowance=header[1])
     if trims and len(segments) == 1:
         _trim_to_edit_list(stream, segments[0][1], streamed, rate, packets, label)
+    if container.format.name == "mp3" and declared is not None and len(segments) == 1 and _mp3_counts_frames(file):
+        # A Xing/Info or VBRI frame counts every frame (FFmpeg's length is exact then, not the bitrate estimate that
+        # never rejects a file): an MP3 cut off mid-way (a download or copy broken off) decodes up to the cut without
+        # a word, and half a file was scored as a whole one. Up to two frames of slack for the encoder's delay.
+        allowance = 2 * max(stream.codec_context.frame_size or 0, _MP3_MAX_FRAME)
+        _check_complete(streamed + segments[0][1].size, round(declared * rate), rate, label, allowance=allowance)
+    if container.format.name.startswith("matroska") and len(segments) == 1:
+        _check_matroska_complete(container, stream, packets, rate, label)
     return _join_segments(segments, resampler)
+
+
+def _check_matroska_complete(container, stream, packets: _PacketSpan, rate: int, label: str | None) -> None:
+    """A Matroska/WebM audio track cut off mid-way (an upload or copy broken off) decodes up to the cut without a
+    word; its length is known from the track's ``DURATION`` tag (FFmpeg's survives the cut: it is written ahead of
+    the audio) or, for a file of that one track, the segment's duration. Judged on the timeline, where the track's
+    packets end against where it declares it ends: audio that starts late, or pauses (gaps between packets), is not
+    short. A file declaring no length (a browser's MediaRecorder WebM) is not judged."""
+    declared = _tagged_duration(stream)
+    if declared is None and len(container.streams) == 1 and container.duration and container.duration > 0:
+        declared = container.duration / av.time_base  # the segment's duration is the one track's
+    if declared is None or packets.end is None or stream.time_base is None:
+        return
+    reached = round(float(packets.end * stream.time_base) * rate)
+    # a last packet without a duration ends where it starts: up to two codec frames of slack
+    allowance = 2 * max(stream.codec_context.frame_size or 0, _MAX_CODEC_FRAME)
+    _check_complete(reached, round(declared * rate), rate, label, allowance=allowance)
+
+
+def _mp3_counts_frames(source: str | io.BytesIO) -> bool:
+    """Whether an MP3's first frame is a Xing/Info or VBRI frame that counts the frames of the file (LAME and most
+    encoders write one), after any ID3v2 tags; False for anything else (then FFmpeg's length is an estimate from the
+    bitrate and file size, which a cut-off file shrinks with it)."""
+    try:
+        with _open_source(source) as f:
+            f.seek(0)
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    base, pos = 0, 0  # head holds the file's bytes from base on
+    while head[pos : pos + 3] == b"ID3" and len(head) >= pos + 10:  # ID3v2: a 10-byte header, a syncsafe size
+        size = 0
+        for byte in head[pos + 6 : pos + 10]:  # 7 bits a byte
+            size = (size << 7) | (byte & 0x7F)
+        pos += 10 + size + (10 if head[pos + 5] & 0x10 else 0)  # and a 10-byte footer when flagged
+        if pos >= len(head):  # a tag of more than 64 kB (cover art): read on past it
+            base, pos = base + pos, 0
+            try:
+                with _open_source(source) as f:
+                    f.seek(base)
+                    head = f.read(1 << 16)
+            except OSError:
+                return False
+    while pos + 4 <= len(head) and head[pos] == 0:  # padding after the tag
+        pos += 1
+    if pos + 4 > len(head) or head[pos] != 0xFF or head[pos + 1] & 0xE0 != 0xE0:
+        return False
+    version, layer = (head[pos + 1] >> 3) & 3, (head[pos + 1] >> 1) & 3
+    if version == 1 or layer != 1:  # reserved version; Xing frames are Layer III's
+        return False
+    mono = head[pos + 3] >> 6 == 3
+    side_info = (17 if mono else 32) if version == 3 else (9 if mono else 17)  # MPEG-1; MPEG-2 and 2.5
+    xing = head[pos + 4 + side_info : pos + 4 + side_info + 12]
+    if xing[:4] in (b"Xing", b"Info") and len(xing) == 12:
+        return bool(int.from_bytes(xing[4:8], "big") & 1) and int.from_bytes(xing[8:12], "big") > 0
+    vbri = head[pos + 36 : pos + 36 + 18]  # VBRI: at 32 bytes past the header, its frame count at 14
+    return vbri[:4] == b"VBRI" and len(vbri) == 18 and int.from_bytes(vbri[14:18], "big") > 0
 
 
 def _check_pyav_header(
