@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sddkit.data.table import UtteranceTable
     from sddkit.evaluation.scores import ScoreFile
 
 
@@ -110,7 +109,6 @@ def run(args: argparse.Namespace) -> int:
             )
     baselines = [read_scores(f, format=args.score_format) for f in args.baseline]
     systems = [read_scores(f, format=args.score_format) for f in args.system]
-    _warn_fit_trials([*baselines, *systems], table)
     comparison = compare_scores(
         table,
         baselines,
@@ -125,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         outside=rest,
         selection=selection_words(partitions, options),
     )
+    # of the trials compared: the files every run shares may leave out the fusion's fit partitions the protocol holds
+    _warn_fit_trials([*baselines, *systems], comparison.partitions)
     print(comparison.summary())
     if args.json:
         out = Path(args.json)
@@ -145,13 +145,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warn_fit_trials(files: list[ScoreFile], table: UtteranceTable) -> None:
-    """A warning line for each ``sdd fuse`` output compared on trials of a partition its fusion was fitted on."""
+def _warn_fit_trials(files: list[ScoreFile], partitions: tuple[str, ...]) -> None:
+    """A warning line for each ``sdd fuse`` output compared on trials of a partition its fusion was fitted on;
+    ``partitions``: those of the compared trials (:attr:`Comparison.partitions`), not the protocol's: a baseline
+    that scored only test files leaves the fusion's val trials out of the comparison."""
     from sddkit.evaluation.fusion import fit_trials_note, fitted_fusion
 
-    if not table.has_column("partition"):
+    if not partitions:
         return
-    partitions = [p for p in dict.fromkeys(table.column("partition").tolist()) if isinstance(p, str)]
     for score_file in files:
         note = fit_trials_note(fitted_fusion(score_file.path, len(score_file)), partitions)
         if note is not None:

@@ -100,6 +100,7 @@ class Comparison:
     (a note names them).
     cluster_by, n_clusters: the column whose values the bootstrap resampled whole, and how many clusters the
     bona fide and the spoof trials form (None: trials resampled one by one).
+    partitions: the partitions the compared trials are of (empty without a partition column).
     """
 
     metric: str
@@ -117,6 +118,9 @@ class Comparison:
     groups: tuple[tuple[str, Comparison], ...] = ()
     cluster_by: str | None = None
     n_clusters: tuple[int, int] | None = None
+    # the partitions of the compared trials, in protocol order (empty: the protocol has no partition column): the
+    # trials every file scores, which may leave out partitions the protocol and some of the files hold
+    partitions: tuple[str, ...] = ()
 
     @property
     def measurable(self) -> bool:
@@ -286,6 +290,8 @@ def compare_scores(
             "spoof: a comparison needs both classes"
         )
     pooled = _pooled_partitions(table, aligned.rows)
+    of_trials = _trial_partitions(table, aligned.rows)
+    partitions = () if of_trials is None else tuple(dict.fromkeys(of_trials.tolist()))
     if pooled:
         # the headline pools them, e.g. ASVspoof 2021's eval/progress/hidden phases or sddbench's val and tests
         notes.append(f"trials of {len(pooled)} partitions pooled ({', '.join(pooled)}); --partitions selects some")
@@ -316,6 +322,7 @@ def compare_scores(
         )
     if not whole.measurable:
         notes.append(_thin_note("the trials", whole))
+    whole = dataclasses.replace(whole, partitions=partitions)
     if group_of is None:
         return dataclasses.replace(whole, notes=tuple(notes))
     groups, one_class = [], []

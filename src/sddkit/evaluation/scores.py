@@ -910,6 +910,33 @@ def _try_match(proto: np.ndarray, sk: np.ndarray, how: str, scores: ScoreFile) -
 OUTSIDE_PARTITIONS = "the selected partitions"
 
 
+def _refuse_all_outside(
+    table: UtteranceTable, scores: ScoreFile, outside: UtteranceTable | None, selection: str
+) -> None:
+    """When none of ``scores`` matches ``table`` but they are scores of the rows ``outside`` it (``sdd eval
+    --partitions train`` of a file of val and test scores), say so: the generic refusal said that none of them
+    matched the protocol by utt_id, path or stem, and listed protocol paths unlike the scores', which reads as a
+    join failure, not a selection that holds none of the scored files."""
+    if outside is None or not len(outside):
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            elsewhere = match_scores(outside, scores)
+    except ProtocolError:  # they are of no protocol row at all: the generic refusal says that
+        return
+    where = ""
+    # the partitions they are of, where partitions made the selection (not a reader's option, such as codecs)
+    if selection.startswith(OUTSIDE_PARTITIONS) and elsewhere.table.has_column("partition"):
+        found = sorted(set(elsewhere.table.column("partition").astype(str).tolist()) - {""})
+        where = f" (partitions {', '.join(found)}: e.g. --partitions {' '.join(found)})" if found else ""
+    raise ProtocolError(
+        f"{scores.path}: none of its {len(scores)} scores is of the protocol's {len(table)} utterances inside "
+        f"{selection}: {len(elsewhere.table)} of them are of its utterances outside it{where}; select the trials "
+        "this file scores, or give the scores of the selected ones"
+    )
+
+
 def match_scores(
     table: UtteranceTable,
     scores: ScoreFile,
@@ -953,6 +980,7 @@ def match_scores(
         if count and (best is None or count > best[3]):
             best = (how, proto, found, count, sk)
     if best is None:
+        _refuse_all_outside(table, scores, outside, selection)
         unusable = f" (not matched by a key that is not unique: {'; '.join(ambiguous)})" if ambiguous else ""
         raise ProtocolError(
             f"{scores.path}: none of its {len(scores)} score ids matches the protocol's {len(table)} utterances "
