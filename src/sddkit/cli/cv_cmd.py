@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="leave-domains-out cross-validation of a recipe (held-out EER per fold and mean)",
         description="Train the recipe once per held-out group of --by values (excluded from its train and "
         "val data) and score the group's files with the selected checkpoint. Writes OUT/cv.json; a rerun "
-        "with the same recipe and overrides resumes unfinished folds and skips finished ones (a fold "
-        "trained under another recipe is refused).",
+        "with the same recipe, overrides, --bonafide-folds and --seeds (or their absence) resumes unfinished folds "
+        "and skips finished ones (a fold trained under another recipe, or an OUT of the other --seeds layout, is "
+        "refused).",
     )
     p.add_argument("recipe", help="recipe YAML file (see recipes/)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides (as for sdd train)")

@@ -266,20 +266,35 @@ def held_out_table(recipe: TrainRecipe, fold: HeldOut) -> UtteranceTable:
     if labels.size == 0:
         raise ConfigError(f"no utterance has {fold.column} in {list(fold.values)}")
     if labels.min() == labels.max():
-        kind = "bona fide" if labels[0] == 1 else "spoof"
-        other = "spoof" if labels[0] == 1 else "bona fide"
-        if fold.bonafide_folds is not None:
-            raise ConfigError(
-                f"held-out group {fold.name} and the last of {fold.bonafide_folds} bona fide groups hold only {kind} "
-                f"files: its EER is undefined (too few groups of {'/'.join(BONAFIDE_GROUPS)} for --bonafide-folds "
-                f"{fold.bonafide_folds}?)"
-            )
-        group = ",".join(map(str, fold.values))
-        raise ConfigError(
-            f"held-out group {fold.name} has only {kind} files: its EER is undefined; hold it out together with "
-            f"values that have {other} files (--hold-out {group},OTHER), or leave it out of the folds"
-        )
+        raise ConfigError(_one_class(fold, bonafide=bool(labels[0] == 1)))
     return held
+
+
+def _one_class(fold: HeldOut, *, bonafide: bool) -> str:
+    """Why a fold whose held-out files are all bona fide (``bonafide``) or all spoofs has no EER, and what to do."""
+    group = ",".join(map(str, fold.values))
+    if fold.bonafide_folds is not None and not bonafide:  # the last group has no bona fide file
+        return (
+            f"held-out group {fold.name} and the last of {fold.bonafide_folds} bona fide groups hold only spoof files: "
+            f"its EER is undefined (too few groups of {'/'.join(BONAFIDE_GROUPS)} for --bonafide-folds "
+            f"{fold.bonafide_folds}?: try a smaller N)"
+        )
+    what = f"held-out group {fold.name}" + (
+        f" and the last of {fold.bonafide_folds} bona fide groups hold" if fold.bonafide_folds is not None else " has"
+    )
+    kind, other = ("bona fide", "spoof") if bonafide else ("spoof", "bona fide")
+    # spoofs only is leave-one-attack-out, which --bonafide-folds is for: said first, as the value with bona fide
+    # files that --by attack has is `bonafide`, every one of them (held out with it, no fold trains on bona fide)
+    attack = (
+        ""
+        if bonafide
+        else f"add --bonafide-folds N (leave-one-attack-out: the bona fide files of the last of N "
+        f"{'/'.join(BONAFIDE_GROUPS)} groups, held out of every fold, are its trials), "
+    )
+    return (
+        f"{what} only {kind} files: its EER is undefined; {attack}hold it out together with values that have "
+        f"{other} files (--hold-out {group},OTHER), or leave it out of the folds"
+    )
 
 
 def _file_keys(table: UtteranceTable) -> list[str]:
@@ -431,6 +446,14 @@ def check_fold_recipe(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path) -> Non
     if changed and not recipe_changes(recorded, to_dict(fold_recipe(recipe, fold, fold_dir, every_value=True))):
         changed = []  # started before each spec excluded only the values it holds: the same rows
     if changed:
+        known, started_with = _started_bonafide_folds(recipe, fold, fold_dir, recorded)
+        if known:
+            said = "without --bonafide-folds" if started_with is None else f"with --bonafide-folds {started_with}"
+            now = "without it" if fold.bonafide_folds is None else f"with --bonafide-folds {fold.bonafide_folds}"
+            raise ConfigError(
+                f"fold {fold.name}: {fold_dir} was trained with another recipe: started {said}, this run is {now} "
+                f"(the held-out bona fide group is another); rerun {said} to resume it, or use a new --out"
+            )
         shown = ", ".join(changed[:4])
         more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
         raise ConfigError(
@@ -446,6 +469,31 @@ def check_fold_recipe(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path) -> Non
             f"{fold_dir / RUN_NAME} records){f' (and {len(edited) - 1} more)' if len(edited) > 1 else ''}: its "
             "results are of the old rows; restore the file, or use a new --out to cross-validate on the new one"
         )
+
+
+def _started_bonafide_folds(
+    recipe: TrainRecipe, fold: HeldOut, fold_dir: Path, recorded: dict[str, Any]
+) -> tuple[bool, int | None]:
+    """(True, the --bonafide-folds N a fold trained under ``recorded`` was started with, None: without) where that is
+    all that differs from ``fold``, else (False, None): a rerun that dropped or changed N is told so, not shown the
+    folds keys of every data spec as recipe changes."""
+    from sddkit.config import to_dict
+
+    counts: set[int | None] = {None}
+    for section in ("train", "val"):
+        specs = (recorded.get("data") or {}).get(section)
+        for spec in specs if isinstance(specs, list) else [specs]:
+            folds = spec.get("folds") if isinstance(spec, dict) else None
+            if isinstance(folds, dict) and isinstance(folds.get("n"), int):
+                counts.add(folds["n"])
+    for n in sorted(counts - {fold.bonafide_folds}, key=lambda c: -1 if c is None else c):
+        try:
+            other = fold_recipe(recipe, HeldOut(fold.column, fold.values, n), fold_dir)
+        except ConfigError:  # the recipe's own folds, which --bonafide-folds refuses
+            continue
+        if not recipe_changes(recorded, to_dict(other)):
+            return True, n
+    return False, None
 
 
 def run_fold(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path, *, workers: int = 2) -> dict[str, Any]:
@@ -527,6 +575,7 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
     _make_dir(out)  # first: an --out that cannot be a folder is said whatever the data
     if pending:  # the folds' training, validation and held-out files: a held-out one was met only once scored
         check_audio_files(_data_lists(recipe))
+        _warn_ungrouped_bonafide(recipe, folds[0].bonafide_folds)
     results = []
     for k, fold in enumerate(folds):
         log.info("fold %d/%d: holding out %s=%s", k + 1, len(folds), fold.column, fold.name)
@@ -544,6 +593,36 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
     }
     atomic_write_bytes(out / CV_NAME, (json.dumps(summary, indent=2) + "\n").encode())
     return summary
+
+
+def _warn_ungrouped_bonafide(recipe: TrainRecipe, n: int | None) -> None:
+    """Say when --bonafide-folds cannot keep speakers together: a bona fide file with neither ``pair_id`` nor
+    ``speaker`` (a labels CSV, a folder of files) is a group of its own (its ``utt_id``), so the held-out bona fide
+    group and the training data can share speakers, which makes the held-out EER optimistic."""
+    if n is None:
+        return
+    from sddkit.training.data import read_tables
+
+    alone = bona = 0
+    for table in (read_tables(recipe.data.train, "data.train"), read_tables(recipe.data.val, "data.val")):
+        if table is None:
+            continue
+        empty = np.ones(len(table), dtype=bool)
+        for column in BONAFIDE_GROUPS:
+            if column in table.columns:
+                empty &= np.asarray(table.column(column), dtype=object) == ""
+        alone += int((empty & (table.labels == 1)).sum())
+        bona += int((table.labels == 1).sum())
+    if alone:
+        log.warning(
+            "--bonafide-folds %d: %d of the %d bona fide files have neither %s: each is a group of its own, so the "
+            "held-out bona fide group may share speakers with the folds' training data (give the protocol a speaker "
+            "column to hold speakers out)",
+            n,
+            alone,
+            bona,
+            " nor ".join(BONAFIDE_GROUPS),
+        )
 
 
 def _mean_per_value(fold: HeldOut, figs: Sequence[dict[str, Any]]) -> dict[str, float | None]:
@@ -601,13 +680,39 @@ def _make_dir(out: Path) -> None:
 
 
 def _check_layout(out: Path, *, seeds: bool) -> None:
-    """Refuse to write a single-seed run where a multi-seed one lives, or the other way round."""
+    """Refuse to write a single-seed run where a multi-seed one lives, or the other way round: told by ``cv.json``,
+    or, before it is written (last, once every fold is done: a run interrupted), by the folders of its runs. A rerun
+    that forgot (or added) ``--seeds`` started a new run beside the interrupted one, whose cv.json then refused the
+    rerun that would have resumed it."""
     path = out / CV_NAME
-    if not path.is_file():
-        return
-    if ("seeds" in json.loads(path.read_text())) != seeds:
-        kind = "a multi-seed" if not seeds else "a single-seed"
-        raise ConfigError(f"{out} holds {kind} cross-validation (cv.json); use another --out")
+    if path.is_file():
+        if ("seeds" in json.loads(path.read_text())) == seeds:
+            return
+        shown = "cv.json"
+    else:
+        shown = ", ".join(f"{d.name}/" for d in _runs_of_other_layout(out, seeds=seeds)[:3])
+        if not shown:
+            return
+    if seeds:
+        raise ConfigError(
+            f"{out} holds a single-seed cross-validation ({shown}): rerun without --seeds to resume it, or use "
+            "another --out"
+        )
+    raise ConfigError(
+        f"{out} holds a multi-seed cross-validation ({shown}): rerun with its --seeds to resume it, or use another "
+        "--out"
+    )
+
+
+def _runs_of_other_layout(out: Path, *, seeds: bool) -> list[Path]:
+    """The non-empty folders of ``out`` that the other layout writes: ``fold_<values>/`` of a single-seed run where
+    ``seeds``, else ``seed_<s>/`` of a multi-seed one."""
+    pattern = r"fold_.+" if seeds else r"seed_\d+"
+    try:
+        found = sorted(d for d in out.iterdir() if re.fullmatch(pattern, d.name) and d.is_dir() and any(d.iterdir()))
+    except OSError:  # no folder yet (or not one): nothing of another run; _make_dir says what is wrong with it
+        return []
+    return found
 
 
 def cross_validate_seeds(
