@@ -7,6 +7,11 @@ the RIR, a preset's draws) comes from the seed, so
     apply_condition("mp3_64k", x, 16000, seed=0)
 
 is a pure function of its arguments: every detector is scored on the same degraded audio.
+
+A condition keeps the input's length, except a time stretch (``stretch_1.1``, ``stretch_0.9``): its output is the
+whole stretched utterance, ``round(T / rate)`` samples, as a sped-up or slowed-down recording is. The
+``time_stretch`` augmentation itself (for training batches, which keep ``T`` samples) crops a slowed clip's end
+and fills a sped-up one's with digital silence.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sddkit.augment.base import Augmentation, as_waveform
+from sddkit.augment.base import Augmentation, as_waveform, sample_rate_hz, uniform
 from sddkit.errors import UnknownNameError
 
 
@@ -92,39 +97,91 @@ _SPECS: dict[str, dict[str, Any]] = {
 
 CONDITIONS: MappingProxyType[str, dict[str, Any]] = MappingProxyType(_SPECS)
 
+# The augmentations whose conditions are not cropped or padded back to the input's length. A time stretch changes
+# the duration of the speech; cut back to T samples (the augmentation contract), stretch_0.9 dropped the last 10 %
+# of every utterance and stretch_1.1 appended 9 % of digital silence, and on 24 of sddbench's test_unseen files that
+# padding and cropping moved the default model's scores more (mean |change| 0.54 at 1.1) than the stretch itself (0.46).
+# A detector scores any length, so these conditions give the whole stretched utterance.
+_WHOLE_LENGTH = frozenset({"time_stretch"})
+
+# The key and value of a codec's cheaper encoder search (``sdd robustness --fast-codecs``), per augmentation name.
+_FAST_CODECS = {"codec": ("fast", True), "launder_chain": ("fast_codec", True)}
+
 
 def condition_names() -> list[str]:
     """Every condition name, in definition order (clean first)."""
     return list(CONDITIONS)
 
 
-def condition_spec(name: str) -> dict[str, Any]:
-    """A copy of the augmentation spec behind condition ``name``."""
+def condition_spec(name: str, *, fast_codecs: bool = False) -> dict[str, Any]:
+    """A copy of the augmentation spec behind condition ``name``; ``fast_codecs``: with the codecs' cheaper encoder
+    search (same bitstream format, not bit-identical audio), for a condition that runs a codec."""
     try:
         spec = CONDITIONS[name]
     except KeyError:
         raise UnknownNameError("condition", name, condition_names()) from None
-    return {k: (list(v) if isinstance(v, list) else v) for k, v in spec.items()}
+    spec = {k: (list(v) if isinstance(v, list) else v) for k, v in spec.items()}
+    if fast_codecs and spec["name"] in _FAST_CODECS:
+        key, value = _FAST_CODECS[spec["name"]]
+        spec[key] = value
+    return spec
 
 
-def condition_config(name: str) -> dict[str, Any]:
+def keeps_length(name: str) -> bool:
+    """Whether condition ``name`` gives as many samples as it is given (all but a time stretch)."""
+    return condition_spec(name)["name"] not in _WHOLE_LENGTH
+
+
+def condition_config(name: str, *, fast_codecs: bool = False) -> dict[str, Any]:
     """The full configuration of condition ``name``: its spec with every default filled in, e.g. ``{"name": "noise",
     "snr_db": [10.0, 10.0], "exponent": [0.0, 0.0], "low_hz": 20.0, "p": 1.0}``. A change of a default (noise's
-    ``low_hz`` went from 0 to 20 Hz) changes it, and the degraded audio with it, under the same condition name."""
+    ``low_hz`` went from 0 to 20 Hz) changes it, and the degraded audio with it, under the same condition name.
+    A time stretch also holds ``"length": "stretched"`` (its output is the whole stretched utterance; before
+    2026-12-06 it was cut or zero-padded back to the input's length). ``fast_codecs``: as
+    :func:`apply_condition` runs it with that option."""
     from sddkit.augment import AUGMENTATIONS
     from sddkit.config import to_dict
 
-    return to_dict(AUGMENTATIONS.parse(condition_spec(name)))
+    config = to_dict(AUGMENTATIONS.parse(condition_spec(name, fast_codecs=fast_codecs)))
+    if not keeps_length(name):
+        config.pop("fill", None)  # how the augmentation pads a sped-up clip back to T: the condition does not
+        config["length"] = "stretched"
+    return config
 
 
 @cache
-def build_condition(name: str) -> Augmentation:
-    """The (cached, stateless) augmentation that implements condition ``name``."""
+def build_condition(name: str, fast_codecs: bool = False) -> Augmentation:
+    """The (cached, stateless) augmentation that implements condition ``name`` (``fast_codecs``: see
+    :func:`condition_spec`). A time stretch's keeps the input's length, as augmentations do; :func:`apply_condition`
+    gives the whole stretched utterance."""
     from sddkit.augment.pipeline import build_augmentation
 
-    return build_augmentation(condition_spec(name))
+    return build_augmentation(condition_spec(name, fast_codecs=fast_codecs))
 
 
-def apply_condition(name: str, x: np.ndarray, sr: int, seed: int = 0) -> np.ndarray:
-    """Degrade ``x`` with condition ``name``; deterministic in (name, x, sr, seed). (T,) -> (T,) float32."""
-    return build_condition(name)(as_waveform(x), sr, np.random.default_rng(seed))
+def apply_condition(name: str, x: np.ndarray, sr: int, seed: int = 0, *, fast_codecs: bool = False) -> np.ndarray:
+    """Degrade ``x`` with condition ``name``; deterministic in (name, x, sr, seed, fast_codecs). (T,) -> (T,)
+    float32, except a time stretch by ``rate``: (round(T / rate),), the whole stretched utterance.
+    ``fast_codecs``: the codecs' cheaper encoder search (see :func:`condition_spec`)."""
+    augmentation = build_condition(name, fast_codecs)
+    if not keeps_length(name):
+        return _stretch_whole(augmentation, as_waveform(x), sr, np.random.default_rng(seed))
+    return augmentation(as_waveform(x), sr, np.random.default_rng(seed))
+
+
+def _stretch_whole(stretch: Augmentation, x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """The time stretch ``stretch`` (a built ``time_stretch``) of ``x``, at the length the stretch gives it, with the
+    input and output checks of ``Augmentation.__call__`` except its length check (the output has round(T / rate))."""
+    from sddkit.augment.timescale import wsola
+
+    sr = sample_rate_hz(sr)
+    if len(x) == 0:
+        return x.copy()
+    if not np.isfinite(x).all():
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise ValueError(f"a time stretch got a waveform with {bad} non-finite (NaN or inf) samples of {len(x)}")
+    rng.random()  # the gate Augmentation.__call__ draws: the rate is drawn from the same stream position
+    y = wsola(x, sr, uniform(rng, stretch.cfg.rate))  # (round(T / rate),)
+    if not np.isfinite(y).all():
+        raise RuntimeError("a time stretch produced non-finite samples")
+    return y

@@ -54,7 +54,6 @@ import math
 import os
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -133,31 +132,16 @@ def condition_seed(seed: int, condition: str, utt_id: str) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-@cache
-def _fast_condition(name: str):
-    """Condition ``name`` with the codecs' cheaper encoder search (same bitstream format)."""
-    from sddkit.augment.conditions import condition_spec
-    from sddkit.augment.pipeline import build_augmentation
-
-    spec = condition_spec(name)
-    if spec["name"] == "codec":
-        spec["fast"] = True
-    elif spec["name"] == "launder_chain":
-        spec["fast_codec"] = True
-    return build_augmentation(spec)
-
-
 def degrade(name: str, x: np.ndarray, sr: int, seed: int, *, fast_codecs: bool = False) -> np.ndarray:
-    """Apply condition ``name`` to (T,) ``x``: :func:`~sddkit.augment.conditions.apply_condition`,
-    or its fast-codec variant. Deterministic in its arguments. (T,) -> (T,) float32."""
+    """Apply condition ``name`` to (T,) ``x``: :func:`~sddkit.augment.conditions.apply_condition` (``fast_codecs``:
+    with the codecs' cheaper encoder search). Deterministic in its arguments. (T,) -> (T,) float32, except a time
+    stretch, which gives the whole stretched utterance."""
     from sddkit.augment.base import as_waveform
     from sddkit.augment.conditions import apply_condition
 
     if name == CLEAN:
         return as_waveform(x)
-    if not fast_codecs:
-        return apply_condition(name, x, sr, seed=seed)
-    return _fast_condition(name)(as_waveform(x), sr, np.random.default_rng(seed))
+    return apply_condition(name, x, sr, seed=seed, fast_codecs=fast_codecs)
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -310,7 +294,8 @@ class RobustnessResult:
                 "seed": self.config.seed,
                 "modes": list(self.config.modes),
                 "conditions": list(self.config.conditions),
-                "condition_configs": condition_configs(self.config.conditions),  # what each name meant in this run
+                # what each name meant in this run: with --fast-codecs, the codecs' cheaper search ("fast": true)
+                "condition_configs": condition_configs(self.config.conditions, fast_codecs=self.config.fast_codecs),
                 "fast_codecs": self.config.fast_codecs,
                 "limit": self.config.limit,  # a subset of the protocol (drawn with seed), or null: all of it
                 "max_duration": self.config.max_duration,
@@ -403,7 +388,8 @@ def journal_header(
                 "fast_codecs": cfg.fast_codecs,
                 "max_duration": cfg.max_duration,
                 # what each named condition does: a resume after an upgrade that changed one (a default, a range)
-                # would mix the audio of two definitions under one name
+                # would mix the audio of two definitions under one name. Without the fast search (fast_codecs says
+                # whether it ran), as journals recorded them before the report gave it: theirs resume.
                 "condition_configs": condition_configs(cfg.conditions),
             },
             # the audio file itself: a path relative to the folder the run was started in names another file when a
@@ -464,12 +450,12 @@ def header_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str
     return diffs
 
 
-def condition_configs(names: Sequence[str]) -> dict[str, Any]:
-    """Condition name -> its full configuration (:func:`~sddkit.augment.conditions.condition_config`), ``clean``
-    left out (it has none)."""
+def condition_configs(names: Sequence[str], *, fast_codecs: bool = False) -> dict[str, Any]:
+    """Condition name -> its full configuration (:func:`~sddkit.augment.conditions.condition_config`; ``fast_codecs``:
+    as ``--fast-codecs`` runs it), ``clean`` left out (it has none)."""
     from sddkit.augment.conditions import condition_config
 
-    return {name: condition_config(name) for name in names if name != CLEAN}
+    return {name: condition_config(name, fast_codecs=fast_codecs) for name in names if name != CLEAN}
 
 
 def _definition_differences(earlier: Any, now: dict[str, Any]) -> list[str]:
