@@ -53,6 +53,19 @@ class LoRAConfig:
         check_adapter_shape(self.rank, self.alpha, self.dropout, self.targets)
 
 
+# Hugging Face module names of the projections (as PEFT's target_modules gives them) -> the targets naming them here
+HF_MODULE_TARGETS = {
+    "q_proj": "q",
+    "k_proj": "k",
+    "v_proj": "v",
+    "out_proj": "out",
+    "fc1": "ffn_in",  # Whisper
+    "fc2": "ffn_out",
+    "intermediate_dense": "ffn_in",  # wav2vec 2.0, HuBERT, WavLM
+    "output_dense": "ffn_out",
+}
+
+
 def check_low_rank(rank: int, alpha: float, dropout: float) -> None:
     """The checks shared by the configs and the layers built directly (tests, notebooks)."""
     if rank < 1:
@@ -72,7 +85,10 @@ def check_adapter_shape(rank: int, alpha: float, dropout: float, targets: Sequen
         raise ValueError("targets must name at least one projection")
     unknown = sorted(set(targets) - set(PROJECTION_TARGETS))
     if unknown:
-        raise ValueError(f"unknown target(s) {unknown}; valid: {list(PROJECTION_TARGETS)}")
+        # a PEFT config names the modules (target_modules: [q_proj, v_proj]): say which of ours each one is
+        known = ", ".join(f"{HF_MODULE_TARGETS[t]} for {t}" for t in unknown if t in HF_MODULE_TARGETS)
+        hint = f" (Hugging Face module names: write {known})" if known else ""
+        raise ValueError(f"unknown target(s) {unknown}{hint}; valid: {list(PROJECTION_TARGETS)}")
     if len(set(targets)) != len(targets):
         raise ValueError(f"targets repeat a projection: {list(targets)}")
 
@@ -83,6 +99,14 @@ def kaiming_uniform_rows_(t: Tensor, fan_in: int) -> Tensor:
     bound = 1.0 / math.sqrt(fan_in)
     with torch.no_grad():
         return t.uniform_(-bound, bound)
+
+
+def freeze_(p: nn.Parameter) -> None:
+    """Freeze ``p`` for good: no gradient from now on, and none left from before. A gradient left in ``p.grad``
+    (``zero_grad(set_to_none=False)`` keeps zeros there) let an optimizer that already held ``p`` go on stepping it:
+    momentum and weight decay moved frozen experts and router rows at every step after ``add_experts``."""
+    p.requires_grad_(False)
+    p.grad = None
 
 
 class AdaptedLinear(nn.Module):
@@ -308,6 +332,7 @@ __all__ = [
     "average_lora_states",
     "average_low_rank",
     "check_low_rank",
+    "freeze_",
     "kaiming_uniform_rows_",
     "replace_projections",
 ]

@@ -58,6 +58,7 @@ from sddkit.frontends.lora import (
     average_adapter_states,
     check_adapter_shape,
     check_low_rank,
+    freeze_,
     kaiming_uniform_rows_,
     replace_projections,
 )
@@ -233,7 +234,7 @@ class MoLExLinear(AdaptedLinear):
         if problem is not None:
             raise ConfigError(problem)
         for p in (*self.lora_A, *self.lora_B):
-            p.requires_grad_(False)
+            freeze_(p)
         self._append_group(n)
         self.router.add_experts(n, bias)
 

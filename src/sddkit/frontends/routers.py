@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from sddkit.errors import ConfigError
 from sddkit.frontends import ROUTERS
-from sddkit.frontends.lora import kaiming_uniform_rows_
+from sddkit.frontends.lora import freeze_, kaiming_uniform_rows_
 
 
 @dataclass
@@ -199,7 +199,7 @@ class Router(nn.Module):
         if problem is not None:
             raise ConfigError(problem)
         for p in (*self.weights, *self.biases):
-            p.requires_grad_(False)
+            freeze_(p)
         ref = self.weights[0]
         start = float(bias) * self.temperature
         rows = kaiming_uniform_rows_(torch.empty(n, self.in_features, dtype=torch.float32), self.in_features)

@@ -213,7 +213,8 @@ class SSLFrontend(nn.Module):
         return self._adapted[0].expert_groups
 
     def add_experts(self, n: int, bias: float | None = None) -> list[nn.Parameter]:
-        """Append ``n`` experts to every MoLEx layer; freeze the old experts and router rows.
+        """Append ``n`` experts to every MoLEx layer; freeze the old experts and router rows (their gradients are
+        cleared too, so an optimizer that already holds them leaves them as they are).
 
         New experts start with B = 0 and small router rows (1 % of a fresh router's scale, bias
         ``bias``, default the config's ``new_expert_bias``), so outputs on old data barely move. Returns

@@ -44,6 +44,8 @@ class ExpertAddition:
     """Grow ``detector.frontend`` by ``n`` experts and make only the new parts trainable."""
 
     def __init__(self, detector: nn.Module, n: int, *, train_backend: bool = False, bias: float | None = None):
+        from sddkit.frontends.lora import freeze_
+
         problem = growth_problem(detector)
         if problem is not None:
             raise ConfigError(problem)
@@ -64,9 +66,11 @@ class ExpertAddition:
                 self.new.append(name)
             elif old_shape == tuple(p.shape):
                 retrained = train_backend and name.startswith("backend.")
-                p.requires_grad_(retrained)
                 if retrained:
+                    p.requires_grad_(True)
                     self.backend.append(name)
+                else:
+                    freeze_(p)  # its gradient too: an optimizer already holding it stepped it on a left-over one
             else:
                 if len(old_shape) != p.dim() or any(o > s for o, s in zip(old_shape, p.shape)):
                     raise ConfigError(f"add_experts changed {name} from {old_shape} to {tuple(p.shape)}: not a growth")

@@ -517,8 +517,9 @@ class MolexConfig:
     before ``old_eval`` is scored with it.
     new_expert_bias: the router bias the added experts start with (``null``: the front-end's
     ``molex.new_expert_bias``, default -6: about 0.08 % of the routing weight for one new expert beside three old
-    ones at logit 0): how much the new experts are used from the first step (their B starts at 0, so outputs do not
-    move either way).
+    ones at logit 0): how much the new experts are used from the first step. Their B starts at 0, so they add nothing
+    themselves, but the router's softmax takes that share of the weight from the old experts: the old domains'
+    outputs lose that share of the adapter's effect from the first step (0.08 % at -6; a quarter at 0).
     old_eval: protocols of the previously learned domains, scored before and after training to
     measure forgetting (EER) in ``out_dir/molex_report.json`` (a ``--resume`` that adds or changes it scores the model
     as it was before the addition, ``init_from``, on it again); expert use per attack system is
