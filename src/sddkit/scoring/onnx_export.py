@@ -119,12 +119,7 @@ def export_onnx(
         out = out / ONNX_NAME
     if out.suffix.lower() != ".onnx":  # `out` is replaced: never a config.json, weights or score file by mistake
         raise ConfigError(f"out must name a .onnx file or an existing folder, got {out}")
-    if model_dir.suffix.lower() == ".onnx" and model_dir.is_file():  # else "not a model directory (a file)"
-        source = exported_from(model_dir)
-        raise CheckpointError(
-            f"{model_dir} is an ONNX export, not a model directory: export-onnx needs the model directory it was "
-            f"exported from{f', {source}' if source else ''}"
-        )
+    _refuse_an_export_as_the_model(model_dir)
     md = load_model_dir(model_dir)
     inference = parse_inference(md.inference, f"{model_dir}: inference")
     check_model_rate(inference, str(model_dir))
@@ -139,7 +134,8 @@ def export_onnx(
             f"{model_dir}: the model fails on windows of {inference.window_samples} samples (its "
             f"inference.window_samples), so it cannot be exported: {type(exc).__name__}: {_first_line(exc)}"
         ) from None
-    differs = _differs_from_folder(out.parent, {"weights_digest": md.weights_digest}, inference)
+    recorded = {"weights_digest": md.weights_digest, "architecture": md.architecture, "model": md.model_config}
+    differs = _differs_from_folder(out.parent, recorded, inference)
     if differs:  # the load refuses an export beside another model's config: it could never be scored there
         raise CheckpointError(
             f"{out}: {out.parent} holds another model (its {' and '.join(differs)} differ from those of "
@@ -212,6 +208,26 @@ def export_onnx(
     if dropped:
         report["dropped_stats"] = {k: v if np.isfinite(v) else None for k, v in dropped.items()}  # None: NaN
     return report
+
+
+def _refuse_an_export_as_the_model(model_dir: Path) -> None:
+    """Refuse an ONNX export given where export-onnx needs a model directory, naming the one it was exported from:
+    an .onnx file (else "not a model directory (a file)"), or a folder ``--out DIR`` wrote, holding ``model.onnx``
+    and no config (else the load's "load it with backend='onnx'", an answer to scoring, not to exporting)."""
+    from sddkit.detectors.model_dir import CONFIG_NAME
+
+    if model_dir.suffix.lower() == ".onnx" and model_dir.is_file():
+        source = exported_from(model_dir)
+        raise CheckpointError(
+            f"{model_dir} is an ONNX export, not a model directory: export-onnx needs the model directory it was "
+            f"exported from{f', {source}' if source else ''}"
+        )
+    if model_dir.is_dir() and (model_dir / ONNX_NAME).is_file() and not (model_dir / CONFIG_NAME).is_file():
+        source = exported_from(model_dir / ONNX_NAME)
+        raise CheckpointError(
+            f"{model_dir} holds an ONNX export ({ONNX_NAME}) and no {CONFIG_NAME}, not a model directory: export-onnx "
+            f"needs the model directory it was exported from{f', {source}' if source else ''}"
+        )
 
 
 # protobuf's limit on one serialised message: a larger graph needs external data files, which sddkit does not write
@@ -647,8 +663,8 @@ def resolve_onnx_path(path: str | Path) -> Path:
 
 
 def _differs_from_folder(folder: Path, info: dict, inference) -> list[str]:
-    """What of the model directory ``folder`` (its weights digest, its inference settings) an export with
-    ``info`` and ``inference`` does not match; ``[]`` when ``folder`` holds no config sddkit reads."""
+    """What of the model directory ``folder`` (its weights digest, its model config, its inference settings) an
+    export with ``info`` and ``inference`` does not match; ``[]`` when ``folder`` holds no config sddkit reads."""
     from sddkit.detectors.model_dir import CONFIG_NAME, read_model_config
 
     config_path = folder / CONFIG_NAME
@@ -663,6 +679,12 @@ def _differs_from_folder(folder: Path, info: dict, inference) -> list[str]:
     digest = config.get("weights_digest")
     if digest is not None and info.get("weights_digest") not in (None, digest):
         differs.append("weights")
+    # the config's model section with the same weights: a front-end setting that has no weights (pre-emphasis,
+    # level_db, the window, log_floor, a head's scale) edited since the export changes every torch score, where the
+    # graph kept the old one without a word. Exports that record no model config are not compared.
+    recorded = (info.get("architecture"), info.get("model"))
+    if recorded[1] is not None and recorded != (config.get("architecture"), config.get("model")):
+        differs.append("model config (architecture, front-end, back-end settings)")
     if folder_inference.to_dict() != inference.to_dict():
         differs.append("inference settings (calibration, threshold, windows)")
     return differs
@@ -670,8 +692,8 @@ def _differs_from_folder(folder: Path, info: dict, inference) -> list[str]:
 
 def _check_beside_its_model(path: Path, info: dict, inference) -> None:
     """An export that sits in a model directory (``sdd export-onnx --out DIR``) must still be that model:
-    retrained weights or a new calibration in the directory would otherwise be scored with the old graph
-    and settings, without a word. An export elsewhere, or beside no config, is taken as it is."""
+    retrained weights, an edited model config or a new calibration in the directory would otherwise be scored with
+    the old graph and settings, without a word. An export elsewhere, or beside no config, is taken as it is."""
     from sddkit.detectors.model_dir import CONFIG_NAME
 
     differs = _differs_from_folder(path.parent, info, inference)
@@ -685,9 +707,9 @@ def _check_beside_its_model(path: Path, info: dict, inference) -> None:
         said = f"{path} was exported from {source}, whose {' and '.join(differs)} differ from those in {config_path}"
     else:
         said = f"{path} was exported before its {' and its '.join(differs)} in {config_path} changed"
-    raise CheckpointError(
-        f"{said}: export it again (sdd export-onnx --model {path.parent} --out {path.parent} --force)"
-    )
+    # --out the file itself: `--out DIR` writes DIR/model.onnx, which left another name (DIR/x.onnx) as it was
+    out = path.parent if path.name == ONNX_NAME else path
+    raise CheckpointError(f"{said}: export it again (sdd export-onnx --model {path.parent} --out {out} --force)")
 
 
 def load_onnx_detector(path: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE) -> ScoringDetector:
