@@ -7,9 +7,10 @@
         state.json            everything else: the recipe it was saved under, optimizer/scheduler scalars,
                               epoch/step, the resumes under a changed recipe before it (``trainer.resumes``),
                               python/numpy RNG states, best-EER bookkeeping, the digest of the frozen
-                              pretrained weights the run trained over (a resume checks it); tensors appear as
-                              {"__tensor__": key} references into state.safetensors, whose SHA-256
-                              (``tensors_digest``) loading checks
+                              pretrained weights the run trained over (a resume checks it), the git commit
+                              and package versions of the session that saved it (``git``, ``versions``: best/
+                              reports them); tensors appear as {"__tensor__": key} references into
+                              state.safetensors, whose SHA-256 (``tensors_digest``) loading checks
       latest                  one line: the name of the newest complete checkpoint directory
 
 A checkpoint is written into a hidden temporary directory which is renamed into place when

@@ -21,7 +21,8 @@ early stopping, best-checkpoint selection, averaging of the top-k checkpoints; c
                          their weights were trained for (best/: its checkpoint's, the run's in ``run_steps``); their
                          ``train_recipe`` is the recipe in force when their weights were saved (best/: its
                          checkpoint's), with ``resumes`` and ``checkpoint_recipe_changes`` after a resume under a
-                         changed recipe; best/'s model config and inference window are its checkpoint's too
+                         changed recipe; best/'s model config and inference window are its checkpoint's too, and
+                         so are its git commit and versions (the session's that saved it; final/'s: the last one's)
       molex_report.json  with a ``molex`` section: forgetting and expert use per attack system
                          (``expert_use``: mean over the adapted layers; ``expert_use_per_layer``: each layer's,
                          one row per adapted projection in the order ``layers`` names them, ``layers.0.q``, ...)
@@ -54,7 +55,8 @@ A resume of a finished run takes no step and exports best/ and final/ again from
 ``trainer.average_bn`` (e.g. ``reestimate``, batch-norm statistics of final/'s average re-estimated) final/ changes,
 best/ stays as it was. A final/ of fewer checkpoints than ``trainer.average_top_k`` asks for (some deleted, a raised
 average_top_k, too few validations), or of the last weights, says so: a warning, and the ``average_top_k`` asked for
-and the ``ranked_checkpoints`` there were in its metadata.
+and the ``ranked_checkpoints`` there were in its metadata. A best/ exported from a top-k checkpoint deleted since is
+moved aside to ``best.<checkpoint>/`` at the end, not written over: its weights exist nowhere else.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ from sddkit.detectors.model_dir import (
     _pretrained_folders,
     atomic_write_bytes,
     load_state_checked,
+    read_model_config,
     save_model_dir,
     state_to_save,
     weights_digest,
@@ -938,6 +941,13 @@ class Trainer:
         return {k: stats.get(k, v) for k, v in state.items()}
 
     @functools.cached_property
+    def _session_code(self) -> dict[str, Any]:
+        """``{"git", "versions"}`` of the code this session runs: what run.json records for the session, what every
+        checkpoint it saves records, and so what best/ reports of the checkpoint it is made from (a resume may run
+        other code than the session that trained those weights)."""
+        return {"git": git_commit(), "versions": package_versions()}
+
+    @functools.cached_property
     def _frozen_digest(self) -> str | None:
         """:func:`weights_digest` of the frozen pretrained weights that checkpoints leave out (read from the
         pretrained folder when the model is built); None when there are none. Computed once: a run never changes
@@ -986,6 +996,9 @@ class Trainer:
                 **({"ema_bn_batches": self._ema_bn_batches()} if self.ema is not None else {}),
                 "history": self.history,
                 "world_size": self.info.world_size,
+                # the code the weights were trained under up to here: best/ made from this checkpoint by a later
+                # session (a resume under a newer commit) reports it, as run.json's session that saved it does
+                **self._session_code,
             }
             try:
                 ckpt.save_checkpoint(self.ckpt_dir, name, state)
@@ -1065,7 +1078,8 @@ class Trainer:
             # of the run, and every later --resume too; they are chosen among the checkpoints that are left
             log.warning(
                 "the top-k checkpoint(s) %s are no longer complete under %s: best/ and final/ are chosen among the "
-                "others",
+                "others (a best/ exported from one of them is moved aside to best.<checkpoint>/ at the end, not "
+                "written over)",
                 ", ".join(gone),
                 self.ckpt_dir,
             )
@@ -1321,12 +1335,18 @@ class Trainer:
         if self.model_config is None:
             log.warning("no model config known: not exporting %s/", name)
             return None
-        commit = git_commit()
+        commit, versions = self._session_code["git"], self._session_code["versions"]
         recipe, resumes = to_dict(self.recipe), self.state.resumes
         model_config = self.model_config
         ema = {"ema_decay": self.ema.decay, "ema_bn_batches": self._ema_bn_batches()} if self.ema is not None else {}
         if checkpoint is not None:
-            record = ckpt.load_checkpoint_record(checkpoint, ("recipe", "trainer", "ema_bn_batches", "model_config"))
+            record = ckpt.load_checkpoint_record(
+                checkpoint, ("recipe", "trainer", "ema_bn_batches", "model_config", "git", "versions")
+            )
+            # the code its weights were trained under (the session that saved it; absent from checkpoints of an older
+            # sddkit): a resume under another commit re-exported best/ naming the resume's, which never trained them
+            if isinstance(record.get("versions"), dict):
+                commit, versions = record.get("git"), record["versions"]
             if isinstance(record.get("model_config"), dict):
                 # the model its weights were trained and validated as: a resume may have changed a setting that
                 # leaves the weights' shapes alone (model.frontend.f_min), and best/ under today's config scored
@@ -1341,9 +1361,9 @@ class Trainer:
         inference = {"sample_rate": 16000, "window_samples": export_window_samples(recipe, self.recipe)}
         meta = {
             "seed": recipe.get("seed", self.recipe.seed),
-            "git_commit": commit["commit"] if commit else None,
-            "git_dirty": commit["dirty"] if commit else None,  # the commit alone hides uncommitted changes
-            "versions": package_versions(),  # the model directory travels without run.json
+            "git_commit": commit["commit"] if isinstance(commit, dict) else None,
+            "git_dirty": commit["dirty"] if isinstance(commit, dict) else None,  # the commit alone hides edits
+            "versions": versions,  # the model directory travels without run.json
             "steps": self.state.step,
             # the weights are the moving average of those trained (trainer.ema_decay), not the last ones, with
             # batch-norm statistics re-estimated on that many batches (0: none to re-estimate)
@@ -1421,9 +1441,49 @@ class Trainer:
             best_meta.update(best_step=best["step"], steps=best["step"], run_steps=s.step)
         else:
             best_meta = {"selection": "last step (no validation EER)", "val_eer": final_eer}
+        self._keep_best_of_deleted_checkpoint(where.name if where is not None else None, best_meta["val_eer"])
         best_dir = self._export("best", best_meta, checkpoint=where)
         barrier()
         return self._result(best_dir, final_dir, final_eer, best=chosen)
+
+    def _keep_best_of_deleted_checkpoint(self, exporting: str | None, eer: float | None) -> None:
+        """Move aside (to ``best.<checkpoint>/``, with a warning) a best/ exported from a checkpoint deleted since whose
+        val EER the best/ exported now (from checkpoint ``exporting``, of val EER ``eer``) does not beat, rather than
+        write it over: its weights exist nowhere else.
+
+        A checkpoint deleted to free space because best/ held it (then ``--resume trainer.epochs=...``) lost the run's
+        best model for good when the resume ended (also when that resume was killed and a later one ended the run). A
+        best/ superseded by a lower val EER, its checkpoint pruned from the top k since, is replaced as ever."""
+        if not self.info.is_main:
+            return
+        directory = self.out_dir / "best"
+        try:
+            metadata = read_model_config(directory).get("metadata")
+        except CheckpointError:  # none there, or damaged: nothing to keep
+            return
+        if not isinstance(metadata, dict):
+            return
+        name, kept_eer = metadata.get("checkpoint"), metadata.get("val_eer")
+        if not isinstance(name, str) or name == exporting or name in ckpt.complete_checkpoints(self.ckpt_dir):
+            return
+        if eer is not None and isinstance(kept_eer, (int, float)) and eer < kept_eer:
+            return
+        aside, n = directory.with_name(f"best.{name}"), 1
+        while aside.exists():
+            n += 1
+            aside = directory.with_name(f"best.{name}.{n}")
+        try:
+            directory.rename(aside)
+        except OSError as exc:
+            raise self._write_failed(f"the model directory {directory} (moving it aside to {aside})", exc) from None
+        log.warning(
+            "%s held the weights of %s (val EER %s), whose checkpoint was deleted: moved to %s, and best/ is exported "
+            "from the checkpoints left",
+            directory,
+            name,
+            kept_eer,
+            aside,
+        )
 
     def _fewer_than_average_top_k(self, k: int) -> dict[str, Any]:
         """Say (log and final/'s metadata) that final/ is not the average of trainer.average_top_k checkpoints asked
@@ -1522,7 +1582,7 @@ class Trainer:
             if not isinstance(sessions, list):  # a damaged record must not stop the run it records
                 log.warning("%s is unreadable: the record of the earlier sessions starts afresh", path)
                 sessions = []
-        recipe, versions, commit = to_dict(self.recipe), package_versions(), git_commit()
+        recipe, versions, commit = to_dict(self.recipe), self._session_code["versions"], self._session_code["git"]
         session: dict[str, Any] = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "resumed_from": resumed_from,
@@ -1653,7 +1713,11 @@ class Trainer:
         )
         report = broadcast_object(report)
         if self.info.is_main:
-            atomic_write_bytes(self.out_dir / "molex_report.json", (json.dumps(report, indent=2) + "\n").encode())
+            path = self.out_dir / "molex_report.json"
+            try:
+                atomic_write_bytes(path, (json.dumps(report, indent=2) + "\n").encode())
+            except OSError as exc:  # a full disk after best/ and final/ were written: a resume of the run writes it
+                raise self._write_failed(str(path), exc) from None
 
 
 def _strategy_seed(recipe: dict[str, Any], default: int) -> Any:
