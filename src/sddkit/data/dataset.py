@@ -23,6 +23,7 @@ Audio errors are never skipped: they raise with the file's path.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing.context
 import os
 from collections import Counter
@@ -41,6 +42,11 @@ from sddkit.errors import AudioDecodeError, AudioError, ConfigError, ProtocolErr
 from sddkit.threads import in_order_ahead
 
 __all__ = ["CachedWaveforms", "UtteranceDataset", "available_memory", "collate_pad", "load_table_audio"]
+
+log = logging.getLogger("sddkit.data")
+
+# the shortest input sddkit scores: the default of a model's inference.min_duration_s (sddkit.scoring.inference)
+SHORTEST_SCORED_S = 0.1
 
 # Decoded files are packed into blocks of this many samples (64 MB of float32) as they are decoded: an allocation
 # this large is mapped on its own by the C library and given back to the system when freed, where a decoded
@@ -449,6 +455,10 @@ class UtteranceDataset(Dataset):
         from a given mapping (an attack unseen in training) gives -1.
     cache / waveforms: per-process decode cache / a preloaded :class:`CachedWaveforms`
         (looked up by utt_id; utterances not in it are decoded from disk).
+    short_file_s: a file shorter than this (seconds; 0: no check) is logged as a warning the first time it is read,
+        once per file over all loader workers and epochs, naming it and how to leave it out: tiled to the crop, a
+        5 ms file is a buzz, not speech, and ``sdd score`` refuses inputs under a model's
+        ``inference.min_duration_s`` (0.1 s by default). It is still used (repeat-padded), as every shorter file is.
     """
 
     def __init__(
@@ -465,7 +475,10 @@ class UtteranceDataset(Dataset):
         max_duration: float | None = 600.0,
         cache: bool = False,
         waveforms: CachedWaveforms | None = None,
+        short_file_s: float = SHORTEST_SCORED_S,
     ):
+        if not 0.0 <= float(short_file_s) < float("inf"):
+            raise ValueError(f"short_file_s must be a number of seconds >= 0, got {short_file_s!r}")
         if crop_samples is not None and not _positive_count(crop_samples):  # 1.7 became 1, '100' 100, unsaid
             raise ValueError(f"crop_samples must be a positive integer or None, got {crop_samples!r}")
         if int(seed) < 0:  # numpy's generators refuse it, inside a DataLoader worker
@@ -494,6 +507,10 @@ class UtteranceDataset(Dataset):
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
         # shared memory: set_epoch in the main process is seen by already-running workers
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self.short_file_s = float(short_file_s)
+        # which short files were named already, in shared memory too: a worker's own record went with it at the end
+        # of each epoch, and every epoch named them again
+        self._short_named = torch.zeros(len(self._ids), dtype=torch.bool).share_memory_()
 
     @property
     def accepts_draws(self) -> bool:
@@ -548,12 +565,47 @@ class UtteranceDataset(Dataset):
                 self._cache[index] = x
         return x
 
+    def short_files(self, seconds: Sequence[float] | np.ndarray) -> np.ndarray:
+        """The rows whose duration (``seconds``: (N,) of every row, NaN where unknown) is under ``short_file_s``;
+        they are not named again when read (the caller names them, with :meth:`short_file_note`)."""
+        seconds = np.asarray(seconds, dtype=np.float64)
+        rows = np.flatnonzero(seconds < self.short_file_s)  # NaN compares false: unknown lengths are checked when read
+        self._short_named[torch.from_numpy(rows)] = True
+        return rows
+
+    def short_file_note(self, rows: Sequence[int], seconds: Sequence[float]) -> str:
+        """What a warning says of the short files ``rows`` (their durations ``seconds``): the first few by path and
+        duration, what training makes of them, and the ``exclude`` that leaves them all out."""
+        shown = ", ".join(f"{self._paths[i]} ({1000 * t:.1f} ms)" for i, t in list(zip(rows, seconds))[:3])
+        more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
+        if self.crop_samples is None:
+            made = "used whole, too short to hold speech"
+        else:
+            made = f"tiled (repeat-padded) to the {self.crop_samples / self.sample_rate:g} s crop, a buzz, not speech"
+        ids = [self._ids[i] for i in rows]
+        listed = ", ".join(map(repr, ids[:20])) + (", ..." if len(ids) > 20 else "")
+        each, them = ("it is", "it") if len(rows) == 1 else ("each is", "them")
+        return (
+            f"{_files(len(rows))} under {self.short_file_s:g} s: {shown}{more}; {each} {made}, "
+            f"where sdd score refuses inputs under a model's inference.min_duration_s ({SHORTEST_SCORED_S:g} s by "
+            f"default): leave {them} out with the data spec's exclude: {{utt_id: [{listed}]}}"
+        )
+
+    def _check_short(self, index: int, n_samples: int) -> None:
+        """Warn once (over all workers and epochs) of row ``index`` when its file is under ``short_file_s``."""
+        if n_samples >= self.short_file_s * self.sample_rate or bool(self._short_named[index]):
+            return
+        self._short_named[index] = True
+        role = "training" if self.train else "evaluation"
+        log.warning("%s data: %s", role, self.short_file_note([index], [n_samples / self.sample_rate]))
+
     def waveform(self, index: int, draw: int = 0) -> np.ndarray:
         """The model input of row ``index``: (crop_samples,) or (T,) float32, a fresh array.
 
         draw: which draw of the item this is in the current epoch (training; see :meth:`rng`).
         """
         x = self.load(index)
+        self._check_short(index, int(x.shape[0]))
         crop = self.crop_samples
         if not self.train:
             return np.array(x if crop is None else repeat_pad(x, crop), dtype=np.float32)

@@ -13,6 +13,8 @@ never share a position and together cover the epoch; ``len()`` is the per-rank l
 
 Within a group, items are drawn without replacement: a group is cycled through in a fresh random
 order each time it is used up, so a small group is repeated only as often as its share requires.
+A :class:`DomainBatchSampler` block (with ``share_bonafide``, a step's bona fide items) holds no
+item twice unless its pool has fewer items than it takes; the sampler warns, naming such domains.
 """
 
 from __future__ import annotations
@@ -71,15 +73,32 @@ class _Cycler:
         self.order = rng.permutation(self.pool)
         self.pos = 0
 
-    def take(self, n: int) -> np.ndarray:
-        out = []
+    def take(self, n: int, avoid: np.ndarray | None = None, ahead: int = 0) -> np.ndarray:
+        """The next ``n`` items. ``avoid``: the items the caller already took from this pool for the same batch;
+        ``ahead``: how many more it will take from it for that batch after these.
+
+        An order drawn anew partway through puts the items of the batch taken before it (this call's and
+        ``avoid``) behind the others wherever one of them would come up again within the batch: the end of one
+        order and the start of the next repeated an item inside one MLDG block (7 % of 4-item blocks drawn from
+        pools of 5) although the pool held enough distinct items."""
+        out: list[np.ndarray] = []
         while n > 0:
             if self.pos == len(self.order):
                 self.order, self.pos = self.rng.permutation(self.pool), 0
+                before = [np.zeros(0, dtype=np.int64), *out, *([] if avoid is None else [avoid])]
+                self._defer(np.concatenate(before), n + ahead)
             k = min(n, len(self.order) - self.pos)
             out.append(self.order[self.pos : self.pos + k])
             self.pos, n = self.pos + k, n - k
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    def _defer(self, taken: np.ndarray, n: int) -> None:
+        """Move the fresh order's items in ``taken`` behind the others (a stable partition: still a permutation of
+        the pool) when one of them is among its first ``n``; else leave it as drawn, so that batches that repeated
+        nothing are the ones drawn before this check existed."""
+        again = np.isin(self.order, taken)
+        if again[:n].any():
+            self.order = np.concatenate([self.order[~again], self.order[again]])
 
 
 class _EpochSampler:
@@ -216,7 +235,8 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
     more than 0.1 off the fraction) and the rest spoof items of the k-th domain drawn for that step (domains drawn
     without replacement, in random order). :func:`split_domain_batch` cuts a collated batch back
     into these blocks, so a strategy can use e.g. the first blocks as meta-train and the last as
-    meta-test. ``steps_per_epoch`` (per rank) defaults to about one pass over the items.
+    meta-test. ``steps_per_epoch`` (per rank) defaults to about one pass over the items. A domain with fewer spoof
+    (or bona fide) items than a block takes repeats some in each of its blocks: a UserWarning names it, with counts.
 
     Size: ``per_domain`` (and ``n_domains_per_step``, default all domains), or ``batch_size``:
     then ``n_domains_per_step`` defaults to the most domains that divide the batch into blocks
@@ -283,7 +303,35 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
         self.spoof_pools = [spoof[values[spoof] == d] for d in self.domain_names]
         self.bonafide_pools = self._bonafide_pools(bona, values, bool(bonafide_by_domain))
         self.batch_size = self.n_domains_per_step * self.per_domain
+        self._warn_small_pools()
         self.steps_per_epoch = _epoch_steps(steps_per_epoch, len(labels), self.batch_size, self.world_size)
+
+    def _warn_small_pools(self) -> None:
+        """Warn, naming them, of the domains with fewer spoof (or bona fide) items than one block takes: each of
+        their blocks repeats some of them (a new crop for each with ``distinct_draws``), where a batch larger than a
+        domain's data did so without a word."""
+        short = [
+            f"{d!r} ({len(p)} spoof)" for d, p in zip(self.domain_names, self.spoof_pools) if len(p) < self.n_spoof
+        ]
+        if self.share_bonafide:  # one pool for the whole step: its blocks take distinct items while it has enough
+            need = self.n_bonafide * self.n_domains_per_step
+            if len(self.bonafide_pools[0]) < need:
+                short.append(f"the shared bona fide items ({len(self.bonafide_pools[0])}, {need} per step)")
+        else:
+            short += [
+                f"{d!r} ({len(p)} bona fide)"
+                for d, p in zip(self.domain_names, self.bonafide_pools)
+                if len(p) < self.n_bonafide
+            ]
+        if short:
+            shown = ", ".join(short[:5]) + (f" and {len(short) - 5} more" if len(short) > 5 else "")
+            warnings.warn(
+                f"domain blocks of {self.per_domain} items take {self.n_bonafide} bona fide and {self.n_spoof} spoof "
+                f"items of their domain, but there are fewer for {shown}: their blocks repeat items (a new crop of "
+                "each with distinct draws); a smaller per_domain or batch_size (or share_bonafide, for bona fide "
+                "items) avoids it, or leave such domains out of the training data",
+                stacklevel=3,
+            )
 
     def _bonafide_pools(self, bona: np.ndarray, values: np.ndarray, by_domain: bool) -> list[np.ndarray]:
         """Each domain's bona fide items: all of them with ``share_bonafide``, else a disjoint share (see
@@ -333,8 +381,15 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
         for _ in range(self.steps_per_epoch * self.world_size):
             chosen = rng.choice(len(self.domain_names), size=self.n_domains_per_step, replace=False)
             blocks = []
-            for d in chosen:
-                block = np.concatenate([bona[d].take(self.n_bonafide), spoof[d].take(self.n_spoof)])
+            step_bona: list[np.ndarray] = []  # the shared pool's items this step has: none again in another block
+            for k, d in enumerate(chosen):
+                if self.share_bonafide:
+                    avoid = np.concatenate(step_bona) if step_bona else None
+                    ahead = self.n_bonafide * (len(chosen) - k - 1)
+                    step_bona.append(bona[d].take(self.n_bonafide, avoid, ahead))
+                else:
+                    step_bona.append(bona[d].take(self.n_bonafide))
+                block = np.concatenate([step_bona[-1], spoof[d].take(self.n_spoof)])
                 blocks.append(rng.permutation(block))
             steps.append((chosen.astype(np.int64), np.concatenate(blocks)))
         return steps
