@@ -23,10 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "report.md, per-attack/source/codec (and, with a vocoder or attack_type column, per-vocoder or "
         "per-attack-type) CSV tables, det.png, roc.png and scores.png (score histograms per class) into --out.",
     )
+    # not required by argparse: left out together, with --asv-scores, they ask for an SASV system's a-DCF alone
     p.add_argument(
-        "--scores", required=True, help="score file (ASVspoof 2019/2021/5, path,score CSV or TSV, sdd score JSONL)"
+        "--scores",
+        default=None,
+        help="score file (ASVspoof 2019/2021/5, path,score CSV or TSV, sdd score JSONL); required, unless an SASV "
+        "system is evaluated alone (--asv-scores without --scores and --protocol)",
     )
-    p.add_argument("--protocol", required=True, help="protocol / key file of the evaluation set")
+    p.add_argument("--protocol", default=None, help="protocol / key file of the evaluation set (with --scores)")
     p.add_argument(
         "--out", required=True, help="output folder for the report (a report already there is replaced, with a note)"
     )
@@ -51,7 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "asv-label and asv-score columns): the min t-DCFs take its error rates at its EER threshold, as the "
         "official ASVspoof 2019/2021 scripts do (default: the ASVspoof 5 organisers' pooled ASV rates), and the "
         "report adds the concurrent t-EER of the countermeasure before that ASV system; a table with a sasv-score "
-        "column too (an ASVspoof 5 track-2 submission) adds the min a-DCF of those SASV scores",
+        "column too (an ASVspoof 5 track-2 submission) adds the min a-DCF of those SASV scores; given without --scores "
+        "and --protocol, the file holds an SASV system's scores (its sasv-score column, else its score: 'SPEAKER UTT "
+        "SCORE KIND' lines) and the report is their min a-DCF alone (the ASVspoof 5 package's t2_single mode, e.g. "
+        "an end-to-end SASV system's submission)",
     )
     p.add_argument(
         "--asv-key",
@@ -231,6 +238,8 @@ def run(args: argparse.Namespace) -> int:
         from sddkit.errors import ConfigError
 
         raise ConfigError("--asv-key gives the kinds of --asv-scores' trials: give it with --asv-scores")
+    sasv_alone = args.scores is None and args.protocol is None and args.asv_scores is not None
+    _check_inputs(args, sasv_alone)
     check_minimums(args, bootstrap=0, seed=0)  # numpy's generators refuse a negative seed, mid-report
     protocol_options = parse_protocol_options(args.protocol_options)
     if os.path.exists(args.out) and not os.path.isdir(args.out):  # known now, not after the bootstrap
@@ -247,6 +256,8 @@ def run(args: argparse.Namespace) -> int:
             f"--out {args.out}: --out is the report's folder (report.json, report.md, CSV tables and plots go into it),"
             " not a file: give a folder, e.g. --out report/"
         )
+    if sasv_alone:
+        return evaluate_sasv_file(args.asv_scores, args.out, asv_key=args.asv_key)
     return evaluate_files(
         args.scores,
         args.protocol,
@@ -260,3 +271,123 @@ def run(args: argparse.Namespace) -> int:
         asv_key=args.asv_key,
         protocol_options=protocol_options,
     )
+
+
+# countermeasure options that an SASV system's scores evaluated alone do not use: refused, not silently ignored
+_CM_ONLY_OPTIONS = (
+    ("protocol_format", "--protocol-format"),
+    ("protocol_options", "--protocol-option"),
+    ("score_format", "--score-format"),
+    ("partitions", "--partitions"),
+)
+
+
+def _check_inputs(args: argparse.Namespace, sasv_alone: bool) -> None:
+    """Refuse a countermeasure evaluation missing --scores or --protocol, and an SASV one given the options of a
+    countermeasure's (which it would ignore)."""
+    from sddkit.errors import ConfigError
+
+    if sasv_alone:
+        given = [flag for dest, flag in _CM_ONLY_OPTIONS if getattr(args, dest, None)]
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)}: options of a countermeasure's --scores and --protocol; --asv-scores given alone "
+                "is an SASV system's scores, evaluated by trial kind (their min a-DCF)"
+            )
+        return
+    missing = [flag for flag in ("--scores", "--protocol") if getattr(args, flag[2:]) is None]
+    if missing:
+        raise ConfigError(
+            f"give {' and '.join(missing)}: a countermeasure is evaluated from its --scores against the --protocol "
+            "(an SASV system's scores alone, for their a-DCF: --asv-scores FILE [--asv-key KEY] without --scores and "
+            "--protocol)"
+        )
+
+
+# the files of a countermeasure's report (sddkit.evaluation.report.write_report) that an SASV report lacks: removed
+# from --out, so that an earlier run's are not read as this one's
+_CM_REPORT_FILES = ("per_attack.csv", "per_source.csv", "det.png", "roc.png", "scores.png")
+
+
+def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None, command: str = "eval") -> int:
+    """``sdd eval --asv-scores FILE [--asv-key KEY]`` without ``--scores``: the min a-DCF of an SASV system's scores
+    (:func:`sddkit.evaluation.asv.read_sasv_system_scores`) under ``EvalConfig``'s a-DCF costs, written as
+    ``report.json`` (``pooled.min_a_dcf``, ``pooled.a_dcf_threshold``, as a full report has them) and ``report.md``."""
+    import json
+
+    import numpy as np
+
+    from sddkit import __version__
+    from sddkit.config import to_dict
+    from sddkit.documents import file_digest
+    from sddkit.evaluation.asv import read_sasv_system_scores
+    from sddkit.evaluation.report import OPTIONAL_OUTPUTS, EvalConfig
+    from sddkit.metrics import a_dcf, roc_auc
+    from sddkit.outputs import earlier_report, publish_staged
+
+    sasv = read_sasv_system_scores(asv_scores, asv_key)
+    cost = EvalConfig().adcf
+    result = a_dcf(sasv.target, sasv.nontarget, sasv.spoof, cost)
+    counts = {"n_target": sasv.target.size, "n_nontarget": sasv.nontarget.size, "n_spoof": sasv.spoof.size}
+    notes = []
+    if sasv.n_unscored:
+        scored = sum(counts.values())
+        notes.append(
+            f"the SASV score table scores {scored} of the {scored + sasv.n_unscored} trials of its key "
+            f"({sasv.n_unscored} without a score): the a-DCF is that of the scored trials alone (the ASVspoof 5 "
+            "package refuses a score file that does not cover its SASV key)"
+        )
+    others = np.r_[sasv.nontarget, sasv.spoof]
+    auc = roc_auc(
+        np.r_[np.ones(sasv.target.size, dtype=np.int64), np.zeros(others.size, dtype=np.int64)],
+        np.r_[sasv.target, others],
+    )
+    if auc < 0.5:
+        notes.append(
+            f"the SASV scores rank non-target and spoof trials above target trials more often than not (ROC AUC "
+            f"{auc:.4f}): sddkit reads them as higher = more likely the claimed, bona fide speaker (negate "
+            "distance-like scores); the a-DCF is that of the scores as given"
+        )
+    inputs = {
+        "asv_scores": os.path.abspath(asv_scores),
+        "asv_scores_sha256": file_digest(asv_scores),
+        **({} if asv_key is None else {"asv_key": os.path.abspath(asv_key), "asv_key_sha256": file_digest(asv_key)}),
+        "sddkit_version": __version__,
+    }
+    pooled = {**counts, "min_a_dcf": result.a_dcf, "a_dcf_threshold": result.threshold}
+    report = {"pooled": pooled, "warnings": notes, "inputs": inputs, "config": {"adcf": to_dict(cost)}}
+    markdown = "\n".join(
+        [
+            "# SASV evaluation report",
+            "",
+            f"SASV scores: `{inputs['asv_scores']}`" + (f", trial kinds from `{inputs['asv_key']}`" if asv_key else ""),
+            f"({counts['n_target']} target, {counts['n_nontarget']} non-target, {counts['n_spoof']} spoof trials).",
+            "",
+            "| metric | value |",
+            "|---|---|",
+            f"| min a-DCF (normalised); threshold {result.threshold:.4f} | {result.a_dcf:.4f} |",
+            "",
+            f"a-DCF costs: P_tar {cost.p_tar:g}, P_non {cost.p_non:g}, P_spf {cost.p_spf:g}, C_miss {cost.c_miss:g}, "
+            f"C_fa_asv {cost.c_fa_asv:g}, C_fa_spoof {cost.c_fa_spoof:g} (the ASVspoof 5 evaluation package's).",
+            *([""] + [f"- warning: {note}" for note in notes] if notes else []),
+            "",
+        ]
+    )
+    texts = {"report.md": markdown, "report.json": json.dumps(report, indent=2, allow_nan=False) + "\n"}
+
+    def write(staging: Path) -> list[str]:
+        for name, text in texts.items():
+            (staging / name).write_text(text, encoding="utf-8")
+        return ["report.md", "report.json"]
+
+    earlier = earlier_report(Path(out) / "report.json", ("inputs", "asv_scores"))
+    publish_staged(Path(out), "report", write, stale=(*_CM_REPORT_FILES, *OPTIONAL_OUTPUTS))
+    if earlier is not None:
+        print(f"sdd {command}: note: replaced the earlier report in {out} ({earlier})", file=sys.stderr)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    print(
+        f"min a-DCF {result.a_dcf:.4f} (threshold {result.threshold:.4g}; {counts['n_target']} target, "
+        f"{counts['n_nontarget']} non-target, {counts['n_spoof']} spoof) -> {Path(out) / 'report.md'}"
+    )
+    return 0

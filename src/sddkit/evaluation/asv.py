@@ -13,7 +13,8 @@ whose header names the kind column ``asv-label`` and a score column (``asv-score
 (:func:`sddkit.metrics.a_dcf` of ``target``, ``nontarget`` and ``spoof``). :func:`asv_rates` turns them into
 the ASV error rates the t-DCF takes, as the official scripts do (:func:`sddkit.metrics.asv_rates_from_scores`);
 the t-EER (:func:`sddkit.metrics.t_eer`) takes the scores themselves. They are read by trial kind, not joined
-with the countermeasure's scores trial by trial.
+with the countermeasure's scores trial by trial. :func:`read_sasv_system_scores` reads an SASV system's scores to be
+evaluated alone, without a countermeasure's (``sdd eval --asv-scores`` without ``--scores``: their a-DCF).
 """
 
 from __future__ import annotations
@@ -161,7 +162,8 @@ def _by_kind(path: Path, found: dict[str, list[float]]) -> ASVScores:
     if missing:
         counts = ", ".join(f"{len(found[key])} {key}" for key in ASV_KEYS)
         raise ProtocolError(
-            f"{path}: no {' or '.join(missing)} trials ({counts}); the ASV error rates of the t-DCF need all three"
+            f"{path}: no {' or '.join(missing)} trials ({counts}); the t-DCF's ASV error rates, the t-EER and the "
+            "a-DCF need all three"
         )
     return ASVScores(*(np.asarray(found[key], dtype=np.float64) for key in ASV_KEYS))
 
@@ -215,8 +217,8 @@ def _score_cell(path: Path, number: int, line: str, fields: list[str], at: int) 
     if score is None:
         cell = fields[at] if at < len(fields) else "(none)"
         dash = (
-            " (an end-to-end SASV system's submission has no ASV score; its sasv-score, the a-DCF's input, is read "
-            "from a table without an asv-score column)"
+            " (an end-to-end SASV system's submission has no ASV score: its sasv-score, the a-DCF's input, is "
+            "evaluated alone by sdd eval --asv-scores FILE [--asv-key KEY] without --scores and --protocol)"
             if cell == "-"
             else f" (written with a decimal comma: write {cell.replace(',', '.')!r})"
             if DECIMAL_COMMA.fullmatch(cell)
@@ -359,15 +361,41 @@ def read_sasv_scores(
     scores (``key`` likewise): the a-DCF's input; None for a file without such a column (its scores are an ASV
     system's alone, whose a-DCF says nothing of a countermeasure). ``kinds``: as :func:`read_asv_scores`'s."""
     path = Path(path)
+    if _sasv_column(path) != "scores":
+        return None  # no sasv-score column, or the package's '-' in every row: ASV scores alone (the organisers')
+    return read_asv_scores(path, key, score_columns=_SASV_COLUMNS, kinds=kinds)
+
+
+def _sasv_column(path: Path) -> str:
+    """What the ``sasv-score`` column of the table ``path`` holds: ``"none"`` (no such column), ``"dashes"`` (the
+    package's ``-`` in every row) or ``"scores"``."""
     lines = (line.strip() for line in _text(path).splitlines())
     rows = ([f for f in _SPLIT.split(line) if f] for line in lines if line and not line.startswith("#"))
     header = [c.lower() for c in next(rows, [])]
     at = next((header.index(c) for c in _SASV_COLUMNS if c in header), None)
     if at is None:
-        return None
-    if all(len(cells) > at and cells[at] == "-" for cells in rows):
-        return None  # the package's '-' in every row: ASV scores alone (the organisers'), no SASV system's
-    return read_asv_scores(path, key, score_columns=_SASV_COLUMNS, kinds=kinds)
+        return "none"
+    return "dashes" if all(len(cells) > at and cells[at] == "-" for cells in rows) else "scores"
+
+
+def read_sasv_system_scores(path: str | Path, key: str | Path | None = None) -> ASVScores:
+    """An SASV system's scores by trial kind, evaluated alone (``sdd eval --asv-scores`` without ``--scores``: the
+    a-DCF, as the ASVspoof 5 package's ``t2_single`` mode): the ``sasv-score`` column of a table that has one (a
+    track-2 submission, an end-to-end system's with ``-`` as its ``cm-score`` and ``asv-score``), else the score of
+    every trial as :func:`read_asv_scores` reads it (the package README's SASV score file, ``SPEAKER UTT SCORE
+    KIND``; a ``spk filename score`` table with ``key``). A ``sasv-score`` column of ``-`` alone is refused: such a
+    table holds an ASV system's scores, no SASV system's."""
+    path = Path(path)
+    kinds = read_asv_key(Path(key)) if key is not None else None
+    held = _sasv_column(path)
+    if held == "dashes":
+        raise ProtocolError(
+            f"{path}: its sasv-score column holds '-' in every row (the organisers' ASV scores, no SASV system's): "
+            "the a-DCF of an SASV system needs its scores; give its score file"
+        )
+    if held == "scores":
+        return read_asv_scores(path, key, score_columns=_SASV_COLUMNS, kinds=kinds)
+    return read_asv_scores(path, key, kinds=kinds)
 
 
 def read_asv_and_sasv_scores(path: str | Path, key: str | Path | None = None) -> tuple[ASVScores, ASVScores | None]:

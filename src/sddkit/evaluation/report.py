@@ -878,7 +878,7 @@ _WEIGHT_TABLES = (("gate_weights", "gate weight"), ("expert_use", "MoLEx router 
 _GATE_OUTPUTS = tuple(
     f"{stem}_by_{key}.{ext}" for stem, _ in _WEIGHT_TABLES for key in ("source", "attack") for ext in ("csv", "png")
 )
-_OPTIONAL_OUTPUTS = (
+OPTIONAL_OUTPUTS = (
     "per_corpus.csv",
     "per_partition.csv",
     "per_codec.csv",
@@ -936,5 +936,5 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
         return [n for n in texts if n != "report.json"] + [*plots, "report.json"]
 
     out = Path(out_dir)
-    names = publish_staged(out, "report", write, stale=_OPTIONAL_OUTPUTS)
+    names = publish_staged(out, "report", write, stale=OPTIONAL_OUTPUTS)
     return {name: out / name for name in ["report.json", *names[:-1]]}
