@@ -75,6 +75,10 @@ _ALGOS: dict[int, tuple[str, ...]] = {
 }
 
 
+# the longest FIR a notch cascade may draw (RawBoostConfig.fir_taps)
+MAX_FIR_TAPS = 4097
+
+
 @dataclass
 class RawBoostConfig:
     """RawBoost parameters (published names in brackets).
@@ -84,8 +88,9 @@ class RawBoostConfig:
     center_hz [minF, maxF]: range of each notch's centre frequency; the band's edges are kept inside (0, Nyquist).
     bandwidth_hz [minBW, maxBW]: range of each notch's bandwidth.
     fir_taps [minCoeff, maxCoeff]: range of each FIR's length, both ends included, then made odd (an even draw
-        gains one tap): 11 to 101 taps by default. The reference code truncates a float drawn below maxCoeff,
-        so its longest FIR has 99 taps; one draw in 91 differs, kept so that earlier runs reproduce.
+        gains one tap): 11 to 101 taps by default, at most ``MAX_FIR_TAPS`` (4097). The reference code truncates a
+        float drawn below maxCoeff, so its longest FIR has 99 taps; one draw in 91 differs, kept so that earlier
+        runs reproduce.
     gain_db [minG, maxG]: gain of the linear (first-order) filter cascade.
     nonlinear_bias_db [minBiasLinNonLin, maxBiasLinNonLin]: extra attenuation of the
         higher-order (non-linear) terms; their gain is drawn in
@@ -117,7 +122,10 @@ class RawBoostConfig:
             raise ValueError("n_bands and n_orders must be >= 1")
         check_range("center_hz", self.center_hz, lo=0.0)
         check_range("bandwidth_hz", self.bandwidth_hz, lo=0.0)
-        check_range("fir_taps", self.fir_taps, lo=3)
+        # at most 4097 taps (a quarter of a second at 16 kHz, 40x the published longest): a cascade of five such
+        # FIRs costs about 0.2 s per 2 s item on one core, of 16,385-tap ones 30-50 s, so `fir_taps: [10, 1e6]`
+        # would stall training at its first item instead of being refused when parsed
+        check_range("fir_taps", self.fir_taps, lo=3, hi=MAX_FIR_TAPS)
         check_range("gain_db", self.gain_db, *LEVEL_DB_LIMITS)
         check_range("nonlinear_bias_db", self.nonlinear_bias_db, lo=0.0)
         check_range("impulse_percent", self.impulse_percent, lo=0.0, hi=100.0)
