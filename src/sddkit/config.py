@@ -654,6 +654,16 @@ def expand_home(path: str) -> str:
     return os.path.expanduser(path) if path.startswith("~") else path
 
 
+def expand_root_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A protocol reader's options with :func:`expand_home` applied to its folder options (``root`` and every
+    ``*_root``: the bona fide corpora beside a spoof-only one, ``bonafide_root``, ``ljspeech_root``), as a recipe's
+    and ``--protocol-option`` values give them: neither passes through a shell that would expand ``~``."""
+    return {
+        k: expand_home(v) if isinstance(v, str) and (k == "root" or k.endswith("_root")) else v
+        for k, v in options.items()
+    }
+
+
 # --- value checks shared by config dataclasses (a ValueError becomes a ConfigError in from_dict) ---------
 def check_range(name: str, value: Sequence[float], lo: float | None = None, hi: float | None = None) -> None:
     """Validate a ``(low, high)`` parameter range: finite, ordered, within ``[lo, hi]`` when given."""

@@ -193,7 +193,11 @@ def parse_protocol_options(values: list[str] | None, flag: str = "--protocol-opt
             options[key] = [v.strip() for v in text[1:-1].split(",") if v.strip()]
         else:
             options[key] = text
-    return options
+    from sddkit.config import expand_root_options
+
+    # `--protocol-option "root=~/corpora/x"` (quoted, or a shell that expands no ~ after `=`) looked for a folder
+    # named ~ under the working directory, where a recipe's root=~/... is expanded
+    return expand_root_options(options)
 
 
 # the words --protocol-option takes for a yes/no reader option, as a recipe's YAML reads them

@@ -29,6 +29,7 @@ from sddkit.config import (
     component_field,
     did_you_mean,
     expand_home,
+    expand_root_options,
     from_dict,
     load_yaml,
     set_away_from_default,
@@ -92,10 +93,7 @@ class ProtocolSpec:
         # `~` as a shell expands it: a recipe's ~/data/... was "no such file", looked for under a folder named ~
         self.protocol = expand_home(self.protocol)
         # folder options too: `root` and the bona fide corpora beside a spoof-only one (bonafide_root, ljspeech_root)
-        self.options = {
-            k: expand_home(v) if isinstance(v, str) and (k == "root" or k.endswith("_root")) else v
-            for k, v in self.options.items()
-        }
+        self.options = expand_root_options(self.options)
         # read_protocol let an options.protocol replace `protocol`: the recipe named one file and trained on another
         if "protocol" in self.options:
             raise ValueError(
