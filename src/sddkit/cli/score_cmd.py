@@ -63,7 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--windows", action="store_true", help="also write per-window scores (sidecar or JSON field)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (default torch)")
     p.add_argument(
-        "--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...; default cpu); --backend onnx runs on cpu"
+        "--device",
+        default="cpu",
+        help="torch device (cpu, cuda, cuda:1, ...; default cpu; under torchrun, cuda is each process's GPU "
+        "LOCAL_RANK); --backend onnx runs on cpu",
     )
     p.add_argument(
         "--max-duration-s",
@@ -113,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
     tune_malloc(args.allocator)
 
     rank, world = batch.dist_env()
+    if world > 1:  # a bare cuda: this process's GPU (LOCAL_RANK), not GPU 0 for every rank
+        from sddkit.training.distributed import dist_info_from_env, rank_device
+
+        args.device = rank_device(args.device, dist_info_from_env())
     piped = [i for i in args.inputs if batch.is_pipe(Path(i))] if world > 1 else []
     if piped:  # each rank lists the inputs itself: from one pipe, each read a part of the list (or all, or none)
         # before the process group: every rank sees the same pipe and stops here alike, none waiting for another
@@ -239,17 +246,24 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
         lock=lock,
         retry_below_limit=limit,
     ) as writer:
-        # rows merged by an earlier run count as done too, and those of an earlier run with more ranks, stopped
-        # before it merged them (their shards are merged with this run's)
-        merged = [out] if world > 1 and out.is_file() else []
-        for earlier in [*merged, *(batch.stale_shards(out, world, free_only=False) if world > 1 else [])]:
-            if batch.has_rows(earlier):
-                batch.check_run_info(earlier, {**run, "columns": columns})
-            writer.done |= {
-                writer.absolute(r.get("path"))
-                for r in batch.iter_rows(earlier)
-                if r.get("path") and not batch.rescored(r, args.retry_errors, limit)
-            }
+        # rows merged by an earlier run count as done too, and those in the other shards of an earlier run stopped
+        # before it merged them: the other ranks' (a run of as many ranks, or of fewer, whose shards fall to this
+        # run's ranks as they are numbered), and those of ranks beyond this run's (a run with more ranks). Their
+        # shards are merged with this run's. (Each rank read only its own shard and those of ranks gone: a resume
+        # with more ranks scored again every file of an earlier shard that fell to another rank now.)
+        for earlier in _earlier_outputs(out, rank, world):
+            # whole rows only, the file left as it is: its rank may be appending to it (its own share, not this
+            # rank's), or a rank stopped mid-row left a row cut short, which the merge cuts off
+            checked = False
+            for r in batch.iter_whole_rows(earlier):
+                if not checked:  # rows of another model or settings are not taken for this run's
+                    if earlier == out:
+                        batch.check_run_info(earlier, {**run, "columns": columns})
+                    else:
+                        batch.check_shard_run_info(earlier, {**run, "columns": columns}, target)
+                    checked = True
+                if r.get("path") and not batch.rescored(r, args.retry_errors, limit):
+                    writer.done.add(writer.absolute(r.get("path")))
         if writer.retried_too_long:
             print(
                 f"sdd score: note: {writer.retried_too_long} file(s) an earlier run refused as longer than a lower "
@@ -314,6 +328,18 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
     return 0
 
 
+def _earlier_outputs(out: Path, rank: int, world: int) -> list[Path]:
+    """The files whose rows count as scored for rank ``rank`` of ``world`` besides its own shard: ``out`` (rows an
+    earlier run merged) and every other shard ``out.rank<r>`` (none for one process, which is refused beside
+    shards)."""
+    from sddkit.scoring import batch
+
+    if world == 1:
+        return []
+    others = [batch.shard_path(out, r) for r in range(world) if r != rank]
+    return [p for p in ([out] + others) if p.is_file()] + batch.stale_shards(out, world, free_only=False)
+
+
 def _limit_text(max_duration_s: float) -> str:
     """``--max-duration-s`` as a note says it: ``600 s``, or ``none`` for 0."""
     return f"{max_duration_s:g} s" if max_duration_s else "none"
@@ -348,9 +374,8 @@ def _check_earlier_shards(out: Path, world: int) -> None:
         shards = sorted(p.name for p in out.parent.glob(f"{glob.escape(out.name)}.rank*") if shard.fullmatch(p.name))
         if shards:
             raise ProtocolError(
-                f"{out}: shards of an unfinished torchrun run are here ({', '.join(shards[:3])}): finish that run "
-                f"with torchrun, merge what it wrote (sdd score --merge --out {out}), or remove its {out.name}.rank* "
-                "files"
+                f"{out}: shards of an unfinished torchrun run are here ({', '.join(shards[:3])}): "
+                f"{_how_to_finish(out)}, or remove its {out.name}.rank* files"
             )
         return
     try:
@@ -360,9 +385,30 @@ def _check_earlier_shards(out: Path, world: int) -> None:
     if recorded not in (0, world):
         raise ProtocolError(
             f"{out}: shards of an earlier run with WORLD_SIZE={recorded} are here ({out.name}.rank*.done), "
-            f"this run has WORLD_SIZE={world}: finish that run and merge it (sdd score --merge --out {out}), "
-            f"or remove its {out.name}.rank* files"
+            f"this run has WORLD_SIZE={world}: {_how_to_finish(out)}, or remove its {out.name}.rank* files"
         )
+
+
+def _how_to_finish(out: Path) -> str:
+    """What finishes the torchrun run whose shards of ``out`` are there: ``--merge`` only when every rank marked its
+    shard finished (it merges nothing else); else that run resumed under torchrun, with the number of processes
+    its markers record, if any. ("merge what it wrote", said of the shards of a run stopped before its ranks
+    finished, was refused: "no finished shards to merge"; and a one-process run, which is what torchrun starts with
+    --nproc_per_node=1, is refused beside them.)"""
+    from sddkit.errors import ProtocolError
+    from sddkit.scoring import batch
+
+    try:
+        recorded, missing = batch.complete_shards(out)
+    except ProtocolError:  # markers that disagree: said where they are read
+        recorded, missing = 0, []
+    if recorded and not missing:
+        return f"every one of its {recorded} ranks finished, so merge them (sdd score --merge --out {out})"
+    processes = f"--nproc_per_node={recorded}" if recorded else "2 or more processes"
+    return (
+        f"resume that run under torchrun ({processes}, the same inputs and --out: it scores what its shards lack, "
+        "then merges)"
+    )
 
 
 def _set_threads(threads: int | None) -> None:

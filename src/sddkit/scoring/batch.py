@@ -25,9 +25,10 @@ the file's calibration applied to the window's raw score (``ScoreResult.window_s
 Shards: with ``WORLD_SIZE > 1`` (torchrun), rank ``r`` scores every ``WORLD_SIZE``-th path into
 ``<out>.rank<r>`` and marks it complete with ``<out>.rank<r>.done``; rank 0 then merges all
 shards into ``out`` after a gloo barrier (or, without a process group, the last rank to finish
-does). ``merge_shards(out)`` (``sdd score --merge``) merges complete shards by hand. Shards of ranks beyond
-``WORLD_SIZE``, left by an earlier run with more ranks stopped before its merge (:func:`stale_shards`), count as
-scored and are merged too.
+does). ``merge_shards(out)`` (``sdd score --merge``) merges complete shards by hand. The rows of every shard of an
+earlier run stopped before its merge count as scored in a resume, whatever rank their files fall to now
+(:func:`iter_whole_rows`); shards of ranks beyond ``WORLD_SIZE``, left by a run with more ranks
+(:func:`stale_shards`), are merged too.
 """
 
 from __future__ import annotations
@@ -442,15 +443,53 @@ def repair_partial_line(path: Path) -> None:
     # read in chunks, never whole: an output of a million rows is about 100 MB
     with open(path, "rb+") as f:
         size = f.seek(0, os.SEEK_END)
-        cut = _after_last_newline(f, size)
-        if output_format(path) == "csv":
-            quotes = _count_quotes(f, 0, cut)
-            while cut > 0 and quotes % 2:
-                earlier = _after_last_newline(f, cut - 1)
-                quotes -= _count_quotes(f, earlier, cut)
-                cut = earlier
+        cut = _whole_records_end(f, size, output_format(path))
         if cut != size:
             f.truncate(cut)
+
+
+def _whole_records_end(f: BinaryIO, size: int, fmt: str) -> int:
+    """The offset where the last whole record of an output file (``fmt``, ``size`` bytes) ends: after its last
+    newline, in CSV the last one outside quotes."""
+    cut = _after_last_newline(f, size)
+    if fmt == "csv":
+        quotes = _count_quotes(f, 0, cut)
+        while cut > 0 and quotes % 2:
+            earlier = _after_last_newline(f, cut - 1)
+            quotes -= _count_quotes(f, earlier, cut)
+            cut = earlier
+    return cut
+
+
+def iter_whole_rows(path: Path) -> Iterator[Any]:
+    """:func:`iter_rows` of the whole records only, the file left as it is: a shard that its rank may be appending to
+    right now, or one that a rank stopped mid-row left with a row cut short (which the merge cuts off; read as it
+    was, a CSV row cut after its path counted as scored, and a JSONL one was "not a JSON line")."""
+    if not path.is_file():
+        return
+    with open(path, "rb") as f:
+        end = _whole_records_end(f, f.seek(0, os.SEEK_END), output_format(path))
+        f.seek(0)
+
+        def lines() -> Iterator[str]:
+            at = 0
+            while at < end:
+                raw = f.readline(end - at)
+                if not raw:
+                    break
+                text = raw.decode("utf-8", errors=_PATH_ERRORS)
+                yield text[1:] if at == 0 and text.startswith("\ufeff") else text
+                at += len(raw)
+
+        if output_format(path) == "csv":
+            yield from csv.DictReader(lines())
+            return
+        for lineno, line in enumerate(lines(), 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ProtocolError(f"{path}:{lineno}: not a JSON line ({exc}); fix or remove it") from None
 
 
 _CHUNK = 1 << 20
@@ -580,6 +619,19 @@ def check_run_info(out: str | Path, run: dict[str, Any]) -> None:
     earlier = _read_run_info(out, f"remove it to resume {out}")
     if earlier is not None:  # None: written before runs were recorded, or by hand: nothing to compare with
         _refuse_another_run(out, earlier, run)
+
+
+def check_shard_run_info(shard: str | Path, run: dict[str, Any], target: str | Path) -> None:
+    """Refuse to count the rows of ``shard`` (another shard of the output ``target``, this rank's shard, is merged
+    into) as scored when its run record differs from ``run``: the merge would refuse to mix them, after this rank
+    had scored its share (two ranks started with different models, or a resume with another one)."""
+    earlier = _read_run_info(shard, "cannot merge")
+    diffs = [] if earlier is None else run_differences(earlier, run)
+    if diffs:
+        raise ProtocolError(
+            f"{shard} and {target} were scored by different runs ({', '.join(diffs)} differ); merging would mix "
+            "them: give every rank the model and settings of that run, or choose another --out"
+        )
 
 
 def _refuse_another_run(out: str | Path, earlier: dict[str, Any], run: dict[str, Any]) -> None:
@@ -1246,13 +1298,16 @@ def stale_shards(out: str | Path, world_size: int, *, free_only: bool = True) ->
 def merge_shards(out: str | Path, order: Sequence[str] | None = None) -> int:
     """Merge complete ``out.rank*`` shards (plus rows already in ``out``) into ``out``; returns rows.
 
-    ``order``: input paths, to write rows in input order (others keep file order after them).
+    ``order``: input paths, to write rows in input order (others keep file order after them), after the rows ``out``
+    held already of files not among them, as a one-process run appends after those.
     Shard files and markers are removed once ``out`` is written.
     """
     out = Path(out)
     world, missing = complete_shards(out)
     if world == 0:
-        raise ProtocolError(f"{out}: no finished shards to merge (no {out.name}.rank<r>.done files)")
+        raise ProtocolError(
+            f"{out}: no finished shards to merge (no {out.name}.rank<r>.done files){_stopped_run_hint(out)}"
+        )
     if missing:
         raise ProtocolError(f"{out}: shards of rank(s) {missing} of {world} are not finished; run them first")
     lock = OutputLock(out)
@@ -1262,10 +1317,25 @@ def merge_shards(out: str | Path, order: Sequence[str] | None = None) -> int:
         lock.release()
 
 
+def _stopped_run_hint(out: Path) -> str:
+    """What a ``--merge`` without markers says when shards are there: those of a run stopped before its ranks
+    finished, which only a resume under torchrun finishes (the one-process run that it told to do so, as "merge what
+    it wrote", is refused beside them)."""
+    shards = (
+        p for p in out.parent.glob(f"{glob.escape(out.name)}.rank*") if _SHARD_SUFFIX.fullmatch(p.name[len(out.name) :])
+    )
+    if next(shards, None) is None:
+        return ""
+    return (
+        "; the shards here are of a run stopped before its ranks finished: resume it under torchrun (2 or more "
+        "processes, the same inputs and --out), which scores what they lack, then merges"
+    )
+
+
 def _merge_locked(out: Path, world: int, order: Sequence[str] | None) -> int:
     shards = [shard_path(out, r) for r in range(world)] + stale_shards(out, world)
     sources = [out, *shards]
-    header, rows, with_rows = _merge_rows(sources)  # first: it also cuts partial last lines
+    header, rows, with_rows, origin = _merge_rows(sources)  # first: it also cuts partial last lines
     run = _merged_run_info(with_rows)
     # compared as absolute paths: a row's relative path is relative to the output's first run's folder (``cwd``
     # in its record), an input's to this one; spelled differently (a resume from another folder), every row
@@ -1276,7 +1346,7 @@ def _merge_locked(out: Path, world: int, order: Sequence[str] | None) -> int:
     def place(r: dict[str, Any]) -> int:
         return rank_of.get(os.path.normpath(os.path.join(base, str(r.get("path")))), len(rank_of))
 
-    rows.sort(key=place)  # stable: file order among unknown
+    rows = _in_output_order(rows, origin, place, len(rank_of))
     if output_format(out) == "jsonl":
         _write_rows(out, None, rows)
     else:
@@ -1284,8 +1354,8 @@ def _merge_locked(out: Path, world: int, order: Sequence[str] | None) -> int:
         w_sources = [windows_path(out)] + [windows_path(shard) for shard in shards]
         if any(p.is_file() for p in w_sources):
             kept = {r["path"] for r in rows}
-            _, w_rows, _ = _merge_rows(w_sources, key=("path", "window"))
-            w_rows.sort(key=place)
+            _, w_rows, _, w_origin = _merge_rows(w_sources, key=("path", "window"))
+            w_rows = _in_output_order(w_rows, w_origin, place, len(rank_of))
             _write_rows(windows_path(out), WINDOW_COLUMNS, (r for r in w_rows if r["path"] in kept))
             for p in w_sources[1:]:
                 p.unlink(missing_ok=True)
@@ -1332,15 +1402,29 @@ def _merged_run_info(sources: Sequence[Path]) -> dict[str, Any] | None:
     return None if merged is None else merged[1]
 
 
+def _in_output_order(
+    rows: list[dict[str, Any]], origin: list[int], place: Callable[[dict[str, Any]], int], unknown: int
+) -> list[dict[str, Any]]:
+    """Merged rows in order: those the output held already of files not among this run's inputs (``origin`` 0,
+    ``place`` ``unknown``) first, as they were (a one-process run appends after them), then the rest in input order
+    (``place``; unknown ones in file order after them). (All were sorted by this run's inputs: the rows of an
+    earlier run's other files, scored into the same output, went behind this run's.)"""
+    front = [o == 0 and place(r) == unknown for r, o in zip(rows, origin)]
+    kept = [r for r, f in zip(rows, front) if f]
+    return kept + sorted((r for r, f in zip(rows, front) if not f), key=place)
+
+
 def _merge_rows(
     sources: Sequence[Path], key: tuple[str, ...] = ("path",)
-) -> tuple[list[str] | None, list[dict], list[Path]]:
-    """(header, de-duplicated rows, the sources that held rows), each source read once."""
+) -> tuple[list[str] | None, list[dict], list[Path], list[int]]:
+    """(header, de-duplicated rows, the sources that held rows, the index in ``sources`` each row came from), each
+    source read once."""
     header: list[str] | None = None
     with_rows: list[Path] = []
     at: dict[tuple, int] = {}  # key -> index in rows
     rows: list[dict] = []
-    for src in sources:
+    origin: list[int] = []
+    for i, src in enumerate(sources):
         repair_partial_line(src)
         h, rs = read_rows(src)
         if rs:
@@ -1354,11 +1438,13 @@ def _merge_rows(
             if k not in at:
                 at[k] = len(rows)
                 rows.append(r)
+                origin.append(i)
             elif rows[at[k]].get("error"):
                 # a file scored again after a failure (--retry-errors, a larger --max-duration-s): the later row wins,
                 # a success, or the error of this run (the earlier one named the limit it was refused at then)
                 rows[at[k]] = r
-    return header, rows, with_rows
+                origin[at[k]] = i
+    return header, rows, with_rows, origin
 
 
 def shard_of(paths: Sequence[str], rank: int, world_size: int) -> list[str]:
@@ -1367,9 +1453,10 @@ def shard_of(paths: Sequence[str], rank: int, world_size: int) -> list[str]:
 
 
 def dist_env() -> tuple[int, int]:
-    """(rank, world size) from torchrun's environment; (0, 1) when not sharded."""
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    rank = int(os.environ.get("RANK", "0") or 0)
-    if world < 1 or not 0 <= rank < world:
-        raise ProtocolError(f"invalid RANK={rank} / WORLD_SIZE={world}")
-    return rank, world
+    """(rank, world size) from torchrun's environment; (0, 1) when not sharded. A ``ConfigError`` for variables that
+    are not numbers (a traceback before), a rank out of range, or a ``WORLD_SIZE`` above 1 without ``RANK``: every
+    process took rank 0's share, and the others' files were never scored (nor the shards merged)."""
+    from sddkit.training.distributed import dist_info_from_env
+
+    info = dist_info_from_env()
+    return info.rank, info.world_size

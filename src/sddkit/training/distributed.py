@@ -50,16 +50,42 @@ class DistInfo:
 
 
 def dist_info_from_env() -> DistInfo:
-    """Read torchrun's RANK / WORLD_SIZE / LOCAL_RANK (defaults: a single process)."""
-    try:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", str(rank)))
-    except ValueError as exc:
-        raise ConfigError(f"invalid distributed environment variable: {exc}") from None
-    if world < 1 or not 0 <= rank < world:
-        raise ConfigError(f"invalid distributed environment: RANK={rank}, WORLD_SIZE={world}")
+    """Read torchrun's RANK / WORLD_SIZE / LOCAL_RANK (defaults: a single process).
+
+    A ``WORLD_SIZE`` above 1 without ``RANK`` (a launcher of one's own that sets only the first, a SLURM script
+    exporting ``WORLD_SIZE=$SLURM_NTASKS``) is refused: every process took rank 0, so ``sdd score`` scored rank 0's
+    share in each (the other shares in none, no merge ever) and ``sdd train``'s processes met in no group."""
+    world = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", None)
+    if world < 1:
+        raise ConfigError(f"WORLD_SIZE={world}: the number of processes must be at least 1 (unset it for one)")
+    if rank is None:
+        if world > 1:
+            raise ConfigError(
+                f"WORLD_SIZE={world} is set but RANK is not: start the processes with torchrun (it sets RANK, "
+                f"LOCAL_RANK and WORLD_SIZE), or set RANK (0 to {world - 1}) in each; unset WORLD_SIZE to run one"
+            )
+        rank = 0
+    if not 0 <= rank < world:
+        raise ConfigError(
+            f"RANK={rank} with WORLD_SIZE={world}: a rank is 0 to {world - 1} (the number of processes less one)"
+        )
+    local = _env_int("LOCAL_RANK", rank)
     return DistInfo(rank=rank, world_size=world, local_rank=local)
+
+
+def _env_int(name: str, default: int | None) -> int | None:
+    """The whole number in environment variable ``name``; ``default`` when it is unset or empty."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(
+            f"{name}={value!r} is not a whole number (torchrun sets RANK, LOCAL_RANK and WORLD_SIZE to numbers; "
+            "unset them to run one process)"
+        ) from None
 
 
 def select_device(preference: str, info: DistInfo) -> torch.device:
@@ -74,10 +100,28 @@ def select_device(preference: str, info: DistInfo) -> torch.device:
     return torch.device("cuda", index)
 
 
+def rank_device(device: str, info: DistInfo) -> str:
+    """``sdd score``'s ``--device`` for this process of a torchrun job: a bare ``cuda`` is GPU ``local_rank`` (modulo
+    the GPUs this process sees), as ``sdd train`` takes it; ``cuda:N``, ``cpu`` and ``mps`` stay as given. (Every
+    rank of ``torchrun --nproc_per_node=8 ... score --device cuda`` ran on GPU 0, the seven others idle.)"""
+    if not info.enabled or device.strip().lower() != "cuda" or not torch.cuda.is_available():
+        return device
+    count = torch.cuda.device_count()
+    return f"cuda:{info.local_rank % count}" if count else device
+
+
 def init_process_group(info: DistInfo, device: torch.device) -> bool:
     """Join the job's process group if needed; returns True when this call created it."""
     if not info.enabled or dist.is_initialized():
         return False
+    missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v, "").strip()]
+    if missing:  # torch's "environment variable MASTER_ADDR expected, but not set", a traceback
+        raise ConfigError(
+            f"WORLD_SIZE={info.world_size} but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not "
+            f"set: start the processes with torchrun (torchrun --standalone --nproc_per_node={info.world_size} "
+            "-m sddkit.cli.main ...), which sets them, or set MASTER_ADDR and MASTER_PORT to rank 0's address and a "
+            "free port in each; unset WORLD_SIZE to run one process"
+        )
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
     return True
