@@ -47,7 +47,8 @@ def mix_log_probs(expert_log_probs: Tensor, weights: Tensor) -> Tensor:
     """Expert class log-probabilities (B, E, 2) and gate weights (B, E) -> the mixture's log p(c | x) (B, 2).
 
     ``log sum_e w_e p_e(c | x)``, computed in log space and in float32 at least; its bona fide log-odds is
-    ``out[:, 1] - out[:, 0]``. A zero weight drops its expert exactly; a NaN weight makes its row NaN.
+    ``out[:, 1] - out[:, 0]``. A zero weight drops its expert exactly, a positive one (subnormal included)
+    counts at its own size; a NaN weight makes its row NaN.
     """
     # float32 at least, as bonafide_log_odds: the log-odds of log-probabilities rounded to bfloat16 keeps ~3
     # significant digits (distinct trials tie), and a float16 weight below its smallest normal (6e-5) was
@@ -57,7 +58,13 @@ def mix_log_probs(expert_log_probs: Tensor, weights: Tensor) -> Tensor:
     # A zero weight is log 0 = -inf (the expert drops out exactly; clamping it to a small epsilon
     # would cap the mixture's log-odds near -log(eps)); the clamp inside only keeps log's gradient finite.
     tiny = torch.finfo(dtype).tiny
-    log_w = torch.where(weights > 0, weights.clamp_min(tiny).log(), float("-inf"))
+    positive = weights > 0
+    guarded = weights.clamp_min(tiny).log()
+    # the value is the exact log of every positive weight: a float32 softmax gives subnormal weights (below 1.2e-38)
+    # for logit gaps of 87-103 nats, and their log taken at the clamp (-87.3) lifted that expert's share by up to
+    # 16 nats, moving the log-odds of a confident mixture by as many; the gradient stays the clamped one's
+    exact = torch.where(positive, weights, 1.0).log()
+    log_w = torch.where(positive, guarded + (exact - guarded).detach(), float("-inf"))
     # a NaN weight stays NaN (NaN > 0 is false: it was taken for a zero weight, and the other experts' view came out
     # as a finite, confident score of an input whose gate had failed)
     log_w = torch.where(weights.isnan(), weights, log_w).unsqueeze(-1)  # (B, E, 1)
