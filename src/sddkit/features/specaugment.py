@@ -17,6 +17,7 @@ without importing them (and their scipy signal stack); ``sddkit.augment`` regist
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -68,6 +69,15 @@ def _band_masks(
     return inside.any(dim=1)
 
 
+def _time_cap(fraction: float, frames: int) -> int:
+    """The widest time mask: ``max_time_fraction`` of ``frames``, rounded down to whole frames.
+
+    Rounded to 1e-9 first: the float product falls just short of a whole number for many fractions (0.29 * 100 is
+    28.999999999999996), and ``int`` alone capped those masks a frame below the fraction asked for.
+    """
+    return math.floor(round(fraction * frames, 9))
+
+
 class SpecAugment:
     """Random time and frequency masks on (B, F, T) or (F, T) features; returns a new tensor."""
 
@@ -86,7 +96,7 @@ class SpecAugment:
         b, f, t = x.shape
         apply = torch.rand(b, generator=generator) < c.p
         fmask = _band_masks(b, f, c.num_freq_masks, c.freq_width, f, generator)
-        tmask = _band_masks(b, t, c.num_time_masks, c.time_width, int(c.max_time_fraction * t), generator)
+        tmask = _band_masks(b, t, c.num_time_masks, c.time_width, _time_cap(c.max_time_fraction, t), generator)
         mask = (fmask.unsqueeze(2) | tmask.unsqueeze(1)) & apply.view(b, 1, 1)
         mask = mask.to(x.device)
         fill = x.mean(dim=(1, 2), keepdim=True) if c.mask_value == "mean" else torch.zeros((), dtype=x.dtype)

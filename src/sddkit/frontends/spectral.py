@@ -65,6 +65,7 @@ from sddkit.frontends import FRONTENDS, SAMPLE_RATE
 __all__ = [
     "LEVEL_FLOOR_DB",
     "LFCCFrontendConfig",
+    "LogLinearFilterbankFrontendConfig",
     "LogMelFrontendConfig",
     "LogSpecFrontendConfig",
     "RawFrontend",
