@@ -139,8 +139,15 @@ class ResidualBlock(nn.Module):
         )
         self.pool = nn.MaxPool2d((1, 3)) if pool else nn.Identity()
 
+    def _bypassed(self) -> tuple[nn.Module, ...]:
+        """The sub-modules the inference path computes without calling (``conv1``, ``bn2``, the pool), and those whose
+        outputs it overwrites in place (``bn1``, ``conv2``): a forward hook on one of the latter recorded the
+        activated or summed tensor, not the module's output."""
+        called = (self.conv2,) if (self.first or self.reference_compat) else (self.bn1, self.conv2)
+        return (self.conv1, self.bn2, self.pool, *called)
+
     def forward(self, x: Tensor) -> Tensor:
-        if inference_fast_path(self, bypassed=(self.conv1, self.bn2, self.pool)):
+        if inference_fast_path(self, bypassed=self._bypassed()):
             return self._forward_inference(x)
         out = x if (self.first or self.reference_compat) else F.selu(self.bn1(x))
         out = self.conv2(F.selu(self.bn2(self.conv1(out))))

@@ -288,6 +288,14 @@ def _check_names(state: Mapping[str, Tensor], where: str) -> None:
     )
 
 
+# the names are the reference Model's but the shapes no published variant's: weights of a run under other sizes
+# (filts, gat_dims), which the error listed without saying how they do import
+OWN_SIZES_HINT = (
+    "; weights of a clovaai/aasist run under other sizes import with the .conf it was trained under "
+    "(--config CONF, without --variant)"
+)
+
+
 def detect_variant(state: Mapping[str, Tensor], where: str = "state dict") -> str:
     """The variant whose published layout (key names and tensor shapes) ``state`` matches exactly."""
     _check_names(state, where)
@@ -298,7 +306,7 @@ def detect_variant(state: Mapping[str, Tensor], where: str = "state dict") -> st
             return variant
         report[variant] = problems
     details = "; ".join(f"{v}: {len(p)} mismatch(es), e.g. {', '.join(p[:3])}" for v, p in report.items())
-    raise CheckpointError(f"{where}: matches no published AASIST variant ({details})")
+    raise CheckpointError(f"{where}: matches no published AASIST variant ({details}){OWN_SIZES_HINT}")
 
 
 @dataclass
@@ -314,6 +322,17 @@ def _check_out_dir(out: Path) -> None:
     blocking = file_in_the_way(out)
     if blocking is not None:
         raise CheckpointError(f"{out}: cannot write a model directory there: {blocking} is not a directory")
+
+
+def _check_window(window: int, shortest: int, config: str | Path | None) -> None:
+    """Refuse a scoring window (the configuration's ``nb_samp``) shorter than the model's shortest input: the
+    directory was written, and every ``sdd score`` of it then failed with a traceback at its first forward."""
+    if window < shortest:
+        raise CheckpointError(
+            f"{config}: model_config.nb_samp is {window} samples, but this AASIST (first_conv and seven 3x max-pools) "
+            f"takes at least {shortest}: give the input length the weights were trained on (published: "
+            f"{WINDOW_SAMPLES})"
+        )
 
 
 def import_aasist(
@@ -355,13 +374,16 @@ def import_aasist(
             _check_names(state, str(weights))
         problems = _mismatches(state, _expected_shapes(variant)) if variant in VARIANTS else []
         if problems:
-            raise CheckpointError(f"{weights}: does not match {variant}: {'; '.join(problems[:5])}")
+            other = next((v for v in VARIANTS if v != variant and not _mismatches(state, _expected_shapes(v))), None)
+            hint = f"; they are {other}'s weights: --variant {other} (or auto)" if other else OWN_SIZES_HINT
+            raise CheckpointError(f"{weights}: does not match {variant}: {'; '.join(problems[:5])}{hint}")
     if architecture is not None:
         # a configuration of a published variant's values (AASIST-L.conf) is that variant, named as --variant or
         # the weights' shapes name it: it was recorded as aasist at AASIST-L's size
         variant, architecture = _published_variant(variant, architecture)
     cfg = detector_config(variant, architecture)
     detector = build_detector(cfg)
+    _check_window(window, detector.backend.min_samples, config)
     full = {f"backend.{k}": v for k, v in reference_to_sddkit(state, str(weights)).items()}
     # the raw front-end has no published weights: keep whatever state it builds with (usually none)
     full.update({f"frontend.{k}": v for k, v in detector.frontend.state_dict().items()})

@@ -7,8 +7,9 @@ Taken only where :func:`inference_fast_path` allows it: eval mode and no autogra
 compiler's own passes) run the plain computation, so a recipe reproduces its trained weights bit for bit and exported
 graphs do not change. A mixture's frozen experts, in eval mode without autograd inside a training step, are run
 under :func:`plain_computation` by the mixture for the same reason. A path that computes some sub-modules' work without
-calling them (a batch norm folded into its convolution) is not taken while one of those has a forward hook or pre-hook
-(or a global one is registered): the hook would silently not run. The speed-ups are measured in docs/benchmarks.md.
+calling them (a batch norm folded into its convolution), or overwrites their outputs in place, is not taken while one
+of those has a forward hook or pre-hook (or a global one is registered): the hook would silently not run, or keep a
+tensor changed after it ran. The speed-ups are measured in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ def plain_computation() -> Iterator[None]:
 def inference_fast_path(module: nn.Module, bypassed: Iterable[nn.Module] = ()) -> bool:
     """Whether ``module`` may take its inference-only path (see the module docstring).
 
-    ``bypassed``: the sub-modules that path computes without calling them. A forward hook or pre-hook on one of them
-    (or below it), or a global one, would not run there: a feature extractor's hook on a batch norm saw nothing, and
+    ``bypassed``: the sub-modules that path computes without calling them, or whose outputs it overwrites in place
+    (an in-place activation or sum: a hook that keeps the output would hold the overwritten tensor). A forward hook or
+    pre-hook on one of them (or below it), or a global one, would not run there: a feature extractor's hook on a batch
+    norm saw nothing, and
     torch's hook-based ``weight_norm``, ``spectral_norm`` and pruning recompute a convolution's ``weight`` in a
     pre-hook, so the fold read the weight of the last plain call (after a load_state_dict, not the loaded one).
     """

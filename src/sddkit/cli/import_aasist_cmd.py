@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Read a published AASIST state dict (tensors only, never pickled code), load it strictly "
             "into raw front-end + AASIST back-end in reference-compatible mode, and write a model "
-            "directory (config.json + model.safetensors) scoring 64,600-sample windows at 16 kHz."
+            "directory (config.json + model.safetensors) scoring 64,600-sample windows at 16 kHz (--config: its "
+            "nb_samp)."
         ),
     )
     p.add_argument("weights", help="published weights, e.g. AASIST.pth or AASIST-L.pth")
