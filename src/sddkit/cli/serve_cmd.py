@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-upload-mb",
         type=float,
         default=20.0,
-        help="largest accepted upload in MB of 1024*1024 bytes (default 20)",
+        help="largest accepted upload in MB of 1024*1024 bytes, at least 0.001 (default 20)",
     )
     p.add_argument("--max-duration-s", type=float, default=600.0, help="longest accepted audio (default 600 s)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (default torch)")
@@ -105,12 +105,11 @@ def run(args: argparse.Namespace) -> int:
                 f"{flag} must be finite: the service bounds every request (an upload is buffered, and its decoded "
                 "audio held in memory: a few MB of Opus decode to hours)"
             )
-    root_path = checked_root_path(args.root_path)
-    from sddkit.service.app import checked_cors_origins
+    from sddkit.service.app import check_upload_limit, checked_cors_origins
 
+    check_upload_limit(args.max_upload_mb, name="--max-upload-mb")  # 1e-9 MB: 0 bytes, every upload a 413
+    root_path = checked_root_path(args.root_path)
     cors_origins = checked_cors_origins(args.cors_origin, name="--cors-origin")
-    if args.max_upload_mb == float("inf"):  # the service buffers an upload up to this limit: it needs one
-        raise ConfigError(f"--max-upload-mb must be finite, got {args.max_upload_mb:g}")
     from sddkit.scoring.api import check_backend_device
 
     check_backend_device(args.backend, args.device)

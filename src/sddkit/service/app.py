@@ -48,7 +48,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -98,6 +98,9 @@ _TOO_LARGE_MSG = "upload exceeds the limit of {mb:g} MB"
 _MAX_FILES = 4
 # text (non-file) fields parsed from one upload at most (they are ignored; more are refused as too_many_fields)
 _MAX_FIELDS = 16
+# the smallest upload limit: no audio file fits in less (a WAV header alone is 44 bytes, 0.1 s of 8 kHz 8-bit PCM 800);
+# a limit such as 1e-9 MB (0 bytes) was taken, and the service then answered every upload 413 "exceeds the limit"
+MIN_UPLOAD_BYTES = 1024
 
 
 class ApiError(Exception):
@@ -137,12 +140,69 @@ class ScoreResponse(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    type: str
-    message: str
+    type: str = Field(
+        description="stable and machine-readable, e.g. payload_too_large, missing_field, too_many_files, "
+        "audio_decode_error, audio_too_short_error, audio_too_long_error, silent_audio_error, request_timeout, "
+        "non_finite_score, not_ready, internal_error"
+    )
+    message: str = Field(description="what is wrong, and what to do about it, for a person to read")
 
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+# GET /healthz and GET /v1/model are described by these in the schema only (the answers are the dicts the endpoints
+# build, never filtered through them): both were a bare "object", so a client generated from /openapi.json had no
+# threshold, calibration or limits to read, and /healthz's 503 had no body at all
+class HealthResponse(BaseModel):
+    status: str = Field(description="'ok' once the model is loaded; 'starting' (with a 503) before")
+    model_loaded: bool
+
+
+class CalibrationOut(BaseModel):
+    """The affine map ``score = a * raw_score + b``; the identity (a=1, b=0, prior null) for a model without one."""
+
+    model_config = ConfigDict(extra="allow")
+    a: float
+    b: float
+    prior: float | None = Field(description="the prior it was fitted at; null for the identity (no calibration)")
+    n_bonafide: int
+    n_spoof: int
+
+
+class LimitsOut(BaseModel):
+    max_upload_mb: float = Field(description="largest accepted upload, in MB of 1024*1024 bytes (413 above it)")
+    max_duration_s: float = Field(description="longest accepted audio (422 audio_too_long_error above it)")
+    max_concurrent: int = Field(description="requests decoded and scored at once; the others wait for a slot")
+
+
+class ModelResponse(BaseModel):
+    """The served model and every setting of its ``inference`` section (more keys may follow)."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+    name: str | None
+    path: str | None = Field(description="the model's path on the server")
+    backend: str | None = Field(description="'torch' or 'onnx'")
+    architecture: str | None
+    components: dict[str, Any] | None = Field(
+        description="frontend and backend names, or a mixture's experts (name, frontend, backend) and gate"
+    )
+    num_parameters: int | None
+    weights_digest: str | None
+    sample_rate: int = Field(description="the rate every upload is resampled to, Hz")
+    window_samples: int
+    hop_samples: int
+    aggregation: str = Field(description="how window scores make the file's score: mean, min, max, median or first")
+    threshold: float = Field(description="decision threshold on score: 'bonafide' at or above it")
+    calibration: CalibrationOut
+    min_duration_s: float = Field(description="shortest accepted audio (422 audio_too_short_error below it)")
+    window_s: float
+    outputs: dict[str, int] = Field(description="the statistics in POST /v1/score's weights, and their widths")
+    limits: LimitsOut
+    model: dict[str, Any] | None = Field(description="the model's configuration")
+    metadata: dict[str, Any]
+    sddkit_version: str
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -227,6 +287,7 @@ def create_app(
         raise CheckpointError("max_upload_mb must be finite")
     if max_duration_s == float("inf"):  # a few MB of Opus decode to hours: the decoded audio is held in memory
         raise CheckpointError("max_duration_s must be finite")
+    check_upload_limit(max_upload_mb)
     origins = checked_cors_origins(cors_origins)
     path = resolve_model_path(model_dir)
     max_bytes = int(max_upload_mb * 1024 * 1024)
@@ -285,7 +346,17 @@ def create_app(
     @app.get(
         "/healthz",
         summary="liveness and readiness",
-        responses={503: {"description": 'the model is not loaded: {"status": "starting", "model_loaded": false}'}},
+        response_model=None,
+        responses={
+            200: {
+                "model": HealthResponse,
+                "description": 'the model is loaded: {"status": "ok", "model_loaded": true}',
+            },
+            503: {
+                "model": HealthResponse,
+                "description": 'the model is not loaded: {"status": "starting", "model_loaded": false}',
+            },
+        },
     )
     async def healthz(request: Request) -> dict[str, Any]:
         ready = request.app.state.detector is not None
@@ -293,7 +364,12 @@ def create_app(
             return JSONResponse({"status": "starting", "model_loaded": False}, status_code=503)
         return {"status": "ok", "model_loaded": True}
 
-    @app.get("/v1/model", summary="the served model: components, windows, threshold, calibration", responses=_NOT_READY)
+    @app.get(
+        "/v1/model",
+        summary="the served model: components, windows, threshold, calibration",
+        response_model=None,
+        responses={200: {"model": ModelResponse, "description": "the served model"}, **_NOT_READY},
+    )
     async def model(request: Request) -> dict[str, Any]:
         det = detector_or_503(request)
         return model_summary(det, request.app.state.limits)
@@ -343,6 +419,17 @@ def create_app(
     app.mount("/static", PageFiles(directory=STATIC_DIR), name="static")
     _answer_head(app)
     return app
+
+
+def check_upload_limit(max_upload_mb: float, name: str = "max_upload_mb") -> None:
+    """ConfigError for an upload limit (positive and finite, in MB of 1024*1024 bytes) under
+    :data:`MIN_UPLOAD_BYTES`: every upload would be refused as too large."""
+    limit = int(max_upload_mb * 1024 * 1024)
+    if limit < MIN_UPLOAD_BYTES:
+        raise ConfigError(
+            f"{name} {max_upload_mb:g} is {limit} bytes, under {MIN_UPLOAD_BYTES} (1 KiB): no audio file fits, so "
+            "every upload would be refused as too large; give at least 0.001 (MB of 1024*1024 bytes; default 20)"
+        )
 
 
 _ORIGIN = re.compile(r"https?://(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
