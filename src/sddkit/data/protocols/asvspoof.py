@@ -363,6 +363,20 @@ def _check_track(proto: Path, lineno: int, utt: str, track: str) -> None:
         raise located(proto, lineno, f"trial {utt!r} is an ASVspoof 2021 {other} trial, not {track}; {hint}")
 
 
+def _trial_label(proto: Path, lineno: int, utt: str, key: str, track: str) -> str:
+    """The CM label of a 2021 ``track`` key's trial ``utt`` (KEY ``key`` as written), another track's trial refused."""
+    if not utt.startswith(f"{track}_E_"):
+        _check_track(proto, lineno, utt, track)
+    return ASVSPOOF_LABELS.get(key) or _cm_label(key, proto, lineno)
+
+
+def _in_phases(cfg: ASVspoof2021Config, seen: set[str], phase: str) -> bool:
+    """Whether a trial of PHASE ``phase`` is kept (``cfg.phases``); ``seen`` collects every phase, for
+    :func:`check_selected`."""
+    seen.add(phase)
+    return cfg.phases is None or phase in cfg.phases
+
+
 _COLUMNS_2021 = ("utt_id", "path", "label", "attack", "source", "speaker", "corpus", "partition", "codec")
 _LA_COLUMNS = ("transmission", "trim", "attack_type")
 
@@ -383,11 +397,8 @@ def read_asvspoof2021_la(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
                 _check_track(proto, lineno, fields[1], "LA")
             fields = split_fields(proto, lineno, line, 8, layout)  # raises: the field count is wrong
         speaker, utt, codec, transmission, attack, key, trim, phase = fields
-        if not utt.startswith("LA_E_"):
-            _check_track(proto, lineno, utt, "LA")
-        label = ASVSPOOF_LABELS.get(key) or _cm_label(key, proto, lineno)
-        phases.add(phase)
-        if cfg.phases is not None and phase not in cfg.phases:
+        label = _trial_label(proto, lineno, utt, key, "LA")
+        if not _in_phases(cfg, phases, phase):
             continue
         attack = "bonafide" if label == "bonafide" else words[attack]
         path = dirs.path("eval", lineno, utt)
@@ -433,11 +444,8 @@ def read_asvspoof2021_df(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
                 _check_track(proto, lineno, fields[1], "DF")
             fields = split_fields(proto, lineno, line, (13, 8), layout) + ["-"] * 5
         speaker, utt, codec, source, attack, key, trim, phase, vocoder, task, team, pair, lang = fields
-        if not utt.startswith("DF_E_"):
-            _check_track(proto, lineno, utt, "DF")
-        label = ASVSPOOF_LABELS.get(key) or _cm_label(key, proto, lineno)
-        phases.add(phase)
-        if cfg.phases is not None and phase not in cfg.phases:
+        label = _trial_label(proto, lineno, utt, key, "DF")
+        if not _in_phases(cfg, phases, phase):
             continue
         attack = "bonafide" if label == "bonafide" else words[attack]
         path = dirs.path("eval", lineno, utt)
@@ -505,11 +513,8 @@ def read_asvspoof2021_pa(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
     rows, phases, lines = [], set(), []
     for lineno, line in iter_lines(proto):
         speaker, utt, factors, key, trim, phase = _pa_fields(proto, lineno, line)
-        if not utt.startswith("PA_E_"):
-            _check_track(proto, lineno, utt, "PA")
-        label = ASVSPOOF_LABELS.get(key) or _cm_label(key, proto, lineno)
-        phases.add(phase)
-        if cfg.phases is not None and phase not in cfg.phases:
+        label = _trial_label(proto, lineno, utt, key, "PA")
+        if not _in_phases(cfg, phases, phase):
             continue
         values = [words[f] for f in factors]
         # a replay attack is its attacker-side factors (room, microphone and the other two): as the 2019 PA
