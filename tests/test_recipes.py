@@ -120,7 +120,9 @@ def test_recipe_builds_its_real_model_on_meta(path):
         assert recipe.data.sampler == "domain_batch"
     if path.parent.name == "asvspoof2019":
         assert recipe.schedule.name == "cyclic" and (recipe.schedule.base_lr, recipe.schedule.max_lr) == (1e-7, 1e-5)
-        assert recipe.loss.class_weights == (0.1, 0.9) and recipe.optimizer.name == "adamw"
+        # the published weights balance pooled batches; MLDG's domain blocks are half bona fide already (review26)
+        weights = None if recipe.strategy.name == "mldg" else (0.1, 0.9)
+        assert recipe.loss.class_weights == weights and recipe.optimizer.name == "adamw"
     if path.parent.name == "sddbench":
         assert recipe.data.train.protocol == "../shared/data/sddbench/manifest.csv"
         assert recipe.data.train.options == {"partitions": ["train"]} and recipe.data.domain_column == "attack"
