@@ -69,6 +69,31 @@ def record_calibration(metadata: dict[str, Any] | None, key: str, record: dict[s
     return metadata
 
 
+def with_copy_records(metadata: dict[str, Any], model_dir: Path, target: Path) -> dict[str, Any]:
+    """``metadata`` (the new calibration's, built from ``model_dir``'s config by :func:`record_calibration`) with the
+    calibration records of the calibrated copy of the same weights that ``target`` (another folder) holds, newest
+    first in ``superseded_calibrations``: the copy's config is replaced by one built from ``model_dir``'s, and the
+    record of the calibration the copy held (an earlier ``sdd calibrate --out`` there, or one that finished in the
+    same folder while this run scored its files) was lost, where in place it is superseded. A record the two share
+    (one the copy took from ``model_dir``) is kept once."""
+    from sddkit.detectors.model_dir import CONFIG_NAME
+
+    if target.resolve() == model_dir.resolve():
+        return metadata
+    try:
+        theirs = json.loads((target / CONFIG_NAME).read_text(encoding="utf-8")).get("metadata")
+    except (OSError, ValueError, AttributeError):  # no copy there (a new folder), or none readable
+        return metadata
+    if not isinstance(theirs, dict) or not any(k in theirs for k in (*CALIBRATION_KEYS, SUPERSEDED_KEY)):
+        return metadata
+    copy_records = record_calibration(theirs, "calibrated", {}).get(SUPERSEDED_KEY, [])
+    merged: list[Any] = []
+    for r in [*copy_records, *metadata.get(SUPERSEDED_KEY, [])]:
+        if r not in merged:
+            merged.append(r)
+    return {**metadata, SUPERSEDED_KEY: merged}
+
+
 def margin_threshold(scores: np.ndarray, threshold: float) -> float:
     """A threshold that decides ``scores`` as ``threshold`` does (accept iff score >= it), halfway between it and
     the highest score below it: ``threshold`` itself when no score is below it, or when the two are adjacent
@@ -80,17 +105,21 @@ def margin_threshold(scores: np.ndarray, threshold: float) -> float:
     return middle if middle > below.max() else float(threshold)
 
 
-def write_with_config(model_dir: Path, out: Path, config: dict[str, Any]) -> None:
+def write_with_config(model_dir: Path, out: Path, config: dict[str, Any], written: list[Path] | None = None) -> None:
     """Write ``config`` as ``out``'s config.json, beside a copy of ``model_dir``'s weights when ``out`` is another
     folder. Each file is replaced whole (temporary file + rename), weights before config as save_model_dir writes
-    them: a stop half-way never leaves a truncated file, and a process that has the old weights open keeps them."""
+    them: a stop half-way never leaves a truncated file, and a process that has the old weights open keeps them.
+    ``written`` receives each file once it is in place (what a failure after it leaves of this call's writing)."""
     from sddkit.detectors.model_dir import CONFIG_NAME, WEIGHTS_NAME, atomic_open, atomic_write_bytes
 
+    written = [] if written is None else written
     if out.resolve() != model_dir.resolve():
         out.mkdir(parents=True, exist_ok=True)
         with open(model_dir / WEIGHTS_NAME, "rb") as src, atomic_open(out / WEIGHTS_NAME) as dst:
             shutil.copyfileobj(src, dst)
+        written.append(out / WEIGHTS_NAME)
     atomic_write_bytes(out / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+    written.append(out / CONFIG_NAME)
 
 
 def folders_to_make(folder: Path) -> list[Path]:
@@ -101,6 +130,20 @@ def folders_to_make(folder: Path) -> list[Path]:
             break
         missing.append(p)
     return missing
+
+
+def make_folders(folders: Sequence[Path]) -> list[Path]:
+    """Make ``folders`` (deepest first, as :func:`folders_to_make` lists them), shallowest first -> those this call
+    made, deepest first. One that is there by now was made by another process (a second ``sdd calibrate --out`` into
+    the same new folder): it, and what is written into it, are not this run's to remove."""
+    mine = []
+    for folder in reversed(folders):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        mine.append(folder)
+    return mine[::-1]
 
 
 def remove_made(folders: Sequence[Path], files: Sequence[Path] = ()) -> None:
@@ -318,15 +361,20 @@ def calibrated_config(
 
 
 def store_calibrated(model_dir: Path, target: Path, config: dict[str, Any], made: Sequence[Path]) -> None:
-    """:func:`write_with_config` into ``target`` (from :func:`writable_target`, whose ``made`` it was); a write
-    that fails removes what this run made and says why in one line."""
-    from sddkit.detectors.model_dir import CONFIG_NAME, WEIGHTS_NAME
-
+    """:func:`write_with_config` into ``target`` (from :func:`writable_target`, whose ``made`` it was: the folders
+    missing then, made here); a write that fails removes what this run made and wrote, and says why in one line."""
+    mine: list[Path] = []
+    written: list[Path] = []
     try:
-        write_with_config(model_dir, target, config)
+        # made now, not taken from ``made``: a folder another run made while the files were scored (a second
+        # sdd calibrate --out into the same new folder, which finished first) is that run's, and a failure here
+        # removed its finished model with this run's files
+        mine = make_folders(made)
+        write_with_config(model_dir, target, config, written)
     except BaseException as exc:
-        # the files of a folder this run made go with it; an existing folder keeps whatever the atomic writes left
-        remove_made(made, [target / WEIGHTS_NAME, target / CONFIG_NAME] if made else [])
+        # the files this run wrote into a folder it made go with it; an existing folder keeps whatever the atomic
+        # writes left, and a folder that another process wrote into meanwhile stays, with its files
+        remove_made(mine, written if target in mine else [])
         if isinstance(exc, OSError):  # a full disk, a folder made read-only meanwhile: one line
             raise ConfigError(f"{target}: cannot write the calibrated model ({exc.strerror or exc})") from None
         raise
@@ -409,6 +457,10 @@ def calibrate_on_protocol(
         # the folder whose weights it holds, and so the card that describes how they were trained
         record["copied_from"] = str(model_dir.resolve())
     config["metadata"] = record_calibration(config.get("metadata"), "calibrated", record)
+    # asked again: a model written into --out while the files were scored (another run's copy of other weights,
+    # sdd train exporting there) was replaced by this copy's weights, as the check before the scoring refuses
+    refuse_another_model(model_dir, target)
+    config["metadata"] = with_copy_records(config["metadata"], model_dir, target)
     store_calibrated(model_dir, target, config, made)
     cal = inference.calibration
     return {
