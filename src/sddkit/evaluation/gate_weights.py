@@ -18,6 +18,8 @@ from sddkit.errors import ProtocolError
 
 # how far a row of gate weights may sum from 1: bfloat16 weights (8 significant bits) round each by up to 0.4 %
 _SUM_TOLERANCE = 1e-2
+# about the width, in inches, of one character of a tick label at matplotlib's default 10 pt font
+_CHAR_IN = 0.07
 
 
 def as_float64(values: object) -> np.ndarray:
@@ -99,17 +101,20 @@ def plot_gate_heatmap(weights_table: pd.DataFrame, path: str | Path, title: str 
     data = weights_table.drop(columns=["n"], errors="ignore")
     if data.size == 0:
         raise ProtocolError(f"nothing to draw: the gate-weight table is {data.shape[0]} x {data.shape[1]}")
-    fig = Figure(figsize=(1.2 + 1.1 * data.shape[1], 1.0 + 0.4 * data.shape[0]))
+    rows = [plain_text(i) for i in data.index]
+    # the row labels and the title take room of their own: a width of the expert count alone squeezed two experts'
+    # cells to slivers beside labels such as `YouTube-voice-clone-unknown` and cut the title off at the right edge
+    width = max(1.2 + 1.1 * data.shape[1] + _CHAR_IN * max(len(r) for r in rows), _CHAR_IN * 1.3 * len(title) + 1.5)
+    fig = Figure(figsize=(width, 1.0 + 0.4 * data.shape[0]), layout="constrained")  # it leaves the colorbar room
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     im = ax.imshow(data.to_numpy(), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
     ax.set_xticks(range(data.shape[1]), [plain_text(c) for c in data.columns], rotation=30, ha="right")
-    ax.set_yticks(range(data.shape[0]), [plain_text(i) for i in data.index])
+    ax.set_yticks(range(data.shape[0]), rows)
     for (r, c), v in np.ndenumerate(data.to_numpy()):
         ax.text(c, r, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.6 else "k", fontsize=8)
     ax.set_title(title)
     fig.colorbar(im, ax=ax)
-    fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

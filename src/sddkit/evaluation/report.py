@@ -35,12 +35,14 @@ writes::
     gate_weights_by_source.csv/.png, gate_weights_by_attack.csv/.png
                     a mixture's mean gate weight per expert for each source and each attack (bona fide files
                     as ``bonafide``), as tables and heatmaps (only when the scores carry gate weights, e.g.
-                    ``sdd score`` output of a MELE/MILE model: columns ``gate_w0, gate_w1, ...``)
+                    ``sdd score`` output of a MELE/MILE model: columns ``gate_w0, gate_w1, ...``); with several
+                    partitions a row per partition and group (a ``partition`` column, each partition's ``all``
+                    row its mean), as per_attack.csv, then the ``all`` row of every file
     expert_use_by_source.csv/.png, expert_use_by_attack.csv/.png
                     a MoLEx model's mean router weight per expert for each source and each attack, from
                     ``sdd score``'s ``molex_gate_mean_0, ...`` columns (each file's weights averaged over the
                     adapted layers: expert k of one layer is unrelated to expert k of another, so this is a
-                    summary; the training run's ``molex_report.json`` has them per layer)
+                    summary; the training run's ``molex_report.json`` has them per layer); per partition likewise
 
 Units: every EER in the report is in percent; DCFs are normalised (1 = no better than a
 trivial system); Cllr is in bits; thresholds follow "bona fide iff score >= threshold".
@@ -81,7 +83,7 @@ from sddkit.errors import ProtocolError
 from sddkit.evaluation.asv import ASVScores
 from sddkit.evaluation.compare import min_replicates
 from sddkit.evaluation.gate_weights import as_float64, gate_weight_table
-from sddkit.evaluation.groups import attack_groups, groups, markdown_cell, named
+from sddkit.evaluation.groups import attack_groups, groups, markdown_cell, named, partition_groups
 from sddkit.evaluation.scores import EXPERT_USE_PREFIX, OUTSIDE_PARTITIONS, ScoreFile, match_scores
 from sddkit.metrics import (
     ADCFCost,
@@ -506,16 +508,42 @@ def _gate_tables(
         table.df.assign(source=quoted_all(named(table.column("source"))), attack=quoted_all(named(attack))),
         validate=False,
     )
+    # a source or attack met in several partitions (sddbench's resemblyzer in train, val and test_wild) is a row per
+    # partition, as per_attack.csv's rows are: its pooled mean mixed seen and unseen conditions under one name
+    parts = partition_groups(table.column("partition")) if table.has_column("partition") else None
+    if parts is not None and names is not None and "partition" in map(str, names):
+        names = None  # an expert so named would overwrite the rows' partition: expert0.., as for a reserved name
     out: dict[str, Any] = {}
     for key in ("source", "attack"):
         # gate_weight_table checks the shape (and the names), naming the experts expert0.. when names is None
         frame = gate_weight_table(grouped, weights, by=key, expert_names=names, what=what)
         experts = out.setdefault("experts", [c for c in frame.columns if c != "n"])
+        if parts is None:
+            out[f"by_{key}"] = _weight_rows(frame, key, experts)
+            continue
+        # each partition's rows and its own `all` row, then the `all` row of every file, last as without partitions
         out[f"by_{key}"] = [
-            {key: str(group), **{e: float(row[e]) for e in experts}, "n": int(row["n"])}
-            for group, row in frame.iterrows()
-        ]
+            row
+            for partition, m in parts
+            for row in _weight_rows(
+                gate_weight_table(grouped.subset(m), weights[m], by=key, expert_names=names, what=what),
+                key,
+                experts,
+                str(quoted_all(np.array([partition]))[0]),
+            )
+        ] + _weight_rows(frame.loc[["all"]], key, experts, "all")
     return out
+
+
+def _weight_rows(
+    frame: pd.DataFrame, key: str, experts: Sequence[str], partition: str | None = None
+) -> list[dict[str, Any]]:
+    """The rows of a :func:`gate_weight_table` as report.json holds them, led by their partition when given."""
+    first = {} if partition is None else {"partition": partition}
+    return [
+        {**first, key: str(group), **{e: float(row[e]) for e in experts}, "n": int(row["n"])}
+        for group, row in frame.iterrows()
+    ]
 
 
 def _spoof_only_hint(table: UtteranceTable, labels: np.ndarray) -> str:
@@ -854,15 +882,20 @@ def _mean_weight_tables(table: dict[str, Any], stem: str, what: str) -> list[str
     experts = table["experts"]
     lines: list[str] = []
     for key in ("source", "attack"):
+        rows = table[f"by_{key}"]
+        # several partitions: a row per partition and group, each partition's `all` its mean (_gate_tables)
+        keys = ["partition", key] if rows and "partition" in rows[0] else [key]
         lines += [
-            f"Per {key}:",
+            f"Per {key}" + (" and partition (the last row pools them all)" if len(keys) > 1 else "") + ":",
             "",
-            "| " + " | ".join([key, *map(markdown_cell, experts), "n"]) + " |",
-            "|" + "---|" * (len(experts) + 2),
+            "| " + " | ".join([*keys, *map(markdown_cell, experts), "n"]) + " |",
+            "|" + "---|" * (len(experts) + len(keys) + 1),
         ]
         lines += [
-            "| " + " | ".join([markdown_cell(r[key]), *(f"{r[e]:.3f}" for e in experts), str(r["n"])]) + " |"
-            for r in table[f"by_{key}"]
+            "| "
+            + " | ".join([*(markdown_cell(r[k]) for k in keys), *(f"{r[e]:.3f}" for e in experts), str(r["n"])])
+            + " |"
+            for r in rows
         ]
         lines += ["", f"![{what} per {key}]({stem}_by_{key}.png)", ""]
     return lines
@@ -921,6 +954,8 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
         for key in ("source", "attack"):
             frame = pd.DataFrame(tables[stem][f"by_{key}"])
             texts[f"{stem}_by_{key}.csv"] = frame.to_csv(index=False)
+            if "partition" in frame.columns:  # a row per partition and group: each heatmap row says which, as the CSV
+                frame = frame.assign(**{key: frame["partition"] + " / " + frame[key]}).drop(columns="partition")
             heatmaps[f"{stem}_by_{key}.png"] = (frame.set_index(key), f"mean {what} per {key}")
     texts["report.json"] = json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
 
