@@ -264,25 +264,7 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
                     checked = True
                 if r.get("path") and not batch.rescored(r, args.retry_errors, limit):
                     writer.done.add(writer.absolute(r.get("path")))
-        if writer.retried_too_long:
-            print(
-                f"sdd score: note: {writer.retried_too_long} file(s) an earlier run refused as longer than a lower "
-                f"--max-duration-s are scored again (limit now {_limit_text(args.max_duration_s)})",
-                file=sys.stderr,
-            )
-        if writer.versions_changed:  # not refused (an upgrade between interruption and resume is fine): said
-            print(
-                f"sdd score: note: {target} holds rows scored under other package versions "
-                f"({', '.join(writer.versions_changed)}); its run record keeps them as earlier_versions",
-                file=sys.stderr,
-            )
-        if writer.unrecorded:  # not refused (an output of an earlier version has none): said
-            print(
-                f"sdd score: note: {target} holds rows without a run record ({batch.run_record_path(target).name}"
-                " missing): which model scored them cannot be checked; delete the output to score every file with "
-                "this model",
-                file=sys.stderr,
-            )
+        _resume_notes(writer, target, args.max_duration_s)
         # rows an earlier run wrote for files that are not among these inputs stay in the output: say so
         others = len(writer.done - wanted)
         if others:
@@ -326,6 +308,43 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
         )
         return ALL_FAILED
     return 0
+
+
+def _resume_notes(writer: ScoreWriter, target: Path, max_duration_s: float) -> None:
+    """The notes of a resume on what the writer found in ``target``: rows it scores again, rows it cannot vouch for."""
+    from sddkit.scoring import batch
+
+    if writer.retried_too_long:
+        print(
+            f"sdd score: note: {writer.retried_too_long} file(s) an earlier run refused as longer than a lower "
+            f"--max-duration-s are scored again (limit now {_limit_text(max_duration_s)})",
+            file=sys.stderr,
+        )
+    if writer.windows_rescored:
+        print(
+            f"sdd score: note: {writer.windows_rescored} file(s) scored by an earlier run have no windows in "
+            f"{batch.windows_path(target)} (deleted or replaced since?): they are scored again",
+            file=sys.stderr,
+        )
+    if writer.windows_missing_kept:
+        print(
+            f"sdd score: note: {writer.windows_missing_kept} row(s) of files not among these inputs have no windows "
+            f"in {batch.windows_path(target)}: name those files too to score them again",
+            file=sys.stderr,
+        )
+    if writer.versions_changed:  # not refused (an upgrade between interruption and resume is fine): said
+        print(
+            f"sdd score: note: {target} holds rows scored under other package versions "
+            f"({', '.join(writer.versions_changed)}); its run record keeps them as earlier_versions",
+            file=sys.stderr,
+        )
+    if writer.unrecorded:  # not refused (an output of an earlier version has none): said
+        print(
+            f"sdd score: note: {target} holds rows without a run record ({batch.run_record_path(target).name}"
+            " missing): which model scored them cannot be checked; delete the output to score every file with "
+            "this model",
+            file=sys.stderr,
+        )
 
 
 def _earlier_outputs(out: Path, rank: int, world: int) -> list[Path]:

@@ -797,6 +797,8 @@ class ScoreWriter:
     rows of ``retry_inputs`` whose file was refused as longer than a limit below it (this run's ``max_duration``,
     ``math.inf`` for none): a rerun that raises the limit scores them (``retried_too_long`` counts them).
     ``retry_inputs`` are this run's inputs, relative paths read against the working directory.
+    With ``windows`` (CSV), the scored rows of ``retry_inputs`` whose windows the sidecar lacks are removed and scored
+    again too (``windows_rescored`` counts them; ``windows_missing_kept`` counts such rows of other files, kept).
     ``lock``: the :class:`OutputLock` of ``out``, taken already (``sdd score`` takes it before the model loads; one
     that locked nothing, taken before out's folder existed, is taken again once the writer has made the folder); the
     writer releases it when it closes or fails to open, as it does the lock it takes itself when none is given.
@@ -888,6 +890,8 @@ class ScoreWriter:
 
         # one pass over the rows, keeping only their paths
         self.done: set[str] = set()
+        # the done rows that hold a score, whose windows a CSV sidecar must hold (only then: a set as large as done)
+        scored: set[str] | None = set() if self.windows and self.format == "csv" else None
         dropped = False
         self.retried_too_long = 0
         for r in iter_rows(self.out):
@@ -898,7 +902,20 @@ class ScoreWriter:
                 if not retry_errors:
                     self.retried_too_long += 1
             elif r.get("path"):
-                self.done.add(self.absolute(r.get("path")))
+                key = self.absolute(r.get("path"))
+                self.done.add(key)
+                if scored is not None and not r.get("error"):
+                    scored.add(key)
+        # scored rows whose windows the sidecar lacks (deleted, or replaced, between runs): scored again, else the
+        # resumed sidecar held the windows of the new rows only, and nothing said the others were missing
+        lacking = self._without_windows(scored)
+        if retry is not None:  # only this run's inputs: the rows of other files, dropped, would not come back
+            self.windows_missing_kept = len(lacking - retry)
+            lacking &= retry
+        else:
+            self.windows_missing_kept = 0
+        self.windows_rescored = len(lacking)
+        self.done -= lacking
         self.versions_changed: list[str] = []  # packages upgraded since the output's earlier run
         if run is not None:
             from sddkit.training.provenance import package_versions
@@ -909,8 +926,8 @@ class ScoreWriter:
                 run.update(_earlier_versions(earlier, run["versions"]))
                 self.versions_changed = _changed_versions(earlier.get("versions"), run["versions"])
             write_run_info(self.out, run)  # before any row, so every row is covered by it
-        if dropped:
-            _rewrite_kept(self.out, header, lambda r: not retried(r))
+        if dropped or lacking:
+            _rewrite_kept(self.out, header, lambda r: not retried(r) and self.absolute(r.get("path")) not in lacking)
         self._sidecar = None
         if self.windows and self.format == "csv":
             self._sidecar = self._open_sidecar(windows_path(self.out))
@@ -944,6 +961,15 @@ class ScoreWriter:
         if os.path.isabs(path) or self._same_base:
             return path
         return os.path.relpath(os.path.abspath(path), self.base)
+
+    def _without_windows(self, scored: set[str] | None) -> set[str]:
+        """The paths of ``scored`` (rows of the main file that hold a score) without a window in the CSV sidecar of
+        a ``windows`` run (every such row has them: a row is written after its windows); none without one (None)."""
+        if not scored:
+            return set()
+        path = windows_path(self.out)
+        repair_partial_line(path)
+        return scored - {self.absolute(r.get("path")) for r in iter_rows(path)}
 
     def _open_sidecar(self, path: Path):
         """Open the sidecar for appending, keeping only windows of rows already in the main file."""
