@@ -281,7 +281,14 @@ def test_a_track2_submission_is_read_as_the_countermeasures_scores_once_per_utte
     assert code == 0, capsys.readouterr().err
     assert report["matching"]["n_scores"] == 6 and report["pooled"]["eer"] == pytest.approx(100 / 3)
     # another score for the same utterance, or an end-to-end system's '-', is refused naming the line
-    for bad, words in (("0.25", "has the score 0.25 here and 3.0 on line 2"), ("-", "end-to-end SASV system")):
+    for bad, words in (
+        ("0.25", "has the score 0.25 here and 3.0 on line 2"),
+        (
+            "-",
+            "end-to-end SASV system holds no countermeasure scores (its sasv-score is evaluated alone, its min a-DCF: "
+            "sdd eval --asv-scores FILE [--asv-key KEY] without --scores and --protocol)",
+        ),
+    ):
         _write(tmp_path / "bad.tsv", [*rows[:2], f"E_0202\tE_000001\t{bad}\t-1.0\t-2.0"])
         code, _ = _eval(tmp_path, tmp_path / "bad.tsv", key)
         assert code == 2

@@ -460,8 +460,8 @@ def _read_delimited(
         if out.trials and row[i_score].strip() == "-":
             raise ProtocolError(
                 f"{where}: {score_col} '-': a track-2 submission of an end-to-end SASV system holds no "
-                "countermeasure scores (its sasv-score is a speaker-verification score: sdd eval --asv-scores takes it "
-                "joined with the SASV key's asv-label column)"
+                "countermeasure scores (its sasv-score is evaluated alone, its min a-DCF: sdd eval --asv-scores FILE "
+                "[--asv-key KEY] without --scores and --protocol)"
             )
         out.add(number, row[i_id].strip(), _score(row[i_score].strip(), where), key, gate, use)
     columns = tuple(cell.strip() for cell in header_cells)
