@@ -5,51 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
-import soundfile as sf
+from calibration_support import noise_protocol, while_scoring
 
 from sddkit.cli.main import main
 from sddkit.detectors import model_dir as md
-from sddkit.scoring.api import ScoringDetector, load_detector
+from sddkit.scoring.api import load_detector
 from sddkit.scoring.calibration import fit_calibration
-
-
-def _protocol(tmp_path, model, n: int = 12):
-    """A labelled CSV of noise files at two overlapping levels, labelled so that bona fide scores higher on average
-    with ``model``'s weights -> (protocol path, raw scores, labels)."""
-    det = load_detector(model)
-    rng = np.random.default_rng(0)
-    paths, levels = [], []
-    for i in range(n):
-        level = (0.1, 0.2)[i % 2] * (0.5 + rng.random())
-        path = tmp_path / "wav" / f"f{i:02d}.wav"
-        path.parent.mkdir(exist_ok=True)
-        sf.write(path, (level * rng.standard_normal(2400)).astype(np.float32), 16000)
-        paths.append(path)
-        levels.append(i % 2)
-    raw = np.array([det.score_file(p).raw_score for p in paths])
-    loud_higher = raw[1::2].mean() > raw[0::2].mean()
-    labels = np.array([int(lv == 1) if loud_higher else int(lv == 0) for lv in levels])
-    protocol = tmp_path / "val.csv"
-    rows = [f"{p},{'bonafide' if y else 'spoof'}" for p, y in zip(paths, labels)]
-    protocol.write_text("path,label\n" + "\n".join(rows) + "\n")
-    return protocol, raw, labels
-
-
-def _while_scoring(monkeypatch, action) -> None:
-    """Run ``action()`` once, when the first file of the calibration is scored (another process writing the
-    --out folder while this sdd calibrate scores its files)."""
-    original = ScoringDetector.score_file
-    done = []
-
-    def score_file(self, *args, **kwargs):
-        if not done:
-            done.append(True)
-            action()
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(ScoringDetector, "score_file", score_file)
 
 
 def test_a_run_that_fails_to_write_keeps_the_model_another_run_finished_in_the_same_new_out(
@@ -58,7 +20,7 @@ def test_a_run_that_fails_to_write_keeps_the_model_another_run_finished_in_the_s
     # two `sdd calibrate --out X` into the same new X: the second one stopped while copying the weights (a full disk,
     # Ctrl-C) removed X's weights and config, the finished calibrated model of the first, as files of a folder it made
     model = tiny_stats(tmp_path / "model")
-    protocol, raw, labels = _protocol(tmp_path, model)
+    protocol, raw, labels = noise_protocol(tmp_path, model)
     out = tmp_path / "calibrated"
     argv = ["calibrate", "--model", str(model), "--protocol", str(protocol), "--out", str(out)]
 
@@ -70,7 +32,7 @@ def test_a_run_that_fails_to_write_keeps_the_model_another_run_finished_in_the_s
 
         monkeypatch.setattr(shutil, "copyfileobj", full)
 
-    _while_scoring(monkeypatch, first_run_finishes_then_the_disk_fills)
+    while_scoring(monkeypatch, first_run_finishes_then_the_disk_fills)
     assert main(argv) == 2
     assert "cannot write the calibrated model (No space left on device)" in capsys.readouterr().err
     # the first run's copy is whole and scores with its own calibration
@@ -91,9 +53,9 @@ def test_another_model_written_into_out_while_the_files_are_scored_is_not_replac
     # --out was new (or empty) when checked, and another model (other weights) was exported there while the files
     # were scored: the calibrated copy replaced its weights, the check before the scoring refuses exactly that
     model = tiny_stats(tmp_path / "model", seed=0)
-    protocol, _, _ = _protocol(tmp_path, model)
+    protocol, _, _ = noise_protocol(tmp_path, model)
     out = tmp_path / "calibrated"
-    _while_scoring(monkeypatch, lambda: tiny_stats(out, seed=1))
+    while_scoring(monkeypatch, lambda: tiny_stats(out, seed=1))
     assert main(["calibrate", "--model", str(model), "--protocol", str(protocol), "--out", str(out)]) == 2
     assert f"{out} holds another model" in capsys.readouterr().err
     other = md.load_model_dir(out)
@@ -109,11 +71,11 @@ def test_a_calibrated_copy_calibrated_again_keeps_its_earlier_record_superseded(
     # `sdd calibrate --out` into it, or a second run that finished there while this one scored) vanished without a
     # trace, where a model calibrated in place keeps it in superseded_calibrations
     model = tiny_stats(tmp_path / "model")
-    protocol, _, _ = _protocol(tmp_path, model)
+    protocol, _, _ = noise_protocol(tmp_path, model)
     out = tmp_path / "calibrated"
     argv = ["calibrate", "--model", str(model), "--protocol", str(protocol), "--out", str(out)]
     if concurrent:
-        _while_scoring(monkeypatch, lambda: main([*argv, "--threshold", "bayes"]))
+        while_scoring(monkeypatch, lambda: main([*argv, "--threshold", "bayes"]))
     else:
         assert main([*argv, "--threshold", "bayes"]) == 0
     assert main(argv) == 0
@@ -128,7 +90,7 @@ def test_a_calibrated_copy_calibrated_again_keeps_its_earlier_record_superseded(
 
 def test_a_record_the_copy_took_from_its_source_is_kept_once(tmp_path, tiny_stats, capsys):
     model = tiny_stats(tmp_path / "model")
-    protocol, _, _ = _protocol(tmp_path, model)
+    protocol, _, _ = noise_protocol(tmp_path, model)
     out = tmp_path / "calibrated"
     argv = ["calibrate", "--model", str(model), "--protocol", str(protocol)]
     assert main([*argv, "--threshold", "keep"]) == 0  # the source calibrated in place first

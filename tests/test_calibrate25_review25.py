@@ -6,50 +6,12 @@ import json
 
 import numpy as np
 import pytest
-import soundfile as sf
+from calibration_support import noise_protocol, while_scoring
 
 from sddkit.cli.main import main
 from sddkit.detectors import model_dir as md
-from sddkit.scoring.api import ScoringDetector, load_detector
 from sddkit.scoring.calibration import fit_calibration
 from sddkit.scoring.inference import read_inference, write_inference
-
-
-def _protocol(tmp_path, model, n: int = 12):
-    """A labelled CSV of noise files at two overlapping levels, labelled so that bona fide scores higher on average
-    with ``model``'s weights -> (protocol path, raw scores, labels)."""
-    det = load_detector(model)
-    rng = np.random.default_rng(0)
-    paths, levels = [], []
-    for i in range(n):
-        level = (0.1, 0.2)[i % 2] * (0.5 + rng.random())
-        path = tmp_path / "wav" / f"f{i:02d}.wav"
-        path.parent.mkdir(exist_ok=True)
-        sf.write(path, (level * rng.standard_normal(2400)).astype(np.float32), 16000)
-        paths.append(path)
-        levels.append(i % 2)
-    raw = np.array([det.score_file(p).raw_score for p in paths])
-    loud_higher = raw[1::2].mean() > raw[0::2].mean()
-    labels = np.array([int(lv == 1) if loud_higher else int(lv == 0) for lv in levels])
-    protocol = tmp_path / "val.csv"
-    rows = [f"{p},{'bonafide' if y else 'spoof'}" for p, y in zip(paths, labels)]
-    protocol.write_text("path,label\n" + "\n".join(rows) + "\n")
-    return protocol, raw, labels
-
-
-def _while_scoring(monkeypatch, action) -> None:
-    """Run ``action()`` once, when the first file of the calibration is scored (another process writing the
-    model directory while sdd calibrate scores its files)."""
-    original = ScoringDetector.score_file
-    done = []
-
-    def score_file(self, *args, **kwargs):
-        if not done:
-            done.append(True)
-            action()
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(ScoringDetector, "score_file", score_file)
 
 
 @pytest.mark.parametrize("out", [False, True])
@@ -59,8 +21,8 @@ def test_a_model_directory_replaced_while_its_files_are_scored_is_not_stored_wit
     # sdd train exports a better best/ while sdd calibrate --model runs/X/best scores val: the fit of the old
     # weights' scores was stored for the new weights (and their uncalibrated config lost), without a word
     model = tiny_stats(tmp_path / "best", seed=0)
-    protocol, _, _ = _protocol(tmp_path, model)
-    _while_scoring(monkeypatch, lambda: tiny_stats(model, seed=1))
+    protocol, _, _ = noise_protocol(tmp_path, model)
+    while_scoring(monkeypatch, lambda: tiny_stats(model, seed=1))
     argv = ["calibrate", "--model", str(model), "--protocol", str(protocol)]
     target = tmp_path / "copy"
     assert main([*argv, "--out", str(target)] if out else argv) == 2
@@ -74,14 +36,14 @@ def test_a_model_directory_replaced_while_its_files_are_scored_is_not_stored_wit
 
 def test_windows_changed_while_its_files_are_scored_are_refused(tmp_path, tiny_stats, monkeypatch, capsys):
     model = tiny_stats(tmp_path / "model")
-    protocol, _, _ = _protocol(tmp_path, model)
+    protocol, _, _ = noise_protocol(tmp_path, model)
 
     def other_windows():
         inference = read_inference(model)
         inference.window_samples = 800
         write_inference(model, inference)
 
-    _while_scoring(monkeypatch, other_windows)
+    while_scoring(monkeypatch, other_windows)
     assert main(["calibrate", "--model", str(model), "--protocol", str(protocol)]) == 2
     assert "(its inference settings (windows, aggregation))" in capsys.readouterr().err
     assert read_inference(model).window_samples == 800 and read_inference(model).calibration.is_identity
@@ -92,9 +54,9 @@ def test_a_calibration_stored_while_its_files_are_scored_is_superseded_not_refus
 ):
     # what raw scores do not depend on (another calibration stored in place meanwhile, its record) is no change
     model = tiny_stats(tmp_path / "model")
-    protocol, raw, labels = _protocol(tmp_path, model)
+    protocol, raw, labels = noise_protocol(tmp_path, model)
     argv = ["calibrate", "--model", str(model), "--protocol", str(protocol)]
-    _while_scoring(monkeypatch, lambda: main([*argv, "--threshold", "bayes"]))
+    while_scoring(monkeypatch, lambda: main([*argv, "--threshold", "bayes"]))
     assert main(argv) == 0
     config = json.loads((model / md.CONFIG_NAME).read_text())
     expected = fit_calibration(raw, labels)
@@ -137,7 +99,7 @@ def test_calibrate_model_dir_records_its_calibration_as_the_one_in_force(tmp_pat
     from sddkit.training.exports import keep_calibration
 
     model = tiny_stats(tmp_path / "best")
-    protocol, raw, labels = _protocol(tmp_path, model)
+    protocol, raw, labels = noise_protocol(tmp_path, model)
     assert main(["calibrate", "--model", str(model), "--protocol", str(protocol)]) == 0
     capsys.readouterr()
     cfg = calibrate_model_dir(model, raw, labels, prior=0.3)
