@@ -46,6 +46,7 @@ def test_an_end_to_end_sasv_submission_is_scored_alone_with_the_a_dcf(tmp_path, 
     code, out = _sasv_alone(tmp_path, "--asv-scores", _end_to_end(tmp_path), "--asv-key", _key(tmp_path))
     assert code == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
+    assert report["schema"] == "sddkit.sasv_report/1"  # told apart from a countermeasure's sddkit.report/1
     pooled = report["pooled"]
     assert pooled["min_a_dcf"] == pytest.approx(_MIN_ADCF)
     assert pooled["a_dcf_threshold"] == _THRESHOLD

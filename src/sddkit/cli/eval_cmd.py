@@ -321,7 +321,7 @@ def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None,
     from sddkit.config import to_dict
     from sddkit.documents import file_digest
     from sddkit.evaluation.asv import read_sasv_system_scores
-    from sddkit.evaluation.report import OPTIONAL_OUTPUTS, EvalConfig
+    from sddkit.evaluation.report import OPTIONAL_OUTPUTS, SASV_SCHEMA, EvalConfig
     from sddkit.metrics import a_dcf, roc_auc
     from sddkit.outputs import earlier_report, publish_staged
 
@@ -355,7 +355,14 @@ def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None,
         "sddkit_version": __version__,
     }
     pooled = {**counts, "min_a_dcf": result.a_dcf, "a_dcf_threshold": result.threshold}
-    report = {"pooled": pooled, "warnings": notes, "inputs": inputs, "config": {"adcf": to_dict(cost)}}
+    # a schema of its own: a reader of report.json tells it from a countermeasure's report (sddkit.report/1)
+    report = {
+        "schema": SASV_SCHEMA,
+        "pooled": pooled,
+        "warnings": notes,
+        "inputs": inputs,
+        "config": {"adcf": to_dict(cost)},
+    }
     markdown = "\n".join(
         [
             "# SASV evaluation report",

@@ -110,6 +110,8 @@ from sddkit.metrics import (
 from sddkit.outputs import publish_staged
 
 SCHEMA = "sddkit.report/1"
+# an SASV system's scores evaluated alone (`sdd eval --asv-scores FILE` without --scores): its min a-DCF only
+SASV_SCHEMA = "sddkit.sasv_report/1"
 GROUP_METRICS = ("eer", "threshold", "auc", "min_dcf", "act_dcf", "cllr")
 
 
