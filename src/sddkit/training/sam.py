@@ -5,8 +5,9 @@ One step on a batch, with trainable parameters θ and the batch loss L:
 
 1. ``g = ∇L(θ)``;
 2. the ascent direction ``e = rho * T² g / ||T g||``, with ``T = 1`` (SAM) or ``T = |θ| + eta``
-   element-wise (ASAM, scale-invariant) for weights and ``T = 1`` for biases, as in the authors'
-   code: a bias sets an offset, not a scale, so rescaling the weights leaves it where it is;
+   element-wise (ASAM, scale-invariant) for weights and ``T = 1`` for biases (every parameter whose name's
+   last part, list indices aside, says ``bias``: ``bias``, ``bias_ih_l0``, ``in_proj_bias``, ``biases.0``),
+   as in the authors' code: a bias sets an offset, not a scale, so rescaling the weights leaves it where it is;
 3. ``g' = ∇L(θ + e)``: the gradient at the worst nearby point;
 4. θ is restored and the outer optimiser (AdamW) applies ``g'`` at θ (clipped like any step).
 
@@ -64,8 +65,14 @@ class SAMConfig:
 
 
 def _is_bias(name: str) -> bool:
-    """A bias (``...bias``, ``...bias_ih_l0`` of an LSTM), which ASAM does not rescale."""
-    return name.rsplit(".", 1)[-1].startswith("bias")
+    """A bias, which ASAM does not rescale: ``...bias``, an LSTM's ``...bias_ih_l0``, attention's ``...in_proj_bias``
+    and a ``ParameterList`` of them (a router's ``...biases.0``).
+
+    The name's last part that is not a list index is read: the router's zero-initialised biases (``biases.0``) and
+    the gate transformer's ``in_proj_bias`` were taken for weights, so their ASAM scale was ``|0| + eta``, and their
+    perturbation about ``eta**2`` times SAM's (a ten-thousandth with the default eta), while the docs promise SAM's."""
+    parts = [part for part in name.split(".") if not part.isdigit()]
+    return bool(parts) and "bias" in parts[-1]
 
 
 @contextlib.contextmanager
