@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
+import numpy as np
 from scipy.stats import rankdata
 
 from sddkit.metrics.inputs import MetricError, check_binary
@@ -43,8 +45,7 @@ class ThresholdMetrics:
 def threshold_metrics(labels: object, scores: object, threshold: float = 0.0) -> ThresholdMetrics:
     """Accuracy, TPR, TNR and balanced accuracy at ``threshold`` (0 = even odds for log-odds scores)."""
     y, s = check_binary(labels, scores)
-    if math.isnan(threshold):
-        raise MetricError("decision threshold is NaN")
+    threshold = _threshold(threshold)
     accept = s >= threshold
     tpr = float(accept[y].mean())
     tnr = float((~accept[~y]).mean())
@@ -55,6 +56,26 @@ def threshold_metrics(labels: object, scores: object, threshold: float = 0.0) ->
         tnr=tnr,
         balanced_accuracy=(tpr + tnr) / 2,
     )
+
+
+def _threshold(value: object) -> float:
+    """``value`` as a float decision threshold; a MetricError saying what to pass when it is not a number.
+
+    An :class:`~sddkit.metrics.EERResult` or ``DCFResult`` given whole (``threshold_metrics(y, s, eer(y, s))``) failed
+    deep in numpy with "'>=' not supported between instances of 'float' and 'EERResult'"; None or a string likewise.
+    Its ``float()`` is the metric's value (the EER), not its threshold, so it is refused, not converted."""
+    if hasattr(value, "threshold") and not isinstance(value, numbers.Real):
+        raise MetricError(
+            f"decision threshold must be a number, got a {type(value).__name__}: pass its .threshold "
+            f"({value.threshold!r}), not the result itself (whose float() is the metric's value)"
+        )
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value.item()  # a 0-d array, e.g. np.asarray(0.5)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise MetricError(f"decision threshold must be a number (accept iff score >= threshold), got {value!r}")
+    if math.isnan(value):
+        raise MetricError("decision threshold is NaN")
+    return float(value)
 
 
 def accuracy(labels: object, scores: object, threshold: float = 0.0) -> float:

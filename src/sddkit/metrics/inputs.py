@@ -44,7 +44,14 @@ def as_scores(scores: object, name: str = "scores") -> np.ndarray:
         raise MetricError(f"{name} must be a 1-D array, got shape {arr.shape}")
     bad = ~np.isfinite(arr)
     if bad.any():
-        raise MetricError(f"{name} contain {int(bad.sum())} non-finite value(s) (NaN or inf), e.g. {arr[bad][:3]}")
+        # say where and what to do: "e.g. [nan]" alone left a user of a million trials to hunt for them
+        first = int(np.flatnonzero(bad)[0])
+        raise MetricError(
+            f"{name} contain {int(bad.sum())} non-finite value(s) (NaN or inf), e.g. {arr[bad][:3]} (first at index "
+            f"{first}); every metric needs finite scores: drop or rescore a trial whose score is NaN, and give an "
+            "infinite one a finite value beyond every finite score (e.g. np.clip(scores, -1e6, 1e6) for log-odds of a "
+            "probability of 0 or 1), which leaves the ranking metrics (EER, minDCF, AUC) as they were"
+        )
     return arr
 
 
@@ -57,7 +64,9 @@ def check_binary(labels: object, scores: object) -> tuple[np.ndarray, np.ndarray
     y = np.asarray(labels)
     s = as_scores(scores)
     if y.ndim != 1 or y.shape != s.shape:
-        raise MetricError(f"labels {y.shape} and scores {s.shape} must be 1-D arrays of the same length")
+        raise MetricError(
+            f"labels {y.shape} and scores {s.shape} must be 1-D arrays of the same length{_class_scores_hint(y)}"
+        )
     if y.dtype != bool:
         if not np.isin(y, (0, 1)).all():
             try:
@@ -68,6 +77,7 @@ def check_binary(labels: object, scores: object) -> tuple[np.ndarray, np.ndarray
             hint = ""
             if text and set(text) <= {"0", "1"}:  # e.g. a CSV column read as text: "found ['0', '1']" read as a riddle
                 hint = " (text, not numbers: convert them, e.g. np.asarray(labels, dtype=int))"
+            hint = hint or _class_scores_hint(y)
             raise MetricError(f"labels must be 0 (spoof) or 1 (bona fide); found {found}{hint}")
         y = y.astype(bool)
     if y.size == 0:
@@ -77,6 +87,21 @@ def check_binary(labels: object, scores: object) -> tuple[np.ndarray, np.ndarray
         present = "bona fide" if n_bona else "spoof"
         raise MetricError(f"need both bona fide and spoof trials; only {present} given ({len(y)} trials)")
     return y, s
+
+
+def _class_scores_hint(y: np.ndarray) -> str:
+    """A hint when ``labels`` look like scores: the ASVspoof packages' ``compute_eer(target_scores,
+    nontarget_scores)`` takes the two classes' scores, and ``eer(bona, spoof)`` called the same way was answered
+    only with "labels must be 0 (spoof) or 1 (bona fide); found [-3.1, ...]" or a length mismatch."""
+    if y.ndim != 1 or y.dtype.kind != "f":
+        return ""
+    finite = y[np.isfinite(y)]  # NaN labels are missing labels, not scores
+    if not np.isin(finite, (0, 1), invert=True).any():
+        return ""
+    return (
+        " (these labels look like scores: the metrics take (labels, scores), not (bona fide scores, spoof scores) as "
+        "the ASVspoof compute_eer; build them with sddkit.metrics.inputs.from_classes(bona, spoof))"
+    )
 
 
 def split_classes(labels: object, scores: object) -> tuple[np.ndarray, np.ndarray]:
