@@ -30,6 +30,7 @@ from sddkit.augment.base import (
 from sddkit.augment.codecs import (
     CODECS,
     CodecName,
+    check_bitrate,
     check_codec_available,
     codec_roundtrip,
     prepare_codec_delays,
@@ -226,7 +227,7 @@ class LaunderChainConfig:
                 continue
             check_range(f"bitrate_kbps.{name}", rng_)
             for v in rng_:
-                resolve_bitrate(name, v)
+                check_bitrate(f"bitrate_kbps.{name}", name, v)
         check_probability(self.p)
 
 

@@ -291,6 +291,10 @@ def calibration_signal(sr: int, seconds: float = 1.0) -> np.ndarray:
             r = np.exp(-np.pi * bw / sr)
             a = [1.0, -2.0 * r * np.cos(2 * np.pi * fc / sr), r * r]
             y += signal.lfilter([1.0 - r], a, src)
+    if not np.any(y):
+        # no formant lies below Nyquist (sr <= 1200 Hz): before, the signal was 0 / 0 = NaN, which libmp3lame met
+        # with a failed assertion that killed the whole process; the broadband source alone still has one sharp peak
+        y = src
     env = 0.55 - 0.45 * np.cos(2 * np.pi * 4.0 * t)
     burst = (t > 0.62 * seconds) & (t < 0.7 * seconds)
     y = y * env + burst * 0.3 * rng.standard_normal(n) * np.std(y)
@@ -364,6 +368,16 @@ def codec_roundtrip(
     return fit_length(out, len(x))
 
 
+def check_bitrate(key: str, codec: str, kbps: float | None) -> None:
+    """:func:`resolve_bitrate`, whose refusal names the config key that asked for the rate: before, a rate outside
+    the codec's range was refused as ``data.augment[0]: codec 'mp3': bit rate 200.0 kb/s outside [8.0, 160.0]``,
+    not saying which setting to change."""
+    try:
+        resolve_bitrate(codec, kbps)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
 @dataclass
 class CodecConfig:
     """codec: which codec; bitrate_kbps: (low, high) bit-rate range in kb/s, None = the codec's default
@@ -379,7 +393,7 @@ class CodecConfig:
         if self.bitrate_kbps is not None:
             check_range("bitrate_kbps", self.bitrate_kbps)
             for v in self.bitrate_kbps:
-                resolve_bitrate(self.codec, v)
+                check_bitrate("bitrate_kbps", self.codec, v)
         check_probability(self.p)
 
 

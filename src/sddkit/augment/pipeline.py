@@ -32,6 +32,7 @@ from sddkit.augment.base import (
     item_rng,
     to_generator,
 )
+from sddkit.augment.codecs import CodecUnavailableError
 from sddkit.config import to_dict
 from sddkit.errors import ConfigError
 from sddkit.registry import ComponentSpec
@@ -86,6 +87,10 @@ def _build_at(spec: ComponentSpec, key: str) -> Augmentation:
         return build_augmentation(spec)
     except ConfigError as exc:
         raise ConfigError(f"{key}: {exc}") from None
+    except CodecUnavailableError as exc:
+        # the same type (callers catch it), now saying which spec asked for the codec: before, a recipe with several
+        # codec specs (or one inside a one_of or launder_chain) was refused without a word on which one
+        raise CodecUnavailableError(f"{key}: {exc}") from None
 
 
 def _parse_specs(values: Sequence[Any], key: str) -> list[ComponentSpec]:

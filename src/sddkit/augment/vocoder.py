@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sddkit.augment.base import as_waveform
 from sddkit.augment.dsp import match_rms, peak_normalize_if_over
-from sddkit.errors import ConfigError
+from sddkit.errors import ConfigError, NonFiniteAudioError
 from sddkit.features.spectral import mel_filterbank
 
 Magnitude = Literal["linear", "mel"]
@@ -69,6 +70,9 @@ def copy_synthesis(
 ) -> np.ndarray:
     """Vocoded copy of ``wave`` (T,) float32: same length, same loudness, phase rebuilt by Griffin-Lim.
 
+    ``wave`` holds finite float samples in [-1, 1]; integer PCM is refused (a TypeError), NaN or inf samples too
+    (a NonFiniteAudioError).
+
     Same loudness means the same RMS, unless that would put a peak above 0.999: the copy is then scaled down
     to that peak (so it can be written as 16-bit PCM) and is quieter than the original (by up to about 1 dB on
     sddbench's bona fide train files, 2 of 40 sampled).
@@ -82,6 +86,14 @@ def copy_synthesis(
         raise ConfigError(f"copy_synthesis needs a mono waveform of at least {n_fft} samples, got {wave.shape}")
     if magnitude not in ("linear", "mel"):
         raise ConfigError(f"magnitude must be 'linear' or 'mel', got {magnitude!r}")
+    # before: int16 PCM was taken as floats 32768 times too loud (the copy then came out peak-normalised to 0.999,
+    # not at the original's level), and a NaN or inf sample made the whole copy NaN, written out without a word
+    wave = as_waveform(wave)
+    if not np.isfinite(wave).all():
+        raise NonFiniteAudioError(
+            f"copy_synthesis got {int(np.count_nonzero(~np.isfinite(wave)))} non-finite (NaN or inf) samples of "
+            f"{wave.size}; fix the audio (or its decoding) upstream"
+        )
     x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)).double()
     window = torch.hann_window(n_fft, dtype=x.dtype)
     mag = torch.stft(x, n_fft, hop_length, window=window, return_complex=True).abs()  # (F, frames)
