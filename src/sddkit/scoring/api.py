@@ -243,7 +243,8 @@ class ScoringDetector:
         integer samples are PCM (scaled by their type's range). Of a 2-D input the channel axis is the first
         when it has at most 8 entries and fewer than the second, else the second when that has at most 8: an
         input of at least 9 samples reads the same either way round; a square one, (2, 2), is (T, C).
-        ``sample_rate``: the waveform's rate in Hz, an integer (or a whole float) from 4000 to ``MAX_INPUT_RATE``.
+        ``sample_rate``: the waveform's rate in Hz, an integer (or a whole float, or a one-number array or tensor such
+        as a dataset's ``tensor(16000)``) from 4000 to ``MAX_INPUT_RATE``.
         """
         x = self.to_model_rate(waveform, sample_rate)
         return checked_result(self.score_prepared([self.prepare(x)])[0])
@@ -280,12 +281,13 @@ class ScoringDetector:
         names: Sequence[str] | None = None,
         sample_rate: int | None = None,
     ) -> list[ScoreResult]:
-        """Score several (T_i,) waveforms (numpy arrays or torch tensors) at the model's rate (or at ``sample_rate``),
-        windows batched together; the results come in the order of ``waveforms``.
+        """Score several waveforms (numpy arrays or torch tensors; (T_i,) mono, or (C, T_i) / (T_i, C) channels
+        mixed to mono as :meth:`score` mixes them) at the model's rate (or at ``sample_rate``), windows batched
+        together; the results come in the order of ``waveforms``.
 
         ``sample_rate``: the rate of every waveform when it is not the model's (:attr:`sample_rate`): each is then
-        mixed to mono and resampled as :meth:`score` does (without it, audio at another rate was scored as if at the
-        model's, its pitch and band shifted, without a word).
+        resampled as :meth:`score` does (without it, audio at another rate was scored as if at the model's, its
+        pitch and band shifted, without a word).
 
         Each is checked as :meth:`score` checks its input (finite, not empty, not silent; integer PCM scaled).
         ``names`` (one per waveform, e.g. the files they were read from) label the errors; without them an
@@ -293,8 +295,6 @@ class ScoringDetector:
         input that fails its check (or scores NaN) fails the whole call, and no result is returned; to keep
         the others, score the inputs one at a time with :meth:`score` (``sdd score`` writes an error row).
         """
-        from sddkit.audio.io import validate_waveform
-
         # a path, a file's bytes or one waveform, iterated: each character, byte or sample failed as a "waveform"
         # ("waveforms[0]: expected a 1-D mono waveform, got shape ()", "got the path 'a'" of "a.wav")
         lone = _not_a_sequence_of_waveforms(waveforms)
@@ -311,16 +311,19 @@ class ScoringDetector:
         labels = [f"waveforms[{i}]" for i in range(len(waveforms))] if names is None else [str(n) for n in names]
         if len(labels) != len(waveforms):
             raise ConfigError(f"score_many: {len(waveforms)} waveforms but {len(labels)} names")
+        # without a rate the waveforms are at the model's: mixed to mono as score() mixes them, where a (1, T) row of
+        # a DataLoader batch or a (2, T) stereo pair was refused as "expected a 1-D mono waveform" (given the model's
+        # rate as sample_rate=, the same arrays were scored)
+        rate = self.sample_rate if sample_rate is None else sample_rate
         prepared = []
         for x, label in zip(waveforms, labels):
             # torch tensors as score() takes them: np.asarray fails on bfloat16, on CUDA and on one that requires grad
             arr = _as_numpy(x, path=label)
-            if sample_rate is not None:
-                try:
-                    arr = self.to_model_rate(arr, sample_rate)
-                except AudioError as exc:
-                    raise type(exc)(str(exc), path=label) from None
-            prepared.append(self.prepare(validate_waveform(arr, self.sample_rate, path=label), path=label))
+            try:
+                arr = self.to_model_rate(arr, rate)
+            except AudioError as exc:
+                raise type(exc)(str(exc), path=label) from None
+            prepared.append(self.prepare(arr, path=label))
         results = self.score_prepared(prepared)
         return [checked_result(r, path=label) for r, label in zip(results, labels)]
 
@@ -335,6 +338,7 @@ class ScoringDetector:
                 "the sample rate (arguments swapped?)"
             )
         x = _to_mono(arr)
+        sample_rate = _scalar_rate(sample_rate)
         # a whole float (16000.0, np.float64 from some readers) is a rate; 22050.5 or a bool is not
         whole = isinstance(sample_rate, (float, np.floating)) and float(sample_rate).is_integer()
         rate = isinstance(sample_rate, (int, np.integer)) and not isinstance(sample_rate, bool)
@@ -665,6 +669,17 @@ def _cancelled_channels_note(arr: np.ndarray, mono: np.ndarray) -> str | None:
     if note is None:
         return None
     return f"{note}: score one channel (x[0] of (channels, samples), x[:, 0] of (samples, channels))"
+
+
+def _scalar_rate(sample_rate: Any) -> Any:
+    """A one-number numpy array or torch tensor given as ``sample_rate`` -> that number (else ``sample_rate`` as it
+    is): a dataset's ``tensor(16000)`` (a DataLoader's ``tensor([16000])``) was refused as "sample_rate must be a
+    positive integer, got tensor(16000)", which it holds."""
+    if isinstance(sample_rate, Tensor) and sample_rate.numel() == 1 and not sample_rate.is_meta:
+        return sample_rate.item()  # a Python int, float or bool, as the tensor's dtype is (any device)
+    if isinstance(sample_rate, np.ndarray) and sample_rate.size == 1 and sample_rate.dtype.kind in "iuf":
+        return sample_rate.reshape(())[()]
+    return sample_rate
 
 
 def _channel_axis(x: np.ndarray) -> int:
