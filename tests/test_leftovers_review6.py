@@ -257,7 +257,7 @@ def test_a_whole_whisper_checkpoint_loads_its_encoder_without_building_the_decod
     for name in ("WhisperModel", "WhisperForAudioClassification", "WhisperForConditionalGeneration"):
         monkeypatch.setattr(getattr(transformers, name), "from_pretrained", never)
     enc = build("whisper_tiny", pretrained=str(tmp_path), dropout=0.0)
-    assert not enc.model.training and enc.model.config._attn_implementation == "sdpa"
+    assert enc.model.training == enc.training and enc.model.config._attn_implementation == "sdpa"
     assert enc.model.state_dict().keys() == source.state_dict().keys()
     for name, param in source.state_dict().items():
         assert torch.equal(enc.model.state_dict()[name], param), name

@@ -43,6 +43,9 @@ Choices made here, and why:
   :meth:`SpeechEncoder.projection_slots` switches such attention modules to an equivalent
   implementation that calls the projection modules.
 
+A built encoder is in training mode throughout, as any new torch module (``from_pretrained`` alone returns its
+model in eval mode): call ``.eval()`` for deterministic features.
+
 transformers is imported lazily: it takes seconds, and ``sdd list`` should not pay for it.
 """
 
@@ -295,6 +298,19 @@ PRESETS: dict[str, Preset] = {
             "encoder_ffn_dim": 4096,
         },
         "Whisper medium encoder (24 layers, 1024 dim, log-Mel input)",
+    ),
+    # large and large-v2 share this architecture; large-v3 differs only by its 128 mel bins, so without this preset
+    # a large-v2 folder (80 bins) fitted none and could not be loaded at all
+    "whisper_large": Preset(
+        "whisper",
+        {
+            **_WHISPER_COMMON,
+            "d_model": 1280,
+            "encoder_layers": 32,
+            "encoder_attention_heads": 20,
+            "encoder_ffn_dim": 5120,
+        },
+        "Whisper large / large-v2 encoder (32 layers, 1280 dim, log-Mel input)",
     ),
     "whisper_large_v3": Preset(
         "whisper",
@@ -861,7 +877,7 @@ def _read_pretrained_config(path: str, preset_name: str, preset: Preset) -> tupl
     if not config_file.is_file():
         raise ConfigError(
             f"encoder.pretrained: {path!r} is not a local Hugging Face model directory (no config.json there); "
-            "weights are never downloaded"
+            f"weights are never downloaded{_cache_folder_hint(directory)}"
         )
     raw = _read_json(config_file)
     if not isinstance(raw, dict):
@@ -872,6 +888,18 @@ def _read_pretrained_config(path: str, preset_name: str, preset: Preset) -> tupl
             f"the pretrained directory holds a {raw.get('model_type', '?')!r} model"
         )
     return directory, raw
+
+
+def _cache_folder_hint(directory: Path) -> str:
+    """Where the model lies when ``directory`` is a Hugging Face hub cache folder (``models--org--name``, as
+    ``huggingface-cli download`` leaves it): its files are in ``snapshots/<revision>/``, which the user had to find."""
+    snapshots = directory / "snapshots"
+    if not snapshots.is_dir():
+        return ""
+    found = sorted(str(d) for d in snapshots.iterdir() if (d / "config.json").is_file())
+    if not found:
+        return "; it looks like a Hugging Face cache folder, but none of its snapshots/ holds a config.json"
+    return f"; it is a Hugging Face cache folder: name a snapshot in it, e.g. {found[-1]!r}"
 
 
 def _apply_settings(hf_cfg: Any, preset: Preset, cfg: EncoderConfig) -> None:
@@ -1384,7 +1412,11 @@ def build_encoder(cfg: EncoderConfig, *, preset: str, **context: Any) -> SpeechE
             model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-    return encoder
+    # One mode for the whole encoder, training as any new torch module (and as a randomly initialised one):
+    # from_pretrained returns its model in eval mode, so a pretrained encoder said `training` while its
+    # transformer ran without dropout or SpecAugment, Whisper dropped its input embeddings but no layer's
+    # activations, and spec_augment's length check refused inputs the model would not have masked.
+    return encoder.train()
 
 
 for _name, _preset in PRESETS.items():
