@@ -256,7 +256,16 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
             "and final/), `sdd calibrate --out` and `sdd import-aasist`"
         )
         raise CheckpointError(f"{directory}: missing {CONFIG_NAME}{hint}")
-    config = read_versioned_json(cfg_path, fmt=FORMAT, version=FORMAT_VERSION, what="model config")
+    try:
+        config = read_versioned_json(cfg_path, fmt=FORMAT, version=FORMAT_VERSION, what="model config")
+    except CheckpointError as exc:
+        # a config.json cut short (a broken copy or download) or garbled said only where the parser stopped
+        if not str(exc).startswith((f"{cfg_path}: invalid JSON", f"{cfg_path}: not UTF-8")):
+            raise
+        raise CheckpointError(
+            f"{exc}; the model directory's {CONFIG_NAME} is damaged (a broken copy or download, an edit gone "
+            "wrong?): copy the model directory again from its source, or save the model again"
+        ) from None
     # A hand-edited key that nothing reads would otherwise be ignored without a word.
     unknown = sorted(set(config) - set(_CONFIG_KEYS))
     if unknown:
@@ -363,7 +372,9 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
         model = ARCHITECTURES[arch](config["model"])
     except ConfigError as exc:
         # several model directories may be in play (mixture experts, a service): say which one is wrong
-        raise ConfigError(f"{directory / CONFIG_NAME}: {exc}{_newer_writer_hint(config)}") from None
+        raise ConfigError(
+            f"{directory / CONFIG_NAME}: {exc}{_newer_writer_hint(config)}{_missing_pretrained_hint(config)}"
+        ) from None
     except CheckpointError as exc:
         if arch != "mixture" or not (isinstance(config["model"], dict) and config["model"].get("expert_dirs")):
             raise
@@ -375,8 +386,14 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
         ) from None
     try:
         state, stored_digest = _read_weights(weights, map_location)
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{weights}: unreadable weights: {exc}") from None
+    except OSError as exc:  # a file of another user, a disk error: nothing wrong with its bytes
+        raise CheckpointError(f"{weights}: unreadable weights: {exc.strerror or exc}") from None
+    except SafetensorError as exc:
+        # a truncated copy, an interrupted download, a file of another format under the name: say what to do
+        raise CheckpointError(
+            f"{weights}: unreadable weights: {exc}; the file is damaged or not a safetensors file (a broken copy "
+            "or download?): copy the model directory again from its source, or save the model again"
+        ) from None
     expected_digest = config.get("weights_digest")
     # a header digest under a config without one: new weights over an old (pre-digest) config, the very
     # interrupted overwrite the digests exist to catch
@@ -416,6 +433,21 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
         metadata=config.get("metadata") or {},
         path=directory,
         weights_digest=expected_digest,
+    )
+
+
+def _missing_pretrained_hint(config: dict[str, Any]) -> str:
+    """What to do when a ``"trainable"`` directory's pretrained folder is not where its config names it (the
+    directory copied to another machine, the folder moved): else ''."""
+    if config.get("weights") != "trainable":
+        return ""
+    gone = [f for f in dict.fromkeys(_pretrained_folders(config["model"])) if not (Path(f) / CONFIG_NAME).is_file()]
+    if not gone:
+        return ""
+    return (
+        f"; this model directory stores only its trained weights (weights: trainable): the frozen pretrained "
+        f"weights load from {', '.join(gone)}, as recorded at save. Put that folder there, or give its place on "
+        f"this machine in {CONFIG_NAME}'s model section (the pretrained digest checks it is the same encoder)"
     )
 
 
