@@ -236,7 +236,16 @@ def did_you_mean(given: Sequence[Any], choices: Iterable[str]) -> str:
     import difflib
 
     options = list(choices)
-    close = [m[0] for g in given if isinstance(g, str) for m in [difflib.get_close_matches(g, options, n=1)] if m]
+    # compared in lower case: `device: CPU`, `sampler: Domain_Balanced` had no suggestion (difflib sees no letter in
+    # common between CPU and cpu)
+    lowered = {o.lower(): o for o in reversed(options)}
+    close = [
+        lowered[m[0]]
+        for g in given
+        if isinstance(g, str)
+        for m in [difflib.get_close_matches(g.lower(), list(lowered), n=1)]
+        if m
+    ]
     close = list(dict.fromkeys(close))
     return f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
 
@@ -594,9 +603,12 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
                 break
             child = node[slot] if isinstance(node, list) else node.get(part)
             if child is None:
-                if parts[i + 1][1]:  # `molex.old_eval[0].protocol=...` without an old_eval: no item to change
+                # `molex.old_eval[0].protocol=...` or `data.augment.0.p=...` without that list: no item to change (a
+                # new mapping with a key '0' was refused as "expected a list, got {'0': {'p': 0.5}}")
+                if parts[i + 1][1] or _is_index(parts[i + 1][0]):
                     raise ConfigError(
-                        f"override {item!r}: {_override_key(parts[: i + 1])} is not set: no list to index"
+                        f"override {item!r}: {_override_key(parts[: i + 1])} is not set: no list to index (give the "
+                        f"whole list, e.g. {_override_key(parts[: i + 1])}=[...])"
                     )
                 child = node[slot] = {}
             if isinstance(child, str):  # a component given by name only: expand to a mapping
@@ -626,6 +638,11 @@ def _override_parts(key: str, item: str) -> list[tuple[str, bool]]:
             raise ConfigError(f"override {item!r}: the key {key!r} has an empty part")
         parts += [(name, False), *((index, True) for index in re.findall(r"-?\d+", indices))]
     return parts
+
+
+def _is_index(part: str) -> bool:
+    """Whether a dotted key part is an integer (``0``, ``-1``): a list item, as ``data.train.0.folds`` indexes one."""
+    return re.fullmatch(r"-?\d+", part) is not None
 
 
 def _override_key(parts: Sequence[tuple[str, bool]]) -> str:
