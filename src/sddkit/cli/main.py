@@ -94,18 +94,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sdd: interrupted", file=sys.stderr)
         return 130
+    except SystemExit:  # --help, --version, a usage error: argparse wrote its text, which may meet a closed pipe
+        if _reader_left():
+            return 141
+        raise
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
     except SddkitError as exc:
         print(f"sdd {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        status = 2
     except KeyboardInterrupt:
         print(f"sdd {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `sdd list | head`: the reader left; stop quietly, as Unix tools do
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush of stdout must not fail again
+        _quiet_stdout()
         return 141
+    return 141 if _reader_left() and status == 0 else status
+
+
+def _reader_left() -> bool:
+    """Flush stdout now; True (stdout then quieted) when its reader has left.
+
+    Output to a pipe is buffered: what a command printed last, or all of a short listing (`sdd list gate | true`,
+    the last KB of `sdd list | head -1`), was written by the interpreter's flush at exit, after ``main`` returned,
+    where a closed pipe printed "Exception ignored ... BrokenPipeError" and exited 120.
+    """
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+        return True
+    except (AttributeError, ValueError):  # no stdout (pythonw), or one already closed: nothing to flush
+        return False
+    return False
+
+
+def _quiet_stdout() -> None:
+    """Point stdout's file descriptor at the null device: the interpreter's final flush of it must not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":
