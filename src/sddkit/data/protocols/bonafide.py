@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -48,6 +49,15 @@ def _bona(utt_id: str, path: str, speaker: str, source: str, corpus: str, **extr
     }
 
 
+def _check_not_empty(root: Path, splits: list[str], present: Iterable[str]) -> None:
+    """``splits: []`` reads nothing: said so, where it was "no LibriSpeech split found" (or "no utterances found")
+    beside the split folders."""
+    if not splits:
+        raise ProtocolError(
+            f"{root}: splits [] keeps no split; list those to read ({', '.join(present) or 'none found'})"
+        )
+
+
 # --- LibriSpeech ------------------------------------------------------------------------------
 
 
@@ -71,6 +81,7 @@ def read_librispeech(cfg: LibriSpeechConfig, **_: object) -> UtteranceTable:
     else:
         split_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and _is_librispeech_split(d)]
     if cfg.splits is not None:
+        _check_not_empty(root, cfg.splits, (d.name for d in split_dirs))
         check_selected(root, "splits", cfg.splits, (d.name for d in split_dirs))
         split_dirs = [d for d in split_dirs if d.name in cfg.splits]
     if not split_dirs:
@@ -204,6 +215,7 @@ def read_common_voice(cfg: CommonVoiceConfig, **_: object) -> UtteranceTable:
     clips = root / "clips"
     # releases without a locale column: the language folder's real name, also for "." (reading from inside it)
     language_folder = Path(os.path.abspath(root)).name
+    _check_not_empty(root, cfg.splits, (p.stem for p in sorted(root.glob("*.tsv"))))
     records, seen = [], set()
     for split in cfg.splits:
         tsv = root / f"{split}.tsv"

@@ -91,7 +91,11 @@ def read_fake_or_real(cfg: FakeOrRealConfig, **_: object) -> UtteranceTable:
     splits = find_for_splits(root)
     if not splits:
         raise ProtocolError(f"{root}: no training/validation/testing folder with real/ or fake/ inside")
-    wanted = None if cfg.partitions is None else [FOR_SPLITS.get(p, p) for p in cfg.partitions]
+    for option, value in (("partitions", cfg.partitions), ("versions", cfg.versions)):
+        if value is not None and not value:  # was "no utterances found", with the tree's files all there
+            raise ProtocolError(f"{root}: {option} [] keeps nothing; list those to read, or give null for every one")
+    # folder names are matched in any case (Training/, Real/), so are the partitions asked for (Testing, TEST)
+    wanted = None if cfg.partitions is None else [FOR_SPLITS.get(p.lower(), p.lower()) for p in cfg.partitions]
     check_selected(root, "partitions", wanted, (FOR_SPLITS[_folder_name(d).lower()] for d in splits))
     # a split's version: any folder between root and it (for-norm/for-norm/training), by either name
     split_versions = [_version_names(d, root) for d in splits]

@@ -21,7 +21,8 @@ ITW_LABELS = {"bona-fide": "bonafide", "bonafide": "bonafide", "spoof": "spoof"}
 
 @dataclass
 class InTheWildConfig:
-    """protocol: meta.csv (or its folder); root: the audio folder (default: the folder of meta.csv)."""
+    """protocol: meta.csv (or its folder, or the folder holding release_in_the_wild/); root: the audio folder
+    (default: the folder of meta.csv)."""
 
     protocol: str
     root: str | None = None
@@ -33,7 +34,9 @@ def read_in_the_wild(cfg: InTheWildConfig, **_: object) -> UtteranceTable:
     """In-the-Wild meta.csv: file,speaker,label (bona-fide / spoof)."""
     meta = Path(cfg.protocol)
     if meta.is_dir():
-        meta = meta / "meta.csv"
+        # the folder the archive was unpacked into (holding release_in_the_wild/) was "no such meta.csv file"
+        nested = meta / "release_in_the_wild" / "meta.csv"
+        meta = nested if not (meta / "meta.csv").is_file() and nested.is_file() else meta / "meta.csv"
     root = require_dir(cfg.root, "audio root") if cfg.root is not None else meta.parent
     records, lines = [], []
     for lineno, row in iter_csv(meta, required=("file", "speaker", "label"), what="In-the-Wild meta.csv"):

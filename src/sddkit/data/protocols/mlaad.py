@@ -261,6 +261,10 @@ def read_mlaad(cfg: MLAADConfig, **_: object) -> UtteranceTable:
     fake = _fake_dir(root)
     base = fake.parent if fake != root else root
     languages = {language_code(w) for w in cfg.languages} if cfg.languages is not None else None
+    if cfg.languages is not None and not cfg.languages:  # was "no MLAAD model folders found", beside the folders
+        raise ProtocolError(
+            f"{fake}: languages [] keeps no language; list those to read (e.g. [de, en]), or give null for every one"
+        )
     if fake.is_dir():
         _check_languages(fake, cfg.languages)
     records: list[dict] = []
