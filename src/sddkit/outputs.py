@@ -107,10 +107,11 @@ def publish_staged(
     """Write a report's files into ``out`` all or none: returns the names written.
 
     ``write(staging)`` writes every file complete into a hidden folder inside ``out`` and returns their names in
-    the order they are to be moved in place (the report's index, e.g. ``report.json``, last). Then the ``stale``
-    names (files of an earlier run that this one lacks) are removed from ``out`` and the new files moved in. A
-    crash, a full disk or Ctrl-C thus leaves no half-written file and no mix of two runs' files; an OSError is a
-    ConfigError naming ``out`` and ``what`` (e.g. "report"), not a traceback.
+    the order they are to be moved in place (the report's index, e.g. ``report.json``, last). Then the earlier
+    run's index and the ``stale`` names (files of an earlier run that this one lacks) are removed from ``out`` and
+    the new files moved in, the index last. A crash, a full disk or Ctrl-C thus leaves no half-written file, and
+    never an index over a mix of two runs' files: a crash between the renames leaves no index at all (rerun); an
+    OSError is a ConfigError naming ``out`` and ``what`` (e.g. "report"), not a traceback.
     """
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -124,6 +125,10 @@ def publish_staged(
         names = list(write(staging))
         for name in names:  # on disk before the renames publish them: a power cut leaves no empty report file
             fsync_file(staging / name)
+        if len(names) > 1:
+            # the earlier index goes first: the renames below are one file at a time, and a crash between them left
+            # the earlier run's index beside this run's files, a report whose index describes other files
+            (out / names[-1]).unlink(missing_ok=True)
         for name in stale:
             if name not in names:
                 (out / name).unlink(missing_ok=True)

@@ -10,7 +10,8 @@ or service would reach again on the next batch anyway.
 
 Only glibc has ``mallopt``; elsewhere (musl, macOS, Windows) :func:`tune_malloc` does nothing. The
 environment variables glibc reads at start-up (``MALLOC_MMAP_MAX_``, ``MALLOC_TRIM_THRESHOLD_``,
-``MALLOC_MMAP_THRESHOLD_``) take precedence: when any is set, the user has chosen, and nothing changes.
+``MALLOC_MMAP_THRESHOLD_``) and their ``GLIBC_TUNABLES`` forms (``glibc.malloc.mmap_max=...``) take precedence:
+when any is set, the user has chosen, and nothing changes.
 """
 
 from __future__ import annotations
@@ -29,6 +30,18 @@ M_MMAP_MAX = -4
 Allocator = Literal["tuned", "system"]
 ALLOCATORS: tuple[str, ...] = ("tuned", "system")
 USER_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
+# the same settings as glibc tunables (GLIBC_TUNABLES=glibc.malloc.trim_threshold=...:...), the form glibc documents
+# now; mallopt overrode them without a word
+USER_TUNABLES = ("glibc.malloc.mmap_max", "glibc.malloc.trim_threshold", "glibc.malloc.mmap_threshold")
+
+
+def _user_has_chosen() -> bool:
+    """Whether the environment sets any of the malloc settings :func:`tune_malloc` would change."""
+    if any(name in os.environ for name in USER_SETTINGS):
+        return True
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    set_names = {entry.split("=", 1)[0].strip() for entry in tunables.split(":") if "=" in entry}
+    return any(name in set_names for name in USER_TUNABLES)
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -48,11 +61,11 @@ def tune_malloc(allocator: Allocator = "tuned", *, trim_threshold: int = 1 << 30
     """Apply the scoring allocator settings; True when glibc accepted them.
 
     ``allocator="system"`` leaves malloc as it is (and returns False), as does a non-glibc platform or
-    a ``MALLOC_*_`` variable in the environment.
+    a ``MALLOC_*_`` variable (or its ``GLIBC_TUNABLES`` form) in the environment.
     """
     if allocator not in ALLOCATORS:
         raise ValueError(f"allocator must be one of {ALLOCATORS}, got {allocator!r}")
-    if allocator == "system" or any(name in os.environ for name in USER_SETTINGS):
+    if allocator == "system" or _user_has_chosen():
         return False
     libc = _glibc()
     if libc is None:
