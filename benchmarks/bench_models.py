@@ -86,20 +86,26 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--large", action="store_true", help="also XLS-R 300M (slow)")
-    ap.add_argument("--only", nargs="*", help="substrings of model names to run")
+    ap.add_argument("--only", nargs="*", help="substrings of model names to run (case-sensitive)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     require_positive(ap, args, "threads", "repeats", "seconds")
     if min(args.batches) <= 0:
         ap.error(f"--batches must be positive, got {' '.join(map(str, args.batches))}")
     check_paths_writable(args, "json")  # asked now, not after every model has been timed
+    zoo = model_zoo(args.large)
+    # a substring no name holds (the match is case-sensitive: `--only lcnn`) printed an empty table and wrote {}
+    unmatched = [s for s in args.only or [] if not any(s in name for name in zoo)]
+    if unmatched:
+        large = "" if args.large else " (XLS-R 300M only with --large)"
+        ap.error(f"--only {' '.join(map(repr, unmatched))} matches no model; models: {'; '.join(zoo)}{large}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     results = {}
     header = " | ".join(f"batch {b} (ms)" for b in args.batches)
     print(f"| model | params | {header} | x real time (batch {args.batches[-1]}) |")
     print("|---|---:|" + "---:|" * len(args.batches) + "---:|")
-    for name, (cfg, merge) in model_zoo(args.large).items():
+    for name, (cfg, merge) in zoo.items():
         if args.only and not any(s in name for s in args.only):
             continue
         model = build_detector(from_dict(DetectorConfig, cfg)).eval()

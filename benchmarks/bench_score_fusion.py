@@ -67,6 +67,19 @@ def parse_models(items: list[str]) -> dict[str, str]:
     return models
 
 
+def check_partitions(labels: dict[str, np.ndarray], partitions: list[str]) -> None:
+    """Refuse a reported partition without both classes among the files every model scored, before any output:
+    its EER was an error naming no partition, after the calibrations and half the table had been printed."""
+    for part in partitions:
+        bona = int(labels[part].sum())
+        spoof = len(labels[part]) - bona
+        if bona == 0 or spoof == 0:
+            raise SystemExit(
+                f"partition {part}: {bona} bona fide and {spoof} spoof files scored by every model; an EER needs "
+                "both: score its files with every model, or leave it out of --partitions"
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", help="NAME=scores.csv (sdd score output), two or more")
@@ -86,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     labels = {p: np.array([manifest[k][1] for k in ks], dtype=int) for p, ks in files.items()}
     if not files["val"]:
         raise SystemExit("no val files scored by every model: calibration needs val")
+    check_partitions(labels, args.partitions)
 
     llr, uncalibrated = {}, {}
     for name, s in raw.items():

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sddkit.cli.options import require_positive
 from sddkit.detectors.mixture import mix_log_probs
 from sddkit.metrics import eer, paired_bootstrap
 
@@ -142,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("dirs", nargs="+", type=Path, help="bench_mixtures.py --out folders")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
     args = p.parse_args(argv)
+    # asked now: paired_bootstrap's MetricError (a traceback) came only after the EER table had been printed
+    require_positive(p, args, "bootstrap")
     eers, scores = read_runs(args.dirs)
     if scores.empty:
         print(eer_table(eers))

@@ -242,8 +242,10 @@ def test_bench_models_writes_its_json_into_a_new_folder(tmp_path, monkeypatch, c
     bench = load_script("benchmarks/bench_models.py")
     out = tmp_path / "new" / "models.json"
     # it was FileNotFoundError at the end, once every model had been timed
-    _run_main(monkeypatch, bench, ["--only", "no such model", "--json", str(out), "--threads", "1"])
-    assert json.loads(out.read_text()) == {}
+    # one small model (an --only that matches none is refused now, before any JSON)
+    argv = ["--only", "LCNN (LFCC)", "--batches", "1", "--seconds", "0.5", "--repeats", "1"]
+    _run_main(monkeypatch, bench, [*argv, "--json", str(out), "--threads", "1"])
+    assert list(json.loads(out.read_text())) == ["LCNN (LFCC)"]
 
 
 # --- benchmarks/probe_whisper_features.py -------------------------------------------------------------------------
