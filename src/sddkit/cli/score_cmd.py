@@ -115,11 +115,14 @@ def run(args: argparse.Namespace) -> int:
 
     tune_malloc(args.allocator)
 
-    rank, world = batch.dist_env()
-    if world > 1:  # a bare cuda: this process's GPU (LOCAL_RANK), not GPU 0 for every rank
-        from sddkit.training.distributed import dist_info_from_env, rank_device
+    from sddkit.training.distributed import dist_info_from_env, rank_device
 
-        args.device = rank_device(args.device, dist_info_from_env())
+    # torchrun's RANK / WORLD_SIZE, refused when not numbers, out of range, or WORLD_SIZE > 1 without RANK (every
+    # process took rank 0's share, the others' files never scored)
+    dist_info = dist_info_from_env()
+    rank, world = dist_info.rank, dist_info.world_size
+    if world > 1:  # a bare cuda: this process's GPU (LOCAL_RANK), not GPU 0 for every rank
+        args.device = rank_device(args.device, dist_info)
     piped = [i for i in args.inputs if batch.is_pipe(Path(i))] if world > 1 else []
     if piped:  # each rank lists the inputs itself: from one pipe, each read a part of the list (or all, or none)
         # before the process group: every rank sees the same pipe and stops here alike, none waiting for another

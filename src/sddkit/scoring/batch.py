@@ -1347,10 +1347,7 @@ def _stopped_run_hint(out: Path) -> str:
     """What a ``--merge`` without markers says when shards are there: those of a run stopped before its ranks
     finished, which only a resume under torchrun finishes (the one-process run that it told to do so, as "merge what
     it wrote", is refused beside them)."""
-    shards = (
-        p for p in out.parent.glob(f"{glob.escape(out.name)}.rank*") if _SHARD_SUFFIX.fullmatch(p.name[len(out.name) :])
-    )
-    if next(shards, None) is None:
+    if not stale_shards(out, 0, free_only=False):  # every out.rank<r> shard there (those of rank 0 up)
         return ""
     return (
         "; the shards here are of a run stopped before its ranks finished: resume it under torchrun (2 or more "
@@ -1476,13 +1473,3 @@ def _merge_rows(
 def shard_of(paths: Sequence[str], rank: int, world_size: int) -> list[str]:
     """Every ``world_size``-th path starting at ``rank`` (balanced when durations are mixed)."""
     return list(paths[rank::world_size])
-
-
-def dist_env() -> tuple[int, int]:
-    """(rank, world size) from torchrun's environment; (0, 1) when not sharded. A ``ConfigError`` for variables that
-    are not numbers (a traceback before), a rank out of range, or a ``WORLD_SIZE`` above 1 without ``RANK``: every
-    process took rank 0's share, and the others' files were never scored (nor the shards merged)."""
-    from sddkit.training.distributed import dist_info_from_env
-
-    info = dist_info_from_env()
-    return info.rank, info.world_size
