@@ -481,15 +481,7 @@ def iter_whole_rows(path: Path) -> Iterator[Any]:
                 yield text[1:] if at == 0 and text.startswith("\ufeff") else text
                 at += len(raw)
 
-        if output_format(path) == "csv":
-            yield from csv.DictReader(lines())
-            return
-        for lineno, line in enumerate(lines(), 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ProtocolError(f"{path}:{lineno}: not a JSON line ({exc}); fix or remove it") from None
+        yield from _parse_rows(path, lines())
 
 
 _CHUNK = 1 << 20
@@ -537,16 +529,24 @@ def iter_rows(path: Path) -> Iterator[Any]:
         return
     if output_format(path) == "jsonl":
         with open(path, encoding=_OUTPUT_ENCODING) as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ProtocolError(f"{path}:{lineno}: not a JSON line ({exc}); fix or remove it") from None
+            yield from _parse_rows(path, f)
         return
     with open(path, newline="", encoding=_OUTPUT_ENCODING, errors=_PATH_ERRORS) as f:
-        yield from csv.DictReader(f)
+        yield from _parse_rows(path, f)
+
+
+def _parse_rows(path: Path, lines: Iterable[str]) -> Iterator[Any]:
+    """The rows of the text ``lines`` of output file ``path`` (CSV: dicts; JSONL: each line's JSON value)."""
+    if output_format(path) == "csv":
+        yield from csv.DictReader(lines)
+        return
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ProtocolError(f"{path}:{lineno}: not a JSON line ({exc}); fix or remove it") from None
 
 
 def has_rows(path: Path) -> bool:
