@@ -315,19 +315,16 @@ def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None,
     ``report.json`` (``pooled.min_a_dcf``, ``pooled.a_dcf_threshold``, as a full report has them) and ``report.md``."""
     import json
 
-    import numpy as np
-
     from sddkit import __version__
     from sddkit.config import to_dict
     from sddkit.documents import file_digest
     from sddkit.evaluation.asv import read_sasv_system_scores
-    from sddkit.evaluation.report import OPTIONAL_OUTPUTS, SASV_SCHEMA, EvalConfig
-    from sddkit.metrics import a_dcf, roc_auc
+    from sddkit.evaluation.report import OPTIONAL_OUTPUTS, SASV_SCHEMA, EvalConfig, inverted_note, sasv_dcf
     from sddkit.outputs import earlier_report, publish_staged
 
     sasv = read_sasv_system_scores(asv_scores, asv_key)
     cost = EvalConfig().adcf
-    result = a_dcf(sasv.target, sasv.nontarget, sasv.spoof, cost)
+    dcf = sasv_dcf(sasv, cost)
     counts = {"n_target": sasv.target.size, "n_nontarget": sasv.nontarget.size, "n_spoof": sasv.spoof.size}
     notes = []
     if sasv.n_unscored:
@@ -337,24 +334,16 @@ def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None,
             f"({sasv.n_unscored} without a score): the a-DCF is that of the scored trials alone (the ASVspoof 5 "
             "package refuses a score file that does not cover its SASV key)"
         )
-    others = np.r_[sasv.nontarget, sasv.spoof]
-    auc = roc_auc(
-        np.r_[np.ones(sasv.target.size, dtype=np.int64), np.zeros(others.size, dtype=np.int64)],
-        np.r_[sasv.target, others],
-    )
-    if auc < 0.5:
-        notes.append(
-            f"the SASV scores rank non-target and spoof trials above target trials more often than not (ROC AUC "
-            f"{auc:.4f}): sddkit reads them as higher = more likely the claimed, bona fide speaker (negate "
-            "distance-like scores); the a-DCF is that of the scores as given"
-        )
+    inverted = inverted_note(sasv, sasv=True)
+    if inverted:
+        notes.append(inverted)
     inputs = {
         "asv_scores": os.path.abspath(asv_scores),
         "asv_scores_sha256": file_digest(asv_scores),
         **({} if asv_key is None else {"asv_key": os.path.abspath(asv_key), "asv_key_sha256": file_digest(asv_key)}),
         "sddkit_version": __version__,
     }
-    pooled = {**counts, "min_a_dcf": result.a_dcf, "a_dcf_threshold": result.threshold}
+    pooled = {**counts, **dcf}
     # a schema of its own: a reader of report.json tells it from a countermeasure's report (sddkit.report/1)
     report = {
         "schema": SASV_SCHEMA,
@@ -372,7 +361,7 @@ def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None,
             "",
             "| metric | value |",
             "|---|---|",
-            f"| min a-DCF (normalised); threshold {result.threshold:.4f} | {result.a_dcf:.4f} |",
+            f"| min a-DCF (normalised); threshold {dcf['a_dcf_threshold']:.4f} | {dcf['min_a_dcf']:.4f} |",
             "",
             f"a-DCF costs: P_tar {cost.p_tar:g}, P_non {cost.p_non:g}, P_spf {cost.p_spf:g}, C_miss {cost.c_miss:g}, "
             f"C_fa_asv {cost.c_fa_asv:g}, C_fa_spoof {cost.c_fa_spoof:g} (the ASVspoof 5 evaluation package's).",
@@ -394,7 +383,7 @@ def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None,
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
     print(
-        f"min a-DCF {result.a_dcf:.4f} (threshold {result.threshold:.4g}; {counts['n_target']} target, "
+        f"min a-DCF {dcf['min_a_dcf']:.4f} (threshold {dcf['a_dcf_threshold']:.4g}; {counts['n_target']} target, "
         f"{counts['n_nontarget']} non-target, {counts['n_spoof']} spoof) -> {Path(out) / 'report.md'}"
     )
     return 0

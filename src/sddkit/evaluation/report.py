@@ -359,7 +359,7 @@ def _tandem_eer(labels: np.ndarray, scores: np.ndarray, asv: ASVScores | None) -
     }
 
 
-def _sasv_dcf(sasv: ASVScores | None, cost: ADCFCost) -> dict[str, Any]:
+def sasv_dcf(sasv: ASVScores | None, cost: ADCFCost) -> dict[str, Any]:
     """``pooled``'s a-DCF entries: the min a-DCF (normalised) of an SASV system's scores and its threshold (accept iff
     score >= threshold); none without SASV scores."""
     if sasv is None:
@@ -387,20 +387,30 @@ def _asv_warnings(asv: ASVScores | None, sasv: ASVScores | None) -> list[str]:
             f"({asv.n_unscored} without a score): {figures} those of the scored trials alone (the ASVspoof 5 package "
             "refuses a score file that does not cover its SASV key)"
         )
-    for name, scores, others in (("ASV", asv, "non-target"), ("SASV", sasv, "non-target and spoof")):
-        if scores is None:
-            continue
-        versus = scores.nontarget if name == "ASV" else np.concatenate([scores.nontarget, scores.spoof])
-        labels = np.r_[np.ones(scores.target.size, dtype=np.int64), np.zeros(versus.size, dtype=np.int64)]
-        auc = roc_auc(labels, np.r_[scores.target, versus])
-        if auc < 0.5:
-            notes.append(
-                f"the {name} scores rank {others} trials above target trials more often than not (ROC AUC {auc:.4f}): "
-                "sddkit reads them as higher = more likely the claimed speaker (negate distance-like scores); the "
-                + ("t-DCFs' ASV error rates and the t-EER" if name == "ASV" else "a-DCF")
-                + " are those of the scores as given"
-            )
+    notes += [note for note in (inverted_note(asv, sasv=False), inverted_note(sasv, sasv=True)) if note]
     return notes
+
+
+def inverted_note(scores: ASVScores | None, *, sasv: bool) -> str | None:
+    """A warning when ASV (or, ``sasv``, SASV) ``scores`` rank target trials below the others (non-target ones; SASV:
+    non-target and spoof ones) more often than not: a distance, or another tool's reversed scores, whose figures are
+    those of a system reversing its decisions. None for scores the right way round (or none given)."""
+    if scores is None:
+        return None
+    versus = np.concatenate([scores.nontarget, scores.spoof]) if sasv else scores.nontarget
+    labels = np.r_[np.ones(scores.target.size, dtype=np.int64), np.zeros(versus.size, dtype=np.int64)]
+    auc = roc_auc(labels, np.r_[scores.target, versus])
+    if auc >= 0.5:
+        return None
+    name, others, speaker = (
+        ("SASV", "non-target and spoof", "claimed, bona fide") if sasv else ("ASV", "non-target", "claimed")
+    )
+    figures = "the a-DCF is that" if sasv else "the t-DCFs' ASV error rates and the t-EER are those"
+    return (
+        f"the {name} scores rank {others} trials above target trials more often than not (ROC AUC {auc:.4f}): sddkit "
+        f"reads them as higher = more likely the {speaker} speaker (negate distance-like scores); {figures} of the "
+        "scores as given"
+    )
 
 
 def _per_group(
@@ -610,7 +620,7 @@ def evaluate(
         )
     pooled, pooled_curve = _pooled(y, s, cfg)
     pooled.update(_tandem_eer(y.astype(bool), s, asv_scores))
-    pooled.update(_sasv_dcf(sasv_scores, cfg.adcf))
+    pooled.update(sasv_dcf(sasv_scores, cfg.adcf))
     per_source = _per_group("source", table.column("source"), y, s, cfg)
     per_corpus = _per_group("corpus", table.column("corpus"), y, s, cfg)
     per_codec = _per_group("codec", table.column("codec"), y, s, cfg) if table.has_column("codec") else None
