@@ -304,11 +304,6 @@ def _check_inputs(args: argparse.Namespace, sasv_alone: bool) -> None:
         )
 
 
-# the files of a countermeasure's report (sddkit.evaluation.report.write_report) that an SASV report lacks: removed
-# from --out, so that an earlier run's are not read as this one's
-_CM_REPORT_FILES = ("per_attack.csv", "per_source.csv", "det.png", "roc.png", "scores.png")
-
-
 def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None, command: str = "eval") -> int:
     """``sdd eval --asv-scores FILE [--asv-key KEY]`` without ``--scores``: the min a-DCF of an SASV system's scores
     (:func:`sddkit.evaluation.asv.read_sasv_system_scores`) under ``EvalConfig``'s a-DCF costs, written as
@@ -319,7 +314,14 @@ def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None,
     from sddkit.config import to_dict
     from sddkit.documents import file_digest
     from sddkit.evaluation.asv import read_sasv_system_scores
-    from sddkit.evaluation.report import OPTIONAL_OUTPUTS, SASV_SCHEMA, EvalConfig, inverted_note, sasv_dcf
+    from sddkit.evaluation.report import (
+        OPTIONAL_OUTPUTS,
+        REPORT_OUTPUTS,
+        SASV_SCHEMA,
+        EvalConfig,
+        inverted_note,
+        sasv_dcf,
+    )
     from sddkit.outputs import earlier_report, publish_staged
 
     sasv = read_sasv_system_scores(asv_scores, asv_key)
@@ -377,7 +379,8 @@ def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None,
         return ["report.md", "report.json"]
 
     earlier = earlier_report(Path(out) / "report.json", ("inputs", "asv_scores"))
-    publish_staged(Path(out), "report", write, stale=(*_CM_REPORT_FILES, *OPTIONAL_OUTPUTS))
+    # a countermeasure report's tables and plots that an earlier run left in --out go: not read as this one's
+    publish_staged(Path(out), "report", write, stale=(*REPORT_OUTPUTS, *OPTIONAL_OUTPUTS))
     if earlier is not None:
         print(f"sdd {command}: note: replaced the earlier report in {out} ({earlier})", file=sys.stderr)
     for note in notes:

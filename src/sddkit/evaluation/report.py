@@ -923,6 +923,8 @@ _WEIGHT_TABLES = (("gate_weights", "gate weight"), ("expert_use", "MoLEx router 
 _GATE_OUTPUTS = tuple(
     f"{stem}_by_{key}.{ext}" for stem, _ in _WEIGHT_TABLES for key in ("source", "attack") for ext in ("csv", "png")
 )
+# the tables and plots every countermeasure report writes beside report.json and report.md
+REPORT_OUTPUTS = ("per_attack.csv", "per_source.csv", "det.png", "roc.png", "scores.png")
 OPTIONAL_OUTPUTS = (
     "per_corpus.csv",
     "per_partition.csv",
