@@ -39,14 +39,15 @@ from sddkit.audio.crop import random_crop, repeat_pad
 from sddkit.audio.io import check_max_duration, load_audio
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import AudioDecodeError, AudioError, ConfigError, ProtocolError
+from sddkit.scoring.inference import InferenceConfig
 from sddkit.threads import in_order_ahead
 
 __all__ = ["CachedWaveforms", "UtteranceDataset", "available_memory", "collate_pad", "load_table_audio"]
 
 log = logging.getLogger("sddkit.data")
 
-# the shortest input sddkit scores: the default of a model's inference.min_duration_s (sddkit.scoring.inference)
-SHORTEST_SCORED_S = 0.1
+# the shortest input sddkit scores: the default of a model's inference.min_duration_s, read from it (not a copy)
+SHORTEST_SCORED_S: float = InferenceConfig.min_duration_s
 
 # Decoded files are packed into blocks of this many samples (64 MB of float32) as they are decoded: an allocation
 # this large is mapped on its own by the C library and given back to the system when freed, where a decoded
