@@ -112,3 +112,23 @@ def test_rerecord_band_edges_that_can_cross_are_refused_when_built(bands):
     with pytest.raises(ConfigError, match="overlap: every low edge must lie below every high edge"):
         AugmentationPipeline([{"name": "rerecord", **bands}])
     AugmentationPipeline([{"name": "rerecord"}])  # the defaults are fine
+
+
+def test_keep_length_false_gives_the_whole_stretch_with_the_same_draws_and_checks():
+    """``Augmentation.__call__(..., keep_length=False)``: a time stretch returns the whole WSOLA output that its
+    length-keeping call crops (same gate and rate draws, so the kept part is its prefix); an augmentation that keeps
+    the duration returns what it always does; the input checks (non-finite samples) still apply."""
+    from sddkit.augment.pipeline import build_augmentation
+    from sddkit.augment.timescale import wsola
+
+    x = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
+    slow = build_augmentation({"name": "time_stretch", "rate": [0.8, 0.8]})
+    whole = slow(x, 16000, 5, keep_length=False)
+    assert whole.shape == (10000,) and np.array_equal(whole, wsola(x, 16000, 0.8))
+    assert np.array_equal(slow(x, 16000, 5), whole[: len(x)])
+    noise = build_augmentation({"name": "noise", "snr_db": [10, 10]})
+    assert np.array_equal(noise(x, 16000, 7, keep_length=False), noise(x, 16000, 7))
+    bad = x.copy()
+    bad[3] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        slow(bad, 16000, 5, keep_length=False)

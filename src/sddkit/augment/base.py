@@ -145,8 +145,13 @@ class Augmentation:
     def __init__(self, cfg: Any):
         self.cfg = cfg
 
-    def __call__(self, x: np.ndarray, sr: int, rng: np.random.Generator | int) -> np.ndarray:
-        """x: (T,) float32 at ``sr`` Hz -> (T,) float32 at ``sr`` Hz."""
+    def __call__(
+        self, x: np.ndarray, sr: int, rng: np.random.Generator | int, *, keep_length: bool = True
+    ) -> np.ndarray:
+        """x: (T,) float32 at ``sr`` Hz -> (T,) float32 at ``sr`` Hz.
+
+        ``keep_length=False``: an augmentation that changes the duration (a time stretch) gives its whole output,
+        (T',) (see :meth:`apply_whole`), as a robustness condition scores it; the rest give (T,) either way."""
         x = as_waveform(x)
         sr = sample_rate_hz(sr)
         rng = to_generator(rng)
@@ -161,8 +166,8 @@ class Augmentation:
                 f"{type(self).__name__} got a waveform with {bad} non-finite (NaN or inf) samples of {len(x)}; "
                 "fix the audio (or its decoding) upstream"
             )
-        y = np.asarray(self.apply(x, sr, rng))
-        if y.shape != x.shape:
+        y = np.asarray(self.apply(x, sr, rng) if keep_length else self.apply_whole(x, sr, rng))
+        if y.shape != x.shape if keep_length else y.ndim != 1:
             raise RuntimeError(f"{type(self).__name__} returned shape {y.shape} for input {x.shape}")
         y = y.astype(np.float32, copy=False)
         if np.shares_memory(y, x):
@@ -175,6 +180,12 @@ class Augmentation:
 
     def apply(self, x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
+
+    def apply_whole(self, x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+        """What :meth:`apply` computes before fitting it back to ``T`` samples, (T',): the same as ``apply`` for an
+        augmentation that keeps the duration; one that changes it (a time stretch) overrides this, drawing from
+        ``rng`` as ``apply`` does."""
+        return self.apply(x, sr, rng)
 
     def prepare(self, sr: int) -> None:
         """Do now, in this process, the set-up that calls at ``sr`` Hz would otherwise do lazily (the codec delays

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sddkit.augment.base import Augmentation, as_waveform, sample_rate_hz, uniform
+from sddkit.augment.base import Augmentation, as_waveform
 from sddkit.errors import UnknownNameError
 
 
@@ -152,8 +152,8 @@ def condition_config(name: str, *, fast_codecs: bool = False) -> dict[str, Any]:
 @cache
 def build_condition(name: str, fast_codecs: bool = False) -> Augmentation:
     """The (cached, stateless) augmentation that implements condition ``name`` (``fast_codecs``: see
-    :func:`condition_spec`). A time stretch's keeps the input's length, as augmentations do; :func:`apply_condition`
-    gives the whole stretched utterance."""
+    :func:`condition_spec`). A time stretch's keeps the input's length, as augmentations do, unless called with
+    ``keep_length=False`` as :func:`apply_condition` calls it (the whole stretched utterance)."""
     from sddkit.augment.pipeline import build_augmentation
 
     return build_augmentation(condition_spec(name, fast_codecs=fast_codecs))
@@ -164,24 +164,4 @@ def apply_condition(name: str, x: np.ndarray, sr: int, seed: int = 0, *, fast_co
     float32, except a time stretch by ``rate``: (round(T / rate),), the whole stretched utterance.
     ``fast_codecs``: the codecs' cheaper encoder search (see :func:`condition_spec`)."""
     augmentation = build_condition(name, fast_codecs)
-    if not keeps_length(name):
-        return _stretch_whole(augmentation, as_waveform(x), sr, np.random.default_rng(seed))
-    return augmentation(as_waveform(x), sr, np.random.default_rng(seed))
-
-
-def _stretch_whole(stretch: Augmentation, x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """The time stretch ``stretch`` (a built ``time_stretch``) of ``x``, at the length the stretch gives it, with the
-    input and output checks of ``Augmentation.__call__`` except its length check (the output has round(T / rate))."""
-    from sddkit.augment.timescale import wsola
-
-    sr = sample_rate_hz(sr)
-    if len(x) == 0:
-        return x.copy()
-    if not np.isfinite(x).all():
-        bad = int(np.count_nonzero(~np.isfinite(x)))
-        raise ValueError(f"a time stretch got a waveform with {bad} non-finite (NaN or inf) samples of {len(x)}")
-    rng.random()  # the gate Augmentation.__call__ draws: the rate is drawn from the same stream position
-    y = wsola(x, sr, uniform(rng, stretch.cfg.rate))  # (round(T / rate),)
-    if not np.isfinite(y).all():
-        raise RuntimeError("a time stretch produced non-finite samples")
-    return y
+    return augmentation(as_waveform(x), sr, np.random.default_rng(seed), keep_length=keeps_length(name))

@@ -116,6 +116,10 @@ class TimeStretch(Augmentation):
     def apply(self, x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
         return time_stretch(x, sr, uniform(rng, self.cfg.rate), self.cfg.fill)
 
+    def apply_whole(self, x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+        """The whole stretched utterance, (round(T / rate),), before ``fill`` or a crop: the same rate draw."""
+        return wsola(x, sr, uniform(rng, self.cfg.rate))
+
 
 @dataclass
 class PitchShiftConfig:
