@@ -184,6 +184,9 @@ def save_model_dir(
     if architecture not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
     directory = Path(directory)
+    problem = _grown_frontend_problem(model, model_config)
+    if problem is not None:
+        raise ConfigError(problem)
     if any(getattr(m, "merged", False) is True for m in model.modules()):
         # the rebuilt model starts unmerged: merged base weights plus the stored A/B would add B A twice
         raise ConfigError("the model has merged LoRA adapters: call unmerge() before saving it")
@@ -224,6 +227,28 @@ def save_model_dir(
         # exported again by a resume) no longer loaded; now neither file is replaced unless both were written
         atomic_write_bytes(directory / CONFIG_NAME, config_bytes)
     return directory
+
+
+def _grown_frontend_problem(model: nn.Module, model_config: Any) -> str | None:
+    """Why ``model_config`` would not rebuild the MoLEx front-end of ``model``, or None: the front-end was grown by
+    ``add_experts`` after the config was taken (a model directory loaded, grown and saved with its ``model_config``),
+    so its ``molex.added_experts`` lists other expert groups than the weights hold. Saved so, the directory was
+    written but never loaded again ("unexpected ...lora_A.1", blamed on a config "edited since the save")."""
+    frontend = getattr(model, "frontend", None)
+    grown = getattr(frontend, "molex_config", None)
+    section = model_config.get("frontend") if isinstance(model_config, dict) else None
+    if grown is None or getattr(frontend, "adapter", None) != "molex" or not isinstance(section, dict):
+        return None
+    molex = section.get("molex")
+    recorded = list((molex if isinstance(molex, dict) else {}).get("added_experts") or [])
+    if recorded == list(grown.added_experts):
+        return None
+    return (
+        f"model_config['frontend']['molex']['added_experts'] is {recorded}, but the model's MoLEx front-end holds the "
+        f"expert groups {list(frontend.expert_groups)} (added_experts {list(grown.added_experts)}): the config, taken "
+        "before add_experts grew the model, would not rebuild it; save it with model_config['frontend'] = "
+        "model.frontend.config_after_growth(model_config['frontend']), as sdd train records a growth"
+    )
 
 
 def _self_contained_mixture(

@@ -512,7 +512,8 @@ class MolexConfig:
     add_experts: with ``init_from``, grow the front-end by this many experts and train only the new
     experts and the new router rows (plus the back-end if ``train_backend``). A model it cannot grow (no MoLEx
     front-end, or top-k routers, which never select the new experts) is refused as soon as ``init_from`` is loaded,
-    before ``old_eval`` is scored with it.
+    before ``old_eval`` is scored with it; so is a ``--resume`` with another ``add_experts`` than its checkpoint's
+    (whose model it continues: a first stage's run, or a run grown by another count).
     new_expert_bias: the router bias the added experts start with (``null``: the front-end's
     ``molex.new_expert_bias``, default -6: about 0.08 % of the routing weight for one new expert beside three old
     ones at logit 0): how much the new experts are used from the first step. Their B starts at 0, so they add nothing

@@ -338,6 +338,8 @@ class Trainer:
                 "would train afresh and replace them); continue from one of them in another trainer.out_dir with "
                 "init_from=, or delete them to train there afresh"
             )
+        if resuming:
+            self._check_resumed_growth()  # before the data is read and molex.old_eval scored
         self._check_data_files()
         # old-domain results of the model as it was, before any expert is added (a resume has them saved, unless
         # molex.old_eval changed since: then its saved ones are of other data, or none, and are scored again here)
@@ -1646,6 +1648,35 @@ class Trainer:
             table = read_tables(molex.old_eval, "molex.old_eval")
             self._old_eval_data = (table, build_dataset(table, self.recipe.data, train=False, seed=self.recipe.seed))
         return self._old_eval_data
+
+    def _check_resumed_growth(self) -> None:
+        """Refuse a resume whose ``molex.add_experts`` differs from its latest checkpoint's: a resume continues that
+        checkpoint's model, grown by the recorded count (or not grown), which the model this recipe grows cannot
+        load. Found by the checkpoint's load, it came after ``molex.old_eval`` had been scored (a whole corpus: a
+        first stage's run resumed with the add-experts recipe has no old_eval recorded, so it was scored anew), in
+        an error listing every recipe key that changed (a first stage's whole ``model`` section as ``-> null``)."""
+        latest = ckpt.latest_checkpoint(self.ckpt_dir)
+        if latest is None:
+            return
+        try:
+            recorded = ckpt.load_checkpoint_record(latest, ("recipe",)).get("recipe") or {}
+        except CheckpointError:  # refused, with what to do, when the resume loads it
+            return
+        was = int((recorded.get("molex") or {}).get("add_experts") or 0)
+        now = self.recipe.molex.add_experts if self.recipe.molex is not None else 0
+        if was == now:
+            return
+        saved = f"a model grown by {was} expert(s)" if was else "a model without added experts"
+        # a first stage's run (nothing grown) goes on under its own recipe, not the add-experts one without the count
+        back = f"set molex.add_experts back to {was}" if was else "resume it with the recipe it was started with"
+        best = self.out_dir / "best"
+        example = f", e.g. init_from={best}" if best.is_dir() else ""
+        raise CheckpointError(
+            f"cannot resume {latest} with molex.add_experts: {now}: it holds {saved} (molex.add_experts: {was}), "
+            f"and a resume continues the checkpoint's model, whose experts cannot change; {back} to continue that "
+            "run, or grow a trained model in another trainer.out_dir from its exported directory "
+            f"(init_from=DIR molex.add_experts=N{example})"
+        )
 
     def _old_eval_changed(self) -> bool:
         """Whether ``molex.old_eval`` differs from the latest checkpoint's: the old-domain results saved with it (its
