@@ -282,6 +282,8 @@ def read_asv_key(key: Path) -> dict[tuple[str, str], str]:
             raise ProtocolError(
                 f"{key}, line {number}: expected {width} columns (the SASV key's header, e.g. spk filename cm-label "
                 f"asv-label, or {_TRACK2_LAYOUT} lines), got {' '.join(cells)[:120]!r}"
+                # ASVspoof 2021's ASV key beside its score.txt reads as the key of those scores: say how they join
+                + _asv2021_hint(cells, keyed=True)
             )
         spk, utt, kind, dummy = at
         trial, value = (cells[spk], cells[utt]), _kind(cells[kind])
@@ -320,6 +322,8 @@ def read_keyed_asv_scores(
     for number, cells in _rows(path, "ASV score file"):
         if at is None:
             names = [c.lower() for c in cells]
+            if not any(c in names for c in (*_SPEAKER_COLUMNS, *_TRIAL_COLUMNS, *score_columns)):
+                _refuse_headerless(path, number, cells)
             at = (
                 _column(path, number, names, _SPEAKER_COLUMNS, "target speaker"),
                 _column(path, number, names, _TRIAL_COLUMNS, "file"),
@@ -348,6 +352,19 @@ def read_keyed_asv_scores(
         raise ProtocolError(f"{path}: empty ASV score file")
     unscored = sum(1 for trial, kind in kinds.items() if kind != DUMMY_TRIAL and trial not in scored)
     return dataclasses.replace(_by_kind(path, found), n_unscored=unscored)
+
+
+def _refuse_headerless(path: Path, number: int, cells: list[str]) -> None:
+    """A ProtocolError for an ``--asv-key`` score file whose first line is no header: the file's lines carry their
+    kinds already (ASVspoof 2019's ``bonafide target 1.53``), or it is ASVspoof 2021's ``score.txt``. Its first line
+    was called "the header" and found to lack a target speaker column, which left the user to guess why."""
+    raise ProtocolError(
+        f"{path}, line {number}: {' '.join(cells)[:120]!r} is no header naming the trials' columns (spk or "
+        "tar_spk_anon, filename or trial_anon, and a score column such as asv-score): --asv-key gives the kinds of a "
+        "score table with such a header (the ASVspoof 5 package's); an ASV score file whose lines hold their own "
+        "kinds (ASVspoof 2019's 'bonafide target 1.53', 'SPEAKER UTT SCORE KIND' lines) is read without --asv-key"
+        + _asv2021_hint(cells, keyed=True)
+    )
 
 
 _SASV_COLUMNS = ("sasv-score", "sasv_score")
@@ -419,9 +436,10 @@ _JOIN_2021 = (
 )
 
 
-def _asv2021_hint(fields: list[str]) -> str:
+def _asv2021_hint(fields: list[str], keyed: bool = False) -> str:
     """For a line of ASVspoof 2021's ASV score file (``LA_0015 LA_E_1103494 -4.87``: no trial kind) or of its ASV
-    key (``... bonafide nontarget notrim eval``: no score), how to join the two into lines this reader takes."""
+    key (``... bonafide nontarget notrim eval``: no score), how to join the two into lines this reader takes;
+    ``keyed``: the two were given as ``--asv-scores`` and ``--asv-key``, which joins only ASVspoof 5's tables."""
     if len(fields) < 3 or not _TRIAL_ID.match(fields[1]):
         return ""
     if len(fields) == 3 and _number(fields[2]) is not None:
@@ -433,6 +451,7 @@ def _asv2021_hint(fields: list[str]) -> str:
     return (
         f"; this is {what}: give the key's lines with the scores appended, of the phase evaluated, e.g. "
         f"{_JOIN_2021} (the official scripts take the ASV rates of the phase's trials alone)"
+        + (", and give that file as --asv-scores, without --asv-key" if keyed else "")
     )
 
 

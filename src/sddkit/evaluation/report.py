@@ -15,7 +15,9 @@ writes::
                     scores that look inverted (ROC AUC below 0.5) or like probabilities (all in [0, 1], in a score file
                     without the run record of sdd score or without the columns it lists: actDCF and Cllr read
                     scores as log-likelihood ratios), scores of a model with no calibration (its
-                    ``inference.calibration`` the identity, as ``sdd score``'s run record has it)
+                    ``inference.calibration`` the identity, as ``sdd score``'s run record has it), bona fide and spoof
+                    scores that tie where that puts the pooled EER apart from the ASVspoof packages' ``compute_eer``
+                    (with its figure)
     report.md       the same as readable tables
     per_attack.csv  each spoof attack/system against all bona fide trials
     per_source.csv  each source (domain) on its own trials
@@ -51,8 +53,8 @@ The min t-DCFs (2019 legacy and 2021 revised forms) take the ASV error rates of 
 default the ASVspoof 5 organisers' pooled ones (:class:`sddkit.metrics.ASVRates`), whatever the corpus:
 on ASVspoof 2019/2021 data they are therefore not the official figures of those challenges, which used
 their own ASV systems' scores (``sdd eval --asv-scores``, :mod:`sddkit.evaluation.asv`, obtains the rates
-from such scores as the official scripts do); ``report.md`` names the rates and where they come from next to the
-values.
+from such scores as the official scripts do; so does ``evaluate(..., asv_scores=...)`` while ``EvalConfig.asv`` is
+left at its default); ``report.md`` names the rates and where they come from next to the values.
 
 Given the ASV scores themselves (``evaluate(..., asv_scores=...)``, ``sdd eval --asv-scores``), ``pooled.t_eer``
 is the concurrent t-EER (:func:`sddkit.metrics.t_eer`, in percent) of the pooled bona fide and spoof scores
@@ -67,6 +69,7 @@ table with a ``sasv-score`` column, an ASVspoof 5 track-2 submission), ``pooled.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -174,11 +177,16 @@ class Report:
     inputs: dict[str, Any] | None = None
     # notes on the ASV/SASV scores given (trials of their key they hold no score of, scores that look inverted)
     asv_warnings: list[str] = field(default_factory=list)
+    # whether config.asv holds the rates of the ASV scores given (at their EER threshold), for report.md to say so
+    asv_rates_from_scores: bool = False
+    # a note when tied scores put the pooled EER apart from the ASVspoof packages' compute_eer (:func:`_tie_note`)
+    eer_notes: list[str] = field(default_factory=list)
 
     @property
     def warnings(self) -> list[str]:
         notes = list(self.matching["warnings"]) if self.matching else []
         notes += self.asv_warnings
+        notes += self.eer_notes
         if self.pooled.get("eer_ci") and self.pooled.get("eer_ci_note"):  # an interval of too few replicates
             notes.append(self.pooled["eer_ci_note"])
         low, high = self.pooled.get("score_range") or (None, None)
@@ -327,6 +335,43 @@ def _pooled(labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> tuple[di
                 f"{_level(1.0 - cfg.alpha)} interval; use {needed} or more replicates (sdd eval --bootstrap)"
             )
     return pooled, curve
+
+
+def _per_trial_eer(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The EER as the ASVspoof packages' ``compute_eer`` computes it: one operating point per *trial* of the sorted
+    scores (bona fide before spoof on ties, as their stable sort of the bona fide scores followed by the spoof ones),
+    the first point where ``|miss - fa|`` is smallest, with the same floating-point operations."""
+    order = np.lexsort((~labels, scores))  # by score, then bona fide (False) first
+    bona_sums = np.cumsum(labels[order].astype(np.float64))
+    n_bona, n_spoof = int(labels.sum()), int(labels.size - labels.sum())
+    miss = np.concatenate((np.atleast_1d(0), bona_sums / n_bona))
+    fa = np.concatenate((np.atleast_1d(1), (n_spoof - (np.arange(1, labels.size + 1) - bona_sums)) / n_spoof))
+    idx = int(np.argmin(np.abs(miss - fa)))
+    return float(np.mean((miss[idx], fa[idx])))
+
+
+def _tie_note(labels: np.ndarray, scores: np.ndarray, eer_percent: float) -> str | None:
+    """A warning when bona fide and spoof trials share scores and the pooled EER differs from what the ASVspoof
+    evaluation packages' ``compute_eer`` gives on them; None otherwise. sddkit takes one operating point per distinct
+    score (a threshold accepts or rejects tied trials together); the packages step through tied trials one by one,
+    through operating points no threshold realises (e.g. 23.17 % where sddkit has 22.17 % on ASVspoof 2019 scores
+    written to one decimal). The two differed silently: a report compared with the official figure did not say why."""
+    bona, spoof = np.unique(scores[labels]), np.unique(scores[~labels])
+    if np.intersect1d(bona, spoof, assume_unique=True).size == 0:
+        return None  # no tie across the classes: one per-trial point per distinct score, the same curve
+    if bona.size == spoof.size == 1:
+        return None  # one score for every trial (an untrained model's 0): it ranks nothing, 100 % there says nothing
+    official = 100.0 * _per_trial_eer(labels, scores)
+    if abs(official - eer_percent) <= 1e-9:
+        return None
+    shared = int(np.isin(scores, np.intersect1d(bona, spoof, assume_unique=True)).sum())
+    return (
+        f"{shared} trials share their score with a trial of the other class: the pooled EER, {eer_percent:.3f} %, "
+        "takes one operating point per distinct score (a threshold accepts tied trials together), where the ASVspoof "
+        f"evaluation packages' compute_eer steps through tied trials one by one and gives {official:.3f} % on these "
+        "scores (per-group EERs of tied scores may differ from it likewise; minDCF, actDCF and the t-DCFs do not); "
+        "scores written with more digits tie less"
+    )
 
 
 def _min_tdcfs(curve: Any, cfg: EvalConfig) -> dict[str, Any]:
@@ -601,12 +646,20 @@ def evaluate(
     what left them out, as the note words it (other partitions, a reader's ``codecs=[...]``).
 
     ``asv_scores``: an ASV system's scores (:func:`sddkit.evaluation.asv.read_asv_scores`); the pooled entries
-    then hold the t-EER of the scores before it (module docstring). The t-DCFs take ``config.asv``.
+    then hold the t-EER of the scores before it (module docstring), and the t-DCFs take its error rates at its EER
+    threshold (``asv_scores.rates()``, as ``sdd eval --asv-scores``) unless ``config.asv`` names other rates than the
+    default ones.
     ``sasv_scores``: an SASV system's scores by trial kind (:func:`sddkit.evaluation.asv.read_sasv_scores`: an
     ASVspoof 5 track-2 submission's ``sasv-score``); ``pooled.min_a_dcf`` and ``pooled.a_dcf_threshold`` then hold
     their min a-DCF under ``config.adcf``, a figure of that system, which the CM scores enter only if it fused them.
     """
     cfg = config or EvalConfig()
+    asv_rates = _asv_rates(asv_scores)
+    if asv_rates is not None and cfg.asv == ASVRates():
+        # the ASV system given is the one the CM protects: its rates, not the ASVspoof 5 organisers' defaults (the
+        # t-EER took the scores given and the t-DCFs those defaults, two ASV systems in one report, where sdd eval
+        # --asv-scores took its rates for both)
+        cfg = dataclasses.replace(cfg, asv=asv_rates)
     aligned = _aligned_scores(table, scores, gate_weights, expert_names, outside, selection)
     table, s, matching, gates = aligned.table, aligned.scores, aligned.matching, aligned.gate_weights
     y = table.labels
@@ -658,9 +711,22 @@ def evaluate(
         per_vocoder=_per_attack(table, y, s, cfg, "vocoder") if _names_any(table, "vocoder", y) else None,
         per_attack_type=per_attack_type,
         asv_warnings=_asv_warnings(asv_scores, sasv_scores),
+        asv_rates_from_scores=asv_rates is not None and cfg.asv == asv_rates,
+        eer_notes=[note for note in (_tie_note(y.astype(bool), s, pooled["eer"]),) if note],
         gate_weights=None if gates is None else _gate_tables(table, y, gates, aligned.expert_names),
         expert_use=None if aligned.expert_use is None else _expert_use_tables(table, y, aligned.expert_use, scores),
     )
+
+
+def _asv_rates(asv: ASVScores | None) -> ASVRates | None:
+    """The error rates of the ASV ``asv`` at its EER threshold; None without ASV scores, or when they leave the rates
+    undefined (a kind of trial without scores: the t-EER's note says so, and the t-DCFs keep ``config.asv``)."""
+    if asv is None:
+        return None
+    try:
+        return asv.rates()
+    except MetricError:
+        return None
 
 
 def _expert_use_tables(
@@ -797,6 +863,8 @@ def render_markdown(report: Report) -> str:
     origin = (
         f"at the EER threshold of {markdown_cell(Path(asv_file).name)}"  # in the t-DCF rows' cells
         if asv_file
+        else "at the EER threshold of the given ASV scores"
+        if report.asv_rates_from_scores
         else "the ASVspoof 5 organisers' pooled rates"
         if asv == ASVRates()
         else "as given"
