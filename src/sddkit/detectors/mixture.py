@@ -291,7 +291,10 @@ def expert_dir_configs(cfg: MixtureConfig) -> list[DetectorConfig]:
 
     configs, settings = [], []
     for i, d in enumerate(cfg.expert_dirs):
-        if not Path(d).is_dir():  # an expert not trained (or not here) yet: say which, as the errors below do
+        # nothing there: an expert not trained (or not here) yet: say which, as the errors below do. A file there
+        # (its best/config.json, a checkpoints/latest pointer, an .onnx export) is no untrained expert: "train that
+        # expert first" sent the user to retrain it; read_model_config says what the file is and what to give
+        if not Path(d).exists():
             from sddkit.config import missing_relative_hint
 
             raise CheckpointError(

@@ -349,9 +349,18 @@ def _newer_writer_hint(config: dict[str, Any]) -> str:
     return f" (written by sddkit {config['sddkit_version']}, newer than this one, {__version__}: upgrade sddkit)"
 
 
+def _exported_hint(run: Path) -> str:
+    """``: load the model its run exported, RUN/best or RUN/final`` (or that it exported none yet), for a path
+    inside training run folder ``run``."""
+    exported = [name for name in ("best", "final") if (run / name / CONFIG_NAME).is_file()]
+    models = " or ".join(str(run / name) for name in exported)
+    return f": load the model its run exported, {models}" if exported else ": its run exported no model yet"
+
+
 def _other_kind_hint(path: Path) -> str:
     """What to load instead, when ``path`` is another kind of sddkit output than a model directory (a training
-    run folder, a folder holding an exported ONNX model, a published PyTorch checkpoint), else ''."""
+    run folder, one of its checkpoints or its ``checkpoints/latest`` pointer, an ONNX export or a folder holding one,
+    a published PyTorch checkpoint), else ''."""
     if path.is_file():
         if path.name in (CONFIG_NAME, WEIGHTS_NAME):
             return f"; load the model directory that holds it, {path.parent}"
@@ -360,13 +369,20 @@ def _other_kind_hint(path: Path) -> str:
                 "; a PyTorch checkpoint is never unpickled: turn published AASIST weights into a model directory "
                 "with `sdd import-aasist`"
             )
+        if path.suffix.lower() == ".onnx":  # e.g. given as a mixture's expert: only scoring reads an export
+            from sddkit.scoring.onnx_export import exported_from
+
+            source = exported_from(path)
+            return (
+                "; an ONNX export (sdd export-onnx), which only scoring reads (--backend onnx): give the model "
+                f"directory it was exported from{f', {source}' if source else ''}"
+            )
+        if path.name == "latest" and path.parent.name == "checkpoints":  # the pointer to a run's last checkpoint
+            return "; it points at a training run's latest checkpoint" + _exported_hint(path.parent.parent)
         return ""
     if (path / "state.json").is_file() and path.parent.name == "checkpoints":  # runs/x/checkpoints/step-00000040
-        run = path.parent.parent
-        exported = [name for name in ("best", "final") if (run / name / CONFIG_NAME).is_file()]
-        models = " or ".join(str(run / name) for name in exported)
-        return "; this is a training checkpoint (the state a run resumes from), not a model directory" + (
-            f": load the model its run exported, {models}" if exported else ": its run exported no model yet"
+        return "; this is a training checkpoint (the state a run resumes from), not a model directory" + _exported_hint(
+            path.parent.parent
         )
     exported = [name for name in ("best", "final") if (path / name / CONFIG_NAME).is_file()]
     if exported:

@@ -552,7 +552,9 @@ class Trainer:
 
         from sddkit.detectors.model_dir import WEIGHTS_NAME, load_model_dir
 
-        if not Path(directory).is_dir():  # typically the first stage's run, not trained (or not here) yet
+        # nothing there: typically the first stage's run, not trained (or not here) yet; a file there (its
+        # best/config.json) is no untrained model, and load_model_dir says what it is and what to give instead
+        if not Path(directory).exists():
             from sddkit.config import missing_relative_hint
 
             missing = f"init_from={directory}: no such model directory{missing_relative_hint(directory)}"
@@ -1354,6 +1356,12 @@ class Trainer:
                 # leaves the weights' shapes alone (model.frontend.f_min), and best/ under today's config scored
                 # otherwise than its val_eer says (its train_recipe gave the old value)
                 model_config = with_pretrained_of(record["model_config"], model_config)
+                if self.architecture == "mixture" and isinstance(self.model_config, dict):
+                    # a mixture's expert_names label its reports (sdd eval's gate tables), not its weights: a resume
+                    # given mixture.expert_names renamed final/'s experts while a best/ saved before it kept the
+                    # old names, so the two exports of one run named the same experts differently
+                    names = self.model_config.get("expert_names")
+                    model_config = {**model_config, **({"expert_names": names} if names else {})}
             if isinstance(record.get("recipe"), dict):  # a checkpoint of an older sddkit may lack what follows
                 recipe = record["recipe"]
                 resumes = (record.get("trainer") or {}).get("resumes") or []
