@@ -37,6 +37,27 @@ def reloadable_names(model: nn.Module) -> set[str]:
     return {n for n, p in model.named_parameters() if not p.requires_grad and getattr(p, _PRETRAINED_ATTR, False)}
 
 
+def pretrained_entries(config: Any, prefix: str = "model") -> list[tuple[str, str]]:
+    """Every ``pretrained`` folder named in ``config`` (a model config as plain data: a detector's encoder, a
+    mixture's experts), with its dotted key: ``[("model.frontend.encoder.pretrained", "/models/xlsr"), ...]``."""
+    found: list[tuple[str, str]] = []
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if key == "pretrained" and isinstance(value, str):
+                found.append((f"{prefix}.{key}", value))
+            else:
+                found.extend(pretrained_entries(value, f"{prefix}.{key}"))
+    elif isinstance(config, list):
+        for i, item in enumerate(config):
+            found.extend(pretrained_entries(item, f"{prefix}.{i}"))
+    return found
+
+
+def pretrained_folders(config: Any) -> list[str]:
+    """The ``pretrained`` folders of :func:`pretrained_entries`, without their keys."""
+    return [folder for _, folder in pretrained_entries(config)]
+
+
 def absolute_pretrained_paths(config: Any) -> Any:
     """``config`` (a model config as plain data) with every relative ``pretrained`` folder made absolute.
 

@@ -66,7 +66,7 @@ from sddkit.outputs import (  # noqa: F401
     fsync_file,
     replacing_file,
 )
-from sddkit.pretrained import absolute_pretrained_paths, reloadable_names
+from sddkit.pretrained import absolute_pretrained_paths, pretrained_folders, reloadable_names
 
 FORMAT = "sddkit-model"
 FORMAT_VERSION = 1
@@ -199,7 +199,7 @@ def save_model_dir(
         # the frozen weights load from the pretrained folders: a relative one was looked up against the working
         # directory of whoever loaded the model (as the trainer records them: absolute)
         model_config = absolute_pretrained_paths(model_config)
-    folders = list(dict.fromkeys(_pretrained_folders(model_config)))
+    folders = list(dict.fromkeys(pretrained_folders(model_config)))
     if folders and not trainable_only:
         from sddkit.frontends.encoders import self_contained_config
 
@@ -455,7 +455,7 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
     if config.get("weights") == "trainable" and recorded is not None and _pretrained_digest(model) != recorded:
         raise CheckpointError(
             f"{directory}: the pretrained weights read from the encoder's pretrained folder "
-            f"({', '.join(_pretrained_folders(config['model'])) or 'see config.json'}) are not those this model was "
+            f"({', '.join(pretrained_folders(config['model'])) or 'see config.json'}) are not those this model was "
             f"trained on (digest {_short(_pretrained_digest(model))}, recorded {_short(recorded)}): restore that "
             "folder as it was"
         )
@@ -482,7 +482,8 @@ def _missing_pretrained_hint(config: dict[str, Any]) -> str:
     directory copied to another machine, the folder moved): else ''."""
     if config.get("weights") != "trainable":
         return ""
-    gone = [f for f in dict.fromkeys(_pretrained_folders(config["model"])) if not (Path(f) / CONFIG_NAME).is_file()]
+    folders = dict.fromkeys(pretrained_folders(config["model"]))
+    gone = [f for f in folders if not (Path(f) / CONFIG_NAME).is_file()]
     if not gone:
         return ""
     return (
@@ -499,21 +500,6 @@ def _pretrained_digest(model: nn.Module) -> str | None:
         return None
     state = model.state_dict()
     return weights_digest({k: v for k, v in state.items() if k in reloadable})
-
-
-def _pretrained_folders(model_config: Any) -> list[str]:
-    """Every ``pretrained`` folder named in a model config (a detector's encoder, a mixture's experts)."""
-    found: list[str] = []
-    if isinstance(model_config, dict):
-        for key, value in model_config.items():
-            if key == "pretrained" and isinstance(value, str):
-                found.append(value)
-            else:
-                found.extend(_pretrained_folders(value))
-    elif isinstance(model_config, list):
-        for item in model_config:
-            found.extend(_pretrained_folders(item))
-    return found
 
 
 def _read_weights(weights: Path, map_location: str) -> tuple[dict[str, torch.Tensor], str | None]:

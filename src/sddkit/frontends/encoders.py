@@ -885,9 +885,30 @@ def _read_pretrained_config(path: str, preset_name: str, preset: Preset) -> tupl
     if raw.get("model_type") != preset.family:
         raise ConfigError(
             f"encoder {preset_name!r} expects a {preset.family} model, "
-            f"the pretrained directory holds a {raw.get('model_type', '?')!r} model"
+            f"the pretrained directory holds a {raw.get('model_type', '?')!r} model{_family_hint(directory, raw)}"
         )
     return directory, raw
+
+
+def _family_hint(directory: Path, raw: dict[str, Any]) -> str:
+    """The preset to name for a folder of another family than the preset given (a HuBERT or Whisper folder put
+    into an XLS-R recipe, the only LoRA recipes of those families being XLS-R's and Whisper-base's): the one of
+    the folder's architecture, as a folder of another size is told, else that family's presets."""
+    family = raw.get("model_type")
+    if family not in FAMILIES:
+        return f"; the encoder presets are of the families {', '.join(FAMILIES)}"
+    names = [name for name, other in PRESETS.items() if other.family == family]
+    try:
+        hf_cfg = _read_hf_config(_hf_class(family, 0), directory)
+    except (ConfigError, OSError, ValueError):  # its own error comes with the preset that reads it
+        return f"; use a {family} preset ({', '.join(names)})"
+    keys = _ARCH_KEYS[family]
+    fits = [
+        n for n in names if all(getattr(hf_cfg, k, None) == PRESETS[n].arch[k] for k in keys if k in PRESETS[n].arch)
+    ]
+    if fits:
+        return f"; use preset {fits[0]!r}"
+    return f"; no {family} preset has this architecture ({', '.join(names)}), so this folder cannot be loaded"
 
 
 def _cache_folder_hint(directory: Path) -> str:

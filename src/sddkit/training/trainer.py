@@ -86,7 +86,6 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from sddkit.config import set_away_from_default, to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.detectors.model_dir import (
-    _pretrained_folders,
     atomic_write_bytes,
     load_state_checked,
     read_model_config,
@@ -100,7 +99,7 @@ from sddkit.frontends.lora import average_lora_states
 from sddkit.frontends.molex import average_molex_states
 from sddkit.locks import ExclusiveLock
 from sddkit.outputs import folder_failure, why_unwritable
-from sddkit.pretrained import absolute_pretrained_paths, reloadable_names
+from sddkit.pretrained import absolute_pretrained_paths, pretrained_entries, pretrained_folders, reloadable_names
 from sddkit.registry import get_registry
 from sddkit.training import checkpoint as ckpt
 from sddkit.training.assembly import (
@@ -320,7 +319,7 @@ class Trainer:
         self._all_started(failure)
         configure_determinism(cfg.deterministic)
         seed_everything(r.seed)  # identical initial weights on every rank
-        self.module = self._build_model().to(self.device)
+        self.module = self._built_model().to(self.device)
         self.loss_fn = DetectionLoss.for_model(r.loss, self.module)
         try:
             resuming = self.resume and ckpt.latest_checkpoint(self.ckpt_dir) is not None
@@ -497,6 +496,41 @@ class Trainer:
                 self._writer = SummaryWriter(log_dir=str(self.out_dir / "tb"), purge_step=self.state.step + 1)
             except OSError as exc:
                 raise ConfigError(f"trainer.out_dir={self.out_dir}: cannot write the run record ({exc})") from None
+
+    def _built_model(self) -> nn.Module:
+        """:meth:`_build_model`, its error of a resume whose pretrained folder is gone saying what to do."""
+        try:
+            return self._build_model()
+        except ConfigError as exc:
+            hint = self._resume_pretrained_hint()
+            if not hint:
+                raise
+            raise ConfigError(f"{exc}{hint}") from None
+
+    def _resume_pretrained_hint(self) -> str:
+        """What to do when a resume cannot build the recipe's model because a ``pretrained`` folder is gone (the run
+        moved to another machine, the folder moved): else ''. Checkpoints hold only what training changed, so the
+        frozen encoder must be read from a folder again; the bare "not a local Hugging Face model directory" left a
+        user thinking the checkpoint was the whole model."""
+        if not self.resume or self.recipe.model is None:  # init_from and mixtures load model directories: they say
+            return ""
+        try:
+            latest = ckpt.latest_checkpoint(self.ckpt_dir)
+        except CheckpointError:
+            latest = None
+        keys = [
+            key
+            for key, folder in pretrained_entries(to_dict(self.recipe.model))
+            if not (Path(folder).expanduser() / "config.json").is_file()
+        ]
+        if latest is None or not keys:
+            return ""
+        overrides = " ".join(f"{k}=NEW_PATH" for k in keys)
+        return (
+            f"; {self.resume_with} continues {latest}, which holds only the weights training changed: the frozen "
+            f"pretrained weights are read again from that folder. Restore it there, or give its new place "
+            f"({overrides} with {self.resume_with}; the resume checks it holds the weights the run was trained over)"
+        )
 
     def _setup_assembly(self) -> None:
         """Set-up for a mixture with nothing to learn: its val data, no optimiser, no training data read."""
@@ -1043,7 +1077,7 @@ class Trainer:
             # the checkpoint holds the weights trained over those frozen ones, which come from the folder again: a
             # folder replaced since (another encoder, another revision under the same path) went on under other
             # features without a word, and best/ and final/ recorded the new folder's digest as the trained-on one
-            folders = ", ".join(_pretrained_folders(self.model_config)) or "the encoder's pretrained folder"
+            folders = ", ".join(pretrained_folders(self.model_config)) or "the encoder's pretrained folder"
             changed = f"; the recipe changed since ({'; '.join(changes)})" if changes else ""
             raise CheckpointError(
                 f"{path}: the frozen pretrained weights read from {folders} are not those this run was trained over "
