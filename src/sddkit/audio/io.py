@@ -576,7 +576,8 @@ def _check_arguments(sample_rate: int, max_duration: float | None, min_duration:
     if math.isnan(min_duration) or min_duration < 0:  # NaN compares false: it would disable the bound
         raise ConfigError(f"min_duration must be >= 0, got {min_duration}")
     if max_duration is not None and (math.isnan(max_duration) or max_duration <= 0 or max_duration < min_duration):
-        raise ConfigError(f"max_duration must be > 0 and >= min_duration, got {max_duration}")
+        # 0 is sdd score's --max-duration-s for "no limit": here None is, which the error did not say
+        raise ConfigError(f"max_duration must be > 0 and >= min_duration, or None for no limit, got {max_duration}")
     return int(sample_rate)
 
 

@@ -7,7 +7,9 @@ A :class:`ScoringDetector` turns audio of any length into one calibrated score:
    less sound than that (a click in silence), are refused (:meth:`ScoringDetector.check_duration`);
 2. it is cut into fixed windows of ``window_samples`` every ``hop_samples``; when those leave a tail,
    one more window is aligned to the end (an input of one window plus one sample is two windows,
-   starting at samples 0 and 1); a shorter input is repeat-padded to one window;
+   starting at samples 0 and 1); a shorter input is repeat-padded to one window; windows that hold only
+   silence (a peak below -80 dBFS, what refuses a whole input as silent) are left out, except under
+   ``first`` aggregation (the reference protocol's first window, whatever it holds);
 3. all windows (of one or many inputs) run through the model in batches;
 4. window scores ``logits[:, 1] - logits[:, 0]`` are aggregated (mean of window logits by
    default), calibrated to an LLR ``a * raw + b``, and thresholded. Every window weighs the same,
@@ -420,8 +422,10 @@ class ScoringDetector:
         self.check_duration(x, path=path)
         cfg = self.inference
         starts = window_starts(signal.shape[0], cfg.window_samples, cfg.hop_samples)
-        if cfg.aggregation == "first":  # the reference protocol scores the first window alone
+        if cfg.aggregation == "first":  # the reference protocol scores the first window alone, whatever it holds
             starts = starts[:1]
+        else:
+            starts = _sounding_starts(signal, starts, cfg.window_samples)
         if signal.shape[0] < cfg.window_samples:  # the windows of fixed_windows, cut as needed (PreparedAudio)
             signal = repeat_pad(signal, cfg.window_samples)
         return PreparedAudio(signal, starts, int(x.shape[0]), cfg.window_samples)
@@ -517,6 +521,24 @@ def checked_result(result: ScoreResult, *, path: str | None = None) -> ScoreResu
     if reason is not None:
         raise CheckpointError(f"{path}: {reason}" if path else reason)
     return result
+
+
+def _sounding_starts(signal: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+    """``starts`` less those of windows that hold only silence: a peak below ``SILENCE_PEAK`` (-80 dBFS), what
+    makes a whole input "silent: nothing to score" (digital zero, dither).
+
+    Such a window was scored all the same, and weighed as much as any in the mean: the bundled model scores digital
+    silence about +2.5 (bona fide), so a spoof followed by 30 s of it read as bona fide. Every window is kept when
+    none has sound (a peak only across window bounds), as before; an input of one window has nothing to leave out.
+    (A window of a constant offset is kept: the peak, not the swing, as a hand-computed constant window is scored.)
+    """
+    from sddkit.audio.io import SILENCE_PEAK
+
+    if starts.shape[0] < 2:
+        return starts
+    ends = np.minimum(starts + window, signal.shape[0])
+    sound = np.array([float(np.abs(signal[s:e]).max()) >= SILENCE_PEAK for s, e in zip(starts, ends)])
+    return starts[sound] if sound.any() else starts
 
 
 def _window_batches(items: Sequence[PreparedAudio], batch_size: int) -> Iterator[np.ndarray]:

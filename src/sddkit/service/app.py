@@ -58,7 +58,7 @@ from starlette.routing import Match
 
 from sddkit import __version__
 from sddkit.cli.options import check_max_duration_fits
-from sddkit.errors import AudioError, CheckpointError, ConfigError, SddkitError
+from sddkit.errors import AudioError, AudioTooLongError, CheckpointError, ConfigError, SddkitError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DOCS_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
@@ -723,12 +723,27 @@ def _score_bytes(det: Any, data: bytes, name: str | None, max_duration_s: float)
     from sddkit.audio.io import decode_audio_bytes
     from sddkit.scoring.api import non_finite_reason
 
-    x = decode_audio_bytes(data, sample_rate=det.sample_rate, max_duration=max_duration_s, name=name)
+    try:
+        x = decode_audio_bytes(data, sample_rate=det.sample_rate, max_duration=max_duration_s, name=name)
+    except AudioTooLongError as exc:
+        # "over max_duration 600.0 s" named the decoder's keyword, which a client never sees, and no remedy; sdd
+        # score and score_file name their own option there, as this names the service's
+        longer = AudioTooLongError(f"{exc}{too_long_hint(max_duration_s)}")
+        longer.path = exc.path
+        raise longer from None
     result = det.score_prepared([det.prepare(x, path=name)])[0]
     reason = non_finite_reason(result)
     if reason is not None:  # the model failed, not the upload: a server error, never a NaN "spoof"
         raise ApiError(500, "non_finite_score", f"{name}: {reason}" if name else reason)
     return result
+
+
+def too_long_hint(max_duration_s: float) -> str:
+    """What the 422 of an upload over ``max_duration_s`` adds: the service's limit, and who sets it."""
+    return (
+        f"; this service scores at most {max_duration_s:g} s of audio (sdd serve --max-duration-s sets it): "
+        "send a shorter file, or cut it into parts"
+    )
 
 
 def upload_time_limit(length: int) -> float:
