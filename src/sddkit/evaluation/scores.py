@@ -404,6 +404,21 @@ def _is_row(cells: list[str], width: int, i_score: int, i_error: int | None) -> 
     return _is_number(cells[i_score].strip()) or (i_error is not None and bool(cells[i_error].strip()))
 
 
+def _separator_hint(header_cells: list[str], delimiter: str, fmt: str) -> str:
+    """Why a header has no id or score column when the file was read with the wrong separator (``--score-format
+    csv`` given a TSV, or ``tsv`` a CSV): its one field holds the other separator, and the header's ``path``
+    and ``score`` were not seen, so the bare "needs an id column" would contradict what the user sees."""
+    if len(header_cells) != 1:
+        return ""
+    for separator, kind, fits in (("\t", "tab", "tsv"), (",", "comma", "csv")):
+        if separator != delimiter and separator in header_cells[0]:
+            return (
+                f"read as {fmt}, the header is one field holding {kind}s: the file is {kind}-separated, so read it "
+                f"as {fits} (--score-format {fits}, or no --score-format to detect it): "
+            )
+    return ""
+
+
 def _read_delimited(
     path: Path,
     fmt: str,
@@ -427,6 +442,7 @@ def _read_delimited(
     if id_col is None or score_col is None:
         headerless = any(_is_number(cell) for cell in header)  # e.g. `a.wav,0.93`: a data row, no header above it
         cause = "the first row looks like data, not a header; the file needs a header row: " if headerless else ""
+        cause = _separator_hint(header_cells, delimiter, fmt) or cause
         raise ProtocolError(
             f"{path}:{header_line}: {cause}header {header} needs an id column ({' or '.join(id_columns)}) "
             f"and a score column ({' or '.join(score_columns)})"
