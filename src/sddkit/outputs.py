@@ -9,7 +9,9 @@ import contextlib
 import csv
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -117,8 +119,10 @@ def publish_staged(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # e.g. a file of that name
         raise ConfigError(f"{out}: cannot create the {what} folder ({folder_failure(exc)})") from None
+    stem = f".{what.replace(' ', '-')}-"
+    remove_dead_temporaries(out, stem)  # a killed run's staging folder, which nothing else removes
     try:
-        staging = Path(tempfile.mkdtemp(dir=out, prefix=f".{what.replace(' ', '-')}-", suffix=".tmp"))
+        staging = Path(tempfile.mkdtemp(dir=out, prefix=f"{stem}{_writer()}.", suffix=".tmp"))
     except OSError as exc:  # no permission, a read-only file system
         raise ConfigError(f"{out}: cannot write the {what} there ({exc.strerror or exc})") from None
     try:
@@ -140,6 +144,61 @@ def publish_staged(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return names
+
+
+def _writer() -> str:
+    """``<pid>@<host>``: the process that writes a temporary file or folder, in its name, so that a later write
+    removes those of a writer killed before its end (SIGKILL, a power cut: no clean-up of its own ran), and never
+    one of a writer still running, here or on another machine writing into a shared folder."""
+    # the host name cut short: a long one made the names of long output files too long for the file system
+    return f"{os.getpid()}@{re.sub(r'[^A-Za-z0-9._-]', '_', socket.gethostname())[:32]}"
+
+
+# the rest of a temporary's name after its stem: the writer (pid@host), then mkstemp/mkdtemp's random letters
+_TEMPORARY = re.compile(r"(\d+)@([A-Za-z0-9._-]+)\.[a-z0-9_]+\.tmp")
+
+
+def remove_dead_temporaries(folder: Path, stem: str) -> list[Path]:
+    """Remove the temporary files and staging folders named ``<stem><pid>@<host>.<random>.tmp`` in ``folder`` that a
+    writer of this machine left when it was killed (its process gone); returns them. A killed export of a large
+    model left a copy of its weights hidden in ``best/`` or ``final/`` (and in every copy of that folder), a killed
+    report its staging folder, for good: nothing else removes them. Those of a live process, of another machine,
+    and names of an older sddkit (no writer in them) stay."""
+    if os.name != "posix":  # os.kill(pid, 0) would end the process there
+        return []
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(stem) and n.endswith(".tmp")]
+    except OSError:  # not there yet, or unreadable: the write itself says what is wrong
+        return []
+    host = _writer().partition("@")[2]
+    removed = []
+    for name in names:
+        match = _TEMPORARY.fullmatch(name[len(stem) :])
+        if match is None or match.group(2) != host or _process_alive(int(match.group(1))):
+            continue
+        path = folder / name
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+        except OSError:  # removed by another writer at the same moment, or a folder we may not write in
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` may exist here: only an id the system says no process has is a dead one."""
+    if pid <= 0:  # 0 and negative ids name process groups, never a writer
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OverflowError, OSError):  # PermissionError: it exists, under another user
+        return True
+    return True
 
 
 def _umask() -> int:
@@ -178,7 +237,8 @@ def replacing_file(path: Path) -> Iterator[tuple[int, str]]:
     fsynced) when the ``with`` block ends without error, and is removed when it fails. The block closes ``fd`` and
     makes the file durable (fsync) before it ends: the rename publishes what is on disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_dead_temporaries(path.parent, f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_writer()}.", suffix=".tmp")
     try:
         yield fd, tmp
         os.replace(tmp, path)

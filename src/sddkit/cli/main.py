@@ -8,10 +8,13 @@ print one clear line and exit with status 2; anything else is a bug and shows a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from sddkit import __version__
 from sddkit.errors import SddkitError
@@ -99,10 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 141
         raise
     try:
-        status = int(args.func(args) or 0)
+        with _terminate_as_interrupt():
+            status = int(args.func(args) or 0)
     except SddkitError as exc:
         print(f"sdd {args.command}: error: {exc}", file=sys.stderr)
         status = 2
+    except Terminated:
+        print(f"sdd {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"sdd {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -110,6 +117,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         _quiet_stdout()
         return 141
     return 141 if _reader_left() and status == 0 else status
+
+
+class Terminated(KeyboardInterrupt):
+    """A SIGTERM (``kill``, ``timeout``, a batch scheduler's time limit, ``docker stop``), raised as Ctrl-C is."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Stop a command on SIGTERM as on Ctrl-C, by raising :class:`Terminated`, a ``KeyboardInterrupt``.
+
+    Python's default for SIGTERM ends the process at once: no ``finally`` ran, so a training run said nothing of
+    the checkpoint it keeps and of ``--resume``, and a write in progress left its temporary files behind. A second
+    SIGTERM ends the process as before (the handler is reset by the first). Outside the main thread (where no
+    handler can be set) the default stays."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except (ValueError, OSError):  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        if _quieted_sigchld:  # a SIGTERM came: torch's handler back (a caller that goes on, as tests do)
+            chld = _quieted_sigchld.pop()
+            signal.signal(signal.SIGCHLD, chld if chld is not None else signal.SIG_DFL)
+
+
+_quieted_sigchld: list[Any] = []  # the SIGCHLD handler a SIGTERM replaced (at most one)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "SIGCHLD") and not _quieted_sigchld:
+        # torch's DataLoader learns of its worker processes' deaths by SIGCHLD: a SIGTERM sent to the whole process
+        # group (a batch scheduler's, `kill -- -PGID`) ends them too, and its "DataLoader worker (pid N) is killed by
+        # signal: Terminated" error, raised while this stop unwound, took its place (a traceback, status 1)
+        _quieted_sigchld.append(signal.signal(signal.SIGCHLD, _ignore_signal))
+    raise Terminated
+
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    """A handler that does nothing (the children that end are reaped by whoever waits for them)."""
 
 
 def _reader_left() -> bool:

@@ -357,6 +357,19 @@ def _exported_hint(run: Path) -> str:
     return f": load the model its run exported, {models}" if exported else ": its run exported no model yet"
 
 
+def _export_again_hint(directory: Path, lead: str = "") -> str:
+    """How to write ``directory`` again when it is a training run's ``best/`` or ``final/`` (beside the run's
+    ``checkpoints/``), after ``lead``; else ''. A save stopped between its two files is mended by the run's resume,
+    which exports both again from the checkpoints: "save the model again" or "copy the whole model directory" left
+    the user of a run to find out how."""
+    if directory.name not in ("best", "final") or not (directory.parent / "checkpoints").is_dir():
+        return ""
+    return (
+        f"{lead}{directory} is an export of the training run {directory.parent}: `sdd train RECIPE --resume` "
+        f"(its recipe, trainer.out_dir={directory.parent}) exports it again from the run's checkpoints"
+    )
+
+
 def _other_kind_hint(path: Path) -> str:
     """What to load instead, when ``path`` is another kind of sddkit output than a model directory (a training
     run folder, one of its checkpoints or its ``checkpoints/latest`` pointer, an ONNX export or a folder holding one,
@@ -406,8 +419,16 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
         )
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():  # before building: an encoder's pretrained weights take seconds to read
+        stopped = sorted(directory.glob(f".{WEIGHTS_NAME}.*.tmp"))
+        if stopped:  # the first export into it stopped (killed, a power cut) after its config, before its weights
+            raise CheckpointError(
+                f"{directory}: missing {WEIGHTS_NAME}: a save into it was stopped before its weights were moved in "
+                f"(their temporary file {stopped[0].name} is there); "
+                f"{_export_again_hint(directory) or 'save the model again'}"
+            )
         raise CheckpointError(
-            f"{directory}: missing {WEIGHTS_NAME}, the weights {CONFIG_NAME} goes with: copy the whole model directory"
+            f"{directory}: missing {WEIGHTS_NAME}, the weights {CONFIG_NAME} goes with: copy the whole model "
+            f"directory{_export_again_hint(directory, '; or ')}"
         )
     try:
         model = ARCHITECTURES[arch](config["model"])
@@ -442,7 +463,8 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
         raise CheckpointError(
             f"{directory}: {CONFIG_NAME} and {WEIGHTS_NAME} come from different saves (weights digest "
             f"{_short(stored_digest)} where the config expects {_short(expected_digest)}): an overwrite was "
-            "interrupted between the two files, or one was copied from another model; save the model again"
+            "interrupted between the two files, or one was copied from another model; "
+            f"{_export_again_hint(directory) or 'save the model again'}"
         )
     # the digest names the model everywhere (score journals, run records, /v1/model): the bytes must be its
     if expected_digest is not None and weights_digest(state) != expected_digest:

@@ -179,9 +179,29 @@ def save_checkpoint(root: str | Path, name: str, state: dict[str, Any], *, updat
             os.replace(trash, final)
         raise
     if update_latest:
-        atomic_write_bytes(root / LATEST, (name + "\n").encode())
+        try:
+            atomic_write_bytes(root / LATEST, (name + "\n").encode())
+        except OSError:  # a full disk, a folder gone read-only (a kill leaves it: see adopt_lone_checkpoint)
+            _unpublish(root, name)
+            raise
         fsync_dir(root)  # the pointer's rename is durable before older checkpoints may be pruned
     return final
+
+
+def _unpublish(root: Path, name: str) -> None:
+    """Remove checkpoint ``name``, renamed into place, whose ``latest`` pointer could not be written (a disk that
+    filled up with it): the pointer names the previous checkpoint, the one the error says a resume continues from,
+    and the resume saves this step again. Left there, it held the space a full disk lacked, and the re-save of its
+    step after "free the space, then --resume" failed again, needing room for both copies. Kept when the pointer
+    names it already (a step saved again); removed on a first save too, whose error says no checkpoint was saved."""
+    try:
+        named = (root / LATEST).read_text(errors="replace").strip()
+    except FileNotFoundError:  # no pointer yet (the first save): nothing names this checkpoint
+        named = None
+    except OSError:  # unreadable: what it names is unknown, and the checkpoint stays
+        return
+    if named != name:
+        shutil.rmtree(root / name, ignore_errors=True)
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:
