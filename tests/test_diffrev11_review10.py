@@ -155,13 +155,13 @@ def test_an_export_leaves_the_partial_files_another_host_writes_into_a_shared_fo
     # removed its graph, which that export then failed to read back or move to OUT
     from sddkit.scoring import onnx_export
 
-    monkeypatch.setattr(onnx_export.socket, "gethostname", lambda: "node-a.cluster")
+    monkeypatch.setattr("socket.gethostname", lambda: "node-a.cluster")
     out = tmp_path / "m.onnx"
     assert onnx_export.partial_path(out) == tmp_path / f"m.onnx.{os.getpid()}@node-a.cluster.partial"
-    monkeypatch.setattr(onnx_export.socket, "gethostname", lambda: "weird/host name")
+    monkeypatch.setattr("socket.gethostname", lambda: "weird/host name")
     assert onnx_export.partial_path(out).name == f"m.onnx.{os.getpid()}@weird_host_name.partial"  # a file name
 
-    monkeypatch.setattr(onnx_export.socket, "gethostname", lambda: "node-a.cluster")
+    monkeypatch.setattr("socket.gethostname", lambda: "node-a.cluster")
     dead = _dead_pid()
     mine = [tmp_path / f"m.onnx.{dead}@node-a.cluster.partial", tmp_path / f"m.onnx.{dead}@node-a.cluster.partial.tmp"]
     legacy = tmp_path / f"m.onnx.{dead}.partial"  # as earlier versions named it: removed as before
@@ -185,7 +185,7 @@ def test_an_export_writes_its_graph_under_its_host_and_pid(tiny_stats, tmp_path,
         return export(wrapper, example, path, *args, **kwargs)
 
     monkeypatch.setattr(onnx_export, "_export", spy)
-    monkeypatch.setattr(onnx_export.socket, "gethostname", lambda: "node-a")
+    monkeypatch.setattr("socket.gethostname", lambda: "node-a")
     report = onnx_export.export_onnx(tiny_stats(tmp_path / "m"), tmp_path / "m.onnx")
     assert seen == [f"m.onnx.{os.getpid()}@node-a.partial"]
     assert "removed_partials" not in report  # nothing was left to remove: no key

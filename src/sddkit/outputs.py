@@ -151,7 +151,12 @@ def _writer() -> str:
     removes those of a writer killed before its end (SIGKILL, a power cut: no clean-up of its own ran), and never
     one of a writer still running, here or on another machine writing into a shared folder."""
     # the host name cut short: a long one made the names of long output files too long for the file system
-    return f"{os.getpid()}@{re.sub(r'[^A-Za-z0-9._-]', '_', socket.gethostname())[:32]}"
+    return f"{os.getpid()}@{host_name()[:32]}"
+
+
+def host_name() -> str:
+    """This machine's name as temporary files' names carry it (letters, digits, ``.``, ``_``, ``-``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())
 
 
 # the rest of a temporary's name after its stem: the writer (pid@host), then mkstemp/mkdtemp's random letters
@@ -174,7 +179,7 @@ def remove_dead_temporaries(folder: Path, stem: str) -> list[Path]:
     removed = []
     for name in names:
         match = _TEMPORARY.fullmatch(name[len(stem) :])
-        if match is None or match.group(2) != host or _process_alive(int(match.group(1))):
+        if match is None or match.group(2) != host or process_alive(int(match.group(1))):
             continue
         path = folder / name
         try:
@@ -188,9 +193,9 @@ def remove_dead_temporaries(folder: Path, stem: str) -> list[Path]:
     return removed
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process ``pid`` may exist here: only an id the system says no process has is a dead one."""
-    if pid <= 0:  # 0 and negative ids name process groups, never a writer
+    if pid <= 0:  # 0 and negative ids name process groups, not a process: never a writer's own
         return True
     try:
         os.kill(pid, 0)

@@ -29,8 +29,6 @@ import ctypes
 import glob
 import json
 import os
-import re
-import socket
 import sys
 import warnings
 from pathlib import Path
@@ -41,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from sddkit.errors import CheckpointError, ConfigError, SddkitError
-from sddkit.outputs import fsync_dir, fsync_file
+from sddkit.outputs import fsync_dir, fsync_file, host_name, process_alive
 from sddkit.scoring.api import (
     DEFAULT_BATCH_SIZE,
     ScoringDetector,
@@ -251,12 +249,7 @@ def partial_path(out: Path) -> Path:
     """Where this process writes its graph before it is checked and moved to ``out``: ``OUT.<pid>@<host>.partial``.
     The host name tells another machine (or container) writing to a shared folder that the process id is not one of
     its own, to be looked up there."""
-    return out.with_name(f"{out.name}.{os.getpid()}@{_host()}.partial")
-
-
-def _host() -> str:
-    """This machine's name as a partial file's name carries it (letters, digits, ``.``, ``_``, ``-``)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())
+    return out.with_name(f"{out.name}.{os.getpid()}@{host_name()}.partial")
 
 
 def remove_stale_partials(out: Path) -> list[Path]:
@@ -273,9 +266,9 @@ def remove_stale_partials(out: Path) -> list[Path]:
     prefix = glob.escape(out.name)
     for path in sorted([*out.parent.glob(f"{prefix}.*.partial"), *out.parent.glob(f"{prefix}.*.partial.tmp")]):
         pid, at, host = path.name[len(out.name) + 1 :].removesuffix(".tmp").removesuffix(".partial").partition("@")
-        if at and host != _host():  # another machine's export: its process cannot be looked up here
+        if at and host != host_name():  # another machine's export: its process cannot be looked up here
             continue
-        if not (pid.isascii() and pid.isdigit()) or _process_alive(int(pid)):
+        if not (pid.isascii() and pid.isdigit()) or process_alive(int(pid)):
             continue
         try:
             if path.is_file() and not path.is_symlink():
@@ -284,19 +277,6 @@ def remove_stale_partials(out: Path) -> list[Path]:
         except OSError:  # removed by another export at the same moment, or a folder we may not write in
             pass
     return removed
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` may exist here: only an id the system says no process has is a dead one."""
-    if pid <= 0:  # 0 and negative ids name process groups, not a process: never an export's own
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (OverflowError, OSError):  # PermissionError: it exists, under another user
-        return True
-    return True
 
 
 def supported_opsets() -> tuple[int, int]:
