@@ -15,6 +15,7 @@ import soundfile as sf
 
 from sddkit.audio.files import list_audio_files
 from sddkit.augment.dsp import resample
+from sddkit.config import missing_relative_hint
 from sddkit.errors import AudioDecodeError, ConfigError, NonFiniteAudioError
 
 
@@ -29,7 +30,9 @@ class AudioFolder:
         self.extensions = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
         self.what = what
         if not self.root.is_dir():
-            raise ConfigError(f"{what}: audio folder {self.root} does not exist or is not a directory")
+            # a recipe's relative root is read against the working directory: say so, as data.train's protocol does
+            hint = missing_relative_hint(self.root)
+            raise ConfigError(f"{what}: audio folder {self.root} does not exist or is not a directory{hint}")
         self._files: list[Path] | None = None
 
     @property

@@ -12,12 +12,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sddkit.audio.io import SILENCE_PEAK
 from sddkit.augment import AUGMENTATIONS
 from sddkit.augment.base import SNR_DB_LIMITS, Augmentation, Range, check_probability, check_range, uniform
 from sddkit.augment.dsp import COLORED_NOISE_LOW_HZ, add_at_snr, colored_noise
 from sddkit.augment.files import AudioFolder, read_segment
+from sddkit.errors import SilentAudioError
 
 COLOR_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0, "blue": -1.0, "violet": -2.0}
+
+# How many (file, segment) draws NoiseFiles makes to find one that holds noise before refusing the folder.
+MAX_NOISE_DRAWS = 8
 
 
 @dataclass
@@ -55,7 +60,10 @@ class Noise(Augmentation):
 @dataclass
 class NoiseFilesConfig:
     """root: folder of noise recordings (searched recursively); extensions: file types to use;
-    snr_db: SNR range in dB; p: probability. A random file, a random segment, looped if short."""
+    snr_db: SNR range in dB; p: probability. A random file, a random segment, looped if short; the channels of a
+    multichannel file are averaged. A segment with no noise in it (digital silence, dither below -80 dBFS, a
+    constant DC offset) is drawn again, from a random file, up to 8 times before a SilentAudioError names the
+    files drawn."""
 
     root: str = ""
     extensions: list[str] = field(default_factory=lambda: [".wav", ".flac"])
@@ -83,8 +91,26 @@ class NoiseFiles(Augmentation):
 
     def apply(self, x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
         snr = uniform(rng, self.cfg.snr_db)
-        noise = read_segment(self.folder.choose(rng), len(x), sr, rng)
-        return add_at_snr(x, noise, snr)
+        silent = []
+        for _ in range(MAX_NOISE_DRAWS):
+            path = self.folder.choose(rng)
+            noise = read_segment(path, len(x), sr, rng)
+            if not is_noiseless(noise):
+                return add_at_snr(x, noise, snr)
+            # before: scaled "to the SNR" a silent segment stayed silent (and a constant offset became a DC shift),
+            # so the item was returned without noise, without a word, whatever snr_db asked
+            silent.append(str(path))
+        raise SilentAudioError(
+            f"noise_files: {MAX_NOISE_DRAWS} segments drawn under {self.folder.root} hold no noise (digital "
+            f"silence, dither below -80 dBFS or a constant offset), from {', '.join(sorted(set(silent)))}; "
+            "remove silent files from the folder"
+        )
+
+
+def is_noiseless(noise: np.ndarray) -> bool:
+    """Whether a noise segment holds nothing to add: its half peak-to-peak swing (the peak left once the best
+    constant offset is removed) is below -80 dBFS, as ``load_audio`` judges silence."""
+    return len(noise) == 0 or float(np.max(noise) - np.min(noise)) / 2.0 < SILENCE_PEAK
 
 
 @AUGMENTATIONS.register("noise", config=NoiseConfig)
