@@ -97,6 +97,15 @@ def run(args: argparse.Namespace) -> int:
             "the weights were made",
             file=sys.stderr,
         )
+    elif "copied_from" not in report and card.is_file():
+        # in place the card stays, and its calibration, threshold and figures at the threshold are the ones this run
+        # replaced: read as the model's, they were false, where a copy is given no card for that reason
+        print(
+            f"sdd calibrate: note: {card} describes the calibration and threshold {args.model} held before this "
+            "one, and its figures at the threshold are theirs: the ones in force are config.json's inference, "
+            "fitted as metadata.calibrated records",
+            file=sys.stderr,
+        )
     exported = Path(report["model"]) / ONNX_NAME
     if exported.is_file():  # its graph carries the old calibration: the onnx backend now refuses it, as it should
         print(

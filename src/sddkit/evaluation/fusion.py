@@ -139,6 +139,8 @@ class FusedTrials:
     applied_from: str | None = None
     # (D,) the weights digest of the model that scored each system's file (its sdd score run record); None: unknown
     digests: tuple[str | None, ...] = ()
+    # (D,) the calibration ({"a", "b"}) of that model when it scored the file (its run record); None: unknown
+    calibrations: tuple[dict[str, float] | None, ...] = ()
 
     @property
     def probability(self) -> np.ndarray:
@@ -187,14 +189,15 @@ class FusedTrials:
             }
         return {
             "systems": [
-                {"name": n, "file": f, "column": c, "weight": w, "fit_eer": e, "weights_digest": d}
-                for n, f, c, w, e, d in zip(
+                {"name": n, "file": f, "column": c, "weight": w, "fit_eer": e, "weights_digest": d, "calibration": k}
+                for n, f, c, w, e, d, k in zip(
                     self.fusion.names,
                     self.files,
                     columns,
                     self.fusion.weights,
                     self.system_fit_eers,
                     self.digests or (None,) * len(self.files),
+                    self.calibrations or (None,) * len(self.files),
                 )
             ],
             "bias": self.fusion.bias,
@@ -295,6 +298,7 @@ def fuse_score_files(
         system_fit_eers=tuple(float(eer(y, scores[fit, k])) for k in range(scores.shape[1])),
         notes=notes,
         digests=tuple(scored_by(f) for f in files),
+        calibrations=tuple(scored_calibration(f) for f in files),
     )
 
 
@@ -475,7 +479,7 @@ def apply_fusion(
     if len(files) != len(fusion.names):
         raise ProtocolError(f"a fusion of {len(fusion.names)} systems applied to {len(files)} score files")
     columns = tuple(columns) if columns is not None else ("score",) * len(files)
-    _check_same_models(record, files, applied_from)
+    _check_same_models(record, files, applied_from, columns)
     if table is None:
         ids, scores, missing, notes = join_by_path(files)
     else:
@@ -506,23 +510,51 @@ def apply_fusion(
     )
 
 
-def scored_by(score_file: ScoreFile) -> str | None:
-    """The weights digest of the model whose ``sdd score`` run wrote ``score_file`` (its run record's
-    ``weights_digest``); None for a file from elsewhere, or one rewritten since (its columns are not the record's)."""
+# the columns of an sdd score output that its model's calibration maps (a * raw + b, and its sigmoid); raw_score and
+# a mixture's expert_score<k> are before it
+CALIBRATED_COLUMNS = ("score", "probability")
+
+
+def _own_run_record(score_file: ScoreFile) -> dict[str, Any] | None:
+    """The ``sdd score`` run record of ``score_file``; None for a file from elsewhere, or one rewritten since (its
+    columns are not the record's)."""
     record = run_record(score_file.path)
-    digest = None if record is None else record.get("weights_digest")
-    if not isinstance(digest, str) or not digest:
+    if record is None:
         return None
     recorded = record.get("columns")
     if isinstance(recorded, list) and score_file.columns and not {str(c) for c in recorded} <= set(score_file.columns):
         return None  # another tool's file over an earlier run's record: that record is not of these scores
-    return digest
+    return record
 
 
-def _check_same_models(record: dict[str, Any], files: Sequence[ScoreFile], applied_from: str) -> None:
+def scored_by(score_file: ScoreFile) -> str | None:
+    """The weights digest of the model whose ``sdd score`` run wrote ``score_file`` (its run record's
+    ``weights_digest``); None for a file from elsewhere, or one rewritten since (its columns are not the record's)."""
+    record = _own_run_record(score_file)
+    digest = None if record is None else record.get("weights_digest")
+    return digest if isinstance(digest, str) and digest else None
+
+
+def scored_calibration(score_file: ScoreFile) -> dict[str, float] | None:
+    """The calibration (``{"a": ..., "b": ...}``) of the model when its ``sdd score`` run wrote ``score_file`` (its
+    run record's ``inference.calibration``); None where :func:`scored_by` knows no model, or the record has none."""
+    record = _own_run_record(score_file)
+    inference = None if record is None else record.get("inference")
+    calibration = inference.get("calibration") if isinstance(inference, dict) else None
+    if not isinstance(calibration, dict) or not all(_finite(calibration.get(k)) for k in ("a", "b")):
+        return None
+    return {"a": float(calibration["a"]), "b": float(calibration["b"])}
+
+
+def _check_same_models(
+    record: dict[str, Any], files: Sequence[ScoreFile], applied_from: str, columns: Sequence[str] | None = None
+) -> None:
     """Refuse to apply a fusion to a system's scores of another model than the one it was fitted on (both known):
-    its weight is of that model's scale, as one retrained since, or the files given in another order, do not have."""
-    for k, (system, score_file) in enumerate(zip(record["systems"], files)):
+    its weight is of that model's scale, as one retrained since, or the files given in another order, do not have.
+    A calibrated column (:data:`CALIBRATED_COLUMNS`) of the same weights calibrated otherwise is refused too: the
+    model calibrated again since (``sdd calibrate``) gives the same file another score, and the fused one moved."""
+    columns = tuple(columns) if columns is not None else ("score",) * len(files)
+    for k, (system, score_file, column) in enumerate(zip(record["systems"], files, columns)):
         fitted = system.get("weights_digest")
         now = scored_by(score_file)
         if isinstance(fitted, str) and now is not None and now != fitted:
@@ -532,6 +564,24 @@ def _check_same_models(record: dict[str, Any], files: Sequence[ScoreFile], appli
                 "weight is of that model's scores; give that model's scores in the record's order, or fit the "
                 "fusion again"
             )
+        fitted_cal, now_cal = system.get("calibration"), scored_calibration(score_file)
+        if column not in CALIBRATED_COLUMNS or not isinstance(fitted_cal, dict) or now_cal is None:
+            continue
+        if (fitted_cal.get("a"), fitted_cal.get("b")) != (now_cal["a"], now_cal["b"]):
+            raise ProtocolError(
+                f"--scores {score_file.path} (system {k + 1}, {system['name']!r}): its {column} column is of its "
+                f"model calibrated as a={now_cal['a']:.6g}, b={now_cal['b']:.6g}, not as when {applied_from} was "
+                f"fitted on its scores (a={_number(fitted_cal.get('a'))}, b={_number(fitted_cal.get('b'))}): the "
+                "same weights calibrated again since (sdd calibrate), or a copy calibrated otherwise, score a file "
+                f"differently, and the weight of {system['name']!r} is of the earlier scores; score with the "
+                "calibration it was fitted with, or fit the fusion again (on raw_score, --column raw_score, a fusion "
+                "that no later calibration changes)"
+            )
+
+
+def _number(value: Any) -> str:
+    """A recorded value as a message gives it: a number to 6 digits, anything else as written."""
+    return f"{value:.6g}" if _finite(value) else repr(value)
 
 
 def _written_ids(score_file: ScoreFile, rows: np.ndarray) -> np.ndarray:

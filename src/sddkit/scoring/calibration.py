@@ -192,7 +192,8 @@ def fit_calibration(scores, labels, *, prior: float = 0.5, l2: float = 1e-6) -> 
     :data:`sddkit.data.table.BONAFIDE_SPOOF_WORDS`: real/fake, ..., in any case); prior: target (bona fide)
     prior of the objective, in (0, 1); l2: penalty (>= 0) on the slope of the standardised score,
     relative to the objective normalised by the prior's entropy (see module docstring); with ``l2=0``
-    scores that separate the classes are refused, as their fit has no finite optimum.
+    scores that separate the classes are refused, as their fit has no finite optimum. Scores all the same but for
+    float rounding (:data:`ROUNDING_SPREAD`: a model trained to a constant) are refused, as all equal ones are.
     Returns a prior-free :class:`Calibration`.
     """
     if not 0.0 < prior < 1.0:
@@ -200,6 +201,7 @@ def fit_calibration(scores, labels, *, prior: float = 0.5, l2: float = 1e-6) -> 
     if not (np.isfinite(l2) and l2 >= 0):
         raise ProtocolError(f"calibration l2 must be finite and >= 0, got {l2}")
     tar, non = _split(scores, labels)
+    _refuse_rounding_spread(tar, non)
     if l2 == 0 and non.max() <= tar.min():
         # (quasi-)complete separation: the loss keeps falling as the slope grows, and the optimiser would stop
         # wherever it underflows, at an arbitrary slope
@@ -227,6 +229,30 @@ def fit_calibration(scores, labels, *, prior: float = 0.5, l2: float = 1e-6) -> 
         )
     w, c = float(w), float(c)
     return Calibration(a=w / sigma, b=c - w * mu / sigma, prior=prior, n_bonafide=int(tar.size), n_spoof=int(non.size))
+
+
+# a spread of raw scores at most this fraction of their size is float rounding, not a ranking: a float32 model that
+# scores every file alike (trained to a constant) still gives scores that differ in their 5th-7th digit
+ROUNDING_SPREAD = 1e-4
+
+
+def _refuse_rounding_spread(tar: np.ndarray, non: np.ndarray) -> None:
+    """Refuse calibration scores that differ only by float rounding (a spread of at most :data:`ROUNDING_SPREAD` of
+    their size). Their fit is of noise: the slope of the standardised scores maps a spread of ~1e-7 to whole LLR units,
+    so that another machine's or the ONNX export's rounding of the same file moves its LLR, and a decision; a fit whose
+    slope came out negative was refused as "a few extreme scores ... outweigh the rest", sending the reader after
+    outliers among scores that all read the same."""
+    low, high = min(tar.min(), non.min()), max(tar.max(), non.max())
+    with np.errstate(over="ignore"):  # scores near the float limit: their spread is no rounding
+        span, size = float(high - low), float(max(abs(low), abs(high)))
+    if not 0.0 < span <= ROUNDING_SPREAD * size:  # all equal (0) is refused by the fit, naming the scores
+        return
+    raise ProtocolError(
+        f"calibration scores are all the same but for float rounding: they span [{low:.9g}, {high:.9g}], "
+        f"{span / size:.2g} of their size: the model scores every file alike (trained to a constant), and a "
+        "calibration would map rounding noise to LLRs; train it again (its val EER tells whether it "
+        "learnt anything) and calibrate the new model"
+    )
 
 
 def fit_linear_llr(
