@@ -237,7 +237,7 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
     limit = args.max_duration_s or math.inf
     # a shard's relative paths are relative to the folder of the output it is merged into: rows merged by a run
     # started in another folder were otherwise scored again and the new rows, merged, named files not there
-    base = batch.recorded_cwd(out) if world > 1 else None
+    base = batch.shard_base(out) if world > 1 else None
     with batch.ScoreWriter(
         target,
         columns,
@@ -254,10 +254,15 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
         # run's ranks as they are numbered), and those of ranks beyond this run's (a run with more ranks). Their
         # shards are merged with this run's. (Each rank read only its own shard and those of ranks gone: a resume
         # with more ranks scored again every file of an earlier shard that fell to another rank now.)
+        windowless: set[str] = set()  # rows of these inputs that lost their windows (below)
         for earlier in _earlier_outputs(out, rank, world):
             # whole rows only, the file left as it is: its rank may be appending to it (its own share, not this
             # rank's), or a rank stopped mid-row left a row cut short, which the merge cuts off
             checked = False
+            # scored rows of these inputs whose windows its sidecar lacks (deleted or replaced since) are scored again,
+            # as the writer does for its own file: counted as done, the merged output kept them without windows
+            lacking = _windowless(writer, earlier, wanted) if args.windows else set()
+            windowless |= lacking
             for r in batch.iter_whole_rows(earlier):
                 if not checked:  # rows of another model or settings are not taken for this run's
                     if earlier == out:
@@ -266,8 +271,18 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
                         batch.check_shard_run_info(earlier, {**run, "columns": columns}, target)
                     checked = True
                 if r.get("path") and not batch.rescored(r, args.retry_errors, limit):
-                    writer.done.add(writer.absolute(r.get("path")))
+                    if writer.absolute(r.get("path")) not in lacking:
+                        writer.done.add(writer.absolute(r.get("path")))
         _resume_notes(writer, target, args.max_duration_s)
+        # those of this rank's share that no other file holds with windows: this rank scores them
+        rescoring = len(({os.path.abspath(q) for q in mine} & windowless) - writer.done)
+        if rescoring:
+            print(
+                f"sdd score: note: {rescoring} file(s) of {target}'s share scored by an earlier run have no windows "
+                f"beside their rows ({batch.windows_path(out).name} or another shard's, deleted or replaced since?): "
+                "they are scored again",
+                file=sys.stderr,
+            )
         # rows an earlier run wrote for files that are not among these inputs stay in the output: say so
         others = len(writer.done - wanted)
         if others:
@@ -348,6 +363,26 @@ def _resume_notes(writer: ScoreWriter, target: Path, max_duration_s: float) -> N
             "this model",
             file=sys.stderr,
         )
+
+
+def _windowless(writer: ScoreWriter, earlier: Path, wanted: set[str]) -> set[str]:
+    """The files of ``wanted`` (absolute paths) that hold a scored row in ``earlier`` (the merged output or another
+    shard, CSV) but not one window in its sidecar: a ``--windows`` resume scores them again, as the writer does those
+    of its own file. (A JSONL row holds its windows itself.) Whole rows only: the sidecar's rank may be appending to it,
+    but a row is only ever written after its windows."""
+    from sddkit.scoring import batch
+
+    if batch.output_format(earlier) != "csv":
+        return set()
+    scored = {
+        writer.absolute(r["path"])
+        for r in batch.iter_whole_rows(earlier)
+        if r.get("path") and not r.get("error") and writer.absolute(r["path"]) in wanted
+    }
+    sidecar = batch.windows_path(earlier)
+    if not scored or not sidecar.is_file():
+        return scored
+    return scored - {writer.absolute(r.get("path")) for r in batch.iter_whole_rows(sidecar)}
 
 
 def _earlier_outputs(out: Path, rank: int, world: int) -> list[Path]:

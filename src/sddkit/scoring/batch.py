@@ -1321,6 +1321,20 @@ def stale_shards(out: str | Path, world_size: int, *, free_only: bool = True) ->
     return [path for _, path in sorted(found)]
 
 
+def shard_base(out: str | Path) -> str | None:
+    """The folder the relative paths of a shard of ``out`` are written relative to: that of ``out``'s rows (``cwd``
+    in its run record), else that of an earlier run's shards (the first, in rank order, that holds rows); None when
+    none holds any. Taken from ``out`` alone, a rank of a resume started in another folder whose shard holds no rows
+    (a rank the earlier run did not have) wrote its paths relative to its own folder: the merge read them against
+    the earlier run's (rows naming files that are not there, beside the inputs it then said no rank had scored), and
+    the rank read the other shards' rows against its own too, so scored their files again."""
+    for source in [Path(out), *stale_shards(out, 0, free_only=False)]:
+        cwd = recorded_cwd(source)
+        if cwd is not None:
+            return cwd
+    return None
+
+
 def merge_shards(out: str | Path, order: Sequence[str] | None = None) -> int:
     """Merge complete ``out.rank*`` shards (plus rows already in ``out``) into ``out``; returns rows.
 
@@ -1358,7 +1372,7 @@ def _stopped_run_hint(out: Path) -> str:
 def _merge_locked(out: Path, world: int, order: Sequence[str] | None) -> int:
     shards = [shard_path(out, r) for r in range(world)] + stale_shards(out, world)
     sources = [out, *shards]
-    header, rows, with_rows, origin = _merge_rows(sources)  # first: it also cuts partial last lines
+    header, rows, with_rows, origin = _merge_rows(sources, windowed=_windowed_paths(out, sources))
     run = _merged_run_info(with_rows)
     # compared as absolute paths: a row's relative path is relative to the output's first run's folder (``cwd``
     # in its record), an input's to this one; spelled differently (a resume from another folder), every row
@@ -1437,11 +1451,31 @@ def _in_output_order(
     return kept + sorted((r for r, f in zip(rows, front) if not f), key=place)
 
 
+def _windowed_paths(out: Path, sources: Sequence[Path]) -> list[set[str]] | None:
+    """For a CSV output whose run wrote windows, the paths (as written) that each source's sidecar holds windows of;
+    else None. (Partial last lines cut first, as :func:`_merge_rows` cuts those of the sources.)"""
+    if output_format(out) != "csv":
+        return None
+    sidecars = [windows_path(src) for src in sources]
+    if not any(p.is_file() for p in sidecars):
+        return None
+    found = []
+    for path in sidecars:
+        repair_partial_line(path)
+        found.append({str(r.get("path")) for r in iter_rows(path)})
+    return found
+
+
 def _merge_rows(
-    sources: Sequence[Path], key: tuple[str, ...] = ("path",)
+    sources: Sequence[Path], key: tuple[str, ...] = ("path",), windowed: Sequence[set[str]] | None = None
 ) -> tuple[list[str] | None, list[dict], list[Path], list[int]]:
     """(header, de-duplicated rows, the sources that held rows, the index in ``sources`` each row came from), each
-    source read once."""
+    source read once. ``windowed``: the paths each source's windows sidecar holds windows of, for a run with
+    ``--windows``: a scored row whose windows were lost gives way to the row of that file scored again."""
+
+    def with_windows(i: int, r: dict) -> bool:
+        return windowed is not None and not r.get("error") and str(r.get("path")) in windowed[i]
+
     header: list[str] | None = None
     with_rows: list[Path] = []
     at: dict[tuple, int] = {}  # key -> index in rows
@@ -1462,7 +1496,11 @@ def _merge_rows(
                 at[k] = len(rows)
                 rows.append(r)
                 origin.append(i)
-            elif rows[at[k]].get("error"):
+            elif rows[at[k]].get("error") or (
+                # a file scored again because its sidecar lacked its windows (deleted since): its new row, whose
+                # windows are the ones merged, not the old row (the two agree only up to float32 rounding)
+                with_windows(i, r) and not with_windows(origin[at[k]], rows[at[k]])
+            ):
                 # a file scored again after a failure (--retry-errors, a larger --max-duration-s): the later row wins,
                 # a success, or the error of this run (the earlier one named the limit it was refused at then)
                 rows[at[k]] = r

@@ -389,7 +389,10 @@ class Trainer:
         planned = cfg.epochs * self.steps_per_epoch
         self.total_steps = min(planned, cfg.max_steps) if cfg.max_steps else planned
         # a resume plans again over its steps taken and left (_replan), and says then whether the warm-up fits
-        self.scheduler = build_scheduler(self.optimizer, r.schedule, self.total_steps, check=not resuming)
+        # (said by rank 0 only: every rank plans alike, and each said it under torchrun)
+        self.scheduler = build_scheduler(
+            self.optimizer, r.schedule, self.total_steps, check=not resuming and self.info.is_main
+        )
         self._step_lr = self.optimizer.param_groups[0]["lr"]  # the lr of the last step taken (logged with it)
         resumed_from = self._load_latest() if self.resume else None
         if resumed_from is None or rescore_before:
@@ -1084,7 +1087,7 @@ class Trainer:
                 f"(digest {str(self._frozen_digest)[:12]}, recorded {str(recorded_frozen)[:12]}){changed}: restore "
                 "that folder as it was, or train over the new weights in another trainer.out_dir"
             )
-        if changes:
+        if changes and self.info.is_main:  # (every rank reads the same checkpoint: said once, not once a rank)
             # a resume continues the checkpoint's weights, optimiser moments and position under the new values
             log.warning(
                 "resuming %s with a changed recipe (%s): the new values apply from here", path, "; ".join(changes)
@@ -1114,13 +1117,14 @@ class Trainer:
         if gone:
             # deleted (by hand) since: best/ and the average of final/ would fail to load them at the end
             # of the run, and every later --resume too; they are chosen among the checkpoints that are left
-            log.warning(
-                "the top-k checkpoint(s) %s are no longer complete under %s: best/ and final/ are chosen among the "
-                "others (a best/ exported from one of them is moved aside to best.<checkpoint>/ at the end, not "
-                "written over)",
-                ", ".join(gone),
-                self.ckpt_dir,
-            )
+            if self.info.is_main:  # (every rank finds the same checkpoints: said once)
+                log.warning(
+                    "the top-k checkpoint(s) %s are no longer complete under %s: best/ and final/ are chosen among "
+                    "the others (a best/ exported from one of them is moved aside to best.<checkpoint>/ at the end, "
+                    "not written over)",
+                    ", ".join(gone),
+                    self.ckpt_dir,
+                )
             self.state.ranked = [e for e in self.state.ranked if e["name"] in complete]
             self._gone_top_k = gone
         self._carry_epoch_position(recorded_recipe, int(state.get("world_size") or 1))
@@ -1207,6 +1211,8 @@ class Trainer:
         seen = self.state.batch_in_epoch * old * recorded_world
         batches = self.state.batch_in_epoch
         self.state.batch_in_epoch = -(-seen // (new * world))
+        if not self.info.is_main:  # every rank carries the position alike: said once, not once a rank
+            return
         log.warning(
             "epoch %d was saved after %d batches of %d on %d process(es): it goes on after those %d items "
             "(batch %d of %d on each of %d)",
@@ -1231,11 +1237,13 @@ class Trainer:
         total = min(total, cfg.max_steps) if cfg.max_steps else total
         # built again even when unchanged: the set-up's schedule did not check the warm-up against this plan
         self.total_steps = total
-        self.scheduler = build_scheduler(self.optimizer, self.recipe.schedule, total)
+        self.scheduler = build_scheduler(self.optimizer, self.recipe.schedule, total, check=self.info.is_main)
 
     def _load_strategy(self, path: Path, recorded: str | None, saved: dict[str, Any]) -> None:
         if recorded is not None and recorded != self.recipe.strategy.name:
             # another strategy's state (e.g. none for ERM) cannot seed this one's: it starts afresh
+            if not self.info.is_main:  # (said once, not once a rank)
+                return
             log.warning(
                 "%s was written with strategy %r, the recipe now says %r: that strategy's state starts afresh",
                 path,
