@@ -273,7 +273,7 @@ def compare_scores(
     if not baseline or len(baseline) != len(system):
         raise ProtocolError(
             f"compare needs the same number (>= 1) of baseline and system score files, paired run by run; "
-            f"got {len(baseline)} and {len(system)}"
+            f"got {len(baseline)} and {len(system)}{_one_run_hint(baseline, system)}"
         )
     group_of = None if by is None else table.column(by).astype(str)  # unknown column: ProtocolError
     if by is not None and not table.has_column(by):
@@ -344,6 +344,23 @@ def compare_scores(
             f"{len(groups)} comparisons (Bonferroni: --alpha {alpha / len(groups):.3g})"
         )
     return dataclasses.replace(whole, notes=tuple(notes), by=by, groups=tuple(groups))
+
+
+def _one_run_hint(baseline: Sequence[ScoreFile], system: Sequence[ScoreFile]) -> str:
+    """What to do when one side has a single score file and the other several: a deterministic model (a bundled or
+    published one) has one run, and repeating its file pairs it with each of the other side's runs, whose mean
+    difference is then the other side's mean against it. The bare count error left that unsaid."""
+    if min(len(baseline), len(system)) != 1 or max(len(baseline), len(system)) < 2:
+        return ""
+    one, side, other, runs = (
+        (baseline[0], "--baseline", "--system", len(system))
+        if len(baseline) == 1
+        else (system[0], "--system", "--baseline", len(baseline))
+    )
+    return (
+        f" (a {side} of one run, e.g. a deterministic model, can be given once per {other} run: {side} "
+        f"{' '.join([str(one.path)] * runs)})"
+    )
 
 
 def _trial_partitions(table: UtteranceTable, rows: np.ndarray) -> np.ndarray | None:

@@ -579,7 +579,12 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
     results = []
     for k, fold in enumerate(folds):
         log.info("fold %d/%d: holding out %s=%s", k + 1, len(folds), fold.column, fold.name)
-        results.append(run_fold(recipe, fold, out / fold.dir_name, workers=workers))
+        try:
+            results.append(run_fold(recipe, fold, out / fold.dir_name, workers=workers))
+        except (Exception, KeyboardInterrupt):
+            # hours of folds may be done: say which are kept and which are not, before the error's own line
+            _log_unfinished(out, folds, k)
+            raise
     eers = np.array([r["eer"] for r in results])
     summary = {
         "column": folds[0].column,
@@ -595,6 +600,27 @@ def cross_validate(recipe: TrainRecipe, folds: Sequence[HeldOut], out_dir: str |
     return summary
 
 
+def _log_unfinished(out: Path, folds: Sequence[HeldOut], failed: int) -> None:
+    """Log which folds of an interrupted or failed run are done (their ``fold.json`` kept) and which are not: the
+    error alone named neither, nor that ``cv.json`` is not written and that a rerun resumes."""
+    done = [f.name for f in folds if (out / f.dir_name / FOLD_NAME).is_file()]
+    left = [f.name for f in folds if f.name not in done]
+    log.error(
+        "%s: fold %d/%d (%s=%s) did not finish; %d of %d folds done (%s), not done: %s; cv.json is not (re)written "
+        "until every fold is done: rerun the same command to resume (done folds are read back, the others resume "
+        "from their checkpoints)",
+        out,
+        failed + 1,
+        len(folds),
+        folds[failed].column,
+        folds[failed].name,
+        len(done),
+        len(folds),
+        ", ".join(done) or "none",
+        ", ".join(left),
+    )
+
+
 def _warn_ungrouped_bonafide(recipe: TrainRecipe, n: int | None) -> None:
     """Say when --bonafide-folds cannot keep speakers together: a bona fide file with neither ``pair_id`` nor
     ``speaker`` (a labels CSV, a folder of files) is a group of its own (its ``utt_id``), so the held-out bona fide
@@ -604,7 +630,8 @@ def _warn_ungrouped_bonafide(recipe: TrainRecipe, n: int | None) -> None:
     from sddkit.training.data import read_tables
 
     alone = bona = 0
-    for table in (read_tables(recipe.data.train, "data.train"), read_tables(recipe.data.val, "data.val")):
+    tables = (read_tables(recipe.data.train, "data.train"), read_tables(recipe.data.val, "data.val"))
+    for table in tables:
         if table is None:
             continue
         empty = np.ones(len(table), dtype=bool)
@@ -623,6 +650,37 @@ def _warn_ungrouped_bonafide(recipe: TrainRecipe, n: int | None) -> None:
             bona,
             " nor ".join(BONAFIDE_GROUPS),
         )
+    _warn_straddling_speakers(tables, n)
+
+
+def _warn_straddling_speakers(tables: Sequence[UtteranceTable | None], n: int) -> None:
+    """Say when held-out bona fide files share their speaker with the other groups' files: a row's group is its
+    ``pair_id`` where it has one, so a speaker of several pairs (sddbench's LJSpeech, a VCTK speaker re-synthesised
+    by several systems) straddles groups, and the folds train on that speaker's other files. Without this the
+    held-out group looked speaker-disjoint (the warning above covers only files with neither column)."""
+    train, val = tables
+    if train is None or "speaker" not in train.columns:
+        return
+    table = train if val is None or "speaker" not in val.columns else _with_val_files(train, val)
+    groups = table.group_folds(BONAFIDE_GROUPS, n)
+    speakers = np.asarray(table.column("speaker"), dtype=object)
+    held = (table.labels == 1) & (groups == n - 1) & (speakers != "")
+    others = set(speakers[(groups != n - 1) & (speakers != "")])
+    shared = sorted({str(s) for s in speakers[held] if s in others})
+    if not shared:
+        return
+    n_files = int(sum(1 for s in speakers[held] if s in others))
+    log.warning(
+        "--bonafide-folds %d: %d of the %d held-out bona fide files with a speaker are of %d speaker(s) (%s%s) whose "
+        "other files are in the groups the folds train on (a speaker of several pair_id values straddles groups): the "
+        "held-out bona fide group is not speaker-disjoint, and its EER may be optimistic",
+        n,
+        n_files,
+        int(held.sum()),
+        len(shared),
+        ", ".join(shared[:5]),
+        ", ..." if len(shared) > 5 else "",
+    )
 
 
 def _mean_per_value(fold: HeldOut, figs: Sequence[dict[str, Any]]) -> dict[str, float | None]:
@@ -742,7 +800,22 @@ def cross_validate_seeds(
     runs = []
     for seed in seeds:
         log.info("seed %d (%d/%d)", seed, len(runs) + 1, len(seeds))
-        runs.append(cross_validate(recipes[seed], folds, out / f"seed_{seed}", workers=workers))
+        try:
+            runs.append(cross_validate(recipes[seed], folds, out / f"seed_{seed}", workers=workers))
+        except (Exception, KeyboardInterrupt):
+            # the fold line above names seed_<s>/ alone: the seeds already done are kept too
+            done = seeds[: len(runs)]
+            log.error(
+                "%s: seed %d (%d/%d) did not finish; seeds done: %s, not done: %s; rerun the same command (these "
+                "--seeds) to resume",
+                out,
+                seed,
+                len(runs) + 1,
+                len(seeds),
+                ", ".join(map(str, done)) or "none",
+                ", ".join(map(str, seeds[len(runs) :])),
+            )
+            raise
     per_seed = np.array([run["mean_eer"] for run in runs])
     fold_rows = []
     for k, fold in enumerate(folds):
