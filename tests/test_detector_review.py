@@ -331,3 +331,20 @@ def test_a_model_dir_scored_at_another_rate_than_its_front_end_is_refused(tmp_pa
     with pytest.raises(CheckpointError, match="inference.sample_rate is 8000 Hz"):
         export_onnx(model, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("frontend", ["logmel", "logspec", "lfb", "lfcc"])
+def test_linear_pooling_over_cmvn_features_is_refused_as_a_constant_model(frontend):
+    """The linear head pools each bin's mean and std over time; per-utterance CMVN sets them to 0 and 1, so every
+    input pools alike: a model that trained to a constant. Without normalisation (or with an LCNN) it builds."""
+
+    def build(front, back):
+        return build_detector(from_dict(DetectorConfig, {"frontend": front, "backend": back}))
+
+    with pytest.raises(ConfigError, match="normalize: false"):
+        build({"name": frontend, "normalize": True}, {"name": "linear"})
+    torch.manual_seed(0)
+    linear = build({"name": frontend}, {"name": "linear"}).eval()
+    x = torch.randn(2, 16000) * torch.tensor([[0.05], [0.5]])
+    assert not torch.allclose(linear(x).logits[0], linear(x).logits[1])
+    build({"name": frontend, "normalize": True}, {"name": "lcnn", "channels": 4})

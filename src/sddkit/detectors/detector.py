@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from sddkit.config import component_field
 from sddkit.detectors.outputs import BackendOutput, DetectorOutput, FrontendOutput, bonafide_log_odds
+from sddkit.errors import ConfigError
 from sddkit.features.spectral import check_float_samples
 from sddkit.registry import ComponentSpec, get_registry
 
@@ -119,4 +120,22 @@ def build_detector(cfg: DetectorConfig, **context: Any) -> Detector:
     backend = get_registry("backend").build(
         cfg.backend, in_dim=getattr(frontend, "output_dim", None), feature_layout=feature_layout(frontend)
     )
+    _refuse_constant_pooling(frontend, backend)
     return Detector(frontend=frontend, backend=backend)
+
+
+def _refuse_constant_pooling(frontend: nn.Module, backend: nn.Module) -> None:
+    """Refuse the ``linear`` back-end over a spectral front-end with ``normalize: true``: the head pools each
+    feature bin's mean and standard deviation over time, which per-utterance normalisation has just set to 0 and 1
+    for every input, so the model can only learn a constant (it trained, and scored every file alike but for float
+    rounding)."""
+    from sddkit.backends.linear import LinearHead
+    from sddkit.frontends.spectral import SpectralFrontend
+
+    if isinstance(backend, LinearHead) and isinstance(frontend, SpectralFrontend) and frontend.normalize:
+        raise ConfigError(
+            "model.backend linear pools each feature's mean and standard deviation over time, and "
+            "model.frontend.normalize: true sets them to 0 and 1 for every input: such a model scores every file "
+            "alike; set model.frontend.normalize: false, or use a back-end that reads the time-frequency pattern "
+            "(sdd list backend: lcnn, resnet18, ...)"
+        )
