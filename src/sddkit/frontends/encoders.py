@@ -51,6 +51,7 @@ transformers is imported lazily: it takes seconds, and ``sdd list`` should not p
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
@@ -67,7 +68,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sddkit.errors import AudioTooLongError, AudioTooShortError, ConfigError
-from sddkit.features.spectral import Float32Constants, check_float_samples
+from sddkit.features.spectral import Float32Constants, check_float_samples, power_spectrogram
 from sddkit.frontends import ENCODERS, SAMPLE_RATE
 from sddkit.pretrained import mark_pretrained
 
@@ -486,7 +487,8 @@ class WhisperLogMel(Float32Constants):
     Always float32, whatever the module's dtype or an autocast context (see :meth:`forward`): a float32 STFT, as
     the extractor computes it whenever torch is installed (and as OpenAI's reference code does). Its numpy float64
     path differs by about 1e-5 (8.5e-6 on a 4.8 s sddbench file; Whisper-base outputs then differ by 1e-5 on a scale
-    of 15), far below the max - 8 floor of the features.
+    of 15), far below the max - 8 floor of the features. Traced for the ONNX export, the STFT is the DFT-basis product
+    of the spectral front-ends (:func:`sddkit.features.spectral.power_spectrogram`), not an ONNX STFT node.
     """
 
     def __init__(
@@ -534,8 +536,16 @@ class WhisperLogMel(Float32Constants):
                 x = F.pad(x, (0, self.n_fft))
             # the constants stay float32 under a half-precision cast (Float32Constants); .float() is for .double()
             window = self.window.float()
-            spec = torch.stft(x, self.n_fft, self.hop_length, window=window, center=False, return_complex=True)
-            log_spec = torch.matmul(self.mel_filters.float(), spec.abs().pow(2)).clamp_min(1e-10).log10()
+            if torch.jit.is_tracing():
+                # The ONNX export: a real matrix product with a DFT basis. A complex STFT made the TorchScript
+                # exporter fail, and the torch.export fallback wrote an ONNX STFT node, which ONNX Runtime computes
+                # imprecisely for n_fft 400 (not a power of two): the real Whisper-base failed the export's parity
+                # check on a tone (1.3e-4 > 1e-4). See sddkit.features.spectral._real_stft.
+                power = power_spectrogram(x, n_fft=self.n_fft, hop_length=self.hop_length, window=window, center=False)
+            else:  # as the extractor computes it (|STFT| ** 2), bit for bit
+                spec = torch.stft(x, self.n_fft, self.hop_length, window=window, center=False, return_complex=True)
+                power = spec.abs().pow(2)
+            log_spec = torch.matmul(self.mel_filters.float(), power).clamp_min(1e-10).log10()
             # The extractor takes the peak over its 3000 frames: also those past the kept ones (a loud input end
             # sets it there), and zero padding beyond them (log10(1e-10), never above the input's own frames).
             peak = log_spec[..., : self.n_samples // self.hop_length].amax(dim=(1, 2), keepdim=True)
@@ -1153,9 +1163,10 @@ def _load_pretrained(model_cls: type, directory: Path, hf_cfg: Any) -> nn.Module
     from safetensors import SafetensorError
 
     try:
-        model, info = model_cls.from_pretrained(
-            directory, config=hf_cfg, local_files_only=True, output_loading_info=True, **_float32_kwarg()
-        )
+        with _no_loading_bar():
+            model, info = model_cls.from_pretrained(
+                directory, config=hf_cfg, local_files_only=True, output_loading_info=True, **_float32_kwarg()
+            )
     # no weights file (OSError), a truncated or corrupt one (SafetensorError, UnpicklingError, EOFError),
     # tensors of other shapes (RuntimeError / ValueError): all name the directory
     except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError) as exc:
@@ -1167,6 +1178,26 @@ def _load_pretrained(model_cls: type, directory: Path, hf_cfg: Any) -> nn.Module
     _warn_unplaced(model, info.get("unexpected_keys", []), directory)
     # what came from the file may be left out of trainable-only model directories (model_dir)
     return mark_pretrained(model, except_names=set(info.get("missing_keys", [])))
+
+
+@contextlib.contextmanager
+def _no_loading_bar() -> Any:
+    """No progress bar of transformers while a model loads: transformers 5 draws a "Loading weights" bar on stderr
+    for every ``from_pretrained``, also under ``sdd score --quiet`` (documented as no progress bar) and into every
+    training and scoring log, for a load that takes a fraction of a second. Through transformers' own tqdm hook, only
+    for this call: its global ``disable_progress_bar`` would also switch huggingface_hub's bars, and turning them
+    back on resets the user's own settings of those."""
+    from transformers.utils import logging as hf_logging
+
+    set_hook = getattr(hf_logging, "set_tqdm_hook", None)
+    if set_hook is None:  # a transformers without the hook (4.x, whose single-file loads draw no such bar)
+        yield
+        return
+    previous = set_hook(lambda factory, args, kwargs: factory(*args, **{**kwargs, "disable": True}))
+    try:
+        yield
+    finally:
+        set_hook(previous)
 
 
 def _float32_kwarg() -> dict[str, torch.dtype]:
