@@ -60,6 +60,19 @@ def cast_floating(x: Tensor, dtype: torch.dtype | None) -> Tensor:
     return x.to(dtype)
 
 
+def returned(value: Any, kind: type, role: str, module: nn.Module) -> Any:
+    """``value``, what ``module`` (a ``role`` of a detector) returned, if it is a ``kind``; else a TypeError naming
+    the contract. A component of one's own returning a bare tensor or a ``(embedding, logits)`` tuple, as reference
+    code does, met "'tuple' object has no attribute 'logits'"."""
+    if isinstance(value, kind):
+        return value
+    fields = "features, aux_losses, stats" if kind is FrontendOutput else "logits (B, 2), embedding (B, E)"
+    raise TypeError(
+        f"the {role} {type(module).__name__} returned a {type(value).__name__}: a {role}'s forward returns a "
+        f"{kind.__name__}({fields}) (sddkit.detectors.outputs)"
+    )
+
+
 class Detector(nn.Module):
     """A front-end followed by a back-end; returns a :class:`DetectorOutput`."""
 
@@ -78,8 +91,16 @@ class Detector(nn.Module):
         check_waveform(waveform)
         backend_dtype = module_dtype(self.backend)
         waveform = cast_floating(waveform, waveform_dtype(self.frontend) or backend_dtype)
-        front: FrontendOutput = self.frontend(waveform)
-        back: BackendOutput = self.backend(cast_floating(front.features, backend_dtype))
+        front = returned(self.frontend(waveform), FrontendOutput, "front-end", self.frontend)
+        back = returned(
+            self.backend(cast_floating(front.features, backend_dtype)), BackendOutput, "back-end", self.backend
+        )
+        if back.logits.dim() != 2 or back.logits.shape[1] != 2:
+            # one logit per item would fail the score's logits[:, 1] with a bare IndexError
+            raise ValueError(
+                f"the back-end {type(self.backend).__name__} returned logits of shape {tuple(back.logits.shape)}: "
+                "a back-end gives (B, 2) logits over (spoof, bona fide)"
+            )
         return DetectorOutput(
             logits=back.logits,
             score=bonafide_log_odds(back.logits),

@@ -1,6 +1,7 @@
 """Evaluation metrics of the field (numpy; higher score = more bona fide; label 1 = bona fide).
 
-Every metric takes ``(labels, scores)`` (a-DCF takes target/nontarget/spoof SASV scores; the
+Every metric takes ``(labels, scores)`` (sequences, numpy arrays or torch tensors, a model's ``output.score`` as it
+is, on any device; a-DCF takes target/nontarget/spoof SASV scores; the
 t-DCFs optionally the ASV error rates; the t-EER the CM's bona fide/spoof and the ASV's target/nontarget/spoof
 scores), validates them (:class:`MetricError` on one class, NaN/inf or
 bad shapes), and returns a float or a small frozen dataclass that also converts with ``float()``

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sddkit.metrics.det import CurveMetric, DetCurve
-from sddkit.metrics.inputs import MetricError, check_binary
+from sddkit.metrics.inputs import MetricError, check_binary, host_values
 
 _BLOCK_DRAWS = 4_000_000  # resampling draws held in memory at once
 
@@ -214,7 +214,7 @@ def _run_lengths(scores: object) -> list[int] | None:
 def _runs(scores: object, name: str, n_trials: int | None) -> np.ndarray:
     """(R, N) float64 runs of one side of a paired bootstrap, from (N,) or (R, N) scores."""
     try:
-        runs = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+        runs = np.atleast_2d(np.asarray(host_values(scores), dtype=np.float64))
     except (TypeError, ValueError) as exc:
         lengths = _run_lengths(scores)
         if lengths is not None and len(set(lengths)) > 1:  # numpy's "inhomogeneous shape" said they were no numbers

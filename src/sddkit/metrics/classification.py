@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
-from sddkit.metrics.inputs import MetricError, check_binary
+from sddkit.metrics.inputs import MetricError, check_binary, host_values
 
 
 def roc_auc(labels: object, scores: object) -> float:
@@ -69,6 +69,7 @@ def _threshold(value: object) -> float:
             f"decision threshold must be a number, got a {type(value).__name__}: pass its .threshold "
             f"({value.threshold!r}), not the result itself (whose float() is the metric's value)"
         )
+    value = host_values(value)  # a 0-d tensor, e.g. a threshold computed in torch
     if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
         value = value.item()  # a 0-d array, e.g. np.asarray(0.5)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

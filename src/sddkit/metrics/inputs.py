@@ -34,10 +34,23 @@ def settings(value: object, kind: type[_Settings], name: str) -> _Settings:
     return value
 
 
+def host_values(values: object) -> object:
+    """``values`` as numpy can read them: a torch tensor as a numpy array (detached, on the CPU, bfloat16 in
+    float32); anything else as given. A plain training loop hands the metrics ``output.score`` as it is, which
+    numpy refused with torch's "Can't call numpy() on Tensor that requires grad" (or, on a GPU, "scores are not
+    numbers: can't convert cuda:0 device type tensor"); torch is not imported here: the metrics stay torch-free."""
+    if type(values).__module__.partition(".")[0] != "torch" or not hasattr(values, "detach"):
+        return values
+    tensor = values.detach().cpu()
+    # numpy has no bfloat16: float32 holds every bfloat16 value exactly
+    return (tensor.float() if str(tensor.dtype) == "torch.bfloat16" else tensor).numpy()
+
+
 def as_scores(scores: object, name: str = "scores") -> np.ndarray:
-    """(N,) float64 copy of ``scores``; raises MetricError if not 1-D or not finite."""
+    """(N,) float64 copy of ``scores`` (a sequence, numpy array or torch tensor on any device); raises MetricError
+    if not 1-D or not finite."""
     try:
-        arr = np.asarray(scores, dtype=np.float64)
+        arr = np.asarray(host_values(scores), dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise MetricError(f"{name} are not numbers: {exc}") from None
     if arr.ndim != 1:
@@ -58,10 +71,11 @@ def as_scores(scores: object, name: str = "scores") -> np.ndarray:
 def check_binary(labels: object, scores: object) -> tuple[np.ndarray, np.ndarray]:
     """Validate a labelled score set: ``(labels (N,) bool, scores (N,) float64)``.
 
-    Raises MetricError on a length mismatch, labels other than 0/1, non-finite scores, or
-    when either class is missing (every metric here needs both).
+    Either may be a sequence, a numpy array or a torch tensor (on any device, with or without a graph). Raises
+    MetricError on a length mismatch, labels other than 0/1, non-finite scores, or when either class is missing
+    (every metric here needs both).
     """
-    y = np.asarray(labels)
+    y = np.asarray(host_values(labels))
     s = as_scores(scores)
     if y.ndim != 1 or y.shape != s.shape:
         raise MetricError(
