@@ -479,12 +479,14 @@ def apply_fusion(
     if len(files) != len(fusion.names):
         raise ProtocolError(f"a fusion of {len(fusion.names)} systems applied to {len(files)} score files")
     columns = tuple(columns) if columns is not None else ("score",) * len(files)
-    _check_same_models(record, files, applied_from, columns)
+    unchecked = _check_same_models(record, files, applied_from, columns)
     if table is None:
         ids, scores, missing, notes = join_by_path(files)
     else:
         aligned, ids, missing, notes = _join_protocol(table, files)
         scores = aligned.scores.T
+    if unchecked:
+        notes = [*notes, _unchecked_note(applied_from, unchecked)]
     if not len(ids):
         raise ProtocolError(
             f"no file is scored by all {len(files)} score files ({len(missing)} by some of them): nothing to fuse"
@@ -548,13 +550,19 @@ def scored_calibration(score_file: ScoreFile) -> dict[str, float] | None:
 
 def _check_same_models(
     record: dict[str, Any], files: Sequence[ScoreFile], applied_from: str, columns: Sequence[str] | None = None
-) -> None:
+) -> list[str]:
     """Refuse to apply a fusion to a system's scores of another model than the one it was fitted on (both known):
     its weight is of that model's scale, as one retrained since, or the files given in another order, do not have.
     A calibrated column (:data:`CALIBRATED_COLUMNS`) of the same weights calibrated otherwise is refused too: the
-    model calibrated again since (``sdd calibrate``) gives the same file another score, and the fused one moved."""
+    model calibrated again since (``sdd calibrate``) gives the same file another score, and the fused one moved.
+    Returns the names of the systems of an older record (no ``weights_digest``, no ``calibration``) whose fit file's
+    run record is not found either: nothing says which model they were fitted on."""
     columns = tuple(columns) if columns is not None else ("score",) * len(files)
+    unchecked: list[str] = []
     for k, (system, score_file, column) in enumerate(zip(record["systems"], files, columns)):
+        system = _with_fit_file_identity(system, applied_from)
+        if "weights_digest" not in system and "calibration" not in system:  # an older record, its fit file gone
+            unchecked.append(str(system["name"]))
         fitted = system.get("weights_digest")
         now = scored_by(score_file)
         if isinstance(fitted, str) and now is not None and now != fitted:
@@ -577,6 +585,40 @@ def _check_same_models(
                 "calibration it was fitted with, or fit the fusion again (on raw_score, --column raw_score, a fusion "
                 "that no later calibration changes)"
             )
+    return unchecked
+
+
+def _with_fit_file_identity(system: dict[str, Any], applied_from: str) -> dict[str, Any]:
+    """``system`` of a fusion record, with the model it was fitted on taken from its fit file's run record where the
+    record lacks it: sddkit before 2026-12-06 wrote ``fusion.json`` without ``weights_digest`` and ``calibration``,
+    and :func:`_check_same_models` then let scores of any model through (systems given in swapped order included).
+    The fit file's relative name is tried beside the fusion record first (where ``sdd fuse --out`` wrote both)."""
+    if "weights_digest" in system or "calibration" in system or not isinstance(system.get("file"), str):
+        return system  # a record of today's layout: what it says (None included) is what was known at the fit
+    fit_file = system["file"]
+    candidates = [fit_file] if os.path.isabs(fit_file) else [os.path.join(os.path.dirname(applied_from), fit_file)]
+    run = next((r for r in map(run_record, dict.fromkeys([*candidates, fit_file])) if r is not None), None)
+    if run is None:
+        return system
+    digest = run.get("weights_digest")
+    inference = run.get("inference")
+    calibration = inference.get("calibration") if isinstance(inference, dict) else None
+    known = isinstance(calibration, dict) and all(_finite(calibration.get(k)) for k in ("a", "b"))
+    return {
+        **system,
+        "weights_digest": digest if isinstance(digest, str) and digest else None,
+        "calibration": {"a": float(calibration["a"]), "b": float(calibration["b"])} if known else None,
+    }
+
+
+def _unchecked_note(applied_from: str, names: Sequence[str]) -> str:
+    """The warning that a fusion record names no model for ``names``: their scores were not checked against it."""
+    return (
+        f"{applied_from} does not record which model (weights, calibration) it fitted {', '.join(map(repr, names))} "
+        "on (written by sddkit before 2026-12-06), and its fit score file's run record is not found: the scores "
+        "given could not be checked to be of that model, in the record's order; if a model was retrained or "
+        "calibrated since, fit the fusion again"
+    )
 
 
 def _number(value: Any) -> str:

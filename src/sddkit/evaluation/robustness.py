@@ -30,7 +30,8 @@ Resuming: with a ``journal`` (``sdd robustness`` keeps ``robustness.journal.json
 per-condition scores, condition errors and unreadable files, flushed to disk, so a crash or Ctrl-C loses at
 most one batch. A rerun with the same journal reuses the files it holds and scores only the rest, in the same
 batches, so its report is the one an uninterrupted run writes. The journal's first line records what the scores
-depend on (the model: its weights digest, inference settings and scores of a probe signal; the conditions, in
+depend on (the model: its weights digest, inference settings, scores of a probe signal and how silent windows are
+scored, ``silent_windows``, which a journal of sddkit before 2026-12-06 lacks and is refused for; the conditions, in
 any order, and each one's full configuration (``condition_configs``: not recorded by earlier sddkits, whose
 journals are resumed unchecked on that point); the modes, seed, limit, fast codecs, maximum duration; the selected
 utterances' ids, audio paths (made absolute, so a rerun may start in another folder; a journal of an earlier
@@ -412,7 +413,7 @@ def utterances_digest(records: Sequence[dict[str, Any]], *, as_given: bool = Fal
 
 def header_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """What differs between two :func:`journal_header` records, in words (empty: the same run)."""
-    from sddkit.scoring.batch import run_differences
+    from sddkit.scoring.batch import run_differences, silent_windows_change
 
     if earlier.get("schema") != now.get("schema"):
         return [f"journal format: earlier {earlier.get('schema')!r}, now {now.get('schema')!r}"]
@@ -421,6 +422,8 @@ def header_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str
     for what in run_differences(model_then, model_now):
         if what == "model weights":
             diffs.append(f"the model (earlier {model_then.get('model')}, now {model_now.get('model')})")
+        elif what == "silent_windows":  # not a setting: a journal of an sddkit that averaged silent windows in
+            diffs.append(silent_windows_change(model_then, model_now))
         else:
             diffs.append(f"the model's {what} settings: earlier {model_then.get(what)!r}, now {model_now.get(what)!r}")
     then, settings = earlier.get("settings") or {}, now.get("settings") or {}

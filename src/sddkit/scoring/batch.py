@@ -16,6 +16,9 @@ its scores of a fixed probe, its inference settings, the columns, ``windows``): 
 merge) whose record differs is refused instead of mixing two models in one file. It also records the package
 versions the rows were scored under (``versions``, as training's ``run.json``); they are not compared, so a
 resume after an upgrade goes on, and the record keeps the earlier runs' other blocks (``earlier_versions``).
+It records too how windows of digital silence enter a file's score (``silent_windows``): an output of an sddkit
+before 2026-12-06, which averaged them in (its record has no such key), is not resumed, as its rows and new ones
+would score a file padded with silence two ways (under ``first`` aggregation, where no window is left out, it is).
 While a run writes ``out`` it holds an flock on ``<out>.lock``, so a second run on the same output is refused.
 
 Windows (``windows=True``): per-window scores go to a sidecar ``<out stem>.windows.csv``
@@ -585,6 +588,9 @@ def run_info(detector: ScoringDetector, *, windows: bool = False) -> dict[str, A
         "inference": json.loads(json.dumps(cfg.to_dict())),
         "windows": bool(windows),
         "probe": [float(v) if math.isfinite(v) else None for v in raw],
+        # how a file's score treats windows of digital silence: sddkit before 2026-12-06 averaged them in (a record
+        # without this key), so an older output's rows and this run's differ for a file with silent windows
+        "silent_windows": SILENT_WINDOWS,
     }
     experts = (detector.info.get("components") or {}).get("experts")
     if experts:  # a mixture: what its gate_w<i> / expert_score<i> columns are (sdd eval names its tables so)
@@ -592,9 +598,30 @@ def run_info(detector: ScoringDetector, *, windows: bool = False) -> dict[str, A
     return run
 
 
+# run_info's "silent_windows": windows of digital silence are left out of a file's score (scoring.api, all
+# aggregations but "first"); a run record without the key was written by an sddkit that averaged them in
+SILENT_WINDOWS = "left_out"
+
+
+def _silence_rule(record: dict[str, Any]) -> str | None:
+    """How the run of ``record`` scored windows of digital silence: ``"left_out"``, ``"averaged_in"`` (an older
+    sddkit's record, which has a probe but no ``silent_windows``), None for a hand-made record saying neither."""
+    inference = record.get("inference")
+    if isinstance(inference, dict) and inference.get("aggregation") == "first":
+        return None  # the first window alone decides, silent or not: no rule applies, in either version
+    if "silent_windows" in record:
+        return str(record["silent_windows"])
+    return "averaged_in" if "probe" in record else None
+
+
 def run_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """Which parts of two :func:`run_info` records differ (empty: the same run)."""
     diffs = [k for k in ("columns", "inference", "windows") if k in earlier and k in now and earlier[k] != now[k]]
+    rules = _silence_rule(earlier), _silence_rule(now)
+    if None not in rules and rules[0] != rules[1]:
+        # the same model scores a file padded with silence otherwise under the two rules: one output would hold
+        # rows of both (a resume after an upgrade went on, and the same audio got two scores)
+        diffs.append("silent_windows")
     # Two digests that differ are two sets of weights, however alike their probe scores (two checkpoints of one
     # run score the probe within its tolerance). Equal digests do not prove one model (a directory that leaves
     # its pretrained encoder out digests only the rest), so the probe still decides then.
@@ -640,8 +667,13 @@ def _refuse_another_run(out: str | Path, earlier: dict[str, Any], run: dict[str,
     diffs = run_differences(earlier, run)
     if diffs:
         details = "; ".join(
-            change for k in diffs if k != "model weights" for change in _changes(k, earlier.get(k), run.get(k))
+            change
+            for k in diffs
+            if k not in ("model weights", "silent_windows")
+            for change in _changes(k, earlier.get(k), run.get(k))
         )
+        if "silent_windows" in diffs:
+            details = "; ".join(filter(None, [silent_windows_change(earlier, run), details]))
         if "model weights" in diffs:
             details = "; ".join(
                 filter(None, [f"the model differs (earlier {earlier.get('model')}, now {run.get('model')})", details])
@@ -650,6 +682,20 @@ def _refuse_another_run(out: str | Path, earlier: dict[str, Any], run: dict[str,
             f"{out} holds rows of another scoring run ({details}); resuming would mix them: "
             f"choose another --out, or delete {Path(out).name} and {path.name} to start over"
         )
+
+
+def silent_windows_change(earlier: dict[str, Any], now: dict[str, Any]) -> str:
+    """The ``silent_windows`` difference of two run records in words, naming the sddkit that wrote the earlier."""
+    said = {
+        "averaged_in": "averaged windows of digital silence into a file's score (sddkit before 2026-12-06)",
+        SILENT_WINDOWS: "leaves windows of digital silence out of a file's score",
+    }
+    before, after = (_silence_rule(r) for r in (earlier, now))
+    return (
+        f"the earlier run {said.get(str(before), repr(before))}, this one "
+        f"{said.get(str(after), repr(after))}: a file padded with silence would get "
+        "another score than the earlier rows' files; score every file again with this sddkit"
+    )
 
 
 def _changes(key: str, earlier: Any, now: Any) -> list[str]:

@@ -704,11 +704,24 @@ RUN_SETTINGS = frozenset(
 
 def recorded_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
     """A recipe as a checkpoint or ``run.json`` recorded it, parsed again so that one written by an older
-    sddkit compares equal to today's form of the same settings (as recorded if it no longer parses)."""
+    sddkit compares equal to today's form of the same settings (as recorded if it no longer parses). A key the
+    older sddkit did not record reads as what it did, where that is not today's default (:func:`_as_it_ran`)."""
     try:
-        return to_dict(from_dict(TrainRecipe, recipe))
+        return to_dict(from_dict(TrainRecipe, _as_it_ran(recipe)))
     except (ConfigError, ValueError, TypeError):
         return recipe
+
+
+def _as_it_ran(recipe: dict[str, Any]) -> dict[str, Any]:
+    """``recipe`` with ``data.distinct_draws: false`` where an sddkit before 2026-12-02 recorded no such key under a
+    sampler that repeats items within an epoch: it gave a repeat its first draw's crop and augmentation. Parsed with
+    today's default (true), a resume of its checkpoint under new code switched to distinct draws with no warning,
+    and best/ and final/ recorded the run as trained under one recipe throughout. (``random`` never repeats an item:
+    the key changes nothing there, and is left to its default.)"""
+    data = recipe.get("data")
+    if not isinstance(data, dict) or "distinct_draws" in data or data.get("sampler", "random") == "random":
+        return recipe
+    return {**recipe, "data": {**data, "distinct_draws": False}}
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
