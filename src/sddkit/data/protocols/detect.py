@@ -274,6 +274,27 @@ def _is_librispeech(d: Path) -> bool:
     return any(d.glob("*/*/*.trans.txt")) or any(d.glob("*/*/*/*.trans.txt"))
 
 
+# protocol files of the corpora distributed as audio folders plus label files, relative to their corpus folder:
+# ASVspoof 2019 LA/PA CM protocols, the ASVspoof 2021 keys (full and stage-1), ADD 2022 and ADD 2023 label files
+_LABEL_FILE_GLOBS = (
+    "ASVspoof2019_*_cm_protocols/ASVspoof2019.*.cm.*.txt",
+    "*/ASVspoof2019_*_cm_protocols/ASVspoof2019.*.cm.*.txt",
+    "ASVspoof2019.*.cm.*.txt",
+    "keys/*/CM/trial_metadata.txt",
+    "keys/CM/trial_metadata.txt",
+    "*-keys-*/keys/*/CM/trial_metadata.txt",
+    "label/*_label.txt",
+    "*_label.txt",
+    "label.txt",
+    "*/label.txt",
+)
+
+
+def _label_files(d: Path) -> list[Path]:
+    """The protocol files of a known corpus folder in ``d`` (see :data:`_LABEL_FILE_GLOBS`), in a stable order."""
+    return sorted({f for pattern in _LABEL_FILE_GLOBS for f in d.glob(pattern) if f.is_file()})
+
+
 def detect_folder_format(d: Path) -> str:
     manifest = d / "manifest.csv"
     if manifest.is_file():
@@ -316,6 +337,14 @@ def detect_folder_format(d: Path) -> str:
         return "fake_or_real"
     if (d / "ASVspoof2019_LA_cm_protocols").is_dir() or (d / "LA").is_dir():
         raise ProtocolError(f"{d}: an ASVspoof folder; pass a protocol file (e.g. ASVspoof2019.LA.cm.train.trn.txt)")
+    label_files = _label_files(d)
+    if label_files:
+        # a corpus of protocol files the folder reader cannot take (ASVspoof 2019 PA, the 2021 keys, ADD): the
+        # generic "cannot tell the corpus layout" listed formats these are none of, and named no file to pass
+        raise ProtocolError(
+            f"{d}: a folder of protocol files; pass one of them (its audio folder is found from it, or give it "
+            f"as the `root` option): {', '.join(str(f) for f in label_files[:4])}"
+        )
     if any((d / n).is_dir() for n in _ASV5_FOLDERS) or any(d.glob("ASVspoof5.*.tsv")):
         raise ProtocolError(
             f"{d}: an ASVspoof 5 folder; pass a protocol file (ASVspoof5.train.tsv, ASVspoof5.dev.track_1.tsv or "

@@ -6,12 +6,15 @@ training_data|model_name|architecture|transcript`` (newer releases append ``refe
 ``path`` is relative to the MLAAD root (``./fake/de/<model>/<file>.wav``); ``original_file`` is the
 M-AILABS utterance whose text was synthesised (``de_DE/by_book/female/<speaker>/<book>/wavs/<f>.wav``).
 ``attack`` = ``model_name``; a model folder without ``meta.csv`` is listed from its files
-(attack = folder name). ``meta.csv`` is read one row per line: a transcript that opens a quote and never
-closes it (``"Hallo``) ends with its line instead of taking the rows after it into its text.
+(attack = folder name); a bona fide folder (``real/``, ``bonafide/``, ``genuine/``) in the tree is refused, as
+another corpus (Fake-or-Real, a ``bonafide/`` + ``spoof/`` folder) named ``format: mlaad``. ``meta.csv`` is read one
+row per line: a transcript that opens a quote and never closes it (``"Hallo``) ends with its line instead of taking
+the rows after it into its text.
 
 MLAAD holds only spoofs: its bona fide counterpart is M-AILABS, laid out
 ``<lang>_<REGION>/by_book/{female,male}/<speaker>/<book>/wavs/*.wav`` (and ``by_book/mix/<book>/wavs``).
-Pass it as ``bonafide_root`` (the folder holding ``<lang>_<REGION>/`` or one such folder);
+Pass it as ``bonafide_root`` (the folder holding ``<lang>_<REGION>/`` or one such folder; an audio file there outside
+a ``by_book/`` folder is refused: every file under it is read as bona fide);
 ``bonafide: referenced`` keeps only the M-AILABS files some MLAAD row names as ``original_file``
 (same texts on both sides), ``all`` keeps every file. ``pair_id`` is the M-AILABS reader
 (``de_DE/<speaker>``, or ``de_DE/mix/<book>``) of a bona fide file and of the text a spoof
@@ -205,7 +208,24 @@ def _read_model_meta(meta: Path, model_dir: Path, root: Path, lang: str, corpus:
     return records
 
 
+# folder names that mean bona fide speech in the layouts beside MLAAD's (Fake-or-Real's real/, a bonafide/ folder)
+_BONAFIDE_FOLDERS = {"real", "bonafide", "bona-fide", "bona_fide", "genuine"}
+
+
 def _list_model_dir(model_dir: Path, root: Path, lang: str, corpus: str) -> list[dict]:
+    files = list_audio_files(model_dir)
+    # MLAAD holds only spoofs: a bona fide folder below a "model" folder is another corpus read as MLAAD (a
+    # Fake-or-Real tree named `format: mlaad` labelled its real/ recordings spoof, attack "training", unsaid)
+    for f in files:
+        below = f.relative_to(model_dir.parent.parent).parts[:-1]  # <language>/<model>/... below fake/
+        inner = [i for i, p in enumerate(below) if p.lower() in _BONAFIDE_FOLDERS]
+        if inner:
+            folder = model_dir.parent.parent.joinpath(*below[: inner[0] + 1])
+            raise ProtocolError(
+                f"{folder}: a bona fide folder where MLAAD has a model folder's synthesised files "
+                "(fake/<language>/<model>/); this is not an MLAAD tree: read it with its own format (fake_or_real "
+                "for Fake-or-Real, folder for bonafide/ + spoof/, or leave the format out to detect it)"
+            )
     return [
         {
             "utt_id": relative_id(f, root),
@@ -218,7 +238,7 @@ def _list_model_dir(model_dir: Path, root: Path, lang: str, corpus: str) -> list
             "attack_type": "tts",
             "language": lang,
         }
-        for f in list_audio_files(model_dir)
+        for f in files
     ]
 
 
@@ -230,6 +250,14 @@ def _mailabs_records(bona_root: Path, languages: set[str] | None, referenced: se
         key = mailabs_key(f.as_posix())
         if "by_book" not in key.split("/"):
             key = mailabs_key(f.relative_to(bona_root).as_posix())
+        if "by_book" not in key.split("/"):
+            # every audio file under bonafide_root became bona fide: a wrong root (Fake-or-Real, LJSpeech, a folder
+            # holding MLAAD's fake/ too) gave its spoofs the label bonafide and its folders as languages, unsaid
+            raise ProtocolError(
+                f"{f}: not in an M-AILABS book folder (<lang>_<REGION>/by_book/{{female,male,mix}}/...); "
+                f"bonafide_root {str(bona_root)!r} must be the M-AILABS folder holding <lang>_<REGION>/ (de_DE/, "
+                "en_US/, ...) or one such folder, holding no other corpus"
+            )
         if referenced is not None and key not in referenced:
             continue
         parts = key.split("/")
