@@ -3,6 +3,12 @@
   "use strict";
   const $ = (id) => document.getElementById(id);
   const fmt = (x, digits) => (typeof x === "number" && isFinite(x) ? x.toFixed(digits) : String(x));
+  // a probability rounded to 0.000 or 1.000 read as "impossible" or "certain" (a score of -10 is 4.5e-5, not 0): one
+  // that rounds to either end is shown as a bound
+  function fmtProbability(p) {
+    const shown = fmt(p, 3);
+    return shown === "0.000" ? "< 0.001" : shown === "1.000" ? "> 0.999" : shown;
+  }
 
   function setError(message) {
     const el = $("error");
@@ -201,7 +207,7 @@
     d.className = "decision " + r.decision;
     d.dataset.decision = r.decision;
     $("score").textContent = fmt(r.score, 3);
-    $("probability").textContent = fmt(r.probability, 3);
+    $("probability").textContent = fmtProbability(r.probability);
     $("threshold").textContent = fmt(r.threshold, 3);
     $("duration").textContent = fmt(r.duration_s, 2) + " s";
     $("n-windows").textContent = String(r.n_windows);
@@ -257,6 +263,13 @@
     return mb.toFixed(digits);
   }
 
+  // The service names the file as the browser sent it, with a name's " and line breaks percent-encoded: an error
+  // read "audio_decode_error: take %222%22.wav: ...". Named as the user chose it, as the result's heading is.
+  function namedAsChosen(message, name) {
+    const sent = name.replace(/"/g, "%22").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
+    return sent === name ? message : message.split(sent).join(name);
+  }
+
   let busy = false;  // a file is being scored
 
   async function onSubmit(ev) {
@@ -296,7 +309,7 @@
       $("result").hidden = true;
       $("status").textContent = "";
       // the browser fails the whole request ("Failed to fetch") when the file changed on disk during the upload
-      setError(err.unreachable && !(await readable(file)) ? unreadable(file) : err.message);
+      setError(err.unreachable && !(await readable(file)) ? unreadable(file) : namedAsChosen(err.message, file.name));
     } finally {
       busy = false;
       $("submit").removeAttribute("aria-disabled");
