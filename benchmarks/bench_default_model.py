@@ -122,6 +122,23 @@ def score_all(
     return np.asarray(scores, dtype=np.float64), seconds
 
 
+def read_partition(manifest: str, part: str):
+    """The manifest's rows of ``part``; a partition reported by EER must hold both classes (``stress_narrowband``
+    is bona fide only: it gets the share wrongly rejected)."""
+    from sddkit.data.protocols import read_protocol
+    from sddkit.errors import ConfigError
+
+    table = read_protocol(manifest, partitions=[part])
+    labels = np.asarray(table.labels)
+    if part != STRESS and len(set(labels.tolist())) < 2:
+        what = "bona fide" if labels.size and labels[0] == 1 else "spoof"
+        raise ConfigError(
+            f"--partitions {part}: {manifest} lists only {what} files there ({labels.size}); an EER needs both "
+            f"classes: leave it out of --partitions"
+        )
+    return table
+
+
 # --- metrics -------------------------------------------------------------------------------------
 
 
@@ -253,15 +270,17 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from sddkit.data.protocols import read_protocol
     from sddkit.scoring.api import load_detector, resolve_model_path
 
+    parts = list(dict.fromkeys(list(args.partitions) + ([] if args.no_stress else [STRESS])))
     model_path = resolve_model_path(args.model)
     detector = load_detector(model_path, batch_size=args.batch_size)
+    # every partition read before any scoring: a misspelt or one-class one was refused only once those before it
+    # had been scored and bootstrapped
+    tables = {part: read_partition(args.manifest, part) for part in parts}
     inference = detector.inference
     threshold = float(inference.threshold)
     variants = {"clean": None} | ({f"{codec} {kbps:g} kb/s" if kbps else codec: (codec, kbps)} if codec else {})
-    parts = list(args.partitions) + ([] if args.no_stress else [STRESS])
 
     results: dict[str, Any] = {
         "model": args.name or model_path.name,
@@ -271,8 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         "variants": {v: {} for v in variants},
     }
     audio_s, seconds = 0.0, 0.0
-    for part in parts:
-        table = read_protocol(args.manifest, partitions=[part])
+    for part, table in tables.items():
         labels = np.asarray(table.labels, dtype=np.int64)
         clean = load_waveforms(table, args.cache)
         for variant, spec in variants.items():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,24 @@ def parse_models(items: list[str]) -> dict[str, str]:
     return models
 
 
+def note_left_out(
+    raw: dict[str, dict[str, float]], manifest: dict[str, tuple[str, int]], common: set[str], partitions: set[str]
+) -> None:
+    """Say on stderr how many files of ``partitions`` some model scored but the table leaves out (not scored by every
+    model): every figure is over the files all models scored, and a short score file (an interrupted `sdd score`)
+    shrank every model's partition without a word."""
+    used = {k for k, (part, _) in manifest.items() if part in partitions}
+    scored = {name: len(used & set(s)) for name, s in raw.items()}
+    n_common = len(used & common)
+    if any(n != n_common for n in scored.values()):
+        counts = ", ".join(f"{name} {n}" for name, n in scored.items())
+        print(
+            f"note: of the {', '.join(sorted(partitions))} files, the models scored {counts}; the figures are over "
+            f"the {n_common} that every model scored (score the missing files to compare on all of them)",
+            file=sys.stderr,
+        )
+
+
 def check_partitions(labels: dict[str, np.ndarray], partitions: list[str]) -> None:
     """Refuse a reported partition without both classes among the files every model scored, before any output:
     its EER was an error naming no partition, after the calibrations and half the table had been printed."""
@@ -96,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     common = set.intersection(*(set(s) for s in raw.values())) & set(manifest)
     files = {p: sorted(k for k in common if manifest[k][0] == p) for p in {"val", *args.partitions}}
+    note_left_out(raw, manifest, common, {"val", *args.partitions})
     labels = {p: np.array([manifest[k][1] for k in ks], dtype=int) for p, ks in files.items()}
     if not files["val"]:
         raise SystemExit("no val files scored by every model: calibration needs val")

@@ -8,7 +8,8 @@ Each bona fide file of the chosen partitions gets one vocoded copy (16 kHz FLAC)
 the same file always the same way), with the original's source, speaker,
 pair_id and partition, so that a pair differs only in the vocoding. Add the output to a recipe's
 ``data.train`` as a second ``sddbench`` protocol, e.g. with the override in docs/benchmarks.md ("Copy-synthesis
-training spoofs"). The output must stay outside the repository.
+training spoofs"). The output must stay outside the repository, in a new folder: an ``--out`` that already holds a
+``manifest.csv`` (the corpus's own folder, or an earlier run's output) is refused, since the run replaces it whole.
 """
 
 from __future__ import annotations
@@ -26,12 +27,24 @@ from sddkit.audio.io import load_audio
 from sddkit.augment.vocoder import copy_synthesis
 from sddkit.data.protocols.sddbench import SddbenchConfig, read_sddbench
 from sddkit.detectors.model_dir import atomic_write_bytes
+from sddkit.errors import ConfigError
 
 COLUMNS = [
     "path", "label", "partition", "system", "attack_type", "source", "speaker", "pair_id", "language",
     "origin_corpus", "variant", "orig_format", "sample_rate", "channels", "duration_s",
 ]  # fmt: skip
 SAMPLE_RATE = 16000
+
+
+def refuse_existing_manifest(out: Path) -> None:
+    """Refuse an ``--out`` that already holds a ``manifest.csv``: the run replaced it whole, so an ``--out`` equal to
+    the corpus's own folder overwrote the corpus's manifest, and a second run into the same folder (e.g. another
+    ``--partitions``) dropped the first run's rows while their audio stayed behind, listed nowhere."""
+    if (out / "manifest.csv").exists():
+        raise ConfigError(
+            f"--out {out} already holds a manifest.csv (a corpus's, or an earlier run's), which this run would "
+            "replace: choose a new folder, or delete that one first"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    table = read_sddbench(SddbenchConfig(protocol=args.manifest, partitions=args.partitions))
     out = Path(args.out)
+    refuse_existing_manifest(out)  # asked now, not after minutes of synthesis
+    table = read_sddbench(SddbenchConfig(protocol=args.manifest, partitions=args.partitions))
     rows = []
     bonafide = table.where(label="bonafide").df.fillna("").to_dict("records")
     for i, row in enumerate(bonafide):
