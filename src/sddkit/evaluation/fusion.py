@@ -532,15 +532,23 @@ def _own_run_record(score_file: ScoreFile) -> dict[str, Any] | None:
 def scored_by(score_file: ScoreFile) -> str | None:
     """The weights digest of the model whose ``sdd score`` run wrote ``score_file`` (its run record's
     ``weights_digest``); None for a file from elsewhere, or one rewritten since (its columns are not the record's)."""
-    record = _own_run_record(score_file)
-    digest = None if record is None else record.get("weights_digest")
-    return digest if isinstance(digest, str) and digest else None
+    return _record_digest(_own_run_record(score_file))
 
 
 def scored_calibration(score_file: ScoreFile) -> dict[str, float] | None:
     """The calibration (``{"a": ..., "b": ...}``) of the model when its ``sdd score`` run wrote ``score_file`` (its
     run record's ``inference.calibration``); None where :func:`scored_by` knows no model, or the record has none."""
-    record = _own_run_record(score_file)
+    return _record_calibration(_own_run_record(score_file))
+
+
+def _record_digest(record: dict[str, Any] | None) -> str | None:
+    """A run record's ``weights_digest``; None without a record or a digest."""
+    digest = None if record is None else record.get("weights_digest")
+    return digest if isinstance(digest, str) and digest else None
+
+
+def _record_calibration(record: dict[str, Any] | None) -> dict[str, float] | None:
+    """A run record's ``inference.calibration`` as ``{"a": ..., "b": ...}``; None without a record or finite a, b."""
     inference = None if record is None else record.get("inference")
     calibration = inference.get("calibration") if isinstance(inference, dict) else None
     if not isinstance(calibration, dict) or not all(_finite(calibration.get(k)) for k in ("a", "b")):
@@ -600,15 +608,7 @@ def _with_fit_file_identity(system: dict[str, Any], applied_from: str) -> dict[s
     run = next((r for r in map(run_record, dict.fromkeys([*candidates, fit_file])) if r is not None), None)
     if run is None:
         return system
-    digest = run.get("weights_digest")
-    inference = run.get("inference")
-    calibration = inference.get("calibration") if isinstance(inference, dict) else None
-    known = isinstance(calibration, dict) and all(_finite(calibration.get(k)) for k in ("a", "b"))
-    return {
-        **system,
-        "weights_digest": digest if isinstance(digest, str) and digest else None,
-        "calibration": {"a": float(calibration["a"]), "b": float(calibration["b"])} if known else None,
-    }
+    return {**system, "weights_digest": _record_digest(run), "calibration": _record_calibration(run)}
 
 
 def _unchecked_note(applied_from: str, names: Sequence[str]) -> str:
