@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import math
 import re
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
@@ -143,7 +144,7 @@ class ErrorBody(BaseModel):
     type: str = Field(
         description="stable and machine-readable, e.g. payload_too_large, missing_field, too_many_files, "
         "audio_decode_error, audio_too_short_error, audio_too_long_error, silent_audio_error, request_timeout, "
-        "non_finite_score, not_ready, internal_error"
+        "non_finite_score, not_ready, service_unavailable, internal_error"
     )
     message: str = Field(description="what is wrong, and what to do about it, for a person to read")
 
@@ -222,7 +223,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
             "(undecodable, empty, silent or a bare DC offset, too short or too long)",
         ),
         (500, "the model failed on this audio: a non-finite (NaN/inf) score, or output of the wrong shape"),
-        (503, "the model is not loaded (the service is starting or stopping)"),
+        (
+            503,
+            "the model is not loaded (not_ready: the service is starting or stopping), or the server has as many "
+            "connections open as sdd serve --limit-connections allows (service_unavailable: retry in a moment)",
+        ),
     )
 }
 _NOT_READY = {503: _ERRORS[503]}
@@ -352,9 +357,22 @@ def create_app(
                 "model": HealthResponse,
                 "description": 'the model is loaded: {"status": "ok", "model_loaded": true}',
             },
+            # either body: a server at its --limit-connections answers every request, this one too, before the
+            # app sees it (sddkit.service.server), with the error body; the schema said a HealthResponse only
             503: {
-                "model": HealthResponse,
-                "description": 'the model is not loaded: {"status": "starting", "model_loaded": false}',
+                "description": 'the model is not loaded: {"status": "starting", "model_loaded": false}; or the '
+                "server is at its connection limit (sdd serve --limit-connections): an error body of type "
+                "service_unavailable",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "anyOf": [
+                                {"$ref": "#/components/schemas/HealthResponse"},
+                                {"$ref": "#/components/schemas/ErrorResponse"},
+                            ]
+                        }
+                    }
+                },
             },
         },
     )
@@ -494,23 +512,39 @@ def model_summary(det: Any, limits: dict[str, float]) -> dict[str, Any]:
     """What ``GET /v1/model`` answers: the model's info and every setting of its ``inference`` section."""
     cfg = det.inference
     info = det.info
-    return {
-        "name": info.get("name"),
-        "path": info.get("path"),
-        "backend": info.get("backend"),
-        "architecture": info.get("architecture"),
-        "components": info.get("components"),
-        "num_parameters": info.get("num_parameters"),
-        "weights_digest": info.get("weights_digest"),
-        # all of them, not a chosen few: min_duration_s (why a short upload is refused) was left out
-        **cfg.to_dict(),
-        "window_s": cfg.window_s,
-        "outputs": det.stat_widths(),
-        "limits": dict(limits),
-        "model": info.get("model"),
-        "metadata": info.get("metadata", {}),
-        "sddkit_version": __version__,
-    }
+    # finite numbers only: a checkpoint's meta.json may hold NaN (Python's json writes and reads it), and Starlette's
+    # strict JSON encoder then failed the whole answer, a 500 internal_error on every GET /v1/model
+    return _finite_json(
+        {
+            "name": info.get("name"),
+            "path": info.get("path"),
+            "backend": info.get("backend"),
+            "architecture": info.get("architecture"),
+            "components": info.get("components"),
+            "num_parameters": info.get("num_parameters"),
+            "weights_digest": info.get("weights_digest"),
+            # all of them, not a chosen few: min_duration_s (why a short upload is refused) was left out
+            **cfg.to_dict(),
+            "window_s": cfg.window_s,
+            "outputs": det.stat_widths(),
+            "limits": dict(limits),
+            "model": info.get("model"),
+            "metadata": info.get("metadata", {}),
+            "sddkit_version": __version__,
+        }
+    )
+
+
+def _finite_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (in nested dicts, lists and tuples) as None: JSON has no such
+    numbers, and a client reads a null where the schema allows one (``metadata`` and ``model`` are free-form)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_json(v) for v in value]
+    return value
 
 
 def _install_offline_docs(app: FastAPI, assets: Path) -> None:

@@ -9,6 +9,8 @@ the client closes it. The service runs on uvicorn's h11 protocol with such a dea
 from __future__ import annotations
 
 import asyncio
+import json
+import types
 from typing import Any
 
 import uvicorn
@@ -16,12 +18,49 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from sddkit.service.app import REQUEST_HEAD_TIMEOUT_S
 
+# what a request past --limit-connections gets: uvicorn's own answer was a text/plain "Service Unavailable", while
+# /openapi.json promises every error as JSON {"error": {"type", "message"}}, so a client generated from the schema
+# failed to decode the 503 of a busy server instead of reading it as one and retrying
+OVER_LIMIT_TYPE = "service_unavailable"
+OVER_LIMIT_MESSAGE = (
+    "the service has as many connections open as it takes (sdd serve --limit-connections): retry in a moment"
+)
+
+
+async def json_service_unavailable(scope: Any, receive: Any, send: Any) -> None:
+    """uvicorn's ``service_unavailable`` ASGI app, answering the service's JSON error body."""
+    body = json.dumps({"error": {"type": OVER_LIMIT_TYPE, "message": OVER_LIMIT_MESSAGE}}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _with_json_over_limit(method: Any) -> Any:
+    """``method`` (uvicorn's ``handle_events``) answering a request past the limit with
+    :func:`json_service_unavailable`: uvicorn looks its ``service_unavailable`` up in its module's globals, so this
+    copy gets its own globals rather than patching uvicorn's module for every server in the process. A uvicorn whose
+    method no longer names it is left as it is."""
+    code = method.__code__
+    if "service_unavailable" not in code.co_names or code.co_freevars:
+        return method
+    scope = {**method.__globals__, "service_unavailable": json_service_unavailable}
+    copy = types.FunctionType(code, scope, method.__name__, method.__defaults__, method.__closure__)
+    copy.__kwdefaults__ = method.__kwdefaults__
+    copy.__qualname__, copy.__doc__ = method.__qualname__, method.__doc__
+    return copy
+
 
 class HeadDeadlineH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, closing a connection that has not sent a complete request head within
-    ``head_timeout_s`` of its start or of the end of its last response."""
+    ``head_timeout_s`` of its start or of the end of its last response, and answering a request past
+    ``limit_concurrency`` with the service's JSON error body (:func:`json_service_unavailable`)."""
 
     head_timeout_s: float = REQUEST_HEAD_TIMEOUT_S  # uvicorn_config sets it on a subclass: the value read then
+    handle_events = _with_json_over_limit(H11Protocol.handle_events)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._head_timer: asyncio.TimerHandle | None = None
