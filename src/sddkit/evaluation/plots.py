@@ -41,6 +41,42 @@ def _probit(rate: np.ndarray) -> np.ndarray:
     return norm.ppf(np.clip(rate, *_DET_LIMITS))
 
 
+_SEGMENT_STEP = 0.05  # most normal deviates between drawn points along a segment both rates change on (a DET plot)
+
+
+def _det_points(fa: np.ndarray, miss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Probit (fa, miss) of a DET curve drawn through its operating points.
+
+    Between two operating points where both rates change (a run of tied scores, or points a thinned curve skips)
+    lie the points of the thresholds that accept part of the run (the tied trials taken in random order): on the
+    straight line between the two in the rates, which probit axes bend. A straight probit segment between them
+    left the curve: scores all tied (EER 50 %) crossed miss = fa at 20 %, far from their EER marker. Each such
+    segment is drawn through points spread evenly along both probit axes.
+    """
+    px, py = _probit(fa), _probit(miss)
+    xs, ys = [px[:1]], [py[:1]]
+    for i in range(fa.size - 1):
+        span = max(abs(px[i + 1] - px[i]), abs(py[i + 1] - py[i]))
+        if fa[i + 1] != fa[i] and miss[i + 1] != miss[i] and span > _SEGMENT_STEP:
+            k = int(np.ceil(span / _SEGMENT_STEP))
+            # the shares t of the way along the segment where fa, and where miss, take evenly spaced probit values
+            t = np.concatenate(
+                [
+                    (norm.cdf(np.linspace(p0, p1, k + 1)[1:-1]) - r0) / (r1 - r0)
+                    for p0, p1, r0, r1 in (
+                        (px[i], px[i + 1], fa[i], fa[i + 1]),
+                        (py[i], py[i + 1], miss[i], miss[i + 1]),
+                    )
+                ]
+            )
+            t = np.unique(np.clip(t, 0.0, 1.0))
+            xs.append(_probit(fa[i] + t * (fa[i + 1] - fa[i])))
+            ys.append(_probit(miss[i] + t * (miss[i + 1] - miss[i])))
+        xs.append(px[i + 1 : i + 2])
+        ys.append(py[i + 1 : i + 2])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
 def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
@@ -57,10 +93,8 @@ def plot_det(curves: Mapping[str, DetCurve], path: str | Path, title: str = "DET
     ax = fig.add_subplot()
     for i, (name, curve) in enumerate(curves.items()):
         point = eer_from_curve(curve)
-        fa, miss = _thin(curve)
         (line,) = ax.plot(
-            _probit(fa),
-            _probit(miss),
+            *_det_points(*_thin(curve)),
             lw=2.0 if i == 0 else 1.2,
             label=f"{plain_text(name)} (EER {100 * point.eer:.2f}%)",
         )
