@@ -330,3 +330,18 @@ def test_two_process_sharding_with_gloo(tmp_path, model_dir):
             assert r["score"] is None
             continue
         assert r["score"] == pytest.approx(det.score_file(r["path"]).score, rel=1e-5, abs=1e-6)
+
+
+def test_a_file_listed_several_times_is_scored_once_and_said(tmp_path, model_dir, capsys, monkeypatch):
+    """The same file named directly, spelled otherwise and listed in a manifest is one row; a note says how many
+    listings were left out (the summary's files: 1 said nothing of the others)."""
+    wav = _wav(tmp_path / "a.wav", 1.0, seed=0)
+    manifest = tmp_path / "list.txt"
+    manifest.write_text(f"{wav}\n{wav}\n")
+    out = tmp_path / "s.csv"
+    monkeypatch.chdir(tmp_path)
+    assert main(["score", str(wav), "./a.wav", str(manifest), "--model", str(model_dir), "--out", str(out)]) == 0
+    assert [r["path"] for r in _rows(out)] == [str(wav)]
+    assert "3 input(s) name a file listed already" in capsys.readouterr().err
+    assert main(["score", str(wav), "--model", str(model_dir), "--out", str(tmp_path / "t.csv")]) == 0
+    assert "listed already" not in capsys.readouterr().err

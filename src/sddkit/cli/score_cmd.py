@@ -201,7 +201,8 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
         batch.clear_shard_done(out, rank)
     empty: list[str] = []
     own: list[str] = []
-    paths = batch.expand_inputs(args.inputs, out=out, empty_folders=empty, skipped=own)
+    repeated: list[str] = []
+    paths = batch.expand_inputs(args.inputs, out=out, empty_folders=empty, skipped=own, repeated=repeated)
     if world > 1:
         paths = _rank0_listing(paths)
     if rank == 0 and paths:  # with no paths at all the error below says it, in one line (was the note, then it)
@@ -209,6 +210,12 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
             print(
                 f"sdd score: note: {folder} holds no audio file (names ending {' '.join(AUDIO_EXTENSIONS)}; "
                 "a file under another name is scored when given directly or listed in a manifest)",
+                file=sys.stderr,
+            )
+        if repeated:  # the summary's "files" counted each once, without a word on the inputs' other listings
+            print(
+                f"sdd score: note: {len(repeated)} input(s) name a file listed already (e.g. {repeated[0]}): each "
+                "file is scored once, in one row",
                 file=sys.stderr,
             )
     if not paths:  # only folders list nothing (a manifest that lists no path is refused): said, not an empty output

@@ -80,6 +80,7 @@ def expand_inputs(
     out: str | Path | None = None,
     empty_folders: list[str] | None = None,
     skipped: list[str] | None = None,
+    repeated: list[str] | None = None,
 ) -> list[str]:
     """Audio files, folders and manifests -> a de-duplicated list of audio paths, in input order.
 
@@ -89,7 +90,8 @@ def expand_inputs(
     manifest at all); ``skipped``, when given, gets those inputs.
     ``empty_folders``, when given, gets every folder input that lists no audio file (a mistyped folder, or one of
     recordings under suffixes no listing takes, e.g. ``.pcm``), which ``sdd score`` names rather than writing an
-    empty output without a word."""
+    empty output without a word. ``repeated``, when given, gets every path left out as a file listed already (its
+    first spelling is kept)."""
     paths: list[str] = []
     own = _own_files(out) if out is not None else None
     for item in inputs:
@@ -133,7 +135,10 @@ def expand_inputs(
     # one row per file: the same file spelled twice ("a.wav", "./a.wav", absolute) keeps its first spelling
     unique: dict[str, str] = {}
     for path in paths:
-        unique.setdefault(os.path.abspath(path), path)
+        key = os.path.abspath(path)
+        if key in unique and repeated is not None:
+            repeated.append(path)
+        unique.setdefault(key, path)
     return list(unique.values())
 
 
