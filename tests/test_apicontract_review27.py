@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 
 import httpx
 import pytest
 import torch
-import uvicorn
 from fastapi.testclient import TestClient
 from scoring_support import TINY_LCNN, save_tiny_lcnn
+from test_service import start_uvicorn
 
 from sddkit.config import from_dict, to_dict
 from sddkit.detectors.detector import DetectorConfig, build_detector
@@ -73,18 +70,11 @@ def test_a_request_past_limit_connections_gets_the_json_error_body(model_dir):
     from sddkit.service.server import uvicorn_config
 
     app = create_app(model_dir)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     # a limit of 1: the request's own connection reaches it, so every request is past it
-    server = uvicorn.Server(uvicorn_config(app, port=port, log_level="error", limit_connections=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    server, thread, port = start_uvicorn(
+        app, lambda port: uvicorn_config(app, port=port, log_level="error", limit_connections=1)
+    )
     try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline
-            time.sleep(0.05)
         url = f"http://127.0.0.1:{port}"
         answers = [
             httpx.get(f"{url}/healthz", timeout=30),

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.stats import norm
+from test_evalplots_review4 import _capture_figures
 
 import sddkit.evaluation.plots as plots_module
 from sddkit.metrics.det import det_curve, eer_from_curve
 
 
 def _drawn_lines(tmp_path, monkeypatch, curves) -> list:
-    figures = []
-    save = plots_module._save
-
-    def keep(fig, path):
-        figures.append(fig)
-        return save(fig, path)
-
-    monkeypatch.setattr(plots_module, "_save", keep)
+    figures = _capture_figures(monkeypatch)
     plots_module.plot_det(curves, tmp_path / "det.png")
     return [line for line in figures[0].axes[0].lines if not line.get_label().startswith("_")]
 

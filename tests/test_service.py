@@ -242,13 +242,15 @@ def test_not_ready_before_startup(model_dir):
     _assert_error(client.get("/v1/model"), 503, "not_ready")
 
 
-def start_uvicorn(app) -> tuple[uvicorn.Server, threading.Thread, int]:
+def start_uvicorn(app, config=None) -> tuple[uvicorn.Server, threading.Thread, int]:
     """Start ``app`` with uvicorn on a free loopback port in a background thread, once it serves: (server, its
-    thread, port). The caller stops it (``server.should_exit = True``, then joins the thread)."""
+    thread, port). ``config(port)``, when given, makes the server's ``uvicorn.Config``. The caller stops it
+    (``server.should_exit = True``, then joins the thread)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    made = config(port) if config is not None else uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(made)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
