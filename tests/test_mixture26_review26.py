@@ -3,32 +3,11 @@
 from __future__ import annotations
 
 import torch
+from test_mixture_numerics import FixedLogits, PassThrough
 from torch import nn
 
 from sddkit.detectors import Detector, DetectorMixture
 from sddkit.detectors.mixture import mix_log_probs
-from sddkit.detectors.outputs import BackendOutput, FrontendOutput
-
-
-class _PassThrough(nn.Module):
-    output_dim = None
-
-    def forward(self, waveform):
-        return FrontendOutput(features=waveform)
-
-
-class _FixedLogits(nn.Module):
-    """B copies of fixed logits, which are the embedding too."""
-
-    output_dim = 2
-
-    def __init__(self, logits: list[float]):
-        super().__init__()
-        self.register_buffer("logits", torch.tensor(logits))
-
-    def forward(self, x):
-        logits = self.logits.expand(x.shape[0], -1)
-        return BackendOutput(logits=logits, embedding=logits)
 
 
 class _ConfidentGate(nn.Module):
@@ -56,7 +35,7 @@ def test_a_subnormal_gate_weight_counts_at_its_own_size_not_the_clamp():
     # probability is expert 1's share, e^-95, so its log-odds is 95; the weight's log taken at float32's smallest
     # normal (e^-87.3) gave 87.3
     logits = [[-60.0, 60.0], [60.0, -60.0]]
-    experts = [Detector(frontend=_PassThrough(), backend=_FixedLogits(lo)) for lo in logits]
+    experts = [Detector(frontend=PassThrough(), backend=FixedLogits(lo)) for lo in logits]
     mix = DetectorMixture(experts=experts, gate=_ConfidentGate()).eval()
     out = mix(torch.randn(3, 100))
     weights = out.stats["gate_weights"]
