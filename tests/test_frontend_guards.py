@@ -52,12 +52,29 @@ def test_whisper_refuses_options_it_cannot_apply(option):
     get_registry("encoder").build({"name": "whisper_tiny", "normalize": False, "spec_augment": False})
 
 
-@pytest.mark.parametrize("n", [0, -1])
+@pytest.mark.parametrize("n", [0, -1, 2.5, True, "2"])
 def test_a_refused_add_experts_leaves_the_layer_unchanged(n):
-    """MoLExLinear.add_experts froze the old experts and appended a group before the router refused n < 1."""
+    """MoLExLinear.add_experts froze the old experts and appended a group before the router refused n < 1
+    (and a count of 2.5 got as far as freezing the old experts before torch refused it)."""
     router = get_registry("router").build("softmax", in_features=8, num_experts=2)
     layer = MoLExLinear(nn.Linear(8, 6), num_experts=2, rank=2, alpha=2.0, router=router)
     with pytest.raises(ConfigError, match="n >= 1"):
         layer.add_experts(n, bias=-6.0)
     assert layer.expert_groups == (2,) and layer.router.num_experts == 2
     assert all(p.requires_grad for p in layer.parameters() if p is not layer.weight and p is not layer.bias)
+
+
+@pytest.mark.parametrize("n", [2.5, 0])
+def test_a_refused_front_end_add_experts_grows_no_layer(n):
+    """SSLFrontend.add_experts asks every layer before growing any: the first layer was grown (and its old experts
+    frozen) before a later one refused, leaving a model that matched no config."""
+    front = get_registry("frontend").build({"name": "ssl", "encoder": "wav2vec2_tiny", "adapter": "molex"})
+    before = {name: tuple(p.shape) for name, p in front.named_parameters()}
+    trainable = {name for name, p in front.named_parameters() if p.requires_grad}
+    with pytest.raises(ConfigError, match="whole number n >= 1"):
+        front.add_experts(n)
+    assert {name: tuple(p.shape) for name, p in front.named_parameters()} == before
+    assert {name for name, p in front.named_parameters() if p.requires_grad} == trainable
+    assert front.molex_config.added_experts == []
+    new = front.add_experts(2)  # an integer count still grows, recorded as a plain int
+    assert new and front.molex_config.added_experts == [2]

@@ -228,11 +228,10 @@ class MoLExLinear(AdaptedLinear):
 
     def add_experts(self, n: int, *, bias: float) -> None:
         """Append ``n`` experts (A Kaiming-uniform, B zero) and freeze the existing ones."""
-        if n < 1:
-            raise ConfigError(f"add_experts needs n >= 1, got {n}")
-        problem = self.router.growth_problem(bias)  # before anything is frozen or appended: the layer stays as it was
+        problem = self.router.growth_problem(bias, n)  # before anything is frozen: the layer stays as it was
         if problem is not None:
             raise ConfigError(problem)
+        n = int(n)
         for p in (*self.lora_A, *self.lora_B):
             freeze_(p)
         self._append_group(n)

@@ -22,6 +22,7 @@ can freeze the rows of old experts and train only the new rows.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -169,11 +170,14 @@ class Router(nn.Module):
         """x (B, N, in) -> RouterOutput, gates (B, N, E) per token or (B, 1, E) per utterance."""
         return self.route(self.logits(self.pool(x)))
 
-    def growth_problem(self, bias: float) -> str | None:
-        """Why :meth:`add_experts` with this ``bias`` would add experts that never train, or None: a top-k router
-        never selects experts that start below every old one (their gate is exactly 0), so only a softmax router can
-        grow; a bias of -inf gives them a gate of exactly 0 too, and NaN makes every gate NaN (as
+    def growth_problem(self, bias: float, n: int = 1) -> str | None:
+        """Why :meth:`add_experts` of ``n`` experts with this ``bias`` would fail or add experts that never train, or
+        None: ``n`` must be a whole number >= 1 (2.5 got as far as freezing the old experts before failing); a top-k
+        router never selects experts that start below every old one (their gate is exactly 0), so only a softmax
+        router can grow; a bias of -inf gives them a gate of exactly 0 too, and NaN makes every gate NaN (as
         ``MoLExConfig.new_expert_bias`` refuses them)."""
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            return f"add_experts needs a whole number n >= 1 of experts to add, got {n!r}"
         if self.top_k is not None:
             return (
                 f"add_experts needs a softmax router; this one routes top-{self.top_k}: the new experts start below "
@@ -193,11 +197,10 @@ class Router(nn.Module):
         at zero: identical rows get identical gradients, and several experts added at once were routed
         as one (equal gate means on every attack after training).
         """
-        if n < 1:
-            raise ConfigError(f"add_experts needs n >= 1, got {n}")
-        problem = self.growth_problem(bias)
+        problem = self.growth_problem(bias, n)
         if problem is not None:
             raise ConfigError(problem)
+        n = int(n)
         for p in (*self.weights, *self.biases):
             freeze_(p)
         ref = self.weights[0]

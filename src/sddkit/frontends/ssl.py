@@ -223,9 +223,15 @@ class SSLFrontend(nn.Module):
         """
         if self.adapter != "molex":
             raise ConfigError(f"add_experts needs the molex adapter, this front-end has {self.adapter!r}")
+        bias = self.molex_config.new_expert_bias if bias is None else bias
+        # every layer is asked before any grows: a refusal at a later layer left the earlier ones grown
+        problem = next((p for m in self._adapted if (p := m.router.growth_problem(bias, n)) is not None), None)
+        if problem is not None:
+            raise ConfigError(problem)
+        n = int(n)
         before = {id(p) for p in self.parameters()}
         for module in self._adapted:
-            module.add_experts(n, bias=self.molex_config.new_expert_bias if bias is None else bias)
+            module.add_experts(n, bias=bias)
         self.molex_config.added_experts.append(n)
         if self.config is not None:
             self.config.molex.added_experts.append(n)
