@@ -5,15 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from corpus_support import touch
 
 from sddkit.data.protocols import read_protocol
 from sddkit.errors import ProtocolError
-
-
-def _touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-    return path
 
 
 def test_a_fake_or_real_tree_read_as_mlaad_is_refused_not_its_real_files_labelled_spoof(tmp_path: Path) -> None:
@@ -21,14 +16,14 @@ def test_a_fake_or_real_tree_read_as_mlaad_is_refused_not_its_real_files_labelle
     MLAAD spoof of the "model" training/validation/testing: bona fide speech labelled spoof, without a word."""
     root = tmp_path / "FoR"
     for split in ("training", "testing"):
-        _touch(root / "for-norm" / split / "real" / "file1.wav")
-        _touch(root / "for-norm" / split / "fake" / "file1.wav")
+        touch(root / "for-norm" / split / "real" / "file1.wav")
+        touch(root / "for-norm" / split / "fake" / "file1.wav")
     with pytest.raises(ProtocolError, match=r"for-norm/testing/real: a bona fide folder.*fake_or_real"):
         read_protocol(root, "mlaad")
     assert read_protocol(root, "fake_or_real").df["label"].value_counts().to_dict() == {"bonafide": 2, "spoof": 2}
     # the check looks at folder names only: MLAAD's own model folders without meta.csv read as before
-    _touch(tmp_path / "MLAAD" / "fake" / "de" / "griffin_lim" / "griffin_lim_1.wav")
-    _touch(tmp_path / "MLAAD" / "fake" / "en" / "tts_models_en_ljspeech_vits" / "x_1.wav")
+    touch(tmp_path / "MLAAD" / "fake" / "de" / "griffin_lim" / "griffin_lim_1.wav")
+    touch(tmp_path / "MLAAD" / "fake" / "en" / "tts_models_en_ljspeech_vits" / "x_1.wav")
     df = read_protocol(tmp_path / "MLAAD").df
     assert df["label"].tolist() == ["spoof", "spoof"]
     assert df["attack"].tolist() == ["griffin_lim", "tts_models_en_ljspeech_vits"]
@@ -36,8 +31,8 @@ def test_a_fake_or_real_tree_read_as_mlaad_is_refused_not_its_real_files_labelle
 
 def test_a_bonafide_spoof_folder_read_as_mlaad_is_refused(tmp_path: Path) -> None:
     """A generic bonafide/<speaker>/ + spoof/<attack>/ tree named `format: mlaad` read bonafide/ as a language."""
-    _touch(tmp_path / "data" / "bonafide" / "spk1" / "a.wav")
-    _touch(tmp_path / "data" / "spoof" / "A01" / "b.wav")
+    touch(tmp_path / "data" / "bonafide" / "spk1" / "a.wav")
+    touch(tmp_path / "data" / "spoof" / "A01" / "b.wav")
     with pytest.raises(ProtocolError, match=r"data/bonafide: a bona fide folder.*folder for bonafide/ \+ spoof/"):
         read_protocol(tmp_path / "data", "mlaad")
     assert read_protocol(tmp_path / "data", "folder").df["label"].tolist() == ["bonafide", "spoof"]
@@ -90,7 +85,7 @@ def _mlaad_de(tmp_path: Path) -> Path:
         "./fake/de/tts_models_de_thorsten_vits/f1.wav|de_DE/by_book/female/eva_k/grune_haus/wavs/g_f1.wav|German|"
         "True|3.2|thorsten|tts_models/de/thorsten/vits|vits|Hallo\n"
     )
-    _touch(model / "f1.wav")
+    touch(model / "f1.wav")
     return tmp_path / "MLAAD"
 
 
@@ -101,13 +96,13 @@ def test_an_mlaad_bonafide_root_that_is_not_m_ailabs_is_refused_not_its_spoofs_l
     under it as M-AILABS bona fide speech: FoR's fake/ files labelled bonafide, its version folders as languages."""
     mlaad = _mlaad_de(tmp_path)
     wrong = tmp_path / "FoR"
-    _touch(wrong / "for-norm" / "testing" / "fake" / "file1.wav")
-    _touch(wrong / "for-norm" / "testing" / "real" / "file1.wav")
+    touch(wrong / "for-norm" / "testing" / "fake" / "file1.wav")
+    touch(wrong / "for-norm" / "testing" / "real" / "file1.wav")
     with pytest.raises(ProtocolError, match=r"fake/file1.wav: not in an M-AILABS book folder.*bonafide_root"):
         read_protocol(mlaad, bonafide_root=str(wrong))
     # the M-AILABS folder, or one of its language folders, reads as before
     mailabs = tmp_path / "M-AILABS"
-    _touch(mailabs / "de_DE" / "by_book" / "female" / "eva_k" / "grune_haus" / "wavs" / "g_f1.wav")
+    touch(mailabs / "de_DE" / "by_book" / "female" / "eva_k" / "grune_haus" / "wavs" / "g_f1.wav")
     for root in (mailabs, mailabs / "de_DE"):
         df = read_protocol(mlaad, bonafide_root=str(root), bonafide="referenced").df
         assert df["label"].tolist() == ["spoof", "bonafide"]

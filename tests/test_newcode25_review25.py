@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from corpus_support import touch
 from test_crossval import _recipe
 from test_train_support import one_thread, write_corpus  # noqa: F401  (autouse fixture)
 
@@ -23,21 +24,15 @@ from sddkit.training.crossval import HeldOut, check_fold_data, fold_recipe, held
 from sddkit.training.data import file_keys, read_tables
 
 
-def _touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"x")
-    return path
-
-
 def _unpacked_beside(tmp_path: Path) -> Path:
     """generated_audio.zip's folders unpacked into one data folder that also holds LJSpeech-1.1/ and jsut_ver1.1/."""
     data = tmp_path / "data"
-    _touch(data / "ljspeech_melgan" / "LJ001-0001_gen.wav")
-    _touch(data / "jsut_parallel_wavegan" / "BASIC5000_0001_gen.wav")
+    touch(data / "ljspeech_melgan" / "LJ001-0001_gen.wav")
+    touch(data / "jsut_parallel_wavegan" / "BASIC5000_0001_gen.wav")
     lj = data / "LJSpeech-1.1"
-    _touch(lj / "wavs" / "LJ001-0001.wav")
+    touch(lj / "wavs" / "LJ001-0001.wav")
     (lj / "metadata.csv").write_text("LJ001-0001|Printing|Printing\n")
-    _touch(data / "jsut_ver1.1" / "basic5000" / "wav" / "BASIC5000_0001.wav")
+    touch(data / "jsut_ver1.1" / "basic5000" / "wav" / "BASIC5000_0001.wav")
     return data
 
 
@@ -57,7 +52,7 @@ def test_wavefake_bonafide_corpora_beside_the_generator_folders_are_not_spoofs(t
 
 def test_a_jsut_folder_is_not_detected_as_wavefake(tmp_path):
     data = tmp_path / "corpora"
-    _touch(data / "jsut_ver1.1" / "basic5000" / "wav" / "BASIC5000_0001.wav")
+    touch(data / "jsut_ver1.1" / "basic5000" / "wav" / "BASIC5000_0001.wav")
     with pytest.raises(ProtocolError, match="cannot tell the corpus layout"):
         detect_format(data)
 
@@ -66,10 +61,10 @@ def test_wavefake_hifigan_and_waveglow_copies_pair_with_their_utterance(tmp_path
     """The release names ljspeech_hifiGAN's files LJ001-0001_generated.wav and ljspeech_waveglow's LJ001-0001.wav: their
     pair_id was '', so group folds put every such copy in one group ("speaker=LJ"), apart from its bona fide file."""
     gen = tmp_path / "generated_audio"
-    _touch(gen / "ljspeech_melgan" / "LJ001-0001_gen.wav")
-    _touch(gen / "ljspeech_hifiGAN" / "LJ001-0001_generated.wav")
-    _touch(gen / "ljspeech_waveglow" / "LJ001-0001.wav")
-    _touch(gen / "jsut_multi_band_melgan" / "BASIC5000_0001_gen.wav")
+    touch(gen / "ljspeech_melgan" / "LJ001-0001_gen.wav")
+    touch(gen / "ljspeech_hifiGAN" / "LJ001-0001_generated.wav")
+    touch(gen / "ljspeech_waveglow" / "LJ001-0001.wav")
+    touch(gen / "jsut_multi_band_melgan" / "BASIC5000_0001_gen.wav")
     df = read_protocol(tmp_path).df.set_index("utt_id")
     assert df.loc["ljspeech_hifiGAN/LJ001-0001_generated", "pair_id"] == "LJ001-0001"
     assert df.loc["ljspeech_waveglow/LJ001-0001", "pair_id"] == "LJ001-0001"
@@ -198,9 +193,9 @@ def test_wavefake_empty_selections_are_refused(tmp_path):
     """jsut_subsets: [] (a try at "every subset") read no JSUT speech without a word; generators: [] said the
     generator folders held no audio."""
     gen = tmp_path / "generated_audio"
-    _touch(gen / "ljspeech_melgan" / "LJ001-0001_gen.wav")
+    touch(gen / "ljspeech_melgan" / "LJ001-0001_gen.wav")
     jsut = tmp_path / "jsut_ver1.1"
-    _touch(jsut / "basic5000" / "wav" / "BASIC5000_0001.wav")
+    touch(jsut / "basic5000" / "wav" / "BASIC5000_0001.wav")
     with pytest.raises(ProtocolError, match=r"jsut_subsets \[\] keeps no JSUT subset.*basic5000"):
         read_protocol(tmp_path, jsut_root=str(jsut), jsut_subsets=[])
     with pytest.raises(ProtocolError, match=r"generators \[\] keeps no generator folder.*ljspeech_melgan"):
@@ -215,7 +210,7 @@ def test_wavefake_tts_prompts_spread_over_group_folds(tmp_path):
 
     tts = tmp_path / "generated_audio" / "common_voices_prompts_from_conformer_fastspeech2_pwg_ljspeech"
     for k in range(40):
-        _touch(tts / f"gen_{k}.wav")
+        touch(tts / f"gen_{k}.wav")
     table = read_protocol(tmp_path)
     assert len(set(table.column("pair_id"))) == 40
     assert len(set(table.group_folds(BONAFIDE_GROUPS, 5))) == 5

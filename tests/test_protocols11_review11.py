@@ -5,23 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from corpus_support import touch
 
 from sddkit.data.protocols import detect_format, read_protocol
 from sddkit.errors import ProtocolError
-
-
-def _touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-    return path
 
 
 def test_asvspoof_root_at_another_partitions_folder_is_an_error_not_wrong_paths(tmp_path: Path) -> None:
     """`root: .../ASVspoof2019_LA_dev` for the train protocol (a recipe's dev spec copied) resolved to that folder's
     flac/: every train path pointed into the dev audio, found only when training loaded a file."""
     la = tmp_path / "LA"
-    _touch(la / "ASVspoof2019_LA_dev" / "flac" / "LA_D_1000001.flac")
-    _touch(la / "ASVspoof2019_LA_train" / "flac" / "LA_T_1000001.flac")
+    touch(la / "ASVspoof2019_LA_dev" / "flac" / "LA_D_1000001.flac")
+    touch(la / "ASVspoof2019_LA_train" / "flac" / "LA_T_1000001.flac")
     proto = tmp_path / "ASVspoof2019.LA.cm.train.trn.txt"
     proto.write_text("LA_0079 LA_T_1000001 - - bonafide\nLA_0079 LA_T_1000002 - A01 spoof\n")
     with pytest.raises(ProtocolError, match=r"train\.trn\.txt:1: .*ASVspoof2019_LA_dev.* holds dev files.*train"):
@@ -36,14 +31,14 @@ def test_asvspoof_root_at_another_partitions_folder_is_an_error_not_wrong_paths(
     assert len(read_protocol(proto, root=la)) == 2
     # without a root, a folder found next to the protocol is used as before (a score-only evaluation needs no audio)
     beside = tmp_path / "beside"
-    _touch(beside / "flac" / "LA_D_1000001.flac")
+    touch(beside / "flac" / "LA_D_1000001.flac")
     (beside / "p.txt").write_text(proto.read_text())
     assert read_protocol(beside / "p.txt", format="asvspoof2019_la").column("path")[0] == str(
         beside / "flac" / "LA_T_1000001.flac"
     )
 
     # ASVspoof 5: the dev audio folder given as the root of the train protocol
-    _touch(tmp_path / "asv5" / "flac_D" / "D_0000000001.flac")
+    touch(tmp_path / "asv5" / "flac_D" / "D_0000000001.flac")
     tsv = tmp_path / "ASVspoof5.train.tsv"
     tsv.write_text("T_4850 T_0000000000 F - - - AC3 A05 spoof -\n")
     with pytest.raises(ProtocolError, match=r"flac_D holds dev files, not this protocol's train trials"):

@@ -5,15 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from corpus_support import touch
 
 from sddkit.data.protocols import detect_format, read_protocol
 from sddkit.errors import ProtocolError
-
-
-def _touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"RIFF")
-    return path
 
 
 @pytest.mark.parametrize("bona_name", ["bona-fide", "bona_fide", "genuine", "Genuine"])
@@ -24,8 +19,8 @@ def test_generic_folder_with_a_bona_fide_folder_under_another_common_name_keeps_
     the folder was detected as the generic layout (from ``spoof/``) and read without its bona fide folder, so the
     table held only spoofs, without a word."""
     root = tmp_path / "my corpus"
-    _touch(root / bona_name / "a.wav")
-    _touch(root / "spoof" / "tts1" / "b.wav")
+    touch(root / bona_name / "a.wav")
+    touch(root / "spoof" / "tts1" / "b.wav")
     assert detect_format(root) == "folder"
     table = read_protocol(root)
     rows = table.df.set_index("utt_id")
@@ -37,8 +32,8 @@ def test_generic_folder_with_a_bona_fide_folder_under_another_common_name_keeps_
 
 def _fakeavceleb(tmp_path: Path, meta_text: str) -> Path:
     root = tmp_path / "FakeAVCeleb_v1.2"
-    _touch(root / "RealVideo-RealAudio" / "African" / "men" / "id00076" / "00109.mp4")
-    _touch(root / "FakeVideo-FakeAudio" / "African" / "men" / "id00076" / "00109_id00166_wavtolip.mp4")
+    touch(root / "RealVideo-RealAudio" / "African" / "men" / "id00076" / "00109.mp4")
+    touch(root / "FakeVideo-FakeAudio" / "African" / "men" / "id00076" / "00109_id00166_wavtolip.mp4")
     meta = root / "meta_data.csv"
     meta.write_bytes(meta_text.encode("utf-8"))
     return meta
@@ -79,12 +74,12 @@ def test_two_recordings_with_one_stem_name_both_files(tmp_path: Path, layout: st
     one id twice; the read failed with "duplicate utt_id(s): [...]" from the table, naming neither file nor why."""
     if layout == "fake_or_real":
         folder = tmp_path / "for-original" / "testing" / "fake"
-        _touch(tmp_path / "for-original" / "testing" / "real" / "file1.wav")
+        touch(tmp_path / "for-original" / "testing" / "real" / "file1.wav")
     else:
         folder = tmp_path / "spoof"
-        _touch(tmp_path / "bonafide" / "file1.wav")
-    _touch(folder / "file10.mp3")
-    _touch(folder / "file10.wav")
+        touch(tmp_path / "bonafide" / "file1.wav")
+    touch(folder / "file10.mp3")
+    touch(folder / "file10.wav")
     assert detect_format(tmp_path) == layout
     with pytest.raises(ProtocolError) as err:
         read_protocol(tmp_path)
@@ -95,7 +90,7 @@ def test_two_recordings_with_one_stem_name_both_files(tmp_path: Path, layout: st
 
 def test_a_folder_corpus_metadata_row_listed_twice_says_so(tmp_path: Path):
     root = tmp_path / "LJSpeech-1.1"
-    _touch(root / "wavs" / "LJ001-0001.wav")
+    touch(root / "wavs" / "LJ001-0001.wav")
     (root / "metadata.csv").write_text("LJ001-0001|Printing|Printing\nLJ001-0001|Printing|Printing\n")
     with pytest.raises(ProtocolError, match=r"duplicate utt_id 'LJ001-0001' \(.*LJ001-0001\.wav listed twice\)"):
         read_protocol(root)
@@ -110,7 +105,7 @@ def test_an_asvspoof5_folder_says_to_pass_its_protocol_file(tmp_path: Path, cont
         root.mkdir()
         (root / content).write_text("T_4850 T_0000000000 F - - - AC3 A05 spoof -\n")
     else:
-        _touch(root / content / "T_0000000000.flac")
+        touch(root / content / "T_0000000000.flac")
     with pytest.raises(ProtocolError, match=r"an ASVspoof 5 folder; pass a protocol file \(ASVspoof5\.train\.tsv"):
         detect_format(root)
 
@@ -119,8 +114,8 @@ def test_fake_or_real_root_may_be_one_split_folder(tmp_path: Path, monkeypatch: 
     """``root: .../for-norm/testing`` (only the test split) crashed with a bare ValueError from ``relative_to``, and
     read as ``.`` from inside it no split folder was found; its version is the folder holding it."""
     split = tmp_path / "for-rerecorded" / "testing"
-    _touch(split / "real" / "a.wav")
-    _touch(split / "fake" / "b.wav")
+    touch(split / "real" / "a.wav")
+    touch(split / "fake" / "b.wav")
     table = read_protocol(split, format="fake_or_real", versions=["for-rerec"])
     rows = table.df.set_index("utt_id")
     assert rows.loc["real/a", ["label", "source", "partition"]].tolist() == ["bonafide", "for-rerecorded", "test"]
@@ -137,11 +132,11 @@ def test_mlaad_fake_folder_read_as_dot_is_detected(tmp_path: Path, monkeypatch: 
     """Detection knew MLAAD's ``fake/`` folder by its ``Path.name``, which is '' for ``.``: from inside it the
     folder was "cannot tell", though the reader takes it; a ``real/`` folder beside it still means another layout."""
     fake = tmp_path / "MLAAD" / "fake"
-    _touch(fake / "de" / "vits" / "a.wav")
+    touch(fake / "de" / "vits" / "a.wav")
     monkeypatch.chdir(fake)
     assert detect_format(".") == "mlaad"
     assert read_protocol(".").df["utt_id"].tolist() == ["de/vits/a"]
-    _touch(tmp_path / "MLAAD" / "real" / "b.wav")
+    touch(tmp_path / "MLAAD" / "real" / "b.wav")
     assert detect_format("..") == "folder"
     with pytest.raises(ProtocolError, match="cannot tell the corpus layout"):
         detect_format(".")
@@ -150,8 +145,8 @@ def test_mlaad_fake_folder_read_as_dot_is_detected(tmp_path: Path, monkeypatch: 
 def test_fake_or_real_label_folders_in_capitals_are_found(tmp_path: Path):
     """The reader takes ``Real/``/``Fake/`` (it lower-cases a label folder's name), but the split search looked for
     ``real/``/``fake/`` exactly: a copy with capitalised label folders had "no training/validation/testing folder"."""
-    _touch(tmp_path / "for-norm" / "Training" / "Real" / "a.wav")
-    _touch(tmp_path / "for-norm" / "Training" / "Fake" / "b.wav")
+    touch(tmp_path / "for-norm" / "Training" / "Real" / "a.wav")
+    touch(tmp_path / "for-norm" / "Training" / "Fake" / "b.wav")
     assert detect_format(tmp_path) == "fake_or_real"
     table = read_protocol(tmp_path)
     assert sorted(zip(table.df["label"], table.df["partition"])) == [("bonafide", "train"), ("spoof", "train")]

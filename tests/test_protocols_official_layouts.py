@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from corpus_support import touch
 
 from sddkit.data.protocols import detect_format, read_protocol
 from sddkit.data.table import UtteranceTable
@@ -15,16 +16,10 @@ MLAAD_HEADER = (
 )
 
 
-def _touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-    return path
-
-
 def _mlaad(root: Path) -> Path:
     """MLAAD/fake/de/<model>/{meta.csv,0.wav}; returns the model folder."""
     model = root / "MLAAD" / "fake" / "de" / "tts_models_de_thorsten_vits"
-    _touch(model / "0.wav")
+    touch(model / "0.wav")
     (model / "meta.csv").write_text(
         MLAAD_HEADER + "./fake/de/tts_models_de_thorsten_vits/0.wav|de_DE/by_book/female/eva_k/b/wavs/f.wav"
         "|de|True|1.5|thorsten|tts_models/de/thorsten/vits|VITS|Hallo\n"
@@ -38,11 +33,11 @@ def test_asvspoof2021_audio_found_from_the_official_keys_layout(tmp_path):
     la_key = tmp_path / "keys" / "LA" / "CM" / "trial_metadata.txt"
     la_key.parent.mkdir(parents=True)
     la_key.write_text("LA_0009 LA_E_9332881 alaw ita_tx A07 spoof notrim eval\n")
-    la_audio = _touch(tmp_path / "ASVspoof2021_LA_eval" / "flac" / "LA_E_9332881.flac")
+    la_audio = touch(tmp_path / "ASVspoof2021_LA_eval" / "flac" / "LA_E_9332881.flac")
     df_key = tmp_path / "keys" / "DF" / "CM" / "trial_metadata.txt"
     df_key.parent.mkdir(parents=True)
     df_key.write_text("LA_0023 DF_E_2000011 nocodec asvspoof A14 spoof notrim progress traditional_vocoder - - - -\n")
-    df_audio = _touch(tmp_path / "ASVspoof2021_DF_eval" / "flac" / "DF_E_2000011.flac")
+    df_audio = touch(tmp_path / "ASVspoof2021_DF_eval" / "flac" / "DF_E_2000011.flac")
 
     assert read_protocol(la_key).df["path"].tolist() == [str(la_audio)]
     assert read_protocol(df_key).df["path"].tolist() == [str(df_audio)]

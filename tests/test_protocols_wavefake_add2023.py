@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from corpus_support import touch
 
 from sddkit.data.protocols import detect_format, read_protocol
 from sddkit.errors import ConfigError, ProtocolError
@@ -14,22 +15,16 @@ from sddkit.training.recipe import ProtocolSpec
 TTS = "common_voices_prompts_from_conformer_fastspeech2_pwg_ljspeech"
 
 
-def _touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"x")
-    return path
-
-
 def _wavefake(tmp_path: Path) -> Path:
     gen = tmp_path / "WaveFake" / "generated_audio"
     for utt in ("LJ001-0001", "LJ001-0002"):
-        _touch(gen / "ljspeech_melgan" / f"{utt}_gen.wav")
-        _touch(gen / "ljspeech_hifiGAN" / f"{utt}_gen.wav")
-    _touch(gen / "jsut_parallel_wavegan" / "BASIC5000_0001_gen.wav")
+        touch(gen / "ljspeech_melgan" / f"{utt}_gen.wav")
+        touch(gen / "ljspeech_hifiGAN" / f"{utt}_gen.wav")
+    touch(gen / "jsut_parallel_wavegan" / "BASIC5000_0001_gen.wav")
     # the release's TTS folder repeats its files in generated/
     for name in ("gen_0.wav", "gen_1.wav"):
-        _touch(gen / TTS / name)
-        _touch(gen / TTS / "generated" / name)
+        touch(gen / TTS / name)
+        touch(gen / TTS / "generated" / name)
     (gen.parent / "readme.txt").write_text("WaveFake\n")
     return gen.parent
 
@@ -39,14 +34,14 @@ def _ljspeech(tmp_path: Path) -> Path:
     lj.mkdir()
     (lj / "metadata.csv").write_text("LJ001-0001|Printing, in the only sense|Printing\nLJ001-0002|in being|in being\n")
     for utt in ("LJ001-0001", "LJ001-0002"):
-        _touch(lj / "wavs" / f"{utt}.wav")
+        touch(lj / "wavs" / f"{utt}.wav")
     return lj
 
 
 def _jsut(tmp_path: Path) -> Path:
     jsut = tmp_path / "jsut_ver1.1"
-    _touch(jsut / "basic5000" / "wav" / "BASIC5000_0001.wav")
-    _touch(jsut / "onomatopee300" / "wav" / "ONOMATOPEE300_001.wav")
+    touch(jsut / "basic5000" / "wav" / "BASIC5000_0001.wav")
+    touch(jsut / "onomatopee300" / "wav" / "ONOMATOPEE300_001.wav")
     return jsut
 
 
@@ -72,7 +67,7 @@ def test_spoofs_of_every_generator_folder_with_their_columns(tmp_path):
 
 def test_a_generated_file_the_folder_does_not_repeat_is_read(tmp_path):
     root = _wavefake(tmp_path)
-    _touch(root / "generated_audio" / TTS / "generated" / "gen_2.wav")
+    touch(root / "generated_audio" / TTS / "generated" / "gen_2.wav")
     df = read_protocol(root, format="wavefake").df
     assert f"{TTS}/generated/gen_2" in set(df["utt_id"])
     assert (df["attack"] == TTS).sum() == 3
@@ -113,7 +108,7 @@ def test_selections_name_what_is_missing(tmp_path):
 
 def test_a_folder_without_generator_folders_is_refused(tmp_path):
     other = tmp_path / "other"
-    _touch(other / "melgan" / "a.wav")
+    touch(other / "melgan" / "a.wav")
     with pytest.raises(ProtocolError, match="no WaveFake generator folders"):
         read_protocol(other, format="wavefake")
     empty = tmp_path / "empty" / "generated_audio" / "ljspeech_melgan"

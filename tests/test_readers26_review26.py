@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from corpus_support import touch
 
 from sddkit.data.protocols.bonafide import CommonVoiceConfig, LibriSpeechConfig, read_common_voice, read_librispeech
 from sddkit.data.protocols.fake_or_real import FakeOrRealConfig, read_fake_or_real
@@ -13,16 +14,10 @@ from sddkit.data.protocols.mlaad import MLAADConfig, read_mlaad
 from sddkit.errors import ProtocolError
 
 
-def _touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-    return path
-
-
 def _for_tree(tmp_path: Path) -> Path:
     root = tmp_path / "for"
-    _touch(root / "for-norm" / "for-norm" / "training" / "real" / "r.wav")
-    _touch(root / "for-2seconds" / "testing" / "fake" / "f.wav")
+    touch(root / "for-norm" / "for-norm" / "training" / "real" / "r.wav")
+    touch(root / "for-2seconds" / "testing" / "fake" / "f.wav")
     return root
 
 
@@ -42,15 +37,15 @@ def test_fake_or_real_partitions_any_case(tmp_path: Path, asked: str) -> None:
 
 
 def test_mlaad_empty_languages_is_not_no_model_folders(tmp_path: Path) -> None:
-    _touch(tmp_path / "MLAAD" / "fake" / "de" / "tts_models_de_thorsten_vits" / "a.wav")
+    touch(tmp_path / "MLAAD" / "fake" / "de" / "tts_models_de_thorsten_vits" / "a.wav")
     with pytest.raises(ProtocolError, match=r"languages \[\] keeps no language"):
         read_mlaad(MLAADConfig(root=str(tmp_path / "MLAAD"), languages=[]))
 
 
 def test_in_the_wild_folder_holding_the_release(tmp_path: Path) -> None:
     release = tmp_path / "release_in_the_wild"
-    _touch(release / "0.wav")
-    _touch(release / "1.wav")
+    touch(release / "0.wav")
+    touch(release / "1.wav")
     (release / "meta.csv").write_text("file,speaker,label\n0.wav,Alec Guinness,spoof\n1.wav,Alec Guinness,bona-fide\n")
     table = read_in_the_wild(InTheWildConfig(protocol=str(tmp_path)))
     assert list(table.df["label"]) == ["spoof", "bonafide"]
@@ -59,14 +54,14 @@ def test_in_the_wild_folder_holding_the_release(tmp_path: Path) -> None:
 
 def test_librispeech_empty_splits_names_the_option(tmp_path: Path) -> None:
     chapter = tmp_path / "LibriSpeech" / "test-clean" / "61" / "70968"
-    _touch(chapter / "61-70968-0000.flac")
+    touch(chapter / "61-70968-0000.flac")
     (chapter / "61-70968.trans.txt").write_text("61-70968-0000 HE BEGAN A CONFUSED COMPLAINT\n")
     with pytest.raises(ProtocolError, match=r"splits \[\] keeps no split.*test-clean"):
         read_librispeech(LibriSpeechConfig(root=str(tmp_path / "LibriSpeech"), splits=[]))
 
 
 def test_common_voice_empty_splits_names_the_option(tmp_path: Path) -> None:
-    _touch(tmp_path / "de" / "clips" / "a.mp3")
+    touch(tmp_path / "de" / "clips" / "a.mp3")
     (tmp_path / "de" / "validated.tsv").write_text("client_id\tpath\tsentence\nc1\ta.mp3\tHallo\n")
     with pytest.raises(ProtocolError, match=r"splits \[\] keeps no split.*validated"):
         read_common_voice(CommonVoiceConfig(root=str(tmp_path / "de"), splits=[]))

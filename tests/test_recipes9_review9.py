@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from corpus_support import touch
 
 from sddkit.config import load_yaml
 from sddkit.data.protocols import read_protocol
@@ -24,11 +25,6 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 CORPUS_RECIPES = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name != "sddbench")
 
 
-def _touch(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-
-
 def _write_corpora(data: Path) -> None:
     """The official layouts, a few trials each."""
     la = data / "ASVspoof2019" / "LA"
@@ -37,7 +33,7 @@ def _write_corpora(data: Path) -> None:
         for i, (attack, key) in enumerate((("-", "bonafide"), ("A01", "spoof"), ("A02", "spoof"), ("-", "bonafide"))):
             utt = f"LA_{code}_{1000 + i}"
             lines.append(f"LA_00{i} {utt} - {attack} {key}")
-            _touch(la / f"ASVspoof2019_LA_{part}" / "flac" / f"{utt}.flac")
+            touch(la / f"ASVspoof2019_LA_{part}" / "flac" / f"{utt}.flac")
         protocols = la / "ASVspoof2019_LA_cm_protocols"
         protocols.mkdir(parents=True, exist_ok=True)
         (protocols / f"ASVspoof2019.LA.cm.{name}.txt").write_text("\n".join(lines) + "\n")
@@ -47,12 +43,12 @@ def _write_corpora(data: Path) -> None:
         for i, (tag, attack, key) in enumerate((("-", "bonafide", "bonafide"), ("AC3", "A05", "spoof"))):
             utt = f"{code}_000000000{i}"
             lines.append(f"{code}_48{i} {utt} F - - - {tag} {attack} {key} -")
-            _touch(a5 / folder / f"{utt}.flac")
+            touch(a5 / folder / f"{utt}.flac")
         (a5 / name).write_text("\n".join(lines) + "\n")
     for split in ("training", "validation", "testing"):
         for label in ("real", "fake"):
             for i in range(2):
-                _touch(data / "fake_or_real" / "for-norm" / split / label / f"{label}{i}.wav")
+                touch(data / "fake_or_real" / "for-norm" / split / label / f"{label}{i}.wav")
     add = data / "ADD2022" / "ADD_train_dev"
     (add / "label").mkdir(parents=True)
     for part, code in (("train", "T"), ("dev", "D")):
@@ -60,13 +56,13 @@ def _write_corpora(data: Path) -> None:
         for i, key in enumerate(("genuine", "fake")):
             name = f"ADD_{code}_0000000{i}.wav"
             lines.append(f"{name} {key}")
-            _touch(add / part / name)
+            touch(add / part / name)
         (add / "label" / f"{part}_label.txt").write_text("\n".join(lines) + "\n")
     itw = data / "release_in_the_wild"
     rows = ["file,speaker,label"]
     for i in range(8):
         rows.append(f"{i}.wav,spk{i % 4},{'bona-fide' if i % 2 else 'spoof'}")
-        _touch(itw / f"{i}.wav")
+        touch(itw / f"{i}.wav")
     (itw / "meta.csv").write_text("\n".join(rows) + "\n")
 
 

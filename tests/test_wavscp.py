@@ -3,30 +3,23 @@ utterance id; a piped command (``utt001 sox a.sph -t wav - |``) is refused, neve
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from corpus_support import touch
 
 from sddkit.errors import ProtocolError
 from sddkit.scoring.batch import read_manifest
 
 
-def _touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"RIFF")  # existence is all read_manifest looks at
-    return path
-
-
 def test_wav_scp_lists_the_file_after_the_utterance_id(tmp_path):
-    a = _touch(tmp_path / "a.wav")
-    b = _touch(tmp_path / "My Recordings" / "b.flac")
+    a = touch(tmp_path / "a.wav")
+    b = touch(tmp_path / "My Recordings" / "b.flac")
     scp = tmp_path / "wav.scp"
     scp.write_text(f"utt001 a.wav\nutt002 {b}\n")
     assert read_manifest(scp) == [str(a), str(b)]
 
 
 def test_wav_scp_with_tabs(tmp_path):
-    a = _touch(tmp_path / "a.wav")
+    a = touch(tmp_path / "a.wav")
     scp = tmp_path / "wav.scp"
     scp.write_text(f"utt001\t{a}\n")
     assert read_manifest(scp) == [str(a)]
@@ -40,16 +33,16 @@ def test_piped_command_is_refused_with_the_reason(tmp_path):
 
 
 def test_a_file_whose_name_ends_with_a_bar_is_listed(tmp_path):
-    a = _touch(tmp_path / "a.wav")
-    odd = _touch(tmp_path / "take 1.wav |")
+    a = touch(tmp_path / "a.wav")
+    odd = touch(tmp_path / "take 1.wav |")
     lst = tmp_path / "list.txt"
     lst.write_text(f"{a}\n{odd}\n")
     assert read_manifest(lst) == [str(a), str(odd)]
 
 
 def test_other_list_lines_keep_their_meaning(tmp_path):
-    a = _touch(tmp_path / "a.wav")
-    spaced = _touch(tmp_path / "My Recordings" / "c.wav")
+    a = touch(tmp_path / "a.wav")
+    spaced = touch(tmp_path / "My Recordings" / "c.wav")
     lst = tmp_path / "list.txt"
     # a path with spaces, a path followed by a label, and a missing path with spaces (its error row names it whole)
     lst.write_text(f"{spaced}\n{a} bonafide\n{tmp_path}/Old Takes/d.wav\n")
@@ -58,8 +51,8 @@ def test_other_list_lines_keep_their_meaning(tmp_path):
 
 def test_first_field_preferred_when_both_fields_are_files(tmp_path):
     # "a.wav b.wav": the first field exists and is audio, as for "a.wav 3.2" (was the whole line, a missing file)
-    a = _touch(tmp_path / "a.wav")
-    _touch(tmp_path / "b.wav")
+    a = touch(tmp_path / "a.wav")
+    touch(tmp_path / "b.wav")
     lst = tmp_path / "list.txt"
     lst.write_text(f"{a} {tmp_path}/b.wav\n")
     assert read_manifest(lst) == [str(a)]
