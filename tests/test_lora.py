@@ -18,7 +18,7 @@ ALL_TARGETS = ["q", "k", "v", "out", "ffn_in", "ffn_out"]
 def test_lora_linear_maths_merge_and_unmerge():
     base = nn.Linear(6, 5)
     reference = copy.deepcopy(base)
-    lora = LoRALinear(base, rank=2, alpha=4.0)
+    lora = LoRALinear(base, rank=2, alpha=4.0).eval()  # merged, a training-mode forward with gradients is refused
     assert lora.weight is base.weight and lora.bias is base.bias  # same Parameters, same state-dict keys
     assert lora.scale == 2.0 and torch.all(lora.lora_B == 0)
     assert lora.lora_A.abs().max() <= 1 / 6**0.5  # Kaiming-uniform bound of nn.Linear
@@ -299,3 +299,29 @@ def test_merged_frontend_round_trips_through_safetensors(tmp_path):
         assert all(m.merged == merged for _, m in fresh.adapted_modules())
         with torch.no_grad():
             torch.testing.assert_close(fresh(x).features, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_training_forward_through_a_merged_layer_is_refused():
+    """Merged, A and B are not used: a training step through a merged layer (a model from ``load_detector``, which
+    merges for scoring) trained nothing in the adapter, without a word. Scoring, no-grad and frozen adapters pass."""
+    from sddkit.errors import ConfigError
+
+    layer = LoRALinear(nn.Linear(8, 4), rank=2, alpha=2.0)
+    x = torch.randn(3, 8)
+    layer.merge()
+    layer.train()
+    with pytest.raises(ConfigError, match="merged.*train nothing.*unmerge"):
+        layer(x).sum().backward()
+    with torch.no_grad():
+        layer(x)
+    layer.eval()
+    layer(x)
+    layer.train()
+    for p in (layer.lora_A, layer.lora_B):
+        p.requires_grad_(False)
+    layer(x)
+    for p in (layer.lora_A, layer.lora_B):
+        p.requires_grad_(True)
+    layer.unmerge()
+    layer(x).sum().backward()
+    assert layer.lora_B.grad is not None and layer.lora_B.grad.abs().sum() > 0

@@ -15,7 +15,8 @@ module-calling implementation by ``SpeechEncoder.projection_slots`` (see encoder
 
 ``merge()`` folds ``scale * B A`` into ``W`` for inference (the forward is then a plain
 ``F.linear``: no cost over the bare encoder); ``unmerge()`` takes it out again (bitwise in
-half precision, see ``merge``). Train unmerged: while merged, A and B are not used. The state
+half precision, see ``merge``). Train unmerged: while merged, A and B are not used (a forward in training
+mode with gradients on is refused, as it would train nothing). The state
 dict always holds the unmerged ``W`` next to A and B, so a checkpoint of a merged layer loads
 into a fresh (unmerged) one, and loading into a merged layer folds the loaded A, B in.
 """
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from sddkit.errors import ConfigError
 from sddkit.frontends.encoders import PROJECTION_TARGETS, SpeechEncoder
 
 
@@ -161,6 +163,14 @@ class LoRALinear(AdaptedLinear):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.merged:
+            if self.training and torch.is_grad_enabled() and (self.lora_A.requires_grad or self.lora_B.requires_grad):
+                # merged, A and B are not used: a training step would leave the adapter as it is, without a word
+                raise ConfigError(
+                    "this LoRA layer is merged into its weight (load_detector merges for scoring): a training step "
+                    "would train nothing in the adapter; call unmerge() on the LoRA layers (or the ssl front-end) "
+                    "first, or load the model directory with sddkit.detectors.model_dir.load_model_dir, which does "
+                    "not merge"
+                )
             return F.linear(x, self.weight, self.bias)
         return self.forward_plus_low_rank(x, F.linear(self.lora_dropout(x), self.lora_A), self.lora_B, self.scale)
 
