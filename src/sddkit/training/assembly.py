@@ -96,6 +96,18 @@ def build_recipe_mixture(
     note = expert_calibration_note(mixture) if mixture.expert_dirs and log_notes else None
     if note is not None:
         log.warning("mixture.%s", note)
+    if (
+        log_notes
+        and len(model.experts) == 1
+        and model.freeze_experts
+        and any(p.requires_grad for p in model.parameters())
+    ):
+        # its softmax over one expert is 1 whatever the gate computes: no gradient reaches the gate, and the run
+        # would spend its epochs changing nothing in the scores
+        log.warning(
+            "mixture: the gate over one frozen expert gets no gradient (its weight is 1 whatever it learns), so "
+            "training changes no score; gate: average exports the expert as it is without training"
+        )
     # check_frozen_expert_dirs checks that those still here hold the checkpoint's frozen experts
     frozen = list(given.expert_dirs) if ckpt_dir is not None and given.freeze_experts else []
     return RecipeMixture(model, resolved_mixture_config(mixture), frozen)
