@@ -88,6 +88,10 @@ class CheckpointError(SddkitError, ValueError):
     """A model directory or checkpoint is missing, incomplete or incompatible."""
 
 
+class PluginError(SddkitError, ImportError):
+    """A plugin module (named by ``SDDKIT_PLUGINS`` or a ``sddkit.plugins`` entry point) failed to import."""
+
+
 class TrainingDivergedError(SddkitError, FloatingPointError):
     """A training step met a non-finite loss or gradient (NaN/inf): the run stops there."""
 

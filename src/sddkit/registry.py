@@ -83,7 +83,12 @@ class Registry:
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
             if name in self._entries:
-                raise RuntimeError(f"{self.family} {name!r} registered twice")
+                # which one holds it: a plugin (sddkit.plugins) reusing one of sddkit's names learns whose it is
+                first = self._entries[name].builder
+                whose = f"{getattr(first, '__module__', '?')}.{getattr(first, '__qualname__', repr(first))}"
+                raise RuntimeError(
+                    f"{self.family} {name!r} registered twice (first by {whose}): give the new one a name of its own"
+                )
             doc = description or (fn.__doc__ or "").strip().splitlines()[0:1]
             text = doc if isinstance(doc, str) else (doc[0] if doc else "")
             self._entries[name] = Entry(name, fn, config, text)
@@ -141,7 +146,7 @@ class Registry:
         try:
             entry = self.get(name)
         except UnknownNameError as exc:
-            raise ConfigError(f"{where}: {exc}") from None  # the error ends with the closest name
+            raise ConfigError(f"{where}: {exc}{unregistered_hint(exc)}") from None  # ends with the closest name
         if entry.config_cls is None:
             if params:
                 raise ConfigError(f"{where}: {self.family} {name!r} takes no parameters")
@@ -180,6 +185,20 @@ class Registry:
             if spec.path is None or type(exc) is not ConfigError:
                 raise
             raise ConfigError(at_path(str(exc), self.family, spec.path)) from None
+
+
+def unregistered_hint(exc: UnknownNameError) -> str:
+    """What to do when a config names a component no registry holds and no registered name is close to it (a
+    component of one's own, registered by a module this process has not imported): else ''. The bare "unknown
+    backend 'mine'; registered: ..." said nothing of the import that registers it, nor of how the sdd commands
+    import it (``SDDKIT_PLUGINS``, :mod:`sddkit.plugins`)."""
+    if "did you mean" in str(exc):  # a name close to a registered one reads as a typo
+        return ""
+    return (
+        f"; if {exc.family} {exc.name!r} is a component of your own, import the module that registers it first: "
+        "for the sdd commands, name it in the environment variable SDDKIT_PLUGINS (e.g. "
+        "SDDKIT_PLUGINS=mylab.sdd_parts, its folder on PYTHONPATH) or in a 'sddkit.plugins' entry point"
+    )
 
 
 def article(word: str) -> str:

@@ -2,7 +2,9 @@
 
 Each subcommand lives in its own module exposing ``register(subparsers)``, which adds an
 argparse parser whose ``func(args) -> int`` runs it. Deliberate errors (``SddkitError``)
-print one clear line and exit with status 2; anything else is a bug and shows a traceback.
+print one clear line and exit with status 2; anything else is a bug and shows a traceback. Before a command
+runs, the plugin modules of ``SDDKIT_PLUGINS`` and of the ``sddkit.plugins`` entry points are imported
+(:mod:`sddkit.plugins`): components of one's own, registered for every command.
 """
 
 from __future__ import annotations
@@ -46,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The ``sdd`` parser and each command's own parser, by command name."""
     parser = argparse.ArgumentParser(
-        prog="sdd", description="sddkit: generalizable speech deepfake detection (higher score = more bona fide)."
+        prog="sdd",
+        description="sddkit: generalizable speech deepfake detection (higher score = more bona fide).",
+        epilog="Components of your own: SDDKIT_PLUGINS=mylab.sdd_parts,other_pkg (module names, on PYTHONPATH) "
+        "and the 'sddkit.plugins' entry points of installed packages are imported before every command.",
     )
     parser.add_argument("--version", action="version", version=f"sddkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -103,6 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     try:
         with _terminate_as_interrupt():
+            # in every process (torchrun's workers run this main too): a recipe or model directory naming a
+            # component of one's own finds it registered, and `sdd list` shows it
+            from sddkit.plugins import load_plugins
+
+            load_plugins()
             status = int(args.func(args) or 0)
     except SddkitError as exc:
         print(f"sdd {args.command}: error: {exc}", file=sys.stderr)

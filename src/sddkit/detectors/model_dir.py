@@ -55,7 +55,7 @@ from torch import nn
 
 from sddkit import __version__
 from sddkit.documents import read_versioned_json
-from sddkit.errors import CheckpointError, ConfigError, UnknownNameError
+from sddkit.errors import CheckpointError, ConfigError
 
 # atomic writes live in sddkit.outputs (no torch there, for the commands that load none); imported from here too
 from sddkit.outputs import (  # noqa: F401
@@ -86,8 +86,6 @@ _CONFIG_KEYS = (
 )
 DIGEST_KEY = "sddkit_weights_digest"  # the safetensors header's metadata key holding the pair's digest
 _WEIGHTS_KINDS = ("full", "trainable")  # every tensor / only the trainable ones (frozen encoders load from disk)
-# the registry families a model config names components of (a frozen recipe's strategy or augmentations are not here)
-MODEL_FAMILIES = ("encoder", "frontend", "router", "backend", "gate")
 
 
 def _build_detector(model_cfg: dict[str, Any]) -> nn.Module:
@@ -437,8 +435,7 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
     except ConfigError as exc:
         # several model directories may be in play (mixture experts, a service): say which one is wrong
         raise ConfigError(
-            f"{directory / CONFIG_NAME}: {exc}{_unregistered_hint(exc)}{_newer_writer_hint(config)}"
-            f"{_missing_pretrained_hint(config)}"
+            f"{directory / CONFIG_NAME}: {exc}{_newer_writer_hint(config)}{_missing_pretrained_hint(config)}"
         ) from None
     except CheckpointError as exc:
         if arch != "mixture" or not (isinstance(config["model"], dict) and config["model"].get("expert_dirs")):
@@ -499,21 +496,6 @@ def load_model_dir(directory: str | Path, *, map_location: str = "cpu") -> Model
         metadata=config.get("metadata") or {},
         path=directory,
         weights_digest=expected_digest,
-    )
-
-
-def _unregistered_hint(exc: BaseException) -> str:
-    """What to do when the model names a component no registry holds and no registered name is close to it (a
-    component of one's own, registered by a module this process has not imported): else ''. The bare "unknown
-    backend 'mine'; registered: ..." said nothing of the import that registers it."""
-    cause: BaseException | None = exc
-    while cause is not None and not isinstance(cause, UnknownNameError):
-        cause = cause.__context__  # the registry's own error, under the rewordings that named the config key
-    if cause is None or cause.family not in MODEL_FAMILIES or "did you mean" in str(cause):
-        return ""
-    return (
-        f"; if {cause.family} {cause.name!r} is a component of your own, import the module that registers it "
-        "before loading this model, in Python (the sdd commands import only sddkit's own components)"
     )
 
 
