@@ -35,7 +35,7 @@ from sddkit.errors import ProtocolError
 from sddkit.evaluation.groups import attack_groups, markdown_cell, partition_groups
 from sddkit.evaluation.groups import groups as value_groups
 from sddkit.evaluation.scores import OUTSIDE_PARTITIONS, CommonTrials, ScoreFile, common_trials
-from sddkit.metrics import CurveMetric, PairedDifference, eer_from_curve, min_dcf_from_curve, paired_bootstrap
+from sddkit.metrics import CurveMetric, PairedDifference, eer_from_curve, min_dcf_from_curve, paired_bootstrap, roc_auc
 from sddkit.metrics.bootstrap import MIN_UNITS_PER_CLASS
 
 # Lower is better for every metric here: the verdict below relies on it. Their results convert with float()
@@ -289,6 +289,7 @@ def compare_scores(
             f"the {labels.size} trials every score file covers hold {n_bona} bona fide and {labels.size - n_bona} "
             "spoof: a comparison needs both classes"
         )
+    notes += _inverted_notes(labels, aligned.scores, [*baseline, *system])
     pooled = _pooled_partitions(table, aligned.rows)
     of_trials = _trial_partitions(table, aligned.rows)
     partitions = () if of_trials is None else tuple(dict.fromkeys(of_trials.tolist()))
@@ -344,6 +345,24 @@ def compare_scores(
             f"{len(groups)} comparisons (Bonferroni: --alpha {alpha / len(groups):.3g})"
         )
     return dataclasses.replace(whole, notes=tuple(notes), by=by, groups=tuple(groups))
+
+
+def _inverted_notes(labels: np.ndarray, scores: np.ndarray, files: Sequence[ScoreFile]) -> list[str]:
+    """A note on each score file whose scores rank spoof above bona fide on the compared trials (ROC AUC below 0.5),
+    as ``sdd eval`` warns of one: most often another tool's spoofness scores, whose EER above 50 % was compared as
+    given and handed the other side a verdict without a word. ``scores``: (F, N) the files' scores of the trials."""
+    notes, seen = [], set()
+    for score_file, values in zip(files, scores):
+        auc = roc_auc(labels, values)
+        if auc >= 0.5 or str(score_file.path) in seen:  # a file given once per run of the other side: said once
+            continue
+        seen.add(str(score_file.path))
+        notes.append(
+            f"{score_file.path}: ROC AUC {auc:.4f} on the compared trials is below 0.5: its scores rank spoof above "
+            "bona fide more often than not; sddkit expects higher = more bona fide (negate the scores of a tool that "
+            "scores spoofness): the comparison is of the scores as given"
+        )
+    return notes
 
 
 def _one_run_hint(baseline: Sequence[ScoreFile], system: Sequence[ScoreFile]) -> str:

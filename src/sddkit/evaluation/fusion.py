@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ import pandas as pd
 from sddkit.data.table import UtteranceTable
 from sddkit.documents import run_record
 from sddkit.errors import ConfigError, ProtocolError
-from sddkit.evaluation.scores import ScoreFile, _norm_paths, _text, common_trials
+from sddkit.evaluation.scores import ScoreFile, _norm_paths, _text, common_trials, match_scores
 from sddkit.metrics import cllr, eer
 from sddkit.scoring.calibration import _sigmoid, bonafide_mask, fit_linear_llr
 
@@ -279,6 +280,7 @@ def fuse_score_files(
         raise ProtocolError(
             f"the fusion is fitted on the {', '.join(fit_partitions)} trials every system scored: there are "
             f"{n_bona} bona fide and {n_spoof} spoof among them ({int(wanted.sum())} in the protocol); it needs both"
+            f"{_unfit_systems(table, files, wanted)}"
         )
     fusion = fit_fusion(scores[fit], labels[fit], names=names, prior=prior, l2=l2)
     llr = fusion.apply(scores)
@@ -300,6 +302,24 @@ def fuse_score_files(
         digests=tuple(scored_by(f) for f in files),
         calibrations=tuple(scored_calibration(f) for f in files),
     )
+
+
+def _unfit_systems(table: UtteranceTable, files: Sequence[ScoreFile], wanted: np.ndarray) -> str:
+    """Which of ``files`` score none of the fit trials (``wanted``: the protocol rows of the fit partitions), as the
+    refusal of a fit without both classes words it: a system scored on the test files alone left every system
+    without fit trials, and the refusal named none of them."""
+    lacking = []
+    for score_file in files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # its notes were given by the join already
+            rows = match_scores(table, score_file).protocol_rows
+        if rows is not None and not wanted[rows].any():
+            lacking.append(str(score_file.path))
+    lacking = list(dict.fromkeys(lacking))  # one file read for two columns is named once
+    if not lacking:
+        return ""
+    verb = "scores" if len(lacking) == 1 else "score"
+    return f"; {', '.join(lacking)} {verb} none of them (fit on partitions every system scores)"
 
 
 def _join_protocol(table: UtteranceTable, files: Sequence[ScoreFile]):

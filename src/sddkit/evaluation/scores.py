@@ -23,6 +23,10 @@ row of ``sdd score`` (a CSV with an ``error`` column: the message there, the sco
 could not be scored, so it has no score to evaluate; its id goes to :attr:`ScoreFile.failed` and the
 evaluation reports it as a warning instead of stopping.
 
+A ``label`` column (CSV, TSV, JSONL) of bona fide/spoof words is read as the file's keys, which the join checks
+against the protocol's labels; one of numbers alone (another tool's 0/1, whose class 1 is not said) is ignored, as
+any other column is.
+
 A mixture's ``sdd score`` output (CSV or JSONL) also carries per-file gate weights in the columns
 ``gate_w0, gate_w1, ...`` (one per expert, in the order of the mixture's experts); they are read into
 :attr:`ScoreFile.gate_weights` so that ``sdd eval`` can tabulate them per source and per attack. A MoLEx
@@ -182,8 +186,12 @@ def _is_number(token: str) -> bool:
 class _Collector:
     """Accumulates (id, score[, key]) rows, refusing duplicate ids."""
 
-    def __init__(self, path: Path, trials: bool = False):
+    def __init__(self, path: Path, trials: bool = False, label_column: bool = False):
         self.path = path
+        # the keys are a table's optional `label` column (CSV, TSV, JSONL), not a format's key field: one of numbers
+        # alone (another tool's 0/1 or 1.0/0.0, whose class 1 tools number differently) is not read
+        self.label_column = label_column
+        self._numeric_key: tuple[int, str] | None = None  # the first label that is a number: (row, label)
         # a score per SASV trial (ASVspoof 5's track-2 submission, spk + filename): an utterance in several trials
         # repeats its CM score, read once; another score for it is refused
         self.trials = trials
@@ -229,8 +237,10 @@ class _Collector:
         self.scores.append(score)
         if key is not None:
             key = LABELS_CSV_LABELS.get(key.strip().lower(), key)  # real/fake, bona-fide: as a labels CSV reads them
-            if key not in KEYS:
-                raise ProtocolError(f"{self._at(line)}: key {key!r} is not 'bonafide' or 'spoof' (or real, fake)")
+            if key not in KEYS and not (self.label_column and _is_number(key)):
+                raise _key_error(self._at(line), key)
+            if key not in KEYS and self._numeric_key is None:
+                self._numeric_key = (line, key)  # told at the end: a column of numbers alone is not read
             self.keys.append(key)
         if gate is not None:
             if self.gates and len(gate) != len(self.gates[0]):
@@ -252,6 +262,12 @@ class _Collector:
             failed = f" ({len(self.failed)} error rows, e.g. {self.failed[0]!r})" if self.failed else ""
             raise ProtocolError(f"{self.path}: no scores in file{failed}")
         keys = np.array(self.keys, dtype=object) if self.keys and len(self.keys) == len(self.ids) else None
+        if self._numeric_key is not None:
+            if any(k in KEYS for k in self.keys):  # bona fide/spoof words, and a number among them: refused
+                raise _key_error(self._at(self._numeric_key[0]), self._numeric_key[1])
+            # 0/1: which class is 1 is not said, and the protocol's labels are the evaluated ones (these only check
+            # them): ignored as any other column, where the whole file was refused over them
+            keys = None
         if self.gates and len(self.gates) != len(self.ids):  # add() is given gates for every row or for none
             raise ProtocolError(f"{self.path}: gate weights on {len(self.gates)} of {len(self.ids)} scored rows")
         gates = np.array(self.gates, dtype=np.float64) if self.gates else None
@@ -270,6 +286,10 @@ class _Collector:
             expert_names=None if gates is None else recorded_expert_names(self.path, gates.shape[1]),
             columns=columns,
         )
+
+
+def _key_error(where: str, key: str) -> ProtocolError:
+    return ProtocolError(f"{where}: key {key!r} is not 'bonafide' or 'spoof' (or real, fake)")
 
 
 def _gate_width(names: list[str], where: str, prefix: str = GATE_PREFIX) -> int:
@@ -436,7 +456,7 @@ def _read_delimited(
     header_line, header_cells = first
     header = [h.strip().lower() for h in header_cells]
     # ASVspoof 5's track-2 submission (spk filename cm-score asv-score sasv-score): a row per SASV trial
-    out = _Collector(path, trials=fmt == "asvspoof5" and "spk" in header)
+    out = _Collector(path, trials=fmt == "asvspoof5" and "spk" in header, label_column=True)
     id_col = next((c for c in id_columns if c in header), None)
     score_col = next((c for c in score_columns if c in header), None)
     if id_col is None or score_col is None:
@@ -554,7 +574,7 @@ def read_jsonl_scores(path: str | Path, column: str | None = None) -> ScoreFile:
     ``column``: the key whose value is read as the score instead."""
     path = Path(path)
     score_key = "score" if column is None else column.strip()
-    out = _Collector(path)
+    out = _Collector(path, label_column=True)
     id_kind = "utt_id"
     columns: tuple[str, ...] | None = None
     for number, unit, row, line in _json_rows(path):
