@@ -17,7 +17,8 @@ fills its own); :class:`CachedWaveforms` decodes a whole small table once into o
 buffer that forked workers share copy-free (sddbench: 1,683 files, ~3.3 h -> ~0.8 GB at 16 kHz), and refuses a
 table whose audio would not fit in the memory left (:func:`available_memory`) with a ConfigError, before decoding
 when the table gives every file's ``duration_s``, else after its first block of decoded files.
-Audio errors are never skipped: they raise with the file's path.
+Audio errors are never skipped: they raise with the file's path (a preload decodes on past one, then names every
+file that failed in one error).
 """
 
 from __future__ import annotations
@@ -42,7 +43,14 @@ from sddkit.errors import AudioDecodeError, AudioError, ConfigError, ProtocolErr
 from sddkit.scoring.inference import InferenceConfig
 from sddkit.threads import in_order_ahead
 
-__all__ = ["CachedWaveforms", "UtteranceDataset", "available_memory", "collate_pad", "load_table_audio"]
+__all__ = [
+    "CachedWaveforms",
+    "UtteranceDataset",
+    "available_memory",
+    "collate_pad",
+    "load_table_audio",
+    "undecodable_files",
+]
 
 log = logging.getLogger("sddkit.data")
 
@@ -162,20 +170,33 @@ class CachedWaveforms:
         max_duration: float | None = 600.0,
         num_threads: int = 0,
     ) -> CachedWaveforms:
-        """Decode every file of ``table`` (``num_threads`` > 0 decodes in a thread pool)."""
+        """Decode every file of ``table`` (``num_threads`` > 0 decodes in a thread pool).
+
+        A file that fails to decode (an :class:`AudioError`: corrupt, header only, silent, too long) does not stop
+        the decoding: the others are decoded on, then one error of the first failure's type names every such file
+        (its utt_id, path and why) and the ``exclude`` that leaves them out. Stopping at the first meant one rerun,
+        and one whole preload, per bad file of a corpus."""
         ids = [str(u) for u in table.column("utt_id")]
         paths = [str(p) for p in table.column("path")]
         # every file's before any is decoded: a change made meanwhile shows as a later one
         stats = np.array([_file_stat(p) for p in paths], dtype=np.int64).reshape(len(ids), 2)
         budget = _PreloadBudget.start(table, stats[:, 0], sample_rate=sample_rate, max_duration=max_duration)
+        failed: dict[int, AudioError] = {}
 
         def load(i: int) -> np.ndarray:
-            return load_table_audio(paths[i], ids[i], sample_rate=sample_rate, max_duration=max_duration)
+            try:
+                return load_table_audio(paths[i], ids[i], sample_rate=sample_rate, max_duration=max_duration)
+            except AudioError as exc:  # said with the others once all are decoded; held as no samples meanwhile
+                failed[i] = exc
+                return np.zeros(0, dtype=np.float32)
 
         # a bounded number of files decoded ahead of the packing: all at once, they pile up faster than packed
         decoded = in_order_ahead(load, range(len(ids)), num_threads, thread_name="sdd-preload")
         with contextlib.closing(decoded):
             blocks, lengths = _pack((array for _, array in decoded), len(ids), on_block=budget.check)
+        if failed:
+            rows = sorted(failed)
+            raise undecodable_files([ids[i] for i in rows], [failed[i] for i in rows], total=len(ids))
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         if len(blocks) == 1:
@@ -290,6 +311,24 @@ class CachedWaveforms:
     @property
     def nbytes(self) -> int:
         return int(self.buffer.nbytes)
+
+
+_SHOWN_FAILURES = 3  # undecodable files named with their reason (the exclude lists more of them)
+_LISTED_IDS = 20  # utt_ids written out in the exclude an error suggests
+
+
+def undecodable_files(ids: Sequence[str], errors: Sequence[AudioError], *, total: int) -> AudioError:
+    """One error (of the first failure's type) for the utterances ``ids`` (of a table of ``total``) whose files failed
+    to decode with ``errors``: how many, the first few with why, and the data spec's ``exclude`` that leaves them
+    all out."""
+    shown = "; ".join(f"{u!r} ({e})" for u, e in list(zip(ids, errors))[:_SHOWN_FAILURES])
+    more = f"; and {len(ids) - _SHOWN_FAILURES} more" if len(ids) > _SHOWN_FAILURES else ""
+    listed = ", ".join(map(repr, ids[:_LISTED_IDS])) + (", ..." if len(ids) > _LISTED_IDS else "")
+    return type(errors[0])(
+        f"{len(ids)} of the {total} audio files fail to load: {shown}{more}; re-encode or restore "
+        f"{'it' if len(ids) == 1 else 'them'}, or leave {'it' if len(ids) == 1 else 'them'} out with the data "
+        f"spec's exclude: {{utt_id: [{listed}]}}"
+    )
 
 
 def _file_stat(path: str) -> tuple[int, int]:

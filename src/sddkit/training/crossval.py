@@ -516,6 +516,7 @@ def run_fold(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path, *, workers: int
     held = held_out_table(recipe, fold)  # fails before training when the group is unusable
     trainer = Trainer(fold_recipe(recipe, fold, fold_dir), resume=True)
     trainer.resume_with = "a rerun of the same `sdd cv` command"  # sdd cv has no --resume: a rerun resumes
+    trainer.resume_takes_overrides = False  # a fold rerun under another recipe is refused (check_fold_recipe)
     result = trainer.fit()
     device = trainer.device  # held-out files are scored there: a model trained on a GPU not on the CPU
     del trainer  # its model and optimiser state leave the device before best/ is loaded to score

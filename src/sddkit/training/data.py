@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import BatchSampler, Dataset, DistributedSampler
 
 from sddkit.data.table import UtteranceTable
-from sddkit.errors import ConfigError, ProtocolError, SddkitError
+from sddkit.errors import AudioError, ConfigError, ProtocolError, SddkitError
 from sddkit.training.distributed import DistInfo
 from sddkit.training.recipe import DataConfig, ProtocolSpec, as_specs
 
@@ -380,6 +380,8 @@ def build_dataset(table: UtteranceTable, cfg: DataConfig, *, train: bool, seed: 
             raise ConfigError(
                 f"data.decode_cache=preload, {'training' if train else 'evaluation'} data: {exc}"
             ) from None
+        except AudioError as exc:  # the files that fail to load, all of them: which data, and the recipe key
+            raise type(exc)(f"data.decode_cache=preload, {'training' if train else 'evaluation'} data: {exc}") from None
     dataset = UtteranceDataset(
         table,
         crop_samples=crop,

@@ -174,8 +174,10 @@ class DataConfig:
         step (and on every resume) every file of ``train``, ``val`` and ``molex.old_eval`` is looked up, whatever
         ``decode_cache``: one that is missing, empty, a directory or a broken link stops the run there, in one error
         naming them all. A file that is there but does not decode is met by ``preload`` before the first step
-        (the look-up comes first, so a missing file is not found after minutes of decoding, one at a time); by
-        ``none`` and ``lazy`` when it is first drawn, possibly epochs in.
+        (the look-up comes first, so a missing file is not found after minutes of decoding), which names every
+        such file in one error; by ``none`` and ``lazy`` when it is first drawn, possibly epochs in: the error
+        names its utterance and how to leave it out on ``--resume``, and a one-process run first saves the steps
+        taken since its last checkpoint.
     """
 
     train: ProtocolSpec | list[ProtocolSpec] | None = None

@@ -94,7 +94,14 @@ from sddkit.detectors.model_dir import (
     weights_digest,
 )
 from sddkit.documents import file_digest
-from sddkit.errors import AudioTooLongError, CheckpointError, ConfigError, TrainingDivergedError
+from sddkit.errors import (
+    AudioError,
+    AudioTooLongError,
+    CheckpointError,
+    ConfigError,
+    SddkitError,
+    TrainingDivergedError,
+)
 from sddkit.frontends.lora import average_lora_states
 from sddkit.frontends.molex import average_molex_states
 from sddkit.locks import ExclusiveLock
@@ -154,7 +161,7 @@ from sddkit.training.provenance import (
     rank_seed,
     seed_everything,
 )
-from sddkit.training.recipe import RUN_SETTINGS, TrainRecipe, as_specs, recipe_changes
+from sddkit.training.recipe import RUN_SETTINGS, ProtocolSpec, TrainRecipe, as_specs, recipe_changes
 from sddkit.training.schedules import build_optimizer, build_scheduler, trainable_parameters
 from sddkit.training.strategy import StepContext, StepResult
 
@@ -236,6 +243,9 @@ class Trainer:
         # how the user continues this run, as the messages of an interruption or a failed save say it (`sdd cv`
         # resumes its folds when rerun, and has no --resume)
         self.resume_with = "--resume"
+        # whether that resume may take overrides (a data spec's exclude leaving out a file that fails): sdd cv's may not
+        self.resume_takes_overrides = True
+        self._validating = False  # whether the loop is validating (else training)
         self.out_dir = Path(self.cfg.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.state = TrainState()
@@ -826,8 +836,72 @@ class Trainer:
                 self._save(self._validate())
             if s.last_saved_step != s.step:
                 self._save(None)
+        except AudioError as exc:  # a file first read mid-run (decode_cache none or lazy): corrupt, silent, ...
+            raise self._unusable_file(exc) from None
         finally:
             bar.close()
+
+    def _unusable_file(self, exc: AudioError) -> AudioError:
+        """The error for an audio file that failed when a training or validation batch read it (the preflight only
+        looks files up, without decoding them): the utterance and the data key that lists it, what is kept, and the
+        resume override that leaves it out. A one-process run first saves the steps taken since its last checkpoint
+        (up to an epoch of them): the same file stops any rerun, so they were lost, where a resume that leaves it
+        out goes on from them."""
+        s = self.state
+        if not self.info.enabled and s.step and s.last_saved_step != s.step:
+            try:  # the state between two steps: what a periodic save (trainer.save_every) holds
+                self._save(None)
+            except (SddkitError, OSError) as failure:  # e.g. a full disk: said, the file's error is raised
+                log.warning("could not save step %d before stopping: %s", s.step, failure)
+        latest = ckpt.latest_checkpoint(self.ckpt_dir)
+        kept = f"the last checkpoint is {latest}" if latest is not None else "no checkpoint was saved yet"
+        validating = self._validating
+        found = self._listings(exc, first="data.val" if validating else "data.train")
+        if not found:  # not a file of the data (an augmentation's noise file, say): its error as it is
+            return exc
+        key, utt, _ = found[0]
+        overrides = "; ".join(override for _, _, override in found)  # a file of both: left out of both
+        when = f"by the validation at step {s.step}" if validating else f"for step {s.step + 1}"
+        if self.resume_takes_overrides:
+            todo = f"restore or re-encode the file, or leave it out ({overrides}) and continue with {self.resume_with}"
+        else:  # sdd cv refuses a fold resumed under another recipe
+            todo = f"restore or re-encode the file and continue with {self.resume_with}, or leave it out and start anew"
+        return type(exc)(
+            f"{key} utterance {utt!r}: {exc} (read {when}: data.decode_cache none and lazy read a file when first "
+            f"drawn, preload decodes every file before the first step); {kept}: {todo}"
+        )
+
+    def _listings(self, exc: AudioError, first: str) -> list[tuple[str, str, str]]:
+        """(data key, utt_id, the override that leaves it out) of each of ``data.train`` and ``data.val`` that lists
+        the audio file ``exc`` is about, the data key ``first`` (the one being read) first."""
+        # a DataLoader worker's error comes back rebuilt from its message alone: its path is the message's start
+        text = str(exc)
+        named = {exc.path} if exc.path else {text[:i] for i in range(len(text)) if text.startswith(": ", i)}
+        r = self.recipe
+        data = [("data.train", self.train_data, r.data.train), ("data.val", self.val_data, r.data.val)]
+        data.sort(key=lambda d: d[0] != first)
+        found = []
+        for key, dataset, specs in data:
+            table = getattr(dataset, "table", None)
+            if not isinstance(table, UtteranceTable):
+                continue
+            ids = [str(u) for p, u in zip(map(str, table.column("path")), table.column("utt_id")) if p in named]
+            if ids:  # a file listed twice: every row of it
+                found.append((key, ids[0], self._leaving_out(key, dataset, specs, ids)))
+        return found
+
+    def _leaving_out(self, key: str, dataset: Dataset, specs: Any, ids: list[str]) -> str:
+        """How to leave the rows ``ids`` out of the data ``key`` (read from ``specs`` into ``dataset``)."""
+        if dataset is (self._train_data if key == "data.train" else self._val_data):  # given, not the recipe's
+            return f"its rows {ids} of the dataset given to the trainer"
+        listed = as_specs(specs)
+        if len(listed) != 1:  # which of the specs lists it is not known here
+            return f"its {key} spec's exclude: {{utt_id: [{', '.join(map(repr, ids))}]}}"
+        spec_key = key if isinstance(specs, ProtocolSpec) else f"{key}[0]"
+        # an override replaces the list: the ids it excludes already, then these
+        before = listed[0].exclude.get("utt_id", [])
+        ids = ([before] if isinstance(before, str) else [str(v) for v in before]) + ids
+        return f"'{spec_key}.exclude.utt_id={json.dumps(ids)}'"  # YAML reads JSON, a shell takes it
 
     def _one_step(self, batch: dict[str, torch.Tensor]) -> None:
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
@@ -906,8 +980,11 @@ class Trainer:
         if self.val_data is None:
             return None
         s, cfg = self.state, self.cfg
+        # a file that fails is said to be read by the validation (left set when it raises: the loop's handler reads it)
+        self._validating = True
         with self._measured_weights():
             result = self._evaluate(self.val_data)
+        self._validating = False
         if result.eer is None:
             # injected val data (a recipe's is checked when read): without both classes there is no EER, and
             # the run would go on without model selection or early stopping, exporting its last weights as best/
