@@ -106,11 +106,14 @@ def run(args: argparse.Namespace) -> int:
             "fitted as metadata.calibrated records",
             file=sys.stderr,
         )
-    exported = Path(report["model"]) / ONNX_NAME
-    if exported.is_file():  # its graph carries the old calibration: the onnx backend now refuses it, as it should
+    folder = Path(report["model"])
+    # every export in the folder, not only model.onnx: one written as `--out DIR/NAME.onnx` is refused alike
+    for exported in sorted(p for p in folder.glob("*.onnx") if p.is_file()):
+        out = report["model"] if exported.name == ONNX_NAME else str(exported)
+        # its graph carries the old calibration: the onnx backend now refuses it, as it should
         print(
             f"sdd calibrate: note: {exported} was exported before this calibration, and the onnx backend refuses it "
-            f"until it is exported again: sdd export-onnx --model {report['model']} --out {report['model']} --force",
+            f"until it is exported again: sdd export-onnx --model {report['model']} --out {out} --force",
             file=sys.stderr,
         )
     return 0

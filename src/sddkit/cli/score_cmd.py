@@ -27,12 +27,14 @@ import math
 import os
 import re
 import sys
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sddkit.scoring import batch
+    from sddkit.scoring.api import ScoringDetector
     from sddkit.scoring.batch import ScoreWriter
 
 # the exit status of a (one-process) run whose files all got an error row and whose output holds no score of them
@@ -187,12 +189,26 @@ def _leave_process_group() -> None:
         dist.destroy_process_group()
 
 
+def _load_detector(args: argparse.Namespace, rank: int) -> ScoringDetector:
+    """The model of ``--model``; an ONNX export whose model directory was recalibrated or retrained since it was
+    exported (it scores as it is) is said in one warning line of rank 0, not as a Python warning with a source line."""
+    from sddkit.scoring.api import load_detector
+    from sddkit.scoring.onnx_export import StaleExportWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StaleExportWarning)  # said below, once
+        detector = load_detector(args.model, device=args.device, backend=args.backend, batch_size=args.batch_size)
+    stale = detector.info.get("source_changed")
+    if rank == 0 and stale:
+        print(f"sdd score: warning: {stale}", file=sys.stderr)
+    return detector
+
+
 def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: int, lock: batch.OutputLock) -> int:
     """The run of :func:`run` once ``target``'s lock is held (``lock``, handed on to the writer)."""
     from sddkit.audio.files import AUDIO_EXTENSIONS
     from sddkit.cli.options import check_max_duration_fits
     from sddkit.scoring import batch
-    from sddkit.scoring.api import load_detector
 
     if world > 1:
         # this rank scores again: a marker left by its earlier run must not let another rank merge meanwhile; so
@@ -232,7 +248,7 @@ def _score(args: argparse.Namespace, out: Path, target: Path, rank: int, world: 
             f"{' '.join(AUDIO_EXTENSIONS)}; name files of other suffixes directly, or list them in a "
             "manifest)"
         )
-    detector = load_detector(args.model, device=args.device, backend=args.backend, batch_size=args.batch_size)
+    detector = _load_detector(args, rank)
     # a limit no file could pass
     check_max_duration_fits(args.max_duration_s, detector.inference.min_duration_s, "every file would get an error row")
     columns = batch.output_columns(detector.weight_columns())

@@ -7,6 +7,7 @@ import ipaddress
 import re
 import socket
 import sys
+import warnings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -119,16 +120,27 @@ def run(args: argparse.Namespace) -> int:
     tune_malloc(args.allocator)
     set_torch_threads(args.threads)
 
-    app = create_app(
-        args.model,
-        max_upload_mb=args.max_upload_mb,
-        max_duration_s=args.max_duration_s,
-        device=args.device,
-        backend=args.backend,
-        batch_size=args.batch_size,
-        max_concurrent=args.max_concurrent,
-        cors_origins=cors_origins,
-    )
+    from sddkit.scoring.onnx_export import StaleExportWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StaleExportWarning)
+        app = create_app(
+            args.model,
+            max_upload_mb=args.max_upload_mb,
+            max_duration_s=args.max_duration_s,
+            device=args.device,
+            backend=args.backend,
+            batch_size=args.batch_size,
+            max_concurrent=args.max_concurrent,
+            cors_origins=cors_origins,
+        )
+    for caught_warning in caught:  # an export whose model was recalibrated or retrained since: a line of our own
+        if issubclass(caught_warning.category, StaleExportWarning):
+            print(f"sdd serve: warning: {caught_warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(
+                caught_warning.message, caught_warning.category, caught_warning.filename, caught_warning.lineno
+            )
     # Bound here, before the URL is announced: a port in use is a one-line error (uvicorn printed the URL,
     # then its own bind error, and exited 3), and --port 0 announces the port the system chose.
     sock = listen_socket(args.host, args.port)

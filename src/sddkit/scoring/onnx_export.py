@@ -60,6 +60,11 @@ DEFAULT_OPSET = 17
 ONNX_NAME = "model.onnx"
 
 
+class StaleExportWarning(UserWarning):
+    """An export scored while the model directory it was exported from has changed since (:func:`source_changed`);
+    the commands say it as a line of their own."""
+
+
 class _ExportWrapper(nn.Module):
     """detector -> (logits (B, 2), *per-window stats (B, K)) with a fixed stat order (ONNX needs tuples)."""
 
@@ -692,6 +697,32 @@ def _check_beside_its_model(path: Path, info: dict, inference) -> None:
     raise CheckpointError(f"{said}: export it again (sdd export-onnx --model {path.parent} --out {out} --force)")
 
 
+def source_changed(path: Path, info: dict, inference) -> str | None:
+    """A warning when the model directory an export elsewhere was exported from (``exported_from``, still on this
+    machine) now holds other weights, another model config or other inference settings: the graph scores with those
+    of the export (the file is self-contained, and is scored as it is), where ``--backend torch`` on that directory
+    scores with the new ones, e.g. a calibration ``sdd calibrate`` fitted in place since. None when nothing changed,
+    the directory is gone, or the export sits in it (:func:`_check_beside_its_model` refuses that one)."""
+    source = info.get("exported_from")
+    if not isinstance(source, str) or not Path(source).is_absolute():
+        return None
+    folder = Path(source)
+    with contextlib.suppress(OSError):  # a path this machine cannot resolve: nothing to compare with
+        if folder.resolve() == path.parent.resolve():
+            return None
+    try:
+        differs = _differs_from_folder(folder, info, inference)
+    except (SddkitError, OSError):  # a folder that no longer reads as a model: the export stands on its own
+        return None
+    if not differs:
+        return None
+    return (
+        f"{path} was exported from {source}, whose {' and '.join(differs)} have changed since: it scores as that "
+        f"model did at export, not as `--backend torch --model {source}` now does; export it again to score the "
+        f"model as it is now (sdd export-onnx --model {source} --out {path} --force)"
+    )
+
+
 def load_onnx_detector(path: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE) -> ScoringDetector:
     """A ScoringDetector running an sddkit-exported ONNX file with ONNX Runtime."""
     check_batch_size(batch_size)  # before the graph is read
@@ -714,6 +745,12 @@ def load_onnx_detector(path: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE
         )
     info = dict(meta.get(META_INFO, {}))
     _check_beside_its_model(path, info, inference)
+    # an export elsewhere is taken as it is (it may be deployed without its source), but its source recalibrated or
+    # retrained since on this machine left the graph scoring with the old settings without a word
+    stale = source_changed(path, info, inference)
+    if stale:
+        info["source_changed"] = stale
+        warnings.warn(stale, StaleExportWarning, stacklevel=2)
     # named as the torch backend names a model directory: DIR/model.onnx is DIR's model
     name = path.parent.name if path.name == ONNX_NAME else path.stem
     info.update(path=str(path), name=name, backend="onnx")
