@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module exposing ``register(subparsers)``, which adds an
 argparse parser whose ``func(args) -> int`` runs it. Deliberate errors (``SddkitError``)
-print one clear line and exit with status 2; anything else is a bug and shows a traceback. Before a command
+print one clear line and exit with status 2, as does a package sddkit depends on that the environment lacks
+(:mod:`sddkit.cli.dependencies`); anything else is a bug and shows a traceback. Before a command
 runs, the plugin modules of ``SDDKIT_PLUGINS`` and of the ``sddkit.plugins`` entry points are imported
 (:mod:`sddkit.plugins`): components of one's own, registered for every command.
 """
@@ -19,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sddkit import __version__
+from sddkit.cli.dependencies import missing_dependency_message
 from sddkit.errors import SddkitError
 
 # One module per subcommand, in the order `sdd --help` lists them.
@@ -99,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for a hub at run time, whatever the shell says
     try:  # building the parsers imports every command's module (not torch: a command loads it when it runs)
         args = parse_args(*_build_parsers(), sys.argv[1:] if argv is None else list(argv))
+    except ImportError as exc:  # numpy missing: even `sdd --help` needs it
+        if (message := missing_dependency_message(exc)) is None:
+            raise
+        print(f"sdd: error: {message}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("sdd: interrupted", file=sys.stderr)
         return 130
@@ -116,6 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = int(args.func(args) or 0)
     except SddkitError as exc:
         print(f"sdd {args.command}: error: {exc}", file=sys.stderr)
+        status = 2
+    except ImportError as exc:  # after SddkitError: a plugin's failure (PluginError) has its own line
+        if (message := missing_dependency_message(exc)) is None:
+            raise  # an import of sddkit's own that fails is a bug: its traceback
+        print(f"sdd {args.command}: error: {message}", file=sys.stderr)
         status = 2
     except Terminated:
         print(f"sdd {args.command}: terminated (SIGTERM)", file=sys.stderr)
