@@ -122,3 +122,13 @@ def test_a_checkout_ignores_what_pip_install_dot_builds_in_it():
     # model), which `git status` then listed as 150 untracked files for `git add -A` to commit
     lines = (REPO / ".gitignore").read_text().splitlines()
     assert "/build/" in lines and "/dist/" in lines
+
+
+def test_the_license_pyproject_declares_is_in_the_checkout():
+    """pyproject declares Apache-2.0; setuptools ships a top-level LICENSE file in the wheel and sdist (its default
+    license-files patterns), and there was none."""
+    root = Path(sddkit.__file__).resolve().parents[2]
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["license"]
+    assert declared == "Apache-2.0"
+    text = (root / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
