@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from sddkit.errors import ConfigError, UnknownNameError
 
@@ -36,6 +36,8 @@ _FAMILY_PACKAGES: dict[str, str] = {
 }
 
 _REGISTRIES: dict[str, Registry] = {}
+# a builder function as registered: register() hands it back as it is, its signature too, for type checkers
+_Builder = TypeVar("_Builder", bound=Callable[..., Any])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +82,8 @@ class Registry:
 
     def register(
         self, name: str, *, config: type | None = None, description: str | None = None
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+    ) -> Callable[[_Builder], _Builder]:
+        def deco(fn: _Builder) -> _Builder:
             if name in self._entries:
                 # which one holds it: a plugin (sddkit.plugins) reusing one of sddkit's names learns whose it is
                 first = self._entries[name].builder

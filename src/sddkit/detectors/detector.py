@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -75,6 +75,10 @@ def returned(value: Any, kind: type, role: str, module: nn.Module) -> Any:
 
 class Detector(nn.Module):
     """A front-end followed by a back-end; returns a :class:`DetectorOutput`."""
+
+    if TYPE_CHECKING:
+        # what calling it returns, to type checkers: nn.Module's __call__ is typed to return Any
+        def __call__(self, waveform: Tensor) -> DetectorOutput: ...
 
     def __init__(self, *, frontend: nn.Module, backend: nn.Module):
         super().__init__()

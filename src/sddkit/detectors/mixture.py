@@ -30,7 +30,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -92,6 +92,10 @@ class DetectorMixture(nn.Module):
     """
 
     float32_waveform = True  # see waveform_dtype: every expert casts the waveform for itself
+
+    if TYPE_CHECKING:
+        # what calling it returns, to type checkers: nn.Module's __call__ is typed to return Any
+        def __call__(self, waveform: Tensor) -> DetectorOutput: ...
 
     def __init__(self, *, experts: Sequence[nn.Module], gate: nn.Module, freeze_experts: bool = True):
         super().__init__()

@@ -75,7 +75,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -111,6 +111,9 @@ from sddkit.metrics import (
     threshold_metrics,
 )
 from sddkit.outputs import publish_staged
+
+if TYPE_CHECKING:
+    import torch  # named for the annotation of evaluate's scores alone
 
 SCHEMA = "sddkit.report/1"
 # an SASV system's scores evaluated alone (`sdd eval --asv-scores FILE` without --scores): its min a-DCF only
@@ -624,7 +627,7 @@ def _spoof_only_hint(table: UtteranceTable, labels: np.ndarray) -> str:
 
 def evaluate(
     table: UtteranceTable,
-    scores: ScoreFile | Sequence[float] | np.ndarray,
+    scores: ScoreFile | Sequence[float] | np.ndarray | torch.Tensor,
     config: EvalConfig | None = None,
     gate_weights: object | None = None,
     expert_names: Sequence[str] | None = None,

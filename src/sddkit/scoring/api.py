@@ -34,11 +34,12 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import soxr
 import torch
+from numpy.typing import ArrayLike
 from torch import Tensor, nn
 
 from sddkit.errors import (
@@ -66,6 +67,11 @@ _RESAMPLE_QUALITY = "HQ"
 MAX_INPUT_RATE = 2**31 - 1
 
 Runner = Callable[[np.ndarray], tuple[np.ndarray, dict[str, np.ndarray]]]
+# What score() and score_many() take as a waveform: a numpy array, a torch tensor (any device and dtype) or a list of
+# samples; and as a sample rate: an integer, a whole float (16000.0), a numpy number, or a one-number array or tensor
+# (a dataset's tensor(16000)). Annotated as narrower types, the documented inputs were type errors to mypy --strict.
+WaveformLike: TypeAlias = ArrayLike | Tensor
+SampleRate: TypeAlias = int | float | np.integer | np.floating | np.ndarray | Tensor
 
 
 @dataclass
@@ -238,7 +244,7 @@ class ScoringDetector:
         return [c for name, width in self.stat_widths().items() for c in stat_columns(name, width)]
 
     # --- scoring --------------------------------------------------------------------------
-    def score(self, waveform: np.ndarray | Tensor, sample_rate: int) -> ScoreResult:
+    def score(self, waveform: WaveformLike, sample_rate: SampleRate) -> ScoreResult:
         """Score one waveform: (T,) mono, or (C, T) / (T, C) with at most 8 channels (averaged).
 
         ``waveform``: a numpy array, a torch tensor (any device and dtype) or a list; float samples in [-1, 1],
@@ -252,7 +258,11 @@ class ScoringDetector:
         return checked_result(self.score_prepared([self.prepare(x)])[0])
 
     def score_file(
-        self, path: str | Path, *, max_duration: float | None = 600.0, too_long_hint: str | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_duration: float | None = 600.0,
+        too_long_hint: str | None = None,
     ) -> ScoreResult:
         """Decode ``path`` (any format :func:`sddkit.audio.load_audio` reads; channels averaged) and score it.
 
@@ -278,22 +288,22 @@ class ScoringDetector:
 
     def score_many(
         self,
-        waveforms: Sequence[np.ndarray | Tensor],
+        waveforms: Iterable[WaveformLike],
         *,
-        names: Sequence[str] | None = None,
-        sample_rate: int | None = None,
+        names: Sequence[str | os.PathLike[str]] | None = None,
+        sample_rate: SampleRate | None = None,
     ) -> list[ScoreResult]:
-        """Score several waveforms (numpy arrays or torch tensors; (T_i,) mono, or (C, T_i) / (T_i, C) channels
-        mixed to mono as :meth:`score` mixes them) at the model's rate (or at ``sample_rate``), windows batched
-        together; the results come in the order of ``waveforms``.
+        """Score several waveforms (any iterable of numpy arrays, torch tensors or lists of samples; (T_i,) mono, or
+        (C, T_i) / (T_i, C) channels mixed to mono as :meth:`score` mixes them) at the model's rate (or at
+        ``sample_rate``), windows batched together; the results come in the order of ``waveforms``.
 
         ``sample_rate``: the rate of every waveform when it is not the model's (:attr:`sample_rate`): each is then
         resampled as :meth:`score` does (without it, audio at another rate was scored as if at the model's, its
         pitch and band shifted, without a word).
 
         Each is checked as :meth:`score` checks its input (finite, not empty, not silent; integer PCM scaled).
-        ``names`` (one per waveform, e.g. the files they were read from) label the errors; without them an
-        error names the input by its index: "waveforms[3]: silent ...". Errors are not isolated: the first
+        ``names`` (one per waveform, e.g. the files they were read from: strings or paths) label the errors; without
+        them an error names the input by its index: "waveforms[3]: silent ...". Errors are not isolated: the first
         input that fails its check (or scores NaN) fails the whole call, and no result is returned; to keep
         the others, score the inputs one at a time with :meth:`score` (``sdd score`` writes an error row).
         """
@@ -310,7 +320,12 @@ class ScoringDetector:
                 f"score_many takes a sequence of waveforms, got {len(waveforms)} numbers (one waveform's samples?): "
                 "score one waveform with score(x, sample_rate), or pass [x]"
             )
-        labels = [f"waveforms[{i}]" for i in range(len(waveforms))] if names is None else [str(n) for n in names]
+        # a path-like name (the file a waveform was read from) by its path: str() of an os.DirEntry is its repr
+        labels = (
+            [f"waveforms[{i}]" for i in range(len(waveforms))]
+            if names is None
+            else [os.fsdecode(n) if isinstance(n, os.PathLike) else str(n) for n in names]
+        )
         if len(labels) != len(waveforms):
             raise ConfigError(f"score_many: {len(waveforms)} waveforms but {len(labels)} names")
         # without a rate the waveforms are at the model's: mixed to mono as score() mixes them, where a (1, T) row of
@@ -329,7 +344,7 @@ class ScoringDetector:
         results = self.score_prepared(prepared)
         return [checked_result(r, path=label) for r, label in zip(results, labels)]
 
-    def to_model_rate(self, waveform: np.ndarray | Tensor, sample_rate: int) -> np.ndarray:
+    def to_model_rate(self, waveform: WaveformLike, sample_rate: SampleRate) -> np.ndarray:
         """Validate, mix to mono and resample: -> (T,) float32 at ``self.sample_rate``."""
         from sddkit.audio.io import validate_waveform
 
@@ -746,7 +761,7 @@ def default_model_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "assets" / "default_model"
 
 
-def resolve_model_path(path: str | Path | None) -> Path:
+def resolve_model_path(path: str | os.PathLike[str] | None) -> Path:
     """``path`` as given, or the bundled default model (a clear CheckpointError when absent)."""
     if path is not None:
         if not isinstance(path, (str, os.PathLike)):  # else pathlib's TypeError from deep inside load_detector
@@ -765,8 +780,8 @@ def resolve_model_path(path: str | Path | None) -> Path:
 
 
 def load_detector(
-    path: str | Path | None = None,
-    device: str = "cpu",
+    path: str | os.PathLike[str] | None = None,
+    device: str | torch.device = "cpu",
     *,
     backend: str = "torch",
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -775,8 +790,9 @@ def load_detector(
 
     path: a model directory (``config.json`` + ``model.safetensors``) for the torch backend; an ``.onnx`` file, or
     a directory holding ``model.onnx``, for the onnx backend; None = the bundled default model (torch only: it
-    ships no ONNX export). device: where the torch model runs (``cpu``, ``cuda``, ``cuda:N`` or ``mps``, refused
-    with a ``ConfigError`` when this machine has none); the onnx backend runs on the CPU and refuses any other.
+    ships no ONNX export). device: where the torch model runs (``cpu``, ``cuda``, ``cuda:N`` or ``mps``, a string or a
+    ``torch.device``; refused with a ``ConfigError`` when this machine has none); the onnx backend runs on the CPU
+    and refuses any other.
     batch_size: windows per forward pass (a larger one takes more memory).
     """
     # every argument is checked before anything is read: batch_size=0 was refused only once the whole model

@@ -33,12 +33,18 @@ from __future__ import annotations
 import numbers
 import operator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from sddkit.errors import ProtocolError
 
+if TYPE_CHECKING:
+    import torch
+
 _LOG2 = float(np.log(2.0))
+# what Calibration.apply maps, each to its own kind (torch named as a string: this module does not import it)
+_Scores = TypeVar("_Scores", float, np.ndarray, "torch.Tensor")
 
 
 @dataclass
@@ -86,8 +92,9 @@ class Calibration:
     def is_identity(self) -> bool:
         return self.a == 1.0 and self.b == 0.0
 
-    def apply(self, raw):
-        """raw score(s) -> calibrated LLR(s); works on floats, numpy arrays and torch tensors."""
+    def apply(self, raw: _Scores) -> _Scores:
+        """raw score(s) -> calibrated LLR(s); works on floats, numpy arrays and torch tensors (of the same kind out:
+        a float of a float or an int)."""
         return raw * self.a + self.b
 
 
