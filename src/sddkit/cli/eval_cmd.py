@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="FILE",
         help="scores of the ASV system the countermeasure protects (ASVspoof 2019's layout, 'SOURCE KEY SCORE' "
-        "with KEY target/nontarget/spoof; ASVspoof 5's SASV score lines 'SPEAKER UTT SCORE KIND', or a table with "
+        "with KEY target/nontarget/spoof, or ASVspoof 2021's ASV key lines with their score appended, of which the "
+        "evaluated phases' lines count; ASVspoof 5's SASV score lines 'SPEAKER UTT SCORE KIND', or a table with "
         "asv-label and asv-score columns): the min t-DCFs take its error rates at its EER threshold, as the "
         "official ASVspoof 2019/2021 scripts do (default: the ASVspoof 5 organisers' pooled ASV rates), and the "
         "report adds the concurrent t-EER of the countermeasure before that ASV system; a table with a sasv-score "
@@ -102,6 +103,21 @@ def evaluate_files(
     if asv_scores is not None:  # read first: a bad line is said before the protocol and scores are read
         # with an ASVspoof 5 track-2 submission's sasv-score beside its asv-score: the a-DCF, that track's metric
         asv, sasv = read_asv_and_sasv_scores(asv_scores, key=asv_key)
+    # every row when partitions is None; else the selected rows and the rest (whose scores are no strays)
+    table, rest = read_partitions_and_rest(protocol, protocol_format, partitions, protocol_options)
+    asv_phases = None
+    if asv is not None:
+        if table.has_column("partition"):
+            # ASVspoof 2021 ASV key lines with their scores: the ASV trials of the evaluated phases alone, as the
+            # official scripts take them (all phases' made another min t-DCF of `--partitions eval`, unsaid)
+            asv, asv_phases = asv.of_phases(table.column("partition"), asv_scores)
+        if asv_phases is not None:
+            print(
+                f"sdd {command}: note: {asv_scores}: the ASV error rates are those of its trials of the evaluated "
+                f"phase(s) {', '.join(asv_phases)} ({asv.target.size} target, {asv.nontarget.size} non-target, "
+                f"{asv.spoof.size} spoof), as the official ASVspoof 2021 scripts take them",
+                file=sys.stderr,
+            )
         config = dataclasses.replace(config, asv=asv.rates())
         if config.asv.pfa_spoof == 0:  # the report stands, its 2019 t-DCF null (min_tdcf_notes says why)
             print(
@@ -110,8 +126,6 @@ def evaluate_files(
                 "is undefined (a spoof the countermeasure accepts would cost nothing) and left out",
                 file=sys.stderr,
             )
-    # every row when partitions is None; else the selected rows and the rest (whose scores are no strays)
-    table, rest = read_partitions_and_rest(protocol, protocol_format, partitions, protocol_options)
     score_file = read_scores(scores, format=score_format)
     inputs = evaluated_inputs(
         scores,
@@ -134,6 +148,8 @@ def evaluate_files(
         report = evaluate(
             table, score_file, config, outside=rest, asv_scores=asv, selection=selection, sasv_scores=sasv
         )
+    if asv_phases is not None:  # which of the ASV file's trials gave the t-DCFs' ASV rates
+        inputs["asv_phases"] = asv_phases
     report.inputs = inputs
     earlier = earlier_report(Path(out) / "report.json", ("inputs", "scores"))
     paths = write_report(report, out)

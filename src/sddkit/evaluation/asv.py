@@ -58,10 +58,39 @@ class ASVScores:
     nontarget: np.ndarray
     spoof: np.ndarray
     n_unscored: int = 0
+    # each trial's ASVspoof 2021 phase (eval/progress/hidden), by kind, aligned with the scores: the lines of the 2021
+    # ASV key with their scores appended carry it (:data:`ASV2021_PHASES`); None when no line does
+    phases: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def rates(self) -> ASVRates:
         """The error rates at the ASV system's EER threshold (:func:`sddkit.metrics.asv_rates_from_scores`)."""
         return asv_rates_from_scores(self.target, self.nontarget, self.spoof)
+
+    def of_phases(self, partitions: object, path: str | Path = "ASV scores") -> tuple[ASVScores, list[str] | None]:
+        """These scores restricted to the trials of the ASVspoof 2021 phases evaluated (``partitions``: the values of
+        the evaluated protocol rows' ``partition`` column, a 2021 key's PHASE), and the phases kept; ``(self, None)``
+        when the lines carry no phase or every phase they carry is evaluated. The official 2021 scripts take the ASV
+        error rates of the evaluated phase's trials alone: taken over every phase of the file, the min t-DCF of
+        ``sdd eval --partitions eval`` was another figure, silently. ``hidden_track`` (the stage-1 CM keys' name)
+        is ``hidden`` (the full keys'). Partitions of no 2021 phase (another corpus's) select nothing; evaluated
+        phases none of the lines carry are a ProtocolError."""
+        if self.phases is None:
+            return self, None
+        wanted = {_PHASE_NAMES.get(str(v), str(v)) for v in np.asarray(partitions, dtype=object).ravel()}
+        present = sorted(set().union(*(set(p.tolist()) for p in self.phases)) - {""})
+        if set(present) <= wanted or not wanted & set(ASV2021_PHASES):
+            return self, None  # every phase evaluated, or trials of no 2021 phase (another corpus's partitions)
+        kept = [phase for phase in present if phase in wanted]
+        if not kept:
+            raise ProtocolError(
+                f"{path}: its ASV trials are of the ASVspoof 2021 phase(s) {', '.join(present)}, the evaluated trials "
+                f"of {', '.join(sorted(wanted)) or '(none)'}: none in common; give the ASV scores of the phase "
+                "evaluated (the official scripts take the ASV error rates of its trials alone)"
+            )
+        arrays = zip(ASV_KEYS, (self.target, self.nontarget, self.spoof), self.phases, strict=True)
+        found = {kind: scores[np.isin(phases, kept)].tolist() for kind, scores, phases in arrays}
+        selected = _by_kind(Path(path), found, f" of phase(s) {', '.join(kept)}")
+        return selected, kept
 
 
 def _text(path: Path, what: str = "ASV score file") -> str:
@@ -93,6 +122,7 @@ def read_asv_scores(
         return read_keyed_asv_scores(path, Path(key), score_columns=wanted, kinds=kinds)
     text = _text(path)
     found: dict[str, list[float]] = {key: [] for key in ASV_KEYS}
+    phases: dict[str, list[str]] = {key: [] for key in ASV_KEYS}  # each line's 2021 phase ('' where none)
     first = True
     columns: tuple[int, int] | None = None  # (kind, score) columns named by a header (ASVspoof 5's tables)
     width = 0  # the number of columns that header names
@@ -115,9 +145,9 @@ def read_asv_scores(
                     f"{width} columns (a score written with a decimal comma, 1,5, is two fields in a comma-separated "
                     "table: write scores with a decimal point)"
                 )
-            found[_kind_cell(path, number, line, fields, columns[0])].append(
-                _score_cell(path, number, line, fields, columns[1])
-            )
+            kind = _kind_cell(path, number, line, fields, columns[0])
+            found[kind].append(_score_cell(path, number, line, fields, columns[1]))
+            phases[kind].append("")
             continue
         keys = [_kind(f) for f in fields[:-1] if _kind(f) in found]
         score = _number(fields[-1])
@@ -141,7 +171,8 @@ def read_asv_scores(
                 "target/nontarget/spoof and ends with the score (e.g. 'bonafide target 1.53')" + _asv2021_hint(fields)
             )
         found[keys[0]].append(score)
-    return _by_kind(path, found)
+        phases[keys[0]].append(_line_phase(fields))
+    return _by_kind(path, found, phases=phases)
 
 
 def _refuse_decimal_comma(path: Path, number: int, line: str) -> None:
@@ -157,15 +188,36 @@ def _refuse_decimal_comma(path: Path, number: int, line: str) -> None:
         )
 
 
-def _by_kind(path: Path, found: dict[str, list[float]]) -> ASVScores:
+def _by_kind(
+    path: Path, found: dict[str, list[float]], which: str = "", phases: dict[str, list[str]] | None = None
+) -> ASVScores:
     missing = [key for key in ASV_KEYS if not found[key]]
     if missing:
         counts = ", ".join(f"{len(found[key])} {key}" for key in ASV_KEYS)
         raise ProtocolError(
-            f"{path}: no {' or '.join(missing)} trials ({counts}); the t-DCF's ASV error rates, the t-EER and the "
-            "a-DCF need all three"
+            f"{path}: no {' or '.join(missing)} trials{which} ({counts}); the t-DCF's ASV error rates, the t-EER and "
+            "the a-DCF need all three"
         )
-    return ASVScores(*(np.asarray(found[key], dtype=np.float64) for key in ASV_KEYS))
+    carried = phases is not None and any(ph for key in ASV_KEYS for ph in phases[key])
+    return ASVScores(
+        *(np.asarray(found[key], dtype=np.float64) for key in ASV_KEYS),
+        phases=tuple(np.asarray(phases[key], dtype=object) for key in ASV_KEYS) if carried else None,
+    )
+
+
+# the PHASE field of the ASVspoof 2021 ASV keys (keys/<track>/ASV/trial_metadata.txt), its last field: the one before
+# the score on a line of the key with its score appended (``LA_0007-alaw-ita_tx LA_E_5013670-alaw-ita_tx alaw ita_tx
+# bonafide nontarget notrim eval -4.87``)
+ASV2021_PHASES = ("eval", "progress", "hidden", "hidden_track")
+_PHASE_NAMES = {"hidden_track": "hidden"}
+
+
+def _line_phase(fields: list[str]) -> str:
+    """The ASVspoof 2021 phase of an ASV score line of the 2021 key's layout with its score appended ('' for any
+    other line), ``hidden_track`` named ``hidden``."""
+    if len(fields) >= 4 and _TRIAL_ID.match(fields[1]) and fields[-2] in ASV2021_PHASES:
+        return _PHASE_NAMES.get(fields[-2], fields[-2])
+    return ""
 
 
 _KIND_COLUMNS = ("asv-label", "asv_label")
@@ -427,7 +479,9 @@ def asv_rates(path: str | Path) -> ASVRates:
     return read_asv_scores(path).rates()
 
 
-_TRIAL_ID = re.compile(r"^(LA|PA|DF)_E_\d+$")
+# an ASVspoof 2021 trial: LA_E_9332881 in the CM keys; the ASV key and its score file name it with its condition,
+# LA_E_5013670-alaw-ita_tx (the plain id alone matched, and the real files got no hint and no phase)
+_TRIAL_ID = re.compile(r"^(LA|PA|DF)_E_\d+(?:-\S+)?$")
 # how the ASVspoof 2021 organisers' ASV scores become lines of the 2019 layout: their score file names the trials
 # and their ASV key the kinds, line by line in the same order (the official evaluate.py pairs them by position)
 _JOIN_2021 = (
@@ -437,8 +491,9 @@ _JOIN_2021 = (
 
 
 def _asv2021_hint(fields: list[str], keyed: bool = False) -> str:
-    """For a line of ASVspoof 2021's ASV score file (``LA_0015 LA_E_1103494 -4.87``: no trial kind) or of its ASV
-    key (``... bonafide nontarget notrim eval``: no score), how to join the two into lines this reader takes;
+    """For a line of ASVspoof 2021's ASV score file (``LA_0007-alaw-ita_tx LA_E_5013670-alaw-ita_tx -4.87``: no
+    trial kind) or of its ASV key (``... bonafide nontarget notrim eval``: no score), how to join the two into lines
+    this reader takes;
     ``keyed``: the two were given as ``--asv-scores`` and ``--asv-key``, which joins only ASVspoof 5's tables."""
     if len(fields) < 3 or not _TRIAL_ID.match(fields[1]):
         return ""

@@ -657,6 +657,10 @@ def evaluate(
     their min a-DCF under ``config.adcf``, a figure of that system, which the CM scores enter only if it fused them.
     """
     cfg = config or EvalConfig()
+    if asv_scores is not None and table.has_column("partition"):
+        # the ASV trials of the evaluated ASVspoof 2021 phases alone (ASVScores.of_phases), as the official scripts
+        # take them
+        asv_scores = asv_scores.of_phases(table.column("partition"))[0]
     asv_rates = _asv_rates(asv_scores)
     if asv_rates is not None and cfg.asv == ASVRates():
         # the ASV system given is the one the CM protects: its rates, not the ASVspoof 5 organisers' defaults (the
@@ -863,8 +867,10 @@ def render_markdown(report: Report) -> str:
         ci_text = f" ({p['eer_ci_note']})"
     asv = report.config.asv
     asv_file = (report.inputs or {}).get("asv_scores")
+    asv_phases = (report.inputs or {}).get("asv_phases")  # sdd eval: the ASVspoof 2021 phases of the ASV trials taken
+    of_phases = f" (its trials of phase {markdown_cell('/'.join(asv_phases))})" if asv_phases else ""
     origin = (
-        f"at the EER threshold of {markdown_cell(Path(asv_file).name)}"  # in the t-DCF rows' cells
+        f"at the EER threshold of {markdown_cell(Path(asv_file).name)}{of_phases}"  # in the t-DCF rows' cells
         if asv_file
         else "at the EER threshold of the given ASV scores"
         if report.asv_rates_from_scores

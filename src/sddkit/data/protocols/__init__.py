@@ -36,7 +36,7 @@ from sddkit.data.protocols import (  # noqa: F401  (importing registers the read
 )
 from sddkit.data.protocols.detect import detect_format
 from sddkit.data.table import UtteranceTable
-from sddkit.errors import ConfigError
+from sddkit.errors import ConfigError, ProtocolError, SddkitError
 
 __all__ = ["ReaderOption", "detect_format", "read_protocol", "reader_options"]
 
@@ -160,4 +160,24 @@ def read_protocol(path: str | Path, format: str | None = None, **options: Any) -
         params["root"] = str(corpus_dir) if given is None else given
         if p.is_file() and fmt == "common_voice":
             params.setdefault("splits", [p.stem])
-    return PROTOCOLS.build({"name": fmt, **params})
+    try:
+        return PROTOCOLS.build({"name": fmt, **params})
+    except ProtocolError as exc:
+        if format is not None:
+            _name_detected_format(exc, p, fmt)
+        raise
+
+
+def _name_detected_format(exc: ProtocolError, path: Path, fmt: str) -> None:
+    """Append to ``exc`` the format ``path`` is detected as, where that is another than the one named, ``fmt``, and
+    the message does not name it already: an ASVspoof 2021 LA key read with ``--protocol-format asvspoof2019_la`` was
+    "expected 5 fields (...), got 8", In-the-Wild's meta.csv "got 1", which left the user to find the reader."""
+    try:
+        detected = detect_format(path)
+    except (SddkitError, OSError):
+        return  # no format known to name
+    if detected != fmt and len(exc.args) == 1 and isinstance(exc.args[0], str) and detected not in exc.args[0]:
+        exc.args = (
+            f"{exc.args[0]} (this file reads as format {detected!r}, not {fmt!r}: name that one, or leave the format "
+            "out to detect it)",
+        )

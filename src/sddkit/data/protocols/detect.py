@@ -11,8 +11,9 @@ header, or ``SPEAKER UTT SCORE KEY`` lines with KEY bonafide/spoof or target/non
 sddbench (``manifest.csv``), generic ``bonafide/``+``spoof/``, FakeAVCeleb, In-the-Wild, LJSpeech,
 VCTK, Common Voice, MLAAD, WaveFake (``generated_audio/``), LibriSpeech, Fake-or-Real.
 Anything else is a :class:`ProtocolError` that says what was seen and lists the formats; ASVspoof files
-no reader takes (ASVspoof 5 track-2 trial lists, the 2021 LA and PA ASV keys, ASV enrolment lists) and
-a ``meta.csv`` of another format in a folder are named as such.
+no reader takes (ASVspoof 5 track-2 trial lists, the 2021 LA and PA ASV keys, ASV enrolment lists, the CM and
+ASV score files of ASVspoof 2019/2021 given as a protocol) and a ``meta.csv`` of another format in a folder are
+named as such.
 """
 
 from __future__ import annotations
@@ -238,6 +239,54 @@ def _table_header_error(path: Path, lineno: int, fields: list[str], separator: s
     )
 
 
+def _number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+# an ASVspoof 2021 trial id; the ASV key and its score file's carry the condition (LA_E_5013670-alaw-ita_tx)
+_ASV2021_TRIAL = re.compile(r"^(LA|PA|DF)_E_\d+(?:-\S+)?$")
+_GIVE_AS_SCORES = (
+    "sdd eval takes a score file as --scores, and the protocol labelling its trials as --protocol (ASVspoof 2019: "
+    "ASVspoof2019.<LA|PA>.cm.eval.trl.txt; 2021: keys/<track>/CM/trial_metadata.txt)"
+)
+
+
+def _score_file_error(path: Path, lineno: int, tokens: list[str]) -> ProtocolError | None:
+    """A ProtocolError for a first line of an ASVspoof score file given as a protocol (``--scores`` and
+    ``--protocol`` swapped, the organisers' ASV scores for the CM key), None for any other line. Such a line was
+    "cannot tell the protocol format", advising to name one: none reads it, as it labels no trial (or a CM score
+    file's, whose labels its protocol has)."""
+    where = f"{path}:{lineno}: {' '.join(tokens)[:120]!r}"
+    kind = tokens[1].lower() if len(tokens) == 3 else ""
+    if kind in ("target", "nontarget", "non-target", "spoof") and _number(tokens[2]):
+        return ProtocolError(
+            f"{where}: an ASV score file (SOURCE KEY SCORE, as ASVspoof 2019's ASVspoof2019.LA.asv.eval.gi.trl.scores."
+            "txt), the speaker-verification system's scores, not a countermeasure protocol; sdd eval takes it as "
+            "--asv-scores, with the CM protocol (ASVspoof2019.<LA|PA>.cm.eval.trl.txt) as --protocol"
+        )
+    if len(tokens) == 3 and _ASV2021_TRIAL.match(tokens[1]) and _number(tokens[2]):
+        return ProtocolError(
+            f"{where}: an ASVspoof 2021 ASV score file (SPEAKER UTT SCORE, keys/<track>/ASV/ASVTorch_Kaldi/score.txt), "
+            "not a countermeasure key; the CM key is keys/<track>/CM/trial_metadata.txt, and sdd eval takes these ASV "
+            "scores as --asv-scores, each appended to its line of the ASV key keys/<track>/ASV/trial_metadata.txt "
+            "(docs/cli.md, sdd eval)"
+        )
+    if len(tokens) == 2 and _number(tokens[1]):
+        return ProtocolError(
+            f"{where}: a score file (UTT SCORE), not a protocol: it labels no trial; {_GIVE_AS_SCORES}"
+        )
+    if len(tokens) == 4 and tokens[2].lower() in _LABELS and _number(tokens[3]):
+        return ProtocolError(
+            f"{where}: a countermeasure score file (UTT SOURCE KEY SCORE, ASVspoof 2019's score layout), not a "
+            f"protocol; {_GIVE_AS_SCORES}"
+        )
+    return None
+
+
 def detect_file_format(path: Path) -> str:
     if path.suffix.lower() in (".parquet", ".pq"):
         return "utterance_table"
@@ -254,6 +303,9 @@ def detect_file_format(path: Path) -> str:
         header_error = _table_header_error(path, lineno, fields, separator) if separator is not None else None
         if header_error is not None:
             raise header_error
+        score_error = _score_file_error(path, lineno, line.split())
+        if score_error is not None:
+            raise score_error
         raise ProtocolError(
             f"{path}:{lineno}: cannot tell the protocol format from this line ({len(fields)} fields): "
             f"{line[:120]!r}; {_NAME_THE_FORMAT}"
