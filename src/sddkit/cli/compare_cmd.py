@@ -70,6 +70,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _inputs(args: argparse.Namespace, options: dict, partitions: list[str] | None) -> dict:
+    """What was compared, as ``sdd eval``'s ``inputs`` records it: the protocol and its selection (without them two
+    comparisons of other partitions read alike), each score file's SHA-256 (a path names a file that may be
+    rewritten), and the sddkit that computed it."""
+    from sddkit import __version__
+    from sddkit.documents import file_digest
+
+    return {
+        "protocol": os.path.abspath(args.protocol),
+        "protocol_sha256": file_digest(args.protocol),  # None for a protocol folder
+        "protocol_format": args.protocol_format,
+        "protocol_options": options or None,
+        "partitions": partitions,
+        "baseline_sha256": [file_digest(f) for f in args.baseline],
+        "system_sha256": [file_digest(f) for f in args.system],
+        "sddkit_version": __version__,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     from sddkit.cli.options import (
         check_minimums,
@@ -133,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
         tmp = out.with_name(f".{out.name}.tmp")
         earlier = earlier_report(out) if out.is_file() else None
         try:
-            tmp.write_text(json.dumps(comparison.to_dict(), indent=2) + "\n", encoding="utf-8")
+            record = {**comparison.to_dict(), "inputs": _inputs(args, options, partitions)}
+            tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
             os.replace(tmp, out)
         except OSError as exc:  # e.g. the disk filled during the bootstrap: one line, the table is printed above
             raise ConfigError(f"--json {out}: cannot write it ({exc.strerror or exc})") from None

@@ -69,6 +69,14 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def device_name(device: torch.device) -> str:
+    """What ``device`` is beyond its index: the GPU's model for CUDA (its kernels, hence a result's last bits, differ
+    from one model to another), the processor's architecture for the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.machine() or "unknown"
+
+
 # the folders of a checkout (from its top) whose untracked, not ignored files make it dirty: what runs
 CODE_FOLDERS = ("src", "recipes", "scripts")
 

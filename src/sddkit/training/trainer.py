@@ -8,8 +8,10 @@ early stopping, best-checkpoint selection, averaging of the top-k checkpoints; c
 
     out_dir/
       run.json           seed, resolved recipe, package versions, git commit (the latest session's), and one
-                         entry per (re)start with its own: recipe, versions, git, cwd, torch threads, and the
-                         SHA-256 of each protocol file read
+                         entry per (re)start with its own: recipe, versions, git, cwd, torch threads, the
+                         SHA-256 of each protocol file read, the utterances read (counts per class), the command
+                         line (``argv``), device, and its ``started`` and ``finished`` times (``finished`` and
+                         ``end_step`` null until it has exported best/ and final/: an interrupted session's stay so)
       metrics.jsonl      one line per validation: step (optimiser steps taken), epoch (epochs completed when it
                          ran: 1 at the end of the first), val_eer (a fraction), val_loss, n (utterances)
       tb/                TensorBoard event files
@@ -69,6 +71,7 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -156,6 +159,7 @@ from sddkit.training.molex import (
 from sddkit.training.provenance import (
     changed_protocols,
     configure_determinism,
+    device_name,
     git_commit,
     package_versions,
     rank_seed,
@@ -280,6 +284,7 @@ class Trainer:
                 self._loop()
                 result = self._finish()
             self._molex_report(self.state.molex_before)
+            self._record_finish()
             self._completed = True
             return result
         except KeyboardInterrupt:
@@ -1713,11 +1718,16 @@ class Trainer:
                 sessions = []
         recipe, versions, commit = to_dict(self.recipe), self._session_code["versions"], self._session_code["git"]
         session: dict[str, Any] = {
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "started": _now(),
+            # null until the session ends with best/ and final/ exported: a session left null was interrupted or failed
+            "finished": None,
+            "end_step": None,
+            "argv": list(sys.argv),  # the command line (`sdd train RECIPE key=value ...`, `sdd cv ...`, a script's)
             "resumed_from": resumed_from,
             "start_step": self.state.step,
             "world_size": self.info.world_size,
             "device": str(self.device),
+            "device_name": device_name(self.device),  # kernels, hence the last bits of the weights, differ by GPU
             # relative protocol, audio and out_dir paths of the recipe are read against it
             "cwd": os.getcwd(),
             "torch_threads": torch.get_num_threads(),  # CPU reductions depend on it
@@ -1725,6 +1735,13 @@ class Trainer:
             # or run under other code): each session keeps its own
             "recipe": recipe,
             "protocols": self._protocol_digests(),  # the protocol files as read, not only their names
+            # the trained models it starts from, as read: a first stage exported again since holds other weights
+            "model_dirs": self._model_dir_digests(),
+            # the utterances selected from them (where/exclude/folds applied): a protocol folder has no digest
+            "utterances": {
+                "train": _utterance_counts(getattr(self, "train_table", None), getattr(self, "train_data", None)),
+                "val": _utterance_counts(self.val_table, getattr(self, "val_data", None)),
+            },
             "versions": versions,
             "git": commit,
         }
@@ -1741,6 +1758,33 @@ class Trainer:
             "sessions": sessions,
         }
         atomic_write_bytes(path, (json.dumps(info, indent=2) + "\n").encode())
+
+    def _record_finish(self) -> None:
+        """Write the end of this session (``finished``, ``end_step``) into run.json's last session, the one
+        ``_write_run_info`` opened: a session left without them was interrupted or failed."""
+        if not self.info.is_main:
+            return
+        path = self.out_dir / "run.json"
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+            session = info["sessions"][-1]
+            session["finished"], session["end_step"] = _now(), self.state.step
+            atomic_write_bytes(path, (json.dumps(info, indent=2) + "\n").encode())
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:  # the models are exported: say, go on
+            log.warning("%s: the end of this session is not recorded (%s)", path, exc)
+
+    def _model_dir_digests(self) -> dict[str, str | None]:
+        """``{model directory: its weights_digest}`` of ``init_from`` and ``mixture.expert_dirs`` (None: unreadable)."""
+        r = self.recipe
+        dirs = ([r.init_from] if r.init_from else []) + (list(r.mixture.expert_dirs) if r.mixture is not None else [])
+        digests: dict[str, str | None] = {}
+        for directory in dirs:
+            try:
+                digest = read_model_config(directory).get("weights_digest")
+            except CheckpointError:  # moved since it was loaded: the run goes on with what it loaded
+                digest = None
+            digests[str(directory)] = digest if isinstance(digest, str) else None
+        return digests
 
     def _protocol_digests(self) -> dict[str, str | None]:
         """``{protocol path: SHA-256 of the file}`` of every protocol the recipe reads (None: not a file)."""
@@ -1876,6 +1920,23 @@ class Trainer:
                 atomic_write_bytes(path, (json.dumps(report, indent=2) + "\n").encode())
             except OSError as exc:  # a full disk after best/ and final/ were written: a resume of the run writes it
                 raise self._write_failed(str(path), exc) from None
+
+
+def _now() -> str:
+    """The local time, ISO 8601 with its UTC offset, as run.json records a session's start and end."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _utterance_counts(table: UtteranceTable | None, data: Dataset | None) -> dict[str, int] | None:
+    """``{"n", "bonafide", "spoof"}`` of the utterances a run reads (its table's, when it has one; only ``n`` of a
+    dataset given without one), None when it reads none."""
+    if table is not None:
+        bona = int(table.labels.sum())
+        return {"n": len(table), "bonafide": bona, "spoof": len(table) - bona}
+    try:
+        return None if data is None else {"n": len(data)}  # type: ignore[arg-type]
+    except TypeError:  # an iterable dataset without a length
+        return None
 
 
 def _strategy_seed(recipe: dict[str, Any], default: int) -> Any:
