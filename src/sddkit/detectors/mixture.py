@@ -366,13 +366,16 @@ def _same_expert(given: dict[str, Any], stored: dict[str, Any]) -> bool:
     """Whether a recipe's expert config is the one stored in its directory; a directory that stores every weight
     records its encoder's architecture in place of the ``pretrained`` folder the recipe names (model_dir), and one
     that leaves the encoder to that folder records it made absolute (the trainer's ``absolute_pretrained_paths``),
-    where the recipe may name it relative to the working directory, as the expert's own recipe did."""
+    where the recipe may name it relative to the working directory, as the expert's own recipe did, and with the
+    waveform normalisation its folder decided written out where the recipe leaves it to the folder."""
     from sddkit.pretrained import absolute_pretrained_paths
 
     if given == stored or absolute_pretrained_paths(given) == stored:
         return True
-    from sddkit.frontends.encoders import self_contained_config
+    from sddkit.frontends.encoders import recorded_normalize_config, self_contained_config
 
+    if recorded_normalize_config(absolute_pretrained_paths(given)) == stored:
+        return True
     try:
         return self_contained_config(given) == stored
     except ConfigError:  # the recipe's folder is not there to compare with

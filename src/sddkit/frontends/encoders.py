@@ -37,7 +37,8 @@ Choices made here, and why:
   folder's feature-extractor settings when they state it (how the model was trained and is
   published: ``preprocessor_config.json``, or the ``feature_extractor`` section of
   ``processor_config.json``, where transformers 5 saves a processor); otherwise it follows the
-  feature-extractor type (layer norm: XLS-R / large models).
+  feature-extractor type (layer norm: XLS-R / large models). A model directory saved with it records the value
+  decided, so its scores do not depend on the copy of the folder it is later loaded with.
 - **WavLM** attention hands its projection *weights* to ``F.multi_head_attention_forward``, so
   modules that replace ``q_proj`` etc. (LoRA, MoLEx) would be silently bypassed.
   :meth:`SpeechEncoder.projection_slots` switches such attention modules to an equivalent
@@ -389,6 +390,7 @@ class EncoderConfig:
         model was trained: ``do_normalize`` of the ``pretrained`` folder's feature extractor
         (``preprocessor_config.json``, or ``processor_config.json``'s ``feature_extractor``
         section) when it states it, else models with a layer-norm feature extractor (XLS-R / large).
+        A saved model directory records the value so decided (:func:`recorded_normalize_spec`).
     spec_augment: apply the model config's SpecAugment time masking in training; training inputs
         then need at least ``mask_time_length`` frames (10 x 20 ms for the published models). It sets
         transformers' ``apply_spec_augment``: ``overrides: {apply_spec_augment: true}`` without it is refused.
@@ -1163,19 +1165,25 @@ def _load_pretrained(model_cls: type, directory: Path, hf_cfg: Any) -> nn.Module
     from safetensors import SafetensorError
 
     try:
-        with _no_loading_bar():
+        with _no_loading_bar(), _load_report_kept() as report:
             model, info = model_cls.from_pretrained(
                 directory, config=hf_cfg, local_files_only=True, output_loading_info=True, **_float32_kwarg()
             )
     # no weights file (OSError), a truncated or corrupt one (SafetensorError, UnpicklingError, EOFError),
     # tensors of other shapes (RuntimeError / ValueError): all name the directory
     except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError) as exc:
-        raise _unreadable(directory, exc) from None
+        error = _unreadable(directory, exc)
+        if report:  # transformers' error then says "look at the above report": it follows in this message instead
+            error = ConfigError("\n".join([f"{error} (the report follows)", *report]))
+        raise error from None
     # masked_spec_embed only exists in some checkpoints; it is a SpecAugment constant.
     missing = [k for k in info.get("missing_keys", []) if "masked_spec_embed" not in k]
     if missing:
         raise _lacking(directory, missing)
-    _warn_unplaced(model, info.get("unexpected_keys", []), directory)
+    unexpected = list(info.get("unexpected_keys", []))
+    if unexpected:  # (the head's names are built only for a folder that holds more than the encoder)
+        head = _head_weight_names(directory, model_cls, hf_cfg)
+        _warn_unplaced(model, [k for k in unexpected if k not in head], directory)
     # what came from the file may be left out of trainable-only model directories (model_dir)
     return mark_pretrained(model, except_names=set(info.get("missing_keys", [])))
 
@@ -1198,6 +1206,37 @@ def _no_loading_bar() -> Any:
         yield
     finally:
         set_hook(previous)
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@contextlib.contextmanager
+def _load_report_kept() -> Any:
+    """Keep transformers 5's "LOAD REPORT" of a ``from_pretrained`` call off stderr; yields the list it is put in
+    (without its terminal colours), for the error of a load that fails.
+
+    transformers logs it as a warning, a table in terminal colours, whenever the folder's weights are not exactly the
+    model's: for every folder of a model with a head (the published XLS-R folders are ``Wav2Vec2ForPreTraining``:
+    ``quantizer``, ``project_q``, ``project_hid``; CTC models' ``lm_head``), so it went into every training and scoring
+    log and onto ``sdd score --quiet``'s stderr at each load, saying such weights are "not ok if you expect identical
+    arch". What it reports is checked here instead: missing weights are refused (:func:`_lacking`), weights inside the
+    model's own layers are warned about (:func:`_warn_unplaced`), a head left out is left out on purpose."""
+    hf_logger = logging.getLogger("transformers.modeling_utils")
+    kept: list[str] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        kept.append("\n".join(line.rstrip() for line in _ANSI_ESCAPE.sub("", message).strip().splitlines()))
+        return False
+
+    hf_logger.addFilter(keep)
+    try:
+        yield kept
+    finally:
+        hf_logger.removeFilter(keep)
 
 
 def _float32_kwarg() -> dict[str, torch.dtype]:
@@ -1223,17 +1262,51 @@ def _lacking(directory: Path, missing: list[str]) -> ConfigError:
     )
 
 
+def _head_weight_names(directory: Path, model_cls: type, hf_cfg: Any) -> set[str]:
+    """The weights of the task head that the model classes a folder's ``config.json`` lists (``architectures``) hold
+    beside the encoder ``model_cls`` loads: left out on purpose. Built on the meta device (nothing allocated); a
+    class that cannot be built here gives none.
+
+    An x-vector model (``WavLMForXVector``, e.g. microsoft/wavlm-base-plus-sv) names a head layer
+    ``feature_extractor``, as the encoder names its convolutions: its ``feature_extractor.weight`` was reported as a
+    weight "inside the model's own layers" that did not load, as if the encoder's convolutions had not."""
+    import transformers
+
+    try:
+        architectures = _read_json(directory / "config.json").get("architectures") or []
+    except (ConfigError, AttributeError):
+        return set()
+    names: set[str] = set()
+    for arch in architectures:
+        cls = getattr(transformers, arch, None) if isinstance(arch, str) else None
+        prefix = getattr(cls, "base_model_prefix", "")
+        if not isinstance(cls, type) or cls is model_cls or not prefix:
+            continue
+        try:
+            with torch.device("meta"):
+                whole = cls(hf_cfg)
+        except Exception:  # noqa: BLE001 - a head this config cannot build: its names are not needed to load
+            continue
+        names.update(k for k in whole.state_dict() if not k.startswith(f"{prefix}."))
+    return names
+
+
 def _warn_unplaced(model: nn.Module, unexpected: list[str], directory: Path) -> None:
     """Warn about weights of the folder that belong inside the model's own layers but have no place there.
 
     A pre-training or CTC head (``quantizer``, ``project_q``, ``lm_head``, Whisper's decoder) is left out
     on purpose; a tensor under one of the model's own modules (say LoRA factors saved into the encoder's
-    folder) is dropped too, which transformers only prints in its load report. A warning rather than an
-    error: a checkpoint layout not seen here must not make a usable encoder unloadable.
+    folder) is dropped too, which transformers only listed in its load report (kept off the console, see
+    :func:`_load_report_kept`). A warning rather than an error: a checkpoint layout not seen here must not make a
+    usable encoder unloadable. The head of the folder's own model class (:func:`_head_weight_names`) is left out
+    before this is asked.
     """
     own = []
+    # the folder of a model with a head (XLS-R's Wav2Vec2ForPreTraining, an x-vector or CTC model) keeps the encoder's
+    # weights under its prefix (`wav2vec2.`, `wavlm.`), which transformers reports unstripped for those that do not load
+    prefix = f"{getattr(model, 'base_model_prefix', '')}."
     for key in unexpected:
-        owner = key.rpartition(".")[0]
+        owner = key.removeprefix(prefix).rpartition(".")[0]
         if not owner:  # a tensor of the model itself (masked_spec_embed of a model built without masking)
             continue
         try:
@@ -1419,11 +1492,60 @@ def self_contained_spec(spec: dict[str, Any]) -> dict[str, Any]:
     overrides.update(cfg.overrides)
     resolved = {**spec, "pretrained": None, "overrides": overrides}
     if preset.family != "whisper" and cfg.normalize is None:
-        normalize = _preprocessor_normalize(cfg.pretrained)
-        if normalize is None:  # as build_encoder decides without a word from the folder
-            normalize = overrides.get("feat_extract_norm", preset_values.get("feat_extract_norm")) == "layer"
-        resolved["normalize"] = normalize
+        resolved["normalize"] = _folder_normalize(
+            cfg.pretrained, overrides.get("feat_extract_norm", preset_values.get("feat_extract_norm"))
+        )
     return resolved
+
+
+def _folder_normalize(pretrained: str, feat_extract_norm: Any) -> bool:
+    """The waveform normalisation ``normalize: None`` gives a wav2vec2-family model of folder ``pretrained`` whose
+    (overridden) config has ``feat_extract_norm``: as :func:`build_encoder` decides it."""
+    normalize = _preprocessor_normalize(pretrained)
+    if normalize is None:  # no word from the folder: layer-norm extractors were trained on normalised input
+        normalize = feat_extract_norm == "layer"
+    return normalize
+
+
+def recorded_normalize_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """An encoder spec of the wav2vec2 family with ``normalize: None`` and a ``pretrained`` folder, with the waveform
+    normalisation that folder decides written out (``normalize: true``/``false``); any other spec comes back unchanged,
+    as does one whose folder cannot be read (loading it says why).
+
+    For ``weights: trainable`` model directories, whose frozen encoder still loads from the folder: left ``None``,
+    the normalisation was decided again at every load from the folder found then, so a copy of the folder without
+    its feature-extractor file (``config.json`` and the weights only), or with another one, scored every file on other
+    input than the model was trained on (wav2vec 2.0 base's folder says ``do_normalize: true`` where its group-norm
+    extractor alone means false), without a word: the pretrained digest checks the weights, not that file.
+    """
+    from sddkit.config import from_dict
+
+    preset_name = spec.get("name")
+    if (
+        preset_name not in PRESETS
+        or PRESETS[preset_name].family == "whisper"
+        or not isinstance(spec.get("pretrained"), str)
+        or spec.get("normalize") is not None
+    ):
+        return spec
+    preset = PRESETS[preset_name]
+    try:
+        cfg = from_dict(EncoderConfig, {k: v for k, v in spec.items() if k != "name"}, "encoder")
+        directory, _ = _read_pretrained_config(cfg.pretrained, preset_name, preset)
+        hf_cfg = _read_hf_config(_hf_class(preset.family, 0), directory)
+        norm = cfg.overrides.get("feat_extract_norm", getattr(hf_cfg, "feat_extract_norm", None))
+        return {**spec, "normalize": _folder_normalize(cfg.pretrained, norm)}
+    except ConfigError:
+        return spec
+
+
+def recorded_normalize_config(config: Any) -> Any:
+    """A model config (plain data) with every encoder spec made :func:`recorded_normalize_spec`."""
+    if isinstance(config, dict):
+        return recorded_normalize_spec({k: recorded_normalize_config(v) for k, v in config.items()})
+    if isinstance(config, list):
+        return [recorded_normalize_config(v) for v in config]
+    return config
 
 
 def self_contained_config(config: Any) -> Any:
@@ -1450,8 +1572,8 @@ def build_encoder(cfg: EncoderConfig, *, preset: str, **context: Any) -> SpeechE
     else:
         normalize = cfg.normalize
         if normalize is None and cfg.pretrained is not None:
-            normalize = _preprocessor_normalize(cfg.pretrained)
-        if normalize is None:  # no word from the folder: layer-norm extractors were trained on normalised input
+            normalize = _folder_normalize(cfg.pretrained, model.config.feat_extract_norm)
+        if normalize is None:  # no folder: layer-norm extractors were trained on normalised input
             normalize = model.config.feat_extract_norm == "layer"
         encoder = Wav2Vec2FamilyEncoder(model=model, family=spec.family, layer=cfg.layer, normalize=normalize)
     encoder.set_trainable(freeze=cfg.freeze, freeze_feature_encoder=cfg.freeze_feature_encoder)
@@ -1492,6 +1614,8 @@ __all__ = [
     "feature_extractor_problem",
     "ignored_override_problem",
     "pretrained_structure_problem",
+    "recorded_normalize_config",
+    "recorded_normalize_spec",
     "self_contained_config",
     "self_contained_spec",
 ]
