@@ -354,6 +354,16 @@ def _convert_union(tp: Any, value: Any, path: str) -> Any:
     if value is None and type(None) in args:
         return None
     alternatives = [a for a in args if a is not type(None)]
+    if (
+        type(None) in args
+        and isinstance(value, str)
+        and value in ("None", "none")
+        and not _takes_text(alternatives, value)
+    ):
+        # Python's word (`trainer.patience=None`) is text in YAML: it read "expected an integer, got 'None'", as if the
+        # key could not be null
+        expected = " or ".join(_shape_words(a) for a in args)
+        raise ConfigError(f"{path}: expected {expected}, got {value!r} (YAML's none is null or ~; {value} is text)")
     # the alternatives a value of this shape could be (a mapping: a section; a list: a list): when only one
     # can, its own error is the whole story (not the value dumped and every alternative's complaint)
     fitting = [a for a in alternatives if _fits(a, value)]
@@ -375,6 +385,11 @@ def _convert_union(tp: Any, value: Any, path: str) -> Any:
         names = [v for a in fitting if get_origin(a) is Literal for v in get_args(a) if isinstance(v, str)]
         raise ConfigError(f"{path}: expected {expected}, got {shown_value(value)}{did_you_mean([value], names)}")
     raise ConfigError(f"{path}: {value!r} matches none of {tp}: {'; '.join(errors)}")
+
+
+def _takes_text(alternatives: Sequence[Any], text: str) -> bool:
+    """Whether one of a union's ``alternatives`` can hold ``text`` itself: a string or path, or a choice it names."""
+    return any(a in (str, Path) or (get_origin(a) is Literal and text in get_args(a)) for a in alternatives)
 
 
 def _convert_literal(tp: Any, value: Any, path: str) -> Any:

@@ -112,7 +112,15 @@ def _refuse_out_dir_override(args: argparse.Namespace, keys: list[str]) -> None:
     if not refused and "trainer" in keys:  # the only other override that can set it
         raw = load_yaml(args.recipe)
         changed = apply_overrides(copy.deepcopy(raw), list(args.overrides))
-        refused = value(changed, "trainer", "out_dir") != value(raw, "trainer", "out_dir")
+        # a `trainer={epochs: 1, ...}` that leaves out_dir out does not set it (the recipe's is dropped, and the fold's
+        # OUT/fold_<values>/ replaces it anyway): it was refused as "an override sets trainer.out_dir", with no
+        # out_dir to drop
+        trainer = value(changed, "trainer")
+        refused = (
+            isinstance(trainer, dict)
+            and "out_dir" in trainer
+            and trainer["out_dir"] != value(raw, "trainer", "out_dir")
+        )
     if refused:
         raise ConfigError(
             f"--out {args.out} holds each fold's run (trainer.out_dir is OUT/fold_<values>/): an override sets "

@@ -140,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
     if other is not None:  # read as YAML, these were "not UTF-8 text (byte 0x.. on line 3)"
         raise ConfigError(f"{path}: {other}")
     written = None if path.is_dir() else load_yaml(path)
+    if written is not None:
+        _refuse_run_record(written, path)
     if written is not None and written.get("format") == FORMAT:
         path = path.parent  # a model directory's config.json (JSON is YAML) stands for its directory
     if path.is_dir():
@@ -169,6 +171,27 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(_as_written(str(exc), section, str(path))) from None
     print(json.dumps(described, indent=2))
     return 0
+
+
+def _refuse_run_record(data: dict[str, Any], path: Path) -> None:
+    """A ConfigError naming what ``path`` is when it is a run's ``run.json`` or a checkpoint's ``state.json``: the run's
+    ``model_config`` made a run.json read as a published AASIST .conf ("turn its weights into a model directory with
+    `sdd import-aasist`")."""
+    from sddkit.errors import ConfigError
+    from sddkit.training.recipe import run_record_kind
+
+    record = run_record_kind(data)
+    if record is None:
+        return
+    what, key = record
+    run_dir = path.parent.parent.parent if path.name == "state.json" else path.parent
+    exported = [str(run_dir / name) for name in ("best", "final") if (run_dir / name / "config.json").is_file()]
+    instead = (
+        f"describe a model directory it exported ({' or '.join(exported)})"
+        if exported
+        else f"describe the recipe it trained under (its '{key}' entry, saved as a file)"
+    )
+    raise ConfigError(f"{path}: {what}, not a config: {instead}")
 
 
 def _other_kind(path: Path) -> str | None:

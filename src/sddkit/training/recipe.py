@@ -147,7 +147,8 @@ class DataConfig:
     ``sddkit.data.samplers``: ``class_balanced``, ``domain_balanced``, ``domain_batch`` (MLDG
     batches holding several domains); ``sampler_options`` go to that sampler's constructor (``domain_batch``
     refuses ``bonafide_fraction: 0``, blocks without a bona fide item).
-    augment: augmentation specs (registry ``augmentation``) applied to training crops only.
+    augment: augmentation specs (registry ``augmentation``) applied to training crops only; read back (and recorded)
+        with every default written out.
     distinct_draws: an item drawn twice in one epoch (the balanced samplers oversample the smaller
         class or domain) gets a new crop and augmentation for each draw (:class:`DistinctDraws`).
         ``false`` gives the behaviour before 2026-12-02, where a repeat was an exact copy of the
@@ -215,6 +216,11 @@ class DataConfig:
         self.augment_specs: list[ComponentSpec] = [
             registry.parse(a, path=f"augment[{i}]") for i, a in enumerate(self.augment)
         ]
+        # kept with every default written out, as the model's components are: the recipe a run records (run.json,
+        # its checkpoints, best/ and final/) held each entry as written (`{name: noise, p: 0.4}`), so a default
+        # changed since (noise's low_hz went from 0 to 20 Hz) read back as today's, and a resume went on under the
+        # new augmentation with no word, recording the run as trained under one recipe throughout
+        self.augment = [to_dict(spec) for spec in self.augment_specs]
         from sddkit.augment.pipeline import check_waveform_specs
 
         check_waveform_specs(self.augment_specs, "augment")  # spec_augment here was refused only at training start
@@ -671,6 +677,26 @@ def _check_not_a_model_config(data: dict[str, Any], path: str | Path) -> None:
             f"{path}: the config.json of a model directory, not a training recipe; a recipe starts from that model "
             f"with init_from: {Path(path).parent}"
         )
+    record = run_record_kind(data)
+    if record is not None:  # its keys were refused one by one as unknown recipe keys ('git', 'recipe', ...)
+        what, key = record
+        raise ConfigError(
+            f"{path}: {what}, not a training recipe: the recipe that run trained under is its '{key}' entry (save "
+            "that as a file to train it again; `sdd train RECIPE --resume` with the run's recipe continues the run)"
+        )
+
+
+def run_record_kind(data: dict[str, Any]) -> tuple[str, str] | None:
+    """(what ``data`` is, the key of the recipe it holds) when it is a file a training run writes beside its model
+    directories (its ``run.json``, a checkpoint's ``state.json``), which holds a recipe without being one; None for
+    anything else."""
+    from sddkit.training.checkpoint import FORMAT as CHECKPOINT_FORMAT
+
+    if data.get("format") == CHECKPOINT_FORMAT:
+        return "the state of a training checkpoint", "state.recipe"
+    if isinstance(data.get("recipe"), dict) and "sessions" in data:
+        return "the record of a training run (run.json)", "recipe"
+    return None
 
 
 def check_model_keys_placed(data: dict[str, Any], path: str | Path) -> None:
@@ -700,6 +726,10 @@ RUN_SETTINGS = frozenset(
         "trainer.find_unused_parameters",
         "data.num_workers",
         "data.decode_cache",
+        # how many validation crops go through the model at once (the first val_crop_samples of each file, in eval
+        # mode: each one's score is its own); lowered after running out of memory in validation, it was a changed
+        # recipe, and `sdd cv` refused to resume or read back the folds started before it
+        "data.val_batch_size",
     }
 )
 
