@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,19 +67,37 @@ def model_config_from(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     raise ConfigError(f"config holds no model: expected 'frontend'/'backend', 'experts'/'gate', or a 'model' key{hint}")
 
 
-def folder_architectures(obj: Any) -> Any:
+def folder_architectures(obj: Any, where: str = "model", missing: list[str] | None = None) -> Any:
     """``obj`` with every encoder spec whose ``pretrained`` folder is there built from that folder's architecture
-    (:func:`~sddkit.frontends.encoders.self_contained_spec`: its ``config.json`` only, no weights read)."""
+    (:func:`~sddkit.frontends.encoders.self_contained_spec`: its ``config.json`` only, no weights read). ``where``
+    is ``obj``'s config key, which an error about a folder names (``model.frontend.encoder: ...``), as building the
+    model on the CPU does. A ``pretrained`` folder that is not there is left to the preset's architecture, and
+    named in ``missing`` (when given): the counts are then the preset's, which such a folder may not share."""
     if isinstance(obj, list):
-        return [folder_architectures(v) for v in obj]
+        return [folder_architectures(v, f"{where}[{i}]", missing) for i, v in enumerate(obj)]
     if not isinstance(obj, dict):
         return obj
-    obj = {k: folder_architectures(v) for k, v in obj.items()}
+    obj = {k: folder_architectures(v, f"{where}.{k}", missing) for k, v in obj.items()}
     folder = obj.get("pretrained")
-    if isinstance(folder, str) and (Path(folder).expanduser() / "config.json").is_file():
+    if isinstance(folder, str) and not (Path(folder).expanduser() / "config.json").is_file():
+        if missing is not None:
+            missing.append(
+                f"{where}.pretrained: {folder!r} is not there (no config.json): counted with the architecture of "
+                f"the preset {obj.get('name')}, which a folder may not share (its convolutions' biases and norms "
+                "change the counts); the folder's own is counted once it is there"
+            )
+        return obj
+    if isinstance(folder, str):
+        from sddkit.errors import ConfigError
         from sddkit.frontends.encoders import self_contained_spec
+        from sddkit.registry import at_path
 
-        return self_contained_spec(obj)
+        try:
+            return self_contained_spec(obj)
+        except ConfigError as exc:  # it said "encoder 'xlsr_300m': the pretrained model differs ...", of no key
+            if type(exc) is not ConfigError:
+                raise
+            raise ConfigError(at_path(str(exc), "encoder", where)) from None
     return obj
 
 
@@ -91,7 +110,10 @@ def without_pretrained(obj: Any) -> Any:
     return obj
 
 
-def describe(data: dict[str, Any], device: str = "meta") -> dict[str, Any]:
+def describe(data: dict[str, Any], device: str = "meta", notes: list[str] | None = None) -> dict[str, Any]:
+    """The counts of the model ``data`` (a recipe, detector or mixture mapping) holds. ``notes`` (when given)
+    receives what the caller should tell about them: an encoder's ``pretrained`` folder that is not there, whose
+    preset's architecture was counted (on the meta device)."""
     from sddkit.detectors.model_dir import ARCHITECTURES
 
     architecture, model_cfg = model_config_from(data)
@@ -114,7 +136,7 @@ def describe(data: dict[str, Any], device: str = "meta") -> dict[str, Any]:
     if device == "meta":
         # transformers refuses to load weights under the meta device; the counts do not depend on them, but on the
         # architecture a pretrained folder holds
-        model_cfg = without_pretrained(folder_architectures(model_cfg))
+        model_cfg = without_pretrained(folder_architectures(model_cfg, missing=notes))
     import torch
 
     with torch.device(device):
@@ -160,8 +182,9 @@ def run(args: argparse.Namespace) -> int:
             section = "mixture" if data.get("mixture") is not None else "model"
         else:
             section = ""  # a detector or mixture config at the top level of the file
+    notes: list[str] = []
     try:
-        described = describe(data, args.device)
+        described = describe(data, args.device, notes)
     except ConfigError as exc:
         if type(exc) is not ConfigError:
             raise
@@ -169,6 +192,9 @@ def run(args: argparse.Namespace) -> int:
             given = " with the overrides given" if args.overrides else ""
             raise ConfigError(f"{stored_in}{given}: {exc}") from None
         raise ConfigError(_as_written(str(exc), section, str(path))) from None
+    for note in notes:  # on stderr: the JSON on stdout stays the counts alone
+        where = f"{stored_in}: {note}" if stored_in is not None else _as_written(note, section, str(path))
+        print(f"sdd describe: note: {where}", file=sys.stderr)
     print(json.dumps(described, indent=2))
     return 0
 
