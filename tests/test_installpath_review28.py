@@ -132,3 +132,12 @@ def test_the_license_pyproject_declares_is_in_the_checkout():
     assert declared == "Apache-2.0"
     text = (root / "LICENSE").read_text()
     assert "Apache License" in text and "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
+
+
+def test_the_version_is_written_in_one_place():
+    """pyproject's version was a second copy of sddkit.__version__ (what `sdd --version`, run records and model
+    directories say); setuptools now reads it from the module."""
+    root = Path(sddkit.__file__).resolve().parents[2]
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "sddkit.__version__"}
