@@ -124,3 +124,21 @@ def test_paired_runs_of_different_lengths_are_called_so():
         paired_bootstrap(eer, labels, [[0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3]], [0.1, 0.2, 0.3, 0.4])
     with pytest.raises(MetricError, match="scores_b are not numbers"):  # no runs of lengths: numbers it is not
         paired_bootstrap(eer, labels, [0.1, 0.2, 0.3, 0.4], ["a", "b", "c", "d"])
+
+
+def test_report_md_says_how_its_interval_was_drawn():
+    """report.md gave "95% CI a to b" without its replicates or seed (report.json beside it holds both)."""
+    from sddkit.data.table import UtteranceTable
+    from sddkit.evaluation import EvalConfig, evaluate, render_markdown
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 2
+    scores = rng.normal(size=60) + 1.5 * labels
+    table = UtteranceTable.from_records(
+        {"utt_id": f"u{i}", "label": "bonafide" if y else "spoof", "attack": "-" if y else "A01"}
+        for i, y in enumerate(labels)
+    )
+    assert "The EER interval: 40 bootstrap replicates, seed 7." in render_markdown(
+        evaluate(table, scores, EvalConfig(bootstrap=40, seed=7))
+    )
+    assert "bootstrap replicates" not in render_markdown(evaluate(table, scores, EvalConfig(bootstrap=0)))

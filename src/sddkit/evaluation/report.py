@@ -774,6 +774,14 @@ def _ci_text(pooled: dict[str, Any], digits: int) -> str:
     return f" ({_level(pooled['eer_ci_level'])} CI {span})"
 
 
+def _bootstrap_text(report: Report) -> str:
+    """`` The EER interval: N bootstrap replicates, seed S.`` where the report has one: report.md stated a CI with
+    neither (report.json beside it holds both), so an interval could not be recomputed from the Markdown alone."""
+    if not report.pooled.get("eer_ci"):
+        return ""
+    return f" The EER interval: {report.config.bootstrap} bootstrap replicates, seed {report.config.seed}."
+
+
 def _level(level: float) -> str:
     """A confidence level as a percentage: 0.95 -> "95%", 0.999 -> "99.9%" (not rounded up to "100%")."""
     return f"{100 * level:.4g}%"
@@ -883,7 +891,7 @@ def render_markdown(report: Report) -> str:
         "# sddkit evaluation report",
         "",
         f"{p['n']} trials: {p['n_bonafide']} bona fide, {p['n_spoof']} spoof. "
-        "Higher score = more bona fide; EER in percent; DCFs normalised.",
+        f"Higher score = more bona fide; EER in percent; DCFs normalised.{_bootstrap_text(report)}",
         "",
         "## Pooled",
         "",
