@@ -89,13 +89,44 @@ def _env_int(name: str, default: int | None) -> int | None:
 
 
 def select_device(preference: str, info: DistInfo) -> torch.device:
-    """``auto`` -> CUDA when available; under DDP each process takes GPU ``local_rank``."""
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("trainer.device is 'cuda' but no CUDA device is available")
-    use_cuda = preference == "cuda" or (preference == "auto" and torch.cuda.is_available())
-    if not use_cuda:
+    """``trainer.device`` as this process's device: ``auto`` -> CUDA when available; ``cuda`` -> GPU ``local_rank``
+    (0 in one process); ``cuda:N`` -> GPU N (one process only). A ConfigError, before anything is read: CUDA where
+    there is none, a GPU this machine lacks, ``cuda:N`` under torchrun, and more torchrun processes on this machine
+    than it has GPUs, which NCCL cannot share (two ranks took one GPU and NCCL failed in DDP's first broadcast, a
+    traceback after the data had been read)."""
+    wants_cuda = preference == "cuda" or preference.startswith("cuda:")
+    if wants_cuda and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.device is {preference!r} but no CUDA device is available; use cpu (or auto: CUDA where there "
+            "is one)"
+        )
+    if not (wants_cuda or (preference == "auto" and torch.cuda.is_available())):
         return torch.device("cpu")
-    index = info.local_rank % max(1, torch.cuda.device_count())
+    count = torch.cuda.device_count()
+    if preference.startswith("cuda:"):
+        index = int(preference.split(":", 1)[1])
+        if info.enabled:  # every rank on GPU N: NCCL refuses two ranks on one GPU
+            raise ConfigError(
+                f"trainer.device={preference} names one GPU, but torchrun started {info.world_size} processes, each "
+                "of which takes a GPU of its own (LOCAL_RANK): use trainer.device=cuda (or auto), and choose the GPUs "
+                "with CUDA_VISIBLE_DEVICES"
+            )
+        if index >= count:
+            raise ConfigError(
+                f"trainer.device={preference}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})"
+            )
+    elif info.enabled:
+        # torchrun sets LOCAL_WORLD_SIZE; without it (a launcher of one's own) each rank checks its own LOCAL_RANK
+        local = max(_env_int("LOCAL_WORLD_SIZE", 0) or 0, info.local_rank + 1)
+        if local > count:
+            raise ConfigError(
+                f"{local} processes on this machine but it has {count} CUDA device(s): under torchrun each process "
+                f"trains on a GPU of its own (NCCL cannot share one); start at most {count} (torchrun "
+                f"--nproc_per_node={count}), or train on the CPU with trainer.device=cpu"
+            )
+        index = info.local_rank
+    else:
+        index = info.local_rank % max(1, count)
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
 

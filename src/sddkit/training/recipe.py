@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -458,6 +459,9 @@ class TrainerConfig:
     recipe seed alone (the same on every process, and after a resume), and kept on the device. Recorded as
     ``ema_bn_batches`` in the exported metadata (``bn_batches`` in ``final/``'s for ``average_bn``; the number used;
     0: no batch norm to re-estimate).
+    device: where training runs: ``auto`` (CUDA when this machine has it, else the CPU), ``cpu``, ``cuda`` (GPU 0; under
+    torchrun each process's GPU ``LOCAL_RANK``) or ``cuda:N`` (GPU N, one process only: under torchrun choose the GPUs
+    with ``CUDA_VISIBLE_DEVICES``). A GPU this machine lacks is refused before anything is read.
     bf16: bfloat16 autocast, applied on GPU only.
     """
 
@@ -474,7 +478,7 @@ class TrainerConfig:
     ema_bn_batches: int = 8
     log_every: int = 10
     out_dir: str = "runs/train"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (checked below; a Literal refused cuda:N, which sdd score takes)
     bf16: bool = True
     deterministic: bool = False
     progress: bool = True
@@ -487,6 +491,7 @@ class TrainerConfig:
             )
         # out_dir: ~/runs/x made a folder named ~ in the working directory (which `rm -rf ~` then would not remove...)
         self.out_dir = expand_home(self.out_dir)
+        _check_device(self.device)
         for name in ("epochs", "keep_top_k", "average_top_k", "ema_bn_batches", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -511,6 +516,22 @@ class TrainerConfig:
                 f"with average_top_k {self.average_top_k} final/ holds the last weights (set average_top_k, or leave "
                 "average_bn out)"
             )
+
+
+TRAIN_DEVICES = ("auto", "cpu", "cuda")
+
+
+def _check_device(device: str) -> None:
+    """Refuse a ``trainer.device`` other than ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (whether this machine has that
+    GPU is checked when training starts: a recipe is written on one machine and run on another). ``cuda:1`` was
+    refused with "did you mean 'cuda'?", which trained on GPU 0, maybe another job's, while ``sdd score`` takes it."""
+    if isinstance(device, str) and (device in TRAIN_DEVICES or re.fullmatch(r"cuda:\d+", device)):
+        return
+    mps = "; Apple's MPS is not supported for training (sdd score --device mps scores there)" if device == "mps" else ""
+    raise ValueError(
+        f"device: {device!r} is not one of {list(TRAIN_DEVICES)}{did_you_mean([device], TRAIN_DEVICES)} or cuda:N "
+        f"(GPU N){mps}"
+    )
 
 
 @dataclass
