@@ -17,11 +17,11 @@ from sddkit.metrics import eer, min_dcf
 N_BONA, N_SPOOF = 40, 80
 
 
-def _protocol(tmp_path):
-    """An ASVspoof 2019 LA protocol: LA_E_1000000.. , the first N_BONA bona fide."""
+def _protocol(tmp_path, n_bona=N_BONA, n_spoof=N_SPOOF):
+    """An ASVspoof 2019 LA protocol: LA_E_1000000.. , the first ``n_bona`` bona fide, then ``n_spoof`` spoof."""
     lines = [
-        f"LA_0010 LA_E_{1000000 + i} - {'-' if i < N_BONA else 'A07'} {'bonafide' if i < N_BONA else 'spoof'}"
-        for i in range(N_BONA + N_SPOOF)
+        f"LA_0010 LA_E_{1000000 + i} - {'-' if i < n_bona else 'A07'} {'bonafide' if i < n_bona else 'spoof'}"
+        for i in range(n_bona + n_spoof)
     ]
     path = tmp_path / "ASVspoof2019.LA.cm.eval.trl.txt"
     path.write_text("\n".join(lines) + "\n")

@@ -37,11 +37,9 @@ def test_a_dotted_override_of_a_component_the_recipe_does_not_name_says_so():
     assert "dotted override" not in str(err.value)
 
 
-def test_an_interval_of_too_few_replicates_is_not_called_a_95_percent_ci():
-    # `sdd eval --bootstrap 10` warned that the interval is not a 95 % one, and its summary line and report.md then
-    # printed "(95% CI a to b)" all the same
+def _sixty_trials():
+    """(a protocol table of 30 bona fide and 30 spoof trials, their scores: the classes 1.5 apart)."""
     from sddkit.data.table import UtteranceTable
-    from sddkit.evaluation import EvalConfig, evaluate, render_markdown
 
     rng = np.random.default_rng(0)
     labels = np.arange(60) % 2
@@ -50,6 +48,15 @@ def test_an_interval_of_too_few_replicates_is_not_called_a_95_percent_ci():
         {"utt_id": f"u{i}", "label": "bonafide" if y else "spoof", "attack": "-" if y else "A01"}
         for i, y in enumerate(labels)
     )
+    return table, scores
+
+
+def test_an_interval_of_too_few_replicates_is_not_called_a_95_percent_ci():
+    # `sdd eval --bootstrap 10` warned that the interval is not a 95 % one, and its summary line and report.md then
+    # printed "(95% CI a to b)" all the same
+    from sddkit.evaluation import EvalConfig, evaluate, render_markdown
+
+    table, scores = _sixty_trials()
     few = evaluate(table, scores, EvalConfig(bootstrap=10))
     low, high = few.pooled["eer_ci"]
     for text, digits in ((few.summary(), 2), (render_markdown(few), 3)):
@@ -128,16 +135,9 @@ def test_paired_runs_of_different_lengths_are_called_so():
 
 def test_report_md_says_how_its_interval_was_drawn():
     """report.md gave "95% CI a to b" without its replicates or seed (report.json beside it holds both)."""
-    from sddkit.data.table import UtteranceTable
     from sddkit.evaluation import EvalConfig, evaluate, render_markdown
 
-    rng = np.random.default_rng(0)
-    labels = np.arange(60) % 2
-    scores = rng.normal(size=60) + 1.5 * labels
-    table = UtteranceTable.from_records(
-        {"utt_id": f"u{i}", "label": "bonafide" if y else "spoof", "attack": "-" if y else "A01"}
-        for i, y in enumerate(labels)
-    )
+    table, scores = _sixty_trials()
     assert "The EER interval: 40 bootstrap replicates, seed 7." in render_markdown(
         evaluate(table, scores, EvalConfig(bootstrap=40, seed=7))
     )

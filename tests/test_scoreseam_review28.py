@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from test_compare import _protocol as compare_protocol
 
 from sddkit.cli.main import main
 from sddkit.data.protocols import read_protocol
@@ -19,13 +20,7 @@ N_BONA, N_SPOOF = 20, 20
 
 def _protocol(tmp_path):
     """An ASVspoof 2019 LA protocol of N_BONA bona fide then N_SPOOF spoof trials, LA_E_1000000.."""
-    lines = [
-        f"LA_0010 LA_E_{1000000 + i} - {'-' if i < N_BONA else 'A07'} {'bonafide' if i < N_BONA else 'spoof'}"
-        for i in range(N_BONA + N_SPOOF)
-    ]
-    path = tmp_path / "ASVspoof2019.LA.cm.eval.trl.txt"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return compare_protocol(tmp_path, N_BONA, N_SPOOF)
 
 
 def _separated(seed: int) -> np.ndarray:

@@ -218,6 +218,16 @@ def _post_init_message(path: str, where: str, message: str, fields: Mapping[str,
     return f"{path or where}: {message}"
 
 
+def field_default(f: dataclasses.Field) -> tuple[Any, bool]:
+    """(the default of config field ``f``, whether a config must give it): its default or a fresh default_factory
+    value; (None, True) for a field without either (as ``sdd list FAMILY NAME`` and ``sdd list protocol`` show it)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default, False
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory(), False
+    return None, True
+
+
 def set_away_from_default(cfg: Any, names: Iterable[str]) -> list[str]:
     """The fields of dataclass ``cfg`` among ``names`` whose value is not their default (a list compared as a
     tuple): what a config refuses when the variant it selects never reads them, so the recipe cannot say one thing

@@ -68,7 +68,7 @@ def component_options(family: str, name: str) -> list[Option]:
 
 
 def _fields(cls: type, prefix: str) -> list[Option]:
-    from sddkit.config import _REGISTRY_KEY, to_dict
+    from sddkit.config import _REGISTRY_KEY, field_default, to_dict
 
     hints = typing.get_type_hints(cls)
     out: list[Option] = []
@@ -76,12 +76,7 @@ def _fields(cls: type, prefix: str) -> list[Option]:
         if not f.init:
             continue
         hint = hints.get(f.name)
-        if f.default is not dataclasses.MISSING:
-            default, required = f.default, False
-        elif f.default_factory is not dataclasses.MISSING:
-            default, required = f.default_factory(), False
-        else:
-            default, required = None, True
+        default, required = field_default(f)
         family = f.metadata.get(_REGISTRY_KEY)
         type_text = f"{family} (sdd list {family})" if family else _type_name(hint)
         out.append(Option(prefix + f.name, type_text, to_dict(default), required))

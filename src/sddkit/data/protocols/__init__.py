@@ -78,6 +78,7 @@ def reader_options(fmt: str) -> list[ReaderOption]:
     reader, ``root`` of a folder's)."""
     import typing
 
+    from sddkit.config import field_default
     from sddkit.data import PROTOCOLS
 
     config_cls = PROTOCOLS.get(fmt).config_cls
@@ -90,12 +91,7 @@ def reader_options(fmt: str) -> list[ReaderOption]:
     for f in fields:
         if f.name == from_path:
             continue
-        if f.default is not dataclasses.MISSING:
-            default, required = f.default, False
-        elif f.default_factory is not dataclasses.MISSING:
-            default, required = f.default_factory(), False
-        else:
-            default, required = None, True
+        default, required = field_default(f)
         hint = hints.get(f.name)
         choices = tuple(map(str, typing.get_args(hint))) if typing.get_origin(hint) is typing.Literal else ()
         options.append(ReaderOption(f.name, default, required, choices))
