@@ -8,17 +8,10 @@ import logging
 
 import pytest
 import torch
+from test_train_support import one_thread  # noqa: F401  (autouse fixture)
 
 from sddkit.detectors.model_dir import load_model_dir, save_model_dir
 from sddkit.frontends.encoders import PRESETS
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _base_layout_folder(folder, do_normalize: bool | None) -> None:
