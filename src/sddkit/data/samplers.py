@@ -235,7 +235,10 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
     more than 0.1 off the fraction) and the rest spoof items of the k-th domain drawn for that step (domains drawn
     without replacement, in random order). :func:`split_domain_batch` cuts a collated batch back
     into these blocks, so a strategy can use e.g. the first blocks as meta-train and the last as
-    meta-test. ``steps_per_epoch`` (per rank) defaults to about one pass over the items. A domain with fewer spoof
+    meta-test. ``steps_per_epoch`` counts each rank's steps (given, N ranks draw N times as many); by default about
+    as many draws, all ranks together, as there are items, which is no pass over every item: each step's domains are
+    drawn uniformly, so every domain gets about as many blocks whatever its size (sddbench's 14 attacks, batches of 16:
+    45 of Tortoise's 340 spoofs an epoch, each of another attack's 4 drawn 9 times). A domain with fewer spoof
     (or bona fide) items than a block takes repeats some in each of its blocks: a UserWarning names it, with counts.
 
     Size: ``per_domain`` (and ``n_domains_per_step``, default all domains), or ``batch_size``:
@@ -243,6 +246,10 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
     of at least 2 items (one bona fide + one spoof), e.g. 14 attacks, batch 8 -> 4 domains x 2;
     with a ``bonafide_fraction`` of 0.75 or above, blocks large enough to keep a spoof item after
     the rounding (0.75: 3 items, 2 bona fide + 1 spoof).
+
+    names: the name of each domain value when ``domains`` holds indices (a dataset's ``domain_names``): warnings
+    and errors name the domains by it (the trainer passes indices, and a warning naming domain '5' left the user to
+    find which attack that was). The draws do not depend on it.
     """
 
     def __init__(
@@ -260,8 +267,10 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        names: Sequence[str] | None = None,
     ):
         super().__init__(seed, rank, world_size)
+        self._names = None if names is None else [str(n) for n in names]
         labels = np.asarray(labels)
         other = sorted(set(np.unique(labels).tolist()) - {0, 1}, key=repr)
         if other:  # neither class: such items would be left out of every batch without a word
@@ -275,7 +284,9 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
         self.domain_names = sorted(set(values[spoof].tolist()))
         n_dom = len(self.domain_names)
         if n_dom < 2:
-            raise ValueError(f"MLDG needs at least 2 spoof domains, found {self.domain_names}")
+            raise ValueError(
+                f"MLDG needs at least 2 spoof domains, found {[self._shown(d) for d in self.domain_names]}"
+            )
         if not 0.0 <= bonafide_fraction < 1.0:
             raise ValueError(f"bonafide_fraction must be in [0, 1), got {bonafide_fraction}")
         min_per = _min_block(bonafide_fraction)  # 2 (1 bona fide + 1 spoof), more for a fraction >= 0.75
@@ -311,7 +322,9 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
         their blocks repeats some of them (a new crop for each with ``distinct_draws``), where a batch larger than a
         domain's data did so without a word."""
         short = [
-            f"{d!r} ({len(p)} spoof)" for d, p in zip(self.domain_names, self.spoof_pools) if len(p) < self.n_spoof
+            f"{self._shown(d)!r} ({len(p)} spoof)"
+            for d, p in zip(self.domain_names, self.spoof_pools)
+            if len(p) < self.n_spoof
         ]
         if self.share_bonafide:  # one pool for the whole step: its blocks take distinct items while it has enough
             need = self.n_bonafide * self.n_domains_per_step
@@ -319,7 +332,7 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
                 short.append(f"the shared bona fide items ({len(self.bonafide_pools[0])}, {need} per step)")
         else:
             short += [
-                f"{d!r} ({len(p)} bona fide)"
+                f"{self._shown(d)!r} ({len(p)} bona fide)"
                 for d, p in zip(self.domain_names, self.bonafide_pools)
                 if len(p) < self.n_bonafide
             ]
@@ -333,6 +346,12 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
                 stacklevel=3,
             )
 
+    def _shown(self, value: str) -> str:
+        """Domain ``value`` as messages name it: its name in ``names`` when it is an index into them."""
+        if self._names is not None and value.isdigit() and int(value) < len(self._names):
+            return self._names[int(value)]
+        return value
+
     def _bonafide_pools(self, bona: np.ndarray, values: np.ndarray, by_domain: bool) -> list[np.ndarray]:
         """Each domain's bona fide items: all of them with ``share_bonafide``, else a disjoint share (see
         :meth:`_partition_bonafide`); a ValueError when blocks need bona fide items and a share is empty."""
@@ -340,7 +359,7 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
         if self.share_bonafide:
             return [bona] * n_dom
         pools = self._partition_bonafide(bona, values, by_domain)
-        empty = [d for d, p in zip(self.domain_names, pools) if len(p) == 0]
+        empty = [self._shown(d) for d, p in zip(self.domain_names, pools) if len(p) == 0]
         if self.n_bonafide > 0 and empty:
             if by_domain:  # fewer bona fide items of no domain than domains without their own
                 raise ValueError(
@@ -348,7 +367,10 @@ class DomainBatchSampler(_EpochSampler, Sampler[list[int]]):
                     "their own, and too few bona fide items of no domain are left to give each one; use "
                     "share_bonafide or bonafide_by_domain: false"
                 )
-            raise ValueError(f"{len(bona)} bona fide items cannot be split among {n_dom} domains: share_bonafide")
+            raise ValueError(
+                f"{len(bona)} bona fide items cannot be split among {n_dom} domains (each block needs a share of at "
+                "least one): set share_bonafide: true (every domain draws from all bona fide items)"
+            )
         return pools
 
     def _partition_bonafide(self, bona: np.ndarray, values: np.ndarray, by_domain: bool) -> list[np.ndarray]:
@@ -433,7 +455,7 @@ def _block_sizes(
 
 
 def _epoch_steps(steps_per_epoch: int | None, n_items: int, batch_size: int, world_size: int) -> int:
-    """``steps_per_epoch`` (per rank) as a positive int; None: about one pass over the ``n_items`` items."""
+    """``steps_per_epoch`` (per rank) as a positive int; None: about ``n_items`` draws over all ranks together."""
     if steps_per_epoch is None:
         steps_per_epoch = max(1, math.ceil(n_items / batch_size / world_size))
     steps = _count("steps_per_epoch", steps_per_epoch)

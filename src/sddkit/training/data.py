@@ -624,8 +624,8 @@ def _library_batch_sampler(
         raise ConfigError(f"data.sampler {cfg.sampler!r} needs a dataset exposing 'labels' and 'domains'")
     options = dict(cfg.sampler_options)
     common = {"seed": seed, "rank": info.rank, "world_size": info.world_size}
+    names = getattr(dataset, "domain_names", None)
     if cfg.sampler == "domain_batch":  # checked here, where the domains' names are known (the sampler sees indices)
-        names = getattr(dataset, "domain_names", None)
         spoof = sorted({names[int(d)] if names else str(d) for d, y in zip(domains, labels) if int(y) == 0})
         if len(spoof) < 2:
             raise ConfigError(
@@ -634,7 +634,10 @@ def _library_batch_sampler(
             )
     try:
         if cfg.sampler == "domain_batch":
-            batches = samplers.DomainBatchSampler(domains, labels, batch_size=cfg.batch_size, **common, **options)
+            # the domains are the dataset's indices (their order fixes the draws); its names are for the messages
+            batches = samplers.DomainBatchSampler(
+                domains, labels, batch_size=cfg.batch_size, names=names, **common, **options
+            )
         elif cfg.sampler == "class_balanced":
             sampler = samplers.ClassBalancedSampler(labels, **common, **options)
             batches = BatchSampler(sampler, cfg.batch_size, drop_last=True)

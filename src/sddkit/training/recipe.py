@@ -230,7 +230,8 @@ class DataConfig:
         """Names in ``sampler_options`` that the sampler takes; checked now, not after the data has been read.
 
         ``random`` takes none (its options would be silently ignored); the others take their constructor's keyword
-        arguments less those the trainer passes itself (seed, rank, world size, the batch size, labels, domains).
+        arguments less those the trainer passes itself (seed, rank, world size, the batch size, labels, domains and
+        their names).
         """
         if not self.sampler_options:
             return
@@ -243,7 +244,7 @@ class DataConfig:
         from sddkit.data import samplers
 
         cls = samplers.DomainBatchSampler if self.sampler == "domain_batch" else samplers.GroupBalancedSampler
-        supplied = {"seed", "rank", "world_size", "batch_size", "strata"}
+        supplied = {"seed", "rank", "world_size", "batch_size", "strata", "names"}
         valid = sorted(
             name
             for name, param in inspect.signature(cls.__init__).parameters.items()
