@@ -796,6 +796,13 @@ class Trainer:
             desc="train",
         )
         try:
+            if self._validation_missed():
+                # the checkpoint resumed from was saved when its step's validation failed (a val file that could
+                # not be read, saved by _unusable_file): validate that step now, or it stays out of metrics.jsonl,
+                # TensorBoard and the choice of best/ (the run chose another best/ than an uninterrupted one)
+                self._save(self._validate())
+            if self.history:  # a resumed run's bar shows its last val EER from the start, as it did before
+                bar.set_postfix(val_eer=_eer_shown(self.history[-1].get("val_eer")))
             while not self._done():
                 batches = epoch_batches(self.train_data, r.data, seed=r.seed, epoch=s.epoch, info=self.info)
                 n_batches = len(batches)  # type: ignore[arg-type]
@@ -826,7 +833,7 @@ class Trainer:
                     )
                     result = self._validate() if validate else None
                     if result is not None:
-                        bar.set_postfix(val_eer=f"{result.eer:.4f}" if result.eer is not None else "n/a")
+                        bar.set_postfix(val_eer=_eer_shown(result.eer))
                     periodic = cfg.save_every is not None and s.step % cfg.save_every == 0
                     if validate or periodic or self._done():
                         self._save(result)
@@ -845,6 +852,15 @@ class Trainer:
             raise self._unusable_file(exc) from None
         finally:
             bar.close()
+
+    def _validation_missed(self) -> bool:
+        """Whether the step a resume starts from was due a validation that its history lacks: the loop validates
+        after the step every ``val_every`` steps (without it, at each epoch's end, where ``batch_in_epoch`` is back
+        to 0) and saves after it, so only a save made when that validation failed has none."""
+        s, cfg = self.state, self.cfg
+        if not s.step or self.val_data is None or (self.history and self.history[-1]["step"] == s.step):
+            return False
+        return s.step % cfg.val_every == 0 if cfg.val_every is not None else s.batch_in_epoch == 0
 
     def _unusable_file(self, exc: AudioError) -> AudioError:
         """The error for an audio file that failed when a training or validation batch read it (the preflight only
@@ -1945,6 +1961,12 @@ def _strategy_seed(recipe: dict[str, Any], default: int) -> Any:
     strategy = recipe.get("strategy") or {}
     seed = strategy.get("seed") if isinstance(strategy, dict) else None
     return seed if seed is not None else recipe.get("seed", default)
+
+
+def _eer_shown(eer: float | None) -> str:
+    """A val EER (a fraction) as the progress bar shows it: in percent, as the summary line, with its unit (a bare
+    ``val_eer=0.2500`` beside the bar's own ``(10%)`` read as 0.25 %)."""
+    return "n/a" if eer is None else f"{100 * eer:.2f}%"
 
 
 def _changed_model(exc: CheckpointError, changes: list[str]) -> CheckpointError:
