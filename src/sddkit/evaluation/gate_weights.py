@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,14 +21,44 @@ from sddkit.errors import ProtocolError
 _SUM_TOLERANCE = 1e-2
 # about the width, in inches, of one character of a tick label at matplotlib's default 10 pt font
 _CHAR_IN = 0.07
+# the most groups a heatmap draws (its total rows besides): a row is 0.4 in, so 1,500 sources drew a PNG 72,000 px
+# tall (over a browser's limit, blank in report.md) in minutes of sdd eval; the CSV and report.md hold every group
+HEATMAP_MAX_GROUPS = 60
 
 
-def as_float64(values: object) -> np.ndarray:
+def as_float64(values: object, what: str = "values") -> np.ndarray:
     """``values`` as a float64 numpy array; a torch tensor as it comes out of a model too (on any device, in any
-    floating dtype, bfloat16 included, with or without autograd history), which ``np.asarray`` refuses."""
+    floating dtype, bfloat16 included, with or without autograd history), which ``np.asarray`` refuses.
+    ``what``: their name in the ProtocolError raised for rows of different lengths or cells that are no numbers."""
     if hasattr(values, "detach"):  # a torch tensor: numpy knows neither bfloat16 nor autograd nor GPU memory
         values = values.detach().cpu().double().numpy()
-    return np.asarray(values, dtype=np.float64)
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        # numpy's bare "inhomogeneous shape" or "could not convert string to float" escaped sddkit's error handling:
+        # e.g. gate weights gathered from the results of two mixtures with other expert counts
+        rows = _row_kinds(values)
+        if rows is not None and len(set(rows)) > 1:
+            first = next(i for i, row in enumerate(rows) if row != rows[0])
+            # weights are per expert: rows that differ most likely come from two models (or a model without them)
+            hint = "" if what == "scores" else " (one value per expert: results of models with other experts mixed?)"
+            raise ProtocolError(
+                f"{what} must be rows of one length; row 0 holds {rows[0]} and row {first} {rows[first]}{hint}"
+            ) from None
+        raise ProtocolError(f"{what} must be numbers: {exc}") from None
+
+
+def _row_kinds(values: Any) -> list[str] | None:
+    """What each row of a list of rows holds (``2 value(s)``, ``a NoneType``); None when ``values`` is no list of rows
+    (text, a number, rows of text)."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        return None
+    kinds = []
+    for row in values:
+        if isinstance(row, (str, bytes)):
+            return None
+        kinds.append(f"{len(row)} value(s)" if hasattr(row, "__len__") else f"a {type(row).__name__}")
+    return kinds if any(k.endswith(" value(s)") for k in kinds) else None
 
 
 def gate_weight_table(
@@ -44,7 +75,7 @@ def gate_weight_table(
     device, in any floating dtype, bfloat16 included, with or without autograd history); N >= 1 files, each row
     its file's weights (>= 0, summing to 1 within 0.01), else ProtocolError. ``what``: the weights' name in those
     errors (e.g. a MoLEx model's router weights, tabulated alike)."""
-    weights = as_float64(weights)
+    weights = as_float64(weights, what)
     if weights.ndim != 2 or weights.shape[0] != len(table):
         raise ProtocolError(f"{what} must be (N={len(table)}, E >= 1); got {weights.shape}")
     if not np.isfinite(weights).all():
@@ -87,8 +118,33 @@ def gate_weight_table(
     return pd.concat([out, total]).rename_axis(by)
 
 
+def is_total_row(label: object) -> bool:
+    """Whether a gate-weight table's row label is a total: ``all``, or ``PARTITION / all`` as sdd eval's heatmaps
+    label a partition's (a group itself named ``all`` is quoted, ``'all'``, or refused)."""
+    text = str(label)
+    return text == "all" or text.endswith(" / all")
+
+
+def heatmap_rows(weights_table: pd.DataFrame, max_groups: int = HEATMAP_MAX_GROUPS) -> pd.DataFrame:
+    """The rows a heatmap draws: every row when there are at most ``max_groups`` groups, else the ``max_groups``
+    groups with the most files (the ``n`` column; the first ones without it) and every total row, in table order."""
+    total = np.array([is_total_row(i) for i in weights_table.index], dtype=bool)
+    if int((~total).sum()) <= max_groups:
+        return weights_table
+    groups = np.flatnonzero(~total)
+    if "n" in weights_table.columns:  # a stable sort: of groups alike in size, the first in the table
+        sizes = weights_table["n"].to_numpy()[groups]
+        groups = groups[np.argsort(-sizes, kind="stable")]
+    keep = total.copy()
+    keep[groups[:max_groups]] = True
+    return weights_table[keep]
+
+
 def plot_gate_heatmap(weights_table: pd.DataFrame, path: str | Path, title: str = "mean gate weight") -> Path:
     """Heatmap PNG of a :func:`gate_weight_table` (the ``n`` column is left out).
+
+    With more than :data:`HEATMAP_MAX_GROUPS` groups it draws those with the most files and the total rows
+    (:func:`heatmap_rows`), and its title says so: every group's row would make a picture too tall to view.
 
     Drawn on matplotlib's Agg canvas without pyplot, so it neither needs a display nor switches the
     caller's backend (``matplotlib.use("Agg")`` did, e.g. turning off a notebook's inline plots).
@@ -98,14 +154,21 @@ def plot_gate_heatmap(weights_table: pd.DataFrame, path: str | Path, title: str 
 
     from sddkit.evaluation.plots import plain_text
 
-    data = weights_table.drop(columns=["n"], errors="ignore")
+    shown = heatmap_rows(weights_table)
+    data = shown.drop(columns=["n"], errors="ignore")
     if data.size == 0:
         raise ProtocolError(f"nothing to draw: the gate-weight table is {data.shape[0]} x {data.shape[1]}")
+    if len(shown) < len(weights_table):
+        n_groups = sum(not is_total_row(i) for i in weights_table.index)
+        drawn = sum(not is_total_row(i) for i in shown.index)
+        title = f"{title}\n({drawn} of {n_groups} groups: those with the most files; the table holds all)"
     rows = [plain_text(i) for i in data.index]
     # the row labels and the title take room of their own: a width of the expert count alone squeezed two experts'
     # cells to slivers beside labels such as `YouTube-voice-clone-unknown` and cut the title off at the right edge
-    width = max(1.2 + 1.1 * data.shape[1] + _CHAR_IN * max(len(r) for r in rows), _CHAR_IN * 1.3 * len(title) + 1.5)
-    fig = Figure(figsize=(width, 1.0 + 0.4 * data.shape[0]), layout="constrained")  # it leaves the colorbar room
+    longest = max(len(line) for line in title.splitlines())
+    width = max(1.2 + 1.1 * data.shape[1] + _CHAR_IN * max(len(r) for r in rows), _CHAR_IN * 1.3 * longest + 1.5)
+    height = 1.0 + 0.4 * data.shape[0] + 0.25 * (title.count("\n"))  # a line of title more: room for it
+    fig = Figure(figsize=(width, height), layout="constrained")  # it leaves the colorbar room
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     im = ax.imshow(data.to_numpy(), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")

@@ -39,7 +39,8 @@ writes::
                     as ``bonafide``), as tables and heatmaps (only when the scores carry gate weights, e.g.
                     ``sdd score`` output of a MELE/MILE model: columns ``gate_w0, gate_w1, ...``); with several
                     partitions a row per partition and group (a ``partition`` column, each partition's ``all``
-                    row its mean), as per_attack.csv, then the ``all`` row of every file
+                    row its mean), as per_attack.csv, then the ``all`` row of every file; a heatmap of more than
+                    HEATMAP_MAX_GROUPS (60) groups draws those with the most files, as its title says
     expert_use_by_source.csv/.png, expert_use_by_attack.csv/.png
                     a MoLEx model's mean router weight per expert for each source and each attack, from
                     ``sdd score``'s ``molex_gate_mean_0, ...`` columns (each file's weights averaged over the
@@ -85,7 +86,7 @@ from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 from sddkit.evaluation.asv import ASVScores
 from sddkit.evaluation.compare import min_replicates
-from sddkit.evaluation.gate_weights import as_float64, gate_weight_table
+from sddkit.evaluation.gate_weights import HEATMAP_MAX_GROUPS, as_float64, gate_weight_table
 from sddkit.evaluation.groups import attack_groups, groups, markdown_cell, named, partition_groups
 from sddkit.evaluation.scores import EXPERT_USE_PREFIX, OUTSIDE_PARTITIONS, ScoreFile, match_scores
 from sddkit.metrics import (
@@ -537,14 +538,14 @@ def _aligned_scores(
         raise ProtocolError("outside names protocol rows a score file may score: pass it only with a score file")
     # a model's outputs as they come (DetectorOutput.score and .stats["gate_weights"]: tensors with autograd history,
     # bfloat16 under autocast, on the GPU) made np.asarray raise a RuntimeError or TypeError
-    arr = as_float64(scores)
+    arr = as_float64(scores, "scores")
     if arr.shape != (len(table),):
         # the shape, not only a count: a (N, 1) column of N scores read "got N scores for N protocol rows"
         raise ProtocolError(
             f"scores must be one number per protocol row, shape ({len(table)},), for {len(table)} protocol rows; "
             f"got shape {arr.shape}"
         )
-    gates = None if gate_weights is None else as_float64(gate_weights)
+    gates = None if gate_weights is None else as_float64(gate_weights, "gate weights")
     if expert_names is not None and gates is None:
         raise ProtocolError("expert_names name the columns of gate_weights: give both")
     return _Aligned(table, arr, None, gates, expert_names)
@@ -995,6 +996,13 @@ def _mean_weight_tables(table: dict[str, Any], stem: str, what: str) -> list[str
             for r in rows
         ]
         lines += ["", f"![{what} per {key}]({stem}_by_{key}.png)", ""]
+        n_groups = sum(r[key] != "all" for r in rows)  # a group named `all` is `'all'`: these are the totals
+        if n_groups > HEATMAP_MAX_GROUPS:  # plot_gate_heatmap draws only some: say which, or it reads as all of them
+            lines += [
+                f"The heatmap shows the {HEATMAP_MAX_GROUPS} of these {n_groups} groups with the most files (and the "
+                f"`all` rows); the table above and `{stem}_by_{key}.csv` hold every group.",
+                "",
+            ]
     return lines
 
 
