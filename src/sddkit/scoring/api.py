@@ -827,7 +827,11 @@ def load_detector(
             "the other commands (sdd calibrate, sdd robustness, sdd export-onnx) need the model directory it was "
             f"exported from{f', {source}' if source else ''}"
         )
-    md = load_model_dir(path, map_location="cpu")
+    # the model is built (its layers initialised from torch's global generator) before its weights replace them:
+    # without the fork, loading a detector moved the caller's torch.manual_seed stream (a notebook's later
+    # torch.randn drew other numbers with a detector loaded than without); built on the CPU, CUDA's are untouched
+    with torch.random.fork_rng(devices=[]):
+        md = load_model_dir(path, map_location="cpu")
     inference = parse_inference(md.inference, f"{path}: inference")
     check_model_rate(inference, str(path))
     merged = merge_lora_for_inference(md.model)

@@ -123,7 +123,8 @@ def export_onnx(
     if out.suffix.lower() != ".onnx":  # `out` is replaced: never a config.json, weights or score file by mistake
         raise ConfigError(f"out must name a .onnx file or an existing folder, got {out}")
     _refuse_an_export_as_the_model(model_dir)
-    md = load_model_dir(model_dir)
+    with torch.random.fork_rng(devices=[]):  # its layers' initialisation draws leave the caller's stream as it was
+        md = load_model_dir(model_dir)
     inference = parse_inference(md.inference, f"{model_dir}: inference")
     check_model_rate(inference, str(model_dir))
     model = md.model.eval()

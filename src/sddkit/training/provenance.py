@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import platform
 import random
 import subprocess
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,48 @@ def configure_determinism(enabled: bool) -> None:
     torch.use_deterministic_algorithms(enabled, warn_only=True)
     torch.backends.cudnn.deterministic = enabled
     torch.backends.cudnn.benchmark = False
+
+
+@contextlib.contextmanager
+def callers_global_state() -> Iterator[None]:
+    """Give back, when the block ends (returned or raised), the process-wide state a training run sets for itself:
+    the python, numpy and torch generators (:func:`seed_everything`) and the determinism switches and
+    ``CUBLAS_WORKSPACE_CONFIG`` (:func:`configure_determinism`).
+
+    ``Trainer.fit`` from Python (a notebook, a sweep) left them as the run did: every later ``np.random`` draw of
+    the caller's replayed the recipe seed's stream (a random search drew the same learning rate after every run),
+    and a ``torch.use_deterministic_algorithms(True)`` of the caller's was switched off by a recipe without
+    ``trainer.deterministic``. CUDA's generators are restored when CUDA was in use before; a run that started it
+    leaves them seeded as a first use would have (``torch.initial_seed()``), not at the run's draws. Saving them
+    must not start CUDA itself (seconds, and GPU memory, for a run on the CPU).
+    """
+    py, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda_started = torch.cuda.is_available() and torch.cuda.is_initialized()
+    cuda = torch.cuda.get_rng_state_all() if cuda_started else None
+    initial_seed = torch.initial_seed()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
+        try:
+            if cuda is not None:
+                torch.cuda.set_rng_state_all(cuda)
+            elif torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.manual_seed_all(initial_seed)
+        except RuntimeError:  # a CUDA context the run broke (a device-side assert): its own error is the one raised
+            pass
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+        if cublas is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
 
 
 # what a result depends on: the model and its maths, and the audio it is trained on (decoding: soundfile for

@@ -157,6 +157,7 @@ from sddkit.training.molex import (
     trained_molex_problem,
 )
 from sddkit.training.provenance import (
+    callers_global_state,
     changed_protocols,
     configure_determinism,
     device_name,
@@ -275,7 +276,14 @@ class Trainer:
 
     # --- public ----------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
-        """Train (or resume), then export ``best/`` and ``final/``; returns the outcome."""
+        """Train (or resume), then export ``best/`` and ``final/``; returns the outcome.
+
+        The run seeds the global generators and sets torch's determinism switches for itself; the caller's are
+        given back when it returns or raises (:func:`callers_global_state`)."""
+        with callers_global_state():
+            return self._fit()
+
+    def _fit(self) -> TrainResult:
         try:
             self._setup()
             if self.assembled:
