@@ -15,10 +15,10 @@ import pytest
 import torch
 from test_train_support import one_thread, write_corpus  # noqa: F401  (one_thread: autouse fixture)
 
-from sddkit.cli.describe_cmd import without_pretrained
 from sddkit.config import from_dict, load_yaml, to_dict
 from sddkit.detectors.detector import DetectorConfig, build_detector
 from sddkit.detectors.model_dir import load_model_dir, save_model_dir
+from sddkit.pretrained import without_pretrained
 from sddkit.training.recipe import TrainRecipe, load_recipe
 from sddkit.training.trainer import Trainer
 

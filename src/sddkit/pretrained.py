@@ -10,6 +10,7 @@ trained values that no file restores, so it is always stored.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -78,3 +79,46 @@ def _absolute(path: str) -> str:
 
     ``os.path.abspath("~/models/x")`` alone gives ``<cwd>/~/models/x``, a folder that does not exist."""
     return os.path.abspath(os.path.expanduser(path))
+
+
+def folder_architectures(obj: Any, where: str = "model", missing: list[str] | None = None) -> Any:
+    """``obj`` with every encoder spec whose ``pretrained`` folder is there built from that folder's architecture
+    (:func:`~sddkit.frontends.encoders.self_contained_spec`: its ``config.json`` only, no weights read). ``where``
+    is ``obj``'s config key, which an error about a folder names (``model.frontend.encoder: ...``), as building the
+    model on the CPU does. A ``pretrained`` folder that is not there is left to the preset's architecture, and
+    named in ``missing`` (when given): the counts are then the preset's, which such a folder may not share."""
+    if isinstance(obj, list):
+        return [folder_architectures(v, f"{where}[{i}]", missing) for i, v in enumerate(obj)]
+    if not isinstance(obj, dict):
+        return obj
+    obj = {k: folder_architectures(v, f"{where}.{k}", missing) for k, v in obj.items()}
+    folder = obj.get("pretrained")
+    if isinstance(folder, str) and not (Path(folder).expanduser() / "config.json").is_file():
+        if missing is not None:
+            missing.append(
+                f"{where}.pretrained: {folder!r} is not there (no config.json): counted with the architecture of "
+                f"the preset {obj.get('name')}, which a folder may not share (its convolutions' biases and norms "
+                "change the counts); the folder's own is counted once it is there"
+            )
+        return obj
+    if isinstance(folder, str):
+        from sddkit.errors import ConfigError
+        from sddkit.frontends.encoders import self_contained_spec
+        from sddkit.registry import at_path
+
+        try:
+            return self_contained_spec(obj)
+        except ConfigError as exc:  # it said "encoder 'xlsr_300m': the pretrained model differs ...", of no key
+            if type(exc) is not ConfigError:
+                raise
+            raise ConfigError(at_path(str(exc), "encoder", where)) from None
+    return obj
+
+
+def without_pretrained(obj: Any) -> Any:
+    """``obj`` with every ``pretrained`` entry set to None (no weights are read on the meta device)."""
+    if isinstance(obj, dict):
+        return {k: (None if k == "pretrained" else without_pretrained(v)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [without_pretrained(v) for v in obj]
+    return obj

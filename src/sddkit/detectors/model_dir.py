@@ -174,13 +174,22 @@ def save_model_dir(
     directory: str | Path,
     model: nn.Module,
     *,
-    model_config: dict[str, Any],
+    model_config: dict[str, Any] | Any,
     architecture: str = "detector",
     trainable_only: bool = False,
     inference: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model`` and its resolved config to ``directory`` (created if needed)."""
+    """Write ``model`` and its resolved config to ``directory`` (created if needed).
+
+    ``model_config``: the config that builds ``model`` (``DetectorConfig`` for a detector), as a dict
+    (``sddkit.config.to_dict``) or the config dataclass itself (it was a JSON TypeError)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(model_config) and not isinstance(model_config, type):
+        from sddkit.config import to_dict
+
+        model_config = to_dict(model_config)
     if architecture not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
     directory = Path(directory)

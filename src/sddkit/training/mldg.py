@@ -203,6 +203,12 @@ class MLDG:
         """Meta-train / meta-test rows: whole domain blocks when the batch has them, else by domain."""
         if "domain_block" in batch:
             return split_blocks(batch["domain_block"], n_meta_test=self.cfg.n_meta_test, generator=self.generator)
+        if "domain" not in batch:  # a batch of one's own: a bare KeyError 'domain' said nothing of what MLDG splits by
+            raise ValueError(
+                f"MLDG splits a batch by its rows' domains: the batch has {sorted(batch)}, no 'domain' ((B,) int64, "
+                "e.g. the attack system's index, as sddkit's datasets give it) nor 'domain_block' "
+                "(sddkit.training.strategy.with_domain_blocks)"
+            )
         return split_domains(
             batch["label"],
             batch["domain"],

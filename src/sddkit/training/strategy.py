@@ -3,9 +3,20 @@
     result = strategy.step(batch, ctx)     # zero grads, forward(s), backward(s), clip, optimizer.step()
 
 ``batch`` is the collated dataset dict already on the device: ``waveform`` (B, T) float32,
-``label`` (B,) int64 (1 = bona fide), ``domain`` (B,) int64, ``index`` (B,) int64.
+``label`` (B,) int64 (1 = bona fide), ``domain`` (B,) int64, ``index`` (B,) int64, and, for a batch the
+``domain_batch`` sampler drew, ``domain_block`` (B,) int64, the per-domain block of each row, which MLDG holds out
+whole (without it MLDG splits the rows by their spoof domains, bona fide rows going to both halves).
 A strategy with random choices of its own keeps them in a ``torch.Generator`` and exposes
 ``state_dict()``/``load_state_dict()`` so checkpoints resume it exactly.
+
+A loop of one's own takes the trainer's steps with the same objects::
+
+    ctx = StepContext(model=model, module=model, optimizer=optimizer,
+                      loss_fn=DetectionLoss.for_model(recipe.loss, model), grad_clip=recipe.trainer.grad_clip)
+    strategy = get_registry("strategy").build(recipe.strategy, seed=recipe.seed)
+    batches = epoch_batches(dataset, recipe.data, seed=recipe.seed, epoch=epoch, info=DistInfo())
+    for batch in DataLoader(dataset, batch_sampler=batches):
+        result = strategy.step(with_domain_blocks(batch, batches), ctx)
 """
 
 from __future__ import annotations
@@ -110,3 +121,17 @@ class Strategy(Protocol):
 def subset(batch: Batch, index: Tensor) -> Batch:
     """The rows ``index`` of every (B, ...) tensor of ``batch``."""
     return {k: v[index] for k, v in batch.items()}
+
+
+def with_domain_blocks(batch: Batch, batches: Any) -> Batch:
+    """``batch`` with ``domain_block`` (B,) int64 added when ``batches``, the batch sampler that drew it (e.g.
+    :func:`~sddkit.training.data.epoch_batches` of a ``domain_batch`` recipe), yields per-domain blocks of
+    ``per_domain`` consecutive rows (:class:`~sddkit.data.samplers.DomainBatchSampler`); else ``batch`` as it is.
+
+    What the trainer adds before each step: a loop of one's own that left it out trained another MLDG than the
+    recipe's (rows split by spoof domain, the bona fide rows in both halves, instead of whole blocks held out)."""
+    per_domain = getattr(batches, "per_domain", None)
+    if per_domain is None:
+        return batch
+    labels = batch["label"]
+    return {**batch, "domain_block": torch.arange(len(labels), device=labels.device) // int(per_domain)}

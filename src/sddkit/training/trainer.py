@@ -168,7 +168,7 @@ from sddkit.training.provenance import (
 )
 from sddkit.training.recipe import RUN_SETTINGS, ProtocolSpec, TrainRecipe, as_specs, recipe_changes
 from sddkit.training.schedules import build_optimizer, build_scheduler, trainable_parameters
-from sddkit.training.strategy import StepContext, StepResult
+from sddkit.training.strategy import StepContext, StepResult, with_domain_blocks
 
 log = logging.getLogger("sddkit.training")
 
@@ -219,9 +219,12 @@ class Trainer:
 
     Components may be injected instead of built from the recipe (tests, notebooks): ``model``
     (with ``model_config``, the dict that rebuilds it through ``architecture`` in model
-    directories), ``train_data`` / ``val_data`` (datasets yielding the ``UtteranceDataset`` item
-    dict) with their tables ``train_table`` / ``val_table`` (needed only for sampler/report
-    features that look at table columns).
+    directories; without it the recipe's ``model``, which must then build the same parameters and
+    buffers, else a ConfigError before the first step: ``best/`` and ``final/`` would not load),
+    ``train_data`` / ``val_data`` (datasets yielding the ``UtteranceDataset`` item dict, e.g.
+    :func:`~sddkit.training.data.build_dataset` of an ``UtteranceTable``) with their tables
+    ``train_table`` / ``val_table`` (optional: the utterance counts of ``run.json`` and the warning
+    about validation files that training reads).
     """
 
     def __init__(
@@ -229,20 +232,23 @@ class Trainer:
         recipe: TrainRecipe,
         *,
         model: nn.Module | None = None,
-        model_config: dict[str, Any] | None = None,
+        model_config: dict[str, Any] | Any | None = None,
         architecture: str = "detector",
         train_data: Dataset | None = None,
         val_data: Dataset | None = None,
         val_table: UtteranceTable | None = None,
         resume: bool = False,
+        train_table: UtteranceTable | None = None,
     ):
         self.recipe = recipe
         self.cfg = recipe.trainer
         self._model = model
-        self.model_config = model_config
+        # a DetectorConfig (or other config dataclass) is recorded as the dict the model directories hold
+        self.model_config = to_dict(model_config) if _is_config(model_config) else model_config
         self.architecture = architecture
         self._train_data = train_data
         self._val_data = val_data
+        self._train_table = train_table  # the given train_data's table (read from the recipe's data.train otherwise)
         self.val_table = val_table
         self.resume = resume
         # how the user continues this run, as the messages of an interruption or a failed save say it (`sdd cv`
@@ -582,6 +588,9 @@ class Trainer:
             model = self._model
             if self.model_config is None and r.model is not None:
                 self.model_config = absolute_pretrained_paths(to_dict(r.model))
+            # the exports record model_config, not the module: one that builds another model trained a whole run
+            # whose best/ and final/ no load could read ("config.json describes another model")
+            _check_given_model(model, self.model_config, self.architecture)
         elif r.init_from is not None:
             return self._init_from(r.init_from)
         elif r.mixture is not None:
@@ -677,6 +686,7 @@ class Trainer:
         self.train_table = None
         if self._train_data is not None:
             self.train_data = self._train_data
+            self.train_table = self._train_table
         else:
             self.train_table = read_train_table(r.data)
             self.train_data = build_dataset(self.train_table, r.data, train=True, seed=r.seed)
@@ -688,11 +698,12 @@ class Trainer:
             self.val_data: Dataset | None = self._val_data
         else:
             self.val_table = read_val_table(r.data)
-            if self.info.is_main and self.val_table is not None and getattr(self, "train_table", None) is not None:
-                warn_shared_files(self.train_table, self.val_table)
             self.val_data = (
                 None if self.val_table is None else build_dataset(self.val_table, r.data, train=False, seed=r.seed)
             )
+        # the tables given with datasets too (train_table, val_table): the same files validated and trained on
+        if self.info.is_main and self.val_table is not None and getattr(self, "train_table", None) is not None:
+            warn_shared_files(self.train_table, self.val_table)
         if self.val_data is None and self.cfg.patience is not None and self.info.is_main:
             # early stopping counts validations without improvement: with none, the run trains every epoch
             log.warning("trainer.patience=%s has no effect: there is no data.val to validate on", self.cfg.patience)
@@ -814,8 +825,6 @@ class Trainer:
             while not self._done():
                 batches = epoch_batches(self.train_data, r.data, seed=r.seed, epoch=s.epoch, info=self.info)
                 n_batches = len(batches)  # type: ignore[arg-type]
-                # domain_batch sampler: rows come in per-domain blocks that MLDG holds out whole
-                per_domain = getattr(batches, "per_domain", None)
                 loader = DataLoader(
                     self.train_data,
                     batch_sampler=SkipBatches(batches, s.batch_in_epoch),
@@ -825,9 +834,8 @@ class Trainer:
                     generator=loader_generator(r.seed, s.epoch, self.info.rank),
                 )
                 for batch in worker_errors(loader):
-                    if per_domain is not None:
-                        batch["domain_block"] = torch.arange(len(batch["label"])) // per_domain
-                    self._one_step(batch)
+                    # domain_batch sampler: rows come in per-domain blocks that MLDG holds out whole
+                    self._one_step(with_domain_blocks(batch, batches))
                     bar.update(1)
                     epoch_end = s.batch_in_epoch >= n_batches
                     if epoch_end:
@@ -1949,6 +1957,51 @@ class Trainer:
 def _now() -> str:
     """The local time, ISO 8601 with its UTC offset, as run.json records a session's start and end."""
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _is_config(value: Any) -> bool:
+    """Whether ``value`` is a config dataclass instance (a ``DetectorConfig``), not a dict or a class."""
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _check_given_model(model: nn.Module, model_config: Any, architecture: str) -> None:
+    """Refuse a model given to :class:`Trainer` that ``model_config`` (or the recipe's ``model``) does not rebuild:
+    its model directories record that config, and loading them builds it and reads the saved weights into it.
+    Built on the meta device (no memory, no weights read; a ``pretrained`` folder gives its architecture), as
+    ``sdd describe`` does; compared by the names and shapes of the parameters and buffers."""
+    from sddkit.detectors.model_dir import ARCHITECTURES
+    from sddkit.pretrained import folder_architectures, without_pretrained
+
+    fix = (
+        "pass Trainer(..., model_config=...) the config that builds this model (for a Detector, "
+        "sddkit.config.to_dict of its DetectorConfig), or set the recipe's model to it"
+    )
+    if not isinstance(model_config, dict):
+        raise ConfigError(f"the model given to the trainer has no model config to record in best/ and final/: {fix}")
+    if architecture != "detector":  # a mixture's config names its experts' directories, which load their weights
+        return
+    try:
+        with torch.device("meta"):
+            rebuilt = ARCHITECTURES[architecture](without_pretrained(folder_architectures(model_config)))
+    except ConfigError as exc:
+        raise ConfigError(f"the model config of the model given to the trainer does not build: {exc}; {fix}") from None
+    except (RuntimeError, NotImplementedError):  # a component of one's own that computes on real data when built
+        return  # not checked here (building it on the CPU could read a whole encoder): loading its exports checks it
+    want = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if want == have:
+        return
+    only = sorted(set(want) ^ set(have))
+    if only:
+        name = only[0]
+        problem = f"{name} is only in {'the model given' if name in have else 'the model the config builds'}"
+    else:
+        name = next(k for k in have if have[k] != want[k])
+        problem = f"{name} has shape {have[name]} in the model given, {want[name]} in the model the config builds"
+    raise ConfigError(
+        f"the model given to the trainer is not the one its model config builds ({problem}): best/ and final/ "
+        f"record that config, so they would not load; {fix}"
+    )
 
 
 def _utterance_counts(table: UtteranceTable | None, data: Dataset | None) -> dict[str, int] | None:
