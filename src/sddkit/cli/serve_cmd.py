@@ -76,15 +76,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
-        help="uvicorn's log level (default info)",
+        help="log level of uvicorn's lines and of the service's own, one per scoring request (default info)",
     )
     add_allocator_argument(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from sddkit.cli.options import check_minimums, check_paths_given, check_positive, set_torch_threads
     from sddkit.errors import ConfigError
     from sddkit.scoring.allocator import tune_malloc
@@ -115,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_backend_device(args.backend, args.device)
     from sddkit.service.app import create_app
-    from sddkit.service.server import uvicorn_config
+    from sddkit.service.server import ServiceServer, uvicorn_config
 
     tune_malloc(args.allocator)
     set_torch_threads(args.threads)
@@ -161,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         limit_connections=args.limit_connections,
         root_path=root_path,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    ServiceServer(config).run(sockets=[sock])
     return 0
 
 

@@ -23,6 +23,8 @@ malformed body or a form of over 16 text fields, 422 missing field, more than on
 that answers in the wrong shape), or a 503 ``not_ready`` while no model is loaded (before the lifespan starts); the
 server keeps serving.
 Decoding and inference run in the thread pool, so concurrent requests do not block the event loop.
+What came of each scoring request (its status, error type and message, upload size and time) is logged on ``LOG``
+(``sddkit.service``): an ERROR for a 5xx, INFO else.
 Pages of another origin may call the service from a browser only when ``cors_origins`` names their origin (CORS,
 off by default). ``sdd serve`` runs it with uvicorn as ``sddkit.service.server`` configures it (idle connections are
 closed: see ``REQUEST_HEAD_TIMEOUT_S``).
@@ -36,8 +38,10 @@ from __future__ import annotations
 
 import asyncio
 import html
+import logging
 import math
 import re
+import time
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -102,6 +106,13 @@ _MAX_FIELDS = 16
 # the smallest upload limit: no audio file fits in less (a WAV header alone is 44 bytes, 0.1 s of 8 kHz 8-bit PCM 800);
 # a limit such as 1e-9 MB (0 bytes) was taken, and the service then answered every upload 413 "exceeds the limit"
 MIN_UPLOAD_BYTES = 1024
+# The service's own log lines (sddkit.service.server.uvicorn_config prints them to stderr, in uvicorn's format and at
+# its log level). uvicorn's access line names the method, path and status only: a 500 non_finite_score or
+# checkpoint_error left the operator no reason (the client's JSON had it, the server's log did not), and a client
+# gone before its answer left no line at all.
+LOG = logging.getLogger("sddkit.service")
+# the longest message logged, in characters (a client's file name, which messages quote, may be kilobytes)
+_LOG_MESSAGE_CHARS = 500
 
 
 class ApiError(Exception):
@@ -400,13 +411,16 @@ def create_app(
         openapi_extra=_UPLOAD_BODY,
     )
     async def score(request: Request) -> ScoreResponse:
+        request.state.started = time.perf_counter()  # for the log line of its outcome (log_outcome)
         det = detector_or_503(request)
         upload_name, data = await _read_upload(request, max_bytes, max_upload_mb)
+        request.state.upload_bytes = len(data)
         async with request.app.state.slots:
             # a client that gave up while waiting for a slot must not hold one for a decode nobody reads
             if await request.is_disconnected():
                 raise ApiError(499, "client_closed_request", "the client disconnected before its file was scored")
             result = await run_in_threadpool(_score_bytes, det, data, upload_name, max_duration_s)
+        log_outcome(request, 200, f"scored {result.duration_s:.2f} s of audio: {result.decision}")
         return ScoreResponse(
             filename=upload_name,
             score=result.score,
@@ -823,17 +837,20 @@ def _error(status: int, type_: str, message: str, headers: dict[str, str] | None
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        log_outcome(request, exc.status, f"{exc.type}: {exc.message}")
         return _error(exc.status, exc.type, exc.message)
 
     @app.exception_handler(AudioError)
-    async def audio_error(_: Request, exc: AudioError) -> JSONResponse:
+    async def audio_error(request: Request, exc: AudioError) -> JSONResponse:
+        log_outcome(request, 422, f"{error_type(exc)}: {exc}")
         return _error(422, error_type(exc), str(exc))
 
     @app.exception_handler(SddkitError)
-    async def sddkit_error(_: Request, exc: SddkitError) -> JSONResponse:
+    async def sddkit_error(request: Request, exc: SddkitError) -> JSONResponse:
         # audio errors have their own 422 handler: any other (a CheckpointError from a model that
         # answers in the wrong shape, say) is the server's failure, not the upload's
+        log_outcome(request, 500, f"{error_type(exc)}: {exc}")
         return _error(500, error_type(exc), str(exc))
 
     @app.exception_handler(StarletteHTTPException)
@@ -857,6 +874,31 @@ def _install_error_handlers(app: FastAPI) -> None:
         # internals; Starlette re-raises the exception after this answer, so the server's log has its traceback
         message = f"internal server error ({type(exc).__name__}); see the server's log"
         return _error(500, "internal_error", message, headers=_cors_headers(request) or None)
+
+
+def log_outcome(request: Request, status: int, what: str) -> None:
+    """Log what came of ``request`` (answered ``status``) on :data:`LOG`, with its upload's size and the time it took
+    where known: an ERROR for a 5xx (the server's failure), INFO else. ``what`` is made one line of printable
+    characters: it may quote the client's file name, which can hold a terminal escape sequence (ESC passes multipart
+    parsing) that would act on the operator's terminal or log viewer."""
+    client = request.client
+    line = f"{client.host}:{client.port} - " if client is not None else ""
+    line += f"{request.method} {request.url.path} {status}: {_printable(what)}"
+    size = getattr(request.state, "upload_bytes", None)
+    started = getattr(request.state, "started", None)
+    details = ([f"upload of {size} bytes"] if size is not None else []) + (
+        [f"{time.perf_counter() - started:.3f} s"] if started is not None else []
+    )
+    if details:
+        line += f" ({', '.join(details)})"
+    LOG.log(logging.ERROR if status >= 500 else logging.INFO, "%s", line)
+
+
+def _printable(text: str) -> str:
+    """``text`` with every non-printable character (newline, carriage return, escape, ...) escaped as Python writes
+    it, cut to :data:`_LOG_MESSAGE_CHARS`."""
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return text if len(text) <= _LOG_MESSAGE_CHARS else text[: _LOG_MESSAGE_CHARS - 3] + "..."
 
 
 def _cors_headers(request: Request) -> dict[str, str]:

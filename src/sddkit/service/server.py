@@ -1,4 +1,6 @@
-"""The uvicorn configuration ``sdd serve`` runs the service with: ``uvicorn_config(app, ...)``.
+"""The uvicorn configuration ``sdd serve`` runs the service with: ``uvicorn_config(app, ...)``, its logging
+(``log_config``: the service's own lines beside uvicorn's) and its server (``ServiceServer``: a second Ctrl-C or
+SIGTERM ends it at once).
 
 uvicorn closes an idle kept-alive connection after ``timeout_keep_alive``, but has no deadline for the request head:
 a connection that sends nothing, or half a request head, stays open (and counted against ``limit_concurrency``) until
@@ -9,7 +11,11 @@ the client closes it. The service runs on uvicorn's h11 protocol with such a dea
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import logging
+import signal
+import sys
 import types
 from typing import Any
 
@@ -94,6 +100,49 @@ class HeadDeadlineH11Protocol(H11Protocol):
             self.transport.close()
 
 
+class ServiceServer(uvicorn.Server):
+    """uvicorn's server, ended at once by a second SIGTERM, as every sdd command is, or a second Ctrl-C.
+
+    On a first SIGINT or SIGTERM uvicorn stops taking connections and waits for the requests in progress, an upload
+    still arriving included (up to its 408: a minute for one that stalls, about 12 min for 20 MB trickled at the
+    slowest rate allowed). A second SIGTERM was taken as the first one again, so ``kill`` could not end that wait;
+    a second Ctrl-C (uvicorn's "force quit") cancelled the requests in progress, which logged a traceback each and
+    answered a text/plain 500 rather than the service's JSON error. Both now end the process as the system's
+    default action does, after one log line: the service writes nothing that could be left half-done (an upload is
+    held in memory), and each client sees its connection closed, an answer it can retry on."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.should_exit and sig in (signal.SIGINT, signal.SIGTERM):
+            logging.getLogger("uvicorn.error").warning(
+                "stopped at once by a second %s: the requests in progress are dropped", signal.Signals(sig).name
+            )
+            signal.signal(sig, signal.SIG_DFL)
+            signal.raise_signal(sig)
+        super().handle_exit(sig, frame)
+
+
+class StderrHandler(logging.StreamHandler):
+    """A handler writing to ``sys.stderr`` as it is when a line is written, as logging's last-resort handler does (a
+    stream bound when logging is configured is gone once a test's captured stderr, say, has been closed)."""
+
+    def __init__(self, level: int = logging.NOTSET) -> None:
+        logging.Handler.__init__(self, level)
+
+    @property
+    def stream(self) -> Any:  # type: ignore[override]
+        return sys.stderr
+
+
+def log_config(log_level: str = "info") -> dict[str, Any]:
+    """uvicorn's logging configuration, with the service's own logger (``sddkit.service``: what came of each scoring
+    request, see :func:`sddkit.service.app.log_outcome`) printed to stderr in uvicorn's format, at ``log_level``."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["handlers"]["sddkit"] = {"()": StderrHandler, "formatter": "default"}
+    level = uvicorn.config.LOG_LEVELS.get(str(log_level).lower(), logging.INFO)
+    config["loggers"]["sddkit.service"] = {"handlers": ["sddkit"], "level": level, "propagate": False}
+    return config
+
+
 def uvicorn_config(
     app: Any,
     *,
@@ -121,6 +170,7 @@ def uvicorn_config(
         host=host,
         port=port,
         log_level=log_level,
+        log_config=log_config(log_level),
         limit_concurrency=limit_connections,
         root_path=root_path,
         http=protocol,
