@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 
 from sddkit.errors import CheckpointError
-from sddkit.training.evaluate import preserved_rng
+from sddkit.training.provenance import preserved_rng
 
 
 class WeightEMA:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from sddkit.training.data import eval_batches, worker_errors
 from sddkit.training.distributed import DistInfo, all_gather_objects
 from sddkit.training.losses import DetectionLoss
+from sddkit.training.provenance import preserved_rng
 
 
 @dataclass
@@ -40,21 +40,6 @@ class EvalResult:
     @property
     def n(self) -> int:
         return int(self.labels.size)
-
-
-@contextlib.contextmanager
-def preserved_rng() -> Iterator[None]:
-    """Run a block without moving the python/numpy/torch generators (validation has no side effects)."""
-    py, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    try:
-        yield
-    finally:
-        random.setstate(py)
-        np.random.set_state(np_state)
-        torch.set_rng_state(torch_state)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
 
 
 def _per_utterance(stat: Tensor, batch: int) -> np.ndarray | None:

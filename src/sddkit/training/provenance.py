@@ -53,26 +53,15 @@ def configure_determinism(enabled: bool) -> None:
 
 
 @contextlib.contextmanager
-def callers_global_state() -> Iterator[None]:
-    """Give back, when the block ends (returned or raised), the process-wide state a training run sets for itself:
-    the python, numpy and torch generators (:func:`seed_everything`) and the determinism switches and
-    ``CUBLAS_WORKSPACE_CONFIG`` (:func:`configure_determinism`).
+def preserved_rng() -> Iterator[None]:
+    """Run a block without moving the python, numpy and torch generators (a validation has no side effects; a
+    training run called from Python gives the caller's back, :func:`callers_global_state`).
 
-    ``Trainer.fit`` from Python (a notebook, a sweep) left them as the run did: every later ``np.random`` draw of
-    the caller's replayed the recipe seed's stream (a random search drew the same learning rate after every run),
-    and a ``torch.use_deterministic_algorithms(True)`` of the caller's was switched off by a recipe without
-    ``trainer.deterministic``. CUDA's generators are restored when CUDA was in use before; a run that started it
-    leaves them seeded as a first use would have (``torch.initial_seed()``), not at the run's draws. Saving them
-    must not start CUDA itself (seconds, and GPU memory, for a run on the CPU).
-    """
+    CUDA's are saved only when CUDA is in use already: saving them starts it (seconds, and GPU memory, for a run on
+    the CPU). A block that started it leaves them seeded as a first use would have (``torch.initial_seed()``)."""
     py, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    cuda_started = torch.cuda.is_available() and torch.cuda.is_initialized()
-    cuda = torch.cuda.get_rng_state_all() if cuda_started else None
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     initial_seed = torch.initial_seed()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
-    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     try:
         yield
     finally:
@@ -84,8 +73,29 @@ def callers_global_state() -> Iterator[None]:
                 torch.cuda.set_rng_state_all(cuda)
             elif torch.cuda.is_available() and torch.cuda.is_initialized():
                 torch.cuda.manual_seed_all(initial_seed)
-        except RuntimeError:  # a CUDA context the run broke (a device-side assert): its own error is the one raised
+        except RuntimeError:  # a CUDA context the block broke (a device-side assert): its own error is the one raised
             pass
+
+
+@contextlib.contextmanager
+def callers_global_state() -> Iterator[None]:
+    """Give back, when the block ends (returned or raised), the process-wide state a training run sets for itself:
+    the python, numpy and torch generators (:func:`seed_everything`, given back by :func:`preserved_rng`) and the
+    determinism switches and ``CUBLAS_WORKSPACE_CONFIG`` (:func:`configure_determinism`).
+
+    ``Trainer.fit`` from Python (a notebook, a sweep) left them as the run did: every later ``np.random`` draw of
+    the caller's replayed the recipe seed's stream (a random search drew the same learning rate after every run),
+    and a ``torch.use_deterministic_algorithms(True)`` of the caller's was switched off by a recipe without
+    ``trainer.deterministic``.
+    """
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    try:
+        with preserved_rng():
+            yield
+    finally:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
         if cublas is None:

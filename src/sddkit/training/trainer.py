@@ -144,7 +144,7 @@ from sddkit.training.distributed import (
     select_device,
 )
 from sddkit.training.ema import BatchNormEstimate, WeightEMA, updated_batch_norms
-from sddkit.training.evaluate import EvalResult, evaluate, preserved_rng
+from sddkit.training.evaluate import EvalResult, evaluate
 from sddkit.training.exports import export_window_samples, keep_calibration, with_pretrained_of
 from sddkit.training.losses import DetectionLoss, check_alignment_data
 from sddkit.training.molex import (
@@ -163,6 +163,7 @@ from sddkit.training.provenance import (
     device_name,
     git_commit,
     package_versions,
+    preserved_rng,
     rank_seed,
     seed_everything,
 )
