@@ -63,7 +63,7 @@ def test_the_sdd_serve_command_reports_an_unloadable_model_as_one_line(model_dir
         raise AssertionError("the server must not start")
 
     monkeypatch.setattr(uvicorn.Server, "run", no_server)
-    assert main(["serve", "--model", str(model_dir), "--backend", "onnx"]) == 2
+    assert main(["serve", "--model", str(model_dir), "--backend", "onnx", "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "no such ONNX model" in err and "Traceback" not in err and "http://" not in err
 

@@ -198,3 +198,38 @@ def test_a_second_stop_signal_ends_sdd_serve_at_once(model_dir, sig):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_port_in_use_is_said_before_the_model_loads_and_a_failed_load_frees_its_port(monkeypatch, capsys, tmp_path):
+    """The port was bound after the model had loaded (seconds with the bundled model): a port in use was said only
+    then. Now it is said first, and a model that fails to load leaves the port it had bound free."""
+    import socket as socket_module
+
+    import sddkit.service.app as app_module
+    from sddkit.cli.main import main
+
+    busy = socket_module.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    loads = []
+    monkeypatch.setattr(app_module, "create_app", lambda *a, **k: loads.append(1))
+    try:
+        assert main(["serve", "--host", "127.0.0.1", "--port", str(port)]) == 2
+    finally:
+        busy.close()
+    assert "cannot listen on 127.0.0.1" in capsys.readouterr().err and not loads
+
+    def unloadable(*_a, **_k):
+        from sddkit.errors import CheckpointError
+
+        raise CheckpointError("no model here")
+
+    monkeypatch.setattr(app_module, "create_app", unloadable)
+    assert main(["serve", "--host", "127.0.0.1", "--port", str(port)]) == 2
+    assert "no model here" in capsys.readouterr().err
+    again = socket_module.socket()
+    try:
+        again.bind(("127.0.0.1", port))  # free again: the failed start closed its socket
+    finally:
+        again.close()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import re
 import socket
 import sys
 import warnings
+from collections.abc import Iterator
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -120,7 +122,11 @@ def run(args: argparse.Namespace) -> int:
 
     from sddkit.scoring.onnx_export import StaleExportWarning
 
-    with warnings.catch_warnings(record=True) as caught:
+    # Bound (not yet listening: a client is refused until the model is loaded) before the model loads and the URL
+    # is announced: a port in use is a one-line error at once (it came after the model's load, seconds later;
+    # uvicorn printed the URL, then its own bind error, and exited 3), and --port 0 announces the port chosen.
+    sock = listen_socket(args.host, args.port)
+    with warnings.catch_warnings(record=True) as caught, _closed_on_error(sock):
         warnings.simplefilter("always", StaleExportWarning)
         app = create_app(
             args.model,
@@ -139,9 +145,6 @@ def run(args: argparse.Namespace) -> int:
             warnings.showwarning(
                 caught_warning.message, caught_warning.category, caught_warning.filename, caught_warning.lineno
             )
-    # Bound here, before the URL is announced: a port in use is a one-line error (uvicorn printed the URL,
-    # then its own bind error, and exited 3), and --port 0 announces the port the system chose.
-    sock = listen_socket(args.host, args.port)
     address, port = sock.getsockname()[:2]
     print(
         f"sdd serve: {service_url(local_host(args.host, address), port)} "
@@ -213,6 +216,16 @@ def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
     mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is loopback (Python < 3.13 says it is not)
     return mapped if mapped is not None else ip
+
+
+@contextlib.contextmanager
+def _closed_on_error(sock: socket.socket) -> Iterator[None]:
+    """Close ``sock`` when the block raises (a model that does not load leaves no bound port behind)."""
+    try:
+        yield
+    except BaseException:
+        sock.close()
+        raise
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
