@@ -30,6 +30,14 @@ class UnknownNameError(ConfigError, KeyError):
         self.family, self.name, self.choices = family, name, choices
         close = difflib.get_close_matches(name, choices, n=1) if isinstance(name, str) else []
         hint = f" (did you mean {close[0]!r}?)" if close else ""
+        if not close and family != "registry family":
+            # no registered name is close (not a typo): maybe a component of one's own, registered by a module this
+            # process has not imported; the bare "unknown backend 'mine'; registered: ..." said nothing of that
+            hint = (
+                f"; if {family} {name!r} is a component of your own, import the module that registers it first: for "
+                "the sdd commands, name it in the environment variable SDDKIT_PLUGINS (e.g. "
+                "SDDKIT_PLUGINS=mylab.sdd_parts, its folder on PYTHONPATH) or in a 'sddkit.plugins' entry point"
+            )
         super().__init__(f"unknown {family} {name!r}; registered: {', '.join(choices) or '(none)'}{hint}")
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message

@@ -148,7 +148,7 @@ class Registry:
         try:
             entry = self.get(name)
         except UnknownNameError as exc:
-            raise ConfigError(f"{where}: {exc}{unregistered_hint(exc)}") from None  # ends with the closest name
+            raise ConfigError(f"{where}: {exc}") from None  # ends with the closest name, or the plugin hint
         if entry.config_cls is None:
             if params:
                 raise ConfigError(f"{where}: {self.family} {name!r} takes no parameters")
@@ -187,20 +187,6 @@ class Registry:
             if spec.path is None or type(exc) is not ConfigError:
                 raise
             raise ConfigError(at_path(str(exc), self.family, spec.path)) from None
-
-
-def unregistered_hint(exc: UnknownNameError) -> str:
-    """What to do when a config names a component no registry holds and no registered name is close to it (a
-    component of one's own, registered by a module this process has not imported): else ''. The bare "unknown
-    backend 'mine'; registered: ..." said nothing of the import that registers it, nor of how the sdd commands
-    import it (``SDDKIT_PLUGINS``, :mod:`sddkit.plugins`)."""
-    if "did you mean" in str(exc):  # a name close to a registered one reads as a typo
-        return ""
-    return (
-        f"; if {exc.family} {exc.name!r} is a component of your own, import the module that registers it first: "
-        "for the sdd commands, name it in the environment variable SDDKIT_PLUGINS (e.g. "
-        "SDDKIT_PLUGINS=mylab.sdd_parts, its folder on PYTHONPATH) or in a 'sddkit.plugins' entry point"
-    )
 
 
 def article(word: str) -> str:
