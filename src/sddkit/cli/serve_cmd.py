@@ -85,6 +85,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the service's dependencies first: one missing is said (sdd's one line) before a port is bound or a model loaded
+    import fastapi  # noqa: F401
+    import uvicorn  # noqa: F401
+
     from sddkit.cli.options import check_minimums, check_paths_given, check_positive, set_torch_threads
     from sddkit.errors import ConfigError
     from sddkit.scoring.allocator import tune_malloc
