@@ -43,6 +43,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "default: every row, with a per-partition table when there are several)",
     )
     p.add_argument(
+        "--by",
+        action="append",
+        default=None,
+        metavar="COLUMN",
+        help="also tabulate the metrics per value of this protocol column (repeatable; e.g. speaker, language, codec; "
+        "attack, attack_type or vocoder: each value's spoofs against the bona fide trials of its partition, as the "
+        "per-attack table; any other: the trials holding each value, as the per-source table), in report.md and "
+        "at per_column.COLUMN of report.json",
+    )
+    p.add_argument(
         "--bootstrap", type=int, default=200, help="bootstrap replicates for the EER CI (0 = none; default 200)"
     )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
@@ -86,15 +96,16 @@ def evaluate_files(
     command: str = "eval",
     protocol_options: dict[str, Any] | None = None,
     asv_key: str | None = None,
+    by: list[str] | None = None,
 ) -> int:
     """Shared by ``sdd eval`` and ``sdd demo`` (``command``, which its notes name): read, evaluate, write, print
-    the summary."""
+    the summary. ``by``: ``--by``'s protocol columns, checked once the protocol is read, before the scores."""
     import dataclasses
 
     from sddkit.cli.options import read_partitions_and_rest, selection_words
     from sddkit.config import from_dict
     from sddkit.evaluation.asv import read_asv_and_sasv_scores
-    from sddkit.evaluation.report import EvalConfig, evaluate, write_report
+    from sddkit.evaluation.report import EvalConfig, by_problem, evaluate, write_report
     from sddkit.evaluation.scores import read_scores
     from sddkit.outputs import earlier_report
 
@@ -105,6 +116,12 @@ def evaluate_files(
         asv, sasv = read_asv_and_sasv_scores(asv_scores, key=asv_key)
     # every row when partitions is None; else the selected rows and the rest (whose scores are no strays)
     table, rest = read_partitions_and_rest(protocol, protocol_format, partitions, protocol_options)
+    for column in dict.fromkeys(by or ()):  # named with the flag and the file, before the scores are read
+        problem = by_problem(table, column)
+        if problem is not None:
+            from sddkit.errors import ConfigError
+
+            raise ConfigError(f"--by {column}: {protocol} {problem}")
     asv_phases = None
     if asv is not None:
         if table.has_column("partition"):
@@ -146,7 +163,7 @@ def evaluate_files(
         warnings.simplefilter("ignore", UserWarning)  # partial-match notes are printed from the report below
         selection = selection_words(partitions, protocol_options)
         report = evaluate(
-            table, score_file, config, outside=rest, asv_scores=asv, selection=selection, sasv_scores=sasv
+            table, score_file, config, outside=rest, asv_scores=asv, selection=selection, sasv_scores=sasv, by=by
         )
     if asv_phases is not None:  # which of the ASV file's trials gave the t-DCFs' ASV rates
         inputs["asv_phases"] = asv_phases
@@ -286,6 +303,7 @@ def run(args: argparse.Namespace) -> int:
         asv_scores=args.asv_scores,
         asv_key=args.asv_key,
         protocol_options=protocol_options,
+        by=args.by,
     )
 
 
@@ -295,6 +313,7 @@ _CM_ONLY_OPTIONS = (
     ("protocol_options", "--protocol-option"),
     ("score_format", "--score-format"),
     ("partitions", "--partitions"),
+    ("by", "--by"),
 )
 
 

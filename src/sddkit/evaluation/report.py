@@ -18,7 +18,8 @@ writes::
                     ``inference.calibration`` the identity, as ``sdd score``'s run record has it), bona fide and spoof
                     scores that tie where that puts the pooled EER apart from the ASVspoof packages' ``compute_eer``
                     (with its figure)
-    report.md       the same as readable tables
+    report.md       the same as readable tables; with ``evaluate(..., by=[COLUMN, ...])`` (sdd eval --by) also a
+                    table per value of each COLUMN, at report.json's per_column.COLUMN (no CSV)
     per_attack.csv  each spoof attack/system against all bona fide trials
     per_source.csv  each source (domain) on its own trials
     per_corpus.csv  each corpus (only when there is more than one)
@@ -85,7 +86,7 @@ from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 from sddkit.evaluation.asv import ASVScores
-from sddkit.evaluation.compare import min_replicates
+from sddkit.evaluation.compare import SPOOF_COLUMNS, min_replicates
 from sddkit.evaluation.gate_weights import HEATMAP_MAX_GROUPS, as_float64, gate_weight_table
 from sddkit.evaluation.groups import attack_groups, groups, markdown_cell, named, partition_groups
 from sddkit.evaluation.scores import EXPERT_USE_PREFIX, OUTSIDE_PARTITIONS, ScoreFile, match_scores
@@ -185,6 +186,8 @@ class Report:
     asv_rates_from_scores: bool = False
     # a note when tied scores put the pooled EER apart from the ASVspoof packages' compute_eer (:func:`_tie_note`)
     eer_notes: list[str] = field(default_factory=list)
+    # `evaluate(..., by=[...])` (sdd eval --by): {column: rows}, each row as the fixed tables' (per_source, ...)
+    per_column: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def warnings(self) -> list[str]:
@@ -244,6 +247,7 @@ class Report:
                 "per_codec": self.per_codec,
                 "per_vocoder": self.per_vocoder,
                 "per_attack_type": self.per_attack_type,
+                "per_column": self.per_column,
                 "gate_weights": self.gate_weights,
                 "molex_expert_use": self.expert_use,
                 "matching": self.matching,
@@ -482,6 +486,52 @@ def _per_attack(
     ]
 
 
+# a row's own keys: a protocol column so named would have its group's value overwritten by a metric in the row
+_ROW_KEYS = ("n", "n_bonafide", "n_spoof", *GROUP_METRICS, "note")
+_ALWAYS_TABULATED = ("attack", "source", "corpus")  # per_attack, per_source, per_corpus: in every report
+
+
+def by_problem(table: UtteranceTable, column: str) -> str | None:
+    """Why ``column`` cannot be a breakdown of ``table`` (``evaluate(..., by=...)``, ``sdd eval --by``), worded to
+    follow the protocol's name: it has no such column (the columns listed), the column is empty, or it bears the name
+    of a row's own key; None when it can."""
+    from sddkit.config import did_you_mean
+
+    if column not in table.columns:
+        close = did_you_mean([column], table.columns)
+        # "as read": a reader keeps the columns it knows (a labels CSV's), not every column of the file
+        return f"has no column {column!r}{close}; columns as read: {', '.join(table.columns)}"
+    if not table.has_column(column) and column not in _ALWAYS_TABULATED:
+        # one group, `unknown`, of every trial: the pooled figures again (as sdd compare --by refuses it); a column of
+        # a table every report has gives that table's rows, empty or not
+        return f"has an empty {column!r} column: nothing to group by"
+    if column in _ROW_KEYS:
+        return f"has a column {column!r}, which is also a key of every row of the table: it cannot be a breakdown"
+    return None
+
+
+def by_columns(table: UtteranceTable, by: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The breakdown columns ``by`` asks for, each once, in the order given (a single name is one column); raises
+    ``ProtocolError`` for one :func:`by_problem` refuses."""
+    columns = tuple(dict.fromkeys([by] if isinstance(by, str) else list(by or ())))
+    for column in columns:
+        problem = by_problem(table, column)
+        if problem is not None:
+            raise ProtocolError(f"by={column!r}: the protocol {problem}")
+    return columns
+
+
+def _per_column(
+    table: UtteranceTable, column: str, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig
+) -> list[dict[str, Any]]:
+    """The rows of a ``by`` column, grouped as ``sdd compare --by`` groups it (:data:`SPOOF_COLUMNS`: each value's
+    spoofs against its partition's bona fide, as per_attack; any other column: the trials of each value, as
+    per_source), by the fixed tables' own code, so ``by=["source"]`` gives per_source's rows."""
+    if column in SPOOF_COLUMNS:
+        return _per_attack(table, labels, scores, cfg, column)
+    return _per_group(column, table.column(column), labels, scores, cfg)
+
+
 def _names_any(table: UtteranceTable, column: str, labels: np.ndarray) -> bool:
     """Whether ``column`` names something for a spoof trial: the stage-1 DF keys leave every vocoder '' (unknown),
     and a table of that one group would pose as a breakdown."""
@@ -636,6 +686,7 @@ def evaluate(
     asv_scores: ASVScores | None = None,
     selection: str = OUTSIDE_PARTITIONS,
     sasv_scores: ASVScores | None = None,
+    by: str | Sequence[str] | None = None,
 ) -> Report:
     """Evaluate ``scores`` (a read score file, or an array aligned with ``table``) against ``table``.
 
@@ -656,7 +707,12 @@ def evaluate(
     ``sasv_scores``: an SASV system's scores by trial kind (:func:`sddkit.evaluation.asv.read_sasv_scores`: an
     ASVspoof 5 track-2 submission's ``sasv-score``); ``pooled.min_a_dcf`` and ``pooled.a_dcf_threshold`` then hold
     their min a-DCF under ``config.adcf``, a figure of that system, which the CM scores enter only if it fused them.
+    ``by``: protocol columns (e.g. ``["speaker"]``), each broken down as ``sdd compare --by`` does (``attack``,
+    ``attack_type``, ``vocoder``: each value's spoofs against the bona fide trials, as per_attack; any other: the
+    trials of each value, as per_source) into ``Report.per_column[column]``; an unknown or empty column raises
+    ``ProtocolError`` before anything is computed.
     """
+    columns = by_columns(table, by)  # first: a misspelt column is said before the scores are matched
     cfg = config or EvalConfig()
     if asv_scores is not None and table.has_column("partition"):
         # the ASV trials of the evaluated ASVspoof 2021 phases alone (ASVScores.of_phases), as the official scripts
@@ -723,6 +779,7 @@ def evaluate(
         eer_notes=[note for note in (_tie_note(y.astype(bool), s, pooled["eer"]),) if note],
         gate_weights=None if gates is None else _gate_tables(table, y, gates, aligned.expert_names),
         expert_use=None if aligned.expert_use is None else _expert_use_tables(table, y, aligned.expert_use, scores),
+        per_column={column: _per_column(table, column, y, s, cfg) for column in columns},
     )
 
 
@@ -945,6 +1002,8 @@ def render_markdown(report: Report) -> str:
         versus = "its partition's" if report.per_attack_type and "partition" in report.per_attack_type[0] else "all"
         title = f"Per attack type (each type's spoofs vs {versus} bona fide)"
         sections.append((title, report.per_attack_type, "attack_type"))
+    for column, rows in report.per_column.items():
+        sections.append((_by_title(column, rows), rows, column))
     for title, rows, key in sections:
         lines += [f"## {title}", "", *_md_table(rows, key), ""]
     if report.gate_weights is not None:
@@ -973,6 +1032,15 @@ def render_markdown(report: Report) -> str:
         lines += ["## Warnings", "", *[f"- {w}" for w in report.warnings], ""]
     lines += ["## Plots", "", "![DET](det.png)", "", "![ROC](roc.png)", "", "![scores per class](scores.png)", ""]
     return "\n".join(lines)
+
+
+def _by_title(column: str, rows: Sequence[dict[str, Any]]) -> str:
+    """The heading of a ``by`` column's table: what its groups hold, as the fixed tables' headings say."""
+    name = markdown_cell(column)
+    if column in SPOOF_COLUMNS:
+        versus = "its partition's" if rows and "partition" in rows[0] else "all"
+        return f"Per {name} (--by {name}: each value's spoofs vs {versus} bona fide)"
+    return f"Per {name} (--by {name}: the trials of each value)"
 
 
 def _mean_weight_tables(table: dict[str, Any], stem: str, what: str) -> list[str]:
