@@ -61,10 +61,23 @@ class ASVScores:
     # each trial's ASVspoof 2021 phase (eval/progress/hidden), by kind, aligned with the scores: the lines of the 2021
     # ASV key with their scores appended carry it (:data:`ASV2021_PHASES`); None when no line does
     phases: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    # each spoof trial's attack, aligned with ``spoof``: the field before the kind (ASVspoof 2019's ``A07 spoof -2.90``,
+    # the 2021 key's ``... A07 spoof notrim eval -4.87``; '' where a line has none); None when no line names one
+    spoof_attacks: np.ndarray | None = None
 
     def rates(self) -> ASVRates:
         """The error rates at the ASV system's EER threshold (:func:`sddkit.metrics.asv_rates_from_scores`)."""
         return asv_rates_from_scores(self.target, self.nontarget, self.spoof)
+
+    def attack_rates(self, attack: str) -> ASVRates | None:
+        """The error rates at the ASV system's EER threshold (set by the target and non-target trials, as
+        :meth:`rates`), ``pfa_spoof`` that of the spoof trials of ``attack`` alone: the ASV rates of an attack's
+        t-DCF, as the per-attack t-DCFs of ASVspoof 2019 take them. None when the lines name no attack or none of
+        ``attack``."""
+        if self.spoof_attacks is None:
+            return None
+        spoof = self.spoof[self.spoof_attacks == attack]
+        return asv_rates_from_scores(self.target, self.nontarget, spoof) if spoof.size else None
 
     def of_phases(self, partitions: object, path: str | Path = "ASV scores") -> tuple[ASVScores, list[str] | None]:
         """These scores restricted to the trials of the ASVspoof 2021 phases evaluated (``partitions``: the values of
@@ -89,7 +102,8 @@ class ASVScores:
             )
         arrays = zip(ASV_KEYS, (self.target, self.nontarget, self.spoof), self.phases, strict=True)
         found = {kind: scores[np.isin(phases, kept)].tolist() for kind, scores, phases in arrays}
-        selected = _by_kind(Path(path), found, f" of phase(s) {', '.join(kept)}")
+        attacks = None if self.spoof_attacks is None else self.spoof_attacks[np.isin(self.phases[2], kept)].tolist()
+        selected = _by_kind(Path(path), found, f" of phase(s) {', '.join(kept)}", attacks=attacks)
         return selected, kept
 
 
@@ -123,6 +137,7 @@ def read_asv_scores(
     text = _text(path)
     found: dict[str, list[float]] = {key: [] for key in ASV_KEYS}
     phases: dict[str, list[str]] = {key: [] for key in ASV_KEYS}  # each line's 2021 phase ('' where none)
+    attacks: list[str] = []  # each spoof line's attack ('' where none)
     first = True
     columns: tuple[int, int] | None = None  # (kind, score) columns named by a header (ASVspoof 5's tables)
     width = 0  # the number of columns that header names
@@ -148,6 +163,8 @@ def read_asv_scores(
             kind = _kind_cell(path, number, line, fields, columns[0])
             found[kind].append(_score_cell(path, number, line, fields, columns[1]))
             phases[kind].append("")
+            if kind == "spoof":
+                attacks.append("")
             continue
         keys = [_kind(f) for f in fields[:-1] if _kind(f) in found]
         score = _number(fields[-1])
@@ -172,7 +189,16 @@ def read_asv_scores(
             )
         found[keys[0]].append(score)
         phases[keys[0]].append(_line_phase(fields))
-    return _by_kind(path, found, phases=phases)
+        if keys[0] == "spoof":
+            attacks.append(_line_attack(fields))
+    return _by_kind(path, found, phases=phases, attacks=attacks)
+
+
+def _line_attack(fields: list[str]) -> str:
+    """The attack of a spoof line: the field before its kind (``A07 spoof -2.90``), '' when the kind comes first or
+    after the score (``SPEAKER UTT SCORE spoof``) or that field is ``-``."""
+    at = next((i for i, f in enumerate(fields[:-1]) if _kind(f) == "spoof"), 0)
+    return fields[at - 1] if at > 0 and fields[at - 1] != "-" else ""
 
 
 def _refuse_decimal_comma(path: Path, number: int, line: str) -> None:
@@ -189,7 +215,11 @@ def _refuse_decimal_comma(path: Path, number: int, line: str) -> None:
 
 
 def _by_kind(
-    path: Path, found: dict[str, list[float]], which: str = "", phases: dict[str, list[str]] | None = None
+    path: Path,
+    found: dict[str, list[float]],
+    which: str = "",
+    phases: dict[str, list[str]] | None = None,
+    attacks: list[str] | None = None,
 ) -> ASVScores:
     missing = [key for key in ASV_KEYS if not found[key]]
     if missing:
@@ -202,6 +232,7 @@ def _by_kind(
     return ASVScores(
         *(np.asarray(found[key], dtype=np.float64) for key in ASV_KEYS),
         phases=tuple(np.asarray(phases[key], dtype=object) for key in ASV_KEYS) if carried else None,
+        spoof_attacks=np.asarray(attacks, dtype=object) if attacks and any(attacks) else None,
     )
 
 

@@ -56,7 +56,10 @@ default the ASVspoof 5 organisers' pooled ones (:class:`sddkit.metrics.ASVRates`
 on ASVspoof 2019/2021 data they are therefore not the official figures of those challenges, which used
 their own ASV systems' scores (``sdd eval --asv-scores``, :mod:`sddkit.evaluation.asv`, obtains the rates
 from such scores as the official scripts do; so does ``evaluate(..., asv_scores=...)`` while ``EvalConfig.asv`` is
-left at its default); ``report.md`` names the rates and where they come from next to the values.
+left at its default); ``report.md`` names the rates and where they come from next to the values. Each per-attack
+row holds that attack's min t-DCFs (``min_tdcf``, as the pooled): with ASV scores whose spoof lines name their attack
+(ASVspoof 2019's ``A07 spoof -2.90``) the Pfa_spoof of its own ASV spoof trials, as the ASVspoof 2019 per-attack
+figures take it, else the pooled rates (``min_tdcf_asv``, ``min_tdcf_asv_note`` say which and why; :class:`_AttackASV`).
 
 Given the ASV scores themselves (``evaluate(..., asv_scores=...)``, ``sdd eval --asv-scores``), ``pooled.t_eer``
 is the concurrent t-EER (:func:`sddkit.metrics.t_eer`, in percent) of the pooled bona fide and spoof scores
@@ -270,12 +273,17 @@ class Report:
 # --- computing --------------------------------------------------------------------------------
 
 
-def _group_metrics(labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> dict[str, Any]:
+def _group_metrics(
+    labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig, tdcf_asv: ASVRates | None = None
+) -> dict[str, Any]:
+    """A group's metrics; ``tdcf_asv``: with these ASV rates, its min t-DCFs too (``min_tdcf``, as the pooled)."""
     n_bona = int(labels.sum())
     row: dict[str, Any] = {"n": int(labels.size), "n_bonafide": n_bona, "n_spoof": int(labels.size - n_bona)}
     if n_bona == 0 or n_bona == labels.size:
         row.update({name: None for name in GROUP_METRICS})
         row["note"] = "needs both bona fide and spoof trials"
+        if tdcf_asv is not None:
+            row["min_tdcf"] = {"2019": None, "2021": None}
         return row
     curve = det_curve(labels, scores)
     point = eer_from_curve(curve)
@@ -288,6 +296,8 @@ def _group_metrics(labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig) -> d
         cllr=cllr(labels, scores),
         note="",
     )
+    if tdcf_asv is not None:
+        row.update(_min_tdcfs(curve, dataclasses.replace(cfg, asv=tdcf_asv)))
     return row
 
 
@@ -444,6 +454,23 @@ def _asv_warnings(asv: ASVScores | None, sasv: ASVScores | None) -> list[str]:
     return notes
 
 
+def _attack_asv_warnings(per_attack: Sequence[dict[str, Any]], asv: ASVScores | None) -> list[str]:
+    """A warning when ASV scores name their spoof trials' attacks but none of some evaluated attack (most often the
+    ASV scores of another set: ASVspoof 2019's dev file, A01-A06, beside its eval protocol, A07-A19): those attacks'
+    min t-DCFs take the pooled ASV rates, not their own."""
+    if asv is None or asv.spoof_attacks is None:
+        return []
+    lacking = [r["attack"] for r in per_attack if r.get("min_tdcf_asv_note", "").startswith("the ASV scores hold no")]
+    if not lacking:
+        return []
+    named = sorted(set(asv.spoof_attacks.tolist()) - {""})
+    return [
+        f"the ASV scores hold no spoof trial of attack(s) {', '.join(dict.fromkeys(lacking))} (theirs are of "
+        f"{', '.join(named[:20])}{', ...' if len(named) > 20 else ''}): those attacks' t-DCFs take the pooled ASV "
+        "rates, not their own Pfa_spoof; give the ASV scores of the set evaluated"
+    ]
+
+
 def inverted_note(scores: ASVScores | None, *, sasv: bool) -> str | None:
     """A warning when ASV (or, ``sasv``, SASV) ``scores`` rank target trials below the others (non-target ones; SASV:
     non-target and spoof ones) more often than not: a distance, or another tool's reversed scores, whose figures are
@@ -473,17 +500,69 @@ def _per_group(
 
 
 def _per_attack(
-    table: UtteranceTable, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig, column: str = "attack"
+    table: UtteranceTable,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    cfg: EvalConfig,
+    column: str = "attack",
+    tdcf_asv: _AttackASV | None = None,
 ) -> list[dict]:
     """Each spoof attack's trials together with the bona fide trials, per partition when the table holds several
     (:func:`sddkit.evaluation.groups.attack_groups`); ``column``: another column that names what made a spoof
-    (``vocoder``), grouped the same way."""
+    (``vocoder``), grouped the same way. ``tdcf_asv``: the ASV rates of each group's min t-DCFs (the per-attack
+    rows'), none without it."""
     partitions = table.column("partition") if table.has_column("partition") else None
-    return [
-        {**({"partition": partition} if partition is not None else {}), column: attack}
-        | _group_metrics(labels[m], scores[m], cfg)
-        for partition, attack, m in attack_groups(table.column(column), labels, partitions)
-    ]
+    rows = []
+    for partition, attack, m in attack_groups(table.column(column), labels, partitions):
+        row = {**({"partition": partition} if partition is not None else {}), column: attack}
+        rates, why = tdcf_asv.rates(partition, attack) if tdcf_asv is not None else (None, "")
+        row |= _group_metrics(labels[m], scores[m], cfg, rates)
+        if rates is not None:
+            row |= {
+                "min_tdcf_asv": "pooled" if why else "attack",
+                "min_tdcf_asv_pfa_spoof": rates.pfa_spoof,
+                "min_tdcf_asv_note": why,
+            }
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class _AttackASV:
+    """The ASV error rates of each attack's min t-DCFs. The ASVspoof 2019 per-attack t-DCFs take the ASV's Pfa and
+    Pmiss at its EER threshold and the Pfa_spoof of that attack's ASV spoof trials alone: given ASV scores whose
+    spoof lines name their attack (ASVspoof 2019's ``A07 spoof -2.90``), so are they here (``"attack"``); else
+    (no ASV scores, lines without attacks, an attack the ASV file lacks, rates set in ``EvalConfig.asv``) the
+    pooled figure's rates are taken (``"pooled"``), as report.md and the row's ``min_tdcf_asv`` say."""
+
+    pooled: ASVRates
+    scores: ASVScores | None  # None: the pooled rates for every attack, for the reason ``without``
+    without: str = ""
+    # each partition's ASV trials (ASVScores.of_phases), taken once for all of its attacks
+    of_partition: dict[str, ASVScores] = field(default_factory=dict, repr=False)
+
+    def rates(self, partition: str | None, attack: str) -> tuple[ASVRates, str]:
+        """An attack's ASV rates and, when they are the pooled ones, why ('' for the attack's own)."""
+        asv = self.scores
+        if asv is None:
+            return self.pooled, self.without
+        if asv.spoof_attacks is None:
+            return self.pooled, "the ASV scores' spoof lines name no attack"
+        if partition is not None and asv.phases is not None:
+            # per partition of ASVspoof 2021's phases: the ASV trials of that phase, as its official scripts take them
+            if partition not in self.of_partition:
+                try:
+                    self.of_partition[partition] = asv.of_phases([partition])[0]
+                except ProtocolError:
+                    self.of_partition[partition] = asv  # no ASV trial of that phase: those of every phase evaluated
+            asv = self.of_partition[partition]
+        try:
+            found = asv.attack_rates(attack)
+        except MetricError:
+            found = None
+        if found is None:
+            return self.pooled, f"the ASV scores hold no spoof trial of attack {attack}"
+        return found, ""
 
 
 # a row's own keys: a protocol column so named would have its group's value overwritten by a metric in the row
@@ -756,12 +835,15 @@ def evaluate(
             name = row["source"] if row["source"] not in curves else f"source {row['source']}"
             curves[name] = det_curve(y[m], s[m])
             aucs[name] = row["auc"]
+    # the ASV rates of the pooled t-DCFs are the given ASV scores': each attack's take its own spoof trials' Pfa_spoof
+    from_scores = asv_rates is not None and cfg.asv == asv_rates
+    per_attack = _per_attack(table, y, s, cfg, tdcf_asv=_attack_asv(cfg, asv_scores, from_scores))
     # the readers fill it (ASVspoof 2019's A01-A19 as tts/vc, sddbench's tts/vc/vocoder): the breakdown papers give
     by_type = _splits_spoofs(table, "attack_type", y)
     per_attack_type = _per_attack(table, y, s, cfg, "attack_type") if by_type else None
     return Report(
         pooled=pooled,
-        per_attack=_per_attack(table, y, s, cfg),
+        per_attack=per_attack,
         per_source=per_source,
         per_corpus=per_corpus,
         per_codec=per_codec,
@@ -774,13 +856,31 @@ def evaluate(
         # the 2021 DF key's vocoder: its official breakdown, each vocoder's spoofs against the bona fide, as attacks
         per_vocoder=_per_attack(table, y, s, cfg, "vocoder") if _names_any(table, "vocoder", y) else None,
         per_attack_type=per_attack_type,
-        asv_warnings=_asv_warnings(asv_scores, sasv_scores),
-        asv_rates_from_scores=asv_rates is not None and cfg.asv == asv_rates,
+        asv_warnings=_asv_warnings(asv_scores, sasv_scores) + _attack_asv_warnings(per_attack, asv_scores),
+        asv_rates_from_scores=from_scores,
         eer_notes=[note for note in (_tie_note(y.astype(bool), s, pooled["eer"]),) if note],
         gate_weights=None if gates is None else _gate_tables(table, y, gates, aligned.expert_names),
         expert_use=None if aligned.expert_use is None else _expert_use_tables(table, y, aligned.expert_use, scores),
-        per_column={column: _per_column(table, column, y, s, cfg) for column in columns},
+        # --by attack is per_attack itself (its rows carry the per-attack min t-DCFs too)
+        per_column={c: per_attack if c == "attack" else _per_column(table, c, y, s, cfg) for c in columns},
     )
+
+
+def _attack_asv(cfg: EvalConfig, asv: ASVScores | None, from_scores: bool) -> _AttackASV:
+    """The ASV rates of the per-attack min t-DCFs: each attack's own from ``asv`` when the pooled ones are theirs."""
+    if from_scores:
+        return _AttackASV(cfg.asv, asv)
+    if asv is not None and cfg.asv != ASVRates():
+        why = "the ASV rates are set in EvalConfig.asv (not taken from the ASV scores given)"
+    elif asv is not None:
+        why = "the ASV scores leave the ASV error rates undefined"
+    else:
+        why = (
+            "no ASV scores were given (sdd eval --asv-scores)"
+            if cfg.asv == ASVRates()
+            else "the ASV rates are set in EvalConfig.asv"
+        )
+    return _AttackASV(cfg.asv, None, why)
 
 
 def _asv_rates(asv: ASVScores | None) -> ASVRates | None:
@@ -881,6 +981,41 @@ def _md_table(rows: Sequence[dict[str, Any]], key: str) -> list[str]:
         cells = [markdown_cell(r[k]) for k in keys] + [_fmt(r.get(k), d) for k, _, d in _MD_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _attack_tdcf_section(rows: Sequence[dict[str, Any]], asv_note: str) -> list[str]:
+    """report.md's per-attack min t-DCFs: a table under the per-attack one, with the ASV Pfa_spoof each takes and
+    whose it is, and a line saying where the rates come from. A subsection of its own ("min-tDCF", as the ASVspoof
+    2019 tables write it): the per-attack table and the pooled table's two "min t-DCF" rows stay as they were."""
+    if not rows or "min_tdcf_asv" not in rows[0]:
+        return []
+    keys = ["partition", "attack"] if "partition" in rows[0] else ["attack"]
+    headers = [*keys, "min-tDCF 2019", "min-tDCF 2021", "ASV Pfa_spoof", "ASV rates"]
+    lines = ["### Per-attack min-tDCF", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for r in rows:
+        cells = [markdown_cell(r[k]) for k in keys] + [_fmt(r["min_tdcf"][form], 4) for form in ("2019", "2021")]
+        whose = "the attack's own" if r["min_tdcf_asv"] == "attack" else "pooled"
+        lines.append("| " + " | ".join([*cells, f"{r['min_tdcf_asv_pfa_spoof']:.4g}", whose]) + " |")
+    own = [r["attack"] for r in rows if r["min_tdcf_asv"] == "attack"]
+    pooled: dict[str, list[str]] = {}  # why -> the attacks whose t-DCFs take the pooled rates for that reason
+    for r in rows:
+        if r["min_tdcf_asv"] != "attack":
+            pooled.setdefault(r["min_tdcf_asv_note"], []).append(r["attack"])
+    parts = []
+    if own:
+        parts.append(
+            f"{', '.join(dict.fromkeys(own))}: the ASV's Pfa and Pmiss at its EER threshold with the Pfa_spoof of "
+            "that attack's ASV spoof trials alone, as the ASVspoof 2019 per-attack figures take them"
+        )
+    for why, attacks in pooled.items():
+        parts.append(
+            f"{', '.join(dict.fromkeys(attacks))}: the pooled figure's ASV rates ({asv_note.removeprefix('; ')}), "
+            f"since {why}; the official per-attack figures take each attack's own Pfa_spoof, from ASV scores whose "
+            "spoof lines name their attack (ASVspoof 2019's 'A07 spoof -2.90')"
+        )
+    undefined = sorted({note for r in rows for note in (r.get("min_tdcf_notes") or {}).values()})
+    text = "Normalised, each attack's spoofs against the bona fide trials; ASV rates: " + "; ".join(parts) + "."
+    return [*lines, "", markdown_cell(text), *(f"Undefined (-): {markdown_cell(note)}." for note in undefined), ""]
 
 
 def _teer_rows(pooled: dict[str, Any], asv_file: str | None) -> list[str]:
@@ -1006,6 +1141,8 @@ def render_markdown(report: Report) -> str:
         sections.append((_by_title(column, rows), rows, column))
     for title, rows, key in sections:
         lines += [f"## {title}", "", *_md_table(rows, key), ""]
+        if rows is report.per_attack:
+            lines += _attack_tdcf_section(rows, asv_note)
     if report.gate_weights is not None:
         experts = report.gate_weights["experts"]
         lines += [
@@ -1075,7 +1212,17 @@ def _mean_weight_tables(table: dict[str, Any], stem: str, what: str) -> list[str
 
 
 def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
-    return pd.DataFrame(list(rows)).to_csv(index=False)
+    # a row's dict (the per-attack rows' min_tdcf: {"2019": .., "2021": ..}) as columns of its own, min_tdcf_2019 ..:
+    # a cell holding "{'2019': 0.1, ...}" is no number a spreadsheet or pandas reads
+    flat = [
+        {
+            f"{key}_{inner}" if isinstance(value, dict) else key: item
+            for key, value in row.items()
+            for inner, item in (value.items() if isinstance(value, dict) else [(None, value)])
+        }
+        for row in rows
+    ]
+    return pd.DataFrame(flat).to_csv(index=False)
 
 
 # the mean-weight tables' file stems and what their heatmaps show: a mixture's gate, a MoLEx model's routers
