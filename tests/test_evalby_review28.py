@@ -138,3 +138,33 @@ def test_an_empty_column_and_a_row_key_are_refused():
     # a column named like a row key would have its values overwritten by that metric
     with pytest.raises(ProtocolError, match="'note'.*key of every row"):
         evaluate(UtteranceTable(_table().df.assign(note="x")), _scores(), NO_CI, by=["note"])
+
+
+def test_a_column_naming_spoofs_only_is_grouped_as_the_attack_column():
+    """MLAAD's `architecture` names nothing for a bona fide trial: grouped by value, every group held spoofs only
+    and each row was null (in sdd compare --by too). Such a column now groups as `attack` does: each value's spoofs
+    with the bona fide trials."""
+    from sddkit.evaluation.compare import compare_scores
+    from sddkit.evaluation.report import render_markdown
+    from sddkit.evaluation.scores import ScoreFile
+    from sddkit.metrics import eer
+
+    table = _table()
+    labels = table.labels.astype(int)
+    table = UtteranceTable(
+        table.df.assign(architecture=["" if y else ("vits" if i % 2 else "xtts") for i, y in enumerate(labels)])
+    )
+    report = evaluate(table, _scores(), NO_CI, by=["architecture"])
+    rows = {row["architecture"]: row for row in report.per_column["architecture"]}
+    assert set(rows) == {"vits", "xtts"}
+    for name, row in rows.items():
+        keep = (labels == 1) | (table.column("architecture") == name)
+        assert row["n_bonafide"] == int(labels.sum()) and row["eer"] == pytest.approx(
+            100 * eer(labels[keep], _scores()[keep]).eer
+        )
+    assert "Per architecture (--by architecture: each value's spoofs vs all bona fide)" in render_markdown(report)
+
+    ids = table.column("utt_id").astype(str)
+    files = [ScoreFile(path=f"s{k}.csv", ids=ids, scores=_scores() + k, id_kind="utt_id", format="csv") for k in (0, 1)]
+    compared = compare_scores(table, files[:1], files[1:], by="architecture", n_bootstrap=20)
+    assert [value for value, _ in compared.groups] == ["vits", "xtts"]

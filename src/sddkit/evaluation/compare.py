@@ -32,7 +32,7 @@ import numpy as np
 
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
-from sddkit.evaluation.groups import attack_groups, markdown_cell, partition_groups
+from sddkit.evaluation.groups import attack_groups, markdown_cell, names_spoofs_only, partition_groups
 from sddkit.evaluation.groups import groups as value_groups
 from sddkit.evaluation.scores import OUTSIDE_PARTITIONS, CommonTrials, ScoreFile, common_trials
 from sddkit.metrics import CurveMetric, PairedDifference, eer_from_curve, min_dcf_from_curve, paired_bootstrap, roc_auc
@@ -397,15 +397,17 @@ def _group_masks(
 ) -> list[tuple[str, np.ndarray]]:
     """(group value, mask over the compared trials) for each group of column ``by``.
 
-    A column of :data:`SPOOF_COLUMNS` follows the field's per-attack convention, as ``sdd eval``'s per-attack
-    table: each value's spoof trials together with the bona fide trials (whose value, e.g. ``bonafide``, ``-`` or
-    empty, names no group), those of its own partition when the trials span several (the group is then named
-    ``partition/value``). Grouped by value alone, every group would hold one class and none could be compared.
+    A column of :data:`SPOOF_COLUMNS`, or one naming nothing for any bona fide trial (MLAAD's ``architecture``,
+    :func:`~sddkit.evaluation.groups.names_spoofs_only`), follows the field's per-attack convention, as ``sdd
+    eval``'s per-attack table: each value's spoof trials together with the bona fide trials (whose value, e.g.
+    ``bonafide``, ``-`` or empty, names no group), those of its own partition when the trials span several (the
+    group is then named ``partition/value``). Grouped by value alone, every group would hold one class and none
+    could be compared.
     Any other column: the trials of each value.
     """
     values = group_of[rows]
-    if by not in SPOOF_COLUMNS:  # an empty value is the group `unknown`, as in sdd eval's tables
-        return value_groups(values)
+    if by not in SPOOF_COLUMNS and not names_spoofs_only(values, labels):
+        return value_groups(values)  # an empty value is the group `unknown`, as in sdd eval's tables
     partitions = _trial_partitions(table, rows)
     return [
         (attack if partition is None else f"{partition}/{attack}", mask)

@@ -42,6 +42,25 @@ def partition_groups(partitions: np.ndarray | None) -> list[tuple[str, np.ndarra
     return found if len(found) > 1 else None
 
 
+# what a bona fide trial's value of a spoof-only column reads (an attack column's `-`, `bonafide`, or nothing)
+_NO_SPOOF_VALUE = frozenset({"", "-", "bonafide", "bona-fide", "bona fide", "none", "nan"})
+
+
+def names_spoofs_only(values: np.ndarray, labels: np.ndarray) -> bool:
+    """Whether a column's ``values`` (N,) name something for spoof trials only (labels (N,), 1 = bona fide): every
+    bona fide trial's value names nothing (empty, ``-``, ``bonafide``) and some spoof's does, as MLAAD's
+    ``architecture`` or ``model_name``. Such a column is grouped as the attack column is (each value's spoofs with
+    the bona fide trials): grouped by value alone, every group would hold spoofs only, without an EER."""
+    bona = np.asarray(labels) == 1
+    text = np.char.lower(np.char.strip(np.asarray(values, dtype=str)))
+    return bool(
+        bona.any()
+        and (~bona).any()
+        and np.isin(text[bona], list(_NO_SPOOF_VALUE)).all()
+        and not np.isin(text[~bona], list(_NO_SPOOF_VALUE)).all()
+    )
+
+
 def attack_groups(
     attacks: np.ndarray, labels: np.ndarray, partitions: np.ndarray | None = None
 ) -> list[tuple[str | None, str, np.ndarray]]:

@@ -91,7 +91,14 @@ from sddkit.errors import ProtocolError
 from sddkit.evaluation.asv import ASVScores
 from sddkit.evaluation.compare import SPOOF_COLUMNS, min_replicates
 from sddkit.evaluation.gate_weights import HEATMAP_MAX_GROUPS, as_float64, gate_weight_table
-from sddkit.evaluation.groups import attack_groups, groups, markdown_cell, named, partition_groups
+from sddkit.evaluation.groups import (
+    attack_groups,
+    groups,
+    markdown_cell,
+    named,
+    names_spoofs_only,
+    partition_groups,
+)
 from sddkit.evaluation.scores import EXPERT_USE_PREFIX, OUTSIDE_PARTITIONS, ScoreFile, match_scores
 from sddkit.metrics import (
     ADCFCost,
@@ -191,6 +198,8 @@ class Report:
     eer_notes: list[str] = field(default_factory=list)
     # `evaluate(..., by=[...])` (sdd eval --by): {column: rows}, each row as the fixed tables' (per_source, ...)
     per_column: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # the by columns grouped as the attack column (each value's spoofs with the bona fide trials), for report.md
+    per_column_spoofs: tuple[str, ...] = ()
 
     @property
     def warnings(self) -> list[str]:
@@ -603,12 +612,19 @@ def by_columns(table: UtteranceTable, by: str | Sequence[str] | None) -> tuple[s
 def _per_column(
     table: UtteranceTable, column: str, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig
 ) -> list[dict[str, Any]]:
-    """The rows of a ``by`` column, grouped as ``sdd compare --by`` groups it (:data:`SPOOF_COLUMNS`: each value's
+    """The rows of a ``by`` column, grouped as ``sdd compare --by`` groups it (:func:`_spoof_column`: each value's
     spoofs against its partition's bona fide, as per_attack; any other column: the trials of each value, as
     per_source), by the fixed tables' own code, so ``by=["source"]`` gives per_source's rows."""
-    if column in SPOOF_COLUMNS:
+    if _spoof_column(table, column, labels):
         return _per_attack(table, labels, scores, cfg, column)
     return _per_group(column, table.column(column), labels, scores, cfg)
+
+
+def _spoof_column(table: UtteranceTable, column: str, labels: np.ndarray) -> bool:
+    """Whether a ``by`` column is grouped as the attack column (each value's spoofs with the bona fide trials):
+    one of :data:`SPOOF_COLUMNS`, or one naming nothing for any bona fide trial (MLAAD's ``architecture``), whose
+    groups by value alone would each hold spoofs only (:func:`~sddkit.evaluation.groups.names_spoofs_only`)."""
+    return column in SPOOF_COLUMNS or names_spoofs_only(table.column(column), labels)
 
 
 def _names_any(table: UtteranceTable, column: str, labels: np.ndarray) -> bool:
@@ -863,6 +879,7 @@ def evaluate(
         expert_use=None if aligned.expert_use is None else _expert_use_tables(table, y, aligned.expert_use, scores),
         # --by attack is per_attack itself (its rows carry the per-attack min t-DCFs too)
         per_column={c: per_attack if c == "attack" else _per_column(table, c, y, s, cfg) for c in columns},
+        per_column_spoofs=tuple(c for c in columns if _spoof_column(table, c, y)),
     )
 
 
@@ -1138,7 +1155,7 @@ def render_markdown(report: Report) -> str:
         title = f"Per attack type (each type's spoofs vs {versus} bona fide)"
         sections.append((title, report.per_attack_type, "attack_type"))
     for column, rows in report.per_column.items():
-        sections.append((_by_title(column, rows), rows, column))
+        sections.append((_by_title(column, rows, column in report.per_column_spoofs), rows, column))
     for title, rows, key in sections:
         lines += [f"## {title}", "", *_md_table(rows, key), ""]
         if rows is report.per_attack:
@@ -1171,10 +1188,11 @@ def render_markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
-def _by_title(column: str, rows: Sequence[dict[str, Any]]) -> str:
-    """The heading of a ``by`` column's table: what its groups hold, as the fixed tables' headings say."""
+def _by_title(column: str, rows: Sequence[dict[str, Any]], spoofs: bool) -> str:
+    """The heading of a ``by`` column's table: what its groups hold, as the fixed tables' headings say (``spoofs``:
+    grouped as the attack column)."""
     name = markdown_cell(column)
-    if column in SPOOF_COLUMNS:
+    if spoofs:
         versus = "its partition's" if rows and "partition" in rows[0] else "all"
         return f"Per {name} (--by {name}: each value's spoofs vs {versus} bona fide)"
     return f"Per {name} (--by {name}: the trials of each value)"
