@@ -314,7 +314,14 @@ class CachedWaveforms:
 
 
 _SHOWN_FAILURES = 3  # undecodable files named with their reason (the exclude lists more of them)
-_LISTED_IDS = 20  # utt_ids written out in the exclude an error suggests
+_LISTED_IDS = 20  # utt_ids written out in the exclude a message suggests
+
+
+def _exclude_of(ids: Sequence[str]) -> str:
+    """The data spec's ``exclude`` that leaves the utterances ``ids`` out, as a message suggests it (the first
+    :data:`_LISTED_IDS` written out)."""
+    listed = ", ".join(map(repr, ids[:_LISTED_IDS])) + (", ..." if len(ids) > _LISTED_IDS else "")
+    return f"the data spec's exclude: {{utt_id: [{listed}]}}"
 
 
 def undecodable_files(ids: Sequence[str], errors: Sequence[AudioError], *, total: int) -> AudioError:
@@ -323,11 +330,10 @@ def undecodable_files(ids: Sequence[str], errors: Sequence[AudioError], *, total
     all out."""
     shown = "; ".join(f"{u!r} ({e})" for u, e in list(zip(ids, errors))[:_SHOWN_FAILURES])
     more = f"; and {len(ids) - _SHOWN_FAILURES} more" if len(ids) > _SHOWN_FAILURES else ""
-    listed = ", ".join(map(repr, ids[:_LISTED_IDS])) + (", ..." if len(ids) > _LISTED_IDS else "")
     return type(errors[0])(
         f"{len(ids)} of the {total} audio files fail to load: {shown}{more}; re-encode or restore "
-        f"{'it' if len(ids) == 1 else 'them'}, or leave {'it' if len(ids) == 1 else 'them'} out with the data "
-        f"spec's exclude: {{utt_id: [{listed}]}}"
+        f"{'it' if len(ids) == 1 else 'them'}, or leave {'it' if len(ids) == 1 else 'them'} out with "
+        f"{_exclude_of(ids)}"
     )
 
 
@@ -622,13 +628,11 @@ class UtteranceDataset(Dataset):
             made = "used whole, too short to hold speech"
         else:
             made = f"tiled (repeat-padded) to the {self.crop_samples / self.sample_rate:g} s crop, a buzz, not speech"
-        ids = [self._ids[i] for i in rows]
-        listed = ", ".join(map(repr, ids[:20])) + (", ..." if len(ids) > 20 else "")
         each, them = ("it is", "it") if len(rows) == 1 else ("each is", "them")
         return (
             f"{_files(len(rows))} under {self.short_file_s:g} s: {shown}{more}; {each} {made}, "
             f"where sdd score refuses inputs under a model's inference.min_duration_s ({SHORTEST_SCORED_S:g} s by "
-            f"default): leave {them} out with the data spec's exclude: {{utt_id: [{listed}]}}"
+            f"default): leave {them} out with {_exclude_of([self._ids[i] for i in rows])}"
         )
 
     def _check_short(self, index: int, n_samples: int) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sddkit.data.protocols.asvspoof import ASV2021_TRIAL_ID
 from sddkit.data.text import not_text, read_text
 from sddkit.errors import ProtocolError
 from sddkit.evaluation.scores import DECIMAL_COMMA
@@ -100,10 +101,14 @@ class ASVScores:
                 f"of {', '.join(sorted(wanted)) or '(none)'}: none in common; give the ASV scores of the phase "
                 "evaluated (the official scripts take the ASV error rates of its trials alone)"
             )
-        arrays = zip(ASV_KEYS, (self.target, self.nontarget, self.spoof), self.phases, strict=True)
-        found = {kind: scores[np.isin(phases, kept)].tolist() for kind, scores, phases in arrays}
-        attacks = None if self.spoof_attacks is None else self.spoof_attacks[np.isin(self.phases[2], kept)].tolist()
-        selected = _by_kind(Path(path), found, f" of phase(s) {', '.join(kept)}", attacks=attacks)
+        masks = [np.isin(phases, kept) for phases in self.phases]
+        found = {kind: s[m].tolist() for kind, s, m in zip(ASV_KEYS, (self.target, self.nontarget, self.spoof), masks)}
+        # each kept trial's phase kept too: a selection of several phases is restricted again per phase (each
+        # partition's per-attack t-DCFs take its own phase's ASV trials); without them, those rows took the ASV
+        # trials of every phase selected
+        phases = {kind: p[m].tolist() for kind, p, m in zip(ASV_KEYS, self.phases, masks)}
+        attacks = None if self.spoof_attacks is None else self.spoof_attacks[masks[2]].tolist()
+        selected = _by_kind(Path(path), found, f" of phase(s) {', '.join(kept)}", phases=phases, attacks=attacks)
         return selected, kept
 
 
@@ -246,7 +251,7 @@ _PHASE_NAMES = {"hidden_track": "hidden"}
 def _line_phase(fields: list[str]) -> str:
     """The ASVspoof 2021 phase of an ASV score line of the 2021 key's layout with its score appended ('' for any
     other line), ``hidden_track`` named ``hidden``."""
-    if len(fields) >= 4 and _TRIAL_ID.match(fields[1]) and fields[-2] in ASV2021_PHASES:
+    if len(fields) >= 4 and ASV2021_TRIAL_ID.match(fields[1]) and fields[-2] in ASV2021_PHASES:
         return _PHASE_NAMES.get(fields[-2], fields[-2])
     return ""
 
@@ -510,9 +515,6 @@ def asv_rates(path: str | Path) -> ASVRates:
     return read_asv_scores(path).rates()
 
 
-# an ASVspoof 2021 trial: LA_E_9332881 in the CM keys; the ASV key and its score file name it with its condition,
-# LA_E_5013670-alaw-ita_tx (the plain id alone matched, and the real files got no hint and no phase)
-_TRIAL_ID = re.compile(r"^(LA|PA|DF)_E_\d+(?:-\S+)?$")
 # how the ASVspoof 2021 organisers' ASV scores become lines of the 2019 layout: their score file names the trials
 # and their ASV key the kinds, line by line in the same order (the official evaluate.py pairs them by position)
 _JOIN_2021 = (
@@ -526,7 +528,7 @@ def _asv2021_hint(fields: list[str], keyed: bool = False) -> str:
     trial kind) or of its ASV key (``... bonafide nontarget notrim eval``: no score), how to join the two into lines
     this reader takes;
     ``keyed``: the two were given as ``--asv-scores`` and ``--asv-key``, which joins only ASVspoof 5's tables."""
-    if len(fields) < 3 or not _TRIAL_ID.match(fields[1]):
+    if len(fields) < 3 or not ASV2021_TRIAL_ID.match(fields[1]):
         return ""
     if len(fields) == 3 and _number(fields[2]) is not None:
         what = "an ASVspoof 2021 ASV score file (keys/<track>/ASV/ASVTorch_Kaldi/score.txt), which names no trial kind"

@@ -798,7 +798,9 @@ def evaluate(
     ``asv_scores``: an ASV system's scores (:func:`sddkit.evaluation.asv.read_asv_scores`); the pooled entries
     then hold the t-EER of the scores before it (module docstring), and the t-DCFs take its error rates at its EER
     threshold (``asv_scores.rates()``, as ``sdd eval --asv-scores``) unless ``config.asv`` names other rates than the
-    default ones.
+    default ones; of its trials of the evaluated ASVspoof 2021 phases alone where its lines carry a phase
+    (:meth:`~sddkit.evaluation.asv.ASVScores.of_phases`, by the table's ``partition``); each per-attack row's min
+    t-DCFs with the Pfa_spoof of that attack's ASV spoof trials where its lines name attacks (:class:`_AttackASV`).
     ``sasv_scores``: an SASV system's scores by trial kind (:func:`sddkit.evaluation.asv.read_sasv_scores`: an
     ASVspoof 5 track-2 submission's ``sasv-score``); ``pooled.min_a_dcf`` and ``pooled.a_dcf_threshold`` then hold
     their min a-DCF under ``config.adcf``, a figure of that system, which the CM scores enter only if it fused them.
@@ -1156,9 +1158,9 @@ def render_markdown(report: Report) -> str:
         sections.append((title, report.per_attack_type, "attack_type"))
     for column, rows in report.per_column.items():
         sections.append((_by_title(column, rows, column in report.per_column_spoofs), rows, column))
-    for title, rows, key in sections:
+    for i, (title, rows, key) in enumerate(sections):
         lines += [f"## {title}", "", *_md_table(rows, key), ""]
-        if rows is report.per_attack:
+        if i == 0:  # under the per-attack table only: `--by attack` repeats its rows (the same list), not this section
             lines += _attack_tdcf_section(rows, asv_note)
     if report.gate_weights is not None:
         experts = report.gate_weights["experts"]

@@ -59,7 +59,7 @@ import inspect
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -1541,21 +1541,23 @@ def recorded_normalize_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 def recorded_normalize_config(config: Any) -> Any:
     """A model config (plain data) with every encoder spec made :func:`recorded_normalize_spec`."""
+    return _each_spec(config, recorded_normalize_spec)
+
+
+def _each_spec(config: Any, spec_fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+    """``config`` (plain data) with ``spec_fn`` applied to every mapping, innermost first (``spec_fn`` gives back
+    those that are no encoder spec unchanged)."""
     if isinstance(config, dict):
-        return recorded_normalize_spec({k: recorded_normalize_config(v) for k, v in config.items()})
+        return spec_fn({k: _each_spec(v, spec_fn) for k, v in config.items()})
     if isinstance(config, list):
-        return [recorded_normalize_config(v) for v in config]
+        return [_each_spec(v, spec_fn) for v in config]
     return config
 
 
 def self_contained_config(config: Any) -> Any:
     """A model config (plain data: a detector's, a mixture's with its experts inline) with every encoder spec
     made :func:`self_contained_spec`."""
-    if isinstance(config, dict):
-        return self_contained_spec({k: self_contained_config(v) for k, v in config.items()})
-    if isinstance(config, list):
-        return [self_contained_config(v) for v in config]
-    return config
+    return _each_spec(config, self_contained_spec)
 
 
 def build_encoder(cfg: EncoderConfig, *, preset: str, **context: Any) -> SpeechEncoder:

@@ -630,7 +630,14 @@ SASV_CM_LABELS = {"target": "bonafide", "nontarget": "bonafide", "non-target": "
 _KEYED_LAYOUT = "SPEAKER UTTERANCE SCORE KEY, KEY bonafide/spoof or target/nontarget/spoof"
 
 
-def _key_number(token: str) -> bool:
+# an ASVspoof 2021 trial: LA_E_9332881 in the CM keys; the ASV key and its score file name it with its condition,
+# LA_E_5013670-alaw-ita_tx (the plain id alone matched, and the real files got no hint and no phase); the protocol
+# detection and the ASV score reader (sddkit.evaluation.asv) both take it from here
+ASV2021_TRIAL_ID = re.compile(r"^(LA|PA|DF)_E_\d+(?:-\S+)?$")
+
+
+def is_number(token: str) -> bool:
+    """Whether a field reads as a number (a score)."""
     try:
         float(token)
     except ValueError:
@@ -651,7 +658,7 @@ def is_keyed_score_line(tokens: list[str]) -> bool:
     """``SPEAKER UTTERANCE SCORE KEY`` with KEY bonafide/spoof (a CM score file) or target/nontarget/spoof (an SASV
     score file): the ASVspoof 5 package README's score files, which carry their trials' keys."""
     key = tokens[3].lower() if len(tokens) == 4 else ""
-    return (key in ASVSPOOF_LABELS or key in SASV_CM_LABELS) and _key_number(tokens[2])
+    return (key in ASVSPOOF_LABELS or key in SASV_CM_LABELS) and is_number(tokens[2])
 
 
 @dataclass

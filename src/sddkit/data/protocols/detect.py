@@ -24,7 +24,13 @@ import re
 from pathlib import Path
 
 from sddkit.data.protocols._common import BONAFIDE_SPOOF_WORDS, header_fields, misspelt_columns
-from sddkit.data.protocols.asvspoof import asv2019_trial_error, asvspoof5_key_header, is_keyed_score_line
+from sddkit.data.protocols.asvspoof import (
+    ASV2021_TRIAL_ID,
+    asv2019_trial_error,
+    asvspoof5_key_header,
+    is_keyed_score_line,
+    is_number,
+)
 from sddkit.data.protocols.bonafide import is_ljspeech_layout, mailabs_book
 from sddkit.data.protocols.fake_or_real import find_for_splits
 from sddkit.data.protocols.fakeavceleb import FAKEAVCELEB_CATEGORIES, FAKEAVCELEB_META_COLUMNS
@@ -239,16 +245,6 @@ def _table_header_error(path: Path, lineno: int, fields: list[str], separator: s
     )
 
 
-def _number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
-
-
-# an ASVspoof 2021 trial id; the ASV key and its score file's carry the condition (LA_E_5013670-alaw-ita_tx)
-_ASV2021_TRIAL = re.compile(r"^(LA|PA|DF)_E_\d+(?:-\S+)?$")
 _GIVE_AS_SCORES = (
     "sdd eval takes a score file as --scores, and the protocol labelling its trials as --protocol (ASVspoof 2019: "
     "ASVspoof2019.<LA|PA>.cm.eval.trl.txt; 2021: keys/<track>/CM/trial_metadata.txt)"
@@ -262,24 +258,24 @@ def _score_file_error(path: Path, lineno: int, tokens: list[str]) -> ProtocolErr
     file's, whose labels its protocol has)."""
     where = f"{path}:{lineno}: {' '.join(tokens)[:120]!r}"
     kind = tokens[1].lower() if len(tokens) == 3 else ""
-    if kind in ("target", "nontarget", "non-target", "spoof") and _number(tokens[2]):
+    if kind in ("target", "nontarget", "non-target", "spoof") and is_number(tokens[2]):
         return ProtocolError(
             f"{where}: an ASV score file (SOURCE KEY SCORE, as ASVspoof 2019's ASVspoof2019.LA.asv.eval.gi.trl.scores."
             "txt), the speaker-verification system's scores, not a countermeasure protocol; sdd eval takes it as "
             "--asv-scores, with the CM protocol (ASVspoof2019.<LA|PA>.cm.eval.trl.txt) as --protocol"
         )
-    if len(tokens) == 3 and _ASV2021_TRIAL.match(tokens[1]) and _number(tokens[2]):
+    if len(tokens) == 3 and ASV2021_TRIAL_ID.match(tokens[1]) and is_number(tokens[2]):
         return ProtocolError(
             f"{where}: an ASVspoof 2021 ASV score file (SPEAKER UTT SCORE, keys/<track>/ASV/ASVTorch_Kaldi/score.txt), "
             "not a countermeasure key; the CM key is keys/<track>/CM/trial_metadata.txt, and sdd eval takes these ASV "
             "scores as --asv-scores, each appended to its line of the ASV key keys/<track>/ASV/trial_metadata.txt "
             "(docs/cli.md, sdd eval)"
         )
-    if len(tokens) == 2 and _number(tokens[1]):
+    if len(tokens) == 2 and is_number(tokens[1]):
         return ProtocolError(
             f"{where}: a score file (UTT SCORE), not a protocol: it labels no trial; {_GIVE_AS_SCORES}"
         )
-    if len(tokens) == 4 and tokens[2].lower() in _LABELS and _number(tokens[3]):
+    if len(tokens) == 4 and tokens[2].lower() in _LABELS and is_number(tokens[3]):
         return ProtocolError(
             f"{where}: a countermeasure score file (UTT SOURCE KEY SCORE, ASVspoof 2019's score layout), not a "
             f"protocol; {_GIVE_AS_SCORES}"
