@@ -10,10 +10,7 @@ from __future__ import annotations
 import re
 
 # The top-level module of each package sddkit imports -> the distribution that provides it, one of pyproject's
-# dependencies (starlette and pydantic come with fastapi, huggingface_hub with transformers). A dependency is
-# imported only by the command that needs it (fastapi by `sdd serve`, onnxruntime by `--backend onnx`), so one left
-# out (`pip install --no-deps`, a hand-made environment, an uninstall) showed up as a ModuleNotFoundError traceback
-# from deep inside sddkit, as if sddkit were broken, instead of one line saying what to install.
+# dependencies (starlette and pydantic come with fastapi, huggingface_hub with transformers).
 DEPENDENCY_MODULES: dict[str, str] = {
     "torch": "torch",
     "numpy": "numpy",

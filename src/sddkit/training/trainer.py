@@ -893,7 +893,7 @@ class Trainer:
                 log.warning("could not save step %d before stopping: %s", s.step, failure)
         latest = ckpt.latest_checkpoint(self.ckpt_dir)
         kept = f"the last checkpoint is {latest}" if latest is not None else "no checkpoint was saved yet"
-        validating = self._validating
+        validating, self._validating = self._validating, False  # read once: a later fit() starts out training
         found = self._listings(exc, first="data.val" if validating else "data.train")
         if not found:  # not a file of the data (an augmentation's noise file, say): its error as it is
             return exc
