@@ -13,34 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from test_tdcfattack_review28 import _asv2021 as tdcf_asv2021
 
 from sddkit.data.table import UtteranceTable
 from sddkit.evaluation import EvalConfig, evaluate
 from sddkit.evaluation.asv import read_asv_scores
 from sddkit.evaluation.report import render_markdown
 
-SPEAKER = "LA_0007-alaw-ita_tx"
-
 
 def _asv2021(tmp_path: Path) -> Path:
     """ASVspoof 2021 ASV key lines with their scores appended, of three phases: A08's ASV spoofs all score below the
     ASV's EER threshold in eval (Pfa_spoof 0) and above it in progress and hidden (Pfa_spoof 1)."""
-    lines = []
-    for phase, shift in (("eval", 0.0), ("progress", 5.0), ("hidden", 5.0)):
-        for i, score in enumerate((3.0, 2.5, 2.0)):
-            lines.append(
-                f"{SPEAKER} LA_E_1{i}{len(phase)}-alaw-ita_tx alaw ita_tx bonafide target notrim {phase} {score}"
-            )
-        for i, score in enumerate((-1.0, 0.0, 2.2)):
-            lines.append(
-                f"{SPEAKER} LA_E_9{i}{len(phase)}-alaw-ita_tx alaw ita_tx bonafide nontarget notrim {phase} {score}"
-            )
-        for attack, score in (("A07", 2.4), ("A07", -2.0), ("A08", 1.0 + shift)):
-            trial = f"LA_E_8{attack[1:]}{len(phase)}-alaw-ita_tx"
-            lines.append(f"{SPEAKER} {trial} alaw ita_tx {attack} spoof notrim {phase} {score}")
-    path = tmp_path / "asv2021.txt"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return tdcf_asv2021(tmp_path, ("eval", "progress", "hidden"))
 
 
 def _table_and_scores(partitions: tuple[str, ...]) -> tuple[UtteranceTable, np.ndarray]:

@@ -180,12 +180,12 @@ def test_asv_scores_of_other_attacks_take_the_pooled_rates_with_a_warning(tmp_pa
     assert "A07, A09" in capsys.readouterr().err
 
 
-def _asv2021(tmp_path: Path) -> Path:
-    """ASVspoof 2021's ASV key lines with their scores appended, of two phases: A08's ASV spoofs score low in eval (the
-    ASV accepts none) and high in progress (it accepts all)."""
+def _asv2021(tmp_path: Path, phases: tuple[str, ...] = ("eval", "progress")) -> Path:
+    """ASVspoof 2021's ASV key lines with their scores appended, of ``phases``: A08's ASV spoofs score low in eval (the
+    ASV accepts none) and high in every other phase (it accepts all)."""
     key = tmp_path / "asv2021.txt"
     lines, speaker = [], "LA_0007-alaw-ita_tx"
-    for phase, shift in (("eval", 0.0), ("progress", 5.0)):
+    for phase, shift in ((phase, 0.0 if phase == "eval" else 5.0) for phase in phases):
         for i, score in enumerate((3.0, 2.5, 2.0)):
             lines.append(
                 f"{speaker} LA_E_1{i}{len(phase)}-alaw-ita_tx alaw ita_tx bonafide target notrim {phase} {score}"
