@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 import queue
@@ -26,9 +25,8 @@ import time
 import httpx
 import numpy as np
 import pytest
-import soundfile as sf
 from scoring_support import save_tiny_lcnn
-from test_service import start_uvicorn
+from test_service import _wav_bytes, start_uvicorn
 
 from sddkit.service.app import create_app
 from sddkit.service.server import uvicorn_config
@@ -44,11 +42,7 @@ def model_dir(tmp_path_factory):
 
 
 def _wav(seconds: float = 0.6) -> bytes:
-    buf = io.BytesIO()
-    sf.write(
-        buf, (0.1 * np.random.default_rng(0).standard_normal(int(seconds * SR))).astype(np.float32), SR, format="WAV"
-    )
-    return buf.getvalue()
+    return _wav_bytes(seconds)
 
 
 class _Records(logging.Handler):
