@@ -10,7 +10,6 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     from sddkit.cli.options import add_partitions_option, add_protocol_option
-    from sddkit.scoring.calibrate import THRESHOLD_RULES
 
     p = sub.add_parser(
         "calibrate",
@@ -39,11 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_partitions_option(p, "only these partitions (e.g. val)")
     p.add_argument(
         "--threshold",
-        choices=THRESHOLD_RULES,
         default="eer",
+        metavar="{eer,bayes,keep,far=RATE,frr=RATE}",
         help="eer (default): where the two error rates on these files meet; bayes: the Bayes decision at --prior "
         "with equal costs (0 at 0.5); keep: the model's stored threshold value, read on the new calibrated scale (the "
-        "decisions it gave move with the calibration)",
+        "decisions it gave move with the calibration); far=RATE (e.g. far=0.01): at most RATE of these spoof files "
+        "accepted (scored >= the threshold), rejecting the fewest bona fide; frr=RATE: at most RATE of these bona fide "
+        "files rejected, accepting the fewest spoofs (RATE a fraction in (0, 1), at least 1 over the class's file "
+        "count; the report's operating_point gives the FAR and FRR reached)",
     )
     p.add_argument("--prior", type=float, default=0.5, help="bona fide prior of the fit (default 0.5)")
     p.add_argument(

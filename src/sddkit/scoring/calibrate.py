@@ -27,6 +27,7 @@ import logging
 import math
 import shutil
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,13 @@ if TYPE_CHECKING:
 #   file's decision does not hang on its last digit); bayes: the Bayes decision for the prior, -logit(prior)
 #   (0 at 0.5, equal costs); keep: the threshold the model has
 THRESHOLD_RULES = ("eer", "bayes", "keep")
+# operating-point rules, given as "far=RATE" / "frr=RATE" (RATE a fraction in (0, 1)), e.g. a bank's "at most 1 % of
+#   spoofs accepted": far: the lowest threshold at which at most RATE of the spoof files score >= it (of those
+#   that keep the spoof acceptance <= RATE, the one rejecting the fewest bona fide); frr: the highest threshold at
+#   which at most RATE of the bona fide files score below it (the one accepting the fewest spoofs). Each is put
+#   halfway to the next score on the side it does not decide, as eer's, so the decisions on these files are those
+#   of the exact rule and a file's decision does not hang on its last digit
+RATE_RULES = ("far", "frr")
 # metadata keys of a calibration record: sdd calibrate's, and scripts/finalize_default_model.py's (the bundled model's)
 CALIBRATION_KEYS = ("calibrated", "val_calibrated")
 SUPERSEDED_KEY = "superseded_calibrations"
@@ -163,10 +171,153 @@ def remove_made(folders: Sequence[Path], files: Sequence[Path] = ()) -> None:
             return
 
 
+RULE_CHOICES = f"{', '.join(THRESHOLD_RULES)}, far=RATE or frr=RATE"
+
+
+def parse_threshold_rule(threshold: str) -> tuple[str, float | None]:
+    """``'eer'`` -> ``('eer', None)``; ``'far=0.01'`` -> ``('far', 0.01)`` (:data:`RATE_RULES`, RATE a fraction in
+    (0, 1)); ConfigError for anything else."""
+    if not isinstance(threshold, str):
+        raise ConfigError(f"threshold must be one of {RULE_CHOICES}, got {threshold!r}")
+    if threshold in THRESHOLD_RULES:
+        return threshold, None
+    rule, sep, value = threshold.partition("=")
+    rule = rule.strip().lower()
+    if rule not in RATE_RULES:
+        raise ConfigError(f"threshold must be one of {RULE_CHOICES}, got {threshold!r}")
+    what = "spoofs accepted" if rule == "far" else "bona fide rejected"
+    try:
+        rate = float(value) if sep else math.nan
+    except ValueError:
+        rate = math.nan
+    if not 0.0 < rate < 1.0:  # NaN fails too; 1 would be every file, 0 needs infinitely many
+        raise ConfigError(
+            f"threshold {threshold!r}: RATE must be a fraction in (0, 1), the share of {what} at most "
+            f"(e.g. {rule}=0.01 for 1 %)"
+        )
+    return rule, rate
+
+
+def _count_at_most(rate: float, n: int) -> int:
+    """The most files of ``n`` whose share is at most ``rate``: floor(rate * n), but 0.29 * 100 (28.999999999999996 in
+    floats) is 29, as the rate was meant."""
+    return math.floor(rate * n * (1 + 1e-12))
+
+
+def check_rate_resolvable(rule: str, rate: float, n_bonafide: int, n_spoof: int) -> None:
+    """Refuse an operating-point rate below one file of its class: at far=0.001 with 200 spoof files, the share of
+    spoofs accepted moves in steps of 1/200; "at most 0.001" would be met only by accepting none, which these files
+    cannot tell from a true rate of 0.005. Says how many files would resolve it."""
+    n, files = (n_spoof, "spoof") if rule == "far" else (n_bonafide, "bona fide")
+    if _count_at_most(rate, n) >= 1:
+        return
+    needed = math.ceil(1 / rate * (1 - 1e-12))
+    what = "spoof acceptance" if rule == "far" else "bona fide rejection"
+    smallest = math.ceil(1e6 / n) / 1e6  # 1/n rounded up: 1/3 printed 0.333 would be refused in turn
+    raise ConfigError(
+        f"threshold {rule}={rate:g}: {n} {files} files measure the {what} rate in steps of 1/{n} ({1 / n:.3g}), "
+        f"too coarse for {rate:g} (the only rate at most {rate:g} they give is 0, which they cannot tell from "
+        f"{1 / n:.3g}); give at least {needed} labelled {files} files, or a rate of at least {smallest:g}"
+    )
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A threshold set by a :data:`RATE_RULES` rule on calibrated scores, and what it gives on those files
+    (decision: bona fide iff score >= threshold)."""
+
+    rule: str  # far or frr
+    target_rate: float
+    threshold: float
+    far: float  # share of the spoof files scored >= threshold (accepted as bona fide)
+    frr: float  # share of the bona fide files scored < threshold (rejected)
+    n_spoof_accepted: int
+    n_bonafide_rejected: int
+    n_spoof: int
+    n_bonafide: int
+
+    def record(self) -> dict[str, Any]:
+        """The ``operating_point`` of ``metadata.calibrated`` and of sdd calibrate's report."""
+        return {
+            "rule": self.rule,
+            "target_rate": self.target_rate,
+            "far": self.far,
+            "frr": self.frr,
+            "n_spoof_accepted": self.n_spoof_accepted,
+            "n_bonafide_rejected": self.n_bonafide_rejected,
+            "n_spoof": self.n_spoof,
+            "n_bonafide": self.n_bonafide,
+        }
+
+
+def operating_point(scores, labels, rule: str, rate: float) -> OperatingPoint:
+    """The threshold of ``rule`` (:data:`RATE_RULES`) at ``rate`` on ``scores`` (calibrated, higher = more bona fide)
+    of files labelled ``labels``, and its achieved rates.
+
+    far: k = floor(rate * n_spoof) spoofs may be accepted, so the (k+1)-th highest spoof score, with every score
+    at or below it (tied bona fide included), is rejected and every score above it accepted (the fewest bona fide
+    rejected that this allows); the threshold is halfway to the lowest score above it, or above every score (by
+    1, or by the score's size when larger) when none is: every file is then rejected. frr: k = floor(rate *
+    n_bonafide) bona fide may be rejected, so the (k+1)-th lowest bona fide score, with every score at or above it
+    (tied spoofs included), is accepted and every score below it rejected (the fewest spoofs accepted); the
+    threshold is halfway to the highest score below it (:func:`margin_threshold`)."""
+    from sddkit.scoring.calibration import bonafide_mask
+
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    is_bona = bonafide_mask(labels)
+    if is_bona.size != scores.size:
+        raise ConfigError(f"{scores.size} scores but {is_bona.size} labels")
+    bona, spoof = scores[is_bona], scores[~is_bona]
+    if bona.size == 0 or spoof.size == 0:
+        raise ConfigError(f"an operating point needs both classes; got {bona.size} bona fide and {spoof.size} spoof")
+    check_rate_resolvable(rule, rate, bona.size, spoof.size)
+    if rule == "far":
+        cut = float(np.sort(spoof)[::-1][_count_at_most(rate, spoof.size)])
+        above = scores[scores > cut]
+        threshold = margin_threshold(scores, float(above.min())) if above.size else cut + max(1.0, abs(cut))
+    elif rule == "frr":
+        threshold = margin_threshold(scores, float(np.sort(bona)[_count_at_most(rate, bona.size)]))
+    else:
+        raise ConfigError(f"operating-point rule must be one of {', '.join(RATE_RULES)}, got {rule!r}")
+    accepted, rejected = int(np.sum(spoof >= threshold)), int(np.sum(bona < threshold))
+    return OperatingPoint(
+        rule=rule,
+        target_rate=float(rate),
+        threshold=float(threshold),
+        far=accepted / spoof.size,
+        frr=rejected / bona.size,
+        n_spoof_accepted=accepted,
+        n_bonafide_rejected=rejected,
+        n_spoof=int(spoof.size),
+        n_bonafide=int(bona.size),
+    )
+
+
+def rule_threshold(
+    llr: np.ndarray, labels, threshold: str, prior: float, current: float
+) -> tuple[float, OperatingPoint | None]:
+    """The threshold the rule ``threshold`` (:func:`parse_threshold_rule`) sets on calibrated scores ``llr`` of files
+    labelled ``labels`` (``current``, the model's, for ``keep``), and its :class:`OperatingPoint` for a rate rule
+    (None for the others)."""
+    from sddkit.metrics.det import eer
+    from sddkit.scoring.calibration import bonafide_mask
+
+    rule, rate = parse_threshold_rule(threshold)
+    if rule == "eer":
+        return margin_threshold(llr, eer(bonafide_mask(labels).astype(np.int64), llr).threshold), None
+    if rule in RATE_RULES:
+        point = operating_point(llr, labels, rule, rate)
+        return point.threshold, point
+    if rule == "bayes":
+        # + 0.0: at prior 0.5 the negation is -0.0, which config.json and the report would print as "-0.0"
+        return -math.log(prior / (1.0 - prior)) + 0.0, None
+    return current, None
+
+
 def check_rule(threshold: str, prior: float) -> None:
-    """Refuse a threshold rule not in :data:`THRESHOLD_RULES` or a prior outside (0, 1), before any file is scored."""
-    if threshold not in THRESHOLD_RULES:
-        raise ConfigError(f"threshold must be one of {', '.join(THRESHOLD_RULES)}, got {threshold!r}")
+    """Refuse a threshold rule not in :data:`THRESHOLD_RULES` nor ``far=RATE``/``frr=RATE`` (:data:`RATE_RULES`) or a
+    prior outside (0, 1), before any file is scored."""
+    parse_threshold_rule(threshold)
     if not 0.0 < prior < 1.0:  # NaN fails too
         raise ConfigError(f"prior must be in (0, 1), got {prior}")
 
@@ -327,7 +478,8 @@ def calibrated_config(
 ) -> tuple[dict[str, Any], InferenceConfig, EERResult]:
     """Fit ``model_dir``'s calibration on its raw (uncalibrated) scores ``raw`` of files labelled ``labels`` and set
     its threshold by the rule ``threshold`` -> (its config with the new ``inference`` section, that
-    ``InferenceConfig``, the ``EERResult`` of the calibrated scores). Writes nothing: a fit that fails leaves every
+    ``InferenceConfig``, the ``EERResult`` of the calibrated scores); ``threshold`` as :func:`calibrate_on_protocol`
+    takes it (``"far=0.01"``: :func:`operating_point`). Writes nothing: a fit that fails leaves every
     file as it was; the caller records it (:func:`record_calibration`) and writes it (:func:`store_calibrated`).
 
     ``scored``: :func:`scored_model` of ``model_dir`` when it was loaded to score ``raw``; a folder that holds another
@@ -351,11 +503,7 @@ def calibrated_config(
     inference.calibration = fit_calibration(raw, labels, prior=prior)
     llr = inference.calibration.apply(raw)
     point = eer(labels, llr)
-    if threshold == "eer":
-        inference.threshold = margin_threshold(llr, point.threshold)
-    elif threshold == "bayes":
-        # + 0.0: at prior 0.5 the negation is -0.0, which config.json and the report would print as "-0.0"
-        inference.threshold = -math.log(prior / (1.0 - prior)) + 0.0
+    inference.threshold, _ = rule_threshold(llr, labels, threshold, prior, inference.threshold)
     config["inference"] = inference.to_dict()
     return config, inference, point
 
@@ -398,6 +546,10 @@ def calibrate_on_protocol(
     """Calibrate ``model_dir`` on the files of ``protocol`` (``partitions`` of it) and store the result in ``out``
     (default: ``model_dir`` itself); returns a report (counts, calibration, threshold, EER on these files).
 
+    threshold: a rule of :data:`THRESHOLD_RULES`, or an operating point ``"far=RATE"``/``"frr=RATE"``
+    (:func:`operating_point`; a rate below one file of its class is refused before any file is scored), whose target
+    and achieved rates the report and ``metadata.calibrated`` hold at ``operating_point``.
+
     max_duration: seconds; a longer file stops the calibration (None: any length), as :meth:`score_file` refuses
     it; ``too_long_hint`` is added to that error (the CLI names its option; by default this function's keyword), and
     a limit below the model's shortest input is refused before any file is scored, naming ``max_duration_name``.
@@ -415,6 +567,9 @@ def calibrate_on_protocol(
     labels = np.asarray(table.labels, dtype=np.int64)
     where = f" (partitions {', '.join(partitions)})" if partitions else ""
     n_bona, n_spoof = count_classes(labels, f"{protocol}{where}")
+    rule, rate = parse_threshold_rule(threshold)
+    if rate is not None:  # a rate these files cannot measure is refused before any of them is scored
+        check_rate_resolvable(rule, rate, n_bona, n_spoof)
     require_audio_paths(table, f"{protocol}{where}")
     note = None if partitions else every_partition_note(table, protocol)
     if note is not None:
@@ -449,9 +604,18 @@ def calibrate_on_protocol(
         "n_bonafide": n_bona,
         "n_spoof": n_spoof,
         "prior": prior,
-        "threshold_rule": threshold,
+        "threshold_rule": rule,
         "eer": float(point.eer),
     }
+    if rate is not None:
+        # the rule's target and what it gives on these files: the same decisions as sdd score's on them
+        op = operating_point(inference.calibration.apply(raw), labels, rule, rate)
+        record["operating_point"] = op.record()
+        if (op.frr if rule == "far" else op.far) == 1.0:
+            everyone = "rejects every bona fide file (FRR 1)" if rule == "far" else "accepts every spoof file (FAR 1)"
+            (warn or log.warning)(
+                f"threshold {rule}={rate:g} {everyone} of these: the model does not separate them at that rate"
+            )
     if target.resolve() != model_dir.resolve():
         # a copy gets no MODEL_CARD.md (the source's describes the source's calibration, not this one): this names
         # the folder whose weights it holds, and so the card that describes how they were trained

@@ -123,41 +123,52 @@ def write_inference(model_dir: str | Path, inference: InferenceConfig | dict[str
     return cfg
 
 
-def calibrate_model_dir(model_dir: str | Path, scores, labels, *, prior: float = 0.5) -> InferenceConfig:
+def calibrate_model_dir(
+    model_dir: str | Path, scores, labels, *, prior: float = 0.5, threshold: str = "keep"
+) -> InferenceConfig:
     """Fit the calibration on raw validation ``scores``/``labels`` and store it in ``model_dir``.
 
     scores must be *raw* (uncalibrated) scores of this model, e.g. from
     ``ScoringDetector.score(...).raw_score``. Returns the updated inference settings.
 
-    The stored ``threshold`` is kept as it is, on the new LLR scale: 0 is the Bayes decision at prior 0.5, but a
-    threshold chosen as an operating point of the old calibration (e.g. a val EER point) no longer is one and
-    must be chosen again (``scripts/finalize_default_model.py`` sets it to the new val EER point).
+    threshold: ``keep`` (default): the stored ``threshold`` is kept as it is, on the new LLR scale: 0 is the Bayes
+    decision at prior 0.5, but a threshold chosen as an operating point of the old calibration (e.g. a val EER point)
+    no longer is one and must be chosen again (``scripts/finalize_default_model.py`` sets it to the new val EER
+    point); ``eer``, ``bayes``, ``far=RATE`` or ``frr=RATE`` set it as ``sdd calibrate --threshold`` does
+    (:func:`sddkit.scoring.calibrate.operating_point`: the rates reached are recorded at ``operating_point``).
 
     As ``sdd calibrate``, records the calibration in force in ``metadata.calibrated`` (``fitted_by``, the counts,
-    the prior, ``threshold_rule`` ``keep``); an earlier record (of ``sdd calibrate``, or the bundled model's
+    the prior, ``threshold_rule``); an earlier record (of ``sdd calibrate``, or the bundled model's
     ``val_calibrated``) describes a calibration the config no longer holds and moves to
     ``metadata.superseded_calibrations`` (:func:`sddkit.scoring.calibrate.record_calibration`). A training run that
     exports the same weights there again keeps it, as it keeps one of ``sdd calibrate``.
     """
     import json
 
+    import numpy as np
+
     from sddkit.detectors.model_dir import CONFIG_NAME, atomic_write_bytes, read_model_config
-    from sddkit.scoring.calibrate import record_calibration
+    from sddkit.scoring.calibrate import parse_threshold_rule, record_calibration, rule_threshold
     from sddkit.scoring.calibration import fit_calibration
 
+    rule, _ = parse_threshold_rule(threshold)  # before the folder is read: a misspelt rule writes nothing
     model_dir = Path(model_dir)
     config = read_model_config(model_dir)  # read once: the inference and metadata written back are this config's
     cfg = parse_inference(config.get("inference"), f"{model_dir}: inference")
     cfg.calibration = fit_calibration(scores, labels, prior=prior)
     cal = cfg.calibration
+    llr = cal.apply(np.asarray(scores, dtype=np.float64).reshape(-1))
+    cfg.threshold, point = rule_threshold(llr, labels, threshold, prior, cfg.threshold)
     config["inference"] = cfg.to_dict()
     record = {
         "fitted_by": "sddkit.scoring.calibrate_model_dir",
         "n_bonafide": cal.n_bonafide,
         "n_spoof": cal.n_spoof,
         "prior": cal.prior,
-        "threshold_rule": "keep",
+        "threshold_rule": rule,
     }
+    if point is not None:
+        record["operating_point"] = point.record()
     # before, the record of an earlier calibration stayed as the one in force, and a training run's next export of
     # the same weights (which keeps a calibration only where a record says one was fitted) dropped this one
     config["metadata"] = record_calibration(config.get("metadata"), "calibrated", record)
