@@ -174,7 +174,8 @@ def test_the_page_in_the_browser_names_what_it_shows(tmp_path, mixture_dir, monk
             lora = _texts(drv, '.bar-row[data-name="expert0/molex_gate_mean"] > span:first-child')
             assert lora == ["LoRA expert 0", "LoRA expert 1"], lora
             headings = _texts(drv, "#weights h4")
-            assert "ssl_molex: molex_gate_mean" in headings and "gate_weights" in headings, headings
+            # the mixture's own weights under a readable title (review 28), not the raw key "gate_weights"
+            assert "ssl_molex: molex_gate_mean" in headings and "Gate weights" in headings, headings
             assert not drv.find_elements(By.CSS_SELECTOR, "#weights h3")  # under the block's own h3
             overflow = drv.execute_script(
                 "return [...document.querySelectorAll('#weights .bar-row > span:first-child')]"

@@ -131,7 +131,8 @@ def test_a_file_over_the_limit_is_refused_before_upload_and_names_are_text(tmp_p
             _submit(drv, wav)
             WebDriverWait(drv, 60).until(lambda d: d.find_element(By.ID, "status").text.startswith("done"))
             status = drv.find_element(By.ID, "status").text
-            assert re.fullmatch(r"done: (bona fide|spoof), score -?\d+\.\d{3}", status), status
+            # and the probability (review 28), under the label the page shows for it
+            assert re.fullmatch(r"done: (bona fide|spoof), score -?\d+\.\d{3}; .+ \d\.\d{3}", status), status
             assert drv.find_element(By.ID, "score").text in status
         finally:
             drv.quit()

@@ -10,10 +10,14 @@
     return shown === "0.000" ? "< 0.001" : shown === "1.000" ? "> 0.999" : shown;
   }
 
-  function setError(message) {
+  // An error is tied to the file chooser (its aria-describedby): a screen reader says it with the control, which is
+  // marked invalid unless the message is only a note ("Scoring one file at a time").
+  function setError(message, invalid = true) {
     const el = $("error");
     el.textContent = message || "";
     el.hidden = !message;
+    if (message && invalid) $("file").setAttribute("aria-invalid", "true");
+    else $("file").removeAttribute("aria-invalid");
   }
 
   function row(dl, key, value) {
@@ -79,10 +83,43 @@
     }
   }
 
+  // The plot's text alternative: a role="img" hides its marks and their tooltips from a screen reader, which read only
+  // "window scores over time", the same for every file. It says what the plot shows, in words.
+  // (the scores' own range: the plot's axis also spans the threshold)
+  function describeWindows(windows, threshold, end) {
+    let above = 0, lo = Infinity, hi = -Infinity;
+    for (const w of windows) {
+      if (w.score >= threshold) above += 1;
+      lo = Math.min(lo, w.score); hi = Math.max(hi, w.score);
+    }
+    return "window scores over time: " + windows.length.toLocaleString() + " windows over " + fmt(end, 2) +
+      " s, scores from " + fmt(lo, 3) + " to " + fmt(hi, 3) + "; " + above.toLocaleString() +
+      " at or above the threshold " + fmt(threshold, 3) + " (bona fide), " + (windows.length - above).toLocaleString() +
+      " below it (spoof)";
+  }
+
+  // The plot stretches its 600-unit-wide drawing to the page's width (preserveAspectRatio="none"), and its labels with
+  // it: on a 360 px phone "threshold 0.00" was squeezed to half its width, at 1000 px stretched. Each label is scaled
+  // back about its anchor to the rendered aspect, again whenever the plot's size changes (shown, resized, rotated).
+  function unsquashLabels() {
+    const svg = $("windows-plot");
+    const box = svg.viewBox.baseVal;
+    if (!svg.clientWidth || !svg.clientHeight || !box || !box.width) return;
+    const stretch = (svg.clientWidth / box.width) / (svg.clientHeight / box.height);
+    for (const t of svg.querySelectorAll("text")) {
+      const x = t.getAttribute("x"), y = t.getAttribute("y");
+      // a label longer than the plot is wide (the note on a long file's bars, on a phone) is narrowed to fit
+      const fit = (box.width - 16) / Math.max(t.getBBox().width, 1);
+      t.setAttribute("transform", `translate(${x} ${y}) scale(${Math.min(1 / stretch, fit)} 1) translate(${-x} ${-y})`);
+    }
+  }
+  if (typeof ResizeObserver === "function") new ResizeObserver(unsquashLabels).observe($("windows-plot"));
+
   function plotWindows(windows, threshold) {
     const svg = $("windows-plot");
     const ns = "http://www.w3.org/2000/svg";
     svg.replaceChildren();
+    svg.setAttribute("aria-label", "window scores over time: no windows");
     if (!windows.length) return;
     const W = 600, H = 140, pad = 8;
     // folded, not spread into Math.max(...): over ~120k windows (a long file at a short hop) a spread call
@@ -96,7 +133,9 @@
     const thr = document.createElementNS(ns, "line");
     thr.setAttribute("x1", x(t0)); thr.setAttribute("x2", x(t1));
     thr.setAttribute("y1", y(threshold)); thr.setAttribute("y2", y(threshold));
-    thr.setAttribute("stroke", "#999"); thr.setAttribute("stroke-dasharray", "4 3");
+    // the threshold is what the marks are read against: #999 had 2.85:1 on the plot's white, under WCAG's 3:1 for
+    // graphics
+    thr.setAttribute("stroke", "#6b7480"); thr.setAttribute("stroke-dasharray", "4 3");
     svg.append(thr);
     const label = (text, xPos, yPos, anchor) => {
       const t = document.createElementNS(ns, "text");
@@ -145,6 +184,7 @@
         if (b.lo < threshold) mark(cx, cx, y(b.lo), y(Math.min(b.hi, threshold)), false, 1, tip, "square");
       });
     }
+    svg.setAttribute("aria-label", describeWindows(windows, threshold, t1));
     // the labels last, over the marks
     label("threshold " + fmt(threshold, 2), W - pad, y(threshold) - 3, "end");
     label(fmt(hi, 2), pad, pad + 8, "start");
@@ -152,7 +192,11 @@
     if (windows.length > columns) {
       label(windows.length.toLocaleString() + " windows: each bar spans a column's lowest to highest", W - pad, pad + 8, "end");
     }
+    unsquashLabels();
   }
+
+  // the mixture's own statistics under readable titles (the raw key stays in the heading's title and data-name)
+  const WEIGHT_TITLES = { gate_weights: "Gate weights", expert_scores: "Expert scores (log-odds)" };
 
   function showWeights(weights) {
     const box = $("weights");
@@ -172,7 +216,9 @@
       const inner = /^expert(\d+)\/(.+)$/.exec(name);
       const stat = inner ? inner[2] : name;
       const h = document.createElement("h4");
-      h.textContent = inner ? (expertNames[+inner[1]] || "expert " + inner[1]) + ": " + stat : name;
+      h.textContent = inner ? (expertNames[+inner[1]] || "expert " + inner[1]) + ": " + stat : WEIGHT_TITLES[name] || name;
+      h.title = name;
+      h.dataset.name = name;
       box.append(h);
       values.forEach((v, i) => {
         const r = document.createElement("div");
@@ -278,11 +324,15 @@
     setError("");
     $("status").textContent = "";
     const file = $("file").files[0];
-    if (!file) { setError("Choose an audio file first."); return; }
+    // Focus goes to the file chooser when the file is at fault (none chosen, too large, unreadable, refused by the
+    // service): its next step is to choose another, and the chooser's description says why. A second Enter with no
+    // file chosen set the same alert text again, which a screen reader did not repeat: on focus it is said again.
+    if (!file) { setError("Choose an audio file first."); $("file").focus(); return; }
     if (maxUploadMb != null && file.size > Math.floor(maxUploadMb * 1024 * 1024)) {
       $("result").hidden = true;
       setError("payload_too_large: " + file.name + " is " + megabytesOver(file.size, maxUploadMb) +
         " MB, over the service's limit of " + maxUploadMb + " MB");
+      $("file").focus();
       return;
     }
     // Marked busy, not disabled: disabling the focused button dropped the keyboard focus to the top of the page, so
@@ -292,24 +342,33 @@
     $("submit").setAttribute("aria-disabled", "true");
     $("status").textContent = "scoring " + file.name + "\u2026";
     try {
-      if (!(await readable(file))) throw new Error(unreadable(file));
+      if (!(await readable(file))) throw Object.assign(new Error(unreadable(file)), { fileFault: true });
       const body = new FormData();
       body.append("file", file, file.name);
       const res = await post(body);
       const data = await res.json().catch(() => null);
-      if (!res.ok) throw responseError(res, data);
+      // a 4xx names the file (undecodable, too long, too large); a 5xx or a timeout is retried as it is
+      if (!res.ok) {
+        const e = responseError(res, data);
+        e.fileFault = res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429;
+        throw e;
+      }
       if (!isScoreResult(data)) {
         const type = res.headers.get("content-type") || "no content type";
         throw new Error("unexpected answer from the service: HTTP " + res.status + " with " + type + ", not a score");
       }
       showResult(data, file.name);
-      // the result card appears unannounced: the status line says the verdict to screen readers
-      $("status").textContent = "done: " + $("decision").textContent + ", score " + fmt(data.score, 3);
+      // the result card appears unannounced: the status line says the verdict, the score and the probability (under
+      // the label the page shows for it: a raw score's sigmoid is no probability) to screen readers
+      $("status").textContent = "done: " + $("decision").textContent + ", score " + fmt(data.score, 3) + "; " +
+        $("probability-label").textContent.toLowerCase() + " " + $("probability").textContent;
     } catch (err) {
       $("result").hidden = true;
       $("status").textContent = "";
       // the browser fails the whole request ("Failed to fetch") when the file changed on disk during the upload
-      setError(err.unreachable && !(await readable(file)) ? unreadable(file) : namedAsChosen(err.message, file.name));
+      const gone = err.unreachable && !(await readable(file));
+      setError(gone ? unreadable(file) : namedAsChosen(err.message, file.name));
+      if (gone || err.fileFault) $("file").focus();
     } finally {
       busy = false;
       $("submit").removeAttribute("aria-disabled");
@@ -327,7 +386,7 @@
     const one = new DataTransfer();  // the input takes one file: the first of several dropped
     one.items.add(files[0]);
     $("file").files = one.files;
-    setError(files.length > 1 ? "Scoring one file at a time: " + files[0].name + " is chosen." : "");
+    setError(files.length > 1 ? "Scoring one file at a time: " + files[0].name + " is chosen." : "", false);
     $("file").focus();
   });
   loadModel();
