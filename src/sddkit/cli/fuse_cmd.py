@@ -20,9 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fuse several systems' score files into one LLR per file (logistic regression fitted on val trials)",
         description="Fit llr = sum_k w_k * score_k + b by prior-weighted logistic regression (the objective of sdd "
         "calibrate) on the labelled trials of --fit-partitions that every system scored, and apply it to every file "
-        "every system scored. Writes one row per file (path, score, probability, decision, score_<name> per system) "
-        "and OUT.fusion.json (weights, bias, fit EER and Cllr). With --apply, an earlier fit's OUT.fusion.json is "
-        "applied to new score files instead (nothing is fitted).",
+        "every system scored. Writes one row per file (path, score, probability, decision, score_<name> per system), "
+        "an error row (score empty, the systems and their messages in an error column, as sdd score writes one) per "
+        "file some system could not score, and OUT.fusion.json (weights, bias, fit EER and Cllr). With --apply, an "
+        "earlier fit's OUT.fusion.json is applied to new score files instead (nothing is fitted).",
     )
     p.add_argument(
         "--protocol",
@@ -168,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
     if replaced:  # as sdd compare says of its JSON: a rerun replaces the file, never silently
         print(f"sdd fuse: note: replaced the earlier {out}", file=sys.stderr)
     print(fused.summary())
-    print(f"-> {out} ({len(fused.llr)} files), {record}", file=sys.stderr)
+    errors = f", {len(fused.errors)} error row(s) of files some system could not score" if fused.errors else ""
+    print(f"-> {out} ({len(fused.llr)} files{errors}), {record}", file=sys.stderr)
     return 0
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 from sddkit.data.table import UtteranceTable
 from sddkit.documents import run_record
 from sddkit.errors import ConfigError, ProtocolError
-from sddkit.evaluation.scores import ScoreFile, _norm_paths, _text, common_trials, match_scores
+from sddkit.evaluation.scores import CommonTrials, ScoreFile, _norm_paths, _text, common_trials, match_scores
 from sddkit.metrics import cllr, eer
 from sddkit.scoring.calibration import _sigmoid, bonafide_mask, fit_linear_llr
 
@@ -142,6 +142,10 @@ class FusedTrials:
     digests: tuple[str | None, ...] = ()
     # (D,) the calibration ({"a", "b"}) of that model when it scored the file (its run record); None: unknown
     calibrations: tuple[dict[str, float] | None, ...] = ()
+    # the files some system could not score (its sdd score error row), so with no fused score: (id, message) each,
+    # written as sdd score writes an error row (score empty, the message in `error`), so that sdd eval of the fused
+    # file counts them as files that could not be scored, not as files no system was given
+    errors: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def probability(self) -> np.ndarray:
@@ -155,11 +159,14 @@ class FusedTrials:
         return np.where(self.llr >= 0, "bonafide", "spoof").astype(object)
 
     def columns_out(self) -> list[str]:
-        """The output's columns: path, score, probability, decision, then ``score_<name>`` per system."""
-        return ["path", "score", "probability", "decision", *(f"score_{n}" for n in self.fusion.names)]
+        """The output's columns: path, score, probability, decision, then ``score_<name>`` per system, then
+        ``error`` where some file could not be scored (:attr:`errors`)."""
+        columns = ["path", "score", "probability", "decision", *(f"score_{n}" for n in self.fusion.names)]
+        return [*columns, "error"] if self.errors else columns
 
     def rows(self) -> list[dict[str, Any]]:
-        """One output row per fused trial, in protocol order (numbers as Python floats)."""
+        """One output row per fused trial, in protocol order (numbers as Python floats), then one error row per file
+        some system could not score (:attr:`errors`): its cells empty (None) but ``path`` and ``error``."""
         probability, decision = self.probability, self.decision
         out = []
         for i in range(len(self.llr)):
@@ -170,7 +177,13 @@ class FusedTrials:
                 "decision": decision[i],
             }
             row.update({f"score_{n}": float(self.scores[i, k]) for k, n in enumerate(self.fusion.names)})
+            if self.errors:
+                row["error"] = ""  # as sdd score's rows that scored
             out.append(row)
+        for path, message in self.errors:
+            error_row: dict[str, Any] = dict.fromkeys(self.columns_out())
+            error_row.update(path=path, error=message)
+            out.append(error_row)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -270,7 +283,7 @@ def fuse_score_files(
             f"the protocol has no {', '.join(absent)} partition to fit the fusion on; its partitions: "
             f"{', '.join(sorted(present))}"
         )
-    aligned, ids, missing, notes = _join_protocol(table, files)
+    aligned, ids, missing, notes, failures = _join_protocol(table, files)
     wanted = np.isin(partitions, list(fit_partitions))
     fit = wanted[aligned.rows]
     scores = aligned.scores.T  # (N, D)
@@ -301,6 +314,7 @@ def fuse_score_files(
         notes=notes,
         digests=tuple(scored_by(f) for f in files),
         calibrations=tuple(scored_calibration(f) for f in files),
+        errors=_error_rows(failures, names, files),
     )
 
 
@@ -325,13 +339,49 @@ def _unfit_systems(table: UtteranceTable, files: Sequence[ScoreFile], wanted: np
 def _join_protocol(table: UtteranceTable, files: Sequence[ScoreFile]):
     """(the join of ``files`` with ``table``, :func:`~sddkit.evaluation.scores.common_trials`; each fused trial's
     id as the first file writes it, joined with the folder its run record names; the files some systems scored but
-    not all, by path, else utt_id; the joins' notes)."""
+    not all, by path, else utt_id; the joins' notes; the files some system could not score, :func:`_failures`)."""
     aligned, notes = common_trials(table, list(files))
     ids = _written_ids(files[0], aligned.score_rows[0])
     missing_paths = table.column("path")[aligned.partial].astype(str)
     missing_ids = table.column("utt_id")[aligned.partial].astype(str)
     missing = [p or u for p, u in zip(missing_paths.tolist(), missing_ids.tolist())]
-    return aligned, ids, missing, notes
+    return aligned, ids, missing, notes, _failures(table, files, aligned)
+
+
+# a file some systems could not score: its id as the fused file writes it, and (system, message) per such system
+Failure = tuple[str, list[tuple[int, str]]]
+
+
+def _failures(table: UtteranceTable, files: Sequence[ScoreFile], aligned: CommonTrials) -> list[Failure]:
+    """The protocol files some of ``files`` hold an error row for, in protocol order. Each is spelled as the fused
+    rows are joined when the fused file is evaluated: by utt_id where the first file was joined by utt_id, else by
+    its protocol path made absolute (matched by path, or by stem, alike), so that sdd eval counts it as failed."""
+    by_row: dict[int, list[tuple[int, str]]] = {}
+    for k, (rows, at) in enumerate(aligned.failed):
+        errors = files[k].failed_errors
+        for r, j in zip(rows.tolist(), at.tolist()):
+            by_row.setdefault(r, []).append((k, errors[j] if j < len(errors) else ""))
+    if not by_row:
+        return []
+    rows = np.array(sorted(by_row), dtype=np.int64)
+    utt = _text(table.column("utt_id"))[rows]
+    if aligned.matched_by[0] == "utt_id":
+        spelled = utt
+    else:
+        paths = _text(table.column("path"))[rows]
+        has = paths != ""
+        spelled = utt.copy()
+        spelled[has] = _norm_paths(paths[has])
+    return [(str(i), by_row[r]) for i, r in zip(spelled.tolist(), rows.tolist())]
+
+
+def _error_rows(failures: Sequence[Failure], names: Sequence[str], files: Sequence[ScoreFile]) -> list[tuple[str, str]]:
+    """(id, message) of each failed file: which systems (and their score files) could not score it, and why."""
+    out = []
+    for path, failed in failures:
+        said = [f"system {names[k]!r} ({files[k].path}){': ' + m if m else ''}" for k, m in failed]
+        out.append((path, f"not fused: could not be scored by {'; '.join(said)}"))
+    return out
 
 
 def join_by_path(files: Sequence[ScoreFile]) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
@@ -374,6 +424,23 @@ def join_by_path(files: Sequence[ScoreFile]) -> tuple[np.ndarray, np.ndarray, li
         if f.failed
     ]
     return ids, scores, missing, notes
+
+
+def _path_failures(files: Sequence[ScoreFile]) -> list[Failure]:
+    """The files some of ``files`` hold an error row for, joined by path as :func:`join_by_path` joins their
+    scores: each as an absolute path (as its ``missing``), with the files that failed it and their messages."""
+    by_path: dict[str, list[tuple[int, str]]] = {}
+    for k, score_file in enumerate(files):
+        if not score_file.failed:
+            continue
+        keys = _norm_paths(_text(np.array(score_file.failed, dtype=object)), score_file.base_dir).tolist()
+        errors = score_file.failed_errors
+        first: dict[str, int] = {}
+        for j, key in enumerate(keys):  # a file failed twice in one score file is named once
+            first.setdefault(key, j)
+        for key, j in first.items():
+            by_path.setdefault(key, []).append((k, errors[j] if j < len(errors) else ""))
+    return list(by_path.items())
 
 
 # the record beside a fused score file OUT: OUT.fusion.json (sdd fuse --out)
@@ -502,8 +569,9 @@ def apply_fusion(
     unchecked = _check_same_models(record, files, applied_from, columns)
     if table is None:
         ids, scores, missing, notes = join_by_path(files)
+        failures = _path_failures(files)
     else:
-        aligned, ids, missing, notes = _join_protocol(table, files)
+        aligned, ids, missing, notes, failures = _join_protocol(table, files)
         scores = aligned.scores.T
     if unchecked:
         notes = [*notes, _unchecked_note(applied_from, unchecked)]
@@ -529,6 +597,7 @@ def apply_fusion(
         notes=notes,
         applied=record,
         applied_from=applied_from,
+        errors=_error_rows(failures, fusion.names, files),
     )
 
 

@@ -86,6 +86,8 @@ class ScoreFile:
     id_kind: str = "utt_id"  # 'utt_id' or 'path': what the id column is documented to hold
     keys: np.ndarray | None = None
     failed: tuple[str, ...] = ()  # ids of `sdd score` error rows (no score): skipped, reported by match_scores
+    # the error rows' messages (their `error` cells), one per id of `failed`: sdd fuse writes them on
+    failed_errors: tuple[str, ...] = ()
     gate_weights: np.ndarray | None = None
     expert_use: np.ndarray | None = None
     expert_names: tuple[str, ...] | None = None  # the gate columns' experts, from sdd score's record of the run
@@ -199,6 +201,7 @@ class _Collector:
         self.scores: list[float] = []
         self.keys: list[str] = []
         self.failed: list[str] = []
+        self.failed_errors: list[str] = []  # the error rows' messages, one per id of failed
         self.gates: list[list[float]] = []
         self.uses: list[list[float]] = []
         self._first_line: dict[str, int] = {}
@@ -281,6 +284,7 @@ class _Collector:
             id_kind=id_kind,
             keys=keys,
             failed=tuple(f for f in self.failed if f not in self._first_line),  # a later row may have scored it
+            failed_errors=tuple(e for f, e in zip(self.failed, self.failed_errors) if f not in self._first_line),
             gate_weights=gates,
             expert_use=np.array(self.uses, dtype=np.float64) if self.uses else None,
             expert_names=None if gates is None else recorded_expert_names(self.path, gates.shape[1]),
@@ -489,6 +493,7 @@ def _read_delimited(
             raise ProtocolError(f"{where}: expected {len(header)} columns like the header, got {len(row)}: {text!r}")
         if i_error is not None and row[i_error].strip() and not row[i_score].strip():
             out.failed.append(row[i_id].strip())  # `sdd score` could not read this file: nothing to evaluate
+            out.failed_errors.append(row[i_error].strip())
             continue
         key = (row[i_key].strip() or None) if i_key is not None else None  # an empty cell: no label given
         gate = _gate_values([row[i] for i in i_gates], where) if i_gates else None
@@ -591,6 +596,7 @@ def read_jsonl_scores(path: str | Path, column: str | None = None) -> ScoreFile:
         score, error = row[score_key], row.get("error")
         if error and score in (None, ""):
             out.failed.append(utt)  # `sdd score` could not read this file: nothing to evaluate
+            out.failed_errors.append(str(error).strip())
             continue
         if isinstance(score, bool) or not isinstance(score, (int, float, str)):
             raise ProtocolError(f"{where}: score {score!r} is not a number")
@@ -773,6 +779,9 @@ class ScoreMatch:
     expert_names: tuple[str, ...] | None = None  # the score file's names of those E experts, when recorded
     protocol_rows: np.ndarray | None = None  # (len(table),) int64; set by match_scores
     score_rows: np.ndarray | None = None  # (len(table),) int64: each matched row's row of the score file; likewise
+    # the protocol rows counted in n_failed_scores, and each one's error row (its position in ScoreFile.failed)
+    failed_rows: np.ndarray | None = None
+    failed_at: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -1046,6 +1055,10 @@ def match_scores(
         failed_keys = _score_keys(np.array(scores.failed, dtype=object), how, scores.base_dir)
         failed_rows = proto_mask & pd.Index(proto_keys, dtype=object).isin(failed_keys)
     failed = utt[failed_rows]
+    failed_at = np.zeros(0, dtype=np.int64)
+    if failed_rows.any():  # each one's error row: the first of its key (a file can fail twice in one file)
+        first_of = {k: j for j, k in reversed(list(enumerate(failed_keys.tolist())))}
+        failed_at = np.array([first_of[k] for k in proto_keys[failed_rows].tolist()], dtype=np.int64)
     unmatched_proto = np.flatnonzero(proto_mask & ~failed_rows)
     matched = table.subset(rows)
     notes = []
@@ -1087,6 +1100,8 @@ def match_scores(
         expert_names=scores.expert_names,
         protocol_rows=rows,
         score_rows=score_rows,
+        failed_rows=np.flatnonzero(failed_rows),
+        failed_at=failed_at,
     )
 
 
@@ -1096,13 +1111,17 @@ class CommonTrials:
 
     rows: (N,) the protocol table's rows every file scores, in protocol order; scores: (F, N) the F files' scores of
     them; score_rows: (F, N) each file's row of each of them (its id is ``files[f].ids[score_rows[f, n]]``);
-    partial: the protocol rows some of the files score but not all, in protocol order.
+    partial: the protocol rows some of the files score but not all, in protocol order; matched_by: (F,) how each
+    file was joined (:attr:`ScoreMatch.matched_by`); failed: (F,) each file's (protocol rows it has an error row
+    for, each one's position in its ``failed``) (:attr:`ScoreMatch.failed_rows`, ``failed_at``).
     """
 
     rows: np.ndarray
     scores: np.ndarray
     score_rows: np.ndarray
     partial: np.ndarray
+    matched_by: tuple[str, ...] = ()
+    failed: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
 
 
 def common_trials(
@@ -1121,6 +1140,8 @@ def common_trials(
     values = np.zeros((len(files), len(table)), dtype=np.float64)
     where = np.zeros((len(files), len(table)), dtype=np.int64)
     notes: list[str] = []
+    matched_by: list[str] = []
+    failed: list[tuple[np.ndarray, np.ndarray]] = []
     for k, score_file in enumerate(files):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # kept as notes below
@@ -1129,7 +1150,17 @@ def common_trials(
         scored[k, match.protocol_rows] = True
         values[k, match.protocol_rows] = match.scores
         where[k, match.protocol_rows] = match.score_rows
+        matched_by.append(match.matched_by)
+        failed.append((match.failed_rows, match.failed_at))
     common = scored.all(axis=0)
     rows = np.flatnonzero(common)
     partial = np.flatnonzero(scored.any(axis=0) & ~common)
-    return CommonTrials(rows=rows, scores=values[:, rows], score_rows=where[:, rows], partial=partial), notes
+    aligned = CommonTrials(
+        rows=rows,
+        scores=values[:, rows],
+        score_rows=where[:, rows],
+        partial=partial,
+        matched_by=tuple(matched_by),
+        failed=tuple(failed),
+    )
+    return aligned, notes
