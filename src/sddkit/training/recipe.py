@@ -529,10 +529,11 @@ def _check_device(device: str) -> None:
     if isinstance(device, str) and (device in TRAIN_DEVICES or re.fullmatch(r"cuda:\d+", device)):
         return
     mps = "; Apple's MPS is not supported for training (sdd score --device mps scores there)" if device == "mps" else ""
-    raise ValueError(
-        f"device: {device!r} is not one of {list(TRAIN_DEVICES)}{did_you_mean([device], TRAIN_DEVICES)} or cuda:N "
-        f"(GPU N){mps}"
-    )
+    # `gpu` (or gpu:1) is one letter from `cpu`: the spelling hint said "did you mean 'cpu'?", and the user who
+    # followed it trained on the CPU they meant to avoid
+    gpu = re.fullmatch(r"gpu(:\d+)?", device.lower()) if isinstance(device, str) else None
+    hint = f" (for a GPU write cuda{gpu.group(1) or ''})" if gpu else did_you_mean([device], TRAIN_DEVICES)
+    raise ValueError(f"device: {device!r} is not one of {list(TRAIN_DEVICES)}{hint} or cuda:N (GPU N){mps}")
 
 
 @dataclass
