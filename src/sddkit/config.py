@@ -509,6 +509,12 @@ def _convert_path(value: Any, path: str) -> Path:
     return Path(value)
 
 
+def plain_config(value: Any) -> Any:
+    """``value`` as the plain data a model directory records: a config dataclass instance (a ``DetectorConfig``)
+    through :func:`to_dict`, anything else (a dict already, None) as it is."""
+    return to_dict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
+
+
 def to_dict(obj: Any) -> Any:
     """Plain JSON/YAML-serialisable form of a config (inverse of ``from_dict``)."""
     from sddkit.registry import ComponentSpec

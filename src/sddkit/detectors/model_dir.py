@@ -43,7 +43,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,12 +184,9 @@ def save_model_dir(
 
     ``model_config``: the config that builds ``model`` (``DetectorConfig`` for a detector), as a dict
     (``sddkit.config.to_dict``) or the config dataclass itself (it was a JSON TypeError)."""
-    import dataclasses
+    from sddkit.config import plain_config
 
-    if dataclasses.is_dataclass(model_config) and not isinstance(model_config, type):
-        from sddkit.config import to_dict
-
-        model_config = to_dict(model_config)
+    model_config = plain_config(model_config)
     if architecture not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
     directory = Path(directory)
@@ -553,6 +550,17 @@ def _short(digest: str | None) -> str:
     return "none" if digest is None else digest[:12]
 
 
+def state_differences(
+    expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[str]]:
+    """How ``state`` differs from the state dict ``expected`` in names and shapes: (the names it lacks, the names it
+    has beyond them, the shared names of another shape), the first two sorted, the third in ``state``'s order."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    bad_shapes = [k for k in state if k in expected and state[k].shape != expected[k].shape]
+    return missing, unexpected, bad_shapes
+
+
 def load_state_checked(
     model: nn.Module, state: dict[str, torch.Tensor], *, partial: bool, where: str, hint: str = ""
 ) -> None:
@@ -560,8 +568,7 @@ def load_state_checked(
     (:func:`reloadable_names`) may be missing. ``hint`` ends the error of tensors that do not fit the model (other
     names, shapes or kinds): what to do about it."""
     expected = model.state_dict()
-    unexpected = sorted(set(state) - set(expected))
-    missing = sorted(set(expected) - set(state))
+    missing, unexpected, bad_shapes = state_differences(expected, state)
     if partial:
         reloadable = reloadable_names(model)
         missing = [k for k in missing if k not in reloadable]
@@ -570,7 +577,6 @@ def load_state_checked(
             f"{where}: weights do not match the model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}{hint}"
         )
-    bad_shapes = [k for k in state if state[k].shape != expected[k].shape]
     if bad_shapes:
         k = bad_shapes[0]
         raise CheckpointError(

@@ -86,7 +86,7 @@ from safetensors import SafetensorError
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from sddkit.config import set_away_from_default, to_dict
+from sddkit.config import plain_config, set_away_from_default, to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.detectors.model_dir import (
     atomic_write_bytes,
@@ -245,7 +245,7 @@ class Trainer:
         self.cfg = recipe.trainer
         self._model = model
         # a DetectorConfig (or other config dataclass) is recorded as the dict the model directories hold
-        self.model_config = to_dict(model_config) if _is_config(model_config) else model_config
+        self.model_config = plain_config(model_config)
         self.architecture = architecture
         self._train_data = train_data
         self._val_data = val_data
@@ -1960,17 +1960,12 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def _is_config(value: Any) -> bool:
-    """Whether ``value`` is a config dataclass instance (a ``DetectorConfig``), not a dict or a class."""
-    return dataclasses.is_dataclass(value) and not isinstance(value, type)
-
-
 def _check_given_model(model: nn.Module, model_config: Any, architecture: str) -> None:
     """Refuse a model given to :class:`Trainer` that ``model_config`` (or the recipe's ``model``) does not rebuild:
     its model directories record that config, and loading them builds it and reads the saved weights into it.
     Built on the meta device (no memory, no weights read; a ``pretrained`` folder gives its architecture), as
     ``sdd describe`` does; compared by the names and shapes of the parameters and buffers."""
-    from sddkit.detectors.model_dir import ARCHITECTURES
+    from sddkit.detectors.model_dir import ARCHITECTURES, state_differences
     from sddkit.pretrained import folder_architectures, without_pretrained
 
     fix = (
@@ -1988,17 +1983,20 @@ def _check_given_model(model: nn.Module, model_config: Any, architecture: str) -
         raise ConfigError(f"the model config of the model given to the trainer does not build: {exc}; {fix}") from None
     except (RuntimeError, NotImplementedError):  # a component of one's own that computes on real data when built
         return  # not checked here (building it on the CPU could read a whole encoder): loading its exports checks it
-    want = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
-    have = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if want == have:
+    want, have = rebuilt.state_dict(), model.state_dict()
+    missing, unexpected, bad_shapes = state_differences(want, have)
+    if not (missing or unexpected or bad_shapes):
         return
-    only = sorted(set(want) ^ set(have))
+    only = sorted(missing + unexpected)
     if only:
         name = only[0]
         problem = f"{name} is only in {'the model given' if name in have else 'the model the config builds'}"
     else:
-        name = next(k for k in have if have[k] != want[k])
-        problem = f"{name} has shape {have[name]} in the model given, {want[name]} in the model the config builds"
+        name = bad_shapes[0]
+        problem = (
+            f"{name} has shape {tuple(have[name].shape)} in the model given, {tuple(want[name].shape)} in the model "
+            "the config builds"
+        )
     raise ConfigError(
         f"the model given to the trainer is not the one its model config builds ({problem}): best/ and final/ "
         f"record that config, so they would not load; {fix}"
