@@ -463,13 +463,18 @@ def _asv_warnings(asv: ASVScores | None, sasv: ASVScores | None) -> list[str]:
     return notes
 
 
+# the note of an attack whose t-DCFs take the pooled ASV rates because the ASV file holds none of its spoofs (the
+# warning lists those attacks)
+_NO_ATTACK_TRIALS = "the ASV scores hold no spoof trial of attack"
+
+
 def _attack_asv_warnings(per_attack: Sequence[dict[str, Any]], asv: ASVScores | None) -> list[str]:
     """A warning when ASV scores name their spoof trials' attacks but none of some evaluated attack (most often the
     ASV scores of another set: ASVspoof 2019's dev file, A01-A06, beside its eval protocol, A07-A19): those attacks'
     min t-DCFs take the pooled ASV rates, not their own."""
     if asv is None or asv.spoof_attacks is None:
         return []
-    lacking = [r["attack"] for r in per_attack if r.get("min_tdcf_asv_note", "").startswith("the ASV scores hold no")]
+    lacking = [r["attack"] for r in per_attack if r.get("min_tdcf_asv_note", "").startswith(_NO_ATTACK_TRIALS)]
     if not lacking:
         return []
     named = sorted(set(asv.spoof_attacks.tolist()) - {""})
@@ -570,7 +575,7 @@ class _AttackASV:
         except MetricError:
             found = None
         if found is None:
-            return self.pooled, f"the ASV scores hold no spoof trial of attack {attack}"
+            return self.pooled, f"{_NO_ATTACK_TRIALS} {attack}"
         return found, ""
 
 
@@ -610,12 +615,12 @@ def by_columns(table: UtteranceTable, by: str | Sequence[str] | None) -> tuple[s
 
 
 def _per_column(
-    table: UtteranceTable, column: str, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig
+    table: UtteranceTable, column: str, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig, spoofs: bool
 ) -> list[dict[str, Any]]:
-    """The rows of a ``by`` column, grouped as ``sdd compare --by`` groups it (:func:`_spoof_column`: each value's
-    spoofs against its partition's bona fide, as per_attack; any other column: the trials of each value, as
-    per_source), by the fixed tables' own code, so ``by=["source"]`` gives per_source's rows."""
-    if _spoof_column(table, column, labels):
+    """The rows of a ``by`` column, grouped as ``sdd compare --by`` groups it (``spoofs``, :func:`_spoof_column`:
+    each value's spoofs against its partition's bona fide, as per_attack; any other column: the trials of each
+    value, as per_source), by the fixed tables' own code, so ``by=["source"]`` gives per_source's rows."""
+    if spoofs:
         return _per_attack(table, labels, scores, cfg, column)
     return _per_group(column, table.column(column), labels, scores, cfg)
 
@@ -856,6 +861,7 @@ def evaluate(
     # the ASV rates of the pooled t-DCFs are the given ASV scores': each attack's take its own spoof trials' Pfa_spoof
     from_scores = asv_rates is not None and cfg.asv == asv_rates
     per_attack = _per_attack(table, y, s, cfg, tdcf_asv=_attack_asv(cfg, asv_scores, from_scores))
+    spoof_columns = tuple(c for c in columns if _spoof_column(table, c, y))  # the by columns grouped as attack
     # the readers fill it (ASVspoof 2019's A01-A19 as tts/vc, sddbench's tts/vc/vocoder): the breakdown papers give
     by_type = _splits_spoofs(table, "attack_type", y)
     per_attack_type = _per_attack(table, y, s, cfg, "attack_type") if by_type else None
@@ -880,8 +886,10 @@ def evaluate(
         gate_weights=None if gates is None else _gate_tables(table, y, gates, aligned.expert_names),
         expert_use=None if aligned.expert_use is None else _expert_use_tables(table, y, aligned.expert_use, scores),
         # --by attack is per_attack itself (its rows carry the per-attack min t-DCFs too)
-        per_column={c: per_attack if c == "attack" else _per_column(table, c, y, s, cfg) for c in columns},
-        per_column_spoofs=tuple(c for c in columns if _spoof_column(table, c, y)),
+        per_column={
+            c: per_attack if c == "attack" else _per_column(table, c, y, s, cfg, c in spoof_columns) for c in columns
+        },
+        per_column_spoofs=spoof_columns,
     )
 
 
