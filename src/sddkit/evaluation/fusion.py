@@ -358,9 +358,8 @@ def _failures(table: UtteranceTable, files: Sequence[ScoreFile], aligned: Common
     its protocol path made absolute (matched by path, or by stem, alike), so that sdd eval counts it as failed."""
     by_row: dict[int, list[tuple[int, str]]] = {}
     for k, (rows, at) in enumerate(aligned.failed):
-        errors = files[k].failed_errors
         for r, j in zip(rows.tolist(), at.tolist()):
-            by_row.setdefault(r, []).append((k, errors[j] if j < len(errors) else ""))
+            by_row.setdefault(r, []).append((k, _failure_message(files[k], j)))
     if not by_row:
         return []
     rows = np.array(sorted(by_row), dtype=np.int64)
@@ -373,6 +372,12 @@ def _failures(table: UtteranceTable, files: Sequence[ScoreFile], aligned: Common
         spelled = utt.copy()
         spelled[has] = _norm_paths(paths[has])
     return [(str(i), by_row[r]) for i, r in zip(spelled.tolist(), rows.tolist())]
+
+
+def _failure_message(score_file: ScoreFile, j: int) -> str:
+    """The message of ``score_file``'s ``j``-th error row ('' when it keeps none: one built without them)."""
+    errors = score_file.failed_errors
+    return errors[j] if j < len(errors) else ""
 
 
 def _error_rows(failures: Sequence[Failure], names: Sequence[str], files: Sequence[ScoreFile]) -> list[tuple[str, str]]:
@@ -434,12 +439,11 @@ def _path_failures(files: Sequence[ScoreFile]) -> list[Failure]:
         if not score_file.failed:
             continue
         keys = _norm_paths(_text(np.array(score_file.failed, dtype=object)), score_file.base_dir).tolist()
-        errors = score_file.failed_errors
         first: dict[str, int] = {}
         for j, key in enumerate(keys):  # a file failed twice in one score file is named once
             first.setdefault(key, j)
         for key, j in first.items():
-            by_path.setdefault(key, []).append((k, errors[j] if j < len(errors) else ""))
+            by_path.setdefault(key, []).append((k, _failure_message(score_file, j)))
     return list(by_path.items())
 
 
