@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any
 
 from sddkit.errors import CheckpointError
 
-__all__ = ["file_digest", "read_versioned_json", "run_record_path"]
+__all__ = ["file_digest", "json_safe", "read_versioned_json", "run_record_path"]
 
 
 def read_versioned_json(path: str | Path, *, fmt: str, version: int, what: str) -> dict[str, Any]:
@@ -84,3 +86,22 @@ def file_digest(path: str | Path) -> str | None:
     except OSError:  # a folder (IsADirectoryError), a missing or unreadable file
         return None
     return digest.hexdigest()
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` as plain JSON types, for a strict JSON document (report.json, robustness.json, the service's
+    ``GET /v1/model``): mappings with string keys, lists for tuples, Python ints and floats for numpy's, NaN and
+    infinities as null (JSON has no such numbers), paths as strings."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, bool):
+        return obj
+    if isinstance(obj, numbers.Integral):  # numpy's integers too
+        return int(obj)
+    if isinstance(obj, numbers.Real):  # numpy's floats too
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -76,7 +76,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +86,7 @@ import pandas as pd
 
 from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
+from sddkit.documents import json_safe
 from sddkit.errors import ProtocolError
 from sddkit.evaluation.asv import ASVScores
 from sddkit.evaluation.compare import SPOOF_COLUMNS, min_replicates
@@ -246,7 +246,7 @@ class Report:
         return notes
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe(
+        return json_safe(
             {
                 "schema": SCHEMA,
                 "units": {"eer": "percent", "dcf": "normalised", "cllr": "bits", "decision": "score >= threshold"},
@@ -932,19 +932,6 @@ def _expert_use_tables(
 
 
 # --- writing ----------------------------------------------------------------------------------
-
-
-def _json_safe(obj: Any) -> Any:
-    """Plain JSON types; NaN/inf become null so report.json is strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
 
 
 def _ci_text(pooled: dict[str, Any], digits: int) -> str:

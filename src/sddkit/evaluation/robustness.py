@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +63,7 @@ import pandas as pd
 from sddkit.config import to_dict
 from sddkit.data.protocols._common import check_selected
 from sddkit.data.table import UtteranceTable
+from sddkit.documents import json_safe
 from sddkit.errors import ConfigError, ProtocolError, SddkitError
 from sddkit.locks import ExclusiveLock
 from sddkit.metrics import DCFCost, det_curve, eer_from_curve, min_dcf_from_curve, threshold_metrics
@@ -278,7 +278,7 @@ class RobustnessResult:
 
     def to_dict(self) -> dict[str, Any]:
         n_decoded = int(self.decoded.sum())
-        return _json_safe(
+        return json_safe(
             {
                 "schema": SCHEMA,
                 "units": {
@@ -377,7 +377,7 @@ def journal_header(
     matches (see :func:`header_differences`). ``info`` (the model and protocol as named) is for messages only."""
     from sddkit.scoring.batch import run_info
 
-    return _json_safe(
+    return json_safe(
         {
             "schema": JOURNAL_SCHEMA,
             "model": run_info(detector),  # weights digest, inference settings, scores of a probe signal
@@ -959,21 +959,6 @@ def score_rows(result: RobustnessResult, mode: str) -> pd.DataFrame:
 
 
 # --- writing ----------------------------------------------------------------------------------
-
-
-def _json_safe(obj: Any) -> Any:
-    """Plain JSON types; NaN/inf become null so robustness.json is strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def _fmt(value: Any, digits: int, signed: bool = False) -> str:

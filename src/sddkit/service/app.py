@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-import math
 import re
 import time
 from collections.abc import Sequence
@@ -63,6 +62,7 @@ from starlette.routing import Match
 
 from sddkit import __version__
 from sddkit.cli.options import check_max_duration_fits
+from sddkit.documents import json_safe
 from sddkit.errors import AudioError, AudioTooLongError, CheckpointError, ConfigError, SddkitError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -528,7 +528,7 @@ def model_summary(det: Any, limits: dict[str, float]) -> dict[str, Any]:
     info = det.info
     # finite numbers only: a checkpoint's meta.json may hold NaN (Python's json writes and reads it), and Starlette's
     # strict JSON encoder then failed the whole answer, a 500 internal_error on every GET /v1/model
-    return _finite_json(
+    return json_safe(
         {
             "name": info.get("name"),
             "path": info.get("path"),
@@ -547,18 +547,6 @@ def model_summary(det: Any, limits: dict[str, float]) -> dict[str, Any]:
             "sddkit_version": __version__,
         }
     )
-
-
-def _finite_json(value: Any) -> Any:
-    """``value`` with every NaN or infinite float (in nested dicts, lists and tuples) as None: JSON has no such
-    numbers, and a client reads a null where the schema allows one (``metadata`` and ``model`` are free-form)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_json(v) for v in value]
-    return value
 
 
 def _install_offline_docs(app: FastAPI, assets: Path) -> None:
