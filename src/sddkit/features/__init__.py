@@ -1,5 +1,7 @@
-"""Pure-torch spectral features (log-Mel, log linear filterbank, log spectrogram, LFCC) and their building blocks."""
+"""Pure-torch spectral features (log-Mel, log linear filterbank, log spectrogram, LFCC, modified group delay) and their
+building blocks."""
 
+from sddkit.features.groupdelay import ModifiedGroupDelay, ModifiedGroupDelayConfig
 from sddkit.features.spectral import (
     LFCC,
     LFCCConfig,
@@ -31,6 +33,8 @@ __all__ = [
     "LogLinearFilterbankConfig",
     "LogMel",
     "LogMelConfig",
+    "ModifiedGroupDelay",
+    "ModifiedGroupDelayConfig",
     "dct_matrix",
     "deltas",
     "hz_to_mel",

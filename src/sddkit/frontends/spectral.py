@@ -1,4 +1,5 @@
-"""Spectral and raw-waveform front-ends (registry ``frontend``): ``logmel``, ``lfb``, ``logspec``, ``lfcc``, ``raw``.
+"""Spectral and raw-waveform front-ends (registry ``frontend``): ``logmel``, ``lfb``, ``logspec``, ``lfcc``, ``mgd``,
+``raw``.
 
 Each maps a waveform (B, T) at 16 kHz to a :class:`FrontendOutput`:
 
@@ -8,6 +9,7 @@ Each maps a waveform (B, T) at 16 kHz to a :class:`FrontendOutput`:
 | ``lfb`` | (B, n_filters, frames) log energies of linear triangular filters (LFCC before its DCT) | n_filters (120) |
 | ``logspec`` | (B, n_fft // 2 + 1, frames) log power spectrum | 257 for n_fft 512 |
 | ``lfcc`` | (B, 3 * n_coeffs, frames) LFCC + deltas (ASVspoof baseline) | 60 |
+| ``mgd`` | (B, n_filters, frames) modified group delay (a phase feature) over linear bands | n_filters (120) |
 | ``raw`` | (B, T) the waveform itself (AASIST has its own sinc front-end) | ``None`` |
 
 ``lfcc`` keeps c0 as the LFCC-GMM baseline does; ``with_energy: true`` replaces it by the frame's log
@@ -48,6 +50,7 @@ from torch import Tensor, nn
 
 from sddkit.detectors.outputs import FrontendOutput
 from sddkit.errors import ConfigError
+from sddkit.features.groupdelay import ModifiedGroupDelay, ModifiedGroupDelayConfig
 from sddkit.features.specaugment import SpecAugment, SpecAugmentConfig
 from sddkit.features.spectral import (
     LFCC,
@@ -68,6 +71,7 @@ __all__ = [
     "LogLinearFilterbankFrontendConfig",
     "LogMelFrontendConfig",
     "LogSpecFrontendConfig",
+    "ModifiedGroupDelayFrontendConfig",
     "RawFrontend",
     "RawFrontendConfig",
     "SpectralFrontend",
@@ -214,6 +218,11 @@ class LFCCFrontendConfig(_FrontendOptions, LFCCConfig):
 
 
 @dataclass
+class ModifiedGroupDelayFrontendConfig(_FrontendOptions, ModifiedGroupDelayConfig):
+    """:class:`~sddkit.features.groupdelay.ModifiedGroupDelayConfig` plus the front-end options."""
+
+
+@dataclass
 class RawFrontendConfig:
     """Raw waveform pass-through; ``normalize`` standardises each waveform."""
 
@@ -265,6 +274,12 @@ def build_logspec(cfg: LogSpecFrontendConfig, **context: Any) -> SpectralFronten
 def build_lfcc(cfg: LFCCFrontendConfig, **context: Any) -> SpectralFrontend:
     """LFCC with deltas, ASVspoof baseline settings (20 filters, 20 ms/10 ms): (B, 60, frames)."""
     return _spectral_frontend(cfg, LFCC, LFCCConfig)
+
+
+@FRONTENDS.register("mgd", config=ModifiedGroupDelayFrontendConfig)
+def build_mgd(cfg: ModifiedGroupDelayFrontendConfig, **context: Any) -> SpectralFrontend:
+    """Modified group delay, a phase feature (alpha 0.4, gamma 0.9; 120 linear bands, 25/10 ms): (B, 120, frames)."""
+    return _spectral_frontend(cfg, ModifiedGroupDelay, ModifiedGroupDelayConfig)
 
 
 @FRONTENDS.register("raw", config=RawFrontendConfig)
