@@ -131,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
     # uvicorn printed the URL, then its own bind error, and exited 3), and --port 0 announces the port chosen.
     sock = listen_socket(args.host, args.port)
     with warnings.catch_warnings(record=True) as caught, _closed_on_error(sock):
-        warnings.simplefilter("always", StaleExportWarning)
+        # said below from the model's info (its source_changed, as sdd score and GET /v1/model read it), once
+        warnings.simplefilter("ignore", StaleExportWarning)
         app = create_app(
             args.model,
             max_upload_mb=args.max_upload_mb,
@@ -142,13 +143,13 @@ def run(args: argparse.Namespace) -> int:
             max_concurrent=args.max_concurrent,
             cors_origins=cors_origins,
         )
-    for caught_warning in caught:  # an export whose model was recalibrated or retrained since: a line of our own
-        if issubclass(caught_warning.category, StaleExportWarning):
-            print(f"sdd serve: warning: {caught_warning.message}", file=sys.stderr)
-        else:
-            warnings.showwarning(
-                caught_warning.message, caught_warning.category, caught_warning.filename, caught_warning.lineno
-            )
+    for caught_warning in caught:
+        warnings.showwarning(
+            caught_warning.message, caught_warning.category, caught_warning.filename, caught_warning.lineno
+        )
+    stale = app.state.model_info.get("source_changed")
+    if stale:  # an export whose model was recalibrated or retrained since: a line of our own
+        print(f"sdd serve: warning: {stale}", file=sys.stderr)
     address, port = sock.getsockname()[:2]
     print(
         f"sdd serve: {service_url(local_host(args.host, address), port)} "

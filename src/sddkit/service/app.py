@@ -5,7 +5,7 @@ Endpoints:
 | method | path | what |
 |---|---|---|
 | POST | ``/v1/score`` | multipart upload (field ``file``) -> score, probability, decision, windows, weights |
-| GET | ``/v1/model`` | the model: components, parameters, and its inference settings (windows, threshold, ...) |
+| GET | ``/v1/model`` | the model, its inference settings, the limits, ``server`` and ``source_changed`` |
 | GET | ``/healthz`` | liveness: ``{"status": "ok"}`` once the model is loaded |
 | GET | ``/`` | a small offline web page to upload a file and see the result |
 | GET | ``/openapi.json``, ``/docs``, ``/redoc`` | the API description; the two pages work offline |
@@ -189,6 +189,20 @@ class LimitsOut(BaseModel):
     max_concurrent: int = Field(description="requests decoded and scored at once; the others wait for a slot")
 
 
+class ServerOut(BaseModel):
+    """How the server runs the model (``sdd serve``'s flags): what its throughput and its 503s depend on."""
+
+    device: str = Field(description="where the model runs: 'cpu', 'cuda', 'cuda:N' or 'mps' (sdd serve --device)")
+    batch_size: int = Field(description="windows per forward pass of one request (sdd serve --batch-size)")
+    threads: int = Field(
+        description="torch's CPU threads (sdd serve --threads; onnxruntime's for --backend onnx, set at load)"
+    )
+    limit_connections: int | None = Field(
+        description="connections open at once before a new one is answered 503 service_unavailable (sdd serve "
+        "--limit-connections); null: no limit, or a server other than sdd serve's"
+    )
+
+
 class ModelResponse(BaseModel):
     """The served model and every setting of its ``inference`` section (more keys may follow)."""
 
@@ -212,6 +226,12 @@ class ModelResponse(BaseModel):
     window_s: float
     outputs: dict[str, int] = Field(description="the statistics in POST /v1/score's weights, and their widths")
     limits: LimitsOut
+    server: ServerOut
+    source_changed: str | None = Field(
+        description="for an ONNX export: what changed in the model directory it was exported from since (it scores "
+        "as that model did at export; sdd serve prints it at start), and the command that exports it again; null "
+        "when nothing changed, and for --backend torch"
+    )
     model: dict[str, Any] | None = Field(description="the model's configuration")
     metadata: dict[str, Any]
     sddkit_version: str
@@ -350,6 +370,12 @@ def create_app(
         "max_duration_s": max_duration_s,
         "max_concurrent": max_concurrent,
     }
+    # what GET /v1/model's "server" cannot read from the detector: sddkit.service.server.uvicorn_config records the
+    # connection limit it gives uvicorn here (None: no limit, or another server)
+    app.state.server = {"limit_connections": None}
+    # the loaded model's own description: GET /v1/model answers from it, and sdd serve prints its source_changed (the
+    # one record of a stale export, as sdd score reads it) rather than catching the loader's warning for itself
+    app.state.model_info = detector.info
     app.state.cors_origins = origins
     _install_error_handlers(app)
 
@@ -401,7 +427,7 @@ def create_app(
     )
     async def model(request: Request) -> dict[str, Any]:
         det = detector_or_503(request)
-        return model_summary(det, request.app.state.limits)
+        return model_summary(det, request.app.state.limits, request.app.state.server)
 
     @app.post(
         "/v1/score",
@@ -420,7 +446,15 @@ def create_app(
             if await request.is_disconnected():
                 raise ApiError(499, "client_closed_request", "the client disconnected before its file was scored")
             result = await run_in_threadpool(_score_bytes, det, data, upload_name, max_duration_s)
-        log_outcome(request, 200, f"scored {result.duration_s:.2f} s of audio: {result.decision}")
+        scored = f"{result.duration_s:.2f} s of audio: {result.decision}"
+        # A client gone while its file was scored gets no answer, and uvicorn writes no access line for it: this line
+        # said "200 scored" all the same. uvicorn marks the request disconnected as soon as the connection closes,
+        # so the check costs no wait (a client still connected is answered as before).
+        if await request.is_disconnected():
+            raise ApiError(
+                499, "client_closed_request", f"the client disconnected while its file was scored ({scored}, not sent)"
+            )
+        log_outcome(request, 200, f"scored {scored}")
         return ScoreResponse(
             filename=upload_name,
             score=result.score,
@@ -522,10 +556,21 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
-def model_summary(det: Any, limits: dict[str, float]) -> dict[str, Any]:
-    """What ``GET /v1/model`` answers: the model's info and every setting of its ``inference`` section."""
+def model_summary(det: Any, limits: dict[str, float], server: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ``GET /v1/model`` answers: the model's info, every setting of its ``inference`` section, the service's
+    limits and how the server runs the model (device, batch size and threads read from it and from torch now, then
+    ``server``: what the server recorded, its connection limit)."""
+    import torch
+
     cfg = det.inference
     info = det.info
+    server = {
+        "device": str(getattr(det.runner, "device", "cpu")),  # an ONNX runner has none: onnxruntime's CPU provider
+        "batch_size": det.batch_size,
+        "threads": torch.get_num_threads(),  # process-wide, and what an ONNX session was opened with
+        "limit_connections": None,
+        **(server or {}),
+    }
     # finite numbers only: a checkpoint's meta.json may hold NaN (Python's json writes and reads it), and Starlette's
     # strict JSON encoder then failed the whole answer, a 500 internal_error on every GET /v1/model
     return json_safe(
@@ -542,6 +587,9 @@ def model_summary(det: Any, limits: dict[str, float]) -> dict[str, Any]:
             "window_s": cfg.window_s,
             "outputs": det.stat_widths(),
             "limits": dict(limits),
+            "server": server,
+            # an ONNX export whose model directory changed since it was exported (the loader's record of it)
+            "source_changed": info.get("source_changed"),
             "model": info.get("model"),
             "metadata": info.get("metadata", {}),
             "sddkit_version": __version__,

@@ -154,8 +154,9 @@ def uvicorn_config(
     head_timeout_s: float | None = None,
     keep_alive_s: float | None = None,
 ) -> uvicorn.Config:
-    """uvicorn's settings for ``app``: ``limit_connections`` is its ``limit_concurrency``; a connection without a
-    complete request head is closed after ``head_timeout_s``, a kept-alive idle one after ``keep_alive_s`` (None:
+    """uvicorn's settings for ``app``: ``limit_connections`` is its ``limit_concurrency`` (recorded in the service's
+    ``app.state.server`` for ``GET /v1/model``); a connection without a complete request head is closed after
+    ``head_timeout_s``, a kept-alive idle one after ``keep_alive_s`` (None:
     :data:`~sddkit.service.app.REQUEST_HEAD_TIMEOUT_S` and :data:`~sddkit.service.app.KEEP_ALIVE_S`)."""
     from sddkit.errors import ConfigError
     from sddkit.service import app as service
@@ -165,6 +166,9 @@ def uvicorn_config(
     if not (head > 0 and keep_alive > 0):  # written so that NaN fails too
         raise ConfigError(f"head_timeout_s and keep_alive_s must be positive, got {head!r} and {keep_alive!r}")
     protocol = type("HeadDeadlineH11Protocol", (HeadDeadlineH11Protocol,), {"head_timeout_s": float(head)})
+    server = getattr(getattr(app, "state", None), "server", None)
+    if isinstance(server, dict):  # the service's GET /v1/model says the limit its server runs with
+        server["limit_connections"] = limit_connections
     return uvicorn.Config(
         app,
         host=host,
