@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sddkit.data.protocols.asvspoof import ASV2021_TRIAL_ID
+from sddkit.data.protocols.asvspoof import ASV2021_TRIAL_ID, PA2021_HIDDEN_TRACKS
 from sddkit.data.text import not_text, read_text
 from sddkit.errors import ProtocolError
 from sddkit.evaluation.scores import DECIMAL_COMMA
@@ -75,10 +75,20 @@ class ASVScores:
         :meth:`rates`), ``pfa_spoof`` that of the spoof trials of ``attack`` alone: the ASV rates of an attack's
         t-DCF, as the per-attack t-DCFs of ASVspoof 2019 take them. None when the lines name no attack or none of
         ``attack``."""
+        return self.spoof_rates([attack])
+
+    def spoof_rates(self, attacks: object) -> ASVRates | None:
+        """:meth:`attack_rates` of the spoof trials of several ``attacks`` together (those a per-vocoder or
+        per-attack-type row's spoofs are of): ``pfa_spoof`` that of their ASV spoof trials pooled, as the pooled
+        figure pools every attack's. None when the lines name no attack, or none of one of ``attacks`` (a rate of
+        the others' alone would be another group's)."""
         if self.spoof_attacks is None:
             return None
-        spoof = self.spoof[self.spoof_attacks == attack]
-        return asv_rates_from_scores(self.target, self.nontarget, spoof) if spoof.size else None
+        wanted = list(dict.fromkeys(str(a) for a in np.asarray(attacks, dtype=object).ravel()))
+        if not wanted or any(not np.any(self.spoof_attacks == a) for a in wanted):
+            return None
+        spoof = self.spoof[np.isin(self.spoof_attacks, wanted)]
+        return asv_rates_from_scores(self.target, self.nontarget, spoof)
 
     def of_phases(self, partitions: object, path: str | Path = "ASV scores") -> tuple[ASVScores, list[str] | None]:
         """These scores restricted to the trials of the ASVspoof 2021 phases evaluated (``partitions``: the values of
@@ -86,11 +96,14 @@ class ASVScores:
         when the lines carry no phase or every phase they carry is evaluated. The official 2021 scripts take the ASV
         error rates of the evaluated phase's trials alone: taken over every phase of the file, the min t-DCF of
         ``sdd eval --partitions eval`` was another figure, silently. ``hidden_track`` (the stage-1 CM keys' name)
-        is ``hidden`` (the full keys'). Partitions of no 2021 phase (another corpus's) select nothing; evaluated
-        phases none of the lines carry are a ProtocolError."""
+        is ``hidden`` (the full keys'); a PA key line's hidden phase is its official track (``hidden_track_1``,
+        ``hidden_track_2``, by TRIM), and partition ``hidden`` takes both tracks' trials. Partitions of no 2021 phase
+        (another corpus's) select nothing; evaluated phases none of the lines carry are a ProtocolError."""
         if self.phases is None:
             return self, None
         wanted = {_PHASE_NAMES.get(str(v), str(v)) for v in np.asarray(partitions, dtype=object).ravel()}
+        if "hidden" in wanted:  # the PA keys' hidden phase evaluated as one partition: the trials of both its tracks
+            wanted |= set(PA2021_HIDDEN_TRACKS)
         present = sorted(set().union(*(set(p.tolist()) for p in self.phases)) - {""})
         if set(present) <= wanted or not wanted & set(ASV2021_PHASES):
             return self, None  # every phase evaluated, or trials of no 2021 phase (another corpus's partitions)
@@ -201,7 +214,13 @@ def read_asv_scores(
 
 def _line_attack(fields: list[str]) -> str:
     """The attack of a spoof line: the field before its kind (``A07 spoof -2.90``), '' when the kind comes first or
-    after the score (``SPEAKER UTT SCORE spoof``) or that field is ``-``."""
+    after the score (``SPEAKER UTT SCORE spoof``) or that field is ``-``; of a 2021 PA ASV key line, its attacker
+    factors joined (``r1_m1_s4_c4``), as the PA key reader names a replay attack."""
+    if len(fields) == 13 and fields[1].startswith("PA_") and ASV2021_TRIAL_ID.match(fields[1]):
+        # the 2021 PA ASV key's line with its score (SPEAKER UTT ASV_ROOM ASV_MIC DIS_TO_ASV ATT_ROOM ATT_MIC ATT_D
+        # ATT_TO_SPK KEY TRIM PHASE SCORE): its attack is its four attacker-side factors, as the PA key reader names
+        # a CM trial's (r1_m1_s4_c4); the field before the kind, ATT_TO_SPK alone, matched no CM attack
+        return "_".join(f for f in fields[5:9] if f != "-")
     at = next((i for i, f in enumerate(fields[:-1]) if _kind(f) == "spoof"), 0)
     return fields[at - 1] if at > 0 and fields[at - 1] != "-" else ""
 
@@ -244,14 +263,20 @@ def _by_kind(
 # the PHASE field of the ASVspoof 2021 ASV keys (keys/<track>/ASV/trial_metadata.txt), its last field: the one before
 # the score on a line of the key with its score appended (``LA_0007-alaw-ita_tx LA_E_5013670-alaw-ita_tx alaw ita_tx
 # bonafide nontarget notrim eval -4.87``)
-ASV2021_PHASES = ("eval", "progress", "hidden", "hidden_track")
+# (the PA keys' hidden phase is two official tracks, told apart by TRIM and scored apart, each with the ASV rates of
+# its own trials: the stage-1 PA keys' phases hidden_track_1 and hidden_track_2)
+ASV2021_PHASES = ("eval", "progress", "hidden", "hidden_track", *PA2021_HIDDEN_TRACKS)
 _PHASE_NAMES = {"hidden_track": "hidden"}
 
 
 def _line_phase(fields: list[str]) -> str:
     """The ASVspoof 2021 phase of an ASV score line of the 2021 key's layout with its score appended ('' for any
-    other line), ``hidden_track`` named ``hidden``."""
+    other line), ``hidden_track`` named ``hidden``; a line of the full PA key's hidden phase named by its track
+    (TRIM, the field before the phase: ``notrim`` ``hidden_track_1``, ``trim`` ``hidden_track_2``), as the stage-1 PA
+    key names its phase: the official package takes each track's ASV rates from that track's trials alone."""
     if len(fields) >= 4 and ASV2021_TRIAL_ID.match(fields[1]) and fields[-2] in ASV2021_PHASES:
+        if fields[-2] == "hidden" and fields[1].startswith("PA_") and fields[-3] in PA2021_HIDDEN_TRACKS.values():
+            return next(track for track, trim in PA2021_HIDDEN_TRACKS.items() if trim == fields[-3])
         return _PHASE_NAMES.get(fields[-2], fields[-2])
     return ""
 
@@ -532,7 +557,7 @@ def _asv2021_hint(fields: list[str], keyed: bool = False) -> str:
         return ""
     if len(fields) == 3 and _number(fields[2]) is not None:
         what = "an ASVspoof 2021 ASV score file (keys/<track>/ASV/ASVTorch_Kaldi/score.txt), which names no trial kind"
-    elif fields[-1] in ("eval", "progress", "hidden", "hidden_track"):
+    elif fields[-1] in ASV2021_PHASES:
         what = "an ASVspoof 2021 ASV key (keys/<track>/ASV/trial_metadata.txt), which holds no score"
     else:
         return ""

@@ -59,7 +59,10 @@ from such scores as the official scripts do; so does ``evaluate(..., asv_scores=
 left at its default); ``report.md`` names the rates and where they come from next to the values. Each per-attack
 row holds that attack's min t-DCFs (``min_tdcf``, as the pooled): with ASV scores whose spoof lines name their attack
 (ASVspoof 2019's ``A07 spoof -2.90``) the Pfa_spoof of its own ASV spoof trials, as the ASVspoof 2019 per-attack
-figures take it, else the pooled rates (``min_tdcf_asv``, ``min_tdcf_asv_note`` say which and why; :class:`_AttackASV`).
+figures take it, else the pooled rates (``min_tdcf_asv``, ``min_tdcf_asv_note`` say which and why; :class:`_AttackASV`):
+the pooled figure's, or, for an attack the ASV trials of its partition's ASVspoof 2021 phase lack, that phase's. The
+per-vocoder, per-attack-type and spoof ``by`` rows hold theirs likewise, each with the Pfa_spoof of the ASV spoof
+trials of the attacks its spoofs are of (the protocol's ``attack`` column), pooled.
 
 Given the ASV scores themselves (``evaluate(..., asv_scores=...)``, ``sdd eval --asv-scores``), ``pooled.t_eer``
 is the concurrent t-EER (:func:`sddkit.metrics.t_eer`, in percent) of the pooled bona fide and spoof scores
@@ -200,12 +203,15 @@ class Report:
     per_column: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # the by columns grouped as the attack column (each value's spoofs with the bona fide trials), for report.md
     per_column_spoofs: tuple[str, ...] = ()
+    # notes on what the evaluated trials mix (the two official ASVspoof 2021 PA hidden tracks: :func:`_pa_hidden_note`)
+    protocol_notes: list[str] = field(default_factory=list)
 
     @property
     def warnings(self) -> list[str]:
         notes = list(self.matching["warnings"]) if self.matching else []
         notes += self.asv_warnings
         notes += self.eer_notes
+        notes += self.protocol_notes
         if self.pooled.get("eer_ci") and self.pooled.get("eer_ci_note"):  # an interval of too few replicates
             notes.append(self.pooled["eer_ci_note"])
         low, high = self.pooled.get("score_range") or (None, None)
@@ -474,14 +480,21 @@ def _attack_asv_warnings(per_attack: Sequence[dict[str, Any]], asv: ASVScores | 
     min t-DCFs take the pooled ASV rates, not their own."""
     if asv is None or asv.spoof_attacks is None:
         return []
-    lacking = [r["attack"] for r in per_attack if r.get("min_tdcf_asv_note", "").startswith(_NO_ATTACK_TRIALS)]
+    # an attack of a phase whose ASV trials lack it is named with that phase: the file may hold it in another one
+    lacking = [
+        f"{r['attack']} in phase {r['partition']}" if _OF_PHASE in r["min_tdcf_asv_note"] else r["attack"]
+        for r in per_attack
+        if r.get("min_tdcf_asv_note", "").startswith(_NO_ATTACK_TRIALS)
+    ]
     if not lacking:
         return []
     named = sorted(set(asv.spoof_attacks.tolist()) - {""})
+    of_phase = any(_OF_PHASE in r.get("min_tdcf_asv_note", "") for r in per_attack)
     return [
         f"the ASV scores hold no spoof trial of attack(s) {', '.join(dict.fromkeys(lacking))} (theirs are of "
         f"{', '.join(named[:20])}{', ...' if len(named) > 20 else ''}): those attacks' t-DCFs take the pooled ASV "
-        "rates, not their own Pfa_spoof; give the ASV scores of the set evaluated"
+        + ("rates (of their phase's ASV trials, where a phase is named)" if of_phase else "rates")
+        + ", not their own Pfa_spoof; give the ASV scores of the set evaluated"
     ]
 
 
@@ -523,13 +536,18 @@ def _per_attack(
 ) -> list[dict]:
     """Each spoof attack's trials together with the bona fide trials, per partition when the table holds several
     (:func:`sddkit.evaluation.groups.attack_groups`); ``column``: another column that names what made a spoof
-    (``vocoder``), grouped the same way. ``tdcf_asv``: the ASV rates of each group's min t-DCFs (the per-attack
-    rows'), none without it."""
+    (``vocoder``, ``attack_type``), grouped the same way. ``tdcf_asv``: the ASV rates of each group's min t-DCFs,
+    none without it. A group of another column takes the ASV spoof trials of the attacks its spoofs are of (the
+    ``attack`` column of its rows): a vocoder's or an attack type's t-DCF is defined as an attack's is, the ASV's
+    Pfa_spoof that of those spoofs the ASV system met."""
     partitions = table.column("partition") if table.has_column("partition") else None
+    attacks = named(table.column("attack"))
+    spoof = labels == 0
     rows = []
-    for partition, attack, m in attack_groups(table.column(column), labels, partitions):
-        row = {**({"partition": partition} if partition is not None else {}), column: attack}
-        rates, why = tdcf_asv.rates(partition, attack) if tdcf_asv is not None else (None, "")
+    for partition, value, m in attack_groups(table.column(column), labels, partitions):
+        row = {**({"partition": partition} if partition is not None else {}), column: value}
+        of = [value] if column == "attack" else sorted(set(attacks[m & spoof].tolist()))
+        rates, why = tdcf_asv.rates(partition, of) if tdcf_asv is not None else (None, "")
         row |= _group_metrics(labels[m], scores[m], cfg, rates)
         if rates is not None:
             row |= {
@@ -541,42 +559,75 @@ def _per_attack(
     return rows
 
 
+# what a per-attack row's note adds when its attack's t-DCF takes the pooled rates of its ASVspoof 2021 phase
+_OF_PHASE = "the pooled ASV rates of that phase's trials are taken"
+
+
 @dataclass
 class _AttackASV:
     """The ASV error rates of each attack's min t-DCFs. The ASVspoof 2019 per-attack t-DCFs take the ASV's Pfa and
     Pmiss at its EER threshold and the Pfa_spoof of that attack's ASV spoof trials alone: given ASV scores whose
     spoof lines name their attack (ASVspoof 2019's ``A07 spoof -2.90``), so are they here (``"attack"``); else
-    (no ASV scores, lines without attacks, an attack the ASV file lacks, rates set in ``EvalConfig.asv``) the
-    pooled figure's rates are taken (``"pooled"``), as report.md and the row's ``min_tdcf_asv`` say."""
+    (no ASV scores, lines without attacks, an attack the ASV file lacks, rates set in ``EvalConfig.asv``) pooled
+    rates are taken (``"pooled"``), as report.md and the row's ``min_tdcf_asv`` say: the pooled figure's, or, for a
+    partition of an ASVspoof 2021 phase (its ASV trials one phase's among several), that phase's pooled rates.
+
+    The official 2021 package (``eval-package/main.py``: ``compute_tDCF_C012`` over the ASV trials of the phase
+    evaluated, the attack a factor of the spoof trials alone) has no figure where the phase holds none of an
+    attack's ASV spoof trials (its C0, C1, C2 are NaN). sddkit gives the pooled rates' figure with a note rather
+    than none, as for an attack the ASVspoof 2019 ASV file lacks; of that phase, since its rates are the ones every
+    other figure of the phase takes there: those of every phase evaluated mixed another phase's ASV trials in. A
+    phase the ASV scores hold no trials of (of each kind) takes the pooled figure's rates, said so: its attacks'
+    spoofs in another phase's ASV trials were taken as their own."""
 
     pooled: ASVRates
     scores: ASVScores | None  # None: the pooled rates for every attack, for the reason ``without``
     without: str = ""
-    # each partition's ASV trials (ASVScores.of_phases), taken once for all of its attacks
-    of_partition: dict[str, ASVScores] = field(default_factory=dict, repr=False)
+    # each partition's ASV trials (ASVScores.of_phases), taken once for all of its attacks, and their pooled rates
+    # (None: no ASV trials of that phase, or rates they leave undefined)
+    of_partition: dict[str, tuple[ASVScores | None, ASVRates | None]] = field(default_factory=dict, repr=False)
 
-    def rates(self, partition: str | None, attack: str) -> tuple[ASVRates, str]:
-        """An attack's ASV rates and, when they are the pooled ones, why ('' for the attack's own)."""
+    def rates(self, partition: str | None, attacks: Sequence[str]) -> tuple[ASVRates, str]:
+        """The ASV rates of a group of the spoofs of ``attacks`` (an attack's row: that attack) and, when they are
+        pooled ones, why ('' for the attacks' own)."""
         asv = self.scores
         if asv is None:
             return self.pooled, self.without
         if asv.spoof_attacks is None:
             return self.pooled, "the ASV scores' spoof lines name no attack"
+        pooled, of_phase = self.pooled, ""
         if partition is not None and asv.phases is not None:
             # per partition of ASVspoof 2021's phases: the ASV trials of that phase, as its official scripts take them
-            if partition not in self.of_partition:
-                try:
-                    self.of_partition[partition] = asv.of_phases([partition])[0]
-                except ProtocolError:
-                    self.of_partition[partition] = asv  # no ASV trial of that phase: those of every phase evaluated
-            asv = self.of_partition[partition]
+            phase_asv, phase_rates = self._phase(partition)
+            if phase_asv is None:
+                # its spoofs' ASV rates would be another phase's, said as the attack's own (the official package has
+                # no figure without the phase's ASV trials)
+                return self.pooled, f"the ASV scores hold no target, non-target and spoof trials of phase {partition}"
+            asv = phase_asv
+            if phase_rates is not None:
+                pooled, of_phase = phase_rates, f" in phase {partition} ({_OF_PHASE})"
         try:
-            found = asv.attack_rates(attack)
+            found = asv.spoof_rates(attacks)
         except MetricError:
             found = None
-        if found is None:
-            return self.pooled, f"{_NO_ATTACK_TRIALS} {attack}"
-        return found, ""
+        if found is not None:
+            return found, ""
+        held = set() if asv.spoof_attacks is None else set(asv.spoof_attacks.tolist())  # (a phase's lines name none)
+        missing = [a for a in attacks if a not in held] or list(attacks)
+        return pooled, f"{_NO_ATTACK_TRIALS} {', '.join(missing)}{of_phase}"
+
+    def _phase(self, partition: str) -> tuple[ASVScores | None, ASVRates | None]:
+        """The ASV trials of ``partition``'s phase and their pooled rates (None where they leave them undefined, or
+        where the trials are every phase's: a partition of no 2021 phase); (None, None) when the ASV scores hold no
+        trials of that phase, or not of each kind."""
+        if partition not in self.of_partition:
+            try:
+                asv = self.scores.of_phases([partition])[0]
+            except ProtocolError:
+                self.of_partition[partition] = None, None
+            else:
+                self.of_partition[partition] = asv, None if asv is self.scores else _asv_rates(asv)
+        return self.of_partition[partition]
 
 
 # a row's own keys: a protocol column so named would have its group's value overwritten by a metric in the row
@@ -615,13 +666,19 @@ def by_columns(table: UtteranceTable, by: str | Sequence[str] | None) -> tuple[s
 
 
 def _per_column(
-    table: UtteranceTable, column: str, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig, spoofs: bool
+    table: UtteranceTable,
+    column: str,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    cfg: EvalConfig,
+    spoofs: bool,
+    tdcf_asv: _AttackASV | None = None,
 ) -> list[dict[str, Any]]:
     """The rows of a ``by`` column, grouped as ``sdd compare --by`` groups it (``spoofs``, :func:`_spoof_column`:
     each value's spoofs against its partition's bona fide, as per_attack; any other column: the trials of each
     value, as per_source), by the fixed tables' own code, so ``by=["source"]`` gives per_source's rows."""
     if spoofs:
-        return _per_attack(table, labels, scores, cfg, column)
+        return _per_attack(table, labels, scores, cfg, column, tdcf_asv)
     return _per_group(column, table.column(column), labels, scores, cfg)
 
 
@@ -860,11 +917,14 @@ def evaluate(
             aucs[name] = row["auc"]
     # the ASV rates of the pooled t-DCFs are the given ASV scores': each attack's take its own spoof trials' Pfa_spoof
     from_scores = asv_rates is not None and cfg.asv == asv_rates
-    per_attack = _per_attack(table, y, s, cfg, tdcf_asv=_attack_asv(cfg, asv_scores, from_scores))
+    # the per-vocoder, per-attack-type and spoof --by rows take theirs as the per-attack rows do: a group of spoofs
+    # has a t-DCF as an attack has, its ASV Pfa_spoof that of its attacks' ASV spoof trials
+    tdcf_asv = _attack_asv(cfg, asv_scores, from_scores)
+    per_attack = _per_attack(table, y, s, cfg, tdcf_asv=tdcf_asv)
     spoof_columns = tuple(c for c in columns if _spoof_column(table, c, y))  # the by columns grouped as attack
     # the readers fill it (ASVspoof 2019's A01-A19 as tts/vc, sddbench's tts/vc/vocoder): the breakdown papers give
     by_type = _splits_spoofs(table, "attack_type", y)
-    per_attack_type = _per_attack(table, y, s, cfg, "attack_type") if by_type else None
+    per_attack_type = _per_attack(table, y, s, cfg, "attack_type", tdcf_asv) if by_type else None
     return Report(
         pooled=pooled,
         per_attack=per_attack,
@@ -878,7 +938,7 @@ def evaluate(
         aucs=aucs,
         per_partition=per_partition,
         # the 2021 DF key's vocoder: its official breakdown, each vocoder's spoofs against the bona fide, as attacks
-        per_vocoder=_per_attack(table, y, s, cfg, "vocoder") if _names_any(table, "vocoder", y) else None,
+        per_vocoder=_per_attack(table, y, s, cfg, "vocoder", tdcf_asv) if _names_any(table, "vocoder", y) else None,
         per_attack_type=per_attack_type,
         asv_warnings=_asv_warnings(asv_scores, sasv_scores) + _attack_asv_warnings(per_attack, asv_scores),
         asv_rates_from_scores=from_scores,
@@ -887,9 +947,29 @@ def evaluate(
         expert_use=None if aligned.expert_use is None else _expert_use_tables(table, y, aligned.expert_use, scores),
         # --by attack is per_attack itself (its rows carry the per-attack min t-DCFs too)
         per_column={
-            c: per_attack if c == "attack" else _per_column(table, c, y, s, cfg, c in spoof_columns) for c in columns
+            c: per_attack if c == "attack" else _per_column(table, c, y, s, cfg, c in spoof_columns, tdcf_asv)
+            for c in columns
         },
         per_column_spoofs=spoof_columns,
+        protocol_notes=[note for note in (_pa_hidden_note(table),) if note],
+    )
+
+
+def _pa_hidden_note(table: UtteranceTable) -> str | None:
+    """A note when the evaluated trials hold both official hidden tracks of the ASVspoof 2021 PA keys' hidden phase
+    (TRIM ``notrim`` and ``trim``, partition ``hidden``): the official evaluation scores them apart, each with the
+    ASV rates of its own ASV trials (``eval-package/config.py``: ``hidden1_PA``, ``hidden2_PA``); a figure of both
+    together is no official one. None otherwise."""
+    if not all(table.has_column(c) for c in ("partition", "trim", "corpus")):
+        return None
+    hidden = (table.column("partition") == "hidden") & (table.column("corpus") == "asvspoof2021_pa")
+    trims = set(table.column("trim")[hidden].tolist())
+    if not {"notrim", "trim"} <= trims:
+        return None
+    return (
+        "the ASVspoof 2021 PA hidden phase holds two official tracks, scored apart (TRIM notrim: hidden track 1, "
+        "trim: hidden track 2), each with the ASV rates of its own ASV trials; the figures of partition hidden mix "
+        "them: evaluate one with --protocol-option phases=[hidden_track_1] (or hidden_track_2)"
     )
 
 
@@ -997,38 +1077,55 @@ def _md_table(rows: Sequence[dict[str, Any]], key: str) -> list[str]:
     return lines
 
 
-def _attack_tdcf_section(rows: Sequence[dict[str, Any]], asv_note: str) -> list[str]:
+def _attack_tdcf_section(rows: Sequence[dict[str, Any]], asv_note: str, key: str = "attack") -> list[str]:
     """report.md's per-attack min t-DCFs: a table under the per-attack one, with the ASV Pfa_spoof each takes and
     whose it is, and a line saying where the rates come from. A subsection of its own ("min-tDCF", as the ASVspoof
-    2019 tables write it): the per-attack table and the pooled table's two "min t-DCF" rows stay as they were."""
+    2019 tables write it): the per-attack table and the pooled table's two "min t-DCF" rows stay as they were.
+    ``key``: another column whose groups of spoofs carry min t-DCFs too (``vocoder``, ``attack_type``, a spoof
+    ``--by`` column), each of the ASV spoof trials of its attacks."""
     if not rows or "min_tdcf_asv" not in rows[0]:
         return []
-    keys = ["partition", "attack"] if "partition" in rows[0] else ["attack"]
+    keys = ["partition", key] if "partition" in rows[0] else [key]
+    attack = key == "attack"
     headers = [*keys, "min-tDCF 2019", "min-tDCF 2021", "ASV Pfa_spoof", "ASV rates"]
-    lines = ["### Per-attack min-tDCF", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    title = "### Per-attack min-tDCF" if attack else f"### Per-{markdown_cell(key)} min-tDCF"
+    lines = [title, "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for r in rows:
         cells = [markdown_cell(r[k]) for k in keys] + [_fmt(r["min_tdcf"][form], 4) for form in ("2019", "2021")]
-        whose = "the attack's own" if r["min_tdcf_asv"] == "attack" else "pooled"
+        whose = ("the attack's own" if attack else "its attacks' own") if r["min_tdcf_asv"] == "attack" else "pooled"
         lines.append("| " + " | ".join([*cells, f"{r['min_tdcf_asv_pfa_spoof']:.4g}", whose]) + " |")
-    own = [r["attack"] for r in rows if r["min_tdcf_asv"] == "attack"]
-    pooled: dict[str, list[str]] = {}  # why -> the attacks whose t-DCFs take the pooled rates for that reason
+    own = [str(r[key]) for r in rows if r["min_tdcf_asv"] == "attack"]
+    pooled: dict[str, list[str]] = {}  # why -> the groups whose t-DCFs take pooled rates for that reason
     for r in rows:
         if r["min_tdcf_asv"] != "attack":
-            pooled.setdefault(r["min_tdcf_asv_note"], []).append(r["attack"])
+            pooled.setdefault(r["min_tdcf_asv_note"], []).append(str(r[key]))
     parts = []
     if own:
+        spoofs = (
+            "that attack's ASV spoof trials alone, as the ASVspoof 2019 per-attack figures take them"
+            if attack
+            else "the ASV spoof trials of the attacks its spoofs are of (the protocol's attack column), pooled, as "
+            "the pooled figure pools every attack's"
+        )
         parts.append(
             f"{', '.join(dict.fromkeys(own))}: the ASV's Pfa and Pmiss at its EER threshold with the Pfa_spoof of "
-            "that attack's ASV spoof trials alone, as the ASVspoof 2019 per-attack figures take them"
+            + spoofs
         )
-    for why, attacks in pooled.items():
+    for why, names in pooled.items():
+        rates = (
+            "the pooled ASV rates of its partition's ASVspoof 2021 phase (the official 2021 package gives no figure "
+            "there)"
+            if _OF_PHASE in why
+            else f"the pooled figure's ASV rates ({asv_note.removeprefix('; ')})"
+        )
         parts.append(
-            f"{', '.join(dict.fromkeys(attacks))}: the pooled figure's ASV rates ({asv_note.removeprefix('; ')}), "
-            f"since {why}; the official per-attack figures take each attack's own Pfa_spoof, from ASV scores whose "
-            "spoof lines name their attack (ASVspoof 2019's 'A07 spoof -2.90')"
+            f"{', '.join(dict.fromkeys(names))}: {rates}, since {why.replace(f' ({_OF_PHASE})', '')}; the official "
+            "per-attack figures take each attack's own Pfa_spoof, from ASV scores whose spoof lines name their attack "
+            "(ASVspoof 2019's 'A07 spoof -2.90')"
         )
     undefined = sorted({note for r in rows for note in (r.get("min_tdcf_notes") or {}).values()})
-    text = "Normalised, each attack's spoofs against the bona fide trials; ASV rates: " + "; ".join(parts) + "."
+    each = "each attack's spoofs" if attack else f"each {markdown_cell(key)}'s spoofs"
+    text = f"Normalised, {each} against the bona fide trials; ASV rates: " + "; ".join(parts) + "."
     return [*lines, "", markdown_cell(text), *(f"Undefined (-): {markdown_cell(note)}." for note in undefined), ""]
 
 
@@ -1155,8 +1252,10 @@ def render_markdown(report: Report) -> str:
         sections.append((_by_title(column, rows, column in report.per_column_spoofs), rows, column))
     for i, (title, rows, key) in enumerate(sections):
         lines += [f"## {title}", "", *_md_table(rows, key), ""]
-        if i == 0:  # under the per-attack table only: `--by attack` repeats its rows (the same list), not this section
-            lines += _attack_tdcf_section(rows, asv_note)
+        # under the per-attack table, not again under `--by attack`'s (the same list); under each table of groups of
+        # spoofs (per vocoder, per attack type, a spoof --by column) its own: the rows of any other carry none
+        if i == 0 or (key != "attack" and rows is not report.per_attack):
+            lines += _attack_tdcf_section(rows, asv_note, key)
     if report.gate_weights is not None:
         experts = report.gate_weights["experts"]
         lines += [

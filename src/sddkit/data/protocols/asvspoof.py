@@ -34,7 +34,13 @@ Formats (whitespace-separated, one trial per line):
 
   each factor a column of its lower-cased name; a spoof's ``attack`` is its attacker-side factors
   (``r1_m1_s4_c4``), ``attack_type`` ``replay``. The hidden phase holds the two hidden tracks, told apart by
-  TRIM (``notrim``: track 1, ``trim``: track 2). The stage-1 key (``keys/CM/trial_metadata.txt``) has 7 fields,
+  TRIM (``notrim``: track 1, ``trim``: track 2), which the official evaluation scores apart, each with the ASV rates
+  of its own ASV trials (the evaluation package's ``hidden1_PA``/``hidden2_PA``, the stage-1 keys' phases
+  ``hidden_track_1``/``hidden_track_2``). Its trials are of partition ``hidden``, as the key writes the phase
+  (``phases=["hidden"]``, ``--partitions hidden``: both tracks, as one partition); ``phases=["hidden_track_1"]``
+  (or ``_2``) keeps one track, its trials then of partition ``hidden_track_1`` (``_2``), so that its figures, and
+  the ASV trials of its t-DCF (:meth:`sddkit.evaluation.asv.ASVScores.of_phases`), are that track's alone.
+  The stage-1 key (``keys/CM/trial_metadata.txt``) has 7 fields,
   ``- PA_E_1000004 - - bonafide - progress`` (KEY fifth, PHASE last: ``hidden_track_1``/``hidden_track_2``),
   the factors unknown. Audio ``<root>/ASVspoof2021_PA_eval/flac`` (or the archive's part folders, as for DF).
 - ASVspoof 5 (``ASVspoof5.train.tsv``, ``ASVspoof5.dev.track_1.tsv``, ``ASVspoof5.eval.track_1.tsv``;
@@ -289,7 +295,8 @@ class ASVspoof2021Config:
 
     protocol: str
     root: str | None = None
-    # keep only these PHASE values (eval, progress, hidden; stage-1 keys: hidden_track, PA's hidden_track_1/2)
+    # keep only these PHASE values (eval, progress, hidden; stage-1 keys: hidden_track, PA's hidden_track_1/2; the full
+    # PA key's hidden_track_1/2: one of its hidden phase's two official tracks, by TRIM)
     phases: list[str] | None = None
     corpus: str | None = None  # default asvspoof2021_la / asvspoof2021_df / asvspoof2021_pa
 
@@ -503,6 +510,14 @@ def _pa_fields(proto: Path, lineno: int, line: str) -> tuple[str, str, list[str]
     return fields[0], fields[1], fields[2:9], fields[9], fields[10], fields[11]
 
 
+# the official 2021 PA hidden tracks of the full keys' hidden phase, by TRIM (eval-package/config.py, ConfigPA.hidden:
+# hidden1_PA 'trim == "notrim" and subset == "hidden"', hidden2_PA 'trim == "trim" ...'), named as the stage-1 keys'
+# phases name them
+_PA_HIDDEN_TRACKS = {"notrim": "hidden_track_1", "trim": "hidden_track_2"}
+# track -> TRIM: the ASV side reads the ASV keys' lines by it (sddkit.evaluation.asv)
+PA2021_HIDDEN_TRACKS = {track: trim for trim, track in _PA_HIDDEN_TRACKS.items()}
+
+
 @PROTOCOLS.register("asvspoof2021_pa", config=ASVspoof2021Config)
 def read_asvspoof2021_pa(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable:
     """ASVspoof 2021 PA key: SPEAKER UTT + 7 replay factors + KEY TRIM PHASE (stage 1: 7 fields, KEY fifth)."""
@@ -514,6 +529,13 @@ def read_asvspoof2021_pa(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable
     for lineno, line in iter_lines(proto):
         speaker, utt, factors, key, trim, phase = _pa_fields(proto, lineno, line)
         label = _trial_label(proto, lineno, utt, key, "PA")
+        track = _PA_HIDDEN_TRACKS.get(trim) if phase == "hidden" else None
+        if track is not None:
+            phases.add(track)  # selectable by its track's name (check_selected)
+            if cfg.phases is not None and track in cfg.phases and phase not in cfg.phases:
+                # one official hidden track asked for by name: its trials a partition of their own, whose ASV trials
+                # (the ASV key's lines of that phase and TRIM) give its t-DCF, as the official package scores it
+                phase = track
         if not _in_phases(cfg, phases, phase):
             continue
         values = [words[f] for f in factors]
