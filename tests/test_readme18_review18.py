@@ -33,6 +33,8 @@ FEATURE_WORDS = {
     "LinearSpectrogram": "linear log spectrogram",
     "LFCC": "LFCC",
     "ModifiedGroupDelay": "modified group delay",
+    "CQT": "CQT",
+    "CQCC": "CQCC",
 }
 
 

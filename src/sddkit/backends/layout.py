@@ -8,7 +8,7 @@ from __future__ import annotations
 from sddkit.errors import ConfigError
 
 _WHAT = {"spectral": "spectral features (B, F, T)", "frames": "encoder frames (B, N, D)"}
-_FRONTENDS = {"spectral": "logmel, lfb, lfcc or logspec", "frames": "ssl"}
+_FRONTENDS = {"spectral": "logmel, lfb, lfcc, logspec, mgd, cqt or cqcc", "frames": "ssl"}
 # a registered front-end of the user's own is taken to give encoder frames unless it declares its layout
 # (sddkit.detectors.detector.feature_layout): the refusal says how, or a spectral one that built before is stuck
 _DECLARE = {"spectral": "(B, F, T)", "frames": "(B, N, D)"}

@@ -1,6 +1,7 @@
-"""Pure-torch spectral features (log-Mel, log linear filterbank, log spectrogram, LFCC, modified group delay) and their
-building blocks."""
+"""Pure-torch spectral features (log-Mel, log linear filterbank, log spectrogram, LFCC, modified group delay, CQT,
+CQCC) and their building blocks."""
 
+from sddkit.features.cqt import CQCC, CQT, CQCCConfig, CQTConfig
 from sddkit.features.groupdelay import ModifiedGroupDelay, ModifiedGroupDelayConfig
 from sddkit.features.spectral import (
     LFCC,
@@ -25,6 +26,10 @@ from sddkit.features.spectral import (
 )
 
 __all__ = [
+    "CQCC",
+    "CQCCConfig",
+    "CQT",
+    "CQTConfig",
     "LFCC",
     "LFCCConfig",
     "LinearSpectrogram",

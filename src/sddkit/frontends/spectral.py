@@ -1,5 +1,5 @@
 """Spectral and raw-waveform front-ends (registry ``frontend``): ``logmel``, ``lfb``, ``logspec``, ``lfcc``, ``mgd``,
-``raw``.
+``cqt``, ``cqcc``, ``raw``.
 
 Each maps a waveform (B, T) at 16 kHz to a :class:`FrontendOutput`:
 
@@ -10,10 +10,15 @@ Each maps a waveform (B, T) at 16 kHz to a :class:`FrontendOutput`:
 | ``logspec`` | (B, n_fft // 2 + 1, frames) log power spectrum | 257 for n_fft 512 |
 | ``lfcc`` | (B, 3 * n_coeffs, frames) LFCC + deltas (ASVspoof baseline) | 60 |
 | ``mgd`` | (B, n_filters, frames) modified group delay (a phase feature) over linear bands | n_filters (120) |
+| ``cqt`` | (B, n_bins, frames) log power of a constant-Q transform, 96 bins per octave (CQT-LCNN) | 863 at 16 kHz |
+| ``cqcc`` | (B, 3 * n_coeffs, frames) CQCC + deltas (ASVspoof CQCC-GMM baseline) | 60 |
 | ``raw`` | (B, T) the waveform itself (AASIST has its own sinc front-end) | ``None`` |
 
 ``lfcc`` keeps c0 as the LFCC-GMM baseline does; ``with_energy: true`` replaces it by the frame's log
-energy as the LFCC-LCNN baseline's front-end does.
+energy as the LFCC-LCNN baseline's front-end does. ``cqt`` and ``cqcc`` (:mod:`sddkit.features.cqt`) follow the
+MATLAB CQCC baseline's transform (its ERB-offset bandwidths, 15.6 Hz to Nyquist) with a frame every 10 ms; their
+values are large (a log floor of 2.2e-16, and CQCC's c0 sums 8059 resampled log values), so a neural back-end wants
+``normalize: true``.
 
 ``frames = 1 + T // hop_length`` (centred frames, even n_fft). Optional per-utterance normalisation
 (``normalize: true``): spectral features get zero mean / unit variance per frequency bin over
@@ -50,6 +55,7 @@ from torch import Tensor, nn
 
 from sddkit.detectors.outputs import FrontendOutput
 from sddkit.errors import ConfigError
+from sddkit.features.cqt import CQCC, CQT, CQCCConfig, CQTConfig
 from sddkit.features.groupdelay import ModifiedGroupDelay, ModifiedGroupDelayConfig
 from sddkit.features.specaugment import SpecAugment, SpecAugmentConfig
 from sddkit.features.spectral import (
@@ -67,6 +73,8 @@ from sddkit.frontends import FRONTENDS, SAMPLE_RATE
 
 __all__ = [
     "LEVEL_FLOOR_DB",
+    "CQCCFrontendConfig",
+    "CQTFrontendConfig",
     "LFCCFrontendConfig",
     "LogLinearFilterbankFrontendConfig",
     "LogMelFrontendConfig",
@@ -286,3 +294,28 @@ def build_mgd(cfg: ModifiedGroupDelayFrontendConfig, **context: Any) -> Spectral
 def build_raw(cfg: RawFrontendConfig, **context: Any) -> RawFrontend:
     """Raw waveform pass-through for back-ends with their own front-end (AASIST): (B, T)."""
     return RawFrontend(normalize=cfg.normalize)
+
+
+# --- constant-Q front-ends (sddkit.features.cqt) ---------------------------------------------------------------
+
+
+@dataclass
+class CQTFrontendConfig(_FrontendOptions, CQTConfig):
+    """:class:`~sddkit.features.cqt.CQTConfig` plus the front-end options."""
+
+
+@dataclass
+class CQCCFrontendConfig(_FrontendOptions, CQCCConfig):
+    """:class:`~sddkit.features.cqt.CQCCConfig` plus the front-end options."""
+
+
+@FRONTENDS.register("cqt", config=CQTFrontendConfig)
+def build_cqt(cfg: CQTFrontendConfig, **context: Any) -> SpectralFrontend:
+    """Log power constant-Q transform (96 bins/octave, 15.6 Hz-7.9 kHz, 10 ms hop; CQT-LCNN): (B, 863, frames)."""
+    return _spectral_frontend(cfg, CQT, CQTConfig)
+
+
+@FRONTENDS.register("cqcc", config=CQCCFrontendConfig)
+def build_cqcc(cfg: CQCCFrontendConfig, **context: Any) -> SpectralFrontend:
+    """CQCC with deltas, ASVspoof baseline settings (96 bins/octave, d 16, c0-c19, 10 ms hop): (B, 60, frames)."""
+    return _spectral_frontend(cfg, CQCC, CQCCConfig)
