@@ -65,6 +65,10 @@ class ASVScores:
     # each spoof trial's attack, aligned with ``spoof``: the field before the kind (ASVspoof 2019's ``A07 spoof -2.90``,
     # the 2021 key's ``... A07 spoof notrim eval -4.87``; '' where a line has none); None when no line names one
     spoof_attacks: np.ndarray | None = None
+    # each trial's codec condition, by kind, aligned with the scores: the CODEC field of the 2021 LA ASV key's lines
+    # with their scores appended (``... alaw ita_tx bonafide target notrim eval 1.53``: :func:`_line_codec`), whose
+    # per-condition t-DCFs (LA-C1..C7) take each condition's own ASV trials; None when no line names one
+    codecs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def rates(self) -> ASVRates:
         """The error rates at the ASV system's EER threshold (:func:`sddkit.metrics.asv_rates_from_scores`)."""
@@ -89,6 +93,26 @@ class ASVScores:
             return None
         spoof = self.spoof[np.isin(self.spoof_attacks, wanted)]
         return asv_rates_from_scores(self.target, self.nontarget, spoof)
+
+    def of_codec(self, codec: str) -> ASVScores | None:
+        """These scores restricted to the target, non-target and spoof trials of codec condition ``codec`` (the 2021
+        LA ASV key's CODEC field), as the official 2021 package takes a condition's ASV trials for its t-DCF
+        (``eval-package/main.py``, ``compute_tDCF_C012``: the codec a factor of every trial kind); None when the lines
+        name no codec, or hold no trial of one kind of it."""
+        if self.codecs is None:
+            return None
+        masks = [codecs == codec for codecs in self.codecs]
+        if not all(m.any() for m in masks):
+            return None
+        target, nontarget, spoof = (s[m] for s, m in zip((self.target, self.nontarget, self.spoof), masks))
+        return ASVScores(
+            target,
+            nontarget,
+            spoof,
+            phases=None if self.phases is None else tuple(p[m] for p, m in zip(self.phases, masks)),
+            spoof_attacks=None if self.spoof_attacks is None else self.spoof_attacks[masks[2]],
+            codecs=tuple(c[m] for c, m in zip(self.codecs, masks)),
+        )
 
     def of_phases(self, partitions: object, path: str | Path = "ASV scores") -> tuple[ASVScores, list[str] | None]:
         """These scores restricted to the trials of the ASVspoof 2021 phases evaluated (``partitions``: the values of
@@ -121,7 +145,10 @@ class ASVScores:
         # trials of every phase selected
         phases = {kind: p[m].tolist() for kind, p, m in zip(ASV_KEYS, self.phases, masks)}
         attacks = None if self.spoof_attacks is None else self.spoof_attacks[masks[2]].tolist()
-        selected = _by_kind(Path(path), found, f" of phase(s) {', '.join(kept)}", phases=phases, attacks=attacks)
+        # and each kept trial's codec: the per-condition t-DCFs of the phase evaluated take its trials of the condition
+        codecs = None if self.codecs is None else {k: c[m].tolist() for k, c, m in zip(ASV_KEYS, self.codecs, masks)}
+        which = f" of phase(s) {', '.join(kept)}"
+        selected = _by_kind(Path(path), found, which, phases=phases, attacks=attacks, codecs=codecs)
         return selected, kept
 
 
@@ -155,6 +182,7 @@ def read_asv_scores(
     text = _text(path)
     found: dict[str, list[float]] = {key: [] for key in ASV_KEYS}
     phases: dict[str, list[str]] = {key: [] for key in ASV_KEYS}  # each line's 2021 phase ('' where none)
+    codecs: dict[str, list[str]] = {key: [] for key in ASV_KEYS}  # each line's 2021 LA codec ('' where none)
     attacks: list[str] = []  # each spoof line's attack ('' where none)
     first = True
     columns: tuple[int, int] | None = None  # (kind, score) columns named by a header (ASVspoof 5's tables)
@@ -181,6 +209,7 @@ def read_asv_scores(
             kind = _kind_cell(path, number, line, fields, columns[0])
             found[kind].append(_score_cell(path, number, line, fields, columns[1]))
             phases[kind].append("")
+            codecs[kind].append("")
             if kind == "spoof":
                 attacks.append("")
             continue
@@ -207,9 +236,10 @@ def read_asv_scores(
             )
         found[keys[0]].append(score)
         phases[keys[0]].append(_line_phase(fields))
+        codecs[keys[0]].append(_line_codec(fields))
         if keys[0] == "spoof":
             attacks.append(_line_attack(fields))
-    return _by_kind(path, found, phases=phases, attacks=attacks)
+    return _by_kind(path, found, phases=phases, attacks=attacks, codecs=codecs)
 
 
 def _line_attack(fields: list[str]) -> str:
@@ -244,6 +274,7 @@ def _by_kind(
     which: str = "",
     phases: dict[str, list[str]] | None = None,
     attacks: list[str] | None = None,
+    codecs: dict[str, list[str]] | None = None,
 ) -> ASVScores:
     missing = [key for key in ASV_KEYS if not found[key]]
     if missing:
@@ -253,10 +284,12 @@ def _by_kind(
             "the a-DCF need all three"
         )
     carried = phases is not None and any(ph for key in ASV_KEYS for ph in phases[key])
+    coded = codecs is not None and any(c for key in ASV_KEYS for c in codecs[key])
     return ASVScores(
         *(np.asarray(found[key], dtype=np.float64) for key in ASV_KEYS),
         phases=tuple(np.asarray(phases[key], dtype=object) for key in ASV_KEYS) if carried else None,
         spoof_attacks=np.asarray(attacks, dtype=object) if attacks and any(attacks) else None,
+        codecs=tuple(np.asarray(codecs[key], dtype=object) for key in ASV_KEYS) if coded else None,
     )
 
 
@@ -278,6 +311,16 @@ def _line_phase(fields: list[str]) -> str:
         if fields[-2] == "hidden" and fields[1].startswith("PA_") and fields[-3] in PA2021_HIDDEN_TRACKS.values():
             return next(track for track, trim in PA2021_HIDDEN_TRACKS.items() if trim == fields[-3])
         return _PHASE_NAMES.get(fields[-2], fields[-2])
+    return ""
+
+
+def _line_codec(fields: list[str]) -> str:
+    """The codec condition of a line of the ASVspoof 2021 LA ASV key with its score appended (``SPEAKER UTT CODEC
+    TRANSMISSION ATTACK KEY TRIM PHASE SCORE``: its third field, the CM key's CODEC, ``none`` .. ``opus`` = LA-C1 ..
+    LA-C7); '' for any other line (the DF track has no ASV key, the PA key no codec) or a ``-``."""
+    if len(fields) == 9 and fields[1].startswith("LA_") and ASV2021_TRIAL_ID.match(fields[1]):
+        if fields[-2] in ASV2021_PHASES and fields[2] != "-":
+            return fields[2]
     return ""
 
 

@@ -26,7 +26,7 @@ writes::
     per_partition.csv  each partition, e.g. ASVspoof 2021's eval/progress/hidden phases (``hidden_track`` in
                     its stage-1 keys) (only when there is more than one: the pooled figures then mix them;
                     `sdd eval --partitions` selects)
-    per_codec.csv   each codec condition (only when the protocol has a codec column)
+    per_codec.csv   each codec condition, with its min t-DCFs (only when the protocol has a codec column)
     per_vocoder.csv each vocoder's spoofs against the bona fide trials, as per_attack.csv (only when the protocol
                     names spoofs' vocoders: the full ASVspoof 2021 DF key, whose official breakdown is per vocoder)
     per_attack_type.csv  each attack type's spoofs (tts, vc, ...) against the bona fide trials, as per_attack.csv
@@ -62,7 +62,11 @@ row holds that attack's min t-DCFs (``min_tdcf``, as the pooled): with ASV score
 figures take it, else the pooled rates (``min_tdcf_asv``, ``min_tdcf_asv_note`` say which and why; :class:`_AttackASV`):
 the pooled figure's, or, for an attack the ASV trials of its partition's ASVspoof 2021 phase lack, that phase's. The
 per-vocoder, per-attack-type and spoof ``by`` rows hold theirs likewise, each with the Pfa_spoof of the ASV spoof
-trials of the attacks its spoofs are of (the protocol's ``attack`` column), pooled.
+trials of the attacks its spoofs are of (the protocol's ``attack`` column), pooled. Each per-codec row (``--by codec``
+gives the same rows) holds its condition's min t-DCFs: with ASV scores whose lines name their codec (the ASVspoof 2021
+LA ASV key's lines with their scores appended) the ASV rates of that condition's own target, non-target and spoof
+trials, as the official 2021 LA per-condition figures (LA-C1..C7) take them, else the pooled rates, said as for an
+attack (:func:`_per_codec`; ``min_tdcf_asv_pfa`` and ``min_tdcf_asv_pmiss`` give the Pfa and Pmiss taken too).
 
 Given the ASV scores themselves (``evaluate(..., asv_scores=...)``, ``sdd eval --asv-scores``), ``pooled.t_eer``
 is the concurrent t-EER (:func:`sddkit.metrics.t_eer`, in percent) of the pooled bona fide and spoof scores
@@ -498,6 +502,21 @@ def _attack_asv_warnings(per_attack: Sequence[dict[str, Any]], asv: ASVScores | 
     ]
 
 
+def _codec_asv_warnings(per_codec: Sequence[dict[str, Any]] | None, asv: ASVScores | None) -> list[str]:
+    """A warning when ASV scores name their trials' codecs but hold no target, non-target and spoof trials of some
+    evaluated codec condition: its min t-DCFs take the pooled ASV rates, not its own (as :func:`_attack_asv_warnings`
+    for attacks)."""
+    if asv is None or asv.codecs is None or not per_codec:
+        return []
+    lacking = [r["codec"] for r in per_codec if r.get("min_tdcf_asv_note", "").startswith(_NO_CODEC_TRIALS)]
+    if not lacking:
+        return []
+    return [
+        f"the ASV scores hold no target, non-target and spoof trials of codec(s) {', '.join(lacking)}: those "
+        "conditions' t-DCFs take the pooled ASV rates, not their own; give the ASV key's lines of every condition"
+    ]
+
+
 def inverted_note(scores: ASVScores | None, *, sasv: bool) -> str | None:
     """A warning when ASV (or, ``sasv``, SASV) ``scores`` rank target trials below the others (non-target ones; SASV:
     non-target and spoof ones) more often than not: a distance, or another tool's reversed scores, whose figures are
@@ -550,17 +569,50 @@ def _per_attack(
         rates, why = tdcf_asv.rates(partition, of) if tdcf_asv is not None else (None, "")
         row |= _group_metrics(labels[m], scores[m], cfg, rates)
         if rates is not None:
-            row |= {
-                "min_tdcf_asv": "pooled" if why else "attack",
-                "min_tdcf_asv_pfa_spoof": rates.pfa_spoof,
-                "min_tdcf_asv_note": why,
-            }
+            row |= _tdcf_asv_entries(rates, why, "attack")
+        rows.append(row)
+    return rows
+
+
+def _tdcf_asv_entries(rates: ASVRates, why: str, own: str, every_rate: bool = False) -> dict[str, Any]:
+    """A row's entries saying which ASV rates its min t-DCFs took: ``min_tdcf_asv`` ``own`` (the group's own ASV
+    trials: ``attack``, ``codec``) or ``pooled`` (``why``, ``min_tdcf_asv_note``, says why: '' for the group's own),
+    the Pfa_spoof taken, and with ``every_rate`` the Pfa and Pmiss too (a condition's own differ from the pooled)."""
+    taken = {"min_tdcf_asv_pfa": rates.pfa, "min_tdcf_asv_pmiss": rates.pmiss} if every_rate else {}
+    return {
+        "min_tdcf_asv": "pooled" if why else own,
+        **taken,
+        "min_tdcf_asv_pfa_spoof": rates.pfa_spoof,
+        "min_tdcf_asv_note": why,
+    }
+
+
+def _per_codec(
+    table: UtteranceTable, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig, tdcf_asv: _AttackASV
+) -> list[dict[str, Any]]:
+    """Each codec condition's trials (bona fide and spoof, as per_source), with its min t-DCFs: the ASV rates of that
+    condition's own ASV target, non-target and spoof trials where the ASV scores' lines name their codec (the
+    ASVspoof 2021 LA ASV key's, whose official per-condition figures LA-C1..C7 take them so), else the pooled figure's
+    (:meth:`_AttackASV.codec_rates`). Each row holds the ASV Pfa and Pmiss taken too: a condition's own differ from
+    the pooled ones, where an attack's differ in their Pfa_spoof alone."""
+    rows = []
+    for name, m in groups(table.column("codec")):
+        rates, why = tdcf_asv.codec_rates(name)
+        row = {"codec": name, **_group_metrics(labels[m], scores[m], cfg, rates)}
+        row |= _tdcf_asv_entries(rates, why, "codec", every_rate=True)
         rows.append(row)
     return rows
 
 
 # what a per-attack row's note adds when its attack's t-DCF takes the pooled rates of its ASVspoof 2021 phase
 _OF_PHASE = "the pooled ASV rates of that phase's trials are taken"
+# the notes of a codec condition whose t-DCFs take the pooled ASV rates: the ASV lines name no codec (an ASV file of
+# another layout than the 2021 LA ASV key's lines with their scores), or none of the condition's trials
+_NO_CODECS = (
+    "the ASV scores' lines name no codec (the ASVspoof 2021 LA ASV key's lines with their scores appended do: "
+    "SPEAKER UTT CODEC TRANSMISSION ATTACK KEY TRIM PHASE SCORE)"
+)
+_NO_CODEC_TRIALS = "the ASV scores hold no target, non-target and spoof trials of codec"
 
 
 @dataclass
@@ -615,6 +667,23 @@ class _AttackASV:
         held = set() if asv.spoof_attacks is None else set(asv.spoof_attacks.tolist())  # (a phase's lines name none)
         missing = [a for a in attacks if a not in held] or list(attacks)
         return pooled, f"{_NO_ATTACK_TRIALS} {', '.join(missing)}{of_phase}"
+
+    def codec_rates(self, codec: str) -> tuple[ASVRates, str]:
+        """The ASV rates of a codec condition's min t-DCFs (a per-codec row) and, when they are pooled ones, why ('' for
+        the condition's own): the ASV's Pfa, Pmiss and Pfa_spoof at the EER threshold of that condition's own ASV
+        target, non-target and spoof trials, as the official 2021 LA package's per-condition figures take them
+        (``eval-package/main.py``, ``compute_tDCF_C012``, the codec a factor of every trial kind), of the evaluated
+        phases' ASV trials (``scores`` is restricted to them)."""
+        asv = self.scores
+        if asv is None:
+            return self.pooled, self.without
+        if asv.codecs is None:
+            return self.pooled, _NO_CODECS
+        own = asv.of_codec(codec)
+        rates = None if own is None else _asv_rates(own)
+        if rates is None:
+            return self.pooled, f"{_NO_CODEC_TRIALS} {codec}"
+        return rates, ""
 
     def _phase(self, partition: str) -> tuple[ASVScores | None, ASVRates | None]:
         """The ASV trials of ``partition``'s phase and their pooled rates (None where they leave them undefined, or
@@ -899,7 +968,6 @@ def evaluate(
     pooled.update(sasv_dcf(sasv_scores, cfg.adcf))
     per_source = _per_group("source", table.column("source"), y, s, cfg)
     per_corpus = _per_group("corpus", table.column("corpus"), y, s, cfg)
-    per_codec = _per_group("codec", table.column("codec"), y, s, cfg) if table.has_column("codec") else None
     per_partition = (
         _per_group("partition", table.column("partition"), y, s, cfg) if table.has_column("partition") else None
     )
@@ -921,6 +989,8 @@ def evaluate(
     # has a t-DCF as an attack has, its ASV Pfa_spoof that of its attacks' ASV spoof trials
     tdcf_asv = _attack_asv(cfg, asv_scores, from_scores)
     per_attack = _per_attack(table, y, s, cfg, tdcf_asv=tdcf_asv)
+    # each codec condition's min t-DCFs of its own ASV trials where the ASV lines name codecs (ASVspoof 2021 LA-C1..C7)
+    per_codec = _per_codec(table, y, s, cfg, tdcf_asv) if table.has_column("codec") else None
     spoof_columns = tuple(c for c in columns if _spoof_column(table, c, y))  # the by columns grouped as attack
     # the readers fill it (ASVspoof 2019's A01-A19 as tts/vc, sddbench's tts/vc/vocoder): the breakdown papers give
     by_type = _splits_spoofs(table, "attack_type", y)
@@ -940,14 +1010,21 @@ def evaluate(
         # the 2021 DF key's vocoder: its official breakdown, each vocoder's spoofs against the bona fide, as attacks
         per_vocoder=_per_attack(table, y, s, cfg, "vocoder", tdcf_asv) if _names_any(table, "vocoder", y) else None,
         per_attack_type=per_attack_type,
-        asv_warnings=_asv_warnings(asv_scores, sasv_scores) + _attack_asv_warnings(per_attack, asv_scores),
+        asv_warnings=_asv_warnings(asv_scores, sasv_scores)
+        + _attack_asv_warnings(per_attack, asv_scores)
+        + _codec_asv_warnings(per_codec, asv_scores),
         asv_rates_from_scores=from_scores,
         eer_notes=[note for note in (_tie_note(y.astype(bool), s, pooled["eer"]),) if note],
         gate_weights=None if gates is None else _gate_tables(table, y, gates, aligned.expert_names),
         expert_use=None if aligned.expert_use is None else _expert_use_tables(table, y, aligned.expert_use, scores),
-        # --by attack is per_attack itself (its rows carry the per-attack min t-DCFs too)
+        # --by attack is per_attack itself (its rows carry the per-attack min t-DCFs too), --by codec per_codec (its
+        # condition t-DCFs); a codec column naming spoofs alone is grouped as the attacks are
         per_column={
-            c: per_attack if c == "attack" else _per_column(table, c, y, s, cfg, c in spoof_columns, tdcf_asv)
+            c: per_attack
+            if c == "attack"
+            else per_codec
+            if c == "codec" and per_codec is not None and c not in spoof_columns
+            else _per_column(table, c, y, s, cfg, c in spoof_columns, tdcf_asv)
             for c in columns
         },
         per_column_spoofs=spoof_columns,
@@ -1082,25 +1159,38 @@ def _attack_tdcf_section(rows: Sequence[dict[str, Any]], asv_note: str, key: str
     whose it is, and a line saying where the rates come from. A subsection of its own ("min-tDCF", as the ASVspoof
     2019 tables write it): the per-attack table and the pooled table's two "min t-DCF" rows stay as they were.
     ``key``: another column whose groups of spoofs carry min t-DCFs too (``vocoder``, ``attack_type``, a spoof
-    ``--by`` column), each of the ASV spoof trials of its attacks."""
+    ``--by`` column), each of the ASV spoof trials of its attacks; or ``codec``, whose conditions' rows (each of its
+    trials, :func:`_per_codec`) carry the ASV Pfa and Pmiss they took too, a condition's own ASV trials giving all
+    three rates."""
     if not rows or "min_tdcf_asv" not in rows[0]:
         return []
     keys = ["partition", key] if "partition" in rows[0] else [key]
     attack = key == "attack"
-    headers = [*keys, "min-tDCF 2019", "min-tDCF 2021", "ASV Pfa_spoof", "ASV rates"]
+    condition = "min_tdcf_asv_pfa" in rows[0]  # per codec condition: its own Pfa and Pmiss too
+    rates_headers = ["ASV Pfa", "ASV Pmiss", "ASV Pfa_spoof"] if condition else ["ASV Pfa_spoof"]
+    headers = [*keys, "min-tDCF 2019", "min-tDCF 2021", *rates_headers, "ASV rates"]
     title = "### Per-attack min-tDCF" if attack else f"### Per-{markdown_cell(key)} min-tDCF"
     lines = [title, "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    owner = "the condition's own" if condition else "the attack's own" if attack else "its attacks' own"
     for r in rows:
         cells = [markdown_cell(r[k]) for k in keys] + [_fmt(r["min_tdcf"][form], 4) for form in ("2019", "2021")]
-        whose = ("the attack's own" if attack else "its attacks' own") if r["min_tdcf_asv"] == "attack" else "pooled"
-        lines.append("| " + " | ".join([*cells, f"{r['min_tdcf_asv_pfa_spoof']:.4g}", whose]) + " |")
-    own = [str(r[key]) for r in rows if r["min_tdcf_asv"] == "attack"]
+        taken = [r["min_tdcf_asv_pfa"], r["min_tdcf_asv_pmiss"]] if condition else []
+        taken = [f"{rate:.4g}" for rate in [*taken, r["min_tdcf_asv_pfa_spoof"]]]
+        whose = "pooled" if r["min_tdcf_asv"] == "pooled" else owner
+        lines.append("| " + " | ".join([*cells, *taken, whose]) + " |")
+    own = [str(r[key]) for r in rows if r["min_tdcf_asv"] != "pooled"]
     pooled: dict[str, list[str]] = {}  # why -> the groups whose t-DCFs take pooled rates for that reason
     for r in rows:
-        if r["min_tdcf_asv"] != "attack":
+        if r["min_tdcf_asv"] == "pooled":
             pooled.setdefault(r["min_tdcf_asv_note"], []).append(str(r[key]))
     parts = []
-    if own:
+    if own and condition:
+        parts.append(
+            f"{', '.join(dict.fromkeys(own))}: the ASV's Pfa, Pmiss and Pfa_spoof at the EER threshold of that "
+            "condition's own ASV target, non-target and spoof trials, as the official ASVspoof 2021 LA per-condition "
+            "figures (LA-C1..C7) take them"
+        )
+    elif own:
         spoofs = (
             "that attack's ASV spoof trials alone, as the ASVspoof 2019 per-attack figures take them"
             if attack
@@ -1118,14 +1208,24 @@ def _attack_tdcf_section(rows: Sequence[dict[str, Any]], asv_note: str, key: str
             if _OF_PHASE in why
             else f"the pooled figure's ASV rates ({asv_note.removeprefix('; ')})"
         )
+        official = (
+            "the official ASVspoof 2021 LA per-condition figures take each condition's own ASV trials"
+            if condition
+            else "the official per-attack figures take each attack's own Pfa_spoof, from ASV scores whose spoof lines "
+            "name their attack (ASVspoof 2019's 'A07 spoof -2.90')"
+        )
         parts.append(
-            f"{', '.join(dict.fromkeys(names))}: {rates}, since {why.replace(f' ({_OF_PHASE})', '')}; the official "
-            "per-attack figures take each attack's own Pfa_spoof, from ASV scores whose spoof lines name their attack "
-            "(ASVspoof 2019's 'A07 spoof -2.90')"
+            f"{', '.join(dict.fromkeys(names))}: {rates}, since {why.replace(f' ({_OF_PHASE})', '')}; {official}"
         )
     undefined = sorted({note for r in rows for note in (r.get("min_tdcf_notes") or {}).values()})
-    each = "each attack's spoofs" if attack else f"each {markdown_cell(key)}'s spoofs"
-    text = f"Normalised, {each} against the bona fide trials; ASV rates: " + "; ".join(parts) + "."
+    each = (
+        f"each {markdown_cell(key)}'s bona fide and spoof trials"
+        if condition
+        else "each attack's spoofs against the bona fide trials"
+        if attack
+        else f"each {markdown_cell(key)}'s spoofs against the bona fide trials"
+    )
+    text = f"Normalised, {each}; ASV rates: " + "; ".join(parts) + "."
     return [*lines, "", markdown_cell(text), *(f"Undefined (-): {markdown_cell(note)}." for note in undefined), ""]
 
 
@@ -1250,11 +1350,14 @@ def render_markdown(report: Report) -> str:
         sections.append((title, report.per_attack_type, "attack_type"))
     for column, rows in report.per_column.items():
         sections.append((_by_title(column, rows, column in report.per_column_spoofs), rows, column))
-    for i, (title, rows, key) in enumerate(sections):
+    shown: set[int] = set()  # the row lists whose min t-DCFs are given already
+    for title, rows, key in sections:
         lines += [f"## {title}", "", *_md_table(rows, key), ""]
-        # under the per-attack table, not again under `--by attack`'s (the same list); under each table of groups of
-        # spoofs (per vocoder, per attack type, a spoof --by column) its own: the rows of any other carry none
-        if i == 0 or (key != "attack" and rows is not report.per_attack):
+        # under the per-attack table, not again under `--by attack`'s (the same list), and likewise per codec and
+        # `--by codec`; under each table of groups of spoofs (per vocoder, per attack type, a spoof --by column) its
+        # own: the rows of any other carry none
+        if id(rows) not in shown:
+            shown.add(id(rows))
             lines += _attack_tdcf_section(rows, asv_note, key)
     if report.gate_weights is not None:
         experts = report.gate_weights["experts"]

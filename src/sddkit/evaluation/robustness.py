@@ -62,6 +62,7 @@ import pandas as pd
 
 from sddkit.config import to_dict
 from sddkit.data.protocols._common import check_selected
+from sddkit.data.protocols.asvspoof import PA2021_HIDDEN_TRACKS
 from sddkit.data.table import UtteranceTable
 from sddkit.documents import json_safe
 from sddkit.errors import ConfigError, ProtocolError, SddkitError
@@ -197,8 +198,29 @@ def select_partitions(
     wanted = list(dict.fromkeys(str(p) for p in partitions))
     if not table.has_column("partition"):
         raise ProtocolError(f"{what} has no partition column, so --partitions {' '.join(wanted)} cannot select rows")
-    check_selected(what, "partitions", wanted, set(table.column("partition").tolist()) - {""})
+    present = set(table.column("partition").tolist()) - {""}
+    check_selected(what, "partitions", wanted, present, hint=_phase_hint(table, wanted, present))
     return table.where(partition=wanted)
+
+
+def _phase_hint(table: UtteranceTable, wanted: list[str], present: set[str]) -> str:
+    """How to select an ASVspoof 2021 phase ``--partitions`` cannot ('' for anything else): one official hidden track
+    of a full PA key, whose hidden phase holds both (partition ``hidden``, the tracks told apart by TRIM), is kept by
+    the reader's ``phases`` option, its trials then of a partition of the track's name; the stage-1 keys'
+    ``hidden_track`` is ``hidden`` in the full keys. A plain "no such partition" left the user to guess either."""
+    missing = [w for w in wanted if w not in present]
+    tracks = [w for w in missing if w in PA2021_HIDDEN_TRACKS]
+    corpora = set(table.column("corpus").tolist()) if table.has_column("corpus") else set()
+    if tracks and "hidden" in present and ("asvspoof2021_pa" in corpora or table.has_column("asv_room")):
+        return (
+            f"; the full ASVspoof 2021 PA key writes its two official hidden tracks as phase hidden (told apart by "
+            f"TRIM: notrim track 1, trim track 2): select {' and '.join(tracks)} with --protocol-option "
+            f"phases=[{', '.join(wanted)}] instead of --partitions (its trials are then of partition "
+            f"{' and '.join(tracks)}, its t-DCFs of that track's ASV trials alone)"
+        )
+    if "hidden_track" in missing and "hidden" in present:
+        return "; the full ASVspoof 2021 keys name the stage-1 keys' phase hidden_track hidden: --partitions hidden"
+    return ""
 
 
 def select_utterances(table: UtteranceTable, limit: int | None, seed: int = 0) -> UtteranceTable:

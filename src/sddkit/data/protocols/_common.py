@@ -311,9 +311,12 @@ def as_list(value: str | Sequence[str] | None) -> list[str] | None:
     return [value] if isinstance(value, str) else list(value)
 
 
-def check_selected(where: str | Path, option: str, wanted: Iterable[str] | None, present: Iterable[str]) -> None:
+def check_selected(
+    where: str | Path, option: str, wanted: Iterable[str] | None, present: Iterable[str], hint: str = ""
+) -> None:
     """A ProtocolError when a selection option (``partitions``, ``phases``, ...) names a value absent from
-    the data: a typo next to a valid name would otherwise silently drop that part of the corpus."""
+    the data: a typo next to a valid name would otherwise silently drop that part of the corpus. ``hint``: what
+    to do instead, appended to the message ('' for none)."""
     if wanted is None:
         return
     known = set(present)
@@ -321,6 +324,7 @@ def check_selected(where: str | Path, option: str, wanted: Iterable[str] | None,
     if missing:
         raise ProtocolError(
             f"{where}: no {option} {missing} in this protocol; {option} present: {', '.join(sorted(known)) or 'none'}"
+            + hint
         )
 
 
