@@ -43,7 +43,9 @@ Differences from the MATLAB baseline, all deliberate: frames every ``hop_length`
 reflected at the input's ends like every other feature here, where the toolbox transforms the file circularly and
 rasterises at its widest band's rate (about 8.5 ms); filter windows sampled at their exact centre frequencies (the
 toolbox rounds centres and widths to FFT bins). The ASVspoof 2019 CQCC-GMM baseline's script passed
-``fs/2^10`` and 29 to ``cqcc``: ``f_min: 7.8125, n_coeffs: 30`` reproduce it (90 dims).
+``fs/2^10`` and 29 to ``cqcc``: ``f_min: 7.8125, n_coeffs: 30`` reproduce it (90 dims); the ASVspoof 2021 LA script's
+``cqcc(x, fs, 12, 4000, 62.50, 16, 19, 'ZsdD')`` is ``bins_per_octave: 12, f_min: 62.5, f_max: 4000`` (60 dims).
+``cqcc``'s options without 'Z' keep c1 .. c_cf (cf coefficients, 19 by default): ``with_c0: false, n_coeffs: 19``.
 """
 
 from __future__ import annotations
@@ -385,7 +387,10 @@ class CQT(Float32Constants):
         if plan is None:
             if len(self._plans) >= _PLANS_KEPT:
                 self._plans.clear()
-            plan = self._plans[key] = _make_plan(self._freqs, self._widths, self.cfg, length, device)
+            # made as normal tensors even while scoring (torch.inference_mode): a plan of inference tensors, cached,
+            # failed every later forward at that length whose input needs a gradient (an attack, a saliency map)
+            with torch.inference_mode(False):
+                plan = self._plans[key] = _make_plan(self._freqs, self._widths, self.cfg, length, device)
         return plan
 
 

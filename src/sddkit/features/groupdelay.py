@@ -12,15 +12,18 @@ divides by a cepstrally smoothed spectrum S instead and compresses the result:
 
     tau_s(k) = (X_re Y_re + X_im Y_im) / S(k)^(2 gamma),      mgd(k) = sign(tau_s) |tau_s|^alpha
 
-with alpha 0.4 and gamma 0.9 (Hegde et al.'s defaults; the covarep/ASVspoof-era MATLAB function
-``modified_group_delay_feature(rho, gamma)`` names them the other way round: its ``rho`` 0.4 is this ``gamma``'s place
-in the denominator and its ``gamma`` 0.9 the compression). S is ``exp`` of log|X| projected on its first
+with alpha 0.4 and gamma 0.9 by default (the pair of values MGD's usual examples pass, assigned as Hegde et al. name
+the two exponents: alpha the compression, gamma the smoothed spectrum's; the covarep/ASVspoof-era MATLAB function
+``modified_group_delay_feature(rho, gamma)`` names them the other way round: its ``rho`` is this ``gamma``, in the
+denominator, and its ``gamma`` this ``alpha``, the compression, so its values 0.4 and 0.9, Wu et al.'s, are
+``alpha: 0.9, gamma: 0.4`` here, not these defaults). S is ``exp`` of log|X| projected on its first
 ``smooth_coeffs`` orthonormal DCT-II coefficients (30, as that MATLAB function; without its 5-point median filter).
 
 Two choices differ from that MATLAB function, each for a reason:
 - ``delay_origin="center"`` (the default) measures n from the frame's centre, not its first sample: a delay of half
   a frame adds ``(N / 2) |X|^2 / S^(2 gamma)`` to every bin, a magnitude term as large as the phase term it hides
-  (``"start"`` reproduces the MATLAB function's 1..N up to its 1-sample offset: here 0..N-1).
+  (``"start"`` reproduces the MATLAB function's 1..N over the window's samples up to its 1-sample offset: here
+  0..N-1, from the window's first sample, not the zero-padded n_fft frame's).
 - no division by the utterance's largest value: the front-end's per-utterance normalisation (``normalize: true``)
   does that job.
 ``n_filters`` (120 by default) then averages the 257 bins over linear triangular filters (each filter's weights sum
@@ -85,6 +88,13 @@ class ModifiedGroupDelayConfig(_FramingConfig):
         if self.n_filters is not None and self.n_filters <= 0:
             raise ValueError(f"n_filters must be > 0 (or null for every FFT bin), got {self.n_filters}")
         _check_band(self.f_min, self.sample_rate / 2.0 if self.f_max is None else self.f_max, self.sample_rate)
+        narrowed = self.f_min != 0.0 or self.f_max not in (None, self.sample_rate / 2.0)
+        if self.n_filters is None and narrowed:
+            # the band only places the filters: without them every bin up to Nyquist came out, the band ignored
+            raise ValueError(
+                f"f_min/f_max (got {self.f_min}, {self.f_max}) bound the n_filters bands, but n_filters is null: "
+                f"every FFT bin from 0 Hz to Nyquist is kept; set n_filters, or leave f_min at 0 and f_max null"
+            )
         if self.delay_origin not in ("center", "start"):
             raise ValueError(f"delay_origin must be 'center' or 'start', got {self.delay_origin!r}")
         if not 0.0 < self.log_floor < 1.0:
@@ -135,13 +145,16 @@ class ModifiedGroupDelay(_PowerSpectrum):
         return cfg.n_fft // 2 + 1 if cfg.n_filters is None else int(cfg.n_filters)
 
     def _delay_window(self, window: Tensor) -> Tensor:
-        """n * w[n] for the window's samples n, n counted from the frame's centre or its first sample."""
+        """n * w[n] for the window's samples n, n counted from the frame's centre or the window's first sample."""
         cfg = self.cfg
         n = torch.arange(cfg.win_length, dtype=window.dtype, device=window.device)
         # torch.stft centres a window shorter than n_fft in the frame: sample 0 of the window is frame sample `left`
         left = (cfg.n_fft - cfg.win_length) // 2
-        origin = cfg.n_fft / 2.0 if cfg.delay_origin == "center" else 0.0
-        return (n + left - origin) * window
+        # "start" counts from the window's sample 0, as the MATLAB function counts 1..N over its win_length-sample
+        # frame (zero-padded after it to n_fft). Counted from the n_fft frame's first sample, every delay was `left`
+        # (56 for 400 in 512) samples longer: a magnitude term left * |X|^2 / S^(2 gamma) the MATLAB feature has not
+        origin = cfg.n_fft / 2.0 - left if cfg.delay_origin == "center" else 0.0
+        return (n - origin) * window
 
     def forward(self, waveform: Tensor) -> Tensor:
         check_float_samples(waveform)
