@@ -596,10 +596,16 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     A list item is indexed as error messages name it, ``data.train[0].folds={n: 4, keep: [3]}``, or by an
     integer part, ``data.train.0.folds=...``: either changes the first protocol spec of a recipe that lists
     several.
+
+    A key given twice with different values (``trainer.epochs=3 ... trainer.epochs=5``), or a key replaced whole
+    after a dotted override inside it (``trainer.epochs=3 trainer={...}``), is refused: only the last would count,
+    silently, as a YAML key written twice would (which the recipe reader refuses too). A key replaced whole and then
+    changed by a dotted override (``trainer={...} trainer.epochs=3``) is what overriding is for.
     """
     import copy
 
     out = copy.deepcopy(dict(data))
+    given: dict[tuple[Any, ...], tuple[str, Any]] = {}  # each key set so far, as slots: (its override, its value)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
@@ -621,15 +627,20 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
                 f"e.g. {key}=\"'{example}'\""
             ) from None
         node: Any = out
+        at: list[Any] = []  # the slots walked: `data.train[0]` and `data.train.-1` of a list of one are one key
         for i, (part, indexed) in enumerate(parts):
             where = _override_key(parts[:i])  # the key up to `node`, in the form written
             if isinstance(node, list):
                 slot: Any = _list_index(node, part, item, where)
+                at.append(slot % len(node))
             elif indexed:  # `data.train[0]` where train is one spec, not a list
                 raise ConfigError(f"override {item!r}: [{part}] indexes a list, but {where} is a mapping")
             else:
                 slot = part
+                at.append(part)
             if i == len(parts) - 1:
+                _check_not_given(given, tuple(at), item, key, value)
+                given[tuple(at)] = (item, value)
                 node[slot] = value
                 break
             child = node[slot] if isinstance(node, list) else node.get(part)
@@ -651,6 +662,50 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
             child = node[slot] = dict(child) if isinstance(child, dict) else list(child)
             node = child
     return out
+
+
+def _check_not_given(
+    given: Mapping[tuple[Any, ...], tuple[str, Any]], at: tuple[Any, ...], item: str, key: str, value: Any
+) -> None:
+    """A ConfigError when override ``item`` (of ``key``, at slots ``at``) would silently undo an earlier one of
+    ``given``: the same key with another value, or a key inside it whose value ``value`` does not keep."""
+    for earlier_at, (earlier, earlier_value) in given.items():
+        if earlier_at == at and not _same_value(earlier_value, value):
+            raise ConfigError(
+                f"override {item!r}: {key} is already given, as {earlier!r}; only the last would count: give "
+                "each key once"
+            )
+        if len(earlier_at) > len(at) and earlier_at[: len(at)] == at:
+            held = _value_at(value, earlier_at[len(at) :])
+            if held is _NOT_HELD or not _same_value(held, earlier_value):
+                raise ConfigError(
+                    f"override {item!r} replaces the whole of {key}, dropping the earlier {earlier!r}: give "
+                    f"{key}=... first and the dotted override after it (or put that value inside {key}=...)"
+                )
+
+
+_NOT_HELD = object()
+
+
+def _value_at(value: Any, slots: Sequence[Any]) -> Any:
+    """What ``value`` (an override's, parsed) holds at ``slots`` (mapping keys and list indices), or ``_NOT_HELD``."""
+    for slot in slots:
+        if isinstance(slot, int) and isinstance(value, list) and slot < len(value):
+            value = value[slot]
+        elif isinstance(value, dict) and slot in value:
+            value = value[slot]
+        else:
+            return _NOT_HELD
+    return value
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether two parsed override values are the same setting: equal and of one type (``1`` is not ``true``)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_same_value, a, b))
+    return type(a) is type(b) and a == b
 
 
 _OVERRIDE_PART = re.compile(r"([^.\[\]]*)((?:\[-?\d+\])*)")

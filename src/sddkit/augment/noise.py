@@ -65,14 +65,14 @@ class NoiseFilesConfig:
     constant DC offset) is drawn again, from a random file, up to 8 times before a SilentAudioError names the
     files drawn."""
 
-    root: str = ""
+    root: str  # required, no default: `sdd list augmentation NAME` shows it so, and a recipe without it fails when read
     extensions: list[str] = field(default_factory=lambda: [".wav", ".flac"])
     snr_db: Range = (0.0, 20.0)
     p: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.root:
-            raise ValueError("root (a folder of noise files) is required")
+            raise ValueError(f"root must name a folder of noise files, got {self.root!r}")
         if not self.extensions:
             raise ValueError("extensions must name at least one file type, e.g. ['.wav', '.flac']")
         check_range("snr_db", self.snr_db, *SNR_DB_LIMITS)

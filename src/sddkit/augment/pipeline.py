@@ -115,17 +115,19 @@ class ComposeConfig:
 class OneOfConfig:
     """choices: specs of which exactly one is applied; weights: relative odds (default equal); p: probability."""
 
-    choices: list[Any] = field(default_factory=list)
+    choices: list[Any]  # no default: a recipe must give it (`sdd list augmentation one_of` showed `= []`)
     weights: list[float] | None = None
     p: float = 1.0
 
     def __post_init__(self) -> None:
         self.choices = _parse_specs(self.choices, "choices")
         if not self.choices:
-            raise ValueError("one_of needs at least one choice")
+            raise ValueError("choices must list at least one augmentation for one_of, got []")
         if self.weights is not None:
             if len(self.weights) != len(self.choices):
-                raise ValueError(f"{len(self.weights)} weights for {len(self.choices)} choices")
+                raise ValueError(
+                    f"weights: {len(self.weights)} given for {len(self.choices)} choices: give one per choice"
+                )
             total = sum(float(w) for w in self.weights)  # plain floats: an overflow gives inf, without a warning
             # an infinite weight (or a sum that overflows) made the odds NaN: the run failed at its first item
             if any(w < 0 for w in self.weights) or not 0.0 < total < np.inf:

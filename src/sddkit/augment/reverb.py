@@ -215,13 +215,13 @@ class RirFilesConfig:
     no response above its Nyquist frequency: convolving with it attenuates the speech above it (an 8 kHz file the
     5-8 kHz band of 16 kHz speech, by 10-25 dB), so use impulse responses sampled at the audio's rate or above."""
 
-    root: str = ""
+    root: str  # required, no default: `sdd list augmentation NAME` shows it so, and a recipe without it fails when read
     extensions: list[str] = field(default_factory=lambda: [".wav", ".flac"])
     p: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.root:
-            raise ValueError("root (a folder of impulse-response files) is required")
+            raise ValueError(f"root must name a folder of impulse-response files, got {self.root!r}")
         if not self.extensions:
             raise ValueError("extensions must name at least one file type, e.g. ['.wav', '.flac']")
         check_probability(self.p)

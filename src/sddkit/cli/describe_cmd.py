@@ -5,7 +5,9 @@ recipe whose ``model`` key holds one of those; or a model directory (or its ``co
 is built on PyTorch's ``meta`` device: shapes and counts without allocating memory (an XLS-R 2B costs nothing). On the
 meta device no weights are read: an encoder's ``pretrained`` directory gives its architecture (its
 ``config.json``: a folder may differ from the preset in the convolutions' biases and norms, which change the
-counts), and one that is not there is left aside, the preset's architecture giving the counts.
+counts), and one that is not there is left aside, the preset's architecture giving the counts. A recipe that starts
+from a model directory (``init_from``) is counted from that directory's config, or from the recipe beside it that
+trains it while it is not there yet, grown by ``molex.add_experts``.
 """
 
 from __future__ import annotations
@@ -67,13 +69,24 @@ def model_config_from(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     raise ConfigError(f"config holds no model: expected 'frontend'/'backend', 'experts'/'gate', or a 'model' key{hint}")
 
 
-def describe(data: dict[str, Any], device: str = "meta", notes: list[str] | None = None) -> dict[str, Any]:
+def describe(
+    data: dict[str, Any], device: str = "meta", notes: list[str] | None = None, recipe_path: Path | None = None
+) -> dict[str, Any]:
     """The counts of the model ``data`` (a recipe, detector or mixture mapping) holds. ``notes`` (when given)
     receives what the caller should tell about them: an encoder's ``pretrained`` folder that is not there, whose
-    preset's architecture was counted (on the meta device)."""
+    preset's architecture was counted (on the meta device); the model an ``init_from`` recipe starts from.
+
+    An ``init_from`` recipe (read from ``recipe_path``) is counted from the config of the model directory it starts
+    from, or, while that is not there yet, from the model of the recipe beside it that trains it (its
+    ``trainer.out_dir``/best or /final); ``molex.add_experts`` then grows it as ``sdd train`` does."""
     from sddkit.detectors.model_dir import ARCHITECTURES
     from sddkit.pretrained import folder_architectures, without_pretrained
 
+    molex = data.get("molex") if isinstance(data.get("molex"), dict) else {}
+    grow, init_from = 0, data.get("init_from")
+    if isinstance(init_from, str) and data.get("model") is None and data.get("mixture") is None:
+        grow = int(molex.get("add_experts") or 0)
+        data = _starting_model(init_from, recipe_path, grow, notes if notes is not None else [])
     architecture, model_cfg = model_config_from(data)
     if architecture == "mixture" and model_cfg.get("expert_dirs"):
         from sddkit.config import from_dict
@@ -99,9 +112,85 @@ def describe(data: dict[str, Any], device: str = "meta", notes: list[str] | None
 
     with torch.device(device):
         model = ARCHITECTURES[architecture](model_cfg)
+        if grow:
+            from sddkit.errors import ConfigError
+            from sddkit.training.molex import ExpertAddition
+
+            try:  # what this stage trains: the new experts (and the back-end with molex.train_backend)
+                ExpertAddition(model, grow, train_backend=bool(molex.get("train_backend")))
+            except ConfigError as exc:  # a model it cannot grow: as sdd train says it
+                raise ConfigError(f"init_from={init_from}: {exc}") from None
     out: dict[str, Any] = {"architecture": architecture, **count_params(model)}
     out["modules"] = {name: count_params(child) for name, child in model.named_children()}
     return out
+
+
+def _starting_model(init_from: str, recipe_path: Path | None, grow: int, notes: list[str]) -> dict[str, Any]:
+    """``{"model": ...}`` (or ``{"mixture": ...}``): the model config an ``init_from`` recipe starts from, and a note
+    saying where it was read; a ConfigError saying what to do when neither its directory nor the recipe that trains
+    it is found. A first stage not trained yet is the usual case when a two-stage plan is sized."""
+    from sddkit.config import expand_home, from_dict, load_yaml, missing_relative_hint
+    from sddkit.detectors.model_dir import CONFIG_NAME, read_model_config
+    from sddkit.errors import CheckpointError, ConfigError
+    from sddkit.training.recipe import TrainRecipe
+
+    directory = expand_home(init_from)
+    grown = f", grown by molex.add_experts={grow} as sdd train grows it" if grow else ""
+    if Path(directory).exists():
+        try:
+            stored = read_model_config(directory)
+        except CheckpointError as exc:
+            raise ConfigError(f"init_from: {exc}") from None
+        notes.append(
+            f"init_from={init_from}: counted from the model its {CONFIG_NAME} describes (no weights read){grown}"
+        )
+        return {"model": stored["model"]}
+    first = _first_stage_recipe(directory, recipe_path)
+    if first is None:
+        raise ConfigError(
+            f"init_from={init_from}: no such model directory{missing_relative_hint(directory)}, and no recipe beside "
+            "this one trains it (its trainer.out_dir/best or /final): this recipe's model is the one that directory "
+            "will hold. Describe the first stage's recipe (sdd describe FIRST_RECIPE.yaml), or train it and describe "
+            "this recipe again"
+        )
+    path, model = first
+    try:  # checked as sdd train would check it: a model it refuses was counted under this recipe's name
+        from_dict(TrainRecipe, load_yaml(path))
+    except ConfigError as exc:
+        raise ConfigError(f"init_from={init_from}: the recipe that trains it, {path}: {exc}") from None
+    notes.append(
+        f"init_from={init_from} is not there yet: counted from the model of {path}, the recipe that trains it, "
+        f"as written there (no weights read){grown}"
+    )
+    return model
+
+
+def _first_stage_recipe(directory: str, recipe_path: Path | None) -> tuple[Path, dict[str, Any]] | None:
+    """(the recipe beside ``recipe_path`` whose ``trainer.out_dir``/best or /final is ``directory``, its ``model`` or
+    ``mixture`` entry), when exactly one is found; a shipped second stage names its first stage's output so."""
+    import os
+
+    from sddkit.config import expand_home, load_yaml
+    from sddkit.errors import ConfigError
+
+    if recipe_path is None or Path(directory).name not in ("best", "final"):
+        return None
+    wanted = os.path.normpath(os.path.abspath(Path(directory).parent))
+    found = []
+    for candidate in sorted(recipe_path.parent.glob("*.y*ml")):
+        if candidate.resolve() == recipe_path.resolve() or candidate.suffix not in (".yaml", ".yml"):
+            continue
+        try:
+            data = load_yaml(candidate)
+        except ConfigError:  # not a recipe of ours: not the first stage
+            continue
+        trainer = data.get("trainer")
+        out_dir = trainer.get("out_dir") if isinstance(trainer, dict) else None
+        model = {k: data[k] for k in ("model", "mixture") if isinstance(data.get(k), dict)}
+        if isinstance(out_dir, str) and len(model) == 1:
+            if os.path.normpath(os.path.abspath(expand_home(out_dir))) == wanted:
+                found.append((candidate, model))
+    return found[0] if len(found) == 1 else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
             section = ""  # a detector or mixture config at the top level of the file
     notes: list[str] = []
     try:
-        described = describe(data, args.device, notes)
+        described = describe(data, args.device, notes, recipe_path=None if stored_in is not None else path)
     except ConfigError as exc:
         if type(exc) is not ConfigError:
             raise

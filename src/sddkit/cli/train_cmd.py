@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train a detector or a mixture. Overrides are dotted key=value pairs, e.g. trainer.max_steps=100 "
         "trainer.out_dir=runs/short; values are parsed as YAML. A dotted key changes one field of a component the "
         "recipe names (strategy.beta=0.5 in an MLDG recipe); 'strategy={name: mldg, beta: 0.5}' replaces the whole "
-        "entry.",
+        "entry (give it before a dotted override inside it). A key given twice with two values is refused.",
     )
     p.add_argument("recipe", help="recipe YAML file (see recipes/)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides")
