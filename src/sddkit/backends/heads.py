@@ -10,11 +10,17 @@
 Back-end configs inherit :class:`ClassifierConfig`, so every back-end takes ``head`` and ``head_scale``
 and builds its output layer with :func:`build_classifier`. The layer is the back-end's ``classifier``
 attribute in both cases (state-dict keys ``classifier.weight`` [+ ``classifier.bias``]).
+
+Both compute their logits in the layer's own dtype (float32) under autocast too (``trainer.bf16``): bfloat16 logits
+keep 8 significant bits, so logits near 6 were rounded to steps of 1/32 and the validation scores (their difference)
+tied and reordered against float32 scoring of the same weights, moving the validation EER that picks ``best/``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,7 +30,28 @@ from torch import Tensor, nn
 
 from sddkit.config import set_away_from_default
 
-__all__ = ["ClassifierConfig", "CosineHead", "build_classifier"]
+__all__ = ["ClassifierConfig", "CosineHead", "Float32Linear", "build_classifier"]
+
+
+@contextmanager
+def _without_autocast(x: Tensor) -> Iterator[bool]:
+    """Autocast off for ``x``'s device inside; yields whether it was on (the input then needs casting back up)."""
+    device = x.device.type
+    if not torch.is_autocast_enabled(device):
+        yield False
+        return
+    with torch.autocast(device_type=device, enabled=False):
+        yield True
+
+
+class Float32Linear(nn.Linear):
+    """``nn.Linear`` (same parameters, same state-dict keys) that autocast does not lower: under autocast it
+    computes in its weight's dtype (float32 in training), on its input cast to that dtype. Outside autocast it is
+    ``nn.Linear`` exactly (a half-precision model stays in its own dtype)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        with _without_autocast(x) as lifted:
+            return super().forward(x.to(self.weight.dtype) if lifted else x)
 
 
 @dataclass(kw_only=True)
@@ -60,7 +87,9 @@ class CosineHead(nn.Module):
         return F.linear(F.normalize(x, dim=-1), F.normalize(self.weight, dim=-1)).squeeze(-1)
 
     def forward(self, x: Tensor) -> Tensor:
-        half = 0.5 * self.scale * self.cosine(x)
+        # in float32 under autocast too: a bfloat16 cosine times the scale (20) moved the log-odds in steps of 0.04
+        with _without_autocast(x) as lifted:
+            half = 0.5 * self.scale * self.cosine(x.to(self.weight.dtype) if lifted else x)
         return torch.stack([-half, half], dim=-1)
 
     def extra_repr(self) -> str:
@@ -71,4 +100,4 @@ def build_classifier(cfg: ClassifierConfig, in_dim: int) -> nn.Module:
     """The output layer ``cfg.head`` asks for, on embeddings of size ``in_dim``."""
     if cfg.head == "cosine":
         return CosineHead(in_dim, cfg.head_scale)
-    return nn.Linear(in_dim, 2)
+    return Float32Linear(in_dim, 2)

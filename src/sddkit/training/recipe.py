@@ -463,7 +463,10 @@ class TrainerConfig:
     device: where training runs: ``auto`` (CUDA when this machine has it, else the CPU), ``cpu``, ``cuda`` (GPU 0; under
     torchrun each process's GPU ``LOCAL_RANK``) or ``cuda:N`` (GPU N, one process only: under torchrun choose the GPUs
     with ``CUDA_VISIBLE_DEVICES``). A GPU this machine lacks is refused before anything is read.
-    bf16: bfloat16 autocast, applied on GPU only.
+    bf16: bfloat16 autocast, applied on a GPU with bfloat16 tensor cores only (compute capability 8.0, Ampere, or
+    newer): on the CPU, and with a warning on an older GPU (V100, T4: bfloat16 emulated, slower than float32), training
+    runs in float32. run.json's sessions record what was used (``autocast``). The output layer computes the logits in
+    float32 under autocast too, so validation scores (and the EER that picks ``best/``) are not rounded to bfloat16.
     """
 
     epochs: int = 10

@@ -340,6 +340,7 @@ class Trainer:
         # checkpoints) stops the others at once; before it, they waited in init_process_group until its timeout
         # (torchrun ends them, a launch of one's own did not)
         self.device = select_device(cfg.device, self.info)
+        self._choose_precision()
         self._created_group = init_process_group(self.info, self.device)
         failure: Exception | None = None
         try:
@@ -578,8 +579,14 @@ class Trainer:
         self.model = self.module
         self._open_run(None)
 
+    def _choose_precision(self) -> None:
+        """Whether the forward passes run under bfloat16 autocast on this device (:func:`bf16_autocast`)."""
+        self._bf16, note = bf16_autocast(self.cfg.bf16, self.device)
+        if note and self.info.is_main:
+            log.warning(note)
+
     def _autocast(self) -> AbstractContextManager[Any]:
-        if self.cfg.bf16 and self.device.type == "cuda":
+        if self._bf16:  # trainer.bf16 on a GPU with bfloat16 tensor cores (bf16_autocast)
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
@@ -1761,6 +1768,9 @@ class Trainer:
             "world_size": self.info.world_size,
             "device": str(self.device),
             "device_name": device_name(self.device),  # kernels, hence the last bits of the weights, differ by GPU
+            # what the forward passes ran under: trainer.bf16 is only what was asked (GPU only; float32 on a GPU
+            # without bfloat16 tensor cores), and the precision moves the weights and scores as the GPU does
+            "autocast": "bfloat16" if self._bf16 else None,
             # relative protocol, audio and out_dir paths of the recipe are read against it
             "cwd": os.getcwd(),
             "torch_threads": torch.get_num_threads(),  # CPU reductions depend on it
@@ -1953,6 +1963,28 @@ class Trainer:
                 atomic_write_bytes(path, (json.dumps(report, indent=2) + "\n").encode())
             except OSError as exc:  # a full disk after best/ and final/ were written: a resume of the run writes it
                 raise self._write_failed(str(path), exc) from None
+
+
+def bf16_autocast(wanted: bool, device: torch.device) -> tuple[bool, str | None]:
+    """Whether ``trainer.bf16`` (``wanted``) trains under bfloat16 autocast on ``device``, and the warning to log
+    where it was asked for but is not used.
+
+    Only on a GPU with bfloat16 tensor cores (compute capability 8.0, Ampere, or newer; ROCm): a V100 or T4 has
+    none, and torch emulates bfloat16 there, slower than float32 and with 8 significant bits, so the default
+    ``bf16: true`` trained a recipe slower and less precisely than float32 on those GPUs. They train in float32,
+    said in one line (run.json's ``autocast`` records it). The CPU never autocasts (as documented)."""
+    if not wanted or device.type != "cuda":
+        return False, None
+    if torch.version.hip:  # torch takes bfloat16 as native on ROCm (torch.cuda.is_bf16_supported)
+        return True, None
+    major, minor = torch.cuda.get_device_capability(device)
+    if major >= 8:
+        return True, None
+    return False, (
+        f"trainer.bf16: {torch.cuda.get_device_name(device)} (compute capability {major}.{minor}) has no bfloat16 "
+        "tensor cores (they start with compute capability 8.0, Ampere): training in float32, as bfloat16 would be "
+        "emulated there, slower than float32 and less precise (set trainer.bf16: false to drop this warning)"
+    )
 
 
 def _now() -> str:
