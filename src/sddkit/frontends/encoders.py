@@ -1544,6 +1544,25 @@ def recorded_normalize_config(config: Any) -> Any:
     return _each_spec(config, recorded_normalize_spec)
 
 
+def folder_normalize_entries(config: Any, prefix: str = "model") -> dict[str, tuple[str, Any]]:
+    """Every wav2vec2-family encoder spec of ``config`` (a model config as plain data) that has a ``pretrained``
+    folder, by the dotted key of its ``normalize``: ``{"model.frontend.encoder.normalize": (folder, value)}``.
+
+    What a resume compares between the model config its checkpoint recorded (:func:`recorded_normalize_config`: the
+    value the folder decided) and today's: keys as the recipe's overrides spell them."""
+    found: dict[str, tuple[str, Any]] = {}
+    if isinstance(config, dict):
+        name, folder = config.get("name"), config.get("pretrained")
+        if name in PRESETS and PRESETS[name].family != "whisper" and isinstance(folder, str):
+            found[f"{prefix}.normalize"] = (folder, config.get("normalize"))
+        for key, value in config.items():
+            found.update(folder_normalize_entries(value, f"{prefix}.{key}"))
+    elif isinstance(config, list):
+        for i, item in enumerate(config):
+            found.update(folder_normalize_entries(item, f"{prefix}.{i}"))
+    return found
+
+
 def _each_spec(config: Any, spec_fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
     """``config`` (plain data) with ``spec_fn`` applied to every mapping, innermost first (``spec_fn`` gives back
     those that are no encoder spec unchanged)."""
@@ -1614,6 +1633,7 @@ __all__ = [
     "build_encoder",
     "dropout_override_problem",
     "feature_extractor_problem",
+    "folder_normalize_entries",
     "ignored_override_problem",
     "pretrained_structure_problem",
     "recorded_normalize_config",

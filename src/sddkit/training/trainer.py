@@ -45,8 +45,11 @@ recipe seed, without one) MLDG's split stream built from it; another ``trainer.p
 the run has stopped early. A change the checkpoint's weights or optimiser moments cannot fit (another width, other
 trainable parameters) is a CheckpointError naming the changed keys. So is a pretrained folder whose frozen weights
 are no longer those the checkpoint was trained over (another encoder saved under the same path): checkpoints leave
-those weights to the folder, and record their digest. So is a resume that switches ``trainer.ema_decay`` on or off
-(the checkpoints ranked so far hold one kind of model); another decay applies from the restored step on.
+those weights to the folder, and record their digest. So is one whose feature-extractor file now decides another
+waveform normalisation for an encoder with ``normalize: null`` than at the run's start (recorded in the checkpoints'
+model config; the recipe's own ``normalize`` changed is a recipe change). So is a resume that switches
+``trainer.ema_decay`` on or off (the checkpoints ranked so far hold one kind of model); another decay applies from the
+restored step on.
 
 Such a resume is recorded, with more steps or epochs too (they replan the schedule; only the run settings are left
 out): ``TrainState.resumes`` gets ``{"step", "checkpoint", "changes"}``, which every later checkpoint keeps beside
@@ -615,9 +618,13 @@ class Trainer:
             return built.model
         else:
             from sddkit.detectors.detector import build_detector
+            from sddkit.frontends.encoders import recorded_normalize_config
 
             model = build_detector(r.model)  # type: ignore[arg-type]
-            self.model_config = absolute_pretrained_paths(to_dict(r.model))  # loadable from any folder
+            # loadable from any folder, with the waveform normalisation an encoder's pretrained folder decided now
+            # written out: what the checkpoints record, best/ exported from one of them, and a resume compares
+            # (_check_folder_normalize); left null, an export or a resume decided it again from the folder found then
+            self.model_config = recorded_normalize_config(absolute_pretrained_paths(to_dict(r.model)))
         # Frozen parameters the builder read from pretrained files come back from them when the model
         # is rebuilt; checkpoints and exports then store the rest only ("trainable" model dirs).
         self._reloadable = reloadable_names(model)
@@ -1209,6 +1216,7 @@ class Trainer:
                 f"(digest {str(self._frozen_digest)[:12]}, recorded {str(recorded_frozen)[:12]}){changed}: restore "
                 "that folder as it was, or train over the new weights in another trainer.out_dir"
             )
+        self._check_folder_normalize(path, state, recorded_recipe)
         if changes and self.info.is_main:  # (every rank reads the same checkpoint: said once, not once a rank)
             # a resume continues the checkpoint's weights, optimiser moments and position under the new values
             log.warning(
@@ -1261,6 +1269,43 @@ class Trainer:
         self.history = list(state.get("history", []))
         log.info("resumed from %s (step %d, epoch %d)", path, self.state.step, self.state.epoch)
         return path.name
+
+    def _check_folder_normalize(self, path: Path, state: dict[str, Any], recorded_recipe: dict[str, Any]) -> None:
+        """Refuse a resume whose encoder's pretrained folder now decides another waveform normalisation than it did
+        when the run started (``normalize: null``: ``do_normalize`` of the folder's feature-extractor file, else its
+        extractor type). The folder was read again at every resume: one whose preprocessor_config.json was edited,
+        replaced or left out of a copy since went on training the checkpoint's weights on other input, without a
+        word (the pretrained digest checks the weights only). A normalize the recipe sets (then or now) is the
+        recipe's own value: a changed one is a recipe change, warned of as such."""
+        if self.recipe.model is None:  # init_from and mixtures: their model directories record the value
+            return
+        from sddkit.frontends.encoders import folder_normalize_entries
+
+        recorded = folder_normalize_entries(state.get("model_config"))  # absent from checkpoints of older sddkit
+        written = [
+            folder_normalize_entries(recorded_recipe.get("model")),
+            folder_normalize_entries(to_dict(self.recipe.model)),
+        ]
+        for key, (folder, now) in folder_normalize_entries(self.model_config).items():
+            was = recorded.get(key, ("", None))[1]
+            if not isinstance(was, bool) or not isinstance(now, bool) or was == now:
+                continue
+            if any(entries.get(key, ("", None))[1] is not None for entries in written):
+                continue
+            # sdd cv refuses a fold rerun under another recipe: there, the run's value cannot be given on resuming
+            value = str(was).lower()
+            keep = (
+                f"keep the run's value ({key}={value} with {self.resume_with}), or "
+                if self.resume_takes_overrides
+                else ""
+            )
+            raise CheckpointError(
+                f"{path}: this run was trained with the waveform normalisation its encoder's pretrained folder "
+                f"{folder} decided when it started ({key}: null gave {value}), and that folder now decides "
+                f"{str(now).lower()} (do_normalize of its preprocessor_config.json or processor_config.json, else its "
+                f"feature extractor type: the file was edited, replaced or left out since): restore that file as it "
+                f"was, or {keep}train with the folder's new value in another trainer.out_dir"
+            )
 
     def _raw_weights(self, path: Path, state: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The weights training goes on from in checkpoint ``state``; keeps its moving average for _setup. A resume
