@@ -24,10 +24,22 @@ Two choices differ from that MATLAB function, each for a reason:
   a frame adds ``(N / 2) |X|^2 / S^(2 gamma)`` to every bin, a magnitude term as large as the phase term it hides
   (``"start"`` reproduces the MATLAB function's 1..N over the window's samples up to its 1-sample offset: here
   0..N-1, from the window's first sample, not the zero-padded n_fft frame's).
-- no division by the utterance's largest value: the front-end's per-utterance normalisation (``normalize: true``)
-  does that job.
+- no division by the utterance's largest value by default: the front-end's per-utterance normalisation
+  (``normalize: true``) does that job for a neural back-end. ``max_normalize: true`` divides each utterance's gram
+  (bands or bins x frames, each item of a batch on its own) by its largest absolute value as the MATLAB function
+  does; it scales the cepstrum below with it, and makes the features (nearly: the log floor) independent of the
+  recording's gain.
 ``n_filters`` (120 by default) then averages the 257 bins over linear triangular filters (each filter's weights sum
 to 1), so an LCNN sees as many bands as over the ``lfb`` features; ``null`` keeps every bin.
+
+MGDCC, the gram's cepstrum (``n_coeffs`` set; None, the default, gives the gram): the orthonormal DCT-II of each
+frame's gram over its bands (all 257 bins with ``n_filters: null``), as MATLAB's ``dct``, keeping c1 .. c_n_coeffs:
+c0, the frame's mean delay, is dropped as the MATLAB function's ``cep(2:num_coeff+1, :)`` drops it (``with_c0: true``
+keeps c0 .. c_{n_coeffs-1}). ``with_deltas: true`` appends deltas and double deltas as ``lfcc`` computes them
+(:func:`~sddkit.features.spectral.deltas`, ``delta_width`` 3, unnormalised): 3 * n_coeffs dims. The MATLAB function's
+MGDCC, its ``[~, cep] = modified_group_delay_feature(file, 0.4, 0.9, 12)``, is ``alpha: 0.9, gamma: 0.4,
+delay_origin: start, n_filters: null, n_coeffs: 12, max_normalize: true`` (12 dims; less its median filter, and up
+to its framing: centred frames here, the periodic Hamming window, a log floor in the smoothing).
 
 Computed in float64 and returned in float32 (float64 for float64 input), autocast off: the quiet bins' numerator is
 FFT rounding noise divided by a small S^(2 gamma), which a float32 FFT makes differ between implementations (torch,
@@ -50,13 +62,14 @@ from sddkit.features.spectral import (
     _real_stft,
     check_float_samples,
     dct_matrix,
+    deltas,
     linear_filterbank,
     pre_emphasis,
     stft,
     window_function,
 )
 
-__all__ = ["ModifiedGroupDelay", "ModifiedGroupDelayConfig", "dct_smoothing_matrix", "stft_parts"]
+__all__ = ["ModifiedGroupDelay", "ModifiedGroupDelayConfig", "cepstrum_matrix", "dct_smoothing_matrix", "stft_parts"]
 
 DelayOrigin = Literal["center", "start"]
 
@@ -64,7 +77,10 @@ DelayOrigin = Literal["center", "start"]
 @dataclass
 class ModifiedGroupDelayConfig(_FramingConfig):
     """Modified group delay: 25 ms Hamming window, 10 ms hop, 512-point FFT, alpha 0.4, gamma 0.9, log|X| smoothed on
-    its first 30 DCT coefficients, averaged over 120 linear filters (0-8 kHz). See the module docstring."""
+    its first 30 DCT coefficients, averaged over 120 linear filters (0-8 kHz). ``n_coeffs`` (None: the gram) gives
+    its cepstrum, MGDCC: c1 .. c_n_coeffs of an orthonormal DCT-II over the bands (``with_c0``: c0 ..
+    c_{n_coeffs-1}), with deltas and double deltas if ``with_deltas``. ``max_normalize`` divides the gram by the
+    utterance's largest absolute value first. See the module docstring."""
 
     window: Literal["hann", "hamming"] = "hamming"
     alpha: float = 0.4
@@ -75,6 +91,16 @@ class ModifiedGroupDelayConfig(_FramingConfig):
     f_max: float | None = None
     delay_origin: DelayOrigin = "center"
     log_floor: float = 1e-10
+    n_coeffs: int | None = None
+    with_c0: bool = False
+    with_deltas: bool = False
+    delta_width: int = 3
+    max_normalize: bool = False
+
+    @property
+    def bands(self) -> int:
+        """The gram's rows: n_filters, or every FFT bin (n_fft // 2 + 1) with ``n_filters: null``."""
+        return self.n_fft // 2 + 1 if self.n_filters is None else int(self.n_filters)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -99,6 +125,31 @@ class ModifiedGroupDelayConfig(_FramingConfig):
             raise ValueError(f"delay_origin must be 'center' or 'start', got {self.delay_origin!r}")
         if not 0.0 < self.log_floor < 1.0:
             raise ValueError(f"log_floor must be in (0, 1), got {self.log_floor}")
+        self._check_cepstrum()
+
+    def _check_cepstrum(self) -> None:
+        if self.n_coeffs is None:
+            # these shape the cepstrum: on the gram they would be ignored without a word
+            if self.with_c0 or self.with_deltas:
+                named = [k for k in ("with_c0", "with_deltas") if getattr(self, k)]
+                given = " and ".join(f"{k}: true" for k in named)
+                raise ValueError(
+                    f"{given} {'apply' if len(named) > 1 else 'applies'} to the MGD cepstrum (MGDCC), but n_coeffs "
+                    f"is null (the gram); "
+                    f"set n_coeffs (covarep's MGDCC keeps 12), or leave {given.replace(': true', '')} false"
+                )
+        else:
+            bands = self.bands
+            most = bands if self.with_c0 else bands - 1
+            if isinstance(self.n_coeffs, bool) or not 1 <= self.n_coeffs <= most:
+                where = "n_filters" if self.n_filters is not None else "n_fft // 2 + 1 bins with n_filters null"
+                dropped = "" if self.with_c0 else ", c0 dropped (with_c0: false)"
+                raise ValueError(
+                    f"n_coeffs must be in [1, {most}]: the DCT over the {bands} bands ({where}) has {bands} "
+                    f"coefficients{dropped}; got {self.n_coeffs}"
+                )
+        if self.delta_width < 3 or self.delta_width % 2 == 0:
+            raise ValueError(f"delta_width must be odd and >= 3, got {self.delta_width}")
 
 
 def dct_smoothing_matrix(bins: int, keep: int) -> Tensor:
@@ -106,6 +157,15 @@ def dct_smoothing_matrix(bins: int, keep: int) -> Tensor:
     low-passed along its bins (MATLAB's ``idct(dct(v)(1:keep), bins)``)."""
     basis = dct_matrix(bins, keep).double()  # (keep, bins), rows orthonormal
     return basis.T @ basis
+
+
+def cepstrum_matrix(cfg: ModifiedGroupDelayConfig) -> Tensor:
+    """The (n_coeffs, bands) float64 rows of the orthonormal DCT-II (MATLAB's ``dct``) that give the MGDCC of a gram
+    frame: c1 .. c_n_coeffs, or c0 .. c_{n_coeffs-1} with ``with_c0``."""
+    if cfg.n_coeffs is None:
+        raise ValueError("n_coeffs is null: the front-end gives the gram, which has no cepstrum matrix")
+    first = 0 if cfg.with_c0 else 1
+    return dct_matrix(cfg.bands, cfg.n_coeffs + first, dtype=torch.float64)[first:]
 
 
 def stft_parts(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor, center: bool) -> tuple[Tensor, Tensor]:
@@ -121,7 +181,10 @@ def stft_parts(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor, center
 
 
 class ModifiedGroupDelay(_PowerSpectrum):
-    """Modified group delay: waveform (..., T) -> (..., n_filters or n_fft // 2 + 1, frames)."""
+    """Modified group delay: waveform (..., T) -> (..., output_dim, frames).
+
+    output_dim: the gram's bands (n_filters, or n_fft // 2 + 1 with ``n_filters: null``); with ``n_coeffs`` the
+    cepstrum's n_coeffs, times 3 with deltas ([static, delta, double delta])."""
 
     def __init__(self, cfg: ModifiedGroupDelayConfig | None = None):
         cfg = cfg or ModifiedGroupDelayConfig()
@@ -138,11 +201,16 @@ class ModifiedGroupDelay(_PowerSpectrum):
             )
             # an average per band, not a sum: the group delay is not an energy
             self.register_buffer("filterbank", fb / fb.sum(dim=1, keepdim=True).clamp_min(1e-12), persistent=False)
+        # float64 (Float32Constants keeps it from half precision): the cepstrum is computed in float64 with the gram
+        cepstrum = None if cfg.n_coeffs is None else cepstrum_matrix(cfg)
+        self.register_buffer("cepstrum", cepstrum, persistent=False)
 
     @property
     def output_dim(self) -> int:
         cfg = self.cfg
-        return cfg.n_fft // 2 + 1 if cfg.n_filters is None else int(cfg.n_filters)
+        if cfg.n_coeffs is None:
+            return cfg.bands
+        return cfg.n_coeffs * (3 if cfg.with_deltas else 1)
 
     def _delay_window(self, window: Tensor) -> Tensor:
         """n * w[n] for the window's samples n, n counted from the frame's centre or the window's first sample."""
@@ -175,4 +243,15 @@ class ModifiedGroupDelay(_PowerSpectrum):
             mgd = torch.sign(tau) * tau.abs().clamp_min(1e-12).pow(cfg.alpha)
             if self.filterbank is not None:
                 mgd = torch.matmul(self.filterbank.to(torch.float64), mgd)
-            return mgd.to(out_dtype)
+            if cfg.max_normalize:
+                # the MATLAB function's grp_phase / max(max(abs(grp_phase))), per item; an all-zero gram stays zero
+                peak = mgd.abs().amax(dim=(-2, -1), keepdim=True)
+                mgd = mgd / peak.clamp_min(torch.finfo(torch.float64).tiny)
+            if self.cepstrum is None:
+                return mgd.to(out_dtype)
+            ceps = torch.matmul(self.cepstrum.to(torch.float64), mgd)
+            if not cfg.with_deltas:
+                return ceps.to(out_dtype)
+            d1 = deltas(ceps, cfg.delta_width)
+            d2 = deltas(d1, cfg.delta_width)
+            return torch.cat([ceps, d1, d2], dim=-2).to(out_dtype)

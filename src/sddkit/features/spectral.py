@@ -184,15 +184,16 @@ def _warn_empty_filters(fb: Tensor, what: str, advice: str) -> None:
         warnings.warn(f"{empty} of the {what} cover no FFT bin (all zeros): {advice}", UserWarning, stacklevel=3)
 
 
-def dct_matrix(n_in: int, n_out: int) -> Tensor:
-    """Orthonormal DCT-II basis (n_out, n_in): ``coeffs = dct_matrix(N, K) @ x`` (MATLAB's ``dct``)."""
+def dct_matrix(n_in: int, n_out: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Orthonormal DCT-II basis (n_out, n_in): ``coeffs = dct_matrix(N, K) @ x`` (MATLAB's ``dct``); computed in
+    float64, returned in ``dtype``."""
     if not 0 < n_out <= n_in:
         raise ValueError(f"need 0 < n_out <= n_in, got n_out={n_out}, n_in={n_in}")
     n = torch.arange(n_in, dtype=torch.float64, device="cpu")
     k = torch.arange(n_out, dtype=torch.float64, device="cpu")[:, None]
     basis = torch.cos(math.pi / n_in * (n + 0.5) * k) * math.sqrt(2.0 / n_in)
     basis[0] /= math.sqrt(2.0)
-    return basis.to(torch.float32)
+    return basis.to(dtype)
 
 
 def window_function(

@@ -14,6 +14,7 @@ Each maps a waveform (B, T) at 16 kHz to a :class:`FrontendOutput`:
 | ``cqcc`` | (B, 3 * n_coeffs, frames) CQCC + deltas (ASVspoof CQCC-GMM baseline) | 60 |
 | ``raw`` | (B, T) the waveform itself (AASIST has its own sinc front-end) | ``None`` |
 
+``mgd`` with ``n_coeffs`` set gives the gram's cepstrum, MGDCC: (B, n_coeffs, frames), 3 * n_coeffs with deltas.
 ``lfcc`` keeps c0 as the LFCC-GMM baseline does; ``with_energy: true`` replaces it by the frame's log
 energy as the LFCC-LCNN baseline's front-end does. ``cqt`` and ``cqcc`` (:mod:`sddkit.features.cqt`) follow the
 MATLAB CQCC baseline's transform (its ERB-offset bandwidths, 15.6 Hz to Nyquist) with a frame every 10 ms; their
@@ -286,7 +287,9 @@ def build_lfcc(cfg: LFCCFrontendConfig, **context: Any) -> SpectralFrontend:
 
 @FRONTENDS.register("mgd", config=ModifiedGroupDelayFrontendConfig)
 def build_mgd(cfg: ModifiedGroupDelayFrontendConfig, **context: Any) -> SpectralFrontend:
-    """Modified group delay, a phase feature (alpha 0.4, gamma 0.9; 120 linear bands, 25/10 ms): (B, 120, frames)."""
+    """Modified group delay, a phase feature (120 linear bands, 25/10 ms): (B, 120, frames); n_coeffs: MGDCC.
+
+    alpha 0.4, gamma 0.9; ``n_coeffs`` gives its cepstrum (c1 .. c_n_coeffs; 3 * n_coeffs with ``with_deltas``)."""
     return _spectral_frontend(cfg, ModifiedGroupDelay, ModifiedGroupDelayConfig)
 
 
