@@ -1,4 +1,4 @@
-"""Back-ends: classifiers on front-end features (AASIST/AASIST-L, SSL-AASIST, LCNN, ResNet, pooled linear)."""
+"""Back-ends: classifiers on front-end features (AASIST/AASIST-L, SSL-AASIST, LCNN, ResNet, pooled linear, GMM)."""
 
 from sddkit.registry import Registry
 
@@ -6,4 +6,4 @@ BACKENDS = Registry("backend")
 
 __all__ = ["BACKENDS"]
 
-from sddkit.backends import aasist, lcnn, linear, resnet, ssl_aasist  # noqa: F401,E402
+from sddkit.backends import aasist, gmm, lcnn, linear, resnet, ssl_aasist  # noqa: F401,E402

@@ -59,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
         print("nothing to train (a parameter-free gate over frozen experts): the mixture is exported as built")
         print(f"val EER: {val}")
         print(f"model directories: {result.best_dir}  {result.final_dir}")
+    elif main_process and trainer.em_fitted:
+        val = "n/a (no data.val)" if result.best_eer is None else f"{100 * result.best_eer:.2f}%"
+        print(f"fitted by EM on frames of {epochs_trained(result.epoch, False)} of data.train (no gradient steps)")
+        print(f"val EER: {val}")
+        print(f"model directories: {result.best_dir}  {result.final_dir}")
     elif main_process:
         best = "n/a" if result.best_eer is None else f"{100 * result.best_eer:.2f}% (step {result.best_step})"
         early = " - stopped early" if result.stopped_early else ""

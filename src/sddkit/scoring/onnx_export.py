@@ -94,8 +94,8 @@ def export_onnx(
     ``sdd score --backend onnx --model DIR`` looks for it).
 
     Raises CheckpointError when the model cannot be exported or the exported graph disagrees
-    with PyTorch by more than ``check_atol`` on the logits (on the windows of
-    :func:`_check_windows`). A per-window statistic the graph does not reproduce (e.g. MoLEx
+    with PyTorch by more than ``check_atol`` (and by more than 1e-5 of the PyTorch value) on the
+    logits (on the windows of :func:`_check_windows`). A per-window statistic the graph does not reproduce (e.g. MoLEx
     routing statistics through the torch.export exporter) is left out of the graph, which is
     exported again without it, and named in the report's ``dropped_stats`` with its difference:
     its columns are then missing from ``sdd score --backend onnx`` rather than wrong. The graph is
@@ -528,6 +528,9 @@ def _output_diffs(wrapper: nn.Module, runner: OnnxRunner, x: Tensor) -> dict[str
     return {name: _abs_diff(r, g) for name, r, g in zip([LOGITS_NAME, *wrapper.stat_names], ref, got)}
 
 
+PARITY_RTOL = 1e-5  # differences within this fraction of the PyTorch value pass the parity check whatever check_atol
+
+
 def _abs_diff(ref: np.ndarray, got: np.ndarray | None) -> float:
     if got is None:
         return float("nan")
@@ -535,6 +538,11 @@ def _abs_diff(ref: np.ndarray, got: np.ndarray | None) -> float:
     if r.shape != g.shape:
         return float("nan")
     same = (r == g) | (np.isnan(r) & np.isnan(g))  # equal infinities and NaN on both sides agree
+    with np.errstate(invalid="ignore"):
+        # large values agree to a relative tolerance: float32 logits of magnitude 2000 (a GMM's log-likelihood ratio
+        # on digital silence) are stored in steps of 1.2e-4, and the float32 rounding of the features moved them by
+        # a few steps, which failed a check_atol of 1e-4 with the graph right to 3e-7
+        same |= np.abs(r - g) <= PARITY_RTOL * np.abs(r)
     with np.errstate(invalid="ignore"):
         d = np.where(same, 0.0, np.abs(r - g))  # NaN where only one side is NaN, or inf - inf
     return float("nan") if np.isnan(d).any() else float(d.max(initial=0.0))

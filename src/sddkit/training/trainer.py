@@ -146,6 +146,7 @@ from sddkit.training.distributed import (
     peer_lost,
     select_device,
 )
+from sddkit.training.em import check_em_recipe, collect_frames, em_backend
 from sddkit.training.ema import BatchNormEstimate, WeightEMA, updated_batch_norms
 from sddkit.training.evaluate import EvalResult, evaluate
 from sddkit.training.exports import export_window_samples, keep_calibration, with_pretrained_of
@@ -270,6 +271,7 @@ class Trainer:
         self._created_group = False
         self._completed = False
         self.assembled = False  # a mixture with nothing to learn, exported as built (set by _setup)
+        self.em_fitted = False  # a detector whose back-end is fitted by EM, not by gradient steps (set by _setup)
         # a resume's mixture.expert_dirs of frozen experts, checked against its checkpoint's (_build_model)
         self._frozen_expert_dirs: list[str] = []
         self._window: dict[str, list[torch.Tensor]] = {}
@@ -298,6 +300,8 @@ class Trainer:
             self._setup()
             if self.assembled:
                 result = self._finish_assembly()
+            elif self.em_fitted:
+                result = self._fit_em()
             else:
                 self._loop()
                 result = self._finish()
@@ -354,6 +358,9 @@ class Trainer:
         configure_determinism(cfg.deterministic)
         seed_everything(r.seed)  # identical initial weights on every rank
         self.module = self._built_model().to(self.device)
+        # before any data is read: a gmm back-end with an MLDG strategy, trainer.ema_decay, ... is refused at once
+        check_em_recipe(r, self.module, world_size=self.info.world_size)
+        self.em_fitted = em_backend(self.module) is not None
         self.loss_fn = DetectionLoss.for_model(r.loss, self.module)
         try:
             resuming = self.resume and ckpt.latest_checkpoint(self.ckpt_dir) is not None
@@ -382,16 +389,10 @@ class Trainer:
         seed_everything(rank_seed(r.seed, self.info.rank))  # then distinct dropout/augmentation streams per rank
         self.assembled = nothing_to_learn(self.module)
         if self.assembled:
-            if self.resume:
-                check_reassembly(
-                    self.module,
-                    out_dir=self.out_dir,
-                    ckpt_dir=self.ckpt_dir,
-                    resuming=resuming,
-                    finished=finished,
-                    resume_with=self.resume_with,
-                )
-            self._setup_assembly()
+            self._setup_assembly(resuming, finished)
+            return
+        if self.em_fitted:
+            self._setup_em()
             return
 
         if self._train_data is None:
@@ -569,15 +570,33 @@ class Trainer:
             f"({overrides} with {self.resume_with}; the resume checks it holds the weights the run was trained over)"
         )
 
-    def _setup_assembly(self) -> None:
+    def _setup_assembly(self, resuming: bool, finished: list[str]) -> None:
         """Set-up for a mixture with nothing to learn: its val data, no optimiser, no training data read."""
         r = self.recipe
+        if self.resume:
+            check_reassembly(
+                self.module,
+                out_dir=self.out_dir,
+                ckpt_dir=self.ckpt_dir,
+                resuming=resuming,
+                finished=finished,
+                resume_with=self.resume_with,
+            )
         if r.data.train or self._train_data is not None:
             log.warning("data.train is not read: the mixture's gate has no parameters and its experts are frozen")
         if self.cfg.ema_decay is not None:
             log.warning("trainer.ema_decay has no effect: nothing is trained, so there are no weights to average")
         self.train_table = None
         self._build_val_data()
+        self.total_steps = 0
+        self.model = self.module
+        self._open_run(None)
+
+    def _setup_em(self) -> None:
+        """Set-up for a back-end fitted by EM (_fit_em): its train and val data; no optimiser, strategy, checkpoint."""
+        if self._train_data is None:
+            self._check_crop_lengths()
+        self._build_data()
         self.total_steps = 0
         self.model = self.module
         self._open_run(None)
@@ -1749,6 +1768,57 @@ class Trainer:
         result = self._validate()
         eer = None if result is None else result.eer
         meta = {"selection": "nothing to train: a parameter-free gate over frozen experts", "val_eer": eer}
+        final_dir = self._export("final", meta)
+        best_dir = self._export("best", meta)
+        barrier()
+        return self._result(best_dir, final_dir, eer)
+
+    def _fit_em(self) -> TrainResult:
+        """Fit an EM back-end (``fitted_by_em``) on frames of data.train, validate once, export best/ = final/."""
+        r = self.recipe
+        backend = em_backend(self.module)
+        gmm = backend.cfg  # type: ignore[union-attr]
+        try:
+            frames, seen = collect_frames(
+                self.module,
+                self.train_data,
+                r.data,
+                seed=r.seed,
+                epochs=self.cfg.epochs,
+                max_frames_per_class=gmm.max_frames_per_class,
+                device=self.device,
+                autocast=self._autocast,
+            )
+        except AudioError as exc:  # a file that fails when decoded: which one, and how to leave it out
+            raise self._unusable_file(exc) from None
+        if self.info.is_main:
+            log.info(
+                "EM: fitting %d components per class on %d spoof and %d bona fide frames (of %d and %d seen)",
+                gmm.components,
+                len(frames[0]),
+                len(frames[1]),
+                seen["spoof_frames"],
+                seen["bonafide_frames"],
+            )
+        try:
+            history = backend.fit(frames, seed=r.seed)  # type: ignore[union-attr, operator]
+        except ValueError as exc:  # fewer frames than components, non-finite features
+            raise ConfigError(f"model.backend {r.model.backend.name if r.model else 'gmm'}: {exc}") from None
+        if self.info.is_main:
+            for name, lls in history.items():
+                log.info("EM: %s mean frame log-likelihood %.3f -> %.3f", name, lls[0], lls[-1])
+        self.state.epoch = self.cfg.epochs
+        result = self._validate()
+        eer = None if result is None else result.eer
+        meta = {
+            "selection": "fitted by EM (no gradient steps)",
+            "val_eer": eer,
+            "em": {
+                "frames": {"spoof": len(frames[0]), "bonafide": len(frames[1])},
+                **seen,
+                "mean_log_likelihood": history,
+            },
+        }
         final_dir = self._export("final", meta)
         best_dir = self._export("best", meta)
         barrier()
