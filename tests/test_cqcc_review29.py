@@ -194,23 +194,8 @@ def test_an_lcnn_detector_builds_runs_and_backpropagates_to_the_waveform(name):
     assert x.grad is not None and torch.isfinite(x.grad).all() and float(x.grad.abs().max()) > 0
 
 
-@pytest.mark.parametrize("name", ["cqt", "cqcc"])
-def test_a_bfloat16_detector_computes_its_features_from_float32_samples(name):
-    """A Detector gives the front-end its waveform in the front-end's dtype: the CQT's float32 constant keeps it
-    float32 in a bfloat16 model, as the other features' windows do (without one, the samples were rounded to
-    bfloat16 and quiet bins moved by up to 5 nats)."""
-    torch.manual_seed(0)
-    full = build_detector(_detector({"name": name, "level_db": -27}))
-    half = build_detector(_detector({"name": name, "level_db": -27}))
-    half.load_state_dict(full.state_dict())
-    half.to(torch.bfloat16)
-    seen = []
-    half.backend.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
-    x = 0.05 * torch.randn(2, 4000) + 1e-4 * torch.randn(2, 4000)
-    with torch.no_grad():
-        half(x)
-        expected = full.frontend(x).features
-    torch.testing.assert_close(seen[0], expected.to(torch.bfloat16), atol=0, rtol=0)
+# a bfloat16 detector computes the CQT from float32 samples (its float32 constant centre_hz keeps them so):
+# tests/test_detector_review.py::test_a_half_precision_model_computes_its_spectral_features_as_the_float32_one
 
 
 def test_the_traced_matrix_product_path_equals_the_fft_path():

@@ -253,7 +253,7 @@ def test_a_half_precision_score_is_the_float32_difference_of_its_logits():
 # --- half precision: features from float32 samples and constants ----------------------------------
 
 
-@pytest.mark.parametrize("name", ["logmel", "logspec", "lfcc"])
+@pytest.mark.parametrize("name", ["logmel", "logspec", "lfcc", "mgd", "cqt", "cqcc"])
 def test_a_half_precision_model_computes_its_spectral_features_as_the_float32_one(name):
     # the window and filterbanks are buffers: model.to(bfloat16) rounded them (and the detector rounded the
     # samples to bfloat16 before the front-end), moving quiet log-Mel bins by up to 3 nats
@@ -310,7 +310,7 @@ def test_a_half_precision_mixture_gives_its_spectral_experts_float32_samples(dty
 # --- sample rates ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["logmel", "logspec", "lfcc"])
+@pytest.mark.parametrize("name", ["logmel", "logspec", "lfcc", "mgd", "cqt", "cqcc"])
 def test_a_spectral_front_end_at_another_rate_than_the_pipeline_is_refused(name):
     # a 44.1 kHz logmel was built, trained and scored on the 16 kHz audio the pipeline feeds: a 1 kHz tone
     # landed in the band labelled 2.7 kHz
@@ -334,7 +334,7 @@ def test_a_model_dir_scored_at_another_rate_than_its_front_end_is_refused(tmp_pa
     assert not (tmp_path / "m.onnx").exists()
 
 
-@pytest.mark.parametrize("frontend", ["logmel", "logspec", "lfb", "lfcc"])
+@pytest.mark.parametrize("frontend", ["logmel", "logspec", "lfb", "lfcc", "mgd", "cqt", "cqcc"])
 def test_linear_pooling_over_cmvn_features_is_refused_as_a_constant_model(frontend):
     """The linear head pools each bin's mean and std over time; per-utterance CMVN sets them to 0 and 1, so every
     input pools alike: a model that trained to a constant. Without normalisation (or with an LCNN) it builds."""

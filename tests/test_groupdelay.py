@@ -119,25 +119,29 @@ def test_bad_options_are_named(field, value, message):
         from_dict(DetectorConfig, {"frontend": {"name": "mgd", field: value}, "backend": "lcnn"})
 
 
-def test_a_detector_on_mgd_trains_and_exports_with_parity(tmp_path):
-    cfg = from_dict(
-        DetectorConfig,
-        {"frontend": {"name": "mgd", "normalize": True, "level_db": -27}, "backend": {"name": "lcnn", "channels": 4}},
-    )
-    torch.manual_seed(0)
+def trains_and_exports_with_parity(folder, frontend: dict, seed: int = 0):
+    """A tiny LCNN on ``frontend``: gradients reach every parameter, and its ONNX export scores noise, a tone, digital
+    silence and near silence as torch does (1e-4). Returns the model directory."""
+    cfg = from_dict(DetectorConfig, {"frontend": frontend, "backend": {"name": "lcnn", "channels": 4}})
+    torch.manual_seed(seed)
     model = build_detector(cfg)
     out = model(0.1 * torch.randn(3, 8000))
     out.logits.sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
 
     d = md.save_model_dir(
-        tmp_path / "m", model.eval(), model_config=to_dict(cfg), inference={"window_samples": 4000, "threshold": 0.0}
+        folder, model.eval(), model_config=to_dict(cfg), inference={"window_samples": 4000, "threshold": 0.0}
     )
-    export_onnx(d, tmp_path / "m.onnx")
+    export_onnx(d, folder.with_suffix(".onnx"))
     rng = np.random.default_rng(2)
     t = np.arange(4000) / 16000
     noise, tiny = 0.1 * rng.standard_normal(4000), 1e-6 * rng.standard_normal(4000)
     x = np.stack([noise, 0.5 * np.sin(2 * np.pi * 440 * t), np.zeros(4000), tiny]).astype(np.float32)
-    got = OnnxRunner(tmp_path / "m.onnx")(x)[0]
+    got = OnnxRunner(folder.with_suffix(".onnx"))(x)[0]
     ref = TorchRunner(md.load_model_dir(d).model)(x)[0]
     assert np.isfinite(ref).all() and np.abs(got - ref).max() < 1e-4
+    return d
+
+
+def test_a_detector_on_mgd_trains_and_exports_with_parity(tmp_path):
+    trains_and_exports_with_parity(tmp_path / "m", {"name": "mgd", "normalize": True, "level_db": -27})

@@ -6,16 +6,13 @@ import numpy as np
 import pytest
 import scipy.fft
 import torch
+from test_groupdelay import trains_and_exports_with_parity
 from test_newfeatures_review29 import _covarep_mgd
 
-from sddkit.config import from_dict, to_dict
 from sddkit.detectors import model_dir as md
-from sddkit.detectors.detector import DetectorConfig, build_detector
 from sddkit.errors import ConfigError
 from sddkit.features.groupdelay import ModifiedGroupDelay, ModifiedGroupDelayConfig
 from sddkit.registry import get_registry
-from sddkit.scoring.api import TorchRunner
-from sddkit.scoring.onnx_export import OnnxRunner, export_onnx
 
 
 def _speechlike(n: int, seed: int = 0) -> np.ndarray:
@@ -119,42 +116,12 @@ def test_bad_cepstrum_options_are_refused_with_the_fix(options, message):
 
 def test_a_detector_on_mgdcc_trains_and_exports_with_parity(tmp_path):
     frontend = {"name": "mgd", "n_coeffs": 20, "with_deltas": True, "normalize": True, "level_db": -27}
-    cfg = from_dict(DetectorConfig, {"frontend": frontend, "backend": {"name": "lcnn", "channels": 4}})
-    torch.manual_seed(0)
-    model = build_detector(cfg)
-    out = model(0.1 * torch.randn(3, 8000))
-    out.logits.sum().backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
-
-    d = md.save_model_dir(
-        tmp_path / "m", model.eval(), model_config=to_dict(cfg), inference={"window_samples": 4000, "threshold": 0.0}
-    )
+    d = trains_and_exports_with_parity(tmp_path / "m", frontend)
     assert md.load_model_dir(d).model.frontend.output_dim == 60  # the recorded config rebuilds the cepstrum
-    export_onnx(d, tmp_path / "m.onnx")
-    rng = np.random.default_rng(2)
-    t = np.arange(4000) / 16000
-    noise, tiny = 0.1 * rng.standard_normal(4000), 1e-6 * rng.standard_normal(4000)
-    x = np.stack([noise, 0.5 * np.sin(2 * np.pi * 440 * t), np.zeros(4000), tiny]).astype(np.float32)
-    got = OnnxRunner(tmp_path / "m.onnx")(x)[0]
-    ref = TorchRunner(md.load_model_dir(d).model)(x)[0]
-    assert np.isfinite(ref).all() and np.abs(got - ref).max() < 1e-4
 
 
 def test_max_normalized_mgdcc_exports_with_parity(tmp_path):
     """The per-item peak (a reduction over bins and frames) traces into the ONNX graph as in torch (an LCNN wants 16
     bins or more: covarep's 12 coefficients with their deltas, 36)."""
     frontend = {"name": "mgd", "n_filters": None, "n_coeffs": 12, "with_deltas": True, "max_normalize": True}
-    cfg = from_dict(DetectorConfig, {"frontend": frontend, "backend": {"name": "lcnn", "channels": 4}})
-    torch.manual_seed(1)
-    d = md.save_model_dir(
-        tmp_path / "m",
-        build_detector(cfg).eval(),
-        model_config=to_dict(cfg),
-        inference={"window_samples": 4000, "threshold": 0.0},
-    )
-    export_onnx(d, tmp_path / "m.onnx")
-    rng = np.random.default_rng(3)
-    x = np.stack([0.1 * rng.standard_normal(4000), 0.001 * rng.standard_normal(4000)]).astype(np.float32)
-    got = OnnxRunner(tmp_path / "m.onnx")(x)[0]
-    ref = TorchRunner(md.load_model_dir(d).model)(x)[0]
-    assert np.isfinite(ref).all() and np.abs(got - ref).max() < 1e-4
+    trains_and_exports_with_parity(tmp_path / "m", frontend, seed=1)

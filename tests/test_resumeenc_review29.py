@@ -8,29 +8,14 @@ import json
 import logging
 
 import pytest
-import torch
+from test_encoderpath_review28 import _base_layout_folder
 from test_train_support import SyntheticDataset, one_thread  # noqa: F401  (autouse fixture)
 
 from sddkit.config import from_dict
 from sddkit.errors import CheckpointError
-from sddkit.frontends.encoders import PRESETS
 from sddkit.training import checkpoint as ckpt
 from sddkit.training.recipe import TrainRecipe
 from sddkit.training.trainer import Trainer
-
-
-def _base_layout_folder(folder, do_normalize: bool | None) -> None:
-    """A tiny wav2vec 2.0 folder of the base layout (group-norm feature extractor), as facebook/wav2vec2-base is
-    published: its preprocessor_config.json says do_normalize: true, which its extractor type alone would not."""
-    import transformers
-
-    torch.manual_seed(0)
-    arch = {**PRESETS["wav2vec2_tiny"].arch, "feat_extract_norm": "group", "do_stable_layer_norm": False}
-    transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**arch)).save_pretrained(folder)
-    if do_normalize is not None:
-        (folder / "preprocessor_config.json").write_text(
-            json.dumps({"feature_extractor_type": "Wav2Vec2FeatureExtractor", "do_normalize": do_normalize})
-        )
 
 
 def _recipe(tmp_path, max_steps: int, normalize: bool | None = None) -> TrainRecipe:
