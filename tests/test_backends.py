@@ -20,6 +20,7 @@ DEFAULT_INPUTS = {
     "resnet18": (60, (2, 60, 20)),
     "resnet34": (60, (2, 60, 20)),
     "linear": (32, (2, 25, 32)),
+    "gmm": (60, (2, 60, 40)),
 }
 
 
@@ -30,7 +31,9 @@ def test_every_backend_is_covered():
 @pytest.mark.parametrize("name", sorted(DEFAULT_INPUTS))
 def test_every_backend_builds_from_the_registry_with_defaults(name):
     in_dim, shape = DEFAULT_INPUTS[name]
-    model = BACKENDS.build(name, in_dim=in_dim).eval()
+    # gmm reads frames of either layout, so it needs the one a Detector passes from its front-end
+    context = {"feature_layout": "spectral"} if name == "gmm" else {}
+    model = BACKENDS.build(name, in_dim=in_dim, **context).eval()
     with torch.no_grad():
         out = model(torch.randn(shape))
     assert out.logits.shape == (2, 2) and out.embedding.shape == (2, model.embedding_dim)

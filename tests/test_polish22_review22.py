@@ -81,6 +81,7 @@ def _fake_trainer(monkeypatch, tmp_path, **fields):
 
     class FakeTrainer:
         assembled = False
+        em_fitted = False
 
         def __init__(self, recipe, resume=False):
             pass

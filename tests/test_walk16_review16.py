@@ -63,6 +63,7 @@ def test_train_summary_line_says_1_epoch_not_1_epochs(tmp_path, monkeypatch, cap
 
     class FakeTrainer:
         assembled = False
+        em_fitted = False
 
         def __init__(self, recipe, resume=False):
             pass

@@ -54,14 +54,12 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if main_process else logging.WARNING, format="%(levelname)s %(message)s")
     trainer = Trainer(recipe, resume=args.resume)
     result = trainer.fit()
-    if main_process and trainer.assembled:
+    if main_process and (trainer.assembled or trainer.em_fitted):  # no gradient steps: no step, no best step
         val = "n/a (no data.val)" if result.best_eer is None else f"{100 * result.best_eer:.2f}%"
-        print("nothing to train (a parameter-free gate over frozen experts): the mixture is exported as built")
-        print(f"val EER: {val}")
-        print(f"model directories: {result.best_dir}  {result.final_dir}")
-    elif main_process and trainer.em_fitted:
-        val = "n/a (no data.val)" if result.best_eer is None else f"{100 * result.best_eer:.2f}%"
-        print(f"fitted by EM on frames of {epochs_trained(result.epoch, False)} of data.train (no gradient steps)")
+        if trainer.assembled:
+            print("nothing to train (a parameter-free gate over frozen experts): the mixture is exported as built")
+        else:
+            print(f"fitted by EM on frames of {epochs_trained(result.epoch, False)} of data.train (no gradient steps)")
         print(f"val EER: {val}")
         print(f"model directories: {result.best_dir}  {result.final_dir}")
     elif main_process:

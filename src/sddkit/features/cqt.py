@@ -57,8 +57,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.fft import next_fast_len
-from scipy.interpolate import CubicSpline
 from torch import Tensor
 
 from sddkit.features.spectral import (
@@ -248,6 +246,8 @@ def cqcc_matrix(cfg: CQCCConfig) -> np.ndarray:
         spline = np.ones((grid.size, 1))
     else:
         # a spline is linear in its data: interpolating the identity gives the resampling matrix (grid, bins)
+        from scipy.interpolate import CubicSpline  # here: scoring a model without CQCC never imports scipy
+
         spline = CubicSpline(freqs, np.eye(freqs.size), axis=0, bc_type="not-a-knot")(grid)
     first = 0 if cfg.with_c0 else 1
     n = np.arange(grid.size, dtype=np.float64)
@@ -440,6 +440,8 @@ def _make_plan(freqs: np.ndarray, widths: np.ndarray, cfg: CQTConfig, length: in
     # the widest kernel's main lobe reaches 2 / W seconds from its centre (W: the narrowest band)
     reach = min(2.0 / float(widths.min()), _MAX_PAD_SECONDS)
     pad = hop * math.ceil(reach * sr / hop)
+    from scipy.fft import next_fast_len  # here: scoring a model without a CQT never imports scipy
+
     # signal, its two reflections and a gap of zeros as long as one, so the circle's wrap sits two reaches away
     grid = next_fast_len(-(-(length + 3 * pad) // hop))
     fft_size = hop * grid
