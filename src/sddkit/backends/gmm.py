@@ -240,7 +240,10 @@ class GMMBackend(nn.Module):
         with _without_autocast(frames):  # float64 likelihoods, never lowered to bfloat16
             ll = self.frame_log_likelihoods(frames.reshape(b * t, d)).reshape(b, t, 2)
             llr = (ll[..., 1] - ll[..., 0]).mean(dim=1)
-        half = (0.5 * llr).to(features.dtype)
+        # float32 at least, as the other back-ends' heads (heads.Float32Linear): features an encoder gave in bfloat16
+        # under autocast made bfloat16 logits, whose 8 significant bits rounded a log-likelihood ratio near 100 to
+        # steps of 0.5, so distinct trials' scores tied (float64 features keep float64)
+        half = (0.5 * llr).to(torch.promote_types(features.dtype, torch.float32))
         return BackendOutput(logits=torch.stack([-half, half], dim=-1), embedding=frames.mean(dim=1))
 
     @torch.no_grad()
