@@ -38,7 +38,8 @@ def test_cosine_head_by_hand():
     torch.testing.assert_close(logits.sum(dim=1), torch.zeros(3))  # symmetric: (-s c / 2, s c / 2)
 
 
-@pytest.mark.parametrize("name", sorted(DEFAULT_INPUTS))
+# gmm has no output layer (its score is its mixtures' LLR): it refuses head: cosine (tests/test_gmmbackend_review29.py)
+@pytest.mark.parametrize("name", sorted(set(DEFAULT_INPUTS) - {"gmm"}))
 def test_every_backend_takes_either_head(name):
     in_dim, shape = DEFAULT_INPUTS[name]
     linear = BACKENDS.build(name, in_dim=in_dim)
