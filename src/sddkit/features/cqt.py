@@ -65,10 +65,12 @@ from sddkit.features.spectral import (
     _DB_PER_NEPER,
     Float32Constants,
     _check_log_options,
+    append_deltas,
+    check_delta_width,
     check_float_samples,
     clamp_dynamic_range,
     dct_matrix,
-    deltas,
+    feature_dtype,
     pre_emphasis,
 )
 
@@ -197,10 +199,7 @@ class CQCCConfig(CQTConfig):
         super().__post_init__()
         if isinstance(self.d, bool) or self.d < 1:
             raise ValueError(f"d (uniform samples in the first octave) must be an integer >= 1, got {self.d}")
-        if self.delta_width < 3 or self.delta_width % 2 == 0:
-            raise ValueError(
-                f"delta_width must be odd and >= 3 (the baseline's is 7: +-3 frames), got {self.delta_width}"
-            )
+        check_delta_width(self.delta_width, "the baseline's is 7: +-3 frames")
         points = uniform_frequencies(self).size
         most = points if self.with_c0 else points - 1
         if not 1 <= self.n_coeffs <= most:
@@ -318,7 +317,7 @@ class CQT(Float32Constants):
 
     def forward(self, waveform: Tensor) -> Tensor:
         with torch.autocast(device_type=waveform.device.type, enabled=False):
-            return self.log_power(waveform).to(_out_dtype(waveform))
+            return self.log_power(waveform).to(feature_dtype(waveform))
 
     def log_power(self, waveform: Tensor) -> Tensor:
         """(..., T) -> (..., n_bins, frames) ``log(power + log_floor)`` (floored ``top_db`` below the item's
@@ -418,16 +417,10 @@ class CQCC(CQT):
             log_power = self.log_power(waveform)
             ceps = torch.matmul(self.cepstrum.to(log_power.dtype), log_power)
             if not cfg.with_deltas:
-                return ceps.to(_out_dtype(waveform))
+                return ceps.to(feature_dtype(waveform))
             h = cfg.delta_width // 2
             norm = 2.0 * sum(k * k for k in range(1, h + 1))  # the baseline's Deltas divides by 2 * sum(k^2)
-            d1 = deltas(ceps, cfg.delta_width) / norm
-            d2 = deltas(d1, cfg.delta_width) / norm
-            return torch.cat([ceps, d1, d2], dim=-2).to(_out_dtype(waveform))
-
-
-def _out_dtype(waveform: Tensor) -> torch.dtype:
-    return torch.float64 if waveform.dtype == torch.float64 else torch.float32
+            return append_deltas(ceps, cfg.delta_width, norm).to(feature_dtype(waveform))
 
 
 def _check_length(length: int) -> None:

@@ -60,9 +60,11 @@ from sddkit.features.spectral import (
     _FramingConfig,
     _PowerSpectrum,
     _real_stft,
+    append_deltas,
+    check_delta_width,
     check_float_samples,
     dct_matrix,
-    deltas,
+    feature_dtype,
     linear_filterbank,
     pre_emphasis,
     stft,
@@ -148,8 +150,7 @@ class ModifiedGroupDelayConfig(_FramingConfig):
                     f"n_coeffs must be in [1, {most}]: the DCT over the {bands} bands ({where}) has {bands} "
                     f"coefficients{dropped}; got {self.n_coeffs}"
                 )
-        if self.delta_width < 3 or self.delta_width % 2 == 0:
-            raise ValueError(f"delta_width must be odd and >= 3, got {self.delta_width}")
+        check_delta_width(self.delta_width)
 
 
 def dct_smoothing_matrix(bins: int, keep: int) -> Tensor:
@@ -227,7 +228,7 @@ class ModifiedGroupDelay(_PowerSpectrum):
     def forward(self, waveform: Tensor) -> Tensor:
         check_float_samples(waveform)
         cfg = self.cfg
-        out_dtype = torch.float64 if waveform.dtype == torch.float64 else torch.float32
+        out_dtype = feature_dtype(waveform)
         with torch.autocast(device_type=waveform.device.type, enabled=False):
             x = pre_emphasis(waveform.to(torch.float64), cfg.pre_emphasis)
             window = window_function(cfg.window, cfg.win_length, torch.float64, device=x.device)
@@ -252,6 +253,4 @@ class ModifiedGroupDelay(_PowerSpectrum):
             ceps = torch.matmul(self.cepstrum.to(torch.float64), mgd)
             if not cfg.with_deltas:
                 return ceps.to(out_dtype)
-            d1 = deltas(ceps, cfg.delta_width)
-            d2 = deltas(d1, cfg.delta_width)
-            return torch.cat([ceps, d1, d2], dim=-2).to(out_dtype)
+            return append_deltas(ceps, cfg.delta_width).to(out_dtype)

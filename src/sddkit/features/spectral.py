@@ -44,9 +44,12 @@ __all__ = [
     "LogMel",
     "LogMelConfig",
     "Float32Constants",
+    "append_deltas",
+    "check_delta_width",
     "check_float_samples",
     "dct_matrix",
     "deltas",
+    "feature_dtype",
     "hz_to_mel",
     "linear_filterbank",
     "mel_filterbank",
@@ -340,6 +343,25 @@ def deltas(x: Tensor, width: int = 3) -> Tensor:
     return out.reshape(x.shape)
 
 
+def append_deltas(coeffs: Tensor, width: int, scale: float = 1.0) -> Tensor:
+    """(..., C, frames) -> (..., 3 * C, frames): ``[coeffs, deltas, double deltas]`` along the feature axis, each
+    delta divided by ``scale`` (1: the LFCC baseline's unnormalised deltas; the CQCC package divides by 2 sum k^2)."""
+    d1 = deltas(coeffs, width) / scale
+    d2 = deltas(d1, width) / scale
+    return torch.cat([coeffs, d1, d2], dim=-2)
+
+
+def check_delta_width(width: int, hint: str = "") -> None:
+    """A config's ``delta_width``: odd and at least 3 (:func:`deltas`), else a ValueError (``hint`` in parentheses)."""
+    if width < 3 or width % 2 == 0:
+        raise ValueError(f"delta_width must be odd and >= 3{f' ({hint})' if hint else ''}, got {width}")
+
+
+def feature_dtype(waveform: Tensor) -> torch.dtype:
+    """The dtype every feature here returns: float64 for float64 input, else float32 (half-precision input too)."""
+    return torch.float64 if waveform.dtype == torch.float64 else torch.float32
+
+
 _DB_PER_NEPER = 10.0 / math.log(10.0)  # dB per natural-log unit of power
 
 
@@ -530,8 +552,7 @@ class LFCCConfig(_FramingConfig):
         if self.n_filters <= 0 or not 0 < self.n_coeffs <= self.n_filters:
             raise ValueError(f"need 0 < n_coeffs <= n_filters, got {self.n_coeffs}, {self.n_filters}")
         _check_band(self.f_min, self.sample_rate / 2.0 if self.f_max is None else self.f_max, self.sample_rate)
-        if self.delta_width < 3 or self.delta_width % 2 == 0:
-            raise ValueError(f"delta_width must be odd and >= 3, got {self.delta_width}")
+        check_delta_width(self.delta_width)
 
 
 # --- modules ------------------------------------------------------------------------------------
@@ -591,7 +612,7 @@ class _PowerSpectrum(Float32Constants):
         The float64 FFT costs about twice the float32 one on a CPU.
         """
         check_float_samples(waveform)
-        out_dtype = torch.float64 if waveform.dtype == torch.float64 else torch.float32
+        out_dtype = feature_dtype(waveform)
         cfg = self.cfg
         work = torch.float64 if self.float64_fft else out_dtype
         x = pre_emphasis(waveform.to(work), cfg.pre_emphasis)
@@ -712,6 +733,4 @@ class LFCC(_PowerSpectrum):
                 ceps = torch.cat([frame_energy, ceps[..., 1:, :]], dim=-2)
             if not self.cfg.with_deltas:
                 return ceps
-            d1 = deltas(ceps, self.cfg.delta_width)
-            d2 = deltas(d1, self.cfg.delta_width)
-            return torch.cat([ceps, d1, d2], dim=-2)
+            return append_deltas(ceps, self.cfg.delta_width)
