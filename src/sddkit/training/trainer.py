@@ -1765,13 +1765,7 @@ class Trainer:
 
     def _finish_assembly(self) -> TrainResult:
         """Nothing was trained: validate the mixture once (when the recipe has val data), export best/ = final/."""
-        result = self._validate()
-        eer = None if result is None else result.eer
-        meta = {"selection": "nothing to train: a parameter-free gate over frozen experts", "val_eer": eer}
-        final_dir = self._export("final", meta)
-        best_dir = self._export("best", meta)
-        barrier()
-        return self._result(best_dir, final_dir, eer)
+        return self._validate_and_export_once("nothing to train: a parameter-free gate over frozen experts")
 
     def _fit_em(self) -> TrainResult:
         """Fit an EM back-end (``fitted_by_em``) on frames of data.train, validate once, export best/ = final/."""
@@ -1808,17 +1802,14 @@ class Trainer:
             for name, lls in history.items():
                 log.info("EM: %s mean frame log-likelihood %.3f -> %.3f", name, lls[0], lls[-1])
         self.state.epoch = self.cfg.epochs
+        em = {"frames": {"spoof": len(frames[0]), "bonafide": len(frames[1])}, **seen, "mean_log_likelihood": history}
+        return self._validate_and_export_once("fitted by EM (no gradient steps)", em=em)
+
+    def _validate_and_export_once(self, selection: str, **metadata: Any) -> TrainResult:
+        """For a run without gradient steps: validate once (when the recipe has val data), export best/ = final/."""
         result = self._validate()
         eer = None if result is None else result.eer
-        meta = {
-            "selection": "fitted by EM (no gradient steps)",
-            "val_eer": eer,
-            "em": {
-                "frames": {"spoof": len(frames[0]), "bonafide": len(frames[1])},
-                **seen,
-                "mean_log_likelihood": history,
-            },
-        }
+        meta = {"selection": selection, "val_eer": eer, **metadata}
         final_dir = self._export("final", meta)
         best_dir = self._export("best", meta)
         barrier()
