@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     # is announced: a port in use is a one-line error at once (it came after the model's load, seconds later;
     # uvicorn printed the URL, then its own bind error, and exited 3), and --port 0 announces the port chosen.
     sock = listen_socket(args.host, args.port)
-    with warnings.catch_warnings(record=True) as caught, _closed_on_error(sock):
+    with warnings.catch_warnings(), _closed_on_error(sock):
         # said below from the model's info (its source_changed, as sdd score and GET /v1/model read it), once
         warnings.simplefilter("ignore", StaleExportWarning)
         app = create_app(
@@ -142,10 +142,6 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_concurrent=args.max_concurrent,
             cors_origins=cors_origins,
-        )
-    for caught_warning in caught:
-        warnings.showwarning(
-            caught_warning.message, caught_warning.category, caught_warning.filename, caught_warning.lineno
         )
     stale = app.state.model_info.get("source_changed")
     if stale:  # an export whose model was recalibrated or retrained since: a line of our own
