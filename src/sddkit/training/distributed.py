@@ -3,7 +3,8 @@
 ``torchrun --standalone --nproc_per_node=N -m sddkit.cli.main train RECIPE.yaml`` sets RANK,
 WORLD_SIZE and LOCAL_RANK; the trainer then joins a process group (NCCL on GPU, gloo on CPU),
 wraps the detector in ``DistributedDataParallel``, shards the training batches by rank, and lets
-only rank 0 log and write checkpoints. Without those variables everything runs in one process.
+only rank 0 log (its training curves are means over every rank's steps: :func:`mean_over_ranks`) and write
+checkpoints. Without those variables everything runs in one process.
 A process that stops on an error (a bad audio file in its share) stops the others at their next collective:
 under gloo they raise :class:`PeerProcessError`, one line pointing at that process's own error (torchrun
 also ends the job as soon as one process has failed). A process stopped by the trainer's checks of its out_dir
@@ -212,6 +213,23 @@ def all_gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def mean_over_ranks(window: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """``{tag: total / weight}`` summed over every rank's ``{tag: (total, weight)}``, each tag over the ranks that
+    have it (a collective: every rank calls it at the same points, whatever tags it holds; ``window`` itself when
+    not distributed).
+
+    The tags travel as one object per rank, not as an all-reduced tensor: the ranks may hold different tags (MLDG's
+    ``meta_test/*`` are missing on a rank whose batch could not be split), and tensors of other lengths or orders
+    would hang the all-reduce or add one rank's tag to another's."""
+    totals: dict[str, list[float]] = {}
+    for theirs in all_gather_objects(window):
+        for tag, (total, weight) in theirs.items():
+            acc = totals.setdefault(tag, [0.0, 0.0])
+            acc[0] += total
+            acc[1] += weight
+    return {tag: total / weight for tag, (total, weight) in totals.items() if weight > 0}
 
 
 def broadcast_buffers(module: nn.Module, src: int = 0) -> None:

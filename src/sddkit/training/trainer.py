@@ -143,6 +143,7 @@ from sddkit.training.distributed import (
     broadcast_object,
     dist_info_from_env,
     init_process_group,
+    mean_over_ranks,
     peer_lost,
     select_device,
 )
@@ -1012,10 +1013,16 @@ class Trainer:
         )
 
     def _flush_log(self) -> None:
-        if self.info.is_main and self._writer is not None and self._window:
-            scalars = {f"train/{k}": float(torch.stack(values).mean()) for k, values in self._window.items()}
-            self._log_scalars({**scalars, "train/lr": self._step_lr})
-        self._window = {}
+        """Log each ``train/`` tag's mean over the steps since the last log; under torchrun over every process's
+        steps (each rank's batch of a step has ``data.batch_size`` items, so each counts alike), the loss whose
+        gradients DDP averaged: rank 0's alone was a noisier curve than, and not, the one optimised, and a tag
+        only another rank returned was never logged. A collective: every rank calls it at the same steps
+        (``log_every``, each save, the end), whatever its tags, and only there (no collective in other steps)."""
+        window, self._window = self._window, {}
+        sums = {k: (float(torch.stack(values).float().sum()), float(len(values))) for k, values in window.items()}
+        means = mean_over_ranks(sums) if self.info.enabled else {k: t / n for k, (t, n) in sums.items()}
+        if self.info.is_main and self._writer is not None and means:
+            self._log_scalars({**{f"train/{k}": v for k, v in means.items()}, "train/lr": self._step_lr})
 
     def _log_scalars(self, scalars: dict[str, float]) -> None:
         """Write ``{tag: value}`` at this step to the TensorBoard log (the main process, its writer open).
