@@ -47,7 +47,7 @@ def test_sasv_alone_report_inputs_and_bootstrap_are_as_the_reference_says(tmp_pa
     a = json.loads((tmp_path / "a" / "report.json").read_text())
     b = json.loads((tmp_path / "b" / "report.json").read_text())
     # without --asv-key there is no asv_key in inputs: the reference must not list it unconditionally
-    assert set(a["inputs"]) == {"asv_scores", "asv_scores_sha256", "sddkit_version"}
+    assert set(a["inputs"]) == {"asv_scores", "asv_scores_sha256", "sddkit_version", "sddkit_git"}
     # --bootstrap and --seed change nothing there: the reference says they are not read
     assert a["pooled"] == b["pooled"] and a["config"] == b["config"]
     bullet = _sasv_alone_bullet()

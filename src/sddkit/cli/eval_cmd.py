@@ -194,7 +194,9 @@ def evaluated_inputs(
     """What a report evaluated (its ``inputs``): the score file, the protocol and the ASV score file (None: the
     default ASV rates) by absolute path and SHA-256 (a path alone names a file that may be rewritten), and the
     model that scored, from the run record ``sdd score`` wrote beside its output (None: a score file from
-    elsewhere), with its calibration and decision threshold when the record has them. ``score_file``: ``scores``
+    elsewhere), with its calibration, decision threshold and the git commit of the code that scored (``git``, and
+    ``earlier_git`` for a resumed output's rows of other code) when the record has them; ``sddkit_git``: the commit
+    (and dirty flag) of the code evaluating, None outside a git checkout. ``score_file``: ``scores``
     as read for the report, whose columns tell whether that record is still of this file; without it its header is
     read again (:func:`~sddkit.evaluation.scores.score_columns`)."""
     import math
@@ -204,6 +206,7 @@ def evaluated_inputs(
     from sddkit.documents import file_digest
     from sddkit.evaluation.fusion import fitted_fusion
     from sddkit.evaluation.scores import run_record
+    from sddkit.training.provenance import git_commit
 
     record = run_record(scores)
     # an sdd fuse output: the partitions its fusion was fitted on, whose figures here are no held-out ones
@@ -218,6 +221,10 @@ def evaluated_inputs(
         if isinstance(inference, dict) and isinstance(inference.get("calibration"), dict):
             # the scores' scale: an uncalibrated model's are no LLRs, which actDCF and Cllr take them for
             model["calibration"] = inference["calibration"]
+        if "git" in record:  # which code scored (an older sdd score's record has no such key)
+            model["git"] = record["git"]
+            if record.get("earlier_git"):  # rows of a resumed output scored by other code too
+                model["earlier_git"] = record["earlier_git"]
         threshold = inference.get("threshold") if isinstance(inference, dict) else None
         if isinstance(threshold, int | float) and not isinstance(threshold, bool) and math.isfinite(threshold):
             # where the model decides (`decision` in the scores): the report's thresholded rates are taken there
@@ -236,6 +243,7 @@ def evaluated_inputs(
         "model": model,
         **({} if fusion is None else {"fusion": fusion}),
         "sddkit_version": __version__,
+        "sddkit_git": git_commit(),  # the code that evaluated: a version names many commits
     }
 
 
@@ -360,6 +368,7 @@ def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None,
         sasv_dcf,
     )
     from sddkit.outputs import earlier_report, publish_staged
+    from sddkit.training.provenance import git_commit
 
     sasv = read_sasv_system_scores(asv_scores, asv_key)
     cost = EvalConfig().adcf
@@ -381,6 +390,7 @@ def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None,
         "asv_scores_sha256": file_digest(asv_scores),
         **({} if asv_key is None else {"asv_key": os.path.abspath(asv_key), "asv_key_sha256": file_digest(asv_key)}),
         "sddkit_version": __version__,
+        "sddkit_git": git_commit(),  # the code that evaluated: a version names many commits
     }
     pooled = {**counts, **dcf}
     # a schema of its own: a reader of report.json tells it from a countermeasure's report (sddkit.report/1)

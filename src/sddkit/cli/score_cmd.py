@@ -379,6 +379,12 @@ def _resume_notes(writer: ScoreWriter, target: Path, max_duration_s: float) -> N
             f"({', '.join(writer.versions_changed)}); its run record keeps them as earlier_versions",
             file=sys.stderr,
         )
+    if writer.git_changed:  # not refused (code changes between an interruption and its resume are normal): said
+        print(
+            f"sdd score: note: {target} holds rows scored by other code ({writer.git_changed}); its run record "
+            "keeps it as earlier_git",
+            file=sys.stderr,
+        )
     if writer.unrecorded:  # not refused (an output of an earlier version has none): said
         print(
             f"sdd score: note: {target} holds rows without a run record ({batch.run_record_path(target).name}"

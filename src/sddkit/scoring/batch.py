@@ -14,8 +14,10 @@ flushed one by one (fsync every few seconds), so an interrupted run restarted wi
 mid-write) is cut off first. ``<out>.run.json`` records what the rows depend on (the model, identified by
 its scores of a fixed probe, its inference settings, the columns, ``windows``): a resume (or a shard
 merge) whose record differs is refused instead of mixing two models in one file. It also records the package
-versions the rows were scored under (``versions``, as training's ``run.json``); they are not compared, so a
-resume after an upgrade goes on, and the record keeps the earlier runs' other blocks (``earlier_versions``).
+versions the rows were scored under (``versions``, as training's ``run.json``) and the git commit of sddkit's
+source with its dirty flag (``git``, as ``run.json``'s; None outside a checkout, e.g. an installed wheel); neither is
+compared, so a resume after an upgrade or under newer code goes on, and the record keeps the earlier runs' other
+blocks (``earlier_versions``, ``earlier_git``).
 It records too how windows of digital silence enter a file's score (``silent_windows``): an output of an sddkit
 before 2026-12-06, which averaged them in (its record has no such key), is not resumed, as its rows and new ones
 would score a file padded with silence two ways (under ``first`` aggregation, where no window is left out, it is).
@@ -762,6 +764,38 @@ def _earlier_versions(earlier: dict[str, Any], now: dict[str, Any]) -> dict[str,
     return {"earlier_versions": kept} if kept else {}
 
 
+def _earlier_git(earlier: dict[str, Any], now: dict[str, Any] | None) -> dict[str, Any]:
+    """``{"earlier_git": [...]}``: the distinct ``git`` blocks (``{"commit", "dirty"}``, or None for code outside a
+    checkout) of the earlier runs of an output that differ from ``now``, oldest first; ``{}`` when there are none.
+
+    As package versions, the commit never refuses a resume (the code changing between an interruption and its
+    resume is normal; the model and settings are what :func:`run_differences` compares), but the record keeps which
+    code scored the earlier rows. A record without ``git`` (an sddkit that did not record it) adds nothing."""
+    blocks = [b for b in (earlier.get("earlier_git") or []) if b is None or isinstance(b, dict)]
+    if "git" in earlier and (earlier["git"] is None or isinstance(earlier["git"], dict)):
+        blocks.append(earlier["git"])
+    kept: list[dict[str, Any] | None] = []
+    for b in blocks:
+        if b != now and b not in kept:
+            kept.append(b)
+    return {"earlier_git": kept} if kept else {}
+
+
+def _changed_git(earlier: dict[str, Any], now: dict[str, Any] | None) -> str | None:
+    """``"<earlier> -> <now>"`` (each :func:`git_text`) when the earlier run's recorded ``git`` differs from ``now``;
+    None when it is the same or the earlier record has none (an sddkit that did not record it)."""
+    if "git" not in earlier or earlier["git"] == now:
+        return None
+    return f"{git_text(earlier['git'])} -> {git_text(now)}"
+
+
+def git_text(block: Any) -> str:
+    """A ``git`` block in words: ``commit 1a2b3c4d5e6f`` (``, dirty``), or ``no git checkout`` for None."""
+    if not isinstance(block, dict) or not block.get("commit"):
+        return "no git checkout"
+    return f"commit {str(block['commit'])[:12]}" + (", dirty" if block.get("dirty") else "")
+
+
 def check_writable(out: str | Path) -> None:
     """Refuse, in one line and before any model loads, an output that cannot be created or appended to
     (its folder is a file or read-only, its name too long); leaves nothing behind."""
@@ -968,14 +1002,18 @@ class ScoreWriter:
         self.windows_rescored = len(lacking)
         self.done -= lacking
         self.versions_changed: list[str] = []  # packages upgraded since the output's earlier run
+        self.git_changed: str | None = None  # "<earlier> -> <now>" when the code changed since the earlier run
         if run is not None:
-            from sddkit.training.provenance import package_versions
+            from sddkit.training.provenance import git_commit, package_versions
 
             run = {**run, "columns": self.columns, "cwd": self.base, "versions": package_versions()}
+            run["git"] = git_commit()  # which code scored: the version alone is the same for every commit
             if earlier is not None:  # (read above: rows are there)
                 _refuse_another_run(self.out, earlier, run)
                 run.update(_earlier_versions(earlier, run["versions"]))
+                run.update(_earlier_git(earlier, run["git"]))
                 self.versions_changed = _changed_versions(earlier.get("versions"), run["versions"])
+                self.git_changed = _changed_git(earlier, run["git"])
             write_run_info(self.out, run)  # before any row, so every row is covered by it
         if dropped or lacking:
             _rewrite_kept(self.out, header, lambda r: not retried(r) and self.absolute(r.get("path")) not in lacking)
@@ -1472,12 +1510,16 @@ def inputs_without_rows(out: str | Path, paths: Sequence[str]) -> list[str]:
 def _merged_run_info(sources: Sequence[Path]) -> dict[str, Any] | None:
     """The run record the merged output gets; a ProtocolError when the shards (or ``out``) disagree.
 
-    ``sources``: the files that hold rows (a record without rows describes nothing)."""
+    ``sources``: the files that hold rows (a record without rows describes nothing). The record is the first's (its
+    ``cwd``: the rows' paths are relative to it), with the package versions and git commit of all of them
+    (:func:`_merged_provenance`)."""
     merged: tuple[Path, dict[str, Any]] | None = None
+    records: list[tuple[int, dict[str, Any]]] = []
     for src in sources:
         run = _read_run_info(src, "cannot merge")
         if run is None:
             continue
+        records.append((run_record_path(src).stat().st_mtime_ns, run))
         if merged is None:
             merged = (src, run)
             continue
@@ -1487,7 +1529,29 @@ def _merged_run_info(sources: Sequence[Path]) -> dict[str, Any] | None:
                 f"{src} and {merged[0]} were scored by different runs ({', '.join(diffs)} differ); "
                 "merging would mix them"
             )
-    return None if merged is None else merged[1]
+    if merged is None:
+        return None
+    # oldest first (a stable sort: the output's own record before its shards' when written at the same moment)
+    return _merged_provenance(merged[1], [r for _, r in sorted(records, key=lambda t: t[0])])
+
+
+def _merged_provenance(first: dict[str, Any], records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``first`` with the ``versions`` and ``git`` of the latest of ``records`` (oldest first) and every other block
+    of them as ``earlier_versions`` / ``earlier_git``: the output's record of an earlier run, kept whole, named its
+    code and versions for the rows this run's shards scored under others."""
+    merged = dict(first)
+    latest = records[-1]
+    for key, earlier_key, earlier_blocks in (
+        ("versions", "earlier_versions", _earlier_versions),
+        ("git", "earlier_git", _earlier_git),
+    ):
+        if key not in latest:  # a record of an sddkit that did not record it: nothing to say of the latest run
+            continue
+        history = [b for r in records for b in [*(r.get(earlier_key) or []), *([r[key]] if key in r else [])]]
+        merged.pop(earlier_key, None)
+        merged[key] = latest[key]
+        merged.update(earlier_blocks({earlier_key: history}, latest[key]))
+    return merged
 
 
 def _in_output_order(
