@@ -79,7 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="the trials' kinds of an --asv-scores table that names its trials but not their kinds (ASVspoof 5: "
         "'spk filename ... asv-score' scores, joined on spk and filename with the package's SASV key 'spk filename "
-        "cm-label asv-label' or the database's ASVspoof5.<dev|eval>.track_2.trial.tsv)",
+        "cm-label asv-label' or the database's ASVspoof5.<dev|eval>.track_2.trial.tsv); each spoof trial's attack, "
+        "for the per-attack min t-DCFs, is the key's (the track-2 list's ATTACK_LABEL) or else the --protocol line's "
+        "of its file, and each trial's codec, for the per-codec ones, the --protocol line's of its file",
     )
     p.set_defaults(func=run)
 

@@ -13,8 +13,10 @@ whose header names the kind column ``asv-label`` and a score column (``asv-score
 (:func:`sddkit.metrics.a_dcf` of ``target``, ``nontarget`` and ``spoof``). :func:`asv_rates` turns them into
 the ASV error rates the t-DCF takes, as the official scripts do (:func:`sddkit.metrics.asv_rates_from_scores`);
 the t-EER (:func:`sddkit.metrics.t_eer`) takes the scores themselves. They are read by trial kind, not joined
-with the countermeasure's scores trial by trial. :func:`read_sasv_system_scores` reads an SASV system's scores to be
-evaluated alone, without a countermeasure's (``sdd eval --asv-scores`` without ``--scores``: their a-DCF).
+with the countermeasure's scores trial by trial; a keyed table's trials keep their files, whose lines in the CM
+protocol name their attack and codec where the key does not (:meth:`ASVScores.with_protocol`).
+:func:`read_sasv_system_scores` reads an SASV system's scores to be evaluated alone, without a countermeasure's
+(``sdd eval --asv-scores`` without ``--scores``: their a-DCF).
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sddkit.data.protocols.asvspoof import ASV2021_TRIAL_ID, PA2021_HIDDEN_TRACKS
+from sddkit.data.protocols.asvspoof import (
+    ASV2021_TRIAL_ID,
+    KEY_ATTACK_COLUMNS,
+    KEY_CODEC_COLUMNS,
+    PA2021_HIDDEN_TRACKS,
+)
 from sddkit.data.text import not_text, read_text
 from sddkit.errors import ProtocolError
 from sddkit.evaluation.scores import DECIMAL_COMMA
@@ -69,6 +76,40 @@ class ASVScores:
     # with their scores appended (``... alaw ita_tx bonafide target notrim eval 1.53``: :func:`_line_codec`), whose
     # per-condition t-DCFs (LA-C1..C7) take each condition's own ASV trials; None when no line names one
     codecs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    # each trial's file (the key's FLAC_FILE_NAME / filename), by kind, aligned with the scores: the trials of a keyed
+    # table (read_keyed_asv_scores), whose attack and codec the CM protocol names where the key does not
+    # (:meth:`with_protocol`); None for the other layouts
+    files: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def with_protocol(self, ids: object, attacks: object, codecs: object = None) -> ASVScores:
+        """These scores with what the ASV key leaves unnamed of a keyed table's trials taken from the CM protocol, by
+        each trial's file: a spoof trial's attack (``attacks``, the protocol's attack column, aligned with ``ids``,
+        its utt_id) and each trial's codec condition (``codecs``, its codec column; None where it has none). The
+        ASVspoof 5 package's SASV key (``spk filename cm-label asv-label``, ``evaluation-package/util.py`` of
+        ``asvspoof-challenge/asvspoof5``) names neither, and the database README (``jungjee/asvspoof5`` on Hugging
+        Face, ``README.txt``, section 3, note c) sends a trial's other information to the ``ASVspoof5.*.track_1.tsv``
+        line of its file: without them, every attack's t-DCF took the pooled ASV rates. What the key names is kept; a
+        file the protocol lacks, or keys bona fide, names nothing. ``self`` for scores of another layout."""
+        if self.files is None:
+            return self
+        ids = np.asarray(ids, dtype=object).ravel()
+        attack_of = {f: a for f, a in zip(ids, np.asarray(attacks, dtype=object).ravel()) if a != "bonafide"}
+        held = [""] * self.spoof.size if self.spoof_attacks is None else self.spoof_attacks.tolist()
+        joined = [a or str(attack_of.get(f, "") or "") for a, f in zip(held, self.files[2].tolist())]
+        found_codecs = self.codecs
+        if codecs is not None:
+            codec_of = dict(zip(ids, np.asarray(codecs, dtype=object).ravel()))
+            held_codecs = self.codecs or tuple(np.full(f.size, "", dtype=object) for f in self.files)
+            filled = tuple(
+                np.asarray([c or str(codec_of.get(f, "") or "") for c, f in zip(cs.tolist(), fs.tolist())], object)
+                for cs, fs in zip(held_codecs, self.files)
+            )
+            found_codecs = filled if any(c for cs in filled for c in cs) else None
+        return dataclasses.replace(
+            self,
+            spoof_attacks=np.asarray(joined, dtype=object) if any(joined) else None,
+            codecs=found_codecs,
+        )
 
     def rates(self) -> ASVRates:
         """The error rates at the ASV system's EER threshold (:func:`sddkit.metrics.asv_rates_from_scores`)."""
@@ -411,15 +452,36 @@ def _column(path: Path, number: int, names: list[str], wanted: tuple[str, ...], 
 DUMMY_TRIAL = "dummy"
 
 
-def read_asv_key(key: Path) -> dict[tuple[str, str], str]:
+class ASVKey(dict):
+    """{(target speaker, file): kind} of an SASV key (:func:`read_asv_key`), with what it names of its trials besides:
+    ``attacks``, {trial: attack} of its spoof trials whose attack it names, and ``codecs``, {trial: codec condition}
+    of its trials whose codec it names ('-' read as ``none``, as the ASVspoof 5 protocol readers read it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attacks: dict[tuple[str, str], str] = {}
+        self.codecs: dict[tuple[str, str], str] = {}
+
+
+def _header_index(names: list[str], wanted: tuple[str, ...]) -> int | None:
+    return next((names.index(c) for c in wanted if c in names), None)
+
+
+def read_asv_key(key: Path) -> ASVKey:
     """{(target speaker, file): kind} of an ASVspoof 5 SASV key: the package's (a header naming ``spk`` or
     ``tar_spk_anon``, ``filename`` or ``trial_anon``, and ``asv-label``; its full key tables' ``dummy`` rows of
     ``track_2_tag`` are of kind :data:`DUMMY_TRIAL`, whose scores are left out, as its readers leave them) or the
     database's ``ASVspoof5.<dev|eval>.track_2.trial.tsv`` (``TARGET_SPEAKER FLAC_FILE_NAME TARGET_GENDER
-    ATTACK_LABEL ASV_KEY``, no header)."""
-    kinds: dict[tuple[str, str], str] = {}
-    # (target speaker, file, kind, track_2_tag or None) columns and the row width: the track-2 list's by default
-    at: tuple[int, int, int, int | None] = (0, 1, 4, None)
+    ATTACK_LABEL ASV_KEY``, no header). Each spoof trial's attack is kept (:class:`ASVKey`) where the key names it:
+    the track-2 list's ATTACK_LABEL (``A** or bonafide``, as the database README, ``jungjee/asvspoof5`` on Hugging
+    Face, ``README.txt`` section 3, lists its five columns), a full key table's ``attack_anon`` column (the name
+    ``evaluation-package/util.py`` of ``asvspoof-challenge/asvspoof5`` reads it by); and each trial's codec from a
+    full key table's ``codec`` column. The package's SASV key (``spk filename cm-label asv-label``) names neither:
+    the CM protocol gives them (:meth:`ASVScores.with_protocol`)."""
+    kinds = ASVKey()
+    # (target speaker, file, kind, track_2_tag, attack, codec) columns (None: not there) and the row width: the
+    # track-2 list's by default
+    at: tuple[int, int, int, int | None, int | None, int | None] = (0, 1, 4, None, 3, None)
     width = 5
     first = True
     for number, cells in _rows(key, "SASV key"):
@@ -430,6 +492,8 @@ def read_asv_key(key: Path) -> dict[tuple[str, str], str]:
                 _column(key, number, names, _TRIAL_COLUMNS, "file"),
                 _column(key, number, names, _KIND_COLUMNS, "trial kind"),
                 names.index("track_2_tag") if "track_2_tag" in names else None,
+                _header_index(names, KEY_ATTACK_COLUMNS),
+                _header_index(names, KEY_CODEC_COLUMNS),
             )
             width, first = len(names), False
             continue
@@ -441,7 +505,7 @@ def read_asv_key(key: Path) -> dict[tuple[str, str], str]:
                 # ASVspoof 2021's ASV key beside its score.txt reads as the key of those scores: say how they join
                 + _asv2021_hint(cells, keyed=True)
             )
-        spk, utt, kind, dummy = at
+        spk, utt, kind, dummy, attack, codec = at
         trial, value = (cells[spk], cells[utt]), _kind(cells[kind])
         if dummy is not None and cells[dummy].lower() == "dummy":
             # a submission scores these trials too (the package joins its scores with the full key, then drops them):
@@ -453,6 +517,10 @@ def read_asv_key(key: Path) -> dict[tuple[str, str], str]:
             )
         if kinds.setdefault(trial, value) != value:
             raise ProtocolError(f"{key}, line {number}: trial {trial} is {value} here and {kinds[trial]} above")
+        if value == "spoof" and attack is not None and cells[attack] not in ("-", "bonafide"):
+            kinds.attacks[trial] = cells[attack]
+        if codec is not None and value != DUMMY_TRIAL:  # (a dummy trial's scores are left out)
+            kinds.codecs[trial] = "none" if cells[codec] in ("-", "none") else cells[codec]
     if all(kind == DUMMY_TRIAL for kind in kinds.values()):
         raise ProtocolError(f"{key}: no trials in the SASV key" + (" but dummy ones" if kinds else ""))
     return kinds
@@ -473,6 +541,12 @@ def read_keyed_asv_scores(
     does not cover its SASV key."""
     kinds = read_asv_key(key) if kinds is None else kinds
     found: dict[str, list[float]] = {kind: [] for kind in ASV_KEYS}
+    # each scored trial's file and codec (by kind) and each spoof trial's attack, as the key names them ('' where not)
+    files: dict[str, list[str]] = {kind: [] for kind in ASV_KEYS}
+    codecs: dict[str, list[str]] = {kind: [] for kind in ASV_KEYS}
+    attacks: list[str] = []
+    named_attacks = kinds.attacks if isinstance(kinds, ASVKey) else {}
+    named_codecs = kinds.codecs if isinstance(kinds, ASVKey) else {}
     at: tuple[int, int, int] | None = None
     scored: dict[tuple[str, str], int] = {}  # each trial's line
     for number, cells in _rows(path, "ASV score file"):
@@ -504,10 +578,16 @@ def read_keyed_asv_scores(
         if kind == DUMMY_TRIAL:  # scored, and left out of the metrics, as the package leaves it
             continue
         found[kind].append(_score_cell(path, number, line, cells, at[2]))
+        files[kind].append(trial[1])
+        codecs[kind].append(named_codecs.get(trial, ""))
+        if kind == "spoof":
+            attacks.append(named_attacks.get(trial, ""))
     if at is None:
         raise ProtocolError(f"{path}: empty ASV score file")
     unscored = sum(1 for trial, kind in kinds.items() if kind != DUMMY_TRIAL and trial not in scored)
-    return dataclasses.replace(_by_kind(path, found), n_unscored=unscored)
+    by_kind = _by_kind(path, found, attacks=attacks, codecs=codecs)
+    trial_files = tuple(np.asarray(files[kind], dtype=object) for kind in ASV_KEYS)
+    return dataclasses.replace(by_kind, n_unscored=unscored, files=trial_files)
 
 
 def _refuse_headerless(path: Path, number: int, cells: list[str]) -> None:

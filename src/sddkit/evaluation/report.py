@@ -51,32 +51,36 @@ writes::
 Units: every EER in the report is in percent; DCFs are normalised (1 = no better than a
 trivial system); Cllr is in bits; thresholds follow "bona fide iff score >= threshold".
 
-The min t-DCFs (2019 legacy and 2021 revised forms) take the ASV error rates of ``EvalConfig.asv``, by
-default the ASVspoof 5 organisers' pooled ones (:class:`sddkit.metrics.ASVRates`), whatever the corpus:
-on ASVspoof 2019/2021 data they are therefore not the official figures of those challenges, which used
-their own ASV systems' scores (``sdd eval --asv-scores``, :mod:`sddkit.evaluation.asv`, obtains the rates
-from such scores as the official scripts do; so does ``evaluate(..., asv_scores=...)`` while ``EvalConfig.asv`` is
-left at its default); ``report.md`` names the rates and where they come from next to the values. Each per-attack
-row holds that attack's min t-DCFs (``min_tdcf``, as the pooled): with ASV scores whose spoof lines name their attack
-(ASVspoof 2019's ``A07 spoof -2.90``) the Pfa_spoof of its own ASV spoof trials, as the ASVspoof 2019 per-attack
-figures take it, else the pooled rates (``min_tdcf_asv``, ``min_tdcf_asv_note`` say which and why; :class:`_AttackASV`):
-the pooled figure's, or, for an attack the ASV trials of its partition's ASVspoof 2021 phase lack, that phase's. The
-per-vocoder, per-attack-type and spoof ``by`` rows hold theirs likewise, each with the Pfa_spoof of the ASV spoof
-trials of the attacks its spoofs are of (the protocol's ``attack`` column), pooled. Each per-codec row (``--by codec``
-gives the same rows) holds its condition's min t-DCFs: with ASV scores whose lines name their codec (the ASVspoof 2021
-LA ASV key's lines with their scores appended) the ASV rates of that condition's own target, non-target and spoof
-trials, as the official 2021 LA per-condition figures (LA-C1..C7) take them, else the pooled rates, said as for an
-attack (:func:`_per_codec`; ``min_tdcf_asv_pfa`` and ``min_tdcf_asv_pmiss`` give the Pfa and Pmiss taken too).
+The min t-DCFs (2019 legacy and 2021 revised forms) take the ASV error rates of ``EvalConfig.asv``, by default the
+ASVspoof 5 organisers' pooled ones (:class:`sddkit.metrics.ASVRates`), whatever the corpus: on ASVspoof 2019/2021 data
+they are therefore not the official figures of those challenges, which used their own ASV systems' scores (``sdd eval
+--asv-scores``, :mod:`sddkit.evaluation.asv`, obtains the rates from such scores as the official scripts do; so does
+``evaluate(..., asv_scores=...)`` while ``EvalConfig.asv`` is left at its default); ``report.md`` names the rates and
+where they come from next to the values. Each per-attack row holds that attack's min t-DCFs (``min_tdcf``, as the
+pooled): with ASV scores whose spoof lines name their attack (ASVspoof 2019's ``A07 spoof -2.90``; an ASVspoof 5 table
+read with its key, each spoof trial's attack the key's or the protocol's line of its file:
+:meth:`~sddkit.evaluation.asv.ASVScores.with_protocol`) the Pfa_spoof of its own ASV spoof trials, as the ASVspoof
+2019 per-attack figures take it, else the pooled rates (``min_tdcf_asv``, ``min_tdcf_asv_note`` say which and why;
+:class:`_AttackASV`): the pooled figure's, or, for an attack the ASV trials of its partition's ASVspoof 2021 phase
+lack, that phase's. The per-vocoder, per-attack-type and spoof ``by`` rows hold theirs likewise, each with the
+Pfa_spoof of the ASV spoof trials of the attacks its spoofs are of (the protocol's ``attack`` column), pooled. Each
+per-codec row (``--by codec`` gives the same rows) holds its condition's min t-DCFs: with ASV scores whose lines name
+their codec (the ASVspoof 2021 LA ASV key's lines with their scores appended) the ASV rates of that condition's own
+target, non-target and spoof trials, as the official 2021 LA per-condition figures (LA-C1..C7) take them (an ASVspoof
+5 table read with its key: each trial's codec the protocol's line of its file names, as the ASVspoof 5 package's full
+evaluation takes each codec's ASV trials), else the pooled rates, said as for an attack (:func:`_per_codec`;
+``min_tdcf_asv_pfa`` and ``min_tdcf_asv_pmiss`` give the Pfa and Pmiss taken too).
 
-Given the ASV scores themselves (``evaluate(..., asv_scores=...)``, ``sdd eval --asv-scores``), ``pooled.t_eer``
-is the concurrent t-EER (:func:`sddkit.metrics.t_eer`, in percent) of the pooled bona fide and spoof scores
-before that ASV system, with its CM and ASV thresholds; null without them (and, with the reason at
-``pooled.t_eer_note``, when the t-EER is undefined). Each protocol utterance counts once there, where the
-ASVspoof 5 package counts a CM score once per SASV trial it enters: the figures agree when the protocol lists the
-trials (one row per trial). The ASV scores are taken by trial kind (most layouts name no utterance): no per-trial
-join is made. Given an SASV system's scores too (``evaluate(..., sasv_scores=...)``; ``sdd eval --asv-scores`` of a
-table with a ``sasv-score`` column, an ASVspoof 5 track-2 submission), ``pooled.min_a_dcf`` is their min a-DCF
-(normalised, :func:`sddkit.metrics.a_dcf` under ``EvalConfig.adcf``) and ``pooled.a_dcf_threshold`` its threshold.
+Given the ASV scores themselves (``evaluate(..., asv_scores=...)``, ``sdd eval --asv-scores``), ``pooled.t_eer`` is
+the concurrent t-EER (:func:`sddkit.metrics.t_eer`, in percent) of the pooled bona fide and spoof scores before that
+ASV system, with its CM and ASV thresholds; null without them (and, with the reason at ``pooled.t_eer_note``, when the
+t-EER is undefined). Each protocol utterance counts once there, where the ASVspoof 5 package counts a CM score once
+per SASV trial it enters: the figures agree when the protocol lists the trials (one row per trial). The ASV scores are
+taken by trial kind (most layouts name no utterance): no per-trial join with the CM scores is made (an ASVspoof 5
+keyed table's trial files are looked up in the protocol for their attack and codec alone). Given an SASV system's
+scores too (``evaluate(..., sasv_scores=...)``; ``sdd eval --asv-scores`` of a table with a ``sasv-score`` column, an
+ASVspoof 5 track-2 submission), ``pooled.min_a_dcf`` is their min a-DCF (normalised, :func:`sddkit.metrics.a_dcf`
+under ``EvalConfig.adcf``) and ``pooled.a_dcf_threshold`` its threshold.
 """
 
 from __future__ import annotations
@@ -613,6 +617,21 @@ _NO_CODECS = (
     "SPEAKER UTT CODEC TRANSMISSION ATTACK KEY TRIM PHASE SCORE)"
 )
 _NO_CODEC_TRIALS = "the ASV scores hold no target, non-target and spoof trials of codec"
+# the notes of the same for an --asv-scores table read with --asv-key (ASVspoof 5): neither the key nor the protocol's
+# rows of the trials' files name them (another set's key or protocol, the package's SASV key beside a protocol without
+# those files), said with what names them
+_NO_ATTACKS = "the ASV scores' spoof lines name no attack"
+_NO_KEYED_ATTACKS = (
+    "neither the ASV key nor the protocol names the attack of any of its spoof trials (ASVspoof 5: the database's "
+    "ASVspoof5.<dev|eval>.track_2.trial.tsv names it, ATTACK_LABEL; the package's SASV key does not, and then the "
+    "protocol's line of each spoof file, ASVspoof5.<dev|eval>.track_1.tsv, is read: give the key or the protocol of "
+    "the ASV trials' set; In-the-Wild names no spoof's attack)"
+)
+_NO_KEYED_CODECS = (
+    "neither the ASV key nor the protocol names the codec of the ASV trials (the protocol's CODEC of each trial's "
+    "file, ASVspoof5.<dev|eval>.track_1.tsv, or a full key table's codec column is read: give the protocol of the ASV "
+    "trials' set)"
+)
 
 
 @dataclass
@@ -646,7 +665,8 @@ class _AttackASV:
         if asv is None:
             return self.pooled, self.without
         if asv.spoof_attacks is None:
-            return self.pooled, "the ASV scores' spoof lines name no attack"
+            # a keyed table (ASVspoof 5's) says what names its spoofs' attacks: its lines name none of any table's
+            return self.pooled, _NO_ATTACKS if asv.files is None else _NO_KEYED_ATTACKS
         pooled, of_phase = self.pooled, ""
         if partition is not None and asv.phases is not None:
             # per partition of ASVspoof 2021's phases: the ASV trials of that phase, as its official scripts take them
@@ -678,7 +698,7 @@ class _AttackASV:
         if asv is None:
             return self.pooled, self.without
         if asv.codecs is None:
-            return self.pooled, _NO_CODECS
+            return self.pooled, _NO_KEYED_CODECS if asv.files is not None else _NO_CODECS
         own = asv.of_codec(codec)
         rates = None if own is None else _asv_rates(own)
         if rates is None:
@@ -942,6 +962,9 @@ def evaluate(
     """
     columns = by_columns(table, by)  # first: a misspelt column is said before the scores are matched
     cfg = config or EvalConfig()
+    # a keyed ASV table's spoof attacks and codecs the key leaves unnamed, by file from the protocol (before the
+    # phase selection: it keeps what the trials carry)
+    asv_scores = _asv_with_protocol(asv_scores, table, outside)
     if asv_scores is not None and table.has_column("partition"):
         # the ASV trials of the evaluated ASVspoof 2021 phases alone (ASVScores.of_phases), as the official scripts
         # take them
@@ -1048,6 +1071,21 @@ def _pa_hidden_note(table: UtteranceTable) -> str | None:
         "trim: hidden track 2), each with the ASV rates of its own ASV trials; the figures of partition hidden mix "
         "them: evaluate one with --protocol-option phases=[hidden_track_1] (or hidden_track_2)"
     )
+
+
+def _asv_with_protocol(
+    asv: ASVScores | None, table: UtteranceTable, outside: UtteranceTable | None
+) -> ASVScores | None:
+    """``asv`` with each spoof trial's attack and each trial's codec that the ASV key leaves unnamed taken from the
+    protocol's rows of its file (:meth:`~sddkit.evaluation.asv.ASVScores.with_protocol`: ASVspoof 5's SASV key names
+    neither), of the evaluated rows and those left out of them (``outside``)."""
+    if asv is None or asv.files is None:
+        return asv
+    tables = [t for t in (table, outside) if t is not None]
+    ids, attacks = (np.concatenate([t.column(c) for t in tables]) for c in ("utt_id", "attack"))
+    has_codec = all(t.has_column("codec") for t in tables)
+    codecs = np.concatenate([t.column("codec") for t in tables]) if has_codec else None
+    return asv.with_protocol(ids, attacks, codecs)
 
 
 def _attack_asv(cfg: EvalConfig, asv: ASVScores | None, from_scores: bool) -> _AttackASV:

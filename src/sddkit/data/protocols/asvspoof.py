@@ -645,8 +645,9 @@ class ASVspoof5KeyConfig:
 # a header's names of a column, as the package's util.load_tsv renames them (trial_anon -> filename, ...)
 _KEY_ID_COLUMNS = ("filename", "trial_anon")
 _KEY_LABEL_COLUMNS = ("cm-label", "cm_label")
-_KEY_ATTACK_COLUMNS = ("attack_anon", "attack", "attack_label")
-_KEY_CODEC_COLUMNS = ("codec",)
+# (the ASV key reader, sddkit.evaluation.asv.read_asv_key, takes a full key table's attack and codec by these names too)
+KEY_ATTACK_COLUMNS = ("attack_anon", "attack", "attack_label")
+KEY_CODEC_COLUMNS = ("codec",)
 # an SASV trial's kind: a target or non-target trial is of a bona fide utterance, a spoof trial of a spoofed one
 SASV_CM_LABELS = {"target": "bonafide", "nontarget": "bonafide", "non-target": "bonafide", "spoof": "spoof"}
 _KEYED_LAYOUT = "SPEAKER UTTERANCE SCORE KEY, KEY bonafide/spoof or target/nontarget/spoof"
@@ -806,7 +807,7 @@ def _key_columns(header: list[str] | None, proto: Path, lineno: int, wanted: lis
     def find(names: tuple[str, ...]) -> int | None:
         return next((header.index(n) for n in names if n in header), None) if header else None
 
-    if wanted is not None and find(_KEY_CODEC_COLUMNS) is None:
+    if wanted is not None and find(KEY_CODEC_COLUMNS) is None:
         raise located(
             proto,
             lineno,
@@ -820,7 +821,7 @@ def _key_columns(header: list[str] | None, proto: Path, lineno: int, wanted: lis
     return {
         "id": find(_KEY_ID_COLUMNS),
         "label": find(_KEY_LABEL_COLUMNS),
-        "attack": find(_KEY_ATTACK_COLUMNS),
-        "codec": find(_KEY_CODEC_COLUMNS),
+        "attack": find(KEY_ATTACK_COLUMNS),
+        "codec": find(KEY_CODEC_COLUMNS),
         "tag": find(("track_2_tag",)),
     }
