@@ -36,13 +36,16 @@ CHUNK_FRAMES = 8192  # frames per E-step block: bounds the (frames, components) 
 @dataclass(kw_only=True)
 class GMMConfig(ClassifierConfig):
     """components: Gaussians per class (512 in the ASVspoof baselines); covariance: ``diag`` only;
-    em_iterations: EM iterations after k-means++ initialisation; max_frames_per_class: training frames sampled
-    (uniformly, with the recipe's seed) per class for the fit; variance_floor: the smallest variance of a
-    component, as a fraction of that class's data variance in each dimension."""
+    em_iterations: EM iterations after k-means++ initialisation (the most, with em_tolerance); em_tolerance: stop
+    a class's EM early once an iteration raises its mean frame log-likelihood by less than this (nats per frame, as
+    the published baselines iterate until the gain is small), None: run every em_iterations; max_frames_per_class:
+    training frames sampled (uniformly, with the recipe's seed) per class for the fit; variance_floor: the smallest
+    variance of a component, as a fraction of that class's data variance in each dimension."""
 
     components: int = 512
     covariance: str = "diag"
     em_iterations: int = 10
+    em_tolerance: float | None = None
     max_frames_per_class: int = 100_000
     variance_floor: float = 1e-3
     # auto: the front-end's; frames: (B, N, D); spectral: (B, F, T)
@@ -61,6 +64,11 @@ class GMMConfig(ClassifierConfig):
             raise ValueError(f"components must be at least 1, got {self.components}")
         if self.em_iterations < 1:
             raise ValueError(f"em_iterations must be at least 1, got {self.em_iterations}")
+        if self.em_tolerance is not None and not (0 < self.em_tolerance < math.inf):
+            raise ValueError(
+                "em_tolerance must be a positive, finite gain of the mean frame log-likelihood per EM iteration "
+                f"(nats per frame, e.g. 0.001), or null to run every em_iterations; got {self.em_tolerance}"
+            )
         if self.max_frames_per_class < 1:
             raise ValueError(f"max_frames_per_class must be at least 1, got {self.max_frames_per_class}")
         if not (0 < self.variance_floor < 1):
@@ -74,12 +82,18 @@ class GMMConfig(ClassifierConfig):
 @dataclass
 class GMMFit:
     """What :func:`fit_gmm` returns: ``log_weights`` (K,), ``means`` (K, D), ``variances`` (K, D), float64, and the
-    mean frame log-likelihood before each EM iteration and after the last (``history``, em_iterations + 1)."""
+    mean frame log-likelihood before each EM iteration run and after the last (``history``, iterations run + 1:
+    ``iterations`` + 1 unless a ``tolerance`` stopped EM early)."""
 
     log_weights: Tensor
     means: Tensor
     variances: Tensor
     history: list[float]
+
+    @property
+    def iterations(self) -> int:
+        """EM iterations run (each one E-step and one M-step)."""
+        return len(self.history) - 1
 
 
 def gmm_log_likelihood(frames: Tensor, log_weights: Tensor, means: Tensor, variances: Tensor) -> Tensor:
@@ -125,13 +139,15 @@ def fit_gmm(
     variance_floor: float = 1e-3,
     seed: int = 0,
     init_means: Tensor | None = None,
+    tolerance: float | None = None,
 ) -> GMMFit:
     """Fit a diagonal-covariance GMM to ``frames`` (N, D) by EM, in float64; deterministic for a given ``seed``.
 
     Runs on ``frames``' device. Initialisation: means by k-means++ on a random subset of at most 32 frames per
     component (or ``init_means`` (K, D)), every variance the data's, equal weights. Each iteration is one E-step over
     blocks of frames and one M-step; variances are floored at ``variance_floor`` times the data variance of their
-    dimension, and a component that no frame claims keeps its mean and variance.
+    dimension, and a component that no frame claims keeps its mean and variance. With ``tolerance``, EM stops before
+    ``iterations`` once an iteration raised the mean frame log-likelihood by less than ``tolerance``.
     """
     if frames.dim() != 2:
         raise ValueError(f"expected (frames, dims) training frames, got shape {tuple(frames.shape)}")
@@ -156,10 +172,16 @@ def fit_gmm(
         means = init_means.detach().double().to(x.device)
     variances = data_var.clamp_min(floor).expand(components, -1).clone()
     log_weights = torch.full((components,), -math.log(components), dtype=torch.float64, device=x.device)
-    history = []
+    history: list[float] = []
+    converged = False
     for _ in range(iterations):
         counts, first, second, total = _e_step(x, log_weights, means, variances)
         history.append(total / n)
+        # the E-step of these parameters gave the gain of the iteration that made them: below tolerance, the fit
+        # is final (a gain under 0 is rounding: EM never descends)
+        if tolerance is not None and len(history) > 1 and history[-1] - history[-2] < tolerance:
+            converged = True
+            break
         claimed = counts > 1e-10 * n  # a component with no frames: 0/0 would make it NaN
         safe = counts.clamp_min(1e-300)[:, None]
         new_means = first / safe
@@ -168,7 +190,8 @@ def fit_gmm(
         variances = torch.maximum(torch.where(claimed[:, None], new_vars, variances), floor)
         weights = (counts / n).clamp_min(1e-300)
         log_weights = (weights / weights.sum()).log()
-    history.append(_e_step(x, log_weights, means, variances)[3] / n)
+    if not converged:
+        history.append(_e_step(x, log_weights, means, variances)[3] / n)
     return GMMFit(log_weights=log_weights, means=means, variances=variances, history=history)
 
 
@@ -249,7 +272,8 @@ class GMMBackend(nn.Module):
     @torch.no_grad()
     def fit(self, frames_by_class: tuple[Tensor, Tensor], *, seed: int = 0) -> dict[str, list[float]]:
         """Fit both mixtures by EM on (spoof frames (N0, D), bona fide frames (N1, D)); returns each class's
-        mean frame log-likelihood per iteration (``spoof``, ``bonafide``)."""
+        mean frame log-likelihood before each iteration and after the last (``spoof``, ``bonafide``: as many
+        iterations as that class ran, fewer than em_iterations where em_tolerance stopped it)."""
         history = {}
         for c, (name, frames) in enumerate(zip(("spoof", "bonafide"), frames_by_class)):
             if frames.dim() != 2 or frames.shape[1] != self.in_dim:
@@ -260,7 +284,8 @@ class GMMBackend(nn.Module):
                     self.cfg.components,
                     iterations=self.cfg.em_iterations,
                     variance_floor=self.cfg.variance_floor,
-                    seed=seed * 2 + c,  # the two classes draw their initial means apart
+                    seed=seed * 2 + c,
+                    tolerance=self.cfg.em_tolerance,  # the two classes draw their initial means apart
                 )
             except ValueError as exc:
                 raise ValueError(f"{name} class: {exc}") from None

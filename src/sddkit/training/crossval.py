@@ -54,6 +54,8 @@ from sddkit.training.recipe import SEED_LIMIT, FoldSpec, ProtocolSpec, TrainReci
 if TYPE_CHECKING:
     import torch
 
+    from sddkit.training.trainer import TrainResult
+
 log = logging.getLogger(__name__)
 
 CV_NAME = "cv.json"
@@ -435,6 +437,7 @@ def check_fold_recipe(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path) -> Non
     # a checkpoint without its pointer too: the trainer resumes a lone one (a run killed during its first save)
     started = (
         (fold_dir / FOLD_NAME).exists()
+        or (fold_dir / "best").is_dir()  # an EM fit exports without a checkpoint (run_fold scores its best/ again)
         or ckpt.latest_checkpoint(checkpoints) is not None
         or bool(ckpt.checkpoints_without_pointer(checkpoints))
     )
@@ -496,6 +499,39 @@ def _started_bonafide_folds(
     return False, None
 
 
+def _finished_em_fit(fold_dir: Path) -> TrainResult | None:
+    """The result of the fold's run when it fitted a back-end by EM (``best/``'s metadata has ``em``) and finished
+    (run.json's last session records its end), else None."""
+    from sddkit.detectors.model_dir import read_model_config
+    from sddkit.errors import CheckpointError
+    from sddkit.training.trainer import TrainResult
+
+    best, final = fold_dir / "best", fold_dir / "final"
+    if not (best.is_dir() and final.is_dir()):
+        return None
+    try:
+        meta = read_model_config(best).get("metadata") or {}
+        sessions = json.loads((fold_dir / RUN_NAME).read_text())["sessions"]
+        finished = bool(sessions) and "finished" in sessions[-1]
+    except (CheckpointError, OSError, ValueError, KeyError, TypeError):
+        return None  # damaged or half written: the trainer says what it finds
+    if not (isinstance(meta, dict) and "em" in meta and finished):
+        return None
+    eer = meta.get("val_eer")
+    return TrainResult(
+        out_dir=fold_dir,
+        step=0,
+        epoch=0,
+        best_eer=eer,
+        best_step=0,
+        stopped_early=False,
+        best_dir=best,
+        final_dir=final,
+        final_eer=eer,
+        history=[],
+    )
+
+
 def run_fold(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path, *, workers: int = 2) -> dict[str, Any]:
     """Train (or resume) one fold, score its held-out files with ``best/``, write ``fold.json``."""
     from sddkit.metrics import eer
@@ -514,12 +550,21 @@ def run_fold(recipe: TrainRecipe, fold: HeldOut, fold_dir: Path, *, workers: int
         log.info("fold %s already done (%s)", fold.name, done)
         return figures
     held = held_out_table(recipe, fold)  # fails before training when the group is unusable
-    trainer = Trainer(fold_recipe(recipe, fold, fold_dir), resume=True)
-    trainer.resume_with = "a rerun of the same `sdd cv` command"  # sdd cv has no --resume: a rerun resumes
-    trainer.resume_takes_overrides = False  # a fold rerun under another recipe is refused (check_fold_recipe)
-    result = trainer.fit()
-    device = trainer.device  # held-out files are scored there: a model trained on a GPU not on the CPU
-    del trainer  # its model and optimiser state leave the device before best/ is loaded to score
+    result = _finished_em_fit(fold_dir)
+    if result is not None:
+        # an EM fit saves no checkpoint for the trainer to resume from, and refused to replace its exports: the
+        # fold stopped while its held-out files were scored, so they are scored with the model it fitted
+        from sddkit.training.distributed import DistInfo, select_device
+
+        log.info("fold %s: fitted by EM before (%s), scoring its held-out files", fold.name, result.best_dir)
+        device = select_device(recipe.trainer.device, DistInfo())
+    else:
+        trainer = Trainer(fold_recipe(recipe, fold, fold_dir), resume=True)
+        trainer.resume_with = "a rerun of the same `sdd cv` command"  # sdd cv has no --resume: a rerun resumes
+        trainer.resume_takes_overrides = False  # a fold rerun under another recipe is refused (check_fold_recipe)
+        result = trainer.fit()
+        device = trainer.device  # held-out files are scored there: a model trained on a GPU not on the CPU
+        del trainer  # its model and optimiser state leave the device before best/ is loaded to score
     if result.best_dir is None:
         raise ConfigError(f"fold {fold.name}: the run exported no best/ model (does the recipe have val data?)")
     scores = _score_held_out(

@@ -368,6 +368,7 @@ class Trainer:
         except CheckpointError as exc:  # a damaged pointer, or one naming a checkpoint gone
             raise ckpt.unusable_latest(self.ckpt_dir, self.out_dir, exc) from None
         finished = self._exported_models()
+        self._check_em_resume(resuming, finished)
         if self.resume and not resuming and finished and not nothing_to_learn(self.module):
             # its checkpoints deleted (to save space): the run would start afresh and, at its end, replace the
             # earlier run's exported models, which a fresh run into this out_dir is refused to do (before the data
@@ -491,6 +492,28 @@ class Trainer:
             raise ConfigError(
                 f"trainer.out_dir={self.out_dir} holds the exported model(s) {' and '.join(finished)} of an earlier "
                 "run: choose another trainer.out_dir, or delete them to train there afresh"
+            )
+
+    def _check_em_resume(self, resuming: bool, finished: list[str]) -> None:
+        """Refuse a resume of an EM fit (``em_fitted``) that would replace exported models: an EM fit saves no
+        checkpoint and reads none, so it would fit afresh over the exports of an earlier fit (the generic error's
+        init_from is refused for it) or of a gradient run whose checkpoints are there."""
+        if not self.em_fitted:
+            return
+        where = f"trainer.out_dir={self.out_dir}"
+        if resuming:
+            raise ConfigError(
+                f"{where} holds the checkpoints of a run that trained by gradient steps (under {self.ckpt_dir}), but "
+                "this recipe's model.backend gmm is fitted by EM, which continues no checkpoint: its export would "
+                "replace that run's best/ and final/; fit it in another trainer.out_dir"
+            )
+        if self.resume and finished:
+            raise ConfigError(
+                f"{where} holds the exported model(s) {' and '.join(finished)} of an earlier run, and model.backend "
+                f"gmm is fitted by EM in one go, saving no checkpoint: {self.resume_with} has nothing to continue. "
+                "Those folders are the fitted model (sdd score, sdd eval, sdd calibrate and sdd export-onnx take them "
+                "as they are); to fit again (other settings, or a run stopped before it finished), choose another "
+                "trainer.out_dir, or delete them to fit there afresh (the same recipe and seed fit the same mixtures)"
             )
 
     def _exported_models(self) -> list[str]:
@@ -1805,11 +1828,26 @@ class Trainer:
             history = backend.fit(frames, seed=r.seed)  # type: ignore[union-attr, operator]
         except ValueError as exc:  # fewer frames than components, non-finite features
             raise ConfigError(f"model.backend {r.model.backend.name if r.model else 'gmm'}: {exc}") from None
+        # iterations each class ran: em_iterations, or fewer where em_tolerance stopped it
+        iterations = {name: len(lls) - 1 for name, lls in history.items()}
         if self.info.is_main:
             for name, lls in history.items():
-                log.info("EM: %s mean frame log-likelihood %.3f -> %.3f", name, lls[0], lls[-1])
+                early = " (gain below em_tolerance)" if iterations[name] < gmm.em_iterations else ""
+                log.info(
+                    "EM: %s mean frame log-likelihood %.3f -> %.3f in %d iteration(s)%s",
+                    name,
+                    lls[0],
+                    lls[-1],
+                    iterations[name],
+                    early,
+                )
         self.state.epoch = self.cfg.epochs
-        em = {"frames": {"spoof": len(frames[0]), "bonafide": len(frames[1])}, **seen, "mean_log_likelihood": history}
+        em = {
+            "frames": {"spoof": len(frames[0]), "bonafide": len(frames[1])},
+            **seen,
+            "mean_log_likelihood": history,
+            "iterations": iterations,
+        }
         return self._validate_and_export_once("fitted by EM (no gradient steps)", em=em)
 
     def _validate_and_export_once(self, selection: str, **metadata: Any) -> TrainResult:
