@@ -448,8 +448,9 @@ def create_app(
             result = await run_in_threadpool(_score_bytes, det, data, upload_name, max_duration_s)
         scored = f"{result.duration_s:.2f} s of audio: {result.decision}"
         # A client gone while its file was scored gets no answer, and uvicorn writes no access line for it: this line
-        # said "200 scored" all the same. uvicorn marks the request disconnected as soon as the connection closes,
-        # so the check costs no wait (a client still connected is answered as before).
+        # said "200 scored" all the same. uvicorn marks the request disconnected as soon as it reads the connection's
+        # end (sddkit.service.server's cycle also looks for one unread, behind a pipelined request), so the check
+        # costs no wait (a client still connected is answered as before).
         if await request.is_disconnected():
             raise ApiError(
                 499, "client_closed_request", f"the client disconnected while its file was scored ({scored}, not sent)"

@@ -6,6 +6,8 @@ uvicorn closes an idle kept-alive connection after ``timeout_keep_alive``, but h
 a connection that sends nothing, or half a request head, stays open (and counted against ``limit_concurrency``) until
 the client closes it. The service runs on uvicorn's h11 protocol with such a deadline added
 (:data:`sddkit.service.app.REQUEST_HEAD_TIMEOUT_S`); the body of a request is the app's to time out (its 408s).
+A client gone is seen by the app's check for a disconnect even when uvicorn has stopped reading its connection
+(:class:`PeerCheckingCycle`).
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import copy
 import json
 import logging
 import signal
+import socket
 import sys
 import types
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 from sddkit.service.app import REQUEST_HEAD_TIMEOUT_S
 
@@ -45,15 +48,55 @@ async def json_service_unavailable(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+def peer_closed(transport: asyncio.BaseTransport) -> bool:
+    """Whether the client of ``transport`` has closed or reset its connection, read from its socket without taking
+    anything off it: its end of stream (FIN) or reset is next in the socket's buffer. False when it is not (nothing
+    pending, or data pending: what follows that data is unknown) or the socket cannot be asked."""
+    raw = transport.get_extra_info("socket")
+    dontwait = getattr(socket, "MSG_DONTWAIT", 0)
+    if raw is None or not dontwait or transport.is_closing():
+        return False
+    try:
+        with raw.dup() as sock:  # a copy of its descriptor: asyncio's TransportSocket reads nothing itself
+            return sock.recv(1, socket.MSG_PEEK | dontwait) == b""
+    except (BlockingIOError, InterruptedError):  # still open, nothing sent since
+        return False
+    except ConnectionError:  # reset by the client (a socket closed with SO_LINGER 0, a killed process's unread data)
+        return True
+    except OSError:  # out of descriptors, say: as uvicorn would, taken as still there
+        return False
+
+
+class PeerCheckingCycle(RequestResponseCycle):
+    """uvicorn's request-response cycle, whose ``http.disconnect`` also comes when the client's end of stream or reset
+    is waiting, unread, in the socket.
+
+    uvicorn learns of a closed connection by reading it, and stops reading once a request is complete and a second
+    one, pipelined, has come in behind it (it has nowhere to put more): a client that sent two requests and hung up
+    while the first was scored was still connected for the app, which logged "200: scored" for an answer nobody
+    received (its 499 client_closed_request). Once the request's body is all in, a check for a disconnect looks at
+    the socket itself, and a client gone is treated as uvicorn treats one it reads the end of: its connection closed
+    (the pipelined request is dropped, as it is when uvicorn reads the end of stream after the first answer)."""
+
+    async def receive(self) -> Any:
+        if not (self.disconnected or self.response_complete or self.more_body) and peer_closed(self.transport):
+            self.disconnected = True
+            self.transport.close()  # as uvicorn's eof_received does: connection_lost follows, and wakes any waiter
+        return await super().receive()
+
+
 def _with_json_over_limit(method: Any) -> Any:
     """``method`` (uvicorn's ``handle_events``) answering a request past the limit with
-    :func:`json_service_unavailable`: uvicorn looks its ``service_unavailable`` up in its module's globals, so this
-    copy gets its own globals rather than patching uvicorn's module for every server in the process. A uvicorn whose
-    method no longer names it is left as it is."""
+    :func:`json_service_unavailable`, and running each request in a :class:`PeerCheckingCycle`: uvicorn looks its
+    ``service_unavailable`` and ``RequestResponseCycle`` up in its module's globals, so this copy gets its own globals
+    rather than patching uvicorn's module for every server in the process. A name the method no longer uses is left
+    out, and a method that uses neither is left as it is."""
     code = method.__code__
-    if "service_unavailable" not in code.co_names or code.co_freevars:
+    ours = {"service_unavailable": json_service_unavailable, "RequestResponseCycle": PeerCheckingCycle}
+    ours = {name: value for name, value in ours.items() if name in code.co_names}
+    if not ours or code.co_freevars:
         return method
-    scope = {**method.__globals__, "service_unavailable": json_service_unavailable}
+    scope = {**method.__globals__, **ours}
     copy = types.FunctionType(code, scope, method.__name__, method.__defaults__, method.__closure__)
     copy.__kwdefaults__ = method.__kwdefaults__
     copy.__qualname__, copy.__doc__ = method.__qualname__, method.__doc__
@@ -63,7 +106,8 @@ def _with_json_over_limit(method: Any) -> Any:
 class HeadDeadlineH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, closing a connection that has not sent a complete request head within
     ``head_timeout_s`` of its start or of the end of its last response, and answering a request past
-    ``limit_concurrency`` with the service's JSON error body (:func:`json_service_unavailable`)."""
+    ``limit_concurrency`` with the service's JSON error body (:func:`json_service_unavailable`); its requests run in
+    a :class:`PeerCheckingCycle`."""
 
     head_timeout_s: float = REQUEST_HEAD_TIMEOUT_S  # uvicorn_config sets it on a subclass: the value read then
     handle_events = _with_json_over_limit(H11Protocol.handle_events)

@@ -52,6 +52,15 @@
     return "a=" + fmt(cal.a, 3) + ", b=" + fmt(cal.b, 3) + fitted;
   }
 
+  // An ONNX export whose model directory was recalibrated or retrained since it was exported scores as that model
+  // did at export (GET /v1/model's source_changed says what changed and how to export it again): sdd serve printed
+  // it in the operator's terminal only, and the page showed the model as if all was well. Nothing when null.
+  function showStale(changed) {
+    const stale = typeof changed === "string" ? changed.trim() : "";
+    $("model-warning").textContent = stale ? "Warning: stale export. " + stale : "";
+    $("model-warning").hidden = !stale;
+  }
+
   async function loadModel() {
     try {
       const res = await get("v1/model");
@@ -78,6 +87,7 @@
       row(dl, "limits", m.limits.max_upload_mb + " MB, " + m.limits.max_duration_s + " s");
       if (typeof m.limits.max_upload_mb === "number" && m.limits.max_upload_mb > 0) maxUploadMb = m.limits.max_upload_mb;
       $("model-info").replaceChildren(dl);
+      showStale(m.source_changed);
     } catch (err) {
       $("model-info").textContent = "could not load the model description: " + err.message;
     }
