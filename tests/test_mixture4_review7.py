@@ -140,7 +140,7 @@ def test_an_expert_config_naming_its_pretrained_folder_relatively_matches_its_di
     from sddkit.detectors.mixture import expert_dir_configs
     from sddkit.detectors.model_dir import save_model_dir
     from sddkit.errors import ConfigError
-    from sddkit.frontends.encoders import PRESETS, recorded_normalize_config
+    from sddkit.frontends.encoders import PRESETS, recorded_folder_config
     from sddkit.pretrained import absolute_pretrained_paths, reloadable_names
 
     monkeypatch.chdir(tmp_path)
@@ -153,8 +153,9 @@ def test_an_expert_config_naming_its_pretrained_folder_relatively_matches_its_di
     assert reloadable_names(det)  # a frozen encoder: the directory leaves it to the folder, named absolutely
     save_model_dir("expert", det, model_config=absolute_pretrained_paths(cfg), trainable_only=True)
     both = from_dict(MixtureConfig, {"experts": [cfg], "expert_dirs": ["expert"], "gate": "classic"}, "mixture")
-    # (the directory records the waveform normalisation the folder decided, see test_encoderpath_review28.py)
-    stored = recorded_normalize_config(absolute_pretrained_paths(cfg))
+    # (the directory records the waveform normalisation and the settings the folder decided, see
+    # test_encoderpath_review28.py and test_resumeencoder_review30.py)
+    stored = recorded_folder_config(absolute_pretrained_paths(cfg))
     assert expert_dir_configs(both)[0] == from_dict(DetectorConfig, stored, "model")
     assert len(build_mixture(both).experts) == 1
     other = {**cfg, "backend": {"name": "linear", "dropout": 0.5}}  # a config that really differs: still refused

@@ -372,9 +372,13 @@ def _same_expert(given: dict[str, Any], stored: dict[str, Any]) -> bool:
 
     if given == stored or absolute_pretrained_paths(given) == stored:
         return True
-    from sddkit.frontends.encoders import recorded_normalize_config, self_contained_config
+    from sddkit.frontends.encoders import recorded_folder_config, recorded_normalize_config, self_contained_config
 
-    if recorded_normalize_config(absolute_pretrained_paths(given)) == stored:
+    # the folder's settings written out too (as a run records them since), or its normalisation only (before)
+    if stored in (
+        recorded_folder_config(absolute_pretrained_paths(given)),
+        recorded_normalize_config(absolute_pretrained_paths(given)),
+    ):
         return True
     try:
         return self_contained_config(given) == stored

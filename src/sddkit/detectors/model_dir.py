@@ -205,11 +205,12 @@ def save_model_dir(
         # the frozen weights load from the pretrained folders: a relative one was looked up against the working
         # directory of whoever loaded the model (as the trainer records them: absolute)
         model_config = absolute_pretrained_paths(model_config)
-        from sddkit.frontends.encoders import recorded_normalize_config
+        from sddkit.frontends.encoders import recorded_folder_config
 
-        # the waveform normalisation the folder decided at training, recorded: not decided again from whatever
-        # copy of the folder a later load finds (one without its feature-extractor file scored on other input)
-        model_config = recorded_normalize_config(model_config)
+        # the waveform normalisation and the settings (dropout, SpecAugment, layer norm epsilon) the folder decided
+        # at training, recorded: not decided again from whatever copy of the folder a later load finds (one without
+        # its feature-extractor file scored on other input; an edited config.json with another epsilon too)
+        model_config = recorded_folder_config(model_config)
     folders = list(dict.fromkeys(pretrained_folders(model_config)))
     if folders and not trainable_only:
         from sddkit.frontends.encoders import self_contained_config

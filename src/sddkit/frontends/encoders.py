@@ -39,6 +39,10 @@ Choices made here, and why:
   ``processor_config.json``, where transformers 5 saves a processor); otherwise it follows the
   feature-extractor type (layer norm: XLS-R / large models). A model directory saved with it records the value
   decided, so its scores do not depend on the copy of the folder it is later loaded with.
+- **What else the folder's config.json decides** and the recipe leaves to it (dropout probabilities, SpecAugment's
+  masking with ``spec_augment: true``, ``layer_norm_eps``) is recorded likewise, in ``overrides``, by a training run
+  and a ``weights: trainable`` model directory (:func:`recorded_settings_spec`): a resume refuses a folder that now
+  decides another value, and a load builds the encoder as trained.
 - **WavLM** attention hands its projection *weights* to ``F.multi_head_attention_forward``, so
   modules that replace ``q_proj`` etc. (LoRA, MoLEx) would be silently bypassed.
   :meth:`SpeechEncoder.projection_slots` switches such attention modules to an equivalent
@@ -148,6 +152,15 @@ _DROPOUT_KEYS = {
     "whisper": ("dropout", "attention_dropout", "activation_dropout"),
 }
 _LAYERDROP_KEYS = ("layerdrop", "encoder_layerdrop")
+# SpecAugment's masking of the wav2vec2 family (with spec_augment: true), as transformers' config names it
+_SPEC_AUGMENT_KEYS = (
+    "mask_time_prob",
+    "mask_time_length",
+    "mask_time_min_masks",
+    "mask_feature_prob",
+    "mask_feature_length",
+    "mask_feature_min_masks",
+)
 
 
 @dataclass(frozen=True)
@@ -390,7 +403,8 @@ class EncoderConfig:
         model was trained: ``do_normalize`` of the ``pretrained`` folder's feature extractor
         (``preprocessor_config.json``, or ``processor_config.json``'s ``feature_extractor``
         section) when it states it, else models with a layer-norm feature extractor (XLS-R / large).
-        A saved model directory records the value so decided (:func:`recorded_normalize_spec`).
+        A saved model directory records the value so decided (:func:`recorded_normalize_spec`), and the dropout,
+        SpecAugment and ``layer_norm_eps`` values its folder decides as ``overrides`` (:func:`recorded_settings_spec`).
     spec_augment: apply the model config's SpecAugment time masking in training; training inputs
         then need at least ``mask_time_length`` frames (10 x 20 ms for the published models). It sets
         transformers' ``apply_spec_augment``: ``overrides: {apply_spec_augment: true}`` without it is refused.
@@ -1544,6 +1558,81 @@ def recorded_normalize_config(config: Any) -> Any:
     return _each_spec(config, recorded_normalize_spec)
 
 
+def _folder_setting_keys(family: str, cfg: EncoderConfig) -> tuple[str, ...]:
+    """The transformers config keys whose value the ``pretrained`` folder's config.json decides for an encoder of
+    ``cfg`` beyond its architecture and weights, unless ``cfg`` sets them: the dropout probabilities (without
+    ``dropout``), SpecAugment's masking (with ``spec_augment: true``; the wav2vec2 family) and the layer norms'
+    epsilon (the wav2vec2 family; Whisper's layer norms use torch's). Layer drop is always 0, and
+    ``apply_spec_augment`` is ``spec_augment``'s: neither is the folder's."""
+    keys: list[str] = list(_DROPOUT_KEYS[family]) if cfg.dropout is None else []
+    if family != "whisper":
+        keys += list(_SPEC_AUGMENT_KEYS) if cfg.spec_augment else []
+        keys.append("layer_norm_eps")
+    return tuple(k for k in keys if k not in cfg.overrides)
+
+
+def recorded_settings_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """An encoder spec with a ``pretrained`` folder, with the values its folder's config.json decides for the keys of
+    :func:`_folder_setting_keys` written into its ``overrides`` (the spec's own overrides unchanged); any other spec
+    comes back unchanged, as does one whose folder cannot be read (loading it says why).
+
+    Left to the folder, they were read again at every resume and every load of a ``weights: trainable`` model
+    directory: a config.json edited or replaced since (another dropout or ``mask_time_prob``, another
+    ``layer_norm_eps``) went on training, or scored, another computation than the run's, without a word: the
+    pretrained digest checks the weights, not config.json. Recorded, a load builds the encoder as trained, and a resume
+    compares them with the folder's values of now (:func:`folder_setting_entries`)."""
+    from sddkit.config import from_dict
+
+    preset_name = spec.get("name")
+    if preset_name not in PRESETS or not isinstance(spec.get("pretrained"), str):
+        return spec
+    preset = PRESETS[preset_name]
+    try:
+        cfg = from_dict(EncoderConfig, {k: v for k, v in spec.items() if k != "name"}, "encoder")
+        directory, _ = _read_pretrained_config(cfg.pretrained, preset_name, preset)
+        folder = _read_hf_config(_hf_class(preset.family, 0), directory).to_dict()
+    except ConfigError:
+        return spec
+    decided = {k: folder[k] for k in _folder_setting_keys(preset.family, cfg) if folder.get(k) is not None}
+    if not decided:
+        return spec
+    return {**spec, "overrides": {**cfg.overrides, **decided}}
+
+
+def recorded_folder_config(config: Any) -> Any:
+    """A model config (plain data) with every encoder spec made :func:`recorded_normalize_spec` and
+    :func:`recorded_settings_spec`: what its ``pretrained`` folders decide, written out. What a run records (its
+    checkpoints, ``run.json``) and a ``weights: trainable`` model directory stores."""
+    return _each_spec(config, lambda spec: recorded_settings_spec(recorded_normalize_spec(spec)))
+
+
+def folder_setting_entries(config: Any, prefix: str = "model") -> dict[str, tuple[str, Any]]:
+    """The values of every encoder spec of ``config`` (a model config as plain data) with a ``pretrained`` folder for
+    the keys a folder may decide (:func:`_folder_setting_keys` of a spec that sets none), by their dotted override key:
+    ``{"model.frontend.encoder.overrides.hidden_dropout": (folder, value)}``, the value None where the spec gives none.
+    A dropout key's value is ``dropout``'s where the spec sets it (it sets them all).
+
+    What a resume compares between the model config its checkpoint recorded (:func:`recorded_folder_config`) and
+    today's, as :func:`folder_normalize_entries`; of a recipe's model, which of them the recipe sets."""
+    found: dict[str, tuple[str, Any]] = {}
+    if isinstance(config, dict):
+        name, folder = config.get("name"), config.get("pretrained")
+        if name in PRESETS and isinstance(folder, str):
+            family = PRESETS[name].family
+            overrides = config.get("overrides") if isinstance(config.get("overrides"), dict) else {}
+            dropout = config.get("dropout")
+            every = _folder_setting_keys(family, EncoderConfig(spec_augment=True))
+            for key in every:
+                value = dropout if dropout is not None and key in _DROPOUT_KEYS[family] else overrides.get(key)
+                found[f"{prefix}.overrides.{key}"] = (folder, value)
+        for key, value in config.items():
+            found.update(folder_setting_entries(value, f"{prefix}.{key}"))
+    elif isinstance(config, list):
+        for i, item in enumerate(config):
+            found.update(folder_setting_entries(item, f"{prefix}.{i}"))
+    return found
+
+
 def folder_normalize_entries(config: Any, prefix: str = "model") -> dict[str, tuple[str, Any]]:
     """Every wav2vec2-family encoder spec of ``config`` (a model config as plain data) that has a ``pretrained``
     folder, by the dotted key of its ``normalize``: ``{"model.frontend.encoder.normalize": (folder, value)}``.
@@ -1634,10 +1723,13 @@ __all__ = [
     "dropout_override_problem",
     "feature_extractor_problem",
     "folder_normalize_entries",
+    "folder_setting_entries",
     "ignored_override_problem",
     "pretrained_structure_problem",
+    "recorded_folder_config",
     "recorded_normalize_config",
     "recorded_normalize_spec",
+    "recorded_settings_spec",
     "self_contained_config",
     "self_contained_spec",
 ]

@@ -47,7 +47,9 @@ trainable parameters) is a CheckpointError naming the changed keys. So is a pret
 are no longer those the checkpoint was trained over (another encoder saved under the same path): checkpoints leave
 those weights to the folder, and record their digest. So is one whose feature-extractor file now decides another
 waveform normalisation for an encoder with ``normalize: null`` than at the run's start (recorded in the checkpoints'
-model config; the recipe's own ``normalize`` changed is a recipe change). So is a resume that switches
+model config; the recipe's own ``normalize`` changed is a recipe change), or whose config.json now decides another
+value of a setting the recipe leaves to it (dropout, SpecAugment masking, ``layer_norm_eps``: recorded in the model
+config's encoder ``overrides``). So is a resume that switches
 ``trainer.ema_decay`` on or off (the checkpoints ranked so far hold one kind of model); another decay applies from the
 restored step on.
 
@@ -661,13 +663,14 @@ class Trainer:
             return built.model
         else:
             from sddkit.detectors.detector import build_detector
-            from sddkit.frontends.encoders import recorded_normalize_config
+            from sddkit.frontends.encoders import recorded_folder_config
 
             model = build_detector(r.model)  # type: ignore[arg-type]
-            # loadable from any folder, with the waveform normalisation an encoder's pretrained folder decided now
-            # written out: what the checkpoints record, best/ exported from one of them, and a resume compares
-            # (_check_folder_normalize); left null, an export or a resume decided it again from the folder found then
-            self.model_config = recorded_normalize_config(absolute_pretrained_paths(to_dict(r.model)))
+            # loadable from any folder, with the waveform normalisation and the settings (dropout, SpecAugment, layer
+            # norm epsilon) an encoder's pretrained folder decided now written out: what the checkpoints record, best/
+            # exported from one of them, and a resume compares (_check_folder_normalize, _check_folder_settings);
+            # left to the folder, an export or a resume decided them again from the folder found then
+            self.model_config = recorded_folder_config(absolute_pretrained_paths(to_dict(r.model)))
         # Frozen parameters the builder read from pretrained files come back from them when the model
         # is rebuilt; checkpoints and exports then store the rest only ("trainable" model dirs).
         self._reloadable = reloadable_names(model)
@@ -1266,6 +1269,7 @@ class Trainer:
                 "that folder as it was, or train over the new weights in another trainer.out_dir"
             )
         self._check_folder_normalize(path, state, recorded_recipe)
+        self._check_folder_settings(path, state, recorded_recipe)
         if changes and self.info.is_main:  # (every rank reads the same checkpoint: said once, not once a rank)
             # a resume continues the checkpoint's weights, optimiser moments and position under the new values
             log.warning(
@@ -1355,6 +1359,45 @@ class Trainer:
                 f"feature extractor type: the file was edited, replaced or left out since): restore that file as it "
                 f"was, or {keep}train with the folder's new value in another trainer.out_dir"
             )
+
+    def _check_folder_settings(self, path: Path, state: dict[str, Any], recorded_recipe: dict[str, Any]) -> None:
+        """Refuse a resume whose encoder's pretrained folder now decides another value of a setting the recipe leaves
+        to it (a dropout probability, SpecAugment's ``mask_time_prob`` etc. with ``spec_augment: true``, the layer
+        norms' ``layer_norm_eps``: :func:`~sddkit.frontends.encoders.recorded_settings_spec`) than when the run
+        started, as :meth:`_check_folder_normalize` does: a config.json edited or replaced since (its weights, and so
+        the pretrained digest, unchanged) went on training the checkpoint's weights under another computation, without
+        a word. A value the recipe sets (then or now) is the recipe's own: a changed one is a recipe change."""
+        if self.recipe.model is None:  # init_from and mixtures: their model directories record the values
+            return
+        from sddkit.frontends.encoders import folder_setting_entries
+
+        recorded = folder_setting_entries(state.get("model_config"))  # absent from checkpoints of older sddkit
+        written = [
+            folder_setting_entries(recorded_recipe.get("model")),
+            folder_setting_entries(to_dict(self.recipe.model)),
+        ]
+        changed = []
+        for key, (folder, now) in folder_setting_entries(self.model_config).items():
+            was = recorded.get(key, ("", None))[1]
+            if was is None or now is None or was == now:
+                continue
+            if any(entries.get(key, ("", None))[1] is not None for entries in written):
+                continue
+            changed.append((key, folder, was, now))
+        if not changed:
+            return
+        folders = ", ".join(dict.fromkeys(folder for _, folder, _, _ in changed))
+        values = "; ".join(f"{key}: {was!r} then, {now!r} now" for key, _, was, now in changed)
+        keep = " ".join(f"{key}={was!r}" for key, _, was, _ in changed)
+        # sdd cv refuses a fold rerun under another recipe: there, the run's values cannot be given on resuming
+        keep_text = (
+            f"keep the run's values ({keep} with {self.resume_with}), or " if self.resume_takes_overrides else ""
+        )
+        raise CheckpointError(
+            f"{path}: the config.json of this run's encoder pretrained folder {folders} now decides other settings "
+            f"than when the run started ({values}; the file was edited or replaced since): restore that file as it "
+            f"was, or {keep_text}train with the folder's new values in another trainer.out_dir"
+        )
 
     def _raw_weights(self, path: Path, state: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The weights training goes on from in checkpoint ``state``; keeps its moving average for _setup. A resume
