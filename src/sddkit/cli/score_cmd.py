@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.inputs:
         raise ConfigError("sdd score needs at least one input (file, folder or manifest)")
+    _refuse_model_dirs_as_inputs(args.inputs)
     check_minimums(args, batch_size=1, workers=0, threads=1, max_duration_s=0)
     batch.check_writable(out)  # before the model loads and the inputs are listed
     _set_threads(args.threads)
@@ -178,6 +179,27 @@ def _start_rank(args: argparse.Namespace, out: Path, target: Path, rank: int, wo
     all_started(failure, DistInfo(rank=rank, world_size=world, local_rank=rank))
     assert lock is not None  # (all_started raised otherwise)
     return lock
+
+
+def _refuse_model_dirs_as_inputs(inputs: list[str]) -> None:
+    """Refuse an input that is an sddkit model directory: ``sdd score run/best a.flac`` (``--model`` left out) scored
+    a.flac with the bundled model, with no more than a note that run/best holds no audio."""
+    import json
+
+    from sddkit.detectors.model_dir import CONFIG_NAME, FORMAT
+    from sddkit.errors import ConfigError
+
+    for item in inputs:
+        config = Path(item) / CONFIG_NAME
+        try:
+            is_model = config.is_file() and json.loads(config.read_text()).get("format") == FORMAT
+        except (OSError, ValueError, AttributeError):  # unreadable, not JSON, or not an object: not a model's
+            is_model = False
+        if is_model:
+            raise ConfigError(
+                f"{item} is an sddkit model directory, not audio to score: give it as --model {item} (the inputs are "
+                "audio files, folders of them, or manifests)"
+            )
 
 
 def _leave_process_group() -> None:
