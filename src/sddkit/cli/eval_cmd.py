@@ -68,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "attack's min t-DCFs the Pfa_spoof of its own ASV spoof trials where the lines name their attack ('A07 spoof "
         "-2.90'), and the "
         "report adds the concurrent t-EER of the countermeasure before that ASV system; a table with a sasv-score "
-        "column too (an ASVspoof 5 track-2 submission) adds the min a-DCF of those SASV scores; given without --scores "
+        "column too (an ASVspoof 5 track-2 submission) adds the min a-DCF of those SASV scores (pooled, per attack and "
+        "per codec condition); given without --scores "
         "and --protocol, the file holds an SASV system's scores (its sasv-score column, else its score: 'SPEAKER UTT "
         "SCORE KIND' lines) and the report is their min a-DCF alone (the ASVspoof 5 package's t2_single mode, e.g. "
         "an end-to-end SASV system's submission)",

@@ -80,7 +80,9 @@ taken by trial kind (most layouts name no utterance): no per-trial join with the
 keyed table's trial files are looked up in the protocol for their attack and codec alone). Given an SASV system's
 scores too (``evaluate(..., sasv_scores=...)``; ``sdd eval --asv-scores`` of a table with a ``sasv-score`` column, an
 ASVspoof 5 track-2 submission), ``pooled.min_a_dcf`` is their min a-DCF (normalised, :func:`sddkit.metrics.a_dcf`
-under ``EvalConfig.adcf``) and ``pooled.a_dcf_threshold`` its threshold.
+under ``EvalConfig.adcf``) and ``pooled.a_dcf_threshold`` its threshold; each per-attack and per-codec row holds the
+min a-DCF of its group's SASV trials too, as the ASVspoof 5 package's full evaluation takes them
+(:func:`_group_sasv_dcf`).
 """
 
 from __future__ import annotations
@@ -454,6 +456,39 @@ def sasv_dcf(sasv: ASVScores | None, cost: ADCFCost) -> dict[str, Any]:
     return {"min_a_dcf": result.a_dcf, "a_dcf_threshold": result.threshold}
 
 
+def _group_sasv_dcf(
+    sasv: ASVScores | None, cost: ADCFCost, *, attack: str | None = None, codec: str | None = None
+) -> dict[str, Any]:
+    """A per-attack or per-codec row's min a-DCF entries, as the ASVspoof 5 package's full evaluation
+    (``evaluation-package/calculate_metrics_full.py``, ``calculate_aDCF_tdcf_tEER_full``) takes each group's SASV
+    trials: an ``attack``'s row every target and non-target trial with that attack's spoof trials alone; a
+    ``codec``'s row that condition's own target, non-target and spoof trials. None with the reason
+    (``min_a_dcf_note``) where the SASV scores name no attack (codec) or hold no trials of the group (the package
+    leaves its cell NaN); no entries without SASV scores, as ``pooled``."""
+    if sasv is None:
+        return {}
+    what = "spoof trials' attacks" if attack is not None else "trials' codecs"
+    names = sasv.spoof_attacks if attack is not None else sasv.codecs
+    group: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    if names is None:
+        why = (
+            f"the SASV scores name no {what} (an ASVspoof 5 table read with --asv-key takes them from the key or "
+            "the protocol's line of each trial's file)"
+        )
+    elif attack is not None:
+        spoof = sasv.spoof[sasv.spoof_attacks == attack]
+        group = (sasv.target, sasv.nontarget, spoof) if spoof.size else None
+        why = f"the SASV scores hold no spoof trial of attack {attack}"
+    else:
+        own = sasv.of_codec(str(codec))
+        group = None if own is None else (own.target, own.nontarget, own.spoof)
+        why = f"the SASV scores hold no target, non-target and spoof trials of codec {codec}"
+    if group is None:
+        return {"min_a_dcf": None, "a_dcf_threshold": None, "min_a_dcf_note": why}
+    result = a_dcf(*group, cost)
+    return {"min_a_dcf": result.a_dcf, "a_dcf_threshold": result.threshold, "min_a_dcf_note": ""}
+
+
 def _asv_warnings(asv: ASVScores | None, sasv: ASVScores | None) -> list[str]:
     """The report's warnings on the ASV (and SASV) scores given: trials of their SASV key they hold no score of, and
     scores that rank target trials below the others (a distance, or another tool's reversed scores: the t-DCFs, the
@@ -556,13 +591,16 @@ def _per_attack(
     cfg: EvalConfig,
     column: str = "attack",
     tdcf_asv: _AttackASV | None = None,
+    sasv: ASVScores | None = None,
 ) -> list[dict]:
     """Each spoof attack's trials together with the bona fide trials, per partition when the table holds several
     (:func:`sddkit.evaluation.groups.attack_groups`); ``column``: another column that names what made a spoof
     (``vocoder``, ``attack_type``), grouped the same way. ``tdcf_asv``: the ASV rates of each group's min t-DCFs,
     none without it. A group of another column takes the ASV spoof trials of the attacks its spoofs are of (the
     ``attack`` column of its rows): a vocoder's or an attack type's t-DCF is defined as an attack's is, the ASV's
-    Pfa_spoof that of those spoofs the ASV system met."""
+    Pfa_spoof that of those spoofs the ASV system met. ``sasv``: an SASV system's scores, whose min a-DCF each
+    attack's row holds (:func:`_group_sasv_dcf`; the package's full evaluation has it per attack, not per vocoder or
+    attack type)."""
     partitions = table.column("partition") if table.has_column("partition") else None
     attacks = named(table.column("attack"))
     spoof = labels == 0
@@ -574,6 +612,8 @@ def _per_attack(
         row |= _group_metrics(labels[m], scores[m], cfg, rates)
         if rates is not None:
             row |= _tdcf_asv_entries(rates, why, "attack")
+        if column == "attack":
+            row |= _group_sasv_dcf(sasv, cfg.adcf, attack=value)
         rows.append(row)
     return rows
 
@@ -592,18 +632,25 @@ def _tdcf_asv_entries(rates: ASVRates, why: str, own: str, every_rate: bool = Fa
 
 
 def _per_codec(
-    table: UtteranceTable, labels: np.ndarray, scores: np.ndarray, cfg: EvalConfig, tdcf_asv: _AttackASV
+    table: UtteranceTable,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    cfg: EvalConfig,
+    tdcf_asv: _AttackASV,
+    sasv: ASVScores | None = None,
 ) -> list[dict[str, Any]]:
     """Each codec condition's trials (bona fide and spoof, as per_source), with its min t-DCFs: the ASV rates of that
     condition's own ASV target, non-target and spoof trials where the ASV scores' lines name their codec (the
     ASVspoof 2021 LA ASV key's, whose official per-condition figures LA-C1..C7 take them so), else the pooled figure's
     (:meth:`_AttackASV.codec_rates`). Each row holds the ASV Pfa and Pmiss taken too: a condition's own differ from
-    the pooled ones, where an attack's differ in their Pfa_spoof alone."""
+    the pooled ones, where an attack's differ in their Pfa_spoof alone. ``sasv``: an SASV system's scores, whose
+    min a-DCF of the condition's own SASV trials each row holds (:func:`_group_sasv_dcf`)."""
     rows = []
     for name, m in groups(table.column("codec")):
         rates, why = tdcf_asv.codec_rates(name)
         row = {"codec": name, **_group_metrics(labels[m], scores[m], cfg, rates)}
         row |= _tdcf_asv_entries(rates, why, "codec", every_rate=True)
+        row |= _group_sasv_dcf(sasv, cfg.adcf, codec=name)
         rows.append(row)
     return rows
 
@@ -965,6 +1012,8 @@ def evaluate(
     # a keyed ASV table's spoof attacks and codecs the key leaves unnamed, by file from the protocol (before the
     # phase selection: it keeps what the trials carry)
     asv_scores = _asv_with_protocol(asv_scores, table, outside)
+    # and the SASV scores' (the same keyed table's sasv-score column): their per-attack and per-codec min a-DCFs
+    sasv_scores = _asv_with_protocol(sasv_scores, table, outside)
     if asv_scores is not None and table.has_column("partition"):
         # the ASV trials of the evaluated ASVspoof 2021 phases alone (ASVScores.of_phases), as the official scripts
         # take them
@@ -1011,9 +1060,9 @@ def evaluate(
     # the per-vocoder, per-attack-type and spoof --by rows take theirs as the per-attack rows do: a group of spoofs
     # has a t-DCF as an attack has, its ASV Pfa_spoof that of its attacks' ASV spoof trials
     tdcf_asv = _attack_asv(cfg, asv_scores, from_scores)
-    per_attack = _per_attack(table, y, s, cfg, tdcf_asv=tdcf_asv)
+    per_attack = _per_attack(table, y, s, cfg, tdcf_asv=tdcf_asv, sasv=sasv_scores)
     # each codec condition's min t-DCFs of its own ASV trials where the ASV lines name codecs (ASVspoof 2021 LA-C1..C7)
-    per_codec = _per_codec(table, y, s, cfg, tdcf_asv) if table.has_column("codec") else None
+    per_codec = _per_codec(table, y, s, cfg, tdcf_asv, sasv_scores) if table.has_column("codec") else None
     spoof_columns = tuple(c for c in columns if _spoof_column(table, c, y))  # the by columns grouped as attack
     # the readers fill it (ASVspoof 2019's A01-A19 as tts/vc, sddbench's tts/vc/vocoder): the breakdown papers give
     by_type = _splits_spoofs(table, "attack_type", y)
@@ -1267,6 +1316,35 @@ def _attack_tdcf_section(rows: Sequence[dict[str, Any]], asv_note: str, key: str
     return [*lines, "", markdown_cell(text), *(f"Undefined (-): {markdown_cell(note)}." for note in undefined), ""]
 
 
+def _group_adcf_section(rows: Sequence[dict[str, Any]], key: str, asv_file: str | None) -> list[str]:
+    """report.md's per-attack (``key`` ``attack``) or per-codec min a-DCFs of the SASV scores, a subsection under its
+    table, with the trials each takes; none without SASV scores."""
+    if not rows or "min_a_dcf" not in rows[0]:
+        return []
+    keys = ["partition", key] if "partition" in rows[0] else [key]
+    where = markdown_cell(Path(asv_file).name) if asv_file else "the given SASV scores"
+    lines = [
+        f"### Per-{'attack' if key == 'attack' else markdown_cell(key)} min a-DCF (the sasv-score of {where})",
+        "",
+        "| " + " | ".join([*keys, "min a-DCF", "threshold"]) + " |",
+        "|" + "---|" * (len(keys) + 2),
+    ]
+    for r in rows:
+        value = _fmt(r["min_a_dcf"], 4) if r["min_a_dcf"] is not None else f"- ({markdown_cell(r['min_a_dcf_note'])})"
+        threshold = _fmt(r["a_dcf_threshold"], 4)
+        lines.append("| " + " | ".join([*(markdown_cell(r[k]) for k in keys), value, threshold]) + " |")
+    trials = (
+        "every target and non-target SASV trial with that attack's spoof trials alone"
+        if key == "attack"
+        else "that condition's own target, non-target and spoof SASV trials"
+    )
+    text = (
+        f"Normalised, as the pooled min a-DCF; each row takes {trials}, as the ASVspoof 5 package's full evaluation "
+        "(calculate_metrics_full.py) does."
+    )
+    return [*lines, "", text, ""]
+
+
 def _teer_rows(pooled: dict[str, Any], asv_file: str | None) -> list[str]:
     """The t-EER row of the pooled table: none without ASV scores."""
     if pooled.get("t_eer") is None and not pooled.get("t_eer_note"):
@@ -1397,6 +1475,7 @@ def render_markdown(report: Report) -> str:
         if id(rows) not in shown:
             shown.add(id(rows))
             lines += _attack_tdcf_section(rows, asv_note, key)
+            lines += _group_adcf_section(rows, key, asv_file)
     if report.gate_weights is not None:
         experts = report.gate_weights["experts"]
         lines += [
