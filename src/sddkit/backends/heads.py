@@ -14,6 +14,8 @@ attribute in both cases (state-dict keys ``classifier.weight`` [+ ``classifier.b
 Both compute their logits in the layer's own dtype (float32) under autocast too (``trainer.bf16``): bfloat16 logits
 keep 8 significant bits, so logits near 6 were rounded to steps of 1/32 and the validation scores (their difference)
 tied and reordered against float32 scoring of the same weights, moving the validation EER that picks ``best/``.
+A back-end of one's own ends in :class:`Float32Linear` (or :func:`build_classifier`) for the same reason; a
+``Detector`` warns once about a back-end whose logits autocast lowers (``sddkit.detectors.detector``).
 """
 
 from __future__ import annotations

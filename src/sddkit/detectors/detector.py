@@ -10,6 +10,7 @@ back-end can be built to match; both are built from registries by :func:`build_d
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ from sddkit.detectors.outputs import BackendOutput, DetectorOutput, FrontendOutp
 from sddkit.errors import ConfigError
 from sddkit.features.spectral import check_float_samples
 from sddkit.registry import ComponentSpec, get_registry
+
+log = logging.getLogger(__name__)
 
 
 def module_dtype(module: nn.Module) -> torch.dtype | None:
@@ -73,8 +76,39 @@ def returned(value: Any, kind: type, role: str, module: nn.Module) -> Any:
     )
 
 
+_WARNED_LOGITS: set[type] = set()  # back-end classes already warned about (once per process: validation repeats)
+
+
+def check_logit_precision(backend: nn.Module, logits: Tensor) -> None:
+    """Warn once per back-end class when ``backend``, a float32 module, returned half-precision ``logits`` because
+    autocast lowered its output layer (a plain ``nn.Linear``, a convolution, ``F.linear``): its validation scores,
+    hence the EER that picks ``best/`` (and ranks the checkpoints that ``average_top_k`` averages), are rounded to 8
+    significant bits, while ``sdd score`` scores the same weights in float32."""
+    if logits.dtype not in (torch.bfloat16, torch.float16) or type(backend) in _WARNED_LOGITS:
+        return
+    if not torch.is_autocast_enabled(logits.device.type) or module_dtype(backend) in (torch.bfloat16, torch.float16):
+        return  # a half-precision model gives logits in its own dtype, as asked
+    _WARNED_LOGITS.add(type(backend))
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return  # said once, by the main process
+    name = str(logits.dtype).removeprefix("torch.")
+    log.warning(
+        "the back-end %s returned %s logits under autocast (trainer.bf16): its scores are rounded to %s (steps of "
+        "1/32 for logits near 6), which ties and reorders the validation trials and moves the validation EER that "
+        "picks best/, against float32 scoring of the same weights (sdd score); compute its output layer in float32: "
+        "sddkit.backends.heads.Float32Linear in place of nn.Linear (what sddkit's back-ends use), or the layer under "
+        "torch.autocast(device_type, enabled=False) on float32 input",
+        type(backend).__name__,
+        name,
+        name,
+    )
+
+
 class Detector(nn.Module):
-    """A front-end followed by a back-end; returns a :class:`DetectorOutput`."""
+    """A front-end followed by a back-end; returns a :class:`DetectorOutput`.
+
+    A back-end whose logits autocast lowers to half precision is warned about once (:func:`check_logit_precision`):
+    its output layer is the author's to make float32 (``Float32Linear``), not rewritten here."""
 
     if TYPE_CHECKING:
         # what calling it returns, to type checkers: nn.Module's __call__ is typed to return Any
@@ -105,6 +139,7 @@ class Detector(nn.Module):
                 f"the back-end {type(self.backend).__name__} returned logits of shape {tuple(back.logits.shape)}: "
                 "a back-end gives (B, 2) logits over (spoof, bona fide)"
             )
+        check_logit_precision(self.backend, back.logits)
         return DetectorOutput(
             logits=back.logits,
             score=bonafide_log_odds(back.logits),
