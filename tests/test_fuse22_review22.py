@@ -175,7 +175,7 @@ def test_sdd_fuse_end_to_end(tmp_path, capsys):
     record = json.loads((tmp_path / "out" / "fused.csv.fusion.json").read_text())
     assert set(record) == {
         "systems", "bias", "prior", "column", "fit_partitions", "n_fit_bonafide", "n_fit_spoof",
-        "fit_eer", "fit_cllr", "n_fused", "n_missing",
+        "fit_eer", "fit_cllr", "n_fused", "n_missing", "sddkit_version", "sddkit_git",
     }  # fmt: skip
     assert [s["name"] for s in record["systems"]] == ["a", "b"]
     assert {"name", "file", "weight"} <= set(record["systems"][0])

@@ -22,6 +22,7 @@ from test_train_support import (  # noqa: F401  (one_thread: autouse fixture)
 import sddkit
 from sddkit.cli.main import main
 from sddkit.config import from_dict
+from sddkit.training.provenance import git_commit
 from sddkit.training.recipe import TrainRecipe
 from sddkit.training.trainer import Trainer
 
@@ -144,5 +145,6 @@ def test_compare_json_records_what_was_compared_and_its_seed(tmp_path):
         "baseline_sha256": [hashlib.sha256(base.read_bytes()).hexdigest()],
         "system_sha256": [hashlib.sha256(new.read_bytes()).hexdigest()],
         "sddkit_version": sddkit.__version__,
+        "sddkit_git": git_commit(),
     }
     assert json.loads((tmp_path / "test.json").read_text())["inputs"]["partitions"] == ["test"]

@@ -73,9 +73,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _inputs(args: argparse.Namespace, options: dict, partitions: list[str] | None) -> dict:
     """What was compared, as ``sdd eval``'s ``inputs`` records it: the protocol and its selection (without them two
     comparisons of other partitions read alike), each score file's SHA-256 (a path names a file that may be
-    rewritten), and the sddkit that computed it."""
+    rewritten), and the sddkit that computed it: its version and the git commit (and dirty flag) of its source
+    (``sddkit_git``, None outside a git checkout), as ``sdd eval``'s report names them."""
     from sddkit import __version__
     from sddkit.documents import file_digest
+    from sddkit.training.provenance import git_commit
 
     return {
         "protocol": os.path.abspath(args.protocol),
@@ -86,6 +88,7 @@ def _inputs(args: argparse.Namespace, options: dict, partitions: list[str] | Non
         "baseline_sha256": [file_digest(f) for f in args.baseline],
         "system_sha256": [file_digest(f) for f in args.system],
         "sddkit_version": __version__,
+        "sddkit_git": git_commit(),  # the code that compared: a version names many commits
     }
 
 

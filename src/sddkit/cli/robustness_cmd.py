@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from sddkit.outputs import earlier_report
     from sddkit.scoring.api import load_detector, resolve_model_path, scoring_device
-    from sddkit.training.provenance import package_versions
+    from sddkit.training.provenance import git_commit, package_versions
 
     check_paths_given(args, "model", "protocol", "out")
     check_minimums(args, batch_size=1, workers=0, threads=1, max_duration_s=0, seed=0)
@@ -161,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
         "weights_digest": detector.info.get("weights_digest"),
         "cwd": os.getcwd(),
         "versions": package_versions(),
+        # and which code: the version alone is the same for every commit (not compared on a resume)
+        "git": git_commit(),
     }
     out = prepare_out_dir(args.out)  # an --out that cannot be written fails now, not after the scoring
     journal = out / JOURNAL_NAME
@@ -180,6 +182,12 @@ def run(args: argparse.Namespace) -> int:
             f"sdd robustness: note: the {result.n_resumed} file(s) resumed from {JOURNAL_NAME} were scored under "
             f"other package versions ({', '.join(result.versions_changed)}); robustness.json keeps them as "
             "info.earlier_versions",
+            file=sys.stderr,
+        )
+    if result.git_changed:  # not refused (code changes between an interruption and its resume are normal): said
+        print(
+            f"sdd robustness: note: the {result.n_resumed} file(s) resumed from {JOURNAL_NAME} were scored by other "
+            f"code ({result.git_changed}); robustness.json keeps it as info.earlier_git",
             file=sys.stderr,
         )
     if not args.quiet:

@@ -187,9 +187,14 @@ class FusedTrials:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """The fusion's record (``<out>.fusion.json``). An applied fusion's is the applied record's, its fit
-        unchanged, with ``applied_from``, the files and columns this run read (``applied_files``,
-        ``applied_column``) and this run's ``n_fused`` and ``n_missing``."""
+        """The fusion's record (``<out>.fusion.json``), with the sddkit that fitted and fused (``sddkit_version``,
+        and ``sddkit_git``: the git commit and dirty flag of its source, None outside a git checkout). An applied
+        fusion's is the applied record's, its fit (and the code that fitted it) unchanged, with ``applied_from``, the
+        files and columns this run read (``applied_files``, ``applied_column``), the sddkit that applied it
+        (``applied_sddkit_version``, ``applied_sddkit_git``) and this run's ``n_fused`` and ``n_missing``."""
+        from sddkit import __version__
+        from sddkit.training.provenance import git_commit
+
         columns = list(self.columns)
         column = columns[0] if len(set(columns)) == 1 else columns
         if self.applied is not None:
@@ -198,6 +203,9 @@ class FusedTrials:
                 "applied_from": self.applied_from,
                 "applied_files": list(self.files),
                 "applied_column": column,
+                # the code that fused these rows: the fit's (its sddkit_git) may be another commit's
+                "applied_sddkit_version": __version__,
+                "applied_sddkit_git": git_commit(),
                 "n_fused": int(len(self.llr)),
                 "n_missing": len(self.missing),
             }
@@ -225,6 +233,8 @@ class FusedTrials:
             "fit_cllr": self.fit_cllr,
             "n_fused": int(len(self.llr)),
             "n_missing": len(self.missing),
+            "sddkit_version": __version__,
+            "sddkit_git": git_commit(),  # the code that fitted and fused: a version names many commits
         }
 
     def summary(self) -> str:

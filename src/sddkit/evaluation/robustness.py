@@ -38,7 +38,8 @@ utterances' ids, audio paths (made absolute, so a rerun may start in another fol
 sddkit, which took them as given, is resumed in the folder it was written in) and labels); a journal of another
 run is refused, naming what differs, never
 mixed in. ``--batch-size``, ``--workers``, ``--threads`` and ``--device`` may change between the runs (scores then
-agree up to rounding), and so may package versions (``RobustnessResult.versions_changed`` says which). A last line
+agree up to rounding), and so may package versions (``RobustnessResult.versions_changed`` says which) and the git
+commit of sddkit's source (``RobustnessResult.git_changed``). A last line
 cut off by a kill is dropped. :func:`write_robustness` removes the journal once the report it was scored for is
 published.
 With ``retry_errors`` (``sdd robustness --retry-errors``, as ``sdd score --retry-errors``) the files whose journaled
@@ -259,8 +260,10 @@ class RobustnessResult:
     whose journaled errors this run dropped to score them again (``retry_errors``); versions_changed:
     ``"numpy 1.26.4 -> 2.1.0"`` for each package whose version differs from the one the journal's first run
     recorded (``info["versions"]``) when results were read back from it (``info["earlier_versions"]`` then keeps
-    the versions those results were scored under); n_protocol: the utterances of the protocol ``config.limit``
-    drew ``utt_ids`` from (None: not known).
+    the versions those results were scored under); git_changed: ``"commit 1a2b3c4d5e6f -> commit 6f5e4d3c2b1a"``
+    when the git commit of sddkit's source (``info["git"]``) differs from the journal's first run's (whose block
+    ``info["earlier_git"]`` then keeps, as ``sdd score``'s run record does), else None; n_protocol: the utterances
+    of the protocol ``config.limit`` drew ``utt_ids`` from (None: not known).
     """
 
     config: RobustnessConfig
@@ -276,6 +279,7 @@ class RobustnessResult:
     n_resumed: int = 0
     n_retried: int = 0
     versions_changed: list[str] = field(default_factory=list)
+    git_changed: str | None = None
     n_protocol: int | None = None
 
     @property
@@ -698,6 +702,7 @@ def run_robustness(
     log = None
     done: set[int] = set()
     versions_changed: list[str] = []
+    git_changed: str | None = None
     if journal is not None:
         log = RobustnessJournal(
             journal,
@@ -711,6 +716,7 @@ def run_robustness(
         todo = [i for i in range(n) if i not in done]
         if done:  # results read back: the journal's first run decoded, degraded and scored them
             info, versions_changed = _resumed_versions(log, info)
+            info, git_changed = _resumed_git(log, info)
         bar = progress_bar(total=n, initial=len(done), unit="file", desc="sdd robustness", enabled=progress)
         processed = _processed_in_order(detector, records, cfg, todo)
         try:
@@ -738,6 +744,7 @@ def run_robustness(
         n_resumed=len(done),
         n_retried=0 if log is None else log.retried,
         versions_changed=versions_changed,
+        git_changed=git_changed,
         n_protocol=n_protocol,
     )
     result.rows = summarize(result)
@@ -767,6 +774,21 @@ def _resumed_versions(log: RobustnessJournal, info: dict[str, Any] | None) -> tu
     if versions_changed:  # not refused (an upgrade between interruption and resume is fine), but kept
         info = {**(info or {}), "earlier_versions": earlier_versions}
     return info, versions_changed
+
+
+def _resumed_git(log: RobustnessJournal, info: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
+    """(``info``, ``"<earlier> -> <now>"`` when the git commit of sddkit's source differs from the journal's first
+    run's, else None); with such a change, ``info`` gains ``earlier_git`` (a list, as ``sdd score``'s record keeps
+    it). Never refused: the code changing between an interruption and its resume is normal (what the scores depend
+    on is compared by :func:`header_differences`). A journal of an sddkit that did not record the commit adds
+    nothing."""
+    from sddkit.scoring.batch import _changed_git, _earlier_git
+
+    earlier = (log._header or {}).get("info")
+    if not isinstance(earlier, dict) or info is None or "git" not in info:
+        return info, None
+    kept = _earlier_git(earlier, info["git"])
+    return ({**info, **kept} if kept else info), _changed_git(earlier, info["git"])
 
 
 def _score_processed(
