@@ -275,13 +275,19 @@ def _allows_none(tp: Any) -> bool:
 
 
 def _refuses_null(tp: Any) -> bool:
-    """Whether a value of type ``tp`` cannot be null: a scalar, list, mapping or union of them without None (a
-    dataclass section reads null as all its defaults; other types are left to their own checks)."""
+    """Whether a value of type ``tp`` cannot be null: a scalar, list, mapping, dataclass section or union of them
+    without None (other types are left to their own checks).
+
+    A section given as null (``data:`` with nothing under it: its keys indented one level too little, or commented
+    out) read as all its defaults: a recipe saying ``data: null`` trained, or printed with ``--print-config``, as if
+    it had no data section, with no word. A section left out still takes its defaults."""
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         return type(None) not in get_args(tp)
     if origin is Literal:
         return None not in get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return True
     return tp in (int, float, bool, str, Path) or origin in (list, Sequence, tuple, typing.Sequence, dict, Mapping)
 
 
@@ -344,7 +350,13 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         # `epochs:` with its value left out read "expected an integer, got None": YAML's null, in Python's words
         args = get_args(tp) if origin in (Union, types.UnionType) else (tp,)
         expected = " or ".join(_shape_words(a) for a in args)
-        raise ConfigError(f"{path}: expected {expected}, got null (a value left empty is null)")
+        # a section: its keys go under it, indented; left out, it takes its defaults (a list's item has none)
+        section = (
+            f": indent its keys under {path}, or leave {path} out for its defaults"
+            if dataclasses.is_dataclass(tp) and not path.endswith("]")
+            else ""
+        )
+        raise ConfigError(f"{path}: expected {expected}, got null (a value left empty is null{section})")
     if origin in (Union, types.UnionType):
         return _convert_union(tp, value, path)
     if origin is Literal:

@@ -75,7 +75,10 @@ class ProtocolSpec:
     only rows whose column value is listed, e.g. ``{attack: [A01, A02]}`` (a value no row of the protocol
     has is an error: a typo would drop its rows); ``exclude`` drops rows whose
     column value is listed (``sdd cv`` holds sources out with it; a value no row of the protocol has is an
-    error too: a typo would exclude nothing); ``folds`` then keeps some
+    error too: a typo would exclude nothing). A ``where``/``exclude`` column that no table of the named ``format``
+    has is refused when the recipe is read (``sdd train --print-config``, ``sdd describe``); one of a format whose
+    columns are its file's own (``utterance_table``), or of a format left to detection, when the protocol is read.
+    ``folds`` then keeps some
     group folds (``FoldSpec``), e.g. ``{n: 4, keep: [3]}``. Relative paths are
     resolved against the working directory (run ``sdd train`` from the repo root); a leading ``~`` of ``protocol``
     and ``options.root`` (as of ``trainer.out_dir``, ``init_from`` and ``mixture.expert_dirs``) is the home folder.
@@ -136,6 +139,27 @@ class ProtocolSpec:
             params = {k: [v] if k in _LIST_OPTIONS and isinstance(v, str) else v for k, v in self.options.items()}
             params.setdefault("protocol" if any(f.name == "protocol" for f in fields) else "root", str(self.protocol))
             from_dict(entry.config_cls, params, "options")
+        self._check_filter_columns()
+
+    def _check_filter_columns(self) -> None:
+        """Refuse a ``where``/``exclude`` column that no table of this spec's format has, where the reader's columns
+        are known without reading it: a misspelt column (``where: {sourc: x}``) was found only when the table was read,
+        after start-up (a model loaded, for ``sdd train``), and ``--print-config`` and ``sdd describe`` passed it. A
+        format whose columns are its file's own (``utterance_table``), or one left to detection, is checked when read.
+        """
+        from sddkit.data.protocols import known_columns
+
+        columns = known_columns(self.format) if self.format is not None else None
+        if columns is None:
+            return
+        for key in ("where", "exclude"):
+            unknown = [c for c in getattr(self, key) if c not in columns]
+            if unknown:
+                raise ValueError(
+                    f"{key}: unknown column(s) {', '.join(map(repr, unknown))}{did_you_mean(unknown, columns)}: no "
+                    f"table of format {self.format!r} has {'it' if len(unknown) == 1 else 'them'}; its columns: "
+                    f"{', '.join(columns)}"
+                )
 
 
 @dataclass
@@ -737,6 +761,41 @@ def check_model_keys_placed(data: dict[str, Any], path: str | Path) -> None:
                 f"{'detector' if section == 'model' else 'mixture'} config under '{section}:' "
                 f"(e.g. {section}: {{{misplaced[0]}: ...}})"
             )
+    _check_section_keys_placed(data, path, recipe_keys)
+
+
+def _check_section_keys_placed(data: dict[str, Any], path: str | Path, recipe_keys: set[str]) -> None:
+    """A ConfigError naming the section each top-level key belongs in, when keys of the recipe's sections (``data``,
+    ``trainer``, ...) sit at top level: a section whose keys were not indented under it (``data:`` then ``train:``
+    on the next line at its level). They were refused as unknown recipe keys, ``train`` with "did you mean
+    'trainer'?", which sent the user to the wrong section."""
+    sections = {
+        "data": DataConfig,
+        "optimizer": OptimizerConfig,
+        "schedule": ScheduleConfig,
+        "loss": LossConfig,
+        "trainer": TrainerConfig,
+        "molex": MolexConfig,
+    }
+    homes: dict[str, list[str]] = {}
+    for key in data:
+        if isinstance(key, str) and key not in recipe_keys:
+            found = [name for name, cls in sections.items() if key in {f.name for f in dataclasses.fields(cls)}]
+            if found:
+                homes[key] = found
+    if not homes:
+        return
+    by_section: dict[str, list[str]] = {}
+    for key, found in homes.items():
+        by_section.setdefault(" or ".join(f"{s}:" for s in found), []).append(repr(key))
+    placed = "; ".join(f"{', '.join(keys)} under {where}" for where, keys in by_section.items())
+    left_empty = [s for s in dict.fromkeys(s for v in homes.values() for s in v) if s in data and data[s] is None]
+    empty = f" ({' and '.join(f'{s}:' for s in left_empty)} left empty above them)" if left_empty else ""
+    key, found = next(iter(homes.items()))
+    raise ConfigError(
+        f"{path}: keys of a recipe section at top level{empty}: {placed}; put them in their section (indented under "
+        f"it in the recipe; as an override, {found[0]}.{key}=...)"
+    )
 
 
 # --- comparing a recorded recipe with today's (a resume, a cross-validation rerun) -------------------------------

@@ -38,7 +38,7 @@ from sddkit.data.protocols.detect import detect_format
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ConfigError, ProtocolError, SddkitError
 
-__all__ = ["ReaderOption", "detect_format", "read_protocol", "reader_options"]
+__all__ = ["ReaderOption", "detect_format", "known_columns", "read_protocol", "reader_options"]
 
 # list-valued options that a caller may give as one string (partitions="train")
 _LIST_OPTIONS = (
@@ -96,6 +96,15 @@ def reader_options(fmt: str) -> list[ReaderOption]:
         choices = tuple(map(str, typing.get_args(hint))) if typing.get_origin(hint) is typing.Literal else ()
         options.append(ReaderOption(f.name, default, required, choices))
     return options
+
+
+def known_columns(fmt: str) -> tuple[str, ...] | None:
+    """The columns any table of protocol reader ``fmt`` can have (its ``table_columns`` declaration, see
+    :func:`~sddkit.data.protocols._common.table_columns`), or None where they are its file's own (``utterance_table``)
+    or undeclared (a plugin's reader): those are known only once the table is read."""
+    from sddkit.data import PROTOCOLS
+
+    return getattr(PROTOCOLS.get(fmt).builder, "table_columns", None)
 
 
 def _check_option_names(

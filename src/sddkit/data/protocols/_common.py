@@ -10,8 +10,9 @@ from __future__ import annotations
 import csv
 import itertools
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 
@@ -45,6 +46,22 @@ ASVSPOOF2019_ATTACK_TYPES: dict[str, str] = {
     "A18": "vc",
     "A19": "vc",
 }
+
+
+_Reader = TypeVar("_Reader", bound=Callable[..., UtteranceTable])
+
+
+def table_columns(*columns: str) -> Callable[[_Reader], _Reader]:
+    """Declare the columns a reader's tables can have: :data:`REQUIRED_COLUMNS` and ``columns`` (those it adds, the
+    union over its options and layouts). A recipe's ``where``/``exclude`` naming another column is then refused when
+    the recipe is read (:func:`sddkit.data.protocols.known_columns`), not after start-up when the table is read. A
+    reader whose columns are its file's own (``utterance_table``) declares none."""
+
+    def deco(reader: _Reader) -> _Reader:
+        reader.table_columns = tuple(dict.fromkeys((*REQUIRED_COLUMNS, *columns)))  # type: ignore[attr-defined]
+        return reader
+
+    return deco
 
 
 def misspelt_columns(missing: Iterable[str], header: Sequence[str]) -> str:

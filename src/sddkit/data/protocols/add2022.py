@@ -24,7 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sddkit.data import PROTOCOLS
-from sddkit.data.protocols._common import build_table, iter_lines, map_label, require_dir, require_file, split_fields
+from sddkit.data.protocols._common import (
+    build_table,
+    iter_lines,
+    map_label,
+    require_dir,
+    require_file,
+    split_fields,
+    table_columns,
+)
 from sddkit.data.protocols.asvspoof import partition_from_id
 from sddkit.data.table import UtteranceTable
 
@@ -44,6 +52,7 @@ class ADD2022Config:
 
 
 @PROTOCOLS.register("add2022", config=ADD2022Config)
+@table_columns("partition")
 def read_add2022(cfg: ADD2022Config, **_: object) -> UtteranceTable:
     """ADD 2022 or ADD 2023 track 1.2 label file: <file> genuine|fake."""
     labels = require_file(cfg.protocol, "ADD label")

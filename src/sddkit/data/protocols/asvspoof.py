@@ -84,6 +84,7 @@ from sddkit.data.protocols._common import (
     require_file,
     resolve_audio_dir,
     split_fields,
+    table_columns,
 )
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
@@ -256,6 +257,7 @@ _COLUMNS_2019 = (
 
 
 @PROTOCOLS.register("asvspoof2019_la", config=ASVspoof2019Config)
+@table_columns(*_COLUMNS_2019)
 def read_asvspoof2019_la(cfg: ASVspoof2019Config, **_: object) -> UtteranceTable:
     """ASVspoof 2019 LA (or PA) CM protocol: SPEAKER UTTERANCE -|ENVIRONMENT ATTACK KEY."""
     proto = require_file(cfg.protocol, "ASVspoof 2019 protocol")
@@ -389,6 +391,7 @@ _LA_COLUMNS = ("transmission", "trim", "attack_type")
 
 
 @PROTOCOLS.register("asvspoof2021_la", config=ASVspoof2021Config)
+@table_columns(*_COLUMNS_2021, *_LA_COLUMNS)
 def read_asvspoof2021_la(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable:
     """ASVspoof 2021 LA key: SPEAKER UTT CODEC TRANSMISSION ATTACK KEY TRIM PHASE."""
     proto = require_file(cfg.protocol, "ASVspoof 2021 LA key")
@@ -436,6 +439,7 @@ _DF_COLUMNS = ("vocoder", "trim", "attack_type", "vcc_task", "vcc_team", "vcc_ge
 
 
 @PROTOCOLS.register("asvspoof2021_df", config=ASVspoof2021Config)
+@table_columns(*_COLUMNS_2021, *_DF_COLUMNS)
 def read_asvspoof2021_df(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable:
     """ASVspoof 2021 DF key: SPEAKER UTT CODEC SOURCE ATTACK KEY TRIM PHASE VOCODER + 4 VCC (stage 1: 8 first)."""
     proto = require_file(cfg.protocol, "ASVspoof 2021 DF key")
@@ -519,6 +523,7 @@ PA2021_HIDDEN_TRACKS = {track: trim for trim, track in _PA_HIDDEN_TRACKS.items()
 
 
 @PROTOCOLS.register("asvspoof2021_pa", config=ASVspoof2021Config)
+@table_columns(*_PA_COLUMNS)
 def read_asvspoof2021_pa(cfg: ASVspoof2021Config, **_: object) -> UtteranceTable:
     """ASVspoof 2021 PA key: SPEAKER UTT + 7 replay factors + KEY TRIM PHASE (stage 1: 7 fields, KEY fifth)."""
     proto = require_file(cfg.protocol, "ASVspoof 2021 PA key")
@@ -582,6 +587,7 @@ _ASV5_COLUMNS = (
 
 
 @PROTOCOLS.register("asvspoof5", config=ASVspoof5Config)
+@table_columns(*_ASV5_COLUMNS)
 def read_asvspoof5(cfg: ASVspoof5Config, **_: object) -> UtteranceTable:
     """ASVspoof 5 metadata TSV: SPEAKER_ID FLAC_FILE_NAME GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK KEY TMP."""
     proto = require_file(cfg.protocol, "ASVspoof 5 protocol")
@@ -716,6 +722,7 @@ _KEY_COLUMNS = (
 
 
 @PROTOCOLS.register("asvspoof5_key", config=ASVspoof5KeyConfig)
+@table_columns(*_KEY_COLUMNS)
 def read_asvspoof5_key(cfg: ASVspoof5KeyConfig, **_: object) -> UtteranceTable:
     """ASVspoof 5 evaluation-package key: filename<TAB>cm-label, the SASV key, or SPEAKER UTT SCORE KEY lines.
 

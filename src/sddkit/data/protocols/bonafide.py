@@ -31,6 +31,7 @@ from sddkit.data.protocols._common import (
     located,
     require_dir,
     require_file,
+    table_columns,
 )
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
@@ -73,6 +74,7 @@ def _is_librispeech_split(d: Path) -> bool:
 
 
 @PROTOCOLS.register("librispeech", config=LibriSpeechConfig)
+@table_columns("partition", "language")
 def read_librispeech(cfg: LibriSpeechConfig, **_: object) -> UtteranceTable:
     """LibriSpeech <split>/<speaker>/<chapter>/*.flac listed by *.trans.txt."""
     root = require_dir(cfg.root, "LibriSpeech")
@@ -144,6 +146,7 @@ def is_ljspeech_layout(d: Path) -> bool:
 
 
 @PROTOCOLS.register("ljspeech", config=LJSpeechConfig)
+@table_columns("language")
 def read_ljspeech(cfg: LJSpeechConfig, **_: object) -> UtteranceTable:
     """LJSpeech metadata.csv (id|text|normalized text) + wavs/<id>.wav."""
     root = require_dir(cfg.root, "LJSpeech")
@@ -174,6 +177,7 @@ class VCTKConfig:
 
 
 @PROTOCOLS.register("vctk", config=VCTKConfig)
+@table_columns("language")
 def read_vctk(cfg: VCTKConfig, **_: object) -> UtteranceTable:
     """VCTK wav48_silence_trimmed/<spk>/*_mic1.flac (0.92) or wav48/<spk>/*.wav (0.80)."""
     root = require_dir(cfg.root, "VCTK")
@@ -209,6 +213,7 @@ class CommonVoiceConfig:
 
 
 @PROTOCOLS.register("common_voice", config=CommonVoiceConfig)
+@table_columns("partition", "language")
 def read_common_voice(cfg: CommonVoiceConfig, **_: object) -> UtteranceTable:
     """Common Voice <split>.tsv (client_id, path, ...) + clips/<path>; duplicates across splits kept once."""
     root = require_dir(cfg.root, "Common Voice")

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sddkit.data import PROTOCOLS
-from sddkit.data.protocols._common import build_table, check_selected, list_audio_files, relative_id, require_dir
+from sddkit.data.protocols._common import (
+    build_table,
+    check_selected,
+    list_audio_files,
+    relative_id,
+    require_dir,
+    table_columns,
+)
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 
@@ -85,6 +92,7 @@ def _version_names(split_dir: Path, root: Path) -> set[str]:
 
 
 @PROTOCOLS.register("fake_or_real", config=FakeOrRealConfig)
+@table_columns("partition")
 def read_fake_or_real(cfg: FakeOrRealConfig, **_: object) -> UtteranceTable:
     """Fake-or-Real folder tree: <version>/{training,validation,testing}/{real,fake}/*.wav."""
     root = require_dir(cfg.root, "Fake-or-Real")

@@ -27,6 +27,7 @@ from sddkit.data.protocols._common import (
     relative_id,
     require_dir,
     skip_preamble,
+    table_columns,
 )
 from sddkit.data.table import UtteranceTable
 from sddkit.data.text import not_text, open_text
@@ -90,6 +91,7 @@ def read_fakeavceleb_meta(meta: Path) -> dict[tuple[str, ...], dict[str, str]]:
 
 
 @PROTOCOLS.register("fakeavceleb", config=FakeAVCelebConfig)
+@table_columns("attack_type", "race", "gender", "method")
 def read_fakeavceleb(cfg: FakeAVCelebConfig, **_: object) -> UtteranceTable:
     """FakeAVCeleb category/race/gender/id/*.mp4; label from the audio (FakeAudio = spoof)."""
     root = require_dir(cfg.root, "FakeAVCeleb")

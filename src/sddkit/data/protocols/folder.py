@@ -22,6 +22,7 @@ from sddkit.data.protocols._common import (
     list_audio_files,
     relative_id,
     require_dir,
+    table_columns,
 )
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
@@ -47,6 +48,7 @@ def label_folders(root: Path) -> list[tuple[Path, str]]:
 
 
 @PROTOCOLS.register("folder", config=FolderConfig)
+@table_columns()
 def read_folder(cfg: FolderConfig, **_: object) -> UtteranceTable:
     """Generic folder: <root>/bonafide/** and <root>/spoof/[<attack>/]**."""
     root = require_dir(cfg.root, "labelled")

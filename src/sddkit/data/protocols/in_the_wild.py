@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sddkit.data import PROTOCOLS
-from sddkit.data.protocols._common import build_table, iter_csv, located, map_label, require_dir
+from sddkit.data.protocols._common import build_table, iter_csv, located, map_label, require_dir, table_columns
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
 
@@ -30,6 +30,7 @@ class InTheWildConfig:
 
 
 @PROTOCOLS.register("in_the_wild", config=InTheWildConfig)
+@table_columns()
 def read_in_the_wild(cfg: InTheWildConfig, **_: object) -> UtteranceTable:
     """In-the-Wild meta.csv: file,speaker,label (bona-fide / spoof)."""
     meta = Path(cfg.protocol)

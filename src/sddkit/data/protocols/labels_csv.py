@@ -36,6 +36,7 @@ from sddkit.data.protocols._common import (
     located,
     map_label,
     require_dir,
+    table_columns,
 )
 from sddkit.data.table import OPTIONAL_COLUMNS, UtteranceTable
 from sddkit.data.text import open_text
@@ -80,6 +81,7 @@ class LabelsCSVConfig:
 
 
 @PROTOCOLS.register("labels_csv", config=LabelsCSVConfig)
+@table_columns(*_KEPT_COLUMNS)
 def read_labels_csv(cfg: LabelsCSVConfig, **_: object) -> UtteranceTable:
     """CSV with path,label (bonafide/spoof, real/fake) and optional attack, source, speaker, partition columns."""
     meta = Path(cfg.protocol)

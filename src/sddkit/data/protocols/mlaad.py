@@ -40,6 +40,7 @@ from sddkit.data.protocols._common import (
     located,
     relative_id,
     require_dir,
+    table_columns,
 )
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
@@ -208,6 +209,13 @@ def _read_model_meta(meta: Path, model_dir: Path, root: Path, lang: str, corpus:
     return records
 
 
+# the columns MLAAD's tables add, from its meta.csv files (or the folder names) and M-AILABS' books
+_MLAAD_COLUMNS = (
+    *("attack_type", "language", "architecture", "training_data", "is_original_language", "original_file"),
+    "pair_id",
+)
+
+
 # folder names that mean bona fide speech in the layouts beside MLAAD's (Fake-or-Real's real/, a bonafide/ folder)
 _BONAFIDE_FOLDERS = {"real", "bonafide", "bona-fide", "bona_fide", "genuine"}
 
@@ -283,6 +291,7 @@ def _mailabs_records(bona_root: Path, languages: set[str] | None, referenced: se
 
 
 @PROTOCOLS.register("mlaad", config=MLAADConfig)
+@table_columns(*_MLAAD_COLUMNS)
 def read_mlaad(cfg: MLAADConfig, **_: object) -> UtteranceTable:
     """MLAAD fake/<language>/<model>/ (+ meta.csv), optionally with M-AILABS bona fide speech."""
     root = require_dir(cfg.root, "MLAAD")

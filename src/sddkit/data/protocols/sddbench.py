@@ -25,6 +25,7 @@ from sddkit.data.protocols._common import (
     iter_csv,
     located,
     map_label,
+    table_columns,
 )
 from sddkit.data.table import UtteranceTable
 from sddkit.errors import ProtocolError
@@ -50,6 +51,7 @@ def _duration(value: str, manifest: Path, lineno: int) -> float:
 
 
 @PROTOCOLS.register("sddbench", config=SddbenchConfig)
+@table_columns("partition", "attack_type", *SDDBENCH_KEPT)
 def read_sddbench(cfg: SddbenchConfig, **_: object) -> UtteranceTable:
     """sddbench manifest.csv: path (relative), label, partition, system -> attack, source, speaker, ..."""
     manifest = Path(cfg.protocol)

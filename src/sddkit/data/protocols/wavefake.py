@@ -40,6 +40,7 @@ from sddkit.data.protocols._common import (
     list_audio_files,
     relative_id,
     require_dir,
+    table_columns,
 )
 from sddkit.data.protocols.bonafide import LJSpeechConfig, is_ljspeech_layout, read_ljspeech
 from sddkit.data.table import UtteranceTable
@@ -202,6 +203,7 @@ def _jsut_records(root: str, subsets: list[str] | None) -> list[dict]:
 
 
 @PROTOCOLS.register("wavefake", config=WaveFakeConfig)
+@table_columns("pair_id", "attack_type", "vocoder", "reference", "language")
 def read_wavefake(cfg: WaveFakeConfig, **_: object) -> UtteranceTable:
     """WaveFake generated_audio/<generator>/*.wav, optionally with LJSpeech and JSUT bona fide speech."""
     root = require_dir(cfg.root, "WaveFake")
