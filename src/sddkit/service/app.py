@@ -12,11 +12,11 @@ Endpoints:
 
 The model is loaded once, by ``create_app`` (so a missing, corrupt or unloadable model is a clear
 error before any server starts, not a traceback at start-up), and served from the lifespan on.
-Uploads are bounded before they are read: a ``Content-Length`` over the limit is refused at once,
-and the body is streamed with a cap and a deadline (408 for an upload that stalls for ``UPLOAD_IDLE_S`` or comes
-slower than ``UPLOAD_MIN_RATE`` on average), so a client can never make the server buffer more than
-``max_upload_mb`` (plus the multipart envelope), and nothing of it is written to disk. Decoding stops as
-soon as the audio passes ``max_duration_s``. Every deliberate error is a JSON
+Uploads are bounded before they are read: a ``Content-Length`` over the limit is refused at once (a 413 that
+closes the connection, see ``CLOSE``), and the body is streamed with a cap and a deadline (408 for an upload
+that stalls for ``UPLOAD_IDLE_S`` or comes slower than ``UPLOAD_MIN_RATE`` on average), so a client can never
+make the server buffer more than ``max_upload_mb`` (plus the multipart envelope), and nothing of it is written to
+disk. Decoding stops as soon as the audio passes ``max_duration_s``. Every deliberate error is a JSON
 ``{"error": {"type": ..., "message": ...}}`` with a 4xx status (413 too large, 415 not multipart, 400
 malformed body or a form of over 16 text fields, 422 missing field, more than one file or unusable audio), or a
 500 when the model fails (``non_finite_score`` for NaN/inf rather than a score, ``checkpoint_error`` for a model
@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -98,6 +99,21 @@ UPLOAD_MIN_RATE = 32 * 1024
 # response (uvicorn's own default, set here so that the README's figure stays true)
 REQUEST_HEAD_TIMEOUT_S = 10.0
 KEEP_ALIVE_S = 5.0
+# when a request past --limit-connections (sddkit.service.server answers it 503 service_unavailable) may be tried
+# again, in whole seconds (its Retry-After, RFC 9110 10.2.3): by then every connection that was idle when it was
+# refused has been closed (a kept-alive one KEEP_ALIVE_S after its last answer), and a request that was being scored
+# has most likely been answered. The 503 had no Retry-After, so a client's retry loop, given no delay, tried again at
+# once and over again, finding the same connections open and adding to the load it was refused for.
+OVER_LIMIT_RETRY_AFTER_S = math.ceil(KEEP_ALIVE_S)
+# what a 413 answered before the body is read in full carries: the connection is closed once the answer is written (as
+# nginx does for a 413; RFC 9110 15.5.14 allows it, and 10.1.1 asks a server that answers before reading the content
+# to say whether it closes or reads on). Without it the server read on, to discard the refused body: a client that
+# sends its whole body before reading the answer uploaded all of it for nothing, and the connection stayed taken (and
+# counted against --limit-connections) for as long as that lasted; a client that had sent "Expect: 100-continue" and
+# then, as it may, sent no body had its next request on that connection read as the refused body's bytes. Now an
+# upload stops at its first write after the answer (a reset): curl, httpx and urllib3 (requests) read the
+# 413 then; Python's bare http.client (urllib) raises the reset instead.
+CLOSE = {"Connection": "close"}
 _TOO_LARGE_MSG = "upload exceeds the limit of {mb:g} MB"
 # files parsed from one upload at most (one is scored; more are refused as too_many_files)
 _MAX_FILES = 4
@@ -118,9 +134,10 @@ _LOG_MESSAGE_CHARS = 500
 class ApiError(Exception):
     """An error answered as ``{"error": {"type", "message"}}`` with ``status``."""
 
-    def __init__(self, status: int, type_: str, message: str):
+    def __init__(self, status: int, type_: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.type, self.message = status, type_, message
+        self.headers = headers
 
 
 class WindowOut(BaseModel):
@@ -257,7 +274,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (
             503,
             "the model is not loaded (not_ready: the service is starting or stopping), or the server has as many "
-            "connections open as sdd serve --limit-connections allows (service_unavailable: retry in a moment)",
+            "connections open as sdd serve --limit-connections allows (service_unavailable, with a Retry-After header "
+            f"of {OVER_LIMIT_RETRY_AFTER_S} s: retry then)",
         ),
     )
 }
@@ -640,7 +658,7 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
             f"send the audio as multipart/form-data with a 'file' field (got {content_type or 'no content type'!r})",
         )
     cap = max_bytes + _ENVELOPE_BYTES
-    too_large = ApiError(413, "payload_too_large", _TOO_LARGE_MSG.format(mb=max_upload_mb))
+    too_large = ApiError(413, "payload_too_large", _TOO_LARGE_MSG.format(mb=max_upload_mb), headers=CLOSE)
     declared = request.headers.get("content-length")
     length = cap  # what the upload may take the time of (a chunked body: the limit)
     if declared is not None:
@@ -661,7 +679,7 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
     body = b"".join(chunks)
     del chunks  # not held twice while it is parsed
     _check_closed(content_type, body)
-    parser = MultiPartParser(request.headers, _once(body), max_files=_MAX_FILES, max_fields=_MAX_FIELDS)
+    parser = _FormParser(request.headers, _once(body), max_files=_MAX_FILES, max_fields=_MAX_FIELDS)
     # The body is in memory already: its file part stays there. Starlette spools a part over 1 MB to a temporary
     # file, so with a full (or read-only) temporary folder every upload over 1 MB was a 500 internal_error, and
     # each one was written to disk and read back for nothing.
@@ -694,8 +712,8 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
                 raise ApiError(
                     422,
                     "missing_field",
-                    f"the form field 'file' holds a text value, not a file upload (fields sent: {fields}): its part "
-                    "has no filename=; send the audio as a file (e.g. curl -F file=@a.wav)",
+                    f"the form field 'file' holds a text value, not a file upload (fields sent: {fields}): "
+                    f"{_text_part_reason(parser.text_headers.get('file', {}))}",
                 )
             # e.g. curl -F audio=@a.wav: "the form field 'file' holds nothing" did not say that the file was there,
             # under another name
@@ -709,6 +727,17 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
             raise ApiError(422, "missing_field", f"the form has no field 'file' (fields sent: {fields}){hint}")
         # a second file under another field name (file2=@b.wav) was dropped without a word: 200 with one score
         files = _file_fields(form)
+        if not (upload.filename or upload.size):
+            # what a browser sends for a file input named 'file' left empty: a part with filename="" and no bytes,
+            # which read as "file is empty (0 bytes)", as if an empty audio file had been chosen
+            elsewhere = f"; a file was sent in the field {', '.join(repr(k) for k in files)}" if files else ""
+            raise ApiError(
+                422,
+                "missing_field",
+                "no file was chosen: the form field 'file' holds a part with an empty file name (filename=\"\") and "
+                f"no bytes, as a browser sends a form submitted without choosing a file{elsewhere}; choose the audio "
+                "file (or send it with curl -F file=@a.wav)",
+            )
         if len(files) > 1:
             raise ApiError(
                 422,
@@ -717,11 +746,50 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
                 f"(fields: {', '.join(files)})",
             )
         data = await upload.read()
-        if len(data) > max_bytes:
-            raise too_large
+        if len(data) > max_bytes:  # the body is read in full: the connection may serve the client's next request
+            raise ApiError(413, "payload_too_large", too_large.message)
         return upload.filename, data
     finally:
         await form.close()
+
+
+class _FormParser(MultiPartParser):
+    """Starlette's multipart parser, keeping the headers of each text part by field name (the first of a name): a text
+    part in the field 'file' with a Content-Type or a ``filename*=`` was meant as a file, and its 422 says why it was
+    not read as one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.text_headers: dict[str, dict[bytes, bytes]] = {}
+
+    def on_headers_finished(self) -> None:
+        super().on_headers_finished()
+        part = getattr(self, "_current_part", None)  # Starlette's own: absent, the 422 says what it says without it
+        if part is not None and getattr(part, "file", True) is None:
+            self.text_headers.setdefault(part.field_name, dict(getattr(part, "item_headers", [])))
+
+
+def _text_part_reason(headers: dict[bytes, bytes]) -> str:
+    """Why a part of the field 'file' with these (lower-cased) headers was read as a text field, and what to do.
+
+    A part is a file when its Content-Disposition has a ``filename=``. httpx leaves out a file name that is empty
+    (``files={"file": ("", data)}``), so that file came as a text part with a Content-Type of its own, which the
+    message "its part has no filename=" did not explain; a name given as ``filename*=`` alone (RFC 8187's form,
+    which RFC 7578 rules out for forms) is not read either."""
+    disposition = headers.get(b"content-disposition", b"").decode("latin-1").lower()
+    if "filename*" in disposition:
+        return (
+            "its part names its file with filename*= only, which form parsers do not read (RFC 7578 4.2); give "
+            'the file name as filename="a.wav" (curl -F file=@a.wav does)'
+        )
+    if b"content-type" in headers:
+        kind = _printable(headers[b"content-type"].decode("latin-1"))[:80]
+        return (
+            f"its part has a Content-Type ({kind}), as a file has, but no file name: an empty file name is left out "
+            "by clients such as httpx (files={'file': ('', data)}), and a part without filename= is a text field; "
+            "give the file a name, e.g. files={'file': ('a.wav', data)} or curl -F file=@a.wav"
+        )
+    return "its part has no filename=; send the audio as a file (e.g. curl -F file=@a.wav)"
 
 
 def _file_fields(form) -> list[str]:
@@ -876,7 +944,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         log_outcome(request, exc.status, f"{exc.type}: {exc.message}")
-        return _error(exc.status, exc.type, exc.message)
+        return _error(exc.status, exc.type, exc.message, headers=exc.headers)
 
     @app.exception_handler(AudioError)
     async def audio_error(request: Request, exc: AudioError) -> JSONResponse:

@@ -25,14 +25,15 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
-from sddkit.service.app import REQUEST_HEAD_TIMEOUT_S
+from sddkit.service.app import OVER_LIMIT_RETRY_AFTER_S, REQUEST_HEAD_TIMEOUT_S
 
 # what a request past --limit-connections gets: uvicorn's own answer was a text/plain "Service Unavailable", while
 # /openapi.json promises every error as JSON {"error": {"type", "message"}}, so a client generated from the schema
 # failed to decode the 503 of a busy server instead of reading it as one and retrying
 OVER_LIMIT_TYPE = "service_unavailable"
 OVER_LIMIT_MESSAGE = (
-    "the service has as many connections open as it takes (sdd serve --limit-connections): retry in a moment"
+    "the service has as many connections open as it takes (sdd serve --limit-connections): retry after "
+    f"{OVER_LIMIT_RETRY_AFTER_S} s (the Retry-After header)"
 )
 
 
@@ -42,6 +43,7 @@ async def json_service_unavailable(scope: Any, receive: Any, send: Any) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(OVER_LIMIT_RETRY_AFTER_S).encode()),
         (b"connection", b"close"),
     ]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
