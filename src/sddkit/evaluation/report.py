@@ -77,7 +77,10 @@ ASV system, with its CM and ASV thresholds; null without them (and, with the rea
 t-EER is undefined). Each protocol utterance counts once there, where the ASVspoof 5 package counts a CM score once
 per SASV trial it enters: the figures agree when the protocol lists the trials (one row per trial). The ASV scores are
 taken by trial kind (most layouts name no utterance): no per-trial join with the CM scores is made (an ASVspoof 5
-keyed table's trial files are looked up in the protocol for their attack and codec alone). Given an SASV system's
+keyed table's trial files are looked up in the protocol for their attack and codec alone). Each per-attack and
+per-codec row holds the t-EER of its group's bona fide and spoof trials before its group's ASV trials too, as the
+ASVspoof 5 package's full evaluation takes them (:func:`_group_teer`, the trials of :func:`_group_trials`, as the
+groups' min a-DCFs). Given an SASV system's
 scores too (``evaluate(..., sasv_scores=...)``; ``sdd eval --asv-scores`` of a table with a ``sasv-score`` column, an
 ASVspoof 5 track-2 submission), ``pooled.min_a_dcf`` is their min a-DCF (normalised, :func:`sddkit.metrics.a_dcf`
 under ``EvalConfig.adcf``) and ``pooled.a_dcf_threshold`` its threshold; each per-attack and per-codec row holds the
@@ -456,37 +459,67 @@ def sasv_dcf(sasv: ASVScores | None, cost: ADCFCost) -> dict[str, Any]:
     return {"min_a_dcf": result.a_dcf, "a_dcf_threshold": result.threshold}
 
 
+def _group_trials(
+    trials: ASVScores, name: str, *, attack: str | None = None, codec: str | None = None
+) -> tuple[ASVScores | None, str]:
+    """The trials of ``trials`` (an SASV system's scores, ``name`` ``SASV``, or an ASV system's, ``ASV``) that a
+    per-attack or per-codec row's figure takes, as the ASVspoof 5 package's full evaluation
+    (``evaluation-package/calculate_metrics_full.py``, ``calculate_aDCF_tdcf_tEER_full``) takes each group's for its
+    min a-DCF and its t-EER alike: an ``attack``'s row every target and non-target trial with that attack's spoof
+    trials alone; a ``codec``'s row that condition's own target, non-target and spoof trials. None with the reason
+    where the scores name no attack (codec) or hold no trials of the group (the package leaves its cell NaN)."""
+    what = "spoof trials' attacks" if attack is not None else "trials' codecs"
+    names = trials.spoof_attacks if attack is not None else trials.codecs
+    if names is None:
+        return None, (
+            f"the {name} scores name no {what} (an ASVspoof 5 table read with --asv-key takes them from the key or "
+            "the protocol's line of each trial's file)"
+        )
+    if attack is not None:
+        spoof = trials.spoof[trials.spoof_attacks == attack]
+        group = ASVScores(trials.target, trials.nontarget, spoof) if spoof.size else None
+        return group, f"the {name} scores hold no spoof trial of attack {attack}"
+    why = f"the {name} scores hold no target, non-target and spoof trials of codec {codec}"
+    return trials.of_codec(str(codec)), why
+
+
 def _group_sasv_dcf(
     sasv: ASVScores | None, cost: ADCFCost, *, attack: str | None = None, codec: str | None = None
 ) -> dict[str, Any]:
-    """A per-attack or per-codec row's min a-DCF entries, as the ASVspoof 5 package's full evaluation
-    (``evaluation-package/calculate_metrics_full.py``, ``calculate_aDCF_tdcf_tEER_full``) takes each group's SASV
-    trials: an ``attack``'s row every target and non-target trial with that attack's spoof trials alone; a
-    ``codec``'s row that condition's own target, non-target and spoof trials. None with the reason
-    (``min_a_dcf_note``) where the SASV scores name no attack (codec) or hold no trials of the group (the package
-    leaves its cell NaN); no entries without SASV scores, as ``pooled``."""
+    """A per-attack or per-codec row's min a-DCF entries, of the group's SASV trials (:func:`_group_trials`). None
+    with the reason (``min_a_dcf_note``) where the SASV scores name no attack (codec) or hold no trials of the group;
+    no entries without SASV scores, as ``pooled``."""
     if sasv is None:
         return {}
-    what = "spoof trials' attacks" if attack is not None else "trials' codecs"
-    names = sasv.spoof_attacks if attack is not None else sasv.codecs
-    group: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-    if names is None:
-        why = (
-            f"the SASV scores name no {what} (an ASVspoof 5 table read with --asv-key takes them from the key or "
-            "the protocol's line of each trial's file)"
-        )
-    elif attack is not None:
-        spoof = sasv.spoof[sasv.spoof_attacks == attack]
-        group = (sasv.target, sasv.nontarget, spoof) if spoof.size else None
-        why = f"the SASV scores hold no spoof trial of attack {attack}"
-    else:
-        own = sasv.of_codec(str(codec))
-        group = None if own is None else (own.target, own.nontarget, own.spoof)
-        why = f"the SASV scores hold no target, non-target and spoof trials of codec {codec}"
+    group, why = _group_trials(sasv, "SASV", attack=attack, codec=codec)
     if group is None:
         return {"min_a_dcf": None, "a_dcf_threshold": None, "min_a_dcf_note": why}
-    result = a_dcf(*group, cost)
+    result = a_dcf(group.target, group.nontarget, group.spoof, cost)
     return {"min_a_dcf": result.a_dcf, "a_dcf_threshold": result.threshold, "min_a_dcf_note": ""}
+
+
+def _group_teer(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    asv: ASVScores | None,
+    *,
+    attack: str | None = None,
+    codec: str | None = None,
+    why: str = "",
+) -> dict[str, Any]:
+    """A per-attack or per-codec row's t-EER entries (``t_eer`` in percent, its thresholds, ``t_eer_note``): the
+    row's bona fide and spoof trials (``labels``, ``scores``: the group's, as its EER takes them) before the group's
+    ASV trials (:func:`_group_trials`, as the package's full evaluation takes them), each protocol utterance counted
+    once as in the pooled t-EER. ``asv`` None with ``why``: the group has no ASV trials (a partition of an ASVspoof
+    2021 phase the ASV scores lack); none with neither, as ``pooled`` without ASV scores."""
+    empty = {"t_eer": None, "t_eer_cm_threshold": None, "t_eer_asv_threshold": None}
+    if asv is None:
+        return empty | {"t_eer_note": why} if why else {}
+    group, why = _group_trials(asv, "ASV", attack=attack, codec=codec)
+    if group is None:
+        return empty | {"t_eer_note": why}
+    found = _tandem_eer(labels.astype(bool), scores, group)
+    return found | {"t_eer_note": found.get("t_eer_note", "")}
 
 
 def _asv_warnings(asv: ASVScores | None, sasv: ASVScores | None) -> list[str]:
@@ -592,6 +625,7 @@ def _per_attack(
     column: str = "attack",
     tdcf_asv: _AttackASV | None = None,
     sasv: ASVScores | None = None,
+    asv: ASVScores | None = None,
 ) -> list[dict]:
     """Each spoof attack's trials together with the bona fide trials, per partition when the table holds several
     (:func:`sddkit.evaluation.groups.attack_groups`); ``column``: another column that names what made a spoof
@@ -600,10 +634,14 @@ def _per_attack(
     ``attack`` column of its rows): a vocoder's or an attack type's t-DCF is defined as an attack's is, the ASV's
     Pfa_spoof that of those spoofs the ASV system met. ``sasv``: an SASV system's scores, whose min a-DCF each
     attack's row holds (:func:`_group_sasv_dcf`; the package's full evaluation has it per attack, not per vocoder or
-    attack type)."""
+    attack type); ``asv``: an ASV system's scores, before which each attack's row holds the t-EER of its trials
+    (:func:`_group_teer`; of its partition's ASVspoof 2021 phase's ASV trials where their lines carry phases, as its
+    min t-DCFs)."""
     partitions = table.column("partition") if table.has_column("partition") else None
     attacks = named(table.column("attack"))
     spoof = labels == 0
+    # each partition's ASV trials, taken once for all of its attacks (:meth:`_AttackASV._phase`)
+    of_phase = _AttackASV(cfg.asv, asv) if asv is not None and asv.phases is not None else None
     rows = []
     for partition, value, m in attack_groups(table.column(column), labels, partitions):
         row = {**({"partition": partition} if partition is not None else {}), column: value}
@@ -613,6 +651,11 @@ def _per_attack(
         if rates is not None:
             row |= _tdcf_asv_entries(rates, why, "attack")
         if column == "attack":
+            own, lacking = asv, ""
+            if of_phase is not None and partition is not None:
+                own = of_phase._phase(partition)[0]
+                lacking = f"the ASV scores hold no target, non-target and spoof trials of phase {partition}"
+            row |= _group_teer(labels[m], scores[m], own, attack=value, why=lacking)
             row |= _group_sasv_dcf(sasv, cfg.adcf, attack=value)
         rows.append(row)
     return rows
@@ -638,18 +681,21 @@ def _per_codec(
     cfg: EvalConfig,
     tdcf_asv: _AttackASV,
     sasv: ASVScores | None = None,
+    asv: ASVScores | None = None,
 ) -> list[dict[str, Any]]:
     """Each codec condition's trials (bona fide and spoof, as per_source), with its min t-DCFs: the ASV rates of that
     condition's own ASV target, non-target and spoof trials where the ASV scores' lines name their codec (the
     ASVspoof 2021 LA ASV key's, whose official per-condition figures LA-C1..C7 take them so), else the pooled figure's
     (:meth:`_AttackASV.codec_rates`). Each row holds the ASV Pfa and Pmiss taken too: a condition's own differ from
     the pooled ones, where an attack's differ in their Pfa_spoof alone. ``sasv``: an SASV system's scores, whose
-    min a-DCF of the condition's own SASV trials each row holds (:func:`_group_sasv_dcf`)."""
+    min a-DCF of the condition's own SASV trials each row holds (:func:`_group_sasv_dcf`); ``asv``: an ASV system's,
+    before whose trials of the condition each row holds the t-EER of the condition's trials (:func:`_group_teer`)."""
     rows = []
     for name, m in groups(table.column("codec")):
         rates, why = tdcf_asv.codec_rates(name)
         row = {"codec": name, **_group_metrics(labels[m], scores[m], cfg, rates)}
         row |= _tdcf_asv_entries(rates, why, "codec", every_rate=True)
+        row |= _group_teer(labels[m], scores[m], asv, codec=name)
         row |= _group_sasv_dcf(sasv, cfg.adcf, codec=name)
         rows.append(row)
     return rows
@@ -1060,9 +1106,9 @@ def evaluate(
     # the per-vocoder, per-attack-type and spoof --by rows take theirs as the per-attack rows do: a group of spoofs
     # has a t-DCF as an attack has, its ASV Pfa_spoof that of its attacks' ASV spoof trials
     tdcf_asv = _attack_asv(cfg, asv_scores, from_scores)
-    per_attack = _per_attack(table, y, s, cfg, tdcf_asv=tdcf_asv, sasv=sasv_scores)
+    per_attack = _per_attack(table, y, s, cfg, tdcf_asv=tdcf_asv, sasv=sasv_scores, asv=asv_scores)
     # each codec condition's min t-DCFs of its own ASV trials where the ASV lines name codecs (ASVspoof 2021 LA-C1..C7)
-    per_codec = _per_codec(table, y, s, cfg, tdcf_asv, sasv_scores) if table.has_column("codec") else None
+    per_codec = _per_codec(table, y, s, cfg, tdcf_asv, sasv_scores, asv_scores) if table.has_column("codec") else None
     spoof_columns = tuple(c for c in columns if _spoof_column(table, c, y))  # the by columns grouped as attack
     # the readers fill it (ASVspoof 2019's A01-A19 as tts/vc, sddbench's tts/vc/vocoder): the breakdown papers give
     by_type = _splits_spoofs(table, "attack_type", y)
@@ -1345,6 +1391,36 @@ def _group_adcf_section(rows: Sequence[dict[str, Any]], key: str, asv_file: str 
     return [*lines, "", text, ""]
 
 
+def _group_teer_section(rows: Sequence[dict[str, Any]], key: str, asv_file: str | None) -> list[str]:
+    """report.md's per-attack (``key`` ``attack``) or per-codec t-EERs before the ASV scores, a subsection under its
+    table, with the trials each takes; none without ASV scores."""
+    if not rows or "t_eer_note" not in rows[0]:
+        return []
+    keys = ["partition", key] if "partition" in rows[0] else [key]
+    where = markdown_cell(Path(asv_file).name) if asv_file else "the given ASV scores"
+    lines = [
+        f"### Per-{'attack' if key == 'attack' else markdown_cell(key)} t-EER (concurrent, before the ASV of {where})",
+        "",
+        "| " + " | ".join([*keys, "t-EER %", "CM threshold", "ASV threshold"]) + " |",
+        "|" + "---|" * (len(keys) + 3),
+    ]
+    for r in rows:
+        value = _fmt(r["t_eer"], 3) if r["t_eer"] is not None else f"- ({markdown_cell(r['t_eer_note'])})"
+        thresholds = [_fmt(r["t_eer_cm_threshold"], 4), _fmt(r["t_eer_asv_threshold"], 4)]
+        lines.append("| " + " | ".join([*(markdown_cell(r[k]) for k in keys), value, *thresholds]) + " |")
+    trials = (
+        "that attack's spoofs and the bona fide trials (of its partition, where the table has several) before every "
+        "ASV target and non-target trial with that attack's ASV spoof trials alone"
+        if key == "attack"
+        else "that condition's own bona fide and spoof trials before its own ASV target, non-target and spoof trials"
+    )
+    text = (
+        f"Each row takes {trials}, as the ASVspoof 5 package's full evaluation (calculate_metrics_full.py) does; each "
+        "protocol utterance counts once, as in the pooled t-EER (the package counts a CM score once per SASV trial)."
+    )
+    return [*lines, "", text, ""]
+
+
 def _teer_rows(pooled: dict[str, Any], asv_file: str | None) -> list[str]:
     """The t-EER row of the pooled table: none without ASV scores."""
     if pooled.get("t_eer") is None and not pooled.get("t_eer_note"):
@@ -1475,6 +1551,7 @@ def render_markdown(report: Report) -> str:
         if id(rows) not in shown:
             shown.add(id(rows))
             lines += _attack_tdcf_section(rows, asv_note, key)
+            lines += _group_teer_section(rows, key, asv_file)
             lines += _group_adcf_section(rows, key, asv_file)
     if report.gate_weights is not None:
         experts = report.gate_weights["experts"]
