@@ -767,10 +767,10 @@ def _check_evaluable(table: UtteranceTable) -> None:
 def _resumed_versions(log: RobustnessJournal, info: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[str]]:
     """(``info``, the packages whose versions changed since the journal's first run); with such changes, ``info``
     gains the earlier versions."""
-    from sddkit.scoring.batch import _changed_versions
+    from sddkit.training.provenance import changed_versions
 
     earlier_versions = ((log._header or {}).get("info") or {}).get("versions")
-    versions_changed = _changed_versions(earlier_versions, (info or {}).get("versions") or {})
+    versions_changed = changed_versions(earlier_versions, (info or {}).get("versions") or {})
     if versions_changed:  # not refused (an upgrade between interruption and resume is fine), but kept
         info = {**(info or {}), "earlier_versions": earlier_versions}
     return info, versions_changed
@@ -782,13 +782,13 @@ def _resumed_git(log: RobustnessJournal, info: dict[str, Any] | None) -> tuple[d
     it). Never refused: the code changing between an interruption and its resume is normal (what the scores depend
     on is compared by :func:`header_differences`). A journal of an sddkit that did not record the commit adds
     nothing."""
-    from sddkit.scoring.batch import _changed_git, _earlier_git
+    from sddkit.training.provenance import changed_git, earlier_blocks
 
     earlier = (log._header or {}).get("info")
     if not isinstance(earlier, dict) or info is None or "git" not in info:
         return info, None
-    kept = _earlier_git(earlier, info["git"])
-    return ({**info, **kept} if kept else info), _changed_git(earlier, info["git"])
+    kept = earlier_blocks(earlier, "git", info["git"])
+    return ({**info, **kept} if kept else info), changed_git(earlier, info["git"])
 
 
 def _score_processed(

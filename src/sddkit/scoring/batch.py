@@ -740,62 +740,6 @@ def _read_run_info(out: str | Path, remedy: str) -> dict[str, Any] | None:
         raise ProtocolError(f"{path}: unreadable run record ({exc}); {remedy}") from None
 
 
-def _changed_versions(earlier: Any, now: dict[str, Any]) -> list[str]:
-    """``"torch 2.4.0 -> 2.5.1"`` for each package whose version differs between two ``versions`` blocks
-    (none when the earlier record has no block: written by an sddkit that did not record them)."""
-    if not isinstance(earlier, dict):
-        return []
-    return [f"{k} {earlier.get(k)} -> {now.get(k)}" for k in now if k in earlier and earlier.get(k) != now.get(k)]
-
-
-def _earlier_versions(earlier: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
-    """``{"earlier_versions": [...]}``: the distinct ``versions`` blocks of the earlier runs of an output that
-    differ from ``now`` (the rows they wrote were scored under them), oldest first; ``{}`` when there are none.
-
-    Package versions never refuse a resume (:func:`run_differences` leaves them out: a pip upgrade between an
-    interruption and its resume is fine), but the record keeps what the earlier rows were scored with."""
-    blocks = [b for b in (earlier.get("earlier_versions") or []) if isinstance(b, dict)]
-    if isinstance(earlier.get("versions"), dict):
-        blocks.append(earlier["versions"])
-    kept: list[dict[str, Any]] = []
-    for b in blocks:
-        if b != now and b not in kept:
-            kept.append(b)
-    return {"earlier_versions": kept} if kept else {}
-
-
-def _earlier_git(earlier: dict[str, Any], now: dict[str, Any] | None) -> dict[str, Any]:
-    """``{"earlier_git": [...]}``: the distinct ``git`` blocks (``{"commit", "dirty"}``, or None for code outside a
-    checkout) of the earlier runs of an output that differ from ``now``, oldest first; ``{}`` when there are none.
-
-    As package versions, the commit never refuses a resume (the code changing between an interruption and its
-    resume is normal; the model and settings are what :func:`run_differences` compares), but the record keeps which
-    code scored the earlier rows. A record without ``git`` (an sddkit that did not record it) adds nothing."""
-    blocks = [b for b in (earlier.get("earlier_git") or []) if b is None or isinstance(b, dict)]
-    if "git" in earlier and (earlier["git"] is None or isinstance(earlier["git"], dict)):
-        blocks.append(earlier["git"])
-    kept: list[dict[str, Any] | None] = []
-    for b in blocks:
-        if b != now and b not in kept:
-            kept.append(b)
-    return {"earlier_git": kept} if kept else {}
-
-
-def _changed_git(earlier: dict[str, Any], now: dict[str, Any] | None) -> str | None:
-    """``"<earlier> -> <now>"`` (each :func:`git_text`) when the earlier run's recorded ``git`` differs from ``now``;
-    None when it is the same or the earlier record has none (an sddkit that did not record it)."""
-    if "git" not in earlier or earlier["git"] == now:
-        return None
-    return f"{git_text(earlier['git'])} -> {git_text(now)}"
-
-
-def git_text(block: Any) -> str:
-    """A ``git`` block in words: ``commit 1a2b3c4d5e6f`` (``, dirty``), or ``no git checkout`` for None."""
-    if not isinstance(block, dict) or not block.get("commit"):
-        return "no git checkout"
-    return f"commit {str(block['commit'])[:12]}" + (", dirty" if block.get("dirty") else "")
-
-
 def check_writable(out: str | Path) -> None:
     """Refuse, in one line and before any model loads, an output that cannot be created or appended to
     (its folder is a file or read-only, its name too long); leaves nothing behind."""
@@ -1004,16 +948,22 @@ class ScoreWriter:
         self.versions_changed: list[str] = []  # packages upgraded since the output's earlier run
         self.git_changed: str | None = None  # "<earlier> -> <now>" when the code changed since the earlier run
         if run is not None:
-            from sddkit.training.provenance import git_commit, package_versions
+            from sddkit.training.provenance import (
+                changed_git,
+                changed_versions,
+                earlier_blocks,
+                git_commit,
+                package_versions,
+            )
 
             run = {**run, "columns": self.columns, "cwd": self.base, "versions": package_versions()}
             run["git"] = git_commit()  # which code scored: the version alone is the same for every commit
             if earlier is not None:  # (read above: rows are there)
                 _refuse_another_run(self.out, earlier, run)
-                run.update(_earlier_versions(earlier, run["versions"]))
-                run.update(_earlier_git(earlier, run["git"]))
-                self.versions_changed = _changed_versions(earlier.get("versions"), run["versions"])
-                self.git_changed = _changed_git(earlier, run["git"])
+                run.update(earlier_blocks(earlier, "versions", run["versions"]))
+                run.update(earlier_blocks(earlier, "git", run["git"]))
+                self.versions_changed = changed_versions(earlier.get("versions"), run["versions"])
+                self.git_changed = changed_git(earlier, run["git"])
             write_run_info(self.out, run)  # before any row, so every row is covered by it
         if dropped or lacking:
             _rewrite_kept(self.out, header, lambda r: not retried(r) and self.absolute(r.get("path")) not in lacking)
@@ -1539,18 +1489,18 @@ def _merged_provenance(first: dict[str, Any], records: Sequence[dict[str, Any]])
     """``first`` with the ``versions`` and ``git`` of the latest of ``records`` (oldest first) and every other block
     of them as ``earlier_versions`` / ``earlier_git``: the output's record of an earlier run, kept whole, named its
     code and versions for the rows this run's shards scored under others."""
+    from sddkit.training.provenance import earlier_blocks
+
     merged = dict(first)
     latest = records[-1]
-    for key, earlier_key, earlier_blocks in (
-        ("versions", "earlier_versions", _earlier_versions),
-        ("git", "earlier_git", _earlier_git),
-    ):
+    for key in ("versions", "git"):
         if key not in latest:  # a record of an sddkit that did not record it: nothing to say of the latest run
             continue
+        earlier_key = f"earlier_{key}"
         history = [b for r in records for b in [*(r.get(earlier_key) or []), *([r[key]] if key in r else [])]]
         merged.pop(earlier_key, None)
         merged[key] = latest[key]
-        merged.update(earlier_blocks({earlier_key: history}, latest[key]))
+        merged.update(earlier_blocks({earlier_key: history}, key, latest[key]))
     return merged
 
 

@@ -196,6 +196,48 @@ def _git_status(where: str, *args: str) -> str:
     ).stdout.strip()
 
 
+def changed_versions(earlier: Any, now: dict[str, Any]) -> list[str]:
+    """``"torch 2.4.0 -> 2.5.1"`` for each package whose version differs between two ``versions`` blocks
+    (none when the earlier record has no block: written by an sddkit that did not record them)."""
+    if not isinstance(earlier, dict):
+        return []
+    return [f"{k} {earlier.get(k)} -> {now.get(k)}" for k in now if k in earlier and earlier.get(k) != now.get(k)]
+
+
+def earlier_blocks(earlier: dict[str, Any], key: str, now: Any) -> dict[str, Any]:
+    """``{"earlier_<key>": [...]}``: the distinct ``key`` blocks (``versions``, or ``git``: ``{"commit", "dirty"}``,
+    None for code outside a checkout) of the earlier runs a record describes (its own ``key`` and its
+    ``earlier_<key>`` list) that differ from ``now``, oldest first; ``{}`` when there are none.
+
+    Neither package versions nor the commit refuse a resume of an output (an upgrade, or new code, between an
+    interruption and its resume is normal; the model and settings are what a resume compares), but the record keeps
+    what the earlier rows were made with. A record without ``key`` (an sddkit that did not record it) adds nothing."""
+    earlier_key = f"earlier_{key}"
+    blocks = [b for b in (earlier.get(earlier_key) or []) if b is None or isinstance(b, dict)]
+    if key in earlier and (earlier[key] is None or isinstance(earlier[key], dict)):
+        blocks.append(earlier[key])
+    kept: list[dict[str, Any] | None] = []
+    for b in blocks:
+        if b != now and b not in kept:
+            kept.append(b)
+    return {earlier_key: kept} if kept else {}
+
+
+def changed_git(earlier: dict[str, Any], now: dict[str, Any] | None) -> str | None:
+    """``"<earlier> -> <now>"`` (each :func:`git_text`) when the earlier run's recorded ``git`` differs from ``now``;
+    None when it is the same or the earlier record has none (an sddkit that did not record it)."""
+    if "git" not in earlier or earlier["git"] == now:
+        return None
+    return f"{git_text(earlier['git'])} -> {git_text(now)}"
+
+
+def git_text(block: Any) -> str:
+    """A ``git`` block in words: ``commit 1a2b3c4d5e6f`` (``, dirty``), or ``no git checkout`` for None."""
+    if not isinstance(block, dict) or not block.get("commit"):
+        return "no git checkout"
+    return f"commit {str(block['commit'])[:12]}" + (", dirty" if block.get("dirty") else "")
+
+
 def changed_protocols(run_record: Path) -> list[str]:
     """The protocol files the latest session of a run read (its ``run.json``'s last ``sessions`` entry:
     ``protocols``, path: SHA-256) whose bytes differ now; a relative path is the one that session's working directory
