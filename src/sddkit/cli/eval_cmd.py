@@ -83,7 +83,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "'spk filename ... asv-score' scores, joined on spk and filename with the package's SASV key 'spk filename "
         "cm-label asv-label' or the database's ASVspoof5.<dev|eval>.track_2.trial.tsv); each spoof trial's attack, "
         "for the per-attack min t-DCFs, is the key's (the track-2 list's ATTACK_LABEL) or else the --protocol line's "
-        "of its file, and each trial's codec, for the per-codec ones, the --protocol line's of its file",
+        "of its file, and each trial's codec, for the per-codec ones, the --protocol line's of its file; the t-EER "
+        "joins each trial with the CM score of its file, as the ASVspoof 5 package does (a file in several trials "
+        "counts once per trial: report.json's t_eer_cm_counting per_trial)",
     )
     p.set_defaults(func=run)
 

@@ -12,9 +12,12 @@ whose header names the kind column ``asv-label`` and a score column (``asv-score
 :class:`ASVScores` read feed the t-DCF's ASV rates, the t-EER and, for an SASV system's scores, the a-DCF
 (:func:`sddkit.metrics.a_dcf` of ``target``, ``nontarget`` and ``spoof``). :func:`asv_rates` turns them into
 the ASV error rates the t-DCF takes, as the official scripts do (:func:`sddkit.metrics.asv_rates_from_scores`);
-the t-EER (:func:`sddkit.metrics.t_eer`) takes the scores themselves. They are read by trial kind, not joined
-with the countermeasure's scores trial by trial; a keyed table's trials keep their files, whose lines in the CM
-protocol name their attack and codec where the key does not (:meth:`ASVScores.with_protocol`).
+the t-EER (:func:`sddkit.metrics.t_eer`) takes the scores themselves. They are read by trial kind; the trials of
+the layouts that name their files (a keyed table; a table with ``asv-label`` and ``filename`` columns; ``SPEAKER UTT
+SCORE KIND`` lines) keep them, whose lines in the CM protocol name their attack and codec where the key does not
+(:meth:`ASVScores.with_protocol`), and whose CM scores the t-EER joins with each trial, as the ASVspoof 5 package
+does (``sddkit.evaluation.report``); the other layouts (ASVspoof 2019's and 2021's) name no file of the CM
+protocol, and the t-EER takes each CM utterance once.
 :func:`read_sasv_system_scores` reads an SASV system's scores to be evaluated alone, without a countermeasure's
 (``sdd eval --asv-scores`` without ``--scores``: their a-DCF).
 """
@@ -77,8 +80,9 @@ class ASVScores:
     # per-condition t-DCFs (LA-C1..C7) take each condition's own ASV trials; None when no line names one
     codecs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     # each trial's file (the key's FLAC_FILE_NAME / filename), by kind, aligned with the scores: the trials of a keyed
-    # table (read_keyed_asv_scores), whose attack and codec the CM protocol names where the key does not
-    # (:meth:`with_protocol`); None for the other layouts
+    # table (read_keyed_asv_scores), of a table with asv-label and filename columns and of SPEAKER UTT SCORE KIND
+    # lines, whose attack and codec the CM protocol names where the key does not (:meth:`with_protocol`) and whose CM
+    # scores the t-EER joins with each trial; None for the other layouts
     files: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def with_protocol(self, ids: object, attacks: object, codecs: object = None) -> ASVScores:
@@ -153,6 +157,8 @@ class ASVScores:
             phases=None if self.phases is None else tuple(p[m] for p, m in zip(self.phases, masks)),
             spoof_attacks=None if self.spoof_attacks is None else self.spoof_attacks[masks[2]],
             codecs=tuple(c[m] for c, m in zip(self.codecs, masks)),
+            # the trials' files kept: a condition's t-EER joins each trial with its file's CM score
+            files=None if self.files is None else tuple(f[m] for f, m in zip(self.files, masks)),
         )
 
     def of_phases(self, partitions: object, path: str | Path = "ASV scores") -> tuple[ASVScores, list[str] | None]:
@@ -225,9 +231,13 @@ def read_asv_scores(
     phases: dict[str, list[str]] = {key: [] for key in ASV_KEYS}  # each line's 2021 phase ('' where none)
     codecs: dict[str, list[str]] = {key: [] for key in ASV_KEYS}  # each line's 2021 LA codec ('' where none)
     attacks: list[str] = []  # each spoof line's attack ('' where none)
+    # each line's file, where the layout names it (ASVspoof 5's: a table's filename column, SPEAKER UTT SCORE KIND's
+    # UTT; '' where not): the t-EER joins each trial with its file's CM score, as the ASVspoof 5 package does
+    files: dict[str, list[str]] = {key: [] for key in ASV_KEYS}
     first = True
     columns: tuple[int, int] | None = None  # (kind, score) columns named by a header (ASVspoof 5's tables)
     width = 0  # the number of columns that header names
+    file_at: int | None = None  # the file column that header names
     for number, line in enumerate(text.splitlines(), 1):
         fields = [f for f in _SPLIT.split(line.strip()) if f]
         if not fields or fields[0].startswith("#"):
@@ -238,6 +248,7 @@ def read_asv_scores(
             columns = _header_columns(path, number, fields, wanted)
             if columns is not None:
                 first, width = False, len(fields)
+                file_at = _header_index([f.lower() for f in fields], _TRIAL_COLUMNS)
                 continue
         if columns is not None:
             if len(fields) > width:
@@ -249,6 +260,7 @@ def read_asv_scores(
                 )
             kind = _kind_cell(path, number, line, fields, columns[0])
             found[kind].append(_score_cell(path, number, line, fields, columns[1]))
+            files[kind].append(fields[file_at] if file_at is not None and file_at < len(fields) else "")
             phases[kind].append("")
             codecs[kind].append("")
             if kind == "spoof":
@@ -256,9 +268,11 @@ def read_asv_scores(
             continue
         keys = [_kind(f) for f in fields[:-1] if _kind(f) in found]
         score = _number(fields[-1])
+        utt = ""
         if not keys and score is None and len(fields) >= 3 and _kind(fields[-1]) in found:
             # SPEAKER UTT SCORE KIND: the ASVspoof 5 package's SASV score file, the kind after the score
             keys, score = [_kind(fields[-1])], _number(fields[-2])
+            utt = fields[1] if len(fields) == 4 else ""
         if first and score is None and not keys:  # a header line (e.g. "source,key,score")
             first = False
             continue
@@ -276,11 +290,15 @@ def read_asv_scores(
                 "target/nontarget/spoof and ends with the score (e.g. 'bonafide target 1.53')" + _asv2021_hint(fields)
             )
         found[keys[0]].append(score)
+        files[keys[0]].append(utt)
         phases[keys[0]].append(_line_phase(fields))
         codecs[keys[0]].append(_line_codec(fields))
         if keys[0] == "spoof":
             attacks.append(_line_attack(fields))
-    return _by_kind(path, found, phases=phases, attacks=attacks, codecs=codecs)
+    read = _by_kind(path, found, phases=phases, attacks=attacks, codecs=codecs)
+    if all(f for key in ASV_KEYS for f in files[key]):  # every line names its file
+        return dataclasses.replace(read, files=tuple(np.asarray(files[key], dtype=object) for key in ASV_KEYS))
+    return read
 
 
 def _line_attack(fields: list[str]) -> str:

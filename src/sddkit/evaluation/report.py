@@ -74,10 +74,15 @@ evaluation takes each codec's ASV trials), else the pooled rates, said as for an
 Given the ASV scores themselves (``evaluate(..., asv_scores=...)``, ``sdd eval --asv-scores``), ``pooled.t_eer`` is
 the concurrent t-EER (:func:`sddkit.metrics.t_eer`, in percent) of the pooled bona fide and spoof scores before that
 ASV system, with its CM and ASV thresholds; null without them (and, with the reason at ``pooled.t_eer_note``, when the
-t-EER is undefined). Each protocol utterance counts once there, where the ASVspoof 5 package counts a CM score once
-per SASV trial it enters: the figures agree when the protocol lists the trials (one row per trial). The ASV scores are
-taken by trial kind (most layouts name no utterance): no per-trial join with the CM scores is made (an ASVspoof 5
-keyed table's trial files are looked up in the protocol for their attack and codec alone). Each per-attack and
+t-EER is undefined). ``pooled.t_eer_cm_counting`` says how the CM scores entered it: ``per_trial`` where the ASV
+trials name their files (ASVspoof 5's layouts: a keyed table, ``sdd eval --asv-key``; a table with ``asv-label``
+and ``filename`` columns; ``SPEAKER UTT SCORE KIND`` lines) and some are among the evaluated utterances: each trial
+with the CM score of its file, so a file in several trials counts once per trial, as the ASVspoof 5 package joins
+them (:func:`_join_trials`; trials whose file has no CM score among the evaluated utterances left out, with a
+warning); ``per_utterance`` where they name none (ASVspoof 2019's and 2021's layouts, whose official scripts count
+each CM utterance once in their t-DCFs and have no t-EER) or none of the evaluated utterances (with a warning): each
+protocol utterance once, the ASV scores by trial kind. ``pooled.min_tdcf_cm_counting`` (with ASV scores) is
+``per_utterance``: the min t-DCFs count each utterance once, as the 2019/2021 scripts. Each per-attack and
 per-codec row holds the t-EER of its group's bona fide and spoof trials before its group's ASV trials too, as the
 ASVspoof 5 package's full evaluation takes them (:func:`_group_teer`, the trials of :func:`_group_trials`, as the
 groups' min a-DCFs). Given an SASV system's
@@ -104,7 +109,7 @@ from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.documents import json_safe
 from sddkit.errors import ProtocolError
-from sddkit.evaluation.asv import ASVScores
+from sddkit.evaluation.asv import ASV_KEYS, ASVScores
 from sddkit.evaluation.compare import SPOOF_COLUMNS, min_replicates
 from sddkit.evaluation.gate_weights import HEATMAP_MAX_GROUPS, as_float64, gate_weight_table
 from sddkit.evaluation.groups import (
@@ -434,16 +439,77 @@ def _min_tdcfs(curve: Any, cfg: EvalConfig) -> dict[str, Any]:
     return {"min_tdcf": values, **({"min_tdcf_notes": notes} if notes else {})}
 
 
-def _tandem_eer(labels: np.ndarray, scores: np.ndarray, asv: ASVScores | None) -> dict[str, Any]:
-    """``pooled``'s t-EER entries: null without ASV scores; null with the reason when the t-EER is undefined."""
+@dataclass(frozen=True)
+class _TrialJoin:
+    """The trials of keyed ASV scores joined with the CM scores of their files (:func:`_join_trials`)."""
+
+    cm_bonafide: np.ndarray  # the CM score of each target and non-target trial's file
+    cm_spoof: np.ndarray  # the CM score of each spoof trial's file
+    asv: ASVScores  # the ASV scores of the same trials, by kind
+    n_left_out: int  # trials whose file has no CM score among the utterances given
+
+
+def _join_trials(asv: ASVScores, ids: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> _TrialJoin | str:
+    """Each trial of keyed ASV scores (``asv.files`` named) with the CM score of its file, as the ASVspoof 5 package
+    joins them (``evaluation-package/util.py``, ``load_sasv_scores_keys``: one CM score per SASV trial, so a file in
+    several trials counts once per trial; ``calculate_metrics.py``, ``calculate_aDCF_tdcf_tEER``: the CM scores of the
+    target and non-target trials the bona fide set, those of the spoof trials the spoof set). ``ids``, ``labels``
+    (bona fide), ``scores``: the CM utterances evaluated; a trial of a file not among them is left out on both sides
+    (the package has a CM score of every trial). The reason, a string, where the trials' kinds contradict the
+    protocol's labels of their files (another set's key or protocol)."""
+    assert asv.files is not None
+    # the first row of an id (the evaluated ids are unique: match_scores refuses a repeated one)
+    position = pd.Series(np.arange(ids.size), index=pd.Index(ids, dtype=object))
+    position = position[~position.index.duplicated()]
+    kinds: list[np.ndarray] = []
+    cm: list[np.ndarray] = []
+    n_left_out, wrong = 0, []
+    for kind, files, values in zip(ASV_KEYS, asv.files, (asv.target, asv.nontarget, asv.spoof)):
+        at = position.reindex(pd.Index(files, dtype=object)).to_numpy()
+        found = ~pd.isna(at)
+        n_left_out += int((~found).sum())
+        rows = at[found].astype(np.int64)
+        bona = kind != "spoof"
+        wrong += [
+            f"{f} ({kind} trial, {'spoof' if bona else 'bonafide'} in the protocol)"
+            for f in files[found][labels[rows] != bona]
+        ]
+        kinds.append(values[found])
+        cm.append(scores[rows])
+    if wrong:
+        return (
+            f"the ASV key's trial kinds contradict the protocol's labels of {len(wrong)} trial(s) (e.g. "
+            f"{', '.join(wrong[:3])}): give the key and the protocol of the same set"
+        )
+    return _TrialJoin(np.concatenate(cm[:2]), cm[2], ASVScores(*kinds), n_left_out)
+
+
+def _tandem_eer(
+    labels: np.ndarray, scores: np.ndarray, asv: ASVScores | None, ids: np.ndarray | None = None
+) -> dict[str, Any]:
+    """``pooled``'s t-EER entries: null without ASV scores; null with the reason when the t-EER is undefined.
+    ``t_eer_cm_counting`` says how the CM scores entered: ``per_trial`` where the ASV trials name their files (a keyed
+    table, ASVspoof 5's) and ``ids`` names the utterances (each trial with its file's CM score, :func:`_join_trials`,
+    the ASVspoof 5 package's figure), ``per_utterance`` otherwise (each utterance once: the trials name no file)."""
     out: dict[str, Any] = {"t_eer": None, "t_eer_cm_threshold": None, "t_eer_asv_threshold": None}
     if asv is None:
         return out
+    bona, spoof, kinds = scores[labels], scores[~labels], asv
+    out["t_eer_cm_counting"] = "per_utterance"
+    if asv.files is not None and ids is not None:
+        joined = _join_trials(asv, ids, labels, scores)
+        if isinstance(joined, str):
+            return out | {"t_eer_cm_counting": "per_trial", "t_eer_note": joined}
+        # a trial file of none of the utterances (another naming of the files): each utterance once, as recorded (and
+        # warned of: :func:`_unjoined_warnings`)
+        if joined.n_left_out < asv.target.size + asv.nontarget.size + asv.spoof.size:
+            bona, spoof, kinds = joined.cm_bonafide, joined.cm_spoof, joined.asv
+            out["t_eer_cm_counting"] = "per_trial"
     try:
-        result = t_eer(scores[labels], scores[~labels], asv.target, asv.nontarget, asv.spoof)
+        result = t_eer(bona, spoof, kinds.target, kinds.nontarget, kinds.spoof)
     except MetricError as exc:  # a secondary figure: the rest of the report stands
         return out | {"t_eer_note": str(exc)}
-    return {
+    return out | {
         "t_eer": 100.0 * result.teer,
         "t_eer_cm_threshold": result.cm_threshold,
         "t_eer_asv_threshold": result.asv_threshold,
@@ -476,8 +542,11 @@ def _group_trials(
             "the protocol's line of each trial's file)"
         )
     if attack is not None:
-        spoof = trials.spoof[trials.spoof_attacks == attack]
-        group = ASVScores(trials.target, trials.nontarget, spoof) if spoof.size else None
+        mask = trials.spoof_attacks == attack
+        spoof = trials.spoof[mask]
+        # the trials' files kept: an attack's t-EER joins each trial with its file's CM score
+        files = None if trials.files is None else (trials.files[0], trials.files[1], trials.files[2][mask])
+        group = ASVScores(trials.target, trials.nontarget, spoof, files=files) if spoof.size else None
         return group, f"the {name} scores hold no spoof trial of attack {attack}"
     why = f"the {name} scores hold no target, non-target and spoof trials of codec {codec}"
     return trials.of_codec(str(codec)), why
@@ -506,19 +575,21 @@ def _group_teer(
     attack: str | None = None,
     codec: str | None = None,
     why: str = "",
+    ids: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """A per-attack or per-codec row's t-EER entries (``t_eer`` in percent, its thresholds, ``t_eer_note``): the
-    row's bona fide and spoof trials (``labels``, ``scores``: the group's, as its EER takes them) before the group's
-    ASV trials (:func:`_group_trials`, as the package's full evaluation takes them), each protocol utterance counted
-    once as in the pooled t-EER. ``asv`` None with ``why``: the group has no ASV trials (a partition of an ASVspoof
-    2021 phase the ASV scores lack); none with neither, as ``pooled`` without ASV scores."""
+    """A per-attack or per-codec row's t-EER entries (``t_eer`` in percent, its thresholds, ``t_eer_note``,
+    ``t_eer_cm_counting``): the row's bona fide and spoof trials (``labels``, ``scores``, ``ids``: the group's, as its
+    EER takes them) before the group's ASV trials (:func:`_group_trials`, as the package's full evaluation takes
+    them), counted as in the pooled t-EER (:func:`_tandem_eer`: per trial where the trials name their files, of the
+    group's utterances). ``asv`` None with ``why``: the group has no ASV trials (a partition of an ASVspoof 2021 phase
+    the ASV scores lack); none with neither, as ``pooled`` without ASV scores."""
     empty = {"t_eer": None, "t_eer_cm_threshold": None, "t_eer_asv_threshold": None}
-    if asv is None:
-        return empty | {"t_eer_note": why} if why else {}
+    if asv is None:  # (the ASV trials of an ASVspoof 2021 phase: no file named)
+        return empty | {"t_eer_note": why, "t_eer_cm_counting": "per_utterance"} if why else {}
     group, why = _group_trials(asv, "ASV", attack=attack, codec=codec)
     if group is None:
-        return empty | {"t_eer_note": why}
-    found = _tandem_eer(labels.astype(bool), scores, group)
+        return empty | {"t_eer_note": why, "t_eer_cm_counting": "per_utterance"}
+    found = _tandem_eer(labels.astype(bool), scores, group, ids)
     return found | {"t_eer_note": found.get("t_eer_note", "")}
 
 
@@ -543,6 +614,29 @@ def _asv_warnings(asv: ASVScores | None, sasv: ASVScores | None) -> list[str]:
         )
     notes += [note for note in (inverted_note(asv, sasv=False), inverted_note(sasv, sasv=True)) if note]
     return notes
+
+
+def _unjoined_warnings(asv: ASVScores | None, ids: np.ndarray) -> list[str]:
+    """A warning when trials of keyed ASV scores name files without a CM score among the evaluated utterances: the
+    t-EER, counted per trial (:func:`_join_trials`), leaves them out, where the ASVspoof 5 package has a CM score of
+    every trial (another partition evaluated, or CM scores missing)."""
+    if asv is None or asv.files is None:
+        return []
+    files = np.concatenate(asv.files)
+    left_out = int((~pd.Index(files, dtype=object).isin(pd.Index(ids, dtype=object))).sum())
+    if not left_out:
+        return []
+    if left_out == files.size:
+        return [
+            f"none of the {files.size} ASV trials names a file among the evaluated utterances (their protocol ids): "
+            "the t-EER counts each utterance once (t_eer_cm_counting per_utterance), not once per trial as the "
+            "ASVspoof 5 package does; give the protocol of the ASV trials' set"
+        ]
+    return [
+        f"{left_out} of the {files.size} ASV trials name a file without a CM score among the evaluated utterances: "
+        "the t-EER (counted per trial, as the ASVspoof 5 package counts it) takes the other trials alone; the "
+        "package's figure needs a CM score of every trial's file"
+    ]
 
 
 # the note of an attack whose t-DCFs take the pooled ASV rates because the ASV file holds none of its spoofs (the
@@ -639,6 +733,7 @@ def _per_attack(
     min t-DCFs)."""
     partitions = table.column("partition") if table.has_column("partition") else None
     attacks = named(table.column("attack"))
+    ids = table.column("utt_id")
     spoof = labels == 0
     # each partition's ASV trials, taken once for all of its attacks (:meth:`_AttackASV._phase`)
     of_phase = _AttackASV(cfg.asv, asv) if asv is not None and asv.phases is not None else None
@@ -655,7 +750,7 @@ def _per_attack(
             if of_phase is not None and partition is not None:
                 own = of_phase._phase(partition)[0]
                 lacking = f"the ASV scores hold no target, non-target and spoof trials of phase {partition}"
-            row |= _group_teer(labels[m], scores[m], own, attack=value, why=lacking)
+            row |= _group_teer(labels[m], scores[m], own, attack=value, why=lacking, ids=ids[m])
             row |= _group_sasv_dcf(sasv, cfg.adcf, attack=value)
         rows.append(row)
     return rows
@@ -691,11 +786,12 @@ def _per_codec(
     min a-DCF of the condition's own SASV trials each row holds (:func:`_group_sasv_dcf`); ``asv``: an ASV system's,
     before whose trials of the condition each row holds the t-EER of the condition's trials (:func:`_group_teer`)."""
     rows = []
+    ids = table.column("utt_id")
     for name, m in groups(table.column("codec")):
         rates, why = tdcf_asv.codec_rates(name)
         row = {"codec": name, **_group_metrics(labels[m], scores[m], cfg, rates)}
         row |= _tdcf_asv_entries(rates, why, "codec", every_rate=True)
-        row |= _group_teer(labels[m], scores[m], asv, codec=name)
+        row |= _group_teer(labels[m], scores[m], asv, codec=name, ids=ids[m])
         row |= _group_sasv_dcf(sasv, cfg.adcf, codec=name)
         rows.append(row)
     return rows
@@ -1082,7 +1178,11 @@ def evaluate(
             f"both bona fide and spoof trials" + (f" ({notes})" if notes else "") + _spoof_only_hint(table, y)
         )
     pooled, pooled_curve = _pooled(y, s, cfg)
-    pooled.update(_tandem_eer(y.astype(bool), s, asv_scores))
+    pooled.update(_tandem_eer(y.astype(bool), s, asv_scores, table.column("utt_id")))
+    if asv_scores is not None:
+        # beside a t-EER counted per trial: the min t-DCFs count each utterance once, as the ASVspoof 2019/2021 scripts
+        # (the ASVspoof 5 package's track-2 min t-DCF takes every SASV trial's CM score, with its own ASV rates)
+        pooled["min_tdcf_cm_counting"] = "per_utterance"
     pooled.update(sasv_dcf(sasv_scores, cfg.adcf))
     per_source = _per_group("source", table.column("source"), y, s, cfg)
     per_corpus = _per_group("corpus", table.column("corpus"), y, s, cfg)
@@ -1129,6 +1229,7 @@ def evaluate(
         per_vocoder=_per_attack(table, y, s, cfg, "vocoder", tdcf_asv) if _names_any(table, "vocoder", y) else None,
         per_attack_type=per_attack_type,
         asv_warnings=_asv_warnings(asv_scores, sasv_scores)
+        + _unjoined_warnings(asv_scores, table.column("utt_id"))
         + _attack_asv_warnings(per_attack, asv_scores)
         + _codec_asv_warnings(per_codec, asv_scores),
         asv_rates_from_scores=from_scores,
@@ -1414,9 +1515,16 @@ def _group_teer_section(rows: Sequence[dict[str, Any]], key: str, asv_file: str 
         if key == "attack"
         else "that condition's own bona fide and spoof trials before its own ASV target, non-target and spoof trials"
     )
+    per_trial = any(r.get("t_eer_cm_counting") == "per_trial" for r in rows)
+    counting = (
+        "each CM score once per ASV trial of its file, as the package joins them and as in the pooled t-EER"
+        if per_trial
+        else "each protocol utterance once, as in the pooled t-EER (the ASV trials name no file to join a CM score "
+        "with; the ASVspoof 5 package counts a CM score once per SASV trial)"
+    )
     text = (
-        f"Each row takes {trials}, as the ASVspoof 5 package's full evaluation (calculate_metrics_full.py) does; each "
-        "protocol utterance counts once, as in the pooled t-EER (the package counts a CM score once per SASV trial)."
+        f"Each row takes {trials}, as the ASVspoof 5 package's full evaluation (calculate_metrics_full.py) does; "
+        f"{counting}."
     )
     return [*lines, "", text, ""]
 
@@ -1428,6 +1536,8 @@ def _teer_rows(pooled: dict[str, Any], asv_file: str | None) -> list[str]:
     # the file's name sits in a table cell: a `|` in it split the row
     asv = markdown_cell(Path(asv_file).name) if asv_file else "the given ASV scores"
     label = f"t-EER % (concurrent, before the ASV of {asv})"
+    if pooled.get("t_eer_cm_counting") == "per_trial":  # the ASVspoof 5 package's count (:func:`_join_trials`)
+        label += "; each CM score once per ASV trial of its file"
     if pooled.get("t_eer") is None:
         return [f"| {label} | - ({markdown_cell(pooled['t_eer_note'])}) |"]
     return [
