@@ -13,15 +13,15 @@ Endpoints:
 The model is loaded once, by ``create_app`` (so a missing, corrupt or unloadable model is a clear
 error before any server starts, not a traceback at start-up), and served from the lifespan on.
 Uploads are bounded before they are read: a ``Content-Length`` over the limit is refused at once (a 413 that
-closes the connection, see ``CLOSE``), and the body is streamed with a cap and a deadline (408 for an upload
-that stalls for ``UPLOAD_IDLE_S`` or comes slower than ``UPLOAD_MIN_RATE`` on average), so a client can never
-make the server buffer more than ``max_upload_mb`` (plus the multipart envelope), and nothing of it is written to
-disk. Decoding stops as soon as the audio passes ``max_duration_s``. Every deliberate error is a JSON
-``{"error": {"type": ..., "message": ...}}`` with a 4xx status (413 too large, 415 not multipart, 400
-malformed body or a form of over 16 text fields, 422 missing field, more than one file or unusable audio), or a
-500 when the model fails (``non_finite_score`` for NaN/inf rather than a score, ``checkpoint_error`` for a model
-that answers in the wrong shape), or a 503 ``not_ready`` while no model is loaded (before the lifespan starts); the
-server keeps serving.
+closes the connection, as every answer sent before the body is read in full does: see ``CLOSE``), and the body is
+streamed with a cap and a deadline (408 for an upload that stalls for ``UPLOAD_IDLE_S`` or comes slower than
+``UPLOAD_MIN_RATE`` on average), so a client can never make the server buffer more than ``max_upload_mb`` (plus the
+multipart envelope), and nothing of it is written to disk. Decoding stops as soon as the audio passes
+``max_duration_s``. Every deliberate error is a JSON ``{"error": {"type": ..., "message": ...}}`` with a 4xx status
+(413 too large, 415 not multipart, 400 malformed body or a form of over 16 text fields, 422 missing field, more than
+one file or unusable audio), or a 500 when the model fails (``non_finite_score`` for NaN/inf rather than a score,
+``checkpoint_error`` for a model that answers in the wrong shape), or a 503 ``not_ready`` while no model is loaded
+(before the lifespan starts, or once it has ended); the server keeps serving.
 Decoding and inference run in the thread pool, so concurrent requests do not block the event loop.
 What came of each scoring request (its status, error type and message, upload size and time) is logged on ``LOG``
 (``sddkit.service``): an ERROR for a 5xx, INFO else.
@@ -105,14 +105,18 @@ KEEP_ALIVE_S = 5.0
 # has most likely been answered. The 503 had no Retry-After, so a client's retry loop, given no delay, tried again at
 # once and over again, finding the same connections open and adding to the load it was refused for.
 OVER_LIMIT_RETRY_AFTER_S = math.ceil(KEEP_ALIVE_S)
-# what a 413 answered before the body is read in full carries: the connection is closed once the answer is written (as
-# nginx does for a 413; RFC 9110 15.5.14 allows it, and 10.1.1 asks a server that answers before reading the content
-# to say whether it closes or reads on). Without it the server read on, to discard the refused body: a client that
-# sends its whole body before reading the answer uploaded all of it for nothing, and the connection stayed taken (and
-# counted against --limit-connections) for as long as that lasted; a client that had sent "Expect: 100-continue" and
-# then, as it may, sent no body had its next request on that connection read as the refused body's bytes. Now an
-# upload stops at its first write after the answer (a reset): curl, httpx and urllib3 (requests) read the
-# 413 then; Python's bare http.client (urllib) raises the reset instead.
+# what every answer sent before the request's body is read in full carries (a 413 over the limit, a 415, a 408, a 404
+# or 405 to a request with a body, a not_ready 503 to one): the connection is closed once the answer is written (as
+# nginx does for a 413 or a 408; RFC 9110 15.5.14 allows it, 15.5.9 asks it of a 408, and 10.1.1 asks a server that
+# answers before reading the content to say whether it closes or reads on). Without it the server read on, to discard
+# the refused body: a client that sends its whole body before reading the answer uploaded all of it for nothing (a 404
+# or 415 to a 256 MB body read all of it), and the connection stayed taken (and counted against --limit-connections)
+# for as long as that lasted, then was closed all the same REQUEST_HEAD_TIMEOUT_S after the answer; a client that had
+# sent "Expect: 100-continue" and then, as it may, sent no body had its next request on that connection read as the
+# refused body's bytes (and never answered); a 408's client, whose body had stalled, had its connection held open.
+# Now an upload stops at its first write after the answer (a reset): curl, httpx and urllib3 (requests) read the
+# answer then; Python's bare http.client (urllib) raises the reset instead. An answer sent once the body was read in
+# full (a 400 malformed form, a 422, a 413 for a file over the limit within the envelope's room) keeps the connection.
 CLOSE = {"Connection": "close"}
 _TOO_LARGE_MSG = "upload exceeds the limit of {mb:g} MB"
 # files parsed from one upload at most (one is scored; more are refused as too_many_files)
@@ -273,9 +277,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (500, "the model failed on this audio: a non-finite (NaN/inf) score, or output of the wrong shape"),
         (
             503,
-            "the model is not loaded (not_ready: the service is starting or stopping), or the server has as many "
-            "connections open as sdd serve --limit-connections allows (service_unavailable, with a Retry-After header "
-            f"of {OVER_LIMIT_RETRY_AFTER_S} s: retry then)",
+            "the model is not loaded (not_ready: the app's lifespan has not run, or has ended), or the server has "
+            "as many connections open as sdd serve --limit-connections allows (service_unavailable, with a "
+            f"Retry-After header of {OVER_LIMIT_RETRY_AFTER_S} s: retry then)",
         ),
     )
 }
@@ -363,9 +367,10 @@ def create_app(
     async def lifespan(app: FastAPI):
         # made here, in the serving event loop: an asyncio primitive belongs to the loop that waits on it
         app.state.slots = asyncio.Semaphore(max_concurrent)
-        app.state.detector = detector
+        app.state.detector, app.state.stopped = detector, False
         yield
         app.state.detector = None
+        app.state.stopped = True  # not_ready says so, rather than "not loaded"
 
     assets = docs_assets_dir()
     offline_docs = {"docs_url": None, "redoc_url": None} if assets is not None else {}
@@ -383,6 +388,7 @@ def create_app(
         # and a JSON read send (multipart/form-data, Accept) are CORS-safelisted headers, allowed without a list
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"])
     app.state.detector = None
+    app.state.stopped = False
     app.state.limits = {
         "max_upload_mb": max_upload_mb,
         "max_duration_s": max_duration_s,
@@ -397,10 +403,15 @@ def create_app(
     app.state.cors_origins = origins
     _install_error_handlers(app)
 
-    def detector_or_503(request: Request):
+    def detector_or_503(request: Request, body_unread: bool = False):
+        """The served detector, else a 503 not_ready (``body_unread``: sent before the request's body is read,
+        so it closes the connection, as it does once the service has stopped)."""
         det = request.app.state.detector
         if det is None:
-            raise ApiError(503, "not_ready", "the model is not loaded yet")
+            stopped = request.app.state.stopped
+            raise ApiError(
+                503, "not_ready", not_ready_message(stopped), headers=CLOSE if body_unread or stopped else None
+            )
         return det
 
     @app.get(
@@ -456,7 +467,7 @@ def create_app(
     )
     async def score(request: Request) -> ScoreResponse:
         request.state.started = time.perf_counter()  # for the log line of its outcome (log_outcome)
-        det = detector_or_503(request)
+        det = detector_or_503(request, body_unread=True)
         upload_name, data = await _read_upload(request, max_bytes, max_upload_mb)
         request.state.upload_bytes = len(data)
         async with request.app.state.slots:
@@ -504,6 +515,21 @@ def create_app(
     app.mount("/static", PageFiles(directory=STATIC_DIR), name="static")
     _answer_head(app)
     return app
+
+
+def not_ready_message(stopped: bool) -> str:
+    """What a 503 not_ready says. Neither state is transient for a client of ``sdd serve`` (uvicorn runs the lifespan
+    before it takes a connection, and ends it once every connection is closed), so it has no Retry-After: before the
+    lifespan start-up the model is missing where a server never runs it (uvicorn --lifespan off, the app mounted
+    inside another app, whose lifespan alone runs), where "not loaded yet" invited a client to wait for good."""
+    if stopped:
+        return "the service has stopped (its lifespan has ended): it takes no more requests; retry once it runs again"
+    return (
+        "the model is not loaded: the app's lifespan start-up, which hands it over, has not run (sdd serve runs it "
+        "before it takes a connection; a server run with lifespan off, or a parent app the service is mounted in, "
+        "never runs it): serve the app with its lifespan on, or enter it from the parent's lifespan with "
+        "'async with app.router.lifespan_context(app)'"
+    )
 
 
 def check_upload_limit(max_upload_mb: float, name: str = "max_upload_mb") -> None:
@@ -656,6 +682,7 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
             415,
             "unsupported_media_type",
             f"send the audio as multipart/form-data with a 'file' field (got {content_type or 'no content type'!r})",
+            headers=CLOSE,  # answered before the body is read
         )
     cap = max_bytes + _ENVELOPE_BYTES
     too_large = ApiError(413, "payload_too_large", _TOO_LARGE_MSG.format(mb=max_upload_mb), headers=CLOSE)
@@ -929,9 +956,13 @@ async def _until_disconnect(chunks, idle_s: float | None = None, total_s: float 
                     "request_timeout",
                     f"the upload was not over after {total_s:.0f} s (an upload may take {UPLOAD_IDLE_S:g} s plus 1 s "
                     f"per {UPLOAD_MIN_RATE // 1024} KiB of its length): too slow a connection",
+                    headers=CLOSE,  # the rest of the body is not waited for (RFC 9110 15.5.9)
                 ) from None
             raise ApiError(
-                408, "request_timeout", f"no upload data for {idle_s:g} s (a body shorter than its Content-Length?)"
+                408,
+                "request_timeout",
+                f"no upload data for {idle_s:g} s (a body shorter than its Content-Length?)",
+                headers=CLOSE,
             ) from None
         yield chunk
 
@@ -967,6 +998,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         allowed = _allowed_methods(request) if exc.status_code == 405 else []
         if allowed:  # none found: the exception's own Allow (if any), never an empty one that allows nothing
             headers["Allow"] = ", ".join(allowed)
+        if _has_body(request):  # raised before any endpoint read it (a 404 or 405 to an upload): see CLOSE
+            headers.update(CLOSE)
         return _error(exc.status_code, type_, str(exc.detail), headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
@@ -979,6 +1012,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         # internals; Starlette re-raises the exception after this answer, so the server's log has its traceback
         message = f"internal server error ({type(exc).__name__}); see the server's log"
         return _error(500, "internal_error", message, headers=_cors_headers(request) or None)
+
+
+def _has_body(request: Request) -> bool:
+    """Whether ``request`` comes with a body (a Content-Length other than 0, or a chunked one)."""
+    length = request.headers.get("content-length")
+    return "transfer-encoding" in request.headers or (length is not None and length.strip().lstrip("0") != "")
 
 
 def log_outcome(request: Request, status: int, what: str) -> None:
