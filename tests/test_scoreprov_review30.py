@@ -12,63 +12,27 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scoring_support import save_tiny_lcnn, write_noise_wav
+from source_checkout_support import Source
 
-import sddkit
 from sddkit.cli.main import main
 from sddkit.documents import run_record_path
 from sddkit.scoring import batch
 from sddkit.training import provenance
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny_lcnn(tmp_path_factory.mktemp("model") / "lcnn")
-
-
-def _git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.email=t@example.org", "-c", "user.name=t", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
-class Source:
-    """sddkit's source as a checkout of its own (``checkout=True``) or a folder outside any (an installed wheel)."""
-
-    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch, checkout: bool):
-        self.root = root
-        package = root / "src" / "sddkit"
-        package.mkdir(parents=True)
-        (package / "__init__.py").write_text("x = 1\n")
-        if checkout:
-            _git(root, "init", "-q")
-            _git(root, "add", "-A")
-            _git(root, "commit", "-qm", "first")
-        monkeypatch.setattr(sddkit, "__file__", str(package / "__init__.py"))
-        provenance._git_commit.cache_clear()
-
-    def commit_change(self) -> None:
-        """Another commit of the code (between an interruption and its resume), seen by the next run."""
-        (self.root / "src" / "sddkit" / "__init__.py").write_text("x = 2\n")
-        _git(self.root, "commit", "-qam", "second")
-        provenance._git_commit.cache_clear()
-
-    def block(self) -> dict[str, object]:
-        return {"commit": _git(self.root, "rev-parse", "HEAD"), "dirty": False}
-
-
 @pytest.fixture
 def checkout(tmp_path, monkeypatch):
     return Source(tmp_path / "project", monkeypatch, checkout=True)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_lcnn(tmp_path_factory.mktemp("model") / "lcnn")
 
 
 def _score(model: Path, out: Path, *clips: Path) -> None:
