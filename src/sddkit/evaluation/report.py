@@ -97,7 +97,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -1463,23 +1463,38 @@ def _attack_tdcf_section(rows: Sequence[dict[str, Any]], asv_note: str, key: str
     return [*lines, "", markdown_cell(text), *(f"Undefined (-): {markdown_cell(note)}." for note in undefined), ""]
 
 
+def _group_table(
+    rows: Sequence[dict[str, Any]],
+    key: str,
+    title: str,
+    headers: Sequence[str],
+    cells: Callable[[dict[str, Any]], list[str]],
+) -> list[str]:
+    """A per-attack (``key`` ``attack``) or per-``key`` subsection's heading and table: the rows' partition (where the
+    table has several) and group, then ``cells(row)`` under ``headers``."""
+    keys = ["partition", key] if "partition" in rows[0] else [key]
+    lines = [
+        f"### Per-{'attack' if key == 'attack' else markdown_cell(key)} {title}",
+        "",
+        "| " + " | ".join([*keys, *headers]) + " |",
+        "|" + "---|" * (len(keys) + len(headers)),
+    ]
+    lines += ["| " + " | ".join([*(markdown_cell(r[k]) for k in keys), *cells(r)]) + " |" for r in rows]
+    return lines
+
+
 def _group_adcf_section(rows: Sequence[dict[str, Any]], key: str, asv_file: str | None) -> list[str]:
     """report.md's per-attack (``key`` ``attack``) or per-codec min a-DCFs of the SASV scores, a subsection under its
     table, with the trials each takes; none without SASV scores."""
     if not rows or "min_a_dcf" not in rows[0]:
         return []
-    keys = ["partition", key] if "partition" in rows[0] else [key]
     where = markdown_cell(Path(asv_file).name) if asv_file else "the given SASV scores"
-    lines = [
-        f"### Per-{'attack' if key == 'attack' else markdown_cell(key)} min a-DCF (the sasv-score of {where})",
-        "",
-        "| " + " | ".join([*keys, "min a-DCF", "threshold"]) + " |",
-        "|" + "---|" * (len(keys) + 2),
-    ]
-    for r in rows:
+
+    def cells(r: dict[str, Any]) -> list[str]:
         value = _fmt(r["min_a_dcf"], 4) if r["min_a_dcf"] is not None else f"- ({markdown_cell(r['min_a_dcf_note'])})"
-        threshold = _fmt(r["a_dcf_threshold"], 4)
-        lines.append("| " + " | ".join([*(markdown_cell(r[k]) for k in keys), value, threshold]) + " |")
+        return [value, _fmt(r["a_dcf_threshold"], 4)]
+
+    lines = _group_table(rows, key, f"min a-DCF (the sasv-score of {where})", ["min a-DCF", "threshold"], cells)
     trials = (
         "every target and non-target SASV trial with that attack's spoof trials alone"
         if key == "attack"
@@ -1497,18 +1512,14 @@ def _group_teer_section(rows: Sequence[dict[str, Any]], key: str, asv_file: str 
     table, with the trials each takes; none without ASV scores."""
     if not rows or "t_eer_note" not in rows[0]:
         return []
-    keys = ["partition", key] if "partition" in rows[0] else [key]
     where = markdown_cell(Path(asv_file).name) if asv_file else "the given ASV scores"
-    lines = [
-        f"### Per-{'attack' if key == 'attack' else markdown_cell(key)} t-EER (concurrent, before the ASV of {where})",
-        "",
-        "| " + " | ".join([*keys, "t-EER %", "CM threshold", "ASV threshold"]) + " |",
-        "|" + "---|" * (len(keys) + 3),
-    ]
-    for r in rows:
+
+    def cells(r: dict[str, Any]) -> list[str]:
         value = _fmt(r["t_eer"], 3) if r["t_eer"] is not None else f"- ({markdown_cell(r['t_eer_note'])})"
-        thresholds = [_fmt(r["t_eer_cm_threshold"], 4), _fmt(r["t_eer_asv_threshold"], 4)]
-        lines.append("| " + " | ".join([*(markdown_cell(r[k]) for k in keys), value, *thresholds]) + " |")
+        return [value, _fmt(r["t_eer_cm_threshold"], 4), _fmt(r["t_eer_asv_threshold"], 4)]
+
+    headers = ["t-EER %", "CM threshold", "ASV threshold"]
+    lines = _group_table(rows, key, f"t-EER (concurrent, before the ASV of {where})", headers, cells)
     trials = (
         "that attack's spoofs and the bona fide trials (of its partition, where the table has several) before every "
         "ASV target and non-target trial with that attack's ASV spoof trials alone"
