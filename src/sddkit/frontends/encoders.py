@@ -1614,23 +1614,21 @@ def folder_setting_entries(config: Any, prefix: str = "model") -> dict[str, tupl
 
     What a resume compares between the model config its checkpoint recorded (:func:`recorded_folder_config`) and
     today's, as :func:`folder_normalize_entries`; of a recipe's model, which of them the recipe sets."""
-    found: dict[str, tuple[str, Any]] = {}
-    if isinstance(config, dict):
-        name, folder = config.get("name"), config.get("pretrained")
-        if name in PRESETS and isinstance(folder, str):
-            family = PRESETS[name].family
-            overrides = config.get("overrides") if isinstance(config.get("overrides"), dict) else {}
-            dropout = config.get("dropout")
-            every = _folder_setting_keys(family, EncoderConfig(spec_augment=True))
-            for key in every:
-                value = dropout if dropout is not None and key in _DROPOUT_KEYS[family] else overrides.get(key)
-                found[f"{prefix}.overrides.{key}"] = (folder, value)
-        for key, value in config.items():
-            found.update(folder_setting_entries(value, f"{prefix}.{key}"))
-    elif isinstance(config, list):
-        for i, item in enumerate(config):
-            found.update(folder_setting_entries(item, f"{prefix}.{i}"))
-    return found
+
+    def entries(spec: dict[str, Any], at: str) -> dict[str, tuple[str, Any]]:
+        name, folder = spec.get("name"), spec.get("pretrained")
+        if name not in PRESETS or not isinstance(folder, str):
+            return {}
+        family = PRESETS[name].family
+        overrides = spec.get("overrides") if isinstance(spec.get("overrides"), dict) else {}
+        dropout = spec.get("dropout")
+        found = {}
+        for key in _folder_setting_keys(family, EncoderConfig(spec_augment=True)):
+            value = dropout if dropout is not None and key in _DROPOUT_KEYS[family] else overrides.get(key)
+            found[f"{at}.overrides.{key}"] = (folder, value)
+        return found
+
+    return _entries_of_specs(config, prefix, entries)
 
 
 def folder_normalize_entries(config: Any, prefix: str = "model") -> dict[str, tuple[str, Any]]:
@@ -1639,16 +1637,30 @@ def folder_normalize_entries(config: Any, prefix: str = "model") -> dict[str, tu
 
     What a resume compares between the model config its checkpoint recorded (:func:`recorded_normalize_config`: the
     value the folder decided) and today's: keys as the recipe's overrides spell them."""
+
+    def entries(spec: dict[str, Any], at: str) -> dict[str, tuple[str, Any]]:
+        name, folder = spec.get("name"), spec.get("pretrained")
+        if name in PRESETS and PRESETS[name].family != "whisper" and isinstance(folder, str):
+            return {f"{at}.normalize": (folder, spec.get("normalize"))}
+        return {}
+
+    return _entries_of_specs(config, prefix, entries)
+
+
+def _entries_of_specs(
+    config: Any, prefix: str, entries: Callable[[dict[str, Any], str], dict[str, tuple[str, Any]]]
+) -> dict[str, tuple[str, Any]]:
+    """``entries(mapping, dotted_key)`` of every mapping inside ``config`` (plain data: dicts and lists, walked
+    depth first, list items keyed by their index), merged: the walk of :func:`folder_normalize_entries` and
+    :func:`folder_setting_entries`."""
     found: dict[str, tuple[str, Any]] = {}
     if isinstance(config, dict):
-        name, folder = config.get("name"), config.get("pretrained")
-        if name in PRESETS and PRESETS[name].family != "whisper" and isinstance(folder, str):
-            found[f"{prefix}.normalize"] = (folder, config.get("normalize"))
+        found.update(entries(config, prefix))
         for key, value in config.items():
-            found.update(folder_normalize_entries(value, f"{prefix}.{key}"))
+            found.update(_entries_of_specs(value, f"{prefix}.{key}", entries))
     elif isinstance(config, list):
         for i, item in enumerate(config):
-            found.update(folder_normalize_entries(item, f"{prefix}.{i}"))
+            found.update(_entries_of_specs(item, f"{prefix}.{i}", entries))
     return found
 
 
