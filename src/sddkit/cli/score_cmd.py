@@ -183,14 +183,25 @@ def _start_rank(args: argparse.Namespace, out: Path, target: Path, rank: int, wo
 
 def _refuse_model_dirs_as_inputs(inputs: list[str]) -> None:
     """Refuse an input that is an sddkit model directory: ``sdd score run/best a.flac`` (``--model`` left out) scored
-    a.flac with the bundled model, with no more than a note that run/best holds no audio."""
+    a.flac with the bundled model, with no more than a note that run/best holds no audio. So is an ONNX export (an
+    .onnx file, or a folder ``sdd export-onnx --out DIR`` wrote: its model.onnx without a config.json), which was
+    scored as audio too (an error row) while the bundled model scored the rest, and the run exited 0."""
     import json
 
     from sddkit.detectors.model_dir import CONFIG_NAME, FORMAT
     from sddkit.errors import ConfigError
+    from sddkit.scoring.onnx_export import ONNX_NAME
 
     for item in inputs:
-        config = Path(item) / CONFIG_NAME
+        path = Path(item)
+        onnx_file = path.suffix.lower() == ".onnx" and path.is_file()
+        export_dir = path.is_dir() and (path / ONNX_NAME).is_file() and not (path / CONFIG_NAME).is_file()
+        if onnx_file or (export_dir and not _holds_audio(path)):  # (a folder of audio beside a model.onnx is audio)
+            raise ConfigError(
+                f"{item} is an ONNX export, not audio to score: give it as --backend onnx --model "
+                f"{item if onnx_file else path / ONNX_NAME} (the inputs are audio files, folders of them, or manifests)"
+            )
+        config = path / CONFIG_NAME
         try:
             is_model = config.is_file() and json.loads(config.read_text()).get("format") == FORMAT
         except (OSError, ValueError, AttributeError):  # unreadable, not JSON, or not an object: not a model's
@@ -200,6 +211,16 @@ def _refuse_model_dirs_as_inputs(inputs: list[str]) -> None:
                 f"{item} is an sddkit model directory, not audio to score: give it as --model {item} (the inputs are "
                 "audio files, folders of them, or manifests)"
             )
+
+
+def _holds_audio(folder: Path) -> bool:
+    """Whether ``folder`` or a folder below it holds an audio file (by extension; the walk stops at the first)."""
+    from sddkit.audio.files import AUDIO_EXTENSIONS
+
+    for _, _, names in os.walk(folder):
+        if any(Path(n).suffix.lower() in AUDIO_EXTENSIONS for n in names):
+            return True
+    return False
 
 
 def _leave_process_group() -> None:
