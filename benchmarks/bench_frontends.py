@@ -98,8 +98,10 @@ def main() -> None:
         ap.error(f"--only {' '.join(map(repr, unmatched))} matches no front-end; front-ends: {'; '.join(FRONTENDS)}")
     torch.set_num_threads(args.threads)
     audio_s = args.batch * WINDOW / 16000
-    print(f"| front-end (LCNN-16 back-end) | params | PyTorch, batch {args.batch} (ms) | x real time | ONNX Runtime (ms) "
-          "| x real time | ONNX file (MB) |")
+    print(
+        f"| front-end (LCNN-16 back-end) | params | PyTorch, batch {args.batch} (ms) | x real time | ONNX Runtime (ms) "
+        "| x real time | ONNX file (MB) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench_frontends_") as tmp:
@@ -108,11 +110,15 @@ def main() -> None:
                 continue
             row = measure(frontend, Path(tmp) / str(i), batch=args.batch, repeats=args.repeats, threads=args.threads)
             results[name] = row
-            print(
-                f"| {name} | {row['params'] / 1e3:.0f}k | {row['torch_s'] * 1000:.0f} | {audio_s / row['torch_s']:.0f}x "
-                f"| {row['onnx_s'] * 1000:.0f} | {audio_s / row['onnx_s']:.0f}x | {row['onnx_mb']:.1f} |",
-                flush=True,
-            )
+            cells = [
+                f"{row['params'] / 1e3:.0f}k",
+                f"{row['torch_s'] * 1000:.0f}",
+                f"{audio_s / row['torch_s']:.0f}x",
+                f"{row['onnx_s'] * 1000:.0f}",
+                f"{audio_s / row['onnx_s']:.0f}x",
+                f"{row['onnx_mb']:.1f}",
+            ]
+            print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
     if args.json:
         atomic_write_bytes(args.json, (json.dumps(results, indent=2) + "\n").encode())
 
