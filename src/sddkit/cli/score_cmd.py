@@ -185,32 +185,48 @@ def _refuse_model_dirs_as_inputs(inputs: list[str]) -> None:
     """Refuse an input that is an sddkit model directory: ``sdd score run/best a.flac`` (``--model`` left out) scored
     a.flac with the bundled model, with no more than a note that run/best holds no audio. So is an ONNX export (an
     .onnx file, or a folder ``sdd export-onnx --out DIR`` wrote: its model.onnx without a config.json), which was
-    scored as audio too (an error row) while the bundled model scored the rest, and the run exited 0."""
-    import json
-
-    from sddkit.detectors.model_dir import CONFIG_NAME, FORMAT
+    scored as audio too (an error row) while the bundled model scored the rest, and the run exited 0. A path the OS
+    refuses to look at (a name too long) is left to the scoring, whose error row names it."""
     from sddkit.errors import ConfigError
-    from sddkit.scoring.onnx_export import ONNX_NAME
 
     for item in inputs:
-        path = Path(item)
-        onnx_file = path.suffix.lower() == ".onnx" and path.is_file()
-        export_dir = path.is_dir() and (path / ONNX_NAME).is_file() and not (path / CONFIG_NAME).is_file()
-        if onnx_file or (export_dir and not _holds_audio(path)):  # (a folder of audio beside a model.onnx is audio)
-            raise ConfigError(
-                f"{item} is an ONNX export, not audio to score: give it as --backend onnx --model "
-                f"{item if onnx_file else path / ONNX_NAME} (the inputs are audio files, folders of them, or manifests)"
-            )
-        config = path / CONFIG_NAME
         try:
-            is_model = config.is_file() and json.loads(config.read_text()).get("format") == FORMAT
-        except (OSError, ValueError, AttributeError):  # unreadable, not JSON, or not an object: not a model's
-            is_model = False
-        if is_model:
+            kind = _model_kind(Path(item))
+        except OSError:
+            continue
+        if kind == "model":
             raise ConfigError(
                 f"{item} is an sddkit model directory, not audio to score: give it as --model {item} (the inputs are "
                 "audio files, folders of them, or manifests)"
             )
+        if kind is not None:
+            raise ConfigError(
+                f"{item} is an ONNX export, not audio to score: give it as --backend onnx --model {kind} (the inputs "
+                "are audio files, folders of them, or manifests)"
+            )
+
+
+def _model_kind(path: Path) -> str | None:
+    """``"model"`` for an sddkit model directory (its config.json of format sddkit-model), the ONNX graph to give as
+    ``--model`` for an ONNX export (an .onnx file, or a folder holding model.onnx, no config.json and no audio: a
+    folder of audio beside a model.onnx is audio), else None."""
+    import json
+
+    from sddkit.detectors.model_dir import CONFIG_NAME, FORMAT
+    from sddkit.scoring.onnx_export import ONNX_NAME
+
+    if path.suffix.lower() == ".onnx" and path.is_file():
+        return str(path)
+    if not path.is_dir():
+        return None
+    config = path / CONFIG_NAME
+    if not config.is_file():
+        return str(path / ONNX_NAME) if (path / ONNX_NAME).is_file() and not _holds_audio(path) else None
+    try:
+        is_model = json.loads(config.read_text()).get("format") == FORMAT
+    except (ValueError, AttributeError):  # not JSON, or not an object: not a model's
+        return None
+    return "model" if is_model else None
 
 
 def _holds_audio(folder: Path) -> bool:
