@@ -18,8 +18,10 @@ from sddkit.training.recipe import TrainRecipe
 from sddkit.training.trainer import Trainer
 
 
-def _recipe(tmp_path, max_steps: int, normalize: bool | None = None) -> TrainRecipe:
-    encoder = {"name": "wav2vec2_tiny", "pretrained": str(tmp_path / "enc"), "freeze": True, "normalize": normalize}
+def _recipe(tmp_path, max_steps: int, **encoder_settings) -> TrainRecipe:
+    """A tiny wav2vec2 + LoRA run on the encoder folder ``tmp_path/enc`` (``encoder_settings``: the encoder spec's
+    other keys); also the recipe of tests/test_resumeencoder_review30.py."""
+    encoder = {"name": "wav2vec2_tiny", "pretrained": str(tmp_path / "enc"), "freeze": True, **encoder_settings}
     return from_dict(
         TrainRecipe,
         {

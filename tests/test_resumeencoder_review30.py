@@ -11,6 +11,8 @@ import logging
 import pytest
 import torch
 from test_encoderpath_review28 import _base_layout_folder, _model_config
+from test_resumeenc_review29 import _latest_state, _trainer
+from test_resumeenc_review29 import _recipe as resume29_recipe
 from test_train_support import SyntheticDataset, one_thread  # noqa: F401  (autouse fixture)
 
 from sddkit.config import from_dict
@@ -19,43 +21,11 @@ from sddkit.detectors.model_dir import load_model_dir, save_model_dir
 from sddkit.errors import CheckpointError
 from sddkit.training import checkpoint as ckpt
 from sddkit.training.recipe import TrainRecipe
-from sddkit.training.trainer import Trainer
 
 
 def _recipe(tmp_path, max_steps: int, **encoder_settings) -> TrainRecipe:
-    encoder = {
-        "name": "wav2vec2_tiny",
-        "pretrained": str(tmp_path / "enc"),
-        "freeze": True,
-        "spec_augment": True,
-        **encoder_settings,
-    }
-    return from_dict(
-        TrainRecipe,
-        {
-            "seed": 3,
-            "model": {
-                "frontend": {"name": "ssl", "encoder": encoder, "adapter": "lora", "lora": {"rank": 2, "alpha": 2.0}},
-                "backend": {"name": "linear"},
-            },
-            "optimizer": {"lr": 1e-2},
-            "data": {"batch_size": 4},
-            "trainer": {"epochs": 10, "max_steps": max_steps, "out_dir": str(tmp_path / "run"), "progress": False},
-        },
-    )
-
-
-def _trainer(recipe: TrainRecipe, resume: bool = False) -> Trainer:
-    return Trainer(
-        recipe,
-        train_data=SyntheticDataset(8, samples=1600),
-        val_data=SyntheticDataset(4, samples=1600, seed=9),
-        resume=resume,
-    )
-
-
-def _latest_state(tmp_path) -> dict:
-    return ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints"))
+    """Review 29's run with SpecAugment on, so that its masking is among what the folder decides."""
+    return resume29_recipe(tmp_path, max_steps, spec_augment=True, **encoder_settings)
 
 
 def _edit_config(folder, **values) -> None:
