@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,6 +149,22 @@ class ASVScores:
         masks = [codecs == codec for codecs in self.codecs]
         if not all(m.any() for m in masks):
             return None
+        return self._masked(masks)
+
+    def of_attack(self, attack: str) -> ASVScores | None:
+        """These scores with every target and non-target trial and the spoof trials of ``attack`` alone, the trials
+        the ASVspoof 5 package's full evaluation takes for an attack's t-EER and min a-DCF; None when the spoof lines
+        name no attack, or none of ``attack``."""
+        if self.spoof_attacks is None:
+            return None
+        of_attack = self.spoof_attacks == attack
+        if not of_attack.any():
+            return None
+        return self._masked([np.ones(self.target.size, bool), np.ones(self.nontarget.size, bool), of_attack])
+
+    def _masked(self, masks: Sequence[np.ndarray]) -> ASVScores:
+        """The trials each of ``masks`` (target, non-target, spoof) keeps, with what each trial carries: its phase,
+        attack, codec and file (a group's t-EER joins each trial with its file's CM score)."""
         target, nontarget, spoof = (s[m] for s, m in zip((self.target, self.nontarget, self.spoof), masks))
         return ASVScores(
             target,
@@ -156,8 +172,7 @@ class ASVScores:
             spoof,
             phases=None if self.phases is None else tuple(p[m] for p, m in zip(self.phases, masks)),
             spoof_attacks=None if self.spoof_attacks is None else self.spoof_attacks[masks[2]],
-            codecs=tuple(c[m] for c, m in zip(self.codecs, masks)),
-            # the trials' files kept: a condition's t-EER joins each trial with its file's CM score
+            codecs=None if self.codecs is None else tuple(c[m] for c, m in zip(self.codecs, masks)),
             files=None if self.files is None else tuple(f[m] for f, m in zip(self.files, masks)),
         )
 

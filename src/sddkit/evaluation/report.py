@@ -542,12 +542,7 @@ def _group_trials(
             "the protocol's line of each trial's file)"
         )
     if attack is not None:
-        mask = trials.spoof_attacks == attack
-        spoof = trials.spoof[mask]
-        # the trials' files kept: an attack's t-EER joins each trial with its file's CM score
-        files = None if trials.files is None else (trials.files[0], trials.files[1], trials.files[2][mask])
-        group = ASVScores(trials.target, trials.nontarget, spoof, files=files) if spoof.size else None
-        return group, f"the {name} scores hold no spoof trial of attack {attack}"
+        return trials.of_attack(attack), f"the {name} scores hold no spoof trial of attack {attack}"
     why = f"the {name} scores hold no target, non-target and spoof trials of codec {codec}"
     return trials.of_codec(str(codec)), why
 
