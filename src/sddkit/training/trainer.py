@@ -79,7 +79,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1330,35 +1330,23 @@ class Trainer:
         replaced or left out of a copy since went on training the checkpoint's weights on other input, without a
         word (the pretrained digest checks the weights only). A normalize the recipe sets (then or now) is the
         recipe's own value: a changed one is a recipe change, warned of as such."""
-        if self.recipe.model is None:  # init_from and mixtures: their model directories record the value
-            return
         from sddkit.frontends.encoders import folder_normalize_entries
 
-        recorded = folder_normalize_entries(state.get("model_config"))  # absent from checkpoints of older sddkit
-        written = [
-            folder_normalize_entries(recorded_recipe.get("model")),
-            folder_normalize_entries(to_dict(self.recipe.model)),
-        ]
-        for key, (folder, now) in folder_normalize_entries(self.model_config).items():
-            was = recorded.get(key, ("", None))[1]
-            if not isinstance(was, bool) or not isinstance(now, bool) or was == now:
-                continue
-            if any(entries.get(key, ("", None))[1] is not None for entries in written):
-                continue
-            # sdd cv refuses a fold rerun under another recipe: there, the run's value cannot be given on resuming
-            value = str(was).lower()
-            keep = (
-                f"keep the run's value ({key}={value} with {self.resume_with}), or "
-                if self.resume_takes_overrides
-                else ""
-            )
-            raise CheckpointError(
-                f"{path}: this run was trained with the waveform normalisation its encoder's pretrained folder "
-                f"{folder} decided when it started ({key}: null gave {value}), and that folder now decides "
-                f"{str(now).lower()} (do_normalize of its preprocessor_config.json or processor_config.json, else its "
-                f"feature extractor type: the file was edited, replaced or left out since): restore that file as it "
-                f"was, or {keep}train with the folder's new value in another trainer.out_dir"
-            )
+        changed = self._folder_changes(
+            folder_normalize_entries, state, recorded_recipe, lambda value: isinstance(value, bool)
+        )
+        if not changed:
+            return
+        key, folder, was, now = changed[0]
+        value = str(was).lower()
+        raise CheckpointError(
+            f"{path}: this run was trained with the waveform normalisation its encoder's pretrained folder "
+            f"{folder} decided when it started ({key}: null gave {value}), and that folder now decides "
+            f"{str(now).lower()} (do_normalize of its preprocessor_config.json or processor_config.json, else its "
+            f"feature extractor type: the file was edited, replaced or left out since): restore that file as it "
+            f"was, or {self._keep_hint('value', f'{key}={value}')}train with the folder's new value in another "
+            "trainer.out_dir"
+        )
 
     def _check_folder_settings(self, path: Path, state: dict[str, Any], recorded_recipe: dict[str, Any]) -> None:
         """Refuse a resume whose encoder's pretrained folder now decides another value of a setting the recipe leaves
@@ -1367,37 +1355,53 @@ class Trainer:
         started, as :meth:`_check_folder_normalize` does: a config.json edited or replaced since (its weights, and so
         the pretrained digest, unchanged) went on training the checkpoint's weights under another computation, without
         a word. A value the recipe sets (then or now) is the recipe's own: a changed one is a recipe change."""
-        if self.recipe.model is None:  # init_from and mixtures: their model directories record the values
-            return
         from sddkit.frontends.encoders import folder_setting_entries
 
-        recorded = folder_setting_entries(state.get("model_config"))  # absent from checkpoints of older sddkit
-        written = [
-            folder_setting_entries(recorded_recipe.get("model")),
-            folder_setting_entries(to_dict(self.recipe.model)),
-        ]
-        changed = []
-        for key, (folder, now) in folder_setting_entries(self.model_config).items():
-            was = recorded.get(key, ("", None))[1]
-            if was is None or now is None or was == now:
-                continue
-            if any(entries.get(key, ("", None))[1] is not None for entries in written):
-                continue
-            changed.append((key, folder, was, now))
+        changed = self._folder_changes(folder_setting_entries, state, recorded_recipe, lambda value: value is not None)
         if not changed:
             return
         folders = ", ".join(dict.fromkeys(folder for _, folder, _, _ in changed))
         values = "; ".join(f"{key}: {was!r} then, {now!r} now" for key, _, was, now in changed)
         keep = " ".join(f"{key}={was!r}" for key, _, was, _ in changed)
-        # sdd cv refuses a fold rerun under another recipe: there, the run's values cannot be given on resuming
-        keep_text = (
-            f"keep the run's values ({keep} with {self.resume_with}), or " if self.resume_takes_overrides else ""
-        )
         raise CheckpointError(
             f"{path}: the config.json of this run's encoder pretrained folder {folders} now decides other settings "
             f"than when the run started ({values}; the file was edited or replaced since): restore that file as it "
-            f"was, or {keep_text}train with the folder's new values in another trainer.out_dir"
+            f"was, or {self._keep_hint('values', keep)}train with the folder's new values in another "
+            "trainer.out_dir"
         )
+
+    def _folder_changes(
+        self,
+        entries: Callable[[Any], dict[str, tuple[str, Any]]],
+        state: dict[str, Any],
+        recorded_recipe: dict[str, Any],
+        decided: Callable[[Any], bool],
+    ) -> list[tuple[str, str, Any, Any]]:
+        """``(key, folder, then, now)`` of each encoder setting (``entries``: :func:`~sddkit.frontends.encoders.
+        folder_normalize_entries` or ``folder_setting_entries``) that the checkpoint's model config recorded as its
+        pretrained folder decided it (``decided(value)``) and that the folder decides otherwise now, where the recipe
+        sets it neither then nor now (a value of the recipe's own is a recipe change, warned of as such). None for
+        init_from and mixtures: their model directories record the values; none of checkpoints of older sddkit."""
+        if self.recipe.model is None:
+            return []
+        recorded = entries(state.get("model_config"))
+        written = [entries(recorded_recipe.get("model")), entries(to_dict(self.recipe.model))]
+        changed = []
+        for key, (folder, now) in entries(self.model_config).items():
+            was = recorded.get(key, ("", None))[1]
+            if not (decided(was) and decided(now)) or was == now:
+                continue
+            if any(given.get(key, ("", None))[1] is not None for given in written):
+                continue
+            changed.append((key, folder, was, now))
+        return changed
+
+    def _keep_hint(self, noun: str, overrides: str) -> str:
+        """``keep the run's <noun> (<overrides> with <resume_with>), or ``, where the resume takes overrides; '' under
+        sdd cv, which refuses a fold rerun under another recipe (the run's values cannot be given on resuming)."""
+        if not self.resume_takes_overrides:
+            return ""
+        return f"keep the run's {noun} ({overrides} with {self.resume_with}), or "
 
     def _raw_weights(self, path: Path, state: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The weights training goes on from in checkpoint ``state``; keeps its moving average for _setup. A resume
