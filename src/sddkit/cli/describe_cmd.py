@@ -129,7 +129,7 @@ def _starting_model(init_from: str, recipe_path: Path | None, grow: int, notes: 
     """``{"model": ...}`` (or ``{"mixture": ...}``): the model config an ``init_from`` recipe starts from, and a note
     saying where it was read; a ConfigError saying what to do when neither its directory nor the recipe that trains
     it is found. A first stage not trained yet is the usual case when a two-stage plan is sized."""
-    from sddkit.config import expand_home, from_dict, load_yaml, missing_relative_hint
+    from sddkit.config import expand_home, from_dict, missing_relative_hint
     from sddkit.detectors.model_dir import CONFIG_NAME, read_model_config
     from sddkit.errors import CheckpointError, ConfigError
     from sddkit.training.recipe import TrainRecipe
@@ -153,9 +153,9 @@ def _starting_model(init_from: str, recipe_path: Path | None, grow: int, notes: 
             "will hold. Describe the first stage's recipe (sdd describe FIRST_RECIPE.yaml), or train it and describe "
             "this recipe again"
         )
-    path, model = first
+    path, recipe, model = first
     try:  # checked as sdd train would check it: a model it refuses was counted under this recipe's name
-        from_dict(TrainRecipe, load_yaml(path))
+        from_dict(TrainRecipe, recipe)
     except ConfigError as exc:
         raise ConfigError(f"init_from={init_from}: the recipe that trains it, {path}: {exc}") from None
     notes.append(
@@ -165,9 +165,10 @@ def _starting_model(init_from: str, recipe_path: Path | None, grow: int, notes: 
     return model
 
 
-def _first_stage_recipe(directory: str, recipe_path: Path | None) -> tuple[Path, dict[str, Any]] | None:
-    """(the recipe beside ``recipe_path`` whose ``trainer.out_dir``/best or /final is ``directory``, its ``model`` or
-    ``mixture`` entry), when exactly one is found; a shipped second stage names its first stage's output so."""
+def _first_stage_recipe(directory: str, recipe_path: Path | None) -> tuple[Path, dict[str, Any], dict[str, Any]] | None:
+    """(the recipe beside ``recipe_path`` whose ``trainer.out_dir``/best or /final is ``directory``, its contents, its
+    ``model`` or ``mixture`` entry), when exactly one is found; a shipped second stage names its first stage's output
+    so."""
     import os
 
     from sddkit.config import expand_home, load_yaml
@@ -189,7 +190,7 @@ def _first_stage_recipe(directory: str, recipe_path: Path | None) -> tuple[Path,
         model = {k: data[k] for k in ("model", "mixture") if isinstance(data.get(k), dict)}
         if isinstance(out_dir, str) and len(model) == 1:
             if os.path.normpath(os.path.abspath(expand_home(out_dir))) == wanted:
-                found.append((candidate, model))
+                found.append((candidate, data, model))
     return found[0] if len(found) == 1 else None
 
 
