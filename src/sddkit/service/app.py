@@ -6,7 +6,7 @@ Endpoints:
 |---|---|---|
 | POST | ``/v1/score`` | multipart upload (field ``file``) -> score, probability, decision, windows, weights |
 | GET | ``/v1/model`` | the model, its inference settings, the limits, ``server`` and ``source_changed`` |
-| GET | ``/healthz`` | liveness: ``{"status": "ok"}`` once the model is loaded |
+| GET | ``/healthz`` | liveness: ``{"status": "ok"}`` once the model is loaded (503: ``starting``, ``stopped``) |
 | GET | ``/`` | a small offline web page to upload a file and see the result |
 | GET | ``/openapi.json``, ``/docs``, ``/redoc`` | the API description; the two pages work offline |
 
@@ -117,6 +117,8 @@ OVER_LIMIT_RETRY_AFTER_S = math.ceil(KEEP_ALIVE_S)
 # Now an upload stops at its first write after the answer (a reset): curl, httpx and urllib3 (requests) read the
 # answer then; Python's bare http.client (urllib) raises the reset instead. An answer sent once the body was read in
 # full (a 400 malformed form, a 422, a 413 for a file over the limit within the envelope's room) keeps the connection.
+# Any other answer given mid-body, a 500 above all (a reader that fails), closes it too (_closing): it kept it, with
+# the rest of the body still due.
 CLOSE = {"Connection": "close"}
 _TOO_LARGE_MSG = "upload exceeds the limit of {mb:g} MB"
 # files parsed from one upload at most (one is scored; more are refused as too_many_files)
@@ -189,7 +191,10 @@ class ErrorResponse(BaseModel):
 # build, never filtered through them): both were a bare "object", so a client generated from /openapi.json had no
 # threshold, calibration or limits to read, and /healthz's 503 had no body at all
 class HealthResponse(BaseModel):
-    status: str = Field(description="'ok' once the model is loaded; 'starting' (with a 503) before")
+    status: str = Field(
+        description="'ok' once the model is loaded; with a 503, 'starting' before the app's lifespan has started "
+        "and 'stopped' once it has ended"
+    )
     model_loaded: bool
 
 
@@ -274,7 +279,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
             "missing 'file' field or more than one file, or audio that cannot be scored "
             "(undecodable, empty, silent or a bare DC offset, too short or too long)",
         ),
-        (500, "the model failed on this audio: a non-finite (NaN/inf) score, or output of the wrong shape"),
+        (
+            500,
+            "the model failed on this audio: a non-finite (NaN/inf) score, or output of the wrong shape; or "
+            "internal_error, an unexpected server error (with Connection: close, as every answer sent before the "
+            "body is read in full)",
+        ),
         (
             503,
             "the model is not loaded (not_ready: the app's lifespan has not run, or has ended), or the server has "
@@ -426,9 +436,10 @@ def create_app(
             # either body: a server at its --limit-connections answers every request, this one too, before the
             # app sees it (sddkit.service.server), with the error body; the schema said a HealthResponse only
             503: {
-                "description": 'the model is not loaded: {"status": "starting", "model_loaded": false}; or the '
-                "server is at its connection limit (sdd serve --limit-connections): an error body of type "
-                "service_unavailable",
+                "description": 'the model is not loaded: {"status": "starting", "model_loaded": false} before the '
+                'app\'s lifespan has started, {"status": "stopped", "model_loaded": false} (with Connection: close) '
+                "once it has ended; or the server is at its connection limit (sdd serve --limit-connections): an "
+                "error body of type service_unavailable",
                 "content": {
                     "application/json": {
                         "schema": {
@@ -445,7 +456,11 @@ def create_app(
     async def healthz(request: Request) -> dict[str, Any]:
         ready = request.app.state.detector is not None
         if not ready:
-            return JSONResponse({"status": "starting", "model_loaded": False}, status_code=503)
+            # once the lifespan has ended the model is gone for good: "starting" told a monitor to wait for it; the
+            # connection is closed, as not_ready closes it then (detector_or_503)
+            stopped = request.app.state.stopped
+            status, headers = ("stopped", CLOSE) if stopped else ("starting", None)
+            return JSONResponse({"status": status, "model_loaded": False}, status_code=503, headers=headers)
         return {"status": "ok", "model_loaded": True}
 
     @app.get(
@@ -703,6 +718,7 @@ async def _read_upload(request: Request, max_bytes: int, max_upload_mb: float) -
         if total > cap:
             raise too_large
         chunks.append(chunk)
+    request.state.body_read = True  # an answer from here on keeps the connection (_closing)
     body = b"".join(chunks)
     del chunks  # not held twice while it is parsed
     _check_closed(content_type, body)
@@ -975,19 +991,19 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         log_outcome(request, exc.status, f"{exc.type}: {exc.message}")
-        return _error(exc.status, exc.type, exc.message, headers=exc.headers)
+        return _error(exc.status, exc.type, exc.message, headers=_closing(request, exc.headers))
 
     @app.exception_handler(AudioError)
     async def audio_error(request: Request, exc: AudioError) -> JSONResponse:
         log_outcome(request, 422, f"{error_type(exc)}: {exc}")
-        return _error(422, error_type(exc), str(exc))
+        return _error(422, error_type(exc), str(exc), headers=_closing(request))
 
     @app.exception_handler(SddkitError)
     async def sddkit_error(request: Request, exc: SddkitError) -> JSONResponse:
         # audio errors have their own 422 handler: any other (a CheckpointError from a model that
         # answers in the wrong shape, say) is the server's failure, not the upload's
         log_outcome(request, 500, f"{error_type(exc)}: {exc}")
-        return _error(500, error_type(exc), str(exc))
+        return _error(500, error_type(exc), str(exc), headers=_closing(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -998,9 +1014,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         allowed = _allowed_methods(request) if exc.status_code == 405 else []
         if allowed:  # none found: the exception's own Allow (if any), never an empty one that allows nothing
             headers["Allow"] = ", ".join(allowed)
-        if _has_body(request):  # raised before any endpoint read it (a 404 or 405 to an upload): see CLOSE
-            headers.update(CLOSE)
-        return _error(exc.status_code, type_, str(exc.detail), headers=headers or None)
+        # raised before any endpoint read the body (a 404 or 405 to an upload): see CLOSE
+        return _error(exc.status_code, type_, str(exc.detail), headers=_closing(request, headers))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -1011,13 +1026,31 @@ def _install_error_handlers(app: FastAPI) -> None:
         # the type only: an exception's text can name the server's files (an OSError's path) or a library's
         # internals; Starlette re-raises the exception after this answer, so the server's log has its traceback
         message = f"internal server error ({type(exc).__name__}); see the server's log"
-        return _error(500, "internal_error", message, headers=_cors_headers(request) or None)
+        # Always with Connection: close: Starlette re-raises the exception to the server after this answer, and
+        # uvicorn then closes the connection whatever the answer said. One raised while the body was being read
+        # came without the header (RFC 9110 10.1.1 asks an answer sent before the body is read to say whether the
+        # server reads on), as did one sent after it, so a keep-alive client could send its next request on a
+        # connection being closed. See CLOSE.
+        return _error(500, "internal_error", message, headers={**_cors_headers(request), **CLOSE})
 
 
 def _has_body(request: Request) -> bool:
     """Whether ``request`` comes with a body (a Content-Length other than 0, or a chunked one)."""
     length = request.headers.get("content-length")
     return "transfer-encoding" in request.headers or (length is not None and length.strip().lstrip("0") != "")
+
+
+def _body_unread(request: Request) -> bool:
+    """Whether ``request`` has a body that was not read in full (``_read_upload`` marks one read in
+    ``request.state``, which the scope shares with the ``Request`` an error handler is given)."""
+    return _has_body(request) and not getattr(request.state, "body_read", False)
+
+
+def _closing(request: Request, headers: dict[str, str] | None = None) -> dict[str, str] | None:
+    """``headers`` (None if empty) with :data:`CLOSE` added when the answer to ``request`` is sent before its body
+    was read in full, whatever raised it."""
+    merged = {**(headers or {}), **(CLOSE if _body_unread(request) else {})}
+    return merged or None
 
 
 def log_outcome(request: Request, status: int, what: str) -> None:

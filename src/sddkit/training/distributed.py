@@ -132,6 +132,12 @@ def select_device(preference: str, info: DistInfo) -> torch.device:
     return torch.device("cuda", index)
 
 
+def is_main_process() -> bool:
+    """Whether this process is the job's rank 0, or the only process: where a note said once per job is logged by
+    code that is given no :class:`DistInfo` (a training strategy's step), read from the joined process group."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
 def rank_device(device: str, info: DistInfo) -> str:
     """``sdd score``'s ``--device`` for this process of a torchrun job: a bare ``cuda`` is GPU ``local_rank`` (modulo
     the GPUs this process sees), as ``sdd train`` takes it; ``cuda:N``, ``cpu`` and ``mps`` stay as given. (Every

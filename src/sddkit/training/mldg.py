@@ -58,8 +58,8 @@ batches; none of these differed from ERM on the unseen sources.
 
 A batch with too few domains to split (fewer than ``n_meta_test + 1``) takes a plain step on the
 meta-train loss of the whole batch (reported as ``mldg/fallback``); if the first 20 batches all do,
-a warning says so once (the run would be ERM in all but name). Training data whose spoofs hold fewer domains than
-that altogether, which no batch could split, is refused before the first step (:meth:`MLDG.check_data`).
+a warning says so once, on rank 0 (the run would be ERM in all but name). Training data whose spoofs hold fewer
+domains than that altogether, which no batch could split, is refused before the first step (:meth:`MLDG.check_data`).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ from torch import Tensor
 from sddkit.config import set_away_from_default
 from sddkit.errors import ConfigError
 from sddkit.training import STRATEGIES
-from sddkit.training.distributed import all_reduce_gradients
+from sddkit.training.distributed import all_reduce_gradients, is_main_process
 from sddkit.training.strategy import Batch, StepContext, StepResult, subset
 
 log = logging.getLogger(__name__)
@@ -298,7 +298,9 @@ class MLDG:
     def _count(self, fell_back: bool) -> None:
         self._steps += 1
         self._fallbacks += int(fell_back)
-        if self._steps == self.WARN_AFTER and self._fallbacks == self._steps:
+        # said once a job, by rank 0 (as the trainer's notes are): under torchrun every rank counts its own share
+        # of batches, and each printed the same warning
+        if self._steps == self.WARN_AFTER and self._fallbacks == self._steps and is_main_process():
             log.warning(
                 "MLDG: none of the first %d batches held the %d domains a split needs (strategy.n_meta_test + 1), "
                 "so every step was a plain step on the whole batch; use data.sampler domain_batch with more "
