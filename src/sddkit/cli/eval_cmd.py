@@ -28,9 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--scores",
         default=None,
         help="score file (ASVspoof 2019/2021/5, path,score CSV or TSV, sdd score JSONL); required, unless an SASV "
-        "system is evaluated alone (--asv-scores without --scores and --protocol)",
+        "system is evaluated alone (--asv-scores without --scores)",
     )
-    p.add_argument("--protocol", default=None, help="protocol / key file of the evaluation set (with --scores)")
+    p.add_argument(
+        "--protocol",
+        default=None,
+        help="protocol / key file of the evaluation set (with --scores; with --asv-scores alone, read only for each "
+        "SASV trial's attack and codec by its file)",
+    )
     p.add_argument(
         "--out", required=True, help="output folder for the report (a report already there is replaced, with a note)"
     )
@@ -70,10 +75,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "report adds the concurrent t-EER of the countermeasure before that ASV system (pooled, and per attack and "
         "per codec condition where the lines name them); a table with a sasv-score "
         "column too (an ASVspoof 5 track-2 submission) adds the min a-DCF of those SASV scores (pooled, per attack and "
-        "per codec condition); given without --scores "
-        "and --protocol, the file holds an SASV system's scores (its sasv-score column, else its score: 'SPEAKER UTT "
-        "SCORE KIND' lines) and the report is their min a-DCF alone (the ASVspoof 5 package's t2_single mode, e.g. "
-        "an end-to-end SASV system's submission)",
+        "per codec condition); given without --scores, the file holds an SASV system's scores (its sasv-score "
+        "column, else its score: 'SPEAKER UTT SCORE KIND' lines) and the report is their min a-DCF alone (the "
+        "ASVspoof 5 package's t2_single mode, e.g. an end-to-end SASV system's submission), pooled and per attack "
+        "and per codec condition where the key (or a --protocol given, by file) names them",
     )
     p.add_argument(
         "--asv-key",
@@ -287,7 +292,9 @@ def run(args: argparse.Namespace) -> int:
         from sddkit.errors import ConfigError
 
         raise ConfigError("--asv-key gives the kinds of --asv-scores' trials: give it with --asv-scores")
-    sasv_alone = args.scores is None and args.protocol is None and args.asv_scores is not None
+    # --protocol may come too: read only for the trials' attacks and codecs by file (their per-attack and per-codec
+    # min a-DCFs, where the key names neither, as the package's SASV key)
+    sasv_alone = args.scores is None and args.asv_scores is not None
     _check_inputs(args, sasv_alone)
     check_minimums(args, bootstrap=0, seed=0)  # numpy's generators refuse a negative seed, mid-report
     protocol_options = parse_protocol_options(args.protocol_options)
@@ -306,7 +313,13 @@ def run(args: argparse.Namespace) -> int:
             " not a file: give a folder, e.g. --out report/"
         )
     if sasv_alone:
-        return evaluate_sasv_file(args.asv_scores, args.out, asv_key=args.asv_key)
+        return evaluate_sasv_file(
+            args.asv_scores,
+            args.out,
+            asv_key=args.asv_key,
+            protocol=args.protocol,
+            protocol_format=args.protocol_format,
+        )
     return evaluate_files(
         args.scores,
         args.protocol,
@@ -324,6 +337,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 # countermeasure options that an SASV system's scores evaluated alone do not use: refused, not silently ignored
+# (--protocol-format only without --protocol, which names the trials' attacks and codecs there)
 _CM_ONLY_OPTIONS = (
     ("protocol_format", "--protocol-format"),
     ("protocol_options", "--protocol-option"),
@@ -339,11 +353,16 @@ def _check_inputs(args: argparse.Namespace, sasv_alone: bool) -> None:
     from sddkit.errors import ConfigError
 
     if sasv_alone:
-        given = [flag for dest, flag in _CM_ONLY_OPTIONS if getattr(args, dest, None)]
+        given = [
+            flag
+            for dest, flag in _CM_ONLY_OPTIONS
+            if getattr(args, dest, None) and not (dest == "protocol_format" and args.protocol is not None)
+        ]
         if given:
             raise ConfigError(
-                f"{', '.join(given)}: options of a countermeasure's --scores and --protocol; --asv-scores given alone "
-                "is an SASV system's scores, evaluated by trial kind (their min a-DCF)"
+                f"{', '.join(given)}: options of a countermeasure's --scores and --protocol; --asv-scores without "
+                "--scores is an SASV system's scores, evaluated by trial kind (their min a-DCF; a --protocol given "
+                "too names their attacks and codecs by file)"
             )
         return
     missing = [flag for flag in ("--scores", "--protocol") if getattr(args, flag[2:]) is None]
@@ -355,11 +374,24 @@ def _check_inputs(args: argparse.Namespace, sasv_alone: bool) -> None:
         )
 
 
-def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None, command: str = "eval") -> int:
-    """``sdd eval --asv-scores FILE [--asv-key KEY]`` without ``--scores``: the min a-DCF of an SASV system's scores
-    (:func:`sddkit.evaluation.asv.read_sasv_system_scores`) under ``EvalConfig``'s a-DCF costs, written as
-    ``report.json`` (``pooled.min_a_dcf``, ``pooled.a_dcf_threshold``, as a full report has them) and ``report.md``."""
+def evaluate_sasv_file(
+    asv_scores: str,
+    out: str,
+    *,
+    asv_key: str | None = None,
+    command: str = "eval",
+    protocol: str | None = None,
+    protocol_format: str | None = None,
+) -> int:
+    """``sdd eval --asv-scores FILE [--asv-key KEY] [--protocol P]`` without ``--scores``: the min a-DCF of an SASV
+    system's scores (:func:`sddkit.evaluation.asv.read_sasv_system_scores`) under ``EvalConfig``'s a-DCF costs,
+    written as ``report.json`` (``pooled.min_a_dcf``, ``pooled.a_dcf_threshold``, as a full report has them) and
+    ``report.md``; and per attack and per codec condition where the trials name them (``per_attack``,
+    ``per_codec``: :func:`sddkit.evaluation.report.sasv_group_rows`), as the key names them, else as the line of
+    each trial's file in ``protocol`` (read only for that)."""
     import json
+
+    import numpy as np
 
     from sddkit import __version__
     from sddkit.config import to_dict
@@ -371,16 +403,31 @@ def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None,
         SASV_SCHEMA,
         EvalConfig,
         inverted_note,
+        key_protocol_warnings,
+        protocol_by_file,
         sasv_dcf,
+        sasv_group_rows,
     )
     from sddkit.outputs import earlier_report, publish_staged
     from sddkit.training.provenance import git_commit
 
     sasv = read_sasv_system_scores(asv_scores, asv_key)
+    notes = []
+    if protocol is not None:
+        table = _read_whole_protocol(protocol, protocol_format)
+        notes += _sasv_protocol_notes(sasv, protocol, table)
+        notes += key_protocol_warnings([sasv], table)  # the key's kept where the protocol names others: said
+        sasv = sasv.with_protocol(*protocol_by_file(table))
     cost = EvalConfig().adcf
     dcf = sasv_dcf(sasv, cost)
     counts = {"n_target": sasv.target.size, "n_nontarget": sasv.nontarget.size, "n_spoof": sasv.spoof.size}
-    notes = []
+    groups = sasv_group_rows(sasv, cost)
+    unnamed = 0 if sasv.spoof_attacks is None else int(np.sum(sasv.spoof_attacks == ""))
+    if unnamed and groups["per_attack"]:
+        notes.append(
+            f"{unnamed} of the {sasv.spoof.size} spoof trials name no attack (neither the key nor the protocol names "
+            "it): they count in the pooled min a-DCF and in no per-attack row"
+        )
     if sasv.n_unscored:
         scored = sum(counts.values())
         notes.append(
@@ -395,6 +442,15 @@ def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None,
         "asv_scores": os.path.abspath(asv_scores),
         "asv_scores_sha256": file_digest(asv_scores),
         **({} if asv_key is None else {"asv_key": os.path.abspath(asv_key), "asv_key_sha256": file_digest(asv_key)}),
+        **(
+            {}
+            if protocol is None
+            else {
+                "protocol": os.path.abspath(protocol),
+                "protocol_sha256": file_digest(protocol),
+                "protocol_format": protocol_format,
+            }
+        ),
         "sddkit_version": __version__,
         "sddkit_git": git_commit(),  # the code that evaluated: a version names many commits
     }
@@ -403,6 +459,9 @@ def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None,
     report = {
         "schema": SASV_SCHEMA,
         "pooled": pooled,
+        # as the package's full evaluation breaks the min a-DCF down; None where no trial names an attack (codec)
+        "per_attack": groups["per_attack"],
+        "per_codec": groups["per_codec"],
         "warnings": notes,
         "inputs": inputs,
         "config": {"adcf": to_dict(cost)},
@@ -420,6 +479,8 @@ def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None,
             "",
             f"a-DCF costs: P_tar {cost.p_tar:g}, P_non {cost.p_non:g}, P_spf {cost.p_spf:g}, C_miss {cost.c_miss:g}, "
             f"C_fa_asv {cost.c_fa_asv:g}, C_fa_spoof {cost.c_fa_spoof:g} (the ASVspoof 5 evaluation package's).",
+            *_sasv_group_section(groups["per_attack"], "attack"),
+            *_sasv_group_section(groups["per_codec"], "codec"),
             *([""] + [f"- warning: {note}" for note in notes] if notes else []),
             "",
         ]
@@ -443,3 +504,51 @@ def evaluate_sasv_file(asv_scores: str, out: str, *, asv_key: str | None = None,
         f"{counts['n_nontarget']} non-target, {counts['n_spoof']} spoof) -> {Path(out) / 'report.md'}"
     )
     return 0
+
+
+def _read_whole_protocol(protocol: str, protocol_format: str | None) -> Any:
+    """Every row of ``protocol`` (an SASV evaluation selects no partition: the protocol names files' attacks)."""
+    from sddkit.cli.options import read_partitions_and_rest
+
+    return read_partitions_and_rest(protocol, protocol_format, None, None)[0]
+
+
+def _sasv_protocol_notes(sasv: Any, protocol: str, table: Any) -> list[str]:
+    """A note when ``protocol`` names nothing of the SASV trials: their layout names no file to join on, or none of
+    their files is among its rows (another set's protocol): its attacks and codecs would be taken from nowhere."""
+    import numpy as np
+
+    if sasv.files is None:
+        return [
+            f"--protocol {protocol}: the SASV score lines name no file (ASVspoof 2019's layout), so the protocol names "
+            "none of their attacks or codecs; only what the lines name is broken down"
+        ]
+    if not np.isin(np.concatenate(sasv.files), table.column("utt_id")).any():
+        return [
+            f"--protocol {protocol}: none of the SASV trials' files is in it (a protocol of another set?), so it names "
+            "none of their attacks or codecs; give the protocol of the same set (ASVspoof5.<dev|eval>.track_1.tsv)"
+        ]
+    return []
+
+
+def _sasv_group_section(rows: list[dict[str, Any]] | None, key: str) -> list[str]:
+    """report.md's per-attack (``key`` ``attack``) or per-codec min a-DCF table of an SASV report; none without rows."""
+    if not rows:
+        return []
+    from sddkit.evaluation.groups import markdown_cell
+
+    trials = (
+        "every target and non-target trial with that attack's spoof trials alone"
+        if key == "attack"
+        else "that condition's own target, non-target and spoof trials"
+    )
+    lines = ["", f"## Per-{key} min a-DCF", "", f"Each row takes {trials}, as the package's full evaluation does.", ""]
+    lines += [f"| {key} | target | non-target | spoof | min a-DCF | threshold |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["min_a_dcf"] is None:
+            value, threshold = f"- ({markdown_cell(r['min_a_dcf_note'])})", "-"
+        else:
+            value, threshold = f"{r['min_a_dcf']:.4f}", f"{r['a_dcf_threshold']:.4f}"
+        counts = f"{r['n_target']} | {r['n_nontarget']} | {r['n_spoof']}"
+        lines.append(f"| {markdown_cell(str(r[key]))} | {counts} | {value} | {threshold} |")
+    return lines

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +114,28 @@ class ASVScores:
             spoof_attacks=np.asarray(joined, dtype=object) if any(joined) else None,
             codecs=found_codecs,
         )
+
+    def protocol_disagreements(
+        self, ids: object, attacks: object, codecs: object = None
+    ) -> dict[str, list[tuple[str, str, str]]]:
+        """The files whose attack (of a spoof trial) or codec condition (of any trial) these scores' key names and
+        the protocol's line of the file names otherwise (``ids``, ``attacks``, ``codecs`` as :meth:`with_protocol`
+        takes them): ``{"attack": [(file, key's, protocol's), ...], "codec": [...]}``, one entry per file, by file.
+        :meth:`with_protocol` keeps the key's there, so the figures of such a file's group are the key's grouping:
+        said, not silent (``sdd eval`` warns, :func:`protocol_disagreement_notes`). Empty lists for scores of a
+        layout that names no file."""
+        found: dict[str, list[tuple[str, str, str]]] = {"attack": [], "codec": []}
+        if self.files is None:
+            return found
+        ids = np.asarray(ids, dtype=object).ravel()
+        attack_of = dict(zip(ids, np.asarray(attacks, dtype=object).ravel()))
+        if self.spoof_attacks is not None:
+            found["attack"] = _disagreeing(zip(self.files[2].tolist(), self.spoof_attacks.tolist()), attack_of)
+        if codecs is not None and self.codecs is not None:
+            codec_of = dict(zip(ids, np.asarray(codecs, dtype=object).ravel()))
+            pairs = [p for fs, cs in zip(self.files, self.codecs) for p in zip(fs.tolist(), cs.tolist())]
+            found["codec"] = _disagreeing(pairs, codec_of)
+        return found
 
     def rates(self) -> ASVRates:
         """The error rates at the ASV system's EER threshold (:func:`sddkit.metrics.asv_rates_from_scores`)."""
@@ -212,6 +234,46 @@ class ASVScores:
         which = f" of phase(s) {', '.join(kept)}"
         selected = _by_kind(Path(path), found, which, phases=phases, attacks=attacks, codecs=codecs)
         return selected, kept
+
+
+# a protocol cell that names no attack or codec: nothing to disagree with
+_UNNAMED = ("", "-", "bonafide")
+
+
+def _disagreeing(
+    pairs: Iterable[tuple[object, object]], protocol_of: Mapping[object, object]
+) -> list[tuple[str, str, str]]:
+    """(file, key's, protocol's) of each file of ``pairs`` ((file, the key's value), '' where the key names none)
+    whose value ``protocol_of`` names otherwise; the first of a file's trials, by file."""
+    seen: dict[str, tuple[str, str, str]] = {}
+    for file, held in pairs:
+        other = str(protocol_of.get(file, "") or "")
+        if held and other not in _UNNAMED and other != held and str(file) not in seen:
+            seen[str(file)] = (str(file), str(held), other)
+    return [seen[f] for f in sorted(seen)]
+
+
+# how many disagreeing files a warning names
+_DISAGREEMENT_EXAMPLES = 3
+
+
+def protocol_disagreement_notes(found: Mapping[str, Sequence[tuple[str, str, str]]]) -> list[str]:
+    """The warnings on :meth:`ASVScores.protocol_disagreements`' ``found``: one per field (attack, codec) naming how
+    many files the ASV trials' key (``--asv-key``, or the ASV score lines themselves) and the protocol disagree on,
+    with a few of them. The key's are taken, as before; taken silently, they hid a key of another set or release."""
+    notes = []
+    for name, rows in found.items():
+        if not rows:
+            continue
+        what = "spoof file(s)" if name == "attack" else "file(s)"
+        examples = "; ".join(f"{f}: key {k}, protocol {p}" for f, k, p in rows[:_DISAGREEMENT_EXAMPLES])
+        more = "; ..." if len(rows) > _DISAGREEMENT_EXAMPLES else ""
+        notes.append(
+            f"the ASV trials' key and the protocol name a different {name} for {len(rows)} {what} (e.g. {examples}"
+            f"{more}): the key's {name} is taken for their trials (the per-{name} ASV and SASV figures group them by "
+            "it); check that the key and the protocol are of the same set and release"
+        )
+    return notes
 
 
 def _text(path: Path, what: str = "ASV score file") -> str:

@@ -465,8 +465,9 @@ def fitted_fusion(scores: str | os.PathLike, n_rows: int) -> dict[str, Any] | No
     """What an evaluation of ``scores`` records of the fusion fitted to make it (``report.json``'s
     ``inputs.fusion``): ``{"record": its OUT.fusion.json (absolute), "fit_partitions": [...]}``, when ``scores`` is
     an ``sdd fuse`` output whose record says it fitted the fusion on trials it holds (its ``n_fused`` is the file's
-    ``n_rows``). None for any other file: no record, an unreadable one, one of an earlier file of that name, or an
-    ``--apply`` output (fitted on other files)."""
+    ``n_rows``), with the record's ``sddkit_version`` and ``sddkit_git`` (the code that fitted the fusion and wrote
+    the file) where it has them. None for any other file: no record, an unreadable one, one of an earlier file of
+    that name, or an ``--apply`` output (fitted on other files)."""
     path = os.fspath(scores) + RECORD_SUFFIX
     try:
         with open(path, encoding="utf-8") as f:
@@ -478,7 +479,9 @@ def fitted_fusion(scores: str | os.PathLike, n_rows: int) -> dict[str, Any] | No
     fitted = record.get("fit_partitions")
     if not isinstance(fitted, list) or not fitted or not all(isinstance(p, str) for p in fitted):
         return None
-    return {"record": os.path.abspath(path), "fit_partitions": list(fitted)}
+    # which code wrote these scores: the report's own sddkit_git is the evaluating code's, not the fusing code's
+    provenance = {k: record[k] for k in ("sddkit_version", "sddkit_git") if k in record}
+    return {"record": os.path.abspath(path), "fit_partitions": list(fitted), **provenance}
 
 
 def fit_trials_note(fusion: dict[str, Any] | None, partitions: Sequence[object]) -> str | None:

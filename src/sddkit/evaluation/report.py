@@ -109,7 +109,7 @@ from sddkit.config import to_dict
 from sddkit.data.table import UtteranceTable
 from sddkit.documents import json_safe
 from sddkit.errors import ProtocolError
-from sddkit.evaluation.asv import ASV_KEYS, ASVScores
+from sddkit.evaluation.asv import ASV_KEYS, ASVScores, protocol_disagreement_notes
 from sddkit.evaluation.compare import SPOOF_COLUMNS, min_replicates
 from sddkit.evaluation.gate_weights import HEATMAP_MAX_GROUPS, as_float64, gate_weight_table
 from sddkit.evaluation.groups import (
@@ -560,6 +560,33 @@ def _group_sasv_dcf(
         return {"min_a_dcf": None, "a_dcf_threshold": None, "min_a_dcf_note": why}
     result = a_dcf(group.target, group.nontarget, group.spoof, cost)
     return {"min_a_dcf": result.a_dcf, "a_dcf_threshold": result.threshold, "min_a_dcf_note": ""}
+
+
+def sasv_group_rows(sasv: ASVScores, cost: ADCFCost) -> dict[str, list[dict[str, Any]] | None]:
+    """An SASV system's scores evaluated alone (``sdd eval --asv-scores`` without ``--scores``), broken down as the
+    ASVspoof 5 package's full evaluation (``calculate_metrics_full.py``, ``calculate_aDCF_tdcf_tEER_full`` with
+    ``flag_sasv_only``) breaks down its min a-DCF: ``{"per_attack": rows, "per_codec": rows}``, a row per attack the
+    spoof trials name and per codec condition the trials name, in sorted order as the package lists them; each row
+    its group's trial counts (``n_target``, ``n_nontarget``, ``n_spoof``: every target and non-target trial with the
+    attack's spoof trials; the condition's own trials) and the entries of a countermeasure report's rows
+    (:func:`_group_sasv_dcf`: ``min_a_dcf``, ``a_dcf_threshold``, ``min_a_dcf_note``). None where no trial names
+    one (a layout or key that names no attack or codec, and no ``--protocol`` that does)."""
+    found: dict[str, list[dict[str, Any]] | None] = {"per_attack": None, "per_codec": None}
+    if sasv.spoof_attacks is not None:
+        rows = []
+        for attack in sorted(set(sasv.spoof_attacks.tolist()) - {""}):
+            n_spoof = int(np.sum(sasv.spoof_attacks == attack))
+            counts = {"n_target": sasv.target.size, "n_nontarget": sasv.nontarget.size, "n_spoof": n_spoof}
+            rows.append({"attack": attack, **counts, **_group_sasv_dcf(sasv, cost, attack=attack)})
+        found["per_attack"] = rows or None
+    if sasv.codecs is not None:
+        rows = []
+        for codec in sorted(set().union(*(set(c.tolist()) for c in sasv.codecs)) - {""}):
+            n = [int(np.sum(c == codec)) for c in sasv.codecs]
+            counts = dict(zip(("n_target", "n_nontarget", "n_spoof"), n))
+            rows.append({"codec": codec, **counts, **_group_sasv_dcf(sasv, cost, codec=codec)})
+        found["per_codec"] = rows or None
+    return found
 
 
 def _group_teer(
@@ -1146,6 +1173,9 @@ def evaluate(
     """
     columns = by_columns(table, by)  # first: a misspelt column is said before the scores are matched
     cfg = config or EvalConfig()
+    # where the key and the protocol name a file's attack (codec) otherwise, the key's are kept: said once (the ASV
+    # and SASV scores share their key)
+    key_notes = key_protocol_warnings([asv_scores, sasv_scores], table, outside)
     # a keyed ASV table's spoof attacks and codecs the key leaves unnamed, by file from the protocol (before the
     # phase selection: it keeps what the trials carry)
     asv_scores = _asv_with_protocol(asv_scores, table, outside)
@@ -1224,6 +1254,7 @@ def evaluate(
         per_vocoder=_per_attack(table, y, s, cfg, "vocoder", tdcf_asv) if _names_any(table, "vocoder", y) else None,
         per_attack_type=per_attack_type,
         asv_warnings=_asv_warnings(asv_scores, sasv_scores)
+        + key_notes
         + _unjoined_warnings(asv_scores, table.column("utt_id"))
         + _attack_asv_warnings(per_attack, asv_scores)
         + _codec_asv_warnings(per_codec, asv_scores),
@@ -1272,11 +1303,35 @@ def _asv_with_protocol(
     neither), of the evaluated rows and those left out of them (``outside``)."""
     if asv is None or asv.files is None:
         return asv
+    return asv.with_protocol(*protocol_by_file(table, outside))
+
+
+def protocol_by_file(
+    table: UtteranceTable, outside: UtteranceTable | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(utt_id, attack, codec) of the protocol's rows, the evaluated ones and those left out of them (``outside``),
+    as :meth:`~sddkit.evaluation.asv.ASVScores.with_protocol` takes them; codec None without a codec column."""
     tables = [t for t in (table, outside) if t is not None]
     ids, attacks = (np.concatenate([t.column(c) for t in tables]) for c in ("utt_id", "attack"))
     has_codec = all(t.has_column("codec") for t in tables)
     codecs = np.concatenate([t.column("codec") for t in tables]) if has_codec else None
-    return asv.with_protocol(ids, attacks, codecs)
+    return ids, attacks, codecs
+
+
+def key_protocol_warnings(
+    scores: Sequence[ASVScores | None], table: UtteranceTable, outside: UtteranceTable | None = None
+) -> list[str]:
+    """The warnings on the attacks and codecs the ASV key of ``scores`` (the ASV and the SASV scores of one table:
+    said once) names otherwise than the protocol's line of the same file (:func:`protocol_disagreement_notes`): the
+    key's are taken, as before, and the per-attack and per-codec figures group those trials by them."""
+    notes: list[str] = []
+    for found in scores:
+        if found is None or found.files is None:
+            continue
+        for note in protocol_disagreement_notes(found.protocol_disagreements(*protocol_by_file(table, outside))):
+            if note not in notes:
+                notes.append(note)
+    return notes
 
 
 def _attack_asv(cfg: EvalConfig, asv: ASVScores | None, from_scores: bool) -> _AttackASV:
