@@ -40,6 +40,7 @@ from sddkit.config import component_field, expand_home, from_dict, to_dict
 from sddkit.detectors.detector import DetectorConfig, build_detector, cast_floating, check_waveform, waveform_dtype
 from sddkit.detectors.outputs import DetectorOutput
 from sddkit.errors import CheckpointError, ConfigError
+from sddkit.features.spectral import shared_computation
 from sddkit.registry import ComponentSpec, get_registry
 
 
@@ -124,18 +125,21 @@ class DetectorMixture(nn.Module):
         waveform = cast_floating(waveform, waveform_dtype(self))
         trained = [any(p.requires_grad for p in expert.parameters()) for expert in self.experts]
         outs: list[DetectorOutput] = []
-        for expert, learns in zip(self.experts, trained, strict=True):
-            # a frozen expert runs without autograd (unless the waveform itself wants a gradient, e.g. an attack
-            # or a saliency map): nothing of it is learnt, and its weight-only terms (MoLEx orthogonality) are
-            # skipped as at inference instead of computed on every training step for nothing. In eval mode without
-            # autograd its back-end would take its inference fast path; in training it computes plainly, so that a
-            # gate's recipe reproduces its weights bit for bit (under compile the fast path is off anyway)
-            plain = self.training and not learns and not torch.compiler.is_compiling()
-            with (
-                torch.set_grad_enabled(torch.is_grad_enabled() and (learns or waveform.requires_grad)),
-                plain_computation() if plain else contextlib.nullcontext(),
-            ):
-                outs.append(expert(waveform))
+        # experts of equal front-end settings (the default model's logmel and lfb: one framing, one level) compute
+        # the waveform's level normalisation and power spectrum once, not once each: the same values, bit for bit
+        with shared_computation():
+            for expert, learns in zip(self.experts, trained, strict=True):
+                # a frozen expert runs without autograd (unless the waveform itself wants a gradient, e.g. an attack
+                # or a saliency map): nothing of it is learnt, and its weight-only terms (MoLEx orthogonality) are
+                # skipped as at inference instead of computed on every training step for nothing. In eval mode without
+                # autograd its back-end would take its inference fast path; in training it computes plainly, so that a
+                # gate's recipe reproduces its weights bit for bit (under compile the fast path is off anyway)
+                plain = self.training and not learns and not torch.compiler.is_compiling()
+                with (
+                    torch.set_grad_enabled(torch.is_grad_enabled() and (learns or waveform.requires_grad)),
+                    plain_computation() if plain else contextlib.nullcontext(),
+                ):
+                    outs.append(expert(waveform))
         weights = self.gate(waveform, [o.embedding for o in outs])  # (B, E)
         expected = (waveform.shape[0], len(outs))
         if tuple(weights.shape) != expected:  # (B, 1) or (E,) would broadcast against (B, E, 2) without a word

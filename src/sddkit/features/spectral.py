@@ -25,8 +25,11 @@ to a log floor of 1e-10, are not float32 FFT rounding noise.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import warnings
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -56,6 +59,8 @@ __all__ = [
     "mel_to_hz",
     "power_spectrogram",
     "pre_emphasis",
+    "shared_computation",
+    "shared_result",
     "stft",
     "triangular_filterbank",
     "window_function",
@@ -322,7 +327,8 @@ def power_spectrogram(x: Tensor, *, n_fft: int, hop_length: int, window: Tensor,
         spec = _real_stft(x, n_fft=n_fft, hop_length=hop_length, window=window, center=center)
         return spec.square().sum(dim=-3)  # re^2 + im^2: indexing each part became a slow Gather in ONNX Runtime
     spec = stft(x, n_fft=n_fft, hop_length=hop_length, window=window, center=center)
-    return spec.real.square() + spec.imag.square()
+    # re^2 + im^2, the sum written into the first square (its own temporary, which square's backward does not read)
+    return spec.real.square().add_(spec.imag.square())
 
 
 def deltas(x: Tensor, width: int = 3) -> Tensor:
@@ -355,6 +361,44 @@ def check_delta_width(width: int, hint: str = "") -> None:
     """A config's ``delta_width``: odd and at least 3 (:func:`deltas`), else a ValueError (``hint`` in parentheses)."""
     if width < 3 or width % 2 == 0:
         raise ValueError(f"delta_width must be odd and >= 3{f' ({hint})' if hint else ''}, got {width}")
+
+
+# one forward's results of the front-ends' shared steps (see shared_computation), None outside such a block; a context
+# variable, not an attribute of a module: each thread (the HTTP service scores from several) has its own
+_SHARED: contextvars.ContextVar[dict[Hashable, tuple[Tensor, Tensor]] | None] = contextvars.ContextVar(
+    "sddkit_shared_front_end_steps", default=None
+)
+
+
+@contextmanager
+def shared_computation() -> Iterator[None]:
+    """Within it, a front-end step that :func:`shared_result` names (level normalisation, a power spectrum) is computed
+    once per input and settings, and its result handed to every later front-end asking for the same: a mixture's
+    ``logmel`` and ``lfb`` experts of one framing compute one STFT, not two. The results are the ones each front-end
+    computes for itself, bit for bit; they are dropped when the block ends (nothing is kept on a module). Blocks nest,
+    each with its own results."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def shared_result(step: str, x: Tensor, settings: Hashable, compute: Callable[[], Tensor]) -> Tensor:
+    """``compute()``, the ``step`` of input ``x`` under ``settings``; inside :func:`shared_computation` computed once
+    per (step, ``x``, settings). ``x`` is matched by identity (the same tensor object), kept alive by the cache so that
+    its id names it; the result is shared, so a caller must not change it in place. Traced or compiled (ONNX export,
+    ``torch.compile``) it is always computed: an exported graph stays the one of each front-end alone."""
+    cache = _SHARED.get()
+    if cache is None or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return compute()
+    key = (step, id(x), x.dtype, x.device, settings)
+    hit = cache.get(key)
+    if hit is not None and hit[0] is x:
+        return hit[1]
+    out = compute()
+    cache[key] = (x, out)
+    return out
 
 
 def feature_dtype(waveform: Tensor) -> torch.dtype:
@@ -612,6 +656,22 @@ class _PowerSpectrum(Float32Constants):
         The float64 FFT costs about twice the float32 one on a CPU.
         """
         check_float_samples(waveform)
+        cfg = self.cfg
+        # everything the spectrum depends on: front-ends of equal framing (a mixture's logmel and lfb) share it
+        settings = (
+            type(self)._power,  # a subclass computing it otherwise shares only with its own kind
+            cfg.n_fft,
+            cfg.win_length,
+            cfg.hop_length,
+            cfg.window,
+            cfg.center,
+            cfg.pre_emphasis,
+            self.float64_fft,
+            self.window.device,
+        )
+        return shared_result("power", waveform, settings, lambda: self._power(waveform))
+
+    def _power(self, waveform: Tensor) -> Tensor:
         out_dtype = feature_dtype(waveform)
         cfg = self.cfg
         work = torch.float64 if self.float64_fft else out_dtype
@@ -651,7 +711,11 @@ class _LogFilterbank(_PowerSpectrum):
         with torch.autocast(device_type=waveform.device.type, enabled=False):
             power = self.power(waveform)
             energies = torch.matmul(self.filterbank.to(power.dtype), power)
-            return clamp_dynamic_range(torch.log(energies + self.cfg.log_floor), self.cfg.top_db, _DB_PER_NEPER)
+            if energies.requires_grad:  # log's backward reads its input
+                log_energies = torch.log(energies + self.cfg.log_floor)
+            else:  # the same values, in the product's own memory
+                log_energies = energies.add_(self.cfg.log_floor).log_()
+            return clamp_dynamic_range(log_energies, self.cfg.top_db, _DB_PER_NEPER)
 
 
 class LogMel(_LogFilterbank):

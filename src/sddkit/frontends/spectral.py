@@ -69,6 +69,7 @@ from sddkit.features.spectral import (
     LogMel,
     LogMelConfig,
     check_float_samples,
+    shared_result,
 )
 from sddkit.frontends import FRONTENDS, SAMPLE_RATE
 
@@ -108,13 +109,17 @@ def level_normalize(waveform: Tensor, level_db: float) -> Tensor:
     check_float_samples(waveform)
     # An offset carries no speech but would count in the RMS: speech riding on a large one was scaled down.
     # In float64: float32 squares overflow for samples above ~1.8e19 (the RMS became inf, the input zeros).
-    centred = waveform.double() - waveform.double().mean(dim=-1, keepdim=True)
+    x64 = waveform.double()  # converted once (the mean took a second copy)
+    centred = x64 - x64.mean(dim=-1, keepdim=True)
     floor = 10.0 ** (LEVEL_FLOOR_DB / 20.0)
     # the floor applies to the mean square, before the square root: sqrt's slope is infinite at 0, so flooring
     # the RMS after it gave digital silence (or a DC-only input) a NaN gradient (0 * inf). The values are
     # the same: sqrt(floor ** 2) is exactly floor.
     rms = centred.pow(2).mean(dim=-1, keepdim=True).clamp_min(floor * floor).sqrt()
-    return (centred * (10.0 ** (level_db / 20.0) / rms)).to(waveform.dtype)
+    gain = 10.0 ** (level_db / 20.0) / rms
+    if centred.requires_grad:  # pow's backward reads centred: it must stay as it is
+        return (centred * gain).to(waveform.dtype)
+    return centred.mul_(gain).to(waveform.dtype)  # a temporary of our own: scaled in place, one copy fewer
 
 
 def _check_level_db(level_db: float | None) -> None:
@@ -131,9 +136,13 @@ def utterance_normalize(x: Tensor, dim: int = -1, eps: float = _FEATURE_NORM_EPS
     (torch, ONNX Runtime). In float64 a constant row normalises to exactly 0.
     """
     x64 = x.double()
-    mean = x64.mean(dim=dim, keepdim=True)
-    var = x64.var(dim=dim, keepdim=True, unbiased=False)
-    return ((x64 - mean) / (var + eps).sqrt()).to(x.dtype)
+    centred = x64 - x64.mean(dim=dim, keepdim=True)
+    # the variance as the mean square of the centred values (two passes, exact enough in float64): torch.var's
+    # one-pass kernel took twice as long as the rest of this function together
+    std = (centred.square().mean(dim=dim, keepdim=True) + eps).sqrt()
+    if centred.requires_grad:  # square's backward reads centred: not in place
+        return (centred / std).to(x.dtype)
+    return centred.div_(std).to(x.dtype)  # a temporary of our own (x64 may be x itself, centred never is)
 
 
 class SpectralFrontend(nn.Module):
@@ -163,7 +172,9 @@ class SpectralFrontend(nn.Module):
 
     def forward(self, waveform: Tensor) -> FrontendOutput:
         if self.level_db is not None:
-            waveform = level_normalize(waveform, self.level_db)
+            # one input's level normalisation is shared by a mixture's experts of one level (shared_computation)
+            level_db = self.level_db
+            waveform = shared_result("level", waveform, level_db, lambda: level_normalize(waveform, level_db))
         feats = self.features(waveform)
         if self.normalize:
             feats = utterance_normalize(feats, dim=-1)
