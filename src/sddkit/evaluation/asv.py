@@ -173,6 +173,20 @@ class ASVScores:
             return None
         return self._masked(masks)
 
+    def of_codecs(self, codecs: object) -> ASVScores:
+        """These scores without the trials whose codec condition is named and not among ``codecs`` (the conditions of
+        the evaluated CM trials: a reader's ``codecs=[...]`` narrowed them), as the official packages take a
+        condition's figure from its own CM and ASV trials; a trial that names no codec ('') is kept, as is
+        ``n_unscored`` (the key's trials without a score). ``self`` when the lines name no codec or every named one
+        is among ``codecs``."""
+        if self.codecs is None:
+            return self
+        wanted = [str(c) for c in np.asarray(codecs, dtype=object).ravel()] + [""]
+        masks = [np.isin(c.astype(str), wanted) for c in self.codecs]
+        if all(m.all() for m in masks):
+            return self
+        return dataclasses.replace(self._masked(masks), n_unscored=self.n_unscored)
+
     def of_attack(self, attack: str) -> ASVScores | None:
         """These scores with every target and non-target trial and the spoof trials of ``attack`` alone, the trials
         the ASVspoof 5 package's full evaluation takes for an attack's t-EER and min a-DCF; None when the spoof lines

@@ -1161,7 +1161,8 @@ def evaluate(
     then hold the t-EER of the scores before it (module docstring), and the t-DCFs take its error rates at its EER
     threshold (``asv_scores.rates()``, as ``sdd eval --asv-scores``) unless ``config.asv`` names other rates than the
     default ones; of its trials of the evaluated ASVspoof 2021 phases alone where its lines carry a phase
-    (:meth:`~sddkit.evaluation.asv.ASVScores.of_phases`, by the table's ``partition``); each per-attack row's min
+    (:meth:`~sddkit.evaluation.asv.ASVScores.of_phases`, by the table's ``partition``), and of the table's codec
+    conditions alone where its lines name their codec (:func:`_of_evaluated_codecs`); each per-attack row's min
     t-DCFs with the Pfa_spoof of that attack's ASV spoof trials where its lines name attacks (:class:`_AttackASV`).
     ``sasv_scores``: an SASV system's scores by trial kind (:func:`sddkit.evaluation.asv.read_sasv_scores`: an
     ASVspoof 5 track-2 submission's ``sasv-score``); ``pooled.min_a_dcf`` and ``pooled.a_dcf_threshold`` then hold
@@ -1185,8 +1186,17 @@ def evaluate(
         # the ASV trials of the evaluated ASVspoof 2021 phases alone (ASVScores.of_phases), as the official scripts
         # take them
         asv_scores = asv_scores.of_phases(table.column("partition"))[0]
+    # said of the scores as given: the key's unscored trials, scores the wrong way round
+    given_notes = _asv_warnings(asv_scores, sasv_scores)
+    all_codecs_rates = _asv_rates(asv_scores)
+    # the ASV and SASV trials of the evaluated codec conditions alone (a reader's codecs=[...] narrowed the CM
+    # trials): the pooled t-DCFs, t-EER and a-DCF mixed the narrowed CM trials with every condition's ASV trials
+    asv_scores, codec_notes = _of_evaluated_codecs(asv_scores, "ASV", table, outside)
+    sasv_scores, sasv_codec_notes = _of_evaluated_codecs(sasv_scores, "SASV", table, outside)
+    codec_notes += [note for note in sasv_codec_notes if note not in codec_notes]
     asv_rates = _asv_rates(asv_scores)
-    if asv_rates is not None and cfg.asv == ASVRates():
+    if asv_rates is not None and cfg.asv in (ASVRates(), all_codecs_rates):
+        # (the rates sdd eval took of every condition's trials are replaced by those of the evaluated conditions)
         # the ASV system given is the one the CM protects: its rates, not the ASVspoof 5 organisers' defaults (the
         # t-EER took the scores given and the t-DCFs those defaults, two ASV systems in one report, where sdd eval
         # --asv-scores took its rates for both)
@@ -1253,8 +1263,9 @@ def evaluate(
         # the 2021 DF key's vocoder: its official breakdown, each vocoder's spoofs against the bona fide, as attacks
         per_vocoder=_per_attack(table, y, s, cfg, "vocoder", tdcf_asv) if _names_any(table, "vocoder", y) else None,
         per_attack_type=per_attack_type,
-        asv_warnings=_asv_warnings(asv_scores, sasv_scores)
+        asv_warnings=given_notes
         + key_notes
+        + codec_notes
         + _unjoined_warnings(asv_scores, table.column("utt_id"))
         + _attack_asv_warnings(per_attack, asv_scores)
         + _codec_asv_warnings(per_codec, asv_scores),
@@ -1275,6 +1286,52 @@ def evaluate(
         per_column_spoofs=spoof_columns,
         protocol_notes=[note for note in (_pa_hidden_note(table),) if note],
     )
+
+
+def _of_evaluated_codecs(
+    scores: ASVScores | None, name: str, table: UtteranceTable, outside: UtteranceTable | None
+) -> tuple[ASVScores | None, list[str]]:
+    """``scores`` (the ASV or SASV ones, ``name``) of the codec conditions of the evaluated CM trials alone
+    (:meth:`~sddkit.evaluation.asv.ASVScores.of_codecs`), with a note saying which trials were left out, where their
+    lines name their codec (the ASVspoof 2021 LA ASV key's lines with their scores appended; an ASVspoof 5 table read
+    with a key or protocol naming codecs) and some name a condition the evaluated trials lack. The official packages
+    compute a condition's figure from its CM and ASV trials: the pooled figures of ``--protocol-option
+    codecs=[...]`` took every condition's ASV trials. Where the lines name no codec and the protocol's rows left out
+    of the evaluation (``outside``) are of other conditions, the scores are kept with a warning that says so."""
+    if scores is None or not table.has_column("codec"):
+        return scores, []
+    evaluated = sorted(set(table.column("codec").tolist()))
+    figures = "min a-DCF" if name == "SASV" else "min t-DCFs and t-EER"
+    if scores.codecs is None:
+        left_out = set() if outside is None or not outside.has_column("codec") else set(outside.column("codec"))
+        left_out -= set(evaluated)
+        if not left_out:
+            return scores, []
+        return scores, [
+            f"the evaluated CM trials are of codec condition(s) {', '.join(evaluated)} (the protocol's "
+            f"{', '.join(sorted(left_out))} left out), but the {name} scores' lines name no codec: the {name} side "
+            f"could not be narrowed, and the pooled {figures} take its trials of every condition (the "
+            "official packages take a condition's ASV trials alone); give the ASVspoof 2021 LA ASV key's lines with "
+            "their scores appended, or an ASVspoof 5 score table with --asv-key or --protocol naming each trial's codec"
+        ]
+    narrowed = scores.of_codecs(evaluated)
+    if narrowed is scores:
+        return scores, []
+    kinds = list(zip(("target", "non-target", "spoof"), (scores.target, scores.nontarget, scores.spoof)))
+    kept = (narrowed.target.size, narrowed.nontarget.size, narrowed.spoof.size)
+    named = set().union(*(set(c.tolist()) for c in scores.codecs)) - {""}
+    dropped = ", ".join(sorted(named - set(evaluated)))
+    if 0 in kept:  # rates of no trial of a kind: kept as they were, said
+        return scores, [
+            f"the {name} scores hold no {kinds[kept.index(0)][0]} trial of the evaluated codec condition(s) "
+            f"{', '.join(evaluated)}: the pooled figures take its trials of every condition, {dropped} included"
+        ]
+    counts = ", ".join(f"{n} of {trials.size} {kind}" for (kind, trials), n in zip(kinds, kept))
+    return narrowed, [
+        f"the evaluated CM trials are of codec condition(s) {', '.join(evaluated)}: the pooled {figures} "
+        f"take the {name} trials of those conditions alone ({counts}; those of "
+        f"{dropped} left out), as the official packages take a condition's figure from its own CM and {name} trials"
+    ]
 
 
 def _pa_hidden_note(table: UtteranceTable) -> str | None:
