@@ -15,30 +15,11 @@ import json
 import numpy as np
 import pytest
 
+# the official formulas' costs and ASV rates, transcribed independently of sddkit there
+from test_codectdcf_review29 import C_FA, C_FA_SPOOF, C_MISS, P_NON, P_SPOOF, P_TAR, _rates
+from test_codectdcf_review29 import official_asv_rates as _asv_rates
+
 from sddkit.cli.main import main
-
-P_SPOOF = 0.05
-P_TAR, P_NON = (1 - P_SPOOF) * 0.99, (1 - P_SPOOF) * 0.01
-C_MISS, C_FA, C_FA_SPOOF = 1.0, 10.0, 10.0
-
-
-def _rates(x_pos, x_neg):
-    """``compute_det_curve``'s miss and false-alarm rates (positives first on ties) and its thresholds."""
-    scores = np.concatenate((x_pos, x_neg))
-    order = np.argsort(scores, kind="mergesort")
-    is_pos = np.concatenate((np.ones(x_pos.size), np.zeros(x_neg.size)))[order]
-    below = np.cumsum(is_pos)
-    miss = np.concatenate(([0.0], below / x_pos.size))
-    fa = np.concatenate(([1.0], (x_neg.size - (np.arange(1, scores.size + 1) - below)) / x_neg.size))
-    return miss, fa, np.concatenate(([scores[order[0]] - 0.001], scores[order]))
-
-
-def _asv_rates(tar, non, spoof):
-    """(Pfa, Pmiss, Pfa_spoof) at the official ``compute_eer`` threshold, as ``obtain_asv_error_rates``."""
-    tar, non, spoof = (np.asarray(x, float) for x in (tar, non, spoof))
-    miss, fa, thresholds = _rates(tar, non)
-    t = thresholds[np.argmin(np.abs(miss - fa))]
-    return float(np.mean(non >= t)), float(np.mean(tar < t)), float(np.mean(spoof >= t))
 
 
 def _min_tdcf_2021(bona, spoof, asv):
