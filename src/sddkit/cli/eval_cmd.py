@@ -536,6 +536,7 @@ def _sasv_group_section(rows: list[dict[str, Any]] | None, key: str) -> list[str
     if not rows:
         return []
     from sddkit.evaluation.groups import markdown_cell
+    from sddkit.evaluation.report import adcf_cells
 
     trials = (
         "every target and non-target trial with that attack's spoof trials alone"
@@ -545,10 +546,6 @@ def _sasv_group_section(rows: list[dict[str, Any]] | None, key: str) -> list[str
     lines = ["", f"## Per-{key} min a-DCF", "", f"Each row takes {trials}, as the package's full evaluation does.", ""]
     lines += [f"| {key} | target | non-target | spoof | min a-DCF | threshold |", "|---|---|---|---|---|---|"]
     for r in rows:
-        if r["min_a_dcf"] is None:
-            value, threshold = f"- ({markdown_cell(r['min_a_dcf_note'])})", "-"
-        else:
-            value, threshold = f"{r['min_a_dcf']:.4f}", f"{r['a_dcf_threshold']:.4f}"
-        counts = f"{r['n_target']} | {r['n_nontarget']} | {r['n_spoof']}"
-        lines.append(f"| {markdown_cell(str(r[key]))} | {counts} | {value} | {threshold} |")
+        cells = [str(r[n]) for n in ("n_target", "n_nontarget", "n_spoof")] + adcf_cells(r)
+        lines.append(f"| {markdown_cell(str(r[key]))} | {' | '.join(cells)} |")
     return lines

@@ -97,7 +97,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -1590,18 +1590,20 @@ def _group_table(
     return lines
 
 
+def adcf_cells(row: Mapping[str, Any]) -> list[str]:
+    """report.md's min a-DCF and threshold cells of a per-attack or per-codec row (``min_a_dcf``,
+    ``a_dcf_threshold``; ``-`` with the row's ``min_a_dcf_note`` where the figure is undefined)."""
+    value = _fmt(row["min_a_dcf"], 4) if row["min_a_dcf"] is not None else f"- ({markdown_cell(row['min_a_dcf_note'])})"
+    return [value, _fmt(row["a_dcf_threshold"], 4)]
+
+
 def _group_adcf_section(rows: Sequence[dict[str, Any]], key: str, asv_file: str | None) -> list[str]:
     """report.md's per-attack (``key`` ``attack``) or per-codec min a-DCFs of the SASV scores, a subsection under its
     table, with the trials each takes; none without SASV scores."""
     if not rows or "min_a_dcf" not in rows[0]:
         return []
     where = markdown_cell(Path(asv_file).name) if asv_file else "the given SASV scores"
-
-    def cells(r: dict[str, Any]) -> list[str]:
-        value = _fmt(r["min_a_dcf"], 4) if r["min_a_dcf"] is not None else f"- ({markdown_cell(r['min_a_dcf_note'])})"
-        return [value, _fmt(r["a_dcf_threshold"], 4)]
-
-    lines = _group_table(rows, key, f"min a-DCF (the sasv-score of {where})", ["min a-DCF", "threshold"], cells)
+    lines = _group_table(rows, key, f"min a-DCF (the sasv-score of {where})", ["min a-DCF", "threshold"], adcf_cells)
     trials = (
         "every target and non-target SASV trial with that attack's spoof trials alone"
         if key == "attack"
