@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+from test_train_support import one_thread  # noqa: F401  (autouse: tiny models on one thread)
 from torch import Tensor, nn
 
 from sddkit.backends.heads import Float32Linear
@@ -25,15 +26,6 @@ from sddkit.detectors.outputs import BackendOutput
 from sddkit.registry import Entry, get_registry
 from sddkit.training.evaluate import evaluate
 from sddkit.training.losses import DetectionLoss, LossConfig
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared machine: extra intra-op threads only contend."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @dataclass
