@@ -118,7 +118,7 @@ def evaluate_files(
     from sddkit.cli.options import read_partitions_and_rest, selection_words
     from sddkit.config import from_dict
     from sddkit.evaluation.asv import read_asv_and_sasv_scores
-    from sddkit.evaluation.report import EvalConfig, by_problem, evaluate, write_report
+    from sddkit.evaluation.report import EvalConfig, by_problem, evaluate, evaluated_asv_trials, write_report
     from sddkit.evaluation.scores import read_scores
     from sddkit.outputs import earlier_report
 
@@ -141,18 +141,24 @@ def evaluate_files(
             # ASVspoof 2021 ASV key lines with their scores: the ASV trials of the evaluated phases alone, as the
             # official scripts take them (all phases' made another min t-DCF of `--partitions eval`, unsaid)
             asv, asv_phases = asv.of_phases(table.column("partition"), asv_scores)
+        # the trials the pooled t-DCFs take, of the evaluated codec conditions alone where the CM trials are of some
+        # (a warning of the report says how many each kind kept): the notes below describe those, not every trial
+        used, codecs = evaluated_asv_trials(asv, table, rest)
+        conditions = "" if codecs is None else f"codec condition(s) {', '.join(codecs)}"
         if asv_phases is not None:
+            phases = ", ".join(asv_phases) + (f" and {conditions}" if conditions else "")
             print(
                 f"sdd {command}: note: {asv_scores}: the ASV error rates are those of its trials of the evaluated "
-                f"phase(s) {', '.join(asv_phases)} ({asv.target.size} target, {asv.nontarget.size} non-target, "
-                f"{asv.spoof.size} spoof), as the official ASVspoof 2021 scripts take them",
+                f"phase(s) {phases} ({used.target.size} target, {used.nontarget.size} non-target, {used.spoof.size} "
+                "spoof), as the official ASVspoof 2021 scripts take them",
                 file=sys.stderr,
             )
         config = dataclasses.replace(config, asv=asv.rates())
-        if config.asv.pfa_spoof == 0:  # the report stands, its 2019 t-DCF null (min_tdcf_notes says why)
+        if used.rates().pfa_spoof == 0:  # the report stands, its 2019 t-DCF null (min_tdcf_notes says why)
+            spoofs = f"spoof trials of {conditions}" if conditions else "spoof trials"
             print(
-                f"sdd {command}: note: {asv_scores}: at its EER threshold the ASV system accepts none of its spoof "
-                "trials (Pfa_spoof 0): the 2019 t-DCF, normalised by min(C1, C2) with C2 proportional to that rate, "
+                f"sdd {command}: note: {asv_scores}: at its EER threshold the ASV system accepts none of its {spoofs} "
+                "(Pfa_spoof 0): the 2019 t-DCF, normalised by min(C1, C2) with C2 proportional to that rate, "
                 "is undefined (a spoof the countermeasure accepts would cost nothing) and left out",
                 file=sys.stderr,
             )
@@ -215,13 +221,15 @@ def evaluated_inputs(
 
     from sddkit import __version__
     from sddkit.documents import file_digest
-    from sddkit.evaluation.fusion import fitted_fusion
+    from sddkit.evaluation.fusion import applied_fusion, fitted_fusion
     from sddkit.evaluation.scores import run_record
     from sddkit.training.provenance import git_commit
 
     record = run_record(scores)
     # an sdd fuse output: the partitions its fusion was fitted on, whose figures here are no held-out ones
     fusion = fitted_fusion(scores, len(score_file)) if score_file is not None else None
+    # an sdd fuse --apply output: the fusion record applied, and the code that applied it
+    applied = applied_fusion(scores, len(score_file)) if score_file is not None else None
     model = None
     if record is not None and _has_recorded_columns(scores, record, score_file):
         where, cwd = record.get("model"), record.get("cwd")
@@ -253,6 +261,7 @@ def evaluated_inputs(
         **({} if asv_key is None else {"asv_key": os.path.abspath(asv_key), "asv_key_sha256": file_digest(asv_key)}),
         "model": model,
         **({} if fusion is None else {"fusion": fusion}),
+        **({} if applied is None else {"fusion_applied": applied}),
         "sddkit_version": __version__,
         "sddkit_git": git_commit(),  # the code that evaluated: a version names many commits
     }
@@ -388,7 +397,8 @@ def evaluate_sasv_file(
     written as ``report.json`` (``pooled.min_a_dcf``, ``pooled.a_dcf_threshold``, as a full report has them) and
     ``report.md``; and per attack and per codec condition where the trials name them (``per_attack``,
     ``per_codec``: :func:`sddkit.evaluation.report.sasv_group_rows`), as the key names them, else as the line of
-    each trial's file in ``protocol`` (read only for that)."""
+    each trial's file in ``protocol`` (read only for that), those rows also as ``per_attack.csv`` and
+    ``per_codec.csv`` (each written where it has rows), as a countermeasure report writes its tables."""
     import json
 
     import numpy as np
@@ -402,6 +412,7 @@ def evaluate_sasv_file(
         REPORT_OUTPUTS,
         SASV_SCHEMA,
         EvalConfig,
+        csv_text,
         inverted_note,
         key_protocol_warnings,
         protocol_by_file,
@@ -485,12 +496,16 @@ def evaluate_sasv_file(
             "",
         ]
     )
-    texts = {"report.md": markdown, "report.json": json.dumps(report, indent=2, allow_nan=False) + "\n"}
+    texts = {"report.md": markdown}
+    for key in ("attack", "codec"):  # the per-attack (per-codec) table as a countermeasure report writes its own
+        if groups[f"per_{key}"]:
+            texts[f"per_{key}.csv"] = csv_text(groups[f"per_{key}"])
+    texts["report.json"] = json.dumps(report, indent=2, allow_nan=False) + "\n"
 
     def write(staging: Path) -> list[str]:
         for name, text in texts.items():
             (staging / name).write_text(text, encoding="utf-8")
-        return ["report.md", "report.json"]
+        return list(texts)  # report.json last: the index goes in after the files it describes
 
     earlier = earlier_report(Path(out) / "report.json", ("inputs", "asv_scores"))
     # a countermeasure report's tables and plots that an earlier run left in --out go: not read as this one's

@@ -468,20 +468,51 @@ def fitted_fusion(scores: str | os.PathLike, n_rows: int) -> dict[str, Any] | No
     ``n_rows``), with the record's ``sddkit_version`` and ``sddkit_git`` (the code that fitted the fusion and wrote
     the file) where it has them. None for any other file: no record, an unreadable one, one of an earlier file of
     that name, or an ``--apply`` output (fitted on other files)."""
+    found = _fusion_record(scores, n_rows)
+    if found is None or "applied_from" in found[1]:
+        return None
+    path, record = found
+    fitted = record.get("fit_partitions")
+    if not isinstance(fitted, list) or not fitted or not all(isinstance(p, str) for p in fitted):
+        return None
+    # which code wrote these scores: the report's own sddkit_git is the evaluating code's, not the fusing code's
+    provenance = {k: record[k] for k in ("sddkit_version", "sddkit_git") if k in record}
+    return {"record": path, "fit_partitions": list(fitted), **provenance}
+
+
+def applied_fusion(scores: str | os.PathLike, n_rows: int) -> dict[str, Any] | None:
+    """What an evaluation of ``scores`` records of the fusion applied to make it (``report.json``'s
+    ``inputs.fusion_applied``), when ``scores`` is an ``sdd fuse --apply`` output (its record names ``applied_from``
+    and its ``n_fused`` is the file's ``n_rows``): ``{"record": its OUT.fusion.json (absolute), "applied_from": the
+    fitted record applied, as --apply named it}``, with the ``sddkit_version`` and ``sddkit_git`` of the code that
+    applied the fusion and wrote the file (the record's ``applied_sddkit_*``; ``fit_sddkit_version`` and
+    ``fit_sddkit_git``: the code that fitted it) where the record has them. Apart from :func:`fitted_fusion`'s
+    ``inputs.fusion``: its ``fit_partitions`` name trials of other files, no fit trials of these. None for any other
+    file."""
+    found = _fusion_record(scores, n_rows)
+    if found is None or not isinstance(found[1].get("applied_from"), str):
+        return None
+    path, record = found
+    # the report's own sddkit_git is the evaluating code's: these name the code that wrote the scores, and fitted them
+    named = {"sddkit_version": "applied_sddkit_version", "sddkit_git": "applied_sddkit_git"}
+    named |= {"fit_sddkit_version": "sddkit_version", "fit_sddkit_git": "sddkit_git"}
+    provenance = {key: record[at] for key, at in named.items() if at in record}
+    return {"record": path, "applied_from": record["applied_from"], **provenance}
+
+
+def _fusion_record(scores: str | os.PathLike, n_rows: int) -> tuple[str, dict[str, Any]] | None:
+    """(its absolute path, the record) of the ``OUT.fusion.json`` beside ``scores`` when it describes that file (its
+    ``n_fused`` is the file's ``n_rows``); None without one, for an unreadable one or one of an earlier file of that
+    name."""
     path = os.fspath(scores) + RECORD_SUFFIX
     try:
         with open(path, encoding="utf-8") as f:
             record = json.load(f)
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or "applied_from" in record or record.get("n_fused") != n_rows:
+    if not isinstance(record, dict) or record.get("n_fused") != n_rows:
         return None
-    fitted = record.get("fit_partitions")
-    if not isinstance(fitted, list) or not fitted or not all(isinstance(p, str) for p in fitted):
-        return None
-    # which code wrote these scores: the report's own sddkit_git is the evaluating code's, not the fusing code's
-    provenance = {k: record[k] for k in ("sddkit_version", "sddkit_git") if k in record}
-    return {"record": os.path.abspath(path), "fit_partitions": list(fitted), **provenance}
+    return os.path.abspath(path), record
 
 
 def fit_trials_note(fusion: dict[str, Any] | None, partitions: Sequence[object]) -> str | None:

@@ -1191,9 +1191,7 @@ def evaluate(
     all_codecs_rates = _asv_rates(asv_scores)
     # the ASV and SASV trials of the evaluated codec conditions alone (a reader's codecs=[...] narrowed the CM
     # trials): the pooled t-DCFs, t-EER and a-DCF mixed the narrowed CM trials with every condition's ASV trials
-    asv_scores, codec_notes = _of_evaluated_codecs(asv_scores, "ASV", table, outside)
-    sasv_scores, sasv_codec_notes = _of_evaluated_codecs(sasv_scores, "SASV", table, outside)
-    codec_notes += [note for note in sasv_codec_notes if note not in codec_notes]
+    asv_scores, sasv_scores, codec_notes = _of_evaluated_codecs_both(asv_scores, sasv_scores, table, outside)
     asv_rates = _asv_rates(asv_scores)
     if asv_rates is not None and cfg.asv in (ASVRates(), all_codecs_rates):
         # (the rates sdd eval took of every condition's trials are replaced by those of the evaluated conditions)
@@ -1288,6 +1286,48 @@ def evaluate(
     )
 
 
+def evaluated_asv_trials(
+    asv: ASVScores, table: UtteranceTable, outside: UtteranceTable | None = None
+) -> tuple[ASVScores, list[str] | None]:
+    """The ASV trials whose error rates :func:`evaluate` gives the pooled t-DCFs (``asv`` given, with ``config.asv``
+    left at its default or those trials' rates), and the codec conditions they were narrowed to (None: not narrowed):
+    each trial's attack and codec the key leaves unnamed from the protocol's line of its file, of the evaluated
+    ASVspoof 2021 phases and codec conditions alone, as :func:`evaluate` takes them; for ``sdd eval``'s notes on
+    the ASV rates, said before the report, to describe the trials the figures take."""
+    if asv.files is not None:
+        asv = asv.with_protocol(*protocol_by_file(table, outside))
+    if table.has_column("partition"):
+        asv = asv.of_phases(table.column("partition"))[0]
+    narrowed = _of_evaluated_codecs(asv, "ASV", table, outside)[0]
+    if narrowed is None or narrowed is asv:
+        return asv, None
+    return narrowed, sorted(set(table.column("codec").tolist()))
+
+
+def _of_evaluated_codecs_both(
+    asv: ASVScores | None, sasv: ASVScores | None, table: UtteranceTable, outside: UtteranceTable | None
+) -> tuple[ASVScores | None, ASVScores | None, list[str]]:
+    """The ASV and SASV scores of the evaluated codec conditions alone (:func:`_of_evaluated_codecs`), with the notes:
+    one naming both where the two would say the same of their trials (an ASVspoof 5 track-2 submission's
+    ``asv-score`` and ``sasv-score`` columns, the trials of one table narrowed alike), not a note of each."""
+    narrowed_asv, asv_notes = _of_evaluated_codecs(asv, "ASV", table, outside)
+    narrowed_sasv, sasv_notes = _of_evaluated_codecs(sasv, "SASV", table, outside)
+    if asv_notes and sasv_notes:
+        joint = [_of_evaluated_codecs(scores, "ASV and SASV", table, outside)[1] for scores in (asv, sasv)]
+        if joint[0] == joint[1]:
+            asv_notes, sasv_notes = joint[0], []
+    return narrowed_asv, narrowed_sasv, asv_notes + [note for note in sasv_notes if note not in asv_notes]
+
+
+# the figures the ASV side, the SASV side or both enter (a codec narrowing's notes name them), and whose trials the
+# official packages take for a condition's figure
+_CODEC_SIDES = {
+    "ASV": ("min t-DCFs and t-EER", "CM and ASV"),
+    "SASV": ("min a-DCF", "CM and SASV"),
+    "ASV and SASV": ("min t-DCFs, t-EER and min a-DCF", "CM, ASV and SASV"),
+}
+
+
 def _of_evaluated_codecs(
     scores: ASVScores | None, name: str, table: UtteranceTable, outside: UtteranceTable | None
 ) -> tuple[ASVScores | None, list[str]]:
@@ -1301,7 +1341,7 @@ def _of_evaluated_codecs(
     if scores is None or not table.has_column("codec"):
         return scores, []
     evaluated = sorted(set(table.column("codec").tolist()))
-    figures = "min a-DCF" if name == "SASV" else "min t-DCFs and t-EER"
+    figures, own = _CODEC_SIDES[name]
     if scores.codecs is None:
         left_out = set() if outside is None or not outside.has_column("codec") else set(outside.column("codec"))
         left_out -= set(evaluated)
@@ -1310,7 +1350,7 @@ def _of_evaluated_codecs(
         return scores, [
             f"the evaluated CM trials are of codec condition(s) {', '.join(evaluated)} (the protocol's "
             f"{', '.join(sorted(left_out))} left out), but the {name} scores' lines name no codec: the {name} side "
-            f"could not be narrowed, and the pooled {figures} take its trials of every condition (the "
+            f"could not be narrowed, and the pooled {figures} take the {name} trials of every condition (the "
             "official packages take a condition's ASV trials alone); give the ASVspoof 2021 LA ASV key's lines with "
             "their scores appended, or an ASVspoof 5 score table with --asv-key or --protocol naming each trial's codec"
         ]
@@ -1324,13 +1364,14 @@ def _of_evaluated_codecs(
     if 0 in kept:  # rates of no trial of a kind: kept as they were, said
         return scores, [
             f"the {name} scores hold no {kinds[kept.index(0)][0]} trial of the evaluated codec condition(s) "
-            f"{', '.join(evaluated)}: the pooled figures take its trials of every condition, {dropped} included"
+            f"{', '.join(evaluated)}: the pooled {figures} take the {name} trials of every condition, {dropped} "
+            "included"
         ]
     counts = ", ".join(f"{n} of {trials.size} {kind}" for (kind, trials), n in zip(kinds, kept))
     return narrowed, [
         f"the evaluated CM trials are of codec condition(s) {', '.join(evaluated)}: the pooled {figures} "
         f"take the {name} trials of those conditions alone ({counts}; those of "
-        f"{dropped} left out), as the official packages take a condition's figure from its own CM and {name} trials"
+        f"{dropped} left out), as the official packages take a condition's figure from its own {own} trials"
     ]
 
 
@@ -1852,7 +1893,8 @@ def _mean_weight_tables(table: dict[str, Any], stem: str, what: str) -> list[str
     return lines
 
 
-def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
+def csv_text(rows: Sequence[dict[str, Any]]) -> str:
+    """A table's rows as CSV text, as the report's CSV files hold them (the SASV-alone report's too)."""
     # a row's dict (the per-attack rows' min_tdcf: {"2019": .., "2021": ..}) as columns of its own, min_tdcf_2019 ..:
     # a cell holding "{'2019': 0.1, ...}" is no number a spreadsheet or pandas reads
     flat = [
@@ -1897,18 +1939,18 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
     from sddkit.evaluation.plots import plot_det, plot_roc, plot_score_histogram
 
     texts = {"report.md": render_markdown(report)}
-    texts["per_attack.csv"] = _csv_text(report.per_attack)
-    texts["per_source.csv"] = _csv_text(report.per_source)
+    texts["per_attack.csv"] = csv_text(report.per_attack)
+    texts["per_source.csv"] = csv_text(report.per_source)
     if len(report.per_corpus) > 1:
-        texts["per_corpus.csv"] = _csv_text(report.per_corpus)
+        texts["per_corpus.csv"] = csv_text(report.per_corpus)
     if report.per_partition is not None and len(report.per_partition) > 1:
-        texts["per_partition.csv"] = _csv_text(report.per_partition)
+        texts["per_partition.csv"] = csv_text(report.per_partition)
     if report.per_codec is not None:
-        texts["per_codec.csv"] = _csv_text(report.per_codec)
+        texts["per_codec.csv"] = csv_text(report.per_codec)
     if report.per_vocoder is not None:
-        texts["per_vocoder.csv"] = _csv_text(report.per_vocoder)
+        texts["per_vocoder.csv"] = csv_text(report.per_vocoder)
     if report.per_attack_type is not None:
-        texts["per_attack_type.csv"] = _csv_text(report.per_attack_type)
+        texts["per_attack_type.csv"] = csv_text(report.per_attack_type)
     heatmaps: dict[str, tuple[pd.DataFrame, str]] = {}  # file name -> (table indexed by its key, title)
     tables = {"gate_weights": report.gate_weights, "expert_use": report.expert_use}
     for stem, what in _WEIGHT_TABLES:
