@@ -177,3 +177,24 @@ def test_eval_of_an_applied_fusion_names_the_record_applied_and_the_code_that_ap
     applied.write_text(frame.iloc[:-3][["path", "score"]].to_csv(index=False))
     assert main([*argv, "--out", str(tmp_path / "r2")]) == 0
     assert "fusion_applied" not in json.loads((tmp_path / "r2" / "report.json").read_text())["inputs"]
+
+
+def test_the_sasv_side_that_names_no_codec_is_said_of_its_own_trials():
+    """The warning for SASV lines naming no codec spoke of 'a condition's ASV trials' on the SASV side too."""
+    import numpy as np
+
+    from sddkit.data.table import UtteranceTable
+    from sddkit.evaluation.asv import ASVScores
+    from sddkit.evaluation.report import _of_evaluated_codecs
+
+    rows = [
+        {"utt_id": f"u{i}", "path": f"u{i}.flac", "label": label, "codec": codec}
+        for i, (label, codec) in enumerate([("bonafide", "C01"), ("spoof", "C01"), ("bonafide", "C02")])
+    ]
+    table = UtteranceTable.from_records(rows[:2])
+    sasv = ASVScores(target=np.array([2.0]), nontarget=np.array([-1.0]), spoof=np.array([0.5]))
+    kept, notes = _of_evaluated_codecs(sasv, "SASV", table, UtteranceTable.from_records(rows))
+    assert kept is sasv
+    assert len(notes) == 1
+    assert "official packages take a condition's SASV trials alone" in notes[0]
+    assert "ASV trials" not in notes[0].replace("SASV trials", "")

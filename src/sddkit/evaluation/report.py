@@ -1351,7 +1351,7 @@ def _of_evaluated_codecs(
             f"the evaluated CM trials are of codec condition(s) {', '.join(evaluated)} (the protocol's "
             f"{', '.join(sorted(left_out))} left out), but the {name} scores' lines name no codec: the {name} side "
             f"could not be narrowed, and the pooled {figures} take the {name} trials of every condition (the "
-            "official packages take a condition's ASV trials alone); give the ASVspoof 2021 LA ASV key's lines with "
+            f"official packages take a condition's {name} trials alone); give the ASVspoof 2021 LA ASV key's lines with "
             "their scores appended, or an ASVspoof 5 score table with --asv-key or --protocol naming each trial's codec"
         ]
     narrowed = scores.of_codecs(evaluated)
