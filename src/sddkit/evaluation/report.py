@@ -1177,15 +1177,10 @@ def evaluate(
     # where the key and the protocol name a file's attack (codec) otherwise, the key's are kept: said once (the ASV
     # and SASV scores share their key)
     key_notes = key_protocol_warnings([asv_scores, sasv_scores], table, outside)
-    # a keyed ASV table's spoof attacks and codecs the key leaves unnamed, by file from the protocol (before the
-    # phase selection: it keeps what the trials carry)
-    asv_scores = _asv_with_protocol(asv_scores, table, outside)
-    # and the SASV scores' (the same keyed table's sasv-score column): their per-attack and per-codec min a-DCFs
+    asv_scores = _asv_of_evaluated_phases(asv_scores, table, outside)
+    # the SASV scores' (the same keyed table's sasv-score column) attacks and codecs from the protocol too: their
+    # per-attack and per-codec min a-DCFs
     sasv_scores = _asv_with_protocol(sasv_scores, table, outside)
-    if asv_scores is not None and table.has_column("partition"):
-        # the ASV trials of the evaluated ASVspoof 2021 phases alone (ASVScores.of_phases), as the official scripts
-        # take them
-        asv_scores = asv_scores.of_phases(table.column("partition"))[0]
     # said of the scores as given: the key's unscored trials, scores the wrong way round
     given_notes = _asv_warnings(asv_scores, sasv_scores)
     all_codecs_rates = _asv_rates(asv_scores)
@@ -1294,10 +1289,7 @@ def evaluated_asv_trials(
     each trial's attack and codec the key leaves unnamed from the protocol's line of its file, of the evaluated
     ASVspoof 2021 phases and codec conditions alone, as :func:`evaluate` takes them; for ``sdd eval``'s notes on
     the ASV rates, said before the report, to describe the trials the figures take."""
-    if asv.files is not None:
-        asv = asv.with_protocol(*protocol_by_file(table, outside))
-    if table.has_column("partition"):
-        asv = asv.of_phases(table.column("partition"))[0]
+    asv = _asv_of_evaluated_phases(asv, table, outside)
     narrowed = _of_evaluated_codecs(asv, "ASV", table, outside)[0]
     if narrowed is None or narrowed is asv:
         return asv, None
@@ -1351,8 +1343,9 @@ def _of_evaluated_codecs(
             f"the evaluated CM trials are of codec condition(s) {', '.join(evaluated)} (the protocol's "
             f"{', '.join(sorted(left_out))} left out), but the {name} scores' lines name no codec: the {name} side "
             f"could not be narrowed, and the pooled {figures} take the {name} trials of every condition (the "
-            f"official packages take a condition's {name} trials alone); give the ASVspoof 2021 LA ASV key's lines with "
-            "their scores appended, or an ASVspoof 5 score table with --asv-key or --protocol naming each trial's codec"
+            f"official packages take a condition's {name} trials alone); give the ASVspoof 2021 LA ASV key's lines "
+            "with their scores appended, or an ASVspoof 5 score table with --asv-key or --protocol naming each trial's "
+            "codec"
         ]
     narrowed = scores.of_codecs(evaluated)
     if narrowed is scores:
@@ -1391,6 +1384,19 @@ def _pa_hidden_note(table: UtteranceTable) -> str | None:
         "trim: hidden track 2), each with the ASV rates of its own ASV trials; the figures of partition hidden mix "
         "them: evaluate one with --protocol-option phases=[hidden_track_1] (or hidden_track_2)"
     )
+
+
+def _asv_of_evaluated_phases(
+    asv: ASVScores | None, table: UtteranceTable, outside: UtteranceTable | None
+) -> ASVScores | None:
+    """``asv`` as :func:`evaluate` takes it before the codec narrowing: a keyed table's spoof attacks and codecs the
+    key leaves unnamed from the protocol (:func:`_asv_with_protocol`; before the phase selection, which keeps what
+    the trials carry), then its trials of the evaluated ASVspoof 2021 phases alone (``ASVScores.of_phases``, by the
+    table's ``partition``), as the official scripts take them."""
+    asv = _asv_with_protocol(asv, table, outside)
+    if asv is None or not table.has_column("partition"):
+        return asv
+    return asv.of_phases(table.column("partition"))[0]
 
 
 def _asv_with_protocol(
