@@ -112,8 +112,9 @@ def default_f_min(f_max: float) -> float:
 
 @dataclass
 class CQTConfig:
-    """Log power of a constant-Q transform: 96 bins per octave from ``f_min`` (None: ``f_max / 2^9`` = 15.6 Hz,
-    :func:`default_f_min`) to ``f_max`` (None: Nyquist), the CQCC baseline's bandwidths (``gamma`` None:
+    """Log power of a constant-Q transform: 96 bins per octave from ``f_min`` (None: :func:`default_f_min`, whole
+    octaves below ``f_max`` down to about 20 Hz: 15.6 Hz for an ``f_max`` of 8 or 4 kHz) to ``f_max`` (None:
+    Nyquist), the CQCC baseline's bandwidths (``gamma`` None:
     :func:`baseline_gamma`; 0: a strict constant Q), a frame every ``hop_length`` samples; (B, 863, frames) for
     the defaults. No pre-emphasis, as the baseline. See the module docstring for the transform.
     """

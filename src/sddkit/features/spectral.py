@@ -142,16 +142,38 @@ def mel_filterbank(
     _check_fft_size(n_fft, sample_rate)
     f_max = sample_rate / 2.0 if f_max is None else f_max
     _check_band(f_min, f_max, sample_rate)
-    lo, hi = hz_to_mel(torch.tensor([f_min, f_max], device="cpu"), scale).tolist()
-    edges = mel_to_hz(torch.linspace(lo, hi, n_mels + 2, dtype=torch.float64, device="cpu"), scale)
+    edges = _mel_edges(n_mels, f_min, f_max, scale)
     fb = triangular_filterbank(edges, n_fft=n_fft, sample_rate=sample_rate)
     # narrow low bands can fall between two FFT bins
-    _warn_empty_filters(fb, f"{n_mels} mel filters", f"use fewer mels, a larger n_fft (now {n_fft}) or a higher f_min")
+    if bool((fb.sum(dim=1) == 0).any()):
+        move = _widening_f_min(n_mels, f_min, f_max, scale, step=sample_rate / n_fft)
+        _warn_empty_filters(fb, f"{n_mels} mel filters", f"use fewer mels, a larger n_fft (now {n_fft}) or {move}")
     if norm == "slaney":
         fb = fb * (2.0 / (edges[2:] - edges[:-2])).to(torch.float32)[:, None]
     elif norm != "none":
         raise ValueError(f"unknown mel norm {norm!r}; use 'none' or 'slaney'")
     return fb
+
+
+def _mel_edges(n_mels: int, f_min: float, f_max: float, scale: MelScale) -> Tensor:
+    """The n_mels + 2 band edges in Hz (float64), equally spaced in mel from f_min to f_max."""
+    lo, hi = hz_to_mel(torch.tensor([f_min, f_max], device="cpu"), scale).tolist()
+    return mel_to_hz(torch.linspace(lo, hi, n_mels + 2, dtype=torch.float64, device="cpu"), scale)
+
+
+def _widening_f_min(n_mels: int, f_min: float, f_max: float, scale: MelScale, step: float) -> str:
+    """Which way to move f_min to widen the narrowest (lowest) mel filter: raising f_min shrinks the band's mel range
+    but moves its lowest filters up to where a mel spans more Hz, which widens them only for a wide band (f_min
+    below ~2.5 kHz for an 8 kHz HTK f_max). For a narrow high band (a 6-8 kHz sub-band expert) "a higher f_min",
+    the advice given whatever the band, made them narrower still."""
+
+    def narrowest(low: float) -> float:
+        edges = _mel_edges(n_mels, low, f_max, scale)
+        return float((edges[2:] - edges[:-2]).min())
+
+    if f_min + step < f_max and narrowest(f_min + step) > narrowest(f_min):
+        return "a higher f_min"
+    return "a lower f_min (a wider f_min..f_max band)"
 
 
 def linear_filterbank(
@@ -466,6 +488,15 @@ def _check_band(f_min: float, f_max: float, sample_rate: int) -> None:
         )
 
 
+def _band_bins(n_fft: int, sample_rate: int, f_min: float, f_max: float | None) -> slice:
+    """The rFFT bins whose frequency ``k * sample_rate / n_fft`` lies in ``[f_min, f_max]`` (None: Nyquist), as a
+    slice (empty when the band falls between two bins); every bin for the full band."""
+    f_max = sample_rate / 2.0 if f_max is None else f_max
+    bins = torch.arange(n_fft // 2 + 1, dtype=torch.float64, device="cpu") * (sample_rate / n_fft)
+    inside = ((bins >= f_min) & (bins <= f_max)).nonzero().flatten().tolist()
+    return slice(inside[0], inside[-1] + 1) if inside else slice(0, 0)
+
+
 # --- configs ------------------------------------------------------------------------------------
 
 
@@ -575,7 +606,9 @@ class LFCCConfig(_FramingConfig):
     with_energy: replace c0 by the frame's log energy ``log10(sum(|X|^2) / n_fft + log_floor)`` before
     the deltas, as the ASVspoof 2021 LFCC-LCNN baseline's front-end does (X. Wang's ``LFCC(...,
     with_energy=True)``, which also zero-pads its centred frames and floors its logs at float32's eps);
-    the LFCC-GMM MATLAB code keeps c0. ``top_db`` floors it at the item's loudest frame minus ``top_db``.
+    the LFCC-GMM MATLAB code keeps c0. The sum runs over the FFT bins from ``f_min`` to ``f_max`` (every bin
+    for the default band), as Wang's code sums the spectrum it has cut to its band: a band-limited LFCC reads
+    nothing outside its band. ``top_db`` floors it at the item's loudest frame minus ``top_db``.
     """
 
     win_length: int = 320
@@ -780,6 +813,9 @@ class LFCC(_PowerSpectrum):
         )
         self.register_buffer("filterbank", fb, persistent=False)
         self.register_buffer("dct", dct_matrix(cfg.n_filters, cfg.n_coeffs), persistent=False)
+        # with_energy's bins: those of the band. Summed over every bin, a band-limited LFCC's c0 was the full band's
+        # energy (for a 4-8 kHz LFCC mostly the speech below 4 kHz), what its band limit was set to keep out
+        self._energy_bins = _band_bins(cfg.n_fft, cfg.sample_rate, cfg.f_min, cfg.f_max)
 
     @property
     def output_dim(self) -> int:
@@ -792,7 +828,8 @@ class LFCC(_PowerSpectrum):
             log_energies = clamp_dynamic_range(torch.log10(energies + self.cfg.log_floor), self.cfg.top_db, 10.0)
             ceps = torch.matmul(self.dct.to(power.dtype), log_energies)
             if self.cfg.with_energy:
-                frame_energy = torch.log10(power.sum(dim=-2, keepdim=True) / self.cfg.n_fft + self.cfg.log_floor)
+                band = power[..., self._energy_bins, :]
+                frame_energy = torch.log10(band.sum(dim=-2, keepdim=True) / self.cfg.n_fft + self.cfg.log_floor)
                 frame_energy = clamp_dynamic_range(frame_energy, self.cfg.top_db, 10.0)
                 ceps = torch.cat([frame_energy, ceps[..., 1:, :]], dim=-2)
             if not self.cfg.with_deltas:

@@ -16,10 +16,10 @@ Each maps a waveform (B, T) at 16 kHz to a :class:`FrontendOutput`:
 
 ``mgd`` with ``n_coeffs`` set gives the gram's cepstrum, MGDCC: (B, n_coeffs, frames), 3 * n_coeffs with deltas.
 ``lfcc`` keeps c0 as the LFCC-GMM baseline does; ``with_energy: true`` replaces it by the frame's log
-energy as the LFCC-LCNN baseline's front-end does. ``cqt`` and ``cqcc`` (:mod:`sddkit.features.cqt`) follow the
-MATLAB CQCC baseline's transform (its ERB-offset bandwidths, 15.6 Hz to Nyquist) with a frame every 10 ms; their
-values are large (a log floor of 2.2e-16, and CQCC's c0 sums 8059 resampled log values), so a neural back-end wants
-``normalize: true``.
+energy (over its f_min-f_max band) as the LFCC-LCNN baseline's front-end does. ``cqt`` and ``cqcc``
+(:mod:`sddkit.features.cqt`) follow the MATLAB CQCC baseline's transform (its ERB-offset bandwidths, 15.6 Hz to
+Nyquist) with a frame every 10 ms; their values are large (a log floor of 2.2e-16, and CQCC's c0 sums 8059
+resampled log values), so a neural back-end wants ``normalize: true``.
 
 ``frames = 1 + T // hop_length`` (centred frames, even n_fft). Optional per-utterance normalisation
 (``normalize: true``): spectral features get zero mean / unit variance per frequency bin over
