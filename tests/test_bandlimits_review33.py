@@ -83,9 +83,8 @@ _EXPERT_FRONTENDS = [
 
 
 def _expert(frontend: dict, seed: int) -> torch.nn.Module:
-    cfg = from_dict(DetectorConfig, {"frontend": frontend, "backend": {"name": "lcnn", "channels": 4}})
     torch.manual_seed(seed)
-    return build_detector(cfg).eval()
+    return build_detector(_cfg(frontend)).eval()
 
 
 def test_mixture_of_experts_differing_in_band_and_pre_emphasis_scores_each_as_alone(tmp_path):
