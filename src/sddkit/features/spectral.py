@@ -106,6 +106,12 @@ def mel_to_hz(mel: Tensor, scale: MelScale = "htk") -> Tensor:
     return torch.where(mel >= _SLANEY_MIN_LOG_MEL, log_part, linear)
 
 
+def _bin_frequencies(n_fft: int, sample_rate: int) -> Tensor:
+    """The rFFT bins' frequencies in Hz, float64 (n_fft // 2 + 1,): bin k lies at k * sr / n_fft (for an odd n_fft
+    the last one falls short of sr / 2)."""
+    return torch.arange(n_fft // 2 + 1, dtype=torch.float64, device="cpu") * (sample_rate / n_fft)
+
+
 def triangular_filterbank(edges_hz: Tensor, *, n_fft: int, sample_rate: int) -> Tensor:
     """Triangles on the rFFT bin frequencies: (n_filters, n_fft // 2 + 1) float32.
 
@@ -116,8 +122,7 @@ def triangular_filterbank(edges_hz: Tensor, *, n_fft: int, sample_rate: int) -> 
     edges = torch.as_tensor(edges_hz, dtype=torch.float64, device="cpu")
     if edges.dim() != 1 or edges.numel() < 3 or not bool((edges[1:] > edges[:-1]).all()):
         raise ValueError("edges_hz must be a 1-D increasing sequence of at least 3 frequencies")
-    # bin k lies at k * sr / n_fft (for an odd n_fft the last one falls short of sr / 2)
-    bins = torch.arange(n_fft // 2 + 1, dtype=torch.float64, device="cpu") * (sample_rate / n_fft)
+    bins = _bin_frequencies(n_fft, sample_rate)
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (bins[None, :] - lower) / (centre - lower)
     falling = (upper - bins[None, :]) / (upper - centre)
@@ -492,7 +497,7 @@ def _band_bins(n_fft: int, sample_rate: int, f_min: float, f_max: float | None) 
     """The rFFT bins whose frequency ``k * sample_rate / n_fft`` lies in ``[f_min, f_max]`` (None: Nyquist), as a
     slice (empty when the band falls between two bins); every bin for the full band."""
     f_max = sample_rate / 2.0 if f_max is None else f_max
-    bins = torch.arange(n_fft // 2 + 1, dtype=torch.float64, device="cpu") * (sample_rate / n_fft)
+    bins = _bin_frequencies(n_fft, sample_rate)
     inside = ((bins >= f_min) & (bins <= f_max)).nonzero().flatten().tolist()
     return slice(inside[0], inside[-1] + 1) if inside else slice(0, 0)
 
