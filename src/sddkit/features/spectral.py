@@ -149,10 +149,15 @@ def mel_filterbank(
     _check_band(f_min, f_max, sample_rate)
     edges = _mel_edges(n_mels, f_min, f_max, scale)
     fb = triangular_filterbank(edges, n_fft=n_fft, sample_rate=sample_rate)
-    # narrow low bands can fall between two FFT bins
-    if bool((fb.sum(dim=1) == 0).any()):
-        move = _widening_f_min(n_mels, f_min, f_max, scale, step=sample_rate / n_fft)
-        _warn_empty_filters(fb, f"{n_mels} mel filters", f"use fewer mels, a larger n_fft (now {n_fft}) or {move}")
+    # narrow low bands can fall between two FFT bins; which way f_min should move is worked out only for the warning
+    _warn_empty_filters(
+        fb,
+        f"{n_mels} mel filters",
+        lambda: (
+            f"use fewer mels, a larger n_fft (now {n_fft}) or "
+            + _widening_f_min(n_mels, f_min, f_max, scale, step=sample_rate / n_fft)
+        ),
+    )
     if norm == "slaney":
         fb = fb * (2.0 / (edges[2:] - edges[:-2])).to(torch.float32)[:, None]
     elif norm != "none":
@@ -212,11 +217,13 @@ def _check_fft_size(n_fft: int, sample_rate: int) -> None:
         raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
 
 
-def _warn_empty_filters(fb: Tensor, what: str, advice: str) -> None:
-    """Warn about filters (rows of ``fb``) without an FFT bin: their log energy is a constant row, the log floor."""
+def _warn_empty_filters(fb: Tensor, what: str, advice: str | Callable[[], str]) -> None:
+    """Warn about filters (rows of ``fb``) without an FFT bin: their log energy is a constant row, the log floor.
+    ``advice`` may be a function, called only when there is something to warn about."""
     empty = int((fb.sum(dim=1) == 0).sum())
     if empty:
-        warnings.warn(f"{empty} of the {what} cover no FFT bin (all zeros): {advice}", UserWarning, stacklevel=3)
+        said = advice() if callable(advice) else advice
+        warnings.warn(f"{empty} of the {what} cover no FFT bin (all zeros): {said}", UserWarning, stacklevel=3)
 
 
 def dct_matrix(n_in: int, n_out: int, dtype: torch.dtype = torch.float32) -> Tensor:
