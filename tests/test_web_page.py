@@ -6,9 +6,12 @@ installs them when missing and skips, saying why, only when they cannot be insta
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +27,9 @@ from sddkit.scoring.api import load_detector
 from sddkit.service.app import create_app
 
 SR = 16000
+# one lock for every process of every test run on this machine: only one of them installs the browser
+CHROMIUM_INSTALL_LOCK = Path(tempfile.gettempdir()) / "sddkit-tests-chromium-install.lock"
+APT_LOCK_WAIT_S = 300  # how long apt-get waits for a dpkg lock held by another process
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -42,26 +48,41 @@ def _browser_paths() -> tuple[str | None, str | None]:
 
 
 def _ensure_chromium() -> tuple[str, str]:
-    """Chromium + chromedriver paths, installing the Debian packages when missing (else skip)."""
+    """Chromium + chromedriver paths, installing the Debian packages when missing (else skip).
+
+    One process installs at a time (a lock file): on a fresh machine the suite's workers (pytest-xdist) reached the
+    install together, and every apt-get but the first failed on dpkg's lock, so their browser tests skipped although
+    the browser could be installed. apt-get also waits for a dpkg lock held by anything else on the machine."""
     browser, driver = _browser_paths()
     if browser and driver:
         return browser, driver
     if not shutil.which("apt-get") or os.geteuid() != 0:
         pytest.skip("chromium/chromium-driver are missing and cannot be installed here (no apt-get or not root)")
+    with open(CHROMIUM_INSTALL_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        browser, driver = _browser_paths()  # installed by the worker that held the lock before this one
+        if not (browser and driver):
+            _apt_install_chromium()
+    browser, driver = _browser_paths()
+    if not (browser and driver):
+        pytest.skip("chromium/chromedriver still missing after apt-get install")
+    return browser, driver
+
+
+def _apt_install_chromium() -> None:
+    """``apt-get install chromium chromium-driver`` (after an ``apt-get update`` if the first try fails); skips the
+    test, with apt-get's message, when it cannot."""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]
+    apt = ["apt-get", "-o", f"DPkg::Lock::Timeout={APT_LOCK_WAIT_S}"]
+    install = [*apt, "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]
     try:
         if subprocess.run(install, env=env, capture_output=True, timeout=600).returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=300)
+            subprocess.run([*apt, "update"], env=env, capture_output=True, timeout=300)
             done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
             if done.returncode != 0:
                 pytest.skip(f"apt-get could not install chromium: {done.stderr.strip()[-300:]}")
     except subprocess.TimeoutExpired:
         pytest.skip("installing chromium with apt-get timed out")
-    browser, driver = _browser_paths()
-    if not (browser and driver):
-        pytest.skip("chromium/chromedriver still missing after apt-get install")
-    return browser, driver
 
 
 def _chrome(tmp_path, monkeypatch):
