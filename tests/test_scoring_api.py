@@ -205,7 +205,7 @@ def test_real_model_matches_direct_forward_and_score_file(tmp_path):
     assert r.n_windows == 1 and r.score == pytest.approx(direct, rel=1e-5, abs=1e-6)
     sf.write(tmp_path / "x.wav", x, SR, subtype="FLOAT")
     assert det.score_file(tmp_path / "x.wav").score == pytest.approx(direct, rel=1e-5, abs=1e-6)
-    assert det.info["components"] == {"frontend": "logmel", "backend": "lcnn"}
+    assert det.info["components"] == {"frontend": "logmel", "backend": "lcnn", "band_hz": [20.0, 7600.0]}
     assert det.info["num_parameters"] == sum(p.numel() for p in model.parameters())
 
 

@@ -51,7 +51,7 @@ def _post(client, data: bytes, name: str = "x.wav", field: str = "file"):
 def test_health_model_and_openapi(client, model_dir):
     assert client.get("/healthz").json() == {"status": "ok", "model_loaded": True}
     m = client.get("/v1/model").json()
-    assert m["components"] == {"frontend": "logmel", "backend": "lcnn"}
+    assert m["components"] == {"frontend": "logmel", "backend": "lcnn", "band_hz": [20.0, 7600.0]}
     assert m["threshold"] == 0.25 and m["calibration"]["a"] == 1.5 and m["calibration"]["b"] == 0.2
     assert m["sample_rate"] == SR and m["window_samples"] == 8000 and m["hop_samples"] == 4000
     assert m["num_parameters"] == load_detector(model_dir).info["num_parameters"] > 0

@@ -146,6 +146,9 @@ def test_upload_in_browser_shows_decision_and_gate_weights(tmp_path, mixture_dir
             wait = WebDriverWait(drv, 60)
             drv.get(url)
             wait.until(ec.text_to_be_present_in_element((By.ID, "model-info"), "mixture"))
+            # each expert's front-end with its band (GET /v1/model's band_hz)
+            shown_model = drv.find_element(By.ID, "model-info").text
+            assert "mel_lcnn: logmel (20-7600 Hz)+lcnn, lfcc_linear: lfcc (0-8000 Hz)+linear" in shown_model
             drv.find_element(By.ID, "file").send_keys(str(wav))
             drv.find_element(By.ID, "submit").click()
             wait.until(lambda d: d.find_element(By.ID, "decision").get_attribute("data-decision"))

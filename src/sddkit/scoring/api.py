@@ -915,20 +915,46 @@ def model_info(model: nn.Module, *, architecture: str, model_config: dict[str, A
 
 
 def _component_names(model_config: dict[str, Any]) -> dict[str, Any]:
-    """frontend/backend names of a detector; per-expert names and the gate of a mixture."""
+    """frontend/backend names of a detector; per-expert names and the gate of a mixture. A front-end with a
+    frequency band (``f_min``/``f_max``: logmel, lfb, lfcc, mgd, cqt, ...) adds ``band_hz``, ``[f_min, f_max]`` in Hz
+    with the defaults and a null f_max (Nyquist) resolved: two experts of one front-end on different bands (a
+    4-8 kHz ``lfb`` beside a 0-8 kHz one) read as the same ``lfb`` otherwise."""
 
     def name(spec: Any) -> Any:
         return spec.get("name") if isinstance(spec, dict) else spec
+
+    def parts(spec: dict[str, Any]) -> dict[str, Any]:
+        out = {"frontend": name(spec.get("frontend")), "backend": name(spec.get("backend"))}
+        band = _frontend_band(spec.get("frontend"))
+        if band is not None:
+            out["band_hz"] = band
+        return out
 
     if "experts" in model_config:
         experts = model_config.get("experts", [])
         # mixtures saved before expert_names existed: the default names
         names = model_config.get("expert_names") or [f"expert{i}" for i in range(len(experts))]
         return {
-            "experts": [
-                {"name": str(n), "frontend": name(e.get("frontend")), "backend": name(e.get("backend"))}
-                for n, e in zip(names, experts)
-            ],
+            "experts": [{"name": str(n), **parts(e)} for n, e in zip(names, experts)],
             "gate": name(model_config.get("gate")),
         }
-    return {"frontend": name(model_config.get("frontend")), "backend": name(model_config.get("backend"))}
+    return parts(model_config)
+
+
+def _frontend_band(spec: Any) -> list[float] | None:
+    """``[f_min, f_max]`` in Hz of a front-end spec whose config has a band, defaults and null ends resolved as the
+    front-end resolves them; None for one without (an encoder, a logspec) or a spec the registry cannot read (the
+    model loaded, so this is only a plugin that is not imported here: the band is then left out, not guessed)."""
+    from sddkit.registry import get_registry
+
+    try:
+        cfg = get_registry("frontend").parse(spec).config
+    except (ValueError, TypeError):  # ConfigError is a ValueError; a description never refuses a model that loaded
+        return None
+    if cfg is None or not hasattr(cfg, "f_min") or not hasattr(cfg, "f_max"):
+        return None
+    nyquist = float(getattr(cfg, "sample_rate", 16000)) / 2.0
+    f_max = getattr(cfg, "resolved_f_max", cfg.f_max)
+    f_max = nyquist if f_max is None else float(f_max)
+    f_min = getattr(cfg, "resolved_f_min", cfg.f_min)
+    return None if f_min is None else [float(f_min), f_max]

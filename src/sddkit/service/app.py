@@ -238,7 +238,8 @@ class ModelResponse(BaseModel):
     backend: str | None = Field(description="'torch' or 'onnx'")
     architecture: str | None
     components: dict[str, Any] | None = Field(
-        description="frontend and backend names, or a mixture's experts (name, frontend, backend) and gate"
+        description="frontend and backend names, or a mixture's experts (name, frontend, backend) and gate; a "
+        "front-end with a frequency band adds band_hz, [f_min, f_max] in Hz (defaults and a null f_max resolved)"
     )
     num_parameters: int | None
     weights_digest: str | None

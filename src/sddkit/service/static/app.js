@@ -34,13 +34,16 @@
   // after the browser has uploaded all of it only to get a 413
   let maxUploadMb = null;
 
+  // a front-end's frequency band where it has one: two experts of one front-end on different bands read alike
+  const band = (p) => (Array.isArray(p.band_hz) ? " (" + p.band_hz[0] + "-" + p.band_hz[1] + " Hz)" : "");
+
   function describeComponents(c) {
     if (!c) return "?";
     if (c.experts) {
-      const ex = c.experts.map((e) => (e.name ? e.name + ": " : "") + e.frontend + "+" + e.backend).join(", ");
-      return "mixture of [" + ex + "] with gate " + c.gate;
+      const ex = c.experts.map((e) => (e.name ? e.name + ": " : "") + e.frontend + band(e) + "+" + e.backend);
+      return "mixture of [" + ex.join(", ") + "] with gate " + c.gate;
     }
-    return c.frontend + " + " + c.backend;
+    return c.frontend + band(c) + " + " + c.backend;
   }
 
   // the map itself says whether scores are calibrated: a hand-set a, b carries no prior
