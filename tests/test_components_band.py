@@ -59,3 +59,23 @@ def test_band_defaults_are_resolved_and_band_less_front_ends_carry_none():
         "frontend": "not_registered",
         "backend": "lcnn",
     }
+
+
+def test_every_front_end_config_with_a_band_resolves_it_as_its_checks_do():
+    # band_hz is what the description reads: a front-end with f_min/f_max but no band_hz would lose its band there
+    import dataclasses
+
+    from sddkit.registry import get_registry
+
+    banded = []
+    for entry in get_registry("frontend").entries():
+        if entry.config_cls is None or not dataclasses.is_dataclass(entry.config_cls):
+            continue
+        names = {f.name for f in dataclasses.fields(entry.config_cls)}
+        if {"f_min", "f_max"} <= names:
+            banded.append(entry.name)
+            cfg = entry.config_cls(f_max=4000.0)
+            assert cfg.band_hz[1] == 4000.0
+            nyquist = entry.config_cls(f_max=None)
+            assert nyquist.band_hz[1] == nyquist.sample_rate / 2.0
+    assert {"logmel", "lfb", "lfcc", "mgd", "cqt"} <= set(banded)

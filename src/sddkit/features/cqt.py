@@ -178,6 +178,11 @@ class CQTConfig:
         return default_f_min(self.resolved_f_max) if self.f_min is None else float(self.f_min)
 
     @property
+    def band_hz(self) -> tuple[float, float]:
+        """``(f_min, f_max)`` in Hz as resolved (the spectral front-ends' ``band_hz``)."""
+        return self.resolved_f_min, self.resolved_f_max
+
+    @property
     def resolved_gamma(self) -> float:
         return baseline_gamma(self.bins_per_octave) if self.gamma is None else float(self.gamma)
 

@@ -56,8 +56,8 @@ import torch
 from torch import Tensor
 
 from sddkit.features.spectral import (
+    _BandConfig,
     _check_band,
-    _FramingConfig,
     _PowerSpectrum,
     _real_stft,
     append_deltas,
@@ -77,7 +77,7 @@ DelayOrigin = Literal["center", "start"]
 
 
 @dataclass
-class ModifiedGroupDelayConfig(_FramingConfig):
+class ModifiedGroupDelayConfig(_BandConfig):
     """Modified group delay: 25 ms Hamming window, 10 ms hop, 512-point FFT, alpha 0.4, gamma 0.9, log|X| smoothed on
     its first 30 DCT coefficients, averaged over 120 linear filters (0-8 kHz). ``n_coeffs`` (None: the gram) gives
     its cepstrum, MGDCC: c1 .. c_n_coeffs of an orthonormal DCT-II over the bands (``with_c0``: c0 ..
@@ -115,8 +115,8 @@ class ModifiedGroupDelayConfig(_FramingConfig):
             raise ValueError(f"smooth_coeffs must be in [1, n_fft // 2 + 1 = {bins}], got {self.smooth_coeffs}")
         if self.n_filters is not None and self.n_filters <= 0:
             raise ValueError(f"n_filters must be > 0 (or null for every FFT bin), got {self.n_filters}")
-        _check_band(self.f_min, self.sample_rate / 2.0 if self.f_max is None else self.f_max, self.sample_rate)
-        narrowed = self.f_min != 0.0 or self.f_max not in (None, self.sample_rate / 2.0)
+        _check_band(*self.band_hz, self.sample_rate)
+        narrowed = self.band_hz != (0.0, self.sample_rate / 2.0)
         if self.n_filters is None and narrowed:
             # the band only places the filters: without them every bin up to Nyquist came out, the band ignored
             raise ValueError(

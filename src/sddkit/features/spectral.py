@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -538,7 +538,23 @@ class _FramingConfig:
 
 
 @dataclass
-class LogMelConfig(_FramingConfig):
+class _BandConfig(_FramingConfig):
+    """Framing plus a band from ``f_min`` to ``f_max`` in Hz (``f_max`` null: Nyquist). Each subclass declares
+    the two fields with its own defaults; the band is resolved here, once, for its checks and for a model's
+    description (``band_hz`` of ``GET /v1/model``)."""
+
+    if TYPE_CHECKING:  # fields of the subclasses, not of this class: a default here would reorder theirs
+        f_min: float
+        f_max: float | None
+
+    @property
+    def band_hz(self) -> tuple[float, float]:
+        """``(f_min, f_max)`` in Hz, a null ``f_max`` resolved to the Nyquist frequency."""
+        return self.f_min, self.sample_rate / 2.0 if self.f_max is None else self.f_max
+
+
+@dataclass
+class LogMelConfig(_BandConfig):
     """Log-Mel filterbank energies: 25 ms Hann window, 10 ms hop, 80 HTK-mel bands over 20-7600 Hz.
 
     top_db: if set, every band energy is floored at the input's loudest one minus ``top_db``
@@ -558,11 +574,11 @@ class LogMelConfig(_FramingConfig):
         _check_log_options(self.log_floor, self.top_db)
         if self.n_mels <= 0:
             raise ValueError(f"n_mels must be > 0, got {self.n_mels}")
-        _check_band(self.f_min, self.sample_rate / 2.0 if self.f_max is None else self.f_max, self.sample_rate)
+        _check_band(*self.band_hz, self.sample_rate)
 
 
 @dataclass
-class LogLinearFilterbankConfig(_FramingConfig):
+class LogLinearFilterbankConfig(_BandConfig):
     """Log energies of linearly spaced triangular filters (LFCC's filterbank, without its DCT): 25 ms Hann
     window, 10 ms hop, 120 filters over 0-8000 Hz (centres 66 Hz apart at 16 kHz, each filter spanning about four
     FFT bins of 31.25 Hz).
@@ -583,7 +599,7 @@ class LogLinearFilterbankConfig(_FramingConfig):
         _check_log_options(self.log_floor, self.top_db)
         if self.n_filters <= 0:
             raise ValueError(f"n_filters must be > 0, got {self.n_filters}")
-        _check_band(self.f_min, self.sample_rate / 2.0 if self.f_max is None else self.f_max, self.sample_rate)
+        _check_band(*self.band_hz, self.sample_rate)
 
 
 @dataclass
@@ -603,7 +619,7 @@ class LinearSpectrogramConfig(_FramingConfig):
 
 
 @dataclass
-class LFCCConfig(_FramingConfig):
+class LFCCConfig(_BandConfig):
     """LFCC as in the ASVspoof 2019 LFCC-GMM baseline (Sahidullah et al., Interspeech 2015).
 
     Pre-emphasis 0.97, 20 ms Hamming window, 10 ms hop, 512-point FFT, 20 linear triangular
@@ -640,7 +656,7 @@ class LFCCConfig(_FramingConfig):
         _check_log_options(self.log_floor, self.top_db)
         if self.n_filters <= 0 or not 0 < self.n_coeffs <= self.n_filters:
             raise ValueError(f"need 0 < n_coeffs <= n_filters, got {self.n_coeffs}, {self.n_filters}")
-        _check_band(self.f_min, self.sample_rate / 2.0 if self.f_max is None else self.f_max, self.sample_rate)
+        _check_band(*self.band_hz, self.sample_rate)
         check_delta_width(self.delta_width)
 
 

@@ -942,19 +942,15 @@ def _component_names(model_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _frontend_band(spec: Any) -> list[float] | None:
-    """``[f_min, f_max]`` in Hz of a front-end spec whose config has a band, defaults and null ends resolved as the
-    front-end resolves them; None for one without (an encoder, a logspec) or a spec the registry cannot read (the
-    model loaded, so this is only a plugin that is not imported here: the band is then left out, not guessed)."""
+    """``[f_min, f_max]`` in Hz of a front-end spec whose config has a band (its ``band_hz``: defaults and a null
+    f_max resolved as the front-end resolves them); None for one without (an encoder, a logspec) or a spec the
+    registry cannot read (the model loaded, so this is only a plugin that is not imported here: the band is then
+    left out, not guessed)."""
     from sddkit.registry import get_registry
 
     try:
         cfg = get_registry("frontend").parse(spec).config
     except (ValueError, TypeError):  # ConfigError is a ValueError; a description never refuses a model that loaded
         return None
-    if cfg is None or not hasattr(cfg, "f_min") or not hasattr(cfg, "f_max"):
-        return None
-    nyquist = float(getattr(cfg, "sample_rate", 16000)) / 2.0
-    f_max = getattr(cfg, "resolved_f_max", cfg.f_max)
-    f_max = nyquist if f_max is None else float(f_max)
-    f_min = getattr(cfg, "resolved_f_min", cfg.f_min)
-    return None if f_min is None else [float(f_min), f_max]
+    band = getattr(cfg, "band_hz", None)
+    return None if band is None else [float(band[0]), float(band[1])]
