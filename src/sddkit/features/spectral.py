@@ -500,10 +500,9 @@ def _check_band(f_min: float, f_max: float, sample_rate: int) -> None:
         )
 
 
-def _band_bins(n_fft: int, sample_rate: int, f_min: float, f_max: float | None) -> slice:
-    """The rFFT bins whose frequency ``k * sample_rate / n_fft`` lies in ``[f_min, f_max]`` (None: Nyquist), as a
-    slice (empty when the band falls between two bins); every bin for the full band."""
-    f_max = sample_rate / 2.0 if f_max is None else f_max
+def _band_bins(n_fft: int, sample_rate: int, f_min: float, f_max: float) -> slice:
+    """The rFFT bins whose frequency ``k * sample_rate / n_fft`` lies in ``[f_min, f_max]`` (a config's resolved
+    ``band_hz``), as a slice (empty when the band falls between two bins); every bin for the full band."""
     bins = _bin_frequencies(n_fft, sample_rate)
     inside = ((bins >= f_min) & (bins <= f_max)).nonzero().flatten().tolist()
     return slice(inside[0], inside[-1] + 1) if inside else slice(0, 0)
@@ -843,7 +842,7 @@ class LFCC(_PowerSpectrum):
         self.register_buffer("dct", dct_matrix(cfg.n_filters, cfg.n_coeffs), persistent=False)
         # with_energy's bins: those of the band. Summed over every bin, a band-limited LFCC's c0 was the full band's
         # energy (for a 4-8 kHz LFCC mostly the speech below 4 kHz), what its band limit was set to keep out
-        self._energy_bins = _band_bins(cfg.n_fft, cfg.sample_rate, cfg.f_min, cfg.f_max)
+        self._energy_bins = _band_bins(cfg.n_fft, cfg.sample_rate, *cfg.band_hz)
 
     @property
     def output_dim(self) -> int:
